@@ -1,0 +1,79 @@
+import { Command, Option } from "commander";
+import { usageError } from "../../errors.js";
+import { checkDeviceId } from "../inputs.js";
+import { say } from "../output.js";
+
+const LAB_HELP = `
+The lab platform speaks dojot's EJBCA-REST API behind Kong (POST /auth, GET /ca/<name>,
+POST /sign/<device>/pkcs10) so the agent can be run and tested without a dojot deployment.
+Its CA (CN=IOTmidCA, O=EJBCA IOT, C=SE) and state are kept in --dir and survive a restart.
+The admin user's password comes from CERT_RETRIEVER_LAB_PASSWORD, or is generated on first
+start and printed once. It is a test tool: plain HTTP, meant for 127.0.0.1.
+`;
+
+/** `cert-retriever lab`: the dojot-compatible lab platform and its devices. */
+export function labCommand(state: { exitCode: number }): Command {
+  const lab = new Command("lab").summary("a dojot-compatible lab platform for demos and tests").addHelpText("after", LAB_HELP);
+
+  lab
+    .command("serve")
+    .description("serve dojot's API on --listen until interrupted; prints the URL on stdout")
+    .requiredOption("--dir <dir>", "where the lab keeps its CA and state")
+    .option("--listen <host:port>", "address to listen on (port 0 picks a free one)", "127.0.0.1:8000")
+    .addOption(new Option("--cert-profile <profile>", "cfree: RSA 2048-8192 only, as dojot; open: also ECDSA P-256/P-384 and URI names").choices(["cfree", "open"]).default("cfree"))
+    .option("--auto-register", "create the end entity on the first signing request for an unknown device")
+    .option("--token-lifetime <seconds>", "JWT lifetime", "420")
+    .action(async (flags: { dir: string; listen: string; certProfile: "cfree" | "open"; autoRegister?: boolean; tokenLifetime: string }) => {
+      const { host, port } = parseListen(flags.listen);
+      const tokenLifetime = Number.parseInt(flags.tokenLifetime, 10);
+      if (!(tokenLifetime > 0)) throw usageError(`--token-lifetime '${flags.tokenLifetime}' is not a positive number of seconds`);
+      const [{ startLab }, { softwareCrypto }] = await Promise.all([import("../../lab/server.js"), import("../../crypto/provider.js")]);
+      const running = await startLab({
+        dir: flags.dir,
+        host,
+        port,
+        crypto: softwareCrypto(),
+        certProfile: flags.certProfile,
+        autoRegister: Boolean(flags.autoRegister),
+        adminPassword: process.env.CERT_RETRIEVER_LAB_PASSWORD || undefined,
+        tokenLifetime,
+      });
+      if (running.generatedPassword) {
+        say(`lab: created user 'admin' with password ${running.generatedPassword} (shown once; set CERT_RETRIEVER_LAB_PASSWORD to choose it)`);
+      }
+      say(`lab: CA ${running.ca.cert.subject} in ${flags.dir}; profile ${flags.certProfile}`);
+      process.stdout.write(`${running.url}\n`);
+      await new Promise<void>((resolve) => {
+        const stop = () => resolve();
+        process.once("SIGINT", stop);
+        process.once("SIGTERM", stop);
+      });
+      await running.close();
+      state.exitCode = 0;
+    });
+
+  const device = lab.command("device").description("register lab devices (EJBCA end entities)");
+  for (const action of ["add", "reset"] as const) {
+    device
+      .command(action)
+      .description(action === "add" ? "register a device (end entity in NEW state, password 'dojot')" : "put a device back to NEW so it can be issued again")
+      .requiredOption("--dir <dir>", "the lab's directory")
+      .argument("<id>", "device id")
+      .action(async (id: string, flags: { dir: string }) => {
+        const { setDevice } = await import("../../lab/server.js");
+        await setDevice(flags.dir, checkDeviceId(id), action).catch((err: Error) => {
+          throw usageError(err.message);
+        });
+        say(`lab: device '${id}' ${action === "add" ? "registered" : "reset"} (NEW)`);
+        state.exitCode = 0;
+      });
+  }
+  return lab;
+}
+
+function parseListen(value: string): { host: string; port: number } {
+  const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(value);
+  const port = m ? Number.parseInt(m[3]!, 10) : NaN;
+  if (!m || port > 65535) throw usageError(`--listen '${value}' is not HOST:PORT`, "use e.g. --listen 127.0.0.1:0");
+  return { host: (m[1] ?? m[2])!, port };
+}

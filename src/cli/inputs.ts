@@ -1,0 +1,137 @@
+import { readFile } from "node:fs/promises";
+import { isIP } from "node:net";
+import { CertRetrieverError, describeCause, usageError } from "../errors.js";
+import { ExitCode } from "../exit-codes.js";
+import type { SubjectAltNames } from "../pipeline/build-csr.js";
+
+/** Refuses a device id that could not be a file name inside the output directory. */
+export function checkDeviceId(id: string | undefined): string {
+  if (!id) throw usageError("a device id is required", "pass --device-id or set CERT_RETRIEVER_DEVICE_ID");
+  if (id === "." || id === ".." || /[/\\]/.test(id) || /[\u0000-\u001f\u007f]/.test(id) || id.length > 200) {
+    throw usageError(
+      `the device id ${JSON.stringify(id)} is not usable: it must be at most 200 characters, without '/', '\\' or control characters, and not '.' or '..'`,
+      "pass the platform's device id with --device-id",
+    );
+  }
+  return id;
+}
+
+/** Parses the platform URL and refuses plain http beyond loopback unless allowed. */
+export function checkPlatformUrl(value: string | undefined, allowHttp: boolean, warn: (line: string) => void): URL {
+  if (!value) throw usageError("the platform URL is required", "pass --platform http(s)://HOST:PORT or set CERT_RETRIEVER_PLATFORM");
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    throw usageError(`the platform URL '${value}' is not a URL`, "pass --platform like https://dojot.example.com or http://localhost:8000");
+  }
+  if (url.username || url.password) {
+    throw usageError("the platform URL must not contain credentials", "pass the user with --username and the password from a file or stdin");
+  }
+  if (url.protocol !== "https:" && url.protocol !== "http:") {
+    throw usageError(`the platform URL must start with https:// or http://, not ${url.protocol}//`);
+  }
+  if (url.protocol === "http:" && !isLoopback(url.hostname)) {
+    if (!allowHttp) {
+      throw usageError(
+        `refusing plain http to ${url.host}: the password, the token and the CA certificate would travel in clear`,
+        "use https://, or pass --allow-http if this network is trusted",
+      );
+    }
+    warn(`warning: --allow-http: the password, the token and the CA certificate travel in clear to ${url.host}`);
+  }
+  return url;
+}
+
+/** Whether a URL host is this machine. */
+export function isLoopback(hostname: string): boolean {
+  const host = hostname.replace(/^\[|\]$/g, "");
+  return host === "localhost" || host === "::1" || (isIP(host) === 4 && host.startsWith("127."));
+}
+
+const DNS_NAME = /^(\*\.)?([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$/;
+
+/** Checks the requested subject alternative names. */
+export function checkSans(dns: string[], ip: string[], uri: string[]): SubjectAltNames {
+  for (const name of dns) {
+    if (!DNS_NAME.test(name) || name.length > 253) throw usageError(`--dns '${name}' is not a DNS name`);
+  }
+  for (const addr of ip) {
+    if (isIP(addr) === 0) throw usageError(`--ip '${addr}' is not an IPv4 or IPv6 address`);
+  }
+  for (const u of uri) {
+    let ok = false;
+    try {
+      ok = /^[a-z][a-z0-9+.-]*:$/i.test(new URL(u).protocol);
+    } catch {
+      ok = false;
+    }
+    if (!ok) throw usageError(`--uri '${u}' is not an absolute URI such as spiffe://example.com/device/1`);
+  }
+  return { dns, ip, uri };
+}
+
+/** Where the password comes from; it is never a command-line argument. */
+export interface PasswordSource {
+  file?: string;
+  stdin?: boolean;
+  env?: string;
+}
+
+/**
+ * Returns a reader of the password from a file, stdin or the environment, in that order of
+ * preference. Fails with a usage error naming the options if none is given.
+ */
+export function passwordReader(source: PasswordSource, what = "password"): () => Promise<string> {
+  if (source.file && source.stdin) throw usageError(`give the ${what} either with a file or on stdin, not both`);
+  if (!source.file && !source.stdin && source.env === undefined) {
+    throw usageError(
+      `no ${what} given`,
+      "pass --password-file FILE or --password-stdin, or set CERT_RETRIEVER_PASSWORD (never on the command line)",
+    );
+  }
+  return async () => {
+    let text: string;
+    if (source.file) {
+      try {
+        text = await readFile(source.file, "utf8");
+      } catch (err) {
+        throw new CertRetrieverError(`cannot read the ${what} file ${source.file}: ${describeCause(err)}`, {
+          step: "config",
+          exitCode: ExitCode.CONFIG,
+          hint: "check the path given to --password-file",
+        });
+      }
+    } else if (source.stdin) {
+      text = await readStdin();
+    } else {
+      text = source.env!;
+    }
+    const value = text.replace(/\r?\n$/, "");
+    if (!value) throw usageError(`the ${what} is empty`);
+    return value;
+  };
+}
+
+async function readStdin(): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks).toString("utf8");
+}
+
+/** A secret's value must never be echoed: an argv that tries to pass one is refused without repeating it. */
+export function refuseSecretsOnArgv(argv: string[]): void {
+  for (const arg of argv) {
+    if (/^--?(password|passwd|pass|entity-password)(=|$)/i.test(arg)) {
+      throw usageError(
+        "a password is never accepted as a command-line argument (other users can read a process's arguments)",
+        "use --password-file FILE, --password-stdin or CERT_RETRIEVER_PASSWORD",
+      );
+    }
+  }
+}
+
+/** Commander's messages quote unknown options as typed; drop any `=value` so a mistyped secret flag leaks nothing. */
+export function redactOptionValues(message: string): string {
+  return message.replace(/'(-{1,2}[^'=\s]+)=[^']*'/g, "'$1=…'");
+}

@@ -1,0 +1,46 @@
+import { readFileSync } from "node:fs";
+import { Command, CommanderError } from "commander";
+import { ExitCode } from "../exit-codes.js";
+import { enrollCommand } from "./commands/enroll.js";
+import { labCommand } from "./commands/lab.js";
+import { redactOptionValues, refuseSecretsOnArgv } from "./inputs.js";
+import { exitCodesHelp, reportError } from "./output.js";
+
+/** The version from package.json. */
+function version(): string {
+  const pkg = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version: string };
+  return pkg.version;
+}
+
+/** Runs the CLI with `argv` (without node and the script) and returns the exit code. The only place that prints errors. */
+export async function main(argv: string[]): Promise<number> {
+  const state = { debug: argv.includes("--debug"), exitCode: ExitCode.OK as number };
+  const program = new Command("cert-retriever")
+    .description("Gives an IoT device its X.509 identity from a dojot platform.")
+    .version(version(), "-V, --version")
+    .option("--debug", "show stack traces and causes of errors")
+    .addHelpText("after", exitCodesHelp())
+    .showHelpAfterError("(run with --help for usage)")
+    .exitOverride()
+    .configureOutput({ outputError: (text, write) => write(redactOptionValues(text)) });
+  program.addCommand(enrollCommand(state));
+  program.addCommand(labCommand(state));
+  for (const cmd of allCommands(program)) {
+    cmd.exitOverride().configureOutput({ outputError: (text, write) => write(redactOptionValues(text)) });
+  }
+  try {
+    refuseSecretsOnArgv(argv);
+    await program.parseAsync(argv, { from: "user" });
+    return state.exitCode;
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      const ok = ["commander.helpDisplayed", "commander.version", "commander.help"].includes(err.code);
+      return ok ? ExitCode.OK : ExitCode.USAGE;
+    }
+    return reportError(err, state.debug);
+  }
+}
+
+function allCommands(cmd: Command): Command[] {
+  return [cmd, ...cmd.commands.flatMap(allCommands)];
+}

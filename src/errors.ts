@@ -1,0 +1,57 @@
+import { ExitCode } from "./exit-codes.js";
+
+/** The steps of an enrollment, in order, plus the phases before and after it. */
+export type Step =
+  | "usage"
+  | "config"
+  | "check-existing"
+  | "lock"
+  | "authenticate"
+  | "fetch-ca"
+  | "generate-key"
+  | "build-csr"
+  | "submit-csr"
+  | "validate"
+  | "store"
+  | "lab";
+
+/** Options of a {@link CertRetrieverError}. */
+export interface ErrorDetails {
+  step: Step;
+  exitCode: ExitCode;
+  /** What the user can do about it: a flag, a variable, a platform action. */
+  hint?: string;
+  cause?: unknown;
+}
+
+/**
+ * The one error family of cert-retriever. Its message is a single sentence naming what failed;
+ * it never contains a secret. The CLI prints it once and exits with `exitCode`.
+ */
+export class CertRetrieverError extends Error {
+  readonly step: Step;
+  readonly exitCode: ExitCode;
+  readonly hint?: string;
+
+  constructor(message: string, details: ErrorDetails) {
+    super(message, details.cause === undefined ? undefined : { cause: details.cause });
+    this.name = "CertRetrieverError";
+    this.step = details.step;
+    this.exitCode = details.exitCode;
+    this.hint = details.hint;
+  }
+}
+
+/** A usage error (exit 2): a flag or argument is missing or invalid. */
+export function usageError(message: string, hint?: string): CertRetrieverError {
+  return new CertRetrieverError(message, { step: "usage", exitCode: ExitCode.USAGE, hint });
+}
+
+/** The message of any thrown value, for wrapping causes into one sentence. */
+export function describeCause(err: unknown): string {
+  if (err instanceof Error) {
+    const code = (err as NodeJS.ErrnoException).code;
+    return code && !err.message.includes(code) ? `${err.message} (${code})` : err.message;
+  }
+  return String(err);
+}

@@ -1,0 +1,32 @@
+/** The exit-code table. systemd units and factory scripts depend on these numbers: never renumber. */
+export const ExitCode = {
+  OK: 0,
+  UNEXPECTED: 1,
+  USAGE: 2,
+  CONFIG: 3,
+  AUTH: 10,
+  CA: 11,
+  KEYGEN: 12,
+  CSR: 13,
+  VALIDATION: 14,
+  STORAGE: 15,
+  TEMPORARY: 75,
+} as const;
+
+/** One of the exit codes above. */
+export type ExitCode = (typeof ExitCode)[keyof typeof ExitCode];
+
+/** What each exit code means, for `--help` and the README. */
+export const EXIT_CODE_MEANINGS: ReadonlyArray<readonly [ExitCode, string]> = [
+  [ExitCode.OK, "success (or valid credentials already present)"],
+  [ExitCode.UNEXPECTED, "unexpected error (a bug: please report it with --debug output)"],
+  [ExitCode.USAGE, "usage: a flag or argument is missing or invalid"],
+  [ExitCode.CONFIG, "configuration: a file or setting could not be read"],
+  [ExitCode.AUTH, "authentication: the platform refused the user, password or token"],
+  [ExitCode.CA, "CA certificate: could not be fetched or is not trustworthy"],
+  [ExitCode.KEYGEN, "key generation failed"],
+  [ExitCode.CSR, "the platform rejected the certificate request"],
+  [ExitCode.VALIDATION, "the issued certificate failed validation (nothing was written)"],
+  [ExitCode.STORAGE, "the credentials could not be stored (previous ones left intact)"],
+  [ExitCode.TEMPORARY, "temporary failure (platform unreachable, overloaded): try again later"],
+];

@@ -1,0 +1,9 @@
+/** Library API of cert-retriever: it never prints and never exits; the CLI in `cli/` does. */
+export { enroll, ENROLL_STEPS, type EnrollOptions, type EnrollEvent, type EnrollResult } from "./pipeline/enroll.js";
+export { CertRetrieverError, type Step } from "./errors.js";
+export { ExitCode, EXIT_CODE_MEANINGS } from "./exit-codes.js";
+export { DojotLegacyClient, type DojotLegacyOptions } from "./platform/dojot-legacy.js";
+export type { PlatformClient, Session } from "./platform/types.js";
+export { softwareCrypto, type CryptoProvider } from "./crypto/provider.js";
+export { KEY_TYPES, type KeyType } from "./crypto/keys.js";
+export { startLab, setDevice, type LabOptions, type RunningLab } from "./lab/server.js";

@@ -1,0 +1,83 @@
+import { randomBytes, scryptSync, timingSafeEqual } from "node:crypto";
+import { mkdir, open, readFile, rename } from "node:fs/promises";
+import { join } from "node:path";
+
+/** An EJBCA end entity: the device, its password and state (NEW = 10, GENERATED = 40). */
+export interface EndEntity {
+  password: string;
+  status: "NEW" | "GENERATED";
+  issued: string[];
+}
+
+/** A dojot user of the lab. */
+export interface LabUser {
+  id: number;
+  service: string;
+  active: boolean;
+  salt: string;
+  hash: string;
+}
+
+/** Everything the lab keeps between restarts, in `<dir>/state.json`. */
+export interface LabState {
+  jwtSecret: string;
+  users: Record<string, LabUser>;
+  devices: Record<string, EndEntity>;
+}
+
+const STATE_FILE = "state.json";
+
+/** Reads the lab state of `dir`, or undefined if the lab was never started there. */
+export async function loadState(dir: string): Promise<LabState | undefined> {
+  try {
+    return JSON.parse(await readFile(join(dir, STATE_FILE), "utf8")) as LabState;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+    throw err;
+  }
+}
+
+/** Writes the lab state atomically (staged and renamed), mode 0600: it holds the JWT secret. */
+export async function saveState(dir: string, state: LabState): Promise<void> {
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  const tmp = join(dir, `.${STATE_FILE}.${process.pid}.${randomBytes(4).toString("hex")}`);
+  const handle = await open(tmp, "wx", 0o600);
+  try {
+    await handle.writeFile(JSON.stringify(state, null, 2));
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+  await rename(tmp, join(dir, STATE_FILE));
+}
+
+/** Reads, changes and writes the state in one go, for the CLI and the server alike. */
+export async function updateState<T>(dir: string, change: (state: LabState) => T): Promise<T> {
+  const state = await loadState(dir);
+  if (!state) throw new Error(`no lab in ${dir}: start it once with 'cert-retriever lab serve --dir ${dir}'`);
+  const result = change(state);
+  await saveState(dir, state);
+  return result;
+}
+
+/** A new state with the `admin` user (tenant `admin`) and the given password. */
+export function newState(adminPassword: string): LabState {
+  return { jwtSecret: randomBytes(32).toString("hex"), users: { admin: makeUser(1, "admin", adminPassword) }, devices: {} };
+}
+
+/** A user record with a scrypt hash of the password. */
+export function makeUser(id: number, service: string, password: string): LabUser {
+  const salt = randomBytes(16).toString("hex");
+  return { id, service, active: true, salt, hash: scryptSync(password, salt, 32).toString("hex") };
+}
+
+/** Whether `password` is the user's. */
+export function checkPassword(user: LabUser, password: string): boolean {
+  const hash = scryptSync(password, user.salt, 32);
+  return timingSafeEqual(hash, Buffer.from(user.hash, "hex"));
+}
+
+/** A new end entity in NEW state with dojot's password. */
+export function newEndEntity(): EndEntity {
+  return { password: "dojot", status: "NEW", issued: [] };
+}

@@ -1,0 +1,28 @@
+import { createHash } from "node:crypto";
+import * as x509 from "../crypto/x509.js";
+import { CertRetrieverError, describeCause, type Step } from "../errors.js";
+import type { ExitCode } from "../exit-codes.js";
+
+/** Parses DER (or PEM) as an X.509 certificate, or fails at `step` with `exitCode`, naming `what`. */
+export function parseCertificate(data: Uint8Array | string, what: string, step: Step, exitCode: ExitCode): x509.X509Certificate {
+  try {
+    return new x509.X509Certificate(typeof data === "string" ? data : new Uint8Array(data));
+  } catch (err) {
+    throw new CertRetrieverError(`${step} failed: ${what} is not an X.509 certificate (${describeCause(err)})`, {
+      step,
+      exitCode,
+      cause: err,
+    });
+  }
+}
+
+/** SHA-256 of the DER, as uppercase hex pairs joined by colons (the form openssl and dojot print). */
+export function sha256Fingerprint(cert: x509.X509Certificate): string {
+  const hex = createHash("sha256").update(new Uint8Array(cert.rawData)).digest("hex").toUpperCase();
+  return hex.match(/../g)!.join(":");
+}
+
+/** The first CN of a certificate's subject, if any. */
+export function commonName(cert: x509.X509Certificate): string | undefined {
+  return cert.subjectName.getField("CN")[0];
+}

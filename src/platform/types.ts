@@ -1,0 +1,60 @@
+/** A platform session: the JWT (memory only) and what it says about the caller. */
+export interface Session {
+  jwt: string;
+  /** The tenant (`service` claim). */
+  tenant?: string;
+  /** When the token expires (`exp` claim), if it says. */
+  expiresAt?: Date;
+}
+
+/** The CA certificate as the platform delivered it. */
+export interface FetchedCa {
+  der: Uint8Array;
+}
+
+/** What the platform needs to sign a device's certificate. */
+export interface SignRequest {
+  deviceId: string;
+  /** The CSR, DER-encoded. */
+  csrDer: Uint8Array;
+}
+
+/** The issued certificate, DER-encoded, as the platform delivered it. */
+export interface Issued {
+  der: Uint8Array;
+}
+
+/**
+ * What the enrollment pipeline needs from a platform. It knows nothing of the CLI; each platform
+ * API (dojot EJBCA-REST, later x509-identity-mgmt) is one implementation.
+ */
+export interface PlatformClient {
+  /** Logs in and returns the session. */
+  authenticate(username: string, password: string): Promise<Session>;
+  /** Fetches the certificate of the CA that issues device certificates. */
+  fetchCa(session: Session): Promise<FetchedCa>;
+  /** Submits a CSR and returns the issued certificate. */
+  submitCsr(session: Session, req: SignRequest): Promise<Issued>;
+}
+
+/** Decodes a JWT's claims without verifying it (the gateway verifies it; we only read the tenant). */
+export function readJwtClaims(jwt: string): Record<string, unknown> | undefined {
+  const payload = jwt.split(".")[1];
+  if (!payload) return undefined;
+  try {
+    const claims: unknown = JSON.parse(Buffer.from(payload, "base64url").toString("utf8"));
+    return claims && typeof claims === "object" ? (claims as Record<string, unknown>) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** A session from a JWT: tenant from `service`, expiry from `exp`. */
+export function sessionFromJwt(jwt: string): Session {
+  const claims = readJwtClaims(jwt) ?? {};
+  return {
+    jwt,
+    tenant: typeof claims.service === "string" ? claims.service : undefined,
+    expiresAt: typeof claims.exp === "number" ? new Date(claims.exp * 1000) : undefined,
+  };
+}

@@ -1,0 +1,140 @@
+import { link, mkdir, mkdtemp, open, readFile, rename, rm, rmdir, unlink } from "node:fs/promises";
+import { join } from "node:path";
+import { CertRetrieverError, describeCause } from "../errors.js";
+import { ExitCode } from "../exit-codes.js";
+import { faultPoint } from "../fault.js";
+
+/** Where a device's credentials live: the names dojot's retriever and the mosquitto_pub examples use. */
+export interface CredentialPaths {
+  dir: string;
+  /** `<device-id>.key`, PKCS#8 PEM, mode 0600. */
+  key: string;
+  /** `<device-id>.crt`, PEM. */
+  certificate: string;
+  /** `<ca-name>.crt`, PEM. */
+  ca: string;
+}
+
+/** PEM texts of a device's credentials. */
+export interface CredentialPems {
+  keyPem: string;
+  certificatePem: string;
+  caPem: string;
+}
+
+/** The paths of a device's credentials in `dir`. */
+export function credentialPaths(dir: string, deviceId: string, caName: string): CredentialPaths {
+  return { dir, key: join(dir, `${deviceId}.key`), certificate: join(dir, `${deviceId}.crt`), ca: join(dir, `${caName}.crt`) };
+}
+
+/** The stored credentials if all three files exist, undefined if any is missing. */
+export async function readCredentials(paths: CredentialPaths): Promise<CredentialPems | undefined> {
+  const read = (p: string) =>
+    readFile(p, "utf8").catch((err: NodeJS.ErrnoException) => {
+      if (err.code === "ENOENT") return undefined;
+      throw storageError(`cannot read ${p}: ${describeCause(err)}`, err);
+    });
+  const [keyPem, certificatePem, caPem] = await Promise.all([read(paths.key), read(paths.certificate), read(paths.ca)]);
+  return keyPem !== undefined && certificatePem !== undefined && caPem !== undefined
+    ? { keyPem, certificatePem, caPem }
+    : undefined;
+}
+
+/**
+ * Creates the credentials directory with mode 0700 if it is missing. Returns the topmost
+ * directory it created, so that a failed run can remove it again, or undefined.
+ */
+export async function ensureDirectory(dir: string): Promise<string | undefined> {
+  try {
+    return await mkdir(dir, { recursive: true, mode: 0o700 });
+  } catch (err) {
+    throw storageError(`cannot create the directory ${dir}: ${describeCause(err)}`, err);
+  }
+}
+
+/** Removes directories a failed run created, if they are still empty. */
+export async function removeCreatedDirectory(dir: string, createdTop: string | undefined): Promise<void> {
+  if (!createdTop) return;
+  let current = dir;
+  while (current.length >= createdTop.length) {
+    if (!(await rmdir(current).then(() => true, () => false))) return;
+    if (current === createdTop) return;
+    current = join(current, "..");
+  }
+}
+
+/**
+ * Writes the three files so that a reader never sees a missing file and a failure at any point
+ * leaves the previous credentials as they were: each file is written to a staging directory
+ * beside the targets (key created exclusively with mode 0600), fsynced, and renamed over its
+ * target; the old files are kept as hard links until all renames succeed, and put back otherwise.
+ */
+export async function writeCredentials(paths: CredentialPaths, pems: CredentialPems): Promise<void> {
+  let staging: string;
+  try {
+    staging = await mkdtemp(join(paths.dir, ".staging-"));
+  } catch (err) {
+    throw storageError(`cannot write in ${paths.dir}: ${describeCause(err)}`, err);
+  }
+  const plan = [
+    { target: paths.ca, text: pems.caPem, mode: 0o644 },
+    { target: paths.certificate, text: pems.certificatePem, mode: 0o644 },
+    { target: paths.key, text: pems.keyPem, mode: 0o600 },
+  ].map((item, i) => ({ ...item, staged: join(staging, `new-${i}`), backup: join(staging, `old-${i}`), hadOld: false, replaced: false }));
+  try {
+    for (const item of plan) await writeSynced(item.staged, item.text, item.mode);
+    faultPoint("store:staged");
+    for (const item of plan) {
+      item.hadOld = await link(item.target, item.backup).then(
+        () => true,
+        (err: NodeJS.ErrnoException) => {
+          if (err.code === "ENOENT") return false;
+          throw err;
+        },
+      );
+    }
+    for (const [i, item] of plan.entries()) {
+      await rename(item.staged, item.target);
+      item.replaced = true;
+      faultPoint(`store:renamed-${i + 1}`);
+    }
+    await syncDirectory(paths.dir);
+  } catch (err) {
+    for (const item of plan.filter((p) => p.replaced)) {
+      await (item.hadOld ? rename(item.backup, item.target) : unlink(item.target)).catch(() => undefined);
+    }
+    await syncDirectory(paths.dir).catch(() => undefined);
+    throw storageError(`writing the credentials in ${paths.dir} failed: ${describeCause(err)}; the previous files are unchanged`, err);
+  } finally {
+    await rm(staging, { recursive: true, force: true });
+  }
+}
+
+async function writeSynced(path: string, text: string, mode: number): Promise<void> {
+  const handle = await open(path, "wx", mode);
+  try {
+    await handle.writeFile(text);
+    await handle.chmod(mode); // the umask may have cleared bits of a 0644 file
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+async function syncDirectory(dir: string): Promise<void> {
+  const handle = await open(dir, "r");
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+function storageError(message: string, cause: unknown): CertRetrieverError {
+  return new CertRetrieverError(`store failed: ${message}`, {
+    step: "store",
+    exitCode: ExitCode.STORAGE,
+    hint: "check that the output directory (--out) is writable and has free space",
+    cause,
+  });
+}
