@@ -1,0 +1,92 @@
+import { mkdtemp, rm } from "node:fs/promises";
+import { createServer, request as httpRequest, type IncomingMessage, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { softwareCrypto } from "../../src/crypto/provider.js";
+import type { CertProfile } from "../../src/lab/ca.js";
+import { setDevice, startLab, type RunningLab } from "../../src/lab/server.js";
+import { SECRETS } from "./cli.js";
+
+/** A throwaway lab platform on 127.0.0.1 with its own CA, made for one test file. */
+export interface TestLab extends RunningLab {
+  dir: string;
+  password: string;
+  addDevice(id: string): Promise<void>;
+  resetDevice(id: string): Promise<void>;
+  stop(): Promise<void>;
+}
+
+/** A fresh temporary directory; removed by the returned function. */
+export async function tempDir(prefix = "cr-test-"): Promise<string> {
+  return mkdtemp(join(tmpdir(), prefix));
+}
+
+/** Starts a lab with a new CA in a temporary directory. */
+export async function startTestLab(opts: { certProfile?: CertProfile; autoRegister?: boolean; tokenLifetime?: number } = {}): Promise<TestLab> {
+  const dir = await tempDir("cr-lab-");
+  const password = `lab-${Math.random().toString(36).slice(2)}-secret`;
+  SECRETS.add(password);
+  const lab = await startLab({
+    dir,
+    host: "127.0.0.1",
+    port: 0,
+    crypto: softwareCrypto(),
+    certProfile: opts.certProfile ?? "cfree",
+    autoRegister: opts.autoRegister ?? false,
+    adminPassword: password,
+    tokenLifetime: opts.tokenLifetime ?? 420,
+  });
+  return {
+    ...lab,
+    dir,
+    password,
+    addDevice: (id) => setDevice(dir, id, "add"),
+    resetDevice: (id) => setDevice(dir, id, "reset"),
+    stop: async () => {
+      await lab.close();
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** A reply a tampering proxy sends instead of the platform's. */
+export type Tamper = (path: string, upstream: { status: number; body: string }) => { status: number; body: string; contentType?: string } | undefined;
+
+/**
+ * An HTTP server on 127.0.0.1 that forwards to `target` and lets a test rewrite replies: a
+ * misbehaving platform (HTML pages, wrong fields, certificates from elsewhere) over real HTTP.
+ */
+export async function startProxy(target: string, tamper: Tamper): Promise<{ url: string; close(): Promise<void> }> {
+  const server = createServer((req: IncomingMessage, res: ServerResponse) => {
+    const chunks: Buffer[] = [];
+    req.on("data", (c: Buffer) => chunks.push(c));
+    req.on("end", () => {
+      const up = httpRequest(new URL(req.url ?? "/", target), { method: req.method, headers: req.headers }, (upRes) => {
+        const body: Buffer[] = [];
+        upRes.on("data", (c: Buffer) => body.push(c));
+        upRes.on("end", () => {
+          const original = { status: upRes.statusCode ?? 500, body: Buffer.concat(body).toString() };
+          const out = tamper(req.url ?? "/", original) ?? { ...original, contentType: String(upRes.headers["content-type"] ?? "") };
+          res.writeHead(out.status, { "content-type": out.contentType ?? "application/json" }).end(out.body);
+        });
+      });
+      up.end(Buffer.concat(chunks));
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    close: () => new Promise((resolve) => { server.close(() => resolve()); server.closeAllConnections(); }),
+  };
+}
+
+/** A port on 127.0.0.1 where nothing listens (bound, then closed). */
+export async function closedPort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const { port } = server.address() as AddressInfo;
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
