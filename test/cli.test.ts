@@ -1,0 +1,34 @@
+import { readFileSync } from "node:fs";
+import { describe, expect, it } from "vitest";
+import { EXIT_CODE_MEANINGS } from "../src/exit-codes.js";
+import { runCli } from "./helpers/cli.js";
+
+describe("the command line", () => {
+  it("--help documents every exit code, for the top level and for enroll", async () => {
+    for (const args of [["--help"], ["enroll", "--help"]]) {
+      const run = await runCli(args);
+      expect(run.code).toBe(0);
+      for (const [code, meaning] of EXIT_CODE_MEANINGS) expect(run.stdout).toContain(`${String(code).padStart(3)}  ${meaning}`);
+    }
+  });
+
+  it("enroll --help names the password sources and no password flag", async () => {
+    const run = await runCli(["enroll", "--help"]);
+    expect(run.stdout).toContain("--password-file <file>");
+    expect(run.stdout).toContain("--password-stdin");
+    expect(run.stdout).not.toMatch(/--password </);
+  });
+
+  it("--version prints the package version", async () => {
+    const pkg = JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")) as { version: string };
+    const run = await runCli(["--version"]);
+    expect([run.code, run.stdout.trim()]).toEqual([0, pkg.version]);
+  });
+
+  it("an unknown command or option is a usage error (exit 2)", async () => {
+    expect((await runCli(["enrol"])).code).toBe(2);
+    const run = await runCli(["enroll", "--frobnicate"]);
+    expect(run.code).toBe(2);
+    expect(run.stderr).toMatch(/unknown option '--frobnicate'/);
+  });
+});
