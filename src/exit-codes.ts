@@ -11,6 +11,8 @@ export const ExitCode = {
   VALIDATION: 14,
   STORAGE: 15,
   TEMPORARY: 75,
+  INTERRUPTED: 130,
+  TERMINATED: 143,
 } as const;
 
 /** One of the exit codes above. */
@@ -23,10 +25,12 @@ export const EXIT_CODE_MEANINGS: ReadonlyArray<readonly [ExitCode, string]> = [
   [ExitCode.USAGE, "usage: a flag or argument is missing or invalid"],
   [ExitCode.CONFIG, "configuration: a file or setting could not be read"],
   [ExitCode.AUTH, "authentication: the platform refused the user, password or token"],
-  [ExitCode.CA, "CA certificate: could not be fetched or is not trustworthy"],
+  [ExitCode.CA, "trust: the CA certificate could not be fetched or does not match the pin, or the platform's TLS certificate is not trusted"],
   [ExitCode.KEYGEN, "key generation failed"],
   [ExitCode.CSR, "the platform rejected the certificate request"],
   [ExitCode.VALIDATION, "the issued certificate failed validation (nothing was written)"],
   [ExitCode.STORAGE, "the credentials could not be stored (previous ones left intact)"],
-  [ExitCode.TEMPORARY, "temporary failure (platform unreachable, overloaded): try again later"],
+  [ExitCode.TEMPORARY, "temporary: platform unreachable or overloaded, deadline passed, clock not yet synchronised, another run busy: try again later"],
+  [ExitCode.INTERRUPTED, "interrupted (SIGINT); nothing was written"],
+  [ExitCode.TERMINATED, "terminated (SIGTERM); nothing was written"],
 ];

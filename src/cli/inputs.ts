@@ -135,3 +135,33 @@ export function refuseSecretsOnArgv(argv: string[]): void {
 export function redactOptionValues(message: string): string {
   return message.replace(/'(-{1,2}[^'=\s]+)=[^']*'/g, "'$1=…'");
 }
+
+/** Parses a duration such as `90s`, `5m`, `1h`, `500ms` or a plain number of seconds, in milliseconds. */
+export function parseDuration(value: string, flag: string): number {
+  const m = /^(\d+(?:\.\d+)?)\s*(ms|s|m|min|h)?$/.exec(value.trim());
+  const factor = { ms: 1, s: 1000, m: 60_000, min: 60_000, h: 3_600_000 }[(m?.[2] ?? "s") as "ms"];
+  const ms = m ? Number.parseFloat(m[1]!) * factor : NaN;
+  if (!(ms > 0)) throw usageError(`${flag} '${value}' is not a duration`, `use e.g. ${flag} 90s, 5m or 1h`);
+  return ms;
+}
+
+/** Parses a whole number within [min, max]. */
+export function parseCount(value: string, flag: string, min: number, max: number): number {
+  const n = /^\d+$/.test(value.trim()) ? Number.parseInt(value, 10) : NaN;
+  if (!(n >= min && n <= max)) throw usageError(`${flag} '${value}' is not a whole number from ${min} to ${max}`);
+  return n;
+}
+
+/** Reads a PEM file given by `flag`, or fails with a configuration error naming it. */
+export async function readPemFile(path: string, flag: string, label: RegExp): Promise<string> {
+  let text: string;
+  try {
+    text = await readFile(path, "utf8");
+  } catch (err) {
+    throw new CertRetrieverError(`cannot read ${flag} ${path}: ${describeCause(err)}`, { step: "config", exitCode: ExitCode.CONFIG, hint: `check the path given to ${flag}` });
+  }
+  if (!label.test(text)) {
+    throw new CertRetrieverError(`${flag} ${path} is not a PEM file of the expected kind`, { step: "config", exitCode: ExitCode.CONFIG, hint: `${flag} takes a PEM file` });
+  }
+  return text;
+}

@@ -14,7 +14,8 @@ export interface LabCa {
 
 /** dojot's CA DN (`ejbca-docker/default.properties`). */
 export const LAB_CA_DN = "CN=IOTmidCA, O=EJBCA IOT, C=SE";
-const RSA_SHA256 = { name: "RSASSA-PKCS1-v1_5", hash: "SHA-256", publicExponent: new Uint8Array([1, 0, 1]), modulusLength: 2048 };
+/** The lab CA's key and signature algorithm: RSA 2048, SHA-256. */
+export const RSA_SHA256 = { name: "RSASSA-PKCS1-v1_5", hash: "SHA-256", publicExponent: new Uint8Array([1, 0, 1]), modulusLength: 2048 };
 const DAY = 86_400_000;
 
 /** Loads the CA from `dir`, or creates it there (ca.key 0600, ca.crt) on first start. */
@@ -28,12 +29,20 @@ export async function loadOrCreateCa(dir: string, crypto: CryptoProvider): Promi
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
   }
+  const { cert, keys } = await createCa(LAB_CA_DN, crypto);
+  await writeNew(keyPath, await privateKeyPem(keys.privateKey, crypto), 0o600);
+  await writeNew(certPath, toPem(cert.rawData, "CERTIFICATE"), 0o644);
+  return { name: "IOTmidCA", cert, key: keys.privateKey };
+}
+
+/** A new self-signed RSA CA named `dn`, valid 650 days (in memory). */
+export async function createCa(dn: string, crypto: CryptoProvider): Promise<{ cert: x509.X509Certificate; keys: CryptoKeyPair }> {
   const keys = (await crypto.subtle.generateKey(RSA_SHA256, true, ["sign", "verify"])) as CryptoKeyPair;
   const now = Date.now();
   const cert = await x509.X509CertificateGenerator.createSelfSigned(
     {
       serialNumber: randomSerial(),
-      name: LAB_CA_DN,
+      name: dn,
       notBefore: new Date(now - 60_000),
       notAfter: new Date(now + 650 * DAY),
       keys,
@@ -46,9 +55,7 @@ export async function loadOrCreateCa(dir: string, crypto: CryptoProvider): Promi
     },
     crypto,
   );
-  await writeNew(keyPath, await privateKeyPem(keys.privateKey, crypto), 0o600);
-  await writeNew(certPath, toPem(cert.rawData, "CERTIFICATE"), 0o644);
-  return { name: "IOTmidCA", cert, key: keys.privateKey };
+  return { cert, keys };
 }
 
 /** What the certificate profile allows; `cfree` is dojot's CFREE, `open` also takes ECDSA and URI names. */
@@ -68,6 +75,7 @@ export async function issueCertificate(
   username: string,
   profile: CertProfile,
   crypto: CryptoProvider,
+  overrides: { notBefore?: Date; notAfter?: Date; publicKey?: CryptoKey } = {},
 ): Promise<x509.X509Certificate> {
   let csr: x509.Pkcs10CertificateRequest;
   try {
@@ -92,7 +100,7 @@ export async function issueCertificate(
       false,
     ),
     await x509.AuthorityKeyIdentifierExtension.create(ca.cert.publicKey, false, crypto),
-    await x509.SubjectKeyIdentifierExtension.create(csr.publicKey, false, crypto),
+    await x509.SubjectKeyIdentifierExtension.create(overrides.publicKey ?? csr.publicKey, false, crypto),
   ];
   if (kept.length > 0) extensions.push(new x509.SubjectAlternativeNameExtension(kept, false));
   return x509.X509CertificateGenerator.create(
@@ -100,9 +108,9 @@ export async function issueCertificate(
       serialNumber: randomSerial(),
       subject: [{ CN: [username] }],
       issuer: ca.cert.subjectName,
-      notBefore: new Date(now - 60_000),
-      notAfter: new Date(now + 730 * DAY),
-      publicKey: csr.publicKey,
+      notBefore: overrides.notBefore ?? new Date(now - 60_000),
+      notAfter: overrides.notAfter ?? new Date(now + 730 * DAY),
+      publicKey: overrides.publicKey ?? csr.publicKey,
       signingKey: ca.key,
       signingAlgorithm: RSA_SHA256,
       extensions,

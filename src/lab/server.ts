@@ -3,7 +3,8 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from "node:net";
 import { toPem } from "../crypto/keys.js";
 import type { CryptoProvider } from "../crypto/provider.js";
-import { issueCertificate, loadOrCreateCa, ProfileRefusal, type CertProfile, type LabCa } from "./ca.js";
+import { createCa, issueCertificate, LAB_CA_DN, loadOrCreateCa, ProfileRefusal, RSA_SHA256, type CertProfile, type LabCa } from "./ca.js";
+import { FaultPlan, sendTransportFault, type FaultKind, type LabFault } from "./faults.js";
 import { dojotClaims, signJwt, verifyJwt } from "./jwt.js";
 import { checkPassword, loadState, makeUser, newEndEntity, newState, saveState, updateState } from "./state.js";
 
@@ -21,6 +22,17 @@ export interface LabOptions {
   adminPassword?: string;
   /** JWT lifetime in seconds; dojot's default is 420. */
   tokenLifetime: number;
+  /** Scripted faults, for testing clients against a misbehaving platform. */
+  faults?: LabFault[];
+}
+
+/** What a request handler needs besides the request. */
+interface Context {
+  opts: LabOptions;
+  ca: LabCa;
+  faults: FaultPlan;
+  /** Another CA with the same name, for `wrong-ca` faults; made on first use. */
+  otherCa: () => Promise<LabCa>;
 }
 
 /** A running lab platform. */
@@ -47,10 +59,18 @@ export async function startLab(opts: LabOptions): Promise<RunningLab> {
     await saveState(opts.dir, state);
   }
   const ca = await loadOrCreateCa(opts.dir, opts.crypto);
+  let other: Promise<LabCa> | undefined;
+  const ctx: Context = {
+    opts,
+    ca,
+    faults: new FaultPlan(opts.faults),
+    otherCa: () =>
+      (other ??= createCa(LAB_CA_DN, opts.crypto).then(({ cert, keys }) => ({ name: ca.name, cert, key: keys.privateKey }))),
+  };
   let queue: Promise<unknown> = Promise.resolve();
   const server = createServer((req, res) => {
     // One request at a time: state changes (end entity NEW -> GENERATED) must not interleave.
-    queue = queue.then(() => handle(req, res, opts, ca)).catch((err: unknown) => {
+    queue = queue.then(() => handle(req, res, ctx)).catch((err: unknown) => {
       if (!res.headersSent) send(res, 500, { message: "An unexpected error has occurred.", status: 500 });
       process.emitWarning(`lab: ${String(err)}`);
     });
@@ -64,15 +84,20 @@ export async function startLab(opts: LabOptions): Promise<RunningLab> {
   return { url: `http://${host}:${port}`, ca, generatedPassword, close: () => closeServer(server) };
 }
 
-async function handle(req: IncomingMessage, res: ServerResponse, opts: LabOptions, ca: LabCa): Promise<void> {
+async function handle(req: IncomingMessage, res: ServerResponse, ctx: Context): Promise<void> {
+  const { opts, ca } = ctx;
   const url = new URL(req.url ?? "/", "http://lab");
   const body = await readBody(req);
-  if (req.method === "POST" && (url.pathname === "/auth" || url.pathname === "/auth/")) return auth(req, body, res, opts);
+  const isAuth = req.method === "POST" && (url.pathname === "/auth" || url.pathname === "/auth/");
   const ca_ = /^\/ca\/([^/]+)\/?$/.exec(url.pathname);
   const sign = /^\/sign\/([^/]+)\/pkcs10\/?$/.exec(url.pathname);
-  if (!(ca_ && req.method === "GET") && !(sign && req.method === "POST")) {
+  if (!isAuth && !(ca_ && req.method === "GET") && !(sign && req.method === "POST")) {
     return send(res, 404, { message: "no route and no API found with those values" });
   }
+  const fault = ctx.faults.take(isAuth ? "auth" : ca_ ? "ca" : "sign");
+  if (fault && sendTransportFault(fault, req, res)) return;
+  if (fault === "skewed-clock") res.setHeader("date", new Date(Date.now() + 3 * 86_400_000).toUTCString());
+  if (isAuth) return auth(req, body, res, opts);
   // Kong's jwt plugin and pepkong: no header -> 401 with an empty body.
   const header = req.headers.authorization;
   if (!header) return send(res, 401, undefined);
@@ -82,9 +107,10 @@ async function handle(req: IncomingMessage, res: ServerResponse, opts: LabOption
   if (ca_) {
     const name = decodeURIComponent(ca_[1]!);
     if (name !== ca.name) return send(res, 400, { status: 400, message: `soap message: CA with name ${name} does not exist.` });
-    return send(res, 200, { certificate: ejbcaBase64(ca.cert.rawData) });
+    const served = fault === "wrong-ca" ? await ctx.otherCa() : ca;
+    return send(res, 200, { certificate: ejbcaBase64(served.cert.rawData) });
   }
-  return signCsr(req, body, decodeURIComponent(sign![1]!), res, opts, ca);
+  return signCsr(req, body, decodeURIComponent(sign![1]!), res, ctx, fault);
 }
 
 async function auth(req: IncomingMessage, body: string, res: ServerResponse, opts: LabOptions): Promise<void> {
@@ -102,7 +128,8 @@ async function auth(req: IncomingMessage, body: string, res: ServerResponse, opt
   return send(res, 200, { jwt: signJwt(claims, state.jwtSecret) });
 }
 
-async function signCsr(req: IncomingMessage, body: string, cname: string, res: ServerResponse, opts: LabOptions, ca: LabCa): Promise<void> {
+async function signCsr(req: IncomingMessage, body: string, cname: string, res: ServerResponse, ctx: Context, fault: FaultKind | undefined): Promise<void> {
+  const { opts } = ctx;
   const soap = (message: string) => send(res, 400, { status: 400, message: `soap message: ${message}` });
   if (!isJson(req)) return send(res, 400, { status: 400, message: "invalid mimetype" });
   const input = parseObject(body);
@@ -124,11 +151,13 @@ async function signCsr(req: IncomingMessage, body: string, cname: string, res: S
   if (!/^[A-Za-z0-9+/]+={0,2}$/.test(csrText)) return soap("Error decoding PKCS10 request: not base64.");
   let cert;
   try {
-    cert = await issueCertificate(ca, new Uint8Array(Buffer.from(csrText, "base64")), cname, opts.certProfile, opts.crypto);
+    const { signer, overrides } = await certificateFault(ctx, fault);
+    cert = await issueCertificate(signer, new Uint8Array(Buffer.from(csrText, "base64")), cname, opts.certProfile, opts.crypto, overrides);
   } catch (err) {
     if (err instanceof ProfileRefusal) return soap(err.message);
     throw err;
   }
+  if (fault) return send(res, 200, { status: { data: ejbcaBase64(cert.rawData), responseType: "CERTIFICATE" } });
   await updateState(opts.dir, (s) => {
     const e = s.devices[cname] ?? newEndEntity();
     e.status = "GENERATED";
@@ -136,6 +165,28 @@ async function signCsr(req: IncomingMessage, body: string, cname: string, res: S
     s.devices[cname] = e;
   });
   return send(res, 200, { status: { data: ejbcaBase64(cert.rawData), responseType: "CERTIFICATE" } });
+}
+
+/** Who signs, and what differs from a normal certificate, under a certificate fault. */
+async function certificateFault(ctx: Context, fault: FaultKind | undefined): Promise<{ signer: LabCa; overrides: Parameters<typeof issueCertificate>[5] }> {
+  const day = 86_400_000;
+  const now = Date.now();
+  switch (fault) {
+    case "wrong-ca":
+      return { signer: await ctx.otherCa(), overrides: {} };
+    case "other-key": {
+      const keys = (await ctx.opts.crypto.subtle.generateKey(RSA_SHA256, true, ["sign", "verify"])) as CryptoKeyPair;
+      return { signer: ctx.ca, overrides: { publicKey: keys.publicKey } };
+    }
+    case "expired":
+      return { signer: ctx.ca, overrides: { notBefore: new Date(now - 800 * day), notAfter: new Date(now - 70 * day) } };
+    case "not-yet-valid":
+      return { signer: ctx.ca, overrides: { notBefore: new Date(now + day), notAfter: new Date(now + 731 * day) } };
+    case "skewed-clock":
+      return { signer: ctx.ca, overrides: { notBefore: new Date(now + 2 * day), notAfter: new Date(now + 732 * day) } };
+    default:
+      return { signer: ctx.ca, overrides: {} };
+  }
 }
 
 /** Base64 split every 64 characters with `\n` and no PEM lines, as EJBCA encodes. */

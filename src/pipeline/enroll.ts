@@ -10,13 +10,16 @@ import {
   credentialPaths,
   ensureDirectory,
   readCredentials,
+  recoverInterruptedWrites,
   removeCreatedDirectory,
   writeCredentials,
   type CredentialPaths,
 } from "../store/files-store.js";
 import { buildCsr, type SubjectAltNames } from "./build-csr.js";
 import { parseCertificate, sha256Fingerprint } from "./certificate.js";
-import { missingSans, validateCertificate } from "./validate.js";
+import { CLOCK_TOLERANCE_MS, describeSkew, missingSans, validateCertificate } from "./validate.js";
+import { faultPoint } from "../fault.js";
+import { normalizeFingerprint } from "./pin.js";
 
 /** The enrollment steps, in the order they run. */
 export const ENROLL_STEPS = ["authenticate", "fetch-ca", "generate-key", "build-csr", "submit-csr", "validate", "store"] as const;
@@ -38,6 +41,12 @@ export interface EnrollOptions {
   outDir: string;
   /** Enroll even if valid credentials exist. */
   force: boolean;
+  /** Pin: the CA's SHA-256 fingerprint (hex, any case, colons optional); a CA that differs stops the run before any key is made. */
+  caFingerprint?: string;
+  /** Platform time minus local time, once a reply has told it. */
+  clockSkewMs?: () => number | undefined;
+  /** Aborts the run between steps (an interrupt); its reason is thrown. */
+  signal?: AbortSignal;
   /** The clock (tests may move it). */
   now?: () => Date;
 }
@@ -80,6 +89,7 @@ export async function enroll(opts: EnrollOptions, onEvent: (e: EnrollEvent) => v
   let succeeded = false;
   try {
     release = await acquireLock(opts.outDir);
+    for (const message of await recoverInterruptedWrites(opts.outDir)) onEvent({ type: "note", message });
     if (!opts.force) {
       const existing = await checkExisting(paths, opts, now());
       if (existing.valid) {
@@ -91,11 +101,13 @@ export async function enroll(opts: EnrollOptions, onEvent: (e: EnrollEvent) => v
 
     const steps: StepTiming[] = [];
     const run = async <T>(step: EnrollStep, work: () => Promise<T>, detail: (value: T) => string): Promise<T> => {
+      opts.signal?.throwIfAborted();
       const start = performance.now();
       const value = await work();
       const ms = Math.round(performance.now() - start);
       steps.push({ step, ms });
       onEvent({ type: "step", step, index: ENROLL_STEPS.indexOf(step) + 1, total: ENROLL_STEPS.length, ms, detail: detail(value) });
+      faultPoint(`after-${step}`);
       return value;
     };
 
@@ -106,8 +118,12 @@ export async function enroll(opts: EnrollOptions, onEvent: (e: EnrollEvent) => v
     );
     const ca = await run(
       "fetch-ca",
-      async () => parseCertificate((await opts.platform.fetchCa(session)).der, "the CA the platform sent", "fetch-ca", ExitCode.CA),
-      (c) => `CA ${c.subject}, SHA-256 ${sha256Fingerprint(c)}`,
+      async () => {
+        const fetched = parseCertificate((await opts.platform.fetchCa(session)).der, "the CA the platform sent", "fetch-ca", ExitCode.CA);
+        checkPin(fetched, opts.caFingerprint, "the CA the platform sent");
+        return fetched;
+      },
+      (c) => `CA ${c.subject}, SHA-256 ${sha256Fingerprint(c)}${opts.caFingerprint ? " (matches the pin)" : " (not pinned: pin it with --ca-fingerprint)"}`,
     );
     const keys = await run(
       "generate-key",
@@ -132,7 +148,14 @@ export async function enroll(opts: EnrollOptions, onEvent: (e: EnrollEvent) => v
     await run(
       "validate",
       async () => {
-        await validateCertificate({ cert, ca, publicKeySpki: await spkiDer(keys.publicKey, opts.crypto), deviceId: opts.deviceId, now: now() }, opts.crypto);
+        const clockSkewMs = opts.clockSkewMs?.();
+        await validateCertificate(
+          { cert, ca, publicKeySpki: await spkiDer(keys.publicKey, opts.crypto), deviceId: opts.deviceId, now: now(), clockSkewMs },
+          opts.crypto,
+        );
+        if (clockSkewMs !== undefined && Math.abs(clockSkewMs) > CLOCK_TOLERANCE_MS) {
+          onEvent({ type: "note", message: `this device's clock is ${describeSkew(clockSkewMs)} the platform's; TLS connections may fail until it is synchronised` });
+        }
         const missing = missingSans(cert, opts.sans);
         if (missing.length > 0) onEvent({ type: "note", message: `the platform left out requested names: ${missing.join(", ")}` });
       },
@@ -181,11 +204,25 @@ async function checkExisting(paths: CredentialPaths, opts: EnrollOptions, now: D
   try {
     const cert = parseCertificate(pems.certificatePem, paths.certificate, step, ExitCode.VALIDATION);
     const ca = parseCertificate(pems.caPem, paths.ca, step, ExitCode.VALIDATION);
+    checkPin(ca, opts.caFingerprint, `the stored CA ${paths.ca}`);
     const spki = new Uint8Array(createPublicKey(createPrivateKey(pems.keyPem)).export({ type: "spki", format: "der" }));
     await validateCertificate({ cert, ca, publicKeySpki: spki, deviceId: opts.deviceId, now }, opts.crypto, step);
     return { valid: true, cert };
   } catch (err) {
-    return { valid: false, reason: describeCause(err).replace(/; nothing was written$/, "") };
+    return { valid: false, reason: describeCause(err).replace(/^[a-z-]+ failed: /, "") };
+  }
+}
+
+/** Stops the run (exit 11) if `ca` does not match the pin. */
+function checkPin(ca: x509.X509Certificate, pin: string | undefined, what: string): void {
+  if (!pin) return;
+  const actual = sha256Fingerprint(ca);
+  if (actual.replace(/:/g, "") !== normalizeFingerprint(pin)) {
+    throw new CertRetrieverError(`fetch-ca failed: ${what} has SHA-256 fingerprint ${actual}, not the pinned ${pin}`, {
+      step: "fetch-ca",
+      exitCode: ExitCode.CA,
+      hint: "the platform's CA is not the one you pinned with --ca-fingerprint: check the platform URL and the pin; nothing was generated or written",
+    });
   }
 }
 

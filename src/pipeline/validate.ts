@@ -14,45 +14,89 @@ export interface ValidationInput {
   publicKeySpki: Uint8Array;
   deviceId: string;
   now: Date;
+  /** Platform time minus local time, when a reply told it. */
+  clockSkewMs?: number;
 }
 
+/** A clock further than this from the platform's is reported. */
+export const CLOCK_TOLERANCE_MS = 5 * 60_000;
+
 /**
- * Checks, before anything is written, that the certificate carries our key, is signed by the CA,
- * is valid now, and names the device (CN = device id, as EJBCA's end entity sets it).
- * Throws a validation error (exit 14) naming the first check that fails.
+ * Checks, before anything is written, the path from the CA to the certificate: the certificate
+ * carries our key; the CA is a CA (basicConstraints CA:TRUE, keyCertSign) and valid now; it signed
+ * the certificate; the certificate is not a CA, is valid now, and names the device (CN = device
+ * id, as EJBCA's end entity sets it). Throws a validation error (exit 14) naming the first check
+ * that fails, or a clock error (exit 75) when only the device's clock is wrong.
  */
-export async function validateCertificate(
-  input: ValidationInput,
-  crypto: CryptoProvider,
-  step: Step = "validate",
-): Promise<void> {
+export async function validateCertificate(input: ValidationInput, crypto: CryptoProvider, step: Step = "validate"): Promise<void> {
   const fail = (message: string, hint?: string) =>
-    new CertRetrieverError(`${step} failed: ${message}; nothing was written`, {
+    new CertRetrieverError(`${step} failed: ${message}${step === "validate" ? "; nothing was written" : ""}`, {
       step,
       exitCode: ExitCode.VALIDATION,
       hint,
     });
-  const { cert, ca, deviceId, now } = input;
+  const { cert, ca, deviceId } = input;
   const certSpki = new Uint8Array(cert.publicKey.rawData);
   if (certSpki.length !== input.publicKeySpki.length || !timingSafeEqual(certSpki, input.publicKeySpki)) {
     throw fail("the certificate's public key is not the key generated for this device");
+  }
+  const caConstraints = ca.getExtension(x509.BasicConstraintsExtension);
+  if (!caConstraints?.ca) throw fail(`the CA certificate '${ca.subject}' is not a CA (no basicConstraints CA:TRUE)`, "check --ca-name");
+  const caUsage = ca.getExtension(x509.KeyUsagesExtension);
+  if (caUsage && !(caUsage.usages & x509.KeyUsageFlags.keyCertSign)) {
+    throw fail(`the CA certificate '${ca.subject}' may not sign certificates (its keyUsage lacks keyCertSign)`);
   }
   const signedByCa =
     cert.issuerName.toString() === ca.subjectName.toString() &&
     (await cert.verify({ publicKey: ca.publicKey, signatureOnly: true }, crypto));
   if (!signedByCa) {
-    throw fail(`the certificate is not signed by the CA '${ca.subject}' (its issuer is '${cert.issuer}')`, "check --ca-name: the CA fetched must be the one that signs device certificates");
-  }
-  if (now < cert.notBefore || now > cert.notAfter) {
     throw fail(
-      `the certificate is valid from ${cert.notBefore.toISOString()} to ${cert.notAfter.toISOString()}, which does not include now (${now.toISOString()})`,
-      "check the device clock",
+      `the certificate is not signed by the CA '${ca.subject}' (its issuer is '${cert.issuer}')`,
+      "check --ca-name: the CA fetched must be the one that signs device certificates",
     );
   }
+  if (cert.getExtension(x509.BasicConstraintsExtension)?.ca) throw fail("the device certificate is a CA certificate (basicConstraints CA:TRUE)");
+  checkValidity(ca, "the CA certificate", input, step);
+  checkValidity(cert, "the certificate", input, step);
   const cn = commonName(cert);
-  if (cn !== deviceId) {
-    throw fail(`the certificate's subject CN is '${cn ?? ""}', not the device id '${deviceId}'`);
+  if (cn !== deviceId) throw fail(`the certificate's subject CN is '${cn ?? ""}', not the device id '${deviceId}'`);
+}
+
+function checkValidity(cert: x509.X509Certificate, what: string, input: ValidationInput, step: Step): void {
+  const { now, clockSkewMs } = input;
+  const within = (t: number) => t >= cert.notBefore.getTime() && t <= cert.notAfter.getTime();
+  if (within(now.getTime())) return;
+  const range = `valid from ${cert.notBefore.toISOString()} to ${cert.notAfter.toISOString()}`;
+  if (clockSkewMs !== undefined && Math.abs(clockSkewMs) > CLOCK_TOLERANCE_MS && within(now.getTime() + clockSkewMs)) {
+    throw new CertRetrieverError(
+      `${step} failed: this device's clock (${now.toISOString()}) is ${describeSkew(clockSkewMs)} the platform's, so ${what}, ${range}, looks ${now < cert.notBefore ? "not yet valid" : "expired"} here`,
+      {
+        step,
+        exitCode: ExitCode.TEMPORARY,
+        hint: "wait for time synchronisation (systemd-timesyncd, chrony, NTP) and run again; nothing was written",
+      },
+    );
   }
+  const written = step === "validate" ? "; nothing was written" : "";
+  throw new CertRetrieverError(`${step} failed: ${what} is ${range}, which does not include now (${now.toISOString()})${written}`, {
+    step,
+    exitCode: ExitCode.VALIDATION,
+    hint: clockSkewMs === undefined ? "check the device clock" : undefined,
+  });
+}
+
+/** "3 h 20 min behind" / "12 s ahead of". */
+export function describeSkew(skewMs: number): string {
+  let s = Math.round(Math.abs(skewMs) / 1000);
+  const parts: string[] = [];
+  for (const [unit, size] of [["d", 86_400], ["h", 3_600], ["min", 60]] as const) {
+    if (s >= size) {
+      parts.push(`${Math.floor(s / size)} ${unit}`);
+      s %= size;
+    }
+  }
+  if (s > 0 || parts.length === 0) parts.push(`${s} s`);
+  return `${parts.slice(0, 2).join(" ")} ${skewMs > 0 ? "behind" : "ahead of"}`;
 }
 
 /** The requested SANs that the issued certificate does not carry (profiles may drop some). */

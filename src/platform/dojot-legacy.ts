@@ -1,9 +1,8 @@
-import { CertRetrieverError } from "../errors.js";
+import { CertRetrieverError, type Step } from "../errors.js";
 import { ExitCode } from "../exit-codes.js";
 import { decodeBase64 } from "./base64.js";
-import { httpJson, isTemporaryStatus, jsonObject, platformSays, stepExitCode, type HttpReply, type HttpTimeouts } from "./http.js";
+import { jsonObject, platformSays, stepExitCode, type HttpClient, type HttpReply } from "./http.js";
 import { sessionFromJwt, type FetchedCa, type Issued, type PlatformClient, type Session, type SignRequest } from "./types.js";
-import type { Step } from "../errors.js";
 
 /** Settings of the EJBCA-REST client. */
 export interface DojotLegacyOptions {
@@ -13,7 +12,7 @@ export interface DojotLegacyOptions {
   caName: string;
   /** The end-entity password EJBCA checks; dojot sets `dojot` for every device. */
   entityPassword: string;
-  timeouts?: HttpTimeouts;
+  http: HttpClient;
 }
 
 /**
@@ -24,59 +23,60 @@ export class DojotLegacyClient implements PlatformClient {
   constructor(private readonly opts: DojotLegacyOptions) {}
 
   async authenticate(username: string, password: string): Promise<Session> {
-    const step: Step = "authenticate";
-    const reply = await httpJson(step, this.url("/auth"), {
-      method: "POST",
-      body: { username, passwd: password },
-      timeouts: this.opts.timeouts,
-    });
-    if (reply.status !== 200) throw authError(reply, username);
-    const jwt = jsonObject(reply)?.jwt;
-    if (typeof jwt !== "string" || jwt.split(".").length !== 3) {
-      throw malformed(step, reply, "a JSON object with a `jwt` token");
-    }
-    return sessionFromJwt(jwt);
+    const reply = await this.opts.http.json("authenticate", this.url("/auth"), { method: "POST", body: { username, passwd: password } });
+    return parseAuthReply(reply, username);
   }
 
   async fetchCa(session: Session): Promise<FetchedCa> {
-    const step: Step = "fetch-ca";
-    const reply = await httpJson(step, this.url(`/ca/${encodeURIComponent(this.opts.caName)}`), {
+    const reply = await this.opts.http.json("fetch-ca", this.url(`/ca/${encodeURIComponent(this.opts.caName)}`), {
       method: "GET",
       headers: bearer(session),
-      timeouts: this.opts.timeouts,
     });
-    if (reply.status !== 200) {
-      throw replyError(step, reply, `fetching the CA certificate '${this.opts.caName}'`, caHint(reply));
-    }
-    const text = jsonObject(reply)?.certificate;
-    const der = typeof text === "string" ? decodeBase64(text) : undefined;
-    if (!der) throw malformed(step, reply, "a JSON object whose `certificate` is base64 DER");
-    return { der };
+    return parseCaReply(reply, this.opts.caName);
   }
 
   async submitCsr(session: Session, req: SignRequest): Promise<Issued> {
-    const step: Step = "submit-csr";
-    const reply = await httpJson(step, this.url(`/sign/${encodeURIComponent(req.deviceId)}/pkcs10`), {
+    const reply = await this.opts.http.json("submit-csr", this.url(`/sign/${encodeURIComponent(req.deviceId)}/pkcs10`), {
       method: "POST",
       headers: bearer(session),
       body: { passwd: this.opts.entityPassword, certificate: Buffer.from(req.csrDer).toString("base64") },
-      timeouts: this.opts.timeouts,
     });
-    if (reply.status !== 200) {
-      throw replyError(step, reply, `the platform refused the CSR for device '${req.deviceId}'`, signHint(reply));
-    }
-    // Success and error bodies both use `status`: an object here, an integer in errors.
-    const status = jsonObject(reply)?.status;
-    const data = status && typeof status === "object" ? (status as Record<string, unknown>).data : undefined;
-    const der = typeof data === "string" ? decodeBase64(data) : undefined;
-    if (!der) throw malformed(step, reply, "a JSON object whose `status.data` is the base64 DER certificate");
-    return { der };
+    return parseSignReply(reply, req.deviceId);
   }
 
   private url(path: string): URL {
-    const base = this.opts.baseUrl.href.replace(/\/+$/, "");
-    return new URL(base + path);
+    return new URL(this.opts.baseUrl.href.replace(/\/+$/, "") + path);
   }
+}
+
+/** The session from a `POST /auth` reply, or the error that explains it. */
+export function parseAuthReply(reply: HttpReply, username: string): Session {
+  if (reply.status !== 200) throw authError(reply, username);
+  const jwt = jsonObject(reply)?.jwt;
+  if (typeof jwt !== "string" || !/^[\w-]+\.[\w-]+\.[\w-]*$/.test(jwt)) {
+    throw malformed("authenticate", reply, "a JSON object with a `jwt` token");
+  }
+  return sessionFromJwt(jwt);
+}
+
+/** The CA DER from a `GET /ca/<name>` reply (`{certificate: base64}`), or the error that explains it. */
+export function parseCaReply(reply: HttpReply, caName: string): FetchedCa {
+  if (reply.status !== 200) throw replyError("fetch-ca", reply, `fetching the CA certificate '${caName}'`, caHint(reply));
+  const text = jsonObject(reply)?.certificate;
+  const der = typeof text === "string" ? decodeBase64(text) : undefined;
+  if (!der) throw malformed("fetch-ca", reply, "a JSON object whose `certificate` is base64 DER");
+  return { der };
+}
+
+/** The certificate DER from a `POST /sign` reply (`{status: {data}}`), or the error that explains it. */
+export function parseSignReply(reply: HttpReply, deviceId: string): Issued {
+  if (reply.status !== 200) throw replyError("submit-csr", reply, `the platform refused the CSR for device '${deviceId}'`, signHint(reply));
+  // Success and error bodies both use `status`: an object here, an integer in errors.
+  const status = jsonObject(reply)?.status;
+  const data = status && typeof status === "object" ? (status as Record<string, unknown>).data : undefined;
+  const der = typeof data === "string" ? decodeBase64(data) : undefined;
+  if (!der) throw malformed("submit-csr", reply, "a JSON object whose `status.data` is the base64 DER certificate");
+  return { der };
 }
 
 function bearer(session: Session): Record<string, string> {
@@ -108,17 +108,9 @@ function authError(reply: HttpReply, username: string): CertRetrieverError {
   return replyError("authenticate", reply, "logging in", undefined);
 }
 
-/** The error for a non-2xx reply at `step`: temporary statuses exit 75, auth statuses exit 10, the rest the step's code. */
+/** The error for a non-2xx reply at `step`: auth statuses exit 10, the rest the step's code. */
 function replyError(step: Step, reply: HttpReply, doing: string, hint: string | undefined): CertRetrieverError {
-  const says = platformSays(reply);
-  const message = `${step} failed: ${doing}: HTTP ${reply.status}: ${says}`;
-  if (isTemporaryStatus(reply.status)) {
-    return new CertRetrieverError(message, {
-      step,
-      exitCode: ExitCode.TEMPORARY,
-      hint: reply.status === 429 ? "the gateway limits requests; wait and run again" : "the platform is busy or down; run again later",
-    });
-  }
+  const message = `${step} failed: ${doing}: HTTP ${reply.status}: ${platformSays(reply)}`;
   if (step !== "authenticate" && (reply.status === 401 || reply.status === 403)) {
     return new CertRetrieverError(message, {
       step,

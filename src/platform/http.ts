@@ -1,4 +1,7 @@
-import { request } from "undici";
+import { readFileSync } from "node:fs";
+import * as tls from "node:tls";
+import { setTimeout as sleep } from "node:timers/promises";
+import { EnvHttpProxyAgent, request, type Dispatcher } from "undici";
 import { CertRetrieverError, describeCause, type Step } from "../errors.js";
 import { ExitCode } from "../exit-codes.js";
 
@@ -12,7 +15,42 @@ export interface HttpTimeouts {
   body: number;
 }
 
-/** Defaults suited to a gateway on a LAN or the internet. */
+/** TLS material for the connection to the platform (PEM texts). */
+export interface TlsSettings {
+  /** Extra CA certificates trusted for the platform, beside the system's. */
+  ca?: string[];
+  /** Client certificate and key, for gateways that require one. */
+  cert?: string;
+  key?: string;
+}
+
+/** A retry that is about to happen, for progress output and `--json`. */
+export interface RetryInfo {
+  step: Step;
+  /** The attempt that failed, from 1. */
+  attempt: number;
+  attempts: number;
+  reason: string;
+  waitMs: number;
+}
+
+/** How the client talks to the platform. */
+export interface HttpSettings {
+  timeouts: HttpTimeouts;
+  /** Attempts in all for a request that fails temporarily (1 = no retry). */
+  attempts: number;
+  /** The run's deadline, as epoch milliseconds. */
+  deadline: number;
+  tls?: TlsSettings;
+  /** Aborts everything (an interrupt). */
+  signal?: AbortSignal;
+  onRetry?: (info: RetryInfo) => void;
+  /** Exponential backoff with full jitter: the n-th wait is random in [0, min(cap, base * 2^(n-1))]. */
+  backoffBaseMs?: number;
+  backoffCapMs?: number;
+}
+
+/** Defaults for a gateway on a LAN or the internet. */
 export const DEFAULT_TIMEOUTS: HttpTimeouts = { connect: 10_000, headers: 30_000, body: 30_000 };
 
 /** A reply: status, content type and the body as text (at most {@link MAX_REPLY_BYTES}). */
@@ -20,57 +58,201 @@ export interface HttpReply {
   status: number;
   contentType: string;
   text: string;
+  /** The Retry-After header, if any. */
+  retryAfter?: string;
 }
 
-/** One HTTP request, the body JSON-encoded. Network failures become a temporary error (exit 75) of `step`. */
-export async function httpJson(
-  step: Step,
-  url: URL,
-  init: { method: "GET" | "POST"; headers?: Record<string, string>; body?: unknown; timeouts?: HttpTimeouts },
-): Promise<HttpReply> {
-  const timeouts = init.timeouts ?? DEFAULT_TIMEOUTS;
-  const headers: Record<string, string> = { accept: "application/json", ...init.headers };
-  let body: string | undefined;
-  if (init.body !== undefined) {
-    body = JSON.stringify(init.body);
-    headers["content-type"] = "application/json";
+/** A failure that a later attempt may not meet (network trouble, overload). */
+class Temporary extends Error {
+  constructor(
+    message: string,
+    readonly retryAfterMs?: number,
+    readonly reply?: HttpReply,
+  ) {
+    super(message);
   }
-  try {
-    const res = await request(url, {
-      method: init.method,
-      headers,
-      body,
-      headersTimeout: timeouts.headers,
-      bodyTimeout: timeouts.body,
-      signal: AbortSignal.timeout(timeouts.connect + timeouts.headers + timeouts.body),
-    });
-    const chunks: Buffer[] = [];
-    let size = 0;
-    for await (const chunk of res.body) {
-      size += (chunk as Buffer).length;
-      if (size > MAX_REPLY_BYTES) {
-        res.body.destroy();
-        throw new CertRetrieverError(
-          `${step} failed: the platform's reply is larger than ${MAX_REPLY_BYTES} bytes, which no dojot reply is`,
-          { step, exitCode: stepExitCode(step) },
-        );
+}
+
+/**
+ * The platform's HTTP client: undici with verified TLS (system CAs plus any given), HTTP(S)_PROXY
+ * and NO_PROXY honoured, timeouts on connect, headers and body, a cap on reply size, and retries
+ * of temporary failures within the run's deadline. It also learns the platform's clock from the
+ * `Date` header.
+ */
+export class HttpClient {
+  /** Platform time minus local time, from the last reply that carried a `Date` header. */
+  clockSkewMs: number | undefined;
+  private dispatcher: Dispatcher | undefined;
+
+  constructor(private readonly settings: HttpSettings) {}
+
+  /** One JSON request at `step`, retried while the failure is temporary; non-2xx replies are returned. */
+  async json(step: Step, url: URL, init: { method: "GET" | "POST"; headers?: Record<string, string>; body?: unknown }): Promise<HttpReply> {
+    const { attempts } = this.settings;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const reply = await this.once(step, url, init);
+        if (isTemporaryStatus(reply.status)) throw new Temporary(`HTTP ${reply.status}`, parseRetryAfter(reply.retryAfter), reply);
+        return reply;
+      } catch (err) {
+        if (!(err instanceof Temporary)) throw err;
+        const wait = this.waitBefore(attempt + 1, err.retryAfterMs);
+        if (attempt >= attempts || wait === undefined) {
+          throw temporaryError(step, url, err, attempt, wait === undefined && attempt < attempts);
+        }
+        this.settings.onRetry?.({ step, attempt, attempts, reason: err.message, waitMs: wait });
+        await sleep(wait, undefined, { signal: this.settings.signal }).catch(() => this.throwIfAborted(step));
       }
-      chunks.push(chunk as Buffer);
     }
-    const contentType = String(res.headers["content-type"] ?? "");
-    return { status: res.statusCode, contentType, text: Buffer.concat(chunks).toString("utf8") };
-  } catch (err) {
-    if (err instanceof CertRetrieverError) throw err;
-    throw new CertRetrieverError(
-      `${step} failed: the platform at ${url.origin} could not be reached: ${describeCause(err)}`,
-      {
-        step,
-        exitCode: ExitCode.TEMPORARY,
-        hint: "check --platform and the network; this is temporary, so run again later",
-        cause: err,
-      },
-    );
   }
+
+  /** The wait before `attempt`, or undefined if it would end past the deadline. */
+  private waitBefore(attempt: number, retryAfterMs: number | undefined): number | undefined {
+    const base = this.settings.backoffBaseMs ?? 500;
+    const cap = this.settings.backoffCapMs ?? 30_000;
+    const wait = retryAfterMs ?? Math.floor(Math.random() * Math.min(cap, base * 2 ** (attempt - 2)));
+    return Date.now() + wait < this.settings.deadline ? wait : undefined;
+  }
+
+  private throwIfAborted(step: Step): void {
+    const reason: unknown = this.settings.signal?.reason;
+    if (reason instanceof CertRetrieverError) throw reason;
+    throw new CertRetrieverError(`${step} failed: interrupted`, { step, exitCode: ExitCode.TEMPORARY });
+  }
+
+  private async once(step: Step, url: URL, init: { method: "GET" | "POST"; headers?: Record<string, string>; body?: unknown }): Promise<HttpReply> {
+    const { timeouts, deadline } = this.settings;
+    const remaining = deadline - Date.now();
+    if (remaining <= 0) throw new Temporary("the deadline passed");
+    const timeout = AbortSignal.timeout(Math.min(remaining, timeouts.connect + timeouts.headers + timeouts.body));
+    const signal = this.settings.signal ? AbortSignal.any([this.settings.signal, timeout]) : timeout;
+    const headers: Record<string, string> = { accept: "application/json", ...init.headers };
+    let body: string | undefined;
+    if (init.body !== undefined) {
+      body = JSON.stringify(init.body);
+      headers["content-type"] = "application/json";
+    }
+    try {
+      const res = await request(url, {
+        method: init.method,
+        headers,
+        body,
+        headersTimeout: timeouts.headers,
+        bodyTimeout: timeouts.body,
+        signal,
+        dispatcher: this.getDispatcher(),
+      });
+      const date = res.headers.date;
+      if (typeof date === "string" && !Number.isNaN(Date.parse(date))) this.clockSkewMs = Date.parse(date) - Date.now();
+      const chunks: Buffer[] = [];
+      let size = 0;
+      for await (const chunk of res.body) {
+        size += (chunk as Buffer).length;
+        if (size > MAX_REPLY_BYTES) {
+          res.body.destroy();
+          throw new CertRetrieverError(
+            `${step} failed: the platform's reply is larger than ${MAX_REPLY_BYTES} bytes, which no dojot reply is`,
+            { step, exitCode: stepExitCode(step), hint: "check that --platform points at a dojot gateway" },
+          );
+        }
+        chunks.push(chunk as Buffer);
+      }
+      const retryAfter = res.headers["retry-after"];
+      return {
+        status: res.statusCode,
+        contentType: String(res.headers["content-type"] ?? ""),
+        text: Buffer.concat(chunks).toString("utf8"),
+        retryAfter: typeof retryAfter === "string" ? retryAfter : undefined,
+      };
+    } catch (err) {
+      if (err instanceof CertRetrieverError) throw err;
+      if (this.settings.signal?.aborted) this.throwIfAborted(step);
+      if (isTlsTrustError(err)) {
+        throw new CertRetrieverError(`${step} failed: the TLS certificate of ${url.host} is not trusted: ${describeCause(err)}`, {
+          step,
+          exitCode: ExitCode.CA,
+          hint: "if the gateway uses a private CA, pass it with --platform-ca FILE; check --platform's host name",
+          cause: err,
+        });
+      }
+      if (timeout.aborted) throw new Temporary(Date.now() >= deadline ? "the deadline passed" : "the request timed out");
+      throw new Temporary(describeCause(err));
+    }
+  }
+
+  private getDispatcher(): Dispatcher {
+    if (!this.dispatcher) {
+      const tlsOptions = {
+        ca: [...systemCaCertificates(), ...(this.settings.tls?.ca ?? [])],
+        cert: this.settings.tls?.cert,
+        key: this.settings.tls?.key,
+        timeout: this.settings.timeouts.connect,
+      };
+      this.dispatcher = new EnvHttpProxyAgent({ connect: tlsOptions, requestTls: tlsOptions });
+    }
+    return this.dispatcher;
+  }
+
+  /** Closes idle connections so the process can exit. */
+  async close(): Promise<void> {
+    await this.dispatcher?.close();
+  }
+}
+
+let systemCas: string[] | undefined;
+
+/** The system's trusted CAs (the OS store where Node can read it, else Debian's bundle) plus Node's own. */
+export function systemCaCertificates(): string[] {
+  if (!systemCas) {
+    const getCa = (tls as unknown as { getCACertificates?: (kind: string) => string[] }).getCACertificates;
+    let system: string[] = [];
+    if (getCa) {
+      system = getCa("system");
+    } else {
+      for (const bundle of ["/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt", "/etc/ssl/cert.pem"]) {
+        try {
+          system = [readFileSync(bundle, "utf8")];
+          break;
+        } catch {
+          // try the next location
+        }
+      }
+    }
+    systemCas = [...tls.rootCertificates, ...system];
+  }
+  return systemCas;
+}
+
+function isTlsTrustError(err: unknown): boolean {
+  const code = String((err as NodeJS.ErrnoException | undefined)?.code ?? "");
+  return /CERT|SELF_SIGNED|UNABLE_TO_(GET|VERIFY)|ALTNAME|ERR_SSL_|ERR_TLS_/.test(code) && !/TIMEOUT/.test(code);
+}
+
+function temporaryError(step: Step, url: URL, err: Temporary, attempts: number, deadlineCut: boolean): CertRetrieverError {
+  const tries = attempts === 1 ? "" : ` (${attempts} attempts)`;
+  const what = err.reply
+    ? `the platform at ${url.origin} answered HTTP ${err.reply.status}: ${platformSays(err.reply)}`
+    : `the platform at ${url.origin} could not be reached: ${err.message}`;
+  const deadline = deadlineCut || err.message === "the deadline passed";
+  return new CertRetrieverError(`${step} failed: ${what}${tries}${deadlineCut ? "; the deadline leaves no time to try again" : ""}`, {
+    step,
+    exitCode: ExitCode.TEMPORARY,
+    hint: deadline
+      ? "the run's --deadline passed; this is temporary, so run again later (systemd restarts on exit 75)"
+      : err.reply?.status === 429
+        ? "the gateway limits requests (dojot: 5 logins a minute); wait and run again, or log in once with a token"
+        : err.reply
+          ? "the platform is busy or down; this is temporary, so run again later"
+          : "check --platform and the network; this is temporary, so run again later",
+  });
+}
+
+/** Milliseconds from a Retry-After header (seconds or an HTTP date), or undefined. */
+export function parseRetryAfter(value: string | undefined): number | undefined {
+  if (!value) return undefined;
+  if (/^\d+$/.test(value.trim())) return Number.parseInt(value, 10) * 1000;
+  const at = Date.parse(value);
+  return Number.isNaN(at) ? undefined : Math.max(0, at - Date.now());
 }
 
 /** The exit code of a failure at `step` that is not temporary. */
@@ -124,7 +306,13 @@ export function platformSays(reply: HttpReply): string {
     const title = /<title>([^<]*)<\/title>/i.exec(reply.text)?.[1]?.trim();
     return title ? `an HTML page titled "${oneLine(title)}"` : "an HTML page";
   }
-  return reply.text.trim() ? oneLine(reply.text) : "an empty body";
+  if (!reply.text.trim()) return "an empty body";
+  return printable(reply.text) ? oneLine(reply.text) : `${reply.text.length} bytes that are not text`;
+}
+
+function printable(text: string): boolean {
+  // eslint-disable-next-line no-control-regex
+  return !/[\u0000-\u0008\u000e-\u001f\ufffd]/.test(text);
 }
 
 function oneLine(text: string): string {

@@ -1,5 +1,5 @@
-import { link, mkdir, mkdtemp, open, readFile, rename, rm, rmdir, unlink } from "node:fs/promises";
-import { join } from "node:path";
+import { link, mkdir, mkdtemp, open, readdir, readFile, rename, rm, rmdir, stat, unlink } from "node:fs/promises";
+import { join, resolve } from "node:path";
 import { CertRetrieverError, describeCause } from "../errors.js";
 import { ExitCode } from "../exit-codes.js";
 import { faultPoint } from "../fault.js";
@@ -23,7 +23,8 @@ export interface CredentialPems {
 }
 
 /** The paths of a device's credentials in `dir`. */
-export function credentialPaths(dir: string, deviceId: string, caName: string): CredentialPaths {
+export function credentialPaths(outDir: string, deviceId: string, caName: string): CredentialPaths {
+  const dir = resolve(outDir);
   return { dir, key: join(dir, `${deviceId}.key`), certificate: join(dir, `${deviceId}.crt`), ca: join(dir, `${caName}.crt`) };
 }
 
@@ -63,24 +64,47 @@ export async function removeCreatedDirectory(dir: string, createdTop: string | u
   }
 }
 
+const STAGING_PREFIX = ".staging-";
+const COMMIT_MARK = "COMMIT";
+
+/** One file of a write: staged as `new-<i>`, its previous version kept as `old-<i>`. */
+interface PlanItem {
+  target: string;
+  text: string;
+  mode: number;
+}
+
+function planOf(paths: CredentialPaths, pems: CredentialPems): PlanItem[] {
+  return [
+    { target: paths.ca, text: pems.caPem, mode: 0o644 },
+    { target: paths.certificate, text: pems.certificatePem, mode: 0o644 },
+    { target: paths.key, text: pems.keyPem, mode: 0o600 },
+  ];
+}
+
 /**
  * Writes the three files so that a reader never sees a missing file and a failure at any point
- * leaves the previous credentials as they were: each file is written to a staging directory
- * beside the targets (key created exclusively with mode 0600), fsynced, and renamed over its
- * target; the old files are kept as hard links until all renames succeed, and put back otherwise.
+ * leaves the previous credentials as they were. Each file is written to a staging directory
+ * beside the targets (created exclusively, the key with mode 0600) and fsynced; a COMMIT mark,
+ * naming the targets, is the point of no return; then each file is renamed over its target. The
+ * old files are kept as hard links until all renames succeed, and put back if one fails. A process
+ * killed after the mark is completed by the next run ({@link recoverInterruptedWrites}); one killed
+ * before it leaves only a staging directory that the next run removes.
  */
 export async function writeCredentials(paths: CredentialPaths, pems: CredentialPems): Promise<void> {
   let staging: string;
   try {
-    staging = await mkdtemp(join(paths.dir, ".staging-"));
+    staging = await mkdtemp(join(paths.dir, STAGING_PREFIX));
   } catch (err) {
     throw storageError(`cannot write in ${paths.dir}: ${describeCause(err)}`, err);
   }
-  const plan = [
-    { target: paths.ca, text: pems.caPem, mode: 0o644 },
-    { target: paths.certificate, text: pems.certificatePem, mode: 0o644 },
-    { target: paths.key, text: pems.keyPem, mode: 0o600 },
-  ].map((item, i) => ({ ...item, staged: join(staging, `new-${i}`), backup: join(staging, `old-${i}`), hadOld: false, replaced: false }));
+  const plan = planOf(paths, pems).map((item, i) => ({
+    ...item,
+    staged: join(staging, `new-${i}`),
+    backup: join(staging, `old-${i}`),
+    hadOld: false,
+    replaced: false,
+  }));
   try {
     for (const item of plan) await writeSynced(item.staged, item.text, item.mode);
     faultPoint("store:staged");
@@ -93,6 +117,9 @@ export async function writeCredentials(paths: CredentialPaths, pems: CredentialP
         },
       );
     }
+    await writeSynced(join(staging, COMMIT_MARK), JSON.stringify(plan.map((p) => p.target)), 0o600);
+    await syncDirectory(staging);
+    faultPoint("store:committed");
     for (const [i, item] of plan.entries()) {
       await rename(item.staged, item.target);
       item.replaced = true;
@@ -104,10 +131,42 @@ export async function writeCredentials(paths: CredentialPaths, pems: CredentialP
       await (item.hadOld ? rename(item.backup, item.target) : unlink(item.target)).catch(() => undefined);
     }
     await syncDirectory(paths.dir).catch(() => undefined);
+    await rm(staging, { recursive: true, force: true }).catch(() => undefined);
     throw storageError(`writing the credentials in ${paths.dir} failed: ${describeCause(err)}; the previous files are unchanged`, err);
-  } finally {
+  }
+  await rm(staging, { recursive: true, force: true }).catch(() => undefined);
+}
+
+/**
+ * Finishes or undoes writes that a killed process left in `dir` (call it holding the lock): a
+ * staging directory with a COMMIT mark is rolled forward (its remaining files renamed into place),
+ * one without is removed. Returns what it did, for the run's notes.
+ */
+export async function recoverInterruptedWrites(dir: string): Promise<string[]> {
+  const notes: string[] = [];
+  const entries = await readdir(dir).catch(() => [] as string[]);
+  for (const name of entries.filter((n) => n.startsWith(STAGING_PREFIX))) {
+    const staging = join(dir, name);
+    const mark = await readFile(join(staging, COMMIT_MARK), "utf8").catch(() => undefined);
+    let targets: unknown;
+    try {
+      targets = mark === undefined ? undefined : JSON.parse(mark);
+    } catch {
+      targets = undefined;
+    }
+    if (Array.isArray(targets)) {
+      for (const [i, target] of targets.entries()) {
+        const staged = join(staging, `new-${i}`);
+        if (typeof target === "string" && (await stat(staged).then(() => true, () => false))) await rename(staged, target);
+      }
+      await syncDirectory(dir);
+      notes.push(`completed a write that an earlier run committed but did not finish (${name})`);
+    } else {
+      notes.push(`removed an unfinished write of an earlier run (${name}); the previous files were never touched`);
+    }
     await rm(staging, { recursive: true, force: true });
   }
+  return notes;
 }
 
 async function writeSynced(path: string, text: string, mode: number): Promise<void> {

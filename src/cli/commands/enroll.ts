@@ -1,7 +1,9 @@
 import { Command, Option } from "commander";
 import { isKeyType, KEY_TYPES, type KeyType } from "../../crypto/keys.js";
-import { usageError } from "../../errors.js";
-import { checkDeviceId, checkPlatformUrl, checkSans, passwordReader } from "../inputs.js";
+import { CertRetrieverError, usageError } from "../../errors.js";
+import { ExitCode } from "../../exit-codes.js";
+import type { RetryInfo } from "../../platform/http.js";
+import { checkDeviceId, checkPlatformUrl, checkSans, parseCount, parseDuration, passwordReader, readPemFile } from "../inputs.js";
 import { exitCodesHelp, printJson, say } from "../output.js";
 
 interface EnrollFlags {
@@ -20,6 +22,13 @@ interface EnrollFlags {
   force?: boolean;
   allowHttp?: boolean;
   json?: boolean;
+  caFingerprint?: string;
+  platformCa?: string;
+  clientCert?: string;
+  clientKey?: string;
+  deadline: string;
+  retries: string;
+  requestTimeout: string;
 }
 
 const collect = (value: string, previous: string[]) => [...previous, value];
@@ -66,6 +75,13 @@ export function enrollCommand(state: { debug: boolean; exitCode: number }): Comm
     .option("--ip <address>", "an IP subjectAltName to request (repeatable)", collect, [])
     .option("--uri <uri>", "a URI subjectAltName to request (repeatable)", collect, [])
     .addOption(new Option("--out <dir>", "where the credentials are stored").default("./certs").env("CERT_RETRIEVER_OUT"))
+    .addOption(new Option("--ca-fingerprint <sha256:hex>", "pin the CA: stop if its SHA-256 fingerprint differs (checked before any key is made, and against a stored CA)").env("CERT_RETRIEVER_CA_FINGERPRINT"))
+    .addOption(new Option("--platform-ca <file>", "PEM CA certificate(s) trusted for the platform's HTTPS, beside the system's").env("CERT_RETRIEVER_PLATFORM_CA"))
+    .addOption(new Option("--client-cert <file>", "PEM client certificate for a gateway that requires one").env("CERT_RETRIEVER_CLIENT_CERT"))
+    .addOption(new Option("--client-key <file>", "PEM key of --client-cert").env("CERT_RETRIEVER_CLIENT_KEY"))
+    .addOption(new Option("--deadline <duration>", "give up (exit 75) when the whole run takes longer, e.g. 90s, 5m").default("5m").env("CERT_RETRIEVER_DEADLINE"))
+    .addOption(new Option("--retries <n>", "retries of a request that failed temporarily (refused, reset, timeout, 429, 502-504)").default("4").env("CERT_RETRIEVER_RETRIES"))
+    .addOption(new Option("--request-timeout <duration>", "time limit for the headers and for the body of one reply").default("30s").env("CERT_RETRIEVER_REQUEST_TIMEOUT"))
     .option("--force", "enroll even if valid credentials already exist")
     .option("--allow-http", "allow plain http to a host other than this machine (the password travels in clear)")
     .option("--json", "print the result as JSON on stdout")
@@ -76,6 +92,7 @@ export function enrollCommand(state: { debug: boolean; exitCode: number }): Comm
 }
 
 async function runEnroll(flags: EnrollFlags): Promise<number> {
+  const startedAt = Date.now();
   // Everything is checked before the first request.
   const baseUrl = checkPlatformUrl(flags.platform, Boolean(flags.allowHttp), say);
   const deviceId = checkDeviceId(flags.deviceId);
@@ -83,41 +100,101 @@ async function runEnroll(flags: EnrollFlags): Promise<number> {
   if (!isKeyType(flags.keyType)) throw usageError(`unknown key type '${flags.keyType}'`);
   const keyType: KeyType = flags.keyType;
   const sans = checkSans(flags.dns, flags.ip, flags.uri);
+  const deadlineMs = parseDuration(flags.deadline, "--deadline");
+  const attempts = parseCount(flags.retries, "--retries", 0, 100) + 1;
+  const requestTimeout = parseDuration(flags.requestTimeout, "--request-timeout");
+  await checkOutDir(flags.out);
+  const { normalizeFingerprint } = await import("../../pipeline/pin.js");
+  if (flags.caFingerprint !== undefined && !normalizeFingerprint(flags.caFingerprint)) {
+    throw usageError(`--ca-fingerprint '${flags.caFingerprint}' is not a SHA-256 fingerprint`, "give it as sha256:<64 hex digits> (colons allowed), as the last run printed it");
+  }
+  if (Boolean(flags.clientCert) !== Boolean(flags.clientKey)) throw usageError("--client-cert and --client-key go together");
   const password = passwordReader({ file: flags.passwordFile, stdin: flags.passwordStdin, env: process.env.CERT_RETRIEVER_PASSWORD });
   const entityEnv = process.env.CERT_RETRIEVER_ENTITY_PASSWORD;
   const entityPassword = flags.entityPasswordFile || entityEnv !== undefined
     ? await passwordReader({ file: flags.entityPasswordFile, env: entityEnv }, "end-entity password")()
     : "dojot";
+  const tls = {
+    ca: flags.platformCa ? [await readPemFile(flags.platformCa, "--platform-ca", /-----BEGIN CERTIFICATE-----/)] : [],
+    cert: flags.clientCert ? await readPemFile(flags.clientCert, "--client-cert", /-----BEGIN CERTIFICATE-----/) : undefined,
+    key: flags.clientKey ? await readPemFile(flags.clientKey, "--client-key", /-----BEGIN ([A-Z]+ )?PRIVATE KEY-----/) : undefined,
+  };
 
   // Heavy modules load only once the input is known to be good.
-  const [{ enroll }, { DojotLegacyClient }, { softwareCrypto }] = await Promise.all([
+  const [{ enroll }, { DojotLegacyClient }, { softwareCrypto }, { HttpClient }] = await Promise.all([
     import("../../pipeline/enroll.js"),
     import("../../platform/dojot-legacy.js"),
     import("../../crypto/provider.js"),
+    import("../../platform/http.js"),
   ]);
-  const result = await enroll(
-    {
-      platform: new DojotLegacyClient({ baseUrl, caName: flags.caName, entityPassword }),
-      crypto: softwareCrypto(),
-      deviceId,
-      username: flags.username,
-      password,
-      caName: flags.caName,
-      keyType,
-      sans,
-      outDir: flags.out,
-      force: Boolean(flags.force),
+  const retries: RetryInfo[] = [];
+  const interrupt = onInterrupt();
+  const http = new HttpClient({
+    timeouts: { connect: Math.min(10_000, requestTimeout), headers: requestTimeout, body: requestTimeout },
+    attempts,
+    deadline: startedAt + deadlineMs,
+    tls,
+    signal: interrupt.signal,
+    onRetry: (info) => {
+      retries.push(info);
+      say(`retry: ${info.step} attempt ${info.attempt} of ${info.attempts} failed (${info.reason}); trying again in ${(info.waitMs / 1000).toFixed(1)} s`);
     },
-    (event) => {
-      if (event.type === "step") say(`[${event.index}/${event.total}] ${event.step}: ${event.detail} (${event.ms} ms)`);
-      else say(`note: ${event.message}`);
-    },
-  );
-  if (result.status === "already-enrolled") {
-    say(`device '${deviceId}' already has valid credentials in ${flags.out} (valid until ${result.notAfter}); nothing to do (use --force to enroll again)`);
-  } else {
-    say(`enrolled device '${deviceId}': ${result.files.key}, ${result.files.certificate}, ${result.files.ca}`);
+  });
+  try {
+    const result = await enroll(
+      {
+        platform: new DojotLegacyClient({ baseUrl, caName: flags.caName, entityPassword, http }),
+        crypto: softwareCrypto(),
+        deviceId,
+        username: flags.username,
+        password,
+        caName: flags.caName,
+        keyType,
+        sans,
+        outDir: flags.out,
+        force: Boolean(flags.force),
+        caFingerprint: flags.caFingerprint,
+        clockSkewMs: () => http.clockSkewMs,
+        signal: interrupt.signal,
+      },
+      (event) => {
+        if (event.type === "step") say(`[${event.index}/${event.total}] ${event.step}: ${event.detail} (${event.ms} ms)`);
+        else say(`note: ${event.message}`);
+      },
+    );
+    if (result.status === "already-enrolled") {
+      say(`device '${deviceId}' already has valid credentials in ${flags.out} (valid until ${result.notAfter}); nothing to do (use --force to enroll again)`);
+    } else {
+      say(`enrolled device '${deviceId}': ${result.files.key}, ${result.files.certificate}, ${result.files.ca}`);
+    }
+    if (flags.json) printJson({ ...result, retries });
+    return 0;
+  } finally {
+    interrupt.dispose();
+    await http.close();
   }
-  if (flags.json) printJson(result);
-  return 0;
+}
+
+/** The output directory must be a directory if it exists. */
+async function checkOutDir(out: string): Promise<void> {
+  const { stat } = await import("node:fs/promises");
+  const info = await stat(out).catch(() => undefined);
+  if (info && !info.isDirectory()) throw usageError(`--out ${out} exists and is not a directory`);
+}
+
+/** An abort signal raised by SIGINT or SIGTERM, whose reason is the error (exit 130 or 143) to report. */
+function onInterrupt(): { signal: AbortSignal; dispose(): void } {
+  const controller = new AbortController();
+  const handlers = (["SIGINT", "SIGTERM"] as const).map((sig) => {
+    const handler = () =>
+      controller.abort(
+        new CertRetrieverError(`interrupted by ${sig}; nothing was written and the previous credentials are unchanged`, {
+          step: "usage",
+          exitCode: sig === "SIGINT" ? ExitCode.INTERRUPTED : ExitCode.TERMINATED,
+        }),
+      );
+    process.on(sig, handler);
+    return [sig, handler] as const;
+  });
+  return { signal: controller.signal, dispose: () => handlers.forEach(([sig, h]) => process.off(sig, h)) };
 }

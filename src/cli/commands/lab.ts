@@ -23,11 +23,23 @@ export function labCommand(state: { exitCode: number }): Command {
     .addOption(new Option("--cert-profile <profile>", "cfree: RSA 2048-8192 only, as dojot; open: also ECDSA P-256/P-384 and URI names").choices(["cfree", "open"]).default("cfree"))
     .option("--auto-register", "create the end entity on the first signing request for an unknown device")
     .option("--token-lifetime <seconds>", "JWT lifetime", "420")
-    .action(async (flags: { dir: string; listen: string; certProfile: "cfree" | "open"; autoRegister?: boolean; tokenLifetime: string }) => {
+    .option("--fault <route:kind[:times]>", "misbehave on purpose, for testing clients (repeatable); see src/lab/faults.ts for the kinds", (v: string, prev: string[]) => [...prev, v], [])
+    .action(async (flags: { dir: string; listen: string; certProfile: "cfree" | "open"; autoRegister?: boolean; tokenLifetime: string; fault: string[] }) => {
       const { host, port } = parseListen(flags.listen);
       const tokenLifetime = Number.parseInt(flags.tokenLifetime, 10);
       if (!(tokenLifetime > 0)) throw usageError(`--token-lifetime '${flags.tokenLifetime}' is not a positive number of seconds`);
-      const [{ startLab }, { softwareCrypto }] = await Promise.all([import("../../lab/server.js"), import("../../crypto/provider.js")]);
+      const [{ startLab }, { softwareCrypto }, { parseFault }] = await Promise.all([
+        import("../../lab/server.js"),
+        import("../../crypto/provider.js"),
+        import("../../lab/faults.js"),
+      ]);
+      const faults = flags.fault.map((f) => {
+        try {
+          return parseFault(f);
+        } catch (err) {
+          throw usageError((err as Error).message);
+        }
+      });
       const running = await startLab({
         dir: flags.dir,
         host,
@@ -37,6 +49,7 @@ export function labCommand(state: { exitCode: number }): Command {
         autoRegister: Boolean(flags.autoRegister),
         adminPassword: process.env.CERT_RETRIEVER_LAB_PASSWORD || undefined,
         tokenLifetime,
+        faults,
       });
       if (running.generatedPassword) {
         say(`lab: created user 'admin' with password ${running.generatedPassword} (shown once; set CERT_RETRIEVER_LAB_PASSWORD to choose it)`);

@@ -1,0 +1,108 @@
+import type { IncomingMessage, ServerResponse } from "node:http";
+
+/** The lab's routes that faults can hit. */
+export const FAULT_ROUTES = ["auth", "ca", "sign"] as const;
+/** A route of {@link FAULT_ROUTES}. */
+export type FaultRoute = (typeof FAULT_ROUTES)[number];
+
+/** What can go wrong with a reply. The last five need a certificate and apply to `ca` and `sign`. */
+export const FAULT_KINDS = [
+  "refuse", // the connection is closed before any reply
+  "reset", // headers and half the body, then a reset
+  "hang", // no reply at all
+  "500",
+  "503",
+  "429", // with Retry-After: 1
+  "garbage", // 200 with random bytes
+  "truncated", // 200 that ends before its Content-Length
+  "oversized", // 200 with a 2 MiB body
+  "wrong-ca", // a certificate from another CA
+  "other-key", // sign: a certificate for a key the device never made
+  "expired", // sign: the device's certificate, expired
+  "not-yet-valid", // sign: the device's certificate, valid from tomorrow
+  "skewed-clock", // a Date header 3 days ahead, and a certificate valid from 2 days ahead
+] as const;
+/** A kind of {@link FAULT_KINDS}. */
+export type FaultKind = (typeof FAULT_KINDS)[number];
+
+/** One scripted fault: on `route`, `times` times (forever if absent), then the normal reply. */
+export interface LabFault {
+  route: FaultRoute;
+  kind: FaultKind;
+  times?: number;
+}
+
+/** Parses `route:kind[:times]`, as `lab serve --fault` takes it. */
+export function parseFault(text: string): LabFault {
+  const [route, kind, times] = text.split(":");
+  if (!FAULT_ROUTES.includes(route as FaultRoute) || !FAULT_KINDS.includes(kind as FaultKind) || (times !== undefined && !/^\d+$/.test(times))) {
+    throw new Error(`--fault '${text}' is not ROUTE:KIND[:TIMES] with ROUTE one of ${FAULT_ROUTES.join(", ")} and KIND one of ${FAULT_KINDS.join(", ")}`);
+  }
+  return { route: route as FaultRoute, kind: kind as FaultKind, times: times === undefined ? undefined : Number(times) };
+}
+
+/** The faults still to happen, consumed as requests arrive. */
+export class FaultPlan {
+  private readonly left: LabFault[];
+
+  constructor(faults: LabFault[] = []) {
+    this.left = faults.map((f) => ({ ...f }));
+  }
+
+  /** The fault for this request of `route`, if one is due. */
+  take(route: FaultRoute): FaultKind | undefined {
+    const fault = this.left.find((f) => f.route === route && (f.times === undefined || f.times > 0));
+    if (fault?.times !== undefined) fault.times--;
+    return fault?.kind;
+  }
+}
+
+/**
+ * Answers with a transport or status fault; returns false for the kinds that need the normal
+ * handler's help (certificates). `hang` leaves the request open until the server closes.
+ */
+export function sendTransportFault(kind: FaultKind, req: IncomingMessage, res: ServerResponse): boolean {
+  const json = (status: number, body: unknown, headers: Record<string, string> = {}) => {
+    const text = JSON.stringify(body);
+    res.writeHead(status, { "content-type": "application/json", "content-length": Buffer.byteLength(text), ...headers }).end(text);
+  };
+  switch (kind) {
+    case "refuse":
+      req.socket.destroy();
+      return true;
+    case "hang":
+      return true;
+    case "reset":
+    case "truncated": {
+      const body = JSON.stringify({ certificate: "A".repeat(4096) });
+      res.writeHead(200, { "content-type": "application/json", "content-length": Buffer.byteLength(body) });
+      res.write(body.slice(0, body.length / 2), () => {
+        if (kind === "reset") req.socket.resetAndDestroy?.() ?? req.socket.destroy();
+        else req.socket.end();
+      });
+      return true;
+    }
+    case "500":
+      json(500, { message: "Problem connecting to database", status: 500 });
+      return true;
+    case "503":
+      json(503, { message: "name resolution failed" });
+      return true;
+    case "429":
+      json(429, { message: "API rate limit exceeded" }, { "retry-after": "1" });
+      return true;
+    case "garbage": {
+      const bytes = Buffer.alloc(512);
+      for (let i = 0; i < bytes.length; i++) bytes[i] = (i * 7919 + 13) % 256;
+      res.writeHead(200, { "content-type": "application/json", "content-length": bytes.length }).end(bytes);
+      return true;
+    }
+    case "oversized": {
+      const body = JSON.stringify({ certificate: "A".repeat(2 * 1024 * 1024), status: { data: "A" } });
+      res.writeHead(200, { "content-type": "application/json", "content-length": Buffer.byteLength(body) }).end(body);
+      return true;
+    }
+    default:
+      return false;
+  }
+}
