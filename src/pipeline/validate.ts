@@ -85,18 +85,21 @@ function checkValidity(cert: x509.X509Certificate, what: string, input: Validati
   });
 }
 
-/** "3 h 20 min behind" / "12 s ahead of". */
+/** "3 h 20 min behind" / "12 s ahead of": two units at most, the smaller one rounded. */
 export function describeSkew(skewMs: number): string {
-  let s = Math.round(Math.abs(skewMs) / 1000);
+  const units = [["d", 86_400], ["h", 3_600], ["min", 60], ["s", 1]] as const;
+  const raw = Math.abs(skewMs) / 1000;
+  const top = units.findIndex(([, size]) => raw >= size);
+  const precision = units[Math.min(Math.max(top, 0) + 1, units.length - 1)]![1];
+  let s = Math.round(raw / precision) * precision;
   const parts: string[] = [];
-  for (const [unit, size] of [["d", 86_400], ["h", 3_600], ["min", 60]] as const) {
-    if (s >= size) {
+  for (const [unit, size] of units) {
+    if (s >= size && parts.length < 2) {
       parts.push(`${Math.floor(s / size)} ${unit}`);
       s %= size;
     }
   }
-  if (s > 0 || parts.length === 0) parts.push(`${s} s`);
-  return `${parts.slice(0, 2).join(" ")} ${skewMs > 0 ? "behind" : "ahead of"}`;
+  return `${parts.join(" ") || "0 s"} ${skewMs > 0 ? "behind" : "ahead of"}`;
 }
 
 /** The requested SANs that the issued certificate does not carry (profiles may drop some). */

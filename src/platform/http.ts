@@ -176,6 +176,11 @@ export class HttpClient {
         });
       }
       if (timeout.aborted) throw new Temporary(Date.now() >= deadline ? "the deadline passed" : "the request timed out");
+      const code = String((err as NodeJS.ErrnoException).code ?? "");
+      if (/^UND_ERR_(HEADERS|BODY|CONNECT)_TIMEOUT$/.test(code)) {
+        const limit = code === "UND_ERR_CONNECT_TIMEOUT" ? timeouts.connect : code === "UND_ERR_BODY_TIMEOUT" ? timeouts.body : timeouts.headers;
+        throw new Temporary(`the request timed out (no ${code.includes("CONNECT") ? "connection" : "reply"} within ${limit / 1000} s)`);
+      }
       throw new Temporary(describeCause(err));
     }
   }

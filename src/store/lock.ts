@@ -22,7 +22,13 @@ export async function acquireLock(dir: string, waitMs = LOCK_WAIT_MS): Promise<(
   for (;;) {
     try {
       const handle = await open(path, "wx", 0o600);
-      await handle.writeFile(`${process.pid} ${bootId()}\n`);
+      try {
+        await handle.writeFile(`${process.pid} ${bootId()}\n`);
+      } catch (err) {
+        await handle.close();
+        await unlink(path).catch(() => undefined);
+        throw err;
+      }
       await handle.close();
       return async () => {
         await unlink(path).catch(() => undefined);

@@ -1,0 +1,20 @@
+import { afterAll, beforeAll, describe, it } from "vitest";
+import { commonCells, makeFixture, runCell, type Cell, type Fixture } from "./helpers/fault-matrix.js";
+
+let fx: Fixture;
+beforeAll(async () => {
+  fx = await makeFixture();
+});
+afterAll(async () => fx.lab.stop());
+
+const cells: Cell[] = [
+  ...commonCells("auth"),
+  ...commonCells("ca"),
+  { route: "ca", kind: "wrong-ca", code: 14, message: /validate failed: the certificate is not signed by the CA 'CN=IOTmidCA, O=EJBCA IOT, C=SE'.*nothing was written/ },
+];
+
+describe("fault table: /auth and /ca misbehave; the previous credentials survive every failure", () => {
+  for (const cell of cells) {
+    it(`${cell.route} ${cell.kind}${cell.times ? ` once` : ""} -> exit ${cell.code}`, () => runCell(fx, cell));
+  }
+});

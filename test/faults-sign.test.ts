@@ -1,0 +1,24 @@
+import { afterAll, beforeAll, describe, it } from "vitest";
+import { commonCells, makeFixture, runCell, type Cell, type Fixture } from "./helpers/fault-matrix.js";
+
+let fx: Fixture;
+beforeAll(async () => {
+  fx = await makeFixture();
+});
+afterAll(async () => fx.lab.stop());
+
+const invalid = /validate failed: the certificate is valid from .* which does not include now .*; nothing was written/;
+const cells: Cell[] = [
+  ...commonCells("sign"),
+  { route: "sign", kind: "wrong-ca", code: 14, message: /validate failed: the certificate is not signed by the CA/ },
+  { route: "sign", kind: "other-key", code: 14, message: /validate failed: the certificate's public key is not the key generated for this device/ },
+  { route: "sign", kind: "expired", code: 14, message: invalid },
+  { route: "sign", kind: "not-yet-valid", code: 14, message: invalid },
+  { route: "sign", kind: "skewed-clock", code: 75, message: /validate failed: this device's clock \(.*\) is 3 d behind the platform's, so the certificate, valid from .*, looks not yet valid here/ },
+];
+
+describe("fault table: /sign misbehaves; the previous credentials survive every failure", () => {
+  for (const cell of cells) {
+    it(`${cell.route} ${cell.kind}${cell.times ? ` once` : ""} -> exit ${cell.code}`, () => runCell(fx, cell));
+  }
+});

@@ -1,0 +1,104 @@
+import { cp } from "node:fs/promises";
+import { join } from "node:path";
+import { expect } from "vitest";
+import { softwareCrypto } from "../../src/crypto/provider.js";
+import type { FaultKind, FaultRoute } from "../../src/lab/faults.js";
+import { setDevice, startLab } from "../../src/lab/server.js";
+import { enrollCli, snapshot } from "./enroll.js";
+import { startTestLab, tempDir, type TestLab } from "./lab.js";
+import { openssl } from "./tools.js";
+
+/** One cell of the fault table: what the platform does wrong, and what the user must see. */
+export interface Cell {
+  route: FaultRoute;
+  kind: FaultKind;
+  /** How many requests are hit (absent: all of them). */
+  times?: number;
+  code: number;
+  message: RegExp;
+  extra?: string[];
+}
+
+const STEP = { auth: "authenticate", ca: "fetch-ca", sign: "submit-csr" } as const;
+const EXIT = { auth: 10, ca: 11, sign: 13 } as const;
+
+/** Limits that keep each cell short: three attempts, one-second timeouts. */
+export const FAST = ["--retries", "2", "--request-timeout", "1s", "--deadline", "20s"];
+
+/** The cells every route shares: transport and status faults, persistent and passing. */
+export function commonCells(route: FaultRoute): Cell[] {
+  const step = STEP[route];
+  const unreachable = new RegExp(`${step} failed: the platform at http://127\\.0\\.0\\.1:\\d+ could not be reached: .*\\(3 attempts\\)`);
+  const cells: Cell[] = [
+    { route, kind: "refuse", code: 75, message: unreachable },
+    { route, kind: "reset", code: 75, message: unreachable },
+    { route, kind: "hang", code: 75, message: new RegExp(`${step} failed: .*could not be reached: the request timed out \\(no reply within 1 s\\) \\(3 attempts\\)`) },
+    { route, kind: "truncated", code: 75, message: unreachable },
+    { route, kind: "503", code: 75, message: new RegExp(`${step} failed: the platform at .* answered HTTP 503: name resolution failed \\(3 attempts\\)`) },
+    { route, kind: "429", code: 75, message: new RegExp(`${step} failed: .*answered HTTP 429: API rate limit exceeded \\(3 attempts\\)`) },
+    { route, kind: "500", code: EXIT[route], message: new RegExp(`${step} failed: .*HTTP 500: Problem connecting to database`) },
+    { route, kind: "garbage", code: EXIT[route], message: new RegExp(`${step} failed: the platform's reply \\(HTTP 200\\) is not what the API promises: .*got \\d+ bytes that are not text`) },
+    { route, kind: "oversized", code: EXIT[route], message: new RegExp(`${step} failed: the platform's reply is larger than 1048576 bytes`) },
+  ];
+  // A fault that happens once is retried away: the run succeeds and says it retried.
+  for (const kind of ["refuse", "reset", "hang", "truncated", "503", "429"] as const) {
+    cells.push({ route, kind, times: 1, code: 0, message: new RegExp(`retry: ${step} attempt 1 of 3 failed`) });
+  }
+  return cells;
+}
+
+/** A lab directory with a device whose valid credentials exist, to copy into each cell. */
+export interface Fixture {
+  lab: TestLab;
+  base: string;
+  deviceId: string;
+}
+
+/** Enrolls the victim device once against a fault-free lab. */
+export async function makeFixture(): Promise<Fixture> {
+  const lab = await startTestLab();
+  await lab.addDevice("victim");
+  const base = join(await tempDir(), "certs");
+  const run = await enrollCli(lab.url, lab, "victim", base);
+  expect(run.code, run.stderr).toBe(0);
+  await lab.close(); // keep the directory: each cell serves it again with its faults
+  return { lab, base, deviceId: "victim" };
+}
+
+/**
+ * Runs one cell: serves the fixture's lab with the cell's faults, re-enrolls the victim with
+ * --force over a copy of its credentials, and checks the exit code, the message and, for a
+ * failure, that the credentials are byte for byte what they were.
+ */
+export async function runCell(fx: Fixture, cell: Cell): Promise<void> {
+  await setDevice(fx.lab.dir, fx.deviceId, "reset");
+  const out = join(await tempDir(), "certs");
+  await cp(fx.base, out, { recursive: true, preserveTimestamps: true });
+  const before = await snapshot(out);
+  const lab = await startLab({
+    dir: fx.lab.dir,
+    host: "127.0.0.1",
+    port: 0,
+    crypto: softwareCrypto(),
+    certProfile: "cfree",
+    autoRegister: false,
+    adminPassword: fx.lab.password,
+    tokenLifetime: 420,
+    faults: [{ route: cell.route, kind: cell.kind, times: cell.times }],
+  });
+  try {
+    const run = await enrollCli(lab.url, fx.lab, fx.deviceId, out, ["--force", "--json", ...FAST, ...(cell.extra ?? [])]);
+    expect(run.stderr).toMatch(cell.message);
+    expect(run.code, run.stderr).toBe(cell.code);
+    expect(run.stderr).not.toMatch(/\n\s+at /);
+    if (cell.code === 0) {
+      expect(JSON.parse(run.stdout).retries).toHaveLength(1);
+      expect(await snapshot(out)).not.toEqual(before);
+      expect(openssl("verify", "-CAfile", join(out, "IOTmidCA.crt"), join(out, "victim.crt"))).toMatch(/: OK/);
+    } else {
+      expect(await snapshot(out)).toEqual(before);
+    }
+  } finally {
+    await lab.close();
+  }
+}
