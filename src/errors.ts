@@ -51,6 +51,10 @@ export function usageError(message: string, hint?: string): CertRetrieverError {
 export function describeCause(err: unknown): string {
   if (err instanceof Error) {
     const code = (err as NodeJS.ErrnoException).code;
+    if (code && err.message.startsWith(`${code}: `)) {
+      // Node's file errors: "ENOSPC: no space left on device, write '/path'" -> "no space left on device (ENOSPC)"
+      return `${err.message.slice(code.length + 2).replace(/, \w+( '[^']*')*$/, "")} (${code})`;
+    }
     return code && !err.message.includes(code) ? `${err.message} (${code})` : err.message;
   }
   return String(err);
