@@ -1,4 +1,5 @@
 import { readFileSync } from "node:fs";
+import { isIP } from "node:net";
 import * as tls from "node:tls";
 import { setTimeout as sleep } from "node:timers/promises";
 import { EnvHttpProxyAgent, request, type Dispatcher } from "undici";
@@ -167,6 +168,15 @@ export class HttpClient {
     } catch (err) {
       if (err instanceof CertRetrieverError) throw err;
       if (this.settings.signal?.aborted) this.throwIfAborted(step);
+      const socketClosed = /^(UND_ERR_SOCKET|ECONNRESET)$/.test(String((err as NodeJS.ErrnoException).code ?? ""));
+      if (isClientCertRefusal(err) || (socketClosed && url.protocol === "https:" && isClientCertRefusal(await this.probeTls(url)))) {
+        throw new CertRetrieverError(`${step} failed: the gateway at ${url.host} requires a client certificate or refused ours: ${describeCause(err)}`, {
+          step,
+          exitCode: ExitCode.AUTH,
+          hint: "pass the station's certificate and key with --client-cert FILE --client-key FILE",
+          cause: err,
+        });
+      }
       if (isTlsTrustError(err)) {
         throw new CertRetrieverError(`${step} failed: the TLS certificate of ${url.host} is not trusted: ${describeCause(err)}`, {
           step,
@@ -185,17 +195,44 @@ export class HttpClient {
     }
   }
 
+  private tlsOptions() {
+    return {
+      ca: [...systemCaCertificates(), ...(this.settings.tls?.ca ?? [])],
+      cert: this.settings.tls?.cert,
+      key: this.settings.tls?.key,
+      timeout: this.settings.timeouts.connect,
+    };
+  }
+
   private getDispatcher(): Dispatcher {
     if (!this.dispatcher) {
-      const tlsOptions = {
-        ca: [...systemCaCertificates(), ...(this.settings.tls?.ca ?? [])],
-        cert: this.settings.tls?.cert,
-        key: this.settings.tls?.key,
-        timeout: this.settings.timeouts.connect,
-      };
+      const tlsOptions = this.tlsOptions();
       this.dispatcher = new EnvHttpProxyAgent({ connect: tlsOptions, requestTls: tlsOptions });
     }
     return this.dispatcher;
+  }
+
+  /**
+   * Under TLS 1.3 a server refuses a client certificate after the handshake, and undici reports
+   * only "other side closed". A direct handshake tells why: the alert the server sent, if any.
+   */
+  private probeTls(url: URL): Promise<{ code: string } | undefined> {
+    const host = url.hostname.replace(/^\[|\]$/g, "");
+    return new Promise((resolve) => {
+      const { timeout: _timeout, ...options } = this.tlsOptions();
+      const socket = tls.connect({ ...options, host, port: Number(url.port || 443), servername: isIP(host) ? undefined : host }, () => {
+        socket.write(`HEAD / HTTP/1.1\r\nHost: ${url.host}\r\nConnection: close\r\n\r\n`);
+      });
+      const done = (result: { code: string } | undefined) => {
+        clearTimeout(timer);
+        socket.destroy();
+        resolve(result);
+      };
+      const timer = setTimeout(() => done(undefined), 2_000);
+      socket.on("error", (e: NodeJS.ErrnoException) => done({ code: String(e.code ?? "") }));
+      socket.on("close", () => done(undefined));
+      socket.on("data", () => undefined);
+    });
   }
 
   /** Closes idle connections so the process can exit. */
@@ -226,6 +263,11 @@ export function systemCaCertificates(): string[] {
     systemCas = [...tls.rootCertificates, ...system];
   }
   return systemCas;
+}
+
+function isClientCertRefusal(err: unknown): boolean {
+  const code = String((err as NodeJS.ErrnoException | undefined)?.code ?? "");
+  return /ALERT_(CERTIFICATE_REQUIRED|BAD_CERTIFICATE|UNKNOWN_CA|CERTIFICATE_UNKNOWN|HANDSHAKE_FAILURE)/.test(code);
 }
 
 function isTlsTrustError(err: unknown): boolean {

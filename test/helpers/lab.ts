@@ -1,5 +1,6 @@
 import { mkdtemp, rm } from "node:fs/promises";
 import { createServer, request as httpRequest, type IncomingMessage, type ServerResponse } from "node:http";
+import { createServer as createHttpsServer, type ServerOptions as HttpsOptions } from "node:https";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -57,8 +58,8 @@ export type Tamper = (path: string, upstream: { status: number; body: string }) 
  * An HTTP server on 127.0.0.1 that forwards to `target` and lets a test rewrite replies: a
  * misbehaving platform (HTML pages, wrong fields, certificates from elsewhere) over real HTTP.
  */
-export async function startProxy(target: string, tamper: Tamper): Promise<{ url: string; close(): Promise<void> }> {
-  const server = createServer((req: IncomingMessage, res: ServerResponse) => {
+export async function startProxy(target: string, tamper: Tamper, tls?: HttpsOptions): Promise<{ url: string; port: number; close(): Promise<void> }> {
+  const handler = (req: IncomingMessage, res: ServerResponse) => {
     const chunks: Buffer[] = [];
     req.on("data", (c: Buffer) => chunks.push(c));
     req.on("end", () => {
@@ -73,11 +74,13 @@ export async function startProxy(target: string, tamper: Tamper): Promise<{ url:
       });
       up.end(Buffer.concat(chunks));
     });
-  });
+  };
+  const server = tls ? createHttpsServer(tls, handler) : createServer(handler);
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
   const { port } = server.address() as AddressInfo;
   return {
-    url: `http://127.0.0.1:${port}`,
+    url: `${tls ? "https" : "http"}://127.0.0.1:${port}`,
+    port,
     close: () => new Promise((resolve) => { server.close(() => resolve()); server.closeAllConnections(); }),
   };
 }
