@@ -52,6 +52,7 @@ export class DojotLegacyClient implements PlatformClient {
 /** The session from a `POST /auth` reply, or the error that explains it. */
 export function parseAuthReply(reply: HttpReply, username: string): Session {
   if (reply.status !== 200) throw authError(reply, username);
+  requireJson("authenticate", reply);
   const jwt = jsonObject(reply)?.jwt;
   if (typeof jwt !== "string" || !/^[\w-]+\.[\w-]+\.[\w-]*$/.test(jwt)) {
     throw malformed("authenticate", reply, "a JSON object with a `jwt` token");
@@ -62,6 +63,7 @@ export function parseAuthReply(reply: HttpReply, username: string): Session {
 /** The CA DER from a `GET /ca/<name>` reply (`{certificate: base64}`), or the error that explains it. */
 export function parseCaReply(reply: HttpReply, caName: string): FetchedCa {
   if (reply.status !== 200) throw replyError("fetch-ca", reply, `fetching the CA certificate '${caName}'`, caHint(reply));
+  requireJson("fetch-ca", reply);
   const text = jsonObject(reply)?.certificate;
   const der = typeof text === "string" ? decodeBase64(text) : undefined;
   if (!der) throw malformed("fetch-ca", reply, "a JSON object whose `certificate` is base64 DER");
@@ -71,6 +73,7 @@ export function parseCaReply(reply: HttpReply, caName: string): FetchedCa {
 /** The certificate DER from a `POST /sign` reply (`{status: {data}}`), or the error that explains it. */
 export function parseSignReply(reply: HttpReply, deviceId: string): Issued {
   if (reply.status !== 200) throw replyError("submit-csr", reply, `the platform refused the CSR for device '${deviceId}'`, signHint(reply));
+  requireJson("submit-csr", reply);
   // Success and error bodies both use `status`: an object here, an integer in errors.
   const status = jsonObject(reply)?.status;
   const data = status && typeof status === "object" ? (status as Record<string, unknown>).data : undefined;
@@ -122,6 +125,14 @@ function replyError(step: Step, reply: HttpReply, doing: string, hint: string | 
     });
   }
   return new CertRetrieverError(message, { step, exitCode: stepExitCode(step), hint });
+}
+
+/** A successful reply must say it is JSON: an HTML page with a 200 (a portal, a proxy's login page) is not the API. */
+function requireJson(step: Step, reply: HttpReply): void {
+  const type = reply.contentType.split(";")[0]!.trim().toLowerCase();
+  if (type !== "application/json" && !type.endsWith("+json")) {
+    throw malformed(step, reply, `a JSON reply (Content-Type application/json), not ${type ? `'${type}'` : "one without a Content-Type"}`);
+  }
 }
 
 function malformed(step: Step, reply: HttpReply, expected: string): CertRetrieverError {
