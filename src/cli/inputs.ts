@@ -136,10 +136,10 @@ export function redactOptionValues(message: string): string {
   return message.replace(/'(-{1,2}[^'=\s]+)=[^']*'/g, "'$1=…'");
 }
 
-/** Parses a duration such as `90s`, `5m`, `1h`, `500ms` or a plain number of seconds, in milliseconds. */
+/** Parses a duration such as `90s`, `5m`, `1h`, `30d`, `500ms` or a plain number of seconds, in milliseconds. */
 export function parseDuration(value: string, flag: string): number {
-  const m = /^(\d+(?:\.\d+)?)\s*(ms|s|m|min|h)?$/.exec(value.trim());
-  const factor = { ms: 1, s: 1000, m: 60_000, min: 60_000, h: 3_600_000 }[(m?.[2] ?? "s") as "ms"];
+  const m = /^(\d+(?:\.\d+)?)\s*(ms|s|m|min|h|d)?$/.exec(value.trim());
+  const factor = { ms: 1, s: 1000, m: 60_000, min: 60_000, h: 3_600_000, d: 86_400_000 }[(m?.[2] ?? "s") as "ms"];
   const ms = m ? Number.parseFloat(m[1]!) * factor : NaN;
   if (!(ms > 0)) throw usageError(`${flag} '${value}' is not a duration`, `use e.g. ${flag} 90s, 5m or 1h`);
   return ms;

@@ -1,7 +1,10 @@
 import { readFileSync } from "node:fs";
 import { Command, CommanderError } from "commander";
 import { ExitCode } from "../exit-codes.js";
+import { checkCommand } from "./commands/check.js";
 import { enrollCommand } from "./commands/enroll.js";
+import { exportCommand } from "./commands/export.js";
+import { loginCommand } from "./commands/login.js";
 import { labCommand } from "./commands/lab.js";
 import { redactOptionValues, refuseSecretsOnArgv } from "./inputs.js";
 import { exitCodesHelp, reportError } from "./output.js";
@@ -24,6 +27,9 @@ export async function main(argv: string[]): Promise<number> {
     .exitOverride()
     .configureOutput({ outputError: (text, write) => write(redactOptionValues(text)) });
   program.addCommand(enrollCommand(state));
+  program.addCommand(loginCommand(state));
+  program.addCommand(checkCommand(state));
+  program.addCommand(exportCommand(state));
   program.addCommand(labCommand(state));
   for (const cmd of allCommands(program)) {
     cmd.exitOverride().configureOutput({ outputError: (text, write) => write(redactOptionValues(text)) });

@@ -30,3 +30,23 @@ export function reportError(err: unknown, debug: boolean): ExitCode {
 export function exitCodesHelp(): string {
   return `\nEXIT CODES\n${EXIT_CODE_MEANINGS.map(([code, meaning]) => `  ${String(code).padStart(3)}  ${meaning}`).join("\n")}\n`;
 }
+
+/** Colour only on a terminal, and never when NO_COLOR is set. */
+function colour(code: number, text: string): string {
+  return process.stderr.isTTY && !process.env.NO_COLOR ? `\u001b[${code}m${text}\u001b[0m` : text;
+}
+
+/**
+ * Renders enrollment progress on stderr: a tick per step on a terminal, plain lines otherwise
+ * (journald, CI logs).
+ */
+export function progress(tty: boolean): (event: { type: "step"; step: string; index: number; total: number; ms: number; detail: string } | { type: "note"; message: string }) => void {
+  return (event) => {
+    if (event.type === "note") {
+      say(`${tty ? colour(33, "!") + " " : ""}note: ${event.message}`);
+      return;
+    }
+    const line = `[${event.index}/${event.total}] ${event.step}: ${event.detail} (${event.ms} ms)`;
+    say(tty ? `${colour(32, "✔")} ${line}` : line);
+  };
+}

@@ -5,6 +5,7 @@ import { toPem } from "../crypto/keys.js";
 import type { CryptoProvider } from "../crypto/provider.js";
 import { createCa, issueCertificate, LAB_CA_DN, loadOrCreateCa, ProfileRefusal, RSA_SHA256, type CertProfile, type LabCa } from "./ca.js";
 import { FaultPlan, sendTransportFault, type FaultKind, type LabFault } from "./faults.js";
+import { RateLimiter, type RateWindow } from "./rate-limit.js";
 import { dojotClaims, signJwt, verifyJwt } from "./jwt.js";
 import { checkPassword, loadState, makeUser, newEndEntity, newState, saveState, updateState } from "./state.js";
 
@@ -24,6 +25,10 @@ export interface LabOptions {
   tokenLifetime: number;
   /** Scripted faults, for testing clients against a misbehaving platform. */
   faults?: LabFault[];
+  /** Kong's limit on /auth (dojot: 5/min and 40/h); off when absent. */
+  authRateLimit?: RateWindow[];
+  /** Runs the rate limiter's clock this many times faster (simulations). */
+  rateLimitTimeScale?: number;
 }
 
 /** What a request handler needs besides the request. */
@@ -31,6 +36,7 @@ interface Context {
   opts: LabOptions;
   ca: LabCa;
   faults: FaultPlan;
+  authLimiter?: RateLimiter;
   /** Another CA with the same name, for `wrong-ca` faults; made on first use. */
   otherCa: () => Promise<LabCa>;
 }
@@ -64,6 +70,7 @@ export async function startLab(opts: LabOptions): Promise<RunningLab> {
     opts,
     ca,
     faults: new FaultPlan(opts.faults),
+    authLimiter: opts.authRateLimit ? new RateLimiter(opts.authRateLimit, opts.rateLimitTimeScale) : undefined,
     otherCa: () =>
       (other ??= createCa(LAB_CA_DN, opts.crypto).then(({ cert, keys }) => ({ name: ca.name, cert, key: keys.privateKey }))),
   };
@@ -97,7 +104,15 @@ async function handle(req: IncomingMessage, res: ServerResponse, ctx: Context): 
   const fault = ctx.faults.take(isAuth ? "auth" : ca_ ? "ca" : "sign");
   if (fault && sendTransportFault(fault, req, res)) return;
   if (fault === "skewed-clock") res.setHeader("date", new Date(Date.now() + 3 * 86_400_000).toUTCString());
-  if (isAuth) return auth(req, body, res, opts);
+  if (isAuth) {
+    const wait = ctx.authLimiter?.take();
+    if (wait !== undefined) {
+      const text = JSON.stringify({ message: "API rate limit exceeded" });
+      res.writeHead(429, { "content-type": "application/json", "content-length": Buffer.byteLength(text), "retry-after": String(wait) }).end(text);
+      return;
+    }
+    return auth(req, body, res, opts);
+  }
   // Kong's jwt plugin and pepkong: no header -> 401 with an empty body.
   const header = req.headers.authorization;
   if (!header) return send(res, 401, undefined);

@@ -1,25 +1,16 @@
-import { createPrivateKey, createPublicKey } from "node:crypto";
 import * as x509 from "../crypto/x509.js";
 import { CertRetrieverError, describeCause, type Step } from "../errors.js";
 import { ExitCode } from "../exit-codes.js";
 import { generateKeyPair, privateKeyPem, spkiDer, toPem, type KeyType } from "../crypto/keys.js";
 import type { CryptoProvider } from "../crypto/provider.js";
 import type { PlatformClient, Session } from "../platform/types.js";
-import { acquireLock } from "../store/lock.js";
-import {
-  credentialPaths,
-  ensureDirectory,
-  readCredentials,
-  recoverInterruptedWrites,
-  removeCreatedDirectory,
-  writeCredentials,
-  type CredentialPaths,
-} from "../store/files-store.js";
+import { FilesStore, type CredentialPaths } from "../store/files-store.js";
+import type { CredentialStore } from "../store/types.js";
+import { checkPin, inspectCredentials } from "./inspect.js";
 import { buildCsr, type SubjectAltNames } from "./build-csr.js";
 import { parseCertificate, sha256Fingerprint } from "./certificate.js";
 import { CLOCK_TOLERANCE_MS, describeSkew, missingSans, validateCertificate } from "./validate.js";
 import { faultPoint } from "../fault.js";
-import { normalizeFingerprint } from "./pin.js";
 
 /** The enrollment steps, in the order they run. */
 export const ENROLL_STEPS = ["authenticate", "fetch-ca", "generate-key", "build-csr", "submit-csr", "validate", "store"] as const;
@@ -35,10 +26,15 @@ export interface EnrollOptions {
   username: string;
   /** Called only when the authenticate step runs, so no secret is read when nothing is to do. */
   password: () => Promise<string>;
-  caName: string;
+  /** A session from a token (`login`): the authenticate step uses it instead of logging in. */
+  session?: Session;
+  /** Says where `session` came from, for the step's line. */
+  sessionSource?: string;
   keyType: KeyType;
   sans: SubjectAltNames;
-  outDir: string;
+  store: CredentialStore;
+  /** Credentials expiring within this many milliseconds are enrolled again. */
+  renewBeforeMs?: number;
   /** Enroll even if valid credentials exist. */
   force: boolean;
   /** Pin: the CA's SHA-256 fingerprint (hex, any case, colons optional); a CA that differs stops the run before any key is made. */
@@ -67,7 +63,7 @@ export interface EnrollResult {
   status: "enrolled" | "already-enrolled";
   deviceId: string;
   tenant?: string;
-  files: CredentialPaths;
+  store: { kind: string; location: string; files?: CredentialPaths };
   serialNumber: string;
   sha256Fingerprint: string;
   subject: string;
@@ -83,20 +79,17 @@ export interface EnrollResult {
  */
 export async function enroll(opts: EnrollOptions, onEvent: (e: EnrollEvent) => void = () => {}): Promise<EnrollResult> {
   const now = opts.now ?? (() => new Date());
-  const paths = credentialPaths(opts.outDir, opts.deviceId, opts.caName);
-  const createdDir = await ensureDirectory(opts.outDir);
-  let release: (() => Promise<void>) | undefined;
+  const opened = await opts.store.open();
   let succeeded = false;
   try {
-    release = await acquireLock(opts.outDir);
-    for (const message of await recoverInterruptedWrites(opts.outDir)) onEvent({ type: "note", message });
+    for (const message of opened.notes) onEvent({ type: "note", message });
     if (!opts.force) {
-      const existing = await checkExisting(paths, opts, now());
-      if (existing.valid) {
+      const existing = await inspectCredentials(opts.store, { ...opts, renewBeforeMs: opts.renewBeforeMs ?? 0, now: now() });
+      if (existing.state === "valid") {
         succeeded = true;
-        return { ...describe(existing.cert, paths, opts.deviceId, undefined, []), status: "already-enrolled" };
+        return { ...describe(existing.cert, opts.store, opts.deviceId, undefined, []), status: "already-enrolled" };
       }
-      if (existing.reason) onEvent({ type: "note", message: `existing credentials will be replaced: ${existing.reason}` });
+      if (existing.state !== "missing") onEvent({ type: "note", message: `existing credentials will be replaced: ${existing.reason}` });
     }
 
     const steps: StepTiming[] = [];
@@ -113,8 +106,11 @@ export async function enroll(opts: EnrollOptions, onEvent: (e: EnrollEvent) => v
 
     const session: Session = await run(
       "authenticate",
-      async () => opts.platform.authenticate(opts.username, await opts.password()),
-      (s) => `logged in as ${opts.username}${s.tenant ? ` (tenant ${s.tenant})` : ""}`,
+      async () => opts.session ?? opts.platform.authenticate(opts.username, await opts.password()),
+      (s) =>
+        opts.session
+          ? `using the token from ${opts.sessionSource ?? "login"}${s.tenant ? ` (tenant ${s.tenant})` : ""}`
+          : `logged in as ${opts.username}${s.tenant ? ` (tenant ${s.tenant})` : ""}`,
     );
     const ca = await run(
       "fetch-ca",
@@ -164,26 +160,25 @@ export async function enroll(opts: EnrollOptions, onEvent: (e: EnrollEvent) => v
     await run(
       "store",
       async () =>
-        writeCredentials(paths, {
+        opts.store.write({
           keyPem: await privateKeyPem(keys.privateKey, opts.crypto),
           certificatePem: toPem(cert.rawData, "CERTIFICATE"),
           caPem: toPem(ca.rawData, "CERTIFICATE"),
         }),
-      () => `stored in ${opts.outDir}`,
+      () => `stored in ${opts.store.location}`,
     );
     succeeded = true;
-    return { ...describe(cert, paths, opts.deviceId, session.tenant, steps), status: "enrolled" };
+    return { ...describe(cert, opts.store, opts.deviceId, session.tenant, steps), status: "enrolled" };
   } finally {
-    await release?.();
-    if (!succeeded) await removeCreatedDirectory(opts.outDir, createdDir);
+    await opened.close(succeeded);
   }
 }
 
-function describe(cert: x509.X509Certificate, files: CredentialPaths, deviceId: string, tenant: string | undefined, steps: StepTiming[]) {
+function describe(cert: x509.X509Certificate, store: CredentialStore, deviceId: string, tenant: string | undefined, steps: StepTiming[]) {
   return {
     deviceId,
     tenant,
-    files,
+    store: { kind: store.kind, location: store.location, files: store instanceof FilesStore ? store.paths : undefined },
     serialNumber: cert.serialNumber,
     sha256Fingerprint: sha256Fingerprint(cert),
     subject: cert.subject,
@@ -193,36 +188,3 @@ function describe(cert: x509.X509Certificate, files: CredentialPaths, deviceId: 
     steps,
   };
 }
-
-type ExistingCheck = { valid: true; cert: x509.X509Certificate } | { valid: false; reason?: string };
-
-/** Whether the stored credentials are complete and valid now: the key matches, the CA signed it, the device is named. */
-async function checkExisting(paths: CredentialPaths, opts: EnrollOptions, now: Date): Promise<ExistingCheck> {
-  const pems = await readCredentials(paths);
-  if (!pems) return { valid: false };
-  const step: Step = "check-existing";
-  try {
-    const cert = parseCertificate(pems.certificatePem, paths.certificate, step, ExitCode.VALIDATION);
-    const ca = parseCertificate(pems.caPem, paths.ca, step, ExitCode.VALIDATION);
-    checkPin(ca, opts.caFingerprint, `the stored CA ${paths.ca}`);
-    const spki = new Uint8Array(createPublicKey(createPrivateKey(pems.keyPem)).export({ type: "spki", format: "der" }));
-    await validateCertificate({ cert, ca, publicKeySpki: spki, deviceId: opts.deviceId, now }, opts.crypto, step);
-    return { valid: true, cert };
-  } catch (err) {
-    return { valid: false, reason: describeCause(err).replace(/^[a-z-]+ failed: /, "") };
-  }
-}
-
-/** Stops the run (exit 11) if `ca` does not match the pin. */
-function checkPin(ca: x509.X509Certificate, pin: string | undefined, what: string): void {
-  if (!pin) return;
-  const actual = sha256Fingerprint(ca);
-  if (actual.replace(/:/g, "") !== normalizeFingerprint(pin)) {
-    throw new CertRetrieverError(`fetch-ca failed: ${what} has SHA-256 fingerprint ${actual}, not the pinned ${pin}`, {
-      step: "fetch-ca",
-      exitCode: ExitCode.CA,
-      hint: "the platform's CA is not the one you pinned with --ca-fingerprint: check the platform URL and the pin; nothing was generated or written",
-    });
-  }
-}
-

@@ -120,7 +120,7 @@ function replyError(step: Step, reply: HttpReply, doing: string, hint: string | 
       exitCode: ExitCode.AUTH,
       hint:
         reply.status === 401
-          ? "the token was refused (expired or invalid); run again to log in anew"
+          ? "the token was refused (expired or invalid): log in anew (run again, or 'cert-retriever login' for --token-file)"
           : "the user lacks the permission for this call (dojot's group `user` has ro_ca and wo_sign)",
     });
   }

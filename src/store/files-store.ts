@@ -3,6 +3,8 @@ import { join, resolve } from "node:path";
 import { CertRetrieverError, describeCause } from "../errors.js";
 import { ExitCode } from "../exit-codes.js";
 import { faultPoint } from "../fault.js";
+import { acquireLock } from "./lock.js";
+import type { CredentialPems, CredentialStore, OpenStore, StoredCredentials } from "./types.js";
 
 /** Where a device's credentials live: the names dojot's retriever and the mosquitto_pub examples use. */
 export interface CredentialPaths {
@@ -15,12 +17,7 @@ export interface CredentialPaths {
   ca: string;
 }
 
-/** PEM texts of a device's credentials. */
-export interface CredentialPems {
-  keyPem: string;
-  certificatePem: string;
-  caPem: string;
-}
+export type { CredentialPems } from "./types.js";
 
 /** The paths of a device's credentials in `dir`. */
 export function credentialPaths(outDir: string, deviceId: string, caName: string): CredentialPaths {
@@ -28,17 +25,59 @@ export function credentialPaths(outDir: string, deviceId: string, caName: string
   return { dir, key: join(dir, `${deviceId}.key`), certificate: join(dir, `${deviceId}.crt`), ca: join(dir, `${caName}.crt`) };
 }
 
-/** The stored credentials if all three files exist, undefined if any is missing. */
-export async function readCredentials(paths: CredentialPaths): Promise<CredentialPems | undefined> {
-  const read = (p: string) =>
-    readFile(p, "utf8").catch((err: NodeJS.ErrnoException) => {
-      if (err.code === "ENOENT") return undefined;
-      throw storageError(`cannot read ${p}: ${describeCause(err)}`, err);
-    });
-  const [keyPem, certificatePem, caPem] = await Promise.all([read(paths.key), read(paths.certificate), read(paths.ca)]);
-  return keyPem !== undefined && certificatePem !== undefined && caPem !== undefined
-    ? { keyPem, certificatePem, caPem }
-    : undefined;
+/** Credentials as PEM files in a directory, written crash-safely under a lock. */
+export class FilesStore implements CredentialStore {
+  readonly kind = "files";
+  readonly paths: CredentialPaths;
+
+  constructor(outDir: string, deviceId: string, caName: string) {
+    this.paths = credentialPaths(outDir, deviceId, caName);
+  }
+
+  get location(): string {
+    return this.paths.dir;
+  }
+
+  async read(): Promise<StoredCredentials> {
+    const read = (p: string) =>
+      readFile(p, "utf8").catch((err: NodeJS.ErrnoException) => {
+        if (err.code === "ENOENT" || err.code === "ENOTDIR") return undefined;
+        throw storageError(`cannot read ${p}: ${describeCause(err)}`, err);
+      });
+    const [keyPem, certificatePem, caPem] = await Promise.all([read(this.paths.key), read(this.paths.certificate), read(this.paths.ca)]);
+    const parts = { keyPem, certificatePem, caPem };
+    const present = (Object.keys(parts) as Array<keyof CredentialPems>).filter((k) => parts[k] !== undefined);
+    const interrupted = (await readdir(this.paths.dir).catch(() => [] as string[])).some((n) => n.startsWith(STAGING_PREFIX));
+    return {
+      pems: keyPem !== undefined && certificatePem !== undefined && caPem !== undefined ? { keyPem, certificatePem, caPem } : undefined,
+      present,
+      where: { keyPem: this.paths.key, certificatePem: this.paths.certificate, caPem: this.paths.ca },
+      interrupted,
+    };
+  }
+
+  async open(): Promise<OpenStore> {
+    const createdDir = await ensureDirectory(this.paths.dir);
+    let release: () => Promise<void>;
+    try {
+      release = await acquireLock(this.paths.dir);
+    } catch (err) {
+      await removeCreatedDirectory(this.paths.dir, createdDir);
+      throw err;
+    }
+    const notes = await recoverInterruptedWrites(this.paths.dir);
+    return {
+      notes,
+      close: async (succeeded) => {
+        await release();
+        if (!succeeded) await removeCreatedDirectory(this.paths.dir, createdDir);
+      },
+    };
+  }
+
+  write(pems: CredentialPems): Promise<void> {
+    return writeCredentials(this.paths, pems);
+  }
 }
 
 /**

@@ -23,8 +23,9 @@ export function labCommand(state: { exitCode: number }): Command {
     .addOption(new Option("--cert-profile <profile>", "cfree: RSA 2048-8192 only, as dojot; open: also ECDSA P-256/P-384 and URI names").choices(["cfree", "open"]).default("cfree"))
     .option("--auto-register", "create the end entity on the first signing request for an unknown device")
     .option("--token-lifetime <seconds>", "JWT lifetime", "420")
+    .option("--auth-rate-limit <limits>", "limit /auth as dojot's Kong does, e.g. 5/min,40/h (429 with Retry-After)")
     .option("--fault <route:kind[:times]>", "misbehave on purpose, for testing clients (repeatable); see src/lab/faults.ts for the kinds", (v: string, prev: string[]) => [...prev, v], [])
-    .action(async (flags: { dir: string; listen: string; certProfile: "cfree" | "open"; autoRegister?: boolean; tokenLifetime: string; fault: string[] }) => {
+    .action(async (flags: { dir: string; listen: string; certProfile: "cfree" | "open"; autoRegister?: boolean; tokenLifetime: string; fault: string[]; authRateLimit?: string }) => {
       const { host, port } = parseListen(flags.listen);
       const tokenLifetime = Number.parseInt(flags.tokenLifetime, 10);
       if (!(tokenLifetime > 0)) throw usageError(`--token-lifetime '${flags.tokenLifetime}' is not a positive number of seconds`);
@@ -33,6 +34,13 @@ export function labCommand(state: { exitCode: number }): Command {
         import("../../crypto/provider.js"),
         import("../../lab/faults.js"),
       ]);
+      const { parseRateLimit } = await import("../../lab/rate-limit.js");
+      let authRateLimit;
+      try {
+        authRateLimit = flags.authRateLimit ? parseRateLimit(flags.authRateLimit) : undefined;
+      } catch (err) {
+        throw usageError((err as Error).message);
+      }
       const faults = flags.fault.map((f) => {
         try {
           return parseFault(f);
@@ -50,6 +58,7 @@ export function labCommand(state: { exitCode: number }): Command {
         adminPassword: process.env.CERT_RETRIEVER_LAB_PASSWORD || undefined,
         tokenLifetime,
         faults,
+        authRateLimit,
       });
       if (running.generatedPassword) {
         say(`lab: created user 'admin' with password ${running.generatedPassword} (shown once; set CERT_RETRIEVER_LAB_PASSWORD to choose it)`);

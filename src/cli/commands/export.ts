@@ -1,0 +1,40 @@
+import { Command } from "commander";
+import { CertRetrieverError } from "../../errors.js";
+import { ExitCode } from "../../exit-codes.js";
+import { applyConfigFile } from "../config.js";
+import { checkOutDir, resolveDeviceId, type CommonFlags } from "../context.js";
+import { addOptions } from "../options.js";
+import { printJson, say } from "../output.js";
+
+/** `cert-retriever export`: the keychain's credentials as files, for programs that need files. */
+export function exportCommand(state: { exitCode: number }): Command {
+  const cmd = new Command("export").summary("write the keychain's credentials as files in --out (key 0600, directory 0700)");
+  addOptions(cmd, ["identity", "output"]).action(async (_f: CommonFlags, command: Command) => {
+    await applyConfigFile(command, say);
+    const flags = command.opts<CommonFlags>();
+    const deviceId = await resolveDeviceId(flags);
+    await checkOutDir(flags.out);
+    const [{ KeychainStore }, { FilesStore }] = await Promise.all([import("../../store/keychain-store.js"), import("../../store/files-store.js")]);
+    const stored = await new KeychainStore(deviceId, flags.caName, flags.out).read();
+    if (!stored.pems) {
+      throw new CertRetrieverError(`export failed: the keychain holds no complete credentials for '${deviceId}'`, {
+        step: "store",
+        exitCode: ExitCode.STORAGE,
+        hint: "enroll first with --store keychain",
+      });
+    }
+    const files = new FilesStore(flags.out, deviceId, flags.caName);
+    const opened = await files.open();
+    let ok = false;
+    try {
+      await files.write(stored.pems);
+      ok = true;
+    } finally {
+      await opened.close(ok);
+    }
+    say(`exported '${deviceId}' from the keychain: ${files.paths.key}, ${files.paths.certificate}, ${files.paths.ca}`);
+    if (flags.json) printJson({ deviceId, files: files.paths });
+    state.exitCode = 0;
+  });
+  return cmd;
+}

@@ -1,0 +1,81 @@
+import { randomBytes } from "node:crypto";
+import { open, rename, unlink } from "node:fs/promises";
+import { dirname, join, resolve } from "node:path";
+import { Command } from "commander";
+import { CertRetrieverError, describeCause, usageError } from "../../errors.js";
+import { ExitCode } from "../../exit-codes.js";
+import type { RetryInfo } from "../../platform/http.js";
+import { applyConfigFile } from "../config.js";
+import { makeHttp, onInterrupt, passwordSource, resolvePlatformUrl, resolveUsername, type CommonFlags } from "../context.js";
+import { addOptions } from "../options.js";
+import { exitCodesHelp, printJson, say } from "../output.js";
+
+const HELP = `
+A factory line that logs in once per device stalls: dojot's gateway allows /auth 5 times a minute
+and 40 times an hour, and every device would need the operator's password. Log in once on the
+station, and give the devices the token instead:
+
+  cert-retriever login --platform https://dojot.example.com --username operator \\
+    --password-file /run/secrets/operator --token-file /run/station/token
+  cert-retriever enroll --platform https://dojot.example.com --device-id "$SERIAL" \\
+    --token-file /run/station/token --non-interactive
+
+The token is written with mode 0600 and lives as long as the platform says (dojot: 7 minutes);
+'login' shows how long. A token that has expired or is refused is exit 10: log in again.
+`;
+
+/** `cert-retriever login`: authenticate once and keep the token for later runs. */
+export function loginCommand(state: { exitCode: number }): Command {
+  const cmd = new Command("login").summary("log in once and write the token for later 'enroll --token-file' runs");
+  addOptions(cmd, ["platform", "secrets", "network", "output"])
+    .addHelpText("after", HELP + exitCodesHelp())
+    .action(async (_f: CommonFlags, command: Command) => {
+      const startedAt = Date.now();
+      const extras = await applyConfigFile(command, say);
+      const flags = command.opts<CommonFlags>();
+      if (!flags.tokenFile) throw usageError("login needs --token-file FILE (or CERT_RETRIEVER_TOKEN_FILE) to write the token to");
+      const baseUrl = await resolvePlatformUrl(flags);
+      const username = await resolveUsername(flags);
+      const password = await passwordSource(flags, extras, username);
+      const retries: RetryInfo[] = [];
+      const interrupt = onInterrupt();
+      const http = await makeHttp(flags, startedAt, interrupt.signal, retries);
+      try {
+        const { DojotLegacyClient } = await import("../../platform/dojot-legacy.js");
+        const client = new DojotLegacyClient({ baseUrl, caName: "", entityPassword: "", http });
+        const session = await client.authenticate(username, await password());
+        await writeSecretFile(flags.tokenFile, `${session.jwt}\n`);
+        const seconds = session.expiresAt ? Math.max(0, Math.round((session.expiresAt.getTime() - Date.now()) / 1000)) : undefined;
+        const lifetime = seconds === undefined ? "with no expiry given" : `valid for ${Math.floor(seconds / 60)} min ${seconds % 60} s, until ${session.expiresAt!.toISOString()}`;
+        say(`logged in as ${username}${session.tenant ? ` (tenant ${session.tenant})` : ""}; the token is ${lifetime}; written to ${resolve(flags.tokenFile)} (mode 0600)`);
+        if (flags.json) printJson({ username, tenant: session.tenant, tokenFile: resolve(flags.tokenFile), expiresAt: session.expiresAt?.toISOString(), validForSeconds: seconds, retries });
+        state.exitCode = 0;
+      } finally {
+        interrupt.dispose();
+        await http.close();
+      }
+    });
+  return cmd;
+}
+
+/** Writes a secret with mode 0600, staged and renamed so a reader never sees half a token. */
+async function writeSecretFile(path: string, text: string): Promise<void> {
+  const tmp = join(dirname(path), `.${randomBytes(6).toString("hex")}.tmp`);
+  try {
+    const handle = await open(tmp, "wx", 0o600);
+    try {
+      await handle.writeFile(text);
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    await rename(tmp, path);
+  } catch (err) {
+    await unlink(tmp).catch(() => undefined);
+    throw new CertRetrieverError(`cannot write the token to ${path}: ${describeCause(err)}`, {
+      step: "store",
+      exitCode: ExitCode.STORAGE,
+      hint: "check that the directory of --token-file exists and is writable",
+    });
+  }
+}

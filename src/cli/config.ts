@@ -1,0 +1,77 @@
+import { readFile, stat } from "node:fs/promises";
+import type { Command } from "commander";
+import { CertRetrieverError, describeCause } from "../errors.js";
+import { ExitCode } from "../exit-codes.js";
+import { attributeName, OPTION_SPECS, SECRET_CONFIG_KEYS } from "./options.js";
+
+/** Where the config file is looked for when --config is not given. */
+export const DEFAULT_CONFIG_PATH = "/etc/cert-retriever/config.json";
+
+/** Settings that came from the config file and are not options. */
+export interface ConfigExtras {
+  /** The password, from a config file that only its owner can read. */
+  password?: string;
+  /** The file it came from, if any. */
+  path?: string;
+}
+
+/**
+ * Fills the options of `cmd` that neither a flag nor the environment set from the config file
+ * (precedence: flags > environment > config file > defaults). An unknown key is an error that
+ * names it; a password is taken only from a file of mode 0600 (or stricter), with a warning otherwise.
+ */
+export async function applyConfigFile(cmd: Command, warn: (line: string) => void): Promise<ConfigExtras> {
+  const given = cmd.getOptionValue("config") as string | undefined;
+  const path = given ?? DEFAULT_CONFIG_PATH;
+  let text: string;
+  try {
+    text = await readFile(path, "utf8");
+  } catch (err) {
+    if (!given && (err as NodeJS.ErrnoException).code === "ENOENT") return {};
+    throw configError(`cannot read the config file ${path}: ${describeCause(err)}`, "check --config or CERT_RETRIEVER_CONFIG");
+  }
+  let data: unknown;
+  try {
+    data = JSON.parse(text);
+  } catch (err) {
+    throw configError(`the config file ${path} is not valid JSON: ${describeCause(err)}`);
+  }
+  if (!data || typeof data !== "object" || Array.isArray(data)) throw configError(`the config file ${path} must hold a JSON object`);
+  const known = new Map(cmd.options.map((o) => [o.attributeName(), o]));
+  const extras: ConfigExtras = { path };
+  for (const [key, value] of Object.entries(data)) {
+    if ((SECRET_CONFIG_KEYS as readonly string[]).includes(key)) {
+      if (typeof value !== "string") throw configError(`the config file ${path}: '${key}' must be a string`);
+      const mode = (await stat(path)).mode & 0o777;
+      if (mode & 0o077) {
+        warn(`warning: ignoring '${key}' in ${path}: the file is readable by others (mode ${mode.toString(8)}); chmod 600 it or use a password file`);
+      } else {
+        extras.password = value;
+      }
+      continue;
+    }
+    const option = known.get(key);
+    if (!option || key === "config") {
+      // One file serves every command: a key another command uses is skipped here.
+      if (key !== "config" && OPTION_SPECS.some((s) => attributeName(s.flags) === key)) continue;
+      throw configError(`the config file ${path} has an unknown key '${key}'`, `known keys: ${OPTION_SPECS.map((s) => attributeName(s.flags)).filter((k) => k !== "config").join(", ")}, password`);
+    }
+    const source = cmd.getOptionValueSource(key);
+    if (source === "cli" || source === "env") continue; // flags and the environment win
+    const expectsArray = Array.isArray(option.defaultValue);
+    const expectsBoolean = !option.required && !option.optional; // a switch
+    if (expectsArray ? !Array.isArray(value) || !value.every((v) => typeof v === "string") : expectsBoolean ? typeof value !== "boolean" : typeof value !== "string" && typeof value !== "number") {
+      throw configError(`the config file ${path}: '${key}' must be ${expectsArray ? "a list of strings" : expectsBoolean ? "true or false" : "a string"}`);
+    }
+    const text = expectsArray || expectsBoolean ? value : String(value);
+    if (option.argChoices && !option.argChoices.includes(text as string)) {
+      throw configError(`the config file ${path}: '${key}' must be one of ${option.argChoices.join(", ")}, not '${String(value)}'`);
+    }
+    cmd.setOptionValueWithSource(key, text, "config");
+  }
+  return extras;
+}
+
+function configError(message: string, hint?: string): CertRetrieverError {
+  return new CertRetrieverError(message, { step: "config", exitCode: ExitCode.CONFIG, hint });
+}

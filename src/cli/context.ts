@@ -1,0 +1,217 @@
+import { readFile, stat } from "node:fs/promises";
+import { join } from "node:path";
+import { CertRetrieverError, describeCause, usageError } from "../errors.js";
+import { ExitCode } from "../exit-codes.js";
+import type { HttpClient, RetryInfo } from "../platform/http.js";
+import type { Session } from "../platform/types.js";
+import type { CredentialStore } from "../store/types.js";
+import type { ConfigExtras } from "./config.js";
+import { checkDeviceId, checkPlatformUrl, parseCount, parseDuration, passwordReader, readPemFile } from "./inputs.js";
+import { say } from "./output.js";
+
+/** The shared options as commander parses them (see options.ts). */
+export interface CommonFlags {
+  platform?: string;
+  username?: string;
+  passwordFile?: string;
+  passwordStdin?: boolean;
+  tokenFile?: string;
+  platformCa?: string;
+  clientCert?: string;
+  clientKey?: string;
+  allowHttp?: boolean;
+  deadline: string;
+  retries: string;
+  requestTimeout: string;
+  deviceId?: string;
+  deviceIdFile?: string;
+  caName: string;
+  caFingerprint?: string;
+  out: string;
+  store: string;
+  renewBefore: string;
+  json?: boolean;
+  nonInteractive?: boolean;
+  config?: string;
+}
+
+/** Prompts only when asked for, on a terminal (stdin and stderr), and never with --non-interactive. */
+export function isInteractive(flags: { nonInteractive?: boolean }): boolean {
+  return !flags.nonInteractive && Boolean(process.stdin.isTTY) && Boolean(process.stderr.isTTY);
+}
+
+/** Asks on the terminal (stderr, so stdout stays clean for --json); Ctrl-C is exit 130. The prompt module loads only here. */
+export async function ask(kind: "input" | "password", message: string, defaultValue?: string): Promise<string> {
+  const { input, password } = await import("@inquirer/prompts");
+  const context = { output: process.stderr };
+  try {
+    const answer =
+      kind === "password"
+        ? await password({ message, mask: "*", validate: (v) => v.length > 0 || "the password is required" }, context)
+        : await input({ message, default: defaultValue, required: true }, context);
+    return answer.trim() && kind === "input" ? answer.trim() : answer;
+  } catch (err) {
+    if ((err as Error).name === "ExitPromptError" || (err as Error).name === "AbortPromptError") {
+      throw new CertRetrieverError("interrupted at the prompt; nothing was written", { step: "usage", exitCode: ExitCode.INTERRUPTED });
+    }
+    throw err;
+  }
+}
+
+/** The platform URL: the flag, the environment, the config file, or (on a terminal) a prompt. */
+export async function resolvePlatformUrl(flags: CommonFlags): Promise<URL> {
+  const value = flags.platform ?? (isInteractive(flags) ? await ask("input", "Platform URL (dojot gateway):", "https://") : undefined);
+  return checkPlatformUrl(value, Boolean(flags.allowHttp), say);
+}
+
+/** The device id: the flag, --device-id-file, or (on a terminal) a prompt. */
+export async function resolveDeviceId(flags: CommonFlags): Promise<string> {
+  if (flags.deviceId !== undefined) return checkDeviceId(flags.deviceId);
+  if (flags.deviceIdFile) {
+    let text: string;
+    try {
+      text = await readFile(flags.deviceIdFile, "utf8");
+    } catch (err) {
+      throw new CertRetrieverError(`cannot read --device-id-file ${flags.deviceIdFile}: ${describeCause(err)}`, {
+        step: "config",
+        exitCode: ExitCode.CONFIG,
+        hint: "check the path given to --device-id-file",
+      });
+    }
+    return checkDeviceId(text.split("\n")[0]!.trim());
+  }
+  return checkDeviceId(isInteractive(flags) ? await ask("input", "Device id:") : undefined);
+}
+
+/** The output directory must be a directory if it exists. */
+export async function checkOutDir(out: string): Promise<void> {
+  const info = await stat(out).catch(() => undefined);
+  if (info && !info.isDirectory()) throw usageError(`--out ${out} exists and is not a directory`);
+}
+
+/** The store chosen with --store. The keychain module loads only when chosen. */
+export async function makeStore(flags: CommonFlags, deviceId: string): Promise<CredentialStore> {
+  await checkOutDir(flags.out);
+  if (flags.store === "keychain") {
+    const { KeychainStore } = await import("../store/keychain-store.js");
+    return new KeychainStore(deviceId, flags.caName, flags.out);
+  }
+  const { FilesStore } = await import("../store/files-store.js");
+  return new FilesStore(flags.out, deviceId, flags.caName);
+}
+
+/** Checks --ca-fingerprint's form (before any request). */
+export async function checkPinFlag(flags: CommonFlags): Promise<void> {
+  const { normalizeFingerprint } = await import("../pipeline/pin.js");
+  if (flags.caFingerprint !== undefined && !normalizeFingerprint(flags.caFingerprint)) {
+    throw usageError(`--ca-fingerprint '${flags.caFingerprint}' is not a SHA-256 fingerprint`, "give it as sha256:<64 hex digits> (colons allowed), as the last run printed it");
+  }
+}
+
+/** The HTTP client from the network options; retries are reported and collected. */
+export async function makeHttp(flags: CommonFlags, startedAt: number, signal: AbortSignal, retries: RetryInfo[]): Promise<HttpClient> {
+  const deadlineMs = parseDuration(flags.deadline, "--deadline");
+  const attempts = parseCount(flags.retries, "--retries", 0, 100) + 1;
+  const requestTimeout = parseDuration(flags.requestTimeout, "--request-timeout");
+  if (Boolean(flags.clientCert) !== Boolean(flags.clientKey)) throw usageError("--client-cert and --client-key go together");
+  const tls = {
+    ca: flags.platformCa ? [await readPemFile(flags.platformCa, "--platform-ca", /-----BEGIN CERTIFICATE-----/)] : [],
+    cert: flags.clientCert ? await readPemFile(flags.clientCert, "--client-cert", /-----BEGIN CERTIFICATE-----/) : undefined,
+    key: flags.clientKey ? await readPemFile(flags.clientKey, "--client-key", /-----BEGIN ([A-Z]+ )?PRIVATE KEY-----/) : undefined,
+  };
+  const { HttpClient } = await import("../platform/http.js");
+  return new HttpClient({
+    timeouts: { connect: Math.min(10_000, requestTimeout), headers: requestTimeout, body: requestTimeout },
+    attempts,
+    deadline: startedAt + deadlineMs,
+    tls,
+    signal,
+    onRetry: (info) => {
+      retries.push(info);
+      say(`retry: ${info.step} attempt ${info.attempt} of ${info.attempts} failed (${info.reason}); trying again in ${(info.waitMs / 1000).toFixed(1)} s`);
+    },
+  });
+}
+
+/** A systemd credential (`LoadCredential=name:...`), if the unit passed one. */
+export function credentialPath(name: string): string | undefined {
+  const dir = process.env.CREDENTIALS_DIRECTORY;
+  return dir ? join(dir, name) : undefined;
+}
+
+async function exists(path: string | undefined): Promise<boolean> {
+  return path !== undefined && (await stat(path).then(() => true, () => false));
+}
+
+/**
+ * The user's password, read only when the authenticate step runs, from (in order) --password-file,
+ * --password-stdin, CERT_RETRIEVER_PASSWORD, the systemd credential `password`, the config file
+ * (if 0600), or a masked prompt on a terminal. Never from argv.
+ */
+export async function passwordSource(flags: CommonFlags, extras: ConfigExtras, username: string): Promise<() => Promise<string>> {
+  const credential = credentialPath("password");
+  if (flags.passwordFile || flags.passwordStdin || process.env.CERT_RETRIEVER_PASSWORD !== undefined) {
+    return passwordReader({ file: flags.passwordFile, stdin: flags.passwordStdin, env: process.env.CERT_RETRIEVER_PASSWORD });
+  }
+  if (await exists(credential)) return passwordReader({ file: credential });
+  if (extras.password !== undefined) return passwordReader({ env: extras.password });
+  if (isInteractive(flags)) return () => ask("password", `Password for ${username}:`);
+  return passwordReader({});
+}
+
+/** The username: the flag, the environment, the config file, or a prompt. */
+export async function resolveUsername(flags: CommonFlags): Promise<string> {
+  const name = flags.username ?? (isInteractive(flags) ? await ask("input", "Platform user:", "admin") : undefined);
+  if (!name) throw usageError("a platform user is required", "pass --username or set CERT_RETRIEVER_USERNAME (or use --token-file from 'cert-retriever login')");
+  return name;
+}
+
+/**
+ * The session from --token-file (or the systemd credential `token`), checked for its expiry here
+ * so that an expired token is its own error (exit 10) before any request.
+ */
+export async function tokenSession(flags: CommonFlags): Promise<{ session: Session; source: string } | undefined> {
+  const credential = credentialPath("token");
+  const path = flags.tokenFile ?? ((await exists(credential)) ? credential : undefined);
+  if (!path) return undefined;
+  let text: string;
+  try {
+    text = (await readFile(path, "utf8")).trim();
+  } catch (err) {
+    throw new CertRetrieverError(`cannot read the token file ${path}: ${describeCause(err)}`, {
+      step: "config",
+      exitCode: ExitCode.CONFIG,
+      hint: "write it with 'cert-retriever login --token-file FILE'",
+    });
+  }
+  const { sessionFromJwt } = await import("../platform/types.js");
+  if (!/^[\w-]+\.[\w-]+\.[\w-]*$/.test(text)) {
+    throw new CertRetrieverError(`the token file ${path} does not hold a token`, { step: "authenticate", exitCode: ExitCode.AUTH, hint: "log in again with 'cert-retriever login'" });
+  }
+  const session = sessionFromJwt(text);
+  if (session.expiresAt && session.expiresAt.getTime() <= Date.now()) {
+    throw new CertRetrieverError(`authenticate failed: the token in ${path} expired at ${session.expiresAt.toISOString()}`, {
+      step: "authenticate",
+      exitCode: ExitCode.AUTH,
+      hint: "log in again on the station: cert-retriever login --token-file FILE",
+    });
+  }
+  return { session, source: path };
+}
+
+/** An abort signal raised by SIGINT or SIGTERM, whose reason is the error (exit 130 or 143) to report. */
+export function onInterrupt(): { signal: AbortSignal; dispose(): void } {
+  const controller = new AbortController();
+  const handlers = (["SIGINT", "SIGTERM"] as const).map((sig) => {
+    const handler = () =>
+      controller.abort(
+        new CertRetrieverError(`interrupted by ${sig}; nothing was written and the previous credentials are unchanged`, {
+          step: "usage",
+          exitCode: sig === "SIGINT" ? ExitCode.INTERRUPTED : ExitCode.TERMINATED,
+        }),
+      );
+    process.on(sig, handler);
+    return [sig, handler] as const;
+  });
+  return { signal: controller.signal, dispose: () => handlers.forEach(([sig, h]) => process.off(sig, h)) };
+}

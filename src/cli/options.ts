@@ -1,0 +1,72 @@
+import { Command, Option } from "commander";
+import { KEY_TYPES } from "../crypto/keys.js";
+
+/** The groups of options that commands share; each option is defined once, here. */
+export type OptionGroup = "platform" | "secrets" | "identity" | "csr" | "network" | "output";
+
+interface OptionSpec {
+  flags: string;
+  description: string;
+  group: OptionGroup;
+  /** The environment variable, CERT_RETRIEVER_<NAME>. */
+  env?: string;
+  default?: string | string[];
+  choices?: string[];
+  /** Repeatable: values are collected into an array. */
+  repeatable?: boolean;
+}
+
+const collect = (value: string, previous: string[] | undefined) => [...(previous ?? []), value];
+
+/** Every shared option. The config file takes the same names in camelCase (`deviceId`, `caName`). */
+export const OPTION_SPECS: OptionSpec[] = [
+  { flags: "--platform <url>", description: "the platform gateway (dojot's Kong), e.g. https://dojot.example.com", group: "platform", env: "PLATFORM" },
+  { flags: "--username <name>", description: "the platform user", group: "secrets", env: "USERNAME" },
+  { flags: "--password-file <file>", description: "read the user's password from this file", group: "secrets", env: "PASSWORD_FILE" },
+  { flags: "--password-stdin", description: "read the user's password from standard input", group: "secrets" },
+  { flags: "--token-file <file>", description: "use the token that 'cert-retriever login' wrote, instead of logging in", group: "secrets", env: "TOKEN_FILE" },
+  { flags: "--platform-ca <file>", description: "PEM CA certificate(s) trusted for the platform's HTTPS, beside the system's", group: "network", env: "PLATFORM_CA" },
+  { flags: "--client-cert <file>", description: "PEM client certificate for a gateway that requires one", group: "network", env: "CLIENT_CERT" },
+  { flags: "--client-key <file>", description: "PEM key of --client-cert", group: "network", env: "CLIENT_KEY" },
+  { flags: "--allow-http", description: "allow plain http to a host other than this machine (the password travels in clear)", group: "network" },
+  { flags: "--deadline <duration>", description: "give up (exit 75) when the whole run takes longer, e.g. 90s, 5m", group: "network", env: "DEADLINE", default: "5m" },
+  { flags: "--retries <n>", description: "retries of a request that failed temporarily (refused, reset, timeout, 429, 502-504)", group: "network", env: "RETRIES", default: "4" },
+  { flags: "--request-timeout <duration>", description: "time limit for the headers and for the body of one reply", group: "network", env: "REQUEST_TIMEOUT", default: "30s" },
+  { flags: "--device-id <id>", description: "the device id on the platform; becomes the certificate's CN and the file names", group: "identity", env: "DEVICE_ID" },
+  { flags: "--device-id-file <file>", description: "read the device id from the first line of this file", group: "identity", env: "DEVICE_ID_FILE" },
+  { flags: "--ca-name <name>", description: "the CA that issues device certificates", group: "identity", env: "CA_NAME", default: "IOTmidCA" },
+  { flags: "--ca-fingerprint <sha256:hex>", description: "pin the CA: stop if its SHA-256 fingerprint differs (checked before any key is made, and against a stored CA)", group: "identity", env: "CA_FINGERPRINT" },
+  { flags: "--out <dir>", description: "where the credentials are stored (files), or where the lock lives (keychain)", group: "identity", env: "OUT", default: "./certs" },
+  { flags: "--store <kind>", description: "files: PEM files in --out; keychain: the OS keychain (Secret Service on Linux)", group: "identity", env: "STORE", default: "files", choices: ["files", "keychain"] },
+  { flags: "--renew-before <duration>", description: "treat a certificate that expires within this time as due for enrollment", group: "identity", env: "RENEW_BEFORE", default: "30d" },
+  { flags: "--key-type <type>", description: "the key generated on the device (dojot's CFREE profile takes RSA only)", group: "csr", env: "KEY_TYPE", default: "rsa-2048", choices: Object.keys(KEY_TYPES) },
+  { flags: "--dns <name>", description: "a DNS subjectAltName to request (repeatable)", group: "csr", repeatable: true, default: [] },
+  { flags: "--ip <address>", description: "an IP subjectAltName to request (repeatable)", group: "csr", repeatable: true, default: [] },
+  { flags: "--uri <uri>", description: "a URI subjectAltName to request (repeatable)", group: "csr", repeatable: true, default: [] },
+  { flags: "--entity-password-file <file>", description: "read the EJBCA end-entity password from this file (default: dojot's 'dojot', or CERT_RETRIEVER_ENTITY_PASSWORD)", group: "csr", env: "ENTITY_PASSWORD_FILE" },
+  { flags: "--json", description: "print the result as JSON on stdout", group: "output" },
+  { flags: "--non-interactive", description: "never prompt: a missing value is an error (also without a terminal)", group: "output" },
+  { flags: "--config <file>", description: "settings file (JSON); default /etc/cert-retriever/config.json if it exists", group: "output", env: "CONFIG" },
+];
+
+/** Adds the options of `groups` to `cmd`. */
+export function addOptions(cmd: Command, groups: OptionGroup[]): Command {
+  for (const spec of OPTION_SPECS.filter((s) => groups.includes(s.group))) {
+    const option = new Option(spec.flags, spec.description);
+    if (spec.env) option.env(`CERT_RETRIEVER_${spec.env}`);
+    if (spec.choices) option.choices(spec.choices);
+    if (spec.repeatable) option.argParser(collect);
+    if (spec.default !== undefined) option.default(spec.default);
+    cmd.addOption(option);
+  }
+  return cmd;
+}
+
+/** The attribute name commander gives an option: `--device-id` -> `deviceId`. */
+export function attributeName(flags: string): string {
+  const long = /--([a-z0-9-]+)/.exec(flags)![1]!;
+  return long.replace(/-([a-z0-9])/g, (_, c: string) => c.toUpperCase());
+}
+
+/** Config keys that hold secrets: accepted only from a file that is 0600. */
+export const SECRET_CONFIG_KEYS = ["password"] as const;

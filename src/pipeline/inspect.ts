@@ -1,0 +1,75 @@
+import { createPrivateKey, createPublicKey } from "node:crypto";
+import * as x509 from "../crypto/x509.js";
+import { CertRetrieverError, describeCause } from "../errors.js";
+import { ExitCode } from "../exit-codes.js";
+import type { CryptoProvider } from "../crypto/provider.js";
+import type { CredentialStore } from "../store/types.js";
+import { parseCertificate, sha256Fingerprint } from "./certificate.js";
+import { normalizeFingerprint } from "./pin.js";
+import { validateCertificate } from "./validate.js";
+
+/** What is asked of stored credentials. */
+export interface InspectOptions {
+  deviceId: string;
+  crypto: CryptoProvider;
+  caFingerprint?: string;
+  /** Credentials that expire within this many milliseconds are due for enrollment. */
+  renewBeforeMs: number;
+  now: Date;
+}
+
+/** The verdict on stored credentials: valid (with when renewal is due), or why enrollment is needed. */
+export type Inspection =
+  | { state: "valid"; cert: x509.X509Certificate; renewFrom: Date }
+  | { state: "missing" | "partial" | "invalid" | "expiring" | "interrupted"; reason: string; cert?: x509.X509Certificate };
+
+/**
+ * Whether the stored credentials are whole and valid now: all three parts present, the key
+ * matches the certificate, the stored CA signed it (and matches the pin), the device is named,
+ * and it does not expire within the renewal window. The answer of `check` and of `enroll`'s
+ * "nothing to do".
+ */
+export async function inspectCredentials(store: CredentialStore, opts: InspectOptions): Promise<Inspection> {
+  const stored = await store.read();
+  if (stored.interrupted) return { state: "interrupted", reason: `a write to ${store.location} was interrupted; the next enrollment finishes or undoes it` };
+  if (!stored.pems) {
+    if (stored.present.length === 0) return { state: "missing", reason: `no credentials for '${opts.deviceId}' in ${store.location}` };
+    const missing = (["keyPem", "certificatePem", "caPem"] as const).filter((k) => !stored.present.includes(k));
+    return { state: "partial", reason: `half state: ${missing.map((k) => stored.where[k]).join(" and ")} missing` };
+  }
+  const { pems } = stored;
+  let cert: x509.X509Certificate | undefined;
+  try {
+    cert = parseCertificate(pems.certificatePem, stored.where.certificatePem, "check-existing", ExitCode.VALIDATION);
+    const ca = parseCertificate(pems.caPem, stored.where.caPem, "check-existing", ExitCode.VALIDATION);
+    checkPin(ca, opts.caFingerprint, `the stored CA ${stored.where.caPem}`);
+    let spki: Uint8Array;
+    try {
+      spki = new Uint8Array(createPublicKey(createPrivateKey(pems.keyPem)).export({ type: "spki", format: "der" }));
+    } catch (err) {
+      return { state: "invalid", reason: `${stored.where.keyPem} is not a private key (${describeCause(err)})`, cert };
+    }
+    await validateCertificate({ cert, ca, publicKeySpki: spki, deviceId: opts.deviceId, now: opts.now }, opts.crypto, "check-existing");
+  } catch (err) {
+    const reason = describeCause(err).replace(/^[a-z-]+ failed: /, "");
+    return { state: cert && cert.notAfter < opts.now ? "expiring" : "invalid", reason, cert };
+  }
+  const renewFrom = new Date(cert.notAfter.getTime() - opts.renewBeforeMs);
+  if (opts.now >= renewFrom) {
+    return { state: "expiring", reason: `the certificate expires at ${cert.notAfter.toISOString()}, within the renewal window (--renew-before)`, cert };
+  }
+  return { state: "valid", cert, renewFrom };
+}
+
+/** Stops the run (exit 11) if `ca` does not match the pin. */
+export function checkPin(ca: x509.X509Certificate, pin: string | undefined, what: string): void {
+  if (!pin) return;
+  const actual = sha256Fingerprint(ca);
+  if (actual.replace(/:/g, "") !== normalizeFingerprint(pin)) {
+    throw new CertRetrieverError(`fetch-ca failed: ${what} has SHA-256 fingerprint ${actual}, not the pinned ${pin}`, {
+      step: "fetch-ca",
+      exitCode: ExitCode.CA,
+      hint: "the platform's CA is not the one you pinned with --ca-fingerprint: check the platform URL and the pin; nothing was generated or written",
+    });
+  }
+}

@@ -1,0 +1,125 @@
+import { CertRetrieverError, describeCause } from "../errors.js";
+import { ExitCode } from "../exit-codes.js";
+import { faultPoint } from "../fault.js";
+import { ensureDirectory, removeCreatedDirectory } from "./files-store.js";
+import { acquireLock } from "./lock.js";
+import type { CredentialPems, CredentialStore, OpenStore, StoredCredentials } from "./types.js";
+
+/** The keychain service under which every entry is kept. */
+export const KEYCHAIN_SERVICE = "cert-retriever";
+
+/** The keytar-shaped calls this store needs. */
+interface Keytar {
+  getPassword(service: string, account: string): Promise<string | null>;
+  setPassword(service: string, account: string, password: string): Promise<void>;
+  deletePassword(service: string, account: string): Promise<boolean>;
+}
+
+/**
+ * The keytar API of @napi-rs/keyring, each entry pinned to the Secret Service on Linux:
+ * `@napi-rs/keyring/keytar` takes no options and would fall back silently to the kernel keyring
+ * (lost at reboot) when no Secret Service runs. Pinned, a missing service is an error.
+ */
+async function keytar(): Promise<Keytar> {
+  const { AsyncEntry } = await import("@napi-rs/keyring");
+  const entry = (service: string, account: string) => new AsyncEntry(service, account, { linux: { store: "secret-service" } });
+  return {
+    getPassword: (s, a) => entry(s, a).getPassword(),
+    setPassword: (s, a, p) => entry(s, a).setPassword(p),
+    deletePassword: (s, a) => entry(s, a).deletePassword(),
+  };
+}
+
+const PARTS = ["keyPem", "certificatePem", "caPem"] as const;
+
+/**
+ * Credentials in the OS keychain (Secret Service on Linux, Keychain on macOS, Credential Manager
+ * on Windows): service `cert-retriever`, accounts `<device>/key`, `<device>/certificate` and
+ * `<device>/ca/<ca-name>`. The lock file stays in `lockDir`.
+ */
+export class KeychainStore implements CredentialStore {
+  readonly kind = "keychain";
+  readonly accounts: Record<(typeof PARTS)[number], string>;
+
+  constructor(
+    readonly deviceId: string,
+    caName: string,
+    private readonly lockDir: string,
+  ) {
+    this.accounts = { keyPem: `${deviceId}/key`, certificatePem: `${deviceId}/certificate`, caPem: `${deviceId}/ca/${caName}` };
+  }
+
+  get location(): string {
+    return `the OS keychain (service ${KEYCHAIN_SERVICE}, accounts ${this.deviceId}/…)`;
+  }
+
+  async read(): Promise<StoredCredentials> {
+    const kt = await this.keytar();
+    const values = await Promise.all(PARTS.map((p) => this.call(() => kt.getPassword(KEYCHAIN_SERVICE, this.accounts[p]), "read")));
+    const [keyPem, certificatePem, caPem] = values.map((v) => v ?? undefined);
+    const present = PARTS.filter((_, i) => values[i] !== null);
+    const where = Object.fromEntries(PARTS.map((p) => [p, `keychain entry ${KEYCHAIN_SERVICE}/${this.accounts[p]}`])) as StoredCredentials["where"];
+    return { pems: keyPem && certificatePem && caPem ? { keyPem, certificatePem, caPem } : undefined, present, where };
+  }
+
+  async open(): Promise<OpenStore> {
+    const createdDir = await ensureDirectory(this.lockDir);
+    const release = await acquireLock(this.lockDir).catch(async (err: unknown) => {
+      await removeCreatedDirectory(this.lockDir, createdDir);
+      throw err;
+    });
+    return {
+      notes: [],
+      close: async () => {
+        await release();
+        await removeCreatedDirectory(this.lockDir, createdDir); // only the lock lived there
+      },
+    };
+  }
+
+  /** Sets the three entries; if one fails, every entry is put back as it was. */
+  async write(pems: CredentialPems): Promise<void> {
+    const kt = await this.keytar();
+    const previous = await Promise.all(PARTS.map((p) => this.call(() => kt.getPassword(KEYCHAIN_SERVICE, this.accounts[p]), "read")));
+    const done: number[] = [];
+    try {
+      for (const [i, part] of PARTS.entries()) {
+        await kt.setPassword(KEYCHAIN_SERVICE, this.accounts[part], pems[part]);
+        done.push(i);
+        faultPoint(`keychain:set-${i + 1}`);
+      }
+    } catch (err) {
+      for (const i of done) {
+        const old = previous[i];
+        const account = this.accounts[PARTS[i]!];
+        await (old === null || old === undefined ? kt.deletePassword(KEYCHAIN_SERVICE, account) : kt.setPassword(KEYCHAIN_SERVICE, account, old)).catch(() => undefined);
+      }
+      throw keychainError(`writing to the keychain failed: ${describeCause(err)}; the previous entries are unchanged`, err);
+    }
+  }
+
+  private async keytar(): Promise<Keytar> {
+    try {
+      return await keytar();
+    } catch (err) {
+      throw keychainError(`the keychain module cannot be loaded: ${describeCause(err)}`, err);
+    }
+  }
+
+  private async call<T>(work: () => Promise<T>, doing: string): Promise<T> {
+    try {
+      return await work();
+    } catch (err) {
+      throw keychainError(`cannot ${doing} the OS keychain: ${describeCause(err)}`, err);
+    }
+  }
+}
+
+function keychainError(message: string, cause: unknown): CertRetrieverError {
+  return new CertRetrieverError(`store failed: ${message}`, {
+    step: "store",
+    exitCode: ExitCode.STORAGE,
+    hint: "on Linux a Secret Service (gnome-keyring, KWallet) must run on the session bus and be unlocked; or use --store files",
+    cause,
+  });
+}

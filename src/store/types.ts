@@ -1,0 +1,36 @@
+/** PEM texts of a device's credentials. */
+export interface CredentialPems {
+  keyPem: string;
+  certificatePem: string;
+  caPem: string;
+}
+
+/** What a store holds for a device: the three PEMs if all are there, and which parts are present. */
+export interface StoredCredentials {
+  pems?: CredentialPems;
+  present: Array<keyof CredentialPems>;
+  /** Where each part is, for messages. */
+  where: Record<keyof CredentialPems, string>;
+  /** A write that a killed run left unfinished. */
+  interrupted?: boolean;
+}
+
+/** A store opened for a write: the lock is held, interrupted writes are finished or undone. */
+export interface OpenStore {
+  notes: string[];
+  /** Releases the lock; after a failed run also removes what opening created. */
+  close(succeeded: boolean): Promise<void>;
+}
+
+/** Where credentials live: PEM files or the OS keychain. */
+export interface CredentialStore {
+  /** `files` or `keychain`. */
+  readonly kind: string;
+  /** Where, in words (a directory, a keychain service). */
+  readonly location: string;
+  read(): Promise<StoredCredentials>;
+  /** Takes the lock and repairs interrupted writes. */
+  open(): Promise<OpenStore>;
+  /** Replaces the credentials all together or not at all. Call between open() and close(). */
+  write(pems: CredentialPems): Promise<void>;
+}

@@ -1,0 +1,174 @@
+import { chmod, mkdir, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { softwareCrypto } from "../src/crypto/provider.js";
+import { startLab, type RunningLab } from "../src/lab/server.js";
+import { runCli, SECRETS } from "./helpers/cli.js";
+import { enrollCli, listFiles } from "./helpers/enroll.js";
+import { startTestLab, tempDir, type TestLab } from "./helpers/lab.js";
+
+let lab: TestLab;
+beforeAll(async () => {
+  lab = await startTestLab({ autoRegister: true });
+});
+afterAll(async () => lab.stop());
+
+const enrollArgs = (id: string, out: string) => ["enroll", "--platform", lab.url, "--device-id", id, "--username", "admin", "--out", out];
+
+describe("settings: flags > environment > config file > defaults", () => {
+  it("a config file fills what flags and the environment leave unset, and is overridden by them", async () => {
+    const dir = await tempDir();
+    const config = join(dir, "config.json");
+    await writeFile(config, JSON.stringify({ platform: "http://127.0.0.1:1", deviceId: "from-config", username: "admin", out: join(dir, "cfg-out"), dns: ["a.local"], keyType: "rsa-2048" }));
+    // The environment beats the file (platform), a flag beats both (device id); the rest comes from the file.
+    const run = await runCli(["enroll", "--config", config, "--device-id", "from-flag", "--password-stdin", "--json"], {
+      input: lab.password,
+      env: { CERT_RETRIEVER_PLATFORM: lab.url, CERT_RETRIEVER_DEVICE_ID: "from-env" },
+    });
+    expect(run.code, run.stderr).toBe(0);
+    const result = JSON.parse(run.stdout);
+    expect(result.deviceId).toBe("from-flag");
+    expect(result.store.location).toBe(join(dir, "cfg-out"));
+    expect(await listFiles(join(dir, "cfg-out"))).toEqual(["IOTmidCA.crt", "from-flag.crt", "from-flag.key"]);
+  });
+
+  it("an unknown key in the config file is an error that names it (exit 3)", async () => {
+    const dir = await tempDir();
+    await writeFile(join(dir, "c.json"), JSON.stringify({ platfrom: "x" }));
+    const run = await runCli([...enrollArgs("u", join(dir, "o")), "--config", join(dir, "c.json"), "--password-stdin"], { input: "x" });
+    expect(run.code).toBe(3);
+    expect(run.stderr).toMatch(/the config file .*c\.json has an unknown key 'platfrom'/);
+  });
+
+  it("a password in the config file is used only if the file is 0600; otherwise it is ignored with a warning", async () => {
+    const dir = await tempDir();
+    const config = join(dir, "c.json");
+    await writeFile(config, JSON.stringify({ password: lab.password }), { mode: 0o644 });
+    await chmod(config, 0o644);
+    const open = await runCli([...enrollArgs("cfgpw-open", join(dir, "a")), "--config", config]);
+    expect(open.stderr).toMatch(/warning: ignoring 'password' in .*c\.json: the file is readable by others \(mode 644\)/);
+    expect(open.code).toBe(2);
+    await chmod(config, 0o600);
+    const closed = await runCli([...enrollArgs("cfgpw-closed", join(dir, "b")), "--config", config]);
+    expect(closed.code, closed.stderr).toBe(0);
+  });
+
+  it("reads the password and the device id from systemd credentials and --device-id-file", async () => {
+    const creds = await tempDir();
+    await writeFile(join(creds, "password"), lab.password, { mode: 0o400 });
+    const idFile = join(creds, "device-id");
+    await writeFile(idFile, "from-file\nignored second line\n");
+    const out = join(await tempDir(), "o");
+    const run = await runCli(["enroll", "--platform", lab.url, "--username", "admin", "--device-id-file", idFile, "--out", out], { env: { CREDENTIALS_DIRECTORY: creds } });
+    expect(run.code, run.stderr).toBe(0);
+    expect(await listFiles(out)).toEqual(["IOTmidCA.crt", "from-file.crt", "from-file.key"]);
+  });
+
+  it("without a terminal nothing is asked: a missing value is a usage error naming the flag and the variable", async () => {
+    const run = await runCli(["enroll", "--device-id", "x"]);
+    expect(run.code).toBe(2);
+    expect(run.stderr).toMatch(/the platform URL is required/);
+    expect(run.stderr).toMatch(/--platform .* CERT_RETRIEVER_PLATFORM/);
+  });
+});
+
+describe("factory token reuse: login once, enroll many", () => {
+  let limited: RunningLab;
+  beforeAll(async () => {
+    limited = await startLab({ dir: lab.dir, host: "127.0.0.1", port: 0, crypto: softwareCrypto(), certProfile: "cfree", autoRegister: true, adminPassword: lab.password, tokenLifetime: 420, authRateLimit: [{ limit: 5, windowMs: 60_000 }, { limit: 40, windowMs: 3_600_000 }] });
+  });
+  afterAll(async () => limited.close());
+
+  it("login writes a 0600 token and says how long it lives; enroll --token-file needs no password; the 6th login in a minute gets 429", async () => {
+    const dir = await tempDir();
+    const token = join(dir, "station.token");
+    const login = await runCli(["login", "--platform", limited.url, "--username", "admin", "--password-stdin", "--token-file", token, "--json"], { input: lab.password });
+    expect(login.code, login.stderr).toBe(0);
+    expect(login.stderr).toMatch(/logged in as admin \(tenant admin\); the token is valid for (6 min 5\d|7 min 0) s, until .*; written to .*station\.token \(mode 0600\)/);
+    expect(JSON.parse(login.stdout)).toMatchObject({ username: "admin", tenant: "admin", validForSeconds: expect.any(Number) });
+    expect((await stat(token)).mode & 0o777).toBe(0o600);
+    SECRETS.add((await readFile(token, "utf8")).trim());
+
+    for (let i = 0; i < 6; i++) {
+      const run = await runCli(["enroll", "--platform", limited.url, "--device-id", `line-${i}`, "--token-file", token, "--out", join(dir, `d${i}`), "--non-interactive"]);
+      expect(run.code, run.stderr).toBe(0);
+      expect(run.stderr).toMatch(/authenticate: using the token from .*station\.token \(tenant admin\)/);
+    }
+    // Four more logins fill the minute's five; the next one is refused with Kong's 429 and Retry-After.
+    for (let i = 0; i < 4; i++) {
+      expect((await runCli(["login", "--platform", limited.url, "--username", "admin", "--password-stdin", "--token-file", join(dir, `t${i}`)], { input: lab.password })).code).toBe(0);
+    }
+    const refused = await runCli(["login", "--platform", limited.url, "--username", "admin", "--password-stdin", "--token-file", join(dir, "t9"), "--retries", "0"], { input: lab.password });
+    expect(refused.code).toBe(75);
+    expect(refused.stderr).toMatch(/answered HTTP 429: API rate limit exceeded/);
+    expect(refused.stderr).toMatch(/log in once with a token/);
+  });
+
+  it("an expired token is its own error (exit 10) before any request, with the hint to log in again", async () => {
+    const short = await startLab({ dir: lab.dir, host: "127.0.0.1", port: 0, crypto: softwareCrypto(), certProfile: "cfree", autoRegister: true, adminPassword: lab.password, tokenLifetime: 1 });
+    try {
+      const token = join(await tempDir(), "t");
+      expect((await runCli(["login", "--platform", short.url, "--username", "admin", "--password-stdin", "--token-file", token], { input: lab.password })).code).toBe(0);
+      SECRETS.add((await readFile(token, "utf8")).trim());
+      await new Promise((r) => setTimeout(r, 1100));
+      const run = await runCli(["enroll", "--platform", short.url, "--device-id", "late", "--token-file", token, "--out", join(await tempDir(), "o")]);
+      expect(run.code).toBe(10);
+      expect(run.stderr).toMatch(/authenticate failed: the token in .* expired at /);
+      expect(run.stderr).toMatch(/log in again on the station: cert-retriever login/);
+    } finally {
+      await short.close();
+    }
+  });
+
+  it("a token the platform refuses (forged) is exit 10 with the hint to log in again", async () => {
+    const dir = await tempDir();
+    const forged = `${Buffer.from('{"alg":"HS256"}').toString("base64url")}.${Buffer.from(JSON.stringify({ service: "admin", exp: Math.floor(Date.now() / 1000) + 600 })).toString("base64url")}.c2lnbmF0dXJl`;
+    await writeFile(join(dir, "t"), forged, { mode: 0o600 });
+    const run = await runCli(["enroll", "--platform", lab.url, "--device-id", "forged", "--token-file", join(dir, "t"), "--out", join(dir, "o")]);
+    expect(run.code).toBe(10);
+    expect(run.stderr).toMatch(/fetch-ca failed: .*HTTP 401: Invalid signature/);
+    expect(run.stderr).toMatch(/cert-retriever login/);
+  });
+});
+
+describe("check: the ExecCondition= contract (0 enroll, 1 nothing to do, 255 error)", () => {
+  it("answers 0 for missing, half, expiring, unpinned-CA and interrupted state, 1 for valid, 255 on error", async () => {
+    const out = join(await tempDir(), "certs");
+    const check = (...extra: string[]) => runCli(["check", "--device-id", "chk", "--out", out, ...extra]);
+    const missing = await check();
+    expect([missing.code, missing.stderr]).toEqual([0, expect.stringMatching(/enrollment needed: no credentials for 'chk'/)]);
+
+    expect((await enrollCli(lab.url, lab, "chk", out)).code).toBe(0);
+    const valid = await check("--json");
+    expect([valid.code, valid.stderr]).toEqual([1, expect.stringMatching(/nothing to do: 'chk' has valid credentials .* until .* \(renewal due from .*\)/)]);
+    expect(JSON.parse(valid.stdout)).toMatchObject({ needed: false, deviceId: "chk" });
+
+    const expiring = await check("--renew-before", "731d");
+    expect([expiring.code, expiring.stderr]).toEqual([0, expect.stringMatching(/within the renewal window/)]);
+    const pinned = await check("--ca-fingerprint", "sha256:" + "00".repeat(32));
+    expect([pinned.code, pinned.stderr]).toEqual([0, expect.stringMatching(/the stored CA .* not the pinned/)]);
+
+    await mkdir(join(out, ".staging-x"));
+    expect((await check()).code).toBe(0);
+    await rm(join(out, ".staging-x"), { recursive: true });
+
+    await rm(join(out, "chk.crt"));
+    const half = await check();
+    expect([half.code, half.stderr]).toEqual([0, expect.stringMatching(/half state: .*chk\.crt missing/)]);
+
+    const noId = await runCli(["check", "--out", out]);
+    expect([noId.code, noId.stderr]).toEqual([255, expect.stringMatching(/a device id is required/)]);
+    await writeFile(join(out, "..", "file"), "");
+    const badOut = await runCli(["check", "--device-id", "chk", "--out", join(out, "..", "file")]);
+    expect(badOut.code).toBe(255);
+  });
+
+  it("enroll re-enrolls credentials inside the renewal window, and says why", async () => {
+    const out = join(await tempDir(), "certs");
+    expect((await enrollCli(lab.url, lab, "renew", out)).code).toBe(0);
+    await import("../src/lab/server.js").then((m) => m.setDevice(lab.dir, "renew", "reset"));
+    const run = await enrollCli(lab.url, lab, "renew", out, ["--renew-before", "731d"]);
+    expect(run.code, run.stderr).toBe(0);
+    expect(run.stderr).toMatch(/existing credentials will be replaced: the certificate expires at .* within the renewal window/);
+  });
+});
