@@ -1,0 +1,129 @@
+import { execFileSync } from "node:child_process";
+import { existsSync } from "node:fs";
+import { writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { BIN } from "./helpers/cli.js";
+import { listFiles } from "./helpers/enroll.js";
+import { startTestLab, tempDir, type TestLab } from "./helpers/lab.js";
+import { haveTool, openssl } from "./helpers/tools.js";
+
+const hasTmux = haveTool("tmux");
+
+/** A real terminal: a tmux server of our own, a session running `script`. */
+class Terminal {
+  private readonly socket = `cr-test-${process.pid}-${Math.random().toString(36).slice(2)}`;
+
+  constructor(script: string) {
+    this.tmux("new-session", "-d", "-s", "t", "-x", "160", "-y", "40", script);
+  }
+
+  send(...keys: string[]): void {
+    this.tmux("send-keys", "-t", "t", ...keys);
+  }
+
+  /** Types text literally (no key names). */
+  type(text: string): void {
+    this.tmux("send-keys", "-t", "t", "-l", text);
+  }
+
+  screen(): string {
+    return this.tmux("capture-pane", "-p", "-t", "t", "-S", "-200");
+  }
+
+  async waitFor(pattern: RegExp, ms = 20_000): Promise<string> {
+    const until = Date.now() + ms;
+    for (;;) {
+      const text = this.screen();
+      if (pattern.test(text)) return text;
+      if (Date.now() > until) throw new Error(`the terminal never showed ${pattern}:\n${text}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+
+  close(): void {
+    try {
+      this.tmux("kill-server");
+    } catch {
+      // already gone
+    }
+  }
+
+  private tmux(...args: string[]): string {
+    return execFileSync("tmux", ["-L", this.socket, "-f", "/dev/null", ...args], { encoding: "utf8" });
+  }
+}
+
+describe.skipIf(!hasTmux)("a technician at a terminal", () => {
+  let lab: TestLab;
+  beforeAll(async () => {
+    lab = await startTestLab({ autoRegister: true });
+  });
+  afterAll(async () => lab.stop());
+
+  /** A script that runs the CLI in `dir` with a clean environment, then prints its exit code. */
+  async function script(dir: string, args: string): Promise<string> {
+    const path = join(dir, "run.sh");
+    await writeFile(path, `cd '${dir}' && env -i PATH='${process.env.PATH}' HOME='${dir}' TERM=xterm-256color '${process.execPath}' '${BIN}' ${args}; echo "EXIT=$?"; sleep 60\n`, { mode: 0o700 });
+    return path;
+  }
+
+  it("is asked for what is missing, the password masked, sees a tick per step, and gets valid files", async () => {
+    const dir = await tempDir();
+    const term = new Terminal(await script(dir, "enroll"));
+    try {
+      await term.waitFor(/Platform URL/);
+      term.type(lab.url);
+      term.send("Enter");
+      await term.waitFor(/Device id/);
+      term.type("bench-7");
+      term.send("Enter");
+      const user = await term.waitFor(/Platform user.*\(admin\)/);
+      expect(user).toMatch(/\(admin\)/); // the default is shown
+      term.send("Enter");
+      await term.waitFor(/Password for admin/);
+      term.type(lab.password);
+      const typed = term.screen();
+      expect(typed).not.toContain(lab.password);
+      expect(typed).toMatch(/Password for admin:? \*{8,}/);
+      term.send("Enter");
+      const done = await term.waitFor(/EXIT=\d+/);
+      expect(done).toMatch(/EXIT=0/);
+      expect(done).toMatch(/✔ \[1\/7\] authenticate/);
+      expect(done).toMatch(/✔ \[7\/7\] store/);
+      expect(done).not.toContain(lab.password);
+      expect(await listFiles(join(dir, "certs"))).toEqual(["IOTmidCA.crt", "bench-7.crt", "bench-7.key"]);
+      expect(openssl("verify", "-CAfile", join(dir, "certs", "IOTmidCA.crt"), join(dir, "certs", "bench-7.crt"))).toMatch(/: OK/);
+    } finally {
+      term.close();
+    }
+  });
+
+  it("Ctrl-C at the password prompt stops with exit 130 and leaves nothing behind", async () => {
+    const dir = await tempDir();
+    const term = new Terminal(await script(dir, `enroll --platform ${lab.url} --device-id ctrl-c --username admin`));
+    try {
+      await term.waitFor(/Password for admin/);
+      term.type("half-typed");
+      term.send("C-c");
+      const done = await term.waitFor(/EXIT=\d+/);
+      expect(done).toMatch(/interrupted at the prompt; nothing was written/);
+      expect(done).toMatch(/EXIT=130/);
+      expect(existsSync(join(dir, "certs"))).toBe(false);
+    } finally {
+      term.close();
+    }
+  });
+
+  it("--non-interactive never prompts, even on a terminal", async () => {
+    const dir = await tempDir();
+    const term = new Terminal(await script(dir, `enroll --non-interactive --device-id x`));
+    try {
+      const done = await term.waitFor(/EXIT=\d+/);
+      expect(done).toMatch(/the platform URL is required/);
+      expect(done).toMatch(/EXIT=2/);
+    } finally {
+      term.close();
+    }
+  });
+});

@@ -1,0 +1,104 @@
+import { spawn } from "node:child_process";
+import { existsSync } from "node:fs";
+import { mkdir, readFile, stat, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { assertNoSecrets, BIN, runCli } from "./helpers/cli.js";
+import { listFiles } from "./helpers/enroll.js";
+import { startTestLab, tempDir, type TestLab } from "./helpers/lab.js";
+import { haveTool, openssl } from "./helpers/tools.js";
+
+const ready = haveTool("dbus-run-session") && haveTool("gnome-keyring-daemon");
+
+/**
+ * Runs CLI invocations inside one D-Bus session with a real gnome-keyring, unlocked, its keyring
+ * files in `home` (so a later session reads what an earlier one stored). Returns each run's result.
+ */
+async function inKeyringSession(home: string, runs: Array<{ args: string[]; input?: string; env?: Record<string, string> }>): Promise<Array<{ code: number; stdout: string; stderr: string }>> {
+  const dir = await tempDir("cr-kr-");
+  const lines = ["set -u", `export HOME='${home}'`, `eval "$(printf 'keyring-pass' | gnome-keyring-daemon --unlock --components=secrets)"`, "export SSH_AUTH_SOCK=/dev/null"];
+  runs.forEach((run, i) => {
+    if (run.input !== undefined) lines.push(`cat > '${dir}/in${i}' <<'CR_EOF'\n${run.input}\nCR_EOF`);
+    const quoted = run.args.map((a) => `'${a}'`).join(" ");
+    const env = Object.entries(run.env ?? {}).map(([k, v]) => `${k}='${v}' `).join("");
+    lines.push(`${env}'${process.execPath}' '${BIN}' ${quoted} < ${run.input !== undefined ? `'${dir}/in${i}'` : "/dev/null"} > '${dir}/out${i}' 2> '${dir}/err${i}'; echo $? > '${dir}/code${i}'`);
+  });
+  await mkdir(home, { recursive: true });
+  await writeFile(join(dir, "session.sh"), lines.join("\n") + "\n");
+  const child = spawn("dbus-run-session", ["--", "bash", join(dir, "session.sh")], { stdio: "ignore", env: { PATH: process.env.PATH ?? "" } });
+  const timer = setTimeout(() => child.kill("SIGKILL"), 60_000);
+  await new Promise((resolve) => child.on("close", resolve));
+  clearTimeout(timer);
+  return Promise.all(
+    runs.map(async (_, i) => {
+      const [code, stdout, stderr] = await Promise.all(["code", "out", "err"].map((f) => readFile(join(dir, `${f}${i}`), "utf8").catch(() => "")));
+      assertNoSecrets(`${stdout}${stderr}`, runs[i]!.args);
+      return { code: Number(code), stdout: stdout!, stderr: stderr! };
+    }),
+  );
+}
+
+describe.skipIf(!ready)("--store keychain against a real gnome-keyring (Secret Service)", () => {
+  let lab: TestLab;
+  beforeAll(async () => {
+    lab = await startTestLab({ autoRegister: true });
+  });
+  afterAll(async () => lab.stop());
+
+  it("enrolls into the keychain, check sees it, a second session reads it back, export writes files openssl accepts", async () => {
+    const home = join(await tempDir(), "home");
+    const lockDir = join(await tempDir(), "lock");
+    const identity = ["--device-id", "kc-1", "--store", "keychain", "--out", lockDir];
+    const [enrolled, checked, again] = await inKeyringSession(home, [
+      { args: ["enroll", "--platform", lab.url, "--username", "admin", "--password-stdin", ...identity, "--json"], input: lab.password },
+      { args: ["check", ...identity] },
+      { args: ["enroll", "--platform", lab.url, "--username", "admin", "--password-stdin", ...identity], input: lab.password },
+    ]);
+    expect(enrolled!.code, enrolled!.stderr).toBe(0);
+    expect(JSON.parse(enrolled!.stdout).store).toMatchObject({ kind: "keychain" });
+    expect(checked!.code, checked!.stderr).toBe(1);
+    expect(again!.stderr).toMatch(/already has valid credentials in the OS keychain/);
+    expect(existsSync(lockDir)).toBe(false); // the lock came and went; no credential touched the disk there
+
+    const exported = join(await tempDir(), "exported");
+    const [checkedLater, exportRun] = await inKeyringSession(home, [{ args: ["check", ...identity] }, { args: ["export", "--device-id", "kc-1", "--out", exported] }]);
+    expect(checkedLater!.code, checkedLater!.stderr).toBe(1);
+    expect(exportRun!.code, exportRun!.stderr).toBe(0);
+    expect(await listFiles(exported)).toEqual(["IOTmidCA.crt", "kc-1.crt", "kc-1.key"]);
+    expect((await stat(exported)).mode & 0o777).toBe(0o700);
+    expect((await stat(join(exported, "kc-1.key"))).mode & 0o777).toBe(0o600);
+    expect(openssl("verify", "-CAfile", join(exported, "IOTmidCA.crt"), join(exported, "kc-1.crt"))).toMatch(/: OK/);
+    expect(openssl("pkey", "-in", join(exported, "kc-1.key"), "-pubout")).toBe(openssl("x509", "-in", join(exported, "kc-1.crt"), "-noout", "-pubkey"));
+  });
+
+  it("a failure in the middle of the keychain write puts the previous entries back", async () => {
+    const home = join(await tempDir(), "home");
+    const lockDir = join(await tempDir(), "lock");
+    const identity = ["--device-id", "kc-2", "--store", "keychain", "--out", lockDir];
+    const exportedBefore = join(await tempDir(), "before");
+    const exportedAfter = join(await tempDir(), "after");
+    const enrollArgs = ["enroll", "--platform", lab.url, "--username", "admin", "--password-stdin", ...identity];
+    const [first, before, , faulty, after] = await inKeyringSession(home, [
+      { args: enrollArgs, input: lab.password },
+      { args: ["export", "--device-id", "kc-2", "--out", exportedBefore] },
+      { args: ["lab", "device", "reset", "--dir", lab.dir, "kc-2"] },
+      { args: [...enrollArgs, "--force"], input: lab.password, env: { CERT_RETRIEVER_TEST_FAULT: "keychain:set-2" } },
+      { args: ["export", "--device-id", "kc-2", "--out", exportedAfter] },
+    ]);
+    expect(first!.code, first!.stderr).toBe(0);
+    expect(before!.code, before!.stderr).toBe(0);
+    expect(after!.code, after!.stderr).toBe(0);
+    expect(faulty!.code).toBe(15);
+    expect(faulty!.stderr).toMatch(/writing to the keychain failed: injected fault at keychain:set-2; the previous entries are unchanged/);
+    for (const f of ["IOTmidCA.crt", "kc-2.crt", "kc-2.key"]) {
+      expect(await readFile(join(exportedAfter, f), "utf8")).toBe(await readFile(join(exportedBefore, f), "utf8"));
+    }
+  });
+
+  it("without a Secret Service the keychain is a clear error (exit 15 with a hint), never a silent fallback", async () => {
+    const run = await runCli(["enroll", "--platform", lab.url, "--username", "admin", "--password-stdin", "--device-id", "kc-none", "--store", "keychain", "--out", join(await tempDir(), "l")], { input: lab.password, env: { DBUS_SESSION_BUS_ADDRESS: "unix:path=/nonexistent" } });
+    expect(run.code).toBe(15);
+    expect(run.stderr).toMatch(/cannot read the OS keychain/);
+    expect(run.stderr).toMatch(/Secret Service .* must run on the session bus/);
+  });
+});
