@@ -172,3 +172,31 @@ describe("check: the ExecCondition= contract (0 enroll, 1 nothing to do, 255 err
     expect(run.stderr).toMatch(/existing credentials will be replaced: the certificate expires at .* within the renewal window/);
   });
 });
+
+describe("idempotent re-runs with a token", () => {
+  it("a CA that changed on the platform is found and the credentials enrolled again", async () => {
+
+    const dir = await tempDir();
+    const token = join(dir, "token");
+    expect((await runCli(["login", "--platform", lab.url, "--username", "admin", "--password-stdin", "--token-file", token], { input: lab.password })).code).toBe(0);
+    SECRETS.add((await readFile(token, "utf8")).trim());
+    const out = join(dir, "certs");
+    const args = ["enroll", "--platform", lab.url, "--device-id", "ca-moves", "--token-file", token, "--out", out];
+    expect((await runCli(args)).code).toBe(0);
+    const same = await runCli(args);
+    expect([same.code, same.stderr]).toEqual([0, expect.stringMatching(/already has valid credentials/)]);
+    // Another platform (another CA) behind the same device id: the stored CA no longer matches.
+    const other = await startLab({ dir: await tempDir(), host: "127.0.0.1", port: 0, crypto: softwareCrypto(), certProfile: "cfree", autoRegister: true, adminPassword: lab.password, tokenLifetime: 420 });
+    try {
+      const otherToken = join(dir, "other-token");
+      expect((await runCli(["login", "--platform", other.url, "--username", "admin", "--password-stdin", "--token-file", otherToken], { input: lab.password })).code).toBe(0);
+      SECRETS.add((await readFile(otherToken, "utf8")).trim());
+      const moved = await runCli(["enroll", "--platform", other.url, "--device-id", "ca-moves", "--token-file", otherToken, "--out", out]);
+      expect(moved.stderr).toMatch(/existing credentials will be replaced: the platform's CA differs from the stored one/);
+      expect(moved.code, moved.stderr).toBe(0);
+    } finally {
+      await other.close();
+    }
+
+  });
+});

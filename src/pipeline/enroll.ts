@@ -85,11 +85,14 @@ export async function enroll(opts: EnrollOptions, onEvent: (e: EnrollEvent) => v
     for (const message of opened.notes) onEvent({ type: "note", message });
     if (!opts.force) {
       const existing = await inspectCredentials(opts.store, { ...opts, renewBeforeMs: opts.renewBeforeMs ?? 0, now: now() });
-      if (existing.state === "valid") {
+      // With a token at hand, asking for the CA costs no login: a CA the platform has changed is found too.
+      const caChanged = existing.state === "valid" && opts.session ? await platformCaDiffers(opts, existing.ca) : false;
+      if (existing.state === "valid" && !caChanged) {
         succeeded = true;
         return { ...describe(existing.cert, opts.store, opts.deviceId, undefined, []), status: "already-enrolled" };
       }
-      if (existing.state !== "missing") onEvent({ type: "note", message: `existing credentials will be replaced: ${existing.reason}` });
+      if (caChanged) onEvent({ type: "note", message: "existing credentials will be replaced: the platform's CA differs from the stored one" });
+      else if (existing.state !== "missing" && existing.state !== "valid") onEvent({ type: "note", message: `existing credentials will be replaced: ${existing.reason}` });
     }
 
     const steps: StepTiming[] = [];
@@ -172,6 +175,11 @@ export async function enroll(opts: EnrollOptions, onEvent: (e: EnrollEvent) => v
   } finally {
     await opened.close(succeeded);
   }
+}
+
+async function platformCaDiffers(opts: EnrollOptions, stored: x509.X509Certificate): Promise<boolean> {
+  const fetched = await opts.platform.fetchCa(opts.session!);
+  return Buffer.compare(Buffer.from(fetched.der), Buffer.from(stored.rawData)) !== 0;
 }
 
 function describe(cert: x509.X509Certificate, store: CredentialStore, deviceId: string, tenant: string | undefined, steps: StepTiming[]) {

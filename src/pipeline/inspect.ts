@@ -20,7 +20,7 @@ export interface InspectOptions {
 
 /** The verdict on stored credentials: valid (with when renewal is due), or why enrollment is needed. */
 export type Inspection =
-  | { state: "valid"; cert: x509.X509Certificate; renewFrom: Date }
+  | { state: "valid"; cert: x509.X509Certificate; ca: x509.X509Certificate; renewFrom: Date }
   | { state: "missing" | "partial" | "invalid" | "expiring" | "interrupted"; reason: string; cert?: x509.X509Certificate };
 
 /**
@@ -39,9 +39,10 @@ export async function inspectCredentials(store: CredentialStore, opts: InspectOp
   }
   const { pems } = stored;
   let cert: x509.X509Certificate | undefined;
+  let ca: x509.X509Certificate;
   try {
     cert = parseCertificate(pems.certificatePem, stored.where.certificatePem, "check-existing", ExitCode.VALIDATION);
-    const ca = parseCertificate(pems.caPem, stored.where.caPem, "check-existing", ExitCode.VALIDATION);
+    ca = parseCertificate(pems.caPem, stored.where.caPem, "check-existing", ExitCode.VALIDATION);
     checkPin(ca, opts.caFingerprint, `the stored CA ${stored.where.caPem}`);
     let spki: Uint8Array;
     try {
@@ -58,7 +59,7 @@ export async function inspectCredentials(store: CredentialStore, opts: InspectOp
   if (opts.now >= renewFrom) {
     return { state: "expiring", reason: `the certificate expires at ${cert.notAfter.toISOString()}, within the renewal window (--renew-before)`, cert };
   }
-  return { state: "valid", cert, renewFrom };
+  return { state: "valid", cert, ca, renewFrom };
 }
 
 /** Stops the run (exit 11) if `ca` does not match the pin. */
