@@ -21,6 +21,7 @@ const collect = (value: string, previous: string[] | undefined) => [...(previous
 /** Every shared option. The config file takes the same names in camelCase (`deviceId`, `caName`). */
 export const OPTION_SPECS: OptionSpec[] = [
   { flags: "--platform <url>", description: "the platform gateway (dojot's Kong), e.g. https://dojot.example.com", group: "platform", env: "PLATFORM" },
+  { flags: "--api <api>", description: "the platform's API: dojot-legacy (EJBCA-REST, dojot <= v0.4), dojot (x509-identity-mgmt, v0.5+), or auto (detected from the replies)", group: "platform", env: "API", default: "auto", choices: ["auto", "dojot", "dojot-legacy"] },
   { flags: "--username <name>", description: "the platform user", group: "secrets", env: "USERNAME" },
   { flags: "--password-file <file>", description: "read the user's password from this file", group: "secrets", env: "PASSWORD_FILE" },
   { flags: "--password-stdin", description: "read the user's password from standard input", group: "secrets" },
@@ -39,7 +40,7 @@ export const OPTION_SPECS: OptionSpec[] = [
   { flags: "--out <dir>", description: "where the credentials are stored (files), or where the lock lives (keychain)", group: "identity", env: "OUT", default: "./certs" },
   { flags: "--store <kind>", description: "files: PEM files in --out; keychain: the OS keychain (Secret Service on Linux)", group: "identity", env: "STORE", default: "files", choices: ["files", "keychain"] },
   { flags: "--renew-before <duration>", description: "treat a certificate that expires within this time as due for enrollment", group: "identity", env: "RENEW_BEFORE", default: "30d" },
-  { flags: "--key-type <type>", description: "the key generated on the device (dojot's CFREE profile takes RSA only)", group: "csr", env: "KEY_TYPE", default: "rsa-2048", choices: Object.keys(KEY_TYPES) },
+  { flags: "--key-type <type>", description: "the key generated on the device (default: ec-p256 for x509-identity-mgmt, rsa-2048 for EJBCA-REST, whose CFREE profile takes RSA only)", group: "csr", env: "KEY_TYPE", choices: Object.keys(KEY_TYPES) },
   { flags: "--dns <name>", description: "a DNS subjectAltName to request (repeatable)", group: "csr", repeatable: true, default: [] },
   { flags: "--ip <address>", description: "an IP subjectAltName to request (repeatable)", group: "csr", repeatable: true, default: [] },
   { flags: "--uri <uri>", description: "a URI subjectAltName to request (repeatable)", group: "csr", repeatable: true, default: [] },

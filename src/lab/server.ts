@@ -6,6 +6,7 @@ import type { CryptoProvider } from "../crypto/provider.js";
 import { createCa, issueCertificate, LAB_CA_DN, loadOrCreateCa, ProfileRefusal, RSA_SHA256, type CertProfile, type LabCa } from "./ca.js";
 import { FaultPlan, sendTransportFault, type FaultKind, type LabFault } from "./faults.js";
 import { RateLimiter, type RateWindow } from "./rate-limit.js";
+import { handleX509, type LabApi, type X509Rules } from "./x509-api.js";
 import { dojotClaims, signJwt, verifyJwt } from "./jwt.js";
 import { checkPassword, loadState, makeUser, newEndEntity, newState, saveState, updateState } from "./state.js";
 
@@ -29,11 +30,15 @@ export interface LabOptions {
   authRateLimit?: RateWindow[];
   /** Runs the rate limiter's clock this many times faster (simulations). */
   rateLimitTimeScale?: number;
+  /** Which dojot API to serve: EJBCA-REST (`legacy`, the default), x509-identity-mgmt (`x509`), or `both`. */
+  api?: LabApi;
+  /** The x509-identity-mgmt generation whose rules apply (default v0.7). */
+  x509Rules?: X509Rules;
 }
 
 /** What a request handler needs besides the request. */
 interface Context {
-  opts: LabOptions;
+  opts: LabOptions & { api: LabApi; x509Rules: X509Rules };
   ca: LabCa;
   faults: FaultPlan;
   authLimiter?: RateLimiter;
@@ -53,7 +58,8 @@ export interface RunningLab {
 const MAX_BODY = 256 * 1024;
 
 /** Starts the dojot-compatible lab platform (EJBCA-REST behind Kong) on `host:port`; port 0 picks a free one. */
-export async function startLab(opts: LabOptions): Promise<RunningLab> {
+export async function startLab(options: LabOptions): Promise<RunningLab> {
+  const opts = { ...options, api: options.api ?? "legacy", x509Rules: options.x509Rules ?? "v0.7" };
   let generatedPassword: string | undefined;
   let state = await loadState(opts.dir);
   if (!state) {
@@ -96,12 +102,15 @@ async function handle(req: IncomingMessage, res: ServerResponse, ctx: Context): 
   const url = new URL(req.url ?? "/", "http://lab");
   const body = await readBody(req);
   const isAuth = req.method === "POST" && (url.pathname === "/auth" || url.pathname === "/auth/");
-  const ca_ = /^\/ca\/([^/]+)\/?$/.exec(url.pathname);
-  const sign = /^\/sign\/([^/]+)\/pkcs10\/?$/.exec(url.pathname);
-  if (!isAuth && !(ca_ && req.method === "GET") && !(sign && req.method === "POST")) {
+  const legacy = opts.api !== "x509";
+  const ca_ = legacy ? /^\/ca\/([^/]+)\/?$/.exec(url.pathname) : null;
+  const sign = legacy ? /^\/sign\/([^/]+)\/pkcs10\/?$/.exec(url.pathname) : null;
+  const x509 = opts.api !== "legacy" && url.pathname.startsWith("/x509/v1/");
+  if (!isAuth && !x509 && !(ca_ && req.method === "GET") && !(sign && req.method === "POST")) {
     return send(res, 404, { message: "no route and no API found with those values" });
   }
-  const fault = ctx.faults.take(isAuth ? "auth" : ca_ ? "ca" : "sign");
+  const isCa = ca_ !== null || (x509 && url.pathname === "/x509/v1/ca");
+  const fault = ctx.faults.take(isAuth ? "auth" : isCa ? "ca" : "sign");
   if (fault && sendTransportFault(fault, req, res)) return;
   if (fault === "skewed-clock") res.setHeader("date", new Date(Date.now() + 3 * 86_400_000).toUTCString());
   if (isAuth) {
@@ -119,6 +128,7 @@ async function handle(req: IncomingMessage, res: ServerResponse, ctx: Context): 
   const state = await loadState(opts.dir);
   const verdict = verifyJwt(header.slice(7), state!.jwtSecret, Math.floor(Date.now() / 1000));
   if ("refused" in verdict) return send(res, 401, { message: verdict.refused });
+  if (x509) return handleX509(req, res, url, body, { ...ctx, rules: opts.x509Rules }, String(verdict.claims.service ?? ""));
   if (ca_) {
     const name = decodeURIComponent(ca_[1]!);
     if (name !== ca.name) return send(res, 400, { status: 400, message: `soap message: CA with name ${name} does not exist.` });
@@ -233,7 +243,7 @@ async function readBody(req: IncomingMessage): Promise<string> {
   return Buffer.concat(chunks).toString("utf8");
 }
 
-function send(res: ServerResponse, status: number, body: unknown): void {
+export function send(res: ServerResponse, status: number, body: unknown): void {
   if (body === undefined) {
     res.writeHead(status, { "content-length": "0" }).end();
     return;

@@ -23,6 +23,8 @@ export interface LabState {
   jwtSecret: string;
   users: Record<string, LabUser>;
   devices: Record<string, EndEntity>;
+  /** Certificates x509-identity-mgmt issued, by fingerprint (hex, no colons). */
+  certificates?: Record<string, { tenant: string; pem: string; belongsTo: { device: string } | null }>;
 }
 
 const STATE_FILE = "state.json";

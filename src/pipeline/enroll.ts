@@ -3,7 +3,8 @@ import { CertRetrieverError, describeCause, type Step } from "../errors.js";
 import { ExitCode } from "../exit-codes.js";
 import { generateKeyPair, privateKeyPem, spkiDer, toPem, type KeyType } from "../crypto/keys.js";
 import type { CryptoProvider } from "../crypto/provider.js";
-import type { PlatformClient, Session } from "../platform/types.js";
+import { API_TRAITS, type PlatformClient, type Session } from "../platform/types.js";
+import { X509_CN_RULE } from "../platform/dojot-x509.js";
 import { FilesStore, type CredentialPaths } from "../store/files-store.js";
 import type { CredentialStore } from "../store/types.js";
 import { checkPin, inspectCredentials } from "./inspect.js";
@@ -30,7 +31,8 @@ export interface EnrollOptions {
   session?: Session;
   /** Says where `session` came from, for the step's line. */
   sessionSource?: string;
-  keyType: KeyType;
+  /** The key to generate; when absent, the one the platform's API prefers (known after fetch-ca). */
+  keyType?: KeyType;
   sans: SubjectAltNames;
   store: CredentialStore;
   /** Credentials expiring within this many milliseconds are enrolled again. */
@@ -122,18 +124,27 @@ export async function enroll(opts: EnrollOptions, onEvent: (e: EnrollEvent) => v
         checkPin(fetched, opts.caFingerprint, "the CA the platform sent");
         return fetched;
       },
-      (c) => `CA ${c.subject}, SHA-256 ${sha256Fingerprint(c)}${opts.caFingerprint ? " (matches the pin)" : " (not pinned: pin it with --ca-fingerprint)"}`,
+      (c) =>
+        `CA ${c.subject}, SHA-256 ${sha256Fingerprint(c)}${opts.caFingerprint ? " (matches the pin)" : " (not pinned: pin it with --ca-fingerprint)"}; API ${API_TRAITS[opts.platform.api()].title}`,
     );
+    const traits = API_TRAITS[opts.platform.api()];
+    if (opts.platform.api() === "dojot" && !X509_CN_RULE.test(opts.deviceId)) {
+      throw new CertRetrieverError(
+        `build-csr refused: the device id '${opts.deviceId}' cannot be the CN x509-identity-mgmt accepts (letters, digits and spaces only, as dojot v0.5-v0.6 require)`,
+        { step: "usage", exitCode: ExitCode.USAGE, hint: "use the platform's device id (dojot's are hex), or --api dojot-legacy for an EJBCA-REST platform" },
+      );
+    }
+    const keyType = opts.keyType ?? traits.keyType;
     const keys = await run(
       "generate-key",
       async () => {
         try {
-          return await generateKeyPair(opts.keyType, opts.crypto);
+          return await generateKeyPair(keyType, opts.crypto);
         } catch (err) {
           throw new CertRetrieverError(`generate-key failed: ${describeCause(err)}`, { step: "generate-key", exitCode: ExitCode.KEYGEN, cause: err });
         }
       },
-      () => `${opts.keyType} key generated on this device`,
+      () => `${keyType} key generated on this device${opts.keyType ? "" : " (the API's preferred key)"}`,
     );
     const csr = await run("build-csr", () => buildCsr(opts.deviceId, keys, opts.sans, opts.crypto), () => `CSR for CN=${opts.deviceId}`);
     const cert = await run(
@@ -149,7 +160,15 @@ export async function enroll(opts: EnrollOptions, onEvent: (e: EnrollEvent) => v
       async () => {
         const clockSkewMs = opts.clockSkewMs?.();
         await validateCertificate(
-          { cert, ca, publicKeySpki: await spkiDer(keys.publicKey, opts.crypto), deviceId: opts.deviceId, now: now(), clockSkewMs },
+          {
+            cert,
+            ca,
+            publicKeySpki: await spkiDer(keys.publicKey, opts.crypto),
+            deviceId: opts.deviceId,
+            commonNames: traits.commonNames(opts.deviceId, session.tenant),
+            now: now(),
+            clockSkewMs,
+          },
           opts.crypto,
         );
         if (clockSkewMs !== undefined && Math.abs(clockSkewMs) > CLOCK_TOLERANCE_MS) {

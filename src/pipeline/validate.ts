@@ -13,6 +13,8 @@ export interface ValidationInput {
   /** DER SubjectPublicKeyInfo of the device's key. */
   publicKeySpki: Uint8Array;
   deviceId: string;
+  /** The CNs the platform is known to issue for this device (default: the device id). */
+  commonNames?: string[];
   now: Date;
   /** Platform time minus local time, when a reply told it. */
   clockSkewMs?: number;
@@ -59,7 +61,10 @@ export async function validateCertificate(input: ValidationInput, crypto: Crypto
   checkValidity(ca, "the CA certificate", input, step);
   checkValidity(cert, "the certificate", input, step);
   const cn = commonName(cert);
-  if (cn !== deviceId) throw fail(`the certificate's subject CN is '${cn ?? ""}', not the device id '${deviceId}'`);
+  const expected = input.commonNames ?? [deviceId];
+  if (!cn || !expected.includes(cn)) {
+    throw fail(`the certificate's subject CN is '${cn ?? ""}', not ${expected.map((c) => `'${c}'`).join(" or ")}`);
+  }
 }
 
 function checkValidity(cert: x509.X509Certificate, what: string, input: ValidationInput, step: Step): void {

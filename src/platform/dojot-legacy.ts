@@ -2,7 +2,7 @@ import { CertRetrieverError, type Step } from "../errors.js";
 import { ExitCode } from "../exit-codes.js";
 import { decodeBase64 } from "./base64.js";
 import { jsonObject, platformSays, stepExitCode, type HttpClient, type HttpReply } from "./http.js";
-import { sessionFromJwt, type FetchedCa, type Issued, type PlatformClient, type Session, type SignRequest } from "./types.js";
+import { sessionFromJwt, type FetchedCa, type Issued, type PlatformApi, type PlatformClient, type Session, type SignRequest } from "./types.js";
 
 /** Settings of the EJBCA-REST client. */
 export interface DojotLegacyOptions {
@@ -22,17 +22,27 @@ export interface DojotLegacyOptions {
 export class DojotLegacyClient implements PlatformClient {
   constructor(private readonly opts: DojotLegacyOptions) {}
 
+  /** The CA asked for. */
+  get caName(): string {
+    return this.opts.caName;
+  }
+
+  api(): PlatformApi {
+    return "dojot-legacy";
+  }
+
   async authenticate(username: string, password: string): Promise<Session> {
     const reply = await this.opts.http.json("authenticate", this.url("/auth"), { method: "POST", body: { username, passwd: password } });
     return parseAuthReply(reply, username);
   }
 
   async fetchCa(session: Session): Promise<FetchedCa> {
-    const reply = await this.opts.http.json("fetch-ca", this.url(`/ca/${encodeURIComponent(this.opts.caName)}`), {
-      method: "GET",
-      headers: bearer(session),
-    });
-    return parseCaReply(reply, this.opts.caName);
+    return parseCaReply(await this.caReply(session), this.opts.caName);
+  }
+
+  /** The raw reply of `GET /ca/<name>`, for API detection. */
+  caReply(session: Session): Promise<HttpReply> {
+    return this.opts.http.json("fetch-ca", this.url(`/ca/${encodeURIComponent(this.opts.caName)}`), { method: "GET", headers: bearer(session) });
   }
 
   async submitCsr(session: Session, req: SignRequest): Promise<Issued> {
@@ -82,12 +92,14 @@ export function parseSignReply(reply: HttpReply, deviceId: string): Issued {
   return { der };
 }
 
-function bearer(session: Session): Record<string, string> {
+/** The Authorization header as pepkong wants it. */
+export function bearer(session: Session): Record<string, string> {
   // pepkong drops the first seven characters: exactly "Bearer " and one space.
   return { authorization: `Bearer ${session.jwt}` };
 }
 
-function authError(reply: HttpReply, username: string): CertRetrieverError {
+/** The error for a refused `POST /auth` (the same service in both generations). */
+export function authError(reply: HttpReply, username: string): CertRetrieverError {
   const says = platformSays(reply);
   if (reply.status === 401 || reply.status === 403) {
     const unknownUser = /AuthenticationError/i.test(says);
@@ -112,7 +124,7 @@ function authError(reply: HttpReply, username: string): CertRetrieverError {
 }
 
 /** The error for a non-2xx reply at `step`: auth statuses exit 10, the rest the step's code. */
-function replyError(step: Step, reply: HttpReply, doing: string, hint: string | undefined): CertRetrieverError {
+export function replyError(step: Step, reply: HttpReply, doing: string, hint: string | undefined): CertRetrieverError {
   const message = `${step} failed: ${doing}: HTTP ${reply.status}: ${platformSays(reply)}`;
   if (step !== "authenticate" && (reply.status === 401 || reply.status === 403)) {
     return new CertRetrieverError(message, {
@@ -128,14 +140,14 @@ function replyError(step: Step, reply: HttpReply, doing: string, hint: string | 
 }
 
 /** A successful reply must say it is JSON: an HTML page with a 200 (a portal, a proxy's login page) is not the API. */
-function requireJson(step: Step, reply: HttpReply): void {
+export function requireJson(step: Step, reply: HttpReply): void {
   const type = reply.contentType.split(";")[0]!.trim().toLowerCase();
   if (type !== "application/json" && !type.endsWith("+json")) {
     throw malformed(step, reply, `a JSON reply (Content-Type application/json), not ${type ? `'${type}'` : "one without a Content-Type"}`);
   }
 }
 
-function malformed(step: Step, reply: HttpReply, expected: string): CertRetrieverError {
+export function malformed(step: Step, reply: HttpReply, expected: string): CertRetrieverError {
   return new CertRetrieverError(
     `${step} failed: the platform's reply (HTTP ${reply.status}) is not what the API promises: expected ${expected}, got ${platformSays(reply)}`,
     { step, exitCode: stepExitCode(step), hint: "check that --platform points at a dojot gateway (Kong, port 8000)" },

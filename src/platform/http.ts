@@ -88,7 +88,7 @@ export class HttpClient {
   constructor(private readonly settings: HttpSettings) {}
 
   /** One JSON request at `step`, retried while the failure is temporary; non-2xx replies are returned. */
-  async json(step: Step, url: URL, init: { method: "GET" | "POST"; headers?: Record<string, string>; body?: unknown }): Promise<HttpReply> {
+  async json(step: Step, url: URL, init: { method: "GET" | "POST" | "PATCH"; headers?: Record<string, string>; body?: unknown }): Promise<HttpReply> {
     const { attempts } = this.settings;
     for (let attempt = 1; ; attempt++) {
       try {
@@ -121,7 +121,7 @@ export class HttpClient {
     throw new CertRetrieverError(`${step} failed: interrupted`, { step, exitCode: ExitCode.TEMPORARY });
   }
 
-  private async once(step: Step, url: URL, init: { method: "GET" | "POST"; headers?: Record<string, string>; body?: unknown }): Promise<HttpReply> {
+  private async once(step: Step, url: URL, init: { method: "GET" | "POST" | "PATCH"; headers?: Record<string, string>; body?: unknown }): Promise<HttpReply> {
     const { timeouts, deadline } = this.settings;
     const remaining = deadline - Date.now();
     if (remaining <= 0) throw new Temporary("the deadline passed");
@@ -340,14 +340,15 @@ export function jsonObject(reply: HttpReply): Record<string, unknown> | undefine
 export function platformSays(reply: HttpReply): string {
   const obj = jsonObject(reply);
   if (obj) {
+    const schema = schemaErrorText(obj);
     for (const key of ["message", "error"] as const) {
       const value = obj[key];
       if (typeof value === "string" && value.trim()) {
-        const detail = typeof obj.detail === "string" ? `: ${obj.detail}` : "";
+        const detail = typeof obj.detail === "string" ? `: ${obj.detail}` : schema ? `: ${schema}` : "";
         return oneLine(value + detail);
       }
     }
-    return oneLine(reply.text);
+    return oneLine(schema ? `Input data schema validation failure: ${schema}` : reply.text);
   }
   if (/^\s*</.test(reply.text) || reply.contentType.includes("html")) {
     const title = /<title>([^<]*)<\/title>/i.exec(reply.text)?.[1]?.trim();
@@ -355,6 +356,20 @@ export function platformSays(reply: HttpReply): string {
   }
   if (!reply.text.trim()) return "an empty body";
   return printable(reply.text) ? oneLine(reply.text) : `${reply.text.length} bytes that are not text`;
+}
+
+/**
+ * The first schema error of x509-identity-mgmt, in either generation's shape: v0.5
+ * `{"schema$id", schemaErrors: [...]}`, v0.7+ `{error, detail: {schemaId, schemaErrors: [...]}}`.
+ */
+function schemaErrorText(obj: Record<string, unknown>): string | undefined {
+  const detail = obj.detail && typeof obj.detail === "object" ? (obj.detail as Record<string, unknown>) : undefined;
+  const errors = Array.isArray(obj.schemaErrors) ? obj.schemaErrors : Array.isArray(detail?.schemaErrors) ? detail.schemaErrors : undefined;
+  const first = errors?.[0] as Record<string, unknown> | undefined;
+  if (!first || typeof first !== "object") return undefined;
+  const where = [first.instancePath, first.dataPath].find((p) => typeof p === "string" && p) as string | undefined;
+  const what = typeof first.message === "string" ? first.message : JSON.stringify(first);
+  return `${where ? `${where} ` : ""}${what}${errors!.length > 1 ? ` (and ${errors!.length - 1} more)` : ""}`;
 }
 
 function printable(text: string): boolean {

@@ -12,6 +12,7 @@ export interface FetchedCa {
   der: Uint8Array;
 }
 
+
 /** What the platform needs to sign a device's certificate. */
 export interface SignRequest {
   deviceId: string;
@@ -35,7 +36,20 @@ export interface PlatformClient {
   fetchCa(session: Session): Promise<FetchedCa>;
   /** Submits a CSR and returns the issued certificate. */
   submitCsr(session: Session, req: SignRequest): Promise<Issued>;
+  /** Which API this is (known after fetchCa for an auto-detecting client). */
+  api(): PlatformApi;
 }
+
+/** The platform APIs cert-retriever speaks. */
+export type PlatformApi = "dojot-legacy" | "dojot";
+
+/** What each API expects of a device: the key it prefers and the CNs it issues. */
+export const API_TRAITS: Record<PlatformApi, { title: string; keyType: "rsa-2048" | "ec-p256"; commonNames(deviceId: string, tenant?: string): string[] }> = {
+  // EJBCA-REST: the subject comes from the end entity, CN = device id; CFREE takes RSA only.
+  "dojot-legacy": { title: "EJBCA-REST (dojot <= v0.4)", keyType: "rsa-2048", commonNames: (id) => [id] },
+  // x509-identity-mgmt: v0.5-v0.6 prefix the tenant; v0.7+ pass the CSR's CN through.
+  dojot: { title: "x509-identity-mgmt (dojot >= v0.5)", keyType: "ec-p256", commonNames: (id, tenant) => (tenant ? [id, `${tenant}:${id}`] : [id]) },
+};
 
 /** Decodes a JWT's claims without verifying it (the gateway verifies it; we only read the tenant). */
 export function readJwtClaims(jwt: string): Record<string, unknown> | undefined {

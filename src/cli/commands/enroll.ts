@@ -22,7 +22,8 @@ import { exitCodesHelp, printJson, progress, say } from "../output.js";
 
 interface EnrollFlags extends CommonFlags {
   entityPasswordFile?: string;
-  keyType: string;
+  keyType?: string;
+  api: "auto" | "dojot" | "dojot-legacy";
   dns: string[];
   ip: string[];
   uri: string[];
@@ -77,8 +78,14 @@ async function runEnroll(command: Command): Promise<number> {
   // Everything is checked, and everything missing asked for, before the first request.
   const baseUrl = await resolvePlatformUrl(flags);
   const deviceId = await resolveDeviceId(flags);
-  if (!isKeyType(flags.keyType)) throw usageError(`unknown key type '${flags.keyType}'`);
-  const keyType: KeyType = flags.keyType;
+  if (flags.keyType !== undefined && !isKeyType(flags.keyType)) throw usageError(`unknown key type '${flags.keyType}'`);
+  const keyType = flags.keyType as KeyType | undefined;
+  if (flags.api === "dojot") {
+    const { X509_CN_RULE } = await import("../../platform/dojot-x509.js");
+    if (!X509_CN_RULE.test(deviceId)) {
+      throw usageError(`the device id '${deviceId}' cannot be the CN x509-identity-mgmt accepts (letters, digits and spaces only, as dojot v0.5-v0.6 require)`, "use the platform's device id (dojot's are hex)");
+    }
+  }
   const sans = checkSans(flags.dns, flags.ip, flags.uri);
   const renewBeforeMs = parseDuration(flags.renewBefore, "--renew-before");
   await checkPinFlag(flags);
@@ -96,16 +103,16 @@ async function runEnroll(command: Command): Promise<number> {
   const http = await makeHttp(flags, startedAt, interrupt.signal, retries);
 
   // Heavy modules load only once the input is known to be good.
-  const [{ enroll }, { DojotLegacyClient }, { softwareCrypto }] = await Promise.all([
+  const [{ enroll }, { softwareCrypto }, { makePlatform }] = await Promise.all([
     import("../../pipeline/enroll.js"),
-    import("../../platform/dojot-legacy.js"),
     import("../../crypto/provider.js"),
+    import("../platform.js"),
   ]);
   const render = progress(isInteractive(flags));
   try {
     const result = await enroll(
       {
-        platform: new DojotLegacyClient({ baseUrl, caName: flags.caName, entityPassword, http }),
+        platform: await makePlatform(flags.api, { baseUrl, caName: flags.caName, entityPassword, http }),
         crypto: softwareCrypto(),
         deviceId,
         username,

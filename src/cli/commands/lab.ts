@@ -23,9 +23,11 @@ export function labCommand(state: { exitCode: number }): Command {
     .addOption(new Option("--cert-profile <profile>", "cfree: RSA 2048-8192 only, as dojot; open: also ECDSA P-256/P-384 and URI names").choices(["cfree", "open"]).default("cfree"))
     .option("--auto-register", "create the end entity on the first signing request for an unknown device")
     .option("--token-lifetime <seconds>", "JWT lifetime", "420")
+    .addOption(new Option("--api <api>", "which dojot API to serve: legacy (EJBCA-REST), x509 (x509-identity-mgmt), or both").choices(["legacy", "x509", "both"]).default("legacy"))
+    .addOption(new Option("--x509-rules <version>", "x509-identity-mgmt's rules: v0.5 (CN rule, tenant prefix) or v0.7 (subject passed through, binding)").choices(["v0.5", "v0.7"]).default("v0.7"))
     .option("--auth-rate-limit <limits>", "limit /auth as dojot's Kong does, e.g. 5/min,40/h (429 with Retry-After)")
     .option("--fault <route:kind[:times]>", "misbehave on purpose, for testing clients (repeatable); see src/lab/faults.ts for the kinds", (v: string, prev: string[]) => [...prev, v], [])
-    .action(async (flags: { dir: string; listen: string; certProfile: "cfree" | "open"; autoRegister?: boolean; tokenLifetime: string; fault: string[]; authRateLimit?: string }) => {
+    .action(async (flags: { dir: string; listen: string; certProfile: "cfree" | "open"; autoRegister?: boolean; tokenLifetime: string; fault: string[]; authRateLimit?: string; api: "legacy" | "x509" | "both"; x509Rules: "v0.5" | "v0.7" }) => {
       const { host, port } = parseListen(flags.listen);
       const tokenLifetime = Number.parseInt(flags.tokenLifetime, 10);
       if (!(tokenLifetime > 0)) throw usageError(`--token-lifetime '${flags.tokenLifetime}' is not a positive number of seconds`);
@@ -59,11 +61,13 @@ export function labCommand(state: { exitCode: number }): Command {
         tokenLifetime,
         faults,
         authRateLimit,
+        api: flags.api,
+        x509Rules: flags.x509Rules,
       });
       if (running.generatedPassword) {
         say(`lab: created user 'admin' with password ${running.generatedPassword} (shown once; set CERT_RETRIEVER_LAB_PASSWORD to choose it)`);
       }
-      say(`lab: CA ${running.ca.cert.subject} in ${flags.dir}; profile ${flags.certProfile}`);
+      say(`lab: CA ${running.ca.cert.subject} in ${flags.dir}; API ${flags.api}${flags.api === "legacy" ? "" : ` (x509 rules ${flags.x509Rules})`}; profile ${flags.certProfile}`);
       process.stdout.write(`${running.url}\n`);
       await new Promise<void>((resolve) => {
         const stop = () => resolve();

@@ -1,0 +1,63 @@
+import { CertRetrieverError } from "../errors.js";
+import { ExitCode } from "../exit-codes.js";
+import { DojotLegacyClient, parseCaReply } from "./dojot-legacy.js";
+import { DojotX509Client, parseX509CaReply } from "./dojot-x509.js";
+import { jsonObject, platformSays, type HttpReply } from "./http.js";
+import type { FetchedCa, Issued, PlatformApi, PlatformClient, Session, SignRequest } from "./types.js";
+
+/**
+ * `--api auto`: finds out which generation answers, by the content of the replies and not their
+ * status (on dojot v0.4 Kong sends unknown paths to the GUI, so a bare 200 proves nothing):
+ * `GET /x509/v1/ca` with `caPem` means x509-identity-mgmt, else `GET /ca/<name>` with
+ * `certificate` means EJBCA-REST. Done once, at the fetch-ca step, with the run's one token.
+ */
+export class AutoPlatformClient implements PlatformClient {
+  private chosen: DojotLegacyClient | DojotX509Client | undefined;
+
+  constructor(
+    private readonly legacy: DojotLegacyClient,
+    private readonly x509: DojotX509Client,
+  ) {}
+
+  api(): PlatformApi {
+    return this.chosen?.api() ?? "dojot";
+  }
+
+  /** Whether detection has run. */
+  detected(): boolean {
+    return this.chosen !== undefined;
+  }
+
+  authenticate(username: string, password: string): Promise<Session> {
+    return this.x509.authenticate(username, password); // the same POST /auth in both generations
+  }
+
+  async fetchCa(session: Session): Promise<FetchedCa> {
+    const modern = await this.x509.caReply(session);
+    if (typeof jsonObject(modern)?.caPem === "string") {
+      this.chosen = this.x509;
+      return parseX509CaReply(modern);
+    }
+    const legacy = await this.legacy.caReply(session);
+    if (typeof jsonObject(legacy)?.certificate === "string" || isEjbcaError(legacy)) {
+      this.chosen = this.legacy;
+      return parseCaReply(legacy, this.legacy.caName);
+    }
+    if (modern.status === 401 || modern.status === 403) return parseX509CaReply(modern); // explains the refusal
+    throw new CertRetrieverError(
+      `fetch-ca failed: neither dojot API answered: GET /x509/v1/ca gave HTTP ${modern.status} (${platformSays(modern)}) and GET /ca/<name> gave HTTP ${legacy.status} (${platformSays(legacy)})`,
+      { step: "fetch-ca", exitCode: ExitCode.CA, hint: "check --platform (dojot's gateway, port 8000), or choose the API with --api" },
+    );
+  }
+
+  submitCsr(session: Session, req: SignRequest): Promise<Issued> {
+    if (!this.chosen) throw new Error("submitCsr before fetchCa: the API is not detected yet");
+    return this.chosen.submitCsr(session, req);
+  }
+}
+
+/** EJBCA-REST's own error shape (`{status: int, message: "soap message: …"}`), e.g. an unknown CA name. */
+function isEjbcaError(reply: HttpReply): boolean {
+  const body = jsonObject(reply);
+  return reply.status === 400 && typeof body?.status === "number" && typeof body.message === "string";
+}
