@@ -13,6 +13,7 @@ export type Step =
   | "submit-csr"
   | "validate"
   | "store"
+  | "verify"
   | "lab";
 
 /** Options of a {@link CertRetrieverError}. */

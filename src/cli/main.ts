@@ -5,6 +5,7 @@ import { checkCommand } from "./commands/check.js";
 import { enrollCommand } from "./commands/enroll.js";
 import { exportCommand } from "./commands/export.js";
 import { loginCommand } from "./commands/login.js";
+import { verifyCommand } from "./commands/verify.js";
 import { labCommand } from "./commands/lab.js";
 import { redactOptionValues, refuseSecretsOnArgv } from "./inputs.js";
 import { exitCodesHelp, reportError } from "./output.js";
@@ -29,6 +30,7 @@ export async function main(argv: string[]): Promise<number> {
   program.addCommand(enrollCommand(state));
   program.addCommand(loginCommand(state));
   program.addCommand(checkCommand(state));
+  program.addCommand(verifyCommand(state));
   program.addCommand(exportCommand(state));
   program.addCommand(labCommand(state));
   for (const cmd of allCommands(program)) {

@@ -2,7 +2,7 @@ import { Command, Option } from "commander";
 import { KEY_TYPES } from "../crypto/keys.js";
 
 /** The groups of options that commands share; each option is defined once, here. */
-export type OptionGroup = "platform" | "secrets" | "identity" | "csr" | "network" | "output";
+export type OptionGroup = "platform" | "secrets" | "identity" | "csr" | "network" | "output" | "mqtt";
 
 interface OptionSpec {
   flags: string;
@@ -45,6 +45,12 @@ export const OPTION_SPECS: OptionSpec[] = [
   { flags: "--ip <address>", description: "an IP subjectAltName to request (repeatable)", group: "csr", repeatable: true, default: [] },
   { flags: "--uri <uri>", description: "a URI subjectAltName to request (repeatable)", group: "csr", repeatable: true, default: [] },
   { flags: "--entity-password-file <file>", description: "read the EJBCA end-entity password from this file (default: dojot's 'dojot', or CERT_RETRIEVER_ENTITY_PASSWORD)", group: "csr", env: "ENTITY_PASSWORD_FILE" },
+  { flags: "--profile <profile>", description: "identity profile: generic, dojot-mosca (dojot <= v0.4), dojot-vernemq (v0.5+), amqtt, airvantage; recorded with the credentials", group: "mqtt", env: "PROFILE", choices: ["generic", "dojot-mosca", "dojot-vernemq", "amqtt", "airvantage"] },
+  { flags: "--uri-domain <domain>", description: "amqtt: the broker's uri_domain, for the spiffe://<domain>/device/<id> URI SAN", group: "mqtt", env: "URI_DOMAIN" },
+  { flags: "--client-id <id>", description: "verify: the MQTT client id (default: the profile's)", group: "mqtt", env: "CLIENT_ID" },
+  { flags: "--topic <topic>", description: "verify: publish one QoS 1 message here (default: the profile's topic, if it has one)", group: "mqtt", env: "TOPIC" },
+  { flags: "--servername <name>", description: "verify: the TLS server name (SNI) and the name the broker's certificate must carry", group: "mqtt", env: "SERVERNAME" },
+  { flags: "--broker-timeout <duration>", description: "verify: time limit for each stage", group: "mqtt", env: "BROKER_TIMEOUT", default: "10s" },
   { flags: "--json", description: "print the result as JSON on stdout", group: "output" },
   { flags: "--non-interactive", description: "never prompt: a missing value is an error (also without a terminal)", group: "output" },
   { flags: "--config <file>", description: "settings file (JSON); default /etc/cert-retriever/config.json if it exists", group: "output", env: "CONFIG" },

@@ -152,3 +152,31 @@ async function writeNew(path: string, text: string, mode: number): Promise<void>
     await handle.close();
   }
 }
+
+/** A TLS server certificate and key (PEM) from the lab CA, for a broker: SANs as given, serverAuth, 365 days. */
+export async function issueServerCertificate(ca: LabCa, names: x509.JsonGeneralName[], crypto: CryptoProvider): Promise<{ cert: string; key: string }> {
+  const keys = (await crypto.subtle.generateKey({ name: "ECDSA", namedCurve: "P-256" }, true, ["sign", "verify"])) as CryptoKeyPair;
+  const now = Date.now();
+  const first = names[0]?.value ?? "localhost";
+  const cert = await x509.X509CertificateGenerator.create(
+    {
+      serialNumber: randomSerial(),
+      subject: [{ CN: [first] }],
+      issuer: ca.cert.subjectName,
+      notBefore: new Date(now - 60_000),
+      notAfter: new Date(now + 365 * DAY),
+      publicKey: keys.publicKey,
+      signingKey: ca.key,
+      signingAlgorithm: RSA_SHA256,
+      extensions: [
+        new x509.BasicConstraintsExtension(false, undefined, true),
+        new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyAgreement, true),
+        new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth], false),
+        new x509.SubjectAlternativeNameExtension(names, false),
+        await x509.AuthorityKeyIdentifierExtension.create(ca.cert.publicKey, false, crypto),
+      ],
+    },
+    crypto,
+  );
+  return { cert: toPem(cert.rawData, "CERTIFICATE"), key: await privateKeyPem(keys.privateKey, crypto) };
+}

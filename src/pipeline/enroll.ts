@@ -5,6 +5,7 @@ import { generateKeyPair, privateKeyPem, spkiDer, toPem, type KeyType } from "..
 import type { CryptoProvider } from "../crypto/provider.js";
 import { API_TRAITS, type PlatformClient, type Session } from "../platform/types.js";
 import { X509_CN_RULE } from "../platform/dojot-x509.js";
+import type { ProfileName, ProfileRecord } from "../profiles.js";
 import { FilesStore, type CredentialPaths } from "../store/files-store.js";
 import type { CredentialStore } from "../store/types.js";
 import { checkPin, inspectCredentials } from "./inspect.js";
@@ -35,6 +36,8 @@ export interface EnrollOptions {
   keyType?: KeyType;
   sans: SubjectAltNames;
   store: CredentialStore;
+  /** The identity profile, recorded with the credentials when it is not generic. */
+  profile?: { name: ProfileName; uriDomain?: string };
   /** Credentials expiring within this many milliseconds are enrolled again. */
   renewBeforeMs?: number;
   /** Enroll even if valid credentials exist. */
@@ -186,6 +189,10 @@ export async function enroll(opts: EnrollOptions, onEvent: (e: EnrollEvent) => v
           keyPem: await privateKeyPem(keys.privateKey, opts.crypto),
           certificatePem: toPem(cert.rawData, "CERTIFICATE"),
           caPem: toPem(ca.rawData, "CERTIFICATE"),
+          profileJson:
+            opts.profile && opts.profile.name !== "generic"
+              ? `${JSON.stringify({ profile: opts.profile.name, deviceId: opts.deviceId, tenant: session.tenant, uriDomain: opts.profile.uriDomain } satisfies ProfileRecord, null, 2)}\n`
+              : undefined,
         }),
       () => `stored in ${opts.store.location}`,
     );

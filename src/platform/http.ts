@@ -1,6 +1,7 @@
 import { readFileSync } from "node:fs";
 import { isIP } from "node:net";
 import * as tls from "node:tls";
+import { probeTlsAlert } from "./tls-probe.js";
 import { setTimeout as sleep } from "node:timers/promises";
 import { EnvHttpProxyAgent, request, type Dispatcher } from "undici";
 import { CertRetrieverError, describeCause, type Step } from "../errors.js";
@@ -212,27 +213,12 @@ export class HttpClient {
     return this.dispatcher;
   }
 
-  /**
-   * Under TLS 1.3 a server refuses a client certificate after the handshake, and undici reports
-   * only "other side closed". A direct handshake tells why: the alert the server sent, if any.
-   */
-  private probeTls(url: URL): Promise<{ code: string } | undefined> {
+  /** The TLS alert a direct handshake meets, for a connection undici saw only closed (see tls-probe.ts). */
+  private async probeTls(url: URL): Promise<{ code: string } | undefined> {
     const host = url.hostname.replace(/^\[|\]$/g, "");
-    return new Promise((resolve) => {
-      const { timeout: _timeout, ...options } = this.tlsOptions();
-      const socket = tls.connect({ ...options, host, port: Number(url.port || 443), servername: isIP(host) ? undefined : host }, () => {
-        socket.write(`HEAD / HTTP/1.1\r\nHost: ${url.host}\r\nConnection: close\r\n\r\n`);
-      });
-      const done = (result: { code: string } | undefined) => {
-        clearTimeout(timer);
-        socket.destroy();
-        resolve(result);
-      };
-      const timer = setTimeout(() => done(undefined), 2_000);
-      socket.on("error", (e: NodeJS.ErrnoException) => done({ code: String(e.code ?? "") }));
-      socket.on("close", () => done(undefined));
-      socket.on("data", () => undefined);
-    });
+    const { timeout: _timeout, ...options } = this.tlsOptions();
+    const code = await probeTlsAlert({ ...options, host, port: Number(url.port || 443), servername: isIP(host) ? undefined : host });
+    return code === undefined ? undefined : { code };
   }
 
   /** Closes idle connections so the process can exit. */

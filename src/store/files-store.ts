@@ -15,6 +15,8 @@ export interface CredentialPaths {
   certificate: string;
   /** `<ca-name>.crt`, PEM. */
   ca: string;
+  /** `<device-id>.profile.json`: the identity profile, when one other than generic was used. */
+  profile: string;
 }
 
 export type { CredentialPems } from "./types.js";
@@ -22,7 +24,7 @@ export type { CredentialPems } from "./types.js";
 /** The paths of a device's credentials in `dir`. */
 export function credentialPaths(outDir: string, deviceId: string, caName: string): CredentialPaths {
   const dir = resolve(outDir);
-  return { dir, key: join(dir, `${deviceId}.key`), certificate: join(dir, `${deviceId}.crt`), ca: join(dir, `${caName}.crt`) };
+  return { dir, key: join(dir, `${deviceId}.key`), certificate: join(dir, `${deviceId}.crt`), ca: join(dir, `${caName}.crt`), profile: join(dir, `${deviceId}.profile.json`) };
 }
 
 /** Credentials as PEM files in a directory, written crash-safely under a lock. */
@@ -44,12 +46,12 @@ export class FilesStore implements CredentialStore {
         if (err.code === "ENOENT" || err.code === "ENOTDIR") return undefined;
         throw storageError(`cannot read ${p}: ${describeCause(err)}`, err);
       });
-    const [keyPem, certificatePem, caPem] = await Promise.all([read(this.paths.key), read(this.paths.certificate), read(this.paths.ca)]);
+    const [keyPem, certificatePem, caPem, profileJson] = await Promise.all([read(this.paths.key), read(this.paths.certificate), read(this.paths.ca), read(this.paths.profile)]);
     const parts = { keyPem, certificatePem, caPem };
-    const present = (Object.keys(parts) as Array<keyof CredentialPems>).filter((k) => parts[k] !== undefined);
+    const present = (Object.keys(parts) as Array<keyof typeof parts>).filter((k) => parts[k] !== undefined);
     const interrupted = (await readdir(this.paths.dir).catch(() => [] as string[])).some((n) => n.startsWith(STAGING_PREFIX));
     return {
-      pems: keyPem !== undefined && certificatePem !== undefined && caPem !== undefined ? { keyPem, certificatePem, caPem } : undefined,
+      pems: keyPem !== undefined && certificatePem !== undefined && caPem !== undefined ? { keyPem, certificatePem, caPem, profileJson } : undefined,
       present,
       where: { keyPem: this.paths.key, certificatePem: this.paths.certificate, caPem: this.paths.ca },
       interrupted,
@@ -114,11 +116,13 @@ interface PlanItem {
 }
 
 function planOf(paths: CredentialPaths, pems: CredentialPems): PlanItem[] {
-  return [
+  const plan = [
     { target: paths.ca, text: pems.caPem, mode: 0o644 },
     { target: paths.certificate, text: pems.certificatePem, mode: 0o644 },
     { target: paths.key, text: pems.keyPem, mode: 0o600 },
   ];
+  if (pems.profileJson !== undefined) plan.push({ target: paths.profile, text: pems.profileJson, mode: 0o644 });
+  return plan;
 }
 
 /**

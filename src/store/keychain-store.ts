@@ -59,7 +59,8 @@ export class KeychainStore implements CredentialStore {
     const [keyPem, certificatePem, caPem] = values.map((v) => v ?? undefined);
     const present = PARTS.filter((_, i) => values[i] !== null);
     const where = Object.fromEntries(PARTS.map((p) => [p, `keychain entry ${KEYCHAIN_SERVICE}/${this.accounts[p]}`])) as StoredCredentials["where"];
-    return { pems: keyPem && certificatePem && caPem ? { keyPem, certificatePem, caPem } : undefined, present, where };
+    const profileJson = (await this.call(() => kt.getPassword(KEYCHAIN_SERVICE, `${this.deviceId}/profile`), "read")) ?? undefined;
+    return { pems: keyPem && certificatePem && caPem ? { keyPem, certificatePem, caPem, profileJson } : undefined, present, where };
   }
 
   async open(): Promise<OpenStore> {
@@ -88,6 +89,7 @@ export class KeychainStore implements CredentialStore {
         done.push(i);
         faultPoint(`keychain:set-${i + 1}`);
       }
+      if (pems.profileJson !== undefined) await kt.setPassword(KEYCHAIN_SERVICE, `${this.deviceId}/profile`, pems.profileJson);
     } catch (err) {
       for (const i of done) {
         const old = previous[i];

@@ -3,14 +3,16 @@ export interface CredentialPems {
   keyPem: string;
   certificatePem: string;
   caPem: string;
+  /** The identity profile, as JSON (a ProfileRecord), when one other than generic was used. */
+  profileJson?: string;
 }
 
 /** What a store holds for a device: the three PEMs if all are there, and which parts are present. */
 export interface StoredCredentials {
   pems?: CredentialPems;
-  present: Array<keyof CredentialPems>;
+  present: Array<"keyPem" | "certificatePem" | "caPem">;
   /** Where each part is, for messages. */
-  where: Record<keyof CredentialPems, string>;
+  where: Record<"keyPem" | "certificatePem" | "caPem", string>;
   /** A write that a killed run left unfinished. */
   interrupted?: boolean;
 }

@@ -1,6 +1,6 @@
-import { Command } from "commander";
+import { Command, Option } from "commander";
 import { isKeyType, type KeyType } from "../../crypto/keys.js";
-import { usageError } from "../../errors.js";
+import { CertRetrieverError, usageError } from "../../errors.js";
 import type { RetryInfo } from "../../platform/http.js";
 import { applyConfigFile } from "../config.js";
 import {
@@ -19,8 +19,10 @@ import {
 import { checkSans, parseDuration, passwordReader } from "../inputs.js";
 import { addOptions } from "../options.js";
 import { exitCodesHelp, printJson, progress, say } from "../output.js";
+import { verifyStored, type MqttFlags } from "./verify.js";
 
-interface EnrollFlags extends CommonFlags {
+interface EnrollFlags extends MqttFlags {
+  verifyBroker?: string;
   entityPasswordFile?: string;
   keyType?: string;
   api: "auto" | "dojot" | "dojot-legacy";
@@ -62,8 +64,9 @@ export function enrollCommand(state: { debug: boolean; exitCode: number }): Comm
         "validates the certificate it gets back, and only then stores key, certificate and CA. " +
         "Stops at the first failure with the step's exit code; a failed run writes nothing.",
     );
-  addOptions(cmd, ["platform", "secrets", "identity", "csr", "network", "output"])
+  addOptions(cmd, ["platform", "secrets", "identity", "csr", "network", "mqtt", "output"])
     .option("--force", "enroll even if valid credentials already exist")
+    .addOption(new Option("--verify-broker <url>", "after storing, connect to this mqtts:// broker with the new identity (see 'verify')").env("CERT_RETRIEVER_VERIFY_BROKER"))
     .addHelpText("after", EXAMPLES + exitCodesHelp())
     .action(async (_flags: EnrollFlags, command: Command) => {
       state.exitCode = await runEnroll(command);
@@ -86,7 +89,8 @@ async function runEnroll(command: Command): Promise<number> {
       throw usageError(`the device id '${deviceId}' cannot be the CN x509-identity-mgmt accepts (letters, digits and spaces only, as dojot v0.5-v0.6 require)`, "use the platform's device id (dojot's are hex)");
     }
   }
-  const sans = checkSans(flags.dns, flags.ip, flags.uri);
+  const { profileSans } = await import("../../profiles.js");
+  const sans = profileSans(flags.profile ?? "generic", deviceId, flags.uriDomain, checkSans(flags.dns, flags.ip, flags.uri));
   const renewBeforeMs = parseDuration(flags.renewBefore, "--renew-before");
   await checkPinFlag(flags);
   const token = await tokenSession(flags);
@@ -123,6 +127,7 @@ async function runEnroll(command: Command): Promise<number> {
         sans,
         store,
         renewBeforeMs,
+        profile: flags.profile ? { name: flags.profile, uriDomain: flags.uriDomain } : undefined,
         force: Boolean(flags.force),
         caFingerprint: flags.caFingerprint,
         clockSkewMs: () => http.clockSkewMs,
@@ -136,7 +141,19 @@ async function runEnroll(command: Command): Promise<number> {
       const where = result.store.files ? `${result.store.files.key}, ${result.store.files.certificate}, ${result.store.files.ca}` : store.location;
       say(`enrolled device '${deviceId}': ${where}`);
     }
-    if (flags.json) printJson({ ...result, retries });
+    let verified: unknown;
+    if (flags.verifyBroker) {
+      try {
+        verified = await verifyStored(store, deviceId, flags.verifyBroker, flags);
+      } catch (err) {
+        if (err instanceof CertRetrieverError) {
+          // The credentials are valid and stay; only the broker check failed.
+          throw new CertRetrieverError(`${err.message} (the new credentials are stored and valid; only the broker check failed)`, { step: err.step, exitCode: err.exitCode, hint: err.hint });
+        }
+        throw err;
+      }
+    }
+    if (flags.json) printJson({ ...result, retries, ...(verified ? { verify: verified } : {}) });
     return 0;
   } finally {
     interrupt.dispose();

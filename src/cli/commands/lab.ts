@@ -78,6 +78,52 @@ export function labCommand(state: { exitCode: number }): Command {
       state.exitCode = 0;
     });
 
+  lab
+    .command("server-cert")
+    .description("issue a TLS server certificate for a broker from the lab CA: <out>/server.key (0600) and <out>/server.crt, plus <out>/ca.crt")
+    .requiredOption("--dir <dir>", "the lab's directory (its CA)")
+    .requiredOption("--out <dir>", "where to write server.key, server.crt and ca.crt")
+    .option("--dns <name>", "a DNS name of the broker (repeatable)", (v: string, p: string[]) => [...p, v], [])
+    .option("--ip <address>", "an IP address of the broker (repeatable)", (v: string, p: string[]) => [...p, v], [])
+    .option("--key-owner <user>", "give the key to this user (e.g. mosquitto, which reads it after dropping privileges)")
+    .action(async (flags: { dir: string; out: string; dns: string[]; ip: string[]; keyOwner?: string }) => {
+      const { checkSans } = await import("../inputs.js");
+      checkSans(flags.dns, flags.ip, []);
+      if (flags.dns.length + flags.ip.length === 0) throw usageError("give the broker's names with --dns and/or --ip", "e.g. --dns localhost --ip 127.0.0.1");
+      const [{ loadOrCreateCa, issueServerCertificate }, { softwareCrypto }, { FilesStore }] = await Promise.all([
+        import("../../lab/ca.js"),
+        import("../../crypto/provider.js"),
+        import("../../store/files-store.js"),
+      ]);
+      const { existsSync } = await import("node:fs");
+      const { join } = await import("node:path");
+      if (!existsSync(join(flags.dir, "ca.key"))) throw usageError(`no lab CA in ${flags.dir}: start the lab once with 'cert-retriever lab serve --dir ${flags.dir}'`);
+      const crypto = softwareCrypto();
+      const ca = await loadOrCreateCa(flags.dir, crypto);
+      const names = [...flags.dns.map((value) => ({ type: "dns" as const, value })), ...flags.ip.map((value) => ({ type: "ip" as const, value }))];
+      const issued = await issueServerCertificate(ca, names, crypto);
+      // The same crash-safe writer as device credentials: server.key 0600, server.crt, ca.crt.
+      const store = new FilesStore(flags.out, "server", "ca");
+      const opened = await store.open();
+      let ok = false;
+      try {
+        await store.write({ keyPem: issued.key, certificatePem: issued.cert, caPem: (await import("../../crypto/keys.js")).toPem(ca.cert.rawData, "CERTIFICATE") });
+        ok = true;
+      } finally {
+        await opened.close(ok);
+      }
+      if (flags.keyOwner) {
+        const { execFileSync } = await import("node:child_process");
+        try {
+          execFileSync("chown", [flags.keyOwner, store.paths.key, store.paths.dir]);
+        } catch {
+          throw usageError(`cannot give ${store.paths.key} to user '${flags.keyOwner}'`, "does the user exist, and are you root?");
+        }
+      }
+      say(`lab: broker certificate for ${names.map((n) => n.value).join(", ")}: ${store.paths.key}, ${store.paths.certificate}, ${store.paths.ca}`);
+      state.exitCode = 0;
+    });
+
   const device = lab.command("device").description("register lab devices (EJBCA end entities)");
   for (const action of ["add", "reset"] as const) {
     device

@@ -1,0 +1,80 @@
+import { Command } from "commander";
+import { CertRetrieverError, usageError } from "../../errors.js";
+import { ExitCode } from "../../exit-codes.js";
+import type { ProfileName, ProfileRecord } from "../../profiles.js";
+import type { CredentialStore } from "../../store/types.js";
+import { applyConfigFile } from "../config.js";
+import { makeStore, resolveDeviceId, type CommonFlags } from "../context.js";
+import { parseDuration } from "../inputs.js";
+import { addOptions } from "../options.js";
+import { exitCodesHelp, printJson, say } from "../output.js";
+
+/** The MQTT options as commander parses them. */
+export interface MqttFlags extends CommonFlags {
+  profile?: ProfileName;
+  uriDomain?: string;
+  clientId?: string;
+  topic?: string;
+  servername?: string;
+  brokerTimeout: string;
+}
+
+const HELP = `
+Connects with the stored identity (mutual TLS, MQTT 5), the broker's certificate checked against
+the stored CA, SNI set, and reports each stage: TCP, TLS, CONNACK and, with a topic, PUBACK (QoS 1,
+so that an ACL refusal comes back; over MQTT 3.1.1 it would be dropped silently).
+
+  cert-retriever verify --broker mqtts://broker.example.com:8883 --device-id f60c28
+`;
+
+/** `cert-retriever verify`: prove that the stored credentials open the broker's door. */
+export function verifyCommand(state: { exitCode: number }): Command {
+  const cmd = new Command("verify").summary("connect to an MQTT broker with the stored identity and report each stage");
+  addOptions(cmd, ["identity", "mqtt", "output"])
+    .requiredOption("--broker <url>", "the broker, mqtts://HOST:PORT")
+    .addHelpText("after", HELP + exitCodesHelp())
+    .action(async (_f: MqttFlags, command: Command) => {
+      await applyConfigFile(command, say);
+      const flags = command.opts<MqttFlags & { broker: string }>();
+      const deviceId = await resolveDeviceId(flags);
+      const store = await makeStore(flags, deviceId);
+      const stages = await verifyStored(store, deviceId, flags.broker, flags);
+      if (flags.json) printJson({ deviceId, broker: flags.broker, stages });
+      state.exitCode = 0;
+    });
+  return cmd;
+}
+
+/** Checks the broker URL, reads the stored identity and its recorded profile, and runs the broker check. */
+export async function verifyStored(store: CredentialStore, deviceId: string, brokerText: string, flags: MqttFlags) {
+  let broker: URL;
+  try {
+    broker = new URL(brokerText);
+  } catch {
+    throw usageError(`--broker '${brokerText}' is not a URL`, "e.g. --broker mqtts://broker.example.com:8883");
+  }
+  if (broker.protocol !== "mqtts:") throw usageError(`--broker must be mqtts:// (mutual TLS), not ${broker.protocol}//`);
+  const timeoutMs = parseDuration(flags.brokerTimeout, "--broker-timeout");
+  const stored = await store.read();
+  if (!stored.pems) {
+    throw new CertRetrieverError(`verify failed: no complete credentials for '${deviceId}' in ${store.location}`, { step: "verify", exitCode: ExitCode.CERT_REQUIRED, hint: "enroll first" });
+  }
+  const recorded = stored.pems.profileJson ? (JSON.parse(stored.pems.profileJson) as ProfileRecord) : undefined;
+  const record: ProfileRecord = { profile: flags.profile ?? recorded?.profile ?? "generic", deviceId, tenant: recorded?.tenant, uriDomain: flags.uriDomain ?? recorded?.uriDomain };
+  const [{ mqttIdentity }, { checkBroker }] = await Promise.all([import("../../profiles.js"), import("../../verify/broker.js")]);
+  const identity = mqttIdentity(record);
+  return checkBroker(
+    {
+      broker,
+      caPem: stored.pems.caPem,
+      certPem: stored.pems.certificatePem,
+      keyPem: stored.pems.keyPem,
+      clientId: flags.clientId ?? identity.clientId,
+      topic: flags.topic ?? identity.topic,
+      servername: flags.servername,
+      tls: identity.tls,
+      timeoutMs,
+    },
+    (s) => say(`verify ${s.stage}: ${s.detail} (${s.ms} ms)`),
+  );
+}

@@ -1,0 +1,86 @@
+import { usageError } from "./errors.js";
+import type { SubjectAltNames } from "./pipeline/build-csr.js";
+
+/** How the identity goes into the CSR and which client id and topic `verify` uses. */
+export const PROFILES = ["generic", "dojot-mosca", "dojot-vernemq", "amqtt", "airvantage"] as const;
+/** One of {@link PROFILES}. */
+export type ProfileName = (typeof PROFILES)[number];
+
+/** What is recorded beside the credentials, so that `verify` and `check` need not be told again. */
+export interface ProfileRecord {
+  profile: ProfileName;
+  deviceId: string;
+  tenant?: string;
+  uriDomain?: string;
+}
+
+/** AirVantage's TLS 1.2 cipher suites (seed 001), in OpenSSL's names. */
+export const AIRVANTAGE_CIPHERS = [
+  "AES128-SHA",
+  "AES256-SHA",
+  "ECDHE-ECDSA-AES128-SHA",
+  "ECDHE-ECDSA-AES256-SHA",
+  "ECDHE-RSA-AES128-SHA",
+  "ECDHE-RSA-AES256-SHA",
+  "ECDHE-RSA-AES128-GCM-SHA256",
+  "ECDHE-ECDSA-AES128-GCM-SHA256",
+  "ECDHE-RSA-AES256-GCM-SHA384",
+  "ECDHE-ECDSA-AES256-GCM-SHA384",
+].join(":");
+
+/** Whether `digits` is a 15-digit IMEI whose last digit is its Luhn check digit. */
+export function isImei(digits: string): boolean {
+  if (!/^\d{15}$/.test(digits)) return false;
+  let sum = 0;
+  for (let i = 0; i < 15; i++) {
+    let d = Number(digits[14 - i]);
+    if (i % 2 === 1) {
+      d *= 2;
+      if (d > 9) d -= 9;
+    }
+    sum += d;
+  }
+  return sum % 10 === 0;
+}
+
+/**
+ * The names a profile adds to the CSR, after checking the device id against it. The CN is always
+ * the device id (for AirVantage: the communication id, an IMEI or a serial number).
+ */
+export function profileSans(profile: ProfileName, deviceId: string, uriDomain: string | undefined, sans: SubjectAltNames): SubjectAltNames {
+  switch (profile) {
+    case "amqtt": {
+      if (!uriDomain) throw usageError("the amqtt profile needs --uri-domain (the broker's uri_domain)", "e.g. --uri-domain my.domain.name");
+      if (!/^[A-Za-z0-9.-]+$/.test(uriDomain)) throw usageError(`--uri-domain '${uriDomain}' is not a domain name`);
+      // amqtt's CertificateAuthPlugin reads the first URI SAN: spiffe://<domain>/device/<id>.
+      return { uri: [`spiffe://${uriDomain}/device/${deviceId}`, ...sans.uri], dns: [`${deviceId}.local`, ...sans.dns], ip: sans.ip };
+    }
+    case "airvantage":
+      if (/^\d{15}$/.test(deviceId) ? !isImei(deviceId) : !/^[A-Za-z0-9-]{4,64}$/.test(deviceId)) {
+        throw usageError(
+          `the device id '${deviceId}' is not an AirVantage communication id: an IMEI (15 digits with a valid Luhn check digit) or a serial number (4-64 letters, digits or '-')`,
+          "pass the IMEI or serial number configured in the application model as --device-id",
+        );
+      }
+      return sans;
+    default:
+      return sans;
+  }
+}
+
+/** The MQTT client id, the topic `verify` publishes to, and TLS settings, for a profile. */
+export function mqttIdentity(record: ProfileRecord): { clientId: string; topic?: string; tls?: { minVersion: "TLSv1.2"; maxVersion: "TLSv1.2"; ciphers: string } } {
+  const { deviceId, tenant } = record;
+  switch (record.profile) {
+    case "dojot-mosca": // iotagent-mosca v0.4: client id <tenant>:<device>, topic /<tenant>/<device>/attrs
+      return { clientId: `${tenant ?? "admin"}:${deviceId}`, topic: `/${tenant ?? "admin"}/${deviceId}/attrs` };
+    case "dojot-vernemq": // VerneMQ (dojot v0.5+): identity <tenant>:<device>, topic without a leading slash
+      return { clientId: `${tenant ?? "admin"}:${deviceId}`, topic: `${tenant ?? "admin"}:${deviceId}/attrs` };
+    case "amqtt": // the client id must be the device id of the URI SAN
+      return { clientId: deviceId };
+    case "airvantage": // CN = communication id = client id; data under <comm id>/messages/json
+      return { clientId: deviceId, topic: `${deviceId}/messages/json`, tls: { minVersion: "TLSv1.2", maxVersion: "TLSv1.2", ciphers: AIRVANTAGE_CIPHERS } };
+    default:
+      return { clientId: deviceId };
+  }
+}
