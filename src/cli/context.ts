@@ -42,7 +42,8 @@ export function isInteractive(flags: { nonInteractive?: boolean }): boolean {
 
 /** Asks on the terminal (stderr, so stdout stays clean for --json); Ctrl-C is exit 130. The prompt module loads only here. */
 export async function ask(kind: "input" | "password", message: string, defaultValue?: string): Promise<string> {
-  const { input, password } = await import("@inquirer/prompts");
+  // Inquirer's prompts one by one (the @inquirer/prompts bundle would drag in the editor prompt and iconv-lite).
+  const [{ default: input }, { default: password }] = await Promise.all([import("@inquirer/input"), import("@inquirer/password")]);
   const context = { output: process.stderr };
   try {
     const answer =

@@ -10,14 +10,25 @@ import { labCommand } from "./commands/lab.js";
 import { redactOptionValues, refuseSecretsOnArgv } from "./inputs.js";
 import { exitCodesHelp, reportError } from "./output.js";
 
-/** The version from package.json. */
+/** Set by the single-file build, which has no package.json beside it. */
+declare const __CERT_RETRIEVER_VERSION__: string | undefined;
+
+/** The version from package.json (or the one the single-file build was made with). */
 function version(): string {
+  if (typeof __CERT_RETRIEVER_VERSION__ === "string") return __CERT_RETRIEVER_VERSION__;
   const pkg = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version: string };
   return pkg.version;
 }
 
 /** Runs the CLI with `argv` (without node and the script) and returns the exit code. The only place that prints errors. */
 export async function main(argv: string[]): Promise<number> {
+  // `cert-retriever --help | head`: a reader that goes away is not an error.
+  for (const stream of [process.stdout, process.stderr]) {
+    stream.on("error", (err: NodeJS.ErrnoException) => {
+      if (err.code === "EPIPE") process.exit(process.exitCode ?? 0);
+      throw err;
+    });
+  }
   const state = { debug: argv.includes("--debug"), exitCode: ExitCode.OK as number };
   const program = new Command("cert-retriever")
     .description("Gives an IoT device its X.509 identity from a dojot platform.")

@@ -34,20 +34,20 @@ export class AutoPlatformClient implements PlatformClient {
 
   async fetchCa(session: Session): Promise<FetchedCa> {
     const modern = await this.x509.caReply(session);
-    if (typeof jsonObject(modern)?.caPem === "string") {
-      this.chosen = this.x509;
-      return parseX509CaReply(modern);
-    }
+    if (typeof jsonObject(modern)?.caPem === "string") return this.choose(this.x509, () => parseX509CaReply(modern));
     const legacy = await this.legacy.caReply(session);
-    if (typeof jsonObject(legacy)?.certificate === "string" || isEjbcaError(legacy)) {
-      this.chosen = this.legacy;
-      return parseCaReply(legacy, this.legacy.caName);
-    }
-    if (modern.status === 401 || modern.status === 403) return parseX509CaReply(modern); // explains the refusal
+    // Anything but "no such route" from EJBCA-REST is that API speaking, even to refuse or to garble: let it explain.
+    if (typeof jsonObject(legacy)?.certificate === "string" || legacy.status !== 404) return this.choose(this.legacy, () => parseCaReply(legacy, this.legacy.caName));
+    if (answered(modern)) return this.choose(this.x509, () => parseX509CaReply(modern));
     throw new CertRetrieverError(
       `fetch-ca failed: neither dojot API answered: GET /x509/v1/ca gave HTTP ${modern.status} (${platformSays(modern)}) and GET /ca/<name> gave HTTP ${legacy.status} (${platformSays(legacy)})`,
       { step: "fetch-ca", exitCode: ExitCode.CA, hint: "check --platform (dojot's gateway, port 8000), or choose the API with --api" },
     );
+  }
+
+  private choose(client: DojotLegacyClient | DojotX509Client, parse: () => FetchedCa): FetchedCa {
+    this.chosen = client;
+    return parse();
   }
 
   submitCsr(session: Session, req: SignRequest): Promise<Issued> {
@@ -56,8 +56,7 @@ export class AutoPlatformClient implements PlatformClient {
   }
 }
 
-/** EJBCA-REST's own error shape (`{status: int, message: "soap message: …"}`), e.g. an unknown CA name. */
-function isEjbcaError(reply: HttpReply): boolean {
-  const body = jsonObject(reply);
-  return reply.status === 400 && typeof body?.status === "number" && typeof body.message === "string";
+/** Whether a reply comes from the API itself (JSON, not a 404 for a route the gateway lacks). */
+function answered(reply: HttpReply): boolean {
+  return reply.status !== 404 && (jsonObject(reply) !== undefined || reply.status === 401 || reply.status === 403);
 }
