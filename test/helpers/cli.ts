@@ -1,8 +1,12 @@
 import { spawn } from "node:child_process";
+import { resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
-/** The CLI as users run it. */
-export const BIN = fileURLToPath(new URL("../../bin/cert-retriever.mjs", import.meta.url));
+/**
+ * The CLI as users run it: bin/ (the TypeScript build), or the single-file build when
+ * CERT_RETRIEVER_TEST_BIN names it (CI runs the whole suite both ways).
+ */
+export const BIN = process.env.CERT_RETRIEVER_TEST_BIN ? resolve(process.env.CERT_RETRIEVER_TEST_BIN) : fileURLToPath(new URL("../../bin/cert-retriever.mjs", import.meta.url));
 
 /** What a run of the CLI printed and returned. */
 export interface CliRun {

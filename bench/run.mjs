@@ -1,0 +1,131 @@
+#!/usr/bin/env node
+// `npm run bench`: start-up and enrollment against the floors, side by side, in one invocation,
+// against the lab platform on 127.0.0.1; then the factory line rate under dojot's login limit.
+// A measurement, not a test: it asserts nothing. Usage: node bench/run.mjs [runs=10] [devices=12]
+import { execFileSync, spawn } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { cpus, totalmem, tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { setDevice, softwareCrypto, startLab } from "../dist/index.js";
+
+const RUNS = Number(process.argv[2] ?? 10);
+const DEVICES = Number(process.argv[3] ?? 12);
+const SOURCE = fileURLToPath(new URL("../bin/cert-retriever.mjs", import.meta.url));
+const BUNDLE = fileURLToPath(new URL("../dist/cert-retriever.mjs", import.meta.url));
+const PASSWORD = "bench-password";
+const work = mkdtempSync(join(tmpdir(), "cr-bench-"));
+let seq = 0;
+
+/** Runs a command (argv) under /usr/bin/time; resolves wall ms and peak RSS (MB). */
+function timed(argv, { input, env } = {}) {
+  const rssFile = join(work, `rss-${seq++}`);
+  return new Promise((resolve, reject) => {
+    const start = process.hrtime.bigint();
+    const child = spawn("/usr/bin/time", ["-f", "%M", "-o", rssFile, ...argv], { stdio: ["pipe", "ignore", "pipe"], env: { ...process.env, ...env } });
+    let err = "";
+    child.stderr.on("data", (d) => (err += d));
+    child.stdin.end(input ?? "");
+    child.on("close", (code) => {
+      const ms = Number(process.hrtime.bigint() - start) / 1e6;
+      if (code !== 0) return reject(new Error(`${argv.join(" ")} exited ${code}: ${err}`));
+      resolve({ ms, rssMb: Number(readFileSync(rssFile, "utf8").trim().split("\n").pop()) / 1024 });
+    });
+  });
+}
+
+async function series(name, make) {
+  const samples = [];
+  for (let i = 0; i < RUNS; i++) samples.push(await make(i));
+  const ms = samples.map((s) => s.ms).sort((a, b) => a - b);
+  const rss = samples.map((s) => s.rssMb).sort((a, b) => a - b);
+  const median = (xs) => (xs.length % 2 ? xs[(xs.length - 1) / 2] : (xs[xs.length / 2 - 1] + xs[xs.length / 2]) / 2);
+  return { name, median: median(ms), min: ms[0], max: ms.at(-1), rss: median(rss), rssMax: rss.at(-1) };
+}
+
+const lab = await startLab({ dir: join(work, "lab"), host: "127.0.0.1", port: 0, crypto: softwareCrypto(), certProfile: "open", autoRegister: false, adminPassword: PASSWORD, tokenLifetime: 420 });
+const enrollArgs = (bin, id, keyType) => [process.execPath, bin, "enroll", "--platform", lab.url, "--api", "dojot-legacy", "--device-id", id, "--username", "admin", "--password-stdin", "--key-type", keyType, "--out", join(work, "out", id), "--non-interactive"];
+const device = async (prefix, i) => {
+  const id = `${prefix}-${i}`;
+  await setDevice(join(work, "lab"), id, "add");
+  return id;
+};
+
+// (c) the floor for the work: openssl makes key and CSR, curl does the three calls.
+writeFileSync(join(work, "floor.sh"), `set -e
+cd "$1"; key="$2"; id="$3"; url="$4"
+if [ "$key" = ec-p256 ]; then openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out k.pem 2>/dev/null
+else openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out k.pem 2>/dev/null; fi
+openssl req -new -key k.pem -subj "/CN=$id" -sha256 -outform DER -out csr.der
+jwt=$(curl -sf -H 'content-type: application/json' -d "{\\"username\\":\\"admin\\",\\"passwd\\":\\"$(cat pw)\\"}" "$url/auth" | sed 's/.*"jwt":"\\([^"]*\\)".*/\\1/')
+curl -sf -H "authorization: Bearer $jwt" "$url/ca/IOTmidCA" > ca.json
+printf '{"passwd":"dojot","certificate":"%s"}' "$(base64 -w0 csr.der)" > body.json
+curl -sf -H "authorization: Bearer $jwt" -H 'content-type: application/json' --data @body.json "$url/sign/$id/pkcs10" > crt.json
+`);
+
+const rows = [];
+rows.push(await series("node -e 0 (runtime floor)", () => timed([process.execPath, "-e", "0"])));
+rows.push(await series("--help, from source", () => timed([process.execPath, SOURCE, "--help"])));
+rows.push(await series("--help, single file", () => timed([process.execPath, BUNDLE, "--help"])));
+for (const keyType of ["ec-p256", "rsa-2048"]) {
+  rows.push(await series(`openssl + 3 curl, ${keyType} (work floor)`, async (i) => {
+    const dir = join(work, `floor-${keyType}-${i}`);
+    execFileSync("mkdir", ["-p", dir]);
+    writeFileSync(join(dir, "pw"), PASSWORD);
+    const id = await device(`floor-${keyType}`, i);
+    return timed(["bash", join(work, "floor.sh"), dir, keyType, id, lab.url]);
+  }));
+  for (const [label, bin] of [["from source", SOURCE], ["single file", BUNDLE]]) {
+    rows.push(await series(`enroll ${keyType}, ${label}`, async (i) => timed(enrollArgs(bin, await device(`${keyType}-${label.replace(" ", "-")}`, i), keyType), { input: PASSWORD })));
+  }
+}
+await lab.close();
+
+const floor = rows[0].median;
+const byName = Object.fromEntries(rows.map((r) => [r.name, r]));
+console.log(`cert-retriever benchmark: node ${process.version}, ${cpus().length} x ${cpus()[0]?.model ?? "cpu"}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB; ${RUNS} runs each; lab platform (EJBCA-REST API) in this process on 127.0.0.1`);
+console.log("");
+console.log("| run | median ms | min | max | vs node -e 0 | vs work floor | peak RSS MB |");
+console.log("|---|---:|---:|---:|---:|---:|---:|");
+for (const r of rows) {
+  const key = /(ec-p256|rsa-2048)/.exec(r.name)?.[1];
+  const work = key && !r.name.startsWith("openssl") ? byName[`openssl + 3 curl, ${key} (work floor)`] : undefined;
+  const vsFloor = r === rows[0] ? "" : `+${(r.median - floor).toFixed(0)}`;
+  const vsWork = work ? `${(r.median / work.median).toFixed(2)}x (+${(r.median - work.median).toFixed(0)})` : "";
+  console.log(`| ${r.name} | ${r.median.toFixed(0)} | ${r.min.toFixed(0)} | ${r.max.toFixed(0)} | ${vsFloor} | ${vsWork} | ${r.rss.toFixed(0)} (max ${r.rssMax.toFixed(0)}) |`);
+}
+const single = byName["enroll ec-p256, single file"];
+const help = byName["--help, single file"];
+console.log("");
+console.log(`targets: single-file enroll ec-p256 within 150 ms of node -e 0: ${(single.median - floor).toFixed(0)} ms (${single.median - floor <= 150 ? "met" : "not met"}); ` +
+  `--help within 40 ms: ${(help.median - floor).toFixed(0)} ms single file, ${(byName["--help, from source"].median - floor).toFixed(0)} ms from source (${help.median - floor <= 40 ? "met" : "not met"}); ` +
+  `peak RSS under 80 MB: ${Math.max(...rows.filter((r) => r.name.startsWith("enroll")).map((r) => r.rssMax)).toFixed(0)} MB max`);
+
+// The factory line: N devices through one gateway that allows 5 logins a minute and 40 an hour.
+const SCALE = 10;
+const limited = await startLab({ dir: join(work, "lab"), host: "127.0.0.1", port: 0, crypto: softwareCrypto(), certProfile: "open", autoRegister: true, adminPassword: PASSWORD, tokenLifetime: 420, authRateLimit: [{ limit: 5, windowMs: 60_000 }, { limit: 40, windowMs: 3_600_000 }], rateLimitTimeScale: SCALE });
+const line = async (label, perDevice) => {
+  const start = process.hrtime.bigint();
+  for (let i = 0; i < DEVICES; i++) await perDevice(`${label}-${i}`);
+  return Number(process.hrtime.bigint() - start) / 1e6;
+};
+const run = (argv, input) => timed([process.execPath, BUNDLE, ...argv], { input });
+const lineArgs = (id) => ["enroll", "--platform", limited.url, "--api", "dojot-legacy", "--device-id", id, "--key-type", "ec-p256", "--out", join(work, "line", id), "--non-interactive", "--retries", "50", "--deadline", "30m"];
+const perLoginMs = await line("login-each", (id) => run([...lineArgs(id), "--username", "admin", "--password-stdin"], PASSWORD));
+const token = join(work, "station.token");
+const tokenMs = await line("token", async (id) => {
+  if (id.endsWith("-0")) await run(["login", "--platform", limited.url, "--username", "admin", "--password-stdin", "--token-file", token], PASSWORD);
+  return run([...lineArgs(id), "--token-file", token]);
+});
+await limited.close();
+const perLoginRate = DEVICES / ((perLoginMs * SCALE) / 60_000); // in the gateway's minutes: the limiter bounds it
+const tokenRate = DEVICES / (tokenMs / 60_000); // in real minutes: it never meets the limiter
+console.log("");
+console.log(`factory line, ${DEVICES} devices, ec-p256, single file, one gateway limiting /auth to 5/min and 40/h.`);
+console.log(`The gateway's limiter runs on a clock ${SCALE}x faster than real time (a minute of its limit passes in ${60 / SCALE} s), so the login-per-device path, which the limiter bounds, is reported in the gateway's minutes; the token path logs in once and never meets the limiter, so it is reported in real minutes.`);
+console.log(`| path | devices | elapsed s (real) | devices per minute |`);
+console.log(`|---|---:|---:|---:|`);
+console.log(`| login per device | ${DEVICES} | ${(perLoginMs / 1000).toFixed(1)} | ${perLoginRate.toFixed(1)} (limit: 5/min, then 40/h = 0.67/min) |`);
+console.log(`| one login, token reused | ${DEVICES} | ${(tokenMs / 1000).toFixed(1)} | ${tokenRate.toFixed(1)} |`);
+console.log(`token path / login path: ${(tokenRate / perLoginRate).toFixed(1)}x in the first minute; past 40 devices an hour the login path falls to 0.67/min, so ${(tokenRate / (40 / 60)).toFixed(0)}x.`);
+rmSync(work, { recursive: true, force: true });
