@@ -6,6 +6,7 @@ import type { CryptoProvider } from "../crypto/provider.js";
 import { createCa, issueCertificate, LAB_CA_DN, loadOrCreateCa, ProfileRefusal, RSA_SHA256, type CertProfile, type LabCa } from "./ca.js";
 import { FaultPlan, sendTransportFault, type FaultKind, type LabFault } from "./faults.js";
 import { RateLimiter, type RateWindow } from "./rate-limit.js";
+import { parseObject, send } from "./replies.js";
 import { handleX509, type LabApi, type X509Rules } from "./x509-api.js";
 import { dojotClaims, signJwt, verifyJwt } from "./jwt.js";
 import { checkPassword, loadState, makeUser, newEndEntity, newState, saveState, updateState } from "./state.js";
@@ -223,15 +224,6 @@ function isJson(req: IncomingMessage): boolean {
   return (req.headers["content-type"] ?? "").split(";")[0]!.trim().toLowerCase() === "application/json";
 }
 
-function parseObject(text: string): Record<string, unknown> | undefined {
-  try {
-    const value: unknown = JSON.parse(text);
-    return value && typeof value === "object" && !Array.isArray(value) ? (value as Record<string, unknown>) : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
 async function readBody(req: IncomingMessage): Promise<string> {
   const chunks: Buffer[] = [];
   let size = 0;
@@ -241,15 +233,6 @@ async function readBody(req: IncomingMessage): Promise<string> {
     chunks.push(chunk as Buffer);
   }
   return Buffer.concat(chunks).toString("utf8");
-}
-
-export function send(res: ServerResponse, status: number, body: unknown): void {
-  if (body === undefined) {
-    res.writeHead(status, { "content-length": "0" }).end();
-    return;
-  }
-  const text = JSON.stringify(body);
-  res.writeHead(status, { "content-type": "application/json", "content-length": Buffer.byteLength(text) }).end(text);
 }
 
 function sendHtml(res: ServerResponse, status: number, title: string): void {

@@ -4,6 +4,7 @@ import * as x509 from "../crypto/x509.js";
 import { toPem } from "../crypto/keys.js";
 import type { CryptoProvider } from "../crypto/provider.js";
 import { RSA_SHA256, type LabCa } from "./ca.js";
+import { parseObject, send } from "./replies.js";
 import { loadState, updateState } from "./state.js";
 
 /** Which dojot API the lab serves. */
@@ -24,9 +25,9 @@ const CSR_PATTERN = /^-----BEGIN CERTIFICATE REQUEST-----(\r\n|\r|\n)([0-9A-Za-z
 export async function handleX509(req: IncomingMessage, res: ServerResponse, url: URL, body: string, ctx: X509Context, tenant: string): Promise<void> {
   const path = url.pathname.replace(/\/+$/, "");
   const fail = (status: number, message: string, detail?: unknown) =>
-    json(res, status, ctx.rules === "v0.5" ? { message } : { error: message, ...(detail === undefined ? {} : { detail }) });
+    send(res, status, ctx.rules === "v0.5" ? { message } : { error: message, ...(detail === undefined ? {} : { detail }) });
   if (req.method === "GET" && path === "/x509/v1/ca") {
-    return json(res, 200, { certificateFingerprint: fingerprint(ctx.ca.cert.rawData), caPem: toPem(ctx.ca.cert.rawData, "CERTIFICATE").trimEnd() });
+    return send(res, 200, { certificateFingerprint: fingerprint(ctx.ca.cert.rawData), caPem: toPem(ctx.ca.cert.rawData, "CERTIFICATE").trimEnd() });
   }
   if (req.method === "POST" && path === "/x509/v1/certificates") return issue(res, body, ctx, tenant, fail);
   const one = /^\/x509\/v1\/certificates\/([0-9A-Fa-f:]+)$/.exec(path);
@@ -34,9 +35,9 @@ export async function handleX509(req: IncomingMessage, res: ServerResponse, url:
     const fp = one[1]!.replace(/:/g, "").toUpperCase();
     const record = (await loadState(ctx.opts.dir))!.certificates?.[fp];
     if (!record || record.tenant !== tenant) return fail(404, `No records found for the following parameters: ${JSON.stringify({ fingerprint: fp })}`);
-    if (req.method === "GET") return json(res, 200, { fingerprint: fp, pem: record.pem, belongsTo: record.belongsTo, tenant });
+    if (req.method === "GET") return send(res, 200, { fingerprint: fp, pem: record.pem, belongsTo: record.belongsTo, tenant });
     if (req.method === "PATCH") {
-      const device = (parse(body)?.belongsTo as { device?: unknown } | undefined)?.device;
+      const device = (parseObject(body)?.belongsTo as { device?: unknown } | undefined)?.device;
       if (typeof device !== "string" || !/^[0-9a-fA-F-]{5,36}$/.test(device)) {
         return fail(400, "Input data schema validation failure.", { schemaId: "http://www.dojot.com.br/schemas/change-owner", schemaErrors: [{ instancePath: "/belongsTo/device", message: "must match pattern \"^[0-9a-fA-F-]{5,36}$\"" }] });
       }
@@ -56,14 +57,14 @@ export async function handleX509(req: IncomingMessage, res: ServerResponse, url:
 }
 
 async function issue(res: ServerResponse, body: string, ctx: X509Context, tenant: string, fail: (status: number, message: string, detail?: unknown) => void): Promise<void> {
-  const input = parse(body);
+  const input = parseObject(body);
   const csrText = input?.csr;
   // v0.5's pattern allows no line break after the END line; v0.7 allows one.
   const candidate = typeof csrText === "string" && ctx.rules === "v0.7" ? csrText.replace(/(\r\n|\r|\n)$/, "") : csrText;
   if (typeof candidate !== "string" || candidate.length > 65536 || !CSR_PATTERN.test(candidate)) {
     const error = { instancePath: "/csr", dataPath: ".csr", message: typeof csrText === "string" ? "must match pattern of a PEM certificate request" : "must have required property 'csr'" };
     return ctx.rules === "v0.5"
-      ? json(res, 400, { "schema$id": "http://www.dojot.com.br/schemas/reg-or-gen-cert", schemaErrors: [error] })
+      ? send(res, 400, { "schema$id": "http://www.dojot.com.br/schemas/reg-or-gen-cert", schemaErrors: [error] })
       : fail(400, "Input data schema validation failure.", { schemaId: "http://www.dojot.com.br/schemas/reg-or-gen-cert", schemaErrors: [error] });
   }
   let csr: x509.Pkcs10CertificateRequest;
@@ -112,7 +113,7 @@ async function issue(res: ServerResponse, body: string, ctx: X509Context, tenant
     s.certificates ??= {};
     s.certificates[fp.replace(/:/g, "")] = { tenant, pem, belongsTo: null };
   });
-  return json(res, 201, { certificateFingerprint: fp, certificatePem: pem });
+  return send(res, 201, { certificateFingerprint: fp, certificatePem: pem });
 }
 
 /** x509-identity-mgmt's checkPublicKey: RSA >= 2048 bits, or ECDSA on P-256, P-384 or P-521. */
@@ -131,18 +132,4 @@ function checkPublicKey(key: x509.PublicKey): string | undefined {
 /** SHA-256 of DER as uppercase hex pairs joined by colons, as the service returns it. */
 function fingerprint(der: ArrayBuffer): string {
   return createHash("sha256").update(new Uint8Array(der)).digest("hex").toUpperCase().match(/../g)!.join(":");
-}
-
-function parse(text: string): Record<string, unknown> | undefined {
-  try {
-    const v: unknown = JSON.parse(text);
-    return v && typeof v === "object" && !Array.isArray(v) ? (v as Record<string, unknown>) : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-function json(res: ServerResponse, status: number, body: unknown): void {
-  const text = JSON.stringify(body);
-  res.writeHead(status, { "content-type": "application/json; charset=utf-8", "content-length": Buffer.byteLength(text) }).end(text);
 }
