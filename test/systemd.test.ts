@@ -69,7 +69,8 @@ describe("first boot, as the unit runs it", () => {
     await writeFile(idFile, "boot-device\n");
     // The unit's Environment= lines with %S expanded, plus what the drop-in would set.
     const env: Record<string, string> = { CREDENTIALS_DIRECTORY: creds };
-    for (const [, name, value] of unit.matchAll(/^Environment=(\w+)=(.*)$/gm)) env[name!] = value!.replace("%S", state);
+    const cache = await tempDir("cr-cache-");
+    for (const [, name, value] of unit.matchAll(/^Environment=(\w+)=(.*)$/gm)) env[name!] = value!.replace("%S", state).replace("%C", cache);
     Object.assign(env, { CERT_RETRIEVER_PLATFORM: lab.url, CERT_RETRIEVER_USERNAME: "admin", CERT_RETRIEVER_DEVICE_ID_FILE: idFile });
     const command = (key: string) => /^Exec\w+=\/usr\/bin\/cert-retriever (.*)$/m.exec(unit.split("\n").find((l) => l.startsWith(`${key}=`))!)![1]!.split(" ");
 
