@@ -1,5 +1,5 @@
 import * as x509 from "../crypto/x509.js";
-import { CertRetrieverError, describeCause, type Step } from "../errors.js";
+import { CertRetrieverError, describeCause } from "../errors.js";
 import { ExitCode } from "../exit-codes.js";
 import { generateKeyPair, privateKeyPem, spkiDer, toPem, type KeyType } from "../crypto/keys.js";
 import type { CryptoProvider } from "../crypto/provider.js";

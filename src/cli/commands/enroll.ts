@@ -14,7 +14,7 @@ import {
   resolvePlatformUrl,
   resolveUsername,
   tokenSession,
-  type CommonFlags,
+
 } from "../context.js";
 import { checkSans, parseDuration, passwordReader } from "../inputs.js";
 import { addOptions } from "../options.js";
