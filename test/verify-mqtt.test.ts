@@ -41,6 +41,8 @@ describe.skipIf(!ready)("verify against a real mosquitto (mutual TLS, identity a
       expect(run.stderr).toContain(`verify ${stage}`);
     }
     expect(JSON.parse(run.stdout).verify.map((s: { stage: string }) => s.stage)).toEqual(["tcp", "tls", "connack", "puback"]);
+    expect(openssl("x509", "-in", join(out, "f60c28.crt"), "-noout", "-subject").trim()).toBe("subject=CN = f60c28");
+    expect(JSON.parse(await readFile(join(out, "f60c28.profile.json"), "utf8"))).toEqual({ profile: "dojot-mosca", deviceId: "f60c28", tenant: "admin" });
     const pub = spawnSync("mosquitto_pub", ["-h", "localhost", "-p", String(broker.port), "-t", "/admin/f60c28/attrs", "-i", "admin:f60c28", "-m", '{"temp": 10}', "-q", "1", "-V", "mqttv5",
       "--cafile", join(out, "IOTmidCA.crt"), "--cert", join(out, "f60c28.crt"), "--key", join(out, "f60c28.key")], { encoding: "utf8" });
     expect(pub.status, pub.stderr).toBe(0);
