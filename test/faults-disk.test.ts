@@ -43,15 +43,7 @@ describe.skipIf(!mountable)("disk faults: the previous credentials survive", () 
     try {
       const before = await snapshot(disk.out);
       execFileSync("mount", ["-o", "remount,ro", disk.mnt]);
-      await setDevice(fx.lab.dir, "victim", "reset");
-      const lab = await serveFixture();
-      try {
-        const run = await enrollCli(lab.url, fx.lab, "victim", disk.out, ["--force"]);
-        expect(run.stderr).toMatch(/read-only file system \(EROFS\)/);
-        expect(run.code).toBe(15);
-      } finally {
-        await lab.close();
-      }
+      await expectForcedRunFails(disk.out, 15, /read-only file system \(EROFS\)/);
       expect(await snapshot(disk.out)).toEqual(before);
     } finally {
       disk.unmount();
@@ -75,21 +67,26 @@ describe.skipIf(!mountable)("disk faults: the previous credentials survive", () 
       }
       await rm(fillers.pop()!);
       const before = await snapshot(disk.out);
-      await setDevice(fx.lab.dir, "victim", "reset");
-      const lab = await serveFixture();
-      try {
-        const run = await enrollCli(lab.url, fx.lab, "victim", disk.out, ["--force"]);
-        expect(run.stderr).toMatch(/store failed: .*no space left on device.*the previous files are unchanged/i);
-        expect(run.code).toBe(15);
-      } finally {
-        await lab.close();
-      }
+      await expectForcedRunFails(disk.out, 15, /store failed: .*no space left on device.*the previous files are unchanged/i);
       expect(await snapshot(disk.out)).toEqual(before);
     } finally {
       disk.unmount();
     }
   });
 });
+
+/** Re-enrolls the victim over `out` with --force and expects the run to fail with `code` and `message`. */
+async function expectForcedRunFails(out: string, code: number, message: RegExp): Promise<void> {
+  await setDevice(fx.lab.dir, "victim", "reset");
+  const lab = await serveFixture();
+  try {
+    const run = await enrollCli(lab.url, fx.lab, "victim", out, ["--force"]);
+    expect(run.stderr).toMatch(message);
+    expect(run.code).toBe(code);
+  } finally {
+    await lab.close();
+  }
+}
 
 /** Serves the fixture's lab directory without faults. */
 function serveFixture() {
