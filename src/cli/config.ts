@@ -34,7 +34,10 @@ export async function applyConfigFile(cmd: Command, warn: (line: string) => void
   try {
     data = JSON.parse(text);
   } catch (err) {
-    throw configError(`the config file ${path} is not valid JSON: ${describeCause(err)}`);
+    // Node's message quotes the text around the error, which may be a password: give the place only.
+    const at = /position (\d+)/.exec(describeCause(err))?.[1];
+    const where = at === undefined ? "" : ` (line ${text.slice(0, Number(at)).split("\n").length})`;
+    throw configError(`the config file ${path} is not valid JSON${where}`);
   }
   if (!data || typeof data !== "object" || Array.isArray(data)) throw configError(`the config file ${path} must hold a JSON object`);
   const known = new Map(cmd.options.map((o) => [o.attributeName(), o]));

@@ -6,7 +6,7 @@ import type { HttpClient, RetryInfo } from "../platform/http.js";
 import type { Session } from "../platform/types.js";
 import type { CredentialStore } from "../store/types.js";
 import type { ConfigExtras } from "./config.js";
-import { checkDeviceId, checkPlatformUrl, parseCount, parseDuration, passwordReader, readPemFile } from "./inputs.js";
+import { checkDeviceId, checkFileName, checkPlatformUrl, parseCount, parseDuration, passwordReader, readPemFile } from "./inputs.js";
 import { say } from "./output.js";
 
 /** The shared options as commander parses them (see options.ts). */
@@ -65,9 +65,18 @@ export async function resolvePlatformUrl(flags: CommonFlags): Promise<URL> {
   return checkPlatformUrl(value, Boolean(flags.allowHttp), say);
 }
 
-/** The device id: the flag, --device-id-file, or (on a terminal) a prompt. */
-export async function resolveDeviceId(flags: CommonFlags): Promise<string> {
-  if (flags.deviceId !== undefined) return checkDeviceId(flags.deviceId);
+/** Where an option's value came from (commander's source: cli, env, config, default). */
+export type SourceOf = (key: string) => string | undefined;
+
+/** Flags > environment > config file > defaults, as a number to compare. */
+function rank(source: string | undefined): number {
+  return { cli: 3, env: 2, config: 1 }[source as "cli"] ?? 0;
+}
+
+/** The device id: --device-id or --device-id-file, whichever was given at the higher layer, or (on a terminal) a prompt. */
+export async function resolveDeviceId(flags: CommonFlags, source?: SourceOf): Promise<string> {
+  const fileWins = flags.deviceIdFile !== undefined && (flags.deviceId === undefined || rank(source?.("deviceIdFile")) > rank(source?.("deviceId")));
+  if (flags.deviceId !== undefined && !fileWins) return checkDeviceId(flags.deviceId);
   if (flags.deviceIdFile) {
     let text: string;
     try {
@@ -93,6 +102,7 @@ export async function checkOutDir(out: string): Promise<void> {
 /** The store chosen with --store. The keychain module loads only when chosen. */
 export async function makeStore(flags: CommonFlags, deviceId: string): Promise<CredentialStore> {
   await checkOutDir(flags.out);
+  checkFileName(flags.caName, "--ca-name", "the CA's name becomes <out>/<ca-name>.crt");
   if (flags.store === "keychain") {
     const { KeychainStore } = await import("../store/keychain-store.js");
     return new KeychainStore(deviceId, flags.caName, flags.out);
@@ -120,6 +130,17 @@ export async function makeHttp(flags: CommonFlags, startedAt: number, signal: Ab
     cert: flags.clientCert ? await readPemFile(flags.clientCert, "--client-cert", /-----BEGIN CERTIFICATE-----/) : undefined,
     key: flags.clientKey ? await readPemFile(flags.clientKey, "--client-key", /-----BEGIN ([A-Z]+ )?PRIVATE KEY-----/) : undefined,
   };
+  try {
+    // Refuse unusable TLS material now (exit 3), not later as a network failure that is retried.
+    const { createSecureContext } = await import("node:tls");
+    createSecureContext({ ca: tls.ca.length ? tls.ca : undefined, cert: tls.cert, key: tls.key });
+  } catch (err) {
+    throw new CertRetrieverError(`the TLS files given to --platform-ca, --client-cert or --client-key cannot be used: ${describeCause(err)}`, {
+      step: "config",
+      exitCode: ExitCode.CONFIG,
+      hint: "check that --client-key is the unencrypted PEM key of --client-cert",
+    });
+  }
   const { HttpClient } = await import("../platform/http.js");
   return new HttpClient({
     timeouts: { connect: Math.min(10_000, requestTimeout), headers: requestTimeout, body: requestTimeout },
@@ -149,11 +170,16 @@ async function exists(path: string | undefined): Promise<boolean> {
  * --password-stdin, CERT_RETRIEVER_PASSWORD, the systemd credential `password`, the config file
  * (if 0600), or a masked prompt on a terminal. Never from argv.
  */
-export async function passwordSource(flags: CommonFlags, extras: ConfigExtras, username: string): Promise<() => Promise<string>> {
+export async function passwordSource(flags: CommonFlags, extras: ConfigExtras, username: string, source?: SourceOf): Promise<() => Promise<string>> {
   const credential = credentialPath("password");
-  if (flags.passwordFile || flags.passwordStdin || process.env.CERT_RETRIEVER_PASSWORD !== undefined) {
-    return passwordReader({ file: flags.passwordFile, stdin: flags.passwordStdin, env: process.env.CERT_RETRIEVER_PASSWORD });
+  const env = process.env.CERT_RETRIEVER_PASSWORD;
+  // A password file named in the config file yields to the environment's password; one named on
+  // the command line or in CERT_RETRIEVER_PASSWORD_FILE does not.
+  const fileFromConfig = flags.passwordFile !== undefined && rank(source?.("passwordFile")) <= 1;
+  if (flags.passwordStdin || (flags.passwordFile && !(fileFromConfig && env !== undefined))) {
+    return passwordReader({ file: flags.passwordFile, stdin: flags.passwordStdin });
   }
+  if (env !== undefined) return passwordReader({ env });
   if (await exists(credential)) return passwordReader({ file: credential });
   if (extras.password !== undefined) return passwordReader({ env: extras.password });
   if (isInteractive(flags)) return () => ask("password", `Password for ${username}:`);
@@ -168,8 +194,7 @@ export async function resolveUsername(flags: CommonFlags): Promise<string> {
 }
 
 /**
- * The session from --token-file (or the systemd credential `token`), checked for its expiry here
- * so that an expired token is its own error (exit 10) before any request.
+ * The session from --token-file (or the systemd credential `token`).
  */
 export async function tokenSession(flags: CommonFlags): Promise<{ session: Session; source: string } | undefined> {
   const credential = credentialPath("token");
@@ -189,15 +214,8 @@ export async function tokenSession(flags: CommonFlags): Promise<{ session: Sessi
   if (!/^[\w-]+\.[\w-]+\.[\w-]*$/.test(text)) {
     throw new CertRetrieverError(`the token file ${path} does not hold a token`, { step: "authenticate", exitCode: ExitCode.AUTH, hint: "log in again with 'cert-retriever login'" });
   }
-  const session = sessionFromJwt(text);
-  if (session.expiresAt && session.expiresAt.getTime() <= Date.now()) {
-    throw new CertRetrieverError(`authenticate failed: the token in ${path} expired at ${session.expiresAt.toISOString()}`, {
-      step: "authenticate",
-      exitCode: ExitCode.AUTH,
-      hint: "log in again on the station: cert-retriever login --token-file FILE",
-    });
-  }
-  return { session, source: path };
+  // Its expiry is checked by the authenticate step, so a run with nothing to do needs no fresh token.
+  return { session: sessionFromJwt(text), source: path };
 }
 
 /** An abort signal raised by SIGINT or SIGTERM, whose reason is the error (exit 130 or 143) to report. */

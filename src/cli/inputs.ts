@@ -7,13 +7,18 @@ import type { SubjectAltNames } from "../pipeline/build-csr.js";
 /** Refuses a device id that could not be a file name inside the output directory. */
 export function checkDeviceId(id: string | undefined): string {
   if (!id) throw usageError("a device id is required", "pass --device-id or set CERT_RETRIEVER_DEVICE_ID");
-  if (id === "." || id === ".." || /[/\\]/.test(id) || /[\u0000-\u001f\u007f]/.test(id) || id.length > 200) {
+  return checkFileName(id, "the device id", "pass the platform's device id with --device-id");
+}
+
+/** Refuses a name that becomes a file name in the output directory but could leave it. */
+export function checkFileName(name: string, what: string, hint?: string): string {
+  if (name === "." || name === ".." || /[/\\]/.test(name) || /[\u0000-\u001f\u007f]/.test(name) || name.length > 200 || !name) {
     throw usageError(
-      `the device id ${JSON.stringify(id)} is not usable: it must be at most 200 characters, without '/', '\\' or control characters, and not '.' or '..'`,
-      "pass the platform's device id with --device-id",
+      `${what} ${JSON.stringify(name)} is not usable: it must be 1 to 200 characters, without '/', '\\' or control characters, and not '.' or '..'`,
+      hint,
     );
   }
-  return id;
+  return name;
 }
 
 /** Parses the platform URL and refuses plain http beyond loopback unless allowed. */
@@ -85,10 +90,9 @@ export interface PasswordSource {
 export function passwordReader(source: PasswordSource, what = "password"): () => Promise<string> {
   if (source.file && source.stdin) throw usageError(`give the ${what} either with a file or on stdin, not both`);
   if (!source.file && !source.stdin && source.env === undefined) {
-    throw usageError(
-      `no ${what} given`,
-      "pass --password-file FILE or --password-stdin, or set CERT_RETRIEVER_PASSWORD (never on the command line)",
-    );
+    // Asked only when the authenticate step runs: a run with nothing to do needs no password.
+    const missing = usageError(`no ${what} given`, "pass --password-file FILE or --password-stdin, or set CERT_RETRIEVER_PASSWORD (never on the command line)");
+    return () => Promise.reject(missing);
   }
   return async () => {
     let text: string;
@@ -137,11 +141,11 @@ export function redactOptionValues(message: string): string {
 }
 
 /** Parses a duration such as `90s`, `5m`, `1h`, `30d`, `500ms` or a plain number of seconds, in milliseconds. */
-export function parseDuration(value: string, flag: string): number {
+export function parseDuration(value: string, flag: string, allowZero = false): number {
   const m = /^(\d+(?:\.\d+)?)\s*(ms|s|m|min|h|d)?$/.exec(value.trim());
   const factor = { ms: 1, s: 1000, m: 60_000, min: 60_000, h: 3_600_000, d: 86_400_000 }[(m?.[2] ?? "s") as "ms"];
   const ms = m ? Number.parseFloat(m[1]!) * factor : NaN;
-  if (!(ms > 0)) throw usageError(`${flag} '${value}' is not a duration`, `use e.g. ${flag} 90s, 5m or 1h`);
+  if (!(ms > 0 || (allowZero && ms === 0))) throw usageError(`${flag} '${value}' is not a duration`, `use e.g. ${flag} 90s, 5m or 1h`);
   return ms;
 }
 

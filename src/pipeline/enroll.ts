@@ -91,7 +91,7 @@ export async function enroll(opts: EnrollOptions, onEvent: (e: EnrollEvent) => v
     if (!opts.force) {
       const existing = await inspectCredentials(opts.store, { ...opts, renewBeforeMs: opts.renewBeforeMs ?? 0, now: now() });
       // With a token at hand, asking for the CA costs no login: a CA the platform has changed is found too.
-      const caChanged = existing.state === "valid" && opts.session ? await platformCaDiffers(opts, existing.ca) : false;
+      const caChanged = existing.state === "valid" && opts.session ? await platformCaDiffers(opts, existing.ca, now(), onEvent) : false;
       if (existing.state === "valid" && !caChanged) {
         succeeded = true;
         return { ...describe(existing.cert, opts.store, opts.deviceId, undefined, []), status: "already-enrolled" };
@@ -114,7 +114,17 @@ export async function enroll(opts: EnrollOptions, onEvent: (e: EnrollEvent) => v
 
     const session: Session = await run(
       "authenticate",
-      async () => opts.session ?? opts.platform.authenticate(opts.username, await opts.password()),
+      async () => {
+        if (!opts.session) return opts.platform.authenticate(opts.username, await opts.password());
+        if (opts.session.expiresAt && opts.session.expiresAt <= now()) {
+          throw new CertRetrieverError(`authenticate failed: the token in ${opts.sessionSource ?? "the token file"} expired at ${opts.session.expiresAt.toISOString()}`, {
+            step: "authenticate",
+            exitCode: ExitCode.AUTH,
+            hint: "log in again on the station: cert-retriever login --token-file FILE",
+          });
+        }
+        return opts.session;
+      },
       (s) =>
         opts.session
           ? `using the token from ${opts.sessionSource ?? "login"}${s.tenant ? ` (tenant ${s.tenant})` : ""}`
@@ -203,9 +213,17 @@ export async function enroll(opts: EnrollOptions, onEvent: (e: EnrollEvent) => v
   }
 }
 
-async function platformCaDiffers(opts: EnrollOptions, stored: x509.X509Certificate): Promise<boolean> {
-  const fetched = await opts.platform.fetchCa(opts.session!);
-  return Buffer.compare(Buffer.from(fetched.der), Buffer.from(stored.rawData)) !== 0;
+/** Whether the platform's CA differs from the stored one; a check that cannot be made keeps the valid credentials. */
+async function platformCaDiffers(opts: EnrollOptions, stored: x509.X509Certificate, now: Date, onEvent: (e: EnrollEvent) => void): Promise<boolean> {
+  const session = opts.session!;
+  if (session.expiresAt && session.expiresAt <= now) return false; // nothing to do needs no fresh token
+  try {
+    const fetched = await opts.platform.fetchCa(session);
+    return Buffer.compare(Buffer.from(fetched.der), Buffer.from(stored.rawData)) !== 0;
+  } catch (err) {
+    onEvent({ type: "note", message: `could not compare the platform's CA with the stored one (${describeCause(err)}); the stored credentials are valid and stay` });
+    return false;
+  }
 }
 
 function describe(cert: x509.X509Certificate, store: CredentialStore, deviceId: string, tenant: string | undefined, steps: StepTiming[]) {

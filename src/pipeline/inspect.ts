@@ -4,7 +4,7 @@ import { CertRetrieverError, describeCause } from "../errors.js";
 import { ExitCode } from "../exit-codes.js";
 import type { CryptoProvider } from "../crypto/provider.js";
 import type { CredentialStore } from "../store/types.js";
-import { parseCertificate, sha256Fingerprint } from "./certificate.js";
+import { commonName, parseCertificate, sha256Fingerprint } from "./certificate.js";
 import { normalizeFingerprint } from "./pin.js";
 import { validateCertificate } from "./validate.js";
 
@@ -50,7 +50,10 @@ export async function inspectCredentials(store: CredentialStore, opts: InspectOp
     } catch (err) {
       return { state: "invalid", reason: `${stored.where.keyPem} is not a private key (${describeCause(err)})`, cert };
     }
-    await validateCertificate({ cert, ca, publicKeySpki: spki, deviceId: opts.deviceId, now: opts.now }, opts.crypto, "check-existing");
+    // dojot v0.5-v0.6 issue CN=<tenant>:<device>; any tenant prefix names the same device.
+    const cn = commonName(cert);
+    const commonNames = [opts.deviceId, ...(cn && /^[^:]+:/.test(cn) && cn.endsWith(`:${opts.deviceId}`) ? [cn] : [])];
+    await validateCertificate({ cert, ca, publicKeySpki: spki, deviceId: opts.deviceId, commonNames, now: opts.now }, opts.crypto, "check-existing");
   } catch (err) {
     const reason = describeCause(err).replace(/^[a-z-]+ failed: /, "");
     return { state: cert && cert.notAfter < opts.now ? "expiring" : "invalid", reason, cert };

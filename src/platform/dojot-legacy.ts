@@ -50,6 +50,7 @@ export class DojotLegacyClient implements PlatformClient {
       method: "POST",
       headers: bearer(session),
       body: { passwd: this.opts.entityPassword, certificate: Buffer.from(req.csrDer).toString("base64") },
+      once: true,
     });
     return parseSignReply(reply, req.deviceId);
   }

@@ -47,7 +47,7 @@ export class DojotX509Client implements PlatformClient {
   async submitCsr(session: Session, req: SignRequest): Promise<Issued> {
     // The whole PEM with real line breaks and no trailing newline (v0.5's pattern refuses one).
     const csr = toPem(req.csrDer, "CERTIFICATE REQUEST").trimEnd();
-    const reply = await this.opts.http.json("submit-csr", this.url("/x509/v1/certificates"), { method: "POST", headers: bearer(session), body: { csr } });
+    const reply = await this.opts.http.json("submit-csr", this.url("/x509/v1/certificates"), { method: "POST", headers: bearer(session), body: { csr }, once: true });
     const issued = parseX509CertificateReply(reply, req.deviceId);
     await this.bind(session, issued.fingerprint, req.deviceId);
     return issued;

@@ -70,6 +70,8 @@ class Temporary extends Error {
     message: string,
     readonly retryAfterMs?: number,
     readonly reply?: HttpReply,
+    /** The request certainly did not reach the platform (safe to repeat even a signing request). */
+    readonly notSent = false,
   ) {
     super(message);
   }
@@ -88,17 +90,32 @@ export class HttpClient {
 
   constructor(private readonly settings: HttpSettings) {}
 
-  /** One JSON request at `step`, retried while the failure is temporary; non-2xx replies are returned. */
-  async json(step: Step, url: URL, init: { method: "GET" | "POST" | "PATCH"; headers?: Record<string, string>; body?: unknown }): Promise<HttpReply> {
+  /**
+   * One JSON request at `step`, retried while the failure is temporary; non-2xx replies are
+   * returned. A request that is not idempotent (`once`: a signing request, which EJBCA honours a
+   * single time) is retried only when it cannot have reached the platform: connection refused or
+   * not established, DNS failure, or the gateway's own 429/503 before any upstream.
+   */
+  async json(
+    step: Step,
+    url: URL,
+    init: { method: "GET" | "POST" | "PATCH"; headers?: Record<string, string>; body?: unknown; once?: boolean },
+  ): Promise<HttpReply> {
     const { attempts } = this.settings;
     for (let attempt = 1; ; attempt++) {
       try {
         const reply = await this.once(step, url, init);
-        if (isTemporaryStatus(reply.status)) throw new Temporary(`HTTP ${reply.status}`, parseRetryAfter(reply.retryAfter), reply);
+        if (isTemporaryStatus(reply.status)) {
+          // Kong answers 429 (rate limit) and 503 (no upstream) itself, before the service sees anything.
+          throw new Temporary(`HTTP ${reply.status}`, parseRetryAfter(reply.retryAfter), reply, reply.status === 429 || reply.status === 503);
+        }
         return reply;
       } catch (err) {
         if (!(err instanceof Temporary)) throw err;
         const wait = this.waitBefore(attempt + 1, err.retryAfterMs);
+        if (init.once && !err.notSent) {
+          throw temporaryError(step, url, err, attempt, false, "the request may have reached the platform, so it is not repeated");
+        }
         if (attempt >= attempts || wait === undefined) {
           throw temporaryError(step, url, err, attempt, wait === undefined && attempt < attempts);
         }
@@ -188,11 +205,12 @@ export class HttpClient {
       }
       if (timeout.aborted) throw new Temporary(Date.now() >= deadline ? "the deadline passed" : "the request timed out");
       const code = String((err as NodeJS.ErrnoException).code ?? "");
+      const notSent = /^(ECONNREFUSED|ENOTFOUND|EAI_AGAIN|EHOSTUNREACH|ENETUNREACH|UND_ERR_CONNECT_TIMEOUT)$/.test(code);
       if (/^UND_ERR_(HEADERS|BODY|CONNECT)_TIMEOUT$/.test(code)) {
         const limit = code === "UND_ERR_CONNECT_TIMEOUT" ? timeouts.connect : code === "UND_ERR_BODY_TIMEOUT" ? timeouts.body : timeouts.headers;
-        throw new Temporary(`the request timed out (no ${code.includes("CONNECT") ? "connection" : "reply"} within ${limit / 1000} s)`);
+        throw new Temporary(`the request timed out (no ${code.includes("CONNECT") ? "connection" : "reply"} within ${limit / 1000} s)`, undefined, undefined, notSent);
       }
-      throw new Temporary(describeCause(err));
+      throw new Temporary(describeCause(err), undefined, undefined, notSent);
     }
   }
 
@@ -261,16 +279,18 @@ function isTlsTrustError(err: unknown): boolean {
   return /CERT|SELF_SIGNED|UNABLE_TO_(GET|VERIFY)|ALTNAME|ERR_SSL_|ERR_TLS_/.test(code) && !/TIMEOUT/.test(code);
 }
 
-function temporaryError(step: Step, url: URL, err: Temporary, attempts: number, deadlineCut: boolean): CertRetrieverError {
+function temporaryError(step: Step, url: URL, err: Temporary, attempts: number, deadlineCut: boolean, note?: string): CertRetrieverError {
   const tries = attempts === 1 ? "" : ` (${attempts} attempts)`;
   const what = err.reply
     ? `the platform at ${url.origin} answered HTTP ${err.reply.status}: ${platformSays(err.reply)}`
     : `the platform at ${url.origin} could not be reached: ${err.message}`;
   const deadline = deadlineCut || err.message === "the deadline passed";
-  return new CertRetrieverError(`${step} failed: ${what}${tries}${deadlineCut ? "; the deadline leaves no time to try again" : ""}`, {
+  return new CertRetrieverError(`${step} failed: ${what}${tries}${deadlineCut ? "; the deadline leaves no time to try again" : ""}${note ? `; ${note}` : ""}`, {
     step,
     exitCode: ExitCode.TEMPORARY,
-    hint: deadline
+    hint: note
+      ? "run again later; if the platform then says the certificate was issued already, reset the device on the platform"
+      : deadline
       ? "the run's --deadline passed; this is temporary, so run again later (systemd restarts on exit 75)"
       : err.reply?.status === 429
         ? "the gateway limits requests (dojot: 5 logins a minute); wait and run again, or log in once with a token"
@@ -363,8 +383,11 @@ function printable(text: string): boolean {
   return !/[\u0000-\u0008\u000e-\u001f\ufffd]/.test(text);
 }
 
+/** Anything shaped like a JWT (three dot-separated base64url parts), never to be quoted. */
+const TOKEN_SHAPE = /[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_\-+/=]*/g;
+
 function oneLine(text: string): string {
-  const flat = text.replace(/\s+/g, " ").trim();
+  const flat = text.replace(TOKEN_SHAPE, "<token>").replace(/\s+/g, " ").trim();
   return flat.length > 300 ? `${flat.slice(0, 297)}...` : flat;
 }
 

@@ -77,8 +77,10 @@ export class FilesStore implements CredentialStore {
     };
   }
 
-  write(pems: CredentialPems): Promise<void> {
-    return writeCredentials(this.paths, pems);
+  async write(pems: CredentialPems): Promise<void> {
+    await writeCredentials(this.paths, pems);
+    // A profile recorded by an earlier enrollment must not outlive one made without it.
+    if (pems.profileJson === undefined) await unlink(this.paths.profile).catch(() => undefined);
   }
 }
 

@@ -90,6 +90,7 @@ export class KeychainStore implements CredentialStore {
         faultPoint(`keychain:set-${i + 1}`);
       }
       if (pems.profileJson !== undefined) await kt.setPassword(KEYCHAIN_SERVICE, `${this.deviceId}/profile`, pems.profileJson);
+      else await kt.deletePassword(KEYCHAIN_SERVICE, `${this.deviceId}/profile`).catch(() => false);
     } catch (err) {
       for (const i of done) {
         const old = previous[i];

@@ -1,5 +1,6 @@
 import { readFileSync } from "node:fs";
-import { open, readFile, unlink } from "node:fs/promises";
+import { randomBytes } from "node:crypto";
+import { link, open, readFile, rename, unlink } from "node:fs/promises";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { CertRetrieverError, describeCause } from "../errors.js";
@@ -19,36 +20,20 @@ export const LOCK_WAIT_MS = 5_000;
 export async function acquireLock(dir: string, waitMs = LOCK_WAIT_MS): Promise<() => Promise<void>> {
   const path = join(dir, LOCK_FILE);
   const giveUpAt = Date.now() + waitMs;
+  const content = `${process.pid} ${bootId()}\n`;
   for (;;) {
-    try {
-      const handle = await open(path, "wx", 0o600);
-      try {
-        await handle.writeFile(`${process.pid} ${bootId()}\n`);
-      } catch (err) {
-        await handle.close();
-        await unlink(path).catch(() => undefined);
-        throw err;
-      }
-      await handle.close();
+    if (await createWithContent(path, content)) {
       return async () => {
         await unlink(path).catch(() => undefined);
       };
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== "EEXIST") {
-        throw new CertRetrieverError(`lock failed: cannot create ${path}: ${describeCause(err)}`, {
-          step: "lock",
-          exitCode: ExitCode.STORAGE,
-          hint: "check that the output directory (--out) is writable",
-          cause: err,
-        });
-      }
     }
-    const [pidText, boot] = (await readFile(path, "utf8").catch(() => "")).trim().split(/\s+/);
+    const seen = await readFile(path, "utf8").catch(() => "");
+    const [pidText, boot] = seen.trim().split(/\s+/);
     const pid = Number.parseInt(pidText ?? "", 10);
     // A pid from before a reboot may now belong to another process: the boot id tells.
     const sameBoot = !boot || boot === bootId();
     if (!(Number.isInteger(pid) && pid > 0 && sameBoot && isAlive(pid))) {
-      await unlink(path).catch(() => undefined); // stale: its process is gone
+      await removeStale(path, seen);
       continue;
     }
     if (Date.now() >= giveUpAt) {
@@ -60,6 +45,51 @@ export async function acquireLock(dir: string, waitMs = LOCK_WAIT_MS): Promise<(
     }
     await sleep(100);
   }
+}
+
+/**
+ * Creates `path` holding `content` atomically: written to a private name, then hard-linked into
+ * place, so no other run ever sees the lock empty. False if `path` exists.
+ */
+async function createWithContent(path: string, content: string): Promise<boolean> {
+  const mine = `${path}.${process.pid}.${randomBytes(4).toString("hex")}`;
+  try {
+    const handle = await open(mine, "wx", 0o600);
+    try {
+      await handle.writeFile(content);
+    } finally {
+      await handle.close();
+    }
+    await link(mine, path);
+    return true;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "EEXIST") return false;
+    throw new CertRetrieverError(`lock failed: cannot create ${path}: ${describeCause(err)}`, {
+      step: "lock",
+      exitCode: ExitCode.STORAGE,
+      hint: "check that the output directory (--out) is writable",
+      cause: err,
+    });
+  } finally {
+    await unlink(mine).catch(() => undefined);
+  }
+}
+
+/**
+ * Removes a lock judged stale from its content `seen`, without removing a fresh lock that another
+ * run may have put in its place meanwhile: the lock is first renamed to a private name (only one
+ * run can win that), then checked; a fresh one is put back.
+ */
+async function removeStale(path: string, seen: string): Promise<void> {
+  const aside = `${path}.stale.${process.pid}.${randomBytes(4).toString("hex")}`;
+  try {
+    await rename(path, aside);
+  } catch {
+    return; // gone already, or another run took it aside
+  }
+  const taken = await readFile(aside, "utf8").catch(() => "");
+  if (taken !== seen) await link(aside, path).catch(() => undefined); // a fresh lock: put it back
+  await unlink(aside).catch(() => undefined);
 }
 
 function isAlive(pid: number): boolean {

@@ -40,9 +40,20 @@ export function commonCells(route: FaultRoute): Cell[] {
     { route, kind: "garbage", code: EXIT[route], message: new RegExp(`${step} failed: the platform's reply \\(HTTP 200\\) is not what the API promises: .*got \\d+ bytes that are not text`) },
     { route, kind: "oversized", code: EXIT[route], message: new RegExp(`${step} failed: the platform's reply is larger than 1048576 bytes`) },
   ];
-  // A fault that happens once is retried away: the run succeeds and says it retried.
+  // A fault that happens once is retried away: the run succeeds and says it retried. Except that a
+  // signing request that may have reached the platform is never repeated (EJBCA signs once).
+  const maybeSent = ["refuse", "reset", "hang", "truncated"];
   for (const kind of ["refuse", "reset", "hang", "truncated", "503", "429"] as const) {
-    cells.push({ route, kind, times: 1, code: 0, message: new RegExp(`retry: ${step} attempt 1 of 3 failed`) });
+    if (route === "sign" && maybeSent.includes(kind)) {
+      cells.push({ route, kind, times: 1, code: 75, message: /submit-csr failed: .*; the request may have reached the platform, so it is not repeated/ });
+    } else {
+      cells.push({ route, kind, times: 1, code: 0, message: new RegExp(`retry: ${step} attempt 1 of 3 failed`) });
+    }
+  }
+  if (route === "sign") {
+    for (const cell of cells.filter((c) => maybeSent.includes(c.kind) && c.times === undefined)) {
+      cell.message = /submit-csr failed: the platform at .* could not be reached: .*; the request may have reached the platform, so it is not repeated/;
+    }
   }
   return cells;
 }

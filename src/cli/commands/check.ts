@@ -30,8 +30,8 @@ export function checkCommand(state: { debug: boolean; exitCode: number }): Comma
       try {
         await applyConfigFile(command, say);
         const flags = command.opts<CommonFlags>();
-        const deviceId = await resolveDeviceId({ ...flags, nonInteractive: true });
-        const renewBeforeMs = parseDuration(flags.renewBefore, "--renew-before");
+        const deviceId = await resolveDeviceId({ ...flags, nonInteractive: true }, (key) => command.getOptionValueSource(key));
+        const renewBeforeMs = parseDuration(flags.renewBefore, "--renew-before", true);
         await checkPinFlag(flags);
         const store = await makeStore(flags, deviceId);
         const [{ inspectCredentials }, { softwareCrypto }] = await Promise.all([import("../../pipeline/inspect.js"), import("../../crypto/provider.js")]);

@@ -80,7 +80,8 @@ async function runEnroll(command: Command): Promise<number> {
   const flags = command.opts<EnrollFlags>();
   // Everything is checked, and everything missing asked for, before the first request.
   const baseUrl = await resolvePlatformUrl(flags);
-  const deviceId = await resolveDeviceId(flags);
+  const source = (key: string) => command.getOptionValueSource(key);
+  const deviceId = await resolveDeviceId(flags, source);
   if (flags.keyType !== undefined && !isKeyType(flags.keyType)) throw usageError(`unknown key type '${flags.keyType}'`);
   const keyType = flags.keyType as KeyType | undefined;
   if (flags.api === "dojot") {
@@ -91,11 +92,11 @@ async function runEnroll(command: Command): Promise<number> {
   }
   const { profileSans } = await import("../../profiles.js");
   const sans = profileSans(flags.profile ?? "generic", deviceId, flags.uriDomain, checkSans(flags.dns, flags.ip, flags.uri));
-  const renewBeforeMs = parseDuration(flags.renewBefore, "--renew-before");
+  const renewBeforeMs = parseDuration(flags.renewBefore, "--renew-before", true);
   await checkPinFlag(flags);
   const token = await tokenSession(flags);
   const username = token ? (flags.username ?? "") : await resolveUsername(flags);
-  const password = token ? async () => "" : await passwordSource(flags, extras, username);
+  const password = token ? async () => "" : await passwordSource(flags, extras, username, source);
   const entityEnv = process.env.CERT_RETRIEVER_ENTITY_PASSWORD;
   const entityPassword =
     flags.entityPasswordFile || entityEnv !== undefined

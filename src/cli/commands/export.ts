@@ -3,6 +3,7 @@ import { CertRetrieverError } from "../../errors.js";
 import { ExitCode } from "../../exit-codes.js";
 import { applyConfigFile } from "../config.js";
 import { checkOutDir, resolveDeviceId, type CommonFlags } from "../context.js";
+import { checkFileName } from "../inputs.js";
 import { addOptions } from "../options.js";
 import { printJson, say } from "../output.js";
 
@@ -12,8 +13,9 @@ export function exportCommand(state: { exitCode: number }): Command {
   addOptions(cmd, ["identity", "output"]).action(async (_f: CommonFlags, command: Command) => {
     await applyConfigFile(command, say);
     const flags = command.opts<CommonFlags>();
-    const deviceId = await resolveDeviceId(flags);
+    const deviceId = await resolveDeviceId(flags, (key) => command.getOptionValueSource(key));
     await checkOutDir(flags.out);
+    checkFileName(flags.caName, "--ca-name");
     const [{ KeychainStore }, { FilesStore }] = await Promise.all([import("../../store/keychain-store.js"), import("../../store/files-store.js")]);
     const stored = await new KeychainStore(deviceId, flags.caName, flags.out).read();
     if (!stored.pems) {

@@ -36,7 +36,7 @@ export function loginCommand(state: { exitCode: number }): Command {
       if (!flags.tokenFile) throw usageError("login needs --token-file FILE (or CERT_RETRIEVER_TOKEN_FILE) to write the token to");
       const baseUrl = await resolvePlatformUrl(flags);
       const username = await resolveUsername(flags);
-      const password = await passwordSource(flags, extras, username);
+      const password = await passwordSource(flags, extras, username, (key) => command.getOptionValueSource(key));
       const retries: RetryInfo[] = [];
       const interrupt = onInterrupt();
       const http = await makeHttp(flags, startedAt, interrupt.signal, retries);

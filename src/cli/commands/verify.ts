@@ -36,7 +36,7 @@ export function verifyCommand(state: { exitCode: number }): Command {
     .action(async (_f: MqttFlags, command: Command) => {
       await applyConfigFile(command, say);
       const flags = command.opts<MqttFlags & { broker: string }>();
-      const deviceId = await resolveDeviceId(flags);
+      const deviceId = await resolveDeviceId(flags, (key) => command.getOptionValueSource(key));
       const store = await makeStore(flags, deviceId);
       const stages = await verifyStored(store, deviceId, flags.broker, flags);
       if (flags.json) printJson({ deviceId, broker: flags.broker, stages });
@@ -59,7 +59,16 @@ export async function verifyStored(store: CredentialStore, deviceId: string, bro
   if (!stored.pems) {
     throw new CertRetrieverError(`verify failed: no complete credentials for '${deviceId}' in ${store.location}`, { step: "verify", exitCode: ExitCode.CERT_REQUIRED, hint: "enroll first" });
   }
-  const recorded = stored.pems.profileJson ? (JSON.parse(stored.pems.profileJson) as ProfileRecord) : undefined;
+  let recorded: ProfileRecord | undefined;
+  try {
+    recorded = stored.pems.profileJson ? (JSON.parse(stored.pems.profileJson) as ProfileRecord) : undefined;
+  } catch {
+    throw new CertRetrieverError(`verify failed: the recorded profile of '${deviceId}' in ${store.location} is damaged`, {
+      step: "verify",
+      exitCode: ExitCode.CONFIG,
+      hint: "pass --profile (and --client-id/--topic), or enroll again to record it anew",
+    });
+  }
   const record: ProfileRecord = { profile: flags.profile ?? recorded?.profile ?? "generic", deviceId, tenant: recorded?.tenant, uriDomain: flags.uriDomain ?? recorded?.uriDomain };
   const [{ mqttIdentity }, { checkBroker }] = await Promise.all([import("../../profiles.js"), import("../../verify/broker.js")]);
   const identity = mqttIdentity(record);
