@@ -383,11 +383,26 @@ function printable(text: string): boolean {
   return !/[\u0000-\u0008\u000e-\u001f\ufffd]/.test(text);
 }
 
-/** Anything shaped like a JWT (three dot-separated base64url parts), never to be quoted. */
-const TOKEN_SHAPE = /[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_\-+/=]*/g;
+/** Runs of token characters long enough to hold a JWT (one character class: linear to match). */
+const TOKEN_RUN = /[A-Za-z0-9_\-+/=.]{40,}/g;
+
+/** Whether a run holds a JWT: two consecutive dot-separated parts of 16 or more base64url characters. */
+function holdsToken(run: string): boolean {
+  const parts = run.split(".");
+  const b64url = /^[\w-]{16}$/; // fixed-length tests: no backtracking on long parts
+  for (let i = 0; i + 1 < parts.length; i++) {
+    if (b64url.test(parts[i]!.slice(-16)) && b64url.test(parts[i + 1]!.slice(0, 16))) return true;
+  }
+  return false;
+}
+
+/** Replaces anything shaped like a JWT with `<token>`: nothing quoted from a reply may carry one. */
+export function redactTokens(text: string): string {
+  return text.replace(TOKEN_RUN, (run) => (holdsToken(run) ? "<token>" : run));
+}
 
 function oneLine(text: string): string {
-  const flat = text.replace(TOKEN_SHAPE, "<token>").replace(/\s+/g, " ").trim();
+  const flat = redactTokens(text).replace(/\s+/g, " ").trim();
   return flat.length > 300 ? `${flat.slice(0, 297)}...` : flat;
 }
 
