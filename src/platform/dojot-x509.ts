@@ -76,30 +76,29 @@ export class DojotX509Client implements PlatformClient {
 
 /** The CA from `GET /x509/v1/ca` (`{certificateFingerprint, caPem}`), its fingerprint checked against its content. */
 export function parseX509CaReply(reply: HttpReply): FetchedCa {
-  const step: Step = "fetch-ca";
-  if (reply.status !== 200) throw replyError(step, reply, "fetching the CA certificate", undefined);
-  requireJson(step, reply);
-  const body = jsonObject(reply);
-  const der = typeof body?.caPem === "string" ? pemToDer(body.caPem, "CERTIFICATE") : undefined;
-  if (!der || typeof body?.certificateFingerprint !== "string") {
-    throw malformed(step, reply, "a JSON object with `caPem` (a PEM certificate) and `certificateFingerprint`");
-  }
-  checkFingerprint(step, der, body.certificateFingerprint, "the CA certificate", ExitCode.CA);
+  if (reply.status !== 200) throw replyError("fetch-ca", reply, "fetching the CA certificate", undefined);
+  const { der } = pemWithFingerprint(reply, "fetch-ca", "caPem", "the CA certificate", ExitCode.CA);
   return { der };
 }
 
 /** The certificate from `POST /x509/v1/certificates` (201 `{certificateFingerprint, certificatePem}`). */
 export function parseX509CertificateReply(reply: HttpReply, deviceId: string): Issued & { fingerprint: string } {
-  const step: Step = "submit-csr";
-  if (reply.status !== 201 && reply.status !== 200) throw replyError(step, reply, `the platform refused the CSR for device '${deviceId}'`, x509Hint(reply));
+  if (reply.status !== 201 && reply.status !== 200) {
+    throw replyError("submit-csr", reply, `the platform refused the CSR for device '${deviceId}'`, x509Hint(reply));
+  }
+  return pemWithFingerprint(reply, "submit-csr", "certificatePem", "the issued certificate", ExitCode.VALIDATION);
+}
+
+/** Both replies' shape: a PEM certificate under `key` and its `certificateFingerprint`, which must match it. */
+function pemWithFingerprint(reply: HttpReply, step: Step, key: string, what: string, mismatch: ExitCode): { der: Uint8Array; fingerprint: string } {
   requireJson(step, reply);
   const body = jsonObject(reply);
-  const der = typeof body?.certificatePem === "string" ? pemToDer(body.certificatePem, "CERTIFICATE") : undefined;
-  if (!der || typeof body?.certificateFingerprint !== "string") {
-    throw malformed(step, reply, "a JSON object with `certificatePem` and `certificateFingerprint`");
-  }
-  checkFingerprint(step, der, body.certificateFingerprint, "the issued certificate", ExitCode.VALIDATION);
-  return { der, fingerprint: body.certificateFingerprint };
+  const pem = body?.[key];
+  const der = typeof pem === "string" ? pemToDer(pem, "CERTIFICATE") : undefined;
+  const fingerprint = body?.certificateFingerprint;
+  if (!der || typeof fingerprint !== "string") throw malformed(step, reply, `a JSON object with \`${key}\` (a PEM certificate) and \`certificateFingerprint\``);
+  checkFingerprint(step, der, fingerprint, what, mismatch);
+  return { der, fingerprint };
 }
 
 /** The DER inside a PEM block with `label`, or undefined. */
