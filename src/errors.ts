@@ -12,6 +12,7 @@ export type Step =
   | "build-csr"
   | "submit-csr"
   | "validate"
+  | "bind"
   | "store"
   | "verify"
   | "lab";

@@ -33,7 +33,7 @@ export const EXIT_CODE_MEANINGS: ReadonlyArray<readonly [ExitCode, string]> = [
   [ExitCode.AUTH, "authentication: the platform refused the user, password or token"],
   [ExitCode.CA, "trust: the CA certificate could not be fetched or does not match the pin, or the platform's TLS certificate is not trusted"],
   [ExitCode.KEYGEN, "key generation failed"],
-  [ExitCode.CSR, "the platform rejected the certificate request"],
+  [ExitCode.CSR, "the platform rejected the certificate request, or would not bind the issued certificate to the device (nothing was written)"],
   [ExitCode.VALIDATION, "the issued certificate failed validation (nothing was written)"],
   [ExitCode.STORAGE, "the credentials could not be stored (previous ones left intact)"],
   [ExitCode.BROKER_UNREACHABLE, "verify: the broker could not be reached"],

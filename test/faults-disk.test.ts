@@ -140,7 +140,7 @@ describe("signals and argv", () => {
         child.stdin.end(fx.lab.password);
         let stderr = "";
         child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
-        await waitFor(() => stderr.includes("[4/7] build-csr"), 20_000);
+        await waitFor(() => stderr.includes("[4/8] build-csr"), 20_000);
         // While it runs: the password is nowhere in its argv or environment.
         const cmdline = readFileSync(`/proc/${child.pid}/cmdline`, "utf8");
         const environ = readFileSync(`/proc/${child.pid}/environ`, "utf8");

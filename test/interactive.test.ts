@@ -89,8 +89,8 @@ describe.skipIf(!hasTmux)("a technician at a terminal", () => {
       term.send("Enter");
       const done = await term.waitFor(/EXIT=\d+/);
       expect(done).toMatch(/EXIT=0/);
-      expect(done).toMatch(/✔ \[1\/7\] authenticate/);
-      expect(done).toMatch(/✔ \[7\/7\] store/);
+      expect(done).toMatch(/✔ \[1\/8\] authenticate/);
+      expect(done).toMatch(/✔ \[8\/8\] store/);
       expect(done).not.toContain(lab.password);
       expect(await listFiles(join(dir, "certs"))).toEqual(["IOTmidCA.crt", "bench-7.crt", "bench-7.key"]);
       expect(openssl("verify", "-CAfile", join(dir, "certs", "IOTmidCA.crt"), join(dir, "certs", "bench-7.crt"))).toMatch(/: OK/);

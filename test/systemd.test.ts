@@ -77,7 +77,7 @@ describe("first boot, as the unit runs it", () => {
     expect((await runCli(command("ExecCondition"), { env })).code).toBe(0);
     const start = await runCli(command("ExecStart"), { env });
     expect(start.code, start.stderr).toBe(0);
-    expect(start.stderr).toMatch(/^\[1\/7\] authenticate/m); // plain lines for journald, no ticks
+    expect(start.stderr).toMatch(/^\[1\/8\] authenticate/m); // plain lines for journald, no ticks
     expect(await listFiles(join(state, "cert-retriever"))).toEqual(["IOTmidCA.crt", "boot-device.crt", "boot-device.key"]);
     expect((await runCli(command("ExecCondition"), { env })).code).toBe(1);
   });

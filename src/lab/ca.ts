@@ -18,33 +18,65 @@ export const LAB_CA_DN = "CN=IOTmidCA, O=EJBCA IOT, C=SE";
 export const RSA_SHA256 = { name: "RSASSA-PKCS1-v1_5", hash: "SHA-256", publicExponent: new Uint8Array([1, 0, 1]), modulusLength: 2048 };
 const DAY = 86_400_000;
 
-/** Loads the CA from `dir`, or creates it there (ca.key 0600, ca.crt) on first start. */
-export async function loadOrCreateCa(dir: string, crypto: CryptoProvider): Promise<LabCa> {
-  const keyPath = join(dir, "ca.key");
-  const certPath = join(dir, "ca.crt");
+/** Which of the lab's two CAs: EJBCA-REST's `IOTmidCA`, or x509-identity-mgmt's `X509 Identity CA`. */
+export type LabCaKind = "legacy" | "x509";
+
+/** Where each CA lives in the lab directory, its name, and how EJBCA creates it. */
+const CA_FILES: Record<LabCaKind, { key: string; cert: string; name: string; bits: number; days: number; dn: () => x509.JsonName | string }> = {
+  legacy: { key: "ca.key", cert: "ca.crt", name: "IOTmidCA", bits: 2048, days: 650, dn: () => LAB_CA_DN },
+  // `ejbca/bin/dojot-custom/certificate-authorities-creation.sh` at dojot v0.5.0 (and `iam/ejbca/…` at
+  // v0.8.0): `ca init --dn "CN=X509 Identity CA,O=dojot IoT Platform,OU=Certificate Issuer,UID=c-0<16 hex>"`,
+  // RSA 4096 (`BATCH_KEY_BIT_LENGTH`), SHA256WithRSA, `-v 365`. EJBCA writes the DN in LDAP order.
+  x509: {
+    key: "x509-ca.key",
+    cert: "x509-ca.crt",
+    name: "X509 Identity CA",
+    bits: 4096,
+    days: 365,
+    dn: (): x509.JsonName => [
+      { O: ["dojot IoT Platform"] },
+      { OU: ["Certificate Issuer"] },
+      { CN: ["X509 Identity CA"] },
+      { [UID_OID]: [`c-0${randomBytes(8).toString("hex")}`] },
+    ],
+  },
+};
+
+/** The `userid` (UID) attribute. */
+const UID_OID = "0.9.2342.19200300.100.1.1";
+
+/** Loads the CA of `kind` from `dir`, or creates it there (key 0600, certificate) on first use. */
+export async function loadOrCreateCa(dir: string, crypto: CryptoProvider, kind: LabCaKind = "legacy"): Promise<LabCa> {
+  const files = CA_FILES[kind];
+  const keyPath = join(dir, files.key);
+  const certPath = join(dir, files.cert);
   try {
     const [keyPem, certPem] = await Promise.all([readFile(keyPath, "utf8"), readFile(certPath, "utf8")]);
     const key = await crypto.subtle.importKey("pkcs8", x509.PemConverter.decodeFirst(keyPem), RSA_SHA256, false, ["sign"]);
-    return { name: "IOTmidCA", cert: new x509.X509Certificate(certPem), key };
+    return { name: files.name, cert: new x509.X509Certificate(certPem), key };
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
   }
-  const { cert, keys } = await createCa(LAB_CA_DN, crypto);
+  const { cert, keys } = await createCa(files.dn(), crypto, { bits: files.bits, days: files.days });
   await writeNew(keyPath, await privateKeyPem(keys.privateKey, crypto), 0o600);
   await writeNew(certPath, toPem(cert.rawData, "CERTIFICATE"), 0o644);
-  return { name: "IOTmidCA", cert, key: keys.privateKey };
+  return { name: files.name, cert, key: keys.privateKey };
 }
 
-/** A new self-signed RSA CA named `dn`, valid 650 days (in memory). */
-export async function createCa(dn: string, crypto: CryptoProvider): Promise<{ cert: x509.X509Certificate; keys: CryptoKeyPair }> {
-  const keys = (await crypto.subtle.generateKey(RSA_SHA256, true, ["sign", "verify"])) as CryptoKeyPair;
+/** A new self-signed RSA CA named `dn` (2048 bits, 650 days unless told), in memory. */
+export async function createCa(
+  dn: x509.JsonName | string,
+  crypto: CryptoProvider,
+  size: { bits: number; days: number } = { bits: 2048, days: 650 },
+): Promise<{ cert: x509.X509Certificate; keys: CryptoKeyPair }> {
+  const keys = (await crypto.subtle.generateKey({ ...RSA_SHA256, modulusLength: size.bits }, true, ["sign", "verify"])) as CryptoKeyPair;
   const now = Date.now();
   const cert = await x509.X509CertificateGenerator.createSelfSigned(
     {
       serialNumber: randomSerial(),
       name: dn,
       notBefore: new Date(now - 60_000),
-      notAfter: new Date(now + 650 * DAY),
+      notAfter: new Date(now + size.days * DAY),
       keys,
       signingAlgorithm: RSA_SHA256,
       extensions: [
@@ -58,16 +90,79 @@ export async function createCa(dn: string, crypto: CryptoProvider): Promise<{ ce
   return { cert, keys };
 }
 
-/** What the certificate profile allows; `cfree` is dojot's CFREE, `open` also takes ECDSA and URI names. */
+/** What the certificate profile allows; `cfree` is dojot's CFREE, `open` also takes ECDSA keys. */
 export type CertProfile = "cfree" | "open";
 
 /** A CSR the profile refuses, with EJBCA-like wording (the exact EJBCA texts are not in dojot's sources). */
 export class ProfileRefusal extends Error {}
 
+/** Parses a PKCS#10 request as EJBCA does before signing; its proof of possession must verify. */
+export async function parseSignedCsr(csrDer: Uint8Array, crypto: CryptoProvider): Promise<x509.Pkcs10CertificateRequest> {
+  let csr: x509.Pkcs10CertificateRequest;
+  try {
+    csr = new x509.Pkcs10CertificateRequest(new Uint8Array(csrDer));
+  } catch {
+    throw new ProfileRefusal("Error decoding PKCS10 request: not a valid certification request.");
+  }
+  let popo = false;
+  try {
+    popo = await csr.verify(crypto);
+  } catch {
+    // WebCrypto cannot verify every curve; EJBCA would refuse those requests too.
+  }
+  if (!popo) throw new ProfileRefusal("Verification of signature (popo) on PKCS#10 request failed.");
+  return csr;
+}
+
+/** What EJBCA needs to sign one certificate under a certificate profile. */
+export interface EjbcaSigning {
+  ca: LabCa;
+  csr: x509.Pkcs10CertificateRequest;
+  subject: x509.JsonName;
+  /** The profile's own extensions (basicConstraints, key usages, SKI, AKI, …). */
+  profileExtensions: x509.Extension[];
+  /**
+   * The profile's "Allow Extension Override" (`allowextensionoverride`): the request's extensions
+   * (SANs, key usages, …) go into the certificate, and the profile adds only those it lacks.
+   */
+  extensionOverride: boolean;
+  notBefore: Date;
+  notAfter: Date;
+  /** Certifies another key than the CSR's (a fault: a certificate for the wrong key). */
+  publicKey?: CryptoKey;
+}
+
+/**
+ * Signs as EJBCA's X509CA.generateCertificate does: with extension override, every extension of
+ * the request first, then the profile's standard extensions whose OID the request did not bring
+ * (Keyfactor/ejbca-ce `X509CA.java`: "First we check if there is general extension override, and
+ * add all extensions from the request"); the end is capped at the CA's own end, as EJBCA does.
+ */
+export async function signAsEjbca(s: EjbcaSigning, crypto: CryptoProvider): Promise<x509.X509Certificate> {
+  const requested = s.extensionOverride ? s.csr.extensions : [];
+  const present = new Set(requested.map((e) => e.type));
+  const extensions = [...requested, ...s.profileExtensions.filter((e) => !present.has(e.type))];
+  const caEnd = s.ca.cert.notAfter.getTime();
+  return x509.X509CertificateGenerator.create(
+    {
+      serialNumber: randomSerial(),
+      subject: s.subject,
+      issuer: s.ca.cert.subjectName,
+      notBefore: s.notBefore,
+      notAfter: new Date(Math.min(s.notAfter.getTime(), caEnd)),
+      publicKey: s.publicKey ?? s.csr.publicKey,
+      signingKey: s.ca.key,
+      signingAlgorithm: RSA_SHA256,
+      extensions,
+    },
+    crypto,
+  );
+}
+
 /**
  * Signs a CSR as EJBCA with CFREE/EMPTY_CFREE would: proof of possession checked, key checked
- * against the profile, subject from the end entity (`CN=<username>`), DNS and IP SANs kept
- * (URI too with `open`), the CFREE key usages, 730 days.
+ * against the profile, subject from the end entity (`CN=<username>`), the request's extensions kept
+ * (CFREE allows extension override) else the CFREE key usages, 730 days.
  */
 export async function issueCertificate(
   ca: LabCa,
@@ -76,20 +171,12 @@ export async function issueCertificate(
   profile: CertProfile,
   crypto: CryptoProvider,
   overrides: { notBefore?: Date; notAfter?: Date; publicKey?: CryptoKey } = {},
+  extensionOverride = true,
 ): Promise<x509.X509Certificate> {
-  let csr: x509.Pkcs10CertificateRequest;
-  try {
-    csr = new x509.Pkcs10CertificateRequest(new Uint8Array(csrDer));
-  } catch {
-    throw new ProfileRefusal("Error decoding PKCS10 request: not a valid certification request.");
-  }
-  if (!(await csr.verify(crypto))) throw new ProfileRefusal("Verification of signature (popo) on PKCS#10 request failed.");
+  const csr = await parseSignedCsr(csrDer, crypto);
   checkKey(csr.publicKey, profile);
-  const san = csr.getExtension("2.5.29.17") as x509.SubjectAlternativeNameExtension | null;
-  const requested = san?.names.toJSON() ?? [];
-  const kept = requested.filter((n) => n.type === "dns" || n.type === "ip" || (profile === "open" && n.type === "url"));
   const now = Date.now();
-  const extensions: x509.Extension[] = [
+  const profileExtensions: x509.Extension[] = [
     new x509.BasicConstraintsExtension(false, undefined, false),
     new x509.KeyUsagesExtension(
       x509.KeyUsageFlags.digitalSignature |
@@ -102,18 +189,16 @@ export async function issueCertificate(
     await x509.AuthorityKeyIdentifierExtension.create(ca.cert.publicKey, false, crypto),
     await x509.SubjectKeyIdentifierExtension.create(overrides.publicKey ?? csr.publicKey, false, crypto),
   ];
-  if (kept.length > 0) extensions.push(new x509.SubjectAlternativeNameExtension(kept, false));
-  return x509.X509CertificateGenerator.create(
+  return signAsEjbca(
     {
-      serialNumber: randomSerial(),
+      ca,
+      csr,
       subject: [{ CN: [username] }],
-      issuer: ca.cert.subjectName,
+      profileExtensions,
+      extensionOverride,
       notBefore: overrides.notBefore ?? new Date(now - 60_000),
       notAfter: overrides.notAfter ?? new Date(now + 730 * DAY),
-      publicKey: overrides.publicKey ?? csr.publicKey,
-      signingKey: ca.key,
-      signingAlgorithm: RSA_SHA256,
-      extensions,
+      publicKey: overrides.publicKey,
     },
     crypto,
   );
@@ -136,7 +221,8 @@ function checkKey(key: x509.PublicKey, profile: CertProfile): void {
   throw new ProfileRefusal(`Illegal key algorithm used: ${spki.asymmetricKeyType === "ec" ? "ECDSA" : spki.asymmetricKeyType}.`);
 }
 
-function randomSerial(): string {
+/** A positive 128-bit serial number without a leading zero byte. */
+export function randomSerial(): string {
   const bytes = randomBytes(16);
   bytes[0]! &= 0x7f; // positive
   bytes[0]! |= 0x01; // no leading zero byte

@@ -23,8 +23,21 @@ export interface LabState {
   jwtSecret: string;
   users: Record<string, LabUser>;
   devices: Record<string, EndEntity>;
-  /** Certificates x509-identity-mgmt issued, by fingerprint (hex, no colons). */
-  certificates?: Record<string, { tenant: string; pem: string; belongsTo: { device: string } | null }>;
+  /** Certificates x509-identity-mgmt issued, by fingerprint as it stores them (uppercase hex pairs with colons). */
+  x509Certificates?: Record<string, X509Record>;
+}
+
+/** x509-identity-mgmt's certificate record (`CertificateModel`; v0.7+ adds `subjectDN` and `validity`). */
+export interface X509Record {
+  pem: string;
+  subjectDN?: string;
+  validity?: { notBefore: string; notAfter: string };
+  belongsTo: { device?: string };
+  tenant: string;
+  issuedByDojotPki: boolean;
+  autoRegistered: boolean;
+  createdAt: string;
+  modifiedAt?: string;
 }
 
 const STATE_FILE = "state.json";

@@ -26,3 +26,8 @@ export function sha256Fingerprint(cert: x509.X509Certificate): string {
 export function commonName(cert: x509.X509Certificate): string | undefined {
   return cert.subjectName.getField("CN")[0];
 }
+
+/** A DN as text with the names openssl prints, UID included (x509-identity-mgmt's CA carries one). */
+export function displayName(name: x509.Name): string {
+  return new x509.Name(name.toJSON(), { UID: "0.9.2342.19200300.100.1.1" }).toString();
+}

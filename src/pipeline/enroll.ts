@@ -4,18 +4,17 @@ import { ExitCode } from "../exit-codes.js";
 import { generateKeyPair, privateKeyPem, spkiDer, toPem, type KeyType } from "../crypto/keys.js";
 import type { CryptoProvider } from "../crypto/provider.js";
 import { API_TRAITS, type PlatformClient, type Session } from "../platform/types.js";
-import { X509_CN_RULE } from "../platform/dojot-x509.js";
 import type { ProfileName, ProfileRecord } from "../profiles.js";
 import { FilesStore, type CredentialPaths } from "../store/files-store.js";
 import type { CredentialStore } from "../store/types.js";
 import { checkPin, inspectCredentials } from "./inspect.js";
 import { buildCsr, type SubjectAltNames } from "./build-csr.js";
-import { parseCertificate, sha256Fingerprint } from "./certificate.js";
-import { CLOCK_TOLERANCE_MS, describeSkew, missingSans, validateCertificate } from "./validate.js";
+import { displayName, parseCertificate, sha256Fingerprint } from "./certificate.js";
+import { checkProfileIdentity, CLOCK_TOLERANCE_MS, describeSkew, missingSans, validateCertificate } from "./validate.js";
 import { faultPoint } from "../fault.js";
 
 /** The enrollment steps, in the order they run. */
-export const ENROLL_STEPS = ["authenticate", "fetch-ca", "generate-key", "build-csr", "submit-csr", "validate", "store"] as const;
+export const ENROLL_STEPS = ["authenticate", "fetch-ca", "generate-key", "build-csr", "submit-csr", "validate", "bind", "store"] as const;
 
 /** One of {@link ENROLL_STEPS}. */
 export type EnrollStep = (typeof ENROLL_STEPS)[number];
@@ -138,14 +137,16 @@ export async function enroll(opts: EnrollOptions, onEvent: (e: EnrollEvent) => v
         return fetched;
       },
       (c) =>
-        `CA ${c.subject}, SHA-256 ${sha256Fingerprint(c)}${opts.caFingerprint ? " (matches the pin)" : " (not pinned: pin it with --ca-fingerprint)"}; API ${API_TRAITS[opts.platform.api()].title}`,
+        `CA ${displayName(c.subjectName)}, SHA-256 ${sha256Fingerprint(c)}${opts.caFingerprint ? " (matches the pin)" : " (not pinned: pin it with --ca-fingerprint)"}; API ${API_TRAITS[opts.platform.api()].title}`,
     );
     const traits = API_TRAITS[opts.platform.api()];
-    if (opts.platform.api() === "dojot" && !X509_CN_RULE.test(opts.deviceId)) {
-      throw new CertRetrieverError(
-        `build-csr refused: the device id '${opts.deviceId}' cannot be the CN x509-identity-mgmt accepts (letters, digits and spaces only, as dojot v0.5-v0.6 require)`,
-        { step: "usage", exitCode: ExitCode.USAGE, hint: "use the platform's device id (dojot's are hex), or --api dojot-legacy for an EJBCA-REST platform" },
-      );
+    const idProblem = opts.platform.deviceIdProblem?.(opts.deviceId);
+    if (idProblem) {
+      throw new CertRetrieverError(`${idProblem}; no key was made and no request sent for it`, {
+        step: "usage",
+        exitCode: ExitCode.USAGE,
+        hint: "use the platform's device id (dojot's are hex), or --api dojot-legacy for an EJBCA-REST platform",
+      });
     }
     const keyType = opts.keyType ?? traits.keyType;
     const keys = await run(
@@ -160,14 +161,15 @@ export async function enroll(opts: EnrollOptions, onEvent: (e: EnrollEvent) => v
       () => `${keyType} key generated on this device${opts.keyType ? "" : " (the API's preferred key)"}`,
     );
     const csr = await run("build-csr", () => buildCsr(opts.deviceId, keys, opts.sans, opts.crypto), () => `CSR for CN=${opts.deviceId}`);
-    const cert = await run(
+    const issued = await run(
       "submit-csr",
       async () => {
-        const issued = await opts.platform.submitCsr(session, { deviceId: opts.deviceId, csrDer: new Uint8Array(csr.rawData) });
-        return parseCertificate(issued.der, "the certificate the platform sent", "validate", ExitCode.VALIDATION);
+        const reply = await opts.platform.submitCsr(session, { deviceId: opts.deviceId, csrDer: new Uint8Array(csr.rawData) });
+        return { reply, cert: parseCertificate(reply.der, "the certificate the platform sent", "validate", ExitCode.VALIDATION) };
       },
-      (c) => `certificate ${c.serialNumber} issued`,
+      ({ cert: c }) => `certificate ${c.serialNumber} issued`,
     );
+    const cert = issued.cert;
     await run(
       "validate",
       async () => {
@@ -187,10 +189,17 @@ export async function enroll(opts: EnrollOptions, onEvent: (e: EnrollEvent) => v
         if (clockSkewMs !== undefined && Math.abs(clockSkewMs) > CLOCK_TOLERANCE_MS) {
           onEvent({ type: "note", message: `this device's clock is ${describeSkew(clockSkewMs)} the platform's; TLS connections may fail until it is synchronised` });
         }
+        checkProfileIdentity(cert, opts.profile?.name ?? "generic", opts.sans);
         const missing = missingSans(cert, opts.sans);
         if (missing.length > 0) onEvent({ type: "note", message: `the platform left out requested names: ${missing.join(", ")}` });
       },
       () => `key, signature, validity and subject checked`,
+    );
+    // Only a certificate that passed validation changes anything more on the platform.
+    await run(
+      "bind",
+      async () => (opts.platform.bind ? opts.platform.bind(session, issued.reply, opts.deviceId) : `not needed: ${traits.title} issues to the device's own end entity`),
+      (detail) => detail,
     );
     await run(
       "store",
@@ -233,8 +242,8 @@ function describe(cert: x509.X509Certificate, store: CredentialStore, deviceId: 
     store: { kind: store.kind, location: store.location, files: store instanceof FilesStore ? store.paths : undefined },
     serialNumber: cert.serialNumber,
     sha256Fingerprint: sha256Fingerprint(cert),
-    subject: cert.subject,
-    issuer: cert.issuer,
+    subject: displayName(cert.subjectName),
+    issuer: displayName(cert.issuerName),
     notBefore: cert.notBefore.toISOString(),
     notAfter: cert.notAfter.toISOString(),
     steps,

@@ -107,6 +107,25 @@ export function describeSkew(skewMs: number): string {
   return `${parts.join(" ") || "0 s"} ${skewMs > 0 ? "behind" : "ahead of"}`;
 }
 
+/**
+ * A profile's identity element must be in the certificate as the broker reads it: amqtt's
+ * CertificateAuthPlugin takes the device from the first URI SAN (`spiffe://<domain>/device/<id>`).
+ * A platform that drops the CSR's SANs (EJBCA with "Allow Extension Override" off) would issue a
+ * certificate the broker refuses: a validation failure, before anything is written.
+ */
+export function checkProfileIdentity(cert: x509.X509Certificate, profile: string, requested: SubjectAltNames): void {
+  const wanted = requested.uri[0];
+  if (profile !== "amqtt" || !wanted) return;
+  const uris = (cert.getExtension(x509.SubjectAlternativeNameExtension)?.names.toJSON() ?? []).filter((n) => n.type === "url").map((n) => n.value);
+  if (uris[0] === wanted) return;
+  const found = uris.length === 0 ? "it has no URI SAN" : `its first URI SAN is ${uris[0]}`;
+  throw new CertRetrieverError(`validate failed: the certificate lacks the URI SAN ${wanted} that the amqtt broker identifies the device by (${found}); nothing was written`, {
+    step: "validate",
+    exitCode: ExitCode.VALIDATION,
+    hint: "the platform dropped the CSR's subject alternative names: its certificate profile must keep them (EJBCA: enable 'Allow Extension Override' in the certificate profile)",
+  });
+}
+
 /** The requested SANs that the issued certificate does not carry (profiles may drop some). */
 export function missingSans(cert: x509.X509Certificate, requested: SubjectAltNames): string[] {
   const ext = cert.getExtension(x509.SubjectAlternativeNameExtension);

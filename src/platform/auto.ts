@@ -1,9 +1,9 @@
 import { CertRetrieverError } from "../errors.js";
 import { ExitCode } from "../exit-codes.js";
 import { DojotLegacyClient, parseCaReply } from "./dojot-legacy.js";
-import { DojotX509Client, parseX509CaReply } from "./dojot-x509.js";
+import { DojotX509Client } from "./dojot-x509.js";
 import { jsonObject, platformSays, type HttpReply } from "./http.js";
-import type { FetchedCa, Issued, PlatformApi, PlatformClient, Session, SignRequest } from "./types.js";
+import { API_TRAITS, type FetchedCa, type Issued, type PlatformApi, type PlatformClient, type Session, type SignRequest } from "./types.js";
 
 /**
  * `--api auto`: finds out which generation answers, by the content of the replies and not their
@@ -34,29 +34,50 @@ export class AutoPlatformClient implements PlatformClient {
 
   async fetchCa(session: Session): Promise<FetchedCa> {
     const modern = await this.x509.caReply(session);
-    if (typeof jsonObject(modern)?.caPem === "string") return this.choose(this.x509, () => parseX509CaReply(modern));
+    if (typeof jsonObject(modern)?.caPem === "string") return this.choose(this.x509, () => this.x509.adoptCa(modern, session));
     const legacy = await this.legacy.caReply(session);
     // Anything but "no such route" from EJBCA-REST is that API speaking, even to refuse or to garble: let it explain.
-    if (typeof jsonObject(legacy)?.certificate === "string" || legacy.status !== 404) return this.choose(this.legacy, () => parseCaReply(legacy, this.legacy.caName));
-    if (answered(modern)) return this.choose(this.x509, () => parseX509CaReply(modern));
+    if (typeof jsonObject(legacy)?.certificate === "string" || !noRoute(legacy)) return this.choose(this.legacy, async () => parseCaReply(legacy, this.legacy.caName));
+    // x509-identity-mgmt speaks JSON even to refuse; a page there is dojot v0.4's GUI route.
+    if (!noRoute(modern) && (jsonObject(modern) || modern.status === 401 || modern.status === 403)) return this.choose(this.x509, () => this.x509.adoptCa(modern, session));
     throw new CertRetrieverError(
       `fetch-ca failed: neither dojot API answered: GET /x509/v1/ca gave HTTP ${modern.status} (${platformSays(modern)}) and GET /ca/<name> gave HTTP ${legacy.status} (${platformSays(legacy)})`,
       { step: "fetch-ca", exitCode: ExitCode.CA, hint: "check --platform (dojot's gateway, port 8000), or choose the API with --api" },
     );
   }
 
-  private choose(client: DojotLegacyClient | DojotX509Client, parse: () => FetchedCa): FetchedCa {
+  private choose(client: DojotLegacyClient | DojotX509Client, parse: () => Promise<FetchedCa>): Promise<FetchedCa> {
     this.chosen = client;
     return parse();
   }
 
+  deviceIdProblem(deviceId: string): string | undefined {
+    return this.chosen instanceof DojotX509Client ? this.chosen.deviceIdProblem(deviceId) : undefined;
+  }
+
   submitCsr(session: Session, req: SignRequest): Promise<Issued> {
-    if (!this.chosen) throw new Error("submitCsr before fetchCa: the API is not detected yet");
-    return this.chosen.submitCsr(session, req);
+    return this.detectedClient().submitCsr(session, req);
+  }
+
+  async bind(session: Session, issued: Issued, deviceId: string): Promise<string> {
+    const client = this.detectedClient();
+    return client instanceof DojotX509Client ? client.bind(session, issued, deviceId) : `not needed: ${API_TRAITS[client.api()].title} issues to the device's own end entity`;
+  }
+
+  private detectedClient(): DojotLegacyClient | DojotX509Client {
+    if (!this.chosen) throw new Error("a request before fetchCa: the API is not detected yet");
+    return this.chosen;
   }
 }
 
-/** Whether a reply comes from the API itself (JSON, not a 404 for a route the gateway lacks). */
-function answered(reply: HttpReply): boolean {
-  return reply.status !== 404 && (jsonObject(reply) !== undefined || reply.status === 401 || reply.status === 403);
+/**
+ * Whether a reply is a 404 that says "no such route" rather than an API refusing: from Kong
+ * (`{"message":"no route and no API found with those values"}`), from the service behind it
+ * (x509-identity-mgmt v0.5 `{"message":"Not Found"}`, v0.7+ `{"error":"Not Found"}`), or a page.
+ */
+export function noRoute(reply: HttpReply): boolean {
+  if (reply.status !== 404) return false;
+  const body = jsonObject(reply);
+  const says = typeof body?.message === "string" ? body.message : typeof body?.error === "string" ? body.error : undefined;
+  return !body || says === "Not Found" || says === "no route and no API found with those values";
 }

@@ -12,14 +12,37 @@ export interface DojotX509Options {
   http: HttpClient;
 }
 
-/** v0.5-v0.6 accept only this CN (the server then prefixes the tenant). */
+/** v0.5-v0.6 accept only this CN (the server then prefixes the tenant): `allowedAttrsConstraints` at v0.5.0. */
 export const X509_CN_RULE = /^[0-9A-Za-z ]{1,255}$/;
+/** v0.7+ bind a certificate only to a device id of this form: `belongsTo.device` in `schemas/defs.json` at v0.7.0/v0.8.0. */
+export const X509_DEVICE_RULE = /^[0-9a-fA-F-]{5,36}$/;
+
+/** The x509-identity-mgmt release line answering: v0.5-v0.6 or v0.7+ (they differ in rules and error shapes). */
+export type X509Generation = "v0.5" | "v0.7";
+
+/**
+ * Why `deviceId` cannot work with x509-identity-mgmt, or undefined. v0.5-v0.6 put it in the CN
+ * (letters, digits, spaces); v0.7+ bind the certificate to it (hex and '-', 5-36). Before the
+ * generation is known, only an id that suits neither is refused.
+ */
+export function x509DeviceIdProblem(deviceId: string, generation?: X509Generation): string | undefined {
+  const cn = X509_CN_RULE.test(deviceId);
+  const bindable = X509_DEVICE_RULE.test(deviceId);
+  if (generation === "v0.5" && !cn) return `the device id '${deviceId}' cannot be the CN dojot v0.5-v0.6 accept (letters, digits and spaces only)`;
+  if (generation === "v0.7" && !bindable) return `the device id '${deviceId}' cannot be bound to its certificate on dojot v0.7+ (5-36 hex digits or '-')`;
+  if (!generation && !cn && !bindable) {
+    return `the device id '${deviceId}' suits no x509-identity-mgmt release (dojot v0.5-v0.6 take a CN of letters, digits and spaces; v0.7+ bind 5-36 hex digits or '-')`;
+  }
+  return undefined;
+}
 
 /**
  * dojot >= v0.5 through Kong: `POST /auth`, `GET /x509/v1/ca`, `POST /x509/v1/certificates`, and
- * the binding of the certificate to the device that v0.7+ needs (protocol notes, section 5).
+ * on v0.7+ the binding of the certificate to the device (protocol notes, section 5).
  */
 export class DojotX509Client implements PlatformClient {
+  private generation: X509Generation | undefined;
+
   constructor(private readonly opts: DojotX509Options) {}
 
   api(): PlatformApi {
@@ -36,7 +59,7 @@ export class DojotX509Client implements PlatformClient {
   }
 
   async fetchCa(session: Session): Promise<FetchedCa> {
-    return parseX509CaReply(await this.caReply(session));
+    return this.adoptCa(await this.caReply(session), session);
   }
 
   /** The raw reply of `GET /x509/v1/ca`, for API detection. */
@@ -44,29 +67,68 @@ export class DojotX509Client implements PlatformClient {
     return this.opts.http.json("fetch-ca", this.url("/x509/v1/ca"), { method: "GET", headers: bearer(session) });
   }
 
+  /** The CA from a `GET /x509/v1/ca` reply; then finds out which release line answers. */
+  async adoptCa(reply: HttpReply, session: Session): Promise<FetchedCa> {
+    const ca = parseX509CaReply(reply);
+    this.generation = await this.detectGeneration(session, ca.der);
+    return ca;
+  }
+
+  /**
+   * Looks up a certificate that is not there (the CA's own fingerprint, without colons): v0.5-v0.6
+   * answer 404 `{"message": "No records found …"}` (errors are `{message}` there, and the
+   * fingerprint must carry colons); v0.7+ normalise it and answer `{"error": …}`. Undefined when
+   * the reply says neither (a gateway that denies the read, say).
+   */
+  private async detectGeneration(session: Session, caDer: Uint8Array): Promise<X509Generation | undefined> {
+    const fp = createHash("sha256").update(caDer).digest("hex").toUpperCase();
+    const reply = await this.opts.http.json("fetch-ca", this.url(`/x509/v1/certificates/${fp}`), { method: "GET", headers: bearer(session) });
+    const body = jsonObject(reply);
+    if (reply.status === 200 || (reply.status === 404 && typeof body?.error === "string")) return "v0.7";
+    if (reply.status === 404 && typeof body?.message === "string") return "v0.5";
+    return undefined;
+  }
+
+  /** The release line found by {@link fetchCa}, and what it means for the device. */
+  describe(): string {
+    return this.generation === "v0.5" ? "dojot v0.5-v0.6 rules" : this.generation === "v0.7" ? "dojot v0.7+ rules" : "release not recognised, dojot v0.7+ rules assumed";
+  }
+
+  deviceIdProblem(deviceId: string): string | undefined {
+    return x509DeviceIdProblem(deviceId, this.generation ?? "v0.7");
+  }
+
   async submitCsr(session: Session, req: SignRequest): Promise<Issued> {
     // The whole PEM with real line breaks and no trailing newline (v0.5's pattern refuses one).
     const csr = toPem(req.csrDer, "CERTIFICATE REQUEST").trimEnd();
     const reply = await this.opts.http.json("submit-csr", this.url("/x509/v1/certificates"), { method: "POST", headers: bearer(session), body: { csr }, once: true });
-    const issued = parseX509CertificateReply(reply, req.deviceId);
-    await this.bind(session, issued.fingerprint, req.deviceId);
-    return issued;
+    return parseX509CertificateReply(reply, req.deviceId);
   }
 
   /**
-   * Binds the certificate to the device (`PATCH …/certificates/<fp>` `{belongsTo: {device}}` ->
-   * 204), so that VerneMQ v0.7+ finds its owner by fingerprint. v0.5-v0.6 have no such route
-   * (Express answers a bare 404) and need no binding: the CN carries the identity there.
+   * Ties the validated certificate to the device where the release needs it. v0.7+:
+   * `PATCH …/certificates/<fp>` `{belongsTo: {device}}` -> 204, so that VerneMQ finds the owner by
+   * fingerprint. v0.5-v0.6 have the route too, but VerneMQ identifies the device by the CN
+   * `<tenant>:<device>` there, and their schema takes only ten-hex-digit ids: no binding.
    */
-  private async bind(session: Session, fingerprint: string, deviceId: string): Promise<void> {
-    const reply = await this.opts.http.json("submit-csr", this.url(`/x509/v1/certificates/${fingerprint.replace(/:/g, "")}`), {
+  async bind(session: Session, issued: Issued, deviceId: string): Promise<string> {
+    if (this.generation === "v0.5") return `not needed: dojot v0.5-v0.6 identify the device by its CN`;
+    const fingerprint = issued.fingerprint ?? "";
+    // The fingerprint as the platform gave it (with colons): v0.7+ also take it without.
+    const reply = await this.opts.http.json("bind", this.url(`/x509/v1/certificates/${fingerprint}`), {
       method: "PATCH",
       headers: bearer(session),
       body: { belongsTo: { device: deviceId } },
     });
-    if (reply.status === 204 || reply.status === 200) return;
-    if (reply.status === 404 && !jsonObject(reply)) return; // no such route: a v0.5-v0.6 platform
-    throw replyError("submit-csr", reply, `binding the certificate to device '${deviceId}' failed`, "the device must exist on the platform for this tenant (dojot v0.7+ checks)");
+    if (reply.status === 204 || reply.status === 200) return `certificate bound to device ${deviceId} (${this.describe()})`;
+    throw replyError(
+      "bind",
+      reply,
+      `the platform issued certificate ${fingerprint} but did not bind it to device '${deviceId}'`,
+      /was not found for tenant/i.test(platformSays(reply))
+        ? `create the device on the platform for this user's tenant and run again; nothing was written, and the unbound certificate stays on the platform until removed (DELETE /x509/v1/certificates/${fingerprint})`
+        : `nothing was written; the unbound certificate stays on the platform until removed (DELETE /x509/v1/certificates/${fingerprint})`,
+    );
   }
 
   private url(path: string): URL {
@@ -82,7 +144,7 @@ export function parseX509CaReply(reply: HttpReply): FetchedCa {
 }
 
 /** The certificate from `POST /x509/v1/certificates` (201 `{certificateFingerprint, certificatePem}`). */
-export function parseX509CertificateReply(reply: HttpReply, deviceId: string): Issued & { fingerprint: string } {
+export function parseX509CertificateReply(reply: HttpReply, deviceId: string): Issued {
   if (reply.status !== 201 && reply.status !== 200) {
     throw replyError("submit-csr", reply, `the platform refused the CSR for device '${deviceId}'`, x509Hint(reply));
   }
@@ -125,6 +187,5 @@ function x509Hint(reply: HttpReply): string | undefined {
   const says = platformSays(reply);
   if (/RSA public key length|elliptical curve|public key algorithm/i.test(says)) return "use --key-type ec-p256 (or rsa-2048 and up)";
   if (/SubjectDN/i.test(says)) return "dojot v0.5-v0.6 accept a CN of letters, digits and spaces only: use the platform's device id";
-  if (/was not found for tenant/i.test(says)) return "create the device on the platform (for this user's tenant) first";
   return undefined;
 }

@@ -316,6 +316,7 @@ export function stepExitCode(step: Step): ExitCode {
     case "fetch-ca":
       return ExitCode.CA;
     case "submit-csr":
+    case "bind":
       return ExitCode.CSR;
     case "validate":
       return ExitCode.VALIDATION;

@@ -23,6 +23,8 @@ export interface SignRequest {
 /** The issued certificate, DER-encoded, as the platform delivered it. */
 export interface Issued {
   der: Uint8Array;
+  /** The platform's own name for it (x509-identity-mgmt: the SHA-256 fingerprint it gave). */
+  fingerprint?: string;
 }
 
 /**
@@ -38,6 +40,13 @@ export interface PlatformClient {
   submitCsr(session: Session, req: SignRequest): Promise<Issued>;
   /** Which API this is (known after fetchCa for an auto-detecting client). */
   api(): PlatformApi;
+  /** Why the device id cannot work on this platform, or undefined; asked after fetchCa, before any key is made. */
+  deviceIdProblem?(deviceId: string): string | undefined;
+  /**
+   * After validation, before anything is written: ties the certificate to the device where the
+   * platform needs it. Returns what was done, for the step's line.
+   */
+  bind?(session: Session, issued: Issued, deviceId: string): Promise<string>;
 }
 
 /** The platform APIs cert-retriever speaks. */

@@ -24,7 +24,7 @@ export async function tempDir(prefix = "cr-test-"): Promise<string> {
 }
 
 /** Starts a lab with a new CA in a temporary directory. */
-export async function startTestLab(opts: { certProfile?: CertProfile; autoRegister?: boolean; tokenLifetime?: number } = {}): Promise<TestLab> {
+export async function startTestLab(opts: { certProfile?: CertProfile; autoRegister?: boolean; tokenLifetime?: number; extensionOverride?: boolean } = {}): Promise<TestLab> {
   const dir = await tempDir("cr-lab-");
   const password = `lab-${Math.random().toString(36).slice(2)}-secret`;
   SECRETS.add(password);
@@ -37,6 +37,7 @@ export async function startTestLab(opts: { certProfile?: CertProfile; autoRegist
     autoRegister: opts.autoRegister ?? false,
     adminPassword: password,
     tokenLifetime: opts.tokenLifetime ?? 420,
+    extensionOverride: opts.extensionOverride,
   });
   return {
     ...lab,

@@ -85,10 +85,9 @@ async function runEnroll(command: Command): Promise<number> {
   if (flags.keyType !== undefined && !isKeyType(flags.keyType)) throw usageError(`unknown key type '${flags.keyType}'`);
   const keyType = flags.keyType as KeyType | undefined;
   if (flags.api === "dojot") {
-    const { X509_CN_RULE } = await import("../../platform/dojot-x509.js");
-    if (!X509_CN_RULE.test(deviceId)) {
-      throw usageError(`the device id '${deviceId}' cannot be the CN x509-identity-mgmt accepts (letters, digits and spaces only, as dojot v0.5-v0.6 require)`, "use the platform's device id (dojot's are hex)");
-    }
+    // Which release answers is known only after fetch-ca; an id no release can use is refused now.
+    const problem = (await import("../../platform/dojot-x509.js")).x509DeviceIdProblem(deviceId);
+    if (problem) throw usageError(problem, "use the platform's device id (dojot's are hex)");
   }
   const { profileSans } = await import("../../profiles.js");
   const sans = profileSans(flags.profile ?? "generic", deviceId, flags.uriDomain, checkSans(flags.dns, flags.ip, flags.uri));

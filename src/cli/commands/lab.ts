@@ -5,8 +5,11 @@ import { say } from "../output.js";
 
 const LAB_HELP = `
 The lab platform speaks dojot's EJBCA-REST API behind Kong (POST /auth, GET /ca/<name>,
-POST /sign/<device>/pkcs10) so the agent can be run and tested without a dojot deployment.
-Its CA (CN=IOTmidCA, O=EJBCA IOT, C=SE) and state are kept in --dir and survive a restart.
+POST /sign/<device>/pkcs10) and, with --api x509 or both, x509-identity-mgmt's
+(GET /x509/v1/ca, POST /x509/v1/certificates, GET|PATCH|DELETE /x509/v1/certificates/<fp>) with
+the rules of dojot v0.5-v0.6 or v0.7-v0.8, so the agent can be run and tested without a dojot
+deployment. Its CAs (CN=IOTmidCA, O=EJBCA IOT, C=SE for EJBCA-REST; the X509 Identity CA for
+x509-identity-mgmt) and state are kept in --dir and survive a restart.
 The admin user's password comes from CERT_RETRIEVER_LAB_PASSWORD, or is generated on first
 start and printed once. It is a test tool: plain HTTP, meant for 127.0.0.1.
 `;
@@ -20,14 +23,15 @@ export function labCommand(state: { exitCode: number }): Command {
     .description("serve dojot's API on --listen until interrupted; prints the URL on stdout")
     .requiredOption("--dir <dir>", "where the lab keeps its CA and state")
     .option("--listen <host:port>", "address to listen on (port 0 picks a free one)", "127.0.0.1:8000")
-    .addOption(new Option("--cert-profile <profile>", "cfree: RSA 2048-8192 only, as dojot; open: also ECDSA P-256/P-384 and URI names").choices(["cfree", "open"]).default("cfree"))
+    .addOption(new Option("--cert-profile <profile>", "EJBCA-REST's profile: cfree: RSA 2048-8192 only, as dojot; open: also ECDSA P-256/P-384").choices(["cfree", "open"]).default("cfree"))
+    .option("--no-extension-override", "certificate profiles ignore the CSR's extensions (SANs included), as EJBCA does with 'Allow Extension Override' off")
     .option("--auto-register", "create the end entity on the first signing request for an unknown device")
     .option("--token-lifetime <seconds>", "JWT lifetime", "420")
     .addOption(new Option("--api <api>", "which dojot API to serve: legacy (EJBCA-REST), x509 (x509-identity-mgmt), or both").choices(["legacy", "x509", "both"]).default("legacy"))
     .addOption(new Option("--x509-rules <version>", "x509-identity-mgmt's rules: v0.5 (CN rule, tenant prefix) or v0.7 (subject passed through, binding)").choices(["v0.5", "v0.7"]).default("v0.7"))
     .option("--auth-rate-limit <limits>", "limit /auth as dojot's Kong does, e.g. 5/min,40/h (429 with Retry-After)")
     .option("--fault <route:kind[:times]>", "misbehave on purpose, for testing clients (repeatable); see src/lab/faults.ts for the kinds", (v: string, prev: string[]) => [...prev, v], [])
-    .action(async (flags: { dir: string; listen: string; certProfile: "cfree" | "open"; autoRegister?: boolean; tokenLifetime: string; fault: string[]; authRateLimit?: string; api: "legacy" | "x509" | "both"; x509Rules: "v0.5" | "v0.7" }) => {
+    .action(async (flags: { dir: string; listen: string; certProfile: "cfree" | "open"; extensionOverride: boolean; autoRegister?: boolean; tokenLifetime: string; fault: string[]; authRateLimit?: string; api: "legacy" | "x509" | "both"; x509Rules: "v0.5" | "v0.7" }) => {
       const { host, port } = parseListen(flags.listen);
       const tokenLifetime = Number.parseInt(flags.tokenLifetime, 10);
       if (!(tokenLifetime > 0)) throw usageError(`--token-lifetime '${flags.tokenLifetime}' is not a positive number of seconds`);
@@ -50,6 +54,8 @@ export function labCommand(state: { exitCode: number }): Command {
           throw usageError((err as Error).message);
         }
       });
+      const { LabListenError } = await import("../../lab/server.js");
+      const { displayName } = await import("../../pipeline/certificate.js");
       const running = await startLab({
         dir: flags.dir,
         host,
@@ -63,11 +69,15 @@ export function labCommand(state: { exitCode: number }): Command {
         authRateLimit,
         api: flags.api,
         x509Rules: flags.x509Rules,
+        extensionOverride: flags.extensionOverride,
+      }).catch((err: unknown) => {
+        throw err instanceof LabListenError ? usageError(`cannot listen on --listen ${flags.listen}: ${err.message}`, "choose another port, or 0 for a free one") : err;
       });
       if (running.generatedPassword) {
         say(`lab: created user 'admin' with password ${running.generatedPassword} (shown once; set CERT_RETRIEVER_LAB_PASSWORD to choose it)`);
       }
-      say(`lab: CA ${running.ca.cert.subject} in ${flags.dir}; API ${flags.api}${flags.api === "legacy" ? "" : ` (x509 rules ${flags.x509Rules})`}; profile ${flags.certProfile}`);
+      const cas = [flags.api !== "x509" && running.ca, flags.api !== "legacy" && running.x509Ca].filter((c) => c).map((c) => displayName((c as typeof running.ca).cert.subjectName));
+      say(`lab: CA ${cas.join(" and ")} in ${flags.dir}; API ${flags.api}${flags.api === "legacy" ? "" : ` (x509 rules ${flags.x509Rules})`}; profile ${flags.certProfile}${flags.extensionOverride ? "" : ", CSR extensions ignored"}`);
       process.stdout.write(`${running.url}\n`);
       await new Promise<void>((resolve) => {
         const stop = () => resolve();
@@ -86,7 +96,8 @@ export function labCommand(state: { exitCode: number }): Command {
     .option("--dns <name>", "a DNS name of the broker (repeatable)", (v: string, p: string[]) => [...p, v], [])
     .option("--ip <address>", "an IP address of the broker (repeatable)", (v: string, p: string[]) => [...p, v], [])
     .option("--key-owner <user>", "give the key to this user (e.g. mosquitto, which reads it after dropping privileges)")
-    .action(async (flags: { dir: string; out: string; dns: string[]; ip: string[]; keyOwner?: string }) => {
+    .addOption(new Option("--api <api>", "whose CA signs it: legacy (IOTmidCA) or x509 (X509 Identity CA, as dojot v0.5+ brokers have)").choices(["legacy", "x509"]).default("legacy"))
+    .action(async (flags: { dir: string; out: string; dns: string[]; ip: string[]; keyOwner?: string; api: "legacy" | "x509" }) => {
       const { checkSans } = await import("../inputs.js");
       checkSans(flags.dns, flags.ip, []);
       if (flags.dns.length + flags.ip.length === 0) throw usageError("give the broker's names with --dns and/or --ip", "e.g. --dns localhost --ip 127.0.0.1");
@@ -99,7 +110,7 @@ export function labCommand(state: { exitCode: number }): Command {
       const { join } = await import("node:path");
       if (!existsSync(join(flags.dir, "ca.key"))) throw usageError(`no lab CA in ${flags.dir}: start the lab once with 'cert-retriever lab serve --dir ${flags.dir}'`);
       const crypto = softwareCrypto();
-      const ca = await loadOrCreateCa(flags.dir, crypto);
+      const ca = await loadOrCreateCa(flags.dir, crypto, flags.api);
       const names = [...flags.dns.map((value) => ({ type: "dns" as const, value })), ...flags.ip.map((value) => ({ type: "ip" as const, value }))];
       const issued = await issueServerCertificate(ca, names, crypto);
       // The same crash-safe writer as device credentials: server.key 0600, server.crt, ca.crt.
