@@ -6,6 +6,11 @@ export const PROFILES = ["generic", "dojot-mosca", "dojot-vernemq", "amqtt", "ai
 /** One of {@link PROFILES}. */
 export type ProfileName = (typeof PROFILES)[number];
 
+/** The MQTT versions `verify` speaks; `auto` tries 5 and falls back to 3.1.1 when the broker refuses 5. */
+export const MQTT_VERSIONS = ["5", "3.1.1", "auto"] as const;
+/** One of {@link MQTT_VERSIONS}. */
+export type MqttVersion = (typeof MQTT_VERSIONS)[number];
+
 /** What is recorded beside the credentials, so that `verify` and `check` need not be told again. */
 export interface ProfileRecord {
   profile: ProfileName;
@@ -68,19 +73,27 @@ export function profileSans(profile: ProfileName, deviceId: string, uriDomain: s
   }
 }
 
-/** The MQTT client id, the topic `verify` publishes to, and TLS settings, for a profile. */
-export function mqttIdentity(record: ProfileRecord): { clientId: string; topic?: string; tls?: { minVersion: "TLSv1.2"; maxVersion: "TLSv1.2"; ciphers: string } } {
+/** What `verify` uses for a profile: MQTT version, client id, the topic it publishes to, TLS settings. */
+export interface MqttIdentity {
+  mqttVersion: MqttVersion;
+  clientId: string;
+  topic?: string;
+  tls?: { minVersion: "TLSv1.2"; maxVersion: "TLSv1.2"; ciphers: string };
+}
+
+/** The MQTT version, client id, topic and TLS settings `verify` uses for a profile. */
+export function mqttIdentity(record: ProfileRecord): MqttIdentity {
   const { deviceId, tenant } = record;
   switch (record.profile) {
-    case "dojot-mosca": // iotagent-mosca v0.4: client id <tenant>:<device>, topic /<tenant>/<device>/attrs
-      return { clientId: `${tenant ?? "admin"}:${deviceId}`, topic: `/${tenant ?? "admin"}/${deviceId}/attrs` };
-    case "dojot-vernemq": // VerneMQ (dojot v0.5+): identity <tenant>:<device>, topic without a leading slash
-      return { clientId: `${tenant ?? "admin"}:${deviceId}`, topic: `${tenant ?? "admin"}:${deviceId}/attrs` };
-    case "amqtt": // the client id must be the device id of the URI SAN
-      return { clientId: deviceId };
+    case "dojot-mosca": // iotagent-mosca v0.4: Mosca speaks MQTT 3.1.1 only; client id <tenant>:<device>, topic /<tenant>/<device>/attrs
+      return { mqttVersion: "3.1.1", clientId: `${tenant ?? "admin"}:${deviceId}`, topic: `/${tenant ?? "admin"}/${deviceId}/attrs` };
+    case "dojot-vernemq": // VerneMQ (dojot v0.5+) speaks MQTT 5 only where allowed_protocol_versions says so; identity <tenant>:<device>, topic without a leading slash
+      return { mqttVersion: "auto", clientId: `${tenant ?? "admin"}:${deviceId}`, topic: `${tenant ?? "admin"}:${deviceId}/attrs` };
+    case "amqtt": // amqtt 0.11 speaks MQTT 3.1.1 only; the client id must be the device id of the URI SAN
+      return { mqttVersion: "3.1.1", clientId: deviceId };
     case "airvantage": // CN = communication id = client id; data under <comm id>/messages/json
-      return { clientId: deviceId, topic: `${deviceId}/messages/json`, tls: { minVersion: "TLSv1.2", maxVersion: "TLSv1.2", ciphers: AIRVANTAGE_CIPHERS } };
+      return { mqttVersion: "auto", clientId: deviceId, topic: `${deviceId}/messages/json`, tls: { minVersion: "TLSv1.2", maxVersion: "TLSv1.2", ciphers: AIRVANTAGE_CIPHERS } };
     default:
-      return { clientId: deviceId };
+      return { mqttVersion: "auto", clientId: deviceId };
   }
 }

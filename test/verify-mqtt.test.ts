@@ -40,6 +40,8 @@ describe.skipIf(!ready)("verify against a real mosquitto (mutual TLS, identity a
     for (const stage of ["tcp: connected to localhost", "tls: TLSv1.3", "connack: accepted as client 'admin:f60c28'", "puback: published to '/admin/f60c28/attrs' with QoS 1"]) {
       expect(run.stderr).toContain(`verify ${stage}`);
     }
+    // dojot-mosca speaks MQTT 3.1.1 (Mosca's only version); mosquitto lets the device read its own topic, so delivery is proven.
+    expect(run.stderr).toContain("verify puback: published to '/admin/f60c28/attrs' with QoS 1 (MQTT 3.1.1): delivery proven, the message came back on our subscription to the topic");
     expect(JSON.parse(run.stdout).verify.map((s: { stage: string }) => s.stage)).toEqual(["tcp", "tls", "connack", "puback"]);
     expect(openssl("x509", "-in", join(out, "f60c28.crt"), "-noout", "-subject").trim()).toBe("subject=CN = f60c28");
     expect(JSON.parse(await readFile(join(out, "f60c28.profile.json"), "utf8"))).toEqual({ profile: "dojot-mosca", deviceId: "f60c28", tenant: "admin" });
@@ -51,8 +53,18 @@ describe.skipIf(!ready)("verify against a real mosquitto (mutual TLS, identity a
   it("publishing to another device's topic: exit 25 (PUBACK Not authorized), the credentials stay", async () => {
     const out = join(await tempDir(), "certs");
     expect((await enrollCli(lab.url, lab, "dev-a", out, ["--profile", "dojot-mosca"])).code).toBe(0);
-    const run = await verify("dev-a", out, "--topic", "/admin/dev-b/attrs");
+    const run = await verify("dev-a", out, "--topic", "/admin/dev-b/attrs", "--mqtt-version", "5");
     expect(run.stderr).toMatch(/verify failed: the broker did not accept the publish to '\/admin\/dev-b\/attrs': Not authorized \(0x87\)/);
+    expect(run.code).toBe(25);
+  });
+
+  it("the same publish over MQTT 3.1.1, which mosquitto acknowledges and drops: exit 25, caught by our own subscription", async () => {
+    const out = join(await tempDir(), "certs");
+    expect((await enrollCli(lab.url, lab, "dev-c", out, ["--profile", "dojot-mosca"])).code).toBe(0);
+    const run = await verify("dev-c", out, "--topic", "/admin/dev-d/attrs", "--broker-timeout", "1s");
+    expect(run.stderr).toContain("verify connack: accepted as client 'admin:dev-c' (MQTT 3.1.1)");
+    expect(run.stderr).toMatch(/verify failed: the broker acknowledged our publish to '\/admin\/dev-d\/attrs' but did not deliver it to our own subscription to that topic within 1 s/);
+    expect(run.stderr).not.toMatch(/published/);
     expect(run.code).toBe(25);
   });
 
@@ -117,7 +129,7 @@ describe.skipIf(!ready)("verify against a real mosquitto (mutual TLS, identity a
 
   it("a broker check that fails after enrollment keeps the valid credentials and says so", async () => {
     const out = join(await tempDir(), "certs");
-    const run = await enrollCli(lab.url, lab, "keeps", out, ["--profile", "dojot-mosca", "--verify-broker", broker.url, "--topic", "/admin/not-mine/attrs"]);
+    const run = await enrollCli(lab.url, lab, "keeps", out, ["--profile", "dojot-mosca", "--verify-broker", broker.url, "--topic", "/admin/not-mine/attrs", "--mqtt-version", "5"]);
     expect(run.code).toBe(25);
     expect(run.stderr).toMatch(/\(the new credentials are stored and valid; only the broker check failed\)/);
     expect(openssl("verify", "-CAfile", join(out, "IOTmidCA.crt"), join(out, "keeps.crt"))).toMatch(/: OK/);
@@ -126,17 +138,19 @@ describe.skipIf(!ready)("verify against a real mosquitto (mutual TLS, identity a
   describe("identity profiles", () => {
     it("dojot-vernemq against x509-identity-mgmt v0.5: CN <tenant>:<device>, topic <tenant>:<device>/attrs, recorded and used by verify", async () => {
       const x509Lab = await startLab({ dir: lab.dir, host: "127.0.0.1", port: 0, crypto, certProfile: "open", autoRegister: true, adminPassword: lab.password, tokenLifetime: 420, api: "x509", x509Rules: "v0.5" });
+      // dojot v0.5's broker has its certificate from the X509 Identity CA and trusts that CA for devices.
+      const vernemq = await startBroker(lab.dir, { api: "x509" });
       try {
         const out = join(await tempDir(), "certs");
         const run = await enrollCli(x509Lab.url, lab, "a1998e", out, ["--profile", "dojot-vernemq"]);
         expect(run.code, run.stderr).toBe(0);
         expect(openssl("x509", "-in", join(out, "a1998e.crt"), "-noout", "-subject").trim()).toBe("subject=O = dojot IoT Platform, CN = admin:a1998e");
         expect(JSON.parse(await readFile(join(out, "a1998e.profile.json"), "utf8"))).toMatchObject({ profile: "dojot-vernemq", tenant: "admin" });
-        const ok = await verify("a1998e", out);
+        const ok = await runCli(["verify", "--broker", vernemq.url, "--device-id", "a1998e", "--out", out, "--broker-timeout", "5s"]);
         expect(ok.code, ok.stderr).toBe(0);
         expect(ok.stderr).toContain("verify puback: published to 'admin:a1998e/attrs'");
       } finally {
-        await x509Lab.close();
+        await Promise.all([x509Lab.close(), vernemq.stop()]);
       }
     });
 

@@ -1,5 +1,6 @@
 import { Command, Option } from "commander";
 import { KEY_TYPES } from "../crypto/keys.js";
+import { MQTT_VERSIONS } from "../profiles.js";
 
 /** The groups of options that commands share; each option is defined once, here. */
 export type OptionGroup = "platform" | "secrets" | "identity" | "csr" | "network" | "output" | "mqtt";
@@ -50,6 +51,7 @@ export const OPTION_SPECS: OptionSpec[] = [
   { flags: "--client-id <id>", description: "verify: the MQTT client id (default: the profile's)", group: "mqtt", env: "CLIENT_ID" },
   { flags: "--topic <topic>", description: "verify: publish one QoS 1 message here (default: the profile's topic, if it has one)", group: "mqtt", env: "TOPIC" },
   { flags: "--servername <name>", description: "verify: the TLS server name (SNI) and the name the broker's certificate must carry", group: "mqtt", env: "SERVERNAME" },
+  { flags: "--mqtt-version <version>", description: "verify: 5, 3.1.1, or auto (5, then 3.1.1 if the broker refuses 5); default: the profile's (3.1.1 for dojot-mosca and amqtt, else auto)", group: "mqtt", env: "MQTT_VERSION", choices: [...MQTT_VERSIONS] },
   { flags: "--broker-timeout <duration>", description: "verify: time limit for each stage", group: "mqtt", env: "BROKER_TIMEOUT", default: "10s" },
   { flags: "--json", description: "print the result as JSON on stdout", group: "output" },
   { flags: "--non-interactive", description: "never prompt: a missing value is an error (also without a terminal)", group: "output" },

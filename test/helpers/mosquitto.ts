@@ -22,14 +22,15 @@ export const ACL = [
 
 /**
  * Starts mosquitto with a server certificate from the lab CA in `labDir` (`lab server-cert`, the
- * key given to the mosquitto user, which reads it after dropping privileges).
+ * key given to the mosquitto user, which reads it after dropping privileges); `api: "x509"` uses
+ * the X509 Identity CA, as a dojot v0.5+ broker does, for both its certificate and its clients'.
  */
-export async function startBroker(labDir: string, opts: { crlPem?: string } = {}): Promise<TestBroker> {
+export async function startBroker(labDir: string, opts: { crlPem?: string; api?: "legacy" | "x509" } = {}): Promise<TestBroker> {
   const dir = await tempDir("cr-mosq-");
   await chmod(dir, 0o755); // the mosquitto user must reach its files
   const certs = join(dir, "tls");
   const owner = spawnSync("id", ["-u", "mosquitto"]).status === 0 ? ["--key-owner", "mosquitto"] : [];
-  const issued = await runCli(["lab", "server-cert", "--dir", labDir, "--out", certs, "--dns", "localhost", "--ip", "127.0.0.1", ...owner]);
+  const issued = await runCli(["lab", "server-cert", "--dir", labDir, "--out", certs, "--dns", "localhost", "--ip", "127.0.0.1", "--api", opts.api ?? "legacy", ...owner]);
   if (issued.code !== 0) throw new Error(`lab server-cert failed: ${issued.stderr}`);
   await chmod(certs, 0o755);
   const port = await closedPort();

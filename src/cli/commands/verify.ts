@@ -1,7 +1,7 @@
 import { Command } from "commander";
 import { CertRetrieverError, usageError } from "../../errors.js";
 import { ExitCode } from "../../exit-codes.js";
-import type { ProfileName, ProfileRecord } from "../../profiles.js";
+import type { MqttVersion, ProfileName, ProfileRecord } from "../../profiles.js";
 import type { CredentialStore } from "../../store/types.js";
 import { applyConfigFile } from "../config.js";
 import { makeStore, resolveDeviceId, type CommonFlags } from "../context.js";
@@ -16,15 +16,23 @@ export interface MqttFlags extends CommonFlags {
   clientId?: string;
   topic?: string;
   servername?: string;
+  mqttVersion?: MqttVersion;
   brokerTimeout: string;
 }
 
 const HELP = `
-Connects with the stored identity (mutual TLS, MQTT 5), the broker's certificate checked against
-the stored CA, SNI set, and reports each stage: TCP, TLS, CONNACK and, with a topic, PUBACK (QoS 1,
-so that an ACL refusal comes back; over MQTT 3.1.1 it would be dropped silently).
+Connects with the stored identity (mutual TLS), the broker's certificate checked against the stored
+CA, SNI set, and reports each stage: TCP, TLS, CONNACK and, with a topic, PUBACK (QoS 1).
+
+--mqtt-version auto tries MQTT 5 and falls back to 3.1.1 when the broker refuses 5; the CONNACK line
+says which was used. Over MQTT 5 a refused publish comes back in the PUBACK. Over 3.1.1 a broker
+acknowledges even a publish it drops, so verify first subscribes to the topic and says "published"
+only when its own message comes back (exit 25 if it does not). If the broker does not let it
+subscribe, the PUBACK line says that delivery is not proven. A broker that closes the connection
+right after the publish (Mosca, aedes) refused it: exit 25.
 
   cert-retriever verify --broker mqtts://broker.example.com:8883 --device-id f60c28
+  cert-retriever verify --broker mqtts://dojot.example.com:8883 --device-id f60c28 --profile dojot-mosca
 `;
 
 /** `cert-retriever verify`: prove that the stored credentials open the broker's door. */
@@ -82,6 +90,7 @@ export async function verifyStored(store: CredentialStore, deviceId: string, bro
       topic: flags.topic ?? identity.topic,
       servername: flags.servername,
       tls: identity.tls,
+      mqttVersion: flags.mqttVersion ?? identity.mqttVersion,
       timeoutMs,
     },
     (s) => say(`verify ${s.stage}: ${s.detail} (${s.ms} ms)`),
