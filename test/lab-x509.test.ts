@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import * as x509 from "../src/crypto/x509.js";
 import { softwareCrypto } from "../src/crypto/provider.js";
 import { noRoute } from "../src/platform/auto.js";
-import { startLab, type LabOptions, type RunningLab } from "../src/lab/server.js";
+import { setDevice, startLab, type LabOptions, type RunningLab } from "../src/lab/server.js";
 import { runCli, SECRETS } from "./helpers/cli.js";
 import { enrollCli } from "./helpers/enroll.js";
 import { tempDir } from "./helpers/lab.js";
@@ -211,26 +211,69 @@ describe("binding (PATCH /certificates/:fingerprint)", () => {
 });
 
 describe("the issued certificate and the CA (X509Identity profile, certificate-authorities-creation.sh)", () => {
-  it("a CSR without extensions gets the profile's: KU critical (4 usages), EKU, SKI, AKI, CRL distribution point, CA:FALSE critical", async () => {
+  it("a CSR without extensions gets the profile's, in the order and form of the certificates the real service issued", async () => {
     const issued = (await call(v07, "POST", "/x509/v1/certificates", { csr: await csr("CN=plain") })).json as { certificatePem: string };
     const text = openssl("x509", "-in", pemFile(issued.certificatePem), "-noout", "-text");
+    // As in apidocs/api-description.apib at v0.5.0 (openssl -text of its example certificates).
+    expect([...text.matchAll(/X509v3 ([A-Za-z ]+?):/g)].map((m) => m[1]).filter((n) => n !== "extensions")).toEqual([
+      "Basic Constraints",
+      "Authority Key Identifier",
+      "Freshest CRL",
+      "Extended Key Usage",
+      "CRL Distribution Points",
+      "Subject Key Identifier",
+      "Key Usage",
+    ]);
     expect(text).toMatch(/X509v3 Basic Constraints: critical\s+CA:FALSE/);
     expect(text).toMatch(/X509v3 Key Usage: critical\s+Digital Signature, Non Repudiation, Key Encipherment, Key Agreement\n/);
-    expect(text).toMatch(/X509v3 Extended Key Usage: \s+TLS Web Client Authentication, E-mail Protection, TLS Web Server Authentication\n/);
-    expect(text).toMatch(/X509v3 Subject Key Identifier/);
-    expect(text).toMatch(/X509v3 Authority Key Identifier/);
-    expect(text).toMatch(/X509v3 CRL Distribution Points:\s+Full Name:\s+URI:http:\/\/x509-ejbca:8080\/ejbca\/publicweb\/webdist\/certdist\?cmd=crl&issuer=UID%3Dc-0/);
+    expect(text).toMatch(/X509v3 Extended Key Usage: \s+TLS Web Client Authentication, E-mail Protection\n/);
+    expect(text).toMatch(/X509v3 Freshest CRL: \s+Full Name:\s+URI:http:\/\/x509-ejbca:8080\/ejbca\/publicweb\/webdist\/certdist\?cmd=deltacrl&issuer=UID%3Dc-0[0-9a-f]{16}%2CCN%3DX509%20Identity%20CA%2COU%3DCertificate%20Issuer%2CO%3Ddojot%20IoT%20Platform\n/);
+    expect(text).toMatch(/X509v3 CRL Distribution Points: \s+Full Name:\s+URI:http:\/\/x509-ejbca:8080\/ejbca\/publicweb\/webdist\/certdist\?cmd=crl&issuer=UID%3Dc-0\w+%2CCN%3DX509%20Identity%20CA%2COU%3DCertificate%20Issuer%2CO%3Ddojot%20IoT%20Platform\s+CRL Issuer:\s+DirName:UID = c-0\w+, CN = X509 Identity CA, OU = Certificate Issuer, O = dojot IoT Platform/);
+    expect(text).toMatch(/Not Before: .+:\d\d:00 \d{4} GMT/); // EJBCA keeps the times to the minute
   });
 
-  it("the CA is named as dojot's (O, OU, CN X509 Identity CA, a UID), RSA 4096, and no device certificate outlives it", async () => {
+  it("the CA is named as dojot's (UID, CN X509 Identity CA, OU, O, in that order), RSA 4096, 30 years, pathlen 0; no device certificate outlives it", async () => {
     const ca = (await call(v05, "GET", "/x509/v1/ca")).json as { caPem: string };
     const caFile = pemFile(ca.caPem);
-    expect(openssl("x509", "-in", caFile, "-noout", "-subject").trim()).toMatch(/^subject=O = dojot IoT Platform, OU = Certificate Issuer, CN = X509 Identity CA, UID = c-0[0-9a-f]{16}$/);
-    expect(openssl("x509", "-in", caFile, "-noout", "-text")).toMatch(/Public-Key: \(4096 bit\)/);
-    const issued = (await call(v05, "POST", "/x509/v1/certificates", { csr: await csr("CN=abc") })).json as { certificatePem: string };
+    expect(openssl("x509", "-in", caFile, "-noout", "-subject").trim()).toMatch(/^subject=UID = c-0[0-9a-f]{16}, CN = X509 Identity CA, OU = Certificate Issuer, O = dojot IoT Platform$/);
+    const text = openssl("x509", "-in", caFile, "-noout", "-text");
+    expect(text).toMatch(/Public-Key: \(4096 bit\)/);
+    expect(text).toMatch(/CA:TRUE, pathlen:0/);
     const end = (file: string) => Date.parse(openssl("x509", "-in", file, "-noout", "-enddate").trim().replace("notAfter=", ""));
+    expect(Math.round((end(caFile) - Date.now()) / 86_400_000)).toBe(10_950);
+    const issued = (await call(v05, "POST", "/x509/v1/certificates", { csr: await csr("CN=abc") })).json as { certificatePem: string };
     expect(end(pemFile(issued.certificatePem))).toBeLessThanOrEqual(end(caFile));
     expect(openssl("verify", "-CAfile", caFile, pemFile(issued.certificatePem)).trim()).toMatch(/: OK$/);
+  });
+});
+
+describe("routes and parameters as Express and the real handlers treat them", () => {
+  it("the CRL, the list, removing an owner (v0.7), registration refused without trusted CAs, bad parameters and bodies", async () => {
+    const crl = (await call(v07, "GET", "/x509/v1/ca/crl")).json as { crl: string };
+    expect(openssl("crl", "-in", pemFile(crl.crl), "-noout", "-issuer").trim()).toMatch(/CN = X509 Identity CA/);
+    await setDevice(v07.dir, "f00d01", "add");
+    const issued = (await call(v07, "POST", "/x509/v1/certificates", { csr: await csr("CN=listed"), belongsTo: { device: "f00d01" } })).json as { certificateFingerprint: string };
+    const listed = (await call(v07, "GET", "/x509/v1/certificates?limit=1")).json as { paging: { limitPerPage: number; totalItems: number }; certificates: { fingerprint: string }[] };
+    expect(listed.paging.limitPerPage).toBe(1);
+    expect(listed.certificates).toHaveLength(1);
+    expect((await call(v07, "DELETE", `/x509/v1/certificates/${issued.certificateFingerprint}/belongsto`)).status).toBe(204);
+    expect((await call(v07, "GET", `/x509/v1/certificates/${issued.certificateFingerprint}`)).json).toMatchObject({ belongsTo: {} });
+    expect((await call(v05, "DELETE", `/x509/v1/certificates/${issued.certificateFingerprint}/belongsto`)).json).toEqual({ message: "Not Found" });
+    const caPem = ((await call(v07, "GET", "/x509/v1/ca")).json as { caPem: string }).caPem;
+    expect(await call(v07, "POST", "/x509/v1/certificates", { certificateChain: caPem })).toEqual({
+      status: 400,
+      json: { error: "It was not possible to obtain the fingerprint of the root CA. Make sure to inform it in the request payload or inform the root CA certificate as the last one in the chain of certificates." },
+    });
+    expect((await call(v05, "POST", "/x509/v1/certificates", { certificatePem: "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----" })).json).toEqual({ message: "This operation is not available yet" });
+    // sanitizeFingerprint on one character throws (a 500); a bad escape is Express's 400.
+    expect(await call(v07, "GET", "/x509/v1/certificates/a")).toEqual({ status: 500, json: { error: "An unexpected error has occurred." } });
+    expect(await call(v05, "GET", "/x509/v1/certificates/%zz")).toEqual({ status: 400, json: { message: "Failed to decode param '%zz'" } });
+    // asn1js cannot read it: 400; it can but it is no CSR: pkijs throws, a 500.
+    const pem = (b64: string) => `-----BEGIN CERTIFICATE REQUEST-----\n${b64}\n-----END CERTIFICATE REQUEST-----`;
+    expect(await call(v05, "POST", "/x509/v1/certificates", { csr: pem(Buffer.from("3003020500", "hex").toString("base64")) })).toEqual({ status: 400, json: { message: "Can not parse ASN1 data structure from binary data" } });
+    expect((await call(v05, "POST", "/x509/v1/certificates", { csr: pem(Buffer.from("3003020105", "hex").toString("base64")) })).status).toBe(500);
+    const raw = await fetch(`${v05.url}/x509/v1/certificates`, { method: "POST", headers: { authorization: `Bearer ${v05.jwt}`, "content-type": "application/json" }, body: "  5" });
+    expect([raw.status, await raw.json()]).toEqual([400, { message: "Unexpected token 5 in JSON at position 2" }]);
   });
 });
 

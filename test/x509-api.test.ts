@@ -78,7 +78,7 @@ describe("x509-identity-mgmt errors reach the user as one sentence with the step
     // v0.5 takes 'dev1' as CN only if it is letters and digits: 'dev-1' is hex-and-dash, fine for v0.7, not for v0.5.
     const out = join(await tempDir(), "c");
     const v05run = await enrollCli(v05.url, { password }, "dead-1", out);
-    expect(v05run.stderr).toMatch(/the device id 'dead-1' cannot be the CN dojot v0\.5-v0\.6 accept \(letters, digits and spaces only\); no key was made/);
+    expect(v05run.stderr).toMatch(/the device id 'dead-1' cannot be the CN dojot v0\.5-v0\.6 accept \(letters, digits and spaces only\)/);
     expect(v05run.code).toBe(2);
     expect(v05run.stderr).not.toMatch(/generate-key/);
     const v07run = await enrollCli(v07.url, { password }, "sensor7", out);
@@ -87,18 +87,52 @@ describe("x509-identity-mgmt errors reach the user as one sentence with the step
     expect(existsSync(out)).toBe(false);
   });
 
-  it("v0.7: a device the tenant does not have is refused at the binding (exit 13), after validation, with the unbound certificate's fingerprint; nothing written", async () => {
+  it("v0.7: a device the tenant does not have is refused before any key is made (exit 13), and the platform issues nothing", async () => {
     const out = join(await tempDir(), "c");
+    const before = Object.keys(JSON.parse(readFileSync(join(v07.dir, "state.json"), "utf8")).x509Certificates ?? {});
     const run = await enrollCli(v07.url, { password }, "abcdef", out);
-    const said = /bind failed: the platform issued certificate ((?:[0-9A-F]{2}:){31}[0-9A-F]{2}) but did not bind it to device 'abcdef': HTTP 400: Device identifier 'abcdef' was not found for tenant 'admin'\./.exec(run.stderr);
-    expect(said, run.stderr).not.toBeNull();
-    expect(run.stderr).toMatch(/\[6\/8\] validate: key, signature, validity and subject checked/);
-    expect(run.stderr).toMatch(/hint: create the device on the platform for this user's tenant and run again; nothing was written, and the unbound certificate stays on the platform until removed \(DELETE \/x509\/v1\/certificates\//);
+    expect(run.stderr).toMatch(/bind failed: the platform has no device 'abcdef' for this user's tenant \(HTTP 400: Device identifier 'abcdef' was not found for tenant 'admin'\.\); no key was made and no certificate issued/);
+    expect(run.stderr).toMatch(/hint: create the device on the platform for this user's tenant, then run again/);
+    expect(run.stderr).not.toMatch(/generate-key/);
     expect(run.code).toBe(13);
     expect(existsSync(out)).toBe(false);
-    // The operator can find it by that fingerprint, unbound.
-    const record = await fetch(`${v07.url}/x509/v1/certificates/${said![1]}`, { headers: { authorization: `Bearer ${await login(v07.url)}` } });
-    expect(await record.json()).toMatchObject({ belongsTo: {}, tenant: "admin" });
+    expect(Object.keys(JSON.parse(readFileSync(join(v07.dir, "state.json"), "utf8")).x509Certificates ?? {})).toEqual(before);
+  });
+
+  it("a binding refused after issuance is reported with the certificate's fingerprint and what to do with it (here: the gateway denies the PATCH, exit 10)", async () => {
+    await setDevice(v07.dir, "cafe03", "add");
+    let caFp = "";
+    const proxy = await startProxy(v07.url, (path, up) => {
+      if (path === "/x509/v1/ca") caFp = (JSON.parse(up.body) as { certificateFingerprint: string }).certificateFingerprint;
+      return path.startsWith("/x509/v1/certificates/") && path !== `/x509/v1/certificates/${caFp}` ? { status: 403, body: "" } : undefined;
+    });
+    try {
+      const out = join(await tempDir(), "c");
+      const run = await enrollCli(proxy.url, { password }, "cafe03", out);
+      expect(run.stderr).toMatch(/\[6\/8\] validate: key, signature, validity and subject checked/);
+      expect(run.stderr).toMatch(/bind failed: the platform issued certificate (?:[0-9A-F]{2}:){31}[0-9A-F]{2} but did not bind it to device 'cafe03': HTTP 403: an empty body/);
+      expect(run.stderr).toMatch(/hint: the user may issue certificates but not change their owner .*the unbound certificate stays on the platform until removed \(DELETE \/x509\/v1\/certificates\//);
+      expect(run.code).toBe(10);
+      expect(existsSync(out)).toBe(false);
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  it("a release the first look cannot tell (the gateway denies it) is learnt from the binding's answer: a v0.5 platform is not bound, and the run succeeds", async () => {
+    let caFp = "";
+    const proxy = await startProxy(v05.url, (path, up) => {
+      if (path === "/x509/v1/ca") caFp = (JSON.parse(up.body) as { certificateFingerprint: string }).certificateFingerprint;
+      return path === `/x509/v1/certificates/${caFp}` ? { status: 403, body: "" } : undefined;
+    });
+    try {
+      const out = join(await tempDir(), "c");
+      const run = await enrollCli(proxy.url, { password }, "f60c29", out);
+      expect(run.code, run.stderr).toBe(0);
+      expect(run.stderr).toMatch(/\[7\/8\] bind: not needed: the platform answers as dojot v0\.5-v0\.6, which identify the device by its CN/);
+    } finally {
+      await proxy.close();
+    }
   });
 
   it("a certificate that fails validation is never bound: --profile amqtt on a platform that drops the CSR's SANs is exit 14, nothing written, no binding", async () => {

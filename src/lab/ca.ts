@@ -22,25 +22,33 @@ const DAY = 86_400_000;
 export type LabCaKind = "legacy" | "x509";
 
 /** Where each CA lives in the lab directory, its name, and how EJBCA creates it. */
-const CA_FILES: Record<LabCaKind, { key: string; cert: string; name: string; bits: number; days: number; dn: () => x509.JsonName | string }> = {
-  legacy: { key: "ca.key", cert: "ca.crt", name: "IOTmidCA", bits: 2048, days: 650, dn: () => LAB_CA_DN },
+const CA_FILES: Record<LabCaKind, { key: string; cert: string; name: string; size: CaSize; dn: () => x509.JsonName | string }> = {
+  legacy: { key: "ca.key", cert: "ca.crt", name: "IOTmidCA", size: { bits: 2048, days: 650 }, dn: () => LAB_CA_DN },
   // `ejbca/bin/dojot-custom/certificate-authorities-creation.sh` at dojot v0.5.0 (and `iam/ejbca/…` at
   // v0.8.0): `ca init --dn "CN=X509 Identity CA,O=dojot IoT Platform,OU=Certificate Issuer,UID=c-0<16 hex>"`,
-  // RSA 4096 (`BATCH_KEY_BIT_LENGTH`), SHA256WithRSA, `-v 365`. EJBCA writes the DN in LDAP order.
+  // RSA 4096 (`BATCH_KEY_BIT_LENGTH`), SHA256WithRSA. The CA certificate the service returns
+  // (`apidocs/api-description.apib` at v0.5.0, `caPem`) is encoded UID, CN, OU, O, lives 30 years
+  // (the X509IdentitiesCA profile's `30y`) and has basicConstraints CA:TRUE, pathlen 0.
   x509: {
     key: "x509-ca.key",
     cert: "x509-ca.crt",
     name: "X509 Identity CA",
-    bits: 4096,
-    days: 365,
+    size: { bits: 4096, days: 10_950, pathLength: 0 },
     dn: (): x509.JsonName => [
-      { O: ["dojot IoT Platform"] },
-      { OU: ["Certificate Issuer"] },
-      { CN: ["X509 Identity CA"] },
       { [UID_OID]: [`c-0${randomBytes(8).toString("hex")}`] },
+      { CN: ["X509 Identity CA"] },
+      { OU: ["Certificate Issuer"] },
+      { O: ["dojot IoT Platform"] },
     ],
   },
 };
+
+/** A CA's key size, lifetime and path length. */
+interface CaSize {
+  bits: number;
+  days: number;
+  pathLength?: number;
+}
 
 /** The `userid` (UID) attribute. */
 const UID_OID = "0.9.2342.19200300.100.1.1";
@@ -57,7 +65,7 @@ export async function loadOrCreateCa(dir: string, crypto: CryptoProvider, kind: 
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
   }
-  const { cert, keys } = await createCa(files.dn(), crypto, { bits: files.bits, days: files.days });
+  const { cert, keys } = await createCa(files.dn(), crypto, files.size);
   await writeNew(keyPath, await privateKeyPem(keys.privateKey, crypto), 0o600);
   await writeNew(certPath, toPem(cert.rawData, "CERTIFICATE"), 0o644);
   return { name: files.name, cert, key: keys.privateKey };
@@ -67,7 +75,7 @@ export async function loadOrCreateCa(dir: string, crypto: CryptoProvider, kind: 
 export async function createCa(
   dn: x509.JsonName | string,
   crypto: CryptoProvider,
-  size: { bits: number; days: number } = { bits: 2048, days: 650 },
+  size: CaSize = { bits: 2048, days: 650 },
 ): Promise<{ cert: x509.X509Certificate; keys: CryptoKeyPair }> {
   const keys = (await crypto.subtle.generateKey({ ...RSA_SHA256, modulusLength: size.bits }, true, ["sign", "verify"])) as CryptoKeyPair;
   const now = Date.now();
@@ -80,7 +88,7 @@ export async function createCa(
       keys,
       signingAlgorithm: RSA_SHA256,
       extensions: [
-        new x509.BasicConstraintsExtension(true, undefined, true),
+        new x509.BasicConstraintsExtension(true, size.pathLength, true),
         new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign | x509.KeyUsageFlags.digitalSignature, true),
         await x509.SubjectKeyIdentifierExtension.create(keys.publicKey, false, crypto),
       ],

@@ -138,7 +138,8 @@ async function handle(req: IncomingMessage, res: ServerResponse, ctx: Context, b
   // Kong's `/x509` route (strip_path) hands everything under it to x509-identity-mgmt.
   const x509 = opts.api !== "legacy" && (url.pathname === "/x509" || url.pathname.startsWith("/x509/"));
   if (!isAuth && !x509 && !(ca_ && req.method === "GET") && !(sign && req.method === "POST")) {
-    return send(res, 404, { message: "no route and no API found with those values" });
+    // Kong's own 404: dojot v0.4.3 runs Kong 0.x; v0.5+ run Kong 2.x (`dojot/kong` v0.5.0 Dockerfile: kong:2.0.4).
+    return send(res, 404, { message: opts.api === "legacy" ? "no route and no API found with those values" : "no Route matched with those values" });
   }
   const isCa = ca_ !== null || (x509 && url.pathname === "/x509/v1/ca");
   const fault = ctx.faults.take(isAuth ? "auth" : isCa ? "ca" : "sign");

@@ -1,12 +1,14 @@
 import { createHash } from "node:crypto";
+import { AsnConvert } from "@peculiar/asn1-schema";
+import { DistributionPoint, DistributionPointName, GeneralName, id_ce_freshestCRL, Name } from "@peculiar/asn1-x509";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import * as x509 from "../crypto/x509.js";
 import { toPem } from "../crypto/keys.js";
 import type { CryptoProvider } from "../crypto/provider.js";
-import { parseSignedCsr, ProfileRefusal, signAsEjbca, type LabCa } from "./ca.js";
+import { parseSignedCsr, ProfileRefusal, RSA_SHA256, signAsEjbca, type LabCa } from "./ca.js";
 import { send } from "./replies.js";
-import { loadState, updateState, type X509Record } from "./state.js";
-import { checkChangeOwnerBody, checkGenerateBody, checkPublicKey, ejbcaName, routeFingerprint, schemaFailure, subjectDn, X509Refusal, type X509Rules } from "./x509-rules.js";
+import { loadState, updateState, type LabState, type X509Record } from "./state.js";
+import { checkChangeOwnerBody, checkGenerateBody, checkPublicKey, ejbcaName, pemDer, routeFingerprint, schemaFailure, subjectDn, X509Refusal, type X509Rules } from "./x509-rules.js";
 
 export type { X509Rules } from "./x509-rules.js";
 
@@ -38,20 +40,33 @@ export async function handleX509(req: IncomingMessage, res: ServerResponse, url:
   const fail = (status: number, message: string) => send(res, status, ctx.rules === "v0.5" ? { message } : { error: message });
   try {
     const input = parseJsonBody(req, body);
-    if (req.method === "GET" && path === "/v1/ca") {
-      return send(res, 200, { certificateFingerprint: fingerprint(ctx.ca.cert.rawData), caPem: pemOf(ctx.ca.cert.rawData) });
-    }
-    if (req.method === "POST" && path === "/v1/certificates") return await generate(res, input, ctx, tenant);
-    const one = /^\/v1\/certificates\/([^/]+)$/.exec(path);
-    if (one && (req.method === "GET" || req.method === "PATCH" || req.method === "DELETE")) {
-      const fp = routeFingerprint(decodeURIComponent(one[1]!), ctx.rules);
-      if (req.method === "PATCH") return await changeOwner(res, fp, input, ctx, tenant);
-      const record = (await loadState(ctx.opts.dir))!.x509Certificates?.[fp];
-      if (!record || record.tenant !== tenant) throw notFound(fp, tenant);
-      if (req.method === "GET") return send(res, 200, { ...record, fingerprint: fp });
-      await updateState(ctx.opts.dir, (s) => delete s.x509Certificates![fp]);
-      res.writeHead(204).end();
-      return;
+    const route = `${req.method} ${path.replace(/^\/v1\/certificates\/[^/]+/, "/v1/certificates/:fp")}`;
+    const fp = () => routeFingerprint(decodeParam(/^\/v1\/certificates\/([^/]+)/.exec(path)![1]!), ctx.rules);
+    switch (route) {
+      case "GET /v1/ca":
+        return send(res, 200, { certificateFingerprint: fingerprint(ctx.ca.cert.rawData), caPem: pemOf(ctx.ca.cert.rawData) });
+      case "GET /v1/ca/crl":
+        return send(res, 200, { crl: await emptyCrl(ctx) });
+      case "POST /v1/certificates":
+        return await generate(res, input, ctx, tenant);
+      case "GET /v1/certificates":
+        return await list(res, url, ctx, tenant);
+      case "GET /v1/certificates/:fp": {
+        const record = (await loadState(ctx.opts.dir))!.x509Certificates?.[fp()];
+        if (!record || record.tenant !== tenant) throw notFound(fp(), tenant);
+        return send(res, 200, { fingerprint: fp(), ...record });
+      }
+      case "PATCH /v1/certificates/:fp":
+        return await changeOwner(res, fp(), input, ctx, tenant);
+      case "DELETE /v1/certificates/:fp":
+        await ownRecord(ctx, fp(), tenant, (s, key) => delete s.x509Certificates![key]);
+        res.writeHead(204).end();
+        return;
+      case "DELETE /v1/certificates/:fp/belongsto":
+        if (ctx.rules === "v0.5") break; // v0.7.0's certificate-belongsto-route
+        await ownRecord(ctx, fp(), tenant, (s, key) => (s.x509Certificates![key]!.belongsTo = {}));
+        res.writeHead(204).end();
+        return;
     }
     // Both generations answer a route they lack with JSON (`createError.NotFound()` in v0.5).
     return fail(404, "Not Found");
@@ -60,6 +75,56 @@ export async function handleX509(req: IncomingMessage, res: ServerResponse, url:
     if (err instanceof X509Refusal) return fail(err.status, err.message);
     process.emitWarning(`lab x509: ${String(err)}`);
     return fail(500, UNEXPECTED);
+  }
+}
+
+/** `GET /certificates`: the tenant's records with Express Paginate's paging (`?page`, `?limit`, default 25, at most 250). */
+async function list(res: ServerResponse, url: URL, ctx: X509Context, tenant: string): Promise<void> {
+  const limit = Math.min(Math.max(Number.parseInt(url.searchParams.get("limit") ?? "25", 10) || 25, 1), 250);
+  const page = Math.max(Number.parseInt(url.searchParams.get("page") ?? "1", 10) || 1, 1);
+  const records = Object.entries((await loadState(ctx.opts.dir))!.x509Certificates ?? {}).filter(([, r]) => r.tenant === tenant);
+  const pages = Math.ceil(records.length / limit);
+  const href = (n: number) => `/api/v1/certificates?page=${n}&limit=${limit}`;
+  return send(res, 200, {
+    paging: {
+      previous: page > 1 ? { number: page - 1, url: href(page - 1) } : null,
+      current: { number: page, url: href(page) },
+      next: page < pages ? { number: page + 1, url: href(page + 1) } : null,
+      totalItems: records.length,
+      totalPages: pages,
+      limitPerPage: limit,
+    },
+    certificates: records.slice((page - 1) * limit, page * limit).map(([fp, r]) => ({ fingerprint: fp, ...r })),
+  });
+}
+
+/** Changes the tenant's record `fp` in one go, or answers "No records found". */
+async function ownRecord(ctx: X509Context, fp: string, tenant: string, change: (s: LabState, key: string) => void): Promise<void> {
+  const found = await updateState(ctx.opts.dir, (s) => {
+    const record = s.x509Certificates?.[fp];
+    if (!record || record.tenant !== tenant) return false;
+    change(s, fp);
+    return true;
+  });
+  if (!found) throw notFound(fp, tenant);
+}
+
+/** `GET /ca/crl`: the CA's latest CRL as PEM; the lab revokes nothing, so it lists no certificate. */
+async function emptyCrl(ctx: X509Context): Promise<string> {
+  const now = new Date();
+  const crl = await x509.X509CrlGenerator.create(
+    { issuer: ctx.ca.cert.subjectName, thisUpdate: now, nextUpdate: new Date(now.getTime() + DAY), entries: [], signingKey: ctx.ca.key, signingAlgorithm: RSA_SHA256 },
+    ctx.opts.crypto,
+  );
+  return toPem(crl.rawData, "X509 CRL").trimEnd(); // the facade's label (`getCRL` in ejbca-facade.js)
+}
+
+/** Express's `decodeURIComponent` of a route parameter: a bad escape is its 400. */
+function decodeParam(raw: string): string {
+  try {
+    return decodeURIComponent(raw);
+  } catch {
+    throw new X509Refusal(400, `Failed to decode param '${raw}'`);
   }
 }
 
@@ -72,11 +137,10 @@ async function generate(res: ServerResponse, input: unknown, ctx: X509Context, t
   if (ctx.rules === "v0.7" && "application" in belongsTo) {
     throw new X509Refusal(403, "Operations on certificates for applications are not authorized through this endpoint.");
   }
-  if (body.csr === undefined) throw new X509Refusal(404, "This operation is not available yet"); // registering an external certificate
+  if (body.csr === undefined) return register(body as { caFingerprint?: string; certificateChain?: string }, ctx);
   // v0.7+ `sanitizeLineBreaks`: CRLF to LF, no trailing line break.
   const csrPem = ctx.rules === "v0.7" ? body.csr.replace(/\r\n|\r/g, "\n").replace(/\n+$/, "") : body.csr;
-  const der = new Uint8Array(Buffer.from(csrPem.replace(/(^-.+?-.+$|[^A-Za-z0-9+/=])/gm, ""), "base64"));
-  if (!parsesAsBer(der)) throw new X509Refusal(400, "Can not parse ASN1 data structure from binary data");
+  const der = pemDer(csrPem);
   let csr: x509.Pkcs10CertificateRequest;
   try {
     csr = new x509.Pkcs10CertificateRequest(der);
@@ -94,7 +158,8 @@ async function generate(res: ServerResponse, input: unknown, ctx: X509Context, t
     if (err instanceof ProfileRefusal) throw new Error(`EJBCA: ${err.message}`);
     throw err;
   }
-  const now = Date.now();
+  // EJBCA keeps the start and end times the service sends to the minute (the issued certificates read hh:mm:00).
+  const now = Math.floor(Date.now() / 60_000) * 60_000;
   const cert = await signAsEjbca(
     {
       ca: ctx.ca,
@@ -126,6 +191,24 @@ async function generate(res: ServerResponse, input: unknown, ctx: X509Context, t
 }
 
 /**
+ * Registering a certificate from another CA: v0.5 `registerCertificate` is a stub ("not available
+ * yet", 404). v0.7+ implement it against the trusted CAs, of which the lab has none: every chain
+ * ends at the refusal below (`CertificateService.registerCertificate`); the checks of the
+ * certificate itself that come before it there are not reproduced.
+ */
+function register(body: { caFingerprint?: string; certificateChain?: string }, ctx: X509Context): never {
+  if (ctx.rules === "v0.5") throw new X509Refusal(404, "This operation is not available yet");
+  const chain = body.certificateChain?.match(/-{5}BEGIN CERTIFICATE-{5}[\s\S]+?-{5}END CERTIFICATE-{5}/g) ?? [];
+  if (!body.caFingerprint && chain.length < 2) {
+    throw new X509Refusal(
+      400,
+      "It was not possible to obtain the fingerprint of the root CA. Make sure to inform it in the request payload or inform the root CA certificate as the last one in the chain of certificates.",
+    );
+  }
+  throw new X509Refusal(400, "The root CA certificate is not registered as a trusted certificate yet.");
+}
+
+/**
  * `PATCH /certificates/:fingerprint` `{belongsTo}`: v0.5 changes the owner of the record whose
  * stored (colon) fingerprint equals the upper-cased parameter; v0.7+ normalises the parameter and
  * first checks that the device exists for the tenant (`CertificateService.changeOwnership`).
@@ -138,14 +221,11 @@ async function changeOwner(res: ServerResponse, fp: string, input: unknown, ctx:
     throw new X509Refusal(403, "Operations on certificates for applications are not authorized through this endpoint.");
   }
   if (ctx.rules === "v0.7" && typeof belongsTo.device === "string") await ensureDeviceExists(belongsTo.device, ctx, tenant);
-  const found = await updateState(ctx.opts.dir, (s) => {
-    const record = s.x509Certificates?.[fp];
-    if (!record || record.tenant !== tenant) return false;
+  await ownRecord(ctx, fp, tenant, (s, key) => {
+    const record = s.x509Certificates![key]!;
     record.belongsTo = typeof belongsTo.device === "string" ? { device: belongsTo.device } : {};
     record.modifiedAt = new Date().toISOString();
-    return true;
   });
-  if (!found) throw notFound(fp, tenant);
   res.writeHead(204).end();
 }
 
@@ -163,25 +243,35 @@ function notFound(fp: string, tenant: string): X509Refusal {
 
 /**
  * The X509Identity certificate profile (`ejbca/resources/profiles/certprofile_X509Identity-1711483265.xml`,
- * the same at v0.5.0 and v0.8.0): basicConstraints critical CA:FALSE; keyUsage critical
- * digitalSignature, nonRepudiation, keyEncipherment, keyAgreement; extendedKeyUsage clientAuth,
- * emailProtection, serverAuth (the profile's list, in its order); SKI, AKI; the CA's default CRL
- * distribution point (`defaultCRLDistPoint` in `certificate-authorities-creation.sh`).
+ * the same at v0.5.0 and v0.8.0), in the order and form of the certificates the service issued
+ * (`apidocs/api-description.apib` at v0.5.0): basicConstraints critical CA:FALSE; AKI; Freshest CRL
+ * (the delta CRL); extendedKeyUsage clientAuth and emailProtection (the XML also lists serverAuth,
+ * which those certificates do not carry); CRL distribution point with the CA as CRL issuer; SKI;
+ * keyUsage critical digitalSignature, nonRepudiation, keyEncipherment, keyAgreement. The URLs are
+ * the CA's defaults from `certificate-authorities-creation.sh` (`http://<EJBCA host>:8080/…`).
  */
 async function x509IdentityExtensions(ca: LabCa, publicKey: x509.PublicKey, crypto: CryptoProvider): Promise<x509.Extension[]> {
-  // EJBCA's form of the CA's DN: most specific first, no spaces (`UID=…,CN=X509 Identity CA,OU=…,O=…`).
-  const dn = ca.cert.subjectName.toJSON().reverse().flatMap((rdn) => Object.entries(rdn).map(([k, v]) => `${k === "0.9.2342.19200300.100.1.1" ? "UID" : k}=${v[0]}`));
-  const issuer = encodeURIComponent(dn.join(","));
+  // EJBCA's form of the CA's DN: as encoded, comma-separated (`UID=…,CN=X509 Identity CA,OU=…,O=…`).
+  const dn = ca.cert.subjectName.toJSON().flatMap((rdn) => Object.entries(rdn).map(([k, v]) => `${k === "0.9.2342.19200300.100.1.1" ? "UID" : k}=${v[0]}`));
+  const url = (cmd: string) => `http://x509-ejbca:8080/ejbca/publicweb/webdist/certdist?cmd=${cmd}&issuer=${encodeURIComponent(dn.join(","))}`;
+  const issuer = new GeneralName({ directoryName: AsnConvert.parse(ca.cert.subjectName.toArrayBuffer(), Name) });
+  const point = (cmd: string, crlIssuer?: GeneralName) =>
+    new DistributionPoint({
+      distributionPoint: new DistributionPointName({ fullName: [new GeneralName({ uniformResourceIdentifier: url(cmd) })] }),
+      ...(crlIssuer ? { cRLIssuer: [crlIssuer] } : {}),
+    });
+  const freshest = new x509.CRLDistributionPointsExtension([point("deltacrl")]);
   return [
     new x509.BasicConstraintsExtension(false, undefined, true),
+    await x509.AuthorityKeyIdentifierExtension.create(ca.cert.publicKey, false, crypto),
+    new x509.Extension(id_ce_freshestCRL, false, freshest.value),
+    new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.clientAuth, x509.ExtendedKeyUsage.emailProtection], false),
+    new x509.CRLDistributionPointsExtension([point("crl", issuer)]),
+    await x509.SubjectKeyIdentifierExtension.create(publicKey, false, crypto),
     new x509.KeyUsagesExtension(
       x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.nonRepudiation | x509.KeyUsageFlags.keyEncipherment | x509.KeyUsageFlags.keyAgreement,
       true,
     ),
-    new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.clientAuth, x509.ExtendedKeyUsage.emailProtection, x509.ExtendedKeyUsage.serverAuth], false),
-    await x509.SubjectKeyIdentifierExtension.create(publicKey, false, crypto),
-    await x509.AuthorityKeyIdentifierExtension.create(ca.cert.publicKey, false, crypto),
-    new x509.CRLDistributionPointsExtension([`http://x509-ejbca:8080/ejbca/publicweb/webdist/certdist?cmd=crl&issuer=${issuer}`]),
   ];
 }
 
@@ -196,38 +286,29 @@ class SchemaRefusal extends Error {
 }
 
 /**
- * The body as `express.json()` leaves it: a JSON object or array when the content type is JSON
- * (anything else there is body-parser's 400), else `{}`.
+ * The body as `express.json()` (body-parser, strict) leaves it: a JSON object or array when the
+ * content type is JSON, else `{}`. Anything else there is body-parser's 400 with the message the
+ * services' Node 12 gives ("Unexpected token x in JSON at position n").
  */
 function parseJsonBody(req: IncomingMessage, body: string): unknown {
   const type = (req.headers["content-type"] ?? "").split(";")[0]!.trim().toLowerCase();
   if (type !== "application/json" || body.length === 0) return {};
-  let value: unknown;
+  const first = body.search(/\S/);
+  if (first >= 0 && body[first] !== "{" && body[first] !== "[") throw new X509Refusal(400, `Unexpected token ${body[first]} in JSON at position ${first}`);
   try {
-    value = JSON.parse(body);
+    return JSON.parse(body);
   } catch (err) {
-    throw new X509Refusal(400, (err as Error).message);
+    throw new X509Refusal(400, node12JsonError(body, (err as Error).message));
   }
-  if (!value || typeof value !== "object") throw new X509Refusal(400, `Unexpected token ${body.trim()[0] ?? ""} in JSON at position 0`);
-  return value;
 }
 
-/** Whether asn1js.fromBER would find one element (its tag and length fit in the data). */
-function parsesAsBer(der: Uint8Array): boolean {
-  if (der.length < 2) return false;
-  let i = 1;
-  if ((der[0]! & 0x1f) === 0x1f) while (i < der.length && der[i++]! & 0x80);
-  if (i >= der.length) return false;
-  const first = der[i++]!;
-  if (first === 0x80) return true; // indefinite length
-  let length = first;
-  if (first & 0x80) {
-    const n = first & 0x7f;
-    if (n > 4 || i + n > der.length) return false;
-    length = 0;
-    for (let k = 0; k < n; k++) length = length * 256 + der[i++]!;
-  }
-  return i + length <= der.length;
+/** V8's newer JSON.parse messages, told the old way (position where this Node gives it, else the first occurrence of the token). */
+function node12JsonError(body: string, message: string): string {
+  if (/end of JSON input/.test(message)) return "Unexpected end of JSON input";
+  const at = /position (\d+)/.exec(message);
+  const token = /Unexpected token '(.)'/.exec(message)?.[1];
+  const position = at ? Number(at[1]) : token ? body.indexOf(token) : -1;
+  return position >= 0 && position < body.length ? `Unexpected token ${body[position]} in JSON at position ${position}` : "Unexpected end of JSON input";
 }
 
 /** PEM with LF line breaks and no trailing newline, as both generations return it. */

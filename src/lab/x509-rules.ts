@@ -1,4 +1,4 @@
-import { createPublicKey } from "node:crypto";
+import * as asn1js from "asn1js";
 import type * as x509 from "../crypto/x509.js";
 
 /**
@@ -46,80 +46,115 @@ const SCHEMA_IDS: Record<X509Rules, { defs: string; generate: string; changeOwne
   },
 };
 
-/** `schemas/defs.json`: the CSR pattern (v0.7 allows one line break after the END line) and `belongsTo.device`. */
-const CSR_PATTERN: Record<X509Rules, string> = {
-  "v0.5": "^-{5}BEGIN CERTIFICATE REQUEST-{5}(\\r\\n|\\r|\\n)([-A-Za-z0-9+/=]{1,64}(\\r\\n|\\r|\\n))+-{5}END CERTIFICATE REQUEST-{5}$",
-  "v0.7": "^-{5}BEGIN CERTIFICATE REQUEST-{5}(\\r\\n|\\r|\\n)([-A-Za-z0-9+/=]{1,64}(\\r\\n|\\r|\\n))+-{5}END CERTIFICATE REQUEST-{5}(\\r\\n|\\r|\\n)?$",
+/** `schemas/defs.json` at each tag: the patterns and limits of the fields the lab checks. */
+const DEFS: Record<X509Rules, { csr: string; certPem: string; device: StringRule; application: StringRule; fingerprint?: StringRule }> = {
+  "v0.5": {
+    csr: "^-{5}BEGIN CERTIFICATE REQUEST-{5}(\\r\\n|\\r|\\n)([-A-Za-z0-9+/=]{1,64}(\\r\\n|\\r|\\n))+-{5}END CERTIFICATE REQUEST-{5}$",
+    certPem: "^(-{5}BEGIN CERTIFICATE-{5}(\\r\\n|\\r|\\n)([-A-Za-z0-9+/=]{1,64}(\\r\\n|\\r|\\n))+-{5}END CERTIFICATE-{5})+$",
+    device: { pattern: "^[0-9a-fA-F]{10}$", maxLength: 10 },
+    application: { maxLength: 64, enum: ["kafka-consumer"] },
+  },
+  "v0.7": {
+    csr: "^-{5}BEGIN CERTIFICATE REQUEST-{5}(\\r\\n|\\r|\\n)([-A-Za-z0-9+/=]{1,64}(\\r\\n|\\r|\\n))+-{5}END CERTIFICATE REQUEST-{5}(\\r\\n|\\r|\\n)?$",
+    certPem: "^(-{5}BEGIN CERTIFICATE-{5}(\\r\\n|\\r|\\n)([-A-Za-z0-9+/=]{1,64}(\\r\\n|\\r|\\n))+-{5}END CERTIFICATE-{5}(\\r\\n|\\r|\\n)?)+$",
+    device: { pattern: "^[0-9a-fA-F-]{5,36}$", maxLength: 36 },
+    application: { pattern: "^[0-9a-zA-Z-]{1,64}$", maxLength: 64 },
+    fingerprint: { pattern: "^([A-Fa-f0-9]{2}:?){32}$", minLength: 64, maxLength: 95 },
+  },
 };
-const DEVICE_RULE: Record<X509Rules, { pattern: string; maxLength: number }> = {
-  "v0.5": { pattern: "^[0-9a-fA-F]{10}$", maxLength: 10 },
-  "v0.7": { pattern: "^[0-9a-fA-F-]{5,36}$", maxLength: 36 },
-};
+
+/** A string schema: its limits, pattern or enum. */
+interface StringRule {
+  pattern?: string;
+  minLength?: number;
+  maxLength: number;
+  enum?: string[];
+}
 
 /** The body error of a schema failure, in each generation's shape (`schema-validator.js` v0.5, `schemaValidator.js` v0.7). */
 export function schemaFailure(rules: X509Rules, schemaId: string, schemaErrors: AjvError[]): Record<string, unknown> {
   return rules === "v0.5" ? { "schema$id": schemaId, schemaErrors } : { error: "Input data schema validation failure.", detail: { schemaId, schemaErrors } };
 }
 
-/** `POST /certificates` (`register-or-generate-certificate.json`): the errors ajv 6 reports, or none. */
+/**
+ * `POST /certificates` (`register-or-generate-certificate.json`) as ajv 6 reports it: the
+ * `dependencies` first, then each property in the schema's order, then the `oneOf`.
+ */
 export function checkGenerateBody(body: unknown, rules: X509Rules): { schemaId: string; errors: AjvError[] } {
   const ids = SCHEMA_IDS[rules];
-  const errors = checkObject(body, "", "#");
-  if (errors.length === 0) {
-    const input = body as Record<string, unknown>;
-    const defs = `${ids.defs}#/definitions`;
-    if ("csr" in input) errors.push(...checkString(input.csr, ".csr", `${defs}/csr`, { maxLength: 65536, pattern: CSR_PATTERN[rules] }));
-    if ("belongsTo" in input) errors.push(...checkBelongsTo(input.belongsTo, ".belongsTo", `${defs}/belongsTo`, rules));
-    errors.push(...oneOfRequired(input, [ids.externalKey, "csr"], "", "#/oneOf"));
-  }
+  const defs = `${ids.defs}#/definitions`;
+  const external = ids.externalKey;
+  if (!isObject(body)) return { schemaId: ids.generate, errors: [typeError("", "#", "object"), oneOfError("", "#/oneOf", [0, 1])] };
+  const errors = exclusive(body, [external, "csr"], "", "#");
+  if (rules === "v0.7" && "caFingerprint" in body) errors.push(...checkString(body.caFingerprint, ".caFingerprint", `${defs}/fingerprint`, DEFS[rules].fingerprint!));
+  if (external in body) errors.push(...checkString(body[external], `.${external}`, `${defs}/cert-pem`, { pattern: DEFS[rules].certPem, maxLength: 65536 }));
+  if ("csr" in body) errors.push(...checkString(body.csr, ".csr", `${defs}/csr`, { pattern: DEFS[rules].csr, maxLength: 65536 }));
+  if ("belongsTo" in body) errors.push(...checkBelongsTo(body.belongsTo, ".belongsTo", `${defs}/belongsTo`, rules));
+  errors.push(...oneOfRequired(body, [external, "csr"], "", "#/oneOf"));
   return { schemaId: ids.generate, errors };
 }
 
 /** `PATCH /certificates/:fingerprint` (`change-owner-certificate.json`): the errors ajv 6 reports, or none. */
 export function checkChangeOwnerBody(body: unknown, rules: X509Rules): { schemaId: string; errors: AjvError[] } {
   const ids = SCHEMA_IDS[rules];
-  const errors = checkObject(body, "", "#");
-  if (errors.length === 0) {
-    const input = body as Record<string, unknown>;
-    if (!("belongsTo" in input)) errors.push(required("", "#/required", "belongsTo"));
-    else errors.push(...checkBelongsTo(input.belongsTo, ".belongsTo", `${ids.defs}#/definitions/belongsTo`, rules));
-  }
-  return { schemaId: ids.changeOwner, errors };
+  if (!isObject(body)) return { schemaId: ids.changeOwner, errors: [typeError("", "#", "object")] };
+  if (!("belongsTo" in body)) return { schemaId: ids.changeOwner, errors: [required("", "#/required", "belongsTo")] };
+  return { schemaId: ids.changeOwner, errors: checkBelongsTo(body.belongsTo, ".belongsTo", `${ids.defs}#/definitions/belongsTo`, rules) };
 }
 
-function checkObject(value: unknown, dataPath: string, schemaPath: string): AjvError[] {
-  if (value && typeof value === "object" && !Array.isArray(value)) return [];
-  return [{ keyword: "type", dataPath, schemaPath: `${schemaPath}/type`, params: { type: "object" }, message: "should be object" }];
+function isObject(value: unknown): value is Record<string, unknown> {
+  return Boolean(value) && typeof value === "object" && !Array.isArray(value);
+}
+
+function typeError(dataPath: string, schemaPath: string, type: string): AjvError {
+  return { keyword: "type", dataPath, schemaPath: `${schemaPath}/type`, params: { type }, message: `should be ${type}` };
 }
 
 function checkBelongsTo(value: unknown, dataPath: string, schemaPath: string, rules: X509Rules): AjvError[] {
-  const notObject = checkObject(value, dataPath, schemaPath);
-  // ajv 6 also reports the oneOf of required properties, which a non-object passes twice.
-  if (notObject.length > 0) return [...notObject, oneOfError(dataPath, `${schemaPath}/oneOf`, [0, 1])];
-  const owner = value as Record<string, unknown>;
-  const errors: AjvError[] = [];
-  if ("device" in owner && owner.device !== null) {
-    const path = `${schemaPath}/properties/device`;
-    if (typeof owner.device !== "string") {
-      errors.push({ keyword: "type", dataPath: `${dataPath}.device`, schemaPath: `${path}/type`, params: { type: "string,null" }, message: "should be string,null" });
-    } else {
-      errors.push(...checkString(owner.device, `${dataPath}.device`, path, DEVICE_RULE[rules]));
+  // A non-object passes both `required` branches of the oneOf, which ajv 6 also reports.
+  if (!isObject(value)) return [typeError(dataPath, schemaPath, "object"), oneOfError(dataPath, `${schemaPath}/oneOf`, [0, 1])];
+  const errors = exclusive(value, ["device", "application"], dataPath, schemaPath);
+  for (const key of ["device", "application"] as const) {
+    if (!(key in value)) continue;
+    const path = `${schemaPath}/properties/${key}`;
+    const rule = DEFS[rules][key];
+    if (value[key] === null) {
+      // null passes the type, but not an enum without it (v0.5's application).
+      if (rule.enum) errors.push(enumError(`${dataPath}.${key}`, path, rule.enum));
+      continue;
     }
+    if (typeof value[key] !== "string") errors.push(typeError(`${dataPath}.${key}`, path, "string,null"));
+    else errors.push(...checkString(value[key], `${dataPath}.${key}`, path, rule));
   }
-  errors.push(...oneOfRequired(owner, ["device", "application"], dataPath, `${schemaPath}/oneOf`));
+  errors.push(...oneOfRequired(value, ["device", "application"], dataPath, `${schemaPath}/oneOf`));
   return errors;
 }
 
-function checkString(value: unknown, dataPath: string, schemaPath: string, rule: { maxLength: number; pattern: string }): AjvError[] {
-  if (typeof value !== "string") return [{ keyword: "type", dataPath, schemaPath: `${schemaPath}/type`, params: { type: "string" }, message: "should be string" }];
+/** `dependencies: {a: {not: {required: [b]}}, b: {not: {required: [a]}}}`: both present fails both. */
+function exclusive(input: Record<string, unknown>, [a, b]: [string, string], dataPath: string, schemaPath: string): AjvError[] {
+  if (!(a in input && b in input)) return [];
+  return [a, b].map((k) => ({ keyword: "not", dataPath, schemaPath: `${schemaPath}/dependencies/${k}/not`, params: {}, message: "should NOT be valid" }));
+}
+
+function checkString(value: unknown, dataPath: string, schemaPath: string, rule: StringRule): AjvError[] {
+  if (typeof value !== "string") return [typeError(dataPath, schemaPath, "string")];
   const errors: AjvError[] = [];
-  if ([...value].length > rule.maxLength) {
+  const length = [...value].length;
+  if (length > rule.maxLength) {
     errors.push({ keyword: "maxLength", dataPath, schemaPath: `${schemaPath}/maxLength`, params: { limit: rule.maxLength }, message: `should NOT be longer than ${rule.maxLength} characters` });
   }
-  if (!new RegExp(rule.pattern, "u").test(value)) {
+  if (rule.minLength !== undefined && length < rule.minLength) {
+    errors.push({ keyword: "minLength", dataPath, schemaPath: `${schemaPath}/minLength`, params: { limit: rule.minLength }, message: `should NOT be shorter than ${rule.minLength} characters` });
+  }
+  if (rule.pattern !== undefined && !new RegExp(rule.pattern, "u").test(value)) {
     errors.push({ keyword: "pattern", dataPath, schemaPath: `${schemaPath}/pattern`, params: { pattern: rule.pattern }, message: `should match pattern "${rule.pattern}"` });
   }
+  if (rule.enum && !rule.enum.includes(value)) errors.push(enumError(dataPath, schemaPath, rule.enum));
   return errors;
+}
+
+function enumError(dataPath: string, schemaPath: string, allowedValues: string[]): AjvError {
+  return { keyword: "enum", dataPath, schemaPath: `${schemaPath}/enum`, params: { allowedValues }, message: "should be equal to one of the allowed values" };
 }
 
 /** `oneOf: [{required: [a]}, {required: [b]}]`: both missing gives two required errors and the oneOf. */
@@ -138,37 +173,44 @@ function oneOfError(dataPath: string, schemaPath: string, passingSchemas: number
   return { keyword: "oneOf", dataPath, schemaPath, params: { passingSchemas }, message: "should match exactly one schema in oneOf" };
 }
 
-/** `pkiUtils.checkPublicKey` / `pki-utils.js` `checkPublicKey`: RSA of at least 2048 bits, or ECDSA on P-256, P-384 or P-521. */
+/**
+ * `pkiUtils.checkPublicKey` (v0.7/v0.8; `pki-utils.js` v0.5), on the key as pkijs parses it: by
+ * the algorithm's OID, RSA with a modulus of at least 256 bytes, or ECDSA on a named P-256, P-384
+ * or P-521 curve (explicit curve parameters name none).
+ */
 export function checkPublicKey(spkiDer: ArrayBuffer): void {
-  let key;
-  try {
-    key = createPublicKey({ key: Buffer.from(spkiDer), format: "der", type: "spki" });
-  } catch {
-    throw new X509Refusal(400, "The public key algorithm must be RSA or ECDSA.");
-  }
-  const details = key.asymmetricKeyDetails ?? {};
-  if (key.asymmetricKeyType === "rsa") {
-    if ((details.modulusLength ?? 0) < 2048) throw new X509Refusal(400, "The RSA public key length less than 2048 bits is not supported.");
+  const spki = asn1js.fromBER(spkiDer).result;
+  const [algorithm, key] = spki instanceof asn1js.Sequence ? spki.valueBlock.value : [];
+  const [oid, parameters] = algorithm instanceof asn1js.Sequence ? algorithm.valueBlock.value : [];
+  const algoID = oid instanceof asn1js.ObjectIdentifier ? oid.valueBlock.toString() : "";
+  if (algoID === RSA_OID) {
+    const rsa = key instanceof asn1js.BitString ? asn1js.fromBER(key.valueBlock.valueHexView).result : undefined;
+    const modulus = rsa instanceof asn1js.Sequence ? rsa.valueBlock.value[0] : undefined;
+    const bytes = modulus instanceof asn1js.Integer ? modulus.valueBlock.valueHexView.byteLength : 0;
+    if (bytes < 256) throw new X509Refusal(400, "The RSA public key length less than 2048 bits is not supported.");
     return;
   }
-  if (key.asymmetricKeyType === "ec") {
-    if (!["prime256v1", "secp384r1", "secp521r1"].includes(details.namedCurve ?? "")) {
+  if (algoID === ECDSA_OID) {
+    const curve = parameters instanceof asn1js.ObjectIdentifier ? parameters.valueBlock.toString() : undefined;
+    if (!NAMED_CURVES.includes(curve ?? "")) {
       throw new X509Refusal(400, "The elliptical curve used in the ECDSA public key algorithm is not supported. (Use the NIST-recommended curves: P-256, P-384 or P-521)");
     }
     return;
   }
-  const oid = KEY_OIDS[key.asymmetricKeyType ?? ""];
-  throw new X509Refusal(400, `The public key algorithm must be RSA or ECDSA.${oid ? ` The key algorithm with OID=${oid} is not supported` : ""}`);
+  throw new X509Refusal(400, `The public key algorithm must be RSA or ECDSA.${algoID ? ` The key algorithm with OID=${algoID} is not supported` : ""}`);
 }
 
-const KEY_OIDS: Record<string, string> = {
-  "rsa-pss": "1.2.840.113549.1.1.10",
-  dsa: "1.2.840.10040.4.1",
-  ed25519: "1.3.101.112",
-  ed448: "1.3.101.113",
-  x25519: "1.3.101.110",
-  x448: "1.3.101.111",
-};
+const RSA_OID = "1.2.840.113549.1.1.1";
+const ECDSA_OID = "1.2.840.10045.2.1";
+/** P-256, P-384, P-521 (`namedCurves` in pki-utils.js). */
+const NAMED_CURVES = ["1.2.840.10045.3.1.7", "1.3.132.0.34", "1.3.132.0.35"];
+
+/** `getASN1`: a PEM's base64 (every other character dropped) that asn1js cannot read at all is a 400; anything else it reads goes on. */
+export function pemDer(pem: string): Uint8Array<ArrayBuffer> {
+  const der = new Uint8Array(Buffer.from(pem.replace(/(^-.+?-.+$|[^A-Za-z0-9+/=])/gm, ""), "base64"));
+  if (asn1js.fromBER(der).offset === -1) throw new X509Refusal(400, "Can not parse ASN1 data structure from binary data");
+  return der;
+}
 
 /** `src/core/RelativeDistinguishedNames.json` (v0.7/v0.8; the same table inline in v0.5's `distinguished-name.js`). */
 const RDN_KEYS: Record<string, string> = {
@@ -291,5 +333,7 @@ const EJBCA_LDAP_ORDER = [
 export function routeFingerprint(value: string, rules: X509Rules): string {
   const upper = value.toUpperCase();
   if (rules === "v0.5" || !upper || upper.includes(":")) return upper;
-  return (upper.match(/.{2}/g) ?? []).join(":");
+  const pairs = upper.match(/.{2}/g);
+  if (!pairs) throw new TypeError("Cannot read property 'join' of null"); // a one-character value: the real route's 500
+  return pairs.join(":");
 }

@@ -140,14 +140,7 @@ export async function enroll(opts: EnrollOptions, onEvent: (e: EnrollEvent) => v
         `CA ${displayName(c.subjectName)}, SHA-256 ${sha256Fingerprint(c)}${opts.caFingerprint ? " (matches the pin)" : " (not pinned: pin it with --ca-fingerprint)"}; API ${API_TRAITS[opts.platform.api()].title}`,
     );
     const traits = API_TRAITS[opts.platform.api()];
-    const idProblem = opts.platform.deviceIdProblem?.(opts.deviceId);
-    if (idProblem) {
-      throw new CertRetrieverError(`${idProblem}; no key was made and no request sent for it`, {
-        step: "usage",
-        exitCode: ExitCode.USAGE,
-        hint: "use the platform's device id (dojot's are hex), or --api dojot-legacy for an EJBCA-REST platform",
-      });
-    }
+    await opts.platform.prepare?.(session, opts.deviceId);
     const keyType = opts.keyType ?? traits.keyType;
     const keys = await run(
       "generate-key",
@@ -196,23 +189,28 @@ export async function enroll(opts: EnrollOptions, onEvent: (e: EnrollEvent) => v
       () => `key, signature, validity and subject checked`,
     );
     // Only a certificate that passed validation changes anything more on the platform.
-    await run(
+    const binding = await run(
       "bind",
-      async () => (opts.platform.bind ? opts.platform.bind(session, issued.reply, opts.deviceId) : `not needed: ${traits.title} issues to the device's own end entity`),
-      (detail) => detail,
+      async () => (opts.platform.bind ? opts.platform.bind(session, issued.reply, opts.deviceId) : { bound: false, detail: `not needed: ${traits.title} issues to the device's own end entity` }),
+      (b) => b.detail,
     );
     await run(
       "store",
       async () =>
-        opts.store.write({
-          keyPem: await privateKeyPem(keys.privateKey, opts.crypto),
-          certificatePem: toPem(cert.rawData, "CERTIFICATE"),
-          caPem: toPem(ca.rawData, "CERTIFICATE"),
-          profileJson:
-            opts.profile && opts.profile.name !== "generic"
-              ? `${JSON.stringify({ profile: opts.profile.name, deviceId: opts.deviceId, tenant: session.tenant, uriDomain: opts.profile.uriDomain } satisfies ProfileRecord, null, 2)}\n`
-              : undefined,
-        }),
+        opts.store
+          .write({
+            keyPem: await privateKeyPem(keys.privateKey, opts.crypto),
+            certificatePem: toPem(cert.rawData, "CERTIFICATE"),
+            caPem: toPem(ca.rawData, "CERTIFICATE"),
+            profileJson:
+              opts.profile && opts.profile.name !== "generic"
+                ? `${JSON.stringify({ profile: opts.profile.name, deviceId: opts.deviceId, tenant: session.tenant, uriDomain: opts.profile.uriDomain } satisfies ProfileRecord, null, 2)}\n`
+                : undefined,
+          })
+          .catch((err: unknown) => {
+            if (binding.bound) onEvent({ type: "note", message: `certificate ${issued.reply.fingerprint ?? sha256Fingerprint(cert)} is bound to device ${opts.deviceId} on the platform but was not stored here; the next run issues and binds a new one` });
+            throw err;
+          }),
       () => `stored in ${opts.store.location}`,
     );
     succeeded = true;

@@ -3,7 +3,7 @@ import { ExitCode } from "../exit-codes.js";
 import { DojotLegacyClient, parseCaReply } from "./dojot-legacy.js";
 import { DojotX509Client } from "./dojot-x509.js";
 import { jsonObject, platformSays, type HttpReply } from "./http.js";
-import { API_TRAITS, type FetchedCa, type Issued, type PlatformApi, type PlatformClient, type Session, type SignRequest } from "./types.js";
+import { API_TRAITS, type Binding, type FetchedCa, type Issued, type PlatformApi, type PlatformClient, type Session, type SignRequest } from "./types.js";
 
 /**
  * `--api auto`: finds out which generation answers, by the content of the replies and not their
@@ -34,12 +34,12 @@ export class AutoPlatformClient implements PlatformClient {
 
   async fetchCa(session: Session): Promise<FetchedCa> {
     const modern = await this.x509.caReply(session);
-    if (typeof jsonObject(modern)?.caPem === "string") return this.choose(this.x509, () => this.x509.adoptCa(modern, session));
+    if (typeof jsonObject(modern)?.caPem === "string") return this.choose(this.x509, async () => this.x509.adoptCa(modern));
     const legacy = await this.legacy.caReply(session);
     // Anything but "no such route" from EJBCA-REST is that API speaking, even to refuse or to garble: let it explain.
     if (typeof jsonObject(legacy)?.certificate === "string" || !noRoute(legacy)) return this.choose(this.legacy, async () => parseCaReply(legacy, this.legacy.caName));
     // x509-identity-mgmt speaks JSON even to refuse; a page there is dojot v0.4's GUI route.
-    if (!noRoute(modern) && (jsonObject(modern) || modern.status === 401 || modern.status === 403)) return this.choose(this.x509, () => this.x509.adoptCa(modern, session));
+    if (!noRoute(modern) && (jsonObject(modern) || modern.status === 401 || modern.status === 403)) return this.choose(this.x509, async () => this.x509.adoptCa(modern));
     throw new CertRetrieverError(
       `fetch-ca failed: neither dojot API answered: GET /x509/v1/ca gave HTTP ${modern.status} (${platformSays(modern)}) and GET /ca/<name> gave HTTP ${legacy.status} (${platformSays(legacy)})`,
       { step: "fetch-ca", exitCode: ExitCode.CA, hint: "check --platform (dojot's gateway, port 8000), or choose the API with --api" },
@@ -51,17 +51,17 @@ export class AutoPlatformClient implements PlatformClient {
     return parse();
   }
 
-  deviceIdProblem(deviceId: string): string | undefined {
-    return this.chosen instanceof DojotX509Client ? this.chosen.deviceIdProblem(deviceId) : undefined;
+  async prepare(session: Session, deviceId: string): Promise<void> {
+    if (this.chosen instanceof DojotX509Client) await this.chosen.prepare(session, deviceId);
   }
 
   submitCsr(session: Session, req: SignRequest): Promise<Issued> {
     return this.detectedClient().submitCsr(session, req);
   }
 
-  async bind(session: Session, issued: Issued, deviceId: string): Promise<string> {
+  async bind(session: Session, issued: Issued, deviceId: string): Promise<Binding> {
     const client = this.detectedClient();
-    return client instanceof DojotX509Client ? client.bind(session, issued, deviceId) : `not needed: ${API_TRAITS[client.api()].title} issues to the device's own end entity`;
+    return client instanceof DojotX509Client ? client.bind(session, issued, deviceId) : { bound: false, detail: `not needed: ${API_TRAITS[client.api()].title} issues to the device's own end entity` };
   }
 
   private detectedClient(): DojotLegacyClient | DojotX509Client {
@@ -71,13 +71,13 @@ export class AutoPlatformClient implements PlatformClient {
 }
 
 /**
- * Whether a reply is a 404 that says "no such route" rather than an API refusing: from Kong
- * (`{"message":"no route and no API found with those values"}`), from the service behind it
+ * Whether a reply is a 404 that says "no such route" rather than an API refusing: from Kong, from the service behind it
  * (x509-identity-mgmt v0.5 `{"message":"Not Found"}`, v0.7+ `{"error":"Not Found"}`), or a page.
  */
 export function noRoute(reply: HttpReply): boolean {
   if (reply.status !== 404) return false;
   const body = jsonObject(reply);
   const says = typeof body?.message === "string" ? body.message : typeof body?.error === "string" ? body.error : undefined;
-  return !body || says === "Not Found" || says === "no route and no API found with those values";
+  // Kong 0.x (dojot v0.4): "no route and no API found with those values"; Kong 2.x (v0.5+): "no Route matched with those values".
+  return !body || says === "Not Found" || /^no route/i.test(says ?? "");
 }

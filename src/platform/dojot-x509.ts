@@ -1,10 +1,10 @@
 import { createHash } from "node:crypto";
-import { CertRetrieverError, type Step } from "../errors.js";
+import { CertRetrieverError, usageError, type Step } from "../errors.js";
 import { ExitCode } from "../exit-codes.js";
 import { toPem } from "../crypto/keys.js";
 import { authError, bearer, malformed, replyError, requireJson } from "./dojot-legacy.js";
 import { jsonObject, platformSays, type HttpClient, type HttpReply } from "./http.js";
-import { sessionFromJwt, type FetchedCa, type Issued, type PlatformApi, type PlatformClient, type Session, type SignRequest } from "./types.js";
+import { sessionFromJwt, type Binding, type FetchedCa, type Issued, type PlatformApi, type PlatformClient, type Session, type SignRequest } from "./types.js";
 
 /** Settings of the x509-identity-mgmt client. */
 export interface DojotX509Options {
@@ -14,6 +14,7 @@ export interface DojotX509Options {
 
 /** v0.5-v0.6 accept only this CN (the server then prefixes the tenant): `allowedAttrsConstraints` at v0.5.0. */
 export const X509_CN_RULE = /^[0-9A-Za-z ]{1,255}$/;
+const ID_HINT = "use the platform's device id (dojot's are hex)";
 /** v0.7+ bind a certificate only to a device id of this form: `belongsTo.device` in `schemas/defs.json` at v0.7.0/v0.8.0. */
 export const X509_DEVICE_RULE = /^[0-9a-fA-F-]{5,36}$/;
 
@@ -42,6 +43,7 @@ export function x509DeviceIdProblem(deviceId: string, generation?: X509Generatio
  */
 export class DojotX509Client implements PlatformClient {
   private generation: X509Generation | undefined;
+  private caFingerprint: string | undefined;
 
   constructor(private readonly opts: DojotX509Options) {}
 
@@ -59,7 +61,7 @@ export class DojotX509Client implements PlatformClient {
   }
 
   async fetchCa(session: Session): Promise<FetchedCa> {
-    return this.adoptCa(await this.caReply(session), session);
+    return this.adoptCa(await this.caReply(session));
   }
 
   /** The raw reply of `GET /x509/v1/ca`, for API detection. */
@@ -67,35 +69,49 @@ export class DojotX509Client implements PlatformClient {
     return this.opts.http.json("fetch-ca", this.url("/x509/v1/ca"), { method: "GET", headers: bearer(session) });
   }
 
-  /** The CA from a `GET /x509/v1/ca` reply; then finds out which release line answers. */
-  async adoptCa(reply: HttpReply, session: Session): Promise<FetchedCa> {
+  /** The CA from a `GET /x509/v1/ca` reply. */
+  adoptCa(reply: HttpReply): FetchedCa {
     const ca = parseX509CaReply(reply);
-    this.generation = await this.detectGeneration(session, ca.der);
+    this.caFingerprint = createHash("sha256").update(ca.der).digest("hex").toUpperCase().match(/../g)!.join(":");
     return ca;
   }
 
   /**
-   * Looks up a certificate that is not there (the CA's own fingerprint, without colons): v0.5-v0.6
-   * answer 404 `{"message": "No records found …"}` (errors are `{message}` there, and the
-   * fingerprint must carry colons); v0.7+ normalise it and answer `{"error": …}`. Undefined when
-   * the reply says neither (a gateway that denies the read, say).
+   * Before any key is made: asks to bind the CA's own fingerprint, which names no certificate
+   * record, to the device. Nothing changes on either release line, and the answer says which one
+   * it is and whether the device can be bound: v0.7+ check the device first
+   * (`CertificateService.changeOwnership`: 400 `{"error": "Device identifier … was not found …"}`)
+   * and then find no record (404 `{"error": "No records found …"}`); v0.5-v0.6 check their schema
+   * (400 `{"schema$id", …}` for an id that is not ten hex digits) and find no record (404
+   * `{"message": …}`). Any other answer (a gateway that denies the request, say) leaves the release
+   * unknown, and the binding finds out.
    */
-  private async detectGeneration(session: Session, caDer: Uint8Array): Promise<X509Generation | undefined> {
-    const fp = createHash("sha256").update(caDer).digest("hex").toUpperCase();
-    const reply = await this.opts.http.json("fetch-ca", this.url(`/x509/v1/certificates/${fp}`), { method: "GET", headers: bearer(session) });
-    const body = jsonObject(reply);
-    if (reply.status === 200 || (reply.status === 404 && typeof body?.error === "string")) return "v0.7";
-    if (reply.status === 404 && typeof body?.message === "string") return "v0.5";
-    return undefined;
+  async prepare(session: Session, deviceId: string): Promise<void> {
+    const neither = x509DeviceIdProblem(deviceId);
+    if (neither) throw usageError(neither, ID_HINT);
+    const reply = await this.opts.http.json("fetch-ca", this.url(`/x509/v1/certificates/${this.caFingerprint ?? ""}`), {
+      method: "PATCH",
+      headers: bearer(session),
+      body: { belongsTo: { device: deviceId } },
+    });
+    this.generation = generationOf(reply);
+    if (this.generation === "v0.7" && reply.status === 400) {
+      if (/was not found for tenant/.test(platformSays(reply))) {
+        throw new CertRetrieverError(`bind failed: the platform has no device '${deviceId}' for this user's tenant (HTTP 400: ${platformSays(reply)}); no key was made and no certificate issued`, {
+          step: "bind",
+          exitCode: ExitCode.CSR,
+          hint: "create the device on the platform for this user's tenant, then run again",
+        });
+      }
+      throw usageError(x509DeviceIdProblem(deviceId, "v0.7") ?? `the platform refused device id '${deviceId}': ${platformSays(reply)}`, ID_HINT);
+    }
+    const problem = this.generation ? x509DeviceIdProblem(deviceId, this.generation) : undefined;
+    if (problem) throw usageError(problem, ID_HINT);
   }
 
-  /** The release line found by {@link fetchCa}, and what it means for the device. */
+  /** The release line found by {@link prepare}, for the bind step's line. */
   describe(): string {
-    return this.generation === "v0.5" ? "dojot v0.5-v0.6 rules" : this.generation === "v0.7" ? "dojot v0.7+ rules" : "release not recognised, dojot v0.7+ rules assumed";
-  }
-
-  deviceIdProblem(deviceId: string): string | undefined {
-    return x509DeviceIdProblem(deviceId, this.generation ?? "v0.7");
+    return this.generation === "v0.5" ? "dojot v0.5-v0.6 rules" : this.generation === "v0.7" ? "dojot v0.7+ rules" : "release not recognised";
   }
 
   async submitCsr(session: Session, req: SignRequest): Promise<Issued> {
@@ -111,8 +127,8 @@ export class DojotX509Client implements PlatformClient {
    * fingerprint. v0.5-v0.6 have the route too, but VerneMQ identifies the device by the CN
    * `<tenant>:<device>` there, and their schema takes only ten-hex-digit ids: no binding.
    */
-  async bind(session: Session, issued: Issued, deviceId: string): Promise<string> {
-    if (this.generation === "v0.5") return `not needed: dojot v0.5-v0.6 identify the device by its CN`;
+  async bind(session: Session, issued: Issued, deviceId: string): Promise<Binding> {
+    if (this.generation === "v0.5") return { bound: false, detail: "not needed: dojot v0.5-v0.6 identify the device by its CN" };
     const fingerprint = issued.fingerprint ?? "";
     // The fingerprint as the platform gave it (with colons): v0.7+ also take it without.
     const reply = await this.opts.http.json("bind", this.url(`/x509/v1/certificates/${fingerprint}`), {
@@ -120,20 +136,34 @@ export class DojotX509Client implements PlatformClient {
       headers: bearer(session),
       body: { belongsTo: { device: deviceId } },
     });
-    if (reply.status === 204 || reply.status === 200) return `certificate bound to device ${deviceId} (${this.describe()})`;
-    throw replyError(
-      "bind",
-      reply,
-      `the platform issued certificate ${fingerprint} but did not bind it to device '${deviceId}'`,
-      /was not found for tenant/i.test(platformSays(reply))
-        ? `create the device on the platform for this user's tenant and run again; nothing was written, and the unbound certificate stays on the platform until removed (DELETE /x509/v1/certificates/${fingerprint})`
-        : `nothing was written; the unbound certificate stays on the platform until removed (DELETE /x509/v1/certificates/${fingerprint})`,
-    );
+    if (reply.status === 204 || reply.status === 200) return { bound: true, detail: `certificate bound to device ${deviceId} (${this.describe()})` };
+    if (!this.generation && generationOf(reply) === "v0.5") return { bound: false, detail: "not needed: the platform answers as dojot v0.5-v0.6, which identify the device by its CN" };
+    const says = platformSays(reply);
+    const left = `nothing was written, and the unbound certificate stays on the platform until removed (DELETE /x509/v1/certificates/${fingerprint})`;
+    throw new CertRetrieverError(`bind failed: the platform issued certificate ${fingerprint} but did not bind it to device '${deviceId}': HTTP ${reply.status}: ${says}`, {
+      step: "bind",
+      exitCode: reply.status === 401 || reply.status === 403 ? ExitCode.AUTH : ExitCode.CSR,
+      hint:
+        reply.status === 401 || reply.status === 403
+          ? `the user may issue certificates but not change their owner (permission on PATCH /x509/v1/certificates/), or the token expired; ${left}`
+          : /was not found for tenant/i.test(says)
+            ? `create the device on the platform for this user's tenant and run again; ${left}`
+            : left,
+    });
   }
 
   private url(path: string): URL {
     return new URL(this.opts.baseUrl.href.replace(/\/+$/, "") + path);
   }
+}
+
+/** Which release line answered, by the shape of a refusal (see {@link DojotX509Client.prepare}), or undefined. */
+function generationOf(reply: HttpReply): X509Generation | undefined {
+  const body = jsonObject(reply);
+  if (!body || (reply.status !== 400 && reply.status !== 404)) return undefined;
+  if (typeof body.error === "string") return "v0.7";
+  if ("schema$id" in body || (reply.status === 404 && typeof body.message === "string" && body.message.startsWith("No records found"))) return "v0.5";
+  return undefined;
 }
 
 /** The CA from `GET /x509/v1/ca` (`{certificateFingerprint, caPem}`), its fingerprint checked against its content. */

@@ -40,13 +40,19 @@ export interface PlatformClient {
   submitCsr(session: Session, req: SignRequest): Promise<Issued>;
   /** Which API this is (known after fetchCa for an auto-detecting client). */
   api(): PlatformApi;
-  /** Why the device id cannot work on this platform, or undefined; asked after fetchCa, before any key is made. */
-  deviceIdProblem?(deviceId: string): string | undefined;
+  /** After fetchCa, before any key is made: refuses (throws) a device this platform cannot enroll. */
+  prepare?(session: Session, deviceId: string): Promise<void>;
   /**
    * After validation, before anything is written: ties the certificate to the device where the
-   * platform needs it. Returns what was done, for the step's line.
+   * platform needs it.
    */
-  bind?(session: Session, issued: Issued, deviceId: string): Promise<string>;
+  bind?(session: Session, issued: Issued, deviceId: string): Promise<Binding>;
+}
+
+/** What the bind step did: whether the platform now ties the certificate to the device, and a line saying so. */
+export interface Binding {
+  bound: boolean;
+  detail: string;
 }
 
 /** The platform APIs cert-retriever speaks. */
