@@ -154,6 +154,34 @@ describe("lab platform: EJBCA-REST /ca and /sign (section 3)", () => {
 });
 
 describe("lab serve as a process", () => {
+  it("listening beyond loopback, it warns and limits /auth as dojot's Kong does (the sixth login in a minute is 429)", async () => {
+    const child = spawn(process.execPath, [BIN, "lab", "serve", "--dir", await tempDir(), "--listen", "0.0.0.0:0"], {
+      env: { PATH: process.env.PATH ?? "", CERT_RETRIEVER_LAB_PASSWORD: "exposed-lab-pw" },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    SECRETS.add("exposed-lab-pw");
+    let stderr = "";
+    child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
+    try {
+      const url = await new Promise<string>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`lab did not start: ${stderr}`)), 20_000);
+        createInterface({ input: child.stdout }).once("line", (line) => {
+          clearTimeout(timer);
+          resolve(line);
+        });
+      });
+      expect(stderr).toMatch(/warning: the lab listens on 0\.0\.0\.0, beyond this machine/);
+      expect(stderr).toMatch(/lab: \/auth limited to 5\/min,40\/h as dojot's Kong does/);
+      const local = `http://127.0.0.1:${new URL(url).port}`; // the test talks to it on loopback only
+      const statuses: number[] = [];
+      for (let i = 0; i < 6; i++) statuses.push((await post(`${local}/auth`, { username: "admin", passwd: "exposed-lab-pw" })).status);
+      expect(statuses).toEqual([200, 200, 200, 200, 200, 429]);
+    } finally {
+      child.kill("SIGTERM");
+      await new Promise((resolve) => child.on("close", resolve));
+    }
+  });
+
   it("prints its URL, generates and shows the admin password once, keeps CA and devices across restarts", async () => {
     const dir = await tempDir();
     const serve = async (env: Record<string, string> = {}) => {

@@ -1,3 +1,4 @@
+import { chownSync } from "node:fs";
 import { chmod, mkdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -38,6 +39,29 @@ describe("settings: flags > environment > config file > defaults", () => {
     const run = await runCli([...enrollArgs("u", join(dir, "o")), "--config", join(dir, "c.json"), "--password-stdin"], { input: "x" });
     expect(run.code).toBe(3);
     expect(run.stderr).toMatch(/the config file .*c\.json has an unknown key 'platfrom'/);
+  });
+
+  it("a config file other users could have written is refused (exit 3), before it can send a secret anywhere", async () => {
+    const dir = await tempDir();
+    const secret = join(dir, "root-only");
+    await writeFile(secret, lab.password, { mode: 0o600 });
+    const config = join(dir, "c.json");
+    // What another local user would plant: our secret, sent to their host.
+    await writeFile(config, JSON.stringify({ platform: lab.url, passwordFile: secret }));
+    await chmod(config, 0o666);
+    const writable = await runCli([...enrollArgs("cfg-planted", join(dir, "o")), "--config", config, "--non-interactive"]);
+    expect(writable.stderr).toMatch(/refusing the config file .*c\.json: other users can write it \(mode 666\)/);
+    expect(writable.code).toBe(3);
+    await chmod(config, 0o644);
+    if (process.getuid?.() === 0) {
+      chownSync(config, 65534, 65534); // owned by nobody
+      const foreign = await runCli([...enrollArgs("cfg-planted", join(dir, "o")), "--config", config, "--non-interactive"]);
+      expect(foreign.stderr).toMatch(/refusing the config file .*c\.json: it belongs to another user \(uid 65534\)/);
+      expect(foreign.code).toBe(3);
+      chownSync(config, 0, 0);
+    }
+    const trusted = await runCli([...enrollArgs("cfg-planted", join(dir, "o")), "--config", config, "--non-interactive"]);
+    expect(trusted.code, trusted.stderr).toBe(0);
   });
 
   it("a password in the config file is used only if the file is 0600; otherwise it is ignored with a warning", async () => {

@@ -21,7 +21,8 @@ let mtls: Awaited<ReturnType<typeof startProxy>>;
 beforeAll(async () => {
   lab = await startTestLab();
   gatewayCa = await makeCa("Gateway Test CA");
-  const server = await issueLeaf(gatewayCa, "localhost", [{ type: "dns", value: "localhost" }, { type: "ip", value: "127.0.0.1" }], "server");
+  // 0.0.0.0 reaches this machine without being a loopback name: the proxy tests use it.
+  const server = await issueLeaf(gatewayCa, "localhost", [{ type: "dns", value: "localhost" }, { type: "ip", value: "127.0.0.1" }, { type: "ip", value: "0.0.0.0" }], "server");
   const client = await issueLeaf(gatewayCa, "factory-station-1", [], "client");
   const dir = await tempDir();
   files = { dir, ca: join(dir, "gateway-ca.pem"), clientCert: join(dir, "client.crt"), clientKey: join(dir, "client.key") };
@@ -74,12 +75,22 @@ describe("HTTPS to the platform is verified", () => {
   });
 });
 
-describe("HTTPS_PROXY and NO_PROXY are honoured", () => {
+describe("HTTPS_PROXY, HTTP_PROXY and NO_PROXY are honoured, and this machine is never reached through a proxy", () => {
   let proxy: Server;
   let connects: string[];
+  let forwarded: string[];
   beforeAll(async () => {
     connects = [];
-    proxy = createServer();
+    forwarded = [];
+    proxy = createServer((req, res) => {
+      // A plain-http request through the proxy: record what it would have seen, refuse it.
+      let body = "";
+      req.on("data", (d: Buffer) => (body += d.toString()));
+      req.on("end", () => {
+        forwarded.push(`${req.method} ${req.url} ${body}`);
+        res.writeHead(502).end();
+      });
+    });
     proxy.on("connect", (req, client: Socket, head: Buffer) => {
       connects.push(req.url ?? "");
       const [host, port] = (req.url ?? "").split(":");
@@ -100,16 +111,31 @@ describe("HTTPS_PROXY and NO_PROXY are honoured", () => {
 
   it("goes through the proxy, and around it for a NO_PROXY host", async () => {
     const proxyUrl = `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`;
+    const platform = `https://0.0.0.0:${https.port}`;
     await lab.addDevice("proxied");
-    const out = join(await tempDir(), "certs");
-    const via = await enrollCli(https.url, lab, "proxied", out, ["--platform-ca", files.ca], { HTTPS_PROXY: proxyUrl });
+    connects.length = 0;
+    const via = await enrollCli(platform, lab, "proxied", join(await tempDir(), "certs"), ["--platform-ca", files.ca], { HTTPS_PROXY: proxyUrl });
     expect(via.code, via.stderr).toBe(0);
-    expect(connects).toContain(`127.0.0.1:${https.port}`);
+    expect(connects).toContain(`0.0.0.0:${https.port}`);
 
     connects.length = 0;
     await lab.addDevice("direct");
-    const direct = await enrollCli(https.url, lab, "direct", join(await tempDir(), "certs"), ["--platform-ca", files.ca], { HTTPS_PROXY: proxyUrl, NO_PROXY: "127.0.0.1" });
+    const direct = await enrollCli(platform, lab, "direct", join(await tempDir(), "certs"), ["--platform-ca", files.ca], { HTTPS_PROXY: proxyUrl, NO_PROXY: "0.0.0.0" });
     expect(direct.code, direct.stderr).toBe(0);
+    expect(connects).toEqual([]);
+  });
+
+  it("a loopback platform is reached directly whatever the proxy variables say: the password never goes to the proxy", async () => {
+    const proxyUrl = `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`;
+    connects.length = 0;
+    forwarded.length = 0;
+    await lab.addDevice("loop-1");
+    const plain = await enrollCli(lab.url, lab, "loop-1", join(await tempDir(), "certs"), [], { HTTP_PROXY: proxyUrl, http_proxy: proxyUrl, HTTPS_PROXY: proxyUrl });
+    expect(plain.code, plain.stderr).toBe(0);
+    await lab.addDevice("loop-2");
+    const tls = await enrollCli(https.url, lab, "loop-2", join(await tempDir(), "certs"), ["--platform-ca", files.ca], { HTTPS_PROXY: proxyUrl, https_proxy: proxyUrl });
+    expect(tls.code, tls.stderr).toBe(0);
+    expect(forwarded).toEqual([]);
     expect(connects).toEqual([]);
   });
 });

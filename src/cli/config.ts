@@ -30,6 +30,7 @@ export async function applyConfigFile(cmd: Command, warn: (line: string) => void
     if (!given && (err as NodeJS.ErrnoException).code === "ENOENT") return {};
     throw configError(`cannot read the config file ${path}: ${describeCause(err)}`, "check --config or CERT_RETRIEVER_CONFIG");
   }
+  await checkTrusted(path, "config file");
   let data: unknown;
   try {
     data = JSON.parse(text);
@@ -73,6 +74,23 @@ export async function applyConfigFile(cmd: Command, warn: (line: string) => void
     cmd.setOptionValueWithSource(key, text, "config");
   }
   return extras;
+}
+
+/**
+ * Refuses a file that decides where secrets go (the config file) or holds one (password and token
+ * files) when another user could have written it: writable by group or others, or owned by a user
+ * other than us and root. As OpenSSH refuses such a key or config file.
+ */
+export async function checkTrusted(path: string, what: string): Promise<void> {
+  const st = await stat(path).catch(() => undefined);
+  if (!st) return;
+  const uid = process.getuid?.() ?? 0;
+  if (st.mode & 0o022) {
+    throw configError(`refusing the ${what} ${path}: other users can write it (mode ${(st.mode & 0o777).toString(8)})`, `chmod go-w ${path}`);
+  }
+  if (st.uid !== 0 && st.uid !== uid) {
+    throw configError(`refusing the ${what} ${path}: it belongs to another user (uid ${st.uid})`, `have it owned by root or by the user that runs cert-retriever`);
+  }
 }
 
 function configError(message: string, hint?: string): CertRetrieverError {

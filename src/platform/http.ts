@@ -3,7 +3,8 @@ import { isIP } from "node:net";
 import * as tls from "node:tls";
 import { probeTlsAlert } from "./tls-probe.js";
 import { setTimeout as sleep } from "node:timers/promises";
-import { EnvHttpProxyAgent, request, type Dispatcher } from "undici";
+import { Agent, EnvHttpProxyAgent, request, type Dispatcher } from "undici";
+import { isLoopbackHost } from "./loopback.js";
 import { CertRetrieverError, describeCause, type Step } from "../errors.js";
 import { ExitCode } from "../exit-codes.js";
 
@@ -87,6 +88,7 @@ export class HttpClient {
   /** Platform time minus local time, from the last reply that carried a `Date` header. */
   clockSkewMs: number | undefined;
   private dispatcher: Dispatcher | undefined;
+  private direct: Dispatcher | undefined;
 
   constructor(private readonly settings: HttpSettings) {}
 
@@ -159,7 +161,7 @@ export class HttpClient {
         headersTimeout: timeouts.headers,
         bodyTimeout: timeouts.body,
         signal,
-        dispatcher: this.getDispatcher(),
+        dispatcher: this.getDispatcher(url),
       });
       const date = res.headers.date;
       if (typeof date === "string" && !Number.isNaN(Date.parse(date))) this.clockSkewMs = Date.parse(date) - Date.now();
@@ -223,12 +225,15 @@ export class HttpClient {
     };
   }
 
-  private getDispatcher(): Dispatcher {
-    if (!this.dispatcher) {
-      const tlsOptions = this.tlsOptions();
-      this.dispatcher = new EnvHttpProxyAgent({ connect: tlsOptions, requestTls: tlsOptions });
-    }
-    return this.dispatcher;
+  /**
+   * HTTP(S)_PROXY and NO_PROXY for the network; never a proxy for this machine (as NO_PROXY
+   * conventions have it): a loopback platform over plain http would otherwise hand the password
+   * and the token in clear to whatever proxy the environment names.
+   */
+  private getDispatcher(url: URL): Dispatcher {
+    const tlsOptions = this.tlsOptions();
+    if (isLoopbackHost(url.hostname)) return (this.direct ??= new Agent({ connect: tlsOptions }));
+    return (this.dispatcher ??= new EnvHttpProxyAgent({ connect: tlsOptions, requestTls: tlsOptions }));
   }
 
   /** The TLS alert a direct handshake meets, for a connection undici saw only closed (see tls-probe.ts). */
@@ -241,7 +246,7 @@ export class HttpClient {
 
   /** Closes idle connections so the process can exit. */
   async close(): Promise<void> {
-    await this.dispatcher?.close();
+    await Promise.all([this.dispatcher?.close(), this.direct?.close()]);
   }
 }
 

@@ -14,6 +14,9 @@ The admin user's password comes from CERT_RETRIEVER_LAB_PASSWORD, or is generate
 start and printed once. It is a test tool: plain HTTP, meant for 127.0.0.1.
 `;
 
+/** Kong's rate limit on /auth in dojot's compose files (`kong.config.sh`): 5 a minute, 40 an hour. */
+const DOJOT_AUTH_LIMIT = "5/min,40/h";
+
 /** `cert-retriever lab`: the dojot-compatible lab platform and its devices. */
 export function labCommand(state: { exitCode: number }): Command {
   const lab = new Command("lab").summary("a dojot-compatible lab platform for demos and tests").addHelpText("after", LAB_HELP);
@@ -29,7 +32,7 @@ export function labCommand(state: { exitCode: number }): Command {
     .option("--token-lifetime <seconds>", "JWT lifetime", "420")
     .addOption(new Option("--api <api>", "which dojot API to serve: legacy (EJBCA-REST), x509 (x509-identity-mgmt), or both").choices(["legacy", "x509", "both"]).default("legacy"))
     .addOption(new Option("--x509-rules <version>", "x509-identity-mgmt's rules: v0.5 (CN rule, tenant prefix) or v0.7 (subject passed through, binding)").choices(["v0.5", "v0.7"]).default("v0.7"))
-    .option("--auth-rate-limit <limits>", "limit /auth as dojot's Kong does, e.g. 5/min,40/h (429 with Retry-After)")
+    .option("--auth-rate-limit <limits>", "limit /auth as dojot's Kong does, e.g. 5/min,40/h (429 with Retry-After); the default beyond loopback")
     .option("--fault <route:kind[:times]>", "misbehave on purpose, for testing clients (repeatable); see src/lab/faults.ts for the kinds", (v: string, prev: string[]) => [...prev, v], [])
     .action(async (flags: { dir: string; listen: string; certProfile: "cfree" | "open"; extensionOverride: boolean; autoRegister?: boolean; tokenLifetime: string; fault: string[]; authRateLimit?: string; api: "legacy" | "x509" | "both"; x509Rules: "v0.5" | "v0.7" }) => {
       const { host, port } = parseListen(flags.listen);
@@ -41,9 +44,17 @@ export function labCommand(state: { exitCode: number }): Command {
         import("../../lab/faults.js"),
       ]);
       const { parseRateLimit } = await import("../../lab/rate-limit.js");
+      const { isLoopbackHost } = await import("../../platform/loopback.js");
+      const exposed = !isLoopbackHost(host);
+      if (exposed) {
+        say(`warning: the lab listens on ${host}, beyond this machine: its admin password, its CA key and plain http are for tests only`);
+      }
+      // Reachable by others, it limits /auth as dojot's Kong does unless told otherwise.
+      const limit = flags.authRateLimit ?? (exposed ? DOJOT_AUTH_LIMIT : undefined);
+      if (exposed && !flags.authRateLimit) say(`lab: /auth limited to ${DOJOT_AUTH_LIMIT} as dojot's Kong does (--auth-rate-limit to change it)`);
       let authRateLimit;
       try {
-        authRateLimit = flags.authRateLimit ? parseRateLimit(flags.authRateLimit) : undefined;
+        authRateLimit = limit ? parseRateLimit(limit) : undefined;
       } catch (err) {
         throw usageError((err as Error).message);
       }
