@@ -51,6 +51,10 @@ describe("the unit's contract with the exit codes", () => {
     expect(unit).toMatch(/^Restart=on-failure$/m);
     expect(unit).toMatch(/^Type=oneshot$/m);
   });
+
+  it("writes no core dump, which would hold the password (LimitCORE=0; the unit's verification is the test above)", async () => {
+    expect(await readFile(UNIT, "utf8")).toMatch(/^LimitCORE=0$/m);
+  });
 });
 
 describe("first boot, as the unit runs it", () => {

@@ -178,7 +178,7 @@ export async function issueCertificate(
   username: string,
   profile: CertProfile,
   crypto: CryptoProvider,
-  overrides: { notBefore?: Date; notAfter?: Date; publicKey?: CryptoKey } = {},
+  overrides: { notBefore?: Date; notAfter?: Date; publicKey?: CryptoKey; extensions?: x509.Extension[] } = {},
   extensionOverride = true,
 ): Promise<x509.X509Certificate> {
   const csr = await parseSignedCsr(csrDer, crypto);
@@ -196,6 +196,7 @@ export async function issueCertificate(
     ),
     await x509.AuthorityKeyIdentifierExtension.create(ca.cert.publicKey, false, crypto),
     await x509.SubjectKeyIdentifierExtension.create(overrides.publicKey ?? csr.publicKey, false, crypto),
+    ...(overrides.extensions ?? []),
   ];
   return signAsEjbca(
     {

@@ -5,7 +5,7 @@ export const FAULT_ROUTES = ["auth", "ca", "sign"] as const;
 /** A route of {@link FAULT_ROUTES}. */
 export type FaultRoute = (typeof FAULT_ROUTES)[number];
 
-/** What can go wrong with a reply. The last five need a certificate and apply to `ca` and `sign`. */
+/** What can go wrong with a reply. The kinds from `wrong-ca` on need a certificate and apply to `ca` and `sign`. */
 export const FAULT_KINDS = [
   "refuse", // the connection is closed before any reply
   "reset", // headers and half the body, then a reset
@@ -21,6 +21,8 @@ export const FAULT_KINDS = [
   "expired", // sign: the device's certificate, expired
   "not-yet-valid", // sign: the device's certificate, valid from tomorrow
   "skewed-clock", // a Date header 3 days ahead, and a certificate valid from 2 days ahead
+  "trailing-data", // the certificate's DER followed by bytes that are not part of it
+  "critical-extension", // sign: the certificate carries a critical extension no TLS stack knows
 ] as const;
 /** A kind of {@link FAULT_KINDS}. */
 export type FaultKind = (typeof FAULT_KINDS)[number];

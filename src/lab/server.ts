@@ -1,6 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
+import * as x509 from "../crypto/x509.js";
 import { toPem } from "../crypto/keys.js";
 import type { CryptoProvider } from "../crypto/provider.js";
 import { createCa, issueCertificate, LAB_CA_DN, loadOrCreateCa, ProfileRefusal, RSA_SHA256, type CertProfile, type LabCa } from "./ca.js";
@@ -165,7 +166,7 @@ async function handle(req: IncomingMessage, res: ServerResponse, ctx: Context, b
     const name = decodeURIComponent(ca_[1]!);
     if (name !== ca.name) return send(res, 400, { status: 400, message: `soap message: CA with name ${name} does not exist.` });
     const served = fault === "wrong-ca" ? await ctx.otherCa() : ca;
-    return send(res, 200, { certificate: ejbcaBase64(served.cert.rawData) });
+    return send(res, 200, { certificate: ejbcaBase64(withFault(served.cert.rawData, fault)) });
   }
   return signCsr(req, body, decodeURIComponent(sign![1]!), res, ctx, fault);
 }
@@ -214,7 +215,7 @@ async function signCsr(req: IncomingMessage, body: string, cname: string, res: S
     if (err instanceof ProfileRefusal) return soap(err.message);
     throw err;
   }
-  if (fault) return send(res, 200, { status: { data: ejbcaBase64(cert.rawData), responseType: "CERTIFICATE" } });
+  if (fault) return send(res, 200, { status: { data: ejbcaBase64(withFault(cert.rawData, fault)), responseType: "CERTIFICATE" } });
   await updateState(opts.dir, (s) => {
     const e = s.devices[cname] ?? newEndEntity();
     e.status = "GENERATED";
@@ -241,9 +242,17 @@ async function certificateFault(ctx: Context, fault: FaultKind | undefined): Pro
       return { signer: ctx.ca, overrides: { notBefore: new Date(now + day), notAfter: new Date(now + 731 * day) } };
     case "skewed-clock":
       return { signer: ctx.ca, overrides: { notBefore: new Date(now + 2 * day), notAfter: new Date(now + 732 * day) } };
+    case "critical-extension": // an OID from the documentation arc (RFC 5612's 1.3.6.1.4.1.32473), marked critical
+      return { signer: ctx.ca, overrides: { extensions: [new x509.Extension("1.3.6.1.4.1.32473.1", true, new Uint8Array([0x05, 0x00]))] } };
     default:
       return { signer: ctx.ca, overrides: {} };
   }
+}
+
+/** The DER as sent: with junk after it under a `trailing-data` fault. */
+function withFault(der: ArrayBuffer, fault: FaultKind | undefined): ArrayBuffer {
+  if (fault !== "trailing-data") return der;
+  return new Uint8Array([...new Uint8Array(der), ...Buffer.from("TRAILING")]).buffer;
 }
 
 /** Base64 split every 64 characters with `\n` and no PEM lines, as EJBCA encodes. */

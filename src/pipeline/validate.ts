@@ -20,6 +20,29 @@ export interface ValidationInput {
   clockSkewMs?: number;
 }
 
+/**
+ * The extensions OpenSSL may find critical and still accept (`X509_supported_extension` in
+ * crypto/x509/v3_purp.c): Netscape cert type, key usage, subject alt name, basic constraints,
+ * certificate policies, CRL distribution points, extended key usage, RFC 3779 IP and AS blocks,
+ * policy constraints, proxy cert info, name constraints, policy mappings, inhibit any policy.
+ */
+const TLS_CRITICAL_EXTENSIONS = new Set([
+  "2.16.840.1.113730.1.1",
+  "2.5.29.15",
+  "2.5.29.17",
+  "2.5.29.19",
+  "2.5.29.32",
+  "2.5.29.31",
+  "2.5.29.37",
+  "1.3.6.1.5.5.7.1.7",
+  "1.3.6.1.5.5.7.1.8",
+  "2.5.29.36",
+  "1.3.6.1.5.5.7.1.14",
+  "2.5.29.30",
+  "2.5.29.33",
+  "2.5.29.54",
+]);
+
 /** A clock further than this from the platform's is reported. */
 export const CLOCK_TOLERANCE_MS = 5 * 60_000;
 
@@ -58,6 +81,10 @@ export async function validateCertificate(input: ValidationInput, crypto: Crypto
     );
   }
   if (cert.getExtension(x509.BasicConstraintsExtension)?.ca) throw fail("the device certificate is a CA certificate (basicConstraints CA:TRUE)");
+  for (const [c, what] of [[ca, "the CA certificate"], [cert, "the certificate"]] as const) {
+    const unknown = c.extensions.find((e) => e.critical && !TLS_CRITICAL_EXTENSIONS.has(e.type));
+    if (unknown) throw fail(`${what} has a critical extension TLS peers do not know (${unknown.type}), so they would refuse it`);
+  }
   checkValidity(ca, "the CA certificate", input, step);
   checkValidity(cert, "the certificate", input, step);
   const cn = commonName(cert);
