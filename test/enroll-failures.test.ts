@@ -215,3 +215,38 @@ describe("the password and the token never reach any output", () => {
     expect(`${run.stdout}${run.stderr}`).not.toContain(lab.password);
   });
 });
+
+describe("what the platform says reaches the terminal made safe", () => {
+  it("a password the platform echoes back is not printed, nor are escape sequences in its reply", async () => {
+    const password = "echoed-Secret-42";
+    SECRETS.add(password);
+    const proxy = await startProxy(lab.url, (path) =>
+      path === "/auth" ? { status: 403, body: JSON.stringify({ message: `AuthorizationError for password ${password} \u001b[2J\u001b]0;pwned\u0007done`, status: 403 }) } : undefined,
+    );
+    try {
+      await lab.addDevice("echo-1");
+      const run = await enrollCli(proxy.url, { password }, "echo-1", join(await tempDir(), "certs"));
+      expect(run.code).toBe(10);
+      expect(run.stderr).toMatch(/AuthorizationError for password <redacted> \?\[2J\?\]0;pwned\?done/);
+      expect(run.stderr).not.toMatch(/[\u0000-\u0008\u000b-\u001f\u007f]/);
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  it("a CA whose subject holds escape sequences is shown with them neutralised on the fetch-ca line", async () => {
+    const { makeCa } = await import("./helpers/pki.js");
+    const evil = await makeCa("IOTmidCA\u001b[31m\u001b]2;owned\u0007");
+    const der = Buffer.from(evil.cert.rawData).toString("base64");
+    const proxy = await startProxy(lab.url, (path) => (path.startsWith("/ca/") ? { status: 200, body: JSON.stringify({ certificate: der }) } : undefined));
+    try {
+      await lab.addDevice("esc-ca");
+      const run = await enrollCli(proxy.url, lab, "esc-ca", join(await tempDir(), "certs"));
+      expect(run.stderr).toMatch(/fetch-ca: CA CN=IOTmidCA\?\[31m\?\]2\\;owned\?, SHA-256/);
+      expect(run.stderr).not.toMatch(/[\u0000-\u0008\u000b-\u001f\u007f]/);
+      expect(run.code).toBe(14);
+    } finally {
+      await proxy.close();
+    }
+  });
+});

@@ -1,14 +1,47 @@
 import { CertRetrieverError } from "../errors.js";
 import { EXIT_CODE_MEANINGS, ExitCode } from "../exit-codes.js";
 
-/** Human text goes to stderr, data to stdout. */
-export function say(line: string): void {
-  process.stderr.write(`${line}\n`);
+/** Secrets this run holds (the password, the token): never printed, whoever echoes them back. */
+const secrets = new Set<string>();
+
+/** Registers a secret this run holds, so that no output ever shows it (a platform may echo it in an error). */
+export function holdSecret(secret: string): void {
+  if (secret.length >= 4) secrets.add(secret);
 }
 
-/** Prints a result as JSON on stdout. */
+/** A secret's reader that registers what it reads with {@link holdSecret}. */
+export function heldSecret(read: () => Promise<string>): () => Promise<string> {
+  return async () => {
+    const secret = await read();
+    holdSecret(secret);
+    return secret;
+  };
+}
+
+/**
+ * Text fit for a terminal or a log: no control characters (escape sequences from a platform's
+ * reply or a certificate's subject could rewrite the screen an operator copies a fingerprint
+ * from), no bidirectional overrides, and no secret this run holds.
+ */
+export function safeText(text: string): string {
+  // eslint-disable-next-line no-control-regex
+  return redactSecrets(text).replace(/[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/g, "?");
+}
+
+/** Human text goes to stderr (made safe), data to stdout. */
+export function say(line: string): void {
+  process.stderr.write(`${safeText(line)}\n`);
+}
+
+/** Prints a result as JSON on stdout (JSON escapes control characters; secrets are redacted). */
 export function printJson(value: unknown): void {
-  process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
+  process.stdout.write(`${redactSecrets(JSON.stringify(value, null, 2))}\n`);
+}
+
+function redactSecrets(text: string): string {
+  let out = text;
+  for (const secret of secrets) out = out.split(secret).join("<redacted>");
+  return out;
 }
 
 /** Prints an error once, as one sentence plus a hint, and returns the exit code. Stack traces only with --debug. */
@@ -42,11 +75,12 @@ function colour(code: number, text: string): string {
  */
 export function progress(tty: boolean): (event: { type: "step"; step: string; index: number; total: number; ms: number; detail: string } | { type: "note"; message: string }) => void {
   return (event) => {
+    // The text is made safe before the colour codes are added.
     if (event.type === "note") {
-      say(`${tty ? colour(33, "!") + " " : ""}note: ${event.message}`);
+      process.stderr.write(`${tty ? colour(33, "!") + " " : ""}${safeText(`note: ${event.message}`)}\n`);
       return;
     }
-    const line = `[${event.index}/${event.total}] ${event.step}: ${event.detail} (${event.ms} ms)`;
-    say(tty ? `${colour(32, "✔")} ${line}` : line);
+    const line = safeText(`[${event.index}/${event.total}] ${event.step}: ${event.detail} (${event.ms} ms)`);
+    process.stderr.write(`${tty ? `${colour(32, "✔")} ` : ""}${line}\n`);
   };
 }

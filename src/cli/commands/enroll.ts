@@ -18,7 +18,7 @@ import {
 } from "../context.js";
 import { checkSans, parseDuration, passwordReader } from "../inputs.js";
 import { addOptions } from "../options.js";
-import { exitCodesHelp, printJson, progress, say } from "../output.js";
+import { exitCodesHelp, heldSecret, holdSecret, printJson, progress, say } from "../output.js";
 import { verifyStored, type MqttFlags } from "./verify.js";
 
 interface EnrollFlags extends MqttFlags {
@@ -95,11 +95,12 @@ async function runEnroll(command: Command): Promise<number> {
   await checkPinFlag(flags);
   const token = await tokenSession(flags);
   const username = token ? (flags.username ?? "") : await resolveUsername(flags);
-  const password = token ? async () => "" : await passwordSource(flags, extras, username, source);
+  const password = token ? async () => "" : heldSecret(await passwordSource(flags, extras, username, source));
+  if (token) holdSecret(token.session.jwt);
   const entityEnv = process.env.CERT_RETRIEVER_ENTITY_PASSWORD;
   const entityPassword =
     flags.entityPasswordFile || entityEnv !== undefined
-      ? await passwordReader({ file: flags.entityPasswordFile, env: entityEnv }, "end-entity password")()
+      ? await heldSecret(passwordReader({ file: flags.entityPasswordFile, env: entityEnv }, "end-entity password"))()
       : "dojot";
   const store = await makeStore(flags, deviceId);
   const retries: RetryInfo[] = [];

@@ -8,7 +8,7 @@ import type { RetryInfo } from "../../platform/http.js";
 import { applyConfigFile } from "../config.js";
 import { makeHttp, onInterrupt, passwordSource, resolvePlatformUrl, resolveUsername, type CommonFlags } from "../context.js";
 import { addOptions } from "../options.js";
-import { exitCodesHelp, printJson, say } from "../output.js";
+import { exitCodesHelp, heldSecret, printJson, say } from "../output.js";
 
 const HELP = `
 A factory line that logs in once per device stalls: dojot's gateway allows /auth 5 times a minute
@@ -36,7 +36,7 @@ export function loginCommand(state: { exitCode: number }): Command {
       if (!flags.tokenFile) throw usageError("login needs --token-file FILE (or CERT_RETRIEVER_TOKEN_FILE) to write the token to");
       const baseUrl = await resolvePlatformUrl(flags);
       const username = await resolveUsername(flags);
-      const password = await passwordSource(flags, extras, username, (key) => command.getOptionValueSource(key));
+      const password = heldSecret(await passwordSource(flags, extras, username, (key) => command.getOptionValueSource(key)));
       const retries: RetryInfo[] = [];
       const interrupt = onInterrupt();
       const http = await makeHttp(flags, startedAt, interrupt.signal, retries);
