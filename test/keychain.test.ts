@@ -95,6 +95,12 @@ describe.skipIf(!ready)("--store keychain against a real gnome-keyring (Secret S
     }
   });
 
+  it("export of a device the keychain does not hold is its own case (exit 16, enroll first), not a storage failure", async () => {
+    const [run] = await inKeyringSession(join(await tempDir(), "home"), [{ args: ["export", "--device-id", "kc-unknown", "--out", join(await tempDir(), "x")] }]);
+    expect(run!.stderr).toMatch(/export failed: the keychain holds no complete credentials for 'kc-unknown'/);
+    expect(run!.code).toBe(16);
+  });
+
   it("without a Secret Service the keychain is a clear error (exit 15 with a hint), never a silent fallback", async () => {
     const run = await runCli(["enroll", "--platform", lab.url, "--username", "admin", "--password-stdin", "--device-id", "kc-none", "--store", "keychain", "--out", join(await tempDir(), "l")], { input: lab.password, env: { DBUS_SESSION_BUS_ADDRESS: "unix:path=/nonexistent" } });
     expect(run.code).toBe(15);

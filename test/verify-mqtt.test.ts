@@ -110,6 +110,14 @@ describe.skipIf(!ready)("verify against a real mosquitto (mutual TLS, identity a
     expect(run.code).toBe(24);
   });
 
+  it("verify with no stored credentials contacts no broker and says so (exit 16, not 23)", async () => {
+    const port = await closedPort();
+    const run = await runCli(["verify", "--broker", `mqtts://127.0.0.1:${port}`, "--device-id", "never-enrolled", "--out", join(await tempDir(), "none")]);
+    expect(run.stderr).toMatch(/verify failed: no complete credentials for 'never-enrolled'/);
+    expect(run.stderr).toMatch(/hint: enroll first; no broker was contacted/);
+    expect(run.code).toBe(16);
+  });
+
   it("no certificate at all: exit 23 (certificate required)", async () => {
     const ca = await readFile(join(lab.dir, "ca.crt"), "utf8");
     await expect(checkBroker({ broker: new URL(broker.url), caPem: ca, clientId: "anon", timeoutMs: 5000 }, () => {})).rejects.toMatchObject({ exitCode: 23, message: expect.stringMatching(/requires a client certificate/) });

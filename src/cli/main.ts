@@ -1,7 +1,7 @@
 import { readFileSync } from "node:fs";
 import { Command, CommanderError } from "commander";
 import { ExitCode } from "../exit-codes.js";
-import { checkCommand } from "./commands/check.js";
+import { CHECK_EXIT, checkCommand } from "./commands/check.js";
 import { enrollCommand } from "./commands/enroll.js";
 import { exportCommand } from "./commands/export.js";
 import { loginCommand } from "./commands/login.js";
@@ -54,7 +54,8 @@ export async function main(argv: string[]): Promise<number> {
   } catch (err) {
     if (err instanceof CommanderError) {
       const ok = ["commander.helpDisplayed", "commander.version", "commander.help"].includes(err.code);
-      return ok ? ExitCode.OK : ExitCode.USAGE;
+      // Under ExecCondition=, 1-254 mean "skip the unit": every failure of `check` must be 255.
+      return ok ? ExitCode.OK : argv.find((a) => !a.startsWith("-")) === "check" ? CHECK_EXIT.ERROR : ExitCode.USAGE;
     }
     return reportError(err, state.debug);
   }

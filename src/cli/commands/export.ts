@@ -21,7 +21,7 @@ export function exportCommand(state: { exitCode: number }): Command {
     if (!stored.pems) {
       throw new CertRetrieverError(`export failed: the keychain holds no complete credentials for '${deviceId}'`, {
         step: "store",
-        exitCode: ExitCode.STORAGE,
+        exitCode: ExitCode.NOT_ENROLLED,
         hint: "enroll first with --store keychain",
       });
     }

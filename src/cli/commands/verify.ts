@@ -65,7 +65,7 @@ export async function verifyStored(store: CredentialStore, deviceId: string, bro
   const timeoutMs = parseDuration(flags.brokerTimeout, "--broker-timeout");
   const stored = await store.read();
   if (!stored.pems) {
-    throw new CertRetrieverError(`verify failed: no complete credentials for '${deviceId}' in ${store.location}`, { step: "verify", exitCode: ExitCode.CERT_REQUIRED, hint: "enroll first" });
+    throw new CertRetrieverError(`verify failed: no complete credentials for '${deviceId}' in ${store.location}`, { step: "verify", exitCode: ExitCode.NOT_ENROLLED, hint: "enroll first; no broker was contacted" });
   }
   let recorded: ProfileRecord | undefined;
   try {
