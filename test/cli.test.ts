@@ -32,3 +32,18 @@ describe("the command line", () => {
     expect(run.stderr).toMatch(/unknown option '--frobnicate'/);
   });
 });
+
+describe("the CLI as a library call", () => {
+  it("a run that fails while setting up its HTTP client leaves no signal handler behind", async () => {
+    const { main } = await import("../src/cli/main.js");
+    const { tempDir } = await import("./helpers/lab.js");
+    const { writeFile } = await import("node:fs/promises");
+    const { join } = await import("node:path");
+    const dir = await tempDir();
+    await writeFile(join(dir, "not-a-ca.pem"), "not a certificate");
+    const before = [process.listenerCount("SIGINT"), process.listenerCount("SIGTERM")];
+    const code = await main(["enroll", "--platform", "http://127.0.0.1:1", "--device-id", "lib-1", "--username", "admin", "--password-stdin", "--out", join(dir, "c"), "--platform-ca", join(dir, "not-a-ca.pem")]);
+    expect(code).toBe(3);
+    expect([process.listenerCount("SIGINT"), process.listenerCount("SIGTERM")]).toEqual(before);
+  });
+});

@@ -185,6 +185,15 @@ describe("pinning the CA with --ca-fingerprint", () => {
 });
 
 describe("the deadline bounds the whole run", () => {
+  it("a signing request the deadline stops before it is sent is not reported as one that may have reached the platform", async () => {
+    const { HttpClient, DEFAULT_TIMEOUTS } = await import("../src/platform/http.js");
+    const http = new HttpClient({ timeouts: DEFAULT_TIMEOUTS, attempts: 3, deadline: Date.now() - 1 }); // the run's clock: already past
+    const sent = http.json("submit-csr", new URL(`${lab.url}/sign/x/pkcs10`), { method: "POST", body: {}, once: true });
+    await expect(sent).rejects.toMatchObject({ exitCode: 75, message: expect.stringMatching(/submit-csr failed: .*the deadline passed/) });
+    await expect(sent).rejects.toMatchObject({ message: expect.not.stringMatching(/may have reached/) });
+    await http.close();
+  });
+
   it("a platform that never answers: exit 75 when --deadline passes, however long the request timeout", async () => {
     const slow = await startLab({ dir: lab.dir, host: "127.0.0.1", port: 0, crypto: softwareCrypto(), certProfile: "cfree", autoRegister: true, adminPassword: lab.password, tokenLifetime: 60, faults: [{ route: "ca", kind: "hang" }] });
     try {

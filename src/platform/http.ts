@@ -135,16 +135,23 @@ export class HttpClient {
     return Date.now() + wait < this.settings.deadline ? wait : undefined;
   }
 
-  private throwIfAborted(step: Step): void {
+  /** Throws the interrupt's reason; for a request that may have reached the platform (`maybeSent`), says so. */
+  private throwIfAborted(step: Step, maybeSent = false): never {
     const reason: unknown = this.settings.signal?.reason;
-    if (reason instanceof CertRetrieverError) throw reason;
+    if (reason instanceof CertRetrieverError) {
+      if (!maybeSent) throw reason;
+      throw new CertRetrieverError(
+        `${reason.message.split(";")[0]} during ${step}; nothing was written here, but the request may have reached the platform, which may have issued a certificate`,
+        { step: reason.step, exitCode: reason.exitCode, hint: MAYBE_SENT_HINT, cause: reason },
+      );
+    }
     throw new CertRetrieverError(`${step} failed: interrupted`, { step, exitCode: ExitCode.TEMPORARY });
   }
 
-  private async once(step: Step, url: URL, init: { method: "GET" | "POST" | "PATCH"; headers?: Record<string, string>; body?: unknown }): Promise<HttpReply> {
+  private async once(step: Step, url: URL, init: { method: "GET" | "POST" | "PATCH"; headers?: Record<string, string>; body?: unknown; once?: boolean }): Promise<HttpReply> {
     const { timeouts, deadline } = this.settings;
     const remaining = deadline - Date.now();
-    if (remaining <= 0) throw new Temporary("the deadline passed");
+    if (remaining <= 0) throw new Temporary("the deadline passed", undefined, undefined, true); // nothing was sent
     const timeout = AbortSignal.timeout(Math.min(remaining, timeouts.connect + timeouts.headers + timeouts.body));
     const signal = this.settings.signal ? AbortSignal.any([this.settings.signal, timeout]) : timeout;
     const headers: Record<string, string> = { accept: "application/json", ...init.headers };
@@ -187,7 +194,7 @@ export class HttpClient {
       };
     } catch (err) {
       if (err instanceof CertRetrieverError) throw err;
-      if (this.settings.signal?.aborted) this.throwIfAborted(step);
+      if (this.settings.signal?.aborted) this.throwIfAborted(step, init.once);
       const socketClosed = /^(UND_ERR_SOCKET|ECONNRESET)$/.test(String((err as NodeJS.ErrnoException).code ?? ""));
       if (isClientCertRefusal(err) || (socketClosed && url.protocol === "https:" && isClientCertRefusal(await this.probeTls(url)))) {
         throw new CertRetrieverError(`${step} failed: the gateway at ${url.host} requires a client certificate or refused ours: ${describeCause(err)}`, {
@@ -284,6 +291,9 @@ function isTlsTrustError(err: unknown): boolean {
   return /CERT|SELF_SIGNED|UNABLE_TO_(GET|VERIFY)|ALTNAME|ERR_SSL_|ERR_TLS_/.test(code) && !/TIMEOUT/.test(code);
 }
 
+/** What to do after a signing request that may have reached the platform (EJBCA issues once per NEW end entity). */
+const MAYBE_SENT_HINT = "run again later; if the platform then says the certificate was issued already, reset the device on the platform";
+
 function temporaryError(step: Step, url: URL, err: Temporary, attempts: number, deadlineCut: boolean, note?: string): CertRetrieverError {
   const tries = attempts === 1 ? "" : ` (${attempts} attempts)`;
   const what = err.reply
@@ -294,7 +304,7 @@ function temporaryError(step: Step, url: URL, err: Temporary, attempts: number, 
     step,
     exitCode: ExitCode.TEMPORARY,
     hint: note
-      ? "run again later; if the platform then says the certificate was issued already, reset the device on the platform"
+      ? MAYBE_SENT_HINT
       : deadline
       ? "the run's --deadline passed; this is temporary, so run again later (systemd restarts on exit 75)"
       : err.reply?.status === 429

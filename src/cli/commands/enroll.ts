@@ -105,7 +105,11 @@ async function runEnroll(command: Command): Promise<number> {
   const store = await makeStore(flags, deviceId);
   const retries: RetryInfo[] = [];
   const interrupt = onInterrupt();
-  const http = await makeHttp(flags, startedAt, interrupt.signal, retries);
+  // Bad TLS files make makeHttp throw: the signal handlers must not outlive it.
+  const http = await makeHttp(flags, startedAt, interrupt.signal, retries).catch((err: unknown) => {
+    interrupt.dispose();
+    throw err;
+  });
 
   // Heavy modules load only once the input is known to be good.
   const [{ enroll }, { softwareCrypto }, { makePlatform }] = await Promise.all([

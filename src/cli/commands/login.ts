@@ -39,7 +39,11 @@ export function loginCommand(state: { exitCode: number }): Command {
       const password = heldSecret(await passwordSource(flags, extras, username, (key) => command.getOptionValueSource(key)));
       const retries: RetryInfo[] = [];
       const interrupt = onInterrupt();
-      const http = await makeHttp(flags, startedAt, interrupt.signal, retries);
+      // Bad TLS files make makeHttp throw: the signal handlers must not outlive it.
+      const http = await makeHttp(flags, startedAt, interrupt.signal, retries).catch((err: unknown) => {
+        interrupt.dispose();
+        throw err;
+      });
       try {
         const { DojotLegacyClient } = await import("../../platform/dojot-legacy.js");
         const client = new DojotLegacyClient({ baseUrl, caName: "", entityPassword: "", http });
