@@ -45,8 +45,8 @@ export class CertRetrieverError extends Error {
 }
 
 /** A usage error (exit 2): a flag or argument is missing or invalid. */
-export function usageError(message: string, hint?: string): CertRetrieverError {
-  return new CertRetrieverError(message, { step: "usage", exitCode: ExitCode.USAGE, hint });
+export function usageError(message: string, hint?: string, cause?: unknown): CertRetrieverError {
+  return new CertRetrieverError(message, { step: "usage", exitCode: ExitCode.USAGE, hint, cause });
 }
 
 /** The message of any thrown value, for wrapping causes into one sentence. */

@@ -47,3 +47,19 @@ describe("the CLI as a library call", () => {
     expect([process.listenerCount("SIGINT"), process.listenerCount("SIGTERM")]).toEqual(before);
   });
 });
+
+describe("--debug", () => {
+  it("shows the cause of a wrapped failure, as it promises (a device-id file and a config file that cannot be read)", async () => {
+    const { tempDir, closedPort } = await import("./helpers/lab.js");
+    const { join } = await import("node:path");
+    const dir = await tempDir();
+    const idFile = await runCli(["--debug", "check", "--device-id-file", join(dir, "missing"), "--out", join(dir, "c")]);
+    expect(idFile.stderr).toMatch(/cannot read --device-id-file/);
+    expect(idFile.stderr).toMatch(/cause: Error: ENOENT/);
+    const port = await closedPort();
+    const config = join(dir, "cfg");
+    const missing = await runCli(["--debug", "enroll", "--config", config, "--platform", `http://127.0.0.1:${port}`, "--device-id", "d", "--username", "u", "--password-stdin"], { input: "x" });
+    expect(missing.stderr).toMatch(/cannot read the config file/);
+    expect(missing.stderr).toMatch(/cause: Error: ENOENT/);
+  });
+});

@@ -28,14 +28,15 @@ export async function applyConfigFile(cmd: Command, warn: (line: string) => void
     text = await readFile(path, "utf8");
   } catch (err) {
     if (!given && (err as NodeJS.ErrnoException).code === "ENOENT") return {};
-    throw configError(`cannot read the config file ${path}: ${describeCause(err)}`, "check --config or CERT_RETRIEVER_CONFIG");
+    throw configError(`cannot read the config file ${path}: ${describeCause(err)}`, "check --config or CERT_RETRIEVER_CONFIG", err);
   }
   await checkTrusted(path, "config file");
   let data: unknown;
   try {
     data = JSON.parse(text);
   } catch (err) {
-    // Node's message quotes the text around the error, which may be a password: give the place only.
+    // Node's message quotes the text around the error, which may be a password: give the place
+    // only, and no cause (--debug would print it).
     const at = /position (\d+)/.exec(describeCause(err))?.[1];
     const where = at === undefined ? "" : ` (line ${text.slice(0, Number(at)).split("\n").length})`;
     throw configError(`the config file ${path} is not valid JSON${where}`);
@@ -93,6 +94,6 @@ export async function checkTrusted(path: string, what: string): Promise<void> {
   }
 }
 
-function configError(message: string, hint?: string): CertRetrieverError {
-  return new CertRetrieverError(message, { step: "config", exitCode: ExitCode.CONFIG, hint });
+function configError(message: string, hint?: string, cause?: unknown): CertRetrieverError {
+  return new CertRetrieverError(message, { step: "config", exitCode: ExitCode.CONFIG, hint, cause });
 }

@@ -303,6 +303,7 @@ function temporaryError(step: Step, url: URL, err: Temporary, attempts: number, 
   return new CertRetrieverError(`${step} failed: ${what}${tries}${deadlineCut ? "; the deadline leaves no time to try again" : ""}${note ? `; ${note}` : ""}`, {
     step,
     exitCode: ExitCode.TEMPORARY,
+    cause: err,
     hint: note
       ? MAYBE_SENT_HINT
       : deadline

@@ -129,7 +129,7 @@ async function openTls(check: BrokerCheck, at: Endpoint, onTcp?: () => void): Pr
     socket.once("error", reject);
     return () => socket.destroy();
   }).catch((err: unknown) => {
-    throw verifyError(ExitCode.BROKER_UNREACHABLE, `the broker at ${host}:${port} could not be reached: ${describeCause(err)}`, "check --broker and that the broker listens there");
+    throw verifyError(ExitCode.BROKER_UNREACHABLE, `the broker at ${host}:${port} could not be reached: ${describeCause(err)}`, "check --broker and that the broker listens there", err);
   });
   onTcp?.();
   return withTimeout<TLSSocket>(check.timeoutMs, "TLS handshake", (resolve, reject) => {

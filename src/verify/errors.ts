@@ -61,17 +61,17 @@ export function tlsError(err: unknown, host: string): CertRetrieverError {
   const code = String((err as NodeJS.ErrnoException).code ?? "");
   const text = describeCause(err).replace(/\s*\d+[0-9A-F]*:error:.*$/s, "");
   if (/ALERT_CERTIFICATE_REQUIRED|PEER_DID_NOT_RETURN_A_CERTIFICATE/.test(code)) {
-    return verifyError(ExitCode.CERT_REQUIRED, `the broker requires a client certificate and did not get one (${code})`, "enroll first, and check --out/--device-id");
+    return verifyError(ExitCode.CERT_REQUIRED, `the broker requires a client certificate and did not get one (${code})`, "enroll first, and check --out/--device-id", err);
   }
   const refused = /ALERT_(UNKNOWN_CA|BAD_CERTIFICATE|CERTIFICATE_EXPIRED|CERTIFICATE_REVOKED|CERTIFICATE_UNKNOWN|UNSUPPORTED_CERTIFICATE|DECRYPT_ERROR|ACCESS_DENIED)/.exec(code);
   if (refused) {
     const why = { UNKNOWN_CA: "it does not trust our CA", CERTIFICATE_EXPIRED: "our certificate has expired", CERTIFICATE_REVOKED: "our certificate is revoked" }[refused[1] as "UNKNOWN_CA"] ?? refused[1]!.toLowerCase().replace(/_/g, " ");
-    return verifyError(ExitCode.CERT_REFUSED, `the broker refused our certificate: ${why} (${code})`, "enroll again, or check that the broker trusts the platform's CA");
+    return verifyError(ExitCode.CERT_REFUSED, `the broker refused our certificate: ${why} (${code})`, "enroll again, or check that the broker trusts the platform's CA", err);
   }
   if (/CERT|SELF_SIGNED|UNABLE_TO|ALTNAME|HOSTNAME/.test(code)) {
-    return verifyError(ExitCode.BROKER_UNTRUSTED, `the broker's certificate is not trusted: ${text}`, `the stored CA must have signed the broker's certificate, and it must name ${host} (or pass --servername)`);
+    return verifyError(ExitCode.BROKER_UNTRUSTED, `the broker's certificate is not trusted: ${text}`, `the stored CA must have signed the broker's certificate, and it must name ${host} (or pass --servername)`, err);
   }
-  return verifyError(ExitCode.BROKER_UNREACHABLE, `the TLS handshake with the broker failed: ${text}`, "check --broker (is it an mqtts:// listener?)");
+  return verifyError(ExitCode.BROKER_UNREACHABLE, `the TLS handshake with the broker failed: ${text}`, "check --broker (is it an mqtts:// listener?)", err);
 }
 
 /** The error for a CONNECT that did not end in CONNACK 0. */
@@ -85,14 +85,12 @@ export function connectError(err: unknown, level: ProtocolLevel, clientId: strin
       `the broker did not accept an MQTT 5 connection: ${answer}`,
       err instanceof BrokerClosed
         ? "a broker that speaks only MQTT 3.1.1 does this, and so does one that refuses the client id or the certificate's identity: try --mqtt-version auto, or check --profile and --client-id"
-        : "the broker speaks only MQTT 3.1.1: pass --mqtt-version 3.1.1 or auto",
-    );
+        : "the broker speaks only MQTT 3.1.1: pass --mqtt-version 3.1.1 or auto", err);
   }
   return verifyError(
     ExitCode.CONNECT_DENIED,
     `the broker did not accept the connection of client '${clientId}': ${named(err)}`,
-    "the client id or the certificate's identity is not what the broker allows: check --profile and --client-id",
-  );
+    "the client id or the certificate's identity is not what the broker allows: check --profile and --client-id", err);
 }
 
 /** The error for a publish the broker refused, closed the connection on, or left unanswered. */
@@ -102,9 +100,9 @@ export function publishError(err: unknown, level: ProtocolLevel, topic: string):
   const hint = "the broker's ACL does not let this identity publish there: check --profile and --topic";
   if (level === 4 && err instanceof BrokerClosed && err.before === "PUBACK") {
     // Mosca (lib/client.js handleAuthorizePublish) and aedes 0.51 (an authorizePublish error closes the client) refuse a publish so.
-    return verifyError(ExitCode.PUBLISH_DENIED, `the broker closed the connection after our publish to '${topic}', which is how an MQTT 3.1.1 broker refuses a publish`, hint);
+    return verifyError(ExitCode.PUBLISH_DENIED, `the broker closed the connection after our publish to '${topic}', which is how an MQTT 3.1.1 broker refuses a publish`, hint, err);
   }
-  return verifyError(ExitCode.PUBLISH_DENIED, `the broker did not accept the publish to '${topic}': ${named(err)}`, hint);
+  return verifyError(ExitCode.PUBLISH_DENIED, `the broker did not accept the publish to '${topic}': ${named(err)}`, hint, err);
 }
 
 /** The error for a 3.1.1 publish that was acknowledged but never came back on our own subscription to its topic. */
@@ -117,8 +115,8 @@ export function undeliveredError(topic: string, timeoutMs: number): CertRetrieve
 }
 
 /** A verify failure with its exit code and what to do about it. */
-export function verifyError(exitCode: ExitCode, message: string, hint: string): CertRetrieverError {
-  return new CertRetrieverError(`verify failed: ${message}`, { step: "verify", exitCode, hint });
+export function verifyError(exitCode: ExitCode, message: string, hint: string, cause?: unknown): CertRetrieverError {
+  return new CertRetrieverError(`verify failed: ${message}`, { step: "verify", exitCode, hint, cause });
 }
 
 /** "Not authorized (0x87)" for MQTT 5, "Not authorized (MQTT 3.1.1 return code 5)", else the cause's text. */

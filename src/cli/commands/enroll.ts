@@ -153,7 +153,7 @@ async function runEnroll(command: Command): Promise<number> {
       } catch (err) {
         if (err instanceof CertRetrieverError) {
           // The credentials are valid and stay; only the broker check failed.
-          throw new CertRetrieverError(`${err.message} (the new credentials are stored and valid; only the broker check failed)`, { step: err.step, exitCode: err.exitCode, hint: err.hint });
+          throw new CertRetrieverError(`${err.message} (the new credentials are stored and valid; only the broker check failed)`, { step: err.step, exitCode: err.exitCode, hint: err.hint, cause: err });
         }
         throw err;
       }

@@ -56,13 +56,13 @@ export function labCommand(state: { exitCode: number }): Command {
       try {
         authRateLimit = limit ? parseRateLimit(limit) : undefined;
       } catch (err) {
-        throw usageError((err as Error).message);
+        throw usageError((err as Error).message, undefined, err);
       }
       const faults = flags.fault.map((f) => {
         try {
           return parseFault(f);
         } catch (err) {
-          throw usageError((err as Error).message);
+          throw usageError((err as Error).message, undefined, err);
         }
       });
       const { LabListenError } = await import("../../lab/server.js");

@@ -77,6 +77,7 @@ async function writeSecretFile(path: string, text: string): Promise<void> {
   } catch (err) {
     await unlink(tmp).catch(() => undefined);
     throw new CertRetrieverError(`cannot write the token to ${path}: ${describeCause(err)}`, {
+        cause: err,
       step: "store",
       exitCode: ExitCode.STORAGE,
       hint: "check that the directory of --token-file exists and is writable",
