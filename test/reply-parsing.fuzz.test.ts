@@ -3,8 +3,19 @@ import { describe, expect, it } from "vitest";
 import { CertRetrieverError } from "../src/errors.js";
 import { ExitCode } from "../src/exit-codes.js";
 import { parseCertificate } from "../src/pipeline/certificate.js";
+import { createHash } from "node:crypto";
+import { toPem } from "../src/crypto/keys.js";
+import { noRoute, whichApi } from "../src/platform/auto.js";
 import { parseAuthReply, parseCaReply, parseSignReply } from "../src/platform/dojot-legacy.js";
+import { generationOf, parseX509CaReply, parseX509CertificateReply } from "../src/platform/dojot-x509.js";
 import { platformSays, type HttpReply } from "../src/platform/http.js";
+import { makeCa } from "./helpers/pki.js";
+
+/** A real certificate, so that generated replies also hold well-formed ones, with right and wrong fingerprints. */
+const real = (await makeCa("Fuzz CA")).cert;
+const realPem = toPem(real.rawData, "CERTIFICATE").trimEnd();
+const realFp = createHash("sha256").update(new Uint8Array(real.rawData)).digest("hex").toUpperCase().match(/../g)!.join(":");
+const realDer = Buffer.from(real.rawData);
 
 /** Replies a platform (or anything pretending to be one) could send. */
 const text = fc.oneof(
@@ -28,6 +39,13 @@ const shaped = fc.oneof(
   fc.record({ status: fc.record({ data: fc.uint8Array({ maxLength: 1500 }).map((b) => Buffer.from([0x30, 0x82, ...b]).toString("base64")) }) }),
   fc.record({ message: value, status: value, error: value, detail: value }),
   fc.object({ maxDepth: 5 }),
+  // x509-identity-mgmt's shapes, with the real certificate, its fingerprint right or wrong, and its refusals.
+  fc.record({ caPem: fc.constantFrom(realPem, `${realPem}\n`, realPem.replace(/\n/g, "\r\n"), realPem.slice(0, -40)), certificateFingerprint: fc.constantFrom(realFp, realFp.replace(/:/g, ""), realFp.toLowerCase(), `00${realFp.slice(2)}`, "") }),
+  fc.record({ certificatePem: fc.oneof(fc.constant(realPem), value), certificateFingerprint: fc.constantFrom(realFp, `FF${realFp.slice(2)}`) }),
+  fc.record({ certificate: fc.constantFrom(realDer.toString("base64"), `${realDer.toString("base64")}AAAA`) }),
+  fc.record({ error: fc.constantFrom("Not Found", "No records found for the following parameters: {}", "Input data schema validation failure.") }),
+  fc.record({ message: fc.constantFrom("Not Found", "no route and no API found with those values", "no Route matched with those values", "No records found …") }),
+  fc.record({ "schema$id": fc.string(), schemaErrors: fc.array(fc.object({ maxDepth: 1, values: [fc.string(), fc.integer()] }), { maxLength: 3 }) }),
 ).map((o) => JSON.stringify(o));
 const reply: fc.Arbitrary<HttpReply> = fc.record({
   status: fc.oneof(fc.constantFrom(200, 201, 400, 401, 403, 404, 429, 500, 502, 503), fc.integer({ min: 100, max: 599 })),
@@ -48,18 +66,51 @@ function outcome(parse: () => unknown): void {
 }
 
 describe("reply parsing holds against generated replies: no crash, no unhandled rejection, one sentence each", () => {
-  it("10,000 replies through the /auth, /ca and /sign parsers and the certificate parser", () => {
-    let count = 0;
+  it("10,000 replies through the /auth, /ca and /sign parsers, x509-identity-mgmt's, the certificate parser and API detection", () => {
+    const accepted = { legacyCa: 0, x509Ca: 0, x509Cert: 0 };
     fc.assert(
-      fc.property(reply, (r) => {
-        count++;
+      fc.property(reply, reply, (r, other) => {
         expect(typeof platformSays(r)).toBe("string");
         outcome(() => parseAuthReply(r, "admin"));
         outcome(() => parseCertificate(parseCaReply(r, "IOTmidCA").der, "the CA", "fetch-ca", ExitCode.CA));
         outcome(() => parseCertificate(parseSignReply(r, "dev").der, "the certificate", "validate", ExitCode.VALIDATION));
+        // What the x509 parsers accept is exactly what the platform vouched for: the SHA-256 it named.
+        outcome(() => {
+          const { der } = parseX509CaReply(r);
+          expect(createHash("sha256").update(der).digest("hex").toUpperCase()).toBe(String(JSON.parse(r.text).certificateFingerprint).replace(/:/g, "").toUpperCase());
+          parseCertificate(der, "the CA", "fetch-ca", ExitCode.CA);
+          accepted.x509Ca++;
+        });
+        outcome(() => {
+          const issued = parseX509CertificateReply(r, "dev");
+          expect(issued.fingerprint).toBe(JSON.parse(r.text).certificateFingerprint);
+          accepted.x509Cert++;
+        });
+        outcome(() => {
+          parseCertificate(parseCaReply(r, "IOTmidCA").der, "the CA", "fetch-ca", ExitCode.CA);
+          accepted.legacyCa++;
+        });
+        // Detection: "no route" only on a 404; a caPem always means x509-identity-mgmt; a release line only from a refusal.
+        if (noRoute(r)) expect(r.status).toBe(404);
+        const json = (() => {
+          try {
+            return JSON.parse(r.text) as unknown;
+          } catch {
+            return undefined;
+          }
+        })();
+        const hasCaPem = Boolean(json && typeof json === "object" && typeof (json as Record<string, unknown>).caPem === "string");
+        expect(whichApi(r) === "x509").toBe(hasCaPem);
+        const decided = whichApi(r, other);
+        expect(["x509", "legacy", "neither"]).toContain(decided);
+        if (decided === "neither") expect(noRoute(other)).toBe(true);
+        if (generationOf(r) !== undefined) expect([400, 404]).toContain(r.status);
       }),
       { numRuns: 10_000 },
     );
-    expect(count).toBe(10_000);
+    // The generator reaches the success paths too (else the properties above would hold vacuously).
+    expect(accepted.x509Ca).toBeGreaterThan(0);
+    expect(accepted.x509Cert).toBeGreaterThan(0);
+    expect(accepted.legacyCa).toBeGreaterThan(0);
   });
 });

@@ -34,16 +34,19 @@ export class AutoPlatformClient implements PlatformClient {
 
   async fetchCa(session: Session): Promise<FetchedCa> {
     const modern = await this.x509.caReply(session);
-    if (typeof jsonObject(modern)?.caPem === "string") return this.choose(this.x509, async () => this.x509.adoptCa(modern));
+    if (whichApi(modern) === "x509") return this.choose(this.x509, async () => this.x509.adoptCa(modern));
     const legacy = await this.legacy.caReply(session);
-    // Anything but "no such route" from EJBCA-REST is that API speaking, even to refuse or to garble: let it explain.
-    if (typeof jsonObject(legacy)?.certificate === "string" || !noRoute(legacy)) return this.choose(this.legacy, async () => parseCaReply(legacy, this.legacy.caName));
-    // x509-identity-mgmt speaks JSON even to refuse; a page there is dojot v0.4's GUI route.
-    if (!noRoute(modern) && (jsonObject(modern) || modern.status === 401 || modern.status === 403)) return this.choose(this.x509, async () => this.x509.adoptCa(modern));
-    throw new CertRetrieverError(
-      `fetch-ca failed: neither dojot API answered: GET /x509/v1/ca gave HTTP ${modern.status} (${platformSays(modern)}) and GET /ca/<name> gave HTTP ${legacy.status} (${platformSays(legacy)})`,
-      { step: "fetch-ca", exitCode: ExitCode.CA, hint: "check --platform (dojot's gateway, port 8000), or choose the API with --api" },
-    );
+    switch (whichApi(modern, legacy)) {
+      case "legacy":
+        return this.choose(this.legacy, async () => parseCaReply(legacy, this.legacy.caName));
+      case "x509":
+        return this.choose(this.x509, async () => this.x509.adoptCa(modern));
+      default:
+        throw new CertRetrieverError(
+          `fetch-ca failed: neither dojot API answered: GET /x509/v1/ca gave HTTP ${modern.status} (${platformSays(modern)}) and GET /ca/<name> gave HTTP ${legacy.status} (${platformSays(legacy)})`,
+          { step: "fetch-ca", exitCode: ExitCode.CA, hint: "check --platform (dojot's gateway, port 8000), or choose the API with --api" },
+        );
+    }
   }
 
   private choose(client: DojotLegacyClient | DojotX509Client, parse: () => Promise<FetchedCa>): Promise<FetchedCa> {
@@ -68,6 +71,22 @@ export class AutoPlatformClient implements PlatformClient {
     if (!this.chosen) throw new Error("a request before fetchCa: the API is not detected yet");
     return this.chosen;
   }
+}
+
+/**
+ * Which API answers, from `GET /x509/v1/ca` (`modern`) and, when that is not conclusive, `GET
+ * /ca/<name>` (`legacy`): a `caPem` means x509-identity-mgmt; then EJBCA-REST's `certificate`, or
+ * anything but "no such route" from it, lets EJBCA-REST explain; then x509-identity-mgmt's own
+ * refusal (JSON, or the gateway's 401/403) lets it explain; else neither. "ask-legacy" while only
+ * `modern` is known and it is not conclusive.
+ */
+export function whichApi(modern: HttpReply, legacy?: HttpReply): "x509" | "legacy" | "neither" | "ask-legacy" {
+  if (typeof jsonObject(modern)?.caPem === "string") return "x509";
+  if (!legacy) return "ask-legacy";
+  if (typeof jsonObject(legacy)?.certificate === "string" || !noRoute(legacy)) return "legacy";
+  // x509-identity-mgmt speaks JSON even to refuse; a page there is dojot v0.4's GUI route.
+  if (!noRoute(modern) && (jsonObject(modern) || modern.status === 401 || modern.status === 403)) return "x509";
+  return "neither";
 }
 
 /**

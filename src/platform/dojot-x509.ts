@@ -158,7 +158,7 @@ export class DojotX509Client implements PlatformClient {
 }
 
 /** Which release line answered, by the shape of a refusal (see {@link DojotX509Client.prepare}), or undefined. */
-function generationOf(reply: HttpReply): X509Generation | undefined {
+export function generationOf(reply: HttpReply): X509Generation | undefined {
   const body = jsonObject(reply);
   if (!body || (reply.status !== 400 && reply.status !== 404)) return undefined;
   if (typeof body.error === "string") return "v0.7";
