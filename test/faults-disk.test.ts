@@ -1,26 +1,20 @@
 import { execFileSync, spawn } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
-import { cp, rm, writeFile } from "node:fs/promises";
+import { cp, mkdir, rename, rm, writeFile } from "node:fs/promises";
+import { createServer, request as httpRequest } from "node:http";
+import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { BIN } from "./helpers/cli.js";
 import { enrollCli, listFiles, snapshot } from "./helpers/enroll.js";
 import { makeFixture, type Fixture } from "./helpers/fault-matrix.js";
 import { startTestLab, tempDir, type TestLab } from "./helpers/lab.js";
-import { openssl } from "./helpers/tools.js";
+import { haveRoot, openssl } from "./helpers/tools.js";
 import { softwareCrypto } from "../src/crypto/provider.js";
 import { setDevice, startLab } from "../src/lab/server.js";
 
-/** Mounting needs root; CI runs as root. */
-function canMount(): boolean {
-  const root = process.getuid?.() === 0;
-  if (!root) {
-    if (process.env.CI === "true") throw new Error("the disk-fault tests need root to mount a tmpfs, and CI runs as root");
-    console.warn("\n!!! SKIPPING disk-fault tests: they need root to mount a tmpfs. CI runs them. !!!\n");
-  }
-  return root;
-}
-const mountable = canMount();
+/** Mounting a tmpfs needs root; CI runs as root. */
+const mountable = haveRoot("the disk-fault tests (they mount a tmpfs)");
 
 let fx: Fixture;
 beforeAll(async () => {
@@ -121,6 +115,62 @@ describe("kill -9 at every step boundary: the next run finds whole credentials, 
   }
 });
 
+describe("completing a write that a killed run committed", () => {
+  /** The victim's credentials in `<tmp>/<sub>/certs`, and a run killed right after its commit mark. */
+  async function killedAfterCommit(lab: { url: string }, sub: string): Promise<{ parent: string; out: string; before: Record<string, string> }> {
+    await setDevice(fx.lab.dir, "victim", "reset");
+    const parent = join(await tempDir(), sub);
+    const out = join(parent, "certs");
+    await cp(fx.base, out, { recursive: true });
+    const before = await snapshot(out);
+    const killed = await enrollCli(lab.url, fx.lab, "victim", out, ["--force"], { CERT_RETRIEVER_TEST_FAULT: "kill:store:committed" });
+    expect(killed.code).toBeNull();
+    return { parent, out, before };
+  }
+
+  it("after the directory was moved (mv of its parent): the next run completes it, as the mark names files relative to --out", async () => {
+    const lab = await serveFixture();
+    try {
+      const { parent, before } = await killedAfterCommit(lab, "old-place");
+      const moved = join(parent, "..", "new-place");
+      await rename(parent, moved);
+      const out = join(moved, "certs");
+      const next = await enrollCli(lab.url, fx.lab, "victim", out);
+      expect(next.stderr).toMatch(/completed a write that an earlier run committed/);
+      expect(next.code, next.stderr).toBe(0);
+      expect(next.stderr).toMatch(/already has valid credentials/);
+      expect(await listFiles(out)).toEqual(["IOTmidCA.crt", "victim.crt", "victim.key"]);
+      expect(await snapshot(out)).not.toEqual(before);
+      expect(openssl("verify", "-CAfile", join(out, "IOTmidCA.crt"), join(out, "victim.crt"))).toMatch(/: OK/);
+    } finally {
+      await lab.close();
+    }
+  });
+
+  it("a file-system error while completing it (the key's name taken by a directory): exit 15, the lock released, the next run completes it", async () => {
+    const lab = await serveFixture();
+    try {
+      const { out } = await killedAfterCommit(lab, "blocked");
+      await rm(join(out, "victim.key"));
+      await mkdir(join(out, "victim.key", "blocker"), { recursive: true });
+      const failed = await enrollCli(lab.url, fx.lab, "victim", out);
+      expect(failed.stderr).toMatch(/store failed: cannot complete the write an earlier run committed in .*: .*\(EISDIR\)/);
+      expect(failed.code).toBe(15);
+      expect(failed.stderr).not.toMatch(/unexpected error|this is a bug/);
+      expect(existsSync(join(out, ".cert-retriever.lock"))).toBe(false);
+      await rm(join(out, "victim.key"), { recursive: true });
+      const next = await enrollCli(lab.url, fx.lab, "victim", out);
+      expect(next.code, next.stderr).toBe(0);
+      expect(next.stderr).toMatch(/completed a write that an earlier run committed/);
+      expect(next.stderr).toMatch(/already has valid credentials/);
+      expect(await listFiles(out)).toEqual(["IOTmidCA.crt", "victim.crt", "victim.key"]);
+      expect(openssl("pkey", "-in", join(out, "victim.key"), "-pubout")).toBe(openssl("x509", "-in", join(out, "victim.crt"), "-noout", "-pubkey"));
+    } finally {
+      await lab.close();
+    }
+  });
+});
+
 describe("signals and argv", () => {
   let lab: TestLab;
   beforeAll(async () => {
@@ -128,19 +178,37 @@ describe("signals and argv", () => {
   });
   afterAll(async () => lab.stop());
 
-  for (const sig of ["SIGTERM", "SIGINT"] as const) {
-    it(`${sig} while the platform is slow: exit ${sig === "SIGTERM" ? 143 : 130}, previous credentials intact, lock released`, async () => {
+  // SIGTERM while the signing request is at the platform; SIGINT while the CA is being fetched.
+  for (const [sig, route] of [["SIGTERM", "sign"], ["SIGINT", "ca"]] as const) {
+    it(`${sig} while the platform is slow (${route}): exit ${sig === "SIGTERM" ? 143 : 130}, previous credentials intact, lock released`, async () => {
       await setDevice(fx.lab.dir, "victim", "reset");
       const out = join(await tempDir(), "certs");
       await cp(fx.base, out, { recursive: true });
       const before = await snapshot(out);
-      const slow = await startLab({ dir: fx.lab.dir, host: "127.0.0.1", port: 0, crypto: softwareCrypto(), certProfile: "cfree", autoRegister: false, adminPassword: fx.lab.password, tokenLifetime: 420, faults: [{ route: "sign", kind: "hang" }] });
+      // A gateway that passes everything to the lab but holds the slow route's request, and says when it has it.
+      const lab = await serveFixture();
+      let held = false;
+      const gateway = createServer((req, res) => {
+        if ((route === "sign" && req.url?.startsWith("/sign/")) || (route === "ca" && req.url?.startsWith("/ca/"))) {
+          held = true;
+          return;
+        }
+        const up = httpRequest(new URL(req.url ?? "/", lab.url), { method: req.method, headers: req.headers }, (upRes) => {
+          res.writeHead(upRes.statusCode ?? 500, upRes.headers);
+          upRes.pipe(res);
+        });
+        req.pipe(up);
+      });
+      await new Promise<void>((resolve) => gateway.listen(0, "127.0.0.1", resolve));
       try {
-        const child = spawn(process.execPath, [BIN, "enroll", "--platform", slow.url, "--device-id", "victim", "--username", "admin", "--password-stdin", "--out", out, "--force"], { stdio: ["pipe", "pipe", "pipe"] });
+        const url = `http://127.0.0.1:${(gateway.address() as AddressInfo).port}`;
+        const child = spawn(process.execPath, [BIN, "enroll", "--platform", url, "--device-id", "victim", "--username", "admin", "--password-stdin", "--out", out, "--force"], { stdio: ["pipe", "pipe", "pipe"] });
         child.stdin.end(fx.lab.password);
         let stderr = "";
         child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
-        await waitFor(() => stderr.includes("[4/8] build-csr"), 20_000);
+        await waitFor(() => held, 20_000).catch(() => {
+          throw new Error(`the slow request never arrived: ${stderr}`);
+        });
         // While it runs: the password is nowhere in its argv or environment.
         const cmdline = readFileSync(`/proc/${child.pid}/cmdline`, "utf8");
         const environ = readFileSync(`/proc/${child.pid}/environ`, "utf8");
@@ -148,10 +216,17 @@ describe("signals and argv", () => {
         expect(environ).not.toContain(fx.lab.password);
         child.kill(sig);
         const code = await new Promise<number | null>((resolve) => child.on("close", resolve));
-        expect(stderr).toMatch(new RegExp(`interrupted by ${sig}; nothing was written and the previous credentials are unchanged`));
+        if (route === "sign") {
+          // The request is at the platform: it may have issued, which the operator needs to know.
+          expect(stderr).toMatch(/interrupted by SIGTERM during submit-csr; nothing was written here, but the request may have reached the platform, which may have issued a certificate/);
+          expect(stderr).toMatch(/hint: run again later; if the platform then says the certificate was issued already, reset the device on the platform/);
+        } else {
+          expect(stderr).toMatch(new RegExp(`interrupted by ${sig}; nothing was written and the previous credentials are unchanged`));
+        }
         expect(code).toBe(sig === "SIGTERM" ? 143 : 130);
       } finally {
-        await slow.close();
+        gateway.closeAllConnections();
+        await Promise.all([new Promise((resolve) => gateway.close(resolve)), lab.close()]);
       }
       expect(await snapshot(out)).toEqual(before);
       expect(existsSync(join(out, ".cert-retriever.lock"))).toBe(false);

@@ -64,6 +64,37 @@ describe("settings: flags > environment > config file > defaults", () => {
     expect(trusted.code, trusted.stderr).toBe(0);
   });
 
+  it("--password-stdin wins over a password file from the environment; a systemd credential wins over the config file's password file", async () => {
+    const dir = await tempDir();
+    const wrong = join(dir, "wrong");
+    await writeFile(wrong, "not-the-password", { mode: 0o600 });
+    const stdin = await runCli([...enrollArgs("pw-stdin-wins", join(dir, "a")), "--password-stdin", "--non-interactive"], { input: lab.password, env: { CERT_RETRIEVER_PASSWORD_FILE: wrong } });
+    expect(stdin.code, stdin.stderr).toBe(0);
+    const creds = join(dir, "creds");
+    await mkdir(creds, { mode: 0o700 });
+    await writeFile(join(creds, "password"), lab.password, { mode: 0o400 });
+    const config = join(dir, "c.json");
+    await writeFile(config, JSON.stringify({ passwordFile: wrong }), { mode: 0o600 });
+    const credential = await runCli([...enrollArgs("cred-wins", join(dir, "b")), "--config", config, "--non-interactive"], { env: { CREDENTIALS_DIRECTORY: creds } });
+    expect(credential.code, credential.stderr).toBe(0);
+  });
+
+  it("a password file or token file other users can write is refused (exit 3)", async () => {
+    const dir = await tempDir();
+    const file = join(dir, "pw");
+    await writeFile(file, lab.password);
+    await chmod(file, 0o666);
+    const run = await runCli([...enrollArgs("pw-open", join(dir, "a")), "--password-file", file, "--non-interactive"]);
+    expect(run.stderr).toMatch(/refusing the password file .*pw: other users can write it \(mode 666\)/);
+    expect(run.code).toBe(3);
+    const token = join(dir, "token");
+    await writeFile(token, "x.y.z");
+    await chmod(token, 0o622);
+    const tok = await runCli([...enrollArgs("tok-open", join(dir, "b")), "--token-file", token, "--non-interactive"]);
+    expect(tok.stderr).toMatch(/refusing the token file .*token: other users can write it \(mode 622\)/);
+    expect(tok.code).toBe(3);
+  });
+
   it("a password in the config file is used only if the file is 0600; otherwise it is ignored with a warning", async () => {
     const dir = await tempDir();
     const config = join(dir, "c.json");
@@ -156,6 +187,14 @@ describe("factory token reuse: login once, enroll many", () => {
 });
 
 describe("check: the ExecCondition= contract (0 enroll, 1 nothing to do, 255 error)", () => {
+  it("every failure of check is 255, a bad flag or environment value included (1-254 would silently skip the unit)", async () => {
+    for (const [args, env] of [[["check", "--store", "filess"], {}], [["check"], { CERT_RETRIEVER_STORE: "filess" }], [["check", "--no-such-flag"], {}]] as const) {
+      const run = await runCli([...args, "--device-id", "chk-bad", "--out", join(await tempDir(), "c")], { env });
+      expect(run.code, `${args.join(" ")} ${JSON.stringify(env)}: ${run.stderr}`).toBe(255);
+    }
+    expect((await runCli(["check", "--help"])).code).toBe(0);
+  });
+
   it("answers 0 for missing, half, expiring, unpinned-CA and interrupted state, 1 for valid, 255 on error", async () => {
     const out = join(await tempDir(), "certs");
     const check = (...extra: string[]) => runCli(["check", "--device-id", "chk", "--out", out, ...extra]);

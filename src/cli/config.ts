@@ -2,6 +2,7 @@ import { readFile, stat } from "node:fs/promises";
 import type { Command } from "commander";
 import { CertRetrieverError, describeCause } from "../errors.js";
 import { ExitCode } from "../exit-codes.js";
+import { writableByOthers } from "../file-trust.js";
 import { attributeName, OPTION_SPECS, SECRET_CONFIG_KEYS } from "./options.js";
 
 /** Where the config file is looked for when --config is not given. */
@@ -84,13 +85,12 @@ export async function applyConfigFile(cmd: Command, warn: (line: string) => void
  */
 export async function checkTrusted(path: string, what: string): Promise<void> {
   const st = await stat(path).catch(() => undefined);
-  if (!st) return;
-  const uid = process.getuid?.() ?? 0;
-  if (st.mode & 0o022) {
-    throw configError(`refusing the ${what} ${path}: other users can write it (mode ${(st.mode & 0o777).toString(8)})`, `chmod go-w ${path}`);
-  }
-  if (st.uid !== 0 && st.uid !== uid) {
-    throw configError(`refusing the ${what} ${path}: it belongs to another user (uid ${st.uid})`, `have it owned by root or by the user that runs cert-retriever`);
+  const reason = st ? writableByOthers(st) : undefined;
+  if (reason) {
+    throw configError(
+      `refusing the ${what} ${path}: ${reason}`,
+      reason.startsWith("other users") ? `chmod go-w ${path}` : "have it owned by root or by the user that runs cert-retriever",
+    );
   }
 }
 

@@ -5,8 +5,8 @@ import { ExitCode } from "../exit-codes.js";
 import type { HttpClient, RetryInfo } from "../platform/http.js";
 import type { Session } from "../platform/types.js";
 import type { CredentialStore } from "../store/types.js";
-import type { ConfigExtras } from "./config.js";
-import { checkDeviceId, checkFileName, checkPlatformUrl, parseCount, parseDuration, passwordReader, readPemFile } from "./inputs.js";
+import { checkTrusted, type ConfigExtras } from "./config.js";
+import { checkDeviceId, checkFileName, checkPlatformUrl, checkStoreNames, parseCount, parseDuration, passwordReader, readPemFile } from "./inputs.js";
 import { say } from "./output.js";
 
 /** The shared options as commander parses them (see options.ts). */
@@ -83,6 +83,7 @@ export async function resolveDeviceId(flags: CommonFlags, source?: SourceOf): Pr
       text = await readFile(flags.deviceIdFile, "utf8");
     } catch (err) {
       throw new CertRetrieverError(`cannot read --device-id-file ${flags.deviceIdFile}: ${describeCause(err)}`, {
+      cause: err,
         step: "config",
         exitCode: ExitCode.CONFIG,
         hint: "check the path given to --device-id-file",
@@ -103,6 +104,7 @@ export async function checkOutDir(out: string): Promise<void> {
 export async function makeStore(flags: CommonFlags, deviceId: string): Promise<CredentialStore> {
   await checkOutDir(flags.out);
   checkFileName(flags.caName, "--ca-name", "the CA's name becomes <out>/<ca-name>.crt");
+  await checkStoreNames(deviceId, flags.caName);
   if (flags.store === "keychain") {
     const { KeychainStore } = await import("../store/keychain-store.js");
     return new KeychainStore(deviceId, flags.caName, flags.out);
@@ -136,6 +138,7 @@ export async function makeHttp(flags: CommonFlags, startedAt: number, signal: Ab
     createSecureContext({ ca: tls.ca.length ? tls.ca : undefined, cert: tls.cert, key: tls.key });
   } catch (err) {
     throw new CertRetrieverError(`the TLS files given to --platform-ca, --client-cert or --client-key cannot be used: ${describeCause(err)}`, {
+      cause: err,
       step: "config",
       exitCode: ExitCode.CONFIG,
       hint: "check that --client-key is the unencrypted PEM key of --client-cert",
@@ -173,17 +176,26 @@ async function exists(path: string | undefined): Promise<boolean> {
 export async function passwordSource(flags: CommonFlags, extras: ConfigExtras, username: string, source?: SourceOf): Promise<() => Promise<string>> {
   const credential = credentialPath("password");
   const env = process.env.CERT_RETRIEVER_PASSWORD;
-  // A password file named in the config file yields to the environment's password; one named on
-  // the command line or in CERT_RETRIEVER_PASSWORD_FILE does not.
+  // Precedence: --password-stdin; a password file from a flag or CERT_RETRIEVER_PASSWORD_FILE;
+  // CERT_RETRIEVER_PASSWORD; the systemd credential; then the config file's password file or password.
+  if (flags.passwordStdin) return passwordReader({ stdin: true });
   const fileFromConfig = flags.passwordFile !== undefined && rank(source?.("passwordFile")) <= 1;
-  if (flags.passwordStdin || (flags.passwordFile && !(fileFromConfig && env !== undefined))) {
-    return passwordReader({ file: flags.passwordFile, stdin: flags.passwordStdin });
-  }
+  if (flags.passwordFile && !fileFromConfig) return trustedFile(flags.passwordFile);
   if (env !== undefined) return passwordReader({ env });
   if (await exists(credential)) return passwordReader({ file: credential });
+  if (flags.passwordFile) return trustedFile(flags.passwordFile);
   if (extras.password !== undefined) return passwordReader({ env: extras.password });
   if (isInteractive(flags)) return () => ask("password", `Password for ${username}:`);
   return passwordReader({});
+}
+
+/** A password file's reader, refusing (when read) a file another user could have written. */
+function trustedFile(file: string): () => Promise<string> {
+  const read = passwordReader({ file });
+  return async () => {
+    await checkTrusted(file, "password file");
+    return read();
+  };
 }
 
 /** The username: the flag, the environment, the config file, or a prompt. */
@@ -200,11 +212,13 @@ export async function tokenSession(flags: CommonFlags): Promise<{ session: Sessi
   const credential = credentialPath("token");
   const path = flags.tokenFile ?? ((await exists(credential)) ? credential : undefined);
   if (!path) return undefined;
+  await checkTrusted(path, "token file");
   let text: string;
   try {
     text = (await readFile(path, "utf8")).trim();
   } catch (err) {
     throw new CertRetrieverError(`cannot read the token file ${path}: ${describeCause(err)}`, {
+      cause: err,
       step: "config",
       exitCode: ExitCode.CONFIG,
       hint: "write it with 'cert-retriever login --token-file FILE'",

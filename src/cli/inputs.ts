@@ -10,15 +10,25 @@ export function checkDeviceId(id: string | undefined): string {
   return checkFileName(id, "the device id", "pass the platform's device id with --device-id");
 }
 
-/** Refuses a name that becomes a file name in the output directory but could leave it. */
+/**
+ * Refuses a name that becomes a file name in the output directory but could leave it, or would not
+ * fit a file name: the limit is in bytes (UTF-8), as file systems count, not in characters.
+ */
 export function checkFileName(name: string, what: string, hint?: string): string {
-  if (name === "." || name === ".." || /[/\\]/.test(name) || /[\u0000-\u001f\u007f]/.test(name) || name.length > 200 || !name) {
+  if (name === "." || name === ".." || /[/\\]/.test(name) || /[\u0000-\u001f\u007f]/.test(name) || Buffer.byteLength(name, "utf8") > 200 || !name) {
     throw usageError(
-      `${what} ${JSON.stringify(name)} is not usable: it must be 1 to 200 characters, without '/', '\\' or control characters, and not '.' or '..'`,
+      `${what} ${JSON.stringify(name)} is not usable: it must be 1 to 200 bytes (UTF-8), without '/', '\\' or control characters, and not '.' or '..'`,
       hint,
     );
   }
   return name;
+}
+
+/** Refuses a device id and CA name whose files would collide with each other or with the store's own files (before any request). */
+export async function checkStoreNames(deviceId: string, caName: string): Promise<void> {
+  const { fileNamesProblem } = await import("../store/names.js"); // the store loads only when a command needs it
+  const problem = fileNamesProblem(deviceId, caName);
+  if (problem) throw usageError(problem, "pass another --device-id or --ca-name");
 }
 
 /** Parses the platform URL and refuses plain http beyond loopback unless allowed. */
@@ -101,6 +111,7 @@ export function passwordReader(source: PasswordSource, what = "password"): () =>
         text = await readFile(source.file, "utf8");
       } catch (err) {
         throw new CertRetrieverError(`cannot read the ${what} file ${source.file}: ${describeCause(err)}`, {
+          cause: err,
           step: "config",
           exitCode: ExitCode.CONFIG,
           hint: "check the path given to --password-file",
@@ -162,7 +173,7 @@ export async function readPemFile(path: string, flag: string, label: RegExp): Pr
   try {
     text = await readFile(path, "utf8");
   } catch (err) {
-    throw new CertRetrieverError(`cannot read ${flag} ${path}: ${describeCause(err)}`, { step: "config", exitCode: ExitCode.CONFIG, hint: `check the path given to ${flag}` });
+    throw new CertRetrieverError(`cannot read ${flag} ${path}: ${describeCause(err)}`, { cause: err, step: "config", exitCode: ExitCode.CONFIG, hint: `check the path given to ${flag}` });
   }
   if (!label.test(text)) {
     throw new CertRetrieverError(`${flag} ${path} is not a PEM file of the expected kind`, { step: "config", exitCode: ExitCode.CONFIG, hint: `${flag} takes a PEM file` });

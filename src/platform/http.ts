@@ -193,8 +193,9 @@ export class HttpClient {
         retryAfter: typeof retryAfter === "string" ? retryAfter : undefined,
       };
     } catch (err) {
-      if (err instanceof CertRetrieverError) throw err;
+      // undici rejects with the interrupt's own reason: it must be told apart from our errors first.
       if (this.settings.signal?.aborted) this.throwIfAborted(step, init.once);
+      if (err instanceof CertRetrieverError) throw err;
       const socketClosed = /^(UND_ERR_SOCKET|ECONNRESET)$/.test(String((err as NodeJS.ErrnoException).code ?? ""));
       if (isClientCertRefusal(err) || (socketClosed && url.protocol === "https:" && isClientCertRefusal(await this.probeTls(url)))) {
         throw new CertRetrieverError(`${step} failed: the gateway at ${url.host} requires a client certificate or refused ours: ${describeCause(err)}`, {

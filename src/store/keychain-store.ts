@@ -1,7 +1,7 @@
 import { CertRetrieverError, describeCause } from "../errors.js";
 import { ExitCode } from "../exit-codes.js";
 import { faultPoint } from "../fault.js";
-import { ensureDirectory, removeCreatedDirectory } from "./files-store.js";
+import { prepareDirectory, removeCreatedDirectory } from "./directory.js";
 import { acquireLock } from "./lock.js";
 import type { CredentialPems, CredentialStore, OpenStore, StoredCredentials } from "./types.js";
 
@@ -64,7 +64,7 @@ export class KeychainStore implements CredentialStore {
   }
 
   async open(): Promise<OpenStore> {
-    const createdDir = await ensureDirectory(this.lockDir);
+    const createdDir = await prepareDirectory(this.lockDir);
     const release = await acquireLock(this.lockDir).catch(async (err: unknown) => {
       await removeCreatedDirectory(this.lockDir, createdDir);
       throw err;

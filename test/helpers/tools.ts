@@ -22,3 +22,17 @@ export function openssl(...args: string[]): string {
 export function opensslStatus(...args: string[]): number {
   return spawnSync("openssl", args, { stdio: "ignore" }).status ?? -1;
 }
+
+/**
+ * Whether the tests run as root, which `what` needs (mounting a tmpfs, playing another user with
+ * chown). Locally those tests are skipped with a loud message; under CI=true, which runs as root,
+ * a run without root fails instead.
+ */
+export function haveRoot(what: string): boolean {
+  const root = process.getuid?.() === 0;
+  if (!root) {
+    if (process.env.CI === "true") throw new Error(`${what} need root, and CI runs as root`);
+    console.warn(`\n!!! SKIPPING ${what}: they need root. CI runs them. !!!\n`);
+  }
+  return root;
+}
