@@ -1,4 +1,4 @@
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { chmod, copyFile, lchown, lstat, mkdir, readdir, readFile, rm, stat, symlink, writeFile } from "node:fs/promises";
 import { spawn } from "node:child_process";
 import { join } from "node:path";
@@ -89,6 +89,23 @@ describe("a lock keeps two runs on one directory apart", () => {
     const run = await enrollCli(lab.url, lab, "stale", out);
     expect(run.code, run.stderr).toBe(0);
     expect(await listFiles(out)).toEqual(["IOTmidCA.crt", "stale.crt", "stale.key"]);
+  });
+
+  it("a lock whose pid is alive but started at another time (the pid was reused) is stale, and so is one holding our own pid (containers: both pid 1)", async () => {
+    const boot = readFileSync("/proc/sys/kernel/random/boot_id", "utf8").trim();
+    // pid 1 is alive, but not the process that took this lock: its start time says so.
+    const reused = await tempDir();
+    await writeFile(join(reused, ".cert-retriever.lock"), `1 ${boot} 999999999999\n`);
+    await lab.addDevice("reused-pid");
+    const run = await enrollCli(lab.url, lab, "reused-pid", reused);
+    expect(run.code, run.stderr).toBe(0);
+    // Our own pid (in-process, as a library or a container's pid 1 would be): not another run.
+    const own = await tempDir();
+    await writeFile(join(own, ".cert-retriever.lock"), `${process.pid} ${boot}\n`);
+    const { acquireLock } = await import("../src/store/lock.js");
+    const release = await acquireLock(own, 0); // no wait: a lock held by a live other run would throw (exit 75)
+    await release();
+    expect(await readdir(own)).toEqual([]);
   });
 
   it("two runs at once for one device: one enrolls, the other stops at the lock or finds the credentials", async () => {

@@ -13,14 +13,17 @@ export const LOCK_FILE = ".cert-retriever.lock";
 export const LOCK_WAIT_MS = 5_000;
 
 /**
- * Takes the directory's lock (a file created exclusively, holding our pid) so that two runs
- * (systemd and a person) cannot interleave. A second run waits up to `waitMs` for the first, then
- * stops (exit 75). A lock left by a process that is gone is taken over. Returns the release function.
+ * Takes the directory's lock (a file created exclusively, holding our pid, the boot id and the
+ * process's start time) so that two runs (systemd and a person) cannot interleave. A second run
+ * waits up to `waitMs` for the first, then stops (exit 75). A lock left by a process that is gone
+ * is taken over: its pid is dead, or ours (a killed run in a container was pid 1 too), or now
+ * belongs to a process started at another time, or it was taken before a reboot. Returns the
+ * release function. (Node has no flock(2) without a native addon.)
  */
 export async function acquireLock(dir: string, waitMs = LOCK_WAIT_MS): Promise<() => Promise<void>> {
   const path = join(dir, LOCK_FILE);
   const giveUpAt = Date.now() + waitMs;
-  const content = `${process.pid} ${bootId()}\n`;
+  const content = `${process.pid} ${bootId()} ${startTime(process.pid) ?? "-"}\n`;
   for (;;) {
     if (await createWithContent(path, content)) {
       return async () => {
@@ -28,11 +31,13 @@ export async function acquireLock(dir: string, waitMs = LOCK_WAIT_MS): Promise<(
       };
     }
     const seen = await readFile(path, "utf8").catch(() => "");
-    const [pidText, boot] = seen.trim().split(/\s+/);
+    const [pidText, boot, started] = seen.trim().split(/\s+/);
     const pid = Number.parseInt(pidText ?? "", 10);
-    // A pid from before a reboot may now belong to another process: the boot id tells.
+    // A pid from before a reboot may now belong to another process: the boot id tells; a pid
+    // reused since: its start time tells.
     const sameBoot = !boot || boot === bootId();
-    if (!(Number.isInteger(pid) && pid > 0 && sameBoot && isAlive(pid))) {
+    const sameProcess = !started || started === "-" || startTime(pid) === undefined || startTime(pid) === started;
+    if (!(Number.isInteger(pid) && pid > 0 && pid !== process.pid && sameBoot && sameProcess && isAlive(pid))) {
       await removeStale(path, seen);
       continue;
     }
@@ -98,6 +103,16 @@ function isAlive(pid: number): boolean {
     return true;
   } catch (err) {
     return (err as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
+/** When process `pid` started, in clock ticks since boot (field 22 of /proc/<pid>/stat), if known. */
+function startTime(pid: number): string | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    return stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19];
+  } catch {
+    return undefined;
   }
 }
 
