@@ -30,7 +30,9 @@ export async function acquireLock(dir: string, waitMs = LOCK_WAIT_MS): Promise<(
         await unlink(path).catch(() => undefined);
       };
     }
-    const seen = await readFile(path, "utf8").catch(() => "");
+    // Gone between our attempt and this read (released meanwhile): try again, judging nothing.
+    const seen = await readFile(path, "utf8").catch(() => undefined);
+    if (seen === undefined) continue;
     const [pidText, boot, started] = seen.trim().split(/\s+/);
     const pid = Number.parseInt(pidText ?? "", 10);
     // A pid from before a reboot may now belong to another process: the boot id tells; a pid
