@@ -5,7 +5,7 @@ import { createServer, request as httpRequest } from "node:http";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { BIN } from "./helpers/cli.js";
+import { BIN, runCli } from "./helpers/cli.js";
 import { enrollCli, listFiles, snapshot } from "./helpers/enroll.js";
 import { makeFixture, type Fixture } from "./helpers/fault-matrix.js";
 import { startTestLab, tempDir, type TestLab } from "./helpers/lab.js";
@@ -177,6 +177,54 @@ describe("signals and argv", () => {
     lab = await startTestLab();
   });
   afterAll(async () => lab.stop());
+
+  it("a stdin that stays open with no password: --deadline ends the wait (exit 75), SIGTERM ends it too (143)", async () => {
+    const lab = await serveFixture();
+    try {
+      for (const how of ["deadline", "SIGTERM"] as const) {
+        const out = join(await tempDir(), "certs");
+        const child = spawn(process.execPath, [BIN, "enroll", "--platform", lab.url, "--device-id", "victim", "--username", "admin", "--password-stdin", "--out", out, "--force", "--deadline", how === "deadline" ? "2s" : "60s"], { stdio: ["pipe", "pipe", "pipe"] });
+        let stderr = "";
+        child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
+        const closed = new Promise<number | null>((resolve) => child.on("close", resolve));
+        const guard = setTimeout(() => child.kill("SIGKILL"), 20_000); // the old code waited here forever
+        if (how === "SIGTERM") {
+          await waitFor(() => existsSync(join(out, ".cert-retriever.lock")), 20_000); // in the run, at the password
+          child.kill("SIGTERM");
+        }
+        const code = await closed;
+        clearTimeout(guard);
+        if (how === "deadline") {
+          expect(stderr).toMatch(/authenticate failed: the password did not arrive before the deadline/);
+          expect(code).toBe(75);
+        } else {
+          expect(stderr).toMatch(/interrupted by SIGTERM; nothing was written/);
+          expect(code).toBe(143);
+        }
+        expect(existsSync(join(out, ".cert-retriever.lock"))).toBe(false);
+      }
+    } finally {
+      await lab.close();
+    }
+  });
+
+  it("a FIFO where the certificate should be is refused at once, by check (255) and by enroll (15)", async () => {
+    const out = join(await tempDir(), "certs");
+    await cp(fx.base, out, { recursive: true });
+    await rm(join(out, "victim.crt"));
+    execFileSync("mkfifo", [join(out, "victim.crt")]);
+    const check = await runCli(["check", "--device-id", "victim", "--out", out], { timeoutMs: 15_000 });
+    expect(check.stderr).toMatch(/store failed: .*victim\.crt is not a regular file/);
+    expect(check.code).toBe(255);
+    const lab = await serveFixture();
+    try {
+      const run = await enrollCli(lab.url, fx.lab, "victim", out);
+      expect(run.stderr).toMatch(/victim\.crt is not a regular file/);
+      expect(run.code).toBe(15);
+    } finally {
+      await lab.close();
+    }
+  });
 
   // SIGTERM while the signing request is at the platform; SIGINT while the CA is being fetched.
   for (const [sig, route] of [["SIGTERM", "sign"], ["SIGINT", "ca"]] as const) {

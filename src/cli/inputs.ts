@@ -128,10 +128,59 @@ export function passwordReader(source: PasswordSource, what = "password"): () =>
   };
 }
 
+/** The first line on stdin (or all of it, without a line break): a writer that keeps stdin open need not close it. */
 async function readStdin(): Promise<string> {
   const chunks: Buffer[] = [];
-  for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
-  return Buffer.concat(chunks).toString("utf8");
+  for await (const chunk of process.stdin) {
+    chunks.push(chunk as Buffer);
+    if ((chunk as Buffer).includes(10)) break;
+  }
+  const text = Buffer.concat(chunks).toString("utf8");
+  const end = text.indexOf("\n");
+  return end >= 0 ? text.slice(0, end + 1) : text;
+}
+
+/**
+ * A secret's reader that waits no longer than the run may: an interrupt (its reason) or the
+ * deadline (exit 75) ends the wait, and stops reading stdin so that the process can end.
+ */
+export function boundedRead(read: () => Promise<string>, signal: AbortSignal, deadline: number, what = "password"): () => Promise<string> {
+  return () =>
+    new Promise<string>((resolve, reject) => {
+      const stop = (err: unknown) => {
+        cleanup();
+        process.stdin.destroy();
+        reject(err);
+      };
+      const onAbort = () => stop(signal.reason);
+      const timer = setTimeout(
+        () =>
+          stop(
+            new CertRetrieverError(`authenticate failed: the ${what} did not arrive before the deadline`, {
+              step: "authenticate",
+              exitCode: ExitCode.TEMPORARY,
+              hint: "send it on stdin (one line is enough), or give a longer --deadline",
+            }),
+          ),
+        Math.max(0, deadline - Date.now()),
+      );
+      const cleanup = () => {
+        clearTimeout(timer);
+        signal.removeEventListener("abort", onAbort);
+      };
+      if (signal.aborted) return onAbort();
+      signal.addEventListener("abort", onAbort, { once: true });
+      read().then(
+        (value) => {
+          cleanup();
+          resolve(value);
+        },
+        (err: unknown) => {
+          cleanup();
+          reject(err);
+        },
+      );
+    });
 }
 
 /** A secret's value must never be echoed: an argv that tries to pass one is refused without repeating it. */

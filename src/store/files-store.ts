@@ -1,4 +1,5 @@
-import { link, mkdtemp, open, readFile, rename, rm, unlink } from "node:fs/promises";
+import { constants } from "node:fs";
+import { link, mkdtemp, open, rename, rm, unlink } from "node:fs/promises";
 import { join } from "node:path";
 import { CertRetrieverError, describeCause } from "../errors.js";
 import { ExitCode } from "../exit-codes.js";
@@ -30,8 +31,9 @@ export class FilesStore implements CredentialStore {
 
   async read(): Promise<StoredCredentials> {
     const read = (p: string) =>
-      readFile(p, "utf8").catch((err: NodeJS.ErrnoException) => {
+      readRegularFile(p).catch((err: NodeJS.ErrnoException) => {
         if (err.code === "ENOENT" || err.code === "ENOTDIR") return undefined;
+        if (err instanceof CertRetrieverError) throw err;
         throw storageError(`cannot read ${p}: ${describeCause(err)}`, err);
       });
     const [keyPem, certificatePem, caPem, profileJson] = await Promise.all([read(this.paths.key), read(this.paths.certificate), read(this.paths.ca), read(this.paths.profile)]);
@@ -159,6 +161,21 @@ async function writeSynced(path: string, text: string, mode: number): Promise<vo
     await handle.writeFile(text);
     await handle.chmod(mode); // the umask may have cleared bits of a 0644 file
     await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+/**
+ * Reads a credentials file that must be a regular file: opened without blocking, so that a FIFO
+ * (or a device) put in its place is refused at once instead of holding the run past its deadline.
+ */
+async function readRegularFile(path: string): Promise<string> {
+  const handle = await open(path, constants.O_RDONLY | constants.O_NONBLOCK);
+  try {
+    const st = await handle.stat();
+    if (!st.isFile()) throw storageError(`${path} is not a regular file`, undefined, "remove it (cert-retriever writes a regular file there)");
+    return await handle.readFile("utf8");
   } finally {
     await handle.close();
   }

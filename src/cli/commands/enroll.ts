@@ -16,7 +16,7 @@ import {
   tokenSession,
 
 } from "../context.js";
-import { checkSans, parseDuration, passwordReader } from "../inputs.js";
+import { boundedRead, checkSans, parseDuration, passwordReader } from "../inputs.js";
 import { addOptions } from "../options.js";
 import { exitCodesHelp, heldSecret, holdSecret, printJson, progress, say } from "../output.js";
 import { verifyStored, type MqttFlags } from "./verify.js";
@@ -125,7 +125,7 @@ async function runEnroll(command: Command): Promise<number> {
         crypto: softwareCrypto(),
         deviceId,
         username,
-        password,
+        password: boundedRead(password, interrupt.signal, startedAt + parseDuration(flags.deadline, "--deadline")),
         session: token?.session,
         sessionSource: token?.source,
         keyType,

@@ -6,6 +6,7 @@ import { CertRetrieverError, describeCause, usageError } from "../../errors.js";
 import { ExitCode } from "../../exit-codes.js";
 import type { RetryInfo } from "../../platform/http.js";
 import { applyConfigFile } from "../config.js";
+import { boundedRead, parseDuration } from "../inputs.js";
 import { makeHttp, onInterrupt, passwordSource, resolvePlatformUrl, resolveUsername, type CommonFlags } from "../context.js";
 import { addOptions } from "../options.js";
 import { exitCodesHelp, heldSecret, printJson, say } from "../output.js";
@@ -47,7 +48,7 @@ export function loginCommand(state: { exitCode: number }): Command {
       try {
         const { DojotLegacyClient } = await import("../../platform/dojot-legacy.js");
         const client = new DojotLegacyClient({ baseUrl, caName: "", entityPassword: "", http });
-        const session = await client.authenticate(username, await password());
+        const session = await client.authenticate(username, await boundedRead(password, interrupt.signal, startedAt + parseDuration(flags.deadline, "--deadline"))());
         await writeSecretFile(flags.tokenFile, `${session.jwt}\n`);
         const seconds = session.expiresAt ? Math.max(0, Math.round((session.expiresAt.getTime() - Date.now()) / 1000)) : undefined;
         const lifetime = seconds === undefined ? "with no expiry given" : `valid for ${Math.floor(seconds / 60)} min ${seconds % 60} s, until ${session.expiresAt!.toISOString()}`;
