@@ -2,6 +2,7 @@ import { readFile } from "node:fs/promises";
 import { isIP } from "node:net";
 import { CertRetrieverError, describeCause, usageError } from "../errors.js";
 import { ExitCode } from "../exit-codes.js";
+import { isLoopbackHost } from "../loopback.js";
 import type { SubjectAltNames } from "../pipeline/build-csr.js";
 
 /** Refuses a device id that could not be a file name inside the output directory. */
@@ -46,7 +47,7 @@ export function checkPlatformUrl(value: string | undefined, allowHttp: boolean, 
   if (url.protocol !== "https:" && url.protocol !== "http:") {
     throw usageError(`the platform URL must start with https:// or http://, not ${url.protocol}//`);
   }
-  if (url.protocol === "http:" && !isLoopback(url.hostname)) {
+  if (url.protocol === "http:" && !isLoopbackHost(url.hostname)) {
     if (!allowHttp) {
       throw usageError(
         `refusing plain http to ${url.host}: the password, the token and the CA certificate would travel in clear`,
@@ -58,11 +59,7 @@ export function checkPlatformUrl(value: string | undefined, allowHttp: boolean, 
   return url;
 }
 
-/** Whether a URL host is this machine. */
-export function isLoopback(hostname: string): boolean {
-  const host = hostname.replace(/^\[|\]$/g, "");
-  return host === "localhost" || host === "::1" || (isIP(host) === 4 && host.startsWith("127."));
-}
+
 
 const DNS_NAME = /^(\*\.)?([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$/;
 

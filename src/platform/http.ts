@@ -4,7 +4,7 @@ import * as tls from "node:tls";
 import { probeTlsAlert } from "./tls-probe.js";
 import { setTimeout as sleep } from "node:timers/promises";
 import { Agent, EnvHttpProxyAgent, request, type Dispatcher } from "undici";
-import { isLoopbackHost } from "./loopback.js";
+import { isLoopbackHost } from "../loopback.js";
 import { CertRetrieverError, describeCause, type Step } from "../errors.js";
 import { ExitCode } from "../exit-codes.js";
 

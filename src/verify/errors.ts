@@ -85,12 +85,16 @@ export function connectError(err: unknown, level: ProtocolLevel, clientId: strin
       `the broker did not accept an MQTT 5 connection: ${answer}`,
       err instanceof BrokerClosed
         ? "a broker that speaks only MQTT 3.1.1 does this, and so does one that refuses the client id or the certificate's identity: try --mqtt-version auto, or check --profile and --client-id"
-        : "the broker speaks only MQTT 3.1.1: pass --mqtt-version 3.1.1 or auto", err);
+        : "the broker speaks only MQTT 3.1.1: pass --mqtt-version 3.1.1 or auto",
+      err,
+    );
   }
   return verifyError(
     ExitCode.CONNECT_DENIED,
     `the broker did not accept the connection of client '${clientId}': ${named(err)}`,
-    "the client id or the certificate's identity is not what the broker allows: check --profile and --client-id", err);
+    "the client id or the certificate's identity is not what the broker allows: check --profile and --client-id",
+    err,
+  );
 }
 
 /** The error for a publish the broker refused, closed the connection on, or left unanswered. */

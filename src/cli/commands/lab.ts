@@ -44,7 +44,7 @@ export function labCommand(state: { exitCode: number }): Command {
         import("../../lab/faults.js"),
       ]);
       const { parseRateLimit } = await import("../../lab/rate-limit.js");
-      const { isLoopbackHost } = await import("../../platform/loopback.js");
+      const { isLoopbackHost } = await import("../../loopback.js");
       const exposed = !isLoopbackHost(host);
       if (exposed) {
         say(`warning: the lab listens on ${host}, beyond this machine: its admin password, its CA key and plain http are for tests only`);
