@@ -2,6 +2,7 @@ import { readFileSync } from "node:fs";
 import { Command, CommanderError } from "commander";
 import { ExitCode } from "../exit-codes.js";
 import { CHECK_EXIT, checkCommand } from "./commands/check.js";
+import { completionCommand } from "./commands/completion.js";
 import { enrollCommand } from "./commands/enroll.js";
 import { exportCommand } from "./commands/export.js";
 import { loginCommand } from "./commands/login.js";
@@ -44,6 +45,7 @@ export async function main(argv: string[]): Promise<number> {
   program.addCommand(verifyCommand(state));
   program.addCommand(exportCommand(state));
   program.addCommand(labCommand(state));
+  program.addCommand(completionCommand(state));
   for (const cmd of allCommands(program)) {
     cmd.exitOverride().configureOutput({ outputError: (text, write) => write(redactOptionValues(text)) });
   }
