@@ -1,24 +1,59 @@
 #!/usr/bin/env bash
 # The README's demo: start the lab platform, enroll a device against it, show the files and what
-# openssl says about them, stop the lab. Everything lives in a temporary directory, removed at the end.
+# openssl says about them, stop the lab. Everything lives in a temporary directory (under $TMPDIR),
+# removed at the end; the lab is stopped however the demo ends (success, a failed step, Ctrl-C).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+# Build only when the build is missing or older than what it is built from (`npm ci` has just
+# built it through `prepare`). CERT_RETRIEVER_DEMO_BUILD=no skips the check (the tests use it, so a
+# source file edited during a test run does not rebuild dist/ under the other tests).
+stale() {
+  local out
+  for out in dist/cli/main.js dist/cert-retriever.mjs; do
+    [ -e "$out" ] || return 0
+    [ -z "$(find src scripts/bundle.mjs package.json tsconfig.json tsconfig.build.json -newer "$out" -print -quit)" ] || return 0
+  done
+  return 1
+}
+if [ "${CERT_RETRIEVER_DEMO_BUILD:-auto}" != no ] && stale; then
+  echo "== 0. build (dist/ is missing or older than its sources)"
+  npm run build
+  echo
+fi
+
+# Foreground steps only: a function run in the background would be a subshell, whose pid ($!)
+# is not node's, and killing it would leave node serving.
 cr() { node bin/cert-retriever.mjs "$@"; }
 
 work=$(mktemp -d)
 lab_pid=
+stop_lab() {
+  [ -n "$lab_pid" ] || return 0
+  kill "$lab_pid" 2>/dev/null || true
+  # It stops on SIGTERM within a moment; one that does not is killed after 5 s.
+  for _ in $(seq 1 50); do kill -0 "$lab_pid" 2>/dev/null || break; sleep 0.1; done
+  kill -KILL "$lab_pid" 2>/dev/null || true
+  wait "$lab_pid" 2>/dev/null || true
+  lab_pid=
+}
 cleanup() {
-  [ -n "$lab_pid" ] && kill "$lab_pid" 2>/dev/null && wait "$lab_pid" 2>/dev/null
+  local status=$?
+  stop_lab
   rm -rf "$work"
+  exit "$status"
 }
 trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 # The lab's admin password: random, handed over in the environment and on stdin, never on argv.
 CERT_RETRIEVER_LAB_PASSWORD=$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')
 export CERT_RETRIEVER_LAB_PASSWORD
 
 echo "== 1. start the lab platform (dojot EJBCA-REST look-alike) on 127.0.0.1"
-cr lab serve --dir "$work/lab" --listen 127.0.0.1:0 >"$work/url" 2>"$work/lab.log" &
+# node itself in the background (not `cr`), so that $! is the server's pid.
+node bin/cert-retriever.mjs lab serve --dir "$work/lab" --listen 127.0.0.1:0 >"$work/url" 2>"$work/lab.log" &
 lab_pid=$!
 for _ in $(seq 1 100); do [ -s "$work/url" ] && break; sleep 0.1; done
 url=$(head -n 1 "$work/url")
@@ -53,6 +88,5 @@ openssl x509 -in "$work/certs/demo-device.crt" -noout -checkend 0
 
 echo
 echo "== 6. stop the lab"
-kill "$lab_pid" && wait "$lab_pid" || true
-lab_pid=
+stop_lab
 echo "lab stopped; demo done"
