@@ -125,12 +125,19 @@ export async function publishAndWatch(session: Session, topic: string, timeoutMs
   return { delivery: "delivered", session };
 }
 
-/** Ends a session that is up with DISCONNECT (so the broker logs a clean close), and drops a broken one. */
+/**
+ * Ends a session that is up with DISCONNECT (so the broker logs a clean close, not an unexpected
+ * EOF), after a failure too, and drops a broken one.
+ */
 export async function closeSession(session: Session): Promise<void> {
   const { client, tls } = session;
   if (!session.socketError() && !tls.destroyed && client.connected) {
+    // end(false) sends DISCONNECT only once nothing is in flight: a PUBLISH or SUBSCRIBE whose wait
+    // timed out (the broker never answered) would hold it back until we destroyed the socket, so
+    // drop those first; their callbacks get "Message removed", after their waits have settled.
+    for (const id of Object.keys(client.outgoing)) client.removeOutgoingMessage(Number(id));
     const ended = new Promise<void>((resolve) => client.end(false, {}, () => resolve()));
-    // end() waits for unacknowledged publishes; a broker that never answers one must not hold us.
+    // end()'s callback comes when the broker closes after our DISCONNECT; one that never does must not hold us.
     await Promise.race([ended, new Promise((r) => setTimeout(r, 1000).unref())]);
   }
   tls.destroy();
