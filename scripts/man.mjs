@@ -2,7 +2,6 @@
 // The man page, dist/man/cert-retriever.1 (roff), made at build time from the built program's
 // own commands and options: the same tree that --help and `cert-retriever completion` walk, so the
 // three cannot drift apart. Run after tsc (npm run build); package.json's "man" installs it.
-import { Command } from "commander";
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 
 const dist = new URL("../dist/", import.meta.url);
@@ -20,27 +19,10 @@ const OTHER_VARIABLES = [
   ["NO_COLOR", "when set, the progress on a terminal has no colour"],
 ];
 
-/**
- * The program as main() builds it. Once main.ts exports buildProgram(state), that is used; until
- * then main() is run with its parseAsync caught, so that the program is taken before it parses
- * (nothing runs, nothing is printed).
- */
+/** The program as main() parses with, built without parsing anything. */
 async function loadProgram() {
   const cli = await import(new URL("cli/main.js", dist).href);
-  if (typeof cli.buildProgram === "function") return cli.buildProgram({ debug: false, json: false, exitCode: 0 });
-  const parseAsync = Command.prototype.parseAsync;
-  let program;
-  Command.prototype.parseAsync = async function () {
-    program ??= this;
-    return this;
-  };
-  try {
-    await cli.main(["--help"]);
-  } finally {
-    Command.prototype.parseAsync = parseAsync;
-  }
-  if (!(program instanceof Command)) throw new Error("scripts/man.mjs: dist/cli/main.js built no program (export buildProgram() from main.ts)");
-  return program;
+  return cli.buildProgram({ debug: false, json: false, exitCode: 0 });
 }
 
 /** Text for roff: backslashes, hyphens as minus signs (so that copied flags work), plain quotes. */
@@ -204,7 +186,8 @@ function files() {
   /** `term` and `text` are roff already. */
   const entry = (term, text) => [".TP", term, text];
   return [
-    ...entry(italic("/etc/cert-retriever/config.json"), textLine("The settings file (JSON, the options' names in camelCase), read when it exists and --config names no other.")),
+    ...entry(italic("$XDG_CONFIG_HOME/cert-retriever/config.json"), textLine("The user's settings file (JSON, the options' names in camelCase; ~/.config/cert-retriever/config.json when XDG_CONFIG_HOME is unset), read when it exists and --config names no other; it wins over the system's.")),
+    ...entry(italic("/etc/cert-retriever/config.json"), textLine("The system's settings file, read when it exists and --config names no other.")),
     ...entry(italic("/etc/cert-retriever/cert-retriever.env"), textLine("Variables for the systemd unit the package ships (systemd/cert-retriever.service).")),
     ...entry(`${out}/${italic("device-id")}.key`, `The device's private key, PKCS#8 PEM, mode 0600 (with ${bold("--store files")};\n${out} is ${bold("--out")}, by default ${esc(outDefault)}, mode 0700).`),
     ...entry(`${out}/${italic("device-id")}.crt`, "The device's certificate, PEM."),

@@ -1,5 +1,3 @@
-import { ExitCode } from "./exit-codes.js";
-
 /** The steps of an enrollment, in order, plus the phases before and after it. */
 export type Step =
   | "usage"
@@ -15,38 +13,126 @@ export type Step =
   | "bind"
   | "store"
   | "verify"
+  | "export"
   | "lab";
+
+/**
+ * Why something failed: one closed list, for programs to act on. The library says only this and
+ * the facts; what a user should do about it (and the CLI's exit code) is the caller's business.
+ */
+export const REASONS = {
+  // Input and settings
+  usage: "an argument is missing or invalid (`facts.field` names it)",
+  config: "a settings file, a credentials file or a TLS file could not be read or is unsafe",
+  "missing-credentials": "no password or token was given",
+  // Reaching the platform
+  unreachable: "the platform could not be reached (refused, reset, timed out, DNS)",
+  overloaded: "the platform answered 429, 502, 503 or 504 on every attempt",
+  deadline: "the run's deadline passed",
+  "maybe-sent": "a signing request failed after it may have reached the platform; it was not repeated",
+  "tls-not-spoken": "the server does not speak TLS on that port (plain HTTP, or another protocol)",
+  "tls-untrusted": "the platform's TLS certificate is not trusted or names another host",
+  "client-cert-required": "the gateway requires a client certificate, or refused ours",
+  "not-a-dojot-platform": "what answered is not a dojot gateway (an HTML page, another service, no dojot route)",
+  "reply-malformed": "a reply from the platform does not have the shape its API promises",
+  "reply-altered": "a certificate does not match the fingerprint the platform gave for it",
+  "platform-error": "the platform answered an error this client has no better name for (`facts.status`)",
+  // Authenticate
+  "auth-refused": "the platform refused the password",
+  "user-unknown": "the platform does not know the user",
+  "user-inactive": "the user exists but is not active",
+  "token-expired": "the token expired, or the platform no longer accepts it",
+  "permission-denied": "the user may not make this call (HTTP 403)",
+  // Fetch the CA
+  "ca-unknown": "the platform has no CA of that name",
+  "pin-mismatch": "the CA's fingerprint is not the pinned one",
+  // Keys, CSR, issuance, binding
+  "keygen-failed": "the key pair could not be generated",
+  "csr-refused": "the platform refused the certificate request",
+  "key-refused": "the platform does not accept this key type or size",
+  "already-issued": "the platform issued a certificate for this device already (EJBCA end entity not in NEW state)",
+  "device-unknown": "the platform has no such device",
+  "entity-password-refused": "EJBCA refused the end-entity password",
+  "bind-refused": "the platform issued a certificate but would not bind it to the device",
+  // Validation
+  "cert-invalid": "the certificate is not valid for this device: key, chain, validity or names",
+  "san-dropped": "the certificate lacks a subject alternative name the profile needs (the platform dropped it)",
+  "clock-skew": "this device's clock disagrees with the platform's, so a valid certificate looks invalid here",
+  // Storage
+  "storage-failed": "the credentials could not be written (read-only, full disk, permissions)",
+  "storage-unsafe": "the output directory can be written by other users, or has another owner",
+  "keychain-unavailable": "no OS keychain (Secret Service) is running and unlocked",
+  "keychain-addon-missing": "this build has no keychain addon (@napi-rs/keyring)",
+  busy: "another run holds the lock on the output directory",
+  "not-enrolled": "there are no complete stored credentials for this device",
+  // Interruptions
+  interrupted: "interrupted by SIGINT (or at a prompt)",
+  terminated: "terminated by SIGTERM",
+  // Broker check
+  "broker-unreachable": "the broker could not be reached, or its TLS handshake failed",
+  "broker-untrusted": "the broker's certificate is not trusted by the stored CA, or names another host",
+  "broker-refused-cert": "the broker refused our certificate (unknown CA, expired, revoked)",
+  "broker-cert-required": "the broker requires a client certificate and got none",
+  "broker-connect-denied": "the broker did not accept the connection (CONNACK)",
+  "broker-publish-denied": "the broker did not accept the publish (PUBACK, or dropped it)",
+} as const;
+
+/** One of {@link REASONS}. */
+export type Reason = keyof typeof REASONS;
+
+/** What the library knows about a failure, as plain facts. */
+export interface Facts {
+  /** The HTTP status the platform answered. */
+  status?: number;
+  /** What the platform said, in a few words (its own message). */
+  platformMessage?: string;
+  /** The file or directory concerned. */
+  path?: string;
+  /** The system error code (ENOENT, EROFS…). */
+  errno?: string;
+  /** The host concerned (platform or broker). */
+  host?: string;
+  /** For `usage`: the setting at fault, by its library name (`deviceId`, `uriDomain`…). */
+  field?: string;
+  /** The fingerprint of a certificate the platform issued and may still hold. */
+  fingerprint?: string;
+  /** The request may have reached the platform (so it may have issued a certificate). */
+  maybeSent?: boolean;
+}
 
 /** Options of a {@link CertRetrieverError}. */
 export interface ErrorDetails {
   step: Step;
-  exitCode: ExitCode;
-  /** What the user can do about it: a flag, a variable, a platform action. */
-  hint?: string;
+  reason: Reason;
+  facts?: Facts;
   cause?: unknown;
+  /** Set only by the CLI: what the user can do, naming flags. The library leaves it to the caller. */
+  hint?: string;
 }
 
 /**
- * The one error family of cert-retriever. Its message is a single sentence naming what failed;
- * it never contains a secret. The CLI prints it once and exits with `exitCode`.
+ * The one error family of cert-retriever: what failed (the step), why (a reason from a closed
+ * list), plain facts, and the cause. Its message is a single sentence; it never contains a secret.
  */
 export class CertRetrieverError extends Error {
   readonly step: Step;
-  readonly exitCode: ExitCode;
+  readonly reason: Reason;
+  readonly facts: Facts;
   readonly hint?: string;
 
   constructor(message: string, details: ErrorDetails) {
     super(message, details.cause === undefined ? undefined : { cause: details.cause });
     this.name = "CertRetrieverError";
     this.step = details.step;
-    this.exitCode = details.exitCode;
+    this.reason = details.reason;
+    this.facts = details.facts ?? {};
     this.hint = details.hint;
   }
 }
 
-/** A usage error (exit 2): a flag or argument is missing or invalid. */
-export function usageError(message: string, hint?: string, cause?: unknown): CertRetrieverError {
-  return new CertRetrieverError(message, { step: "usage", exitCode: ExitCode.USAGE, hint, cause });
+/** A usage error: an argument is missing or invalid; `field` names it for the caller's hint. */
+export function usageError(message: string, field?: string, hint?: string): CertRetrieverError {
+  return new CertRetrieverError(message, { step: "usage", reason: "usage", facts: field ? { field } : {}, hint });
 }
 
 /** The message of any thrown value, for wrapping causes into one sentence. */
@@ -57,7 +143,18 @@ export function describeCause(err: unknown): string {
       // Node's file errors: "ENOSPC: no space left on device, write '/path'" -> "no space left on device (ENOSPC)"
       return `${err.message.slice(code.length + 2).replace(/, \w+( '[^']*')*$/, "")} (${code})`;
     }
+    if (/^ERR_SSL_|^ERR_TLS_/.test(String(code))) {
+      // OpenSSL's text: "…:error:0A00010B:SSL routines:ssl3_get_record:wrong version number:../deps/openssl/…:354:" -> "wrong version number"
+      const reason = /:error:[0-9A-F]+:[^:]*:[^:]*:([^:]+):/.exec(err.message)?.[1];
+      if (reason) return `${reason} (${code})`;
+    }
     return code && !err.message.includes(code) ? `${err.message} (${code})` : err.message;
   }
   return String(err);
+}
+
+/** The system error code of a thrown value, if it has one. */
+export function errnoOf(err: unknown): string | undefined {
+  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  return typeof code === "string" ? code : undefined;
 }

@@ -48,3 +48,14 @@ export const EXIT_CODE_MEANINGS: ReadonlyArray<readonly [ExitCode, string]> = [
   [ExitCode.INTERRUPTED, "interrupted (SIGINT); nothing was written"],
   [ExitCode.TERMINATED, "terminated (SIGTERM); nothing was written"],
 ];
+
+const C = ExitCode;
+const BROKER = [C.BROKER_UNREACHABLE, C.BROKER_UNTRUSTED, C.CERT_REFUSED, C.CERT_REQUIRED, C.CONNECT_DENIED, C.PUBLISH_DENIED];
+
+/** The exit codes each command can return, for its --help (check has its own three). */
+export const COMMAND_EXIT_CODES: Record<"enroll" | "login" | "verify" | "export", readonly ExitCode[]> = {
+  enroll: [C.OK, C.UNEXPECTED, C.USAGE, C.CONFIG, C.AUTH, C.CA, C.KEYGEN, C.CSR, C.VALIDATION, C.STORAGE, ...BROKER, C.TEMPORARY, C.INTERRUPTED, C.TERMINATED],
+  login: [C.OK, C.UNEXPECTED, C.USAGE, C.CONFIG, C.AUTH, C.CA, C.STORAGE, C.TEMPORARY, C.INTERRUPTED, C.TERMINATED],
+  verify: [C.OK, C.UNEXPECTED, C.USAGE, C.CONFIG, C.STORAGE, C.NOT_ENROLLED, ...BROKER, C.INTERRUPTED, C.TERMINATED],
+  export: [C.OK, C.UNEXPECTED, C.USAGE, C.CONFIG, C.STORAGE, C.NOT_ENROLLED, C.TEMPORARY, C.INTERRUPTED, C.TERMINATED],
+};

@@ -55,8 +55,8 @@ export function isImei(digits: string): boolean {
 export function profileSans(profile: ProfileName, deviceId: string, uriDomain: string | undefined, sans: SubjectAltNames): SubjectAltNames {
   switch (profile) {
     case "amqtt": {
-      if (!uriDomain) throw usageError("the amqtt profile needs --uri-domain (the broker's uri_domain)", "e.g. --uri-domain my.domain.name");
-      if (!/^[A-Za-z0-9.-]+$/.test(uriDomain)) throw usageError(`--uri-domain '${uriDomain}' is not a domain name`);
+      if (!uriDomain) throw usageError("the amqtt profile needs the broker's uri_domain", "uriDomain");
+      if (!/^[A-Za-z0-9.-]+$/.test(uriDomain)) throw usageError(`the URI domain '${uriDomain}' is not a domain name`, "uriDomain");
       // amqtt's CertificateAuthPlugin reads the first URI SAN: spiffe://<domain>/device/<id>.
       return { uri: [`spiffe://${uriDomain}/device/${deviceId}`, ...sans.uri], dns: [`${deviceId}.local`, ...sans.dns], ip: sans.ip };
     }
@@ -64,7 +64,7 @@ export function profileSans(profile: ProfileName, deviceId: string, uriDomain: s
       if (/^\d{15}$/.test(deviceId) ? !isImei(deviceId) : !/^[A-Za-z0-9-]{4,64}$/.test(deviceId)) {
         throw usageError(
           `the device id '${deviceId}' is not an AirVantage communication id: an IMEI (15 digits with a valid Luhn check digit) or a serial number (4-64 letters, digits or '-')`,
-          "pass the IMEI or serial number configured in the application model as --device-id",
+          "airvantageId",
         );
       }
       return sans;

@@ -1,15 +1,50 @@
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
-import { EXIT_CODE_MEANINGS } from "../src/exit-codes.js";
+import { COMMAND_EXIT_CODES, EXIT_CODE_MEANINGS } from "../src/exit-codes.js";
+import { FAULT_KINDS } from "../src/fault-kinds.js";
 import { runCli } from "./helpers/cli.js";
 
 describe("the command line", () => {
-  it("--help documents every exit code, for the top level and for enroll", async () => {
-    for (const args of [["--help"], ["enroll", "--help"]]) {
-      const run = await runCli(args);
+  it("--help documents every exit code at the top level, and each command's help only the codes it can return", async () => {
+    const top = await runCli(["--help"]);
+    expect(top.code).toBe(0);
+    for (const [code, meaning] of EXIT_CODE_MEANINGS) expect(top.stdout).toContain(`${String(code).padStart(3)}  ${meaning}`);
+    for (const [command, codes] of Object.entries(COMMAND_EXIT_CODES)) {
+      const run = await runCli([command, "--help"]);
       expect(run.code).toBe(0);
-      for (const [code, meaning] of EXIT_CODE_MEANINGS) expect(run.stdout).toContain(`${String(code).padStart(3)}  ${meaning}`);
+      for (const [code, meaning] of EXIT_CODE_MEANINGS) {
+        const line = `${String(code).padStart(3)}  ${meaning}`;
+        if (codes.includes(code)) expect(run.stdout, `${command}: ${code}`).toContain(line);
+        else expect(run.stdout, `${command}: ${code}`).not.toContain(line);
+      }
     }
+    // What a user would trip over: verify cannot fail authentication, enroll never says "not enrolled".
+    expect((await runCli(["verify", "--help"])).stdout).not.toMatch(/^ +10 {2}/m);
+    expect((await runCli(["enroll", "--help"])).stdout).not.toMatch(/^ +16 {2}/m);
+  });
+
+  it("each command's --help shows only the options it uses, described as they work there", async () => {
+    const help = async (command: string) => (await runCli([command, "--help"])).stdout;
+    const verify = await help("verify");
+    for (const unused of ["--renew-before", "--uri-domain", "--ca-fingerprint", "--platform", "--key-type"]) expect(verify, unused).not.toMatch(new RegExp(`^ {2}${unused} `, "m"));
+    const login = await help("login");
+    expect(login).not.toMatch(/^ {2}--api /m);
+    expect(login).toMatch(/--token-file <file> +write the token here \(mode 0600\)/);
+    expect(login).not.toMatch(/instead of logging in/);
+    const check = await help("check");
+    expect(check).not.toMatch(/^ {2}--non-interactive/m); // its example's ExecStart= line may use it
+    expect(check).not.toMatch(/^ {2}--platform/m);
+    expect(check).toMatch(/--ca-fingerprint <sha256:hex> +enrollment is needed if the stored CA's/);
+    const exported = await help("export");
+    expect(exported).toMatch(/--out <dir> +where the files are written/);
+    expect(exported).not.toMatch(/^ {2}--store /m);
+    for (const command of ["enroll", "login", "check", "verify", "export"]) expect(await help(command), command).toMatch(/\n +cert-retriever [a-z]+ /); // an example
+  });
+
+  it("lab serve --help lists every fault kind (the single-file build has no source to point to)", async () => {
+    const run = await runCli(["lab", "serve", "--help"]);
+    for (const kind of FAULT_KINDS) expect(run.stdout, kind).toMatch(new RegExp(`^ {2}${kind} +\\S`, "m"));
+    expect(run.stdout).not.toMatch(/src\/lab/);
   });
 
   it("enroll --help names the password sources and no password flag", async () => {

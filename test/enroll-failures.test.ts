@@ -99,7 +99,8 @@ describe("enroll stops at the first failure with the step's exit code and writes
 
 describe("a reply that is not what the API promises is a clear error of its step, never a stack trace", () => {
   const cases: Array<[string, RegExp, ReturnType<Tamper>, number, RegExp]> = [
-    ["an HTML page instead of the token", /^\/auth$/, { status: 200, body: "<html><title>Kong Dashboard</title></html>", contentType: "text/html" }, 10, /not what the API promises: expected a JSON reply \(Content-Type application\/json\), not 'text\/html', got an HTML page titled "Kong Dashboard"/],
+    ["an HTML page instead of the token", /^\/auth$/, { status: 200, body: "<html><title>Kong Dashboard</title></html>", contentType: "text/html" }, 10, /authenticate failed: this does not look like a dojot gateway: POST http:\/\/127\.0\.0\.1:\d+\/auth answered HTTP 200 with an HTML page titled "Kong Dashboard"/],
+    ["a JSON login reply without a token", /^\/auth$/, { status: 200, body: '{"token":"x"}' }, 10, /authenticate failed: .*not what the API promises: expected a JSON object with a `jwt` token/],
     ["valid JSON sent as text/plain", /^\/ca\//, { status: 200, body: '{"certificate":"AAAA"}', contentType: "text/plain" }, 11, /fetch-ca failed: .*expected a JSON reply \(Content-Type application\/json\), not 'text\/plain'/],
     ["a CA that is not base64", /^\/ca\//, { status: 200, body: '{"certificate":"not base64!"}' }, 11, /fetch-ca failed: .*expected a JSON object whose `certificate` is base64 DER/],
     ["a CA that is not a certificate", /^\/ca\//, { status: 200, body: '{"certificate":"AAAA"}' }, 11, /the CA the platform sent is not an X\.509 certificate/],

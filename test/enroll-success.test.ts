@@ -1,7 +1,8 @@
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { runCli } from "./helpers/cli.js";
 import { enrollCli, listFiles, modeOf, snapshot } from "./helpers/enroll.js";
 import { startTestLab, tempDir, type TestLab } from "./helpers/lab.js";
 import { haveTool, openssl, opensslStatus } from "./helpers/tools.js";
@@ -52,6 +53,29 @@ describe.skipIf(!hasOpenssl)("enroll against the lab platform (EJBCA-REST, CFREE
     expect(result.steps.map((s: { step: string }) => s.step)).toEqual(["authenticate", "fetch-ca", "generate-key", "build-csr", "submit-csr", "validate", "bind", "store"]);
     // CFREE's 730 days, capped at the end of the lab's 650-day IOTmidCA as EJBCA caps it.
     expect(new Date(result.notAfter).getTime()).toBe(lab.ca.cert.notAfter.getTime());
+  });
+
+  it("--json lists only the files written (a profile file only with a profile), and a second device in a shared --out is no 'half state'", async () => {
+    const out = join(await tempDir(), "certs");
+    await lab.addDevice("shared-1");
+    const first = await enrollCli(lab.url, lab, "shared-1", out, ["--json"]);
+    expect(first.code, first.stderr).toBe(0);
+    const files = JSON.parse(first.stdout).store.files;
+    expect(Object.keys(files).sort()).toEqual(["ca", "certificate", "dir", "key"]);
+    for (const key of ["ca", "certificate", "key"]) expect(existsSync(files[key]), files[key]).toBe(true);
+    const again = await enrollCli(lab.url, { password: "" }, "shared-1", out, ["--json"]);
+    expect(Object.keys(JSON.parse(again.stdout).store.files)).not.toContain("profile");
+    // The CA file is the other device's too: the second device has no credentials, not half of them.
+    await lab.addDevice("shared-2");
+    const check = await runCli(["check", "--device-id", "shared-2", "--out", out]);
+    expect(check.code).toBe(0);
+    expect(check.stderr).toMatch(/enrollment needed: no credentials for 'shared-2' in .* \(only the CA certificate, which devices there share\)/);
+    const second = await enrollCli(lab.url, lab, "shared-2", out, ["--json", "--profile", "dojot-mosca"]);
+    expect(second.code, second.stderr).toBe(0);
+    expect(second.stderr).not.toMatch(/half state|will be replaced/);
+    const profiled = JSON.parse(second.stdout).store.files;
+    expect(profiled.profile).toBe(join(out, "shared-2.profile.json"));
+    expect(existsSync(profiled.profile)).toBe(true);
   });
 
   it("says valid credentials already exist, exits 0 and touches nothing, without asking for a password", async () => {

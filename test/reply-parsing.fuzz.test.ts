@@ -1,6 +1,7 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { CertRetrieverError } from "../src/errors.js";
+import { CertRetrieverError, REASONS } from "../src/errors.js";
+import { exitCodeOf } from "../src/cli/failures.js";
 import { ExitCode } from "../src/exit-codes.js";
 import { parseCertificate } from "../src/pipeline/certificate.js";
 import { createHash } from "node:crypto";
@@ -66,7 +67,8 @@ function outcome(parse: () => unknown): void {
     if (!(err instanceof CertRetrieverError)) throw err;
     expect(err.message).not.toMatch(/\n/);
     expect(err.message.length).toBeLessThan(1000);
-    expect(Object.values(ExitCode)).toContain(err.exitCode);
+    expect(Object.keys(REASONS)).toContain(err.reason);
+    expect(Object.values(ExitCode)).toContain(exitCodeOf(err));
   }
 }
 
@@ -77,13 +79,13 @@ describe("reply parsing holds against generated replies: no crash, no unhandled 
       fc.property(reply, reply, (r, other) => {
         expect(typeof platformSays(r)).toBe("string");
         outcome(() => parseAuthReply(r, "admin"));
-        outcome(() => parseCertificate(parseCaReply(r, "IOTmidCA").der, "the CA", "fetch-ca", ExitCode.CA));
-        outcome(() => parseCertificate(parseSignReply(r, "dev").der, "the certificate", "validate", ExitCode.VALIDATION));
+        outcome(() => parseCertificate(parseCaReply(r, "IOTmidCA").der, "the CA", "fetch-ca", "reply-malformed"));
+        outcome(() => parseCertificate(parseSignReply(r, "dev").der, "the certificate", "validate", "cert-invalid"));
         // What the x509 parsers accept is exactly what the platform vouched for: the SHA-256 it named.
         outcome(() => {
           const { der } = parseX509CaReply(r);
           expect(createHash("sha256").update(der).digest("hex").toUpperCase()).toBe(String(JSON.parse(r.text).certificateFingerprint).replace(/:/g, "").toUpperCase());
-          parseCertificate(der, "the CA", "fetch-ca", ExitCode.CA);
+          parseCertificate(der, "the CA", "fetch-ca", "reply-malformed");
           accepted.x509Ca++;
         });
         outcome(() => {
@@ -92,7 +94,7 @@ describe("reply parsing holds against generated replies: no crash, no unhandled 
           accepted.x509Cert++;
         });
         outcome(() => {
-          parseCertificate(parseCaReply(r, "IOTmidCA").der, "the CA", "fetch-ca", ExitCode.CA);
+          parseCertificate(parseCaReply(r, "IOTmidCA").der, "the CA", "fetch-ca", "reply-malformed");
           accepted.legacyCa++;
         });
         // Detection: "no route" only on a 404; a caPem always means x509-identity-mgmt; a release line only from a refusal.

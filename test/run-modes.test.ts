@@ -33,6 +33,27 @@ describe("settings: flags > environment > config file > defaults", () => {
     expect(await listFiles(join(dir, "cfg-out"))).toEqual(["IOTmidCA.crt", "from-flag.crt", "from-flag.key"]);
   });
 
+  it("a per-user config file ($XDG_CONFIG_HOME/cert-retriever/config.json) is read; --config replaces it, the environment beats it", async () => {
+    const home = await tempDir();
+    await mkdir(join(home, "cert-retriever"), { recursive: true });
+    const out = join(home, "user-out");
+    await writeFile(join(home, "cert-retriever", "config.json"), JSON.stringify({ platform: lab.url, username: "admin", out, renewBefore: "soon" }), { mode: 0o600 });
+    // The user's file sets a bad renewBefore: check sees it; the environment overrides it.
+    const bad = await runCli(["check", "--device-id", "xdg-1"], { env: { XDG_CONFIG_HOME: home } });
+    expect(bad.code).toBe(255);
+    expect(bad.stderr).toMatch(/--renew-before 'soon' is not a duration/);
+    const env = { XDG_CONFIG_HOME: home, CERT_RETRIEVER_RENEW_BEFORE: "30d" };
+    const enrolled = await runCli(["enroll", "--device-id", "xdg-1", "--password-stdin", "--json"], { env, input: `${lab.password}\n` });
+    expect(enrolled.code, enrolled.stderr).toBe(0);
+    expect(JSON.parse(enrolled.stdout).store.location).toBe(out);
+    // An explicit --config is the only file read.
+    const other = join(home, "other.json");
+    await writeFile(other, JSON.stringify({ out: join(home, "other-out") }));
+    const explicit = await runCli(["check", "--device-id", "xdg-1", "--config", other, "--json"], { env: { XDG_CONFIG_HOME: home } });
+    expect(explicit.code).toBe(0); // needed: nothing in other-out
+    expect(JSON.parse(explicit.stdout)).toMatchObject({ needed: true, state: "missing" });
+  });
+
   it("an unknown key in the config file is an error that names it (exit 3)", async () => {
     const dir = await tempDir();
     await writeFile(join(dir, "c.json"), JSON.stringify({ platfrom: "x" }));
@@ -156,7 +177,7 @@ describe("factory token reuse: login once, enroll many", () => {
     const refused = await runCli(["login", "--platform", limited.url, "--username", "admin", "--password-stdin", "--token-file", join(dir, "t9"), "--retries", "0"], { input: lab.password });
     expect(refused.code).toBe(75);
     expect(refused.stderr).toMatch(/answered HTTP 429: API rate limit exceeded/);
-    expect(refused.stderr).toMatch(/log in once with a token/);
+    expect(refused.stderr).toMatch(/log in once with 'cert-retriever login' and use --token-file/);
   });
 
   it("an expired token is its own error (exit 10) before any request, with the hint to log in again", async () => {

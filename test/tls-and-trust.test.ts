@@ -189,7 +189,7 @@ describe("the deadline bounds the whole run", () => {
     const { HttpClient, DEFAULT_TIMEOUTS } = await import("../src/platform/http.js");
     const http = new HttpClient({ timeouts: DEFAULT_TIMEOUTS, attempts: 3, deadline: Date.now() - 1 }); // the run's clock: already past
     const sent = http.json("submit-csr", new URL(`${lab.url}/sign/x/pkcs10`), { method: "POST", body: {}, once: true });
-    await expect(sent).rejects.toMatchObject({ exitCode: 75, message: expect.stringMatching(/submit-csr failed: .*the deadline passed/) });
+    await expect(sent).rejects.toMatchObject({ reason: "deadline", message: expect.stringMatching(/submit-csr failed: .*the deadline passed/) });
     await expect(sent).rejects.toMatchObject({ message: expect.not.stringMatching(/may have reached/) });
     await http.close();
   });

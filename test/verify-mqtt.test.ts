@@ -120,7 +120,7 @@ describe.skipIf(!ready)("verify against a real mosquitto (mutual TLS, identity a
 
   it("no certificate at all: exit 23 (certificate required)", async () => {
     const ca = await readFile(join(lab.dir, "ca.crt"), "utf8");
-    await expect(checkBroker({ broker: new URL(broker.url), caPem: ca, clientId: "anon", timeoutMs: 5000 }, () => {})).rejects.toMatchObject({ exitCode: 23, message: expect.stringMatching(/requires a client certificate/) });
+    await expect(checkBroker({ broker: new URL(broker.url), caPem: ca, clientId: "anon", timeoutMs: 5000 }, () => {})).rejects.toMatchObject({ reason: "broker-cert-required", message: expect.stringMatching(/requires a client certificate/) });
   });
 
   it("a broker certificate that does not name the host: exit 21; an unreachable broker: exit 20", async () => {
@@ -172,7 +172,7 @@ describe.skipIf(!ready)("verify against a real mosquitto (mutual TLS, identity a
       expect(ok.code, ok.stderr).toBe(0);
       expect(ok.stderr).toContain("verify connack: accepted as client 'myUniqueDeviceId'");
       const missing = await enrollCli(lab.url, lab, "nodomain", join(await tempDir(), "c"), ["--profile", "amqtt"]);
-      expect([missing.code, missing.stderr]).toEqual([2, expect.stringMatching(/the amqtt profile needs --uri-domain/)]);
+      expect([missing.code, missing.stderr]).toEqual([2, expect.stringMatching(/the amqtt profile needs the broker's uri_domain\n  hint: pass --uri-domain DOMAIN/)]);
     });
 
     it("airvantage: CN is a valid IMEI, TLS 1.2 with AirVantage's cipher suites, SNI set; a bad check digit is refused", async () => {

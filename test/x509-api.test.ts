@@ -110,8 +110,8 @@ describe("x509-identity-mgmt errors reach the user as one sentence with the step
       const out = join(await tempDir(), "c");
       const run = await enrollCli(proxy.url, { password }, "cafe03", out);
       expect(run.stderr).toMatch(/\[6\/8\] validate: key, signature, validity and subject checked/);
-      expect(run.stderr).toMatch(/bind failed: the platform issued certificate (?:[0-9A-F]{2}:){31}[0-9A-F]{2} but did not bind it to device 'cafe03': HTTP 403: an empty body/);
-      expect(run.stderr).toMatch(/hint: the user may issue certificates but not change their owner .*the unbound certificate stays on the platform until removed \(DELETE \/x509\/v1\/certificates\//);
+      expect(run.stderr).toMatch(/bind failed: the platform issued certificate (?:[0-9A-F]{2}:){31}[0-9A-F]{2} but did not bind it to device 'cafe03': HTTP 403: an empty body; nothing was written, and the unbound certificate stays on the platform until removed/);
+      expect(run.stderr).toMatch(/hint: the user may issue certificates but not change their owner .*remove the unbound certificate with DELETE \/x509\/v1\/certificates\/(?:[0-9A-F]{2}:){31}[0-9A-F]{2}/);
       expect(run.code).toBe(10);
       expect(existsSync(out)).toBe(false);
     } finally {

@@ -1,12 +1,19 @@
 import { readFile, stat } from "node:fs/promises";
+import { join } from "node:path";
 import type { Command } from "commander";
-import { CertRetrieverError, describeCause } from "../errors.js";
-import { ExitCode } from "../exit-codes.js";
+import { describeCause } from "../errors.js";
 import { writableByOthers } from "../file-trust.js";
+import { configError } from "./failures.js";
 import { attributeName, OPTION_SPECS, SECRET_CONFIG_KEYS } from "./options.js";
 
-/** Where the config file is looked for when --config is not given. */
+/** The system's config file, read when --config is not given. */
 export const DEFAULT_CONFIG_PATH = "/etc/cert-retriever/config.json";
+
+/** The user's config file (`$XDG_CONFIG_HOME/cert-retriever/config.json`, else under ~/.config), which wins over the system's. */
+export function userConfigPath(): string | undefined {
+  const base = process.env.XDG_CONFIG_HOME || (process.env.HOME ? join(process.env.HOME, ".config") : undefined);
+  return base ? join(base, "cert-retriever", "config.json") : undefined;
+}
 
 /** Settings that came from the config file and are not options. */
 export interface ConfigExtras {
@@ -17,19 +24,30 @@ export interface ConfigExtras {
 }
 
 /**
- * Fills the options of `cmd` that neither a flag nor the environment set from the config file
- * (precedence: flags > environment > config file > defaults). An unknown key is an error that
- * names it; a password is taken only from a file of mode 0600 (or stricter), with a warning otherwise.
+ * Fills the options of `cmd` that neither a flag nor the environment set from the config files
+ * (precedence: flags > environment > --config, else the user's file > the system's > defaults).
+ * An unknown key is an error that names it; a password is taken only from a file of mode 0600 (or
+ * stricter), with a warning otherwise.
  */
 export async function applyConfigFile(cmd: Command, warn: (line: string) => void): Promise<ConfigExtras> {
   const given = cmd.getOptionValue("config") as string | undefined;
-  const path = given ?? DEFAULT_CONFIG_PATH;
+  const paths = given ? [given] : [userConfigPath(), DEFAULT_CONFIG_PATH].filter((p): p is string => p !== undefined);
+  let extras: ConfigExtras = {};
+  // The file that wins first: a later one fills only what is still unset.
+  for (const path of paths) {
+    const found = await applyOne(cmd, path, Boolean(given), warn);
+    if (found) extras = { ...found, ...extras, password: extras.password ?? found.password, path: extras.path ?? found.path };
+  }
+  return extras;
+}
+
+async function applyOne(cmd: Command, path: string, given: boolean, warn: (line: string) => void): Promise<ConfigExtras | undefined> {
   let text: string;
   try {
     text = await readFile(path, "utf8");
   } catch (err) {
-    if (!given && (err as NodeJS.ErrnoException).code === "ENOENT") return {};
-    throw configError(`cannot read the config file ${path}: ${describeCause(err)}`, "check --config or CERT_RETRIEVER_CONFIG", err);
+    if (!given && (err as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+    throw configError(`cannot read the config file ${path}: ${describeCause(err)}`, "check --config or CERT_RETRIEVER_CONFIG", err, path);
   }
   await checkTrusted(path, "config file");
   let data: unknown;
@@ -63,7 +81,7 @@ export async function applyConfigFile(cmd: Command, warn: (line: string) => void
       throw configError(`the config file ${path} has an unknown key '${key}'`, `known keys: ${OPTION_SPECS.map((s) => attributeName(s.flags)).filter((k) => k !== "config").join(", ")}, password`);
     }
     const source = cmd.getOptionValueSource(key);
-    if (source === "cli" || source === "env") continue; // flags and the environment win
+    if (source === "cli" || source === "env" || source === "config") continue; // flags, the environment and a file read before win
     const expectsArray = Array.isArray(option.defaultValue);
     const expectsBoolean = !option.required && !option.optional; // a switch
     if (expectsArray ? !Array.isArray(value) || !value.every((v) => typeof v === "string") : expectsBoolean ? typeof value !== "boolean" : typeof value !== "string" && typeof value !== "number") {
@@ -94,6 +112,4 @@ export async function checkTrusted(path: string, what: string): Promise<void> {
   }
 }
 
-function configError(message: string, hint?: string, cause?: unknown): CertRetrieverError {
-  return new CertRetrieverError(message, { step: "config", exitCode: ExitCode.CONFIG, hint, cause });
-}
+

@@ -1,13 +1,14 @@
 import { readFile, stat } from "node:fs/promises";
 import { join } from "node:path";
-import { CertRetrieverError, describeCause, usageError } from "../errors.js";
-import { ExitCode } from "../exit-codes.js";
+import { CertRetrieverError, describeCause } from "../errors.js";
 import type { HttpClient, RetryInfo } from "../platform/http.js";
+import type { LoginSource } from "../platform/login.js";
 import type { Session } from "../platform/types.js";
 import type { CredentialStore } from "../store/types.js";
 import { checkTrusted, type ConfigExtras } from "./config.js";
+import { usage } from "./failures.js";
 import { checkDeviceId, checkFileName, checkPlatformUrl, checkStoreNames, parseCount, parseDuration, passwordReader, readPemFile } from "./inputs.js";
-import { say } from "./output.js";
+import { heldSecret, say } from "./output.js";
 
 /** The shared options as commander parses them (see options.ts). */
 export interface CommonFlags {
@@ -53,7 +54,7 @@ export async function ask(kind: "input" | "password", message: string, defaultVa
     return answer.trim() && kind === "input" ? answer.trim() : answer;
   } catch (err) {
     if ((err as Error).name === "ExitPromptError" || (err as Error).name === "AbortPromptError") {
-      throw new CertRetrieverError("interrupted at the prompt; nothing was written", { step: "usage", exitCode: ExitCode.INTERRUPTED });
+      throw new CertRetrieverError("interrupted at the prompt; nothing was written", { step: "usage", reason: "interrupted" });
     }
     throw err;
   }
@@ -85,7 +86,7 @@ export async function resolveDeviceId(flags: CommonFlags, source?: SourceOf): Pr
       throw new CertRetrieverError(`cannot read --device-id-file ${flags.deviceIdFile}: ${describeCause(err)}`, {
       cause: err,
         step: "config",
-        exitCode: ExitCode.CONFIG,
+        reason: "config",
         hint: "check the path given to --device-id-file",
       });
     }
@@ -97,7 +98,7 @@ export async function resolveDeviceId(flags: CommonFlags, source?: SourceOf): Pr
 /** The output directory must be a directory if it exists. */
 export async function checkOutDir(out: string): Promise<void> {
   const info = await stat(out).catch(() => undefined);
-  if (info && !info.isDirectory()) throw usageError(`--out ${out} exists and is not a directory`);
+  if (info && !info.isDirectory()) throw usage(`--out ${out} exists and is not a directory`);
 }
 
 /** The store chosen with --store. The keychain module loads only when chosen. */
@@ -117,7 +118,7 @@ export async function makeStore(flags: CommonFlags, deviceId: string): Promise<C
 export async function checkPinFlag(flags: CommonFlags): Promise<void> {
   const { normalizeFingerprint } = await import("../pipeline/pin.js");
   if (flags.caFingerprint !== undefined && !normalizeFingerprint(flags.caFingerprint)) {
-    throw usageError(`--ca-fingerprint '${flags.caFingerprint}' is not a SHA-256 fingerprint`, "give it as sha256:<64 hex digits> (colons allowed), as the last run printed it");
+    throw usage(`--ca-fingerprint '${flags.caFingerprint}' is not a SHA-256 fingerprint`, "give it as sha256:<64 hex digits> (colons allowed), as the last run printed it");
   }
 }
 
@@ -126,7 +127,7 @@ export async function makeHttp(flags: CommonFlags, startedAt: number, signal: Ab
   const deadlineMs = parseDuration(flags.deadline, "--deadline");
   const attempts = parseCount(flags.retries, "--retries", 0, 100) + 1;
   const requestTimeout = parseDuration(flags.requestTimeout, "--request-timeout");
-  if (Boolean(flags.clientCert) !== Boolean(flags.clientKey)) throw usageError("--client-cert and --client-key go together");
+  if (Boolean(flags.clientCert) !== Boolean(flags.clientKey)) throw usage("--client-cert and --client-key go together");
   const tls = {
     ca: flags.platformCa ? [await readPemFile(flags.platformCa, "--platform-ca", /-----BEGIN CERTIFICATE-----/)] : [],
     cert: flags.clientCert ? await readPemFile(flags.clientCert, "--client-cert", /-----BEGIN CERTIFICATE-----/) : undefined,
@@ -140,7 +141,7 @@ export async function makeHttp(flags: CommonFlags, startedAt: number, signal: Ab
     throw new CertRetrieverError(`the TLS files given to --platform-ca, --client-cert or --client-key cannot be used: ${describeCause(err)}`, {
       cause: err,
       step: "config",
-      exitCode: ExitCode.CONFIG,
+      reason: "config",
       hint: "check that --client-key is the unencrypted PEM key of --client-cert",
     });
   }
@@ -173,7 +174,7 @@ async function exists(path: string | undefined): Promise<boolean> {
  * --password-stdin, CERT_RETRIEVER_PASSWORD, the systemd credential `password`, the config file
  * (if 0600), or a masked prompt on a terminal. Never from argv.
  */
-export async function passwordSource(flags: CommonFlags, extras: ConfigExtras, username: string, source?: SourceOf): Promise<() => Promise<string>> {
+export async function passwordSource(flags: CommonFlags, extras: ConfigExtras, username: string | (() => string), source?: SourceOf): Promise<() => Promise<string>> {
   const credential = credentialPath("password");
   const env = process.env.CERT_RETRIEVER_PASSWORD;
   // Precedence: --password-stdin; a password file from a flag or CERT_RETRIEVER_PASSWORD_FILE;
@@ -185,8 +186,42 @@ export async function passwordSource(flags: CommonFlags, extras: ConfigExtras, u
   if (await exists(credential)) return passwordReader({ file: credential });
   if (flags.passwordFile) return trustedFile(flags.passwordFile);
   if (extras.password !== undefined) return passwordReader({ env: extras.password });
-  if (isInteractive(flags)) return () => ask("password", `Password for ${username}:`);
+  if (isInteractive(flags)) return Object.assign(() => ask("password", `Password for ${typeof username === "string" ? username : username()}:`), { prompted: true });
   return passwordReader({});
+}
+
+/** The most times a terminal asks for the user and password before the run gives up. */
+export const LOGIN_TRIES = 3;
+
+/**
+ * The login of a run: the user from the flag, the environment, the config file or a prompt, and
+ * the password from {@link passwordSource}, both read only when the authenticate step runs. When
+ * the password is typed at the terminal, a refused one (or an unknown user) is asked for again.
+ */
+export async function login(flags: CommonFlags, extras: ConfigExtras, source?: SourceOf): Promise<LoginSource> {
+  let user: string | undefined;
+  let askUser = false;
+  const username = async () => {
+    if (user === undefined || askUser) user = await resolveUsername(askUser ? { ...flags, username: undefined } : flags, user);
+    askUser = false;
+    return user;
+  };
+  const read = await passwordSource(flags, extras, () => user ?? "", source);
+  const prompted = "prompted" in read;
+  const password = heldSecret(read);
+  return {
+    username,
+    password,
+    retryLogin: prompted
+      ? (err, attempt) => {
+          if (attempt >= LOGIN_TRIES) return false;
+          say(`cert-retriever: ${err.message}`);
+          say(`  try again (${attempt + 1} of ${LOGIN_TRIES})`);
+          askUser = err.reason === "user-unknown";
+          return true;
+        }
+      : undefined,
+  };
 }
 
 /** A password file's reader, refusing (when read) a file another user could have written. */
@@ -198,10 +233,10 @@ function trustedFile(file: string): () => Promise<string> {
   };
 }
 
-/** The username: the flag, the environment, the config file, or a prompt. */
-export async function resolveUsername(flags: CommonFlags): Promise<string> {
-  const name = flags.username ?? (isInteractive(flags) ? await ask("input", "Platform user:", "admin") : undefined);
-  if (!name) throw usageError("a platform user is required", "pass --username or set CERT_RETRIEVER_USERNAME (or use --token-file from 'cert-retriever login')");
+/** The username: the flag, the environment, the config file, or a prompt (offering `previous`, else admin). */
+export async function resolveUsername(flags: CommonFlags, previous?: string): Promise<string> {
+  const name = flags.username ?? (isInteractive(flags) ? await ask("input", "Platform user:", previous ?? "admin") : undefined);
+  if (!name) throw usage("a platform user is required", "pass --username or set CERT_RETRIEVER_USERNAME (or use --token-file from 'cert-retriever login')");
   return name;
 }
 
@@ -220,13 +255,13 @@ export async function tokenSession(flags: CommonFlags): Promise<{ session: Sessi
     throw new CertRetrieverError(`cannot read the token file ${path}: ${describeCause(err)}`, {
       cause: err,
       step: "config",
-      exitCode: ExitCode.CONFIG,
+      reason: "config",
       hint: "write it with 'cert-retriever login --token-file FILE'",
     });
   }
   const { sessionFromJwt } = await import("../platform/types.js");
   if (!/^[\w-]+\.[\w-]+\.[\w-]*$/.test(text)) {
-    throw new CertRetrieverError(`the token file ${path} does not hold a token`, { step: "authenticate", exitCode: ExitCode.AUTH, hint: "log in again with 'cert-retriever login'" });
+    throw new CertRetrieverError(`the token file ${path} does not hold a token`, { step: "authenticate", reason: "token-expired", hint: "log in again with 'cert-retriever login'" });
   }
   // Its expiry is checked by the authenticate step, so a run with nothing to do needs no fresh token.
   return { session: sessionFromJwt(text), source: path };
@@ -240,7 +275,7 @@ export function onInterrupt(): { signal: AbortSignal; dispose(): void } {
       controller.abort(
         new CertRetrieverError(`interrupted by ${sig}; nothing was written and the previous credentials are unchanged`, {
           step: "usage",
-          exitCode: sig === "SIGINT" ? ExitCode.INTERRUPTED : ExitCode.TERMINATED,
+          reason: sig === "SIGINT" ? "interrupted" : "terminated",
         }),
       );
     process.on(sig, handler);

@@ -1,13 +1,13 @@
 import { readFile } from "node:fs/promises";
 import { isIP } from "node:net";
-import { CertRetrieverError, describeCause, usageError } from "../errors.js";
-import { ExitCode } from "../exit-codes.js";
+import { CertRetrieverError, describeCause } from "../errors.js";
 import { isLoopbackHost } from "../loopback.js";
 import type { SubjectAltNames } from "../pipeline/build-csr.js";
+import { usage } from "./failures.js";
 
 /** Refuses a device id that could not be a file name inside the output directory. */
 export function checkDeviceId(id: string | undefined): string {
-  if (!id) throw usageError("a device id is required", "pass --device-id or set CERT_RETRIEVER_DEVICE_ID");
+  if (!id) throw usage("a device id is required", "pass --device-id or set CERT_RETRIEVER_DEVICE_ID");
   return checkFileName(id, "the device id", "pass the platform's device id with --device-id");
 }
 
@@ -17,7 +17,7 @@ export function checkDeviceId(id: string | undefined): string {
  */
 export function checkFileName(name: string, what: string, hint?: string): string {
   if (name === "." || name === ".." || /[/\\]/.test(name) || /[\u0000-\u001f\u007f]/.test(name) || Buffer.byteLength(name, "utf8") > 200 || !name) {
-    throw usageError(
+    throw usage(
       `${what} ${JSON.stringify(name)} is not usable: it must be 1 to 200 bytes (UTF-8), without '/', '\\' or control characters, and not '.' or '..'`,
       hint,
     );
@@ -29,27 +29,27 @@ export function checkFileName(name: string, what: string, hint?: string): string
 export async function checkStoreNames(deviceId: string, caName: string): Promise<void> {
   const { fileNamesProblem } = await import("../store/names.js"); // the store loads only when a command needs it
   const problem = fileNamesProblem(deviceId, caName);
-  if (problem) throw usageError(problem, "pass another --device-id or --ca-name");
+  if (problem) throw usage(problem, "pass another --device-id or --ca-name");
 }
 
 /** Parses the platform URL and refuses plain http beyond loopback unless allowed. */
 export function checkPlatformUrl(value: string | undefined, allowHttp: boolean, warn: (line: string) => void): URL {
-  if (!value) throw usageError("the platform URL is required", "pass --platform http(s)://HOST:PORT or set CERT_RETRIEVER_PLATFORM");
+  if (!value) throw usage("the platform URL is required", "pass --platform http(s)://HOST:PORT or set CERT_RETRIEVER_PLATFORM");
   let url: URL;
   try {
     url = new URL(value);
   } catch {
-    throw usageError(`the platform URL '${value}' is not a URL`, "pass --platform like https://dojot.example.com or http://localhost:8000");
+    throw usage(`the platform URL '${value}' is not a URL`, "pass --platform like https://dojot.example.com or http://localhost:8000");
   }
   if (url.username || url.password) {
-    throw usageError("the platform URL must not contain credentials", "pass the user with --username and the password from a file or stdin");
+    throw usage("the platform URL must not contain credentials", "pass the user with --username and the password from a file or stdin");
   }
   if (url.protocol !== "https:" && url.protocol !== "http:") {
-    throw usageError(`the platform URL must start with https:// or http://, not ${url.protocol}//`);
+    throw usage(`the platform URL must start with https:// or http://, not ${url.protocol}//`);
   }
   if (url.protocol === "http:" && !isLoopbackHost(url.hostname)) {
     if (!allowHttp) {
-      throw usageError(
+      throw usage(
         `refusing plain http to ${url.host}: the password, the token and the CA certificate would travel in clear`,
         "use https://, or pass --allow-http if this network is trusted",
       );
@@ -66,10 +66,10 @@ const DNS_NAME = /^(\*\.)?([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-
 /** Checks the requested subject alternative names. */
 export function checkSans(dns: string[], ip: string[], uri: string[]): SubjectAltNames {
   for (const name of dns) {
-    if (!DNS_NAME.test(name) || name.length > 253) throw usageError(`--dns '${name}' is not a DNS name`);
+    if (!DNS_NAME.test(name) || name.length > 253) throw usage(`--dns '${name}' is not a DNS name`);
   }
   for (const addr of ip) {
-    if (isIP(addr) === 0) throw usageError(`--ip '${addr}' is not an IPv4 or IPv6 address`);
+    if (isIP(addr) === 0) throw usage(`--ip '${addr}' is not an IPv4 or IPv6 address`);
   }
   for (const u of uri) {
     let ok = false;
@@ -78,7 +78,7 @@ export function checkSans(dns: string[], ip: string[], uri: string[]): SubjectAl
     } catch {
       ok = false;
     }
-    if (!ok) throw usageError(`--uri '${u}' is not an absolute URI such as spiffe://example.com/device/1`);
+    if (!ok) throw usage(`--uri '${u}' is not an absolute URI such as spiffe://example.com/device/1`);
   }
   return { dns, ip, uri };
 }
@@ -95,10 +95,10 @@ export interface PasswordSource {
  * preference. Fails with a usage error naming the options if none is given.
  */
 export function passwordReader(source: PasswordSource, what = "password"): () => Promise<string> {
-  if (source.file && source.stdin) throw usageError(`give the ${what} either with a file or on stdin, not both`);
+  if (source.file && source.stdin) throw usage(`give the ${what} either with a file or on stdin, not both`);
   if (!source.file && !source.stdin && source.env === undefined) {
     // Asked only when the authenticate step runs: a run with nothing to do needs no password.
-    const missing = usageError(`no ${what} given`, "pass --password-file FILE or --password-stdin, or set CERT_RETRIEVER_PASSWORD (never on the command line)");
+    const missing = new CertRetrieverError(`no ${what} given`, { step: "authenticate", reason: "missing-credentials" });
     return () => Promise.reject(missing);
   }
   return async () => {
@@ -110,7 +110,7 @@ export function passwordReader(source: PasswordSource, what = "password"): () =>
         throw new CertRetrieverError(`cannot read the ${what} file ${source.file}: ${describeCause(err)}`, {
           cause: err,
           step: "config",
-          exitCode: ExitCode.CONFIG,
+          reason: "config",
           hint: "check the path given to --password-file",
         });
       }
@@ -120,7 +120,7 @@ export function passwordReader(source: PasswordSource, what = "password"): () =>
       text = source.env!;
     }
     const value = text.replace(/\r?\n$/, "");
-    if (!value) throw usageError(`the ${what} is empty`);
+    if (!value) throw usage(`the ${what} is empty`);
     return value;
   };
 }
@@ -155,7 +155,7 @@ export function boundedRead(read: () => Promise<string>, signal: AbortSignal, de
           stop(
             new CertRetrieverError(`authenticate failed: the ${what} did not arrive before the deadline`, {
               step: "authenticate",
-              exitCode: ExitCode.TEMPORARY,
+              reason: "deadline",
               hint: "send it on stdin (one line is enough), or give a longer --deadline",
             }),
           ),
@@ -184,7 +184,7 @@ export function boundedRead(read: () => Promise<string>, signal: AbortSignal, de
 export function refuseSecretsOnArgv(argv: string[]): void {
   for (const arg of argv) {
     if (/^--?(password|passwd|pass|entity-password)(=|$)/i.test(arg)) {
-      throw usageError(
+      throw usage(
         "a password is never accepted as a command-line argument (other users can read a process's arguments)",
         "use --password-file FILE, --password-stdin or CERT_RETRIEVER_PASSWORD",
       );
@@ -197,19 +197,25 @@ export function redactOptionValues(message: string): string {
   return message.replace(/'(-{1,2}[^'=\s]+)=[^']*'/g, "'$1=…'");
 }
 
-/** Parses a duration such as `90s`, `5m`, `1h`, `30d`, `500ms` or a plain number of seconds, in milliseconds. */
+/**
+ * Parses a duration such as `90s`, `5m`, `1h`, `30d` or `500ms`, in milliseconds. The unit is
+ * required (`30` could mean seconds or days); only `0` stands alone.
+ */
 export function parseDuration(value: string, flag: string, allowZero = false): number {
   const m = /^(\d+(?:\.\d+)?)\s*(ms|s|m|min|h|d)?$/.exec(value.trim());
+  if (m && !m[2] && Number.parseFloat(m[1]!) !== 0) {
+    throw usage(`${flag} '${value}' has no unit`, `say which: ${flag} ${m[1]}s, ${m[1]}m, ${m[1]}h or ${m[1]}d`);
+  }
   const factor = { ms: 1, s: 1000, m: 60_000, min: 60_000, h: 3_600_000, d: 86_400_000 }[(m?.[2] ?? "s") as "ms"];
   const ms = m ? Number.parseFloat(m[1]!) * factor : NaN;
-  if (!(ms > 0 || (allowZero && ms === 0))) throw usageError(`${flag} '${value}' is not a duration`, `use e.g. ${flag} 90s, 5m or 1h`);
+  if (!(ms > 0 || (allowZero && ms === 0))) throw usage(`${flag} '${value}' is not a duration`, `use e.g. ${flag} 90s, 5m or 1h`);
   return ms;
 }
 
 /** Parses a whole number within [min, max]. */
 export function parseCount(value: string, flag: string, min: number, max: number): number {
   const n = /^\d+$/.test(value.trim()) ? Number.parseInt(value, 10) : NaN;
-  if (!(n >= min && n <= max)) throw usageError(`${flag} '${value}' is not a whole number from ${min} to ${max}`);
+  if (!(n >= min && n <= max)) throw usage(`${flag} '${value}' is not a whole number from ${min} to ${max}`);
   return n;
 }
 
@@ -219,10 +225,10 @@ export async function readPemFile(path: string, flag: string, label: RegExp): Pr
   try {
     text = await readFile(path, "utf8");
   } catch (err) {
-    throw new CertRetrieverError(`cannot read ${flag} ${path}: ${describeCause(err)}`, { cause: err, step: "config", exitCode: ExitCode.CONFIG, hint: `check the path given to ${flag}` });
+    throw new CertRetrieverError(`cannot read ${flag} ${path}: ${describeCause(err)}`, { cause: err, step: "config", reason: "config", hint: `check the path given to ${flag}` });
   }
   if (!label.test(text)) {
-    throw new CertRetrieverError(`${flag} ${path} is not a PEM file of the expected kind`, { step: "config", exitCode: ExitCode.CONFIG, hint: `${flag} takes a PEM file` });
+    throw new CertRetrieverError(`${flag} ${path} is not a PEM file of the expected kind`, { step: "config", reason: "config", hint: `${flag} takes a PEM file` });
   }
   return text;
 }

@@ -5,11 +5,12 @@ import { CHECK_EXIT, checkCommand } from "./commands/check.js";
 import { completionCommand } from "./commands/completion.js";
 import { enrollCommand } from "./commands/enroll.js";
 import { exportCommand } from "./commands/export.js";
+import { labCommand } from "./commands/lab.js";
 import { loginCommand } from "./commands/login.js";
 import { verifyCommand } from "./commands/verify.js";
-import { labCommand } from "./commands/lab.js";
+import { failureJson, usage } from "./failures.js";
 import { redactOptionValues, refuseSecretsOnArgv } from "./inputs.js";
-import { exitCodesHelp, reportError } from "./output.js";
+import { exitCodesHelp, printJson, reportError } from "./output.js";
 
 /** Set by the single-file build, which has no package.json beside it. */
 declare const __CERT_RETRIEVER_VERSION__: string | undefined;
@@ -30,24 +31,15 @@ export async function main(argv: string[]): Promise<number> {
       throw err;
     });
   }
-  const state = { debug: argv.includes("--debug"), exitCode: ExitCode.OK as number };
-  const program = new Command("cert-retriever")
-    .description("Gives an IoT device its X.509 identity from a dojot platform.")
-    .version(version(), "-V, --version")
-    .option("--debug", "show stack traces and causes of errors")
-    .addHelpText("after", exitCodesHelp())
-    .showHelpAfterError("(run with --help for usage)")
-    .exitOverride()
-    .configureOutput({ outputError: (text, write) => write(redactOptionValues(text)) });
-  program.addCommand(enrollCommand(state));
-  program.addCommand(loginCommand(state));
-  program.addCommand(checkCommand(state));
-  program.addCommand(verifyCommand(state));
-  program.addCommand(exportCommand(state));
-  program.addCommand(labCommand(state));
-  program.addCommand(completionCommand(state));
-  for (const cmd of allCommands(program)) {
-    cmd.exitOverride().configureOutput({ outputError: (text, write) => write(redactOptionValues(text)) });
+  const state: CliState = { debug: argv.includes("--debug"), json: argv.includes("--json"), exitCode: ExitCode.OK as number };
+  // `-v` and `-V` both print the version, as most CLIs do.
+  if (argv.length === 1 && argv[0] === "-V") argv = ["-v"];
+  const isCheck = argv.find((a) => !a.startsWith("-")) === "check";
+  const program = buildProgram(state, isCheck);
+  if (argv.length === 0) {
+    // No command is a usage mistake: the help goes to stderr, and the exit code says so.
+    process.stderr.write(program.helpInformation());
+    return ExitCode.USAGE;
   }
   try {
     refuseSecretsOnArgv(argv);
@@ -57,10 +49,52 @@ export async function main(argv: string[]): Promise<number> {
     if (err instanceof CommanderError) {
       const ok = ["commander.helpDisplayed", "commander.version", "commander.help"].includes(err.code);
       // Under ExecCondition=, 1-254 mean "skip the unit": every failure of `check` must be 255.
-      return ok ? ExitCode.OK : argv.find((a) => !a.startsWith("-")) === "check" ? CHECK_EXIT.ERROR : ExitCode.USAGE;
+      return ok ? ExitCode.OK : isCheck ? CHECK_EXIT.ERROR : ExitCode.USAGE;
     }
-    return reportError(err, state.debug);
+    return reportError(err, { debug: state.debug, json: state.json, exitCode: isCheck ? CHECK_EXIT.ERROR : undefined });
   }
+}
+
+/**
+ * The command tree, with every command and option: what main() parses with, and what the man page
+ * and the completion scripts are made from. `isCheck`: usage errors are `check`'s 255.
+ */
+export function buildProgram(state: CliState, isCheck = false): Command {
+  // A usage error of commander's: one prefix for every message, and with --json an error object on stdout.
+  const outputError = (text: string, write: (s: string) => void) => {
+    const message = redactOptionValues(text).replace(/^error: /, "cert-retriever: ");
+    write(message);
+    if (state.json && !/^\(run with --help/.test(message)) {
+      printJson(failureJson(usage(message.replace(/^cert-retriever: /, "").trim()), isCheck ? CHECK_EXIT.ERROR : ExitCode.USAGE));
+    }
+  };
+  const program = new Command("cert-retriever")
+    .description("Gives an IoT device its X.509 identity from a dojot platform.")
+    .version(version(), "-v, --version", "print the version")
+    .option("--debug", "show stack traces and causes of errors")
+    .addHelpText("after", exitCodesHelp())
+    .showHelpAfterError("(run with --help for usage)")
+    .exitOverride()
+    .configureOutput({ outputError });
+  program.addCommand(enrollCommand(state));
+  program.addCommand(loginCommand(state));
+  program.addCommand(checkCommand(state));
+  program.addCommand(verifyCommand(state));
+  program.addCommand(exportCommand(state));
+  program.addCommand(labCommand(state));
+  program.addCommand(completionCommand(state));
+  for (const cmd of allCommands(program)) {
+    cmd.exitOverride().configureOutput({ outputError });
+  }
+  return program;
+}
+
+/** What commands share with main: flags that matter to the error report, and the exit code. */
+export interface CliState {
+  debug: boolean;
+  /** --json was given (on the command line or in the config file): failures print an error object too. */
+  json: boolean;
+  exitCode: number;
 }
 
 function allCommands(cmd: Command): Command[] {

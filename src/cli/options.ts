@@ -2,13 +2,21 @@ import { Command, Option } from "commander";
 import { KEY_TYPES } from "../crypto/keys.js";
 import { MQTT_VERSIONS } from "../profiles.js";
 
-/** The groups of options that commands share; each option is defined once, here. */
-export type OptionGroup = "platform" | "secrets" | "identity" | "csr" | "network" | "output" | "mqtt";
+/** The commands that take shared options; each option is defined once, here, with the commands that use it. */
+export type CommandName = "enroll" | "login" | "check" | "verify" | "export";
+
+const PLATFORM: CommandName[] = ["enroll", "login"];
+const STORED: CommandName[] = ["enroll", "check", "verify", "export"];
+const BROKER: CommandName[] = ["enroll", "verify"];
+const ALL: CommandName[] = ["enroll", "login", "check", "verify", "export"];
 
 interface OptionSpec {
   flags: string;
   description: string;
-  group: OptionGroup;
+  /** The commands that use it: only they show it in their help. */
+  commands: CommandName[];
+  /** What it means for one command, where that differs from `description`. */
+  describe?: Partial<Record<CommandName, string>>;
   /** The environment variable, CERT_RETRIEVER_<NAME>. */
   env?: string;
   default?: string | string[];
@@ -21,47 +29,47 @@ const collect = (value: string, previous: string[] | undefined) => [...(previous
 
 /** Every shared option. The config file takes the same names in camelCase (`deviceId`, `caName`). */
 export const OPTION_SPECS: OptionSpec[] = [
-  { flags: "--platform <url>", description: "the platform gateway (dojot's Kong), e.g. https://dojot.example.com", group: "platform", env: "PLATFORM" },
-  { flags: "--api <api>", description: "the platform's API: dojot-legacy (EJBCA-REST, dojot <= v0.4), dojot (x509-identity-mgmt, v0.5+), or auto (detected from the replies)", group: "platform", env: "API", default: "auto", choices: ["auto", "dojot", "dojot-legacy"] },
-  { flags: "--username <name>", description: "the platform user", group: "secrets", env: "USERNAME" },
-  { flags: "--password-file <file>", description: "read the user's password from this file", group: "secrets", env: "PASSWORD_FILE" },
-  { flags: "--password-stdin", description: "read the user's password from standard input", group: "secrets" },
-  { flags: "--token-file <file>", description: "use the token that 'cert-retriever login' wrote, instead of logging in", group: "secrets", env: "TOKEN_FILE" },
-  { flags: "--platform-ca <file>", description: "PEM CA certificate(s) trusted for the platform's HTTPS, beside the system's", group: "network", env: "PLATFORM_CA" },
-  { flags: "--client-cert <file>", description: "PEM client certificate for a gateway that requires one", group: "network", env: "CLIENT_CERT" },
-  { flags: "--client-key <file>", description: "PEM key of --client-cert", group: "network", env: "CLIENT_KEY" },
-  { flags: "--allow-http", description: "allow plain http to a host other than this machine (the password travels in clear)", group: "network" },
-  { flags: "--deadline <duration>", description: "give up (exit 75) when the whole run takes longer, e.g. 90s, 5m", group: "network", env: "DEADLINE", default: "5m" },
-  { flags: "--retries <n>", description: "retries of a request that failed temporarily (refused, reset, timeout, 429, 502-504)", group: "network", env: "RETRIES", default: "4" },
-  { flags: "--request-timeout <duration>", description: "time limit for the headers and for the body of one reply", group: "network", env: "REQUEST_TIMEOUT", default: "30s" },
-  { flags: "--device-id <id>", description: "the device id on the platform; becomes the certificate's CN and the file names", group: "identity", env: "DEVICE_ID" },
-  { flags: "--device-id-file <file>", description: "read the device id from the first line of this file", group: "identity", env: "DEVICE_ID_FILE" },
-  { flags: "--ca-name <name>", description: "the CA that issues device certificates", group: "identity", env: "CA_NAME", default: "IOTmidCA" },
-  { flags: "--ca-fingerprint <sha256:hex>", description: "pin the CA: stop if its SHA-256 fingerprint differs (checked before any key is made, and against a stored CA)", group: "identity", env: "CA_FINGERPRINT" },
-  { flags: "--out <dir>", description: "where the credentials are stored (files), or where the lock lives (keychain)", group: "identity", env: "OUT", default: "./certs" },
-  { flags: "--store <kind>", description: "files: PEM files in --out; keychain: the OS keychain (Secret Service on Linux)", group: "identity", env: "STORE", default: "files", choices: ["files", "keychain"] },
-  { flags: "--renew-before <duration>", description: "treat a certificate that expires within this time as due for enrollment", group: "identity", env: "RENEW_BEFORE", default: "30d" },
-  { flags: "--key-type <type>", description: "the key generated on the device (default: ec-p256 for x509-identity-mgmt, rsa-2048 for EJBCA-REST, whose CFREE profile takes RSA only)", group: "csr", env: "KEY_TYPE", choices: Object.keys(KEY_TYPES) },
-  { flags: "--dns <name>", description: "a DNS subjectAltName to request (repeatable)", group: "csr", repeatable: true, default: [] },
-  { flags: "--ip <address>", description: "an IP subjectAltName to request (repeatable)", group: "csr", repeatable: true, default: [] },
-  { flags: "--uri <uri>", description: "a URI subjectAltName to request (repeatable)", group: "csr", repeatable: true, default: [] },
-  { flags: "--entity-password-file <file>", description: "read the EJBCA end-entity password from this file (default: dojot's 'dojot', or CERT_RETRIEVER_ENTITY_PASSWORD)", group: "csr", env: "ENTITY_PASSWORD_FILE" },
-  { flags: "--profile <profile>", description: "identity profile: generic, dojot-mosca (dojot <= v0.4), dojot-vernemq (v0.5+), amqtt, airvantage; recorded with the credentials", group: "mqtt", env: "PROFILE", choices: ["generic", "dojot-mosca", "dojot-vernemq", "amqtt", "airvantage"] },
-  { flags: "--uri-domain <domain>", description: "amqtt: the broker's uri_domain, for the spiffe://<domain>/device/<id> URI SAN", group: "mqtt", env: "URI_DOMAIN" },
-  { flags: "--client-id <id>", description: "verify: the MQTT client id (default: the profile's)", group: "mqtt", env: "CLIENT_ID" },
-  { flags: "--topic <topic>", description: "verify: publish one QoS 1 message here (default: the profile's topic, if it has one)", group: "mqtt", env: "TOPIC" },
-  { flags: "--servername <name>", description: "verify: the TLS server name (SNI) and the name the broker's certificate must carry", group: "mqtt", env: "SERVERNAME" },
-  { flags: "--mqtt-version <version>", description: "verify: 5, 3.1.1, or auto (5, then 3.1.1 if the broker refuses 5); default: the profile's (3.1.1 for dojot-mosca and amqtt, else auto)", group: "mqtt", env: "MQTT_VERSION", choices: [...MQTT_VERSIONS] },
-  { flags: "--broker-timeout <duration>", description: "verify: time limit for each stage", group: "mqtt", env: "BROKER_TIMEOUT", default: "10s" },
-  { flags: "--json", description: "print the result as JSON on stdout", group: "output" },
-  { flags: "--non-interactive", description: "never prompt: a missing value is an error (also without a terminal)", group: "output" },
-  { flags: "--config <file>", description: "settings file (JSON); default /etc/cert-retriever/config.json if it exists", group: "output", env: "CONFIG" },
+  { flags: "--platform <url>", description: "the platform gateway (dojot's Kong), e.g. https://dojot.example.com", commands: PLATFORM, env: "PLATFORM" },
+  { flags: "--api <api>", description: "the platform's API: dojot-legacy (EJBCA-REST, dojot <= v0.4), dojot (x509-identity-mgmt, v0.5+), or auto (detected from the replies)", commands: ["enroll"], env: "API", default: "auto", choices: ["auto", "dojot", "dojot-legacy"] },
+  { flags: "--username <name>", description: "the platform user", commands: PLATFORM, env: "USERNAME" },
+  { flags: "--password-file <file>", description: "read the user's password from this file", commands: PLATFORM, env: "PASSWORD_FILE" },
+  { flags: "--password-stdin", description: "read the user's password from standard input", commands: PLATFORM },
+  { flags: "--token-file <file>", description: "use the token that 'cert-retriever login' wrote, instead of logging in", commands: PLATFORM, describe: { login: "write the token here (mode 0600), for later 'enroll --token-file' runs" }, env: "TOKEN_FILE" },
+  { flags: "--platform-ca <file>", description: "PEM CA certificate(s) trusted for the platform's HTTPS, beside the system's", commands: PLATFORM, env: "PLATFORM_CA" },
+  { flags: "--client-cert <file>", description: "PEM client certificate for a gateway that requires one", commands: PLATFORM, env: "CLIENT_CERT" },
+  { flags: "--client-key <file>", description: "PEM key of --client-cert", commands: PLATFORM, env: "CLIENT_KEY" },
+  { flags: "--allow-http", description: "allow plain http to a host other than this machine (the password travels in clear)", commands: PLATFORM },
+  { flags: "--deadline <duration>", description: "give up (exit 75) when the whole run takes longer, e.g. 90s, 5m (a unit is required)", commands: PLATFORM, env: "DEADLINE", default: "5m" },
+  { flags: "--retries <n>", description: "retries of a request that failed temporarily (refused, reset, timeout, 429, 502-504)", commands: PLATFORM, env: "RETRIES", default: "4" },
+  { flags: "--request-timeout <duration>", description: "time limit for the headers and for the body of one reply", commands: PLATFORM, env: "REQUEST_TIMEOUT", default: "30s" },
+  { flags: "--device-id <id>", description: "the device id on the platform; becomes the certificate's CN and the file names", commands: STORED, env: "DEVICE_ID" },
+  { flags: "--device-id-file <file>", description: "read the device id from the first line of this file", commands: STORED, env: "DEVICE_ID_FILE" },
+  { flags: "--ca-name <name>", description: "the CA that issues device certificates", commands: STORED, env: "CA_NAME", default: "IOTmidCA" },
+  { flags: "--ca-fingerprint <sha256:hex>", description: "pin the CA: stop if its SHA-256 fingerprint differs (checked before any key is made, and against a stored CA)", commands: ["enroll", "check"], describe: { check: "enrollment is needed if the stored CA's SHA-256 fingerprint differs from this pin" }, env: "CA_FINGERPRINT" },
+  { flags: "--out <dir>", description: "where the credentials are stored (files), or where the lock lives (keychain)", commands: STORED, describe: { check: "where the stored credentials are (files)", verify: "where the stored credentials are (files)", export: "where the files are written (key 0600, directory 0700)" }, env: "OUT", default: "./certs" },
+  { flags: "--store <kind>", description: "files: PEM files in --out; keychain: the OS keychain (Secret Service on Linux)", commands: ["enroll", "check", "verify"], env: "STORE", default: "files", choices: ["files", "keychain"] },
+  { flags: "--renew-before <duration>", description: "treat a certificate that expires within this time as due for enrollment, e.g. 30d, 12h (a unit is required)", commands: ["enroll", "check"], env: "RENEW_BEFORE", default: "30d" },
+  { flags: "--key-type <type>", description: "the key generated on the device (default: ec-p256 for x509-identity-mgmt, rsa-2048 for EJBCA-REST, whose CFREE profile takes RSA only)", commands: ["enroll"], env: "KEY_TYPE", choices: Object.keys(KEY_TYPES) },
+  { flags: "--dns <name>", description: "a DNS subjectAltName to request (repeatable)", commands: ["enroll"], repeatable: true, default: [] },
+  { flags: "--ip <address>", description: "an IP subjectAltName to request (repeatable)", commands: ["enroll"], repeatable: true, default: [] },
+  { flags: "--uri <uri>", description: "a URI subjectAltName to request (repeatable)", commands: ["enroll"], repeatable: true, default: [] },
+  { flags: "--entity-password-file <file>", description: "read the EJBCA end-entity password from this file (default: dojot's 'dojot', or CERT_RETRIEVER_ENTITY_PASSWORD)", commands: ["enroll"], env: "ENTITY_PASSWORD_FILE" },
+  { flags: "--profile <profile>", description: "identity profile: generic, dojot-mosca (dojot <= v0.4), dojot-vernemq (v0.5+), amqtt, airvantage; recorded with the credentials", commands: BROKER, describe: { verify: "the identity profile (default: the one recorded at enrollment): generic, dojot-mosca, dojot-vernemq, amqtt, airvantage" }, env: "PROFILE", choices: ["generic", "dojot-mosca", "dojot-vernemq", "amqtt", "airvantage"] },
+  { flags: "--uri-domain <domain>", description: "amqtt: the broker's uri_domain, for the spiffe://<domain>/device/<id> URI SAN", commands: ["enroll"], env: "URI_DOMAIN" },
+  { flags: "--client-id <id>", description: "the MQTT client id (default: the profile's)", commands: BROKER, env: "CLIENT_ID" },
+  { flags: "--topic <topic>", description: "publish one QoS 1 message here (default: the profile's topic, if it has one)", commands: BROKER, env: "TOPIC" },
+  { flags: "--servername <name>", description: "the TLS server name (SNI) and the name the broker's certificate must carry", commands: BROKER, env: "SERVERNAME" },
+  { flags: "--mqtt-version <version>", description: "the MQTT version: 5, 3.1.1, or auto (5, then 3.1.1 if the broker refuses 5); default: the profile's (3.1.1 for dojot-mosca and amqtt, else auto)", commands: BROKER, env: "MQTT_VERSION", choices: [...MQTT_VERSIONS] },
+  { flags: "--broker-timeout <duration>", description: "the broker check's time limit for each stage", commands: BROKER, env: "BROKER_TIMEOUT", default: "10s" },
+  { flags: "--json", description: "print the result as JSON on stdout (on failure: an error object with step, reason, exit code, message and hint)", commands: ALL },
+  { flags: "--non-interactive", description: "never prompt: a missing value is an error (also without a terminal)", commands: ["enroll", "login", "verify", "export"] },
+  { flags: "--config <file>", description: "settings file (JSON); default /etc/cert-retriever/config.json if it exists", commands: ALL, env: "CONFIG" },
 ];
 
-/** Adds the options of `groups` to `cmd`. */
-export function addOptions(cmd: Command, groups: OptionGroup[]): Command {
-  for (const spec of OPTION_SPECS.filter((s) => groups.includes(s.group))) {
-    const option = new Option(spec.flags, spec.description);
+/** Adds the options `name` uses to `cmd`, described as they work there. */
+export function addOptions(cmd: Command, name: CommandName): Command {
+  for (const spec of OPTION_SPECS.filter((s) => s.commands.includes(name))) {
+    const option = new Option(spec.flags, spec.describe?.[name] ?? spec.description);
     if (spec.env) option.env(`CERT_RETRIEVER_${spec.env}`);
     if (spec.choices) option.choices(spec.choices);
     if (spec.repeatable) option.argParser(collect);

@@ -1,5 +1,6 @@
 import { CertRetrieverError } from "../errors.js";
 import { EXIT_CODE_MEANINGS, ExitCode } from "../exit-codes.js";
+import { bugJson, exitCodeOf, failureJson, hintOf } from "./failures.js";
 
 /** Secrets this run holds (the password, the token): never printed, whoever echoes them back. */
 const secrets = new Set<string>();
@@ -44,24 +45,39 @@ function redactSecrets(text: string): string {
   return out;
 }
 
-/** Prints an error once, as one sentence plus a hint, and returns the exit code. Stack traces only with --debug. */
-export function reportError(err: unknown, debug: boolean): ExitCode {
+/** How a failure is reported: `--debug` adds stack traces; `--json` adds the error object on stdout; `exitCode` overrides the mapping (check's 255). */
+export interface ReportOptions {
+  debug: boolean;
+  json?: boolean;
+  exitCode?: number;
+}
+
+/**
+ * Prints an error once, as one sentence plus a hint on stderr (and with --json, an error object
+ * on stdout, so `--json > result.json` always holds a result), and returns the exit code.
+ */
+export function reportError(err: unknown, opts: ReportOptions): number {
   if (err instanceof CertRetrieverError) {
+    const code = opts.exitCode ?? exitCodeOf(err);
+    const hint = hintOf(err);
     say(`cert-retriever: ${err.message}`);
-    if (err.hint) say(`  hint: ${err.hint}`);
-    if (debug) say(String(err.stack) + (err.cause ? `\ncause: ${String((err.cause as Error).stack ?? err.cause)}` : ""));
-    return err.exitCode;
+    if (hint) say(`  hint: ${hint}`);
+    if (opts.debug) say(`reason: ${err.reason}\n${String(err.stack)}` + (err.cause ? `\ncause: ${String((err.cause as Error).stack ?? err.cause)}` : ""));
+    if (opts.json) printJson(failureJson(err, code));
+    return code;
   }
   const message = err instanceof Error ? err.message : String(err);
   say(`cert-retriever: unexpected error: ${message}`);
   say("  hint: this is a bug; run again with --debug and report the output");
-  if (debug && err instanceof Error) say(String(err.stack));
-  return ExitCode.UNEXPECTED;
+  if (opts.debug && err instanceof Error) say(String(err.stack));
+  if (opts.json) printJson({ ...bugJson(message), ...(opts.exitCode !== undefined ? { exitCode: opts.exitCode } : {}) });
+  return opts.exitCode ?? ExitCode.UNEXPECTED;
 }
 
-/** The EXIT CODES section of the help text. */
-export function exitCodesHelp(): string {
-  return `\nEXIT CODES\n${EXIT_CODE_MEANINGS.map(([code, meaning]) => `  ${String(code).padStart(3)}  ${meaning}`).join("\n")}\n`;
+/** The EXIT CODES section of a command's help: the codes it can return (all of them by default). */
+export function exitCodesHelp(codes?: readonly number[]): string {
+  const rows = EXIT_CODE_MEANINGS.filter(([code]) => !codes || codes.includes(code));
+  return `\nEXIT CODES\n${rows.map(([code, meaning]) => `  ${String(code).padStart(3)}  ${meaning}`).join("\n")}\n`;
 }
 
 /** Colour only on a terminal, and never when NO_COLOR is set. */
@@ -80,7 +96,9 @@ export function progress(tty: boolean): (event: { type: "step"; step: string; in
       process.stderr.write(`${tty ? colour(33, "!") + " " : ""}${safeText(`note: ${event.message}`)}\n`);
       return;
     }
-    const line = safeText(`[${event.index}/${event.total}] ${event.step}: ${event.detail} (${event.ms} ms)`);
+    // The library does not know the CLI's flags: the pin's flag is named here.
+    const detail = event.step === "fetch-ca" ? event.detail.replace("(not pinned)", "(not pinned: pin it with --ca-fingerprint)") : event.detail;
+    const line = safeText(`[${event.index}/${event.total}] ${event.step}: ${detail} (${event.ms} ms)`);
     process.stderr.write(`${tty ? `${colour(32, "✔")} ` : ""}${line}\n`);
   };
 }

@@ -1,29 +1,28 @@
 import { createHash } from "node:crypto";
 import * as asn1js from "asn1js";
 import * as x509 from "../crypto/x509.js";
-import { CertRetrieverError, describeCause, type Step } from "../errors.js";
-import type { ExitCode } from "../exit-codes.js";
+import { CertRetrieverError, describeCause, type Reason, type Step } from "../errors.js";
 
 /**
- * Parses DER (or PEM) as an X.509 certificate, or fails at `step` with `exitCode`, naming `what`.
+ * Parses DER (or PEM) as an X.509 certificate, or fails at `step` for `reason`, naming `what`.
  * Bytes after the certificate's end are refused: they would be stored, and the fingerprint printed
  * (and pinned) would not be the one openssl computes for the certificate.
  */
-export function parseCertificate(data: Uint8Array | string, what: string, step: Step, exitCode: ExitCode): x509.X509Certificate {
+export function parseCertificate(data: Uint8Array | string, what: string, step: Step, reason: Reason): x509.X509Certificate {
   let cert: x509.X509Certificate;
   try {
     cert = new x509.X509Certificate(typeof data === "string" ? data : new Uint8Array(data));
   } catch (err) {
     throw new CertRetrieverError(`${step} failed: ${what} is not an X.509 certificate (${describeCause(err)})`, {
       step,
-      exitCode,
+      reason,
       cause: err,
     });
   }
   const der = new Uint8Array(cert.rawData);
   const end = asn1js.fromBER(der).offset;
   if (end !== der.byteLength) {
-    throw new CertRetrieverError(`${step} failed: ${what} has ${der.byteLength - end} bytes after the end of the certificate`, { step, exitCode });
+    throw new CertRetrieverError(`${step} failed: ${what} has ${der.byteLength - end} bytes after the end of the certificate`, { step, reason });
   }
   return cert;
 }

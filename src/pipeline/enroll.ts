@@ -1,17 +1,17 @@
-import * as x509 from "../crypto/x509.js";
-import { CertRetrieverError, describeCause } from "../errors.js";
-import { ExitCode } from "../exit-codes.js";
 import { generateKeyPair, privateKeyPem, spkiDer, toPem, type KeyType } from "../crypto/keys.js";
 import type { CryptoProvider } from "../crypto/provider.js";
+import * as x509 from "../crypto/x509.js";
+import { CertRetrieverError, describeCause } from "../errors.js";
+import { faultPoint } from "../fault.js";
+import { logIn, type LoginSource } from "../platform/login.js";
 import { API_TRAITS, type PlatformClient, type Session } from "../platform/types.js";
 import type { ProfileName, ProfileRecord } from "../profiles.js";
 import { FilesStore, type CredentialPaths } from "../store/files-store.js";
 import type { CredentialStore } from "../store/types.js";
-import { checkPin, inspectCredentials } from "./inspect.js";
 import { buildCsr, type SubjectAltNames } from "./build-csr.js";
 import { displayName, parseCertificate, sha256Fingerprint } from "./certificate.js";
+import { checkPin, inspectCredentials } from "./inspect.js";
 import { checkProfileIdentity, CLOCK_TOLERANCE_MS, describeSkew, missingSans, validateCertificate } from "./validate.js";
-import { faultPoint } from "../fault.js";
 
 /** The enrollment steps, in the order they run. */
 export const ENROLL_STEPS = ["authenticate", "fetch-ca", "generate-key", "build-csr", "submit-csr", "validate", "bind", "store"] as const;
@@ -19,14 +19,11 @@ export const ENROLL_STEPS = ["authenticate", "fetch-ca", "generate-key", "build-
 /** One of {@link ENROLL_STEPS}. */
 export type EnrollStep = (typeof ENROLL_STEPS)[number];
 
-/** What an enrollment needs. */
-export interface EnrollOptions {
+/** What an enrollment needs. `username`, `password` and `retryLogin` are asked for only when the authenticate step runs. */
+export interface EnrollOptions extends LoginSource {
   platform: PlatformClient;
   crypto: CryptoProvider;
   deviceId: string;
-  username: string;
-  /** Called only when the authenticate step runs, so no secret is read when nothing is to do. */
-  password: () => Promise<string>;
   /** A session from a token (`login`): the authenticate step uses it instead of logging in. */
   session?: Session;
   /** Says where `session` came from, for the step's line. */
@@ -67,7 +64,8 @@ export interface EnrollResult {
   status: "enrolled" | "already-enrolled";
   deviceId: string;
   tenant?: string;
-  store: { kind: string; location: string; files?: CredentialPaths };
+  /** `files.profile` is there only when a profile was recorded. */
+  store: { kind: string; location: string; files?: Omit<CredentialPaths, "profile"> & { profile?: string } };
   serialNumber: string;
   sha256Fingerprint: string;
   subject: string;
@@ -93,7 +91,7 @@ export async function enroll(opts: EnrollOptions, onEvent: (e: EnrollEvent) => v
       const caChanged = existing.state === "valid" && opts.session ? await platformCaDiffers(opts, existing.ca, now(), onEvent) : false;
       if (existing.state === "valid" && !caChanged) {
         succeeded = true;
-        return { ...describe(existing.cert, opts.store, opts.deviceId, undefined, []), status: "already-enrolled" };
+        return { ...describe(existing.cert, opts.store, opts.deviceId, undefined, [], existing.profiled), status: "already-enrolled" };
       }
       if (caChanged) onEvent({ type: "note", message: "existing credentials will be replaced: the platform's CA differs from the stored one" });
       else if (existing.state !== "missing" && existing.state !== "valid") onEvent({ type: "note", message: `existing credentials will be replaced: ${existing.reason}` });
@@ -111,15 +109,19 @@ export async function enroll(opts: EnrollOptions, onEvent: (e: EnrollEvent) => v
       return value;
     };
 
+    let loggedInAs = "";
     const session: Session = await run(
       "authenticate",
       async () => {
-        if (!opts.session) return opts.platform.authenticate(opts.username, await opts.password());
+        if (!opts.session) {
+          const { session, username } = await logIn(opts.platform, opts);
+          loggedInAs = username;
+          return session;
+        }
         if (opts.session.expiresAt && opts.session.expiresAt <= now()) {
           throw new CertRetrieverError(`authenticate failed: the token in ${opts.sessionSource ?? "the token file"} expired at ${opts.session.expiresAt.toISOString()}`, {
             step: "authenticate",
-            exitCode: ExitCode.AUTH,
-            hint: "log in again on the station: cert-retriever login --token-file FILE",
+            reason: "token-expired",
           });
         }
         return opts.session;
@@ -127,17 +129,17 @@ export async function enroll(opts: EnrollOptions, onEvent: (e: EnrollEvent) => v
       (s) =>
         opts.session
           ? `using the token from ${opts.sessionSource ?? "login"}${s.tenant ? ` (tenant ${s.tenant})` : ""}`
-          : `logged in as ${opts.username}${s.tenant ? ` (tenant ${s.tenant})` : ""}`,
+          : `logged in as ${loggedInAs}${s.tenant ? ` (tenant ${s.tenant})` : ""}`,
     );
     const ca = await run(
       "fetch-ca",
       async () => {
-        const fetched = parseCertificate((await opts.platform.fetchCa(session)).der, "the CA the platform sent", "fetch-ca", ExitCode.CA);
+        const fetched = parseCertificate((await opts.platform.fetchCa(session)).der, "the CA the platform sent", "fetch-ca", "reply-malformed");
         checkPin(fetched, opts.caFingerprint, "the CA the platform sent");
         return fetched;
       },
       (c) =>
-        `CA ${displayName(c.subjectName)}, SHA-256 ${sha256Fingerprint(c)}${opts.caFingerprint ? " (matches the pin)" : " (not pinned: pin it with --ca-fingerprint)"}; API ${API_TRAITS[opts.platform.api()].title}`,
+        `CA ${displayName(c.subjectName)}, SHA-256 ${sha256Fingerprint(c)}${opts.caFingerprint ? " (matches the pin)" : " (not pinned)"}; API ${API_TRAITS[opts.platform.api()].title}`,
     );
     const traits = API_TRAITS[opts.platform.api()];
     await opts.platform.prepare?.(session, opts.deviceId);
@@ -148,7 +150,7 @@ export async function enroll(opts: EnrollOptions, onEvent: (e: EnrollEvent) => v
         try {
           return await generateKeyPair(keyType, opts.crypto);
         } catch (err) {
-          throw new CertRetrieverError(`generate-key failed: ${describeCause(err)}`, { step: "generate-key", exitCode: ExitCode.KEYGEN, cause: err });
+          throw new CertRetrieverError(`generate-key failed: ${describeCause(err)}`, { step: "generate-key", reason: "keygen-failed", cause: err });
         }
       },
       () => `${keyType} key generated on this device${opts.keyType ? "" : " (the API's preferred key)"}`,
@@ -158,7 +160,7 @@ export async function enroll(opts: EnrollOptions, onEvent: (e: EnrollEvent) => v
       "submit-csr",
       async () => {
         const reply = await opts.platform.submitCsr(session, { deviceId: opts.deviceId, csrDer: new Uint8Array(csr.rawData) });
-        return { reply, cert: parseCertificate(reply.der, "the certificate the platform sent", "validate", ExitCode.VALIDATION) };
+        return { reply, cert: parseCertificate(reply.der, "the certificate the platform sent", "validate", "cert-invalid") };
       },
       ({ cert: c }) => `certificate ${c.serialNumber} issued`,
     );
@@ -214,7 +216,7 @@ export async function enroll(opts: EnrollOptions, onEvent: (e: EnrollEvent) => v
       () => `stored in ${opts.store.location}`,
     );
     succeeded = true;
-    return { ...describe(cert, opts.store, opts.deviceId, session.tenant, steps), status: "enrolled" };
+    return { ...describe(cert, opts.store, opts.deviceId, session.tenant, steps, Boolean(opts.profile && opts.profile.name !== "generic")), status: "enrolled" };
   } finally {
     await opened.close(succeeded);
   }
@@ -233,11 +235,17 @@ async function platformCaDiffers(opts: EnrollOptions, stored: x509.X509Certifica
   }
 }
 
-function describe(cert: x509.X509Certificate, store: CredentialStore, deviceId: string, tenant: string | undefined, steps: StepTiming[]) {
+/** The result's description of `cert` and where it is stored; the profile file is listed only when one was recorded. */
+function describe(cert: x509.X509Certificate, store: CredentialStore, deviceId: string, tenant: string | undefined, steps: StepTiming[], profiled: boolean) {
+  let files: EnrollResult["store"]["files"];
+  if (store instanceof FilesStore) {
+    const { profile, ...always } = store.paths;
+    files = profiled ? { ...always, profile } : always;
+  }
   return {
     deviceId,
     tenant,
-    store: { kind: store.kind, location: store.location, files: store instanceof FilesStore ? store.paths : undefined },
+    store: { kind: store.kind, location: store.location, files },
     serialNumber: cert.serialNumber,
     sha256Fingerprint: sha256Fingerprint(cert),
     subject: displayName(cert.subjectName),

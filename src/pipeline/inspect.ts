@@ -1,7 +1,6 @@
 import { createPrivateKey, createPublicKey } from "node:crypto";
 import * as x509 from "../crypto/x509.js";
 import { CertRetrieverError, describeCause } from "../errors.js";
-import { ExitCode } from "../exit-codes.js";
 import type { CryptoProvider } from "../crypto/provider.js";
 import type { CredentialStore } from "../store/types.js";
 import { commonName, parseCertificate, sha256Fingerprint } from "./certificate.js";
@@ -20,7 +19,7 @@ export interface InspectOptions {
 
 /** The verdict on stored credentials: valid (with when renewal is due), or why enrollment is needed. */
 export type Inspection =
-  | { state: "valid"; cert: x509.X509Certificate; ca: x509.X509Certificate; renewFrom: Date }
+  | { state: "valid"; cert: x509.X509Certificate; ca: x509.X509Certificate; renewFrom: Date; profiled: boolean }
   | { state: "missing" | "partial" | "invalid" | "expiring" | "interrupted"; reason: string; cert?: x509.X509Certificate };
 
 /**
@@ -34,6 +33,10 @@ export async function inspectCredentials(store: CredentialStore, opts: InspectOp
   if (stored.interrupted) return { state: "interrupted", reason: `a write to ${store.location} was interrupted; the next enrollment finishes or undoes it` };
   if (!stored.pems) {
     if (stored.present.length === 0) return { state: "missing", reason: `no credentials for '${opts.deviceId}' in ${store.location}` };
+    // Devices that share a directory share its CA certificate: a CA alone is no half state of this device.
+    if (stored.present.length === 1 && stored.present[0] === "caPem") {
+      return { state: "missing", reason: `no credentials for '${opts.deviceId}' in ${store.location} (only the CA certificate, which devices there share)` };
+    }
     const missing = (["keyPem", "certificatePem", "caPem"] as const).filter((k) => !stored.present.includes(k));
     return { state: "partial", reason: `half state: ${missing.map((k) => stored.where[k]).join(" and ")} missing` };
   }
@@ -41,8 +44,8 @@ export async function inspectCredentials(store: CredentialStore, opts: InspectOp
   let cert: x509.X509Certificate | undefined;
   let ca: x509.X509Certificate;
   try {
-    cert = parseCertificate(pems.certificatePem, stored.where.certificatePem, "check-existing", ExitCode.VALIDATION);
-    ca = parseCertificate(pems.caPem, stored.where.caPem, "check-existing", ExitCode.VALIDATION);
+    cert = parseCertificate(pems.certificatePem, stored.where.certificatePem, "check-existing", "cert-invalid");
+    ca = parseCertificate(pems.caPem, stored.where.caPem, "check-existing", "cert-invalid");
     checkPin(ca, opts.caFingerprint, `the stored CA ${stored.where.caPem}`);
     let spki: Uint8Array;
     try {
@@ -60,9 +63,9 @@ export async function inspectCredentials(store: CredentialStore, opts: InspectOp
   }
   const renewFrom = new Date(cert.notAfter.getTime() - opts.renewBeforeMs);
   if (opts.now >= renewFrom) {
-    return { state: "expiring", reason: `the certificate expires at ${cert.notAfter.toISOString()}, within the renewal window (--renew-before)`, cert };
+    return { state: "expiring", reason: `the certificate expires at ${cert.notAfter.toISOString()}, within the renewal window`, cert };
   }
-  return { state: "valid", cert, ca, renewFrom };
+  return { state: "valid", cert, ca, renewFrom, profiled: pems.profileJson !== undefined };
 }
 
 /** Stops the run (exit 11) if `ca` does not match the pin. */
@@ -72,8 +75,7 @@ export function checkPin(ca: x509.X509Certificate, pin: string | undefined, what
   if (actual.replace(/:/g, "") !== normalizeFingerprint(pin)) {
     throw new CertRetrieverError(`fetch-ca failed: ${what} has SHA-256 fingerprint ${actual}, not the pinned ${pin}`, {
       step: "fetch-ca",
-      exitCode: ExitCode.CA,
-      hint: "the platform's CA is not the one you pinned with --ca-fingerprint: check the platform URL and the pin; nothing was generated or written",
+      reason: "pin-mismatch",
     });
   }
 }

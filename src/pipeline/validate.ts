@@ -1,7 +1,6 @@
 import { timingSafeEqual } from "node:crypto";
 import * as x509 from "../crypto/x509.js";
 import { CertRetrieverError, type Step } from "../errors.js";
-import { ExitCode } from "../exit-codes.js";
 import type { CryptoProvider } from "../crypto/provider.js";
 import { commonName } from "./certificate.js";
 import { sanList, type SubjectAltNames } from "./build-csr.js";
@@ -54,19 +53,15 @@ export const CLOCK_TOLERANCE_MS = 5 * 60_000;
  * that fails, or a clock error (exit 75) when only the device's clock is wrong.
  */
 export async function validateCertificate(input: ValidationInput, crypto: CryptoProvider, step: Step = "validate"): Promise<void> {
-  const fail = (message: string, hint?: string) =>
-    new CertRetrieverError(`${step} failed: ${message}${step === "validate" ? "; nothing was written" : ""}`, {
-      step,
-      exitCode: ExitCode.VALIDATION,
-      hint,
-    });
+  const fail = (message: string) =>
+    new CertRetrieverError(`${step} failed: ${message}${step === "validate" ? "; nothing was written" : ""}`, { step, reason: "cert-invalid" });
   const { cert, ca, deviceId } = input;
   const certSpki = new Uint8Array(cert.publicKey.rawData);
   if (certSpki.length !== input.publicKeySpki.length || !timingSafeEqual(certSpki, input.publicKeySpki)) {
     throw fail("the certificate's public key is not the key generated for this device");
   }
   const caConstraints = ca.getExtension(x509.BasicConstraintsExtension);
-  if (!caConstraints?.ca) throw fail(`the CA certificate '${ca.subject}' is not a CA (no basicConstraints CA:TRUE)`, "check --ca-name");
+  if (!caConstraints?.ca) throw fail(`the CA certificate '${ca.subject}' is not a CA (no basicConstraints CA:TRUE)`);
   const caUsage = ca.getExtension(x509.KeyUsagesExtension);
   if (caUsage && !(caUsage.usages & x509.KeyUsageFlags.keyCertSign)) {
     throw fail(`the CA certificate '${ca.subject}' may not sign certificates (its keyUsage lacks keyCertSign)`);
@@ -75,10 +70,7 @@ export async function validateCertificate(input: ValidationInput, crypto: Crypto
     cert.issuerName.toString() === ca.subjectName.toString() &&
     (await cert.verify({ publicKey: ca.publicKey, signatureOnly: true }, crypto));
   if (!signedByCa) {
-    throw fail(
-      `the certificate is not signed by the CA '${ca.subject}' (its issuer is '${cert.issuer}')`,
-      "check --ca-name: the CA fetched must be the one that signs device certificates",
-    );
+    throw fail(`the certificate is not signed by the CA '${ca.subject}' (its issuer is '${cert.issuer}')`);
   }
   if (cert.getExtension(x509.BasicConstraintsExtension)?.ca) throw fail("the device certificate is a CA certificate (basicConstraints CA:TRUE)");
   for (const [c, what] of [[ca, "the CA certificate"], [cert, "the certificate"]] as const) {
@@ -104,16 +96,14 @@ function checkValidity(cert: x509.X509Certificate, what: string, input: Validati
       `${step} failed: this device's clock (${now.toISOString()}) is ${describeSkew(clockSkewMs)} the platform's, so ${what}, ${range}, looks ${now < cert.notBefore ? "not yet valid" : "expired"} here`,
       {
         step,
-        exitCode: ExitCode.TEMPORARY,
-        hint: "wait for time synchronisation (systemd-timesyncd, chrony, NTP) and run again; nothing was written",
+        reason: "clock-skew",
       },
     );
   }
   const written = step === "validate" ? "; nothing was written" : "";
   throw new CertRetrieverError(`${step} failed: ${what} is ${range}, which does not include now (${now.toISOString()})${written}`, {
     step,
-    exitCode: ExitCode.VALIDATION,
-    hint: clockSkewMs === undefined ? "check the device clock" : undefined,
+    reason: "cert-invalid",
   });
 }
 
@@ -148,8 +138,7 @@ export function checkProfileIdentity(cert: x509.X509Certificate, profile: string
   const found = uris.length === 0 ? "it has no URI SAN" : `its first URI SAN is ${uris[0]}`;
   throw new CertRetrieverError(`validate failed: the certificate lacks the URI SAN ${wanted} that the amqtt broker identifies the device by (${found}); nothing was written`, {
     step: "validate",
-    exitCode: ExitCode.VALIDATION,
-    hint: "the platform dropped the CSR's subject alternative names: its certificate profile must keep them (EJBCA: enable 'Allow Extension Override' in the certificate profile)",
+    reason: "san-dropped",
   });
 }
 

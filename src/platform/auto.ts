@@ -1,5 +1,4 @@
 import { CertRetrieverError } from "../errors.js";
-import { ExitCode } from "../exit-codes.js";
 import { DojotLegacyClient, parseCaReply } from "./dojot-legacy.js";
 import { DojotX509Client } from "./dojot-x509.js";
 import { jsonObject, platformSays, type HttpReply } from "./http.js";
@@ -44,7 +43,7 @@ export class AutoPlatformClient implements PlatformClient {
       default:
         throw new CertRetrieverError(
           `fetch-ca failed: neither dojot API answered: GET /x509/v1/ca gave HTTP ${modern.status} (${platformSays(modern)}) and GET /ca/<name> gave HTTP ${legacy.status} (${platformSays(legacy)})`,
-          { step: "fetch-ca", exitCode: ExitCode.CA, hint: "check --platform (dojot's gateway, port 8000), or choose the API with --api" },
+          { step: "fetch-ca", reason: "not-a-dojot-platform", facts: { status: modern.status, platformMessage: platformSays(modern) } },
         );
     }
   }

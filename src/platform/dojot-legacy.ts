@@ -1,7 +1,6 @@
-import { CertRetrieverError, type Step } from "../errors.js";
-import { ExitCode } from "../exit-codes.js";
+import { CertRetrieverError, type Reason, type Step } from "../errors.js";
 import { decodeBase64 } from "./base64.js";
-import { jsonObject, platformSays, stepExitCode, type HttpClient, type HttpReply } from "./http.js";
+import { jsonObject, platformSays, type HttpClient, type HttpReply } from "./http.js";
 import { sessionFromJwt, type FetchedCa, type Issued, type PlatformApi, type PlatformClient, type Session, type SignRequest } from "./types.js";
 
 /** Settings of the EJBCA-REST client. */
@@ -73,7 +72,7 @@ export function parseAuthReply(reply: HttpReply, username: string): Session {
 
 /** The CA DER from a `GET /ca/<name>` reply (`{certificate: base64}`), or the error that explains it. */
 export function parseCaReply(reply: HttpReply, caName: string): FetchedCa {
-  if (reply.status !== 200) throw replyError("fetch-ca", reply, `fetching the CA certificate '${caName}'`, caHint(reply));
+  if (reply.status !== 200) throw replyError("fetch-ca", reply, `fetching the CA certificate '${caName}'`, caReason(reply));
   requireJson("fetch-ca", reply);
   const text = jsonObject(reply)?.certificate;
   const der = typeof text === "string" ? decodeBase64(text) : undefined;
@@ -83,7 +82,7 @@ export function parseCaReply(reply: HttpReply, caName: string): FetchedCa {
 
 /** The certificate DER from a `POST /sign` reply (`{status: {data}}`), or the error that explains it. */
 export function parseSignReply(reply: HttpReply, deviceId: string): Issued {
-  if (reply.status !== 200) throw replyError("submit-csr", reply, `the platform refused the CSR for device '${deviceId}'`, signHint(reply));
+  if (reply.status !== 200) throw replyError("submit-csr", reply, `the platform refused the CSR for device '${deviceId}'`, signReason(reply));
   requireJson("submit-csr", reply);
   // Success and error bodies both use `status`: an object here, an integer in errors.
   const status = jsonObject(reply)?.status;
@@ -102,76 +101,83 @@ export function bearer(session: Session): Record<string, string> {
 /** The error for a refused `POST /auth` (the same service in both generations). */
 export function authError(reply: HttpReply, username: string): CertRetrieverError {
   const says = platformSays(reply);
-  if (reply.status === 401 || reply.status === 403) {
-    const unknownUser = /AuthenticationError/i.test(says);
-    const inactive = /inactive/i.test(says);
-    const what = inactive
-      ? `user '${username}' is inactive`
-      : unknownUser
-        ? `the platform does not know user '${username}'`
-        : `the password for user '${username}' was refused`;
-    const hint = unknownUser
-      ? "check --username (or CERT_RETRIEVER_USERNAME)"
-      : inactive
-        ? "ask the platform administrator to activate the user"
-        : "check the password given by --password-file, --password-stdin or CERT_RETRIEVER_PASSWORD";
-    return new CertRetrieverError(`authenticate failed: ${what} (HTTP ${reply.status}: ${says})`, {
-      step: "authenticate",
-      exitCode: ExitCode.AUTH,
-      hint,
-    });
+  if ((reply.status === 401 || reply.status === 403) && fromDojot(reply, "authenticate")) {
+    const reason: Reason = /inactive/i.test(says) ? "user-inactive" : /AuthenticationError/i.test(says) ? "user-unknown" : "auth-refused";
+    const what = {
+      "user-inactive": `user '${username}' is inactive`,
+      "user-unknown": `the platform does not know user '${username}'`,
+      "auth-refused": `the password for user '${username}' was refused`,
+    }[reason as "auth-refused"];
+    return new CertRetrieverError(`authenticate failed: ${what} (HTTP ${reply.status}: ${says})`, { step: "authenticate", reason, facts: facts(reply) });
   }
-  return replyError("authenticate", reply, "logging in", undefined);
+  return replyError("authenticate", reply, "logging in");
 }
 
-/** The error for a non-2xx reply at `step`: auth statuses exit 10, the rest the step's code. */
-export function replyError(step: Step, reply: HttpReply, doing: string, hint: string | undefined): CertRetrieverError {
+/**
+ * The error for a non-2xx reply at `step`: what does not look like dojot says so; a refused token
+ * or a missing permission are named; the rest is `reason`.
+ */
+export function replyError(step: Step, reply: HttpReply, doing: string, reason: Reason = "platform-error"): CertRetrieverError {
+  if (!fromDojot(reply, step)) return notDojot(step, reply);
   const message = `${step} failed: ${doing}: HTTP ${reply.status}: ${platformSays(reply)}`;
   if (step !== "authenticate" && (reply.status === 401 || reply.status === 403)) {
-    return new CertRetrieverError(message, {
-      step,
-      exitCode: ExitCode.AUTH,
-      hint:
-        reply.status === 401
-          ? "the token was refused (expired or invalid): log in anew (run again, or 'cert-retriever login' for --token-file)"
-          : "the user lacks the permission for this call (dojot's group `user` has ro_ca and wo_sign)",
-    });
+    return new CertRetrieverError(message, { step, reason: reply.status === 401 ? "token-expired" : "permission-denied", facts: facts(reply) });
   }
-  return new CertRetrieverError(message, { step, exitCode: stepExitCode(step), hint });
+  return new CertRetrieverError(message, { step, reason, facts: facts(reply) });
+}
+
+/** The plain facts of a reply, for an error. */
+export function facts(reply: HttpReply): { status: number; platformMessage: string } {
+  return { status: reply.status, platformMessage: platformSays(reply) };
+}
+
+/**
+ * Whether a reply could come from dojot at `step`: its gateway and services answer JSON, and a
+ * route they lack is Kong's JSON 404. A 404, 405 or 501 that is not JSON is another server (a web
+ * server, a portal), and so is a page where the login's token should be. A service's own crash
+ * (a Flask 500 page) is still dojot.
+ */
+function fromDojot(reply: HttpReply, step: Step): boolean {
+  if (jsonObject(reply) !== undefined) return true;
+  return !([404, 405, 501].includes(reply.status) || (reply.status === 200 && step === "authenticate"));
+}
+
+/** The error for a reply from something that is not a dojot gateway. */
+function notDojot(step: Step, reply: HttpReply): CertRetrieverError {
+  const asked = reply.request ?? "the request";
+  return new CertRetrieverError(`${step} failed: this does not look like a dojot gateway: ${asked} answered HTTP ${reply.status} with ${platformSays(reply)}`, {
+    step,
+    reason: "not-a-dojot-platform",
+    facts: facts(reply),
+  });
 }
 
 /** A successful reply must say it is JSON: an HTML page with a 200 (a portal, a proxy's login page) is not the API. */
 export function requireJson(step: Step, reply: HttpReply): void {
   const type = reply.contentType.split(";")[0]!.trim().toLowerCase();
   if (type !== "application/json" && !type.endsWith("+json")) {
+    if (!fromDojot(reply, step)) throw notDojot(step, reply);
     throw malformed(step, reply, `a JSON reply (Content-Type application/json), not ${type ? `'${type}'` : "one without a Content-Type"}`);
   }
 }
 
 export function malformed(step: Step, reply: HttpReply, expected: string): CertRetrieverError {
-  return new CertRetrieverError(
-    `${step} failed: the platform's reply (HTTP ${reply.status}) is not what the API promises: expected ${expected}, got ${platformSays(reply)}`,
-    { step, exitCode: stepExitCode(step), hint: "check that --platform points at a dojot gateway (Kong, port 8000)" },
-  );
+  return new CertRetrieverError(`${step} failed: the platform's reply (HTTP ${reply.status}) is not what the API promises: expected ${expected}, got ${platformSays(reply)}`, {
+    step,
+    reason: "reply-malformed",
+    facts: facts(reply),
+  });
 }
 
-function caHint(reply: HttpReply): string | undefined {
-  return /does not exist/i.test(platformSays(reply)) ? "check --ca-name (dojot's default is IOTmidCA)" : undefined;
+function caReason(reply: HttpReply): Reason {
+  return /does not exist/i.test(platformSays(reply)) ? "ca-unknown" : "platform-error";
 }
 
-function signHint(reply: HttpReply): string | undefined {
+function signReason(reply: HttpReply): Reason {
   const says = platformSays(reply);
-  if (/status GENERATED/i.test(says)) {
-    return "the end entity is not in NEW state: the platform issued a certificate for this device already; reset the device on the platform to issue again";
-  }
-  if (/does not exist|not found/i.test(says)) {
-    return "register the device on the platform first (lab: cert-retriever lab device add)";
-  }
-  if (/wrong username or password/i.test(says)) {
-    return "check the end-entity password (--entity-password-file or CERT_RETRIEVER_ENTITY_PASSWORD; dojot uses 'dojot')";
-  }
-  if (/key length|key algorithm/i.test(says)) {
-    return "use an RSA key of 2048 to 8192 bits (--key-type rsa-2048): dojot's CFREE profile accepts nothing else";
-  }
-  return undefined;
+  if (/status GENERATED/i.test(says)) return "already-issued";
+  if (/does not exist|not found/i.test(says)) return "device-unknown";
+  if (/wrong username or password/i.test(says)) return "entity-password-refused";
+  if (/key length|key algorithm/i.test(says)) return "key-refused";
+  return "csr-refused";
 }

@@ -1,8 +1,7 @@
 import { createHash } from "node:crypto";
-import { CertRetrieverError, usageError, type Step } from "../errors.js";
-import { ExitCode } from "../exit-codes.js";
+import { CertRetrieverError, usageError, type Reason, type Step } from "../errors.js";
 import { toPem } from "../crypto/keys.js";
-import { authError, bearer, malformed, replyError, requireJson } from "./dojot-legacy.js";
+import { authError, bearer, facts, malformed, replyError, requireJson } from "./dojot-legacy.js";
 import { jsonObject, platformSays, type HttpClient, type HttpReply } from "./http.js";
 import { sessionFromJwt, type Binding, type FetchedCa, type Issued, type PlatformApi, type PlatformClient, type Session, type SignRequest } from "./types.js";
 
@@ -14,7 +13,6 @@ export interface DojotX509Options {
 
 /** v0.5-v0.6 accept only this CN (the server then prefixes the tenant): `allowedAttrsConstraints` at v0.5.0. */
 export const X509_CN_RULE = /^[0-9A-Za-z ]{1,255}$/;
-const ID_HINT = "use the platform's device id (dojot's are hex)";
 /** v0.7+ bind a certificate only to a device id of this form: `belongsTo.device` in `schemas/defs.json` at v0.7.0/v0.8.0. */
 export const X509_DEVICE_RULE = /^[0-9a-fA-F-]{5,36}$/;
 
@@ -88,7 +86,7 @@ export class DojotX509Client implements PlatformClient {
    */
   async prepare(session: Session, deviceId: string): Promise<void> {
     const neither = x509DeviceIdProblem(deviceId);
-    if (neither) throw usageError(neither, ID_HINT);
+    if (neither) throw usageError(neither, "deviceId");
     const reply = await this.opts.http.json("fetch-ca", this.url(`/x509/v1/certificates/${this.caFingerprint ?? ""}`), {
       method: "PATCH",
       headers: bearer(session),
@@ -99,14 +97,14 @@ export class DojotX509Client implements PlatformClient {
       if (/was not found for tenant/.test(platformSays(reply))) {
         throw new CertRetrieverError(`bind failed: the platform has no device '${deviceId}' for this user's tenant (HTTP 400: ${platformSays(reply)}); no key was made and no certificate issued`, {
           step: "bind",
-          exitCode: ExitCode.CSR,
-          hint: "create the device on the platform for this user's tenant, then run again",
+          reason: "device-unknown",
+          facts: facts(reply),
         });
       }
-      throw usageError(x509DeviceIdProblem(deviceId, "v0.7") ?? `the platform refused device id '${deviceId}': ${platformSays(reply)}`, ID_HINT);
+      throw usageError(x509DeviceIdProblem(deviceId, "v0.7") ?? `the platform refused device id '${deviceId}': ${platformSays(reply)}`, "deviceId");
     }
     const problem = this.generation ? x509DeviceIdProblem(deviceId, this.generation) : undefined;
-    if (problem) throw usageError(problem, ID_HINT);
+    if (problem) throw usageError(problem, "deviceId");
   }
 
   /** The release line found by {@link prepare}, for the bind step's line. */
@@ -139,17 +137,12 @@ export class DojotX509Client implements PlatformClient {
     if (reply.status === 204 || reply.status === 200) return { bound: true, detail: `certificate bound to device ${deviceId} (${this.describe()})` };
     if (!this.generation && generationOf(reply) === "v0.5") return { bound: false, detail: "not needed: the platform answers as dojot v0.5-v0.6, which identify the device by its CN" };
     const says = platformSays(reply);
-    const left = `nothing was written, and the unbound certificate stays on the platform until removed (DELETE /x509/v1/certificates/${fingerprint})`;
-    throw new CertRetrieverError(`bind failed: the platform issued certificate ${fingerprint} but did not bind it to device '${deviceId}': HTTP ${reply.status}: ${says}`, {
-      step: "bind",
-      exitCode: reply.status === 401 || reply.status === 403 ? ExitCode.AUTH : ExitCode.CSR,
-      hint:
-        reply.status === 401 || reply.status === 403
-          ? `the user may issue certificates but not change their owner (permission on PATCH /x509/v1/certificates/), or the token expired; ${left}`
-          : /was not found for tenant/i.test(says)
-            ? `create the device on the platform for this user's tenant and run again; ${left}`
-            : left,
-    });
+    const reason: Reason =
+      reply.status === 401 ? "token-expired" : reply.status === 403 ? "permission-denied" : /was not found for tenant/i.test(says) ? "device-unknown" : "bind-refused";
+    throw new CertRetrieverError(
+      `bind failed: the platform issued certificate ${fingerprint} but did not bind it to device '${deviceId}': HTTP ${reply.status}: ${says}; nothing was written, and the unbound certificate stays on the platform until removed`,
+      { step: "bind", reason, facts: { ...facts(reply), fingerprint } },
+    );
   }
 
   private url(path: string): URL {
@@ -168,28 +161,28 @@ export function generationOf(reply: HttpReply): X509Generation | undefined {
 
 /** The CA from `GET /x509/v1/ca` (`{certificateFingerprint, caPem}`), its fingerprint checked against its content. */
 export function parseX509CaReply(reply: HttpReply): FetchedCa {
-  if (reply.status !== 200) throw replyError("fetch-ca", reply, "fetching the CA certificate", undefined);
-  const { der } = pemWithFingerprint(reply, "fetch-ca", "caPem", "the CA certificate", ExitCode.CA);
+  if (reply.status !== 200) throw replyError("fetch-ca", reply, "fetching the CA certificate");
+  const { der } = pemWithFingerprint(reply, "fetch-ca", "caPem", "the CA certificate");
   return { der };
 }
 
 /** The certificate from `POST /x509/v1/certificates` (201 `{certificateFingerprint, certificatePem}`). */
 export function parseX509CertificateReply(reply: HttpReply, deviceId: string): Issued {
   if (reply.status !== 201 && reply.status !== 200) {
-    throw replyError("submit-csr", reply, `the platform refused the CSR for device '${deviceId}'`, x509Hint(reply));
+    throw replyError("submit-csr", reply, `the platform refused the CSR for device '${deviceId}'`, x509Reason(reply));
   }
-  return pemWithFingerprint(reply, "submit-csr", "certificatePem", "the issued certificate", ExitCode.VALIDATION);
+  return pemWithFingerprint(reply, "submit-csr", "certificatePem", "the issued certificate");
 }
 
 /** Both replies' shape: a PEM certificate under `key` and its `certificateFingerprint`, which must match it. */
-function pemWithFingerprint(reply: HttpReply, step: Step, key: string, what: string, mismatch: ExitCode): { der: Uint8Array; fingerprint: string } {
+function pemWithFingerprint(reply: HttpReply, step: Step, key: string, what: string): { der: Uint8Array; fingerprint: string } {
   requireJson(step, reply);
   const body = jsonObject(reply);
   const pem = body?.[key];
   const der = typeof pem === "string" ? pemToDer(pem, "CERTIFICATE") : undefined;
   const fingerprint = body?.certificateFingerprint;
   if (!der || typeof fingerprint !== "string") throw malformed(step, reply, `a JSON object with \`${key}\` (a PEM certificate) and \`certificateFingerprint\``);
-  checkFingerprint(step, der, fingerprint, what, mismatch);
+  checkFingerprint(step, der, fingerprint, what);
   return { der, fingerprint };
 }
 
@@ -202,20 +195,20 @@ function pemToDer(pem: string, label: string): Uint8Array | undefined {
 }
 
 /** The platform's fingerprint (uppercase hex pairs with colons) must be the SHA-256 of what it sent. */
-function checkFingerprint(step: Step, der: Uint8Array, claimed: string, what: string, exitCode: ExitCode): void {
+function checkFingerprint(step: Step, der: Uint8Array, claimed: string, what: string): void {
   const actual = createHash("sha256").update(der).digest("hex").toUpperCase();
   if (claimed.replace(/:/g, "").toUpperCase() !== actual) {
     throw new CertRetrieverError(`${step} failed: ${what} does not match the fingerprint the platform gave for it (${claimed})`, {
       step,
-      exitCode,
-      hint: "the reply was altered on the way or the platform misbehaves; nothing was written",
+      reason: "reply-altered",
+      facts: { fingerprint: claimed },
     });
   }
 }
 
-function x509Hint(reply: HttpReply): string | undefined {
+/** Why x509-identity-mgmt refused a CSR, from its message. */
+function x509Reason(reply: HttpReply): Reason {
   const says = platformSays(reply);
-  if (/RSA public key length|elliptical curve|public key algorithm/i.test(says)) return "use --key-type ec-p256 (or rsa-2048 and up)";
-  if (/SubjectDN/i.test(says)) return "dojot v0.5-v0.6 accept a CN of letters, digits and spaces only: use the platform's device id";
-  return undefined;
+  if (/RSA public key length|elliptical curve|public key algorithm/i.test(says)) return "key-refused";
+  return "csr-refused";
 }

@@ -5,8 +5,7 @@ import { probeTlsAlert } from "./tls-probe.js";
 import { setTimeout as sleep } from "node:timers/promises";
 import { Agent, EnvHttpProxyAgent, request, type Dispatcher } from "undici";
 import { isLoopbackHost } from "../loopback.js";
-import { CertRetrieverError, describeCause, type Step } from "../errors.js";
-import { ExitCode } from "../exit-codes.js";
+import { CertRetrieverError, describeCause, errnoOf, type Reason, type Step } from "../errors.js";
 
 /** The most a platform reply may hold; dojot's replies are a few kilobytes. */
 export const MAX_REPLY_BYTES = 1024 * 1024;
@@ -63,6 +62,8 @@ export interface HttpReply {
   text: string;
   /** The Retry-After header, if any. */
   retryAfter?: string;
+  /** What was asked, e.g. `POST http://gw:8000/auth`, for messages. */
+  request?: string;
 }
 
 /** A failure that a later attempt may not meet (network trouble, overload). */
@@ -142,10 +143,10 @@ export class HttpClient {
       if (!maybeSent) throw reason;
       throw new CertRetrieverError(
         `${reason.message.split(";")[0]} during ${step}; nothing was written here, but the request may have reached the platform, which may have issued a certificate`,
-        { step: reason.step, exitCode: reason.exitCode, hint: MAYBE_SENT_HINT, cause: reason },
+        { step: reason.step, reason: reason.reason, facts: { ...reason.facts, maybeSent: true }, cause: reason },
       );
     }
-    throw new CertRetrieverError(`${step} failed: interrupted`, { step, exitCode: ExitCode.TEMPORARY });
+    throw new CertRetrieverError(`${step} failed: interrupted`, { step, reason: "interrupted", facts: { maybeSent } });
   }
 
   private async once(step: Step, url: URL, init: { method: "GET" | "POST" | "PATCH"; headers?: Record<string, string>; body?: unknown; once?: boolean }): Promise<HttpReply> {
@@ -178,10 +179,11 @@ export class HttpClient {
         size += (chunk as Buffer).length;
         if (size > MAX_REPLY_BYTES) {
           res.body.destroy();
-          throw new CertRetrieverError(
-            `${step} failed: the platform's reply is larger than ${MAX_REPLY_BYTES} bytes, which no dojot reply is`,
-            { step, exitCode: stepExitCode(step), hint: "check that --platform points at a dojot gateway" },
-          );
+          throw new CertRetrieverError(`${step} failed: the platform's reply is larger than ${MAX_REPLY_BYTES} bytes, which no dojot reply is`, {
+            step,
+            reason: "not-a-dojot-platform",
+            facts: { status: res.statusCode, host: url.host },
+          });
         }
         chunks.push(chunk as Buffer);
       }
@@ -191,6 +193,7 @@ export class HttpClient {
         contentType: String(res.headers["content-type"] ?? ""),
         text: Buffer.concat(chunks).toString("utf8"),
         retryAfter: typeof retryAfter === "string" ? retryAfter : undefined,
+        request: `${init.method} ${url.origin}${url.pathname}`,
       };
     } catch (err) {
       // undici rejects with the interrupt's own reason: it must be told apart from our errors first.
@@ -200,16 +203,24 @@ export class HttpClient {
       if (isClientCertRefusal(err) || (socketClosed && url.protocol === "https:" && isClientCertRefusal(await this.probeTls(url)))) {
         throw new CertRetrieverError(`${step} failed: the gateway at ${url.host} requires a client certificate or refused ours: ${describeCause(err)}`, {
           step,
-          exitCode: ExitCode.AUTH,
-          hint: "pass the station's certificate and key with --client-cert FILE --client-key FILE",
+          reason: "client-cert-required",
+          facts: { host: url.host, errno: errnoOf(err) },
+          cause: err,
+        });
+      }
+      if (isTlsNotSpoken(err)) {
+        throw new CertRetrieverError(`${step} failed: the server at ${url.host} does not speak TLS on that port (${describeCause(err)}); is it plain HTTP?`, {
+          step,
+          reason: "tls-not-spoken",
+          facts: { host: url.host, errno: errnoOf(err) },
           cause: err,
         });
       }
       if (isTlsTrustError(err)) {
         throw new CertRetrieverError(`${step} failed: the TLS certificate of ${url.host} is not trusted: ${describeCause(err)}`, {
           step,
-          exitCode: ExitCode.CA,
-          hint: "if the gateway uses a private CA, pass it with --platform-ca FILE; check --platform's host name",
+          reason: "tls-untrusted",
+          facts: { host: url.host, errno: errnoOf(err) },
           cause: err,
         });
       }
@@ -287,13 +298,16 @@ function isClientCertRefusal(err: unknown): boolean {
   return /ALERT_(CERTIFICATE_REQUIRED|BAD_CERTIFICATE|UNKNOWN_CA|CERTIFICATE_UNKNOWN|HANDSHAKE_FAILURE)/.test(code);
 }
 
+/** The reply to our ClientHello was not TLS: plain HTTP ("wrong version number"), or another protocol. */
+function isTlsNotSpoken(err: unknown): boolean {
+  const code = String(errnoOf(err) ?? "");
+  return /^ERR_SSL_(WRONG_VERSION_NUMBER|PACKET_LENGTH_TOO_LONG|HTTP_REQUEST|RECORD_LAYER_FAILURE|UNKNOWN_PROTOCOL)$/.test(code) || /wrong version number|packet length too long|http request/i.test(err instanceof Error ? err.message : "");
+}
+
 function isTlsTrustError(err: unknown): boolean {
   const code = String((err as NodeJS.ErrnoException | undefined)?.code ?? "");
   return /CERT|SELF_SIGNED|UNABLE_TO_(GET|VERIFY)|ALTNAME|ERR_SSL_|ERR_TLS_/.test(code) && !/TIMEOUT/.test(code);
 }
-
-/** What to do after a signing request that may have reached the platform (EJBCA issues once per NEW end entity). */
-const MAYBE_SENT_HINT = "run again later; if the platform then says the certificate was issued already, reset the device on the platform";
 
 function temporaryError(step: Step, url: URL, err: Temporary, attempts: number, deadlineCut: boolean, note?: string): CertRetrieverError {
   const tries = attempts === 1 ? "" : ` (${attempts} attempts)`;
@@ -301,19 +315,16 @@ function temporaryError(step: Step, url: URL, err: Temporary, attempts: number, 
     ? `the platform at ${url.origin} answered HTTP ${err.reply.status}: ${platformSays(err.reply)}`
     : `the platform at ${url.origin} could not be reached: ${err.message}`;
   const deadline = deadlineCut || err.message === "the deadline passed";
+  const reason: Reason = note ? "maybe-sent" : deadline ? "deadline" : err.reply ? "overloaded" : "unreachable";
   return new CertRetrieverError(`${step} failed: ${what}${tries}${deadlineCut ? "; the deadline leaves no time to try again" : ""}${note ? `; ${note}` : ""}`, {
     step,
-    exitCode: ExitCode.TEMPORARY,
+    reason,
+    facts: {
+      host: url.host,
+      ...(err.reply ? { status: err.reply.status, platformMessage: platformSays(err.reply) } : {}),
+      ...(note ? { maybeSent: true } : {}),
+    },
     cause: err,
-    hint: note
-      ? MAYBE_SENT_HINT
-      : deadline
-      ? "the run's --deadline passed; this is temporary, so run again later (systemd restarts on exit 75)"
-      : err.reply?.status === 429
-        ? "the gateway limits requests (dojot: 5 logins a minute); wait and run again, or log in once with a token"
-        : err.reply
-          ? "the platform is busy or down; this is temporary, so run again later"
-          : "check --platform and the network; this is temporary, so run again later",
   });
 }
 
@@ -323,25 +334,6 @@ export function parseRetryAfter(value: string | undefined): number | undefined {
   if (/^\d+$/.test(value.trim())) return Number.parseInt(value, 10) * 1000;
   const at = Date.parse(value);
   return Number.isNaN(at) ? undefined : Math.max(0, at - Date.now());
-}
-
-/** The exit code of a failure at `step` that is not temporary. */
-export function stepExitCode(step: Step): ExitCode {
-  switch (step) {
-    case "authenticate":
-      return ExitCode.AUTH;
-    case "fetch-ca":
-      return ExitCode.CA;
-    case "submit-csr":
-    case "bind":
-      return ExitCode.CSR;
-    case "validate":
-      return ExitCode.VALIDATION;
-    case "store":
-      return ExitCode.STORAGE;
-    default:
-      return ExitCode.UNEXPECTED;
-  }
 }
 
 /** The reply parsed as a JSON object, or undefined if it is not one. */

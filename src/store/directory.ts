@@ -1,7 +1,6 @@
 import { mkdir, open, rmdir, stat } from "node:fs/promises";
 import { dirname, join, resolve } from "node:path";
-import { CertRetrieverError, describeCause } from "../errors.js";
-import { ExitCode } from "../exit-codes.js";
+import { CertRetrieverError, describeCause, errnoOf } from "../errors.js";
 import { writableByOthers } from "../file-trust.js";
 
 /**
@@ -17,7 +16,8 @@ export async function prepareDirectory(outDir: string): Promise<string | undefin
   try {
     created = await mkdir(dir, { recursive: true, mode: 0o700 });
   } catch (err) {
-    throw storageError(`cannot create the directory ${dir}: ${describeCause(err)}`, err);
+    const real = await mkdirError(dir, err);
+    throw storageError(`cannot create the directory ${dir}: ${describeCause(real)}`, real, dir);
   }
   try {
     if (created) await refuseUntrusted(dirname(created), `refusing to create the output directory in ${dirname(created)}`, true);
@@ -38,17 +38,9 @@ async function refuseUntrusted(dir: string, what: string, stickyIsFine = false):
   try {
     reason = writableByOthers(await stat(dir), stickyIsFine);
   } catch (err) {
-    throw storageError(`cannot check who may write in ${dir}: ${describeCause(err)}`, err);
+    throw storageError(`cannot check who may write in ${dir}: ${describeCause(err)}`, err, dir);
   }
-  if (reason) {
-    throw new CertRetrieverError(`store failed: ${what}: ${reason}`, {
-      step: "store",
-      exitCode: ExitCode.STORAGE,
-      hint: reason.startsWith("other users")
-        ? `make it writable by its owner only (chmod go-w ${dir}), or keep the credentials elsewhere`
-        : "have it owned by root or by the user that runs cert-retriever, or keep the credentials elsewhere",
-    });
-  }
+  if (reason) throw new CertRetrieverError(`store failed: ${what}: ${reason}`, { step: "store", reason: "storage-unsafe", facts: { path: dir } });
 }
 
 /** Removes directories a failed run created, if they are still empty. */
@@ -72,7 +64,29 @@ export async function syncDirectory(dir: string): Promise<void> {
   }
 }
 
-/** A storage failure (exit 15) in one sentence. */
-export function storageError(message: string, cause: unknown, hint = "check that the output directory (--out) is writable and has free space"): CertRetrieverError {
-  return new CertRetrieverError(`store failed: ${message}`, { step: "store", exitCode: ExitCode.STORAGE, hint, cause });
+/**
+ * The error a recursive mkdir hides: libuv reports ENOENT for a missing directory on a read-only
+ * file system (EROFS) or one we may not write (EACCES). Creating the first missing directory by
+ * itself gives the true cause.
+ */
+async function mkdirError(dir: string, err: unknown): Promise<unknown> {
+  if (errnoOf(err) !== "ENOENT") return err;
+  let missing = dir;
+  for (let parent = dirname(dir); parent !== missing; missing = parent, parent = dirname(parent)) {
+    if (await stat(parent).then(() => true, () => false)) {
+      return mkdir(missing, { mode: 0o700 }).then(
+        async () => {
+          await rmdir(missing).catch(() => undefined);
+          return err;
+        },
+        (real: unknown) => real,
+      );
+    }
+  }
+  return err;
+}
+
+/** A storage failure in one sentence, with the system error and the path as facts. */
+export function storageError(message: string, cause: unknown, path?: string): CertRetrieverError {
+  return new CertRetrieverError(`store failed: ${message}`, { step: "store", reason: "storage-failed", facts: { errno: errnoOf(cause), ...(path ? { path } : {}) }, cause });
 }

@@ -1,8 +1,7 @@
 import { constants } from "node:fs";
 import { link, mkdtemp, open, rename, rm, unlink } from "node:fs/promises";
 import { join } from "node:path";
-import { CertRetrieverError, describeCause } from "../errors.js";
-import { ExitCode } from "../exit-codes.js";
+import { CertRetrieverError, describeCause, usageError } from "../errors.js";
 import { faultPoint } from "../fault.js";
 import { prepareDirectory, removeCreatedDirectory, storageError, syncDirectory } from "./directory.js";
 import { acquireLock } from "./lock.js";
@@ -21,7 +20,7 @@ export class FilesStore implements CredentialStore {
   /** Refuses (exit 2) a device id and CA name whose files would collide or not fit a file name. */
   constructor(outDir: string, deviceId: string, caName: string) {
     const problem = fileNamesProblem(deviceId, caName);
-    if (problem) throw new CertRetrieverError(problem, { step: "usage", exitCode: ExitCode.USAGE });
+    if (problem) throw usageError(problem, "fileNames");
     this.paths = credentialPaths(outDir, deviceId, caName);
   }
 
@@ -174,7 +173,7 @@ async function readRegularFile(path: string): Promise<string> {
   const handle = await open(path, constants.O_RDONLY | constants.O_NONBLOCK);
   try {
     const st = await handle.stat();
-    if (!st.isFile()) throw storageError(`${path} is not a regular file`, undefined, "remove it (cert-retriever writes a regular file there)");
+    if (!st.isFile()) throw storageError(`${path} is not a regular file, where cert-retriever keeps one (remove it)`, undefined, path);
     return await handle.readFile("utf8");
   } finally {
     await handle.close();

@@ -1,5 +1,4 @@
 import { CertRetrieverError, describeCause } from "../errors.js";
-import { ExitCode } from "../exit-codes.js";
 import { faultPoint } from "../fault.js";
 import { prepareDirectory, removeCreatedDirectory } from "./directory.js";
 import { acquireLock } from "./lock.js";
@@ -105,6 +104,13 @@ export class KeychainStore implements CredentialStore {
     try {
       return await keytar();
     } catch (err) {
+      if (/Cannot find (package|module) '@napi-rs\/keyring/.test(describeCause(err))) {
+        throw new CertRetrieverError("store failed: this installation has no keychain addon (@napi-rs/keyring), which the single-file build does not contain", {
+          step: "store",
+          reason: "keychain-addon-missing",
+          cause: err,
+        });
+      }
       throw keychainError(`the keychain module cannot be loaded: ${describeCause(err)}`, err);
     }
   }
@@ -119,10 +125,5 @@ export class KeychainStore implements CredentialStore {
 }
 
 function keychainError(message: string, cause: unknown): CertRetrieverError {
-  return new CertRetrieverError(`store failed: ${message}`, {
-    step: "store",
-    exitCode: ExitCode.STORAGE,
-    hint: "on Linux a Secret Service (gnome-keyring, KWallet) must run on the session bus and be unlocked; or use --store files",
-    cause,
-  });
+  return new CertRetrieverError(`store failed: ${message}`, { step: "store", reason: "keychain-unavailable", cause });
 }

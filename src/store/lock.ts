@@ -3,8 +3,7 @@ import { randomBytes } from "node:crypto";
 import { link, open, readFile, rename, unlink } from "node:fs/promises";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { CertRetrieverError, describeCause } from "../errors.js";
-import { ExitCode } from "../exit-codes.js";
+import { CertRetrieverError, describeCause, errnoOf } from "../errors.js";
 
 /** Name of the lock file inside a credentials directory. */
 export const LOCK_FILE = ".cert-retriever.lock";
@@ -46,8 +45,8 @@ export async function acquireLock(dir: string, waitMs = LOCK_WAIT_MS): Promise<(
     if (Date.now() >= giveUpAt) {
       throw new CertRetrieverError(`lock failed: another cert-retriever run (pid ${pid}) is using ${dir}`, {
         step: "lock",
-        exitCode: ExitCode.TEMPORARY,
-        hint: "wait for it to finish and run again",
+        reason: "busy",
+        facts: { path: dir },
       });
     }
     await sleep(100);
@@ -73,8 +72,8 @@ async function createWithContent(path: string, content: string): Promise<boolean
     if ((err as NodeJS.ErrnoException).code === "EEXIST") return false;
     throw new CertRetrieverError(`lock failed: cannot create ${path}: ${describeCause(err)}`, {
       step: "lock",
-      exitCode: ExitCode.STORAGE,
-      hint: "check that the output directory (--out) is writable",
+      reason: "storage-failed",
+      facts: { path, errno: errnoOf(err) },
       cause: err,
     });
   } finally {

@@ -1,7 +1,6 @@
 import { connect as netConnect, type Socket } from "node:net";
 import { connect as tlsConnect, type ConnectionOptions, type TLSSocket } from "node:tls";
 import { describeCause } from "../errors.js";
-import { ExitCode } from "../exit-codes.js";
 import { probeTlsAlert } from "../platform/tls-probe.js";
 import type { MqttVersion } from "../profiles.js";
 import { connectError, refusedMqtt5, tlsError, verifyError, VERSION_NAME, type ProtocolLevel } from "./errors.js";
@@ -129,7 +128,7 @@ async function openTls(check: BrokerCheck, at: Endpoint, onTcp?: () => void): Pr
     socket.once("error", reject);
     return () => socket.destroy();
   }).catch((err: unknown) => {
-    throw verifyError(ExitCode.BROKER_UNREACHABLE, `the broker at ${host}:${port} could not be reached: ${describeCause(err)}`, "check --broker and that the broker listens there", err);
+    throw verifyError("broker-unreachable", `the broker at ${host}:${port} could not be reached: ${describeCause(err)}`, err, host);
   });
   onTcp?.();
   return withTimeout<TLSSocket>(check.timeoutMs, "TLS handshake", (resolve, reject) => {

@@ -1,5 +1,4 @@
-import { CertRetrieverError, describeCause } from "../errors.js";
-import { ExitCode } from "../exit-codes.js";
+import { CertRetrieverError, describeCause, errnoOf, type Reason } from "../errors.js";
 
 /** The MQTT protocol level in CONNECT: 5, or 4 for MQTT 3.1.1. */
 export type ProtocolLevel = 4 | 5;
@@ -61,17 +60,17 @@ export function tlsError(err: unknown, host: string): CertRetrieverError {
   const code = String((err as NodeJS.ErrnoException).code ?? "");
   const text = describeCause(err).replace(/\s*\d+[0-9A-F]*:error:.*$/s, "");
   if (/ALERT_CERTIFICATE_REQUIRED|PEER_DID_NOT_RETURN_A_CERTIFICATE/.test(code)) {
-    return verifyError(ExitCode.CERT_REQUIRED, `the broker requires a client certificate and did not get one (${code})`, "enroll first, and check --out/--device-id", err);
+    return verifyError("broker-cert-required", `the broker requires a client certificate and did not get one (${code})`, err, host);
   }
   const refused = /ALERT_(UNKNOWN_CA|BAD_CERTIFICATE|CERTIFICATE_EXPIRED|CERTIFICATE_REVOKED|CERTIFICATE_UNKNOWN|UNSUPPORTED_CERTIFICATE|DECRYPT_ERROR|ACCESS_DENIED)/.exec(code);
   if (refused) {
     const why = { UNKNOWN_CA: "it does not trust our CA", CERTIFICATE_EXPIRED: "our certificate has expired", CERTIFICATE_REVOKED: "our certificate is revoked" }[refused[1] as "UNKNOWN_CA"] ?? refused[1]!.toLowerCase().replace(/_/g, " ");
-    return verifyError(ExitCode.CERT_REFUSED, `the broker refused our certificate: ${why} (${code})`, "enroll again, or check that the broker trusts the platform's CA", err);
+    return verifyError("broker-refused-cert", `the broker refused our certificate: ${why} (${code})`, err, host);
   }
   if (/CERT|SELF_SIGNED|UNABLE_TO|ALTNAME|HOSTNAME/.test(code)) {
-    return verifyError(ExitCode.BROKER_UNTRUSTED, `the broker's certificate is not trusted: ${text}`, `the stored CA must have signed the broker's certificate, and it must name ${host} (or pass --servername)`, err);
+    return verifyError("broker-untrusted", `the broker's certificate is not trusted: ${text}`, err, host);
   }
-  return verifyError(ExitCode.BROKER_UNREACHABLE, `the TLS handshake with the broker failed: ${text}`, "check --broker (is it an mqtts:// listener?)", err);
+  return verifyError("broker-unreachable", `the TLS handshake with the broker failed: ${text}`, err, host);
 }
 
 /** The error for a CONNECT that did not end in CONNACK 0. */
@@ -80,47 +79,33 @@ export function connectError(err: unknown, level: ProtocolLevel, clientId: strin
   if (/ALERT_|CERT/.test(String((err as NodeJS.ErrnoException).code ?? ""))) return tlsError(err, ""); // TLS 1.3: a refused certificate surfaces after the handshake
   if (level === 5 && refusedMqtt5(err)) {
     const answer = err instanceof BrokerClosed ? "it closed the connection without a CONNACK" : `it answered ${named(err)}`;
-    return verifyError(
-      ExitCode.CONNECT_DENIED,
-      `the broker did not accept an MQTT 5 connection: ${answer}`,
-      err instanceof BrokerClosed
-        ? "a broker that speaks only MQTT 3.1.1 does this, and so does one that refuses the client id or the certificate's identity: try --mqtt-version auto, or check --profile and --client-id"
-        : "the broker speaks only MQTT 3.1.1: pass --mqtt-version 3.1.1 or auto",
-      err,
-    );
+    return verifyError("broker-connect-denied", `the broker did not accept an MQTT 5 connection: ${answer}`, err);
   }
-  return verifyError(
-    ExitCode.CONNECT_DENIED,
-    `the broker did not accept the connection of client '${clientId}': ${named(err)}`,
-    "the client id or the certificate's identity is not what the broker allows: check --profile and --client-id",
-    err,
-  );
+  return verifyError("broker-connect-denied", `the broker did not accept the connection of client '${clientId}': ${named(err)}`, err);
 }
 
 /** The error for a publish the broker refused, closed the connection on, or left unanswered. */
 export function publishError(err: unknown, level: ProtocolLevel, topic: string): CertRetrieverError {
   if (err instanceof CertRetrieverError) return err; // a new session's TCP, TLS or CONNACK, already named
   if (/ALERT_|CERT/.test(String((err as NodeJS.ErrnoException).code ?? ""))) return tlsError(err, "");
-  const hint = "the broker's ACL does not let this identity publish there: check --profile and --topic";
   if (level === 4 && err instanceof BrokerClosed && err.before === "PUBACK") {
     // Mosca (lib/client.js handleAuthorizePublish) and aedes 0.51 (an authorizePublish error closes the client) refuse a publish so.
-    return verifyError(ExitCode.PUBLISH_DENIED, `the broker closed the connection after our publish to '${topic}', which is how an MQTT 3.1.1 broker refuses a publish`, hint, err);
+    return verifyError("broker-publish-denied", `the broker closed the connection after our publish to '${topic}', which is how an MQTT 3.1.1 broker refuses a publish`, err);
   }
-  return verifyError(ExitCode.PUBLISH_DENIED, `the broker did not accept the publish to '${topic}': ${named(err)}`, hint, err);
+  return verifyError("broker-publish-denied", `the broker did not accept the publish to '${topic}': ${named(err)}`, err);
 }
 
 /** The error for a 3.1.1 publish that was acknowledged but never came back on our own subscription to its topic. */
 export function undeliveredError(topic: string, timeoutMs: number): CertRetrieverError {
   return verifyError(
-    ExitCode.PUBLISH_DENIED,
+    "broker-publish-denied",
     `the broker acknowledged our publish to '${topic}' but did not deliver it to our own subscription to that topic within ${timeoutMs / 1000} s, as an MQTT 3.1.1 broker does with a publish it refuses`,
-    "the broker's ACL does not let this identity publish there (or read it back): check --profile and --topic",
   );
 }
 
-/** A verify failure with its exit code and what to do about it. */
-export function verifyError(exitCode: ExitCode, message: string, hint: string, cause?: unknown): CertRetrieverError {
-  return new CertRetrieverError(`verify failed: ${message}`, { step: "verify", exitCode, hint, cause });
+/** A verify failure: why, in one sentence, and the broker's host if known. */
+export function verifyError(reason: Reason, message: string, cause?: unknown, host?: string): CertRetrieverError {
+  return new CertRetrieverError(`verify failed: ${message}`, { step: "verify", reason, facts: { ...(host ? { host } : {}), ...(errnoOf(cause) ? { errno: errnoOf(cause) } : {}) }, cause });
 }
 
 /** "Not authorized (0x87)" for MQTT 5, "Not authorized (MQTT 3.1.1 return code 5)", else the cause's text. */

@@ -28,11 +28,11 @@ const JWT_PREFIX = Buffer.from(JSON.stringify({ alg: "HS256", typ: "JWT" })).toS
  */
 export async function runCli(
   args: string[],
-  opts: { env?: Record<string, string | undefined>; input?: string; cwd?: string; timeoutMs?: number } = {},
+  opts: { env?: Record<string, string | undefined>; input?: string; cwd?: string; timeoutMs?: number; bin?: string } = {},
 ): Promise<CliRun> {
   const env: Record<string, string> = { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "/root", NO_COLOR: "1" };
   for (const [k, v] of Object.entries(opts.env ?? {})) if (v !== undefined) env[k] = v;
-  const child = spawn(process.execPath, [BIN, ...args], { env, cwd: opts.cwd, stdio: ["pipe", "pipe", "pipe"] });
+  const child = spawn(process.execPath, [opts.bin ?? BIN, ...args], { env, cwd: opts.cwd, stdio: ["pipe", "pipe", "pipe"] });
   let stdout = "";
   let stderr = "";
   child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));

@@ -2,6 +2,7 @@ import { Command } from "commander";
 import { applyConfigFile } from "../config.js";
 import { checkPinFlag, makeStore, resolveDeviceId, type CommonFlags } from "../context.js";
 import { parseDuration } from "../inputs.js";
+import type { CliState } from "../main.js";
 import { addOptions } from "../options.js";
 import { printJson, reportError, say } from "../output.js";
 
@@ -12,7 +13,9 @@ EXIT CODES (systemd's ExecCondition= contract)
     1  nothing to do: the stored credentials are valid
   255  error (the message says which)
 
-EXAMPLE
+EXAMPLES
+  cert-retriever check --device-id f60c28 --out /var/lib/cert-retriever --json
+
   [Service]
   ExecCondition=/usr/bin/cert-retriever check
   ExecStart=/usr/bin/cert-retriever enroll --non-interactive
@@ -22,14 +25,15 @@ EXAMPLE
 export const CHECK_EXIT = { NEEDED: 0, NOTHING_TO_DO: 1, ERROR: 255 } as const;
 
 /** `cert-retriever check`: is enrollment needed? Reads the store only; never contacts the platform. */
-export function checkCommand(state: { debug: boolean; exitCode: number }): Command {
+export function checkCommand(state: CliState): Command {
   const cmd = new Command("check").summary("exit 0 if enrollment is needed, 1 if not, 255 on error (for ExecCondition=)");
-  addOptions(cmd, ["identity", "output"])
+  addOptions(cmd, "check")
     .addHelpText("after", HELP)
     .action(async (_f: CommonFlags, command: Command) => {
       try {
         await applyConfigFile(command, say);
         const flags = command.opts<CommonFlags>();
+        state.json ||= Boolean(flags.json);
         const deviceId = await resolveDeviceId({ ...flags, nonInteractive: true }, (key) => command.getOptionValueSource(key));
         const renewBeforeMs = parseDuration(flags.renewBefore, "--renew-before", true);
         await checkPinFlag(flags);
@@ -46,8 +50,7 @@ export function checkCommand(state: { debug: boolean; exitCode: number }): Comma
           state.exitCode = CHECK_EXIT.NEEDED;
         }
       } catch (err) {
-        reportError(err, state.debug);
-        state.exitCode = CHECK_EXIT.ERROR;
+        state.exitCode = reportError(err, { debug: state.debug, json: state.json, exitCode: CHECK_EXIT.ERROR });
       }
     });
   return cmd;

@@ -1,6 +1,7 @@
 import { Command, Option } from "commander";
 import { isKeyType, type KeyType } from "../../crypto/keys.js";
-import { CertRetrieverError, usageError } from "../../errors.js";
+import { CertRetrieverError } from "../../errors.js";
+import { COMMAND_EXIT_CODES } from "../../exit-codes.js";
 import type { RetryInfo } from "../../platform/http.js";
 import { applyConfigFile } from "../config.js";
 import {
@@ -9,14 +10,14 @@ import {
   makeHttp,
   makeStore,
   onInterrupt,
-  passwordSource,
+  login,
   resolveDeviceId,
   resolvePlatformUrl,
-  resolveUsername,
   tokenSession,
-
 } from "../context.js";
+import { usage } from "../failures.js";
 import { boundedRead, checkSans, parseDuration, passwordReader } from "../inputs.js";
+import type { CliState } from "../main.js";
 import { addOptions } from "../options.js";
 import { exitCodesHelp, heldSecret, holdSecret, printJson, progress, say } from "../output.js";
 import { verifyStored, type MqttFlags } from "./verify.js";
@@ -56,7 +57,7 @@ FILES
 `;
 
 /** `cert-retriever enroll`: the whole sequence, authenticate to store. */
-export function enrollCommand(state: { debug: boolean; exitCode: number }): Command {
+export function enrollCommand(state: CliState): Command {
   const cmd = new Command("enroll")
     .summary("obtain this device's key, certificate and CA certificate from the platform")
     .description(
@@ -64,38 +65,39 @@ export function enrollCommand(state: { debug: boolean; exitCode: number }): Comm
         "validates the certificate it gets back, and only then stores key, certificate and CA. " +
         "Stops at the first failure with the step's exit code; a failed run writes nothing.",
     );
-  addOptions(cmd, ["platform", "secrets", "identity", "csr", "network", "mqtt", "output"])
+  addOptions(cmd, "enroll")
     .option("--force", "enroll even if valid credentials already exist")
     .addOption(new Option("--verify-broker <url>", "after storing, connect to this mqtts:// broker with the new identity (see 'verify')").env("CERT_RETRIEVER_VERIFY_BROKER"))
-    .addHelpText("after", EXAMPLES + exitCodesHelp())
+    .addHelpText("after", EXAMPLES + exitCodesHelp(COMMAND_EXIT_CODES.enroll))
     .action(async (_flags: EnrollFlags, command: Command) => {
-      state.exitCode = await runEnroll(command);
+      state.exitCode = await runEnroll(command, state);
     });
   return cmd;
 }
 
-async function runEnroll(command: Command): Promise<number> {
+async function runEnroll(command: Command, state: CliState): Promise<number> {
   const startedAt = Date.now();
   const extras = await applyConfigFile(command, say);
   const flags = command.opts<EnrollFlags>();
+  state.json ||= Boolean(flags.json);
   // Everything is checked, and everything missing asked for, before the first request.
   const baseUrl = await resolvePlatformUrl(flags);
   const source = (key: string) => command.getOptionValueSource(key);
   const deviceId = await resolveDeviceId(flags, source);
-  if (flags.keyType !== undefined && !isKeyType(flags.keyType)) throw usageError(`unknown key type '${flags.keyType}'`);
+  if (flags.keyType !== undefined && !isKeyType(flags.keyType)) throw usage(`unknown key type '${flags.keyType}'`);
   const keyType = flags.keyType as KeyType | undefined;
   if (flags.api === "dojot") {
     // Which release answers is known only after fetch-ca; an id no release can use is refused now.
     const problem = (await import("../../platform/dojot-x509.js")).x509DeviceIdProblem(deviceId);
-    if (problem) throw usageError(problem, "use the platform's device id (dojot's are hex)");
+    if (problem) throw usage(problem, "use the platform's device id (dojot's are hex)");
   }
   const { profileSans } = await import("../../profiles.js");
   const sans = profileSans(flags.profile ?? "generic", deviceId, flags.uriDomain, checkSans(flags.dns, flags.ip, flags.uri));
   const renewBeforeMs = parseDuration(flags.renewBefore, "--renew-before", true);
   await checkPinFlag(flags);
   const token = await tokenSession(flags);
-  const username = token ? (flags.username ?? "") : await resolveUsername(flags);
-  const password = token ? async () => "" : heldSecret(await passwordSource(flags, extras, username, source));
+  // Asked for only when the authenticate step runs: a device with valid credentials needs no login.
+  const credentials = token ? undefined : await login(flags, extras, source);
   if (token) holdSecret(token.session.jwt);
   const entityEnv = process.env.CERT_RETRIEVER_ENTITY_PASSWORD;
   const entityPassword =
@@ -124,8 +126,9 @@ async function runEnroll(command: Command): Promise<number> {
         platform: await makePlatform(flags.api, { baseUrl, caName: flags.caName, entityPassword, http }),
         crypto: softwareCrypto(),
         deviceId,
-        username,
-        password: boundedRead(password, interrupt.signal, startedAt + parseDuration(flags.deadline, "--deadline")),
+        username: credentials?.username ?? (async () => flags.username ?? ""),
+        password: boundedRead(credentials?.password ?? (async () => ""), interrupt.signal, startedAt + parseDuration(flags.deadline, "--deadline")),
+        retryLogin: credentials?.retryLogin,
         session: token?.session,
         sessionSource: token?.source,
         keyType,
@@ -153,7 +156,7 @@ async function runEnroll(command: Command): Promise<number> {
       } catch (err) {
         if (err instanceof CertRetrieverError) {
           // The credentials are valid and stay; only the broker check failed.
-          throw new CertRetrieverError(`${err.message} (the new credentials are stored and valid; only the broker check failed)`, { step: err.step, exitCode: err.exitCode, hint: err.hint, cause: err });
+          throw new CertRetrieverError(`${err.message} (the new credentials are stored and valid; only the broker check failed)`, { step: err.step, reason: err.reason, facts: err.facts, hint: err.hint, cause: err });
         }
         throw err;
       }

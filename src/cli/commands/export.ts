@@ -1,18 +1,28 @@
 import { Command } from "commander";
 import { CertRetrieverError } from "../../errors.js";
-import { ExitCode } from "../../exit-codes.js";
+import { COMMAND_EXIT_CODES } from "../../exit-codes.js";
 import { applyConfigFile } from "../config.js";
 import { checkOutDir, resolveDeviceId, type CommonFlags } from "../context.js";
 import { checkFileName } from "../inputs.js";
+import type { CliState } from "../main.js";
 import { addOptions } from "../options.js";
-import { printJson, say } from "../output.js";
+import { exitCodesHelp, printJson, say } from "../output.js";
+
+const EXPORT_HELP = `
+For programs that need files (mosquitto_pub, openssl) while the keychain keeps the originals:
+
+  cert-retriever export --device-id f60c28 --out /run/cert-retriever
+`;
 
 /** `cert-retriever export`: the keychain's credentials as files, for programs that need files. */
-export function exportCommand(state: { exitCode: number }): Command {
+export function exportCommand(state: CliState): Command {
   const cmd = new Command("export").summary("write the keychain's credentials as files in --out (key 0600, directory 0700)");
-  addOptions(cmd, ["identity", "output"]).action(async (_f: CommonFlags, command: Command) => {
+  addOptions(cmd, "export")
+    .addHelpText("after", EXPORT_HELP + exitCodesHelp(COMMAND_EXIT_CODES.export))
+    .action(async (_f: CommonFlags, command: Command) => {
     await applyConfigFile(command, say);
     const flags = command.opts<CommonFlags>();
+    state.json ||= Boolean(flags.json);
     const deviceId = await resolveDeviceId(flags, (key) => command.getOptionValueSource(key));
     await checkOutDir(flags.out);
     checkFileName(flags.caName, "--ca-name");
@@ -20,8 +30,8 @@ export function exportCommand(state: { exitCode: number }): Command {
     const stored = await new KeychainStore(deviceId, flags.caName, flags.out).read();
     if (!stored.pems) {
       throw new CertRetrieverError(`export failed: the keychain holds no complete credentials for '${deviceId}'`, {
-        step: "store",
-        exitCode: ExitCode.NOT_ENROLLED,
+        step: "export",
+        reason: "not-enrolled",
         hint: "enroll first with --store keychain",
       });
     }

@@ -1,5 +1,6 @@
 import { Command, Option } from "commander";
-import { usageError } from "../../errors.js";
+import { FAULT_DESCRIPTIONS, FAULT_ROUTES } from "../../fault-kinds.js";
+import { usage } from "../failures.js";
 import { checkDeviceId } from "../inputs.js";
 import { say } from "../output.js";
 
@@ -12,6 +13,17 @@ deployment. Its CAs (CN=IOTmidCA, O=EJBCA IOT, C=SE for EJBCA-REST; the X509 Ide
 x509-identity-mgmt) and state are kept in --dir and survive a restart.
 The admin user's password comes from CERT_RETRIEVER_LAB_PASSWORD, or is generated on first
 start and printed once. It is a test tool: plain HTTP, meant for 127.0.0.1.
+`;
+
+const FAULT_HELP = `
+FAULT KINDS (--fault ROUTE:KIND[:TIMES])
+${Object.entries(FAULT_DESCRIPTIONS)
+  .map(([kind, what]) => `  ${kind.padEnd(19)} ${what}`)
+  .join("\n")}
+
+EXAMPLES
+  cert-retriever lab serve --dir ./lab --listen 127.0.0.1:8000
+  cert-retriever lab serve --dir ./lab --api both --fault sign:503:2 --fault ca:hang:1
 `;
 
 /** Kong's rate limit on /auth in dojot's compose files (`kong.config.sh`): 5 a minute, 40 an hour. */
@@ -33,11 +45,12 @@ export function labCommand(state: { exitCode: number }): Command {
     .addOption(new Option("--api <api>", "which dojot API to serve: legacy (EJBCA-REST), x509 (x509-identity-mgmt), or both").choices(["legacy", "x509", "both"]).default("legacy"))
     .addOption(new Option("--x509-rules <version>", "x509-identity-mgmt's rules: v0.5 (CN rule, tenant prefix) or v0.7 (subject passed through, binding)").choices(["v0.5", "v0.7"]).default("v0.7"))
     .option("--auth-rate-limit <limits>", "limit /auth as dojot's Kong does, e.g. 5/min,40/h (429 with Retry-After); the default beyond loopback")
-    .option("--fault <route:kind[:times]>", "misbehave on purpose, for testing clients (repeatable); see src/lab/faults.ts for the kinds", (v: string, prev: string[]) => [...prev, v], [])
+    .option("--fault <route:kind[:times]>", `misbehave on purpose, for testing clients (repeatable): ROUTE is ${FAULT_ROUTES.join(", ")}; KIND is listed below; TIMES, how often (default: always)`, (v: string, prev: string[]) => [...prev, v], [])
+    .addHelpText("after", FAULT_HELP)
     .action(async (flags: { dir: string; listen: string; certProfile: "cfree" | "open"; extensionOverride: boolean; autoRegister?: boolean; tokenLifetime: string; fault: string[]; authRateLimit?: string; api: "legacy" | "x509" | "both"; x509Rules: "v0.5" | "v0.7" }) => {
       const { host, port } = parseListen(flags.listen);
       const tokenLifetime = Number.parseInt(flags.tokenLifetime, 10);
-      if (!(tokenLifetime > 0)) throw usageError(`--token-lifetime '${flags.tokenLifetime}' is not a positive number of seconds`);
+      if (!(tokenLifetime > 0)) throw usage(`--token-lifetime '${flags.tokenLifetime}' is not a positive number of seconds`);
       const [{ startLab }, { softwareCrypto }, { parseFault }] = await Promise.all([
         import("../../lab/server.js"),
         import("../../crypto/provider.js"),
@@ -56,13 +69,13 @@ export function labCommand(state: { exitCode: number }): Command {
       try {
         authRateLimit = limit ? parseRateLimit(limit) : undefined;
       } catch (err) {
-        throw usageError((err as Error).message, undefined, err);
+        throw usage((err as Error).message, undefined, err);
       }
       const faults = flags.fault.map((f) => {
         try {
           return parseFault(f);
         } catch (err) {
-          throw usageError((err as Error).message, undefined, err);
+          throw usage((err as Error).message, undefined, err);
         }
       });
       const { LabListenError } = await import("../../lab/server.js");
@@ -82,7 +95,7 @@ export function labCommand(state: { exitCode: number }): Command {
         x509Rules: flags.x509Rules,
         extensionOverride: flags.extensionOverride,
       }).catch((err: unknown) => {
-        throw err instanceof LabListenError ? usageError(`cannot listen on --listen ${flags.listen}: ${err.message}`, "choose another port, or 0 for a free one") : err;
+        throw err instanceof LabListenError ? usage(`cannot listen on --listen ${flags.listen}: ${err.message}`, "choose another port, or 0 for a free one") : err;
       });
       if (running.generatedPassword) {
         say(`lab: created user 'admin' with password ${running.generatedPassword} (shown once; set CERT_RETRIEVER_LAB_PASSWORD to choose it)`);
@@ -111,7 +124,7 @@ export function labCommand(state: { exitCode: number }): Command {
     .action(async (flags: { dir: string; out: string; dns: string[]; ip: string[]; keyOwner?: string; api: "legacy" | "x509" }) => {
       const { checkSans } = await import("../inputs.js");
       checkSans(flags.dns, flags.ip, []);
-      if (flags.dns.length + flags.ip.length === 0) throw usageError("give the broker's names with --dns and/or --ip", "e.g. --dns localhost --ip 127.0.0.1");
+      if (flags.dns.length + flags.ip.length === 0) throw usage("give the broker's names with --dns and/or --ip", "e.g. --dns localhost --ip 127.0.0.1");
       const [{ loadOrCreateCa, issueServerCertificate }, { softwareCrypto }, { FilesStore }] = await Promise.all([
         import("../../lab/ca.js"),
         import("../../crypto/provider.js"),
@@ -119,7 +132,7 @@ export function labCommand(state: { exitCode: number }): Command {
       ]);
       const { existsSync } = await import("node:fs");
       const { join } = await import("node:path");
-      if (!existsSync(join(flags.dir, "ca.key"))) throw usageError(`no lab CA in ${flags.dir}: start the lab once with 'cert-retriever lab serve --dir ${flags.dir}'`);
+      if (!existsSync(join(flags.dir, "ca.key"))) throw usage(`no lab CA in ${flags.dir}: start the lab once with 'cert-retriever lab serve --dir ${flags.dir}'`);
       const crypto = softwareCrypto();
       const ca = await loadOrCreateCa(flags.dir, crypto, flags.api);
       const names = [...flags.dns.map((value) => ({ type: "dns" as const, value })), ...flags.ip.map((value) => ({ type: "ip" as const, value }))];
@@ -139,7 +152,7 @@ export function labCommand(state: { exitCode: number }): Command {
         try {
           execFileSync("chown", [flags.keyOwner, store.paths.key, store.paths.dir]);
         } catch {
-          throw usageError(`cannot give ${store.paths.key} to user '${flags.keyOwner}'`, "does the user exist, and are you root?");
+          throw usage(`cannot give ${store.paths.key} to user '${flags.keyOwner}'`, "does the user exist, and are you root?");
         }
       }
       say(`lab: broker certificate for ${names.map((n) => n.value).join(", ")}: ${store.paths.key}, ${store.paths.certificate}, ${store.paths.ca}`);
@@ -156,7 +169,7 @@ export function labCommand(state: { exitCode: number }): Command {
       .action(async (id: string, flags: { dir: string }) => {
         const { setDevice } = await import("../../lab/server.js");
         await setDevice(flags.dir, checkDeviceId(id), action).catch((err: Error) => {
-          throw usageError(err.message);
+          throw usage(err.message);
         });
         say(`lab: device '${id}' ${action === "add" ? "registered" : "reset"} (NEW)`);
         state.exitCode = 0;
@@ -168,6 +181,6 @@ export function labCommand(state: { exitCode: number }): Command {
 function parseListen(value: string): { host: string; port: number } {
   const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(value);
   const port = m ? Number.parseInt(m[3]!, 10) : NaN;
-  if (!m || port > 65535) throw usageError(`--listen '${value}' is not HOST:PORT`, "use e.g. --listen 127.0.0.1:0");
+  if (!m || port > 65535) throw usage(`--listen '${value}' is not HOST:PORT`, "use e.g. --listen 127.0.0.1:0");
   return { host: (m[1] ?? m[2])!, port };
 }

@@ -2,14 +2,16 @@ import { randomBytes } from "node:crypto";
 import { open, rename, unlink } from "node:fs/promises";
 import { dirname, join, resolve } from "node:path";
 import { Command } from "commander";
-import { CertRetrieverError, describeCause, usageError } from "../../errors.js";
-import { ExitCode } from "../../exit-codes.js";
+import { CertRetrieverError, describeCause } from "../../errors.js";
+import { COMMAND_EXIT_CODES } from "../../exit-codes.js";
 import type { RetryInfo } from "../../platform/http.js";
 import { applyConfigFile } from "../config.js";
+import { login, makeHttp, onInterrupt, resolvePlatformUrl, type CommonFlags } from "../context.js";
+import { usage } from "../failures.js";
 import { boundedRead, parseDuration } from "../inputs.js";
-import { makeHttp, onInterrupt, passwordSource, resolvePlatformUrl, resolveUsername, type CommonFlags } from "../context.js";
+import type { CliState } from "../main.js";
 import { addOptions } from "../options.js";
-import { exitCodesHelp, heldSecret, printJson, say } from "../output.js";
+import { exitCodesHelp, printJson, say } from "../output.js";
 
 const HELP = `
 A factory line that logs in once per device stalls: dojot's gateway allows /auth 5 times a minute
@@ -26,18 +28,19 @@ The token is written with mode 0600 and lives as long as the platform says (dojo
 `;
 
 /** `cert-retriever login`: authenticate once and keep the token for later runs. */
-export function loginCommand(state: { exitCode: number }): Command {
+export function loginCommand(state: CliState): Command {
   const cmd = new Command("login").summary("log in once and write the token for later 'enroll --token-file' runs");
-  addOptions(cmd, ["platform", "secrets", "network", "output"])
-    .addHelpText("after", HELP + exitCodesHelp())
+  addOptions(cmd, "login")
+    .addHelpText("after", HELP + exitCodesHelp(COMMAND_EXIT_CODES.login))
     .action(async (_f: CommonFlags, command: Command) => {
       const startedAt = Date.now();
       const extras = await applyConfigFile(command, say);
       const flags = command.opts<CommonFlags>();
-      if (!flags.tokenFile) throw usageError("login needs --token-file FILE (or CERT_RETRIEVER_TOKEN_FILE) to write the token to");
+      state.json ||= Boolean(flags.json);
+      if (!flags.tokenFile) throw usage("login needs --token-file FILE (or CERT_RETRIEVER_TOKEN_FILE) to write the token to");
       const baseUrl = await resolvePlatformUrl(flags);
-      const username = await resolveUsername(flags);
-      const password = heldSecret(await passwordSource(flags, extras, username, (key) => command.getOptionValueSource(key)));
+      const credentials = await login(flags, extras, (key) => command.getOptionValueSource(key));
+      await credentials.username(); // asked before the first request, as there is nothing else to do
       const retries: RetryInfo[] = [];
       const interrupt = onInterrupt();
       // Bad TLS files make makeHttp throw: the signal handlers must not outlive it.
@@ -48,7 +51,9 @@ export function loginCommand(state: { exitCode: number }): Command {
       try {
         const { DojotLegacyClient } = await import("../../platform/dojot-legacy.js");
         const client = new DojotLegacyClient({ baseUrl, caName: "", entityPassword: "", http });
-        const session = await client.authenticate(username, await boundedRead(password, interrupt.signal, startedAt + parseDuration(flags.deadline, "--deadline"))());
+        const { logIn } = await import("../../platform/login.js");
+        const password = boundedRead(credentials.password, interrupt.signal, startedAt + parseDuration(flags.deadline, "--deadline"));
+        const { session, username } = await logIn(client, { ...credentials, password });
         await writeSecretFile(flags.tokenFile, `${session.jwt}\n`);
         const seconds = session.expiresAt ? Math.max(0, Math.round((session.expiresAt.getTime() - Date.now()) / 1000)) : undefined;
         const lifetime = seconds === undefined ? "with no expiry given" : `valid for ${Math.floor(seconds / 60)} min ${seconds % 60} s, until ${session.expiresAt!.toISOString()}`;
@@ -80,7 +85,7 @@ async function writeSecretFile(path: string, text: string): Promise<void> {
     throw new CertRetrieverError(`cannot write the token to ${path}: ${describeCause(err)}`, {
         cause: err,
       step: "store",
-      exitCode: ExitCode.STORAGE,
+      reason: "storage-failed",
       hint: "check that the directory of --token-file exists and is writable",
     });
   }

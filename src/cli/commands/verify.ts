@@ -1,11 +1,13 @@
 import { Command } from "commander";
-import { CertRetrieverError, usageError } from "../../errors.js";
-import { ExitCode } from "../../exit-codes.js";
+import { CertRetrieverError } from "../../errors.js";
+import { COMMAND_EXIT_CODES } from "../../exit-codes.js";
 import type { MqttVersion, ProfileName, ProfileRecord } from "../../profiles.js";
 import type { CredentialStore } from "../../store/types.js";
 import { applyConfigFile } from "../config.js";
 import { makeStore, resolveDeviceId, type CommonFlags } from "../context.js";
+import { usage } from "../failures.js";
 import { parseDuration } from "../inputs.js";
+import type { CliState } from "../main.js";
 import { addOptions } from "../options.js";
 import { exitCodesHelp, printJson, say } from "../output.js";
 
@@ -36,14 +38,15 @@ right after the publish (Mosca, aedes) refused it: exit 25.
 `;
 
 /** `cert-retriever verify`: prove that the stored credentials open the broker's door. */
-export function verifyCommand(state: { exitCode: number }): Command {
+export function verifyCommand(state: CliState): Command {
   const cmd = new Command("verify").summary("connect to an MQTT broker with the stored identity and report each stage");
-  addOptions(cmd, ["identity", "mqtt", "output"])
+  addOptions(cmd, "verify")
     .requiredOption("--broker <url>", "the broker, mqtts://HOST:PORT")
-    .addHelpText("after", HELP + exitCodesHelp())
+    .addHelpText("after", HELP + exitCodesHelp(COMMAND_EXIT_CODES.verify))
     .action(async (_f: MqttFlags, command: Command) => {
       await applyConfigFile(command, say);
       const flags = command.opts<MqttFlags & { broker: string }>();
+      state.json ||= Boolean(flags.json);
       const deviceId = await resolveDeviceId(flags, (key) => command.getOptionValueSource(key));
       const store = await makeStore(flags, deviceId);
       const stages = await verifyStored(store, deviceId, flags.broker, flags);
@@ -59,13 +62,13 @@ export async function verifyStored(store: CredentialStore, deviceId: string, bro
   try {
     broker = new URL(brokerText);
   } catch {
-    throw usageError(`--broker '${brokerText}' is not a URL`, "e.g. --broker mqtts://broker.example.com:8883");
+    throw usage(`--broker '${brokerText}' is not a URL`, "e.g. --broker mqtts://broker.example.com:8883");
   }
-  if (broker.protocol !== "mqtts:") throw usageError(`--broker must be mqtts:// (mutual TLS), not ${broker.protocol}//`);
+  if (broker.protocol !== "mqtts:") throw usage(`--broker must be mqtts:// (mutual TLS), not ${broker.protocol}//`);
   const timeoutMs = parseDuration(flags.brokerTimeout, "--broker-timeout");
   const stored = await store.read();
   if (!stored.pems) {
-    throw new CertRetrieverError(`verify failed: no complete credentials for '${deviceId}' in ${store.location}`, { step: "verify", exitCode: ExitCode.NOT_ENROLLED, hint: "enroll first; no broker was contacted" });
+    throw new CertRetrieverError(`verify failed: no complete credentials for '${deviceId}' in ${store.location}`, { step: "verify", reason: "not-enrolled", hint: "enroll first; no broker was contacted" });
   }
   let recorded: ProfileRecord | undefined;
   try {
@@ -73,7 +76,7 @@ export async function verifyStored(store: CredentialStore, deviceId: string, bro
   } catch {
     throw new CertRetrieverError(`verify failed: the recorded profile of '${deviceId}' in ${store.location} is damaged`, {
       step: "verify",
-      exitCode: ExitCode.CONFIG,
+      reason: "config",
       hint: "pass --profile (and --client-id/--topic), or enroll again to record it anew",
     });
   }

@@ -1,0 +1,30 @@
+/**
+ * The lab's scripted faults, by name and meaning: the lab (src/lab/faults.ts) acts on them, and
+ * `lab serve --help` lists them. Kept apart so the help does not load the lab.
+ */
+
+/** The lab's routes that faults can hit. */
+export const FAULT_ROUTES = ["auth", "ca", "sign"] as const;
+
+/** What each fault does to a reply. The kinds from `wrong-ca` on need a certificate and apply to `ca` and `sign`. */
+export const FAULT_DESCRIPTIONS = {
+  refuse: "the connection is closed before any reply",
+  reset: "headers and half the body, then a reset",
+  hang: "no reply at all",
+  "500": "HTTP 500",
+  "503": "HTTP 503",
+  "429": "HTTP 429 with Retry-After: 1",
+  garbage: "200 with random bytes",
+  truncated: "200 that ends before its Content-Length",
+  oversized: "200 with a 2 MiB body",
+  "wrong-ca": "a certificate from another CA",
+  "other-key": "sign: a certificate for a key the device never made",
+  expired: "sign: the device's certificate, expired",
+  "not-yet-valid": "sign: the device's certificate, valid from tomorrow",
+  "skewed-clock": "a Date header 3 days ahead, and a certificate valid from 2 days ahead",
+  "trailing-data": "the certificate's DER followed by bytes that are not part of it",
+  "critical-extension": "sign: the certificate carries a critical extension no TLS stack knows",
+} as const;
+
+/** Every fault kind, in the order above. */
+export const FAULT_KINDS = Object.keys(FAULT_DESCRIPTIONS) as Array<keyof typeof FAULT_DESCRIPTIONS>;
