@@ -32,7 +32,7 @@ export const EXIT_CODE_MEANINGS: ReadonlyArray<readonly [ExitCode, string]> = [
   [ExitCode.USAGE, "usage: a flag or argument is missing or invalid"],
   [ExitCode.CONFIG, "configuration: a file or setting could not be read"],
   [ExitCode.AUTH, "authentication: the platform refused the user, password or token"],
-  [ExitCode.CA, "trust: the CA certificate could not be fetched or does not match the pin, or the platform's TLS certificate is not trusted"],
+  [ExitCode.CA, "trust: the CA certificate could not be fetched or does not match the pin, or the platform's TLS certificate is not trusted (or it does not speak TLS there)"],
   [ExitCode.KEYGEN, "key generation failed"],
   [ExitCode.CSR, "the platform rejected the certificate request, or would not bind the issued certificate to the device (nothing was written)"],
   [ExitCode.VALIDATION, "the issued certificate failed validation (nothing was written)"],
