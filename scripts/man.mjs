@@ -137,7 +137,7 @@ const page = [
   `${bold("-h")}, ${bold("--help")}.`,
   ...nodes.filter((n) => n.path.length > 0 && !(n.implicitHelp && n.path.length > 1)).flatMap(commandSection),
   ".SH ENVIRONMENT",
-  textLine("A flag wins over its variable, which wins over the settings file (--config), which wins over the option's default."),
+  textLine("A flag wins over its variable, which wins over the settings file (--config; without it the user's file, then the system's, see FILES), which wins over the option's default."),
   ...environment(),
   ".SH EXIT STATUS",
   textLine("'cert-retriever check' has its own codes, for systemd's ExecCondition= (see check above). The other commands:"),

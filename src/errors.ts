@@ -55,7 +55,8 @@ export const REASONS = {
   "entity-password-refused": "EJBCA refused the end-entity password",
   "bind-refused": "the platform issued a certificate but would not bind it to the device",
   // Validation
-  "cert-invalid": "the certificate is not valid for this device: key, chain, validity or names",
+  "cert-invalid": "the certificate is not valid for this device: key, chain or names",
+  "cert-out-of-date": "the certificate is not valid now (expired, or not yet valid), and the device's clock is not known to be wrong",
   "san-dropped": "the certificate lacks a subject alternative name the profile needs (the platform dropped it)",
   "clock-skew": "this device's clock disagrees with the platform's, so a valid certificate looks invalid here",
   // Storage

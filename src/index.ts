@@ -3,7 +3,7 @@ export { enroll, ENROLL_STEPS, type EnrollOptions, type EnrollEvent, type Enroll
 export { CertRetrieverError, REASONS, type Reason, type Facts, type Step } from "./errors.js";
 export { ExitCode, EXIT_CODE_MEANINGS } from "./exit-codes.js";
 /** The CLI's mapping of reasons to exit codes, for callers that want the same numbers. */
-export { EXIT_RULES, exitCodeOf } from "./cli/failures.js";
+export { EXIT_RULES, exitCodeOf, exitCodesOf } from "./exit-rules.js";
 export { DojotLegacyClient, type DojotLegacyOptions } from "./platform/dojot-legacy.js";
 export type { PlatformClient, Session } from "./platform/types.js";
 export { softwareCrypto, type CryptoProvider } from "./crypto/provider.js";

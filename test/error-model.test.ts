@@ -26,30 +26,36 @@ function failure(stderr: string): { message: string; hint: string } {
   return { message: messages[0]!, hint: lines.find((l) => l.startsWith("  hint:")) ?? "" };
 }
 
+/** Runs `body` against a web server on 127.0.0.1 that answers every request with `status` and the HTML `page`. */
+async function withHtmlServer(status: number, page: string, body: (url: string) => Promise<void>): Promise<void> {
+  const server = createServer((_req, res) => res.writeHead(status, { "content-type": "text/html" }).end(page));
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  try {
+    await body(`http://127.0.0.1:${(server.address() as AddressInfo).port}`);
+  } finally {
+    server.close();
+    server.closeAllConnections();
+  }
+}
+
 describe("misdiagnoses: the message names what is actually wrong", () => {
   it("https:// to a plain-HTTP port: the server does not speak TLS there (exit 11), one line, no OpenSSL internals", async () => {
     const run = await enrollCli(lab.url.replace("http://", "https://"), lab, "tls-plain", join(await tempDir(), "o"));
     expect(run.code, run.stderr).toBe(11);
     const { message, hint } = failure(run.stderr);
-    expect(message).toMatch(/authenticate failed: the server at 127\.0\.0\.1:\d+ does not speak TLS on that port \(wrong version number \(ERR_SSL_WRONG_VERSION_NUMBER\)\); is it plain HTTP\?$/);
+    expect(message).toMatch(/authenticate failed: the server at 127\.0\.0\.1:\d+ does not speak TLS on that port: wrong version number \(ERR_SSL_WRONG_VERSION_NUMBER\); is it plain HTTP\?$/);
     expect(run.stderr).not.toMatch(/deps\/openssl|ssl3_record|not trusted/);
     expect(hint).toMatch(/use http:\/\//);
   });
 
   it("a web server that is not dojot (501 HTML): says the URL does not look like a dojot gateway and what it answered", async () => {
-    const server = createServer((_req, res) => res.writeHead(501, { "content-type": "text/html" }).end("<html><head><title>Error response</title></head><body>Unsupported method ('POST')</body></html>"));
-    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-    try {
-      const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    await withHtmlServer(501, "<html><head><title>Error response</title></head><body>Unsupported method ('POST')</body></html>", async (url) => {
       const run = await enrollCli(url, lab, "not-dojot", join(await tempDir(), "o"));
       expect(run.code, run.stderr).toBe(10);
       const { message, hint } = failure(run.stderr);
       expect(message).toBe(`cert-retriever: authenticate failed: this does not look like a dojot gateway: POST ${url}/auth answered HTTP 501 with an HTML page titled "Error response"`);
       expect(hint).toMatch(/check --platform: it must be dojot's gateway/);
-    } finally {
-      server.close();
-      server.closeAllConnections();
-    }
+    });
   });
 
   it.skipIf(!haveRoot("the read-only mount test"))("--out under a missing directory on a read-only mount: EROFS, not ENOENT (exit 15)", async () => {
@@ -77,19 +83,63 @@ describe("misdiagnoses: the message names what is actually wrong", () => {
     expect(hint).toMatch(/npm install @napi-rs\/keyring/);
     expect(run.stderr).not.toMatch(/Secret Service|Cannot find package/);
   });
+});
 
-  it("lab serve on a busy port: a usage error naming the port (exit 2), not a bug", async () => {
-    const busy = createServer();
-    await new Promise<void>((resolve) => busy.listen(0, "127.0.0.1", resolve));
+describe("what the review found", () => {
+  it("an HTML 403 at the login is a firewall or a web server, not a wrong password (and no retries are offered)", async () => {
+    await withHtmlServer(403, "<html><title>403 Forbidden</title></html>", async (url) => {
+      const run = await enrollCli(url, lab, "waf", join(await tempDir(), "o"));
+      expect(run.code).toBe(10);
+      expect(failure(run.stderr).message).toMatch(/this does not look like a dojot gateway: POST .*\/auth answered HTTP 403 with an HTML page titled "403 Forbidden"/);
+      expect(run.stderr).not.toMatch(/password .* was refused/);
+    });
+  });
+
+  it("a certificate that is not valid now, the platform's clock unknown: the hint says to check the device clock (exit 14)", async () => {
+    const { startLab } = await import("../src/lab/server.js");
+    const { softwareCrypto } = await import("../src/crypto/provider.js");
+    const faulty = await startLab({ dir: await tempDir(), host: "127.0.0.1", port: 0, crypto: softwareCrypto(), certProfile: "cfree", autoRegister: true, adminPassword: lab.password, tokenLifetime: 420, faults: [{ route: "sign", kind: "expired" }] });
     try {
-      const port = (busy.address() as AddressInfo).port;
-      const run = await runCli(["lab", "serve", "--dir", await tempDir(), "--listen", `127.0.0.1:${port}`]);
-      expect(run.code, run.stderr).toBe(2);
-      expect(failure(run.stderr).message).toMatch(new RegExp(`cannot listen on --listen 127\\.0\\.0\\.1:${port}`));
-      expect(run.stderr).not.toMatch(/bug/);
+      const run = await enrollCli(faulty.url, lab, "expired-1", join(await tempDir(), "o"));
+      expect(run.code, run.stderr).toBe(14);
+      const { message, hint } = failure(run.stderr);
+      expect(message).toMatch(/which does not include now/);
+      expect(hint).toMatch(/check the device clock/);
     } finally {
-      busy.close();
+      await faulty.close();
     }
+  });
+
+  it("cert-retriever with only --debug, or a command group without its command, is a usage mistake (exit 2)", async () => {
+    for (const args of [["--debug"], ["lab"]]) {
+      const run = await runCli(args);
+      expect(run.code, args.join(" ")).toBe(2);
+      expect(run.stderr).toMatch(/Usage: cert-retriever/);
+    }
+  });
+
+  it("options the commands used to accept still work, hidden from their help (a unit that passes them keeps running)", async () => {
+    const out = await tempDir();
+    const check = await runCli(["check", "--device-id", "hid", "--out", out, "--non-interactive"]);
+    expect(check.code, check.stderr).toBe(0); // enrollment needed
+    expect((await runCli(["check", "--help"])).stdout).not.toMatch(/^ {2}--non-interactive/m);
+    const verify = await runCli(["verify", "--broker", "mqtts://127.0.0.1:1", "--device-id", "hid", "--out", out, "--renew-before", "30d", "--ca-fingerprint", "sha256:00"]);
+    expect(verify.code).toBe(16); // not enrolled: the options were accepted
+  });
+
+  it("a hint names only flags its command has: login's missing password does not suggest --token-file", async () => {
+    const run = await runCli(["login", "--platform", lab.url, "--username", "admin", "--token-file", join(await tempDir(), "t"), "--non-interactive"]);
+    expect(run.code).toBe(2);
+    expect(failure(run.stderr).message).toBe("cert-retriever: no password given");
+    expect(run.stderr).toMatch(/hint: pass --password-file FILE or --password-stdin, or set CERT_RETRIEVER_PASSWORD \(never on the command line\)\n/);
+    const enroll = await runCli(["enroll", "--platform", lab.url, "--username", "admin", "--device-id", "np", "--out", await tempDir(), "--non-interactive"]);
+    expect(enroll.stderr).toMatch(/, or use --token-file/);
+  });
+
+  it("check's error object for a bug-free failure and its exit code agree", async () => {
+    const run = await runCli(["check", "--device-id", "j", "--store", "cloud", "--json"]);
+    expect(run.code).toBe(255);
+    expect(JSON.parse(run.stdout).error.exitCode).toBe(255);
   });
 });
 

@@ -54,6 +54,25 @@ describe("settings: flags > environment > config file > defaults", () => {
     expect(JSON.parse(explicit.stdout)).toMatchObject({ needed: true, state: "missing" });
   });
 
+  it("the user's config file is skipped with a warning, never fatal, when it cannot be trusted or read (a HOME that is another user's); --config stays strict", async () => {
+    const home = await tempDir();
+    await mkdir(join(home, "cert-retriever"), { recursive: true });
+    const file = join(home, "cert-retriever", "config.json");
+    await writeFile(file, JSON.stringify({ renewBefore: "soon" }));
+    await chmod(file, 0o666);
+    const run = await runCli(["check", "--device-id", "xdg-2", "--out", await tempDir()], { env: { XDG_CONFIG_HOME: home } });
+    expect(run.stderr).toMatch(/warning: skipping the user's config file: refusing the config file .*config\.json: other users can write it/);
+    expect(run.code).toBe(0); // needed: the file's bad value was never used
+    const strict = await runCli(["check", "--device-id", "xdg-2", "--config", file]);
+    expect(strict.code).toBe(255);
+    // A number where a duration is expected: the file and the key are named, not a flag.
+    await writeFile(file, JSON.stringify({ deadline: 300 }));
+    await chmod(file, 0o644);
+    const number = await runCli(["enroll", "--config", file, "--device-id", "n", "--non-interactive"]);
+    expect(number.code).toBe(3);
+    expect(number.stderr).toMatch(/the config file .*config\.json: 'deadline' must be a duration with its unit, such as "300s", not the number 300/);
+  });
+
   it("an unknown key in the config file is an error that names it (exit 3)", async () => {
     const dir = await tempDir();
     await writeFile(join(dir, "c.json"), JSON.stringify({ platfrom: "x" }));

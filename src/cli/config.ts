@@ -35,21 +35,37 @@ export async function applyConfigFile(cmd: Command, warn: (line: string) => void
   let extras: ConfigExtras = {};
   // The file that wins first: a later one fills only what is still unset.
   for (const path of paths) {
-    const found = await applyOne(cmd, path, Boolean(given), warn);
+    const found = await applyOne(cmd, path, Boolean(given), warn, path !== given && path !== DEFAULT_CONFIG_PATH);
     if (found) extras = { ...found, ...extras, password: extras.password ?? found.password, path: extras.path ?? found.path };
   }
   return extras;
 }
 
-async function applyOne(cmd: Command, path: string, given: boolean, warn: (line: string) => void): Promise<ConfigExtras | undefined> {
+/**
+ * Applies one config file. `optional`: the user's file, which nobody named: one that cannot be
+ * read or cannot be trusted (a HOME that is another user's, after `su`) is skipped with a warning,
+ * never used and never fatal.
+ */
+async function applyOne(cmd: Command, path: string, given: boolean, warn: (line: string) => void, optional = false): Promise<ConfigExtras | undefined> {
   let text: string;
   try {
     text = await readFile(path, "utf8");
   } catch (err) {
-    if (!given && (err as NodeJS.ErrnoException).code === "ENOENT") return undefined;
-    throw configError(`cannot read the config file ${path}: ${describeCause(err)}`, "check --config or CERT_RETRIEVER_CONFIG", err, path);
+    const code = (err as NodeJS.ErrnoException).code;
+    if (!given && (code === "ENOENT" || (optional && code === "ENOTDIR"))) return undefined;
+    if (optional) {
+      warn(`warning: skipping the user's config file ${path}: ${describeCause(err)}`);
+      return undefined;
+    }
+    throw configError(`cannot read the config file ${path}: ${describeCause(err)}`, given ? "check --config or CERT_RETRIEVER_CONFIG" : undefined, err, path);
   }
-  await checkTrusted(path, "config file");
+  try {
+    await checkTrusted(path, "config file");
+  } catch (err) {
+    if (!optional) throw err;
+    warn(`warning: skipping the user's config file: ${(err as Error).message}`);
+    return undefined;
+  }
   let data: unknown;
   try {
     data = JSON.parse(text);
@@ -86,6 +102,9 @@ async function applyOne(cmd: Command, path: string, given: boolean, warn: (line:
     const expectsBoolean = !option.required && !option.optional; // a switch
     if (expectsArray ? !Array.isArray(value) || !value.every((v) => typeof v === "string") : expectsBoolean ? typeof value !== "boolean" : typeof value !== "string" && typeof value !== "number") {
       throw configError(`the config file ${path}: '${key}' must be ${expectsArray ? "a list of strings" : expectsBoolean ? "true or false" : "a string"}`);
+    }
+    if (typeof value === "number" && /<duration>/.test(option.flags)) {
+      throw configError(`the config file ${path}: '${key}' must be a duration with its unit, such as "${value}s", not the number ${value}`, undefined, undefined, path);
     }
     const text = expectsArray || expectsBoolean ? value : String(value);
     if (option.argChoices && !option.argChoices.includes(text as string)) {

@@ -198,7 +198,7 @@ export const LOGIN_TRIES = 3;
  * the password from {@link passwordSource}, both read only when the authenticate step runs. When
  * the password is typed at the terminal, a refused one (or an unknown user) is asked for again.
  */
-export async function login(flags: CommonFlags, extras: ConfigExtras, source?: SourceOf): Promise<LoginSource> {
+export async function login(flags: CommonFlags, extras: ConfigExtras, source?: SourceOf): Promise<LoginSource & { username: () => Promise<string> }> {
   let user: string | undefined;
   let askUser = false;
   const username = async () => {

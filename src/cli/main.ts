@@ -34,7 +34,8 @@ export async function main(argv: string[]): Promise<number> {
   const state: CliState = { debug: argv.includes("--debug"), json: argv.includes("--json"), exitCode: ExitCode.OK as number };
   // `-v` and `-V` both print the version, as most CLIs do.
   if (argv.length === 1 && argv[0] === "-V") argv = ["-v"];
-  const isCheck = argv.find((a) => !a.startsWith("-")) === "check";
+  const command = argv.find((a) => !a.startsWith("-"));
+  const isCheck = command === "check";
   const program = buildProgram(state, isCheck);
   if (argv.length === 0) {
     // No command is a usage mistake: the help goes to stderr, and the exit code says so.
@@ -47,11 +48,12 @@ export async function main(argv: string[]): Promise<number> {
     return state.exitCode;
   } catch (err) {
     if (err instanceof CommanderError) {
-      const ok = ["commander.helpDisplayed", "commander.version", "commander.help"].includes(err.code);
+      // Help asked for is success; help shown because a command is missing (`cert-retriever lab`) is a usage mistake.
+      const ok = ["commander.helpDisplayed", "commander.version"].includes(err.code) || (err.code === "commander.help" && err.exitCode === 0);
       // Under ExecCondition=, 1-254 mean "skip the unit": every failure of `check` must be 255.
       return ok ? ExitCode.OK : isCheck ? CHECK_EXIT.ERROR : ExitCode.USAGE;
     }
-    return reportError(err, { debug: state.debug, json: state.json, exitCode: isCheck ? CHECK_EXIT.ERROR : undefined });
+    return reportError(err, { debug: state.debug, json: state.json, exitCode: isCheck ? CHECK_EXIT.ERROR : undefined, command });
   }
 }
 

@@ -15,6 +15,11 @@ interface OptionSpec {
   description: string;
   /** The commands that use it: only they show it in their help. */
   commands: CommandName[];
+  /**
+   * Commands that accepted it before their help was trimmed to what they use: they still accept it
+   * (a unit or a script that passes it keeps working) but do not show it, and it changes nothing there.
+   */
+  hiddenIn?: CommandName[];
   /** What it means for one command, where that differs from `description`. */
   describe?: Partial<Record<CommandName, string>>;
   /** The environment variable, CERT_RETRIEVER_<NAME>. */
@@ -30,7 +35,7 @@ const collect = (value: string, previous: string[] | undefined) => [...(previous
 /** Every shared option. The config file takes the same names in camelCase (`deviceId`, `caName`). */
 export const OPTION_SPECS: OptionSpec[] = [
   { flags: "--platform <url>", description: "the platform gateway (dojot's Kong), e.g. https://dojot.example.com", commands: PLATFORM, env: "PLATFORM" },
-  { flags: "--api <api>", description: "the platform's API: dojot-legacy (EJBCA-REST, dojot <= v0.4), dojot (x509-identity-mgmt, v0.5+), or auto (detected from the replies)", commands: ["enroll"], env: "API", default: "auto", choices: ["auto", "dojot", "dojot-legacy"] },
+  { flags: "--api <api>", description: "the platform's API: dojot-legacy (EJBCA-REST, dojot <= v0.4), dojot (x509-identity-mgmt, v0.5+), or auto (detected from the replies)", commands: ["enroll"], hiddenIn: ["login"], env: "API", default: "auto", choices: ["auto", "dojot", "dojot-legacy"] },
   { flags: "--username <name>", description: "the platform user", commands: PLATFORM, env: "USERNAME" },
   { flags: "--password-file <file>", description: "read the user's password from this file", commands: PLATFORM, env: "PASSWORD_FILE" },
   { flags: "--password-stdin", description: "read the user's password from standard input", commands: PLATFORM },
@@ -45,31 +50,32 @@ export const OPTION_SPECS: OptionSpec[] = [
   { flags: "--device-id <id>", description: "the device id on the platform; becomes the certificate's CN and the file names", commands: STORED, env: "DEVICE_ID" },
   { flags: "--device-id-file <file>", description: "read the device id from the first line of this file", commands: STORED, env: "DEVICE_ID_FILE" },
   { flags: "--ca-name <name>", description: "the CA that issues device certificates", commands: STORED, env: "CA_NAME", default: "IOTmidCA" },
-  { flags: "--ca-fingerprint <sha256:hex>", description: "pin the CA: stop if its SHA-256 fingerprint differs (checked before any key is made, and against a stored CA)", commands: ["enroll", "check"], describe: { check: "enrollment is needed if the stored CA's SHA-256 fingerprint differs from this pin" }, env: "CA_FINGERPRINT" },
+  { flags: "--ca-fingerprint <sha256:hex>", description: "pin the CA: stop if its SHA-256 fingerprint differs (checked before any key is made, and against a stored CA)", commands: ["enroll", "check"], hiddenIn: ["verify", "export"], describe: { check: "enrollment is needed if the stored CA's SHA-256 fingerprint differs from this pin" }, env: "CA_FINGERPRINT" },
   { flags: "--out <dir>", description: "where the credentials are stored (files), or where the lock lives (keychain)", commands: STORED, describe: { check: "where the stored credentials are (files)", verify: "where the stored credentials are (files)", export: "where the files are written (key 0600, directory 0700)" }, env: "OUT", default: "./certs" },
-  { flags: "--store <kind>", description: "files: PEM files in --out; keychain: the OS keychain (Secret Service on Linux)", commands: ["enroll", "check", "verify"], env: "STORE", default: "files", choices: ["files", "keychain"] },
-  { flags: "--renew-before <duration>", description: "treat a certificate that expires within this time as due for enrollment, e.g. 30d, 12h (a unit is required)", commands: ["enroll", "check"], env: "RENEW_BEFORE", default: "30d" },
+  { flags: "--store <kind>", description: "files: PEM files in --out; keychain: the OS keychain (Secret Service on Linux)", commands: ["enroll", "check", "verify"], hiddenIn: ["export"], env: "STORE", default: "files", choices: ["files", "keychain"] },
+  { flags: "--renew-before <duration>", description: "treat a certificate that expires within this time as due for enrollment, e.g. 30d, 12h (a unit is required)", commands: ["enroll", "check"], hiddenIn: ["verify", "export"], env: "RENEW_BEFORE", default: "30d" },
   { flags: "--key-type <type>", description: "the key generated on the device (default: ec-p256 for x509-identity-mgmt, rsa-2048 for EJBCA-REST, whose CFREE profile takes RSA only)", commands: ["enroll"], env: "KEY_TYPE", choices: Object.keys(KEY_TYPES) },
   { flags: "--dns <name>", description: "a DNS subjectAltName to request (repeatable)", commands: ["enroll"], repeatable: true, default: [] },
   { flags: "--ip <address>", description: "an IP subjectAltName to request (repeatable)", commands: ["enroll"], repeatable: true, default: [] },
   { flags: "--uri <uri>", description: "a URI subjectAltName to request (repeatable)", commands: ["enroll"], repeatable: true, default: [] },
   { flags: "--entity-password-file <file>", description: "read the EJBCA end-entity password from this file (default: dojot's 'dojot', or CERT_RETRIEVER_ENTITY_PASSWORD)", commands: ["enroll"], env: "ENTITY_PASSWORD_FILE" },
   { flags: "--profile <profile>", description: "identity profile: generic, dojot-mosca (dojot <= v0.4), dojot-vernemq (v0.5+), amqtt, airvantage; recorded with the credentials", commands: BROKER, describe: { verify: "the identity profile (default: the one recorded at enrollment): generic, dojot-mosca, dojot-vernemq, amqtt, airvantage" }, env: "PROFILE", choices: ["generic", "dojot-mosca", "dojot-vernemq", "amqtt", "airvantage"] },
-  { flags: "--uri-domain <domain>", description: "amqtt: the broker's uri_domain, for the spiffe://<domain>/device/<id> URI SAN", commands: ["enroll"], env: "URI_DOMAIN" },
+  { flags: "--uri-domain <domain>", description: "amqtt: the broker's uri_domain, for the spiffe://<domain>/device/<id> URI SAN", commands: ["enroll"], hiddenIn: ["verify"], env: "URI_DOMAIN" },
   { flags: "--client-id <id>", description: "the MQTT client id (default: the profile's)", commands: BROKER, env: "CLIENT_ID" },
   { flags: "--topic <topic>", description: "publish one QoS 1 message here (default: the profile's topic, if it has one)", commands: BROKER, env: "TOPIC" },
   { flags: "--servername <name>", description: "the TLS server name (SNI) and the name the broker's certificate must carry", commands: BROKER, env: "SERVERNAME" },
   { flags: "--mqtt-version <version>", description: "the MQTT version: 5, 3.1.1, or auto (5, then 3.1.1 if the broker refuses 5); default: the profile's (3.1.1 for dojot-mosca and amqtt, else auto)", commands: BROKER, env: "MQTT_VERSION", choices: [...MQTT_VERSIONS] },
   { flags: "--broker-timeout <duration>", description: "the broker check's time limit for each stage", commands: BROKER, env: "BROKER_TIMEOUT", default: "10s" },
   { flags: "--json", description: "print the result as JSON on stdout (on failure: an error object with step, reason, exit code, message and hint)", commands: ALL },
-  { flags: "--non-interactive", description: "never prompt: a missing value is an error (also without a terminal)", commands: ["enroll", "login", "verify", "export"] },
-  { flags: "--config <file>", description: "settings file (JSON); default /etc/cert-retriever/config.json if it exists", commands: ALL, env: "CONFIG" },
+  { flags: "--non-interactive", description: "never prompt: a missing value is an error (also without a terminal)", commands: ["enroll", "login", "verify", "export"], hiddenIn: ["check"] },
+  { flags: "--config <file>", description: "settings file (JSON); default: $XDG_CONFIG_HOME/cert-retriever/config.json (else the same under ~/.config), then /etc/cert-retriever/config.json, where they exist", commands: ALL, env: "CONFIG" },
 ];
 
-/** Adds the options `name` uses to `cmd`, described as they work there. */
+/** Adds the options `name` uses to `cmd`, described as they work there, and the hidden ones it still accepts. */
 export function addOptions(cmd: Command, name: CommandName): Command {
-  for (const spec of OPTION_SPECS.filter((s) => s.commands.includes(name))) {
+  for (const spec of OPTION_SPECS.filter((s) => s.commands.includes(name) || s.hiddenIn?.includes(name))) {
     const option = new Option(spec.flags, spec.describe?.[name] ?? spec.description);
+    if (!spec.commands.includes(name)) option.hideHelp();
     if (spec.env) option.env(`CERT_RETRIEVER_${spec.env}`);
     if (spec.choices) option.choices(spec.choices);
     if (spec.repeatable) option.argParser(collect);

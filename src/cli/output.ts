@@ -45,11 +45,12 @@ function redactSecrets(text: string): string {
   return out;
 }
 
-/** How a failure is reported: `--debug` adds stack traces; `--json` adds the error object on stdout; `exitCode` overrides the mapping (check's 255). */
+/** How a failure is reported: `--debug` adds stack traces; `--json` adds the error object on stdout; `exitCode` overrides the mapping (check's 255); `command` chooses the hint's flags. */
 export interface ReportOptions {
   debug: boolean;
   json?: boolean;
   exitCode?: number;
+  command?: string;
 }
 
 /**
@@ -59,18 +60,18 @@ export interface ReportOptions {
 export function reportError(err: unknown, opts: ReportOptions): number {
   if (err instanceof CertRetrieverError) {
     const code = opts.exitCode ?? exitCodeOf(err);
-    const hint = hintOf(err);
+    const hint = hintOf(err, opts.command);
     say(`cert-retriever: ${err.message}`);
     if (hint) say(`  hint: ${hint}`);
     if (opts.debug) say(`reason: ${err.reason}\n${String(err.stack)}` + (err.cause ? `\ncause: ${String((err.cause as Error).stack ?? err.cause)}` : ""));
-    if (opts.json) printJson(failureJson(err, code));
+    if (opts.json) printJson(failureJson(err, code, opts.command));
     return code;
   }
   const message = err instanceof Error ? err.message : String(err);
   say(`cert-retriever: unexpected error: ${message}`);
   say("  hint: this is a bug; run again with --debug and report the output");
   if (opts.debug && err instanceof Error) say(String(err.stack));
-  if (opts.json) printJson({ ...bugJson(message), ...(opts.exitCode !== undefined ? { exitCode: opts.exitCode } : {}) });
+  if (opts.json) printJson(bugJson(message, opts.exitCode));
   return opts.exitCode ?? ExitCode.UNEXPECTED;
 }
 

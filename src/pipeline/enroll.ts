@@ -77,7 +77,7 @@ export interface EnrollResult {
 
 /**
  * Runs the fixed enrollment sequence and stops at the first error (a {@link CertRetrieverError}
- * carrying the step and exit code). Nothing is written unless every step before `store` passed.
+ * carrying the step and the reason). Nothing is written unless every step before `store` passed.
  */
 export async function enroll(opts: EnrollOptions, onEvent: (e: EnrollEvent) => void = () => {}): Promise<EnrollResult> {
   const now = opts.now ?? (() => new Date());

@@ -68,7 +68,7 @@ export async function inspectCredentials(store: CredentialStore, opts: InspectOp
   return { state: "valid", cert, ca, renewFrom, profiled: pems.profileJson !== undefined };
 }
 
-/** Stops the run (exit 11) if `ca` does not match the pin. */
+/** Stops the run (`pin-mismatch`) if `ca` does not match the pin. */
 export function checkPin(ca: x509.X509Certificate, pin: string | undefined, what: string): void {
   if (!pin) return;
   const actual = sha256Fingerprint(ca);

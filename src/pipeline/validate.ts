@@ -49,8 +49,8 @@ export const CLOCK_TOLERANCE_MS = 5 * 60_000;
  * Checks, before anything is written, the path from the CA to the certificate: the certificate
  * carries our key; the CA is a CA (basicConstraints CA:TRUE, keyCertSign) and valid now; it signed
  * the certificate; the certificate is not a CA, is valid now, and names the device (CN = device
- * id, as EJBCA's end entity sets it). Throws a validation error (exit 14) naming the first check
- * that fails, or a clock error (exit 75) when only the device's clock is wrong.
+ * id, as EJBCA's end entity sets it). Throws `cert-invalid` naming the first check that fails,
+ * `cert-out-of-date` when it is not valid now, or `clock-skew` when only the device's clock is wrong.
  */
 export async function validateCertificate(input: ValidationInput, crypto: CryptoProvider, step: Step = "validate"): Promise<void> {
   const fail = (message: string) =>
@@ -103,7 +103,7 @@ function checkValidity(cert: x509.X509Certificate, what: string, input: Validati
   const written = step === "validate" ? "; nothing was written" : "";
   throw new CertRetrieverError(`${step} failed: ${what} is ${range}, which does not include now (${now.toISOString()})${written}`, {
     step,
-    reason: "cert-invalid",
+    reason: "cert-out-of-date",
   });
 }
 

@@ -134,12 +134,14 @@ export function facts(reply: HttpReply): { status: number; platformMessage: stri
 /**
  * Whether a reply could come from dojot at `step`: its gateway and services answer JSON, and a
  * route they lack is Kong's JSON 404. A 404, 405 or 501 that is not JSON is another server (a web
- * server, a portal), and so is a page where the login's token should be. A service's own crash
- * (a Flask 500 page) is still dojot.
+ * server, a portal); so is any reply to the login below 500 that is not JSON (dojot's auth service
+ * answers `{message, status}`, and nothing guards /auth in front of it: an HTML 403 is a firewall
+ * or a web server, not a wrong password). A service's own crash (a Flask 500 page) is still dojot.
  */
 function fromDojot(reply: HttpReply, step: Step): boolean {
   if (jsonObject(reply) !== undefined) return true;
-  return !([404, 405, 501].includes(reply.status) || (reply.status === 200 && step === "authenticate"));
+  if (step === "authenticate" && reply.status < 500) return false;
+  return ![404, 405, 501].includes(reply.status);
 }
 
 /** The error for a reply from something that is not a dojot gateway. */

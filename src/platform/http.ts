@@ -209,7 +209,7 @@ export class HttpClient {
         });
       }
       if (isTlsNotSpoken(err)) {
-        throw new CertRetrieverError(`${step} failed: the server at ${url.host} does not speak TLS on that port (${describeCause(err)}); is it plain HTTP?`, {
+        throw new CertRetrieverError(`${step} failed: the server at ${url.host} does not speak TLS on that port: ${describeCause(err)}; is it plain HTTP?`, {
           step,
           reason: "tls-not-spoken",
           facts: { host: url.host, errno: errnoOf(err) },

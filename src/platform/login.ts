@@ -3,7 +3,8 @@ import type { Session } from "./types.js";
 
 /** The user and password of a login, each read when needed, and whether to ask again after a refusal. */
 export interface LoginSource {
-  username: () => Promise<string>;
+  /** The user, or a function that asks for it (called only when the login runs). */
+  username: string | (() => Promise<string>);
   password: () => Promise<string>;
   /**
    * After the platform refused the user or the password (`auth-refused`, `user-unknown`):
@@ -18,7 +19,7 @@ export async function logIn(
   source: LoginSource,
 ): Promise<{ session: Session; username: string }> {
   for (let attempt = 1; ; attempt++) {
-    const username = await source.username();
+    const username = typeof source.username === "string" ? source.username : await source.username();
     try {
       return { session: await platform.authenticate(username, await source.password()), username };
     } catch (err) {

@@ -4,7 +4,7 @@ import { CertRetrieverError, describeCause, errnoOf } from "../errors.js";
 import { writableByOthers } from "../file-trust.js";
 
 /**
- * Creates the credentials directory with mode 0700 if it is missing, and refuses it (exit 15)
+ * Creates the credentials directory with mode 0700 if it is missing, and refuses it (`storage-unsafe`)
  * when another user could write in it: `dir` itself, each directory this run created, and the
  * directory it created them in (which may be a sticky one such as /tmp). Crash recovery renames
  * files found there, so a directory others can write would let them choose what lands where.

@@ -17,7 +17,7 @@ export class FilesStore implements CredentialStore {
   readonly kind = "files";
   readonly paths: CredentialPaths;
 
-  /** Refuses (exit 2) a device id and CA name whose files would collide or not fit a file name. */
+  /** Refuses (`usage`) a device id and CA name whose files would collide or not fit a file name. */
   constructor(outDir: string, deviceId: string, caName: string) {
     const problem = fileNamesProblem(deviceId, caName);
     if (problem) throw usageError(problem, "fileNames");

@@ -14,7 +14,7 @@ export const LOCK_WAIT_MS = 5_000;
 /**
  * Takes the directory's lock (a file created exclusively, holding our pid, the boot id and the
  * process's start time) so that two runs (systemd and a person) cannot interleave. A second run
- * waits up to `waitMs` for the first, then stops (exit 75). A lock left by a process that is gone
+ * waits up to `waitMs` for the first, then stops (`busy`). A lock left by a process that is gone
  * is taken over: its pid is dead, or ours (a killed run in a container was pid 1 too), or now
  * belongs to a process started at another time, or it was taken before a reboot. Returns the
  * release function. (Node has no flock(2) without a native addon.)

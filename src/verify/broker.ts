@@ -46,7 +46,7 @@ interface Endpoint {
 
 /**
  * Connects to the broker as the device (mutual TLS, MQTT 5 or 3.1.1) and reports each stage: TCP,
- * TLS handshake, CONNACK and, with a topic, PUBACK. Each failure is its own exit code (20-25).
+ * TLS handshake, CONNACK and, with a topic, PUBACK. Each failure has its own reason (broker-…).
  */
 export async function checkBroker(check: BrokerCheck, onStage: (s: StageReport) => void): Promise<StageReport[]> {
   const stages: StageReport[] = [];

@@ -48,7 +48,8 @@ EXAMPLES
       --username admin --password-stdin --key-type ec-p256
 
 SETTINGS
-  Flags win over CERT_RETRIEVER_* variables, which win over the config file (--config), which wins
+  Flags win over CERT_RETRIEVER_* variables, which win over the config file (--config; without it
+  $XDG_CONFIG_HOME/cert-retriever/config.json, then /etc/cert-retriever/config.json), which win
   over the defaults. Secrets come from a file, stdin, the environment, systemd credentials
   ($CREDENTIALS_DIRECTORY/password or /token), or a 0600 config file; never from the command line.
 

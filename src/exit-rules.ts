@@ -1,0 +1,79 @@
+import type { CertRetrieverError, Reason, Step } from "./errors.js";
+import { ExitCode } from "./exit-codes.js";
+
+/**
+ * The CLI's exit code for each failure reason: one exhaustive mapping (the compiler checks that
+ * every reason has one), so that the documented numbers, which systemd units and factory scripts
+ * depend on, are decided in one place. The library's errors carry no exit code.
+ */
+
+/** An exit code, or one per step where the same reason means a different failure per step. */
+type ExitRule = ExitCode | { readonly byStep: Partial<Record<Step, ExitCode>>; readonly otherwise: ExitCode };
+
+/** The exit code of a platform's refusal, by the step it stopped. */
+const PLATFORM_STEP: ExitRule = {
+  byStep: { authenticate: ExitCode.AUTH, "fetch-ca": ExitCode.CA, "submit-csr": ExitCode.CSR, bind: ExitCode.CSR },
+  otherwise: ExitCode.CSR,
+};
+
+/** Reason -> exit code. The compiler checks that every reason has one. */
+export const EXIT_RULES: { readonly [R in Reason]: ExitRule } = {
+  usage: ExitCode.USAGE,
+  config: ExitCode.CONFIG,
+  "missing-credentials": ExitCode.USAGE,
+  unreachable: ExitCode.TEMPORARY,
+  overloaded: ExitCode.TEMPORARY,
+  deadline: ExitCode.TEMPORARY,
+  "maybe-sent": ExitCode.TEMPORARY,
+  "tls-not-spoken": ExitCode.CA,
+  "tls-untrusted": ExitCode.CA,
+  "client-cert-required": ExitCode.AUTH,
+  "not-a-dojot-platform": PLATFORM_STEP,
+  "reply-malformed": PLATFORM_STEP,
+  "reply-altered": { byStep: { "fetch-ca": ExitCode.CA }, otherwise: ExitCode.VALIDATION },
+  "platform-error": PLATFORM_STEP,
+  "auth-refused": ExitCode.AUTH,
+  "user-unknown": ExitCode.AUTH,
+  "user-inactive": ExitCode.AUTH,
+  "token-expired": ExitCode.AUTH,
+  "permission-denied": ExitCode.AUTH,
+  "ca-unknown": ExitCode.CA,
+  "pin-mismatch": ExitCode.CA,
+  "keygen-failed": ExitCode.KEYGEN,
+  "csr-refused": ExitCode.CSR,
+  "key-refused": ExitCode.CSR,
+  "already-issued": ExitCode.CSR,
+  "device-unknown": ExitCode.CSR,
+  "entity-password-refused": ExitCode.CSR,
+  "bind-refused": ExitCode.CSR,
+  "cert-invalid": ExitCode.VALIDATION,
+  "cert-out-of-date": ExitCode.VALIDATION,
+  "san-dropped": ExitCode.VALIDATION,
+  "clock-skew": ExitCode.TEMPORARY,
+  "storage-failed": ExitCode.STORAGE,
+  "storage-unsafe": ExitCode.STORAGE,
+  "keychain-unavailable": ExitCode.STORAGE,
+  "keychain-addon-missing": ExitCode.STORAGE,
+  busy: ExitCode.TEMPORARY,
+  "not-enrolled": ExitCode.NOT_ENROLLED,
+  interrupted: ExitCode.INTERRUPTED,
+  terminated: ExitCode.TERMINATED,
+  "broker-unreachable": ExitCode.BROKER_UNREACHABLE,
+  "broker-untrusted": ExitCode.BROKER_UNTRUSTED,
+  "broker-refused-cert": ExitCode.CERT_REFUSED,
+  "broker-cert-required": ExitCode.CERT_REQUIRED,
+  "broker-connect-denied": ExitCode.CONNECT_DENIED,
+  "broker-publish-denied": ExitCode.PUBLISH_DENIED,
+};
+
+/** The exit codes a reason can give, for documentation and tests. */
+export function exitCodesOf(reason: Reason): ExitCode[] {
+  const rule = EXIT_RULES[reason];
+  return typeof rule === "number" ? [rule] : [...new Set([...Object.values(rule.byStep), rule.otherwise])];
+}
+
+/** The exit code of a failure. */
+export function exitCodeOf(err: CertRetrieverError): ExitCode {
+  const rule = EXIT_RULES[err.reason];
+  return typeof rule === "number" ? rule : (rule.byStep[err.step] ?? rule.otherwise);
+}
