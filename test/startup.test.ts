@@ -1,5 +1,5 @@
-import { spawnSync } from "node:child_process";
-import { mkdtempSync, readFileSync } from "node:fs";
+import { spawn, spawnSync } from "node:child_process";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -27,4 +27,33 @@ describe.skipIf(!hasStrace)("start-up loads only what the command needs", () => 
       expect(heavy).toEqual([]);
     });
   }
+});
+
+describe("an enrollment loads one HTTP client", () => {
+  it("Node's own bundled undici is not loaded beside ours (its WebAssembly parser would be compiled twice)", async () => {
+    const { startTestLab, tempDir } = await import("./helpers/lab.js");
+    const { BIN } = await import("./helpers/cli.js");
+    const lab = await startTestLab({ autoRegister: true });
+    try {
+      const dir = await tempDir();
+      const hook = join(dir, "hook.mjs");
+      writeFileSync(hook, `process.on("exit", () => process.stderr.write("loaded: " + process.moduleLoadList.filter((m) => /undici/.test(m)).join(",") + "\\n"));\n`);
+      // Asynchronously: the lab answers from this process.
+      const child = spawn(process.execPath, ["--import", hook, BIN, "enroll", "--platform", lab.url, "--device-id", "one-undici", "--username", "admin", "--password-stdin", "--out", join(dir, "o"), "--non-interactive"], {
+        env: { PATH: process.env.PATH ?? "", NO_COLOR: "1" },
+        stdio: ["pipe", "ignore", "pipe"],
+      });
+      let stderr = "";
+      child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
+      child.stdin.end(`${lab.password}\n`);
+      const timer = setTimeout(() => child.kill("SIGKILL"), 30_000);
+      const status = await new Promise<number | null>((resolve) => child.on("close", resolve));
+      clearTimeout(timer);
+      const run = { status, stderr };
+      expect(run.status, run.stderr).toBe(0);
+      expect(run.stderr).toMatch(/^loaded: $/m);
+    } finally {
+      await lab.stop();
+    }
+  });
 });
