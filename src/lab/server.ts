@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import type { IncomingMessage, Server, ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import * as x509 from "../crypto/x509.js";
 import { toPem } from "../crypto/keys.js";
@@ -99,6 +99,9 @@ export async function startLab(options: LabOptions): Promise<RunningLab> {
       (other ??= createCa(LAB_CA_DN, opts.crypto).then(({ cert, keys }) => ({ name: ca.name, cert, key: keys.privateKey }))),
   };
   let queue: Promise<unknown> = Promise.resolve();
+  // Loaded here, not at the top: in the single-file build a static import of node:http is hoisted
+  // to the file's start, and on Node 24 its ESM facade loads Node's own undici on every run.
+  const { createServer } = await import("node:http");
   const server = createServer({ requestTimeout: REQUEST_TIMEOUT_MS }, (req, res) => {
     // Bodies are read side by side (a slow client holds up nobody); then one request at a time,
     // so that state changes (end entity NEW -> GENERATED, x509 records) never interleave.
