@@ -162,14 +162,19 @@ describe("verify ends its MQTT connection with DISCONNECT", () => {
   });
 
   describe("a broker that never answers our PUBLISH or SUBSCRIBE: after the wait, DISCONNECT still goes out before we close", () => {
+    /** verify against a broker that leaves `unanswered` out: exit 25 naming it, and the packets the broker saw end in DISCONNECT. */
+    async function expectDisconnectAfterSilence(broker: { url: string; ended(): Promise<string[]> }, id: string, out: string, version: string, unanswered: string, packets: string[]): Promise<void> {
+      const run = await verify(broker.url, id, out, "--mqtt-version", version, "--broker-timeout", "1s");
+      expect(run.stderr).toMatch(new RegExp(`verify failed: .*no ${unanswered} within 1 s`));
+      expect(run.code).toBe(25);
+      expect(await broker.ended()).toEqual(packets);
+    }
+
     it("MQTT 5: no PUBACK within --broker-timeout, exit 25, and the broker gets DISCONNECT", async () => {
       const broker = await startSilentBroker(lab.dir);
       try {
         const out = await enrolled("mute5");
-        const run = await verify(broker.url, "mute5", out, "--mqtt-version", "5", "--broker-timeout", "1s");
-        expect(run.stderr).toMatch(/verify failed: .*no PUBACK within 1 s/);
-        expect(run.code).toBe(25);
-        expect(await broker.ended()).toEqual(["CONNECT", "PUBLISH", "DISCONNECT"]);
+        await expectDisconnectAfterSilence(broker, "mute5", out, "5", "PUBACK", ["CONNECT", "PUBLISH", "DISCONNECT"]);
       } finally {
         await broker.stop();
       }
@@ -180,14 +185,8 @@ describe("verify ends its MQTT connection with DISCONNECT", () => {
       const noPuback = await startSilentBroker(lab.dir, { suback: true });
       try {
         const out = await enrolled("mute4");
-        const sub = await verify(noSuback.url, "mute4", out, "--mqtt-version", "3.1.1", "--broker-timeout", "1s");
-        expect(sub.stderr).toMatch(/verify failed: .*no SUBACK within 1 s/);
-        expect(sub.code).toBe(25);
-        expect(await noSuback.ended()).toEqual(["CONNECT", "SUBSCRIBE", "DISCONNECT"]);
-        const pub = await verify(noPuback.url, "mute4", out, "--mqtt-version", "3.1.1", "--broker-timeout", "1s");
-        expect(pub.stderr).toMatch(/verify failed: .*no PUBACK within 1 s/);
-        expect(pub.code).toBe(25);
-        expect(await noPuback.ended()).toEqual(["CONNECT", "SUBSCRIBE", "PUBLISH", "DISCONNECT"]);
+        await expectDisconnectAfterSilence(noSuback, "mute4", out, "3.1.1", "SUBACK", ["CONNECT", "SUBSCRIBE", "DISCONNECT"]);
+        await expectDisconnectAfterSilence(noPuback, "mute4", out, "3.1.1", "PUBACK", ["CONNECT", "SUBSCRIBE", "PUBLISH", "DISCONNECT"]);
       } finally {
         await noSuback.stop();
         await noPuback.stop();

@@ -36,7 +36,7 @@ export async function applyConfigFile(cmd: Command, warn: (line: string) => void
   // The file that wins first: a later one fills only what is still unset.
   for (const path of paths) {
     const found = await applyOne(cmd, path, Boolean(given), warn, path !== given && path !== DEFAULT_CONFIG_PATH);
-    if (found) extras = { ...found, ...extras, password: extras.password ?? found.password, path: extras.path ?? found.path };
+    if (found) extras = { ...found, ...extras };
   }
   return extras;
 }

@@ -1,7 +1,7 @@
 import { CertRetrieverError } from "../errors.js";
 import { DojotLegacyClient, parseCaReply } from "./dojot-legacy.js";
 import { DojotX509Client } from "./dojot-x509.js";
-import { jsonObject, platformSays, type HttpReply } from "./http.js";
+import { jsonObject, platformSays, replyFacts, type HttpReply } from "./http.js";
 import { API_TRAITS, type Binding, type FetchedCa, type Issued, type PlatformApi, type PlatformClient, type Session, type SignRequest } from "./types.js";
 
 /**
@@ -43,7 +43,7 @@ export class AutoPlatformClient implements PlatformClient {
       default:
         throw new CertRetrieverError(
           `fetch-ca failed: neither dojot API answered: GET /x509/v1/ca gave HTTP ${modern.status} (${platformSays(modern)}) and GET /ca/<name> gave HTTP ${legacy.status} (${platformSays(legacy)})`,
-          { step: "fetch-ca", reason: "not-a-dojot-platform", facts: { status: modern.status, platformMessage: platformSays(modern) } },
+          { step: "fetch-ca", reason: "not-a-dojot-platform", facts: replyFacts(modern) },
         );
     }
   }

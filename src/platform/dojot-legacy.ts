@@ -1,6 +1,6 @@
 import { CertRetrieverError, type Reason, type Step } from "../errors.js";
 import { decodeBase64 } from "./base64.js";
-import { jsonObject, platformSays, type HttpClient, type HttpReply } from "./http.js";
+import { jsonObject, platformSays, replyFacts, type HttpClient, type HttpReply } from "./http.js";
 import { sessionFromJwt, type FetchedCa, type Issued, type PlatformApi, type PlatformClient, type Session, type SignRequest } from "./types.js";
 
 /** Settings of the EJBCA-REST client. */
@@ -108,7 +108,7 @@ export function authError(reply: HttpReply, username: string): CertRetrieverErro
       "user-unknown": `the platform does not know user '${username}'`,
       "auth-refused": `the password for user '${username}' was refused`,
     }[reason as "auth-refused"];
-    return new CertRetrieverError(`authenticate failed: ${what} (HTTP ${reply.status}: ${says})`, { step: "authenticate", reason, facts: facts(reply) });
+    return new CertRetrieverError(`authenticate failed: ${what} (HTTP ${reply.status}: ${says})`, { step: "authenticate", reason, facts: replyFacts(reply) });
   }
   return replyError("authenticate", reply, "logging in");
 }
@@ -121,14 +121,9 @@ export function replyError(step: Step, reply: HttpReply, doing: string, reason: 
   if (!fromDojot(reply, step)) return notDojot(step, reply);
   const message = `${step} failed: ${doing}: HTTP ${reply.status}: ${platformSays(reply)}`;
   if (step !== "authenticate" && (reply.status === 401 || reply.status === 403)) {
-    return new CertRetrieverError(message, { step, reason: reply.status === 401 ? "token-expired" : "permission-denied", facts: facts(reply) });
+    return new CertRetrieverError(message, { step, reason: reply.status === 401 ? "token-expired" : "permission-denied", facts: replyFacts(reply) });
   }
-  return new CertRetrieverError(message, { step, reason, facts: facts(reply) });
-}
-
-/** The plain facts of a reply, for an error. */
-export function facts(reply: HttpReply): { status: number; platformMessage: string } {
-  return { status: reply.status, platformMessage: platformSays(reply) };
+  return new CertRetrieverError(message, { step, reason, facts: replyFacts(reply) });
 }
 
 /**
@@ -150,7 +145,7 @@ function notDojot(step: Step, reply: HttpReply): CertRetrieverError {
   return new CertRetrieverError(`${step} failed: this does not look like a dojot gateway: ${asked} answered HTTP ${reply.status} with ${platformSays(reply)}`, {
     step,
     reason: "not-a-dojot-platform",
-    facts: facts(reply),
+    facts: replyFacts(reply),
   });
 }
 
@@ -167,7 +162,7 @@ export function malformed(step: Step, reply: HttpReply, expected: string): CertR
   return new CertRetrieverError(`${step} failed: the platform's reply (HTTP ${reply.status}) is not what the API promises: expected ${expected}, got ${platformSays(reply)}`, {
     step,
     reason: "reply-malformed",
-    facts: facts(reply),
+    facts: replyFacts(reply),
   });
 }
 

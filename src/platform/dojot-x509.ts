@@ -1,8 +1,8 @@
 import { createHash } from "node:crypto";
 import { CertRetrieverError, usageError, type Reason, type Step } from "../errors.js";
 import { toPem } from "../crypto/keys.js";
-import { authError, bearer, facts, malformed, replyError, requireJson } from "./dojot-legacy.js";
-import { jsonObject, platformSays, type HttpClient, type HttpReply } from "./http.js";
+import { authError, bearer, malformed, replyError, requireJson } from "./dojot-legacy.js";
+import { jsonObject, platformSays, replyFacts, type HttpClient, type HttpReply } from "./http.js";
 import { sessionFromJwt, type Binding, type FetchedCa, type Issued, type PlatformApi, type PlatformClient, type Session, type SignRequest } from "./types.js";
 
 /** Settings of the x509-identity-mgmt client. */
@@ -98,7 +98,7 @@ export class DojotX509Client implements PlatformClient {
         throw new CertRetrieverError(`bind failed: the platform has no device '${deviceId}' for this user's tenant (HTTP 400: ${platformSays(reply)}); no key was made and no certificate issued`, {
           step: "bind",
           reason: "device-unknown",
-          facts: facts(reply),
+          facts: replyFacts(reply),
         });
       }
       throw usageError(x509DeviceIdProblem(deviceId, "v0.7") ?? `the platform refused device id '${deviceId}': ${platformSays(reply)}`, "deviceId");
@@ -141,7 +141,7 @@ export class DojotX509Client implements PlatformClient {
       reply.status === 401 ? "token-expired" : reply.status === 403 ? "permission-denied" : /was not found for tenant/i.test(says) ? "device-unknown" : "bind-refused";
     throw new CertRetrieverError(
       `bind failed: the platform issued certificate ${fingerprint} but did not bind it to device '${deviceId}': HTTP ${reply.status}: ${says}; nothing was written, and the unbound certificate stays on the platform until removed`,
-      { step: "bind", reason, facts: { ...facts(reply), fingerprint } },
+      { step: "bind", reason, facts: { ...replyFacts(reply), fingerprint } },
     );
   }
 

@@ -326,7 +326,7 @@ function temporaryError(step: Step, url: URL, err: Temporary, attempts: number, 
     reason,
     facts: {
       host: url.host,
-      ...(err.reply ? { status: err.reply.status, platformMessage: platformSays(err.reply) } : {}),
+      ...(err.reply ? replyFacts(err.reply) : {}),
       ...(note ? { maybeSent: true } : {}),
     },
     cause: err,
@@ -377,6 +377,11 @@ export function platformSays(reply: HttpReply): string {
   }
   if (!reply.text.trim()) return "an empty body";
   return printable(reply.text) ? oneLine(reply.text) : `${reply.text.length} bytes that are not text`;
+}
+
+/** The plain facts of a reply, for an error: its status and what the platform said. */
+export function replyFacts(reply: HttpReply): { status: number; platformMessage: string } {
+  return { status: reply.status, platformMessage: platformSays(reply) };
 }
 
 /**

@@ -127,7 +127,7 @@ async function runEnroll(command: Command, state: CliState): Promise<number> {
         platform: await makePlatform(flags.api, { baseUrl, caName: flags.caName, entityPassword, http }),
         crypto: softwareCrypto(),
         deviceId,
-        username: credentials?.username ?? (async () => flags.username ?? ""),
+        username: credentials?.username ?? flags.username ?? "",
         password: boundedRead(credentials?.password ?? (async () => ""), interrupt.signal, startedAt + parseDuration(flags.deadline, "--deadline")),
         retryLogin: credentials?.retryLogin,
         session: token?.session,
