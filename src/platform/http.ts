@@ -3,7 +3,8 @@ import { isIP } from "node:net";
 import * as tls from "node:tls";
 import { probeTlsAlert } from "./tls-probe.js";
 import { setTimeout as sleep } from "node:timers/promises";
-import { Agent, EnvHttpProxyAgent, type Dispatcher } from "./undici-core.js";
+import type { Dispatcher } from "./undici-core.js";
+import { NodeHttpClient, TIMEOUT_CODES } from "./node-http.js";
 import { isLoopbackHost } from "../loopback.js";
 import { CertRetrieverError, describeCause, errnoOf, type Reason, type Step } from "../errors.js";
 
@@ -80,17 +81,16 @@ class Temporary extends Error {
 }
 
 /**
- * The platform's HTTP client: undici with verified TLS (system CAs plus any given), HTTP(S)_PROXY
- * and NO_PROXY honoured, timeouts on connect, headers and body, a cap on reply size, and retries
+ * The platform's HTTP client: verified TLS (system CAs plus any given), HTTP(S)_PROXY and NO_PROXY
+ * honoured (through undici; a direct connection uses Node's own client, see node-http.ts), timeouts on connect, headers and body, a cap on reply size, and retries
  * of temporary failures within the run's deadline. It also learns the platform's clock from the
  * `Date` header.
  */
 export class HttpClient {
   /** Platform time minus local time, from the last reply that carried a `Date` header. */
   clockSkewMs: number | undefined;
-  private dispatcher: Dispatcher | undefined;
-  private direct: Dispatcher | undefined;
-  private plain: Dispatcher | undefined;
+  private proxied: Dispatcher | undefined;
+  private direct: NodeHttpClient | undefined;
 
   constructor(private readonly settings: HttpSettings) {}
 
@@ -163,16 +163,10 @@ export class HttpClient {
       headers["content-type"] = "application/json";
     }
     try {
-      const res = await this.getDispatcher(url).request({
-        origin: url.origin,
-        path: `${url.pathname}${url.search}`,
-        method: init.method,
-        headers,
-        body,
-        headersTimeout: timeouts.headers,
-        bodyTimeout: timeouts.body,
-        signal,
-      });
+      const proxied = await this.proxiedDispatcher(url);
+      const res = proxied
+        ? await proxied.request({ origin: url.origin, path: `${url.pathname}${url.search}`, method: init.method, headers, body, headersTimeout: timeouts.headers, bodyTimeout: timeouts.body, signal })
+        : await (this.direct ??= new NodeHttpClient(() => this.tlsOptions())).request({ url, method: init.method, headers, body, signal, timeouts });
       const date = res.headers.date;
       if (typeof date === "string" && !Number.isNaN(Date.parse(date))) this.clockSkewMs = Date.parse(date) - Date.now();
       const chunks: Buffer[] = [];
@@ -228,50 +222,60 @@ export class HttpClient {
       }
       if (timeout.aborted) throw new Temporary(Date.now() >= deadline ? "the deadline passed" : "the request timed out");
       const code = String((err as NodeJS.ErrnoException).code ?? "");
-      const notSent = /^(ECONNREFUSED|ENOTFOUND|EAI_AGAIN|EHOSTUNREACH|ENETUNREACH|UND_ERR_CONNECT_TIMEOUT)$/.test(code);
-      if (/^UND_ERR_(HEADERS|BODY|CONNECT)_TIMEOUT$/.test(code)) {
-        const limit = code === "UND_ERR_CONNECT_TIMEOUT" ? timeouts.connect : code === "UND_ERR_BODY_TIMEOUT" ? timeouts.body : timeouts.headers;
-        throw new Temporary(`the request timed out (no ${code.includes("CONNECT") ? "connection" : "reply"} within ${limit / 1000} s)`, undefined, undefined, notSent);
+      const notSent = code === TIMEOUT_CODES.connect || /^(ECONNREFUSED|ENOTFOUND|EAI_AGAIN|EHOSTUNREACH|ENETUNREACH)$/.test(code);
+      const timedOut = (Object.keys(TIMEOUT_CODES) as (keyof typeof TIMEOUT_CODES)[]).find((k) => TIMEOUT_CODES[k] === code);
+      if (timedOut) {
+        throw new Temporary(`the request timed out (no ${timedOut === "connect" ? "connection" : "reply"} within ${timeouts[timedOut] / 1000} s)`, undefined, undefined, notSent);
       }
       throw new Temporary(describeCause(err), undefined, undefined, notSent);
     }
   }
 
+  /** Trusted CAs and client certificate; read when a TLS connection is first made (plain http never reads the system's CA store, which costs some 50 ms on Node 24). */
   private tlsOptions() {
     return {
       ca: [...systemCaCertificates(), ...(this.settings.tls?.ca ?? [])],
       cert: this.settings.tls?.cert,
       key: this.settings.tls?.key,
-      timeout: this.settings.timeouts.connect,
     };
   }
 
   /**
-   * HTTP(S)_PROXY and NO_PROXY for the network; never a proxy for this machine (as NO_PROXY
-   * conventions have it): a loopback platform over plain http would otherwise hand the password
-   * and the token in clear to whatever proxy the environment names.
+   * undici's dispatcher for HTTP(S)_PROXY and NO_PROXY, when the environment names a proxy for the
+   * URL's scheme (https falls back to HTTP_PROXY, as undici does); otherwise undefined: a direct
+   * connection. Never a proxy for this machine (as NO_PROXY conventions have it): a loopback
+   * platform over plain http would otherwise hand the password and the token in clear to whatever
+   * proxy the environment names.
    */
-  private getDispatcher(url: URL): Dispatcher {
-    // Plain http to this machine needs no TLS: the system's CA store is not even read (on Node 24
-    // that read alone costs some 50 ms).
-    if (isLoopbackHost(url.hostname) && url.protocol === "http:") return (this.plain ??= new Agent({ connect: { timeout: this.settings.timeouts.connect } }));
-    const tlsOptions = this.tlsOptions();
-    if (isLoopbackHost(url.hostname)) return (this.direct ??= new Agent({ connect: tlsOptions }));
-    return (this.dispatcher ??= new EnvHttpProxyAgent({ connect: tlsOptions, requestTls: tlsOptions }));
+  private async proxiedDispatcher(url: URL): Promise<Dispatcher | undefined> {
+    if (isLoopbackHost(url.hostname) || !proxyNamedFor(url.protocol)) return undefined;
+    if (!this.proxied) {
+      const { EnvHttpProxyAgent } = await import("./undici-core.js");
+      const tlsOptions = { ...this.tlsOptions(), timeout: this.settings.timeouts.connect };
+      this.proxied ??= new EnvHttpProxyAgent({ connect: tlsOptions, requestTls: tlsOptions });
+    }
+    return this.proxied;
   }
 
   /** The TLS alert a direct handshake meets, for a connection undici saw only closed (see tls-probe.ts). */
   private async probeTls(url: URL): Promise<{ code: string } | undefined> {
     const host = url.hostname.replace(/^\[|\]$/g, "");
-    const { timeout: _timeout, ...options } = this.tlsOptions();
-    const code = await probeTlsAlert({ ...options, host, port: Number(url.port || 443), servername: isIP(host) ? undefined : host });
+    const code = await probeTlsAlert({ ...this.tlsOptions(), host, port: Number(url.port || 443), servername: isIP(host) ? undefined : host });
     return code === undefined ? undefined : { code };
   }
 
   /** Closes idle connections so the process can exit. */
   async close(): Promise<void> {
-    await Promise.all([this.dispatcher?.close(), this.direct?.close(), this.plain?.close()]);
+    this.direct?.close();
+    await this.proxied?.close();
   }
+}
+
+/** Whether the environment names a proxy for `protocol`, read as undici's EnvHttpProxyAgent reads it. */
+function proxyNamedFor(protocol: string): boolean {
+  const http = process.env.http_proxy ?? process.env.HTTP_PROXY;
+  const https = process.env.https_proxy ?? process.env.HTTPS_PROXY;
+  return Boolean(protocol === "https:" ? https || http : http);
 }
 
 let systemCas: string[] | undefined;

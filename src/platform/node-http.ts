@@ -1,0 +1,101 @@
+/**
+ * The platform client's direct path on Node's own `http`/`https`, whose HTTP parser is native.
+ * undici parses HTTP in WebAssembly: V8 compiles that module on every run, and a process cannot
+ * exit until the optimising compile of its parser finishes (about 140 ms and 35 MB per run on
+ * Node 20, 80 ms on Node 24; see the README's performance section). undici stays for the path
+ * through an HTTP(S)_PROXY, which Node's clients do not take from the environment on Node 20.
+ */
+import type { Agent as HttpAgent, IncomingHttpHeaders, IncomingMessage, ClientRequest } from "node:http";
+import type { Agent as HttpsAgent } from "node:https";
+import { createRequire } from "node:module";
+import type { SecureContextOptions } from "node:tls";
+
+// Loaded with require(): on Node 22+ an ESM import of node:http builds its module namespace,
+// whose WebSocket export loads Node's own undici (and its WebAssembly parser) on every run.
+const requireBuiltin = createRequire(import.meta.url);
+
+/** The error codes of the client's own timeouts: undici's names, so both paths classify alike. */
+export const TIMEOUT_CODES = { connect: "UND_ERR_CONNECT_TIMEOUT", headers: "UND_ERR_HEADERS_TIMEOUT", body: "UND_ERR_BODY_TIMEOUT" } as const;
+
+export interface NodeRequest {
+  url: URL;
+  method: string;
+  headers: Record<string, string>;
+  body?: string;
+  signal: AbortSignal;
+  timeouts: { connect: number; headers: number; body: number };
+}
+
+/** A reply whose body is still to be read: what undici's `request()` resolves with. */
+export interface NodeReply {
+  statusCode: number;
+  headers: IncomingHttpHeaders;
+  body: IncomingMessage;
+}
+
+/** Keep-alive connections to the platform over http and over https (with the given TLS settings). */
+export class NodeHttpClient {
+  private http: HttpAgent | undefined;
+  private https: HttpsAgent | undefined;
+
+  constructor(private readonly tls: () => SecureContextOptions & { cert?: string; key?: string }) {}
+
+  request(req: NodeRequest): Promise<NodeReply> {
+    const secure = req.url.protocol === "https:";
+    const lib = requireBuiltin(secure ? "node:https" : "node:http") as typeof import("node:https");
+    const agent = secure
+      ? (this.https ??= new (lib.Agent as typeof HttpsAgent)({ keepAlive: true, ...this.tls() }))
+      : (this.http ??= new (requireBuiltin("node:http") as typeof import("node:http")).Agent({ keepAlive: true }));
+    const { url, timeouts } = req;
+    return new Promise<NodeReply>((resolve, reject) => {
+      let timer: NodeJS.Timeout | undefined;
+      const fail = (request: ClientRequest, code: string, message: string) => {
+        request.destroy(Object.assign(new Error(message), { code }));
+      };
+      const request = lib.request(
+        {
+          agent,
+          protocol: url.protocol,
+          hostname: url.hostname.replace(/^\[|\]$/g, ""),
+          port: url.port || undefined,
+          path: `${url.pathname}${url.search}`,
+          method: req.method,
+          headers: req.body === undefined ? req.headers : { ...req.headers, "content-length": String(Buffer.byteLength(req.body)) },
+          signal: req.signal,
+        },
+        (res) => {
+          clearTimeout(timer);
+          // The body's limit is on silence between chunks, as undici's bodyTimeout is.
+          const socket = res.socket;
+          const silent = () => res.destroy(Object.assign(new Error("Body Timeout Error"), { code: TIMEOUT_CODES.body }));
+          socket.setTimeout(timeouts.body, silent);
+          res.once("close", () => socket.setTimeout(0, silent));
+          resolve({ statusCode: res.statusCode ?? 0, headers: res.headers, body: res });
+        },
+      );
+      const waitForHeaders = () => {
+        timer = setTimeout(() => fail(request, TIMEOUT_CODES.headers, "Headers Timeout Error"), timeouts.headers);
+      };
+      request.once("socket", (socket) => {
+        const connecting = (socket as { connecting?: boolean }).connecting;
+        if (!connecting) return waitForHeaders();
+        timer = setTimeout(() => fail(request, TIMEOUT_CODES.connect, `Connect Timeout Error (attempted address: ${url.host}, timeout: ${timeouts.connect}ms)`), timeouts.connect);
+        socket.once(secure ? "secureConnect" : "connect", () => {
+          clearTimeout(timer);
+          waitForHeaders();
+        });
+      });
+      request.once("error", (err) => {
+        clearTimeout(timer);
+        reject(err);
+      });
+      request.end(req.body);
+    });
+  }
+
+  /** Closes the kept connections so the process can exit. */
+  close(): void {
+    this.http?.destroy();
+    this.https?.destroy();
+  }
+}
