@@ -1,4 +1,4 @@
-import { copyFile } from "node:fs/promises";
+import { chmod, copyFile, readdir, readFile, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -9,10 +9,11 @@ import { openssl } from "./helpers/tools.js";
 import { spawn } from "node:child_process";
 
 const BUNDLE = fileURLToPath(new URL("../dist/cert-retriever.mjs", import.meta.url));
+const LAB_BUNDLE = fileURLToPath(new URL("../dist/cert-retriever-lab.mjs", import.meta.url));
 
 /** Runs the single file copied alone into an empty directory: no node_modules anywhere above it. */
-async function runAlone(file: string, args: string[], input = ""): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const child = spawn(process.execPath, [file, ...args], { cwd: join(file, ".."), env: { PATH: process.env.PATH ?? "" }, stdio: ["pipe", "pipe", "pipe"] });
+async function runAlone(file: string, args: string[], input = "", env: Record<string, string> = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const child = spawn(process.execPath, [file, ...args], { cwd: join(file, ".."), env: { PATH: process.env.PATH ?? "", ...env }, stdio: ["pipe", "pipe", "pipe"] });
   let stdout = "";
   let stderr = "";
   child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
@@ -49,5 +50,124 @@ describe("the single-file build", () => {
     expect(fromBundle.stdout).toBe(fromSource.stdout);
     const bad = await runAlone(BUNDLE, ["enroll", "--device-id", "../x", "--platform", lab.url]);
     expect([bad.code, bad.stderr]).toEqual([2, expect.stringMatching(/is not usable/)]);
+  });
+});
+
+describe("the device build carries no lab platform and no test fault hooks", () => {
+  it("`lab` says where the lab is (exit 2); a fault hook's variable does nothing; neither is in the file", async () => {
+    const lab = await runAlone(BUNDLE, ["lab", "serve", "--dir", await tempDir()]);
+    expect(lab.code).toBe(2);
+    expect(lab.stderr).toMatch(/^cert-retriever: the lab platform is not part of the device build: .*cert-retriever-lab/m);
+    const text = await readFile(BUNDLE, "utf8");
+    expect(text).not.toContain("CERT_RETRIEVER_TEST_FAULT");
+    expect(text).not.toContain("The lab platform speaks");
+  });
+
+  it("the lab's own single file, alone in a directory, serves the device's single file, alone in another", async () => {
+    const labFile = join(await tempDir("cr-lab-solo-"), "cert-retriever-lab.mjs");
+    await copyFile(LAB_BUNDLE, labFile);
+    const labDir = join(labFile, "..", "state");
+    const child = spawn(process.execPath, [labFile, "serve", "--dir", labDir, "--listen", "127.0.0.1:0", "--cert-profile", "open", "--auto-register"], {
+      cwd: join(labFile, ".."),
+      env: { PATH: process.env.PATH ?? "", CERT_RETRIEVER_LAB_PASSWORD: "solo-lab-password" },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    const timer = setTimeout(() => child.kill("SIGKILL"), 30_000);
+    try {
+      const url = await new Promise<string>((resolve, reject) => {
+        child.stdout.on("data", (d: Buffer) => resolve(d.toString().trim()));
+        child.on("close", (code) => reject(new Error(`the lab exited ${code}`)));
+      });
+      SECRETS.add("solo-lab-password");
+      const device = join(await tempDir("cr-dev-solo-"), "cert-retriever.mjs");
+      await copyFile(BUNDLE, device);
+      const out = join(device, "..", "certs");
+      // The fault variable would kill the full CLI after submitting the CSR; the device build has no such hook.
+      const run = await runAlone(device, ["enroll", "--platform", url, "--device-id", "solo-2", "--username", "admin", "--password-stdin", "--key-type", "ec-p256", "--out", out], "solo-lab-password", { CERT_RETRIEVER_TEST_FAULT: "kill:after-submit-csr" });
+      expect(run.code, run.stderr).toBe(0);
+      expect(openssl("verify", "-CAfile", join(out, "IOTmidCA.crt"), join(out, "solo-2.crt"))).toMatch(/: OK/);
+    } finally {
+      clearTimeout(timer);
+      child.kill("SIGTERM");
+    }
+  });
+});
+
+describe("the device build's code cache (CERT_RETRIEVER_CACHE_DIR)", () => {
+  let lab: TestLab;
+  beforeAll(async () => {
+    lab = await startTestLab({ certProfile: "open", autoRegister: true });
+  });
+  afterAll(async () => lab.stop());
+  let n = 0;
+  /** An enrollment by `file` (the single file by default) into a new directory, with `env`. */
+  const enroll = async (cacheDir: string | undefined, env: Record<string, string> = {}, file = BUNDLE) =>
+    runAlone(file, ["enroll", "--platform", lab.url, "--device-id", `cache-${n++}`, "--username", "admin", "--password-stdin", "--key-type", "ec-p256", "--out", join(await tempDir(), "certs")], lab.password, {
+      ...(cacheDir === undefined ? {} : { CERT_RETRIEVER_CACHE_DIR: cacheDir }),
+      ...env,
+    });
+  const cacheFiles = async (dir: string) => (await readdir(dir)).filter((f) => f.endsWith(".v8cache"));
+
+  it("the first run makes the chosen directory (0700) and leaves a cache (0600); the next run uses it as it is", async () => {
+    const dir = join(await tempDir(), "cache");
+    const first = await enroll(dir);
+    expect(first.code, first.stderr).toBe(0);
+    expect((await stat(dir)).mode & 0o777).toBe(0o700);
+    const files = await cacheFiles(dir);
+    expect(files).toEqual([expect.stringMatching(new RegExp(`^cert-retriever-[0-9a-f]{16}-${process.version.replace(/\./g, "\\.")}-${process.arch}-enroll\\.v8cache$`))]);
+    const file = join(dir, files[0]!);
+    expect((await stat(file)).mode & 0o777).toBe(0o600);
+    const before = await stat(file);
+    const second = await enroll(dir);
+    expect(second.code, second.stderr).toBe(0);
+    // Accepted by V8, so not written again.
+    expect((await stat(file)).mtimeMs).toBe(before.mtimeMs);
+    expect(await cacheFiles(dir)).toEqual(files);
+  });
+
+  it("a damaged or cut-short cache (as from another Node or build) is compiled around and replaced; other builds' caches are removed", async () => {
+    const dir = await tempDir();
+    expect((await enroll(dir)).code).toBe(0);
+    const [name] = await cacheFiles(dir);
+    const file = join(dir, name!);
+    const valid = await readFile(file);
+    const stale = join(dir, `cert-retriever-0000000000000000-v20.0.0-${process.arch}-enroll.v8cache`);
+    await writeFile(stale, valid);
+    await writeFile(join(dir, "notes.txt"), "mine");
+    for (const damaged of [Buffer.from("not a code cache"), valid.subarray(0, valid.length >> 1)]) {
+      await writeFile(file, damaged);
+      const run = await enroll(dir);
+      expect(run.code, run.stderr).toBe(0);
+      expect((await readFile(file)).length).toBeGreaterThan(damaged.length);
+    }
+    expect((await readdir(dir)).sort()).toEqual([name, "notes.txt"]);
+  });
+
+  it("a directory or a cache file other users can write is never read nor written; a relative path or none at all writes nothing", async () => {
+    const open = await tempDir();
+    await chmod(open, 0o777);
+    expect((await enroll(open)).code).toBe(0);
+    expect(await readdir(open)).toEqual([]);
+
+    const dir = await tempDir();
+    expect((await enroll(dir)).code).toBe(0);
+    const [name] = await cacheFiles(dir);
+    const file = join(dir, name!);
+    await writeFile(file, "planted by another user");
+    await chmod(file, 0o666);
+    const run = await enroll(dir);
+    expect(run.code, run.stderr).toBe(0);
+    expect((await stat(file)).mode & 0o777).toBe(0o600);
+    expect((await readFile(file)).toString("latin1")).not.toContain("planted");
+
+    // Alone in a directory, with a home of its own: after runs with a relative path and with no
+    // directory at all, the home and the working directory hold only the copy itself.
+    const home = await tempDir();
+    const alone = join(home, "cert-retriever.mjs");
+    await copyFile(BUNDLE, alone);
+    const env = { HOME: home, XDG_CACHE_HOME: join(home, ".cache") };
+    expect((await enroll("relative-cache", env, alone)).code).toBe(0);
+    expect((await enroll(undefined, env, alone)).code).toBe(0);
+    expect(await readdir(home, { recursive: true })).toEqual(["cert-retriever.mjs"]);
   });
 });

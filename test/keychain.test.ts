@@ -3,7 +3,7 @@ import { existsSync } from "node:fs";
 import { mkdir, readFile, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { assertNoSecrets, BIN, runCli } from "./helpers/cli.js";
+import { assertNoSecrets, commandLine, runCli } from "./helpers/cli.js";
 import { listFiles } from "./helpers/enroll.js";
 import { startTestLab, tempDir, type TestLab } from "./helpers/lab.js";
 import { haveTool, openssl } from "./helpers/tools.js";
@@ -19,9 +19,9 @@ async function inKeyringSession(home: string, runs: Array<{ args: string[]; inpu
   const lines = ["set -u", `export HOME='${home}'`, `eval "$(printf 'keyring-pass' | gnome-keyring-daemon --unlock --components=secrets)"`, "export SSH_AUTH_SOCK=/dev/null"];
   runs.forEach((run, i) => {
     if (run.input !== undefined) lines.push(`cat > '${dir}/in${i}' <<'CR_EOF'\n${run.input}\nCR_EOF`);
-    const quoted = run.args.map((a) => `'${a}'`).join(" ");
+    const quoted = commandLine(run.args, run.env).map((a) => `'${a}'`).join(" ");
     const env = Object.entries(run.env ?? {}).map(([k, v]) => `${k}='${v}' `).join("");
-    lines.push(`${env}'${process.execPath}' '${BIN}' ${quoted} < ${run.input !== undefined ? `'${dir}/in${i}'` : "/dev/null"} > '${dir}/out${i}' 2> '${dir}/err${i}'; echo $? > '${dir}/code${i}'`);
+    lines.push(`${env}'${process.execPath}' ${quoted} < ${run.input !== undefined ? `'${dir}/in${i}'` : "/dev/null"} > '${dir}/out${i}' 2> '${dir}/err${i}'; echo $? > '${dir}/code${i}'`);
   });
   await mkdir(home, { recursive: true });
   await writeFile(join(dir, "session.sh"), lines.join("\n") + "\n");

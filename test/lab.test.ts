@@ -5,7 +5,7 @@ import { createInterface } from "node:readline";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import * as x509 from "../src/crypto/x509.js";
 import { softwareCrypto } from "../src/crypto/provider.js";
-import { BIN, runCli, SECRETS } from "./helpers/cli.js";
+import { commandLine, runCli, SECRETS } from "./helpers/cli.js";
 import { startTestLab, tempDir, type TestLab } from "./helpers/lab.js";
 import { openssl } from "./helpers/tools.js";
 
@@ -155,7 +155,7 @@ describe("lab platform: EJBCA-REST /ca and /sign (section 3)", () => {
 
 describe("lab serve as a process", () => {
   it("listening beyond loopback, it warns and limits /auth as dojot's Kong does (the sixth login in a minute is 429)", async () => {
-    const child = spawn(process.execPath, [BIN, "lab", "serve", "--dir", await tempDir(), "--listen", "0.0.0.0:0"], {
+    const child = spawn(process.execPath, commandLine(["lab", "serve", "--dir", await tempDir(), "--listen", "0.0.0.0:0"]), {
       env: { PATH: process.env.PATH ?? "", CERT_RETRIEVER_LAB_PASSWORD: "exposed-lab-pw" },
       stdio: ["ignore", "pipe", "pipe"],
     });
@@ -185,7 +185,7 @@ describe("lab serve as a process", () => {
   it("prints its URL, generates and shows the admin password once, keeps CA and devices across restarts", async () => {
     const dir = await tempDir();
     const serve = async (env: Record<string, string> = {}) => {
-      const child = spawn(process.execPath, [BIN, "lab", "serve", "--dir", dir, "--listen", "127.0.0.1:0"], {
+      const child = spawn(process.execPath, commandLine(["lab", "serve", "--dir", dir, "--listen", "127.0.0.1:0"]), {
         env: { PATH: process.env.PATH ?? "", ...env },
         stdio: ["ignore", "pipe", "pipe"],
       });

@@ -1,4 +1,6 @@
-/** The single-file build's entry: the CLI, run at once. */
+/** The single-file build's CLI: bundled as CommonJS and run by single-file.ts (no top-level await there). */
 import { main } from "./main.js";
 
-process.exitCode = await main(process.argv.slice(2));
+void main(process.argv.slice(2)).then((code) => {
+  process.exitCode = code;
+});

@@ -14,6 +14,8 @@ import { exitCodesHelp, printJson, reportError } from "./output.js";
 
 /** Set by the single-file build, which has no package.json beside it. */
 declare const __CERT_RETRIEVER_VERSION__: string | undefined;
+/** True in the single-file device build, which carries no lab platform (see scripts/bundle.mjs). */
+declare const __CERT_RETRIEVER_DEVICE_BUILD__: boolean | undefined;
 
 /** The version from package.json (or the one the single-file build was made with). */
 function version(): string {
@@ -83,7 +85,8 @@ export function buildProgram(state: CliState, isCheck = false): Command {
   program.addCommand(checkCommand(state));
   program.addCommand(verifyCommand(state));
   program.addCommand(exportCommand(state));
-  program.addCommand(labCommand(state));
+  if (typeof __CERT_RETRIEVER_DEVICE_BUILD__ === "boolean" && __CERT_RETRIEVER_DEVICE_BUILD__) program.addCommand(labElsewhere(), { hidden: true });
+  else program.addCommand(labCommand(state));
   program.addCommand(completionCommand(state));
   for (const cmd of allCommands(program)) {
     cmd.exitOverride().configureOutput({ outputError });
@@ -97,6 +100,17 @@ export interface CliState {
   /** --json was given (on the command line or in the config file): failures print an error object too. */
   json: boolean;
   exitCode: number;
+}
+
+/** `lab` in the device build: a device serves nothing; the lab comes with the full package. */
+function labElsewhere(): Command {
+  return new Command("lab")
+    .allowUnknownOption()
+    .allowExcessArguments()
+    .helpOption(false)
+    .action(() => {
+      throw usage("the lab platform is not part of the device build: run it from the full package (npx cert-retriever lab ..., or cert-retriever-lab) or from dist/cert-retriever-lab.mjs");
+    });
 }
 
 function allCommands(cmd: Command): Command[] {

@@ -33,6 +33,17 @@ export interface NodeReply {
   body: IncomingMessage;
 }
 
+/**
+ * A TLS failure met while writing the request comes as "write EPROTO" with OpenSSL's text; the
+ * same failure met by the handshake carries Node's code for it (e.g. ERR_SSL_WRONG_VERSION_NUMBER,
+ * made from OpenSSL's reason as Node makes it): the code is given here too, so both read alike.
+ */
+function withTlsCode(err: NodeJS.ErrnoException): NodeJS.ErrnoException {
+  const reason = err.code === "EPROTO" ? /:error:[0-9A-F]+:SSL routines:[^:]*:([^:]+):/.exec(err.message)?.[1] : undefined;
+  if (reason) err.code = `ERR_SSL_${reason.toUpperCase().replace(/ /g, "_")}`;
+  return err;
+}
+
 /** Keep-alive connections to the platform over http and over https (with the given TLS settings). */
 export class NodeHttpClient {
   private http: HttpAgent | undefined;
@@ -87,7 +98,7 @@ export class NodeHttpClient {
       });
       request.once("error", (err) => {
         clearTimeout(timer);
-        reject(err);
+        reject(withTlsCode(err));
       });
       request.end(req.body);
     });

@@ -8,6 +8,23 @@ import { fileURLToPath } from "node:url";
  */
 export const BIN = process.env.CERT_RETRIEVER_TEST_BIN ? resolve(process.env.CERT_RETRIEVER_TEST_BIN) : fileURLToPath(new URL("../../bin/cert-retriever.mjs", import.meta.url));
 
+/** The full CLI from the TypeScript build: the only one with the test fault hooks (the device build has none). */
+export const SOURCE_BIN = fileURLToPath(new URL("../../bin/cert-retriever.mjs", import.meta.url));
+
+/**
+ * The lab platform's own entry (`cert-retriever-lab serve` = `cert-retriever lab serve`): bin/, or
+ * the lab's single file when CERT_RETRIEVER_TEST_LAB_BIN names it. The device build has no lab.
+ */
+export const LAB_BIN = process.env.CERT_RETRIEVER_TEST_LAB_BIN ? resolve(process.env.CERT_RETRIEVER_TEST_LAB_BIN) : fileURLToPath(new URL("../../bin/cert-retriever-lab.mjs", import.meta.url));
+
+/** The command line of `cert-retriever ARGS` (after node): `lab ...` goes to the lab's entry, a run with a fault hook to the full CLI. */
+export function commandLine(args: string[], env: Record<string, string | undefined> = {}, bin?: string): string[] {
+  if (bin) return [bin, ...args];
+  if (args[0] === "lab") return [LAB_BIN, ...args.slice(1)];
+  if (env.CERT_RETRIEVER_TEST_FAULT) return [SOURCE_BIN, ...args];
+  return [BIN, ...args];
+}
+
 /** What a run of the CLI printed and returned. */
 export interface CliRun {
   code: number | null;
@@ -32,7 +49,7 @@ export async function runCli(
 ): Promise<CliRun> {
   const env: Record<string, string> = { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "/root", NO_COLOR: "1" };
   for (const [k, v] of Object.entries(opts.env ?? {})) if (v !== undefined) env[k] = v;
-  const child = spawn(process.execPath, [opts.bin ?? BIN, ...args], { env, cwd: opts.cwd, stdio: ["pipe", "pipe", "pipe"] });
+  const child = spawn(process.execPath, commandLine(args, opts.env, opts.bin), { env, cwd: opts.cwd, stdio: ["pipe", "pipe", "pipe"] });
   let stdout = "";
   let stderr = "";
   child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));

@@ -15,7 +15,7 @@ The admin user's password comes from CERT_RETRIEVER_LAB_PASSWORD, or is generate
 start and printed once. It is a test tool: plain HTTP, meant for 127.0.0.1.
 `;
 
-const FAULT_HELP = `
+const faultHelp = () => `
 FAULT KINDS (--fault ROUTE:KIND[:TIMES])
 ${Object.entries(FAULT_DESCRIPTIONS)
   .map(([kind, what]) => `  ${kind.padEnd(19)} ${what}`)
@@ -46,7 +46,7 @@ export function labCommand(state: { exitCode: number }): Command {
     .addOption(new Option("--x509-rules <version>", "x509-identity-mgmt's rules: v0.5 (CN rule, tenant prefix) or v0.7 (subject passed through, binding)").choices(["v0.5", "v0.7"]).default("v0.7"))
     .option("--auth-rate-limit <limits>", "limit /auth as dojot's Kong does, e.g. 5/min,40/h (429 with Retry-After); the default beyond loopback")
     .option("--fault <route:kind[:times]>", `misbehave on purpose, for testing clients (repeatable): ROUTE is ${FAULT_ROUTES.join(", ")}; KIND is listed below; TIMES, how often (default: always)`, (v: string, prev: string[]) => [...prev, v], [])
-    .addHelpText("after", FAULT_HELP)
+    .addHelpText("after", faultHelp())
     .action(async (flags: { dir: string; listen: string; certProfile: "cfree" | "open"; extensionOverride: boolean; autoRegister?: boolean; tokenLifetime: string; fault: string[]; authRateLimit?: string; api: "legacy" | "x509" | "both"; x509Rules: "v0.5" | "v0.7" }) => {
       const { host, port } = parseListen(flags.listen);
       const tokenLifetime = Number.parseInt(flags.tokenLifetime, 10);
