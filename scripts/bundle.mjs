@@ -64,7 +64,10 @@ const start = await build({
   write: false,
   outfile: device,
   format: "esm",
-  define: { __CERT_RETRIEVER_BUILD__: JSON.stringify(createHash("sha256").update(payload).digest("hex").slice(0, 16)) },
+  define: {
+    __CERT_RETRIEVER_BUILD__: JSON.stringify(createHash("sha256").update(payload).digest("hex").slice(0, 16)),
+    __CERT_RETRIEVER_VERSION__: JSON.stringify(pkg.version),
+  },
   banner: { js: "#!/usr/bin/env node" },
   legalComments: "none",
 });

@@ -8,4 +8,3 @@ export { DojotLegacyClient, type DojotLegacyOptions } from "./platform/dojot-leg
 export type { PlatformClient, Session } from "./platform/types.js";
 export { softwareCrypto, type CryptoProvider } from "./crypto/provider.js";
 export { KEY_TYPES, type KeyType } from "./crypto/keys.js";
-export { startLab, setDevice, type LabOptions, type RunningLab } from "./lab/server.js";

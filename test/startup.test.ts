@@ -9,10 +9,10 @@ import { haveTool } from "./helpers/tools.js";
 const SOURCE_BIN = fileURLToPath(new URL("../bin/cert-retriever.mjs", import.meta.url));
 const hasStrace = haveTool("strace");
 
-/** The files a run of the CLI (from source) opens, as strace sees them. */
-function filesOpened(args: string[]): string[] {
+/** The files a run of the CLI (from source), or of `node ARGS` when `bare`, opens, as strace sees them. */
+function filesOpened(args: string[], bare = false): string[] {
   const log = join(mkdtempSync(join(tmpdir(), "cr-strace-")), "trace");
-  const run = spawnSync("strace", ["-f", "-qq", "-e", "trace=openat", "-o", log, process.execPath, SOURCE_BIN, ...args], { encoding: "utf8" });
+  const run = spawnSync("strace", ["-f", "-qq", "-e", "trace=openat", "-o", log, process.execPath, ...(bare ? [] : [SOURCE_BIN]), ...args], { encoding: "utf8", cwd: join(SOURCE_BIN, "..", "..") });
   expect(run.status, run.stderr).toBe(0);
   return readFileSync(log, "utf8").split("\n").map((l) => /openat\([^"]*"([^"]+)"/.exec(l)?.[1] ?? "").filter(Boolean);
 }
@@ -27,6 +27,16 @@ describe.skipIf(!hasStrace)("start-up loads only what the command needs", () => 
       expect(heavy).toEqual([]);
     });
   }
+});
+
+describe.skipIf(!hasStrace)("the library's entry carries no lab platform", () => {
+  it("import('cert-retriever') opens nothing of the lab; 'cert-retriever/lab' is where the lab is", () => {
+    const opened = filesOpened(["--input-type=module", "-e", "const m = await import('cert-retriever'); if (typeof m.enroll !== 'function' || 'startLab' in m) process.exit(1);"], true);
+    expect(opened.some((f) => f.endsWith("dist/index.js"))).toBe(true); // the trace works
+    expect(opened.filter((f) => /dist\/lab\//.test(f))).toEqual([]);
+    const lab = spawnSync(process.execPath, ["--input-type=module", "-e", "const m = await import('cert-retriever/lab'); process.exit(typeof m.startLab === 'function' ? 0 : 1);"], { cwd: join(SOURCE_BIN, "..", "..") });
+    expect(lab.status).toBe(0);
+  });
 });
 
 describe("an enrollment without a proxy compiles no WebAssembly", () => {
