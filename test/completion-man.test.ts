@@ -76,10 +76,12 @@ describe("completion bash, in a real bash", () => {
     expect(run.stdout.trim()).toMatch(/^complete -F \S+ cert-retriever$/);
   });
 
-  it("completes subcommands: enr -> enroll, and every command --help lists", async () => {
+  it("completes subcommands: enr -> enroll, and every command --help lists (the device build's list has no lab)", async () => {
     expect(complete("enr")).toEqual(["enroll"]);
     expect(complete("")).toEqual([...commandsOf(await helpOf()), "help"].sort());
-    expect(complete("lab", "device", "")).toEqual([...commandsOf(await helpOf("lab", "device")), "help"].sort());
+    // A nested group: the package's CLI has `lab device`; the device build has no lab, and offers none.
+    if (commandsOf(await helpOf()).includes("lab")) expect(complete("lab", "device", "")).toEqual([...commandsOf(await helpOf("lab", "device")), "help"].sort());
+    else expect(complete("la")).toEqual([]);
   });
 
   it("completes a subcommand's options: enroll --sto -> --store", () => {
