@@ -71,6 +71,7 @@ const start = await build({
   banner: { js: "#!/usr/bin/env node" },
   legalComments: "none",
 });
+if (/^\s*import\b|import\.meta|^\s*export\b/m.test(start.outputFiles[0].text)) throw new Error("the single file's start must parse as CommonJS too");
 await writeFile(device, `${start.outputFiles[0].text}\n${PAYLOAD_MARK}\n${payload.replaceAll("*/", COMMENT_END_STANDIN)}*/\n`);
 if (legal) await writeFile(`${device}.LEGAL.txt`, legal);
 

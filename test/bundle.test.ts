@@ -1,4 +1,4 @@
-import { chmod, copyFile, readdir, readFile, stat, writeFile } from "node:fs/promises";
+import { chmod, copyFile, mkdir, readdir, readFile, stat, symlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -43,6 +43,22 @@ describe("the single-file build", () => {
     expect(run.code, run.stderr).toBe(0);
     expect(await listFiles(out)).toEqual(["IOTmidCA.crt", "solo.crt", "solo.key"]);
     expect(openssl("verify", "-CAfile", join(out, "IOTmidCA.crt"), join(out, "solo.crt"))).toMatch(/: OK/);
+  });
+
+  it("installed as README says, without its extension and through a link (/usr/bin/cert-retriever): the same file works", async () => {
+    const root = await tempDir("cr-installed-");
+    await mkdir(join(root, "lib"));
+    await mkdir(join(root, "bin"));
+    await copyFile(BUNDLE, join(root, "lib", "cert-retriever"));
+    await symlink(join(root, "lib", "cert-retriever"), join(root, "bin", "cert-retriever"));
+    const linked = join(root, "bin", "cert-retriever");
+    const [help, reference] = await Promise.all([runAlone(linked, ["enroll", "--help"]), runAlone(BUNDLE, ["enroll", "--help"])]);
+    expect(help.code, help.stderr).toBe(0);
+    expect(help.stdout).toBe(reference.stdout);
+    const out = join(root, "certs");
+    const run = await runAlone(linked, ["enroll", "--platform", lab.url, "--device-id", "installed", "--username", "admin", "--password-stdin", "--key-type", "ec-p256", "--out", out], lab.password);
+    expect(run.code, run.stderr).toBe(0);
+    expect(openssl("verify", "-CAfile", join(out, "IOTmidCA.crt"), join(out, "installed.crt"))).toMatch(/: OK/);
   });
 
   it("answers like the source build (same help, same usage errors)", async () => {

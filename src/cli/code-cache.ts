@@ -12,11 +12,12 @@
  * The cache is code that will run: it is read only from a directory no other user can write, and
  * nothing is written outside that directory. Nothing here ever fails a run.
  */
-import { createRequire } from "node:module";
 import { writableByOthers } from "../file-trust.js";
 
-// node:vm, node:fs and node:path by require(): this module is the start of the ESM single file.
-const requireBuiltin = createRequire(import.meta.url);
+// Built-ins without an import statement or import.meta: the start is both a valid ES module (as
+// dist/cert-retriever.mjs) and a valid CommonJS script (installed without the extension, as
+// /usr/bin/cert-retriever), so Node parses it once either way instead of trying CommonJS first.
+const requireBuiltin = (id: string): unknown => process.getBuiltinModule(id);
 
 /** The parameters the bundled CommonJS code expects, in order. */
 export const PARAMETERS = ["exports", "require", "module", "__filename", "__dirname", "__crImportMetaUrl"];
@@ -33,17 +34,21 @@ const SUFFIX = ".v8cache";
 export interface SingleFile {
   /** A hash of the CLI's code, made at build time: a cache belongs to one build. */
   build: string;
-  /** The single file's URL (import.meta.url). */
-  url: string;
+  /** The single file's path (Node's main script), which may be a link to it. */
+  path: string;
   argv: string[];
 }
 
 /** Compiles and runs the bundled CLI, through the code cache when one is chosen and trusted. */
-export function runSingleFile({ build, url, argv }: SingleFile): void {
+export function runSingleFile({ build, path: main, argv }: SingleFile): void {
   const vm = requireBuiltin("node:vm") as typeof import("node:vm");
   const fs = requireBuiltin("node:fs") as typeof import("node:fs");
   const path = requireBuiltin("node:path") as typeof import("node:path");
-  const filename = requireBuiltin("node:url").fileURLToPath(url) as string;
+  const { createRequire } = requireBuiltin("node:module") as typeof import("node:module");
+  const { pathToFileURL } = requireBuiltin("node:url") as typeof import("node:url");
+  // Where the file really is: the keychain addon is looked for in a node_modules beside it.
+  const filename = fs.realpathSync(main);
+  const url = pathToFileURL(filename).href;
   // The build writes ASCII only (esbuild escapes the rest), so latin1 reads it exactly, and fastest.
   const text = fs.readFileSync(filename, "latin1");
   const start = text.lastIndexOf(`\n${PAYLOAD_MARK}\n`);
