@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // `npm run bench`: start-up and enrollment against the floors, side by side, in one invocation,
 // against the lab platform on 127.0.0.1; then the factory line rate under dojot's login limit.
-// A measurement, not a test: it asserts nothing. Usage: node bench/run.mjs [runs=10] [devices=12]
+// A measurement, not a test: it asserts nothing. Rows are measured interleaved (see `plan`). Usage: node bench/run.mjs [runs=10] [devices=12]
 import { execFileSync, spawn } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, totalmem, tmpdir } from "node:os";
@@ -34,9 +34,8 @@ function timed(argv, { input, env } = {}) {
   });
 }
 
-async function series(name, make) {
-  const samples = [];
-  for (let i = 0; i < RUNS; i++) samples.push(await make(i));
+/** Median, min, max and RSS of one row's samples. */
+function summary(name, samples) {
   const ms = samples.map((s) => s.ms).sort((a, b) => a - b);
   const rss = samples.map((s) => s.rssMb).sort((a, b) => a - b);
   const median = (xs) => (xs.length % 2 ? xs[(xs.length - 1) / 2] : (xs[xs.length / 2 - 1] + xs[xs.length / 2]) / 2);
@@ -66,9 +65,17 @@ curl -sf -H "authorization: Bearer $jwt" -H 'content-type: application/json' --d
 // Every Node to measure: this one, and any named in CERT_RETRIEVER_BENCH_NODES (paths, colon-separated),
 // e.g. CERT_RETRIEVER_BENCH_NODES=/opt/node24/bin/node npm run bench.
 const nodes = [process.execPath, ...(process.env.CERT_RETRIEVER_BENCH_NODES ?? "").split(":").filter(Boolean)];
-const floors = {};
+// Every run of every row, interleaved (run i of each row, then run i+1 of each): a machine that
+// slows down for a while slows every row alike, so rows compare within one invocation.
+const plan = [];
+const measure = (name, make) => {
+  const row = { name, make, samples: [] };
+  plan.push(row);
+  return row;
+};
+const floorRows = {};
 for (const keyType of ["ec-p256", "rsa-2048"]) {
-  floors[keyType] = await series(`openssl + 3 curl, ${keyType} (work floor)`, async (i) => {
+  floorRows[keyType] = measure(`openssl + 3 curl, ${keyType} (work floor)`, async (i) => {
     const dir = join(work, `floor-${keyType}-${i}`);
     execFileSync("mkdir", ["-p", dir]);
     writeFileSync(join(dir, "pw"), PASSWORD);
@@ -76,7 +83,9 @@ for (const keyType of ["ec-p256", "rsa-2048"]) {
     return timed(["bash", join(work, "floor.sh"), dir, keyType, id, lab.url]);
   });
 }
-const results = [];
+// CERT_RETRIEVER_BENCH_BEFORE=/path/to/an/older/cert-retriever.mjs adds its rows, for before/after in one run.
+const BEFORE = process.env.CERT_RETRIEVER_BENCH_BEFORE;
+const planned = [];
 for (const [n, node] of nodes.entries()) {
   const version = execFileSync(node, ["--version"], { encoding: "utf8" }).trim();
   // The single file's code cache, one directory per Node, filled by one run of each command first.
@@ -84,20 +93,23 @@ for (const [n, node] of nodes.entries()) {
   for (const args of [["--help"], ["--version"]]) await timed([node, BUNDLE, ...args], { env: cache });
   for (const keyType of ["ec-p256", "rsa-2048"]) await timed([node, ...enrollArgs(BUNDLE, await device(`${n}-warm-${keyType}`, 0), keyType).slice(1)], { input: PASSWORD, env: cache });
   const rows = [];
-  rows.push(await series("node -e 0 (runtime floor)", () => timed([node, "-e", "0"])));
-  rows.push(await series("--help, from source", () => timed([node, SOURCE, "--help"])));
-  for (const [label, env] of [["single file", {}], ["single file, code cache", cache]]) {
-    rows.push(await series(`--help, ${label}`, () => timed([node, BUNDLE, "--help"], { env })));
-    rows.push(await series(`--version, ${label}`, () => timed([node, BUNDLE, "--version"], { env })));
+  rows.push(measure("node -e 0 (runtime floor)", () => timed([node, "-e", "0"])));
+  rows.push(measure("--help, from source", () => timed([node, SOURCE, "--help"])));
+  for (const [label, bin, env] of [["single file", BUNDLE, {}], ["single file, code cache", BUNDLE, cache], ...(BEFORE ? [["single file before", BEFORE, {}]] : [])]) {
+    rows.push(measure(`--help, ${label}`, () => timed([node, bin, "--help"], { env })));
+    rows.push(measure(`--version, ${label}`, () => timed([node, bin, "--version"], { env })));
   }
   for (const keyType of ["ec-p256", "rsa-2048"]) {
-    rows.push(floors[keyType]);
-    for (const [label, bin, env] of [["from source", SOURCE, {}], ["single file", BUNDLE, {}], ["single file, code cache", BUNDLE, cache]]) {
-      rows.push(await series(`enroll ${keyType}, ${label}`, async (i) => timed([node, ...enrollArgs(bin, await device(`${n}-${keyType}-${label.replace(/\W+/g, "-")}`, i), keyType).slice(1)], { input: PASSWORD, env })));
+    rows.push(floorRows[keyType]);
+    for (const [label, bin, env] of [["from source", SOURCE, {}], ["single file", BUNDLE, {}], ["single file, code cache", BUNDLE, cache], ...(BEFORE ? [["single file before", BEFORE, {}]] : [])]) {
+      rows.push(measure(`enroll ${keyType}, ${label}`, async (i) => timed([node, ...enrollArgs(bin, await device(`${n}-${keyType}-${label.replace(/\W+/g, "-")}`, i), keyType).slice(1)], { input: PASSWORD, env })));
     }
   }
-  results.push({ version, rows });
+  planned.push({ version, rows });
 }
+for (let i = 0; i < RUNS; i++) for (const row of plan) row.samples.push(await row.make(i));
+const floors = Object.fromEntries(Object.entries(floorRows).map(([k, row]) => [k, summary(row.name, row.samples)]));
+const results = planned.map(({ version, rows }) => ({ version, rows: rows.map((row) => summary(row.name, row.samples)) }));
 await lab.close();
 
 console.log(`cert-retriever benchmark: ${cpus().length} x ${cpus()[0]?.model ?? "cpu"}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB; ${RUNS} runs each; lab platform (EJBCA-REST API) in this process (node ${process.version}) on 127.0.0.1`);
@@ -120,7 +132,7 @@ for (const { version, rows } of results) {
   }
   const over = (name) => byName[name].median - floor;
   // Each target, measured without and with the code cache.
-  const both = (make) => ["single file", "single file, code cache"].map(make);
+  const both = (make) => ["single file", "single file, code cache", ...(BEFORE ? ["single file before"] : [])].map(make);
   const ms = (name, limit) => both((label) => [`+${over(`${name}, ${label}`).toFixed(0)} ms`, over(`${name}, ${label}`) <= limit]);
   verdicts.push(
     [version, "single-file enroll ec-p256 <= node -e 0 + 150 ms", ...ms("enroll ec-p256", 150)],
@@ -137,9 +149,9 @@ for (const { version, rows } of results) {
   );
 }
 console.log("");
-console.log("| node | target | single file | | with code cache | |");
-console.log("|---|---|---:|:-:|---:|:-:|");
-for (const [version, target, [cold, coldMet], [warm, warmMet]] of verdicts) console.log(`| ${version} | ${target} | ${cold} | ${coldMet ? "✓" : "✗"} | ${warm} | ${warmMet ? "✓" : "✗"} |`);
+console.log(`| node | target | single file | | with code cache | |${BEFORE ? " before | |" : ""}`);
+console.log(`|---|---|---:|:-:|---:|:-:|${BEFORE ? "---:|:-:|" : ""}`);
+for (const [version, target, ...measured] of verdicts) console.log(`| ${version} | ${target} | ${measured.map(([value, met]) => `${value} | ${met ? "✓" : "✗"}`).join(" | ")} |`);
 
 // The factory line: N devices through one gateway that allows 5 logins a minute and 40 an hour.
 const SCALE = 10;
