@@ -2,9 +2,9 @@
 // The single-file builds, everything bundled except native addons (@napi-rs/keyring, needed only
 // for --store keychain); they run without node_modules:
 // - dist/cert-retriever.mjs, for devices: the CLI without the lab platform and with the test fault
-//   hooks compiled out. It is a small ESM start (src/cli/single-file.ts) followed by the CLI,
-//   bundled as CommonJS, in a comment; the start reads it back and node:vm compiles it through
-//   V8's code cache (src/cli/code-cache.ts).
+//   hooks compiled out. It is a small start (src/cli/single-file.ts) followed by the CLI, bundled
+//   as CommonJS in sections, as line comments; the start reads back the sections a run needs and
+//   node:vm compiles them through V8's code cache (src/cli/code-cache.ts).
 // - dist/cert-retriever-lab.mjs: the lab platform's own entry (`cert-retriever-lab serve ...`).
 import { createHash } from "node:crypto";
 import { builtinModules } from "node:module";
@@ -34,28 +34,72 @@ const requireExternals = {
   },
 };
 
-const cli = await build({
-  ...common,
-  entryPoints: [path("src/cli/bundle-entry.ts")],
-  write: false,
-  outfile: path("dist/cert-retriever.mjs"),
-  format: "cjs",
-  define: {
-    __CERT_RETRIEVER_VERSION__: JSON.stringify(pkg.version),
-    __CERT_RETRIEVER_DEVICE_BUILD__: "true",
-    "import.meta.url": "__crImportMetaUrl",
-    // src/fault.ts: no fault can be injected into a device.
-    "process.env.CERT_RETRIEVER_TEST_FAULT": "undefined",
+const { PARAMETERS, sectionMark, toComment, SECTION_PREFIX } = await import("../dist/cli/code-cache.js");
+
+// The parts of the CLI few runs need, each a section compiled only when first imported: what the
+// CLI imports (dynamically, by these names) -> the module bundled in the section.
+const SECTIONS = {
+  undici: { "./undici-core.js": "./src/platform/undici-core.ts" }, // only through HTTP(S)_PROXY
+  prompts: { "@inquirer/input": "@inquirer/input", "@inquirer/password": "@inquirer/password" }, // a technician at a terminal
+  mqtt: { mqtt: "mqtt" }, // verify
+};
+const sectionOf = (specifier) => Object.keys(SECTIONS).find((name) => specifier in SECTIONS[name]);
+const toSections = {
+  name: "to-sections",
+  setup(b) {
+    b.onResolve({ filter: /.*/ }, (a) => {
+      if (a.path.startsWith(SECTION_PREFIX)) return { path: a.path, external: true };
+      const name = a.kind === "dynamic-import" ? sectionOf(a.path) : undefined;
+      return name ? { path: `${name}:${a.path}`, namespace: "to-section" } : undefined;
+    });
+    b.onLoad({ filter: /.*/, namespace: "to-section" }, (a) => {
+      // An ES module that re-exports the section's module: esbuild then reads the section's
+      // `__esModule` exports as an import of the bundled module would (a default export stays the default).
+      const external = JSON.stringify(`${SECTION_PREFIX}${a.path.replace(":", "#")}`);
+      return { contents: `export * from ${external};\nexport { default } from ${external};`, loader: "js" };
+    });
   },
-  plugins: [requireExternals],
-  metafile: true,
-});
-const source = cli.outputFiles.find((f) => f.path.endsWith(".mjs")).text;
-const legal = cli.outputFiles.find((f) => f.path.endsWith(".LEGAL.txt"))?.text;
-const { PARAMETERS, PAYLOAD_MARK, COMMENT_END_STANDIN } = await import("../dist/cli/code-cache.js");
-if (/[^\x09\x0a\x0d\x20-\x7e]/.test(source)) throw new Error("the bundled CLI is not printable ASCII");
-if (source.includes(COMMENT_END_STANDIN)) throw new Error("the bundled CLI holds the comment's stand-in");
-const payload = `(function (${PARAMETERS.join(", ")}) {${source}\n})`;
+};
+const bundled = (options) =>
+  build({
+    ...common,
+    write: false,
+    outfile: path("dist/section.js"),
+    format: "cjs",
+    define: {
+      __CERT_RETRIEVER_VERSION__: JSON.stringify(pkg.version),
+      __CERT_RETRIEVER_DEVICE_BUILD__: "true",
+      "import.meta.url": "__crImportMetaUrl",
+      // src/fault.ts: no fault can be injected into a device.
+      "process.env.CERT_RETRIEVER_TEST_FAULT": "undefined",
+    },
+    metafile: true,
+    ...options,
+  });
+const builds = {
+  cli: await bundled({ entryPoints: [path("src/cli/bundle-entry.ts")], plugins: [requireExternals, toSections] }),
+};
+for (const [name, modules] of Object.entries(SECTIONS)) {
+  const contents = `module.exports = { ${Object.entries(modules).map(([as, target]) => `${JSON.stringify(as)}: require(${JSON.stringify(target)})`).join(", ")} };`;
+  builds[name] = await bundled({ stdin: { contents, resolveDir: path("."), loader: "js" }, plugins: [requireExternals] });
+}
+
+// The file's tail: each section's mark and code in a comment; the table says where each is, from the end.
+let tail = "";
+const code = {};
+for (const [name, result] of Object.entries(builds)) {
+  const source = result.outputFiles.find((f) => f.path.endsWith(".js")).text;
+  // Line comments end at a carriage return too: none may be in the code (esbuild escapes them in strings).
+  if (/[^\x09\x0a\x20-\x7e]/.test(source)) throw new Error(`the ${name} section is not printable ASCII without carriage returns`);
+  code[name] = `${sectionMark(name)}${toComment(`(function (${PARAMETERS.join(", ")}) {${source}\n})`)}`;
+}
+const sections = {};
+for (const name of Object.keys(code)) tail += `\n${code[name]}`;
+tail += "\n";
+for (const name of Object.keys(code)) {
+  const at = tail.indexOf(code[name]);
+  sections[name] = [tail.length - at, code[name].length];
+}
 
 const device = path("dist/cert-retriever.mjs");
 const start = await build({
@@ -65,15 +109,17 @@ const start = await build({
   outfile: device,
   format: "esm",
   define: {
-    __CERT_RETRIEVER_BUILD__: JSON.stringify(createHash("sha256").update(payload).digest("hex").slice(0, 16)),
+    __CERT_RETRIEVER_BUILD__: JSON.stringify(createHash("sha256").update(tail).digest("hex").slice(0, 16)),
+    __CERT_RETRIEVER_SECTIONS__: JSON.stringify(sections),
     __CERT_RETRIEVER_VERSION__: JSON.stringify(pkg.version),
   },
   banner: { js: "#!/usr/bin/env node" },
   legalComments: "none",
 });
 if (/^\s*import\b|import\.meta|^\s*export\b/m.test(start.outputFiles[0].text)) throw new Error("the single file's start must parse as CommonJS too");
-await writeFile(device, `${start.outputFiles[0].text}\n${PAYLOAD_MARK}\n${payload.replaceAll("*/", COMMENT_END_STANDIN)}*/\n`);
-if (legal) await writeFile(`${device}.LEGAL.txt`, legal);
+await writeFile(device, `${start.outputFiles[0].text}${tail}`);
+const legal = [...new Set(Object.values(builds).flatMap((r) => r.outputFiles.filter((f) => f.path.endsWith(".LEGAL.txt")).map((f) => f.text)))];
+await writeFile(`${device}.LEGAL.txt`, legal.join("\n"));
 
 const lab = path("dist/cert-retriever-lab.mjs");
 await build({
@@ -89,6 +135,6 @@ for (const out of [device, lab]) {
   await chmod(out, 0o755);
   console.error(`built ${out}`);
 }
-const carried = Object.values(cli.metafile.outputs).flatMap((o) => Object.entries(o.inputs).filter(([, i]) => i.bytesInOutput > 0).map(([f]) => f));
+const carried = Object.values(builds).flatMap((r) => Object.values(r.metafile.outputs)).flatMap((o) => Object.entries(o.inputs).filter(([, i]) => i.bytesInOutput > 0).map(([f]) => f));
 const labInDevice = carried.filter((f) => f.startsWith("src/lab/"));
 if (labInDevice.length > 0) throw new Error(`the device build carries the lab: ${labInDevice.join(", ")}`);

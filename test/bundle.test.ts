@@ -61,6 +61,21 @@ describe("the single-file build", () => {
     expect(openssl("verify", "-CAfile", join(out, "IOTmidCA.crt"), join(out, "installed.crt"))).toMatch(/: OK/);
   });
 
+  it("a copy cut short or altered says so in one sentence (exit 1; 255 for check, which must not skip the unit)", async () => {
+    const whole = await readFile(BUNDLE);
+    const dir = await tempDir();
+    const cut = join(dir, "cut.mjs");
+    await writeFile(cut, whole.subarray(0, whole.length - 1000));
+    const altered = join(dir, "altered.mjs");
+    await writeFile(altered, Buffer.from(whole.toString("latin1").replace(/\n/g, "\r\n"), "latin1"));
+    for (const file of [cut, altered]) {
+      const help = await runAlone(file, ["--help"]);
+      expect(help.code).toBe(1);
+      expect(help.stderr).toMatch(/^cert-retriever: .* is not a complete cert-retriever build: its cli code is missing or damaged; copy the file again\n$/);
+      expect((await runAlone(file, ["check", "--device-id", "d1"])).code).toBe(255);
+    }
+  });
+
   it("answers like the source build (same help, same usage errors)", async () => {
     const [fromBundle, fromSource] = await Promise.all([runAlone(BUNDLE, ["enroll", "--help"]), runCli(["enroll", "--help"])]);
     expect(fromBundle.stdout).toBe(fromSource.stdout);
@@ -124,13 +139,23 @@ describe("the device build's code cache (CERT_RETRIEVER_CACHE_DIR)", () => {
     });
   const cacheFiles = async (dir: string) => (await readdir(dir)).filter((f) => f.endsWith(".v8cache"));
 
+  it("only a run that did the whole command leaves a cache: not help, not a failed run", async () => {
+    const dir = await tempDir();
+    expect((await runAlone(BUNDLE, ["enroll", "--help"], "", { CERT_RETRIEVER_CACHE_DIR: dir })).code).toBe(0);
+    const refused = await runAlone(BUNDLE, ["enroll", "--platform", lab.url, "--device-id", "cache-refused", "--username", "admin", "--password-stdin", "--out", join(await tempDir(), "certs")], "not-the-password", { CERT_RETRIEVER_CACHE_DIR: dir });
+    expect(refused.code).toBe(10);
+    expect(await cacheFiles(dir)).toEqual([]);
+    expect((await enroll(dir)).code).toBe(0);
+    expect(await cacheFiles(dir)).toEqual([expect.stringMatching(/-enroll-cli\.v8cache$/)]);
+  });
+
   it("the first run makes the chosen directory (0700) and leaves a cache (0600); the next run uses it as it is", async () => {
     const dir = join(await tempDir(), "cache");
     const first = await enroll(dir);
     expect(first.code, first.stderr).toBe(0);
     expect((await stat(dir)).mode & 0o777).toBe(0o700);
     const files = await cacheFiles(dir);
-    expect(files).toEqual([expect.stringMatching(new RegExp(`^cert-retriever-[0-9a-f]{16}-${process.version.replace(/\./g, "\\.")}-${process.arch}-enroll\\.v8cache$`))]);
+    expect(files).toEqual([expect.stringMatching(new RegExp(`^cert-retriever-[0-9a-f]{16}-${process.version.replace(/\./g, "\\.")}-${process.arch}-enroll-cli\\.v8cache$`))]);
     const file = join(dir, files[0]!);
     expect((await stat(file)).mode & 0o777).toBe(0o600);
     const before = await stat(file);
@@ -141,14 +166,15 @@ describe("the device build's code cache (CERT_RETRIEVER_CACHE_DIR)", () => {
     expect(await cacheFiles(dir)).toEqual(files);
   });
 
-  it("a damaged or cut-short cache (as from another Node or build) is compiled around and replaced; other builds' caches are removed", async () => {
+  it("a damaged or cut-short cache is compiled around and replaced; other builds' caches are removed, another Node's kept", async () => {
     const dir = await tempDir();
     expect((await enroll(dir)).code).toBe(0);
     const [name] = await cacheFiles(dir);
     const file = join(dir, name!);
     const valid = await readFile(file);
-    const stale = join(dir, `cert-retriever-0000000000000000-v20.0.0-${process.arch}-enroll.v8cache`);
-    await writeFile(stale, valid);
+    await writeFile(join(dir, `cert-retriever-0000000000000000-${process.version}-${process.arch}-enroll-cli.v8cache`), valid);
+    const otherNode = name!.replace(process.version, "v99.0.0");
+    await writeFile(join(dir, otherNode), valid);
     await writeFile(join(dir, "notes.txt"), "mine");
     for (const damaged of [Buffer.from("not a code cache"), valid.subarray(0, valid.length >> 1)]) {
       await writeFile(file, damaged);
@@ -156,7 +182,7 @@ describe("the device build's code cache (CERT_RETRIEVER_CACHE_DIR)", () => {
       expect(run.code, run.stderr).toBe(0);
       expect((await readFile(file)).length).toBeGreaterThan(damaged.length);
     }
-    expect((await readdir(dir)).sort()).toEqual([name, "notes.txt"]);
+    expect((await readdir(dir)).sort()).toEqual([name, otherNode, "notes.txt"].sort());
   });
 
   it("a directory or a cache file other users can write is never read nor written; a relative path or none at all writes nothing", async () => {
@@ -169,12 +195,11 @@ describe("the device build's code cache (CERT_RETRIEVER_CACHE_DIR)", () => {
     expect((await enroll(dir)).code).toBe(0);
     const [name] = await cacheFiles(dir);
     const file = join(dir, name!);
-    await writeFile(file, "planted by another user");
+    // A valid cache, which V8 would accept (and then leave as it is), but writable by others: not read, so replaced.
     await chmod(file, 0o666);
     const run = await enroll(dir);
     expect(run.code, run.stderr).toBe(0);
     expect((await stat(file)).mode & 0o777).toBe(0o600);
-    expect((await readFile(file)).toString("latin1")).not.toContain("planted");
 
     // Alone in a directory, with a home of its own: after runs with a relative path and with no
     // directory at all, the home and the working directory hold only the copy itself.

@@ -59,7 +59,10 @@ describe("an enrollment without a proxy compiles no WebAssembly", () => {
         ].join("\n"),
       );
       // Asynchronously: the lab answers from this process.
-      const child = spawn(process.execPath, ["--import", hook, BIN, "enroll", "--platform", lab.url, "--device-id", "one-undici", "--username", "admin", "--password-stdin", "--out", join(dir, "o"), "--non-interactive"], {
+      // Under strace where there is one: the build from source would open our undici's files.
+      const trace = join(dir, "trace");
+      const tracer = hasStrace ? ["strace", "-f", "-qq", "-e", "trace=openat", "-o", trace] : [];
+      const child = spawn(tracer[0] ?? process.execPath, [...tracer.slice(1), ...(hasStrace ? [process.execPath] : []), "--import", hook, BIN, "enroll", "--platform", lab.url, "--device-id", "one-undici", "--username", "admin", "--password-stdin", "--out", join(dir, "o"), "--non-interactive"], {
         env: { PATH: process.env.PATH ?? "", NO_COLOR: "1" },
         stdio: ["pipe", "ignore", "pipe"],
       });
@@ -72,6 +75,11 @@ describe("an enrollment without a proxy compiles no WebAssembly", () => {
       const run = { status, stderr };
       expect(run.status, run.stderr).toBe(0);
       expect(run.stderr).toMatch(/^node's undici: \[\] wasm: 0$/m);
+      if (hasStrace) {
+        const opened = readFileSync(trace, "utf8");
+        expect(opened).toMatch(/node_modules\/@peculiar|cert-retriever\.mjs/); // the trace works
+        expect(opened).not.toMatch(/node_modules\/undici\//);
+      }
     } finally {
       await lab.stop();
     }

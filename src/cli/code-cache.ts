@@ -1,16 +1,20 @@
 /**
- * The single-file build's start: the CLI's code, bundled as CommonJS, sits in a comment at the end
- * of the file (V8 skips a comment far faster than it scans a string literal of 1.3 MB: 20 ms less
- * on each start here); this reads it back and compiles it with node:vm, with V8's code
- * cache when the user or the unit chose a cache directory (CERT_RETRIEVER_CACHE_DIR). A run that
- * finds no usable cache compiles as usual and, at exit, leaves the code it compiled for the next run
- * of the same command; a run that finds one skips parsing and compiling (see the README's
- * performance section for what that saves). Works the same on Node 20 and 24: node:vm's cachedData
- * is in both, and V8 refuses data from another V8, other flags or other source, which then is
- * compiled as if there were no cache and replaced.
+ * The single-file build's start. The CLI's code, bundled as CommonJS, sits in line comments at the
+ * end of the file (so a copy cut short is still a script that can say so), in sections: `cli`, run at once, and the parts few runs need (`undici` for a proxy,
+ * `prompts` for a technician, `mqtt` for `verify`), each compiled only when the CLI first asks for
+ * it. A comment costs V8 next to nothing to skip (a 1.3 MB string literal cost 20 ms a start here),
+ * and the start reads back only the sections it runs, where the build says they are.
+ *
+ * Each section is compiled with node:vm, through V8's code cache when the user or the unit chose a
+ * cache directory (CERT_RETRIEVER_CACHE_DIR). A run that finds no usable cache compiles as usual
+ * and, at exit, leaves the code it compiled for the next run of the same command; a run that finds
+ * one skips parsing and compiling (see the README's performance section for what that saves).
+ * Works the same on Node 20 and 24: node:vm's cachedData is in both, and V8 refuses data from
+ * another V8, other flags or other source, which then is compiled as if there were no cache and
+ * replaced.
  *
  * The cache is code that will run: it is read only from a directory no other user can write, and
- * nothing is written outside that directory. Nothing here ever fails a run.
+ * nothing is written outside that directory. Nothing about the cache ever fails a run.
  */
 import { writableByOthers } from "../file-trust.js";
 
@@ -22,25 +26,33 @@ const requireBuiltin = (id: string): unknown => process.getBuiltinModule(id);
 /** The parameters the bundled CommonJS code expects, in order. */
 export const PARAMETERS = ["exports", "require", "module", "__filename", "__dirname", "__crImportMetaUrl"];
 
-/** Where the CLI's code starts: the last line of the file that is exactly this. */
-export const PAYLOAD_MARK = "/*<cert-retriever: the CLI, bundled>";
-/** The comment may not hold its own end: `*` + `/` is written as this, and read back. */
-export const COMMENT_END_STANDIN = "*<cert-retriever: slash>";
+/** The line before a section's code. */
+export const sectionMark = (name: string): string => `//<cert-retriever: section ${name}>\n`;
 
-/** Cache files are named `cert-retriever-<build>-<node version>-<arch>-<command>.v8cache`. */
+/** Code as line comments (it holds no carriage return: the build checks), and back. */
+export const toComment = (code: string): string => `//${code.replaceAll("\n", "\n//")}`;
+const fromComment = (text: string): string => text.slice(2).replaceAll("\n//", "\n");
+/** What the bundled code requires to get a module of a section: `cert-retriever-section:mqtt#mqtt`. */
+export const SECTION_PREFIX = "cert-retriever-section:";
+
+/** Where each section is: bytes from the end of the file to its mark, and its length with the mark. */
+export type SectionTable = Record<string, [fromEnd: number, length: number]>;
+
+/** Cache files are named `cert-retriever-<build>-<node version>-<arch>-<command>-<section>.v8cache`. */
 const PREFIX = "cert-retriever-";
 const SUFFIX = ".v8cache";
 
 export interface SingleFile {
   /** A hash of the CLI's code, made at build time: a cache belongs to one build. */
   build: string;
+  sections: SectionTable;
   /** The single file's path (Node's main script), which may be a link to it. */
   path: string;
   argv: string[];
 }
 
 /** Compiles and runs the bundled CLI, through the code cache when one is chosen and trusted. */
-export function runSingleFile({ build, path: main, argv }: SingleFile): void {
+export function runSingleFile({ build, sections, path: main, argv }: SingleFile): void {
   const vm = requireBuiltin("node:vm") as typeof import("node:vm");
   const fs = requireBuiltin("node:fs") as typeof import("node:fs");
   const path = requireBuiltin("node:path") as typeof import("node:path");
@@ -49,26 +61,66 @@ export function runSingleFile({ build, path: main, argv }: SingleFile): void {
   // Where the file really is: the keychain addon is looked for in a node_modules beside it.
   const filename = fs.realpathSync(main);
   const url = pathToFileURL(filename).href;
-  // The build writes ASCII only (esbuild escapes the rest), so latin1 reads it exactly, and fastest.
-  const text = fs.readFileSync(filename, "latin1");
-  const start = text.lastIndexOf(`\n${PAYLOAD_MARK}\n`);
-  const end = text.lastIndexOf("*/");
-  if (start < 0 || end < start) throw new Error(`${filename} is not a complete cert-retriever build: its code is missing or cut short`);
-  const wrapped = text.slice(start + PAYLOAD_MARK.length + 2, end).replaceAll(COMMENT_END_STANDIN, "*/");
+  const baseRequire = createRequire(url);
   const cache = openCache(build, argv);
-  const script = new vm.Script(wrapped, { filename, cachedData: cache?.data });
-  if (cache && (cache.data === undefined || script.cachedDataRejected)) {
-    // At exit the functions this run compiled are compiled; the next run of this command skips them too.
-    process.once("exit", () => cache.save(() => script.createCachedData()));
+  const loaded = new Map<string, unknown>();
+
+  const fromSection = (id: string): unknown => {
+    const [name, module] = id.slice(SECTION_PREFIX.length).split("#", 2) as [string, string];
+    return (load(name) as Record<string, unknown>)[module];
+  };
+  const require = Object.assign((id: string): unknown => (id.startsWith(SECTION_PREFIX) ? fromSection(id) : baseRequire(id)), baseRequire);
+  function load(name: string): unknown {
+    if (loaded.has(name)) return loaded.get(name);
+    const code = readSection(fs, filename, sections, name);
+    const cached = cache?.section(name);
+    const script = new vm.Script(code, { filename: `${filename} (${name})`, cachedData: cached?.data });
+    if (cached && (cached.data === undefined || script.cachedDataRejected)) {
+      // At exit the functions this run compiled are compiled; the next run of this command skips them
+      // too. Only a run that did the command's whole work leaves them: help, or a run that failed or
+      // was interrupted early, compiled little, and a cache is not written again once V8 accepts it.
+      process.once("exit", (code) => {
+        if (completed(argv, code)) cached.save(() => script.createCachedData());
+      });
+    }
+    const module = { exports: {} as unknown };
+    loaded.set(name, module.exports);
+    const run = script.runInThisContext() as (...args: unknown[]) => void;
+    run.call(module.exports, module.exports, require, module, filename, path.dirname(filename), url);
+    loaded.set(name, module.exports);
+    return module.exports;
   }
-  const module = { exports: {} };
-  const run = script.runInThisContext() as (...args: unknown[]) => void;
-  run.call(module.exports, module.exports, createRequire(url), module, filename, path.dirname(filename), url);
+  load("cli");
+}
+
+/** Whether a run did its command's whole work: exit 0 (or check's 1, "nothing to do"), and no help asked for. */
+function completed(argv: string[], code: number): boolean {
+  if (argv.some((a) => a === "-h" || a === "--help" || a === "help")) return false;
+  return code === 0 || (code === 1 && argv.find((a) => !a.startsWith("-")) === "check");
+}
+
+/** A section's code, read from where the build put it (ASCII only: esbuild escapes the rest, so latin1 reads it exactly). */
+function readSection(fs: typeof import("node:fs"), filename: string, sections: SectionTable, name: string): string {
+  const where = sections[name];
+  const broken = () => new Error(`${filename} is not a complete cert-retriever build: its ${name} code is missing or damaged`);
+  if (!where) throw broken();
+  const [fromEnd, length] = where;
+  const fd = fs.openSync(filename, "r");
+  try {
+    const size = fs.fstatSync(fd).size;
+    const bytes = Buffer.allocUnsafe(length);
+    if (size < fromEnd || fs.readSync(fd, bytes, 0, length, size - fromEnd) !== length) throw broken();
+    const text = bytes.toString("latin1");
+    const mark = sectionMark(name);
+    if (!text.startsWith(mark)) throw broken();
+    return fromComment(text.slice(mark.length));
+  } finally {
+    fs.closeSync(fd);
+  }
 }
 
 interface Cache {
-  data: Buffer | undefined;
-  save(data: () => Buffer): void;
+  section(name: string): { data: Buffer | undefined; save(data: () => Buffer): void };
 }
 
 /** The cache for this build, Node and command, or undefined if no directory is chosen or it cannot be trusted. */
@@ -88,34 +140,38 @@ function openCache(build: string, argv: string[]): Cache | undefined {
   }
   const command = /^[a-z]{1,20}$/.exec(argv.find((a) => !a.startsWith("-")) ?? "")?.[0] ?? "none";
   const stem = `${PREFIX}${build}-${process.version}-${process.arch}`;
-  const file = path.join(dir, `${stem}-${command}${SUFFIX}`);
-  let data: Buffer | undefined;
-  try {
-    const st = fs.lstatSync(file);
-    // A file another user could have written is not run; it is replaced below.
-    if (st.isFile() && !writableByOthers(st)) data = fs.readFileSync(file);
-  } catch {
-    // no cache yet
-  }
   return {
-    data,
-    save(make) {
-      const staged = path.join(dir, `.${PREFIX}${process.pid}${SUFFIX}`);
+    section(name) {
+      const file = path.join(dir, `${stem}-${command}-${name}${SUFFIX}`);
+      let data: Buffer | undefined;
       try {
-        fs.rmSync(staged, { force: true });
-        fs.writeFileSync(staged, make(), { mode: 0o600, flag: "wx" });
-        fs.renameSync(staged, file);
-        // Caches of other builds or other Nodes are of no more use.
-        for (const name of fs.readdirSync(dir)) {
-          if (name.startsWith(PREFIX) && name.endsWith(SUFFIX) && !name.startsWith(`${stem}-`)) fs.rmSync(path.join(dir, name), { force: true });
-        }
+        const st = fs.lstatSync(file);
+        // A file another user could have written is not run; it is replaced below.
+        if (st.isFile() && !writableByOthers(st)) data = fs.readFileSync(file);
       } catch {
-        try {
-          fs.rmSync(staged, { force: true });
-        } catch {
-          // the next run tries again
-        }
+        // no cache yet
       }
+      return {
+        data,
+        save(make) {
+          const staged = path.join(dir, `.${PREFIX}${process.pid}-${name}${SUFFIX}`);
+          try {
+            fs.rmSync(staged, { force: true });
+            fs.writeFileSync(staged, make(), { mode: 0o600, flag: "wx" });
+            fs.renameSync(staged, file);
+            // Caches of other builds are of no more use (another Node's are kept: a directory may serve two).
+            for (const entry of fs.readdirSync(dir)) {
+              if (entry.startsWith(PREFIX) && entry.endsWith(SUFFIX) && !entry.startsWith(`${PREFIX}${build}-`)) fs.rmSync(path.join(dir, entry), { force: true });
+            }
+          } catch {
+            try {
+              fs.rmSync(staged, { force: true });
+            } catch {
+              // the next run tries again
+            }
+          }
+        },
+      };
     },
   };
 }

@@ -14,6 +14,9 @@ import type { SecureContextOptions } from "node:tls";
 // whose WebSocket export loads Node's own undici (and its WebAssembly parser) on every run.
 const requireBuiltin = createRequire(import.meta.url);
 
+/** How long a kept-alive connection may stay idle (undici's default). */
+const IDLE_MS = 4_000;
+
 /** The error codes of the client's own timeouts: undici's names, so both paths classify alike. */
 export const TIMEOUT_CODES = { connect: "UND_ERR_CONNECT_TIMEOUT", headers: "UND_ERR_HEADERS_TIMEOUT", body: "UND_ERR_BODY_TIMEOUT" } as const;
 
@@ -54,9 +57,11 @@ export class NodeHttpClient {
   request(req: NodeRequest): Promise<NodeReply> {
     const secure = req.url.protocol === "https:";
     const lib = requireBuiltin(secure ? "node:https" : "node:http") as typeof import("node:https");
+    // An idle connection is dropped after 4 s, or sooner if the server's Keep-Alive says so (as undici
+    // does): reused after the server closed it, a signing request would fail as "may have been sent".
     const agent = secure
-      ? (this.https ??= new (lib.Agent as typeof HttpsAgent)({ keepAlive: true, ...this.tls() }))
-      : (this.http ??= new (requireBuiltin("node:http") as typeof import("node:http")).Agent({ keepAlive: true }));
+      ? (this.https ??= new (lib.Agent as typeof HttpsAgent)({ keepAlive: true, timeout: IDLE_MS, ...this.tls() }))
+      : (this.http ??= new (requireBuiltin("node:http") as typeof import("node:http")).Agent({ keepAlive: true, timeout: IDLE_MS }));
     const { url, timeouts } = req;
     return new Promise<NodeReply>((resolve, reject) => {
       let timer: NodeJS.Timeout | undefined;
@@ -80,7 +85,8 @@ export class NodeHttpClient {
           const socket = res.socket;
           const silent = () => res.destroy(Object.assign(new Error("Body Timeout Error"), { code: TIMEOUT_CODES.body }));
           socket.setTimeout(timeouts.body, silent);
-          res.once("close", () => socket.setTimeout(0, silent));
+          // The agent's idle limit takes over again once the socket is back in its pool.
+          res.once("close", () => socket.removeListener("timeout", silent));
           resolve({ statusCode: res.statusCode ?? 0, headers: res.headers, body: res });
         },
       );
