@@ -77,8 +77,8 @@ export function runSingleFile({ build, sections, path: main, argv }: SingleFile)
     const script = new vm.Script(code, { filename: `${filename} (${name})`, cachedData: cached?.data });
     if (cached && (cached.data === undefined || script.cachedDataRejected)) {
       // At exit the functions this run compiled are compiled; the next run of this command skips them
-      // too. Only a run that did the command's whole work leaves them: help, or a run that failed or
-      // was interrupted early, compiled little, and a cache is not written again once V8 accepts it.
+      // too. Only a run that did the command's whole work leaves them: a run that failed or was
+      // interrupted early compiled little, and a cache is not written again once V8 accepts it.
       process.once("exit", (code) => {
         if (completed(argv, code)) cached.save(() => script.createCachedData());
       });
@@ -93,10 +93,15 @@ export function runSingleFile({ build, sections, path: main, argv }: SingleFile)
   load("cli");
 }
 
-/** Whether a run did its command's whole work: exit 0 (or check's 1, "nothing to do"), and no help asked for. */
+/** Whether a run did its command's whole work: exit 0, or check's 1 ("nothing to do"). */
 function completed(argv: string[], code: number): boolean {
-  if (argv.some((a) => a === "-h" || a === "--help" || a === "help")) return false;
-  return code === 0 || (code === 1 && argv.find((a) => !a.startsWith("-")) === "check");
+  return code === 0 || (code === 1 && commandOf(argv) === "check");
+}
+
+/** What a cache is kept for: the command, or `help` for any help (which compiles little of a command). */
+function commandOf(argv: string[]): string {
+  if (argv.some((a) => a === "-h" || a === "--help" || a === "help")) return "help";
+  return /^[a-z]{1,20}$/.exec(argv.find((a) => !a.startsWith("-")) ?? "")?.[0] ?? "none";
 }
 
 /** A section's code, read from where the build put it (ASCII only: esbuild escapes the rest, so latin1 reads it exactly). */
@@ -138,7 +143,7 @@ function openCache(build: string, argv: string[]): Cache | undefined {
   } catch {
     return undefined;
   }
-  const command = /^[a-z]{1,20}$/.exec(argv.find((a) => !a.startsWith("-")) ?? "")?.[0] ?? "none";
+  const command = commandOf(argv);
   const stem = `${PREFIX}${build}-${process.version}-${process.arch}`;
   return {
     section(name) {
