@@ -50,12 +50,12 @@ const toSections = {
     b.onResolve({ filter: /.*/ }, (a) => {
       if (a.path.startsWith(SECTION_PREFIX)) return { path: a.path, external: true };
       const name = a.kind === "dynamic-import" ? sectionOf(a.path) : undefined;
-      return name ? { path: `${name}:${a.path}`, namespace: "to-section" } : undefined;
+      return name ? { path: `${SECTION_PREFIX}${name}#${a.path}`, namespace: "to-section" } : undefined;
     });
     b.onLoad({ filter: /.*/, namespace: "to-section" }, (a) => {
       // An ES module that re-exports the section's module: esbuild then reads the section's
       // `__esModule` exports as an import of the bundled module would (a default export stays the default).
-      const external = JSON.stringify(`${SECTION_PREFIX}${a.path.replace(":", "#")}`);
+      const external = JSON.stringify(a.path);
       return { contents: `export * from ${external};\nexport { default } from ${external};`, loader: "js" };
     });
   },

@@ -99,7 +99,7 @@ function completed(argv: string[], code: number): boolean {
 }
 
 /** What a cache is kept for: the command, or `help` for any help (which compiles little of a command). */
-function commandOf(argv: string[]): string {
+export function commandOf(argv: string[]): string {
   if (argv.some((a) => a === "-h" || a === "--help" || a === "help")) return "help";
   return /^[a-z]{1,20}$/.exec(argv.find((a) => !a.startsWith("-")) ?? "")?.[0] ?? "none";
 }

@@ -2,7 +2,7 @@
  * The start of dist/cert-retriever.mjs: the bundled CLI (see bundle-entry.ts), compiled through the
  * code cache. Neither an import statement nor import.meta here or in what it imports (see code-cache.ts).
  */
-import { runSingleFile, type SectionTable } from "./code-cache.js";
+import { commandOf, runSingleFile, type SectionTable } from "./code-cache.js";
 
 /** Set by scripts/bundle.mjs: a hash of the bundled CLI that follows this code in the file, where its sections are, and the version. */
 declare const __CERT_RETRIEVER_BUILD__: string;
@@ -18,6 +18,6 @@ else {
   } catch (err) {
     // A file cut short or altered in transit: one sentence, and never 1-254 for `check` (which would skip the unit).
     process.stderr.write(`cert-retriever: ${err instanceof Error ? err.message : String(err)}; copy the file again\n`);
-    process.exitCode = argv.find((a) => !a.startsWith("-")) === "check" ? 255 : 1;
+    process.exitCode = commandOf(argv) === "check" ? 255 : 1;
   }
 }

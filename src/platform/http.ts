@@ -5,7 +5,7 @@ import { probeTlsAlert } from "./tls-probe.js";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Dispatcher } from "./undici-core.js";
 import { NodeHttpClient, TIMEOUT_CODES } from "./node-http.js";
-import { isLoopbackHost } from "../loopback.js";
+import { bareHost, isLoopbackHost } from "../loopback.js";
 import { CertRetrieverError, describeCause, errnoOf, type Reason, type Step } from "../errors.js";
 
 /** The most a platform reply may hold; dojot's replies are a few kilobytes. */
@@ -82,8 +82,9 @@ class Temporary extends Error {
 
 /**
  * The platform's HTTP client: verified TLS (system CAs plus any given), HTTP(S)_PROXY and NO_PROXY
- * honoured (through undici; a direct connection uses Node's own client, see node-http.ts), timeouts on connect, headers and body, a cap on reply size, and retries
- * of temporary failures within the run's deadline. It also learns the platform's clock from the
+ * honoured (through undici; a direct connection uses Node's own client, see node-http.ts),
+ * timeouts on connect, headers and body, a cap on reply size, and retries of temporary failures
+ * within the run's deadline. It also learns the platform's clock from the
  * `Date` header.
  */
 export class HttpClient {
@@ -259,7 +260,7 @@ export class HttpClient {
 
   /** The TLS alert a direct handshake meets, for a connection undici saw only closed (see tls-probe.ts). */
   private async probeTls(url: URL): Promise<{ code: string } | undefined> {
-    const host = url.hostname.replace(/^\[|\]$/g, "");
+    const host = bareHost(url.hostname);
     const code = await probeTlsAlert({ ...this.tlsOptions(), host, port: Number(url.port || 443), servername: isIP(host) ? undefined : host });
     return code === undefined ? undefined : { code };
   }

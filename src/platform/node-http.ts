@@ -5,14 +5,14 @@
  * Node 20, 80 ms on Node 24; see the README's performance section). undici stays for the path
  * through an HTTP(S)_PROXY, which Node's clients do not take from the environment on Node 20.
  */
-import type { Agent as HttpAgent, IncomingHttpHeaders, IncomingMessage, ClientRequest } from "node:http";
-import type { Agent as HttpsAgent } from "node:https";
-import { createRequire } from "node:module";
+import type { Agent as HttpAgent, IncomingHttpHeaders, IncomingMessage } from "node:http";
 import type { SecureContextOptions } from "node:tls";
+import { bareHost } from "../loopback.js";
 
-// Loaded with require(): on Node 22+ an ESM import of node:http builds its module namespace,
-// whose WebSocket export loads Node's own undici (and its WebAssembly parser) on every run.
-const requireBuiltin = createRequire(import.meta.url);
+// Not imported: on Node 22+ an ESM import of node:http builds its module namespace, whose
+// WebSocket export loads Node's own undici (and its WebAssembly parser) on every run.
+const http = (): typeof import("node:http") => process.getBuiltinModule("node:http");
+const https = (): typeof import("node:https") => process.getBuiltinModule("node:https");
 
 /** How long a kept-alive connection may stay idle (undici's default). */
 const IDLE_MS = 4_000;
@@ -49,30 +49,25 @@ function withTlsCode(err: NodeJS.ErrnoException): NodeJS.ErrnoException {
 
 /** Keep-alive connections to the platform over http and over https (with the given TLS settings). */
 export class NodeHttpClient {
-  private http: HttpAgent | undefined;
-  private https: HttpsAgent | undefined;
+  private agents: { "http:"?: HttpAgent; "https:"?: HttpAgent } = {};
 
   constructor(private readonly tls: () => SecureContextOptions & { cert?: string; key?: string }) {}
 
   request(req: NodeRequest): Promise<NodeReply> {
     const secure = req.url.protocol === "https:";
-    const lib = requireBuiltin(secure ? "node:https" : "node:http") as typeof import("node:https");
+    const lib = secure ? https() : http();
     // An idle connection is dropped after 4 s, or sooner if the server's Keep-Alive says so (as undici
     // does): reused after the server closed it, a signing request would fail as "may have been sent".
-    const agent = secure
-      ? (this.https ??= new (lib.Agent as typeof HttpsAgent)({ keepAlive: true, timeout: IDLE_MS, ...this.tls() }))
-      : (this.http ??= new (requireBuiltin("node:http") as typeof import("node:http")).Agent({ keepAlive: true, timeout: IDLE_MS }));
+    const agent = (this.agents[secure ? "https:" : "http:"] ??= new lib.Agent({ keepAlive: true, timeout: IDLE_MS, ...(secure ? this.tls() : {}) }));
     const { url, timeouts } = req;
     return new Promise<NodeReply>((resolve, reject) => {
       let timer: NodeJS.Timeout | undefined;
-      const fail = (request: ClientRequest, code: string, message: string) => {
-        request.destroy(Object.assign(new Error(message), { code }));
-      };
+      const fail = (code: string, message: string) => request.destroy(Object.assign(new Error(message), { code }));
       const request = lib.request(
         {
           agent,
           protocol: url.protocol,
-          hostname: url.hostname.replace(/^\[|\]$/g, ""),
+          hostname: bareHost(url.hostname),
           port: url.port || undefined,
           path: `${url.pathname}${url.search}`,
           method: req.method,
@@ -91,12 +86,12 @@ export class NodeHttpClient {
         },
       );
       const waitForHeaders = () => {
-        timer = setTimeout(() => fail(request, TIMEOUT_CODES.headers, "Headers Timeout Error"), timeouts.headers);
+        timer = setTimeout(() => fail(TIMEOUT_CODES.headers, "Headers Timeout Error"), timeouts.headers);
       };
       request.once("socket", (socket) => {
         const connecting = (socket as { connecting?: boolean }).connecting;
         if (!connecting) return waitForHeaders();
-        timer = setTimeout(() => fail(request, TIMEOUT_CODES.connect, `Connect Timeout Error (attempted address: ${url.host}, timeout: ${timeouts.connect}ms)`), timeouts.connect);
+        timer = setTimeout(() => fail(TIMEOUT_CODES.connect, `Connect Timeout Error (attempted address: ${url.host}, timeout: ${timeouts.connect}ms)`), timeouts.connect);
         socket.once(secure ? "secureConnect" : "connect", () => {
           clearTimeout(timer);
           waitForHeaders();
@@ -112,7 +107,6 @@ export class NodeHttpClient {
 
   /** Closes the kept connections so the process can exit. */
   close(): void {
-    this.http?.destroy();
-    this.https?.destroy();
+    for (const agent of Object.values(this.agents)) agent.destroy();
   }
 }

@@ -1,4 +1,5 @@
 import { connect as netConnect, type Socket } from "node:net";
+import { bareHost } from "../loopback.js";
 import { connect as tlsConnect, type ConnectionOptions, type TLSSocket } from "node:tls";
 import { describeCause } from "../errors.js";
 import { probeTlsAlert } from "../platform/tls-probe.js";
@@ -54,7 +55,7 @@ export async function checkBroker(check: BrokerCheck, onStage: (s: StageReport) 
     stages.push(s);
     onStage(s);
   };
-  const host = check.broker.hostname.replace(/^\[|\]$/g, "");
+  const host = bareHost(check.broker.hostname);
   const at: Endpoint = { host, port: Number(check.broker.port || 8883), servername: check.servername ?? (/^[\d.]+$|:/.test(host) ? undefined : host) };
   let start = performance.now();
   const elapsed = () => {
