@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // The single-file builds, everything bundled except native addons (@napi-rs/keyring, needed only
-// for --store keychain); they run without node_modules:
+// for --store keychain; node-webcrypto-p11 on pkcs11js, only for --key pkcs11:); they run without
+// node_modules:
 // - dist/cert-retriever.mjs, for devices: the CLI without the lab platform and with the test fault
 //   hooks compiled out. It is a small start (src/cli/single-file.ts) followed by the CLI, bundled
 //   as CommonJS in sections, as line comments; the start reads back the sections a run needs and
@@ -11,13 +12,15 @@ import { builtinModules } from "node:module";
 import { build } from "esbuild";
 import { chmod, readFile, writeFile } from "node:fs/promises";
 
+// Native addons and the packages around them, loaded from a node_modules when a run asks for them.
+const NATIVE = ["node-webcrypto-p11", "graphene-pk11", "pkcs11js"];
 const pkg = JSON.parse(await readFile(new URL("../package.json", import.meta.url), "utf8"));
 const path = (p) => new URL(`../${p}`, import.meta.url).pathname;
 const common = {
   bundle: true,
   platform: "node",
   target: "node20.19",
-  external: ["@napi-rs/keyring", "@napi-rs/keyring-*"],
+  external: ["@napi-rs/keyring", "@napi-rs/keyring-*", ...NATIVE],
   legalComments: "external",
   minify: true,
   logLevel: "warning",
@@ -28,7 +31,7 @@ const common = {
 const requireExternals = {
   name: "require-externals",
   setup(b) {
-    const external = (p) => p.startsWith("node:") || builtinModules.includes(p) || p.startsWith("@napi-rs/keyring");
+    const external = (p) => p.startsWith("node:") || builtinModules.includes(p) || p.startsWith("@napi-rs/keyring") || NATIVE.includes(p);
     b.onResolve({ filter: /.*/ }, (a) => (a.kind === "dynamic-import" && external(a.path) ? { path: a.path, namespace: "require-external" } : undefined));
     b.onLoad({ filter: /.*/, namespace: "require-external" }, (a) => ({ contents: `module.exports = require(${JSON.stringify(a.path)});`, loader: "js" }));
   },

@@ -15,8 +15,10 @@ const OTHER_VARIABLES = [
   ["CERT_RETRIEVER_PASSWORD", "the platform user's password, when --password-stdin and --password-file (or CERT_RETRIEVER_PASSWORD_FILE) give none; it wins over the systemd credential and the settings file"],
   ["CERT_RETRIEVER_ENTITY_PASSWORD", "enroll: the EJBCA end-entity password (default: dojot's 'dojot'); --entity-password-file wins over it"],
   ["CERT_RETRIEVER_CACHE_DIR", "the single-file build: an absolute path to a directory that only this user (or root) can write, where V8's compiled code is kept between runs, which saves tens of milliseconds of each start after the first; made (0700) if missing, never its parents; without it nothing is cached"],
+  ["CERT_RETRIEVER_PKCS11_PIN", "the PIN of the token --key names, when its URI has no pin-source=; it wins over the systemd credential 'pin'"],
+  ["PKCS11_MODULE_PATH", "the PKCS#11 module, when neither the --key URI's module-path= nor --pkcs11-module gives one (OpenSSL's pkcs11 engine reads it too)"],
   ["CERT_RETRIEVER_LAB_PASSWORD", "lab serve: the admin user's password; without it one is generated on first start and printed once"],
-  ["CREDENTIALS_DIRECTORY", "set by systemd (LoadCredential=): the credential 'password' is used as the password and 'token' as --token-file, when no flag or variable gives them"],
+  ["CREDENTIALS_DIRECTORY", "set by systemd (LoadCredential=): the credential 'password' is used as the password, 'token' as --token-file and 'pin' as the token's PIN, when no flag or variable gives them"],
   ["NO_COLOR", "when set, the progress on a terminal has no colour"],
 ];
 

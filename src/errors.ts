@@ -14,6 +14,7 @@ export type Step =
   | "store"
   | "verify"
   | "export"
+  | "token"
   | "lab";
 
 /**
@@ -66,6 +67,16 @@ export const REASONS = {
   "keychain-addon-missing": "this build has no keychain addon (@napi-rs/keyring)",
   busy: "another run holds the lock on the output directory",
   "not-enrolled": "there are no complete stored credentials for this device",
+  // PKCS#11 tokens (--key pkcs11:)
+  "pkcs11-unavailable": "this build or installation has no PKCS#11 support (node-webcrypto-p11, pkcs11js)",
+  "pkcs11-module-missing": "the PKCS#11 module cannot be read or loaded",
+  "token-missing": "no token matching the URI is present (not inserted, not initialized, another label)",
+  "token-pin-refused": "the token refused the PIN",
+  "token-locked": "the token's PIN is locked (too many wrong PINs) or the token is write-protected",
+  "token-full": "the token has no room for another key or object",
+  "token-key-missing": "the token no longer holds the key the stored credentials name",
+  "token-error": "the token failed in a way this client has no better name for (the CKR_ value says which)",
+  "key-in-token": "the key lives in a token and never leaves it (export, or a file key asked of a token)",
   // Interruptions
   interrupted: "interrupted by SIGINT (or at a prompt)",
   terminated: "terminated by SIGTERM",

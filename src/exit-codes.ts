@@ -17,6 +17,14 @@ export const ExitCode = {
   CERT_REQUIRED: 23,
   CONNECT_DENIED: 24,
   PUBLISH_DENIED: 25,
+  TOKEN_MODULE: 30,
+  TOKEN_MISSING: 31,
+  TOKEN_PIN: 32,
+  TOKEN_LOCKED: 33,
+  TOKEN_FULL: 34,
+  TOKEN_KEY_MISSING: 35,
+  KEY_IN_TOKEN: 36,
+  TOKEN_ERROR: 37,
   TEMPORARY: 75,
   INTERRUPTED: 130,
   TERMINATED: 143,
@@ -44,6 +52,14 @@ export const EXIT_CODE_MEANINGS: ReadonlyArray<readonly [ExitCode, string]> = [
   [ExitCode.CERT_REQUIRED, "verify: the broker requires a client certificate and got none"],
   [ExitCode.CONNECT_DENIED, "verify: the broker did not authorise the connection (CONNACK)"],
   [ExitCode.PUBLISH_DENIED, "verify: the broker did not authorise the publish (PUBACK)"],
+  [ExitCode.TOKEN_MODULE, "token: the PKCS#11 module cannot be loaded, or this build has no PKCS#11 support"],
+  [ExitCode.TOKEN_MISSING, "token: no token matching the --key URI is present"],
+  [ExitCode.TOKEN_PIN, "token: the token refused the PIN"],
+  [ExitCode.TOKEN_LOCKED, "token: the PIN is locked (too many wrong PINs) or the token is write-protected"],
+  [ExitCode.TOKEN_FULL, "token: no room left in the token for the key or certificate"],
+  [ExitCode.TOKEN_KEY_MISSING, "token: the token no longer holds the key the stored credentials name (enroll again)"],
+  [ExitCode.KEY_IN_TOKEN, "export: the key lives in a token and never leaves it"],
+  [ExitCode.TOKEN_ERROR, "token: another PKCS#11 failure (the message names the CKR_ value)"],
   [ExitCode.TEMPORARY, "temporary: platform unreachable or overloaded, deadline passed, clock not yet synchronised, another run busy: try again later"],
   [ExitCode.INTERRUPTED, "interrupted (SIGINT); nothing was written"],
   [ExitCode.TERMINATED, "terminated (SIGTERM); nothing was written"],
@@ -51,11 +67,12 @@ export const EXIT_CODE_MEANINGS: ReadonlyArray<readonly [ExitCode, string]> = [
 
 const C = ExitCode;
 const BROKER = [C.BROKER_UNREACHABLE, C.BROKER_UNTRUSTED, C.CERT_REFUSED, C.CERT_REQUIRED, C.CONNECT_DENIED, C.PUBLISH_DENIED];
+const TOKEN = [C.TOKEN_MODULE, C.TOKEN_MISSING, C.TOKEN_PIN, C.TOKEN_LOCKED, C.TOKEN_FULL, C.TOKEN_KEY_MISSING, C.TOKEN_ERROR];
 
 /** The exit codes each command can return, for its --help (check has its own three). */
 export const COMMAND_EXIT_CODES: Record<"enroll" | "login" | "verify" | "export", readonly ExitCode[]> = {
-  enroll: [C.OK, C.UNEXPECTED, C.USAGE, C.CONFIG, C.AUTH, C.CA, C.KEYGEN, C.CSR, C.VALIDATION, C.STORAGE, ...BROKER, C.TEMPORARY, C.INTERRUPTED, C.TERMINATED],
+  enroll: [C.OK, C.UNEXPECTED, C.USAGE, C.CONFIG, C.AUTH, C.CA, C.KEYGEN, C.CSR, C.VALIDATION, C.STORAGE, ...BROKER, ...TOKEN, C.TEMPORARY, C.INTERRUPTED, C.TERMINATED],
   login: [C.OK, C.UNEXPECTED, C.USAGE, C.CONFIG, C.AUTH, C.CA, C.STORAGE, C.TEMPORARY, C.INTERRUPTED, C.TERMINATED],
-  verify: [C.OK, C.UNEXPECTED, C.USAGE, C.CONFIG, C.STORAGE, C.NOT_ENROLLED, ...BROKER, C.INTERRUPTED, C.TERMINATED],
-  export: [C.OK, C.UNEXPECTED, C.USAGE, C.CONFIG, C.STORAGE, C.NOT_ENROLLED, C.TEMPORARY, C.INTERRUPTED, C.TERMINATED],
+  verify: [C.OK, C.UNEXPECTED, C.USAGE, C.CONFIG, C.STORAGE, C.NOT_ENROLLED, ...BROKER, ...TOKEN, C.INTERRUPTED, C.TERMINATED],
+  export: [C.OK, C.UNEXPECTED, C.USAGE, C.CONFIG, C.STORAGE, C.NOT_ENROLLED, C.KEY_IN_TOKEN, C.TEMPORARY, C.INTERRUPTED, C.TERMINATED],
 };

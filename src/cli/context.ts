@@ -283,3 +283,81 @@ export function onInterrupt(): { signal: AbortSignal; dispose(): void } {
   });
   return { signal: controller.signal, dispose: () => handlers.forEach(([sig, h]) => process.off(sig, h)) };
 }
+
+/** The key options as commander parses them. */
+export interface KeyFlags {
+  key?: string;
+  pkcs11Module?: string;
+  nonInteractive?: boolean;
+}
+
+/**
+ * A token's PIN, read only when the token asks for a login, from (in order) the URI's
+ * `pin-source=` (a file, `file:` or a path), CERT_RETRIEVER_PKCS11_PIN, the systemd credential
+ * `pin`, or a masked prompt on a terminal. Never from argv; never printed.
+ */
+export async function tokenPin(uri: { pinSource?: string }, flags: KeyFlags, tokenName: string): Promise<{ read: () => Promise<string>; where: string }> {
+  const what = "token PIN";
+  if (uri.pinSource !== undefined) {
+    const file = uri.pinSource.replace(/^file:(\/\/)?/, "");
+    const read = passwordReader({ file }, what);
+    return { read: heldSecret(async () => (await checkTrusted(file, "PIN file"), read())), where: `the PIN file ${file}` };
+  }
+  const env = process.env.CERT_RETRIEVER_PKCS11_PIN;
+  if (env !== undefined) return { read: heldSecret(passwordReader({ env }, what)), where: "CERT_RETRIEVER_PKCS11_PIN" };
+  const credential = credentialPath("pin");
+  if (await exists(credential)) return { read: heldSecret(passwordReader({ file: credential }, what)), where: "the systemd credential 'pin'" };
+  if (isInteractive(flags)) return { read: heldSecret(() => ask("password", `PIN for ${tokenName}:`)), where: "the PIN typed" };
+  const missing = new CertRetrieverError(`token failed: no PIN for ${tokenName}`, {
+    step: "token",
+    reason: "missing-credentials",
+    hint: "give it with pin-source=file:/path in --key, CERT_RETRIEVER_PKCS11_PIN, or the systemd credential 'pin' (never on the command line)",
+  });
+  return { read: () => Promise.reject(missing), where: "nowhere" };
+}
+
+/**
+ * The key store a run uses: a PKCS#11 token when `uri` (--key, or a stored key's URI) names one,
+ * else software. `login` opens the token for signing (asking for the PIN if it needs one); without
+ * it only public objects are read. The PKCS#11 modules load only here.
+ */
+export async function openKeyStore(
+  flags: KeyFlags,
+  uri: string | undefined,
+  opts: { login: boolean; source?: SourceOf; pin?: { read: () => Promise<string>; where: string } },
+): Promise<import("../crypto/key-store.js").KeyStore> {
+  const { isPkcs11Uri, parsePkcs11Uri } = await import("../crypto/pkcs11-uri.js");
+  if (uri === undefined || !isPkcs11Uri(uri)) {
+    if (uri !== undefined) throw usage(`--key '${uri}' is not a pkcs11: URI`, "--key names a key in a PKCS#11 token (RFC 7512), e.g. --key 'pkcs11:token=device?module-path=/usr/lib/softhsm/libsofthsm2.so'; without it the key is made in software");
+    const { SoftwareKeyStore } = await import("../crypto/key-store.js");
+    return new SoftwareKeyStore();
+  }
+  const parsed = parsePkcs11Uri(uri);
+  const pin = opts.pin ?? (await tokenPin(parsed, flags, tokenName(parsed)));
+  const { Pkcs11KeyStore } = await import("../crypto/pkcs11-store.js");
+  return Pkcs11KeyStore.open(
+    { uri, modulePath: flags.pkcs11Module, pin: pin.read, pinSource: pin.where, refusePinValue: opts.source?.("key") === "cli" },
+    opts.login,
+  );
+}
+
+/**
+ * The public keys a stored key record names, for `check`: a PEM's own, or those of the token key
+ * its URI (or --key) names, read without a login (a token's public objects need no PIN).
+ */
+export function publicKeysReader(flags: KeyFlags, source?: SourceOf): (record: string) => Promise<Uint8Array[]> {
+  return async (record) => {
+    const { isKeyUri } = await import("../store/types.js");
+    const keyStore = await openKeyStore(flags, isKeyUri(record) ? (flags.key ?? record.trim()) : flags.key, { login: false, source });
+    try {
+      return await keyStore.publicKeysOf(record);
+    } finally {
+      await keyStore.close();
+    }
+  };
+}
+
+/** A token as the messages name it. */
+export function tokenName(uri: { token?: string }): string {
+  return uri.token !== undefined ? `token '${uri.token}'` : "the token";
+}

@@ -1,7 +1,8 @@
-import { generateKeyPair, privateKeyPem, spkiDer, toPem, type KeyType } from "../crypto/keys.js";
+import { SoftwareKeyStore, type KeyHandle, type KeyStore } from "../crypto/key-store.js";
+import { toPem, type KeyType } from "../crypto/keys.js";
 import type { CryptoProvider } from "../crypto/provider.js";
 import * as x509 from "../crypto/x509.js";
-import { CertRetrieverError, describeCause } from "../errors.js";
+import { CertRetrieverError, describeCause, usageError } from "../errors.js";
 import { faultPoint } from "../fault.js";
 import { logIn, type LoginSource } from "../platform/login.js";
 import { API_TRAITS, type PlatformClient, type Session } from "../platform/types.js";
@@ -22,7 +23,12 @@ export type EnrollStep = (typeof ENROLL_STEPS)[number];
 /** What an enrollment needs. `username`, `password` and `retryLogin` are asked for only when the authenticate step runs. */
 export interface EnrollOptions extends LoginSource {
   platform: PlatformClient;
+  /** Verifies signatures (the CA's on the certificate); software keys are made with it too, unless `keyStore` says otherwise. */
   crypto: CryptoProvider;
+  /** Where the key is made: software (default) or a PKCS#11 token. */
+  keyStore?: KeyStore;
+  /** Also put the certificate into the token, beside its key (a token key store only). */
+  storeCertInToken?: boolean;
   deviceId: string;
   /** A session from a token (`login`): the authenticate step uses it instead of logging in. */
   session?: Session;
@@ -65,7 +71,7 @@ export interface EnrollResult {
   deviceId: string;
   tenant?: string;
   /** `files.profile` is there only when a profile was recorded. */
-  store: { kind: string; location: string; files?: Omit<CredentialPaths, "profile"> & { profile?: string } };
+  store: { kind: string; location: string; files?: Omit<CredentialPaths, "profile" | "key" | "keyUri"> & { key?: string; keyUri?: string; profile?: string } };
   serialNumber: string;
   sha256Fingerprint: string;
   subject: string;
@@ -81,17 +87,29 @@ export interface EnrollResult {
  */
 export async function enroll(opts: EnrollOptions, onEvent: (e: EnrollEvent) => void = () => {}): Promise<EnrollResult> {
   const now = opts.now ?? (() => new Date());
+  const keyStore: KeyStore = opts.keyStore ?? new SoftwareKeyStore(opts.crypto);
   const opened = await opts.store.open();
   let succeeded = false;
+  // The public key of the stored certificate: a token's other keys of this device are a killed or failed run's.
+  let storedSpki: Uint8Array | undefined;
+  let keepSpki: Uint8Array | undefined;
   try {
     for (const message of opened.notes) onEvent({ type: "note", message });
+    storedSpki = await storedCertificateSpki(opts.store);
+    keepSpki = storedSpki;
+    for (const message of await keyStore.prune(opts.deviceId, storedSpki)) onEvent({ type: "note", message });
     if (!opts.force) {
-      const existing = await inspectCredentials(opts.store, { ...opts, renewBeforeMs: opts.renewBeforeMs ?? 0, now: now() });
+      const existing = await inspectCredentials(opts.store, {
+        ...opts,
+        publicKeysOf: (record) => keyStore.publicKeysOf(record),
+        renewBeforeMs: opts.renewBeforeMs ?? 0,
+        now: now(),
+      });
       // With a token at hand, asking for the CA costs no login: a CA the platform has changed is found too.
       const caChanged = existing.state === "valid" && opts.session ? await platformCaDiffers(opts, existing.ca, now(), onEvent) : false;
       if (existing.state === "valid" && !caChanged) {
         succeeded = true;
-        return { ...describe(existing.cert, opts.store, opts.deviceId, undefined, [], existing.profiled), status: "already-enrolled" };
+        return { ...describe(existing.cert, opts.store, opts.deviceId, undefined, [], existing.profiled, keyStore.kind === "pkcs11"), status: "already-enrolled" };
       }
       if (caChanged) onEvent({ type: "note", message: "existing credentials will be replaced: the platform's CA differs from the stored one" });
       else if (existing.state !== "missing" && existing.state !== "valid") onEvent({ type: "note", message: `existing credentials will be replaced: ${existing.reason}` });
@@ -144,18 +162,19 @@ export async function enroll(opts: EnrollOptions, onEvent: (e: EnrollEvent) => v
     const traits = API_TRAITS[opts.platform.api()];
     await opts.platform.prepare?.(session, opts.deviceId);
     const keyType = opts.keyType ?? traits.keyType;
-    const keys = await run(
+    const key: KeyHandle = await run(
       "generate-key",
       async () => {
         try {
-          return await generateKeyPair(keyType, opts.crypto);
+          return await keyStore.generate(keyType, opts.deviceId);
         } catch (err) {
+          if (err instanceof CertRetrieverError) throw err;
           throw new CertRetrieverError(`generate-key failed: ${describeCause(err)}`, { step: "generate-key", reason: "keygen-failed", cause: err });
         }
       },
-      () => `${keyType} key generated on this device${opts.keyType ? "" : " (the API's preferred key)"}`,
+      (k) => `${keyType} key ${k.where}${opts.keyType ? "" : " (the API's preferred key)"}`,
     );
-    const csr = await run("build-csr", () => buildCsr(opts.deviceId, keys, opts.sans, opts.crypto), () => `CSR for CN=${opts.deviceId}`);
+    const csr = await run("build-csr", () => buildCsr(opts.deviceId, key.keys, opts.sans, key.crypto), () => `CSR for CN=${opts.deviceId}`);
     const issued = await run(
       "submit-csr",
       async () => {
@@ -173,7 +192,7 @@ export async function enroll(opts: EnrollOptions, onEvent: (e: EnrollEvent) => v
           {
             cert,
             ca,
-            publicKeySpki: await spkiDer(keys.publicKey, opts.crypto),
+            publicKeySpki: await key.spki(),
             deviceId: opts.deviceId,
             commonNames: traits.commonNames(opts.deviceId, session.tenant),
             now: now(),
@@ -196,12 +215,17 @@ export async function enroll(opts: EnrollOptions, onEvent: (e: EnrollEvent) => v
       async () => (opts.platform.bind ? opts.platform.bind(session, issued.reply, opts.deviceId) : { bound: false, detail: `not needed: ${traits.title} issues to the device's own end entity` }),
       (b) => b.detail,
     );
+    const keyRecord = await key.record();
     await run(
       "store",
-      async () =>
-        opts.store
+      async () => {
+        if (opts.storeCertInToken) {
+          if (!keyStore.storeCertificate) throw usageError("--store-cert-in-token needs a token key (--key pkcs11:…)", "storeCertInToken");
+          await keyStore.storeCertificate(keyRecord, cert);
+        }
+        await opts.store
           .write({
-            keyPem: await privateKeyPem(keys.privateKey, opts.crypto),
+            key: keyRecord,
             certificatePem: toPem(cert.rawData, "CERTIFICATE"),
             caPem: toPem(ca.rawData, "CERTIFICATE"),
             profileJson:
@@ -212,13 +236,28 @@ export async function enroll(opts: EnrollOptions, onEvent: (e: EnrollEvent) => v
           .catch((err: unknown) => {
             if (binding.bound) onEvent({ type: "note", message: `certificate ${issued.reply.fingerprint ?? sha256Fingerprint(cert)} is bound to device ${opts.deviceId} on the platform but was not stored here; the next run issues and binds a new one` });
             throw err;
-          }),
-      () => `stored in ${opts.store.location}`,
+          });
+      },
+      () => `stored in ${opts.store.location}${opts.storeCertInToken ? ` and the certificate in ${keyStore.location}` : ""}${keyStore.kind === "pkcs11" ? `; the key stays in the token (${keyRecord})` : ""}`,
     );
+    keepSpki = new Uint8Array(cert.publicKey.rawData);
     succeeded = true;
-    return { ...describe(cert, opts.store, opts.deviceId, session.tenant, steps, Boolean(opts.profile && opts.profile.name !== "generic")), status: "enrolled" };
+    return { ...describe(cert, opts.store, opts.deviceId, session.tenant, steps, Boolean(opts.profile && opts.profile.name !== "generic"), keyStore.kind === "pkcs11"), status: "enrolled" };
   } finally {
+    // A token keeps the key the stored certificate uses: after success the new one, after a failure the old one.
+    const pruned = await keyStore.prune(opts.deviceId, keepSpki).catch((err: unknown) => [`could not remove this run's unused key from ${keyStore.location} (${describeCause(err)}); the next run does`]);
+    for (const message of pruned) onEvent({ type: "note", message });
     await opened.close(succeeded);
+  }
+}
+
+/** The public key of the stored certificate, if one can be read: the key a token must keep. */
+async function storedCertificateSpki(store: CredentialStore): Promise<Uint8Array | undefined> {
+  try {
+    const pem = (await store.read()).pems?.certificatePem;
+    return pem ? new Uint8Array(new x509.X509Certificate(pem).publicKey.rawData) : undefined;
+  } catch {
+    return undefined;
   }
 }
 
@@ -236,11 +275,11 @@ async function platformCaDiffers(opts: EnrollOptions, stored: x509.X509Certifica
 }
 
 /** The result's description of `cert` and where it is stored; the profile file is listed only when one was recorded. */
-function describe(cert: x509.X509Certificate, store: CredentialStore, deviceId: string, tenant: string | undefined, steps: StepTiming[], profiled: boolean) {
+function describe(cert: x509.X509Certificate, store: CredentialStore, deviceId: string, tenant: string | undefined, steps: StepTiming[], profiled: boolean, keyInToken: boolean) {
   let files: EnrollResult["store"]["files"];
   if (store instanceof FilesStore) {
-    const { profile, ...always } = store.paths;
-    files = profiled ? { ...always, profile } : always;
+    const { profile, key, keyUri, ...always } = store.paths;
+    files = { ...always, ...(keyInToken ? { keyUri } : { key }), ...(profiled ? { profile } : {}) };
   }
   return {
     deviceId,

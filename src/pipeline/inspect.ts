@@ -1,4 +1,3 @@
-import { createPrivateKey, createPublicKey } from "node:crypto";
 import * as x509 from "../crypto/x509.js";
 import { CertRetrieverError, describeCause } from "../errors.js";
 import type { CryptoProvider } from "../crypto/provider.js";
@@ -12,6 +11,8 @@ export interface InspectOptions {
   deviceId: string;
   crypto: CryptoProvider;
   caFingerprint?: string;
+  /** The SubjectPublicKeyInfo of each key a stored key record names (a PEM's, or the token keys a URI names). */
+  publicKeysOf: (record: string) => Promise<Uint8Array[]>;
   /** Credentials that expire within this many milliseconds are due for enrollment. */
   renewBeforeMs: number;
   now: Date;
@@ -37,7 +38,7 @@ export async function inspectCredentials(store: CredentialStore, opts: InspectOp
     if (stored.present.length === 1 && stored.present[0] === "caPem") {
       return { state: "missing", reason: `no credentials for '${opts.deviceId}' in ${store.location} (only the CA certificate, which devices there share)` };
     }
-    const missing = (["keyPem", "certificatePem", "caPem"] as const).filter((k) => !stored.present.includes(k));
+    const missing = (["key", "certificatePem", "caPem"] as const).filter((k) => !stored.present.includes(k));
     return { state: "partial", reason: `half state: ${missing.map((k) => stored.where[k]).join(" and ")} missing` };
   }
   const { pems } = stored;
@@ -47,17 +48,22 @@ export async function inspectCredentials(store: CredentialStore, opts: InspectOp
     cert = parseCertificate(pems.certificatePem, stored.where.certificatePem, "check-existing", "cert-invalid");
     ca = parseCertificate(pems.caPem, stored.where.caPem, "check-existing", "cert-invalid");
     checkPin(ca, opts.caFingerprint, `the stored CA ${stored.where.caPem}`);
-    let spki: Uint8Array;
+    let candidates: Uint8Array[];
     try {
-      spki = new Uint8Array(createPublicKey(createPrivateKey(pems.keyPem)).export({ type: "spki", format: "der" }));
+      candidates = await opts.publicKeysOf(pems.key);
     } catch (err) {
-      return { state: "invalid", reason: `${stored.where.keyPem} is not a private key (${describeCause(err)})`, cert };
+      if (err instanceof CertRetrieverError && err.step === "token") throw err; // enrolling again would not help (below too)
+      return { state: "invalid", reason: `${stored.where.key} is not a usable key (${describeCause(err)})`, cert };
     }
+    if (candidates.length === 0) return { state: "invalid", reason: `the token no longer holds the key ${stored.where.key} names`, cert };
+    const certSpki = Buffer.from(cert.publicKey.rawData);
+    const spki = candidates.find((c) => certSpki.equals(c)) ?? candidates[0]!;
     // dojot v0.5-v0.6 issue CN=<tenant>:<device>; any tenant prefix names the same device.
     const cn = commonName(cert);
     const commonNames = [opts.deviceId, ...(cn && /^[^:]+:/.test(cn) && cn.endsWith(`:${opts.deviceId}`) ? [cn] : [])];
     await validateCertificate({ cert, ca, publicKeySpki: spki, deviceId: opts.deviceId, commonNames, now: opts.now }, opts.crypto, "check-existing");
   } catch (err) {
+    if (err instanceof CertRetrieverError && err.step === "token") throw err;
     const reason = describeCause(err).replace(/^[a-z-]+ failed: /, "");
     return { state: cert && cert.notAfter < opts.now ? "expiring" : "invalid", reason, cert };
   }

@@ -6,8 +6,8 @@ import { faultPoint } from "../fault.js";
 import { prepareDirectory, removeCreatedDirectory, storageError, syncDirectory } from "./directory.js";
 import { acquireLock } from "./lock.js";
 import { credentialPaths, fileNamesProblem, STAGING_PREFIX, type CredentialPaths } from "./names.js";
-import { COMMIT_MARK, commitMark, hasInterruptedWrite, recoverInterruptedWrites } from "./recovery.js";
-import type { CredentialPems, CredentialStore, OpenStore, StoredCredentials } from "./types.js";
+import { COMMIT_MARK, commitMark, hasInterruptedWrite, recoverInterruptedWrites, removeOtherKeyKind } from "./recovery.js";
+import { isKeyUri, type CredentialPems, type CredentialStore, type OpenStore, type StoredCredentials } from "./types.js";
 
 export { credentialPaths, type CredentialPaths } from "./names.js";
 export type { CredentialPems } from "./types.js";
@@ -35,15 +35,19 @@ export class FilesStore implements CredentialStore {
         if (err instanceof CertRetrieverError) throw err;
         throw storageError(`cannot read ${p}: ${describeCause(err)}`, err);
       });
-    const [keyPem, certificatePem, caPem, profileJson] = await Promise.all([read(this.paths.key), read(this.paths.certificate), read(this.paths.ca), read(this.paths.profile)]);
-    const parts = { keyPem, certificatePem, caPem };
+    const [keyPem, keyUri, certificatePem, caPem, profileJson] = await Promise.all(
+      [this.paths.key, this.paths.keyUri, this.paths.certificate, this.paths.ca, this.paths.profile].map(read),
+    );
+    // A completed write leaves one of the two; the URI is the newer kind.
+    const key = keyUri ?? keyPem;
+    const parts = { key, certificatePem, caPem };
     const present = (Object.keys(parts) as Array<keyof typeof parts>).filter((k) => parts[k] !== undefined);
     // Unreadable counts as interrupted: enrolling then reports the cause.
     const interrupted = await hasInterruptedWrite(this.paths).catch(() => true);
     return {
-      pems: keyPem !== undefined && certificatePem !== undefined && caPem !== undefined ? { keyPem, certificatePem, caPem, profileJson } : undefined,
+      pems: key !== undefined && certificatePem !== undefined && caPem !== undefined ? { key, certificatePem, caPem, profileJson } : undefined,
       present,
-      where: { keyPem: this.paths.key, certificatePem: this.paths.certificate, caPem: this.paths.ca },
+      where: { key: keyUri !== undefined ? this.paths.keyUri : this.paths.key, certificatePem: this.paths.certificate, caPem: this.paths.ca },
       interrupted,
     };
   }
@@ -92,7 +96,7 @@ function planOf(paths: CredentialPaths, pems: CredentialPems): PlanItem[] {
   const plan = [
     { target: paths.ca, text: pems.caPem, mode: 0o644 },
     { target: paths.certificate, text: pems.certificatePem, mode: 0o644 },
-    { target: paths.key, text: pems.keyPem, mode: 0o600 },
+    isKeyUri(pems.key) ? { target: paths.keyUri, text: pems.key, mode: 0o644 } : { target: paths.key, text: pems.key, mode: 0o600 },
   ];
   if (pems.profileJson !== undefined) plan.push({ target: paths.profile, text: pems.profileJson, mode: 0o644 });
   return plan;
@@ -142,6 +146,7 @@ export async function writeCredentials(paths: CredentialPaths, pems: CredentialP
       item.replaced = true;
       faultPoint(`store:renamed-${i + 1}`);
     }
+    await removeOtherKeyKind(paths, plan.map((p) => p.target));
     await syncDirectory(paths.dir);
   } catch (err) {
     for (const item of plan.filter((p) => p.replaced)) {

@@ -29,7 +29,7 @@ async function keytar(): Promise<Keytar> {
   };
 }
 
-const PARTS = ["keyPem", "certificatePem", "caPem"] as const;
+const PARTS = ["key", "certificatePem", "caPem"] as const;
 
 /**
  * Credentials in the OS keychain (Secret Service on Linux, Keychain on macOS, Credential Manager
@@ -45,7 +45,7 @@ export class KeychainStore implements CredentialStore {
     caName: string,
     private readonly lockDir: string,
   ) {
-    this.accounts = { keyPem: `${deviceId}/key`, certificatePem: `${deviceId}/certificate`, caPem: `${deviceId}/ca/${caName}` };
+    this.accounts = { key: `${deviceId}/key`, certificatePem: `${deviceId}/certificate`, caPem: `${deviceId}/ca/${caName}` };
   }
 
   get location(): string {
@@ -55,11 +55,11 @@ export class KeychainStore implements CredentialStore {
   async read(): Promise<StoredCredentials> {
     const kt = await this.keytar();
     const values = await Promise.all(PARTS.map((p) => this.call(() => kt.getPassword(KEYCHAIN_SERVICE, this.accounts[p]), "read")));
-    const [keyPem, certificatePem, caPem] = values.map((v) => v ?? undefined);
+    const [key, certificatePem, caPem] = values.map((v) => v ?? undefined);
     const present = PARTS.filter((_, i) => values[i] !== null);
     const where = Object.fromEntries(PARTS.map((p) => [p, `keychain entry ${KEYCHAIN_SERVICE}/${this.accounts[p]}`])) as StoredCredentials["where"];
     const profileJson = (await this.call(() => kt.getPassword(KEYCHAIN_SERVICE, `${this.deviceId}/profile`), "read")) ?? undefined;
-    return { pems: keyPem && certificatePem && caPem ? { keyPem, certificatePem, caPem, profileJson } : undefined, present, where };
+    return { pems: key && certificatePem && caPem ? { key, certificatePem, caPem, profileJson } : undefined, present, where };
   }
 
   async open(): Promise<OpenStore> {

@@ -10,6 +10,7 @@ export const NAME_MAX_BYTES = 255;
 /** The names of a device's files inside its credentials directory. */
 export interface CredentialNames {
   key: string;
+  keyUri: string;
   certificate: string;
   ca: string;
   profile: string;
@@ -17,7 +18,7 @@ export interface CredentialNames {
 
 /** The file names of a device's credentials (the names dojot's retriever and the mosquitto_pub examples use). */
 export function credentialNames(deviceId: string, caName: string): CredentialNames {
-  return { key: `${deviceId}.key`, certificate: `${deviceId}.crt`, ca: `${caName}.crt`, profile: `${deviceId}.profile.json` };
+  return { key: `${deviceId}.key`, keyUri: `${deviceId}.key.uri`, certificate: `${deviceId}.crt`, ca: `${caName}.crt`, profile: `${deviceId}.profile.json` };
 }
 
 /** Where a device's credentials live: the names dojot's retriever and the mosquitto_pub examples use. */
@@ -25,6 +26,8 @@ export interface CredentialPaths {
   dir: string;
   /** `<device-id>.key`, PKCS#8 PEM, mode 0600. */
   key: string;
+  /** `<device-id>.key.uri`: instead of the key, the `pkcs11:` URI of a key that stays in a token. */
+  keyUri: string;
   /** `<device-id>.crt`, PEM. */
   certificate: string;
   /** `<ca-name>.crt`, PEM. */
@@ -37,7 +40,7 @@ export interface CredentialPaths {
 export function credentialPaths(outDir: string, deviceId: string, caName: string): CredentialPaths {
   const dir = resolve(outDir);
   const names = credentialNames(deviceId, caName);
-  return { dir, key: join(dir, names.key), certificate: join(dir, names.certificate), ca: join(dir, names.ca), profile: join(dir, names.profile) };
+  return { dir, key: join(dir, names.key), keyUri: join(dir, names.keyUri), certificate: join(dir, names.certificate), ca: join(dir, names.ca), profile: join(dir, names.profile) };
 }
 
 /** Names of the store's own files start so: a device or CA named alike would be taken for one (and removed). */

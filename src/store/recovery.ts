@@ -1,5 +1,5 @@
 import type { Stats } from "node:fs";
-import { lstat, readdir, readFile, rename, rm } from "node:fs/promises";
+import { lstat, readdir, readFile, rename, rm, unlink } from "node:fs/promises";
 import { basename, isAbsolute, join } from "node:path";
 import { CertRetrieverError, describeCause } from "../errors.js";
 import { storageError, syncDirectory } from "./directory.js";
@@ -43,7 +43,7 @@ export async function recoverInterruptedWrites(paths: CredentialPaths): Promise<
     } else if (s.kind === "refused") {
       notes.push(`left ${shown} in ${paths.dir} alone: ${s.reason}`);
     } else if (s.kind === "committed") {
-      await rollForward(paths.dir, s.path, s.targets);
+      await rollForward(paths, s.path, s.targets);
       notes.push(`completed a write that an earlier run committed but did not finish (${s.name})`);
     } else {
       await rm(s.path, { recursive: true, force: true }).catch((err: unknown) => {
@@ -60,7 +60,22 @@ export async function hasInterruptedWrite(paths: CredentialPaths): Promise<boole
   return (await stagingEntries(paths)).some((s) => s.kind === "unfinished" || s.kind === "committed");
 }
 
-async function rollForward(dir: string, staging: string, targets: string[]): Promise<void> {
+/**
+ * After a write's renames: the key file of the other kind goes (a token key's URI replaces a key
+ * file, and a key file a URI), so that the certificate and the key named beside it always belong
+ * together. Part of the committed write: a run killed before it is finished by the next.
+ */
+export async function removeOtherKeyKind(paths: CredentialPaths, targets: string[]): Promise<void> {
+  const other = targets.includes(paths.keyUri) ? paths.key : targets.includes(paths.key) ? paths.keyUri : undefined;
+  if (other) {
+    await unlink(other).catch((err: NodeJS.ErrnoException) => {
+      if (err.code !== "ENOENT") throw err;
+    });
+  }
+}
+
+async function rollForward(paths: CredentialPaths, staging: string, targets: string[]): Promise<void> {
+  const dir = paths.dir;
   try {
     for (const [i, target] of targets.entries()) {
       // A staged file that is gone was renamed into place before the crash.
@@ -68,6 +83,7 @@ async function rollForward(dir: string, staging: string, targets: string[]): Pro
         if (err.code !== "ENOENT") throw err;
       });
     }
+    await removeOtherKeyKind(paths, targets);
     await syncDirectory(dir);
     await rm(staging, { recursive: true, force: true });
   } catch (err) {
@@ -120,7 +136,7 @@ async function classify(paths: CredentialPaths, name: string): Promise<Staging> 
  */
 function markedTargets(paths: CredentialPaths, entries: unknown): string[] | undefined {
   if (!Array.isArray(entries) || entries.length === 0) return undefined;
-  const own = [paths.ca, paths.certificate, paths.key, paths.profile];
+  const own = [paths.ca, paths.certificate, paths.key, paths.keyUri, paths.profile];
   const files: string[] = [];
   for (const entry of entries) {
     if (typeof entry !== "string") return undefined;

@@ -1,6 +1,12 @@
+/** Whether a stored key is the URI of a key kept in a PKCS#11 token rather than the key itself. */
+export function isKeyUri(key: string): boolean {
+  return key.trimStart().startsWith("pkcs11:");
+}
+
 /** PEM texts of a device's credentials. */
 export interface CredentialPems {
-  keyPem: string;
+  /** The device key: its PKCS#8 PEM, or the `pkcs11:` URI of a key kept in a token (see {@link isKeyUri}). */
+  key: string;
   certificatePem: string;
   caPem: string;
   /** The identity profile, as JSON (a ProfileRecord), when one other than generic was used. */
@@ -10,9 +16,9 @@ export interface CredentialPems {
 /** What a store holds for a device: the three PEMs if all are there, and which parts are present. */
 export interface StoredCredentials {
   pems?: CredentialPems;
-  present: Array<"keyPem" | "certificatePem" | "caPem">;
+  present: Array<"key" | "certificatePem" | "caPem">;
   /** Where each part is, for messages. */
-  where: Record<"keyPem" | "certificatePem" | "caPem", string>;
+  where: Record<"key" | "certificatePem" | "caPem", string>;
   /** A write that a killed run left unfinished. */
   interrupted?: boolean;
 }

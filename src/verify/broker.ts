@@ -1,7 +1,7 @@
 import { connect as netConnect, type Socket } from "node:net";
 import { bareHost } from "../loopback.js";
 import { connect as tlsConnect, type ConnectionOptions, type TLSSocket } from "node:tls";
-import { describeCause } from "../errors.js";
+import { CertRetrieverError, describeCause, type Reason } from "../errors.js";
 import { probeTlsAlert } from "../platform/tls-probe.js";
 import type { MqttVersion } from "../profiles.js";
 import { connectError, refusedMqtt5, tlsError, verifyError, VERSION_NAME, type ProtocolLevel } from "./errors.js";
@@ -15,6 +15,8 @@ export interface BrokerCheck {
   /** The device's certificate and key (absent only to show what a broker does without one). */
   certPem?: string;
   keyPem?: string;
+  /** Instead of `keyPem`, a key in a token reached through an OpenSSL engine (pkcs11): the engine's id and the key's URI. */
+  keyEngine?: { engine: string; identifier: string };
   clientId: string;
   /** Publish one QoS 1 message here: MQTT 5 reports a refusal in the PUBACK; over 3.1.1 delivery is watched for. */
   topic?: string;
@@ -72,7 +74,7 @@ export async function checkBroker(check: BrokerCheck, onStage: (s: StageReport) 
     return openSession(tls, level, check.clientId, check.timeoutMs).catch(async (err: unknown) => {
       // A reset before CONNACK, right after a TLS 1.3 handshake: ask the broker again, writing nothing, to read its alert.
       if (/^(ECONNRESET|EPIPE)$/.test(String((err as NodeJS.ErrnoException).code ?? ""))) {
-        const alert = await probeTlsAlert({ host, port: at.port, servername: at.servername, ca: check.caPem, cert: check.certPem, key: check.keyPem, ...check.tls });
+        const alert = await probeTlsAlert({ host, port: at.port, servername: at.servername, ca: check.caPem, cert: check.certPem, ...clientKey(check), ...check.tls });
         if (alert) throw tlsError(Object.assign(new Error(alert), { code: alert }), host);
       }
       throw err;
@@ -139,7 +141,7 @@ async function openTls(check: BrokerCheck, at: Endpoint, onTcp?: () => void): Pr
       host: check.servername ?? host,
       ca: check.caPem,
       cert: check.certPem,
-      key: check.keyPem,
+      ...clientKey(check),
       rejectUnauthorized: true,
       ...check.tls,
     });
@@ -147,6 +149,33 @@ async function openTls(check: BrokerCheck, at: Endpoint, onTcp?: () => void): Pr
     socket.once("error", reject);
     return () => socket.destroy();
   }).catch((err: unknown) => {
-    throw tlsError(err, host);
+    throw (check.keyEngine && engineError(err)) || tlsError(err, host);
   });
+}
+
+/** A failure of the pkcs11 engine (loading it, or the token behind it) as the token failure it is. */
+function engineError(err: unknown): CertRetrieverError | undefined {
+  const code = String((err as NodeJS.ErrnoException).code ?? "");
+  const message = describeCause(err);
+  const reason: Reason | undefined =
+    code === "ERR_OSSL_PIN_INCORRECT"
+      ? "token-pin-refused"
+      : code === "ERR_OSSL_OBJECT_NOT_FOUND"
+        ? "token-key-missing"
+        : /PKCS#11_MODULE|DSO support|no such engine|engine routines/.test(`${code} ${message}`)
+          ? "pkcs11-module-missing"
+          : /PKCS#11|pkcs11|CRYPTOKI/i.test(`${code} ${message}`)
+            ? "token-error"
+            : undefined;
+  if (!reason) return undefined;
+  const what =
+    reason === "pkcs11-module-missing"
+      ? `OpenSSL's pkcs11 engine or the PKCS#11 module could not be loaded (Debian: libengine-pkcs11-openssl; or set OPENSSL_ENGINES to its directory): ${message}`
+      : `the token key could not be used for TLS through OpenSSL's pkcs11 engine: ${message}`;
+  return new CertRetrieverError(`token failed: ${what}`, { step: "token", reason, cause: err });
+}
+
+/** The TLS options that give the client's key: the PEM, or the engine and the token key's URI. */
+function clientKey(check: BrokerCheck): Pick<ConnectionOptions, "key" | "privateKeyEngine" | "privateKeyIdentifier"> {
+  return check.keyEngine ? { privateKeyEngine: check.keyEngine.engine, privateKeyIdentifier: check.keyEngine.identifier } : { key: check.keyPem };
 }

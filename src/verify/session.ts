@@ -151,15 +151,21 @@ export function withTimeout<T>(ms: number, what: string, body: (resolve: (v: T) 
       cleanup();
       reject(new Error(`no ${what} within ${ms / 1000} s`));
     }, ms);
-    cleanup = body(
-      (v) => {
-        clearTimeout(timer);
-        resolve(v);
-      },
-      (e) => {
-        clearTimeout(timer);
-        reject(e);
-      },
-    );
+    try {
+      cleanup = body(
+        (v) => {
+          clearTimeout(timer);
+          resolve(v);
+        },
+        (e) => {
+          clearTimeout(timer);
+          reject(e);
+        },
+      );
+    } catch (err) {
+      // tls.connect throws at once when a key engine fails
+      clearTimeout(timer);
+      reject(err);
+    }
   });
 }

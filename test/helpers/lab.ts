@@ -6,6 +6,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { softwareCrypto } from "../../src/crypto/provider.js";
 import type { CertProfile } from "../../src/lab/ca.js";
+import type { LabApi } from "../../src/lab/x509-api.js";
 import { setDevice, startLab, type RunningLab } from "../../src/lab/server.js";
 import { SECRETS } from "./cli.js";
 
@@ -24,7 +25,7 @@ export async function tempDir(prefix = "cr-test-"): Promise<string> {
 }
 
 /** Starts a lab with a new CA in a temporary directory. */
-export async function startTestLab(opts: { certProfile?: CertProfile; autoRegister?: boolean; tokenLifetime?: number; extensionOverride?: boolean } = {}): Promise<TestLab> {
+export async function startTestLab(opts: { certProfile?: CertProfile; autoRegister?: boolean; tokenLifetime?: number; extensionOverride?: boolean; api?: LabApi } = {}): Promise<TestLab> {
   const dir = await tempDir("cr-lab-");
   const password = `lab-${Math.random().toString(36).slice(2)}-secret`;
   SECRETS.add(password);
@@ -38,6 +39,7 @@ export async function startTestLab(opts: { certProfile?: CertProfile; autoRegist
     adminPassword: password,
     tokenLifetime: opts.tokenLifetime ?? 420,
     extensionOverride: opts.extensionOverride,
+    api: opts.api,
   });
   return {
     ...lab,
@@ -53,7 +55,7 @@ export async function startTestLab(opts: { certProfile?: CertProfile; autoRegist
 }
 
 /** A reply a tampering proxy sends instead of the platform's. */
-export type Tamper = (path: string, upstream: { status: number; body: string }) => { status: number; body: string; contentType?: string } | undefined;
+export type Tamper = (path: string, upstream: { status: number; body: string }, request: { method: string; body: string }) => { status: number; body: string; contentType?: string } | undefined;
 
 /**
  * An HTTP server on 127.0.0.1 that forwards to `target` and lets a test rewrite replies: a
@@ -69,7 +71,7 @@ export async function startProxy(target: string, tamper: Tamper, tls?: HttpsOpti
         upRes.on("data", (c: Buffer) => body.push(c));
         upRes.on("end", () => {
           const original = { status: upRes.statusCode ?? 500, body: Buffer.concat(body).toString() };
-          const out = tamper(req.url ?? "/", original) ?? { ...original, contentType: String(upRes.headers["content-type"] ?? "") };
+          const out = tamper(req.url ?? "/", original, { method: req.method ?? "GET", body: Buffer.concat(chunks).toString() }) ?? { ...original, contentType: String(upRes.headers["content-type"] ?? "") };
           res.writeHead(out.status, { "content-type": out.contentType ?? "application/json" }).end(out.body);
         });
       });

@@ -1,6 +1,6 @@
 import { Command } from "commander";
 import { applyConfigFile } from "../config.js";
-import { checkPinFlag, makeStore, resolveDeviceId, type CommonFlags } from "../context.js";
+import { checkPinFlag, makeStore, publicKeysReader, resolveDeviceId, type CommonFlags, type KeyFlags } from "../context.js";
 import { parseDuration } from "../inputs.js";
 import type { CliState } from "../main.js";
 import { addOptions } from "../options.js";
@@ -32,14 +32,21 @@ export function checkCommand(state: CliState): Command {
     .action(async (_f: CommonFlags, command: Command) => {
       try {
         await applyConfigFile(command, say);
-        const flags = command.opts<CommonFlags>();
+        const flags = command.opts<CommonFlags & KeyFlags>();
         state.json ||= Boolean(flags.json);
         const deviceId = await resolveDeviceId({ ...flags, nonInteractive: true }, (key) => command.getOptionValueSource(key));
         const renewBeforeMs = parseDuration(flags.renewBefore, "--renew-before", true);
         await checkPinFlag(flags);
         const store = await makeStore(flags, deviceId);
         const [{ inspectCredentials }, { softwareCrypto }] = await Promise.all([import("../../pipeline/inspect.js"), import("../../crypto/provider.js")]);
-        const verdict = await inspectCredentials(store, { deviceId, crypto: softwareCrypto(), caFingerprint: flags.caFingerprint, renewBeforeMs, now: new Date() });
+        const verdict = await inspectCredentials(store, {
+          deviceId,
+          crypto: softwareCrypto(),
+          publicKeysOf: publicKeysReader(flags, (key) => command.getOptionValueSource(key)),
+          caFingerprint: flags.caFingerprint,
+          renewBeforeMs,
+          now: new Date(),
+        });
         if (verdict.state === "valid") {
           say(`nothing to do: '${deviceId}' has valid credentials in ${store.location} until ${verdict.cert.notAfter.toISOString()} (renewal due from ${verdict.renewFrom.toISOString()})`);
           if (flags.json) printJson({ needed: false, deviceId, notAfter: verdict.cert.notAfter.toISOString(), renewFrom: verdict.renewFrom.toISOString() });

@@ -8,6 +8,8 @@ import {
   checkPinFlag,
   isInteractive,
   makeHttp,
+  openKeyStore,
+  type KeyFlags,
   makeStore,
   onInterrupt,
   login,
@@ -22,7 +24,7 @@ import { addOptions } from "../options.js";
 import { exitCodesHelp, heldSecret, holdSecret, printJson, progress, say } from "../output.js";
 import { verifyStored, type MqttFlags } from "./verify.js";
 
-interface EnrollFlags extends MqttFlags {
+interface EnrollFlags extends MqttFlags, KeyFlags {
   verifyBroker?: string;
   entityPasswordFile?: string;
   keyType?: string;
@@ -31,6 +33,7 @@ interface EnrollFlags extends MqttFlags {
   ip: string[];
   uri: string[];
   force?: boolean;
+  storeCertInToken?: boolean;
 }
 
 const EXAMPLES = `
@@ -106,11 +109,15 @@ async function runEnroll(command: Command, state: CliState): Promise<number> {
       ? await heldSecret(passwordReader({ file: flags.entityPasswordFile, env: entityEnv }, "end-entity password"))()
       : "dojot";
   const store = await makeStore(flags, deviceId);
+  if (flags.storeCertInToken && flags.key === undefined) throw usage("--store-cert-in-token needs a token key: pass --key pkcs11:…");
+  // A token's PIN is tried before the first request: a wrong one costs the platform nothing.
+  const keyStore = await openKeyStore(flags, flags.key, { login: true, source });
   const retries: RetryInfo[] = [];
   const interrupt = onInterrupt();
   // Bad TLS files make makeHttp throw: the signal handlers must not outlive it.
-  const http = await makeHttp(flags, startedAt, interrupt.signal, retries).catch((err: unknown) => {
+  const http = await makeHttp(flags, startedAt, interrupt.signal, retries).catch(async (err: unknown) => {
     interrupt.dispose();
+    await keyStore.close();
     throw err;
   });
 
@@ -126,6 +133,8 @@ async function runEnroll(command: Command, state: CliState): Promise<number> {
       {
         platform: await makePlatform(flags.api, { baseUrl, caName: flags.caName, entityPassword, http }),
         crypto: softwareCrypto(),
+        keyStore,
+        storeCertInToken: Boolean(flags.storeCertInToken),
         deviceId,
         username: credentials?.username ?? flags.username ?? "",
         password: boundedRead(credentials?.password ?? (async () => ""), interrupt.signal, startedAt + parseDuration(flags.deadline, "--deadline")),
@@ -147,13 +156,15 @@ async function runEnroll(command: Command, state: CliState): Promise<number> {
     if (result.status === "already-enrolled") {
       say(`device '${deviceId}' already has valid credentials in ${store.location} (valid until ${result.notAfter}); nothing to do (use --force to enroll again)`);
     } else {
-      const where = result.store.files ? `${result.store.files.key}, ${result.store.files.certificate}, ${result.store.files.ca}` : store.location;
+      const files = result.store.files;
+      const where = files ? `${files.keyUri ?? files.key}, ${files.certificate}, ${files.ca}` : store.location;
       say(`enrolled device '${deviceId}': ${where}`);
     }
     let verified: unknown;
+    await keyStore.close(); // a token is opened again, for TLS, by the broker check
     if (flags.verifyBroker) {
       try {
-        verified = await verifyStored(store, deviceId, flags.verifyBroker, flags);
+        verified = await verifyStored(store, deviceId, flags.verifyBroker, flags, source);
       } catch (err) {
         if (err instanceof CertRetrieverError) {
           // The credentials are valid and stay; only the broker check failed.
@@ -167,5 +178,6 @@ async function runEnroll(command: Command, state: CliState): Promise<number> {
   } finally {
     interrupt.dispose();
     await http.close();
+    await keyStore.close();
   }
 }

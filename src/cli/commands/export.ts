@@ -2,7 +2,7 @@ import { Command } from "commander";
 import { CertRetrieverError } from "../../errors.js";
 import { COMMAND_EXIT_CODES } from "../../exit-codes.js";
 import { applyConfigFile } from "../config.js";
-import { checkOutDir, resolveDeviceId, type CommonFlags } from "../context.js";
+import { checkOutDir, resolveDeviceId, type CommonFlags, type KeyFlags } from "../context.js";
 import { checkFileName } from "../inputs.js";
 import type { CliState } from "../main.js";
 import { addOptions } from "../options.js";
@@ -21,9 +21,16 @@ export function exportCommand(state: CliState): Command {
     .addHelpText("after", EXPORT_HELP + exitCodesHelp(COMMAND_EXIT_CODES.export))
     .action(async (_f: CommonFlags, command: Command) => {
     await applyConfigFile(command, say);
-    const flags = command.opts<CommonFlags>();
+    const flags = command.opts<CommonFlags & KeyFlags>();
     state.json ||= Boolean(flags.json);
     const deviceId = await resolveDeviceId(flags, (key) => command.getOptionValueSource(key));
+    const inToken = (await import("../../crypto/pkcs11-uri.js")).isPkcs11Uri(flags.key);
+    const refuse = () =>
+      new CertRetrieverError(`export failed: the key of '${deviceId}' lives in a PKCS#11 token and never leaves it`, {
+        step: "export",
+        reason: "key-in-token",
+      });
+    if (inToken) throw refuse();
     await checkOutDir(flags.out);
     checkFileName(flags.caName, "--ca-name");
     const [{ KeychainStore }, { FilesStore }] = await Promise.all([import("../../store/keychain-store.js"), import("../../store/files-store.js")]);
@@ -35,6 +42,7 @@ export function exportCommand(state: CliState): Command {
         hint: "enroll first with --store keychain",
       });
     }
+    if ((await import("../../store/types.js")).isKeyUri(stored.pems.key)) throw refuse();
     const files = new FilesStore(flags.out, deviceId, flags.caName);
     const opened = await files.open();
     let ok = false;

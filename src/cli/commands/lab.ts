@@ -142,7 +142,7 @@ export function labCommand(state: { exitCode: number }): Command {
       const opened = await store.open();
       let ok = false;
       try {
-        await store.write({ keyPem: issued.key, certificatePem: issued.cert, caPem: (await import("../../crypto/keys.js")).toPem(ca.cert.rawData, "CERTIFICATE") });
+        await store.write({ key: issued.key, certificatePem: issued.cert, caPem: (await import("../../crypto/keys.js")).toPem(ca.cert.rawData, "CERTIFICATE") });
         ok = true;
       } finally {
         await opened.close(ok);

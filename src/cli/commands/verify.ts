@@ -4,7 +4,7 @@ import { COMMAND_EXIT_CODES } from "../../exit-codes.js";
 import type { MqttVersion, ProfileName, ProfileRecord } from "../../profiles.js";
 import type { CredentialStore } from "../../store/types.js";
 import { applyConfigFile } from "../config.js";
-import { makeStore, resolveDeviceId, type CommonFlags } from "../context.js";
+import { makeStore, resolveDeviceId, type CommonFlags, type KeyFlags, type SourceOf } from "../context.js";
 import { usage } from "../failures.js";
 import { parseDuration } from "../inputs.js";
 import type { CliState } from "../main.js";
@@ -12,7 +12,7 @@ import { addOptions } from "../options.js";
 import { exitCodesHelp, printJson, say } from "../output.js";
 
 /** The MQTT options as commander parses them. */
-export interface MqttFlags extends CommonFlags {
+export interface MqttFlags extends CommonFlags, KeyFlags {
   profile?: ProfileName;
   uriDomain?: string;
   clientId?: string;
@@ -49,7 +49,7 @@ export function verifyCommand(state: CliState): Command {
       state.json ||= Boolean(flags.json);
       const deviceId = await resolveDeviceId(flags, (key) => command.getOptionValueSource(key));
       const store = await makeStore(flags, deviceId);
-      const stages = await verifyStored(store, deviceId, flags.broker, flags);
+      const stages = await verifyStored(store, deviceId, flags.broker, flags, (key) => command.getOptionValueSource(key));
       if (flags.json) printJson({ deviceId, broker: flags.broker, stages });
       state.exitCode = 0;
     });
@@ -57,7 +57,7 @@ export function verifyCommand(state: CliState): Command {
 }
 
 /** Checks the broker URL, reads the stored identity and its recorded profile, and runs the broker check. */
-export async function verifyStored(store: CredentialStore, deviceId: string, brokerText: string, flags: MqttFlags) {
+export async function verifyStored(store: CredentialStore, deviceId: string, brokerText: string, flags: MqttFlags, source?: SourceOf) {
   let broker: URL;
   try {
     broker = new URL(brokerText);
@@ -81,14 +81,18 @@ export async function verifyStored(store: CredentialStore, deviceId: string, bro
     });
   }
   const record: ProfileRecord = { profile: flags.profile ?? recorded?.profile ?? "generic", deviceId, tenant: recorded?.tenant, uriDomain: flags.uriDomain ?? recorded?.uriDomain };
-  const [{ mqttIdentity }, { checkBroker }] = await Promise.all([import("../../profiles.js"), import("../../verify/broker.js")]);
+  const [{ mqttIdentity }, { checkBroker }, { isKeyUri }] = await Promise.all([import("../../profiles.js"), import("../../verify/broker.js"), import("../../store/types.js")]);
   const identity = mqttIdentity(record);
+  const inToken = isKeyUri(stored.pems.key);
+  if (flags.key !== undefined && !inToken) throw usage(`--key names a token key, but the stored key of '${deviceId}' in ${store.location} is a key file`, "leave --key out, or enroll with it");
+  const keyEngine = inToken ? await (await import("../token-tls.js")).tokenKeyForTls(flags, flags.key ?? stored.pems.key.trim(), stored.pems.key, source) : undefined;
   return checkBroker(
     {
       broker,
       caPem: stored.pems.caPem,
       certPem: stored.pems.certificatePem,
-      keyPem: stored.pems.keyPem,
+      keyPem: inToken ? undefined : stored.pems.key,
+      keyEngine,
       clientId: flags.clientId ?? identity.clientId,
       topic: flags.topic ?? identity.topic,
       servername: flags.servername,

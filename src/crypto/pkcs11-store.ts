@@ -1,0 +1,362 @@
+import { createHash } from "node:crypto";
+import { access, constants } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { CertRetrieverError, describeCause, usageError, type Reason } from "../errors.js";
+import { faultPoint } from "../fault.js";
+import { prepareDirectory } from "../store/directory.js";
+import { acquireLock } from "../store/lock.js";
+import type { KeyHandle, KeyStore } from "./key-store.js";
+import { keyAlgorithm, type KeyType } from "./keys.js";
+import { formatPkcs11Uri, parsePkcs11Uri, type Pkcs11Uri } from "./pkcs11-uri.js";
+import type { CryptoProvider } from "./provider.js";
+import type * as x509 from "./x509.js";
+
+// The optional native packages, loaded only when a pkcs11: key is asked for.
+type Graphene = typeof import("graphene-pk11");
+type WebcryptoP11 = typeof import("node-webcrypto-p11");
+type Session = import("graphene-pk11").Session;
+type Module = import("graphene-pk11").Module;
+type Slot = import("graphene-pk11").Slot;
+
+/** What a PKCS#11 key store needs to open its token. */
+export interface Pkcs11Options {
+  /** The `--key` value, a `pkcs11:` URI. */
+  uri: string;
+  /** The module when the URI has no `module-path=`: `--pkcs11-module`, else PKCS11_MODULE_PATH. */
+  modulePath?: string;
+  /** Reads the PIN, asked for only when the token needs a login. */
+  pin: () => Promise<string>;
+  /** Where `pin` comes from, in words, for the messages. */
+  pinSource: string;
+  /** Where `pin-value=` would be seen by others (argv): it is refused there. */
+  refusePinValue: boolean;
+}
+
+/** PKCS#11 return values and the failure each one means for the user. */
+const CKR_REASONS: Record<string, Reason> = {
+  CKR_PIN_INCORRECT: "token-pin-refused",
+  CKR_PIN_INVALID: "token-pin-refused",
+  CKR_PIN_LEN_RANGE: "token-pin-refused",
+  CKR_PIN_LOCKED: "token-locked",
+  CKR_PIN_EXPIRED: "token-locked",
+  CKR_TOKEN_WRITE_PROTECTED: "token-locked",
+  CKR_DEVICE_MEMORY: "token-full",
+  CKR_TOKEN_NOT_PRESENT: "token-missing",
+  CKR_TOKEN_NOT_RECOGNIZED: "token-missing",
+  CKR_DEVICE_REMOVED: "token-missing",
+  CKR_SLOT_ID_INVALID: "token-missing",
+};
+
+/** The CKR_ name of a PKCS#11 error (graphene-pk11 puts it in the message), if it is one. */
+export function ckrOf(err: unknown): string | undefined {
+  return /\b(CKR_[A-Z_]+)\b/.exec(err instanceof Error ? err.message : String(err))?.[1];
+}
+
+/** The error for a failed token call: the reason its CKR_ value means, else `fallback`. */
+export function tokenError(message: string, err: unknown, fallback: Reason = "token-error"): CertRetrieverError {
+  const ckr = ckrOf(err);
+  const reason = (ckr ? CKR_REASONS[ckr] : undefined) ?? fallback;
+  return new CertRetrieverError(`token failed: ${message}: ${ckr ?? describeCause(err)}`, { step: "token", reason, cause: err });
+}
+
+/** The module to load: the URI's `module-path=`, else --pkcs11-module, else PKCS11_MODULE_PATH. */
+export function modulePathOf(uri: Pkcs11Uri, fallback: string | undefined): string {
+  const path = uri.modulePath ?? fallback ?? process.env.PKCS11_MODULE_PATH;
+  if (!path) {
+    throw usageError(
+      "no PKCS#11 module: give module-path= in the --key URI, --pkcs11-module, or PKCS11_MODULE_PATH",
+      "pkcs11Module",
+      "e.g. --pkcs11-module /usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so",
+    );
+  }
+  return path;
+}
+
+/** Loads the optional packages; a build or installation without them gets one sentence. */
+async function loadPackages(): Promise<{ graphene: Graphene; p11: WebcryptoP11 }> {
+  try {
+    const [graphene, p11] = await Promise.all([import("graphene-pk11"), import("node-webcrypto-p11")]);
+    return { graphene: (graphene as { default?: Graphene }).default ?? graphene, p11: (p11 as { default?: WebcryptoP11 }).default ?? p11 };
+  } catch (err) {
+    throw new CertRetrieverError(`token failed: this installation has no PKCS#11 support (node-webcrypto-p11 and pkcs11js): ${describeCause(err).split("\n")[0]}`, {
+      step: "token",
+      reason: "pkcs11-unavailable",
+      cause: err,
+    });
+  }
+}
+
+/**
+ * Keys in a PKCS#11 token (a secure element, a TPM through tpm2-pkcs11, SoftHSM): generated inside
+ * it, CKA_EXTRACTABLE false and CKA_SENSITIVE true, labelled with the device id (or the URI's
+ * `object=`), their CKA_ID the first 16 bytes of the SHA-1 of the public key (node-webcrypto-p11's
+ * rule) so that a key and its successor never share an id. The CSR is signed inside the token; the
+ * credentials store records only the key's URI. Open with {@link openPkcs11KeyStore}.
+ */
+export class Pkcs11KeyStore implements KeyStore {
+  readonly kind = "pkcs11";
+  private closed = false;
+
+  private constructor(
+    private readonly module: Module,
+    private readonly session: Session,
+    private readonly graphene: Graphene,
+    private readonly crypto: CryptoProvider,
+    private readonly uri: Pkcs11Uri,
+    private readonly modulePath: string,
+    private readonly tokenLabel: string,
+    private readonly release: () => Promise<void>,
+    private readonly loggedIn: boolean,
+  ) {}
+
+  get location(): string {
+    return `token '${this.tokenLabel}' (${this.modulePath})`;
+  }
+
+  /**
+   * Loads the module, finds the token, takes the token's lock and, when `login` and the token asks
+   * for one, logs in: a wrong PIN stops the run before the platform is asked anything.
+   */
+  static async open(opts: Pkcs11Options, login: boolean): Promise<Pkcs11KeyStore> {
+    const uri = parsePkcs11Uri(opts.uri);
+    if (uri.pinValue !== undefined && opts.refusePinValue) {
+      throw usageError("--key must not carry pin-value= on the command line, where other users see it", "key", "use pin-source=file:/path in the URI, CERT_RETRIEVER_PKCS11_PIN, or the systemd credential 'pin'");
+    }
+    const modulePath = modulePathOf(uri, opts.modulePath);
+    try {
+      await access(modulePath, constants.R_OK);
+    } catch (err) {
+      throw new CertRetrieverError(`token failed: the PKCS#11 module ${modulePath} cannot be read: ${describeCause(err)}`, { step: "token", reason: "pkcs11-module-missing", facts: { path: modulePath }, cause: err });
+    }
+    const { graphene, p11 } = await loadPackages();
+    let module: Module;
+    try {
+      module = graphene.Module.load(modulePath);
+      module.initialize();
+    } catch (err) {
+      throw new CertRetrieverError(`token failed: ${modulePath} is not a PKCS#11 module that loads here: ${describeCause(err).split("\n")[0]}`, {
+        step: "token",
+        reason: "pkcs11-module-missing",
+        facts: { path: modulePath },
+        cause: err,
+      });
+    }
+    let release: (() => Promise<void>) | undefined;
+    let session: Session | undefined;
+    try {
+      const slot = findSlot(module, uri);
+      const token = slot.getToken();
+      const tokenLabel = token.label.trim();
+      release = await tokenLock(modulePath, token.serialNumber.trim(), tokenLabel);
+      session = slot.open(graphene.SessionFlag.SERIAL_SESSION | graphene.SessionFlag.RW_SESSION);
+      let loggedIn = false;
+      if (login && token.flags & graphene.TokenFlag.LOGIN_REQUIRED) {
+        const pin = uri.pinValue ?? (await opts.pin());
+        try {
+          session.login(pin);
+          loggedIn = true;
+        } catch (err) {
+          if (ckrOf(err) !== "CKR_USER_ALREADY_LOGGED_IN") throw tokenError(`token '${tokenLabel}' refused the PIN from ${uri.pinValue !== undefined ? "the URI's pin-value" : opts.pinSource}`, err, "token-pin-refused");
+          loggedIn = true;
+        }
+      }
+      const p11Crypto = new p11.Crypto({ session });
+      // tpm2-pkcs11 1.9 refuses a key pair whose template says CKA_ENCRYPT/CKA_DECRYPT false
+      // ("User specified and TPM specified attr mismatch"); left out, every token makes the same key.
+      const builder = p11Crypto.templateBuilder;
+      p11Crypto.templateBuilder = {
+        build(params) {
+          const template = builder.build(params) as Record<string, unknown>;
+          if (template.encrypt === false) delete template.encrypt;
+          if (template.decrypt === false) delete template.decrypt;
+          return template;
+        },
+      };
+      const crypto = p11Crypto as unknown as CryptoProvider;
+      return new Pkcs11KeyStore(module, session, graphene, crypto, uri, modulePath, tokenLabel, release, loggedIn);
+    } catch (err) {
+      try {
+        session?.close();
+      } catch {
+        // closing a session of a token that is gone
+      }
+      await release?.();
+      module.finalize();
+      throw err;
+    }
+  }
+
+  async generate(type: KeyType, deviceId: string): Promise<KeyHandle> {
+    if (this.uri.id !== undefined) {
+      throw usageError(
+        "enroll chooses the token key's id itself (the SHA-1 of its public key, so that a key and its successor never share one): leave id= out of --key",
+        "key",
+      );
+    }
+    const label = this.uri.object ?? deviceId;
+    let keys: CryptoKeyPair;
+    try {
+      keys = (await this.crypto.subtle.generateKey({ ...keyAlgorithm(type), label, token: true, sensitive: true } as unknown as Algorithm, false, ["sign", "verify"])) as CryptoKeyPair;
+    } catch (err) {
+      const ckr = ckrOf(err);
+      if (ckr && CKR_REASONS[ckr]) throw tokenError(`generating a ${type} key in token '${this.tokenLabel}' failed`, err);
+      throw new CertRetrieverError(`generate-key failed: token '${this.tokenLabel}' cannot make a ${type} key: ${ckr ?? describeCause(err)}`, { step: "generate-key", reason: "keygen-failed", cause: err });
+    }
+    faultPoint("token:generated");
+    const id = new Uint8Array((keys.privateKey as unknown as { key: { id: Buffer } }).key.id);
+    const crypto = this.crypto;
+    const record = formatPkcs11Uri({ token: this.tokenLabel, object: label, id, type: "private", modulePath: this.modulePath, pinSource: this.uri.pinSource });
+    return {
+      keys,
+      crypto,
+      where: `generated in ${this.location}, never extractable`,
+      record: async () => record,
+      spki: async () => new Uint8Array(await crypto.subtle.exportKey("spki", keys.publicKey)),
+    };
+  }
+
+  /** The SubjectPublicKeyInfo of each public key the record names, for matching a certificate. */
+  async publicKeysOf(record: string): Promise<Uint8Array[]> {
+    const uri = parsePkcs11Uri(record.trim());
+    return Promise.all(this.find(this.graphene.ObjectClass.PUBLIC_KEY, uri.object, uri.id).map((o) => this.spkiOf(o)));
+  }
+
+  async prune(deviceId: string, keep: Uint8Array | undefined): Promise<string[]> {
+    if (!this.loggedIn) return [];
+    const label = this.uri.object ?? deviceId;
+    const { ObjectClass } = this.graphene;
+    const keepIds = new Set<string>();
+    for (const pub of this.find(ObjectClass.PUBLIC_KEY, label)) {
+      if (keep && Buffer.compare(Buffer.from(await this.spkiOf(pub)), Buffer.from(keep)) === 0) keepIds.add(idOf(pub));
+    }
+    const removed = new Set<string>();
+    for (const cls of [ObjectClass.PRIVATE_KEY, ObjectClass.PUBLIC_KEY, ObjectClass.CERTIFICATE]) {
+      for (const object of this.find(cls, label)) {
+        const id = idOf(object);
+        if (keepIds.has(id)) continue;
+        try {
+          object.destroy();
+          removed.add(id);
+        } catch (err) {
+          throw tokenError(`removing the unused key ${label} (id ${id}) from token '${this.tokenLabel}' failed`, err);
+        }
+      }
+    }
+    return [...removed].map((id) => `removed the key '${label}' with id ${id} from token '${this.tokenLabel}': no stored certificate uses it`);
+  }
+
+  /** Puts the certificate into the token beside its key, with the key's label and id, for other PKCS#11 consumers. */
+  async storeCertificate(record: string, cert: x509.X509Certificate): Promise<void> {
+    const uri = parsePkcs11Uri(record.trim());
+    const { ObjectClass, CertificateType } = this.graphene;
+    try {
+      for (const old of this.find(ObjectClass.CERTIFICATE, uri.object, uri.id)) old.destroy();
+      this.session.create({
+        class: ObjectClass.CERTIFICATE,
+        certType: CertificateType.X_509,
+        token: true,
+        private: false,
+        label: uri.object,
+        id: Buffer.from(uri.id ?? []),
+        subject: Buffer.from(cert.subjectName.toArrayBuffer()),
+        issuer: Buffer.from(cert.issuerName.toArrayBuffer()),
+        serial: derInteger(cert.serialNumber),
+        value: Buffer.from(cert.rawData),
+      });
+    } catch (err) {
+      throw tokenError(`writing the certificate into token '${this.tokenLabel}' failed`, err);
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    try {
+      if (this.loggedIn) this.session.logout();
+      this.session.close();
+      this.module.finalize();
+    } catch {
+      // a token removed during the run: nothing left to close
+    }
+    await this.release();
+  }
+
+  private find(cls: number, label: string | undefined, id?: Uint8Array) {
+    const template: Record<string, unknown> = { class: cls, token: true };
+    if (label !== undefined) template.label = label;
+    if (id !== undefined) template.id = Buffer.from(id);
+    const found: Array<import("graphene-pk11").SessionObject> = [];
+    try {
+      this.session.find(template, (o) => {
+        found.push(o);
+      });
+    } catch (err) {
+      throw tokenError(`searching token '${this.tokenLabel}' failed`, err);
+    }
+    return found;
+  }
+
+  private async spkiOf(object: import("graphene-pk11").SessionObject): Promise<Uint8Array> {
+    const p11 = (await loadPackages()).p11;
+    const key = p11.CryptoKey.getID(object.toType() as never);
+    const crypto = this.crypto as unknown as InstanceType<WebcryptoP11["Crypto"]>;
+    const handle = await crypto.keyStorage.getItem(key);
+    return new Uint8Array(await crypto.subtle.exportKey("spki", handle as unknown as CryptoKey));
+  }
+}
+
+/** CKA_SERIAL_NUMBER: the certificate's serial as a DER INTEGER. */
+function derInteger(hex: string): Buffer {
+  let bytes = Buffer.from(hex.length % 2 ? `0${hex}` : hex, "hex");
+  if (bytes.length === 0 || bytes[0]! & 0x80) bytes = Buffer.concat([Buffer.from([0]), bytes]);
+  const length = bytes.length < 0x80 ? Buffer.from([bytes.length]) : Buffer.from([0x81, bytes.length]);
+  return Buffer.concat([Buffer.from([0x02]), length, bytes]);
+}
+
+/** The id of a token object as hex. */
+function idOf(object: import("graphene-pk11").SessionObject): string {
+  const id = (object.getAttribute({ id: null }) as { id?: Buffer }).id;
+  return id ? id.toString("hex") : "";
+}
+
+/** The first slot whose token matches every token attribute of the URI (`token-missing` when none does). */
+function findSlot(module: Module, uri: Pkcs11Uri): Slot {
+  let slots;
+  try {
+    slots = module.getSlots(true);
+  } catch (err) {
+    throw tokenError("listing the module's slots failed", err, "token-missing");
+  }
+  for (let i = 0; i < slots.length; i++) {
+    const slot = slots.items(i);
+    if (uri.slotId !== undefined && slot.handle.readUIntLE(0, Math.min(6, slot.handle.length)) !== uri.slotId) continue;
+    let token;
+    try {
+      token = slot.getToken();
+    } catch {
+      continue;
+    }
+    const { label, serialNumber, manufacturerID, model } = token;
+    if (uri.token !== undefined && label.trim() !== uri.token) continue;
+    if (uri.serial !== undefined && serialNumber.trim() !== uri.serial) continue;
+    if (uri.manufacturer !== undefined && manufacturerID.trim() !== uri.manufacturer) continue;
+    if (uri.model !== undefined && model.trim() !== uri.model) continue;
+    if (uri.token === undefined && label.trim() === "") continue; // an uninitialized token (SoftHSM's free slot)
+    return slot;
+  }
+  const wanted = [uri.token !== undefined && `token=${uri.token}`, uri.serial && `serial=${uri.serial}`, uri.slotId !== undefined && `slot-id=${uri.slotId}`].filter(Boolean).join(", ");
+  throw new CertRetrieverError(`token failed: no token ${wanted ? `matching ${wanted} ` : ""}is present in ${module.libFile}`, { step: "token", reason: "token-missing" });
+}
+
+/**
+ * Serializes runs against one token (whatever their --out): the credentials directory's lock
+ * discipline, on a directory per module and token serial under $XDG_RUNTIME_DIR or the temp dir.
+ */
+async function tokenLock(modulePath: string, serial: string, label: string): Promise<() => Promise<void>> {
+  const base = process.env.XDG_RUNTIME_DIR || tmpdir();
+  const name = createHash("sha256").update(`${modulePath}\0${serial}\0${label}`).digest("hex").slice(0, 16);
+  const dir = join(base, `cert-retriever-${process.getuid?.() ?? "user"}`, `token-${name}`);
+  await prepareDirectory(dir);
+  return acquireLock(dir);
+}

@@ -1,0 +1,149 @@
+import { usageError } from "../errors.js";
+
+/**
+ * A PKCS#11 URI (RFC 7512) as cert-retriever uses it: which token (by label, serial, manufacturer,
+ * model or slot id), which key (object = CKA_LABEL, id = CKA_ID) and, in the query, where the
+ * module and the PIN are. `pin-value` is parsed so that it can be refused where it would be seen.
+ */
+export interface Pkcs11Uri {
+  token?: string;
+  serial?: string;
+  manufacturer?: string;
+  model?: string;
+  slotId?: number;
+  object?: string;
+  id?: Uint8Array;
+  type?: string;
+  modulePath?: string;
+  moduleName?: string;
+  pinSource?: string;
+  pinValue?: string;
+}
+
+/** Path attributes (RFC 7512 section 2.3) and their field; the library-* and slot-* ones other than slot-id are accepted and ignored. */
+const PATH_ATTRIBUTES: Record<string, keyof Pkcs11Uri | null> = {
+  token: "token",
+  serial: "serial",
+  manufacturer: "manufacturer",
+  model: "model",
+  "slot-id": "slotId",
+  object: "object",
+  id: "id",
+  type: "type",
+  "library-manufacturer": null,
+  "library-description": null,
+  "library-version": null,
+  "slot-manufacturer": null,
+  "slot-description": null,
+};
+
+const QUERY_ATTRIBUTES: Record<string, keyof Pkcs11Uri> = {
+  "module-path": "modulePath",
+  "module-name": "moduleName",
+  "pin-source": "pinSource",
+  "pin-value": "pinValue",
+};
+
+/** Whether a `--key` value names a key in a PKCS#11 token. */
+export function isPkcs11Uri(value: string | undefined): value is string {
+  return typeof value === "string" && /^pkcs11:/i.test(value);
+}
+
+/** Parses `text`, refusing (`usage`, field `key`) what RFC 7512 does not allow or cert-retriever cannot use, in one sentence. */
+export function parsePkcs11Uri(text: string): Pkcs11Uri {
+  const bad = (why: string) => usageError(`--key ${shown(text)} is not a usable PKCS#11 URI: ${why}`, "key", "e.g. --key 'pkcs11:token=device;object=f60c28?module-path=/usr/lib/softhsm/libsofthsm2.so' (RFC 7512)");
+  if (!isPkcs11Uri(text)) throw bad("it must start with pkcs11:");
+  const body = text.slice("pkcs11:".length);
+  const queryAt = body.indexOf("?");
+  const path = queryAt < 0 ? body : body.slice(0, queryAt);
+  const query = queryAt < 0 ? "" : body.slice(queryAt + 1);
+  const uri: Pkcs11Uri = {};
+  const seen = new Set<string>();
+  const take = (part: string, separator: string, table: Record<string, keyof Pkcs11Uri | null>) => {
+    for (const item of part.split(separator)) {
+      if (item === "") continue;
+      const eq = item.indexOf("=");
+      if (eq <= 0) throw bad(`'${item.replace(/pin-value.*/i, "pin-value=…")}' is not name=value`);
+      const name = item.slice(0, eq).toLowerCase();
+      const raw = item.slice(eq + 1);
+      if (name.startsWith("x-")) continue; // vendor attributes
+      if (!(name in table)) throw bad(`'${name}' is not an attribute of the ${separator === ";" ? "path" : "query"}`);
+      if (seen.has(name)) throw bad(`'${name}' is given twice`);
+      seen.add(name);
+      const field = table[name];
+      if (!field) continue;
+      let bytes: Uint8Array;
+      try {
+        bytes = percentDecode(raw);
+      } catch {
+        throw bad(`the value of '${name}' has a broken %-escape`);
+      }
+      if (field === "id") {
+        uri.id = bytes;
+      } else if (field === "slotId") {
+        const n = Number(Buffer.from(bytes).toString("utf8"));
+        if (!Number.isSafeInteger(n) || n < 0) throw bad("slot-id must be a decimal number");
+        uri.slotId = n;
+      } else {
+        (uri as Record<string, unknown>)[field] = Buffer.from(bytes).toString("utf8");
+      }
+    }
+  };
+  take(path, ";", PATH_ATTRIBUTES);
+  take(query, "&", QUERY_ATTRIBUTES);
+  if (uri.type !== undefined && !["private", "public", "cert"].includes(uri.type)) throw bad(`type=${uri.type} names no key (use type=private, or leave it out)`);
+  if (uri.object === "") throw bad("object= is empty");
+  return uri;
+}
+
+/**
+ * The URI naming one key exactly, as cert-retriever records it with the certificate: the token,
+ * the key's label and id, `type=private`, and the module and PIN source it was reached with
+ * (never a PIN).
+ */
+export function formatPkcs11Uri(uri: Pkcs11Uri): string {
+  const path: string[] = [];
+  if (uri.token !== undefined) path.push(`token=${percentEncode(uri.token)}`);
+  if (uri.manufacturer !== undefined) path.push(`manufacturer=${percentEncode(uri.manufacturer)}`);
+  if (uri.model !== undefined) path.push(`model=${percentEncode(uri.model)}`);
+  if (uri.serial !== undefined) path.push(`serial=${percentEncode(uri.serial)}`);
+  if (uri.slotId !== undefined) path.push(`slot-id=${uri.slotId}`);
+  if (uri.object !== undefined) path.push(`object=${percentEncode(uri.object)}`);
+  if (uri.id !== undefined) path.push(`id=${[...uri.id].map((b) => `%${b.toString(16).padStart(2, "0")}`).join("")}`);
+  if (uri.type !== undefined) path.push(`type=${uri.type}`);
+  const query: string[] = [];
+  if (uri.modulePath !== undefined) query.push(`module-path=${percentEncode(uri.modulePath, "/")}`);
+  if (uri.moduleName !== undefined) query.push(`module-name=${percentEncode(uri.moduleName)}`);
+  if (uri.pinSource !== undefined) query.push(`pin-source=${percentEncode(uri.pinSource, "/:")}`);
+  return `pkcs11:${path.join(";")}${query.length > 0 ? `?${query.join("&")}` : ""}`;
+}
+
+/** The URI as it may be shown: a `pin-value` is replaced, never printed. */
+export function shown(text: string): string {
+  return `'${text.replace(/(pin-value=)[^&;]*/gi, "$1…")}'`;
+}
+
+/** RFC 3986 unreserved characters (and `extra`) stay; everything else is %-escaped, byte by byte. */
+function percentEncode(value: string, extra = ""): string {
+  let out = "";
+  for (const byte of Buffer.from(value, "utf8")) {
+    const c = String.fromCharCode(byte);
+    out += /[A-Za-z0-9\-._~]/.test(c) || extra.includes(c) ? c : `%${byte.toString(16).toUpperCase().padStart(2, "0")}`;
+  }
+  return out;
+}
+
+function percentDecode(value: string): Uint8Array {
+  const out: number[] = [];
+  for (let i = 0; i < value.length; i++) {
+    if (value[i] === "%") {
+      const hex = value.slice(i + 1, i + 3);
+      if (!/^[0-9a-fA-F]{2}$/.test(hex)) throw new Error("broken escape");
+      out.push(parseInt(hex, 16));
+      i += 2;
+    } else {
+      out.push(...Buffer.from(value[i]!, "utf8"));
+    }
+  }
+  return new Uint8Array(out);
+}

@@ -1,0 +1,179 @@
+import { spawnSync } from "node:child_process";
+import { readFile, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { runCli } from "./helpers/cli.js";
+import { enrollCli, listFiles } from "./helpers/enroll.js";
+import { startProxy, startTestLab, tempDir, type TestLab } from "./helpers/lab.js";
+import { startBroker, type TestBroker } from "./helpers/mosquitto.js";
+import { makeSoftToken, type TestToken } from "./helpers/softhsm.js";
+import { haveTool, openssl } from "./helpers/tools.js";
+
+const ready = haveTool("softhsm2-util") && haveTool("pkcs11-tool") && haveTool("mosquitto") && haveTool("mosquitto_pub");
+
+describe.skipIf(!ready)("keys in a PKCS#11 token (SoftHSM2): generated inside, CSR signed inside, never on disk", () => {
+  let lab: TestLab;
+  let token: TestToken;
+  let broker: TestBroker;
+  let proxy: Awaited<ReturnType<typeof startProxy>>;
+  /** The CSRs the CLI sent, as PEM, newest last. */
+  const csrs: string[] = [];
+  beforeAll(async () => {
+    lab = await startTestLab({ certProfile: "open", autoRegister: true, api: "x509" });
+    proxy = await startProxy(lab.url, (path, _up, request) => {
+      if (request.method === "POST" && path.startsWith("/x509/v1/certificates")) {
+        const csr = (JSON.parse(request.body) as { csr?: string }).csr;
+        if (csr) csrs.push(csr);
+      }
+      return undefined;
+    });
+    token = await makeSoftToken("device");
+    broker = await startBroker(lab.dir, { api: "x509" });
+  });
+  afterAll(async () => {
+    await broker?.stop();
+    await proxy?.close();
+    await lab?.stop();
+    await token?.stop();
+  });
+
+  const keyUri = (extra = "") => `pkcs11:token=${token.label}${extra}?module-path=${token.module}&pin-source=file:${token.pinFile}`;
+  const enroll = (id: string, out: string, extra: string[] = [], env: Record<string, string> = {}) =>
+    enrollCli(proxy.url, lab, id, out, ["--api", "dojot", "--key", keyUri(), ...extra], { ...token.env, ...env });
+
+  for (const keyType of ["ec-p256", "ec-p384", "rsa-2048", "rsa-3072"] as const) {
+    it(`${keyType}: the token makes a non-extractable key, signs the CSR, and only the key's URI is stored`, async () => {
+      const dir = await tempDir();
+      const out = join(dir, "certs");
+      const id = `f60c28${keyType.replace(/\D/g, "")}`;
+      const run = await enroll(id, out, ["--key-type", keyType, "--json"]);
+      expect(run.code, run.stderr).toBe(0);
+      expect(run.stderr).toMatch(new RegExp(`generate-key.*${keyType} key generated in token 'device'.*never extractable`));
+      // The CSR the token signed: openssl checks its signature and key.
+      const csr = csrs.at(-1)!;
+      const csrFile = join(dir, "req.pem");
+      await writeFile(csrFile, csr);
+      expect(spawnSync("openssl", ["req", "-in", csrFile, "-noout", "-verify"], { encoding: "utf8" }).stderr).toMatch(/verify OK/);
+      // The certificate chains to the stored CA, and its key is the token's.
+      expect(openssl("verify", "-CAfile", join(out, "IOTmidCA.crt"), join(out, `${id}.crt`)).trim()).toBe(`${join(out, `${id}.crt`)}: OK`);
+      const files = await listFiles(out);
+      expect(files).toEqual([`${id}.crt`, `${id}.key.uri`, "IOTmidCA.crt"].sort());
+      const uri = (await readFile(join(out, `${id}.key.uri`), "utf8")).trim();
+      expect(uri).toMatch(new RegExp(`^pkcs11:token=device;object=${id};id=(%[0-9a-f]{2}){16};type=private\\?module-path=${token.module}&pin-source=file:`));
+      expect(JSON.parse(run.stdout).store.files.keyUri).toBe(join(out, `${id}.key.uri`));
+      // The private key: in the token, sensitive, never extractable; nowhere on disk.
+      const keys = token.privateKeys(id);
+      expect(keys).toHaveLength(1);
+      expect(keys[0]).toMatch(/Access:\s+sensitive, always sensitive, never extractable, local/);
+      for (const name of await listFiles(dir)) {
+        const text = await readFile(join(dir, name), "utf8").catch(() => "");
+        expect(text).not.toMatch(/PRIVATE KEY/);
+      }
+      // The token's private key is the certificate's: it signs through OpenSSL's pkcs11 engine, the certificate's key verifies.
+      const data = join(dir, "data");
+      await writeFile(data, "proof of possession");
+      const path = uri.replace(/\?.*$/, "");
+      const sign = spawnSync("openssl", ["dgst", "-sha256", "-engine", "pkcs11", "-keyform", "engine", "-sign", `${path};pin-value=${token.pin}`, "-out", join(dir, "sig"), data], { env: { ...process.env, ...token.env }, encoding: "utf8" });
+      expect(sign.status, sign.stderr).toBe(0);
+      await writeFile(join(dir, "pub.pem"), openssl("x509", "-in", join(out, `${id}.crt`), "-noout", "-pubkey"));
+      expect(openssl("dgst", "-sha256", "-verify", join(dir, "pub.pem"), "-signature", join(dir, "sig"), data).trim()).toBe("Verified OK");
+    });
+  }
+
+  it("check reads the key's public part from the token (no PIN); verify and mosquitto_pub use the token key through OpenSSL's pkcs11 engine", async () => {
+    const out = join(await tempDir(), "certs");
+    expect((await enroll("a1b2c3", out, ["--key-type", "ec-p256"])).code).toBe(0);
+    // check: the stored URI is enough, and it needs no PIN (public objects).
+    const check = await runCli(["check", "--device-id", "a1b2c3", "--out", out], { env: { ...token.env, CERT_RETRIEVER_PKCS11_PIN: "wrong" } });
+    expect(check.stderr).toMatch(/nothing to do: 'a1b2c3' has valid credentials/);
+    expect(check.code).toBe(1);
+    // verify: mutual TLS with the key that never left the token.
+    const verify = await runCli(["verify", "--broker", broker.url, "--device-id", "a1b2c3", "--out", out, "--broker-timeout", "5s", "--topic", "a1b2c3/attrs"], { env: token.env });
+    expect(verify.stderr).toMatch(/verify tls: TLSv1\.3/);
+    expect(verify.stderr).toMatch(/verify connack: accepted/);
+    expect(verify.code, verify.stderr).toBe(0);
+    // mosquitto_pub with the same key through the engine (libmosquitto wants a file named like the key; the PIN from a relative pin-source).
+    const uri = (await readFile(join(out, "a1b2c3.key.uri"), "utf8")).trim().replace(/\?.*$/, "");
+    const cwd = token.dir;
+    const engineKey = `${uri};pin-source=pin.txt`;
+    await writeFile(join(cwd, "pin.txt"), token.pin, { mode: 0o600 }); // libp11 takes the file's bytes as they are: no newline
+    await writeFile(join(cwd, engineKey), "");
+    const pub = spawnSync(
+      "mosquitto_pub",
+      ["-h", "localhost", "-p", String(broker.port), "-t", "a1b2c3/attrs", "-m", "hi", "-q", "1", "--cafile", join(out, "IOTmidCA.crt"), "--cert", join(out, "a1b2c3.crt"), "--tls-engine", "pkcs11", "--keyform", "engine", "--key", engineKey],
+      { cwd, env: { ...process.env, ...token.env }, encoding: "utf8" },
+    );
+    expect(pub.status, pub.stderr).toBe(0);
+    // export: the key never leaves the token.
+    const exported = await runCli(["export", "--device-id", "a1b2c3", "--out", join(out, "exported"), "--key", uri], { env: token.env });
+    expect(exported.stderr).toMatch(/export failed: the key of 'a1b2c3' lives in a PKCS#11 token and never leaves it/);
+    expect(exported.code).toBe(36);
+  });
+
+  it("--store-cert-in-token puts the certificate beside the key (same label and id); enrolling again replaces key and certificate", async () => {
+    const out = join(await tempDir(), "certs");
+    expect((await enroll("c0ffee", out, ["--store-cert-in-token"])).code).toBe(0);
+    const first = (await readFile(join(out, "c0ffee.key.uri"), "utf8")).trim();
+    const firstId = /id=((?:%[0-9a-f]{2})+)/.exec(first)![1]!.replace(/%/g, "");
+    const certs = () => token.tool("--list-objects", "--type", "cert").split(/\n(?=Certificate Object)/).filter((b) => /label:\s+c0ffee\s*$/m.test(b));
+    expect(certs()).toHaveLength(1);
+    expect(certs()[0]).toContain(`ID:         ${firstId}`);
+    const again = await enroll("c0ffee", out, ["--store-cert-in-token", "--force"]);
+    expect(again.code, again.stderr).toBe(0);
+    const second = (await readFile(join(out, "c0ffee.key.uri"), "utf8")).trim();
+    expect(second).not.toBe(first);
+    // One key pair and one certificate: the replaced ones are gone.
+    expect(token.privateKeys("c0ffee")).toHaveLength(1);
+    expect(certs()).toHaveLength(1);
+    expect(certs()[0]).toContain(`ID:         ${/id=((?:%[0-9a-f]{2})+)/.exec(second)![1]!.replace(/%/g, "")}`);
+    expect(again.stderr).toMatch(/removed the key 'c0ffee' with id [0-9a-f]{32} from token 'device'/);
+  });
+
+  for (const point of ["after-generate-key", "after-submit-csr"]) {
+    it(`killed (SIGKILL) ${point.replace("after-", "after ")}: the next run removes the orphan key and ends consistent`, async () => {
+      const out = join(await tempDir(), "certs");
+      const id = point === "after-generate-key" ? "dead01" : "dead02";
+      const killed = await enroll(id, out, [], { CERT_RETRIEVER_TEST_FAULT: `kill:${point}` });
+      expect(killed.code).toBe(null);
+      expect(token.privateKeys(id)).toHaveLength(1); // the orphan
+      expect(await listFiles(out)).not.toContain(`${id}.key.uri`);
+      const next = await enroll(id, out);
+      expect(next.code, next.stderr).toBe(0);
+      expect(next.stderr).toMatch(new RegExp(`removed the key '${id}' with id [0-9a-f]{32} from token 'device': no stored certificate uses it`));
+      expect(token.privateKeys(id)).toHaveLength(1);
+      const check = await runCli(["check", "--device-id", id, "--out", out], { env: token.env });
+      expect(check.code, check.stderr).toBe(1);
+    });
+  }
+
+  it("wrong PIN: exit 32 before the platform is asked, the PIN never shown; missing token: 31; missing module: 30; pin-value on argv: 2", async () => {
+    const out = join(await tempDir(), "certs");
+    const wrong = await enrollCli(proxy.url, lab, "bad001", out, ["--key", `pkcs11:token=device?module-path=${token.module}`], { ...token.env, CERT_RETRIEVER_PKCS11_PIN: "999999" });
+    expect(wrong.stderr).toMatch(/token failed: token 'device' refused the PIN from CERT_RETRIEVER_PKCS11_PIN: CKR_PIN_INCORRECT/);
+    expect(wrong.stderr).not.toContain("999999");
+    expect(wrong.stderr).not.toMatch(/authenticate/);
+    expect(wrong.code).toBe(32);
+    expect(await listFiles(out)).toEqual([]);
+    const missing = await enrollCli(proxy.url, lab, "bad002", out, ["--key", `pkcs11:token=nosuch?module-path=${token.module}`], { ...token.env, CERT_RETRIEVER_PKCS11_PIN: token.pin });
+    expect(missing.stderr).toMatch(/token failed: no token matching token=nosuch is present in/);
+    expect(missing.code).toBe(31);
+    const noModule = await enrollCli(proxy.url, lab, "bad003", out, ["--key", "pkcs11:token=device?module-path=/usr/lib/nosuch-pkcs11.so"], { ...token.env, CERT_RETRIEVER_PKCS11_PIN: token.pin });
+    expect(noModule.stderr).toMatch(/token failed: the PKCS#11 module \/usr\/lib\/nosuch-pkcs11\.so cannot be read/);
+    expect(noModule.code).toBe(30);
+    const onArgv = await enrollCli(proxy.url, lab, "bad004", out, ["--key", `pkcs11:token=device?module-path=${token.module}&pin-value=${token.pin}`], token.env);
+    expect(onArgv.stderr).toMatch(/--key must not carry pin-value= on the command line/);
+    expect(onArgv.code).toBe(2);
+    const noPin = await enrollCli(proxy.url, lab, "bad005", out, ["--key", `pkcs11:token=device?module-path=${token.module}`, "--non-interactive"], token.env);
+    expect(noPin.stderr).toMatch(/token failed: no PIN for token 'device'/);
+    expect(noPin.code).toBe(2);
+  });
+
+  it("the PIN as the systemd credential 'pin', the module from --pkcs11-module", async () => {
+    const out = join(await tempDir(), "certs");
+    const creds = await tempDir();
+    await writeFile(join(creds, "pin"), token.pin, { mode: 0o600 });
+    const run = await enrollCli(proxy.url, lab, "beef01", out, ["--key", "pkcs11:token=device", "--pkcs11-module", token.module], { ...token.env, CREDENTIALS_DIRECTORY: creds });
+    expect(run.code, run.stderr).toBe(0);
+    expect(token.privateKeys("beef01")).toHaveLength(1);
+  });
+});
