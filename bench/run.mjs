@@ -62,6 +62,21 @@ printf '{"passwd":"dojot","certificate":"%s"}' "$(base64 -w0 csr.der)" > body.js
 curl -sf -H "authorization: Bearer $jwt" -H 'content-type: application/json' --data @body.json "$url/sign/$id/pkcs10" > crt.json
 `);
 
+// A SoftHSM2 token for the token-key rows (none without softhsm2-util).
+const SOFTHSM = "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so";
+let token;
+try {
+  const dir = join(work, "softhsm");
+  execFileSync("mkdir", ["-p", join(dir, "tokens")]);
+  writeFileSync(join(dir, "softhsm2.conf"), `directories.tokendir = ${join(dir, "tokens")}\nobjectstore.backend = file\n`);
+  writeFileSync(join(dir, "pin"), "246810\n", { mode: 0o600 });
+  const env = { SOFTHSM2_CONF: join(dir, "softhsm2.conf") };
+  execFileSync("softhsm2-util", ["--init-token", "--free", "--label", "bench", "--pin", "246810", "--so-pin", "13579135"], { env: { ...process.env, ...env }, stdio: "ignore" });
+  token = { env, uri: `pkcs11:token=bench?module-path=${SOFTHSM}&pin-source=file:${join(dir, "pin")}` };
+} catch {
+  console.error("bench: no SoftHSM2 (softhsm2-util), so no token-key rows");
+}
+
 // Every Node to measure: this one, and any named in CERT_RETRIEVER_BENCH_NODES (paths, colon-separated),
 // e.g. CERT_RETRIEVER_BENCH_NODES=/opt/node24/bin/node npm run bench.
 const nodes = [process.execPath, ...(process.env.CERT_RETRIEVER_BENCH_NODES ?? "").split(":").filter(Boolean)];
@@ -103,6 +118,15 @@ for (const [n, node] of nodes.entries()) {
     rows.push(floorRows[keyType]);
     for (const [label, bin, env] of [["from source", SOURCE, {}], ["single file", BUNDLE, {}], ["single file, code cache", BUNDLE, cache], ...(BEFORE ? [["single file before", BEFORE, {}]] : [])]) {
       rows.push(measure(`enroll ${keyType}, ${label}`, async (i) => timed([node, ...enrollArgs(bin, await device(`${n}-${keyType}-${label.replace(/\W+/g, "-")}`, i), keyType).slice(1)], { input: PASSWORD, env })));
+    }
+  }
+  // The same enrollment with the key made in a SoftHSM2 token (--key pkcs11:), where SoftHSM2 is installed.
+  if (token) {
+    for (const keyType of ["ec-p256", "rsa-2048"]) {
+      rows.push(measure(`enroll ${keyType}, single file, code cache, token key (SoftHSM2)`, async (i) => {
+        const id = await device(`${n}-${keyType}-token`, i);
+        return timed([node, ...enrollArgs(BUNDLE, id, keyType).slice(1), "--key", token.uri], { input: PASSWORD, env: { ...cache, ...token.env } });
+      }));
     }
   }
   planned.push({ version, rows });

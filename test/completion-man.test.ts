@@ -84,8 +84,8 @@ describe("completion bash, in a real bash", () => {
     else expect(complete("la")).toEqual([]);
   });
 
-  it("completes a subcommand's options: enroll --sto -> --store", () => {
-    expect(complete("enroll", "--sto")).toEqual(["--store"]);
+  it("completes a subcommand's options: enroll --sto -> --store, --store-cert-in-token", () => {
+    expect(complete("enroll", "--sto")).toEqual(["--store", "--store-cert-in-token"]);
   });
 
   it("completes an option's choices: enroll --store -> files keychain, also as --store=", () => {
@@ -145,7 +145,7 @@ describe("completion zsh and fish", () => {
         return r.stdout.split("\n").filter(Boolean).map((l) => l.split("\t")[0]).sort();
       };
       expect(fish("cert-retriever enr")).toEqual(["enroll"]);
-      expect(fish("cert-retriever enroll --sto")).toEqual(["--store"]);
+      expect(fish("cert-retriever enroll --sto")).toEqual(["--store", "--store-cert-in-token"]);
       expect(fish("cert-retriever enroll --store ")).toEqual(["files", "keychain"]);
       expect(fish("cert-retriever verify --")).not.toContain("--platform");
     }

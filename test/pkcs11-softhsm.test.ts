@@ -1,5 +1,5 @@
-import { spawnSync } from "node:child_process";
-import { readFile, writeFile } from "node:fs/promises";
+import { spawn, spawnSync } from "node:child_process";
+import { readdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runCli } from "./helpers/cli.js";
@@ -161,11 +161,30 @@ describe.skipIf(!ready)("keys in a PKCS#11 token (SoftHSM2): generated inside, C
     expect(noModule.stderr).toMatch(/token failed: the PKCS#11 module \/usr\/lib\/nosuch-pkcs11\.so cannot be read/);
     expect(noModule.code).toBe(30);
     const onArgv = await enrollCli(proxy.url, lab, "bad004", out, ["--key", `pkcs11:token=device?module-path=${token.module}&pin-value=${token.pin}`], token.env);
-    expect(onArgv.stderr).toMatch(/--key must not carry pin-value= on the command line/);
+    expect(onArgv.stderr).toMatch(/the key URI carries pin-value=, which is refused on the command line/);
     expect(onArgv.code).toBe(2);
     const noPin = await enrollCli(proxy.url, lab, "bad005", out, ["--key", `pkcs11:token=device?module-path=${token.module}`, "--non-interactive"], token.env);
     expect(noPin.stderr).toMatch(/token failed: no PIN for token 'device'/);
     expect(noPin.code).toBe(2);
+  });
+
+  it("two runs against one token are kept apart by a lock, whatever their --out: the second waits, then stops with exit 75", async () => {
+    const runtime = await tempDir();
+    const env = { XDG_RUNTIME_DIR: runtime };
+    expect((await enroll("10c001", join(await tempDir(), "certs"), [], env)).code).toBe(0);
+    const [userDir] = await readdir(runtime);
+    const [tokenDir] = await readdir(join(runtime, userDir!));
+    const holder = spawn(process.execPath, ["-e", "setTimeout(() => {}, 20000)"]);
+    try {
+      await writeFile(join(runtime, userDir!, tokenDir!, ".cert-retriever.lock"), `${holder.pid}\n`);
+      const out = join(await tempDir(), "certs");
+      const run = await enroll("10c002", out, [], env);
+      expect(run.stderr).toMatch(new RegExp(`lock failed: another cert-retriever run \\(pid ${holder.pid}\\) is using token 'device'`));
+      expect(run.code).toBe(75);
+      expect(token.privateKeys("10c002")).toHaveLength(0);
+    } finally {
+      holder.kill();
+    }
   });
 
   it("the PIN as the systemd credential 'pin', the module from --pkcs11-module", async () => {

@@ -328,7 +328,7 @@ export async function openKeyStore(
 ): Promise<import("../crypto/key-store.js").KeyStore> {
   const { isPkcs11Uri, parsePkcs11Uri } = await import("../crypto/pkcs11-uri.js");
   if (uri === undefined || !isPkcs11Uri(uri)) {
-    if (uri !== undefined) throw usage(`--key '${uri}' is not a pkcs11: URI`, "--key names a key in a PKCS#11 token (RFC 7512), e.g. --key 'pkcs11:token=device?module-path=/usr/lib/softhsm/libsofthsm2.so'; without it the key is made in software");
+    if (uri !== undefined) throw keyNotUri(uri);
     const { SoftwareKeyStore } = await import("../crypto/key-store.js");
     return new SoftwareKeyStore();
   }
@@ -360,4 +360,16 @@ export function publicKeysReader(flags: KeyFlags, source?: SourceOf): (record: s
 /** A token as the messages name it. */
 export function tokenName(uri: { token?: string }): string {
   return uri.token !== undefined ? `token '${uri.token}'` : "the token";
+}
+
+/** Checks --key's form before anything else is done (a token is opened only later, when needed). */
+export async function checkKeyFlag(flags: KeyFlags): Promise<void> {
+  if (flags.key === undefined) return;
+  const { isPkcs11Uri, parsePkcs11Uri } = await import("../crypto/pkcs11-uri.js");
+  if (!isPkcs11Uri(flags.key)) throw keyNotUri(flags.key);
+  parsePkcs11Uri(flags.key);
+}
+
+function keyNotUri(key: string): CertRetrieverError {
+  return usage(`--key '${key}' is not a pkcs11: URI`, "--key names a key in a PKCS#11 token (RFC 7512), e.g. --key 'pkcs11:token=device?module-path=/usr/lib/softhsm/libsofthsm2.so'; without it the key is made in software");
 }

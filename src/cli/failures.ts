@@ -14,6 +14,10 @@ const FIELD_HINTS: Record<string, string> = {
   fileNames: "pass another --device-id or --ca-name",
   airvantageId: "pass the IMEI or serial number configured in the AirVantage application model as --device-id",
   uriDomain: "pass --uri-domain DOMAIN, the broker's uri_domain (e.g. --uri-domain my.domain.name)",
+  key: "--key takes an RFC 7512 URI, e.g. --key 'pkcs11:token=device;object=f60c28?module-path=/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so'",
+  pkcs11Module: "give module-path= in the --key URI, --pkcs11-module, or PKCS11_MODULE_PATH, e.g. --pkcs11-module /usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so",
+  pinValue: "use pin-source=file:/path in the --key URI, CERT_RETRIEVER_PKCS11_PIN, or the systemd credential 'pin'",
+  storeCertInToken: "pass --key pkcs11:… with --store-cert-in-token",
 };
 
 const TEMPORARY = "this is temporary, so run again later (the systemd unit does so by itself on exit 75)";

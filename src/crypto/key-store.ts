@@ -66,7 +66,7 @@ export class SoftwareKeyStore implements KeyStore {
   }
 
   async publicKeysOf(record: string): Promise<Uint8Array[]> {
-    if (isPkcs11Uri(record.trim())) throw new Error(`the key is in a PKCS#11 token (${record.trim()}): pass --key with that URI`);
+    if (isPkcs11Uri(record.trim())) throw new Error(`the stored key is the URI of a key in a PKCS#11 token (${record.trim()}), not a key`);
     return [new Uint8Array(createPublicKey(createPrivateKey(record)).export({ type: "spki", format: "der" }))];
   }
 

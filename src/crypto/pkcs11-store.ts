@@ -64,11 +64,7 @@ export function tokenError(message: string, err: unknown, fallback: Reason = "to
 export function modulePathOf(uri: Pkcs11Uri, fallback: string | undefined): string {
   const path = uri.modulePath ?? fallback ?? process.env.PKCS11_MODULE_PATH;
   if (!path) {
-    throw usageError(
-      "no PKCS#11 module: give module-path= in the --key URI, --pkcs11-module, or PKCS11_MODULE_PATH",
-      "pkcs11Module",
-      "e.g. --pkcs11-module /usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so",
-    );
+    throw usageError("no PKCS#11 module: the key URI has no module-path=, none was given, and PKCS11_MODULE_PATH is unset", "pkcs11Module");
   }
   return path;
 }
@@ -121,7 +117,7 @@ export class Pkcs11KeyStore implements KeyStore {
   static async open(opts: Pkcs11Options, login: boolean): Promise<Pkcs11KeyStore> {
     const uri = parsePkcs11Uri(opts.uri);
     if (uri.pinValue !== undefined && opts.refusePinValue) {
-      throw usageError("--key must not carry pin-value= on the command line, where other users see it", "key", "use pin-source=file:/path in the URI, CERT_RETRIEVER_PKCS11_PIN, or the systemd credential 'pin'");
+      throw usageError("the key URI carries pin-value=, which is refused on the command line, where other users see it", "pinValue");
     }
     const modulePath = modulePathOf(uri, opts.modulePath);
     try {
@@ -190,7 +186,7 @@ export class Pkcs11KeyStore implements KeyStore {
   async generate(type: KeyType, deviceId: string): Promise<KeyHandle> {
     if (this.uri.id !== undefined) {
       throw usageError(
-        "enroll chooses the token key's id itself (the SHA-1 of its public key, so that a key and its successor never share one): leave id= out of --key",
+        "enrollment chooses the token key's id itself (the SHA-1 of its public key, so that a key and its successor never share one): the key URI must not give id=",
         "key",
       );
     }
@@ -358,5 +354,10 @@ async function tokenLock(modulePath: string, serial: string, label: string): Pro
   const name = createHash("sha256").update(`${modulePath}\0${serial}\0${label}`).digest("hex").slice(0, 16);
   const dir = join(base, `cert-retriever-${process.getuid?.() ?? "user"}`, `token-${name}`);
   await prepareDirectory(dir);
-  return acquireLock(dir);
+  return acquireLock(dir).catch((err: unknown) => {
+    if (err instanceof CertRetrieverError && err.reason === "busy") {
+      throw new CertRetrieverError(err.message.replace(`is using ${dir}`, `is using token '${label}' (its lock is in ${dir})`), { step: "lock", reason: "busy", facts: err.facts });
+    }
+    throw err;
+  });
 }

@@ -51,7 +51,7 @@ export function isPkcs11Uri(value: string | undefined): value is string {
 
 /** Parses `text`, refusing (`usage`, field `key`) what RFC 7512 does not allow or cert-retriever cannot use, in one sentence. */
 export function parsePkcs11Uri(text: string): Pkcs11Uri {
-  const bad = (why: string) => usageError(`--key ${shown(text)} is not a usable PKCS#11 URI: ${why}`, "key", "e.g. --key 'pkcs11:token=device;object=f60c28?module-path=/usr/lib/softhsm/libsofthsm2.so' (RFC 7512)");
+  const bad = (why: string) => usageError(`the key URI ${shown(text)} is not a usable PKCS#11 URI: ${why}`, "key");
   if (!isPkcs11Uri(text)) throw bad("it must start with pkcs11:");
   const body = text.slice("pkcs11:".length);
   const queryAt = body.indexOf("?");

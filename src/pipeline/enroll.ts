@@ -220,7 +220,7 @@ export async function enroll(opts: EnrollOptions, onEvent: (e: EnrollEvent) => v
       "store",
       async () => {
         if (opts.storeCertInToken) {
-          if (!keyStore.storeCertificate) throw usageError("--store-cert-in-token needs a token key (--key pkcs11:…)", "storeCertInToken");
+          if (!keyStore.storeCertificate) throw usageError("the certificate can be stored in a token only beside a key in that token", "storeCertInToken");
           await keyStore.storeCertificate(keyRecord, cert);
         }
         await opts.store

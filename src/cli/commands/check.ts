@@ -1,6 +1,6 @@
 import { Command } from "commander";
 import { applyConfigFile } from "../config.js";
-import { checkPinFlag, makeStore, publicKeysReader, resolveDeviceId, type CommonFlags, type KeyFlags } from "../context.js";
+import { checkKeyFlag, checkPinFlag, makeStore, publicKeysReader, resolveDeviceId, type CommonFlags, type KeyFlags } from "../context.js";
 import { parseDuration } from "../inputs.js";
 import type { CliState } from "../main.js";
 import { addOptions } from "../options.js";
@@ -37,6 +37,7 @@ export function checkCommand(state: CliState): Command {
         const deviceId = await resolveDeviceId({ ...flags, nonInteractive: true }, (key) => command.getOptionValueSource(key));
         const renewBeforeMs = parseDuration(flags.renewBefore, "--renew-before", true);
         await checkPinFlag(flags);
+        await checkKeyFlag(flags);
         const store = await makeStore(flags, deviceId);
         const [{ inspectCredentials }, { softwareCrypto }] = await Promise.all([import("../../pipeline/inspect.js"), import("../../crypto/provider.js")]);
         const verdict = await inspectCredentials(store, {

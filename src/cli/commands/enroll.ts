@@ -5,6 +5,7 @@ import { COMMAND_EXIT_CODES } from "../../exit-codes.js";
 import type { RetryInfo } from "../../platform/http.js";
 import { applyConfigFile } from "../config.js";
 import {
+  checkKeyFlag,
   checkPinFlag,
   isInteractive,
   makeHttp,
@@ -46,6 +47,12 @@ EXAMPLES
     cert-retriever enroll --platform https://dojot.example.com --device-id "$SERIAL" \\
       --token-file /run/station/token --non-interactive --json
 
+  With the key made and kept in a PKCS#11 token (here SoftHSM2), the PIN in a file:
+    cert-retriever enroll --platform https://dojot.example.com --device-id f60c28 \
+      --username admin --password-file /run/secrets/dojot \
+      --key 'pkcs11:token=device?pin-source=file:/etc/cert-retriever/pin' \
+      --pkcs11-module /usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so
+
   Against the lab platform, an ECDSA key (needs 'lab serve --cert-profile open'):
     echo "$PASS" | cert-retriever enroll --platform http://127.0.0.1:8000 --device-id dev1 \\
       --username admin --password-stdin --key-type ec-p256
@@ -58,6 +65,7 @@ SETTINGS
 
 FILES
   <out>/<ca-name>.crt, <out>/<device-id>.key (0600, PKCS#8), <out>/<device-id>.crt; <out> is 0700.
+  With --key pkcs11:..., <out>/<device-id>.key.uri names the key, which stays in the token.
 `;
 
 /** `cert-retriever enroll`: the whole sequence, authenticate to store. */
@@ -99,6 +107,7 @@ async function runEnroll(command: Command, state: CliState): Promise<number> {
   const sans = profileSans(flags.profile ?? "generic", deviceId, flags.uriDomain, checkSans(flags.dns, flags.ip, flags.uri));
   const renewBeforeMs = parseDuration(flags.renewBefore, "--renew-before", true);
   await checkPinFlag(flags);
+  await checkKeyFlag(flags);
   const token = await tokenSession(flags);
   // Asked for only when the authenticate step runs: a device with valid credentials needs no login.
   const credentials = token ? undefined : await login(flags, extras, source);

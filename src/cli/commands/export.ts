@@ -2,7 +2,7 @@ import { Command } from "commander";
 import { CertRetrieverError } from "../../errors.js";
 import { COMMAND_EXIT_CODES } from "../../exit-codes.js";
 import { applyConfigFile } from "../config.js";
-import { checkOutDir, resolveDeviceId, type CommonFlags, type KeyFlags } from "../context.js";
+import { checkKeyFlag, checkOutDir, resolveDeviceId, type CommonFlags, type KeyFlags } from "../context.js";
 import { checkFileName } from "../inputs.js";
 import type { CliState } from "../main.js";
 import { addOptions } from "../options.js";
@@ -24,7 +24,8 @@ export function exportCommand(state: CliState): Command {
     const flags = command.opts<CommonFlags & KeyFlags>();
     state.json ||= Boolean(flags.json);
     const deviceId = await resolveDeviceId(flags, (key) => command.getOptionValueSource(key));
-    const inToken = (await import("../../crypto/pkcs11-uri.js")).isPkcs11Uri(flags.key);
+    await checkKeyFlag(flags);
+    const inToken = flags.key !== undefined;
     const refuse = () =>
       new CertRetrieverError(`export failed: the key of '${deviceId}' lives in a PKCS#11 token and never leaves it`, {
         step: "export",

@@ -4,7 +4,7 @@ import { COMMAND_EXIT_CODES } from "../../exit-codes.js";
 import type { MqttVersion, ProfileName, ProfileRecord } from "../../profiles.js";
 import type { CredentialStore } from "../../store/types.js";
 import { applyConfigFile } from "../config.js";
-import { makeStore, resolveDeviceId, type CommonFlags, type KeyFlags, type SourceOf } from "../context.js";
+import { checkKeyFlag, makeStore, resolveDeviceId, type CommonFlags, type KeyFlags, type SourceOf } from "../context.js";
 import { usage } from "../failures.js";
 import { parseDuration } from "../inputs.js";
 import type { CliState } from "../main.js";
@@ -48,6 +48,7 @@ export function verifyCommand(state: CliState): Command {
       const flags = command.opts<MqttFlags & { broker: string }>();
       state.json ||= Boolean(flags.json);
       const deviceId = await resolveDeviceId(flags, (key) => command.getOptionValueSource(key));
+      await checkKeyFlag(flags);
       const store = await makeStore(flags, deviceId);
       const stages = await verifyStored(store, deviceId, flags.broker, flags, (key) => command.getOptionValueSource(key));
       if (flags.json) printJson({ deviceId, broker: flags.broker, stages });
