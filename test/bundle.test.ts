@@ -45,6 +45,19 @@ describe("the single-file build", () => {
     expect(openssl("verify", "-CAfile", join(out, "IOTmidCA.crt"), join(out, "solo.crt"))).toMatch(/: OK/);
   });
 
+  it("alone, without the PKCS#11 packages: --key pkcs11: stops with exit 30 and one sentence, before any request (with them in a node_modules above it, as in this repository, the PKCS#11 tests run it)", async () => {
+    const dir = await tempDir("cr-solo-p11-");
+    const file = join(dir, "cert-retriever.mjs");
+    await copyFile(BUNDLE, file);
+    const key = "pkcs11:token=device?module-path=/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so";
+    const run = await runAlone(file, ["enroll", "--platform", lab.url, "--device-id", "solop11", "--username", "admin", "--password-stdin", "--out", join(dir, "certs"), "--key", key], lab.password);
+    expect(run.stderr).toMatch(/^cert-retriever: token failed: this installation has no PKCS#11 support \(node-webcrypto-p11 and pkcs11js\): Cannot find module 'graphene-pk11'/m);
+    expect(run.stderr).toMatch(/hint: .*npm install node-webcrypto-p11/);
+    expect(run.stderr).not.toMatch(/authenticate/);
+    expect(run.code).toBe(30);
+    expect(await listFiles(dir)).toEqual(["cert-retriever.mjs"]);
+  });
+
   it("installed as README says, without its extension and through a link (/usr/bin/cert-retriever): the same file works", async () => {
     const root = await tempDir("cr-installed-");
     await mkdir(join(root, "lib"));

@@ -2,11 +2,12 @@ import { spawn, spawnSync } from "node:child_process";
 import { readdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { runCli } from "./helpers/cli.js";
+import { BIN, runCli } from "./helpers/cli.js";
 import { enrollCli, listFiles } from "./helpers/enroll.js";
 import { startProxy, startTestLab, tempDir, type TestLab } from "./helpers/lab.js";
 import { startBroker, type TestBroker } from "./helpers/mosquitto.js";
 import { makeSoftToken, type TestToken } from "./helpers/softhsm.js";
+import { Terminal } from "./helpers/terminal.js";
 import { haveTool, openssl } from "./helpers/tools.js";
 
 const ready = haveTool("softhsm2-util") && haveTool("pkcs11-tool") && haveTool("mosquitto") && haveTool("mosquitto_pub");
@@ -184,6 +185,37 @@ describe.skipIf(!ready)("keys in a PKCS#11 token (SoftHSM2): generated inside, C
       expect(token.privateKeys("10c002")).toHaveLength(0);
     } finally {
       holder.kill();
+    }
+  });
+
+  it.skipIf(!haveTool("tmux"))("at a terminal the PIN is asked for, masked, before the platform; a wrong one is exit 32", async () => {
+    const dir = await tempDir();
+    await writeFile(join(dir, "pw"), lab.password, { mode: 0o600 });
+    const args = `enroll --platform '${proxy.url}' --api dojot --device-id 7e7e01 --username admin --password-file pw --out certs --key 'pkcs11:token=device?module-path=${token.module}'`;
+    const env = `env -i PATH='${process.env.PATH}' HOME='${dir}' TERM=xterm-256color SOFTHSM2_CONF='${token.env.SOFTHSM2_CONF}'`;
+    await writeFile(join(dir, "run.sh"), `cd '${dir}' && ${env} '${process.execPath}' '${BIN}' ${args}; echo "EXIT=$?"; ${env} '${process.execPath}' '${BIN}' ${args}; echo "EXIT=$?"; sleep 60\n`, { mode: 0o700 });
+    const term = new Terminal(join(dir, "run.sh"));
+    try {
+      await term.waitFor(/PIN for token 'device':/);
+      expect(term.screen()).not.toMatch(/authenticate/); // the token first
+      term.type(token.pin);
+      const typed = term.screen();
+      expect(typed).not.toContain(token.pin);
+      expect(typed).toMatch(/PIN for token 'device': \*{6}/);
+      term.send("Enter");
+      const done = await term.waitFor(/EXIT=\d+/);
+      expect(done).toMatch(/enrolled device '7e7e01'/);
+      expect(done).toMatch(/EXIT=0/);
+      // The second run: a wrong PIN.
+      await term.waitFor(/EXIT=0[\s\S]*PIN for token 'device':/);
+      term.type("000000");
+      term.send("Enter");
+      const wrong = await term.waitFor(/EXIT=0[\s\S]*EXIT=\d+/);
+      expect(wrong).toMatch(/token 'device' refused the PIN from the PIN typed: CKR_PIN_INCORRECT/);
+      expect(wrong).toMatch(/EXIT=32/);
+      expect(wrong).not.toContain(token.pin);
+    } finally {
+      term.close();
     }
   });
 
