@@ -8,3 +8,7 @@ export { DojotLegacyClient, type DojotLegacyOptions } from "./platform/dojot-leg
 export type { PlatformClient, Session } from "./platform/types.js";
 export { softwareCrypto, type CryptoProvider } from "./crypto/provider.js";
 export { KEY_TYPES, type KeyType } from "./crypto/keys.js";
+/** Where keys are made: in software, or in a PKCS#11 token (whose native packages load only when one is opened). */
+export { SoftwareKeyStore, type KeyStore, type KeyHandle } from "./crypto/key-store.js";
+export { Pkcs11KeyStore, type Pkcs11Options } from "./crypto/pkcs11-store.js";
+export { parsePkcs11Uri, formatPkcs11Uri, type Pkcs11Uri } from "./crypto/pkcs11-uri.js";

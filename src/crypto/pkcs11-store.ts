@@ -3,7 +3,6 @@ import { access, constants } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { CertRetrieverError, describeCause, usageError, type Reason } from "../errors.js";
-import { faultPoint } from "../fault.js";
 import { prepareDirectory } from "../store/directory.js";
 import { acquireLock } from "../store/lock.js";
 import type { KeyHandle, KeyStore } from "./key-store.js";
@@ -199,7 +198,6 @@ export class Pkcs11KeyStore implements KeyStore {
       if (ckr && CKR_REASONS[ckr]) throw tokenError(`generating a ${type} key in token '${this.tokenLabel}' failed`, err);
       throw new CertRetrieverError(`generate-key failed: token '${this.tokenLabel}' cannot make a ${type} key: ${ckr ?? describeCause(err)}`, { step: "generate-key", reason: "keygen-failed", cause: err });
     }
-    faultPoint("token:generated");
     const id = new Uint8Array((keys.privateKey as unknown as { key: { id: Buffer } }).key.id);
     const crypto = this.crypto;
     const record = formatPkcs11Uri({ token: this.tokenLabel, object: label, id, type: "private", modulePath: this.modulePath, pinSource: this.uri.pinSource });
