@@ -15,6 +15,7 @@ export type Step =
   | "verify"
   | "export"
   | "token"
+  | "register"
   | "lab";
 
 /**
@@ -55,6 +56,11 @@ export const REASONS = {
   "device-unknown": "the platform has no such device",
   "entity-password-refused": "EJBCA refused the end-entity password",
   "bind-refused": "the platform issued a certificate but would not bind it to the device",
+  // Registering a certificate the device already has
+  "ca-not-trusted": "the platform does not trust the CA that issued the certificate (not a trusted CA of the tenant), or cannot tell which it is",
+  "already-registered": "the platform holds this certificate already, for another device or tenant, or unbound",
+  "registration-refused": "the platform refused to register the certificate (its chain, validity or kind)",
+  "not-supported": "the platform's API cannot do this (registering a certificate needs x509-identity-mgmt, dojot v0.7+)",
   // Validation
   "cert-invalid": "the certificate is not valid for this device: key, chain or names",
   "cert-out-of-date": "the certificate is not valid now (expired, or not yet valid), and the device's clock is not known to be wrong",

@@ -11,6 +11,7 @@ export const ExitCode = {
   VALIDATION: 14,
   STORAGE: 15,
   NOT_ENROLLED: 16,
+  NOT_SUPPORTED: 17,
   BROKER_UNREACHABLE: 20,
   BROKER_UNTRUSTED: 21,
   CERT_REFUSED: 22,
@@ -46,6 +47,7 @@ export const EXIT_CODE_MEANINGS: ReadonlyArray<readonly [ExitCode, string]> = [
   [ExitCode.VALIDATION, "the issued certificate failed validation (nothing was written)"],
   [ExitCode.STORAGE, "the credentials could not be stored (previous ones left intact)"],
   [ExitCode.NOT_ENROLLED, "verify, export: there are no complete stored credentials for this device (enroll first)"],
+  [ExitCode.NOT_SUPPORTED, "register: the platform cannot register a certificate it did not issue (dojot <= v0.6, EJBCA-REST)"],
   [ExitCode.BROKER_UNREACHABLE, "verify: the broker could not be reached"],
   [ExitCode.BROKER_UNTRUSTED, "verify: the broker's certificate is not trusted by the stored CA (or names another host)"],
   [ExitCode.CERT_REFUSED, "verify: the broker refused our certificate (unknown CA, expired, revoked)"],
@@ -70,9 +72,10 @@ const BROKER = [C.BROKER_UNREACHABLE, C.BROKER_UNTRUSTED, C.CERT_REFUSED, C.CERT
 const TOKEN = [C.TOKEN_MODULE, C.TOKEN_MISSING, C.TOKEN_PIN, C.TOKEN_LOCKED, C.TOKEN_FULL, C.TOKEN_KEY_MISSING, C.TOKEN_ERROR];
 
 /** The exit codes each command can return, for its --help (check has its own three). */
-export const COMMAND_EXIT_CODES: Record<"enroll" | "login" | "verify" | "export", readonly ExitCode[]> = {
+export const COMMAND_EXIT_CODES: Record<"enroll" | "login" | "verify" | "export" | "register", readonly ExitCode[]> = {
   enroll: [C.OK, C.UNEXPECTED, C.USAGE, C.CONFIG, C.AUTH, C.CA, C.KEYGEN, C.CSR, C.VALIDATION, C.STORAGE, ...BROKER, ...TOKEN, C.TEMPORARY, C.INTERRUPTED, C.TERMINATED],
   login: [C.OK, C.UNEXPECTED, C.USAGE, C.CONFIG, C.AUTH, C.CA, C.STORAGE, C.TEMPORARY, C.INTERRUPTED, C.TERMINATED],
   verify: [C.OK, C.UNEXPECTED, C.USAGE, C.CONFIG, C.STORAGE, C.NOT_ENROLLED, ...BROKER, ...TOKEN, C.INTERRUPTED, C.TERMINATED],
   export: [C.OK, C.UNEXPECTED, C.USAGE, C.CONFIG, C.STORAGE, C.NOT_ENROLLED, C.KEY_IN_TOKEN, C.TEMPORARY, C.INTERRUPTED, C.TERMINATED],
+  register: [C.OK, C.UNEXPECTED, C.USAGE, C.CONFIG, C.AUTH, C.CA, C.CSR, C.VALIDATION, C.NOT_SUPPORTED, C.TEMPORARY, C.INTERRUPTED, C.TERMINATED],
 };

@@ -12,7 +12,7 @@ type ExitRule = ExitCode | { readonly byStep: Partial<Record<Step, ExitCode>>; r
 
 /** The exit code of a platform's refusal, by the step it stopped. */
 const PLATFORM_STEP: ExitRule = {
-  byStep: { authenticate: ExitCode.AUTH, "fetch-ca": ExitCode.CA, "submit-csr": ExitCode.CSR, bind: ExitCode.CSR },
+  byStep: { authenticate: ExitCode.AUTH, "fetch-ca": ExitCode.CA, "submit-csr": ExitCode.CSR, bind: ExitCode.CSR, register: ExitCode.CSR },
   otherwise: ExitCode.CSR,
 };
 
@@ -46,6 +46,10 @@ export const EXIT_RULES: { readonly [R in Reason]: ExitRule } = {
   "device-unknown": ExitCode.CSR,
   "entity-password-refused": ExitCode.CSR,
   "bind-refused": ExitCode.CSR,
+  "ca-not-trusted": ExitCode.CSR,
+  "already-registered": ExitCode.CSR,
+  "registration-refused": ExitCode.CSR,
+  "not-supported": ExitCode.NOT_SUPPORTED,
   "cert-invalid": ExitCode.VALIDATION,
   "cert-out-of-date": ExitCode.VALIDATION,
   "san-dropped": ExitCode.VALIDATION,

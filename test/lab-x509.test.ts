@@ -9,6 +9,7 @@ import { noRoute } from "../src/platform/auto.js";
 import { setDevice, startLab, type LabOptions, type RunningLab } from "../src/lab/server.js";
 import { runCli, SECRETS } from "./helpers/cli.js";
 import { enrollCli } from "./helpers/enroll.js";
+import { makeFactoryPki } from "./helpers/factory-pki.js";
 import { tempDir } from "./helpers/lab.js";
 import { openssl } from "./helpers/tools.js";
 
@@ -248,7 +249,7 @@ describe("the issued certificate and the CA (X509Identity profile, certificate-a
 });
 
 describe("routes and parameters as Express and the real handlers treat them", () => {
-  it("the CRL, the list, removing an owner (v0.7), registration refused without trusted CAs, bad parameters and bodies", async () => {
+  it("the CRL, the list, removing an owner (v0.7), a CA certificate refused for registration, bad parameters and bodies", async () => {
     const crl = (await call(v07, "GET", "/x509/v1/ca/crl")).json as { crl: string };
     expect(openssl("crl", "-in", pemFile(crl.crl), "-noout", "-issuer").trim()).toMatch(/CN = X509 Identity CA/);
     await setDevice(v07.dir, "f00d01", "add");
@@ -260,9 +261,10 @@ describe("routes and parameters as Express and the real handlers treat them", ()
     expect((await call(v07, "GET", `/x509/v1/certificates/${issued.certificateFingerprint}`)).json).toMatchObject({ belongsTo: {} });
     expect((await call(v05, "DELETE", `/x509/v1/certificates/${issued.certificateFingerprint}/belongsto`)).json).toEqual({ message: "Not Found" });
     const caPem = ((await call(v07, "GET", "/x509/v1/ca")).json as { caPem: string }).caPem;
+    // `assertLeaf` comes before the search for the root CA (CertificateService.registerCertificate at v0.7.0).
     expect(await call(v07, "POST", "/x509/v1/certificates", { certificateChain: caPem })).toEqual({
       status: 400,
-      json: { error: "It was not possible to obtain the fingerprint of the root CA. Make sure to inform it in the request payload or inform the root CA certificate as the last one in the chain of certificates." },
+      json: { error: "The certificate is a CA certificate. It contains the flag 'CA:TRUE' in the extension 'Basic Constraints'." },
     });
     expect((await call(v05, "POST", "/x509/v1/certificates", { certificatePem: "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----" })).json).toEqual({ message: "This operation is not available yet" });
     // sanitizeFingerprint on one character throws (a 500); a bad escape is Express's 400.
@@ -274,6 +276,52 @@ describe("routes and parameters as Express and the real handlers treat them", ()
     expect((await call(v05, "POST", "/x509/v1/certificates", { csr: pem(Buffer.from("3003020105", "hex").toString("base64")) })).status).toBe(500);
     const raw = await fetch(`${v05.url}/x509/v1/certificates`, { method: "POST", headers: { authorization: `Bearer ${v05.jwt}`, "content-type": "application/json" }, body: "  5" });
     expect([raw.status, await raw.json()]).toEqual([400, { message: "Unexpected token 5 in JSON at position 2" }]);
+  });
+});
+
+describe("trusted CAs and registered certificates, as TrustedCAService and CertificateService (v0.7.0) answer", () => {
+  it("a trusted CA: one self-signed root per request, once per tenant, listed; v0.5.0's stubs answer Express's status text", async () => {
+    const pki = makeFactoryPki(await tempDir("cr-trust-"));
+    expect((await call(v07, "POST", "/x509/v1/trusted-cas", { caPem: pki.rootPem + pki.intPem })).json).toEqual({ error: "Only one CA certificate is expected per request." });
+    expect((await call(v07, "POST", "/x509/v1/trusted-cas", { caPem: pki.intPem })).json).toEqual({ error: "The certificate is not a Root CA certificate (not self signed)." });
+    expect((await call(v07, "POST", "/x509/v1/trusted-cas", { caPem: pki.read(pki.issue("leaf")) })).json).toEqual({
+      error: "The certificate is not a CA certificate. It does not contain the flag 'CA:TRUE' in the extension 'Basic Constraints'.",
+    });
+    expect((await call(v07, "POST", "/x509/v1/trusted-cas", {})).json).toMatchObject({ error: "Input data schema validation failure.", detail: { schemaErrors: [{ keyword: "required", params: { missingProperty: "caPem" } }] } });
+    const added = await call(v07, "POST", "/x509/v1/trusted-cas", { caPem: pki.rootPem, allowAutoRegistration: true });
+    const fp = openssl("x509", "-in", join(pki.dir, "root.crt"), "-noout", "-fingerprint", "-sha256").trim().replace(/^.*=/, "");
+    expect(added).toEqual({ status: 201, json: { caFingerprint: fp } });
+    expect(await call(v07, "POST", "/x509/v1/trusted-cas", { caPem: pki.rootPem })).toEqual({ status: 409, json: { error: `The certificate with fingerprint '${fp}' already exists.` } });
+    const listed = (await call(v07, "GET", "/x509/v1/trusted-cas")).json as { paging: { totalItems: number }; "trusted-cas": { caFingerprint: string; allowAutoRegistration: boolean; subjectDN: string }[] };
+    expect(listed["trusted-cas"].find((ca) => ca.caFingerprint === fp)).toMatchObject({ allowAutoRegistration: true, subjectDN: "O=Acme, CN=Factory Root CA" });
+    expect((await call(v07, "PATCH", `/x509/v1/trusted-cas/${fp.replace(/:/g, "").toLowerCase()}`, { allowAutoRegistration: false })).status).toBe(204);
+    expect((await call(v07, "GET", `/x509/v1/trusted-cas/${fp}`)).json).toMatchObject({ caFingerprint: fp, allowAutoRegistration: false, tenant: "admin" });
+    const v05Post = await fetch(`${v05.url}/x509/v1/trusted-cas`, { method: "POST", headers: { authorization: `Bearer ${v05.jwt}`, "content-type": "application/json" }, body: JSON.stringify({ caPem: pki.rootPem.trimEnd() }) });
+    expect([v05Post.status, await v05Post.text()]).toEqual([201, "Created"]);
+
+    // Registration against it: the chain of trust (pkijs's engine), a mismatched caFingerprint, the validity.
+    await setDevice(v07.dir, "f00d02", "add");
+    const stranger = makeFactoryPki(await tempDir("cr-trust-"), "Stranger Root CA");
+    const foreign = stranger.read(stranger.issue("foreign"));
+    expect(await call(v07, "POST", "/x509/v1/certificates", { certificateChain: foreign, caFingerprint: fp, belongsTo: { device: "f00d02" } })).toEqual({
+      status: 400,
+      json: { error: "The certificate chain of trust is not valid.", detail: { chainOfTrustResult: "No valid certificate paths found" } },
+    });
+    expect((await call(v07, "POST", "/x509/v1/certificates", { certificateChain: foreign + stranger.intPem + stranger.rootPem, caFingerprint: fp })).json).toEqual({
+      error: "The fingerprint of the CA defined in the payload of the request does not match the fingerprint of the certificate of the root CA that was also informed in the certificate chain.",
+    });
+    const expired = pki.read(pki.issue("expired", { days: -1 }));
+    expect((await call(v07, "POST", "/x509/v1/certificates", { certificateChain: expired + pki.intPem + pki.rootPem })).json).toEqual({ error: "The certificate expired 2 days ago." });
+    const leaf = pki.read(pki.issue("f00d02"));
+    const registered = await call(v07, "POST", "/x509/v1/certificates", { certificateChain: leaf + pki.intPem, caFingerprint: fp.replace(/:/g, ""), belongsTo: { device: "f00d02" } });
+    expect(registered).toMatchObject({ status: 201, json: { certificateFingerprint: expect.stringMatching(/^([0-9A-F]{2}:){31}[0-9A-F]{2}$/) } });
+    // A CA with certificates registered by hand under it stays.
+    expect((await call(v07, "DELETE", `/x509/v1/trusted-cas/${fp}`)).json).toEqual({
+      error: "There are certificates dependent on the CA to be removed, however these certificates are not marked as 'autoRegistered'. Therefore, they must be removed manually before removing their CA certificate.",
+    });
+    expect((await call(v07, "DELETE", `/x509/v1/certificates/${(registered.json as { certificateFingerprint: string }).certificateFingerprint}`)).status).toBe(204);
+    expect((await call(v07, "DELETE", `/x509/v1/trusted-cas/${fp}`)).status).toBe(204);
+    expect((await call(v07, "GET", `/x509/v1/trusted-cas/${fp}`)).status).toBe(404);
   });
 });
 

@@ -72,9 +72,23 @@ const HINTS: { readonly [R in Reason]: (err: CertRetrieverError, command: string
       : "register the device on the platform first (lab: cert-retriever lab device add)",
   "entity-password-refused": () => "check the end-entity password (--entity-password-file or CERT_RETRIEVER_ENTITY_PASSWORD; dojot uses 'dojot')",
   "bind-refused": () => "bind it to the device on the platform",
-  "cert-invalid": (e) => (e.step === "check-existing" ? "enroll again (--force) to replace the stored credentials" : "the platform misbehaves: check --ca-name and the platform's certificate profile"),
-  "cert-out-of-date": (e) =>
-    e.step === "check-existing"
+  "ca-not-trusted": () =>
+    "have the platform trust the root CA (POST /x509/v1/trusted-cas with its caPem), then put that root CA last in --cert-chain or pass its fingerprint with --root-ca-fingerprint",
+  "already-registered": (e) =>
+    `remove it on the platform (DELETE /x509/v1/certificates/${e.facts.fingerprint ?? "<fingerprint>"}) if it is to be registered anew, or bind it to this device with PATCH {"belongsTo": {"device": ID}}`,
+  "registration-refused": (e) =>
+    /chain of trust/i.test(e.facts.platformMessage ?? "")
+      ? "--cert-chain must hold the device certificate first, then its intermediate CAs, all issued under the trusted root CA"
+      : undefined,
+  "not-supported": () => "register certificates on dojot v0.7 or later (x509-identity-mgmt); on older platforms use 'cert-retriever enroll' for a certificate the platform issues",
+  "cert-invalid": (e, command) =>
+    command === "register"
+      ? "--cert-chain must start with the device's own certificate (not a CA), followed by its CA certificates"
+      : e.step === "check-existing" ? "enroll again (--force) to replace the stored credentials" : "the platform misbehaves: check --ca-name and the platform's certificate profile",
+  "cert-out-of-date": (e, command) =>
+    command === "register"
+      ? "have the certificate's CA issue a new one (or enroll for one the platform issues); if it should be valid now, check this device's clock"
+      : e.step === "check-existing"
       ? "enroll again to replace the stored credentials; if they should be valid, check the device clock"
       : "check the device clock (and the platform's); if both are right, the platform issued a certificate that is not valid now",
   "san-dropped": () => "the platform dropped the CSR's subject alternative names: its certificate profile must keep them (EJBCA: enable 'Allow Extension Override' in the certificate profile)",

@@ -7,6 +7,7 @@ import { enrollCommand } from "./commands/enroll.js";
 import { exportCommand } from "./commands/export.js";
 import { labCommand } from "./commands/lab.js";
 import { loginCommand } from "./commands/login.js";
+import { registerCommand } from "./commands/register.js";
 import { verifyCommand } from "./commands/verify.js";
 import { failureJson, usage } from "./failures.js";
 import { redactOptionValues, refuseSecretsOnArgv } from "./inputs.js";
@@ -85,6 +86,7 @@ export function buildProgram(state: CliState, isCheck = false): Command {
   program.addCommand(checkCommand(state));
   program.addCommand(verifyCommand(state));
   program.addCommand(exportCommand(state));
+  program.addCommand(registerCommand(state));
   if (typeof __CERT_RETRIEVER_DEVICE_BUILD__ === "boolean" && __CERT_RETRIEVER_DEVICE_BUILD__) program.addCommand(labElsewhere(), { hidden: true });
   else program.addCommand(labCommand(state));
   program.addCommand(completionCommand(state));

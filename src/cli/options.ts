@@ -3,12 +3,12 @@ import { KEY_TYPES } from "../crypto/keys.js";
 import { MQTT_VERSIONS } from "../profiles.js";
 
 /** The commands that take shared options; each option is defined once, here, with the commands that use it. */
-export type CommandName = "enroll" | "login" | "check" | "verify" | "export";
+export type CommandName = "enroll" | "login" | "check" | "verify" | "export" | "register";
 
-const PLATFORM: CommandName[] = ["enroll", "login"];
+const PLATFORM: CommandName[] = ["enroll", "login", "register"];
 const STORED: CommandName[] = ["enroll", "check", "verify", "export"];
 const BROKER: CommandName[] = ["enroll", "verify"];
-const ALL: CommandName[] = ["enroll", "login", "check", "verify", "export"];
+const ALL: CommandName[] = ["enroll", "login", "check", "verify", "export", "register"];
 
 interface OptionSpec {
   flags: string;
@@ -35,7 +35,7 @@ const collect = (value: string, previous: string[] | undefined) => [...(previous
 /** Every shared option. The config file takes the same names in camelCase (`deviceId`, `caName`). */
 export const OPTION_SPECS: OptionSpec[] = [
   { flags: "--platform <url>", description: "the platform gateway (dojot's Kong), e.g. https://dojot.example.com", commands: PLATFORM, env: "PLATFORM" },
-  { flags: "--api <api>", description: "the platform's API: dojot-legacy (EJBCA-REST, dojot <= v0.4), dojot (x509-identity-mgmt, v0.5+), or auto (detected from the replies)", commands: ["enroll"], hiddenIn: ["login"], env: "API", default: "auto", choices: ["auto", "dojot", "dojot-legacy"] },
+  { flags: "--api <api>", description: "the platform's API: dojot-legacy (EJBCA-REST, dojot <= v0.4), dojot (x509-identity-mgmt, v0.5+), or auto (detected from the replies)", commands: ["enroll", "register"], hiddenIn: ["login"], env: "API", default: "auto", choices: ["auto", "dojot", "dojot-legacy"] },
   { flags: "--username <name>", description: "the platform user", commands: PLATFORM, env: "USERNAME" },
   { flags: "--password-file <file>", description: "read the user's password from this file", commands: PLATFORM, env: "PASSWORD_FILE" },
   { flags: "--password-stdin", description: "read the user's password from standard input", commands: PLATFORM },
@@ -47,8 +47,8 @@ export const OPTION_SPECS: OptionSpec[] = [
   { flags: "--deadline <duration>", description: "give up (exit 75) when the whole run takes longer, e.g. 90s, 5m (a unit is required)", commands: PLATFORM, env: "DEADLINE", default: "5m" },
   { flags: "--retries <n>", description: "retries of a request that failed temporarily (refused, reset, timeout, 429, 502-504)", commands: PLATFORM, env: "RETRIES", default: "4" },
   { flags: "--request-timeout <duration>", description: "time limit for the headers and for the body of one reply", commands: PLATFORM, env: "REQUEST_TIMEOUT", default: "30s" },
-  { flags: "--device-id <id>", description: "the device id on the platform; becomes the certificate's CN and the file names", commands: STORED, env: "DEVICE_ID" },
-  { flags: "--device-id-file <file>", description: "read the device id from the first line of this file", commands: STORED, env: "DEVICE_ID_FILE" },
+  { flags: "--device-id <id>", description: "the device id on the platform; becomes the certificate's CN and the file names", commands: [...STORED, "register"], describe: { register: "the device id on the platform, which the certificate is bound to" }, env: "DEVICE_ID" },
+  { flags: "--device-id-file <file>", description: "read the device id from the first line of this file", commands: [...STORED, "register"], env: "DEVICE_ID_FILE" },
   { flags: "--ca-name <name>", description: "the CA that issues device certificates", commands: STORED, env: "CA_NAME", default: "IOTmidCA" },
   { flags: "--ca-fingerprint <sha256:hex>", description: "pin the CA: stop if its SHA-256 fingerprint differs (checked before any key is made, and against a stored CA)", commands: ["enroll", "check"], hiddenIn: ["verify", "export"], describe: { check: "enrollment is needed if the stored CA's SHA-256 fingerprint differs from this pin" }, env: "CA_FINGERPRINT" },
   { flags: "--out <dir>", description: "where the credentials are stored (files), or where the lock lives (keychain)", commands: STORED, describe: { check: "where the stored credentials are (files)", verify: "where the stored credentials are (files)", export: "where the files are written (key 0600, directory 0700)" }, env: "OUT", default: "./certs" },
@@ -70,7 +70,7 @@ export const OPTION_SPECS: OptionSpec[] = [
   { flags: "--mqtt-version <version>", description: "the MQTT version: 5, 3.1.1, or auto (5, then 3.1.1 if the broker refuses 5); default: the profile's (3.1.1 for dojot-mosca and amqtt, else auto)", commands: BROKER, env: "MQTT_VERSION", choices: [...MQTT_VERSIONS] },
   { flags: "--broker-timeout <duration>", description: "the broker check's time limit for each stage", commands: BROKER, env: "BROKER_TIMEOUT", default: "10s" },
   { flags: "--json", description: "print the result as JSON on stdout (on failure: an error object with step, reason, exit code, message and hint)", commands: ALL },
-  { flags: "--non-interactive", description: "never prompt: a missing value is an error (also without a terminal)", commands: ["enroll", "login", "verify", "export"], hiddenIn: ["check"] },
+  { flags: "--non-interactive", description: "never prompt: a missing value is an error (also without a terminal)", commands: ["enroll", "login", "verify", "export", "register"], hiddenIn: ["check"] },
   { flags: "--config <file>", description: "settings file (JSON); default: $XDG_CONFIG_HOME/cert-retriever/config.json (else the same under ~/.config), then /etc/cert-retriever/config.json, where they exist", commands: ALL, env: "CONFIG" },
 ];
 

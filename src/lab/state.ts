@@ -25,10 +25,14 @@ export interface LabState {
   devices: Record<string, EndEntity>;
   /** Certificates x509-identity-mgmt issued, by fingerprint as it stores them (uppercase hex pairs with colons). */
   x509Certificates?: Record<string, X509Record>;
+  /** x509-identity-mgmt's trusted (external root) CAs, v0.7+: one record per tenant and CA fingerprint. */
+  x509TrustedCas?: TrustedCaRecord[];
 }
 
 /** x509-identity-mgmt's certificate record (`CertificateModel`; v0.7+ adds `subjectDN` and `validity`). */
 export interface X509Record {
+  /** The trusted root CA of a registered (external) certificate. */
+  caFingerprint?: string;
   pem: string;
   subjectDN?: string;
   validity?: { notBefore: string; notAfter: string };
@@ -38,6 +42,18 @@ export interface X509Record {
   autoRegistered: boolean;
   createdAt: string;
   modifiedAt?: string;
+}
+
+/** x509-identity-mgmt's trusted CA record (`TrustedCAModel` at v0.7.0/v0.8.0). */
+export interface TrustedCaRecord {
+  caFingerprint: string;
+  caPem: string;
+  subjectDN: string;
+  validity: { notBefore: string; notAfter: string };
+  createdAt: string;
+  modifiedAt: string;
+  allowAutoRegistration: boolean;
+  tenant: string;
 }
 
 const STATE_FILE = "state.json";

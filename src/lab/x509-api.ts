@@ -5,10 +5,11 @@ import { toPem } from "../crypto/keys.js";
 import type { CryptoProvider } from "../crypto/provider.js";
 import { parseSignedCsr, ProfileRefusal, signAsEjbca, type LabCa } from "./ca.js";
 import { emptyCrl, x509IdentityExtensions } from "./x509-profile.js";
-import { send } from "./replies.js";
+import { send, sendPage } from "./replies.js";
 import { loadState, updateState, type LabState, type X509Record } from "./state.js";
 import { checkPublicKey, ejbcaName, pemDer, routeFingerprint, subjectDn, X509Refusal, type X509Rules } from "./x509-rules.js";
-import { checkChangeOwnerBody, checkGenerateBody, schemaFailure } from "./x509-schemas.js";
+import { ensureDeviceExists, registerCertificate, trustedCas } from "./x509-register.js";
+import { checkChangeOwnerBody, checkGenerateBody, schemaFailure, SchemaRefusal } from "./x509-schemas.js";
 
 export type { X509Rules } from "./x509-rules.js";
 
@@ -40,7 +41,7 @@ export async function handleX509(req: IncomingMessage, res: ServerResponse, url:
   const fail = (status: number, message: string) => send(res, status, ctx.rules === "v0.5" ? { message } : { error: message });
   try {
     const input = parseJsonBody(req, body);
-    const route = `${req.method} ${path.replace(/^\/v1\/certificates\/[^/]+/, "/v1/certificates/:fp")}`;
+    const route = `${req.method} ${path.replace(/^\/v1\/(certificates|trusted-cas)\/[^/]+/, "/v1/$1/:fp")}`;
     const fp = () => routeFingerprint(decodeParam(/^\/v1\/certificates\/([^/]+)/.exec(path)![1]!), ctx.rules);
     switch (route) {
       case "GET /v1/ca":
@@ -49,8 +50,10 @@ export async function handleX509(req: IncomingMessage, res: ServerResponse, url:
         return send(res, 200, { crl: await emptyCrl(ctx.ca, ctx.opts.crypto) });
       case "POST /v1/certificates":
         return await generate(res, input, ctx, tenant);
-      case "GET /v1/certificates":
-        return await list(res, url, ctx, tenant);
+      case "GET /v1/certificates": {
+        const records = Object.entries((await loadState(ctx.opts.dir))!.x509Certificates ?? {}).filter(([, r]) => r.tenant === tenant);
+        return sendPage(res, url, "certificates", records.map(([fp, r]) => ({ fingerprint: fp, ...r })));
+      }
       case "GET /v1/certificates/:fp": {
         const record = (await loadState(ctx.opts.dir))!.x509Certificates?.[fp()];
         if (!record || record.tenant !== tenant) throw notFound(fp(), tenant);
@@ -62,6 +65,13 @@ export async function handleX509(req: IncomingMessage, res: ServerResponse, url:
         await ownRecord(ctx, fp(), tenant, (s, key) => delete s.x509Certificates![key]);
         res.writeHead(204).end();
         return;
+      case "POST /v1/trusted-cas":
+      case "GET /v1/trusted-cas":
+      case "GET /v1/trusted-cas/:fp":
+      case "PATCH /v1/trusted-cas/:fp":
+      case "DELETE /v1/trusted-cas/:fp":
+        // v0.7.0's `trustedCARoutes.js` (v0.5.0: `trusted-cas-router.js`, stubs).
+        return await trustedCas(res, url, route, route.endsWith(":fp") ? decodeParam(/^\/v1\/trusted-cas\/([^/]+)/.exec(path)![1]!) : undefined, input, ctx, tenant);
       case "DELETE /v1/certificates/:fp/belongsto":
         if (ctx.rules === "v0.5") break; // v0.7.0's certificate-belongsto-route
         await ownRecord(ctx, fp(), tenant, (s, key) => (s.x509Certificates![key]!.belongsTo = {}));
@@ -72,30 +82,10 @@ export async function handleX509(req: IncomingMessage, res: ServerResponse, url:
     return fail(404, "Not Found");
   } catch (err) {
     if (err instanceof SchemaRefusal) return send(res, 400, schemaFailure(ctx.rules, err.schemaId, err.errors));
-    if (err instanceof X509Refusal) return fail(err.status, err.message);
+    if (err instanceof X509Refusal) return err.detail && ctx.rules === "v0.7" ? send(res, err.status, { error: err.message, detail: err.detail }) : fail(err.status, err.message);
     process.emitWarning(`lab x509: ${String(err)}`);
     return fail(500, UNEXPECTED);
   }
-}
-
-/** `GET /certificates`: the tenant's records with Express Paginate's paging (`?page`, `?limit`, default 25, at most 250). */
-async function list(res: ServerResponse, url: URL, ctx: X509Context, tenant: string): Promise<void> {
-  const limit = Math.min(Math.max(Number.parseInt(url.searchParams.get("limit") ?? "25", 10) || 25, 1), 250);
-  const page = Math.max(Number.parseInt(url.searchParams.get("page") ?? "1", 10) || 1, 1);
-  const records = Object.entries((await loadState(ctx.opts.dir))!.x509Certificates ?? {}).filter(([, r]) => r.tenant === tenant);
-  const pages = Math.ceil(records.length / limit);
-  const href = (n: number) => `/api/v1/certificates?page=${n}&limit=${limit}`;
-  return send(res, 200, {
-    paging: {
-      previous: page > 1 ? { number: page - 1, url: href(page - 1) } : null,
-      current: { number: page, url: href(page) },
-      next: page < pages ? { number: page + 1, url: href(page + 1) } : null,
-      totalItems: records.length,
-      totalPages: pages,
-      limitPerPage: limit,
-    },
-    certificates: records.slice((page - 1) * limit, page * limit).map(([fp, r]) => ({ fingerprint: fp, ...r })),
-  });
 }
 
 /** Changes the tenant's record `fp` in one go, or answers "No records found". */
@@ -127,7 +117,7 @@ async function generate(res: ServerResponse, input: unknown, ctx: X509Context, t
   if (ctx.rules === "v0.7" && "application" in belongsTo) {
     throw new X509Refusal(403, "Operations on certificates for applications are not authorized through this endpoint.");
   }
-  if (body.csr === undefined) return register(body as { caFingerprint?: string; certificateChain?: string }, ctx);
+  if (body.csr === undefined) return register(body as { caFingerprint?: string; certificateChain?: string }, ctx, tenant, res);
   // v0.7+ `sanitizeLineBreaks`: CRLF to LF, no trailing line break.
   const csrPem = ctx.rules === "v0.7" ? body.csr.replace(/\r\n|\r/g, "\n").replace(/\n+$/, "") : body.csr;
   const der = pemDer(csrPem);
@@ -182,20 +172,11 @@ async function generate(res: ServerResponse, input: unknown, ctx: X509Context, t
 
 /**
  * Registering a certificate from another CA: v0.5 `registerCertificate` is a stub ("not available
- * yet", 404). v0.7+ implement it against the trusted CAs, of which the lab has none: every chain
- * ends at the refusal below (`CertificateService.registerCertificate`); the checks of the
- * certificate itself that come before it there are not reproduced.
+ * yet", 404); v0.7+ in `x509-register.ts`.
  */
-function register(body: { caFingerprint?: string; certificateChain?: string }, ctx: X509Context): never {
+function register(body: { caFingerprint?: string; certificateChain?: string }, ctx: X509Context, tenant: string, res: ServerResponse): Promise<void> {
   if (ctx.rules === "v0.5") throw new X509Refusal(404, "This operation is not available yet");
-  const chain = body.certificateChain?.match(/-{5}BEGIN CERTIFICATE-{5}[\s\S]+?-{5}END CERTIFICATE-{5}/g) ?? [];
-  if (!body.caFingerprint && chain.length < 2) {
-    throw new X509Refusal(
-      400,
-      "It was not possible to obtain the fingerprint of the root CA. Make sure to inform it in the request payload or inform the root CA certificate as the last one in the chain of certificates.",
-    );
-  }
-  throw new X509Refusal(400, "The root CA certificate is not registered as a trusted certificate yet.");
+  return registerCertificate(res, body as { caFingerprint?: string; certificateChain: string; belongsTo?: { device?: string | null } }, ctx, tenant);
 }
 
 /**
@@ -219,26 +200,9 @@ async function changeOwner(res: ServerResponse, fp: string, input: unknown, ctx:
   res.writeHead(204).end();
 }
 
-/** `ensureDeviceExists` (v0.7+, `certservice.check.device.exists` true); `--auto-register` lets any device id through. */
-async function ensureDeviceExists(device: string, ctx: X509Context, tenant: string): Promise<void> {
-  if (ctx.opts.autoRegister) return;
-  const state = await loadState(ctx.opts.dir);
-  if (!state?.devices[device]) throw new X509Refusal(400, `Device identifier '${device}' was not found for tenant '${tenant}'.`);
-}
-
 /** "No records found …" with the filter as the service builds it (fingerprint, then the tenant it adds). */
 function notFound(fp: string, tenant: string): X509Refusal {
   return new X509Refusal(404, `No records found for the following parameters: ${JSON.stringify({ fingerprint: fp, tenant })}`);
-}
-
-/** A schema failure with ajv's errors. */
-class SchemaRefusal extends Error {
-  constructor(
-    readonly schemaId: string,
-    readonly errors: ReturnType<typeof checkGenerateBody>["errors"],
-  ) {
-    super("schema validation failure");
-  }
 }
 
 /**

@@ -11,11 +11,12 @@ import type * as x509 from "../crypto/x509.js";
 /** Which release line's rules apply: v0.5 (= v0.6) or v0.7 (= v0.8). */
 export type X509Rules = "v0.5" | "v0.7";
 
-/** A refusal with the status and message the service sends. */
+/** A refusal with the status, message and (v0.7+, the SDK's `errorTemplate`) detail the service sends. */
 export class X509Refusal extends Error {
   constructor(
     readonly status: number,
     message: string,
+    readonly detail?: Record<string, unknown>,
   ) {
     super(message);
   }
@@ -108,13 +109,7 @@ export interface SubjectDn {
  * (`certificate.check.subjectdn` defaults to false). Only the first value of each attribute counts.
  */
 export function subjectDn(csrSubject: x509.JsonName, rules: X509Rules, tenant: string): SubjectDn {
-  const dn = new Map<string, string>(rules === "v0.5" ? [["O", CONSTANT_O]] : []);
-  for (const rdn of csrSubject) {
-    for (const [type, values] of Object.entries(rdn)) {
-      const key = RDN_KEYS[NAME_OIDS[type] ?? type] ?? type;
-      if (!dn.has(key) && values[0] !== undefined) dn.set(key, values[0]);
-    }
-  }
+  const dn = dnMap(csrSubject, rules === "v0.5" ? [["O", CONSTANT_O]] : []);
   if (rules === "v0.5") {
     const found = `[${[...dn.keys()].join(",")}]`;
     if (![...dn.keys()].every((k) => k === "O" || k === "CN")) throw new X509Refusal(400, `Error checking SubjectDN allowed attributes in CSR. Allowed: [CN] Found: ${found}`);
@@ -127,6 +122,23 @@ export function subjectDn(csrSubject: x509.JsonName, rules: X509Rules, tenant: s
   }
   const pairs = [...dn.entries()];
   return { pairs, text: pairs.map(([k, v]) => `${k}=${v}`).join(", ") };
+}
+
+/** The name's attributes by short name, the first value of each, after `start` (`dnUtils.from`'s reduce). */
+function dnMap(name: x509.JsonName, start: [string, string][]): Map<string, string> {
+  const dn = new Map<string, string>(start);
+  for (const rdn of name) {
+    for (const [type, values] of Object.entries(rdn)) {
+      const key = RDN_KEYS[NAME_OIDS[type] ?? type] ?? type;
+      if (!dn.has(key) && values[0] !== undefined) dn.set(key, values[0]);
+    }
+  }
+  return dn;
+}
+
+/** `dnUtils.from(name).stringify()` (v0.7/v0.8) without the constant attributes: what a registered certificate's and a trusted CA's record hold. */
+export function dnText(name: x509.JsonName): string {
+  return [...dnMap(name, []).entries()].map(([k, v]) => `${k}=${v}`).join(", ");
 }
 
 /** @peculiar/x509's short names, back to their OIDs. */

@@ -16,17 +16,21 @@ export interface AjvError {
 }
 
 /** The `$id`s of `schemas/*.json` at each tag. */
-const SCHEMA_IDS: Record<X509Rules, { defs: string; generate: string; changeOwner: string; externalKey: string }> = {
+const SCHEMA_IDS: Record<X509Rules, { defs: string; generate: string; changeOwner: string; newTrustedCa: string; updTrustedCa: string; externalKey: string }> = {
   "v0.5": {
     defs: "http://www.dojot.com.br/schemas/defs",
     generate: "http://www.dojot.com.br/schemas/reg-or-gen-cert",
     changeOwner: "http://www.dojot.com.br/schemas/ch-owner-cert",
+    newTrustedCa: "http://www.dojot.com.br/schemas/reg-trust-ca",
+    updTrustedCa: "http://www.dojot.com.br/schemas/upd-trust-ca",
     externalKey: "certificatePem",
   },
   "v0.7": {
     defs: "https://raw.githubusercontent.com/dojot/dojot/development/iam/x509-identity-mgmt/js/schemas/defs.json",
     generate: "https://raw.githubusercontent.com/dojot/dojot/development/iam/x509-identity-mgmt/js/schemas/register-or-generate-certificate.json",
     changeOwner: "https://raw.githubusercontent.com/dojot/dojot/development/iam/x509-identity-mgmt/js/schemas/change-owner-certificate.json",
+    newTrustedCa: "https://raw.githubusercontent.com/dojot/dojot/development/iam/x509-identity-mgmt/js/schemas/register-trusted-ca-certificate.json",
+    updTrustedCa: "https://raw.githubusercontent.com/dojot/dojot/development/iam/x509-identity-mgmt/js/schemas/update-trusted-ca-certificate.json",
     externalKey: "certificateChain",
   },
 };
@@ -54,6 +58,16 @@ interface StringRule {
   minLength?: number;
   maxLength: number;
   enum?: string[];
+}
+
+/** A body that fails its route's schema, with ajv's errors (answered in the generation's shape by {@link schemaFailure}). */
+export class SchemaRefusal extends Error {
+  constructor(
+    readonly schemaId: string,
+    readonly errors: AjvError[],
+  ) {
+    super("schema validation failure");
+  }
 }
 
 /** The body error of a schema failure, in each generation's shape (`schema-validator.js` v0.5, `schemaValidator.js` v0.7). */
@@ -85,6 +99,32 @@ export function checkChangeOwnerBody(body: unknown, rules: X509Rules): { schemaI
   if (!isObject(body)) return { schemaId: ids.changeOwner, errors: [typeError("", "#", "object")] };
   if (!("belongsTo" in body)) return { schemaId: ids.changeOwner, errors: [required("", "#/required", "belongsTo")] };
   return { schemaId: ids.changeOwner, errors: checkBelongsTo(body.belongsTo, ".belongsTo", `${ids.defs}#/definitions/belongsTo`, rules) };
+}
+
+/**
+ * `POST /trusted-cas` (`register-trusted-ca-certificate.json`, the same at v0.5.0 and v0.7.0/v0.8.0
+ * but for the `$id`s): `required` first, then each property in the schema's order.
+ */
+export function checkNewTrustedCaBody(body: unknown, rules: X509Rules): { schemaId: string; errors: AjvError[] } {
+  const ids = SCHEMA_IDS[rules];
+  if (!isObject(body)) return { schemaId: ids.newTrustedCa, errors: [typeError("", "#", "object")] };
+  const errors = "caPem" in body ? [] : [required("", "#/required", "caPem")];
+  if ("caPem" in body) errors.push(...checkString(body.caPem, ".caPem", `${ids.defs}#/definitions/cert-pem`, { pattern: DEFS[rules].certPem, maxLength: 65536 }));
+  errors.push(...checkBoolean(body, "allowAutoRegistration"));
+  return { schemaId: ids.newTrustedCa, errors };
+}
+
+/** `PATCH /trusted-cas/:caFingerprint` (`update-trusted-ca-certificate.json`): `allowAutoRegistration`, a boolean, required. */
+export function checkUpdTrustedCaBody(body: unknown, rules: X509Rules): { schemaId: string; errors: AjvError[] } {
+  const ids = SCHEMA_IDS[rules];
+  if (!isObject(body)) return { schemaId: ids.updTrustedCa, errors: [typeError("", "#", "object")] };
+  if (!("allowAutoRegistration" in body)) return { schemaId: ids.updTrustedCa, errors: [required("", "#/required", "allowAutoRegistration")] };
+  return { schemaId: ids.updTrustedCa, errors: checkBoolean(body, "allowAutoRegistration") };
+}
+
+/** A `type: boolean` property, when present. */
+function checkBoolean(body: Record<string, unknown>, key: string): AjvError[] {
+  return key in body && typeof body[key] !== "boolean" ? [typeError(`.${key}`, `#/properties/${key}`, "boolean")] : [];
 }
 
 function isObject(value: unknown): value is Record<string, unknown> {

@@ -145,6 +145,38 @@ export class DojotX509Client implements PlatformClient {
     );
   }
 
+  /**
+   * Registers a certificate from another CA and binds it to the device in one request (v0.7+,
+   * `CertificateService.registerCertificate`): `POST …/certificates` `{certificateChain,
+   * caFingerprint?, belongsTo: {device}}` -> 201 `{certificateFingerprint}`. `chainPem`: the
+   * device's certificate first, then its CAs. A certificate the platform holds already is looked
+   * up: bound to this device in this tenant, it is a success (`already: true`), so a run repeated
+   * after a lost reply ends well.
+   */
+  async registerChain(session: Session, req: { deviceId: string; chainPem: string; leafDer: Uint8Array; caFingerprint?: string }): Promise<{ fingerprint: string; already: boolean }> {
+    const body = { certificateChain: req.chainPem, ...(req.caFingerprint ? { caFingerprint: req.caFingerprint } : {}), belongsTo: { device: req.deviceId } };
+    const reply = await this.opts.http.json("register", this.url("/x509/v1/certificates"), { method: "POST", headers: bearer(session), body });
+    const fingerprint = colonHex(req.leafDer);
+    if (reply.status === 201 || reply.status === 200) {
+      requireJson("register", reply);
+      const claimed = jsonObject(reply)?.certificateFingerprint;
+      if (typeof claimed !== "string") throw malformed("register", reply, "a JSON object with `certificateFingerprint`");
+      checkFingerprint("register", req.leafDer, claimed, "the registered certificate");
+      return { fingerprint: claimed, already: false };
+    }
+    if (reply.status === 409 && (await this.boundTo(session, fingerprint)) === req.deviceId) return { fingerprint, already: true };
+    throw registrationError(reply, req.deviceId, fingerprint);
+  }
+
+  /** The device a certificate of this tenant is bound to ("" when unbound), or undefined when the tenant has no such certificate. */
+  private async boundTo(session: Session, fingerprint: string): Promise<string | undefined> {
+    const reply = await this.opts.http.json("register", this.url(`/x509/v1/certificates/${fingerprint}`), { method: "GET", headers: bearer(session) });
+    const belongsTo = reply.status === 200 ? jsonObject(reply)?.belongsTo : undefined;
+    if (!belongsTo || typeof belongsTo !== "object") return undefined;
+    const device = (belongsTo as { device?: unknown }).device;
+    return typeof device === "string" ? device : "";
+  }
+
   private url(path: string): URL {
     return new URL(this.opts.baseUrl.href.replace(/\/+$/, "") + path);
   }
@@ -204,6 +236,45 @@ function checkFingerprint(step: Step, der: Uint8Array, claimed: string, what: st
       facts: { fingerprint: claimed },
     });
   }
+}
+
+/** SHA-256 of DER as x509-identity-mgmt writes fingerprints: uppercase hex pairs joined by colons. */
+function colonHex(der: Uint8Array): string {
+  return createHash("sha256").update(der).digest("hex").toUpperCase().match(/../g)!.join(":");
+}
+
+/**
+ * The error for a refused registration, by what `registerCertificate` (v0.7.0/v0.8.0) says; a v0.5-v0.6
+ * answer (their schema knows no `certificateChain`, or their stub is "not available yet") means
+ * the release cannot register at all.
+ */
+function registrationError(reply: HttpReply, deviceId: string, fingerprint: string): CertRetrieverError {
+  const says = platformSays(reply);
+  const facts = { ...replyFacts(reply), fingerprint };
+  if (generationOf(reply) === "v0.5" || /not available yet/i.test(says)) {
+    return new CertRetrieverError(`register failed: the platform answers as dojot v0.5-v0.6, whose x509-identity-mgmt cannot register a certificate it did not issue (HTTP ${reply.status}: ${says})`, {
+      step: "register",
+      reason: "not-supported",
+      facts,
+    });
+  }
+  if (reply.status === 409) {
+    return new CertRetrieverError(`register failed: the platform holds certificate ${fingerprint} already, and not for device '${deviceId}' in this tenant (HTTP 409: ${says})`, {
+      step: "register",
+      reason: "already-registered",
+      facts,
+    });
+  }
+  const detail = jsonObject(reply)?.detail as { chainOfTrustResult?: unknown } | undefined;
+  const why = typeof detail?.chainOfTrustResult === "string" && detail.chainOfTrustResult ? ` (${detail.chainOfTrustResult})` : "";
+  const reason: Reason = /trusted certificate yet|fingerprint of the root CA/i.test(says)
+    ? "ca-not-trusted"
+    : /was not found for tenant/i.test(says)
+      ? "device-unknown"
+      : reply.status === 400
+        ? "registration-refused"
+        : "platform-error";
+  return replyError("register", reply, `the platform refused to register certificate ${fingerprint} for device '${deviceId}'${why}`, reason);
 }
 
 /** Why x509-identity-mgmt refused a CSR, from its message. */

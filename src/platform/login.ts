@@ -28,3 +28,32 @@ export async function logIn(
     }
   }
 }
+
+/** What {@link openSession} needs: a login, or a session from a token (with where it came from). */
+export interface SessionSource extends LoginSource {
+  session?: Session;
+  sessionSource?: string;
+}
+
+/**
+ * The session of a run: the token's, refused if it has expired (before any request), or a new
+ * login. Returns a line saying which, for the authenticate step.
+ */
+export async function openSession(
+  platform: { authenticate(username: string, password: string): Promise<Session> },
+  source: SessionSource,
+  now: Date,
+): Promise<{ session: Session; detail: string }> {
+  if (!source.session) {
+    const { session, username } = await logIn(platform, source);
+    return { session, detail: `logged in as ${username}${session.tenant ? ` (tenant ${session.tenant})` : ""}` };
+  }
+  const { session } = source;
+  if (session.expiresAt && session.expiresAt <= now) {
+    throw new CertRetrieverError(`authenticate failed: the token in ${source.sessionSource ?? "the token file"} expired at ${session.expiresAt.toISOString()}`, {
+      step: "authenticate",
+      reason: "token-expired",
+    });
+  }
+  return { session, detail: `using the token from ${source.sessionSource ?? "login"}${session.tenant ? ` (tenant ${session.tenant})` : ""}` };
+}

@@ -1,0 +1,171 @@
+import { createHash } from "node:crypto";
+import type { CryptoProvider } from "../crypto/provider.js";
+import { toPem } from "../crypto/keys.js";
+import * as x509 from "../crypto/x509.js";
+import { CertRetrieverError } from "../errors.js";
+import { openSession, type SessionSource } from "../platform/login.js";
+import type { DojotX509Client } from "../platform/dojot-x509.js";
+import { API_TRAITS, type PlatformClient } from "../platform/types.js";
+import { displayName } from "./certificate.js";
+import { normalizeFingerprint } from "./pin.js";
+
+/** The steps of a registration, in the order they run (the chain is checked before any request). */
+export const REGISTER_STEPS = ["validate", "authenticate", "fetch-ca", "register"] as const;
+
+/** One of {@link REGISTER_STEPS}. */
+export type RegisterStep = (typeof REGISTER_STEPS)[number];
+
+/** A certificate chain from a file, checked: the device's certificate first, then its CAs. */
+export interface CheckedChain {
+  leaf: x509.X509Certificate;
+  /** Every certificate, re-encoded as PEM (nothing else in the file is ever sent). */
+  pem: string;
+  count: number;
+  /** The fingerprint of the self-signed root CA at the chain's end, if it ends with one. */
+  rootFingerprint?: string;
+  /** What is worth saying but does not stop the run. */
+  notes: string[];
+}
+
+/**
+ * Checks a PEM chain before anything is sent: it holds certificates, the first is the device's own
+ * (not a CA) and valid now, and if it ends with a self-signed root CA, that root's fingerprint is
+ * `caFingerprint` when one is given (else the platform could not tell which trusted CA to use).
+ * The device id need not be in the certificate (dojot v0.7+ binds by fingerprint): only a note.
+ */
+export async function checkChain(text: string, where: string, opts: { deviceId: string; caFingerprint?: string; now: Date; crypto: CryptoProvider }): Promise<CheckedChain> {
+  const blocks = text.match(/-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g) ?? [];
+  const fail = (message: string, reason: "config" | "cert-invalid" | "cert-out-of-date" | "usage") =>
+    new CertRetrieverError(`validate failed: ${message}`, { step: "validate", reason, facts: { path: where } });
+  if (blocks.length === 0) throw fail(`${where} holds no PEM certificate (-----BEGIN CERTIFICATE-----)`, "config");
+  const certs = blocks.map((block, i) => {
+    try {
+      return new x509.X509Certificate(block);
+    } catch {
+      throw fail(`certificate ${i + 1} of ${blocks.length} in ${where} cannot be read as an X.509 certificate`, "config");
+    }
+  });
+  const leaf = certs[0]!;
+  const notes: string[] = [];
+  if (/PRIVATE KEY-----/.test(text)) notes.push(`${where} also holds a private key; only the certificates are sent`);
+  if (leaf.getExtension(x509.BasicConstraintsExtension)?.ca) {
+    throw fail(`the first certificate in ${where} (${displayName(leaf.subjectName)}) is a CA certificate (basicConstraints CA:TRUE); the platform registers only a device's own certificate`, "cert-invalid");
+  }
+  const now = opts.now.getTime();
+  if (leaf.notAfter.getTime() <= now) throw fail(`the certificate in ${where} (${displayName(leaf.subjectName)}) expired on ${leaf.notAfter.toISOString()}`, "cert-out-of-date");
+  if (leaf.notBefore.getTime() > now) throw fail(`the certificate in ${where} (${displayName(leaf.subjectName)}) is not valid before ${leaf.notBefore.toISOString()}`, "cert-out-of-date");
+  const last = certs.at(-1)!;
+  const rootFingerprint = certs.length > 1 && (await isSelfSignedCa(last, opts.crypto)) ? fingerprintOf(last) : undefined;
+  const pinned = opts.caFingerprint === undefined ? undefined : normalizeFingerprint(opts.caFingerprint);
+  if (rootFingerprint && pinned && rootFingerprint.replace(/:/g, "") !== pinned) {
+    throw fail(`the root CA at the end of ${where} has the fingerprint ${rootFingerprint}, not the one given (${opts.caFingerprint})`, "usage");
+  }
+  if (!rootFingerprint && !pinned) {
+    throw fail(`${where} does not end with its root CA certificate, and no root CA fingerprint was given, so the platform cannot tell which trusted CA issued it`, "usage");
+  }
+  if (!namesDevice(leaf, opts.deviceId)) {
+    notes.push(`the certificate names ${displayName(leaf.subjectName)}, not device '${opts.deviceId}'; dojot v0.7+ finds the device by the certificate's fingerprint, so VerneMQ accepts it, but a broker that checks the CN would not`);
+  }
+  return { leaf, pem: certs.map((c) => toPem(c.rawData, "CERTIFICATE").trimEnd()).join("\n"), count: certs.length, rootFingerprint, notes };
+}
+
+/** Whether the CN or a subjectAltName is the device id. */
+function namesDevice(cert: x509.X509Certificate, deviceId: string): boolean {
+  if (cert.subjectName.getField("CN").includes(deviceId)) return true;
+  const san = cert.getExtension(x509.SubjectAlternativeNameExtension);
+  return Boolean(san?.names.items.some((name) => name.value === deviceId || name.value.endsWith(`/${deviceId}`)));
+}
+
+async function isSelfSignedCa(cert: x509.X509Certificate, crypto: CryptoProvider): Promise<boolean> {
+  if (!cert.getExtension(x509.BasicConstraintsExtension)?.ca || cert.subject !== cert.issuer) return false;
+  return cert.verify({ publicKey: cert.publicKey, signatureOnly: true }, crypto).catch(() => false);
+}
+
+function fingerprintOf(cert: x509.X509Certificate): string {
+  return createHash("sha256").update(new Uint8Array(cert.rawData)).digest("hex").toUpperCase().match(/../g)!.join(":");
+}
+
+/** What a registration needs. */
+export interface RegisterOptions extends SessionSource {
+  /** The auto-detecting client, or the one `--api` chose. */
+  platform: PlatformClient;
+  /** The x509-identity-mgmt client behind it. */
+  x509: DojotX509Client;
+  deviceId: string;
+  chain: CheckedChain;
+  /** The root CA's fingerprint, when the chain does not end with it. */
+  caFingerprint?: string;
+  now?: () => Date;
+  signal?: AbortSignal;
+}
+
+/** The outcome of {@link registerExisting}. */
+export interface RegisterResult {
+  status: "registered" | "already-registered";
+  deviceId: string;
+  tenant?: string;
+  fingerprint: string;
+  rootCaFingerprint?: string;
+  subject: string;
+  issuer: string;
+  notBefore: string;
+  notAfter: string;
+  steps: { step: RegisterStep; ms: number }[];
+}
+
+/** Progress, as enroll's: the CLI renders it. */
+export type RegisterEvent = { type: "step"; step: RegisterStep; index: number; total: number; ms: number; detail: string } | { type: "note"; message: string };
+
+/**
+ * Registers a certificate the device already has (checked with {@link checkChain}) with the
+ * platform and binds it to the device: authenticate, find out which API answers (only
+ * x509-identity-mgmt v0.7+ can do this), register. Writes nothing locally.
+ */
+export async function registerExisting(opts: RegisterOptions, onEvent: (e: RegisterEvent) => void = () => {}): Promise<RegisterResult> {
+  const now = opts.now ?? (() => new Date());
+  const steps: RegisterResult["steps"] = [];
+  const run = async <T>(step: RegisterStep, work: () => Promise<T>, detail: (value: T) => string): Promise<T> => {
+    opts.signal?.throwIfAborted();
+    const start = performance.now();
+    const value = await work();
+    const ms = Math.round(performance.now() - start);
+    steps.push({ step, ms });
+    onEvent({ type: "step", step, index: REGISTER_STEPS.indexOf(step) + 1, total: REGISTER_STEPS.length, ms, detail: detail(value) });
+    return value;
+  };
+  const { chain } = opts;
+  await run("validate", async () => undefined, () => `${displayName(chain.leaf.subjectName)}, issued by ${displayName(chain.leaf.issuerName)}, valid until ${chain.leaf.notAfter.toISOString()}; ${chain.count} certificate(s)`);
+  for (const message of chain.notes) onEvent({ type: "note", message });
+  const { session } = await run("authenticate", () => openSession(opts.platform, opts, now()), (s) => s.detail);
+  await run(
+    "fetch-ca",
+    async () => {
+      await opts.platform.fetchCa(session);
+      if (opts.platform.api() !== "dojot") {
+        throw new CertRetrieverError(`fetch-ca failed: the platform speaks ${API_TRAITS[opts.platform.api()].title}, which cannot register a certificate it did not issue; that needs x509-identity-mgmt (dojot v0.7+)`, {
+          step: "fetch-ca",
+          reason: "not-supported",
+        });
+      }
+    },
+    () => `API ${API_TRAITS.dojot.title}`,
+  );
+  const root = chain.rootFingerprint ?? opts.caFingerprint;
+  const registered = await run(
+    "register",
+    () => opts.x509.registerChain(session, { deviceId: opts.deviceId, chainPem: chain.pem, leafDer: new Uint8Array(chain.leaf.rawData), caFingerprint: chain.rootFingerprint ? undefined : opts.caFingerprint }),
+    (r) => (r.already ? `certificate ${r.fingerprint} was registered and bound to device ${opts.deviceId} already` : `certificate ${r.fingerprint} registered and bound to device ${opts.deviceId}`),
+  );
+  return {
+    status: registered.already ? "already-registered" : "registered",
+    deviceId: opts.deviceId,
+    tenant: session.tenant,
+    fingerprint: registered.fingerprint,
+    rootCaFingerprint: root,
+    subject: displayName(chain.leaf.subjectName),
+    issuer: displayName(chain.leaf.issuerName),
+    notBefore: chain.leaf.notBefore.toISOString(),
+    notAfter: chain.leaf.notAfter.toISOString(),
+    steps,
+  };
+}
