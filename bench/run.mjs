@@ -64,7 +64,7 @@ curl -sf -H "authorization: Bearer $jwt" -H 'content-type: application/json' --d
 
 // A SoftHSM2 token for the token-key rows (none without softhsm2-util).
 const SOFTHSM = "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so";
-let token;
+let softToken;
 try {
   const dir = join(work, "softhsm");
   execFileSync("mkdir", ["-p", join(dir, "tokens")]);
@@ -72,7 +72,7 @@ try {
   writeFileSync(join(dir, "pin"), "246810\n", { mode: 0o600 });
   const env = { SOFTHSM2_CONF: join(dir, "softhsm2.conf") };
   execFileSync("softhsm2-util", ["--init-token", "--free", "--label", "bench", "--pin", "246810", "--so-pin", "13579135"], { env: { ...process.env, ...env }, stdio: "ignore" });
-  token = { env, uri: `pkcs11:token=bench?module-path=${SOFTHSM}&pin-source=file:${join(dir, "pin")}` };
+  softToken = { env, uri: `pkcs11:token=bench?module-path=${SOFTHSM}&pin-source=file:${join(dir, "pin")}` };
 } catch {
   console.error("bench: no SoftHSM2 (softhsm2-util), so no token-key rows");
 }
@@ -121,11 +121,11 @@ for (const [n, node] of nodes.entries()) {
     }
   }
   // The same enrollment with the key made in a SoftHSM2 token (--key pkcs11:), where SoftHSM2 is installed.
-  if (token) {
+  if (softToken) {
     for (const keyType of ["ec-p256", "rsa-2048"]) {
       rows.push(measure(`enroll ${keyType}, single file, code cache, token key (SoftHSM2)`, async (i) => {
         const id = await device(`${n}-${keyType}-token`, i);
-        return timed([node, ...enrollArgs(BUNDLE, id, keyType).slice(1), "--key", token.uri], { input: PASSWORD, env: { ...cache, ...token.env } });
+        return timed([node, ...enrollArgs(BUNDLE, id, keyType).slice(1), "--key", softToken.uri], { input: PASSWORD, env: { ...cache, ...softToken.env } });
       }));
     }
   }

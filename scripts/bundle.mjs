@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // The single-file builds, everything bundled except native addons (@napi-rs/keyring, needed only
-// for --store keychain; node-webcrypto-p11 on pkcs11js, only for --key pkcs11:); they run without
-// node_modules:
+// for --store keychain; pkcs11js, only for --key pkcs11:, whose JavaScript, node-webcrypto-p11 and
+// graphene-pk11, is a section of its own); they run without node_modules:
 // - dist/cert-retriever.mjs, for devices: the CLI without the lab platform and with the test fault
 //   hooks compiled out. It is a small start (src/cli/single-file.ts) followed by the CLI, bundled
 //   as CommonJS in sections, as line comments; the start reads back the sections a run needs and
@@ -12,8 +12,8 @@ import { builtinModules } from "node:module";
 import { build } from "esbuild";
 import { chmod, readFile, writeFile } from "node:fs/promises";
 
-// Native addons and the packages around them, loaded from a node_modules when a run asks for them.
-const NATIVE = ["node-webcrypto-p11", "graphene-pk11", "pkcs11js"];
+// Native addons, loaded from a node_modules when a run asks for them.
+const NATIVE = ["pkcs11js"];
 const pkg = JSON.parse(await readFile(new URL("../package.json", import.meta.url), "utf8"));
 const path = (p) => new URL(`../${p}`, import.meta.url).pathname;
 const common = {
@@ -45,6 +45,7 @@ const SECTIONS = {
   undici: { "./undici-core.js": "./src/platform/undici-core.ts" }, // only through HTTP(S)_PROXY
   prompts: { "@inquirer/input": "@inquirer/input", "@inquirer/password": "@inquirer/password" }, // a technician at a terminal
   mqtt: { mqtt: "mqtt" }, // verify
+  pkcs11: { "graphene-pk11": "graphene-pk11", "node-webcrypto-p11": "node-webcrypto-p11" }, // --key pkcs11: (pkcs11js, native, stays outside)
 };
 const sectionOf = (specifier) => Object.keys(SECTIONS).find((name) => specifier in SECTIONS[name]);
 const toSections = {

@@ -51,8 +51,8 @@ describe("the single-file build", () => {
     await copyFile(BUNDLE, file);
     const key = "pkcs11:token=device?module-path=/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so";
     const run = await runAlone(file, ["enroll", "--platform", lab.url, "--device-id", "solop11", "--username", "admin", "--password-stdin", "--out", join(dir, "certs"), "--key", key], lab.password);
-    expect(run.stderr).toMatch(/^cert-retriever: token failed: this installation has no PKCS#11 support \(node-webcrypto-p11 and pkcs11js\): Cannot find module 'graphene-pk11'/m);
-    expect(run.stderr).toMatch(/hint: .*npm install node-webcrypto-p11/);
+    expect(run.stderr).toMatch(/^cert-retriever: token failed: this installation has no PKCS#11 support \(node-webcrypto-p11 and pkcs11js\): Cannot find module 'pkcs11js'/m);
+    expect(run.stderr).toMatch(/hint: .*npm install pkcs11js/);
     expect(run.stderr).not.toMatch(/authenticate/);
     expect(run.code).toBe(30);
     expect(await listFiles(dir)).toEqual(["cert-retriever.mjs"]);

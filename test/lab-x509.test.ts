@@ -6,11 +6,11 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import * as x509 from "../src/crypto/x509.js";
 import { softwareCrypto } from "../src/crypto/provider.js";
 import { noRoute } from "../src/platform/auto.js";
-import { setDevice, startLab, type LabOptions, type RunningLab } from "../src/lab/server.js";
+import { setDevice, type LabOptions } from "../src/lab/server.js";
 import { runCli, SECRETS } from "./helpers/cli.js";
 import { enrollCli } from "./helpers/enroll.js";
 import { makeFactoryPki } from "./helpers/factory-pki.js";
-import { tempDir } from "./helpers/lab.js";
+import { callLab, startLabWithJwt, tempDir, type LabWithJwt } from "./helpers/lab.js";
 import { openssl } from "./helpers/tools.js";
 
 /**
@@ -22,24 +22,9 @@ const password = "x509-fidelity-password";
 SECRETS.add(password);
 const crypto = softwareCrypto();
 
-type Lab = RunningLab & { dir: string; jwt: string };
-
-async function lab(x509Rules: "v0.5" | "v0.7", more: Partial<LabOptions> = {}): Promise<Lab> {
-  const dir = await tempDir("cr-x509f-");
-  const running = await startLab({ dir, host: "127.0.0.1", port: 0, crypto, certProfile: "cfree", autoRegister: false, adminPassword: password, tokenLifetime: 420, api: "x509", x509Rules, ...more });
-  const res = await fetch(`${running.url}/auth`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ username: "admin", passwd: password }) });
-  return { ...running, dir, jwt: ((await res.json()) as { jwt: string }).jwt };
-}
-
-async function call(platform: Lab, method: string, path: string, body?: unknown): Promise<{ status: number; json: unknown }> {
-  const res = await fetch(`${platform.url}${path}`, {
-    method,
-    headers: { authorization: `Bearer ${platform.jwt}`, "content-type": "application/json" },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const text = await res.text();
-  return { status: res.status, json: text ? JSON.parse(text) : undefined };
-}
+type Lab = LabWithJwt;
+const lab = (x509Rules: "v0.5" | "v0.7", more: Partial<LabOptions> = {}) => startLabWithJwt(password, { x509Rules, ...more });
+const call = callLab;
 
 /** A PEM CSR (no trailing newline, as the agent sends it) for `name`, with extensions if given. */
 async function csr(name: string, extensions: x509.Extension[] = []): Promise<string> {

@@ -3,8 +3,8 @@ import { readdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { BIN, runCli } from "./helpers/cli.js";
-import { enrollCli, listFiles } from "./helpers/enroll.js";
-import { startProxy, startTestLab, tempDir, type TestLab } from "./helpers/lab.js";
+import { enrollCli, listFiles, snapshot } from "./helpers/enroll.js";
+import { startCsrRecordingLab, tempDir, type TestLab } from "./helpers/lab.js";
 import { startBroker, type TestBroker } from "./helpers/mosquitto.js";
 import { makeSoftToken, type TestToken } from "./helpers/softhsm.js";
 import { Terminal } from "./helpers/terminal.js";
@@ -16,25 +16,20 @@ describe.skipIf(!ready)("keys in a PKCS#11 token (SoftHSM2): generated inside, C
   let lab: TestLab;
   let token: TestToken;
   let broker: TestBroker;
-  let proxy: Awaited<ReturnType<typeof startProxy>>;
+  let recording: Awaited<ReturnType<typeof startCsrRecordingLab>>;
   /** The CSRs the CLI sent, as PEM, newest last. */
-  const csrs: string[] = [];
+  let csrs: string[];
+  let proxy: { url: string };
   beforeAll(async () => {
-    lab = await startTestLab({ certProfile: "open", autoRegister: true, api: "x509" });
-    proxy = await startProxy(lab.url, (path, _up, request) => {
-      if (request.method === "POST" && path.startsWith("/x509/v1/certificates")) {
-        const csr = (JSON.parse(request.body) as { csr?: string }).csr;
-        if (csr) csrs.push(csr);
-      }
-      return undefined;
-    });
+    recording = await startCsrRecordingLab();
+    ({ lab, csrs } = recording);
+    proxy = { url: recording.url };
     token = await makeSoftToken("device");
     broker = await startBroker(lab.dir, { api: "x509" });
   });
   afterAll(async () => {
     await broker?.stop();
-    await proxy?.close();
-    await lab?.stop();
+    await recording?.stop();
     await token?.stop();
   });
 
@@ -60,7 +55,7 @@ describe.skipIf(!ready)("keys in a PKCS#11 token (SoftHSM2): generated inside, C
       const files = await listFiles(out);
       expect(files).toEqual([`${id}.crt`, `${id}.key.uri`, "IOTmidCA.crt"].sort());
       const uri = (await readFile(join(out, `${id}.key.uri`), "utf8")).trim();
-      expect(uri).toMatch(new RegExp(`^pkcs11:token=device;object=${id};id=(%[0-9a-f]{2}){16};type=private\\?module-path=${token.module}&pin-source=file:`));
+      expect(uri).toMatch(new RegExp(`^pkcs11:token=device;serial=[0-9a-f]+;object=${id};id=(%[0-9a-f]{2}){16};type=private\\?module-path=${token.module}&pin-source=file:`));
       expect(JSON.parse(run.stdout).store.files.keyUri).toBe(join(out, `${id}.key.uri`));
       // The private key: in the token, sensitive, never extractable; nowhere on disk.
       const keys = token.privateKeys(id);
@@ -127,7 +122,7 @@ describe.skipIf(!ready)("keys in a PKCS#11 token (SoftHSM2): generated inside, C
     expect(token.privateKeys("c0ffee")).toHaveLength(1);
     expect(certs()).toHaveLength(1);
     expect(certs()[0]).toContain(`ID:         ${/id=((?:%[0-9a-f]{2})+)/.exec(second)![1]!.replace(/%/g, "")}`);
-    expect(again.stderr).toMatch(/removed the key 'c0ffee' with id [0-9a-f]{32} from token 'device'/);
+    expect(again.stderr).toMatch(/removed the key 'c0ffee' with id [0-9a-f]{32} in token 'device': the new key replaces it/);
   });
 
   for (const point of ["after-generate-key", "after-submit-csr"]) {
@@ -138,14 +133,54 @@ describe.skipIf(!ready)("keys in a PKCS#11 token (SoftHSM2): generated inside, C
       expect(killed.code).toBe(null);
       expect(token.privateKeys(id)).toHaveLength(1); // the orphan
       expect(await listFiles(out)).not.toContain(`${id}.key.uri`);
+      expect((await readFile(join(out, `${id}.key.pending`), "utf8")).trim()).toMatch(new RegExp(`^pkcs11:token=device;serial=\\w+;object=${id};id=`));
       const next = await enroll(id, out);
       expect(next.code, next.stderr).toBe(0);
-      expect(next.stderr).toMatch(new RegExp(`removed the key '${id}' with id [0-9a-f]{32} from token 'device': no stored certificate uses it`));
+      expect(next.stderr).toMatch(new RegExp(`removed the key '${id}' with id [0-9a-f]{32} in token 'device': an earlier run made it and stored no credentials with it`));
       expect(token.privateKeys(id)).toHaveLength(1);
+      expect(await listFiles(out)).not.toContain(`${id}.key.pending`);
       const check = await runCli(["check", "--device-id", id, "--out", out], { env: token.env });
       expect(check.code, check.stderr).toBe(1);
     });
   }
+
+  it("only keys cert-retriever made are ever removed: not another tool's with the device's label, not another --out's; without --key the stored token is used again", async () => {
+    const id = "5afe01";
+    token.tool("--keypairgen", "--key-type", "EC:prime256v1", "--label", id, "--id", "0102");
+    const elsewhere = join(await tempDir(), "certs");
+    expect((await enroll(id, elsewhere)).code).toBe(0);
+    const out = join(await tempDir(), "certs");
+    const first = await enroll(id, out);
+    expect(first.code, first.stderr).toBe(0);
+    expect(first.stderr).not.toMatch(/removed/);
+    expect(token.privateKeys(id)).toHaveLength(3); // the other tool's, the other --out's, this one's
+    // Enrolling again without --key: the next key is made in the same token, and only the replaced one goes.
+    const firstUri = (await readFile(join(out, `${id}.key.uri`), "utf8")).trim();
+    const again = await enrollCli(proxy.url, lab, id, out, ["--api", "dojot", "--force"], token.env);
+    expect(again.code, again.stderr).toBe(0);
+    expect(again.stderr).toMatch(/generate-key: ec-p256 key generated in token 'device'/);
+    expect(again.stderr).toMatch(new RegExp(`removed the key '${id}' with id ${/id=((?:%[0-9a-f]{2})+)/.exec(firstUri)![1]!.replace(/%/g, "")} in token 'device': the new key replaces it`));
+    expect(await listFiles(out)).toEqual([`${id}.crt`, `${id}.key.uri`, "IOTmidCA.crt"].sort());
+    expect(token.privateKeys(id)).toHaveLength(3);
+    expect(token.privateKeys(id).some((k) => /ID:\s+0102\b/.test(k))).toBe(true);
+    expect((await runCli(["check", "--device-id", id, "--out", elsewhere], { env: token.env })).code).toBe(1);
+  });
+
+  it("a key file replaced by a token key: a write that fails after removing the key file puts every file back, and the new token key goes", async () => {
+    const id = "5a1c01";
+    const out = join(await tempDir(), "certs");
+    expect((await enrollCli(proxy.url, lab, id, out, ["--api", "dojot"])).code).toBe(0);
+    const before = await snapshot(out);
+    expect(Object.keys(before)).toContain(`${id}.key`);
+    const failed = await enroll(id, out, ["--force"], { CERT_RETRIEVER_TEST_FAULT: "store:other-kind-removed" });
+    expect(failed.stderr).toMatch(/the previous files are unchanged/);
+    expect(failed.code).toBe(15);
+    expect(await snapshot(out)).toEqual(before);
+    expect(token.privateKeys(id)).toHaveLength(0);
+    const switched = await enroll(id, out, ["--force"]);
+    expect(switched.code, switched.stderr).toBe(0);
+    expect(await listFiles(out)).toEqual([`${id}.crt`, `${id}.key.uri`, "IOTmidCA.crt"].sort());
+  });
 
   it("wrong PIN: exit 32 before the platform is asked, the PIN never shown; missing token: 31; missing module: 30; pin-value on argv: 2", async () => {
     const out = join(await tempDir(), "certs");

@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runCli } from "./helpers/cli.js";
 import { enrollCli, listFiles } from "./helpers/enroll.js";
-import { startProxy, startTestLab, tempDir, type TestLab } from "./helpers/lab.js";
+import { startCsrRecordingLab, tempDir, type TestLab } from "./helpers/lab.js";
 import { startBroker, type TestBroker } from "./helpers/mosquitto.js";
 import { startTpm, type TestTpm } from "./helpers/tpm.js";
 import { haveTool, openssl } from "./helpers/tools.js";
@@ -15,21 +15,19 @@ describe.skipIf(!ready)("keys in a TPM 2.0 (swtpm through tpm2-pkcs11): the same
   let lab: TestLab;
   let tpm: TestTpm;
   let broker: TestBroker;
-  let proxy: Awaited<ReturnType<typeof startProxy>>;
-  const csrs: string[] = [];
+  let recording: Awaited<ReturnType<typeof startCsrRecordingLab>>;
+  let csrs: string[];
+  let proxy: { url: string };
   beforeAll(async () => {
-    lab = await startTestLab({ certProfile: "open", autoRegister: true, api: "x509" });
-    proxy = await startProxy(lab.url, (path, _up, request) => {
-      if (request.method === "POST" && path.startsWith("/x509/v1/certificates")) csrs.push((JSON.parse(request.body) as { csr: string }).csr);
-      return undefined;
-    });
+    recording = await startCsrRecordingLab();
+    ({ lab, csrs } = recording);
+    proxy = { url: recording.url };
     tpm = await startTpm("tpm");
     broker = await startBroker(lab.dir, { api: "x509" });
   });
   afterAll(async () => {
     await broker?.stop();
-    await proxy?.close();
-    await lab?.stop();
+    await recording?.stop();
     await tpm?.stop();
   });
 
@@ -55,7 +53,7 @@ describe.skipIf(!ready)("keys in a TPM 2.0 (swtpm through tpm2-pkcs11): the same
       expect(check.code).toBe(1);
       // The CSR's key is the certificate's, and the certificate's is the TPM's (check compared it with the token's public key).
       expect(openssl("req", "-in", join(dir, "req.pem"), "-noout", "-pubkey")).toBe(openssl("x509", "-in", join(out, `${id}.crt`), "-noout", "-pubkey"));
-      expect((await readFile(join(out, `${id}.key.uri`), "utf8")).trim()).toMatch(/^pkcs11:token=tpm;object=7e000\d;id=(%[0-9a-f]{2}){16};type=private\?/);
+      expect((await readFile(join(out, `${id}.key.uri`), "utf8")).trim()).toMatch(/^pkcs11:token=tpm;serial=[^;]+;object=7e000\d;id=(%[0-9a-f]{2}){16};type=private\?/);
       // Mutual TLS with the TPM key, through OpenSSL's pkcs11 engine inside Node.
       const verify = await runCli(["verify", "--broker", broker.url, "--device-id", id, "--out", out, "--broker-timeout", "5s"], { env: tpm.env });
       expect(verify.stderr).toMatch(new RegExp(`verify connack: accepted as client '${id}'`));

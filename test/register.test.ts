@@ -1,11 +1,10 @@
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { softwareCrypto } from "../src/crypto/provider.js";
-import { setDevice, startLab, type LabOptions, type RunningLab } from "../src/lab/server.js";
+import { setDevice, type LabOptions } from "../src/lab/server.js";
 import { runCli, SECRETS, type CliRun } from "./helpers/cli.js";
 import { makeFactoryPki, type FactoryPki } from "./helpers/factory-pki.js";
-import { closedPort, tempDir } from "./helpers/lab.js";
+import { callLab, closedPort, startLabWithJwt, tempDir, type LabWithJwt } from "./helpers/lab.js";
 import { openssl } from "./helpers/tools.js";
 
 /**
@@ -14,26 +13,10 @@ import { openssl } from "./helpers/tools.js";
  */
 const password = "register-lab-password";
 SECRETS.add(password);
-const crypto = softwareCrypto();
 
-type Lab = RunningLab & { dir: string; jwt: string };
-
-async function lab(api: LabOptions["api"], x509Rules: LabOptions["x509Rules"] = "v0.7"): Promise<Lab> {
-  const dir = await tempDir("cr-register-");
-  const running = await startLab({ dir, host: "127.0.0.1", port: 0, crypto, certProfile: "cfree", autoRegister: false, adminPassword: password, tokenLifetime: 420, api, x509Rules });
-  const res = await fetch(`${running.url}/auth`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ username: "admin", passwd: password }) });
-  return { ...running, dir, jwt: ((await res.json()) as { jwt: string }).jwt };
-}
-
-async function call(platform: Lab, method: string, path: string, body?: unknown): Promise<{ status: number; json: any }> {
-  const res = await fetch(`${platform.url}${path}`, {
-    method,
-    headers: { authorization: `Bearer ${platform.jwt}`, "content-type": "application/json" },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const text = await res.text();
-  return { status: res.status, json: text ? JSON.parse(text) : undefined };
-}
+type Lab = LabWithJwt;
+const lab = (api: LabOptions["api"], x509Rules: LabOptions["x509Rules"] = "v0.7") => startLabWithJwt(password, { api, x509Rules });
+const call = callLab;
 
 function registerCli(url: string, deviceId: string, chain: string, extra: string[] = []): Promise<CliRun> {
   return runCli(["register", "--platform", url, "--device-id", deviceId, "--cert-chain", chain, "--username", "admin", "--password-stdin", "--json", ...extra], { input: `${password}\n` });

@@ -8,7 +8,7 @@ import type { CredentialStore } from "../store/types.js";
 import { checkTrusted, type ConfigExtras } from "./config.js";
 import { usage } from "./failures.js";
 import { checkDeviceId, checkFileName, checkPlatformUrl, checkStoreNames, parseCount, parseDuration, passwordReader, readPemFile } from "./inputs.js";
-import { heldSecret, say } from "./output.js";
+import { heldSecret, holdSecret, say } from "./output.js";
 
 /** The shared options as commander parses them (see options.ts). */
 export interface CommonFlags {
@@ -328,7 +328,7 @@ export async function openKeyStore(
 ): Promise<import("../crypto/key-store.js").KeyStore> {
   const { isPkcs11Uri, parsePkcs11Uri } = await import("../crypto/pkcs11-uri.js");
   if (uri === undefined || !isPkcs11Uri(uri)) {
-    if (uri !== undefined) throw keyNotUri(uri);
+    if (uri !== undefined) throw await keyNotUri(uri);
     const { SoftwareKeyStore } = await import("../crypto/key-store.js");
     return new SoftwareKeyStore();
   }
@@ -366,10 +366,22 @@ export function tokenName(uri: { token?: string }): string {
 export async function checkKeyFlag(flags: KeyFlags): Promise<void> {
   if (flags.key === undefined) return;
   const { isPkcs11Uri, parsePkcs11Uri } = await import("../crypto/pkcs11-uri.js");
-  if (!isPkcs11Uri(flags.key)) throw keyNotUri(flags.key);
-  parsePkcs11Uri(flags.key);
+  if (!isPkcs11Uri(flags.key)) throw await keyNotUri(flags.key);
+  const { pinValue } = parsePkcs11Uri(flags.key);
+  if (pinValue !== undefined) holdSecret(pinValue);
 }
 
-function keyNotUri(key: string): CertRetrieverError {
-  return usage(`--key '${key}' is not a pkcs11: URI`, "--key names a key in a PKCS#11 token (RFC 7512), e.g. --key 'pkcs11:token=device?module-path=/usr/lib/softhsm/libsofthsm2.so'; without it the key is made in software");
+async function keyNotUri(key: string): Promise<CertRetrieverError> {
+  const { shown } = await import("../crypto/pkcs11-uri.js");
+  return usage(`--key ${shown(key)} is not a pkcs11: URI`, "--key names a key in a PKCS#11 token (RFC 7512), e.g. --key 'pkcs11:token=device?module-path=/usr/lib/softhsm/libsofthsm2.so'; without it the key is made in software");
+}
+
+/** A platform run's HTTP client and interrupt handlers; when bad TLS files stop the client being made, the handlers go too. */
+export async function openPlatformRun(flags: CommonFlags, startedAt: number, retries: RetryInfo[]): Promise<{ http: HttpClient; interrupt: ReturnType<typeof onInterrupt> }> {
+  const interrupt = onInterrupt();
+  const http = await makeHttp(flags, startedAt, interrupt.signal, retries).catch((err: unknown) => {
+    interrupt.dispose();
+    throw err;
+  });
+  return { http, interrupt };
 }

@@ -112,7 +112,7 @@ const HINTS: { readonly [R in Reason]: (err: CertRetrieverError, command: string
   busy: () => "wait for the other run to finish and run again",
   "not-enrolled": (e) => (e.step === "verify" ? "enroll first; no broker was contacted" : "enroll first"),
   "pkcs11-unavailable": () =>
-    "install the package (npm install -g cert-retriever-<version>.tgz), which builds node-webcrypto-p11 and pkcs11js, or put them in a node_modules beside the single file (npm install node-webcrypto-p11)",
+    "install the package (npm install -g cert-retriever-<version>.tgz), which builds pkcs11js, or put pkcs11js in a node_modules beside the single file (npm install pkcs11js)",
   "pkcs11-module-missing": () => "give the module's path with module-path= in --key, --pkcs11-module or PKCS11_MODULE_PATH (e.g. /usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so)",
   "token-missing": () => "insert or initialize the token, or fix token= in --key (pkcs11-tool --module MODULE --list-token-slots shows what is present)",
   "token-pin-refused": () => "check the PIN in pin-source=, CERT_RETRIEVER_PKCS11_PIN or the systemd credential 'pin'; each wrong try brings the token closer to locking",

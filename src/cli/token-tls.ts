@@ -1,4 +1,6 @@
 import { existsSync } from "node:fs";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { CertRetrieverError } from "../errors.js";
 import { openKeyStore, tokenName, tokenPin, type KeyFlags, type SourceOf } from "./context.js";
@@ -15,17 +17,22 @@ const ENGINE_DIRS = [`/usr/lib/${process.arch === "arm64" ? "aarch64" : process.
  * never left to prompt on stdin. Node's own OpenSSL has no engines directory, so OPENSSL_ENGINES
  * is set (when unset) to the system's, and the module goes to the engine by PKCS11_MODULE_PATH.
  */
-export async function tokenKeyForTls(flags: KeyFlags, uri: string, record: string, source?: SourceOf): Promise<{ engine: string; identifier: string }> {
+export async function tokenKeyForTls(
+  flags: KeyFlags,
+  uri: string,
+  record: string,
+  source?: SourceOf,
+): Promise<{ engine: { engine: string; identifier: string }; dispose(): Promise<void> }> {
   const { parsePkcs11Uri } = await import("../crypto/pkcs11-uri.js");
-  const { modulePathOf } = await import("../crypto/pkcs11-store.js");
+  const { modulePathOf, Pkcs11KeyStore } = await import("../crypto/pkcs11-store.js");
   const parsed = parsePkcs11Uri(uri);
   const named = parsePkcs11Uri(record.trim());
   const pinSource = await tokenPin(parsed, flags, tokenName(parsed));
   const pin = parsed.pinValue ?? (await pinSource.read());
   const keyStore = await openKeyStore(flags, uri, { login: true, source, pin: { read: async () => pin, where: pinSource.where } });
   try {
-    if ((await keyStore.publicKeysOf(record)).length === 0) {
-      throw new CertRetrieverError(`token failed: ${keyStore.location} no longer holds the key ${named.object ?? ""} the stored credentials name`, { step: "token", reason: "token-key-missing" });
+    if (!(keyStore instanceof Pkcs11KeyStore && keyStore.holds(record))) {
+      throw new CertRetrieverError(`token failed: ${keyStore.location} no longer holds the key '${named.object ?? ""}' the stored credentials name`, { step: "token", reason: "token-key-missing" });
     }
   } finally {
     // finalized before the engine initializes the module in this process
@@ -36,6 +43,14 @@ export async function tokenKeyForTls(flags: KeyFlags, uri: string, record: strin
     const dir = ENGINE_DIRS.find((d) => existsSync(join(d, "pkcs11.so")));
     if (dir) process.env.OPENSSL_ENGINES = dir;
   }
+  // The PIN reaches the engine in a file of its own (libp11 prints the URI it was given in some of
+  // its errors, so the PIN is never in it), 0600 in a 0700 directory, removed when TLS is done.
+  const dir = await mkdtemp(join(process.env.XDG_RUNTIME_DIR || tmpdir(), "cert-retriever-pin-"));
+  const pinFile = join(dir, "pin");
+  await writeFile(pinFile, pin, { mode: 0o600 });
   const path = record.trim().replace(/\?.*$/, "");
-  return { engine: "pkcs11", identifier: `${path};pin-value=${encodeURIComponent(pin)}` };
+  return {
+    engine: { engine: "pkcs11", identifier: `${path};pin-source=${pinFile}` },
+    dispose: () => rm(dir, { recursive: true, force: true }),
+  };
 }

@@ -35,11 +35,12 @@ export interface KeyStore {
   /** The SubjectPublicKeyInfo (DER) of each key a stored record names (none: the key is gone); throws if they cannot be read. */
   publicKeysOf(record: string): Promise<Uint8Array[]>;
   /**
-   * Removes this device's keys other than the one whose public key is `keep` (the certificate's,
-   * if any): what a killed or failed run made, or what a new enrollment replaced. A software key
-   * lives only in the credentials store, so there is nothing to remove there.
+   * Removes the key a record names (and its certificate object), which cert-retriever made: one a
+   * failed or killed run left, or one that a new enrollment replaced. Says what it removed, or
+   * undefined when the key is not there. A software key lives only in the credentials store, so
+   * there is nothing to remove there.
    */
-  prune(deviceId: string, keep: Uint8Array | undefined): Promise<string[]>;
+  remove(record: string): Promise<string | undefined>;
   /** Puts the certificate into the key's token beside it (same label and id), for other PKCS#11 consumers: token stores only. */
   storeCertificate?(record: string, cert: x509.X509Certificate): Promise<void>;
   /** Ends the store's use (logs out of a token). */
@@ -70,8 +71,8 @@ export class SoftwareKeyStore implements KeyStore {
     return [new Uint8Array(createPublicKey(createPrivateKey(record)).export({ type: "spki", format: "der" }))];
   }
 
-  async prune(): Promise<string[]> {
-    return [];
+  async remove(): Promise<undefined> {
+    return undefined;
   }
 
   async close(): Promise<void> {}

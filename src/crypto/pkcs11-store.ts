@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import { access, constants } from "node:fs/promises";
+import { access, constants, realpath } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { CertRetrieverError, describeCause, usageError, type Reason } from "../errors.js";
@@ -101,6 +101,7 @@ export class Pkcs11KeyStore implements KeyStore {
     private readonly uri: Pkcs11Uri,
     private readonly modulePath: string,
     private readonly tokenLabel: string,
+    private readonly tokenSerial: string,
     private readonly release: () => Promise<void>,
     private readonly loggedIn: boolean,
   ) {}
@@ -169,15 +170,11 @@ export class Pkcs11KeyStore implements KeyStore {
         },
       };
       const crypto = p11Crypto as unknown as CryptoProvider;
-      return new Pkcs11KeyStore(module, session, graphene, crypto, uri, modulePath, tokenLabel, release, loggedIn);
+      return new Pkcs11KeyStore(module, session, graphene, crypto, uri, modulePath, tokenLabel, token.serialNumber.trim(), release, loggedIn);
     } catch (err) {
-      try {
-        session?.close();
-      } catch {
-        // closing a session of a token that is gone
-      }
-      await release?.();
-      module.finalize();
+      quietly(() => session?.close());
+      quietly(() => module.finalize());
+      await release?.().catch(() => undefined);
       throw err;
     }
   }
@@ -200,7 +197,7 @@ export class Pkcs11KeyStore implements KeyStore {
     }
     const id = new Uint8Array((keys.privateKey as unknown as { key: { id: Buffer } }).key.id);
     const crypto = this.crypto;
-    const record = formatPkcs11Uri({ token: this.tokenLabel, object: label, id, type: "private", modulePath: this.modulePath, pinSource: this.uri.pinSource });
+    const record = formatPkcs11Uri({ token: this.tokenLabel, serial: this.tokenSerial, object: label, id, type: "private", modulePath: this.modulePath, pinSource: this.uri.pinSource });
     return {
       keys,
       crypto,
@@ -210,34 +207,33 @@ export class Pkcs11KeyStore implements KeyStore {
     };
   }
 
+  /** Whether the token holds the private key a record names (logged in; without a login, its public key). */
+  holds(record: string): boolean {
+    const uri = parsePkcs11Uri(record.trim());
+    const { ObjectClass } = this.graphene;
+    return this.find(this.loggedIn ? ObjectClass.PRIVATE_KEY : ObjectClass.PUBLIC_KEY, uri.object, uri.id).length > 0;
+  }
+
   /** The SubjectPublicKeyInfo of each public key the record names, for matching a certificate. */
   async publicKeysOf(record: string): Promise<Uint8Array[]> {
     const uri = parsePkcs11Uri(record.trim());
     return Promise.all(this.find(this.graphene.ObjectClass.PUBLIC_KEY, uri.object, uri.id).map((o) => this.spkiOf(o)));
   }
 
-  async prune(deviceId: string, keep: Uint8Array | undefined): Promise<string[]> {
-    if (!this.loggedIn) return [];
-    const label = this.uri.object ?? deviceId;
+  async remove(record: string): Promise<string | undefined> {
+    const uri = parsePkcs11Uri(record.trim());
+    if (uri.object === undefined || uri.id === undefined) return undefined; // names no one key
     const { ObjectClass } = this.graphene;
-    const keepIds = new Set<string>();
-    for (const pub of this.find(ObjectClass.PUBLIC_KEY, label)) {
-      if (keep && Buffer.compare(Buffer.from(await this.spkiOf(pub)), Buffer.from(keep)) === 0) keepIds.add(idOf(pub));
-    }
-    const removed = new Set<string>();
-    for (const cls of [ObjectClass.PRIVATE_KEY, ObjectClass.PUBLIC_KEY, ObjectClass.CERTIFICATE]) {
-      for (const object of this.find(cls, label)) {
-        const id = idOf(object);
-        if (keepIds.has(id)) continue;
-        try {
-          object.destroy();
-          removed.add(id);
-        } catch (err) {
-          throw tokenError(`removing the unused key ${label} (id ${id}) from token '${this.tokenLabel}' failed`, err);
-        }
+    const objects = [ObjectClass.PRIVATE_KEY, ObjectClass.PUBLIC_KEY, ObjectClass.CERTIFICATE].flatMap((cls) => this.find(cls, uri.object, uri.id));
+    if (objects.length === 0) return undefined;
+    for (const object of objects) {
+      try {
+        object.destroy();
+      } catch (err) {
+        throw tokenError(`removing the key '${uri.object}' from token '${this.tokenLabel}' failed`, err);
       }
     }
-    return [...removed].map((id) => `removed the key '${label}' with id ${id} from token '${this.tokenLabel}': no stored certificate uses it`);
+    return `the key '${uri.object}' with id ${Buffer.from(uri.id).toString("hex")} in token '${this.tokenLabel}'`;
   }
 
   /** Puts the certificate into the token beside its key, with the key's label and id, for other PKCS#11 consumers. */
@@ -266,13 +262,10 @@ export class Pkcs11KeyStore implements KeyStore {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    try {
-      if (this.loggedIn) this.session.logout();
-      this.session.close();
-      this.module.finalize();
-    } catch {
-      // a token removed during the run: nothing left to close
-    }
+    // Each on its own: a token removed during the run fails the logout, and the module must still be finalized.
+    quietly(() => this.loggedIn && this.session.logout());
+    quietly(() => this.session.close());
+    quietly(() => this.module.finalize());
     await this.release();
   }
 
@@ -300,18 +293,21 @@ export class Pkcs11KeyStore implements KeyStore {
   }
 }
 
+/** Runs a clean-up step whose failure must not hide the error or the steps after it. */
+function quietly(step: () => unknown): void {
+  try {
+    step();
+  } catch {
+    // a token that is gone: nothing left to close
+  }
+}
+
 /** CKA_SERIAL_NUMBER: the certificate's serial as a DER INTEGER. */
 function derInteger(hex: string): Buffer {
   let bytes = Buffer.from(hex.length % 2 ? `0${hex}` : hex, "hex");
   if (bytes.length === 0 || bytes[0]! & 0x80) bytes = Buffer.concat([Buffer.from([0]), bytes]);
   const length = bytes.length < 0x80 ? Buffer.from([bytes.length]) : Buffer.from([0x81, bytes.length]);
   return Buffer.concat([Buffer.from([0x02]), length, bytes]);
-}
-
-/** The id of a token object as hex. */
-function idOf(object: import("graphene-pk11").SessionObject): string {
-  const id = (object.getAttribute({ id: null }) as { id?: Buffer }).id;
-  return id ? id.toString("hex") : "";
 }
 
 /** The first slot whose token matches every token attribute of the URI (`token-missing` when none does). */
@@ -344,12 +340,15 @@ function findSlot(module: Module, uri: Pkcs11Uri): Slot {
 }
 
 /**
- * Serializes runs against one token (whatever their --out): the credentials directory's lock
- * discipline, on a directory per module and token serial under $XDG_RUNTIME_DIR or the temp dir.
+ * Serializes a user's runs against one token (whatever their --out): the credentials directory's
+ * lock discipline, on a directory per module and token serial under $XDG_RUNTIME_DIR or the temp
+ * dir. Runs that do not share it (a systemd unit's private /tmp) are safe all the same: each
+ * removes only keys it made itself or that its own stored credentials named.
  */
 async function tokenLock(modulePath: string, serial: string, label: string): Promise<() => Promise<void>> {
   const base = process.env.XDG_RUNTIME_DIR || tmpdir();
-  const name = createHash("sha256").update(`${modulePath}\0${serial}\0${label}`).digest("hex").slice(0, 16);
+  const module = await realpath(modulePath).catch(() => modulePath); // one lock however the path is spelt
+  const name = createHash("sha256").update(`${module}\0${serial}\0${label}`).digest("hex").slice(0, 16);
   const dir = join(base, `cert-retriever-${process.getuid?.() ?? "user"}`, `token-${name}`);
   await prepareDirectory(dir);
   return acquireLock(dir).catch((err: unknown) => {

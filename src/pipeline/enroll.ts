@@ -8,7 +8,8 @@ import { logIn, type LoginSource } from "../platform/login.js";
 import { API_TRAITS, type PlatformClient, type Session } from "../platform/types.js";
 import type { ProfileName, ProfileRecord } from "../profiles.js";
 import { FilesStore, type CredentialPaths } from "../store/files-store.js";
-import type { CredentialStore } from "../store/types.js";
+import { readKeyJournal, writeKeyJournal } from "../store/key-journal.js";
+import { isKeyUri, type CredentialStore } from "../store/types.js";
 import { buildCsr, type SubjectAltNames } from "./build-csr.js";
 import { displayName, parseCertificate, sha256Fingerprint } from "./certificate.js";
 import { checkPin, inspectCredentials } from "./inspect.js";
@@ -29,6 +30,12 @@ export interface EnrollOptions extends LoginSource {
   keyStore?: KeyStore;
   /** Also put the certificate into the token, beside its key (a token key store only). */
   storeCertInToken?: boolean;
+  /**
+   * With a token: the file that lists the keys this run makes until its credentials are stored
+   * (`<out>/<device-id>.key.pending`), so that the next run removes what a killed one left; without
+   * it such a key stays in the token.
+   */
+  keyJournal?: string;
   deviceId: string;
   /** A session from a token (`login`): the authenticate step uses it instead of logging in. */
   session?: Session;
@@ -90,14 +97,22 @@ export async function enroll(opts: EnrollOptions, onEvent: (e: EnrollEvent) => v
   const keyStore: KeyStore = opts.keyStore ?? new SoftwareKeyStore(opts.crypto);
   const opened = await opts.store.open();
   let succeeded = false;
-  // The public key of the stored certificate: a token's other keys of this device are a killed or failed run's.
-  let storedSpki: Uint8Array | undefined;
-  let keepSpki: Uint8Array | undefined;
+  const journal = keyStore.kind === "pkcs11" ? opts.keyJournal : undefined;
+  const note = (message: string) => onEvent({ type: "note", message });
+  // The token key this run made, until its credentials are stored.
+  let madeKey: string | undefined;
   try {
-    for (const message of opened.notes) onEvent({ type: "note", message });
-    storedSpki = await storedCertificateSpki(opts.store);
-    keepSpki = storedSpki;
-    for (const message of await keyStore.prune(opts.deviceId, storedSpki)) onEvent({ type: "note", message });
+    for (const message of opened.notes) note(message);
+    // The key the stored credentials name: never removed but by a new enrollment that replaces it.
+    const storedKey = (await opts.store.read()).parts.key?.trim();
+    if (journal) {
+      const left = (await readKeyJournal(journal)).filter((record) => record !== storedKey);
+      for (const record of left) {
+        const removed = await keyStore.remove(record);
+        if (removed) note(`removed ${removed}: an earlier run made it and stored no credentials with it`);
+      }
+      await writeKeyJournal(journal, []);
+    }
     if (!opts.force) {
       const existing = await inspectCredentials(opts.store, {
         ...opts,
@@ -166,7 +181,12 @@ export async function enroll(opts: EnrollOptions, onEvent: (e: EnrollEvent) => v
       "generate-key",
       async () => {
         try {
-          return await keyStore.generate(keyType, opts.deviceId);
+          const made = await keyStore.generate(keyType, opts.deviceId);
+          if (journal) {
+            madeKey = await made.record();
+            await writeKeyJournal(journal, [madeKey]);
+          }
+          return made;
         } catch (err) {
           if (err instanceof CertRetrieverError) throw err;
           throw new CertRetrieverError(`generate-key failed: ${describeCause(err)}`, { step: "generate-key", reason: "keygen-failed", cause: err });
@@ -219,6 +239,8 @@ export async function enroll(opts: EnrollOptions, onEvent: (e: EnrollEvent) => v
     await run(
       "store",
       async () => {
+        // Until the write is done, either key may be the one stored: the next run keeps that one and removes the other.
+        if (journal && storedKey && isKeyUri(storedKey) && storedKey !== keyRecord) await writeKeyJournal(journal, [keyRecord, storedKey]);
         if (opts.storeCertInToken) {
           if (!keyStore.storeCertificate) throw usageError("the certificate can be stored in a token only beside a key in that token", "storeCertInToken");
           await keyStore.storeCertificate(keyRecord, cert);
@@ -240,24 +262,31 @@ export async function enroll(opts: EnrollOptions, onEvent: (e: EnrollEvent) => v
       },
       () => `stored in ${opts.store.location}${opts.storeCertInToken ? ` and the certificate in ${keyStore.location}` : ""}${keyStore.kind === "pkcs11" ? `; the key stays in the token (${keyRecord})` : ""}`,
     );
-    keepSpki = new Uint8Array(cert.publicKey.rawData);
+    // The key the new credentials replaced is cert-retriever's (it stored it): it goes.
+    if (storedKey && isKeyUri(storedKey) && storedKey !== keyRecord) {
+      const removed = await keyStore.remove(storedKey).catch((err: unknown) => {
+        note(`could not remove the replaced key ${storedKey} from ${keyStore.location} (${describeCause(err)}); remove it by hand`);
+        return undefined;
+      });
+      if (removed) note(`removed ${removed}: the new key replaces it`);
+    }
+    madeKey = undefined;
+    if (journal) await writeKeyJournal(journal, []).catch(() => undefined); // a stale entry names the stored key, which is never removed
     succeeded = true;
     return { ...describe(cert, opts.store, opts.deviceId, session.tenant, steps, Boolean(opts.profile && opts.profile.name !== "generic"), keyStore.kind === "pkcs11"), status: "enrolled" };
   } finally {
-    // A token keeps the key the stored certificate uses: after success the new one, after a failure the old one.
-    const pruned = await keyStore.prune(opts.deviceId, keepSpki).catch((err: unknown) => [`could not remove this run's unused key from ${keyStore.location} (${describeCause(err)}); the next run does`]);
-    for (const message of pruned) onEvent({ type: "note", message });
+    // A failed run takes its token key out again (a killed one leaves it to the next, by the journal).
+    if (madeKey) {
+      const made = madeKey;
+      try {
+        const removed = await keyStore.remove(made);
+        if (removed) note(`removed ${removed}: this run made it and failed`);
+        if (journal) await writeKeyJournal(journal, []);
+      } catch (err) {
+        note(`could not remove this run's key from ${keyStore.location} (${describeCause(err)}); the next run does`);
+      }
+    }
     await opened.close(succeeded);
-  }
-}
-
-/** The public key of the stored certificate, if one can be read: the key a token must keep. */
-async function storedCertificateSpki(store: CredentialStore): Promise<Uint8Array | undefined> {
-  try {
-    const pem = (await store.read()).pems?.certificatePem;
-    return pem ? new Uint8Array(new x509.X509Certificate(pem).publicKey.rawData) : undefined;
-  } catch {
-    return undefined;
   }
 }
 

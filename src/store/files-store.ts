@@ -6,7 +6,7 @@ import { faultPoint } from "../fault.js";
 import { prepareDirectory, removeCreatedDirectory, storageError, syncDirectory } from "./directory.js";
 import { acquireLock } from "./lock.js";
 import { credentialPaths, fileNamesProblem, STAGING_PREFIX, type CredentialPaths } from "./names.js";
-import { COMMIT_MARK, commitMark, hasInterruptedWrite, recoverInterruptedWrites, removeOtherKeyKind } from "./recovery.js";
+import { COMMIT_MARK, commitMark, hasInterruptedWrite, otherKeyKind, recoverInterruptedWrites, removeOtherKeyKind } from "./recovery.js";
 import { isKeyUri, type CredentialPems, type CredentialStore, type OpenStore, type StoredCredentials } from "./types.js";
 
 export { credentialPaths, type CredentialPaths } from "./names.js";
@@ -47,6 +47,7 @@ export class FilesStore implements CredentialStore {
     return {
       pems: key !== undefined && certificatePem !== undefined && caPem !== undefined ? { key, certificatePem, caPem, profileJson } : undefined,
       present,
+      parts,
       where: { key: keyUri !== undefined ? this.paths.keyUri : this.paths.key, certificatePem: this.paths.certificate, caPem: this.paths.ca },
       interrupted,
     };
@@ -126,6 +127,7 @@ export async function writeCredentials(paths: CredentialPaths, pems: CredentialP
     hadOld: false,
     replaced: false,
   }));
+  let otherRemoved = false;
   try {
     for (const item of plan) await writeSynced(item.staged, item.text, item.mode);
     faultPoint("store:staged");
@@ -138,6 +140,10 @@ export async function writeCredentials(paths: CredentialPaths, pems: CredentialP
         },
       );
     }
+    // The key file of the other kind goes with this write: kept here too, to be put back if it fails.
+    const other = otherKeyKind(paths, plan.map((p) => p.target));
+    const otherBackup = join(staging, "old-other");
+    const hadOther = other !== undefined && (await link(other, otherBackup).then(() => true, (err: NodeJS.ErrnoException) => (err.code === "ENOENT" ? false : Promise.reject(err))));
     await writeSynced(join(staging, COMMIT_MARK), commitMark(plan.map((p) => p.target)), 0o600);
     await syncDirectory(staging);
     faultPoint("store:committed");
@@ -147,11 +153,15 @@ export async function writeCredentials(paths: CredentialPaths, pems: CredentialP
       faultPoint(`store:renamed-${i + 1}`);
     }
     await removeOtherKeyKind(paths, plan.map((p) => p.target));
+    otherRemoved = hadOther;
+    faultPoint("store:other-kind-removed");
     await syncDirectory(paths.dir);
   } catch (err) {
     for (const item of plan.filter((p) => p.replaced)) {
       await (item.hadOld ? rename(item.backup, item.target) : unlink(item.target)).catch(() => undefined);
     }
+    const other = otherKeyKind(paths, plan.map((p) => p.target));
+    if (otherRemoved && other) await rename(join(staging, "old-other"), other).catch(() => undefined);
     await syncDirectory(paths.dir).catch(() => undefined);
     await rm(staging, { recursive: true, force: true }).catch(() => undefined);
     throw storageError(`writing the credentials in ${paths.dir} failed: ${describeCause(err)}; the previous files are unchanged`, err);

@@ -59,7 +59,7 @@ export class KeychainStore implements CredentialStore {
     const present = PARTS.filter((_, i) => values[i] !== null);
     const where = Object.fromEntries(PARTS.map((p) => [p, `keychain entry ${KEYCHAIN_SERVICE}/${this.accounts[p]}`])) as StoredCredentials["where"];
     const profileJson = (await this.call(() => kt.getPassword(KEYCHAIN_SERVICE, `${this.deviceId}/profile`), "read")) ?? undefined;
-    return { pems: key && certificatePem && caPem ? { key, certificatePem, caPem, profileJson } : undefined, present, where };
+    return { pems: key && certificatePem && caPem ? { key, certificatePem, caPem, profileJson } : undefined, present, parts: { key, certificatePem, caPem }, where };
   }
 
   async open(): Promise<OpenStore> {

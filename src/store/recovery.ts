@@ -66,12 +66,17 @@ export async function hasInterruptedWrite(paths: CredentialPaths): Promise<boole
  * together. Part of the committed write: a run killed before it is finished by the next.
  */
 export async function removeOtherKeyKind(paths: CredentialPaths, targets: string[]): Promise<void> {
-  const other = targets.includes(paths.keyUri) ? paths.key : targets.includes(paths.key) ? paths.keyUri : undefined;
+  const other = otherKeyKind(paths, targets);
   if (other) {
     await unlink(other).catch((err: NodeJS.ErrnoException) => {
       if (err.code !== "ENOENT") throw err;
     });
   }
+}
+
+/** The key file of the kind a write does not write, if it writes a key. */
+export function otherKeyKind(paths: CredentialPaths, targets: string[]): string | undefined {
+  return targets.includes(paths.keyUri) ? paths.key : targets.includes(paths.key) ? paths.keyUri : undefined;
 }
 
 async function rollForward(paths: CredentialPaths, staging: string, targets: string[]): Promise<void> {

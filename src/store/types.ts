@@ -17,6 +17,8 @@ export interface CredentialPems {
 export interface StoredCredentials {
   pems?: CredentialPems;
   present: Array<"key" | "certificatePem" | "caPem">;
+  /** Each part that could be read, whole or not. */
+  parts: Partial<Pick<CredentialPems, "key" | "certificatePem" | "caPem">>;
   /** Where each part is, for messages. */
   where: Record<"key" | "certificatePem" | "caPem", string>;
   /** A write that a killed run left unfinished. */

@@ -160,11 +160,11 @@ function engineError(err: unknown): CertRetrieverError | undefined {
   const reason: Reason | undefined =
     code === "ERR_OSSL_PIN_INCORRECT"
       ? "token-pin-refused"
-      : code === "ERR_OSSL_OBJECT_NOT_FOUND"
+      : code === "ERR_OSSL_OBJECT_NOT_FOUND" || /failed loading private key/.test(message)
         ? "token-key-missing"
-        : /PKCS#11_MODULE|DSO support|no such engine|engine routines/.test(`${code} ${message}`)
+        : /PKCS#11_MODULE|DSO support|no such engine|could not load the shared library/.test(`${code} ${message}`)
           ? "pkcs11-module-missing"
-          : /PKCS#11|pkcs11|CRYPTOKI/i.test(`${code} ${message}`)
+          : /PKCS#11|pkcs11|CRYPTOKI|engine routines/i.test(`${code} ${message}`)
             ? "token-error"
             : undefined;
   if (!reason) return undefined;

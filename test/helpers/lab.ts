@@ -7,7 +7,7 @@ import { join } from "node:path";
 import { softwareCrypto } from "../../src/crypto/provider.js";
 import type { CertProfile } from "../../src/lab/ca.js";
 import type { LabApi } from "../../src/lab/x509-api.js";
-import { setDevice, startLab, type RunningLab } from "../../src/lab/server.js";
+import { setDevice, startLab, type LabOptions, type RunningLab } from "../../src/lab/server.js";
 import { SECRETS } from "./cli.js";
 
 /** A throwaway lab platform on 127.0.0.1 with its own CA, made for one test file. */
@@ -95,4 +95,40 @@ export async function closedPort(): Promise<number> {
   const { port } = server.address() as AddressInfo;
   await new Promise((resolve) => server.close(resolve));
   return port;
+}
+
+/** A lab with a JWT of its admin already in hand, for calling its routes directly. */
+export type LabWithJwt = RunningLab & { dir: string; jwt: string };
+
+/** Starts a lab (x509-identity-mgmt unless `more.api` says otherwise) whose admin has logged in with `password`. */
+export async function startLabWithJwt(password: string, more: Partial<LabOptions> = {}): Promise<LabWithJwt> {
+  const dir = await tempDir("cr-x509-");
+  const running = await startLab({ dir, host: "127.0.0.1", port: 0, crypto: softwareCrypto(), certProfile: "cfree", autoRegister: false, adminPassword: password, tokenLifetime: 420, api: "x509", x509Rules: "v0.7", ...more });
+  const res = await fetch(`${running.url}/auth`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ username: "admin", passwd: password }) });
+  return { ...running, dir, jwt: ((await res.json()) as { jwt: string }).jwt };
+}
+
+/** A call to one of the lab's routes with its JWT: the status and the JSON body (if any). */
+export async function callLab(platform: LabWithJwt, method: string, path: string, body?: unknown): Promise<{ status: number; json: any }> {
+  const res = await fetch(`${platform.url}${path}`, {
+    method,
+    headers: { authorization: `Bearer ${platform.jwt}`, "content-type": "application/json" },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await res.text();
+  return { status: res.status, json: text ? JSON.parse(text) : undefined };
+}
+
+/** A lab (x509-identity-mgmt, any key type, devices registered as they come) behind a proxy that keeps every CSR sent to it. */
+export async function startCsrRecordingLab(): Promise<{ lab: TestLab; url: string; csrs: string[]; stop(): Promise<void> }> {
+  const lab = await startTestLab({ certProfile: "open", autoRegister: true, api: "x509" });
+  const csrs: string[] = [];
+  const proxy = await startProxy(lab.url, (path, _up, request) => {
+    if (request.method === "POST" && path.startsWith("/x509/v1/certificates")) {
+      const csr = (JSON.parse(request.body) as { csr?: string }).csr;
+      if (csr) csrs.push(csr);
+    }
+    return undefined;
+  });
+  return { lab, url: proxy.url, csrs, stop: async () => (await proxy.close(), await lab.stop()) };
 }

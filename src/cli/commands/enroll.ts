@@ -1,18 +1,20 @@
+import { join, resolve } from "node:path";
 import { Command, Option } from "commander";
+import { credentialNames } from "../../store/names.js";
 import { isKeyType, type KeyType } from "../../crypto/keys.js";
 import { CertRetrieverError } from "../../errors.js";
 import { COMMAND_EXIT_CODES } from "../../exit-codes.js";
 import type { RetryInfo } from "../../platform/http.js";
+import type { CredentialStore } from "../../store/types.js";
 import { applyConfigFile } from "../config.js";
 import {
   checkKeyFlag,
   checkPinFlag,
   isInteractive,
-  makeHttp,
   openKeyStore,
   type KeyFlags,
   makeStore,
-  onInterrupt,
+  openPlatformRun,
   login,
   resolveDeviceId,
   resolvePlatformUrl,
@@ -119,13 +121,12 @@ async function runEnroll(command: Command, state: CliState): Promise<number> {
       : "dojot";
   const store = await makeStore(flags, deviceId);
   if (flags.storeCertInToken && flags.key === undefined) throw usage("--store-cert-in-token needs a token key: pass --key pkcs11:…");
+  // A device whose key is in a token keeps it there: without --key, the token the stored key's URI names.
+  const keyUri = flags.key ?? (await tokenOfStoredKey(store));
   // A token's PIN is tried before the first request: a wrong one costs the platform nothing.
-  const keyStore = await openKeyStore(flags, flags.key, { login: true, source });
+  const keyStore = await openKeyStore(flags, keyUri, { login: true, source });
   const retries: RetryInfo[] = [];
-  const interrupt = onInterrupt();
-  // Bad TLS files make makeHttp throw: the signal handlers must not outlive it.
-  const http = await makeHttp(flags, startedAt, interrupt.signal, retries).catch(async (err: unknown) => {
-    interrupt.dispose();
+  const { http, interrupt } = await openPlatformRun(flags, startedAt, retries).catch(async (err: unknown) => {
     await keyStore.close();
     throw err;
   });
@@ -144,6 +145,7 @@ async function runEnroll(command: Command, state: CliState): Promise<number> {
         crypto: softwareCrypto(),
         keyStore,
         storeCertInToken: Boolean(flags.storeCertInToken),
+        keyJournal: join(resolve(flags.out), credentialNames(deviceId, flags.caName).keyPending),
         deviceId,
         username: credentials?.username ?? flags.username ?? "",
         password: boundedRead(credentials?.password ?? (async () => ""), interrupt.signal, startedAt + parseDuration(flags.deadline, "--deadline")),
@@ -189,4 +191,13 @@ async function runEnroll(command: Command, state: CliState): Promise<number> {
     await http.close();
     await keyStore.close();
   }
+}
+
+/** The token of the stored key, as a URI to make a new key with (its label and module, not its id), if the stored key is in one. */
+async function tokenOfStoredKey(store: CredentialStore): Promise<string | undefined> {
+  const stored = (await store.read().catch(() => undefined))?.parts.key?.trim();
+  if (!stored?.startsWith("pkcs11:")) return undefined;
+  const { formatPkcs11Uri, parsePkcs11Uri } = await import("../../crypto/pkcs11-uri.js");
+  const { id: _id, type: _type, ...token } = parsePkcs11Uri(stored);
+  return formatPkcs11Uri(token);
 }

@@ -6,7 +6,7 @@ import { CertRetrieverError, describeCause } from "../../errors.js";
 import { COMMAND_EXIT_CODES } from "../../exit-codes.js";
 import type { RetryInfo } from "../../platform/http.js";
 import { applyConfigFile } from "../config.js";
-import { login, makeHttp, onInterrupt, resolvePlatformUrl, type CommonFlags } from "../context.js";
+import { login, openPlatformRun, resolvePlatformUrl, type CommonFlags } from "../context.js";
 import { usage } from "../failures.js";
 import { boundedRead, parseDuration } from "../inputs.js";
 import type { CliState } from "../main.js";
@@ -42,12 +42,7 @@ export function loginCommand(state: CliState): Command {
       const credentials = await login(flags, extras, (key) => command.getOptionValueSource(key));
       await credentials.username(); // asked before the first request, as there is nothing else to do
       const retries: RetryInfo[] = [];
-      const interrupt = onInterrupt();
-      // Bad TLS files make makeHttp throw: the signal handlers must not outlive it.
-      const http = await makeHttp(flags, startedAt, interrupt.signal, retries).catch((err: unknown) => {
-        interrupt.dispose();
-        throw err;
-      });
+      const { http, interrupt } = await openPlatformRun(flags, startedAt, retries);
       try {
         const { DojotLegacyClient } = await import("../../platform/dojot-legacy.js");
         const client = new DojotLegacyClient({ baseUrl, caName: "", entityPassword: "", http });

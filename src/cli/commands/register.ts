@@ -4,7 +4,7 @@ import { CertRetrieverError, describeCause } from "../../errors.js";
 import { COMMAND_EXIT_CODES } from "../../exit-codes.js";
 import type { RetryInfo } from "../../platform/http.js";
 import { applyConfigFile } from "../config.js";
-import { isInteractive, login, makeHttp, onInterrupt, resolveDeviceId, resolvePlatformUrl, tokenSession, type CommonFlags } from "../context.js";
+import { isInteractive, login, openPlatformRun, resolveDeviceId, resolvePlatformUrl, tokenSession, type CommonFlags } from "../context.js";
 import { usage } from "../failures.js";
 import { boundedRead, parseDuration } from "../inputs.js";
 import type { CliState } from "../main.js";
@@ -96,12 +96,7 @@ async function runRegister(command: Command, state: CliState): Promise<number> {
   const credentials = token ? undefined : await login(flags, extras, source);
   if (token) holdSecret(token.session.jwt);
   const retries: RetryInfo[] = [];
-  const interrupt = onInterrupt();
-  // Bad TLS files make makeHttp throw: the signal handlers must not outlive it.
-  const http = await makeHttp(flags, startedAt, interrupt.signal, retries).catch((err: unknown) => {
-    interrupt.dispose();
-    throw err;
-  });
+  const { http, interrupt } = await openPlatformRun(flags, startedAt, retries);
   try {
     const { makePlatform } = await import("../platform.js");
     const { DojotX509Client } = await import("../../platform/dojot-x509.js");

@@ -86,21 +86,25 @@ export async function verifyStored(store: CredentialStore, deviceId: string, bro
   const identity = mqttIdentity(record);
   const inToken = isKeyUri(stored.pems.key);
   if (flags.key !== undefined && !inToken) throw usage(`--key names a token key, but the stored key of '${deviceId}' in ${store.location} is a key file`, "leave --key out, or enroll with it");
-  const keyEngine = inToken ? await (await import("../token-tls.js")).tokenKeyForTls(flags, flags.key ?? stored.pems.key.trim(), stored.pems.key, source) : undefined;
-  return checkBroker(
-    {
-      broker,
-      caPem: stored.pems.caPem,
-      certPem: stored.pems.certificatePem,
-      keyPem: inToken ? undefined : stored.pems.key,
-      keyEngine,
-      clientId: flags.clientId ?? identity.clientId,
-      topic: flags.topic ?? identity.topic,
-      servername: flags.servername,
-      tls: identity.tls,
-      mqttVersion: flags.mqttVersion ?? identity.mqttVersion,
-      timeoutMs,
-    },
-    (s) => say(`verify ${s.stage}: ${s.detail} (${s.ms} ms)`),
-  );
+  const tokenKey = inToken ? await (await import("../token-tls.js")).tokenKeyForTls(flags, flags.key ?? stored.pems.key.trim(), stored.pems.key, source) : undefined;
+  try {
+    return await checkBroker(
+      {
+        broker,
+        caPem: stored.pems.caPem,
+        certPem: stored.pems.certificatePem,
+        keyPem: inToken ? undefined : stored.pems.key,
+        keyEngine: tokenKey?.engine,
+        clientId: flags.clientId ?? identity.clientId,
+        topic: flags.topic ?? identity.topic,
+        servername: flags.servername,
+        tls: identity.tls,
+        mqttVersion: flags.mqttVersion ?? identity.mqttVersion,
+        timeoutMs,
+      },
+      (s) => say(`verify ${s.stage}: ${s.detail} (${s.ms} ms)`),
+    );
+  } finally {
+    await tokenKey?.dispose();
+  }
 }
