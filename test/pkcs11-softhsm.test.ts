@@ -4,8 +4,9 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { BIN, runCli } from "./helpers/cli.js";
 import { enrollCli, listFiles, snapshot } from "./helpers/enroll.js";
-import { startCsrRecordingLab, tempDir, type TestLab } from "./helpers/lab.js";
-import { startBroker, type TestBroker } from "./helpers/mosquitto.js";
+import { tempDir, type TestLab } from "./helpers/lab.js";
+import { startTokenWorld, type TokenWorld } from "./helpers/token-world.js";
+import type { TestBroker } from "./helpers/mosquitto.js";
 import { makeSoftToken, type TestToken } from "./helpers/softhsm.js";
 import { Terminal } from "./helpers/terminal.js";
 import { haveTool, openssl } from "./helpers/tools.js";
@@ -13,25 +14,19 @@ import { haveTool, openssl } from "./helpers/tools.js";
 const ready = haveTool("softhsm2-util") && haveTool("pkcs11-tool") && haveTool("mosquitto") && haveTool("mosquitto_pub");
 
 describe.skipIf(!ready)("keys in a PKCS#11 token (SoftHSM2): generated inside, CSR signed inside, never on disk", () => {
+  let world: TokenWorld<TestToken>;
   let lab: TestLab;
   let token: TestToken;
   let broker: TestBroker;
-  let recording: Awaited<ReturnType<typeof startCsrRecordingLab>>;
   /** The CSRs the CLI sent, as PEM, newest last. */
   let csrs: string[];
   let proxy: { url: string };
   beforeAll(async () => {
-    recording = await startCsrRecordingLab();
-    ({ lab, csrs } = recording);
-    proxy = { url: recording.url };
-    token = await makeSoftToken("device");
-    broker = await startBroker(lab.dir, { api: "x509" });
+    world = await startTokenWorld(() => makeSoftToken("device"));
+    ({ lab, csrs, broker, token: token } = world);
+    proxy = { url: world.url };
   });
-  afterAll(async () => {
-    await broker?.stop();
-    await recording?.stop();
-    await token?.stop();
-  });
+  afterAll(async () => world?.stop());
 
   const keyUri = (extra = "") => `pkcs11:token=${token.label}${extra}?module-path=${token.module}&pin-source=file:${token.pinFile}`;
   const enroll = (id: string, out: string, extra: string[] = [], env: Record<string, string> = {}) =>

@@ -4,32 +4,28 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runCli } from "./helpers/cli.js";
 import { enrollCli, listFiles } from "./helpers/enroll.js";
-import { startCsrRecordingLab, tempDir, type TestLab } from "./helpers/lab.js";
-import { startBroker, type TestBroker } from "./helpers/mosquitto.js";
+import { tempDir, type TestLab } from "./helpers/lab.js";
+import { startTokenWorld, type TokenWorld } from "./helpers/token-world.js";
+import type { TestBroker } from "./helpers/mosquitto.js";
 import { startTpm, type TestTpm } from "./helpers/tpm.js";
 import { haveTool, openssl } from "./helpers/tools.js";
 
 const ready = ["swtpm", "tpm2-abrmd", "tpm2_dictionarylockout", "dbus-daemon", "pkcs11-tool", "mosquitto"].every((tool) => haveTool(tool));
 
 describe.skipIf(!ready)("keys in a TPM 2.0 (swtpm through tpm2-pkcs11): the same code path as any PKCS#11 token", () => {
+  let world: TokenWorld<TestTpm>;
   let lab: TestLab;
   let tpm: TestTpm;
   let broker: TestBroker;
-  let recording: Awaited<ReturnType<typeof startCsrRecordingLab>>;
+  /** The CSRs the CLI sent, as PEM, newest last. */
   let csrs: string[];
   let proxy: { url: string };
   beforeAll(async () => {
-    recording = await startCsrRecordingLab();
-    ({ lab, csrs } = recording);
-    proxy = { url: recording.url };
-    tpm = await startTpm("tpm");
-    broker = await startBroker(lab.dir, { api: "x509" });
+    world = await startTokenWorld(() => startTpm("tpm"));
+    ({ lab, csrs, broker, token: tpm } = world);
+    proxy = { url: world.url };
   });
-  afterAll(async () => {
-    await broker?.stop();
-    await recording?.stop();
-    await tpm?.stop();
-  });
+  afterAll(async () => world?.stop());
 
   const keyUri = () => `pkcs11:token=${tpm.label}?module-path=${tpm.module}&pin-source=file:${tpm.pinFile}`;
 

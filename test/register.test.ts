@@ -143,6 +143,20 @@ describe("register: the file is checked before any request (nothing listens at t
     expect(run.stderr).toMatch(/validate failed: the certificate in .*expired\.pem \(O=Acme, CN=expired\) expired on \d{4}-/);
   });
 
+  it("a certificate with a day or less left (dojot refuses it), and a chain out of order or of another certificate: exit 14 before any request", async () => {
+    const short = pki.issue("short", { days: 1 });
+    const expiring = await registerCli(nowhere, "a1b2c4", pki.bundle("short.pem", pki.read(short), pki.intPem, pki.rootPem));
+    expect(expiring.stderr).toMatch(/expires on \d{4}-.*, within a day, and the platform registers none that close to its end/);
+    expect(expiring.code).toBe(14);
+    const leaf = pki.issue("ordered", { issuer: "int" });
+    const swapped = await registerCli(nowhere, "a1b2c4", pki.bundle("swapped.pem", pki.read(leaf), pki.rootPem, pki.intPem));
+    expect(swapped.stderr).toMatch(/certificate 1 in .*swapped\.pem \(O=Acme, CN=ordered\) is not signed by certificate 2 \(O=Acme, CN=Factory Root CA\)/);
+    expect(swapped.code).toBe(14);
+    const foreign = await registerCli(nowhere, "a1b2c4", pki.bundle("foreign.pem", pki.read(leaf), stranger.intPem, stranger.rootPem));
+    expect(foreign.stderr).toMatch(/is not signed by certificate 2/);
+    expect(failure(foreign)).toMatchObject({ reason: "cert-invalid", exitCode: 14 });
+  });
+
   it("a CA certificate first: exit 14, cert-invalid", async () => {
     const run = await registerCli(nowhere, "a1b2c4", pki.bundle("ca-first.pem", pki.intPem, pki.rootPem));
     expect(run.code, run.stderr).toBe(14);

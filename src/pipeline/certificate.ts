@@ -1,4 +1,4 @@
-import { createHash } from "node:crypto";
+import { sha256ColonHex } from "../crypto/fingerprint.js";
 import * as asn1js from "asn1js";
 import * as x509 from "../crypto/x509.js";
 import { CertRetrieverError, describeCause, type Reason, type Step } from "../errors.js";
@@ -29,8 +29,7 @@ export function parseCertificate(data: Uint8Array | string, what: string, step: 
 
 /** SHA-256 of the DER, as uppercase hex pairs joined by colons (the form openssl and dojot print). */
 export function sha256Fingerprint(cert: x509.X509Certificate): string {
-  const hex = createHash("sha256").update(new Uint8Array(cert.rawData)).digest("hex").toUpperCase();
-  return hex.match(/../g)!.join(":");
+  return sha256ColonHex(cert.rawData);
 }
 
 /** The first CN of a certificate's subject, if any. */

@@ -4,8 +4,8 @@ import type { CryptoProvider } from "../crypto/provider.js";
 import * as x509 from "../crypto/x509.js";
 import { CertRetrieverError, describeCause, usageError } from "../errors.js";
 import { faultPoint } from "../fault.js";
-import { logIn, type LoginSource } from "../platform/login.js";
-import { API_TRAITS, type PlatformClient, type Session } from "../platform/types.js";
+import { openSession, type SessionSource } from "../platform/login.js";
+import { API_TRAITS, type PlatformClient } from "../platform/types.js";
 import type { ProfileName, ProfileRecord } from "../profiles.js";
 import { FilesStore, type CredentialPaths } from "../store/files-store.js";
 import { readKeyJournal, writeKeyJournal } from "../store/key-journal.js";
@@ -22,7 +22,7 @@ export const ENROLL_STEPS = ["authenticate", "fetch-ca", "generate-key", "build-
 export type EnrollStep = (typeof ENROLL_STEPS)[number];
 
 /** What an enrollment needs. `username`, `password` and `retryLogin` are asked for only when the authenticate step runs. */
-export interface EnrollOptions extends LoginSource {
+export interface EnrollOptions extends SessionSource {
   platform: PlatformClient;
   /** Verifies signatures (the CA's on the certificate); software keys are made with it too, unless `keyStore` says otherwise. */
   crypto: CryptoProvider;
@@ -30,17 +30,8 @@ export interface EnrollOptions extends LoginSource {
   keyStore?: KeyStore;
   /** Also put the certificate into the token, beside its key (a token key store only). */
   storeCertInToken?: boolean;
-  /**
-   * With a token: the file that lists the keys this run makes until its credentials are stored
-   * (`<out>/<device-id>.key.pending`), so that the next run removes what a killed one left; without
-   * it such a key stays in the token.
-   */
-  keyJournal?: string;
   deviceId: string;
-  /** A session from a token (`login`): the authenticate step uses it instead of logging in. */
-  session?: Session;
-  /** Says where `session` came from, for the step's line. */
-  sessionSource?: string;
+  /** `session`: a session from a token (`login`), which the authenticate step uses instead of logging in; `sessionSource` says where it came from. */
   /** The key to generate; when absent, the one the platform's API prefers (known after fetch-ca). */
   keyType?: KeyType;
   sans: SubjectAltNames;
@@ -97,7 +88,8 @@ export async function enroll(opts: EnrollOptions, onEvent: (e: EnrollEvent) => v
   const keyStore: KeyStore = opts.keyStore ?? new SoftwareKeyStore(opts.crypto);
   const opened = await opts.store.open();
   let succeeded = false;
-  const journal = keyStore.kind === "pkcs11" ? opts.keyJournal : undefined;
+  // With a token: the store's list of the key this run makes, so that the next run removes what a killed one left.
+  const journal = keyStore.kind === "pkcs11" ? opts.store.keyJournal : undefined;
   const note = (message: string) => onEvent({ type: "note", message });
   // The token key this run made, until its credentials are stored.
   let madeKey: string | undefined;
@@ -142,28 +134,7 @@ export async function enroll(opts: EnrollOptions, onEvent: (e: EnrollEvent) => v
       return value;
     };
 
-    let loggedInAs = "";
-    const session: Session = await run(
-      "authenticate",
-      async () => {
-        if (!opts.session) {
-          const { session, username } = await logIn(opts.platform, opts);
-          loggedInAs = username;
-          return session;
-        }
-        if (opts.session.expiresAt && opts.session.expiresAt <= now()) {
-          throw new CertRetrieverError(`authenticate failed: the token in ${opts.sessionSource ?? "the token file"} expired at ${opts.session.expiresAt.toISOString()}`, {
-            step: "authenticate",
-            reason: "token-expired",
-          });
-        }
-        return opts.session;
-      },
-      (s) =>
-        opts.session
-          ? `using the token from ${opts.sessionSource ?? "login"}${s.tenant ? ` (tenant ${s.tenant})` : ""}`
-          : `logged in as ${loggedInAs}${s.tenant ? ` (tenant ${s.tenant})` : ""}`,
-    );
+    const { session } = await run("authenticate", () => openSession(opts.platform, opts, now()), (opened) => opened.detail);
     const ca = await run(
       "fetch-ca",
       async () => {

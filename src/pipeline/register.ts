@@ -1,4 +1,3 @@
-import { createHash } from "node:crypto";
 import type { CryptoProvider } from "../crypto/provider.js";
 import { toPem } from "../crypto/keys.js";
 import * as x509 from "../crypto/x509.js";
@@ -6,8 +5,10 @@ import { CertRetrieverError } from "../errors.js";
 import { openSession, type SessionSource } from "../platform/login.js";
 import type { DojotX509Client } from "../platform/dojot-x509.js";
 import { API_TRAITS, type PlatformClient } from "../platform/types.js";
-import { displayName } from "./certificate.js";
+import { displayName, sha256Fingerprint } from "./certificate.js";
 import { normalizeFingerprint } from "./pin.js";
+
+const DAY_MS = 24 * 60 * 60 * 1000;
 
 /** The steps of a registration, in the order they run (the chain is checked before any request). */
 export const REGISTER_STEPS = ["validate", "authenticate", "fetch-ca", "register"] as const;
@@ -54,8 +55,20 @@ export async function checkChain(text: string, where: string, opts: { deviceId: 
   const now = opts.now.getTime();
   if (leaf.notAfter.getTime() <= now) throw fail(`the certificate in ${where} (${displayName(leaf.subjectName)}) expired on ${leaf.notAfter.toISOString()}`, "cert-out-of-date");
   if (leaf.notBefore.getTime() > now) throw fail(`the certificate in ${where} (${displayName(leaf.subjectName)}) is not valid before ${leaf.notBefore.toISOString()}`, "cert-out-of-date");
+  // x509-identity-mgmt refuses a certificate with a day or less left (`checkRemainingDays`, pkiUtils.js at v0.7.0).
+  if (leaf.notAfter.getTime() - now <= DAY_MS) throw fail(`the certificate in ${where} (${displayName(leaf.subjectName)}) expires on ${leaf.notAfter.toISOString()}, within a day, and the platform registers none that close to its end`, "cert-out-of-date");
+  // Each certificate must be signed by the next: dojot's own check skips the device's certificate
+  // (pkijs takes the last certificate it is given as the end entity), so a chain in the wrong
+  // order, or of another certificate, would be registered and then refused by the broker.
+  for (let i = 0; i + 1 < certs.length; i++) {
+    const [cert, issuer] = [certs[i]!, certs[i + 1]!];
+    const signed = cert.issuer === issuer.subject && (await cert.verify({ publicKey: issuer.publicKey, signatureOnly: true }, opts.crypto).catch(() => false));
+    if (!signed) {
+      throw fail(`certificate ${i + 1} in ${where} (${displayName(cert.subjectName)}) is not signed by certificate ${i + 2} (${displayName(issuer.subjectName)}): the chain must run from the device's certificate to its root, each signed by the next`, "cert-invalid");
+    }
+  }
   const last = certs.at(-1)!;
-  const rootFingerprint = certs.length > 1 && (await isSelfSignedCa(last, opts.crypto)) ? fingerprintOf(last) : undefined;
+  const rootFingerprint = certs.length > 1 && (await isSelfSignedCa(last, opts.crypto)) ? sha256Fingerprint(last) : undefined;
   const pinned = opts.caFingerprint === undefined ? undefined : normalizeFingerprint(opts.caFingerprint);
   if (rootFingerprint && pinned && rootFingerprint.replace(/:/g, "") !== pinned) {
     throw fail(`the root CA at the end of ${where} has the fingerprint ${rootFingerprint}, not the one given (${opts.caFingerprint})`, "usage");
@@ -79,10 +92,6 @@ function namesDevice(cert: x509.X509Certificate, deviceId: string): boolean {
 async function isSelfSignedCa(cert: x509.X509Certificate, crypto: CryptoProvider): Promise<boolean> {
   if (!cert.getExtension(x509.BasicConstraintsExtension)?.ca || cert.subject !== cert.issuer) return false;
   return cert.verify({ publicKey: cert.publicKey, signatureOnly: true }, crypto).catch(() => false);
-}
-
-function fingerprintOf(cert: x509.X509Certificate): string {
-  return createHash("sha256").update(new Uint8Array(cert.rawData)).digest("hex").toUpperCase().match(/../g)!.join(":");
 }
 
 /** What a registration needs. */

@@ -1,4 +1,4 @@
-import { createHash } from "node:crypto";
+import { sha256ColonHex } from "../crypto/fingerprint.js";
 import { CertRetrieverError, usageError, type Reason, type Step } from "../errors.js";
 import { toPem } from "../crypto/keys.js";
 import { authError, bearer, malformed, replyError, requireJson } from "./dojot-legacy.js";
@@ -70,7 +70,7 @@ export class DojotX509Client implements PlatformClient {
   /** The CA from a `GET /x509/v1/ca` reply. */
   adoptCa(reply: HttpReply): FetchedCa {
     const ca = parseX509CaReply(reply);
-    this.caFingerprint = createHash("sha256").update(ca.der).digest("hex").toUpperCase().match(/../g)!.join(":");
+    this.caFingerprint = sha256ColonHex(ca.der);
     return ca;
   }
 
@@ -156,7 +156,7 @@ export class DojotX509Client implements PlatformClient {
   async registerChain(session: Session, req: { deviceId: string; chainPem: string; leafDer: Uint8Array; caFingerprint?: string }): Promise<{ fingerprint: string; already: boolean }> {
     const body = { certificateChain: req.chainPem, ...(req.caFingerprint ? { caFingerprint: req.caFingerprint } : {}), belongsTo: { device: req.deviceId } };
     const reply = await this.opts.http.json("register", this.url("/x509/v1/certificates"), { method: "POST", headers: bearer(session), body });
-    const fingerprint = colonHex(req.leafDer);
+    const fingerprint = sha256ColonHex(req.leafDer);
     if (reply.status === 201 || reply.status === 200) {
       requireJson("register", reply);
       const claimed = jsonObject(reply)?.certificateFingerprint;
@@ -228,19 +228,13 @@ function pemToDer(pem: string, label: string): Uint8Array | undefined {
 
 /** The platform's fingerprint (uppercase hex pairs with colons) must be the SHA-256 of what it sent. */
 function checkFingerprint(step: Step, der: Uint8Array, claimed: string, what: string): void {
-  const actual = createHash("sha256").update(der).digest("hex").toUpperCase();
-  if (claimed.replace(/:/g, "").toUpperCase() !== actual) {
+  if (claimed.replace(/:/g, "").toUpperCase() !== sha256ColonHex(der).replace(/:/g, "")) {
     throw new CertRetrieverError(`${step} failed: ${what} does not match the fingerprint the platform gave for it (${claimed})`, {
       step,
       reason: "reply-altered",
       facts: { fingerprint: claimed },
     });
   }
-}
-
-/** SHA-256 of DER as x509-identity-mgmt writes fingerprints: uppercase hex pairs joined by colons. */
-function colonHex(der: Uint8Array): string {
-  return createHash("sha256").update(der).digest("hex").toUpperCase().match(/../g)!.join(":");
 }
 
 /**

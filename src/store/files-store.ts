@@ -28,6 +28,10 @@ export class FilesStore implements CredentialStore {
     return this.paths.dir;
   }
 
+  get keyJournal(): string {
+    return `${this.paths.key}.pending`;
+  }
+
   async read(): Promise<StoredCredentials> {
     const read = (p: string) =>
       readRegularFile(p).catch((err: NodeJS.ErrnoException) => {

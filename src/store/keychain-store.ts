@@ -1,3 +1,4 @@
+import { join, resolve } from "node:path";
 import { CertRetrieverError, describeCause } from "../errors.js";
 import { faultPoint } from "../fault.js";
 import { prepareDirectory, removeCreatedDirectory } from "./directory.js";
@@ -46,6 +47,10 @@ export class KeychainStore implements CredentialStore {
     private readonly lockDir: string,
   ) {
     this.accounts = { key: `${deviceId}/key`, certificatePem: `${deviceId}/certificate`, caPem: `${deviceId}/ca/${caName}` };
+  }
+
+  get keyJournal(): string {
+    return join(resolve(this.lockDir), `${this.deviceId}.key.pending`);
   }
 
   get location(): string {

@@ -11,7 +11,6 @@ export const NAME_MAX_BYTES = 255;
 export interface CredentialNames {
   key: string;
   keyUri: string;
-  keyPending: string;
   certificate: string;
   ca: string;
   profile: string;
@@ -19,7 +18,7 @@ export interface CredentialNames {
 
 /** The file names of a device's credentials (the names dojot's retriever and the mosquitto_pub examples use). */
 export function credentialNames(deviceId: string, caName: string): CredentialNames {
-  return { key: `${deviceId}.key`, keyUri: `${deviceId}.key.uri`, keyPending: `${deviceId}.key.pending`, certificate: `${deviceId}.crt`, ca: `${caName}.crt`, profile: `${deviceId}.profile.json` };
+  return { key: `${deviceId}.key`, keyUri: `${deviceId}.key.uri`, certificate: `${deviceId}.crt`, ca: `${caName}.crt`, profile: `${deviceId}.profile.json` };
 }
 
 /** Where a device's credentials live: the names dojot's retriever and the mosquitto_pub examples use. */

@@ -38,6 +38,8 @@ export interface CredentialStore {
   readonly kind: string;
   /** Where, in words (a directory, a keychain service). */
   readonly location: string;
+  /** Where a run lists the token key it makes until credentials naming it are stored (`<out>/<device-id>.key.pending`). */
+  readonly keyJournal: string;
   read(): Promise<StoredCredentials>;
   /** Takes the lock and repairs interrupted writes. */
   open(): Promise<OpenStore>;

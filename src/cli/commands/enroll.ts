@@ -1,6 +1,4 @@
-import { join, resolve } from "node:path";
 import { Command, Option } from "commander";
-import { credentialNames } from "../../store/names.js";
 import { isKeyType, type KeyType } from "../../crypto/keys.js";
 import { CertRetrieverError } from "../../errors.js";
 import { COMMAND_EXIT_CODES } from "../../exit-codes.js";
@@ -145,7 +143,6 @@ async function runEnroll(command: Command, state: CliState): Promise<number> {
         crypto: softwareCrypto(),
         keyStore,
         storeCertInToken: Boolean(flags.storeCertInToken),
-        keyJournal: join(resolve(flags.out), credentialNames(deviceId, flags.caName).keyPending),
         deviceId,
         username: credentials?.username ?? flags.username ?? "",
         password: boundedRead(credentials?.password ?? (async () => ""), interrupt.signal, startedAt + parseDuration(flags.deadline, "--deadline")),

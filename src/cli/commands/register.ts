@@ -1,5 +1,5 @@
 import { readFile } from "node:fs/promises";
-import { Command, Option } from "commander";
+import { Command } from "commander";
 import { CertRetrieverError, describeCause } from "../../errors.js";
 import { COMMAND_EXIT_CODES } from "../../exit-codes.js";
 import type { RetryInfo } from "../../platform/http.js";
@@ -43,10 +43,6 @@ export function registerCommand(state: CliState): Command {
         "authenticates, and registers the certificate with the platform's x509-identity-mgmt, bound to --device-id. " +
         "The platform accepts it only under a root CA it trusts. Nothing is written on this device.",
     );
-  cmd.addOption(new Option("--cert-chain <file>", "PEM file: the device's certificate first, then its CA certificates (ideally up to the root)").env("CERT_RETRIEVER_CERT_CHAIN"));
-  cmd.addOption(
-    new Option("--root-ca-fingerprint <sha256:hex>", "the SHA-256 fingerprint of the trusted root CA that issued the chain, when --cert-chain does not end with it").env("CERT_RETRIEVER_ROOT_CA_FINGERPRINT"),
-  );
   addOptions(cmd, "register")
     .addHelpText("after", EXAMPLES + exitCodesHelp(COMMAND_EXIT_CODES.register))
     .action(async (_flags: RegisterFlags, command: Command) => {
