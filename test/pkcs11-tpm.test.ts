@@ -29,11 +29,11 @@ describe.skipIf(!ready)("keys in a TPM 2.0 (swtpm through tpm2-pkcs11): the same
 
   const keyUri = () => `pkcs11:token=${tpm.label}?module-path=${tpm.module}&pin-source=file:${tpm.pinFile}`;
 
-  for (const keyType of ["ec-p256", "rsa-2048"] as const) {
+  for (const keyType of ["ec-p256", "ec-p384", "rsa-2048", "rsa-3072"] as const) {
     it(`${keyType}: generated in the TPM, never extractable; the CSR the TPM signed verifies; the certificate chains; check finds the key; verify does mutual TLS with it`, async () => {
       const dir = await tempDir();
       const out = join(dir, "certs");
-      const id = keyType === "ec-p256" ? "7e0001" : "7e0002";
+      const id = `7e00${["ec-p256", "ec-p384", "rsa-2048", "rsa-3072"].indexOf(keyType) + 1}0`;
       const run = await enrollCli(proxy.url, lab, id, out, ["--api", "dojot", "--key", keyUri(), "--key-type", keyType], tpm.env);
       expect(run.code, run.stderr).toBe(0);
       expect(run.stderr).toMatch(new RegExp(`generate-key: ${keyType} key generated in token 'tpm' \\(${tpm.module}\\), never extractable`));
@@ -49,13 +49,22 @@ describe.skipIf(!ready)("keys in a TPM 2.0 (swtpm through tpm2-pkcs11): the same
       expect(check.code).toBe(1);
       // The CSR's key is the certificate's, and the certificate's is the TPM's (check compared it with the token's public key).
       expect(openssl("req", "-in", join(dir, "req.pem"), "-noout", "-pubkey")).toBe(openssl("x509", "-in", join(out, `${id}.crt`), "-noout", "-pubkey"));
-      expect((await readFile(join(out, `${id}.key.uri`), "utf8")).trim()).toMatch(/^pkcs11:token=tpm;serial=[^;]+;object=7e000\d;id=(%[0-9a-f]{2}){16};type=private\?/);
+      expect((await readFile(join(out, `${id}.key.uri`), "utf8")).trim()).toMatch(/^pkcs11:token=tpm;serial=[^;]+;object=7e00\d0;id=(%[0-9a-f]{2}){16};type=private\?/);
       // Mutual TLS with the TPM key, through OpenSSL's pkcs11 engine inside Node.
       const verify = await runCli(["verify", "--broker", broker.url, "--device-id", id, "--out", out, "--broker-timeout", "5s"], { env: tpm.env });
       expect(verify.stderr).toMatch(new RegExp(`verify connack: accepted as client '${id}'`));
       expect(verify.code, verify.stderr).toBe(0);
     });
   }
+
+  it("rsa-4096, which a TPM cannot make: exit 12 naming the token's answer, nothing written, no key left", async () => {
+    const out = join(await tempDir(), "certs");
+    const run = await enrollCli(proxy.url, lab, "7e0050", out, ["--api", "dojot", "--key", keyUri(), "--key-type", "rsa-4096"], tpm.env);
+    expect(run.stderr).toMatch(/generate-key failed: token 'tpm' cannot make a rsa-4096 key: CKR_ATTRIBUTE_VALUE_INVALID/);
+    expect(run.code).toBe(12);
+    expect(await listFiles(out)).toEqual([]);
+    expect(tpm.tool("--list-objects")).not.toMatch(/label:\s+7e0050/);
+  });
 
   it("wrong PIN: exit 32; once the TPM's dictionary-attack protection locks: exit 33; the PIN is never shown", async () => {
     const out = join(await tempDir(), "certs");
