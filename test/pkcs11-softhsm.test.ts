@@ -249,12 +249,18 @@ describe.skipIf(!ready)("keys in a PKCS#11 token (SoftHSM2): generated inside, C
     }
   });
 
-  it("the PIN as the systemd credential 'pin', the module from --pkcs11-module", async () => {
+  it("the PIN as the systemd credential 'pin'; the key and the module from --key and --pkcs11-module, or from the config file", async () => {
     const out = join(await tempDir(), "certs");
     const creds = await tempDir();
     await writeFile(join(creds, "pin"), token.pin, { mode: 0o600 });
     const run = await enrollCli(proxy.url, lab, "beef01", out, ["--key", "pkcs11:token=device", "--pkcs11-module", token.module], { ...token.env, CREDENTIALS_DIRECTORY: creds });
     expect(run.code, run.stderr).toBe(0);
     expect(token.privateKeys("beef01")).toHaveLength(1);
+    const config = join(creds, "config.json");
+    await writeFile(config, JSON.stringify({ key: "pkcs11:token=device", pkcs11Module: token.module }), { mode: 0o600 });
+    const fromConfig = await enrollCli(proxy.url, lab, "beef02", join(await tempDir(), "certs"), ["--config", config, "--api", "dojot"], { ...token.env, CREDENTIALS_DIRECTORY: creds });
+    expect(fromConfig.stderr).toMatch(/generate-key: ec-p256 key generated in token 'device'/);
+    expect(fromConfig.code, fromConfig.stderr).toBe(0);
+    expect(token.privateKeys("beef02")).toHaveLength(1);
   });
 });
