@@ -1,5 +1,5 @@
-import { spawn, spawnSync } from "node:child_process";
-import { readdir, readFile, writeFile } from "node:fs/promises";
+import { execFileSync, spawn, spawnSync } from "node:child_process";
+import { mkdir, readdir, readFile, utimes, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { BIN, runCli } from "./helpers/cli.js";
@@ -175,6 +175,58 @@ describe.skipIf(!ready)("keys in a PKCS#11 token (SoftHSM2): generated inside, C
     const switched = await enroll(id, out, ["--force"]);
     expect(switched.code, switched.stderr).toBe(0);
     expect(await listFiles(out)).toEqual([`${id}.crt`, `${id}.key.uri`, "IOTmidCA.crt"].sort());
+  });
+
+  it("a run killed mid-write, then a run without --key: the write is finished first, and the key stays in the token", async () => {
+    const id = "5a1c02";
+    const out = join(await tempDir(), "certs");
+    expect((await enroll(id, out)).code).toBe(0);
+    const killed = await enroll(id, out, ["--force"], { CERT_RETRIEVER_TEST_FAULT: "kill:store:renamed-2" });
+    expect(killed.code).toBe(null);
+    const next = await enrollCli(proxy.url, lab, id, out, ["--api", "dojot", "--force"], token.env);
+    expect(next.code, next.stderr).toBe(0);
+    expect(next.stderr).toMatch(/completed a write that an earlier run committed/);
+    expect(next.stderr).toMatch(/generate-key: ec-p256 key generated in token 'device'/);
+    expect(await listFiles(out)).toEqual([`${id}.crt`, `${id}.key.uri`, "IOTmidCA.crt"].sort());
+    expect(token.privateKeys(id)).toHaveLength(1);
+    expect((await runCli(["check", "--device-id", id, "--out", out], { env: token.env })).code).toBe(1);
+  });
+
+  it("a listed key in another token than this run's stays listed until a run with that token removes it", async () => {
+    execFileSync("softhsm2-util", ["--init-token", "--free", "--label", "other", "--pin", token.pin, "--so-pin", "87654321"], { env: { ...process.env, ...token.env }, stdio: "ignore" });
+    const id = "5a1c03";
+    const out = join(await tempDir(), "certs");
+    expect((await enroll(id, out, [], { CERT_RETRIEVER_TEST_FAULT: "kill:after-generate-key" })).code).toBe(null);
+    const listed = (await readFile(join(out, `${id}.key.pending`), "utf8")).trim();
+    const other = await enrollCli(proxy.url, lab, id, out, ["--api", "dojot", "--key", `pkcs11:token=other?module-path=${token.module}&pin-source=file:${token.pinFile}`], token.env);
+    expect(other.code, other.stderr).toBe(0);
+    expect(other.stderr).toMatch(new RegExp(`the key '${id}' with id [0-9a-f]{32} in token 'device' is not in token 'other' .*, so it stays`));
+    expect((await readFile(join(out, `${id}.key.pending`), "utf8")).trim()).toBe(listed);
+    expect(token.privateKeys(id)).toHaveLength(1);
+    const back = await enroll(id, out, ["--force"]);
+    expect(back.code, back.stderr).toBe(0);
+    expect(back.stderr).toMatch(new RegExp(`removed the key '${id}' with id [0-9a-f]{32} in token 'device': an earlier run made it`));
+    expect(token.privateKeys(id)).toHaveLength(1); // this run's
+    // The key it replaced is in token 'other': listed now, for a run with that token to remove.
+    expect(back.stderr).toMatch(new RegExp(`the key '${id}' with id [0-9a-f]{32} in token 'other' is not in token 'device' .*, so it stays \\(the new key replaces it\\)`));
+    expect((await readFile(join(out, `${id}.key.pending`), "utf8")).trim()).toMatch(/^pkcs11:token=other;/);
+  });
+
+  it("verify leaves no PIN file, and removes one a killed check left over a minute ago (a fresh one is another run's)", async () => {
+    const id = "5a1c04";
+    const out = join(await tempDir(), "certs");
+    expect((await enroll(id, out)).code).toBe(0);
+    const runtime = await tempDir();
+    const [old, fresh] = [join(runtime, "cert-retriever-pin-old"), join(runtime, "cert-retriever-pin-fresh")];
+    for (const dir of [old, fresh]) {
+      await mkdir(dir, { mode: 0o700 });
+      await writeFile(join(dir, "pin"), "left", { mode: 0o600 });
+    }
+    const aMinuteAgo = new Date(Date.now() - 120_000);
+    await utimes(old, aMinuteAgo, aMinuteAgo);
+    const verify = await runCli(["verify", "--broker", broker.url, "--device-id", id, "--out", out, "--broker-timeout", "5s"], { env: { ...token.env, XDG_RUNTIME_DIR: runtime } });
+    expect(verify.code, verify.stderr).toBe(0);
+    expect((await readdir(runtime)).filter((name) => name.startsWith("cert-retriever-pin-"))).toEqual(["cert-retriever-pin-fresh"]);
   });
 
   it("wrong PIN: exit 32 before the platform is asked, the PIN never shown; missing token: 31; missing module: 30; pin-value on argv: 2", async () => {

@@ -1,5 +1,5 @@
 import { existsSync } from "node:fs";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { lstat, mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { CertRetrieverError } from "../errors.js";
@@ -44,13 +44,34 @@ export async function tokenKeyForTls(
     if (dir) process.env.OPENSSL_ENGINES = dir;
   }
   // The PIN reaches the engine in a file of its own (libp11 prints the URI it was given in some of
-  // its errors, so the PIN is never in it), 0600 in a 0700 directory, removed when TLS is done.
-  const dir = await mkdtemp(join(process.env.XDG_RUNTIME_DIR || tmpdir(), "cert-retriever-pin-"));
+  // its errors, so the PIN is never in it), 0600 in a 0700 directory, removed as soon as the key is
+  // loaded; one that a killed run left is removed here.
+  const base = process.env.XDG_RUNTIME_DIR || tmpdir();
+  await removeLeftPinFiles(base);
+  const dir = await mkdtemp(join(base, PIN_DIR_PREFIX));
   const pinFile = join(dir, "pin");
-  await writeFile(pinFile, pin, { mode: 0o600 });
+  await writeFile(pinFile, pin, { mode: 0o600 }).catch(async (err: unknown) => {
+    await rm(dir, { recursive: true, force: true });
+    throw err;
+  });
   const path = record.trim().replace(/\?.*$/, "");
   return {
     engine: { engine: "pkcs11", identifier: `${path};pin-source=${pinFile}` },
     dispose: () => rm(dir, { recursive: true, force: true }),
   };
+}
+
+const PIN_DIR_PREFIX = "cert-retriever-pin-";
+
+/**
+ * Removes the PIN directories that this user's earlier runs, killed before removing their own, left:
+ * those over a minute old (a running check removes its own within milliseconds of writing it).
+ */
+async function removeLeftPinFiles(base: string): Promise<void> {
+  const names = await readdir(base).catch(() => [] as string[]);
+  for (const name of names.filter((n) => n.startsWith(PIN_DIR_PREFIX))) {
+    const path = join(base, name);
+    const st = await lstat(path).catch(() => undefined);
+    if (st?.isDirectory() && st.uid === process.getuid?.() && Date.now() - st.mtimeMs > 60_000) await rm(path, { recursive: true, force: true }).catch(() => undefined);
+  }
 }

@@ -36,11 +36,11 @@ export interface KeyStore {
   publicKeysOf(record: string): Promise<Uint8Array[]>;
   /**
    * Removes the key a record names (and its certificate object), which cert-retriever made: one a
-   * failed or killed run left, or one that a new enrollment replaced. Says what it removed, or
-   * undefined when the key is not there. A software key lives only in the credentials store, so
-   * there is nothing to remove there.
+   * failed or killed run left, or one that a new enrollment replaced. `elsewhere`: the record names
+   * another token than this store's, which is left as it is. A software key lives only in the
+   * credentials store, so there is nothing to remove there.
    */
-  remove(record: string): Promise<string | undefined>;
+  remove(record: string): Promise<"removed" | "absent" | "elsewhere">;
   /** Puts the certificate into the key's token beside it (same label and id), for other PKCS#11 consumers: token stores only. */
   storeCertificate?(record: string, cert: x509.X509Certificate): Promise<void>;
   /** Ends the store's use (logs out of a token). */
@@ -71,8 +71,8 @@ export class SoftwareKeyStore implements KeyStore {
     return [new Uint8Array(createPublicKey(createPrivateKey(record)).export({ type: "spki", format: "der" }))];
   }
 
-  async remove(): Promise<undefined> {
-    return undefined;
+  async remove(): Promise<"elsewhere"> {
+    return "elsewhere";
   }
 
   async close(): Promise<void> {}

@@ -220,12 +220,13 @@ export class Pkcs11KeyStore implements KeyStore {
     return Promise.all(this.find(this.graphene.ObjectClass.PUBLIC_KEY, uri.object, uri.id).map((o) => this.spkiOf(o)));
   }
 
-  async remove(record: string): Promise<string | undefined> {
+  async remove(record: string): Promise<"removed" | "absent" | "elsewhere"> {
     const uri = parsePkcs11Uri(record.trim());
-    if (uri.object === undefined || uri.id === undefined) return undefined; // names no one key
+    if (uri.token !== this.tokenLabel || (uri.serial !== undefined && uri.serial !== this.tokenSerial)) return "elsewhere";
+    if (uri.object === undefined || uri.id === undefined) return "absent"; // names no one key
     const { ObjectClass } = this.graphene;
     const objects = [ObjectClass.PRIVATE_KEY, ObjectClass.PUBLIC_KEY, ObjectClass.CERTIFICATE].flatMap((cls) => this.find(cls, uri.object, uri.id));
-    if (objects.length === 0) return undefined;
+    if (objects.length === 0) return "absent";
     for (const object of objects) {
       try {
         object.destroy();
@@ -233,7 +234,7 @@ export class Pkcs11KeyStore implements KeyStore {
         throw tokenError(`removing the key '${uri.object}' from token '${this.tokenLabel}' failed`, err);
       }
     }
-    return `the key '${uri.object}' with id ${Buffer.from(uri.id).toString("hex")} in token '${this.tokenLabel}'`;
+    return "removed";
   }
 
   /** Puts the certificate into the token beside its key, with the key's label and id, for other PKCS#11 consumers. */

@@ -147,3 +147,22 @@ function percentDecode(value: string): Uint8Array {
   }
   return new Uint8Array(out);
 }
+
+/**
+ * Whether two recorded URIs name the same token key: the same token (label, serial), label and id.
+ * The query (module path, PIN source) may differ: it says how to reach the key, not which it is.
+ */
+export function sameKey(a: string, b: string): boolean {
+  try {
+    const [x, y] = [parsePkcs11Uri(a.trim()), parsePkcs11Uri(b.trim())];
+    return x.token === y.token && x.serial === y.serial && x.object === y.object && x.id !== undefined && y.id !== undefined && Buffer.from(x.id).equals(Buffer.from(y.id));
+  } catch {
+    return false;
+  }
+}
+
+/** A recorded key in words: `the key 'f60c28' with id 2aac… in token 'device'`. */
+export function describeKey(record: string): string {
+  const uri = parsePkcs11Uri(record.trim());
+  return `the key '${uri.object ?? ""}' with id ${Buffer.from(uri.id ?? []).toString("hex")} in token '${uri.token ?? ""}'`;
+}

@@ -1,4 +1,5 @@
 import { SoftwareKeyStore, type KeyHandle, type KeyStore } from "../crypto/key-store.js";
+import { describeKey, sameKey } from "../crypto/pkcs11-uri.js";
 import { toPem, type KeyType } from "../crypto/keys.js";
 import type { CryptoProvider } from "../crypto/provider.js";
 import * as x509 from "../crypto/x509.js";
@@ -93,17 +94,32 @@ export async function enroll(opts: EnrollOptions, onEvent: (e: EnrollEvent) => v
   const note = (message: string) => onEvent({ type: "note", message });
   // The token key this run made, until its credentials are stored.
   let madeKey: string | undefined;
+  // Keys listed by an earlier run that are in another token than this run's: they stay listed.
+  const elsewhere: string[] = [];
+  /** Removes a key cert-retriever made, saying why; a failure is a note (the key stays listed, for the next run). */
+  const removeKey = async (record: string, why: string): Promise<"done" | "kept"> => {
+    try {
+      const outcome = await keyStore.remove(record);
+      if (outcome === "removed") note(`removed ${describeKey(record)}: ${why}`);
+      if (outcome === "elsewhere") note(`${describeKey(record)} is not in ${keyStore.location}, so it stays (${why}); a run with that token removes it`);
+      return outcome === "elsewhere" ? "kept" : "done";
+    } catch (err) {
+      note(`could not remove ${describeKey(record)} (${describeCause(err)}); the next run tries again`);
+      return "kept";
+    }
+  };
   try {
     for (const message of opened.notes) note(message);
     // The key the stored credentials name: never removed but by a new enrollment that replaces it.
     const storedKey = (await opts.store.read()).parts.key?.trim();
+    const storedInToken = storedKey !== undefined && isKeyUri(storedKey) ? storedKey : undefined;
     if (journal) {
-      const left = (await readKeyJournal(journal)).filter((record) => record !== storedKey);
+      const left = (await readKeyJournal(journal)).filter((record) => !(storedInToken && sameKey(record, storedInToken)));
       for (const record of left) {
-        const removed = await keyStore.remove(record);
-        if (removed) note(`removed ${removed}: an earlier run made it and stored no credentials with it`);
+        const outcome = await removeKey(record, "an earlier run made it and stored no credentials with it");
+        if (outcome === "kept") elsewhere.push(record);
       }
-      await writeKeyJournal(journal, []);
+      await writeKeyJournal(journal, elsewhere);
     }
     if (!opts.force) {
       const existing = await inspectCredentials(opts.store, {
@@ -155,7 +171,7 @@ export async function enroll(opts: EnrollOptions, onEvent: (e: EnrollEvent) => v
           const made = await keyStore.generate(keyType, opts.deviceId);
           if (journal) {
             madeKey = await made.record();
-            await writeKeyJournal(journal, [madeKey]);
+            await writeKeyJournal(journal, [...elsewhere, madeKey]);
           }
           return made;
         } catch (err) {
@@ -211,7 +227,7 @@ export async function enroll(opts: EnrollOptions, onEvent: (e: EnrollEvent) => v
       "store",
       async () => {
         // Until the write is done, either key may be the one stored: the next run keeps that one and removes the other.
-        if (journal && storedKey && isKeyUri(storedKey) && storedKey !== keyRecord) await writeKeyJournal(journal, [keyRecord, storedKey]);
+        if (journal && storedInToken && !sameKey(storedInToken, keyRecord)) await writeKeyJournal(journal, [...elsewhere, keyRecord, storedInToken]);
         if (opts.storeCertInToken) {
           if (!keyStore.storeCertificate) throw usageError("the certificate can be stored in a token only beside a key in that token", "storeCertInToken");
           await keyStore.storeCertificate(keyRecord, cert);
@@ -230,32 +246,20 @@ export async function enroll(opts: EnrollOptions, onEvent: (e: EnrollEvent) => v
             if (binding.bound) onEvent({ type: "note", message: `certificate ${issued.reply.fingerprint ?? sha256Fingerprint(cert)} is bound to device ${opts.deviceId} on the platform but was not stored here; the next run issues and binds a new one` });
             throw err;
           });
+        madeKey = undefined; // stored: from here on, nothing removes it
       },
       () => `stored in ${opts.store.location}${opts.storeCertInToken ? ` and the certificate in ${keyStore.location}` : ""}${keyStore.kind === "pkcs11" ? `; the key stays in the token (${keyRecord})` : ""}`,
     );
     // The key the new credentials replaced is cert-retriever's (it stored it): it goes.
-    if (storedKey && isKeyUri(storedKey) && storedKey !== keyRecord) {
-      const removed = await keyStore.remove(storedKey).catch((err: unknown) => {
-        note(`could not remove the replaced key ${storedKey} from ${keyStore.location} (${describeCause(err)}); remove it by hand`);
-        return undefined;
-      });
-      if (removed) note(`removed ${removed}: the new key replaces it`);
-    }
-    madeKey = undefined;
-    if (journal) await writeKeyJournal(journal, []).catch(() => undefined); // a stale entry names the stored key, which is never removed
+    const replaced = storedInToken && !sameKey(storedInToken, keyRecord) && (await removeKey(storedInToken, "the new key replaces it")) === "kept" ? [storedInToken] : [];
+    // A stale entry names the stored key, which is never removed.
+    if (journal) await writeKeyJournal(journal, [...elsewhere, ...replaced]).catch(() => undefined);
     succeeded = true;
     return { ...describe(cert, opts.store, opts.deviceId, session.tenant, steps, Boolean(opts.profile && opts.profile.name !== "generic"), keyStore.kind === "pkcs11"), status: "enrolled" };
   } finally {
     // A failed run takes its token key out again (a killed one leaves it to the next, by the journal).
-    if (madeKey) {
-      const made = madeKey;
-      try {
-        const removed = await keyStore.remove(made);
-        if (removed) note(`removed ${removed}: this run made it and failed`);
-        if (journal) await writeKeyJournal(journal, []);
-      } catch (err) {
-        note(`could not remove this run's key from ${keyStore.location} (${describeCause(err)}); the next run does`);
-      }
+    if (madeKey && (await removeKey(madeKey, "this run made it and failed")) === "done" && journal) {
+      await writeKeyJournal(journal, elsewhere).catch(() => undefined);
     }
     await opened.close(succeeded);
   }

@@ -1,6 +1,6 @@
 import { connect as netConnect, type Socket } from "node:net";
 import { bareHost } from "../loopback.js";
-import { connect as tlsConnect, type ConnectionOptions, type TLSSocket } from "node:tls";
+import { connect as tlsConnect, createSecureContext, type ConnectionOptions, type SecureContext, type TLSSocket } from "node:tls";
 import { CertRetrieverError, describeCause, type Reason } from "../errors.js";
 import { probeTlsAlert } from "../platform/tls-probe.js";
 import type { MqttVersion } from "../profiles.js";
@@ -15,8 +15,12 @@ export interface BrokerCheck {
   /** The device's certificate and key (absent only to show what a broker does without one). */
   certPem?: string;
   keyPem?: string;
-  /** Instead of `keyPem`, a key in a token reached through an OpenSSL engine (pkcs11): the engine's id and the key's URI. */
-  keyEngine?: { engine: string; identifier: string };
+  /**
+   * Instead of `keyPem`, a key in a token reached through an OpenSSL engine (pkcs11): the engine's
+   * id and the key's URI. The key is loaded once, into one TLS context that every connection of the
+   * check uses; `loaded` is called right after (the CLI then removes the PIN file the URI names).
+   */
+  keyEngine?: { engine: string; identifier: string; loaded?: () => Promise<void> };
   clientId: string;
   /** Publish one QoS 1 message here: MQTT 5 reports a refusal in the PUBACK; over 3.1.1 delivery is watched for. */
   topic?: string;
@@ -59,6 +63,8 @@ export async function checkBroker(check: BrokerCheck, onStage: (s: StageReport) 
   };
   const host = bareHost(check.broker.hostname);
   const at: Endpoint = { host, port: Number(check.broker.port || 8883), servername: check.servername ?? (/^[\d.]+$|:/.test(host) ? undefined : host) };
+  // The client's key: the PEM, or a token key loaded once, through the engine, into one TLS context.
+  const key: ClientKey = check.keyEngine ? { secureContext: await engineContext(check, check.keyEngine, host) } : { key: check.keyPem };
   let start = performance.now();
   const elapsed = () => {
     const ms = Math.round(performance.now() - start);
@@ -69,12 +75,12 @@ export async function checkBroker(check: BrokerCheck, onStage: (s: StageReport) 
   const wanted = check.mqttVersion ?? "auto";
   const first: ProtocolLevel = wanted === "3.1.1" ? 4 : 5;
   const connect = async (level: ProtocolLevel, onTcp?: () => void): Promise<Session> => {
-    const tls = await openTls(check, at, onTcp);
+    const tls = await openTls(check, at, key, onTcp);
     if (onTcp) report({ stage: "tls", ms: elapsed(), detail: `${tls.getProtocol() ?? "TLS"} ${tls.getCipher()?.name ?? ""}, broker certificate trusted${at.servername ? ` for ${at.servername}` : ""}`.replace(/\s+,/, ",") });
     return openSession(tls, level, check.clientId, check.timeoutMs).catch(async (err: unknown) => {
       // A reset before CONNACK, right after a TLS 1.3 handshake: ask the broker again, writing nothing, to read its alert.
       if (/^(ECONNRESET|EPIPE)$/.test(String((err as NodeJS.ErrnoException).code ?? ""))) {
-        const alert = await probeTlsAlert({ host, port: at.port, servername: at.servername, ca: check.caPem, cert: check.certPem, ...clientKey(check), ...check.tls });
+        const alert = await probeTlsAlert({ host, port: at.port, servername: at.servername, ca: check.caPem, cert: check.certPem, ...key, ...check.tls });
         if (alert) throw tlsError(Object.assign(new Error(alert), { code: alert }), host);
       }
       throw err;
@@ -123,7 +129,7 @@ function delivery311(topic: string, watched: Watched): string {
 }
 
 /** TCP, then the TLS handshake with the broker's certificate checked against the stored CA; `onTcp` hears of the first. */
-async function openTls(check: BrokerCheck, at: Endpoint, onTcp?: () => void): Promise<TLSSocket> {
+async function openTls(check: BrokerCheck, at: Endpoint, key: ClientKey, onTcp?: () => void): Promise<TLSSocket> {
   const { host, port, servername } = at;
   const tcp = await withTimeout<Socket>(check.timeoutMs, "TCP connection", (resolve, reject) => {
     const socket: Socket = netConnect({ host, port });
@@ -141,7 +147,7 @@ async function openTls(check: BrokerCheck, at: Endpoint, onTcp?: () => void): Pr
       host: check.servername ?? host,
       ca: check.caPem,
       cert: check.certPem,
-      ...clientKey(check),
+      ...key,
       rejectUnauthorized: true,
       ...check.tls,
     });
@@ -175,7 +181,16 @@ function engineError(err: unknown): CertRetrieverError | undefined {
   return new CertRetrieverError(`token failed: ${what}`, { step: "token", reason, cause: err });
 }
 
-/** The TLS options that give the client's key: the PEM, or the engine and the token key's URI. */
-function clientKey(check: BrokerCheck): Pick<ConnectionOptions, "key" | "privateKeyEngine" | "privateKeyIdentifier"> {
-  return check.keyEngine ? { privateKeyEngine: check.keyEngine.engine, privateKeyIdentifier: check.keyEngine.identifier } : { key: check.keyPem };
+/** The TLS options that give the client's key: the PEM, or a context that holds a token key. */
+type ClientKey = Pick<ConnectionOptions, "key" | "secureContext">;
+
+/** The one TLS context that holds the engine's key (CA and certificate with it). */
+async function engineContext(check: BrokerCheck, engine: NonNullable<BrokerCheck["keyEngine"]>, host: string): Promise<SecureContext> {
+  try {
+    return createSecureContext({ ca: check.caPem, cert: check.certPem, privateKeyEngine: engine.engine, privateKeyIdentifier: engine.identifier, ...check.tls });
+  } catch (err) {
+    throw engineError(err) ?? tlsError(err, host);
+  } finally {
+    await engine.loaded?.();
+  }
 }

@@ -192,7 +192,15 @@ async function runEnroll(command: Command, state: CliState): Promise<number> {
 
 /** The token of the stored key, as a URI to make a new key with (its label and module, not its id), if the stored key is in one. */
 async function tokenOfStoredKey(store: CredentialStore): Promise<string | undefined> {
-  const stored = (await store.read().catch(() => undefined))?.parts.key?.trim();
+  let read = await store.read().catch(() => undefined);
+  if (read?.interrupted) {
+    // Which key is stored is known once the interrupted write is finished or undone: do that first.
+    const opened = await store.open();
+    for (const message of opened.notes) say(`note: ${message}`);
+    await opened.close(true);
+    read = await store.read().catch(() => undefined);
+  }
+  const stored = read?.parts.key?.trim();
   if (!stored?.startsWith("pkcs11:")) return undefined;
   const { formatPkcs11Uri, parsePkcs11Uri } = await import("../../crypto/pkcs11-uri.js");
   const { id: _id, type: _type, ...token } = parsePkcs11Uri(stored);

@@ -68,6 +68,13 @@ export async function verifyStored(store: CredentialStore, deviceId: string, bro
   if (broker.protocol !== "mqtts:") throw usage(`--broker must be mqtts:// (mutual TLS), not ${broker.protocol}//`);
   const timeoutMs = parseDuration(flags.brokerTimeout, "--broker-timeout");
   const stored = await store.read();
+  if (stored.interrupted) {
+    throw new CertRetrieverError(`verify failed: a write to ${store.location} was interrupted, so which credentials are stored is not settled`, {
+      step: "verify",
+      reason: "not-enrolled",
+      hint: "run enroll (it finishes or undoes the write first); no broker was contacted",
+    });
+  }
   if (!stored.pems) {
     throw new CertRetrieverError(`verify failed: no complete credentials for '${deviceId}' in ${store.location}`, { step: "verify", reason: "not-enrolled", hint: "enroll first; no broker was contacted" });
   }
@@ -94,7 +101,7 @@ export async function verifyStored(store: CredentialStore, deviceId: string, bro
         caPem: stored.pems.caPem,
         certPem: stored.pems.certificatePem,
         keyPem: inToken ? undefined : stored.pems.key,
-        keyEngine: tokenKey?.engine,
+        keyEngine: tokenKey ? { ...tokenKey.engine, loaded: tokenKey.dispose } : undefined,
         clientId: flags.clientId ?? identity.clientId,
         topic: flags.topic ?? identity.topic,
         servername: flags.servername,
