@@ -1,9 +1,13 @@
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
+import { existsSync } from "node:fs";
+import { mkdir, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { SECRETS } from "./cli.js";
 import { tempDir } from "./lab.js";
+
+/** The longest a test's TPM daemons live, whatever becomes of the test (coreutils timeout's duration). */
+const LIFETIME = "10m";
 
 /** Debian's tpm2-pkcs11 module. */
 export const TPM2_MODULE = "/usr/lib/x86_64-linux-gnu/pkcs11/libtpm2_pkcs11.so";
@@ -36,12 +40,15 @@ export async function startTpm(label = "tpm"): Promise<TestTpm> {
   await mkdir(join(dir, "store"));
   const children: ChildProcess[] = [];
   const sock = join(dir, "tpm.sock");
-  // -d returns once the socket listens; the pid file lets stop() end it.
-  const swtpm = spawnSync("swtpm", ["socket", "--tpm2", "--tpmstate", `dir=${join(dir, "state")}`, "--server", `type=unixio,path=${sock}`, "--ctrl", `type=unixio,path=${sock}.ctrl`, "--flags", "not-need-init,startup-clear", "--pid", `file=${join(dir, "swtpm.pid")}`, "-d"], { encoding: "utf8" });
-  if (swtpm.status !== 0) throw new Error(`swtpm did not start: ${swtpm.stderr}`);
-  const swtpmPid = Number((await readFile(join(dir, "swtpm.pid"), "utf8")).trim());
-  const dbus = spawn("dbus-daemon", ["--session", "--nofork", "--nosyslog", "--print-address=1", `--address=unix:path=${join(dir, "bus")}`], { stdio: ["ignore", "pipe", "ignore"] });
-  children.push(dbus);
+  // Each daemon runs under coreutils' timeout: a test process that dies without stop() leaves
+  // nothing running past LIFETIME (timeout passes stop()'s SIGTERM on to the daemon).
+  const bounded = (command: string, args: string[], options: Parameters<typeof spawn>[2]) => {
+    const child = spawn("timeout", [LIFETIME, command, ...args], options);
+    children.push(child);
+    return child;
+  };
+  bounded("swtpm", ["socket", "--tpm2", "--tpmstate", `dir=${join(dir, "state")}`, "--server", `type=unixio,path=${sock}`, "--ctrl", `type=unixio,path=${sock}.ctrl`, "--flags", "not-need-init,startup-clear"], { stdio: "ignore" });
+  const dbus = bounded("dbus-daemon", ["--session", "--nofork", "--nosyslog", "--print-address=1", `--address=unix:path=${join(dir, "bus")}`], { stdio: ["ignore", "pipe", "ignore"] });
   const busAddress = await new Promise<string>((resolve, reject) => {
     dbus.stdout!.once("data", (d: Buffer) => resolve(d.toString().trim().split("\n")[0]!));
     dbus.once("exit", () => reject(new Error("dbus-daemon exited")));
@@ -56,14 +63,14 @@ export async function startTpm(label = "tpm"): Promise<TestTpm> {
     TSS2_LOG: "all+NONE",
   };
   const fullEnv = { ...process.env, ...env };
-  const abrmd = spawn("tpm2-abrmd", ["--session", "--allow-root", "--flush-all", `--dbus-name=${busName}`, `--tcti=swtpm:path=${sock}`], { env: fullEnv, stdio: "ignore" });
-  children.push(abrmd);
+  // tpm2-abrmd connects to swtpm at start: once swtpm's socket is there.
+  for (let i = 0; i < 500 && !existsSync(sock); i++) await sleep(10);
+  bounded("tpm2-abrmd", ["--session", "--allow-root", "--flush-all", `--dbus-name=${busName}`, `--tcti=swtpm:path=${sock}`], { env: fullEnv, stdio: "ignore" });
   const stop = async () => {
-    for (const child of children.reverse()) child.kill("SIGKILL");
-    try {
-      process.kill(swtpmPid, "SIGKILL");
-    } catch {
-      // already gone
+    for (const child of children.reverse()) {
+      const exited = new Promise((resolve) => (child.exitCode !== null || child.signalCode !== null ? resolve(undefined) : child.once("exit", resolve)));
+      child.kill("SIGTERM");
+      await exited;
     }
     await rm(dir, { recursive: true, force: true });
   };
