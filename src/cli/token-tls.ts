@@ -26,7 +26,7 @@ export async function tokenKeyForTls(
   const { parsePkcs11Uri } = await import("../crypto/pkcs11-uri.js");
   const { modulePathOf, Pkcs11KeyStore } = await import("../crypto/pkcs11-store.js");
   const parsed = parsePkcs11Uri(uri);
-  const named = parsePkcs11Uri(record.trim());
+  const named = parsePkcs11Uri(record);
   const pinSource = await tokenPin(parsed, flags, tokenName(parsed));
   const pin = parsed.pinValue ?? (await pinSource.read());
   const keyStore = await openKeyStore(flags, uri, { login: true, source, pin: { read: async () => pin, where: pinSource.where } });

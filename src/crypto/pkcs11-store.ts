@@ -97,6 +97,7 @@ export class Pkcs11KeyStore implements KeyStore {
     private readonly module: Module,
     private readonly session: Session,
     private readonly graphene: Graphene,
+    private readonly p11: WebcryptoP11,
     private readonly crypto: CryptoProvider,
     private readonly uri: Pkcs11Uri,
     private readonly modulePath: string,
@@ -170,7 +171,7 @@ export class Pkcs11KeyStore implements KeyStore {
         },
       };
       const crypto = p11Crypto as unknown as CryptoProvider;
-      return new Pkcs11KeyStore(module, session, graphene, crypto, uri, modulePath, tokenLabel, token.serialNumber.trim(), release, loggedIn);
+      return new Pkcs11KeyStore(module, session, graphene, p11, crypto, uri, modulePath, tokenLabel, token.serialNumber.trim(), release, loggedIn);
     } catch (err) {
       quietly(() => session?.close());
       quietly(() => module.finalize());
@@ -209,19 +210,19 @@ export class Pkcs11KeyStore implements KeyStore {
 
   /** Whether the token holds the private key a record names (logged in; without a login, its public key). */
   holds(record: string): boolean {
-    const uri = parsePkcs11Uri(record.trim());
+    const uri = parsePkcs11Uri(record);
     const { ObjectClass } = this.graphene;
     return this.find(this.loggedIn ? ObjectClass.PRIVATE_KEY : ObjectClass.PUBLIC_KEY, uri.object, uri.id).length > 0;
   }
 
   /** The SubjectPublicKeyInfo of each public key the record names, for matching a certificate. */
   async publicKeysOf(record: string): Promise<Uint8Array[]> {
-    const uri = parsePkcs11Uri(record.trim());
+    const uri = parsePkcs11Uri(record);
     return Promise.all(this.find(this.graphene.ObjectClass.PUBLIC_KEY, uri.object, uri.id).map((o) => this.spkiOf(o)));
   }
 
   async remove(record: string): Promise<"removed" | "absent" | "elsewhere"> {
-    const uri = parsePkcs11Uri(record.trim());
+    const uri = parsePkcs11Uri(record);
     if (uri.token !== this.tokenLabel || (uri.serial !== undefined && uri.serial !== this.tokenSerial)) return "elsewhere";
     if (uri.object === undefined || uri.id === undefined) return "absent"; // names no one key
     const { ObjectClass } = this.graphene;
@@ -239,7 +240,7 @@ export class Pkcs11KeyStore implements KeyStore {
 
   /** Puts the certificate into the token beside its key, with the key's label and id, for other PKCS#11 consumers. */
   async storeCertificate(record: string, cert: x509.X509Certificate): Promise<void> {
-    const uri = parsePkcs11Uri(record.trim());
+    const uri = parsePkcs11Uri(record);
     const { ObjectClass, CertificateType } = this.graphene;
     try {
       for (const old of this.find(ObjectClass.CERTIFICATE, uri.object, uri.id)) old.destroy();
@@ -286,8 +287,7 @@ export class Pkcs11KeyStore implements KeyStore {
   }
 
   private async spkiOf(object: import("graphene-pk11").SessionObject): Promise<Uint8Array> {
-    const p11 = (await loadPackages()).p11;
-    const key = p11.CryptoKey.getID(object.toType() as never);
+    const key = this.p11.CryptoKey.getID(object.toType() as never);
     const crypto = this.crypto as unknown as InstanceType<WebcryptoP11["Crypto"]>;
     const handle = await crypto.keyStorage.getItem(key);
     return new Uint8Array(await crypto.subtle.exportKey("spki", handle as unknown as CryptoKey));

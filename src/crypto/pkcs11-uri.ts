@@ -49,8 +49,9 @@ export function isPkcs11Uri(value: string | undefined): value is string {
   return typeof value === "string" && /^pkcs11:/i.test(value);
 }
 
-/** Parses `text`, refusing (`usage`, field `key`) what RFC 7512 does not allow or cert-retriever cannot use, in one sentence. */
+/** Parses `text` (a stored record's newline aside), refusing (`usage`, field `key`) what RFC 7512 does not allow or cert-retriever cannot use, in one sentence. */
 export function parsePkcs11Uri(text: string): Pkcs11Uri {
+  text = text.trim();
   const bad = (why: string) => usageError(`the key URI ${shown(text)} is not a usable PKCS#11 URI: ${why}`, "key");
   if (!isPkcs11Uri(text)) throw bad("it must start with pkcs11:");
   const body = text.slice("pkcs11:".length);
@@ -154,7 +155,7 @@ function percentDecode(value: string): Uint8Array {
  */
 export function sameKey(a: string, b: string): boolean {
   try {
-    const [x, y] = [parsePkcs11Uri(a.trim()), parsePkcs11Uri(b.trim())];
+    const [x, y] = [parsePkcs11Uri(a), parsePkcs11Uri(b)];
     return x.token === y.token && x.serial === y.serial && x.object === y.object && x.id !== undefined && y.id !== undefined && Buffer.from(x.id).equals(Buffer.from(y.id));
   } catch {
     return false;
@@ -163,6 +164,6 @@ export function sameKey(a: string, b: string): boolean {
 
 /** A recorded key in words: `the key 'f60c28' with id 2aac… in token 'device'`. */
 export function describeKey(record: string): string {
-  const uri = parsePkcs11Uri(record.trim());
+  const uri = parsePkcs11Uri(record);
   return `the key '${uri.object ?? ""}' with id ${Buffer.from(uri.id ?? []).toString("hex")} in token '${uri.token ?? ""}'`;
 }
