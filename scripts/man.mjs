@@ -20,6 +20,7 @@ const OTHER_VARIABLES = [
   ["CERT_RETRIEVER_LAB_PASSWORD", "lab serve: the admin user's password; without it one is generated on first start and printed once"],
   ["CREDENTIALS_DIRECTORY", "set by systemd (LoadCredential=): the credential 'password' is used as the password, 'token' as --token-file and 'pin' as the token's PIN, when no flag or variable gives them"],
   ["NO_COLOR", "when set, the progress on a terminal has no colour"],
+  ["CERT_RETRIEVER_CERT_FILE", "set for the --exec command (not read): the new certificate's file; beside it CERT_RETRIEVER_KEY_FILE (or CERT_RETRIEVER_KEY_URI_FILE for a token key), CERT_RETRIEVER_CA_FILE, CERT_RETRIEVER_DEVICE_ID, CERT_RETRIEVER_FINGERPRINT, CERT_RETRIEVER_SERIAL, CERT_RETRIEVER_NOT_AFTER, CERT_RETRIEVER_PREVIOUS_FINGERPRINT (a renewal), CERT_RETRIEVER_STORE and CERT_RETRIEVER_STORE_LOCATION; the secrets this run holds are not passed on"],
 ];
 
 /** The program as main() parses with, built without parsing anything. */

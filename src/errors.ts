@@ -16,6 +16,9 @@ export type Step =
   | "export"
   | "token"
   | "register"
+  | "revoke"
+  | "revocation"
+  | "hook"
   | "lab";
 
 /**
@@ -60,7 +63,9 @@ export const REASONS = {
   "ca-not-trusted": "the platform does not trust the CA that issued the certificate (not a trusted CA of the tenant), or cannot tell which it is",
   "already-registered": "the platform holds this certificate already, for another device or tenant, or unbound",
   "registration-refused": "the platform refused to register the certificate (its chain, validity or kind)",
-  "not-supported": "the platform's API cannot do this (registering a certificate needs x509-identity-mgmt, dojot v0.7+)",
+  "not-supported": "the platform's API cannot do this (registering a certificate needs x509-identity-mgmt, dojot v0.7+; EJBCA-REST issues again only after the end entity was reset)",
+  // Renewal
+  "hook-failed": "the credentials were stored, but the command run after the change failed",
   // Validation
   "cert-invalid": "the certificate is not valid for this device: key, chain or names",
   "cert-out-of-date": "the certificate is not valid now (expired, or not yet valid), and the device's clock is not known to be wrong",

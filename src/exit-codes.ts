@@ -12,6 +12,7 @@ export const ExitCode = {
   STORAGE: 15,
   NOT_ENROLLED: 16,
   NOT_SUPPORTED: 17,
+  HOOK_FAILED: 18,
   BROKER_UNREACHABLE: 20,
   BROKER_UNTRUSTED: 21,
   CERT_REFUSED: 22,
@@ -47,7 +48,8 @@ export const EXIT_CODE_MEANINGS: ReadonlyArray<readonly [ExitCode, string]> = [
   [ExitCode.VALIDATION, "the issued certificate failed validation (nothing was written)"],
   [ExitCode.STORAGE, "the credentials could not be stored (previous ones left intact)"],
   [ExitCode.NOT_ENROLLED, "verify, export: there are no complete stored credentials for this device (enroll first)"],
-  [ExitCode.NOT_SUPPORTED, "register: the platform cannot register a certificate it did not issue (dojot <= v0.6, EJBCA-REST)"],
+  [ExitCode.NOT_SUPPORTED, "register: the platform cannot register a certificate it did not issue (dojot <= v0.6, EJBCA-REST); enroll: a renewal on EJBCA-REST needs the end entity reset on the platform first"],
+  [ExitCode.HOOK_FAILED, "enroll: the new credentials are stored, but --exec or --reload-unit failed (the previous certificate was not revoked)"],
   [ExitCode.BROKER_UNREACHABLE, "verify: the broker could not be reached"],
   [ExitCode.BROKER_UNTRUSTED, "verify: the broker's certificate is not trusted by the stored CA (or names another host)"],
   [ExitCode.CERT_REFUSED, "verify: the broker refused our certificate (unknown CA, expired, revoked)"],
@@ -73,7 +75,7 @@ const TOKEN = [C.TOKEN_MODULE, C.TOKEN_MISSING, C.TOKEN_PIN, C.TOKEN_LOCKED, C.T
 
 /** The exit codes each command can return, for its --help (check has its own three). */
 export const COMMAND_EXIT_CODES: Record<"enroll" | "login" | "verify" | "export" | "register", readonly ExitCode[]> = {
-  enroll: [C.OK, C.UNEXPECTED, C.USAGE, C.CONFIG, C.AUTH, C.CA, C.KEYGEN, C.CSR, C.VALIDATION, C.STORAGE, ...BROKER, ...TOKEN, C.TEMPORARY, C.INTERRUPTED, C.TERMINATED],
+  enroll: [C.OK, C.UNEXPECTED, C.USAGE, C.CONFIG, C.AUTH, C.CA, C.KEYGEN, C.CSR, C.VALIDATION, C.STORAGE, C.NOT_SUPPORTED, C.HOOK_FAILED, ...BROKER, ...TOKEN, C.TEMPORARY, C.INTERRUPTED, C.TERMINATED],
   login: [C.OK, C.UNEXPECTED, C.USAGE, C.CONFIG, C.AUTH, C.CA, C.STORAGE, C.TEMPORARY, C.INTERRUPTED, C.TERMINATED],
   verify: [C.OK, C.UNEXPECTED, C.USAGE, C.CONFIG, C.STORAGE, C.NOT_ENROLLED, ...BROKER, ...TOKEN, C.INTERRUPTED, C.TERMINATED],
   export: [C.OK, C.UNEXPECTED, C.USAGE, C.CONFIG, C.STORAGE, C.NOT_ENROLLED, C.KEY_IN_TOKEN, C.TEMPORARY, C.INTERRUPTED, C.TERMINATED],

@@ -33,7 +33,9 @@ describe("the command line", () => {
     expect(login).not.toMatch(/instead of logging in/);
     const check = await help("check");
     expect(check).not.toMatch(/^ {2}--non-interactive/m); // its example's ExecStart= line may use it
-    expect(check).not.toMatch(/^ {2}--platform/m);
+    expect(check).toMatch(/^ {2}--platform <url> +the platform, asked for its CA and the CA's CRL/m); // revocation and CA change
+    expect(check).not.toMatch(/^ {2}--password-stdin/m); // a condition reads no stdin
+    expect(check).toMatch(/^ {2}--crl-refresh/m);
     expect(check).toMatch(/--ca-fingerprint <sha256:hex> +enrollment is needed if the stored CA's/);
     const exported = await help("export");
     expect(exported).toMatch(/--out <dir> +where the files are written/);

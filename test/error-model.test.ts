@@ -172,7 +172,9 @@ describe("the command line itself", () => {
     expect(run.code).toBe(255);
     const { message, hint } = failure(run.stderr);
     expect(message).toBe("cert-retriever: --renew-before '30' has no unit");
-    expect(hint).toBe("  hint: say which: --renew-before 30s, 30m, 30h or 30d");
+    expect(hint).toBe("  hint: say which: --renew-before 30s, 30m, 30h or 30d, or a share of the lifetime, 30%");
+    const share = await runCli(["check", "--device-id", "d", "--renew-before", "0%", "--out", await tempDir()]);
+    expect(failure(share.stderr).message).toBe("cert-retriever: --renew-before '0%' is not a share of the lifetime between 0% and 100%");
     const enroll = await runCli(["enroll", "--platform", lab.url, "--device-id", "d", "--deadline", "90", "--non-interactive"]);
     expect(enroll.code).toBe(2);
     expect(enroll.stderr).toMatch(/--deadline '90' has no unit/);
@@ -217,6 +219,9 @@ describe("check: every failure is 255 (under ExecCondition=, 1-254 would skip th
     ["an unknown option", ["check", "--bogus"]],
     ["a missing device id", ["check", "--out", "/tmp"]],
     ["a bad duration", ["check", "--device-id", "d", "--renew-before", "soon"]],
+    ["a share of the lifetime out of range", ["check", "--device-id", "d", "--renew-before", "100%"]],
+    ["a bad --crl-refresh", ["check", "--device-id", "d", "--crl-refresh", "6"]],
+    ["an unknown --revocation mode", ["check", "--device-id", "d", "--revocation", "strict"]],
     ["a password on argv", ["check", "--device-id", "d", "--password=x"]],
     ["an unknown store", ["check", "--device-id", "d", "--store", "cloud"]],
     ["a bad pin", ["check", "--device-id", "d", "--ca-fingerprint", "abc"]],

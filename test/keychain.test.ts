@@ -71,6 +71,29 @@ describe.skipIf(!ready)("--store keychain against a real gnome-keyring (Secret S
     expect(openssl("pkey", "-in", join(exported, "kc-1.key"), "-pubout")).toBe(openssl("x509", "-in", join(exported, "kc-1.crt"), "-noout", "-pubkey"));
   });
 
+  it("a renewal re-keys in the keychain and revokes the replaced certificate (x509-identity-mgmt)", async () => {
+    const x509Lab = await startTestLab({ autoRegister: true, api: "x509" });
+    try {
+      const home = join(await tempDir(), "home");
+      const identity = ["--device-id", "abc123", "--store", "keychain", "--out", join(await tempDir(), "lock")];
+      const [first, second] = [join(await tempDir(), "first"), join(await tempDir(), "second")];
+      const login = ["--platform", x509Lab.url, "--username", "admin", "--password-stdin"];
+      const [enrolled, exported1, renewed, exported2] = await inKeyringSession(home, [
+        { args: ["enroll", ...login, ...identity, "--json"], input: x509Lab.password },
+        { args: ["export", "--device-id", "abc123", "--out", first] },
+        // A window wider than the lifetime: due now.
+        { args: ["enroll", ...login, ...identity, "--renew-before", "400d", "--json"], input: x509Lab.password },
+        { args: ["export", "--device-id", "abc123", "--out", second] },
+      ]);
+      for (const run of [enrolled, exported1, renewed, exported2]) expect(run!.code, run!.stderr).toBe(0);
+      expect(JSON.parse(renewed!.stdout).previous).toMatchObject({ sha256Fingerprint: JSON.parse(enrolled!.stdout).sha256Fingerprint, revoked: "revoked" });
+      expect(await readFile(join(second, "abc123.key"), "utf8")).not.toBe(await readFile(join(first, "abc123.key"), "utf8"));
+      expect(openssl("pkey", "-in", join(second, "abc123.key"), "-pubout")).toBe(openssl("x509", "-in", join(second, "abc123.crt"), "-noout", "-pubkey"));
+    } finally {
+      await x509Lab.stop();
+    }
+  });
+
   it("a failure in the middle of the keychain write puts the previous entries back", async () => {
     const home = join(await tempDir(), "home");
     const lockDir = join(await tempDir(), "lock");

@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { softwareCrypto } from "../src/crypto/provider.js";
 import { startLab, type RunningLab } from "../src/lab/server.js";
 import { runCli, SECRETS } from "./helpers/cli.js";
-import { enrollCli, listFiles } from "./helpers/enroll.js";
+import { enrollCli, listFiles, snapshot } from "./helpers/enroll.js";
 import { startTestLab, tempDir, type TestLab } from "./helpers/lab.js";
 
 let lab: TestLab;
@@ -266,13 +266,20 @@ describe("check: the ExecCondition= contract (0 enroll, 1 nothing to do, 255 err
     expect(badOut.code).toBe(255);
   });
 
-  it("enroll re-enrolls credentials inside the renewal window, and says why", async () => {
+  it("on EJBCA-REST, a renewal inside the window says up front that the end entity must be reset (exit 17, no key made); --force after the reset renews", async () => {
     const out = join(await tempDir(), "certs");
     expect((await enrollCli(lab.url, lab, "renew", out)).code).toBe(0);
-    await import("../src/lab/server.js").then((m) => m.setDevice(lab.dir, "renew", "reset"));
+    const before = await snapshot(out);
     const run = await enrollCli(lab.url, lab, "renew", out, ["--renew-before", "731d"]);
-    expect(run.code, run.stderr).toBe(0);
-    expect(run.stderr).toMatch(/existing credentials will be replaced: the certificate expires at .* within the renewal window/);
+    expect([run.code, run.stderr]).toEqual([17, expect.stringMatching(/existing credentials will be replaced: the certificate expires at .* within the renewal window/)]);
+    expect(run.stderr).toMatch(/a renewal on EJBCA-REST \(dojot <= v0.4\) needs the device's end entity reset to NEW on the platform.*no key was made, and the stored credentials \(valid until .*\) stay/);
+    expect(run.stderr).toMatch(/hint: reset the device's end entity to NEW on the platform .* then run 'cert-retriever enroll --force'/);
+    expect(run.stderr).not.toMatch(/generate-key/);
+    expect(await snapshot(out)).toEqual(before);
+    await import("../src/lab/server.js").then((m) => m.setDevice(lab.dir, "renew", "reset"));
+    const forced = await enrollCli(lab.url, lab, "renew", out, ["--force"]);
+    expect(forced.code, forced.stderr).toBe(0);
+    expect((await snapshot(out))["renew.crt"]).not.toBe(before["renew.crt"]);
   });
 });
 

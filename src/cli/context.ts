@@ -31,6 +31,7 @@ export interface CommonFlags {
   out: string;
   store: string;
   renewBefore: string;
+  revocation: "auto" | "off";
   json?: boolean;
   nonInteractive?: boolean;
   config?: string;
@@ -384,4 +385,14 @@ export async function openPlatformRun(flags: CommonFlags, startedAt: number, ret
     throw err;
   });
   return { http, interrupt };
+}
+
+/** Where `check` keeps the CA's last good CRL, which `enroll` reads too: beside the CA certificate in --out. */
+export function crlCachePath(flags: Pick<CommonFlags, "out" | "caName">): string {
+  return join(flags.out, `${flags.caName}.crl`);
+}
+
+/** Where `check` notes that the platform's CA replaced the stored one, for `enroll` to act on. */
+export function caReplacedPath(flags: Pick<CommonFlags, "out" | "caName">): string {
+  return join(flags.out, `${flags.caName}.replaced`);
 }

@@ -3,6 +3,7 @@ import { isIP } from "node:net";
 import { CertRetrieverError, describeCause } from "../errors.js";
 import { isLoopbackHost } from "../loopback.js";
 import type { SubjectAltNames } from "../pipeline/build-csr.js";
+import type { RenewWindow } from "../pipeline/inspect.js";
 import { usage } from "./failures.js";
 
 /** Refuses a device id that could not be a file name inside the output directory. */
@@ -204,12 +205,21 @@ export function redactOptionValues(message: string): string {
 export function parseDuration(value: string, flag: string, allowZero = false): number {
   const m = /^(\d+(?:\.\d+)?)\s*(ms|s|m|min|h|d)?$/.exec(value.trim());
   if (m && !m[2] && Number.parseFloat(m[1]!) !== 0) {
-    throw usage(`${flag} '${value}' has no unit`, `say which: ${flag} ${m[1]}s, ${m[1]}m, ${m[1]}h or ${m[1]}d`);
+    throw usage(`${flag} '${value}' has no unit`, `say which: ${flag} ${m[1]}s, ${m[1]}m, ${m[1]}h or ${m[1]}d${flag === "--renew-before" ? `, or a share of the lifetime, ${m[1]}%` : ""}`);
   }
   const factor = { ms: 1, s: 1000, m: 60_000, min: 60_000, h: 3_600_000, d: 86_400_000 }[(m?.[2] ?? "s") as "ms"];
   const ms = m ? Number.parseFloat(m[1]!) * factor : NaN;
   if (!(ms > 0 || (allowZero && ms === 0))) throw usage(`${flag} '${value}' is not a duration`, `use e.g. ${flag} 90s, 5m or 1h`);
   return ms;
+}
+
+/** Parses `--renew-before`: a duration (`30d`, `0` for "at expiry") or a share of the lifetime (`33%`). */
+export function parseRenewWindow(value: string): RenewWindow {
+  const percent = /^(\d+(?:\.\d+)?)\s*%$/.exec(value.trim());
+  if (!percent) return { ms: parseDuration(value, "--renew-before", true) };
+  const fraction = Number.parseFloat(percent[1]!) / 100;
+  if (!(fraction > 0 && fraction < 1)) throw usage(`--renew-before '${value}' is not a share of the lifetime between 0% and 100%`, "use e.g. --renew-before 33% (renew when a third of the lifetime is left)");
+  return { fraction };
 }
 
 /** Parses a whole number within [min, max]. */

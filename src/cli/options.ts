@@ -9,6 +9,8 @@ const PLATFORM: CommandName[] = ["enroll", "login", "register"];
 const STORED: CommandName[] = ["enroll", "check", "verify", "export"];
 const BROKER: CommandName[] = ["enroll", "verify"];
 const ALL: CommandName[] = ["enroll", "login", "check", "verify", "export", "register"];
+/** Platform options `check` takes too: it asks the platform for the CA's CRL and the CA. */
+const ONLINE: CommandName[] = [...PLATFORM, "check"];
 
 interface OptionSpec {
   flags: string;
@@ -34,26 +36,32 @@ const collect = (value: string, previous: string[] | undefined) => [...(previous
 
 /** Every shared option. The config file takes the same names in camelCase (`deviceId`, `caName`). */
 export const OPTION_SPECS: OptionSpec[] = [
-  { flags: "--platform <url>", description: "the platform gateway (dojot's Kong), e.g. https://dojot.example.com", commands: PLATFORM, env: "PLATFORM" },
-  { flags: "--api <api>", description: "the platform's API: dojot-legacy (EJBCA-REST, dojot <= v0.4), dojot (x509-identity-mgmt, v0.5+), or auto (detected from the replies)", commands: ["enroll", "register"], hiddenIn: ["login"], env: "API", default: "auto", choices: ["auto", "dojot", "dojot-legacy"] },
-  { flags: "--username <name>", description: "the platform user", commands: PLATFORM, env: "USERNAME" },
-  { flags: "--password-file <file>", description: "read the user's password from this file", commands: PLATFORM, env: "PASSWORD_FILE" },
+  { flags: "--platform <url>", description: "the platform gateway (dojot's Kong), e.g. https://dojot.example.com", commands: ONLINE, describe: { check: "the platform, asked for its CA and the CA's CRL (revocation) when the cached CRL is older than --crl-refresh; without it only the cache is read" }, env: "PLATFORM" },
+  { flags: "--api <api>", description: "the platform's API: dojot-legacy (EJBCA-REST, dojot <= v0.4), dojot (x509-identity-mgmt, v0.5+), or auto (detected from the replies)", commands: ["enroll", "register", "check"], hiddenIn: ["login"], env: "API", default: "auto", choices: ["auto", "dojot", "dojot-legacy"] },
+  { flags: "--username <name>", description: "the platform user", commands: ONLINE, env: "USERNAME" },
+  { flags: "--password-file <file>", description: "read the user's password from this file", commands: ONLINE, env: "PASSWORD_FILE" },
   { flags: "--password-stdin", description: "read the user's password from standard input", commands: PLATFORM },
-  { flags: "--token-file <file>", description: "use the token that 'cert-retriever login' wrote, instead of logging in", commands: PLATFORM, describe: { login: "write the token here (mode 0600), for later 'enroll --token-file' runs" }, env: "TOKEN_FILE" },
-  { flags: "--platform-ca <file>", description: "PEM CA certificate(s) trusted for the platform's HTTPS, beside the system's", commands: PLATFORM, env: "PLATFORM_CA" },
-  { flags: "--client-cert <file>", description: "PEM client certificate for a gateway that requires one", commands: PLATFORM, env: "CLIENT_CERT" },
-  { flags: "--client-key <file>", description: "PEM key of --client-cert", commands: PLATFORM, env: "CLIENT_KEY" },
-  { flags: "--allow-http", description: "allow plain http to a host other than this machine (the password travels in clear)", commands: PLATFORM },
-  { flags: "--deadline <duration>", description: "give up (exit 75) when the whole run takes longer, e.g. 90s, 5m (a unit is required)", commands: PLATFORM, env: "DEADLINE", default: "5m" },
-  { flags: "--retries <n>", description: "retries of a request that failed temporarily (refused, reset, timeout, 429, 502-504)", commands: PLATFORM, env: "RETRIES", default: "4" },
-  { flags: "--request-timeout <duration>", description: "time limit for the headers and for the body of one reply", commands: PLATFORM, env: "REQUEST_TIMEOUT", default: "30s" },
+  { flags: "--token-file <file>", description: "use the token that 'cert-retriever login' wrote, instead of logging in", commands: ONLINE, describe: { login: "write the token here (mode 0600), for later 'enroll --token-file' runs" }, env: "TOKEN_FILE" },
+  { flags: "--platform-ca <file>", description: "PEM CA certificate(s) trusted for the platform's HTTPS, beside the system's", commands: ONLINE, env: "PLATFORM_CA" },
+  { flags: "--client-cert <file>", description: "PEM client certificate for a gateway that requires one", commands: ONLINE, env: "CLIENT_CERT" },
+  { flags: "--client-key <file>", description: "PEM key of --client-cert", commands: ONLINE, env: "CLIENT_KEY" },
+  { flags: "--allow-http", description: "allow plain http to a host other than this machine (the password travels in clear)", commands: ONLINE },
+  { flags: "--deadline <duration>", description: "give up (exit 75) when the whole run takes longer, e.g. 90s, 5m (a unit is required)", commands: ONLINE, env: "DEADLINE", default: "5m" },
+  { flags: "--retries <n>", description: "retries of a request that failed temporarily (refused, reset, timeout, 429, 502-504)", commands: ONLINE, env: "RETRIES", default: "4" },
+  { flags: "--request-timeout <duration>", description: "time limit for the headers and for the body of one reply", commands: ONLINE, env: "REQUEST_TIMEOUT", default: "30s" },
   { flags: "--device-id <id>", description: "the device id on the platform; becomes the certificate's CN and the file names", commands: [...STORED, "register"], describe: { register: "the device id on the platform, which the certificate is bound to" }, env: "DEVICE_ID" },
   { flags: "--device-id-file <file>", description: "read the device id from the first line of this file", commands: [...STORED, "register"], env: "DEVICE_ID_FILE" },
   { flags: "--ca-name <name>", description: "the CA that issues device certificates", commands: STORED, env: "CA_NAME", default: "IOTmidCA" },
   { flags: "--ca-fingerprint <sha256:hex>", description: "pin the CA: stop if its SHA-256 fingerprint differs (checked before any key is made, and against a stored CA)", commands: ["enroll", "check"], hiddenIn: ["verify", "export"], describe: { check: "enrollment is needed if the stored CA's SHA-256 fingerprint differs from this pin" }, env: "CA_FINGERPRINT" },
   { flags: "--out <dir>", description: "where the credentials are stored (files), or where the lock lives (keychain)", commands: STORED, describe: { check: "where the stored credentials are (files)", verify: "where the stored credentials are (files)", export: "where the files are written (key 0600, directory 0700)" }, env: "OUT", default: "./certs" },
   { flags: "--store <kind>", description: "files: PEM files in --out; keychain: the OS keychain (Secret Service on Linux)", commands: ["enroll", "check", "verify"], hiddenIn: ["export"], env: "STORE", default: "files", choices: ["files", "keychain"] },
-  { flags: "--renew-before <duration>", description: "treat a certificate that expires within this time as due for enrollment, e.g. 30d, 12h (a unit is required)", commands: ["enroll", "check"], hiddenIn: ["verify", "export"], env: "RENEW_BEFORE", default: "30d" },
+  { flags: "--renew-before <window>", description: "renew a certificate this long before it expires (30d, 12h: a unit is required), or when this share of its lifetime is left (33%: at two thirds of it)", commands: ["enroll", "check"], hiddenIn: ["verify", "export"], env: "RENEW_BEFORE", default: "33%" },
+  { flags: "--revocation <mode>", description: "auto: a certificate a CRL lists as revoked is enrolled again (check fetches the CRL, enroll reads check's cached copy); off: CRLs are not read", commands: ["enroll", "check"], env: "REVOCATION", default: "auto", choices: ["auto", "off"] },
+  { flags: "--crl-refresh <duration>", description: "ask the platform for the CRL again when the cached one is older than this (or past its next update)", commands: ["check"], env: "CRL_REFRESH", default: "6h" },
+  { flags: "--exec <command>", description: "after new credentials are stored, run this command line (by /bin/sh -c, as given; the new files in its environment, as CERT_RETRIEVER_CERT_FILE and the like); exit 18 if it fails", commands: ["enroll"], env: "EXEC" },
+  { flags: "--reload-unit <unit>", description: "after new credentials are stored, systemctl try-reload-or-restart this unit (e.g. mosquitto.service); exit 18 if it fails", commands: ["enroll"], env: "RELOAD_UNIT" },
+  { flags: "--hook-timeout <duration>", description: "time limit for --exec and for --reload-unit", commands: ["enroll"], env: "HOOK_TIMEOUT", default: "60s" },
+  { flags: "--keep-previous", description: "do not revoke the certificate a renewal replaced (by default it is revoked on x509-identity-mgmt once the new one is stored)", commands: ["enroll"], env: "KEEP_PREVIOUS" },
   { flags: "--key-type <type>", description: "the key generated on the device (default: ec-p256 for x509-identity-mgmt, rsa-2048 for EJBCA-REST, whose CFREE profile takes RSA only)", commands: ["enroll"], env: "KEY_TYPE", choices: Object.keys(KEY_TYPES) },
   { flags: "--cert-chain <file>", description: "PEM file: the device's certificate first, then its CA certificates (ideally up to the root)", commands: ["register"], env: "CERT_CHAIN" },
   { flags: "--root-ca-fingerprint <sha256:hex>", description: "the SHA-256 fingerprint of the trusted root CA that issued the chain, when --cert-chain does not end with it", commands: ["register"], env: "ROOT_CA_FINGERPRINT" },

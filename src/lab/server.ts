@@ -5,6 +5,7 @@ import * as x509 from "../crypto/x509.js";
 import { toPem } from "../crypto/keys.js";
 import type { CryptoProvider } from "../crypto/provider.js";
 import { createCa, issueCertificate, LAB_CA_DN, loadOrCreateCa, ProfileRefusal, RSA_SHA256, type CertProfile, type LabCa } from "./ca.js";
+import { crlDer, latestCrl } from "./crl.js";
 import { FaultPlan, sendTransportFault, type FaultKind, type LabFault } from "./faults.js";
 import { RateLimiter, type RateWindow } from "./rate-limit.js";
 import { parseObject, send } from "./replies.js";
@@ -41,6 +42,18 @@ export interface LabOptions {
    * have it): the CSR's extensions, SANs included, go into the certificate. Off, EJBCA drops them.
    */
   extensionOverride?: boolean;
+  /**
+   * The validity of the certificates the lab issues, in ms. Absent: as the platforms' settings
+   * have it, 365 days for x509-identity-mgmt (`certificate.validity`) and 730 days for EJBCA-REST
+   * (the CFREE profile).
+   */
+  certLifetime?: number;
+  /**
+   * x509-identity-mgmt's `ejbca.forcecrlrenew` (X509IDMGMT_EJBCA_FORCECRLRENEW; v0.5:
+   * EJBCA_CRL_FORCE_RENEW), false by default: when set, every `GET /x509/v1/ca/crl` first makes
+   * a new CRL, so a revocation shows at once; otherwise the latest CRL is served until it is due.
+   */
+  forceCrlRenew?: boolean;
 }
 
 /** What a request handler needs besides the request. */
@@ -88,6 +101,10 @@ export async function startLab(options: LabOptions): Promise<RunningLab> {
     loadOrCreateCa(opts.dir, opts.crypto),
     opts.api === "legacy" ? undefined : loadOrCreateCa(opts.dir, opts.crypto, "x509"),
   ]);
+  // EJBCA makes a CA's first CRL when it creates the CA; EJBCA-REST runs `createcrl` at startup
+  // (`initicalConf` in `ejbcaUtils.py` v0.4.3), and the CRL Updater renews a due one.
+  if (opts.api !== "x509") await latestCrl(opts.dir, ca, "legacy", opts.crypto, "when-due");
+  if (x509Ca) await latestCrl(opts.dir, x509Ca, "x509", opts.crypto, "when-due");
   let other: Promise<LabCa> | undefined;
   const ctx: Context = {
     opts,
@@ -138,10 +155,12 @@ async function handle(req: IncomingMessage, res: ServerResponse, ctx: Context, b
   const isAuth = req.method === "POST" && (url.pathname === "/auth" || url.pathname === "/auth/");
   const legacy = opts.api !== "x509";
   const ca_ = legacy ? /^\/ca\/([^/]+)\/?$/.exec(url.pathname) : null;
+  const crl = legacy ? /^\/ca\/([^/]+)\/crl\/?$/.exec(url.pathname) : null;
   const sign = legacy ? /^\/sign\/([^/]+)\/pkcs10\/?$/.exec(url.pathname) : null;
   // Kong's `/x509` route (strip_path) hands everything under it to x509-identity-mgmt.
   const x509 = opts.api !== "legacy" && (url.pathname === "/x509" || url.pathname.startsWith("/x509/"));
-  if (!isAuth && !x509 && !(ca_ && req.method === "GET") && !(sign && req.method === "POST")) {
+  const isCrl = crl !== null && (req.method === "GET" || req.method === "PUT");
+  if (!isAuth && !x509 && !(ca_ && req.method === "GET") && !isCrl && !(sign && req.method === "POST")) {
     // Kong's own 404: dojot v0.4.3 runs Kong 0.x; v0.5+ run Kong 2.x (`dojot/kong` v0.5.0 Dockerfile: kong:2.0.4).
     return send(res, 404, { message: opts.api === "legacy" ? "no route and no API found with those values" : "no Route matched with those values" });
   }
@@ -165,6 +184,7 @@ async function handle(req: IncomingMessage, res: ServerResponse, ctx: Context, b
   const verdict = verifyJwt(header.slice(7), state!.jwtSecret, Math.floor(Date.now() / 1000));
   if ("refused" in verdict) return send(res, 401, { message: verdict.refused });
   if (x509) return handleX509(req, res, url, body, { opts, ca: ctx.x509Ca!, rules: opts.x509Rules }, String(verdict.claims.service ?? ""));
+  if (isCrl) return legacyCrl(req, url, decodeURIComponent(crl![1]!), res, ctx);
   if (ca_) {
     const name = decodeURIComponent(ca_[1]!);
     if (name !== ca.name) return send(res, 400, { status: 400, message: `soap message: CA with name ${name} does not exist.` });
@@ -172,6 +192,24 @@ async function handle(req: IncomingMessage, res: ServerResponse, ctx: Context, b
     return send(res, 200, { certificate: ejbcaBase64(withFault(served.cert.rawData, fault)) });
   }
   return signCsr(req, body, decodeURIComponent(sign![1]!), res, ctx, fault);
+}
+
+/**
+ * EJBCA-REST's CRL routes (`RESTmain.py` at v0.4.3): `GET /ca/<caname>/crl[?delta=true]` answers
+ * `{"CRL": <base64 of the DER, one line (b64encode)>}` from EJBCA's `getLatestCRL`; `PUT` makes a
+ * new one (`createCRL`) and answers `{"message": "ok", "status": 200}`. An unknown CA is EJBCA's
+ * fault, `400 soap message: CA with name <name> does not exist.` (`docs/apiary.apib`).
+ */
+async function legacyCrl(req: IncomingMessage, url: URL, name: string, res: ServerResponse, ctx: Context): Promise<void> {
+  if (name !== ctx.ca.name) return send(res, 400, { status: 400, message: `soap message: CA with name ${name} does not exist.` });
+  if (req.method === "PUT") {
+    await latestCrl(ctx.opts.dir, ctx.ca, "legacy", ctx.opts.crypto, "force");
+    return send(res, 200, { message: "ok", status: 200 });
+  }
+  // IOTmidCA issues no delta CRLs (no delta CRL period), so `getLatestCRL(name, true)` has nothing
+  // to return and `b64encode(None)` raises: Flask's 500 page.
+  if (["True", "true"].includes(url.searchParams.get("delta") ?? "")) return sendHtml(res, 500, "500 Internal Server Error");
+  return send(res, 200, { CRL: crlDer(await latestCrl(ctx.opts.dir, ctx.ca, "legacy", ctx.opts.crypto, "when-due")).toString("base64") });
 }
 
 async function auth(req: IncomingMessage, body: string, res: ServerResponse, opts: LabOptions): Promise<void> {
@@ -213,7 +251,9 @@ async function signCsr(req: IncomingMessage, body: string, cname: string, res: S
   let cert;
   try {
     const { signer, overrides } = await certificateFault(ctx, fault);
-    cert = await issueCertificate(signer, new Uint8Array(Buffer.from(csrText, "base64")), cname, opts.certProfile, opts.crypto, overrides, opts.extensionOverride);
+    // `--cert-lifetime` in place of CFREE's 730 days; a fault's own validity wins.
+    const lifetime = opts.certLifetime === undefined ? {} : { notAfter: new Date(Date.now() + opts.certLifetime) };
+    cert = await issueCertificate(signer, new Uint8Array(Buffer.from(csrText, "base64")), cname, opts.certProfile, opts.crypto, { ...lifetime, ...overrides }, opts.extensionOverride);
   } catch (err) {
     if (err instanceof ProfileRefusal) return soap(err.message);
     throw err;

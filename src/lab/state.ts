@@ -1,6 +1,7 @@
 import { randomBytes, scryptSync, timingSafeEqual } from "node:crypto";
 import { mkdir, open, readFile, rename } from "node:fs/promises";
 import { join } from "node:path";
+import type { LabCaKind } from "./ca.js";
 
 /** An EJBCA end entity: the device, its password and state (NEW = 10, GENERATED = 40). */
 export interface EndEntity {
@@ -27,6 +28,36 @@ export interface LabState {
   x509Certificates?: Record<string, X509Record>;
   /** x509-identity-mgmt's trusted (external root) CAs, v0.7+: one record per tenant and CA fingerprint. */
   x509TrustedCas?: TrustedCaRecord[];
+  /** What each lab CA revoked and the latest CRL it issued, by CA (`legacy`: IOTmidCA, `x509`: X509 Identity CA). */
+  revocations?: Partial<Record<LabCaKind, CaRevocations>>;
+}
+
+/** A CA's revocations (EJBCA's CertificateData revocation fields) and CRLs (its CRLData). */
+export interface CaRevocations {
+  /** In the order they were revoked. */
+  revoked: RevokedCertificate[];
+  /** The latest full CRL, which EJBCA's `getLatestCRL` returns until a new one is made. */
+  crl?: IssuedCrl;
+  /** The highest CRL number used so far: full and delta CRLs share one series in EJBCA. */
+  lastNumber?: number;
+}
+
+/** One revoked certificate, as a CRL entry lists it. */
+export interface RevokedCertificate {
+  /** The serial number, hex as in the certificate. */
+  serial: string;
+  /** ISO 8601. */
+  revocationDate: string;
+  /** RFC 5280 CRLReason (EJBCA's reason codes are the same numbers): 0 unspecified, 4 superseded, ... */
+  reason: number;
+}
+
+/** A CRL the CA issued: its number, validity and DER (base64). */
+export interface IssuedCrl {
+  number: number;
+  thisUpdate: string;
+  nextUpdate: string;
+  der: string;
 }
 
 /** x509-identity-mgmt's certificate record (`CertificateModel`; v0.7+ adds `subjectDN` and `validity`). */

@@ -4,7 +4,8 @@ import * as x509 from "../crypto/x509.js";
 import { toPem } from "../crypto/keys.js";
 import type { CryptoProvider } from "../crypto/provider.js";
 import { parseSignedCsr, ProfileRefusal, signAsEjbca, type LabCa } from "./ca.js";
-import { emptyCrl, x509IdentityExtensions } from "./x509-profile.js";
+import { crlPem, latestCrl, REVOCATION_REASON, revoke } from "./crl.js";
+import { x509IdentityExtensions } from "./x509-profile.js";
 import { send, sendPage } from "./replies.js";
 import { loadState, updateState, type LabState, type X509Record } from "./state.js";
 import { checkPublicKey, ejbcaName, pemDer, routeFingerprint, subjectDn, X509Refusal, type X509Rules } from "./x509-rules.js";
@@ -18,14 +19,27 @@ export type LabApi = "legacy" | "x509" | "both";
 
 /** What the x509 API needs of the lab. */
 export interface X509Context {
-  opts: { dir: string; crypto: CryptoProvider; autoRegister: boolean; extensionOverride: boolean };
+  opts: {
+    dir: string;
+    crypto: CryptoProvider;
+    autoRegister: boolean;
+    extensionOverride: boolean;
+    /** The validity of issued certificates in ms; absent: `VALIDITY_DAYS`. */
+    certLifetime?: number;
+    /** `ejbca.forcecrlrenew` (X509IDMGMT_EJBCA_FORCECRLRENEW, v0.5: EJBCA_CRL_FORCE_RENEW): a new CRL on every CRL request. */
+    forceCrlRenew?: boolean;
+  };
   /** The `X509 Identity CA`. */
   ca: LabCa;
   rules: X509Rules;
 }
 
 const DAY = 86_400_000;
-/** `certificate.validity` (v0.7+) / `CERT_VALIDITY_DAYS` (v0.5): 365 days, sent to EJBCA as start and end time. */
+/**
+ * `certificate.validity` (X509IDMGMT_CERTIFICATE_VALIDITY, `config/default.conf` v0.7.0/v0.8.0) /
+ * `CERT_VALIDITY_DAYS` (`src/config.js` v0.5.0): 365 days, sent to EJBCA as start and end time
+ * (`generateCertificate` in the EJBCA facade). `--cert-lifetime` replaces it in the lab.
+ */
 const VALIDITY_DAYS = 365;
 /** The 500 body both generations send (`app.js` v0.5; dojot-microservice-sdk-js `defaultErrorHandler` v0.7+). */
 const UNEXPECTED = "An unexpected error has occurred.";
@@ -47,7 +61,9 @@ export async function handleX509(req: IncomingMessage, res: ServerResponse, url:
       case "GET /v1/ca":
         return send(res, 200, { certificateFingerprint: fingerprint(ctx.ca.cert.rawData), caPem: pemOf(ctx.ca.cert.rawData) });
       case "GET /v1/ca/crl":
-        return send(res, 200, { crl: await emptyCrl(ctx.ca, ctx.opts.crypto) });
+        // `getRootCRL()` with renew false (`caRoutes.js` v0.7.0/v0.8.0, `trusted-cas-router.js` v0.5.0):
+        // EJBCA's latest CRL, made anew first only under `ejbca.forcecrlrenew` (false by default).
+        return send(res, 200, { crl: crlPem(await latestCrl(ctx.opts.dir, ctx.ca, "x509", ctx.opts.crypto, ctx.opts.forceCrlRenew ? "force" : "when-due")) });
       case "POST /v1/certificates":
         return await generate(res, input, ctx, tenant);
       case "GET /v1/certificates": {
@@ -62,9 +78,7 @@ export async function handleX509(req: IncomingMessage, res: ServerResponse, url:
       case "PATCH /v1/certificates/:fp":
         return await changeOwner(res, fp(), input, ctx, tenant);
       case "DELETE /v1/certificates/:fp":
-        await ownRecord(ctx, fp(), tenant, (s, key) => delete s.x509Certificates![key]);
-        res.writeHead(204).end();
-        return;
+        return await deleteCertificate(res, fp(), ctx, tenant);
       case "POST /v1/trusted-cas":
       case "GET /v1/trusted-cas":
       case "GET /v1/trusted-cas/:fp":
@@ -97,6 +111,23 @@ async function ownRecord(ctx: X509Context, fp: string, tenant: string, change: (
     return true;
   });
   if (!found) throw notFound(fp, tenant);
+}
+
+/**
+ * `DELETE /certificates/:fingerprint`: `deleteCertificate` (`services/CertificateService.js` at
+ * v0.7.0/v0.8.0, `services/certificates-service.js` at v0.5.0) removes the tenant's record, then,
+ * only if the platform issued it (`issuedByDojotPki`), revokes it in EJBCA with reason superseded
+ * (the facade's `revokeCertificate`: `revokeCert(issuerDN, serialNumber, 4)`); a registered
+ * (external) certificate is only forgotten. 204 with no body (`res.sendStatus(204)`).
+ */
+async function deleteCertificate(res: ServerResponse, fp: string, ctx: X509Context, tenant: string): Promise<void> {
+  const revokedAt = new Date();
+  await ownRecord(ctx, fp, tenant, (s, key) => {
+    const record = s.x509Certificates![key]!;
+    delete s.x509Certificates![key];
+    if (record.issuedByDojotPki) revoke(s, "x509", new x509.X509Certificate(record.pem).serialNumber, revokedAt, REVOCATION_REASON.superseded);
+  });
+  res.writeHead(204).end();
 }
 
 /** Express's `decodeURIComponent` of a route parameter: a bad escape is its 400. */
@@ -139,7 +170,9 @@ async function generate(res: ServerResponse, input: unknown, ctx: X509Context, t
     throw err;
   }
   // EJBCA keeps the start and end times the service sends to the minute (the issued certificates read hh:mm:00).
-  const now = Math.floor(Date.now() / 60_000) * 60_000;
+  const toMinute = (t: number) => Math.floor(t / 60_000) * 60_000;
+  const sent = Date.now();
+  const now = toMinute(sent);
   const cert = await signAsEjbca(
     {
       ca: ctx.ca,
@@ -148,7 +181,7 @@ async function generate(res: ServerResponse, input: unknown, ctx: X509Context, t
       profileExtensions: await x509IdentityExtensions(ctx.ca, signed.publicKey, ctx.opts.crypto),
       extensionOverride: ctx.opts.extensionOverride,
       notBefore: new Date(now),
-      notAfter: new Date(now + VALIDITY_DAYS * DAY),
+      notAfter: new Date(toMinute(sent + (ctx.opts.certLifetime ?? VALIDITY_DAYS * DAY))),
     },
     ctx.opts.crypto,
   );

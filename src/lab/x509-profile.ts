@@ -1,13 +1,10 @@
 import { AsnConvert } from "@peculiar/asn1-schema";
 import { DistributionPoint, DistributionPointName, GeneralName, id_ce_freshestCRL, Name } from "@peculiar/asn1-x509";
 import * as x509 from "../crypto/x509.js";
-import { toPem } from "../crypto/keys.js";
 import type { CryptoProvider } from "../crypto/provider.js";
-import { RSA_SHA256, type LabCa } from "./ca.js";
+import type { LabCa } from "./ca.js";
 
-/** What x509-identity-mgmt's EJBCA puts into certificates (the X509Identity profile) and serves as the CA's CRL. */
-
-const DAY = 86_400_000;
+/** What x509-identity-mgmt's EJBCA puts into certificates (the X509Identity profile); its CRLs are in `crl.ts`. */
 
 /**
  * The X509Identity certificate profile (`ejbca/resources/profiles/certprofile_X509Identity-1711483265.xml`,
@@ -42,14 +39,3 @@ export async function x509IdentityExtensions(ca: LabCa, publicKey: x509.PublicKe
     ),
   ];
 }
-
-/** `GET /ca/crl`: the CA's latest CRL as PEM; the lab revokes nothing, so it lists no certificate. */
-export async function emptyCrl(ca: LabCa, crypto: CryptoProvider): Promise<string> {
-  const now = new Date();
-  const crl = await x509.X509CrlGenerator.create(
-    { issuer: ca.cert.subjectName, thisUpdate: now, nextUpdate: new Date(now.getTime() + DAY), entries: [], signingKey: ca.key, signingAlgorithm: RSA_SHA256 },
-    crypto,
-  );
-  return toPem(crl.rawData, "X509 CRL").trimEnd(); // the facade's label (`getCRL` in ejbca-facade.js)
-}
-

@@ -6,14 +6,15 @@ import * as x509 from "../crypto/x509.js";
 import { CertRetrieverError, describeCause, usageError } from "../errors.js";
 import { faultPoint } from "../fault.js";
 import { openSession, type SessionSource } from "../platform/login.js";
-import { API_TRAITS, type PlatformClient } from "../platform/types.js";
+import { API_TRAITS, type PlatformClient, type Session } from "../platform/types.js";
 import type { ProfileName, ProfileRecord } from "../profiles.js";
 import { FilesStore, type CredentialPaths } from "../store/files-store.js";
 import { readKeyJournal, writeKeyJournal } from "../store/key-journal.js";
-import { isKeyUri, type CredentialStore } from "../store/types.js";
+import { isKeyUri, type CredentialPems, type CredentialStore } from "../store/types.js";
 import { buildCsr, type SubjectAltNames } from "./build-csr.js";
 import { displayName, parseCertificate, sha256Fingerprint } from "./certificate.js";
-import { checkPin, inspectCredentials } from "./inspect.js";
+import { checkPin, inspectCredentials, type RenewWindow } from "./inspect.js";
+import type { RevocationVerdict } from "./revocation.js";
 import { checkProfileIdentity, CLOCK_TOLERANCE_MS, describeSkew, missingSans, validateCertificate } from "./validate.js";
 
 /** The enrollment steps, in the order they run. */
@@ -39,8 +40,8 @@ export interface EnrollOptions extends SessionSource {
   store: CredentialStore;
   /** The identity profile, recorded with the credentials when it is not generic. */
   profile?: { name: ProfileName; uriDomain?: string };
-  /** Credentials expiring within this many milliseconds are enrolled again. */
-  renewBeforeMs?: number;
+  /** When stored credentials are due for renewal (default: at expiry). */
+  renewBefore?: RenewWindow;
   /** Enroll even if valid credentials exist. */
   force: boolean;
   /** Pin: the CA's SHA-256 fingerprint (hex, any case, colons optional); a CA that differs stops the run before any key is made. */
@@ -51,6 +52,20 @@ export interface EnrollOptions extends SessionSource {
   signal?: AbortSignal;
   /** The clock (tests may move it). */
   now?: () => Date;
+  /** Whether the stored certificate was revoked, by the cached CRL (`check` keeps it fresh). */
+  revocation?: (cert: x509.X509Certificate, ca: x509.X509Certificate) => Promise<RevocationVerdict>;
+  /** Whether the platform's CA is known (from `check`) to have replaced the stored one. */
+  caReplaced?: (ca: x509.X509Certificate) => Promise<boolean>;
+  /**
+   * When credentials are replaced (a renewal): run after validation, before the new credentials
+   * replace the stored ones; a failure keeps the stored ones (a key file only: a token key is
+   * checked after the write). Its result is the result's `checkedBeforeStore`.
+   */
+  beforeReplace?: (pems: CredentialPems) => Promise<unknown>;
+  /** After new credentials are stored: the command that lets their users pick them up. Its failure (thrown after all) keeps a replaced certificate unrevoked. */
+  afterChange?: (result: EnrollResult) => Promise<void>;
+  /** Revoke the certificate the new one replaced, on a platform that can (x509-identity-mgmt). */
+  revokePrevious?: boolean;
 }
 
 /** Progress, emitted as it happens; the CLI renders it, the library never prints. */
@@ -78,6 +93,10 @@ export interface EnrollResult {
   notBefore: string;
   notAfter: string;
   steps: StepTiming[];
+  /** The certificate these credentials replaced, and what became of it on the platform. */
+  previous?: { sha256Fingerprint: string; serialNumber: string; notAfter: string; revoked: "revoked" | "absent" | "kept"; why?: string };
+  /** What `beforeReplace` returned (the broker check before the swap). */
+  checkedBeforeStore?: unknown;
 }
 
 /**
@@ -111,7 +130,10 @@ export async function enroll(opts: EnrollOptions, onEvent: (e: EnrollEvent) => v
   try {
     for (const message of opened.notes) note(message);
     // The key the stored credentials name: never removed but by a new enrollment that replaces it.
-    const storedKey = (await opts.store.read()).parts.key?.trim();
+    const storedParts = (await opts.store.read()).parts;
+    const storedKey = storedParts.key?.trim();
+    // The certificate a new one would replace (revoked once the new one is stored).
+    const previousCert = readCertificate(storedParts.certificatePem);
     const storedInToken = storedKey !== undefined && isKeyUri(storedKey) ? storedKey : undefined;
     if (journal) {
       const left = (await readKeyJournal(journal)).filter((record) => !(storedInToken && sameKey(record, storedInToken)));
@@ -121,12 +143,16 @@ export async function enroll(opts: EnrollOptions, onEvent: (e: EnrollEvent) => v
       }
       await writeKeyJournal(journal, elsewhere);
     }
+    // A renewal proper: valid credentials whose renewal window has begun.
+    let renewal = false;
     if (!opts.force) {
       const existing = await inspectCredentials(opts.store, {
         ...opts,
         publicKeysOf: (record) => keyStore.publicKeysOf(record),
-        renewBeforeMs: opts.renewBeforeMs ?? 0,
+        renewBefore: opts.renewBefore ?? { ms: 0 },
         now: now(),
+        revocation: opts.revocation,
+        caReplaced: opts.caReplaced,
       });
       // With a token at hand, asking for the CA costs no login: a CA the platform has changed is found too.
       const caChanged = existing.state === "valid" && opts.session ? await platformCaDiffers(opts, existing.ca, now(), onEvent) : false;
@@ -134,6 +160,7 @@ export async function enroll(opts: EnrollOptions, onEvent: (e: EnrollEvent) => v
         succeeded = true;
         return { ...describe(existing.cert, opts.store, opts.deviceId, undefined, [], existing.profiled, keyStore.kind === "pkcs11"), status: "already-enrolled" };
       }
+      renewal = (existing.state === "expiring" || existing.state === "revoked") && existing.cert !== undefined && existing.cert.notAfter > now();
       if (caChanged) onEvent({ type: "note", message: "existing credentials will be replaced: the platform's CA differs from the stored one" });
       else if (existing.state !== "missing" && existing.state !== "valid") onEvent({ type: "note", message: `existing credentials will be replaced: ${existing.reason}` });
     }
@@ -162,6 +189,14 @@ export async function enroll(opts: EnrollOptions, onEvent: (e: EnrollEvent) => v
         `CA ${displayName(c.subjectName)}, SHA-256 ${sha256Fingerprint(c)}${opts.caFingerprint ? " (matches the pin)" : " (not pinned)"}; API ${API_TRAITS[opts.platform.api()].title}`,
     );
     const traits = API_TRAITS[opts.platform.api()];
+    const replacing = previousCert !== undefined && issuedBy(previousCert, ca);
+    if (renewal && replacing && opts.platform.api() === "dojot-legacy") {
+      // EJBCA signs for an end entity in state NEW only, and its first certificate left it GENERATED.
+      throw new CertRetrieverError(
+        `fetch-ca failed: a renewal on EJBCA-REST (dojot <= v0.4) needs the device's end entity reset to NEW on the platform, which cert-retriever cannot see or do; no key was made, and the stored credentials (valid until ${previousCert!.notAfter.toISOString()}) stay`,
+        { step: "fetch-ca", reason: "not-supported" },
+      );
+    }
     await opts.platform.prepare?.(session, opts.deviceId);
     const keyType = opts.keyType ?? traits.keyType;
     const key: KeyHandle = await run(
@@ -223,39 +258,55 @@ export async function enroll(opts: EnrollOptions, onEvent: (e: EnrollEvent) => v
       (b) => b.detail,
     );
     const keyRecord = await key.record();
+    const profileJson =
+      opts.profile && opts.profile.name !== "generic"
+        ? `${JSON.stringify({ profile: opts.profile.name, deviceId: opts.deviceId, tenant: session.tenant, uriDomain: opts.profile.uriDomain } satisfies ProfileRecord, null, 2)}\n`
+        : undefined;
+    const pems: CredentialPems = { key: keyRecord, certificatePem: toPem(cert.rawData, "CERTIFICATE"), caPem: toPem(ca.rawData, "CERTIFICATE"), profileJson };
+    let checkedBeforeStore: unknown;
+    const notStored = (err: unknown): never => {
+      if (binding.bound) note(`certificate ${issued.reply.fingerprint ?? sha256Fingerprint(cert)} is bound to device ${opts.deviceId} on the platform but was not stored here; the next run issues and binds a new one`);
+      throw err;
+    };
     await run(
       "store",
       async () => {
+        // A renewal swaps only credentials that proved themselves (the broker check): else the stored ones stay in use.
+        if (previousCert && opts.beforeReplace && keyStore.kind !== "pkcs11") checkedBeforeStore = await opts.beforeReplace(pems).catch(notStored);
         // Until the write is done, either key may be the one stored: the next run keeps that one and removes the other.
         if (journal && storedInToken && !sameKey(storedInToken, keyRecord)) await writeKeyJournal(journal, [...elsewhere, keyRecord, storedInToken]);
         if (opts.storeCertInToken) {
           if (!keyStore.storeCertificate) throw usageError("the certificate can be stored in a token only beside a key in that token", "storeCertInToken");
           await keyStore.storeCertificate(keyRecord, cert);
         }
-        await opts.store
-          .write({
-            key: keyRecord,
-            certificatePem: toPem(cert.rawData, "CERTIFICATE"),
-            caPem: toPem(ca.rawData, "CERTIFICATE"),
-            profileJson:
-              opts.profile && opts.profile.name !== "generic"
-                ? `${JSON.stringify({ profile: opts.profile.name, deviceId: opts.deviceId, tenant: session.tenant, uriDomain: opts.profile.uriDomain } satisfies ProfileRecord, null, 2)}\n`
-                : undefined,
-          })
-          .catch((err: unknown) => {
-            if (binding.bound) onEvent({ type: "note", message: `certificate ${issued.reply.fingerprint ?? sha256Fingerprint(cert)} is bound to device ${opts.deviceId} on the platform but was not stored here; the next run issues and binds a new one` });
-            throw err;
-          });
+        await opts.store.write(pems).catch(notStored);
         madeKey = undefined; // stored: from here on, nothing removes it
       },
       () => `stored in ${opts.store.location}${opts.storeCertInToken ? ` and the certificate in ${keyStore.location}` : ""}${keyStore.kind === "pkcs11" ? `; the key stays in the token (${keyRecord})` : ""}`,
     );
     // The key the new credentials replaced is cert-retriever's (it stored it): it goes.
-    const replaced = storedInToken && !sameKey(storedInToken, keyRecord) && (await removeKey(storedInToken, "the new key replaces it")) === "kept" ? [storedInToken] : [];
+    const keptKeys = storedInToken && !sameKey(storedInToken, keyRecord) && (await removeKey(storedInToken, "the new key replaces it")) === "kept" ? [storedInToken] : [];
     // A stale entry names the stored key, which is never removed.
-    if (journal) await writeKeyJournal(journal, [...elsewhere, ...replaced]).catch(() => undefined);
+    if (journal) await writeKeyJournal(journal, [...elsewhere, ...keptKeys]).catch(() => undefined);
     succeeded = true;
-    return { ...describe(cert, opts.store, opts.deviceId, session.tenant, steps, Boolean(opts.profile && opts.profile.name !== "generic"), keyStore.kind === "pkcs11"), status: "enrolled" };
+    const result: EnrollResult = {
+      ...describe(cert, opts.store, opts.deviceId, session.tenant, steps, Boolean(opts.profile && opts.profile.name !== "generic"), keyStore.kind === "pkcs11"),
+      status: "enrolled",
+      ...(checkedBeforeStore !== undefined ? { checkedBeforeStore } : {}),
+    };
+    const replaced = previousCert && sha256Fingerprint(previousCert) !== result.sha256Fingerprint ? previousCert : undefined;
+    if (replaced) result.previous = { sha256Fingerprint: sha256Fingerprint(replaced), serialNumber: replaced.serialNumber, notAfter: replaced.notAfter.toISOString(), revoked: "kept" };
+    let hookError: unknown;
+    await opts.afterChange?.(result).catch((err: unknown) => (hookError = err));
+    if (!replaced || !result.previous) {
+      if (hookError !== undefined) throw hookError;
+      return result;
+    }
+    const revoked = await settlePrevious(opts, session, replaced, replacing, hookError !== undefined, now());
+    Object.assign(result.previous, revoked);
+    note(revoked.revoked === "revoked" ? `revoked the replaced certificate ${replaced.serialNumber} on the platform` : `the replaced certificate ${replaced.serialNumber} ${revoked.revoked === "absent" ? "was no longer on the platform" : `stays valid: ${revoked.why}`}`);
+    if (hookError !== undefined) throw hookError;
+    return result;
   } finally {
     // A failed run takes its token key out again (a killed one leaves it to the next, by the journal).
     if (madeKey && (await removeKey(madeKey, "this run made it and failed")) === "done" && journal) {
@@ -263,6 +314,43 @@ export async function enroll(opts: EnrollOptions, onEvent: (e: EnrollEvent) => v
     }
     await opened.close(succeeded);
   }
+}
+
+/** What becomes of the certificate a renewal replaced: revoked on the platform, unless that is not wanted, not possible, or not yet safe. */
+async function settlePrevious(
+  opts: EnrollOptions,
+  session: Session,
+  previous: x509.X509Certificate,
+  issuedHere: boolean,
+  hookFailed: boolean,
+  now: Date,
+): Promise<{ revoked: "revoked" | "absent" | "kept"; why?: string }> {
+  if (hookFailed) return { revoked: "kept", why: "the command after the change failed, so what uses the identity may still hold the old one" };
+  if (!opts.revokePrevious) return { revoked: "kept", why: "asked to keep it" };
+  if (!issuedHere) return { revoked: "kept", why: "another CA issued it" };
+  if (!opts.platform.revoke) return { revoked: "kept", why: `${API_TRAITS[opts.platform.api()].title} has no revocation for devices` };
+  if (session.expiresAt && session.expiresAt <= now) return { revoked: "kept", why: "the session expired before it could be revoked; revoke it on the platform" };
+  try {
+    const outcome = await opts.platform.revoke(session, sha256Fingerprint(previous));
+    return outcome === "not-supported" ? { revoked: "kept", why: `${API_TRAITS[opts.platform.api()].title} has no revocation for devices` } : { revoked: outcome };
+  } catch (err) {
+    return { revoked: "kept", why: `the platform did not revoke it (${describeCause(err)}); revoke it there` };
+  }
+}
+
+/** A stored certificate, if one is there and parses. */
+function readCertificate(pem: string | undefined): x509.X509Certificate | undefined {
+  if (pem === undefined) return undefined;
+  try {
+    return new x509.X509Certificate(pem);
+  } catch {
+    return undefined;
+  }
+}
+
+/** Whether `ca` issued `cert` (same name; the signature is not needed to decide what to revoke on the platform that holds both). */
+function issuedBy(cert: x509.X509Certificate, ca: x509.X509Certificate): boolean {
+  return Buffer.compare(Buffer.from(cert.issuerName.toArrayBuffer()), Buffer.from(ca.subjectName.toArrayBuffer())) === 0;
 }
 
 /** Whether the platform's CA differs from the stored one; a check that cannot be made keeps the valid credentials. */

@@ -4,6 +4,7 @@ import type { CryptoProvider } from "../crypto/provider.js";
 import type { CredentialStore } from "../store/types.js";
 import { commonName, parseCertificate, sha256Fingerprint } from "./certificate.js";
 import { normalizeFingerprint } from "./pin.js";
+import { describeRevocation, type RevocationVerdict } from "./revocation.js";
 import { validateCertificate } from "./validate.js";
 
 /** What is asked of stored credentials. */
@@ -13,20 +14,34 @@ export interface InspectOptions {
   caFingerprint?: string;
   /** The SubjectPublicKeyInfo of each key a stored key record names (a PEM's, or the token keys a URI names). */
   publicKeysOf: (record: string) => Promise<Uint8Array[]>;
-  /** Credentials that expire within this many milliseconds are due for enrollment. */
-  renewBeforeMs: number;
+  /** When credentials are due for renewal: this long before they expire, or at this fraction of their lifetime left. */
+  renewBefore: RenewWindow;
   now: Date;
+  /** Whether a certificate that is otherwise valid was revoked (see revocation.ts); absent: not asked. */
+  revocation?: (cert: x509.X509Certificate, ca: x509.X509Certificate) => Promise<RevocationVerdict>;
+  /** Whether the platform's CA is known to have replaced `ca` (as `check` found it). */
+  caReplaced?: (ca: x509.X509Certificate) => Promise<boolean>;
+}
+
+/** The renewal window: a duration before expiry (`30d`), or a fraction of the lifetime left (`33%`, as step-ca renews at 2/3). */
+export type RenewWindow = { ms: number } | { fraction: number };
+
+/** When `cert` becomes due for renewal under `window`. */
+export function renewalStart(cert: { notBefore: Date; notAfter: Date }, window: RenewWindow): Date {
+  const end = cert.notAfter.getTime();
+  const before = "ms" in window ? window.ms : (end - cert.notBefore.getTime()) * window.fraction;
+  return new Date(end - before);
 }
 
 /** The verdict on stored credentials: valid (with when renewal is due), or why enrollment is needed. */
 export type Inspection =
-  | { state: "valid"; cert: x509.X509Certificate; ca: x509.X509Certificate; renewFrom: Date; profiled: boolean }
-  | { state: "missing" | "partial" | "invalid" | "expiring" | "interrupted"; reason: string; cert?: x509.X509Certificate };
+  | { state: "valid"; cert: x509.X509Certificate; ca: x509.X509Certificate; renewFrom: Date; profiled: boolean; revocation?: RevocationVerdict }
+  | { state: "missing" | "partial" | "invalid" | "expiring" | "interrupted" | "revoked" | "ca-changed"; reason: string; cert?: x509.X509Certificate; cacheError?: string };
 
 /**
  * Whether the stored credentials are whole and valid now: all three parts present, the key
  * matches the certificate, the stored CA signed it (and matches the pin), the device is named,
- * and it does not expire within the renewal window. The answer of `check` and of `enroll`'s
+ * it does not expire within the renewal window, and (when asked) no CRL lists it. The answer of `check` and of `enroll`'s
  * "nothing to do".
  */
 export async function inspectCredentials(store: CredentialStore, opts: InspectOptions): Promise<Inspection> {
@@ -67,11 +82,14 @@ export async function inspectCredentials(store: CredentialStore, opts: InspectOp
     const reason = describeCause(err).replace(/^[a-z-]+ failed: /, "");
     return { state: cert && cert.notAfter < opts.now ? "expiring" : "invalid", reason, cert };
   }
-  const renewFrom = new Date(cert.notAfter.getTime() - opts.renewBeforeMs);
+  const renewFrom = renewalStart(cert, opts.renewBefore);
   if (opts.now >= renewFrom) {
     return { state: "expiring", reason: `the certificate expires at ${cert.notAfter.toISOString()}, within the renewal window`, cert };
   }
-  return { state: "valid", cert, ca, renewFrom, profiled: pems.profileJson !== undefined };
+  if (await opts.caReplaced?.(ca)) return { state: "ca-changed", reason: "the platform's CA is no longer the stored one (found by check)", cert };
+  const revocation = await opts.revocation?.(cert, ca);
+  if (revocation?.state === "revoked") return { state: "revoked", reason: describeRevocation(revocation, cert), cert, cacheError: revocation.cacheError };
+  return { state: "valid", cert, ca, renewFrom, profiled: pems.profileJson !== undefined, revocation };
 }
 
 /** Stops the run (`pin-mismatch`) if `ca` does not match the pin. */

@@ -66,6 +66,15 @@ export class AutoPlatformClient implements PlatformClient {
     return client instanceof DojotX509Client ? client.bind(session, issued, deviceId) : { bound: false, detail: `not needed: ${API_TRAITS[client.api()].title} issues to the device's own end entity` };
   }
 
+  fetchCrl(session: Session): Promise<Uint8Array> {
+    return this.detectedClient().fetchCrl(session);
+  }
+
+  async revoke(session: Session, fingerprint: string): Promise<"revoked" | "absent" | "not-supported"> {
+    const client = this.detectedClient();
+    return client instanceof DojotX509Client ? client.revoke(session, fingerprint) : "not-supported";
+  }
+
   private detectedClient(): DojotLegacyClient | DojotX509Client {
     if (!this.chosen) throw new Error("a request before fetchCa: the API is not detected yet");
     return this.chosen;

@@ -54,6 +54,17 @@ export class DojotLegacyClient implements PlatformClient {
     return parseSignReply(reply, req.deviceId);
   }
 
+  /** `GET /ca/<name>/crl` -> 200 `{"CRL": base64 DER}` (EJBCA-REST `RESTmain.py`; protocol notes, section 3.3). */
+  async fetchCrl(session: Session): Promise<Uint8Array> {
+    const reply = await this.opts.http.json("revocation", this.url(`/ca/${encodeURIComponent(this.opts.caName)}/crl`), { method: "GET", headers: bearer(session) });
+    if (reply.status !== 200) throw replyError("revocation", reply, `fetching the CRL of CA '${this.opts.caName}'`);
+    requireJson("revocation", reply);
+    const crl = jsonObject(reply)?.CRL;
+    const der = typeof crl === "string" ? decodeBase64(crl) : undefined;
+    if (!der || der.length === 0) throw malformed("revocation", reply, "a JSON object with `CRL` (the base64 DER CRL)");
+    return der;
+  }
+
   private url(path: string): URL {
     return new URL(this.opts.baseUrl.href.replace(/\/+$/, "") + path);
   }

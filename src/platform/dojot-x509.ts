@@ -168,6 +168,29 @@ export class DojotX509Client implements PlatformClient {
     throw registrationError(reply, req.deviceId, fingerprint);
   }
 
+  /** `GET /x509/v1/ca/crl` -> 200 `{crl: PEM}` (v0.5.0 `trusted-cas-router.js`; v0.7.0/v0.8.0 `caRoutes.js`; no new CRL is forced unless the deployment sets X509IDMGMT_EJBCA_FORCECRLRENEW). */
+  async fetchCrl(session: Session): Promise<Uint8Array> {
+    const reply = await this.opts.http.json("revocation", this.url("/x509/v1/ca/crl"), { method: "GET", headers: bearer(session) });
+    if (reply.status !== 200) throw replyError("revocation", reply, "fetching the CA's CRL");
+    requireJson("revocation", reply);
+    const pem = jsonObject(reply)?.crl;
+    const der = typeof pem === "string" ? pemToDer(pem, "X509 CRL") : undefined;
+    if (!der) throw malformed("revocation", reply, "a JSON object with `crl` (a PEM CRL)");
+    return der;
+  }
+
+  /**
+   * `DELETE /x509/v1/certificates/<fp>` -> 204: the service removes the record and has EJBCA
+   * revoke a certificate it issued (protocol notes, section 5.3). The fingerprint with colons,
+   * upper case, which both release lines take. 404 "No records found": not (or no longer) there.
+   */
+  async revoke(session: Session, fingerprint: string): Promise<"revoked" | "absent"> {
+    const reply = await this.opts.http.json("revoke", this.url(`/x509/v1/certificates/${fingerprint.toUpperCase()}`), { method: "DELETE", headers: bearer(session) });
+    if (reply.status === 204 || reply.status === 200) return "revoked";
+    if (reply.status === 404 && /No records found/i.test(platformSays(reply))) return "absent";
+    throw replyError("revoke", reply, `removing certificate ${fingerprint}`);
+  }
+
   /** The device a certificate of this tenant is bound to ("" when unbound), or undefined when the tenant has no such certificate. */
   private async boundTo(session: Session, fingerprint: string): Promise<string | undefined> {
     const reply = await this.opts.http.json("register", this.url(`/x509/v1/certificates/${fingerprint}`), { method: "GET", headers: bearer(session) });

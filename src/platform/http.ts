@@ -104,7 +104,7 @@ export class HttpClient {
   async json(
     step: Step,
     url: URL,
-    init: { method: "GET" | "POST" | "PATCH"; headers?: Record<string, string>; body?: unknown; once?: boolean },
+    init: { method: "GET" | "POST" | "PATCH" | "DELETE"; headers?: Record<string, string>; body?: unknown; once?: boolean },
   ): Promise<HttpReply> {
     const { attempts } = this.settings;
     for (let attempt = 1; ; attempt++) {
@@ -151,7 +151,7 @@ export class HttpClient {
     throw new CertRetrieverError(`${step} failed: interrupted`, { step, reason: "interrupted", facts: { maybeSent } });
   }
 
-  private async once(step: Step, url: URL, init: { method: "GET" | "POST" | "PATCH"; headers?: Record<string, string>; body?: unknown; once?: boolean }): Promise<HttpReply> {
+  private async once(step: Step, url: URL, init: { method: "GET" | "POST" | "PATCH" | "DELETE"; headers?: Record<string, string>; body?: unknown; once?: boolean }): Promise<HttpReply> {
     const { timeouts, deadline } = this.settings;
     const remaining = deadline - Date.now();
     if (remaining <= 0) throw new Temporary("the deadline passed", undefined, undefined, true); // nothing was sent

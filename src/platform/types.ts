@@ -47,6 +47,10 @@ export interface PlatformClient {
    * platform needs it.
    */
   bind?(session: Session, issued: Issued, deviceId: string): Promise<Binding>;
+  /** The issuing CA's latest CRL, DER (after fetchCa). */
+  fetchCrl?(session: Session): Promise<Uint8Array>;
+  /** Removes a certificate the platform issued, which revokes it (after fetchCa; x509-identity-mgmt only). */
+  revoke?(session: Session, fingerprint: string): Promise<"revoked" | "absent" | "not-supported">;
 }
 
 /** What the bind step did: whether the platform now ties the certificate to the device, and a line saying so. */

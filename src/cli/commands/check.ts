@@ -1,17 +1,43 @@
 import { Command } from "commander";
-import { applyConfigFile } from "../config.js";
-import { checkKeyFlag, checkPinFlag, makeStore, publicKeysReader, resolveDeviceId, type CommonFlags, type KeyFlags } from "../context.js";
-import { parseDuration } from "../inputs.js";
+import { describeCause } from "../../errors.js";
+import { applyConfigFile, type ConfigExtras } from "../config.js";
+import type { PlatformClient, Session } from "../../platform/types.js";
+import {
+  checkKeyFlag,
+  checkPinFlag,
+  caReplacedPath,
+  crlCachePath,
+  login,
+  makeStore,
+  openPlatformRun,
+  publicKeysReader,
+  resolveDeviceId,
+  resolvePlatformUrl,
+  tokenSession,
+  type CommonFlags,
+  type KeyFlags,
+} from "../context.js";
+import { parseCount, parseDuration, parseRenewWindow } from "../inputs.js";
 import type { CliState } from "../main.js";
 import { addOptions } from "../options.js";
 import { printJson, reportError, say } from "../output.js";
 
 const HELP = `
 EXIT CODES (systemd's ExecCondition= contract)
-    0  enrollment is needed: no credentials, half state, invalid, expired or expiring within
-       --renew-before, a CA that does not match --ca-fingerprint, an interrupted write
-    1  nothing to do: the stored credentials are valid
+    0  enrollment is needed: no credentials, half state, invalid, expired or inside the renewal
+       window (--renew-before), revoked (a CRL lists it), a CA that does not match
+       --ca-fingerprint or that the platform has replaced, an interrupted write
+    1  nothing to do: the stored credentials are valid (also when revocation could not be
+       checked: the message says why, and enrolling again would not tell either)
   255  error (the message says which)
+
+REVOCATION
+  With --platform, check asks the platform for its CA and the CA's CRL (dojot: GET /x509/v1/ca/crl;
+  EJBCA-REST: GET /ca/<name>/crl), verifies the CRL's signature with the stored CA, and keeps it in
+  <out>/<ca-name>.crl. A cached CRL younger than --crl-refresh is used without asking; when the
+  platform cannot be reached, a cached CRL still before its next update answers. The platform gets
+  at most 30 s and one retry (less if --deadline or --retries say so). Without --platform, or with
+  --revocation off, only the stored credentials are read.
 
 EXAMPLES
   cert-retriever check --device-id f60c28 --out /var/lib/cert-retriever --json
@@ -20,6 +46,37 @@ EXAMPLES
   ExecCondition=/usr/bin/cert-retriever check
   ExecStart=/usr/bin/cert-retriever enroll --non-interactive
 `;
+
+/**
+ * A way to ask the platform something, logging in (password or token, never a prompt) only when
+ * asked; `close()` ends it. Any failure is thrown for the caller to report.
+ */
+async function platformAsker(command: Command, flags: CommonFlags & { api?: "auto" | "dojot" | "dojot-legacy" }, extras: ConfigExtras) {
+  const startedAt = Date.now();
+  const source = (key: string) => command.getOptionValueSource(key);
+  // A condition must not hold up a boot: the platform gets at most 30 s and one retry (what it cannot answer is "unknown").
+  const bounded = { ...flags, deadline: `${Math.min(parseDuration(flags.deadline, "--deadline"), CHECK_ONLINE_MS)}ms`, retries: String(Math.min(parseCount(flags.retries, "--retries", 0, 100), 1)) };
+  let opened: Awaited<ReturnType<typeof openPlatformRun>> | undefined;
+  const ask = async <T>(question: (platform: PlatformClient, session: Session) => Promise<T>): Promise<T> => {
+    const baseUrl = await resolvePlatformUrl(flags);
+    const token = await tokenSession(flags);
+    const credentials = token ? undefined : await login({ ...flags, nonInteractive: true }, extras, source);
+    opened = await openPlatformRun(bounded, startedAt, []);
+    const [{ makePlatform }, { openSession }] = await Promise.all([import("../platform.js"), import("../../platform/login.js")]);
+    const platform = await makePlatform(flags.api ?? "auto", { baseUrl, caName: flags.caName, entityPassword: "", http: opened.http });
+    const { session } = await openSession(platform, { username: (await credentials?.username()) ?? "", password: credentials?.password ?? (async () => ""), session: token?.session, sessionSource: token?.source }, new Date());
+    return question(platform, session);
+  };
+  return Object.assign(ask, {
+    close: async () => {
+      opened?.interrupt.dispose();
+      await opened?.http.close();
+    },
+  });
+}
+
+/** The most `check` waits for the platform (CA and CRL), whatever --deadline says. */
+const CHECK_ONLINE_MS = 30_000;
 
 /** Exit codes of `check`. */
 export const CHECK_EXIT = { NEEDED: 0, NOTHING_TO_DO: 1, ERROR: 255 } as const;
@@ -31,31 +88,84 @@ export function checkCommand(state: CliState): Command {
     .addHelpText("after", HELP)
     .action(async (_f: CommonFlags, command: Command) => {
       try {
-        await applyConfigFile(command, say);
-        const flags = command.opts<CommonFlags & KeyFlags>();
+        const extras = await applyConfigFile(command, say);
+        const flags = command.opts<CommonFlags & KeyFlags & { crlRefresh: string; api?: "auto" | "dojot" | "dojot-legacy" }>();
         state.json ||= Boolean(flags.json);
         const deviceId = await resolveDeviceId({ ...flags, nonInteractive: true }, (key) => command.getOptionValueSource(key));
-        const renewBeforeMs = parseDuration(flags.renewBefore, "--renew-before", true);
+        const renewBefore = parseRenewWindow(flags.renewBefore);
+        const refreshMs = parseDuration(flags.crlRefresh, "--crl-refresh", true);
         await checkPinFlag(flags);
         await checkKeyFlag(flags);
         const store = await makeStore(flags, deviceId);
-        const [{ inspectCredentials }, { softwareCrypto }] = await Promise.all([import("../../pipeline/inspect.js"), import("../../crypto/provider.js")]);
-        const verdict = await inspectCredentials(store, {
-          deviceId,
-          crypto: softwareCrypto(),
-          publicKeysOf: publicKeysReader(flags, (key) => command.getOptionValueSource(key)),
-          caFingerprint: flags.caFingerprint,
-          renewBeforeMs,
-          now: new Date(),
-        });
-        if (verdict.state === "valid") {
-          say(`nothing to do: '${deviceId}' has valid credentials in ${store.location} until ${verdict.cert.notAfter.toISOString()} (renewal due from ${verdict.renewFrom.toISOString()})`);
-          if (flags.json) printJson({ needed: false, deviceId, notAfter: verdict.cert.notAfter.toISOString(), renewFrom: verdict.renewFrom.toISOString() });
-          state.exitCode = CHECK_EXIT.NOTHING_TO_DO;
-        } else {
-          say(`enrollment needed: ${verdict.reason}`);
-          if (flags.json) printJson({ needed: true, deviceId, state: verdict.state, reason: verdict.reason });
-          state.exitCode = CHECK_EXIT.NEEDED;
+        const [{ inspectCredentials }, { softwareCrypto }, { revocationOf, describeRevocation, markCaReplaced }] = await Promise.all([
+          import("../../pipeline/inspect.js"),
+          import("../../crypto/provider.js"),
+          import("../../pipeline/revocation.js"),
+        ]);
+        const crypto = softwareCrypto();
+        const now = new Date();
+        const online = flags.platform && flags.revocation !== "off" ? await platformAsker(command, flags, extras) : undefined;
+        let caReplaced: string | undefined;
+        try {
+          const verdict = await inspectCredentials(store, {
+            deviceId,
+            crypto,
+            publicKeysOf: publicKeysReader(flags, (key) => command.getOptionValueSource(key)),
+            caFingerprint: flags.caFingerprint,
+            renewBefore,
+            now,
+            revocation:
+              flags.revocation === "off"
+                ? undefined
+                : (cert, ca) =>
+                    revocationOf(cert, ca, {
+                      crypto,
+                      now,
+                      cachePath: crlCachePath(flags),
+                      refreshMs,
+                      // The CA first: a CA the platform replaced makes the CRL moot (and enrollment needed).
+                      fetch: online
+                        ? () =>
+                            online(async (platform, session) => {
+                              const fetched = await platform.fetchCa(session);
+                              if (Buffer.compare(Buffer.from(fetched.der), Buffer.from(ca.rawData)) !== 0) {
+                                caReplaced = "the platform's CA is no longer the stored one";
+                                throw new Error(caReplaced);
+                              }
+                              if (!platform.fetchCrl) throw new Error("the platform serves no CRL");
+                              return platform.fetchCrl(session);
+                            })
+                        : undefined,
+                    }),
+          });
+          if (verdict.state === "valid" && caReplaced) {
+            // enroll sees this only through the mark: without it, the unit would be started every day for nothing.
+            await markCaReplaced(caReplacedPath(flags), verdict.ca).catch(async (err: unknown) => {
+              throw (await import("../../store/directory.js")).storageError(`${caReplaced}, but that could not be noted for enroll in ${caReplacedPath(flags)} (${describeCause(err)})`, err);
+            });
+            say(`enrollment needed: ${caReplaced}`);
+            if (flags.json) printJson({ needed: true, deviceId, state: "ca-changed", reason: caReplaced });
+            state.exitCode = CHECK_EXIT.NEEDED;
+          } else if (verdict.state === "valid") {
+            const revocation = verdict.revocation;
+            const checked =
+              revocation === undefined ? "revocation not checked (--revocation off)" : revocation.state === "unknown" ? `revocation could not be checked: ${revocation.why}` : describeRevocation(revocation, verdict.cert);
+            say(`nothing to do: '${deviceId}' has valid credentials in ${store.location} until ${verdict.cert.notAfter.toISOString()} (renewal due from ${verdict.renewFrom.toISOString()}); ${checked}`);
+            if (revocation?.state === "good" && revocation.crl.note) say(`note: ${revocation.crl.note}`);
+            if (flags.json) {
+              printJson({ needed: false, deviceId, notAfter: verdict.cert.notAfter.toISOString(), renewFrom: verdict.renewFrom.toISOString(), revocation: revocation?.state ?? "not-checked", ...(revocation?.state === "unknown" ? { revocationUnknownWhy: revocation.why } : {}) });
+            }
+            state.exitCode = CHECK_EXIT.NOTHING_TO_DO;
+          } else {
+            if (verdict.state === "revoked" && verdict.cacheError) {
+              throw (await import("../../store/directory.js")).storageError(`${verdict.reason}, but ${verdict.cacheError}, where enroll reads it`, undefined);
+            }
+            say(`enrollment needed: ${verdict.reason}`);
+            if (flags.json) printJson({ needed: true, deviceId, state: verdict.state, reason: verdict.reason });
+            state.exitCode = CHECK_EXIT.NEEDED;
+          }
+        } finally {
+          await online?.close();
         }
       } catch (err) {
         state.exitCode = reportError(err, { debug: state.debug, json: state.json, exitCode: CHECK_EXIT.ERROR });

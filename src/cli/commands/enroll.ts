@@ -1,3 +1,4 @@
+import { rm } from "node:fs/promises";
 import { Command, Option } from "commander";
 import { isKeyType, type KeyType } from "../../crypto/keys.js";
 import { CertRetrieverError } from "../../errors.js";
@@ -8,6 +9,8 @@ import { applyConfigFile } from "../config.js";
 import {
   checkKeyFlag,
   checkPinFlag,
+  caReplacedPath,
+  crlCachePath,
   isInteractive,
   openKeyStore,
   type KeyFlags,
@@ -19,11 +22,11 @@ import {
   tokenSession,
 } from "../context.js";
 import { usage } from "../failures.js";
-import { boundedRead, checkSans, parseDuration, passwordReader } from "../inputs.js";
+import { boundedRead, checkSans, parseDuration, parseRenewWindow, passwordReader } from "../inputs.js";
 import type { CliState } from "../main.js";
 import { addOptions } from "../options.js";
 import { exitCodesHelp, heldSecret, holdSecret, printJson, progress, say } from "../output.js";
-import { verifyStored, type MqttFlags } from "./verify.js";
+import { brokerUrl, verifyCredentials, verifyStored, type MqttFlags } from "./verify.js";
 
 interface EnrollFlags extends MqttFlags, KeyFlags {
   verifyBroker?: string;
@@ -35,6 +38,10 @@ interface EnrollFlags extends MqttFlags, KeyFlags {
   uri: string[];
   force?: boolean;
   storeCertInToken?: boolean;
+  exec?: string;
+  reloadUnit?: string;
+  hookTimeout: string;
+  keepPrevious?: boolean;
 }
 
 const EXAMPLES = `
@@ -105,7 +112,11 @@ async function runEnroll(command: Command, state: CliState): Promise<number> {
   }
   const { profileSans } = await import("../../profiles.js");
   const sans = profileSans(flags.profile ?? "generic", deviceId, flags.uriDomain, checkSans(flags.dns, flags.ip, flags.uri));
-  const renewBeforeMs = parseDuration(flags.renewBefore, "--renew-before", true);
+  const renewBefore = parseRenewWindow(flags.renewBefore);
+  const hookTimeoutMs = parseDuration(flags.hookTimeout, "--hook-timeout");
+  if (flags.exec !== undefined && !flags.exec.trim()) throw usage("--exec is empty", "give the command line to run, e.g. --exec 'systemctl restart my-agent'");
+  if (flags.reloadUnit !== undefined && !/^[\w:.@\\][\w:.@\\-]*$/.test(flags.reloadUnit)) throw usage(`--reload-unit '${flags.reloadUnit}' is not a unit name`, "e.g. --reload-unit mosquitto.service");
+  const broker = flags.verifyBroker ? brokerUrl(flags.verifyBroker) : undefined;
   await checkPinFlag(flags);
   await checkKeyFlag(flags);
   const token = await tokenSession(flags);
@@ -130,17 +141,20 @@ async function runEnroll(command: Command, state: CliState): Promise<number> {
   });
 
   // Heavy modules load only once the input is known to be good.
-  const [{ enroll }, { softwareCrypto }, { makePlatform }] = await Promise.all([
+  const [{ enroll }, { softwareCrypto }, { makePlatform }, { revocationOf, caReplacedMark }, { runChangeHooks }] = await Promise.all([
     import("../../pipeline/enroll.js"),
     import("../../crypto/provider.js"),
     import("../platform.js"),
+    import("../../pipeline/revocation.js"),
+    import("../hooks.js"),
   ]);
+  const crypto = softwareCrypto();
   const render = progress(isInteractive(flags));
   try {
     const result = await enroll(
       {
         platform: await makePlatform(flags.api, { baseUrl, caName: flags.caName, entityPassword, http }),
-        crypto: softwareCrypto(),
+        crypto,
         keyStore,
         storeCertInToken: Boolean(flags.storeCertInToken),
         deviceId,
@@ -152,15 +166,33 @@ async function runEnroll(command: Command, state: CliState): Promise<number> {
         keyType,
         sans,
         store,
-        renewBeforeMs,
+        renewBefore,
         profile: flags.profile ? { name: flags.profile, uriDomain: flags.uriDomain } : undefined,
         force: Boolean(flags.force),
         caFingerprint: flags.caFingerprint,
         clockSkewMs: () => http.clockSkewMs,
         signal: interrupt.signal,
+        // The CRL check keeps fresh (enroll itself never waits for a CRL): a certificate it lists is enrolled again.
+        revocation: flags.revocation === "off" ? undefined : (cert, ca) => revocationOf(cert, ca, { crypto, now: new Date(), cachePath: crlCachePath(flags), refreshMs: Infinity }),
+        caReplaced: (ca) => caReplacedMark(caReplacedPath(flags), ca),
+        beforeReplace: broker
+          ? (pems) =>
+              verifyCredentials(pems, deviceId, broker, flags, `the new credentials of '${deviceId}'`, source).catch((err: unknown) => {
+                if (!(err instanceof CertRetrieverError)) throw err;
+                throw new CertRetrieverError(`${err.message} (with the new credentials, which were not stored: the previous ones stay in use)`, { step: err.step, reason: err.reason, facts: err.facts, hint: err.hint, cause: err });
+              })
+          : undefined,
+        afterChange: flags.exec || flags.reloadUnit ? (done) => runChangeHooks(done, { exec: flags.exec, reloadUnit: flags.reloadUnit, timeoutMs: hookTimeoutMs }) : undefined,
+        revokePrevious: !flags.keepPrevious,
       },
       render,
     );
+    // The cached CRL predates the revocation this run made: the next check fetches a new one. A CA change is acted on.
+    if (result.previous?.revoked === "revoked") await rm(crlCachePath(flags), { force: true }).catch(() => undefined);
+    if (result.status === "enrolled") await rm(caReplacedPath(flags), { force: true }).catch(() => undefined);
+    if (result.previous && !flags.exec && !flags.reloadUnit) {
+      say("note: no --exec or --reload-unit: programs that loaded the previous identity keep it until they restart");
+    }
     if (result.status === "already-enrolled") {
       say(`device '${deviceId}' already has valid credentials in ${store.location} (valid until ${result.notAfter}); nothing to do (use --force to enroll again)`);
     } else {
@@ -168,9 +200,9 @@ async function runEnroll(command: Command, state: CliState): Promise<number> {
       const where = files ? `${files.keyUri ?? files.key}, ${files.certificate}, ${files.ca}` : store.location;
       say(`enrolled device '${deviceId}': ${where}`);
     }
-    let verified: unknown;
+    let verified: unknown = result.checkedBeforeStore;
     await keyStore.close(); // a token is opened again, for TLS, by the broker check
-    if (flags.verifyBroker) {
+    if (flags.verifyBroker && verified === undefined) {
       try {
         verified = await verifyStored(store, deviceId, flags.verifyBroker, flags, source);
       } catch (err) {

@@ -1,16 +1,19 @@
 import { Command, Option } from "commander";
 import { FAULT_DESCRIPTIONS, FAULT_ROUTES } from "../../fault-kinds.js";
 import { usage } from "../failures.js";
-import { checkDeviceId } from "../inputs.js";
+import { checkDeviceId, parseDuration } from "../inputs.js";
 import { say } from "../output.js";
 
 const LAB_HELP = `
 The lab platform speaks dojot's EJBCA-REST API behind Kong (POST /auth, GET /ca/<name>,
-POST /sign/<device>/pkcs10) and, with --api x509 or both, x509-identity-mgmt's
-(GET /x509/v1/ca, POST /x509/v1/certificates, GET|PATCH|DELETE /x509/v1/certificates/<fp>) with
-the rules of dojot v0.5-v0.6 or v0.7-v0.8, so the agent can be run and tested without a dojot
-deployment. Its CAs (CN=IOTmidCA, O=EJBCA IOT, C=SE for EJBCA-REST; the X509 Identity CA for
-x509-identity-mgmt) and state are kept in --dir and survive a restart.
+POST /sign/<device>/pkcs10, GET|PUT /ca/<name>/crl) and, with --api x509 or both,
+x509-identity-mgmt's (GET /x509/v1/ca, GET /x509/v1/ca/crl, POST /x509/v1/certificates,
+GET|PATCH|DELETE /x509/v1/certificates/<fp>) with the rules of dojot v0.5-v0.6 or v0.7-v0.8, so
+the agent can be run and tested without a dojot deployment. DELETE revokes a certificate the
+platform issued (reason superseded); the CRL served is EJBCA's latest, renewed when due (every
+24 h), or on every request with --force-crl-renew. Its CAs (CN=IOTmidCA, O=EJBCA IOT, C=SE for
+EJBCA-REST; the X509 Identity CA for x509-identity-mgmt) and state are kept in --dir and survive
+a restart.
 The admin user's password comes from CERT_RETRIEVER_LAB_PASSWORD, or is generated on first
 start and printed once. It is a test tool: plain HTTP, meant for 127.0.0.1.
 `;
@@ -42,15 +45,21 @@ export function labCommand(state: { exitCode: number }): Command {
     .option("--no-extension-override", "certificate profiles ignore the CSR's extensions (SANs included), as EJBCA does with 'Allow Extension Override' off")
     .option("--auto-register", "create the end entity on the first signing request for an unknown device")
     .option("--token-lifetime <seconds>", "JWT lifetime", "420")
+    .option(
+      "--cert-lifetime <duration>",
+      "validity of the certificates the lab issues, e.g. 1h, 90s, 2d (default: 365d for x509-identity-mgmt, 730d for EJBCA-REST's CFREE profile); on a real platform it is a deployment setting, in whole days (X509IDMGMT_CERTIFICATE_VALIDITY for x509-identity-mgmt v0.7+, CERT_VALIDITY_DAYS for v0.5)",
+    )
+    .option("--force-crl-renew", "x509-identity-mgmt makes a new CRL on every GET /x509/v1/ca/crl, so a revocation shows at once (X509IDMGMT_EJBCA_FORCECRLRENEW=true; off by default, as on the platform)")
     .addOption(new Option("--api <api>", "which dojot API to serve: legacy (EJBCA-REST), x509 (x509-identity-mgmt), or both").choices(["legacy", "x509", "both"]).default("legacy"))
     .addOption(new Option("--x509-rules <version>", "x509-identity-mgmt's rules: v0.5 (CN rule, tenant prefix) or v0.7 (subject passed through, binding)").choices(["v0.5", "v0.7"]).default("v0.7"))
     .option("--auth-rate-limit <limits>", "limit /auth as dojot's Kong does, e.g. 5/min,40/h (429 with Retry-After); the default beyond loopback")
     .option("--fault <route:kind[:times]>", `misbehave on purpose, for testing clients (repeatable): ROUTE is ${FAULT_ROUTES.join(", ")}; KIND is listed below; TIMES, how often (default: always)`, (v: string, prev: string[]) => [...prev, v], [])
     .addHelpText("after", faultHelp())
-    .action(async (flags: { dir: string; listen: string; certProfile: "cfree" | "open"; extensionOverride: boolean; autoRegister?: boolean; tokenLifetime: string; fault: string[]; authRateLimit?: string; api: "legacy" | "x509" | "both"; x509Rules: "v0.5" | "v0.7" }) => {
+    .action(async (flags: { dir: string; listen: string; certProfile: "cfree" | "open"; extensionOverride: boolean; autoRegister?: boolean; tokenLifetime: string; certLifetime?: string; forceCrlRenew?: boolean; fault: string[]; authRateLimit?: string; api: "legacy" | "x509" | "both"; x509Rules: "v0.5" | "v0.7" }) => {
       const { host, port } = parseListen(flags.listen);
       const tokenLifetime = Number.parseInt(flags.tokenLifetime, 10);
       if (!(tokenLifetime > 0)) throw usage(`--token-lifetime '${flags.tokenLifetime}' is not a positive number of seconds`);
+      const certLifetime = flags.certLifetime === undefined ? undefined : parseDuration(flags.certLifetime, "--cert-lifetime");
       const [{ startLab }, { softwareCrypto }, { parseFault }] = await Promise.all([
         import("../../lab/server.js"),
         import("../../crypto/provider.js"),
@@ -94,6 +103,8 @@ export function labCommand(state: { exitCode: number }): Command {
         api: flags.api,
         x509Rules: flags.x509Rules,
         extensionOverride: flags.extensionOverride,
+        certLifetime,
+        forceCrlRenew: Boolean(flags.forceCrlRenew),
       }).catch((err: unknown) => {
         throw err instanceof LabListenError ? usage(`cannot listen on --listen ${flags.listen}: ${err.message}`, "choose another port, or 0 for a free one") : err;
       });
@@ -101,7 +112,7 @@ export function labCommand(state: { exitCode: number }): Command {
         say(`lab: created user 'admin' with password ${running.generatedPassword} (shown once; set CERT_RETRIEVER_LAB_PASSWORD to choose it)`);
       }
       const cas = [flags.api !== "x509" && running.ca, flags.api !== "legacy" && running.x509Ca].filter((c) => c).map((c) => displayName((c as typeof running.ca).cert.subjectName));
-      say(`lab: CA ${cas.join(" and ")} in ${flags.dir}; API ${flags.api}${flags.api === "legacy" ? "" : ` (x509 rules ${flags.x509Rules})`}; profile ${flags.certProfile}${flags.extensionOverride ? "" : ", CSR extensions ignored"}`);
+      say(`lab: CA ${cas.join(" and ")} in ${flags.dir}; API ${flags.api}${flags.api === "legacy" ? "" : ` (x509 rules ${flags.x509Rules})`}; profile ${flags.certProfile}${flags.extensionOverride ? "" : ", CSR extensions ignored"}${certLifetime === undefined ? "" : `; certificates valid ${flags.certLifetime}`}${flags.forceCrlRenew ? "; a new CRL on every request" : ""}`);
       process.stdout.write(`${running.url}\n`);
       await new Promise<void>((resolve) => {
         const stop = () => resolve();

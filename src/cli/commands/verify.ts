@@ -2,7 +2,7 @@ import { Command } from "commander";
 import { CertRetrieverError } from "../../errors.js";
 import { COMMAND_EXIT_CODES } from "../../exit-codes.js";
 import type { MqttVersion, ProfileName, ProfileRecord } from "../../profiles.js";
-import type { CredentialStore } from "../../store/types.js";
+import type { CredentialPems, CredentialStore } from "../../store/types.js";
 import { applyConfigFile } from "../config.js";
 import { checkKeyFlag, makeStore, resolveDeviceId, type CommonFlags, type KeyFlags, type SourceOf } from "../context.js";
 import { usage } from "../failures.js";
@@ -57,8 +57,8 @@ export function verifyCommand(state: CliState): Command {
   return cmd;
 }
 
-/** Checks the broker URL, reads the stored identity and its recorded profile, and runs the broker check. */
-export async function verifyStored(store: CredentialStore, deviceId: string, brokerText: string, flags: MqttFlags, source?: SourceOf) {
+/** The broker's URL, checked: mqtts:// only. */
+export function brokerUrl(brokerText: string): URL {
   let broker: URL;
   try {
     broker = new URL(brokerText);
@@ -66,7 +66,13 @@ export async function verifyStored(store: CredentialStore, deviceId: string, bro
     throw usage(`--broker '${brokerText}' is not a URL`, "e.g. --broker mqtts://broker.example.com:8883");
   }
   if (broker.protocol !== "mqtts:") throw usage(`--broker must be mqtts:// (mutual TLS), not ${broker.protocol}//`);
-  const timeoutMs = parseDuration(flags.brokerTimeout, "--broker-timeout");
+  return broker;
+}
+
+/** Checks the broker URL, reads the stored identity and its recorded profile, and runs the broker check. */
+export async function verifyStored(store: CredentialStore, deviceId: string, brokerText: string, flags: MqttFlags, source?: SourceOf) {
+  const broker = brokerUrl(brokerText);
+  parseDuration(flags.brokerTimeout, "--broker-timeout");
   const stored = await store.read();
   if (stored.interrupted) {
     throw new CertRetrieverError(`verify failed: a write to ${store.location} was interrupted, so which credentials are stored is not settled`, {
@@ -78,11 +84,20 @@ export async function verifyStored(store: CredentialStore, deviceId: string, bro
   if (!stored.pems) {
     throw new CertRetrieverError(`verify failed: no complete credentials for '${deviceId}' in ${store.location}`, { step: "verify", reason: "not-enrolled", hint: "enroll first; no broker was contacted" });
   }
+  return verifyCredentials(stored.pems, deviceId, broker, flags, `'${deviceId}' in ${store.location}`, source);
+}
+
+/**
+ * The broker check with credentials in hand: stored ones, or (in a renewal) new ones not yet
+ * stored. `broker` must be a checked mqtts:// URL; `where` names them in messages.
+ */
+export async function verifyCredentials(pems: CredentialPems, deviceId: string, broker: URL, flags: MqttFlags, where: string, source?: SourceOf) {
+  const timeoutMs = parseDuration(flags.brokerTimeout, "--broker-timeout");
   let recorded: ProfileRecord | undefined;
   try {
-    recorded = stored.pems.profileJson ? (JSON.parse(stored.pems.profileJson) as ProfileRecord) : undefined;
+    recorded = pems.profileJson ? (JSON.parse(pems.profileJson) as ProfileRecord) : undefined;
   } catch {
-    throw new CertRetrieverError(`verify failed: the recorded profile of '${deviceId}' in ${store.location} is damaged`, {
+    throw new CertRetrieverError(`verify failed: the recorded profile of ${where} is damaged`, {
       step: "verify",
       reason: "config",
       hint: "pass --profile (and --client-id/--topic), or enroll again to record it anew",
@@ -91,16 +106,16 @@ export async function verifyStored(store: CredentialStore, deviceId: string, bro
   const record: ProfileRecord = { profile: flags.profile ?? recorded?.profile ?? "generic", deviceId, tenant: recorded?.tenant, uriDomain: flags.uriDomain ?? recorded?.uriDomain };
   const [{ mqttIdentity }, { checkBroker }, { isKeyUri }] = await Promise.all([import("../../profiles.js"), import("../../verify/broker.js"), import("../../store/types.js")]);
   const identity = mqttIdentity(record);
-  const inToken = isKeyUri(stored.pems.key);
-  if (flags.key !== undefined && !inToken) throw usage(`--key names a token key, but the stored key of '${deviceId}' in ${store.location} is a key file`, "leave --key out, or enroll with it");
-  const tokenKey = inToken ? await (await import("../token-tls.js")).tokenKeyForTls(flags, flags.key ?? stored.pems.key.trim(), stored.pems.key, source) : undefined;
+  const inToken = isKeyUri(pems.key);
+  if (flags.key !== undefined && !inToken) throw usage(`--key names a token key, but the key of ${where} is a key file`, "leave --key out, or enroll with it");
+  const tokenKey = inToken ? await (await import("../token-tls.js")).tokenKeyForTls(flags, flags.key ?? pems.key.trim(), pems.key, source) : undefined;
   try {
     return await checkBroker(
       {
         broker,
-        caPem: stored.pems.caPem,
-        certPem: stored.pems.certificatePem,
-        keyPem: inToken ? undefined : stored.pems.key,
+        caPem: pems.caPem,
+        certPem: pems.certificatePem,
+        keyPem: inToken ? undefined : pems.key,
         keyEngine: tokenKey ? { ...tokenKey.engine, loaded: tokenKey.dispose } : undefined,
         clientId: flags.clientId ?? identity.clientId,
         topic: flags.topic ?? identity.topic,

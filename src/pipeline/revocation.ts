@@ -1,0 +1,142 @@
+import { open, readFile, rename, stat, unlink } from "node:fs/promises";
+import type { CryptoProvider } from "../crypto/provider.js";
+import { toPem } from "../crypto/keys.js";
+import * as x509 from "../crypto/x509.js";
+import { describeCause } from "../errors.js";
+import { sha256ColonHex } from "../crypto/fingerprint.js";
+import { displayName } from "./certificate.js";
+
+/** How to learn whether a certificate was revoked: a cached CRL, refreshed from the platform when it is old. */
+export interface RevocationOptions {
+  crypto: CryptoProvider;
+  now: Date;
+  /** Where the last good CRL is kept (PEM); none: fetched every time. */
+  cachePath?: string;
+  /** A cached CRL younger than this is used without asking the platform. */
+  refreshMs: number;
+  /** Fetches the CA's latest CRL (DER); absent: only the cache is read (enroll's "nothing to do"). */
+  fetch?: () => Promise<Uint8Array>;
+}
+
+/** What the CRL says of a certificate, or why no CRL could say it. */
+export type RevocationVerdict =
+  | { state: "good"; crl: CrlFacts; cacheError?: string }
+  | { state: "revoked"; crl: CrlFacts; revokedAt: Date; reason?: string; cacheError?: string }
+  | { state: "unknown"; why: string };
+
+/** Which CRL gave the answer, in words for messages. */
+export interface CrlFacts {
+  thisUpdate: Date;
+  nextUpdate?: Date;
+  from: "platform" | "cache";
+  /** Why the cache was used although the platform was asked (it could not be reached), if so. */
+  note?: string;
+}
+
+/** CRL reason codes (RFC 5280, 5.3.1) by number, as openssl names them. */
+const REASON_NAMES = ["unspecified", "keyCompromise", "cACompromise", "affiliationChanged", "superseded", "cessationOfOperation", "certificateHold", "", "removeFromCRL", "privilegeWithdrawn", "aACompromise"];
+
+/**
+ * Whether `cert` is revoked, by a CRL of its issuer `ca` whose signature is checked. A cached CRL
+ * is used while it is younger than `refreshMs` and not past its nextUpdate; then the platform is
+ * asked, and a CRL it sends is kept. When the platform cannot be asked, a cached CRL that is not
+ * past its nextUpdate still answers; else the answer is "unknown" with the reason, never a guess.
+ */
+export async function revocationOf(cert: x509.X509Certificate, ca: x509.X509Certificate, opts: RevocationOptions): Promise<RevocationVerdict> {
+  const cached = opts.cachePath ? await readCachedCrl(opts.cachePath, ca, opts.crypto, opts.now) : undefined;
+  const current = cached && (!cached.crl.nextUpdate || cached.crl.nextUpdate > opts.now) ? cached : undefined;
+  if (current && (!opts.fetch || opts.now.getTime() - current.fetchedAt.getTime() < opts.refreshMs)) return verdict(cert, current.crl, "cache", opts.now);
+  if (!opts.fetch) return { state: "unknown", why: cached ? "the cached CRL is past its next update" : "no CRL has been fetched yet" };
+  let crl: x509.X509Crl;
+  try {
+    crl = new x509.X509Crl(new Uint8Array(await opts.fetch()));
+    const problem = await crlProblem(crl, ca, opts.crypto);
+    if (problem) throw new Error(problem);
+  } catch (err) {
+    const why = `the CRL could not be fetched or is not good (${describeCause(err)})`;
+    if (current) return verdict(cert, current.crl, "cache", opts.now, `${why}; the cached one, current until ${current.crl.nextUpdate?.toISOString() ?? "its issuer's next CRL"}, answered`);
+    return { state: "unknown", why };
+  }
+  // A CRL older than the one kept (a stale replica, a replay) does not replace it.
+  if (cached && crl.thisUpdate < cached.crl.thisUpdate) return verdict(cert, cached.crl, "cache", opts.now, "the platform sent an older CRL than the one kept");
+  let cacheError: string | undefined;
+  if (opts.cachePath) await writeCache(opts.cachePath, crl).catch((err: unknown) => (cacheError = `the CRL could not be kept in ${opts.cachePath} (${describeCause(err)})`));
+  const answer = verdict(cert, crl, "platform", opts.now);
+  return answer.state === "unknown" || !cacheError ? answer : { ...answer, cacheError };
+}
+
+/** What `crl` says of `cert`: listed is revoked, whatever the CRL's age; not listed counts only while the CRL is current. */
+function verdict(cert: x509.X509Certificate, crl: x509.X509Crl, from: CrlFacts["from"], now: Date, note?: string): RevocationVerdict {
+  const facts: CrlFacts = { thisUpdate: crl.thisUpdate, nextUpdate: crl.nextUpdate, from, note };
+  const entry = crl.findRevoked(cert.serialNumber);
+  if (!entry && crl.nextUpdate && crl.nextUpdate <= now) return { state: "unknown", why: `the platform's CRL is past its next update (${crl.nextUpdate.toISOString()})` };
+  if (!entry) return { state: "good", crl: facts };
+  const code = entry.reason;
+  return { state: "revoked", crl: facts, revokedAt: entry.revocationDate, reason: code === undefined ? undefined : (REASON_NAMES[code] ?? `reason ${code}`) };
+}
+
+/** Why `crl` is not the CRL of `ca` (issuer, signature), or undefined. */
+async function crlProblem(crl: x509.X509Crl, ca: x509.X509Certificate, crypto: CryptoProvider): Promise<string | undefined> {
+  if (Buffer.compare(Buffer.from(crl.issuerName.toArrayBuffer()), Buffer.from(ca.subjectName.toArrayBuffer())) !== 0) {
+    return `it was issued by ${displayName(crl.issuerName)}, not by the stored CA ${displayName(ca.subjectName)}`;
+  }
+  const signed = await crl.verify({ publicKey: ca }, crypto).catch(() => false);
+  return signed ? undefined : "its signature does not verify with the stored CA's key";
+}
+
+/** The cached CRL if it is still the stored CA's, with when it was fetched (the file's time, never later than now). */
+async function readCachedCrl(path: string, ca: x509.X509Certificate, crypto: CryptoProvider, now: Date): Promise<{ crl: x509.X509Crl; fetchedAt: Date } | undefined> {
+  try {
+    const [text, st] = await Promise.all([readFile(path, "utf8"), stat(path)]);
+    const crl = new x509.X509Crl(text);
+    return (await crlProblem(crl, ca, crypto)) ? undefined : { crl, fetchedAt: st.mtime < now ? st.mtime : now };
+  } catch {
+    return undefined; // none, unreadable or damaged: as if there were none
+  }
+}
+
+/** Replaces the cache whole. */
+function writeCache(path: string, crl: x509.X509Crl): Promise<void> {
+  return replaceWhole(path, toPem(crl.rawData, "X509 CRL"));
+}
+
+/** Writes `text` beside `path`, synced and public (0644, as the CA certificate there), then renames it over `path`. */
+async function replaceWhole(path: string, text: string): Promise<void> {
+  const staged = `${path}.${process.pid}.tmp`;
+  await unlink(staged).catch(() => undefined); // a crashed run's, with this pid
+  const handle = await open(staged, "wx", 0o644);
+  try {
+    await handle.writeFile(text);
+    await handle.chmod(0o644);
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+  await rename(staged, path).catch(async (err: unknown) => {
+    await unlink(staged).catch(() => undefined);
+    throw err;
+  });
+}
+
+/** A verdict in a few words, for `check` and `enroll`. */
+export function describeRevocation(v: Exclude<RevocationVerdict, { state: "unknown" }>, cert: x509.X509Certificate): string {
+  const crl = `the CRL ${v.crl.from === "cache" ? "cached from the platform" : "the platform sent"} (issued ${v.crl.thisUpdate.toISOString()})`;
+  return v.state === "revoked"
+    ? `certificate ${cert.serialNumber} was revoked at ${v.revokedAt.toISOString()}${v.reason ? ` (${v.reason})` : ""}, says ${crl}`
+    : `certificate ${cert.serialNumber} is not revoked, says ${crl}`;
+}
+
+/**
+ * What `check` learned from the platform that `enroll` cannot see offline: that the platform's CA
+ * is no longer the stored one. Kept beside the CA certificate as the stored CA's fingerprint, it
+ * names that CA only: once new credentials (under the new CA) are stored, it no longer applies.
+ */
+export function markCaReplaced(path: string, storedCa: x509.X509Certificate): Promise<void> {
+  return replaceWhole(path, `${sha256ColonHex(storedCa.rawData)}\n`);
+}
+
+/** Whether `check` found the platform's CA replaced while `storedCa` was the stored one. */
+export async function caReplacedMark(path: string, storedCa: x509.X509Certificate): Promise<boolean> {
+  const text = await readFile(path, "utf8").catch(() => "");
+  return text.trim() === sha256ColonHex(storedCa.rawData);
+}
