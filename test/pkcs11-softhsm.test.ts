@@ -101,6 +101,20 @@ describe.skipIf(!ready)("keys in a PKCS#11 token (SoftHSM2): generated inside, C
     expect(exported.code).toBe(36);
   });
 
+  it("a renewal makes a new key in the token, removes the one it replaced, and proves the new one at the broker (after the swap, for a token key)", async () => {
+    const out = join(await tempDir(), "certs");
+    expect((await enroll("b2c3d4", out, ["--key-type", "ec-p256"])).code).toBe(0);
+    const before = await snapshot(out);
+    const keys = () => token.tool("--list-objects", "--type", "privkey").split(/\n(?=Private Key Object)/).filter((b) => /label:\s+b2c3d4\s*$/m.test(b)).length;
+    expect(keys()).toBe(1);
+    const renewed = await enroll("b2c3d4", out, ["--renew-before", "400d", "--verify-broker", broker.url, "--broker-timeout", "5s", "--topic", "b2c3d4/attrs", "--json"]);
+    expect(renewed.code, renewed.stderr).toBe(0);
+    expect(renewed.stderr).toMatch(/\[8\/8\] store[\s\S]*removed the key 'b2c3d4'.*the new key replaces it[\s\S]*verify connack: accepted/);
+    expect(JSON.parse(renewed.stdout).verify).toBeDefined();
+    expect((await snapshot(out))["b2c3d4.key.uri"]).not.toBe(before["b2c3d4.key.uri"]);
+    expect(keys()).toBe(1);
+  });
+
   it("--store-cert-in-token puts the certificate beside the key (same label and id); enrolling again replaces key and certificate", async () => {
     const out = join(await tempDir(), "certs");
     expect((await enroll("c0ffee", out, ["--store-cert-in-token"])).code).toBe(0);

@@ -272,6 +272,7 @@ export async function enroll(opts: EnrollOptions, onEvent: (e: EnrollEvent) => v
       "store",
       async () => {
         // A renewal swaps only credentials that proved themselves (the broker check): else the stored ones stay in use.
+        // A token key is checked after the write: a process cannot use the token for the new key and open it again for TLS.
         if (previousCert && opts.beforeReplace && keyStore.kind !== "pkcs11") checkedBeforeStore = await opts.beforeReplace(pems).catch(notStored);
         // Until the write is done, either key may be the one stored: the next run keeps that one and removes the other.
         if (journal && storedInToken && !sameKey(storedInToken, keyRecord)) await writeKeyJournal(journal, [...elsewhere, keyRecord, storedInToken]);
