@@ -1,4 +1,6 @@
 import { spawnSync } from "node:child_process";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import { copyFile, mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -7,6 +9,9 @@ import { haveFaketime, sharedClock, startLabProcess, type LabProcess, type Share
 import { snapshot } from "./helpers/enroll.js";
 import { closedPort, tempDir } from "./helpers/lab.js";
 import { startBroker } from "./helpers/mosquitto.js";
+import { issueLeaf, makeCa } from "./helpers/pki.js";
+import * as x509 from "../src/crypto/x509.js";
+import { softwareCrypto } from "../src/crypto/provider.js";
 import { haveTool, openssl } from "./helpers/tools.js";
 
 /**
@@ -49,7 +54,7 @@ describe.skipIf(!hasFaketime)("renewal on a moving clock (x509-identity-mgmt v0.
     const oldCert = join(out, "..", "old.crt");
     await copyFile(join(out, `${DEVICE}.crt`), oldCert);
     const early = await device(out, ["check"]);
-    expect([early.code, early.stderr]).toEqual([1, expect.stringMatching(/nothing to do: .*renewal due from .*; certificate \w+ is not revoked, says the CRL the platform sent/)]);
+    expect([early.code, early.stderr]).toEqual([1, expect.stringMatching(/nothing to do: .*renewal due from .*; certificate \w+ is not revoked, says the CRL just fetched/)]);
 
     await clock.set("+45m");
     const due = await device(out, ["check", "--json"]);
@@ -90,7 +95,7 @@ describe.skipIf(!hasFaketime)("renewal on a moving clock (x509-identity-mgmt v0.
 
     // The platform's CRL now lists the old certificate, and check (its cache dropped by the renewal) says the new one is fine.
     const settled = await device(out, ["check"]);
-    expect([settled.code, settled.stderr]).toEqual([1, expect.stringMatching(/is not revoked, says the CRL the platform sent/)]);
+    expect([settled.code, settled.stderr]).toEqual([1, expect.stringMatching(/is not revoked, says the CRL just fetched/)]);
     const crl = join(out, "IOTmidCA.crl");
     const verify = (cert: string) => spawnSync("openssl", ["verify", "-crl_check", "-CAfile", join(out, "IOTmidCA.crt"), "-CRLfile", crl, cert], { env: { ...process.env, ...clock.env }, encoding: "utf8" });
     expect(verify(join(out, `${DEVICE}.crt`)).status).toBe(0);
@@ -178,7 +183,7 @@ describe.skipIf(!hasFaketime)("renewal on a moving clock (x509-identity-mgmt v0.
     expect(await revokeOnPlatform(fp)).toBe(204);
     // Cached a moment ago, the CRL is used until --crl-refresh says it is old.
     const cached = await device(out, ["check"]);
-    expect([cached.code, cached.stderr]).toEqual([1, expect.stringMatching(/says the CRL cached from the platform/)]);
+    expect([cached.code, cached.stderr]).toEqual([1, expect.stringMatching(/says the cached CRL/)]);
     // A revocation that enroll could not see (the CRL cannot be kept where it reads it) is an error, not a daily "needed".
     await rm(join(out, "IOTmidCA.crl"));
     await mkdir(join(out, "IOTmidCA.crl"));
@@ -188,7 +193,7 @@ describe.skipIf(!hasFaketime)("renewal on a moving clock (x509-identity-mgmt v0.
     await rm(join(out, "IOTmidCA.crl"), { recursive: true });
     const revoked = await device(out, ["check", "--crl-refresh", "0s", "--json"]);
     expect([revoked.code, JSON.parse(revoked.stdout).state]).toEqual([0, "revoked"]);
-    expect(revoked.stderr).toMatch(/enrollment needed: certificate \w+ was revoked at .* \(superseded\), says the CRL the platform sent/);
+    expect(revoked.stderr).toMatch(/enrollment needed: certificate \w+ was revoked at .* \(superseded\), says the CRL just fetched/);
     // Unreachable platform: the cached CRL (current) still answers; without one, "unknown" and exit 1.
     const down = { CERT_RETRIEVER_PLATFORM: `http://127.0.0.1:${await closedPort()}` };
     const stale = await device(out, ["check", "--crl-refresh", "0s", "--retries", "0", "--deadline", "5s"], down);
@@ -197,7 +202,7 @@ describe.skipIf(!hasFaketime)("renewal on a moving clock (x509-identity-mgmt v0.
     const again = await device(out, ["enroll", "--non-interactive"]);
     expect([again.code, again.stderr]).toEqual([0, expect.stringMatching(/existing credentials will be replaced: certificate \w+ was revoked/)]);
     const cachedAgain = await device(out, ["check", "--crl-refresh", "0s", "--retries", "0", "--deadline", "5s"], down);
-    expect([cachedAgain.code, cachedAgain.stderr]).toEqual([1, expect.stringMatching(/is not revoked, says the CRL cached from the platform[\s\S]*note: the CRL could not be fetched .*; the cached one, current until .*, answered/)]);
+    expect([cachedAgain.code, cachedAgain.stderr]).toEqual([1, expect.stringMatching(/is not revoked, says the cached CRL[\s\S]*note: the CRL could not be fetched .*; the cached one, current until .*, answered/)]);
     await rm(join(out, "IOTmidCA.crl"));
     const unknown = await device(out, ["check", "--retries", "0", "--deadline", "5s"], down);
     expect([unknown.code, unknown.stderr]).toEqual([1, expect.stringMatching(/nothing to do: .*; revocation could not be checked: the CRL could not be fetched/)]);
@@ -315,10 +320,60 @@ describe.skipIf(!hasFaketime)("revocation on a platform with dojot's default CRL
     const { jwt } = (await auth.json()) as { jwt: string };
     expect((await fetch(`${lab.url}/x509/v1/certificates/${fp}`, { method: "DELETE", headers: { authorization: `Bearer ${jwt}` } })).status).toBe(204);
     const notYet = await runCli(["check", "--crl-refresh", "0s"], { env });
-    expect([notYet.code, notYet.stderr]).toEqual([1, expect.stringMatching(/is not revoked, says the CRL the platform sent/)]);
+    expect([notYet.code, notYet.stderr]).toEqual([1, expect.stringMatching(/is not revoked, says the CRL just fetched/)]);
     // Ten minutes before the CRL's next update, EJBCA's CRL updater makes the next one.
     await clock.set("+1431m"); // 23 h 51 min
     const revoked = await runCli(["check", "--crl-refresh", "0s"], { env });
     expect([revoked.code, revoked.stderr]).toEqual([0, expect.stringMatching(/enrollment needed: certificate \w+ was revoked at/)]);
   });
 }, 120_000);
+
+describe("revocation from the certificate's own CRL distribution point (--revocation distribution-points)", () => {
+  it("check fetches the CRL the certificate names, checks its signature, and says revoked (0), good (1) or why it cannot tell (1)", async () => {
+    const ca = await makeCa("DP Test CA");
+    const impostor = await makeCa("DP Test CA"); // the same name, another key
+    let served: { body: Buffer; status: number } = { body: Buffer.alloc(0), status: 404 };
+    const server = createServer((_req, res) => res.writeHead(served.status, { "content-type": "application/pkix-crl" }).end(served.body));
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+    const port = (server.address() as AddressInfo).port;
+    try {
+      const leaf = await issueLeaf(ca, "dp1", [], "client", [new x509.CRLDistributionPointsExtension([`http://127.0.0.1:${port}/ca.crl`])]);
+      const out = join(await tempDir("cr-dp-"), "certs");
+      await mkdir(out, { mode: 0o700 });
+      await writeFile(join(out, "dp1.key"), leaf.key, { mode: 0o600 });
+      await writeFile(join(out, "dp1.crt"), leaf.cert);
+      await writeFile(join(out, "IOTmidCA.crt"), ca.pem);
+      const serial = new x509.X509Certificate(leaf.cert).serialNumber;
+      const crl = async (signer: typeof ca, revoked: string[]) =>
+        Buffer.from(
+          (
+            await x509.X509CrlGenerator.create(
+              { issuer: signer.cert.subjectName, thisUpdate: new Date(Date.now() - 60_000), nextUpdate: new Date(Date.now() + 3_600_000), entries: revoked.map((serialNumber) => ({ serialNumber, revocationDate: new Date() })), signingKey: signer.keys.privateKey, signingAlgorithm: { name: "ECDSA", hash: "SHA-256" } },
+              softwareCrypto(),
+            )
+          ).rawData,
+        );
+      const check = (...extra: string[]) => runCli(["check", "--device-id", "dp1", "--out", out, "--revocation", "distribution-points", "--crl-refresh", "0s", ...extra]);
+
+      served = { body: await crl(ca, []), status: 200 };
+      const good = await check();
+      expect([good.code, good.stderr]).toEqual([1, expect.stringMatching(/is not revoked, says the CRL just fetched/)]);
+      served = { body: await crl(impostor, [serial]), status: 200 };
+      const forged = await check("--json");
+      expect([forged.code, JSON.parse(forged.stdout).revocation]).toEqual([1, "good"]); // the forged CRL is refused; the cached good one answers
+      expect(forged.stderr).toMatch(/note: the CRL could not be fetched or is not good \(its signature does not verify with the stored CA's key\)/);
+      served = { body: await crl(ca, [serial]), status: 200 };
+      const revoked = await check();
+      expect([revoked.code, revoked.stderr]).toEqual([0, expect.stringMatching(/enrollment needed: certificate \w+ was revoked at/)]);
+      await rm(join(out, "IOTmidCA.crl"));
+      served = { body: Buffer.alloc(0), status: 404 };
+      const missing = await check();
+      expect([missing.code, missing.stderr]).toEqual([1, expect.stringMatching(/revocation could not be checked: .*answered HTTP 404/)]);
+      // Without the mode, nothing is fetched from where the certificate points.
+      const quiet = await runCli(["check", "--device-id", "dp1", "--out", out]);
+      expect([quiet.code, quiet.stderr]).toEqual([1, expect.stringMatching(/revocation could not be checked: no CRL has been fetched yet/)]);
+    } finally {
+      server.close();
+    }
+  });
+});

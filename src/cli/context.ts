@@ -31,7 +31,7 @@ export interface CommonFlags {
   out: string;
   store: string;
   renewBefore: string;
-  revocation: "auto" | "off";
+  revocation: "auto" | "distribution-points" | "off";
   json?: boolean;
   nonInteractive?: boolean;
   config?: string;

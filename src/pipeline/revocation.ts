@@ -28,7 +28,8 @@ export type RevocationVerdict =
 export interface CrlFacts {
   thisUpdate: Date;
   nextUpdate?: Date;
-  from: "platform" | "cache";
+  /** Fetched by this run (from the platform or a distribution point), or read from the cache. */
+  from: "fetched" | "cache";
   /** Why the cache was used although the platform was asked (it could not be reached), if so. */
   note?: string;
 }
@@ -61,7 +62,7 @@ export async function revocationOf(cert: x509.X509Certificate, ca: x509.X509Cert
   if (cached && crl.thisUpdate < cached.crl.thisUpdate) return verdict(cert, cached.crl, "cache", opts.now, "the platform sent an older CRL than the one kept");
   let cacheError: string | undefined;
   if (opts.cachePath) await writeCache(opts.cachePath, crl).catch((err: unknown) => (cacheError = `the CRL could not be kept in ${opts.cachePath} (${describeCause(err)})`));
-  const answer = verdict(cert, crl, "platform", opts.now);
+  const answer = verdict(cert, crl, "fetched", opts.now);
   return answer.state === "unknown" || !cacheError ? answer : { ...answer, cacheError };
 }
 
@@ -120,7 +121,7 @@ async function replaceWhole(path: string, text: string): Promise<void> {
 
 /** A verdict in a few words, for `check` and `enroll`. */
 export function describeRevocation(v: Exclude<RevocationVerdict, { state: "unknown" }>, cert: x509.X509Certificate): string {
-  const crl = `the CRL ${v.crl.from === "cache" ? "cached from the platform" : "the platform sent"} (issued ${v.crl.thisUpdate.toISOString()})`;
+  const crl = `${v.crl.from === "cache" ? "the cached CRL" : "the CRL just fetched"} (issued ${v.crl.thisUpdate.toISOString()})`;
   return v.state === "revoked"
     ? `certificate ${cert.serialNumber} was revoked at ${v.revokedAt.toISOString()}${v.reason ? ` (${v.reason})` : ""}, says ${crl}`
     : `certificate ${cert.serialNumber} is not revoked, says ${crl}`;

@@ -31,8 +31,8 @@ export async function makeCa(cn: string): Promise<TestCa> {
   return { cert, keys, pem: toPem(cert.rawData, "CERTIFICATE") };
 }
 
-/** A leaf certificate and key (PEM) from `ca`, for a TLS server (`names` as SANs) or a client. */
-export async function issueLeaf(ca: TestCa, cn: string, names: x509.JsonGeneralName[], usage: "server" | "client"): Promise<{ cert: string; key: string }> {
+/** A leaf certificate and key (PEM) from `ca`, for a TLS server (`names` as SANs) or a client, with `extra` extensions. */
+export async function issueLeaf(ca: TestCa, cn: string, names: x509.JsonGeneralName[], usage: "server" | "client", extra: x509.Extension[] = []): Promise<{ cert: string; key: string }> {
   const keys = (await crypto.subtle.generateKey(EC, true, ["sign", "verify"])) as CryptoKeyPair;
   const cert = await x509.X509CertificateGenerator.create(
     {
@@ -47,6 +47,7 @@ export async function issueLeaf(ca: TestCa, cn: string, names: x509.JsonGeneralN
         new x509.BasicConstraintsExtension(false),
         new x509.ExtendedKeyUsageExtension([usage === "server" ? x509.ExtendedKeyUsage.serverAuth : x509.ExtendedKeyUsage.clientAuth]),
         ...(names.length ? [new x509.SubjectAlternativeNameExtension(names)] : []),
+        ...extra,
       ],
     },
     crypto,

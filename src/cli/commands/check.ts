@@ -1,6 +1,7 @@
 import { Command } from "commander";
 import { describeCause } from "../../errors.js";
 import { applyConfigFile, type ConfigExtras } from "../config.js";
+import type * as x509 from "../../crypto/x509.js";
 import type { PlatformClient, Session } from "../../platform/types.js";
 import {
   checkKeyFlag,
@@ -36,8 +37,10 @@ REVOCATION
   EJBCA-REST: GET /ca/<name>/crl), verifies the CRL's signature with the stored CA, and keeps it in
   <out>/<ca-name>.crl. A cached CRL younger than --crl-refresh is used without asking; when the
   platform cannot be reached, a cached CRL still before its next update answers. The platform gets
-  at most 30 s and one retry (less if --deadline or --retries say so). Without --platform, or with
-  --revocation off, only the stored credentials are read.
+  at most 30 s and one retry (less if --deadline or --retries say so). Without --platform only the
+  cache is read. --revocation distribution-points reads the CRL from the certificate's own http
+  CRL distribution points instead, for CAs that publish there (dojot's name EJBCA's host inside
+  the platform, which devices cannot reach); --revocation off reads no CRL.
 
 EXAMPLES
   cert-retriever check --device-id f60c28 --out /var/lib/cert-retriever --json
@@ -75,6 +78,13 @@ async function platformAsker(command: Command, flags: CommonFlags & { api?: "aut
   });
 }
 
+/** Without a platform: the certificate's own CRL distribution points (http), if it names any. */
+async function fromDistributionPoints(cert: x509.X509Certificate): Promise<(() => Promise<Uint8Array>) | undefined> {
+  const { crlDistributionUrls, fetchCrlFromDistributionPoints } = await import("../../platform/crl-distribution.js");
+  const urls = crlDistributionUrls(cert);
+  return urls.length > 0 ? () => fetchCrlFromDistributionPoints(urls, CHECK_ONLINE_MS / 3) : undefined;
+}
+
 /** The most `check` waits for the platform (CA and CRL), whatever --deadline says. */
 const CHECK_ONLINE_MS = 30_000;
 
@@ -104,7 +114,7 @@ export function checkCommand(state: CliState): Command {
         ]);
         const crypto = softwareCrypto();
         const now = new Date();
-        const online = flags.platform && flags.revocation !== "off" ? await platformAsker(command, flags, extras) : undefined;
+        const online = flags.platform && flags.revocation === "auto" ? await platformAsker(command, flags, extras) : undefined;
         let caReplaced: string | undefined;
         try {
           const verdict = await inspectCredentials(store, {
@@ -117,7 +127,7 @@ export function checkCommand(state: CliState): Command {
             revocation:
               flags.revocation === "off"
                 ? undefined
-                : (cert, ca) =>
+                : async (cert, ca) =>
                     revocationOf(cert, ca, {
                       crypto,
                       now,
@@ -135,7 +145,9 @@ export function checkCommand(state: CliState): Command {
                               if (!platform.fetchCrl) throw new Error("the platform serves no CRL");
                               return platform.fetchCrl(session);
                             })
-                        : undefined,
+                        : flags.revocation === "distribution-points"
+                          ? await fromDistributionPoints(cert)
+                          : undefined,
                     }),
           });
           if (verdict.state === "valid" && caReplaced) {
