@@ -344,11 +344,11 @@ describe("revocation from the certificate's own CRL distribution point (--revoca
       await writeFile(join(out, "dp1.crt"), leaf.cert);
       await writeFile(join(out, "IOTmidCA.crt"), ca.pem);
       const serial = new x509.X509Certificate(leaf.cert).serialNumber;
-      const crl = async (signer: typeof ca, revoked: string[]) =>
+      const crl = async (signer: typeof ca, revoked: string[], nextUpdate = new Date(Date.now() + 3_600_000)) =>
         Buffer.from(
           (
             await x509.X509CrlGenerator.create(
-              { issuer: signer.cert.subjectName, thisUpdate: new Date(Date.now() - 60_000), nextUpdate: new Date(Date.now() + 3_600_000), entries: revoked.map((serialNumber) => ({ serialNumber, revocationDate: new Date() })), signingKey: signer.keys.privateKey, signingAlgorithm: { name: "ECDSA", hash: "SHA-256" } },
+              { issuer: signer.cert.subjectName, thisUpdate: new Date(Date.now() - 7_200_000), nextUpdate, entries: revoked.map((serialNumber) => ({ serialNumber, revocationDate: new Date() })), signingKey: signer.keys.privateKey, signingAlgorithm: { name: "ECDSA", hash: "SHA-256" } },
               softwareCrypto(),
             )
           ).rawData,
@@ -369,6 +369,13 @@ describe("revocation from the certificate's own CRL distribution point (--revoca
       served = { body: Buffer.alloc(0), status: 404 };
       const missing = await check();
       expect([missing.code, missing.stderr]).toEqual([1, expect.stringMatching(/revocation could not be checked: .*answered HTTP 404/)]);
+      // A listing in a CRL past its next update still counts, for check and for enroll alike (else the unit would start daily for nothing).
+      served = { body: await crl(ca, [serial], new Date(Date.now() - 3_600_000)), status: 200 };
+      const stale = await check();
+      expect([stale.code, stale.stderr]).toEqual([0, expect.stringMatching(/was revoked at/)]);
+      const enroll = await runCli(["enroll", "--device-id", "dp1", "--out", out, "--platform", `http://127.0.0.1:${await closedPort()}`, "--username", "u", "--password-stdin", "--retries", "0", "--non-interactive"], { input: "pw" });
+      expect([enroll.code, enroll.stderr]).toEqual([75, expect.stringMatching(/existing credentials will be replaced: certificate \w+ was revoked at/)]);
+      await rm(join(out, "IOTmidCA.crl"));
       // Without the mode, nothing is fetched from where the certificate points.
       const quiet = await runCli(["check", "--device-id", "dp1", "--out", out]);
       expect([quiet.code, quiet.stderr]).toEqual([1, expect.stringMatching(/revocation could not be checked: no CRL has been fetched yet/)]);

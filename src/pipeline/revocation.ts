@@ -34,6 +34,10 @@ export interface CrlFacts {
   note?: string;
 }
 
+/** RFC 5280 5.2.4 and 5.2.5. */
+const DELTA_CRL_INDICATOR = "2.5.29.27";
+const ISSUING_DISTRIBUTION_POINT = "2.5.29.28";
+
 /** CRL reason codes (RFC 5280, 5.3.1) by number, as openssl names them. */
 const REASON_NAMES = ["unspecified", "keyCompromise", "cACompromise", "affiliationChanged", "superseded", "cessationOfOperation", "certificateHold", "", "removeFromCRL", "privilegeWithdrawn", "aACompromise"];
 
@@ -46,7 +50,9 @@ const REASON_NAMES = ["unspecified", "keyCompromise", "cACompromise", "affiliati
 export async function revocationOf(cert: x509.X509Certificate, ca: x509.X509Certificate, opts: RevocationOptions): Promise<RevocationVerdict> {
   const cached = opts.cachePath ? await readCachedCrl(opts.cachePath, ca, opts.crypto, opts.now) : undefined;
   const current = cached && (!cached.crl.nextUpdate || cached.crl.nextUpdate > opts.now) ? cached : undefined;
-  if (current && (!opts.fetch || opts.now.getTime() - current.fetchedAt.getTime() < opts.refreshMs)) return verdict(cert, current.crl, "cache", opts.now);
+  // A listing stays true however old the CRL: check and enroll must agree on it, or the unit would run for nothing every day.
+  const listed = cached?.crl.findRevoked(cert.serialNumber) ? cached : undefined;
+  if ((current ?? listed) && (!opts.fetch || opts.now.getTime() - (current ?? listed)!.fetchedAt.getTime() < opts.refreshMs)) return verdict(cert, (current ?? listed)!.crl, "cache", opts.now);
   if (!opts.fetch) return { state: "unknown", why: cached ? "the cached CRL is past its next update" : "no CRL has been fetched yet" };
   let crl: x509.X509Crl;
   try {
@@ -56,6 +62,7 @@ export async function revocationOf(cert: x509.X509Certificate, ca: x509.X509Cert
   } catch (err) {
     const why = `the CRL could not be fetched or is not good (${describeCause(err)})`;
     if (current) return verdict(cert, current.crl, "cache", opts.now, `${why}; the cached one, current until ${current.crl.nextUpdate?.toISOString() ?? "its issuer's next CRL"}, answered`);
+    if (listed) return verdict(cert, listed.crl, "cache", opts.now, `${why}; the cached one lists it`);
     return { state: "unknown", why };
   }
   // A CRL older than the one kept (a stale replica, a replay) does not replace it.
@@ -81,7 +88,11 @@ async function crlProblem(crl: x509.X509Crl, ca: x509.X509Certificate, crypto: C
   if (Buffer.compare(Buffer.from(crl.issuerName.toArrayBuffer()), Buffer.from(ca.subjectName.toArrayBuffer())) !== 0) {
     return `it was issued by ${displayName(crl.issuerName)}, not by the stored CA ${displayName(ca.subjectName)}`;
   }
-  const signed = await crl.verify({ publicKey: ca }, crypto).catch(() => false);
+  // A complete CRL only: a delta or partitioned one cannot say that a certificate is not revoked.
+  if (crl.getExtension(DELTA_CRL_INDICATOR)) return "it is a delta CRL";
+  if (crl.getExtension(ISSUING_DISTRIBUTION_POINT)) return "it covers only a part of the CA's certificates (issuing distribution point)";
+  // The CA's key as such (its own certificate's signature algorithm may be another CA's, RSA over an EC key).
+  const signed = await crl.verify({ publicKey: ca.publicKey }, crypto).catch(() => false);
   return signed ? undefined : "its signature does not verify with the stored CA's key";
 }
 

@@ -16,25 +16,46 @@ export function crlDistributionUrls(cert: x509.X509Certificate): string[] {
   return urls;
 }
 
+/** The distribution points asked, at most. */
+const MAX_URLS = 3;
+
 /**
- * The CRL the first of `urls` that answers serves (DER, or PEM `X509 CRL`), each asked once with
- * `timeoutMs`; when none answers, the last failure. The caller checks the CRL's signature: a
- * distribution point is trusted for nothing.
+ * The CRL the first of `urls` that answers serves (DER, or PEM `X509 CRL`), all of them within
+ * `timeoutMs` together (at most the first three); when none answers, the last failure. The caller
+ * checks the CRL's signature: a distribution point is trusted for nothing.
  */
 export async function fetchCrlFromDistributionPoints(urls: string[], timeoutMs: number): Promise<Uint8Array> {
+  const signal = AbortSignal.timeout(timeoutMs);
   let last: unknown = new Error("the certificate names no http distribution point");
-  for (const url of urls) {
+  for (const url of urls.slice(0, MAX_URLS)) {
     try {
-      const reply = await fetch(url, { signal: AbortSignal.timeout(timeoutMs), redirect: "follow" });
+      const reply = await fetch(url, { signal, redirect: "follow" });
       if (!reply.ok) throw new Error(`${url} answered HTTP ${reply.status}`);
-      if (Number(reply.headers.get("content-length") ?? 0) > MAX_CRL_BYTES) throw new Error(`${url} serves more than ${MAX_CRL_BYTES} bytes`);
-      const body = new Uint8Array(await reply.arrayBuffer());
-      if (body.byteLength > MAX_CRL_BYTES) throw new Error(`${url} serves more than ${MAX_CRL_BYTES} bytes`);
+      const body = await boundedBody(reply, url);
       const text = Buffer.from(body.subarray(0, 64)).toString("latin1");
       return text.includes("-----BEGIN X509 CRL-----") ? new Uint8Array(new x509.X509Crl(Buffer.from(body).toString("latin1")).rawData) : body;
     } catch (err) {
-      last = err instanceof Error && err.name === "TimeoutError" ? new Error(`${url} did not answer within ${Math.round(timeoutMs / 1000)} s`) : err;
+      last = err instanceof Error && (err.name === "TimeoutError" || signal.aborted) ? new Error(`${url} did not answer within ${Math.round(timeoutMs / 1000)} s`) : err;
+      if (signal.aborted) break;
     }
   }
   throw last;
+}
+
+/** The reply's body, read as it comes and refused past {@link MAX_CRL_BYTES} (a length header may be absent or wrong). */
+async function boundedBody(reply: Response, url: string): Promise<Uint8Array> {
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  const reader = reply.body!.getReader();
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    size += value.byteLength;
+    if (size > MAX_CRL_BYTES) {
+      await reader.cancel();
+      throw new Error(`${url} serves more than ${MAX_CRL_BYTES} bytes`);
+    }
+    chunks.push(value);
+  }
+  return new Uint8Array(Buffer.concat(chunks));
 }
