@@ -24,6 +24,14 @@ const hasFaketime = haveFaketime();
 const hasMosquitto = haveTool("mosquitto") && haveTool("mosquitto_pub");
 const DEVICE = "a1b2c3";
 
+/** A device's directory, and the environment that points cert-retriever at `lab` and at the directory (plus `extra`). */
+async function deviceOn(lab: LabProcess, prefix: string, extra: Record<string, string> = {}) {
+  const out = join(await tempDir(prefix), "certs");
+  const pw = join(out, "..", "password");
+  await writeFile(pw, lab.password, { mode: 0o600 });
+  return { out, env: { ...extra, CERT_RETRIEVER_PLATFORM: lab.url, CERT_RETRIEVER_USERNAME: "admin", CERT_RETRIEVER_PASSWORD_FILE: pw, CERT_RETRIEVER_DEVICE_ID: DEVICE, CERT_RETRIEVER_OUT: out } };
+}
+
 describe.skipIf(!hasFaketime)("renewal on a moving clock (x509-identity-mgmt v0.7 lab, one-hour certificates)", () => {
   let clock: SharedClock;
   let lab: LabProcess;
@@ -255,10 +263,7 @@ describe.skipIf(!hasMosquitto)("mosquitto with the lab's CRL (crlfile)", () => {
   afterAll(async () => lab?.stop());
 
   it("refuses the revoked certificate and accepts the new one, which the hook's client used right after the renewal", async () => {
-    const out = join(await tempDir("cr-crl-"), "certs");
-    const pw = join(out, "..", "password");
-    await writeFile(pw, lab.password, { mode: 0o600 });
-    const env = { CERT_RETRIEVER_PLATFORM: lab.url, CERT_RETRIEVER_USERNAME: "admin", CERT_RETRIEVER_PASSWORD_FILE: pw, CERT_RETRIEVER_DEVICE_ID: DEVICE, CERT_RETRIEVER_OUT: out };
+    const { out, env } = await deviceOn(lab, "cr-crl-");
     expect((await runCli(["enroll", "--non-interactive"], { env })).code).toBe(0);
     expect((await runCli(["check"], { env })).code).toBe(1); // fetches and keeps the CRL, which the broker gets
     const old = join(out, "..", "old");
@@ -309,10 +314,7 @@ describe.skipIf(!hasFaketime)("revocation on a platform with dojot's default CRL
   afterAll(async () => lab?.stop());
 
   it("check learns of a revocation with the platform's next CRL, not before", async () => {
-    const out = join(await tempDir("cr-crl24-"), "certs");
-    const pw = join(out, "..", "password");
-    await writeFile(pw, lab.password, { mode: 0o600 });
-    const env = { ...clock.env, CERT_RETRIEVER_PLATFORM: lab.url, CERT_RETRIEVER_USERNAME: "admin", CERT_RETRIEVER_PASSWORD_FILE: pw, CERT_RETRIEVER_DEVICE_ID: DEVICE, CERT_RETRIEVER_OUT: out };
+    const { out, env } = await deviceOn(lab, "cr-crl24-", clock.env);
     await clock.set("+0");
     expect((await runCli(["enroll", "--non-interactive"], { env })).code).toBe(0);
     const fp = openssl("x509", "-in", join(out, `${DEVICE}.crt`), "-noout", "-fingerprint", "-sha256").trim().split("=")[1]!;
