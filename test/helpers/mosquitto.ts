@@ -24,8 +24,9 @@ export const ACL = [
  * Starts mosquitto with a server certificate from the lab CA in `labDir` (`lab server-cert`, the
  * key given to the mosquitto user, which reads it after dropping privileges); `api: "x509"` uses
  * the X509 Identity CA, as a dojot v0.5+ broker does, for both its certificate and its clients'.
+ * `port`: the port of a broker stopped before (a restart, which its clients reconnect to).
  */
-export async function startBroker(labDir: string, opts: { crlPem?: string; api?: "legacy" | "x509" } = {}): Promise<TestBroker> {
+export async function startBroker(labDir: string, opts: { crlPem?: string; api?: "legacy" | "x509"; port?: number } = {}): Promise<TestBroker> {
   const dir = await tempDir("cr-mosq-");
   await chmod(dir, 0o755); // the mosquitto user must reach its files
   const certs = join(dir, "tls");
@@ -33,7 +34,7 @@ export async function startBroker(labDir: string, opts: { crlPem?: string; api?:
   const issued = await runCli(["lab", "server-cert", "--dir", labDir, "--out", certs, "--dns", "localhost", "--ip", "127.0.0.1", "--api", opts.api ?? "legacy", ...owner]);
   if (issued.code !== 0) throw new Error(`lab server-cert failed: ${issued.stderr}`);
   await chmod(certs, 0o755);
-  const port = await closedPort();
+  const port = opts.port ?? (await closedPort());
   await writeFile(join(dir, "acl"), `${ACL}\n`, { mode: 0o644 });
   const conf = [
     "per_listener_settings false",
