@@ -1,3 +1,4 @@
+import { sameBytes } from "../crypto/fingerprint.js";
 import { SoftwareKeyStore, type KeyHandle, type KeyStore } from "../crypto/key-store.js";
 import { describeKey, sameKey } from "../crypto/pkcs11-uri.js";
 import { toPem, type KeyType } from "../crypto/keys.js";
@@ -296,15 +297,16 @@ export async function enroll(opts: EnrollOptions, onEvent: (e: EnrollEvent) => v
       ...(checkedBeforeStore !== undefined ? { checkedBeforeStore } : {}),
     };
     const replaced = previousCert && sha256Fingerprint(previousCert) !== result.sha256Fingerprint ? previousCert : undefined;
-    if (replaced) result.previous = { sha256Fingerprint: sha256Fingerprint(replaced), serialNumber: replaced.serialNumber, notAfter: replaced.notAfter.toISOString(), revoked: "kept" };
+    const previous = replaced && { sha256Fingerprint: sha256Fingerprint(replaced), serialNumber: replaced.serialNumber, notAfter: replaced.notAfter.toISOString(), revoked: "kept" as const };
+    if (previous) result.previous = previous;
     let hookError: unknown;
     await opts.afterChange?.(result).catch((err: unknown) => (hookError = err));
-    if (!replaced || !result.previous) {
+    if (!replaced) {
       if (hookError !== undefined) throw hookError;
       return result;
     }
     const revoked = await settlePrevious(opts, session, replaced, replacing, hookError !== undefined, now());
-    Object.assign(result.previous, revoked);
+    result.previous = { ...previous!, ...revoked };
     note(revoked.revoked === "revoked" ? `revoked the replaced certificate ${replaced.serialNumber} on the platform` : `the replaced certificate ${replaced.serialNumber} ${revoked.revoked === "absent" ? "was no longer on the platform" : `stays valid: ${revoked.why}`}`);
     if (hookError !== undefined) throw hookError;
     return result;
@@ -351,7 +353,7 @@ function readCertificate(pem: string | undefined): x509.X509Certificate | undefi
 
 /** Whether `ca` issued `cert` (same name; the signature is not needed to decide what to revoke on the platform that holds both). */
 function issuedBy(cert: x509.X509Certificate, ca: x509.X509Certificate): boolean {
-  return Buffer.compare(Buffer.from(cert.issuerName.toArrayBuffer()), Buffer.from(ca.subjectName.toArrayBuffer())) === 0;
+  return sameBytes(cert.issuerName.toArrayBuffer(), ca.subjectName.toArrayBuffer());
 }
 
 /** Whether the platform's CA differs from the stored one; a check that cannot be made keeps the valid credentials. */
@@ -360,7 +362,7 @@ async function platformCaDiffers(opts: EnrollOptions, stored: x509.X509Certifica
   if (session.expiresAt && session.expiresAt <= now) return false; // nothing to do needs no fresh token
   try {
     const fetched = await opts.platform.fetchCa(session);
-    return Buffer.compare(Buffer.from(fetched.der), Buffer.from(stored.rawData)) !== 0;
+    return !sameBytes(fetched.der, stored.rawData);
   } catch (err) {
     onEvent({ type: "note", message: `could not compare the platform's CA with the stored one (${describeCause(err)}); the stored credentials are valid and stay` });
     return false;

@@ -1,9 +1,10 @@
-import { open, readFile, rename, stat, unlink } from "node:fs/promises";
+import { readFile, stat } from "node:fs/promises";
 import type { CryptoProvider } from "../crypto/provider.js";
 import { toPem } from "../crypto/keys.js";
 import * as x509 from "../crypto/x509.js";
 import { describeCause } from "../errors.js";
-import { sha256ColonHex } from "../crypto/fingerprint.js";
+import { sameBytes, sha256ColonHex } from "../crypto/fingerprint.js";
+import { replaceFile } from "../store/directory.js";
 import { displayName } from "./certificate.js";
 
 /** How to learn whether a certificate was revoked: a cached CRL, refreshed from the platform when it is old. */
@@ -85,7 +86,7 @@ function verdict(cert: x509.X509Certificate, crl: x509.X509Crl, from: CrlFacts["
 
 /** Why `crl` is not the CRL of `ca` (issuer, signature), or undefined. */
 async function crlProblem(crl: x509.X509Crl, ca: x509.X509Certificate, crypto: CryptoProvider): Promise<string | undefined> {
-  if (Buffer.compare(Buffer.from(crl.issuerName.toArrayBuffer()), Buffer.from(ca.subjectName.toArrayBuffer())) !== 0) {
+  if (!sameBytes(crl.issuerName.toArrayBuffer(), ca.subjectName.toArrayBuffer())) {
     return `it was issued by ${displayName(crl.issuerName)}, not by the stored CA ${displayName(ca.subjectName)}`;
   }
   // A complete CRL only: a delta or partitioned one cannot say that a certificate is not revoked.
@@ -107,27 +108,9 @@ async function readCachedCrl(path: string, ca: x509.X509Certificate, crypto: Cry
   }
 }
 
-/** Replaces the cache whole. */
+/** Replaces the cache whole; public, as the CA certificate beside it. */
 function writeCache(path: string, crl: x509.X509Crl): Promise<void> {
-  return replaceWhole(path, toPem(crl.rawData, "X509 CRL"));
-}
-
-/** Writes `text` beside `path`, synced and public (0644, as the CA certificate there), then renames it over `path`. */
-async function replaceWhole(path: string, text: string): Promise<void> {
-  const staged = `${path}.${process.pid}.tmp`;
-  await unlink(staged).catch(() => undefined); // a crashed run's, with this pid
-  const handle = await open(staged, "wx", 0o644);
-  try {
-    await handle.writeFile(text);
-    await handle.chmod(0o644);
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-  await rename(staged, path).catch(async (err: unknown) => {
-    await unlink(staged).catch(() => undefined);
-    throw err;
-  });
+  return replaceFile(path, toPem(crl.rawData, "X509 CRL"), 0o644);
 }
 
 /** A verdict in a few words, for `check` and `enroll`. */
@@ -144,7 +127,7 @@ export function describeRevocation(v: Exclude<RevocationVerdict, { state: "unkno
  * names that CA only: once new credentials (under the new CA) are stored, it no longer applies.
  */
 export function markCaReplaced(path: string, storedCa: x509.X509Certificate): Promise<void> {
-  return replaceWhole(path, `${sha256ColonHex(storedCa.rawData)}\n`);
+  return replaceFile(path, `${sha256ColonHex(storedCa.rawData)}\n`, 0o644);
 }
 
 /** Whether `check` found the platform's CA replaced while `storedCa` was the stored one. */

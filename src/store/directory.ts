@@ -1,4 +1,4 @@
-import { mkdir, open, rmdir, stat } from "node:fs/promises";
+import { mkdir, open, rename, rmdir, stat, unlink } from "node:fs/promises";
 import { dirname, join, resolve } from "node:path";
 import { CertRetrieverError, describeCause, errnoOf } from "../errors.js";
 import { writableByOthers } from "../file-trust.js";
@@ -52,6 +52,30 @@ export async function removeCreatedDirectory(dir: string, createdTop: string | u
     if (current === createdTop) return;
     current = join(current, "..");
   }
+}
+
+/**
+ * Replaces `path` whole with `text` (mode `mode`): written beside it, fsynced, renamed over it, the
+ * directory synced. A reader sees the old file or the new one, never half of one.
+ */
+export async function replaceFile(path: string, text: string, mode: number): Promise<void> {
+  const staged = `${path}.${process.pid}.tmp`;
+  await unlink(staged).catch(() => undefined); // a crashed run's, with this pid
+  try {
+    const handle = await open(staged, "wx", mode);
+    try {
+      await handle.writeFile(text);
+      await handle.chmod(mode); // the umask may have cleared bits
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    await rename(staged, path);
+  } catch (err) {
+    await unlink(staged).catch(() => undefined);
+    throw err;
+  }
+  await syncDirectory(dirname(path));
 }
 
 /** Makes the renames and removals in `dir` durable. */

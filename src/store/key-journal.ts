@@ -1,7 +1,7 @@
-import { open, readFile, rename, unlink } from "node:fs/promises";
-import { describeCause } from "../errors.js";
-import { storageError, syncDirectory } from "./directory.js";
+import { readFile, unlink } from "node:fs/promises";
 import { dirname } from "node:path";
+import { describeCause } from "../errors.js";
+import { replaceFile, storageError, syncDirectory } from "./directory.js";
 
 /**
  * The keys a run made in a token for a device and has not yet stored credentials for, one
@@ -26,18 +26,10 @@ export async function writeKeyJournal(path: string, records: string[]): Promise<
       await unlink(path).catch((err: NodeJS.ErrnoException) => {
         if (err.code !== "ENOENT") throw err;
       });
+      await syncDirectory(dirname(path));
     } else {
-      const staged = `${path}.${process.pid}`;
-      const handle = await open(staged, "w", 0o600);
-      try {
-        await handle.writeFile(`${records.join("\n")}\n`);
-        await handle.sync();
-      } finally {
-        await handle.close();
-      }
-      await rename(staged, path);
+      await replaceFile(path, `${records.join("\n")}\n`, 0o600);
     }
-    await syncDirectory(dirname(path));
   } catch (err) {
     throw storageError(`cannot write ${path}: ${describeCause(err)}`, err, path);
   }

@@ -107,10 +107,11 @@ export function checkCommand(state: CliState): Command {
         await checkPinFlag(flags);
         await checkKeyFlag(flags);
         const store = await makeStore(flags, deviceId);
-        const [{ inspectCredentials }, { softwareCrypto }, { revocationOf, describeRevocation, markCaReplaced }] = await Promise.all([
+        const [{ inspectCredentials }, { softwareCrypto }, { revocationOf, describeRevocation, markCaReplaced }, { sameBytes }] = await Promise.all([
           import("../../pipeline/inspect.js"),
           import("../../crypto/provider.js"),
           import("../../pipeline/revocation.js"),
+          import("../../crypto/fingerprint.js"),
         ]);
         const crypto = softwareCrypto();
         const now = new Date();
@@ -138,7 +139,7 @@ export function checkCommand(state: CliState): Command {
                         ? () =>
                             online(async (platform, session) => {
                               const fetched = await platform.fetchCa(session);
-                              if (Buffer.compare(Buffer.from(fetched.der), Buffer.from(ca.rawData)) !== 0) {
+                              if (!sameBytes(fetched.der, ca.rawData)) {
                                 caReplaced = "the platform's CA is no longer the stored one";
                                 throw new Error(caReplaced);
                               }

@@ -178,8 +178,7 @@ async function runEnroll(command: Command, state: CliState): Promise<number> {
         beforeReplace: broker
           ? (pems) =>
               verifyCredentials(pems, deviceId, broker, flags, `the new credentials of '${deviceId}'`, source).catch((err: unknown) => {
-                if (!(err instanceof CertRetrieverError)) throw err;
-                throw new CertRetrieverError(`${err.message} (with the new credentials, which were not stored: the previous ones stay in use)`, { step: err.step, reason: err.reason, facts: err.facts, hint: err.hint, cause: err });
+                throw saying(err, "with the new credentials, which were not stored: the previous ones stay in use");
               })
           : undefined,
         afterChange: flags.exec || flags.reloadUnit ? (done) => runChangeHooks(done, { exec: flags.exec, reloadUnit: flags.reloadUnit, timeoutMs: hookTimeoutMs }) : undefined,
@@ -203,15 +202,10 @@ async function runEnroll(command: Command, state: CliState): Promise<number> {
     let verified: unknown = result.checkedBeforeStore;
     await keyStore.close(); // a token is opened again, for TLS, by the broker check
     if (flags.verifyBroker && verified === undefined) {
-      try {
-        verified = await verifyStored(store, deviceId, flags.verifyBroker, flags, source);
-      } catch (err) {
-        if (err instanceof CertRetrieverError) {
-          // The credentials are valid and stay; only the broker check failed.
-          throw new CertRetrieverError(`${err.message} (the new credentials are stored and valid; only the broker check failed)`, { step: err.step, reason: err.reason, facts: err.facts, hint: err.hint, cause: err });
-        }
-        throw err;
-      }
+      // The credentials are valid and stay; only the broker check failed.
+      verified = await verifyStored(store, deviceId, flags.verifyBroker, flags, source).catch((err: unknown) => {
+        throw saying(err, "the new credentials are stored and valid; only the broker check failed");
+      });
     }
     if (flags.json) printJson({ ...result, retries, ...(verified ? { verify: verified } : {}) });
     return 0;
@@ -220,6 +214,12 @@ async function runEnroll(command: Command, state: CliState): Promise<number> {
     await http.close();
     await keyStore.close();
   }
+}
+
+/** A broker check's error with what became of the new credentials added to its message (anything else as it is). */
+function saying(err: unknown, what: string): unknown {
+  if (!(err instanceof CertRetrieverError)) return err;
+  return new CertRetrieverError(`${err.message} (${what})`, { step: err.step, reason: err.reason, facts: err.facts, hint: err.hint, cause: err });
 }
 
 /** The token of the stored key, as a URI to make a new key with (its label and module, not its id), if the stored key is in one. */

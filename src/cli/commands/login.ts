@@ -1,6 +1,4 @@
-import { randomBytes } from "node:crypto";
-import { open, rename, unlink } from "node:fs/promises";
-import { dirname, join, resolve } from "node:path";
+import { resolve } from "node:path";
 import { Command } from "commander";
 import { CertRetrieverError, describeCause } from "../../errors.js";
 import { COMMAND_EXIT_CODES } from "../../exit-codes.js";
@@ -65,18 +63,9 @@ export function loginCommand(state: CliState): Command {
 
 /** Writes a secret with mode 0600, staged and renamed so a reader never sees half a token. */
 async function writeSecretFile(path: string, text: string): Promise<void> {
-  const tmp = join(dirname(path), `.${randomBytes(6).toString("hex")}.tmp`);
   try {
-    const handle = await open(tmp, "wx", 0o600);
-    try {
-      await handle.writeFile(text);
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
-    await rename(tmp, path);
+    await (await import("../../store/directory.js")).replaceFile(path, text, 0o600);
   } catch (err) {
-    await unlink(tmp).catch(() => undefined);
     throw new CertRetrieverError(`cannot write the token to ${path}: ${describeCause(err)}`, {
         cause: err,
       step: "store",
