@@ -7,6 +7,9 @@ import { assertNoSecrets, commandLine, runCli } from "./helpers/cli.js";
 import { listFiles } from "./helpers/enroll.js";
 import { startTestLab, tempDir, type TestLab } from "./helpers/lab.js";
 import { haveTool, openssl } from "./helpers/tools.js";
+import { softwareCrypto } from "../src/crypto/provider.js";
+import { readEstIssued, startLab } from "../src/lab/server.js";
+import { sha256Fingerprint } from "../src/pipeline/certificate.js";
 
 const ready = haveTool("dbus-run-session") && haveTool("gnome-keyring-daemon");
 
@@ -91,6 +94,28 @@ describe.skipIf(!ready)("--store keychain against a real gnome-keyring (Secret S
       expect(openssl("pkey", "-in", join(second, "abc123.key"), "-pubout")).toBe(openssl("x509", "-in", join(second, "abc123.crt"), "-noout", "-pubkey"));
     } finally {
       await x509Lab.stop();
+    }
+  });
+
+  it("EST: enrolls into the keychain with the CA pinned, then re-enrolls over mutual TLS with the keychain's key and no password", async () => {
+    const estDir = await tempDir("cr-kr-est-");
+    const est = await startLab({ dir: estDir, host: "127.0.0.1", port: 0, crypto: softwareCrypto(), certProfile: "open", autoRegister: false, adminPassword: lab.password, tokenLifetime: 420, api: "est" });
+    try {
+      const home = join(await tempDir(), "home");
+      const pin = `sha256:${sha256Fingerprint(est.estCa!.root.cert)}`;
+      const identity = ["--api", "est", "--platform", est.estUrl!, "--device-id", "kc-est", "--store", "keychain", "--out", join(await tempDir(), "lock"), "--non-interactive", "--json"];
+      const [enrolled, renewed] = await inKeyringSession(home, [
+        { args: ["enroll", ...identity, "--username", "admin", "--password-stdin", "--ca-fingerprint", pin], input: lab.password },
+        { args: ["enroll", ...identity, "--renew-before", "400d"] },
+      ]);
+      expect(enrolled!.code, enrolled!.stderr).toBe(0);
+      expect(renewed!.code, renewed!.stderr).toBe(0);
+      const serial = JSON.parse(enrolled!.stdout).serialNumber as string;
+      expect(JSON.parse(renewed!.stdout).previous).toMatchObject({ serialNumber: serial, revoked: "kept" });
+      const issued = await readEstIssued(estDir);
+      expect(issued.map((r) => r.auth)).toEqual(["basic:admin", `reenroll:${serial}`]);
+    } finally {
+      await est.close();
     }
   });
 

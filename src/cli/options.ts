@@ -36,14 +36,14 @@ const collect = (value: string, previous: string[] | undefined) => [...(previous
 
 /** Every shared option. The config file takes the same names in camelCase (`deviceId`, `caName`). */
 export const OPTION_SPECS: OptionSpec[] = [
-  { flags: "--platform <url>", description: "the platform gateway (dojot's Kong), e.g. https://dojot.example.com", commands: ONLINE, describe: { check: "the platform, asked for its CA and the CA's CRL (revocation) when the cached CRL is older than --crl-refresh; without it only the cache is read" }, env: "PLATFORM" },
-  { flags: "--api <api>", description: "the platform's API: dojot-legacy (EJBCA-REST, dojot <= v0.4), dojot (x509-identity-mgmt, v0.5+), or auto (detected from the replies)", commands: ["enroll", "register", "check"], hiddenIn: ["login"], env: "API", default: "auto", choices: ["auto", "dojot", "dojot-legacy"] },
+  { flags: "--platform <url>", description: "the platform gateway (dojot's Kong), e.g. https://dojot.example.com, or the EST server (--api est)", commands: ONLINE, describe: { check: "the platform, asked for its CA and the CA's CRL (revocation) when the cached CRL is older than --crl-refresh; without it only the cache is read" }, env: "PLATFORM" },
+  { flags: "--api <api>", description: "the platform's API: dojot-legacy (EJBCA-REST, dojot <= v0.4), dojot (x509-identity-mgmt, v0.5+), auto (one of those two, detected from the replies), or est (EST, RFC 7030: --platform https://HOST[:PORT][/.well-known/est[/LABEL]])", commands: ["enroll", "register", "check"], hiddenIn: ["login"], env: "API", default: "auto", choices: ["auto", "dojot", "dojot-legacy", "est"] },
   { flags: "--username <name>", description: "the platform user", commands: ONLINE, env: "USERNAME" },
   { flags: "--password-file <file>", description: "read the user's password from this file", commands: ONLINE, env: "PASSWORD_FILE" },
   { flags: "--password-stdin", description: "read the user's password from standard input", commands: PLATFORM },
   { flags: "--token-file <file>", description: "use the token that 'cert-retriever login' wrote, instead of logging in", commands: ONLINE, describe: { login: "write the token here (mode 0600), for later 'enroll --token-file' runs" }, env: "TOKEN_FILE" },
   { flags: "--platform-ca <file>", description: "PEM CA certificate(s) trusted for the platform's HTTPS, beside the system's", commands: ONLINE, env: "PLATFORM_CA" },
-  { flags: "--client-cert <file>", description: "PEM client certificate for a gateway that requires one", commands: ONLINE, env: "CLIENT_CERT" },
+  { flags: "--client-cert <file>", description: "PEM client certificate for a gateway that requires one; with --api est, a bootstrap (factory) certificate that authenticates the first enrollment, with or without --username", commands: ONLINE, env: "CLIENT_CERT" },
   { flags: "--client-key <file>", description: "PEM key of --client-cert", commands: ONLINE, env: "CLIENT_KEY" },
   { flags: "--allow-http", description: "allow plain http to a host other than this machine (the password travels in clear)", commands: ONLINE },
   { flags: "--deadline <duration>", description: "give up (exit 75) when the whole run takes longer, e.g. 90s, 5m (a unit is required)", commands: ONLINE, env: "DEADLINE", default: "5m" },

@@ -41,3 +41,12 @@ export function commonName(cert: x509.X509Certificate): string | undefined {
 export function displayName(name: x509.Name): string {
   return new x509.Name(name.toJSON(), { UID: "0.9.2342.19200300.100.1.1" }).toString();
 }
+
+/**
+ * A CA file's certificates, in order: the CA that issues the device's certificate first, then its
+ * issuers (EST stores the chain; dojot has a single CA). Fails like {@link parseCertificate}.
+ */
+export function parseCaChain(pem: string, what: string, step: Step, reason: Reason): x509.X509Certificate[] {
+  const blocks = pem.match(/-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g) ?? [pem];
+  return blocks.map((block, i) => parseCertificate(block, blocks.length > 1 ? `certificate ${i + 1} of ${what}` : what, step, reason));
+}

@@ -16,7 +16,7 @@ import { buildCsr, type SubjectAltNames } from "./build-csr.js";
 import { displayName, parseCertificate, sha256Fingerprint } from "./certificate.js";
 import { checkPin, inspectCredentials, type RenewWindow } from "./inspect.js";
 import type { RevocationVerdict } from "./revocation.js";
-import { checkProfileIdentity, CLOCK_TOLERANCE_MS, describeSkew, missingSans, validateCertificate } from "./validate.js";
+import { checkProfileIdentity, CLOCK_TOLERANCE_MS, describeSkew, missingSans, validateCaChain, validateCertificate } from "./validate.js";
 
 /** The enrollment steps, in the order they run. */
 export const ENROLL_STEPS = ["authenticate", "fetch-ca", "generate-key", "build-csr", "submit-csr", "validate", "bind", "store"] as const;
@@ -146,6 +146,8 @@ export async function enroll(opts: EnrollOptions, onEvent: (e: EnrollEvent) => v
     }
     // A renewal proper: valid credentials whose renewal window has begun.
     let renewal = false;
+    // Not revoked either: credentials that can still authenticate a renewal (EST's re-enrollment).
+    let stillGood = false;
     if (!opts.force) {
       const existing = await inspectCredentials(opts.store, {
         ...opts,
@@ -162,6 +164,7 @@ export async function enroll(opts: EnrollOptions, onEvent: (e: EnrollEvent) => v
         return { ...describe(existing.cert, opts.store, opts.deviceId, undefined, [], existing.profiled, keyStore.kind === "pkcs11"), status: "already-enrolled" };
       }
       renewal = (existing.state === "expiring" || existing.state === "revoked") && existing.cert !== undefined && existing.cert.notAfter > now();
+      stillGood = renewal && existing.state === "expiring" && existing.cert!.notBefore <= now();
       if (caChanged) onEvent({ type: "note", message: "existing credentials will be replaced: the platform's CA differs from the stored one" });
       else if (existing.state !== "missing" && existing.state !== "valid") onEvent({ type: "note", message: `existing credentials will be replaced: ${existing.reason}` });
     }
@@ -178,17 +181,20 @@ export async function enroll(opts: EnrollOptions, onEvent: (e: EnrollEvent) => v
       return value;
     };
 
-    const { session } = await run("authenticate", () => openSession(opts.platform, opts, now()), (opened) => opened.detail);
-    const ca = await run(
+    const { session } = await run("authenticate", () => (opts.platform.signIn ? opts.platform.signIn(opts) : openSession(opts.platform, opts, now())), (opened) => opened.detail);
+    const caChain = await run(
       "fetch-ca",
       async () => {
-        const fetched = parseCertificate((await opts.platform.fetchCa(session)).der, "the CA the platform sent", "fetch-ca", "reply-malformed");
-        checkPin(fetched, opts.caFingerprint, "the CA the platform sent");
-        return fetched;
+        const fetched = await opts.platform.fetchCa(session);
+        const chain = [fetched.der, ...(fetched.chain ?? [])].map((der, i) => parseCertificate(der, i === 0 ? "the CA the platform sent" : `CA certificate ${i + 1} the platform sent`, "fetch-ca", "reply-malformed"));
+        checkPin(chain, opts.caFingerprint, "the CA the platform sent");
+        if (chain.length > 1) await validateCaChain(chain, opts.crypto, now(), "fetch-ca", "cert-invalid", "the CA chain the platform sent");
+        return chain;
       },
-      (c) =>
-        `CA ${displayName(c.subjectName)}, SHA-256 ${sha256Fingerprint(c)}${opts.caFingerprint ? " (matches the pin)" : " (not pinned)"}; API ${API_TRAITS[opts.platform.api()].title}`,
+      ([c, ...up]) =>
+        `CA ${displayName(c!.subjectName)}, SHA-256 ${sha256Fingerprint(c!)}${up.length ? `, under ${up.map((u) => displayName(u.subjectName)).join(" < ")}` : ""}${opts.caFingerprint ? " (matches the pin)" : " (not pinned)"}; API ${API_TRAITS[opts.platform.api()].title}`,
     );
+    const ca = caChain[0]!;
     const traits = API_TRAITS[opts.platform.api()];
     const replacing = previousCert !== undefined && issuedBy(previousCert, ca);
     if (renewal && replacing && opts.platform.api() === "dojot-legacy") {
@@ -199,7 +205,10 @@ export async function enroll(opts: EnrollOptions, onEvent: (e: EnrollEvent) => v
       );
     }
     await opts.platform.prepare?.(session, opts.deviceId);
-    const keyType = opts.keyType ?? traits.keyType;
+    const asked = opts.platform.csrAttributes?.() ?? { notes: [] };
+    for (const message of asked.notes) note(message);
+    if (opts.keyType && asked.keyType && asked.keyType !== opts.keyType) note(`the platform asks for a ${asked.keyType} key; --key-type ${opts.keyType} is made as given, and the platform may refuse it`);
+    const keyType = opts.keyType ?? asked.keyType ?? traits.keyType;
     const key: KeyHandle = await run(
       "generate-key",
       async () => {
@@ -215,13 +224,15 @@ export async function enroll(opts: EnrollOptions, onEvent: (e: EnrollEvent) => v
           throw new CertRetrieverError(`generate-key failed: ${describeCause(err)}`, { step: "generate-key", reason: "keygen-failed", cause: err });
         }
       },
-      (k) => `${keyType} key ${k.where}${opts.keyType ? "" : " (the API's preferred key)"}`,
+      (k) => `${keyType} key ${k.where}${opts.keyType ? "" : asked.keyType ? " (as the platform's CSR attributes ask)" : " (the API's preferred key)"}`,
     );
     const csr = await run("build-csr", () => buildCsr(opts.deviceId, key.keys, opts.sans, key.crypto), () => `CSR for CN=${opts.deviceId}`);
     const issued = await run(
       "submit-csr",
       async () => {
-        const reply = await opts.platform.submitCsr(session, { deviceId: opts.deviceId, csrDer: new Uint8Array(csr.rawData) });
+        // Credentials that are still good authenticate their own renewal where the platform takes that (EST); a token key cannot go into Node's TLS.
+        const current = stillGood && replacing && storedKey && !isKeyUri(storedKey) && storedParts.certificatePem ? { certificatePem: storedParts.certificatePem, keyPem: storedKey } : undefined;
+        const reply = await opts.platform.submitCsr(session, { deviceId: opts.deviceId, csrDer: new Uint8Array(csr.rawData), current });
         return { reply, cert: parseCertificate(reply.der, "the certificate the platform sent", "validate", "cert-invalid") };
       },
       ({ cert: c }) => `certificate ${c.serialNumber} issued`,
@@ -255,7 +266,7 @@ export async function enroll(opts: EnrollOptions, onEvent: (e: EnrollEvent) => v
     // Only a certificate that passed validation changes anything more on the platform.
     const binding = await run(
       "bind",
-      async () => (opts.platform.bind ? opts.platform.bind(session, issued.reply, opts.deviceId) : { bound: false, detail: `not needed: ${traits.title} issues to the device's own end entity` }),
+      async () => (opts.platform.bind ? opts.platform.bind(session, issued.reply, opts.deviceId) : { bound: false, detail: `not needed: ${traits.title} ${traits.unbound}` }),
       (b) => b.detail,
     );
     const keyRecord = await key.record();
@@ -263,7 +274,7 @@ export async function enroll(opts: EnrollOptions, onEvent: (e: EnrollEvent) => v
       opts.profile && opts.profile.name !== "generic"
         ? `${JSON.stringify({ profile: opts.profile.name, deviceId: opts.deviceId, tenant: session.tenant, uriDomain: opts.profile.uriDomain } satisfies ProfileRecord, null, 2)}\n`
         : undefined;
-    const pems: CredentialPems = { key: keyRecord, certificatePem: toPem(cert.rawData, "CERTIFICATE"), caPem: toPem(ca.rawData, "CERTIFICATE"), profileJson };
+    const pems: CredentialPems = { key: keyRecord, certificatePem: toPem(cert.rawData, "CERTIFICATE"), caPem: caChain.map((c) => toPem(c.rawData, "CERTIFICATE")).join(""), profileJson };
     let checkedBeforeStore: unknown;
     const notStored = (err: unknown): never => {
       if (binding.bound) note(`certificate ${issued.reply.fingerprint ?? sha256Fingerprint(cert)} is bound to device ${opts.deviceId} on the platform but was not stored here; the next run issues and binds a new one`);

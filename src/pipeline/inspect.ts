@@ -2,7 +2,7 @@ import * as x509 from "../crypto/x509.js";
 import { CertRetrieverError, describeCause } from "../errors.js";
 import type { CryptoProvider } from "../crypto/provider.js";
 import type { CredentialStore } from "../store/types.js";
-import { commonName, parseCertificate, sha256Fingerprint } from "./certificate.js";
+import { commonName, parseCaChain, parseCertificate, sha256Fingerprint } from "./certificate.js";
 import { normalizeFingerprint } from "./pin.js";
 import { describeRevocation, type RevocationVerdict } from "./revocation.js";
 import { validateCertificate } from "./validate.js";
@@ -61,8 +61,9 @@ export async function inspectCredentials(store: CredentialStore, opts: InspectOp
   let ca: x509.X509Certificate;
   try {
     cert = parseCertificate(pems.certificatePem, stored.where.certificatePem, "check-existing", "cert-invalid");
-    ca = parseCertificate(pems.caPem, stored.where.caPem, "check-existing", "cert-invalid");
-    checkPin(ca, opts.caFingerprint, `the stored CA ${stored.where.caPem}`);
+    const chain = parseCaChain(pems.caPem, stored.where.caPem, "check-existing", "cert-invalid");
+    ca = chain[0]!;
+    checkPin(chain, opts.caFingerprint, `the stored CA ${stored.where.caPem}`);
     let candidates: Uint8Array[];
     try {
       candidates = await opts.publicKeysOf(pems.key);
@@ -92,12 +93,14 @@ export async function inspectCredentials(store: CredentialStore, opts: InspectOp
   return { state: "valid", cert, ca, renewFrom, profiled: pems.profileJson !== undefined, revocation };
 }
 
-/** Stops the run (`pin-mismatch`) if `ca` does not match the pin. */
-export function checkPin(ca: x509.X509Certificate, pin: string | undefined, what: string): void {
+/** Stops the run (`pin-mismatch`) if no certificate of the CA chain `ca` (the issuing CA first) matches the pin. */
+export function checkPin(ca: x509.X509Certificate | x509.X509Certificate[], pin: string | undefined, what: string): void {
   if (!pin) return;
-  const actual = sha256Fingerprint(ca);
-  if (actual.replace(/:/g, "") !== normalizeFingerprint(pin)) {
-    throw new CertRetrieverError(`fetch-ca failed: ${what} has SHA-256 fingerprint ${actual}, not the pinned ${pin}`, {
+  const chain = Array.isArray(ca) ? ca : [ca];
+  const actual = chain.map(sha256Fingerprint);
+  if (!actual.some((fp) => fp.replace(/:/g, "") === normalizeFingerprint(pin))) {
+    const has = actual.length === 1 ? `has SHA-256 fingerprint ${actual[0]}` : `holds no certificate with that fingerprint (its chain: ${actual.join(", ")})`;
+    throw new CertRetrieverError(`fetch-ca failed: ${what} ${has}, not the pinned ${pin}`, {
       step: "fetch-ca",
       reason: "pin-mismatch",
     });

@@ -1,6 +1,6 @@
 import { timingSafeEqual } from "node:crypto";
 import * as x509 from "../crypto/x509.js";
-import { CertRetrieverError, type Step } from "../errors.js";
+import { CertRetrieverError, type Reason, type Step } from "../errors.js";
 import type { CryptoProvider } from "../crypto/provider.js";
 import { commonName } from "./certificate.js";
 import { sanList, type SubjectAltNames } from "./build-csr.js";
@@ -149,4 +149,22 @@ export function missingSans(cert: x509.X509Certificate, requested: SubjectAltNam
   return sanList(requested)
     .map((n) => `${n.type}:${n.value}`)
     .filter((n) => !present.has(n));
+}
+
+/**
+ * The CA chain a platform sent (EST's /cacerts), in order: each a CA, valid now, and signed by the
+ * next; the last one self-signed, or an intermediate whose issuers the server left out (the pin
+ * then says whether it is trusted).
+ */
+export async function validateCaChain(chain: x509.X509Certificate[], crypto: CryptoProvider, now: Date, step: Step, reason: Reason, what: string): Promise<void> {
+  for (const [i, cert] of chain.entries()) {
+    const issuer = chain[i + 1] ?? (cert.issuer === cert.subject ? cert : undefined);
+    let problem: string | undefined;
+    if (!cert.getExtension(x509.BasicConstraintsExtension)?.ca) problem = "is not a CA (no basicConstraints CA:TRUE)";
+    else if (now < cert.notBefore || now > cert.notAfter) problem = `is valid from ${cert.notBefore.toISOString()} to ${cert.notAfter.toISOString()}, which does not include now (${now.toISOString()})`;
+    else if (issuer && (cert.issuer !== issuer.subject || !(await cert.verify({ publicKey: issuer.publicKey, signatureOnly: true }, crypto)))) {
+      problem = issuer === cert ? "does not verify as self-signed" : `is not signed by the next one, '${issuer.subject}'`;
+    }
+    if (problem) throw new CertRetrieverError(`${step} failed: in ${what}, '${cert.subject}' ${problem}`, { step, reason });
+  }
 }

@@ -63,7 +63,7 @@ export class AutoPlatformClient implements PlatformClient {
 
   async bind(session: Session, issued: Issued, deviceId: string): Promise<Binding> {
     const client = this.detectedClient();
-    return client instanceof DojotX509Client ? client.bind(session, issued, deviceId) : { bound: false, detail: `not needed: ${API_TRAITS[client.api()].title} issues to the device's own end entity` };
+    return client instanceof DojotX509Client ? client.bind(session, issued, deviceId) : { bound: false, detail: `not needed: ${API_TRAITS[client.api()].title} ${API_TRAITS[client.api()].unbound}` };
   }
 
   fetchCrl(session: Session): Promise<Uint8Array> {

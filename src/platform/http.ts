@@ -25,6 +25,22 @@ export interface TlsSettings {
   /** Client certificate and key, for gateways that require one. */
   cert?: string;
   key?: string;
+  /**
+   * false: the server's certificate is not verified. Only for EST's provisional fetch of /cacerts
+   * (RFC 7030 §4.1.1), whose answer is then checked against the pinned fingerprint before
+   * anything else is sent.
+   */
+  verify?: boolean;
+}
+
+/** A request: JSON (`body`) or a text body of another type (`text`, with `contentType`). */
+export interface RequestInit {
+  method: "GET" | "POST" | "PATCH" | "DELETE";
+  headers?: Record<string, string>;
+  body?: unknown;
+  text?: string;
+  contentType?: string;
+  once?: boolean;
 }
 
 /** A retry that is about to happen, for progress output and `--json`. */
@@ -92,8 +108,34 @@ export class HttpClient {
   clockSkewMs: number | undefined;
   private proxied: Dispatcher | undefined;
   private direct: NodeHttpClient | undefined;
+  private readonly derived: HttpClient[] = [];
 
-  constructor(private readonly settings: HttpSettings) {}
+  constructor(
+    private readonly settings: HttpSettings,
+    private readonly parent?: HttpClient,
+  ) {}
+
+  /**
+   * A client with the same settings but other TLS material: more trusted CAs, another client
+   * certificate, or (`verify: false`) none of the server's checked. Closed with this one; the
+   * platform's clock it learns is this one's too.
+   */
+  withTls(tls: TlsSettings): HttpClient {
+    const base = this.settings.tls ?? {};
+    const client = new HttpClient({ ...this.settings, tls: { ...base, ...tls, ca: [...(base.ca ?? []), ...(tls.ca ?? [])] } }, this);
+    this.derived.push(client);
+    return client;
+  }
+
+  /** The run's deadline, as epoch milliseconds. */
+  get deadline(): number {
+    return this.settings.deadline;
+  }
+
+  private learnSkew(ms: number): void {
+    this.clockSkewMs = ms;
+    this.parent?.learnSkew(ms);
+  }
 
   /**
    * One JSON request at `step`, retried while the failure is temporary; non-2xx replies are
@@ -101,11 +143,7 @@ export class HttpClient {
    * single time) is retried only when it cannot have reached the platform: connection refused or
    * not established, DNS failure, or the gateway's own 429/503 before any upstream.
    */
-  async json(
-    step: Step,
-    url: URL,
-    init: { method: "GET" | "POST" | "PATCH" | "DELETE"; headers?: Record<string, string>; body?: unknown; once?: boolean },
-  ): Promise<HttpReply> {
+  async json(step: Step, url: URL, init: RequestInit): Promise<HttpReply> {
     const { attempts } = this.settings;
     for (let attempt = 1; ; attempt++) {
       try {
@@ -151,7 +189,7 @@ export class HttpClient {
     throw new CertRetrieverError(`${step} failed: interrupted`, { step, reason: "interrupted", facts: { maybeSent } });
   }
 
-  private async once(step: Step, url: URL, init: { method: "GET" | "POST" | "PATCH" | "DELETE"; headers?: Record<string, string>; body?: unknown; once?: boolean }): Promise<HttpReply> {
+  private async once(step: Step, url: URL, init: RequestInit): Promise<HttpReply> {
     const { timeouts, deadline } = this.settings;
     const remaining = deadline - Date.now();
     if (remaining <= 0) throw new Temporary("the deadline passed", undefined, undefined, true); // nothing was sent
@@ -162,6 +200,9 @@ export class HttpClient {
     if (init.body !== undefined) {
       body = JSON.stringify(init.body);
       headers["content-type"] = "application/json";
+    } else if (init.text !== undefined) {
+      body = init.text;
+      headers["content-type"] = init.contentType ?? "text/plain";
     }
     try {
       const proxied = await this.proxiedDispatcher(url);
@@ -169,7 +210,7 @@ export class HttpClient {
         ? await proxied.request({ origin: url.origin, path: `${url.pathname}${url.search}`, method: init.method, headers, body, headersTimeout: timeouts.headers, bodyTimeout: timeouts.body, signal })
         : await (this.direct ??= new NodeHttpClient(() => this.tlsOptions())).request({ url, method: init.method, headers, body, signal, timeouts });
       const date = res.headers.date;
-      if (typeof date === "string" && !Number.isNaN(Date.parse(date))) this.clockSkewMs = Date.parse(date) - Date.now();
+      if (typeof date === "string" && !Number.isNaN(Date.parse(date))) this.learnSkew(Date.parse(date) - Date.now());
       const chunks: Buffer[] = [];
       let size = 0;
       for await (const chunk of res.body) {
@@ -238,6 +279,7 @@ export class HttpClient {
       ca: [...systemCaCertificates(), ...(this.settings.tls?.ca ?? [])],
       cert: this.settings.tls?.cert,
       key: this.settings.tls?.key,
+      ...(this.settings.tls?.verify === false ? { rejectUnauthorized: false } : {}),
     };
   }
 
@@ -267,6 +309,7 @@ export class HttpClient {
 
   /** Closes idle connections so the process can exit. */
   async close(): Promise<void> {
+    await Promise.all(this.derived.map((client) => client.close()));
     this.direct?.close();
     await this.proxied?.close();
   }

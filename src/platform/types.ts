@@ -1,3 +1,6 @@
+import type { KeyType } from "../crypto/keys.js";
+import type { LoginSource } from "./login.js";
+
 /** A platform session: the JWT (memory only) and what it says about the caller. */
 export interface Session {
   jwt: string;
@@ -9,7 +12,10 @@ export interface Session {
 
 /** The CA certificate as the platform delivered it. */
 export interface FetchedCa {
+  /** The CA that issues device certificates. */
   der: Uint8Array;
+  /** Its issuers, in order up to the root, where the platform sends them (EST's /cacerts). */
+  chain?: Uint8Array[];
 }
 
 
@@ -18,6 +24,11 @@ export interface SignRequest {
   deviceId: string;
   /** The CSR, DER-encoded. */
   csrDer: Uint8Array;
+  /**
+   * A renewal's current credentials (certificate PEM, key PEM), where the platform authenticates
+   * a renewal with them (EST's /simplereenroll over mutual TLS).
+   */
+  current?: { certificatePem: string; keyPem: string };
 }
 
 /** The issued certificate, DER-encoded, as the platform delivered it. */
@@ -34,6 +45,8 @@ export interface Issued {
 export interface PlatformClient {
   /** Logs in and returns the session. */
   authenticate(username: string, password: string): Promise<Session>;
+  /** A platform without sessions (EST): takes the login to send with its requests, read only when one needs it, instead of logging in. */
+  signIn?(source: LoginSource): Promise<{ session: Session; detail: string }>;
   /** Fetches the certificate of the CA that issues device certificates. */
   fetchCa(session: Session): Promise<FetchedCa>;
   /** Submits a CSR and returns the issued certificate. */
@@ -49,6 +62,8 @@ export interface PlatformClient {
   bind?(session: Session, issued: Issued, deviceId: string): Promise<Binding>;
   /** The issuing CA's latest CRL, DER (after fetchCa). */
   fetchCrl?(session: Session): Promise<Uint8Array>;
+  /** After prepare: what the platform asks of the CSR (EST's /csrattrs), and notes on what cannot be honoured. */
+  csrAttributes?(): { keyType?: KeyType; notes: string[] };
   /** Removes a certificate the platform issued, which revokes it (after fetchCa; x509-identity-mgmt only). */
   revoke?(session: Session, fingerprint: string): Promise<"revoked" | "absent" | "not-supported">;
 }
@@ -60,14 +75,16 @@ export interface Binding {
 }
 
 /** The platform APIs cert-retriever speaks. */
-export type PlatformApi = "dojot-legacy" | "dojot";
+export type PlatformApi = "dojot-legacy" | "dojot" | "est";
 
-/** What each API expects of a device: the key it prefers and the CNs it issues. */
-export const API_TRAITS: Record<PlatformApi, { title: string; keyType: "rsa-2048" | "ec-p256"; commonNames(deviceId: string, tenant?: string): string[] }> = {
+/** What each API expects of a device: the key it prefers, the CNs it issues, and (without a bind step) why none is needed. */
+export const API_TRAITS: Record<PlatformApi, { title: string; keyType: "rsa-2048" | "ec-p256"; commonNames(deviceId: string, tenant?: string): string[]; unbound?: string }> = {
   // EJBCA-REST: the subject comes from the end entity, CN = device id; CFREE takes RSA only.
-  "dojot-legacy": { title: "EJBCA-REST (dojot <= v0.4)", keyType: "rsa-2048", commonNames: (id) => [id] },
+  "dojot-legacy": { title: "EJBCA-REST (dojot <= v0.4)", keyType: "rsa-2048", commonNames: (id) => [id], unbound: "issues to the device's own end entity" },
   // x509-identity-mgmt: v0.5-v0.6 prefix the tenant; v0.7+ pass the CSR's CN through.
   dojot: { title: "x509-identity-mgmt (dojot >= v0.5)", keyType: "ec-p256", commonNames: (id, tenant) => (tenant ? [id, `${tenant}:${id}`] : [id]) },
+  // EST: the CA names the certificate after the CSR's subject (the server may say otherwise in /csrattrs).
+  est: { title: "EST (RFC 7030)", keyType: "ec-p256", commonNames: (id) => [id], unbound: "keeps no device records to tie it to" },
 };
 
 /** Decodes a JWT's claims without verifying it (the gateway verifies it; we only read the tenant). */

@@ -2,7 +2,7 @@ import { Command } from "commander";
 import { describeCause } from "../../errors.js";
 import { applyConfigFile, type ConfigExtras } from "../config.js";
 import type * as x509 from "../../crypto/x509.js";
-import type { PlatformClient, Session } from "../../platform/types.js";
+import { API_TRAITS, type PlatformClient, type Session } from "../../platform/types.js";
 import {
   checkKeyFlag,
   checkPinFlag,
@@ -20,6 +20,8 @@ import {
 } from "../context.js";
 import { parseCount, parseDuration, parseRenewWindow } from "../inputs.js";
 import type { CliState } from "../main.js";
+import type { ApiChoice } from "../platform.js";
+import type { CredentialStore } from "../../store/types.js";
 import { addOptions } from "../options.js";
 import { printJson, reportError, say } from "../output.js";
 
@@ -54,7 +56,7 @@ EXAMPLES
  * A way to ask the platform something, logging in (password or token, never a prompt) only when
  * asked; `close()` ends it. Any failure is thrown for the caller to report.
  */
-async function platformAsker(command: Command, flags: CommonFlags & { api?: "auto" | "dojot" | "dojot-legacy" }, extras: ConfigExtras) {
+async function platformAsker(command: Command, flags: CommonFlags & { api?: ApiChoice }, extras: ConfigExtras, store: CredentialStore) {
   const startedAt = Date.now();
   const source = (key: string) => command.getOptionValueSource(key);
   // A condition must not hold up a boot: the platform gets at most 30 s and one retry (what it cannot answer is "unknown").
@@ -62,11 +64,15 @@ async function platformAsker(command: Command, flags: CommonFlags & { api?: "aut
   let opened: Awaited<ReturnType<typeof openPlatformRun>> | undefined;
   const ask = async <T>(question: (platform: PlatformClient, session: Session) => Promise<T>): Promise<T> => {
     const baseUrl = await resolvePlatformUrl(flags);
-    const token = await tokenSession(flags);
-    const credentials = token ? undefined : await login({ ...flags, nonInteractive: true }, extras, source);
+    // EST asks for nothing but /cacerts, which needs no login; the stored chain vouches for the server.
+    const est = flags.api === "est";
+    const token = est ? undefined : await tokenSession(flags);
+    const credentials = token || est ? undefined : await login({ ...flags, nonInteractive: true }, extras, source);
     opened = await openPlatformRun(bounded, startedAt, []);
     const [{ makePlatform }, { openSession }] = await Promise.all([import("../platform.js"), import("../../platform/login.js")]);
-    const platform = await makePlatform(flags.api ?? "auto", { baseUrl, caName: flags.caName, entityPassword: "", http: opened.http });
+    const anchors = est ? ((await store.read()).parts.caPem?.match(/-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g) ?? []) : undefined;
+    const estSettings = { anchors, pinned: Boolean(flags.caFingerprint), platformCa: Boolean(flags.platformCa), basic: false, signal: opened.interrupt.signal };
+    const platform = await makePlatform(flags.api ?? "auto", { baseUrl, caName: flags.caName, entityPassword: "", http: opened.http, est: estSettings });
     const { session } = await openSession(platform, { username: (await credentials?.username()) ?? "", password: credentials?.password ?? (async () => ""), session: token?.session, sessionSource: token?.source }, new Date());
     return question(platform, session);
   };
@@ -99,7 +105,7 @@ export function checkCommand(state: CliState): Command {
     .action(async (_f: CommonFlags, command: Command) => {
       try {
         const extras = await applyConfigFile(command, say);
-        const flags = command.opts<CommonFlags & KeyFlags & { crlRefresh: string; api?: "auto" | "dojot" | "dojot-legacy" }>();
+        const flags = command.opts<CommonFlags & KeyFlags & { crlRefresh: string; api?: ApiChoice }>();
         state.json ||= Boolean(flags.json);
         const deviceId = await resolveDeviceId({ ...flags, nonInteractive: true }, (key) => command.getOptionValueSource(key));
         const renewBefore = parseRenewWindow(flags.renewBefore);
@@ -115,7 +121,7 @@ export function checkCommand(state: CliState): Command {
         ]);
         const crypto = softwareCrypto();
         const now = new Date();
-        const online = flags.platform && flags.revocation === "auto" ? await platformAsker(command, flags, extras) : undefined;
+        const online = flags.platform && flags.revocation === "auto" ? await platformAsker(command, flags, extras, store) : undefined;
         let caReplaced: string | undefined;
         try {
           const verdict = await inspectCredentials(store, {
@@ -143,7 +149,7 @@ export function checkCommand(state: CliState): Command {
                                 caReplaced = "the platform's CA is no longer the stored one";
                                 throw new Error(caReplaced);
                               }
-                              if (!platform.fetchCrl) throw new Error("the platform serves no CRL");
+                              if (!platform.fetchCrl) throw new Error(`${API_TRAITS[platform.api()].title} serves no CRL (--revocation distribution-points reads one from the certificate's own distribution points)`);
                               return platform.fetchCrl(session);
                             })
                         : flags.revocation === "distribution-points"

@@ -24,6 +24,7 @@ import {
 import { usage } from "../failures.js";
 import { boundedRead, checkSans, parseDuration, parseRenewWindow, passwordReader } from "../inputs.js";
 import type { CliState } from "../main.js";
+import type { ApiChoice } from "../platform.js";
 import { addOptions } from "../options.js";
 import { exitCodesHelp, heldSecret, holdSecret, printJson, progress, say } from "../output.js";
 import { brokerUrl, verifyCredentials, verifyStored, type MqttFlags } from "./verify.js";
@@ -32,7 +33,7 @@ interface EnrollFlags extends MqttFlags, KeyFlags {
   verifyBroker?: string;
   entityPasswordFile?: string;
   keyType?: string;
-  api: "auto" | "dojot" | "dojot-legacy";
+  api: ApiChoice;
   dns: string[];
   ip: string[];
   uri: string[];
@@ -100,7 +101,10 @@ async function runEnroll(command: Command, state: CliState): Promise<number> {
   const flags = command.opts<EnrollFlags>();
   state.json ||= Boolean(flags.json);
   // Everything is checked, and everything missing asked for, before the first request.
+  const est = flags.api === "est";
   const baseUrl = await resolvePlatformUrl(flags);
+  if (est) (await import("../../platform/est.js")).estBaseUrl(baseUrl);
+  if (est && flags.tokenFile) throw usage("--token-file holds a dojot login; EST keeps no session", "leave out --token-file: the enrollment request carries the credentials");
   const source = (key: string) => command.getOptionValueSource(key);
   const deviceId = await resolveDeviceId(flags, source);
   if (flags.keyType !== undefined && !isKeyType(flags.keyType)) throw usage(`unknown key type '${flags.keyType}'`);
@@ -119,9 +123,11 @@ async function runEnroll(command: Command, state: CliState): Promise<number> {
   const broker = flags.verifyBroker ? brokerUrl(flags.verifyBroker) : undefined;
   await checkPinFlag(flags);
   await checkKeyFlag(flags);
-  const token = await tokenSession(flags);
-  // Asked for only when the authenticate step runs: a device with valid credentials needs no login.
-  const credentials = token ? undefined : await login(flags, extras, source);
+  const token = est ? undefined : await tokenSession(flags);
+  // EST: a bootstrap client certificate may authenticate alone (no user given: no HTTP Basic).
+  const basic = !est || flags.username !== undefined || !flags.clientCert;
+  // Asked for only when the authenticate step runs (EST: when the enrollment request needs it): a device with valid credentials needs no login.
+  const credentials = token || !basic ? undefined : await login(flags, extras, source);
   if (token) holdSecret(token.session.jwt);
   const entityEnv = process.env.CERT_RETRIEVER_ENTITY_PASSWORD;
   const entityPassword =
@@ -129,6 +135,7 @@ async function runEnroll(command: Command, state: CliState): Promise<number> {
       ? await heldSecret(passwordReader({ file: flags.entityPasswordFile, env: entityEnv }, "end-entity password"))()
       : "dojot";
   const store = await makeStore(flags, deviceId);
+  const anchors = est ? await estAnchors(store, flags) : undefined;
   if (flags.storeCertInToken && flags.key === undefined) throw usage("--store-cert-in-token needs a token key: pass --key pkcs11:…");
   // A device whose key is in a token keeps it there: without --key, the token the stored key's URI names.
   const keyUri = flags.key ?? (await tokenOfStoredKey(store));
@@ -153,7 +160,13 @@ async function runEnroll(command: Command, state: CliState): Promise<number> {
   try {
     const result = await enroll(
       {
-        platform: await makePlatform(flags.api, { baseUrl, caName: flags.caName, entityPassword, http }),
+        platform: await makePlatform(flags.api, {
+          baseUrl,
+          caName: flags.caName,
+          entityPassword,
+          http,
+          est: { anchors, pinned: Boolean(flags.caFingerprint), platformCa: Boolean(flags.platformCa), basic, signal: interrupt.signal },
+        }),
         crypto,
         keyStore,
         storeCertInToken: Boolean(flags.storeCertInToken),
@@ -214,6 +227,23 @@ async function runEnroll(command: Command, state: CliState): Promise<number> {
     await http.close();
     await keyStore.close();
   }
+}
+
+/**
+ * The explicit trust anchors of an EST run (RFC 7030 §4.1.1): the stored CA chain, which vouches
+ * for the server once a device is enrolled. A first enrollment needs a pin or --platform-ca instead:
+ * no CA is trusted because it was the first one seen.
+ */
+async function estAnchors(store: CredentialStore, flags: EnrollFlags): Promise<string[]> {
+  const stored = (await store.read().catch(() => undefined))?.parts.caPem;
+  const anchors = stored?.match(/-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g) ?? [];
+  if (anchors.length === 0 && !flags.caFingerprint && !flags.platformCa) {
+    throw usage(
+      "a first EST enrollment needs an explicit trust anchor (RFC 7030 §4.1.1): the EST server's CA is not trusted because it is the first one seen",
+      "pass --ca-fingerprint sha256:<hex> (the CA's fingerprint, from its operator) or --platform-ca FILE (the CA that signed the EST server's certificate)",
+    );
+  }
+  return anchors;
 }
 
 /** A broker check's error with what became of the new credentials added to its message (anything else as it is). */

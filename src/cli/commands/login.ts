@@ -33,8 +33,9 @@ export function loginCommand(state: CliState): Command {
     .action(async (_f: CommonFlags, command: Command) => {
       const startedAt = Date.now();
       const extras = await applyConfigFile(command, say);
-      const flags = command.opts<CommonFlags>();
+      const flags = command.opts<CommonFlags & { api?: string }>();
       state.json ||= Boolean(flags.json);
+      if (flags.api === "est") throw usage("EST (RFC 7030) has no login: each enrollment request carries its own credentials", "run 'cert-retriever enroll --api est' with --username and a password, or --client-cert");
       if (!flags.tokenFile) throw usage("login needs --token-file FILE (or CERT_RETRIEVER_TOKEN_FILE) to write the token to");
       const baseUrl = await resolvePlatformUrl(flags);
       const credentials = await login(flags, extras, (key) => command.getOptionValueSource(key));

@@ -7,6 +7,7 @@ import { applyConfigFile } from "../config.js";
 import { isInteractive, login, openPlatformRun, resolveDeviceId, resolvePlatformUrl, tokenSession, type CommonFlags } from "../context.js";
 import { usage } from "../failures.js";
 import { boundedRead, parseDuration } from "../inputs.js";
+import type { ApiChoice } from "../platform.js";
 import type { CliState } from "../main.js";
 import { addOptions } from "../options.js";
 import { exitCodesHelp, holdSecret, printJson, progress, say } from "../output.js";
@@ -14,7 +15,7 @@ import { exitCodesHelp, holdSecret, printJson, progress, say } from "../output.j
 interface RegisterFlags extends CommonFlags {
   certChain?: string;
   rootCaFingerprint?: string;
-  api: "auto" | "dojot" | "dojot-legacy";
+  api: ApiChoice;
 }
 
 const EXAMPLES = `
@@ -67,6 +68,12 @@ async function runRegister(command: Command, state: CliState): Promise<number> {
   const root = flags.rootCaFingerprint === undefined ? undefined : normalizeFingerprint(flags.rootCaFingerprint);
   if (flags.rootCaFingerprint !== undefined && !root) {
     throw usage(`--root-ca-fingerprint '${flags.rootCaFingerprint}' is not a SHA-256 fingerprint`, "give it as sha256:<64 hex digits> (colons allowed)");
+  }
+  if (flags.api === "est") {
+    throw new CertRetrieverError("--api est: EST (RFC 7030) has no request to register a certificate its CA did not issue; that needs x509-identity-mgmt (dojot v0.7+)", {
+      step: "usage",
+      reason: "not-supported",
+    });
   }
   if (flags.api === "dojot-legacy") {
     throw new CertRetrieverError("--api dojot-legacy: EJBCA-REST (dojot <= v0.4) cannot register a certificate it did not issue; that needs x509-identity-mgmt (dojot v0.7+)", {

@@ -1,0 +1,281 @@
+/**
+ * EST, Enrollment over Secure Transport (RFC 7030, with RFC 8951's clarifications): `GET
+ * /cacerts`, `GET /csrattrs`, `POST /simpleenroll` (HTTP Basic and/or a client certificate) and
+ * `POST /simplereenroll` (the current certificate over mutual TLS), under
+ * `https://host[:port]/.well-known/est[/<label>]`.
+ */
+import { setTimeout as sleep } from "node:timers/promises";
+import { sameBytes } from "../crypto/fingerprint.js";
+import { toPem, type KeyType } from "../crypto/keys.js";
+import { certsFromPkcs7, decodeCsrAttrs, oidOf, OIDS, type CsrAttr } from "../crypto/pkcs7.js";
+import * as x509 from "../crypto/x509.js";
+import { CertRetrieverError, describeCause, usageError, type Reason, type Step } from "../errors.js";
+import { decodeBase64 } from "./base64.js";
+import { parseRetryAfter, platformSays, replyFacts, type HttpClient, type HttpReply } from "./http.js";
+import type { LoginSource } from "./login.js";
+import type { FetchedCa, Issued, PlatformApi, PlatformClient, Session, SignRequest } from "./types.js";
+
+/** Settings of the EST client. */
+export interface EstOptions {
+  /** `https://host[:port]/.well-known/est[/<label>]`. */
+  baseUrl: URL;
+  http: HttpClient;
+  /**
+   * The explicit trust anchors for the server's TLS certificate besides the system's and
+   * --platform-ca's: the stored CA chain of an enrolled device (RFC 7030 §4.1.1's "Explicit TA
+   * database"). Without them, --platform-ca or a pinned CA (`pinned`) must stand in.
+   */
+  anchors?: string[];
+  /** A CA fingerprint is pinned: /cacerts may be fetched provisionally (unverified TLS) and is then checked against it. */
+  pinned: boolean;
+  /** --platform-ca was given: the server's TLS certificate is checked against it from the start. */
+  platformCa: boolean;
+  /** Send HTTP Basic with /simpleenroll (false: a bootstrap client certificate alone authenticates). */
+  basic: boolean;
+  /** Aborts a wait for approval. */
+  signal?: AbortSignal;
+}
+
+/** The path prefix every EST URL has (RFC 7030 §3.2.2). */
+export const EST_PREFIX = "/.well-known/est";
+
+/**
+ * The EST base URL of a `--platform` URL: the prefix is added to a bare host; a path must be the
+ * prefix, optionally with one CA label. Throws a usage error for anything else, or for plain http
+ * (EST runs over TLS only, §3.3).
+ */
+export function estBaseUrl(url: URL): URL {
+  if (url.protocol !== "https:") throw usageError(`EST runs over TLS only (RFC 7030 §3.3): ${url.origin} is plain http`, "platform");
+  const path = url.pathname.replace(/\/+$/, "");
+  if (path === "") return new URL(`${url.origin}${EST_PREFIX}`);
+  if (path === EST_PREFIX || new RegExp(`^${EST_PREFIX.replace(/\./g, "\\.")}/[^/]+$`).test(path)) return new URL(`${url.origin}${path}`);
+  throw usageError(`the EST URL's path must be ${EST_PREFIX} or ${EST_PREFIX}/<label> (RFC 7030 §3.2.2), not ${url.pathname}`, "platform");
+}
+
+/** The EST client behind the platform interface. */
+export class EstClient implements PlatformClient {
+  private username = "";
+  private password: (() => Promise<string>) | undefined;
+  /** The client for requests after /cacerts: its TLS trust includes the CA certificates a pin or an anchor vouched for. */
+  private trusted: HttpClient;
+  private attrs: { keyType?: KeyType; notes: string[] } = { notes: [] };
+
+  constructor(private readonly opts: EstOptions) {
+    this.trusted = opts.anchors?.length ? opts.http.withTls({ ca: opts.anchors }) : opts.http;
+  }
+
+  api(): PlatformApi {
+    return "est";
+  }
+
+  /** EST has no session: the credentials go with the enrollment request, and the password is read only if it is sent. */
+  async authenticate(username: string, password: string): Promise<Session> {
+    this.username = username;
+    this.password = async () => password;
+    return { jwt: "" };
+  }
+
+  /** Like {@link authenticate}, but reads the user and password only when a request needs them. */
+  async signIn(source: LoginSource): Promise<{ session: Session; detail: string }> {
+    this.password = async () => {
+      this.username = typeof source.username === "string" ? source.username : await source.username();
+      return source.password();
+    };
+    const how = this.opts.basic ? "HTTP Basic" : "the client certificate (--client-cert)";
+    return { session: { jwt: "" }, detail: `EST keeps no session: each enrollment request carries its credentials (${how}; the current certificate when renewing)` };
+  }
+
+  /**
+   * `GET /cacerts` (§4.1): the CA certificates, as a certs-only PKCS#7 in base64. With only a pin
+   * to trust, the first fetch is made without verifying the server (§4.1.1's provisional TLS): the
+   * pin is checked against what came (by the caller, before anything else is sent), and every later
+   * request verifies the server against these CA certificates.
+   */
+  async fetchCa(_session: Session): Promise<FetchedCa> {
+    const provisional = !this.opts.anchors?.length && !this.opts.platformCa && this.opts.pinned;
+    const client = provisional ? this.opts.http.withTls({ verify: false }) : this.trusted;
+    const reply = await client.json("fetch-ca", this.url("cacerts"), { method: "GET", headers: { accept: "application/pkcs7-mime" } });
+    if (reply.status !== 200) throw estError("fetch-ca", reply, "fetching the CA certificates (/cacerts)");
+    const certs = pkcs7Reply("fetch-ca", reply, "the CA certificates");
+    const [ca, ...chain] = orderCaBag(certs.map((der) => new x509.X509Certificate(new Uint8Array(der))));
+    if (provisional) this.trusted = this.opts.http.withTls({ ca: certs.map((der) => toPem(der, "CERTIFICATE")) });
+    return { der: new Uint8Array(ca!.rawData), chain: chain.map((c) => new Uint8Array(c.rawData)) };
+  }
+
+  /** `GET /csrattrs` (§4.5): what the server wants in the CSR; none (204, 404) is fine, and a failure only a note. */
+  async prepare(_session: Session, _deviceId: string): Promise<void> {
+    let reply: HttpReply;
+    try {
+      reply = await this.trusted.json("fetch-ca", this.url("csrattrs"), { method: "GET", headers: { accept: "application/csrattrs" } });
+    } catch (err) {
+      this.attrs = { notes: [`the EST server's CSR attributes could not be read (${describeCause(err)}); the CSR is made without them`] };
+      return;
+    }
+    if (reply.status === 204 || reply.status === 404) return;
+    const der = reply.status === 200 ? decodeBase64(reply.text.trim()) : undefined;
+    let attrs: CsrAttr[] | undefined;
+    try {
+      attrs = der ? decodeCsrAttrs(der) : undefined;
+    } catch {
+      attrs = undefined;
+    }
+    this.attrs = attrs ? readCsrAttrs(attrs) : { notes: [`the EST server's CSR attributes (HTTP ${reply.status}: ${platformSays(reply)}) are not a base64 CsrAttrs; the CSR is made without them`] };
+  }
+
+  csrAttributes(): { keyType?: KeyType; notes: string[] } {
+    return this.attrs;
+  }
+
+  /**
+   * `POST /simpleenroll` (§4.2.1), or with the current credentials `POST /simplereenroll`
+   * (§4.2.2) over mutual TLS. A 202 (manual approval) is answered by sending the same request
+   * again after Retry-After (§4.2.3), until the run's deadline.
+   */
+  async submitCsr(_session: Session, req: SignRequest): Promise<Issued> {
+    const renewing = req.current !== undefined;
+    const client = req.current ? this.trusted.withTls({ cert: req.current.certificatePem, key: req.current.keyPem }) : this.trusted;
+    const headers: Record<string, string> = { accept: "application/pkcs7-mime" };
+    if (!renewing && this.opts.basic && this.password) {
+      const password = await this.password();
+      headers.authorization = `Basic ${Buffer.from(`${this.username}:${password}`, "utf8").toString("base64")}`;
+    }
+    const body = (Buffer.from(req.csrDer).toString("base64").match(/.{1,64}/g) ?? []).join("\r\n");
+    const url = this.url(renewing ? "simplereenroll" : "simpleenroll");
+    for (;;) {
+      const reply = await client.json("submit-csr", url, { method: "POST", headers, text: body, contentType: "application/pkcs10", once: true });
+      if (reply.status === 200) return { der: issuedCertificate(reply, req.csrDer) };
+      if (reply.status !== 202) throw enrollError(reply, renewing, this.username);
+      await this.waitForApproval(reply, client);
+    }
+  }
+
+  /** Waits as a 202's Retry-After says (a minute when it says nothing), or fails (`deadline`, exit 75) if that ends past the deadline. */
+  private async waitForApproval(reply: HttpReply, client: HttpClient): Promise<void> {
+    const waitMs = parseRetryAfter(reply.retryAfter) ?? 60_000;
+    if (Date.now() + waitMs >= client.deadline) {
+      throw new CertRetrieverError(
+        `submit-csr failed: the EST server has not yet approved the request (HTTP 202, next try in ${Math.ceil(waitMs / 1000)} s), and the deadline comes first; nothing was written`,
+        { step: "submit-csr", reason: "deadline", facts: replyFacts(reply), hint: "the request waits for approval on the server: have it approved, or run again with a longer --deadline (each run sends a new key's CSR)" },
+      );
+    }
+    await sleep(waitMs, undefined, { signal: this.opts.signal }).catch(() => {
+      throw this.opts.signal?.reason instanceof CertRetrieverError ? this.opts.signal.reason : new CertRetrieverError("submit-csr failed: interrupted", { step: "submit-csr", reason: "interrupted" });
+    });
+  }
+
+  private url(operation: string): URL {
+    return new URL(`${this.opts.baseUrl.href.replace(/\/+$/, "")}/${operation}`);
+  }
+}
+
+/** The certificates of a 200 reply: a base64 certs-only PKCS#7 (§4.1.3; RFC 8951: base64 whatever the headers say). */
+function pkcs7Reply(step: Step, reply: HttpReply, what: string): Uint8Array[] {
+  const type = reply.contentType.split(";")[0]!.trim().toLowerCase();
+  if (type !== "application/pkcs7-mime") throw malformedEst(step, reply, `${what} as application/pkcs7-mime, not ${type ? `'${type}'` : "a reply without a Content-Type"}`);
+  const der = decodeBase64(reply.text.replace(/[ \t]/g, "").trim());
+  if (!der) throw malformedEst(step, reply, `${what} in base64`);
+  try {
+    const certs = certsFromPkcs7(der);
+    for (const cert of certs) new x509.X509Certificate(new Uint8Array(cert)); // each must parse as X.509
+    return certs;
+  } catch (err) {
+    throw malformedEst(step, reply, `${what} as a certs-only PKCS#7 (${describeCause(err)})`);
+  }
+}
+
+/** The issued certificate in a 200 reply: the one with the CSR's key (servers may add the chain). */
+function issuedCertificate(reply: HttpReply, csrDer: Uint8Array): Uint8Array {
+  const certs = pkcs7Reply("submit-csr", reply, "the issued certificate");
+  const spki = new x509.Pkcs10CertificateRequest(new Uint8Array(csrDer)).publicKey.rawData;
+  return certs.find((der) => sameBytes(new x509.X509Certificate(new Uint8Array(der)).publicKey.rawData, spki)) ?? certs[0]!;
+}
+
+/**
+ * The CA certificates of /cacerts in order: the one that issues devices first, then its issuers up
+ * to the root. It is the one no other certificate there names as its issuer; more than one such
+ * chain (several issuing CAs, a root changing over) is not something one device can choose from.
+ */
+export function orderCaBag(certs: x509.X509Certificate[]): x509.X509Certificate[] {
+  const selfSigned = (c: x509.X509Certificate) => c.subject === c.issuer;
+  const issues = (a: x509.X509Certificate, b: x509.X509Certificate) => a !== b && !selfSigned(b) && b.issuer === a.subject;
+  const unique = certs.filter((c, i) => certs.findIndex((d) => sameBytes(d.rawData, c.rawData)) === i);
+  const lowest = unique.filter((c) => !unique.some((other) => issues(c, other)));
+  if (lowest.length !== 1) {
+    throw new CertRetrieverError(
+      `fetch-ca failed: the EST server's /cacerts holds ${lowest.length === 0 ? "no CA that ends a chain" : `${lowest.length} separate CA chains (${lowest.map((c) => `'${c.subject}'`).join(", ")})`}, and cert-retriever needs exactly one`,
+      { step: "fetch-ca", reason: "not-supported" },
+    );
+  }
+  const chain = [lowest[0]!];
+  for (let at = lowest[0]!; !selfSigned(at); ) {
+    const next = unique.find((c) => issues(c, at));
+    if (!next || chain.includes(next)) break;
+    chain.push(next);
+    at = next;
+  }
+  return chain;
+}
+
+/** What cert-retriever makes of /csrattrs: the key type asked for, and notes on the rest. */
+export function readCsrAttrs(attrs: CsrAttr[]): { keyType?: KeyType; notes: string[] } {
+  let keyType: KeyType | undefined;
+  const notes: string[] = [];
+  for (const attr of attrs) {
+    if ("oid" in attr) {
+      if (attr.oid === OIDS.rsaEncryption) keyType ??= "rsa-2048";
+      else if (attr.oid === OIDS.ecdsaWithSHA384) keyType ??= "ec-p384";
+      else if (attr.oid === OIDS.ecdsaWithSHA256 || attr.oid === OIDS.ecPublicKey) keyType ??= "ec-p256";
+      else if (attr.oid === OIDS.challengePassword) notes.push("the EST server asks for the TLS channel binding (challengePassword, RFC 7030 §3.5), which cert-retriever does not send");
+      else notes.push(`the EST server asks for ${attr.oid} in the CSR, which cert-retriever does not add`);
+      continue;
+    }
+    if (attr.attribute === OIDS.ecPublicKey) {
+      const curve = attr.values.map(oidOf)[0];
+      const asked = curve === OIDS.secp384r1 ? "ec-p384" : curve === OIDS.secp256r1 ? "ec-p256" : undefined;
+      if (asked) keyType = asked;
+      else notes.push(`the EST server asks for an EC key on curve ${curve ?? "(unreadable)"}, which cert-retriever cannot make`);
+    } else if (attr.attribute === OIDS.extensionRequest) {
+      const wanted = attr.values.map((v) => oidOf(v) ?? "(unreadable)");
+      notes.push(`the EST server asks for the extension${wanted.length === 1 ? "" : "s"} ${wanted.join(", ")} in the CSR, which cert-retriever does not add`);
+    } else {
+      notes.push(`the EST server asks for the attribute ${attr.attribute} in the CSR, which cert-retriever does not add`);
+    }
+  }
+  return { keyType, notes };
+}
+
+/** The error for a refused enrollment request. */
+function enrollError(reply: HttpReply, renewing: boolean, username: string): CertRetrieverError {
+  const says = platformSays(reply);
+  const facts = replyFacts(reply);
+  if (reply.status === 401 || reply.status === 403) {
+    const what = renewing
+      ? `the EST server refused to re-enroll with the current certificate (HTTP ${reply.status}: ${says})`
+      : username
+        ? `the EST server refused user '${username}' or the password (HTTP ${reply.status}: ${says})`
+        : `the EST server refused the client certificate (HTTP ${reply.status}: ${says})`;
+    const reason: Reason = renewing || !username ? (reply.status === 401 ? "client-cert-required" : "permission-denied") : reply.status === 401 ? "auth-refused" : "permission-denied";
+    return new CertRetrieverError(`submit-csr failed: ${what}; nothing was written`, { step: "submit-csr", reason, facts });
+  }
+  return estError("submit-csr", reply, renewing ? "the EST server refused the re-enrollment" : "the EST server refused the enrollment", "csr-refused");
+}
+
+/** The error for a non-2xx reply: a 4xx from the EST server is `reason`; what is not EST at all says so. */
+function estError(step: Step, reply: HttpReply, doing: string, reason: Reason = "platform-error"): CertRetrieverError {
+  if (reply.status === 404 || reply.status === 405 || reply.status === 501) {
+    return new CertRetrieverError(`${step} failed: ${doing}: HTTP ${reply.status} (${platformSays(reply)}); is ${reply.request ?? "the URL"} an EST server's (…/.well-known/est[/<label>])?`, {
+      step,
+      reason: "not-a-dojot-platform",
+      facts: replyFacts(reply),
+    });
+  }
+  return new CertRetrieverError(`${step} failed: ${doing}: HTTP ${reply.status}: ${platformSays(reply)}`, { step, reason: reply.status >= 500 ? "platform-error" : reason, facts: replyFacts(reply) });
+}
+
+function malformedEst(step: Step, reply: HttpReply, expected: string): CertRetrieverError {
+  return new CertRetrieverError(`${step} failed: the EST server's reply (HTTP ${reply.status}) is not what RFC 7030 promises: expected ${expected}; nothing was written`, {
+    step,
+    reason: "reply-malformed",
+    facts: replyFacts(reply),
+  });
+}
