@@ -121,6 +121,12 @@ export interface Facts {
   fingerprint?: string;
   /** The request may have reached the platform (so it may have issued a certificate). */
   maybeSent?: boolean;
+  /** The platform's API, where it changes what to do (`est`). */
+  api?: string;
+  /** EST: the request was a re-enrollment, authenticated by the current certificate. */
+  renewing?: boolean;
+  /** EST: the server still holds the request for approval (202). */
+  pendingApproval?: boolean;
 }
 
 /** Options of a {@link CertRetrieverError}. */

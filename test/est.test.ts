@@ -170,7 +170,8 @@ describe("EST bootstrap by a factory certificate (TLS client authentication)", (
     await writeFile(join(out, "..", "boot.key"), boot.key, { mode: 0o600 });
     const run = await enrollEst(lab, out, ["--client-cert", join(out, "..", "boot.crt"), "--client-key", join(out, "..", "boot.key"), "--ca-fingerprint", lab.pin, "--json"]);
     expect(run.code).toBe(10);
-    expect(JSON.parse(run.stdout).error).toMatchObject({ step: "submit-csr" });
+    expect(JSON.parse(run.stdout).error).toMatchObject({ step: "submit-csr", reason: "client-cert-required" });
+    expect(JSON.parse(run.stdout).error.hint).toContain("did not take the client certificate");
     expect(await listFiles(out)).toEqual([]);
   });
 });
@@ -274,6 +275,7 @@ describe("EST server behaviour the client honours", () => {
       expect(run.code).toBe(75);
       expect(JSON.parse(run.stdout).error).toMatchObject({ step: "submit-csr", reason: "deadline" });
       expect(run.stderr).toContain("not yet approved");
+      expect(JSON.parse(run.stdout).error.hint).toContain("holds the request for approval");
       expect(await listFiles(out)).toEqual([]);
     } finally {
       await lab.stop();

@@ -34,15 +34,26 @@ const HINTS: { readonly [R in Reason]: (err: CertRetrieverError, command: string
     e.facts.status === 429
         ? "the gateway limits requests (dojot: 5 logins a minute); wait and run again, or log in once with 'cert-retriever login' and use --token-file"
         : `the platform is busy or down; ${TEMPORARY}`,
-  deadline: () => `the run's --deadline passed; ${TEMPORARY}`,
+  deadline: (e) =>
+    e.facts.pendingApproval
+      ? "the EST server holds the request for approval: have it approved there, or run with a longer --deadline (a new run sends a new key's CSR)"
+      : `the run's --deadline passed; ${TEMPORARY}`,
   "maybe-sent": () => MAYBE_SENT,
   "tls-not-spoken": (e) =>
     `the server at ${e.facts.host ?? "that address"} does not speak TLS there: use http:// if it serves plain HTTP (beyond this machine only with --allow-http: the password travels in clear), or the gateway's HTTPS port in --platform`,
   "tls-untrusted": () => "if the gateway uses a private CA, pass it with --platform-ca FILE; check --platform's host name",
-  "client-cert-required": () => "pass the station's certificate and key with --client-cert FILE --client-key FILE",
-  "not-a-dojot-platform": (_e, command) =>
-    `check --platform: it must be dojot's gateway (Kong, usually port 8000), e.g. http://dojot.example.com:8000${command === "enroll" ? "; or choose the API with --api" : ""}`,
-  "reply-malformed": () => "check that --platform points at a dojot gateway (Kong, port 8000); nothing was written",
+  "client-cert-required": (e) =>
+    e.facts.api === "est"
+      ? e.facts.renewing
+        ? "the EST server did not take the current certificate: enroll with the bootstrap credentials (--username and a password, or --client-cert) and --force"
+        : "the EST server did not take the client certificate: check --client-cert and --client-key, or pass --username and a password"
+      : "pass the station's certificate and key with --client-cert FILE --client-key FILE",
+  "not-a-dojot-platform": (e, command) =>
+    e.facts.api === "est"
+      ? "check --platform: an EST server's URL is https://HOST[:PORT]/.well-known/est, or …/est/LABEL for one of its CAs"
+      : `check --platform: it must be dojot's gateway (Kong, usually port 8000), e.g. http://dojot.example.com:8000${command === "enroll" ? "; or choose the API with --api" : ""}`,
+  "reply-malformed": (e) =>
+    e.facts.api === "est" ? "check that --platform points at an EST server (…/.well-known/est); nothing was written" : "check that --platform points at a dojot gateway (Kong, port 8000); nothing was written",
   "reply-altered": () => "the reply was altered on the way or the platform misbehaves; nothing was written",
   "platform-error": () => undefined,
   "auth-refused": () => "check the password given by --password-file, --password-stdin or CERT_RETRIEVER_PASSWORD",

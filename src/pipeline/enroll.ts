@@ -207,7 +207,7 @@ export async function enroll(opts: EnrollOptions, onEvent: (e: EnrollEvent) => v
     await opts.platform.prepare?.(session, opts.deviceId);
     const asked = opts.platform.csrAttributes?.() ?? { notes: [] };
     for (const message of asked.notes) note(message);
-    if (opts.keyType && asked.keyType && asked.keyType !== opts.keyType) note(`the platform asks for a ${asked.keyType} key; --key-type ${opts.keyType} is made as given, and the platform may refuse it`);
+    if (opts.keyType && asked.keyType && asked.keyType !== opts.keyType) note(`the platform asks for a ${asked.keyType} key; the ${opts.keyType} key asked for here is made as given, and the platform may refuse it`);
     const keyType = opts.keyType ?? asked.keyType ?? traits.keyType;
     const key: KeyHandle = await run(
       "generate-key",

@@ -81,7 +81,7 @@ export class EstClient implements PlatformClient {
       this.username = typeof source.username === "string" ? source.username : await source.username();
       return source.password();
     };
-    const how = this.opts.basic ? "HTTP Basic" : "the client certificate (--client-cert)";
+    const how = this.opts.basic ? "HTTP Basic" : "the client certificate";
     return { session: { jwt: "" }, detail: `EST keeps no session: each enrollment request carries its credentials (${how}; the current certificate when renewing)` };
   }
 
@@ -155,7 +155,7 @@ export class EstClient implements PlatformClient {
     if (Date.now() + waitMs >= client.deadline) {
       throw new CertRetrieverError(
         `submit-csr failed: the EST server has not yet approved the request (HTTP 202, next try in ${Math.ceil(waitMs / 1000)} s), and the deadline comes first; nothing was written`,
-        { step: "submit-csr", reason: "deadline", facts: replyFacts(reply), hint: "the request waits for approval on the server: have it approved, or run again with a longer --deadline (each run sends a new key's CSR)" },
+        { step: "submit-csr", reason: "deadline", facts: { ...estFacts(reply), pendingApproval: true } },
       );
     }
     await sleep(waitMs, undefined, { signal: this.opts.signal }).catch(() => {
@@ -247,7 +247,7 @@ export function readCsrAttrs(attrs: CsrAttr[]): { keyType?: KeyType; notes: stri
 /** The error for a refused enrollment request. */
 function enrollError(reply: HttpReply, renewing: boolean, username: string): CertRetrieverError {
   const says = platformSays(reply);
-  const facts = replyFacts(reply);
+  const facts = { ...estFacts(reply), renewing };
   if (reply.status === 401 || reply.status === 403) {
     const what = renewing
       ? `the EST server refused to re-enroll with the current certificate (HTTP ${reply.status}: ${says})`
@@ -266,16 +266,21 @@ function estError(step: Step, reply: HttpReply, doing: string, reason: Reason = 
     return new CertRetrieverError(`${step} failed: ${doing}: HTTP ${reply.status} (${platformSays(reply)}); is ${reply.request ?? "the URL"} an EST server's (…/.well-known/est[/<label>])?`, {
       step,
       reason: "not-a-dojot-platform",
-      facts: replyFacts(reply),
+      facts: estFacts(reply),
     });
   }
-  return new CertRetrieverError(`${step} failed: ${doing}: HTTP ${reply.status}: ${platformSays(reply)}`, { step, reason: reply.status >= 500 ? "platform-error" : reason, facts: replyFacts(reply) });
+  return new CertRetrieverError(`${step} failed: ${doing}: HTTP ${reply.status}: ${platformSays(reply)}`, { step, reason: reply.status >= 500 ? "platform-error" : reason, facts: estFacts(reply) });
 }
 
 function malformedEst(step: Step, reply: HttpReply, expected: string): CertRetrieverError {
   return new CertRetrieverError(`${step} failed: the EST server's reply (HTTP ${reply.status}) is not what RFC 7030 promises: expected ${expected}; nothing was written`, {
     step,
     reason: "reply-malformed",
-    facts: replyFacts(reply),
+    facts: estFacts(reply),
   });
+}
+
+/** A reply's facts, saying they are an EST server's (the CLI's hints differ). */
+function estFacts(reply: HttpReply): { status: number; platformMessage: string; api: "est" } {
+  return { ...replyFacts(reply), api: "est" };
 }

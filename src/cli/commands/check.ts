@@ -2,7 +2,7 @@ import { Command } from "commander";
 import { describeCause } from "../../errors.js";
 import { applyConfigFile, type ConfigExtras } from "../config.js";
 import type * as x509 from "../../crypto/x509.js";
-import { API_TRAITS, type PlatformClient, type Session } from "../../platform/types.js";
+import type { PlatformClient, Session } from "../../platform/types.js";
 import {
   checkKeyFlag,
   checkPinFlag,
@@ -149,7 +149,7 @@ export function checkCommand(state: CliState): Command {
                                 caReplaced = "the platform's CA is no longer the stored one";
                                 throw new Error(caReplaced);
                               }
-                              if (!platform.fetchCrl) throw new Error(`${API_TRAITS[platform.api()].title} serves no CRL (--revocation distribution-points reads one from the certificate's own distribution points)`);
+                              if (!platform.fetchCrl) throw new Error(`${(await import("../../platform/types.js")).API_TRAITS[platform.api()].title} serves no CRL (--revocation distribution-points reads one from the certificate's own distribution points)`);
                               return platform.fetchCrl(session);
                             })
                         : flags.revocation === "distribution-points"
