@@ -283,6 +283,20 @@ describe("EST server behaviour the client honours", () => {
   });
 });
 
+describe("EST replies in the forms RFC 8951 allows", () => {
+  it("base64 in 64-column CRLF lines (cacerts and the issued certificate): read as well", async () => {
+    const lab = await estLab({}, [{ route: "est-cacerts", kind: "wrapped-base64" }, { route: "est-enroll", kind: "wrapped-base64" }]);
+    try {
+      const { out, pw } = await device(lab);
+      const run = await enrollEst(lab, out, ["--username", "admin", "--password-file", pw, "--ca-fingerprint", lab.pin]);
+      expect(run.code, run.stderr).toBe(0);
+      expect(await pemBlocks(chainPath(out))).toHaveLength(2);
+    } finally {
+      await lab.stop();
+    }
+  });
+});
+
 describe("EST replies that must not be trusted", () => {
   const cases: { name: string; faults: LabFault[]; code: number; step: string; reason: string }[] = [
     { name: "/cacerts not a PKCS#7", faults: [{ route: "est-cacerts", kind: "malformed-pkcs7" }], code: 11, step: "fetch-ca", reason: "reply-malformed" },

@@ -18,11 +18,21 @@ export const LAB_CA_DN = "CN=IOTmidCA, O=EJBCA IOT, C=SE";
 export const RSA_SHA256 = { name: "RSASSA-PKCS1-v1_5", hash: "SHA-256", publicExponent: new Uint8Array([1, 0, 1]), modulusLength: 2048 };
 const DAY = 86_400_000;
 
-/** Which of the lab's two CAs: EJBCA-REST's `IOTmidCA`, or x509-identity-mgmt's `X509 Identity CA`. */
-export type LabCaKind = "legacy" | "x509";
+/**
+ * Which of the lab's CAs: EJBCA-REST's `IOTmidCA`, x509-identity-mgmt's `X509 Identity CA`, or the
+ * EST server's two-level PKI (a root, and the issuing CA under it that signs devices).
+ */
+export type LabCaKind = DojotCaKind | "est-root" | "est-issuing";
 
-/** Where each CA lives in the lab directory, its name, and how EJBCA creates it. */
-const CA_FILES: Record<LabCaKind, { key: string; cert: string; name: string; size: CaSize; dn: () => x509.JsonName | string }> = {
+/** The dojot platforms' CAs, which revoke and publish CRLs. */
+export type DojotCaKind = "legacy" | "x509";
+
+/** The EST root's and issuing CA's names (no platform to copy: EST servers name their CAs as they like). */
+export const EST_ROOT_DN = "CN=Lab EST Root CA, O=cert-retriever lab";
+export const EST_ISSUING_DN = "CN=Lab EST Issuing CA, O=cert-retriever lab";
+
+/** Where each CA lives in the lab directory, its name, who signs it (self-signed if no `parent`), and how it is made. */
+const CA_FILES: Record<LabCaKind, { key: string; cert: string; name: string; size: CaSize; dn: () => x509.JsonName | string; parent?: LabCaKind }> = {
   legacy: { key: "ca.key", cert: "ca.crt", name: "IOTmidCA", size: { bits: 2048, days: 650 }, dn: () => LAB_CA_DN },
   // `ejbca/bin/dojot-custom/certificate-authorities-creation.sh` at dojot v0.5.0 (and `iam/ejbca/…` at
   // v0.8.0): `ca init --dn "CN=X509 Identity CA,O=dojot IoT Platform,OU=Certificate Issuer,UID=c-0<16 hex>"`,
@@ -41,13 +51,24 @@ const CA_FILES: Record<LabCaKind, { key: string; cert: string; name: string; siz
       { O: ["dojot IoT Platform"] },
     ],
   },
+  // RSA 2048 throughout: every EST client (strongSwan's `pki --est` among them) takes it.
+  "est-root": { key: "est-root-ca.key", cert: "est-root-ca.crt", name: "Lab EST Root CA", size: { bits: 2048, days: 3650 }, dn: () => EST_ROOT_DN },
+  "est-issuing": {
+    key: "est-issuing-ca.key",
+    cert: "est-issuing-ca.crt",
+    name: "Lab EST Issuing CA",
+    size: { bits: 2048, days: 1825, pathLength: 0, usages: x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign },
+    dn: () => EST_ISSUING_DN,
+    parent: "est-root",
+  },
 };
 
-/** A CA's key size, lifetime and path length. */
+/** A CA's key size, lifetime, path length and key usages (default keyCertSign, cRLSign, digitalSignature, as EJBCA sets them). */
 interface CaSize {
   bits: number;
   days: number;
   pathLength?: number;
+  usages?: x509.KeyUsageFlags;
 }
 
 /** The `userid` (UID) attribute. */
@@ -65,36 +86,54 @@ export async function loadOrCreateCa(dir: string, crypto: CryptoProvider, kind: 
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
   }
-  const { cert, keys } = await createCa(files.dn(), crypto, files.size);
+  const issuer = files.parent ? await loadOrCreateCa(dir, crypto, files.parent) : undefined;
+  const { cert, keys } = await createCa(files.dn(), crypto, files.size, issuer);
   await writeNew(keyPath, await privateKeyPem(keys.privateKey, crypto), 0o600);
   await writeNew(certPath, toPem(cert.rawData, "CERTIFICATE"), 0o644);
   return { name: files.name, cert, key: keys.privateKey };
 }
 
-/** A new self-signed RSA CA named `dn` (2048 bits, 650 days unless told), in memory. */
+/** The EST server's PKI from `dir` (made there on first use): the root, and the issuing CA it signed. */
+export async function loadOrCreateEstCa(dir: string, crypto: CryptoProvider): Promise<{ root: LabCa; issuing: LabCa }> {
+  const issuing = await loadOrCreateCa(dir, crypto, "est-issuing"); // makes the root first
+  return { root: await loadOrCreateCa(dir, crypto, "est-root"), issuing };
+}
+
+/** A new EST PKI in memory with the lab's names and sizes (another key pair each): the `wrong-ca` of EST faults. */
+export async function createEstPki(crypto: CryptoProvider): Promise<{ root: LabCa; issuing: LabCa }> {
+  const make = async (kind: "est-root" | "est-issuing", issuer?: LabCa): Promise<LabCa> => {
+    const { cert, keys } = await createCa(CA_FILES[kind].dn(), crypto, CA_FILES[kind].size, issuer);
+    return { name: CA_FILES[kind].name, cert, key: keys.privateKey };
+  };
+  const root = await make("est-root");
+  return { root, issuing: await make("est-issuing", root) };
+}
+
+/** A new RSA CA named `dn` (2048 bits, 650 days unless told), in memory: self-signed, or signed by `issuer`. */
 export async function createCa(
   dn: x509.JsonName | string,
   crypto: CryptoProvider,
   size: CaSize = { bits: 2048, days: 650 },
+  issuer?: LabCa,
 ): Promise<{ cert: x509.X509Certificate; keys: CryptoKeyPair }> {
   const keys = (await crypto.subtle.generateKey({ ...RSA_SHA256, modulusLength: size.bits }, true, ["sign", "verify"])) as CryptoKeyPair;
   const now = Date.now();
-  const cert = await x509.X509CertificateGenerator.createSelfSigned(
-    {
-      serialNumber: randomSerial(),
-      name: dn,
-      notBefore: new Date(now - 60_000),
-      notAfter: new Date(now + size.days * DAY),
-      keys,
-      signingAlgorithm: RSA_SHA256,
-      extensions: [
-        new x509.BasicConstraintsExtension(true, size.pathLength, true),
-        new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign | x509.KeyUsageFlags.digitalSignature, true),
-        await x509.SubjectKeyIdentifierExtension.create(keys.publicKey, false, crypto),
-      ],
-    },
-    crypto,
-  );
+  const usages = size.usages ?? x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign | x509.KeyUsageFlags.digitalSignature;
+  const params = {
+    serialNumber: randomSerial(),
+    notBefore: new Date(now - 60_000),
+    notAfter: new Date(now + size.days * DAY),
+    signingAlgorithm: RSA_SHA256,
+    extensions: [
+      new x509.BasicConstraintsExtension(true, size.pathLength, true),
+      new x509.KeyUsagesExtension(usages, true),
+      await x509.SubjectKeyIdentifierExtension.create(keys.publicKey, false, crypto),
+      ...(issuer ? [await x509.AuthorityKeyIdentifierExtension.create(issuer.cert.publicKey, false, crypto)] : []),
+    ],
+  };
+  const cert = issuer
+    ? await x509.X509CertificateGenerator.create({ ...params, subject: dn, issuer: issuer.cert.subjectName, publicKey: keys.publicKey, signingKey: issuer.key }, crypto)
+    : await x509.X509CertificateGenerator.createSelfSigned({ ...params, name: dn, keys }, crypto);
   return { cert, keys };
 }
 
@@ -126,7 +165,7 @@ export async function parseSignedCsr(csrDer: Uint8Array, crypto: CryptoProvider)
 export interface EjbcaSigning {
   ca: LabCa;
   csr: x509.Pkcs10CertificateRequest;
-  subject: x509.JsonName;
+  subject: x509.JsonName | x509.Name;
   /** The profile's own extensions (basicConstraints, key usages, SKI, AKI, …). */
   profileExtensions: x509.Extension[];
   /**
@@ -167,6 +206,14 @@ export async function signAsEjbca(s: EjbcaSigning, crypto: CryptoProvider): Prom
   );
 }
 
+/** What a certificate fault changes in a certificate: its validity, the key it certifies, extra extensions. */
+export interface CertOverrides {
+  notBefore?: Date;
+  notAfter?: Date;
+  publicKey?: CryptoKey;
+  extensions?: x509.Extension[];
+}
+
 /**
  * Signs a CSR as EJBCA with CFREE/EMPTY_CFREE would: proof of possession checked, key checked
  * against the profile, subject from the end entity (`CN=<username>`), the request's extensions kept
@@ -178,7 +225,7 @@ export async function issueCertificate(
   username: string,
   profile: CertProfile,
   crypto: CryptoProvider,
-  overrides: { notBefore?: Date; notAfter?: Date; publicKey?: CryptoKey; extensions?: x509.Extension[] } = {},
+  overrides: CertOverrides = {},
   extensionOverride = true,
 ): Promise<x509.X509Certificate> {
   const csr = await parseSignedCsr(csrDer, crypto);

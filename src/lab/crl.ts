@@ -3,7 +3,7 @@ import { CertificateList, CRLNumber, id_ce_cRLNumber } from "@peculiar/asn1-x509
 import * as x509 from "../crypto/x509.js";
 import { toPem } from "../crypto/keys.js";
 import type { CryptoProvider } from "../crypto/provider.js";
-import { RSA_SHA256, type LabCa, type LabCaKind } from "./ca.js";
+import { RSA_SHA256, type LabCa, type DojotCaKind } from "./ca.js";
 import { loadState, updateState, type IssuedCrl, type LabState, type RevokedCertificate } from "./state.js";
 
 /**
@@ -27,7 +27,7 @@ const HOUR = 60 * MINUTE;
 const DAY = 24 * HOUR;
 
 /** A CA's CRL settings: CRL period, overlap time, delta CRL period (0: no delta CRLs). */
-const CRL_SETTINGS: Record<LabCaKind, { period: number; overlap: number; deltaPeriod: number }> = {
+const CRL_SETTINGS: Record<DojotCaKind, { period: number; overlap: number; deltaPeriod: number }> = {
   // IOTmidCA: ejbca-rest v0.4.3 (`ejbca-docker/default.properties`, `build-ejbca.sh`) sets none of
   // them, so EJBCA's defaults: CRL period 24 h, overlap 10 min, no delta CRLs.
   legacy: { period: DAY, overlap: 10 * MINUTE, deltaPeriod: 0 },
@@ -43,7 +43,7 @@ const CRL_SETTINGS: Record<LabCaKind, { period: number; overlap: number; deltaPe
 export const REVOCATION_REASON = { unspecified: 0, superseded: 4 } as const;
 
 /** Marks `serial` revoked by the CA `kind` in `state` (EJBCA `revokeCert`), with the date and reason. */
-export function revoke(state: LabState, kind: LabCaKind, serial: string, date: Date, reason: number): void {
+export function revoke(state: LabState, kind: DojotCaKind, serial: string, date: Date, reason: number): void {
   state.revocations ??= {};
   const mine = (state.revocations[kind] ??= { revoked: [] });
   if (mine.revoked.some((r) => r.serial.toLowerCase() === serial.toLowerCase())) return;
@@ -62,7 +62,7 @@ export function revoke(state: LabState, kind: LabCaKind, serial: string, date: D
 export type CrlRenewal = "force" | "when-due";
 
 /** The latest CRL of the CA `kind` (`getLatestCRL(caName, false)`), renewed first as `renew` says. */
-export async function latestCrl(dir: string, ca: LabCa, kind: LabCaKind, crypto: CryptoProvider, renew: CrlRenewal): Promise<IssuedCrl> {
+export async function latestCrl(dir: string, ca: LabCa, kind: DojotCaKind, crypto: CryptoProvider, renew: CrlRenewal): Promise<IssuedCrl> {
   const mine = (await loadState(dir))!.revocations?.[kind];
   const now = Date.now();
   const settings = CRL_SETTINGS[kind];

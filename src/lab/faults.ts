@@ -1,6 +1,8 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
-
+import * as x509 from "../crypto/x509.js";
+import type { CryptoProvider } from "../crypto/provider.js";
 import { FAULT_KINDS, FAULT_ROUTES } from "../fault-kinds.js";
+import { RSA_SHA256, type CertOverrides, type LabCa } from "./ca.js";
 
 export { FAULT_KINDS, FAULT_ROUTES };
 /** A route of {@link FAULT_ROUTES}. */
@@ -89,4 +91,43 @@ export function sendTransportFault(kind: FaultKind, req: IncomingMessage, res: S
     default:
       return false;
   }
+}
+
+const DAY = 86_400_000;
+
+/**
+ * Who signs, and what differs from a normal certificate, under a certificate fault: `ca` signs
+ * unless the fault is `wrong-ca`, where `other` (a CA with the same name and another key) does.
+ */
+export async function certificateFault(
+  fault: FaultKind | undefined,
+  ca: LabCa,
+  other: () => Promise<LabCa>,
+  crypto: CryptoProvider,
+): Promise<{ signer: LabCa; overrides: CertOverrides }> {
+  const now = Date.now();
+  switch (fault) {
+    case "wrong-ca":
+      return { signer: await other(), overrides: {} };
+    case "other-key": {
+      const keys = (await crypto.subtle.generateKey(RSA_SHA256, true, ["sign", "verify"])) as CryptoKeyPair;
+      return { signer: ca, overrides: { publicKey: keys.publicKey } };
+    }
+    case "expired":
+      return { signer: ca, overrides: { notBefore: new Date(now - 800 * DAY), notAfter: new Date(now - 70 * DAY) } };
+    case "not-yet-valid":
+      return { signer: ca, overrides: { notBefore: new Date(now + DAY), notAfter: new Date(now + 731 * DAY) } };
+    case "skewed-clock":
+      return { signer: ca, overrides: { notBefore: new Date(now + 2 * DAY), notAfter: new Date(now + 732 * DAY) } };
+    case "critical-extension": // an OID from the documentation arc (RFC 5612's 1.3.6.1.4.1.32473), marked critical
+      return { signer: ca, overrides: { extensions: [new x509.Extension("1.3.6.1.4.1.32473.1", true, new Uint8Array([0x05, 0x00]))] } };
+    default:
+      return { signer: ca, overrides: {} };
+  }
+}
+
+/** The DER as sent: with junk after it under a `trailing-data` fault. */
+export function withTrailingData(der: ArrayBuffer | Uint8Array, fault: FaultKind | undefined): Uint8Array {
+  const bytes = der instanceof Uint8Array ? der : new Uint8Array(der);
+  return fault === "trailing-data" ? new Uint8Array([...bytes, ...Buffer.from("TRAILING")]) : bytes;
 }

@@ -30,6 +30,23 @@ export interface LabState {
   x509TrustedCas?: TrustedCaRecord[];
   /** What each lab CA revoked and the latest CRL it issued, by CA (`legacy`: IOTmidCA, `x509`: X509 Identity CA). */
   revocations?: Partial<Record<LabCaKind, CaRevocations>>;
+  /** What the EST server issued, in order. */
+  estIssued?: EstIssued[];
+}
+
+/** A certificate the lab's EST server issued, and how its requester authenticated. */
+export interface EstIssued {
+  /** Hex, as in the certificate. */
+  serial: string;
+  subject: string;
+  /** SHA-256 of the DER, uppercase hex pairs joined by colons. */
+  fingerprint: string;
+  /** `basic:<user>`, `client-cert:<serial>` (simpleenroll) or `reenroll:<serial>` (simplereenroll; the serial of the certificate renewed). */
+  auth: string;
+  /** The CA label of the request's path, if it had one. */
+  label?: string;
+  /** ISO 8601. */
+  issuedAt: string;
 }
 
 /** A CA's revocations (EJBCA's CertificateData revocation fields) and CRLs (its CRLData). */

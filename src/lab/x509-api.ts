@@ -14,9 +14,6 @@ import { checkChangeOwnerBody, checkGenerateBody, schemaFailure, SchemaRefusal }
 
 export type { X509Rules } from "./x509-rules.js";
 
-/** Which dojot API the lab serves. */
-export type LabApi = "legacy" | "x509" | "both";
-
 /** What the x509 API needs of the lab. */
 export interface X509Context {
   opts: {

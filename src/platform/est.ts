@@ -139,7 +139,8 @@ export class EstClient implements PlatformClient {
       const password = await this.password();
       headers.authorization = `Basic ${Buffer.from(`${this.username}:${password}`, "utf8").toString("base64")}`;
     }
-    const body = (Buffer.from(req.csrDer).toString("base64").match(/.{1,64}/g) ?? []).join("\r\n");
+    // RFC 8951 §3.1: base64 as RFC 4648 has it, one line (receivers must take line breaks, but strongSwan < 5.9.11 does not).
+    const body = Buffer.from(req.csrDer).toString("base64");
     const url = this.url(renewing ? "simplereenroll" : "simpleenroll");
     for (;;) {
       const reply = await client.json("submit-csr", url, { method: "POST", headers, text: body, contentType: "application/pkcs10", once: true });

@@ -26,7 +26,7 @@ const EXIT = { auth: 10, ca: 11, sign: 13 } as const;
 export const FAST = ["--retries", "2", "--request-timeout", "1s", "--deadline", "20s"];
 
 /** The cells every route shares: transport and status faults, persistent and passing. */
-export function commonCells(route: FaultRoute): Cell[] {
+export function commonCells(route: keyof typeof STEP): Cell[] {
   const step = STEP[route];
   const unreachable = new RegExp(`${step} failed: the platform at http://127\\.0\\.0\\.1:\\d+ could not be reached: .*\\(3 attempts\\)`);
   const cells: Cell[] = [

@@ -6,8 +6,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { softwareCrypto } from "../../src/crypto/provider.js";
 import type { CertProfile } from "../../src/lab/ca.js";
-import type { LabApi } from "../../src/lab/x509-api.js";
-import { setDevice, startLab, type LabOptions, type RunningLab } from "../../src/lab/server.js";
+import { setDevice, startLab, type EstLabOptions, type LabApi, type LabOptions, type RunningLab } from "../../src/lab/server.js";
 import { SECRETS } from "./cli.js";
 
 /** A throwaway lab platform on 127.0.0.1 with its own CA, made for one test file. */
@@ -25,7 +24,7 @@ export async function tempDir(prefix = "cr-test-"): Promise<string> {
 }
 
 /** Starts a lab with a new CA in a temporary directory. */
-export async function startTestLab(opts: { certProfile?: CertProfile; autoRegister?: boolean; tokenLifetime?: number; extensionOverride?: boolean; api?: LabApi } = {}): Promise<TestLab> {
+export async function startTestLab(opts: { certProfile?: CertProfile; autoRegister?: boolean; tokenLifetime?: number; extensionOverride?: boolean; api?: LabApi; est?: EstLabOptions; faults?: LabOptions["faults"] } = {}): Promise<TestLab> {
   const dir = await tempDir("cr-lab-");
   const password = `lab-${Math.random().toString(36).slice(2)}-secret`;
   SECRETS.add(password);
@@ -40,6 +39,8 @@ export async function startTestLab(opts: { certProfile?: CertProfile; autoRegist
     tokenLifetime: opts.tokenLifetime ?? 420,
     extensionOverride: opts.extensionOverride,
     api: opts.api,
+    est: opts.est,
+    faults: opts.faults,
   });
   return {
     ...lab,

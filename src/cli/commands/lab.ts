@@ -1,7 +1,7 @@
 import { Command, Option } from "commander";
 import { FAULT_DESCRIPTIONS, FAULT_ROUTES } from "../../fault-kinds.js";
 import { usage } from "../failures.js";
-import { checkDeviceId, parseDuration } from "../inputs.js";
+import { checkDeviceId, parseCount, parseDuration, readPemFile } from "../inputs.js";
 import { say } from "../output.js";
 
 const LAB_HELP = `
@@ -14,8 +14,15 @@ platform issued (reason superseded); the CRL served is EJBCA's latest, renewed w
 24 h), or on every request with --force-crl-renew. Its CAs (CN=IOTmidCA, O=EJBCA IOT, C=SE for
 EJBCA-REST; the X509 Identity CA for x509-identity-mgmt) and state are kept in --dir and survive
 a restart.
+With --api est, or beside dojot's API with --est-listen, it serves EST (RFC 7030, as corrected
+by RFC 8951) over HTTPS: GET cacerts and csrattrs, POST simpleenroll (HTTP Basic as a lab user,
+or a TLS client certificate from the EST issuing CA or an --est-bootstrap-ca) and simplereenroll
+(the TLS client certificate being renewed), under /.well-known/est/ and /.well-known/est/<label>/.
+Its root (CN=Lab EST Root CA) and issuing CA are kept in --dir; the root's PEM is
+<dir>/est-root-ca.crt, and its SHA-256 fingerprint is printed at start, for a client to pin.
 The admin user's password comes from CERT_RETRIEVER_LAB_PASSWORD, or is generated on first
-start and printed once. It is a test tool: plain HTTP, meant for 127.0.0.1.
+start and printed once. It is a test tool: plain HTTP (EST: HTTPS with the lab's own CA), meant
+for 127.0.0.1.
 `;
 
 const faultHelp = () => `
@@ -27,7 +34,12 @@ ${Object.entries(FAULT_DESCRIPTIONS)
 EXAMPLES
   cert-retriever lab serve --dir ./lab --listen 127.0.0.1:8000
   cert-retriever lab serve --dir ./lab --api both --fault sign:503:2 --fault ca:hang:1
+  cert-retriever lab serve --dir ./lab --api est --listen 127.0.0.1:8443 --est-csrattrs ec-p256
+  cert-retriever lab serve --dir ./lab --est-listen 127.0.0.1:8443 --est-pending 1 --est-retry-after 2
 `;
+
+/** RFC 7030 §3.2.2's operation names, which a CA label must not be. */
+const EST_OPERATIONS = ["cacerts", "simpleenroll", "simplereenroll", "fullcmc", "serverkeygen", "csrattrs"];
 
 /** Kong's rate limit on /auth in dojot's compose files (`kong.config.sh`): 5 a minute, 40 an hour. */
 const DOJOT_AUTH_LIMIT = "5/min,40/h";
@@ -38,7 +50,7 @@ export function labCommand(state: { exitCode: number }): Command {
 
   lab
     .command("serve")
-    .description("serve dojot's API on --listen until interrupted; prints the URL on stdout")
+    .description("serve dojot's API (or EST) on --listen until interrupted; prints the URL on stdout (and the EST URL on the next line when --est-listen serves EST beside it)")
     .requiredOption("--dir <dir>", "where the lab keeps its CA and state")
     .option("--listen <host:port>", "address to listen on (port 0 picks a free one)", "127.0.0.1:8000")
     .addOption(new Option("--cert-profile <profile>", "EJBCA-REST's profile: cfree: RSA 2048-8192 only, as dojot; open: also ECDSA P-256/P-384").choices(["cfree", "open"]).default("cfree"))
@@ -47,16 +59,23 @@ export function labCommand(state: { exitCode: number }): Command {
     .option("--token-lifetime <seconds>", "JWT lifetime", "420")
     .option(
       "--cert-lifetime <duration>",
-      "validity of the certificates the lab issues, e.g. 1h, 90s, 2d (default: 365d for x509-identity-mgmt, 730d for EJBCA-REST's CFREE profile); on a real platform it is a deployment setting, in whole days (X509IDMGMT_CERTIFICATE_VALIDITY for x509-identity-mgmt v0.7+, CERT_VALIDITY_DAYS for v0.5)",
+      "validity of the certificates the lab issues, e.g. 1h, 90s, 2d (default: 365d for x509-identity-mgmt and EST, 730d for EJBCA-REST's CFREE profile); on a real platform it is a deployment setting, in whole days (X509IDMGMT_CERTIFICATE_VALIDITY for x509-identity-mgmt v0.7+, CERT_VALIDITY_DAYS for v0.5)",
     )
     .option("--force-crl-renew", "x509-identity-mgmt makes a new CRL on every GET /x509/v1/ca/crl, so a revocation shows at once (X509IDMGMT_EJBCA_FORCECRLRENEW=true; off by default, as on the platform)")
-    .addOption(new Option("--api <api>", "which dojot API to serve: legacy (EJBCA-REST), x509 (x509-identity-mgmt), or both").choices(["legacy", "x509", "both"]).default("legacy"))
+    .addOption(new Option("--api <api>", "which API to serve: legacy (EJBCA-REST), x509 (x509-identity-mgmt), both, or est (EST alone, over HTTPS)").choices(["legacy", "x509", "both", "est"]).default("legacy"))
     .addOption(new Option("--x509-rules <version>", "x509-identity-mgmt's rules: v0.5 (CN rule, tenant prefix) or v0.7 (subject passed through, binding)").choices(["v0.5", "v0.7"]).default("v0.7"))
     .option("--auth-rate-limit <limits>", "limit /auth as dojot's Kong does, e.g. 5/min,40/h (429 with Retry-After); the default beyond loopback")
+    .option("--est-listen <host:port>", "also serve EST (HTTPS) there, beside dojot's API")
+    .option("--est-pending <n|forever>", "EST: answer the first N submissions of each CSR with 202 Accepted and Retry-After (manual approval), or always")
+    .option("--est-retry-after <seconds>", "EST: the Retry-After of a 202", "1")
+    .addOption(new Option("--est-csrattrs <attrs>", "EST: what /csrattrs asks for (none: 204); a CSR with another key type is then refused").choices(["none", "ec-p256", "ec-p384", "rsa"]).default("none"))
+    .option("--est-bootstrap-ca <file>", "EST: a PEM CA whose certificates may authenticate /simpleenroll, e.g. the factory's (repeatable)", (v: string, p: string[]) => [...p, v], [])
+    .option("--est-label <label>", "EST: a CA label served under /.well-known/est/<label>/ (repeatable)", (v: string, p: string[]) => [...p, v], [])
     .option("--fault <route:kind[:times]>", `misbehave on purpose, for testing clients (repeatable): ROUTE is ${FAULT_ROUTES.join(", ")}; KIND is listed below; TIMES, how often (default: always)`, (v: string, prev: string[]) => [...prev, v], [])
     .addHelpText("after", faultHelp())
-    .action(async (flags: { dir: string; listen: string; certProfile: "cfree" | "open"; extensionOverride: boolean; autoRegister?: boolean; tokenLifetime: string; certLifetime?: string; forceCrlRenew?: boolean; fault: string[]; authRateLimit?: string; api: "legacy" | "x509" | "both"; x509Rules: "v0.5" | "v0.7" }) => {
+    .action(async (flags: ServeFlags) => {
       const { host, port } = parseListen(flags.listen);
+      const est = await estOptions(flags);
       const tokenLifetime = Number.parseInt(flags.tokenLifetime, 10);
       if (!(tokenLifetime > 0)) throw usage(`--token-lifetime '${flags.tokenLifetime}' is not a positive number of seconds`);
       const certLifetime = flags.certLifetime === undefined ? undefined : parseDuration(flags.certLifetime, "--cert-lifetime");
@@ -67,7 +86,7 @@ export function labCommand(state: { exitCode: number }): Command {
       ]);
       const { parseRateLimit } = await import("../../lab/rate-limit.js");
       const { isLoopbackHost } = await import("../../loopback.js");
-      const exposed = !isLoopbackHost(host);
+      const exposed = !isLoopbackHost(host) || (est?.host !== undefined && !isLoopbackHost(est.host));
       if (exposed) {
         say(`warning: the lab listens on ${host}, beyond this machine: its admin password, its CA key and plain http are for tests only`);
       }
@@ -105,15 +124,28 @@ export function labCommand(state: { exitCode: number }): Command {
         extensionOverride: flags.extensionOverride,
         certLifetime,
         forceCrlRenew: Boolean(flags.forceCrlRenew),
+        est,
       }).catch((err: unknown) => {
-        throw err instanceof LabListenError ? usage(`cannot listen on --listen ${flags.listen}: ${err.message}`, "choose another port, or 0 for a free one") : err;
+        if (!(err instanceof LabListenError)) throw err;
+        const flag = flags.estListen && err.message.startsWith(`${est?.host}:${est?.port} `) ? `--est-listen ${flags.estListen}` : `--listen ${flags.listen}`;
+        throw usage(`cannot listen on ${flag}: ${err.message}`, "choose another port, or 0 for a free one");
       });
       if (running.generatedPassword) {
         say(`lab: created user 'admin' with password ${running.generatedPassword} (shown once; set CERT_RETRIEVER_LAB_PASSWORD to choose it)`);
       }
-      const cas = [flags.api !== "x509" && running.ca, flags.api !== "legacy" && running.x509Ca].filter((c) => c).map((c) => displayName((c as typeof running.ca).cert.subjectName));
-      say(`lab: CA ${cas.join(" and ")} in ${flags.dir}; API ${flags.api}${flags.api === "legacy" ? "" : ` (x509 rules ${flags.x509Rules})`}; profile ${flags.certProfile}${flags.extensionOverride ? "" : ", CSR extensions ignored"}${certLifetime === undefined ? "" : `; certificates valid ${flags.certLifetime}`}${flags.forceCrlRenew ? "; a new CRL on every request" : ""}`);
-      process.stdout.write(`${running.url}\n`);
+      if (flags.api !== "est") {
+        const cas = [flags.api !== "x509" && running.ca, flags.api !== "legacy" && running.x509Ca].filter((c) => c).map((c) => displayName((c as typeof running.ca).cert.subjectName));
+        say(`lab: CA ${cas.join(" and ")} in ${flags.dir}; API ${flags.api}${flags.api === "legacy" ? "" : ` (x509 rules ${flags.x509Rules})`}; profile ${flags.certProfile}${flags.extensionOverride ? "" : ", CSR extensions ignored"}${certLifetime === undefined ? "" : `; certificates valid ${flags.certLifetime}`}${flags.forceCrlRenew ? "; a new CRL on every request" : ""}`);
+        process.stdout.write(`${running.url}\n`);
+      }
+      if (running.estUrl && running.estCa) {
+        const { sha256Fingerprint } = await import("../../pipeline/certificate.js");
+        const { join } = await import("node:path");
+        const root = running.estCa.root.cert;
+        say(`lab: EST (RFC 7030) at ${running.estUrl}${certLifetime === undefined ? "" : `; certificates valid ${flags.certLifetime}`}`);
+        say(`lab: EST root CA ${displayName(root.subjectName)}, sha256:${sha256Fingerprint(root)}; its PEM is ${join(flags.dir, "est-root-ca.crt")} (pin it with --ca-fingerprint, or give it to --platform-ca)`);
+        process.stdout.write(`${running.estUrl}\n`);
+      }
       await new Promise<void>((resolve) => {
         const stop = () => resolve();
         process.once("SIGINT", stop);
@@ -189,9 +221,68 @@ export function labCommand(state: { exitCode: number }): Command {
   return lab;
 }
 
-function parseListen(value: string): { host: string; port: number } {
+/** What `lab serve` takes. */
+interface ServeFlags {
+  dir: string;
+  listen: string;
+  certProfile: "cfree" | "open";
+  extensionOverride: boolean;
+  autoRegister?: boolean;
+  tokenLifetime: string;
+  certLifetime?: string;
+  forceCrlRenew?: boolean;
+  fault: string[];
+  authRateLimit?: string;
+  api: "legacy" | "x509" | "both" | "est";
+  x509Rules: "v0.5" | "v0.7";
+  estListen?: string;
+  estPending?: string;
+  estRetryAfter: string;
+  estCsrattrs: "none" | "ec-p256" | "ec-p384" | "rsa";
+  estBootstrapCa: string[];
+  estLabel: string[];
+}
+
+/** The EST server's settings from the --est-* flags, or undefined when EST is not served. */
+async function estOptions(flags: ServeFlags): Promise<import("../../lab/est.js").EstLabOptions | undefined> {
+  if (flags.api === "est" && flags.estListen) throw usage("--est-listen serves EST beside dojot's API; with --api est, EST is served on --listen", "drop --est-listen, or choose --api legacy, x509 or both");
+  if (flags.api !== "est" && !flags.estListen) {
+    const stray = flags.estPending !== undefined || flags.estCsrattrs !== "none" || flags.estBootstrapCa.length > 0 || flags.estLabel.length > 0;
+    if (stray) throw usage("the --est-* options need an EST server", "add --est-listen HOST:PORT, or serve EST alone with --api est");
+    return undefined;
+  }
+  const listen = flags.estListen ? parseListen(flags.estListen, "--est-listen") : {};
+  const pending = flags.estPending === undefined || flags.estPending === "forever" ? flags.estPending : parseCount(flags.estPending, "--est-pending", 0, 1000);
+  for (const label of flags.estLabel) {
+    // RFC 7030 §3.2.2: a label is one path segment, and not an operation's name.
+    if (!/^[A-Za-z0-9._~-]+$/.test(label) || EST_OPERATIONS.includes(label)) {
+      throw usage(`--est-label '${label}' is not a CA label`, `use letters, digits, '.', '_', '~' and '-', and none of ${EST_OPERATIONS.join(", ")}`);
+    }
+  }
+  const bootstrapCas: string[] = [];
+  for (const file of flags.estBootstrapCa) {
+    const pem = await readPemFile(file, "--est-bootstrap-ca", /-----BEGIN CERTIFICATE-----/);
+    bootstrapCas.push(...(pem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? []));
+  }
+  const { parseBootstrapCas } = await import("../../lab/est.js");
+  try {
+    parseBootstrapCas(bootstrapCas);
+  } catch (err) {
+    throw usage(`--est-bootstrap-ca: ${(err as Error).message}`, "give the factory CA's certificate in PEM", err);
+  }
+  return {
+    ...listen,
+    pending,
+    retryAfter: parseCount(flags.estRetryAfter, "--est-retry-after", 1, 86_400),
+    csrAttrs: flags.estCsrattrs,
+    bootstrapCas,
+    labels: flags.estLabel,
+  };
+}
+
+function parseListen(value: string, flag = "--listen"): { host: string; port: number } {
   const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(value);
   const port = m ? Number.parseInt(m[3]!, 10) : NaN;
-  if (!m || port > 65535) throw usage(`--listen '${value}' is not HOST:PORT`, "use e.g. --listen 127.0.0.1:0");
+  if (!m || port > 65535) throw usage(`${flag} '${value}' is not HOST:PORT`, `use e.g. ${flag} 127.0.0.1:0`);
   return { host: (m[1] ?? m[2])!, port };
 }
