@@ -10,7 +10,9 @@ import { runCli, SECRETS, type CliRun } from "./helpers/cli.js";
 import { listFiles, modeOf, snapshot } from "./helpers/enroll.js";
 import { tempDir } from "./helpers/lab.js";
 import { issueLeaf, makeCa } from "./helpers/pki.js";
-import { openssl } from "./helpers/tools.js";
+import { haveTool, openssl } from "./helpers/tools.js";
+import { startBroker } from "./helpers/mosquitto.js";
+import { spawnSync } from "node:child_process";
 
 /**
  * cert-retriever as an EST client (RFC 7030) against the lab's EST server, over real TLS on
@@ -318,4 +320,26 @@ describe("EST replies that must not be trusted", () => {
       }
     });
   }
+});
+
+describe.skipIf(!(haveTool("mosquitto") && haveTool("mosquitto_pub")))("an EST identity at a broker (mosquitto, mutual TLS, the EST chain as its cafile)", () => {
+  it("enroll --verify-broker passes, and mosquitto_pub takes the files as they are (the CA file holds the chain)", async () => {
+    const lab = await estLab();
+    const broker = await startBroker(lab.dir, { api: "est" });
+    try {
+      const { out, pw } = await device(lab);
+      const topic = `${DEVICE}/attrs`;
+      const run = await enrollEst(lab, out, ["--username", "admin", "--password-file", pw, "--ca-fingerprint", lab.pin, "--verify-broker", broker.url, "--topic", topic, "--broker-timeout", "5s"]);
+      expect(run.code, run.stderr).toBe(0);
+      expect(run.stderr).toContain(`verify connack: accepted as client`);
+      expect(run.stderr).toContain(`verify puback: published to '${topic}' with QoS 1`);
+      const pub = spawnSync("mosquitto_pub", ["-h", "localhost", "-p", String(broker.port), "-t", topic, "-m", "{}", "-q", "1", "--cafile", chainPath(out), "--cert", certPath(out), "--key", join(out, `${DEVICE}.key`)], { encoding: "utf8", timeout: 10_000 });
+      expect(pub.status, pub.stderr).toBe(0);
+      const verified = await runCli(["verify", "--broker", broker.url, "--device-id", DEVICE, "--out", out, "--topic", topic, "--broker-timeout", "5s"]);
+      expect(verified.code, verified.stderr).toBe(0);
+    } finally {
+      await broker.stop();
+      await lab.stop();
+    }
+  });
 });

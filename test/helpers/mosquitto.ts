@@ -26,7 +26,7 @@ export const ACL = [
  * the X509 Identity CA, as a dojot v0.5+ broker does, for both its certificate and its clients'.
  * `port`: the port of a broker stopped before (a restart, which its clients reconnect to).
  */
-export async function startBroker(labDir: string, opts: { crlPem?: string; api?: "legacy" | "x509"; port?: number } = {}): Promise<TestBroker> {
+export async function startBroker(labDir: string, opts: { crlPem?: string; api?: "legacy" | "x509" | "est"; port?: number } = {}): Promise<TestBroker> {
   const dir = await tempDir("cr-mosq-");
   await chmod(dir, 0o755); // the mosquitto user must reach its files
   const certs = join(dir, "tls");

@@ -163,21 +163,24 @@ export function labCommand(state: { exitCode: number }): Command {
     .option("--dns <name>", "a DNS name of the broker (repeatable)", (v: string, p: string[]) => [...p, v], [])
     .option("--ip <address>", "an IP address of the broker (repeatable)", (v: string, p: string[]) => [...p, v], [])
     .option("--key-owner <user>", "give the key to this user (e.g. mosquitto, which reads it after dropping privileges)")
-    .addOption(new Option("--api <api>", "whose CA signs it: legacy (IOTmidCA) or x509 (X509 Identity CA, as dojot v0.5+ brokers have)").choices(["legacy", "x509"]).default("legacy"))
-    .action(async (flags: { dir: string; out: string; dns: string[]; ip: string[]; keyOwner?: string; api: "legacy" | "x509" }) => {
+    .addOption(new Option("--api <api>", "whose CA signs it: legacy (IOTmidCA), x509 (X509 Identity CA, as dojot v0.5+ brokers have) or est (the EST issuing CA; ca.crt then holds it and the EST root)").choices(["legacy", "x509", "est"]).default("legacy"))
+    .action(async (flags: { dir: string; out: string; dns: string[]; ip: string[]; keyOwner?: string; api: "legacy" | "x509" | "est" }) => {
       const { checkSans } = await import("../inputs.js");
       checkSans(flags.dns, flags.ip, []);
       if (flags.dns.length + flags.ip.length === 0) throw usage("give the broker's names with --dns and/or --ip", "e.g. --dns localhost --ip 127.0.0.1");
-      const [{ loadOrCreateCa, issueServerCertificate }, { softwareCrypto }, { FilesStore }] = await Promise.all([
+      const [{ loadOrCreateCa, loadOrCreateEstCa, issueServerCertificate }, { softwareCrypto }, { FilesStore }, { toPem }] = await Promise.all([
         import("../../lab/ca.js"),
         import("../../crypto/provider.js"),
         import("../../store/files-store.js"),
+        import("../../crypto/keys.js"),
       ]);
       const { existsSync } = await import("node:fs");
       const { join } = await import("node:path");
       if (!existsSync(join(flags.dir, "ca.key"))) throw usage(`no lab CA in ${flags.dir}: start the lab once with 'cert-retriever lab serve --dir ${flags.dir}'`);
       const crypto = softwareCrypto();
-      const ca = await loadOrCreateCa(flags.dir, crypto, flags.api);
+      const est = flags.api === "est" ? await loadOrCreateEstCa(flags.dir, crypto) : undefined;
+      const ca = est ? est.issuing : await loadOrCreateCa(flags.dir, crypto, flags.api as "legacy" | "x509");
+      const chain = est ? [est.issuing, est.root] : [ca];
       const names = [...flags.dns.map((value) => ({ type: "dns" as const, value })), ...flags.ip.map((value) => ({ type: "ip" as const, value }))];
       const issued = await issueServerCertificate(ca, names, crypto);
       // The same crash-safe writer as device credentials: server.key 0600, server.crt, ca.crt.
@@ -185,7 +188,7 @@ export function labCommand(state: { exitCode: number }): Command {
       const opened = await store.open();
       let ok = false;
       try {
-        await store.write({ key: issued.key, certificatePem: issued.cert, caPem: (await import("../../crypto/keys.js")).toPem(ca.cert.rawData, "CERTIFICATE") });
+        await store.write({ key: issued.key, certificatePem: issued.cert, caPem: chain.map((c) => toPem(c.cert.rawData, "CERTIFICATE")).join("") });
         ok = true;
       } finally {
         await opened.close(ok);
