@@ -1,10 +1,13 @@
 import { execFileSync, spawnSync } from "node:child_process";
-import { copyFile, mkdir, readFile, writeFile } from "node:fs/promises";
+import { copyFile, mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { EXIT_CODE_MEANINGS } from "../src/exit-codes.js";
-import { BIN, runCli } from "./helpers/cli.js";
+import { BIN, runCli, SECRETS } from "./helpers/cli.js";
+import { softwareCrypto } from "../src/crypto/provider.js";
+import { readEstIssued, startLab } from "../src/lab/server.js";
+import { sha256Fingerprint } from "../src/pipeline/certificate.js";
 import { listFiles } from "./helpers/enroll.js";
 import { startTestLab, tempDir, type TestLab } from "./helpers/lab.js";
 import { haveFaketime, sharedClock, startLabProcess, type LabProcess, type SharedClock } from "./helpers/clock.js";
@@ -121,6 +124,44 @@ describe("first boot, as the unit runs it", () => {
     expect(start.stderr).toMatch(/^\[1\/8\] authenticate/m); // plain lines for journald, no ticks
     expect(await listFiles(join(state, "cert-retriever"))).toEqual(["IOTmidCA.crt", "boot-device.crt", "boot-device.key"]);
     expect((await runCli(command("ExecCondition"), { env })).code).toBe(1);
+  });
+});
+
+describe("EST, as the units run it: first boot by password, renewal by the current certificate", () => {
+  it("the same units with CERT_RETRIEVER_API=est: first boot enrolls (the CA pinned); the renewal service, with no password credential left, re-enrolls over mutual TLS; then its condition says nothing to do", async () => {
+    const labDir = await tempDir("cr-est-unit-");
+    const password = `est-${Math.random().toString(36).slice(2)}-pw`;
+    SECRETS.add(password);
+    const est = await startLab({ dir: labDir, host: "127.0.0.1", port: 0, crypto: softwareCrypto(), certProfile: "open", autoRegister: false, adminPassword: password, tokenLifetime: 420, api: "est" });
+    try {
+      const state = await tempDir("cr-state-");
+      const creds = await tempDir("cr-creds-");
+      await writeFile(join(creds, "password"), password, { mode: 0o400 });
+      const cache = await tempDir("cr-cache-");
+      const platform = { CERT_RETRIEVER_API: "est", CERT_RETRIEVER_PLATFORM: est.estUrl!, CERT_RETRIEVER_USERNAME: "admin", CERT_RETRIEVER_DEVICE_ID: "est-unit", CERT_RETRIEVER_CA_FINGERPRINT: `sha256:${sha256Fingerprint(est.estCa!.root.cert)}` };
+      const run = async (unitFile: string, key: string, extra: Record<string, string> = {}) => {
+        const text = await readFile(unitFile, "utf8");
+        const env: Record<string, string> = { CREDENTIALS_DIRECTORY: creds };
+        for (const [, name, value] of text.matchAll(/^Environment=(\w+)=(.*)$/gm)) env[name!] = value!.replace("%S", state).replace("%C", cache);
+        const args = /^Exec\w+=\/usr\/bin\/cert-retriever (.*)$/m.exec(text.split("\n").find((l) => l.startsWith(`${key}=`))!)![1]!.split(" ");
+        return runCli(args, { env: { ...env, ...platform, ...extra } });
+      };
+      const first = await run(UNIT, "ExecStart");
+      expect(first.code, first.stderr).toBe(0);
+      const out = join(state, "cert-retriever");
+      expect(await listFiles(out)).toEqual(["IOTmidCA.crt", "est-unit.crt", "est-unit.key"]);
+      await rm(join(creds, "password"));
+      // A window wider than the lifetime: due now.
+      const due = { CERT_RETRIEVER_RENEW_BEFORE: "400d" };
+      expect((await run(RENEW_UNIT, "ExecCondition", due)).code).toBe(0);
+      const renewed = await run(RENEW_UNIT, "ExecStart", due);
+      expect(renewed.code, renewed.stderr).toBe(0);
+      expect((await readEstIssued(labDir)).map((r) => r.auth)).toEqual(["basic:admin", expect.stringMatching(/^reenroll:/)]);
+      const after = await run(RENEW_UNIT, "ExecCondition");
+      expect(after.code, after.stderr).toBe(1);
+    } finally {
+      await est.close();
+    }
   });
 });
 
