@@ -102,7 +102,7 @@ describe("EST bootstrap: the first enrollment", () => {
     await writeFile(ca, lab.rootPem);
     const run = await enrollEst(lab, out, ["--username", "admin", "--password-file", pw, "--platform-ca", ca]);
     expect(run.code, run.stderr).toBe(0);
-    expect(run.stderr).toContain("(not pinned");
+    expect(run.stderr).toContain("(the platform's CA certificates vouched for the server)");
   });
 
   it("without a pin or --platform-ca: refused before any request (no trust on first use), exit 2", async () => {
@@ -196,6 +196,7 @@ describe("EST renewal: re-enrollment authenticated by the current certificate", 
     // No user, no password, no pin: the stored chain vouches for the server, the certificate for the device.
     const run = await enrollEst(lab, out, ["--renew-before", "400d", "--json"]);
     expect(run.code, run.stderr).toBe(0);
+    expect(run.stderr).toContain("(the stored CA chain vouched for the server)");
     const result = JSON.parse(run.stdout);
     expect(result.previous).toMatchObject({ serialNumber: new x509.X509Certificate(firstCert).serialNumber, revoked: "kept" });
     expect(result.previous.why).toContain("EST (RFC 7030) has no revocation");

@@ -4,13 +4,28 @@ import type { PlatformClient } from "../platform/types.js";
 /** The platform APIs of `--api`. */
 export type ApiChoice = "auto" | "dojot" | "dojot-legacy" | "est";
 
-/** What an EST client needs besides the URL: its trust anchors and whether Basic is sent (see EstOptions). */
-export interface EstSettings {
-  anchors?: string[];
-  pinned: boolean;
-  platformCa: boolean;
-  basic: boolean;
-  signal?: AbortSignal;
+/** What an EST client needs besides the URL and the HTTP client (see EstOptions). */
+export type EstSettings = Omit<import("../platform/est.js").EstOptions, "baseUrl" | "http">;
+
+/**
+ * EST's explicit trust anchors from the stored CA file: its certificates, unless a pin names none
+ * of them (a CA that changed, another platform's CA): then the pin decides, as on a first run.
+ * Returns the normalised pin too.
+ */
+export async function estTrust(storedCaPem: string | undefined, pin: string | undefined): Promise<{ anchors: string[]; pin?: string }> {
+  const anchors = storedCaPem?.match(/-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g) ?? [];
+  if (pin === undefined) return { anchors };
+  const [{ normalizeFingerprint }, { sha256ColonHex }, x509] = await Promise.all([import("../pipeline/pin.js"), import("../crypto/fingerprint.js"), import("../crypto/x509.js")]);
+  const wanted = normalizeFingerprint(pin);
+  const fingerprint = (pem: string) => {
+    try {
+      return sha256ColonHex(new x509.X509Certificate(pem).rawData).replace(/:/g, "");
+    } catch {
+      return undefined;
+    }
+  };
+  const pinned = anchors.some((pem) => fingerprint(pem) === wanted);
+  return { anchors: pinned ? anchors : [], pin: wanted };
 }
 
 /** The platform client for `--api`. */
@@ -20,7 +35,8 @@ export async function makePlatform(
 ): Promise<PlatformClient> {
   if (api === "est") {
     const { EstClient, estBaseUrl } = await import("../platform/est.js");
-    return new EstClient({ baseUrl: estBaseUrl(opts.baseUrl), http: opts.http, ...(opts.est ?? { pinned: false, platformCa: false, basic: true }) });
+    if (!opts.est) throw new Error("an EST client needs its settings");
+    return new EstClient({ baseUrl: estBaseUrl(opts.baseUrl), http: opts.http, ...opts.est });
   }
   const [{ DojotLegacyClient }, { DojotX509Client }] = await Promise.all([import("../platform/dojot-legacy.js"), import("../platform/dojot-x509.js")]);
   const legacy = new DojotLegacyClient(opts);

@@ -86,6 +86,12 @@ export function oidOf(der: Uint8Array): string | undefined {
   return parsed.result instanceof asn1js.ObjectIdentifier ? parsed.result.valueBlock.toString() : undefined;
 }
 
+/** The small INTEGER in a DER value, or undefined if it is not one. */
+export function integerOf(der: Uint8Array): number | undefined {
+  const parsed = asn1js.fromBER(der);
+  return parsed.result instanceof asn1js.Integer ? parsed.result.valueBlock.valueDec : undefined;
+}
+
 /** The OIDs cert-retriever reads in `/csrattrs`. */
 export const OIDS = {
   ecPublicKey: "1.2.840.10045.2.1",

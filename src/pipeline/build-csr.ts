@@ -15,13 +15,15 @@ export const NO_SANS: SubjectAltNames = { dns: [], ip: [], uri: [] };
 /**
  * Builds the PKCS#10 request as dojot's Certificate Retriever does: subject `CN=<device id>`,
  * keyUsage and basicConstraints CA:FALSE (not critical), the SANs asked for, signed with SHA-256
- * (SHA-384 for P-384).
+ * (SHA-384 for P-384). With `renewing`, its subject and subjectAltName instead (an EST
+ * re-enrollment, RFC 7030 §4.2.2).
  */
 export async function buildCsr(
   deviceId: string,
   keys: CryptoKeyPair,
   sans: SubjectAltNames,
   crypto: CryptoProvider,
+  renewing?: x509.X509Certificate,
 ): Promise<x509.Pkcs10CertificateRequest> {
   const isEc = keys.privateKey.algorithm.name === "ECDSA";
   const usages = isEc
@@ -32,9 +34,14 @@ export async function buildCsr(
     new x509.BasicConstraintsExtension(false, undefined, false),
   ];
   const names = sanList(sans);
-  if (names.length > 0) extensions.push(new x509.SubjectAlternativeNameExtension(names, false));
+  const kept = renewing?.getExtension(x509.SubjectAlternativeNameExtension);
+  if (renewing) {
+    if (kept) extensions.push(new x509.Extension(kept.type, kept.critical, kept.value));
+  } else if (names.length > 0) {
+    extensions.push(new x509.SubjectAlternativeNameExtension(names, false));
+  }
   return x509.Pkcs10CertificateRequestGenerator.create(
-    { name: [{ CN: [deviceId] }], keys, signingAlgorithm: signingAlgorithm(keys.privateKey), extensions },
+    { name: renewing ? renewing.subjectName : [{ CN: [deviceId] }], keys, signingAlgorithm: signingAlgorithm(keys.privateKey), extensions },
     crypto,
   );
 }

@@ -182,18 +182,21 @@ export async function enroll(opts: EnrollOptions, onEvent: (e: EnrollEvent) => v
     };
 
     const { session } = await run("authenticate", () => (opts.platform.signIn ? opts.platform.signIn(opts) : openSession(opts.platform, opts, now())), (opened) => opened.detail);
-    const caChain = await run(
+    const fetched = await run(
       "fetch-ca",
       async () => {
         const fetched = await opts.platform.fetchCa(session);
         const chain = [fetched.der, ...(fetched.chain ?? [])].map((der, i) => parseCertificate(der, i === 0 ? "the CA the platform sent" : `CA certificate ${i + 1} the platform sent`, "fetch-ca", "reply-malformed"));
         checkPin(chain, opts.caFingerprint, "the CA the platform sent");
         if (chain.length > 1) await validateCaChain(chain, opts.crypto, now(), "fetch-ca", "cert-invalid", "the CA chain the platform sent");
-        return chain;
+        // Only now, checked, may the chain vouch for the platform's own TLS (EST).
+        opts.platform.trustCa?.(chain.map((c) => new Uint8Array(c.rawData)));
+        return { chain, vouchedBy: fetched.vouchedBy };
       },
-      ([c, ...up]) =>
-        `CA ${displayName(c!.subjectName)}, SHA-256 ${sha256Fingerprint(c!)}${up.length ? `, under ${up.map((u) => displayName(u.subjectName)).join(" < ")}` : ""}${opts.caFingerprint ? " (matches the pin)" : " (not pinned)"}; API ${API_TRAITS[opts.platform.api()].title}`,
+      ({ chain: [c, ...up], vouchedBy }) =>
+        `CA ${displayName(c!.subjectName)}, SHA-256 ${sha256Fingerprint(c!)}${up.length ? `, under ${up.map((u) => displayName(u.subjectName)).join(" < ")}` : ""}${opts.caFingerprint ? " (matches the pin)" : vouchedBy ? ` (${vouchedBy})` : " (not pinned)"}; API ${API_TRAITS[opts.platform.api()].title}`,
     );
+    const caChain = fetched.chain;
     const ca = caChain[0]!;
     const traits = API_TRAITS[opts.platform.api()];
     const replacing = previousCert !== undefined && issuedBy(previousCert, ca);
@@ -226,12 +229,22 @@ export async function enroll(opts: EnrollOptions, onEvent: (e: EnrollEvent) => v
       },
       (k) => `${keyType} key ${k.where}${opts.keyType ? "" : asked.keyType ? " (as the platform's CSR attributes ask)" : " (the API's preferred key)"}`,
     );
-    const csr = await run("build-csr", () => buildCsr(opts.deviceId, key.keys, opts.sans, key.crypto), () => `CSR for CN=${opts.deviceId}`);
+    // Credentials that are still good authenticate their own renewal where the platform takes that (EST); a token key cannot go into Node's TLS.
+    const current =
+      traits.renewsWithCurrent && stillGood && replacing && storedKey && !isKeyUri(storedKey) && storedParts.certificatePem ? { certificatePem: storedParts.certificatePem, keyPem: storedKey } : undefined;
+    // Such a renewal asks for the names the certificate has (RFC 7030 §4.2.2), whatever this run's settings say.
+    const keeping = current ? previousCert : undefined;
+    if (keeping && missingSans(keeping, opts.sans).length > 0) {
+      note(`a renewal keeps the names the certificate has (RFC 7030 §4.2.2), not ${missingSans(keeping, opts.sans).join(", ")}; a forced enrollment with the bootstrap credentials asks for new ones`);
+    }
+    const csr = await run(
+      "build-csr",
+      () => buildCsr(opts.deviceId, key.keys, opts.sans, key.crypto, keeping),
+      () => (keeping ? `CSR for ${displayName(keeping.subjectName)}, the names of the certificate it renews` : `CSR for CN=${opts.deviceId}`),
+    );
     const issued = await run(
       "submit-csr",
       async () => {
-        // Credentials that are still good authenticate their own renewal where the platform takes that (EST); a token key cannot go into Node's TLS.
-        const current = stillGood && replacing && storedKey && !isKeyUri(storedKey) && storedParts.certificatePem ? { certificatePem: storedParts.certificatePem, keyPem: storedKey } : undefined;
         const reply = await opts.platform.submitCsr(session, { deviceId: opts.deviceId, csrDer: new Uint8Array(csr.rawData), current });
         return { reply, cert: parseCertificate(reply.der, "the certificate the platform sent", "validate", "cert-invalid") };
       },

@@ -5,9 +5,10 @@
  * `https://host[:port]/.well-known/est[/<label>]`.
  */
 import { setTimeout as sleep } from "node:timers/promises";
-import { sameBytes } from "../crypto/fingerprint.js";
-import { toPem, type KeyType } from "../crypto/keys.js";
-import { certsFromPkcs7, decodeCsrAttrs, oidOf, OIDS, type CsrAttr } from "../crypto/pkcs7.js";
+import { sameBytes, sha256ColonHex } from "../crypto/fingerprint.js";
+import { isKeyType, toPem, type KeyType } from "../crypto/keys.js";
+import { certsFromPkcs7, decodeCsrAttrs, integerOf, oidOf, OIDS, type CsrAttr } from "../crypto/pkcs7.js";
+import type { CryptoProvider } from "../crypto/provider.js";
 import * as x509 from "../crypto/x509.js";
 import { CertRetrieverError, describeCause, usageError, type Reason, type Step } from "../errors.js";
 import { decodeBase64 } from "./base64.js";
@@ -21,20 +22,30 @@ export interface EstOptions {
   baseUrl: URL;
   http: HttpClient;
   /**
-   * The explicit trust anchors for the server's TLS certificate besides the system's and
-   * --platform-ca's: the stored CA chain of an enrolled device (RFC 7030 §4.1.1's "Explicit TA
-   * database"). Without them, --platform-ca or a pinned CA (`pinned`) must stand in.
+   * The explicit trust anchors for the server's TLS certificate (RFC 7030 §4.1.1's "Explicit TA
+   * database"), besides the platform CAs `http` was given: the stored CA chain of an enrolled
+   * device. The system's CAs are not among them (an implicit TA database must be asked for, by
+   * giving them as platform CAs).
    */
   anchors?: string[];
-  /** A CA fingerprint is pinned: /cacerts may be fetched provisionally (unverified TLS) and is then checked against it. */
+  /** A CA fingerprint is pinned: without anchors, /cacerts is fetched provisionally (unverified TLS), and only the chain the pin then vouches for ({@link trustCa}) is trusted. */
   pinned: boolean;
-  /** --platform-ca was given: the server's TLS certificate is checked against it from the start. */
+  /** The pinned fingerprint (64 hex digits, upper case), to choose among several chains. */
+  pin?: string;
+  /** CA certificates for the platform's TLS were given (`http` has them): the server is checked against them from the start. */
   platformCa: boolean;
+  /** Verifies the signatures that order /cacerts. */
+  crypto: CryptoProvider;
   /** Send HTTP Basic with /simpleenroll (false: a bootstrap client certificate alone authenticates). */
   basic: boolean;
+  /** `http` has a client certificate (a bootstrap certificate). */
+  clientCert: boolean;
   /** Aborts a wait for approval. */
   signal?: AbortSignal;
 }
+
+/** The least wait between two submissions of a request the server holds for approval. */
+const MIN_RETRY_MS = 1_000;
 
 /** The path prefix every EST URL has (RFC 7030 §3.2.2). */
 export const EST_PREFIX = "/.well-known/est";
@@ -61,7 +72,7 @@ export class EstClient implements PlatformClient {
   private attrs: { keyType?: KeyType; notes: string[] } = { notes: [] };
 
   constructor(private readonly opts: EstOptions) {
-    this.trusted = opts.anchors?.length ? opts.http.withTls({ ca: opts.anchors }) : opts.http;
+    this.trusted = opts.http.withTls({ ca: opts.anchors ?? [], system: false });
   }
 
   api(): PlatformApi {
@@ -86,20 +97,31 @@ export class EstClient implements PlatformClient {
   }
 
   /**
-   * `GET /cacerts` (§4.1): the CA certificates, as a certs-only PKCS#7 in base64. With only a pin
-   * to trust, the first fetch is made without verifying the server (§4.1.1's provisional TLS): the
-   * pin is checked against what came (by the caller, before anything else is sent), and every later
-   * request verifies the server against these CA certificates.
+   * `GET /cacerts` (§4.1): the CA certificates, as a certs-only PKCS#7 in base64, put in order (see
+   * {@link orderCaBag}). With only a pin to trust, the fetch is made without verifying the server
+   * and without a client certificate (§4.1.1's provisional TLS); nothing from it is trusted until
+   * the caller has checked the chain against the pin and calls {@link trustCa}.
    */
   async fetchCa(_session: Session): Promise<FetchedCa> {
     const provisional = !this.opts.anchors?.length && !this.opts.platformCa && this.opts.pinned;
-    const client = provisional ? this.opts.http.withTls({ verify: false }) : this.trusted;
+    const client = provisional ? this.opts.http.withTls({ verify: false, cert: undefined, key: undefined }) : this.trusted;
     const reply = await client.json("fetch-ca", this.url("cacerts"), { method: "GET", headers: { accept: "application/pkcs7-mime" } });
     if (reply.status !== 200) throw estError("fetch-ca", reply, "fetching the CA certificates (/cacerts)");
-    const certs = pkcs7Reply("fetch-ca", reply, "the CA certificates");
-    const [ca, ...chain] = orderCaBag(certs.map((der) => new x509.X509Certificate(new Uint8Array(der))));
-    if (provisional) this.trusted = this.opts.http.withTls({ ca: certs.map((der) => toPem(der, "CERTIFICATE")) });
-    return { der: new Uint8Array(ca!.rawData), chain: chain.map((c) => new Uint8Array(c.rawData)) };
+    const certs = pkcs7Reply("fetch-ca", reply, "the CA certificates").map((der) => new x509.X509Certificate(new Uint8Array(der)));
+    const [ca, ...chain] = await orderCaBag(certs, this.opts.crypto, (c) => this.known(c));
+    const vouchedBy = provisional ? undefined : this.opts.anchors?.length ? "the stored CA chain vouched for the server" : "the platform's CA certificates vouched for the server";
+    return { der: new Uint8Array(ca!.rawData), chain: chain.map((c) => new Uint8Array(c.rawData)), vouchedBy };
+  }
+
+  /** After the caller checked the chain (pin, signatures): the server's TLS certificate may chain to it from now on. */
+  trustCa(chain: Uint8Array[]): void {
+    this.trusted = this.opts.http.withTls({ ca: [...(this.opts.anchors ?? []), ...chain.map((der) => toPem(der, "CERTIFICATE"))], system: false });
+  }
+
+  /** Whether a certificate is pinned or among the anchors: it decides between several chains in /cacerts. */
+  private known(cert: x509.X509Certificate): boolean {
+    const pem = toPem(cert.rawData, "CERTIFICATE").replace(/\s/g, "");
+    return (this.opts.pin !== undefined && sha256ColonHex(cert.rawData).replace(/:/g, "") === this.opts.pin) || (this.opts.anchors ?? []).some((a) => a.replace(/\s/g, "") === pem);
   }
 
   /** `GET /csrattrs` (§4.5): what the server wants in the CSR; none (204, 404) is fine, and a failure only a note. */
@@ -112,14 +134,18 @@ export class EstClient implements PlatformClient {
       return;
     }
     if (reply.status === 204 || reply.status === 404) return;
-    const der = reply.status === 200 ? decodeBase64(reply.text.trim()) : undefined;
+    if (reply.status !== 200) {
+      this.attrs = { notes: [`the EST server answered /csrattrs with HTTP ${reply.status} (${platformSays(reply)}); the CSR is made without its attributes`] };
+      return;
+    }
+    const der = decodeBase64(reply.text.replace(/\s/g, ""));
     let attrs: CsrAttr[] | undefined;
     try {
       attrs = der ? decodeCsrAttrs(der) : undefined;
     } catch {
       attrs = undefined;
     }
-    this.attrs = attrs ? readCsrAttrs(attrs) : { notes: [`the EST server's CSR attributes (HTTP ${reply.status}: ${platformSays(reply)}) are not a base64 CsrAttrs; the CSR is made without them`] };
+    this.attrs = attrs ? readCsrAttrs(attrs) : { notes: [`the EST server's CSR attributes (${platformSays(reply)}) are not a base64 CsrAttrs; the CSR is made without them`] };
   }
 
   csrAttributes(): { keyType?: KeyType; notes: string[] } {
@@ -145,14 +171,15 @@ export class EstClient implements PlatformClient {
     for (;;) {
       const reply = await client.json("submit-csr", url, { method: "POST", headers, text: body, contentType: "application/pkcs10", once: true });
       if (reply.status === 200) return { der: issuedCertificate(reply, req.csrDer) };
-      if (reply.status !== 202) throw enrollError(reply, renewing, this.username);
+      if (reply.status !== 202) throw enrollError(reply, renewing, headers.authorization ? this.username : "", this.opts.clientCert);
       await this.waitForApproval(reply, client);
     }
   }
 
   /** Waits as a 202's Retry-After says (a minute when it says nothing), or fails (`deadline`, exit 75) if that ends past the deadline. */
   private async waitForApproval(reply: HttpReply, client: HttpClient): Promise<void> {
-    const waitMs = parseRetryAfter(reply.retryAfter) ?? 60_000;
+    // A Retry-After of 0 or in the past would resend the request (and the password) in a tight loop.
+    const waitMs = Math.max(parseRetryAfter(reply.retryAfter) ?? 60_000, MIN_RETRY_MS);
     if (Date.now() + waitMs >= client.deadline) {
       throw new CertRetrieverError(
         `submit-csr failed: the EST server has not yet approved the request (HTTP 202, next try in ${Math.ceil(waitMs / 1000)} s), and the deadline comes first; nothing was written`,
@@ -192,29 +219,45 @@ function issuedCertificate(reply: HttpReply, csrDer: Uint8Array): Uint8Array {
 }
 
 /**
- * The CA certificates of /cacerts in order: the one that issues devices first, then its issuers up
- * to the root. It is the one no other certificate there names as its issuer; more than one such
- * chain (several issuing CAs, a root changing over) is not something one device can choose from.
+ * The CA certificates of /cacerts in order: the CA that issues devices first, then its issuers up
+ * to a root. Certificates that are no CA (a server's own, say) are left out; an issuer is one whose
+ * key verifies the signature, a self-signed one preferred (a root changing over sends the new root
+ * cross-signed by the old one too). The lowest CA is the one that issues no other; where there are
+ * several such chains, the one holding a certificate `known` (pinned, or stored) is taken, and
+ * otherwise one device cannot choose.
  */
-export function orderCaBag(certs: x509.X509Certificate[]): x509.X509Certificate[] {
+export async function orderCaBag(certs: x509.X509Certificate[], crypto: CryptoProvider, known: (c: x509.X509Certificate) => boolean): Promise<x509.X509Certificate[]> {
+  const cas = certs.filter((c, i) => c.getExtension(x509.BasicConstraintsExtension)?.ca && certs.findIndex((d) => sameBytes(d.rawData, c.rawData)) === i);
   const selfSigned = (c: x509.X509Certificate) => c.subject === c.issuer;
-  const issues = (a: x509.X509Certificate, b: x509.X509Certificate) => a !== b && !selfSigned(b) && b.issuer === a.subject;
-  const unique = certs.filter((c, i) => certs.findIndex((d) => sameBytes(d.rawData, c.rawData)) === i);
-  const lowest = unique.filter((c) => !unique.some((other) => issues(c, other)));
-  if (lowest.length !== 1) {
-    throw new CertRetrieverError(
-      `fetch-ca failed: the EST server's /cacerts holds ${lowest.length === 0 ? "no CA that ends a chain" : `${lowest.length} separate CA chains (${lowest.map((c) => `'${c.subject}'`).join(", ")})`}, and cert-retriever needs exactly one`,
-      { step: "fetch-ca", reason: "not-supported" },
-    );
+  const signs = new Map<x509.X509Certificate, x509.X509Certificate[]>();
+  for (const cert of cas) {
+    const issuers: x509.X509Certificate[] = [];
+    for (const candidate of cas) {
+      if (candidate === cert ? !selfSigned(cert) : candidate.subject !== cert.issuer) continue;
+      if (await cert.verify({ publicKey: candidate.publicKey, signatureOnly: true }, crypto).catch(() => false)) issuers.push(candidate);
+    }
+    signs.set(cert, issuers.sort((a, b) => Number(selfSigned(b)) - Number(selfSigned(a))));
   }
-  const chain = [lowest[0]!];
-  for (let at = lowest[0]!; !selfSigned(at); ) {
-    const next = unique.find((c) => issues(c, at));
-    if (!next || chain.includes(next)) break;
-    chain.push(next);
-    at = next;
+  const issuersOf = (c: x509.X509Certificate) => (signs.get(c) ?? []).filter((i) => i !== c);
+  const lowest = cas.filter((c) => !cas.some((other) => other !== c && issuersOf(other).includes(c)));
+  const chains = lowest.map((low) => {
+    const chain = [low];
+    // Up to a self-signed certificate: a root's cross-signed twin (same name and key) verifies it too.
+    for (let at = low; !selfSigned(at); ) {
+      const next = issuersOf(at)[0];
+      if (!next || chain.includes(next)) break;
+      chain.push(next);
+      at = next;
+    }
+    return chain;
+  });
+  const vouched = chains.filter((chain) => chain.some(known));
+  const chosen = chains.length === 1 ? chains[0] : vouched.length === 1 ? vouched[0] : undefined;
+  if (!chosen) {
+    const what = chains.length === 0 ? "no CA certificate" : `${chains.length} separate CA chains (${chains.map((c) => `'${c[0]!.subject}'`).join(", ")}), none of them singled out by a pin or the stored chain`;
+    throw new CertRetrieverError(`fetch-ca failed: the EST server's /cacerts holds ${what}, and one device needs exactly one`, { step: "fetch-ca", reason: "not-supported" });
   }
-  return chain;
+  return chosen;
 }
 
 /** What cert-retriever makes of /csrattrs: the key type asked for, and notes on the rest. */
@@ -230,7 +273,13 @@ export function readCsrAttrs(attrs: CsrAttr[]): { keyType?: KeyType; notes: stri
       else notes.push(`the EST server asks for ${attr.oid} in the CSR, which cert-retriever does not add`);
       continue;
     }
-    if (attr.attribute === OIDS.ecPublicKey) {
+    if (attr.attribute === OIDS.rsaEncryption) {
+      // The newer form (RFC 9908) gives the modulus size as an INTEGER.
+      const bits = attr.values.map(integerOf)[0];
+      const asked = bits === undefined ? "rsa-2048" : (`rsa-${bits}` as KeyType);
+      if (isKeyType(asked)) keyType = asked;
+      else notes.push(`the EST server asks for an RSA key of ${bits} bits, which cert-retriever cannot make`);
+    } else if (attr.attribute === OIDS.ecPublicKey) {
       const curve = attr.values.map(oidOf)[0];
       const asked = curve === OIDS.secp384r1 ? "ec-p384" : curve === OIDS.secp256r1 ? "ec-p256" : undefined;
       if (asked) keyType = asked;
@@ -246,14 +295,14 @@ export function readCsrAttrs(attrs: CsrAttr[]): { keyType?: KeyType; notes: stri
 }
 
 /** The error for a refused enrollment request. */
-function enrollError(reply: HttpReply, renewing: boolean, username: string): CertRetrieverError {
+function enrollError(reply: HttpReply, renewing: boolean, username: string, withCert: boolean): CertRetrieverError {
   const says = platformSays(reply);
   const facts = { ...estFacts(reply), renewing };
   if (reply.status === 401 || reply.status === 403) {
     const what = renewing
       ? `the EST server refused to re-enroll with the current certificate (HTTP ${reply.status}: ${says})`
       : username
-        ? `the EST server refused user '${username}' or the password (HTTP ${reply.status}: ${says})`
+        ? `the EST server refused user '${username}' or the password${withCert ? ", or the client certificate" : ""} (HTTP ${reply.status}: ${says})`
         : `the EST server refused the client certificate (HTTP ${reply.status}: ${says})`;
     const reason: Reason = renewing || !username ? (reply.status === 401 ? "client-cert-required" : "permission-denied") : reply.status === 401 ? "auth-refused" : "permission-denied";
     return new CertRetrieverError(`submit-csr failed: ${what}; nothing was written`, { step: "submit-csr", reason, facts });

@@ -31,6 +31,8 @@ export interface TlsSettings {
    * anything else is sent.
    */
   verify?: boolean;
+  /** false: only `ca` is trusted, not the system's CAs (EST's explicit trust anchors). */
+  system?: boolean;
 }
 
 /** A request: JSON (`body`) or a text body of another type (`text`, with `contentType`). */
@@ -276,7 +278,7 @@ export class HttpClient {
   /** Trusted CAs and client certificate; read when a TLS connection is first made (plain http never reads the system's CA store, which costs some 50 ms on Node 24). */
   private tlsOptions() {
     return {
-      ca: [...systemCaCertificates(), ...(this.settings.tls?.ca ?? [])],
+      ca: [...(this.settings.tls?.system === false ? [] : systemCaCertificates()), ...(this.settings.tls?.ca ?? [])],
       cert: this.settings.tls?.cert,
       key: this.settings.tls?.key,
       ...(this.settings.tls?.verify === false ? { rejectUnauthorized: false } : {}),

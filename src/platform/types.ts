@@ -16,6 +16,8 @@ export interface FetchedCa {
   der: Uint8Array;
   /** Its issuers, in order up to the root, where the platform sends them (EST's /cacerts). */
   chain?: Uint8Array[];
+  /** What vouched for the server that sent it, when no pin is needed for that (EST's explicit trust anchors). */
+  vouchedBy?: string;
 }
 
 
@@ -62,6 +64,8 @@ export interface PlatformClient {
   bind?(session: Session, issued: Issued, deviceId: string): Promise<Binding>;
   /** The issuing CA's latest CRL, DER (after fetchCa). */
   fetchCrl?(session: Session): Promise<Uint8Array>;
+  /** After fetchCa, once the chain is checked (pin, signatures): the platform may trust it for its own TLS from then on (EST). */
+  trustCa?(chain: Uint8Array[]): void;
   /** After prepare: what the platform asks of the CSR (EST's /csrattrs), and notes on what cannot be honoured. */
   csrAttributes?(): { keyType?: KeyType; notes: string[] };
   /** Removes a certificate the platform issued, which revokes it (after fetchCa; x509-identity-mgmt only). */
@@ -77,14 +81,14 @@ export interface Binding {
 /** The platform APIs cert-retriever speaks. */
 export type PlatformApi = "dojot-legacy" | "dojot" | "est";
 
-/** What each API expects of a device: the key it prefers, the CNs it issues, and (without a bind step) why none is needed. */
-export const API_TRAITS: Record<PlatformApi, { title: string; keyType: "rsa-2048" | "ec-p256"; commonNames(deviceId: string, tenant?: string): string[]; unbound?: string }> = {
+/** What each API expects of a device: the key it prefers, the CNs it issues, (without a bind step) why none is needed, and whether a renewal is authenticated by the current credentials. */
+export const API_TRAITS: Record<PlatformApi, { title: string; keyType: "rsa-2048" | "ec-p256"; commonNames(deviceId: string, tenant?: string): string[]; unbound?: string; renewsWithCurrent?: boolean }> = {
   // EJBCA-REST: the subject comes from the end entity, CN = device id; CFREE takes RSA only.
   "dojot-legacy": { title: "EJBCA-REST (dojot <= v0.4)", keyType: "rsa-2048", commonNames: (id) => [id], unbound: "issues to the device's own end entity" },
   // x509-identity-mgmt: v0.5-v0.6 prefix the tenant; v0.7+ pass the CSR's CN through.
   dojot: { title: "x509-identity-mgmt (dojot >= v0.5)", keyType: "ec-p256", commonNames: (id, tenant) => (tenant ? [id, `${tenant}:${id}`] : [id]) },
   // EST: the CA names the certificate after the CSR's subject (the server may say otherwise in /csrattrs).
-  est: { title: "EST (RFC 7030)", keyType: "ec-p256", commonNames: (id) => [id], unbound: "keeps no device records to tie it to" },
+  est: { title: "EST (RFC 7030)", keyType: "ec-p256", commonNames: (id) => [id], unbound: "keeps no device records to tie it to", renewsWithCurrent: true },
 };
 
 /** Decodes a JWT's claims without verifying it (the gateway verifies it; we only read the tenant). */

@@ -69,9 +69,10 @@ async function platformAsker(command: Command, flags: CommonFlags & { api?: ApiC
     const token = est ? undefined : await tokenSession(flags);
     const credentials = token || est ? undefined : await login({ ...flags, nonInteractive: true }, extras, source);
     opened = await openPlatformRun(bounded, startedAt, []);
-    const [{ makePlatform }, { openSession }] = await Promise.all([import("../platform.js"), import("../../platform/login.js")]);
-    const anchors = est ? ((await store.read()).parts.caPem?.match(/-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g) ?? []) : undefined;
-    const estSettings = { anchors, pinned: Boolean(flags.caFingerprint), platformCa: Boolean(flags.platformCa), basic: false, signal: opened.interrupt.signal };
+    const [{ makePlatform, estTrust }, { openSession }] = await Promise.all([import("../platform.js"), import("../../platform/login.js")]);
+    const trust = est ? await estTrust((await store.read()).parts.caPem, flags.caFingerprint) : undefined;
+    const { softwareCrypto } = await import("../../crypto/provider.js");
+    const estSettings = trust && { ...trust, pinned: Boolean(flags.caFingerprint), platformCa: Boolean(flags.platformCa), basic: false, clientCert: false, crypto: softwareCrypto(), signal: opened.interrupt.signal };
     const platform = await makePlatform(flags.api ?? "auto", { baseUrl, caName: flags.caName, entityPassword: "", http: opened.http, est: estSettings });
     const { session } = await openSession(platform, { username: (await credentials?.username()) ?? "", password: credentials?.password ?? (async () => ""), session: token?.session, sessionSource: token?.source }, new Date());
     return question(platform, session);
@@ -113,6 +114,8 @@ export function checkCommand(state: CliState): Command {
         await checkPinFlag(flags);
         await checkKeyFlag(flags);
         const store = await makeStore(flags, deviceId);
+        // A wrong EST URL is a setting to fix, not a revocation that could not be checked.
+        if (flags.api === "est" && flags.platform) (await import("../../platform/est.js")).estBaseUrl(await resolvePlatformUrl(flags));
         const [{ inspectCredentials }, { softwareCrypto }, { revocationOf, describeRevocation, markCaReplaced }, { sameBytes }] = await Promise.all([
           import("../../pipeline/inspect.js"),
           import("../../crypto/provider.js"),

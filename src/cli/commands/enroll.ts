@@ -135,7 +135,7 @@ async function runEnroll(command: Command, state: CliState): Promise<number> {
       ? await heldSecret(passwordReader({ file: flags.entityPasswordFile, env: entityEnv }, "end-entity password"))()
       : "dojot";
   const store = await makeStore(flags, deviceId);
-  const anchors = est ? await estAnchors(store, flags) : undefined;
+  const trust = est ? await estAnchors(store, flags) : undefined;
   if (flags.storeCertInToken && flags.key === undefined) throw usage("--store-cert-in-token needs a token key: pass --key pkcs11:…");
   // A device whose key is in a token keeps it there: without --key, the token the stored key's URI names.
   const keyUri = flags.key ?? (await tokenOfStoredKey(store));
@@ -165,7 +165,7 @@ async function runEnroll(command: Command, state: CliState): Promise<number> {
           caName: flags.caName,
           entityPassword,
           http,
-          est: { anchors, pinned: Boolean(flags.caFingerprint), platformCa: Boolean(flags.platformCa), basic, signal: interrupt.signal },
+          est: trust && { ...trust, pinned: Boolean(flags.caFingerprint), platformCa: Boolean(flags.platformCa), basic, clientCert: Boolean(flags.clientCert), crypto, signal: interrupt.signal },
         }),
         crypto,
         keyStore,
@@ -234,16 +234,16 @@ async function runEnroll(command: Command, state: CliState): Promise<number> {
  * for the server once a device is enrolled. A first enrollment needs a pin or --platform-ca instead:
  * no CA is trusted because it was the first one seen.
  */
-async function estAnchors(store: CredentialStore, flags: EnrollFlags): Promise<string[]> {
+async function estAnchors(store: CredentialStore, flags: EnrollFlags): Promise<{ anchors: string[]; pin?: string }> {
   const stored = (await store.read().catch(() => undefined))?.parts.caPem;
-  const anchors = stored?.match(/-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g) ?? [];
-  if (anchors.length === 0 && !flags.caFingerprint && !flags.platformCa) {
+  const trust = await (await import("../platform.js")).estTrust(stored, flags.caFingerprint);
+  if (trust.anchors.length === 0 && !flags.caFingerprint && !flags.platformCa) {
     throw usage(
       "a first EST enrollment needs an explicit trust anchor (RFC 7030 §4.1.1): the EST server's CA is not trusted because it is the first one seen",
       "pass --ca-fingerprint sha256:<hex> (the CA's fingerprint, from its operator) or --platform-ca FILE (the CA that signed the EST server's certificate)",
     );
   }
-  return anchors;
+  return trust;
 }
 
 /** A broker check's error with what became of the new credentials added to its message (anything else as it is). */
