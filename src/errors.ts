@@ -63,7 +63,7 @@ export const REASONS = {
   "ca-not-trusted": "the platform does not trust the CA that issued the certificate (not a trusted CA of the tenant), or cannot tell which it is",
   "already-registered": "the platform holds this certificate already, for another device or tenant, or unbound",
   "registration-refused": "the platform refused to register the certificate (its chain, validity or kind)",
-  "not-supported": "the platform's API cannot do this (registering a certificate needs x509-identity-mgmt, dojot v0.7+; EJBCA-REST issues again only after the end entity was reset)",
+  "not-supported": "the platform's API cannot do this (registering a certificate needs x509-identity-mgmt, dojot v0.7+; EJBCA-REST issues again only after the end entity was reset; one device cannot choose among an EST server's several CA chains)",
   // Renewal
   "hook-failed": "the credentials were stored, but the command run after the change failed",
   // Validation

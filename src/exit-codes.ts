@@ -48,7 +48,7 @@ export const EXIT_CODE_MEANINGS: ReadonlyArray<readonly [ExitCode, string]> = [
   [ExitCode.VALIDATION, "the issued certificate failed validation (nothing was written)"],
   [ExitCode.STORAGE, "the credentials could not be stored (previous ones left intact)"],
   [ExitCode.NOT_ENROLLED, "verify, export: there are no complete stored credentials for this device (enroll first)"],
-  [ExitCode.NOT_SUPPORTED, "register: the platform cannot register a certificate it did not issue (dojot <= v0.6, EJBCA-REST); enroll: a renewal on EJBCA-REST needs the end entity reset on the platform first"],
+  [ExitCode.NOT_SUPPORTED, "register: the platform cannot register a certificate it did not issue (dojot <= v0.6, EJBCA-REST); enroll: a renewal on EJBCA-REST needs the end entity reset on the platform first, or an EST server's /cacerts holds several CA chains and nothing says which"],
   [ExitCode.HOOK_FAILED, "enroll: the new credentials are stored, but --exec or --reload-unit failed (the previous certificate was not revoked)"],
   [ExitCode.BROKER_UNREACHABLE, "verify: the broker could not be reached"],
   [ExitCode.BROKER_UNTRUSTED, "verify: the broker's certificate is not trusted by the stored CA (or names another host)"],

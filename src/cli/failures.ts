@@ -91,8 +91,10 @@ const HINTS: { readonly [R in Reason]: (err: CertRetrieverError, command: string
     /chain of trust/i.test(e.facts.platformMessage ?? "")
       ? "--cert-chain must hold the device certificate first, then its intermediate CAs, all issued under the trusted root CA"
       : undefined,
-  "not-supported": (_e, command) =>
-    command === "enroll"
+  "not-supported": (e, command) =>
+    e.facts.api === "est"
+      ? "pass --ca-fingerprint with the fingerprint of the CA chain this device belongs to (ask the EST server's operator), so that one chain of /cacerts is chosen"
+      : command === "enroll"
       ? "reset the device's end entity to NEW on the platform (on dojot <= v0.4: edit the device), then run 'cert-retriever enroll --force'; the stored credentials stay in use until then"
       : "register certificates on dojot v0.7 or later (x509-identity-mgmt); on older platforms use 'cert-retriever enroll' for a certificate the platform issues",
   "hook-failed": () => "the new credentials are in place: fix the command (--exec) or the unit (--reload-unit) and run it by hand; the previous certificate was kept unrevoked so that what still uses it keeps working",

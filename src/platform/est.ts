@@ -255,7 +255,7 @@ export async function orderCaBag(certs: x509.X509Certificate[], crypto: CryptoPr
   const chosen = chains.length === 1 ? chains[0] : vouched.length === 1 ? vouched[0] : undefined;
   if (!chosen) {
     const what = chains.length === 0 ? "no CA certificate" : `${chains.length} separate CA chains (${chains.map((c) => `'${c[0]!.subject}'`).join(", ")}), none of them singled out by a pin or the stored chain`;
-    throw new CertRetrieverError(`fetch-ca failed: the EST server's /cacerts holds ${what}, and one device needs exactly one`, { step: "fetch-ca", reason: "not-supported" });
+    throw new CertRetrieverError(`fetch-ca failed: the EST server's /cacerts holds ${what}, and one device needs exactly one`, { step: "fetch-ca", reason: "not-supported", facts: { api: "est" } });
   }
   return chosen;
 }
