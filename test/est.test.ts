@@ -3,6 +3,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { softwareCrypto } from "../src/crypto/provider.js";
 import * as x509 from "../src/crypto/x509.js";
+import { issueServerCertificate } from "../src/lab/ca.js";
 import type { LabFault } from "../src/lab/faults.js";
 import { readEstIssued, startLab, type EstLabOptions, type RunningLab } from "../src/lab/server.js";
 import { sha256Fingerprint } from "../src/pipeline/certificate.js";
@@ -164,6 +165,17 @@ describe("EST bootstrap by a factory certificate (TLS client authentication)", (
     expect((await readEstIssued(lab.dir)).find((r) => r.serial === issued.serialNumber)?.auth).toBe(`client-cert:${new x509.X509Certificate(boot.cert).serialNumber}`);
   });
 
+  it("a certificate of the EST CA that may not authenticate a client (a broker's, serverAuth only): 401, exit 10", async () => {
+    const { out } = await device(lab);
+    const broker = await issueServerCertificate(lab.estCa!.issuing, [{ type: "dns", value: "broker.example" }], softwareCrypto());
+    await writeFile(join(out, "..", "broker.crt"), broker.cert);
+    await writeFile(join(out, "..", "broker.key"), broker.key, { mode: 0o600 });
+    const run = await enrollEst(lab, out, ["--client-cert", join(out, "..", "broker.crt"), "--client-key", join(out, "..", "broker.key"), "--ca-fingerprint", lab.pin]);
+    expect(run.code).toBe(10);
+    expect(run.stderr).toContain("extendedKeyUsage lacks clientAuth");
+    expect(await listFiles(out)).toEqual([]);
+  });
+
   it("a certificate from a CA the server does not know: 401, exit 10, nothing written", async () => {
     const { out } = await device(lab);
     const stranger = await makeCa("Stranger CA");
@@ -253,6 +265,32 @@ describe("EST server behaviour the client honours", () => {
       expect(run.stderr).toContain("as the platform's CSR attributes ask");
       expect(run.stderr).toMatch(/asks for the extension 1\.3\.6\.1\.1\.1\.1\.22/);
       expect(openssl("x509", "-in", certPath(out), "-noout", "-text")).toContain("NIST CURVE: P-384");
+    } finally {
+      await lab.stop();
+    }
+  });
+
+  it("csrattrs asking for RSA 3072 in RFC 9908's form (the size as the attribute's value): the key is RSA 3072", async () => {
+    const lab = await estLab({ csrAttrs: "rsa-3072" });
+    try {
+      const { out, pw } = await device(lab);
+      const run = await enrollEst(lab, out, ["--username", "admin", "--password-file", pw, "--ca-fingerprint", lab.pin]);
+      expect(run.code, run.stderr).toBe(0);
+      expect(run.stderr).toContain("rsa-3072 key");
+      expect(openssl("x509", "-in", certPath(out), "-noout", "-text")).toContain("Public-Key: (3072 bit)");
+    } finally {
+      await lab.stop();
+    }
+  });
+
+  it("a certificate the server spoils after a 202 is caught when it comes: exit 14, nothing written", async () => {
+    const lab = await estLab({ pending: 1, retryAfter: 1 }, [{ route: "est-enroll", kind: "expired", times: 1 }]);
+    try {
+      const { out, pw } = await device(lab);
+      const run = await enrollEst(lab, out, ["--username", "admin", "--password-file", pw, "--ca-fingerprint", lab.pin, "--json"]);
+      expect(run.code, run.stderr).toBe(14);
+      expect(JSON.parse(run.stdout).error).toMatchObject({ step: "validate", reason: "cert-out-of-date" });
+      expect(await listFiles(out)).toEqual([]);
     } finally {
       await lab.stop();
     }

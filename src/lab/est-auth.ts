@@ -5,6 +5,7 @@
 import { X509Certificate as NodeCertificate } from "node:crypto";
 import type { IncomingMessage } from "node:http";
 import type { TLSSocket } from "node:tls";
+import * as x509 from "../crypto/x509.js";
 import { checkPassword, loadState } from "./state.js";
 
 /** Who is asking: an `auth` record and, on re-enrollment, the certificate being renewed; or a refusal. */
@@ -62,6 +63,12 @@ function peerChain(req: IncomingMessage): NodeCertificate[] {
 
 /** The anchor `chain` leads to, through the CA certificates it carries, all valid at `now`; or why not. */
 function chainsTo(chain: NodeCertificate[], anchors: NodeCertificate[], now: number): NodeCertificate | string {
+  // As OpenSSL's "sslclient" purpose (libest) and Go's crypto/tls check it: an EKU, if any, must allow clientAuth, a key usage digitalSignature (or keyAgreement).
+  const leaf = new x509.X509Certificate(chain[0]!.raw);
+  const eku = leaf.getExtension(x509.ExtendedKeyUsageExtension);
+  if (eku && !eku.usages.some((u) => u === x509.ExtendedKeyUsage.clientAuth || u === "2.5.29.37.0")) return `'${leaf.subject}' may not authenticate a TLS client (its extendedKeyUsage lacks clientAuth)`;
+  const usage = leaf.getExtension(x509.KeyUsagesExtension);
+  if (usage && !(usage.usages & (x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyAgreement))) return `'${leaf.subject}' may not sign for a TLS client (its keyUsage lacks digitalSignature)`;
   const signedBy = (cert: NodeCertificate, issuer: NodeCertificate) => cert.checkIssued(issuer) && cert.verify(issuer.publicKey);
   const valid = (cert: NodeCertificate) => Date.parse(cert.validFrom) <= now && now <= Date.parse(cert.validTo);
   let cert: NodeCertificate | undefined = chain[0];

@@ -5,6 +5,7 @@
  */
 import { createHash, createPublicKey, X509Certificate as NodeCertificate } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
+import * as asn1js from "asn1js";
 import * as x509 from "../crypto/x509.js";
 import { sameBytes, sha256ColonHex } from "../crypto/fingerprint.js";
 import { certsOnlyPkcs7, encodeCsrAttrs, oidDer, OIDS, type CsrAttr } from "../crypto/pkcs7.js";
@@ -17,7 +18,7 @@ import { loadState, updateState, type EstIssued } from "./state.js";
 export type { EstIssued } from "./state.js";
 
 /** What `/csrattrs` asks for: nothing (204), an EC key on P-256 or P-384, or an RSA key. */
-export type EstCsrAttrs = "none" | "ec-p256" | "ec-p384" | "rsa";
+export type EstCsrAttrs = "none" | "ec-p256" | "ec-p384" | "rsa" | "rsa-3072";
 
 /** Settings of the lab's EST server. */
 export interface EstLabOptions {
@@ -102,15 +103,18 @@ export async function handleEst(req: IncomingMessage, res: ServerResponse, body:
   const op = m[2]!;
   if (req.method !== OPERATIONS[op]) return text(res, 405, `${op} takes ${OPERATIONS[op]}`, { allow: OPERATIONS[op]! });
   if (op === "csrattrs") return csrAttrs(res, ctx.est.csrAttrs ?? "none");
-  const fault = ctx.faults.take(op === "cacerts" ? "est-cacerts" : "est-enroll");
-  if (fault && sendTransportFault(fault, req, res)) return;
-  if (fault === "skewed-clock") res.setHeader("date", new Date(Date.now() + 3 * 86_400_000).toUTCString());
+  const route = op === "cacerts" ? "est-cacerts" : "est-enroll";
+  // A transport fault strikes the request as it comes; a fault in the certificate waits for one to be issued (not spent on a 401 or a 202).
+  const upcoming = ctx.faults.peek(route);
+  if (upcoming && sendTransportFault(upcoming, req, res)) return void ctx.faults.take(route);
   if (op === "cacerts") {
+    const fault = ctx.faults.take(route);
+    if (fault === "skewed-clock") res.setHeader("date", new Date(Date.now() + 3 * 86_400_000).toUTCString());
     // §4.1.2: no authentication; §4.1.3: the root and what a client needs to chain up to it.
     const pki = fault === "wrong-ca" ? await ctx.otherPki() : ctx.pki;
     return pkcs7(res, "application/pkcs7-mime", certsOnlyPkcs7([pki.issuing.cert.rawData, pki.root.cert.rawData].map((d) => new Uint8Array(d))), fault);
   }
-  return enroll(req, res, body, op === "simplereenroll", label, ctx, fault);
+  return enroll(req, res, body, op === "simplereenroll", label, ctx);
 }
 
 /** A CA label as written in the path, percent-decoded when it decodes (an undecodable one matches no label). */
@@ -123,7 +127,7 @@ function decodeLabel(segment: string): string {
 }
 
 /** `/simpleenroll` and `/simplereenroll` (RFC 7030 §4.2). */
-async function enroll(req: IncomingMessage, res: ServerResponse, body: string, reenroll: boolean, label: string | undefined, ctx: EstContext, fault: FaultKind | undefined): Promise<void> {
+async function enroll(req: IncomingMessage, res: ServerResponse, body: string, reenroll: boolean, label: string | undefined, ctx: EstContext): Promise<void> {
   const who = await authenticate(req, reenroll, { dir: ctx.dir, issuing: new NodeCertificate(Buffer.from(ctx.pki.issuing.cert.rawData)), bootstrap: ctx.bootstrap });
   if ("status" in who) {
     // RFC 7235 §3.1: a 401 names the scheme; §3.2.3 has the EST server ask for HTTP Basic.
@@ -146,7 +150,7 @@ async function enroll(req: IncomingMessage, res: ServerResponse, body: string, r
   const keyType = describeKey(csr.publicKey);
   const wanted = ctx.est.csrAttrs ?? "none";
   // §4.5.2: the server may refuse a request that does not do as /csrattrs asked.
-  if (wanted !== "none" && keyType !== wanted) return text(res, 400, `the CSR's key is ${keyType}, but /csrattrs asks for ${wanted} (RFC 7030 4.5.2)`);
+  if (wanted !== "none" && keyType !== wanted && !(wanted === "rsa" && keyType.startsWith("rsa-"))) return text(res, 400, `the CSR's key is ${keyType}, but /csrattrs asks for ${wanted} (RFC 7030 4.5.2)`);
   if (who.renewing) {
     // §4.2.2: Subject and SubjectAltName identical to the certificate being renewed (or re-keyed).
     const current = new x509.X509Certificate(who.renewing.raw);
@@ -157,7 +161,9 @@ async function enroll(req: IncomingMessage, res: ServerResponse, body: string, r
       return text(res, 400, "the CSR's subjectAltName differs from the certificate being renewed (RFC 7030 4.2.2)");
     }
   }
-  const key = `${reenroll}:${createHash("sha256").update(der).digest("hex")}`;
+  // §4.2.3 leaves it to the server to know the request again: by its key and subject (and CA label), as
+  // libest's manual-approval table does (by the CSR's public key), not by bytes a new signature changes.
+  const key = `${reenroll}:${label ?? ""}:${createHash("sha256").update(Buffer.from(csr.publicKey.rawData)).update(Buffer.from(csr.subjectName.toArrayBuffer())).digest("hex")}`;
   const pending = ctx.est.pending ?? 0;
   const answered = ctx.pending.get(key) ?? 0;
   if (pending === "forever" || answered < pending) {
@@ -166,6 +172,8 @@ async function enroll(req: IncomingMessage, res: ServerResponse, body: string, r
     const after = ctx.est.retryAfter ?? 1;
     return text(res, 202, `the request awaits manual approval; repeat it in ${after} s (RFC 7030 4.2.3)`, { "retry-after": String(after) });
   }
+  const fault = ctx.faults.take("est-enroll");
+  if (fault === "skewed-clock") res.setHeader("date", new Date(Date.now() + 3 * 86_400_000).toUTCString());
   const cert = await issue(csr, keyType, ctx, fault);
   if (!fault) {
     const record: EstIssued = { serial: cert.serialNumber, subject: cert.subject, fingerprint: sha256ColonHex(cert.rawData), auth: who.auth, issuedAt: new Date().toISOString() };
@@ -184,7 +192,7 @@ function sameDer(a: ArrayBuffer | undefined, b: ArrayBuffer | undefined): boolea
 /** The key in the CSR as `/csrattrs` names key types, or what else it is. */
 function describeKey(key: x509.PublicKey): string {
   const spki = createPublicKey({ key: Buffer.from(key.rawData), format: "der", type: "spki" });
-  if (spki.asymmetricKeyType === "rsa") return "rsa";
+  if (spki.asymmetricKeyType === "rsa") return `rsa-${spki.asymmetricKeyDetails?.modulusLength}`;
   const curve = spki.asymmetricKeyDetails?.namedCurve;
   if (spki.asymmetricKeyType === "ec") return curve === "prime256v1" ? "ec-p256" : curve === "secp384r1" ? "ec-p384" : `ec ${curve}`;
   return String(spki.asymmetricKeyType);
@@ -198,7 +206,7 @@ function describeKey(key: x509.PublicKey): string {
 async function issue(csr: x509.Pkcs10CertificateRequest, keyType: string, ctx: EstContext, fault: FaultKind | undefined): Promise<x509.X509Certificate> {
   const { signer, overrides } = await certificateFault(fault, ctx.pki.issuing, async () => (await ctx.otherPki()).issuing, ctx.crypto);
   const san = csr.getExtension(SAN_OID);
-  const usages = x509.KeyUsageFlags.digitalSignature | (keyType === "rsa" ? x509.KeyUsageFlags.keyEncipherment : 0);
+  const usages = x509.KeyUsageFlags.digitalSignature | (keyType.startsWith("rsa-") ? x509.KeyUsageFlags.keyEncipherment : 0);
   const now = Date.now();
   return signAsEjbca(
     {
@@ -236,6 +244,8 @@ function csrAttrs(res: ServerResponse, wanted: EstCsrAttrs): void {
     "ec-p256": [ec(OIDS.secp256r1), { oid: OIDS.ecdsaWithSHA256 }],
     "ec-p384": [ec(OIDS.secp384r1), { attribute: OIDS.extensionRequest, values: [oidDer(MAC_ADDRESS_OID)] }, { oid: OIDS.ecdsaWithSHA384 }],
     rsa: [{ oid: OIDS.rsaEncryption }],
+    // RFC 9908 §3.3: the key type as an attribute whose value gives the size.
+    "rsa-3072": [{ attribute: OIDS.rsaEncryption, values: [new Uint8Array(new asn1js.Integer({ value: 3072 }).toBER())] }],
   };
   if (wanted === "none") {
     res.writeHead(204).end();

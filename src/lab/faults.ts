@@ -35,6 +35,11 @@ export class FaultPlan {
     this.left = faults.map((f) => ({ ...f }));
   }
 
+  /** The fault due next on `route`, left in place. */
+  peek(route: FaultRoute): FaultKind | undefined {
+    return this.left.find((f) => f.route === route && (f.times === undefined || f.times > 0))?.kind;
+  }
+
   /** The fault for this request of `route`, if one is due. */
   take(route: FaultRoute): FaultKind | undefined {
     const fault = this.left.find((f) => f.route === route && (f.times === undefined || f.times > 0));

@@ -40,7 +40,7 @@ export function basic(user: string, password: string): string {
 }
 
 /** A new key (P-256 unless told) and its CSR for `name` (a DN string), with SANs if given. */
-export async function keyAndCsr(name: string, opts: { sans?: x509.JsonGeneralName[]; alg?: "ec-p256" | "ec-p384" | "rsa" } = {}): Promise<{ csr: x509.Pkcs10CertificateRequest; der: Uint8Array; key: string }> {
+export async function keyAndCsr(name: string, opts: { sans?: x509.JsonGeneralName[]; alg?: "ec-p256" | "ec-p384" | "rsa" } = {}): Promise<{ csr: x509.Pkcs10CertificateRequest; der: Uint8Array; key: string; keys: CryptoKeyPair }> {
   const alg = opts.alg ?? "ec-p256";
   const gen =
     alg === "rsa"
@@ -50,7 +50,7 @@ export async function keyAndCsr(name: string, opts: { sans?: x509.JsonGeneralNam
   const keys = (await crypto.subtle.generateKey(gen, true, ["sign", "verify"])) as CryptoKeyPair;
   const extensions = opts.sans ? [new x509.SubjectAlternativeNameExtension(opts.sans)] : [];
   const csr = await x509.Pkcs10CertificateRequestGenerator.create({ name, keys, signingAlgorithm: sign, extensions }, crypto);
-  return { csr, der: new Uint8Array(csr.rawData), key: await privateKeyPem(keys.privateKey, crypto) };
+  return { csr, der: new Uint8Array(csr.rawData), key: await privateKeyPem(keys.privateKey, crypto), keys };
 }
 
 /** Base64 of DER, as an EST request body; `wrapped`: in 76-character CRLF lines, as MIME writes it. */

@@ -68,7 +68,7 @@ export function labCommand(state: { exitCode: number }): Command {
     .option("--est-listen <host:port>", "also serve EST (HTTPS) there, beside dojot's API")
     .option("--est-pending <n|forever>", "EST: answer the first N submissions of each CSR with 202 Accepted and Retry-After (manual approval), or always")
     .option("--est-retry-after <seconds>", "EST: the Retry-After of a 202", "1")
-    .addOption(new Option("--est-csrattrs <attrs>", "EST: what /csrattrs asks for (none: 204); a CSR with another key type is then refused").choices(["none", "ec-p256", "ec-p384", "rsa"]).default("none"))
+    .addOption(new Option("--est-csrattrs <attrs>", "EST: what /csrattrs asks for (none: 204; rsa-3072 in RFC 9908's form, the size as the attribute's value); a CSR with another key type is then refused").choices(["none", "ec-p256", "ec-p384", "rsa", "rsa-3072"]).default("none"))
     .option("--est-bootstrap-ca <file>", "EST: a PEM CA whose certificates may authenticate /simpleenroll, e.g. the factory's (repeatable)", (v: string, p: string[]) => [...p, v], [])
     .option("--est-label <label>", "EST: a CA label served under /.well-known/est/<label>/ (repeatable)", (v: string, p: string[]) => [...p, v], [])
     .option("--fault <route:kind[:times]>", `misbehave on purpose, for testing clients (repeatable): ROUTE is ${FAULT_ROUTES.join(", ")}; KIND is listed below; TIMES, how often (default: always)`, (v: string, prev: string[]) => [...prev, v], [])
