@@ -344,6 +344,9 @@ describe("EST replies that must not be trusted", () => {
     { name: "/cacerts from another CA of the same names (the chain does not lead to the pinned root)", faults: [{ route: "est-cacerts", kind: "wrong-ca" }], code: 11, step: "fetch-ca", reason: "pin-mismatch" },
     { name: "the issued certificate not a PKCS#7", faults: [{ route: "est-enroll", kind: "malformed-pkcs7" }], code: 13, step: "submit-csr", reason: "reply-malformed" },
     { name: "a certificate issued by another CA of the same names", faults: [{ route: "est-enroll", kind: "wrong-ca" }], code: 14, step: "validate", reason: "cert-invalid" },
+    { name: "/cacerts 200 with bytes that are not base64", faults: [{ route: "est-cacerts", kind: "garbage" }], code: 11, step: "fetch-ca", reason: "reply-malformed" },
+    { name: "the server fails the enrollment (HTTP 500, plain text)", faults: [{ route: "est-enroll", kind: "500" }], code: 13, step: "submit-csr", reason: "platform-error" },
+    { name: "the enrollment's reply cut off (the server may have issued)", faults: [{ route: "est-enroll", kind: "truncated" }], code: 75, step: "submit-csr", reason: "maybe-sent" },
   ];
   for (const c of cases) {
     it(`${c.name}: exit ${c.code}, nothing written`, async () => {

@@ -8,7 +8,7 @@ import { decodeCsrAttrs, OIDS, oidOf } from "../src/crypto/pkcs7.js";
 import { softwareCrypto } from "../src/crypto/provider.js";
 import { issueServerCertificate } from "../src/lab/ca.js";
 import { readEstIssued, startLab, type EstLabOptions, type LabOptions, type RunningLab } from "../src/lab/server.js";
-import { SECRETS } from "./helpers/cli.js";
+import { runCli, SECRETS } from "./helpers/cli.js";
 import { b64, basic, estRequest, keyAndCsr, opensslAsync, pkcs7Certs, runPki, type EstReply, type PkiRun } from "./helpers/est.js";
 import { tempDir } from "./helpers/lab.js";
 import { issueLeaf, makeCa, type TestCa } from "./helpers/pki.js";
@@ -285,8 +285,22 @@ describe.skipIf(!hasOpenssl)("EST faults (--fault est-cacerts:KIND, est-enroll:K
     expect(foreignIssued.issuer).toBe("CN=Lab EST Issuing CA, O=cert-retriever lab");
     const foreignFile = await file("foreign.pem", toPem(foreignIssued.rawData, "CERTIFICATE"));
     expect(() => openssl("verify", "-CAfile", rootFile, "-untrusted", issuingFile, foreignFile)).toThrow();
-    expect((await post(`${faulty.estUrl}/simpleenroll`, b64(der), admin)).status).toBe(503);
+    const busy = await post(`${faulty.estUrl}/simpleenroll`, b64(der), admin);
+    expect(busy.status).toBe(503);
+    expect(busy.headers["content-type"]).toBe("text/plain; charset=utf-8"); // an EST server's shape, not dojot's gateway JSON
     issued(await post(`${faulty.estUrl}/simpleenroll`, b64(der), admin));
+  });
+
+  it("a fault on a route it cannot strike, or an est-* fault with no EST server, is refused at start (exit 2), not ignored", async () => {
+    const lab = await tempDir("cr-estfault-");
+    try {
+      const wrongRoute = await runCli(["lab", "serve", "--dir", lab, "--listen", "127.0.0.1:0", "--api", "est", "--fault", "sign:malformed-pkcs7"]);
+      expect([wrongRoute.code, wrongRoute.stderr]).toEqual([2, expect.stringContaining("malformed-pkcs7 strikes only est-cacerts, est-enroll")]);
+      const noEst = await runCli(["lab", "serve", "--dir", lab, "--listen", "127.0.0.1:0", "--fault", "est-cacerts:garbage"]);
+      expect([noEst.code, noEst.stderr]).toEqual([2, expect.stringContaining("need an EST server")]);
+    } finally {
+      await rm(lab, { recursive: true, force: true });
+    }
   });
 });
 

@@ -106,7 +106,7 @@ export async function handleEst(req: IncomingMessage, res: ServerResponse, body:
   const route = op === "cacerts" ? "est-cacerts" : "est-enroll";
   // A transport fault strikes the request as it comes; a fault in the certificate waits for one to be issued (not spent on a 401 or a 202).
   const upcoming = ctx.faults.peek(route);
-  if (upcoming && sendTransportFault(upcoming, req, res)) return void ctx.faults.take(route);
+  if (upcoming && sendTransportFault(upcoming, req, res, true)) return void ctx.faults.take(route);
   if (op === "cacerts") {
     const fault = ctx.faults.take(route);
     if (fault === "skewed-clock") res.setHeader("date", new Date(Date.now() + 3 * 86_400_000).toUTCString());

@@ -18,12 +18,27 @@ export interface LabFault {
   times?: number;
 }
 
-/** Parses `route:kind[:times]`, as `lab serve --fault` takes it. */
+/** The routes each kind that is not a transport fault can strike (a transport fault strikes any). */
+const KIND_ROUTES: Partial<Record<FaultKind, FaultRoute[]>> = {
+  "wrong-ca": ["ca", "sign", "est-cacerts", "est-enroll"],
+  "trailing-data": ["ca", "sign", "est-cacerts", "est-enroll"],
+  "skewed-clock": ["ca", "sign", "est-cacerts", "est-enroll"],
+  "other-key": ["sign", "est-enroll"],
+  expired: ["sign", "est-enroll"],
+  "not-yet-valid": ["sign", "est-enroll"],
+  "critical-extension": ["sign", "est-enroll"],
+  "malformed-pkcs7": ["est-cacerts", "est-enroll"],
+  "wrapped-base64": ["est-cacerts", "est-enroll"],
+};
+
+/** Parses `route:kind[:times]`, as `lab serve --fault` takes it; a kind on a route it cannot strike is refused, not ignored. */
 export function parseFault(text: string): LabFault {
   const [route, kind, times] = text.split(":");
   if (!FAULT_ROUTES.includes(route as FaultRoute) || !FAULT_KINDS.includes(kind as FaultKind) || (times !== undefined && !/^\d+$/.test(times))) {
     throw new Error(`--fault '${text}' is not ROUTE:KIND[:TIMES] with ROUTE one of ${FAULT_ROUTES.join(", ")} and KIND one of ${FAULT_KINDS.join(", ")}`);
   }
+  const routes = KIND_ROUTES[kind as FaultKind];
+  if (routes && !routes.includes(route as FaultRoute)) throw new Error(`--fault '${text}': ${kind} strikes only ${routes.join(", ")}`);
   return { route: route as FaultRoute, kind: kind as FaultKind, times: times === undefined ? undefined : Number(times) };
 }
 
@@ -49,14 +64,18 @@ export class FaultPlan {
 }
 
 /**
- * Answers with a transport or status fault; returns false for the kinds that need the normal
- * handler's help (certificates). `hang` leaves the request open until the server closes.
+ * Answers with a transport or status fault, in the shapes of dojot's gateway (JSON) or, with
+ * `est`, of an EST server (base64 PKCS#7 bodies, plain-text errors); returns false for the kinds
+ * that need the normal handler's help (certificates). `hang` leaves the request open until the
+ * server closes.
  */
-export function sendTransportFault(kind: FaultKind, req: IncomingMessage, res: ServerResponse): boolean {
+export function sendTransportFault(kind: FaultKind, req: IncomingMessage, res: ServerResponse, est = false): boolean {
   const json = (status: number, body: unknown, headers: Record<string, string> = {}) => {
-    const text = JSON.stringify(body);
-    res.writeHead(status, { "content-type": "application/json", "content-length": Buffer.byteLength(text), ...headers }).end(text);
+    const text = est ? String((body as { message?: string }).message ?? "") : JSON.stringify(body);
+    res.writeHead(status, { "content-type": est ? "text/plain; charset=utf-8" : "application/json", "content-length": Buffer.byteLength(text), ...headers }).end(text);
   };
+  const okType = est ? "application/pkcs7-mime" : "application/json";
+  const filler = (size: number) => (est ? "A".repeat(size) : JSON.stringify({ certificate: "A".repeat(size), status: { data: "A" } }));
   switch (kind) {
     case "refuse":
       req.socket.destroy();
@@ -65,8 +84,8 @@ export function sendTransportFault(kind: FaultKind, req: IncomingMessage, res: S
       return true;
     case "reset":
     case "truncated": {
-      const body = JSON.stringify({ certificate: "A".repeat(4096) });
-      res.writeHead(200, { "content-type": "application/json", "content-length": Buffer.byteLength(body) });
+      const body = filler(4096);
+      res.writeHead(200, { "content-type": okType, "content-length": Buffer.byteLength(body) });
       res.write(body.slice(0, body.length / 2), () => {
         if (kind === "reset") req.socket.resetAndDestroy?.() ?? req.socket.destroy();
         else req.socket.end();
@@ -85,12 +104,12 @@ export function sendTransportFault(kind: FaultKind, req: IncomingMessage, res: S
     case "garbage": {
       const bytes = Buffer.alloc(512);
       for (let i = 0; i < bytes.length; i++) bytes[i] = (i * 7919 + 13) % 256;
-      res.writeHead(200, { "content-type": "application/json", "content-length": bytes.length }).end(bytes);
+      res.writeHead(200, { "content-type": okType, "content-length": bytes.length }).end(bytes);
       return true;
     }
     case "oversized": {
-      const body = JSON.stringify({ certificate: "A".repeat(2 * 1024 * 1024), status: { data: "A" } });
-      res.writeHead(200, { "content-type": "application/json", "content-length": Buffer.byteLength(body) }).end(body);
+      const body = filler(2 * 1024 * 1024);
+      res.writeHead(200, { "content-type": okType, "content-length": Buffer.byteLength(body) }).end(body);
       return true;
     }
     default:

@@ -86,9 +86,12 @@ export function labCommand(state: { exitCode: number }): Command {
       ]);
       const { parseRateLimit } = await import("../../lab/rate-limit.js");
       const { isLoopbackHost } = await import("../../loopback.js");
-      const exposed = !isLoopbackHost(host) || (est?.host !== undefined && !isLoopbackHost(est.host));
+      const outside = [...(flags.api === "est" ? [] : [host]), ...(flags.api === "est" ? [host] : est?.host !== undefined ? [est.host] : [])].filter((h) => !isLoopbackHost(h));
+      const exposed = outside.length > 0;
       if (exposed) {
-        say(`warning: the lab listens on ${host}, beyond this machine: its admin password, its CA key and plain http are for tests only`);
+        const transport = flags.api === "est" ? "" : ", plain http";
+        const unlimited = est ? " and EST's unlimited password checks" : "";
+        say(`warning: the lab listens on ${[...new Set(outside)].join(" and ")}, beyond this machine: its admin password, its CA keys${transport}${unlimited} are for tests only`);
       }
       // Reachable by others, it limits /auth as dojot's Kong does unless told otherwise.
       const limit = flags.authRateLimit ?? (exposed ? DOJOT_AUTH_LIMIT : undefined);
@@ -241,7 +244,7 @@ interface ServeFlags {
   estListen?: string;
   estPending?: string;
   estRetryAfter: string;
-  estCsrattrs: "none" | "ec-p256" | "ec-p384" | "rsa";
+  estCsrattrs: "none" | "ec-p256" | "ec-p384" | "rsa" | "rsa-3072";
   estBootstrapCa: string[];
   estLabel: string[];
 }
@@ -250,8 +253,8 @@ interface ServeFlags {
 async function estOptions(flags: ServeFlags): Promise<import("../../lab/est.js").EstLabOptions | undefined> {
   if (flags.api === "est" && flags.estListen) throw usage("--est-listen serves EST beside dojot's API; with --api est, EST is served on --listen", "drop --est-listen, or choose --api legacy, x509 or both");
   if (flags.api !== "est" && !flags.estListen) {
-    const stray = flags.estPending !== undefined || flags.estCsrattrs !== "none" || flags.estBootstrapCa.length > 0 || flags.estLabel.length > 0;
-    if (stray) throw usage("the --est-* options need an EST server", "add --est-listen HOST:PORT, or serve EST alone with --api est");
+    const stray = flags.estPending !== undefined || flags.estRetryAfter !== "1" || flags.estCsrattrs !== "none" || flags.estBootstrapCa.length > 0 || flags.estLabel.length > 0 || flags.fault.some((f) => f.startsWith("est-"));
+    if (stray) throw usage("the --est-* options and est-* faults need an EST server", "add --est-listen HOST:PORT, or serve EST alone with --api est");
     return undefined;
   }
   const listen = flags.estListen ? parseListen(flags.estListen, "--est-listen") : {};
