@@ -254,6 +254,23 @@ describe.skipIf(!hasOpenssl)("simplereenroll (RFC 7030 §4.2.2)", () => {
     const broker = await issueServerCertificate(lab.estCa!.issuing, [{ type: "dns", value: "broker.example" }], crypto);
     refused(await post(`${base}/simplereenroll`, same, {}, broker), 403, /extendedKeyUsage lacks clientAuth/);
     refused(await post(`${base}/simpleenroll`, same, {}, broker), 401, /extendedKeyUsage lacks clientAuth/);
+    // A client certificate of the issuing CA that this server never enrolled: nothing to renew.
+    const strayKeys = (await crypto.subtle.generateKey({ name: "ECDSA", namedCurve: "P-256" }, true, ["sign", "verify"])) as CryptoKeyPair;
+    const strayCert = await x509.X509CertificateGenerator.create(
+      {
+        subject: "CN=dev-renew, O=Acme",
+        issuer: lab.estCa!.issuing.cert.subjectName,
+        publicKey: strayKeys.publicKey,
+        signingKey: lab.estCa!.issuing.key,
+        signingAlgorithm: { name: "RSASSA-PKCS1-v1_5", hash: "SHA-256" },
+        notBefore: new Date(Date.now() - 60_000),
+        notAfter: new Date(Date.now() + 86_400_000),
+        extensions: [new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.clientAuth]), new x509.SubjectAlternativeNameExtension([{ type: "dns", value: "dev-renew.example" }])],
+      },
+      crypto,
+    );
+    const stray = { cert: toPem(strayCert.rawData, "CERTIFICATE"), key: toPem(await crypto.subtle.exportKey("pkcs8", strayKeys.privateKey), "PRIVATE KEY") };
+    refused(await post(`${base}/simplereenroll`, same, {}, stray), 403, /was not issued by this EST server/);
     refused(await post(`${base}/simplereenroll`, b64((await keyAndCsr("CN=dev-other, O=Acme", { sans: [{ type: "dns", value: "dev-renew.example" }] })).der), {}, current), 400, /subject 'CN=dev-other, O=Acme' differs/);
     refused(await post(`${base}/simplereenroll`, b64((await keyAndCsr("O=Acme, CN=dev-renew", { sans: [{ type: "dns", value: "dev-renew.example" }] })).der), {}, current), 400, /subject .* differs/);
     refused(await post(`${base}/simplereenroll`, b64((await keyAndCsr("CN=dev-renew, O=Acme")).der), {}, current), 400, /subjectAltName differs/);

@@ -23,7 +23,11 @@ export async function authenticate(req: IncomingMessage, reenroll: boolean, ctx:
     if (chain.length === 0) return { status: 401, why: "simplereenroll needs the TLS client certificate being renewed (RFC 7030 4.2.2)" };
     const verdict = chainsTo(chain, [issuing], Date.now());
     if (typeof verdict === "string") return { status: 403, why: `the TLS client certificate ${verdict}` };
-    return { auth: `reenroll:${serialOf(chain[0]!)}`, renewing: chain[0]! };
+    // Renewed is what was enrolled: a certificate of the issuing CA that EST never issued (a broker's, say) is not a device's.
+    const serial = serialOf(chain[0]!);
+    const enrolled = (await loadState(ctx.dir))?.estIssued?.some((r) => r.serial.toLowerCase() === serial);
+    if (!enrolled) return { status: 403, why: `the TLS client certificate ${serial} was not issued by this EST server, so there is nothing to renew` };
+    return { auth: `reenroll:${serial}`, renewing: chain[0]! };
   }
   let refused = "";
   if (chain.length > 0) {
