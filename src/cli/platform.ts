@@ -13,7 +13,8 @@ export type EstSettings = Omit<import("../platform/est.js").EstOptions, "baseUrl
  * Returns the normalised pin too.
  */
 export async function estTrust(storedCaPem: string | undefined, pin: string | undefined): Promise<{ anchors: string[]; pin?: string }> {
-  const anchors = storedCaPem?.match(/-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g) ?? [];
+  const { certificatePems } = await import("../crypto/keys.js");
+  const anchors = storedCaPem === undefined ? [] : certificatePems(storedCaPem);
   if (pin === undefined) return { anchors };
   const [{ normalizeFingerprint }, { sha256ColonHex }, x509] = await Promise.all([import("../pipeline/pin.js"), import("../crypto/fingerprint.js"), import("../crypto/x509.js")]);
   const wanted = normalizeFingerprint(pin);

@@ -1,5 +1,10 @@
 import type { CryptoProvider } from "./provider.js";
 
+/** The PEM certificate blocks in a text (a chain, a bundle), in order. */
+export function certificatePems(text: string): string[] {
+  return text.match(/-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g) ?? [];
+}
+
 /** Key algorithms a device can generate, by their CLI name. */
 export const KEY_TYPES = {
   "rsa-2048": { name: "RSASSA-PKCS1-v1_5", modulusLength: 2048 },

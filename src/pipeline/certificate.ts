@@ -1,4 +1,5 @@
 import { sha256ColonHex } from "../crypto/fingerprint.js";
+import { certificatePems } from "../crypto/keys.js";
 import * as asn1js from "asn1js";
 import * as x509 from "../crypto/x509.js";
 import { CertRetrieverError, describeCause, type Reason, type Step } from "../errors.js";
@@ -47,6 +48,7 @@ export function displayName(name: x509.Name): string {
  * issuers (EST stores the chain; dojot has a single CA). Fails like {@link parseCertificate}.
  */
 export function parseCaChain(pem: string, what: string, step: Step, reason: Reason): x509.X509Certificate[] {
-  const blocks = pem.match(/-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g) ?? [pem];
+  const found = certificatePems(pem);
+  const blocks = found.length > 0 ? found : [pem];
   return blocks.map((block, i) => parseCertificate(block, blocks.length > 1 ? `certificate ${i + 1} of ${what}` : what, step, reason));
 }

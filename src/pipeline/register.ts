@@ -1,5 +1,5 @@
 import type { CryptoProvider } from "../crypto/provider.js";
-import { toPem } from "../crypto/keys.js";
+import { certificatePems, toPem } from "../crypto/keys.js";
 import * as x509 from "../crypto/x509.js";
 import { CertRetrieverError } from "../errors.js";
 import { openSession, type SessionSource } from "../platform/login.js";
@@ -35,7 +35,7 @@ export interface CheckedChain {
  * The device id need not be in the certificate (dojot v0.7+ binds by fingerprint): only a note.
  */
 export async function checkChain(text: string, where: string, opts: { deviceId: string; caFingerprint?: string; now: Date; crypto: CryptoProvider }): Promise<CheckedChain> {
-  const blocks = text.match(/-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g) ?? [];
+  const blocks = certificatePems(text);
   const fail = (message: string, reason: "config" | "cert-invalid" | "cert-out-of-date" | "usage") =>
     new CertRetrieverError(`validate failed: ${message}`, { step: "validate", reason, facts: { path: where } });
   if (blocks.length === 0) throw fail(`${where} holds no PEM certificate (-----BEGIN CERTIFICATE-----)`, "config");

@@ -28,9 +28,11 @@ export interface EstOptions {
    * giving them as platform CAs).
    */
   anchors?: string[];
-  /** A CA fingerprint is pinned: without anchors, /cacerts is fetched provisionally (unverified TLS), and only the chain the pin then vouches for ({@link trustCa}) is trusted. */
-  pinned: boolean;
-  /** The pinned fingerprint (64 hex digits, upper case), to choose among several chains. */
+  /**
+   * The pinned CA fingerprint (64 hex digits, upper case). Without anchors, /cacerts is then fetched
+   * provisionally (unverified TLS), and only the chain the pin vouches for ({@link trustCa}) is
+   * trusted; it also chooses among several chains.
+   */
   pin?: string;
   /** CA certificates for the platform's TLS were given (`http` has them): the server is checked against them from the start. */
   platformCa: boolean;
@@ -59,7 +61,7 @@ export function estBaseUrl(url: URL): URL {
   if (url.protocol !== "https:") throw usageError(`EST runs over TLS only (RFC 7030 §3.3): ${url.origin} is plain http`, "platform");
   const path = url.pathname.replace(/\/+$/, "");
   if (path === "") return new URL(`${url.origin}${EST_PREFIX}`);
-  if (path === EST_PREFIX || new RegExp(`^${EST_PREFIX.replace(/\./g, "\\.")}/[^/]+$`).test(path)) return new URL(`${url.origin}${path}`);
+  if (/^\/\.well-known\/est(\/[^/]+)?$/.test(path)) return new URL(`${url.origin}${path}`);
   throw usageError(`the EST URL's path must be ${EST_PREFIX} or ${EST_PREFIX}/<label> (RFC 7030 §3.2.2), not ${url.pathname}`, "platform");
 }
 
@@ -103,7 +105,7 @@ export class EstClient implements PlatformClient {
    * the caller has checked the chain against the pin and calls {@link trustCa}.
    */
   async fetchCa(_session: Session): Promise<FetchedCa> {
-    const provisional = !this.opts.anchors?.length && !this.opts.platformCa && this.opts.pinned;
+    const provisional = !this.opts.anchors?.length && !this.opts.platformCa && this.opts.pin !== undefined;
     const client = provisional ? this.opts.http.withTls({ verify: false, cert: undefined, key: undefined }) : this.trusted;
     const reply = await client.json("fetch-ca", this.url("cacerts"), { method: "GET", headers: { accept: "application/pkcs7-mime" } });
     if (reply.status !== 200) throw estError("fetch-ca", reply, "fetching the CA certificates (/cacerts)");

@@ -72,7 +72,7 @@ async function platformAsker(command: Command, flags: CommonFlags & { api?: ApiC
     const [{ makePlatform, estTrust }, { openSession }] = await Promise.all([import("../platform.js"), import("../../platform/login.js")]);
     const trust = est ? await estTrust((await store.read()).parts.caPem, flags.caFingerprint) : undefined;
     const { softwareCrypto } = await import("../../crypto/provider.js");
-    const estSettings = trust && { ...trust, pinned: Boolean(flags.caFingerprint), platformCa: Boolean(flags.platformCa), basic: false, clientCert: false, crypto: softwareCrypto(), signal: opened.interrupt.signal };
+    const estSettings = trust && { ...trust, platformCa: Boolean(flags.platformCa), basic: false, clientCert: false, crypto: softwareCrypto(), signal: opened.interrupt.signal };
     const platform = await makePlatform(flags.api ?? "auto", { baseUrl, caName: flags.caName, entityPassword: "", http: opened.http, est: estSettings });
     const { session } = await openSession(platform, { username: (await credentials?.username()) ?? "", password: credentials?.password ?? (async () => ""), session: token?.session, sessionSource: token?.source }, new Date());
     return question(platform, session);

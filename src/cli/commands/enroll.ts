@@ -165,7 +165,7 @@ async function runEnroll(command: Command, state: CliState): Promise<number> {
           caName: flags.caName,
           entityPassword,
           http,
-          est: trust && { ...trust, pinned: Boolean(flags.caFingerprint), platformCa: Boolean(flags.platformCa), basic, clientCert: Boolean(flags.clientCert), crypto, signal: interrupt.signal },
+          est: trust && { ...trust, platformCa: Boolean(flags.platformCa), basic, clientCert: Boolean(flags.clientCert), crypto, signal: interrupt.signal },
         }),
         crypto,
         keyStore,

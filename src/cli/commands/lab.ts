@@ -268,7 +268,7 @@ async function estOptions(flags: ServeFlags): Promise<import("../../lab/est.js")
   const bootstrapCas: string[] = [];
   for (const file of flags.estBootstrapCa) {
     const pem = await readPemFile(file, "--est-bootstrap-ca", /-----BEGIN CERTIFICATE-----/);
-    bootstrapCas.push(...(pem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? []));
+    bootstrapCas.push(...(await import("../../crypto/keys.js")).certificatePems(pem));
   }
   const { parseBootstrapCas } = await import("../../lab/est.js");
   try {
