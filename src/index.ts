@@ -6,9 +6,9 @@ export { ExitCode, EXIT_CODE_MEANINGS } from "./exit-codes.js";
 export { EXIT_RULES, exitCodeOf, exitCodesOf } from "./exit-rules.js";
 export { DojotLegacyClient, type DojotLegacyOptions } from "./platform/dojot-legacy.js";
 export type { PlatformClient, Session } from "./platform/types.js";
-export { softwareCrypto, type CryptoProvider } from "./crypto/provider.js";
-export { KEY_TYPES, type KeyType } from "./crypto/keys.js";
+export { softwareCrypto, type CryptoProvider } from "./keys/provider.js";
+export { KEY_TYPES, type KeyType } from "./keys/key-types.js";
 /** Where keys are made: in software, or in a PKCS#11 token (whose native packages load only when one is opened). */
-export { SoftwareKeyStore, type KeyStore, type KeyHandle } from "./crypto/key-store.js";
-export { Pkcs11KeyStore, type Pkcs11Options } from "./crypto/pkcs11-store.js";
-export { parsePkcs11Uri, formatPkcs11Uri, type Pkcs11Uri } from "./crypto/pkcs11-uri.js";
+export { SoftwareKeyStore, type KeyStore, type KeyHandle } from "./keys/key-store.js";
+export { Pkcs11KeyStore, type Pkcs11Options } from "./keys/pkcs11-store.js";
+export { parsePkcs11Uri, formatPkcs11Uri, type Pkcs11Uri } from "./keys/pkcs11-uri.js";

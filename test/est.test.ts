@@ -1,8 +1,8 @@
 import { readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { softwareCrypto } from "../src/crypto/provider.js";
-import * as x509 from "../src/crypto/x509.js";
+import { softwareCrypto } from "../src/keys/provider.js";
+import * as x509 from "../src/keys/x509.js";
 import { issueServerCertificate } from "../src/lab/ca.js";
 import type { LabFault } from "../src/lab/faults.js";
 import { readEstIssued, startLab, type EstLabOptions, type RunningLab } from "../src/lab/server.js";

@@ -10,7 +10,7 @@ import { enrollCli, listFiles, snapshot } from "./helpers/enroll.js";
 import { makeFixture, type Fixture } from "./helpers/fault-matrix.js";
 import { startTestLab, tempDir, type TestLab } from "./helpers/lab.js";
 import { haveRoot, openssl } from "./helpers/tools.js";
-import { softwareCrypto } from "../src/crypto/provider.js";
+import { softwareCrypto } from "../src/keys/provider.js";
 import { setDevice, startLab } from "../src/lab/server.js";
 
 /** Mounting a tmpfs needs root; CI runs as root. */

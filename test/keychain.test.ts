@@ -7,7 +7,7 @@ import { assertNoSecrets, commandLine, runCli } from "./helpers/cli.js";
 import { listFiles } from "./helpers/enroll.js";
 import { startTestLab, tempDir, type TestLab } from "./helpers/lab.js";
 import { haveTool, openssl } from "./helpers/tools.js";
-import { softwareCrypto } from "../src/crypto/provider.js";
+import { softwareCrypto } from "../src/keys/provider.js";
 import { readEstIssued, startLab } from "../src/lab/server.js";
 import { sha256Fingerprint } from "../src/pipeline/certificate.js";
 

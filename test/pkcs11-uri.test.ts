@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { formatPkcs11Uri, parsePkcs11Uri } from "../src/crypto/pkcs11-uri.js";
+import { formatPkcs11Uri, parsePkcs11Uri } from "../src/keys/pkcs11-uri.js";
 import { runCli } from "./helpers/cli.js";
 import { tempDir } from "./helpers/lab.js";
 

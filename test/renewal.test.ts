@@ -10,8 +10,8 @@ import { snapshot } from "./helpers/enroll.js";
 import { closedPort, tempDir } from "./helpers/lab.js";
 import { startBroker } from "./helpers/mosquitto.js";
 import { issueLeaf, makeCa } from "./helpers/pki.js";
-import * as x509 from "../src/crypto/x509.js";
-import { softwareCrypto } from "../src/crypto/provider.js";
+import * as x509 from "../src/keys/x509.js";
+import { softwareCrypto } from "../src/keys/provider.js";
 import { haveTool, openssl } from "./helpers/tools.js";
 
 /**

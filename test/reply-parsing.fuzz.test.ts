@@ -5,7 +5,7 @@ import { exitCodeOf } from "../src/cli/failures.js";
 import { ExitCode } from "../src/exit-codes.js";
 import { parseCertificate } from "../src/pipeline/certificate.js";
 import { createHash } from "node:crypto";
-import { toPem } from "../src/crypto/keys.js";
+import { toPem } from "../src/keys/key-types.js";
 import { noRoute, whichApi } from "../src/platform/auto.js";
 import { parseAuthReply, parseCaReply, parseSignReply } from "../src/platform/dojot-legacy.js";
 import { generationOf, parseX509CaReply, parseX509CertificateReply } from "../src/platform/dojot-x509.js";

@@ -5,7 +5,7 @@ import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { softwareCrypto } from "../src/crypto/provider.js";
+import { softwareCrypto } from "../src/keys/provider.js";
 import { setDevice, startLab } from "../src/lab/server.js";
 import { runCli, SECRETS } from "./helpers/cli.js";
 import { enrollCli, listFiles } from "./helpers/enroll.js";

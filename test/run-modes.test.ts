@@ -2,7 +2,7 @@ import { chownSync } from "node:fs";
 import { chmod, mkdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { softwareCrypto } from "../src/crypto/provider.js";
+import { softwareCrypto } from "../src/keys/provider.js";
 import { startLab, type RunningLab } from "../src/lab/server.js";
 import { runCli, SECRETS } from "./helpers/cli.js";
 import { enrollCli, listFiles, snapshot } from "./helpers/enroll.js";

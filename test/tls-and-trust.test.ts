@@ -5,7 +5,7 @@ import { connect, type AddressInfo, type Socket } from "node:net";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { checkPlatformUrl } from "../src/cli/inputs.js";
-import { softwareCrypto } from "../src/crypto/provider.js";
+import { softwareCrypto } from "../src/keys/provider.js";
 import { startLab } from "../src/lab/server.js";
 import { runCli } from "./helpers/cli.js";
 import { enrollCli, listFiles } from "./helpers/enroll.js";

@@ -3,7 +3,7 @@ import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import { createServer, type TLSSocket } from "node:tls";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { softwareCrypto } from "../src/crypto/provider.js";
+import { softwareCrypto } from "../src/keys/provider.js";
 import { issueServerCertificate, loadOrCreateCa } from "../src/lab/ca.js";
 import { runCli } from "./helpers/cli.js";
 import { enrollCli } from "./helpers/enroll.js";

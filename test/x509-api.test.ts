@@ -2,8 +2,8 @@ import { existsSync, readFileSync } from "node:fs";
 
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import * as x509 from "../src/crypto/x509.js";
-import { softwareCrypto } from "../src/crypto/provider.js";
+import * as x509 from "../src/keys/x509.js";
+import { softwareCrypto } from "../src/keys/provider.js";
 import { startLab, setDevice, type LabOptions, type RunningLab } from "../src/lab/server.js";
 import { runCli, SECRETS } from "./helpers/cli.js";
 import { enrollCli } from "./helpers/enroll.js";

@@ -326,16 +326,16 @@ export async function openKeyStore(
   flags: KeyFlags,
   uri: string | undefined,
   opts: { login: boolean; source?: SourceOf; pin?: { read: () => Promise<string>; where: string } },
-): Promise<import("../crypto/key-store.js").KeyStore> {
-  const { isPkcs11Uri, parsePkcs11Uri } = await import("../crypto/pkcs11-uri.js");
+): Promise<import("../keys/key-store.js").KeyStore> {
+  const { isPkcs11Uri, parsePkcs11Uri } = await import("../keys/pkcs11-uri.js");
   if (uri === undefined || !isPkcs11Uri(uri)) {
     if (uri !== undefined) throw await keyNotUri(uri);
-    const { SoftwareKeyStore } = await import("../crypto/key-store.js");
+    const { SoftwareKeyStore } = await import("../keys/key-store.js");
     return new SoftwareKeyStore();
   }
   const parsed = parsePkcs11Uri(uri);
   const pin = opts.pin ?? (await tokenPin(parsed, flags, tokenName(parsed)));
-  const { Pkcs11KeyStore } = await import("../crypto/pkcs11-store.js");
+  const { Pkcs11KeyStore } = await import("../keys/pkcs11-store.js");
   return Pkcs11KeyStore.open(
     { uri, modulePath: flags.pkcs11Module, pin: pin.read, pinSource: pin.where, refusePinValue: opts.source?.("key") === "cli" },
     opts.login,
@@ -366,14 +366,14 @@ export function tokenName(uri: { token?: string }): string {
 /** Checks --key's form before anything else is done (a token is opened only later, when needed). */
 export async function checkKeyFlag(flags: KeyFlags): Promise<void> {
   if (flags.key === undefined) return;
-  const { isPkcs11Uri, parsePkcs11Uri } = await import("../crypto/pkcs11-uri.js");
+  const { isPkcs11Uri, parsePkcs11Uri } = await import("../keys/pkcs11-uri.js");
   if (!isPkcs11Uri(flags.key)) throw await keyNotUri(flags.key);
   const { pinValue } = parsePkcs11Uri(flags.key);
   if (pinValue !== undefined) holdSecret(pinValue);
 }
 
 async function keyNotUri(key: string): Promise<CertRetrieverError> {
-  const { shown } = await import("../crypto/pkcs11-uri.js");
+  const { shown } = await import("../keys/pkcs11-uri.js");
   return usage(`--key ${shown(key)} is not a pkcs11: URI`, "--key names a key in a PKCS#11 token (RFC 7512), e.g. --key 'pkcs11:token=device?module-path=/usr/lib/softhsm/libsofthsm2.so'; without it the key is made in software");
 }
 

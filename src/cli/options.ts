@@ -1,5 +1,5 @@
 import { Command, Option } from "commander";
-import { KEY_TYPES } from "../crypto/keys.js";
+import { KEY_TYPES } from "../keys/key-types.js";
 import { MQTT_VERSIONS } from "../profiles.js";
 
 /** The commands that take shared options; each option is defined once, here, with the commands that use it. */

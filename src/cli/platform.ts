@@ -13,10 +13,10 @@ export type EstSettings = Omit<import("../platform/est.js").EstOptions, "baseUrl
  * Returns the normalised pin too.
  */
 export async function estTrust(storedCaPem: string | undefined, pin: string | undefined): Promise<{ anchors: string[]; pin?: string }> {
-  const { certificatePems } = await import("../crypto/keys.js");
+  const { certificatePems } = await import("../keys/key-types.js");
   const anchors = storedCaPem === undefined ? [] : certificatePems(storedCaPem);
   if (pin === undefined) return { anchors };
-  const [{ normalizeFingerprint }, { sha256ColonHex }, x509] = await Promise.all([import("../pipeline/pin.js"), import("../crypto/fingerprint.js"), import("../crypto/x509.js")]);
+  const [{ normalizeFingerprint }, { sha256ColonHex }, x509] = await Promise.all([import("../pipeline/pin.js"), import("../keys/fingerprint.js"), import("../keys/x509.js")]);
   const wanted = normalizeFingerprint(pin);
   const fingerprint = (pem: string) => {
     try {

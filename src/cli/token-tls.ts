@@ -23,8 +23,8 @@ export async function tokenKeyForTls(
   record: string,
   source?: SourceOf,
 ): Promise<{ engine: { engine: string; identifier: string }; dispose(): Promise<void> }> {
-  const { parsePkcs11Uri } = await import("../crypto/pkcs11-uri.js");
-  const { modulePathOf, Pkcs11KeyStore } = await import("../crypto/pkcs11-store.js");
+  const { parsePkcs11Uri } = await import("../keys/pkcs11-uri.js");
+  const { modulePathOf, Pkcs11KeyStore } = await import("../keys/pkcs11-store.js");
   const parsed = parsePkcs11Uri(uri);
   const named = parsePkcs11Uri(record);
   const pinSource = await tokenPin(parsed, flags, tokenName(parsed));

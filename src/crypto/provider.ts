@@ -1,13 +1,2 @@
-import { webcrypto } from "node:crypto";
-
-/**
- * The crypto seam: every key operation goes through a standard WebCrypto `Crypto` object passed
- * explicitly, never through a global, so that a PKCS#11-backed `Crypto` (non-extractable keys in
- * a secure element) can replace the software one without touching the pipeline.
- */
-export type CryptoProvider = Crypto;
-
-/** The runtime's own WebCrypto: keys generated in software on the device. */
-export function softwareCrypto(): CryptoProvider {
-  return webcrypto as unknown as CryptoProvider;
-}
+/** Kept only for src/lab, which leaves the agent (issue 25): the module moved to keys/provider.ts. Remove with src/lab. */
+export * from "../keys/provider.js";

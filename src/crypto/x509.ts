@@ -1,6 +1,2 @@
-/**
- * The single entry point to @peculiar/x509: its dependency injection needs the Reflect metadata
- * polyfill loaded first, so every module imports x509 from here, never from the package.
- */
-import "reflect-metadata";
-export * from "@peculiar/x509";
+/** Kept only for src/lab, which leaves the agent (issue 25): the module moved to keys/x509.ts. Remove with src/lab. */
+export * from "../keys/x509.js";

@@ -1,7 +1,7 @@
-import { sha256ColonHex } from "../crypto/fingerprint.js";
-import { certificatePems } from "../crypto/keys.js";
+import { sha256ColonHex } from "../keys/fingerprint.js";
+import { certificatePems } from "../keys/key-types.js";
 import * as asn1js from "asn1js";
-import * as x509 from "../crypto/x509.js";
+import * as x509 from "../keys/x509.js";
 import { CertRetrieverError, describeCause, type Reason, type Step } from "../errors.js";
 
 /**

@@ -1,6 +1,6 @@
-import * as x509 from "../crypto/x509.js";
+import * as x509 from "../keys/x509.js";
 import { CertRetrieverError, describeCause } from "../errors.js";
-import type { CryptoProvider } from "../crypto/provider.js";
+import type { CryptoProvider } from "../keys/provider.js";
 import type { CredentialStore } from "../store/types.js";
 import { commonName, parseCaChain, parseCertificate, sha256Fingerprint } from "./certificate.js";
 import { normalizeFingerprint } from "./pin.js";

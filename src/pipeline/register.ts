@@ -1,6 +1,6 @@
-import type { CryptoProvider } from "../crypto/provider.js";
-import { certificatePems, toPem } from "../crypto/keys.js";
-import * as x509 from "../crypto/x509.js";
+import type { CryptoProvider } from "../keys/provider.js";
+import { certificatePems, toPem } from "../keys/key-types.js";
+import * as x509 from "../keys/x509.js";
 import { CertRetrieverError } from "../errors.js";
 import { openSession, type SessionSource } from "../platform/login.js";
 import type { DojotX509Client } from "../platform/dojot-x509.js";

@@ -1,9 +1,9 @@
 import { readFile, stat } from "node:fs/promises";
-import type { CryptoProvider } from "../crypto/provider.js";
-import { toPem } from "../crypto/keys.js";
-import * as x509 from "../crypto/x509.js";
+import type { CryptoProvider } from "../keys/provider.js";
+import { toPem } from "../keys/key-types.js";
+import * as x509 from "../keys/x509.js";
 import { describeCause } from "../errors.js";
-import { sameBytes, sha256ColonHex } from "../crypto/fingerprint.js";
+import { sameBytes, sha256ColonHex } from "../keys/fingerprint.js";
 import { replaceFile } from "../store/directory.js";
 import { displayName } from "./certificate.js";
 

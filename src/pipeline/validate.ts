@@ -1,7 +1,7 @@
 import { timingSafeEqual } from "node:crypto";
-import * as x509 from "../crypto/x509.js";
+import * as x509 from "../keys/x509.js";
 import { CertRetrieverError, type Reason, type Step } from "../errors.js";
-import type { CryptoProvider } from "../crypto/provider.js";
+import type { CryptoProvider } from "../keys/provider.js";
 import { commonName } from "./certificate.js";
 import { sanList, type SubjectAltNames } from "./build-csr.js";
 

@@ -1,4 +1,4 @@
-import * as x509 from "../crypto/x509.js";
+import * as x509 from "../keys/x509.js";
 
 /** The most a CRL from a distribution point may weigh (a CA's CRL is kilobytes, a large one megabytes). */
 const MAX_CRL_BYTES = 16 * 1024 * 1024;

@@ -1,5 +1,5 @@
 import { CertRetrieverError, type Reason, type Step } from "../errors.js";
-import { decodeBase64 } from "./base64.js";
+import { decodeBase64 } from "../keys/base64.js";
 import { jsonObject, platformSays, replyFacts, type HttpClient, type HttpReply } from "./http.js";
 import { sessionFromJwt, type FetchedCa, type Issued, type PlatformApi, type PlatformClient, type Session, type SignRequest } from "./types.js";
 

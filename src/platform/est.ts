@@ -5,13 +5,13 @@
  * `https://host[:port]/.well-known/est[/<label>]`.
  */
 import { setTimeout as sleep } from "node:timers/promises";
-import { sameBytes, sha256ColonHex } from "../crypto/fingerprint.js";
-import { isKeyType, toPem, type KeyType } from "../crypto/keys.js";
-import { certsFromPkcs7, decodeCsrAttrs, integerOf, oidOf, OIDS, type CsrAttr } from "../crypto/pkcs7.js";
-import type { CryptoProvider } from "../crypto/provider.js";
-import * as x509 from "../crypto/x509.js";
+import { sameBytes, sha256ColonHex } from "../keys/fingerprint.js";
+import { isKeyType, toPem, type KeyType } from "../keys/key-types.js";
+import { certsFromPkcs7, decodeCsrAttrs, integerOf, oidOf, OIDS, type CsrAttr } from "../keys/pkcs7.js";
+import type { CryptoProvider } from "../keys/provider.js";
+import * as x509 from "../keys/x509.js";
 import { CertRetrieverError, describeCause, usageError, type Reason, type Step } from "../errors.js";
-import { decodeBase64 } from "./base64.js";
+import { decodeBase64 } from "../keys/base64.js";
 import { parseRetryAfter, platformSays, replyFacts, type HttpClient, type HttpReply } from "./http.js";
 import type { LoginSource } from "./login.js";
 import type { FetchedCa, Issued, PlatformApi, PlatformClient, Session, SignRequest } from "./types.js";

@@ -1,4 +1,4 @@
-import type { KeyType } from "../crypto/keys.js";
+import type { KeyType } from "../keys/key-types.js";
 import type { LoginSource } from "./login.js";
 
 /** A platform session: the JWT (memory only) and what it says about the caller. */

@@ -3,7 +3,7 @@ import type { AddressInfo, Socket } from "node:net";
 import { join } from "node:path";
 import { createServer, type TLSSocket } from "node:tls";
 import aedes from "aedes";
-import { softwareCrypto } from "../../src/crypto/provider.js";
+import { softwareCrypto } from "../../src/keys/provider.js";
 import { issueServerCertificate, loadOrCreateCa } from "../../src/lab/ca.js";
 
 /** How a connection ended, as the broker saw it. */

@@ -1,7 +1,7 @@
 import { cp } from "node:fs/promises";
 import { join } from "node:path";
 import { expect } from "vitest";
-import { softwareCrypto } from "../../src/crypto/provider.js";
+import { softwareCrypto } from "../../src/keys/provider.js";
 import type { FaultKind, FaultRoute } from "../../src/lab/faults.js";
 import { setDevice, startLab } from "../../src/lab/server.js";
 import { enrollCli, snapshot } from "./enroll.js";

@@ -4,7 +4,7 @@ import { createServer as createHttpsServer, type ServerOptions as HttpsOptions }
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { softwareCrypto } from "../../src/crypto/provider.js";
+import { softwareCrypto } from "../../src/keys/provider.js";
 import type { CertProfile } from "../../src/lab/ca.js";
 import { setDevice, startLab, type EstLabOptions, type LabApi, type LabOptions, type RunningLab } from "../../src/lab/server.js";
 import { SECRETS } from "./cli.js";

@@ -1,7 +1,7 @@
 import { Command } from "commander";
 import { describeCause } from "../../errors.js";
 import { applyConfigFile, type ConfigExtras } from "../config.js";
-import type * as x509 from "../../crypto/x509.js";
+import type * as x509 from "../../keys/x509.js";
 import type { PlatformClient, Session } from "../../platform/types.js";
 import {
   checkKeyFlag,
@@ -71,7 +71,7 @@ async function platformAsker(command: Command, flags: CommonFlags & { api?: ApiC
     opened = await openPlatformRun(bounded, startedAt, []);
     const [{ makePlatform, estTrust }, { openSession }] = await Promise.all([import("../platform.js"), import("../../platform/login.js")]);
     const trust = est ? await estTrust((await store.read()).parts.caPem, flags.caFingerprint) : undefined;
-    const { softwareCrypto } = await import("../../crypto/provider.js");
+    const { softwareCrypto } = await import("../../keys/provider.js");
     const estSettings = trust && { ...trust, platformCa: Boolean(flags.platformCa), basic: false, clientCert: false, crypto: softwareCrypto(), signal: opened.interrupt.signal };
     const platform = await makePlatform(flags.api ?? "auto", { baseUrl, caName: flags.caName, entityPassword: "", http: opened.http, est: estSettings });
     const { session } = await openSession(platform, { username: (await credentials?.username()) ?? "", password: credentials?.password ?? (async () => ""), session: token?.session, sessionSource: token?.source }, new Date());
@@ -118,9 +118,9 @@ export function checkCommand(state: CliState): Command {
         if (flags.api === "est" && flags.platform) (await import("../../platform/est.js")).estBaseUrl(await resolvePlatformUrl(flags));
         const [{ inspectCredentials }, { softwareCrypto }, { revocationOf, describeRevocation, markCaReplaced }, { sameBytes }] = await Promise.all([
           import("../../pipeline/inspect.js"),
-          import("../../crypto/provider.js"),
+          import("../../keys/provider.js"),
           import("../../pipeline/revocation.js"),
-          import("../../crypto/fingerprint.js"),
+          import("../../keys/fingerprint.js"),
         ]);
         const crypto = softwareCrypto();
         const now = new Date();

@@ -1,6 +1,6 @@
 import { rm } from "node:fs/promises";
 import { Command, Option } from "commander";
-import { isKeyType, type KeyType } from "../../crypto/keys.js";
+import { isKeyType, type KeyType } from "../../keys/key-types.js";
 import { CertRetrieverError } from "../../errors.js";
 import { COMMAND_EXIT_CODES } from "../../exit-codes.js";
 import type { RetryInfo } from "../../platform/http.js";
@@ -150,7 +150,7 @@ async function runEnroll(command: Command, state: CliState): Promise<number> {
   // Heavy modules load only once the input is known to be good.
   const [{ enroll }, { softwareCrypto }, { makePlatform }, { revocationOf, caReplacedMark }, { runChangeHooks }] = await Promise.all([
     import("../../pipeline/enroll.js"),
-    import("../../crypto/provider.js"),
+    import("../../keys/provider.js"),
     import("../platform.js"),
     import("../../pipeline/revocation.js"),
     import("../hooks.js"),
@@ -264,7 +264,7 @@ async function tokenOfStoredKey(store: CredentialStore): Promise<string | undefi
   }
   const stored = read?.parts.key?.trim();
   if (!stored?.startsWith("pkcs11:")) return undefined;
-  const { formatPkcs11Uri, parsePkcs11Uri } = await import("../../crypto/pkcs11-uri.js");
+  const { formatPkcs11Uri, parsePkcs11Uri } = await import("../../keys/pkcs11-uri.js");
   const { id: _id, type: _type, ...token } = parsePkcs11Uri(stored);
   return formatPkcs11Uri(token);
 }

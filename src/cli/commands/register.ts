@@ -63,7 +63,7 @@ async function runRegister(command: Command, state: CliState): Promise<number> {
     import("../../pipeline/pin.js"),
     import("../../pipeline/register.js"),
     import("../../platform/dojot-x509.js"),
-    import("../../crypto/provider.js"),
+    import("../../keys/provider.js"),
   ]);
   const root = flags.rootCaFingerprint === undefined ? undefined : normalizeFingerprint(flags.rootCaFingerprint);
   if (flags.rootCaFingerprint !== undefined && !root) {

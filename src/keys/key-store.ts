@@ -1,5 +1,5 @@
 import { createPrivateKey, createPublicKey } from "node:crypto";
-import { generateKeyPair, privateKeyPem, spkiDer, type KeyType } from "./keys.js";
+import { generateKeyPair, privateKeyPem, spkiDer, type KeyType } from "./key-types.js";
 import { isPkcs11Uri } from "./pkcs11-uri.js";
 import type * as x509 from "./x509.js";
 import { softwareCrypto, type CryptoProvider } from "./provider.js";

@@ -6,7 +6,7 @@ import { CertRetrieverError, describeCause, usageError, type Reason } from "../e
 import { prepareDirectory } from "../store/directory.js";
 import { acquireLock } from "../store/lock.js";
 import type { KeyHandle, KeyStore } from "./key-store.js";
-import { keyAlgorithm, type KeyType } from "./keys.js";
+import { keyAlgorithm, type KeyType } from "./key-types.js";
 import { formatPkcs11Uri, parsePkcs11Uri, type Pkcs11Uri } from "./pkcs11-uri.js";
 import type { CryptoProvider } from "./provider.js";
 import type * as x509 from "./x509.js";

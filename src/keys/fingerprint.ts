@@ -1,0 +1,12 @@
+import { createHash } from "node:crypto";
+
+/** Whether two DER encodings (certificates, names) are the same bytes. */
+export function sameBytes(a: Uint8Array | ArrayBuffer, b: Uint8Array | ArrayBuffer): boolean {
+  return Buffer.compare(new Uint8Array(a), new Uint8Array(b)) === 0;
+}
+
+/** SHA-256 of DER as uppercase hex pairs joined by colons: the form openssl prints and x509-identity-mgmt writes. */
+
+export function sha256ColonHex(der: Uint8Array | ArrayBuffer): string {
+  return createHash("sha256").update(der instanceof ArrayBuffer ? new Uint8Array(der) : der).digest("hex").toUpperCase().match(/../g)!.join(":");
+}
