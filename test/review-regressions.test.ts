@@ -21,7 +21,7 @@ describe("review findings", () => {
   it("the lock is never held by two runs at once (8 processes racing)", async () => {
     const dir = await tempDir();
     const log = join(dir, "log");
-    const lockModule = fileURLToPath(new URL("../dist/store/lock.js", import.meta.url));
+    const lockModule = fileURLToPath(new URL("../dist/fs/lock.js", import.meta.url));
     const script = `import { acquireLock } from ${JSON.stringify(lockModule)}; import { appendFileSync } from "node:fs";
       for (let i = 0; i < 15; i++) { const release = await acquireLock(${JSON.stringify(dir)}, 60000);
         appendFileSync(${JSON.stringify(log)}, "+\\n"); await new Promise((r) => setTimeout(r, 3)); appendFileSync(${JSON.stringify(log)}, "-\\n"); await release(); }`;

@@ -102,7 +102,7 @@ describe("a lock keeps two runs on one directory apart", () => {
     // Our own pid (in-process, as a library or a container's pid 1 would be): not another run.
     const own = await tempDir();
     await writeFile(join(own, ".cert-retriever.lock"), `${process.pid} ${boot}\n`);
-    const { acquireLock } = await import("../src/store/lock.js");
+    const { acquireLock } = await import("../src/fs/lock.js");
     const release = await acquireLock(own, 0); // no wait: a lock held by a live other run would throw (exit 75)
     await release();
     expect(await readdir(own)).toEqual([]);

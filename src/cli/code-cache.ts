@@ -16,7 +16,7 @@
  * The cache is code that will run: it is read only from a directory no other user can write, and
  * nothing is written outside that directory. Nothing about the cache ever fails a run.
  */
-import { writableByOthers } from "../file-trust.js";
+import { writableByOthers } from "../fs/file-trust.js";
 
 // Built-ins without an import statement or import.meta: the start is both a valid ES module (as
 // dist/cert-retriever.mjs) and a valid CommonJS script (installed without the extension, as

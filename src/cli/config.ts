@@ -2,7 +2,7 @@ import { readFile, stat } from "node:fs/promises";
 import { join } from "node:path";
 import type { Command } from "commander";
 import { describeCause } from "../errors.js";
-import { writableByOthers } from "../file-trust.js";
+import { writableByOthers } from "../fs/file-trust.js";
 import { configError } from "./failures.js";
 import { attributeName, OPTION_SPECS, SECRET_CONFIG_KEYS } from "./options.js";
 

@@ -1,7 +1,7 @@
 import { readFile, unlink } from "node:fs/promises";
 import { dirname } from "node:path";
 import { describeCause } from "../errors.js";
-import { replaceFile, storageError, syncDirectory } from "../store/directory.js";
+import { replaceFile, storageError, syncDirectory } from "../fs/safe-dir.js";
 
 /**
  * The keys a run made in a token for a device and has not yet stored credentials for, one

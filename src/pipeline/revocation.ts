@@ -4,7 +4,7 @@ import { toPem } from "../keys/key-types.js";
 import * as x509 from "../keys/x509.js";
 import { describeCause } from "../errors.js";
 import { sameBytes, sha256ColonHex } from "../keys/fingerprint.js";
-import { replaceFile } from "../store/directory.js";
+import { replaceFile } from "../fs/safe-dir.js";
 import { displayName } from "./certificate.js";
 
 /** How to learn whether a certificate was revoked: a cached CRL, refreshed from the platform when it is old. */

@@ -1,8 +1,8 @@
 import { join, resolve } from "node:path";
 import { CertRetrieverError, describeCause } from "../errors.js";
 import { faultPoint } from "../fault.js";
-import { prepareDirectory, removeCreatedDirectory } from "./directory.js";
-import { acquireLock } from "./lock.js";
+import { prepareDirectory, removeCreatedDirectory } from "../fs/safe-dir.js";
+import { acquireLock } from "../fs/lock.js";
 import type { CredentialPems, CredentialStore, OpenStore, StoredCredentials } from "./types.js";
 
 /** The keychain service under which every entry is kept. */

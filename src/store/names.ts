@@ -1,5 +1,5 @@
 import { join, resolve } from "node:path";
-import { LOCK_FILE } from "./lock.js";
+import { LOCK_FILE } from "../fs/lock.js";
 
 /** Prefix of the staging directory that a write works in (see writeCredentials). */
 export const STAGING_PREFIX = ".staging-";

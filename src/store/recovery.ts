@@ -2,7 +2,7 @@ import type { Stats } from "node:fs";
 import { lstat, readdir, readFile, rename, rm, unlink } from "node:fs/promises";
 import { basename, isAbsolute, join } from "node:path";
 import { CertRetrieverError, describeCause } from "../errors.js";
-import { storageError, syncDirectory } from "./directory.js";
+import { storageError, syncDirectory } from "../fs/safe-dir.js";
 import { STAGING_PREFIX, type CredentialPaths } from "./names.js";
 
 /** Name of the mark, inside a staging directory, that makes its write the one to finish. */

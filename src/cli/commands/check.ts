@@ -163,7 +163,7 @@ export function checkCommand(state: CliState): Command {
           if (verdict.state === "valid" && caReplaced) {
             // enroll sees this only through the mark: without it, the unit would be started every day for nothing.
             await markCaReplaced(caReplacedPath(flags), verdict.ca).catch(async (err: unknown) => {
-              throw (await import("../../store/directory.js")).storageError(`${caReplaced}, but that could not be noted for enroll in ${caReplacedPath(flags)} (${describeCause(err)})`, err);
+              throw (await import("../../fs/safe-dir.js")).storageError(`${caReplaced}, but that could not be noted for enroll in ${caReplacedPath(flags)} (${describeCause(err)})`, err);
             });
             say(`enrollment needed: ${caReplaced}`);
             if (flags.json) printJson({ needed: true, deviceId, state: "ca-changed", reason: caReplaced });
@@ -180,7 +180,7 @@ export function checkCommand(state: CliState): Command {
             state.exitCode = CHECK_EXIT.NOTHING_TO_DO;
           } else {
             if (verdict.state === "revoked" && verdict.cacheError) {
-              throw (await import("../../store/directory.js")).storageError(`${verdict.reason}, but ${verdict.cacheError}, where enroll reads it`, undefined);
+              throw (await import("../../fs/safe-dir.js")).storageError(`${verdict.reason}, but ${verdict.cacheError}, where enroll reads it`, undefined);
             }
             say(`enrollment needed: ${verdict.reason}`);
             if (flags.json) printJson({ needed: true, deviceId, state: verdict.state, reason: verdict.reason });

@@ -65,7 +65,7 @@ export function loginCommand(state: CliState): Command {
 /** Writes a secret with mode 0600, staged and renamed so a reader never sees half a token. */
 async function writeSecretFile(path: string, text: string): Promise<void> {
   try {
-    await (await import("../../store/directory.js")).replaceFile(path, text, 0o600);
+    await (await import("../../fs/safe-dir.js")).replaceFile(path, text, 0o600);
   } catch (err) {
     throw new CertRetrieverError(`cannot write the token to ${path}: ${describeCause(err)}`, {
         cause: err,

@@ -1,7 +1,7 @@
 import { mkdir, open, rename, rmdir, stat, unlink } from "node:fs/promises";
 import { dirname, join, resolve } from "node:path";
 import { CertRetrieverError, describeCause, errnoOf } from "../errors.js";
-import { writableByOthers } from "../file-trust.js";
+import { writableByOthers } from "./file-trust.js";
 
 /**
  * Creates the credentials directory with mode 0700 if it is missing, and refuses it (`storage-unsafe`)
