@@ -9,7 +9,7 @@ import { toPem } from "../src/keys/key-types.js";
 import { noRoute, whichApi } from "../src/platform/auto.js";
 import { parseAuthReply, parseCaReply, parseSignReply } from "../src/platform/dojot-legacy.js";
 import { generationOf, parseX509CaReply, parseX509CertificateReply } from "../src/platform/dojot-x509.js";
-import { platformSays, type HttpReply } from "../src/platform/http.js";
+import { platformSays, type HttpReply } from "../src/transport/http.js";
 import { makeCa } from "./helpers/pki.js";
 
 /** A real certificate, so that generated replies also hold well-formed ones, with right and wrong fingerprints. */

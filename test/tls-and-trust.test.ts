@@ -186,7 +186,7 @@ describe("pinning the CA with --ca-fingerprint", () => {
 
 describe("the deadline bounds the whole run", () => {
   it("a signing request the deadline stops before it is sent is not reported as one that may have reached the platform", async () => {
-    const { HttpClient, DEFAULT_TIMEOUTS } = await import("../src/platform/http.js");
+    const { HttpClient, DEFAULT_TIMEOUTS } = await import("../src/transport/http.js");
     const http = new HttpClient({ timeouts: DEFAULT_TIMEOUTS, attempts: 3, deadline: Date.now() - 1 }); // the run's clock: already past
     const sent = http.json("submit-csr", new URL(`${lab.url}/sign/x/pkcs10`), { method: "POST", body: {}, once: true });
     await expect(sent).rejects.toMatchObject({ reason: "deadline", message: expect.stringMatching(/submit-csr failed: .*the deadline passed/) });

@@ -1,7 +1,7 @@
 import { readFile, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { CertRetrieverError, describeCause } from "../errors.js";
-import type { HttpClient, RetryInfo } from "../platform/http.js";
+import type { HttpClient, RetryInfo } from "../transport/http.js";
 import type { LoginSource } from "../platform/login.js";
 import type { Session } from "../platform/types.js";
 import type { CredentialStore } from "../store/types.js";
@@ -146,7 +146,7 @@ export async function makeHttp(flags: CommonFlags, startedAt: number, signal: Ab
       hint: "check that --client-key is the unencrypted PEM key of --client-cert",
     });
   }
-  const { HttpClient } = await import("../platform/http.js");
+  const { HttpClient } = await import("../transport/http.js");
   return new HttpClient({
     timeouts: { connect: Math.min(10_000, requestTimeout), headers: requestTimeout, body: requestTimeout },
     attempts,

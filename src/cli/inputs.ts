@@ -1,7 +1,7 @@
 import { readFile } from "node:fs/promises";
 import { isIP } from "node:net";
 import { CertRetrieverError, describeCause } from "../errors.js";
-import { isLoopbackHost } from "../loopback.js";
+import { isLoopbackHost } from "../transport/loopback.js";
 import type { SubjectAltNames } from "../pipeline/build-csr.js";
 import type { RenewWindow } from "../pipeline/inspect.js";
 import { usage } from "./failures.js";

@@ -1,4 +1,4 @@
-import type { HttpClient } from "../platform/http.js";
+import type { HttpClient } from "../transport/http.js";
 import type { PlatformClient } from "../platform/types.js";
 
 /** The platform APIs of `--api`. */

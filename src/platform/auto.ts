@@ -1,7 +1,7 @@
 import { CertRetrieverError } from "../errors.js";
 import { DojotLegacyClient, parseCaReply } from "./dojot-legacy.js";
 import { DojotX509Client } from "./dojot-x509.js";
-import { jsonObject, platformSays, replyFacts, type HttpReply } from "./http.js";
+import { jsonObject, platformSays, replyFacts, type HttpReply } from "../transport/http.js";
 import { API_TRAITS, type Binding, type FetchedCa, type Issued, type PlatformApi, type PlatformClient, type Session, type SignRequest } from "./types.js";
 
 /**

@@ -87,7 +87,7 @@ async function platformAsker(command: Command, flags: CommonFlags & { api?: ApiC
 
 /** Without a platform: the certificate's own CRL distribution points (http), if it names any. */
 async function fromDistributionPoints(cert: x509.X509Certificate): Promise<(() => Promise<Uint8Array>) | undefined> {
-  const { crlDistributionUrls, fetchCrlFromDistributionPoints } = await import("../../platform/crl-distribution.js");
+  const { crlDistributionUrls, fetchCrlFromDistributionPoints } = await import("../../transport/crl-distribution.js");
   const urls = crlDistributionUrls(cert);
   return urls.length > 0 ? () => fetchCrlFromDistributionPoints(urls, CHECK_ONLINE_MS) : undefined;
 }

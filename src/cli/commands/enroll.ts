@@ -3,7 +3,7 @@ import { Command, Option } from "commander";
 import { isKeyType, type KeyType } from "../../keys/key-types.js";
 import { CertRetrieverError } from "../../errors.js";
 import { COMMAND_EXIT_CODES } from "../../exit-codes.js";
-import type { RetryInfo } from "../../platform/http.js";
+import type { RetryInfo } from "../../transport/http.js";
 import type { CredentialStore } from "../../store/types.js";
 import { applyConfigFile } from "../config.js";
 import {

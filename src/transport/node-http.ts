@@ -7,7 +7,7 @@
  */
 import type { Agent as HttpAgent, IncomingHttpHeaders, IncomingMessage } from "node:http";
 import type { SecureContextOptions } from "node:tls";
-import { bareHost } from "../loopback.js";
+import { bareHost } from "./loopback.js";
 
 // Not imported: on Node 22+ an ESM import of node:http builds its module namespace, whose
 // WebSocket export loads Node's own undici (and its WebAssembly parser) on every run.

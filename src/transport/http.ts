@@ -5,7 +5,7 @@ import { probeTlsAlert } from "./tls-probe.js";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Dispatcher } from "./undici-core.js";
 import { NodeHttpClient, TIMEOUT_CODES } from "./node-http.js";
-import { bareHost, isLoopbackHost } from "../loopback.js";
+import { bareHost, isLoopbackHost } from "./loopback.js";
 import { CertRetrieverError, describeCause, errnoOf, type Reason, type Step } from "../errors.js";
 
 /** The most a platform reply may hold; dojot's replies are a few kilobytes. */
