@@ -1,5 +1,5 @@
 /** Library API of cert-retriever: it never prints and never exits; the CLI in `cli/` does. */
-export { enroll, ENROLL_STEPS, type EnrollOptions, type EnrollEvent, type EnrollResult } from "./pipeline/enroll.js";
+export { enroll, ENROLL_STEPS, type EnrollOptions, type EnrollEvent, type EnrollResult } from "./flows/enroll.js";
 export { CertRetrieverError, REASONS, type Reason, type Facts, type Step } from "./errors.js";
 export { ExitCode, EXIT_CODE_MEANINGS } from "./exit-codes.js";
 /** The CLI's mapping of reasons to exit codes, for callers that want the same numbers. */

@@ -8,7 +8,7 @@ import { certsOnlyPkcs7, oidDer, OIDS } from "../src/keys/pkcs7.js";
 import { softwareCrypto } from "../src/keys/provider.js";
 import * as x509 from "../src/keys/x509.js";
 import { startLab } from "../src/lab/server.js";
-import { sha256Fingerprint } from "../src/pipeline/certificate.js";
+import { sha256Fingerprint } from "../src/flows/certificate.js";
 import { orderCaBag, readCsrAttrs } from "../src/platform/est.js";
 import { runCli, SECRETS } from "./helpers/cli.js";
 import { listFiles } from "./helpers/enroll.js";

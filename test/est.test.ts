@@ -6,7 +6,7 @@ import * as x509 from "../src/keys/x509.js";
 import { issueServerCertificate } from "../src/lab/ca.js";
 import type { LabFault } from "../src/lab/faults.js";
 import { readEstIssued, startLab, type EstLabOptions, type RunningLab } from "../src/lab/server.js";
-import { sha256Fingerprint } from "../src/pipeline/certificate.js";
+import { sha256Fingerprint } from "../src/flows/certificate.js";
 import { runCli, SECRETS, type CliRun } from "./helpers/cli.js";
 import { listFiles, modeOf, snapshot } from "./helpers/enroll.js";
 import { tempDir } from "./helpers/lab.js";

@@ -7,7 +7,7 @@ import { EXIT_CODE_MEANINGS } from "../src/exit-codes.js";
 import { BIN, runCli, SECRETS } from "./helpers/cli.js";
 import { softwareCrypto } from "../src/keys/provider.js";
 import { readEstIssued, startLab } from "../src/lab/server.js";
-import { sha256Fingerprint } from "../src/pipeline/certificate.js";
+import { sha256Fingerprint } from "../src/flows/certificate.js";
 import { listFiles } from "./helpers/enroll.js";
 import { startTestLab, tempDir, type TestLab } from "./helpers/lab.js";
 import { haveFaketime, sharedClock, startLabProcess, type LabProcess, type SharedClock } from "./helpers/clock.js";

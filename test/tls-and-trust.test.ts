@@ -168,7 +168,7 @@ describe("pinning the CA with --ca-fingerprint", () => {
     expect((await enrollCli(lab.url, lab, "pin-stored", out)).code).toBe(0);
     const other = await startLab({ dir: await tempDir(), host: "127.0.0.1", port: 0, crypto: softwareCrypto(), certProfile: "cfree", autoRegister: true, adminPassword: lab.password, tokenLifetime: 60 });
     try {
-      const otherFp = (await import("../src/pipeline/certificate.js")).sha256Fingerprint(other.ca.cert);
+      const otherFp = (await import("../src/flows/certificate.js")).sha256Fingerprint(other.ca.cert);
       const run = await enrollCli(other.url, lab, "pin-stored", out, ["--ca-fingerprint", otherFp]);
       expect(run.stderr).toMatch(/existing credentials will be replaced: the stored CA .* not the pinned/);
       expect(run.code, run.stderr).toBe(0);

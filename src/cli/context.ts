@@ -2,7 +2,7 @@ import { readFile, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { CertRetrieverError, describeCause } from "../errors.js";
 import type { HttpClient, RetryInfo } from "../transport/http.js";
-import type { LoginSource } from "../platform/login.js";
+import type { LoginSource } from "../flows/authenticate.js";
 import type { Session } from "../platform/types.js";
 import type { CredentialStore } from "../store/types.js";
 import { checkTrusted, type ConfigExtras } from "./config.js";
@@ -117,7 +117,7 @@ export async function makeStore(flags: CommonFlags, deviceId: string): Promise<C
 
 /** Checks --ca-fingerprint's form (before any request). */
 export async function checkPinFlag(flags: CommonFlags): Promise<void> {
-  const { normalizeFingerprint } = await import("../pipeline/pin.js");
+  const { normalizeFingerprint } = await import("../flows/pin.js");
   if (flags.caFingerprint !== undefined && !normalizeFingerprint(flags.caFingerprint)) {
     throw usage(`--ca-fingerprint '${flags.caFingerprint}' is not a SHA-256 fingerprint`, "give it as sha256:<64 hex digits> (colons allowed), as the last run printed it");
   }

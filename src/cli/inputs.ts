@@ -2,8 +2,8 @@ import { readFile } from "node:fs/promises";
 import { isIP } from "node:net";
 import { CertRetrieverError, describeCause } from "../errors.js";
 import { isLoopbackHost } from "../transport/loopback.js";
-import type { SubjectAltNames } from "../pipeline/build-csr.js";
-import type { RenewWindow } from "../pipeline/inspect.js";
+import type { SubjectAltNames } from "../flows/build-csr.js";
+import type { RenewWindow } from "../flows/inspect.js";
 import { usage } from "./failures.js";
 
 /** Refuses a device id that could not be a file name inside the output directory. */

@@ -16,7 +16,7 @@ export async function estTrust(storedCaPem: string | undefined, pin: string | un
   const { certificatePems } = await import("../keys/key-types.js");
   const anchors = storedCaPem === undefined ? [] : certificatePems(storedCaPem);
   if (pin === undefined) return { anchors };
-  const [{ normalizeFingerprint }, { sha256ColonHex }, x509] = await Promise.all([import("../pipeline/pin.js"), import("../keys/fingerprint.js"), import("../keys/x509.js")]);
+  const [{ normalizeFingerprint }, { sha256ColonHex }, x509] = await Promise.all([import("../flows/pin.js"), import("../keys/fingerprint.js"), import("../keys/x509.js")]);
   const wanted = normalizeFingerprint(pin);
   const fingerprint = (pem: string) => {
     try {

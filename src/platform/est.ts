@@ -13,7 +13,7 @@ import * as x509 from "../keys/x509.js";
 import { CertRetrieverError, describeCause, usageError, type Reason, type Step } from "../errors.js";
 import { decodeBase64 } from "../keys/base64.js";
 import { parseRetryAfter, platformSays, replyFacts, type HttpClient, type HttpReply } from "../transport/http.js";
-import type { LoginSource } from "./login.js";
+import type { LoginSource } from "../flows/authenticate.js";
 import type { FetchedCa, Issued, PlatformApi, PlatformClient, Session, SignRequest } from "./types.js";
 
 /** Settings of the EST client. */

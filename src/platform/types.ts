@@ -1,5 +1,5 @@
 import type { KeyType } from "../keys/key-types.js";
-import type { LoginSource } from "./login.js";
+import type { LoginSource } from "../flows/authenticate.js";
 
 /** A platform session: the JWT (memory only) and what it says about the caller. */
 export interface Session {

@@ -69,7 +69,7 @@ async function platformAsker(command: Command, flags: CommonFlags & { api?: ApiC
     const token = est ? undefined : await tokenSession(flags);
     const credentials = token || est ? undefined : await login({ ...flags, nonInteractive: true }, extras, source);
     opened = await openPlatformRun(bounded, startedAt, []);
-    const [{ makePlatform, estTrust }, { openSession }] = await Promise.all([import("../platform.js"), import("../../platform/login.js")]);
+    const [{ makePlatform, estTrust }, { openSession }] = await Promise.all([import("../platform.js"), import("../../flows/authenticate.js")]);
     const trust = est ? await estTrust((await store.read()).parts.caPem, flags.caFingerprint) : undefined;
     const { softwareCrypto } = await import("../../keys/provider.js");
     const estSettings = trust && { ...trust, platformCa: Boolean(flags.platformCa), basic: false, clientCert: false, crypto: softwareCrypto(), signal: opened.interrupt.signal };
@@ -117,9 +117,9 @@ export function checkCommand(state: CliState): Command {
         // A wrong EST URL is a setting to fix, not a revocation that could not be checked.
         if (flags.api === "est" && flags.platform) (await import("../../platform/est.js")).estBaseUrl(await resolvePlatformUrl(flags));
         const [{ inspectCredentials }, { softwareCrypto }, { revocationOf, describeRevocation, markCaReplaced }, { sameBytes }] = await Promise.all([
-          import("../../pipeline/inspect.js"),
+          import("../../flows/inspect.js"),
           import("../../keys/provider.js"),
-          import("../../pipeline/revocation.js"),
+          import("../../flows/revocation.js"),
           import("../../keys/fingerprint.js"),
         ]);
         const crypto = softwareCrypto();

@@ -149,11 +149,11 @@ async function runEnroll(command: Command, state: CliState): Promise<number> {
 
   // Heavy modules load only once the input is known to be good.
   const [{ enroll }, { softwareCrypto }, { makePlatform }, { revocationOf, caReplacedMark }, { runChangeHooks }] = await Promise.all([
-    import("../../pipeline/enroll.js"),
+    import("../../flows/enroll.js"),
     import("../../keys/provider.js"),
     import("../platform.js"),
-    import("../../pipeline/revocation.js"),
-    import("../hooks.js"),
+    import("../../flows/revocation.js"),
+    import("../../flows/hooks.js"),
   ]);
   const crypto = softwareCrypto();
   const render = progress(isInteractive(flags));

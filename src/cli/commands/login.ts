@@ -45,7 +45,7 @@ export function loginCommand(state: CliState): Command {
       try {
         const { DojotLegacyClient } = await import("../../platform/dojot-legacy.js");
         const client = new DojotLegacyClient({ baseUrl, caName: "", entityPassword: "", http });
-        const { logIn } = await import("../../platform/login.js");
+        const { logIn } = await import("../../flows/authenticate.js");
         const password = boundedRead(credentials.password, interrupt.signal, startedAt + parseDuration(flags.deadline, "--deadline"));
         const { session, username } = await logIn(client, { ...credentials, password });
         await writeSecretFile(flags.tokenFile, `${session.jwt}\n`);

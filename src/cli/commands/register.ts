@@ -60,8 +60,8 @@ async function runRegister(command: Command, state: CliState): Promise<number> {
   // Everything is checked, and everything missing asked for, before the first request.
   if (!flags.certChain) throw usage("register needs --cert-chain FILE (or CERT_RETRIEVER_CERT_CHAIN): the device's certificate and its CA certificates, PEM");
   const [{ normalizeFingerprint }, { checkChain, registerExisting }, { x509DeviceIdProblem }, { softwareCrypto }] = await Promise.all([
-    import("../../pipeline/pin.js"),
-    import("../../pipeline/register.js"),
+    import("../../flows/pin.js"),
+    import("../../flows/register.js"),
     import("../../platform/dojot-x509.js"),
     import("../../keys/provider.js"),
   ]);

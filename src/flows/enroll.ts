@@ -6,7 +6,7 @@ import type { CryptoProvider } from "../keys/provider.js";
 import * as x509 from "../keys/x509.js";
 import { CertRetrieverError, describeCause, usageError } from "../errors.js";
 import { faultPoint } from "../fault.js";
-import { openSession, type SessionSource } from "../platform/login.js";
+import { openSession, type SessionSource } from "./authenticate.js";
 import { API_TRAITS, type PlatformClient, type Session } from "../platform/types.js";
 import type { ProfileName, ProfileRecord } from "../profiles.js";
 import { FilesStore, type CredentialPaths } from "../store/files-store.js";

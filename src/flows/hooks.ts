@@ -1,7 +1,7 @@
 import { spawn } from "node:child_process";
 import { CertRetrieverError } from "../errors.js";
-import type { EnrollResult } from "../pipeline/enroll.js";
-import { say } from "./output.js";
+import type { EnrollResult } from "./enroll.js";
+import { say } from "../cli/output.js";
 
 /** What to run after new credentials are stored. */
 export interface ChangeHooks {

@@ -2,7 +2,7 @@ import type { CryptoProvider } from "../keys/provider.js";
 import { certificatePems, toPem } from "../keys/key-types.js";
 import * as x509 from "../keys/x509.js";
 import { CertRetrieverError } from "../errors.js";
-import { openSession, type SessionSource } from "../platform/login.js";
+import { openSession, type SessionSource } from "./authenticate.js";
 import type { DojotX509Client } from "../platform/dojot-x509.js";
 import { API_TRAITS, type PlatformClient } from "../platform/types.js";
 import { displayName, sha256Fingerprint } from "./certificate.js";
