@@ -4,8 +4,8 @@ export { CertRetrieverError, REASONS, type Reason, type Facts, type Step } from 
 export { ExitCode, EXIT_CODE_MEANINGS } from "./exit-codes.js";
 /** The CLI's mapping of reasons to exit codes, for callers that want the same numbers. */
 export { EXIT_RULES, exitCodeOf, exitCodesOf } from "./exit-rules.js";
-export { DojotLegacyClient, type DojotLegacyOptions } from "./platform/dojot-legacy.js";
-export type { PlatformClient, Session } from "./platform/types.js";
+export { DojotLegacyClient, type DojotLegacyOptions } from "./protocols/ejbca-rest/client.js";
+export type { PlatformClient, Session } from "./protocols/types.js";
 export { softwareCrypto, type CryptoProvider } from "./keys/provider.js";
 export { KEY_TYPES, type KeyType } from "./keys/key-types.js";
 /** Where keys are made: in software, or in a PKCS#11 token (whose native packages load only when one is opened). */

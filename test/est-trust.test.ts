@@ -9,7 +9,7 @@ import { softwareCrypto } from "../src/keys/provider.js";
 import * as x509 from "../src/keys/x509.js";
 import { startLab } from "../src/lab/server.js";
 import { sha256Fingerprint } from "../src/flows/certificate.js";
-import { orderCaBag, readCsrAttrs } from "../src/platform/est.js";
+import { orderCaBag, readCsrAttrs } from "../src/protocols/est/client.js";
 import { runCli, SECRETS } from "./helpers/cli.js";
 import { listFiles } from "./helpers/enroll.js";
 import { tempDir } from "./helpers/lab.js";

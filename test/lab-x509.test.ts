@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import * as x509 from "../src/keys/x509.js";
 import { softwareCrypto } from "../src/keys/provider.js";
-import { noRoute } from "../src/platform/auto.js";
+import { noRoute } from "../src/protocols/dojot-auto/client.js";
 import { setDevice, type LabOptions } from "../src/lab/server.js";
 import { runCli, SECRETS } from "./helpers/cli.js";
 import { enrollCli } from "./helpers/enroll.js";

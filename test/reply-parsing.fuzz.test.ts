@@ -6,9 +6,9 @@ import { ExitCode } from "../src/exit-codes.js";
 import { parseCertificate } from "../src/flows/certificate.js";
 import { createHash } from "node:crypto";
 import { toPem } from "../src/keys/key-types.js";
-import { noRoute, whichApi } from "../src/platform/auto.js";
-import { parseAuthReply, parseCaReply, parseSignReply } from "../src/platform/dojot-legacy.js";
-import { generationOf, parseX509CaReply, parseX509CertificateReply } from "../src/platform/dojot-x509.js";
+import { noRoute, whichApi } from "../src/protocols/dojot-auto/client.js";
+import { parseAuthReply, parseCaReply, parseSignReply } from "../src/protocols/ejbca-rest/client.js";
+import { generationOf, parseX509CaReply, parseX509CertificateReply } from "../src/protocols/x509-identity-mgmt/client.js";
 import { platformSays, type HttpReply } from "../src/transport/http.js";
 import { makeCa } from "./helpers/pki.js";
 

@@ -3,7 +3,7 @@ import { join } from "node:path";
 import { CertRetrieverError, describeCause } from "../errors.js";
 import type { HttpClient, RetryInfo } from "../transport/http.js";
 import type { LoginSource } from "../flows/authenticate.js";
-import type { Session } from "../platform/types.js";
+import type { Session } from "../protocols/types.js";
 import type { CredentialStore } from "../store/types.js";
 import { checkTrusted, type ConfigExtras } from "./config.js";
 import { usage } from "./failures.js";
@@ -260,7 +260,7 @@ export async function tokenSession(flags: CommonFlags): Promise<{ session: Sessi
       hint: "write it with 'cert-retriever login --token-file FILE'",
     });
   }
-  const { sessionFromJwt } = await import("../platform/types.js");
+  const { sessionFromJwt } = await import("../protocols/types.js");
   if (!/^[\w-]+\.[\w-]+\.[\w-]*$/.test(text)) {
     throw new CertRetrieverError(`the token file ${path} does not hold a token`, { step: "authenticate", reason: "token-expired", hint: "log in again with 'cert-retriever login'" });
   }

@@ -1,11 +1,11 @@
 import type { HttpClient } from "../transport/http.js";
-import type { PlatformClient } from "../platform/types.js";
+import type { PlatformClient } from "../protocols/types.js";
 
 /** The platform APIs of `--api`. */
 export type ApiChoice = "auto" | "dojot" | "dojot-legacy" | "est";
 
 /** What an EST client needs besides the URL and the HTTP client (see EstOptions). */
-export type EstSettings = Omit<import("../platform/est.js").EstOptions, "baseUrl" | "http">;
+export type EstSettings = Omit<import("../protocols/est/client.js").EstOptions, "baseUrl" | "http">;
 
 /**
  * EST's explicit trust anchors from the stored CA file: its certificates, unless a pin names none
@@ -35,15 +35,15 @@ export async function makePlatform(
   opts: { baseUrl: URL; caName: string; entityPassword: string; http: HttpClient; est?: EstSettings },
 ): Promise<PlatformClient> {
   if (api === "est") {
-    const { EstClient, estBaseUrl } = await import("../platform/est.js");
+    const { EstClient, estBaseUrl } = await import("../protocols/est/client.js");
     if (!opts.est) throw new Error("an EST client needs its settings");
     return new EstClient({ baseUrl: estBaseUrl(opts.baseUrl), http: opts.http, ...opts.est });
   }
-  const [{ DojotLegacyClient }, { DojotX509Client }] = await Promise.all([import("../platform/dojot-legacy.js"), import("../platform/dojot-x509.js")]);
+  const [{ DojotLegacyClient }, { DojotX509Client }] = await Promise.all([import("../protocols/ejbca-rest/client.js"), import("../protocols/x509-identity-mgmt/client.js")]);
   const legacy = new DojotLegacyClient(opts);
   const x509 = new DojotX509Client(opts);
   if (api === "dojot-legacy") return legacy;
   if (api === "dojot") return x509;
-  const { AutoPlatformClient } = await import("../platform/auto.js");
+  const { AutoPlatformClient } = await import("../protocols/dojot-auto/client.js");
   return new AutoPlatformClient(legacy, x509);
 }

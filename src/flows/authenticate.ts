@@ -1,5 +1,5 @@
 import { CertRetrieverError } from "../errors.js";
-import type { Session } from "../platform/types.js";
+import type { Session } from "../protocols/types.js";
 
 /** The user and password of a login, each read when needed, and whether to ask again after a refusal. */
 export interface LoginSource {

@@ -7,7 +7,7 @@ import * as x509 from "../keys/x509.js";
 import { CertRetrieverError, describeCause, usageError } from "../errors.js";
 import { faultPoint } from "../fault.js";
 import { openSession, type SessionSource } from "./authenticate.js";
-import { API_TRAITS, type PlatformClient, type Session } from "../platform/types.js";
+import { API_TRAITS, type PlatformClient, type Session } from "../protocols/types.js";
 import type { ProfileName, ProfileRecord } from "../profiles.js";
 import { FilesStore, type CredentialPaths } from "../store/files-store.js";
 import { readKeyJournal, writeKeyJournal } from "../keys/key-journal.js";

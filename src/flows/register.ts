@@ -3,8 +3,8 @@ import { certificatePems, toPem } from "../keys/key-types.js";
 import * as x509 from "../keys/x509.js";
 import { CertRetrieverError } from "../errors.js";
 import { openSession, type SessionSource } from "./authenticate.js";
-import type { DojotX509Client } from "../platform/dojot-x509.js";
-import { API_TRAITS, type PlatformClient } from "../platform/types.js";
+import type { DojotX509Client } from "../protocols/x509-identity-mgmt/client.js";
+import { API_TRAITS, type PlatformClient } from "../protocols/types.js";
 import { displayName, sha256Fingerprint } from "./certificate.js";
 import { normalizeFingerprint } from "./pin.js";
 

@@ -2,7 +2,7 @@ import { Command } from "commander";
 import { describeCause } from "../../errors.js";
 import { applyConfigFile, type ConfigExtras } from "../config.js";
 import type * as x509 from "../../keys/x509.js";
-import type { PlatformClient, Session } from "../../platform/types.js";
+import type { PlatformClient, Session } from "../../protocols/types.js";
 import {
   checkKeyFlag,
   checkPinFlag,
@@ -115,7 +115,7 @@ export function checkCommand(state: CliState): Command {
         await checkKeyFlag(flags);
         const store = await makeStore(flags, deviceId);
         // A wrong EST URL is a setting to fix, not a revocation that could not be checked.
-        if (flags.api === "est" && flags.platform) (await import("../../platform/est.js")).estBaseUrl(await resolvePlatformUrl(flags));
+        if (flags.api === "est" && flags.platform) (await import("../../protocols/est/client.js")).estBaseUrl(await resolvePlatformUrl(flags));
         const [{ inspectCredentials }, { softwareCrypto }, { revocationOf, describeRevocation, markCaReplaced }, { sameBytes }] = await Promise.all([
           import("../../flows/inspect.js"),
           import("../../keys/provider.js"),
@@ -152,7 +152,7 @@ export function checkCommand(state: CliState): Command {
                                 caReplaced = "the platform's CA is no longer the stored one";
                                 throw new Error(caReplaced);
                               }
-                              if (!platform.fetchCrl) throw new Error(`${(await import("../../platform/types.js")).API_TRAITS[platform.api()].title} serves no CRL (--revocation distribution-points reads one from the certificate's own distribution points)`);
+                              if (!platform.fetchCrl) throw new Error(`${(await import("../../protocols/types.js")).API_TRAITS[platform.api()].title} serves no CRL (--revocation distribution-points reads one from the certificate's own distribution points)`);
                               return platform.fetchCrl(session);
                             })
                         : flags.revocation === "distribution-points"

@@ -103,7 +103,7 @@ async function runEnroll(command: Command, state: CliState): Promise<number> {
   // Everything is checked, and everything missing asked for, before the first request.
   const est = flags.api === "est";
   const baseUrl = await resolvePlatformUrl(flags);
-  if (est) (await import("../../platform/est.js")).estBaseUrl(baseUrl);
+  if (est) (await import("../../protocols/est/client.js")).estBaseUrl(baseUrl);
   if (est && flags.tokenFile) throw usage("--token-file holds a dojot login; EST keeps no session", "leave out --token-file: the enrollment request carries the credentials");
   const source = (key: string) => command.getOptionValueSource(key);
   const deviceId = await resolveDeviceId(flags, source);
@@ -111,7 +111,7 @@ async function runEnroll(command: Command, state: CliState): Promise<number> {
   const keyType = flags.keyType as KeyType | undefined;
   if (flags.api === "dojot") {
     // Which release answers is known only after fetch-ca; an id no release can use is refused now.
-    const problem = (await import("../../platform/dojot-x509.js")).x509DeviceIdProblem(deviceId);
+    const problem = (await import("../../protocols/x509-identity-mgmt/client.js")).x509DeviceIdProblem(deviceId);
     if (problem) throw usage(problem, "use the platform's device id (dojot's are hex)");
   }
   const { profileSans } = await import("../../profiles.js");

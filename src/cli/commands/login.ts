@@ -43,7 +43,7 @@ export function loginCommand(state: CliState): Command {
       const retries: RetryInfo[] = [];
       const { http, interrupt } = await openPlatformRun(flags, startedAt, retries);
       try {
-        const { DojotLegacyClient } = await import("../../platform/dojot-legacy.js");
+        const { DojotLegacyClient } = await import("../../protocols/ejbca-rest/client.js");
         const client = new DojotLegacyClient({ baseUrl, caName: "", entityPassword: "", http });
         const { logIn } = await import("../../flows/authenticate.js");
         const password = boundedRead(credentials.password, interrupt.signal, startedAt + parseDuration(flags.deadline, "--deadline"));

@@ -62,7 +62,7 @@ async function runRegister(command: Command, state: CliState): Promise<number> {
   const [{ normalizeFingerprint }, { checkChain, registerExisting }, { x509DeviceIdProblem }, { softwareCrypto }] = await Promise.all([
     import("../../flows/pin.js"),
     import("../../flows/register.js"),
-    import("../../platform/dojot-x509.js"),
+    import("../../protocols/x509-identity-mgmt/client.js"),
     import("../../keys/provider.js"),
   ]);
   const root = flags.rootCaFingerprint === undefined ? undefined : normalizeFingerprint(flags.rootCaFingerprint);
@@ -102,7 +102,7 @@ async function runRegister(command: Command, state: CliState): Promise<number> {
   const { http, interrupt } = await openPlatformRun(flags, startedAt, retries);
   try {
     const { makePlatform } = await import("../platform.js");
-    const { DojotX509Client } = await import("../../platform/dojot-x509.js");
+    const { DojotX509Client } = await import("../../protocols/x509-identity-mgmt/client.js");
     const x509 = new DojotX509Client({ baseUrl, http });
     // The CA name matters only to tell EJBCA-REST apart (`GET /ca/<name>`): dojot's default.
     const platform = flags.api === "dojot" ? x509 : await makePlatform("auto", { baseUrl, caName: "IOTmidCA", entityPassword: "", http });

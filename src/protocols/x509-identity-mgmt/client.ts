@@ -1,9 +1,9 @@
-import { sha256ColonHex } from "../keys/fingerprint.js";
-import { CertRetrieverError, usageError, type Reason, type Step } from "../errors.js";
-import { toPem } from "../keys/key-types.js";
-import { authError, bearer, malformed, replyError, requireJson } from "./dojot-legacy.js";
-import { jsonObject, platformSays, replyFacts, type HttpClient, type HttpReply } from "../transport/http.js";
-import { sessionFromJwt, type Binding, type FetchedCa, type Issued, type PlatformApi, type PlatformClient, type Session, type SignRequest } from "./types.js";
+import { sha256ColonHex } from "../../keys/fingerprint.js";
+import { CertRetrieverError, usageError, type Reason, type Step } from "../../errors.js";
+import { toPem } from "../../keys/key-types.js";
+import { authError, bearer, malformed, replyError, requireJson } from "../ejbca-rest/client.js";
+import { jsonObject, platformSays, replyFacts, type HttpClient, type HttpReply } from "../../transport/http.js";
+import { sessionFromJwt, type Binding, type FetchedCa, type Issued, type PlatformApi, type PlatformClient, type Session, type SignRequest } from "../types.js";
 
 /** Settings of the x509-identity-mgmt client. */
 export interface DojotX509Options {

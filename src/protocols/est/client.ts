@@ -5,16 +5,16 @@
  * `https://host[:port]/.well-known/est[/<label>]`.
  */
 import { setTimeout as sleep } from "node:timers/promises";
-import { sameBytes, sha256ColonHex } from "../keys/fingerprint.js";
-import { isKeyType, toPem, type KeyType } from "../keys/key-types.js";
-import { certsFromPkcs7, decodeCsrAttrs, integerOf, oidOf, OIDS, type CsrAttr } from "../keys/pkcs7.js";
-import type { CryptoProvider } from "../keys/provider.js";
-import * as x509 from "../keys/x509.js";
-import { CertRetrieverError, describeCause, usageError, type Reason, type Step } from "../errors.js";
-import { decodeBase64 } from "../keys/base64.js";
-import { parseRetryAfter, platformSays, replyFacts, type HttpClient, type HttpReply } from "../transport/http.js";
-import type { LoginSource } from "../flows/authenticate.js";
-import type { FetchedCa, Issued, PlatformApi, PlatformClient, Session, SignRequest } from "./types.js";
+import { sameBytes, sha256ColonHex } from "../../keys/fingerprint.js";
+import { isKeyType, toPem, type KeyType } from "../../keys/key-types.js";
+import { certsFromPkcs7, decodeCsrAttrs, integerOf, oidOf, OIDS, type CsrAttr } from "../../keys/pkcs7.js";
+import type { CryptoProvider } from "../../keys/provider.js";
+import * as x509 from "../../keys/x509.js";
+import { CertRetrieverError, describeCause, usageError, type Reason, type Step } from "../../errors.js";
+import { decodeBase64 } from "../../keys/base64.js";
+import { parseRetryAfter, platformSays, replyFacts, type HttpClient, type HttpReply } from "../../transport/http.js";
+import type { LoginSource } from "../../flows/authenticate.js";
+import type { FetchedCa, Issued, PlatformApi, PlatformClient, Session, SignRequest } from "../types.js";
 
 /** Settings of the EST client. */
 export interface EstOptions {

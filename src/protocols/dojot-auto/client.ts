@@ -1,8 +1,8 @@
-import { CertRetrieverError } from "../errors.js";
-import { DojotLegacyClient, parseCaReply } from "./dojot-legacy.js";
-import { DojotX509Client } from "./dojot-x509.js";
-import { jsonObject, platformSays, replyFacts, type HttpReply } from "../transport/http.js";
-import { API_TRAITS, type Binding, type FetchedCa, type Issued, type PlatformApi, type PlatformClient, type Session, type SignRequest } from "./types.js";
+import { CertRetrieverError } from "../../errors.js";
+import { DojotLegacyClient, parseCaReply } from "../ejbca-rest/client.js";
+import { DojotX509Client } from "../x509-identity-mgmt/client.js";
+import { jsonObject, platformSays, replyFacts, type HttpReply } from "../../transport/http.js";
+import { API_TRAITS, type Binding, type FetchedCa, type Issued, type PlatformApi, type PlatformClient, type Session, type SignRequest } from "../types.js";
 
 /**
  * `--api auto`: finds out which generation answers, by the content of the replies and not their

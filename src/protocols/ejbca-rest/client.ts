@@ -1,7 +1,7 @@
-import { CertRetrieverError, type Reason, type Step } from "../errors.js";
-import { decodeBase64 } from "../keys/base64.js";
-import { jsonObject, platformSays, replyFacts, type HttpClient, type HttpReply } from "../transport/http.js";
-import { sessionFromJwt, type FetchedCa, type Issued, type PlatformApi, type PlatformClient, type Session, type SignRequest } from "./types.js";
+import { CertRetrieverError, type Reason, type Step } from "../../errors.js";
+import { decodeBase64 } from "../../keys/base64.js";
+import { jsonObject, platformSays, replyFacts, type HttpClient, type HttpReply } from "../../transport/http.js";
+import { sessionFromJwt, type FetchedCa, type Issued, type PlatformApi, type PlatformClient, type Session, type SignRequest } from "../types.js";
 
 /** Settings of the EJBCA-REST client. */
 export interface DojotLegacyOptions {
