@@ -1,6 +1,6 @@
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
-import { COMMAND_EXIT_CODES, EXIT_CODE_MEANINGS } from "../src/exit-codes.js";
+import { COMMAND_EXIT_CODES, EXIT_CODE_MEANINGS } from "../src/cli/exit-codes.js";
 import { FAULT_KINDS } from "../src/fault-kinds.js";
 import { runCli } from "./helpers/cli.js";
 

@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { EXIT_RULES, exitCodesOf } from "../src/cli/failures.js";
 import { REASONS, type Reason } from "../src/errors.js";
-import { EXIT_CODE_MEANINGS } from "../src/exit-codes.js";
+import { EXIT_CODE_MEANINGS } from "../src/cli/exit-codes.js";
 import { runCli } from "./helpers/cli.js";
 import { enrollCli } from "./helpers/enroll.js";
 import { closedPort, startTestLab, tempDir, type TestLab } from "./helpers/lab.js";

@@ -3,7 +3,7 @@ import { copyFile, mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { EXIT_CODE_MEANINGS } from "../src/exit-codes.js";
+import { EXIT_CODE_MEANINGS } from "../src/cli/exit-codes.js";
 import { BIN, runCli, SECRETS } from "./helpers/cli.js";
 import { softwareCrypto } from "../src/keys/provider.js";
 import { readEstIssued, startLab } from "../src/lab/server.js";

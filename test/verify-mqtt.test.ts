@@ -7,7 +7,7 @@ import { privateKeyPem, toPem } from "../src/keys/key-types.js";
 import { softwareCrypto } from "../src/keys/provider.js";
 import { loadOrCreateCa, RSA_SHA256 } from "../src/lab/ca.js";
 import { startLab } from "../src/lab/server.js";
-import { checkBroker } from "../src/verify/broker.js";
+import { checkBroker } from "../src/broker/broker.js";
 import { runCli } from "./helpers/cli.js";
 import { enrollCli } from "./helpers/enroll.js";
 import { startTestLab, tempDir, closedPort, type TestLab } from "./helpers/lab.js";

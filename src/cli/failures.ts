@@ -1,7 +1,7 @@
 import { CertRetrieverError, type Reason } from "../errors.js";
-import { ExitCode } from "../exit-codes.js";
+import { ExitCode } from "./exit-codes.js";
 
-export { EXIT_RULES, exitCodeOf, exitCodesOf } from "../exit-rules.js";
+export { EXIT_RULES, exitCodeOf, exitCodesOf } from "./exit-rules.js";
 
 /**
  * The one place that turns a failure into what the CLI does about it: the exit code and the

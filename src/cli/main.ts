@@ -1,6 +1,6 @@
 import { readFileSync } from "node:fs";
 import { Command, CommanderError } from "commander";
-import { ExitCode } from "../exit-codes.js";
+import { ExitCode } from "./exit-codes.js";
 import { CHECK_EXIT, checkCommand } from "./commands/check.js";
 import { completionCommand } from "./commands/completion.js";
 import { enrollCommand } from "./commands/enroll.js";

@@ -1,6 +1,6 @@
 import { Command, Option } from "commander";
 import { KEY_TYPES } from "../keys/key-types.js";
-import { MQTT_VERSIONS } from "../profiles.js";
+import { MQTT_VERSIONS } from "../broker/profiles.js";
 
 /** The commands that take shared options; each option is defined once, here, with the commands that use it. */
 export type CommandName = "enroll" | "login" | "check" | "verify" | "export" | "register";

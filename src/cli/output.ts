@@ -1,5 +1,5 @@
 import { CertRetrieverError } from "../errors.js";
-import { EXIT_CODE_MEANINGS, ExitCode } from "../exit-codes.js";
+import { EXIT_CODE_MEANINGS, ExitCode } from "./exit-codes.js";
 import { bugJson, exitCodeOf, failureJson, hintOf } from "./failures.js";
 
 /** Secrets this run holds (the password, the token): never printed, whoever echoes them back. */

@@ -8,7 +8,7 @@ import { CertRetrieverError, describeCause, usageError } from "../errors.js";
 import { faultPoint } from "../fault.js";
 import { openSession, type SessionSource } from "./authenticate.js";
 import { API_TRAITS, type PlatformClient, type Session } from "../protocols/types.js";
-import type { ProfileName, ProfileRecord } from "../profiles.js";
+import type { ProfileName, ProfileRecord } from "../broker/profiles.js";
 import { FilesStore, type CredentialPaths } from "../store/files-store.js";
 import { readKeyJournal, writeKeyJournal } from "../keys/key-journal.js";
 import { isKeyUri, type CredentialPems, type CredentialStore } from "../store/types.js";

@@ -2,7 +2,7 @@ import { rm } from "node:fs/promises";
 import { Command, Option } from "commander";
 import { isKeyType, type KeyType } from "../../keys/key-types.js";
 import { CertRetrieverError } from "../../errors.js";
-import { COMMAND_EXIT_CODES } from "../../exit-codes.js";
+import { COMMAND_EXIT_CODES } from "../exit-codes.js";
 import type { RetryInfo } from "../../transport/http.js";
 import type { CredentialStore } from "../../store/types.js";
 import { applyConfigFile } from "../config.js";
@@ -114,7 +114,7 @@ async function runEnroll(command: Command, state: CliState): Promise<number> {
     const problem = (await import("../../protocols/x509-identity-mgmt/client.js")).x509DeviceIdProblem(deviceId);
     if (problem) throw usage(problem, "use the platform's device id (dojot's are hex)");
   }
-  const { profileSans } = await import("../../profiles.js");
+  const { profileSans } = await import("../../broker/profiles.js");
   const sans = profileSans(flags.profile ?? "generic", deviceId, flags.uriDomain, checkSans(flags.dns, flags.ip, flags.uri));
   const renewBefore = parseRenewWindow(flags.renewBefore);
   const hookTimeoutMs = parseDuration(flags.hookTimeout, "--hook-timeout");

@@ -1,6 +1,6 @@
 import { Command } from "commander";
 import { CertRetrieverError } from "../../errors.js";
-import { COMMAND_EXIT_CODES } from "../../exit-codes.js";
+import { COMMAND_EXIT_CODES } from "../exit-codes.js";
 import { applyConfigFile } from "../config.js";
 import { checkKeyFlag, checkOutDir, resolveDeviceId, type CommonFlags, type KeyFlags } from "../context.js";
 import { checkFileName } from "../inputs.js";

@@ -1,7 +1,7 @@
 import { resolve } from "node:path";
 import { Command } from "commander";
 import { CertRetrieverError, describeCause } from "../../errors.js";
-import { COMMAND_EXIT_CODES } from "../../exit-codes.js";
+import { COMMAND_EXIT_CODES } from "../exit-codes.js";
 import type { RetryInfo } from "../../transport/http.js";
 import { applyConfigFile } from "../config.js";
 import { login, openPlatformRun, resolvePlatformUrl, type CommonFlags } from "../context.js";

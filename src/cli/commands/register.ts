@@ -1,7 +1,7 @@
 import { readFile } from "node:fs/promises";
 import { Command } from "commander";
 import { CertRetrieverError, describeCause } from "../../errors.js";
-import { COMMAND_EXIT_CODES } from "../../exit-codes.js";
+import { COMMAND_EXIT_CODES } from "../exit-codes.js";
 import type { RetryInfo } from "../../transport/http.js";
 import { applyConfigFile } from "../config.js";
 import { isInteractive, login, openPlatformRun, resolveDeviceId, resolvePlatformUrl, tokenSession, type CommonFlags } from "../context.js";

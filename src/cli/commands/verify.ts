@@ -1,7 +1,7 @@
 import { Command } from "commander";
 import { CertRetrieverError } from "../../errors.js";
-import { COMMAND_EXIT_CODES } from "../../exit-codes.js";
-import type { MqttVersion, ProfileName, ProfileRecord } from "../../profiles.js";
+import { COMMAND_EXIT_CODES } from "../exit-codes.js";
+import type { MqttVersion, ProfileName, ProfileRecord } from "../../broker/profiles.js";
 import type { CredentialPems, CredentialStore } from "../../store/types.js";
 import { applyConfigFile } from "../config.js";
 import { checkKeyFlag, makeStore, resolveDeviceId, type CommonFlags, type KeyFlags, type SourceOf } from "../context.js";
@@ -104,11 +104,11 @@ export async function verifyCredentials(pems: CredentialPems, deviceId: string, 
     });
   }
   const record: ProfileRecord = { profile: flags.profile ?? recorded?.profile ?? "generic", deviceId, tenant: recorded?.tenant, uriDomain: flags.uriDomain ?? recorded?.uriDomain };
-  const [{ mqttIdentity }, { checkBroker }, { isKeyUri }] = await Promise.all([import("../../profiles.js"), import("../../verify/broker.js"), import("../../store/types.js")]);
+  const [{ mqttIdentity }, { checkBroker }, { isKeyUri }] = await Promise.all([import("../../broker/profiles.js"), import("../../broker/broker.js"), import("../../store/types.js")]);
   const identity = mqttIdentity(record);
   const inToken = isKeyUri(pems.key);
   if (flags.key !== undefined && !inToken) throw usage(`--key names a token key, but the key of ${where} is a key file`, "leave --key out, or enroll with it");
-  const tokenKey = inToken ? await (await import("../token-tls.js")).tokenKeyForTls(flags, flags.key ?? pems.key.trim(), pems.key, source) : undefined;
+  const tokenKey = inToken ? await (await import("../../keys/token-tls.js")).tokenKeyForTls(flags, flags.key ?? pems.key.trim(), pems.key, source) : undefined;
   try {
     return await checkBroker(
       {

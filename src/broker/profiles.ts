@@ -1,5 +1,5 @@
-import { usageError } from "./errors.js";
-import type { SubjectAltNames } from "./flows/build-csr.js";
+import { usageError } from "../errors.js";
+import type { SubjectAltNames } from "../flows/build-csr.js";
 
 /** How the identity goes into the CSR and which client id and topic `verify` uses. */
 export const PROFILES = ["generic", "dojot-mosca", "dojot-vernemq", "amqtt", "airvantage"] as const;

@@ -3,7 +3,7 @@ import { bareHost } from "../transport/loopback.js";
 import { connect as tlsConnect, createSecureContext, type ConnectionOptions, type SecureContext, type TLSSocket } from "node:tls";
 import { CertRetrieverError, describeCause, type Reason } from "../errors.js";
 import { probeTlsAlert } from "../transport/tls-probe.js";
-import type { MqttVersion } from "../profiles.js";
+import type { MqttVersion } from "./profiles.js";
 import { connectError, refusedMqtt5, tlsError, verifyError, VERSION_NAME, type ProtocolLevel } from "./errors.js";
 import { closeSession, openSession, publish, publishAndWatch, withTimeout, type Delivery, type Session, type Watched } from "./session.js";
 

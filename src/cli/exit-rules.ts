@@ -1,4 +1,4 @@
-import type { CertRetrieverError, Reason, Step } from "./errors.js";
+import type { CertRetrieverError, Reason, Step } from "../errors.js";
 import { ExitCode } from "./exit-codes.js";
 
 /**

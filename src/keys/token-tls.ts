@@ -3,7 +3,7 @@ import { lstat, mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { CertRetrieverError } from "../errors.js";
-import { openKeyStore, tokenName, tokenPin, type KeyFlags, type SourceOf } from "./context.js";
+import { openKeyStore, tokenName, tokenPin, type KeyFlags, type SourceOf } from "../cli/context.js";
 
 /** Where Debian, Fedora and others put OpenSSL 3's engines. */
 const ENGINE_DIRS = [`/usr/lib/${process.arch === "arm64" ? "aarch64" : process.arch === "arm" ? "arm" : "x86_64"}-linux-gnu/engines-3`, "/usr/lib64/engines-3", "/usr/lib/engines-3", "/usr/local/lib/engines-3"];
@@ -23,8 +23,8 @@ export async function tokenKeyForTls(
   record: string,
   source?: SourceOf,
 ): Promise<{ engine: { engine: string; identifier: string }; dispose(): Promise<void> }> {
-  const { parsePkcs11Uri } = await import("../keys/pkcs11-uri.js");
-  const { modulePathOf, Pkcs11KeyStore } = await import("../keys/pkcs11-store.js");
+  const { parsePkcs11Uri } = await import("./pkcs11-uri.js");
+  const { modulePathOf, Pkcs11KeyStore } = await import("./pkcs11-store.js");
   const parsed = parsePkcs11Uri(uri);
   const named = parsePkcs11Uri(record);
   const pinSource = await tokenPin(parsed, flags, tokenName(parsed));
