@@ -121,8 +121,8 @@ export interface Facts {
   fingerprint?: string;
   /** The request may have reached the platform (so it may have issued a certificate). */
   maybeSent?: boolean;
-  /** The platform's API, where it changes what to do (`est`). */
-  api?: string;
+  /** The protocol (its canonical name, e.g. `est`) whose reply or rule this is: its plug-in's hints apply. */
+  protocol?: string;
   /** EST: the request was a re-enrollment, authenticated by the current certificate. */
   renewing?: boolean;
   /** EST: the server still holds the request for approval (202). */
@@ -162,6 +162,17 @@ export class CertRetrieverError extends Error {
 /** A usage error: an argument is missing or invalid; `field` names it for the caller's hint. */
 export function usageError(message: string, field?: string, hint?: string): CertRetrieverError {
   return new CertRetrieverError(message, { step: "usage", reason: "usage", facts: field ? { field } : {}, hint });
+}
+
+/** How messages name a setting: the library by its own name (`tokenFile`); the CLI by its flag (`--token-file`). */
+export type SettingNamer = (setting: string) => string;
+
+/** Names settings by their own names: the library's default. */
+export const ownNames: SettingNamer = (setting) => setting;
+
+/** `text` with each `{setting}` placeholder named by `name` (a protocol's texts name settings so). */
+export function nameSettings(text: string, name: SettingNamer): string {
+  return text.replace(/\{([a-z][A-Za-z]*)\}/g, (_, setting: string) => name(setting));
 }
 
 /** The message of any thrown value, for wrapping causes into one sentence. */

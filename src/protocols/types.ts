@@ -1,13 +1,32 @@
+/**
+ * What a protocol plug-in is and offers. The flows ask a client for a capability (`client.revoke`,
+ * `client.reenroll`, `client.sessionless`...) and never for a protocol by name; a protocol is a
+ * folder with a plug-in object, listed once in registry.ts.
+ */
+import type { CertRetrieverError, Reason, SettingNamer } from "../errors.js";
 import type { KeyType } from "../keys/key-types.js";
-import type { LoginSource } from "../flows/authenticate.js";
+import type { CryptoProvider } from "../keys/provider.js";
+import type { HttpClient } from "../transport/http.js";
 
-/** A platform session: the JWT (memory only) and what it says about the caller. */
+/** A platform session: the JWT (memory only) and what it says about the caller. Sessionless protocols have none. */
 export interface Session {
-  jwt: string;
+  jwt?: string;
   /** The tenant (`service` claim). */
   tenant?: string;
   /** When the token expires (`exp` claim), if it says. */
   expiresAt?: Date;
+}
+
+/** The user and password of a login, each read when needed, and whether to ask again after a refusal. */
+export interface LoginSource {
+  /** The user, or a function that asks for it (called only when the login runs). */
+  username: string | (() => Promise<string>);
+  password: () => Promise<string>;
+  /**
+   * After the platform refused the user or the password (`auth-refused`, `user-unknown`):
+   * whether to ask for them again; `attempt` counts from 1. A terminal asks up to three times.
+   */
+  retryLogin?: (err: CertRetrieverError, attempt: number) => boolean;
 }
 
 /** The CA certificate as the platform delivered it. */
@@ -20,17 +39,16 @@ export interface FetchedCa {
   vouchedBy?: string;
 }
 
-
 /** What the platform needs to sign a device's certificate. */
 export interface SignRequest {
   deviceId: string;
   /** The CSR, DER-encoded. */
   csrDer: Uint8Array;
-  /**
-   * A renewal's current credentials (certificate PEM, key PEM), where the platform authenticates
-   * a renewal with them (EST's /simplereenroll over mutual TLS).
-   */
-  current?: { certificatePem: string; keyPem: string };
+}
+
+/** A renewal authenticated by the current credentials (certificate PEM, key PEM). */
+export interface ReenrollRequest extends SignRequest {
+  current: { certificatePem: string; keyPem: string };
 }
 
 /** The issued certificate, DER-encoded, as the platform delivered it. */
@@ -40,75 +58,185 @@ export interface Issued {
   fingerprint?: string;
 }
 
-/**
- * What the enrollment pipeline needs from a platform. It knows nothing of the CLI; each platform
- * API (dojot EJBCA-REST, later x509-identity-mgmt) is one implementation.
- */
-export interface PlatformClient {
-  /** Logs in and returns the session. */
-  authenticate(username: string, password: string): Promise<Session>;
-  /** A platform without sessions (EST): takes the login to send with its requests, read only when one needs it, instead of logging in. */
-  signIn?(source: LoginSource): Promise<{ session: Session; detail: string }>;
-  /** Fetches the certificate of the CA that issues device certificates. */
-  fetchCa(session: Session): Promise<FetchedCa>;
-  /** Submits a CSR and returns the issued certificate. */
-  submitCsr(session: Session, req: SignRequest): Promise<Issued>;
-  /** Which API this is (known after fetchCa for an auto-detecting client). */
-  api(): PlatformApi;
-  /** After fetchCa, before any key is made: refuses (throws) a device this platform cannot enroll. */
-  prepare?(session: Session, deviceId: string): Promise<void>;
-  /**
-   * After validation, before anything is written: ties the certificate to the device where the
-   * platform needs it.
-   */
-  bind?(session: Session, issued: Issued, deviceId: string): Promise<Binding>;
-  /** The issuing CA's latest CRL, DER (after fetchCa). */
-  fetchCrl?(session: Session): Promise<Uint8Array>;
-  /** After fetchCa, once the chain is checked (pin, signatures): the platform may trust it for its own TLS from then on (EST). */
-  trustCa?(chain: Uint8Array[]): void;
-  /** After prepare: what the platform asks of the CSR (EST's /csrattrs), and notes on what cannot be honoured. */
-  csrAttributes?(): { keyType?: KeyType; notes: string[] };
-  /** Removes a certificate the platform issued, which revokes it (after fetchCa; x509-identity-mgmt only). */
-  revoke?(session: Session, fingerprint: string): Promise<"revoked" | "absent" | "not-supported">;
-}
-
 /** What the bind step did: whether the platform now ties the certificate to the device, and a line saying so. */
 export interface Binding {
   bound: boolean;
   detail: string;
 }
 
-/** The platform APIs cert-retriever speaks. */
-export type PlatformApi = "dojot-legacy" | "dojot" | "est";
-
-/** What each API expects of a device: the key it prefers, the CNs it issues, (without a bind step) why none is needed, and whether a renewal is authenticated by the current credentials. */
-export const API_TRAITS: Record<PlatformApi, { title: string; keyType: "rsa-2048" | "ec-p256"; commonNames(deviceId: string, tenant?: string): string[]; unbound?: string; renewsWithCurrent?: boolean }> = {
-  // EJBCA-REST: the subject comes from the end entity, CN = device id; CFREE takes RSA only.
-  "dojot-legacy": { title: "EJBCA-REST (dojot <= v0.4)", keyType: "rsa-2048", commonNames: (id) => [id], unbound: "issues to the device's own end entity" },
-  // x509-identity-mgmt: v0.5-v0.6 prefix the tenant; v0.7+ pass the CSR's CN through.
-  dojot: { title: "x509-identity-mgmt (dojot >= v0.5)", keyType: "ec-p256", commonNames: (id, tenant) => (tenant ? [id, `${tenant}:${id}`] : [id]) },
-  // EST: the CA names the certificate after the CSR's subject (the server may say otherwise in /csrattrs).
-  est: { title: "EST (RFC 7030)", keyType: "ec-p256", commonNames: (id) => [id], unbound: "keeps no device records to tie it to", renewsWithCurrent: true },
-};
-
-/** Decodes a JWT's claims without verifying it (the gateway verifies it; we only read the tenant). */
-export function readJwtClaims(jwt: string): Record<string, unknown> | undefined {
-  const payload = jwt.split(".")[1];
-  if (!payload) return undefined;
-  try {
-    const claims: unknown = JSON.parse(Buffer.from(payload, "base64url").toString("utf8"));
-    return claims && typeof claims === "object" ? (claims as Record<string, unknown>) : undefined;
-  } catch {
-    return undefined;
-  }
+/** What the platform asks of the CSR (EST's /csrattrs), and notes on what cannot be honoured. */
+export interface CsrRequest {
+  keyType?: KeyType;
+  notes: string[];
 }
 
-/** A session from a JWT: tenant from `service`, expiry from `exp`. */
-export function sessionFromJwt(jwt: string): Session {
-  const claims = readJwtClaims(jwt) ?? {};
-  return {
-    jwt,
-    tenant: typeof claims.service === "string" ? claims.service : undefined,
-    expiresAt: typeof claims.exp === "number" ? new Date(claims.exp * 1000) : undefined,
-  };
+/** A certificate from another CA, to be registered and bound to a device. */
+export interface RegisterRequest {
+  deviceId: string;
+  /** The device's certificate first, then its CAs, PEM. */
+  chainPem: string;
+  leafDer: Uint8Array;
+  /** The trusted root CA's fingerprint, when the chain does not end with it. */
+  caFingerprint?: string;
+}
+
+/** Logging in with a user and password, or taking the session of a token written earlier. */
+export interface LoginCapability {
+  authenticate(username: string, password: string): Promise<Session>;
+  /** The session of a token `login` wrote: tenant and expiry from its claims (not verified here). */
+  fromToken(jwt: string): Session;
+}
+
+/** A protocol without sessions: the credentials travel with the enrollment request. */
+export interface SessionlessCapability {
+  /** Takes the login to send (read only when a request needs it; none: no password is sent); returns the authenticate step's line. */
+  attach(login: LoginSource | undefined): string;
+}
+
+/** Where the CA comes from. */
+export interface TrustCapability {
+  fetchCa(session: Session): Promise<FetchedCa>;
+  /** After the caller checked the chain (pin, signatures): the platform may trust it for its own TLS from then on (EST). */
+  trustChain?(chain: Uint8Array[]): void;
+}
+
+/** Issuing a certificate for a CSR. */
+export interface EnrollCapability {
+  /** The key made when nothing else asks for one. */
+  readonly defaultKeyType: KeyType;
+  /** The CNs a certificate of this device may carry. */
+  commonNames(deviceId: string, tenant?: string): string[];
+  /** Why no bind step is needed, where the client has no `bind`. */
+  readonly noBinding?: string;
+  /** After fetch-ca, before any key is made: refuses (throws) a device this platform cannot enroll; may say what it asks of the CSR. */
+  prepare?(session: Session, deviceId: string): Promise<CsrRequest | undefined>;
+  submit(session: Session, req: SignRequest): Promise<Issued>;
+}
+
+/** Renewal authenticated by the current certificate (EST's /simplereenroll), which keeps the certificate's names. */
+export interface ReenrollCapability {
+  submit(session: Session, req: ReenrollRequest): Promise<Issued>;
+  /** The note when the run asks for names the renewed certificate will not get (it keeps its own). */
+  keptNames(asked: string[]): string;
+}
+
+/** What a protocol says about renewing a certificate it issued. */
+export interface RenewalCapability {
+  /** Why a renewal cannot be made here (before any key is made), or undefined. */
+  refuse?(stored: { notAfter: Date }): CertRetrieverError | undefined;
+}
+
+/**
+ * A protocol client, opened for one run. Capabilities are present or absent; the flows test
+ * presence, never the protocol's name.
+ */
+export interface ProtocolClient {
+  /** Its plug-in's canonical name. */
+  readonly name: string;
+  /** Its name for people, e.g. "EJBCA-REST (dojot <= v0.4)". */
+  readonly title: string;
+  /** After trust.fetchCa, a client that detects its protocol hands back the one that answered. */
+  effective?(): ProtocolClient;
+  login?: LoginCapability;
+  sessionless?: SessionlessCapability;
+  trust: TrustCapability;
+  enroll: EnrollCapability;
+  reenroll?: ReenrollCapability;
+  renewal?: RenewalCapability;
+  /** After validation, before anything is written: ties the certificate to the device where the platform needs it. */
+  bind?(session: Session, issued: Issued, deviceId: string): Promise<Binding>;
+  /** Removes a certificate the platform issued, which revokes it. */
+  revoke?(session: Session, fingerprint: string): Promise<"revoked" | "absent">;
+  /** The issuing CA's latest CRL, DER (after fetchCa). */
+  crl?(session: Session): Promise<Uint8Array>;
+  /** Registers a certificate another CA issued, bound to the device; `already`: it was so already. */
+  register?(session: Session, req: RegisterRequest): Promise<{ fingerprint: string; already: boolean }>;
+}
+
+/** What a plug-in is opened with. */
+export interface ProtocolContext {
+  /** The platform's URL as given. */
+  url: URL;
+  http: HttpClient;
+  crypto: CryptoProvider;
+  /** Aborts a wait (an interrupt). */
+  signal?: AbortSignal;
+  /** The CA that issues device certificates, by name (EJBCA-REST asks for it so). */
+  caName: string;
+  /** The pinned CA fingerprint: 64 hex digits, upper case. */
+  pin?: string;
+  /** CA certificates for the platform's TLS were given (`http` has them). */
+  platformCa: boolean;
+  /** `http` has a client certificate. */
+  clientCert: boolean;
+  /** The login a sessionless protocol sends with its requests (none: it sends no password). */
+  login?: LoginSource;
+  /** The CA chain stored with the device's credentials (PEM), if any. */
+  storedCaPem?: string;
+  /** Values of the settings the plug-in declares, by name. */
+  options: Readonly<Record<string, unknown>>;
+}
+
+/** What is known of a run's settings before anything is opened, for a plug-in's checks. Absent fields are not checked. */
+export interface SettingsToCheck {
+  /** What the run is for. */
+  purpose: "enroll" | "status" | "register" | "login";
+  deviceId?: string;
+  /** A token from `login` is given. */
+  token?: boolean;
+}
+
+/** What a first enrollment's trust rests on, for a plug-in that must not trust a CA because it was the first one seen. */
+export interface TrustToCheck {
+  storedCaPem?: string;
+  pin?: string;
+  platformCa: boolean;
+}
+
+/** A text the plug-in gives, and what to do about it; `{setting}` placeholders name settings. */
+export interface Refusal {
+  message: string;
+  advice?: string;
+}
+
+/** A setting only this protocol takes, as data the CLI turns into a flag (its name, camelCase, becomes `--kebab-case`). */
+export interface ProtocolSettingSpec {
+  /** The setting's name (`entityPasswordFile`); also its config file key. */
+  name: string;
+  /** The flag's argument, e.g. `file`. */
+  argument: string;
+  /** Help text; `{setting}` and `{$VARIABLE}` placeholders name flags and environment variables. */
+  description: string;
+  /** The environment variable, without the CLI's prefix. */
+  env?: string;
+  /** A file holding a secret: read (first line), never printed; `secretEnv` holds the secret itself. */
+  secret?: { what: string; secretEnv?: string; into: string };
+}
+
+/** Reason -> what the user can do, with `{setting}` placeholders; undefined: the general hint. */
+export type ProtocolHints = { readonly [R in Reason]?: (err: CertRetrieverError, command: string | undefined) => string | undefined };
+
+/** A protocol: its names, what it offers before it is opened, and how to open it. */
+export interface ProtocolPlugin {
+  /** Canonical name: what the code, the flag and the docs call it. */
+  readonly name: string;
+  /** Other names `--api` takes for it (today's flag values). */
+  readonly aliases: readonly string[];
+  readonly title: string;
+  /** What the name means, for the help of `--api`. */
+  readonly summary: string;
+  /** Settings only this protocol takes. */
+  readonly settings?: readonly ProtocolSettingSpec[];
+  readonly hints?: ProtocolHints;
+  /** Capabilities it lacks, with what to say when a run asks for one: checked before anything is opened. */
+  readonly lacks?: { readonly login?: Refusal; readonly register?: Refusal };
+  /** Whether a login is to be sent, given what the user gave (default: unless a token is). */
+  wantsLogin?(given: { username: boolean; clientCert: boolean; token: boolean }): boolean;
+  /** Refuses a platform URL this protocol cannot use (its form), before any request (throws a usage error). */
+  checkUrl?(url: URL): void;
+  /** Refuses settings this protocol cannot work with, before any request (throws a usage error). */
+  checkSettings?(settings: SettingsToCheck, name: SettingNamer): void;
+  /** Refuses an enrollment whose trust would rest on the first CA seen (throws a usage error). */
+  checkTrust?(trust: TrustToCheck, name: SettingNamer): void;
+  open(ctx: ProtocolContext): Promise<ProtocolClient>;
 }

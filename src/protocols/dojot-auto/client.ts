@@ -1,37 +1,44 @@
 import { CertRetrieverError } from "../../errors.js";
-import { DojotLegacyClient, parseCaReply } from "../ejbca-rest/client.js";
-import { DojotX509Client } from "../x509-identity-mgmt/client.js";
 import { jsonObject, platformSays, replyFacts, type HttpReply } from "../../transport/http.js";
-import { API_TRAITS, type Binding, type FetchedCa, type Issued, type PlatformApi, type PlatformClient, type Session, type SignRequest } from "../types.js";
+import type { EjbcaRestClient } from "../ejbca-rest/client.js";
+import { parseCaReply } from "../ejbca-rest/client.js";
+import type { FetchedCa, LoginCapability, ProtocolClient, Session, TrustCapability } from "../types.js";
+import type { X509IdentityMgmtClient } from "../x509-identity-mgmt/client.js";
+import { DOJOT_AUTO, DOJOT_AUTO_TITLE } from "./name.js";
 
 /**
  * `--api auto`: finds out which generation answers, by the content of the replies and not their
  * status (on dojot v0.4 Kong sends unknown paths to the GUI, so a bare 200 proves nothing):
  * `GET /x509/v1/ca` with `caPem` means x509-identity-mgmt, else `GET /ca/<name>` with
- * `certificate` means EJBCA-REST. Done once, at the fetch-ca step, with the run's one token.
+ * `certificate` means EJBCA-REST. Done once, at the fetch-ca step, with the run's one token; from
+ * then on {@link effective} is the client that answered.
  */
-export class AutoPlatformClient implements PlatformClient {
-  private chosen: DojotLegacyClient | DojotX509Client | undefined;
+export class DojotAutoClient implements ProtocolClient {
+  readonly name = DOJOT_AUTO;
+  readonly title = DOJOT_AUTO_TITLE;
+  /** The same `POST /auth` in both generations. */
+  readonly login: LoginCapability;
+  readonly trust: TrustCapability = { fetchCa: (session) => this.detect(session) };
+  private chosen: EjbcaRestClient | X509IdentityMgmtClient | undefined;
 
   constructor(
-    private readonly legacy: DojotLegacyClient,
-    private readonly x509: DojotX509Client,
-  ) {}
-
-  api(): PlatformApi {
-    return this.chosen?.api() ?? "dojot";
+    private readonly legacy: EjbcaRestClient,
+    private readonly x509: X509IdentityMgmtClient,
+  ) {
+    this.login = x509.login;
   }
 
-  /** Whether detection has run. */
-  detected(): boolean {
-    return this.chosen !== undefined;
+  /** The client that answered (after trust.fetchCa). */
+  effective(): ProtocolClient {
+    if (!this.chosen) throw new Error("a request before fetchCa: the API is not detected yet");
+    return this.chosen;
   }
 
-  authenticate(username: string, password: string): Promise<Session> {
-    return this.x509.authenticate(username, password); // the same POST /auth in both generations
+  get enroll() {
+    return this.effective().enroll;
   }
 
-  async fetchCa(session: Session): Promise<FetchedCa> {
+  private async detect(session: Session): Promise<FetchedCa> {
     const modern = await this.x509.caReply(session);
     if (whichApi(modern) === "x509") return this.choose(this.x509, async () => this.x509.adoptCa(modern));
     const legacy = await this.legacy.caReply(session);
@@ -43,41 +50,14 @@ export class AutoPlatformClient implements PlatformClient {
       default:
         throw new CertRetrieverError(
           `fetch-ca failed: neither dojot API answered: GET /x509/v1/ca gave HTTP ${modern.status} (${platformSays(modern)}) and GET /ca/<name> gave HTTP ${legacy.status} (${platformSays(legacy)})`,
-          { step: "fetch-ca", reason: "not-a-dojot-platform", facts: replyFacts(modern) },
+          { step: "fetch-ca", reason: "not-a-dojot-platform", facts: { ...replyFacts(modern), protocol: DOJOT_AUTO } },
         );
     }
   }
 
-  private choose(client: DojotLegacyClient | DojotX509Client, parse: () => Promise<FetchedCa>): Promise<FetchedCa> {
+  private choose(client: EjbcaRestClient | X509IdentityMgmtClient, parse: () => Promise<FetchedCa>): Promise<FetchedCa> {
     this.chosen = client;
     return parse();
-  }
-
-  async prepare(session: Session, deviceId: string): Promise<void> {
-    if (this.chosen instanceof DojotX509Client) await this.chosen.prepare(session, deviceId);
-  }
-
-  submitCsr(session: Session, req: SignRequest): Promise<Issued> {
-    return this.detectedClient().submitCsr(session, req);
-  }
-
-  async bind(session: Session, issued: Issued, deviceId: string): Promise<Binding> {
-    const client = this.detectedClient();
-    return client instanceof DojotX509Client ? client.bind(session, issued, deviceId) : { bound: false, detail: `not needed: ${API_TRAITS[client.api()].title} ${API_TRAITS[client.api()].unbound}` };
-  }
-
-  fetchCrl(session: Session): Promise<Uint8Array> {
-    return this.detectedClient().fetchCrl(session);
-  }
-
-  async revoke(session: Session, fingerprint: string): Promise<"revoked" | "absent" | "not-supported"> {
-    const client = this.detectedClient();
-    return client instanceof DojotX509Client ? client.revoke(session, fingerprint) : "not-supported";
-  }
-
-  private detectedClient(): DojotLegacyClient | DojotX509Client {
-    if (!this.chosen) throw new Error("a request before fetchCa: the API is not detected yet");
-    return this.chosen;
   }
 }
 

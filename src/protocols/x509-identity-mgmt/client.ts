@@ -1,65 +1,46 @@
 import { sha256ColonHex } from "../../keys/fingerprint.js";
 import { CertRetrieverError, usageError, type Reason, type Step } from "../../errors.js";
 import { toPem } from "../../keys/key-types.js";
-import { authError, bearer, malformed, replyError, requireJson } from "../ejbca-rest/client.js";
-import { jsonObject, platformSays, replyFacts, type HttpClient, type HttpReply } from "../../transport/http.js";
-import { sessionFromJwt, type Binding, type FetchedCa, type Issued, type PlatformApi, type PlatformClient, type Session, type SignRequest } from "../types.js";
+import { jsonObject, platformSays, type HttpClient, type HttpReply } from "../../transport/http.js";
+import { dojotLogin, gatewayUrl } from "../dojot/login.js";
+import { DojotReplies } from "../dojot/replies.js";
+import { bearer } from "../dojot/session.js";
+import type { Binding, EnrollCapability, FetchedCa, Issued, LoginCapability, ProtocolClient, RegisterRequest, Session, SignRequest, TrustCapability } from "../types.js";
+import { X509_IDENTITY_MGMT, X509_IDENTITY_MGMT_TITLE } from "./name.js";
+import { x509DeviceIdProblem, type X509Generation } from "./rules.js";
+
+const replies = new DojotReplies(X509_IDENTITY_MGMT);
 
 /** Settings of the x509-identity-mgmt client. */
-export interface DojotX509Options {
+export interface X509IdentityMgmtOptions {
   baseUrl: URL;
   http: HttpClient;
-}
-
-/** v0.5-v0.6 accept only this CN (the server then prefixes the tenant): `allowedAttrsConstraints` at v0.5.0. */
-export const X509_CN_RULE = /^[0-9A-Za-z ]{1,255}$/;
-/** v0.7+ bind a certificate only to a device id of this form: `belongsTo.device` in `schemas/defs.json` at v0.7.0/v0.8.0. */
-export const X509_DEVICE_RULE = /^[0-9a-fA-F-]{5,36}$/;
-
-/** The x509-identity-mgmt release line answering: v0.5-v0.6 or v0.7+ (they differ in rules and error shapes). */
-export type X509Generation = "v0.5" | "v0.7";
-
-/**
- * Why `deviceId` cannot work with x509-identity-mgmt, or undefined. v0.5-v0.6 put it in the CN
- * (letters, digits, spaces); v0.7+ bind the certificate to it (hex and '-', 5-36). Before the
- * generation is known, only an id that suits neither is refused.
- */
-export function x509DeviceIdProblem(deviceId: string, generation?: X509Generation): string | undefined {
-  const cn = X509_CN_RULE.test(deviceId);
-  const bindable = X509_DEVICE_RULE.test(deviceId);
-  if (generation === "v0.5" && !cn) return `the device id '${deviceId}' cannot be the CN dojot v0.5-v0.6 accept (letters, digits and spaces only)`;
-  if (generation === "v0.7" && !bindable) return `the device id '${deviceId}' cannot be bound to its certificate on dojot v0.7+ (5-36 hex digits or '-')`;
-  if (!generation && !cn && !bindable) {
-    return `the device id '${deviceId}' suits no x509-identity-mgmt release (dojot v0.5-v0.6 take a CN of letters, digits and spaces; v0.7+ bind 5-36 hex digits or '-')`;
-  }
-  return undefined;
 }
 
 /**
  * dojot >= v0.5 through Kong: `POST /auth`, `GET /x509/v1/ca`, `POST /x509/v1/certificates`, and
  * on v0.7+ the binding of the certificate to the device (protocol notes, section 5).
  */
-export class DojotX509Client implements PlatformClient {
+export class X509IdentityMgmtClient implements ProtocolClient {
+  readonly name = X509_IDENTITY_MGMT;
+  readonly title = X509_IDENTITY_MGMT_TITLE;
+  readonly login: LoginCapability;
+  readonly trust: TrustCapability = { fetchCa: async (session) => this.adoptCa(await this.caReply(session)) };
+  readonly enroll: EnrollCapability = {
+    defaultKeyType: "ec-p256",
+    // v0.5-v0.6 prefix the tenant; v0.7+ pass the CSR's CN through.
+    commonNames: (id, tenant) => (tenant ? [id, `${tenant}:${id}`] : [id]),
+    prepare: async (session, deviceId) => {
+      await this.checkDevice(session, deviceId);
+      return undefined;
+    },
+    submit: (session, req) => this.submitCsr(session, req),
+  };
   private generation: X509Generation | undefined;
   private caFingerprint: string | undefined;
 
-  constructor(private readonly opts: DojotX509Options) {}
-
-  api(): PlatformApi {
-    return "dojot";
-  }
-
-  async authenticate(username: string, password: string): Promise<Session> {
-    const reply = await this.opts.http.json("authenticate", this.url("/auth"), { method: "POST", body: { username, passwd: password } });
-    if (reply.status !== 200) throw authError(reply, username);
-    requireJson("authenticate", reply);
-    const jwt = jsonObject(reply)?.jwt;
-    if (typeof jwt !== "string" || !/^[\w-]+\.[\w-]+\.[\w-]*$/.test(jwt)) throw malformed("authenticate", reply, "a JSON object with a `jwt` token");
-    return sessionFromJwt(jwt);
-  }
-
-  async fetchCa(session: Session): Promise<FetchedCa> {
-    return this.adoptCa(await this.caReply(session));
+  constructor(private readonly opts: X509IdentityMgmtOptions) {
+    this.login = dojotLogin(opts.http, opts.baseUrl, replies);
   }
 
   /** The raw reply of `GET /x509/v1/ca`, for API detection. */
@@ -84,7 +65,7 @@ export class DojotX509Client implements PlatformClient {
    * `{"message": …}`). Any other answer (a gateway that denies the request, say) leaves the release
    * unknown, and the binding finds out.
    */
-  async prepare(session: Session, deviceId: string): Promise<void> {
+  private async checkDevice(session: Session, deviceId: string): Promise<void> {
     const neither = x509DeviceIdProblem(deviceId);
     if (neither) throw usageError(neither, "deviceId");
     const reply = await this.opts.http.json("fetch-ca", this.url(`/x509/v1/certificates/${this.caFingerprint ?? ""}`), {
@@ -98,7 +79,7 @@ export class DojotX509Client implements PlatformClient {
         throw new CertRetrieverError(`bind failed: the platform has no device '${deviceId}' for this user's tenant (HTTP 400: ${platformSays(reply)}); no key was made and no certificate issued`, {
           step: "bind",
           reason: "device-unknown",
-          facts: replyFacts(reply),
+          facts: replies.facts(reply),
         });
       }
       throw usageError(x509DeviceIdProblem(deviceId, "v0.7") ?? `the platform refused device id '${deviceId}': ${platformSays(reply)}`, "deviceId");
@@ -107,12 +88,12 @@ export class DojotX509Client implements PlatformClient {
     if (problem) throw usageError(problem, "deviceId");
   }
 
-  /** The release line found by {@link prepare}, for the bind step's line. */
-  describe(): string {
+  /** The release line found by {@link checkDevice}, for the bind step's line. */
+  private describe(): string {
     return this.generation === "v0.5" ? "dojot v0.5-v0.6 rules" : this.generation === "v0.7" ? "dojot v0.7+ rules" : "release not recognised";
   }
 
-  async submitCsr(session: Session, req: SignRequest): Promise<Issued> {
+  private async submitCsr(session: Session, req: SignRequest): Promise<Issued> {
     // The whole PEM with real line breaks and no trailing newline (v0.5's pattern refuses one).
     const csr = toPem(req.csrDer, "CERTIFICATE REQUEST").trimEnd();
     const reply = await this.opts.http.json("submit-csr", this.url("/x509/v1/certificates"), { method: "POST", headers: bearer(session), body: { csr }, once: true });
@@ -141,7 +122,7 @@ export class DojotX509Client implements PlatformClient {
       reply.status === 401 ? "token-expired" : reply.status === 403 ? "permission-denied" : /was not found for tenant/i.test(says) ? "device-unknown" : "bind-refused";
     throw new CertRetrieverError(
       `bind failed: the platform issued certificate ${fingerprint} but did not bind it to device '${deviceId}': HTTP ${reply.status}: ${says}; nothing was written, and the unbound certificate stays on the platform until removed`,
-      { step: "bind", reason, facts: { ...replyFacts(reply), fingerprint } },
+      { step: "bind", reason, facts: { ...replies.facts(reply), fingerprint } },
     );
   }
 
@@ -153,14 +134,14 @@ export class DojotX509Client implements PlatformClient {
    * up: bound to this device in this tenant, it is a success (`already: true`), so a run repeated
    * after a lost reply ends well.
    */
-  async registerChain(session: Session, req: { deviceId: string; chainPem: string; leafDer: Uint8Array; caFingerprint?: string }): Promise<{ fingerprint: string; already: boolean }> {
+  async register(session: Session, req: RegisterRequest): Promise<{ fingerprint: string; already: boolean }> {
     const body = { certificateChain: req.chainPem, ...(req.caFingerprint ? { caFingerprint: req.caFingerprint } : {}), belongsTo: { device: req.deviceId } };
     const reply = await this.opts.http.json("register", this.url("/x509/v1/certificates"), { method: "POST", headers: bearer(session), body });
     const fingerprint = sha256ColonHex(req.leafDer);
     if (reply.status === 201 || reply.status === 200) {
-      requireJson("register", reply);
+      replies.requireJson("register", reply);
       const claimed = jsonObject(reply)?.certificateFingerprint;
-      if (typeof claimed !== "string") throw malformed("register", reply, "a JSON object with `certificateFingerprint`");
+      if (typeof claimed !== "string") throw replies.malformed("register", reply, "a JSON object with `certificateFingerprint`");
       checkFingerprint("register", req.leafDer, claimed, "the registered certificate");
       return { fingerprint: claimed, already: false };
     }
@@ -169,13 +150,13 @@ export class DojotX509Client implements PlatformClient {
   }
 
   /** `GET /x509/v1/ca/crl` -> 200 `{crl: PEM}` (v0.5.0 `trusted-cas-router.js`; v0.7.0/v0.8.0 `caRoutes.js`; no new CRL is forced unless the deployment sets X509IDMGMT_EJBCA_FORCECRLRENEW). */
-  async fetchCrl(session: Session): Promise<Uint8Array> {
+  async crl(session: Session): Promise<Uint8Array> {
     const reply = await this.opts.http.json("revocation", this.url("/x509/v1/ca/crl"), { method: "GET", headers: bearer(session) });
-    if (reply.status !== 200) throw replyError("revocation", reply, "fetching the CA's CRL");
-    requireJson("revocation", reply);
+    if (reply.status !== 200) throw replies.replyError("revocation", reply, "fetching the CA's CRL");
+    replies.requireJson("revocation", reply);
     const pem = jsonObject(reply)?.crl;
     const der = typeof pem === "string" ? pemToDer(pem, "X509 CRL") : undefined;
-    if (!der) throw malformed("revocation", reply, "a JSON object with `crl` (a PEM CRL)");
+    if (!der) throw replies.malformed("revocation", reply, "a JSON object with `crl` (a PEM CRL)");
     return der;
   }
 
@@ -188,7 +169,7 @@ export class DojotX509Client implements PlatformClient {
     const reply = await this.opts.http.json("revoke", this.url(`/x509/v1/certificates/${fingerprint.toUpperCase()}`), { method: "DELETE", headers: bearer(session) });
     if (reply.status === 204 || reply.status === 200) return "revoked";
     if (reply.status === 404 && /No records found/i.test(platformSays(reply))) return "absent";
-    throw replyError("revoke", reply, `removing certificate ${fingerprint}`);
+    throw replies.replyError("revoke", reply, `removing certificate ${fingerprint}`);
   }
 
   /** The device a certificate of this tenant is bound to ("" when unbound), or undefined when the tenant has no such certificate. */
@@ -201,11 +182,11 @@ export class DojotX509Client implements PlatformClient {
   }
 
   private url(path: string): URL {
-    return new URL(this.opts.baseUrl.href.replace(/\/+$/, "") + path);
+    return gatewayUrl(this.opts.baseUrl, path);
   }
 }
 
-/** Which release line answered, by the shape of a refusal (see {@link DojotX509Client.prepare}), or undefined. */
+/** Which release line answered, by the shape of a refusal (see {@link X509IdentityMgmtClient.checkDevice}), or undefined. */
 export function generationOf(reply: HttpReply): X509Generation | undefined {
   const body = jsonObject(reply);
   if (!body || (reply.status !== 400 && reply.status !== 404)) return undefined;
@@ -216,7 +197,7 @@ export function generationOf(reply: HttpReply): X509Generation | undefined {
 
 /** The CA from `GET /x509/v1/ca` (`{certificateFingerprint, caPem}`), its fingerprint checked against its content. */
 export function parseX509CaReply(reply: HttpReply): FetchedCa {
-  if (reply.status !== 200) throw replyError("fetch-ca", reply, "fetching the CA certificate");
+  if (reply.status !== 200) throw replies.replyError("fetch-ca", reply, "fetching the CA certificate");
   const { der } = pemWithFingerprint(reply, "fetch-ca", "caPem", "the CA certificate");
   return { der };
 }
@@ -224,19 +205,19 @@ export function parseX509CaReply(reply: HttpReply): FetchedCa {
 /** The certificate from `POST /x509/v1/certificates` (201 `{certificateFingerprint, certificatePem}`). */
 export function parseX509CertificateReply(reply: HttpReply, deviceId: string): Issued {
   if (reply.status !== 201 && reply.status !== 200) {
-    throw replyError("submit-csr", reply, `the platform refused the CSR for device '${deviceId}'`, x509Reason(reply));
+    throw replies.replyError("submit-csr", reply, `the platform refused the CSR for device '${deviceId}'`, x509Reason(reply));
   }
   return pemWithFingerprint(reply, "submit-csr", "certificatePem", "the issued certificate");
 }
 
 /** Both replies' shape: a PEM certificate under `key` and its `certificateFingerprint`, which must match it. */
 function pemWithFingerprint(reply: HttpReply, step: Step, key: string, what: string): { der: Uint8Array; fingerprint: string } {
-  requireJson(step, reply);
+  replies.requireJson(step, reply);
   const body = jsonObject(reply);
   const pem = body?.[key];
   const der = typeof pem === "string" ? pemToDer(pem, "CERTIFICATE") : undefined;
   const fingerprint = body?.certificateFingerprint;
-  if (!der || typeof fingerprint !== "string") throw malformed(step, reply, `a JSON object with \`${key}\` (a PEM certificate) and \`certificateFingerprint\``);
+  if (!der || typeof fingerprint !== "string") throw replies.malformed(step, reply, `a JSON object with \`${key}\` (a PEM certificate) and \`certificateFingerprint\``);
   checkFingerprint(step, der, fingerprint, what);
   return { der, fingerprint };
 }
@@ -255,7 +236,7 @@ function checkFingerprint(step: Step, der: Uint8Array, claimed: string, what: st
     throw new CertRetrieverError(`${step} failed: ${what} does not match the fingerprint the platform gave for it (${claimed})`, {
       step,
       reason: "reply-altered",
-      facts: { fingerprint: claimed },
+      facts: { fingerprint: claimed, protocol: X509_IDENTITY_MGMT },
     });
   }
 }
@@ -267,7 +248,7 @@ function checkFingerprint(step: Step, der: Uint8Array, claimed: string, what: st
  */
 function registrationError(reply: HttpReply, deviceId: string, fingerprint: string): CertRetrieverError {
   const says = platformSays(reply);
-  const facts = { ...replyFacts(reply), fingerprint };
+  const facts = { ...replies.facts(reply), fingerprint };
   if (generationOf(reply) === "v0.5" || /not available yet/i.test(says)) {
     return new CertRetrieverError(`register failed: the platform answers as dojot v0.5-v0.6, whose x509-identity-mgmt cannot register a certificate it did not issue (HTTP ${reply.status}: ${says})`, {
       step: "register",
@@ -291,7 +272,7 @@ function registrationError(reply: HttpReply, deviceId: string, fingerprint: stri
       : reply.status === 400
         ? "registration-refused"
         : "platform-error";
-  return replyError("register", reply, `the platform refused to register certificate ${fingerprint} for device '${deviceId}'${why}`, reason);
+  return replies.replyError("register", reply, `the platform refused to register certificate ${fingerprint} for device '${deviceId}'${why}`, reason);
 }
 
 /** Why x509-identity-mgmt refused a CSR, from its message. */
