@@ -5,7 +5,8 @@ import { join } from "node:path";
 import { CertRetrieverError, describeCause, usageError, type Reason } from "../errors.js";
 import { prepareDirectory } from "../fs/safe-dir.js";
 import { acquireLock } from "../fs/lock.js";
-import type { KeyHandle, KeyStore } from "./key-store.js";
+import { TokenKeyTransaction } from "./key-journal.js";
+import type { KeyHandle, KeyStore, KeyTransaction } from "./key-store.js";
 import { keyAlgorithm, type KeyType } from "./key-types.js";
 import { formatPkcs11Uri, parsePkcs11Uri, type Pkcs11Uri } from "./pkcs11-uri.js";
 import type { CryptoProvider } from "./provider.js";
@@ -90,7 +91,8 @@ async function loadPackages(): Promise<{ graphene: Graphene; p11: WebcryptoP11 }
  * credentials store records only the key's URI. Open with {@link openPkcs11KeyStore}.
  */
 export class Pkcs11KeyStore implements KeyStore {
-  readonly kind = "pkcs11";
+  /** Node's TLS reaches a token key only through OpenSSL's engine, which opens the token itself: not while this store has it. */
+  readonly tlsWhileOpen = false;
   private closed = false;
 
   private constructor(
@@ -127,18 +129,7 @@ export class Pkcs11KeyStore implements KeyStore {
       throw new CertRetrieverError(`token failed: the PKCS#11 module ${modulePath} cannot be read: ${describeCause(err)}`, { step: "token", reason: "pkcs11-module-missing", facts: { path: modulePath }, cause: err });
     }
     const { graphene, p11 } = await loadPackages();
-    let module: Module;
-    try {
-      module = graphene.Module.load(modulePath);
-      module.initialize();
-    } catch (err) {
-      throw new CertRetrieverError(`token failed: ${modulePath} is not a PKCS#11 module that loads here: ${describeCause(err).split("\n")[0]}`, {
-        step: "token",
-        reason: "pkcs11-module-missing",
-        facts: { path: modulePath },
-        cause: err,
-      });
-    }
+    const module = loadModule(graphene, modulePath);
     let release: (() => Promise<void>) | undefined;
     let session: Session | undefined;
     try {
@@ -158,19 +149,7 @@ export class Pkcs11KeyStore implements KeyStore {
           loggedIn = true;
         }
       }
-      const p11Crypto = new p11.Crypto({ session });
-      // tpm2-pkcs11 1.9 refuses a key pair whose template says CKA_ENCRYPT/CKA_DECRYPT false
-      // ("User specified and TPM specified attr mismatch"); left out, every token makes the same key.
-      const builder = p11Crypto.templateBuilder;
-      p11Crypto.templateBuilder = {
-        build(params) {
-          const template = builder.build(params) as Record<string, unknown>;
-          if (template.encrypt === false) delete template.encrypt;
-          if (template.decrypt === false) delete template.decrypt;
-          return template;
-        },
-      };
-      const crypto = p11Crypto as unknown as CryptoProvider;
+      const crypto = tokenCrypto(p11, session);
       return new Pkcs11KeyStore(module, session, graphene, p11, crypto, uri, modulePath, tokenLabel, token.serialNumber.trim(), release, loggedIn);
     } catch (err) {
       quietly(() => session?.close());
@@ -180,6 +159,12 @@ export class Pkcs11KeyStore implements KeyStore {
     }
   }
 
+  /** The run's key work: its journal lists the key it makes until the credentials naming it are stored. */
+  begin(journalPath: string, storedRecord?: string): Promise<KeyTransaction> {
+    return TokenKeyTransaction.begin(this, journalPath, storedRecord);
+  }
+
+  /** Generates a key pair in the token, never extractable (see {@link begin}: a run generates through its transaction). */
   async generate(type: KeyType, deviceId: string): Promise<KeyHandle> {
     if (this.uri.id !== undefined) {
       throw usageError(
@@ -221,6 +206,11 @@ export class Pkcs11KeyStore implements KeyStore {
     return Promise.all(this.find(this.graphene.ObjectClass.PUBLIC_KEY, uri.object, uri.id).map((o) => this.spkiOf(o)));
   }
 
+  /**
+   * Removes the key a record names (and its certificate object), which cert-retriever made: one a
+   * failed or killed run left, or one that a new enrollment replaced. `elsewhere`: the record names
+   * another token than this store's, which is left as it is.
+   */
   async remove(record: string): Promise<"removed" | "absent" | "elsewhere"> {
     const uri = parsePkcs11Uri(record);
     if (uri.token !== this.tokenLabel || (uri.serial !== undefined && uri.serial !== this.tokenSerial)) return "elsewhere";
@@ -292,6 +282,39 @@ export class Pkcs11KeyStore implements KeyStore {
     const handle = await crypto.keyStorage.getItem(key);
     return new Uint8Array(await crypto.subtle.exportKey("spki", handle as unknown as CryptoKey));
   }
+}
+
+/** Loads and initializes a PKCS#11 module, or says (`pkcs11-module-missing`) that it is not one that loads here. */
+function loadModule(graphene: Graphene, modulePath: string): Module {
+  try {
+    const module = graphene.Module.load(modulePath);
+    module.initialize();
+    return module;
+  } catch (err) {
+    throw new CertRetrieverError(`token failed: ${modulePath} is not a PKCS#11 module that loads here: ${describeCause(err).split("\n")[0]}`, {
+      step: "token",
+      reason: "pkcs11-module-missing",
+      facts: { path: modulePath },
+      cause: err,
+    });
+  }
+}
+
+/** The WebCrypto of a token session, its key templates fit for every token. */
+function tokenCrypto(p11: WebcryptoP11, session: Session): CryptoProvider {
+  const p11Crypto = new p11.Crypto({ session });
+  // tpm2-pkcs11 1.9 refuses a key pair whose template says CKA_ENCRYPT/CKA_DECRYPT false
+  // ("User specified and TPM specified attr mismatch"); left out, every token makes the same key.
+  const builder = p11Crypto.templateBuilder;
+  p11Crypto.templateBuilder = {
+    build(params) {
+      const template = builder.build(params) as Record<string, unknown>;
+      if (template.encrypt === false) delete template.encrypt;
+      if (template.decrypt === false) delete template.decrypt;
+      return template;
+    },
+  };
+  return p11Crypto as unknown as CryptoProvider;
 }
 
 /** Runs a clean-up step whose failure must not hide the error or the steps after it. */

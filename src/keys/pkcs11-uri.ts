@@ -167,3 +167,13 @@ export function describeKey(record: string): string {
   const uri = parsePkcs11Uri(record);
   return `the key '${uri.object ?? ""}' with id ${Buffer.from(uri.id ?? []).toString("hex")} in token '${uri.token ?? ""}'`;
 }
+
+/** A token as the messages name it. */
+export function tokenName(uri: { token?: string }): string {
+  return uri.token !== undefined ? `token '${uri.token}'` : "the token";
+}
+
+/** Whether a stored key is the URI of a key kept in a PKCS#11 token rather than the key itself. */
+export function isKeyUri(key: string): boolean {
+  return key.trimStart().startsWith("pkcs11:");
+}

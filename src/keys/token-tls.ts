@@ -3,7 +3,9 @@ import { lstat, mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { CertRetrieverError } from "../errors.js";
-import { openKeyStore, tokenName, tokenPin, type KeyFlags, type SourceOf } from "../cli/context.js";
+import { openKeyStore, pinOf, type KeySettings } from "./open.js";
+import { modulePathOf, Pkcs11KeyStore } from "./pkcs11-store.js";
+import { parsePkcs11Uri } from "./pkcs11-uri.js";
 
 /** Where Debian, Fedora and others put OpenSSL 3's engines. */
 const ENGINE_DIRS = [`/usr/lib/${process.arch === "arm64" ? "aarch64" : process.arch === "arm" ? "arm" : "x86_64"}-linux-gnu/engines-3`, "/usr/lib64/engines-3", "/usr/lib/engines-3", "/usr/local/lib/engines-3"];
@@ -17,19 +19,12 @@ const ENGINE_DIRS = [`/usr/lib/${process.arch === "arm64" ? "aarch64" : process.
  * never left to prompt on stdin. Node's own OpenSSL has no engines directory, so OPENSSL_ENGINES
  * is set (when unset) to the system's, and the module goes to the engine by PKCS11_MODULE_PATH.
  */
-export async function tokenKeyForTls(
-  flags: KeyFlags,
-  uri: string,
-  record: string,
-  source?: SourceOf,
-): Promise<{ engine: { engine: string; identifier: string }; dispose(): Promise<void> }> {
-  const { parsePkcs11Uri } = await import("./pkcs11-uri.js");
-  const { modulePathOf, Pkcs11KeyStore } = await import("./pkcs11-store.js");
-  const parsed = parsePkcs11Uri(uri);
+export async function tokenKeyForTls(settings: KeySettings & { uri: string }, record: string): Promise<{ engine: { engine: string; identifier: string }; dispose(): Promise<void> }> {
+  const parsed = parsePkcs11Uri(settings.uri);
   const named = parsePkcs11Uri(record);
-  const pinSource = await tokenPin(parsed, flags, tokenName(parsed));
-  const pin = parsed.pinValue ?? (await pinSource.read());
-  const keyStore = await openKeyStore(flags, uri, { login: true, source, pin: { read: async () => pin, where: pinSource.where } });
+  const source = await pinOf(settings, parsed);
+  const pin = parsed.pinValue ?? (await source.read());
+  const keyStore = await openKeyStore({ ...settings, pin: () => ({ read: async () => pin, where: source.where }) }, settings.uri, true);
   try {
     if (!(keyStore instanceof Pkcs11KeyStore && keyStore.holds(record))) {
       throw new CertRetrieverError(`token failed: ${keyStore.location} no longer holds the key '${named.object ?? ""}' the stored credentials name`, { step: "token", reason: "token-key-missing" });
@@ -38,7 +33,7 @@ export async function tokenKeyForTls(
     // finalized before the engine initializes the module in this process
     await keyStore.close();
   }
-  process.env.PKCS11_MODULE_PATH = modulePathOf(parsed, flags.pkcs11Module);
+  process.env.PKCS11_MODULE_PATH = modulePathOf(parsed, settings.modulePath);
   if (!process.env.OPENSSL_ENGINES) {
     const dir = ENGINE_DIRS.find((d) => existsSync(join(d, "pkcs11.so")));
     if (dir) process.env.OPENSSL_ENGINES = dir;
