@@ -2,12 +2,12 @@ import { constants } from "node:fs";
 import { link, mkdtemp, open, rename, rm, unlink } from "node:fs/promises";
 import { join } from "node:path";
 import { CertRetrieverError, describeCause, usageError } from "../errors.js";
-import { faultPoint } from "../fault.js";
 import { prepareDirectory, removeCreatedDirectory, storageError, syncDirectory } from "../fs/safe-dir.js";
 import { acquireLock } from "../fs/lock.js";
 import { credentialPaths, fileNamesProblem, STAGING_PREFIX, type CredentialPaths } from "./names.js";
 import { COMMIT_MARK, commitMark, hasInterruptedWrite, otherKeyKind, recoverInterruptedWrites, removeOtherKeyKind } from "./recovery.js";
-import { isKeyUri, type CredentialPems, type CredentialStore, type OpenStore, type StoredCredentials } from "./types.js";
+import { isKeyUri } from "../keys/pkcs11-uri.js";
+import type { CredentialPems, CredentialStore, OpenStore, Sidecars, StoredCredentials, WriteObserver } from "./types.js";
 
 export { credentialPaths, type CredentialPaths } from "./names.js";
 export type { CredentialPems } from "./types.js";
@@ -16,20 +16,23 @@ export type { CredentialPems } from "./types.js";
 export class FilesStore implements CredentialStore {
   readonly kind = "files";
   readonly paths: CredentialPaths;
+  readonly sidecars: Sidecars;
 
-  /** Refuses (`usage`) a device id and CA name whose files would collide or not fit a file name. */
-  constructor(outDir: string, deviceId: string, caName: string) {
+  /** Refuses (`usage`) a device id and CA name whose files would collide or not fit a file name. `observer` sees each point of a write. */
+  constructor(
+    outDir: string,
+    deviceId: string,
+    caName: string,
+    private readonly options: { observer?: WriteObserver } = {},
+  ) {
     const problem = fileNamesProblem(deviceId, caName);
     if (problem) throw usageError(problem, "fileNames");
     this.paths = credentialPaths(outDir, deviceId, caName);
+    this.sidecars = { keyJournal: `${this.paths.key}.pending`, crlCache: join(outDir, `${caName}.crl`), caReplacedMark: join(outDir, `${caName}.replaced`) };
   }
 
   get location(): string {
     return this.paths.dir;
-  }
-
-  get keyJournal(): string {
-    return `${this.paths.key}.pending`;
   }
 
   async read(): Promise<StoredCredentials> {
@@ -84,7 +87,7 @@ export class FilesStore implements CredentialStore {
   }
 
   async write(pems: CredentialPems): Promise<void> {
-    await writeCredentials(this.paths, pems);
+    await writeCredentials(this.paths, pems, this.options.observer);
     // A profile recorded by an earlier enrollment must not outlive one made without it.
     if (pems.profileJson === undefined) await unlink(this.paths.profile).catch(() => undefined);
   }
@@ -117,7 +120,7 @@ function planOf(paths: CredentialPaths, pems: CredentialPems): PlanItem[] {
  * killed after the mark is completed by the next run ({@link recoverInterruptedWrites}); one killed
  * before it leaves only a staging directory that the next run removes.
  */
-export async function writeCredentials(paths: CredentialPaths, pems: CredentialPems): Promise<void> {
+export async function writeCredentials(paths: CredentialPaths, pems: CredentialPems, observe: WriteObserver = () => {}): Promise<void> {
   let staging: string;
   try {
     staging = await mkdtemp(join(paths.dir, STAGING_PREFIX));
@@ -134,7 +137,7 @@ export async function writeCredentials(paths: CredentialPaths, pems: CredentialP
   let otherRemoved = false;
   try {
     for (const item of plan) await writeSynced(item.staged, item.text, item.mode);
-    faultPoint("store:staged");
+    observe("staged");
     for (const item of plan) {
       item.hadOld = await link(item.target, item.backup).then(
         () => true,
@@ -150,15 +153,15 @@ export async function writeCredentials(paths: CredentialPaths, pems: CredentialP
     const hadOther = other !== undefined && (await link(other, otherBackup).then(() => true, (err: NodeJS.ErrnoException) => (err.code === "ENOENT" ? false : Promise.reject(err))));
     await writeSynced(join(staging, COMMIT_MARK), commitMark(plan.map((p) => p.target)), 0o600);
     await syncDirectory(staging);
-    faultPoint("store:committed");
+    observe("committed");
     for (const [i, item] of plan.entries()) {
       await rename(item.staged, item.target);
       item.replaced = true;
-      faultPoint(`store:renamed-${i + 1}`);
+      observe(`renamed-${i + 1}`);
     }
     await removeOtherKeyKind(paths, plan.map((p) => p.target));
     otherRemoved = hadOther;
-    faultPoint("store:other-kind-removed");
+    observe("other-kind-removed");
     await syncDirectory(paths.dir);
   } catch (err) {
     for (const item of plan.filter((p) => p.replaced)) {

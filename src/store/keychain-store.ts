@@ -1,9 +1,8 @@
 import { join, resolve } from "node:path";
 import { CertRetrieverError, describeCause } from "../errors.js";
-import { faultPoint } from "../fault.js";
 import { prepareDirectory, removeCreatedDirectory } from "../fs/safe-dir.js";
 import { acquireLock } from "../fs/lock.js";
-import type { CredentialPems, CredentialStore, OpenStore, StoredCredentials } from "./types.js";
+import type { CredentialPems, CredentialStore, OpenStore, Sidecars, StoredCredentials, WriteObserver } from "./types.js";
 
 /** The keychain service under which every entry is kept. */
 export const KEYCHAIN_SERVICE = "cert-retriever";
@@ -41,16 +40,21 @@ export class KeychainStore implements CredentialStore {
   readonly kind = "keychain";
   readonly accounts: Record<(typeof PARTS)[number], string>;
 
+  readonly sidecars: Sidecars;
+
+  /** `lockDir` holds the lock and the sidecar files; `observer` sees each point of a write. */
   constructor(
     readonly deviceId: string,
     caName: string,
     private readonly lockDir: string,
+    private readonly options: { observer?: WriteObserver } = {},
   ) {
     this.accounts = { key: `${deviceId}/key`, certificatePem: `${deviceId}/certificate`, caPem: `${deviceId}/ca/${caName}` };
-  }
-
-  get keyJournal(): string {
-    return join(resolve(this.lockDir), `${this.deviceId}.key.pending`);
+    this.sidecars = {
+      keyJournal: join(resolve(lockDir), `${deviceId}.key.pending`),
+      crlCache: join(lockDir, `${caName}.crl`),
+      caReplacedMark: join(lockDir, `${caName}.replaced`),
+    };
   }
 
   get location(): string {
@@ -91,7 +95,7 @@ export class KeychainStore implements CredentialStore {
       for (const [i, part] of PARTS.entries()) {
         await kt.setPassword(KEYCHAIN_SERVICE, this.accounts[part], pems[part]);
         done.push(i);
-        faultPoint(`keychain:set-${i + 1}`);
+        this.options.observer?.(`set-${i + 1}`);
       }
       if (pems.profileJson !== undefined) await kt.setPassword(KEYCHAIN_SERVICE, `${this.deviceId}/profile`, pems.profileJson);
       else await kt.deletePassword(KEYCHAIN_SERVICE, `${this.deviceId}/profile`).catch(() => false);

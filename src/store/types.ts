@@ -1,11 +1,6 @@
-/** Whether a stored key is the URI of a key kept in a PKCS#11 token rather than the key itself. */
-export function isKeyUri(key: string): boolean {
-  return key.trimStart().startsWith("pkcs11:");
-}
-
 /** PEM texts of a device's credentials. */
 export interface CredentialPems {
-  /** The device key: its PKCS#8 PEM, or the `pkcs11:` URI of a key kept in a token (see {@link isKeyUri}). */
+  /** The device key: its PKCS#8 PEM, or the `pkcs11:` URI of a key kept in a token (see keys/pkcs11-uri.ts's isKeyUri). */
   key: string;
   certificatePem: string;
   caPem: string;
@@ -32,14 +27,34 @@ export interface OpenStore {
   close(succeeded: boolean): Promise<void>;
 }
 
+/**
+ * The points of a write that a store reports to its observer, as they pass: files `staged`,
+ * `committed`, `renamed-1`.., `other-kind-removed`; keychain `set-1`... An observer that throws
+ * fails the write there (which then puts everything back), as a failing disk would.
+ */
+export type WritePoint = string;
+
+/** Called at each point of a write (tracing, or a test's injected failure); not read from the environment. */
+export type WriteObserver = (point: WritePoint) => void;
+
+/** The files a store keeps beside the credentials, for the flows. */
+export interface Sidecars {
+  /** Where a run lists the token key it makes until credentials naming it are stored (`<out>/<device-id>.key.pending`). */
+  keyJournal: string;
+  /** The CA's last good CRL, which `check` keeps and `enroll` reads (`<out>/<ca-name>.crl`). */
+  crlCache: string;
+  /** The mark `check` leaves when the platform's CA replaced the stored one, for `enroll` to act on (`<out>/<ca-name>.replaced`). */
+  caReplacedMark: string;
+}
+
 /** Where credentials live: PEM files or the OS keychain. */
 export interface CredentialStore {
   /** `files` or `keychain`. */
   readonly kind: string;
   /** Where, in words (a directory, a keychain service). */
   readonly location: string;
-  /** Where a run lists the token key it makes until credentials naming it are stored (`<out>/<device-id>.key.pending`). */
-  readonly keyJournal: string;
+  /** The files kept beside the credentials. */
+  readonly sidecars: Sidecars;
   read(): Promise<StoredCredentials>;
   /** Takes the lock and repairs interrupted writes. */
   open(): Promise<OpenStore>;
