@@ -105,20 +105,35 @@ export async function checkBroker(check: BrokerCheck, onStage: (s: StageReport) 
   try {
     report({ stage: "connack", ms: elapsed(), detail: `accepted as client '${check.clientId}' (${VERSION_NAME[session.level]}${fellBack ? ", after the broker refused MQTT 5" : ""})`, mqttVersion: version });
     if (check.topic) {
-      const topic = check.topic;
-      if (session.level === 5) {
-        await publish(session, topic, check.timeoutMs);
-        report({ stage: "puback", ms: elapsed(), detail: `published to '${topic}' with QoS 1`, mqttVersion: version, delivery: "accepted" });
-      } else {
-        const watched: Watched = await publishAndWatch(session, topic, check.timeoutMs, connect311);
-        session = watched.session;
-        report({ stage: "puback", ms: elapsed(), detail: delivery311(topic, watched), mqttVersion: version, delivery: watched.delivery });
-      }
+      session = await publishStage(session, check.topic, check.timeoutMs, connect311, (detail, delivery) =>
+        report({ stage: "puback", ms: elapsed(), detail, mqttVersion: version, delivery }),
+      );
     }
   } finally {
     await closeSession(session);
   }
   return stages;
+}
+
+/**
+ * The PUBACK stage: over MQTT 5 the PUBACK says whether the publish was accepted; over 3.1.1 the
+ * message is watched for (a session reopened for that replaces `session`, which is returned).
+ */
+async function publishStage(
+  session: Session,
+  topic: string,
+  timeoutMs: number,
+  reopen: () => Promise<Session>,
+  report: (detail: string, delivery: Delivery) => void,
+): Promise<Session> {
+  if (session.level === 5) {
+    await publish(session, topic, timeoutMs);
+    report(`published to '${topic}' with QoS 1`, "accepted");
+    return session;
+  }
+  const watched: Watched = await publishAndWatch(session, topic, timeoutMs, reopen);
+  report(delivery311(topic, watched), watched.delivery);
+  return watched.session;
 }
 
 /** The PUBACK stage line over MQTT 3.1.1: "published" only when our own message came back. */

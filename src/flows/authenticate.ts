@@ -1,27 +1,19 @@
+/** The authenticate step: a login (asked again while the platform refuses it and the caller allows), a token's session, or none. */
 import { CertRetrieverError } from "../errors.js";
-import type { Session } from "../protocols/types.js";
+import type { LoginCapability, LoginSource, ProtocolClient, Session } from "../protocols/types.js";
 
-/** The user and password of a login, each read when needed, and whether to ask again after a refusal. */
-export interface LoginSource {
-  /** The user, or a function that asks for it (called only when the login runs). */
-  username: string | (() => Promise<string>);
-  password: () => Promise<string>;
-  /**
-   * After the platform refused the user or the password (`auth-refused`, `user-unknown`):
-   * whether to ask for them again; `attempt` counts from 1. A terminal asks up to three times.
-   */
-  retryLogin?: (err: CertRetrieverError, attempt: number) => boolean;
+/** A session from a token that `login` wrote, and where it came from (for messages). */
+export interface TokenSession {
+  jwt: string;
+  source?: string;
 }
 
 /** Logs in, asking again while the platform refuses the user or password and `retryLogin` allows; returns the session and the user. */
-export async function logIn(
-  platform: { authenticate(username: string, password: string): Promise<Session> },
-  source: LoginSource,
-): Promise<{ session: Session; username: string }> {
+export async function logIn(login: Pick<LoginCapability, "authenticate">, source: LoginSource): Promise<{ session: Session; username: string }> {
   for (let attempt = 1; ; attempt++) {
     const username = typeof source.username === "string" ? source.username : await source.username();
     try {
-      return { session: await platform.authenticate(username, await source.password()), username };
+      return { session: await login.authenticate(username, await source.password()), username };
     } catch (err) {
       const again = err instanceof CertRetrieverError && (err.reason === "auth-refused" || err.reason === "user-unknown") && source.retryLogin?.(err, attempt);
       if (!again) throw err;
@@ -29,31 +21,34 @@ export async function logIn(
   }
 }
 
-/** What {@link openSession} needs: a login, or a session from a token (with where it came from). */
-export interface SessionSource extends LoginSource {
-  session?: Session;
-  sessionSource?: string;
-}
+/** A login that has neither user nor password: asked for, it says none was given. */
+export const NO_LOGIN: LoginSource = {
+  username: "",
+  password: () => Promise.reject(new CertRetrieverError("no password given", { step: "authenticate", reason: "missing-credentials" })),
+};
 
 /**
- * The session of a run: the token's, refused if it has expired (before any request), or a new
- * login. Returns a line saying which, for the authenticate step.
+ * The session of a run: none for a sessionless protocol (the login goes with its requests); the
+ * token's, refused if it has expired (before any request); or a new login. Returns a line saying
+ * which, for the authenticate step.
  */
 export async function openSession(
-  platform: { authenticate(username: string, password: string): Promise<Session> },
-  source: SessionSource,
+  client: ProtocolClient,
+  source: { login?: LoginSource; token?: TokenSession },
   now: Date,
 ): Promise<{ session: Session; detail: string }> {
-  if (!source.session) {
-    const { session, username } = await logIn(platform, source);
+  if (client.sessionless) return { session: {}, detail: client.sessionless.attach(source.login) };
+  const login = client.login!;
+  if (!source.token) {
+    const { session, username } = await logIn(login, source.login ?? NO_LOGIN);
     return { session, detail: `logged in as ${username}${session.tenant ? ` (tenant ${session.tenant})` : ""}` };
   }
-  const { session } = source;
+  const session = login.fromToken(source.token.jwt);
   if (session.expiresAt && session.expiresAt <= now) {
-    throw new CertRetrieverError(`authenticate failed: the token in ${source.sessionSource ?? "the token file"} expired at ${session.expiresAt.toISOString()}`, {
+    throw new CertRetrieverError(`authenticate failed: the token in ${source.token.source ?? "the token file"} expired at ${session.expiresAt.toISOString()}`, {
       step: "authenticate",
       reason: "token-expired",
     });
   }
-  return { session, detail: `using the token from ${source.sessionSource ?? "login"}${session.tenant ? ` (tenant ${session.tenant})` : ""}` };
+  return { session, detail: `using the token from ${source.token.source ?? "login"}${session.tenant ? ` (tenant ${session.tenant})` : ""}` };
 }

@@ -1,7 +1,7 @@
 import { spawn } from "node:child_process";
-import { CertRetrieverError } from "../errors.js";
-import type { EnrollResult } from "./enroll.js";
-import { say } from "../cli/output.js";
+import { CertRetrieverError, type SettingNamer } from "../errors.js";
+import type { EnrollResult } from "./result.js";
+import type { HookEvent } from "./steps.js";
 
 /** What to run after new credentials are stored. */
 export interface ChangeHooks {
@@ -10,6 +10,8 @@ export interface ChangeHooks {
   /** A systemd unit to reload (or restart): `systemctl try-reload-or-restart UNIT`. */
   reloadUnit?: string;
   timeoutMs: number;
+  /** The prefix of the variables that tell a hook where the new credentials are (`CERT_FILE`...); default none. */
+  environmentPrefix?: string;
 }
 
 /**
@@ -20,22 +22,23 @@ export interface ChangeHooks {
 const INHERITED_ENV = /^(PATH|HOME|USER|LOGNAME|SHELL|LANG|LANGUAGE|LC_[A-Z]+|TZ|TERM|TMPDIR|NO_COLOR|INVOCATION_ID|JOURNAL_STREAM|STATE_DIRECTORY|RUNTIME_DIRECTORY|CACHE_DIRECTORY)$/;
 
 /**
- * Runs `--exec`, then `--reload-unit`, each bounded by the timeout; the first failure stops and is
+ * Runs `exec`, then `reloadUnit`, each bounded by the timeout; the first failure stops and is
  * thrown as `hook-failed` (the credentials stay stored). The hook's output goes to stderr, so that
- * `--json` keeps stdout for the result.
+ * a result printed on stdout stays whole. `name` names the settings in messages and events.
  */
-export async function runChangeHooks(result: EnrollResult, hooks: ChangeHooks): Promise<void> {
-  const env = hookEnvironment(result);
-  if (hooks.exec) await runHook("--exec", "/bin/sh", ["-c", hooks.exec], env, hooks.timeoutMs);
-  if (hooks.reloadUnit) await runHook("--reload-unit", "systemctl", ["try-reload-or-restart", "--", hooks.reloadUnit], env, hooks.timeoutMs);
+export async function runChangeHooks(result: EnrollResult, hooks: ChangeHooks, name: SettingNamer, emit: (event: HookEvent) => void): Promise<void> {
+  const env = hookEnvironment(result, hooks.environmentPrefix ?? "");
+  const run = (what: string, file: string, args: string[]) => runHook(what, file, args, env, hooks.timeoutMs).then((ms) => emit({ type: "hook", what, ms }));
+  if (hooks.exec) await run(`${name("exec")} '${hooks.exec}'`, "/bin/sh", ["-c", hooks.exec]);
+  if (hooks.reloadUnit) await run(`${name("reloadUnit")} ${hooks.reloadUnit}`, "systemctl", ["try-reload-or-restart", "--", hooks.reloadUnit]);
 }
 
-/** The inherited part of this process's environment, plus where the new credentials are. */
-export function hookEnvironment(result: EnrollResult): NodeJS.ProcessEnv {
+/** The inherited part of this process's environment, plus where the new credentials are (each variable's name after `prefix`). */
+export function hookEnvironment(result: EnrollResult, prefix: string): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = Object.fromEntries(Object.entries(process.env).filter(([name]) => INHERITED_ENV.test(name)));
   const files = result.store.files;
   const set = (name: string, value: string | undefined) => {
-    if (value !== undefined) env[`CERT_RETRIEVER_${name}`] = value;
+    if (value !== undefined) env[`${prefix}${name}`] = value;
   };
   set("DEVICE_ID", result.deviceId);
   set("STORE", result.store.kind);
@@ -51,8 +54,8 @@ export function hookEnvironment(result: EnrollResult): NodeJS.ProcessEnv {
   return env;
 }
 
-function runHook(flag: string, file: string, args: string[], env: NodeJS.ProcessEnv, timeoutMs: number): Promise<void> {
-  const what = flag === "--exec" ? `${flag} '${args[1]}'` : `${flag} ${args.at(-1)}`;
+/** Runs one hook in its own process group; resolves with how long it took. */
+function runHook(what: string, file: string, args: string[], env: NodeJS.ProcessEnv, timeoutMs: number): Promise<number> {
   const fail = (why: string) =>
     new CertRetrieverError(`hook failed: ${what} ${why}; the new credentials are stored and stay`, { step: "hook", reason: "hook-failed" });
   return new Promise((resolve, reject) => {
@@ -73,10 +76,8 @@ function runHook(flag: string, file: string, args: string[], env: NodeJS.Process
     });
     child.once("exit", (code, signal) => {
       clearTimeout(timer);
-      if (code === 0) {
-        say(`hook ${what}: done (${Math.round(performance.now() - started)} ms)`);
-        resolve();
-      } else reject(fail(signal ? `was killed by ${signal}` : `exited with ${code}`));
+      if (code === 0) resolve(Math.round(performance.now() - started));
+      else reject(fail(signal ? `was killed by ${signal}` : `exited with ${code}`));
     });
   });
 }

@@ -3,7 +3,7 @@ import { CertRetrieverError, describeCause } from "../errors.js";
 import type { CryptoProvider } from "../keys/provider.js";
 import type { CredentialStore } from "../store/types.js";
 import { commonName, parseCaChain, parseCertificate, sha256Fingerprint } from "./certificate.js";
-import { normalizeFingerprint } from "./pin.js";
+import { normalizeFingerprint } from "../keys/fingerprint.js";
 import { describeRevocation, type RevocationVerdict } from "./revocation.js";
 import { validateCertificate } from "./validate.js";
 

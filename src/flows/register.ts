@@ -2,11 +2,11 @@ import type { CryptoProvider } from "../keys/provider.js";
 import { certificatePems, toPem } from "../keys/key-types.js";
 import * as x509 from "../keys/x509.js";
 import { CertRetrieverError } from "../errors.js";
-import { openSession, type SessionSource } from "./authenticate.js";
-import type { DojotX509Client } from "../protocols/x509-identity-mgmt/client.js";
-import { API_TRAITS, type PlatformClient } from "../protocols/types.js";
+import type { LoginSource, ProtocolClient } from "../protocols/types.js";
+import { openSession, type TokenSession } from "./authenticate.js";
 import { displayName, sha256Fingerprint } from "./certificate.js";
-import { normalizeFingerprint } from "./pin.js";
+import { normalizeFingerprint } from "../keys/fingerprint.js";
+import { StepRunner, type AgentEvent, type StepTiming } from "./steps.js";
 
 const DAY_MS = 24 * 60 * 60 * 1000;
 
@@ -95,15 +95,14 @@ async function isSelfSignedCa(cert: x509.X509Certificate, crypto: CryptoProvider
 }
 
 /** What a registration needs. */
-export interface RegisterOptions extends SessionSource {
-  /** The auto-detecting client, or the one `--api` chose. */
-  platform: PlatformClient;
-  /** The x509-identity-mgmt client behind it. */
-  x509: DojotX509Client;
+export interface RegisterOptions {
+  client: ProtocolClient;
   deviceId: string;
   chain: CheckedChain;
   /** The root CA's fingerprint, when the chain does not end with it. */
   caFingerprint?: string;
+  login?: LoginSource;
+  token?: TokenSession;
   now?: () => Date;
   signal?: AbortSignal;
 }
@@ -119,50 +118,43 @@ export interface RegisterResult {
   issuer: string;
   notBefore: string;
   notAfter: string;
-  steps: { step: RegisterStep; ms: number }[];
+  steps: StepTiming<RegisterStep>[];
 }
 
-/** Progress, as enroll's: the CLI renders it. */
-export type RegisterEvent = { type: "step"; step: RegisterStep; index: number; total: number; ms: number; detail: string } | { type: "note"; message: string };
+/** Progress of a registration, as enroll's: the CLI renders it. */
+export type RegisterEvent = AgentEvent<RegisterStep>;
 
 /**
  * Registers a certificate the device already has (checked with {@link checkChain}) with the
- * platform and binds it to the device: authenticate, find out which API answers (only
- * x509-identity-mgmt v0.7+ can do this), register. Writes nothing locally.
+ * platform and binds it to the device: authenticate, find out which API answers (it must offer
+ * registration), register. Writes nothing locally.
  */
 export async function registerExisting(opts: RegisterOptions, onEvent: (e: RegisterEvent) => void = () => {}): Promise<RegisterResult> {
   const now = opts.now ?? (() => new Date());
-  const steps: RegisterResult["steps"] = [];
-  const run = async <T>(step: RegisterStep, work: () => Promise<T>, detail: (value: T) => string): Promise<T> => {
-    opts.signal?.throwIfAborted();
-    const start = performance.now();
-    const value = await work();
-    const ms = Math.round(performance.now() - start);
-    steps.push({ step, ms });
-    onEvent({ type: "step", step, index: REGISTER_STEPS.indexOf(step) + 1, total: REGISTER_STEPS.length, ms, detail: detail(value) });
-    return value;
-  };
+  const run = new StepRunner(REGISTER_STEPS, onEvent, opts.signal);
   const { chain } = opts;
-  await run("validate", async () => undefined, () => `${displayName(chain.leaf.subjectName)}, issued by ${displayName(chain.leaf.issuerName)}, valid until ${chain.leaf.notAfter.toISOString()}; ${chain.count} certificate(s)`);
-  for (const message of chain.notes) onEvent({ type: "note", message });
-  const { session } = await run("authenticate", () => openSession(opts.platform, opts, now()), (s) => s.detail);
-  await run(
+  await run.run("validate", async () => undefined, () => `${displayName(chain.leaf.subjectName)}, issued by ${displayName(chain.leaf.issuerName)}, valid until ${chain.leaf.notAfter.toISOString()}; ${chain.count} certificate(s)`);
+  for (const message of chain.notes) run.note(message);
+  const { session } = await run.run("authenticate", () => openSession(opts.client, opts, now()), (s) => s.detail);
+  const proto = await run.run(
     "fetch-ca",
     async () => {
-      await opts.platform.fetchCa(session);
-      if (opts.platform.api() !== "dojot") {
-        throw new CertRetrieverError(`fetch-ca failed: the platform speaks ${API_TRAITS[opts.platform.api()].title}, which cannot register a certificate it did not issue; that needs x509-identity-mgmt (dojot v0.7+)`, {
+      await opts.client.trust.fetchCa(session);
+      const proto = opts.client.effective?.() ?? opts.client;
+      if (!proto.register) {
+        throw new CertRetrieverError(`fetch-ca failed: the platform speaks ${proto.title}, which cannot register a certificate it did not issue; that needs x509-identity-mgmt (dojot v0.7+)`, {
           step: "fetch-ca",
           reason: "not-supported",
         });
       }
+      return { title: proto.title, register: proto.register.bind(proto) };
     },
-    () => `API ${API_TRAITS.dojot.title}`,
+    (p) => `API ${p.title}`,
   );
   const root = chain.rootFingerprint ?? opts.caFingerprint;
-  const registered = await run(
+  const registered = await run.run(
     "register",
-    () => opts.x509.registerChain(session, { deviceId: opts.deviceId, chainPem: chain.pem, leafDer: new Uint8Array(chain.leaf.rawData), caFingerprint: chain.rootFingerprint ? undefined : opts.caFingerprint }),
+    () => proto.register(session, { deviceId: opts.deviceId, chainPem: chain.pem, leafDer: new Uint8Array(chain.leaf.rawData), caFingerprint: chain.rootFingerprint ? undefined : opts.caFingerprint }),
     (r) => (r.already ? `certificate ${r.fingerprint} was registered and bound to device ${opts.deviceId} already` : `certificate ${r.fingerprint} registered and bound to device ${opts.deviceId}`),
   );
   return {
@@ -175,6 +167,6 @@ export async function registerExisting(opts: RegisterOptions, onEvent: (e: Regis
     issuer: displayName(chain.leaf.issuerName),
     notBefore: chain.leaf.notBefore.toISOString(),
     notAfter: chain.leaf.notAfter.toISOString(),
-    steps,
+    steps: run.timings,
   };
 }

@@ -1,0 +1,54 @@
+/** What an enrollment or a renewal gives back. */
+import type * as x509 from "../keys/x509.js";
+import { FilesStore, type CredentialPaths } from "../store/files-store.js";
+import type { CredentialStore } from "../store/types.js";
+import { displayName, sha256Fingerprint } from "./certificate.js";
+import type { EnrollStep } from "./context.js";
+import type { StepTiming } from "./steps.js";
+
+/** The outcome of an enrollment (or renewal). */
+export interface EnrollResult {
+  status: "enrolled" | "already-enrolled";
+  deviceId: string;
+  tenant?: string;
+  /** `files.profile` is there only when a profile was recorded. */
+  store: { kind: string; location: string; files?: Omit<CredentialPaths, "profile" | "key" | "keyUri"> & { key?: string; keyUri?: string; profile?: string } };
+  serialNumber: string;
+  sha256Fingerprint: string;
+  subject: string;
+  issuer: string;
+  notBefore: string;
+  notAfter: string;
+  steps: StepTiming<EnrollStep>[];
+  /** The certificate these credentials replaced, and what became of it on the platform. */
+  previous?: { sha256Fingerprint: string; serialNumber: string; notAfter: string; revoked: "revoked" | "absent" | "kept"; why?: string };
+  /** What the broker check before the swap returned. */
+  checkedBeforeStore?: unknown;
+}
+
+/** The result's description of `cert` and where it is stored; the profile file is listed only when one was recorded. */
+export function describeStored(
+  cert: x509.X509Certificate,
+  store: CredentialStore,
+  who: { deviceId: string; tenant?: string },
+  steps: StepTiming<EnrollStep>[],
+  kept: { profiled: boolean; keyInToken: boolean },
+): Omit<EnrollResult, "status"> {
+  let files: EnrollResult["store"]["files"];
+  if (store instanceof FilesStore) {
+    const { profile, key, keyUri, ...always } = store.paths;
+    files = { ...always, ...(kept.keyInToken ? { keyUri } : { key }), ...(kept.profiled ? { profile } : {}) };
+  }
+  return {
+    deviceId: who.deviceId,
+    tenant: who.tenant,
+    store: { kind: store.kind, location: store.location, files },
+    serialNumber: cert.serialNumber,
+    sha256Fingerprint: sha256Fingerprint(cert),
+    subject: displayName(cert.subjectName),
+    issuer: displayName(cert.issuerName),
+    notBefore: cert.notBefore.toISOString(),
+    notAfter: cert.notAfter.toISOString(),
+    steps,
+  };
+}
