@@ -2,8 +2,7 @@
 // The single-file builds, everything bundled except native addons (@napi-rs/keyring, needed only
 // for --store keychain; pkcs11js, only for --key pkcs11:, whose JavaScript, node-webcrypto-p11 and
 // graphene-pk11, is a section of its own); they run without node_modules:
-// - dist/cert-retriever.mjs, for devices: the CLI without the lab platform and with the test fault
-//   hooks compiled out. It is a small start (src/cli/single-file.ts) followed by the CLI, bundled
+// - dist/cert-retriever.mjs, for devices: the CLI without the lab platform. It is a small start (src/cli/single-file.ts) followed by the CLI, bundled
 //   as CommonJS in sections, as line comments; the start reads back the sections a run needs and
 //   node:vm compiles them through V8's code cache (src/cli/code-cache.ts).
 // - dist/cert-retriever-lab.mjs: the lab platform's own entry (`cert-retriever-lab serve ...`).
@@ -74,8 +73,6 @@ const bundled = (options) =>
       __CERT_RETRIEVER_VERSION__: JSON.stringify(pkg.version),
       __CERT_RETRIEVER_DEVICE_BUILD__: "true",
       "import.meta.url": "__crImportMetaUrl",
-      // src/fault.ts: no fault can be injected into a device.
-      "process.env.CERT_RETRIEVER_TEST_FAULT": "undefined",
     },
     metafile: true,
     ...options,

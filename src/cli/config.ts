@@ -1,9 +1,9 @@
 import { readFile, stat } from "node:fs/promises";
 import { join } from "node:path";
-import type { Command } from "commander";
+import type { Command, Option } from "commander";
 import { describeCause } from "../errors.js";
 import { writableByOthers } from "../fs/file-trust.js";
-import { configError } from "./failures.js";
+import { configError } from "./hints.js";
 import { attributeName, OPTION_SPECS, SECRET_CONFIG_KEYS } from "./options.js";
 
 /** The system's config file, read when --config is not given. */
@@ -47,6 +47,36 @@ export async function applyConfigFile(cmd: Command, warn: (line: string) => void
  * never used and never fatal.
  */
 async function applyOne(cmd: Command, path: string, given: boolean, warn: (line: string) => void, optional = false): Promise<ConfigExtras | undefined> {
+  const data = await readConfigFile(path, given, warn, optional);
+  if (data === undefined) return undefined;
+  const known = new Map(cmd.options.map((o) => [o.attributeName(), o]));
+  const extras: ConfigExtras = { path };
+  for (const [key, value] of Object.entries(data)) {
+    if ((SECRET_CONFIG_KEYS as readonly string[]).includes(key)) {
+      if (typeof value !== "string") throw configError(`the config file ${path}: '${key}' must be a string`);
+      const mode = (await stat(path)).mode & 0o777;
+      if (mode & 0o077) {
+        warn(`warning: ignoring '${key}' in ${path}: the file is readable by others (mode ${mode.toString(8)}); chmod 600 it or use a password file`);
+      } else {
+        extras.password = value;
+      }
+      continue;
+    }
+    const option = known.get(key);
+    if (!option || key === "config") {
+      // One file serves every command: a key another command uses is skipped here.
+      if (key !== "config" && OPTION_SPECS.some((s) => attributeName(s.flags) === key)) continue;
+      throw configError(`the config file ${path} has an unknown key '${key}'`, `known keys: ${OPTION_SPECS.map((s) => attributeName(s.flags)).filter((k) => k !== "config").join(", ")}, password`);
+    }
+    const source = cmd.getOptionValueSource(key);
+    if (source === "cli" || source === "env" || source === "config") continue; // flags, the environment and a file read before win
+    cmd.setOptionValueWithSource(key, optionValue(option, path, key, value), "config");
+  }
+  return extras;
+}
+
+/** A config file's object, or undefined when there is none to apply (absent, or an optional one skipped). */
+async function readConfigFile(path: string, given: boolean, warn: (line: string) => void, optional: boolean): Promise<Record<string, unknown> | undefined> {
   let text: string;
   try {
     text = await readFile(path, "utf8");
@@ -77,42 +107,24 @@ async function applyOne(cmd: Command, path: string, given: boolean, warn: (line:
     throw configError(`the config file ${path} is not valid JSON${where}`);
   }
   if (!data || typeof data !== "object" || Array.isArray(data)) throw configError(`the config file ${path} must hold a JSON object`);
-  const known = new Map(cmd.options.map((o) => [o.attributeName(), o]));
-  const extras: ConfigExtras = { path };
-  for (const [key, value] of Object.entries(data)) {
-    if ((SECRET_CONFIG_KEYS as readonly string[]).includes(key)) {
-      if (typeof value !== "string") throw configError(`the config file ${path}: '${key}' must be a string`);
-      const mode = (await stat(path)).mode & 0o777;
-      if (mode & 0o077) {
-        warn(`warning: ignoring '${key}' in ${path}: the file is readable by others (mode ${mode.toString(8)}); chmod 600 it or use a password file`);
-      } else {
-        extras.password = value;
-      }
-      continue;
-    }
-    const option = known.get(key);
-    if (!option || key === "config") {
-      // One file serves every command: a key another command uses is skipped here.
-      if (key !== "config" && OPTION_SPECS.some((s) => attributeName(s.flags) === key)) continue;
-      throw configError(`the config file ${path} has an unknown key '${key}'`, `known keys: ${OPTION_SPECS.map((s) => attributeName(s.flags)).filter((k) => k !== "config").join(", ")}, password`);
-    }
-    const source = cmd.getOptionValueSource(key);
-    if (source === "cli" || source === "env" || source === "config") continue; // flags, the environment and a file read before win
-    const expectsArray = Array.isArray(option.defaultValue);
-    const expectsBoolean = !option.required && !option.optional; // a switch
-    if (expectsArray ? !Array.isArray(value) || !value.every((v) => typeof v === "string") : expectsBoolean ? typeof value !== "boolean" : typeof value !== "string" && typeof value !== "number") {
-      throw configError(`the config file ${path}: '${key}' must be ${expectsArray ? "a list of strings" : expectsBoolean ? "true or false" : "a string"}`);
-    }
-    if (typeof value === "number" && /<duration>/.test(option.flags)) {
-      throw configError(`the config file ${path}: '${key}' must be a duration with its unit, such as "${value}s", not the number ${value}`, undefined, undefined, path);
-    }
-    const text = expectsArray || expectsBoolean ? value : String(value);
-    if (option.argChoices && !option.argChoices.includes(text as string)) {
-      throw configError(`the config file ${path}: '${key}' must be one of ${option.argChoices.join(", ")}, not '${String(value)}'`);
-    }
-    cmd.setOptionValueWithSource(key, text, "config");
+  return data as Record<string, unknown>;
+}
+
+/** A config value as the option takes it: a list, a switch, or text (a duration with its unit, a choice among the option's). */
+function optionValue(option: Option, path: string, key: string, value: unknown): unknown {
+  const expectsArray = Array.isArray(option.defaultValue);
+  const expectsBoolean = !option.required && !option.optional; // a switch
+  if (expectsArray ? !Array.isArray(value) || !value.every((v) => typeof v === "string") : expectsBoolean ? typeof value !== "boolean" : typeof value !== "string" && typeof value !== "number") {
+    throw configError(`the config file ${path}: '${key}' must be ${expectsArray ? "a list of strings" : expectsBoolean ? "true or false" : "a string"}`);
   }
-  return extras;
+  if (typeof value === "number" && /<duration>/.test(option.flags)) {
+    throw configError(`the config file ${path}: '${key}' must be a duration with its unit, such as "${value}s", not the number ${value}`, undefined, undefined, path);
+  }
+  const text = expectsArray || expectsBoolean ? value : String(value);
+  if (option.argChoices && !option.argChoices.includes(text as string)) {
+    throw configError(`the config file ${path}: '${key}' must be one of ${option.argChoices.join(", ")}, not '${String(value)}'`);
+  }
+  return text;
 }
 
 /**

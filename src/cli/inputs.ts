@@ -4,7 +4,7 @@ import { CertRetrieverError, describeCause } from "../errors.js";
 import { isLoopbackHost } from "../transport/loopback.js";
 import type { SubjectAltNames } from "../flows/build-csr.js";
 import type { RenewWindow } from "../flows/inspect.js";
-import { usage } from "./failures.js";
+import { usage } from "./hints.js";
 
 /** Refuses a device id that could not be a file name inside the output directory. */
 export function checkDeviceId(id: string | undefined): string {

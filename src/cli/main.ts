@@ -9,9 +9,10 @@ import { labCommand } from "./commands/lab.js";
 import { loginCommand } from "./commands/login.js";
 import { registerCommand } from "./commands/register.js";
 import { verifyCommand } from "./commands/verify.js";
-import { failureJson, usage } from "./failures.js";
+import { failureJson, usage } from "./hints.js";
 import { redactOptionValues, refuseSecretsOnArgv } from "./inputs.js";
 import { exitCodesHelp, printJson, reportError } from "./output.js";
+import type { CliInjection, CliState } from "./state.js";
 
 /** Set by the single-file build, which has no package.json beside it. */
 declare const __CERT_RETRIEVER_VERSION__: string | undefined;
@@ -25,8 +26,11 @@ function version(): string {
   return pkg.version;
 }
 
-/** Runs the CLI with `argv` (without node and the script) and returns the exit code. The only place that prints errors. */
-export async function main(argv: string[]): Promise<number> {
+/**
+ * Runs the CLI with `argv` (without node and the script) and returns the exit code. The only place
+ * that prints errors. A program that runs it in-process may hand its agents an observer (`inject`).
+ */
+export async function main(argv: string[], inject?: CliInjection): Promise<number> {
   // `cert-retriever --help | head`: a reader that goes away is not an error.
   for (const stream of [process.stdout, process.stderr]) {
     stream.on("error", (err: NodeJS.ErrnoException) => {
@@ -34,7 +38,7 @@ export async function main(argv: string[]): Promise<number> {
       throw err;
     });
   }
-  const state: CliState = { debug: argv.includes("--debug"), json: argv.includes("--json"), exitCode: ExitCode.OK as number };
+  const state: CliState = { debug: argv.includes("--debug"), json: argv.includes("--json"), exitCode: ExitCode.OK as number, inject };
   // `-v` and `-V` both print the version, as most CLIs do.
   if (argv.length === 1 && argv[0] === "-V") argv = ["-v"];
   const command = argv.find((a) => !a.startsWith("-"));
@@ -94,14 +98,6 @@ export function buildProgram(state: CliState, isCheck = false): Command {
     cmd.exitOverride().configureOutput({ outputError });
   }
   return program;
-}
-
-/** What commands share with main: flags that matter to the error report, and the exit code. */
-export interface CliState {
-  debug: boolean;
-  /** --json was given (on the command line or in the config file): failures print an error object too. */
-  json: boolean;
-  exitCode: number;
 }
 
 /** `lab` in the device build: a device serves nothing; the lab comes with the full package. */

@@ -1,6 +1,8 @@
 import { Command, Option } from "commander";
 import { KEY_TYPES } from "../keys/key-types.js";
+import { DEFAULT_PROTOCOL, PROTOCOLS, protocolNames, protocolSettings } from "../protocols/registry.js";
 import { MQTT_VERSIONS } from "../broker/profiles.js";
+import { flagName, renderText } from "./names.js";
 
 /** The commands that take shared options; each option is defined once, here, with the commands that use it. */
 export type CommandName = "enroll" | "login" | "check" | "verify" | "export" | "register";
@@ -37,7 +39,7 @@ const collect = (value: string, previous: string[] | undefined) => [...(previous
 /** Every shared option. The config file takes the same names in camelCase (`deviceId`, `caName`). */
 export const OPTION_SPECS: OptionSpec[] = [
   { flags: "--platform <url>", description: "the platform gateway (dojot's Kong), e.g. https://dojot.example.com, or the EST server (--api est)", commands: ONLINE, describe: { check: "the platform, asked for its CA and the CA's CRL (revocation) when the cached CRL is older than --crl-refresh; without it only the cache is read" }, env: "PLATFORM" },
-  { flags: "--api <api>", description: "the platform's API: dojot-legacy (EJBCA-REST, dojot <= v0.4), dojot (x509-identity-mgmt, v0.5+), auto (one of those two, detected from the replies), or est (EST, RFC 7030: --platform https://HOST[:PORT][/.well-known/est[/LABEL]])", commands: ["enroll", "register", "check"], hiddenIn: ["login"], env: "API", default: "auto", choices: ["auto", "dojot", "dojot-legacy", "est"] },
+  { flags: "--api <api>", description: apiDescription(), commands: ["enroll", "register", "check"], hiddenIn: ["login"], env: "API", default: DEFAULT_PROTOCOL, choices: protocolNames() },
   { flags: "--username <name>", description: "the platform user", commands: ONLINE, env: "USERNAME" },
   { flags: "--password-file <file>", description: "read the user's password from this file", commands: ONLINE, env: "PASSWORD_FILE" },
   { flags: "--password-stdin", description: "read the user's password from standard input", commands: PLATFORM },
@@ -71,7 +73,7 @@ export const OPTION_SPECS: OptionSpec[] = [
   { flags: "--dns <name>", description: "a DNS subjectAltName to request (repeatable)", commands: ["enroll"], repeatable: true, default: [] },
   { flags: "--ip <address>", description: "an IP subjectAltName to request (repeatable)", commands: ["enroll"], repeatable: true, default: [] },
   { flags: "--uri <uri>", description: "a URI subjectAltName to request (repeatable)", commands: ["enroll"], repeatable: true, default: [] },
-  { flags: "--entity-password-file <file>", description: "read the EJBCA end-entity password from this file (default: dojot's 'dojot', or CERT_RETRIEVER_ENTITY_PASSWORD)", commands: ["enroll"], env: "ENTITY_PASSWORD_FILE" },
+  ...protocolOptionSpecs(),
   { flags: "--profile <profile>", description: "identity profile: generic, dojot-mosca (dojot <= v0.4), dojot-vernemq (v0.5+), amqtt, airvantage; recorded with the credentials", commands: BROKER, describe: { verify: "the identity profile (default: the one recorded at enrollment): generic, dojot-mosca, dojot-vernemq, amqtt, airvantage" }, env: "PROFILE", choices: ["generic", "dojot-mosca", "dojot-vernemq", "amqtt", "airvantage"] },
   { flags: "--uri-domain <domain>", description: "amqtt: the broker's uri_domain, for the spiffe://<domain>/device/<id> URI SAN", commands: ["enroll"], hiddenIn: ["verify"], env: "URI_DOMAIN" },
   { flags: "--client-id <id>", description: "the MQTT client id (default: the profile's)", commands: BROKER, env: "CLIENT_ID" },
@@ -83,6 +85,22 @@ export const OPTION_SPECS: OptionSpec[] = [
   { flags: "--non-interactive", description: "never prompt: a missing value is an error (also without a terminal)", commands: ["enroll", "login", "verify", "export", "register"], hiddenIn: ["check"] },
   { flags: "--config <file>", description: "settings file (JSON); default: $XDG_CONFIG_HOME/cert-retriever/config.json (else the same under ~/.config), then /etc/cert-retriever/config.json, where they exist", commands: ALL, env: "CONFIG" },
 ];
+
+/** `--api`'s help: each protocol by its names (canonical first) and what it is, from the registry. */
+function apiDescription(): string {
+  const each = PROTOCOLS.map((p) => `${[p.name, ...p.aliases].join(" or ")} (${renderText(p.summary)})`);
+  return `the platform's API: ${each.slice(0, -1).join(", ")}, or ${each.at(-1)}`;
+}
+
+/** The settings protocols declare, as options of the command that enrolls. */
+function protocolOptionSpecs(): OptionSpec[] {
+  return protocolSettings().map((s) => ({
+    flags: `${flagName(s.name)} <${s.argument}>`,
+    description: renderText(s.description),
+    commands: ["enroll"],
+    env: s.env,
+  }));
+}
 
 /** Adds the options `name` uses to `cmd`, described as they work there, and the hidden ones it still accepts. */
 export function addOptions(cmd: Command, name: CommandName): Command {

@@ -1,6 +1,6 @@
 import { CertRetrieverError } from "../errors.js";
 import { EXIT_CODE_MEANINGS, ExitCode } from "./exit-codes.js";
-import { bugJson, exitCodeOf, failureJson, hintOf } from "./failures.js";
+import { bugJson, exitCodeOf, failureJson, hintOf } from "./hints.js";
 
 /** Secrets this run holds (the password, the token): never printed, whoever echoes them back. */
 const secrets = new Set<string>();
@@ -79,27 +79,4 @@ export function reportError(err: unknown, opts: ReportOptions): number {
 export function exitCodesHelp(codes?: readonly number[]): string {
   const rows = EXIT_CODE_MEANINGS.filter(([code]) => !codes || codes.includes(code));
   return `\nEXIT CODES\n${rows.map(([code, meaning]) => `  ${String(code).padStart(3)}  ${meaning}`).join("\n")}\n`;
-}
-
-/** Colour only on a terminal, and never when NO_COLOR is set. */
-function colour(code: number, text: string): string {
-  return process.stderr.isTTY && !process.env.NO_COLOR ? `\u001b[${code}m${text}\u001b[0m` : text;
-}
-
-/**
- * Renders enrollment progress on stderr: a tick per step on a terminal, plain lines otherwise
- * (journald, CI logs).
- */
-export function progress(tty: boolean): (event: { type: "step"; step: string; index: number; total: number; ms: number; detail: string } | { type: "note"; message: string }) => void {
-  return (event) => {
-    // The text is made safe before the colour codes are added.
-    if (event.type === "note") {
-      process.stderr.write(`${tty ? colour(33, "!") + " " : ""}${safeText(`note: ${event.message}`)}\n`);
-      return;
-    }
-    // The library does not know the CLI's flags: the pin's flag is named here.
-    const detail = event.step === "fetch-ca" ? event.detail.replace("(not pinned)", "(not pinned: pin it with --ca-fingerprint)") : event.detail;
-    const line = safeText(`[${event.index}/${event.total}] ${event.step}: ${detail} (${event.ms} ms)`);
-    process.stderr.write(`${tty ? `${colour(32, "✔")} ` : ""}${line}\n`);
-  };
 }

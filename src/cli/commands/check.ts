@@ -1,29 +1,31 @@
 import { Command } from "commander";
-import { describeCause } from "../../errors.js";
-import { applyConfigFile, type ConfigExtras } from "../config.js";
-import type * as x509 from "../../keys/x509.js";
-import type { PlatformClient, Session } from "../../protocols/types.js";
+import type { AgentSettings } from "../../settings.js";
+import type { StatusResult } from "../../flows/status.js";
+import { protocolNamed } from "../../protocols/registry.js";
 import {
   checkKeyFlag,
   checkPinFlag,
-  caReplacedPath,
-  crlCachePath,
-  login,
-  makeStore,
-  openPlatformRun,
-  publicKeysReader,
+  keySettings,
+  networkSettings,
+  onInterrupt,
+  platformTls,
   resolveDeviceId,
   resolvePlatformUrl,
-  tokenSession,
+  storeSettings,
   type CommonFlags,
   type KeyFlags,
-} from "../context.js";
-import { parseCount, parseDuration, parseRenewWindow } from "../inputs.js";
-import type { CliState } from "../main.js";
-import type { ApiChoice } from "../platform.js";
-import type { CredentialStore } from "../../store/types.js";
+} from "../agent-settings.js";
+import { applyConfigFile, type ConfigExtras } from "../config.js";
+import { parseDuration, parseRenewWindow } from "../inputs.js";
+import { flagName } from "../names.js";
 import { addOptions } from "../options.js";
 import { printJson, reportError, say } from "../output.js";
+import { login, tokenSession, type SourceOf } from "../secrets.js";
+import type { CliState } from "../state.js";
+
+interface CheckFlags extends CommonFlags, KeyFlags {
+  crlRefresh: string;
+}
 
 const HELP = `
 EXIT CODES (systemd's ExecCondition= contract)
@@ -52,49 +54,6 @@ EXAMPLES
   ExecStart=/usr/bin/cert-retriever enroll --non-interactive
 `;
 
-/**
- * A way to ask the platform something, logging in (password or token, never a prompt) only when
- * asked; `close()` ends it. Any failure is thrown for the caller to report.
- */
-async function platformAsker(command: Command, flags: CommonFlags & { api?: ApiChoice }, extras: ConfigExtras, store: CredentialStore) {
-  const startedAt = Date.now();
-  const source = (key: string) => command.getOptionValueSource(key);
-  // A condition must not hold up a boot: the platform gets at most 30 s and one retry (what it cannot answer is "unknown").
-  const bounded = { ...flags, deadline: `${Math.min(parseDuration(flags.deadline, "--deadline"), CHECK_ONLINE_MS)}ms`, retries: String(Math.min(parseCount(flags.retries, "--retries", 0, 100), 1)) };
-  let opened: Awaited<ReturnType<typeof openPlatformRun>> | undefined;
-  const ask = async <T>(question: (platform: PlatformClient, session: Session) => Promise<T>): Promise<T> => {
-    const baseUrl = await resolvePlatformUrl(flags);
-    // EST asks for nothing but /cacerts, which needs no login; the stored chain vouches for the server.
-    const est = flags.api === "est";
-    const token = est ? undefined : await tokenSession(flags);
-    const credentials = token || est ? undefined : await login({ ...flags, nonInteractive: true }, extras, source);
-    opened = await openPlatformRun(bounded, startedAt, []);
-    const [{ makePlatform, estTrust }, { openSession }] = await Promise.all([import("../platform.js"), import("../../flows/authenticate.js")]);
-    const trust = est ? await estTrust((await store.read()).parts.caPem, flags.caFingerprint) : undefined;
-    const { softwareCrypto } = await import("../../keys/provider.js");
-    const estSettings = trust && { ...trust, platformCa: Boolean(flags.platformCa), basic: false, clientCert: false, crypto: softwareCrypto(), signal: opened.interrupt.signal };
-    const platform = await makePlatform(flags.api ?? "auto", { baseUrl, caName: flags.caName, entityPassword: "", http: opened.http, est: estSettings });
-    const { session } = await openSession(platform, { username: (await credentials?.username()) ?? "", password: credentials?.password ?? (async () => ""), session: token?.session, sessionSource: token?.source }, new Date());
-    return question(platform, session);
-  };
-  return Object.assign(ask, {
-    close: async () => {
-      opened?.interrupt.dispose();
-      await opened?.http.close();
-    },
-  });
-}
-
-/** Without a platform: the certificate's own CRL distribution points (http), if it names any. */
-async function fromDistributionPoints(cert: x509.X509Certificate): Promise<(() => Promise<Uint8Array>) | undefined> {
-  const { crlDistributionUrls, fetchCrlFromDistributionPoints } = await import("../../transport/crl-distribution.js");
-  const urls = crlDistributionUrls(cert);
-  return urls.length > 0 ? () => fetchCrlFromDistributionPoints(urls, CHECK_ONLINE_MS) : undefined;
-}
-
-/** The most `check` waits for the platform (CA and CRL), whatever --deadline says. */
-const CHECK_ONLINE_MS = 30_000;
-
 /** Exit codes of `check`. */
 export const CHECK_EXIT = { NEEDED: 0, NOTHING_TO_DO: 1, ERROR: 255 } as const;
 
@@ -105,93 +64,81 @@ export function checkCommand(state: CliState): Command {
     .addHelpText("after", HELP)
     .action(async (_f: CommonFlags, command: Command) => {
       try {
-        const extras = await applyConfigFile(command, say);
-        const flags = command.opts<CommonFlags & KeyFlags & { crlRefresh: string; api?: ApiChoice }>();
-        state.json ||= Boolean(flags.json);
-        const deviceId = await resolveDeviceId({ ...flags, nonInteractive: true }, (key) => command.getOptionValueSource(key));
-        const renewBefore = parseRenewWindow(flags.renewBefore);
-        const refreshMs = parseDuration(flags.crlRefresh, "--crl-refresh", true);
-        await checkPinFlag(flags);
-        await checkKeyFlag(flags);
-        const store = await makeStore(flags, deviceId);
-        // A wrong EST URL is a setting to fix, not a revocation that could not be checked.
-        if (flags.api === "est" && flags.platform) (await import("../../protocols/est/client.js")).estBaseUrl(await resolvePlatformUrl(flags));
-        const [{ inspectCredentials }, { softwareCrypto }, { revocationOf, describeRevocation, markCaReplaced }, { sameBytes }] = await Promise.all([
-          import("../../flows/inspect.js"),
-          import("../../keys/provider.js"),
-          import("../../flows/revocation.js"),
-          import("../../keys/fingerprint.js"),
-        ]);
-        const crypto = softwareCrypto();
-        const now = new Date();
-        const online = flags.platform && flags.revocation === "auto" ? await platformAsker(command, flags, extras, store) : undefined;
-        let caReplaced: string | undefined;
-        try {
-          const verdict = await inspectCredentials(store, {
-            deviceId,
-            crypto,
-            publicKeysOf: publicKeysReader(flags, (key) => command.getOptionValueSource(key)),
-            caFingerprint: flags.caFingerprint,
-            renewBefore,
-            now,
-            revocation:
-              flags.revocation === "off"
-                ? undefined
-                : async (cert, ca) =>
-                    revocationOf(cert, ca, {
-                      crypto,
-                      now,
-                      cachePath: crlCachePath(flags),
-                      refreshMs,
-                      // The CA first: a CA the platform replaced makes the CRL moot (and enrollment needed).
-                      fetch: online
-                        ? () =>
-                            online(async (platform, session) => {
-                              const fetched = await platform.fetchCa(session);
-                              if (!sameBytes(fetched.der, ca.rawData)) {
-                                caReplaced = "the platform's CA is no longer the stored one";
-                                throw new Error(caReplaced);
-                              }
-                              if (!platform.fetchCrl) throw new Error(`${(await import("../../protocols/types.js")).API_TRAITS[platform.api()].title} serves no CRL (--revocation distribution-points reads one from the certificate's own distribution points)`);
-                              return platform.fetchCrl(session);
-                            })
-                        : flags.revocation === "distribution-points"
-                          ? await fromDistributionPoints(cert)
-                          : undefined,
-                    }),
-          });
-          if (verdict.state === "valid" && caReplaced) {
-            // enroll sees this only through the mark: without it, the unit would be started every day for nothing.
-            await markCaReplaced(caReplacedPath(flags), verdict.ca).catch(async (err: unknown) => {
-              throw (await import("../../fs/safe-dir.js")).storageError(`${caReplaced}, but that could not be noted for enroll in ${caReplacedPath(flags)} (${describeCause(err)})`, err);
-            });
-            say(`enrollment needed: ${caReplaced}`);
-            if (flags.json) printJson({ needed: true, deviceId, state: "ca-changed", reason: caReplaced });
-            state.exitCode = CHECK_EXIT.NEEDED;
-          } else if (verdict.state === "valid") {
-            const revocation = verdict.revocation;
-            const checked =
-              revocation === undefined ? "revocation not checked (--revocation off)" : revocation.state === "unknown" ? `revocation could not be checked: ${revocation.why}` : describeRevocation(revocation, verdict.cert);
-            say(`nothing to do: '${deviceId}' has valid credentials in ${store.location} until ${verdict.cert.notAfter.toISOString()} (renewal due from ${verdict.renewFrom.toISOString()}); ${checked}`);
-            if (revocation?.state === "good" && revocation.crl.note) say(`note: ${revocation.crl.note}`);
-            if (flags.json) {
-              printJson({ needed: false, deviceId, notAfter: verdict.cert.notAfter.toISOString(), renewFrom: verdict.renewFrom.toISOString(), revocation: revocation?.state ?? "not-checked", ...(revocation?.state === "unknown" ? { revocationUnknownWhy: revocation.why } : {}) });
-            }
-            state.exitCode = CHECK_EXIT.NOTHING_TO_DO;
-          } else {
-            if (verdict.state === "revoked" && verdict.cacheError) {
-              throw (await import("../../fs/safe-dir.js")).storageError(`${verdict.reason}, but ${verdict.cacheError}, where enroll reads it`, undefined);
-            }
-            say(`enrollment needed: ${verdict.reason}`);
-            if (flags.json) printJson({ needed: true, deviceId, state: verdict.state, reason: verdict.reason });
-            state.exitCode = CHECK_EXIT.NEEDED;
-          }
-        } finally {
-          await online?.close();
-        }
+        state.exitCode = await runCheck(command, state);
       } catch (err) {
         state.exitCode = reportError(err, { debug: state.debug, json: state.json, exitCode: CHECK_EXIT.ERROR });
       }
     });
   return cmd;
+}
+
+/** The check: the settings from the flags (the platform's only when it is asked), the agent's status, and its report. */
+async function runCheck(command: Command, state: CliState): Promise<number> {
+  const startedAt = Date.now();
+  const extras = await applyConfigFile(command, say);
+  const flags = command.opts<CheckFlags>();
+  state.json ||= Boolean(flags.json);
+  const source = (key: string) => command.getOptionValueSource(key);
+  const deviceId = await resolveDeviceId({ ...flags, nonInteractive: true }, source);
+  const renewBefore = parseRenewWindow(flags.renewBefore);
+  const crlRefreshMs = parseDuration(flags.crlRefresh, "--crl-refresh", true);
+  await checkPinFlag(flags);
+  await checkKeyFlag(flags);
+  const store = await storeSettings(flags, deviceId);
+  const plugin = protocolNamed(flags.api ?? "auto");
+  // A wrong EST URL is a setting to fix, not a revocation that could not be checked.
+  if (plugin.checkUrl && flags.platform) plugin.checkUrl(await resolvePlatformUrl(flags));
+  const interrupt = onInterrupt();
+  const online = flags.platform !== undefined && flags.revocation === "auto";
+  const settings: AgentSettings = {
+    device: { id: deviceId },
+    store,
+    trust: { pin: flags.caFingerprint },
+    key: keySettings(flags, source),
+    renewal: { renewBefore, revocation: flags.revocation, crlRefreshMs },
+    // What asking the platform needs is found only when it is asked: what fails then leaves revocation unknown.
+    platform: async () => {
+      interrupt.listen();
+      return { url: await resolvePlatformUrl(flags), protocol: plugin, caName: flags.caName, tls: await platformTls(flags) };
+    },
+    login: () => checkLogin(flags, extras, source, plugin.lacks?.login !== undefined),
+    network: networkSettings(flags, startedAt, interrupt.signal, []),
+    name: flagName,
+  };
+  const { createAgent } = await import("../../agent.js");
+  const agent = createAgent(settings);
+  try {
+    return report(await agent.status({ online }), deviceId, flags);
+  } finally {
+    interrupt.dispose();
+    await agent.close();
+  }
+}
+
+/** A condition never prompts: the token, else the user and password from where they are given. EST asks for nothing that needs a login. */
+async function checkLogin(flags: CheckFlags, extras: ConfigExtras, source: SourceOf, noLogin: boolean) {
+  if (noLogin) return undefined;
+  const token = await tokenSession(flags);
+  if (token) return { token };
+  const credentials = await login({ ...flags, nonInteractive: true }, extras, source);
+  return { username: credentials.username, password: credentials.password };
+}
+
+/** Says what status found (and with --json prints it); returns the exit code. */
+async function report(status: StatusResult, deviceId: string, flags: CheckFlags): Promise<number> {
+  if (status.needed) {
+    say(`enrollment needed: ${status.reason}`);
+    if (flags.json) printJson({ needed: true, deviceId, state: status.state, reason: status.reason });
+    return CHECK_EXIT.NEEDED;
+  }
+  const { describeRevocation } = await import("../../flows/revocation.js");
+  const revocation = status.revocation;
+  const checked =
+    revocation === undefined ? "revocation not checked (--revocation off)" : revocation.state === "unknown" ? `revocation could not be checked: ${revocation.why}` : describeRevocation(revocation, status.cert);
+  say(`nothing to do: '${deviceId}' has valid credentials in ${status.location} until ${status.cert.notAfter.toISOString()} (renewal due from ${status.renewFrom.toISOString()}); ${checked}`);
+  if (revocation?.state === "good" && revocation.crl.note) say(`note: ${revocation.crl.note}`);
+  if (flags.json) {
+    printJson({ needed: false, deviceId, notAfter: status.cert.notAfter.toISOString(), renewFrom: status.renewFrom.toISOString(), revocation: revocation?.state ?? "not-checked", ...(revocation?.state === "unknown" ? { revocationUnknownWhy: revocation.why } : {}) });
+  }
+  return CHECK_EXIT.NOTHING_TO_DO;
 }

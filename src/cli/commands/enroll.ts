@@ -1,39 +1,41 @@
-import { rm } from "node:fs/promises";
 import { Command, Option } from "commander";
+import type { Agent } from "../../agent.js";
+import type { EnrollResult } from "../../flows/result.js";
 import { isKeyType, type KeyType } from "../../keys/key-types.js";
-import { CertRetrieverError } from "../../errors.js";
-import { COMMAND_EXIT_CODES } from "../exit-codes.js";
+import { protocolNamed } from "../../protocols/registry.js";
+import type { ProtocolPlugin } from "../../protocols/types.js";
+import type { AgentSettings, LoginSettings } from "../../settings.js";
 import type { RetryInfo } from "../../transport/http.js";
-import type { CredentialStore } from "../../store/types.js";
-import { applyConfigFile } from "../config.js";
 import {
+  brokerSettings,
+  brokerUrl,
   checkKeyFlag,
   checkPinFlag,
-  caReplacedPath,
-  crlCachePath,
-  isInteractive,
-  openKeyStore,
-  type KeyFlags,
-  makeStore,
-  openPlatformRun,
-  login,
+  keySettings,
+  networkSettings,
+  onInterrupt,
+  platformTls,
+  protocolOptions,
   resolveDeviceId,
   resolvePlatformUrl,
-  tokenSession,
-} from "../context.js";
-import { usage } from "../failures.js";
-import { boundedRead, checkSans, parseDuration, parseRenewWindow, passwordReader } from "../inputs.js";
-import type { CliState } from "../main.js";
-import type { ApiChoice } from "../platform.js";
+  storeSettings,
+  type MqttFlags,
+} from "../agent-settings.js";
+import { applyConfigFile, type ConfigExtras } from "../config.js";
+import { COMMAND_EXIT_CODES } from "../exit-codes.js";
+import { usage } from "../hints.js";
+import { boundedRead, checkSans, parseDuration, parseRenewWindow } from "../inputs.js";
+import { flagName } from "../names.js";
 import { addOptions } from "../options.js";
-import { exitCodesHelp, heldSecret, holdSecret, printJson, progress, say } from "../output.js";
-import { brokerUrl, verifyCredentials, verifyStored, type MqttFlags } from "./verify.js";
+import { exitCodesHelp, holdSecret, printJson, say } from "../output.js";
+import { events } from "../progress.js";
+import { isInteractive } from "../prompts.js";
+import { login, tokenSession, type SourceOf } from "../secrets.js";
+import type { CliState } from "../state.js";
 
-interface EnrollFlags extends MqttFlags, KeyFlags {
+interface EnrollFlags extends MqttFlags {
   verifyBroker?: string;
-  entityPasswordFile?: string;
   keyType?: string;
-  api: ApiChoice;
   dns: string[];
   ip: string[];
   uri: string[];
@@ -95,25 +97,88 @@ export function enrollCommand(state: CliState): Command {
   return cmd;
 }
 
+/** The run: everything checked, and everything missing asked for, before the first request; then the agent enrolls. */
 async function runEnroll(command: Command, state: CliState): Promise<number> {
   const startedAt = Date.now();
   const extras = await applyConfigFile(command, say);
   const flags = command.opts<EnrollFlags>();
   state.json ||= Boolean(flags.json);
-  // Everything is checked, and everything missing asked for, before the first request.
-  const est = flags.api === "est";
-  const baseUrl = await resolvePlatformUrl(flags);
-  if (est) (await import("../../protocols/est/client.js")).estBaseUrl(baseUrl);
-  if (est && flags.tokenFile) throw usage("--token-file holds a dojot login; EST keeps no session", "leave out --token-file: the enrollment request carries the credentials");
   const source = (key: string) => command.getOptionValueSource(key);
+  const checked = await checkEnrollFlags(flags, source);
+  const interrupt = onInterrupt();
+  const deadline = startedAt + parseDuration(flags.deadline, "--deadline");
+  const who = await loginSettings(flags, extras, source, checked.plugin, (read) => boundedRead(read, interrupt.signal, deadline));
+  const options = await protocolOptions(flags);
+  const store = await storeSettings(flags, checked.deviceId);
+  if (flags.storeCertInToken && flags.key === undefined) throw usage("--store-cert-in-token needs a token key: pass --key pkcs11:…");
+  const tls = await platformTls(flags);
+  const retries: RetryInfo[] = [];
+  interrupt.listen();
+  try {
+    const settings: AgentSettings = {
+      platform: { url: checked.baseUrl, protocol: checked.plugin, caName: flags.caName, options, tls },
+      device: { id: checked.deviceId, keyType: checked.keyType, sans: checked.sans, profile: flags.profile ? { name: flags.profile, uriDomain: flags.uriDomain } : undefined },
+      store,
+      trust: { pin: flags.caFingerprint },
+      login: who,
+      key: keySettings(flags, source, Boolean(flags.storeCertInToken)),
+      renewal: { renewBefore: checked.renewBefore, revocation: flags.revocation, revokePrevious: !flags.keepPrevious },
+      hooks: { exec: flags.exec, reloadUnit: flags.reloadUnit, timeoutMs: checked.hookTimeoutMs, environmentPrefix: "CERT_RETRIEVER_" },
+      broker: checked.broker && (async () => brokerSettings(flags, checked.broker!)),
+      network: networkSettings(flags, startedAt, interrupt.signal, retries),
+      observer: state.inject?.observer,
+      name: flagName,
+    };
+    const { createAgent } = await import("../../agent.js");
+    const agent = createAgent(settings);
+    try {
+      return await enrollWith(agent, flags, state, retries);
+    } finally {
+      await agent.close();
+    }
+  } finally {
+    interrupt.dispose();
+  }
+}
+
+/** The enrollment, its report, and the broker check after the write where none was made before it. */
+async function enrollWith(agent: Agent, flags: EnrollFlags, state: CliState, retries: RetryInfo[]): Promise<number> {
+  const result = await agent.enroll({ force: Boolean(flags.force), onEvent: events(state, isInteractive(flags)) });
+  if (result.previous && !flags.exec && !flags.reloadUnit) {
+    say("note: no --exec or --reload-unit: programs that loaded the previous identity keep it until they restart");
+  }
+  say(describeOutcome(result));
+  let verified: unknown = result.checkedBeforeStore;
+  if (flags.verifyBroker && verified === undefined) {
+    // The credentials are valid and stay; only the broker check failed.
+    const { withWhat } = await import("../../flows/verify.js");
+    verified = await agent.verify({ onEvent: events(state, isInteractive(flags)) }).catch((err: unknown) => {
+      throw withWhat(err, "the new credentials are stored and valid; only the broker check failed");
+    });
+  }
+  if (flags.json) printJson({ ...result, retries, ...(verified ? { verify: verified } : {}) });
+  return 0;
+}
+
+/** What the run did, in a line. */
+function describeOutcome(result: EnrollResult): string {
+  if (result.status === "already-enrolled") {
+    return `device '${result.deviceId}' already has valid credentials in ${result.store.location} (valid until ${result.notAfter}); nothing to do (use --force to enroll again)`;
+  }
+  const files = result.store.files;
+  return `enrolled device '${result.deviceId}': ${files ? `${files.keyUri ?? files.key}, ${files.certificate}, ${files.ca}` : result.store.location}`;
+}
+
+/** The flags that need no file or secret, checked in the order a user meets them; the protocol's own rules among them. */
+async function checkEnrollFlags(flags: EnrollFlags, source: SourceOf) {
+  const plugin = protocolNamed(flags.api ?? "auto");
+  const baseUrl = await resolvePlatformUrl(flags);
+  plugin.checkUrl?.(baseUrl);
+  plugin.checkSettings?.({ purpose: "enroll", token: flags.tokenFile !== undefined }, flagName);
   const deviceId = await resolveDeviceId(flags, source);
   if (flags.keyType !== undefined && !isKeyType(flags.keyType)) throw usage(`unknown key type '${flags.keyType}'`);
-  const keyType = flags.keyType as KeyType | undefined;
-  if (flags.api === "dojot") {
-    // Which release answers is known only after fetch-ca; an id no release can use is refused now.
-    const problem = (await import("../../protocols/x509-identity-mgmt/client.js")).x509DeviceIdProblem(deviceId);
-    if (problem) throw usage(problem, "use the platform's device id (dojot's are hex)");
-  }
+  // Which release answers is known only after fetch-ca; an id no release can use is refused now.
+  plugin.checkSettings?.({ purpose: "enroll", deviceId }, flagName);
   const { profileSans } = await import("../../broker/profiles.js");
   const sans = profileSans(flags.profile ?? "generic", deviceId, flags.uriDomain, checkSans(flags.dns, flags.ip, flags.uri));
   const renewBefore = parseRenewWindow(flags.renewBefore);
@@ -123,148 +188,20 @@ async function runEnroll(command: Command, state: CliState): Promise<number> {
   const broker = flags.verifyBroker ? brokerUrl(flags.verifyBroker) : undefined;
   await checkPinFlag(flags);
   await checkKeyFlag(flags);
-  const token = est ? undefined : await tokenSession(flags);
-  // EST: a bootstrap client certificate may authenticate alone (no user given: no HTTP Basic).
-  const basic = !est || flags.username !== undefined || !flags.clientCert;
-  // Asked for only when the authenticate step runs (EST: when the enrollment request needs it): a device with valid credentials needs no login.
-  const credentials = token || !basic ? undefined : await login(flags, extras, source);
-  if (token) holdSecret(token.session.jwt);
-  const entityEnv = process.env.CERT_RETRIEVER_ENTITY_PASSWORD;
-  const entityPassword =
-    flags.entityPasswordFile || entityEnv !== undefined
-      ? await heldSecret(passwordReader({ file: flags.entityPasswordFile, env: entityEnv }, "end-entity password"))()
-      : "dojot";
-  const store = await makeStore(flags, deviceId);
-  const trust = est ? await estAnchors(store, flags) : undefined;
-  if (flags.storeCertInToken && flags.key === undefined) throw usage("--store-cert-in-token needs a token key: pass --key pkcs11:…");
-  // A device whose key is in a token keeps it there: without --key, the token the stored key's URI names.
-  const keyUri = flags.key ?? (await tokenOfStoredKey(store));
-  // A token's PIN is tried before the first request: a wrong one costs the platform nothing.
-  const keyStore = await openKeyStore(flags, keyUri, { login: true, source });
-  const retries: RetryInfo[] = [];
-  const { http, interrupt } = await openPlatformRun(flags, startedAt, retries).catch(async (err: unknown) => {
-    await keyStore.close();
-    throw err;
-  });
-
-  // Heavy modules load only once the input is known to be good.
-  const [{ enroll }, { softwareCrypto }, { makePlatform }, { revocationOf, caReplacedMark }, { runChangeHooks }] = await Promise.all([
-    import("../../flows/enroll.js"),
-    import("../../keys/provider.js"),
-    import("../platform.js"),
-    import("../../flows/revocation.js"),
-    import("../../flows/hooks.js"),
-  ]);
-  const crypto = softwareCrypto();
-  const render = progress(isInteractive(flags));
-  try {
-    const result = await enroll(
-      {
-        platform: await makePlatform(flags.api, {
-          baseUrl,
-          caName: flags.caName,
-          entityPassword,
-          http,
-          est: trust && { ...trust, platformCa: Boolean(flags.platformCa), basic, clientCert: Boolean(flags.clientCert), crypto, signal: interrupt.signal },
-        }),
-        crypto,
-        keyStore,
-        storeCertInToken: Boolean(flags.storeCertInToken),
-        deviceId,
-        username: credentials?.username ?? flags.username ?? "",
-        password: boundedRead(credentials?.password ?? (async () => ""), interrupt.signal, startedAt + parseDuration(flags.deadline, "--deadline")),
-        retryLogin: credentials?.retryLogin,
-        session: token?.session,
-        sessionSource: token?.source,
-        keyType,
-        sans,
-        store,
-        renewBefore,
-        profile: flags.profile ? { name: flags.profile, uriDomain: flags.uriDomain } : undefined,
-        force: Boolean(flags.force),
-        caFingerprint: flags.caFingerprint,
-        clockSkewMs: () => http.clockSkewMs,
-        signal: interrupt.signal,
-        // The CRL check keeps fresh (enroll itself never waits for a CRL): a certificate it lists is enrolled again.
-        revocation: flags.revocation === "off" ? undefined : (cert, ca) => revocationOf(cert, ca, { crypto, now: new Date(), cachePath: crlCachePath(flags), refreshMs: Infinity }),
-        caReplaced: (ca) => caReplacedMark(caReplacedPath(flags), ca),
-        beforeReplace: broker
-          ? (pems) =>
-              verifyCredentials(pems, deviceId, broker, flags, `the new credentials of '${deviceId}'`, source).catch((err: unknown) => {
-                throw saying(err, "with the new credentials, which were not stored: the previous ones stay in use");
-              })
-          : undefined,
-        afterChange: flags.exec || flags.reloadUnit ? (done) => runChangeHooks(done, { exec: flags.exec, reloadUnit: flags.reloadUnit, timeoutMs: hookTimeoutMs }) : undefined,
-        revokePrevious: !flags.keepPrevious,
-      },
-      render,
-    );
-    // The cached CRL predates the revocation this run made: the next check fetches a new one. A CA change is acted on.
-    if (result.previous?.revoked === "revoked") await rm(crlCachePath(flags), { force: true }).catch(() => undefined);
-    if (result.status === "enrolled") await rm(caReplacedPath(flags), { force: true }).catch(() => undefined);
-    if (result.previous && !flags.exec && !flags.reloadUnit) {
-      say("note: no --exec or --reload-unit: programs that loaded the previous identity keep it until they restart");
-    }
-    if (result.status === "already-enrolled") {
-      say(`device '${deviceId}' already has valid credentials in ${store.location} (valid until ${result.notAfter}); nothing to do (use --force to enroll again)`);
-    } else {
-      const files = result.store.files;
-      const where = files ? `${files.keyUri ?? files.key}, ${files.certificate}, ${files.ca}` : store.location;
-      say(`enrolled device '${deviceId}': ${where}`);
-    }
-    let verified: unknown = result.checkedBeforeStore;
-    await keyStore.close(); // a token is opened again, for TLS, by the broker check
-    if (flags.verifyBroker && verified === undefined) {
-      // The credentials are valid and stay; only the broker check failed.
-      verified = await verifyStored(store, deviceId, flags.verifyBroker, flags, source).catch((err: unknown) => {
-        throw saying(err, "the new credentials are stored and valid; only the broker check failed");
-      });
-    }
-    if (flags.json) printJson({ ...result, retries, ...(verified ? { verify: verified } : {}) });
-    return 0;
-  } finally {
-    interrupt.dispose();
-    await http.close();
-    await keyStore.close();
-  }
+  return { plugin, baseUrl, deviceId, keyType: flags.keyType as KeyType | undefined, sans, renewBefore, hookTimeoutMs, broker };
 }
 
 /**
- * The explicit trust anchors of an EST run (RFC 7030 §4.1.1): the stored CA chain, which vouches
- * for the server once a device is enrolled. A first enrollment needs a pin or --platform-ca instead:
- * no CA is trusted because it was the first one seen.
+ * Who logs in: the token (a protocol without login takes none), and the user and password, asked
+ * for only when the authenticate step runs (EST: when the enrollment request needs them), unless
+ * the protocol sends none (a bootstrap client certificate alone).
  */
-async function estAnchors(store: CredentialStore, flags: EnrollFlags): Promise<{ anchors: string[]; pin?: string }> {
-  const stored = (await store.read().catch(() => undefined))?.parts.caPem;
-  const trust = await (await import("../platform.js")).estTrust(stored, flags.caFingerprint);
-  if (trust.anchors.length === 0 && !flags.caFingerprint && !flags.platformCa) {
-    throw usage(
-      "a first EST enrollment needs an explicit trust anchor (RFC 7030 §4.1.1): the EST server's CA is not trusted because it is the first one seen",
-      "pass --ca-fingerprint sha256:<hex> (the CA's fingerprint, from its operator) or --platform-ca FILE (the CA that signed the EST server's certificate)",
-    );
-  }
-  return trust;
-}
-
-/** A broker check's error with what became of the new credentials added to its message (anything else as it is). */
-function saying(err: unknown, what: string): unknown {
-  if (!(err instanceof CertRetrieverError)) return err;
-  return new CertRetrieverError(`${err.message} (${what})`, { step: err.step, reason: err.reason, facts: err.facts, hint: err.hint, cause: err });
-}
-
-/** The token of the stored key, as a URI to make a new key with (its label and module, not its id), if the stored key is in one. */
-async function tokenOfStoredKey(store: CredentialStore): Promise<string | undefined> {
-  let read = await store.read().catch(() => undefined);
-  if (read?.interrupted) {
-    // Which key is stored is known once the interrupted write is finished or undone: do that first.
-    const opened = await store.open();
-    for (const message of opened.notes) say(`note: ${message}`);
-    await opened.close(true);
-    read = await store.read().catch(() => undefined);
-  }
-  const stored = read?.parts.key?.trim();
-  if (!stored?.startsWith("pkcs11:")) return undefined;
-  const { formatPkcs11Uri, parsePkcs11Uri } = await import("../../keys/pkcs11-uri.js");
-  const { id: _id, type: _type, ...token } = parsePkcs11Uri(stored);
-  return formatPkcs11Uri(token);
+async function loginSettings(flags: EnrollFlags, extras: ConfigExtras, source: SourceOf, plugin: ProtocolPlugin, bounded: (read: () => Promise<string>) => () => Promise<string>): Promise<LoginSettings> {
+  const token = plugin.lacks?.login ? undefined : await tokenSession(flags);
+  const given = { username: flags.username !== undefined, clientCert: Boolean(flags.clientCert), token: token !== undefined };
+  const wants = plugin.wantsLogin ? plugin.wantsLogin(given) : !token;
+  if (token) holdSecret(token.jwt);
+  if (!wants) return { token };
+  const credentials = await login(flags, extras, source);
+  return { username: credentials.username, password: bounded(credentials.password), retryLogin: credentials.retryLogin, token };
 }

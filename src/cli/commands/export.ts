@@ -2,9 +2,9 @@ import { Command } from "commander";
 import { CertRetrieverError } from "../../errors.js";
 import { COMMAND_EXIT_CODES } from "../exit-codes.js";
 import { applyConfigFile } from "../config.js";
-import { checkKeyFlag, checkOutDir, resolveDeviceId, type CommonFlags, type KeyFlags } from "../context.js";
+import { checkKeyFlag, checkOutDir, resolveDeviceId, type CommonFlags, type KeyFlags } from "../agent-settings.js";
 import { checkFileName } from "../inputs.js";
-import type { CliState } from "../main.js";
+import type { CliState } from "../state.js";
 import { addOptions } from "../options.js";
 import { exitCodesHelp, printJson, say } from "../output.js";
 
@@ -43,7 +43,7 @@ export function exportCommand(state: CliState): Command {
         hint: "enroll first with --store keychain",
       });
     }
-    if ((await import("../../store/types.js")).isKeyUri(stored.pems.key)) throw refuse();
+    if ((await import("../../keys/pkcs11-uri.js")).isKeyUri(stored.pems.key)) throw refuse();
     const files = new FilesStore(flags.out, deviceId, flags.caName);
     const opened = await files.open();
     let ok = false;

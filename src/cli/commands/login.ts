@@ -1,15 +1,19 @@
 import { resolve } from "node:path";
 import { Command } from "commander";
 import { CertRetrieverError, describeCause } from "../../errors.js";
-import { COMMAND_EXIT_CODES } from "../exit-codes.js";
+import type { Session } from "../../protocols/types.js";
+import { protocolNamed } from "../../protocols/registry.js";
 import type { RetryInfo } from "../../transport/http.js";
+import { networkSettings, onInterrupt, platformTls, refuseLacking, resolvePlatformUrl, type CommonFlags } from "../agent-settings.js";
 import { applyConfigFile } from "../config.js";
-import { login, openPlatformRun, resolvePlatformUrl, type CommonFlags } from "../context.js";
-import { usage } from "../failures.js";
+import { COMMAND_EXIT_CODES } from "../exit-codes.js";
+import { usage } from "../hints.js";
 import { boundedRead, parseDuration } from "../inputs.js";
-import type { CliState } from "../main.js";
+import { flagName } from "../names.js";
 import { addOptions } from "../options.js";
 import { exitCodesHelp, printJson, say } from "../output.js";
+import { login } from "../secrets.js";
+import type { CliState } from "../state.js";
 
 const HELP = `
 A factory line that logs in once per device stalls: dojot's gateway allows /auth 5 times a minute
@@ -31,35 +35,53 @@ export function loginCommand(state: CliState): Command {
   addOptions(cmd, "login")
     .addHelpText("after", HELP + exitCodesHelp(COMMAND_EXIT_CODES.login))
     .action(async (_f: CommonFlags, command: Command) => {
-      const startedAt = Date.now();
-      const extras = await applyConfigFile(command, say);
-      const flags = command.opts<CommonFlags & { api?: string }>();
-      state.json ||= Boolean(flags.json);
-      if (flags.api === "est") throw usage("EST (RFC 7030) has no login: each enrollment request carries its own credentials", "run 'cert-retriever enroll --api est' with --username and a password, or --client-cert");
-      if (!flags.tokenFile) throw usage("login needs --token-file FILE (or CERT_RETRIEVER_TOKEN_FILE) to write the token to");
-      const baseUrl = await resolvePlatformUrl(flags);
-      const credentials = await login(flags, extras, (key) => command.getOptionValueSource(key));
-      await credentials.username(); // asked before the first request, as there is nothing else to do
-      const retries: RetryInfo[] = [];
-      const { http, interrupt } = await openPlatformRun(flags, startedAt, retries);
-      try {
-        const { DojotLegacyClient } = await import("../../protocols/ejbca-rest/client.js");
-        const client = new DojotLegacyClient({ baseUrl, caName: "", entityPassword: "", http });
-        const { logIn } = await import("../../flows/authenticate.js");
-        const password = boundedRead(credentials.password, interrupt.signal, startedAt + parseDuration(flags.deadline, "--deadline"));
-        const { session, username } = await logIn(client, { ...credentials, password });
-        await writeSecretFile(flags.tokenFile, `${session.jwt}\n`);
-        const seconds = session.expiresAt ? Math.max(0, Math.round((session.expiresAt.getTime() - Date.now()) / 1000)) : undefined;
-        const lifetime = seconds === undefined ? "with no expiry given" : `valid for ${Math.floor(seconds / 60)} min ${seconds % 60} s, until ${session.expiresAt!.toISOString()}`;
-        say(`logged in as ${username}${session.tenant ? ` (tenant ${session.tenant})` : ""}; the token is ${lifetime}; written to ${resolve(flags.tokenFile)} (mode 0600)`);
-        if (flags.json) printJson({ username, tenant: session.tenant, tokenFile: resolve(flags.tokenFile), expiresAt: session.expiresAt?.toISOString(), validForSeconds: seconds, retries });
-        state.exitCode = 0;
-      } finally {
-        interrupt.dispose();
-        await http.close();
-      }
+      state.exitCode = await runLogin(command, state);
     });
   return cmd;
+}
+
+/** Logs in with the agent and writes the token; the user is asked for before the first request. */
+async function runLogin(command: Command, state: CliState): Promise<number> {
+  const startedAt = Date.now();
+  const extras = await applyConfigFile(command, say);
+  const flags = command.opts<CommonFlags>();
+  state.json ||= Boolean(flags.json);
+  const plugin = protocolNamed(flags.api ?? "auto");
+  refuseLacking(plugin, "login", flags.api ?? "auto");
+  if (!flags.tokenFile) throw usage("login needs --token-file FILE (or CERT_RETRIEVER_TOKEN_FILE) to write the token to");
+  const baseUrl = await resolvePlatformUrl(flags);
+  const credentials = await login(flags, extras, (key) => command.getOptionValueSource(key));
+  await credentials.username(); // asked before the first request, as there is nothing else to do
+  const tls = await platformTls(flags);
+  const retries: RetryInfo[] = [];
+  const interrupt = onInterrupt();
+  const password = boundedRead(credentials.password, interrupt.signal, startedAt + parseDuration(flags.deadline, "--deadline"));
+  const { createAgent } = await import("../../agent.js");
+  const agent = createAgent({
+    platform: { url: baseUrl, protocol: plugin, tls },
+    device: { id: "" },
+    login: { ...credentials, password },
+    network: networkSettings(flags, startedAt, interrupt.signal, retries),
+    name: flagName,
+  });
+  interrupt.listen();
+  try {
+    const { session, username } = await agent.login();
+    await writeSecretFile(flags.tokenFile, `${session.jwt}\n`);
+    report(session, username, resolve(flags.tokenFile), flags.json ? retries : undefined);
+    return 0;
+  } finally {
+    interrupt.dispose();
+    await agent.close();
+  }
+}
+
+/** Says how long the token lives and where it is (and with --json prints it). */
+function report(session: Session, username: string, tokenFile: string, retries: RetryInfo[] | undefined): void {
+  const seconds = session.expiresAt ? Math.max(0, Math.round((session.expiresAt.getTime() - Date.now()) / 1000)) : undefined;
+  const lifetime = seconds === undefined ? "with no expiry given" : `valid for ${Math.floor(seconds / 60)} min ${seconds % 60} s, until ${session.expiresAt!.toISOString()}`;
+  say(`logged in as ${username}${session.tenant ? ` (tenant ${session.tenant})` : ""}; the token is ${lifetime}; written to ${tokenFile} (mode 0600)`);
+  if (retries) printJson({ username, tenant: session.tenant, tokenFile, expiresAt: session.expiresAt?.toISOString(), validForSeconds: seconds, retries });
 }
 
 /** Writes a secret with mode 0600, staged and renamed so a reader never sees half a token. */

@@ -1,21 +1,25 @@
 import { readFile } from "node:fs/promises";
 import { Command } from "commander";
 import { CertRetrieverError, describeCause } from "../../errors.js";
-import { COMMAND_EXIT_CODES } from "../exit-codes.js";
+import type { CheckedChain } from "../../flows/register.js";
+import { protocolNamed } from "../../protocols/registry.js";
 import type { RetryInfo } from "../../transport/http.js";
+import { networkSettings, onInterrupt, platformTls, refuseLacking, resolveDeviceId, resolvePlatformUrl, type CommonFlags } from "../agent-settings.js";
 import { applyConfigFile } from "../config.js";
-import { isInteractive, login, openPlatformRun, resolveDeviceId, resolvePlatformUrl, tokenSession, type CommonFlags } from "../context.js";
-import { usage } from "../failures.js";
+import { COMMAND_EXIT_CODES } from "../exit-codes.js";
+import { usage } from "../hints.js";
 import { boundedRead, parseDuration } from "../inputs.js";
-import type { ApiChoice } from "../platform.js";
-import type { CliState } from "../main.js";
+import { flagName } from "../names.js";
 import { addOptions } from "../options.js";
-import { exitCodesHelp, holdSecret, printJson, progress, say } from "../output.js";
+import { exitCodesHelp, holdSecret, printJson, say } from "../output.js";
+import { events } from "../progress.js";
+import { isInteractive } from "../prompts.js";
+import { login, tokenSession } from "../secrets.js";
+import type { CliState } from "../state.js";
 
 interface RegisterFlags extends CommonFlags {
   certChain?: string;
   rootCaFingerprint?: string;
-  api: ApiChoice;
 }
 
 const EXAMPLES = `
@@ -52,76 +56,33 @@ export function registerCommand(state: CliState): Command {
   return cmd;
 }
 
+/** The run: the chain and the settings checked before the first request; then the agent registers. */
 async function runRegister(command: Command, state: CliState): Promise<number> {
   const startedAt = Date.now();
   const extras = await applyConfigFile(command, say);
   const flags = command.opts<RegisterFlags>();
   state.json ||= Boolean(flags.json);
-  // Everything is checked, and everything missing asked for, before the first request.
-  if (!flags.certChain) throw usage("register needs --cert-chain FILE (or CERT_RETRIEVER_CERT_CHAIN): the device's certificate and its CA certificates, PEM");
-  const [{ normalizeFingerprint }, { checkChain, registerExisting }, { x509DeviceIdProblem }, { softwareCrypto }] = await Promise.all([
-    import("../../flows/pin.js"),
-    import("../../flows/register.js"),
-    import("../../protocols/x509-identity-mgmt/client.js"),
-    import("../../keys/provider.js"),
-  ]);
-  const root = flags.rootCaFingerprint === undefined ? undefined : normalizeFingerprint(flags.rootCaFingerprint);
-  if (flags.rootCaFingerprint !== undefined && !root) {
-    throw usage(`--root-ca-fingerprint '${flags.rootCaFingerprint}' is not a SHA-256 fingerprint`, "give it as sha256:<64 hex digits> (colons allowed)");
-  }
-  if (flags.api === "est") {
-    throw new CertRetrieverError("--api est: EST (RFC 7030) has no request to register a certificate its CA did not issue; that needs x509-identity-mgmt (dojot v0.7+)", {
-      step: "usage",
-      reason: "not-supported",
-    });
-  }
-  if (flags.api === "dojot-legacy") {
-    throw new CertRetrieverError("--api dojot-legacy: EJBCA-REST (dojot <= v0.4) cannot register a certificate it did not issue; that needs x509-identity-mgmt (dojot v0.7+)", {
-      step: "usage",
-      reason: "not-supported",
-    });
-  }
-  const baseUrl = await resolvePlatformUrl(flags);
-  const deviceId = await resolveDeviceId(flags, (key) => command.getOptionValueSource(key));
-  const badId = x509DeviceIdProblem(deviceId, "v0.7");
-  if (badId) throw usage(badId, "use the platform's device id (dojot's are hex)");
-  const crypto = softwareCrypto();
-  const chain = await checkChain(await readChain(flags.certChain), flags.certChain, {
-    deviceId,
-    caFingerprint: root && root.match(/../g)!.join(":"),
-    now: new Date(),
-    crypto,
-  }).catch((err: unknown) => {
-    throw withChainHint(err);
-  });
-  const token = await tokenSession(flags);
   const source = (key: string) => command.getOptionValueSource(key);
+  const { plugin, baseUrl, deviceId, chain, root } = await checkRegisterFlags(flags, source);
+  const token = await tokenSession(flags);
   const credentials = token ? undefined : await login(flags, extras, source);
-  if (token) holdSecret(token.session.jwt);
+  if (token) holdSecret(token.jwt);
+  const tls = await platformTls(flags);
   const retries: RetryInfo[] = [];
-  const { http, interrupt } = await openPlatformRun(flags, startedAt, retries);
-  try {
-    const { makePlatform } = await import("../platform.js");
-    const { DojotX509Client } = await import("../../protocols/x509-identity-mgmt/client.js");
-    const x509 = new DojotX509Client({ baseUrl, http });
+  const interrupt = onInterrupt();
+  const deadline = startedAt + parseDuration(flags.deadline, "--deadline");
+  const { createAgent } = await import("../../agent.js");
+  const agent = createAgent({
     // The CA name matters only to tell EJBCA-REST apart (`GET /ca/<name>`): dojot's default.
-    const platform = flags.api === "dojot" ? x509 : await makePlatform("auto", { baseUrl, caName: "IOTmidCA", entityPassword: "", http });
-    const result = await registerExisting(
-      {
-        platform,
-        x509,
-        deviceId,
-        chain,
-        caFingerprint: root && root.match(/../g)!.join(":"),
-        username: credentials?.username ?? flags.username ?? "",
-        password: boundedRead(credentials?.password ?? (async () => ""), interrupt.signal, startedAt + parseDuration(flags.deadline, "--deadline")),
-        retryLogin: credentials?.retryLogin,
-        session: token?.session,
-        sessionSource: token?.source,
-        signal: interrupt.signal,
-      },
-      progress(isInteractive(flags)),
-    );
+    platform: { url: baseUrl, protocol: plugin, tls },
+    device: { id: deviceId },
+    login: credentials ? { username: credentials.username, password: boundedRead(credentials.password, interrupt.signal, deadline), retryLogin: credentials.retryLogin } : { token },
+    network: networkSettings(flags, startedAt, interrupt.signal, retries),
+    name: flagName,
+  });
+  interrupt.listen();
+  try {
+    const result = await agent.register({ chain, rootCaFingerprint: root, onEvent: events(state, isInteractive(flags)) });
     say(
       result.status === "registered"
         ? `registered certificate ${result.fingerprint} for device '${deviceId}'`
@@ -131,8 +92,28 @@ async function runRegister(command: Command, state: CliState): Promise<number> {
     return 0;
   } finally {
     interrupt.dispose();
-    await http.close();
+    await agent.close();
   }
+}
+
+/** Everything checked, and everything missing asked for, before the first request: the chain above all. */
+async function checkRegisterFlags(flags: RegisterFlags, source: (key: string) => string | undefined): Promise<{ plugin: ReturnType<typeof protocolNamed>; baseUrl: URL; deviceId: string; chain: CheckedChain; root?: string }> {
+  if (!flags.certChain) throw usage("register needs --cert-chain FILE (or CERT_RETRIEVER_CERT_CHAIN): the device's certificate and its CA certificates, PEM");
+  const [{ normalizeFingerprint }, { checkChain }, { softwareCrypto }] = await Promise.all([import("../../keys/fingerprint.js"), import("../../flows/register.js"), import("../../keys/provider.js")]);
+  const normalized = flags.rootCaFingerprint === undefined ? undefined : normalizeFingerprint(flags.rootCaFingerprint);
+  if (flags.rootCaFingerprint !== undefined && !normalized) {
+    throw usage(`--root-ca-fingerprint '${flags.rootCaFingerprint}' is not a SHA-256 fingerprint`, "give it as sha256:<64 hex digits> (colons allowed)");
+  }
+  const plugin = protocolNamed(flags.api ?? "auto");
+  refuseLacking(plugin, "register", flags.api ?? "auto");
+  const baseUrl = await resolvePlatformUrl(flags);
+  const deviceId = await resolveDeviceId(flags, source);
+  plugin.checkSettings?.({ purpose: "register", deviceId }, flagName);
+  const root = normalized && normalized.match(/../g)!.join(":");
+  const chain = await checkChain(await readChain(flags.certChain), flags.certChain, { deviceId, caFingerprint: root, now: new Date(), crypto: softwareCrypto() }).catch((err: unknown) => {
+    throw withChainHint(err);
+  });
+  return { plugin, baseUrl, deviceId, chain, root };
 }
 
 /** A hint for what the chain file lacks, naming the flags that fix it. */

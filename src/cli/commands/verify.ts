@@ -1,26 +1,12 @@
 import { Command } from "commander";
-import { CertRetrieverError } from "../../errors.js";
-import { COMMAND_EXIT_CODES } from "../exit-codes.js";
-import type { MqttVersion, ProfileName, ProfileRecord } from "../../broker/profiles.js";
-import type { CredentialPems, CredentialStore } from "../../store/types.js";
+import { brokerSettings, brokerUrl, checkKeyFlag, keySettings, resolveDeviceId, storeSettings, type MqttFlags } from "../agent-settings.js";
 import { applyConfigFile } from "../config.js";
-import { checkKeyFlag, makeStore, resolveDeviceId, type CommonFlags, type KeyFlags, type SourceOf } from "../context.js";
-import { usage } from "../failures.js";
-import { parseDuration } from "../inputs.js";
-import type { CliState } from "../main.js";
+import { COMMAND_EXIT_CODES } from "../exit-codes.js";
+import { flagName } from "../names.js";
 import { addOptions } from "../options.js";
 import { exitCodesHelp, printJson, say } from "../output.js";
-
-/** The MQTT options as commander parses them. */
-export interface MqttFlags extends CommonFlags, KeyFlags {
-  profile?: ProfileName;
-  uriDomain?: string;
-  clientId?: string;
-  topic?: string;
-  servername?: string;
-  mqttVersion?: MqttVersion;
-  brokerTimeout: string;
-}
+import { events } from "../progress.js";
+import type { CliState } from "../state.js";
 
 const HELP = `
 Connects with the stored identity (mutual TLS), the broker's certificate checked against the stored
@@ -47,86 +33,16 @@ export function verifyCommand(state: CliState): Command {
       await applyConfigFile(command, say);
       const flags = command.opts<MqttFlags & { broker: string }>();
       state.json ||= Boolean(flags.json);
-      const deviceId = await resolveDeviceId(flags, (key) => command.getOptionValueSource(key));
+      const source = (key: string) => command.getOptionValueSource(key);
+      const deviceId = await resolveDeviceId(flags, source);
       await checkKeyFlag(flags);
-      const store = await makeStore(flags, deviceId);
-      const stages = await verifyStored(store, deviceId, flags.broker, flags, (key) => command.getOptionValueSource(key));
+      const store = await storeSettings(flags, deviceId);
+      const broker = brokerSettings(flags, brokerUrl(flags.broker));
+      const { createAgent } = await import("../../agent.js");
+      const agent = createAgent({ device: { id: deviceId }, store, key: keySettings(flags, source), broker, observer: state.inject?.observer, name: flagName });
+      const stages = await agent.verify({ onEvent: events(state, false) });
       if (flags.json) printJson({ deviceId, broker: flags.broker, stages });
       state.exitCode = 0;
     });
   return cmd;
-}
-
-/** The broker's URL, checked: mqtts:// only. */
-export function brokerUrl(brokerText: string): URL {
-  let broker: URL;
-  try {
-    broker = new URL(brokerText);
-  } catch {
-    throw usage(`--broker '${brokerText}' is not a URL`, "e.g. --broker mqtts://broker.example.com:8883");
-  }
-  if (broker.protocol !== "mqtts:") throw usage(`--broker must be mqtts:// (mutual TLS), not ${broker.protocol}//`);
-  return broker;
-}
-
-/** Checks the broker URL, reads the stored identity and its recorded profile, and runs the broker check. */
-export async function verifyStored(store: CredentialStore, deviceId: string, brokerText: string, flags: MqttFlags, source?: SourceOf) {
-  const broker = brokerUrl(brokerText);
-  parseDuration(flags.brokerTimeout, "--broker-timeout");
-  const stored = await store.read();
-  if (stored.interrupted) {
-    throw new CertRetrieverError(`verify failed: a write to ${store.location} was interrupted, so which credentials are stored is not settled`, {
-      step: "verify",
-      reason: "not-enrolled",
-      hint: "run enroll (it finishes or undoes the write first); no broker was contacted",
-    });
-  }
-  if (!stored.pems) {
-    throw new CertRetrieverError(`verify failed: no complete credentials for '${deviceId}' in ${store.location}`, { step: "verify", reason: "not-enrolled", hint: "enroll first; no broker was contacted" });
-  }
-  return verifyCredentials(stored.pems, deviceId, broker, flags, `'${deviceId}' in ${store.location}`, source);
-}
-
-/**
- * The broker check with credentials in hand: stored ones, or (in a renewal) new ones not yet
- * stored. `broker` must be a checked mqtts:// URL; `where` names them in messages.
- */
-export async function verifyCredentials(pems: CredentialPems, deviceId: string, broker: URL, flags: MqttFlags, where: string, source?: SourceOf) {
-  const timeoutMs = parseDuration(flags.brokerTimeout, "--broker-timeout");
-  let recorded: ProfileRecord | undefined;
-  try {
-    recorded = pems.profileJson ? (JSON.parse(pems.profileJson) as ProfileRecord) : undefined;
-  } catch {
-    throw new CertRetrieverError(`verify failed: the recorded profile of ${where} is damaged`, {
-      step: "verify",
-      reason: "config",
-      hint: "pass --profile (and --client-id/--topic), or enroll again to record it anew",
-    });
-  }
-  const record: ProfileRecord = { profile: flags.profile ?? recorded?.profile ?? "generic", deviceId, tenant: recorded?.tenant, uriDomain: flags.uriDomain ?? recorded?.uriDomain };
-  const [{ mqttIdentity }, { checkBroker }, { isKeyUri }] = await Promise.all([import("../../broker/profiles.js"), import("../../broker/broker.js"), import("../../store/types.js")]);
-  const identity = mqttIdentity(record);
-  const inToken = isKeyUri(pems.key);
-  if (flags.key !== undefined && !inToken) throw usage(`--key names a token key, but the key of ${where} is a key file`, "leave --key out, or enroll with it");
-  const tokenKey = inToken ? await (await import("../../keys/token-tls.js")).tokenKeyForTls(flags, flags.key ?? pems.key.trim(), pems.key, source) : undefined;
-  try {
-    return await checkBroker(
-      {
-        broker,
-        caPem: pems.caPem,
-        certPem: pems.certificatePem,
-        keyPem: inToken ? undefined : pems.key,
-        keyEngine: tokenKey ? { ...tokenKey.engine, loaded: tokenKey.dispose } : undefined,
-        clientId: flags.clientId ?? identity.clientId,
-        topic: flags.topic ?? identity.topic,
-        servername: flags.servername,
-        tls: identity.tls,
-        mqttVersion: flags.mqttVersion ?? identity.mqttVersion,
-        timeoutMs,
-      },
-      (s) => say(`verify ${s.stage}: ${s.detail} (${s.ms} ms)`),
-    );
-  } finally {
-    await tokenKey?.dispose();
-  }
 }

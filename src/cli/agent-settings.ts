@@ -1,0 +1,229 @@
+/** From flags, the environment, the config file and the terminal to an agent's settings: everything checked before the first request. */
+import { readFile, stat } from "node:fs/promises";
+import { CertRetrieverError, describeCause } from "../errors.js";
+import type { BrokerSettings } from "../flows/verify.js";
+import type { KeySettings } from "../keys/open.js";
+import { protocolSettings } from "../protocols/registry.js";
+import type { ProtocolPlugin } from "../protocols/types.js";
+import type { NetworkSettings, PlatformSettings, StoreSettings } from "../settings.js";
+import type { RetryInfo } from "../transport/http.js";
+import type { MqttVersion, ProfileName } from "../broker/profiles.js";
+import { usage } from "./hints.js";
+import { renderText } from "./names.js";
+import { checkDeviceId, checkFileName, checkPlatformUrl, checkStoreNames, parseCount, parseDuration, passwordReader, readPemFile } from "./inputs.js";
+import { heldSecret, holdSecret, say } from "./output.js";
+import { ask, isInteractive } from "./prompts.js";
+import { rank, tokenPin, type LoginFlags, type SourceOf } from "./secrets.js";
+
+/** The shared options as commander parses them (see options.ts). */
+export interface CommonFlags extends LoginFlags {
+  platform?: string;
+  api?: string;
+  platformCa?: string;
+  clientCert?: string;
+  clientKey?: string;
+  allowHttp?: boolean;
+  deadline: string;
+  retries: string;
+  requestTimeout: string;
+  deviceId?: string;
+  deviceIdFile?: string;
+  caName: string;
+  caFingerprint?: string;
+  out: string;
+  store: string;
+  renewBefore: string;
+  revocation: "auto" | "distribution-points" | "off";
+  json?: boolean;
+  config?: string;
+}
+
+/** The key options as commander parses them. */
+export interface KeyFlags {
+  key?: string;
+  pkcs11Module?: string;
+  nonInteractive?: boolean;
+}
+
+/** The MQTT options as commander parses them. */
+export interface MqttFlags extends CommonFlags, KeyFlags {
+  profile?: ProfileName;
+  uriDomain?: string;
+  clientId?: string;
+  topic?: string;
+  servername?: string;
+  mqttVersion?: MqttVersion;
+  brokerTimeout: string;
+}
+
+/** The platform URL: the flag, the environment, the config file, or (on a terminal) a prompt. */
+export async function resolvePlatformUrl(flags: CommonFlags): Promise<URL> {
+  const value = flags.platform ?? (isInteractive(flags) ? await ask("input", "Platform URL (dojot gateway):", "https://") : undefined);
+  return checkPlatformUrl(value, Boolean(flags.allowHttp), say);
+}
+
+/** The device id: --device-id or --device-id-file, whichever was given at the higher layer, or (on a terminal) a prompt. */
+export async function resolveDeviceId(flags: CommonFlags, source?: SourceOf): Promise<string> {
+  const fileWins = flags.deviceIdFile !== undefined && (flags.deviceId === undefined || rank(source?.("deviceIdFile")) > rank(source?.("deviceId")));
+  if (flags.deviceId !== undefined && !fileWins) return checkDeviceId(flags.deviceId);
+  if (flags.deviceIdFile) {
+    let text: string;
+    try {
+      text = await readFile(flags.deviceIdFile, "utf8");
+    } catch (err) {
+      throw new CertRetrieverError(`cannot read --device-id-file ${flags.deviceIdFile}: ${describeCause(err)}`, { cause: err, step: "config", reason: "config", hint: "check the path given to --device-id-file" });
+    }
+    return checkDeviceId(text.split("\n")[0]!.trim());
+  }
+  return checkDeviceId(isInteractive(flags) ? await ask("input", "Device id:") : undefined);
+}
+
+/** The output directory must be a directory if it exists. */
+export async function checkOutDir(out: string): Promise<void> {
+  const info = await stat(out).catch(() => undefined);
+  if (info && !info.isDirectory()) throw usage(`--out ${out} exists and is not a directory`);
+}
+
+/** The store chosen with --store, its names checked (before any request). */
+export async function storeSettings(flags: CommonFlags, deviceId: string): Promise<StoreSettings> {
+  await checkOutDir(flags.out);
+  checkFileName(flags.caName, "--ca-name", "the CA's name becomes <out>/<ca-name>.crt");
+  await checkStoreNames(deviceId, flags.caName);
+  return flags.store === "keychain" ? { kind: "keychain", lockDir: flags.out, caName: flags.caName } : { kind: "files", dir: flags.out, caName: flags.caName };
+}
+
+/** Checks --ca-fingerprint's form (before any request). */
+export async function checkPinFlag(flags: CommonFlags): Promise<void> {
+  const { normalizeFingerprint } = await import("../keys/fingerprint.js");
+  if (flags.caFingerprint !== undefined && !normalizeFingerprint(flags.caFingerprint)) {
+    throw usage(`--ca-fingerprint '${flags.caFingerprint}' is not a SHA-256 fingerprint`, "give it as sha256:<64 hex digits> (colons allowed), as the last run printed it");
+  }
+}
+
+/** Checks --key's form before anything else is done (a token is opened only later, when needed). */
+export async function checkKeyFlag(flags: KeyFlags): Promise<void> {
+  if (flags.key === undefined) return;
+  const { isPkcs11Uri, parsePkcs11Uri, shown } = await import("../keys/pkcs11-uri.js");
+  if (!isPkcs11Uri(flags.key)) {
+    throw usage(`--key ${shown(flags.key)} is not a pkcs11: URI`, "--key names a key in a PKCS#11 token (RFC 7512), e.g. --key 'pkcs11:token=device?module-path=/usr/lib/softhsm/libsofthsm2.so'; without it the key is made in software");
+  }
+  const { pinValue } = parsePkcs11Uri(flags.key);
+  if (pinValue !== undefined) holdSecret(pinValue);
+}
+
+/** Where the key is: --key (else the stored key's token), the module, and the PIN's sources. */
+export function keySettings(flags: KeyFlags, source?: SourceOf, storeCertInToken = false): KeySettings {
+  return {
+    uri: flags.key,
+    modulePath: flags.pkcs11Module,
+    pin: async (uri) => tokenPin(uri, flags, (await import("../keys/pkcs11-uri.js")).tokenName(uri)),
+    refusePinValue: source?.("key") === "cli",
+    storeCertInToken,
+  };
+}
+
+/** The platform's TLS files, read and tried now: unusable TLS material is a settings error (exit 3), not a network failure that is retried. */
+export async function platformTls(flags: CommonFlags): Promise<NonNullable<PlatformSettings["tls"]>> {
+  if (Boolean(flags.clientCert) !== Boolean(flags.clientKey)) throw usage("--client-cert and --client-key go together");
+  const tls = {
+    ca: flags.platformCa ? [await readPemFile(flags.platformCa, "--platform-ca", /-----BEGIN CERTIFICATE-----/)] : [],
+    cert: flags.clientCert ? await readPemFile(flags.clientCert, "--client-cert", /-----BEGIN CERTIFICATE-----/) : undefined,
+    key: flags.clientKey ? await readPemFile(flags.clientKey, "--client-key", /-----BEGIN ([A-Z]+ )?PRIVATE KEY-----/) : undefined,
+  };
+  try {
+    const { createSecureContext } = await import("node:tls");
+    createSecureContext({ ca: tls.ca.length ? tls.ca : undefined, cert: tls.cert, key: tls.key });
+  } catch (err) {
+    throw new CertRetrieverError(`the TLS files given to --platform-ca, --client-cert or --client-key cannot be used: ${describeCause(err)}`, {
+      cause: err,
+      step: "config",
+      reason: "config",
+      hint: "check that --client-key is the unencrypted PEM key of --client-cert",
+    });
+  }
+  return tls;
+}
+
+/** The network's limits from the flags; retries are reported and collected. */
+export function networkSettings(flags: CommonFlags, startedAt: number, signal: AbortSignal, retries: RetryInfo[]): NetworkSettings & { deadline: number } {
+  const deadlineMs = parseDuration(flags.deadline, "--deadline");
+  const attempts = parseCount(flags.retries, "--retries", 0, 100) + 1;
+  const requestTimeout = parseDuration(flags.requestTimeout, "--request-timeout");
+  return {
+    timeouts: { connect: Math.min(10_000, requestTimeout), headers: requestTimeout, body: requestTimeout },
+    attempts,
+    deadline: startedAt + deadlineMs,
+    signal,
+    onRetry: (info) => {
+      retries.push(info);
+      say(`retry: ${info.step} attempt ${info.attempt} of ${info.attempts} failed (${info.reason}); trying again in ${(info.waitMs / 1000).toFixed(1)} s`);
+    },
+  };
+}
+
+/**
+ * An abort signal raised by SIGINT or SIGTERM once `listen()` was called, whose reason is the error
+ * (exit 130 or 143) to report; `dispose()` removes the handlers.
+ */
+export function onInterrupt(): { signal: AbortSignal; listen(): void; dispose(): void } {
+  const controller = new AbortController();
+  const handlers = (["SIGINT", "SIGTERM"] as const).map((sig) => {
+    const handler = () =>
+      controller.abort(
+        new CertRetrieverError(`interrupted by ${sig}; nothing was written and the previous credentials are unchanged`, { step: "usage", reason: sig === "SIGINT" ? "interrupted" : "terminated" }),
+      );
+    return [sig, handler] as const;
+  });
+  return {
+    signal: controller.signal,
+    listen: () => handlers.forEach(([sig, h]) => process.on(sig, h)),
+    dispose: () => handlers.forEach(([sig, h]) => process.off(sig, h)),
+  };
+}
+
+/** The values of the settings the protocols declare, as given: a secret file's first line, or its variable. */
+export async function protocolOptions(flags: object): Promise<Record<string, unknown>> {
+  const options: Record<string, unknown> = {};
+  for (const spec of protocolSettings()) {
+    const file = (flags as Record<string, unknown>)[spec.name] as string | undefined;
+    if (spec.secret) {
+      const env = spec.secret.secretEnv === undefined ? undefined : process.env[`CERT_RETRIEVER_${spec.secret.secretEnv}`];
+      if (file || env !== undefined) options[spec.secret.into] = await heldSecret(passwordReader({ file, env }, spec.secret.what))();
+    } else if (file !== undefined) options[spec.name] = file;
+  }
+  return options;
+}
+
+/** Refuses what the protocol lacks for this command, with its words (before anything else is asked). */
+export function refuseLacking(plugin: ProtocolPlugin, capability: "login" | "register", given: string): void {
+  const lacking = plugin.lacks?.[capability];
+  if (!lacking) return;
+  if (capability === "login") throw usage(renderText(lacking.message), lacking.advice && renderText(lacking.advice));
+  throw new CertRetrieverError(`--api ${given}: ${renderText(lacking.message)}`, { step: "usage", reason: "not-supported" });
+}
+
+/** The broker's URL, checked: mqtts:// only. */
+export function brokerUrl(brokerText: string): URL {
+  let broker: URL;
+  try {
+    broker = new URL(brokerText);
+  } catch {
+    throw usage(`--broker '${brokerText}' is not a URL`, "e.g. --broker mqtts://broker.example.com:8883");
+  }
+  if (broker.protocol !== "mqtts:") throw usage(`--broker must be mqtts:// (mutual TLS), not ${broker.protocol}//`);
+  return broker;
+}
+
+/** The broker check's settings from the MQTT flags. */
+export function brokerSettings(flags: MqttFlags, url: URL): BrokerSettings {
+  return {
+    url,
+    profile: flags.profile,
+    uriDomain: flags.uriDomain,
+    clientId: flags.clientId,
+    topic: flags.topic,
+    servername: flags.servername,
+    mqttVersion: flags.mqttVersion,
+    timeoutMs: parseDuration(flags.brokerTimeout, "--broker-timeout"),
+  };
+}

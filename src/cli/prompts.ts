@@ -1,0 +1,25 @@
+import { CertRetrieverError } from "../errors.js";
+
+/** Prompts only when asked for, on a terminal (stdin and stderr), and never with --non-interactive. */
+export function isInteractive(flags: { nonInteractive?: boolean }): boolean {
+  return !flags.nonInteractive && Boolean(process.stdin.isTTY) && Boolean(process.stderr.isTTY);
+}
+
+/** Asks on the terminal (stderr, so stdout stays clean for --json); Ctrl-C is exit 130. The prompt module loads only here. */
+export async function ask(kind: "input" | "password", message: string, defaultValue?: string): Promise<string> {
+  // Inquirer's prompts one by one (the @inquirer/prompts bundle would drag in the editor prompt and iconv-lite).
+  const [{ default: input }, { default: password }] = await Promise.all([import("@inquirer/input"), import("@inquirer/password")]);
+  const context = { output: process.stderr };
+  try {
+    const answer =
+      kind === "password"
+        ? await password({ message, mask: "*", validate: (v) => v.length > 0 || "the password is required" }, context)
+        : await input({ message, default: defaultValue, required: true }, context);
+    return answer.trim() && kind === "input" ? answer.trim() : answer;
+  } catch (err) {
+    if ((err as Error).name === "ExitPromptError" || (err as Error).name === "AbortPromptError") {
+      throw new CertRetrieverError("interrupted at the prompt; nothing was written", { step: "usage", reason: "interrupted" });
+    }
+    throw err;
+  }
+}
