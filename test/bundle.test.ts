@@ -105,6 +105,11 @@ describe("the device build carries no lab platform and no test fault hooks", () 
     const text = await readFile(BUNDLE, "utf8");
     expect(text).not.toContain("CERT_RETRIEVER_TEST_FAULT");
     expect(text).not.toContain("The lab platform speaks");
+    // No file of the build holds a fault hook: tests inject faults through what the agent is given.
+    const dist = join(BUNDLE, "..");
+    const files = (await readdir(dist, { recursive: true })).map(String).filter((f) => /\.(m?js|d\.ts)$/.test(f));
+    expect(files.length).toBeGreaterThan(0);
+    for (const file of files) expect(await readFile(join(dist, file), "utf8"), file).not.toMatch(/CERT_RETRIEVER_TEST_FAULT|faultPoint/);
   });
 
   it("the lab's own single file, alone in a directory, serves the device's single file, alone in another", async () => {

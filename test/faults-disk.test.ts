@@ -98,7 +98,7 @@ describe("kill -9 at every step boundary: the next run finds whole credentials, 
       const before = await snapshot(out);
       const lab = await serveFixture();
       try {
-        const killed = await enrollCli(lab.url, fx.lab, "victim", out, ["--force"], { CERT_RETRIEVER_TEST_FAULT: `kill:${point}` });
+        const killed = await enrollCli(lab.url, fx.lab, "victim", out, ["--force"], {}, `kill:${point}`);
         expect(killed.code).toBeNull(); // died by the signal
         const next = await enrollCli(lab.url, fx.lab, "victim", out);
         expect(next.code, next.stderr).toBe(0);
@@ -123,7 +123,7 @@ describe("completing a write that a killed run committed", () => {
     const out = join(parent, "certs");
     await cp(fx.base, out, { recursive: true });
     const before = await snapshot(out);
-    const killed = await enrollCli(lab.url, fx.lab, "victim", out, ["--force"], { CERT_RETRIEVER_TEST_FAULT: "kill:store:committed" });
+    const killed = await enrollCli(lab.url, fx.lab, "victim", out, ["--force"], {}, "kill:store:committed");
     expect(killed.code).toBeNull();
     return { parent, out, before };
   }

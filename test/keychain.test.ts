@@ -17,12 +17,12 @@ const ready = haveTool("dbus-run-session") && haveTool("gnome-keyring-daemon");
  * Runs CLI invocations inside one D-Bus session with a real gnome-keyring, unlocked, its keyring
  * files in `home` (so a later session reads what an earlier one stored). Returns each run's result.
  */
-async function inKeyringSession(home: string, runs: Array<{ args: string[]; input?: string; env?: Record<string, string> }>): Promise<Array<{ code: number; stdout: string; stderr: string }>> {
+async function inKeyringSession(home: string, runs: Array<{ args: string[]; input?: string; env?: Record<string, string>; fault?: string }>): Promise<Array<{ code: number; stdout: string; stderr: string }>> {
   const dir = await tempDir("cr-kr-");
   const lines = ["set -u", `export HOME='${home}'`, `eval "$(printf 'keyring-pass' | gnome-keyring-daemon --unlock --components=secrets)"`, "export SSH_AUTH_SOCK=/dev/null"];
   runs.forEach((run, i) => {
     if (run.input !== undefined) lines.push(`cat > '${dir}/in${i}' <<'CR_EOF'\n${run.input}\nCR_EOF`);
-    const quoted = commandLine(run.args, run.env).map((a) => `'${a}'`).join(" ");
+    const quoted = commandLine(run.args, { fault: run.fault }).map((a) => `'${a}'`).join(" ");
     const env = Object.entries(run.env ?? {}).map(([k, v]) => `${k}='${v}' `).join("");
     lines.push(`${env}'${process.execPath}' ${quoted} < ${run.input !== undefined ? `'${dir}/in${i}'` : "/dev/null"} > '${dir}/out${i}' 2> '${dir}/err${i}'; echo $? > '${dir}/code${i}'`);
   });
@@ -130,7 +130,7 @@ describe.skipIf(!ready)("--store keychain against a real gnome-keyring (Secret S
       { args: enrollArgs, input: lab.password },
       { args: ["export", "--device-id", "kc-2", "--out", exportedBefore] },
       { args: ["lab", "device", "reset", "--dir", lab.dir, "kc-2"] },
-      { args: [...enrollArgs, "--force"], input: lab.password, env: { CERT_RETRIEVER_TEST_FAULT: "keychain:set-2" } },
+      { args: [...enrollArgs, "--force"], input: lab.password, fault: "keychain:set-2" },
       { args: ["export", "--device-id", "kc-2", "--out", exportedAfter] },
     ]);
     expect(first!.code, first!.stderr).toBe(0);

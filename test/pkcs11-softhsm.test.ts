@@ -29,8 +29,8 @@ describe.skipIf(!ready)("keys in a PKCS#11 token (SoftHSM2): generated inside, C
   afterAll(async () => world?.stop());
 
   const keyUri = (extra = "") => `pkcs11:token=${token.label}${extra}?module-path=${token.module}&pin-source=file:${token.pinFile}`;
-  const enroll = (id: string, out: string, extra: string[] = [], env: Record<string, string> = {}) =>
-    enrollCli(proxy.url, lab, id, out, ["--api", "dojot", "--key", keyUri(), ...extra], { ...token.env, ...env });
+  const enroll = (id: string, out: string, extra: string[] = [], env: Record<string, string> = {}, fault?: string) =>
+    enrollCli(proxy.url, lab, id, out, ["--api", "dojot", "--key", keyUri(), ...extra], { ...token.env, ...env }, fault);
 
   for (const keyType of ["ec-p256", "ec-p384", "rsa-2048", "rsa-3072"] as const) {
     it(`${keyType}: the token makes a non-extractable key, signs the CSR, and only the key's URI is stored`, async () => {
@@ -138,7 +138,7 @@ describe.skipIf(!ready)("keys in a PKCS#11 token (SoftHSM2): generated inside, C
     it(`killed (SIGKILL) ${point.replace("after-", "after ")}: the next run removes the orphan key and ends consistent`, async () => {
       const out = join(await tempDir(), "certs");
       const id = point === "after-generate-key" ? "dead01" : "dead02";
-      const killed = await enroll(id, out, [], { CERT_RETRIEVER_TEST_FAULT: `kill:${point}` });
+      const killed = await enroll(id, out, [], {}, `kill:${point}`);
       expect(killed.code).toBe(null);
       expect(token.privateKeys(id)).toHaveLength(1); // the orphan
       expect(await listFiles(out)).not.toContain(`${id}.key.uri`);
@@ -181,7 +181,7 @@ describe.skipIf(!ready)("keys in a PKCS#11 token (SoftHSM2): generated inside, C
     expect((await enrollCli(proxy.url, lab, id, out, ["--api", "dojot"])).code).toBe(0);
     const before = await snapshot(out);
     expect(Object.keys(before)).toContain(`${id}.key`);
-    const failed = await enroll(id, out, ["--force"], { CERT_RETRIEVER_TEST_FAULT: "store:other-kind-removed" });
+    const failed = await enroll(id, out, ["--force"], {}, "store:other-kind-removed");
     expect(failed.stderr).toMatch(/the previous files are unchanged/);
     expect(failed.code).toBe(15);
     expect(await snapshot(out)).toEqual(before);
@@ -195,7 +195,7 @@ describe.skipIf(!ready)("keys in a PKCS#11 token (SoftHSM2): generated inside, C
     const id = "5a1c02";
     const out = join(await tempDir(), "certs");
     expect((await enroll(id, out)).code).toBe(0);
-    const killed = await enroll(id, out, ["--force"], { CERT_RETRIEVER_TEST_FAULT: "kill:store:renamed-2" });
+    const killed = await enroll(id, out, ["--force"], {}, "kill:store:renamed-2");
     expect(killed.code).toBe(null);
     const next = await enrollCli(proxy.url, lab, id, out, ["--api", "dojot", "--force"], token.env);
     expect(next.code, next.stderr).toBe(0);
@@ -210,7 +210,7 @@ describe.skipIf(!ready)("keys in a PKCS#11 token (SoftHSM2): generated inside, C
     execFileSync("softhsm2-util", ["--init-token", "--free", "--label", "other", "--pin", token.pin, "--so-pin", "87654321"], { env: { ...process.env, ...token.env }, stdio: "ignore" });
     const id = "5a1c03";
     const out = join(await tempDir(), "certs");
-    expect((await enroll(id, out, [], { CERT_RETRIEVER_TEST_FAULT: "kill:after-generate-key" })).code).toBe(null);
+    expect((await enroll(id, out, [], {}, "kill:after-generate-key")).code).toBe(null);
     const listed = (await readFile(join(out, `${id}.key.pending`), "utf8")).trim();
     const other = await enrollCli(proxy.url, lab, id, out, ["--api", "dojot", "--key", `pkcs11:token=other?module-path=${token.module}&pin-source=file:${token.pinFile}`], token.env);
     expect(other.code, other.stderr).toBe(0);

@@ -42,11 +42,11 @@ describe.skipIf(!hasFaketime)("renewal on a moving clock (x509-identity-mgmt v0.
   afterAll(async () => lab?.stop());
 
   /** A device on the shared clock: `cert-retriever ARGS` with the platform settings in its environment. */
-  const device = async (out: string, args: string[], env: Record<string, string> = {}): Promise<CliRun> => {
+  const device = async (out: string, args: string[], env: Record<string, string> = {}, fault?: string): Promise<CliRun> => {
     const pw = join(out, "..", "password");
     await writeFile(pw, lab.password, { mode: 0o600 });
     const online = ["enroll", "check"].includes(args[0]!) ? { CERT_RETRIEVER_PLATFORM: lab.url, CERT_RETRIEVER_USERNAME: "admin", CERT_RETRIEVER_PASSWORD_FILE: pw } : {};
-    return runCli([...args, "--device-id", deviceOf(out), "--out", out], { env: { ...clock.env, ...online, ...env }, timeoutMs: 60_000 });
+    return runCli([...args, "--device-id", deviceOf(out), "--out", out], { env: { ...clock.env, ...online, ...env }, timeoutMs: 60_000, fault });
   };
   const deviceOf = (out: string) => (out.endsWith("-b") ? "b1b2c3" : DEVICE);
   const freshDevice = async (id = DEVICE): Promise<string> => {
@@ -160,7 +160,7 @@ describe.skipIf(!hasFaketime)("renewal on a moving clock (x509-identity-mgmt v0.
     let offset = 45;
     for (const point of points) {
       await clock.set(`+${offset}m`);
-      const killed = await device(out, ["enroll", "--non-interactive"], { CERT_RETRIEVER_TEST_FAULT: `kill:${point}` });
+      const killed = await device(out, ["enroll", "--non-interactive"], {}, `kill:${point}`);
       expect(killed.code, `${point}: ${killed.stderr}`).toBe(null); // SIGKILL
       // The next run settles what the killed one left (finishes or undoes the write); it changes nothing more.
       const settle = await device(out, ["enroll", "--non-interactive", "--renew-before", "0s"]);

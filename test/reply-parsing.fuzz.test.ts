@@ -1,7 +1,7 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { CertRetrieverError, REASONS } from "../src/errors.js";
-import { exitCodeOf } from "../src/cli/failures.js";
+import { exitCodeOf } from "../src/cli/hints.js";
 import { ExitCode } from "../src/cli/exit-codes.js";
 import { parseCertificate } from "../src/flows/certificate.js";
 import { createHash } from "node:crypto";

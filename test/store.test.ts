@@ -38,7 +38,7 @@ describe("credentials that already exist survive any failed run", () => {
       const out = await enrolledOnce(`keep-${fault}`);
       const id = `keep-${fault}`;
       const before = await snapshot(out);
-      const run = await enrollCli(lab.url, lab, id, out, ["--force"], { CERT_RETRIEVER_TEST_FAULT: fault });
+      const run = await enrollCli(lab.url, lab, id, out, ["--force"], {}, fault);
       expect(run.stderr).toMatch(/store failed: writing the credentials in .* failed: injected fault at .*; the previous files are unchanged/);
       expect(run.code).toBe(15);
       expect(await snapshot(out)).toEqual(before);
@@ -49,7 +49,7 @@ describe("credentials that already exist survive any failed run", () => {
   it("a failure in the middle of a first write leaves no file and no directory", async () => {
     await lab.addDevice("first-fault");
     const out = join(await tempDir(), "deep", "certs");
-    const run = await enrollCli(lab.url, lab, "first-fault", out, [], { CERT_RETRIEVER_TEST_FAULT: "store:renamed-2" });
+    const run = await enrollCli(lab.url, lab, "first-fault", out, [], {}, "store:renamed-2");
     expect(run.code).toBe(15);
     expect(existsSync(join(out, ".."))).toBe(false);
   });
@@ -58,7 +58,7 @@ describe("credentials that already exist survive any failed run", () => {
     await lab.addDevice("shared-dir");
     const out = await tempDir();
     await writeFile(join(out, "other.txt"), "mine");
-    const run = await enrollCli(lab.url, lab, "shared-dir", out, [], { CERT_RETRIEVER_TEST_FAULT: "store:renamed-1" });
+    const run = await enrollCli(lab.url, lab, "shared-dir", out, [], {}, "store:renamed-1");
     expect(run.code).toBe(15);
     expect(await listFiles(out)).toEqual(["other.txt"]);
   });

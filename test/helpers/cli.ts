@@ -8,8 +8,8 @@ import { fileURLToPath } from "node:url";
  */
 export const BIN = process.env.CERT_RETRIEVER_TEST_BIN ? resolve(process.env.CERT_RETRIEVER_TEST_BIN) : fileURLToPath(new URL("../../bin/cert-retriever.mjs", import.meta.url));
 
-/** The full CLI from the TypeScript build: the only one with the test fault hooks (the device build has none). */
-export const SOURCE_BIN = fileURLToPath(new URL("../../bin/cert-retriever.mjs", import.meta.url));
+/** The CLI from the TypeScript build run in-process by a test-owned entry that injects a fault at one point of a run (see fault-cli.mjs). */
+export const FAULT_CLI = fileURLToPath(new URL("./fault-cli.mjs", import.meta.url));
 
 /**
  * The lab platform's own entry (`cert-retriever-lab serve` = `cert-retriever lab serve`): bin/, or
@@ -17,11 +17,11 @@ export const SOURCE_BIN = fileURLToPath(new URL("../../bin/cert-retriever.mjs", 
  */
 export const LAB_BIN = process.env.CERT_RETRIEVER_TEST_LAB_BIN ? resolve(process.env.CERT_RETRIEVER_TEST_LAB_BIN) : fileURLToPath(new URL("../../bin/cert-retriever-lab.mjs", import.meta.url));
 
-/** The command line of `cert-retriever ARGS` (after node): `lab ...` goes to the lab's entry, a run with a fault hook to the full CLI. */
-export function commandLine(args: string[], env: Record<string, string | undefined> = {}, bin?: string): string[] {
-  if (bin) return [bin, ...args];
+/** The command line of `cert-retriever ARGS` (after node): `lab ...` goes to the lab's entry, a run with a fault to the fault-injecting entry. */
+export function commandLine(args: string[], opts: { bin?: string; fault?: string } = {}): string[] {
+  if (opts.bin) return [opts.bin, ...args];
   if (args[0] === "lab") return [LAB_BIN, ...args.slice(1)];
-  if (env.CERT_RETRIEVER_TEST_FAULT) return [SOURCE_BIN, ...args];
+  if (opts.fault) return [FAULT_CLI, opts.fault, ...args];
   return [BIN, ...args];
 }
 
@@ -40,16 +40,16 @@ const JWT_PREFIX = Buffer.from(JSON.stringify({ alg: "HS256", typ: "JWT" })).toS
 
 /**
  * Runs `cert-retriever ARGS` as a child process with the node that runs the tests, a clean
- * environment plus `env`, `input` on stdin, and a time limit. Fails the test if any output
+ * environment plus `env`, `input` on stdin, and a time limit; `fault`: with a fault injected (see fault-cli.mjs). Fails the test if any output
  * contains a registered secret or a JWT.
  */
 export async function runCli(
   args: string[],
-  opts: { env?: Record<string, string | undefined>; input?: string; cwd?: string; timeoutMs?: number; bin?: string } = {},
+  opts: { env?: Record<string, string | undefined>; input?: string; cwd?: string; timeoutMs?: number; bin?: string; fault?: string } = {},
 ): Promise<CliRun> {
   const env: Record<string, string> = { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "/root", NO_COLOR: "1" };
   for (const [k, v] of Object.entries(opts.env ?? {})) if (v !== undefined) env[k] = v;
-  const child = spawn(process.execPath, commandLine(args, opts.env, opts.bin), { env, cwd: opts.cwd, stdio: ["pipe", "pipe", "pipe"] });
+  const child = spawn(process.execPath, commandLine(args, opts), { env, cwd: opts.cwd, stdio: ["pipe", "pipe", "pipe"] });
   let stdout = "";
   let stderr = "";
   child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));

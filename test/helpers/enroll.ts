@@ -3,7 +3,7 @@ import { join } from "node:path";
 import { runCli, type CliRun } from "./cli.js";
 import type { TestLab } from "./lab.js";
 
-/** `cert-retriever enroll` against `platform` for `deviceId` into `out`, the password on stdin. */
+/** `cert-retriever enroll` against `platform` for `deviceId` into `out`, the password on stdin; `fault`: with a fault injected (see fault-cli.mjs). */
 export function enrollCli(
   platform: string,
   lab: Pick<TestLab, "password">,
@@ -11,10 +11,11 @@ export function enrollCli(
   out: string,
   extra: string[] = [],
   env: Record<string, string> = {},
+  fault?: string,
 ): Promise<CliRun> {
   return runCli(
     ["enroll", "--platform", platform, "--device-id", deviceId, "--username", "admin", "--password-stdin", "--out", out, ...extra],
-    { input: `${lab.password}\n`, env },
+    { input: `${lab.password}\n`, env, fault },
   );
 }
 
