@@ -4,7 +4,7 @@
  * what was opened. The library never prints and never exits: progress comes as events.
  */
 import type { StageReport } from "./broker/broker.js";
-import { CertRetrieverError, ownNames, usageError } from "./errors.js";
+import { CertRetrieverError, nameSettings, ownNames, usageError } from "./errors.js";
 import type { EnrollContext, EnrollEvent } from "./flows/context.js";
 import type { ChangeHooks } from "./flows/hooks.js";
 import type { CheckedChain, RegisterEvent, RegisterResult } from "./flows/register.js";
@@ -109,10 +109,10 @@ class AgentImpl implements Agent {
 
   async login(): Promise<{ session: Session; username: string }> {
     const plugin = await this.plugin();
-    if (plugin.lacks?.login) throw new CertRetrieverError(plugin.lacks.login.message, { step: "usage", reason: "not-supported", facts: { protocol: plugin.name } });
-    const { logIn, NO_LOGIN } = await import("./flows/authenticate.js");
+    if (plugin.lacks?.login) throw new CertRetrieverError(nameSettings(plugin.lacks.login.message, this.name), { step: "usage", reason: "not-supported" });
+    const { logIn, loginOf, NO_LOGIN } = await import("./flows/authenticate.js");
     const client = await this.client(await this.http());
-    return logIn(client.login!, (await this.who()).login ?? NO_LOGIN);
+    return logIn(loginOf(client), (await this.who()).login ?? NO_LOGIN);
   }
 
   async close(): Promise<void> {

@@ -11,8 +11,8 @@ export {
   type RenewalSettings,
   type StoreSettings,
 } from "./settings.js";
-export { ENROLL_STEPS, type DeviceSettings, type EnrollEvent, type EnrollStep } from "./flows/context.js";
-export type { EnrollResult } from "./flows/result.js";
+export type { DeviceSettings, EnrollEvent } from "./flows/context.js";
+export { ENROLL_STEPS, type EnrollResult, type EnrollStep } from "./flows/result.js";
 export type { AgentEvent, BrokerEvent, HookEvent, NoteEvent, StepEvent, StepTiming } from "./flows/steps.js";
 export type { StatusResult, RevocationMode } from "./flows/status.js";
 export type { RenewWindow } from "./flows/inspect.js";

@@ -21,6 +21,12 @@ export async function logIn(login: Pick<LoginCapability, "authenticate">, source
   }
 }
 
+/** The client's login; a protocol without one (and with sessions) cannot be used so (`not-supported`). */
+export function loginOf(client: ProtocolClient): LoginCapability {
+  if (client.login) return client.login;
+  throw new CertRetrieverError(`authenticate failed: ${client.title} has no login`, { step: "authenticate", reason: "not-supported", facts: { protocol: client.name } });
+}
+
 /** A login that has neither user nor password: asked for, it says none was given. */
 export const NO_LOGIN: LoginSource = {
   username: "",
@@ -38,7 +44,7 @@ export async function openSession(
   now: Date,
 ): Promise<{ session: Session; detail: string }> {
   if (client.sessionless) return { session: {}, detail: client.sessionless.attach(source.login) };
-  const login = client.login!;
+  const login = loginOf(client);
   if (!source.token) {
     const { session, username } = await logIn(login, source.login ?? NO_LOGIN);
     return { session, detail: `logged in as ${username}${session.tenant ? ` (tenant ${session.tenant})` : ""}` };

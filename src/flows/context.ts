@@ -11,13 +11,8 @@ import type { TokenSession } from "./authenticate.js";
 import type { SubjectAltNames } from "./build-csr.js";
 import type { RenewWindow } from "./inspect.js";
 import type { RevocationVerdict } from "./revocation.js";
+import type { EnrollResult, EnrollStep } from "./result.js";
 import type { AgentEvent } from "./steps.js";
-
-/** The enrollment steps, in the order they run. */
-export const ENROLL_STEPS = ["authenticate", "fetch-ca", "generate-key", "build-csr", "submit-csr", "validate", "bind", "store"] as const;
-
-/** One of {@link ENROLL_STEPS}. */
-export type EnrollStep = (typeof ENROLL_STEPS)[number];
 
 /** Progress of an enrollment. */
 export type EnrollEvent = AgentEvent<EnrollStep>;
@@ -64,7 +59,7 @@ export interface EnrollContext {
    */
   beforeReplace?: (pems: CredentialPems) => Promise<unknown>;
   /** After new credentials are stored: what lets their users pick them up. Its failure (thrown after all) keeps a replaced certificate unrevoked. */
-  afterChange?: (result: import("./result.js").EnrollResult) => Promise<void>;
+  afterChange?: (result: EnrollResult) => Promise<void>;
   now: () => Date;
   signal?: AbortSignal;
   emit: (event: EnrollEvent) => void;

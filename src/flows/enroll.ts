@@ -4,7 +4,8 @@
  * nothing is written unless every step before `store` passed.
  */
 import type { KeyTransaction } from "../keys/key-store.js";
-import { ENROLL_STEPS, type EnrollContext } from "./context.js";
+import type { EnrollContext } from "./context.js";
+import { ENROLL_STEPS } from "./result.js";
 import { decide, readStored, type Stored } from "./decide.js";
 import { install } from "./install.js";
 import { obtain, type ObtainPlan } from "./obtain.js";

@@ -12,7 +12,8 @@ import type { Binding, Issued, ProtocolClient, ReenrollCapability, Session } fro
 import { openSession } from "./authenticate.js";
 import { buildCsr } from "./build-csr.js";
 import { displayName, parseCertificate, sha256Fingerprint } from "./certificate.js";
-import type { EnrollContext, EnrollStep } from "./context.js";
+import type { EnrollContext } from "./context.js";
+import type { EnrollStep } from "./result.js";
 import type { Stored } from "./decide.js";
 import { checkPin } from "./inspect.js";
 import type { StepRunner } from "./steps.js";

@@ -3,8 +3,13 @@ import type * as x509 from "../keys/x509.js";
 import { FilesStore, type CredentialPaths } from "../store/files-store.js";
 import type { CredentialStore } from "../store/types.js";
 import { displayName, sha256Fingerprint } from "./certificate.js";
-import type { EnrollStep } from "./context.js";
 import type { StepTiming } from "./steps.js";
+
+/** The enrollment steps, in the order they run. */
+export const ENROLL_STEPS = ["authenticate", "fetch-ca", "generate-key", "build-csr", "submit-csr", "validate", "bind", "store"] as const;
+
+/** One of {@link ENROLL_STEPS}. */
+export type EnrollStep = (typeof ENROLL_STEPS)[number];
 
 /** The outcome of an enrollment (or renewal). */
 export interface EnrollResult {
