@@ -1,3 +1,4 @@
-/** The plug-in's canonical name, and its name for people (apart, so that they load without the client). */
+/** The plug-in's canonical name (apart from the plug-in, so that the client can use it without a cycle). */
 export const EJBCA_REST = "ejbca-rest";
+/** Its name for people. */
 export const EJBCA_REST_TITLE = "EJBCA-REST (dojot <= v0.4)";
