@@ -7,7 +7,6 @@ import { AgentParts, resolve } from "./agent-parts.js";
 import type { StageReport } from "./broker/broker.js";
 import { CertRetrieverError, nameSettings } from "./errors.js";
 import type { EnrollContext, EnrollEvent } from "./flows/context.js";
-import type { ChangeHooks } from "./flows/hooks.js";
 import type { CheckedChain, RegisterEvent, RegisterResult } from "./flows/register.js";
 import type { EnrollResult } from "./flows/result.js";
 import type { StatusContext, StatusResult } from "./flows/status.js";
@@ -42,6 +41,9 @@ export interface Agent {
 export function createAgent(settings: AgentSettings): Agent {
   return new AgentImpl(settings);
 }
+
+/** How long a change hook may run when the settings do not say. */
+const DEFAULT_HOOK_TIMEOUT_MS = 60_000;
 
 /** How long `status` may ask the platform (a condition must not hold up a boot), and how often it tries. */
 const STATUS_ONLINE_MS = 30_000;
@@ -183,7 +185,7 @@ class AgentImpl implements Agent {
     return async (result) => {
       if (hooks.exec || hooks.reloadUnit) {
         const { runChangeHooks } = await import("./flows/hooks.js");
-        await runChangeHooks(result, { timeoutMs: 60_000, ...hooks } as ChangeHooks, this.parts.name, emit);
+        await runChangeHooks(result, { ...hooks, timeoutMs: hooks.timeoutMs ?? DEFAULT_HOOK_TIMEOUT_MS }, this.parts.name, emit);
       }
       await hooks.afterChange?.(result);
     };

@@ -34,7 +34,7 @@ export async function runChangeHooks(result: EnrollResult, hooks: ChangeHooks, n
 }
 
 /** The inherited part of this process's environment, plus where the new credentials are (each variable's name after `prefix`). */
-export function hookEnvironment(result: EnrollResult, prefix: string): NodeJS.ProcessEnv {
+function hookEnvironment(result: EnrollResult, prefix: string): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = Object.fromEntries(Object.entries(process.env).filter(([name]) => INHERITED_ENV.test(name)));
   const files = result.store.files;
   const set = (name: string, value: string | undefined) => {

@@ -13,7 +13,7 @@ import { replaceFile, storageError, syncDirectory } from "../fs/safe-dir.js";
  * name (what a killed run left), and nothing else is ever removed but the key the stored
  * credentials named before a new one replaced them.
  */
-export async function readKeyJournal(path: string): Promise<string[]> {
+async function readKeyJournal(path: string): Promise<string[]> {
   try {
     return (await readFile(path, "utf8")).split("\n").filter((line) => line.startsWith("pkcs11:"));
   } catch (err) {
@@ -23,7 +23,7 @@ export async function readKeyJournal(path: string): Promise<string[]> {
 }
 
 /** Replaces the journal with `records` (staged, fsynced, renamed), or removes it when there are none. */
-export async function writeKeyJournal(path: string, records: string[]): Promise<void> {
+async function writeKeyJournal(path: string, records: string[]): Promise<void> {
   try {
     if (records.length === 0) {
       await unlink(path).catch((err: NodeJS.ErrnoException) => {

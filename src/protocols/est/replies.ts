@@ -50,7 +50,7 @@ export function estError(step: Step, reply: HttpReply, doing: string, reason: Re
 }
 
 /** A reply that is not what RFC 7030 promises. */
-export function malformedEst(step: Step, reply: HttpReply, expected: string): CertRetrieverError {
+function malformedEst(step: Step, reply: HttpReply, expected: string): CertRetrieverError {
   return new CertRetrieverError(`${step} failed: the EST server's reply (HTTP ${reply.status}) is not what RFC 7030 promises: expected ${expected}; nothing was written`, {
     step,
     reason: "reply-malformed",
