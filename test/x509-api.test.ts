@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import * as x509 from "../src/crypto/x509.js";
 import { softwareCrypto } from "../src/crypto/provider.js";
-import { startLab, setDevice, type LabOptions, type RunningLab } from "../src/lab/server.js";
+import { startLab, setDevice, type LabOptions, type RunningLab } from "../lab/src/server.js";
 import { runCli, SECRETS } from "./helpers/cli.js";
 import { enrollCli } from "./helpers/enroll.js";
 import { startProxy, tempDir } from "./helpers/lab.js";

@@ -1,8 +1,6 @@
-import { createHash } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
-import * as x509 from "../crypto/x509.js";
-import { toPem } from "../crypto/keys.js";
-import type { CryptoProvider } from "../crypto/provider.js";
+import * as x509 from "./x509.js";
+import { sha256ColonHex, toPem, type CryptoProvider } from "cert-retriever";
 import { parseSignedCsr, ProfileRefusal, signAsEjbca, type LabCa } from "./ca.js";
 import { crlPem, latestCrl, REVOCATION_REASON, revoke } from "./crl.js";
 import { x509IdentityExtensions } from "./x509-profile.js";
@@ -56,7 +54,7 @@ export async function handleX509(req: IncomingMessage, res: ServerResponse, url:
     const fp = () => routeFingerprint(decodeParam(/^\/v1\/certificates\/([^/]+)/.exec(path)![1]!), ctx.rules);
     switch (route) {
       case "GET /v1/ca":
-        return send(res, 200, { certificateFingerprint: fingerprint(ctx.ca.cert.rawData), caPem: pemOf(ctx.ca.cert.rawData) });
+        return send(res, 200, { certificateFingerprint: sha256ColonHex(ctx.ca.cert.rawData), caPem: pemOf(ctx.ca.cert.rawData) });
       case "GET /v1/ca/crl":
         // `getRootCRL()` with renew false (`caRoutes.js` v0.7.0/v0.8.0, `trusted-cas-router.js` v0.5.0):
         // EJBCA's latest CRL, made anew first only under `ejbca.forcecrlrenew` (false by default).
@@ -182,7 +180,7 @@ async function generate(res: ServerResponse, input: unknown, ctx: X509Context, t
     },
     ctx.opts.crypto,
   );
-  const fp = fingerprint(cert.rawData);
+  const fp = sha256ColonHex(cert.rawData); // `getFingerprint`
   const pem = pemOf(cert.rawData);
   const record: X509Record = {
     pem,
@@ -264,9 +262,4 @@ function node12JsonError(body: string, message: string): string {
 /** PEM with LF line breaks and no trailing newline, as both generations return it. */
 function pemOf(der: ArrayBuffer): string {
   return toPem(der, "CERTIFICATE").trimEnd();
-}
-
-/** SHA-256 of DER as uppercase hex pairs joined by colons (`getFingerprint`). */
-function fingerprint(der: ArrayBuffer): string {
-  return createHash("sha256").update(new Uint8Array(der)).digest("hex").toUpperCase().match(/../g)!.join(":");
 }

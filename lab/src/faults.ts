@@ -1,7 +1,7 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
-import * as x509 from "../crypto/x509.js";
-import type { CryptoProvider } from "../crypto/provider.js";
-import { FAULT_KINDS, FAULT_ROUTES } from "../fault-kinds.js";
+import * as x509 from "./x509.js";
+import type { CryptoProvider } from "cert-retriever";
+import { FAULT_KINDS, FAULT_ROUTES } from "./fault-kinds.js";
 import { RSA_SHA256, type CertOverrides, type LabCa } from "./ca.js";
 
 export { FAULT_KINDS, FAULT_ROUTES };

@@ -1,6 +1,6 @@
 /**
- * The lab's scripted faults, by name and meaning: the lab (src/lab/faults.ts) acts on them, and
- * `lab serve --help` lists them. Kept apart so the help does not load the lab.
+ * The lab's scripted faults, by name and meaning: the lab (faults.ts) acts on them, and
+ * `cert-retriever-lab serve --help` lists them. Kept apart so the help does not load the lab.
  */
 
 /**

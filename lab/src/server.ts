@@ -1,8 +1,7 @@
 import { randomBytes } from "node:crypto";
 import type { IncomingMessage, Server, ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
-import { toPem } from "../crypto/keys.js";
-import type { CryptoProvider } from "../crypto/provider.js";
+import { toPem, type CryptoProvider } from "cert-retriever";
 import { createCa, createEstPki, issueCertificate, issueServerCertificate, LAB_CA_DN, loadOrCreateCa, loadOrCreateEstCa, ProfileRefusal, type CertProfile, type LabCa } from "./ca.js";
 import { crlDer, latestCrl } from "./crl.js";
 import { estServerNames, handleEst, parseBootstrapCas, type EstContext, type EstLabOptions, type EstPki } from "./est.js";

@@ -133,7 +133,7 @@ export async function saveState(dir: string, state: LabState): Promise<void> {
 /** Reads, changes and writes the state in one go, for the CLI and the server alike. */
 export async function updateState<T>(dir: string, change: (state: LabState) => T): Promise<T> {
   const state = await loadState(dir);
-  if (!state) throw new Error(`no lab in ${dir}: start it once with 'cert-retriever lab serve --dir ${dir}'`);
+  if (!state) throw new Error(`no lab in ${dir}: start it once with 'cert-retriever-lab serve --dir ${dir}'`);
   const result = change(state);
   await saveState(dir, state);
   return result;

@@ -6,10 +6,9 @@
 import { createHash, createPublicKey, X509Certificate as NodeCertificate } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import * as asn1js from "asn1js";
-import * as x509 from "../crypto/x509.js";
-import { sameBytes, sha256ColonHex } from "../crypto/fingerprint.js";
-import { certsOnlyPkcs7, encodeCsrAttrs, oidDer, OIDS, type CsrAttr } from "../crypto/pkcs7.js";
-import type { CryptoProvider } from "../crypto/provider.js";
+import * as x509 from "./x509.js";
+import { OIDS, sameBytes, sha256ColonHex, type CryptoProvider } from "cert-retriever";
+import { certsOnlyPkcs7, encodeCsrAttrs, oidDer, type CsrAttr } from "./pkcs7.js";
 import { parseSignedCsr, ProfileRefusal, signAsEjbca, type LabCa } from "./ca.js";
 import { certificateFault, sendTransportFault, withTrailingData, type FaultKind, type FaultPlan } from "./faults.js";
 import { authenticate } from "./est-auth.js";

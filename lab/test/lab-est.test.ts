@@ -2,17 +2,16 @@ import { spawnSync } from "node:child_process";
 import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import * as x509 from "../src/crypto/x509.js";
-import { toPem } from "../src/crypto/keys.js";
-import { decodeCsrAttrs, OIDS, oidOf } from "../src/crypto/pkcs7.js";
-import { softwareCrypto } from "../src/crypto/provider.js";
-import { issueServerCertificate } from "../src/lab/ca.js";
-import { readEstIssued, startLab, type EstLabOptions, type LabOptions, type RunningLab } from "../src/lab/server.js";
-import { runCli, SECRETS } from "./helpers/cli.js";
-import { b64, basic, estRequest, keyAndCsr, opensslAsync, pkcs7Certs, runPki, type EstReply, type PkiRun } from "./helpers/est.js";
-import { tempDir } from "./helpers/lab.js";
-import { issueLeaf, makeCa, type TestCa } from "./helpers/pki.js";
-import { haveTool, openssl } from "./helpers/tools.js";
+import * as x509 from "../src/x509.js";
+import { OIDS, softwareCrypto, toPem } from "cert-retriever";
+import { decodeCsrAttrs, oidOf } from "../../src/crypto/pkcs7.js";
+import { issueServerCertificate } from "../src/ca.js";
+import { readEstIssued, startLab, type EstLabOptions, type LabOptions, type RunningLab } from "../src/server.js";
+import { runCli, SECRETS } from "../../test/helpers/cli.js";
+import { b64, basic, estRequest, keyAndCsr, opensslAsync, pkcs7Certs, runPki, type EstReply, type PkiRun } from "../../test/helpers/est.js";
+import { tempDir } from "../../test/helpers/lab.js";
+import { issueLeaf, makeCa, type TestCa } from "../../test/helpers/pki.js";
+import { haveTool, openssl } from "../../test/helpers/tools.js";
 
 /**
  * The lab's EST server against RFC 7030 (as RFC 8951 corrects it), over real TLS on 127.0.0.1:

@@ -2,17 +2,16 @@ import { spawn, spawnSync } from "node:child_process";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import * as x509 from "../src/crypto/x509.js";
-import { privateKeyPem } from "../src/crypto/keys.js";
-import { softwareCrypto } from "../src/crypto/provider.js";
-import { revoke, REVOCATION_REASON } from "../src/lab/crl.js";
-import { setDevice, type LabOptions } from "../src/lab/server.js";
-import { loadState, updateState } from "../src/lab/state.js";
-import { LAB_BIN, runCli, SECRETS } from "./helpers/cli.js";
-import { makeFactoryPki } from "./helpers/factory-pki.js";
-import { callLab, startLabWithJwt, tempDir, type LabWithJwt } from "./helpers/lab.js";
-import { startBroker } from "./helpers/mosquitto.js";
-import { haveTool, openssl } from "./helpers/tools.js";
+import * as x509 from "../src/x509.js";
+import { softwareCrypto, toPem } from "cert-retriever";
+import { revoke, REVOCATION_REASON } from "../src/crl.js";
+import { setDevice, type LabOptions } from "../src/server.js";
+import { loadState, updateState } from "../src/state.js";
+import { LAB_BIN, runCli, SECRETS } from "../../test/helpers/cli.js";
+import { makeFactoryPki } from "../../test/helpers/factory-pki.js";
+import { callLab, startLabWithJwt, tempDir, type LabWithJwt } from "../../test/helpers/lab.js";
+import { startBroker } from "../../test/helpers/mosquitto.js";
+import { haveTool, openssl } from "../../test/helpers/tools.js";
 
 /**
  * Revocation in the lab, as the platforms' code does it: x509-identity-mgmt's DELETE revokes a
@@ -41,7 +40,7 @@ async function keyAndCsr(cn: string, rsa = false): Promise<{ csr: x509.Pkcs10Cer
   const alg = rsa ? { name: "RSASSA-PKCS1-v1_5", hash: "SHA-256", publicExponent: new Uint8Array([1, 0, 1]), modulusLength: 2048 } : { name: "ECDSA", namedCurve: "P-256" };
   const keys = (await crypto.subtle.generateKey(alg, true, ["sign", "verify"])) as CryptoKeyPair;
   const csr = await x509.Pkcs10CertificateRequestGenerator.create({ name: `CN=${cn}`, keys, signingAlgorithm: rsa ? alg : { name: "ECDSA", hash: "SHA-256" } }, crypto);
-  return { csr, key: await privateKeyPem(keys.privateKey, crypto) };
+  return { csr, key: toPem(await crypto.subtle.exportKey("pkcs8", keys.privateKey), "PRIVATE KEY") };
 }
 
 /** `POST /x509/v1/certificates` with a new key's CSR: the fingerprint, the certificate and its key. */

@@ -1,8 +1,7 @@
 import { AsnConvert } from "@peculiar/asn1-schema";
 import { CertificateList, CRLNumber, id_ce_cRLNumber } from "@peculiar/asn1-x509";
-import * as x509 from "../crypto/x509.js";
-import { toPem } from "../crypto/keys.js";
-import type { CryptoProvider } from "../crypto/provider.js";
+import * as x509 from "./x509.js";
+import { toPem, type CryptoProvider } from "cert-retriever";
 import { RSA_SHA256, type LabCa, type DojotCaKind } from "./ca.js";
 import { loadState, updateState, type IssuedCrl, type LabState, type RevokedCertificate } from "./state.js";
 

@@ -1,9 +1,8 @@
 import { createPublicKey, randomBytes } from "node:crypto";
 import { open, readFile } from "node:fs/promises";
 import { join } from "node:path";
-import * as x509 from "../crypto/x509.js";
-import { privateKeyPem, toPem } from "../crypto/keys.js";
-import type { CryptoProvider } from "../crypto/provider.js";
+import * as x509 from "./x509.js";
+import { toPem, type CryptoProvider } from "cert-retriever";
 
 /** The lab CA: dojot's IOTmidCA look-alike, with its key. */
 export interface LabCa {
@@ -283,6 +282,11 @@ export function randomSerial(): string {
   bytes[0]! &= 0x7f; // positive
   bytes[0]! |= 0x01; // no leading zero byte
   return bytes.toString("hex");
+}
+
+/** A private key as unencrypted PKCS#8 PEM, which openssl, mosquitto and Node's TLS read. */
+async function privateKeyPem(key: CryptoKey, crypto: CryptoProvider): Promise<string> {
+  return toPem(await crypto.subtle.exportKey("pkcs8", key), "PRIVATE KEY");
 }
 
 async function writeNew(path: string, text: string, mode: number): Promise<void> {

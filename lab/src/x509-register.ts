@@ -1,7 +1,6 @@
-import { createHash } from "node:crypto";
 import type { ServerResponse } from "node:http";
-import * as x509 from "../crypto/x509.js";
-import type { CryptoProvider } from "../crypto/provider.js";
+import * as x509 from "./x509.js";
+import { sha256ColonHex, type CryptoProvider } from "cert-retriever";
 import { send, sendPage } from "./replies.js";
 import { loadState, updateState, type TrustedCaRecord, type X509Record } from "./state.js";
 import type { X509Context } from "./x509-api.js";
@@ -210,7 +209,7 @@ function parseCert(pem: string): x509.X509Certificate {
 
 /** `getFingerprint`: SHA-256 of the PEM's base64, uppercase hex pairs joined by colons. */
 function fingerprintOf(pem: string): string {
-  return createHash("sha256").update(pemDer(pem)).digest("hex").toUpperCase().match(/../g)!.join(":");
+  return sha256ColonHex(pemDer(pem));
 }
 
 /** `checkRemainingDays`: whole days left, rounded down; only the end of validity is looked at. */

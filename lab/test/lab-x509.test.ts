@@ -3,15 +3,15 @@ import { readFileSync, writeFileSync } from "node:fs";
 import { connect } from "node:net";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import * as x509 from "../src/crypto/x509.js";
-import { softwareCrypto } from "../src/crypto/provider.js";
-import { noRoute } from "../src/platform/auto.js";
-import { setDevice, type LabOptions } from "../src/lab/server.js";
-import { runCli, SECRETS } from "./helpers/cli.js";
-import { enrollCli } from "./helpers/enroll.js";
-import { makeFactoryPki } from "./helpers/factory-pki.js";
-import { callLab, startLabWithJwt, tempDir, type LabWithJwt } from "./helpers/lab.js";
-import { openssl } from "./helpers/tools.js";
+import * as x509 from "../src/x509.js";
+import { softwareCrypto } from "cert-retriever";
+import { noRoute } from "../../src/platform/auto.js";
+import { setDevice, type LabOptions } from "../src/server.js";
+import { runCli, SECRETS } from "../../test/helpers/cli.js";
+import { enrollCli } from "../../test/helpers/enroll.js";
+import { makeFactoryPki } from "../../test/helpers/factory-pki.js";
+import { callLab, startLabWithJwt, tempDir, type LabWithJwt } from "../../test/helpers/lab.js";
+import { openssl } from "../../test/helpers/tools.js";
 
 /**
  * The lab's x509-identity-mgmt answers as the real service's code does at its tags (dojot/dojot

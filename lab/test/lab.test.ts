@@ -3,11 +3,12 @@ import { readFile, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import * as x509 from "../src/crypto/x509.js";
-import { softwareCrypto } from "../src/crypto/provider.js";
-import { commandLine, runCli, SECRETS } from "./helpers/cli.js";
-import { startTestLab, tempDir, type TestLab } from "./helpers/lab.js";
-import { openssl } from "./helpers/tools.js";
+import * as x509 from "../src/x509.js";
+import { softwareCrypto } from "cert-retriever";
+import { FAULT_KINDS } from "../src/fault-kinds.js";
+import { commandLine, runCli, SECRETS } from "../../test/helpers/cli.js";
+import { startTestLab, tempDir, type TestLab } from "../../test/helpers/lab.js";
+import { openssl } from "../../test/helpers/tools.js";
 
 const crypto = softwareCrypto();
 
@@ -150,6 +151,14 @@ describe("lab platform: EJBCA-REST /ca and /sign (section 3)", () => {
     const one = await post(`${lab.url}/sign/x/pkcs10`, { passwd: "dojot" }, auth);
     expect(one.status).toBe(500);
     expect(one.type).toContain("text/html");
+  });
+});
+
+describe("the lab's command line", () => {
+  it("lab serve --help lists every fault kind (the single-file build has no source to point to)", async () => {
+    const run = await runCli(["lab", "serve", "--help"]);
+    for (const kind of FAULT_KINDS) expect(run.stdout, kind).toMatch(new RegExp(`^ {2}${kind} +\\S`, "m"));
+    expect(run.stdout).not.toMatch(/src\/lab/);
   });
 });
 

@@ -1,5 +1,5 @@
 import * as asn1js from "asn1js";
-import type * as x509 from "../crypto/x509.js";
+import type * as x509 from "./x509.js";
 
 /**
  * x509-identity-mgmt's request rules, as its code at each release tag applies them (dojot/dojot
