@@ -110,7 +110,7 @@ export async function createEstPki(crypto: CryptoProvider): Promise<{ root: LabC
 
 /** A new RSA CA named `dn` (2048 bits, 650 days unless told), in memory: self-signed, or signed by `issuer`. */
 export async function createCa(
-  dn: x509.JsonName | string,
+  dn: x509.JsonName | x509.Name | string,
   crypto: CryptoProvider,
   size: CaSize = { bits: 2048, days: 650 },
   issuer?: LabCa,

@@ -10,7 +10,7 @@ import * as x509 from "./x509.js";
 import { OIDS, sameBytes, sha256ColonHex, type CryptoProvider } from "cert-retriever";
 import { certsOnlyPkcs7, encodeCsrAttrs, oidDer, type CsrAttr } from "./pkcs7.js";
 import { parseSignedCsr, ProfileRefusal, signAsEjbca, type LabCa } from "./ca.js";
-import { certificateFault, sendTransportFault, withTrailingData, type FaultKind, type FaultPlan } from "./faults.js";
+import { certificateFault, sendTransportFault, skewClock, withTrailingData, type FaultKind, type FaultPlan } from "./faults.js";
 import { authenticate } from "./est-auth.js";
 import { loadState, updateState, type EstIssued } from "./state.js";
 
@@ -108,7 +108,7 @@ export async function handleEst(req: IncomingMessage, res: ServerResponse, body:
   if (upcoming && sendTransportFault(upcoming, req, res, true)) return void ctx.faults.take(route);
   if (op === "cacerts") {
     const fault = ctx.faults.take(route);
-    if (fault === "skewed-clock") res.setHeader("date", new Date(Date.now() + 3 * 86_400_000).toUTCString());
+    skewClock(res, fault);
     // §4.1.2: no authentication; §4.1.3: the root and what a client needs to chain up to it.
     const pki = fault === "wrong-ca" ? await ctx.otherPki() : ctx.pki;
     return pkcs7(res, "application/pkcs7-mime", certsOnlyPkcs7([pki.issuing.cert.rawData, pki.root.cert.rawData].map((d) => new Uint8Array(d))), fault);
@@ -172,7 +172,7 @@ async function enroll(req: IncomingMessage, res: ServerResponse, body: string, r
     return text(res, 202, `the request awaits manual approval; repeat it in ${after} s (RFC 7030 4.2.3)`, { "retry-after": String(after) });
   }
   const fault = ctx.faults.take("est-enroll");
-  if (fault === "skewed-clock") res.setHeader("date", new Date(Date.now() + 3 * 86_400_000).toUTCString());
+  skewClock(res, fault);
   const cert = await issue(csr, keyType, ctx, fault);
   if (!fault) {
     const record: EstIssued = { serial: cert.serialNumber, subject: cert.subject, fingerprint: sha256ColonHex(cert.rawData), auth: who.auth, issuedAt: new Date().toISOString() };

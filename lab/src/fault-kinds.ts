@@ -4,8 +4,10 @@
  */
 
 /**
- * The lab's routes that faults can hit: dojot's `auth`, `ca` and `sign`; EST's `est-cacerts`
- * (`/cacerts`) and `est-enroll` (`/simpleenroll` and `/simplereenroll`).
+ * The lab's routes that faults can hit: dojot's `auth` (`POST /auth`), `ca` (EJBCA-REST's
+ * `GET /ca/<name>`, x509-identity-mgmt's `GET /x509/v1/ca`) and `sign` (`POST /sign/<device>/pkcs10`,
+ * `POST /x509/v1/certificates`); EST's `est-cacerts` (`/cacerts`) and `est-enroll` (`/simpleenroll`
+ * and `/simplereenroll`).
  */
 export const FAULT_ROUTES = ["auth", "ca", "sign", "est-cacerts", "est-enroll"] as const;
 

@@ -37,9 +37,30 @@ export function parseFault(text: string): LabFault {
   if (!FAULT_ROUTES.includes(route as FaultRoute) || !FAULT_KINDS.includes(kind as FaultKind) || (times !== undefined && !/^\d+$/.test(times))) {
     throw new Error(`--fault '${text}' is not ROUTE:KIND[:TIMES] with ROUTE one of ${FAULT_ROUTES.join(", ")} and KIND one of ${FAULT_KINDS.join(", ")}`);
   }
-  const routes = KIND_ROUTES[kind as FaultKind];
-  if (routes && !routes.includes(route as FaultRoute)) throw new Error(`--fault '${text}': ${kind} strikes only ${routes.join(", ")}`);
+  const wrongRoute = kindProblem(route as FaultRoute, kind as FaultKind);
+  if (wrongRoute) throw new Error(`--fault '${text}': ${wrongRoute}`);
   return { route: route as FaultRoute, kind: kind as FaultKind, times: times === undefined ? undefined : Number(times) };
+}
+
+/** Why `kind` cannot strike `route`, if it cannot. */
+function kindProblem(route: FaultRoute, kind: FaultKind): string | undefined {
+  const routes = KIND_ROUTES[kind];
+  return routes && !routes.includes(route) ? `${kind} strikes only ${routes.join(", ")}` : undefined;
+}
+
+/**
+ * Why `faults` cannot all take effect on a lab whose APIs have the routes `served`, if they
+ * cannot: a kind on a route it cannot strike, or a route no API of the lab has. A fault is
+ * refused before the lab starts, never ignored.
+ */
+export function faultsProblem(faults: readonly LabFault[], served: readonly FaultRoute[], what: string): string | undefined {
+  for (const { route, kind, times } of faults) {
+    const name = `${route}:${kind}${times === undefined ? "" : `:${times}`}`;
+    const wrongRoute = FAULT_ROUTES.includes(route) && FAULT_KINDS.includes(kind) ? kindProblem(route, kind) : `not a route and kind of the lab's`;
+    if (wrongRoute) return `the fault '${name}': ${wrongRoute}`;
+    if (!served.includes(route)) return `the fault '${name}': no API of this lab has the route ${route} (it serves ${what})`;
+  }
+  return undefined;
 }
 
 /** The faults still to happen, consumed as requests arrive. */
@@ -148,6 +169,11 @@ export async function certificateFault(
     default:
       return { signer: ca, overrides: {} };
   }
+}
+
+/** Under `skewed-clock`, the reply's Date says it is 3 days later than it is. */
+export function skewClock(res: ServerResponse, fault: FaultKind | undefined): void {
+  if (fault === "skewed-clock") res.setHeader("date", new Date(Date.now() + 3 * DAY).toUTCString());
 }
 
 /** The DER as sent: with junk after it under a `trailing-data` fault. */

@@ -2,10 +2,10 @@ import { randomBytes } from "node:crypto";
 import type { IncomingMessage, Server, ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { toPem, type CryptoProvider } from "cert-retriever";
-import { createCa, createEstPki, issueCertificate, issueServerCertificate, LAB_CA_DN, loadOrCreateCa, loadOrCreateEstCa, ProfileRefusal, type CertProfile, type LabCa } from "./ca.js";
+import { createCa, createEstPki, issueCertificate, issueServerCertificate, loadOrCreateCa, loadOrCreateEstCa, ProfileRefusal, type CertProfile, type DojotCaKind, type LabCa } from "./ca.js";
 import { crlDer, latestCrl } from "./crl.js";
 import { estServerNames, handleEst, parseBootstrapCas, type EstContext, type EstLabOptions, type EstPki } from "./est.js";
-import { certificateFault, FaultPlan, sendTransportFault, withTrailingData, type FaultKind, type LabFault } from "./faults.js";
+import { certificateFault, FaultPlan, faultsProblem, sendTransportFault, skewClock, withTrailingData, type FaultRoute, type LabFault } from "./faults.js";
 import { RateLimiter, type RateWindow } from "./rate-limit.js";
 import { parseObject, send } from "./replies.js";
 import { handleX509, type X509Rules } from "./x509-api.js";
@@ -73,8 +73,8 @@ interface Context {
   x509Ca?: LabCa;
   faults: FaultPlan;
   authLimiter?: RateLimiter;
-  /** Another CA with the same name, for `wrong-ca` faults; made on first use. */
-  otherCa: () => Promise<LabCa>;
+  /** Another CA with the same names as the lab's CA of `kind` and another key, for `wrong-ca` faults; made on first use. */
+  otherCa: (kind: DojotCaKind) => Promise<LabCa>;
 }
 
 /** A running lab platform. */
@@ -100,21 +100,14 @@ const REQUEST_TIMEOUT_MS = 10_000;
 /**
  * Starts the lab platform: dojot's API (EJBCA-REST behind Kong, x509-identity-mgmt) on `host:port`,
  * and the EST server beside it on `est.port`, or EST alone on `host:port` with `api: "est"`; port 0
- * picks a free one.
+ * picks a free one. Settings that could not take effect (a fault on a route no API of the lab has)
+ * are refused with a {@link LabOptionsError} before anything is made.
  */
 export async function startLab(options: LabOptions): Promise<RunningLab> {
   const opts = { ...options, api: options.api ?? "legacy", x509Rules: options.x509Rules ?? "v0.7", extensionOverride: options.extensionOverride ?? true };
-  let generatedPassword: string | undefined;
-  let state = await loadState(opts.dir);
-  if (!state) {
-    const password = opts.adminPassword ?? (generatedPassword = randomBytes(12).toString("base64url"));
-    state = newState(password);
-    await saveState(opts.dir, state);
-  } else if (opts.adminPassword !== undefined) {
-    state.users.admin = makeUser(1, "admin", opts.adminPassword);
-    await saveState(opts.dir, state);
-  }
   const estListen = opts.api === "est" ? { host: opts.host, port: opts.port } : opts.est?.port === undefined ? undefined : { host: opts.est.host ?? opts.host, port: opts.est.port };
+  checkFaults(opts.faults ?? [], opts.api, estListen !== undefined);
+  const generatedPassword = await prepareState(opts.dir, opts.adminPassword);
   const bootstrap = parseBootstrapCas(opts.est?.bootstrapCas ?? []);
   const [ca, x509Ca, estCa] = await Promise.all([
     loadOrCreateCa(opts.dir, opts.crypto),
@@ -125,7 +118,6 @@ export async function startLab(options: LabOptions): Promise<RunningLab> {
   // (`initicalConf` in `ejbcaUtils.py` v0.4.3), and the CRL Updater renews a due one.
   if (opts.api === "legacy" || opts.api === "both") await latestCrl(opts.dir, ca, "legacy", opts.crypto, "when-due");
   if (x509Ca) await latestCrl(opts.dir, x509Ca, "x509", opts.crypto, "when-due");
-  let other: Promise<LabCa> | undefined;
   let otherEst: Promise<EstPki> | undefined;
   const faults = new FaultPlan(opts.faults);
   const ctx: Context = {
@@ -134,8 +126,7 @@ export async function startLab(options: LabOptions): Promise<RunningLab> {
     x509Ca,
     faults,
     authLimiter: opts.authRateLimit ? new RateLimiter(opts.authRateLimit, opts.rateLimitTimeScale) : undefined,
-    otherCa: () =>
-      (other ??= createCa(LAB_CA_DN, opts.crypto).then(({ cert, keys }) => ({ name: ca.name, cert, key: keys.privateKey }))),
+    otherCa: otherCas({ legacy: ca, x509: x509Ca }, opts.crypto),
   };
   const serially = serialQueue();
   const servers: Server[] = [];
@@ -156,6 +147,48 @@ export async function startLab(options: LabOptions): Promise<RunningLab> {
     await close();
     throw err;
   }
+}
+
+/** Settings the lab refuses before it starts: a fault that could not take effect. */
+export class LabOptionsError extends Error {}
+
+/** Refuses a fault the lab could not make happen: every fault takes effect on every API that has its route, or the lab does not start. */
+function checkFaults(faults: readonly LabFault[], api: LabApi, est: boolean): void {
+  const dojot = api !== "est";
+  const served: FaultRoute[] = [...(dojot ? (["auth", "ca", "sign"] as const) : []), ...(est ? (["est-cacerts", "est-enroll"] as const) : [])];
+  const apis = { legacy: "EJBCA-REST", x509: "x509-identity-mgmt", both: "EJBCA-REST and x509-identity-mgmt", est: "" }[api];
+  const what = dojot ? `${apis}${est ? " and EST" : " alone"}` : "EST alone";
+  const problem = faultsProblem(faults, served, what);
+  if (problem) throw new LabOptionsError(problem);
+}
+
+/** The lab's state in `dir`, made on first start; the admin password set when given. Returns the password it generated, if it did. */
+async function prepareState(dir: string, adminPassword: string | undefined): Promise<string | undefined> {
+  const state = await loadState(dir);
+  if (!state) {
+    const generated = adminPassword === undefined ? randomBytes(12).toString("base64url") : undefined;
+    await saveState(dir, newState(adminPassword ?? generated!));
+    return generated;
+  }
+  if (adminPassword !== undefined) {
+    state.users.admin = makeUser(1, "admin", adminPassword);
+    await saveState(dir, state);
+  }
+  return undefined;
+}
+
+/** For `wrong-ca` faults: another CA with the very names of the lab's CA of a kind, and another key, made once on first use. */
+function otherCas(genuine: Record<DojotCaKind, LabCa | undefined>, crypto: CryptoProvider): Context["otherCa"] {
+  const made = new Map<DojotCaKind, Promise<LabCa>>();
+  return (kind) => {
+    const ca = genuine[kind]!;
+    let other = made.get(kind);
+    if (!other) {
+      other = createCa(ca.cert.subjectName, crypto).then(({ cert, keys }) => ({ name: ca.name, cert, key: keys.privateKey }));
+      made.set(kind, other);
+    }
+    return other;
+  };
 }
 
 /** Wraps a request handler: the body read first, then the handler run in turn; `fail` answers a crash (500) or a body too large (413). */
@@ -235,49 +268,80 @@ function urlHost(host: string): string {
 /** The lab could not listen where it was told. */
 export class LabListenError extends Error {}
 
-async function handle(req: IncomingMessage, res: ServerResponse, ctx: Context, body: string): Promise<void> {
-  const { opts, ca } = ctx;
-  const url = new URL(req.url ?? "/", "http://lab");
-  const isAuth = req.method === "POST" && (url.pathname === "/auth" || url.pathname === "/auth/");
-  const legacy = opts.api !== "x509";
-  const ca_ = legacy ? /^\/ca\/([^/]+)\/?$/.exec(url.pathname) : null;
-  const crl = legacy ? /^\/ca\/([^/]+)\/crl\/?$/.exec(url.pathname) : null;
-  const sign = legacy ? /^\/sign\/([^/]+)\/pkcs10\/?$/.exec(url.pathname) : null;
+/** What a request to dojot's gateway asks for, by the routes Kong has (`kong.config.sh`). */
+type GatewayRoute =
+  | { to: "auth" }
+  | { to: "ca" | "crl" | "sign"; name: string }
+  | { to: "x509"; path: string };
+
+/** The route of `method pathname` on the lab's gateway, or undefined where Kong has none. */
+function gatewayRoute(method: string, pathname: string, api: LabApi): GatewayRoute | undefined {
+  if (method === "POST" && (pathname === "/auth" || pathname === "/auth/")) return { to: "auth" };
   // Kong's `/x509` route (strip_path) hands everything under it to x509-identity-mgmt.
-  const x509 = opts.api !== "legacy" && (url.pathname === "/x509" || url.pathname.startsWith("/x509/"));
-  const isCrl = crl !== null && (req.method === "GET" || req.method === "PUT");
-  if (!isAuth && !x509 && !(ca_ && req.method === "GET") && !isCrl && !(sign && req.method === "POST")) {
+  if (api !== "legacy" && (pathname === "/x509" || pathname.startsWith("/x509/"))) return { to: "x509", path: pathname.slice("/x509".length).replace(/\/+$/, "") };
+  if (api === "x509") return undefined;
+  const named = (re: RegExp) => re.exec(pathname)?.[1];
+  const ca = named(/^\/ca\/([^/]+)\/?$/);
+  if (ca !== undefined && method === "GET") return { to: "ca", name: ca };
+  const crl = named(/^\/ca\/([^/]+)\/crl\/?$/);
+  if (crl !== undefined && (method === "GET" || method === "PUT")) return { to: "crl", name: crl };
+  const sign = named(/^\/sign\/([^/]+)\/pkcs10\/?$/);
+  if (sign !== undefined && method === "POST") return { to: "sign", name: sign };
+  return undefined;
+}
+
+/**
+ * The fault route a request is on: `auth`; `ca`, the CA certificate (EJBCA-REST's `GET /ca/<name>`,
+ * x509-identity-mgmt's `GET /v1/ca`); `sign`, a certificate issued (`POST /sign/<cname>/pkcs10`,
+ * `POST /v1/certificates`). Other routes (CRLs, records, trusted CAs) have no faults.
+ */
+function faultRouteOf(method: string, route: GatewayRoute): FaultRoute | undefined {
+  if (route.to === "x509") return method === "GET" && route.path === "/v1/ca" ? "ca" : method === "POST" && route.path === "/v1/certificates" ? "sign" : undefined;
+  return route.to === "auth" || route.to === "ca" || route.to === "sign" ? route.to : undefined;
+}
+
+async function handle(req: IncomingMessage, res: ServerResponse, ctx: Context, body: string): Promise<void> {
+  const { opts } = ctx;
+  const url = new URL(req.url ?? "/", "http://lab");
+  const route = gatewayRoute(req.method ?? "GET", url.pathname, opts.api);
+  if (!route) {
     // Kong's own 404: dojot v0.4.3 runs Kong 0.x; v0.5+ run Kong 2.x (`dojot/kong` v0.5.0 Dockerfile: kong:2.0.4).
     return send(res, 404, { message: opts.api === "legacy" ? "no route and no API found with those values" : "no Route matched with those values" });
   }
-  const isCa = ca_ !== null || (x509 && url.pathname === "/x509/v1/ca");
-  const fault = ctx.faults.take(isAuth ? "auth" : isCa ? "ca" : "sign");
-  if (fault && sendTransportFault(fault, req, res)) return;
-  if (fault === "skewed-clock") res.setHeader("date", new Date(Date.now() + 3 * 86_400_000).toUTCString());
-  if (isAuth) {
-    const wait = ctx.authLimiter?.take();
-    if (wait !== undefined) {
-      const text = JSON.stringify({ message: "API rate limit exceeded" });
-      res.writeHead(429, { "content-type": "application/json", "content-length": Buffer.byteLength(text), "retry-after": String(wait) }).end(text);
-      return;
-    }
-    return auth(req, body, res, opts);
-  }
+  // A transport fault strikes the request as it comes; a fault in a certificate waits for one to be sent (not spent on a 401 or a 400).
+  const faultRoute = faultRouteOf(req.method ?? "GET", route);
+  const upcoming = faultRoute && ctx.faults.peek(faultRoute);
+  if (upcoming && sendTransportFault(upcoming, req, res)) return void ctx.faults.take(faultRoute!);
+  if (route.to === "auth") return login(req, body, res, ctx);
   // Kong's jwt plugin and pepkong: no header -> 401 with an empty body.
   const header = req.headers.authorization;
   if (!header) return send(res, 401, undefined);
   const state = await loadState(opts.dir);
   const verdict = verifyJwt(header.slice(7), state!.jwtSecret, Math.floor(Date.now() / 1000));
   if ("refused" in verdict) return send(res, 401, { message: verdict.refused });
-  if (x509) return handleX509(req, res, url, body, { opts, ca: ctx.x509Ca!, rules: opts.x509Rules }, String(verdict.claims.service ?? ""));
-  if (isCrl) return legacyCrl(req, url, decodeURIComponent(crl![1]!), res, ctx);
-  if (ca_) {
-    const name = decodeURIComponent(ca_[1]!);
-    if (name !== ca.name) return send(res, 400, { status: 400, message: `soap message: CA with name ${name} does not exist.` });
-    const served = fault === "wrong-ca" ? await ctx.otherCa() : ca;
-    return send(res, 200, { certificate: ejbcaBase64(withTrailingData(served.cert.rawData, fault)) });
-  }
-  return signCsr(req, body, decodeURIComponent(sign![1]!), res, ctx, fault);
+  const tenant = String(verdict.claims.service ?? "");
+  if (route.to === "x509") return handleX509(req, res, url, body, { opts, ca: ctx.x509Ca!, rules: opts.x509Rules, faults: ctx.faults, otherCa: () => ctx.otherCa("x509") }, tenant);
+  const name = decodeURIComponent(route.name);
+  if (route.to === "crl") return legacyCrl(req, url, name, res, ctx);
+  if (route.to === "ca") return legacyCa(res, name, ctx);
+  return signCsr(req, body, name, res, ctx);
+}
+
+/** `/auth`, behind Kong's rate limit when the lab has one. */
+function login(req: IncomingMessage, body: string, res: ServerResponse, ctx: Context): Promise<void> | void {
+  const wait = ctx.authLimiter?.take();
+  if (wait === undefined) return auth(req, body, res, ctx.opts);
+  const text = JSON.stringify({ message: "API rate limit exceeded" });
+  res.writeHead(429, { "content-type": "application/json", "content-length": Buffer.byteLength(text), "retry-after": String(wait) }).end(text);
+}
+
+/** EJBCA-REST's `GET /ca/<caname>`: the CA's certificate, as a `ca` fault spoils it. */
+async function legacyCa(res: ServerResponse, name: string, ctx: Context): Promise<void> {
+  if (name !== ctx.ca.name) return send(res, 400, { status: 400, message: `soap message: CA with name ${name} does not exist.` });
+  const fault = ctx.faults.take("ca");
+  skewClock(res, fault);
+  const served = fault === "wrong-ca" ? await ctx.otherCa("legacy") : ctx.ca;
+  return send(res, 200, { certificate: ejbcaBase64(withTrailingData(served.cert.rawData, fault)) });
 }
 
 /**
@@ -313,7 +377,7 @@ async function auth(req: IncomingMessage, body: string, res: ServerResponse, opt
   return send(res, 200, { jwt: signJwt(claims, state.jwtSecret) });
 }
 
-async function signCsr(req: IncomingMessage, body: string, cname: string, res: ServerResponse, ctx: Context, fault: FaultKind | undefined): Promise<void> {
+async function signCsr(req: IncomingMessage, body: string, cname: string, res: ServerResponse, ctx: Context): Promise<void> {
   const { opts } = ctx;
   const soap = (message: string) => send(res, 400, { status: 400, message: `soap message: ${message}` });
   if (!isJson(req)) return send(res, 400, { status: 400, message: "invalid mimetype" });
@@ -335,8 +399,10 @@ async function signCsr(req: IncomingMessage, body: string, cname: string, res: S
   const csrText = typeof input.certificate === "string" ? input.certificate.replace(/\s+/g, "") : "";
   if (!/^[A-Za-z0-9+/]+={0,2}$/.test(csrText)) return soap("Error decoding PKCS10 request: not base64.");
   let cert;
+  const fault = ctx.faults.take("sign");
+  skewClock(res, fault);
   try {
-    const { signer, overrides } = await certificateFault(fault, ctx.ca, ctx.otherCa, opts.crypto);
+    const { signer, overrides } = await certificateFault(fault, ctx.ca, () => ctx.otherCa("legacy"), opts.crypto);
     // `--cert-lifetime` in place of CFREE's 730 days; a fault's own validity wins.
     const lifetime = opts.certLifetime === undefined ? {} : { notAfter: new Date(Date.now() + opts.certLifetime) };
     cert = await issueCertificate(signer, new Uint8Array(Buffer.from(csrText, "base64")), cname, opts.certProfile, opts.crypto, { ...lifetime, ...overrides }, opts.extensionOverride);

@@ -2,6 +2,7 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import * as x509 from "./x509.js";
 import { sha256ColonHex, toPem, type CryptoProvider } from "cert-retriever";
 import { parseSignedCsr, ProfileRefusal, signAsEjbca, type LabCa } from "./ca.js";
+import { certificateFault, skewClock, withTrailingData, type FaultKind, type FaultPlan } from "./faults.js";
 import { crlPem, latestCrl, REVOCATION_REASON, revoke } from "./crl.js";
 import { x509IdentityExtensions } from "./x509-profile.js";
 import { send, sendPage } from "./replies.js";
@@ -27,6 +28,10 @@ export interface X509Context {
   /** The `X509 Identity CA`. */
   ca: LabCa;
   rules: X509Rules;
+  /** The lab's scripted faults: `ca` strikes `GET /v1/ca`, `sign` the certificates `POST /v1/certificates` issues. */
+  faults: FaultPlan;
+  /** Another CA with the X509 Identity CA's names and another key, for `wrong-ca`. */
+  otherCa: () => Promise<LabCa>;
 }
 
 const DAY = 86_400_000;
@@ -54,7 +59,7 @@ export async function handleX509(req: IncomingMessage, res: ServerResponse, url:
     const fp = () => routeFingerprint(decodeParam(/^\/v1\/certificates\/([^/]+)/.exec(path)![1]!), ctx.rules);
     switch (route) {
       case "GET /v1/ca":
-        return send(res, 200, { certificateFingerprint: sha256ColonHex(ctx.ca.cert.rawData), caPem: pemOf(ctx.ca.cert.rawData) });
+        return await serveCa(res, ctx);
       case "GET /v1/ca/crl":
         // `getRootCRL()` with renew false (`caRoutes.js` v0.7.0/v0.8.0, `trusted-cas-router.js` v0.5.0):
         // EJBCA's latest CRL, made anew first only under `ejbca.forcecrlrenew` (false by default).
@@ -134,6 +139,14 @@ function decodeParam(raw: string): string {
   }
 }
 
+/** `GET /v1/ca`: the X509 Identity CA's certificate and fingerprint, as a `ca` fault spoils them. */
+async function serveCa(res: ServerResponse, ctx: X509Context): Promise<void> {
+  const fault = ctx.faults.take("ca");
+  skewClock(res, fault);
+  const served = fault === "wrong-ca" ? await ctx.otherCa() : ctx.ca;
+  return send(res, 200, { certificateFingerprint: sha256ColonHex(served.cert.rawData), caPem: pemOf(withTrailingData(served.cert.rawData, fault)) });
+}
+
 /** `POST /certificates` with a CSR: schema, key, subject, owner, then EJBCA with the X509Identity profile. */
 async function generate(res: ServerResponse, input: unknown, ctx: X509Context, tenant: string): Promise<void> {
   const { schemaId, errors } = checkGenerateBody(input, ctx.rules);
@@ -164,24 +177,13 @@ async function generate(res: ServerResponse, input: unknown, ctx: X509Context, t
     if (err instanceof ProfileRefusal) throw new Error(`EJBCA: ${err.message}`);
     throw err;
   }
-  // EJBCA keeps the start and end times the service sends to the minute (the issued certificates read hh:mm:00).
-  const toMinute = (t: number) => Math.floor(t / 60_000) * 60_000;
-  const sent = Date.now();
-  const now = toMinute(sent);
-  const cert = await signAsEjbca(
-    {
-      ca: ctx.ca,
-      csr: signed,
-      subject: ejbcaName(subject.pairs),
-      profileExtensions: await x509IdentityExtensions(ctx.ca, signed.publicKey, ctx.opts.crypto),
-      extensionOverride: ctx.opts.extensionOverride,
-      notBefore: new Date(now),
-      notAfter: new Date(toMinute(sent + (ctx.opts.certLifetime ?? VALIDITY_DAYS * DAY))),
-    },
-    ctx.opts.crypto,
-  );
+  const fault = ctx.faults.take("sign");
+  skewClock(res, fault);
+  const cert = await issue(signed, ejbcaName(subject.pairs), ctx, fault);
   const fp = sha256ColonHex(cert.rawData); // `getFingerprint`
   const pem = pemOf(cert.rawData);
+  // A certificate spoilt by a fault is sent, never recorded: the platform did not issue it.
+  if (fault) return send(res, 201, { certificateFingerprint: fp, certificatePem: pemOf(withTrailingData(cert.rawData, fault)) });
   const record: X509Record = {
     pem,
     ...(ctx.rules === "v0.7" ? { subjectDN: subject.text, validity: { notBefore: cert.notBefore.toISOString(), notAfter: cert.notAfter.toISOString() } } : {}),
@@ -189,13 +191,37 @@ async function generate(res: ServerResponse, input: unknown, ctx: X509Context, t
     tenant,
     issuedByDojotPki: true,
     autoRegistered: false,
-    createdAt: new Date(now).toISOString(),
+    createdAt: cert.notBefore.toISOString(),
   };
   await updateState(ctx.opts.dir, (s) => {
     s.x509Certificates ??= {};
     s.x509Certificates[fp] = record;
   });
   return send(res, 201, { certificateFingerprint: fp, certificatePem: pem });
+}
+
+/**
+ * EJBCA signs the CSR with the X509Identity profile, for `certLifetime` or `VALIDITY_DAYS`, the
+ * times kept to the minute as EJBCA keeps the start and end times the service sends (the issued
+ * certificates read hh:mm:00); a `sign` fault changes what it says.
+ */
+async function issue(csr: x509.Pkcs10CertificateRequest, subject: x509.JsonName, ctx: X509Context, fault: FaultKind | undefined): Promise<x509.X509Certificate> {
+  const { signer, overrides } = await certificateFault(fault, ctx.ca, ctx.otherCa, ctx.opts.crypto);
+  const toMinute = (t: number) => Math.floor(t / 60_000) * 60_000;
+  const sent = Date.now();
+  return signAsEjbca(
+    {
+      ca: signer,
+      csr,
+      subject,
+      profileExtensions: [...(await x509IdentityExtensions(signer, overrides.publicKey ?? csr.publicKey, ctx.opts.crypto)), ...(overrides.extensions ?? [])],
+      extensionOverride: ctx.opts.extensionOverride,
+      notBefore: overrides.notBefore ?? new Date(toMinute(sent)),
+      notAfter: overrides.notAfter ?? new Date(toMinute(sent + (ctx.opts.certLifetime ?? VALIDITY_DAYS * DAY))),
+      publicKey: overrides.publicKey,
+    },
+    ctx.opts.crypto,
+  );
 }
 
 /**
@@ -260,6 +286,6 @@ function node12JsonError(body: string, message: string): string {
 }
 
 /** PEM with LF line breaks and no trailing newline, as both generations return it. */
-function pemOf(der: ArrayBuffer): string {
+function pemOf(der: ArrayBuffer | Uint8Array): string {
   return toPem(der, "CERTIFICATE").trimEnd();
 }

@@ -15,7 +15,7 @@ import type { LabCa } from "./ca.js";
  * keyUsage critical digitalSignature, nonRepudiation, keyEncipherment, keyAgreement. The URLs are
  * the CA's defaults from `certificate-authorities-creation.sh` (`http://<EJBCA host>:8080/…`).
  */
-export async function x509IdentityExtensions(ca: LabCa, publicKey: x509.PublicKey, crypto: CryptoProvider): Promise<x509.Extension[]> {
+export async function x509IdentityExtensions(ca: LabCa, publicKey: x509.PublicKey | CryptoKey, crypto: CryptoProvider): Promise<x509.Extension[]> {
   // EJBCA's form of the CA's DN: as encoded, comma-separated (`UID=…,CN=X509 Identity CA,OU=…,O=…`).
   const dn = ca.cert.subjectName.toJSON().flatMap((rdn) => Object.entries(rdn).map(([k, v]) => `${k === "0.9.2342.19200300.100.1.1" ? "UID" : k}=${v[0]}`));
   const url = (cmd: string) => `http://x509-ejbca:8080/ejbca/publicweb/webdist/certdist?cmd=${cmd}&issuer=${encodeURIComponent(dn.join(","))}`;

@@ -5,7 +5,7 @@ import type { EstLabOptions } from "../est.js";
 import { FAULT_DESCRIPTIONS, FAULT_ROUTES } from "../fault-kinds.js";
 import { parseFault } from "../faults.js";
 import { parseRateLimit, type RateWindow } from "../rate-limit.js";
-import { LabListenError, startLab, type LabOptions, type RunningLab } from "../server.js";
+import { LabListenError, LabOptionsError, startLab, type LabOptions, type RunningLab } from "../server.js";
 import { estOptions, type EstFlags } from "./est-options.js";
 import { displayName, parseDuration, parseListen, say, usage } from "./inputs.js";
 
@@ -32,6 +32,15 @@ for 127.0.0.1.
 `;
 
 const faultHelp = () => `
+FAULT ROUTES
+  auth                POST /auth
+  ca                  GET /ca/<name> (EJBCA-REST), GET /x509/v1/ca (x509-identity-mgmt)
+  sign                POST /sign/<device>/pkcs10, POST /x509/v1/certificates
+  est-cacerts         GET /cacerts
+  est-enroll          POST /simpleenroll, /simplereenroll
+A transport fault strikes the next request on its route; a fault in a certificate, the next
+certificate the route sends. A fault on a route the lab does not serve is refused at start.
+
 FAULT KINDS (--fault ROUTE:KIND[:TIMES])
 ${Object.entries(FAULT_DESCRIPTIONS)
   .map(([kind, what]) => `  ${kind.padEnd(19)} ${what}`)
@@ -95,6 +104,7 @@ async function serve(flags: ServeFlags): Promise<void> {
   const options = await labOptions(flags);
   warnIfExposed(flags, options);
   const running = await startLab(options).catch((err: unknown) => {
+    if (err instanceof LabOptionsError) throw usage(err.message);
     if (!(err instanceof LabListenError)) throw err;
     const est = options.est;
     const flag = flags.estListen && err.message.startsWith(`${est?.host}:${est?.port} `) ? `--est-listen ${flags.estListen}` : `--listen ${flags.listen}`;
