@@ -163,7 +163,7 @@ describe("the lab's command line", () => {
 });
 
 describe("lab serve as a process", () => {
-  it("listening beyond loopback, it warns and limits /auth as dojot's Kong does (the sixth login in a minute is 429)", async () => {
+  it("listening beyond loopback, it warns, bounds connections and held bytes, and limits /auth as dojot's Kong does (the sixth login in a minute is 429)", async () => {
     const child = spawn(process.execPath, commandLine(["lab", "serve", "--dir", await tempDir(), "--listen", "0.0.0.0:0"]), {
       env: { PATH: process.env.PATH ?? "", CERT_RETRIEVER_LAB_PASSWORD: "exposed-lab-pw" },
       stdio: ["ignore", "pipe", "pipe"],
@@ -181,6 +181,7 @@ describe("lab serve as a process", () => {
       });
       expect(stderr).toMatch(/warning: the lab listens on 0\.0\.0\.0, beyond this machine/);
       expect(stderr).toMatch(/lab: \/auth limited to 5\/min,40\/h as dojot's Kong does/);
+      expect(stderr).toMatch(/lab: at most 512 connections \(64 from one address\) and 32 MiB of request bodies at once; past that, 503/);
       const local = `http://127.0.0.1:${new URL(url).port}`; // the test talks to it on loopback only
       const statuses: number[] = [];
       for (let i = 0; i < 6; i++) statuses.push((await post(`${local}/auth`, { username: "admin", passwd: "exposed-lab-pw" })).status);

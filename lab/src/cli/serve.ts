@@ -4,6 +4,7 @@ import { isLoopbackHost, sha256ColonHex, softwareCrypto } from "cert-retriever";
 import type { EstLabOptions } from "../est.js";
 import { FAULT_DESCRIPTIONS, FAULT_ROUTES } from "../fault-kinds.js";
 import { parseFault } from "../faults.js";
+import { EXPOSED_LIMITS } from "../intake.js";
 import { parseRateLimit, type RateWindow } from "../rate-limit.js";
 import { LabListenError, LabOptionsError, startLab, type LabOptions, type RunningLab } from "../server.js";
 import { estOptions, type EstFlags } from "./est-options.js";
@@ -28,7 +29,8 @@ Its root (CN=Lab EST Root CA) and issuing CA are kept in --dir; the root's PEM i
 <dir>/est-root-ca.crt, and its SHA-256 fingerprint is printed at start, for a client to pin.
 The admin user's password comes from CERT_RETRIEVER_LAB_PASSWORD, or is generated on first
 start and printed once. It is a test tool: plain HTTP (EST: HTTPS with the lab's own CA), meant
-for 127.0.0.1.
+for 127.0.0.1; beyond it, it bounds the connections it keeps and the request bytes it holds
+(503 past a bound).
 `;
 
 const faultHelp = () => `
@@ -175,6 +177,8 @@ function warnIfExposed(flags: ServeFlags, options: LabOptions): void {
   const unlimited = options.est ? " and EST's unlimited password checks" : "";
   say(`warning: the lab listens on ${outside.join(" and ")}, beyond this machine: its admin password, its CA keys${transport}${unlimited} are for tests only`);
   if (!flags.authRateLimit) say(`lab: /auth limited to ${DOJOT_AUTH_LIMIT} as dojot's Kong does (--auth-rate-limit to change it)`);
+  const { connections, perAddress, bufferedBytes } = EXPOSED_LIMITS;
+  say(`lab: at most ${connections} connections (${perAddress} from one address) and ${bufferedBytes / 1024 / 1024} MiB of request bodies at once; past that, 503`);
 }
 
 /** Says what runs where; the URLs go to stdout, for scripts. */
