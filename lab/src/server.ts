@@ -298,18 +298,42 @@ async function handle(req: IncomingMessage, res: ServerResponse, ctx: Context, b
   const upcoming = faultRoute && ctx.faults.peek(faultRoute);
   if (upcoming && sendTransportFault(upcoming, req, res)) return void ctx.faults.take(faultRoute!);
   if (route.to === "auth") return login(req, body, res, ctx);
-  // Kong's jwt plugin and pepkong: no header -> 401 with an empty body.
-  const header = req.headers.authorization;
-  if (!header) return send(res, 401, undefined);
-  const state = await loadState(opts.dir);
-  const verdict = verifyJwt(header.slice(7), state!.jwtSecret, Math.floor(Date.now() / 1000));
-  if ("refused" in verdict) return send(res, 401, { message: verdict.refused });
+  const verdict = kong(req, url, (await loadState(opts.dir))!.jwtSecret);
+  if ("refused" in verdict) return kongRefusal(res, verdict.refused);
   const tenant = String(verdict.claims.service ?? "");
   if (route.to === "x509") return handleX509(req, res, url, body, { opts, ca: ctx.x509Ca!, rules: opts.x509Rules, faults: ctx.faults, otherCa: () => ctx.otherCa("x509") }, tenant);
   const name = decodeURIComponent(route.name);
   if (route.to === "crl") return legacyCrl(req, url, name, res, ctx);
   if (route.to === "ca") return legacyCa(res, name, ctx);
   return signCsr(req, body, name, res, ctx);
+}
+
+/**
+ * What Kong in front of dojot's services does with a request's token, on every route
+ * `kong.config.sh` protects (dojot/docker-compose v0.4.3, v0.5.0, v0.8.1: the jwt and pepkong
+ * plugins). Kong's jwt plugin (PRIORITY 1005; `kong/plugins/jwt/handler.lua` at Kong 0.11.0 for
+ * dojot v0.4.3, 2.0.4 for v0.5, 2.2.2 for v0.6-v0.8: dojot/kong's Dockerfiles) runs first: it takes
+ * the token from `?jwt=`, else from `Authorization: Bearer <token>`, answers 401
+ * `{"message":"Unauthorized"}` when there is none, and checks it. Then dojot's pepkong, whose
+ * handler sets no PRIORITY (so 0, after jwt: dojot/kong `plugins/pepkong/kong/plugins/pepkong/`
+ * `handler.lua` and `pepmain.lua` at v0.5.0 and v0.8.0), answers 401 with an empty body when the
+ * Authorization header is missing, so only a token from `?jwt=` alone reaches it; its decision
+ * point permits the lab's users everything.
+ */
+function kong(req: IncomingMessage, url: URL, secret: string): { claims: Record<string, unknown> } | { refused: string | undefined } {
+  const header = req.headers.authorization;
+  const token = url.searchParams.get("jwt") ?? (header === undefined ? undefined : /^\s*[Bb]earer\s+(.+)/.exec(header)?.[1]);
+  if (token === undefined) return { refused: "Unauthorized" };
+  const verdict = verifyJwt(token, secret, Math.floor(Date.now() / 1000));
+  if ("refused" in verdict) return verdict;
+  return header === undefined ? { refused: undefined } : verdict;
+}
+
+/** Kong's 401: the jwt plugin's message (`kong.response.exit`'s JSON), or pepkong's empty body. */
+function kongRefusal(res: ServerResponse, message: string | undefined): void {
+  if (message === undefined) return send(res, 401, undefined);
+  const text = JSON.stringify({ message });
+  res.writeHead(401, { "content-type": "application/json; charset=utf-8", "content-length": Buffer.byteLength(text) }).end(text);
 }
 
 /** `/auth`, behind Kong's rate limit when the lab has one. */

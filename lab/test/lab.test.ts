@@ -64,9 +64,9 @@ describe("lab platform: dojot's /auth (protocol notes, section 2)", () => {
     expect(body.exp - body.iat).toBe(1);
   });
 
-  it("requires the JWT on /ca and /sign: none -> 401 empty, forged or expired -> 401", async () => {
+  it("requires the JWT on /ca and /sign: none -> 401 as Kong's jwt plugin answers, forged or expired -> 401", async () => {
     const none = await fetch(`${lab.url}/ca/IOTmidCA`);
-    expect([none.status, await none.text()]).toEqual([401, ""]);
+    expect([none.status, await none.text()]).toEqual([401, '{"message":"Unauthorized"}']);
     const jwt = await login(lab);
     const forged = jwt.slice(0, -4) + (jwt.endsWith("AAAA") ? "BBBB" : "AAAA");
     const bad = await fetch(`${lab.url}/ca/IOTmidCA`, { headers: { authorization: `Bearer ${forged}` } });
@@ -74,6 +74,34 @@ describe("lab platform: dojot's /auth (protocol notes, section 2)", () => {
     await new Promise((r) => setTimeout(r, 2100));
     const expired = await fetch(`${lab.url}/ca/IOTmidCA`, { headers: { authorization: `Bearer ${jwt}` } });
     expect([expired.status, await expired.text()]).toEqual([401, '{"message":"token expired"}']);
+  });
+});
+
+describe("lab platform: Kong in front of dojot's services, without a JWT", () => {
+  let lab: TestLab;
+  beforeAll(async () => {
+    lab = await startTestLab({ api: "both" });
+  });
+  afterAll(async () => lab.stop());
+
+  // Kong's jwt plugin (PRIORITY 1005, kong/plugins/jwt/handler.lua at 2.0.4 and 2.2.2; 0.11's the
+  // same) runs before dojot's pepkong (no PRIORITY, so 0: dojot/kong v0.5.0 and v0.8.0
+  // plugins/pepkong/kong/plugins/pepkong/handler.lua), on every route dojot's kong.config.sh protects.
+  it("no token (no Authorization header, or one that is not Bearer): Kong's 401 {\"message\":\"Unauthorized\"}, on EJBCA-REST's and x509-identity-mgmt's routes alike", async () => {
+    for (const path of ["/ca/IOTmidCA", "/sign/dev1/pkcs10", "/x509/v1/ca", "/x509/v1/certificates"]) {
+      for (const headers of [{}, { authorization: "Basic YWRtaW46eA==" }, { authorization: "Bearer" }] as Record<string, string>[]) {
+        const res = await fetch(`${lab.url}${path}`, { method: path.startsWith("/sign") ? "POST" : "GET", headers });
+        expect([res.status, res.headers.get("content-type"), await res.text()], `${path} ${JSON.stringify(headers)}`).toEqual([401, "application/json; charset=utf-8", '{"message":"Unauthorized"}']);
+      }
+    }
+  });
+
+  it("a token Kong takes from ?jwt= passes its plugin, then pepkong, which wants the Authorization header, answers 401 with an empty body", async () => {
+    const res = await fetch(`${lab.url}/x509/v1/ca?jwt=${await login(lab)}`);
+    expect([res.status, await res.text()]).toEqual([401, ""]);
+    const bad = await fetch(`${lab.url}/ca/IOTmidCA?jwt=not.a-token.at-all`);
+    expect(bad.status).toBe(401);
+    expect(await bad.text()).not.toBe("");
   });
 });
 
