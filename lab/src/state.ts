@@ -77,31 +77,38 @@ export interface IssuedCrl {
   der: string;
 }
 
-/** x509-identity-mgmt's certificate record (`CertificateModel`; v0.7+ adds `subjectDN` and `validity`). */
+/**
+ * x509-identity-mgmt's certificate record (`CertificateModel`; v0.7+ adds `caFingerprint`,
+ * `subjectDN`, `validity` and `modifiedAt`), kept with its fields in the order the service's
+ * MongoDB holds them, which is the order it sends them in.
+ */
 export interface X509Record {
-  /** The trusted root CA of a registered (external) certificate. */
-  caFingerprint?: string;
-  pem: string;
-  subjectDN?: string;
-  validity?: { notBefore: string; notAfter: string };
-  belongsTo: { device?: string };
-  tenant: string;
   issuedByDojotPki: boolean;
   autoRegistered: boolean;
+  /** The trusted root CA of a registered (external) certificate. */
+  caFingerprint?: string;
+  /** As the key it is stored under; absent from records of labs that kept it there only. */
+  fingerprint?: string;
+  pem: string;
+  /** The owner; v0.8 keeps none while unbound. */
+  belongsTo?: { device?: string };
+  subjectDN?: string;
+  validity?: { notBefore: string; notAfter: string };
+  tenant: string;
   createdAt: string;
   modifiedAt?: string;
 }
 
-/** x509-identity-mgmt's trusted CA record (`TrustedCAModel` at v0.7.0/v0.8.0). */
+/** x509-identity-mgmt's trusted CA record (`TrustedCAModel` at v0.7.0/v0.8.0), in the order it is stored. */
 export interface TrustedCaRecord {
+  allowAutoRegistration: boolean;
   caFingerprint: string;
   caPem: string;
   subjectDN: string;
   validity: { notBefore: string; notAfter: string };
+  tenant: string;
   createdAt: string;
   modifiedAt: string;
-  allowAutoRegistration: boolean;
-  tenant: string;
 }
 
 const STATE_FILE = "state.json";

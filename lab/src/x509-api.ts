@@ -5,7 +5,9 @@ import { parseSignedCsr, ProfileRefusal, signAsEjbca, type LabCa } from "./ca.js
 import { certificateFault, skewClock, withTrailingData, type FaultKind, type FaultPlan } from "./faults.js";
 import { crlPem, latestCrl, REVOCATION_REASON, revoke } from "./crl.js";
 import { x509IdentityExtensions } from "./x509-profile.js";
-import { send, sendPage } from "./replies.js";
+import { send } from "./replies.js";
+import { sendPage } from "./x509-list.js";
+import { certificateFilter, matches, queryOf } from "./x509-query.js";
 import { loadState, updateState, type LabState, type X509Record } from "./state.js";
 import { checkPublicKey, ejbcaName, pemDer, routeFingerprint, subjectDn, X509Refusal, type X509Rules } from "./x509-rules.js";
 import { ensureDeviceExists, registerCertificate, trustedCas } from "./x509-register.js";
@@ -66,14 +68,12 @@ export async function handleX509(req: IncomingMessage, res: ServerResponse, url:
         return send(res, 200, { crl: crlPem(await latestCrl(ctx.opts.dir, ctx.ca, "x509", ctx.opts.crypto, ctx.opts.forceCrlRenew ? "force" : "when-due")) });
       case "POST /v1/certificates":
         return await generate(res, input, ctx, tenant);
-      case "GET /v1/certificates": {
-        const records = Object.entries((await loadState(ctx.opts.dir))!.x509Certificates ?? {}).filter(([, r]) => r.tenant === tenant);
-        return sendPage(res, url, "certificates", records.map(([fp, r]) => ({ fingerprint: fp, ...r })));
-      }
+      case "GET /v1/certificates":
+        return await listCertificates(res, url, ctx, tenant);
       case "GET /v1/certificates/:fp": {
         const record = (await loadState(ctx.opts.dir))!.x509Certificates?.[fp()];
         if (!record || record.tenant !== tenant) throw notFound(fp(), tenant);
-        return send(res, 200, { fingerprint: fp(), ...record });
+        return send(res, 200, served(fp(), record));
       }
       case "PATCH /v1/certificates/:fp":
         return await changeOwner(res, fp(), input, ctx, tenant);
@@ -88,7 +88,8 @@ export async function handleX509(req: IncomingMessage, res: ServerResponse, url:
         return await trustedCas(res, url, route, route.endsWith(":fp") ? decodeParam(/^\/v1\/trusted-cas\/([^/]+)/.exec(path)![1]!) : undefined, input, ctx, tenant);
       case "DELETE /v1/certificates/:fp/belongsto":
         if (ctx.rules === "v0.5") break; // v0.7.0's certificate-belongsto-route
-        await ownRecord(ctx, fp(), tenant, (s, key) => (s.x509Certificates![key]!.belongsTo = {}));
+        // `changeOwnership(filter, {})`: `{belongsTo: {}, modifiedAt}`, as a PATCH.
+        await ownRecord(ctx, fp(), tenant, (s, key) => setOwner(s.x509Certificates![key]!, {}, ctx.rules));
         res.writeHead(204).end();
         return;
     }
@@ -100,6 +101,37 @@ export async function handleX509(req: IncomingMessage, res: ServerResponse, url:
     process.emitWarning(`lab x509: ${String(err)}`);
     return fail(500, UNEXPECTED);
   }
+}
+
+/**
+ * `GET /certificates`: the tenant's records that pass the generation's filter (the query's fields
+ * on v0.5, `?keyVal=` on v0.8; the tenant is always the token's), a page of them.
+ */
+async function listCertificates(res: ServerResponse, url: URL, ctx: X509Context, tenant: string): Promise<void> {
+  const query = queryOf(url);
+  const filter = { ...certificateFilter(query, ctx.rules), tenant };
+  const records = Object.entries((await loadState(ctx.opts.dir))!.x509Certificates ?? {}).map(([fp, r]) => served(fp, r));
+  return sendPage(res, url, query, "certificates", records.filter((r) => matches(r, filter)), ctx.rules);
+}
+
+/**
+ * A record as the service sends it: as stored, in the stored order (MongoDB keeps a document's
+ * fields in the order they were written; the service projects, then deletes `_id`, `__v` and the
+ * subdocuments' `_id`); one from a lab that did not store the fingerprint in it, with it first.
+ */
+function served(fp: string, record: X509Record): Record<string, unknown> {
+  return record.fingerprint === undefined ? { fingerprint: fp, ...record } : { ...record };
+}
+
+/**
+ * A certificate's owner changed as `changeOwnership` does it, with MongoDB's `$set` (a field the
+ * document lacks goes last): v0.5 (`certificates-service.js` at v0.5.0) sets `belongsTo` alone,
+ * the record having no `modifiedAt`; v0.8 (`CertificateService.js` at v0.8.0) sets `belongsTo`
+ * and `modifiedAt`.
+ */
+function setOwner(record: X509Record, belongsTo: { device?: string }, rules: X509Rules): void {
+  record.belongsTo = belongsTo;
+  if (rules === "v0.7") record.modifiedAt = new Date().toISOString();
 }
 
 /** Changes the tenant's record `fp` in one go, or answers "No records found". */
@@ -184,20 +216,35 @@ async function generate(res: ServerResponse, input: unknown, ctx: X509Context, t
   const pem = pemOf(cert.rawData);
   // A certificate spoilt by a fault is sent, never recorded: the platform did not issue it.
   if (fault) return send(res, 201, { certificateFingerprint: fp, certificatePem: pemOf(withTrailingData(cert.rawData, fault)) });
-  const record: X509Record = {
-    pem,
-    ...(ctx.rules === "v0.7" ? { subjectDN: subject.text, validity: { notBefore: cert.notBefore.toISOString(), notAfter: cert.notAfter.toISOString() } } : {}),
-    belongsTo: typeof belongsTo.device === "string" ? { device: belongsTo.device } : {},
-    tenant,
-    issuedByDojotPki: true,
-    autoRegistered: false,
-    createdAt: cert.notBefore.toISOString(),
-  };
+  const device = typeof belongsTo.device === "string" ? belongsTo.device : undefined;
+  const record = issuedRecord(ctx.rules, { fingerprint: fp, pem, device, subjectDN: subject.text, cert, tenant });
   await updateState(ctx.opts.dir, (s) => {
     s.x509Certificates ??= {};
     s.x509Certificates[fp] = record;
   });
   return send(res, 201, { certificateFingerprint: fp, certificatePem: pem });
+}
+
+/**
+ * The record of a certificate the service issued, its fields in the order MongoDB stores them as
+ * mongoose writes the model: the defaults that are not functions first, then the fields given, in
+ * the order the service names them, then `Date.now` defaults (as `apidocs/api-description.apib`
+ * shows them). v0.5 (`db.js`, `generateCertificate` in `certificates-service.js` at v0.5.0):
+ * `belongsTo` always, `{}` when unbound; no `modifiedAt`. v0.8 (`CertificateModel.js`,
+ * `CertificateService.generateCertificate` at v0.8.0): `subjectDN` and `validity`, a `modifiedAt`
+ * from the creation, and no `belongsTo` at all while unbound (what the real code answered).
+ */
+function issuedRecord(
+  rules: X509Rules,
+  r: { fingerprint: string; pem: string; device: string | undefined; subjectDN: string; cert: x509.X509Certificate; tenant: string },
+): X509Record {
+  const now = new Date().toISOString();
+  const owner = r.device === undefined ? undefined : { device: r.device };
+  if (rules === "v0.5") {
+    return { issuedByDojotPki: true, autoRegistered: false, fingerprint: r.fingerprint, pem: r.pem, belongsTo: owner ?? {}, tenant: r.tenant, createdAt: now };
+  }
+  const validity = { notBefore: r.cert.notBefore.toISOString(), notAfter: r.cert.notAfter.toISOString() };
+  return { issuedByDojotPki: true, autoRegistered: false, fingerprint: r.fingerprint, pem: r.pem, ...(owner && { belongsTo: owner }), subjectDN: r.subjectDN, validity, tenant: r.tenant, createdAt: now, modifiedAt: now };
 }
 
 /**
@@ -246,11 +293,7 @@ async function changeOwner(res: ServerResponse, fp: string, input: unknown, ctx:
     throw new X509Refusal(403, "Operations on certificates for applications are not authorized through this endpoint.");
   }
   if (ctx.rules === "v0.7" && typeof belongsTo.device === "string") await ensureDeviceExists(belongsTo.device, ctx, tenant);
-  await ownRecord(ctx, fp, tenant, (s, key) => {
-    const record = s.x509Certificates![key]!;
-    record.belongsTo = typeof belongsTo.device === "string" ? { device: belongsTo.device } : {};
-    record.modifiedAt = new Date().toISOString();
-  });
+  await ownRecord(ctx, fp, tenant, (s, key) => setOwner(s.x509Certificates![key]!, typeof belongsTo.device === "string" ? { device: belongsTo.device } : {}, ctx.rules));
   res.writeHead(204).end();
 }
 

@@ -1,7 +1,9 @@
 import type { ServerResponse } from "node:http";
 import * as x509 from "./x509.js";
 import { sha256ColonHex, type CryptoProvider } from "cert-retriever";
-import { send, sendPage } from "./replies.js";
+import { send } from "./replies.js";
+import { sendPage } from "./x509-list.js";
+import { queryOf } from "./x509-query.js";
 import { loadState, updateState, type TrustedCaRecord, type X509Record } from "./state.js";
 import type { X509Context } from "./x509-api.js";
 import { dnText, pemDer, routeFingerprint, X509Refusal } from "./x509-rules.js";
@@ -78,17 +80,12 @@ export async function registerCertificate(res: ServerResponse, body: { caFingerp
   const certs = chain.map(parseCert);
   const verdict = await chainEngine([certs.at(-1)!], certs, ctx.opts.crypto);
   if (!verdict.result) throw new X509Refusal(400, "The certificate chain of trust is not valid.", { chainOfTrustResult: verdict.resultMessage });
-  const record: X509Record = {
-    caFingerprint: rootFingerprint,
-    pem,
-    subjectDN: dnText(cert.subjectName.toJSON()),
-    validity: { notBefore: cert.notBefore.toISOString(), notAfter: cert.notAfter.toISOString() },
-    belongsTo: typeof belongsTo.device === "string" ? { device: belongsTo.device } : {},
-    tenant,
-    issuedByDojotPki: false,
-    autoRegistered: false,
-    createdAt: new Date().toISOString(),
-  };
+  const owner = typeof belongsTo.device === "string" ? { belongsTo: { device: belongsTo.device } } : {};
+  // The model's fields as MongoDB stores them (see `issuedRecord` in x509-api.ts): the defaults first
+  // (`issuedByDojotPki` is set, in its place), those `registerCertificate` names, in its order, then the dates.
+  const now = new Date().toISOString();
+  const validity = { notBefore: cert.notBefore.toISOString(), notAfter: cert.notAfter.toISOString() };
+  const record: X509Record = { issuedByDojotPki: false, autoRegistered: false, caFingerprint: rootFingerprint, fingerprint, pem, subjectDN: dnText(cert.subjectName.toJSON()), validity, ...owner, tenant, createdAt: now, modifiedAt: now };
   await updateState(ctx.opts.dir, (s) => {
     s.x509Certificates ??= {};
     s.x509Certificates[fingerprint] = record;
@@ -115,7 +112,7 @@ export async function trustedCas(res: ServerResponse, url: URL, route: string, r
     case "POST /v1/trusted-cas":
       return registerTrustedCa(res, input as { caPem: string; allowAutoRegistration?: boolean }, ctx, tenant);
     case "GET /v1/trusted-cas":
-      return sendPage(res, url, "trusted-cas", ((await loadState(ctx.opts.dir))!.x509TrustedCas ?? []).filter((ca) => ca.tenant === tenant));
+      return sendPage(res, url, queryOf(url), "trusted-cas", ((await loadState(ctx.opts.dir))!.x509TrustedCas ?? []).filter((ca) => ca.tenant === tenant), ctx.rules);
     case "GET /v1/trusted-cas/:fp": {
       const found = ((await loadState(ctx.opts.dir))!.x509TrustedCas ?? []).find((ca) => ca.tenant === tenant && ca.caFingerprint === fp);
       if (!found) throw caNotFound(fp, tenant);
@@ -147,15 +144,18 @@ async function registerTrustedCa(res: ServerResponse, body: { caPem: string; all
   await assertRootCa(cert, ctx.opts.crypto);
   if (cert.subjectName.getField("CN")[0] === ROOT_CA_CN) throw new X509Refusal(400, "It is not allowed to register a CA certificate with the same 'CNAME' of the platform.");
   const now = new Date().toISOString();
+  // `TrustedCAModel.js` at v0.8.0 as MongoDB stores it: the default that is not a function
+  // (`allowAutoRegistration`, set in its place) first, then the fields the service names, then the
+  // dates (the list in `apidocs/api-description.apib` at v0.8.0 shows them so).
   const record: TrustedCaRecord = {
+    allowAutoRegistration: body.allowAutoRegistration ?? false,
     caFingerprint,
     caPem,
     subjectDN: dnText(cert.subjectName.toJSON()),
     validity: { notBefore: cert.notBefore.toISOString(), notAfter: cert.notAfter.toISOString() },
+    tenant,
     createdAt: now,
     modifiedAt: now,
-    allowAutoRegistration: body.allowAutoRegistration ?? false,
-    tenant,
   };
   const added = await updateState(ctx.opts.dir, (s) => {
     s.x509TrustedCas ??= [];

@@ -80,7 +80,8 @@ describe("subject rules (distinguished-name.js v0.5.0, dnUtils.js v0.7.0/v0.8.0)
     const { certificateFingerprint, certificatePem } = ok.json as { certificateFingerprint: string; certificatePem: string };
     expect(openssl("x509", "-in", pemFile(certificatePem), "-noout", "-subject").trim()).toBe("subject=O = dojot IoT Platform, CN = abc");
     const record = await call(v07, "GET", `/x509/v1/certificates/${certificateFingerprint}`);
-    expect(record.json).toMatchObject({ subjectDN: "CN=abc, O=dojot IoT Platform", belongsTo: {}, tenant: "admin" });
+    expect(record.json).toMatchObject({ subjectDN: "CN=abc, O=dojot IoT Platform", tenant: "admin" });
+    expect(record.json).not.toHaveProperty("belongsTo"); // unbound: v0.8 keeps none (see "records and lists" below)
     const plain = await call(v07, "POST", "/x509/v1/certificates", { csr: await csr("CN=xyz") });
     const again = await call(v07, "GET", `/x509/v1/certificates/${(plain.json as { certificateFingerprint: string }).certificateFingerprint}`);
     expect(again.json).toMatchObject({ subjectDN: "CN=xyz, O=dojot IoT Platform" });
@@ -261,6 +262,82 @@ describe("routes and parameters as Express and the real handlers treat them", ()
     expect((await call(v05, "POST", "/x509/v1/certificates", { csr: pem(Buffer.from("3003020105", "hex").toString("base64")) })).status).toBe(500);
     const raw = await fetch(`${v05.url}/x509/v1/certificates`, { method: "POST", headers: { authorization: `Bearer ${v05.jwt}`, "content-type": "application/json" }, body: "  5" });
     expect([raw.status, await raw.json()]).toEqual([400, { message: "Unexpected token 5 in JSON at position 2" }]);
+  });
+});
+
+describe("records and lists as the services' code and its libraries answer them", () => {
+  const V05 = ["issuedByDojotPki", "autoRegistered", "fingerprint", "pem", "belongsTo", "tenant", "createdAt"];
+  const V08 = ["issuedByDojotPki", "autoRegistered", "fingerprint", "pem", "subjectDN", "validity", "tenant", "createdAt", "modifiedAt"];
+  const issue = async (platform: Lab, subject: string, more: object = {}) => ((await call(platform, "POST", "/x509/v1/certificates", { csr: await csr(subject), ...more })).json as { certificateFingerprint: string }).certificateFingerprint;
+  const record = async (platform: Lab, fp: string) => (await call(platform, "GET", `/x509/v1/certificates/${fp}`)).json as Record<string, unknown>;
+  const list = async (platform: Lab, query: string) => (await call(platform, "GET", `/x509/v1/certificates?${query}`)).json as { paging: Record<string, unknown>; certificates: Record<string, unknown>[] };
+
+  it("v0.5 (certificates-service.js, db.js at v0.5.0; mongoose 5.9.12): the fields in the stored order, belongsTo {} when unbound; a binding adds no modifiedAt", async () => {
+    const fp = await issue(v05, "CN=order5");
+    const unbound = await record(v05, fp);
+    expect(Object.keys(unbound)).toEqual(V05);
+    expect(unbound).toMatchObject({ issuedByDojotPki: true, autoRegistered: false, fingerprint: fp, belongsTo: {}, tenant: "admin" });
+    expect((await call(v05, "PATCH", `/x509/v1/certificates/${fp}`, { belongsTo: { device: "0123456789" } })).status).toBe(204);
+    const bound = await record(v05, fp);
+    expect(Object.keys(bound)).toEqual(V05);
+    expect(bound.belongsTo).toEqual({ device: "0123456789" });
+    expect((await list(v05, `fingerprint=${fp}`)).certificates).toEqual([bound]);
+  });
+
+  it("v0.7 (CertificateService.js, CertificateModel.js at v0.8.0; mongoose 5.12.0): an unbound record has no belongsTo and a modifiedAt from its creation; a later binding comes last", async () => {
+    const fp = await issue(v07, "CN=order7");
+    const unbound = await record(v07, fp);
+    expect(Object.keys(unbound)).toEqual(V08);
+    expect(Object.keys(unbound.validity as object)).toEqual(["notBefore", "notAfter"]);
+    expect(unbound.modifiedAt).toBe(unbound.createdAt);
+    await setDevice(v07.dir, "beef01", "add");
+    expect((await call(v07, "PATCH", `/x509/v1/certificates/${fp}`, { belongsTo: { device: "beef01" } })).status).toBe(204);
+    const bound = await record(v07, fp);
+    expect(Object.keys(bound)).toEqual([...V08, "belongsTo"]); // MongoDB's $set appends a field the document lacks
+    expect(bound.belongsTo).toEqual({ device: "beef01" });
+    expect(Date.parse(bound.modifiedAt as string)).toBeGreaterThanOrEqual(Date.parse(bound.createdAt as string));
+    // Bound when issued: belongsTo where generateCertificate's model names it, after pem.
+    const atOnce = await record(v07, await issue(v07, "CN=order7b", { belongsTo: { device: "beef01" } }));
+    expect(Object.keys(atOnce)).toEqual(["issuedByDojotPki", "autoRegistered", "fingerprint", "pem", "belongsTo", "subjectDN", "validity", "tenant", "createdAt", "modifiedAt"]);
+    expect((await list(v07, "limit=250")).certificates.find((c) => c.fingerprint === fp)).toEqual(bound);
+  });
+
+  it("GET /certificates: v0.5 filters by the query's fields (db.js's whitelist, mongo-querystring 4.1.1), v0.8 by ?keyVal= alone; the paging URLs keep the query (express-paginate 1.0's href)", async () => {
+    const [a, b] = [await issue(v05, "CN=filterA"), await issue(v05, "CN=filterB")];
+    const only = await list(v05, `fingerprint=${a}`);
+    expect(only.certificates.map((c) => c.fingerprint)).toEqual([a]);
+    expect(only.paging).toEqual({ previous: null, current: { number: 1, url: `/api/v1/certificates?fingerprint=${encodeURIComponent(a)}&page=1&limit=25` }, next: null, totalItems: 1, totalPages: 1, limitPerPage: 25 });
+    expect((await list(v05, `fingerprint=${b}&issuedByDojotPki=true`)).certificates.map((c) => c.fingerprint)).toEqual([b]);
+    expect((await list(v05, `fingerprint=${b}&issuedByDojotPki=false`)).certificates).toEqual([]);
+    // A repeated key is qs's array: $in, with "!" a $nin.
+    const both = await list(v05, `fingerprint=!${a}&fingerprint=${b}`);
+    expect(both.certificates.map((c) => c.fingerprint)).toEqual([b]);
+    expect((both.paging.current as { url: string }).url).toBe(`/api/v1/certificates?fingerprint%5B0%5D=${encodeURIComponent(`!${a}`).replace("!", "%21")}&fingerprint%5B1%5D=${encodeURIComponent(b)}&page=1&limit=25`);
+    const all = (await list(v07, "limit=1")).paging.totalItems as number;
+    const ignored = await list(v07, `fingerprint=${a}&limit=1`); // v0.8 reads keyVal only
+    expect(ignored.paging.totalItems).toBe(all);
+    expect((ignored.paging.current as { url: string }).url).toBe(`/api/v1/certificates?fingerprint=${encodeURIComponent(a)}&limit=1&page=1`);
+    const every = (await list(v07, "limit=250")).certificates;
+    const fp7 = every[0]!.fingerprint as string;
+    // CommonModel.handleFilterField: pairs split at ',', each at '=', ':' or '|'; `null` is "missing"; the tenant is the token's.
+    expect((await list(v07, "keyVal=issuedByDojotPki=true,tenant=other")).paging.totalItems).toBe(every.filter((c) => c.issuedByDojotPki === true).length);
+    expect((await list(v07, "keyVal=pem=null")).paging.totalItems).toBe(0);
+    await setDevice(v07.dir, "beef02", "add");
+    const owned = await issue(v07, "CN=owned", { belongsTo: { device: "beef02" } });
+    expect((await list(v07, "keyVal=belongsTo.device:beef02")).certificates.map((c) => c.fingerprint)).toEqual([owned]);
+    expect((await list(v07, `keyVal=fingerprint=${fp7}`)).paging.totalItems).toBe(0); // its colons split it too: only "fingerprint=XX" is left
+    // limit=0: v0.5's paginate.js makes it 1, the SDK's (v0.8) the default 25; page 2 of one per page links back to page 1.
+    expect((await list(v05, "limit=0")).paging.limitPerPage).toBe(1);
+    expect((await list(v07, "limit=0")).paging.limitPerPage).toBe(25);
+    const second = await list(v05, "page=2&limit=1");
+    expect(second.paging.previous).toEqual({ number: 1, url: "/api/v1/certificates?page=1&limit=1" });
+    expect(second.paging.current).toEqual({ number: 2, url: "/api/v1/certificates?page=2&limit=1" });
+  });
+
+  it("a trusted CA's record (TrustedCAModel.js, TrustedCAService.js at v0.8.0) in the stored order, as apidocs/api-description.apib shows it", async () => {
+    const pki = makeFactoryPki(await tempDir("cr-trust-order-"), "Order Root CA");
+    const { caFingerprint } = (await call(v07, "POST", "/x509/v1/trusted-cas", { caPem: pki.rootPem })).json as { caFingerprint: string };
+    expect(Object.keys((await call(v07, "GET", `/x509/v1/trusted-cas/${caFingerprint}`)).json)).toEqual(["allowAutoRegistration", "caFingerprint", "caPem", "subjectDN", "validity", "tenant", "createdAt", "modifiedAt"]);
   });
 });
 
