@@ -7,7 +7,8 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, totalmem, tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { setDevice, softwareCrypto, startLab } from "../dist/lab/index.js";
+import { setDevice, startLab } from "cert-retriever-lab";
+import { softwareCrypto } from "../dist/index.js";
 
 const RUNS = Number(process.argv[2] ?? 10);
 const DEVICES = Number(process.argv[3] ?? 12);

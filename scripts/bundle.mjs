@@ -1,11 +1,11 @@
 #!/usr/bin/env node
-// The single-file builds, everything bundled except native addons (@napi-rs/keyring, needed only
+// The single-file build, everything bundled except native addons (@napi-rs/keyring, needed only
 // for --store keychain; pkcs11js, only for --key pkcs11:, whose JavaScript, node-webcrypto-p11 and
-// graphene-pk11, is a section of its own); they run without node_modules:
-// - dist/cert-retriever.mjs, for devices: the CLI without the lab platform. It is a small start (src/cli/single-file.ts) followed by the CLI, bundled
-//   as CommonJS in sections, as line comments; the start reads back the sections a run needs and
-//   node:vm compiles them through V8's code cache (src/cli/code-cache.ts).
-// - dist/cert-retriever-lab.mjs: the lab platform's own entry (`cert-retriever-lab serve ...`).
+// graphene-pk11, is a section of its own); it runs without node_modules:
+// - dist/cert-retriever.mjs, for devices: the CLI. It is a small start (src/cli/single-file.ts)
+//   followed by the CLI, bundled as CommonJS in sections, as line comments; the start reads back
+//   the sections a run needs and node:vm compiles them through V8's code cache (src/cli/code-cache.ts).
+// The lab platform is a package of its own (lab/), with its own build; nothing of it comes in here.
 import { createHash } from "node:crypto";
 import { builtinModules } from "node:module";
 import { build } from "esbuild";
@@ -71,7 +71,6 @@ const bundled = (options) =>
     format: "cjs",
     define: {
       __CERT_RETRIEVER_VERSION__: JSON.stringify(pkg.version),
-      __CERT_RETRIEVER_DEVICE_BUILD__: "true",
       "import.meta.url": "__crImportMetaUrl",
     },
     metafile: true,
@@ -122,20 +121,8 @@ await writeFile(device, `${start.outputFiles[0].text}${tail}`);
 const legal = [...new Set(Object.values(builds).flatMap((r) => r.outputFiles.filter((f) => f.path.endsWith(".LEGAL.txt")).map((f) => f.text)))];
 await writeFile(`${device}.LEGAL.txt`, legal.join("\n"));
 
-const lab = path("dist/cert-retriever-lab.mjs");
-await build({
-  ...common,
-  entryPoints: [path("src/cli/lab-entry.ts")],
-  outfile: lab,
-  format: "esm",
-  define: { __CERT_RETRIEVER_VERSION__: JSON.stringify(pkg.version) },
-  // CommonJS dependencies call require() for Node's built-ins.
-  banner: { js: `#!/usr/bin/env node\nimport { createRequire as __crCreateRequire } from "node:module";\nconst require = __crCreateRequire(import.meta.url);` },
-});
-for (const out of [device, lab]) {
-  await chmod(out, 0o755);
-  console.error(`built ${out}`);
-}
+await chmod(device, 0o755);
+console.error(`built ${device}`);
 const carried = Object.values(builds).flatMap((r) => Object.values(r.metafile.outputs)).flatMap((o) => Object.entries(o.inputs).filter(([, i]) => i.bytesInOutput > 0).map(([f]) => f));
-const labInDevice = carried.filter((f) => f.startsWith("src/lab/"));
+const labInDevice = carried.filter((f) => f.startsWith("lab/") || f.includes("cert-retriever-lab"));
 if (labInDevice.length > 0) throw new Error(`the device build carries the lab: ${labInDevice.join(", ")}`);

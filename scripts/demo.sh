@@ -10,9 +10,9 @@ cd "$(dirname "$0")/.."
 # source file edited during a test run does not rebuild dist/ under the other tests).
 stale() {
   local out
-  for out in dist/cli/main.js dist/cert-retriever.mjs; do
+  for out in dist/cli/main.js dist/cert-retriever.mjs lab/dist/cert-retriever-lab.mjs; do
     [ -e "$out" ] || return 0
-    [ -z "$(find src scripts/bundle.mjs package.json tsconfig.json tsconfig.build.json -newer "$out" -print -quit)" ] || return 0
+    [ -z "$(find src lab/src scripts/bundle.mjs lab/scripts package.json lab/package.json tsconfig.json tsconfig.build.json -newer "$out" -print -quit)" ] || return 0
   done
   return 1
 }
@@ -25,6 +25,8 @@ fi
 # Foreground steps only: a function run in the background would be a subshell, whose pid ($!)
 # is not node's, and killing it would leave node serving.
 cr() { node bin/cert-retriever.mjs "$@"; }
+# The lab platform is a package of its own in this repository (lab/), `npx cert-retriever-lab`.
+lab() { node lab/bin/cert-retriever-lab.mjs "$@"; }
 
 work=$(mktemp -d)
 lab_pid=
@@ -52,8 +54,8 @@ CERT_RETRIEVER_LAB_PASSWORD=$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')
 export CERT_RETRIEVER_LAB_PASSWORD
 
 echo "== 1. start the lab platform (dojot EJBCA-REST look-alike) on 127.0.0.1"
-# node itself in the background (not `cr`), so that $! is the server's pid.
-node bin/cert-retriever.mjs lab serve --dir "$work/lab" --listen 127.0.0.1:0 >"$work/url" 2>"$work/lab.log" &
+# node itself in the background (not `lab`), so that $! is the server's pid.
+node lab/bin/cert-retriever-lab.mjs serve --dir "$work/lab" --listen 127.0.0.1:0 >"$work/url" 2>"$work/lab.log" &
 lab_pid=$!
 for _ in $(seq 1 100); do [ -s "$work/url" ] && break; sleep 0.1; done
 url=$(head -n 1 "$work/url")
@@ -62,7 +64,7 @@ echo "lab listening at $url"
 
 echo
 echo "== 2. register the device on the platform"
-cr lab device add --dir "$work/lab" demo-device
+lab device add --dir "$work/lab" demo-device
 
 echo
 echo "== 3. enroll it"

@@ -44,8 +44,14 @@ export { KeychainStore } from "./store/keychain-store.js";
 export type { CredentialPems, CredentialStore, OpenStore, Sidecars, StoredCredentials, WriteObserver, WritePoint } from "./store/types.js";
 /** The HTTP client a program may pass in (`network.http`), and what it reports. */
 export { HttpClient, type HttpSettings, type HttpTimeouts, type RetryInfo, type TlsSettings } from "./transport/http.js";
-/** Used by the lab: PEM, fingerprints and names as the agent writes them. */
+
+// Used by the lab package (lab/, a workspace of this repository, which imports the agent only
+// through this entry): what the lab shares with the agent rather than copies.
+/** PEM as the agent writes it, and the certificate blocks of a PEM text. */
 export { certificatePems, toPem } from "./keys/key-types.js";
-export { sha256ColonHex } from "./keys/fingerprint.js";
-export { displayName, sha256Fingerprint } from "./flows/certificate.js";
+/** SHA-256 fingerprints in the colon form openssl prints, and DER comparison. */
+export { sameBytes, sha256ColonHex } from "./keys/fingerprint.js";
+/** The OIDs of EST's `/csrattrs`. */
+export { OIDS } from "./keys/pkcs7.js";
+/** Whether a host is this machine. */
 export { isLoopbackHost } from "./transport/loopback.js";

@@ -9,7 +9,7 @@ import { openssl } from "./helpers/tools.js";
 import { spawn } from "node:child_process";
 
 const BUNDLE = fileURLToPath(new URL("../dist/cert-retriever.mjs", import.meta.url));
-const LAB_BUNDLE = fileURLToPath(new URL("../dist/cert-retriever-lab.mjs", import.meta.url));
+const LAB_BUNDLE = fileURLToPath(new URL("../lab/dist/cert-retriever-lab.mjs", import.meta.url));
 
 /** Runs the single file copied alone into an empty directory: no node_modules anywhere above it. */
 async function runAlone(file: string, args: string[], input = "", env: Record<string, string> = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
@@ -101,7 +101,7 @@ describe("the device build carries no lab platform and no test fault hooks", () 
   it("`lab` says where the lab is (exit 2); a fault hook's variable does nothing; neither is in the file", async () => {
     const lab = await runAlone(BUNDLE, ["lab", "serve", "--dir", await tempDir()]);
     expect(lab.code).toBe(2);
-    expect(lab.stderr).toMatch(/^cert-retriever: the lab platform is not part of the device build: .*cert-retriever-lab/m);
+    expect(lab.stderr).toMatch(/^cert-retriever: the lab platform is its own package, cert-retriever-lab, .*npx cert-retriever-lab/m);
     const text = await readFile(BUNDLE, "utf8");
     expect(text).not.toContain("CERT_RETRIEVER_TEST_FAULT");
     expect(text).not.toContain("The lab platform speaks");

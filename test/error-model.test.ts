@@ -96,7 +96,7 @@ describe("what the review found", () => {
   });
 
   it("a certificate that is not valid now, the platform's clock unknown: the hint says to check the device clock (exit 14)", async () => {
-    const { startLab } = await import("../src/lab/server.js");
+    const { startLab } = await import("../lab/src/server.js");
     const { softwareCrypto } = await import("../src/keys/provider.js");
     const faulty = await startLab({ dir: await tempDir(), host: "127.0.0.1", port: 0, crypto: softwareCrypto(), certProfile: "cfree", autoRegister: true, adminPassword: lab.password, tokenLifetime: 420, faults: [{ route: "sign", kind: "expired" }] });
     try {

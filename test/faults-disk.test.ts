@@ -11,7 +11,7 @@ import { makeFixture, type Fixture } from "./helpers/fault-matrix.js";
 import { startTestLab, tempDir, type TestLab } from "./helpers/lab.js";
 import { haveRoot, openssl } from "./helpers/tools.js";
 import { softwareCrypto } from "../src/keys/provider.js";
-import { setDevice, startLab } from "../src/lab/server.js";
+import { setDevice, startLab } from "../lab/src/server.js";
 
 /** Mounting a tmpfs needs root; CI runs as root. */
 const mountable = haveRoot("the disk-fault tests (they mount a tmpfs)");

@@ -8,7 +8,7 @@ import { listFiles } from "./helpers/enroll.js";
 import { startTestLab, tempDir, type TestLab } from "./helpers/lab.js";
 import { haveTool, openssl } from "./helpers/tools.js";
 import { softwareCrypto } from "../src/keys/provider.js";
-import { readEstIssued, startLab } from "../src/lab/server.js";
+import { readEstIssued, startLab } from "../lab/src/server.js";
 import { sha256Fingerprint } from "../src/flows/certificate.js";
 
 const ready = haveTool("dbus-run-session") && haveTool("gnome-keyring-daemon");

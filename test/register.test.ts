@@ -1,7 +1,7 @@
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { setDevice, type LabOptions } from "../src/lab/server.js";
+import { setDevice, type LabOptions } from "../lab/src/server.js";
 import { runCli, SECRETS, type CliRun } from "./helpers/cli.js";
 import { makeFactoryPki, type FactoryPki } from "./helpers/factory-pki.js";
 import { callLab, closedPort, startLabWithJwt, tempDir, type LabWithJwt } from "./helpers/lab.js";

@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { softwareCrypto } from "../src/keys/provider.js";
-import { setDevice, startLab } from "../src/lab/server.js";
+import { setDevice, startLab } from "../lab/src/server.js";
 import { runCli, SECRETS } from "./helpers/cli.js";
 import { enrollCli, listFiles } from "./helpers/enroll.js";
 import { startProxy, startTestLab, tempDir, type TestLab } from "./helpers/lab.js";

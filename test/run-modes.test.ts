@@ -3,7 +3,7 @@ import { chmod, mkdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { softwareCrypto } from "../src/keys/provider.js";
-import { startLab, type RunningLab } from "../src/lab/server.js";
+import { startLab, type RunningLab } from "../lab/src/server.js";
 import { runCli, SECRETS } from "./helpers/cli.js";
 import { enrollCli, listFiles, snapshot } from "./helpers/enroll.js";
 import { startTestLab, tempDir, type TestLab } from "./helpers/lab.js";
@@ -276,7 +276,7 @@ describe("check: the ExecCondition= contract (0 enroll, 1 nothing to do, 255 err
     expect(run.stderr).toMatch(/hint: reset the device's end entity to NEW on the platform .* then run 'cert-retriever enroll --force'/);
     expect(run.stderr).not.toMatch(/generate-key/);
     expect(await snapshot(out)).toEqual(before);
-    await import("../src/lab/server.js").then((m) => m.setDevice(lab.dir, "renew", "reset"));
+    await import("../lab/src/server.js").then((m) => m.setDevice(lab.dir, "renew", "reset"));
     const forced = await enrollCli(lab.url, lab, "renew", out, ["--force"]);
     expect(forced.code, forced.stderr).toBe(0);
     expect((await snapshot(out))["renew.crt"]).not.toBe(before["renew.crt"]);

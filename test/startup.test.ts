@@ -35,11 +35,14 @@ describe.skipIf(!hasStrace)("start-up loads only what the command needs", () => 
 });
 
 describe.skipIf(!hasStrace)("the library's entry carries no lab platform", () => {
-  it("import('cert-retriever') opens nothing of the lab; 'cert-retriever/lab' is where the lab is", () => {
+  it("import('cert-retriever') opens nothing of the lab; the lab is its own package, 'cert-retriever-lab'", () => {
     const opened = filesOpened(["--input-type=module", "-e", "const m = await import('cert-retriever'); if (typeof m.enroll !== 'function' || 'startLab' in m) process.exit(1);"], true);
     expect(opened.some((f) => f.endsWith("dist/index.js"))).toBe(true); // the trace works
-    expect(opened.filter((f) => /dist\/lab\//.test(f))).toEqual([]);
-    const lab = spawnSync(process.execPath, ["--input-type=module", "-e", "const m = await import('cert-retriever/lab'); process.exit(typeof m.startLab === 'function' ? 0 : 1);"], { cwd: join(SOURCE_BIN, "..", "..") });
+    const root = join(SOURCE_BIN, "..", "..");
+    expect(opened.filter((f) => /dist\/lab\//.test(f) || f.startsWith(join(root, "lab", "/")) || f.includes("node_modules/cert-retriever-lab"))).toEqual([]);
+    const gone = spawnSync(process.execPath, ["--input-type=module", "-e", "await import('cert-retriever/lab')"], { cwd: root, encoding: "utf8" });
+    expect(gone.stderr).toMatch(/ERR_PACKAGE_PATH_NOT_EXPORTED/);
+    const lab = spawnSync(process.execPath, ["--input-type=module", "-e", "const m = await import('cert-retriever-lab'); process.exit(typeof m.startLab === 'function' ? 0 : 1);"], { cwd: root });
     expect(lab.status).toBe(0);
   });
 });

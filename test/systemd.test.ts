@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { EXIT_CODE_MEANINGS } from "../src/cli/exit-codes.js";
 import { BIN, runCli, SECRETS } from "./helpers/cli.js";
 import { softwareCrypto } from "../src/keys/provider.js";
-import { readEstIssued, startLab } from "../src/lab/server.js";
+import { readEstIssued, startLab } from "../lab/src/server.js";
 import { sha256Fingerprint } from "../src/flows/certificate.js";
 import { listFiles } from "./helpers/enroll.js";
 import { startTestLab, tempDir, type TestLab } from "./helpers/lab.js";

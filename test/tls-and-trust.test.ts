@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { checkPlatformUrl } from "../src/cli/inputs.js";
 import { softwareCrypto } from "../src/keys/provider.js";
-import { startLab } from "../src/lab/server.js";
+import { startLab } from "../lab/src/server.js";
 import { runCli } from "./helpers/cli.js";
 import { enrollCli, listFiles } from "./helpers/enroll.js";
 import { startProxy, startTestLab, tempDir, type TestLab } from "./helpers/lab.js";

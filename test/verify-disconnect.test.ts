@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { createServer, type TLSSocket } from "node:tls";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { softwareCrypto } from "../src/keys/provider.js";
-import { issueServerCertificate, loadOrCreateCa } from "../src/lab/ca.js";
+import { issueServerCertificate, loadOrCreateCa } from "../lab/src/ca.js";
 import { runCli } from "./helpers/cli.js";
 import { enrollCli } from "./helpers/enroll.js";
 import { startMoscaBroker } from "./helpers/aedes.js";

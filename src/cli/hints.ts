@@ -73,7 +73,7 @@ const HINTS: { readonly [R in Reason]: (err: CertRetrieverError, command: string
   "device-unknown": (e) =>
     e.step === "bind"
       ? "create the device on the platform for this user's tenant, then run again"
-      : "register the device on the platform first (lab: cert-retriever lab device add)",
+      : "register the device on the platform first (lab: cert-retriever-lab device add)",
   "entity-password-refused": () => undefined,
   "bind-refused": () => "bind it to the device on the platform",
   "ca-not-trusted": () =>

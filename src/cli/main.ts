@@ -5,7 +5,6 @@ import { CHECK_EXIT, checkCommand } from "./commands/check.js";
 import { completionCommand } from "./commands/completion.js";
 import { enrollCommand } from "./commands/enroll.js";
 import { exportCommand } from "./commands/export.js";
-import { labCommand } from "./commands/lab.js";
 import { loginCommand } from "./commands/login.js";
 import { registerCommand } from "./commands/register.js";
 import { verifyCommand } from "./commands/verify.js";
@@ -16,8 +15,6 @@ import type { CliInjection, CliState } from "./state.js";
 
 /** Set by the single-file build, which has no package.json beside it. */
 declare const __CERT_RETRIEVER_VERSION__: string | undefined;
-/** True in the single-file device build, which carries no lab platform (see scripts/bundle.mjs). */
-declare const __CERT_RETRIEVER_DEVICE_BUILD__: boolean | undefined;
 
 /** The version from package.json (or the one the single-file build was made with). */
 function version(): string {
@@ -91,8 +88,7 @@ export function buildProgram(state: CliState, isCheck = false): Command {
   program.addCommand(verifyCommand(state));
   program.addCommand(exportCommand(state));
   program.addCommand(registerCommand(state));
-  if (typeof __CERT_RETRIEVER_DEVICE_BUILD__ === "boolean" && __CERT_RETRIEVER_DEVICE_BUILD__) program.addCommand(labElsewhere(), { hidden: true });
-  else program.addCommand(labCommand(state));
+  program.addCommand(labElsewhere(), { hidden: true });
   program.addCommand(completionCommand(state));
   for (const cmd of allCommands(program)) {
     cmd.exitOverride().configureOutput({ outputError });
@@ -100,14 +96,14 @@ export function buildProgram(state: CliState, isCheck = false): Command {
   return program;
 }
 
-/** `lab` in the device build: a device serves nothing; the lab comes with the full package. */
+/** `lab`, which used to be a command: the lab platform is a package of its own, which the agent neither carries nor imports. */
 function labElsewhere(): Command {
   return new Command("lab")
     .allowUnknownOption()
     .allowExcessArguments()
     .helpOption(false)
     .action(() => {
-      throw usage("the lab platform is not part of the device build: run it from the full package (npx cert-retriever lab ..., or cert-retriever-lab) or from dist/cert-retriever-lab.mjs");
+      throw usage("the lab platform is its own package, cert-retriever-lab, not part of cert-retriever: in a clone of the repository, after npm ci, run npx cert-retriever-lab serve ...");
     });
 }
 

@@ -1,23 +1,13 @@
 /**
- * EST's two binary bodies (RFC 7030): the "certs-only" PKCS#7 of `/cacerts`, `/simpleenroll` and
- * `/simplereenroll` (a CMS SignedData with certificates and no signers, RFC 5272 §4.2), built and
- * read with @peculiar/asn1-cms; and the CSR attributes of `/csrattrs` (§4.5.2), read and built
- * with asn1js. Both travel base64-encoded (§4.1.3, RFC 8951).
+ * EST's two binary bodies (RFC 7030), as a client reads them: the "certs-only" PKCS#7 of
+ * `/cacerts`, `/simpleenroll` and `/simplereenroll` (a CMS SignedData with certificates and no
+ * signers, RFC 5272 §4.2), with @peculiar/asn1-cms; and the CSR attributes of `/csrattrs`
+ * (§4.5.2), with asn1js. Both travel base64-encoded (§4.1.3, RFC 8951). Building them is a
+ * server's business (the lab's).
  */
-import { ContentInfo, EncapsulatedContentInfo, SignedData, CertificateSet, CertificateChoices, id_data, id_signedData } from "@peculiar/asn1-cms";
+import { ContentInfo, SignedData, id_signedData } from "@peculiar/asn1-cms";
 import { AsnConvert } from "@peculiar/asn1-schema";
-import { Certificate } from "@peculiar/asn1-x509";
 import * as asn1js from "asn1js";
-
-/** A degenerate certs-only SignedData holding `certs` (DER), in the given order, DER-encoded. */
-export function certsOnlyPkcs7(certs: Uint8Array[]): Uint8Array {
-  const signedData = new SignedData({
-    version: 1,
-    encapContentInfo: new EncapsulatedContentInfo({ eContentType: id_data }),
-    certificates: new CertificateSet(certs.map((der) => new CertificateChoices({ certificate: AsnConvert.parse(der, Certificate) }))),
-  });
-  return new Uint8Array(AsnConvert.serialize(new ContentInfo({ contentType: id_signedData, content: AsnConvert.serialize(signedData) })));
-}
 
 /**
  * The certificates (DER, in the order sent) of a certs-only PKCS#7. Throws an Error saying what
@@ -63,21 +53,6 @@ export function decodeCsrAttrs(der: Uint8Array): CsrAttr[] {
     }
     throw new Error(`CSR attribute ${i + 1} is neither an OID nor an attribute`);
   });
-}
-
-/** Builds `/csrattrs`' body (DER); an attribute's values are given as DER. */
-export function encodeCsrAttrs(attrs: CsrAttr[]): Uint8Array {
-  const items = attrs.map((a) =>
-    "oid" in a
-      ? new asn1js.ObjectIdentifier({ value: a.oid })
-      : new asn1js.Sequence({ value: [new asn1js.ObjectIdentifier({ value: a.attribute }), new asn1js.Set({ value: a.values.map((v) => asn1js.fromBER(v).result) })] }),
-  );
-  return new Uint8Array(new asn1js.Sequence({ value: items }).toBER());
-}
-
-/** An OID value as DER (for attribute values such as a curve). */
-export function oidDer(oid: string): Uint8Array {
-  return new Uint8Array(new asn1js.ObjectIdentifier({ value: oid }).toBER());
 }
 
 /** The OID in a DER value, or undefined if it is not one. */

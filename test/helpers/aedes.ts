@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { createServer, type TLSSocket } from "node:tls";
 import aedes from "aedes";
 import { softwareCrypto } from "../../src/keys/provider.js";
-import { issueServerCertificate, loadOrCreateCa } from "../../src/lab/ca.js";
+import { issueServerCertificate, loadOrCreateCa } from "../../lab/src/ca.js";
 
 /** How a connection ended, as the broker saw it. */
 export interface ClientEnd {

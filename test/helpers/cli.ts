@@ -12,12 +12,12 @@ export const BIN = process.env.CERT_RETRIEVER_TEST_BIN ? resolve(process.env.CER
 export const FAULT_CLI = fileURLToPath(new URL("./fault-cli.mjs", import.meta.url));
 
 /**
- * The lab platform's own entry (`cert-retriever-lab serve` = `cert-retriever lab serve`): bin/, or
- * the lab's single file when CERT_RETRIEVER_TEST_LAB_BIN names it. The device build has no lab.
+ * The lab platform's command, `cert-retriever-lab` (a package of its own, lab/): its bin/, or its
+ * single file (lab/dist/cert-retriever-lab.mjs) when CERT_RETRIEVER_TEST_LAB_BIN names it.
  */
-export const LAB_BIN = process.env.CERT_RETRIEVER_TEST_LAB_BIN ? resolve(process.env.CERT_RETRIEVER_TEST_LAB_BIN) : fileURLToPath(new URL("../../bin/cert-retriever-lab.mjs", import.meta.url));
+export const LAB_BIN = process.env.CERT_RETRIEVER_TEST_LAB_BIN ? resolve(process.env.CERT_RETRIEVER_TEST_LAB_BIN) : fileURLToPath(new URL("../../lab/bin/cert-retriever-lab.mjs", import.meta.url));
 
-/** The command line of `cert-retriever ARGS` (after node): `lab ...` goes to the lab's entry, a run with a fault to the fault-injecting entry. */
+/** The command line of `cert-retriever ARGS` (after node): `lab ...` is `cert-retriever-lab ...`, a run with a fault to the fault-injecting entry. */
 export function commandLine(args: string[], opts: { bin?: string; fault?: string } = {}): string[] {
   if (opts.bin) return [opts.bin, ...args];
   if (args[0] === "lab") return [LAB_BIN, ...args.slice(1)];

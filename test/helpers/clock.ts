@@ -46,7 +46,7 @@ export interface LabProcess {
   stop(): Promise<void>;
 }
 
-/** Starts `cert-retriever lab serve` with `args` in the environment `env` (a shared clock's), on a free port of 127.0.0.1. */
+/** Starts `cert-retriever-lab serve` with `args` in the environment `env` (a shared clock's), on a free port of 127.0.0.1. */
 export async function startLabProcess(args: string[], env: Record<string, string> = {}): Promise<LabProcess> {
   const dir = await tempDir("cr-labp-");
   const password = `lab-${Math.random().toString(36).slice(2)}-secret`;

@@ -5,8 +5,8 @@ import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { softwareCrypto } from "../../src/keys/provider.js";
-import type { CertProfile } from "../../src/lab/ca.js";
-import { setDevice, startLab, type EstLabOptions, type LabApi, type LabOptions, type RunningLab } from "../../src/lab/server.js";
+import type { CertProfile } from "../../lab/src/ca.js";
+import { setDevice, startLab, type EstLabOptions, type LabApi, type LabOptions, type RunningLab } from "../../lab/src/server.js";
 import { SECRETS } from "./cli.js";
 
 /** A throwaway lab platform on 127.0.0.1 with its own CA, made for one test file. */
