@@ -17,7 +17,6 @@ const OTHER_VARIABLES = [
   ["CERT_RETRIEVER_CACHE_DIR", "the single-file build: an absolute path to a directory that only this user (or root) can write, where V8's compiled code is kept between runs, which saves tens of milliseconds of each start after the first; made (0700) if missing, never its parents; without it nothing is cached"],
   ["CERT_RETRIEVER_PKCS11_PIN", "the PIN of the token --key names, when its URI has no pin-source=; it wins over the systemd credential 'pin'"],
   ["PKCS11_MODULE_PATH", "the PKCS#11 module, when neither the --key URI's module-path= nor --pkcs11-module gives one (OpenSSL's pkcs11 engine reads it too)"],
-  ["CERT_RETRIEVER_LAB_PASSWORD", "lab serve: the admin user's password; without it one is generated on first start and printed once"],
   ["CREDENTIALS_DIRECTORY", "set by systemd (LoadCredential=): the credential 'password' is used as the password, 'token' as --token-file and 'pin' as the token's PIN, when no flag or variable gives them"],
   ["NO_COLOR", "when set, the progress on a terminal has no colour"],
   ["CERT_RETRIEVER_CERT_FILE", "set for the --exec command (not read): the new certificate's file; beside it CERT_RETRIEVER_KEY_FILE (or CERT_RETRIEVER_KEY_URI_FILE for a token key), CERT_RETRIEVER_CA_FILE, CERT_RETRIEVER_DEVICE_ID, CERT_RETRIEVER_FINGERPRINT, CERT_RETRIEVER_SERIAL, CERT_RETRIEVER_NOT_AFTER, CERT_RETRIEVER_PREVIOUS_FINGERPRINT (a renewal), CERT_RETRIEVER_STORE and CERT_RETRIEVER_STORE_LOCATION; the secrets this run holds are not passed on"],
@@ -59,7 +58,7 @@ function optionTerm(node) {
   return node.optionalValue ? `${names} [${italic(node.valueName)}]` : `${names} ${italic(node.valueName)}`;
 }
 
-/** The command in bold and commander's usage after it: `\fBcert\-retriever lab device add\fR [options] <id>`. */
+/** The command in bold and commander's usage after it: `\fBcert\-retriever completion\fR [options] <shell>`. */
 function usageLine(node) {
   const rest = node.command.usage();
   return `${bold(["cert-retriever", ...node.path].join(" "))}${rest ? ` ${esc(rest)}` : ""}`;

@@ -18,8 +18,7 @@ export type Step =
   | "register"
   | "revoke"
   | "revocation"
-  | "hook"
-  | "lab";
+  | "hook";
 
 /**
  * Why something failed: one closed list, for programs to act on. The library says only this and

@@ -64,7 +64,7 @@ export interface OptionNode {
 export interface CommandNode {
   command: Command;
   name: string;
-  /** The names from the program's first subcommand down: [] for the program, ["lab", "device"]. */
+  /** The names from the program's first subcommand down: [] for the program, ["enroll"] for a command. */
   path: string[];
   summary: string;
   options: OptionNode[];

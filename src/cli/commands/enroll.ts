@@ -63,7 +63,7 @@ EXAMPLES
       --key 'pkcs11:token=device?pin-source=file:/etc/cert-retriever/pin' \
       --pkcs11-module /usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so
 
-  Against the lab platform, an ECDSA key (needs 'lab serve --cert-profile open'):
+  Against the lab platform, an ECDSA key (needs 'cert-retriever-lab serve --cert-profile open'):
     echo "$PASS" | cert-retriever enroll --platform http://127.0.0.1:8000 --device-id dev1 \\
       --username admin --password-stdin --key-type ec-p256
 
