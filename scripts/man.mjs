@@ -8,7 +8,7 @@ const dist = new URL("../dist/", import.meta.url);
 const out = new URL("man/cert-retriever.1", dist);
 const pkg = JSON.parse(await readFile(new URL("../package.json", import.meta.url), "utf8"));
 const { commandTree, allNodes } = await import(new URL("cli/commands/completion.js", dist).href);
-const { EXIT_CODE_MEANINGS } = await import(new URL("exit-codes.js", dist).href);
+const { EXIT_CODE_MEANINGS } = await import(new URL("cli/exit-codes.js", dist).href);
 
 /** Variables the program reads that belong to no option (those are found on the options). */
 const OTHER_VARIABLES = [
