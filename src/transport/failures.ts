@@ -81,11 +81,11 @@ export function temporaryError(step: Step, url: URL, err: Temporary, attempts: n
   });
 }
 
-/** A reply larger than the request allows. */
+/** A reply larger than the request allows: malformed whatever the protocol (which may say more). */
 export function oversizedReply(step: Step, url: URL, status: number, maxBytes: number): CertRetrieverError {
-  return new CertRetrieverError(`${step} failed: the platform's reply is larger than ${maxBytes} bytes, which no dojot reply is`, {
+  return new CertRetrieverError(`${step} failed: the reply from ${url.host} is larger than ${maxBytes} bytes`, {
     step,
-    reason: "not-a-dojot-platform",
+    reason: "reply-malformed",
     facts: { status, host: url.host },
   });
 }
