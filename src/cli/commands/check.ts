@@ -52,6 +52,11 @@ EXAMPLES
   ExecStart=/usr/bin/cert-retriever enroll --non-interactive
 `;
 
+/** A condition must not hold up a boot: the platform (or a distribution point) gets at most 30 s and one retry (what it cannot answer is "unknown"). */
+function boundedFlags<F extends CommonFlags>(flags: F): F {
+  return { ...flags, deadline: `${Math.min(parseDuration(flags.deadline, "--deadline"), CHECK_ONLINE_MS)}ms`, retries: String(Math.min(parseCount(flags.retries, "--retries", 0, 100), 1)) };
+}
+
 /**
  * A way to ask the platform something, logging in (password or token, never a prompt) only when
  * asked; `close()` ends it. Any failure is thrown for the caller to report.
@@ -59,8 +64,7 @@ EXAMPLES
 async function platformAsker(command: Command, flags: CommonFlags & { api?: ApiChoice }, extras: ConfigExtras, store: CredentialStore) {
   const startedAt = Date.now();
   const source = (key: string) => command.getOptionValueSource(key);
-  // A condition must not hold up a boot: the platform gets at most 30 s and one retry (what it cannot answer is "unknown").
-  const bounded = { ...flags, deadline: `${Math.min(parseDuration(flags.deadline, "--deadline"), CHECK_ONLINE_MS)}ms`, retries: String(Math.min(parseCount(flags.retries, "--retries", 0, 100), 1)) };
+  const bounded = boundedFlags(flags);
   let opened: Awaited<ReturnType<typeof openPlatformRun>> | undefined;
   const ask = async <T>(question: (platform: PlatformClient, session: Session) => Promise<T>): Promise<T> => {
     const baseUrl = await resolvePlatformUrl(flags);
@@ -85,11 +89,23 @@ async function platformAsker(command: Command, flags: CommonFlags & { api?: ApiC
   });
 }
 
-/** Without a platform: the certificate's own CRL distribution points (http), if it names any. */
-async function fromDistributionPoints(cert: x509.X509Certificate): Promise<(() => Promise<Uint8Array>) | undefined> {
+/**
+ * Without a platform: the certificate's own CRL distribution points (http), if it names any, asked
+ * through the run's HTTP client (its proxy, --platform-ca, deadline and retries, bounded as the platform is).
+ */
+async function fromDistributionPoints(cert: x509.X509Certificate, flags: CommonFlags): Promise<(() => Promise<Uint8Array>) | undefined> {
   const { crlDistributionUrls, fetchCrlFromDistributionPoints } = await import("../../transport/crl-distribution.js");
   const urls = crlDistributionUrls(cert);
-  return urls.length > 0 ? () => fetchCrlFromDistributionPoints(urls, CHECK_ONLINE_MS) : undefined;
+  if (urls.length === 0) return undefined;
+  return async () => {
+    const { http, interrupt } = await openPlatformRun(boundedFlags(flags), Date.now(), []);
+    try {
+      return await fetchCrlFromDistributionPoints(urls, http, CHECK_ONLINE_MS);
+    } finally {
+      interrupt.dispose();
+      await http.close();
+    }
+  };
 }
 
 /** The most `check` waits for the platform (CA and CRL), whatever --deadline says. */
@@ -156,7 +172,7 @@ export function checkCommand(state: CliState): Command {
                               return platform.fetchCrl(session);
                             })
                         : flags.revocation === "distribution-points"
-                          ? await fromDistributionPoints(cert)
+                          ? await fromDistributionPoints(cert, flags)
                           : undefined,
                     }),
           });
