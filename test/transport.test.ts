@@ -6,12 +6,16 @@ import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { softwareCrypto } from "../src/keys/provider.js";
 import * as x509 from "../src/keys/x509.js";
+import { readBounded } from "../src/transport/bounded-body.js";
 import { fetchCrlFromDistributionPoints } from "../src/transport/crl-distribution.js";
 import { DEFAULT_TIMEOUTS, HttpClient, type HttpSettings, type RetryInfo } from "../src/transport/http.js";
+import { proxyNamedFor } from "../src/transport/proxy.js";
 import { addressScope, redirectRefusal } from "../src/transport/redirects.js";
+import { backoffWait, parseRetryAfter } from "../src/transport/retry.js";
 import { runCli } from "./helpers/cli.js";
-import { tempDir } from "./helpers/lab.js";
+import { closedPort, tempDir } from "./helpers/lab.js";
 import { issueLeaf, makeCa, type TestCa } from "./helpers/pki.js";
+import { startForwardProxy } from "./helpers/proxy.js";
 
 const CRL = Buffer.from("a CRL's DER bytes, as far as the transport knows");
 
@@ -231,6 +235,194 @@ describe("CRLs from distribution points go through the HttpClient, with today's 
     const trusted = client({ tls: { ca: [gateway.pem] }, attempts: 2, backoffBaseMs: 1, onRetry: (info) => retries.push(info) });
     expect(Buffer.from(await fetchCrlFromDistributionPoints([url], trusted))).toEqual(CRL);
     expect(retries).toEqual([expect.objectContaining({ step: "revocation", attempt: 1, reason: "HTTP 503" })]);
+  });
+});
+
+describe("retries: the policy's attempts, backoff and deadline", () => {
+  it("a temporary status is tried again, each retry told before its wait", async () => {
+    let asked = 0;
+    const server = await serve((_req, res) => (++asked <= 2 ? res.writeHead(503, { "content-type": "application/json" }).end('{"message":"busy"}') : res.end("{}")));
+    const retries: RetryInfo[] = [];
+    const http = client({ attempts: 3, backoffBaseMs: 1, backoffCapMs: 1, onRetry: (info) => retries.push(info) });
+    const reply = await http.json("fetch-ca", new URL(`http://127.0.0.1:${server.port}/ca`), { method: "GET" });
+    expect(reply.status).toBe(200);
+    expect(retries.map(({ attempt, attempts, reason }) => ({ attempt, attempts, reason }))).toEqual([
+      { attempt: 1, attempts: 3, reason: "HTTP 503" },
+      { attempt: 2, attempts: 3, reason: "HTTP 503" },
+    ]);
+  });
+
+  it("when the attempts run out: overloaded, with what the server said and how many attempts", async () => {
+    const server = await serve((_req, res) => res.writeHead(503, { "content-type": "application/json" }).end('{"message":"busy"}'));
+    const http = client({ attempts: 2, backoffBaseMs: 1 });
+    await expect(http.json("fetch-ca", new URL(`http://127.0.0.1:${server.port}/ca`), { method: "GET" })).rejects.toMatchObject({
+      reason: "overloaded",
+      message: `fetch-ca failed: the platform at http://127.0.0.1:${server.port} answered HTTP 503: busy (2 attempts)`,
+      facts: { status: 503, host: `127.0.0.1:${server.port}` },
+    });
+  });
+
+  it("a request that is not idempotent is not repeated once it may have been sent; one refused at connect is", async () => {
+    const reset = await serve((req) => req.socket.destroy());
+    const http = client({ attempts: 3, backoffBaseMs: 1 });
+    const url = new URL(`http://127.0.0.1:${reset.port}/sign`);
+    await expect(http.json("submit-csr", url, { method: "POST", body: {}, once: true })).rejects.toMatchObject({ reason: "maybe-sent", facts: { maybeSent: true } });
+    expect(reset.paths).toEqual(["/sign"]);
+    const refused = new URL(`http://127.0.0.1:${await closedPort()}/sign`);
+    await expect(http.json("submit-csr", refused, { method: "POST", body: {}, once: true })).rejects.toMatchObject({ reason: "unreachable", message: expect.stringMatching(/\(3 attempts\)$/) });
+  });
+
+  it("the backoff is exponential with full jitter under its cap; Retry-After wins; no wait ends past the deadline", () => {
+    const policy = { attempts: 9, deadline: 10_000, backoffBaseMs: 100, backoffCapMs: 1_000 };
+    const top = () => 0.999;
+    expect([2, 3, 4, 5, 6].map((n) => backoffWait(policy, n, undefined, 0, top))).toEqual([99, 199, 399, 799, 999]);
+    expect(backoffWait(policy, 2, undefined, 0, () => 0)).toBe(0);
+    expect(backoffWait(policy, 2, 5_000, 0, top)).toBe(5_000);
+    expect(backoffWait(policy, 2, 10_000, 0, top)).toBeUndefined();
+    expect(backoffWait(policy, 2, undefined, 9_950, top)).toBeUndefined();
+    expect(parseRetryAfter("120")).toBe(120_000);
+    expect(parseRetryAfter(new Date(1_000).toUTCString(), 5_000)).toBe(0);
+    expect(parseRetryAfter("soon")).toBeUndefined();
+  });
+});
+
+describe("the deadline and the timeouts", () => {
+  it("a deadline already past sends nothing", async () => {
+    const server = await serve((_req, res) => res.end("{}"));
+    const http = client({ deadline: Date.now() - 1, attempts: 3 });
+    await expect(http.json("submit-csr", new URL(`http://127.0.0.1:${server.port}/sign`), { method: "POST", body: {}, once: true })).rejects.toMatchObject({
+      reason: "deadline",
+      message: expect.not.stringMatching(/may have reached/),
+    });
+    expect(server.paths).toEqual([]);
+  });
+
+  it("a request in flight is cut at the deadline, the client's or the request's own earlier one", async () => {
+    const server = await serve(() => undefined);
+    const url = new URL(`http://127.0.0.1:${server.port}/ca`);
+    await expect(client({ deadline: Date.now() + 200, attempts: 3 }).json("fetch-ca", url, { method: "GET" })).rejects.toMatchObject({ reason: "deadline", message: expect.stringMatching(/the deadline passed/) });
+    await expect(client().json("fetch-ca", url, { method: "GET", deadline: Date.now() + 200 })).rejects.toMatchObject({ reason: "deadline" });
+  });
+
+  it("no headers within the headers timeout, or a body that falls silent: timed out, retried, then unreachable", async () => {
+    const timeouts = { connect: 1_000, headers: 200, body: 200 };
+    const silent = await serve(() => undefined);
+    const stalled = await serve((_req, res) => res.writeHead(200).write("{"));
+    for (const server of [silent, stalled]) {
+      const http = client({ timeouts, attempts: 2, backoffBaseMs: 1 });
+      await expect(http.json("fetch-ca", new URL(`http://127.0.0.1:${server.port}/ca`), { method: "GET" })).rejects.toMatchObject({
+        reason: "unreachable",
+        message: expect.stringMatching(/could not be reached: the request timed out \(no reply within 0\.2 s\) \(2 attempts\)/),
+      });
+      expect(server.paths).toEqual(["/ca", "/ca"]);
+    }
+  });
+});
+
+describe("bounded bodies: one reader for every reply", () => {
+  it("reads no more than the bound, drops the rest, and says so by returning nothing", async () => {
+    let pulled = 0;
+    let destroyed = false;
+    const body = (n: number) => ({
+      async *[Symbol.asyncIterator]() {
+        for (let i = 0; i < n; i++) {
+          pulled++;
+          yield Buffer.alloc(4, i);
+        }
+      },
+      destroy: () => void (destroyed = true),
+    });
+    expect(await readBounded(body(3), 12)).toEqual(Buffer.concat([Buffer.alloc(4, 0), Buffer.alloc(4, 1), Buffer.alloc(4, 2)]));
+    pulled = 0;
+    expect(await readBounded(body(100), 10)).toBeUndefined();
+    expect([pulled, destroyed]).toEqual([3, true]);
+  });
+
+  it("a reply past 1 MiB is reply-malformed, from the host, naming no platform; exactly 1 MiB is read", async () => {
+    const server = await serve((req, res) => res.end(Buffer.alloc(req.url === "/big" ? 1024 * 1024 + 1 : 1024 * 1024, 0x20)));
+    const http = client();
+    const big = http.json("fetch-ca", new URL(`http://127.0.0.1:${server.port}/big`), { method: "GET" });
+    await expect(big).rejects.toMatchObject({
+      step: "fetch-ca",
+      reason: "reply-malformed",
+      message: `fetch-ca failed: the reply from 127.0.0.1:${server.port} is larger than 1048576 bytes`,
+      facts: { status: 200, host: `127.0.0.1:${server.port}` },
+    });
+    await expect(big).rejects.toMatchObject({ message: expect.not.stringMatching(/dojot|platform/) });
+    expect((await http.json("fetch-ca", new URL(`http://127.0.0.1:${server.port}/full`), { method: "GET" })).text).toHaveLength(1024 * 1024);
+  });
+});
+
+/** Runs `body` with the proxy variables set as given (and no others), restoring them after. */
+async function withProxyEnv<T>(env: Record<string, string>, body: () => Promise<T>): Promise<T> {
+  const names = ["HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy"];
+  const saved = Object.fromEntries(names.map((n) => [n, process.env[n]]));
+  for (const n of names) delete process.env[n];
+  Object.assign(process.env, env);
+  try {
+    return await body();
+  } finally {
+    for (const n of names) if (saved[n] === undefined) delete process.env[n];
+    else process.env[n] = saved[n];
+  }
+}
+
+describe("HTTP(S)_PROXY and NO_PROXY", () => {
+  it("which URLs go through a proxy: the variable for the scheme (https falls back to HTTP_PROXY), never this machine", () => {
+    const https = new URL("https://gw.example.com/");
+    const http = new URL("http://gw.example.com/");
+    expect([proxyNamedFor(https, { HTTPS_PROXY: "http://p" }), proxyNamedFor(http, { HTTPS_PROXY: "http://p" })]).toEqual([true, false]);
+    expect([proxyNamedFor(https, { HTTP_PROXY: "http://p" }), proxyNamedFor(http, { http_proxy: "http://p" })]).toEqual([true, true]);
+    expect(proxyNamedFor(https, {})).toBe(false);
+    for (const host of ["127.0.0.1", "localhost", "[::1]"]) expect(proxyNamedFor(new URL(`https://${host}/`), { HTTPS_PROXY: "http://p", HTTP_PROXY: "http://p" })).toBe(false);
+  });
+
+  it("https goes through a CONNECT tunnel with the client's trust anchors, and around it for a NO_PROXY host", async () => {
+    const gateway = await makeCa("Proxy Gateway CA");
+    const server = await serveTls(gateway, (_req, res) => res.end('{"ok":true}'));
+    const proxy = await startForwardProxy();
+    try {
+      const url = new URL(`https://0.0.0.0:${server.port}/ca`);
+      const via = await withProxyEnv({ HTTPS_PROXY: proxy.url }, () => client({ tls: { ca: [gateway.pem] } }).json("fetch-ca", url, { method: "GET" }));
+      expect([via.status, via.text, proxy.connects]).toEqual([200, '{"ok":true}', [`0.0.0.0:${server.port}`]]);
+      const around = await withProxyEnv({ HTTPS_PROXY: proxy.url, NO_PROXY: "0.0.0.0" }, () => client({ tls: { ca: [gateway.pem] } }).json("fetch-ca", url, { method: "GET" }));
+      expect([around.status, proxy.connects.length]).toEqual([200, 1]);
+      const untrusted = withProxyEnv({ HTTPS_PROXY: proxy.url }, () => client().json("fetch-ca", url, { method: "GET" }));
+      await expect(untrusted).rejects.toMatchObject({ reason: "tls-untrusted" });
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  it("plain http goes through HTTP_PROXY, with the same bound on the reply and the same timeouts", async () => {
+    const server = await serve((req, res) => (req.url === "/hang" ? undefined : res.end(req.url === "/big" ? Buffer.alloc(64) : "{}")));
+    const proxy = await startForwardProxy();
+    try {
+      await withProxyEnv({ HTTP_PROXY: proxy.url }, async () => {
+        const http = client({ timeouts: { connect: 1_000, headers: 200, body: 200 } });
+        const at = (path: string) => new URL(`http://0.0.0.0:${server.port}${path}`);
+        expect((await http.json("fetch-ca", at("/ok"), { method: "GET" })).text).toBe("{}");
+        await expect(http.request("fetch-ca", at("/big"), { method: "GET", maxBytes: 63 })).rejects.toMatchObject({ reason: "reply-malformed", message: `fetch-ca failed: the reply from 0.0.0.0:${server.port} is larger than 63 bytes` });
+        await expect(http.json("fetch-ca", at("/hang"), { method: "GET" })).rejects.toMatchObject({ reason: "unreachable", message: expect.stringMatching(/no reply within 0\.2 s/) });
+      });
+      // undici tunnels plain http through CONNECT too: the proxy sees the tunnels, the server the requests.
+      expect(new Set(proxy.connects)).toEqual(new Set([`0.0.0.0:${server.port}`]));
+      expect(server.paths).toEqual(["/ok", "/big", "/hang"]);
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  it("a distribution point is fetched through the proxy too", async () => {
+    const gateway = await makeCa("Proxied DP CA");
+    const dp = await serveTls(gateway, (_req, res) => res.end(CRL));
+    const proxy = await startForwardProxy();
+    try {
+      const crl = await withProxyEnv({ HTTPS_PROXY: proxy.url }, () => fetchCrlFromDistributionPoints([`https://0.0.0.0:${dp.port}/crl`], client({ tls: { ca: [gateway.pem] } })));
+      expect([Buffer.from(crl), proxy.connects]).toEqual([CRL, [`0.0.0.0:${dp.port}`]]);
+    } finally {
+      await proxy.close();
+    }
   });
 });
 
