@@ -5,7 +5,7 @@
  */
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Step } from "../errors.js";
-import type { HttpReply } from "./http.js";
+import type { HttpReply } from "./reply.js";
 
 /** A retry that is about to happen, for progress output and `--json`. */
 export interface RetryInfo {
