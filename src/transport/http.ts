@@ -100,7 +100,7 @@ export class HttpClient {
   /**
    * One request at `step`, its reply's body as text, retried while the failure is temporary; non-2xx
    * replies are returned, and so are redirects (never followed). A request that is not idempotent
-   * (`once`: a signing request, which EJBCA honours a single time) is retried only when it cannot
+   * (`once`: a signing request, which a CA may honour a single time) is retried only when it cannot
    * have reached the server: connection refused or not established, DNS failure, or the gateway's
    * own 429/503 before any upstream.
    */

@@ -27,6 +27,7 @@ export function proxyNamedFor(url: URL, env: NodeJS.ProcessEnv = process.env): b
 class ProxySender implements Sender {
   constructor(private readonly agent: EnvHttpProxyAgent) {}
 
+  /** Sends one request through the proxy (or around it, for a NO_PROXY host); resolves when the headers have come. */
   async request(req: SendRequest): Promise<RawReply> {
     const { url, timeouts } = req;
     const options: Dispatcher.RequestOptions = {
@@ -43,6 +44,7 @@ class ProxySender implements Sender {
     return { statusCode: res.statusCode, headers: res.headers, body: res.body };
   }
 
+  /** Closes the kept connections (and tunnels) so the process can exit. */
   close(): Promise<void> {
     return this.agent.close();
   }

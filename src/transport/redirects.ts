@@ -8,10 +8,10 @@ import { BlockList, isIP } from "node:net";
 import { bareHost } from "./loopback.js";
 
 /** The most redirects one fetch follows. */
-export const MAX_REDIRECTS = 3;
+const MAX_REDIRECTS = 3;
 
 /** Where an address leads: this machine, the local link, a private network, or anywhere else. */
-export type AddressScope = "loopback" | "link-local" | "private" | "public";
+type AddressScope = "loopback" | "link-local" | "private" | "public";
 
 /** The ranges of each scope but "public" (IPv4-mapped IPv6 addresses match their IPv4 range). */
 const SCOPES: [Exclude<AddressScope, "public">, BlockList][] = (() => {

@@ -58,7 +58,7 @@ export function backoffWait(policy: RetryPolicy, attempt: number, retryAfterMs: 
 export type GiveUp = "last" | "deadline" | "not-repeatable";
 
 /** What the retry loop asks of its caller. */
-export interface RetryLoop<T> {
+interface RetryLoop<T> {
   step: Step;
   /** One attempt; a {@link Temporary} is worth another, anything else ends the loop as it is. */
   attempt(): Promise<T>;
