@@ -1,4 +1,4 @@
-import { createServer, request } from "node:http";
+import { createServer } from "node:http";
 import { connect, type AddressInfo, type Socket } from "node:net";
 
 /** A forward proxy on 127.0.0.1, as HTTP(S)_PROXY names one, that records what went through it. */
@@ -6,25 +6,24 @@ export interface ForwardProxy {
   url: string;
   /** The `host:port` of each CONNECT tunnel asked for (https through the proxy). */
   connects: string[];
-  /** `METHOD absolute-url` of each plain-http request forwarded. */
+  /** `METHOD absolute-url body` of each plain-http request sent to the proxy (refused with 502: what it would have seen). */
   forwarded: string[];
   close(): Promise<void>;
 }
 
-/** Starts a forward proxy: CONNECT tunnels for https, absolute-form requests forwarded for plain http. */
+/** Starts a forward proxy: CONNECT tunnels (undici tunnels plain http too); an absolute-form request is recorded and refused. */
 export async function startForwardProxy(): Promise<ForwardProxy> {
   const connects: string[] = [];
   const forwarded: string[] = [];
   // A tunnel's sockets leave the server's keeping: closed here, or close() would wait for the client's keep-alive.
   const tunnels = new Set<Socket>();
   const proxy = createServer((req, res) => {
-    forwarded.push(`${req.method} ${req.url}`);
-    const upstream = request(req.url ?? "", { method: req.method, headers: req.headers }, (up) => {
-      res.writeHead(up.statusCode ?? 502, up.headers);
-      up.pipe(res);
+    let body = "";
+    req.on("data", (d: Buffer) => (body += d.toString()));
+    req.on("end", () => {
+      forwarded.push(`${req.method} ${req.url} ${body}`);
+      res.writeHead(502).end();
     });
-    upstream.on("error", () => res.writeHead(502).end());
-    req.pipe(upstream);
   });
   proxy.on("connect", (req, client: Socket, head: Buffer) => {
     connects.push(req.url ?? "");
