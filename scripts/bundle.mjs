@@ -41,7 +41,7 @@ const { PARAMETERS, sectionMark, toComment, SECTION_PREFIX } = await import("../
 // The parts of the CLI few runs need, each a section compiled only when first imported: what the
 // CLI imports (dynamically, by these names) -> the module bundled in the section.
 const SECTIONS = {
-  undici: { "./undici-core.js": "./src/transport/undici-core.ts" }, // only through HTTP(S)_PROXY
+  undici: { undici: "undici" }, // only through HTTP(S)_PROXY (src/transport/proxy.ts imports undici's public entry)
   prompts: { "@inquirer/input": "@inquirer/input", "@inquirer/password": "@inquirer/password" }, // a technician at a terminal
   mqtt: { mqtt: "mqtt" }, // verify
   pkcs11: { "graphene-pk11": "graphene-pk11", "node-webcrypto-p11": "node-webcrypto-p11" }, // --key pkcs11: (pkcs11js, native, stays outside)

@@ -217,19 +217,25 @@ class AgentImpl implements Agent {
       fromDistributionPoints: async (cert) => {
         const { crlDistributionUrls, fetchCrlFromDistributionPoints } = await import("./transport/crl-distribution.js");
         const urls = crlDistributionUrls(cert);
-        return urls.length > 0 ? () => fetchCrlFromDistributionPoints(urls, STATUS_ONLINE_MS) : undefined;
+        // Through the HTTP client, bounded as the platform is asked: its proxy, trust anchors, 30 s, one retry.
+        return urls.length > 0 ? async () => fetchCrlFromDistributionPoints(urls, await this.statusHttp(), STATUS_ONLINE_MS) : undefined;
       },
       now: this.parts.clock(),
       name: this.parts.name,
     };
   }
 
+  /** An HTTP client as bounded as a condition must be (it must not hold up a boot): 30 s at most, one retry. */
+  private statusHttp(): Promise<HttpClient> {
+    const attempts = Math.min(this.settings.network?.attempts ?? DEFAULT_ATTEMPTS, STATUS_ATTEMPTS);
+    return this.parts.http({ deadline: Math.min(this.parts.deadline(), this.parts.createdAt + STATUS_ONLINE_MS), attempts });
+  }
+
   /** A way to ask the platform, with a bounded client, logging in (password or token, never a prompt) only when asked. */
   private asker(store: CredentialStore): StatusContext["ask"] {
     return async (question) => {
-      const network = this.settings.network ?? {};
       const who = await this.parts.who();
-      const http = await this.parts.http({ deadline: Math.min(this.parts.deadline(), this.parts.createdAt + STATUS_ONLINE_MS), attempts: Math.min(network.attempts ?? DEFAULT_ATTEMPTS, STATUS_ATTEMPTS) });
+      const http = await this.statusHttp();
       const storedCaPem = (await store.read()).parts.caPem;
       const client = await this.parts.client(http, storedCaPem);
       const { openSession } = await import("./flows/authenticate.js");

@@ -20,8 +20,8 @@ import type { HttpClient, HttpTimeouts, RetryInfo } from "./transport/http.js";
 
 /** The platform and how to reach it. */
 export interface PlatformSettings {
-  /** The gateway (dojot's Kong) or the EST server. */
-  url: URL | string;
+  /** The gateway (dojot's Kong) or the EST server; needed by every operation that asks the platform (a status that reads only the certificate's distribution points needs none, only `tls`). */
+  url?: URL | string;
   /** A protocol's name (canonical or alias) or plug-in; default `auto`. */
   protocol?: string | ProtocolPlugin;
   /** The CA that issues device certificates; default dojot's `IOTmidCA`. */

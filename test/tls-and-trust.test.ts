@@ -1,7 +1,5 @@
 import { existsSync } from "node:fs";
 import { writeFile } from "node:fs/promises";
-import { createServer, type Server } from "node:http";
-import { connect, type AddressInfo, type Socket } from "node:net";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { checkPlatformUrl } from "../src/cli/inputs.js";
@@ -10,6 +8,7 @@ import { startLab } from "../lab/src/server.js";
 import { runCli } from "./helpers/cli.js";
 import { enrollCli, listFiles } from "./helpers/enroll.js";
 import { startProxy, startTestLab, tempDir, type TestLab } from "./helpers/lab.js";
+import { startForwardProxy, type ForwardProxy } from "./helpers/proxy.js";
 import { issueLeaf, makeCa, type TestCa } from "./helpers/pki.js";
 
 let lab: TestLab;
@@ -76,41 +75,17 @@ describe("HTTPS to the platform is verified", () => {
 });
 
 describe("HTTPS_PROXY, HTTP_PROXY and NO_PROXY are honoured, and this machine is never reached through a proxy", () => {
-  let proxy: Server;
+  let proxy: ForwardProxy;
   let connects: string[];
   let forwarded: string[];
   beforeAll(async () => {
-    connects = [];
-    forwarded = [];
-    proxy = createServer((req, res) => {
-      // A plain-http request through the proxy: record what it would have seen, refuse it.
-      let body = "";
-      req.on("data", (d: Buffer) => (body += d.toString()));
-      req.on("end", () => {
-        forwarded.push(`${req.method} ${req.url} ${body}`);
-        res.writeHead(502).end();
-      });
-    });
-    proxy.on("connect", (req, client: Socket, head: Buffer) => {
-      connects.push(req.url ?? "");
-      const [host, port] = (req.url ?? "").split(":");
-      const upstream = connect(Number(port), host, () => {
-        client.write("HTTP/1.1 200 Connection Established\r\n\r\n");
-        upstream.write(head);
-        upstream.pipe(client).pipe(upstream);
-      });
-      upstream.on("error", () => client.destroy());
-      client.on("error", () => upstream.destroy());
-    });
-    await new Promise<void>((resolve) => proxy.listen(0, "127.0.0.1", resolve));
+    proxy = await startForwardProxy();
+    ({ connects, forwarded } = proxy);
   });
-  afterAll(async () => {
-    proxy.closeAllConnections();
-    await new Promise((resolve) => proxy.close(resolve));
-  });
+  afterAll(async () => proxy.close());
 
   it("goes through the proxy, and around it for a NO_PROXY host", async () => {
-    const proxyUrl = `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`;
+    const proxyUrl = proxy.url;
     const platform = `https://0.0.0.0:${https.port}`;
     await lab.addDevice("proxied");
     connects.length = 0;
@@ -126,7 +101,7 @@ describe("HTTPS_PROXY, HTTP_PROXY and NO_PROXY are honoured, and this machine is
   });
 
   it("a loopback platform is reached directly whatever the proxy variables say: the password never goes to the proxy", async () => {
-    const proxyUrl = `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`;
+    const proxyUrl = proxy.url;
     connects.length = 0;
     forwarded.length = 0;
     await lab.addDevice("loop-1");

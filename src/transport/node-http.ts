@@ -1,13 +1,15 @@
 /**
- * The platform client's direct path on Node's own `http`/`https`, whose HTTP parser is native.
+ * HttpClient's direct path, on Node's own `http`/`https`, whose HTTP parser is native.
  * undici parses HTTP in WebAssembly: V8 compiles that module on every run, and a process cannot
  * exit until the optimising compile of its parser finishes (about 140 ms and 35 MB per run on
  * Node 20, 80 ms on Node 24; see the README's performance section). undici stays for the path
- * through an HTTP(S)_PROXY, which Node's clients do not take from the environment on Node 20.
+ * through an HTTP(S)_PROXY (proxy.ts), which Node's clients do not take from the environment on Node 20.
  */
-import type { Agent as HttpAgent, IncomingHttpHeaders, IncomingMessage } from "node:http";
-import type { SecureContextOptions } from "node:tls";
+import type { Agent as HttpAgent, ClientRequest } from "node:http";
+import type { Socket } from "node:net";
+import type { ConnectionOptions } from "node:tls";
 import { bareHost } from "./loopback.js";
+import { TIMEOUT_CODES, type RawReply, type SendRequest, type Sender } from "./sender.js";
 
 // Not imported: on Node 22+ an ESM import of node:http builds its module namespace, whose
 // WebSocket export loads Node's own undici (and its WebAssembly parser) on every run.
@@ -16,25 +18,6 @@ const https = (): typeof import("node:https") => process.getBuiltinModule("node:
 
 /** How long a kept-alive connection may stay idle (undici's default). */
 const IDLE_MS = 4_000;
-
-/** The error codes of the client's own timeouts: undici's names, so both paths classify alike. */
-export const TIMEOUT_CODES = { connect: "UND_ERR_CONNECT_TIMEOUT", headers: "UND_ERR_HEADERS_TIMEOUT", body: "UND_ERR_BODY_TIMEOUT" } as const;
-
-export interface NodeRequest {
-  url: URL;
-  method: string;
-  headers: Record<string, string>;
-  body?: string;
-  signal: AbortSignal;
-  timeouts: { connect: number; headers: number; body: number };
-}
-
-/** A reply whose body is still to be read: what undici's `request()` resolves with. */
-export interface NodeReply {
-  statusCode: number;
-  headers: IncomingHttpHeaders;
-  body: IncomingMessage;
-}
 
 /**
  * A TLS failure met while writing the request comes as "write EPROTO" with OpenSSL's text; the
@@ -47,22 +30,22 @@ function withTlsCode(err: NodeJS.ErrnoException): NodeJS.ErrnoException {
   return err;
 }
 
-/** Keep-alive connections to the platform over http and over https (with the given TLS settings). */
-export class NodeHttpClient {
+/** Keep-alive connections to the server over http and over https (with the given TLS settings). */
+export class NodeHttpClient implements Sender {
   private agents: { "http:"?: HttpAgent; "https:"?: HttpAgent } = {};
 
-  constructor(private readonly tls: () => SecureContextOptions & { cert?: string; key?: string }) {}
+  constructor(private readonly tls: () => ConnectionOptions) {}
 
-  request(req: NodeRequest): Promise<NodeReply> {
+  /** Sends one request; resolves when the reply's headers have come. */
+  request(req: SendRequest): Promise<RawReply> {
     const secure = req.url.protocol === "https:";
     const lib = secure ? https() : http();
     // An idle connection is dropped after 4 s, or sooner if the server's Keep-Alive says so (as undici
     // does): reused after the server closed it, a signing request would fail as "may have been sent".
     const agent = (this.agents[secure ? "https:" : "http:"] ??= new lib.Agent({ keepAlive: true, timeout: IDLE_MS, ...(secure ? this.tls() : {}) }));
-    const { url, timeouts } = req;
-    return new Promise<NodeReply>((resolve, reject) => {
-      let timer: NodeJS.Timeout | undefined;
-      const fail = (code: string, message: string) => request.destroy(Object.assign(new Error(message), { code }));
+    const { url } = req;
+    return new Promise<RawReply>((resolve, reject) => {
+      const timer = new Timer();
       const request = lib.request(
         {
           agent,
@@ -75,30 +58,19 @@ export class NodeHttpClient {
           signal: req.signal,
         },
         (res) => {
-          clearTimeout(timer);
+          timer.clear();
           // The body's limit is on silence between chunks, as undici's bodyTimeout is.
           const socket = res.socket;
           const silent = () => res.destroy(Object.assign(new Error("Body Timeout Error"), { code: TIMEOUT_CODES.body }));
-          socket.setTimeout(timeouts.body, silent);
+          socket.setTimeout(req.timeouts.body, silent);
           // The agent's idle limit takes over again once the socket is back in its pool.
           res.once("close", () => socket.removeListener("timeout", silent));
           resolve({ statusCode: res.statusCode ?? 0, headers: res.headers, body: res });
         },
       );
-      const waitForHeaders = () => {
-        timer = setTimeout(() => fail(TIMEOUT_CODES.headers, "Headers Timeout Error"), timeouts.headers);
-      };
-      request.once("socket", (socket) => {
-        const connecting = (socket as { connecting?: boolean }).connecting;
-        if (!connecting) return waitForHeaders();
-        timer = setTimeout(() => fail(TIMEOUT_CODES.connect, `Connect Timeout Error (attempted address: ${url.host}, timeout: ${timeouts.connect}ms)`), timeouts.connect);
-        socket.once(secure ? "secureConnect" : "connect", () => {
-          clearTimeout(timer);
-          waitForHeaders();
-        });
-      });
+      request.once("socket", (socket) => watchConnect(request, socket, req, timer));
       request.once("error", (err) => {
-        clearTimeout(timer);
+        timer.clear();
         reject(withTlsCode(err));
       });
       request.end(req.body);
@@ -106,7 +78,30 @@ export class NodeHttpClient {
   }
 
   /** Closes the kept connections so the process can exit. */
-  close(): void {
+  async close(): Promise<void> {
     for (const agent of Object.values(this.agents)) agent.destroy();
   }
+}
+
+/** The one pending timer of a request: connect, then headers. */
+class Timer {
+  private timer: NodeJS.Timeout | undefined;
+
+  set(ms: number, then: () => void): void {
+    this.clear();
+    this.timer = setTimeout(then, ms);
+  }
+
+  clear(): void {
+    clearTimeout(this.timer);
+  }
+}
+
+/** Times the connection (on a new socket), then the wait for the reply's headers, failing the request with undici's codes. */
+function watchConnect(request: ClientRequest, socket: Socket, req: SendRequest, timer: Timer): void {
+  const fail = (code: string, message: string) => request.destroy(Object.assign(new Error(message), { code }));
+  const waitForHeaders = () => timer.set(req.timeouts.headers, () => fail(TIMEOUT_CODES.headers, "Headers Timeout Error"));
+  if (!(socket as { connecting?: boolean }).connecting) return waitForHeaders();
+  timer.set(req.timeouts.connect, () => fail(TIMEOUT_CODES.connect, `Connect Timeout Error (attempted address: ${req.url.host}, timeout: ${req.timeouts.connect}ms)`));
+  socket.once(req.url.protocol === "https:" ? "secureConnect" : "connect", waitForHeaders);
 }

@@ -38,7 +38,7 @@ export function commonCells(route: keyof typeof STEP): Cell[] {
     { route, kind: "429", code: 75, message: new RegExp(`${step} failed: .*answered HTTP 429: API rate limit exceeded \\(3 attempts\\)`) },
     { route, kind: "500", code: EXIT[route], message: new RegExp(`${step} failed: .*HTTP 500: Problem connecting to database`) },
     { route, kind: "garbage", code: EXIT[route], message: new RegExp(`${step} failed: the platform's reply \\(HTTP 200\\) is not what the API promises: .*got \\d+ bytes that are not text`) },
-    { route, kind: "oversized", code: EXIT[route], message: new RegExp(`${step} failed: the platform's reply is larger than 1048576 bytes`) },
+    { route, kind: "oversized", code: EXIT[route], message: new RegExp(`${step} failed: the reply from 127\\.0\\.0\\.1:\\d+ is larger than 1048576 bytes`) },
   ];
   // A fault that happens once is retried away: the run succeeds and says it retried. Except that a
   // signing request that may have reached the platform is never repeated (EJBCA signs once).

@@ -96,10 +96,12 @@ async function runCheck(command: Command, state: CliState): Promise<number> {
     trust: { pin: flags.caFingerprint },
     key: keySettings(flags, source),
     renewal: { renewBefore, revocation: flags.revocation, crlRefreshMs },
-    // What asking the platform needs is found only when it is asked: what fails then leaves revocation unknown.
+    // What asking the platform (or a distribution point, which needs only the TLS settings) needs is
+    // found only when it is asked: what fails then leaves revocation unknown. A condition never prompts.
     platform: async () => {
       interrupt.listen();
-      return { url: await resolvePlatformUrl(flags), protocol: plugin, caName: flags.caName, tls: await platformTls(flags) };
+      const url = flags.platform === undefined ? undefined : await resolvePlatformUrl(flags);
+      return { url, protocol: plugin, caName: flags.caName, tls: await platformTls(flags) };
     },
     login: () => checkLogin(flags, extras, source, plugin.lacks?.login !== undefined),
     network: networkSettings(flags, startedAt, interrupt.signal, []),
