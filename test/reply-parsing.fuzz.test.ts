@@ -9,7 +9,8 @@ import { toPem } from "../src/keys/key-types.js";
 import { noRoute, whichApi } from "../src/protocols/dojot-auto/client.js";
 import { parseAuthReply, parseCaReply, parseSignReply } from "../src/protocols/ejbca-rest/client.js";
 import { generationOf, parseX509CaReply, parseX509CertificateReply } from "../src/protocols/x509-identity-mgmt/client.js";
-import { platformSays, type HttpReply } from "../src/transport/http.js";
+import { platformSays } from "../src/protocols/dojot/says.js";
+import { bodySummary, type HttpReply } from "../src/transport/http.js";
 import { makeCa } from "./helpers/pki.js";
 
 /** A real certificate, so that generated replies also hold well-formed ones, with right and wrong fingerprints. */
@@ -78,6 +79,7 @@ describe("reply parsing holds against generated replies: no crash, no unhandled 
     fc.assert(
       fc.property(reply, reply, (r, other) => {
         expect(typeof platformSays(r)).toBe("string");
+        expect(typeof bodySummary(r)).toBe("string");
         outcome(() => parseAuthReply(r, "admin"));
         outcome(() => parseCertificate(parseCaReply(r, "IOTmidCA").der, "the CA", "fetch-ca", "reply-malformed"));
         outcome(() => parseCertificate(parseSignReply(r, "dev").der, "the certificate", "validate", "cert-invalid"));

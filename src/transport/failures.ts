@@ -4,7 +4,7 @@
  * knows the server only by its address; a protocol rewords what it knows better.
  */
 import { CertRetrieverError, describeCause, errnoOf, type Reason, type Step } from "../errors.js";
-import { platformSays, replyFacts } from "./reply.js";
+import { bodySummary, replyFacts } from "./reply.js";
 import { Temporary, type GiveUp } from "./retry.js";
 import { TIMEOUT_CODES, type HttpTimeouts } from "./sender.js";
 
@@ -69,7 +69,7 @@ export function networkFailure(err: unknown, timeouts: HttpTimeouts): Temporary 
 /** The error that ends a request's attempts; `peer` names the server in it ("the platform"). */
 export function temporaryError(step: Step, url: URL, err: Temporary, attempts: number, why: GiveUp, peer: string): CertRetrieverError {
   const tries = attempts === 1 ? "" : ` (${attempts} attempts)`;
-  const what = err.reply ? `${peer} at ${url.origin} answered HTTP ${err.reply.status}: ${platformSays(err.reply)}` : `${peer} at ${url.origin} could not be reached: ${err.message}`;
+  const what = err.reply ? `${peer} at ${url.origin} answered HTTP ${err.reply.status}: ${bodySummary(err.reply)}` : `${peer} at ${url.origin} could not be reached: ${err.message}`;
   const note = why === "not-repeatable" ? `; the request may have reached ${peer}, so it is not repeated` : "";
   const cut = why === "deadline" ? "; the deadline leaves no time to try again" : "";
   const reason: Reason = note ? "maybe-sent" : cut || err.message === "the deadline passed" ? "deadline" : err.reply ? "overloaded" : "unreachable";

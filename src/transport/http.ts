@@ -17,7 +17,7 @@ import type { HttpTimeouts, RawReply, Sender } from "./sender.js";
 import { probeTlsAlert } from "./tls-probe.js";
 import { tlsOptionsOf, type TlsSettings } from "./trust-anchors.js";
 
-export { jsonObject, platformSays, replyFacts, type HttpReply } from "./reply.js";
+export { bodySummary, jsonObject, oneLine, replyFacts, type HttpReply } from "./reply.js";
 export { parseRetryAfter, type RetryInfo, type RetryPolicy } from "./retry.js";
 export type { HttpTimeouts } from "./sender.js";
 export type { TlsSettings } from "./trust-anchors.js";

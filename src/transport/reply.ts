@@ -1,6 +1,6 @@
 /**
- * A reply as the protocols read it, and what a server said in it, in a few words fit for a message:
- * whatever the shape of its error body, with anything shaped like a token redacted.
+ * A reply as the protocols read it, and what a server said in it, in a few words fit for a message,
+ * with anything shaped like a token redacted. The transport knows no platform's error shapes.
  */
 /** A reply: status, content type and the body as text (bounded: see `RequestInit.maxBytes`). */
 export interface HttpReply {
@@ -28,22 +28,18 @@ export function jsonObject(reply: HttpReply): Record<string, unknown> | undefine
 }
 
 /**
- * What the platform said, in a few words, whatever the shape of its error body: dojot's
- * `{message}`/`{status, message}`, Kong's `{message}`, x509-identity-mgmt's `{error, detail}`,
- * an HTML page, or nothing.
+ * A reply's body in a few words, whatever the server: a JSON object's `message` or `error` (the
+ * usual place of an API's own words), an HTML page's title, plain text, or what it is when it is
+ * none of those. What one platform's error bodies mean is its protocol's to say.
  */
-export function platformSays(reply: HttpReply): string {
+export function bodySummary(reply: HttpReply): string {
   const obj = jsonObject(reply);
   if (obj) {
-    const schema = schemaErrorText(obj);
     for (const key of ["message", "error"] as const) {
       const value = obj[key];
-      if (typeof value === "string" && value.trim()) {
-        const detail = typeof obj.detail === "string" ? `: ${obj.detail}` : schema ? `: ${schema}` : "";
-        return oneLine(value + detail);
-      }
+      if (typeof value === "string" && value.trim()) return oneLine(value);
     }
-    return oneLine(schema ? `Input data schema validation failure: ${schema}` : reply.text);
+    return oneLine(reply.text);
   }
   if (/^\s*</.test(reply.text) || reply.contentType.includes("html")) {
     const title = /<title>([^<]*)<\/title>/i.exec(reply.text)?.[1]?.trim();
@@ -53,23 +49,9 @@ export function platformSays(reply: HttpReply): string {
   return printable(reply.text) ? oneLine(reply.text) : `${reply.text.length} bytes that are not text`;
 }
 
-/** The plain facts of a reply, for an error: its status and what the platform said. */
+/** The plain facts of a reply, for an error: its status and what the server said. */
 export function replyFacts(reply: HttpReply): { status: number; platformMessage: string } {
-  return { status: reply.status, platformMessage: platformSays(reply) };
-}
-
-/**
- * The first schema error of x509-identity-mgmt, in either generation's shape: v0.5
- * `{"schema$id", schemaErrors: [...]}`, v0.7+ `{error, detail: {schemaId, schemaErrors: [...]}}`.
- */
-function schemaErrorText(obj: Record<string, unknown>): string | undefined {
-  const detail = obj.detail && typeof obj.detail === "object" ? (obj.detail as Record<string, unknown>) : undefined;
-  const errors = Array.isArray(obj.schemaErrors) ? obj.schemaErrors : Array.isArray(detail?.schemaErrors) ? detail.schemaErrors : undefined;
-  const first = errors?.[0] as Record<string, unknown> | undefined;
-  if (!first || typeof first !== "object") return undefined;
-  const where = [first.instancePath, first.dataPath].find((p) => typeof p === "string" && p) as string | undefined;
-  const what = typeof first.message === "string" ? first.message : JSON.stringify(first);
-  return `${where ? `${where} ` : ""}${what}${errors!.length > 1 ? ` (and ${errors!.length - 1} more)` : ""}`;
+  return { status: reply.status, platformMessage: bodySummary(reply) };
 }
 
 function printable(text: string): boolean {
@@ -95,7 +77,8 @@ function redactTokens(text: string): string {
   return text.replace(TOKEN_RUN, (run) => (holdsToken(run) ? "<token>" : run));
 }
 
-function oneLine(text: string): string {
+/** Text from a reply on one line of at most 300 characters, anything shaped like a JWT redacted. */
+export function oneLine(text: string): string {
   const flat = redactTokens(text).replace(/\s+/g, " ").trim();
   return flat.length > 300 ? `${flat.slice(0, 297)}...` : flat;
 }

@@ -1,5 +1,6 @@
 import { CertRetrieverError } from "../../errors.js";
-import { jsonObject, platformSays, replyFacts, type HttpReply } from "../../transport/http.js";
+import { jsonObject, type HttpReply } from "../../transport/http.js";
+import { platformSays, replyFacts } from "../dojot/says.js";
 import type { EjbcaRestClient } from "../ejbca-rest/client.js";
 import { parseCaReply } from "../ejbca-rest/client.js";
 import type { FetchedCa, LoginCapability, ProtocolClient, Session, TrustCapability } from "../types.js";

@@ -4,7 +4,8 @@
  * plug-in: each dojot plug-in makes its own, so that its errors carry its name.
  */
 import { CertRetrieverError, type Reason, type Step } from "../../errors.js";
-import { jsonObject, platformSays, replyFacts, type HttpReply } from "../../transport/http.js";
+import { jsonObject, type HttpReply } from "../../transport/http.js";
+import { platformSays, replyFacts } from "./says.js";
 import type { Session } from "../types.js";
 import { JWT_FORM, sessionFromJwt } from "./session.js";
 

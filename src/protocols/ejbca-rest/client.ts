@@ -1,6 +1,7 @@
 import { CertRetrieverError, type Reason } from "../../errors.js";
 import { decodeBase64 } from "../../keys/base64.js";
-import { jsonObject, platformSays, type HttpClient, type HttpReply } from "../../transport/http.js";
+import { jsonObject, type HttpClient, type HttpReply } from "../../transport/http.js";
+import { platformSays } from "../dojot/says.js";
 import { dojotLogin, gatewayUrl } from "../dojot/login.js";
 import { DojotReplies } from "../dojot/replies.js";
 import { bearer } from "../dojot/session.js";

@@ -12,7 +12,7 @@ import { toPem } from "../../keys/key-types.js";
 import { decodeCsrAttrs, type CsrAttr } from "../../keys/pkcs7.js";
 import type { CryptoProvider } from "../../keys/provider.js";
 import * as x509 from "../../keys/x509.js";
-import { parseRetryAfter, platformSays, type HttpClient, type HttpReply } from "../../transport/http.js";
+import { bodySummary, parseRetryAfter, type HttpClient, type HttpReply } from "../../transport/http.js";
 import type {
   CsrRequest,
   EnrollCapability,
@@ -137,7 +137,7 @@ export class EstClient implements ProtocolClient {
       return { notes: [`the EST server's CSR attributes could not be read (${describeCause(err)}); the CSR is made without them`] };
     }
     if (reply.status === 204 || reply.status === 404) return undefined;
-    if (reply.status !== 200) return { notes: [`the EST server answered /csrattrs with HTTP ${reply.status} (${platformSays(reply)}); the CSR is made without its attributes`] };
+    if (reply.status !== 200) return { notes: [`the EST server answered /csrattrs with HTTP ${reply.status} (${bodySummary(reply)}); the CSR is made without its attributes`] };
     const der = decodeBase64(reply.text.replace(/\s/g, ""));
     let attrs: CsrAttr[] | undefined;
     try {
@@ -145,7 +145,7 @@ export class EstClient implements ProtocolClient {
     } catch {
       attrs = undefined;
     }
-    return attrs ? readCsrAttrs(attrs) : { notes: [`the EST server's CSR attributes (${platformSays(reply)}) are not a base64 CsrAttrs; the CSR is made without them`] };
+    return attrs ? readCsrAttrs(attrs) : { notes: [`the EST server's CSR attributes (${bodySummary(reply)}) are not a base64 CsrAttrs; the CSR is made without them`] };
   }
 
   /**

@@ -3,7 +3,7 @@ import { CertRetrieverError, describeCause, type Reason, type Step } from "../..
 import { decodeBase64 } from "../../keys/base64.js";
 import { certsFromPkcs7 } from "../../keys/pkcs7.js";
 import * as x509 from "../../keys/x509.js";
-import { platformSays, replyFacts, type HttpReply } from "../../transport/http.js";
+import { bodySummary, replyFacts, type HttpReply } from "../../transport/http.js";
 import { EST } from "./name.js";
 
 /** The certificates of a 200 reply: a base64 certs-only PKCS#7 (§4.1.3; RFC 8951: base64 whatever the headers say). */
@@ -23,7 +23,7 @@ export function pkcs7Reply(step: Step, reply: HttpReply, what: string): Uint8Arr
 
 /** The error for a refused enrollment request. */
 export function enrollError(reply: HttpReply, renewing: boolean, username: string, withCert: boolean): CertRetrieverError {
-  const says = platformSays(reply);
+  const says = bodySummary(reply);
   const facts = { ...estFacts(reply), renewing };
   if (reply.status === 401 || reply.status === 403) {
     const what = renewing
@@ -40,13 +40,13 @@ export function enrollError(reply: HttpReply, renewing: boolean, username: strin
 /** The error for a non-2xx reply: a 4xx from the EST server is `reason`; what is not EST at all says so. */
 export function estError(step: Step, reply: HttpReply, doing: string, reason: Reason = "platform-error"): CertRetrieverError {
   if (reply.status === 404 || reply.status === 405 || reply.status === 501) {
-    return new CertRetrieverError(`${step} failed: ${doing}: HTTP ${reply.status} (${platformSays(reply)}); is ${reply.request ?? "the URL"} an EST server's (…/.well-known/est[/<label>])?`, {
+    return new CertRetrieverError(`${step} failed: ${doing}: HTTP ${reply.status} (${bodySummary(reply)}); is ${reply.request ?? "the URL"} an EST server's (…/.well-known/est[/<label>])?`, {
       step,
       reason: "not-a-dojot-platform",
       facts: estFacts(reply),
     });
   }
-  return new CertRetrieverError(`${step} failed: ${doing}: HTTP ${reply.status}: ${platformSays(reply)}`, { step, reason: reply.status >= 500 ? "platform-error" : reason, facts: estFacts(reply) });
+  return new CertRetrieverError(`${step} failed: ${doing}: HTTP ${reply.status}: ${bodySummary(reply)}`, { step, reason: reply.status >= 500 ? "platform-error" : reason, facts: estFacts(reply) });
 }
 
 /** A reply that is not what RFC 7030 promises. */

@@ -1,7 +1,8 @@
 import { sha256ColonHex } from "../../keys/fingerprint.js";
 import { CertRetrieverError, usageError, type Reason, type Step } from "../../errors.js";
 import { toPem } from "../../keys/key-types.js";
-import { jsonObject, platformSays, type HttpClient, type HttpReply } from "../../transport/http.js";
+import { jsonObject, type HttpClient, type HttpReply } from "../../transport/http.js";
+import { platformSays } from "../dojot/says.js";
 import { dojotLogin, gatewayUrl } from "../dojot/login.js";
 import { DojotReplies } from "../dojot/replies.js";
 import { bearer } from "../dojot/session.js";
