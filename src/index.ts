@@ -1,6 +1,9 @@
 /**
  * cert-retriever as a library: `createAgent(settings)` and the types of all it takes and gives.
- * It never prints and never exits; the CLI in `cli/` does, and maps reasons to exit codes.
+ * It never prints and never exits; the CLI in `cli/` does, and maps reasons to exit codes. The
+ * library imports nothing of the CLI: a program that wants the CLI's numbers imports them from
+ * "cert-retriever/exit-codes" (ExitCode, EXIT_CODE_MEANINGS) and "cert-retriever/exit-rules"
+ * (EXIT_RULES, exitCodeOf, exitCodesOf).
  */
 export { createAgent, enroll, type Agent } from "./agent.js";
 export {
@@ -25,9 +28,6 @@ export type { SubjectAltNames } from "./flows/build-csr.js";
 export type { StageReport } from "./broker/broker.js";
 export { PROFILES, MQTT_VERSIONS, type ProfileName, type MqttVersion } from "./broker/profiles.js";
 export { CertRetrieverError, REASONS, type Reason, type Facts, type Step, type SettingNamer } from "./errors.js";
-/** The CLI's exit codes and its mapping of reasons to them, for callers that want the same numbers. */
-export { ExitCode, EXIT_CODE_MEANINGS } from "./cli/exit-codes.js";
-export { EXIT_RULES, exitCodeOf, exitCodesOf } from "./cli/exit-rules.js";
 /** The protocols, their plug-ins and the capabilities a client offers. */
 export { PROTOCOLS, DEFAULT_PROTOCOL, findProtocol, protocolNames } from "./protocols/registry.js";
 export type * from "./protocols/types.js";

@@ -15,7 +15,22 @@ describe("the agent's package carries no lab (the lab is the workspace package l
     expect(files.filter((f) => /(^|\/)lab(\/|\.|-)|cert-retriever-lab|fault-kinds/.test(f))).toEqual([]);
     const pkg = JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")) as Record<string, Record<string, string>>;
     expect(Object.keys(pkg.bin!)).toEqual(["cert-retriever"]);
-    expect(Object.keys(pkg.exports!)).toEqual([".", "./package.json"]);
+    expect(Object.keys(pkg.exports!)).toEqual([".", "./exit-codes", "./exit-rules", "./package.json"]);
     expect(Object.keys({ ...pkg.dependencies, ...pkg.optionalDependencies })).not.toContain("cert-retriever-lab");
+  });
+});
+
+describe("the library's entry imports nothing of the CLI; the CLI's numbers are subpath exports", () => {
+  it("'cert-retriever' has no exit code; 'cert-retriever/exit-codes' and 'cert-retriever/exit-rules' give the CLI's numbers", () => {
+    // The built package, resolved by its own name (its exports map), as a program that installed it would.
+    const script = `
+      const lib = await import("cert-retriever");
+      const { ExitCode, EXIT_CODE_MEANINGS } = await import("cert-retriever/exit-codes");
+      const { exitCodeOf } = await import("cert-retriever/exit-rules");
+      const err = new lib.CertRetrieverError("x", { step: "authenticate", reason: "auth-refused" });
+      console.log(JSON.stringify({ lib: ["ExitCode", "EXIT_RULES", "exitCodeOf"].filter((k) => k in lib), ok: ExitCode.OK, meanings: EXIT_CODE_MEANINGS.length > 0, auth: exitCodeOf(err) === ExitCode.AUTH }));`;
+    const run = spawnSync(process.execPath, ["--input-type=module", "-e", script], { cwd: ROOT, encoding: "utf8" });
+    expect(run.status, run.stderr).toBe(0);
+    expect(JSON.parse(run.stdout)).toEqual({ lib: [], ok: 0, meanings: true, auth: true });
   });
 });
