@@ -90,6 +90,7 @@ const code = {};
 for (const [name, result] of Object.entries(builds)) {
   const source = result.outputFiles.find((f) => f.path.endsWith(".js")).text;
   // Line comments end at a carriage return too: none may be in the code (esbuild escapes them in strings).
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: a carriage return or other control character is what it refuses
   if (/[^\x09\x0a\x20-\x7e]/.test(source)) throw new Error(`the ${name} section is not printable ASCII without carriage returns`);
   code[name] = `${sectionMark(name)}${toComment(`(function (${PARAMETERS.join(", ")}) {${source}\n})`)}`;
 }

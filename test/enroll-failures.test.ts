@@ -229,6 +229,7 @@ describe("what the platform says reaches the terminal made safe", () => {
       const run = await enrollCli(proxy.url, { password }, "echo-1", join(await tempDir(), "certs"));
       expect(run.code).toBe(10);
       expect(run.stderr).toMatch(/AuthorizationError for password <redacted> \?\[2J\?\]0;pwned\?done/);
+      // biome-ignore lint/suspicious/noControlCharactersInRegex: no control character may reach the terminal
       expect(run.stderr).not.toMatch(/[\u0000-\u0008\u000b-\u001f\u007f]/);
     } finally {
       await proxy.close();
@@ -244,6 +245,7 @@ describe("what the platform says reaches the terminal made safe", () => {
       await lab.addDevice("esc-ca");
       const run = await enrollCli(proxy.url, lab, "esc-ca", join(await tempDir(), "certs"));
       expect(run.stderr).toMatch(/fetch-ca: CA CN=IOTmidCA\?\[31m\?\]2\\;owned\?, SHA-256/);
+      // biome-ignore lint/suspicious/noControlCharactersInRegex: no control character may reach the terminal
       expect(run.stderr).not.toMatch(/[\u0000-\u0008\u000b-\u001f\u007f]/);
       expect(run.code).toBe(14);
     } finally {

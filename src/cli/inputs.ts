@@ -17,6 +17,7 @@ export function checkDeviceId(id: string | undefined): string {
  * fit a file name: the limit is in bytes (UTF-8), as file systems count, not in characters.
  */
 export function checkFileName(name: string, what: string, hint?: string): string {
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: a name with a control character is what it refuses
   if (name === "." || name === ".." || /[/\\]/.test(name) || /[\u0000-\u001f\u007f]/.test(name) || Buffer.byteLength(name, "utf8") > 200 || !name) {
     throw usage(
       `${what} ${JSON.stringify(name)} is not usable: it must be 1 to 200 bytes (UTF-8), without '/', '\\' or control characters, and not '.' or '..'`,

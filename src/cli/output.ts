@@ -25,7 +25,7 @@ export function heldSecret(read: () => Promise<string>): () => Promise<string> {
  * from), no bidirectional overrides, and no secret this run holds.
  */
 export function safeText(text: string): string {
-  // eslint-disable-next-line no-control-regex
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what it neutralises
   return redactSecrets(text).replace(/[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/g, "?");
 }
 

@@ -55,7 +55,7 @@ export function replyFacts(reply: HttpReply): { status: number; platformMessage:
 }
 
 function printable(text: string): boolean {
-  // eslint-disable-next-line no-control-regex
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what it looks for
   return !/[\u0000-\u0008\u000e-\u001f\ufffd]/.test(text);
 }
 

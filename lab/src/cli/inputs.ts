@@ -22,7 +22,7 @@ export function usage(message: string, hint?: string, cause?: unknown): LabCliEr
 
 /** A line for the operator, on stderr, with control characters made visible (a subject or a path could carry them). */
 export function say(line: string): void {
-  // eslint-disable-next-line no-control-regex
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what it neutralises
   process.stderr.write(`${line.replace(/[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/g, "?")}\n`);
 }
 
@@ -53,6 +53,7 @@ export function parseCount(value: string, flag: string, min: number, max: number
 
 /** A device id the agent can store under (it becomes a file name there). */
 export function checkDeviceId(id: string): string {
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: an id with a control character is what it refuses
   if (id === "." || id === ".." || /[/\\]/.test(id) || /[\u0000-\u001f\u007f]/.test(id) || Buffer.byteLength(id, "utf8") > 200 || !id) {
     throw usage(`the device id ${JSON.stringify(id)} is not usable: it must be 1 to 200 bytes (UTF-8), without '/', '\\' or control characters, and not '.' or '..'`);
   }
