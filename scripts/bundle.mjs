@@ -30,9 +30,15 @@ const common = {
 const requireExternals = {
   name: "require-externals",
   setup(b) {
-    const external = (p) => p.startsWith("node:") || builtinModules.includes(p) || p.startsWith("@napi-rs/keyring") || NATIVE.includes(p);
-    b.onResolve({ filter: /.*/ }, (a) => (a.kind === "dynamic-import" && external(a.path) ? { path: a.path, namespace: "require-external" } : undefined));
-    b.onLoad({ filter: /.*/, namespace: "require-external" }, (a) => ({ contents: `module.exports = require(${JSON.stringify(a.path)});`, loader: "js" }));
+    const external = (p) =>
+      p.startsWith("node:") || builtinModules.includes(p) || p.startsWith("@napi-rs/keyring") || NATIVE.includes(p);
+    b.onResolve({ filter: /.*/ }, (a) =>
+      a.kind === "dynamic-import" && external(a.path) ? { path: a.path, namespace: "require-external" } : undefined,
+    );
+    b.onLoad({ filter: /.*/, namespace: "require-external" }, (a) => ({
+      contents: `module.exports = require(${JSON.stringify(a.path)});`,
+      loader: "js",
+    }));
   },
 };
 
@@ -80,8 +86,13 @@ const builds = {
   cli: await bundled({ entryPoints: [path("src/cli/bundle-entry.ts")], plugins: [requireExternals, toSections] }),
 };
 for (const [name, modules] of Object.entries(SECTIONS)) {
-  const contents = `module.exports = { ${Object.entries(modules).map(([as, target]) => `${JSON.stringify(as)}: require(${JSON.stringify(target)})`).join(", ")} };`;
-  builds[name] = await bundled({ stdin: { contents, resolveDir: path("."), loader: "js" }, plugins: [requireExternals] });
+  const contents = `module.exports = { ${Object.entries(modules)
+    .map(([as, target]) => `${JSON.stringify(as)}: require(${JSON.stringify(target)})`)
+    .join(", ")} };`;
+  builds[name] = await bundled({
+    stdin: { contents, resolveDir: path("."), loader: "js" },
+    plugins: [requireExternals],
+  });
 }
 
 // The file's tail: each section's mark and code in a comment; the table says where each is, from the end.
@@ -91,7 +102,8 @@ for (const [name, result] of Object.entries(builds)) {
   const source = result.outputFiles.find((f) => f.path.endsWith(".js")).text;
   // Line comments end at a carriage return too: none may be in the code (esbuild escapes them in strings).
   // biome-ignore lint/suspicious/noControlCharactersInRegex: a carriage return or other control character is what it refuses
-  if (/[^\x09\x0a\x20-\x7e]/.test(source)) throw new Error(`the ${name} section is not printable ASCII without carriage returns`);
+  if (/[^\x09\x0a\x20-\x7e]/.test(source))
+    throw new Error(`the ${name} section is not printable ASCII without carriage returns`);
   code[name] = `${sectionMark(name)}${toComment(`(function (${PARAMETERS.join(", ")}) {${source}\n})`)}`;
 }
 const sections = {};
@@ -117,13 +129,24 @@ const start = await build({
   banner: { js: "#!/usr/bin/env node" },
   legalComments: "none",
 });
-if (/^\s*import\b|import\.meta|^\s*export\b/m.test(start.outputFiles[0].text)) throw new Error("the single file's start must parse as CommonJS too");
+if (/^\s*import\b|import\.meta|^\s*export\b/m.test(start.outputFiles[0].text))
+  throw new Error("the single file's start must parse as CommonJS too");
 await writeFile(device, `${start.outputFiles[0].text}${tail}`);
-const legal = [...new Set(Object.values(builds).flatMap((r) => r.outputFiles.filter((f) => f.path.endsWith(".LEGAL.txt")).map((f) => f.text)))];
+const legal = [
+  ...new Set(
+    Object.values(builds).flatMap((r) => r.outputFiles.filter((f) => f.path.endsWith(".LEGAL.txt")).map((f) => f.text)),
+  ),
+];
 await writeFile(`${device}.LEGAL.txt`, legal.join("\n"));
 
 await chmod(device, 0o755);
 console.error(`built ${device}`);
-const carried = Object.values(builds).flatMap((r) => Object.values(r.metafile.outputs)).flatMap((o) => Object.entries(o.inputs).filter(([, i]) => i.bytesInOutput > 0).map(([f]) => f));
+const carried = Object.values(builds)
+  .flatMap((r) => Object.values(r.metafile.outputs))
+  .flatMap((o) =>
+    Object.entries(o.inputs)
+      .filter(([, i]) => i.bytesInOutput > 0)
+      .map(([f]) => f),
+  );
 const labInDevice = carried.filter((f) => f.startsWith("lab/") || f.includes("cert-retriever-lab"));
 if (labInDevice.length > 0) throw new Error(`the device build carries the lab: ${labInDevice.join(", ")}`);

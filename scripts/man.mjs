@@ -12,14 +12,35 @@ const { EXIT_CODE_MEANINGS } = await import(new URL("cli/exit-codes.js", dist).h
 
 /** Variables the program reads that belong to no option (those are found on the options). */
 const OTHER_VARIABLES = [
-  ["CERT_RETRIEVER_PASSWORD", "the platform user's password, when --password-stdin and --password-file (or CERT_RETRIEVER_PASSWORD_FILE) give none; it wins over the systemd credential and the settings file"],
-  ["CERT_RETRIEVER_ENTITY_PASSWORD", "enroll: the EJBCA end-entity password (default: dojot's 'dojot'); --entity-password-file wins over it"],
-  ["CERT_RETRIEVER_CACHE_DIR", "the single-file build: an absolute path to a directory that only this user (or root) can write, where V8's compiled code is kept between runs, which saves tens of milliseconds of each start after the first; made (0700) if missing, never its parents; without it nothing is cached"],
-  ["CERT_RETRIEVER_PKCS11_PIN", "the PIN of the token --key names, when its URI has no pin-source=; it wins over the systemd credential 'pin'"],
-  ["PKCS11_MODULE_PATH", "the PKCS#11 module, when neither the --key URI's module-path= nor --pkcs11-module gives one (OpenSSL's pkcs11 engine reads it too)"],
-  ["CREDENTIALS_DIRECTORY", "set by systemd (LoadCredential=): the credential 'password' is used as the password, 'token' as --token-file and 'pin' as the token's PIN, when no flag or variable gives them"],
+  [
+    "CERT_RETRIEVER_PASSWORD",
+    "the platform user's password, when --password-stdin and --password-file (or CERT_RETRIEVER_PASSWORD_FILE) give none; it wins over the systemd credential and the settings file",
+  ],
+  [
+    "CERT_RETRIEVER_ENTITY_PASSWORD",
+    "enroll: the EJBCA end-entity password (default: dojot's 'dojot'); --entity-password-file wins over it",
+  ],
+  [
+    "CERT_RETRIEVER_CACHE_DIR",
+    "the single-file build: an absolute path to a directory that only this user (or root) can write, where V8's compiled code is kept between runs, which saves tens of milliseconds of each start after the first; made (0700) if missing, never its parents; without it nothing is cached",
+  ],
+  [
+    "CERT_RETRIEVER_PKCS11_PIN",
+    "the PIN of the token --key names, when its URI has no pin-source=; it wins over the systemd credential 'pin'",
+  ],
+  [
+    "PKCS11_MODULE_PATH",
+    "the PKCS#11 module, when neither the --key URI's module-path= nor --pkcs11-module gives one (OpenSSL's pkcs11 engine reads it too)",
+  ],
+  [
+    "CREDENTIALS_DIRECTORY",
+    "set by systemd (LoadCredential=): the credential 'password' is used as the password, 'token' as --token-file and 'pin' as the token's PIN, when no flag or variable gives them",
+  ],
   ["NO_COLOR", "when set, the progress on a terminal has no colour"],
-  ["CERT_RETRIEVER_CERT_FILE", "set for the --exec command (not read): the new certificate's file; beside it CERT_RETRIEVER_KEY_FILE (or CERT_RETRIEVER_KEY_URI_FILE for a token key), CERT_RETRIEVER_CA_FILE, CERT_RETRIEVER_DEVICE_ID, CERT_RETRIEVER_FINGERPRINT, CERT_RETRIEVER_SERIAL, CERT_RETRIEVER_NOT_AFTER, CERT_RETRIEVER_PREVIOUS_FINGERPRINT (a renewal), CERT_RETRIEVER_STORE and CERT_RETRIEVER_STORE_LOCATION; the secrets this run holds are not passed on"],
+  [
+    "CERT_RETRIEVER_CERT_FILE",
+    "set for the --exec command (not read): the new certificate's file; beside it CERT_RETRIEVER_KEY_FILE (or CERT_RETRIEVER_KEY_URI_FILE for a token key), CERT_RETRIEVER_CA_FILE, CERT_RETRIEVER_DEVICE_ID, CERT_RETRIEVER_FINGERPRINT, CERT_RETRIEVER_SERIAL, CERT_RETRIEVER_NOT_AFTER, CERT_RETRIEVER_PREVIOUS_FINGERPRINT (a renewal), CERT_RETRIEVER_STORE and CERT_RETRIEVER_STORE_LOCATION; the secrets this run holds are not passed on",
+  ],
 ];
 
 /** The program as main() parses with, built without parsing anything. */
@@ -100,7 +121,12 @@ function prose(text) {
 function commandSection(node) {
   const { command } = node;
   const help = command.createHelp();
-  const lines = [`.SS "${esc([...node.path].join(" "))}"`, usageLine(node), ".PP", textLine(command.description() || command.summary())];
+  const lines = [
+    `.SS "${esc([...node.path].join(" "))}"`,
+    usageLine(node),
+    ".PP",
+    textLine(command.description() || command.summary()),
+  ];
   for (const argument of help.visibleArguments(command)) {
     lines.push(".TP", italic(argument.name()), textLine(help.argumentDescription(argument)));
   }
@@ -123,7 +149,12 @@ const page = [
   ".nh",
   ".ad l",
   ".SH NAME",
-  `cert\\-retriever \\- ${esc(program.description().replace(/^./, (c) => c.toLowerCase()).replace(/\.$/, ""))}`,
+  `cert\\-retriever \\- ${esc(
+    program
+      .description()
+      .replace(/^./, (c) => c.toLowerCase())
+      .replace(/\.$/, ""),
+  )}`,
   ".SH SYNOPSIS",
   ".nf",
   ...nodes.filter((n) => n.path.length === 0 || (n.commands.length === 0 && !n.implicitHelp)).map(usageLine),
@@ -132,7 +163,9 @@ const page = [
   ".SH DESCRIPTION",
   textLine(pkg.description),
   ".PP",
-  textLine("Each command is described under COMMANDS below, with its options; 'cert-retriever COMMAND --help' prints the same."),
+  textLine(
+    "Each command is described under COMMANDS below, with its options; 'cert-retriever COMMAND --help' prints the same.",
+  ),
   ".SH OPTIONS",
   ...root.options.flatMap((o) => [".TP", optionTerm(o), textLine(rootHelp.optionDescription(o.option))]),
   ".SH COMMANDS",
@@ -140,10 +173,14 @@ const page = [
   `${bold("-h")}, ${bold("--help")}.`,
   ...nodes.filter((n) => n.path.length > 0 && !(n.implicitHelp && n.path.length > 1)).flatMap(commandSection),
   ".SH ENVIRONMENT",
-  textLine("A flag wins over its variable, which wins over the settings file (--config; without it the user's file, then the system's, see FILES), which wins over the option's default."),
+  textLine(
+    "A flag wins over its variable, which wins over the settings file (--config; without it the user's file, then the system's, see FILES), which wins over the option's default.",
+  ),
   ...environment(),
   ".SH EXIT STATUS",
-  textLine("'cert-retriever check' has its own codes, for systemd's ExecCondition= (see check above). The other commands:"),
+  textLine(
+    "'cert-retriever check' has its own codes, for systemd's ExecCondition= (see check above). The other commands:",
+  ),
   ...EXIT_CODE_MEANINGS.flatMap(([code, meaning]) => [".TP", bold(String(code)), textLine(meaning)]),
   ".SH FILES",
   ...files(),
@@ -154,7 +191,9 @@ const page = [
   ".BR systemd.exec (5),",
   ".BR systemd\\-creds (1)",
   ".PP",
-  textLine("The package's README.md (in cert-retriever/ under the global node_modules) has the details: platforms, profiles, the lab, the security choices."),
+  textLine(
+    "The package's README.md (in cert-retriever/ under the global node_modules) has the details: platforms, profiles, the lab, the security choices.",
+  ),
 ];
 
 /** The CERT_RETRIEVER_* variables of the options, and the others the program reads. */
@@ -170,13 +209,24 @@ function environment() {
   // Every variable the help names must be documented here.
   const mentioned = new Set();
   for (const node of nodes) {
-    const text = [afterHelp(node.command), node.command.description(), ...node.options.map((o) => o.description)].join("\n");
+    const text = [afterHelp(node.command), node.command.description(), ...node.options.map((o) => o.description)].join(
+      "\n",
+    );
     for (const m of text.matchAll(/\b(CERT_RETRIEVER_[A-Z0-9_]+)/g)) mentioned.add(m[1]);
   }
   const missing = [...mentioned].filter((v) => !byVariable.has(v) && !OTHER_VARIABLES.some(([name]) => name === v));
-  if (missing.length > 0) throw new Error(`scripts/man.mjs: the help names ${missing.join(", ")}, which the man page does not describe: add to OTHER_VARIABLES`);
+  if (missing.length > 0)
+    throw new Error(
+      `scripts/man.mjs: the help names ${missing.join(", ")}, which the man page does not describe: add to OTHER_VARIABLES`,
+    );
   return [
-    ...[...byVariable].sort(([a], [b]) => a.localeCompare(b)).flatMap(([variable, { long, commands }]) => [".TP", bold(variable), `Sets ${bold(long)} when the flag is not given (${esc(commands.join(", "))}).`]),
+    ...[...byVariable]
+      .sort(([a], [b]) => a.localeCompare(b))
+      .flatMap(([variable, { long, commands }]) => [
+        ".TP",
+        bold(variable),
+        `Sets ${bold(long)} when the flag is not given (${esc(commands.join(", "))}).`,
+      ]),
     ...OTHER_VARIABLES.flatMap(([variable, text]) => [".TP", bold(variable), textLine(text)]),
   ];
 }
@@ -189,15 +239,38 @@ function files() {
   /** `term` and `text` are roff already. */
   const entry = (term, text) => [".TP", term, text];
   return [
-    ...entry(italic("$XDG_CONFIG_HOME/cert-retriever/config.json"), textLine("The user's settings file (JSON, the options' names in camelCase; ~/.config/cert-retriever/config.json when XDG_CONFIG_HOME is unset), read when it exists and --config names no other; it wins over the system's.")),
-    ...entry(italic("/etc/cert-retriever/config.json"), textLine("The system's settings file, read when it exists and --config names no other.")),
-    ...entry(italic("/etc/cert-retriever/cert-retriever.env"), textLine("Variables for the systemd unit the package ships (systemd/cert-retriever.service).")),
-    ...entry(`${out}/${italic("device-id")}.key`, `The device's private key, PKCS#8 PEM, mode 0600 (with ${bold("--store files")};\n${out} is ${bold("--out")}, by default ${esc(outDefault)}, mode 0700).`),
+    ...entry(
+      italic("$XDG_CONFIG_HOME/cert-retriever/config.json"),
+      textLine(
+        "The user's settings file (JSON, the options' names in camelCase; ~/.config/cert-retriever/config.json when XDG_CONFIG_HOME is unset), read when it exists and --config names no other; it wins over the system's.",
+      ),
+    ),
+    ...entry(
+      italic("/etc/cert-retriever/config.json"),
+      textLine("The system's settings file, read when it exists and --config names no other."),
+    ),
+    ...entry(
+      italic("/etc/cert-retriever/cert-retriever.env"),
+      textLine("Variables for the systemd unit the package ships (systemd/cert-retriever.service)."),
+    ),
+    ...entry(
+      `${out}/${italic("device-id")}.key`,
+      `The device's private key, PKCS#8 PEM, mode 0600 (with ${bold("--store files")};\n${out} is ${bold("--out")}, by default ${esc(outDefault)}, mode 0700).`,
+    ),
     ...entry(`${out}/${italic("device-id")}.crt`, "The device's certificate, PEM."),
-    ...entry(`${out}/${italic("ca-name")}.crt`, `The CA certificate, PEM (${bold("--ca-name")}, by default ${esc(caDefault)}).`),
-    ...entry(`${out}/.cert\\-retriever.lock`, "Keeps two runs apart; one left by a process that is gone is taken over."),
+    ...entry(
+      `${out}/${italic("ca-name")}.crt`,
+      `The CA certificate, PEM (${bold("--ca-name")}, by default ${esc(caDefault)}).`,
+    ),
+    ...entry(
+      `${out}/.cert\\-retriever.lock`,
+      "Keeps two runs apart; one left by a process that is gone is taken over.",
+    ),
     ...entry(italic("$CREDENTIALS_DIRECTORY/password"), "The platform password, as a systemd credential."),
-    ...entry(italic("$CREDENTIALS_DIRECTORY/token"), textLine("A token from 'cert-retriever login', as a systemd credential.")),
+    ...entry(
+      italic("$CREDENTIALS_DIRECTORY/token"),
+      textLine("A token from 'cert-retriever login', as a systemd credential."),
+    ),
   ];
 }
 

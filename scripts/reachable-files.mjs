@@ -18,4 +18,6 @@ while (todo.length) {
 }
 const files = [...seen].map((f) => relative(process.cwd(), f)).sort();
 console.log(files.join("\n"));
-console.log(`${files.length} files, ${files.reduce((n, f) => n + readFileSync(f, "utf8").split("\n").length, 0)} lines`);
+console.log(
+  `${files.length} files, ${files.reduce((n, f) => n + readFileSync(f, "utf8").split("\n").length, 0)} lines`,
+);

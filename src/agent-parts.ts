@@ -9,7 +9,16 @@ import { normalizeFingerprint } from "./keys/fingerprint.js";
 import { softwareCrypto, type CryptoProvider } from "./keys/provider.js";
 import { protocolNamed } from "./protocols/registry.js";
 import type { LoginSource, ProtocolClient, ProtocolPlugin } from "./protocols/types.js";
-import { DEFAULT_ATTEMPTS, DEFAULT_CA_NAME, DEFAULT_DEADLINE_MS, isCredentialStore, type AgentSettings, type Later, type LoginSettings, type PlatformSettings } from "./settings.js";
+import {
+  DEFAULT_ATTEMPTS,
+  DEFAULT_CA_NAME,
+  DEFAULT_DEADLINE_MS,
+  isCredentialStore,
+  type AgentSettings,
+  type Later,
+  type LoginSettings,
+  type PlatformSettings,
+} from "./settings.js";
 import type { CredentialStore } from "./store/types.js";
 import { HttpClient, type HttpSettings } from "./transport/http.js";
 
@@ -39,13 +48,33 @@ export class AgentParts {
   async store(): Promise<CredentialStore> {
     if (this.storeMade) return this.storeMade;
     const { store } = this.settings;
-    if (!store) throw new CertRetrieverError("no credential store was given", { step: "usage", reason: "usage", facts: { field: "store" } });
+    if (!store)
+      throw new CertRetrieverError("no credential store was given", {
+        step: "usage",
+        reason: "usage",
+        facts: { field: "store" },
+      });
     const platform = this.settings.platform;
-    const caName = (isCredentialStore(store) ? undefined : store.caName) ?? (typeof platform === "object" ? platform.caName : undefined) ?? DEFAULT_CA_NAME;
+    const caName =
+      (isCredentialStore(store) ? undefined : store.caName) ??
+      (typeof platform === "object" ? platform.caName : undefined) ??
+      DEFAULT_CA_NAME;
     const observer = this.settings.observer;
     if (isCredentialStore(store)) this.storeMade = store;
-    else if (store.kind === "keychain") this.storeMade = new (await import("./store/keychain-store.js")).KeychainStore(this.settings.device.id, caName, store.lockDir, { observer });
-    else this.storeMade = new (await import("./store/files-store.js")).FilesStore(store.dir, this.settings.device.id, caName, { observer });
+    else if (store.kind === "keychain")
+      this.storeMade = new (await import("./store/keychain-store.js")).KeychainStore(
+        this.settings.device.id,
+        caName,
+        store.lockDir,
+        { observer },
+      );
+    else
+      this.storeMade = new (await import("./store/files-store.js")).FilesStore(
+        store.dir,
+        this.settings.device.id,
+        caName,
+        { observer },
+      );
     return this.storeMade;
   }
 
@@ -70,7 +99,12 @@ export class AgentParts {
   /** The platform's URL; none given is a usage error. */
   async url(): Promise<URL> {
     const url = (await this.platform())?.url;
-    if (url === undefined) throw new CertRetrieverError("the platform URL is required", { step: "usage", reason: "usage", facts: { field: "platform" } });
+    if (url === undefined)
+      throw new CertRetrieverError("the platform URL is required", {
+        step: "usage",
+        reason: "usage",
+        facts: { field: "platform" },
+      });
     return typeof url === "string" ? new URL(url) : url;
   }
 
@@ -138,7 +172,16 @@ function loginOf(settings: LoginSettings | undefined): { login?: LoginSource; to
   const { username, password, retryLogin, token } = settings;
   const login: LoginSource | undefined =
     username !== undefined || password !== undefined
-      ? { username: username ?? "", password: password ?? (() => Promise.reject(new CertRetrieverError("no password given", { step: "authenticate", reason: "missing-credentials" }))), retryLogin }
+      ? {
+          username: username ?? "",
+          password:
+            password ??
+            (() =>
+              Promise.reject(
+                new CertRetrieverError("no password given", { step: "authenticate", reason: "missing-credentials" }),
+              )),
+          retryLogin,
+        }
       : undefined;
   return { login, token };
 }

@@ -28,7 +28,11 @@ export interface Agent {
   /** What `check` asks: is enrollment needed? `online`: the platform may be asked about revocation and its CA. */
   status(opts?: { online?: boolean }): Promise<StatusResult>;
   /** Registers a certificate the device already has (a checked chain, or PEM), bound to the device. */
-  register(req: { chain: CheckedChain | { pem: string; where?: string }; rootCaFingerprint?: string; onEvent?: (event: RegisterEvent) => void }): Promise<RegisterResult>;
+  register(req: {
+    chain: CheckedChain | { pem: string; where?: string };
+    rootCaFingerprint?: string;
+    onEvent?: (event: RegisterEvent) => void;
+  }): Promise<RegisterResult>;
   /** Connects to the broker with the stored identity and reports each stage. */
   verify(opts?: { broker?: BrokerSettings; onEvent?: (event: BrokerEvent) => void }): Promise<StageReport[]>;
   /** Logs in and returns the session (its token, tenant and expiry) and the user. */
@@ -75,7 +79,14 @@ class AgentImpl implements Agent {
     const { checkChain, registerExisting } = await import("./flows/register.js");
     const pin = req.rootCaFingerprint;
     const chain =
-      "leaf" in req.chain ? req.chain : await checkChain(req.chain.pem, req.chain.where ?? "the chain", { deviceId: this.settings.device.id, caFingerprint: pin, now: this.parts.clock(), crypto: this.parts.crypto });
+      "leaf" in req.chain
+        ? req.chain
+        : await checkChain(req.chain.pem, req.chain.where ?? "the chain", {
+            deviceId: this.settings.device.id,
+            caFingerprint: pin,
+            now: this.parts.clock(),
+            crypto: this.parts.crypto,
+          });
     const client = await this.parts.client(await this.parts.http());
     const base = { client, deviceId: this.settings.device.id, chain, caFingerprint: pin, ...(await this.parts.who()) };
     return registerExisting({ ...base, now: this.parts.clock, signal: this.settings.network?.signal }, req.onEvent);
@@ -88,7 +99,11 @@ class AgentImpl implements Agent {
 
   async login(): Promise<{ session: Session; username: string }> {
     const plugin = await this.parts.plugin();
-    if (plugin.lacks?.login) throw new CertRetrieverError(nameSettings(plugin.lacks.login.message, this.parts.name), { step: "usage", reason: "not-supported" });
+    if (plugin.lacks?.login)
+      throw new CertRetrieverError(nameSettings(plugin.lacks.login.message, this.parts.name), {
+        step: "usage",
+        reason: "not-supported",
+      });
     const { logIn, loginOf, NO_LOGIN } = await import("./flows/authenticate.js");
     const client = await this.parts.client(await this.parts.http());
     return logIn(loginOf(client), (await this.parts.who()).login ?? NO_LOGIN);
@@ -99,12 +114,23 @@ class AgentImpl implements Agent {
   }
 
   /** Checks the protocol's rules, opens the key store (a token's PIN is tried before any request) and runs `flow`. */
-  private async withEnrollContext<T>(onEvent: ((event: EnrollEvent) => void) | undefined, purpose: "enroll" | "renew", flow: (ctx: EnrollContext) => Promise<T>): Promise<T> {
+  private async withEnrollContext<T>(
+    onEvent: ((event: EnrollEvent) => void) | undefined,
+    purpose: "enroll" | "renew",
+    flow: (ctx: EnrollContext) => Promise<T>,
+  ): Promise<T> {
     const store = await this.parts.store();
     const [plugin, platform, who] = [await this.parts.plugin(), await this.parts.platform(), await this.parts.who()];
     const storedCaPem = (await store.read().catch(() => undefined))?.parts.caPem;
-    plugin.checkSettings?.({ purpose: "enroll", deviceId: this.settings.device.id, token: who.token !== undefined }, this.parts.name);
-    if (purpose === "enroll") plugin.checkTrust?.({ storedCaPem, pin: this.parts.pin(), platformCa: Boolean(platform?.tls?.ca?.length) }, this.parts.name);
+    plugin.checkSettings?.(
+      { purpose: "enroll", deviceId: this.settings.device.id, token: who.token !== undefined },
+      this.parts.name,
+    );
+    if (purpose === "enroll")
+      plugin.checkTrust?.(
+        { storedCaPem, pin: this.parts.pin(), platformCa: Boolean(platform?.tls?.ca?.length) },
+        this.parts.name,
+      );
     const emit = onEvent ?? (() => {});
     const keyStore = await this.enrollKeyStore(store, emit);
     try {
@@ -137,7 +163,13 @@ class AgentImpl implements Agent {
     return read?.parts.key?.trim();
   }
 
-  private enrollContext(store: CredentialStore, keyStore: KeyStore, client: ProtocolClient, http: HttpClient, emit: (event: EnrollEvent) => void): EnrollContext {
+  private enrollContext(
+    store: CredentialStore,
+    keyStore: KeyStore,
+    client: ProtocolClient,
+    http: HttpClient,
+    emit: (event: EnrollEvent) => void,
+  ): EnrollContext {
     const { settings } = this;
     return {
       device: { ...settings.device, sans: settings.device.sans ?? { dns: [], ip: [], uri: [] } },
@@ -165,17 +197,32 @@ class AgentImpl implements Agent {
     const revocation: EnrollContext["revocation"] =
       this.settings.renewal?.revocation === "off"
         ? undefined
-        : async (cert, ca) => (await import("./flows/revocation.js")).revocationOf(cert, ca, { crypto: this.parts.crypto, now: this.parts.clock(), cachePath: store.sidecars.crlCache, refreshMs: Infinity });
-    return { revocation, caReplaced: async (ca) => (await import("./flows/revocation.js")).caReplacedMark(store.sidecars.caReplacedMark, ca) };
+        : async (cert, ca) =>
+            (await import("./flows/revocation.js")).revocationOf(cert, ca, {
+              crypto: this.parts.crypto,
+              now: this.parts.clock(),
+              cachePath: store.sidecars.crlCache,
+              refreshMs: Infinity,
+            });
+    return {
+      revocation,
+      caReplaced: async (ca) =>
+        (await import("./flows/revocation.js")).caReplacedMark(store.sidecars.caReplacedMark, ca),
+    };
   }
 
   /** The broker check before the swap: new credentials that fail it are not stored. */
-  private async checkNewCredentials(pems: import("./store/types.js").CredentialPems, emit: (event: EnrollEvent) => void): Promise<unknown> {
+  private async checkNewCredentials(
+    pems: import("./store/types.js").CredentialPems,
+    emit: (event: EnrollEvent) => void,
+  ): Promise<unknown> {
     const { verifyCredentials, withWhat } = await import("./flows/verify.js");
     const id = this.settings.device.id;
-    return verifyCredentials(await this.verifyContext(undefined, emit), pems, `the new credentials of '${id}'`).catch((err: unknown) => {
-      throw withWhat(err, "with the new credentials, which were not stored: the previous ones stay in use");
-    });
+    return verifyCredentials(await this.verifyContext(undefined, emit), pems, `the new credentials of '${id}'`).catch(
+      (err: unknown) => {
+        throw withWhat(err, "with the new credentials, which were not stored: the previous ones stay in use");
+      },
+    );
   }
 
   /** What runs after new credentials are stored: the commands, then the function. */
@@ -185,15 +232,28 @@ class AgentImpl implements Agent {
     return async (result) => {
       if (hooks.exec || hooks.reloadUnit) {
         const { runChangeHooks } = await import("./flows/hooks.js");
-        await runChangeHooks(result, { ...hooks, timeoutMs: hooks.timeoutMs ?? DEFAULT_HOOK_TIMEOUT_MS }, this.parts.name, emit);
+        await runChangeHooks(
+          result,
+          { ...hooks, timeoutMs: hooks.timeoutMs ?? DEFAULT_HOOK_TIMEOUT_MS },
+          this.parts.name,
+          emit,
+        );
       }
       await hooks.afterChange?.(result);
     };
   }
 
-  private async verifyContext(broker: BrokerSettings | undefined, emit: ((event: BrokerEvent) => void) | undefined): Promise<VerifyContext> {
+  private async verifyContext(
+    broker: BrokerSettings | undefined,
+    emit: ((event: BrokerEvent) => void) | undefined,
+  ): Promise<VerifyContext> {
     const chosen = broker ?? (await resolve(this.settings.broker));
-    if (!chosen) throw new CertRetrieverError("verify failed: no broker to check", { step: "usage", reason: "usage", facts: { field: "broker" } });
+    if (!chosen)
+      throw new CertRetrieverError("verify failed: no broker to check", {
+        step: "usage",
+        reason: "usage",
+        facts: { field: "broker" },
+      });
     const key = isKeyStore(this.settings.key) ? {} : (this.settings.key ?? {});
     return { deviceId: this.settings.device.id, broker: chosen, key, emit: emit ?? (() => {}), name: this.parts.name };
   }
@@ -209,7 +269,8 @@ class AgentImpl implements Agent {
       store,
       crypto: this.parts.crypto,
       pin: settings.trust?.pin,
-      publicKeysOf: async (record) => (keys ? keys.publicKeysOf(record) : (await import("./keys/open.js")).publicKeysOf(keySettings, record)),
+      publicKeysOf: async (record) =>
+        keys ? keys.publicKeysOf(record) : (await import("./keys/open.js")).publicKeysOf(keySettings, record),
       renewBefore: settings.renewal?.renewBefore ?? { ms: 0 },
       revocation: mode,
       crlRefreshMs: settings.renewal?.crlRefreshMs ?? DEFAULT_CRL_REFRESH_MS,
@@ -218,7 +279,9 @@ class AgentImpl implements Agent {
         const { crlDistributionUrls, fetchCrlFromDistributionPoints } = await import("./transport/crl-distribution.js");
         const urls = crlDistributionUrls(cert);
         // Through the HTTP client, bounded as the platform is asked: its proxy, trust anchors, 30 s, one retry.
-        return urls.length > 0 ? async () => fetchCrlFromDistributionPoints(urls, await this.statusHttp(), STATUS_ONLINE_MS) : undefined;
+        return urls.length > 0
+          ? async () => fetchCrlFromDistributionPoints(urls, await this.statusHttp(), STATUS_ONLINE_MS)
+          : undefined;
       },
       now: this.parts.clock(),
       name: this.parts.name,
@@ -228,7 +291,10 @@ class AgentImpl implements Agent {
   /** An HTTP client as bounded as a condition must be (it must not hold up a boot): 30 s at most, one retry. */
   private statusHttp(): Promise<HttpClient> {
     const attempts = Math.min(this.settings.network?.attempts ?? DEFAULT_ATTEMPTS, STATUS_ATTEMPTS);
-    return this.parts.http({ deadline: Math.min(this.parts.deadline(), this.parts.createdAt + STATUS_ONLINE_MS), attempts });
+    return this.parts.http({
+      deadline: Math.min(this.parts.deadline(), this.parts.createdAt + STATUS_ONLINE_MS),
+      attempts,
+    });
   }
 
   /** A way to ask the platform, with a bounded client, logging in (password or token, never a prompt) only when asked. */
@@ -246,7 +312,10 @@ class AgentImpl implements Agent {
 }
 
 /** Enrolls once with a new agent (see {@link Agent.enroll}), and closes it. */
-export async function enroll(settings: AgentSettings, opts: Parameters<Agent["enroll"]>[0] = {}): Promise<EnrollResult> {
+export async function enroll(
+  settings: AgentSettings,
+  opts: Parameters<Agent["enroll"]>[0] = {},
+): Promise<EnrollResult> {
   const agent = createAgent(settings);
   try {
     return await agent.enroll(opts);

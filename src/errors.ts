@@ -59,15 +59,18 @@ export const REASONS = {
   "entity-password-refused": "EJBCA refused the end-entity password",
   "bind-refused": "the platform issued a certificate but would not bind it to the device",
   // Registering a certificate the device already has
-  "ca-not-trusted": "the platform does not trust the CA that issued the certificate (not a trusted CA of the tenant), or cannot tell which it is",
+  "ca-not-trusted":
+    "the platform does not trust the CA that issued the certificate (not a trusted CA of the tenant), or cannot tell which it is",
   "already-registered": "the platform holds this certificate already, for another device or tenant, or unbound",
   "registration-refused": "the platform refused to register the certificate (its chain, validity or kind)",
-  "not-supported": "the platform's API cannot do this (registering a certificate needs x509-identity-mgmt, dojot v0.7+; EJBCA-REST issues again only after the end entity was reset; one device cannot choose among an EST server's several CA chains)",
+  "not-supported":
+    "the platform's API cannot do this (registering a certificate needs x509-identity-mgmt, dojot v0.7+; EJBCA-REST issues again only after the end entity was reset; one device cannot choose among an EST server's several CA chains)",
   // Renewal
   "hook-failed": "the credentials were stored, but the command run after the change failed",
   // Validation
   "cert-invalid": "the certificate is not valid for this device: key, chain or names",
-  "cert-out-of-date": "the certificate is not valid now (expired, or not yet valid), and the device's clock is not known to be wrong",
+  "cert-out-of-date":
+    "the certificate is not valid now (expired, or not yet valid), and the device's clock is not known to be wrong",
   "san-dropped": "the certificate lacks a subject alternative name the profile needs (the platform dropped it)",
   "clock-skew": "this device's clock disagrees with the platform's, so a valid certificate looks invalid here",
   // Storage

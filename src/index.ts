@@ -20,7 +20,14 @@ export type { AgentEvent, BrokerEvent, HookEvent, NoteEvent, StepEvent, StepTimi
 export type { StatusResult, RevocationMode } from "./flows/status.js";
 export type { RenewWindow } from "./flows/inspect.js";
 export type { RevocationVerdict } from "./flows/revocation.js";
-export { checkChain, REGISTER_STEPS, type CheckedChain, type RegisterEvent, type RegisterResult, type RegisterStep } from "./flows/register.js";
+export {
+  checkChain,
+  REGISTER_STEPS,
+  type CheckedChain,
+  type RegisterEvent,
+  type RegisterResult,
+  type RegisterStep,
+} from "./flows/register.js";
 export type { BrokerSettings } from "./flows/verify.js";
 export type { ChangeHooks } from "./flows/hooks.js";
 export type { TokenSession } from "./flows/authenticate.js";
@@ -41,9 +48,23 @@ export type { KeySettings, PinSource } from "./keys/open.js";
 /** Where credentials are kept: files (crash-safe) or the OS keychain. */
 export { FilesStore, type CredentialPaths } from "./store/files-store.js";
 export { KeychainStore } from "./store/keychain-store.js";
-export type { CredentialPems, CredentialStore, OpenStore, Sidecars, StoredCredentials, WriteObserver, WritePoint } from "./store/types.js";
+export type {
+  CredentialPems,
+  CredentialStore,
+  OpenStore,
+  Sidecars,
+  StoredCredentials,
+  WriteObserver,
+  WritePoint,
+} from "./store/types.js";
 /** The HTTP client a program may pass in (`network.http`), and what it reports. */
-export { HttpClient, type HttpSettings, type HttpTimeouts, type RetryInfo, type TlsSettings } from "./transport/http.js";
+export {
+  HttpClient,
+  type HttpSettings,
+  type HttpTimeouts,
+  type RetryInfo,
+  type TlsSettings,
+} from "./transport/http.js";
 
 // Used by the lab package (lab/, a workspace of this repository, which imports the agent only
 // through this entry): what the lab shares with the agent rather than copies.

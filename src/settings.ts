@@ -61,7 +61,10 @@ export interface RenewalSettings {
 }
 
 /** Where credentials are kept; `caName` names the CA's file or entry (default: the platform's CA name). */
-export type StoreSettings = { kind: "files"; dir: string; caName?: string } | { kind: "keychain"; lockDir: string; caName?: string } | CredentialStore;
+export type StoreSettings =
+  | { kind: "files"; dir: string; caName?: string }
+  | { kind: "keychain"; lockDir: string; caName?: string }
+  | CredentialStore;
 
 /** Who logs in: the user and password (each read only when a request needs it), or a token `login` wrote. */
 export interface LoginSettings {

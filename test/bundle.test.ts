@@ -12,8 +12,17 @@ const BUNDLE = fileURLToPath(new URL("../dist/cert-retriever.mjs", import.meta.u
 const LAB_BUNDLE = fileURLToPath(new URL("../lab/dist/cert-retriever-lab.mjs", import.meta.url));
 
 /** Runs the single file copied alone into an empty directory: no node_modules anywhere above it. */
-async function runAlone(file: string, args: string[], input = "", env: Record<string, string> = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const child = spawn(process.execPath, [file, ...args], { cwd: join(file, ".."), env: { PATH: process.env.PATH ?? "", ...env }, stdio: ["pipe", "pipe", "pipe"] });
+async function runAlone(
+  file: string,
+  args: string[],
+  input = "",
+  env: Record<string, string> = {},
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const child = spawn(process.execPath, [file, ...args], {
+    cwd: join(file, ".."),
+    env: { PATH: process.env.PATH ?? "", ...env },
+    stdio: ["pipe", "pipe", "pipe"],
+  });
   let stdout = "";
   let stderr = "";
   child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
@@ -39,7 +48,24 @@ describe("the single-file build", () => {
     expect(version.code).toBe(0);
     expect(version.stdout.trim()).toMatch(/^\d+\.\d+\.\d+$/);
     const out = join(dir, "certs");
-    const run = await runAlone(file, ["enroll", "--platform", lab.url, "--device-id", "solo", "--username", "admin", "--password-stdin", "--key-type", "ec-p256", "--out", out], lab.password);
+    const run = await runAlone(
+      file,
+      [
+        "enroll",
+        "--platform",
+        lab.url,
+        "--device-id",
+        "solo",
+        "--username",
+        "admin",
+        "--password-stdin",
+        "--key-type",
+        "ec-p256",
+        "--out",
+        out,
+      ],
+      lab.password,
+    );
     expect(run.code, run.stderr).toBe(0);
     expect(await listFiles(out)).toEqual(["IOTmidCA.crt", "solo.crt", "solo.key"]);
     expect(openssl("verify", "-CAfile", join(out, "IOTmidCA.crt"), join(out, "solo.crt"))).toMatch(/: OK/);
@@ -50,8 +76,27 @@ describe("the single-file build", () => {
     const file = join(dir, "cert-retriever.mjs");
     await copyFile(BUNDLE, file);
     const key = "pkcs11:token=device?module-path=/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so";
-    const run = await runAlone(file, ["enroll", "--platform", lab.url, "--device-id", "solop11", "--username", "admin", "--password-stdin", "--out", join(dir, "certs"), "--key", key], lab.password);
-    expect(run.stderr).toMatch(/^cert-retriever: token failed: this installation has no PKCS#11 support \(node-webcrypto-p11 and pkcs11js\): Cannot find module 'pkcs11js'/m);
+    const run = await runAlone(
+      file,
+      [
+        "enroll",
+        "--platform",
+        lab.url,
+        "--device-id",
+        "solop11",
+        "--username",
+        "admin",
+        "--password-stdin",
+        "--out",
+        join(dir, "certs"),
+        "--key",
+        key,
+      ],
+      lab.password,
+    );
+    expect(run.stderr).toMatch(
+      /^cert-retriever: token failed: this installation has no PKCS#11 support \(node-webcrypto-p11 and pkcs11js\): Cannot find module 'pkcs11js'/m,
+    );
     expect(run.stderr).toMatch(/hint: .*npm install pkcs11js/);
     expect(run.stderr).not.toMatch(/authenticate/);
     expect(run.code).toBe(30);
@@ -65,11 +110,31 @@ describe("the single-file build", () => {
     await copyFile(BUNDLE, join(root, "lib", "cert-retriever"));
     await symlink(join(root, "lib", "cert-retriever"), join(root, "bin", "cert-retriever"));
     const linked = join(root, "bin", "cert-retriever");
-    const [help, reference] = await Promise.all([runAlone(linked, ["enroll", "--help"]), runAlone(BUNDLE, ["enroll", "--help"])]);
+    const [help, reference] = await Promise.all([
+      runAlone(linked, ["enroll", "--help"]),
+      runAlone(BUNDLE, ["enroll", "--help"]),
+    ]);
     expect(help.code, help.stderr).toBe(0);
     expect(help.stdout).toBe(reference.stdout);
     const out = join(root, "certs");
-    const run = await runAlone(linked, ["enroll", "--platform", lab.url, "--device-id", "installed", "--username", "admin", "--password-stdin", "--key-type", "ec-p256", "--out", out], lab.password);
+    const run = await runAlone(
+      linked,
+      [
+        "enroll",
+        "--platform",
+        lab.url,
+        "--device-id",
+        "installed",
+        "--username",
+        "admin",
+        "--password-stdin",
+        "--key-type",
+        "ec-p256",
+        "--out",
+        out,
+      ],
+      lab.password,
+    );
     expect(run.code, run.stderr).toBe(0);
     expect(openssl("verify", "-CAfile", join(out, "IOTmidCA.crt"), join(out, "installed.crt"))).toMatch(/: OK/);
   });
@@ -84,13 +149,18 @@ describe("the single-file build", () => {
     for (const file of [cut, altered]) {
       const help = await runAlone(file, ["--help"]);
       expect(help.code).toBe(1);
-      expect(help.stderr).toMatch(/^cert-retriever: .* is not a complete cert-retriever build: its cli code is missing or damaged; copy the file again\n$/);
+      expect(help.stderr).toMatch(
+        /^cert-retriever: .* is not a complete cert-retriever build: its cli code is missing or damaged; copy the file again\n$/,
+      );
       expect((await runAlone(file, ["check", "--device-id", "d1"])).code).toBe(255);
     }
   });
 
   it("answers like the source build (same help, same usage errors)", async () => {
-    const [fromBundle, fromSource] = await Promise.all([runAlone(BUNDLE, ["enroll", "--help"]), runCli(["enroll", "--help"])]);
+    const [fromBundle, fromSource] = await Promise.all([
+      runAlone(BUNDLE, ["enroll", "--help"]),
+      runCli(["enroll", "--help"]),
+    ]);
     expect(fromBundle.stdout).toBe(fromSource.stdout);
     const bad = await runAlone(BUNDLE, ["enroll", "--device-id", "../x", "--platform", lab.url]);
     expect([bad.code, bad.stderr]).toEqual([2, expect.stringMatching(/is not usable/)]);
@@ -101,7 +171,9 @@ describe("the device build carries no lab platform and no test fault hooks", () 
   it("`lab` says where the lab is (exit 2); a fault hook's variable does nothing; neither is in the file", async () => {
     const lab = await runAlone(BUNDLE, ["lab", "serve", "--dir", await tempDir()]);
     expect(lab.code).toBe(2);
-    expect(lab.stderr).toMatch(/^cert-retriever: the lab platform is its own package, cert-retriever-lab, .*npx cert-retriever-lab/m);
+    expect(lab.stderr).toMatch(
+      /^cert-retriever: the lab platform is its own package, cert-retriever-lab, .*npx cert-retriever-lab/m,
+    );
     const text = await readFile(BUNDLE, "utf8");
     expect(text).not.toContain("CERT_RETRIEVER_TEST_FAULT");
     expect(text).not.toContain("The lab platform speaks");
@@ -109,18 +181,23 @@ describe("the device build carries no lab platform and no test fault hooks", () 
     const dist = join(BUNDLE, "..");
     const files = (await readdir(dist, { recursive: true })).map(String).filter((f) => /\.(m?js|d\.ts)$/.test(f));
     expect(files.length).toBeGreaterThan(0);
-    for (const file of files) expect(await readFile(join(dist, file), "utf8"), file).not.toMatch(/CERT_RETRIEVER_TEST_FAULT|faultPoint/);
+    for (const file of files)
+      expect(await readFile(join(dist, file), "utf8"), file).not.toMatch(/CERT_RETRIEVER_TEST_FAULT|faultPoint/);
   });
 
   it("the lab's own single file, alone in a directory, serves the device's single file, alone in another", async () => {
     const labFile = join(await tempDir("cr-lab-solo-"), "cert-retriever-lab.mjs");
     await copyFile(LAB_BUNDLE, labFile);
     const labDir = join(labFile, "..", "state");
-    const child = spawn(process.execPath, [labFile, "serve", "--dir", labDir, "--listen", "127.0.0.1:0", "--cert-profile", "open", "--auto-register"], {
-      cwd: join(labFile, ".."),
-      env: { PATH: process.env.PATH ?? "", CERT_RETRIEVER_LAB_PASSWORD: "solo-lab-password" },
-      stdio: ["ignore", "pipe", "pipe"],
-    });
+    const child = spawn(
+      process.execPath,
+      [labFile, "serve", "--dir", labDir, "--listen", "127.0.0.1:0", "--cert-profile", "open", "--auto-register"],
+      {
+        cwd: join(labFile, ".."),
+        env: { PATH: process.env.PATH ?? "", CERT_RETRIEVER_LAB_PASSWORD: "solo-lab-password" },
+        stdio: ["ignore", "pipe", "pipe"],
+      },
+    );
     const timer = setTimeout(() => child.kill("SIGKILL"), 30_000);
     try {
       const url = await new Promise<string>((resolve, reject) => {
@@ -132,7 +209,25 @@ describe("the device build carries no lab platform and no test fault hooks", () 
       await copyFile(BUNDLE, device);
       const out = join(device, "..", "certs");
       // The fault variable would kill the full CLI after submitting the CSR; the device build has no such hook.
-      const run = await runAlone(device, ["enroll", "--platform", url, "--device-id", "solo-2", "--username", "admin", "--password-stdin", "--key-type", "ec-p256", "--out", out], "solo-lab-password", { CERT_RETRIEVER_TEST_FAULT: "kill:after-submit-csr" });
+      const run = await runAlone(
+        device,
+        [
+          "enroll",
+          "--platform",
+          url,
+          "--device-id",
+          "solo-2",
+          "--username",
+          "admin",
+          "--password-stdin",
+          "--key-type",
+          "ec-p256",
+          "--out",
+          out,
+        ],
+        "solo-lab-password",
+        { CERT_RETRIEVER_TEST_FAULT: "kill:after-submit-csr" },
+      );
       expect(run.code, run.stderr).toBe(0);
       expect(openssl("verify", "-CAfile", join(out, "IOTmidCA.crt"), join(out, "solo-2.crt"))).toMatch(/: OK/);
     } finally {
@@ -151,21 +246,58 @@ describe("the device build's code cache (CERT_RETRIEVER_CACHE_DIR)", () => {
   let n = 0;
   /** An enrollment by `file` (the single file by default) into a new directory, with `env`. */
   const enroll = async (cacheDir: string | undefined, env: Record<string, string> = {}, file = BUNDLE) =>
-    runAlone(file, ["enroll", "--platform", lab.url, "--device-id", `cache-${n++}`, "--username", "admin", "--password-stdin", "--key-type", "ec-p256", "--out", join(await tempDir(), "certs")], lab.password, {
-      ...(cacheDir === undefined ? {} : { CERT_RETRIEVER_CACHE_DIR: cacheDir }),
-      ...env,
-    });
+    runAlone(
+      file,
+      [
+        "enroll",
+        "--platform",
+        lab.url,
+        "--device-id",
+        `cache-${n++}`,
+        "--username",
+        "admin",
+        "--password-stdin",
+        "--key-type",
+        "ec-p256",
+        "--out",
+        join(await tempDir(), "certs"),
+      ],
+      lab.password,
+      {
+        ...(cacheDir === undefined ? {} : { CERT_RETRIEVER_CACHE_DIR: cacheDir }),
+        ...env,
+      },
+    );
   const cacheFiles = async (dir: string) => (await readdir(dir)).filter((f) => f.endsWith(".v8cache"));
 
   it("a failed run leaves no cache, and help has its own: the first complete enrollment makes enroll's", async () => {
     const dir = await tempDir();
-    const refused = await runAlone(BUNDLE, ["enroll", "--platform", lab.url, "--device-id", "cache-refused", "--username", "admin", "--password-stdin", "--out", join(await tempDir(), "certs")], "not-the-password", { CERT_RETRIEVER_CACHE_DIR: dir });
+    const refused = await runAlone(
+      BUNDLE,
+      [
+        "enroll",
+        "--platform",
+        lab.url,
+        "--device-id",
+        "cache-refused",
+        "--username",
+        "admin",
+        "--password-stdin",
+        "--out",
+        join(await tempDir(), "certs"),
+      ],
+      "not-the-password",
+      { CERT_RETRIEVER_CACHE_DIR: dir },
+    );
     expect(refused.code).toBe(10);
     expect(await cacheFiles(dir)).toEqual([]);
     expect((await runAlone(BUNDLE, ["enroll", "--help"], "", { CERT_RETRIEVER_CACHE_DIR: dir })).code).toBe(0);
     expect(await cacheFiles(dir)).toEqual([expect.stringMatching(/-help-cli\.v8cache$/)]);
     expect((await enroll(dir)).code).toBe(0);
-    expect((await cacheFiles(dir)).sort()).toEqual([expect.stringMatching(/-enroll-cli\.v8cache$/), expect.stringMatching(/-help-cli\.v8cache$/)]);
+    expect((await cacheFiles(dir)).sort()).toEqual([
+      expect.stringMatching(/-enroll-cli\.v8cache$/),
+      expect.stringMatching(/-help-cli\.v8cache$/),
+    ]);
   });
 
   it("the first run makes the chosen directory (0700) and leaves a cache (0600); the next run uses it as it is", async () => {
@@ -174,7 +306,13 @@ describe("the device build's code cache (CERT_RETRIEVER_CACHE_DIR)", () => {
     expect(first.code, first.stderr).toBe(0);
     expect((await stat(dir)).mode & 0o777).toBe(0o700);
     const files = await cacheFiles(dir);
-    expect(files).toEqual([expect.stringMatching(new RegExp(`^cert-retriever-[0-9a-f]{16}-${process.version.replace(/\./g, "\\.")}-${process.arch}-enroll-cli\\.v8cache$`))]);
+    expect(files).toEqual([
+      expect.stringMatching(
+        new RegExp(
+          `^cert-retriever-[0-9a-f]{16}-${process.version.replace(/\./g, "\\.")}-${process.arch}-enroll-cli\\.v8cache$`,
+        ),
+      ),
+    ]);
     const file = join(dir, files[0]!);
     expect((await stat(file)).mode & 0o777).toBe(0o600);
     const before = await stat(file);
@@ -191,7 +329,10 @@ describe("the device build's code cache (CERT_RETRIEVER_CACHE_DIR)", () => {
     const [name] = await cacheFiles(dir);
     const file = join(dir, name!);
     const valid = await readFile(file);
-    await writeFile(join(dir, `cert-retriever-0000000000000000-${process.version}-${process.arch}-enroll-cli.v8cache`), valid);
+    await writeFile(
+      join(dir, `cert-retriever-0000000000000000-${process.version}-${process.arch}-enroll-cli.v8cache`),
+      valid,
+    );
     const otherNode = name!.replace(process.version, "v99.0.0");
     await writeFile(join(dir, otherNode), valid);
     await writeFile(join(dir, "notes.txt"), "mine");

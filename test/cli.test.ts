@@ -7,7 +7,8 @@ describe("the command line", () => {
   it("--help documents every exit code at the top level, and each command's help only the codes it can return", async () => {
     const top = await runCli(["--help"]);
     expect(top.code).toBe(0);
-    for (const [code, meaning] of EXIT_CODE_MEANINGS) expect(top.stdout).toContain(`${String(code).padStart(3)}  ${meaning}`);
+    for (const [code, meaning] of EXIT_CODE_MEANINGS)
+      expect(top.stdout).toContain(`${String(code).padStart(3)}  ${meaning}`);
     for (const [command, codes] of Object.entries(COMMAND_EXIT_CODES)) {
       const run = await runCli([command, "--help"]);
       expect(run.code).toBe(0);
@@ -25,7 +26,8 @@ describe("the command line", () => {
   it("each command's --help shows only the options it uses, described as they work there", async () => {
     const help = async (command: string) => (await runCli([command, "--help"])).stdout;
     const verify = await help("verify");
-    for (const unused of ["--renew-before", "--uri-domain", "--ca-fingerprint", "--platform", "--key-type"]) expect(verify, unused).not.toMatch(new RegExp(`^ {2}${unused} `, "m"));
+    for (const unused of ["--renew-before", "--uri-domain", "--ca-fingerprint", "--platform", "--key-type"])
+      expect(verify, unused).not.toMatch(new RegExp(`^ {2}${unused} `, "m"));
     const login = await help("login");
     expect(login).not.toMatch(/^ {2}--api /m);
     expect(login).toMatch(/--token-file <file> +write the token here \(mode 0600\)/);
@@ -39,14 +41,17 @@ describe("the command line", () => {
     const exported = await help("export");
     expect(exported).toMatch(/--out <dir> +where the files are written/);
     expect(exported).not.toMatch(/^ {2}--store /m);
-    for (const command of ["enroll", "login", "check", "verify", "export"]) expect(await help(command), command).toMatch(/\n +cert-retriever [a-z]+ /); // an example
+    for (const command of ["enroll", "login", "check", "verify", "export"])
+      expect(await help(command), command).toMatch(/\n +cert-retriever [a-z]+ /); // an example
   });
 
   it("`lab` is not a command of the agent: exit 2, one sentence saying the lab is its own package and how to run it, hidden from --help", async () => {
     for (const args of [["lab", "serve", "--dir", "x"], ["lab"]]) {
       const run = await runCli(args, { bin: BIN });
       expect(run.code, args.join(" ")).toBe(2);
-      expect(run.stderr).toMatch(/^cert-retriever: the lab platform is its own package, cert-retriever-lab, .*npx cert-retriever-lab serve/m);
+      expect(run.stderr).toMatch(
+        /^cert-retriever: the lab platform is its own package, cert-retriever-lab, .*npx cert-retriever-lab serve/m,
+      );
     }
     expect((await runCli(["--help"])).stdout).not.toMatch(/^ {2}lab\b/m);
   });
@@ -81,7 +86,20 @@ describe("the CLI as a library call", () => {
     const dir = await tempDir();
     await writeFile(join(dir, "not-a-ca.pem"), "not a certificate");
     const before = [process.listenerCount("SIGINT"), process.listenerCount("SIGTERM")];
-    const code = await main(["enroll", "--platform", "http://127.0.0.1:1", "--device-id", "lib-1", "--username", "admin", "--password-stdin", "--out", join(dir, "c"), "--platform-ca", join(dir, "not-a-ca.pem")]);
+    const code = await main([
+      "enroll",
+      "--platform",
+      "http://127.0.0.1:1",
+      "--device-id",
+      "lib-1",
+      "--username",
+      "admin",
+      "--password-stdin",
+      "--out",
+      join(dir, "c"),
+      "--platform-ca",
+      join(dir, "not-a-ca.pem"),
+    ]);
     expect(code).toBe(3);
     expect([process.listenerCount("SIGINT"), process.listenerCount("SIGTERM")]).toEqual(before);
   });
@@ -92,12 +110,34 @@ describe("--debug", () => {
     const { tempDir, closedPort } = await import("./helpers/lab.js");
     const { join } = await import("node:path");
     const dir = await tempDir();
-    const idFile = await runCli(["--debug", "check", "--device-id-file", join(dir, "missing"), "--out", join(dir, "c")]);
+    const idFile = await runCli([
+      "--debug",
+      "check",
+      "--device-id-file",
+      join(dir, "missing"),
+      "--out",
+      join(dir, "c"),
+    ]);
     expect(idFile.stderr).toMatch(/cannot read --device-id-file/);
     expect(idFile.stderr).toMatch(/cause: Error: ENOENT/);
     const port = await closedPort();
     const config = join(dir, "cfg");
-    const missing = await runCli(["--debug", "enroll", "--config", config, "--platform", `http://127.0.0.1:${port}`, "--device-id", "d", "--username", "u", "--password-stdin"], { input: "x" });
+    const missing = await runCli(
+      [
+        "--debug",
+        "enroll",
+        "--config",
+        config,
+        "--platform",
+        `http://127.0.0.1:${port}`,
+        "--device-id",
+        "d",
+        "--username",
+        "u",
+        "--password-stdin",
+      ],
+      { input: "x" },
+    );
     expect(missing.stderr).toMatch(/cannot read the config file/);
     expect(missing.stderr).toMatch(/cause: Error: ENOENT/);
   });

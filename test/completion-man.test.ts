@@ -30,7 +30,9 @@ function commandsOf(help: string): string[] {
 function optionsOf(help: string): string[] {
   const section = /^Options:\n((?: {2}.*\n)+)/m.exec(help)?.[1] ?? "";
   // An option's line starts with two spaces and a dash; its description's next lines are indented further.
-  return [...section.matchAll(/^ {2}(-[\w-]+)(?:, (--[\w-]+))?/gm)].flatMap((m) => [m[1]!, m[2]].filter((f): f is string => f !== undefined));
+  return [...section.matchAll(/^ {2}(-[\w-]+)(?:, (--[\w-]+))?/gm)].flatMap((m) =>
+    [m[1]!, m[2]].filter((f): f is string => f !== undefined),
+  );
 }
 
 async function helpOf(...path: string[]): Promise<string> {
@@ -68,14 +70,20 @@ describe("completion bash, in a real bash", () => {
       COMP_WORDS=("$@"); COMP_CWORD=$(($# - 1)); COMP_LINE="$*"; COMP_POINT=\${#COMP_LINE}
       "$fn" cert-retriever "\${COMP_WORDS[COMP_CWORD]}" "\${COMP_WORDS[COMP_CWORD - 1]}" || exit 8
       printf '%s\\n' "\${COMPREPLY[@]}"`;
-    const run = spawnSync("bash", ["--norc", "--noprofile", "-c", driver, "bash", "cert-retriever", ...words], { encoding: "utf8", cwd: dir, env: { PATH: process.env.PATH, SCRIPT: script } });
+    const run = spawnSync("bash", ["--norc", "--noprofile", "-c", driver, "bash", "cert-retriever", ...words], {
+      encoding: "utf8",
+      cwd: dir,
+      env: { PATH: process.env.PATH, SCRIPT: script },
+    });
     expect(run.status, run.stderr).toBe(0);
     expect(run.stderr).toBe("");
     return run.stdout.split("\n").filter(Boolean).sort();
   }
 
   it("registers itself for cert-retriever", () => {
-    const run = spawnSync("bash", ["--norc", "--noprofile", "-c", `source "${script}" && complete -p cert-retriever`], { encoding: "utf8" });
+    const run = spawnSync("bash", ["--norc", "--noprofile", "-c", `source "${script}" && complete -p cert-retriever`], {
+      encoding: "utf8",
+    });
     expect(run.status, run.stderr).toBe(0);
     expect(run.stdout.trim()).toMatch(/^complete -F \S+ cert-retriever$/);
   });
@@ -143,9 +151,15 @@ describe("completion zsh and fish", () => {
       const dir = mkdtempSync(join(tmpdir(), "cr-fish-"));
       writeFileSync(join(dir, "cert-retriever.fish"), run.stdout);
       const fish = (line: string) => {
-        const r = spawnSync("fish", ["--no-config", "-c", `source ${dir}/cert-retriever.fish; complete -C '${line}'`], { encoding: "utf8" });
+        const r = spawnSync("fish", ["--no-config", "-c", `source ${dir}/cert-retriever.fish; complete -C '${line}'`], {
+          encoding: "utf8",
+        });
         expect(r.status, r.stderr).toBe(0);
-        return r.stdout.split("\n").filter(Boolean).map((l) => l.split("\t")[0]).sort();
+        return r.stdout
+          .split("\n")
+          .filter(Boolean)
+          .map((l) => l.split("\t")[0])
+          .sort();
       };
       expect(fish("cert-retriever enr")).toEqual(["enroll"]);
       expect(fish("cert-retriever enroll --sto")).toEqual(["--store", "--store-cert-in-token"]);
@@ -167,9 +181,16 @@ describe("completion zsh and fish", () => {
 describe.skipIf(!haveTool("strace"))("completion start-up", () => {
   it("loads no crypto, HTTP, prompt, MQTT or keychain module", () => {
     const log = join(mkdtempSync(join(tmpdir(), "cr-strace-")), "trace");
-    const run = spawnSync("strace", ["-f", "-qq", "-e", "trace=openat", "-o", log, process.execPath, SOURCE_BIN, "completion", "bash"], { encoding: "utf8" });
+    const run = spawnSync(
+      "strace",
+      ["-f", "-qq", "-e", "trace=openat", "-o", log, process.execPath, SOURCE_BIN, "completion", "bash"],
+      { encoding: "utf8" },
+    );
     expect(run.status, run.stderr).toBe(0);
-    const opened = readFileSync(log, "utf8").split("\n").map((l) => /openat\([^"]*"([^"]+)"/.exec(l)?.[1] ?? "").filter(Boolean);
+    const opened = readFileSync(log, "utf8")
+      .split("\n")
+      .map((l) => /openat\([^"]*"([^"]+)"/.exec(l)?.[1] ?? "")
+      .filter(Boolean);
     expect(opened.some((f) => f.includes("dist/cli/commands/completion.js"))).toBe(true); // the trace works
     const heavy = opened.filter((f) => HEAVY.test(f));
     expect(heavy).toEqual([]);
@@ -192,7 +213,18 @@ describe("the man page", () => {
   it("is built into dist/man with the sections a man page has", () => {
     expect(existsSync(MAN_PAGE)).toBe(true);
     const headings = [...page().matchAll(/^\.SH "?([^"\n]*)"?$/gm)].map((m) => m[1]);
-    expect(headings).toEqual(expect.arrayContaining(["NAME", "SYNOPSIS", "DESCRIPTION", "COMMANDS", "ENVIRONMENT", "EXIT STATUS", "FILES", "SEE ALSO"]));
+    expect(headings).toEqual(
+      expect.arrayContaining([
+        "NAME",
+        "SYNOPSIS",
+        "DESCRIPTION",
+        "COMMANDS",
+        "ENVIRONMENT",
+        "EXIT STATUS",
+        "FILES",
+        "SEE ALSO",
+      ]),
+    );
   });
 
   it("describes every command --help lists, and every option of enroll --help in enroll's section", async () => {
@@ -201,7 +233,8 @@ describe("the man page", () => {
     const enroll = section(text, '.SS "enroll"');
     const options = optionsOf(await helpOf("enroll"));
     expect(options).toContain("--store");
-    for (const option of options.filter((o) => o !== "-h" && o !== "--help")) expect(enroll).toContain(`\\fB${roff(option)}\\fR`);
+    for (const option of options.filter((o) => o !== "-h" && o !== "--help"))
+      expect(enroll).toContain(`\\fB${roff(option)}\\fR`);
     // -h, --help once, for every command.
     expect(section(text, ".SH COMMANDS")).toMatch(/\\fB\\-h\\fR, \\fB\\-\\-help\\fR/);
   });
@@ -209,7 +242,8 @@ describe("the man page", () => {
   it("lists the variables and exit codes that --help shows", async () => {
     const text = page();
     const environment = section(text, ".SH ENVIRONMENT");
-    for (const m of (await helpOf("enroll")).matchAll(/env:\s+(CERT_RETRIEVER_[A-Z0-9_]+)/g)) expect(environment).toContain(`\\fB${m[1]}\\fR`);
+    for (const m of (await helpOf("enroll")).matchAll(/env:\s+(CERT_RETRIEVER_[A-Z0-9_]+)/g))
+      expect(environment).toContain(`\\fB${m[1]}\\fR`);
     const exitStatus = section(text, ".SH EXIT STATUS");
     const codes = [...(await helpOf()).matchAll(/^\s+(\d+) {2}\S/gm)].map((m) => m[1]!);
     expect(codes).toContain("75");
@@ -219,14 +253,20 @@ describe("the man page", () => {
   it.skipIf(!haveTool("groff"))("renders without a warning", () => {
     const lint = spawnSync("groff", ["-man", "-Tutf8", "-ww", "-z", MAN_PAGE], { encoding: "utf8" });
     expect([lint.status, lint.stderr]).toEqual([0, ""]);
-    const shown = spawnSync("groff", ["-man", "-Tutf8", "-P-cbou", MAN_PAGE], { encoding: "utf8", env: { ...process.env, MANWIDTH: "80" } });
+    const shown = spawnSync("groff", ["-man", "-Tutf8", "-P-cbou", MAN_PAGE], {
+      encoding: "utf8",
+      env: { ...process.env, MANWIDTH: "80" },
+    });
     expect(shown.status, shown.stderr).toBe(0);
     expect(shown.stdout).toMatch(/^NAME\n\s+cert-retriever - /m);
     expect(shown.stdout).toMatch(/--store kind\n/);
   });
 
   it("is installed with the package: package.json's man, and in npm pack's files", () => {
-    const pkg = JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")) as { man: unknown; scripts: { build: string } };
+    const pkg = JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")) as {
+      man: unknown;
+      scripts: { build: string };
+    };
     // An array: npm 11 links only an array's entries into <prefix>/share/man/man1 on a global install.
     expect(pkg.man).toEqual(["./dist/man/cert-retriever.1"]);
     expect(pkg.scripts.build).toContain("scripts/man.mjs");

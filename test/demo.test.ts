@@ -49,7 +49,10 @@ function listening(url: string): Promise<boolean> {
  * Runs `bash scripts/demo.sh` with TMPDIR = `marker`, in its own process group, for at most 45 s
  * (then the group is killed). `during` is called with each chunk of stdout, to act on the run.
  */
-async function runDemo(marker: string, opts: { path?: string; during?: (stdout: string, child: ChildProcess) => void } = {}): Promise<DemoRun> {
+async function runDemo(
+  marker: string,
+  opts: { path?: string; during?: (stdout: string, child: ChildProcess) => void } = {},
+): Promise<DemoRun> {
   const env: Record<string, string> = {
     PATH: opts.path ?? process.env.PATH ?? "",
     HOME: process.env.HOME ?? "/root",
@@ -57,7 +60,12 @@ async function runDemo(marker: string, opts: { path?: string; during?: (stdout: 
     NO_COLOR: "1",
     CERT_RETRIEVER_DEMO_BUILD: "no", // the test command has just built; no rebuild under the other tests
   };
-  const child = spawn("bash", ["scripts/demo.sh"], { cwd: ROOT, env, stdio: ["ignore", "pipe", "pipe"], detached: true });
+  const child = spawn("bash", ["scripts/demo.sh"], {
+    cwd: ROOT,
+    env,
+    stdio: ["ignore", "pipe", "pipe"],
+    detached: true,
+  });
   let stdout = "";
   let stderr = "";
   child.stdout!.on("data", (d: Buffer) => {
@@ -73,7 +81,9 @@ async function runDemo(marker: string, opts: { path?: string; during?: (stdout: 
     }
   }, 45_000);
   // Its exit, not the pipes' close: a process left behind may hold them open.
-  const [code, signal] = await new Promise<[number | null, NodeJS.Signals | null]>((resolve) => child.once("exit", (c, s) => resolve([c, s])));
+  const [code, signal] = await new Promise<[number | null, NodeJS.Signals | null]>((resolve) =>
+    child.once("exit", (c, s) => resolve([c, s])),
+  );
   clearTimeout(timer);
   await new Promise((resolve) => setTimeout(resolve, 100)); // the last output
   child.stdout!.destroy();
@@ -135,19 +145,23 @@ describe("npm run demo (scripts/demo.sh)", () => {
   it.each([
     ["SIGTERM to the script (kill <pid>)", "SIGTERM", false, 143],
     ["SIGINT to its process group (Ctrl-C)", "SIGINT", true, 130],
-  ] as const)("stopped by %s once the lab serves, it stops the lab", async (_what, signal, group, expected) => {
-    const marker = await newMarker();
-    let sent = false;
-    const run = await runDemo(marker, {
-      during: (stdout, child) => {
-        if (sent || !stdout.includes("lab listening at")) return;
-        sent = true;
-        process.kill(group ? -child.pid! : child.pid!, signal);
-      },
-    });
-    expect(sent).toBe(true);
-    expect(run.stdout).not.toContain("demo done");
-    expect(run.code ?? run.signal).toBe(expected);
-    await expectNothingLeft(marker, run);
-  }, 60_000);
+  ] as const)(
+    "stopped by %s once the lab serves, it stops the lab",
+    async (_what, signal, group, expected) => {
+      const marker = await newMarker();
+      let sent = false;
+      const run = await runDemo(marker, {
+        during: (stdout, child) => {
+          if (sent || !stdout.includes("lab listening at")) return;
+          sent = true;
+          process.kill(group ? -child.pid! : child.pid!, signal);
+        },
+      });
+      expect(sent).toBe(true);
+      expect(run.stdout).not.toContain("demo done");
+      expect(run.code ?? run.signal).toBe(expected);
+      await expectNothingLeft(marker, run);
+    },
+    60_000,
+  );
 });

@@ -33,7 +33,16 @@ describe.skipIf(!hasOpenssl)("enroll against the lab platform (EJBCA-REST, CFREE
     const out = join(await tempDir(), "certs");
     const run = await enrollCli(lab.url, lab, "f60c28", out, ["--json", "--dns", "f60c28.local", "--ip", "10.1.2.3"]);
     expect(run.code, run.stderr).toBe(0);
-    for (const [i, step] of ["authenticate", "fetch-ca", "generate-key", "build-csr", "submit-csr", "validate", "bind", "store"].entries()) {
+    for (const [i, step] of [
+      "authenticate",
+      "fetch-ca",
+      "generate-key",
+      "build-csr",
+      "submit-csr",
+      "validate",
+      "bind",
+      "store",
+    ].entries()) {
       expect(run.stderr).toContain(`[${i + 1}/8] ${step}:`);
     }
     expect(await listFiles(out)).toEqual(["IOTmidCA.crt", "f60c28.crt", "f60c28.key"]);
@@ -41,16 +50,36 @@ describe.skipIf(!hasOpenssl)("enroll against the lab platform (EJBCA-REST, CFREE
     expect(await modeOf(join(out, "f60c28.key"))).toBe(0o600);
     expect(await modeOf(join(out, "f60c28.crt"))).toBe(0o644);
     expectOpensslAccepts(out, "f60c28");
-    expect(openssl("x509", "-in", join(out, "f60c28.crt"), "-noout", "-ext", "subjectAltName")).toMatch(/DNS:f60c28\.local, IP Address:10\.1\.2\.3/);
-    expect(openssl("x509", "-in", join(out, "IOTmidCA.crt"), "-noout", "-subject").trim()).toBe("subject=CN = IOTmidCA, O = EJBCA IOT, C = SE");
+    expect(openssl("x509", "-in", join(out, "f60c28.crt"), "-noout", "-ext", "subjectAltName")).toMatch(
+      /DNS:f60c28\.local, IP Address:10\.1\.2\.3/,
+    );
+    expect(openssl("x509", "-in", join(out, "IOTmidCA.crt"), "-noout", "-subject").trim()).toBe(
+      "subject=CN = IOTmidCA, O = EJBCA IOT, C = SE",
+    );
     expect(openssl("pkey", "-in", join(out, "f60c28.key"), "-noout", "-text")).toMatch(/Private-Key: \(2048 bit/);
 
     const result = JSON.parse(run.stdout);
-    const fingerprint = openssl("x509", "-in", join(out, "f60c28.crt"), "-noout", "-fingerprint", "-sha256").trim().split("=")[1];
+    const fingerprint = openssl("x509", "-in", join(out, "f60c28.crt"), "-noout", "-fingerprint", "-sha256")
+      .trim()
+      .split("=")[1];
     const serial = openssl("x509", "-in", join(out, "f60c28.crt"), "-noout", "-serial").trim().split("=")[1];
-    expect(result).toMatchObject({ status: "enrolled", deviceId: "f60c28", tenant: "admin", sha256Fingerprint: fingerprint });
+    expect(result).toMatchObject({
+      status: "enrolled",
+      deviceId: "f60c28",
+      tenant: "admin",
+      sha256Fingerprint: fingerprint,
+    });
     expect(result.serialNumber.toUpperCase()).toBe(serial);
-    expect(result.steps.map((s: { step: string }) => s.step)).toEqual(["authenticate", "fetch-ca", "generate-key", "build-csr", "submit-csr", "validate", "bind", "store"]);
+    expect(result.steps.map((s: { step: string }) => s.step)).toEqual([
+      "authenticate",
+      "fetch-ca",
+      "generate-key",
+      "build-csr",
+      "submit-csr",
+      "validate",
+      "bind",
+      "store",
+    ]);
     // CFREE's 730 days, capped at the end of the lab's 650-day IOTmidCA as EJBCA caps it.
     expect(new Date(result.notAfter).getTime()).toBe(lab.ca.cert.notAfter.getTime());
   });
@@ -69,7 +98,9 @@ describe.skipIf(!hasOpenssl)("enroll against the lab platform (EJBCA-REST, CFREE
     await lab.addDevice("shared-2");
     const check = await runCli(["check", "--device-id", "shared-2", "--out", out]);
     expect(check.code).toBe(0);
-    expect(check.stderr).toMatch(/enrollment needed: no credentials for 'shared-2' in .* \(only the CA certificate, which devices there share\)/);
+    expect(check.stderr).toMatch(
+      /enrollment needed: no credentials for 'shared-2' in .* \(only the CA certificate, which devices there share\)/,
+    );
     const second = await enrollCli(lab.url, lab, "shared-2", out, ["--json", "--profile", "dojot-mosca"]);
     expect(second.code, second.stderr).toBe(0);
     expect(second.stderr).not.toMatch(/half state|will be replaced/);
@@ -139,7 +170,17 @@ describe.skipIf(!hasOpenssl)("enroll against the lab platform (EJBCA-REST, CFREE
     await writeFile(join(dir, "pw"), `${lab.password}\n`, { mode: 0o600 });
     await lab.addDevice("dev-pwfile");
     await lab.addDevice("dev-pwenv");
-    const base = (id: string) => ["enroll", "--platform", lab.url, "--device-id", id, "--username", "admin", "--out", join(dir, id)];
+    const base = (id: string) => [
+      "enroll",
+      "--platform",
+      lab.url,
+      "--device-id",
+      id,
+      "--username",
+      "admin",
+      "--out",
+      join(dir, id),
+    ];
     expect((await runCli([...base("dev-pwfile"), "--password-file", join(dir, "pw")])).code).toBe(0);
     expect((await runCli(base("dev-pwenv"), { env: { CERT_RETRIEVER_PASSWORD: lab.password } })).code).toBe(0);
   });
@@ -156,11 +197,20 @@ describe.skipIf(!hasOpenssl)("enroll against the lab with the open certificate p
     it(`issues a certificate for an ${type} key, URI names kept`, async () => {
       const id = `ec-${type}`;
       const out = join(await tempDir(), "certs");
-      const run = await enrollCli(lab.url, lab, id, out, ["--key-type", type, "--uri", `spiffe://example.com/device/${id}`]);
+      const run = await enrollCli(lab.url, lab, id, out, [
+        "--key-type",
+        type,
+        "--uri",
+        `spiffe://example.com/device/${id}`,
+      ]);
       expect(run.code, run.stderr).toBe(0);
       expectOpensslAccepts(out, id);
-      expect(openssl("pkey", "-in", join(out, `${id}.key`), "-noout", "-text")).toContain(type === "ec-p256" ? "NIST CURVE: P-256" : "NIST CURVE: P-384");
-      expect(openssl("x509", "-in", join(out, `${id}.crt`), "-noout", "-ext", "subjectAltName")).toContain(`URI:spiffe://example.com/device/${id}`);
+      expect(openssl("pkey", "-in", join(out, `${id}.key`), "-noout", "-text")).toContain(
+        type === "ec-p256" ? "NIST CURVE: P-256" : "NIST CURVE: P-384",
+      );
+      expect(openssl("x509", "-in", join(out, `${id}.crt`), "-noout", "-ext", "subjectAltName")).toContain(
+        `URI:spiffe://example.com/device/${id}`,
+      );
     });
   }
 });

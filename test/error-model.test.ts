@@ -43,40 +43,53 @@ describe("misdiagnoses: the message names what is actually wrong", () => {
     const run = await enrollCli(lab.url.replace("http://", "https://"), lab, "tls-plain", join(await tempDir(), "o"));
     expect(run.code, run.stderr).toBe(11);
     const { message, hint } = failure(run.stderr);
-    expect(message).toMatch(/authenticate failed: the server at 127\.0\.0\.1:\d+ does not speak TLS on that port: wrong version number \(ERR_SSL_WRONG_VERSION_NUMBER\); is it plain HTTP\?$/);
+    expect(message).toMatch(
+      /authenticate failed: the server at 127\.0\.0\.1:\d+ does not speak TLS on that port: wrong version number \(ERR_SSL_WRONG_VERSION_NUMBER\); is it plain HTTP\?$/,
+    );
     expect(run.stderr).not.toMatch(/deps\/openssl|ssl3_record|not trusted/);
     expect(hint).toMatch(/use http:\/\//);
   });
 
   it("a web server that is not dojot (501 HTML): says the URL does not look like a dojot gateway and what it answered", async () => {
-    await withHtmlServer(501, "<html><head><title>Error response</title></head><body>Unsupported method ('POST')</body></html>", async (url) => {
-      const run = await enrollCli(url, lab, "not-dojot", join(await tempDir(), "o"));
-      expect(run.code, run.stderr).toBe(10);
-      const { message, hint } = failure(run.stderr);
-      expect(message).toBe(`cert-retriever: authenticate failed: this does not look like a dojot gateway: POST ${url}/auth answered HTTP 501 with an HTML page titled "Error response"`);
-      expect(hint).toMatch(/check --platform: it must be dojot's gateway/);
-    });
+    await withHtmlServer(
+      501,
+      "<html><head><title>Error response</title></head><body>Unsupported method ('POST')</body></html>",
+      async (url) => {
+        const run = await enrollCli(url, lab, "not-dojot", join(await tempDir(), "o"));
+        expect(run.code, run.stderr).toBe(10);
+        const { message, hint } = failure(run.stderr);
+        expect(message).toBe(
+          `cert-retriever: authenticate failed: this does not look like a dojot gateway: POST ${url}/auth answered HTTP 501 with an HTML page titled "Error response"`,
+        );
+        expect(hint).toMatch(/check --platform: it must be dojot's gateway/);
+      },
+    );
   });
 
-  it.skipIf(!haveRoot("the read-only mount test"))("--out under a missing directory on a read-only mount: EROFS, not ENOENT (exit 15)", async () => {
-    const mnt = await tempDir("cr-ro-");
-    execFileSync("mount", ["-t", "tmpfs", "-o", "size=1m,ro", "tmpfs", mnt]);
-    try {
-      const run = await enrollCli(lab.url, lab, "ro-dev", join(mnt, "missing", "certs"), ["--force"]);
-      expect(run.code, run.stderr).toBe(15);
-      const { message, hint } = failure(run.stderr);
-      expect(message).toMatch(/cannot create the directory .*missing\/certs: read-only file system \(EROFS\)/);
-      expect(hint).toMatch(/mounted read-only/);
-    } finally {
-      execFileSync("umount", ["-l", mnt]);
-    }
-  });
+  it.skipIf(!haveRoot("the read-only mount test"))(
+    "--out under a missing directory on a read-only mount: EROFS, not ENOENT (exit 15)",
+    async () => {
+      const mnt = await tempDir("cr-ro-");
+      execFileSync("mount", ["-t", "tmpfs", "-o", "size=1m,ro", "tmpfs", mnt]);
+      try {
+        const run = await enrollCli(lab.url, lab, "ro-dev", join(mnt, "missing", "certs"), ["--force"]);
+        expect(run.code, run.stderr).toBe(15);
+        const { message, hint } = failure(run.stderr);
+        expect(message).toMatch(/cannot create the directory .*missing\/certs: read-only file system \(EROFS\)/);
+        expect(hint).toMatch(/mounted read-only/);
+      } finally {
+        execFileSync("umount", ["-l", mnt]);
+      }
+    },
+  );
 
   it("the single file without the keychain addon: says how to add it (exit 15), and names no Secret Service", async () => {
     const dir = await tempDir();
     // Alone in a directory, as a user who copied only the single file: no node_modules to find the addon in.
     await copyFile(join(import.meta.dirname, "..", "dist", "cert-retriever.mjs"), join(dir, "cert-retriever.mjs"));
-    const run = await runCli(["check", "--device-id", "k1", "--store", "keychain", "--out", join(dir, "o")], { bin: join(dir, "cert-retriever.mjs") });
+    const run = await runCli(["check", "--device-id", "k1", "--store", "keychain", "--out", join(dir, "o")], {
+      bin: join(dir, "cert-retriever.mjs"),
+    });
     expect(run.code, run.stderr).toBe(255);
     const { message, hint } = failure(run.stderr);
     expect(message).toMatch(/this installation has no keychain addon \(@napi-rs\/keyring\)/);
@@ -90,7 +103,9 @@ describe("what the review found", () => {
     await withHtmlServer(403, "<html><title>403 Forbidden</title></html>", async (url) => {
       const run = await enrollCli(url, lab, "waf", join(await tempDir(), "o"));
       expect(run.code).toBe(10);
-      expect(failure(run.stderr).message).toMatch(/this does not look like a dojot gateway: POST .*\/auth answered HTTP 403 with an HTML page titled "403 Forbidden"/);
+      expect(failure(run.stderr).message).toMatch(
+        /this does not look like a dojot gateway: POST .*\/auth answered HTTP 403 with an HTML page titled "403 Forbidden"/,
+      );
       expect(run.stderr).not.toMatch(/password .* was refused/);
     });
   });
@@ -98,7 +113,17 @@ describe("what the review found", () => {
   it("a certificate that is not valid now, the platform's clock unknown: the hint says to check the device clock (exit 14)", async () => {
     const { startLab } = await import("../lab/src/server.js");
     const { softwareCrypto } = await import("../src/keys/provider.js");
-    const faulty = await startLab({ dir: await tempDir(), host: "127.0.0.1", port: 0, crypto: softwareCrypto(), certProfile: "cfree", autoRegister: true, adminPassword: lab.password, tokenLifetime: 420, faults: [{ route: "sign", kind: "expired" }] });
+    const faulty = await startLab({
+      dir: await tempDir(),
+      host: "127.0.0.1",
+      port: 0,
+      crypto: softwareCrypto(),
+      certProfile: "cfree",
+      autoRegister: true,
+      adminPassword: lab.password,
+      tokenLifetime: 420,
+      faults: [{ route: "sign", kind: "expired" }],
+    });
     try {
       const run = await enrollCli(faulty.url, lab, "expired-1", join(await tempDir(), "o"));
       expect(run.code, run.stderr).toBe(14);
@@ -123,16 +148,50 @@ describe("what the review found", () => {
     const check = await runCli(["check", "--device-id", "hid", "--out", out, "--non-interactive"]);
     expect(check.code, check.stderr).toBe(0); // enrollment needed
     expect((await runCli(["check", "--help"])).stdout).not.toMatch(/^ {2}--non-interactive/m);
-    const verify = await runCli(["verify", "--broker", "mqtts://127.0.0.1:1", "--device-id", "hid", "--out", out, "--renew-before", "30d", "--ca-fingerprint", "sha256:00"]);
+    const verify = await runCli([
+      "verify",
+      "--broker",
+      "mqtts://127.0.0.1:1",
+      "--device-id",
+      "hid",
+      "--out",
+      out,
+      "--renew-before",
+      "30d",
+      "--ca-fingerprint",
+      "sha256:00",
+    ]);
     expect(verify.code).toBe(16); // not enrolled: the options were accepted
   });
 
   it("a hint names only flags its command has: login's missing password does not suggest --token-file", async () => {
-    const run = await runCli(["login", "--platform", lab.url, "--username", "admin", "--token-file", join(await tempDir(), "t"), "--non-interactive"]);
+    const run = await runCli([
+      "login",
+      "--platform",
+      lab.url,
+      "--username",
+      "admin",
+      "--token-file",
+      join(await tempDir(), "t"),
+      "--non-interactive",
+    ]);
     expect(run.code).toBe(2);
     expect(failure(run.stderr).message).toBe("cert-retriever: no password given");
-    expect(run.stderr).toMatch(/hint: pass --password-file FILE or --password-stdin, or set CERT_RETRIEVER_PASSWORD \(never on the command line\)\n/);
-    const enroll = await runCli(["enroll", "--platform", lab.url, "--username", "admin", "--device-id", "np", "--out", await tempDir(), "--non-interactive"]);
+    expect(run.stderr).toMatch(
+      /hint: pass --password-file FILE or --password-stdin, or set CERT_RETRIEVER_PASSWORD \(never on the command line\)\n/,
+    );
+    const enroll = await runCli([
+      "enroll",
+      "--platform",
+      lab.url,
+      "--username",
+      "admin",
+      "--device-id",
+      "np",
+      "--out",
+      await tempDir(),
+      "--non-interactive",
+    ]);
     expect(enroll.stderr).toMatch(/, or use --token-file/);
   });
 
@@ -152,7 +211,9 @@ describe("the command line itself", () => {
   });
 
   it("-v and -V print the version, as most CLIs do", async () => {
-    const pkg = JSON.parse(await readFile(join(import.meta.dirname, "..", "package.json"), "utf8")) as { version: string };
+    const pkg = JSON.parse(await readFile(join(import.meta.dirname, "..", "package.json"), "utf8")) as {
+      version: string;
+    };
     for (const flag of ["-v", "-V", "--version"]) {
       const run = await runCli([flag]);
       expect(run.code, flag).toBe(0);
@@ -174,8 +235,19 @@ describe("the command line itself", () => {
     expect(message).toBe("cert-retriever: --renew-before '30' has no unit");
     expect(hint).toBe("  hint: say which: --renew-before 30s, 30m, 30h or 30d, or a share of the lifetime, 30%");
     const share = await runCli(["check", "--device-id", "d", "--renew-before", "0%", "--out", await tempDir()]);
-    expect(failure(share.stderr).message).toBe("cert-retriever: --renew-before '0%' is not a share of the lifetime between 0% and 100%");
-    const enroll = await runCli(["enroll", "--platform", lab.url, "--device-id", "d", "--deadline", "90", "--non-interactive"]);
+    expect(failure(share.stderr).message).toBe(
+      "cert-retriever: --renew-before '0%' is not a share of the lifetime between 0% and 100%",
+    );
+    const enroll = await runCli([
+      "enroll",
+      "--platform",
+      lab.url,
+      "--device-id",
+      "d",
+      "--deadline",
+      "90",
+      "--non-interactive",
+    ]);
     expect(enroll.code).toBe(2);
     expect(enroll.stderr).toMatch(/--deadline '90' has no unit/);
   });
@@ -184,30 +256,64 @@ describe("the command line itself", () => {
 describe("--json on failure: an error object on stdout, so `--json > result.json` always holds a result", () => {
   it("an unreachable platform: step, reason, exit code, message and hint", async () => {
     const run = await runCli(
-      ["enroll", "--platform", `http://127.0.0.1:${await closedPort()}`, "--device-id", "j1", "--username", "admin", "--password-stdin", "--out", await tempDir(), "--retries", "0", "--json"],
+      [
+        "enroll",
+        "--platform",
+        `http://127.0.0.1:${await closedPort()}`,
+        "--device-id",
+        "j1",
+        "--username",
+        "admin",
+        "--password-stdin",
+        "--out",
+        await tempDir(),
+        "--retries",
+        "0",
+        "--json",
+      ],
       { input: `${lab.password}\n` },
     );
     expect(run.code).toBe(75);
     const result = JSON.parse(run.stdout);
     expect(result).toEqual({
       ok: false,
-      error: expect.objectContaining({ step: "authenticate", reason: "unreachable", exitCode: 75, message: expect.stringMatching(/could not be reached/), hint: expect.stringMatching(/--platform/) }),
+      error: expect.objectContaining({
+        step: "authenticate",
+        reason: "unreachable",
+        exitCode: 75,
+        message: expect.stringMatching(/could not be reached/),
+        hint: expect.stringMatching(/--platform/),
+      }),
     });
   });
 
   it("the platform's refusal: its status and own message", async () => {
     const run = await enrollCli(lab.url, { password: "wrong-password" }, "j2", await tempDir(), ["--json"]);
     expect(run.code).toBe(10);
-    expect(JSON.parse(run.stdout).error).toMatchObject({ step: "authenticate", reason: "auth-refused", exitCode: 10, status: 403, platformMessage: "AuthorizationError" });
+    expect(JSON.parse(run.stdout).error).toMatchObject({
+      step: "authenticate",
+      reason: "auth-refused",
+      exitCode: 10,
+      status: 403,
+      platformMessage: "AuthorizationError",
+    });
   });
 
   it("a usage error, commander's or ours, and check's 255", async () => {
     const missing = await runCli(["enroll", "--platform", lab.url, "--non-interactive", "--json"]);
     expect(missing.code).toBe(2);
-    expect(JSON.parse(missing.stdout).error).toMatchObject({ reason: "usage", exitCode: 2, message: "a device id is required" });
+    expect(JSON.parse(missing.stdout).error).toMatchObject({
+      reason: "usage",
+      exitCode: 2,
+      message: "a device id is required",
+    });
     const unknown = await runCli(["enroll", "--bogus", "--json"]);
     expect(unknown.code).toBe(2);
-    expect(JSON.parse(unknown.stdout).error).toMatchObject({ reason: "usage", exitCode: 2, message: "unknown option '--bogus'" });
+    expect(JSON.parse(unknown.stdout).error).toMatchObject({
+      reason: "usage",
+      exitCode: 2,
+      message: "unknown option '--bogus'",
+    });
     const check = await runCli(["check", "--bogus", "--json"]);
     expect(check.code).toBe(255);
     expect(JSON.parse(check.stdout).error).toMatchObject({ reason: "usage", exitCode: 255 });
@@ -244,7 +350,11 @@ describe("one error model: the library says what failed and why; the CLI alone d
     const offences: string[] = [];
     const src = join(import.meta.dirname, "..", "src");
     const files = [
-      ...(await Promise.all(library.map(async (d) => (await readdir(join(src, d), { recursive: true })).map((f) => join(d, String(f)))))).flat(),
+      ...(
+        await Promise.all(
+          library.map(async (d) => (await readdir(join(src, d), { recursive: true })).map((f) => join(d, String(f)))),
+        )
+      ).flat(),
       // index.ts is the package's face: it also re-exports the CLI's exit-code table, for callers that want the same numbers.
       ...(await readdir(src)).filter((f) => f.endsWith(".ts") && !["loopback.ts", "index.ts"].includes(f)),
     ];
@@ -252,7 +362,12 @@ describe("one error model: the library says what failed and why; the CLI alone d
       const text = await readFile(join(src, file), "utf8");
       text.split("\n").forEach((line, i) => {
         const code = line.replace(/^\s*(\/\/|\*|\/\*\*).*$/, ""); // comments may explain the CLI
-        if (/["'`][^"'`]*--[a-z][a-z-]+/.test(code) || /\bhint:/.test(code) || /exit-codes\.js|ExitCode\./.test(code) || /CERT_RETRIEVER_/.test(code)) {
+        if (
+          /["'`][^"'`]*--[a-z][a-z-]+/.test(code) ||
+          /\bhint:/.test(code) ||
+          /exit-codes\.js|ExitCode\./.test(code) ||
+          /CERT_RETRIEVER_/.test(code)
+        ) {
           offences.push(`${file}:${i + 1}: ${line.trim()}`);
         }
       });

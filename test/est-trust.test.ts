@@ -26,10 +26,17 @@ import { issueLeaf, makeCa } from "./helpers/pki.js";
 const crypto = softwareCrypto();
 const SIGN = { name: "ECDSA", hash: "SHA-256" } as const;
 const DAY = 86_400_000;
-const gen = async () => (await crypto.subtle.generateKey({ name: "ECDSA", namedCurve: "P-256" }, true, ["sign", "verify"])) as CryptoKeyPair;
+const gen = async () =>
+  (await crypto.subtle.generateKey({ name: "ECDSA", namedCurve: "P-256" }, true, ["sign", "verify"])) as CryptoKeyPair;
 
 /** A certificate for `subject`'s key, signed by `signer` in the name of `issuer`. */
-async function cert(subject: string, keys: CryptoKeyPair, issuer: string, signer: CryptoKeyPair, ca = true): Promise<x509.X509Certificate> {
+async function cert(
+  subject: string,
+  keys: CryptoKeyPair,
+  issuer: string,
+  signer: CryptoKeyPair,
+  ca = true,
+): Promise<x509.X509Certificate> {
   return x509.X509CertificateGenerator.create(
     {
       serialNumber: `1${Math.floor(Math.random() * 1e12).toString(16)}`,
@@ -47,7 +54,11 @@ async function cert(subject: string, keys: CryptoKeyPair, issuer: string, signer
 }
 
 /** An EST look-alike on 127.0.0.1 that serves `cacerts` (base64 PKCS#7) and answers the rest with `other`; records each request. */
-async function fakeEst(tls: { cert: string; key: string }, cacerts: x509.X509Certificate[], other: (path: string) => { status: number; headers?: Record<string, string> }) {
+async function fakeEst(
+  tls: { cert: string; key: string },
+  cacerts: x509.X509Certificate[],
+  other: (path: string) => { status: number; headers?: Record<string, string> },
+) {
   const seen: string[] = [];
   const server: Server = createServer({ ...tls }, (req, res) => {
     seen.push(`${req.method} ${req.url} ${req.headers.authorization ? "with-authorization" : ""}`.trim());
@@ -62,7 +73,11 @@ async function fakeEst(tls: { cert: string; key: string }, cacerts: x509.X509Cer
     res.end();
   });
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  return { url: `https://127.0.0.1:${(server.address() as AddressInfo).port}/.well-known/est`, seen, close: () => new Promise((resolve) => server.close(resolve)) };
+  return {
+    url: `https://127.0.0.1:${(server.address() as AddressInfo).port}/.well-known/est`,
+    seen,
+    close: () => new Promise((resolve) => server.close(resolve)),
+  };
 }
 
 async function passwordFile(secret: string): Promise<{ dir: string; pw: string }> {
@@ -80,10 +95,32 @@ describe("what /cacerts may make the client trust", () => {
     const attacker = await makeCa("Attacker Root");
     // Named like the real root, issued by the attacker's: it would link the attacker's root in by name.
     const decoy = await cert("CN=Real Root", await gen(), "CN=Attacker Root", attacker.keys);
-    const mitm = await fakeEst(await issueLeaf(attacker, "127.0.0.1", [{ type: "ip", value: "127.0.0.1" }], "server"), [realIssuing, realRoot.cert, attacker.cert, decoy], () => ({ status: 500 }));
+    const mitm = await fakeEst(
+      await issueLeaf(attacker, "127.0.0.1", [{ type: "ip", value: "127.0.0.1" }], "server"),
+      [realIssuing, realRoot.cert, attacker.cert, decoy],
+      () => ({ status: 500 }),
+    );
     try {
       const { dir, pw } = await passwordFile("mitm-must-not-see-this");
-      const run = await runCli(["enroll", "--api", "est", "--platform", mitm.url, "--device-id", "d1", "--out", join(dir, "out"), "--non-interactive", "--username", "admin", "--password-file", pw, "--ca-fingerprint", `sha256:${sha256Fingerprint(realRoot.cert)}`, "--json"]);
+      const run = await runCli([
+        "enroll",
+        "--api",
+        "est",
+        "--platform",
+        mitm.url,
+        "--device-id",
+        "d1",
+        "--out",
+        join(dir, "out"),
+        "--non-interactive",
+        "--username",
+        "admin",
+        "--password-file",
+        pw,
+        "--ca-fingerprint",
+        `sha256:${sha256Fingerprint(realRoot.cert)}`,
+        "--json",
+      ]);
       expect(run.code, run.stderr).toBe(11);
       expect(JSON.parse(run.stdout).error).toMatchObject({ reason: "tls-untrusted" });
       expect(mitm.seen).toEqual(["GET /.well-known/est/cacerts"]);
@@ -110,7 +147,26 @@ describe("what /cacerts may make the client trust", () => {
       await writeFile(join(dir, "boot.crt"), boot.cert);
       await writeFile(join(dir, "boot.key"), boot.key, { mode: 0o600 });
       const url = `https://127.0.0.1:${(server.address() as AddressInfo).port}`;
-      await runCli(["enroll", "--api", "est", "--platform", url, "--device-id", "d1", "--out", join(dir, "out"), "--non-interactive", "--client-cert", join(dir, "boot.crt"), "--client-key", join(dir, "boot.key"), "--ca-fingerprint", `sha256:${sha256Fingerprint(root.cert)}`, "--retries", "0"]);
+      await runCli([
+        "enroll",
+        "--api",
+        "est",
+        "--platform",
+        url,
+        "--device-id",
+        "d1",
+        "--out",
+        join(dir, "out"),
+        "--non-interactive",
+        "--client-cert",
+        join(dir, "boot.crt"),
+        "--client-key",
+        join(dir, "boot.key"),
+        "--ca-fingerprint",
+        `sha256:${sha256Fingerprint(root.cert)}`,
+        "--retries",
+        "0",
+      ]);
       expect(presented).toBe("none");
     } finally {
       await new Promise((resolve) => server.close(resolve));
@@ -168,7 +224,10 @@ describe("putting /cacerts in order", () => {
 describe("what the client does with what the server says", () => {
   it("csrattrs: rsaEncryption with a size (RFC 9908's form) asks for that RSA key; a curve it cannot make is a note", () => {
     const size = (n: number) => new Uint8Array(new asn1js.Integer({ value: n }).toBER());
-    expect(readCsrAttrs([{ attribute: OIDS.rsaEncryption, values: [size(3072)] }])).toEqual({ keyType: "rsa-3072", notes: [] });
+    expect(readCsrAttrs([{ attribute: OIDS.rsaEncryption, values: [size(3072)] }])).toEqual({
+      keyType: "rsa-3072",
+      notes: [],
+    });
     expect(readCsrAttrs([{ oid: OIDS.rsaEncryption }]).keyType).toBe("rsa-2048");
     const p521 = readCsrAttrs([{ attribute: OIDS.ecPublicKey, values: [oidDer("1.3.132.0.35")] }]);
     expect(p521.keyType).toBeUndefined();
@@ -178,14 +237,37 @@ describe("what the client does with what the server says", () => {
   it("a 202 whose Retry-After is 0 is not answered in a tight loop: at least a second between submissions", async () => {
     const ca = await makeCa("Retry Root");
     let posts = 0;
-    const server = await fakeEst(await issueLeaf(ca, "127.0.0.1", [{ type: "ip", value: "127.0.0.1" }], "server"), [ca.cert], (path) => {
-      if (path.endsWith("/csrattrs")) return { status: 204 };
-      posts++;
-      return { status: 202, headers: { "retry-after": "0" } };
-    });
+    const server = await fakeEst(
+      await issueLeaf(ca, "127.0.0.1", [{ type: "ip", value: "127.0.0.1" }], "server"),
+      [ca.cert],
+      (path) => {
+        if (path.endsWith("/csrattrs")) return { status: 204 };
+        posts++;
+        return { status: 202, headers: { "retry-after": "0" } };
+      },
+    );
     try {
       const { dir, pw } = await passwordFile("retry-after-zero-secret");
-      const run = await runCli(["enroll", "--api", "est", "--platform", server.url, "--device-id", "d1", "--out", join(dir, "out"), "--non-interactive", "--username", "u", "--password-file", pw, "--ca-fingerprint", `sha256:${sha256Fingerprint(ca.cert)}`, "--deadline", "3s"]);
+      const run = await runCli([
+        "enroll",
+        "--api",
+        "est",
+        "--platform",
+        server.url,
+        "--device-id",
+        "d1",
+        "--out",
+        join(dir, "out"),
+        "--non-interactive",
+        "--username",
+        "u",
+        "--password-file",
+        pw,
+        "--ca-fingerprint",
+        `sha256:${sha256Fingerprint(ca.cert)}`,
+        "--deadline",
+        "3s",
+      ]);
       expect(run.code).toBe(75);
       expect(posts).toBeGreaterThanOrEqual(1);
       expect(posts).toBeLessThanOrEqual(4);
@@ -200,22 +282,66 @@ describe("against the lab's EST server", () => {
     const dir = await tempDir("cr-est-trust-lab-");
     const password = `est-trust-${Math.random().toString(36).slice(2)}`;
     SECRETS.add(password);
-    const running = await startLab({ dir, host: "127.0.0.1", port: 0, crypto, certProfile: "open", autoRegister: false, adminPassword: password, tokenLifetime: 420, api: "est" });
+    const running = await startLab({
+      dir,
+      host: "127.0.0.1",
+      port: 0,
+      crypto,
+      certProfile: "open",
+      autoRegister: false,
+      adminPassword: password,
+      tokenLifetime: 420,
+      api: "est",
+    });
     await writeFile(join(dir, "pw"), password, { mode: 0o600 });
     const pin = `sha256:${sha256Fingerprint(running.estCa!.root.cert)}`;
-    const enroll = (out: string, args: string[]) => runCli(["enroll", "--api", "est", "--platform", running.estUrl!, "--device-id", "d1", "--out", out, "--non-interactive", ...args]);
-    return { dir, pin, enroll, pw: join(dir, "pw"), stop: async () => (await running.close(), await rm(dir, { recursive: true, force: true })) };
+    const enroll = (out: string, args: string[]) =>
+      runCli([
+        "enroll",
+        "--api",
+        "est",
+        "--platform",
+        running.estUrl!,
+        "--device-id",
+        "d1",
+        "--out",
+        out,
+        "--non-interactive",
+        ...args,
+      ]);
+    return {
+      dir,
+      pin,
+      enroll,
+      pw: join(dir, "pw"),
+      stop: async () => (await running.close(), await rm(dir, { recursive: true, force: true })),
+    };
   };
 
   it("a renewal asks for the names the certificate has (RFC 7030 §4.2.2), whatever --dns now says, and says so", async () => {
     const l = await lab();
     try {
       const out = join(l.dir, "dev");
-      expect((await l.enroll(out, ["--username", "admin", "--password-file", l.pw, "--ca-fingerprint", l.pin, "--dns", "d1.example"])).code).toBe(0);
+      expect(
+        (
+          await l.enroll(out, [
+            "--username",
+            "admin",
+            "--password-file",
+            l.pw,
+            "--ca-fingerprint",
+            l.pin,
+            "--dns",
+            "d1.example",
+          ])
+        ).code,
+      ).toBe(0);
       const renewed = await l.enroll(out, ["--renew-before", "400d", "--dns", "d1.example", "--dns", "d1-new.example"]);
       expect(renewed.code, renewed.stderr).toBe(0);
       expect(renewed.stderr).toContain("a renewal keeps the names the certificate has");
-      const san = new x509.X509Certificate(await readFile(join(out, "d1.crt"), "utf8")).getExtension(x509.SubjectAlternativeNameExtension);
+      const san = new x509.X509Certificate(await readFile(join(out, "d1.crt"), "utf8")).getExtension(
+        x509.SubjectAlternativeNameExtension,
+      );
       expect(san?.names.toJSON()).toEqual([{ type: "dns", value: "d1.example" }]);
     } finally {
       await l.stop();

@@ -61,7 +61,11 @@ describe.skipIf(!mountable)("disk faults: the previous credentials survive", () 
       }
       await rm(fillers.pop()!);
       const before = await snapshot(disk.out);
-      await expectForcedRunFails(disk.out, 15, /store failed: .*no space left on device.*the previous files are unchanged/i);
+      await expectForcedRunFails(
+        disk.out,
+        15,
+        /store failed: .*no space left on device.*the previous files are unchanged/i,
+      );
       expect(await snapshot(disk.out)).toEqual(before);
     } finally {
       disk.unmount();
@@ -84,11 +88,28 @@ async function expectForcedRunFails(out: string, code: number, message: RegExp):
 
 /** Serves the fixture's lab directory without faults. */
 function serveFixture() {
-  return startLab({ dir: fx.lab.dir, host: "127.0.0.1", port: 0, crypto: softwareCrypto(), certProfile: "cfree", autoRegister: false, adminPassword: fx.lab.password, tokenLifetime: 420 });
+  return startLab({
+    dir: fx.lab.dir,
+    host: "127.0.0.1",
+    port: 0,
+    crypto: softwareCrypto(),
+    certProfile: "cfree",
+    autoRegister: false,
+    adminPassword: fx.lab.password,
+    tokenLifetime: 420,
+  });
 }
 
 describe("kill -9 at every step boundary: the next run finds whole credentials, old or new", () => {
-  const beforeCommit = ["after-authenticate", "after-fetch-ca", "after-generate-key", "after-build-csr", "after-submit-csr", "after-validate", "store:staged"];
+  const beforeCommit = [
+    "after-authenticate",
+    "after-fetch-ca",
+    "after-generate-key",
+    "after-build-csr",
+    "after-submit-csr",
+    "after-validate",
+    "store:staged",
+  ];
   const afterCommit = ["store:committed", "store:renamed-1", "store:renamed-2", "store:renamed-3", "after-store"];
   for (const point of [...beforeCommit, ...afterCommit]) {
     it(`killed at ${point}: ${beforeCommit.includes(point) ? "the old credentials, untouched" : "the new credentials, completed"}`, async () => {
@@ -108,7 +129,9 @@ describe("kill -9 at every step boundary: the next run finds whole credentials, 
       }
       expect(await listFiles(out)).toEqual(["IOTmidCA.crt", "victim.crt", "victim.key"]);
       expect(openssl("verify", "-CAfile", join(out, "IOTmidCA.crt"), join(out, "victim.crt"))).toMatch(/: OK/);
-      expect(openssl("pkey", "-in", join(out, "victim.key"), "-pubout")).toBe(openssl("x509", "-in", join(out, "victim.crt"), "-noout", "-pubkey"));
+      expect(openssl("pkey", "-in", join(out, "victim.key"), "-pubout")).toBe(
+        openssl("x509", "-in", join(out, "victim.crt"), "-noout", "-pubkey"),
+      );
       if (beforeCommit.includes(point)) expect(await snapshot(out)).toEqual(before);
       else expect(await snapshot(out)).not.toEqual(before);
     });
@@ -117,7 +140,10 @@ describe("kill -9 at every step boundary: the next run finds whole credentials, 
 
 describe("completing a write that a killed run committed", () => {
   /** The victim's credentials in `<tmp>/<sub>/certs`, and a run killed right after its commit mark. */
-  async function killedAfterCommit(lab: { url: string }, sub: string): Promise<{ parent: string; out: string; before: Record<string, string> }> {
+  async function killedAfterCommit(
+    lab: { url: string },
+    sub: string,
+  ): Promise<{ parent: string; out: string; before: Record<string, string> }> {
     await setDevice(fx.lab.dir, "victim", "reset");
     const parent = join(await tempDir(), sub);
     const out = join(parent, "certs");
@@ -154,7 +180,9 @@ describe("completing a write that a killed run committed", () => {
       await rm(join(out, "victim.key"));
       await mkdir(join(out, "victim.key", "blocker"), { recursive: true });
       const failed = await enrollCli(lab.url, fx.lab, "victim", out);
-      expect(failed.stderr).toMatch(/store failed: cannot complete the write an earlier run committed in .*: .*\(EISDIR\)/);
+      expect(failed.stderr).toMatch(
+        /store failed: cannot complete the write an earlier run committed in .*: .*\(EISDIR\)/,
+      );
       expect(failed.code).toBe(15);
       expect(failed.stderr).not.toMatch(/unexpected error|this is a bug/);
       expect(existsSync(join(out, ".cert-retriever.lock"))).toBe(false);
@@ -164,7 +192,9 @@ describe("completing a write that a killed run committed", () => {
       expect(next.stderr).toMatch(/completed a write that an earlier run committed/);
       expect(next.stderr).toMatch(/already has valid credentials/);
       expect(await listFiles(out)).toEqual(["IOTmidCA.crt", "victim.crt", "victim.key"]);
-      expect(openssl("pkey", "-in", join(out, "victim.key"), "-pubout")).toBe(openssl("x509", "-in", join(out, "victim.crt"), "-noout", "-pubkey"));
+      expect(openssl("pkey", "-in", join(out, "victim.key"), "-pubout")).toBe(
+        openssl("x509", "-in", join(out, "victim.crt"), "-noout", "-pubkey"),
+      );
     } finally {
       await lab.close();
     }
@@ -183,7 +213,26 @@ describe("signals and argv", () => {
     try {
       for (const how of ["deadline", "SIGTERM"] as const) {
         const out = join(await tempDir(), "certs");
-        const child = spawn(process.execPath, [BIN, "enroll", "--platform", lab.url, "--device-id", "victim", "--username", "admin", "--password-stdin", "--out", out, "--force", "--deadline", how === "deadline" ? "2s" : "60s"], { stdio: ["pipe", "pipe", "pipe"] });
+        const child = spawn(
+          process.execPath,
+          [
+            BIN,
+            "enroll",
+            "--platform",
+            lab.url,
+            "--device-id",
+            "victim",
+            "--username",
+            "admin",
+            "--password-stdin",
+            "--out",
+            out,
+            "--force",
+            "--deadline",
+            how === "deadline" ? "2s" : "60s",
+          ],
+          { stdio: ["pipe", "pipe", "pipe"] },
+        );
         let stderr = "";
         child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
         const closed = new Promise<number | null>((resolve) => child.on("close", resolve));
@@ -227,7 +276,10 @@ describe("signals and argv", () => {
   });
 
   // SIGTERM while the signing request is at the platform; SIGINT while the CA is being fetched.
-  for (const [sig, route] of [["SIGTERM", "sign"], ["SIGINT", "ca"]] as const) {
+  for (const [sig, route] of [
+    ["SIGTERM", "sign"],
+    ["SIGINT", "ca"],
+  ] as const) {
     it(`${sig} while the platform is slow (${route}): exit ${sig === "SIGTERM" ? 143 : 130}, previous credentials intact, lock released`, async () => {
       await setDevice(fx.lab.dir, "victim", "reset");
       const out = join(await tempDir(), "certs");
@@ -241,16 +293,37 @@ describe("signals and argv", () => {
           held = true;
           return;
         }
-        const up = httpRequest(new URL(req.url ?? "/", lab.url), { method: req.method, headers: req.headers }, (upRes) => {
-          res.writeHead(upRes.statusCode ?? 500, upRes.headers);
-          upRes.pipe(res);
-        });
+        const up = httpRequest(
+          new URL(req.url ?? "/", lab.url),
+          { method: req.method, headers: req.headers },
+          (upRes) => {
+            res.writeHead(upRes.statusCode ?? 500, upRes.headers);
+            upRes.pipe(res);
+          },
+        );
         req.pipe(up);
       });
       await new Promise<void>((resolve) => gateway.listen(0, "127.0.0.1", resolve));
       try {
         const url = `http://127.0.0.1:${(gateway.address() as AddressInfo).port}`;
-        const child = spawn(process.execPath, [BIN, "enroll", "--platform", url, "--device-id", "victim", "--username", "admin", "--password-stdin", "--out", out, "--force"], { stdio: ["pipe", "pipe", "pipe"] });
+        const child = spawn(
+          process.execPath,
+          [
+            BIN,
+            "enroll",
+            "--platform",
+            url,
+            "--device-id",
+            "victim",
+            "--username",
+            "admin",
+            "--password-stdin",
+            "--out",
+            out,
+            "--force",
+          ],
+          { stdio: ["pipe", "pipe", "pipe"] },
+        );
         child.stdin.end(fx.lab.password);
         let stderr = "";
         child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
@@ -266,10 +339,16 @@ describe("signals and argv", () => {
         const code = await new Promise<number | null>((resolve) => child.on("close", resolve));
         if (route === "sign") {
           // The request is at the platform: it may have issued, which the operator needs to know.
-          expect(stderr).toMatch(/interrupted by SIGTERM during submit-csr; nothing was written here, but the request may have reached the platform, which may have issued a certificate/);
-          expect(stderr).toMatch(/hint: run again later; if the platform then says the certificate was issued already, reset the device on the platform/);
+          expect(stderr).toMatch(
+            /interrupted by SIGTERM during submit-csr; nothing was written here, but the request may have reached the platform, which may have issued a certificate/,
+          );
+          expect(stderr).toMatch(
+            /hint: run again later; if the platform then says the certificate was issued already, reset the device on the platform/,
+          );
         } else {
-          expect(stderr).toMatch(new RegExp(`interrupted by ${sig}; nothing was written and the previous credentials are unchanged`));
+          expect(stderr).toMatch(
+            new RegExp(`interrupted by ${sig}; nothing was written and the previous credentials are unchanged`),
+          );
         }
         expect(code).toBe(sig === "SIGTERM" ? 143 : 130);
       } finally {
@@ -289,5 +368,3 @@ async function waitFor(condition: () => boolean, ms: number): Promise<void> {
     await new Promise((r) => setTimeout(r, 50));
   }
 }
-
-

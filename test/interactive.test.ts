@@ -20,7 +20,11 @@ describe.skipIf(!hasTmux)("a technician at a terminal", () => {
   /** A script that runs the CLI in `dir` with a clean environment, then prints its exit code. */
   async function script(dir: string, args: string): Promise<string> {
     const path = join(dir, "run.sh");
-    await writeFile(path, `cd '${dir}' && env -i PATH='${process.env.PATH}' HOME='${dir}' TERM=xterm-256color '${process.execPath}' '${BIN}' ${args}; echo "EXIT=$?"; sleep 60\n`, { mode: 0o700 });
+    await writeFile(
+      path,
+      `cd '${dir}' && env -i PATH='${process.env.PATH}' HOME='${dir}' TERM=xterm-256color '${process.execPath}' '${BIN}' ${args}; echo "EXIT=$?"; sleep 60\n`,
+      { mode: 0o700 },
+    );
     return path;
   }
 
@@ -49,7 +53,9 @@ describe.skipIf(!hasTmux)("a technician at a terminal", () => {
       expect(done).toMatch(/✔ \[8\/8\] store/);
       expect(done).not.toContain(lab.password);
       expect(await listFiles(join(dir, "certs"))).toEqual(["IOTmidCA.crt", "bench-7.crt", "bench-7.key"]);
-      expect(openssl("verify", "-CAfile", join(dir, "certs", "IOTmidCA.crt"), join(dir, "certs", "bench-7.crt"))).toMatch(/: OK/);
+      expect(
+        openssl("verify", "-CAfile", join(dir, "certs", "IOTmidCA.crt"), join(dir, "certs", "bench-7.crt")),
+      ).toMatch(/: OK/);
     } finally {
       term.close();
     }
@@ -99,7 +105,9 @@ describe.skipIf(!hasTmux)("a technician at a terminal", () => {
     const term = new Terminal(await script(dir, `enroll --platform ${lab.url} --device-id retry-3 --username admin`));
     try {
       for (let i = 1; i <= 3; i++) {
-        await term.waitFor(new RegExp(i === 1 ? "Password for admin" : `try again \\(${i} of 3\\)[\\s\\S]*Password for admin`));
+        await term.waitFor(
+          new RegExp(i === 1 ? "Password for admin" : `try again \\(${i} of 3\\)[\\s\\S]*Password for admin`),
+        );
         term.type(`wrong-${i}`);
         term.send("Enter");
       }
@@ -114,7 +122,21 @@ describe.skipIf(!hasTmux)("a technician at a terminal", () => {
 
   it("with valid credentials nothing is asked: the user is asked for only when the authenticate step runs", async () => {
     const dir = await tempDir();
-    const first = await runCli(["enroll", "--platform", lab.url, "--device-id", "asked-once", "--username", "admin", "--password-stdin", "--out", join(dir, "certs")], { input: `${lab.password}\n` });
+    const first = await runCli(
+      [
+        "enroll",
+        "--platform",
+        lab.url,
+        "--device-id",
+        "asked-once",
+        "--username",
+        "admin",
+        "--password-stdin",
+        "--out",
+        join(dir, "certs"),
+      ],
+      { input: `${lab.password}\n` },
+    );
     expect(first.code, first.stderr).toBe(0);
     const term = new Terminal(await script(dir, `enroll --platform ${lab.url} --device-id asked-once`));
     try {
@@ -145,12 +167,44 @@ describe("without a terminal", () => {
     const lab = await startTestLab({ autoRegister: true });
     try {
       const out = join(await tempDir(), "certs");
-      const first = await runCli(["enroll", "--platform", lab.url, "--device-id", "no-user", "--username", "admin", "--password-stdin", "--out", out], { input: `${lab.password}\n` });
+      const first = await runCli(
+        [
+          "enroll",
+          "--platform",
+          lab.url,
+          "--device-id",
+          "no-user",
+          "--username",
+          "admin",
+          "--password-stdin",
+          "--out",
+          out,
+        ],
+        { input: `${lab.password}\n` },
+      );
       expect(first.code, first.stderr).toBe(0);
-      const again = await runCli(["enroll", "--platform", lab.url, "--device-id", "no-user", "--out", out, "--non-interactive"]);
+      const again = await runCli([
+        "enroll",
+        "--platform",
+        lab.url,
+        "--device-id",
+        "no-user",
+        "--out",
+        out,
+        "--non-interactive",
+      ]);
       expect(again.stderr).toMatch(/nothing to do/);
       expect(again.code, again.stderr).toBe(0);
-      const needed = await runCli(["enroll", "--platform", lab.url, "--device-id", "no-user-2", "--out", out, "--non-interactive"]);
+      const needed = await runCli([
+        "enroll",
+        "--platform",
+        lab.url,
+        "--device-id",
+        "no-user-2",
+        "--out",
+        out,
+        "--non-interactive",
+      ]);
       expect(needed.code).toBe(2);
       expect(needed.stderr).toMatch(/a platform user is required/);
     } finally {

@@ -26,15 +26,30 @@ describe("use as a library: createAgent(settings).enroll() in-process", () => {
     try {
       const result = await agent.enroll({ onEvent: (event) => event.type === "step" && steps.push(event.step) });
       expect(result.status).toBe("enrolled");
-      expect(result.store.files).toMatchObject({ key: join(out, "f60c28.key"), certificate: join(out, "f60c28.crt"), ca: join(out, "IOTmidCA.crt") });
+      expect(result.store.files).toMatchObject({
+        key: join(out, "f60c28.key"),
+        certificate: join(out, "f60c28.crt"),
+        ca: join(out, "IOTmidCA.crt"),
+      });
       // A second run finds the credentials valid: nothing to do.
       expect((await agent.enroll()).status).toBe("already-enrolled");
     } finally {
       await agent.close();
     }
-    expect(steps).toEqual(["authenticate", "fetch-ca", "generate-key", "build-csr", "submit-csr", "validate", "bind", "store"]);
+    expect(steps).toEqual([
+      "authenticate",
+      "fetch-ca",
+      "generate-key",
+      "build-csr",
+      "submit-csr",
+      "validate",
+      "bind",
+      "store",
+    ]);
     expect(openssl("verify", "-CAfile", join(out, "IOTmidCA.crt"), join(out, "f60c28.crt"))).toMatch(/: OK/);
-    expect(openssl("pkey", "-in", join(out, "f60c28.key"), "-pubout")).toBe(openssl("x509", "-in", join(out, "f60c28.crt"), "-noout", "-pubkey"));
+    expect(openssl("pkey", "-in", join(out, "f60c28.key"), "-pubout")).toBe(
+      openssl("x509", "-in", join(out, "f60c28.crt"), "-noout", "-pubkey"),
+    );
     expect(await modeOf(join(out, "f60c28.key"))).toBe(0o600);
   });
 });

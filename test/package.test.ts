@@ -13,7 +13,10 @@ describe("the agent's package carries no lab (the lab is the workspace package l
     const files = (JSON.parse(run.stdout) as { files: { path: string }[] }[])[0]!.files.map((f) => f.path);
     expect(files).toContain("dist/cert-retriever.mjs"); // the listing works
     expect(files.filter((f) => /(^|\/)lab(\/|\.|-)|cert-retriever-lab|fault-kinds/.test(f))).toEqual([]);
-    const pkg = JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")) as Record<string, Record<string, string>>;
+    const pkg = JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")) as Record<
+      string,
+      Record<string, string>
+    >;
     expect(Object.keys(pkg.bin!)).toEqual(["cert-retriever"]);
     expect(Object.keys(pkg.exports!)).toEqual([".", "./exit-codes", "./exit-rules", "./package.json"]);
     expect(Object.keys({ ...pkg.dependencies, ...pkg.optionalDependencies })).not.toContain("cert-retriever-lab");

@@ -5,7 +5,11 @@ import { tempDir } from "./helpers/lab.js";
 
 describe("--key: PKCS#11 URIs (RFC 7512)", () => {
   it("reads RFC 7512's own examples: %-escapes, ids as bytes, path and query attributes", () => {
-    expect(parsePkcs11Uri("pkcs11:token=The%20Software%20PKCS%2311%20Softtoken;manufacturer=Snake%20Oil,%20Inc.;model=1.0;object=my-certificate;type=cert;id=%69%95%3E%5C%F4%BD%EC%91;serial=")).toEqual({
+    expect(
+      parsePkcs11Uri(
+        "pkcs11:token=The%20Software%20PKCS%2311%20Softtoken;manufacturer=Snake%20Oil,%20Inc.;model=1.0;object=my-certificate;type=cert;id=%69%95%3E%5C%F4%BD%EC%91;serial=",
+      ),
+    ).toEqual({
       token: "The Software PKCS#11 Softtoken",
       manufacturer: "Snake Oil, Inc.",
       model: "1.0",
@@ -14,7 +18,9 @@ describe("--key: PKCS#11 URIs (RFC 7512)", () => {
       id: new Uint8Array([0x69, 0x95, 0x3e, 0x5c, 0xf4, 0xbd, 0xec, 0x91]),
       serial: "",
     });
-    expect(parsePkcs11Uri("pkcs11:object=my-sign-key;type=private?module-name=mypkcs11&pin-source=file:/etc/token_pin")).toEqual({
+    expect(
+      parsePkcs11Uri("pkcs11:object=my-sign-key;type=private?module-name=mypkcs11&pin-source=file:/etc/token_pin"),
+    ).toEqual({
       object: "my-sign-key",
       type: "private",
       moduleName: "mypkcs11",
@@ -24,9 +30,18 @@ describe("--key: PKCS#11 URIs (RFC 7512)", () => {
   });
 
   it("writes what it reads: the URI recorded with the certificate names the same key", () => {
-    const uri = { token: "dev ice", object: "f60c28", id: new Uint8Array([0, 0xab, 0xff]), type: "private", modulePath: "/usr/lib/softhsm/libsofthsm2.so", pinSource: "file:/etc/pin" };
+    const uri = {
+      token: "dev ice",
+      object: "f60c28",
+      id: new Uint8Array([0, 0xab, 0xff]),
+      type: "private",
+      modulePath: "/usr/lib/softhsm/libsofthsm2.so",
+      pinSource: "file:/etc/pin",
+    };
     const text = formatPkcs11Uri(uri);
-    expect(text).toBe("pkcs11:token=dev%20ice;object=f60c28;id=%00%ab%ff;type=private?module-path=/usr/lib/softhsm/libsofthsm2.so&pin-source=file:/etc/pin");
+    expect(text).toBe(
+      "pkcs11:token=dev%20ice;object=f60c28;id=%00%ab%ff;type=private?module-path=/usr/lib/softhsm/libsofthsm2.so&pin-source=file:/etc/pin",
+    );
     expect(parsePkcs11Uri(text)).toEqual(uri);
   });
 
@@ -45,8 +60,23 @@ describe("--key: PKCS#11 URIs (RFC 7512)", () => {
       expect(run.stderr).not.toContain("314159");
       expect(run.code, key).toBe(255); // check's error code
     }
-    const enroll = await runCli(["enroll", "--platform", "http://127.0.0.1:9", "--device-id", "f60c28", "--out", out, "--key", "pkcs11:token=a;tokn=b", "--token-file", "/nonexistent", "--non-interactive"]);
-    expect(enroll.stderr).toMatch(/the key URI 'pkcs11:token=a;tokn=b' is not a usable PKCS#11 URI: 'tokn' is not an attribute of the path/);
+    const enroll = await runCli([
+      "enroll",
+      "--platform",
+      "http://127.0.0.1:9",
+      "--device-id",
+      "f60c28",
+      "--out",
+      out,
+      "--key",
+      "pkcs11:token=a;tokn=b",
+      "--token-file",
+      "/nonexistent",
+      "--non-interactive",
+    ]);
+    expect(enroll.stderr).toMatch(
+      /the key URI 'pkcs11:token=a;tokn=b' is not a usable PKCS#11 URI: 'tokn' is not an attribute of the path/,
+    );
     expect(enroll.code).toBe(2);
   });
 });

@@ -25,7 +25,13 @@ describe("review findings", () => {
     const script = `import { acquireLock } from ${JSON.stringify(lockModule)}; import { appendFileSync } from "node:fs";
       for (let i = 0; i < 15; i++) { const release = await acquireLock(${JSON.stringify(dir)}, 60000);
         appendFileSync(${JSON.stringify(log)}, "+\\n"); await new Promise((r) => setTimeout(r, 3)); appendFileSync(${JSON.stringify(log)}, "-\\n"); await release(); }`;
-    await Promise.all(Array.from({ length: 8 }, () => new Promise((resolve) => spawn(process.execPath, ["--input-type=module", "-e", script]).on("close", resolve))));
+    await Promise.all(
+      Array.from(
+        { length: 8 },
+        () =>
+          new Promise((resolve) => spawn(process.execPath, ["--input-type=module", "-e", script]).on("close", resolve)),
+      ),
+    );
     let held = 0;
     let most = 0;
     for (const line of readFileSync(log, "utf8").trim().split("\n")) {
@@ -38,7 +44,9 @@ describe("review findings", () => {
   it("a token in a malformed /auth reply is not quoted in the error", async () => {
     const jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzZXJ2aWNlIjoiYWRtaW4ifQ.c2lnbmF0dXJlc2lnbmF0dXJl";
     SECRETS.add(jwt);
-    const proxy = await startProxy(lab.url, (path) => (path === "/auth" ? { status: 200, body: JSON.stringify({ jwt }), contentType: "text/plain" } : undefined));
+    const proxy = await startProxy(lab.url, (path) =>
+      path === "/auth" ? { status: 200, body: JSON.stringify({ jwt }), contentType: "text/plain" } : undefined,
+    );
     try {
       const run = await enrollCli(proxy.url, lab, "tok-quote", join(await tempDir(), "c"));
       expect(run.code).toBe(10);
@@ -60,7 +68,9 @@ describe("review findings", () => {
     try {
       const out = join(await tempDir(), "c");
       const run = await enrollCli(proxy.url, lab, "lost-reply", out);
-      expect(run.stderr).toMatch(/submit-csr failed: .*HTTP 504.*the request may have reached the platform, so it is not repeated/);
+      expect(run.stderr).toMatch(
+        /submit-csr failed: .*HTTP 504.*the request may have reached the platform, so it is not repeated/,
+      );
       expect(run.code).toBe(75);
       expect(existsSync(out)).toBe(false);
       const again = await enrollCli(proxy.url, lab, "lost-reply", out);
@@ -71,7 +81,18 @@ describe("review findings", () => {
   });
 
   it("credentials from x509-identity-mgmt v0.5 (CN <tenant>:<device>) count as valid: no re-enrollment, check says nothing to do", async () => {
-    const v05 = await startLab({ dir: lab.dir, host: "127.0.0.1", port: 0, crypto: softwareCrypto(), certProfile: "cfree", autoRegister: true, adminPassword: lab.password, tokenLifetime: 420, api: "x509", x509Rules: "v0.5" });
+    const v05 = await startLab({
+      dir: lab.dir,
+      host: "127.0.0.1",
+      port: 0,
+      crypto: softwareCrypto(),
+      certProfile: "cfree",
+      autoRegister: true,
+      adminPassword: lab.password,
+      tokenLifetime: 420,
+      api: "x509",
+      x509Rules: "v0.5",
+    });
     try {
       const out = join(await tempDir(), "c");
       expect((await enrollCli(v05.url, lab, "abc123", out)).code).toBe(0);
@@ -88,7 +109,22 @@ describe("review findings", () => {
     await writeFile(join(dir, "id"), "from-file\n");
     await writeFile(join(dir, "wrong"), "not-the-password");
     await writeFile(join(dir, "c.json"), JSON.stringify({ deviceId: "from-config", passwordFile: join(dir, "wrong") }));
-    const run = await runCli(["enroll", "--config", join(dir, "c.json"), "--platform", lab.url, "--username", "admin", "--device-id-file", join(dir, "id"), "--out", join(dir, "o")], { env: { CERT_RETRIEVER_PASSWORD: lab.password } });
+    const run = await runCli(
+      [
+        "enroll",
+        "--config",
+        join(dir, "c.json"),
+        "--platform",
+        lab.url,
+        "--username",
+        "admin",
+        "--device-id-file",
+        join(dir, "id"),
+        "--out",
+        join(dir, "o"),
+      ],
+      { env: { CERT_RETRIEVER_PASSWORD: lab.password } },
+    );
     expect(run.code, run.stderr).toBe(0);
     expect(await listFiles(join(dir, "o"))).toEqual(["IOTmidCA.crt", "from-file.crt", "from-file.key"]);
   });
@@ -98,8 +134,16 @@ describe("review findings", () => {
     const crt = await readFile(join(lab.dir, "ca.crt"), "utf8");
     await writeFile(join(dir, "c.crt"), crt);
     await writeFile(join(dir, "k.pem"), "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n");
-    const run = await enrollCli(lab.url, lab, "badkey", join(dir, "o"), ["--client-cert", join(dir, "c.crt"), "--client-key", join(dir, "k.pem")]);
-    expect([run.code, run.stderr]).toEqual([3, expect.stringMatching(/the TLS files given to --platform-ca, --client-cert or --client-key cannot be used/)]);
+    const run = await enrollCli(lab.url, lab, "badkey", join(dir, "o"), [
+      "--client-cert",
+      join(dir, "c.crt"),
+      "--client-key",
+      join(dir, "k.pem"),
+    ]);
+    expect([run.code, run.stderr]).toEqual([
+      3,
+      expect.stringMatching(/the TLS files given to --platform-ca, --client-cert or --client-key cannot be used/),
+    ]);
   });
 
   it("a config file that is not JSON is reported without quoting it (it may hold a password)", async () => {
@@ -116,17 +160,43 @@ describe("review findings", () => {
     expect((await enrollCli(lab.url, lab, "damaged", out, ["--profile", "dojot-mosca"])).code).toBe(0);
     await writeFile(join(out, "damaged.profile.json"), "{broken");
     const run = await runCli(["verify", "--broker", "mqtts://127.0.0.1:1", "--device-id", "damaged", "--out", out]);
-    expect([run.code, run.stderr]).toEqual([3, expect.stringMatching(/the recorded profile of 'damaged' .* is damaged/)]);
+    expect([run.code, run.stderr]).toEqual([
+      3,
+      expect.stringMatching(/the recorded profile of 'damaged' .* is damaged/),
+    ]);
   });
 
   it("with valid credentials, an expired token or no password at all still means nothing to do (exit 0)", async () => {
     const out = join(await tempDir(), "c");
     expect((await enrollCli(lab.url, lab, "idle", out)).code).toBe(0);
     const token = join(await tempDir(), "t");
-    await writeFile(token, `${Buffer.from('{"alg":"HS256"}').toString("base64url")}.${Buffer.from('{"service":"admin","exp":1}').toString("base64url")}.c2ln`);
-    const withToken = await runCli(["enroll", "--platform", lab.url, "--device-id", "idle", "--token-file", token, "--out", out]);
+    await writeFile(
+      token,
+      `${Buffer.from('{"alg":"HS256"}').toString("base64url")}.${Buffer.from('{"service":"admin","exp":1}').toString("base64url")}.c2ln`,
+    );
+    const withToken = await runCli([
+      "enroll",
+      "--platform",
+      lab.url,
+      "--device-id",
+      "idle",
+      "--token-file",
+      token,
+      "--out",
+      out,
+    ]);
     expect([withToken.code, withToken.stderr]).toEqual([0, expect.stringMatching(/already has valid credentials/)]);
-    const noPassword = await runCli(["enroll", "--platform", lab.url, "--device-id", "idle", "--username", "admin", "--out", out]);
+    const noPassword = await runCli([
+      "enroll",
+      "--platform",
+      lab.url,
+      "--device-id",
+      "idle",
+      "--username",
+      "admin",
+      "--out",
+      out,
+    ]);
     expect(noPassword.code).toBe(0);
   });
 

@@ -16,9 +16,16 @@ const hasStrace = haveTool("strace");
 /** The files a run of the CLI (from source), or of `node ARGS` when `bare`, opens, as strace sees them. */
 function filesOpened(args: string[], bare = false): string[] {
   const log = join(mkdtempSync(join(tmpdir(), "cr-strace-")), "trace");
-  const run = spawnSync("strace", ["-f", "-qq", "-e", "trace=openat", "-o", log, process.execPath, ...(bare ? [] : [SOURCE_BIN]), ...args], { encoding: "utf8", cwd: join(SOURCE_BIN, "..", "..") });
+  const run = spawnSync(
+    "strace",
+    ["-f", "-qq", "-e", "trace=openat", "-o", log, process.execPath, ...(bare ? [] : [SOURCE_BIN]), ...args],
+    { encoding: "utf8", cwd: join(SOURCE_BIN, "..", "..") },
+  );
   expect(run.status, run.stderr).toBe(0);
-  return readFileSync(log, "utf8").split("\n").map((l) => /openat\([^"]*"([^"]+)"/.exec(l)?.[1] ?? "").filter(Boolean);
+  return readFileSync(log, "utf8")
+    .split("\n")
+    .map((l) => /openat\([^"]*"([^"]+)"/.exec(l)?.[1] ?? "")
+    .filter(Boolean);
 }
 
 describe.skipIf(!hasStrace)("start-up loads only what the command needs", () => {
@@ -36,13 +43,38 @@ describe.skipIf(!hasStrace)("start-up loads only what the command needs", () => 
 
 describe.skipIf(!hasStrace)("the library's entry carries no lab platform", () => {
   it("import('cert-retriever') opens nothing of the lab; the lab is its own package, 'cert-retriever-lab'", () => {
-    const opened = filesOpened(["--input-type=module", "-e", "const m = await import('cert-retriever'); if (typeof m.enroll !== 'function' || 'startLab' in m) process.exit(1);"], true);
+    const opened = filesOpened(
+      [
+        "--input-type=module",
+        "-e",
+        "const m = await import('cert-retriever'); if (typeof m.enroll !== 'function' || 'startLab' in m) process.exit(1);",
+      ],
+      true,
+    );
     expect(opened.some((f) => f.endsWith("dist/index.js"))).toBe(true); // the trace works
     const root = join(SOURCE_BIN, "..", "..");
-    expect(opened.filter((f) => /dist\/lab\//.test(f) || f.startsWith(join(root, "lab", "/")) || f.includes("node_modules/cert-retriever-lab"))).toEqual([]);
-    const gone = spawnSync(process.execPath, ["--input-type=module", "-e", "await import('cert-retriever/lab')"], { cwd: root, encoding: "utf8" });
+    expect(
+      opened.filter(
+        (f) =>
+          /dist\/lab\//.test(f) ||
+          f.startsWith(join(root, "lab", "/")) ||
+          f.includes("node_modules/cert-retriever-lab"),
+      ),
+    ).toEqual([]);
+    const gone = spawnSync(process.execPath, ["--input-type=module", "-e", "await import('cert-retriever/lab')"], {
+      cwd: root,
+      encoding: "utf8",
+    });
     expect(gone.stderr).toMatch(/ERR_PACKAGE_PATH_NOT_EXPORTED/);
-    const lab = spawnSync(process.execPath, ["--input-type=module", "-e", "const m = await import('cert-retriever-lab'); process.exit(typeof m.startLab === 'function' ? 0 : 1);"], { cwd: root });
+    const lab = spawnSync(
+      process.execPath,
+      [
+        "--input-type=module",
+        "-e",
+        "const m = await import('cert-retriever-lab'); process.exit(typeof m.startLab === 'function' ? 0 : 1);",
+      ],
+      { cwd: root },
+    );
     expect(lab.status).toBe(0);
   });
 });
@@ -70,10 +102,31 @@ describe("an enrollment without a proxy compiles no WebAssembly", () => {
       // Under strace where there is one: the build from source would open our undici's files.
       const trace = join(dir, "trace");
       const tracer = hasStrace ? ["strace", "-f", "-qq", "-e", "trace=openat", "-o", trace] : [];
-      const child = spawn(tracer[0] ?? process.execPath, [...tracer.slice(1), ...(hasStrace ? [process.execPath] : []), "--import", hook, BIN, "enroll", "--platform", lab.url, "--device-id", "one-undici", "--username", "admin", "--password-stdin", "--out", join(dir, "o"), "--non-interactive"], {
-        env: { PATH: process.env.PATH ?? "", NO_COLOR: "1" },
-        stdio: ["pipe", "ignore", "pipe"],
-      });
+      const child = spawn(
+        tracer[0] ?? process.execPath,
+        [
+          ...tracer.slice(1),
+          ...(hasStrace ? [process.execPath] : []),
+          "--import",
+          hook,
+          BIN,
+          "enroll",
+          "--platform",
+          lab.url,
+          "--device-id",
+          "one-undici",
+          "--username",
+          "admin",
+          "--password-stdin",
+          "--out",
+          join(dir, "o"),
+          "--non-interactive",
+        ],
+        {
+          env: { PATH: process.env.PATH ?? "", NO_COLOR: "1" },
+          stdio: ["pipe", "ignore", "pipe"],
+        },
+      );
       let stderr = "";
       child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
       child.stdin.end(`${lab.password}\n`);

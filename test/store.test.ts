@@ -1,5 +1,17 @@
 import { existsSync, readFileSync } from "node:fs";
-import { chmod, copyFile, lchown, lstat, mkdir, readdir, readFile, rm, stat, symlink, writeFile } from "node:fs/promises";
+import {
+  chmod,
+  copyFile,
+  lchown,
+  lstat,
+  mkdir,
+  readdir,
+  readFile,
+  rm,
+  stat,
+  symlink,
+  writeFile,
+} from "node:fs/promises";
 import { spawn } from "node:child_process";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -39,7 +51,9 @@ describe("credentials that already exist survive any failed run", () => {
       const id = `keep-${fault}`;
       const before = await snapshot(out);
       const run = await enrollCli(lab.url, lab, id, out, ["--force"], {}, fault);
-      expect(run.stderr).toMatch(/store failed: writing the credentials in .* failed: injected fault at .*; the previous files are unchanged/);
+      expect(run.stderr).toMatch(
+        /store failed: writing the credentials in .* failed: injected fault at .*; the previous files are unchanged/,
+      );
       expect(run.code).toBe(15);
       expect(await snapshot(out)).toEqual(before);
       expect(openssl("verify", "-CAfile", join(out, "IOTmidCA.crt"), join(out, `${id}.crt`))).toMatch(/: OK/);
@@ -138,7 +152,12 @@ async function rootsFile(): Promise<string> {
 }
 
 /** A staging directory `name` in `dir` as a killed run leaves it: `new-<i>` files and a COMMIT mark. */
-async function plantStaging(dir: string, name: string, mark: unknown, files: string[] = ["planted\n"]): Promise<string> {
+async function plantStaging(
+  dir: string,
+  name: string,
+  mark: unknown,
+  files: string[] = ["planted\n"],
+): Promise<string> {
   const staging = join(dir, name);
   await mkdir(staging, { recursive: true });
   for (const [i, text] of files.entries()) await writeFile(join(staging, `new-${i}`), text);
@@ -147,20 +166,25 @@ async function plantStaging(dir: string, name: string, mark: unknown, files: str
 }
 
 describe("crash recovery moves only our own staged files, onto this store's own files in --out", () => {
-  it.skipIf(!asRoot)("an --out another user owns, with their staging directory naming a file elsewhere: exit 15 before any request, nothing moved", async () => {
-    const victim = await rootsFile();
-    const out = await tempDir();
-    const staging = await plantStaging(out, ".staging-x", [victim]);
-    await giveToNobody(out, staging, join(staging, "new-0"), join(staging, "COMMIT"));
-    await lab.addDevice("planted");
-    const run = await enrollCli(lab.url, lab, "planted", out);
-    expect(run.stderr).toMatch(/store failed: refusing the output directory .*: it belongs to another user \(uid 65534\)/);
-    expect(run.code).toBe(15);
-    expect(run.stderr).not.toMatch(/\[1\/8\]|completed a write/);
-    expect(await readFile(victim, "utf8")).toBe("root's own file\n");
-    expect((await stat(victim)).uid).toBe(0);
-    expect(await listFiles(out)).toEqual([".staging-x", ".staging-x/COMMIT", ".staging-x/new-0"]);
-  });
+  it.skipIf(!asRoot)(
+    "an --out another user owns, with their staging directory naming a file elsewhere: exit 15 before any request, nothing moved",
+    async () => {
+      const victim = await rootsFile();
+      const out = await tempDir();
+      const staging = await plantStaging(out, ".staging-x", [victim]);
+      await giveToNobody(out, staging, join(staging, "new-0"), join(staging, "COMMIT"));
+      await lab.addDevice("planted");
+      const run = await enrollCli(lab.url, lab, "planted", out);
+      expect(run.stderr).toMatch(
+        /store failed: refusing the output directory .*: it belongs to another user \(uid 65534\)/,
+      );
+      expect(run.code).toBe(15);
+      expect(run.stderr).not.toMatch(/\[1\/8\]|completed a write/);
+      expect(await readFile(victim, "utf8")).toBe("root's own file\n");
+      expect((await stat(victim)).uid).toBe(0);
+      expect(await listFiles(out)).toEqual([".staging-x", ".staging-x/COMMIT", ".staging-x/new-0"]);
+    },
+  );
 
   it("an --out that group or others can write is refused (exit 15), and so is a new --out made in such a directory; a sticky one like /tmp is fine", async () => {
     for (const mode of [0o777, 0o770, 0o1777]) {
@@ -168,14 +192,22 @@ describe("crash recovery moves only our own staged files, onto this store's own 
       await chmod(out, mode);
       await lab.addDevice("open-dir");
       const run = await enrollCli(lab.url, lab, "open-dir", out);
-      expect(run.stderr).toMatch(new RegExp(`store failed: refusing the output directory ${out}: other users can write it \\(mode ${mode.toString(8)}\\)`));
+      expect(run.stderr).toMatch(
+        new RegExp(
+          `store failed: refusing the output directory ${out}: other users can write it \\(mode ${mode.toString(8)}\\)`,
+        ),
+      );
       expect(run.code).toBe(15);
       expect(await readdir(out)).toEqual([]);
     }
     const open = await tempDir();
     await chmod(open, 0o777);
     const refused = await enrollCli(lab.url, lab, "open-dir", join(open, "deep", "certs"));
-    expect(refused.stderr).toMatch(new RegExp(`store failed: refusing to create the output directory in ${open}: other users can write it \\(mode 777\\)`));
+    expect(refused.stderr).toMatch(
+      new RegExp(
+        `store failed: refusing to create the output directory in ${open}: other users can write it \\(mode 777\\)`,
+      ),
+    );
     expect(refused.code).toBe(15);
     expect(await readdir(open)).toEqual([]);
     const sticky = await tempDir();
@@ -196,7 +228,11 @@ describe("crash recovery moves only our own staged files, onto this store's own 
     const run = await enrollCli(lab.url, lab, "confined", out);
     expect(run.code, run.stderr).toBe(0);
     expect(run.stderr).not.toMatch(/completed a write/);
-    expect(run.stderr.match(/left .*\.staging-(abs|up|other).* alone: its commit mark names files that are not this device's/g)).toHaveLength(3);
+    expect(
+      run.stderr.match(
+        /left .*\.staging-(abs|up|other).* alone: its commit mark names files that are not this device's/g,
+      ),
+    ).toHaveLength(3);
     expect(await readFile(victim, "utf8")).toBe("root's own file\n");
     expect(existsSync(join(out, "..", "cr-up"))).toBe(false);
     const after = await snapshot(out);
@@ -204,33 +240,36 @@ describe("crash recovery moves only our own staged files, onto this store's own 
     expect(openssl("verify", "-CAfile", join(out, "IOTmidCA.crt"), join(out, "confined.crt"))).toMatch(/: OK/);
   });
 
-  it.skipIf(!asRoot)("staging entries that are symbolic links, or that another user owns, are never followed, moved or removed", async () => {
-    const victim = await rootsFile();
-    const out = await tempDir();
-    // Another user's staging directory naming this device's own certificate.
-    const theirs = await plantStaging(out, ".staging-theirs", [join(out, "own.crt")]);
-    await giveToNobody(theirs, join(theirs, "new-0"), join(theirs, "COMMIT"));
-    // Our staging directory, but the staged file in it is another user's.
-    const mixed = await plantStaging(out, ".staging-mixed", ["own.crt"]);
-    await giveToNobody(join(mixed, "new-0"));
-    // A link to a directory of ours elsewhere whose mark names root's file.
-    const elsewhere = await plantStaging(await tempDir(), "staged", [victim]);
-    await symlink(elsewhere, join(out, ".staging-link"));
-    const before = await snapshot(out);
-    await lab.addDevice("own");
-    const run = await enrollCli(lab.url, lab, "own", out);
-    expect(run.code, run.stderr).toBe(0);
-    expect(run.stderr).not.toMatch(/completed a write|removed an unfinished write/);
-    expect(run.stderr).toMatch(/ignored .*\.staging-theirs.*: it is not a staging directory of this user's/);
-    expect(run.stderr).toMatch(/ignored .*\.staging-link.*: it is not a staging directory of this user's/);
-    expect(run.stderr).toMatch(/left .*\.staging-mixed.* alone: it holds a file that is not this user's/);
-    expect(await readFile(victim, "utf8")).toBe("root's own file\n");
-    expect(await listFiles(elsewhere)).toEqual(["COMMIT", "new-0"]);
-    expect((await lstat(join(out, ".staging-link"))).isSymbolicLink()).toBe(true);
-    const after = await snapshot(out);
-    for (const name of Object.keys(before)) expect(after[name], name).toBe(before[name]);
-    expect(openssl("verify", "-CAfile", join(out, "IOTmidCA.crt"), join(out, "own.crt"))).toMatch(/: OK/);
-  });
+  it.skipIf(!asRoot)(
+    "staging entries that are symbolic links, or that another user owns, are never followed, moved or removed",
+    async () => {
+      const victim = await rootsFile();
+      const out = await tempDir();
+      // Another user's staging directory naming this device's own certificate.
+      const theirs = await plantStaging(out, ".staging-theirs", [join(out, "own.crt")]);
+      await giveToNobody(theirs, join(theirs, "new-0"), join(theirs, "COMMIT"));
+      // Our staging directory, but the staged file in it is another user's.
+      const mixed = await plantStaging(out, ".staging-mixed", ["own.crt"]);
+      await giveToNobody(join(mixed, "new-0"));
+      // A link to a directory of ours elsewhere whose mark names root's file.
+      const elsewhere = await plantStaging(await tempDir(), "staged", [victim]);
+      await symlink(elsewhere, join(out, ".staging-link"));
+      const before = await snapshot(out);
+      await lab.addDevice("own");
+      const run = await enrollCli(lab.url, lab, "own", out);
+      expect(run.code, run.stderr).toBe(0);
+      expect(run.stderr).not.toMatch(/completed a write|removed an unfinished write/);
+      expect(run.stderr).toMatch(/ignored .*\.staging-theirs.*: it is not a staging directory of this user's/);
+      expect(run.stderr).toMatch(/ignored .*\.staging-link.*: it is not a staging directory of this user's/);
+      expect(run.stderr).toMatch(/left .*\.staging-mixed.* alone: it holds a file that is not this user's/);
+      expect(await readFile(victim, "utf8")).toBe("root's own file\n");
+      expect(await listFiles(elsewhere)).toEqual(["COMMIT", "new-0"]);
+      expect((await lstat(join(out, ".staging-link"))).isSymbolicLink()).toBe(true);
+      const after = await snapshot(out);
+      for (const name of Object.keys(before)) expect(after[name], name).toBe(before[name]);
+      expect(openssl("verify", "-CAfile", join(out, "IOTmidCA.crt"), join(out, "own.crt"))).toMatch(/: OK/);
+    },
+  );
 
   it("a commit mark written by the previous version (absolute paths) still completes when the paths are exactly this store's files", async () => {
     await lab.addDevice("legacy-mark");
@@ -244,7 +283,10 @@ describe("crash recovery moves only our own staged files, onto this store's own 
     await copyFile(join(out, "legacy-mark.crt"), join(staging, "new-1"));
     await copyFile(join(out, "legacy-mark.key"), join(staging, "new-2"));
     await rm(join(out, "legacy-mark.crt"));
-    await writeFile(join(staging, "COMMIT"), JSON.stringify(["IOTmidCA.crt", "legacy-mark.crt", "legacy-mark.key"].map((n) => join(out, n))));
+    await writeFile(
+      join(staging, "COMMIT"),
+      JSON.stringify(["IOTmidCA.crt", "legacy-mark.crt", "legacy-mark.key"].map((n) => join(out, n))),
+    );
     const run = await enrollCli(lab.url, lab, "legacy-mark", out);
     expect(run.stderr).toMatch(/completed a write that an earlier run committed/);
     expect(run.code, run.stderr).toBe(0);
@@ -255,11 +297,36 @@ describe("crash recovery moves only our own staged files, onto this store's own 
 
 describe("file names: each name is one file of one kind, and fits the file system", () => {
   const refused: Array<[string, string, string[], RegExp]> = [
-    ["a device id equal to the CA name (its certificate would overwrite the CA's)", "IOTmidCA", [], /the device id and the CA name are both "IOTmidCA"/],
-    ["a CA name equal to the device id", "dev-a", ["--ca-name", "dev-a"], /the device id and the CA name are both "dev-a"/],
-    ["a device id that looks like an unfinished write", ".staging-id", [], /the device id "\.staging-id" is not usable: names starting with "\.staging-" or "\.cert-retriever\.lock" are the store's own files/],
-    ["a CA name that looks like an unfinished write", "dev-b", ["--ca-name", ".staging-ca"], /the CA name "\.staging-ca" is not usable: names starting with/],
-    ["a device id of 90 × 設 (270 bytes in UTF-8, though 90 characters), with --force", "設".repeat(90), ["--force"], /the device id "設+" is not usable: it must be 1 to 200 bytes/],
+    [
+      "a device id equal to the CA name (its certificate would overwrite the CA's)",
+      "IOTmidCA",
+      [],
+      /the device id and the CA name are both "IOTmidCA"/,
+    ],
+    [
+      "a CA name equal to the device id",
+      "dev-a",
+      ["--ca-name", "dev-a"],
+      /the device id and the CA name are both "dev-a"/,
+    ],
+    [
+      "a device id that looks like an unfinished write",
+      ".staging-id",
+      [],
+      /the device id "\.staging-id" is not usable: names starting with "\.staging-" or "\.cert-retriever\.lock" are the store's own files/,
+    ],
+    [
+      "a CA name that looks like an unfinished write",
+      "dev-b",
+      ["--ca-name", ".staging-ca"],
+      /the CA name "\.staging-ca" is not usable: names starting with/,
+    ],
+    [
+      "a device id of 90 × 設 (270 bytes in UTF-8, though 90 characters), with --force",
+      "設".repeat(90),
+      ["--force"],
+      /the device id "設+" is not usable: it must be 1 to 200 bytes/,
+    ],
   ];
   for (const [what, id, extra, message] of refused) {
     it(`${what}: exit 2 before any request, nothing written`, async () => {

@@ -26,7 +26,10 @@ const hasSystemd = haveTool("systemd-analyze");
 async function stagedUnit(): Promise<string> {
   const dir = await tempDir("cr-unit-");
   for (const file of [UNIT, RENEW_UNIT, RENEW_TIMER]) {
-    await writeFile(join(dir, basename(file)), (await readFile(file, "utf8")).replaceAll("/usr/bin/cert-retriever", BIN));
+    await writeFile(
+      join(dir, basename(file)),
+      (await readFile(file, "utf8")).replaceAll("/usr/bin/cert-retriever", BIN),
+    );
   }
   await mkdir(join(dir, "cert-retriever.service.d"));
   await copyFile(DROPIN, join(dir, "cert-retriever.service.d", "platform.conf"));
@@ -35,8 +38,12 @@ async function stagedUnit(): Promise<string> {
 
 /** `systemd-analyze security`'s exposure level of a unit file. */
 function exposure(unit: string): number {
-  const out = execFileSync("systemd-analyze", ["security", "--offline=true", "--threshold=100", unit], { encoding: "utf8" });
-  return Number(new RegExp(`Overall exposure level for ${basename(unit).replace(/\./g, "\\.")}: ([\\d.]+)`).exec(out)?.[1]);
+  const out = execFileSync("systemd-analyze", ["security", "--offline=true", "--threshold=100", unit], {
+    encoding: "utf8",
+  });
+  return Number(
+    new RegExp(`Overall exposure level for ${basename(unit).replace(/\./g, "\\.")}: ([\\d.]+)`).exec(out)?.[1],
+  );
 }
 
 describe.skipIf(!hasSystemd)("the systemd unit", () => {
@@ -53,7 +60,11 @@ describe.skipIf(!hasSystemd)("the systemd unit", () => {
 
   it("the renewal timer and service pass systemd-analyze verify silently, and the service rates no worse than the first-boot unit", async () => {
     const dir = dirname(await stagedUnit());
-    const run = spawnSync("systemd-analyze", ["verify", "--man=no", join(dir, "cert-retriever-renew.timer"), join(dir, "cert-retriever-renew.service")], { encoding: "utf8" });
+    const run = spawnSync(
+      "systemd-analyze",
+      ["verify", "--man=no", join(dir, "cert-retriever-renew.timer"), join(dir, "cert-retriever-renew.service")],
+      { encoding: "utf8" },
+    );
     expect(`${run.stdout}${run.stderr}`).toBe("");
     expect(run.status).toBe(0);
     const renew = exposure(join(dir, "cert-retriever-renew.service"));
@@ -75,7 +86,9 @@ describe("the renewal timer and service", () => {
     expect(unit).toMatch(/^ExecCondition=\/usr\/bin\/cert-retriever check$/m);
     expect(unit).not.toMatch(/^WantedBy=/m); // the timer starts it
     for (const shared of ["User", "StateDirectory", "DynamicUser", "LoadCredential"]) {
-      expect(new RegExp(`^${shared}=(.*)$`, "m").exec(unit)?.[1], shared).toBe(new RegExp(`^${shared}=(.*)$`, "m").exec(first)?.[1]);
+      expect(new RegExp(`^${shared}=(.*)$`, "m").exec(unit)?.[1], shared).toBe(
+        new RegExp(`^${shared}=(.*)$`, "m").exec(first)?.[1],
+      );
     }
   });
 });
@@ -84,8 +97,14 @@ describe("the unit's contract with the exit codes", () => {
   it("restarts on 75 only: every other failure code of the table is in RestartPreventExitStatus, in both units", async () => {
     for (const file of [UNIT, RENEW_UNIT]) {
       const unit = await readFile(file, "utf8");
-      const prevented = /^RestartPreventExitStatus=(.*)$/m.exec(unit)![1]!.split(/\s+/).map(Number).sort((a, b) => a - b);
-      const permanent = EXIT_CODE_MEANINGS.map(([code]) => code).filter((c) => c !== 0 && c !== 75).sort((a, b) => a - b);
+      const prevented = /^RestartPreventExitStatus=(.*)$/m
+        .exec(unit)![1]!
+        .split(/\s+/)
+        .map(Number)
+        .sort((a, b) => a - b);
+      const permanent = EXIT_CODE_MEANINGS.map(([code]) => code)
+        .filter((c) => c !== 0 && c !== 75)
+        .sort((a, b) => a - b);
       expect(prevented, file).toEqual(permanent);
       expect(unit, file).toMatch(/^Restart=on-failure$/m);
       expect(unit, file).toMatch(/^Type=oneshot$/m);
@@ -114,15 +133,27 @@ describe("first boot, as the unit runs it", () => {
     // The unit's Environment= lines with %S expanded, plus what the drop-in would set.
     const env: Record<string, string> = { CREDENTIALS_DIRECTORY: creds };
     const cache = await tempDir("cr-cache-");
-    for (const [, name, value] of unit.matchAll(/^Environment=(\w+)=(.*)$/gm)) env[name!] = value!.replace("%S", state).replace("%C", cache);
-    Object.assign(env, { CERT_RETRIEVER_PLATFORM: lab.url, CERT_RETRIEVER_USERNAME: "admin", CERT_RETRIEVER_DEVICE_ID_FILE: idFile });
-    const command = (key: string) => /^Exec\w+=\/usr\/bin\/cert-retriever (.*)$/m.exec(unit.split("\n").find((l) => l.startsWith(`${key}=`))!)![1]!.split(" ");
+    for (const [, name, value] of unit.matchAll(/^Environment=(\w+)=(.*)$/gm))
+      env[name!] = value!.replace("%S", state).replace("%C", cache);
+    Object.assign(env, {
+      CERT_RETRIEVER_PLATFORM: lab.url,
+      CERT_RETRIEVER_USERNAME: "admin",
+      CERT_RETRIEVER_DEVICE_ID_FILE: idFile,
+    });
+    const command = (key: string) =>
+      /^Exec\w+=\/usr\/bin\/cert-retriever (.*)$/m
+        .exec(unit.split("\n").find((l) => l.startsWith(`${key}=`))!)![1]!
+        .split(" ");
 
     expect((await runCli(command("ExecCondition"), { env })).code).toBe(0);
     const start = await runCli(command("ExecStart"), { env });
     expect(start.code, start.stderr).toBe(0);
     expect(start.stderr).toMatch(/^\[1\/8\] authenticate/m); // plain lines for journald, no ticks
-    expect(await listFiles(join(state, "cert-retriever"))).toEqual(["IOTmidCA.crt", "boot-device.crt", "boot-device.key"]);
+    expect(await listFiles(join(state, "cert-retriever"))).toEqual([
+      "IOTmidCA.crt",
+      "boot-device.crt",
+      "boot-device.key",
+    ]);
     expect((await runCli(command("ExecCondition"), { env })).code).toBe(1);
   });
 });
@@ -132,18 +163,37 @@ describe("EST, as the units run it: first boot by password, renewal by the curre
     const labDir = await tempDir("cr-est-unit-");
     const password = `est-${Math.random().toString(36).slice(2)}-pw`;
     SECRETS.add(password);
-    const est = await startLab({ dir: labDir, host: "127.0.0.1", port: 0, crypto: softwareCrypto(), certProfile: "open", autoRegister: false, adminPassword: password, tokenLifetime: 420, api: "est" });
+    const est = await startLab({
+      dir: labDir,
+      host: "127.0.0.1",
+      port: 0,
+      crypto: softwareCrypto(),
+      certProfile: "open",
+      autoRegister: false,
+      adminPassword: password,
+      tokenLifetime: 420,
+      api: "est",
+    });
     try {
       const state = await tempDir("cr-state-");
       const creds = await tempDir("cr-creds-");
       await writeFile(join(creds, "password"), password, { mode: 0o400 });
       const cache = await tempDir("cr-cache-");
-      const platform = { CERT_RETRIEVER_API: "est", CERT_RETRIEVER_PLATFORM: est.estUrl!, CERT_RETRIEVER_USERNAME: "admin", CERT_RETRIEVER_DEVICE_ID: "est-unit", CERT_RETRIEVER_CA_FINGERPRINT: `sha256:${sha256Fingerprint(est.estCa!.root.cert)}` };
+      const platform = {
+        CERT_RETRIEVER_API: "est",
+        CERT_RETRIEVER_PLATFORM: est.estUrl!,
+        CERT_RETRIEVER_USERNAME: "admin",
+        CERT_RETRIEVER_DEVICE_ID: "est-unit",
+        CERT_RETRIEVER_CA_FINGERPRINT: `sha256:${sha256Fingerprint(est.estCa!.root.cert)}`,
+      };
       const run = async (unitFile: string, key: string, extra: Record<string, string> = {}) => {
         const text = await readFile(unitFile, "utf8");
         const env: Record<string, string> = { CREDENTIALS_DIRECTORY: creds };
-        for (const [, name, value] of text.matchAll(/^Environment=(\w+)=(.*)$/gm)) env[name!] = value!.replace("%S", state).replace("%C", cache);
-        const args = /^Exec\w+=\/usr\/bin\/cert-retriever (.*)$/m.exec(text.split("\n").find((l) => l.startsWith(`${key}=`))!)![1]!.split(" ");
+        for (const [, name, value] of text.matchAll(/^Environment=(\w+)=(.*)$/gm))
+          env[name!] = value!.replace("%S", state).replace("%C", cache);
+        const args = /^Exec\w+=\/usr\/bin\/cert-retriever (.*)$/m
+          .exec(text.split("\n").find((l) => l.startsWith(`${key}=`))!)![1]!
+          .split(" ");
         return runCli(args, { env: { ...env, ...platform, ...extra } });
       };
       const first = await run(UNIT, "ExecStart");
@@ -156,7 +206,10 @@ describe("EST, as the units run it: first boot by password, renewal by the curre
       expect((await run(RENEW_UNIT, "ExecCondition", due)).code).toBe(0);
       const renewed = await run(RENEW_UNIT, "ExecStart", due);
       expect(renewed.code, renewed.stderr).toBe(0);
-      expect((await readEstIssued(labDir)).map((r) => r.auth)).toEqual(["basic:admin", expect.stringMatching(/^reenroll:/)]);
+      expect((await readEstIssued(labDir)).map((r) => r.auth)).toEqual([
+        "basic:admin",
+        expect.stringMatching(/^reenroll:/),
+      ]);
       const after = await run(RENEW_UNIT, "ExecCondition");
       expect(after.code, after.stderr).toBe(1);
     } finally {
@@ -165,43 +218,53 @@ describe("EST, as the units run it: first boot by password, renewal by the curre
   });
 });
 
-describe.skipIf(!haveFaketime())("renewal, as the timer's service runs it (one clock for device and platform, moved by the test)", () => {
-  let clock: SharedClock;
-  let lab: LabProcess;
-  beforeAll(async () => {
-    clock = await sharedClock();
-    lab = await startLabProcess(["--api", "x509", "--cert-lifetime", "1h", "--force-crl-renew"], clock.env);
-    await runCli(["lab", "device", "add", "--dir", lab.dir, "c0ffee"]);
-  });
-  afterAll(async () => lab?.stop());
+describe.skipIf(!haveFaketime())(
+  "renewal, as the timer's service runs it (one clock for device and platform, moved by the test)",
+  () => {
+    let clock: SharedClock;
+    let lab: LabProcess;
+    beforeAll(async () => {
+      clock = await sharedClock();
+      lab = await startLabProcess(["--api", "x509", "--cert-lifetime", "1h", "--force-crl-renew"], clock.env);
+      await runCli(["lab", "device", "add", "--dir", lab.dir, "c0ffee"]);
+    });
+    afterAll(async () => lab?.stop());
 
-  it("first boot enrolls; the daily run is skipped while the certificate is young, renews (re-keyed, old one revoked) once a third of its life is left, then is skipped again", async () => {
-    const state = await tempDir("cr-state-");
-    const creds = await tempDir("cr-creds-");
-    await writeFile(join(creds, "password"), lab.password, { mode: 0o400 });
-    const cache = await tempDir("cr-cache-");
-    const envOf = (text: string) => {
-      const env: Record<string, string> = { ...clock.env, CREDENTIALS_DIRECTORY: creds };
-      for (const [, name, value] of text.matchAll(/^Environment=(\w+)=(.*)$/gm)) env[name!] = value!.replace("%S", state).replace("%C", cache);
-      return Object.assign(env, { CERT_RETRIEVER_PLATFORM: lab.url, CERT_RETRIEVER_USERNAME: "admin", CERT_RETRIEVER_DEVICE_ID: "c0ffee" });
-    };
-    const run = async (unitFile: string, key: string) => {
-      const text = await readFile(unitFile, "utf8");
-      const args = /^Exec\w+=\/usr\/bin\/cert-retriever (.*)$/m.exec(text.split("\n").find((l) => l.startsWith(`${key}=`))!)![1]!.split(" ");
-      return runCli(args, { env: envOf(text), timeoutMs: 60_000 });
-    };
-    await clock.set("+0");
-    expect((await run(UNIT, "ExecStart")).code).toBe(0);
-    const out = join(state, "cert-retriever");
-    const first = await readFile(join(out, "c0ffee.key"), "utf8");
-    const skipped = await run(RENEW_UNIT, "ExecCondition");
-    expect([skipped.code, skipped.stderr]).toEqual([1, expect.stringMatching(/nothing to do: .* is not revoked/)]);
-    await clock.set("+41m");
-    expect((await run(RENEW_UNIT, "ExecCondition")).code).toBe(0);
-    const renewed = await run(RENEW_UNIT, "ExecStart");
-    expect(renewed.code, renewed.stderr).toBe(0);
-    expect(renewed.stderr).toMatch(/revoked the replaced certificate/);
-    expect(await readFile(join(out, "c0ffee.key"), "utf8")).not.toBe(first);
-    expect((await run(RENEW_UNIT, "ExecCondition")).code).toBe(1);
-  });
-});
+    it("first boot enrolls; the daily run is skipped while the certificate is young, renews (re-keyed, old one revoked) once a third of its life is left, then is skipped again", async () => {
+      const state = await tempDir("cr-state-");
+      const creds = await tempDir("cr-creds-");
+      await writeFile(join(creds, "password"), lab.password, { mode: 0o400 });
+      const cache = await tempDir("cr-cache-");
+      const envOf = (text: string) => {
+        const env: Record<string, string> = { ...clock.env, CREDENTIALS_DIRECTORY: creds };
+        for (const [, name, value] of text.matchAll(/^Environment=(\w+)=(.*)$/gm))
+          env[name!] = value!.replace("%S", state).replace("%C", cache);
+        return Object.assign(env, {
+          CERT_RETRIEVER_PLATFORM: lab.url,
+          CERT_RETRIEVER_USERNAME: "admin",
+          CERT_RETRIEVER_DEVICE_ID: "c0ffee",
+        });
+      };
+      const run = async (unitFile: string, key: string) => {
+        const text = await readFile(unitFile, "utf8");
+        const args = /^Exec\w+=\/usr\/bin\/cert-retriever (.*)$/m
+          .exec(text.split("\n").find((l) => l.startsWith(`${key}=`))!)![1]!
+          .split(" ");
+        return runCli(args, { env: envOf(text), timeoutMs: 60_000 });
+      };
+      await clock.set("+0");
+      expect((await run(UNIT, "ExecStart")).code).toBe(0);
+      const out = join(state, "cert-retriever");
+      const first = await readFile(join(out, "c0ffee.key"), "utf8");
+      const skipped = await run(RENEW_UNIT, "ExecCondition");
+      expect([skipped.code, skipped.stderr]).toEqual([1, expect.stringMatching(/nothing to do: .* is not revoked/)]);
+      await clock.set("+41m");
+      expect((await run(RENEW_UNIT, "ExecCondition")).code).toBe(0);
+      const renewed = await run(RENEW_UNIT, "ExecStart");
+      expect(renewed.code, renewed.stderr).toBe(0);
+      expect(renewed.stderr).toMatch(/revoked the replaced certificate/);
+      expect(await readFile(join(out, "c0ffee.key"), "utf8")).not.toBe(first);
+      expect((await run(RENEW_UNIT, "ExecCondition")).code).toBe(1);
+    });
+  },
+);

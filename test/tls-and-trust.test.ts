@@ -21,16 +21,36 @@ beforeAll(async () => {
   lab = await startTestLab();
   gatewayCa = await makeCa("Gateway Test CA");
   // 0.0.0.0 reaches this machine without being a loopback name: the proxy tests use it.
-  const server = await issueLeaf(gatewayCa, "localhost", [{ type: "dns", value: "localhost" }, { type: "ip", value: "127.0.0.1" }, { type: "ip", value: "0.0.0.0" }], "server");
+  const server = await issueLeaf(
+    gatewayCa,
+    "localhost",
+    [
+      { type: "dns", value: "localhost" },
+      { type: "ip", value: "127.0.0.1" },
+      { type: "ip", value: "0.0.0.0" },
+    ],
+    "server",
+  );
   const client = await issueLeaf(gatewayCa, "factory-station-1", [], "client");
   const dir = await tempDir();
-  files = { dir, ca: join(dir, "gateway-ca.pem"), clientCert: join(dir, "client.crt"), clientKey: join(dir, "client.key") };
+  files = {
+    dir,
+    ca: join(dir, "gateway-ca.pem"),
+    clientCert: join(dir, "client.crt"),
+    clientKey: join(dir, "client.key"),
+  };
   await writeFile(files.ca, gatewayCa.pem);
   await writeFile(files.clientCert, client.cert);
   await writeFile(files.clientKey, client.key, { mode: 0o600 });
   // HTTPS gateways in front of the lab: one plain, one that requires a client certificate.
   https = await startProxy(lab.url, () => undefined, { key: server.key, cert: server.cert });
-  mtls = await startProxy(lab.url, () => undefined, { key: server.key, cert: server.cert, ca: gatewayCa.pem, requestCert: true, rejectUnauthorized: true });
+  mtls = await startProxy(lab.url, () => undefined, {
+    key: server.key,
+    cert: server.cert,
+    ca: gatewayCa.pem,
+    requestCert: true,
+    rejectUnauthorized: true,
+  });
 });
 afterAll(async () => {
   await Promise.all([https.close(), mtls.close()]);
@@ -62,15 +82,53 @@ describe("HTTPS to the platform is verified", () => {
     const without = await enrollCli(mtls.url, lab, "mtls", out, ["--platform-ca", files.ca, "--retries", "0"]);
     expect(without.stderr).toMatch(/requires a client certificate or refused ours/);
     expect(without.code).toBe(10);
-    const withCert = await enrollCli(mtls.url, lab, "mtls", out, ["--platform-ca", files.ca, "--client-cert", files.clientCert, "--client-key", files.clientKey]);
+    const withCert = await enrollCli(mtls.url, lab, "mtls", out, [
+      "--platform-ca",
+      files.ca,
+      "--client-cert",
+      files.clientCert,
+      "--client-key",
+      files.clientKey,
+    ]);
     expect(withCert.code, withCert.stderr).toBe(0);
   });
 
   it("--client-cert without --client-key, or a file that is not PEM, is refused before any request", async () => {
-    const a = await runCli(["enroll", "--platform", https.url, "--device-id", "d", "--username", "admin", "--password-stdin", "--client-cert", files.clientCert], { input: "x" });
+    const a = await runCli(
+      [
+        "enroll",
+        "--platform",
+        https.url,
+        "--device-id",
+        "d",
+        "--username",
+        "admin",
+        "--password-stdin",
+        "--client-cert",
+        files.clientCert,
+      ],
+      { input: "x" },
+    );
     expect([a.code, a.stderr]).toEqual([2, expect.stringMatching(/--client-cert and --client-key go together/)]);
-    const b = await runCli(["enroll", "--platform", https.url, "--device-id", "d", "--username", "admin", "--password-stdin", "--platform-ca", files.clientKey], { input: "x" });
-    expect([b.code, b.stderr]).toEqual([3, expect.stringMatching(/--platform-ca .* is not a PEM file of the expected kind/)]);
+    const b = await runCli(
+      [
+        "enroll",
+        "--platform",
+        https.url,
+        "--device-id",
+        "d",
+        "--username",
+        "admin",
+        "--password-stdin",
+        "--platform-ca",
+        files.clientKey,
+      ],
+      { input: "x" },
+    );
+    expect([b.code, b.stderr]).toEqual([
+      3,
+      expect.stringMatching(/--platform-ca .* is not a PEM file of the expected kind/),
+    ]);
   });
 });
 
@@ -89,13 +147,22 @@ describe("HTTPS_PROXY, HTTP_PROXY and NO_PROXY are honoured, and this machine is
     const platform = `https://0.0.0.0:${https.port}`;
     await lab.addDevice("proxied");
     connects.length = 0;
-    const via = await enrollCli(platform, lab, "proxied", join(await tempDir(), "certs"), ["--platform-ca", files.ca], { HTTPS_PROXY: proxyUrl });
+    const via = await enrollCli(platform, lab, "proxied", join(await tempDir(), "certs"), ["--platform-ca", files.ca], {
+      HTTPS_PROXY: proxyUrl,
+    });
     expect(via.code, via.stderr).toBe(0);
     expect(connects).toContain(`0.0.0.0:${https.port}`);
 
     connects.length = 0;
     await lab.addDevice("direct");
-    const direct = await enrollCli(platform, lab, "direct", join(await tempDir(), "certs"), ["--platform-ca", files.ca], { HTTPS_PROXY: proxyUrl, NO_PROXY: "0.0.0.0" });
+    const direct = await enrollCli(
+      platform,
+      lab,
+      "direct",
+      join(await tempDir(), "certs"),
+      ["--platform-ca", files.ca],
+      { HTTPS_PROXY: proxyUrl, NO_PROXY: "0.0.0.0" },
+    );
     expect(direct.code, direct.stderr).toBe(0);
     expect(connects).toEqual([]);
   });
@@ -105,10 +172,17 @@ describe("HTTPS_PROXY, HTTP_PROXY and NO_PROXY are honoured, and this machine is
     connects.length = 0;
     forwarded.length = 0;
     await lab.addDevice("loop-1");
-    const plain = await enrollCli(lab.url, lab, "loop-1", join(await tempDir(), "certs"), [], { HTTP_PROXY: proxyUrl, http_proxy: proxyUrl, HTTPS_PROXY: proxyUrl });
+    const plain = await enrollCli(lab.url, lab, "loop-1", join(await tempDir(), "certs"), [], {
+      HTTP_PROXY: proxyUrl,
+      http_proxy: proxyUrl,
+      HTTPS_PROXY: proxyUrl,
+    });
     expect(plain.code, plain.stderr).toBe(0);
     await lab.addDevice("loop-2");
-    const tls = await enrollCli(https.url, lab, "loop-2", join(await tempDir(), "certs"), ["--platform-ca", files.ca], { HTTPS_PROXY: proxyUrl, https_proxy: proxyUrl });
+    const tls = await enrollCli(https.url, lab, "loop-2", join(await tempDir(), "certs"), ["--platform-ca", files.ca], {
+      HTTPS_PROXY: proxyUrl,
+      https_proxy: proxyUrl,
+    });
     expect(tls.code, tls.stderr).toBe(0);
     expect(forwarded).toEqual([]);
     expect(connects).toEqual([]);
@@ -123,7 +197,10 @@ describe("pinning the CA with --ca-fingerprint", () => {
     const printed = /SHA-256 ([0-9A-F:]{95})/.exec(first.stderr)![1]!;
 
     await lab.addDevice("pin-2");
-    const pinned = await enrollCli(lab.url, lab, "pin-2", join(await tempDir(), "certs"), ["--ca-fingerprint", `sha256:${printed}`]);
+    const pinned = await enrollCli(lab.url, lab, "pin-2", join(await tempDir(), "certs"), [
+      "--ca-fingerprint",
+      `sha256:${printed}`,
+    ]);
     expect(pinned.code, pinned.stderr).toBe(0);
     expect(pinned.stderr).toMatch(/\(matches the pin\)/);
 
@@ -131,7 +208,11 @@ describe("pinning the CA with --ca-fingerprint", () => {
     const out = join(await tempDir(), "certs");
     const wrong = "sha256:" + "ab".repeat(32);
     const bad = await enrollCli(lab.url, lab, "pin-3", out, ["--ca-fingerprint", wrong]);
-    expect(bad.stderr).toMatch(new RegExp(`fetch-ca failed: the CA the platform sent has SHA-256 fingerprint ${printed}, not the pinned ${wrong}`));
+    expect(bad.stderr).toMatch(
+      new RegExp(
+        `fetch-ca failed: the CA the platform sent has SHA-256 fingerprint ${printed}, not the pinned ${wrong}`,
+      ),
+    );
     expect(bad.stderr).not.toMatch(/generate-key/);
     expect(bad.code).toBe(11);
     expect(existsSync(out)).toBe(false);
@@ -141,7 +222,16 @@ describe("pinning the CA with --ca-fingerprint", () => {
     await lab.addDevice("pin-stored");
     const out = join(await tempDir(), "certs");
     expect((await enrollCli(lab.url, lab, "pin-stored", out)).code).toBe(0);
-    const other = await startLab({ dir: await tempDir(), host: "127.0.0.1", port: 0, crypto: softwareCrypto(), certProfile: "cfree", autoRegister: true, adminPassword: lab.password, tokenLifetime: 60 });
+    const other = await startLab({
+      dir: await tempDir(),
+      host: "127.0.0.1",
+      port: 0,
+      crypto: softwareCrypto(),
+      certProfile: "cfree",
+      autoRegister: true,
+      adminPassword: lab.password,
+      tokenLifetime: 60,
+    });
     try {
       const otherFp = (await import("../src/flows/certificate.js")).sha256Fingerprint(other.ca.cert);
       const run = await enrollCli(other.url, lab, "pin-stored", out, ["--ca-fingerprint", otherFp]);
@@ -153,7 +243,21 @@ describe("pinning the CA with --ca-fingerprint", () => {
   });
 
   it("a pin that is not a SHA-256 fingerprint is a usage error", async () => {
-    const run = await runCli(["enroll", "--platform", lab.url, "--device-id", "d", "--username", "admin", "--password-stdin", "--ca-fingerprint", "md5:abc"], { input: "x" });
+    const run = await runCli(
+      [
+        "enroll",
+        "--platform",
+        lab.url,
+        "--device-id",
+        "d",
+        "--username",
+        "admin",
+        "--password-stdin",
+        "--ca-fingerprint",
+        "md5:abc",
+      ],
+      { input: "x" },
+    );
     expect(run.code).toBe(2);
     expect(run.stderr).toMatch(/--ca-fingerprint 'md5:abc' is not a SHA-256 fingerprint/);
   });
@@ -164,16 +268,34 @@ describe("the deadline bounds the whole run", () => {
     const { HttpClient, DEFAULT_TIMEOUTS } = await import("../src/transport/http.js");
     const http = new HttpClient({ timeouts: DEFAULT_TIMEOUTS, attempts: 3, deadline: Date.now() - 1 }); // the run's clock: already past
     const sent = http.json("submit-csr", new URL(`${lab.url}/sign/x/pkcs10`), { method: "POST", body: {}, once: true });
-    await expect(sent).rejects.toMatchObject({ reason: "deadline", message: expect.stringMatching(/submit-csr failed: .*the deadline passed/) });
+    await expect(sent).rejects.toMatchObject({
+      reason: "deadline",
+      message: expect.stringMatching(/submit-csr failed: .*the deadline passed/),
+    });
     await expect(sent).rejects.toMatchObject({ message: expect.not.stringMatching(/may have reached/) });
     await http.close();
   });
 
   it("a platform that never answers: exit 75 when --deadline passes, however long the request timeout", async () => {
-    const slow = await startLab({ dir: lab.dir, host: "127.0.0.1", port: 0, crypto: softwareCrypto(), certProfile: "cfree", autoRegister: true, adminPassword: lab.password, tokenLifetime: 60, faults: [{ route: "ca", kind: "hang" }] });
+    const slow = await startLab({
+      dir: lab.dir,
+      host: "127.0.0.1",
+      port: 0,
+      crypto: softwareCrypto(),
+      certProfile: "cfree",
+      autoRegister: true,
+      adminPassword: lab.password,
+      tokenLifetime: 60,
+      faults: [{ route: "ca", kind: "hang" }],
+    });
     try {
       const started = Date.now();
-      const run = await enrollCli(slow.url, lab, "deadline", join(await tempDir(), "certs"), ["--deadline", "2s", "--request-timeout", "60s"]);
+      const run = await enrollCli(slow.url, lab, "deadline", join(await tempDir(), "certs"), [
+        "--deadline",
+        "2s",
+        "--request-timeout",
+        "60s",
+      ]);
       expect(run.stderr).toMatch(/fetch-ca failed: .*the deadline passed/);
       expect(run.stderr).toMatch(/--deadline/);
       expect(run.code).toBe(75);
@@ -184,7 +306,21 @@ describe("the deadline bounds the whole run", () => {
   });
 
   it("durations and counts are checked: --deadline soon is a usage error", async () => {
-    const run = await runCli(["enroll", "--platform", lab.url, "--device-id", "d", "--username", "admin", "--password-stdin", "--deadline", "soon"], { input: "x" });
+    const run = await runCli(
+      [
+        "enroll",
+        "--platform",
+        lab.url,
+        "--device-id",
+        "d",
+        "--username",
+        "admin",
+        "--password-stdin",
+        "--deadline",
+        "soon",
+      ],
+      { input: "x" },
+    );
     expect([run.code, run.stderr]).toEqual([2, expect.stringMatching(/--deadline 'soon' is not a duration/)]);
   });
 });
@@ -194,10 +330,16 @@ describe("plain http", () => {
     const warnings: string[] = [];
     expect(checkPlatformUrl("http://127.0.0.1:8000", false, (l) => warnings.push(l)).host).toBe("127.0.0.1:8000");
     expect(checkPlatformUrl("http://[::1]:8000", false, (l) => warnings.push(l)).hostname).toBe("[::1]");
-    expect(() => checkPlatformUrl("http://gateway.example:8000", false, (l) => warnings.push(l))).toThrow(/refusing plain http to gateway\.example:8000/);
+    expect(() => checkPlatformUrl("http://gateway.example:8000", false, (l) => warnings.push(l))).toThrow(
+      /refusing plain http to gateway\.example:8000/,
+    );
     expect(warnings).toEqual([]);
     checkPlatformUrl("http://gateway.example:8000", true, (l) => warnings.push(l));
-    expect(warnings).toEqual([expect.stringMatching(/--allow-http: the password, the token and the CA certificate travel in clear to gateway\.example:8000/)]);
+    expect(warnings).toEqual([
+      expect.stringMatching(
+        /--allow-http: the password, the token and the CA certificate travel in clear to gateway\.example:8000/,
+      ),
+    ]);
     expect(() => checkPlatformUrl("http://user:pw@127.0.0.1", false, () => {})).toThrow(/must not contain credentials/);
   });
 });

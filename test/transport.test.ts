@@ -35,7 +35,9 @@ function client(settings: Partial<HttpSettings> = {}): HttpClient {
 }
 
 /** An HTTP server on 127.0.0.1, port 0, that answers with `handle` and records the paths it was asked. */
-async function serve(handle: (req: IncomingMessage, res: ServerResponse) => void): Promise<{ port: number; paths: string[] }> {
+async function serve(
+  handle: (req: IncomingMessage, res: ServerResponse) => void,
+): Promise<{ port: number; paths: string[] }> {
   const paths: string[] = [];
   const server = createServer((req, res) => {
     paths.push(req.url ?? "");
@@ -88,7 +90,10 @@ describe("a CRL distribution point's redirects (issue 24, item 6)", () => {
     await new Promise<void>((resolve) => target.listen(0, "127.0.0.1", resolve));
     const port = (target.address() as AddressInfo).port;
     const dp = await serve(redirecting({ "/dp": `https://127.0.0.1:${port}/crl` }));
-    const refused = await fetchCrl([`http://127.0.0.1:${dp.port}/dp`]).then(() => undefined, (err: unknown) => err);
+    const refused = await fetchCrl([`http://127.0.0.1:${dp.port}/dp`]).then(
+      () => undefined,
+      (err: unknown) => err,
+    );
     expect(connections).toBe(0);
     expect(String(refused)).toMatch(/redirect.* another scheme/);
   });
@@ -115,25 +120,51 @@ describe("the redirect rule, as a pure function", () => {
   });
 
   it("another scheme is refused: https to http, http to https, and anything else", () => {
-    expect(refusal("https://crl.example.com/a.crl", "http://crl.example.com/a.crl")).toMatch(/another scheme \(http\) than https/);
-    expect(refusal("http://crl.example.com/a.crl", "https://crl.example.com/a.crl")).toMatch(/another scheme \(https\) than http/);
+    expect(refusal("https://crl.example.com/a.crl", "http://crl.example.com/a.crl")).toMatch(
+      /another scheme \(http\) than https/,
+    );
+    expect(refusal("http://crl.example.com/a.crl", "https://crl.example.com/a.crl")).toMatch(
+      /another scheme \(https\) than http/,
+    );
     expect(refusal("http://crl.example.com/a.crl", "ftp://crl.example.com/a.crl")).toMatch(/another scheme \(ftp\)/);
     expect(refusal("http://crl.example.com/a.crl", "file:///etc/passwd")).toMatch(/another scheme \(file\)/);
   });
 
   it("another host or port is refused, though the name may be this machine too", () => {
-    expect(refusal("http://crl.example.com/a.crl", "http://cdn.example.net/a.crl")).toMatch(/another host \(cdn\.example\.net\) than crl\.example\.com/);
+    expect(refusal("http://crl.example.com/a.crl", "http://cdn.example.net/a.crl")).toMatch(
+      /another host \(cdn\.example\.net\) than crl\.example\.com/,
+    );
     expect(refusal("http://crl.example.com/a.crl", "http://crl.example.com:8080/a.crl")).toMatch(/another host/);
-    expect(refusal("http://127.0.0.1:8080/a.crl", "http://localhost:8080/a.crl")).toMatch(/another host \(localhost:8080\)/);
+    expect(refusal("http://127.0.0.1:8080/a.crl", "http://localhost:8080/a.crl")).toMatch(
+      /another host \(localhost:8080\)/,
+    );
   });
 
   it("from a public distribution point, a loopback, link-local or private address is refused as such", () => {
     const start = "http://crl.example.com/a.crl";
-    for (const to of ["127.0.0.1", "127.1.2.3", "localhost", "db.localhost", "[::1]", "0.0.0.0", "[::ffff:127.0.0.1]", "0x7f.1"]) {
+    for (const to of [
+      "127.0.0.1",
+      "127.1.2.3",
+      "localhost",
+      "db.localhost",
+      "[::1]",
+      "0.0.0.0",
+      "[::ffff:127.0.0.1]",
+      "0x7f.1",
+    ]) {
       expect(refusal(start, `http://${to}/x`), to).toMatch(/a loopback address/);
     }
-    for (const to of ["169.254.169.254", "[fe80::1]"]) expect(refusal(start, `http://${to}/x`), to).toMatch(/a link-local address/);
-    for (const to of ["10.0.0.5", "172.16.0.1", "172.31.255.255", "192.168.1.1", "100.64.0.1", "[fd00::1]", "[::ffff:10.0.0.1]"]) {
+    for (const to of ["169.254.169.254", "[fe80::1]"])
+      expect(refusal(start, `http://${to}/x`), to).toMatch(/a link-local address/);
+    for (const to of [
+      "10.0.0.5",
+      "172.16.0.1",
+      "172.31.255.255",
+      "192.168.1.1",
+      "100.64.0.1",
+      "[fd00::1]",
+      "[::ffff:10.0.0.1]",
+    ]) {
       expect(refusal(start, `http://${to}/x`), to).toMatch(/a private address/);
     }
   });
@@ -158,15 +189,33 @@ describe("the redirect rule, as a pure function", () => {
 /** A real CRL of `ca`, DER. */
 async function crlOf(ca: TestCa): Promise<Buffer> {
   const crl = await x509.X509CrlGenerator.create(
-    { issuer: ca.cert.subjectName, thisUpdate: new Date(Date.now() - 60_000), nextUpdate: new Date(Date.now() + 3_600_000), entries: [], signingKey: ca.keys.privateKey, signingAlgorithm: { name: "ECDSA", hash: "SHA-256" } },
+    {
+      issuer: ca.cert.subjectName,
+      thisUpdate: new Date(Date.now() - 60_000),
+      nextUpdate: new Date(Date.now() + 3_600_000),
+      entries: [],
+      signingKey: ca.keys.privateKey,
+      signingAlgorithm: { name: "ECDSA", hash: "SHA-256" },
+    },
     softwareCrypto(),
   );
   return Buffer.from(crl.rawData);
 }
 
 /** An HTTPS server on 127.0.0.1 whose certificate (from `ca`) names 127.0.0.1 and 0.0.0.0 (a name no proxy rule exempts). */
-async function serveTls(ca: TestCa, handle: (req: IncomingMessage, res: ServerResponse) => void): Promise<{ port: number; paths: string[] }> {
-  const leaf = await issueLeaf(ca, "localhost", [{ type: "ip", value: "127.0.0.1" }, { type: "ip", value: "0.0.0.0" }], "server");
+async function serveTls(
+  ca: TestCa,
+  handle: (req: IncomingMessage, res: ServerResponse) => void,
+): Promise<{ port: number; paths: string[] }> {
+  const leaf = await issueLeaf(
+    ca,
+    "localhost",
+    [
+      { type: "ip", value: "127.0.0.1" },
+      { type: "ip", value: "0.0.0.0" },
+    ],
+    "server",
+  );
   const paths: string[] = [];
   const server = createHttpsServer({ key: leaf.key, cert: leaf.cert }, (req, res) => {
     paths.push(req.url ?? "");
@@ -204,8 +253,17 @@ describe("CRLs from distribution points go through the HttpClient, with today's 
   it("all of them within the time given together: a distribution point that never answers ends the fetch at it", async () => {
     const hanging = await serve(() => undefined);
     const next = await serve(redirecting({}));
-    const fetched = fetchCrlFromDistributionPoints([`http://127.0.0.1:${hanging.port}/crl`, `http://127.0.0.1:${next.port}/crl`], client(), 300);
-    await expect(fetched).rejects.toMatchObject({ reason: "deadline", message: expect.stringMatching(/revocation failed: the CRL distribution point at http:\/\/127\.0\.0\.1:\d+ could not be reached: the deadline passed/) });
+    const fetched = fetchCrlFromDistributionPoints(
+      [`http://127.0.0.1:${hanging.port}/crl`, `http://127.0.0.1:${next.port}/crl`],
+      client(),
+      300,
+    );
+    await expect(fetched).rejects.toMatchObject({
+      reason: "deadline",
+      message: expect.stringMatching(
+        /revocation failed: the CRL distribution point at http:\/\/127\.0\.0\.1:\d+ could not be reached: the deadline passed/,
+      ),
+    });
     expect(next.paths).toEqual([]);
   });
 
@@ -222,7 +280,10 @@ describe("CRLs from distribution points go through the HttpClient, with today's 
       res.on("error", () => undefined);
       more();
     });
-    await expect(fetchCrl([`http://127.0.0.1:${dp.port}/crl`])).rejects.toMatchObject({ reason: "reply-malformed", message: expect.stringMatching(/is larger than 16777216 bytes/) });
+    await expect(fetchCrl([`http://127.0.0.1:${dp.port}/crl`])).rejects.toMatchObject({
+      reason: "reply-malformed",
+      message: expect.stringMatching(/is larger than 16777216 bytes/),
+    });
   });
 
   it("the client's trust anchors hold for an https distribution point (--platform-ca), and a temporary failure is retried", async () => {
@@ -232,7 +293,12 @@ describe("CRLs from distribution points go through the HttpClient, with today's 
     const url = `https://127.0.0.1:${dp.port}/crl`;
     await expect(fetchCrlFromDistributionPoints([url], client())).rejects.toMatchObject({ reason: "tls-untrusted" });
     const retries: RetryInfo[] = [];
-    const trusted = client({ tls: { ca: [gateway.pem] }, attempts: 2, backoffBaseMs: 1, onRetry: (info) => retries.push(info) });
+    const trusted = client({
+      tls: { ca: [gateway.pem] },
+      attempts: 2,
+      backoffBaseMs: 1,
+      onRetry: (info) => retries.push(info),
+    });
     expect(Buffer.from(await fetchCrlFromDistributionPoints([url], trusted))).toEqual(CRL);
     expect(retries).toEqual([expect.objectContaining({ step: "revocation", attempt: 1, reason: "HTTP 503" })]);
   });
@@ -241,7 +307,11 @@ describe("CRLs from distribution points go through the HttpClient, with today's 
 describe("retries: the policy's attempts, backoff and deadline", () => {
   it("a temporary status is tried again, each retry told before its wait", async () => {
     let asked = 0;
-    const server = await serve((_req, res) => (++asked <= 2 ? res.writeHead(503, { "content-type": "application/json" }).end('{"message":"busy"}') : res.end("{}")));
+    const server = await serve((_req, res) =>
+      ++asked <= 2
+        ? res.writeHead(503, { "content-type": "application/json" }).end('{"message":"busy"}')
+        : res.end("{}"),
+    );
     const retries: RetryInfo[] = [];
     const http = client({ attempts: 3, backoffBaseMs: 1, backoffCapMs: 1, onRetry: (info) => retries.push(info) });
     const reply = await http.json("fetch-ca", new URL(`http://127.0.0.1:${server.port}/ca`), { method: "GET" });
@@ -253,9 +323,13 @@ describe("retries: the policy's attempts, backoff and deadline", () => {
   });
 
   it("when the attempts run out: overloaded, with what the server said and how many attempts", async () => {
-    const server = await serve((_req, res) => res.writeHead(503, { "content-type": "application/json" }).end('{"message":"busy"}'));
+    const server = await serve((_req, res) =>
+      res.writeHead(503, { "content-type": "application/json" }).end('{"message":"busy"}'),
+    );
     const http = client({ attempts: 2, backoffBaseMs: 1 });
-    await expect(http.json("fetch-ca", new URL(`http://127.0.0.1:${server.port}/ca`), { method: "GET" })).rejects.toMatchObject({
+    await expect(
+      http.json("fetch-ca", new URL(`http://127.0.0.1:${server.port}/ca`), { method: "GET" }),
+    ).rejects.toMatchObject({
       reason: "overloaded",
       message: `fetch-ca failed: the platform at http://127.0.0.1:${server.port} answered HTTP 503: busy (2 attempts)`,
       facts: { status: 503, host: `127.0.0.1:${server.port}` },
@@ -266,10 +340,16 @@ describe("retries: the policy's attempts, backoff and deadline", () => {
     const reset = await serve((req) => req.socket.destroy());
     const http = client({ attempts: 3, backoffBaseMs: 1 });
     const url = new URL(`http://127.0.0.1:${reset.port}/sign`);
-    await expect(http.json("submit-csr", url, { method: "POST", body: {}, once: true })).rejects.toMatchObject({ reason: "maybe-sent", facts: { maybeSent: true } });
+    await expect(http.json("submit-csr", url, { method: "POST", body: {}, once: true })).rejects.toMatchObject({
+      reason: "maybe-sent",
+      facts: { maybeSent: true },
+    });
     expect(reset.paths).toEqual(["/sign"]);
     const refused = new URL(`http://127.0.0.1:${await closedPort()}/sign`);
-    await expect(http.json("submit-csr", refused, { method: "POST", body: {}, once: true })).rejects.toMatchObject({ reason: "unreachable", message: expect.stringMatching(/\(3 attempts\)$/) });
+    await expect(http.json("submit-csr", refused, { method: "POST", body: {}, once: true })).rejects.toMatchObject({
+      reason: "unreachable",
+      message: expect.stringMatching(/\(3 attempts\)$/),
+    });
   });
 
   it("the backoff is exponential with full jitter under its cap; Retry-After wins; no wait ends past the deadline", () => {
@@ -290,7 +370,13 @@ describe("the deadline and the timeouts", () => {
   it("a deadline already past sends nothing", async () => {
     const server = await serve((_req, res) => res.end("{}"));
     const http = client({ deadline: Date.now() - 1, attempts: 3 });
-    await expect(http.json("submit-csr", new URL(`http://127.0.0.1:${server.port}/sign`), { method: "POST", body: {}, once: true })).rejects.toMatchObject({
+    await expect(
+      http.json("submit-csr", new URL(`http://127.0.0.1:${server.port}/sign`), {
+        method: "POST",
+        body: {},
+        once: true,
+      }),
+    ).rejects.toMatchObject({
       reason: "deadline",
       message: expect.not.stringMatching(/may have reached/),
     });
@@ -300,8 +386,12 @@ describe("the deadline and the timeouts", () => {
   it("a request in flight is cut at the deadline, the client's or the request's own earlier one", async () => {
     const server = await serve(() => undefined);
     const url = new URL(`http://127.0.0.1:${server.port}/ca`);
-    await expect(client({ deadline: Date.now() + 200, attempts: 3 }).json("fetch-ca", url, { method: "GET" })).rejects.toMatchObject({ reason: "deadline", message: expect.stringMatching(/the deadline passed/) });
-    await expect(client().json("fetch-ca", url, { method: "GET", deadline: Date.now() + 200 })).rejects.toMatchObject({ reason: "deadline" });
+    await expect(
+      client({ deadline: Date.now() + 200, attempts: 3 }).json("fetch-ca", url, { method: "GET" }),
+    ).rejects.toMatchObject({ reason: "deadline", message: expect.stringMatching(/the deadline passed/) });
+    await expect(client().json("fetch-ca", url, { method: "GET", deadline: Date.now() + 200 })).rejects.toMatchObject({
+      reason: "deadline",
+    });
   });
 
   it("no headers within the headers timeout, or a body that falls silent: timed out, retried, then unreachable", async () => {
@@ -310,9 +400,13 @@ describe("the deadline and the timeouts", () => {
     const stalled = await serve((_req, res) => res.writeHead(200).write("{"));
     for (const server of [silent, stalled]) {
       const http = client({ timeouts, attempts: 2, backoffBaseMs: 1 });
-      await expect(http.json("fetch-ca", new URL(`http://127.0.0.1:${server.port}/ca`), { method: "GET" })).rejects.toMatchObject({
+      await expect(
+        http.json("fetch-ca", new URL(`http://127.0.0.1:${server.port}/ca`), { method: "GET" }),
+      ).rejects.toMatchObject({
         reason: "unreachable",
-        message: expect.stringMatching(/could not be reached: the request timed out \(no reply within 0\.2 s\) \(2 attempts\)/),
+        message: expect.stringMatching(
+          /could not be reached: the request timed out \(no reply within 0\.2 s\) \(2 attempts\)/,
+        ),
       });
       expect(server.paths).toEqual(["/ca", "/ca"]);
     }
@@ -332,14 +426,18 @@ describe("bounded bodies: one reader for every reply", () => {
       },
       destroy: () => void (destroyed = true),
     });
-    expect(await readBounded(body(3), 12)).toEqual(Buffer.concat([Buffer.alloc(4, 0), Buffer.alloc(4, 1), Buffer.alloc(4, 2)]));
+    expect(await readBounded(body(3), 12)).toEqual(
+      Buffer.concat([Buffer.alloc(4, 0), Buffer.alloc(4, 1), Buffer.alloc(4, 2)]),
+    );
     pulled = 0;
     expect(await readBounded(body(100), 10)).toBeUndefined();
     expect([pulled, destroyed]).toEqual([3, true]);
   });
 
   it("a reply past 1 MiB is reply-malformed, from the host, naming no platform; exactly 1 MiB is read", async () => {
-    const server = await serve((req, res) => res.end(Buffer.alloc(req.url === "/big" ? 1024 * 1024 + 1 : 1024 * 1024, 0x20)));
+    const server = await serve((req, res) =>
+      res.end(Buffer.alloc(req.url === "/big" ? 1024 * 1024 + 1 : 1024 * 1024, 0x20)),
+    );
     const http = client();
     const big = http.json("fetch-ca", new URL(`http://127.0.0.1:${server.port}/big`), { method: "GET" });
     await expect(big).rejects.toMatchObject({
@@ -349,7 +447,9 @@ describe("bounded bodies: one reader for every reply", () => {
       facts: { status: 200, host: `127.0.0.1:${server.port}` },
     });
     await expect(big).rejects.toMatchObject({ message: expect.not.stringMatching(/dojot|platform/) });
-    expect((await http.json("fetch-ca", new URL(`http://127.0.0.1:${server.port}/full`), { method: "GET" })).text).toHaveLength(1024 * 1024);
+    expect(
+      (await http.json("fetch-ca", new URL(`http://127.0.0.1:${server.port}/full`), { method: "GET" })).text,
+    ).toHaveLength(1024 * 1024);
   });
 });
 
@@ -362,8 +462,9 @@ async function withProxyEnv<T>(env: Record<string, string>, body: () => Promise<
   try {
     return await body();
   } finally {
-    for (const n of names) if (saved[n] === undefined) delete process.env[n];
-    else process.env[n] = saved[n];
+    for (const n of names)
+      if (saved[n] === undefined) delete process.env[n];
+      else process.env[n] = saved[n];
   }
 }
 
@@ -371,10 +472,18 @@ describe("HTTP(S)_PROXY and NO_PROXY", () => {
   it("which URLs go through a proxy: the variable for the scheme (https falls back to HTTP_PROXY), never this machine", () => {
     const https = new URL("https://gw.example.com/");
     const http = new URL("http://gw.example.com/");
-    expect([proxyNamedFor(https, { HTTPS_PROXY: "http://p" }), proxyNamedFor(http, { HTTPS_PROXY: "http://p" })]).toEqual([true, false]);
-    expect([proxyNamedFor(https, { HTTP_PROXY: "http://p" }), proxyNamedFor(http, { http_proxy: "http://p" })]).toEqual([true, true]);
+    expect([
+      proxyNamedFor(https, { HTTPS_PROXY: "http://p" }),
+      proxyNamedFor(http, { HTTPS_PROXY: "http://p" }),
+    ]).toEqual([true, false]);
+    expect([proxyNamedFor(https, { HTTP_PROXY: "http://p" }), proxyNamedFor(http, { http_proxy: "http://p" })]).toEqual(
+      [true, true],
+    );
     expect(proxyNamedFor(https, {})).toBe(false);
-    for (const host of ["127.0.0.1", "localhost", "[::1]"]) expect(proxyNamedFor(new URL(`https://${host}/`), { HTTPS_PROXY: "http://p", HTTP_PROXY: "http://p" })).toBe(false);
+    for (const host of ["127.0.0.1", "localhost", "[::1]"])
+      expect(proxyNamedFor(new URL(`https://${host}/`), { HTTPS_PROXY: "http://p", HTTP_PROXY: "http://p" })).toBe(
+        false,
+      );
   });
 
   it("https goes through a CONNECT tunnel with the client's trust anchors, and around it for a NO_PROXY host", async () => {
@@ -383,11 +492,17 @@ describe("HTTP(S)_PROXY and NO_PROXY", () => {
     const proxy = await startForwardProxy();
     try {
       const url = new URL(`https://0.0.0.0:${server.port}/ca`);
-      const via = await withProxyEnv({ HTTPS_PROXY: proxy.url }, () => client({ tls: { ca: [gateway.pem] } }).json("fetch-ca", url, { method: "GET" }));
+      const via = await withProxyEnv({ HTTPS_PROXY: proxy.url }, () =>
+        client({ tls: { ca: [gateway.pem] } }).json("fetch-ca", url, { method: "GET" }),
+      );
       expect([via.status, via.text, proxy.connects]).toEqual([200, '{"ok":true}', [`0.0.0.0:${server.port}`]]);
-      const around = await withProxyEnv({ HTTPS_PROXY: proxy.url, NO_PROXY: "0.0.0.0" }, () => client({ tls: { ca: [gateway.pem] } }).json("fetch-ca", url, { method: "GET" }));
+      const around = await withProxyEnv({ HTTPS_PROXY: proxy.url, NO_PROXY: "0.0.0.0" }, () =>
+        client({ tls: { ca: [gateway.pem] } }).json("fetch-ca", url, { method: "GET" }),
+      );
       expect([around.status, proxy.connects.length]).toEqual([200, 1]);
-      const untrusted = withProxyEnv({ HTTPS_PROXY: proxy.url }, () => client().json("fetch-ca", url, { method: "GET" }));
+      const untrusted = withProxyEnv({ HTTPS_PROXY: proxy.url }, () =>
+        client().json("fetch-ca", url, { method: "GET" }),
+      );
       await expect(untrusted).rejects.toMatchObject({ reason: "tls-untrusted" });
     } finally {
       await proxy.close();
@@ -395,15 +510,23 @@ describe("HTTP(S)_PROXY and NO_PROXY", () => {
   });
 
   it("plain http goes through HTTP_PROXY, with the same bound on the reply and the same timeouts", async () => {
-    const server = await serve((req, res) => (req.url === "/hang" ? undefined : res.end(req.url === "/big" ? Buffer.alloc(64) : "{}")));
+    const server = await serve((req, res) =>
+      req.url === "/hang" ? undefined : res.end(req.url === "/big" ? Buffer.alloc(64) : "{}"),
+    );
     const proxy = await startForwardProxy();
     try {
       await withProxyEnv({ HTTP_PROXY: proxy.url }, async () => {
         const http = client({ timeouts: { connect: 1_000, headers: 200, body: 200 } });
         const at = (path: string) => new URL(`http://0.0.0.0:${server.port}${path}`);
         expect((await http.json("fetch-ca", at("/ok"), { method: "GET" })).text).toBe("{}");
-        await expect(http.request("fetch-ca", at("/big"), { method: "GET", maxBytes: 63 })).rejects.toMatchObject({ reason: "reply-malformed", message: `fetch-ca failed: the reply from 0.0.0.0:${server.port} is larger than 63 bytes` });
-        await expect(http.json("fetch-ca", at("/hang"), { method: "GET" })).rejects.toMatchObject({ reason: "unreachable", message: expect.stringMatching(/no reply within 0\.2 s/) });
+        await expect(http.request("fetch-ca", at("/big"), { method: "GET", maxBytes: 63 })).rejects.toMatchObject({
+          reason: "reply-malformed",
+          message: `fetch-ca failed: the reply from 0.0.0.0:${server.port} is larger than 63 bytes`,
+        });
+        await expect(http.json("fetch-ca", at("/hang"), { method: "GET" })).rejects.toMatchObject({
+          reason: "unreachable",
+          message: expect.stringMatching(/no reply within 0\.2 s/),
+        });
       });
       // undici tunnels plain http through CONNECT too: the proxy sees the tunnels, the server the requests.
       expect(new Set(proxy.connects)).toEqual(new Set([`0.0.0.0:${server.port}`]));
@@ -418,7 +541,9 @@ describe("HTTP(S)_PROXY and NO_PROXY", () => {
     const dp = await serveTls(gateway, (_req, res) => res.end(CRL));
     const proxy = await startForwardProxy();
     try {
-      const crl = await withProxyEnv({ HTTPS_PROXY: proxy.url }, () => fetchCrlFromDistributionPoints([`https://0.0.0.0:${dp.port}/crl`], client({ tls: { ca: [gateway.pem] } })));
+      const crl = await withProxyEnv({ HTTPS_PROXY: proxy.url }, () =>
+        fetchCrlFromDistributionPoints([`https://0.0.0.0:${dp.port}/crl`], client({ tls: { ca: [gateway.pem] } })),
+      );
       expect([Buffer.from(crl), proxy.connects]).toEqual([CRL, [`0.0.0.0:${dp.port}`]]);
     } finally {
       await proxy.close();
@@ -445,14 +570,39 @@ describe("check --revocation distribution-points, through the run's HTTP client"
     await writeFile(join(out, "IOTmidCA.crt"), ca.pem);
     await enrolled("dp-tls", `https://127.0.0.1:${dp.port}/ca.crl`);
     await enrolled("dp-moved", `http://127.0.0.1:${moved.port}/dp`);
-    const check = (id: string, ...extra: string[]) => runCli(["check", "--device-id", id, "--out", out, "--revocation", "distribution-points", "--crl-refresh", "0s", ...extra]);
+    const check = (id: string, ...extra: string[]) =>
+      runCli([
+        "check",
+        "--device-id",
+        id,
+        "--out",
+        out,
+        "--revocation",
+        "distribution-points",
+        "--crl-refresh",
+        "0s",
+        ...extra,
+      ]);
     // Before any CRL is kept (the two share the CA, so its cache): each failure is said as it is.
     const refused = await check("dp-moved");
-    expect([refused.code, refused.stderr]).toEqual([1, expect.stringMatching(/revocation could not be checked: .*redirects to http:\/\/localhost:\d+\/crl, which is not followed: it goes to another host/)]);
+    expect([refused.code, refused.stderr]).toEqual([
+      1,
+      expect.stringMatching(
+        /revocation could not be checked: .*redirects to http:\/\/localhost:\d+\/crl, which is not followed: it goes to another host/,
+      ),
+    ]);
     expect(moved.paths).toEqual(["/dp"]);
     const untrusted = await check("dp-tls");
-    expect([untrusted.code, untrusted.stderr]).toEqual([1, expect.stringMatching(/revocation could not be checked: .*the TLS certificate of 127\.0\.0\.1:\d+ is not trusted/)]);
+    expect([untrusted.code, untrusted.stderr]).toEqual([
+      1,
+      expect.stringMatching(
+        /revocation could not be checked: .*the TLS certificate of 127\.0\.0\.1:\d+ is not trusted/,
+      ),
+    ]);
     const trusted = await check("dp-tls", "--platform-ca", join(dir, "gateway.pem"));
-    expect([trusted.code, trusted.stderr]).toEqual([1, expect.stringMatching(/is not revoked, says the CRL just fetched/)]);
+    expect([trusted.code, trusted.stderr]).toEqual([
+      1,
+      expect.stringMatching(/is not revoked, says the CRL just fetched/),
+    ]);
   });
 });

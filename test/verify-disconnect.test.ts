@@ -32,7 +32,11 @@ interface SilentBroker {
  */
 async function startSilentBroker(labDir: string, opts: { suback?: boolean } = {}): Promise<SilentBroker> {
   const crypto = softwareCrypto();
-  const issued = await issueServerCertificate(await loadOrCreateCa(labDir, crypto), [{ type: "ip", value: "127.0.0.1" }], crypto);
+  const issued = await issueServerCertificate(
+    await loadOrCreateCa(labDir, crypto),
+    [{ type: "ip", value: "127.0.0.1" }],
+    crypto,
+  );
   const ends: string[][] = [];
   const waiters: Array<() => void> = [];
   const sockets = new Set<TLSSocket>();
@@ -63,7 +67,9 @@ async function startSilentBroker(labDir: string, opts: { suback?: boolean } = {}
           level = body[6]!; // after the protocol name "MQTT" and its 2-byte length
           socket.write(Buffer.from(level === 5 ? [0x20, 3, 0, 0, 0] : [0x20, 2, 0, 0]));
         } else if (type === 8 && opts.suback) {
-          socket.write(Buffer.from(level === 5 ? [0x90, 4, body[0]!, body[1]!, 0, 1] : [0x90, 3, body[0]!, body[1]!, 1]));
+          socket.write(
+            Buffer.from(level === 5 ? [0x90, 4, body[0]!, body[1]!, 0, 1] : [0x90, 3, body[0]!, body[1]!, 1]),
+          );
         }
       }
     });
@@ -109,38 +115,57 @@ describe("verify ends its MQTT connection with DISCONNECT", () => {
     return out;
   };
   /** `verify` of `id` from `out` against `url`. */
-  const verify = (url: string, id: string, out: string, ...extra: string[]) => runCli(["verify", "--broker", url, "--device-id", id, "--out", out, "--broker-timeout", "5s", ...extra]);
+  const verify = (url: string, id: string, out: string, ...extra: string[]) =>
+    runCli(["verify", "--broker", url, "--device-id", id, "--out", out, "--broker-timeout", "5s", ...extra]);
 
-  describe.skipIf(!haveTool("mosquitto"))("mosquitto's log: 'Client X disconnected.', not 'closed its connection.' or 'socket error'", () => {
-    /** What mosquitto logged about `clientId` ending its connection: one line per connection. */
-    const ends = (log: string, clientId: string) =>
-      log
-        .split("\n")
-        .filter((line) => line.includes(`Client ${clientId} `) && /disconnected|closed its connection|socket error|has exceeded timeout/.test(line))
-        .map((line) => line.replace(/^\d+: /, ""));
+  describe.skipIf(!haveTool("mosquitto"))(
+    "mosquitto's log: 'Client X disconnected.', not 'closed its connection.' or 'socket error'",
+    () => {
+      /** What mosquitto logged about `clientId` ending its connection: one line per connection. */
+      const ends = (log: string, clientId: string) =>
+        log
+          .split("\n")
+          .filter(
+            (line) =>
+              line.includes(`Client ${clientId} `) &&
+              /disconnected|closed its connection|socket error|has exceeded timeout/.test(line),
+          )
+          .map((line) => line.replace(/^\d+: /, ""));
 
-    it("MQTT 5 and 3.1.1, a publish that passes and one the broker refuses: each connection ends with DISCONNECT", async () => {
-      const [ok5, no5, ok4, no4] = ["ok5", "no5", "ok4", "no4"];
-      const outs = await Promise.all([ok5, no5, ok4, no4].map(enrolled));
-      const broker = await startBroker(lab.dir);
-      let log: string;
-      try {
-        const runs = [
-          await verify(broker.url, ok5, outs[0]!, "--mqtt-version", "5"),
-          await verify(broker.url, no5, outs[1]!, "--mqtt-version", "5", "--topic", "/admin/other/attrs"),
-          await verify(broker.url, ok4, outs[2]!, "--mqtt-version", "3.1.1"),
-          await verify(broker.url, no4, outs[3]!, "--mqtt-version", "3.1.1", "--topic", "/admin/other/attrs", "--broker-timeout", "1s"),
-        ];
-        expect(runs.map((r) => r.code)).toEqual([0, 25, 0, 25]);
-        expect(runs[1]!.stderr).toMatch(/Not authorized \(0x87\)/);
-        expect(runs[3]!.stderr).toMatch(/did not deliver it to our own subscription/);
-      } finally {
-        await broker.stop();
-        log = await readFile(join(broker.dir, "log"), "utf8");
-      }
-      for (const id of [ok5, no5, ok4, no4]) expect(ends(log, `admin:${id}`), log).toEqual([`Client admin:${id} disconnected.`]);
-    });
-  });
+      it("MQTT 5 and 3.1.1, a publish that passes and one the broker refuses: each connection ends with DISCONNECT", async () => {
+        const [ok5, no5, ok4, no4] = ["ok5", "no5", "ok4", "no4"];
+        const outs = await Promise.all([ok5, no5, ok4, no4].map(enrolled));
+        const broker = await startBroker(lab.dir);
+        let log: string;
+        try {
+          const runs = [
+            await verify(broker.url, ok5, outs[0]!, "--mqtt-version", "5"),
+            await verify(broker.url, no5, outs[1]!, "--mqtt-version", "5", "--topic", "/admin/other/attrs"),
+            await verify(broker.url, ok4, outs[2]!, "--mqtt-version", "3.1.1"),
+            await verify(
+              broker.url,
+              no4,
+              outs[3]!,
+              "--mqtt-version",
+              "3.1.1",
+              "--topic",
+              "/admin/other/attrs",
+              "--broker-timeout",
+              "1s",
+            ),
+          ];
+          expect(runs.map((r) => r.code)).toEqual([0, 25, 0, 25]);
+          expect(runs[1]!.stderr).toMatch(/Not authorized \(0x87\)/);
+          expect(runs[3]!.stderr).toMatch(/did not deliver it to our own subscription/);
+        } finally {
+          await broker.stop();
+          log = await readFile(join(broker.dir, "log"), "utf8");
+        }
+        for (const id of [ok5, no5, ok4, no4])
+          expect(ends(log, `admin:${id}`), log).toEqual([`Client admin:${id} disconnected.`]);
+      });
+    },
+  );
 
   describe("aedes 0.51 (MQTT 3.1.1 only): 'clientDisconnect' after a DISCONNECT packet", () => {
     it("a publish that came back, and one that never did (the broker drops it): DISCONNECT both times", async () => {
@@ -163,7 +188,14 @@ describe("verify ends its MQTT connection with DISCONNECT", () => {
 
   describe("a broker that never answers our PUBLISH or SUBSCRIBE: after the wait, DISCONNECT still goes out before we close", () => {
     /** verify against a broker that leaves `unanswered` out: exit 25 naming it, and the packets the broker saw end in DISCONNECT. */
-    async function expectDisconnectAfterSilence(broker: { url: string; ended(): Promise<string[]> }, id: string, out: string, version: string, unanswered: string, packets: string[]): Promise<void> {
+    async function expectDisconnectAfterSilence(
+      broker: { url: string; ended(): Promise<string[]> },
+      id: string,
+      out: string,
+      version: string,
+      unanswered: string,
+      packets: string[],
+    ): Promise<void> {
       const run = await verify(broker.url, id, out, "--mqtt-version", version, "--broker-timeout", "1s");
       expect(run.stderr).toMatch(new RegExp(`verify failed: .*no ${unanswered} within 1 s`));
       expect(run.code).toBe(25);
@@ -185,8 +217,17 @@ describe("verify ends its MQTT connection with DISCONNECT", () => {
       const noPuback = await startSilentBroker(lab.dir, { suback: true });
       try {
         const out = await enrolled("mute4");
-        await expectDisconnectAfterSilence(noSuback, "mute4", out, "3.1.1", "SUBACK", ["CONNECT", "SUBSCRIBE", "DISCONNECT"]);
-        await expectDisconnectAfterSilence(noPuback, "mute4", out, "3.1.1", "PUBACK", ["CONNECT", "SUBSCRIBE", "PUBLISH", "DISCONNECT"]);
+        await expectDisconnectAfterSilence(noSuback, "mute4", out, "3.1.1", "SUBACK", [
+          "CONNECT",
+          "SUBSCRIBE",
+          "DISCONNECT",
+        ]);
+        await expectDisconnectAfterSilence(noPuback, "mute4", out, "3.1.1", "PUBACK", [
+          "CONNECT",
+          "SUBSCRIBE",
+          "PUBLISH",
+          "DISCONNECT",
+        ]);
       } finally {
         await noSuback.stop();
         await noPuback.stop();

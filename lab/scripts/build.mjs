@@ -22,7 +22,9 @@ await build({
   logLevel: "warning",
   define: { __CERT_RETRIEVER_LAB_VERSION__: JSON.stringify(pkg.version) },
   // CommonJS dependencies call require() for Node's built-ins.
-  banner: { js: `#!/usr/bin/env node\nimport { createRequire as __labCreateRequire } from "node:module";\nconst require = __labCreateRequire(import.meta.url);` },
+  banner: {
+    js: `#!/usr/bin/env node\nimport { createRequire as __labCreateRequire } from "node:module";\nconst require = __labCreateRequire(import.meta.url);`,
+  },
 });
 await chmod(out, 0o755);
 console.error(`built ${out}`);

@@ -14,7 +14,12 @@ export interface LabCa {
 /** dojot's CA DN (`ejbca-docker/default.properties`). */
 export const LAB_CA_DN = "CN=IOTmidCA, O=EJBCA IOT, C=SE";
 /** The lab CA's key and signature algorithm: RSA 2048, SHA-256. */
-export const RSA_SHA256 = { name: "RSASSA-PKCS1-v1_5", hash: "SHA-256", publicExponent: new Uint8Array([1, 0, 1]), modulusLength: 2048 };
+export const RSA_SHA256 = {
+  name: "RSASSA-PKCS1-v1_5",
+  hash: "SHA-256",
+  publicExponent: new Uint8Array([1, 0, 1]),
+  modulusLength: 2048,
+};
 const DAY = 86_400_000;
 
 /**
@@ -31,7 +36,10 @@ export const EST_ROOT_DN = "CN=Lab EST Root CA, O=cert-retriever lab";
 export const EST_ISSUING_DN = "CN=Lab EST Issuing CA, O=cert-retriever lab";
 
 /** Where each CA lives in the lab directory, its name, who signs it (self-signed if no `parent`), and how it is made. */
-const CA_FILES: Record<LabCaKind, { key: string; cert: string; name: string; size: CaSize; dn: () => x509.JsonName | string; parent?: LabCaKind }> = {
+const CA_FILES: Record<
+  LabCaKind,
+  { key: string; cert: string; name: string; size: CaSize; dn: () => x509.JsonName | string; parent?: LabCaKind }
+> = {
   legacy: { key: "ca.key", cert: "ca.crt", name: "IOTmidCA", size: { bits: 2048, days: 650 }, dn: () => LAB_CA_DN },
   // `ejbca/bin/dojot-custom/certificate-authorities-creation.sh` at dojot v0.5.0 (and `iam/ejbca/…` at
   // v0.8.0): `ca init --dn "CN=X509 Identity CA,O=dojot IoT Platform,OU=Certificate Issuer,UID=c-0<16 hex>"`,
@@ -51,12 +59,23 @@ const CA_FILES: Record<LabCaKind, { key: string; cert: string; name: string; siz
     ],
   },
   // RSA 2048 throughout: every EST client (strongSwan's `pki --est` among them) takes it.
-  "est-root": { key: "est-root-ca.key", cert: "est-root-ca.crt", name: "Lab EST Root CA", size: { bits: 2048, days: 3650 }, dn: () => EST_ROOT_DN },
+  "est-root": {
+    key: "est-root-ca.key",
+    cert: "est-root-ca.crt",
+    name: "Lab EST Root CA",
+    size: { bits: 2048, days: 3650 },
+    dn: () => EST_ROOT_DN,
+  },
   "est-issuing": {
     key: "est-issuing-ca.key",
     cert: "est-issuing-ca.crt",
     name: "Lab EST Issuing CA",
-    size: { bits: 2048, days: 1825, pathLength: 0, usages: x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign },
+    size: {
+      bits: 2048,
+      days: 1825,
+      pathLength: 0,
+      usages: x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign,
+    },
     dn: () => EST_ISSUING_DN,
     parent: "est-root",
   },
@@ -80,7 +99,9 @@ export async function loadOrCreateCa(dir: string, crypto: CryptoProvider, kind: 
   const certPath = join(dir, files.cert);
   try {
     const [keyPem, certPem] = await Promise.all([readFile(keyPath, "utf8"), readFile(certPath, "utf8")]);
-    const key = await crypto.subtle.importKey("pkcs8", x509.PemConverter.decodeFirst(keyPem), RSA_SHA256, false, ["sign"]);
+    const key = await crypto.subtle.importKey("pkcs8", x509.PemConverter.decodeFirst(keyPem), RSA_SHA256, false, [
+      "sign",
+    ]);
     return { name: files.name, cert: new x509.X509Certificate(certPem), key };
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
@@ -115,9 +136,13 @@ export async function createCa(
   size: CaSize = { bits: 2048, days: 650 },
   issuer?: LabCa,
 ): Promise<{ cert: x509.X509Certificate; keys: CryptoKeyPair }> {
-  const keys = (await crypto.subtle.generateKey({ ...RSA_SHA256, modulusLength: size.bits }, true, ["sign", "verify"])) as CryptoKeyPair;
+  const keys = (await crypto.subtle.generateKey({ ...RSA_SHA256, modulusLength: size.bits }, true, [
+    "sign",
+    "verify",
+  ])) as CryptoKeyPair;
   const now = Date.now();
-  const usages = size.usages ?? x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign | x509.KeyUsageFlags.digitalSignature;
+  const usages =
+    size.usages ?? x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign | x509.KeyUsageFlags.digitalSignature;
   const params = {
     serialNumber: randomSerial(),
     notBefore: new Date(now - 60_000),
@@ -131,7 +156,10 @@ export async function createCa(
     ],
   };
   const cert = issuer
-    ? await x509.X509CertificateGenerator.create({ ...params, subject: dn, issuer: issuer.cert.subjectName, publicKey: keys.publicKey, signingKey: issuer.key }, crypto)
+    ? await x509.X509CertificateGenerator.create(
+        { ...params, subject: dn, issuer: issuer.cert.subjectName, publicKey: keys.publicKey, signingKey: issuer.key },
+        crypto,
+      )
     : await x509.X509CertificateGenerator.createSelfSigned({ ...params, name: dn, keys }, crypto);
   return { cert, keys };
 }
@@ -143,7 +171,10 @@ export type CertProfile = "cfree" | "open";
 export class ProfileRefusal extends Error {}
 
 /** Parses a PKCS#10 request as EJBCA does before signing; its proof of possession must verify. */
-export async function parseSignedCsr(csrDer: Uint8Array, crypto: CryptoProvider): Promise<x509.Pkcs10CertificateRequest> {
+export async function parseSignedCsr(
+  csrDer: Uint8Array,
+  crypto: CryptoProvider,
+): Promise<x509.Pkcs10CertificateRequest> {
   let csr: x509.Pkcs10CertificateRequest;
   try {
     csr = new x509.Pkcs10CertificateRequest(new Uint8Array(csrDer));
@@ -272,8 +303,11 @@ function checkKey(key: x509.PublicKey, profile: CertProfile): void {
     }
     return;
   }
-  if (profile === "open" && spki.asymmetricKeyType === "ec" && OPEN_EC_CURVES.includes(details.namedCurve ?? "")) return;
-  throw new ProfileRefusal(`Illegal key algorithm used: ${spki.asymmetricKeyType === "ec" ? "ECDSA" : spki.asymmetricKeyType}.`);
+  if (profile === "open" && spki.asymmetricKeyType === "ec" && OPEN_EC_CURVES.includes(details.namedCurve ?? ""))
+    return;
+  throw new ProfileRefusal(
+    `Illegal key algorithm used: ${spki.asymmetricKeyType === "ec" ? "ECDSA" : spki.asymmetricKeyType}.`,
+  );
 }
 
 /** A positive 128-bit serial number without a leading zero byte. */
@@ -300,8 +334,15 @@ async function writeNew(path: string, text: string, mode: number): Promise<void>
 }
 
 /** A TLS server certificate and key (PEM) from the lab CA, for a broker: SANs as given, serverAuth, 365 days. */
-export async function issueServerCertificate(ca: LabCa, names: x509.JsonGeneralName[], crypto: CryptoProvider): Promise<{ cert: string; key: string }> {
-  const keys = (await crypto.subtle.generateKey({ name: "ECDSA", namedCurve: "P-256" }, true, ["sign", "verify"])) as CryptoKeyPair;
+export async function issueServerCertificate(
+  ca: LabCa,
+  names: x509.JsonGeneralName[],
+  crypto: CryptoProvider,
+): Promise<{ cert: string; key: string }> {
+  const keys = (await crypto.subtle.generateKey({ name: "ECDSA", namedCurve: "P-256" }, true, [
+    "sign",
+    "verify",
+  ])) as CryptoKeyPair;
   const now = Date.now();
   const first = names[0]?.value ?? "localhost";
   const cert = await x509.X509CertificateGenerator.create(

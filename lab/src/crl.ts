@@ -61,7 +61,13 @@ export function revoke(state: LabState, kind: DojotCaKind, serial: string, date:
 export type CrlRenewal = "force" | "when-due";
 
 /** The latest CRL of the CA `kind` (`getLatestCRL(caName, false)`), renewed first as `renew` says. */
-export async function latestCrl(dir: string, ca: LabCa, kind: DojotCaKind, crypto: CryptoProvider, renew: CrlRenewal): Promise<IssuedCrl> {
+export async function latestCrl(
+  dir: string,
+  ca: LabCa,
+  kind: DojotCaKind,
+  crypto: CryptoProvider,
+  renew: CrlRenewal,
+): Promise<IssuedCrl> {
   const mine = (await loadState(dir))!.revocations?.[kind];
   const now = Date.now();
   const settings = CRL_SETTINGS[kind];
@@ -80,12 +86,21 @@ export async function latestCrl(dir: string, ca: LabCa, kind: DojotCaKind, crypt
 }
 
 /** `X509CA.generateCRL`: the entries in the order revoked, AKI then CRL number, signed as the CA signs. */
-async function generateCrl(ca: LabCa, revoked: RevokedCertificate[], number: number, now: Date, period: number, crypto: CryptoProvider): Promise<IssuedCrl> {
+async function generateCrl(
+  ca: LabCa,
+  revoked: RevokedCertificate[],
+  number: number,
+  now: Date,
+  period: number,
+  crypto: CryptoProvider,
+): Promise<IssuedCrl> {
   // The DER keeps whole seconds; the record says what the CRL says.
   const thisUpdate = new Date(Math.floor(now.getTime() / 1000) * 1000);
   const nextUpdate = new Date(thisUpdate.getTime() + period);
   const ski = ca.cert.getExtension(x509.SubjectKeyIdentifierExtension)?.keyId;
-  const aki = ski ? new x509.AuthorityKeyIdentifierExtension(ski, false) : await x509.AuthorityKeyIdentifierExtension.create(ca.cert.publicKey, false, crypto);
+  const aki = ski
+    ? new x509.AuthorityKeyIdentifierExtension(ski, false)
+    : await x509.AuthorityKeyIdentifierExtension.create(ca.cert.publicKey, false, crypto);
   const crl = await x509.X509CrlGenerator.create(
     {
       issuer: ca.cert.subjectName,
@@ -102,7 +117,12 @@ async function generateCrl(ca: LabCa, revoked: RevokedCertificate[], number: num
     },
     crypto,
   );
-  return { number, thisUpdate: thisUpdate.toISOString(), nextUpdate: nextUpdate.toISOString(), der: Buffer.from(await withoutEmptyEntryExtensions(crl.rawData, ca, crypto)).toString("base64") };
+  return {
+    number,
+    thisUpdate: thisUpdate.toISOString(),
+    nextUpdate: nextUpdate.toISOString(),
+    der: Buffer.from(await withoutEmptyEntryExtensions(crl.rawData, ca, crypto)).toString("base64"),
+  };
 }
 
 /**
@@ -118,7 +138,9 @@ async function withoutEmptyEntryExtensions(der: ArrayBuffer, ca: LabCa, crypto: 
   for (const entry of entries) if (!entry.crlEntryExtensions?.length) entry.crlEntryExtensions = undefined;
   const tbs = AsnConvert.serialize(list.tbsCertList);
   const signature = await crypto.subtle.sign(RSA_SHA256, ca.key, tbs);
-  return AsnConvert.serialize(new CertificateList({ tbsCertList: list.tbsCertList, signatureAlgorithm: list.signatureAlgorithm, signature }));
+  return AsnConvert.serialize(
+    new CertificateList({ tbsCertList: list.tbsCertList, signatureAlgorithm: list.signatureAlgorithm, signature }),
+  );
 }
 
 /** The CRL's DER. */

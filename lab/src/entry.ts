@@ -13,7 +13,9 @@ export { run };
 /** Whether node was started on this very file (through a link, too), not on a program that imports it. */
 function startedOnThisFile(): boolean {
   try {
-    return process.argv[1] !== undefined && realpathSync(process.argv[1]) === realpathSync(fileURLToPath(import.meta.url));
+    return (
+      process.argv[1] !== undefined && realpathSync(process.argv[1]) === realpathSync(fileURLToPath(import.meta.url))
+    );
   } catch {
     return false;
   }

@@ -16,17 +16,26 @@ export type Authenticated = { auth: string; renewing?: NodeCertificate } | { sta
  * or a bootstrap CA, or HTTP Basic credentials of a lab user; `/simplereenroll` only the current
  * certificate from the issuing CA (§4.2.2: the one being renewed). Validity is judged by the lab's clock.
  */
-export async function authenticate(req: IncomingMessage, reenroll: boolean, ctx: { dir: string; issuing: NodeCertificate; bootstrap: NodeCertificate[] }): Promise<Authenticated> {
+export async function authenticate(
+  req: IncomingMessage,
+  reenroll: boolean,
+  ctx: { dir: string; issuing: NodeCertificate; bootstrap: NodeCertificate[] },
+): Promise<Authenticated> {
   const chain = peerChain(req);
   const { issuing } = ctx;
   if (reenroll) {
-    if (chain.length === 0) return { status: 401, why: "simplereenroll needs the TLS client certificate being renewed (RFC 7030 4.2.2)" };
+    if (chain.length === 0)
+      return { status: 401, why: "simplereenroll needs the TLS client certificate being renewed (RFC 7030 4.2.2)" };
     const verdict = chainsTo(chain, [issuing], Date.now());
     if (typeof verdict === "string") return { status: 403, why: `the TLS client certificate ${verdict}` };
     // Renewed is what was enrolled: a certificate of the issuing CA that EST never issued (a broker's, say) is not a device's.
     const serial = serialOf(chain[0]!);
     const enrolled = (await loadState(ctx.dir))?.estIssued?.some((r) => r.serial.toLowerCase() === serial);
-    if (!enrolled) return { status: 403, why: `the TLS client certificate ${serial} was not issued by this EST server, so there is nothing to renew` };
+    if (!enrolled)
+      return {
+        status: 403,
+        why: `the TLS client certificate ${serial} was not issued by this EST server, so there is nothing to renew`,
+      };
     return { auth: `reenroll:${serial}`, renewing: chain[0]! };
   }
   let refused = "";
@@ -37,7 +46,10 @@ export async function authenticate(req: IncomingMessage, reenroll: boolean, ctx:
   }
   const user = await basicUser(req.headers.authorization, ctx.dir);
   if (user) return { auth: `basic:${user}` };
-  return { status: 401, why: `${refused}${req.headers.authorization ? "the HTTP Basic credentials are wrong" : "no HTTP Basic credentials came with the request"}` };
+  return {
+    status: 401,
+    why: `${refused}${req.headers.authorization ? "the HTTP Basic credentials are wrong" : "no HTTP Basic credentials came with the request"}`,
+  };
 }
 
 /** The lab user whose HTTP Basic credentials (RFC 7617) these are, if they are right. */
@@ -70,14 +82,18 @@ function chainsTo(chain: NodeCertificate[], anchors: NodeCertificate[], now: num
   // As OpenSSL's "sslclient" purpose (libest) and Go's crypto/tls check it: an EKU, if any, must allow clientAuth, a key usage digitalSignature (or keyAgreement).
   const leaf = new x509.X509Certificate(chain[0]!.raw);
   const eku = leaf.getExtension(x509.ExtendedKeyUsageExtension);
-  if (eku && !eku.usages.some((u) => u === x509.ExtendedKeyUsage.clientAuth || u === "2.5.29.37.0")) return `'${leaf.subject}' may not authenticate a TLS client (its extendedKeyUsage lacks clientAuth)`;
+  if (eku && !eku.usages.some((u) => u === x509.ExtendedKeyUsage.clientAuth || u === "2.5.29.37.0"))
+    return `'${leaf.subject}' may not authenticate a TLS client (its extendedKeyUsage lacks clientAuth)`;
   const usage = leaf.getExtension(x509.KeyUsagesExtension);
-  if (usage && !(usage.usages & (x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyAgreement))) return `'${leaf.subject}' may not sign for a TLS client (its keyUsage lacks digitalSignature)`;
-  const signedBy = (cert: NodeCertificate, issuer: NodeCertificate) => cert.checkIssued(issuer) && cert.verify(issuer.publicKey);
+  if (usage && !(usage.usages & (x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyAgreement)))
+    return `'${leaf.subject}' may not sign for a TLS client (its keyUsage lacks digitalSignature)`;
+  const signedBy = (cert: NodeCertificate, issuer: NodeCertificate) =>
+    cert.checkIssued(issuer) && cert.verify(issuer.publicKey);
   const valid = (cert: NodeCertificate) => Date.parse(cert.validFrom) <= now && now <= Date.parse(cert.validTo);
   let cert: NodeCertificate | undefined = chain[0];
   for (let depth = 0; cert && depth < 5; depth++) {
-    if (!valid(cert)) return `'${cert.subject.replace(/\n/g, ", ")}' is not valid now (${cert.validFrom} to ${cert.validTo})`;
+    if (!valid(cert))
+      return `'${cert.subject.replace(/\n/g, ", ")}' is not valid now (${cert.validFrom} to ${cert.validTo})`;
     const current: NodeCertificate = cert;
     const anchor = anchors.find((a) => signedBy(current, a));
     if (anchor) return valid(anchor) ? anchor : `is from a CA that is not valid now`;
@@ -90,4 +106,3 @@ function chainsTo(chain: NodeCertificate[], anchors: NodeCertificate[], now: num
 function serialOf(cert: NodeCertificate): string {
   return cert.serialNumber.toLowerCase();
 }
-

@@ -10,7 +10,14 @@ import * as x509 from "./x509.js";
 import { OIDS, sameBytes, sha256ColonHex, type CryptoProvider } from "cert-retriever";
 import { certsOnlyPkcs7, encodeCsrAttrs, oidDer, type CsrAttr } from "./pkcs7.js";
 import { parseSignedCsr, ProfileRefusal, signAsEjbca, type LabCa } from "./ca.js";
-import { certificateFault, sendTransportFault, skewClock, withTrailingData, type FaultKind, type FaultPlan } from "./faults.js";
+import {
+  certificateFault,
+  sendTransportFault,
+  skewClock,
+  withTrailingData,
+  type FaultKind,
+  type FaultPlan,
+} from "./faults.js";
 import { authenticate } from "./est-auth.js";
 import { loadState, updateState, type EstIssued } from "./state.js";
 
@@ -62,7 +69,12 @@ export interface EstContext {
 
 const PREFIX = "/.well-known/est";
 /** RFC 7030 §3.2.2's operations this server offers, and their methods (`/fullcmc` and `/serverkeygen` are optional and not offered). */
-const OPERATIONS: Record<string, "GET" | "POST"> = { cacerts: "GET", simpleenroll: "POST", simplereenroll: "POST", csrattrs: "GET" };
+const OPERATIONS: Record<string, "GET" | "POST"> = {
+  cacerts: "GET",
+  simpleenroll: "POST",
+  simplereenroll: "POST",
+  csrattrs: "GET",
+};
 const DAY = 86_400_000;
 const SAN_OID = "2.5.29.17";
 /** macAddress (RFC 2307), the extension RFC 7030 §4.5.2's example asks for. */
@@ -76,7 +88,8 @@ export function estServerNames(host: string): x509.JsonGeneralName[] {
     { type: "dns", value: "localhost" },
   ];
   const isIp = /^[\d.]+$/.test(host) || host.includes(":");
-  if (!names.some((n) => n.value === host) && host !== "0.0.0.0" && host !== "::") names.push({ type: isIp ? "ip" : "dns", value: host });
+  if (!names.some((n) => n.value === host) && host !== "0.0.0.0" && host !== "::")
+    names.push({ type: isIp ? "ip" : "dns", value: host });
   return names;
 }
 
@@ -92,13 +105,24 @@ export function parseBootstrapCas(pems: string[]): NodeCertificate[] {
 }
 
 /** Answers one request to the EST listener. */
-export async function handleEst(req: IncomingMessage, res: ServerResponse, body: string, ctx: EstContext): Promise<void> {
+export async function handleEst(
+  req: IncomingMessage,
+  res: ServerResponse,
+  body: string,
+  ctx: EstContext,
+): Promise<void> {
   const path = new URL(req.url ?? "/", "https://lab").pathname;
   // RFC 7030 §3.2.2: `/.well-known/est/<operation>`, or `/.well-known/est/<label>/<operation>` for a CA label.
   const m = path.startsWith(`${PREFIX}/`) ? /^(?:([^/]+)\/)?([^/]+)$/.exec(path.slice(PREFIX.length + 1)) : null;
   const label = m?.[1] === undefined ? undefined : decodeLabel(m[1]);
-  if (!m || !Object.hasOwn(OPERATIONS, m[2]!)) return text(res, 404, `${path} is not an EST operation this server offers (cacerts, simpleenroll, simplereenroll, csrattrs)`);
-  if (label !== undefined && !(ctx.est.labels ?? []).includes(label)) return text(res, 404, `the CA label '${label}' is unknown here`);
+  if (!m || !Object.hasOwn(OPERATIONS, m[2]!))
+    return text(
+      res,
+      404,
+      `${path} is not an EST operation this server offers (cacerts, simpleenroll, simplereenroll, csrattrs)`,
+    );
+  if (label !== undefined && !(ctx.est.labels ?? []).includes(label))
+    return text(res, 404, `the CA label '${label}' is unknown here`);
   const op = m[2]!;
   if (req.method !== OPERATIONS[op]) return text(res, 405, `${op} takes ${OPERATIONS[op]}`, { allow: OPERATIONS[op]! });
   if (op === "csrattrs") return csrAttrs(res, ctx.est.csrAttrs ?? "none");
@@ -111,7 +135,12 @@ export async function handleEst(req: IncomingMessage, res: ServerResponse, body:
     skewClock(res, fault);
     // §4.1.2: no authentication; §4.1.3: the root and what a client needs to chain up to it.
     const pki = fault === "wrong-ca" ? await ctx.otherPki() : ctx.pki;
-    return pkcs7(res, "application/pkcs7-mime", certsOnlyPkcs7([pki.issuing.cert.rawData, pki.root.cert.rawData].map((d) => new Uint8Array(d))), fault);
+    return pkcs7(
+      res,
+      "application/pkcs7-mime",
+      certsOnlyPkcs7([pki.issuing.cert.rawData, pki.root.cert.rawData].map((d) => new Uint8Array(d))),
+      fault,
+    );
   }
   return enroll(req, res, body, op === "simplereenroll", label, ctx);
 }
@@ -126,17 +155,30 @@ function decodeLabel(segment: string): string {
 }
 
 /** `/simpleenroll` and `/simplereenroll` (RFC 7030 §4.2). */
-async function enroll(req: IncomingMessage, res: ServerResponse, body: string, reenroll: boolean, label: string | undefined, ctx: EstContext): Promise<void> {
-  const who = await authenticate(req, reenroll, { dir: ctx.dir, issuing: new NodeCertificate(Buffer.from(ctx.pki.issuing.cert.rawData)), bootstrap: ctx.bootstrap });
+async function enroll(
+  req: IncomingMessage,
+  res: ServerResponse,
+  body: string,
+  reenroll: boolean,
+  label: string | undefined,
+  ctx: EstContext,
+): Promise<void> {
+  const who = await authenticate(req, reenroll, {
+    dir: ctx.dir,
+    issuing: new NodeCertificate(Buffer.from(ctx.pki.issuing.cert.rawData)),
+    bootstrap: ctx.bootstrap,
+  });
   if ("status" in who) {
     // RFC 7235 §3.1: a 401 names the scheme; §3.2.3 has the EST server ask for HTTP Basic.
     return text(res, who.status, who.why, who.status === 401 ? { "www-authenticate": 'Basic realm="estrealm"' } : {});
   }
   const type = (req.headers["content-type"] ?? "").split(";")[0]!.trim().toLowerCase();
-  if (type !== "application/pkcs10") return text(res, 415, `the request's Content-Type is '${type}', not application/pkcs10 (RFC 7030 4.2.1)`);
+  if (type !== "application/pkcs10")
+    return text(res, 415, `the request's Content-Type is '${type}', not application/pkcs10 (RFC 7030 4.2.1)`);
   // RFC 8951 §3: base64 per RFC 4648, white space ignored, any Content-Transfer-Encoding ignored.
   const b64 = body.replace(/\s+/g, "");
-  if (!b64 || b64.length % 4 !== 0 || !/^[A-Za-z0-9+/]+={0,2}$/.test(b64)) return text(res, 400, "the request body is not base64 (RFC 7030 4.2.1, RFC 8951 3)");
+  if (!b64 || b64.length % 4 !== 0 || !/^[A-Za-z0-9+/]+={0,2}$/.test(b64))
+    return text(res, 400, "the request body is not base64 (RFC 7030 4.2.1, RFC 8951 3)");
   const der = new Uint8Array(Buffer.from(b64, "base64"));
   let csr: x509.Pkcs10CertificateRequest;
   try {
@@ -149,12 +191,17 @@ async function enroll(req: IncomingMessage, res: ServerResponse, body: string, r
   const keyType = describeKey(csr.publicKey);
   const wanted = ctx.est.csrAttrs ?? "none";
   // §4.5.2: the server may refuse a request that does not do as /csrattrs asked.
-  if (wanted !== "none" && keyType !== wanted && !(wanted === "rsa" && keyType.startsWith("rsa-"))) return text(res, 400, `the CSR's key is ${keyType}, but /csrattrs asks for ${wanted} (RFC 7030 4.5.2)`);
+  if (wanted !== "none" && keyType !== wanted && !(wanted === "rsa" && keyType.startsWith("rsa-")))
+    return text(res, 400, `the CSR's key is ${keyType}, but /csrattrs asks for ${wanted} (RFC 7030 4.5.2)`);
   if (who.renewing) {
     // §4.2.2: Subject and SubjectAltName identical to the certificate being renewed (or re-keyed).
     const current = new x509.X509Certificate(who.renewing.raw);
     if (!sameDer(csr.subjectName.toArrayBuffer(), current.subjectName.toArrayBuffer())) {
-      return text(res, 400, `the CSR's subject '${csr.subject}' differs from the certificate being renewed, '${current.subject}' (RFC 7030 4.2.2)`);
+      return text(
+        res,
+        400,
+        `the CSR's subject '${csr.subject}' differs from the certificate being renewed, '${current.subject}' (RFC 7030 4.2.2)`,
+      );
     }
     if (!sameDer(csr.getExtension(SAN_OID)?.value, current.getExtension(SAN_OID)?.value)) {
       return text(res, 400, "the CSR's subjectAltName differs from the certificate being renewed (RFC 7030 4.2.2)");
@@ -169,18 +216,31 @@ async function enroll(req: IncomingMessage, res: ServerResponse, body: string, r
     // §4.2.3: 202 with Retry-After; the client repeats the same request after it.
     ctx.pending.set(key, answered + 1);
     const after = ctx.est.retryAfter ?? 1;
-    return text(res, 202, `the request awaits manual approval; repeat it in ${after} s (RFC 7030 4.2.3)`, { "retry-after": String(after) });
+    return text(res, 202, `the request awaits manual approval; repeat it in ${after} s (RFC 7030 4.2.3)`, {
+      "retry-after": String(after),
+    });
   }
   const fault = ctx.faults.take("est-enroll");
   skewClock(res, fault);
   const cert = await issue(csr, keyType, ctx, fault);
   if (!fault) {
-    const record: EstIssued = { serial: cert.serialNumber, subject: cert.subject, fingerprint: sha256ColonHex(cert.rawData), auth: who.auth, issuedAt: new Date().toISOString() };
+    const record: EstIssued = {
+      serial: cert.serialNumber,
+      subject: cert.subject,
+      fingerprint: sha256ColonHex(cert.rawData),
+      auth: who.auth,
+      issuedAt: new Date().toISOString(),
+    };
     if (label !== undefined) record.label = label;
     await updateState(ctx.dir, (s) => void (s.estIssued ??= []).push(record));
   }
   // §4.2.3: a certs-only CMC Simple PKI Response holding only the certificate issued.
-  return pkcs7(res, "application/pkcs7-mime; smime-type=certs-only", certsOnlyPkcs7([new Uint8Array(cert.rawData)]), fault);
+  return pkcs7(
+    res,
+    "application/pkcs7-mime; smime-type=certs-only",
+    certsOnlyPkcs7([new Uint8Array(cert.rawData)]),
+    fault,
+  );
 }
 
 /** Whether two DER encodings are the same bytes (both absent counts as the same). */
@@ -193,7 +253,8 @@ function describeKey(key: x509.PublicKey): string {
   const spki = createPublicKey({ key: Buffer.from(key.rawData), format: "der", type: "spki" });
   if (spki.asymmetricKeyType === "rsa") return `rsa-${spki.asymmetricKeyDetails?.modulusLength}`;
   const curve = spki.asymmetricKeyDetails?.namedCurve;
-  if (spki.asymmetricKeyType === "ec") return curve === "prime256v1" ? "ec-p256" : curve === "secp384r1" ? "ec-p384" : `ec ${curve}`;
+  if (spki.asymmetricKeyType === "ec")
+    return curve === "prime256v1" ? "ec-p256" : curve === "secp384r1" ? "ec-p384" : `ec ${curve}`;
   return String(spki.asymmetricKeyType);
 }
 
@@ -202,10 +263,21 @@ function describeKey(key: x509.PublicKey): string {
  * clientAuth, digitalSignature (and keyEncipherment for RSA), for `certLifetime` or 365 days,
  * never past the CA's own end.
  */
-async function issue(csr: x509.Pkcs10CertificateRequest, keyType: string, ctx: EstContext, fault: FaultKind | undefined): Promise<x509.X509Certificate> {
-  const { signer, overrides } = await certificateFault(fault, ctx.pki.issuing, async () => (await ctx.otherPki()).issuing, ctx.crypto);
+async function issue(
+  csr: x509.Pkcs10CertificateRequest,
+  keyType: string,
+  ctx: EstContext,
+  fault: FaultKind | undefined,
+): Promise<x509.X509Certificate> {
+  const { signer, overrides } = await certificateFault(
+    fault,
+    ctx.pki.issuing,
+    async () => (await ctx.otherPki()).issuing,
+    ctx.crypto,
+  );
   const san = csr.getExtension(SAN_OID);
-  const usages = x509.KeyUsageFlags.digitalSignature | (keyType.startsWith("rsa-") ? x509.KeyUsageFlags.keyEncipherment : 0);
+  const usages =
+    x509.KeyUsageFlags.digitalSignature | (keyType.startsWith("rsa-") ? x509.KeyUsageFlags.keyEncipherment : 0);
   const now = Date.now();
   return signAsEjbca(
     {
@@ -241,10 +313,16 @@ function csrAttrs(res: ServerResponse, wanted: EstCsrAttrs): void {
   const ec = (curve: string): CsrAttr => ({ attribute: OIDS.ecPublicKey, values: [oidDer(curve)] });
   const attrs: Record<Exclude<EstCsrAttrs, "none">, CsrAttr[]> = {
     "ec-p256": [ec(OIDS.secp256r1), { oid: OIDS.ecdsaWithSHA256 }],
-    "ec-p384": [ec(OIDS.secp384r1), { attribute: OIDS.extensionRequest, values: [oidDer(MAC_ADDRESS_OID)] }, { oid: OIDS.ecdsaWithSHA384 }],
+    "ec-p384": [
+      ec(OIDS.secp384r1),
+      { attribute: OIDS.extensionRequest, values: [oidDer(MAC_ADDRESS_OID)] },
+      { oid: OIDS.ecdsaWithSHA384 },
+    ],
     rsa: [{ oid: OIDS.rsaEncryption }],
     // RFC 9908 §3.3: the key type as an attribute whose value gives the size.
-    "rsa-3072": [{ attribute: OIDS.rsaEncryption, values: [new Uint8Array(new asn1js.Integer({ value: 3072 }).toBER())] }],
+    "rsa-3072": [
+      { attribute: OIDS.rsaEncryption, values: [new Uint8Array(new asn1js.Integer({ value: 3072 }).toBER())] },
+    ],
   };
   if (wanted === "none") {
     res.writeHead(204).end();
@@ -270,13 +348,25 @@ function base64Reply(res: ServerResponse, type: string, der: Uint8Array, wrapped
   const b64 = Buffer.from(der).toString("base64");
   const body = wrapped ? `${b64.match(/.{1,64}/g)!.join("\r\n")}\r\n` : b64;
   // One string: headers and body leave in one write, so in one TLS record, as strongSwan's client expects.
-  res.writeHead(200, { "content-type": type, "content-transfer-encoding": "base64", "content-length": Buffer.byteLength(body) }).end(body);
+  res
+    .writeHead(200, {
+      "content-type": type,
+      "content-transfer-encoding": "base64",
+      "content-length": Buffer.byteLength(body),
+    })
+    .end(body);
 }
 
 /** A plain-text reply (RFC 7030 §4.2.3: a refusal without a content type is human-readable text). */
 function text(res: ServerResponse, status: number, message: string, headers: Record<string, string> = {}): void {
   const body = `${message}\n`;
-  res.writeHead(status, { "content-type": "text/plain; charset=utf-8", "content-length": Buffer.byteLength(body), ...headers }).end(body);
+  res
+    .writeHead(status, {
+      "content-type": "text/plain; charset=utf-8",
+      "content-length": Buffer.byteLength(body),
+      ...headers,
+    })
+    .end(body);
 }
 
 /** What the lab's EST server issued in `dir`, in order (empty if nothing). */

@@ -34,7 +34,8 @@ export const FAULT_DESCRIPTIONS = {
   "trailing-data": "the certificate's DER (EST: the PKCS#7's) followed by bytes that are not part of it",
   "critical-extension": "sign, est-enroll: the certificate carries a critical extension no TLS stack knows",
   "malformed-pkcs7": "est: 200 with the base64 of a PKCS#7 cut off halfway",
-  "wrapped-base64": "est: the base64 body in 64-character CRLF lines, as MIME writes it (legal: RFC 8951 3.1 has receivers ignore white space)",
+  "wrapped-base64":
+    "est: the base64 body in 64-character CRLF lines, as MIME writes it (legal: RFC 8951 3.1 has receivers ignore white space)",
 } as const;
 
 /** Every fault kind, in the order above. */

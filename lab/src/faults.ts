@@ -34,12 +34,22 @@ const KIND_ROUTES: Partial<Record<FaultKind, FaultRoute[]>> = {
 /** Parses `route:kind[:times]`, as `lab serve --fault` takes it; a kind on a route it cannot strike is refused, not ignored. */
 export function parseFault(text: string): LabFault {
   const [route, kind, times] = text.split(":");
-  if (!FAULT_ROUTES.includes(route as FaultRoute) || !FAULT_KINDS.includes(kind as FaultKind) || (times !== undefined && !/^\d+$/.test(times))) {
-    throw new Error(`--fault '${text}' is not ROUTE:KIND[:TIMES] with ROUTE one of ${FAULT_ROUTES.join(", ")} and KIND one of ${FAULT_KINDS.join(", ")}`);
+  if (
+    !FAULT_ROUTES.includes(route as FaultRoute) ||
+    !FAULT_KINDS.includes(kind as FaultKind) ||
+    (times !== undefined && !/^\d+$/.test(times))
+  ) {
+    throw new Error(
+      `--fault '${text}' is not ROUTE:KIND[:TIMES] with ROUTE one of ${FAULT_ROUTES.join(", ")} and KIND one of ${FAULT_KINDS.join(", ")}`,
+    );
   }
   const wrongRoute = kindProblem(route as FaultRoute, kind as FaultKind);
   if (wrongRoute) throw new Error(`--fault '${text}': ${wrongRoute}`);
-  return { route: route as FaultRoute, kind: kind as FaultKind, times: times === undefined ? undefined : Number(times) };
+  return {
+    route: route as FaultRoute,
+    kind: kind as FaultKind,
+    times: times === undefined ? undefined : Number(times),
+  };
 }
 
 /** Why `kind` cannot strike `route`, if it cannot. */
@@ -53,12 +63,20 @@ function kindProblem(route: FaultRoute, kind: FaultKind): string | undefined {
  * cannot: a kind on a route it cannot strike, or a route no API of the lab has. A fault is
  * refused before the lab starts, never ignored.
  */
-export function faultsProblem(faults: readonly LabFault[], served: readonly FaultRoute[], what: string): string | undefined {
+export function faultsProblem(
+  faults: readonly LabFault[],
+  served: readonly FaultRoute[],
+  what: string,
+): string | undefined {
   for (const { route, kind, times } of faults) {
     const name = `${route}:${kind}${times === undefined ? "" : `:${times}`}`;
-    const wrongRoute = FAULT_ROUTES.includes(route) && FAULT_KINDS.includes(kind) ? kindProblem(route, kind) : `not a route and kind of the lab's`;
+    const wrongRoute =
+      FAULT_ROUTES.includes(route) && FAULT_KINDS.includes(kind)
+        ? kindProblem(route, kind)
+        : `not a route and kind of the lab's`;
     if (wrongRoute) return `the fault '${name}': ${wrongRoute}`;
-    if (!served.includes(route)) return `the fault '${name}': no API of this lab has the route ${route} (it serves ${what})`;
+    if (!served.includes(route))
+      return `the fault '${name}': no API of this lab has the route ${route} (it serves ${what})`;
   }
   return undefined;
 }
@@ -93,10 +111,17 @@ export class FaultPlan {
 export function sendTransportFault(kind: FaultKind, req: IncomingMessage, res: ServerResponse, est = false): boolean {
   const json = (status: number, body: unknown, headers: Record<string, string> = {}) => {
     const text = est ? String((body as { message?: string }).message ?? "") : JSON.stringify(body);
-    res.writeHead(status, { "content-type": est ? "text/plain; charset=utf-8" : "application/json", "content-length": Buffer.byteLength(text), ...headers }).end(text);
+    res
+      .writeHead(status, {
+        "content-type": est ? "text/plain; charset=utf-8" : "application/json",
+        "content-length": Buffer.byteLength(text),
+        ...headers,
+      })
+      .end(text);
   };
   const okType = est ? "application/pkcs7-mime" : "application/json";
-  const filler = (size: number) => (est ? "A".repeat(size) : JSON.stringify({ certificate: "A".repeat(size), status: { data: "A" } }));
+  const filler = (size: number) =>
+    est ? "A".repeat(size) : JSON.stringify({ certificate: "A".repeat(size), status: { data: "A" } });
   switch (kind) {
     case "refuse":
       req.socket.destroy();
@@ -165,7 +190,10 @@ export async function certificateFault(
     case "skewed-clock":
       return { signer: ca, overrides: { notBefore: new Date(now + 2 * DAY), notAfter: new Date(now + 732 * DAY) } };
     case "critical-extension": // an OID from the documentation arc (RFC 5612's 1.3.6.1.4.1.32473), marked critical
-      return { signer: ca, overrides: { extensions: [new x509.Extension("1.3.6.1.4.1.32473.1", true, new Uint8Array([0x05, 0x00]))] } };
+      return {
+        signer: ca,
+        overrides: { extensions: [new x509.Extension("1.3.6.1.4.1.32473.1", true, new Uint8Array([0x05, 0x00]))] },
+      };
     default:
       return { signer: ca, overrides: {} };
   }

@@ -156,8 +156,15 @@ function readBody(req: IncomingMessage, bounds?: Bounds): Promise<{ body: string
       reject(err);
     };
     const onData = (chunk: Buffer) => {
-      if (size + chunk.length > MAX_BODY) return fail(new RefusedBody({ status: 413, why: "Request size limit exceeded" }));
-      if (bounds && !bounds.take(chunk.length)) return fail(new RefusedBody({ status: 503, why: `the lab holds at most ${bounds.limits.bufferedBytes} bytes of requests at once` }));
+      if (size + chunk.length > MAX_BODY)
+        return fail(new RefusedBody({ status: 413, why: "Request size limit exceeded" }));
+      if (bounds && !bounds.take(chunk.length))
+        return fail(
+          new RefusedBody({
+            status: 503,
+            why: `the lab holds at most ${bounds.limits.bufferedBytes} bytes of requests at once`,
+          }),
+        );
       size += chunk.length;
       chunks.push(chunk);
     };

@@ -9,7 +9,11 @@ export function signJwt(claims: Record<string, unknown>, secret: string): string
 }
 
 /** Verifies an HS256 JWT and its expiry; returns the claims, or a reason it is refused (Kong's wording). */
-export function verifyJwt(token: string, secret: string, nowSeconds: number): { claims: Record<string, unknown> } | { refused: string } {
+export function verifyJwt(
+  token: string,
+  secret: string,
+  nowSeconds: number,
+): { claims: Record<string, unknown> } | { refused: string } {
   const [head, body, sig] = token.split(".");
   if (!head || !body || !sig) return { refused: "Bad token; invalid JSON" };
   const expected = Buffer.from(createHmac("sha256", secret).update(`${head}.${body}`).digest("base64url"));
@@ -26,7 +30,11 @@ export function verifyJwt(token: string, secret: string, nowSeconds: number): { 
 }
 
 /** The claims dojot's auth service puts in a token (protocol notes, section 2). */
-export function dojotClaims(user: { name: string; service: string; id: number }, lifetimeSeconds: number, nowSeconds: number): Record<string, unknown> {
+export function dojotClaims(
+  user: { name: string; service: string; id: number },
+  lifetimeSeconds: number,
+  nowSeconds: number,
+): Record<string, unknown> {
   return {
     iss: "cert-retriever-lab",
     iat: nowSeconds,

@@ -4,7 +4,15 @@
  * 5272 §4.2), built with @peculiar/asn1-cms; and the CSR attributes of `/csrattrs` (§4.5.2), built
  * with asn1js. The agent reads both (its `certsFromPkcs7` and `decodeCsrAttrs`).
  */
-import { CertificateChoices, CertificateSet, ContentInfo, EncapsulatedContentInfo, id_data, id_signedData, SignedData } from "@peculiar/asn1-cms";
+import {
+  CertificateChoices,
+  CertificateSet,
+  ContentInfo,
+  EncapsulatedContentInfo,
+  id_data,
+  id_signedData,
+  SignedData,
+} from "@peculiar/asn1-cms";
 import { AsnConvert } from "@peculiar/asn1-schema";
 import { Certificate } from "@peculiar/asn1-x509";
 import * as asn1js from "asn1js";
@@ -17,9 +25,13 @@ export function certsOnlyPkcs7(certs: Uint8Array[]): Uint8Array {
   const signedData = new SignedData({
     version: 1,
     encapContentInfo: new EncapsulatedContentInfo({ eContentType: id_data }),
-    certificates: new CertificateSet(certs.map((der) => new CertificateChoices({ certificate: AsnConvert.parse(der, Certificate) }))),
+    certificates: new CertificateSet(
+      certs.map((der) => new CertificateChoices({ certificate: AsnConvert.parse(der, Certificate) })),
+    ),
   });
-  return new Uint8Array(AsnConvert.serialize(new ContentInfo({ contentType: id_signedData, content: AsnConvert.serialize(signedData) })));
+  return new Uint8Array(
+    AsnConvert.serialize(new ContentInfo({ contentType: id_signedData, content: AsnConvert.serialize(signedData) })),
+  );
 }
 
 /** Builds `/csrattrs`' body, `CsrAttrs ::= SEQUENCE SIZE (0..MAX) OF AttrOrOID` (DER); an attribute's values are given as DER. */
@@ -27,7 +39,12 @@ export function encodeCsrAttrs(attrs: CsrAttr[]): Uint8Array {
   const items = attrs.map((a) =>
     "oid" in a
       ? new asn1js.ObjectIdentifier({ value: a.oid })
-      : new asn1js.Sequence({ value: [new asn1js.ObjectIdentifier({ value: a.attribute }), new asn1js.Set({ value: a.values.map((v) => asn1js.fromBER(v).result) })] }),
+      : new asn1js.Sequence({
+          value: [
+            new asn1js.ObjectIdentifier({ value: a.attribute }),
+            new asn1js.Set({ value: a.values.map((v) => asn1js.fromBER(v).result) }),
+          ],
+        }),
   );
   return new Uint8Array(new asn1js.Sequence({ value: items }).toBER());
 }

@@ -4,7 +4,18 @@ export interface RateWindow {
   windowMs: number;
 }
 
-const UNITS: Record<string, number> = { s: 1000, sec: 1000, second: 1000, m: 60_000, min: 60_000, minute: 60_000, h: 3_600_000, hour: 3_600_000, d: 86_400_000, day: 86_400_000 };
+const UNITS: Record<string, number> = {
+  s: 1000,
+  sec: 1000,
+  second: 1000,
+  m: 60_000,
+  min: 60_000,
+  minute: 60_000,
+  h: 3_600_000,
+  hour: 3_600_000,
+  d: 86_400_000,
+  day: 86_400_000,
+};
 
 /** Parses `5/min,40/h` (Kong's rate-limiting plugin as dojot configures it for /auth). */
 export function parseRateLimit(text: string): RateWindow[] {

@@ -2,10 +2,37 @@ import { randomBytes } from "node:crypto";
 import type { IncomingMessage, Server, ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { isLoopbackHost, toPem, type CryptoProvider } from "cert-retriever";
-import { createCa, createEstPki, issueCertificate, issueServerCertificate, loadOrCreateCa, loadOrCreateEstCa, ProfileRefusal, type CertProfile, type DojotCaKind, type LabCa } from "./ca.js";
+import {
+  createCa,
+  createEstPki,
+  issueCertificate,
+  issueServerCertificate,
+  loadOrCreateCa,
+  loadOrCreateEstCa,
+  ProfileRefusal,
+  type CertProfile,
+  type DojotCaKind,
+  type LabCa,
+} from "./ca.js";
 import { crlDer, latestCrl } from "./crl.js";
-import { estServerNames, handleEst, parseBootstrapCas, type EstContext, type EstLabOptions, type EstPki } from "./est.js";
-import { certificateFault, FaultPlan, faultsProblem, sendTransportFault, skewClock, withTrailingData, type FaultRoute, type LabFault } from "./faults.js";
+import {
+  estServerNames,
+  handleEst,
+  parseBootstrapCas,
+  type EstContext,
+  type EstLabOptions,
+  type EstPki,
+} from "./est.js";
+import {
+  certificateFault,
+  FaultPlan,
+  faultsProblem,
+  sendTransportFault,
+  skewClock,
+  withTrailingData,
+  type FaultRoute,
+  type LabFault,
+} from "./faults.js";
 import { Bounds, EXPOSED_LIMITS, serialQueue, type LabLimits, type Serially } from "./intake.js";
 import { RateLimiter, type RateWindow } from "./rate-limit.js";
 import { parseObject, send } from "./replies.js";
@@ -111,8 +138,18 @@ const REQUEST_TIMEOUT_MS = 10_000;
  * are refused with a {@link LabOptionsError} before anything is made.
  */
 export async function startLab(options: LabOptions): Promise<RunningLab> {
-  const opts = { ...options, api: options.api ?? "legacy", x509Rules: options.x509Rules ?? "v0.7", extensionOverride: options.extensionOverride ?? true };
-  const estListen = opts.api === "est" ? { host: opts.host, port: opts.port } : opts.est?.port === undefined ? undefined : { host: opts.est.host ?? opts.host, port: opts.est.port };
+  const opts = {
+    ...options,
+    api: options.api ?? "legacy",
+    x509Rules: options.x509Rules ?? "v0.7",
+    extensionOverride: options.extensionOverride ?? true,
+  };
+  const estListen =
+    opts.api === "est"
+      ? { host: opts.host, port: opts.port }
+      : opts.est?.port === undefined
+        ? undefined
+        : { host: opts.est.host ?? opts.host, port: opts.est.port };
   checkFaults(opts.faults ?? [], opts.api, estListen !== undefined);
   const generatedPassword = await prepareState(opts.dir, opts.adminPassword);
   const bootstrap = parseBootstrapCas(opts.est?.bootstrapCas ?? []);
@@ -135,7 +172,11 @@ export async function startLab(options: LabOptions): Promise<RunningLab> {
     authLimiter: opts.authRateLimit ? new RateLimiter(opts.authRateLimit, opts.rateLimitTimeScale) : undefined,
     otherCa: otherCas({ legacy: ca, x509: x509Ca }, opts.crypto),
   };
-  const limits = opts.limits ?? ([opts.api === "est" ? undefined : opts.host, estListen?.host].some((h) => h !== undefined && !isLoopbackHost(h)) ? EXPOSED_LIMITS : undefined);
+  const limits =
+    opts.limits ??
+    ([opts.api === "est" ? undefined : opts.host, estListen?.host].some((h) => h !== undefined && !isLoopbackHost(h))
+      ? EXPOSED_LIMITS
+      : undefined);
   const bounds = limits && new Bounds(limits);
   const serially = serialQueue(bounds);
   const servers: Server[] = [];
@@ -145,14 +186,33 @@ export async function startLab(options: LabOptions): Promise<RunningLab> {
     const estOrigin =
       estListen && estCa
         ? await serveEst(
-            { dir: opts.dir, crypto: opts.crypto, certLifetime: opts.certLifetime, est: opts.est ?? {}, pki: estCa, bootstrap, faults, otherPki: () => (otherEst ??= createEstPki(opts.crypto)), pending: new Map() },
+            {
+              dir: opts.dir,
+              crypto: opts.crypto,
+              certLifetime: opts.certLifetime,
+              est: opts.est ?? {},
+              pki: estCa,
+              bootstrap,
+              faults,
+              otherPki: () => (otherEst ??= createEstPki(opts.crypto)),
+              pending: new Map(),
+            },
             estListen,
             serially,
             servers,
             bounds,
           )
         : undefined;
-    return { url: url ?? estOrigin!, ca, x509Ca, estUrl: estOrigin && `${estOrigin}/.well-known/est`, estCa, generatedPassword, limits, close };
+    return {
+      url: url ?? estOrigin!,
+      ca,
+      x509Ca,
+      estUrl: estOrigin && `${estOrigin}/.well-known/est`,
+      estCa,
+      generatedPassword,
+      limits,
+      close,
+    };
   } catch (err) {
     await close();
     throw err;
@@ -165,8 +225,13 @@ export class LabOptionsError extends Error {}
 /** Refuses a fault the lab could not make happen: every fault takes effect on every API that has its route, or the lab does not start. */
 function checkFaults(faults: readonly LabFault[], api: LabApi, est: boolean): void {
   const dojot = api !== "est";
-  const served: FaultRoute[] = [...(dojot ? (["auth", "ca", "sign"] as const) : []), ...(est ? (["est-cacerts", "est-enroll"] as const) : [])];
-  const apis = { legacy: "EJBCA-REST", x509: "x509-identity-mgmt", both: "EJBCA-REST and x509-identity-mgmt", est: "" }[api];
+  const served: FaultRoute[] = [
+    ...(dojot ? (["auth", "ca", "sign"] as const) : []),
+    ...(est ? (["est-cacerts", "est-enroll"] as const) : []),
+  ];
+  const apis = { legacy: "EJBCA-REST", x509: "x509-identity-mgmt", both: "EJBCA-REST and x509-identity-mgmt", est: "" }[
+    api
+  ];
   const what = dojot ? `${apis}${est ? " and EST" : " alone"}` : "EST alone";
   const problem = faultsProblem(faults, served, what);
   if (problem) throw new LabOptionsError(problem);
@@ -194,7 +259,11 @@ function otherCas(genuine: Record<DojotCaKind, LabCa | undefined>, crypto: Crypt
     const ca = genuine[kind]!;
     let other = made.get(kind);
     if (!other) {
-      other = createCa(ca.cert.subjectName, crypto).then(({ cert, keys }) => ({ name: ca.name, cert, key: keys.privateKey }));
+      other = createCa(ca.cert.subjectName, crypto).then(({ cert, keys }) => ({
+        name: ca.name,
+        cert,
+        key: keys.privateKey,
+      }));
       made.set(kind, other);
     }
     return other;
@@ -206,8 +275,12 @@ async function serveDojot(ctx: Context, serially: Serially, servers: Server[], b
   // Loaded here, not at the top: in the single-file build a static import of node:http is hoisted
   // to the file's start, and on Node 24 its ESM facade loads Node's own undici on every run.
   const { createServer } = await import("node:http");
-  const fail = (res: ServerResponse, status: 413 | 500 | 503, why: string) => send(res, status, status === 500 ? { message: why, status } : { message: why });
-  const server = createServer({ requestTimeout: REQUEST_TIMEOUT_MS }, serially((req, res, body) => handle(req, res, ctx, body), fail));
+  const fail = (res: ServerResponse, status: 413 | 500 | 503, why: string) =>
+    send(res, status, status === 500 ? { message: why, status } : { message: why });
+  const server = createServer(
+    { requestTimeout: REQUEST_TIMEOUT_MS },
+    serially((req, res, body) => handle(req, res, ctx, body), fail),
+  );
   bounds?.watch(server);
   servers.push(server);
   return `http://${urlHost(ctx.opts.host)}:${await listen(server, ctx.opts.host, ctx.opts.port)}`;
@@ -218,15 +291,35 @@ async function serveDojot(ctx: Context, serially: Serially, servers: Server[], b
  * the server's certificate (from the issuing CA, a new one each start) sent with the issuing CA;
  * a client certificate is asked for, and each route decides what it accepts (§3.3.2).
  */
-async function serveEst(ctx: EstContext, at: { host: string; port: number }, serially: Serially, servers: Server[], bounds?: Bounds): Promise<string> {
+async function serveEst(
+  ctx: EstContext,
+  at: { host: string; port: number },
+  serially: Serially,
+  servers: Server[],
+  bounds?: Bounds,
+): Promise<string> {
   const tls = await issueServerCertificate(ctx.pki.issuing, estServerNames(at.host), ctx.crypto);
   const { createServer } = await import("node:https");
   const fail = (res: ServerResponse, status: 413 | 500 | 503, why: string) => {
-    const text = status === 413 ? "the request is too large\n" : status === 500 ? "the EST server failed; see the lab's log\n" : `${why}\n`;
-    res.writeHead(status, { "content-type": "text/plain; charset=utf-8", "content-length": Buffer.byteLength(text) }).end(text);
+    const text =
+      status === 413
+        ? "the request is too large\n"
+        : status === 500
+          ? "the EST server failed; see the lab's log\n"
+          : `${why}\n`;
+    res
+      .writeHead(status, { "content-type": "text/plain; charset=utf-8", "content-length": Buffer.byteLength(text) })
+      .end(text);
   };
   const server = createServer(
-    { key: tls.key, cert: tls.cert + toPem(ctx.pki.issuing.cert.rawData, "CERTIFICATE"), requestCert: true, rejectUnauthorized: false, minVersion: "TLSv1.2", requestTimeout: REQUEST_TIMEOUT_MS },
+    {
+      key: tls.key,
+      cert: tls.cert + toPem(ctx.pki.issuing.cert.rawData, "CERTIFICATE"),
+      requestCert: true,
+      rejectUnauthorized: false,
+      minVersion: "TLSv1.2",
+      requestTimeout: REQUEST_TIMEOUT_MS,
+    },
     serially((req, res, body) => handleEst(req, res, body, ctx), fail),
   );
   bounds?.watch(server);
@@ -238,7 +331,11 @@ async function serveEst(ctx: EstContext, at: { host: string; port: number }, ser
 async function listen(server: Server, host: string, port: number): Promise<number> {
   await new Promise<void>((resolve, reject) => {
     server.once("error", (err: NodeJS.ErrnoException) =>
-      reject(err.code === "EADDRINUSE" ? new LabListenError(`${host}:${port} is already in use (is another lab or dojot running there?)`) : err),
+      reject(
+        err.code === "EADDRINUSE"
+          ? new LabListenError(`${host}:${port} is already in use (is another lab or dojot running there?)`)
+          : err,
+      ),
     );
     server.listen(port, host, () => resolve());
   });
@@ -254,16 +351,14 @@ function urlHost(host: string): string {
 export class LabListenError extends Error {}
 
 /** What a request to dojot's gateway asks for, by the routes Kong has (`kong.config.sh`). */
-type GatewayRoute =
-  | { to: "auth" }
-  | { to: "ca" | "crl" | "sign"; name: string }
-  | { to: "x509"; path: string };
+type GatewayRoute = { to: "auth" } | { to: "ca" | "crl" | "sign"; name: string } | { to: "x509"; path: string };
 
 /** The route of `method pathname` on the lab's gateway, or undefined where Kong has none. */
 function gatewayRoute(method: string, pathname: string, api: LabApi): GatewayRoute | undefined {
   if (method === "POST" && (pathname === "/auth" || pathname === "/auth/")) return { to: "auth" };
   // Kong's `/x509` route (strip_path) hands everything under it to x509-identity-mgmt.
-  if (api !== "legacy" && (pathname === "/x509" || pathname.startsWith("/x509/"))) return { to: "x509", path: pathname.slice("/x509".length).replace(/\/+$/, "") };
+  if (api !== "legacy" && (pathname === "/x509" || pathname.startsWith("/x509/")))
+    return { to: "x509", path: pathname.slice("/x509".length).replace(/\/+$/, "") };
   if (api === "x509") return undefined;
   const named = (re: RegExp) => re.exec(pathname)?.[1];
   const ca = named(/^\/ca\/([^/]+)\/?$/);
@@ -281,7 +376,12 @@ function gatewayRoute(method: string, pathname: string, api: LabApi): GatewayRou
  * `POST /v1/certificates`). Other routes (CRLs, records, trusted CAs) have no faults.
  */
 function faultRouteOf(method: string, route: GatewayRoute): FaultRoute | undefined {
-  if (route.to === "x509") return method === "GET" && route.path === "/v1/ca" ? "ca" : method === "POST" && route.path === "/v1/certificates" ? "sign" : undefined;
+  if (route.to === "x509")
+    return method === "GET" && route.path === "/v1/ca"
+      ? "ca"
+      : method === "POST" && route.path === "/v1/certificates"
+        ? "sign"
+        : undefined;
   return route.to === "auth" || route.to === "ca" || route.to === "sign" ? route.to : undefined;
 }
 
@@ -291,7 +391,10 @@ async function handle(req: IncomingMessage, res: ServerResponse, ctx: Context, b
   const route = gatewayRoute(req.method ?? "GET", url.pathname, opts.api);
   if (!route) {
     // Kong's own 404: dojot v0.4.3 runs Kong 0.x; v0.5+ run Kong 2.x (`dojot/kong` v0.5.0 Dockerfile: kong:2.0.4).
-    return send(res, 404, { message: opts.api === "legacy" ? "no route and no API found with those values" : "no Route matched with those values" });
+    return send(res, 404, {
+      message:
+        opts.api === "legacy" ? "no route and no API found with those values" : "no Route matched with those values",
+    });
   }
   // A transport fault strikes the request as it comes; a fault in a certificate waits for one to be sent (not spent on a 401 or a 400).
   const faultRoute = faultRouteOf(req.method ?? "GET", route);
@@ -301,7 +404,15 @@ async function handle(req: IncomingMessage, res: ServerResponse, ctx: Context, b
   const verdict = kong(req, url, (await loadState(opts.dir))!.jwtSecret);
   if ("refused" in verdict) return kongRefusal(res, verdict.refused);
   const tenant = String(verdict.claims.service ?? "");
-  if (route.to === "x509") return handleX509(req, res, url, body, { opts, ca: ctx.x509Ca!, rules: opts.x509Rules, faults: ctx.faults, otherCa: () => ctx.otherCa("x509") }, tenant);
+  if (route.to === "x509")
+    return handleX509(
+      req,
+      res,
+      url,
+      body,
+      { opts, ca: ctx.x509Ca!, rules: opts.x509Rules, faults: ctx.faults, otherCa: () => ctx.otherCa("x509") },
+      tenant,
+    );
   const name = decodeURIComponent(route.name);
   if (route.to === "crl") return legacyCrl(req, url, name, res, ctx);
   if (route.to === "ca") return legacyCa(res, name, ctx);
@@ -320,9 +431,14 @@ async function handle(req: IncomingMessage, res: ServerResponse, ctx: Context, b
  * Authorization header is missing, so only a token from `?jwt=` alone reaches it; its decision
  * point permits the lab's users everything.
  */
-function kong(req: IncomingMessage, url: URL, secret: string): { claims: Record<string, unknown> } | { refused: string | undefined } {
+function kong(
+  req: IncomingMessage,
+  url: URL,
+  secret: string,
+): { claims: Record<string, unknown> } | { refused: string | undefined } {
   const header = req.headers.authorization;
-  const token = url.searchParams.get("jwt") ?? (header === undefined ? undefined : /^\s*[Bb]earer\s+(.+)/.exec(header)?.[1]);
+  const token =
+    url.searchParams.get("jwt") ?? (header === undefined ? undefined : /^\s*[Bb]earer\s+(.+)/.exec(header)?.[1]);
   if (token === undefined) return { refused: "Unauthorized" };
   const verdict = verifyJwt(token, secret, Math.floor(Date.now() / 1000));
   if ("refused" in verdict) return verdict;
@@ -333,7 +449,9 @@ function kong(req: IncomingMessage, url: URL, secret: string): { claims: Record<
 function kongRefusal(res: ServerResponse, message: string | undefined): void {
   if (message === undefined) return send(res, 401, undefined);
   const text = JSON.stringify({ message });
-  res.writeHead(401, { "content-type": "application/json; charset=utf-8", "content-length": Buffer.byteLength(text) }).end(text);
+  res
+    .writeHead(401, { "content-type": "application/json; charset=utf-8", "content-length": Buffer.byteLength(text) })
+    .end(text);
 }
 
 /** `/auth`, behind Kong's rate limit when the lab has one. */
@@ -341,12 +459,19 @@ function login(req: IncomingMessage, body: string, res: ServerResponse, ctx: Con
   const wait = ctx.authLimiter?.take();
   if (wait === undefined) return auth(req, body, res, ctx.opts);
   const text = JSON.stringify({ message: "API rate limit exceeded" });
-  res.writeHead(429, { "content-type": "application/json", "content-length": Buffer.byteLength(text), "retry-after": String(wait) }).end(text);
+  res
+    .writeHead(429, {
+      "content-type": "application/json",
+      "content-length": Buffer.byteLength(text),
+      "retry-after": String(wait),
+    })
+    .end(text);
 }
 
 /** EJBCA-REST's `GET /ca/<caname>`: the CA's certificate, as a `ca` fault spoils it. */
 async function legacyCa(res: ServerResponse, name: string, ctx: Context): Promise<void> {
-  if (name !== ctx.ca.name) return send(res, 400, { status: 400, message: `soap message: CA with name ${name} does not exist.` });
+  if (name !== ctx.ca.name)
+    return send(res, 400, { status: 400, message: `soap message: CA with name ${name} does not exist.` });
   const fault = ctx.faults.take("ca");
   skewClock(res, fault);
   const served = fault === "wrong-ca" ? await ctx.otherCa("legacy") : ctx.ca;
@@ -359,34 +484,56 @@ async function legacyCa(res: ServerResponse, name: string, ctx: Context): Promis
  * new one (`createCRL`) and answers `{"message": "ok", "status": 200}`. An unknown CA is EJBCA's
  * fault, `400 soap message: CA with name <name> does not exist.` (`docs/apiary.apib`).
  */
-async function legacyCrl(req: IncomingMessage, url: URL, name: string, res: ServerResponse, ctx: Context): Promise<void> {
-  if (name !== ctx.ca.name) return send(res, 400, { status: 400, message: `soap message: CA with name ${name} does not exist.` });
+async function legacyCrl(
+  req: IncomingMessage,
+  url: URL,
+  name: string,
+  res: ServerResponse,
+  ctx: Context,
+): Promise<void> {
+  if (name !== ctx.ca.name)
+    return send(res, 400, { status: 400, message: `soap message: CA with name ${name} does not exist.` });
   if (req.method === "PUT") {
     await latestCrl(ctx.opts.dir, ctx.ca, "legacy", ctx.opts.crypto, "force");
     return send(res, 200, { message: "ok", status: 200 });
   }
   // IOTmidCA issues no delta CRLs (no delta CRL period), so `getLatestCRL(name, true)` has nothing
   // to return and `b64encode(None)` raises: Flask's 500 page.
-  if (["True", "true"].includes(url.searchParams.get("delta") ?? "")) return sendHtml(res, 500, "500 Internal Server Error");
-  return send(res, 200, { CRL: crlDer(await latestCrl(ctx.opts.dir, ctx.ca, "legacy", ctx.opts.crypto, "when-due")).toString("base64") });
+  if (["True", "true"].includes(url.searchParams.get("delta") ?? ""))
+    return sendHtml(res, 500, "500 Internal Server Error");
+  return send(res, 200, {
+    CRL: crlDer(await latestCrl(ctx.opts.dir, ctx.ca, "legacy", ctx.opts.crypto, "when-due")).toString("base64"),
+  });
 }
 
 async function auth(req: IncomingMessage, body: string, res: ServerResponse, opts: LabOptions): Promise<void> {
   if (!isJson(req)) return send(res, 400, { message: "invalid mimetype", status: 400 });
   const input = parseObject(body) ?? {};
-  if (typeof input.username !== "string" || !input.username) return send(res, 400, { message: "missing username", status: 400 });
-  if (typeof input.passwd !== "string" || !input.passwd) return send(res, 400, { message: "missing password", status: 400 });
+  if (typeof input.username !== "string" || !input.username)
+    return send(res, 400, { message: "missing username", status: 400 });
+  if (typeof input.passwd !== "string" || !input.passwd)
+    return send(res, 400, { message: "missing password", status: 400 });
   const state = (await loadState(opts.dir))!;
   const name = input.username.toLowerCase();
   const user = state.users[name];
   if (!user) return send(res, 401, { message: "AuthenticationError", status: 401 });
   if (!user.active) return send(res, 401, { message: "This user is inactive", status: 401 });
   if (!checkPassword(user, input.passwd)) return send(res, 403, { message: "AuthorizationError", status: 403 });
-  const claims = dojotClaims({ name, service: user.service, id: user.id }, opts.tokenLifetime, Math.floor(Date.now() / 1000));
+  const claims = dojotClaims(
+    { name, service: user.service, id: user.id },
+    opts.tokenLifetime,
+    Math.floor(Date.now() / 1000),
+  );
   return send(res, 200, { jwt: signJwt(claims, state.jwtSecret) });
 }
 
-async function signCsr(req: IncomingMessage, body: string, cname: string, res: ServerResponse, ctx: Context): Promise<void> {
+async function signCsr(
+  req: IncomingMessage,
+  body: string,
+  cname: string,
+  res: ServerResponse,
+  ctx: Context,
+): Promise<void> {
   const { opts } = ctx;
   const soap = (message: string) => send(res, 400, { status: 400, message: `soap message: ${message}` });
   if (!isJson(req)) return send(res, 400, { status: 400, message: "invalid mimetype" });
@@ -394,7 +541,8 @@ async function signCsr(req: IncomingMessage, body: string, cname: string, res: S
   if (!input) return send(res, 400, { status: 400, message: "malformed JSON" });
   const hasPasswd = "passwd" in input;
   const hasCsr = "certificate" in input;
-  if (!hasPasswd && !hasCsr) return send(res, 400, { status: 400, message: "Missing parameter. Expected: passwd and certificate" });
+  if (!hasPasswd && !hasCsr)
+    return send(res, 400, { status: 400, message: "Missing parameter. Expected: passwd and certificate" });
   if (!hasPasswd || !hasCsr) {
     // EJBCA-REST checks with "and", so one missing field is an unhandled KeyError: Flask's 500 page.
     return sendHtml(res, 500, "500 Internal Server Error");
@@ -404,7 +552,8 @@ async function signCsr(req: IncomingMessage, body: string, cname: string, res: S
   if (!entity && opts.autoRegister) entity = newEndEntity();
   if (!entity) return soap(`Username '${cname}' does not exist.`);
   if (input.passwd !== entity.password) return soap("Wrong username or password");
-  if (entity.status !== "NEW") return soap(`Got request with status GENERATED (40), NEW, FAILED or INPROCESS required: ${cname}.`);
+  if (entity.status !== "NEW")
+    return soap(`Got request with status GENERATED (40), NEW, FAILED or INPROCESS required: ${cname}.`);
   const csrText = typeof input.certificate === "string" ? input.certificate.replace(/\s+/g, "") : "";
   if (!/^[A-Za-z0-9+/]+={0,2}$/.test(csrText)) return soap("Error decoding PKCS10 request: not base64.");
   let cert;
@@ -414,12 +563,23 @@ async function signCsr(req: IncomingMessage, body: string, cname: string, res: S
     const { signer, overrides } = await certificateFault(fault, ctx.ca, () => ctx.otherCa("legacy"), opts.crypto);
     // `--cert-lifetime` in place of CFREE's 730 days; a fault's own validity wins.
     const lifetime = opts.certLifetime === undefined ? {} : { notAfter: new Date(Date.now() + opts.certLifetime) };
-    cert = await issueCertificate(signer, new Uint8Array(Buffer.from(csrText, "base64")), cname, opts.certProfile, opts.crypto, { ...lifetime, ...overrides }, opts.extensionOverride);
+    cert = await issueCertificate(
+      signer,
+      new Uint8Array(Buffer.from(csrText, "base64")),
+      cname,
+      opts.certProfile,
+      opts.crypto,
+      { ...lifetime, ...overrides },
+      opts.extensionOverride,
+    );
   } catch (err) {
     if (err instanceof ProfileRefusal) return soap(err.message);
     throw err;
   }
-  if (fault) return send(res, 200, { status: { data: ejbcaBase64(withTrailingData(cert.rawData, fault)), responseType: "CERTIFICATE" } });
+  if (fault)
+    return send(res, 200, {
+      status: { data: ejbcaBase64(withTrailingData(cert.rawData, fault)), responseType: "CERTIFICATE" },
+    });
   await updateState(opts.dir, (s) => {
     const e = s.devices[cname] ?? newEndEntity();
     e.status = "GENERATED";

@@ -148,7 +148,11 @@ export async function updateState<T>(dir: string, change: (state: LabState) => T
 
 /** A new state with the `admin` user (tenant `admin`) and the given password. */
 export function newState(adminPassword: string): LabState {
-  return { jwtSecret: randomBytes(32).toString("hex"), users: { admin: makeUser(1, "admin", adminPassword) }, devices: {} };
+  return {
+    jwtSecret: randomBytes(32).toString("hex"),
+    users: { admin: makeUser(1, "admin", adminPassword) },
+    devices: {},
+  };
 }
 
 /** A user record with a scrypt hash of the password. */

@@ -9,7 +9,15 @@ import { send } from "./replies.js";
 import { sendPage } from "./x509-list.js";
 import { certificateFilter, matches, queryOf } from "./x509-query.js";
 import { loadState, updateState, type LabState, type X509Record } from "./state.js";
-import { checkPublicKey, ejbcaName, pemDer, routeFingerprint, subjectDn, X509Refusal, type X509Rules } from "./x509-rules.js";
+import {
+  checkPublicKey,
+  ejbcaName,
+  pemDer,
+  routeFingerprint,
+  subjectDn,
+  X509Refusal,
+  type X509Rules,
+} from "./x509-rules.js";
 import { ensureDeviceExists, registerCertificate, trustedCas } from "./x509-register.js";
 import { checkChangeOwnerBody, checkGenerateBody, schemaFailure, SchemaRefusal } from "./x509-schemas.js";
 
@@ -51,10 +59,18 @@ const UNEXPECTED = "An unexpected error has occurred.";
  * are at dojot v0.5.0 (`src/routes/certificates-router.js`) and v0.7.0/v0.8.0
  * (`src/express/routes/certificateRoutes.js`, `caRoutes.js`). `body` is the raw request body.
  */
-export async function handleX509(req: IncomingMessage, res: ServerResponse, url: URL, body: string, ctx: X509Context, tenant: string): Promise<void> {
+export async function handleX509(
+  req: IncomingMessage,
+  res: ServerResponse,
+  url: URL,
+  body: string,
+  ctx: X509Context,
+  tenant: string,
+): Promise<void> {
   const path = url.pathname.slice("/x509".length).replace(/\/+$/, "");
   // v0.5: `{message}` from app.js's error handler; v0.7+: the SDK's `{error, detail?}`.
-  const fail = (status: number, message: string) => send(res, status, ctx.rules === "v0.5" ? { message } : { error: message });
+  const fail = (status: number, message: string) =>
+    send(res, status, ctx.rules === "v0.5" ? { message } : { error: message });
   try {
     const input = parseJsonBody(req, body);
     const route = `${req.method} ${path.replace(/^\/v1\/(certificates|trusted-cas)\/[^/]+/, "/v1/$1/:fp")}`;
@@ -65,7 +81,17 @@ export async function handleX509(req: IncomingMessage, res: ServerResponse, url:
       case "GET /v1/ca/crl":
         // `getRootCRL()` with renew false (`caRoutes.js` v0.7.0/v0.8.0, `trusted-cas-router.js` v0.5.0):
         // EJBCA's latest CRL, made anew first only under `ejbca.forcecrlrenew` (false by default).
-        return send(res, 200, { crl: crlPem(await latestCrl(ctx.opts.dir, ctx.ca, "x509", ctx.opts.crypto, ctx.opts.forceCrlRenew ? "force" : "when-due")) });
+        return send(res, 200, {
+          crl: crlPem(
+            await latestCrl(
+              ctx.opts.dir,
+              ctx.ca,
+              "x509",
+              ctx.opts.crypto,
+              ctx.opts.forceCrlRenew ? "force" : "when-due",
+            ),
+          ),
+        });
       case "POST /v1/certificates":
         return await generate(res, input, ctx, tenant);
       case "GET /v1/certificates":
@@ -85,7 +111,15 @@ export async function handleX509(req: IncomingMessage, res: ServerResponse, url:
       case "PATCH /v1/trusted-cas/:fp":
       case "DELETE /v1/trusted-cas/:fp":
         // v0.7.0's `trustedCARoutes.js` (v0.5.0: `trusted-cas-router.js`, stubs).
-        return await trustedCas(res, url, route, route.endsWith(":fp") ? decodeParam(/^\/v1\/trusted-cas\/([^/]+)/.exec(path)![1]!) : undefined, input, ctx, tenant);
+        return await trustedCas(
+          res,
+          url,
+          route,
+          route.endsWith(":fp") ? decodeParam(/^\/v1\/trusted-cas\/([^/]+)/.exec(path)![1]!) : undefined,
+          input,
+          ctx,
+          tenant,
+        );
       case "DELETE /v1/certificates/:fp/belongsto":
         if (ctx.rules === "v0.5") break; // v0.7.0's certificate-belongsto-route
         // `changeOwnership(filter, {})`: `{belongsTo: {}, modifiedAt}`, as a PATCH.
@@ -97,7 +131,10 @@ export async function handleX509(req: IncomingMessage, res: ServerResponse, url:
     return fail(404, "Not Found");
   } catch (err) {
     if (err instanceof SchemaRefusal) return send(res, 400, schemaFailure(ctx.rules, err.schemaId, err.errors));
-    if (err instanceof X509Refusal) return err.detail && ctx.rules === "v0.7" ? send(res, err.status, { error: err.message, detail: err.detail }) : fail(err.status, err.message);
+    if (err instanceof X509Refusal)
+      return err.detail && ctx.rules === "v0.7"
+        ? send(res, err.status, { error: err.message, detail: err.detail })
+        : fail(err.status, err.message);
     process.emitWarning(`lab x509: ${String(err)}`);
     return fail(500, UNEXPECTED);
   }
@@ -110,8 +147,17 @@ export async function handleX509(req: IncomingMessage, res: ServerResponse, url:
 async function listCertificates(res: ServerResponse, url: URL, ctx: X509Context, tenant: string): Promise<void> {
   const query = queryOf(url);
   const filter = { ...certificateFilter(query, ctx.rules), tenant };
-  const records = Object.entries((await loadState(ctx.opts.dir))!.x509Certificates ?? {}).map(([fp, r]) => served(fp, r));
-  return sendPage(res, url, query, "certificates", records.filter((r) => matches(r, filter)), ctx.rules);
+  const records = Object.entries((await loadState(ctx.opts.dir))!.x509Certificates ?? {}).map(([fp, r]) =>
+    served(fp, r),
+  );
+  return sendPage(
+    res,
+    url,
+    query,
+    "certificates",
+    records.filter((r) => matches(r, filter)),
+    ctx.rules,
+  );
 }
 
 /**
@@ -135,7 +181,12 @@ function setOwner(record: X509Record, belongsTo: { device?: string }, rules: X50
 }
 
 /** Changes the tenant's record `fp` in one go, or answers "No records found". */
-async function ownRecord(ctx: X509Context, fp: string, tenant: string, change: (s: LabState, key: string) => void): Promise<void> {
+async function ownRecord(
+  ctx: X509Context,
+  fp: string,
+  tenant: string,
+  change: (s: LabState, key: string) => void,
+): Promise<void> {
   const found = await updateState(ctx.opts.dir, (s) => {
     const record = s.x509Certificates?.[fp];
     if (!record || record.tenant !== tenant) return false;
@@ -157,7 +208,8 @@ async function deleteCertificate(res: ServerResponse, fp: string, ctx: X509Conte
   await ownRecord(ctx, fp, tenant, (s, key) => {
     const record = s.x509Certificates![key]!;
     delete s.x509Certificates![key];
-    if (record.issuedByDojotPki) revoke(s, "x509", new x509.X509Certificate(record.pem).serialNumber, revokedAt, REVOCATION_REASON.superseded);
+    if (record.issuedByDojotPki)
+      revoke(s, "x509", new x509.X509Certificate(record.pem).serialNumber, revokedAt, REVOCATION_REASON.superseded);
   });
   res.writeHead(204).end();
 }
@@ -176,7 +228,10 @@ async function serveCa(res: ServerResponse, ctx: X509Context): Promise<void> {
   const fault = ctx.faults.take("ca");
   skewClock(res, fault);
   const served = fault === "wrong-ca" ? await ctx.otherCa() : ctx.ca;
-  return send(res, 200, { certificateFingerprint: sha256ColonHex(served.cert.rawData), caPem: pemOf(withTrailingData(served.cert.rawData, fault)) });
+  return send(res, 200, {
+    certificateFingerprint: sha256ColonHex(served.cert.rawData),
+    caPem: pemOf(withTrailingData(served.cert.rawData, fault)),
+  });
 }
 
 /** `POST /certificates` with a CSR: schema, key, subject, owner, then EJBCA with the X509Identity profile. */
@@ -188,7 +243,8 @@ async function generate(res: ServerResponse, input: unknown, ctx: X509Context, t
   if (ctx.rules === "v0.7" && "application" in belongsTo) {
     throw new X509Refusal(403, "Operations on certificates for applications are not authorized through this endpoint.");
   }
-  if (body.csr === undefined) return register(body as { caFingerprint?: string; certificateChain?: string }, ctx, tenant, res);
+  if (body.csr === undefined)
+    return register(body as { caFingerprint?: string; certificateChain?: string }, ctx, tenant, res);
   // v0.7+ `sanitizeLineBreaks`: CRLF to LF, no trailing line break.
   const csrPem = ctx.rules === "v0.7" ? body.csr.replace(/\r\n|\r/g, "\n").replace(/\n+$/, "") : body.csr;
   const der = pemDer(csrPem);
@@ -200,7 +256,8 @@ async function generate(res: ServerResponse, input: unknown, ctx: X509Context, t
   }
   checkPublicKey(csr.publicKey.rawData);
   const subject = subjectDn(csr.subjectName.toJSON(), ctx.rules, tenant);
-  if (ctx.rules === "v0.7" && typeof belongsTo.device === "string") await ensureDeviceExists(belongsTo.device, ctx, tenant);
+  if (ctx.rules === "v0.7" && typeof belongsTo.device === "string")
+    await ensureDeviceExists(belongsTo.device, ctx, tenant);
   let signed;
   try {
     signed = await parseSignedCsr(der, ctx.opts.crypto);
@@ -215,7 +272,8 @@ async function generate(res: ServerResponse, input: unknown, ctx: X509Context, t
   const fp = sha256ColonHex(cert.rawData); // `getFingerprint`
   const pem = pemOf(cert.rawData);
   // A certificate spoilt by a fault is sent, never recorded: the platform did not issue it.
-  if (fault) return send(res, 201, { certificateFingerprint: fp, certificatePem: pemOf(withTrailingData(cert.rawData, fault)) });
+  if (fault)
+    return send(res, 201, { certificateFingerprint: fp, certificatePem: pemOf(withTrailingData(cert.rawData, fault)) });
   const device = typeof belongsTo.device === "string" ? belongsTo.device : undefined;
   const record = issuedRecord(ctx.rules, { fingerprint: fp, pem, device, subjectDN: subject.text, cert, tenant });
   await updateState(ctx.opts.dir, (s) => {
@@ -236,15 +294,41 @@ async function generate(res: ServerResponse, input: unknown, ctx: X509Context, t
  */
 function issuedRecord(
   rules: X509Rules,
-  r: { fingerprint: string; pem: string; device: string | undefined; subjectDN: string; cert: x509.X509Certificate; tenant: string },
+  r: {
+    fingerprint: string;
+    pem: string;
+    device: string | undefined;
+    subjectDN: string;
+    cert: x509.X509Certificate;
+    tenant: string;
+  },
 ): X509Record {
   const now = new Date().toISOString();
   const owner = r.device === undefined ? undefined : { device: r.device };
   if (rules === "v0.5") {
-    return { issuedByDojotPki: true, autoRegistered: false, fingerprint: r.fingerprint, pem: r.pem, belongsTo: owner ?? {}, tenant: r.tenant, createdAt: now };
+    return {
+      issuedByDojotPki: true,
+      autoRegistered: false,
+      fingerprint: r.fingerprint,
+      pem: r.pem,
+      belongsTo: owner ?? {},
+      tenant: r.tenant,
+      createdAt: now,
+    };
   }
   const validity = { notBefore: r.cert.notBefore.toISOString(), notAfter: r.cert.notAfter.toISOString() };
-  return { issuedByDojotPki: true, autoRegistered: false, fingerprint: r.fingerprint, pem: r.pem, ...(owner && { belongsTo: owner }), subjectDN: r.subjectDN, validity, tenant: r.tenant, createdAt: now, modifiedAt: now };
+  return {
+    issuedByDojotPki: true,
+    autoRegistered: false,
+    fingerprint: r.fingerprint,
+    pem: r.pem,
+    ...(owner && { belongsTo: owner }),
+    subjectDN: r.subjectDN,
+    validity,
+    tenant: r.tenant,
+    createdAt: now,
+    modifiedAt: now,
+  };
 }
 
 /**
@@ -252,7 +336,12 @@ function issuedRecord(
  * times kept to the minute as EJBCA keeps the start and end times the service sends (the issued
  * certificates read hh:mm:00); a `sign` fault changes what it says.
  */
-async function issue(csr: x509.Pkcs10CertificateRequest, subject: x509.JsonName, ctx: X509Context, fault: FaultKind | undefined): Promise<x509.X509Certificate> {
+async function issue(
+  csr: x509.Pkcs10CertificateRequest,
+  subject: x509.JsonName,
+  ctx: X509Context,
+  fault: FaultKind | undefined,
+): Promise<x509.X509Certificate> {
   const { signer, overrides } = await certificateFault(fault, ctx.ca, ctx.otherCa, ctx.opts.crypto);
   const toMinute = (t: number) => Math.floor(t / 60_000) * 60_000;
   const sent = Date.now();
@@ -261,7 +350,10 @@ async function issue(csr: x509.Pkcs10CertificateRequest, subject: x509.JsonName,
       ca: signer,
       csr,
       subject,
-      profileExtensions: [...(await x509IdentityExtensions(signer, overrides.publicKey ?? csr.publicKey, ctx.opts.crypto)), ...(overrides.extensions ?? [])],
+      profileExtensions: [
+        ...(await x509IdentityExtensions(signer, overrides.publicKey ?? csr.publicKey, ctx.opts.crypto)),
+        ...(overrides.extensions ?? []),
+      ],
       extensionOverride: ctx.opts.extensionOverride,
       notBefore: overrides.notBefore ?? new Date(toMinute(sent)),
       notAfter: overrides.notAfter ?? new Date(toMinute(sent + (ctx.opts.certLifetime ?? VALIDITY_DAYS * DAY))),
@@ -275,9 +367,19 @@ async function issue(csr: x509.Pkcs10CertificateRequest, subject: x509.JsonName,
  * Registering a certificate from another CA: v0.5 `registerCertificate` is a stub ("not available
  * yet", 404); v0.7+ in `x509-register.ts`.
  */
-function register(body: { caFingerprint?: string; certificateChain?: string }, ctx: X509Context, tenant: string, res: ServerResponse): Promise<void> {
+function register(
+  body: { caFingerprint?: string; certificateChain?: string },
+  ctx: X509Context,
+  tenant: string,
+  res: ServerResponse,
+): Promise<void> {
   if (ctx.rules === "v0.5") throw new X509Refusal(404, "This operation is not available yet");
-  return registerCertificate(res, body as { caFingerprint?: string; certificateChain: string; belongsTo?: { device?: string | null } }, ctx, tenant);
+  return registerCertificate(
+    res,
+    body as { caFingerprint?: string; certificateChain: string; belongsTo?: { device?: string | null } },
+    ctx,
+    tenant,
+  );
 }
 
 /**
@@ -285,21 +387,37 @@ function register(body: { caFingerprint?: string; certificateChain?: string }, c
  * stored (colon) fingerprint equals the upper-cased parameter; v0.7+ normalises the parameter and
  * first checks that the device exists for the tenant (`CertificateService.changeOwnership`).
  */
-async function changeOwner(res: ServerResponse, fp: string, input: unknown, ctx: X509Context, tenant: string): Promise<void> {
+async function changeOwner(
+  res: ServerResponse,
+  fp: string,
+  input: unknown,
+  ctx: X509Context,
+  tenant: string,
+): Promise<void> {
   const { schemaId, errors } = checkChangeOwnerBody(input, ctx.rules);
   if (errors.length > 0) throw new SchemaRefusal(schemaId, errors);
   const belongsTo = (input as { belongsTo: { device?: string | null; application?: unknown } }).belongsTo;
   if (ctx.rules === "v0.7" && "application" in belongsTo) {
     throw new X509Refusal(403, "Operations on certificates for applications are not authorized through this endpoint.");
   }
-  if (ctx.rules === "v0.7" && typeof belongsTo.device === "string") await ensureDeviceExists(belongsTo.device, ctx, tenant);
-  await ownRecord(ctx, fp, tenant, (s, key) => setOwner(s.x509Certificates![key]!, typeof belongsTo.device === "string" ? { device: belongsTo.device } : {}, ctx.rules));
+  if (ctx.rules === "v0.7" && typeof belongsTo.device === "string")
+    await ensureDeviceExists(belongsTo.device, ctx, tenant);
+  await ownRecord(ctx, fp, tenant, (s, key) =>
+    setOwner(
+      s.x509Certificates![key]!,
+      typeof belongsTo.device === "string" ? { device: belongsTo.device } : {},
+      ctx.rules,
+    ),
+  );
   res.writeHead(204).end();
 }
 
 /** "No records found …" with the filter as the service builds it (fingerprint, then the tenant it adds). */
 function notFound(fp: string, tenant: string): X509Refusal {
-  return new X509Refusal(404, `No records found for the following parameters: ${JSON.stringify({ fingerprint: fp, tenant })}`);
+  return new X509Refusal(
+    404,
+    `No records found for the following parameters: ${JSON.stringify({ fingerprint: fp, tenant })}`,
+  );
 }
 
 /**
@@ -311,7 +429,8 @@ function parseJsonBody(req: IncomingMessage, body: string): unknown {
   const type = (req.headers["content-type"] ?? "").split(";")[0]!.trim().toLowerCase();
   if (type !== "application/json" || body.length === 0) return {};
   const first = body.search(/\S/);
-  if (first >= 0 && body[first] !== "{" && body[first] !== "[") throw new X509Refusal(400, `Unexpected token ${body[first]} in JSON at position ${first}`);
+  if (first >= 0 && body[first] !== "{" && body[first] !== "[")
+    throw new X509Refusal(400, `Unexpected token ${body[first]} in JSON at position ${first}`);
   try {
     return JSON.parse(body);
   } catch (err) {
@@ -325,7 +444,9 @@ function node12JsonError(body: string, message: string): string {
   const at = /position (\d+)/.exec(message);
   const token = /Unexpected token '(.)'/.exec(message)?.[1];
   const position = at ? Number(at[1]) : token ? body.indexOf(token) : -1;
-  return position >= 0 && position < body.length ? `Unexpected token ${body[position]} in JSON at position ${position}` : "Unexpected end of JSON input";
+  return position >= 0 && position < body.length
+    ? `Unexpected token ${body[position]} in JSON at position ${position}`
+    : "Unexpected end of JSON input";
 }
 
 /** PEM with LF line breaks and no trailing newline, as both generations return it. */

@@ -31,9 +31,14 @@ function pageOf(query: Query, rules: X509Rules): { page: number; limit: number }
 
 /** qs 6's `stringify` as express-paginate calls it: RFC 3986 escapes, arrays as `key[0]=…` (escaped). */
 function stringify(query: Query): string {
-  const escape = (text: string) => encodeURIComponent(text).replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
+  const escape = (text: string) =>
+    encodeURIComponent(text).replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
   return Object.entries(query)
-    .flatMap(([key, value]) => (Array.isArray(value) ? value.map((v, i) => `${escape(`${key}[${i}]`)}=${escape(v)}`) : [`${escape(key)}=${escape(String(value))}`]))
+    .flatMap(([key, value]) =>
+      Array.isArray(value)
+        ? value.map((v, i) => `${escape(`${key}[${i}]`)}=${escape(v)}`)
+        : [`${escape(key)}=${escape(String(value))}`],
+    )
     .join("&");
 }
 
@@ -43,7 +48,14 @@ function href(path: string, query: Query, page: number, prev: boolean): string {
 }
 
 /** A page of `items` under `key`, with its paging object (`req.getPaging`). */
-export function sendPage(res: ServerResponse, url: URL, query: Query, key: string, items: unknown[], rules: X509Rules): void {
+export function sendPage(
+  res: ServerResponse,
+  url: URL,
+  query: Query,
+  key: string,
+  items: unknown[],
+  rules: X509Rules,
+): void {
   const { page, limit } = pageOf(query, rules);
   const pages = Math.ceil(items.length / limit);
   const path = `/api${url.pathname.slice("/x509".length)}`;

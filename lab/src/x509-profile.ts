@@ -15,14 +15,23 @@ import type { LabCa } from "./ca.js";
  * keyUsage critical digitalSignature, nonRepudiation, keyEncipherment, keyAgreement. The URLs are
  * the CA's defaults from `certificate-authorities-creation.sh` (`http://<EJBCA host>:8080/…`).
  */
-export async function x509IdentityExtensions(ca: LabCa, publicKey: x509.PublicKey | CryptoKey, crypto: CryptoProvider): Promise<x509.Extension[]> {
+export async function x509IdentityExtensions(
+  ca: LabCa,
+  publicKey: x509.PublicKey | CryptoKey,
+  crypto: CryptoProvider,
+): Promise<x509.Extension[]> {
   // EJBCA's form of the CA's DN: as encoded, comma-separated (`UID=…,CN=X509 Identity CA,OU=…,O=…`).
-  const dn = ca.cert.subjectName.toJSON().flatMap((rdn) => Object.entries(rdn).map(([k, v]) => `${k === "0.9.2342.19200300.100.1.1" ? "UID" : k}=${v[0]}`));
-  const url = (cmd: string) => `http://x509-ejbca:8080/ejbca/publicweb/webdist/certdist?cmd=${cmd}&issuer=${encodeURIComponent(dn.join(","))}`;
+  const dn = ca.cert.subjectName
+    .toJSON()
+    .flatMap((rdn) => Object.entries(rdn).map(([k, v]) => `${k === "0.9.2342.19200300.100.1.1" ? "UID" : k}=${v[0]}`));
+  const url = (cmd: string) =>
+    `http://x509-ejbca:8080/ejbca/publicweb/webdist/certdist?cmd=${cmd}&issuer=${encodeURIComponent(dn.join(","))}`;
   const issuer = new GeneralName({ directoryName: AsnConvert.parse(ca.cert.subjectName.toArrayBuffer(), Name) });
   const point = (cmd: string, crlIssuer?: GeneralName) =>
     new DistributionPoint({
-      distributionPoint: new DistributionPointName({ fullName: [new GeneralName({ uniformResourceIdentifier: url(cmd) })] }),
+      distributionPoint: new DistributionPointName({
+        fullName: [new GeneralName({ uniformResourceIdentifier: url(cmd) })],
+      }),
       ...(crlIssuer ? { cRLIssuer: [crlIssuer] } : {}),
     });
   const freshest = new x509.CRLDistributionPointsExtension([point("deltacrl")]);
@@ -30,11 +39,17 @@ export async function x509IdentityExtensions(ca: LabCa, publicKey: x509.PublicKe
     new x509.BasicConstraintsExtension(false, undefined, true),
     await x509.AuthorityKeyIdentifierExtension.create(ca.cert.publicKey, false, crypto),
     new x509.Extension(id_ce_freshestCRL, false, freshest.value),
-    new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.clientAuth, x509.ExtendedKeyUsage.emailProtection], false),
+    new x509.ExtendedKeyUsageExtension(
+      [x509.ExtendedKeyUsage.clientAuth, x509.ExtendedKeyUsage.emailProtection],
+      false,
+    ),
     new x509.CRLDistributionPointsExtension([point("crl", issuer)]),
     await x509.SubjectKeyIdentifierExtension.create(publicKey, false, crypto),
     new x509.KeyUsagesExtension(
-      x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.nonRepudiation | x509.KeyUsageFlags.keyEncipherment | x509.KeyUsageFlags.keyAgreement,
+      x509.KeyUsageFlags.digitalSignature |
+        x509.KeyUsageFlags.nonRepudiation |
+        x509.KeyUsageFlags.keyEncipherment |
+        x509.KeyUsageFlags.keyAgreement,
       true,
     ),
   ];

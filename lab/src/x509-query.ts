@@ -11,7 +11,17 @@ export type Query = Record<string, string | string[] | number>;
 
 /** One field's condition in the filter: a value to equal, or operators. */
 type Condition = string | number | boolean | Operators;
-type Operators = { $exists?: boolean; $ne?: Scalar; $gt?: Scalar; $gte?: Scalar; $lt?: Scalar; $lte?: Scalar; $regex?: string; $in?: Scalar[]; $nin?: Scalar[] };
+type Operators = {
+  $exists?: boolean;
+  $ne?: Scalar;
+  $gt?: Scalar;
+  $gte?: Scalar;
+  $lt?: Scalar;
+  $lte?: Scalar;
+  $regex?: string;
+  $in?: Scalar[];
+  $nin?: Scalar[];
+};
 type Scalar = string | number | boolean;
 
 /** A filter: field path -> condition. */
@@ -50,14 +60,19 @@ function operator(text: string, inArray: boolean): Operators {
 }
 
 /** `MongoQS.parse` with a whitelist and the operators `ops` (4.1.1's default: all of them, and `$in` for arrays). */
-export function mongoFilter(query: Query, whitelist: readonly string[], ops = ["!", "^", "$", "~", ">", "<", "$in"]): Filter {
+export function mongoFilter(
+  query: Query,
+  whitelist: readonly string[],
+  ops = ["!", "^", "$", "~", ">", "<", "$in"],
+): Filter {
   const filter: Filter = {};
   for (const [key, value] of Object.entries(query)) {
     if (!whitelist.includes(key) || !/^[a-zA-Z0-9-_.]+$/i.test(key)) continue;
     if (Array.isArray(value)) {
       if (!ops.includes("$in") || value.length === 0) continue;
       const set: Operators = {};
-      for (const item of value) addTo(set, ops.includes(item[0] ?? "") ? operator(item, true) : { $in: [scalar(item)] });
+      for (const item of value)
+        addTo(set, ops.includes(item[0] ?? "") ? operator(item, true) : { $in: [scalar(item)] });
       filter[key] = set;
     } else if (typeof value === "string") {
       filter[key] = value === "" ? { $exists: true } : ops.includes(value[0]!) ? operator(value, false) : scalar(value);
@@ -80,7 +95,12 @@ const DATES = new Set(["createdAt", "modifiedAt", "validity.notBefore", "validit
 /** Whether `record` passes `filter`, as MongoDB would match the stored document. */
 export function matches(record: Record<string, unknown>, filter: Filter): boolean {
   return Object.entries(filter).every(([path, condition]) => {
-    const found = path.split(".").reduce<unknown>((at, part) => (at !== null && typeof at === "object" ? (at as Record<string, unknown>)[part] : undefined), record);
+    const found = path
+      .split(".")
+      .reduce<unknown>(
+        (at, part) => (at !== null && typeof at === "object" ? (at as Record<string, unknown>)[part] : undefined),
+        record,
+      );
     const value = DATES.has(path) && found !== undefined ? new Date(String(found)) : found;
     return typeof condition === "object" ? meets(value, condition) : same(value, condition);
   });
@@ -93,7 +113,10 @@ function same(value: unknown, wanted: Scalar): boolean {
 
 function meets(value: unknown, ops: Operators): boolean {
   const order = (test: (a: number | string, b: number | string) => boolean, bound: Scalar | undefined) =>
-    bound === undefined || ((typeof value === "string" || typeof value === "number") && typeof value === typeof bound && test(value, bound as never));
+    bound === undefined ||
+    ((typeof value === "string" || typeof value === "number") &&
+      typeof value === typeof bound &&
+      test(value, bound as never));
   return (
     (ops.$exists === undefined || (value !== undefined) === ops.$exists) &&
     (ops.$ne === undefined || !same(value, ops.$ne)) &&
@@ -111,7 +134,16 @@ function meets(value: unknown, ops: Operators): boolean {
 export function certificateFilter(query: Query, rules: X509Rules): Filter {
   if (rules === "v0.5") {
     // `certificateQueryString` at v0.5.0: these keys, every operator.
-    return mongoFilter(query, ["fingerprint", "pem", "createdAt", "issuedByDojotPki", "autoRegistered", "belongsTo.device", "belongsTo.application", "tenant"]);
+    return mongoFilter(query, [
+      "fingerprint",
+      "pem",
+      "createdAt",
+      "issuedByDojotPki",
+      "autoRegistered",
+      "belongsTo.device",
+      "belongsTo.application",
+      "tenant",
+    ]);
   }
   const keyVal = query.keyVal;
   if (keyVal === undefined || keyVal === "") return {};
@@ -124,5 +156,23 @@ export function certificateFilter(query: Query, rules: X509Rules): Filter {
     pairs[key!] = value === "null" ? "!" : value;
   }
   // `CertificateModel.js` at v0.8.0: its whitelist, and `!` the only operator.
-  return mongoFilter(pairs, ["fingerprint", "caFingerprint", "pem", "subjectDN", "validity.notBefore", "validity.notAfter", "createdAt", "modifiedAt", "issuedByDojotPki", "autoRegistered", "belongsTo.device", "belongsTo.application", "tenant"], ["!"]);
+  return mongoFilter(
+    pairs,
+    [
+      "fingerprint",
+      "caFingerprint",
+      "pem",
+      "subjectDN",
+      "validity.notBefore",
+      "validity.notAfter",
+      "createdAt",
+      "modifiedAt",
+      "issuedByDojotPki",
+      "autoRegistered",
+      "belongsTo.device",
+      "belongsTo.application",
+      "tenant",
+    ],
+    ["!"],
+  );
 }

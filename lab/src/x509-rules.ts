@@ -42,11 +42,17 @@ export function checkPublicKey(spkiDer: ArrayBuffer): void {
   if (algoID === ECDSA_OID) {
     const curve = parameters instanceof asn1js.ObjectIdentifier ? parameters.valueBlock.toString() : undefined;
     if (!NAMED_CURVES.includes(curve ?? "")) {
-      throw new X509Refusal(400, "The elliptical curve used in the ECDSA public key algorithm is not supported. (Use the NIST-recommended curves: P-256, P-384 or P-521)");
+      throw new X509Refusal(
+        400,
+        "The elliptical curve used in the ECDSA public key algorithm is not supported. (Use the NIST-recommended curves: P-256, P-384 or P-521)",
+      );
     }
     return;
   }
-  throw new X509Refusal(400, `The public key algorithm must be RSA or ECDSA.${algoID ? ` The key algorithm with OID=${algoID} is not supported` : ""}`);
+  throw new X509Refusal(
+    400,
+    `The public key algorithm must be RSA or ECDSA.${algoID ? ` The key algorithm with OID=${algoID} is not supported` : ""}`,
+  );
 }
 
 const RSA_OID = "1.2.840.113549.1.1.1";
@@ -57,7 +63,8 @@ const NAMED_CURVES = ["1.2.840.10045.3.1.7", "1.3.132.0.34", "1.3.132.0.35"];
 /** `getASN1`: a PEM's base64 (every other character dropped) that asn1js cannot read at all is a 400; anything else it reads goes on. */
 export function pemDer(pem: string): Uint8Array<ArrayBuffer> {
   const der = new Uint8Array(Buffer.from(pem.replace(/(^-.+?-.+$|[^A-Za-z0-9+/=])/gm, ""), "base64"));
-  if (asn1js.fromBER(der).offset === -1) throw new X509Refusal(400, "Can not parse ASN1 data structure from binary data");
+  if (asn1js.fromBER(der).offset === -1)
+    throw new X509Refusal(400, "Can not parse ASN1 data structure from binary data");
   return der;
 }
 
@@ -112,10 +119,19 @@ export function subjectDn(csrSubject: x509.JsonName, rules: X509Rules, tenant: s
   const dn = dnMap(csrSubject, rules === "v0.5" ? [["O", CONSTANT_O]] : []);
   if (rules === "v0.5") {
     const found = `[${[...dn.keys()].join(",")}]`;
-    if (![...dn.keys()].every((k) => k === "O" || k === "CN")) throw new X509Refusal(400, `Error checking SubjectDN allowed attributes in CSR. Allowed: [CN] Found: ${found}`);
-    if (!dn.has("CN")) throw new X509Refusal(400, `Error checking SubjectDN mandatory attributes in CSR. Mandatory: [CN] Found: ${found}`);
+    if (![...dn.keys()].every((k) => k === "O" || k === "CN"))
+      throw new X509Refusal(400, `Error checking SubjectDN allowed attributes in CSR. Allowed: [CN] Found: ${found}`);
+    if (!dn.has("CN"))
+      throw new X509Refusal(
+        400,
+        `Error checking SubjectDN mandatory attributes in CSR. Mandatory: [CN] Found: ${found}`,
+      );
     const cn = dn.get("CN")!;
-    if (!CN_RULE.test(cn)) throw new X509Refusal(400, `Error checking SubjectDN 'CN' attribute in CSR. The value does not match the regular expression: ${CN_RULE.toString()}. Found: ${cn}`);
+    if (!CN_RULE.test(cn))
+      throw new X509Refusal(
+        400,
+        `Error checking SubjectDN 'CN' attribute in CSR. The value does not match the regular expression: ${CN_RULE.toString()}. Found: ${cn}`,
+      );
     dn.set("CN", `${tenant}:${cn}`);
   } else {
     dn.set("O", CONSTANT_O);
@@ -142,7 +158,20 @@ export function dnText(name: x509.JsonName): string {
 }
 
 /** @peculiar/x509's short names, back to their OIDs. */
-const NAME_OIDS: Record<string, string> = { CN: "2.5.4.3", C: "2.5.4.6", L: "2.5.4.7", ST: "2.5.4.8", O: "2.5.4.10", OU: "2.5.4.11", DC: "0.9.2342.19200300.100.1.25", E: "1.2.840.113549.1.9.1", SN: "2.5.4.4", T: "2.5.4.12", G: "2.5.4.42", I: "2.5.4.43" };
+const NAME_OIDS: Record<string, string> = {
+  CN: "2.5.4.3",
+  C: "2.5.4.6",
+  L: "2.5.4.7",
+  ST: "2.5.4.8",
+  O: "2.5.4.10",
+  OU: "2.5.4.11",
+  DC: "0.9.2342.19200300.100.1.25",
+  E: "1.2.840.113549.1.9.1",
+  SN: "2.5.4.4",
+  T: "2.5.4.12",
+  G: "2.5.4.42",
+  I: "2.5.4.43",
+};
 
 /**
  * EJBCA's encoding of a DN: its own component order (CeSecore `DnComponents`, `dNObjectsForward`),

@@ -20,7 +20,15 @@ const DAY = 86_400_000;
 const TRAILING = Buffer.from("TRAILING");
 
 /** The faults in a certificate a signing route can carry, and those a CA route can. */
-const SIGN_KINDS = ["wrong-ca", "other-key", "expired", "not-yet-valid", "skewed-clock", "trailing-data", "critical-extension"] as const;
+const SIGN_KINDS = [
+  "wrong-ca",
+  "other-key",
+  "expired",
+  "not-yet-valid",
+  "skewed-clock",
+  "trailing-data",
+  "critical-extension",
+] as const;
 const CA_KINDS = ["wrong-ca", "trailing-data", "skewed-clock"] as const;
 
 /** What a client received: the bytes meant to be one certificate (EST: one PKCS#7), the reply's Date, and the key its CSR carried. */
@@ -34,11 +42,27 @@ interface Received {
 type Serve = (faults: LabFault[]) => Promise<RunningLab>;
 
 function labOn(dir: string, more: Partial<LabOptions>): Serve {
-  return (faults) => startLab({ dir, host: "127.0.0.1", port: 0, crypto, certProfile: "open", autoRegister: true, adminPassword: password, tokenLifetime: 420, faults, ...more });
+  return (faults) =>
+    startLab({
+      dir,
+      host: "127.0.0.1",
+      port: 0,
+      crypto,
+      certProfile: "open",
+      autoRegister: true,
+      adminPassword: password,
+      tokenLifetime: 420,
+      faults,
+      ...more,
+    });
 }
 
 async function jwtOf(lab: RunningLab): Promise<string> {
-  const res = await fetch(`${lab.url}/auth`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ username: "admin", passwd: password }) });
+  const res = await fetch(`${lab.url}/auth`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ username: "admin", passwd: password }),
+  });
   return ((await res.json()) as { jwt: string }).jwt;
 }
 
@@ -62,7 +86,9 @@ async function expectCarries(kind: FaultKind, got: Received, ca: x509.X509Certif
   }
   const cert = new x509.X509Certificate(new Uint8Array(got.bytes));
   // A device's certificate from the lab's CA; or, on a CA route, the lab's CA itself.
-  const genuine = device ? await cert.verify({ publicKey: ca.publicKey, signatureOnly: true }, crypto) : Buffer.from(cert.rawData).equals(Buffer.from(ca.rawData));
+  const genuine = device
+    ? await cert.verify({ publicKey: ca.publicKey, signatureOnly: true }, crypto)
+    : Buffer.from(cert.rawData).equals(Buffer.from(ca.rawData));
   const now = Date.now();
   switch (kind) {
     case "wrong-ca":
@@ -90,7 +116,12 @@ async function expectCarries(kind: FaultKind, got: Received, ca: x509.X509Certif
 }
 
 /** The same checks on a reply without a fault: each must fail there, or the check proves nothing. */
-async function expectClean(kinds: readonly FaultKind[], got: Received, ca: x509.X509Certificate, device: boolean): Promise<void> {
+async function expectClean(
+  kinds: readonly FaultKind[],
+  got: Received,
+  ca: x509.X509Certificate,
+  device: boolean,
+): Promise<void> {
   for (const kind of kinds) await expect(expectCarries(kind, got, ca, device), kind).rejects.toThrow();
 }
 
@@ -98,7 +129,13 @@ async function expectClean(kinds: readonly FaultKind[], got: Received, ca: x509.
  * Runs every kind once on `route`, in order, then one request without a fault: each faulty reply
  * carries its fault, the last carries none.
  */
-async function proveKinds(serve: Serve, route: "sign" | "ca" | "est-enroll" | "est-cacerts", kinds: readonly FaultKind[], receive: (lab: RunningLab, n: number) => Promise<Received>, caOf: (lab: RunningLab) => x509.X509Certificate): Promise<void> {
+async function proveKinds(
+  serve: Serve,
+  route: "sign" | "ca" | "est-enroll" | "est-cacerts",
+  kinds: readonly FaultKind[],
+  receive: (lab: RunningLab, n: number) => Promise<Received>,
+  caOf: (lab: RunningLab) => x509.X509Certificate,
+): Promise<void> {
   const lab = await serve(kinds.map((kind) => ({ route, kind, times: 1 })));
   try {
     const device = route === "sign" || route === "est-enroll";
@@ -127,11 +164,15 @@ describe("EJBCA-REST (--api legacy): each fault on /sign and /ca is in what the 
   };
   const served = async (lab: RunningLab): Promise<Received> => {
     const res = await fetch(`${lab.url}/ca/IOTmidCA`, { headers: { authorization: `Bearer ${await jwtOf(lab)}` } });
-    return { bytes: Buffer.from(((await res.json()) as { certificate: string }).certificate, "base64"), date: dateOf(res) };
+    return {
+      bytes: Buffer.from(((await res.json()) as { certificate: string }).certificate, "base64"),
+      date: dateOf(res),
+    };
   };
 
   it("sign: every certificate fault", () => proveKinds(serve, "sign", SIGN_KINDS, signed, (lab) => lab.ca.cert));
-  it("ca: wrong-ca, trailing-data, skewed-clock", () => proveKinds(serve, "ca", CA_KINDS, served, (lab) => lab.ca.cert));
+  it("ca: wrong-ca, trailing-data, skewed-clock", () =>
+    proveKinds(serve, "ca", CA_KINDS, served, (lab) => lab.ca.cert));
 
   it("a fault strikes its route only: ca is GET /ca/<name>, not its CRL", async () => {
     const lab = await serve([
@@ -139,52 +180,71 @@ describe("EJBCA-REST (--api legacy): each fault on /sign and /ca is in what the 
       { route: "ca", kind: "500" },
     ]);
     try {
-      const crl = await fetch(`${lab.url}/ca/IOTmidCA/crl`, { headers: { authorization: `Bearer ${await jwtOf(lab)}` } });
+      const crl = await fetch(`${lab.url}/ca/IOTmidCA/crl`, {
+        headers: { authorization: `Bearer ${await jwtOf(lab)}` },
+      });
       expect(crl.status).toBe(200);
-      expect((await fetch(`${lab.url}/ca/IOTmidCA`, { headers: { authorization: `Bearer ${await jwtOf(lab)}` } })).status).toBe(500);
+      expect(
+        (await fetch(`${lab.url}/ca/IOTmidCA`, { headers: { authorization: `Bearer ${await jwtOf(lab)}` } })).status,
+      ).toBe(500);
     } finally {
       await lab.close();
     }
   });
 });
 
-describe.each(["v0.5", "v0.7"] as const)("x509-identity-mgmt (--api x509, rules %s): each fault on POST /certificates and GET /ca is in what the client receives", (x509Rules) => {
-  let serve: Serve;
-  beforeAll(async () => {
-    serve = labOn(await tempDir("cr-faults-x509-"), { api: "x509", x509Rules });
-  });
+describe.each(["v0.5", "v0.7"] as const)(
+  "x509-identity-mgmt (--api x509, rules %s): each fault on POST /certificates and GET /ca is in what the client receives",
+  (x509Rules) => {
+    let serve: Serve;
+    beforeAll(async () => {
+      serve = labOn(await tempDir("cr-faults-x509-"), { api: "x509", x509Rules });
+    });
 
-  const call = async (lab: RunningLab, method: string, path: string, body?: unknown) =>
-    fetch(`${lab.url}${path}`, { method, headers: { authorization: `Bearer ${await jwtOf(lab)}`, "content-type": "application/json" }, body: body === undefined ? undefined : JSON.stringify(body) });
-  const signed = async (lab: RunningLab, n: number): Promise<Received> => {
-    const csr = await csrFor(`device${n}`);
-    const res = await call(lab, "POST", "/x509/v1/certificates", { csr: csr.pem });
-    expect(res.status).toBe(201);
-    return { bytes: pemBytes(((await res.json()) as { certificatePem: string }).certificatePem), date: dateOf(res), csrKey: csr.spki };
-  };
-  const served = async (lab: RunningLab): Promise<Received> => {
-    const res = await call(lab, "GET", "/x509/v1/ca");
-    return { bytes: pemBytes(((await res.json()) as { caPem: string }).caPem), date: dateOf(res) };
-  };
+    const call = async (lab: RunningLab, method: string, path: string, body?: unknown) =>
+      fetch(`${lab.url}${path}`, {
+        method,
+        headers: { authorization: `Bearer ${await jwtOf(lab)}`, "content-type": "application/json" },
+        body: body === undefined ? undefined : JSON.stringify(body),
+      });
+    const signed = async (lab: RunningLab, n: number): Promise<Received> => {
+      const csr = await csrFor(`device${n}`);
+      const res = await call(lab, "POST", "/x509/v1/certificates", { csr: csr.pem });
+      expect(res.status).toBe(201);
+      return {
+        bytes: pemBytes(((await res.json()) as { certificatePem: string }).certificatePem),
+        date: dateOf(res),
+        csrKey: csr.spki,
+      };
+    };
+    const served = async (lab: RunningLab): Promise<Received> => {
+      const res = await call(lab, "GET", "/x509/v1/ca");
+      return { bytes: pemBytes(((await res.json()) as { caPem: string }).caPem), date: dateOf(res) };
+    };
 
-  it("sign (POST /x509/v1/certificates): every certificate fault", () => proveKinds(serve, "sign", SIGN_KINDS, signed, (lab) => lab.x509Ca!.cert));
-  it("ca (GET /x509/v1/ca): wrong-ca, trailing-data, skewed-clock", () => proveKinds(serve, "ca", CA_KINDS, served, (lab) => lab.x509Ca!.cert));
+    it("sign (POST /x509/v1/certificates): every certificate fault", () =>
+      proveKinds(serve, "sign", SIGN_KINDS, signed, (lab) => lab.x509Ca!.cert));
+    it("ca (GET /x509/v1/ca): wrong-ca, trailing-data, skewed-clock", () =>
+      proveKinds(serve, "ca", CA_KINDS, served, (lab) => lab.x509Ca!.cert));
 
-  it("a fault strikes its route only: sign is POST /certificates, ca is GET /ca (not the CRL, the list or a record)", async () => {
-    const lab = await serve([
-      { route: "sign", kind: "503" },
-      { route: "ca", kind: "500", times: 1 },
-    ]);
-    try {
-      expect((await call(lab, "GET", "/x509/v1/ca/crl")).status).toBe(200);
-      expect((await call(lab, "GET", "/x509/v1/certificates")).status).toBe(200);
-      expect((await call(lab, "GET", "/x509/v1/ca")).status).toBe(500);
-      expect((await call(lab, "POST", "/x509/v1/certificates", { csr: (await csrFor("struck")).pem })).status).toBe(503);
-    } finally {
-      await lab.close();
-    }
-  });
-});
+    it("a fault strikes its route only: sign is POST /certificates, ca is GET /ca (not the CRL, the list or a record)", async () => {
+      const lab = await serve([
+        { route: "sign", kind: "503" },
+        { route: "ca", kind: "500", times: 1 },
+      ]);
+      try {
+        expect((await call(lab, "GET", "/x509/v1/ca/crl")).status).toBe(200);
+        expect((await call(lab, "GET", "/x509/v1/certificates")).status).toBe(200);
+        expect((await call(lab, "GET", "/x509/v1/ca")).status).toBe(500);
+        expect((await call(lab, "POST", "/x509/v1/certificates", { csr: (await csrFor("struck")).pem })).status).toBe(
+          503,
+        );
+      } finally {
+        await lab.close();
+      }
+    });
+  },
+);
 
 describe("EST (--api est): each fault on /simpleenroll and /cacerts is in what the client receives", () => {
   let serve: Serve;
@@ -217,8 +277,10 @@ describe("EST (--api est): each fault on /simpleenroll and /cacerts is in what t
     return { bytes: fromPkcs7(reply.body, 0), date: Date.parse(String(reply.headers.date)) };
   };
 
-  it("est-enroll: every certificate fault", () => proveKinds(serve, "est-enroll", SIGN_KINDS, signed, (lab) => lab.estCa!.issuing.cert));
-  it("est-cacerts: wrong-ca, trailing-data, skewed-clock", () => proveKinds(serve, "est-cacerts", CA_KINDS, served, (lab) => lab.estCa!.issuing.cert));
+  it("est-enroll: every certificate fault", () =>
+    proveKinds(serve, "est-enroll", SIGN_KINDS, signed, (lab) => lab.estCa!.issuing.cert));
+  it("est-cacerts: wrong-ca, trailing-data, skewed-clock", () =>
+    proveKinds(serve, "est-cacerts", CA_KINDS, served, (lab) => lab.estCa!.issuing.cert));
 });
 
 describe("a fault on a route no API of the lab has is refused at start, not ignored", () => {
@@ -230,12 +292,18 @@ describe("a fault on a route no API of the lab has is refused at start, not igno
       ["legacy", { route: "est-enroll", kind: "expired" }],
     ] as const) {
       const start = labOn(dir, { api })([fault]);
-      await expect(start.then((lab) => lab.close()), `${api} ${fault.route}:${fault.kind}`).rejects.toThrow(new RegExp(`${fault.route}:${fault.kind}`));
+      await expect(
+        start.then((lab) => lab.close()),
+        `${api} ${fault.route}:${fault.kind}`,
+      ).rejects.toThrow(new RegExp(`${fault.route}:${fault.kind}`));
     }
   });
 
   it("lab serve --api est --fault sign:503: exit 2, naming the fault", async () => {
-    const run = await runCli(["lab", "serve", "--dir", await tempDir(), "--listen", "127.0.0.1:0", "--api", "est", "--fault", "sign:503"], { timeoutMs: 20_000 });
+    const run = await runCli(
+      ["lab", "serve", "--dir", await tempDir(), "--listen", "127.0.0.1:0", "--api", "est", "--fault", "sign:503"],
+      { timeoutMs: 20_000 },
+    );
     expect([run.code, run.stderr]).toEqual([2, expect.stringContaining("sign:503")]);
   });
 });

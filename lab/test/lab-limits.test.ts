@@ -37,7 +37,9 @@ function client(port: number, from: string, length: number, sent: number): Promi
     socket.once("error", reject);
     socket.on("error", () => undefined); // a reset after the reply: the lab closed while bytes were still coming
     socket.once("connect", () => {
-      socket.write(`POST /auth HTTP/1.1\r\nHost: lab\r\nContent-Type: application/json\r\nContent-Length: ${length}\r\n\r\n`);
+      socket.write(
+        `POST /auth HTTP/1.1\r\nHost: lab\r\nContent-Type: application/json\r\nContent-Length: ${length}\r\n\r\n`,
+      );
       if (sent > 0) send(sent);
       resolve({ socket, reply, send });
     });
@@ -49,7 +51,11 @@ const status = (reply: string) => Number(/^HTTP\/1\.1 (\d{3})/.exec(reply)?.[1])
 /** A login, retried while the lab still counts connections that have just closed (each try is a whole request: no fixed wait). */
 async function loginWhenFree(url: string, body = { username: "admin", passwd: password }): Promise<number> {
   for (let tries = 0; ; tries++) {
-    const res = await fetch(`${url}/auth`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+    const res = await fetch(`${url}/auth`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify(body),
+    });
     await res.arrayBuffer();
     if (res.status !== 503 || tries === 200) return res.status;
   }
@@ -57,7 +63,17 @@ async function loginWhenFree(url: string, body = { username: "admin", passwd: pa
 
 function labWith(more: Partial<LabOptions>): Promise<RunningLab> {
   return tempDir("cr-limits-").then((dir) =>
-    startLab({ dir, host: "127.0.0.1", port: 0, crypto: softwareCrypto(), certProfile: "cfree", autoRegister: false, adminPassword: password, tokenLifetime: 420, ...more }),
+    startLab({
+      dir,
+      host: "127.0.0.1",
+      port: 0,
+      crypto: softwareCrypto(),
+      certProfile: "cfree",
+      autoRegister: false,
+      adminPassword: password,
+      tokenLifetime: 420,
+      ...more,
+    }),
   );
 }
 
@@ -110,7 +126,9 @@ describe("the lab's bounds on connections and buffered bytes", () => {
     gone.socket.destroy();
     for (const s of open.splice(0)) s.destroy();
     // Everything held was let go: a body of 60 KiB fits again.
-    expect(await loginWhenFree(lab.url, { username: "admin", passwd: password, pad: "p".repeat(60 * 1024) } as never)).toBe(200);
+    expect(
+      await loginWhenFree(lab.url, { username: "admin", passwd: password, pad: "p".repeat(60 * 1024) } as never),
+    ).toBe(200);
   });
 });
 
@@ -119,7 +137,11 @@ describe("when the bounds apply", () => {
     const exposed = await labWith({ host: "0.0.0.0" });
     const local = await labWith({});
     try {
-      expect(exposed.limits).toEqual({ connections: expect.any(Number), perAddress: expect.any(Number), bufferedBytes: expect.any(Number) });
+      expect(exposed.limits).toEqual({
+        connections: expect.any(Number),
+        perAddress: expect.any(Number),
+        bufferedBytes: expect.any(Number),
+      });
       expect(local.limits).toBeUndefined();
     } finally {
       await Promise.all([exposed.close(), local.close()]);

@@ -37,18 +37,29 @@ async function file(name: string, text: string): Promise<string> {
 
 /** A key and its PEM CSR (no trailing newline); RSA 2048 for EJBCA-REST's CFREE profile, else P-256. */
 async function keyAndCsr(cn: string, rsa = false): Promise<{ csr: x509.Pkcs10CertificateRequest; key: string }> {
-  const alg = rsa ? { name: "RSASSA-PKCS1-v1_5", hash: "SHA-256", publicExponent: new Uint8Array([1, 0, 1]), modulusLength: 2048 } : { name: "ECDSA", namedCurve: "P-256" };
+  const alg = rsa
+    ? { name: "RSASSA-PKCS1-v1_5", hash: "SHA-256", publicExponent: new Uint8Array([1, 0, 1]), modulusLength: 2048 }
+    : { name: "ECDSA", namedCurve: "P-256" };
   const keys = (await crypto.subtle.generateKey(alg, true, ["sign", "verify"])) as CryptoKeyPair;
-  const csr = await x509.Pkcs10CertificateRequestGenerator.create({ name: `CN=${cn}`, keys, signingAlgorithm: rsa ? alg : { name: "ECDSA", hash: "SHA-256" } }, crypto);
+  const csr = await x509.Pkcs10CertificateRequestGenerator.create(
+    { name: `CN=${cn}`, keys, signingAlgorithm: rsa ? alg : { name: "ECDSA", hash: "SHA-256" } },
+    crypto,
+  );
   return { csr, key: toPem(await crypto.subtle.exportKey("pkcs8", keys.privateKey), "PRIVATE KEY") };
 }
 
 /** `POST /x509/v1/certificates` with a new key's CSR: the fingerprint, the certificate and its key. */
-async function issue(platform: LabWithJwt, cn: string): Promise<{ fp: string; pem: string; cert: x509.X509Certificate; key: string }> {
+async function issue(
+  platform: LabWithJwt,
+  cn: string,
+): Promise<{ fp: string; pem: string; cert: x509.X509Certificate; key: string }> {
   const { csr, key } = await keyAndCsr(cn);
   const reply = await callLab(platform, "POST", "/x509/v1/certificates", { csr: csr.toString("pem").trimEnd() });
   expect(reply.status).toBe(201);
-  const { certificateFingerprint: fp, certificatePem: pem } = reply.json as { certificateFingerprint: string; certificatePem: string };
+  const { certificateFingerprint: fp, certificatePem: pem } = reply.json as {
+    certificateFingerprint: string;
+    certificatePem: string;
+  };
   return { fp, pem, cert: new x509.X509Certificate(pem), key };
 }
 
@@ -73,13 +84,17 @@ function crlNumber(crl: x509.X509Crl): number {
 
 /** `openssl crl -CAfile`: exit status and what it printed (it says "verify OK" on stderr). */
 function opensslCrlCheck(crl: string, ca: string, inform = "PEM"): { status: number | null; out: string } {
-  const run = spawnSync("openssl", ["crl", "-inform", inform, "-in", crl, "-CAfile", ca, "-noout"], { encoding: "utf8" });
+  const run = spawnSync("openssl", ["crl", "-inform", inform, "-in", crl, "-CAfile", ca, "-noout"], {
+    encoding: "utf8",
+  });
   return { status: run.status, out: `${run.stdout}${run.stderr}` };
 }
 
 /** `openssl verify -crl_check` of `cert` against the CA and the CRL, as mosquitto's `crlfile` checks a client. */
 function verifyWithCrl(ca: string, crl: string, cert: string): { status: number | null; out: string } {
-  const run = spawnSync("openssl", ["verify", "-crl_check", "-CAfile", ca, "-CRLfile", crl, cert], { encoding: "utf8" });
+  const run = spawnSync("openssl", ["verify", "-crl_check", "-CAfile", ca, "-CRLfile", crl, cert], {
+    encoding: "utf8",
+  });
   return { status: run.status, out: `${run.stdout}${run.stderr}` };
 }
 
@@ -93,17 +108,27 @@ describe("x509-identity-mgmt: DELETE revokes what the platform issued, and the C
 
   it("with forcecrlrenew: the deleted certificate is in the next CRL (superseded), signed by the CA, with AKI and CRL number; openssl verify -crl_check refuses it and accepts the other", async () => {
     const [gone, kept] = [await issue(forced, "gone"), await issue(forced, "kept")];
-    const del = await fetch(`${forced.url}/x509/v1/certificates/${gone.fp}`, { method: "DELETE", headers: { authorization: `Bearer ${forced.jwt}` } });
+    const del = await fetch(`${forced.url}/x509/v1/certificates/${gone.fp}`, {
+      method: "DELETE",
+      headers: { authorization: `Bearer ${forced.jwt}` },
+    });
     expect(del.status).toBe(204);
     expect(await del.text()).toBe("");
     // The record is gone (`findByIdAndDelete` before the revocation): a second DELETE finds nothing.
-    const notFound = { error: `No records found for the following parameters: ${JSON.stringify({ fingerprint: gone.fp, tenant: "admin" })}` };
+    const notFound = {
+      error: `No records found for the following parameters: ${JSON.stringify({ fingerprint: gone.fp, tenant: "admin" })}`,
+    };
     expect(await callLab(forced, "GET", `/x509/v1/certificates/${gone.fp}`)).toEqual({ status: 404, json: notFound });
-    expect(await callLab(forced, "DELETE", `/x509/v1/certificates/${gone.fp}`)).toEqual({ status: 404, json: notFound });
+    expect(await callLab(forced, "DELETE", `/x509/v1/certificates/${gone.fp}`)).toEqual({
+      status: 404,
+      json: notFound,
+    });
 
     const ca = await caFile(forced);
     const { pem, crl } = await getCrl(forced);
-    expect(pem).toMatch(/^-----BEGIN X509 CRL-----\n([A-Za-z0-9+/=]{64}\n)*[A-Za-z0-9+/=]{1,64}\n-----END X509 CRL-----$/);
+    expect(pem).toMatch(
+      /^-----BEGIN X509 CRL-----\n([A-Za-z0-9+/=]{64}\n)*[A-Za-z0-9+/=]{1,64}\n-----END X509 CRL-----$/,
+    );
     const crlPath = await file("crl.pem", pem);
     const check = opensslCrlCheck(crlPath, ca);
     expect(check.out).toMatch(/verify OK/);
@@ -112,13 +137,23 @@ describe("x509-identity-mgmt: DELETE revokes what the platform issued, and the C
     const text = openssl("crl", "-in", crlPath, "-noout", "-text");
     expect(text).toMatch(/Version 2 \(0x1\)/);
     expect(text).toMatch(/Signature Algorithm: sha256WithRSAEncryption/);
-    expect(text).toMatch(/Issuer: UID = c-0[0-9a-f]{16}, CN = X509 Identity CA, OU = Certificate Issuer, O = dojot IoT Platform/);
-    expect(text).toMatch(new RegExp(`Serial Number: ${gone.cert.serialNumber.toUpperCase()}\\s+Revocation Date: [^\\n]+\\s+CRL entry extensions:\\s+X509v3 CRL Reason Code:\\s+Superseded`));
+    expect(text).toMatch(
+      /Issuer: UID = c-0[0-9a-f]{16}, CN = X509 Identity CA, OU = Certificate Issuer, O = dojot IoT Platform/,
+    );
+    expect(text).toMatch(
+      new RegExp(
+        `Serial Number: ${gone.cert.serialNumber.toUpperCase()}\\s+Revocation Date: [^\\n]+\\s+CRL entry extensions:\\s+X509v3 CRL Reason Code:\\s+Superseded`,
+      ),
+    );
     expect(text).not.toMatch(new RegExp(kept.cert.serialNumber, "i"));
     // AKI (the CA's subject key id), then the CRL number, as EJBCA's X509CA.generateCRL adds them.
-    const caCert = new x509.X509Certificate(((await callLab(forced, "GET", "/x509/v1/ca")).json as { caPem: string }).caPem);
+    const caCert = new x509.X509Certificate(
+      ((await callLab(forced, "GET", "/x509/v1/ca")).json as { caPem: string }).caPem,
+    );
     const ski = caCert.getExtension(x509.SubjectKeyIdentifierExtension)!.keyId.toUpperCase().match(/../g)!.join(":");
-    expect(text).toMatch(new RegExp(`CRL extensions:\\s+X509v3 Authority Key Identifier:\\s+${ski}\\s+X509v3 CRL Number:\\s+\\d+`));
+    expect(text).toMatch(
+      new RegExp(`CRL extensions:\\s+X509v3 Authority Key Identifier:\\s+${ski}\\s+X509v3 CRL Number:\\s+\\d+`),
+    );
     expect(crl.extensions.map((e) => e.type)).toEqual(["2.5.29.35", "2.5.29.20"]);
     // EJBCA_CRL_EXPIRE_PERIOD_DEVICES_CA: 1d.
     expect(crl.nextUpdate!.getTime() - crl.thisUpdate.getTime()).toBe(DAY);
@@ -148,9 +183,14 @@ describe("x509-identity-mgmt: DELETE revokes what the platform issued, and the C
     const after = await getCrl(plain);
     expect(after.pem).toBe(before.pem);
     // The lab's record of the revocation is there, waiting for the next CRL.
-    expect((await loadState(plain.dir))!.revocations!.x509!.revoked).toEqual([{ serial: gone.cert.serialNumber, revocationDate: expect.any(String), reason: 4 }]);
+    expect((await loadState(plain.dir))!.revocations!.x509!.revoked).toEqual([
+      { serial: gone.cert.serialNumber, revocationDate: expect.any(String), reason: 4 },
+    ]);
     // Ten minutes before nextUpdate (the overlap time) the CRL Updater makes the next one.
-    await updateState(plain.dir, (s) => (s.revocations!.x509!.crl!.nextUpdate = new Date(Date.now() + 9 * 60_000).toISOString()));
+    await updateState(
+      plain.dir,
+      (s) => (s.revocations!.x509!.crl!.nextUpdate = new Date(Date.now() + 9 * 60_000).toISOString()),
+    );
     const due = await getCrl(plain);
     expect(crlNumber(due.crl)).toBe(2);
     expect(due.crl.entries.map((e) => e.serialNumber)).toEqual([gone.cert.serialNumber]);
@@ -159,12 +199,19 @@ describe("x509-identity-mgmt: DELETE revokes what the platform issued, and the C
 
   it("a registered (external) certificate is only forgotten, never revoked", async () => {
     const pki = makeFactoryPki(await tempDir("cr-rev-pki-"));
-    const fp = ((await callLab(forced, "POST", "/x509/v1/trusted-cas", { caPem: pki.rootPem })).json as { caFingerprint: string }).caFingerprint;
+    const fp = (
+      (await callLab(forced, "POST", "/x509/v1/trusted-cas", { caPem: pki.rootPem })).json as { caFingerprint: string }
+    ).caFingerprint;
     const leaf = pki.read(pki.issue("external"));
-    const registered = await callLab(forced, "POST", "/x509/v1/certificates", { certificateChain: leaf + pki.intPem, caFingerprint: fp });
+    const registered = await callLab(forced, "POST", "/x509/v1/certificates", {
+      certificateChain: leaf + pki.intPem,
+      caFingerprint: fp,
+    });
     expect(registered.status).toBe(201);
     const leafFp = (registered.json as { certificateFingerprint: string }).certificateFingerprint;
-    expect((await callLab(forced, "GET", `/x509/v1/certificates/${leafFp}`)).json).toMatchObject({ issuedByDojotPki: false });
+    expect((await callLab(forced, "GET", `/x509/v1/certificates/${leafFp}`)).json).toMatchObject({
+      issuedByDojotPki: false,
+    });
     const revokedBefore = (await loadState(forced.dir))!.revocations!.x509!.revoked.length;
     expect((await callLab(forced, "DELETE", `/x509/v1/certificates/${leafFp}`)).status).toBe(204);
     expect((await callLab(forced, "GET", `/x509/v1/certificates/${leafFp}`)).status).toBe(404);
@@ -178,10 +225,19 @@ describe("x509-identity-mgmt: DELETE revokes what the platform issued, and the C
     try {
       const gone = await issue(v05, "old");
       expect((await callLab(v05, "DELETE", `/x509/v1/certificates/${gone.fp}`)).status).toBe(204);
-      expect(await callLab(v05, "DELETE", `/x509/v1/certificates/${gone.fp}`)).toEqual({ status: 404, json: { message: `No records found for the following parameters: ${JSON.stringify({ fingerprint: gone.fp, tenant: "admin" })}` } });
+      expect(await callLab(v05, "DELETE", `/x509/v1/certificates/${gone.fp}`)).toEqual({
+        status: 404,
+        json: {
+          message: `No records found for the following parameters: ${JSON.stringify({ fingerprint: gone.fp, tenant: "admin" })}`,
+        },
+      });
       const { pem, crl } = await getCrl(v05);
-      expect(crl.entries.map((e) => [e.serialNumber, e.reason])).toEqual([[gone.cert.serialNumber, x509.X509CrlReason.superseded]]);
-      expect(verifyWithCrl(await caFile(v05), await file("crl.pem", pem), await file("c.pem", gone.pem)).out).toMatch(/certificate revoked/);
+      expect(crl.entries.map((e) => [e.serialNumber, e.reason])).toEqual([
+        [gone.cert.serialNumber, x509.X509CrlReason.superseded],
+      ]);
+      expect(verifyWithCrl(await caFile(v05), await file("crl.pem", pem), await file("c.pem", gone.pem)).out).toMatch(
+        /certificate revoked/,
+      );
     } finally {
       await v05.close();
     }
@@ -208,9 +264,14 @@ describe("certificate lifetime (LabOptions.certLifetime; lab serve --cert-lifeti
       await setDevice(legacy.dir, "dev1", "add");
       const { csr } = await keyAndCsr("dev1", true);
       const sent = Date.now();
-      const reply = await callLab(legacy, "POST", "/sign/dev1/pkcs10", { passwd: "dojot", certificate: Buffer.from(csr.rawData).toString("base64") });
+      const reply = await callLab(legacy, "POST", "/sign/dev1/pkcs10", {
+        passwd: "dojot",
+        certificate: Buffer.from(csr.rawData).toString("base64"),
+      });
       expect(reply.status).toBe(200);
-      const cert = new x509.X509Certificate(Buffer.from((reply.json as { status: { data: string } }).status.data, "base64"));
+      const cert = new x509.X509Certificate(
+        Buffer.from((reply.json as { status: { data: string } }).status.data, "base64"),
+      );
       expect(cert.notAfter.getTime()).toBeGreaterThanOrEqual(Math.floor(sent / 1000) * 1000 + HOUR);
       expect(cert.notAfter.getTime()).toBeLessThanOrEqual(Date.now() + HOUR);
     } finally {
@@ -220,10 +281,26 @@ describe("certificate lifetime (LabOptions.certLifetime; lab serve --cert-lifeti
 
   it("lab serve --cert-lifetime 1h --force-crl-renew: a short-lived certificate, revoked at once; a duration without a unit is refused", async () => {
     const dir = await tempDir("cr-rev-serve-");
-    const child = spawn(process.execPath, [LAB_BIN, "serve", "--dir", dir, "--listen", "127.0.0.1:0", "--api", "x509", "--cert-lifetime", "1h", "--force-crl-renew"], {
-      env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "/root", CERT_RETRIEVER_LAB_PASSWORD: password },
-      stdio: ["ignore", "pipe", "pipe"],
-    });
+    const child = spawn(
+      process.execPath,
+      [
+        LAB_BIN,
+        "serve",
+        "--dir",
+        dir,
+        "--listen",
+        "127.0.0.1:0",
+        "--api",
+        "x509",
+        "--cert-lifetime",
+        "1h",
+        "--force-crl-renew",
+      ],
+      {
+        env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "/root", CERT_RETRIEVER_LAB_PASSWORD: password },
+        stdio: ["ignore", "pipe", "pipe"],
+      },
+    );
     try {
       let stderr = "";
       child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
@@ -237,7 +314,11 @@ describe("certificate lifetime (LabOptions.certLifetime; lab serve --cert-lifeti
         child.on("exit", (code) => reject(new Error(`lab serve exited (${code}): ${stderr}`)));
       });
       expect(stderr).toMatch(/certificates valid 1h; a new CRL on every request/);
-      const auth = await fetch(`${url}/auth`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ username: "admin", passwd: password }) });
+      const auth = await fetch(`${url}/auth`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ username: "admin", passwd: password }),
+      });
       const platform = { url, dir, jwt: ((await auth.json()) as { jwt: string }).jwt } as LabWithJwt;
       const { fp, cert } = await issue(platform, "served");
       expect(cert.notAfter.getTime() - cert.notBefore.getTime()).toBe(HOUR);
@@ -260,7 +341,11 @@ describe("EJBCA-REST: GET|PUT /ca/<caName>/crl (RESTmain.py v0.4.3)", () => {
   });
   afterAll(async () => legacy.close());
 
-  const caPemFile = async () => file("ca.pem", `-----BEGIN CERTIFICATE-----\n${((await callLab(legacy, "GET", "/ca/IOTmidCA")).json as { certificate: string }).certificate}\n-----END CERTIFICATE-----`);
+  const caPemFile = async () =>
+    file(
+      "ca.pem",
+      `-----BEGIN CERTIFICATE-----\n${((await callLab(legacy, "GET", "/ca/IOTmidCA")).json as { certificate: string }).certificate}\n-----END CERTIFICATE-----`,
+    );
 
   it("{CRL: base64 DER on one line}, signed by IOTmidCA; unknown CA is EJBCA's fault; ?delta=true finds no delta CRL (Flask's 500)", async () => {
     const reply = await callLab(legacy, "GET", "/ca/IOTmidCA/crl");
@@ -277,9 +362,14 @@ describe("EJBCA-REST: GET|PUT /ca/<caName>/crl (RESTmain.py v0.4.3)", () => {
     expect(crlNumber(crl)).toBe(1);
     expect(crl.entries).toHaveLength(0);
     for (const method of ["GET", "PUT"]) {
-      expect(await callLab(legacy, method, "/ca/NoSuchCA/crl")).toEqual({ status: 400, json: { status: 400, message: "soap message: CA with name NoSuchCA does not exist." } });
+      expect(await callLab(legacy, method, "/ca/NoSuchCA/crl")).toEqual({
+        status: 400,
+        json: { status: 400, message: "soap message: CA with name NoSuchCA does not exist." },
+      });
     }
-    const delta = await fetch(`${legacy.url}/ca/IOTmidCA/crl?delta=true`, { headers: { authorization: `Bearer ${legacy.jwt}` } });
+    const delta = await fetch(`${legacy.url}/ca/IOTmidCA/crl?delta=true`, {
+      headers: { authorization: `Bearer ${legacy.jwt}` },
+    });
     expect(delta.status).toBe(500);
     expect(await delta.text()).toMatch(/<title>500 Internal Server Error<\/title>/);
   });
@@ -287,7 +377,10 @@ describe("EJBCA-REST: GET|PUT /ca/<caName>/crl (RESTmain.py v0.4.3)", () => {
   it("lists what IOTmidCA revoked once a new CRL is made (PUT: createCRL); an unspecified reason has no reasonCode", async () => {
     await setDevice(legacy.dir, "dev2", "add");
     const { csr } = await keyAndCsr("dev2", true);
-    const signed = await callLab(legacy, "POST", "/sign/dev2/pkcs10", { passwd: "dojot", certificate: Buffer.from(csr.rawData).toString("base64") });
+    const signed = await callLab(legacy, "POST", "/sign/dev2/pkcs10", {
+      passwd: "dojot",
+      certificate: Buffer.from(csr.rawData).toString("base64"),
+    });
     const certPem = `-----BEGIN CERTIFICATE-----\n${(signed.json as { status: { data: string } }).status.data}\n-----END CERTIFICATE-----`;
     const serial = new x509.X509Certificate(certPem).serialNumber;
     const ca = await caPemFile();
@@ -295,8 +388,14 @@ describe("EJBCA-REST: GET|PUT /ca/<caName>/crl (RESTmain.py v0.4.3)", () => {
     await updateState(legacy.dir, (s) => revoke(s, "legacy", serial, new Date(), REVOCATION_REASON.unspecified));
     const stale = (await callLab(legacy, "GET", "/ca/IOTmidCA/crl")).json as { CRL: string };
     expect(new x509.X509Crl(Buffer.from(stale.CRL, "base64")).entries).toHaveLength(0);
-    expect(await callLab(legacy, "PUT", "/ca/IOTmidCA/crl")).toEqual({ status: 200, json: { message: "ok", status: 200 } });
-    const fresh = Buffer.from(((await callLab(legacy, "GET", "/ca/IOTmidCA/crl")).json as { CRL: string }).CRL, "base64");
+    expect(await callLab(legacy, "PUT", "/ca/IOTmidCA/crl")).toEqual({
+      status: 200,
+      json: { message: "ok", status: 200 },
+    });
+    const fresh = Buffer.from(
+      ((await callLab(legacy, "GET", "/ca/IOTmidCA/crl")).json as { CRL: string }).CRL,
+      "base64",
+    );
     const crl = new x509.X509Crl(fresh);
     expect(crlNumber(crl)).toBe(2); // IOTmidCA makes no delta CRLs
     expect(crl.entries.map((e) => [e.serialNumber, e.reason])).toEqual([[serial, undefined]]);
@@ -319,7 +418,28 @@ describe.skipIf(!haveTool("mosquitto") || !haveTool("mosquitto_pub"))("mosquitto
       try {
         const publish = async (who: { pem: string; key: string }) => {
           const [cert, key] = [await file("c.pem", who.pem), await file("k.pem", who.key)];
-          return spawnSync("mosquitto_pub", ["-h", "localhost", "-p", String(broker.port), "--cafile", join(broker.dir, "tls", "ca.crt"), "--cert", cert, "--key", key, "-t", "t", "-m", "m", "-q", "1"], { encoding: "utf8", timeout: 15_000 });
+          return spawnSync(
+            "mosquitto_pub",
+            [
+              "-h",
+              "localhost",
+              "-p",
+              String(broker.port),
+              "--cafile",
+              join(broker.dir, "tls", "ca.crt"),
+              "--cert",
+              cert,
+              "--key",
+              key,
+              "-t",
+              "t",
+              "-m",
+              "m",
+              "-q",
+              "1",
+            ],
+            { encoding: "utf8", timeout: 15_000 },
+          );
         };
         const refused = await publish(gone);
         expect(refused.status, refused.stderr).not.toBe(0);

@@ -12,8 +12,16 @@ import { openssl } from "../../test/helpers/tools.js";
 
 const crypto = softwareCrypto();
 
-async function post(url: string, body: unknown, headers: Record<string, string> = { "content-type": "application/json" }) {
-  const res = await fetch(url, { method: "POST", headers, body: typeof body === "string" ? body : JSON.stringify(body) });
+async function post(
+  url: string,
+  body: unknown,
+  headers: Record<string, string> = { "content-type": "application/json" },
+) {
+  const res = await fetch(url, {
+    method: "POST",
+    headers,
+    body: typeof body === "string" ? body : JSON.stringify(body),
+  });
   return { status: res.status, text: await res.text(), type: res.headers.get("content-type") ?? "" };
 }
 
@@ -23,7 +31,11 @@ async function login(lab: TestLab): Promise<string> {
 }
 
 /** A base64 DER CSR for CN=`cn` with a key of the given WebCrypto algorithm. */
-async function csrFor(cn: string, alg: RsaHashedKeyGenParams | EcKeyGenParams, sans: x509.JsonGeneralName[] = []): Promise<string> {
+async function csrFor(
+  cn: string,
+  alg: RsaHashedKeyGenParams | EcKeyGenParams,
+  sans: x509.JsonGeneralName[] = [],
+): Promise<string> {
   const keys = (await crypto.subtle.generateKey(alg, false, ["sign", "verify"])) as CryptoKeyPair;
   const csr = await x509.Pkcs10CertificateRequestGenerator.create(
     {
@@ -37,7 +49,12 @@ async function csrFor(cn: string, alg: RsaHashedKeyGenParams | EcKeyGenParams, s
   return Buffer.from(csr.rawData).toString("base64");
 }
 
-const RSA = (bits: number): RsaHashedKeyGenParams => ({ name: "RSASSA-PKCS1-v1_5", hash: "SHA-256", publicExponent: new Uint8Array([1, 0, 1]), modulusLength: bits });
+const RSA = (bits: number): RsaHashedKeyGenParams => ({
+  name: "RSASSA-PKCS1-v1_5",
+  hash: "SHA-256",
+  publicExponent: new Uint8Array([1, 0, 1]),
+  modulusLength: bits,
+});
 
 describe("lab platform: dojot's /auth (protocol notes, section 2)", () => {
   let lab: TestLab;
@@ -47,18 +64,36 @@ describe("lab platform: dojot's /auth (protocol notes, section 2)", () => {
   afterAll(async () => lab.stop());
 
   it("answers dojot's error bodies and codes", async () => {
-    expect(await post(`${lab.url}/auth`, "{}", { "content-type": "text/plain" })).toMatchObject({ status: 400, text: '{"message":"invalid mimetype","status":400}' });
-    expect(await post(`${lab.url}/auth`, { passwd: "x" })).toMatchObject({ status: 400, text: '{"message":"missing username","status":400}' });
-    expect(await post(`${lab.url}/auth`, { username: "admin" })).toMatchObject({ status: 400, text: '{"message":"missing password","status":400}' });
-    expect(await post(`${lab.url}/auth`, { username: "ghost", passwd: "x" })).toMatchObject({ status: 401, text: '{"message":"AuthenticationError","status":401}' });
-    expect(await post(`${lab.url}/auth`, { username: "admin", passwd: "wrong" })).toMatchObject({ status: 403, text: '{"message":"AuthorizationError","status":403}' });
+    expect(await post(`${lab.url}/auth`, "{}", { "content-type": "text/plain" })).toMatchObject({
+      status: 400,
+      text: '{"message":"invalid mimetype","status":400}',
+    });
+    expect(await post(`${lab.url}/auth`, { passwd: "x" })).toMatchObject({
+      status: 400,
+      text: '{"message":"missing username","status":400}',
+    });
+    expect(await post(`${lab.url}/auth`, { username: "admin" })).toMatchObject({
+      status: 400,
+      text: '{"message":"missing password","status":400}',
+    });
+    expect(await post(`${lab.url}/auth`, { username: "ghost", passwd: "x" })).toMatchObject({
+      status: 401,
+      text: '{"message":"AuthenticationError","status":401}',
+    });
+    expect(await post(`${lab.url}/auth`, { username: "admin", passwd: "wrong" })).toMatchObject({
+      status: 403,
+      text: '{"message":"AuthorizationError","status":403}',
+    });
   });
 
   it("issues an HS256 JWT whose service claim is the tenant, user name lower-cased, with an expiry", async () => {
     const res = await post(`${lab.url}/auth`, { username: "ADMIN", passwd: lab.password });
     expect(res.status).toBe(200);
     const jwt = (JSON.parse(res.text) as { jwt: string }).jwt;
-    const [head, body] = jwt.split(".").slice(0, 2).map((p) => JSON.parse(Buffer.from(p, "base64url").toString()));
+    const [head, body] = jwt
+      .split(".")
+      .slice(0, 2)
+      .map((p) => JSON.parse(Buffer.from(p, "base64url").toString()));
     expect(head).toEqual({ alg: "HS256", typ: "JWT" });
     expect(body).toMatchObject({ service: "admin", username: "admin" });
     expect(body.exp - body.iat).toBe(1);
@@ -87,11 +122,17 @@ describe("lab platform: Kong in front of dojot's services, without a JWT", () =>
   // Kong's jwt plugin (PRIORITY 1005, kong/plugins/jwt/handler.lua at 2.0.4 and 2.2.2; 0.11's the
   // same) runs before dojot's pepkong (no PRIORITY, so 0: dojot/kong v0.5.0 and v0.8.0
   // plugins/pepkong/kong/plugins/pepkong/handler.lua), on every route dojot's kong.config.sh protects.
-  it("no token (no Authorization header, or one that is not Bearer): Kong's 401 {\"message\":\"Unauthorized\"}, on EJBCA-REST's and x509-identity-mgmt's routes alike", async () => {
+  it('no token (no Authorization header, or one that is not Bearer): Kong\'s 401 {"message":"Unauthorized"}, on EJBCA-REST\'s and x509-identity-mgmt\'s routes alike', async () => {
     for (const path of ["/ca/IOTmidCA", "/sign/dev1/pkcs10", "/x509/v1/ca", "/x509/v1/certificates"]) {
-      for (const headers of [{}, { authorization: "Basic YWRtaW46eA==" }, { authorization: "Bearer" }] as Record<string, string>[]) {
+      for (const headers of [{}, { authorization: "Basic YWRtaW46eA==" }, { authorization: "Bearer" }] as Record<
+        string,
+        string
+      >[]) {
         const res = await fetch(`${lab.url}${path}`, { method: path.startsWith("/sign") ? "POST" : "GET", headers });
-        expect([res.status, res.headers.get("content-type"), await res.text()], `${path} ${JSON.stringify(headers)}`).toEqual([401, "application/json; charset=utf-8", '{"message":"Unauthorized"}']);
+        expect(
+          [res.status, res.headers.get("content-type"), await res.text()],
+          `${path} ${JSON.stringify(headers)}`,
+        ).toEqual([401, "application/json; charset=utf-8", '{"message":"Unauthorized"}']);
       }
     }
   });
@@ -123,12 +164,19 @@ describe("lab platform: EJBCA-REST /ca and /sign (section 3)", () => {
     const ca = new x509.X509Certificate(Buffer.from(certificate, "base64"));
     expect(ca.subject).toBe("CN=IOTmidCA, O=EJBCA IOT, C=SE");
     const unknown = await fetch(`${lab.url}/ca/Nope`, { headers: auth });
-    expect([unknown.status, await unknown.text()]).toEqual([400, '{"status":400,"message":"soap message: CA with name Nope does not exist."}']);
+    expect([unknown.status, await unknown.text()]).toEqual([
+      400,
+      '{"status":400,"message":"soap message: CA with name Nope does not exist."}',
+    ]);
   });
 
   it("signs a NEW end entity once: subject from the end entity, the CSR's SANs kept (CFREE allows extension override), capped at the CA's end; then 400 GENERATED", async () => {
     await lab.addDevice("abc123");
-    const csr = await csrFor("ignored-cn", RSA(2048), [{ type: "dns", value: "abc.local" }, { type: "ip", value: "10.0.0.1" }, { type: "url", value: "spiffe://x/y" }]);
+    const csr = await csrFor("ignored-cn", RSA(2048), [
+      { type: "dns", value: "abc.local" },
+      { type: "ip", value: "10.0.0.1" },
+      { type: "url", value: "spiffe://x/y" },
+    ]);
     const res = await post(`${lab.url}/sign/abc123/pkcs10`, { passwd: "dojot", certificate: csr }, auth);
     expect(res.status).toBe(200);
     const status = (JSON.parse(res.text) as { status: { data: string; responseType: string } }).status;
@@ -145,7 +193,10 @@ describe("lab platform: EJBCA-REST /ca and /sign (section 3)", () => {
     expect(ext).toContain("Digital Signature, Non Repudiation, Key Encipherment, Data Encipherment, Key Agreement");
 
     const again = await post(`${lab.url}/sign/abc123/pkcs10`, { passwd: "dojot", certificate: csr }, auth);
-    expect(again).toMatchObject({ status: 400, text: '{"status":400,"message":"soap message: Got request with status GENERATED (40), NEW, FAILED or INPROCESS required: abc123."}' });
+    expect(again).toMatchObject({
+      status: 400,
+      text: '{"status":400,"message":"soap message: Got request with status GENERATED (40), NEW, FAILED or INPROCESS required: abc123."}',
+    });
   });
 
   it("with extension override off (--no-extension-override), the CSR's SANs do not reach the certificate", async () => {
@@ -153,9 +204,18 @@ describe("lab platform: EJBCA-REST /ca and /sign (section 3)", () => {
     try {
       await strict.addDevice("abc124");
       const jwt = await login(strict);
-      const csr = await csrFor("abc124", RSA(2048), [{ type: "dns", value: "abc.local" }, { type: "url", value: "spiffe://x/y" }]);
-      const res = await post(`${strict.url}/sign/abc124/pkcs10`, { passwd: "dojot", certificate: csr }, { authorization: `Bearer ${jwt}`, "content-type": "application/json" });
-      const cert = new x509.X509Certificate(Buffer.from((JSON.parse(res.text) as { status: { data: string } }).status.data, "base64"));
+      const csr = await csrFor("abc124", RSA(2048), [
+        { type: "dns", value: "abc.local" },
+        { type: "url", value: "spiffe://x/y" },
+      ]);
+      const res = await post(
+        `${strict.url}/sign/abc124/pkcs10`,
+        { passwd: "dojot", certificate: csr },
+        { authorization: `Bearer ${jwt}`, "content-type": "application/json" },
+      );
+      const cert = new x509.X509Certificate(
+        Buffer.from((JSON.parse(res.text) as { status: { data: string } }).status.data, "base64"),
+      );
       expect(cert.getExtension(x509.SubjectAlternativeNameExtension)).toBeNull();
     } finally {
       await strict.stop();
@@ -164,18 +224,45 @@ describe("lab platform: EJBCA-REST /ca and /sign (section 3)", () => {
 
   it("refuses what CFREE refuses: 1024-bit RSA and ECDSA keys, a wrong end-entity password", async () => {
     await lab.addDevice("short");
-    const short = await post(`${lab.url}/sign/short/pkcs10`, { passwd: "dojot", certificate: await csrFor("short", RSA(1024)) }, auth);
-    expect(short).toMatchObject({ status: 400, text: expect.stringContaining("Illegal key length, not authorized by certificate profile: 1024.") });
-    const ec = await post(`${lab.url}/sign/short/pkcs10`, { passwd: "dojot", certificate: await csrFor("short", { name: "ECDSA", namedCurve: "P-256" }) }, auth);
+    const short = await post(
+      `${lab.url}/sign/short/pkcs10`,
+      { passwd: "dojot", certificate: await csrFor("short", RSA(1024)) },
+      auth,
+    );
+    expect(short).toMatchObject({
+      status: 400,
+      text: expect.stringContaining("Illegal key length, not authorized by certificate profile: 1024."),
+    });
+    const ec = await post(
+      `${lab.url}/sign/short/pkcs10`,
+      { passwd: "dojot", certificate: await csrFor("short", { name: "ECDSA", namedCurve: "P-256" }) },
+      auth,
+    );
     expect(ec).toMatchObject({ status: 400, text: expect.stringContaining("Illegal key algorithm used: ECDSA.") });
-    const pw = await post(`${lab.url}/sign/short/pkcs10`, { passwd: "nope", certificate: await csrFor("short", RSA(2048)) }, auth);
-    expect(pw).toMatchObject({ status: 400, text: '{"status":400,"message":"soap message: Wrong username or password"}' });
+    const pw = await post(
+      `${lab.url}/sign/short/pkcs10`,
+      { passwd: "nope", certificate: await csrFor("short", RSA(2048)) },
+      auth,
+    );
+    expect(pw).toMatchObject({
+      status: 400,
+      text: '{"status":400,"message":"soap message: Wrong username or password"}',
+    });
   });
 
   it("reproduces EJBCA-REST's parameter checks, including the 500 page when only one is missing", async () => {
-    expect(await post(`${lab.url}/sign/x/pkcs10`, "{}", { ...auth, "content-type": "text/plain" })).toMatchObject({ status: 400, text: '{"status":400,"message":"invalid mimetype"}' });
-    expect(await post(`${lab.url}/sign/x/pkcs10`, "{not json", auth)).toMatchObject({ status: 400, text: '{"status":400,"message":"malformed JSON"}' });
-    expect(await post(`${lab.url}/sign/x/pkcs10`, {}, auth)).toMatchObject({ status: 400, text: '{"status":400,"message":"Missing parameter. Expected: passwd and certificate"}' });
+    expect(await post(`${lab.url}/sign/x/pkcs10`, "{}", { ...auth, "content-type": "text/plain" })).toMatchObject({
+      status: 400,
+      text: '{"status":400,"message":"invalid mimetype"}',
+    });
+    expect(await post(`${lab.url}/sign/x/pkcs10`, "{not json", auth)).toMatchObject({
+      status: 400,
+      text: '{"status":400,"message":"malformed JSON"}',
+    });
+    expect(await post(`${lab.url}/sign/x/pkcs10`, {}, auth)).toMatchObject({
+      status: 400,
+      text: '{"status":400,"message":"Missing parameter. Expected: passwd and certificate"}',
+    });
     const one = await post(`${lab.url}/sign/x/pkcs10`, { passwd: "dojot" }, auth);
     expect(one.status).toBe(500);
     expect(one.type).toContain("text/html");
@@ -192,10 +279,14 @@ describe("the lab's command line", () => {
 
 describe("lab serve as a process", () => {
   it("listening beyond loopback, it warns, bounds connections and held bytes, and limits /auth as dojot's Kong does (the sixth login in a minute is 429)", async () => {
-    const child = spawn(process.execPath, commandLine(["lab", "serve", "--dir", await tempDir(), "--listen", "0.0.0.0:0"]), {
-      env: { PATH: process.env.PATH ?? "", CERT_RETRIEVER_LAB_PASSWORD: "exposed-lab-pw" },
-      stdio: ["ignore", "pipe", "pipe"],
-    });
+    const child = spawn(
+      process.execPath,
+      commandLine(["lab", "serve", "--dir", await tempDir(), "--listen", "0.0.0.0:0"]),
+      {
+        env: { PATH: process.env.PATH ?? "", CERT_RETRIEVER_LAB_PASSWORD: "exposed-lab-pw" },
+        stdio: ["ignore", "pipe", "pipe"],
+      },
+    );
     SECRETS.add("exposed-lab-pw");
     let stderr = "";
     child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
@@ -209,10 +300,13 @@ describe("lab serve as a process", () => {
       });
       expect(stderr).toMatch(/warning: the lab listens on 0\.0\.0\.0, beyond this machine/);
       expect(stderr).toMatch(/lab: \/auth limited to 5\/min,40\/h as dojot's Kong does/);
-      expect(stderr).toMatch(/lab: at most 512 connections \(64 from one address\) and 32 MiB of request bodies at once; past that, 503/);
+      expect(stderr).toMatch(
+        /lab: at most 512 connections \(64 from one address\) and 32 MiB of request bodies at once; past that, 503/,
+      );
       const local = `http://127.0.0.1:${new URL(url).port}`; // the test talks to it on loopback only
       const statuses: number[] = [];
-      for (let i = 0; i < 6; i++) statuses.push((await post(`${local}/auth`, { username: "admin", passwd: "exposed-lab-pw" })).status);
+      for (let i = 0; i < 6; i++)
+        statuses.push((await post(`${local}/auth`, { username: "admin", passwd: "exposed-lab-pw" })).status);
       expect(statuses).toEqual([200, 200, 200, 200, 200, 429]);
     } finally {
       child.kill("SIGTERM");
@@ -253,19 +347,61 @@ describe("lab serve as a process", () => {
     const added = await runCli(["lab", "device", "add", "--dir", dir, "persist1"]);
     expect(added.code).toBe(0);
     const out = join(dir, "certs");
-    const ok = await runCli(["enroll", "--platform", first.url, "--device-id", "persist1", "--username", "admin", "--password-stdin", "--out", out], { input: password });
+    const ok = await runCli(
+      [
+        "enroll",
+        "--platform",
+        first.url,
+        "--device-id",
+        "persist1",
+        "--username",
+        "admin",
+        "--password-stdin",
+        "--out",
+        out,
+      ],
+      { input: password },
+    );
     expect(ok.code, ok.stderr).toBe(0);
     expect(await first.stop()).toBe(0);
 
     const second = await serve();
     expect(second.stderr()).not.toContain("shown once");
     expect(await readFile(join(dir, "ca.crt"), "utf8")).toBe(caBefore);
-    const again = await runCli(["enroll", "--platform", second.url, "--device-id", "persist1", "--username", "admin", "--password-stdin", "--out", join(dir, "c2")], { input: password });
+    const again = await runCli(
+      [
+        "enroll",
+        "--platform",
+        second.url,
+        "--device-id",
+        "persist1",
+        "--username",
+        "admin",
+        "--password-stdin",
+        "--out",
+        join(dir, "c2"),
+      ],
+      { input: password },
+    );
     expect(again.code).toBe(13); // the end entity stayed GENERATED across the restart
     expect(again.stderr).toMatch(/status GENERATED/);
     const reset = await runCli(["lab", "device", "reset", "--dir", dir, "persist1"]);
     expect(reset.code).toBe(0);
-    const third = await runCli(["enroll", "--platform", second.url, "--device-id", "persist1", "--username", "admin", "--password-stdin", "--out", join(dir, "c3")], { input: password });
+    const third = await runCli(
+      [
+        "enroll",
+        "--platform",
+        second.url,
+        "--device-id",
+        "persist1",
+        "--username",
+        "admin",
+        "--password-stdin",
+        "--out",
+        join(dir, "c3"),
+      ],
+      { input: password },
+    );
     expect(third.code, third.stderr).toBe(0);
     expect(openssl("verify", "-CAfile", join(dir, "ca.crt"), join(dir, "c3", "persist1.crt"))).toMatch(/: OK/);
     await second.stop();

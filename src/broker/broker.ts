@@ -1,11 +1,26 @@
 import { connect as netConnect, type Socket } from "node:net";
 import { bareHost } from "../transport/loopback.js";
-import { connect as tlsConnect, createSecureContext, type ConnectionOptions, type SecureContext, type TLSSocket } from "node:tls";
+import {
+  connect as tlsConnect,
+  createSecureContext,
+  type ConnectionOptions,
+  type SecureContext,
+  type TLSSocket,
+} from "node:tls";
 import { CertRetrieverError, describeCause, type Reason } from "../errors.js";
 import { probeTlsAlert } from "../transport/tls-probe.js";
 import type { MqttVersion } from "./profiles.js";
 import { connectError, refusedMqtt5, tlsError, verifyError, VERSION_NAME, type ProtocolLevel } from "./errors.js";
-import { closeSession, openSession, publish, publishAndWatch, withTimeout, type Delivery, type Session, type Watched } from "./session.js";
+import {
+  closeSession,
+  openSession,
+  publish,
+  publishAndWatch,
+  withTimeout,
+  type Delivery,
+  type Session,
+  type Watched,
+} from "./session.js";
 
 /** What `verify` connects with. */
 export interface BrokerCheck {
@@ -62,9 +77,15 @@ export async function checkBroker(check: BrokerCheck, onStage: (s: StageReport) 
     onStage(s);
   };
   const host = bareHost(check.broker.hostname);
-  const at: Endpoint = { host, port: Number(check.broker.port || 8883), servername: check.servername ?? (/^[\d.]+$|:/.test(host) ? undefined : host) };
+  const at: Endpoint = {
+    host,
+    port: Number(check.broker.port || 8883),
+    servername: check.servername ?? (/^[\d.]+$|:/.test(host) ? undefined : host),
+  };
   // The client's key: the PEM, or a token key loaded once, through the engine, into one TLS context.
-  const key: ClientKey = check.keyEngine ? { secureContext: await engineContext(check, check.keyEngine, host) } : { key: check.keyPem };
+  const key: ClientKey = check.keyEngine
+    ? { secureContext: await engineContext(check, check.keyEngine, host) }
+    : { key: check.keyPem };
   let start = performance.now();
   const elapsed = () => {
     const ms = Math.round(performance.now() - start);
@@ -76,11 +97,28 @@ export async function checkBroker(check: BrokerCheck, onStage: (s: StageReport) 
   const first: ProtocolLevel = wanted === "3.1.1" ? 4 : 5;
   const connect = async (level: ProtocolLevel, onTcp?: () => void): Promise<Session> => {
     const tls = await openTls(check, at, key, onTcp);
-    if (onTcp) report({ stage: "tls", ms: elapsed(), detail: `${tls.getProtocol() ?? "TLS"} ${tls.getCipher()?.name ?? ""}, broker certificate trusted${at.servername ? ` for ${at.servername}` : ""}`.replace(/\s+,/, ",") });
+    if (onTcp)
+      report({
+        stage: "tls",
+        ms: elapsed(),
+        detail:
+          `${tls.getProtocol() ?? "TLS"} ${tls.getCipher()?.name ?? ""}, broker certificate trusted${at.servername ? ` for ${at.servername}` : ""}`.replace(
+            /\s+,/,
+            ",",
+          ),
+      });
     return openSession(tls, level, check.clientId, check.timeoutMs).catch(async (err: unknown) => {
       // A reset before CONNACK, right after a TLS 1.3 handshake: ask the broker again, writing nothing, to read its alert.
       if (/^(ECONNRESET|EPIPE)$/.test(String((err as NodeJS.ErrnoException).code ?? ""))) {
-        const alert = await probeTlsAlert({ host, port: at.port, servername: at.servername, ca: check.caPem, cert: check.certPem, ...key, ...check.tls });
+        const alert = await probeTlsAlert({
+          host,
+          port: at.port,
+          servername: at.servername,
+          ca: check.caPem,
+          cert: check.certPem,
+          ...key,
+          ...check.tls,
+        });
         if (alert) throw tlsError(Object.assign(new Error(alert), { code: alert }), host);
       }
       throw err;
@@ -94,7 +132,9 @@ export async function checkBroker(check: BrokerCheck, onStage: (s: StageReport) 
   let session: Session;
   let fellBack = false;
   try {
-    session = await connect(first, () => report({ stage: "tcp", ms: elapsed(), detail: `connected to ${host}:${at.port}` }));
+    session = await connect(first, () =>
+      report({ stage: "tcp", ms: elapsed(), detail: `connected to ${host}:${at.port}` }),
+    );
   } catch (err) {
     if (wanted !== "auto" || !refusedMqtt5(err)) throw connectError(err, first, check.clientId);
     // A broker that speaks only 3.1.1 (aedes 0.51, amqtt 0.11) answers CONNECT with return code 1, or closes: ask again in 3.1.1.
@@ -103,7 +143,12 @@ export async function checkBroker(check: BrokerCheck, onStage: (s: StageReport) 
   }
   const version = session.level === 5 ? "5" : "3.1.1";
   try {
-    report({ stage: "connack", ms: elapsed(), detail: `accepted as client '${check.clientId}' (${VERSION_NAME[session.level]}${fellBack ? ", after the broker refused MQTT 5" : ""})`, mqttVersion: version });
+    report({
+      stage: "connack",
+      ms: elapsed(),
+      detail: `accepted as client '${check.clientId}' (${VERSION_NAME[session.level]}${fellBack ? ", after the broker refused MQTT 5" : ""})`,
+      mqttVersion: version,
+    });
     if (check.topic) {
       session = await publishStage(session, check.topic, check.timeoutMs, connect311, (detail, delivery) =>
         report({ stage: "puback", ms: elapsed(), detail, mqttVersion: version, delivery }),
@@ -138,8 +183,12 @@ async function publishStage(
 
 /** The PUBACK stage line over MQTT 3.1.1: "published" only when our own message came back. */
 function delivery311(topic: string, watched: Watched): string {
-  if (watched.delivery === "delivered") return `published to '${topic}' with QoS 1 (MQTT 3.1.1): delivery proven, the message came back on our subscription to the topic`;
-  const why = watched.unwatched === "closed-on-subscribe" ? "the broker closed the connection when we subscribed to the topic to watch for it" : "the broker did not let us subscribe to the topic to watch for it";
+  if (watched.delivery === "delivered")
+    return `published to '${topic}' with QoS 1 (MQTT 3.1.1): delivery proven, the message came back on our subscription to the topic`;
+  const why =
+    watched.unwatched === "closed-on-subscribe"
+      ? "the broker closed the connection when we subscribed to the topic to watch for it"
+      : "the broker did not let us subscribe to the topic to watch for it";
   return `PUBACK received for '${topic}' (MQTT 3.1.1 brokers acknowledge even a publish they drop); delivery not proven: ${why}`;
 }
 
@@ -152,7 +201,12 @@ async function openTls(check: BrokerCheck, at: Endpoint, key: ClientKey, onTcp?:
     socket.once("error", reject);
     return () => socket.destroy();
   }).catch((err: unknown) => {
-    throw verifyError("broker-unreachable", `the broker at ${host}:${port} could not be reached: ${describeCause(err)}`, err, host);
+    throw verifyError(
+      "broker-unreachable",
+      `the broker at ${host}:${port} could not be reached: ${describeCause(err)}`,
+      err,
+      host,
+    );
   });
   onTcp?.();
   return withTimeout<TLSSocket>(check.timeoutMs, "TLS handshake", (resolve, reject) => {
@@ -200,9 +254,19 @@ function engineError(err: unknown): CertRetrieverError | undefined {
 type ClientKey = Pick<ConnectionOptions, "key" | "secureContext">;
 
 /** The one TLS context that holds the engine's key (CA and certificate with it). */
-async function engineContext(check: BrokerCheck, engine: NonNullable<BrokerCheck["keyEngine"]>, host: string): Promise<SecureContext> {
+async function engineContext(
+  check: BrokerCheck,
+  engine: NonNullable<BrokerCheck["keyEngine"]>,
+  host: string,
+): Promise<SecureContext> {
   try {
-    return createSecureContext({ ca: check.caPem, cert: check.certPem, privateKeyEngine: engine.engine, privateKeyIdentifier: engine.identifier, ...check.tls });
+    return createSecureContext({
+      ca: check.caPem,
+      cert: check.certPem,
+      privateKeyEngine: engine.engine,
+      privateKeyIdentifier: engine.identifier,
+      ...check.tls,
+    });
   } catch (err) {
     throw engineError(err) ?? tlsError(err, host);
   } finally {

@@ -60,11 +60,24 @@ export function tlsError(err: unknown, host: string): CertRetrieverError {
   const code = String((err as NodeJS.ErrnoException).code ?? "");
   const text = describeCause(err).replace(/\s*\d+[0-9A-F]*:error:.*$/s, "");
   if (/ALERT_CERTIFICATE_REQUIRED|PEER_DID_NOT_RETURN_A_CERTIFICATE/.test(code)) {
-    return verifyError("broker-cert-required", `the broker requires a client certificate and did not get one (${code})`, err, host);
+    return verifyError(
+      "broker-cert-required",
+      `the broker requires a client certificate and did not get one (${code})`,
+      err,
+      host,
+    );
   }
-  const refused = /ALERT_(UNKNOWN_CA|BAD_CERTIFICATE|CERTIFICATE_EXPIRED|CERTIFICATE_REVOKED|CERTIFICATE_UNKNOWN|UNSUPPORTED_CERTIFICATE|DECRYPT_ERROR|ACCESS_DENIED)/.exec(code);
+  const refused =
+    /ALERT_(UNKNOWN_CA|BAD_CERTIFICATE|CERTIFICATE_EXPIRED|CERTIFICATE_REVOKED|CERTIFICATE_UNKNOWN|UNSUPPORTED_CERTIFICATE|DECRYPT_ERROR|ACCESS_DENIED)/.exec(
+      code,
+    );
   if (refused) {
-    const why = { UNKNOWN_CA: "it does not trust our CA", CERTIFICATE_EXPIRED: "our certificate has expired", CERTIFICATE_REVOKED: "our certificate is revoked" }[refused[1] as "UNKNOWN_CA"] ?? refused[1]!.toLowerCase().replace(/_/g, " ");
+    const why =
+      {
+        UNKNOWN_CA: "it does not trust our CA",
+        CERTIFICATE_EXPIRED: "our certificate has expired",
+        CERTIFICATE_REVOKED: "our certificate is revoked",
+      }[refused[1] as "UNKNOWN_CA"] ?? refused[1]!.toLowerCase().replace(/_/g, " ");
     return verifyError("broker-refused-cert", `the broker refused our certificate: ${why} (${code})`, err, host);
   }
   if (/CERT|SELF_SIGNED|UNABLE_TO|ALTNAME|HOSTNAME/.test(code)) {
@@ -78,10 +91,15 @@ export function connectError(err: unknown, level: ProtocolLevel, clientId: strin
   if (err instanceof CertRetrieverError) return err; // TCP or TLS, already named
   if (/ALERT_|CERT/.test(String((err as NodeJS.ErrnoException).code ?? ""))) return tlsError(err, ""); // TLS 1.3: a refused certificate surfaces after the handshake
   if (level === 5 && refusedMqtt5(err)) {
-    const answer = err instanceof BrokerClosed ? "it closed the connection without a CONNACK" : `it answered ${named(err)}`;
+    const answer =
+      err instanceof BrokerClosed ? "it closed the connection without a CONNACK" : `it answered ${named(err)}`;
     return verifyError("broker-connect-denied", `the broker did not accept an MQTT 5 connection: ${answer}`, err);
   }
-  return verifyError("broker-connect-denied", `the broker did not accept the connection of client '${clientId}': ${named(err)}`, err);
+  return verifyError(
+    "broker-connect-denied",
+    `the broker did not accept the connection of client '${clientId}': ${named(err)}`,
+    err,
+  );
 }
 
 /** The error for a publish the broker refused, closed the connection on, or left unanswered. */
@@ -90,9 +108,17 @@ export function publishError(err: unknown, level: ProtocolLevel, topic: string):
   if (/ALERT_|CERT/.test(String((err as NodeJS.ErrnoException).code ?? ""))) return tlsError(err, "");
   if (level === 4 && err instanceof BrokerClosed && err.before === "PUBACK") {
     // Mosca (lib/client.js handleAuthorizePublish) and aedes 0.51 (an authorizePublish error closes the client) refuse a publish so.
-    return verifyError("broker-publish-denied", `the broker closed the connection after our publish to '${topic}', which is how an MQTT 3.1.1 broker refuses a publish`, err);
+    return verifyError(
+      "broker-publish-denied",
+      `the broker closed the connection after our publish to '${topic}', which is how an MQTT 3.1.1 broker refuses a publish`,
+      err,
+    );
   }
-  return verifyError("broker-publish-denied", `the broker did not accept the publish to '${topic}': ${named(err)}`, err);
+  return verifyError(
+    "broker-publish-denied",
+    `the broker did not accept the publish to '${topic}': ${named(err)}`,
+    err,
+  );
 }
 
 /** The error for a 3.1.1 publish that was acknowledged but never came back on our own subscription to its topic. */
@@ -105,7 +131,12 @@ export function undeliveredError(topic: string, timeoutMs: number): CertRetrieve
 
 /** A verify failure: why, in one sentence, and the broker's host if known. */
 export function verifyError(reason: Reason, message: string, cause?: unknown, host?: string): CertRetrieverError {
-  return new CertRetrieverError(`verify failed: ${message}`, { step: "verify", reason, facts: { ...(host ? { host } : {}), ...(errnoOf(cause) ? { errno: errnoOf(cause) } : {}) }, cause });
+  return new CertRetrieverError(`verify failed: ${message}`, {
+    step: "verify",
+    reason,
+    facts: { ...(host ? { host } : {}), ...(errnoOf(cause) ? { errno: errnoOf(cause) } : {}) },
+    cause,
+  });
 }
 
 /** "Not authorized (0x87)" for MQTT 5, "Not authorized (MQTT 3.1.1 return code 5)", else the cause's text. */

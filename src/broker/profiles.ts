@@ -52,13 +52,23 @@ export function isImei(digits: string): boolean {
  * The names a profile adds to the CSR, after checking the device id against it. The CN is always
  * the device id (for AirVantage: the communication id, an IMEI or a serial number).
  */
-export function profileSans(profile: ProfileName, deviceId: string, uriDomain: string | undefined, sans: SubjectAltNames): SubjectAltNames {
+export function profileSans(
+  profile: ProfileName,
+  deviceId: string,
+  uriDomain: string | undefined,
+  sans: SubjectAltNames,
+): SubjectAltNames {
   switch (profile) {
     case "amqtt": {
       if (!uriDomain) throw usageError("the amqtt profile needs the broker's uri_domain", "uriDomain");
-      if (!/^[A-Za-z0-9.-]+$/.test(uriDomain)) throw usageError(`the URI domain '${uriDomain}' is not a domain name`, "uriDomain");
+      if (!/^[A-Za-z0-9.-]+$/.test(uriDomain))
+        throw usageError(`the URI domain '${uriDomain}' is not a domain name`, "uriDomain");
       // amqtt's CertificateAuthPlugin reads the first URI SAN: spiffe://<domain>/device/<id>.
-      return { uri: [`spiffe://${uriDomain}/device/${deviceId}`, ...sans.uri], dns: [`${deviceId}.local`, ...sans.dns], ip: sans.ip };
+      return {
+        uri: [`spiffe://${uriDomain}/device/${deviceId}`, ...sans.uri],
+        dns: [`${deviceId}.local`, ...sans.dns],
+        ip: sans.ip,
+      };
     }
     case "airvantage":
       if (/^\d{15}$/.test(deviceId) ? !isImei(deviceId) : !/^[A-Za-z0-9-]{4,64}$/.test(deviceId)) {
@@ -86,13 +96,26 @@ export function mqttIdentity(record: ProfileRecord): MqttIdentity {
   const { deviceId, tenant } = record;
   switch (record.profile) {
     case "dojot-mosca": // iotagent-mosca v0.4: Mosca speaks MQTT 3.1.1 only; client id <tenant>:<device>, topic /<tenant>/<device>/attrs
-      return { mqttVersion: "3.1.1", clientId: `${tenant ?? "admin"}:${deviceId}`, topic: `/${tenant ?? "admin"}/${deviceId}/attrs` };
+      return {
+        mqttVersion: "3.1.1",
+        clientId: `${tenant ?? "admin"}:${deviceId}`,
+        topic: `/${tenant ?? "admin"}/${deviceId}/attrs`,
+      };
     case "dojot-vernemq": // VerneMQ (dojot v0.5+) speaks MQTT 5 only where allowed_protocol_versions says so; identity <tenant>:<device>, topic without a leading slash
-      return { mqttVersion: "auto", clientId: `${tenant ?? "admin"}:${deviceId}`, topic: `${tenant ?? "admin"}:${deviceId}/attrs` };
+      return {
+        mqttVersion: "auto",
+        clientId: `${tenant ?? "admin"}:${deviceId}`,
+        topic: `${tenant ?? "admin"}:${deviceId}/attrs`,
+      };
     case "amqtt": // amqtt 0.11 speaks MQTT 3.1.1 only; the client id must be the device id of the URI SAN
       return { mqttVersion: "3.1.1", clientId: deviceId };
     case "airvantage": // CN = communication id = client id; data under <comm id>/messages/json
-      return { mqttVersion: "auto", clientId: deviceId, topic: `${deviceId}/messages/json`, tls: { minVersion: "TLSv1.2", maxVersion: "TLSv1.2", ciphers: AIRVANTAGE_CIPHERS } };
+      return {
+        mqttVersion: "auto",
+        clientId: deviceId,
+        topic: `${deviceId}/messages/json`,
+        tls: { minVersion: "TLSv1.2", maxVersion: "TLSv1.2", ciphers: AIRVANTAGE_CIPHERS },
+      };
     default:
       return { mqttVersion: "auto", clientId: deviceId };
   }

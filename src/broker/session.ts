@@ -24,7 +24,12 @@ export interface Watched {
 }
 
 /** Sends CONNECT at `level` and waits for CONNACK 0; rejects with the broker's refusal, the socket's error or {@link BrokerClosed}. */
-export async function openSession(tls: TLSSocket, level: ProtocolLevel, clientId: string, timeoutMs: number): Promise<Session> {
+export async function openSession(
+  tls: TLSSocket,
+  level: ProtocolLevel,
+  clientId: string,
+  timeoutMs: number,
+): Promise<Session> {
   let socketError: unknown;
   let onSocketError: (err: unknown) => void = () => undefined;
   tls.on("error", (err) => {
@@ -32,7 +37,13 @@ export async function openSession(tls: TLSSocket, level: ProtocolLevel, clientId
     onSocketError(err);
   });
   const { MqttClient } = await import("mqtt");
-  const client = new MqttClient(() => tls as never, { protocolVersion: level, clientId, reconnectPeriod: 0, connectTimeout: timeoutMs, clean: true });
+  const client = new MqttClient(() => tls as never, {
+    protocolVersion: level,
+    clientId,
+    reconnectPeriod: 0,
+    connectTimeout: timeoutMs,
+    clean: true,
+  });
   const session: Session = { client, level, tls, socketError: () => socketError };
   try {
     await withTimeout(timeoutMs, "CONNACK", (resolve, reject) => {
@@ -58,12 +69,19 @@ function verifyPayload(): string {
 }
 
 /** Publishes one QoS 1 message and waits for PUBACK; a refusal (MQTT 5 reason code, or the broker closing) rejects. */
-export async function publish(session: Session, topic: string, timeoutMs: number, payload = verifyPayload()): Promise<void> {
+export async function publish(
+  session: Session,
+  topic: string,
+  timeoutMs: number,
+  payload = verifyPayload(),
+): Promise<void> {
   const { client, level } = session;
   await withTimeout(timeoutMs, "PUBACK", (resolve, reject) => {
     client.publish(topic, payload, { qos: 1 }, (err, packet) => {
-      const code = (packet as { reasonCode?: number } | undefined)?.reasonCode ?? (err as { code?: number } | undefined)?.code;
-      if (typeof code === "number" && code >= 0x80) reject(Object.assign(new Error(`reason ${code}`), { reasonCode: code }));
+      const code =
+        (packet as { reasonCode?: number } | undefined)?.reasonCode ?? (err as { code?: number } | undefined)?.code;
+      if (typeof code === "number" && code >= 0x80)
+        reject(Object.assign(new Error(`reason ${code}`), { reasonCode: code }));
       else if (err) reject(err);
       else resolve(undefined);
     });
@@ -80,7 +98,12 @@ export async function publish(session: Session, topic: string, timeoutMs: number
  * (SUBACK 0x80, as Mosca does for any topic but /config) or closes the connection on it (aedes
  * when authorizeSubscribe errs), the publish goes ahead on a new session and stays unconfirmed.
  */
-export async function publishAndWatch(session: Session, topic: string, timeoutMs: number, reopen: () => Promise<Session>): Promise<Watched> {
+export async function publishAndWatch(
+  session: Session,
+  topic: string,
+  timeoutMs: number,
+  reopen: () => Promise<Session>,
+): Promise<Watched> {
   const subscribed = await withTimeout<boolean | "closed">(timeoutMs, "SUBACK", (resolve, reject) => {
     session.client.subscribe(topic, { qos: 1 }, (err, _subs, suback) => {
       if (suback?.granted.some((g) => typeof g === "number" && g >= 0x80)) resolve(false);
@@ -144,7 +167,11 @@ export async function closeSession(session: Session): Promise<void> {
 }
 
 /** Runs `body` and rejects with "no WHAT within N s" if it has not settled in `ms`. */
-export function withTimeout<T>(ms: number, what: string, body: (resolve: (v: T) => void, reject: (e: unknown) => void) => () => void): Promise<T> {
+export function withTimeout<T>(
+  ms: number,
+  what: string,
+  body: (resolve: (v: T) => void, reject: (e: unknown) => void) => () => void,
+): Promise<T> {
   return new Promise<T>((resolve, reject) => {
     let cleanup: () => void = () => undefined;
     const timer = setTimeout(() => {

@@ -10,7 +10,16 @@ import type { RetryInfo } from "../transport/http.js";
 import type { MqttVersion, ProfileName } from "../broker/profiles.js";
 import { usage } from "./hints.js";
 import { renderText } from "./names.js";
-import { checkDeviceId, checkFileName, checkPlatformUrl, checkStoreNames, parseCount, parseDuration, passwordReader, readPemFile } from "./inputs.js";
+import {
+  checkDeviceId,
+  checkFileName,
+  checkPlatformUrl,
+  checkStoreNames,
+  parseCount,
+  parseDuration,
+  passwordReader,
+  readPemFile,
+} from "./inputs.js";
 import { heldSecret, holdSecret, say } from "./output.js";
 import { ask, isInteractive } from "./prompts.js";
 import { rank, tokenPin, type LoginFlags, type SourceOf } from "./secrets.js";
@@ -58,20 +67,29 @@ export interface MqttFlags extends CommonFlags, KeyFlags {
 
 /** The platform URL: the flag, the environment, the config file, or (on a terminal) a prompt. */
 export async function resolvePlatformUrl(flags: CommonFlags): Promise<URL> {
-  const value = flags.platform ?? (isInteractive(flags) ? await ask("input", "Platform URL (dojot gateway):", "https://") : undefined);
+  const value =
+    flags.platform ??
+    (isInteractive(flags) ? await ask("input", "Platform URL (dojot gateway):", "https://") : undefined);
   return checkPlatformUrl(value, Boolean(flags.allowHttp), say);
 }
 
 /** The device id: --device-id or --device-id-file, whichever was given at the higher layer, or (on a terminal) a prompt. */
 export async function resolveDeviceId(flags: CommonFlags, source?: SourceOf): Promise<string> {
-  const fileWins = flags.deviceIdFile !== undefined && (flags.deviceId === undefined || rank(source?.("deviceIdFile")) > rank(source?.("deviceId")));
+  const fileWins =
+    flags.deviceIdFile !== undefined &&
+    (flags.deviceId === undefined || rank(source?.("deviceIdFile")) > rank(source?.("deviceId")));
   if (flags.deviceId !== undefined && !fileWins) return checkDeviceId(flags.deviceId);
   if (flags.deviceIdFile) {
     let text: string;
     try {
       text = await readFile(flags.deviceIdFile, "utf8");
     } catch (err) {
-      throw new CertRetrieverError(`cannot read --device-id-file ${flags.deviceIdFile}: ${describeCause(err)}`, { cause: err, step: "config", reason: "config", hint: "check the path given to --device-id-file" });
+      throw new CertRetrieverError(`cannot read --device-id-file ${flags.deviceIdFile}: ${describeCause(err)}`, {
+        cause: err,
+        step: "config",
+        reason: "config",
+        hint: "check the path given to --device-id-file",
+      });
     }
     return checkDeviceId(text.split("\n")[0]!.trim());
   }
@@ -89,14 +107,19 @@ export async function storeSettings(flags: CommonFlags, deviceId: string): Promi
   await checkOutDir(flags.out);
   checkFileName(flags.caName, "--ca-name", "the CA's name becomes <out>/<ca-name>.crt");
   await checkStoreNames(deviceId, flags.caName);
-  return flags.store === "keychain" ? { kind: "keychain", lockDir: flags.out, caName: flags.caName } : { kind: "files", dir: flags.out, caName: flags.caName };
+  return flags.store === "keychain"
+    ? { kind: "keychain", lockDir: flags.out, caName: flags.caName }
+    : { kind: "files", dir: flags.out, caName: flags.caName };
 }
 
 /** Checks --ca-fingerprint's form (before any request). */
 export async function checkPinFlag(flags: CommonFlags): Promise<void> {
   const { normalizeFingerprint } = await import("../keys/fingerprint.js");
   if (flags.caFingerprint !== undefined && !normalizeFingerprint(flags.caFingerprint)) {
-    throw usage(`--ca-fingerprint '${flags.caFingerprint}' is not a SHA-256 fingerprint`, "give it as sha256:<64 hex digits> (colons allowed), as the last run printed it");
+    throw usage(
+      `--ca-fingerprint '${flags.caFingerprint}' is not a SHA-256 fingerprint`,
+      "give it as sha256:<64 hex digits> (colons allowed), as the last run printed it",
+    );
   }
 }
 
@@ -105,7 +128,10 @@ export async function checkKeyFlag(flags: KeyFlags): Promise<void> {
   if (flags.key === undefined) return;
   const { isPkcs11Uri, parsePkcs11Uri, shown } = await import("../keys/pkcs11-uri.js");
   if (!isPkcs11Uri(flags.key)) {
-    throw usage(`--key ${shown(flags.key)} is not a pkcs11: URI`, "--key names a key in a PKCS#11 token (RFC 7512), e.g. --key 'pkcs11:token=device?module-path=/usr/lib/softhsm/libsofthsm2.so'; without it the key is made in software");
+    throw usage(
+      `--key ${shown(flags.key)} is not a pkcs11: URI`,
+      "--key names a key in a PKCS#11 token (RFC 7512), e.g. --key 'pkcs11:token=device?module-path=/usr/lib/softhsm/libsofthsm2.so'; without it the key is made in software",
+    );
   }
   const { pinValue } = parsePkcs11Uri(flags.key);
   if (pinValue !== undefined) holdSecret(pinValue);
@@ -127,25 +153,37 @@ export async function platformTls(flags: CommonFlags): Promise<NonNullable<Platf
   if (Boolean(flags.clientCert) !== Boolean(flags.clientKey)) throw usage("--client-cert and --client-key go together");
   const tls = {
     ca: flags.platformCa ? [await readPemFile(flags.platformCa, "--platform-ca", /-----BEGIN CERTIFICATE-----/)] : [],
-    cert: flags.clientCert ? await readPemFile(flags.clientCert, "--client-cert", /-----BEGIN CERTIFICATE-----/) : undefined,
-    key: flags.clientKey ? await readPemFile(flags.clientKey, "--client-key", /-----BEGIN ([A-Z]+ )?PRIVATE KEY-----/) : undefined,
+    cert: flags.clientCert
+      ? await readPemFile(flags.clientCert, "--client-cert", /-----BEGIN CERTIFICATE-----/)
+      : undefined,
+    key: flags.clientKey
+      ? await readPemFile(flags.clientKey, "--client-key", /-----BEGIN ([A-Z]+ )?PRIVATE KEY-----/)
+      : undefined,
   };
   try {
     const { createSecureContext } = await import("node:tls");
     createSecureContext({ ca: tls.ca.length ? tls.ca : undefined, cert: tls.cert, key: tls.key });
   } catch (err) {
-    throw new CertRetrieverError(`the TLS files given to --platform-ca, --client-cert or --client-key cannot be used: ${describeCause(err)}`, {
-      cause: err,
-      step: "config",
-      reason: "config",
-      hint: "check that --client-key is the unencrypted PEM key of --client-cert",
-    });
+    throw new CertRetrieverError(
+      `the TLS files given to --platform-ca, --client-cert or --client-key cannot be used: ${describeCause(err)}`,
+      {
+        cause: err,
+        step: "config",
+        reason: "config",
+        hint: "check that --client-key is the unencrypted PEM key of --client-cert",
+      },
+    );
   }
   return tls;
 }
 
 /** The network's limits from the flags; retries are reported and collected. */
-export function networkSettings(flags: CommonFlags, startedAt: number, signal: AbortSignal, retries: RetryInfo[]): NetworkSettings & { deadline: number } {
+export function networkSettings(
+  flags: CommonFlags,
+  startedAt: number,
+  signal: AbortSignal,
+  retries: RetryInfo[],
+): NetworkSettings & { deadline: number } {
   const deadlineMs = parseDuration(flags.deadline, "--deadline");
   const attempts = parseCount(flags.retries, "--retries", 0, 100) + 1;
   const requestTimeout = parseDuration(flags.requestTimeout, "--request-timeout");
@@ -156,7 +194,9 @@ export function networkSettings(flags: CommonFlags, startedAt: number, signal: A
     signal,
     onRetry: (info) => {
       retries.push(info);
-      say(`retry: ${info.step} attempt ${info.attempt} of ${info.attempts} failed (${info.reason}); trying again in ${(info.waitMs / 1000).toFixed(1)} s`);
+      say(
+        `retry: ${info.step} attempt ${info.attempt} of ${info.attempts} failed (${info.reason}); trying again in ${(info.waitMs / 1000).toFixed(1)} s`,
+      );
     },
   };
 }
@@ -170,7 +210,10 @@ export function onInterrupt(): { signal: AbortSignal; listen(): void; dispose():
   const handlers = (["SIGINT", "SIGTERM"] as const).map((sig) => {
     const handler = () =>
       controller.abort(
-        new CertRetrieverError(`interrupted by ${sig}; nothing was written and the previous credentials are unchanged`, { step: "usage", reason: sig === "SIGINT" ? "interrupted" : "terminated" }),
+        new CertRetrieverError(
+          `interrupted by ${sig}; nothing was written and the previous credentials are unchanged`,
+          { step: "usage", reason: sig === "SIGINT" ? "interrupted" : "terminated" },
+        ),
       );
     return [sig, handler] as const;
   });
@@ -187,8 +230,10 @@ export async function protocolOptions(flags: object): Promise<Record<string, unk
   for (const spec of protocolSettings()) {
     const file = (flags as Record<string, unknown>)[spec.name] as string | undefined;
     if (spec.secret) {
-      const env = spec.secret.secretEnv === undefined ? undefined : process.env[`CERT_RETRIEVER_${spec.secret.secretEnv}`];
-      if (file || env !== undefined) options[spec.secret.into] = await heldSecret(passwordReader({ file, env }, spec.secret.what))();
+      const env =
+        spec.secret.secretEnv === undefined ? undefined : process.env[`CERT_RETRIEVER_${spec.secret.secretEnv}`];
+      if (file || env !== undefined)
+        options[spec.secret.into] = await heldSecret(passwordReader({ file, env }, spec.secret.what))();
     } else if (file !== undefined) options[spec.name] = file;
   }
   return options;
@@ -199,7 +244,10 @@ export function refuseLacking(plugin: ProtocolPlugin, capability: "login" | "reg
   const lacking = plugin.lacks?.[capability];
   if (!lacking) return;
   if (capability === "login") throw usage(renderText(lacking.message), lacking.advice && renderText(lacking.advice));
-  throw new CertRetrieverError(`--api ${given}: ${renderText(lacking.message)}`, { step: "usage", reason: "not-supported" });
+  throw new CertRetrieverError(`--api ${given}: ${renderText(lacking.message)}`, {
+    step: "usage",
+    reason: "not-supported",
+  });
 }
 
 /** The broker's URL, checked: mqtts:// only. */

@@ -69,7 +69,10 @@ export function runSingleFile({ build, sections, path: main, argv }: SingleFile)
     const [name, module] = id.slice(SECTION_PREFIX.length).split("#", 2) as [string, string];
     return (load(name) as Record<string, unknown>)[module];
   };
-  const require = Object.assign((id: string): unknown => (id.startsWith(SECTION_PREFIX) ? fromSection(id) : baseRequire(id)), baseRequire);
+  const require = Object.assign(
+    (id: string): unknown => (id.startsWith(SECTION_PREFIX) ? fromSection(id) : baseRequire(id)),
+    baseRequire,
+  );
   function load(name: string): unknown {
     if (loaded.has(name)) return loaded.get(name);
     const code = readSection(fs, filename, sections, name);
@@ -107,7 +110,8 @@ export function commandOf(argv: string[]): string {
 /** A section's code, read from where the build put it (ASCII only: esbuild escapes the rest, so latin1 reads it exactly). */
 function readSection(fs: typeof import("node:fs"), filename: string, sections: SectionTable, name: string): string {
   const where = sections[name];
-  const broken = () => new Error(`${filename} is not a complete cert-retriever build: its ${name} code is missing or damaged`);
+  const broken = () =>
+    new Error(`${filename} is not a complete cert-retriever build: its ${name} code is missing or damaged`);
   if (!where) throw broken();
   const [fromEnd, length] = where;
   const fd = fs.openSync(filename, "r");
@@ -166,7 +170,8 @@ function openCache(build: string, argv: string[]): Cache | undefined {
             fs.renameSync(staged, file);
             // Caches of other builds are of no more use (another Node's are kept: a directory may serve two).
             for (const entry of fs.readdirSync(dir)) {
-              if (entry.startsWith(PREFIX) && entry.endsWith(SUFFIX) && !entry.startsWith(`${PREFIX}${build}-`)) fs.rmSync(path.join(dir, entry), { force: true });
+              if (entry.startsWith(PREFIX) && entry.endsWith(SUFFIX) && !entry.startsWith(`${PREFIX}${build}-`))
+                fs.rmSync(path.join(dir, entry), { force: true });
             }
           } catch {
             try {

@@ -46,7 +46,13 @@ export async function applyConfigFile(cmd: Command, warn: (line: string) => void
  * read or cannot be trusted (a HOME that is another user's, after `su`) is skipped with a warning,
  * never used and never fatal.
  */
-async function applyOne(cmd: Command, path: string, given: boolean, warn: (line: string) => void, optional = false): Promise<ConfigExtras | undefined> {
+async function applyOne(
+  cmd: Command,
+  path: string,
+  given: boolean,
+  warn: (line: string) => void,
+  optional = false,
+): Promise<ConfigExtras | undefined> {
   const data = await readConfigFile(path, given, warn, optional);
   if (data === undefined) return undefined;
   const known = new Map(cmd.options.map((o) => [o.attributeName(), o]));
@@ -56,7 +62,9 @@ async function applyOne(cmd: Command, path: string, given: boolean, warn: (line:
       if (typeof value !== "string") throw configError(`the config file ${path}: '${key}' must be a string`);
       const mode = (await stat(path)).mode & 0o777;
       if (mode & 0o077) {
-        warn(`warning: ignoring '${key}' in ${path}: the file is readable by others (mode ${mode.toString(8)}); chmod 600 it or use a password file`);
+        warn(
+          `warning: ignoring '${key}' in ${path}: the file is readable by others (mode ${mode.toString(8)}); chmod 600 it or use a password file`,
+        );
       } else {
         extras.password = value;
       }
@@ -66,7 +74,12 @@ async function applyOne(cmd: Command, path: string, given: boolean, warn: (line:
     if (!option || key === "config") {
       // One file serves every command: a key another command uses is skipped here.
       if (key !== "config" && OPTION_SPECS.some((s) => attributeName(s.flags) === key)) continue;
-      throw configError(`the config file ${path} has an unknown key '${key}'`, `known keys: ${OPTION_SPECS.map((s) => attributeName(s.flags)).filter((k) => k !== "config").join(", ")}, password`);
+      throw configError(
+        `the config file ${path} has an unknown key '${key}'`,
+        `known keys: ${OPTION_SPECS.map((s) => attributeName(s.flags))
+          .filter((k) => k !== "config")
+          .join(", ")}, password`,
+      );
     }
     const source = cmd.getOptionValueSource(key);
     if (source === "cli" || source === "env" || source === "config") continue; // flags, the environment and a file read before win
@@ -76,7 +89,12 @@ async function applyOne(cmd: Command, path: string, given: boolean, warn: (line:
 }
 
 /** A config file's object, or undefined when there is none to apply (absent, or an optional one skipped). */
-async function readConfigFile(path: string, given: boolean, warn: (line: string) => void, optional: boolean): Promise<Record<string, unknown> | undefined> {
+async function readConfigFile(
+  path: string,
+  given: boolean,
+  warn: (line: string) => void,
+  optional: boolean,
+): Promise<Record<string, unknown> | undefined> {
   let text: string;
   try {
     text = await readFile(path, "utf8");
@@ -87,7 +105,12 @@ async function readConfigFile(path: string, given: boolean, warn: (line: string)
       warn(`warning: skipping the user's config file ${path}: ${describeCause(err)}`);
       return undefined;
     }
-    throw configError(`cannot read the config file ${path}: ${describeCause(err)}`, given ? "check --config or CERT_RETRIEVER_CONFIG" : undefined, err, path);
+    throw configError(
+      `cannot read the config file ${path}: ${describeCause(err)}`,
+      given ? "check --config or CERT_RETRIEVER_CONFIG" : undefined,
+      err,
+      path,
+    );
   }
   try {
     await checkTrusted(path, "config file");
@@ -106,7 +129,8 @@ async function readConfigFile(path: string, given: boolean, warn: (line: string)
     const where = at === undefined ? "" : ` (line ${text.slice(0, Number(at)).split("\n").length})`;
     throw configError(`the config file ${path} is not valid JSON${where}`);
   }
-  if (!data || typeof data !== "object" || Array.isArray(data)) throw configError(`the config file ${path} must hold a JSON object`);
+  if (!data || typeof data !== "object" || Array.isArray(data))
+    throw configError(`the config file ${path} must hold a JSON object`);
   return data as Record<string, unknown>;
 }
 
@@ -114,15 +138,30 @@ async function readConfigFile(path: string, given: boolean, warn: (line: string)
 function optionValue(option: Option, path: string, key: string, value: unknown): unknown {
   const expectsArray = Array.isArray(option.defaultValue);
   const expectsBoolean = !option.required && !option.optional; // a switch
-  if (expectsArray ? !Array.isArray(value) || !value.every((v) => typeof v === "string") : expectsBoolean ? typeof value !== "boolean" : typeof value !== "string" && typeof value !== "number") {
-    throw configError(`the config file ${path}: '${key}' must be ${expectsArray ? "a list of strings" : expectsBoolean ? "true or false" : "a string"}`);
+  if (
+    expectsArray
+      ? !Array.isArray(value) || !value.every((v) => typeof v === "string")
+      : expectsBoolean
+        ? typeof value !== "boolean"
+        : typeof value !== "string" && typeof value !== "number"
+  ) {
+    throw configError(
+      `the config file ${path}: '${key}' must be ${expectsArray ? "a list of strings" : expectsBoolean ? "true or false" : "a string"}`,
+    );
   }
   if (typeof value === "number" && /<duration>/.test(option.flags)) {
-    throw configError(`the config file ${path}: '${key}' must be a duration with its unit, such as "${value}s", not the number ${value}`, undefined, undefined, path);
+    throw configError(
+      `the config file ${path}: '${key}' must be a duration with its unit, such as "${value}s", not the number ${value}`,
+      undefined,
+      undefined,
+      path,
+    );
   }
   const text = expectsArray || expectsBoolean ? value : String(value);
   if (option.argChoices && !option.argChoices.includes(text as string)) {
-    throw configError(`the config file ${path}: '${key}' must be one of ${option.argChoices.join(", ")}, not '${String(value)}'`);
+    throw configError(
+      `the config file ${path}: '${key}' must be one of ${option.argChoices.join(", ")}, not '${String(value)}'`,
+    );
   }
   return text;
 }
@@ -138,9 +177,9 @@ export async function checkTrusted(path: string, what: string): Promise<void> {
   if (reason) {
     throw configError(
       `refusing the ${what} ${path}: ${reason}`,
-      reason.startsWith("other users") ? `chmod go-w ${path}` : "have it owned by root or by the user that runs cert-retriever",
+      reason.startsWith("other users")
+        ? `chmod go-w ${path}`
+        : "have it owned by root or by the user that runs cert-retriever",
     );
   }
 }
-
-

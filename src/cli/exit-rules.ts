@@ -12,7 +12,13 @@ type ExitRule = ExitCode | { readonly byStep: Partial<Record<Step, ExitCode>>; r
 
 /** The exit code of a platform's refusal, by the step it stopped. */
 const PLATFORM_STEP: ExitRule = {
-  byStep: { authenticate: ExitCode.AUTH, "fetch-ca": ExitCode.CA, "submit-csr": ExitCode.CSR, bind: ExitCode.CSR, register: ExitCode.CSR },
+  byStep: {
+    authenticate: ExitCode.AUTH,
+    "fetch-ca": ExitCode.CA,
+    "submit-csr": ExitCode.CSR,
+    bind: ExitCode.CSR,
+    register: ExitCode.CSR,
+  },
   otherwise: ExitCode.CSR,
 };
 

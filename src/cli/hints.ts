@@ -17,7 +17,8 @@ const FIELD_HINTS: Record<string, string> = {
   airvantageId: "pass the IMEI or serial number configured in the AirVantage application model as --device-id",
   uriDomain: "pass --uri-domain DOMAIN, the broker's uri_domain (e.g. --uri-domain my.domain.name)",
   key: "--key takes an RFC 7512 URI, e.g. --key 'pkcs11:token=device;object=f60c28?module-path=/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so'",
-  pkcs11Module: "give module-path= in the --key URI, --pkcs11-module, or PKCS11_MODULE_PATH, e.g. --pkcs11-module /usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so",
+  pkcs11Module:
+    "give module-path= in the --key URI, --pkcs11-module, or PKCS11_MODULE_PATH, e.g. --pkcs11-module /usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so",
   pinValue: "use pin-source=file:/path in the --key URI, CERT_RETRIEVER_PKCS11_PIN, or the systemd credential 'pin'",
   storeCertInToken: "pass --key pkcs11:… with --store-cert-in-token",
   keyKind: "leave --key out, or enroll with it",
@@ -25,125 +26,151 @@ const FIELD_HINTS: Record<string, string> = {
 };
 
 const TEMPORARY = "this is temporary, so run again later (the systemd unit does so by itself on exit 75)";
-const MAYBE_SENT = "run again later; if the platform then says the certificate was issued already, reset the device on the platform";
+const MAYBE_SENT =
+  "run again later; if the platform then says the certificate was issued already, reset the device on the platform";
 
 /** Reason -> what the user can do, for `command` (a hint names only flags that command has). The compiler checks that every reason is considered. */
-const HINTS: { readonly [R in Reason]: (err: CertRetrieverError, command: string | undefined) => string | undefined } = {
-  usage: (e) => (e.facts.field ? FIELD_HINTS[e.facts.field] : undefined),
-  config: (e) => (/the recorded profile of .* is damaged/.test(e.message) ? FIELD_HINTS.recordedProfile : undefined),
-  "missing-credentials": (_e, command) =>
-    `pass --password-file FILE or --password-stdin, or set CERT_RETRIEVER_PASSWORD (never on the command line)${command === "login" ? "" : ", or use --token-file"}`,
-  unreachable: () => `check --platform and the network; ${TEMPORARY}`,
-  overloaded: (e) =>
-    e.facts.status === 429
+const HINTS: { readonly [R in Reason]: (err: CertRetrieverError, command: string | undefined) => string | undefined } =
+  {
+    usage: (e) => (e.facts.field ? FIELD_HINTS[e.facts.field] : undefined),
+    config: (e) => (/the recorded profile of .* is damaged/.test(e.message) ? FIELD_HINTS.recordedProfile : undefined),
+    "missing-credentials": (_e, command) =>
+      `pass --password-file FILE or --password-stdin, or set CERT_RETRIEVER_PASSWORD (never on the command line)${command === "login" ? "" : ", or use --token-file"}`,
+    unreachable: () => `check --platform and the network; ${TEMPORARY}`,
+    overloaded: (e) =>
+      e.facts.status === 429
         ? "the gateway limits requests (dojot: 5 logins a minute); wait and run again, or log in once with 'cert-retriever login' and use --token-file"
         : `the platform is busy or down; ${TEMPORARY}`,
-  deadline: () => `the run's --deadline passed; ${TEMPORARY}`,
-  "maybe-sent": () => MAYBE_SENT,
-  "tls-not-spoken": (e) =>
-    `the server at ${e.facts.host ?? "that address"} does not speak TLS there: use http:// if it serves plain HTTP (beyond this machine only with --allow-http: the password travels in clear), or the gateway's HTTPS port in --platform`,
-  "tls-untrusted": () => "if the gateway uses a private CA, pass it with --platform-ca FILE; check --platform's host name",
-  "client-cert-required": () => "pass the station's certificate and key with --client-cert FILE --client-key FILE",
-  "not-a-dojot-platform": (_e, command) =>
-    `check --platform: it must be dojot's gateway (Kong, usually port 8000), e.g. http://dojot.example.com:8000${command === "enroll" ? "; or choose the API with --api" : ""}`,
-  "reply-malformed": () => "check that --platform points at a dojot gateway (Kong, port 8000); nothing was written",
-  "reply-altered": () => "the reply was altered on the way or the platform misbehaves; nothing was written",
-  "platform-error": () => undefined,
-  "auth-refused": () => "check the password given by --password-file, --password-stdin or CERT_RETRIEVER_PASSWORD",
-  "user-unknown": () => "check --username (or CERT_RETRIEVER_USERNAME)",
-  "user-inactive": () => "ask the platform administrator to activate the user",
-  "token-expired": (e) =>
-    e.step === "authenticate"
-      ? "log in again on the station: cert-retriever login --token-file FILE"
-      : "the token was refused (expired or invalid): log in anew (run again, or 'cert-retriever login' for --token-file)",
-  "permission-denied": (e) =>
-    e.step === "bind"
-      ? "the user may issue certificates but not change their owner (permission on PATCH /x509/v1/certificates/)"
-      : "the user lacks the permission for this call (dojot's group `user` has ro_ca and wo_sign)",
-  "ca-unknown": () => "check --ca-name (dojot's default is IOTmidCA)",
-  "pin-mismatch": () => "the platform's CA is not the one you pinned with --ca-fingerprint: check the platform URL and the pin (a mismatch may be an attack); nothing was generated or written",
-  "keygen-failed": () => "the crypto provider failed; run again with --debug and report the output",
-  "csr-refused": (e) =>
-    /SubjectDN/i.test(e.facts.platformMessage ?? "") ? "dojot v0.5-v0.6 accept a CN of letters, digits and spaces only: use the platform's device id (--device-id)" : undefined,
-  "key-refused": (e) =>
-    /RSA public key length|elliptical curve|public key algorithm/i.test(e.facts.platformMessage ?? "")
-      ? "use --key-type ec-p256 (or rsa-2048 and up)"
-      : "use an RSA key of 2048 to 8192 bits (--key-type rsa-2048): dojot's CFREE profile accepts nothing else",
-  "already-issued": () => "the end entity is not in NEW state: the platform issued a certificate for this device already; reset the device on the platform to issue again",
-  "device-unknown": (e) =>
-    e.step === "bind"
-      ? "create the device on the platform for this user's tenant, then run again"
-      : "register the device on the platform first (lab: cert-retriever-lab device add)",
-  "entity-password-refused": () => undefined,
-  "bind-refused": () => "bind it to the device on the platform",
-  "ca-not-trusted": () =>
-    "have the platform trust the root CA (POST /x509/v1/trusted-cas with its caPem), then put that root CA last in --cert-chain or pass its fingerprint with --root-ca-fingerprint",
-  "already-registered": (e) =>
-    `remove it on the platform (DELETE /x509/v1/certificates/${e.facts.fingerprint ?? "<fingerprint>"}) if it is to be registered anew, or bind it to this device with PATCH {"belongsTo": {"device": ID}}`,
-  "registration-refused": (e) =>
-    /chain of trust/i.test(e.facts.platformMessage ?? "")
-      ? "--cert-chain must hold the device certificate first, then its intermediate CAs, all issued under the trusted root CA"
-      : undefined,
-  "not-supported": () => "register certificates on dojot v0.7 or later (x509-identity-mgmt); on older platforms use 'cert-retriever enroll' for a certificate the platform issues",
-  "hook-failed": () => "the new credentials are in place: fix the command (--exec) or the unit (--reload-unit) and run it by hand; the previous certificate was kept unrevoked so that what still uses it keeps working",
-  "cert-invalid": (e, command) =>
-    command === "register"
-      ? "--cert-chain must start with the device's own certificate (not a CA), followed by its CA certificates"
-      : e.step === "check-existing" ? "enroll again (--force) to replace the stored credentials" : "the platform misbehaves: check --ca-name and the platform's certificate profile",
-  "cert-out-of-date": (e, command) =>
-    command === "register"
-      ? "have the certificate's CA issue a new one (or enroll for one the platform issues); if it should be valid now, check this device's clock"
-      : e.step === "check-existing"
-      ? "enroll again to replace the stored credentials; if they should be valid, check the device clock"
-      : "check the device clock (and the platform's); if both are right, the platform issued a certificate that is not valid now",
-  "san-dropped": () => "the platform dropped the CSR's subject alternative names: its certificate profile must keep them (EJBCA: enable 'Allow Extension Override' in the certificate profile)",
-  "clock-skew": () => "wait for time synchronisation (systemd-timesyncd, chrony, NTP) and run again; nothing was written",
-  "storage-failed": (e) =>
-    e.facts.errno === "EROFS"
-      ? "the file system is mounted read-only: choose a writable --out (e.g. under /var/lib)"
-      : e.facts.errno === "ENOSPC" || e.facts.errno === "EDQUOT"
-        ? "free some space on the file system of --out, then run again"
-        : e.facts.errno === "EACCES" || e.facts.errno === "EPERM"
-          ? "run as a user that may write --out, or choose another --out"
-          : "check that the output directory (--out) is writable and has free space",
-  "storage-unsafe": (e) =>
-    /other users/.test(e.message)
-      ? `make it writable by its owner only (chmod go-w ${e.facts.path ?? "DIR"}), or choose another --out`
-      : "have it owned by root or by the user that runs cert-retriever, or choose another --out",
-  "keychain-unavailable": (_e, command) =>
-    `on Linux a Secret Service (gnome-keyring, KWallet) must run on the session bus and be unlocked${command === "export" ? "" : "; or use --store files"}`,
-  "keychain-addon-missing": (_e, command) =>
-    `install the package (npm install -g cert-retriever-<version>.tgz), which brings the addon, or put @napi-rs/keyring in a node_modules beside the single file (npm install @napi-rs/keyring)${command === "export" ? "" : "; or use --store files"}`,
-  busy: () => "wait for the other run to finish and run again",
-  "not-enrolled": (e) =>
-    /was interrupted/.test(e.message) ? "run enroll (it finishes or undoes the write first); no broker was contacted" : e.step === "verify" ? "enroll first; no broker was contacted" : "enroll first",
-  "pkcs11-unavailable": () =>
-    "install the package (npm install -g cert-retriever-<version>.tgz), which builds pkcs11js, or put pkcs11js in a node_modules beside the single file (npm install pkcs11js)",
-  "pkcs11-module-missing": () => "give the module's path with module-path= in --key, --pkcs11-module or PKCS11_MODULE_PATH (e.g. /usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so)",
-  "token-missing": () => "insert or initialize the token, or fix token= in --key (pkcs11-tool --module MODULE --list-token-slots shows what is present)",
-  "token-pin-refused": () => "check the PIN in pin-source=, CERT_RETRIEVER_PKCS11_PIN or the systemd credential 'pin'; each wrong try brings the token closer to locking",
-  "token-locked": () => "unlock the token with its security officer PIN (e.g. pkcs11-tool --init-pin --login --login-type so), or use another token",
-  "token-full": () => "free room in the token (remove keys or certificates no longer used), or use another token",
-  "token-key-missing": () => "enroll again to make a new key in the token",
-  "token-error": () => undefined,
-  "key-in-token": () => "the key never leaves the token: point programs at its pkcs11: URI (the .key.uri file) through OpenSSL's pkcs11 engine",
-  interrupted: () => undefined,
-  terminated: () => undefined,
-  "broker-unreachable": (e) => (/TLS/.test(e.message) ? "check --broker (is it an mqtts:// listener?)" : "check --broker and that the broker listens there"),
-  "broker-untrusted": (e) => `the stored CA must have signed the broker's certificate, and it must name ${e.facts.host || "the broker's host"} (or pass --servername)`,
-  "broker-refused-cert": () => "enroll again, or check that the broker trusts the platform's CA",
-  "broker-cert-required": () => "enroll first, and check --out/--device-id",
-  "broker-connect-denied": (e) =>
-    /closed the connection without a CONNACK/.test(e.message)
-      ? "a broker that speaks only MQTT 3.1.1 does this, and so does one that refuses the client id or the certificate's identity: try --mqtt-version auto, or check --profile and --client-id"
-      : /did not accept an MQTT 5 connection/.test(e.message)
-        ? "the broker speaks only MQTT 3.1.1: pass --mqtt-version 3.1.1 or auto"
-        : "the client id or the certificate's identity is not what the broker allows: check --profile and --client-id",
-  "broker-publish-denied": (e) =>
-    /no (PUBACK|SUBACK) within/.test(e.message)
-      ? "the broker did not answer in time: it may be overloaded, or drop what it refuses without a word; try a longer --broker-timeout, and check --profile and --topic"
-      : "the broker's ACL does not let this identity publish there (or read it back): check --profile and --topic",
-};
+    deadline: () => `the run's --deadline passed; ${TEMPORARY}`,
+    "maybe-sent": () => MAYBE_SENT,
+    "tls-not-spoken": (e) =>
+      `the server at ${e.facts.host ?? "that address"} does not speak TLS there: use http:// if it serves plain HTTP (beyond this machine only with --allow-http: the password travels in clear), or the gateway's HTTPS port in --platform`,
+    "tls-untrusted": () =>
+      "if the gateway uses a private CA, pass it with --platform-ca FILE; check --platform's host name",
+    "client-cert-required": () => "pass the station's certificate and key with --client-cert FILE --client-key FILE",
+    "not-a-dojot-platform": (_e, command) =>
+      `check --platform: it must be dojot's gateway (Kong, usually port 8000), e.g. http://dojot.example.com:8000${command === "enroll" ? "; or choose the API with --api" : ""}`,
+    "reply-malformed": () => "check that --platform points at a dojot gateway (Kong, port 8000); nothing was written",
+    "reply-altered": () => "the reply was altered on the way or the platform misbehaves; nothing was written",
+    "platform-error": () => undefined,
+    "auth-refused": () => "check the password given by --password-file, --password-stdin or CERT_RETRIEVER_PASSWORD",
+    "user-unknown": () => "check --username (or CERT_RETRIEVER_USERNAME)",
+    "user-inactive": () => "ask the platform administrator to activate the user",
+    "token-expired": (e) =>
+      e.step === "authenticate"
+        ? "log in again on the station: cert-retriever login --token-file FILE"
+        : "the token was refused (expired or invalid): log in anew (run again, or 'cert-retriever login' for --token-file)",
+    "permission-denied": (e) =>
+      e.step === "bind"
+        ? "the user may issue certificates but not change their owner (permission on PATCH /x509/v1/certificates/)"
+        : "the user lacks the permission for this call (dojot's group `user` has ro_ca and wo_sign)",
+    "ca-unknown": () => "check --ca-name (dojot's default is IOTmidCA)",
+    "pin-mismatch": () =>
+      "the platform's CA is not the one you pinned with --ca-fingerprint: check the platform URL and the pin (a mismatch may be an attack); nothing was generated or written",
+    "keygen-failed": () => "the crypto provider failed; run again with --debug and report the output",
+    "csr-refused": (e) =>
+      /SubjectDN/i.test(e.facts.platformMessage ?? "")
+        ? "dojot v0.5-v0.6 accept a CN of letters, digits and spaces only: use the platform's device id (--device-id)"
+        : undefined,
+    "key-refused": (e) =>
+      /RSA public key length|elliptical curve|public key algorithm/i.test(e.facts.platformMessage ?? "")
+        ? "use --key-type ec-p256 (or rsa-2048 and up)"
+        : "use an RSA key of 2048 to 8192 bits (--key-type rsa-2048): dojot's CFREE profile accepts nothing else",
+    "already-issued": () =>
+      "the end entity is not in NEW state: the platform issued a certificate for this device already; reset the device on the platform to issue again",
+    "device-unknown": (e) =>
+      e.step === "bind"
+        ? "create the device on the platform for this user's tenant, then run again"
+        : "register the device on the platform first (lab: cert-retriever-lab device add)",
+    "entity-password-refused": () => undefined,
+    "bind-refused": () => "bind it to the device on the platform",
+    "ca-not-trusted": () =>
+      "have the platform trust the root CA (POST /x509/v1/trusted-cas with its caPem), then put that root CA last in --cert-chain or pass its fingerprint with --root-ca-fingerprint",
+    "already-registered": (e) =>
+      `remove it on the platform (DELETE /x509/v1/certificates/${e.facts.fingerprint ?? "<fingerprint>"}) if it is to be registered anew, or bind it to this device with PATCH {"belongsTo": {"device": ID}}`,
+    "registration-refused": (e) =>
+      /chain of trust/i.test(e.facts.platformMessage ?? "")
+        ? "--cert-chain must hold the device certificate first, then its intermediate CAs, all issued under the trusted root CA"
+        : undefined,
+    "not-supported": () =>
+      "register certificates on dojot v0.7 or later (x509-identity-mgmt); on older platforms use 'cert-retriever enroll' for a certificate the platform issues",
+    "hook-failed": () =>
+      "the new credentials are in place: fix the command (--exec) or the unit (--reload-unit) and run it by hand; the previous certificate was kept unrevoked so that what still uses it keeps working",
+    "cert-invalid": (e, command) =>
+      command === "register"
+        ? "--cert-chain must start with the device's own certificate (not a CA), followed by its CA certificates"
+        : e.step === "check-existing"
+          ? "enroll again (--force) to replace the stored credentials"
+          : "the platform misbehaves: check --ca-name and the platform's certificate profile",
+    "cert-out-of-date": (e, command) =>
+      command === "register"
+        ? "have the certificate's CA issue a new one (or enroll for one the platform issues); if it should be valid now, check this device's clock"
+        : e.step === "check-existing"
+          ? "enroll again to replace the stored credentials; if they should be valid, check the device clock"
+          : "check the device clock (and the platform's); if both are right, the platform issued a certificate that is not valid now",
+    "san-dropped": () =>
+      "the platform dropped the CSR's subject alternative names: its certificate profile must keep them (EJBCA: enable 'Allow Extension Override' in the certificate profile)",
+    "clock-skew": () =>
+      "wait for time synchronisation (systemd-timesyncd, chrony, NTP) and run again; nothing was written",
+    "storage-failed": (e) =>
+      e.facts.errno === "EROFS"
+        ? "the file system is mounted read-only: choose a writable --out (e.g. under /var/lib)"
+        : e.facts.errno === "ENOSPC" || e.facts.errno === "EDQUOT"
+          ? "free some space on the file system of --out, then run again"
+          : e.facts.errno === "EACCES" || e.facts.errno === "EPERM"
+            ? "run as a user that may write --out, or choose another --out"
+            : "check that the output directory (--out) is writable and has free space",
+    "storage-unsafe": (e) =>
+      /other users/.test(e.message)
+        ? `make it writable by its owner only (chmod go-w ${e.facts.path ?? "DIR"}), or choose another --out`
+        : "have it owned by root or by the user that runs cert-retriever, or choose another --out",
+    "keychain-unavailable": (_e, command) =>
+      `on Linux a Secret Service (gnome-keyring, KWallet) must run on the session bus and be unlocked${command === "export" ? "" : "; or use --store files"}`,
+    "keychain-addon-missing": (_e, command) =>
+      `install the package (npm install -g cert-retriever-<version>.tgz), which brings the addon, or put @napi-rs/keyring in a node_modules beside the single file (npm install @napi-rs/keyring)${command === "export" ? "" : "; or use --store files"}`,
+    busy: () => "wait for the other run to finish and run again",
+    "not-enrolled": (e) =>
+      /was interrupted/.test(e.message)
+        ? "run enroll (it finishes or undoes the write first); no broker was contacted"
+        : e.step === "verify"
+          ? "enroll first; no broker was contacted"
+          : "enroll first",
+    "pkcs11-unavailable": () =>
+      "install the package (npm install -g cert-retriever-<version>.tgz), which builds pkcs11js, or put pkcs11js in a node_modules beside the single file (npm install pkcs11js)",
+    "pkcs11-module-missing": () =>
+      "give the module's path with module-path= in --key, --pkcs11-module or PKCS11_MODULE_PATH (e.g. /usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so)",
+    "token-missing": () =>
+      "insert or initialize the token, or fix token= in --key (pkcs11-tool --module MODULE --list-token-slots shows what is present)",
+    "token-pin-refused": () =>
+      "check the PIN in pin-source=, CERT_RETRIEVER_PKCS11_PIN or the systemd credential 'pin'; each wrong try brings the token closer to locking",
+    "token-locked": () =>
+      "unlock the token with its security officer PIN (e.g. pkcs11-tool --init-pin --login --login-type so), or use another token",
+    "token-full": () => "free room in the token (remove keys or certificates no longer used), or use another token",
+    "token-key-missing": () => "enroll again to make a new key in the token",
+    "token-error": () => undefined,
+    "key-in-token": () =>
+      "the key never leaves the token: point programs at its pkcs11: URI (the .key.uri file) through OpenSSL's pkcs11 engine",
+    interrupted: () => undefined,
+    terminated: () => undefined,
+    "broker-unreachable": (e) =>
+      /TLS/.test(e.message)
+        ? "check --broker (is it an mqtts:// listener?)"
+        : "check --broker and that the broker listens there",
+    "broker-untrusted": (e) =>
+      `the stored CA must have signed the broker's certificate, and it must name ${e.facts.host || "the broker's host"} (or pass --servername)`,
+    "broker-refused-cert": () => "enroll again, or check that the broker trusts the platform's CA",
+    "broker-cert-required": () => "enroll first, and check --out/--device-id",
+    "broker-connect-denied": (e) =>
+      /closed the connection without a CONNACK/.test(e.message)
+        ? "a broker that speaks only MQTT 3.1.1 does this, and so does one that refuses the client id or the certificate's identity: try --mqtt-version auto, or check --profile and --client-id"
+        : /did not accept an MQTT 5 connection/.test(e.message)
+          ? "the broker speaks only MQTT 3.1.1: pass --mqtt-version 3.1.1 or auto"
+          : "the client id or the certificate's identity is not what the broker allows: check --profile and --client-id",
+    "broker-publish-denied": (e) =>
+      /no (PUBACK|SUBACK) within/.test(e.message)
+        ? "the broker did not answer in time: it may be overloaded, or drop what it refuses without a word; try a longer --broker-timeout, and check --profile and --topic"
+        : "the broker's ACL does not let this identity publish there (or read it back): check --profile and --topic",
+  };
 
 /**
  * What the user can do about a failure of `command`: the CLI's own hint if it set one; for a
@@ -151,7 +178,8 @@ const HINTS: { readonly [R in Reason]: (err: CertRetrieverError, command: string
  * else the reason's. A certificate the platform issued and may still hold is named, for removal.
  */
 export function hintOf(err: CertRetrieverError, command?: string): string | undefined {
-  const hint = err.hint ?? (err.facts.maybeSent ? MAYBE_SENT : (protocolHint(err, command) ?? HINTS[err.reason](err, command)));
+  const hint =
+    err.hint ?? (err.facts.maybeSent ? MAYBE_SENT : (protocolHint(err, command) ?? HINTS[err.reason](err, command)));
   const fingerprint = err.step === "bind" ? err.facts.fingerprint : undefined;
   if (!fingerprint || hint?.includes("DELETE")) return hint;
   const removal = `remove the unbound certificate with DELETE /x509/v1/certificates/${fingerprint}`;
@@ -160,7 +188,10 @@ export function hintOf(err: CertRetrieverError, command?: string): string | unde
 
 /** The hint of the protocol whose rule or reply this is (`facts.protocol`), its settings named by their flags. */
 function protocolHint(err: CertRetrieverError, command: string | undefined): string | undefined {
-  const text = err.facts.protocol === undefined ? undefined : findProtocol(err.facts.protocol)?.hints?.[err.reason]?.(err, command);
+  const text =
+    err.facts.protocol === undefined
+      ? undefined
+      : findProtocol(err.facts.protocol)?.hints?.[err.reason]?.(err, command);
   return text === undefined ? undefined : renderText(text);
 }
 
@@ -186,7 +217,16 @@ export function failureJson(err: CertRetrieverError, exitCode: number, command?:
 
 /** A failure that is not a {@link CertRetrieverError} (a bug), as `--json` prints it. */
 export function bugJson(message: string, exitCode: number = ExitCode.UNEXPECTED): Record<string, unknown> {
-  return { ok: false, error: { step: "unknown", reason: "bug", exitCode, message, hint: "this is a bug; run again with --debug and report the output" } };
+  return {
+    ok: false,
+    error: {
+      step: "unknown",
+      reason: "bug",
+      exitCode,
+      message,
+      hint: "this is a bug; run again with --debug and report the output",
+    },
+  };
 }
 
 /** A usage error raised by the CLI itself (exit 2), with a hint that may name flags. */
@@ -196,5 +236,11 @@ export function usage(message: string, hint?: string, cause?: unknown): CertRetr
 
 /** A settings error raised by the CLI itself (exit 3): a file it was pointed at cannot be used. */
 export function configError(message: string, hint?: string, cause?: unknown, path?: string): CertRetrieverError {
-  return new CertRetrieverError(message, { step: "config", reason: "config", hint, cause, facts: path ? { path } : {} });
+  return new CertRetrieverError(message, {
+    step: "config",
+    reason: "config",
+    hint,
+    cause,
+    facts: path ? { path } : {},
+  });
 }

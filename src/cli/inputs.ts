@@ -18,7 +18,14 @@ export function checkDeviceId(id: string | undefined): string {
  */
 export function checkFileName(name: string, what: string, hint?: string): string {
   // biome-ignore lint/suspicious/noControlCharactersInRegex: a name with a control character is what it refuses
-  if (name === "." || name === ".." || /[/\\]/.test(name) || /[\u0000-\u001f\u007f]/.test(name) || Buffer.byteLength(name, "utf8") > 200 || !name) {
+  if (
+    name === "." ||
+    name === ".." ||
+    /[/\\]/.test(name) ||
+    /[\u0000-\u001f\u007f]/.test(name) ||
+    Buffer.byteLength(name, "utf8") > 200 ||
+    !name
+  ) {
     throw usage(
       `${what} ${JSON.stringify(name)} is not usable: it must be 1 to 200 bytes (UTF-8), without '/', '\\' or control characters, and not '.' or '..'`,
       hint,
@@ -36,15 +43,22 @@ export async function checkStoreNames(deviceId: string, caName: string): Promise
 
 /** Parses the platform URL and refuses plain http beyond loopback unless allowed. */
 export function checkPlatformUrl(value: string | undefined, allowHttp: boolean, warn: (line: string) => void): URL {
-  if (!value) throw usage("the platform URL is required", "pass --platform http(s)://HOST:PORT or set CERT_RETRIEVER_PLATFORM");
+  if (!value)
+    throw usage("the platform URL is required", "pass --platform http(s)://HOST:PORT or set CERT_RETRIEVER_PLATFORM");
   let url: URL;
   try {
     url = new URL(value);
   } catch {
-    throw usage(`the platform URL '${value}' is not a URL`, "pass --platform like https://dojot.example.com or http://localhost:8000");
+    throw usage(
+      `the platform URL '${value}' is not a URL`,
+      "pass --platform like https://dojot.example.com or http://localhost:8000",
+    );
   }
   if (url.username || url.password) {
-    throw usage("the platform URL must not contain credentials", "pass the user with --username and the password from a file or stdin");
+    throw usage(
+      "the platform URL must not contain credentials",
+      "pass the user with --username and the password from a file or stdin",
+    );
   }
   if (url.protocol !== "https:" && url.protocol !== "http:") {
     throw usage(`the platform URL must start with https:// or http://, not ${url.protocol}//`);
@@ -61,9 +75,8 @@ export function checkPlatformUrl(value: string | undefined, allowHttp: boolean, 
   return url;
 }
 
-
-
-const DNS_NAME = /^(\*\.)?([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$/;
+const DNS_NAME =
+  /^(\*\.)?([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$/;
 
 /** Checks the requested subject alternative names. */
 export function checkSans(dns: string[], ip: string[], uri: string[]): SubjectAltNames {
@@ -143,7 +156,12 @@ async function readStdin(): Promise<string> {
  * A secret's reader that waits no longer than the run may: an interrupt (its reason) or the
  * deadline (exit 75) ends the wait, and stops reading stdin so that the process can end.
  */
-export function boundedRead(read: () => Promise<string>, signal: AbortSignal, deadline: number, what = "password"): () => Promise<string> {
+export function boundedRead(
+  read: () => Promise<string>,
+  signal: AbortSignal,
+  deadline: number,
+  what = "password",
+): () => Promise<string> {
   return () =>
     new Promise<string>((resolve, reject) => {
       const stop = (err: unknown) => {
@@ -206,11 +224,15 @@ export function redactOptionValues(message: string): string {
 export function parseDuration(value: string, flag: string, allowZero = false): number {
   const m = /^(\d+(?:\.\d+)?)\s*(ms|s|m|min|h|d)?$/.exec(value.trim());
   if (m && !m[2] && Number.parseFloat(m[1]!) !== 0) {
-    throw usage(`${flag} '${value}' has no unit`, `say which: ${flag} ${m[1]}s, ${m[1]}m, ${m[1]}h or ${m[1]}d${flag === "--renew-before" ? `, or a share of the lifetime, ${m[1]}%` : ""}`);
+    throw usage(
+      `${flag} '${value}' has no unit`,
+      `say which: ${flag} ${m[1]}s, ${m[1]}m, ${m[1]}h or ${m[1]}d${flag === "--renew-before" ? `, or a share of the lifetime, ${m[1]}%` : ""}`,
+    );
   }
   const factor = { ms: 1, s: 1000, m: 60_000, min: 60_000, h: 3_600_000, d: 86_400_000 }[(m?.[2] ?? "s") as "ms"];
   const ms = m ? Number.parseFloat(m[1]!) * factor : NaN;
-  if (!(ms > 0 || (allowZero && ms === 0))) throw usage(`${flag} '${value}' is not a duration`, `use e.g. ${flag} 90s, 5m or 1h`);
+  if (!(ms > 0 || (allowZero && ms === 0)))
+    throw usage(`${flag} '${value}' is not a duration`, `use e.g. ${flag} 90s, 5m or 1h`);
   return ms;
 }
 
@@ -219,7 +241,11 @@ export function parseRenewWindow(value: string): RenewWindow {
   const percent = /^(\d+(?:\.\d+)?)\s*%$/.exec(value.trim());
   if (!percent) return { ms: parseDuration(value, "--renew-before", true) };
   const fraction = Number.parseFloat(percent[1]!) / 100;
-  if (!(fraction > 0 && fraction < 1)) throw usage(`--renew-before '${value}' is not a share of the lifetime between 0% and 100%`, "use e.g. --renew-before 33% (renew when a third of the lifetime is left)");
+  if (!(fraction > 0 && fraction < 1))
+    throw usage(
+      `--renew-before '${value}' is not a share of the lifetime between 0% and 100%`,
+      "use e.g. --renew-before 33% (renew when a third of the lifetime is left)",
+    );
   return { fraction };
 }
 
@@ -236,10 +262,19 @@ export async function readPemFile(path: string, flag: string, label: RegExp): Pr
   try {
     text = await readFile(path, "utf8");
   } catch (err) {
-    throw new CertRetrieverError(`cannot read ${flag} ${path}: ${describeCause(err)}`, { cause: err, step: "config", reason: "config", hint: `check the path given to ${flag}` });
+    throw new CertRetrieverError(`cannot read ${flag} ${path}: ${describeCause(err)}`, {
+      cause: err,
+      step: "config",
+      reason: "config",
+      hint: `check the path given to ${flag}`,
+    });
   }
   if (!label.test(text)) {
-    throw new CertRetrieverError(`${flag} ${path} is not a PEM file of the expected kind`, { step: "config", reason: "config", hint: `${flag} takes a PEM file` });
+    throw new CertRetrieverError(`${flag} ${path} is not a PEM file of the expected kind`, {
+      step: "config",
+      reason: "config",
+      hint: `${flag} takes a PEM file`,
+    });
   }
   return text;
 }

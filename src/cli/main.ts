@@ -35,7 +35,12 @@ export async function main(argv: string[], inject?: CliInjection): Promise<numbe
       throw err;
     });
   }
-  const state: CliState = { debug: argv.includes("--debug"), json: argv.includes("--json"), exitCode: ExitCode.OK as number, inject };
+  const state: CliState = {
+    debug: argv.includes("--debug"),
+    json: argv.includes("--json"),
+    exitCode: ExitCode.OK as number,
+    inject,
+  };
   // `-v` and `-V` both print the version, as most CLIs do.
   if (argv.length === 1 && argv[0] === "-V") argv = ["-v"];
   const command = argv.find((a) => !a.startsWith("-"));
@@ -53,11 +58,18 @@ export async function main(argv: string[], inject?: CliInjection): Promise<numbe
   } catch (err) {
     if (err instanceof CommanderError) {
       // Help asked for is success; help shown because a command is missing (`cert-retriever lab`) is a usage mistake.
-      const ok = ["commander.helpDisplayed", "commander.version"].includes(err.code) || (err.code === "commander.help" && err.exitCode === 0);
+      const ok =
+        ["commander.helpDisplayed", "commander.version"].includes(err.code) ||
+        (err.code === "commander.help" && err.exitCode === 0);
       // Under ExecCondition=, 1-254 mean "skip the unit": every failure of `check` must be 255.
       return ok ? ExitCode.OK : isCheck ? CHECK_EXIT.ERROR : ExitCode.USAGE;
     }
-    return reportError(err, { debug: state.debug, json: state.json, exitCode: isCheck ? CHECK_EXIT.ERROR : undefined, command });
+    return reportError(err, {
+      debug: state.debug,
+      json: state.json,
+      exitCode: isCheck ? CHECK_EXIT.ERROR : undefined,
+      command,
+    });
   }
 }
 
@@ -71,7 +83,12 @@ export function buildProgram(state: CliState, isCheck = false): Command {
     const message = redactOptionValues(text).replace(/^error: /, "cert-retriever: ");
     write(message);
     if (state.json && !/^\(run with --help/.test(message)) {
-      printJson(failureJson(usage(message.replace(/^cert-retriever: /, "").trim()), isCheck ? CHECK_EXIT.ERROR : ExitCode.USAGE));
+      printJson(
+        failureJson(
+          usage(message.replace(/^cert-retriever: /, "").trim()),
+          isCheck ? CHECK_EXIT.ERROR : ExitCode.USAGE,
+        ),
+      );
     }
   };
   const program = new Command("cert-retriever")
@@ -103,7 +120,9 @@ function labElsewhere(): Command {
     .allowExcessArguments()
     .helpOption(false)
     .action(() => {
-      throw usage("the lab platform is its own package, cert-retriever-lab, not part of cert-retriever: in a clone of the repository, after npm ci, run npx cert-retriever-lab serve ...");
+      throw usage(
+        "the lab platform is its own package, cert-retriever-lab, not part of cert-retriever: in a clone of the repository, after npm ci, run npx cert-retriever-lab serve ...",
+      );
     });
 }
 

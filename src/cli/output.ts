@@ -63,7 +63,11 @@ export function reportError(err: unknown, opts: ReportOptions): number {
     const hint = hintOf(err, opts.command);
     say(`cert-retriever: ${err.message}`);
     if (hint) say(`  hint: ${hint}`);
-    if (opts.debug) say(`reason: ${err.reason}\n${String(err.stack)}` + (err.cause ? `\ncause: ${String((err.cause as Error).stack ?? err.cause)}` : ""));
+    if (opts.debug)
+      say(
+        `reason: ${err.reason}\n${String(err.stack)}` +
+          (err.cause ? `\ncause: ${String((err.cause as Error).stack ?? err.cause)}` : ""),
+      );
     if (opts.json) printJson(failureJson(err, code, opts.command));
     return code;
   }

@@ -21,7 +21,10 @@ export function progress(tty: boolean): (event: AgentEvent) => void {
       say(`hook ${event.what}: done (${event.ms} ms)`);
     } else {
       // The library does not know the CLI's flags: the pin's flag is named here.
-      const detail = event.step === "fetch-ca" ? event.detail.replace("(not pinned)", "(not pinned: pin it with --ca-fingerprint)") : event.detail;
+      const detail =
+        event.step === "fetch-ca"
+          ? event.detail.replace("(not pinned)", "(not pinned: pin it with --ca-fingerprint)")
+          : event.detail;
       const line = safeText(`[${event.index}/${event.total}] ${event.step}: ${detail} (${event.ms} ms)`);
       process.stderr.write(`${tty ? `${colour(32, "✔")} ` : ""}${line}\n`);
     }
@@ -29,7 +32,10 @@ export function progress(tty: boolean): (event: AgentEvent) => void {
 }
 
 /** A run's events: rendered, then handed to what the program that runs the CLI injected. */
-export function events(state: { inject?: { onEvent?: (event: AgentEvent) => void } }, tty: boolean): (event: AgentEvent) => void {
+export function events(
+  state: { inject?: { onEvent?: (event: AgentEvent) => void } },
+  tty: boolean,
+): (event: AgentEvent) => void {
   const render = progress(tty);
   return (event) => {
     render(event);

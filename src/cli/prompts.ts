@@ -8,7 +8,10 @@ export function isInteractive(flags: { nonInteractive?: boolean }): boolean {
 /** Asks on the terminal (stderr, so stdout stays clean for --json); Ctrl-C is exit 130. The prompt module loads only here. */
 export async function ask(kind: "input" | "password", message: string, defaultValue?: string): Promise<string> {
   // Inquirer's prompts one by one (the @inquirer/prompts bundle would drag in the editor prompt and iconv-lite).
-  const [{ default: input }, { default: password }] = await Promise.all([import("@inquirer/input"), import("@inquirer/password")]);
+  const [{ default: input }, { default: password }] = await Promise.all([
+    import("@inquirer/input"),
+    import("@inquirer/password"),
+  ]);
   const context = { output: process.stderr };
   try {
     const answer =
@@ -18,7 +21,10 @@ export async function ask(kind: "input" | "password", message: string, defaultVa
     return answer.trim() && kind === "input" ? answer.trim() : answer;
   } catch (err) {
     if ((err as Error).name === "ExitPromptError" || (err as Error).name === "AbortPromptError") {
-      throw new CertRetrieverError("interrupted at the prompt; nothing was written", { step: "usage", reason: "interrupted" });
+      throw new CertRetrieverError("interrupted at the prompt; nothing was written", {
+        step: "usage",
+        reason: "interrupted",
+      });
     }
     throw err;
   }

@@ -35,7 +35,13 @@ export function credentialPath(name: string): string | undefined {
 }
 
 async function exists(path: string | undefined): Promise<boolean> {
-  return path !== undefined && (await stat(path).then(() => true, () => false));
+  return (
+    path !== undefined &&
+    (await stat(path).then(
+      () => true,
+      () => false,
+    ))
+  );
 }
 
 /**
@@ -43,7 +49,12 @@ async function exists(path: string | undefined): Promise<boolean> {
  * --password-stdin, CERT_RETRIEVER_PASSWORD, the systemd credential `password`, the config file
  * (if 0600), or a masked prompt on a terminal. Never from argv.
  */
-export async function passwordSource(flags: LoginFlags, extras: ConfigExtras, username: string | (() => string), source?: SourceOf): Promise<() => Promise<string>> {
+export async function passwordSource(
+  flags: LoginFlags,
+  extras: ConfigExtras,
+  username: string | (() => string),
+  source?: SourceOf,
+): Promise<() => Promise<string>> {
   const credential = credentialPath("password");
   const env = process.env.CERT_RETRIEVER_PASSWORD;
   // Precedence: --password-stdin; a password file from a flag or CERT_RETRIEVER_PASSWORD_FILE;
@@ -55,7 +66,11 @@ export async function passwordSource(flags: LoginFlags, extras: ConfigExtras, us
   if (await exists(credential)) return passwordReader({ file: credential });
   if (flags.passwordFile) return trustedFile(flags.passwordFile);
   if (extras.password !== undefined) return passwordReader({ env: extras.password });
-  if (isInteractive(flags)) return Object.assign(() => ask("password", `Password for ${typeof username === "string" ? username : username()}:`), { prompted: true });
+  if (isInteractive(flags))
+    return Object.assign(
+      () => ask("password", `Password for ${typeof username === "string" ? username : username()}:`),
+      { prompted: true },
+    );
   return passwordReader({});
 }
 
@@ -67,11 +82,16 @@ export const LOGIN_TRIES = 3;
  * the password from {@link passwordSource}, both read only when the authenticate step runs. When
  * the password is typed at the terminal, a refused one (or an unknown user) is asked for again.
  */
-export async function login(flags: LoginFlags, extras: ConfigExtras, source?: SourceOf): Promise<LoginSource & { username: () => Promise<string> }> {
+export async function login(
+  flags: LoginFlags,
+  extras: ConfigExtras,
+  source?: SourceOf,
+): Promise<LoginSource & { username: () => Promise<string> }> {
   let user: string | undefined;
   let askUser = false;
   const username = async () => {
-    if (user === undefined || askUser) user = await resolveUsername(askUser ? { ...flags, username: undefined } : flags, user);
+    if (user === undefined || askUser)
+      user = await resolveUsername(askUser ? { ...flags, username: undefined } : flags, user);
     askUser = false;
     return user;
   };
@@ -104,8 +124,13 @@ function trustedFile(file: string): () => Promise<string> {
 
 /** The username: the flag, the environment, the config file, or a prompt (offering `previous`, else admin). */
 export async function resolveUsername(flags: LoginFlags, previous?: string): Promise<string> {
-  const name = flags.username ?? (isInteractive(flags) ? await ask("input", "Platform user:", previous ?? "admin") : undefined);
-  if (!name) throw usage("a platform user is required", "pass --username or set CERT_RETRIEVER_USERNAME (or use --token-file from 'cert-retriever login')");
+  const name =
+    flags.username ?? (isInteractive(flags) ? await ask("input", "Platform user:", previous ?? "admin") : undefined);
+  if (!name)
+    throw usage(
+      "a platform user is required",
+      "pass --username or set CERT_RETRIEVER_USERNAME (or use --token-file from 'cert-retriever login')",
+    );
   return name;
 }
 
@@ -127,7 +152,11 @@ export async function tokenSession(flags: LoginFlags): Promise<TokenSession | un
     });
   }
   if (!/^[\w-]+\.[\w-]+\.[\w-]*$/.test(text)) {
-    throw new CertRetrieverError(`the token file ${path} does not hold a token`, { step: "authenticate", reason: "token-expired", hint: "log in again with 'cert-retriever login'" });
+    throw new CertRetrieverError(`the token file ${path} does not hold a token`, {
+      step: "authenticate",
+      reason: "token-expired",
+      hint: "log in again with 'cert-retriever login'",
+    });
   }
   return { jwt: text, source: path };
 }
@@ -137,18 +166,27 @@ export async function tokenSession(flags: LoginFlags): Promise<TokenSession | un
  * `pin-source=` (a file, `file:` or a path), CERT_RETRIEVER_PKCS11_PIN, the systemd credential
  * `pin`, or a masked prompt on a terminal. Never from argv; never printed.
  */
-export async function tokenPin(uri: { pinSource?: string }, flags: { nonInteractive?: boolean }, tokenName: string): Promise<PinSource> {
+export async function tokenPin(
+  uri: { pinSource?: string },
+  flags: { nonInteractive?: boolean },
+  tokenName: string,
+): Promise<PinSource> {
   const what = "token PIN";
   if (uri.pinSource !== undefined) {
     const file = uri.pinSource.replace(/^file:(\/\/)?/, "");
     const read = passwordReader({ file }, what);
-    return { read: heldSecret(async () => (await checkTrusted(file, "PIN file"), read())), where: `the PIN file ${file}` };
+    return {
+      read: heldSecret(async () => (await checkTrusted(file, "PIN file"), read())),
+      where: `the PIN file ${file}`,
+    };
   }
   const env = process.env.CERT_RETRIEVER_PKCS11_PIN;
   if (env !== undefined) return { read: heldSecret(passwordReader({ env }, what)), where: "CERT_RETRIEVER_PKCS11_PIN" };
   const credential = credentialPath("pin");
-  if (await exists(credential)) return { read: heldSecret(passwordReader({ file: credential }, what)), where: "the systemd credential 'pin'" };
-  if (isInteractive(flags)) return { read: heldSecret(() => ask("password", `PIN for ${tokenName}:`)), where: "the PIN typed" };
+  if (await exists(credential))
+    return { read: heldSecret(passwordReader({ file: credential }, what)), where: "the systemd credential 'pin'" };
+  if (isInteractive(flags))
+    return { read: heldSecret(() => ask("password", `PIN for ${tokenName}:`)), where: "the PIN typed" };
   const missing = new CertRetrieverError(`token failed: no PIN for ${tokenName}`, {
     step: "token",
     reason: "missing-credentials",

@@ -11,10 +11,16 @@ declare const __CERT_RETRIEVER_VERSION__: string;
 
 const argv = process.argv.slice(2);
 // The version alone needs none of the CLI's code (the CLI answers `-v`, `-V` and `--version` alike).
-if (argv.length === 1 && ["-v", "-V", "--version"].includes(argv[0]!)) process.stdout.write(`${__CERT_RETRIEVER_VERSION__}\n`);
+if (argv.length === 1 && ["-v", "-V", "--version"].includes(argv[0]!))
+  process.stdout.write(`${__CERT_RETRIEVER_VERSION__}\n`);
 else {
   try {
-    runSingleFile({ build: __CERT_RETRIEVER_BUILD__, sections: __CERT_RETRIEVER_SECTIONS__, path: process.argv[1]!, argv });
+    runSingleFile({
+      build: __CERT_RETRIEVER_BUILD__,
+      sections: __CERT_RETRIEVER_SECTIONS__,
+      path: process.argv[1]!,
+      argv,
+    });
   } catch (err) {
     // A file cut short or altered in transit: one sentence, and never 1-254 for `check` (which would skip the unit).
     process.stderr.write(`cert-retriever: ${err instanceof Error ? err.message : String(err)}; copy the file again\n`);

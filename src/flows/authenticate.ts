@@ -9,13 +9,19 @@ export interface TokenSession {
 }
 
 /** Logs in, asking again while the platform refuses the user or password and `retryLogin` allows; returns the session and the user. */
-export async function logIn(login: Pick<LoginCapability, "authenticate">, source: LoginSource): Promise<{ session: Session; username: string }> {
+export async function logIn(
+  login: Pick<LoginCapability, "authenticate">,
+  source: LoginSource,
+): Promise<{ session: Session; username: string }> {
   for (let attempt = 1; ; attempt++) {
     const username = typeof source.username === "string" ? source.username : await source.username();
     try {
       return { session: await login.authenticate(username, await source.password()), username };
     } catch (err) {
-      const again = err instanceof CertRetrieverError && (err.reason === "auth-refused" || err.reason === "user-unknown") && source.retryLogin?.(err, attempt);
+      const again =
+        err instanceof CertRetrieverError &&
+        (err.reason === "auth-refused" || err.reason === "user-unknown") &&
+        source.retryLogin?.(err, attempt);
       if (!again) throw err;
     }
   }
@@ -24,13 +30,20 @@ export async function logIn(login: Pick<LoginCapability, "authenticate">, source
 /** The client's login; a protocol without one (and with sessions) cannot be used so (`not-supported`). */
 export function loginOf(client: ProtocolClient): LoginCapability {
   if (client.login) return client.login;
-  throw new CertRetrieverError(`authenticate failed: ${client.title} has no login`, { step: "authenticate", reason: "not-supported", facts: { protocol: client.name } });
+  throw new CertRetrieverError(`authenticate failed: ${client.title} has no login`, {
+    step: "authenticate",
+    reason: "not-supported",
+    facts: { protocol: client.name },
+  });
 }
 
 /** A login that has neither user nor password: asked for, it says none was given. */
 export const NO_LOGIN: LoginSource = {
   username: "",
-  password: () => Promise.reject(new CertRetrieverError("no password given", { step: "authenticate", reason: "missing-credentials" })),
+  password: () =>
+    Promise.reject(
+      new CertRetrieverError("no password given", { step: "authenticate", reason: "missing-credentials" }),
+    ),
 };
 
 /**
@@ -51,10 +64,16 @@ export async function openSession(
   }
   const session = login.fromToken(source.token.jwt);
   if (session.expiresAt && session.expiresAt <= now) {
-    throw new CertRetrieverError(`authenticate failed: the token in ${source.token.source ?? "the token file"} expired at ${session.expiresAt.toISOString()}`, {
-      step: "authenticate",
-      reason: "token-expired",
-    });
+    throw new CertRetrieverError(
+      `authenticate failed: the token in ${source.token.source ?? "the token file"} expired at ${session.expiresAt.toISOString()}`,
+      {
+        step: "authenticate",
+        reason: "token-expired",
+      },
+    );
   }
-  return { session, detail: `using the token from ${source.token.source ?? "login"}${session.tenant ? ` (tenant ${session.tenant})` : ""}` };
+  return {
+    session,
+    detail: `using the token from ${source.token.source ?? "login"}${session.tenant ? ` (tenant ${session.tenant})` : ""}`,
+  };
 }

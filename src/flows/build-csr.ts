@@ -41,7 +41,12 @@ export async function buildCsr(
     extensions.push(new x509.SubjectAlternativeNameExtension(names, false));
   }
   return x509.Pkcs10CertificateRequestGenerator.create(
-    { name: renewing ? renewing.subjectName : [{ CN: [deviceId] }], keys, signingAlgorithm: signingAlgorithm(keys.privateKey), extensions },
+    {
+      name: renewing ? renewing.subjectName : [{ CN: [deviceId] }],
+      keys,
+      signingAlgorithm: signingAlgorithm(keys.privateKey),
+      extensions,
+    },
     crypto,
   );
 }

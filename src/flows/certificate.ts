@@ -9,7 +9,12 @@ import { CertRetrieverError, describeCause, type Reason, type Step } from "../er
  * Bytes after the certificate's end are refused: they would be stored, and the fingerprint printed
  * (and pinned) would not be the one openssl computes for the certificate.
  */
-export function parseCertificate(data: Uint8Array | string, what: string, step: Step, reason: Reason): x509.X509Certificate {
+export function parseCertificate(
+  data: Uint8Array | string,
+  what: string,
+  step: Step,
+  reason: Reason,
+): x509.X509Certificate {
   let cert: x509.X509Certificate;
   try {
     cert = new x509.X509Certificate(typeof data === "string" ? data : new Uint8Array(data));
@@ -23,7 +28,10 @@ export function parseCertificate(data: Uint8Array | string, what: string, step: 
   const der = new Uint8Array(cert.rawData);
   const end = asn1js.fromBER(der).offset;
   if (end !== der.byteLength) {
-    throw new CertRetrieverError(`${step} failed: ${what} has ${der.byteLength - end} bytes after the end of the certificate`, { step, reason });
+    throw new CertRetrieverError(
+      `${step} failed: ${what} has ${der.byteLength - end} bytes after the end of the certificate`,
+      { step, reason },
+    );
   }
   return cert;
 }
@@ -50,5 +58,7 @@ export function displayName(name: x509.Name): string {
 export function parseCaChain(pem: string, what: string, step: Step, reason: Reason): x509.X509Certificate[] {
   const found = certificatePems(pem);
   const blocks = found.length > 0 ? found : [pem];
-  return blocks.map((block, i) => parseCertificate(block, blocks.length > 1 ? `certificate ${i + 1} of ${what}` : what, step, reason));
+  return blocks.map((block, i) =>
+    parseCertificate(block, blocks.length > 1 ? `certificate ${i + 1} of ${what}` : what, step, reason),
+  );
 }

@@ -20,13 +20,21 @@ export interface Stored {
 }
 
 /** What the stored credentials call for. `stillGood`: they can still authenticate their own renewal (not revoked, valid now). */
-export type Decision = { action: "keep"; result: EnrollResult } | { action: "enroll" } | { action: "renew"; stillGood: boolean };
+export type Decision =
+  | { action: "keep"; result: EnrollResult }
+  | { action: "enroll" }
+  | { action: "renew"; stillGood: boolean };
 
 /** Reads what is stored (a damaged certificate counts as none). */
 export async function readStored(store: CredentialStore): Promise<Stored> {
   const parts = (await store.read()).parts;
   const key = parts.key?.trim();
-  return { key, certificatePem: parts.certificatePem, cert: readCertificate(parts.certificatePem), inToken: key !== undefined && isKeyUri(key) ? key : undefined };
+  return {
+    key,
+    certificatePem: parts.certificatePem,
+    cert: readCertificate(parts.certificatePem),
+    inToken: key !== undefined && isKeyUri(key) ? key : undefined,
+  };
 }
 
 /**
@@ -50,17 +58,29 @@ export async function decide(ctx: EnrollContext, stored: Stored, force: boolean)
   const caChanged = existing.state === "valid" && ctx.token ? await platformCaDiffers(ctx, existing.ca, now) : false;
   if (existing.state === "valid" && !caChanged) {
     const kept = { profiled: existing.profiled, keyInToken: stored.inToken !== undefined };
-    return { action: "keep", result: { ...describeStored(existing.cert, ctx.store, { deviceId: ctx.device.id }, [], kept), status: "already-enrolled" } };
+    return {
+      action: "keep",
+      result: {
+        ...describeStored(existing.cert, ctx.store, { deviceId: ctx.device.id }, [], kept),
+        status: "already-enrolled",
+      },
+    };
   }
-  if (caChanged) ctx.emit({ type: "note", message: "existing credentials will be replaced: the platform's CA differs from the stored one" });
-  else if (existing.state !== "missing" && existing.state !== "valid") ctx.emit({ type: "note", message: `existing credentials will be replaced: ${existing.reason}` });
+  if (caChanged)
+    ctx.emit({
+      type: "note",
+      message: "existing credentials will be replaced: the platform's CA differs from the stored one",
+    });
+  else if (existing.state !== "missing" && existing.state !== "valid")
+    ctx.emit({ type: "note", message: `existing credentials will be replaced: ${existing.reason}` });
   return renewalOf(existing, now);
 }
 
 /** Credentials inside their renewal window (or revoked) and not expired are renewed; the rest enrolled anew. */
 function renewalOf(existing: Inspection, now: Date): Decision {
   const cert = existing.cert;
-  if ((existing.state !== "expiring" && existing.state !== "revoked") || !cert || cert.notAfter <= now) return { action: "enroll" };
+  if ((existing.state !== "expiring" && existing.state !== "revoked") || !cert || cert.notAfter <= now)
+    return { action: "enroll" };
   return { action: "renew", stillGood: existing.state === "expiring" && cert.notBefore <= now };
 }
 
@@ -72,7 +92,10 @@ async function platformCaDiffers(ctx: EnrollContext, stored: x509.X509Certificat
     const fetched = await ctx.client.trust.fetchCa(session);
     return !sameBytes(fetched.der, stored.rawData);
   } catch (err) {
-    ctx.emit({ type: "note", message: `could not compare the platform's CA with the stored one (${describeCause(err)}); the stored credentials are valid and stay` });
+    ctx.emit({
+      type: "note",
+      message: `could not compare the platform's CA with the stored one (${describeCause(err)}); the stored credentials are valid and stay`,
+    });
     return false;
   }
 }

@@ -22,7 +22,13 @@ export async function enroll(ctx: EnrollContext, opts: { force?: boolean } = {})
       installed();
       return decision.result;
     }
-    return replace(ctx, stored, tx, installed, decision.action === "renew" ? renewalPlan(stored, decision.stillGood) : {});
+    return replace(
+      ctx,
+      stored,
+      tx,
+      installed,
+      decision.action === "renew" ? renewalPlan(stored, decision.stillGood) : {},
+    );
   });
 }
 
@@ -31,12 +37,24 @@ export async function renewNow(ctx: EnrollContext): Promise<EnrollResult> {
   return withLockedStore(ctx, async (stored, tx, installed) => {
     const now = ctx.now();
     const valid = stored.cert !== undefined && stored.cert.notBefore <= now && now < stored.cert.notAfter;
-    return replace(ctx, stored, tx, installed, stored.cert && now < stored.cert.notAfter ? renewalPlan(stored, valid) : {});
+    return replace(
+      ctx,
+      stored,
+      tx,
+      installed,
+      stored.cert && now < stored.cert.notAfter ? renewalPlan(stored, valid) : {},
+    );
   });
 }
 
 /** Obtains, installs and retires: new credentials in place of what is stored. */
-async function replace(ctx: EnrollContext, stored: Stored, tx: KeyTransaction, installed: () => void, plan: ObtainPlan): Promise<EnrollResult> {
+async function replace(
+  ctx: EnrollContext,
+  stored: Stored,
+  tx: KeyTransaction,
+  installed: () => void,
+  plan: ObtainPlan,
+): Promise<EnrollResult> {
   const run = new StepRunner(ENROLL_STEPS, ctx.emit, ctx.signal);
   const done = await install(ctx, run, tx, stored, await obtain(ctx, run, tx, stored, plan));
   installed();

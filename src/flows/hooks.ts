@@ -19,23 +19,37 @@ export interface ChangeHooks {
  * included). Nothing of cert-retriever's own settings reaches it, so no secret can (a password,
  * a PIN in a --key URI, the path of a credentials file or directory).
  */
-const INHERITED_ENV = /^(PATH|HOME|USER|LOGNAME|SHELL|LANG|LANGUAGE|LC_[A-Z]+|TZ|TERM|TMPDIR|NO_COLOR|INVOCATION_ID|JOURNAL_STREAM|STATE_DIRECTORY|RUNTIME_DIRECTORY|CACHE_DIRECTORY)$/;
+const INHERITED_ENV =
+  /^(PATH|HOME|USER|LOGNAME|SHELL|LANG|LANGUAGE|LC_[A-Z]+|TZ|TERM|TMPDIR|NO_COLOR|INVOCATION_ID|JOURNAL_STREAM|STATE_DIRECTORY|RUNTIME_DIRECTORY|CACHE_DIRECTORY)$/;
 
 /**
  * Runs `exec`, then `reloadUnit`, each bounded by the timeout; the first failure stops and is
  * thrown as `hook-failed` (the credentials stay stored). The hook's output goes to stderr, so that
  * a result printed on stdout stays whole. `name` names the settings in messages and events.
  */
-export async function runChangeHooks(result: EnrollResult, hooks: ChangeHooks, name: SettingNamer, emit: (event: HookEvent) => void): Promise<void> {
+export async function runChangeHooks(
+  result: EnrollResult,
+  hooks: ChangeHooks,
+  name: SettingNamer,
+  emit: (event: HookEvent) => void,
+): Promise<void> {
   const env = hookEnvironment(result, hooks.environmentPrefix ?? "");
-  const run = (what: string, file: string, args: string[]) => runHook(what, file, args, env, hooks.timeoutMs).then((ms) => emit({ type: "hook", what, ms }));
+  const run = (what: string, file: string, args: string[]) =>
+    runHook(what, file, args, env, hooks.timeoutMs).then((ms) => emit({ type: "hook", what, ms }));
   if (hooks.exec) await run(`${name("exec")} '${hooks.exec}'`, "/bin/sh", ["-c", hooks.exec]);
-  if (hooks.reloadUnit) await run(`${name("reloadUnit")} ${hooks.reloadUnit}`, "systemctl", ["try-reload-or-restart", "--", hooks.reloadUnit]);
+  if (hooks.reloadUnit)
+    await run(`${name("reloadUnit")} ${hooks.reloadUnit}`, "systemctl", [
+      "try-reload-or-restart",
+      "--",
+      hooks.reloadUnit,
+    ]);
 }
 
 /** The inherited part of this process's environment, plus where the new credentials are (each variable's name after `prefix`). */
 function hookEnvironment(result: EnrollResult, prefix: string): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = Object.fromEntries(Object.entries(process.env).filter(([name]) => INHERITED_ENV.test(name)));
+  const env: NodeJS.ProcessEnv = Object.fromEntries(
+    Object.entries(process.env).filter(([name]) => INHERITED_ENV.test(name)),
+  );
   const files = result.store.files;
   const set = (name: string, value: string | undefined) => {
     if (value !== undefined) env[`${prefix}${name}`] = value;
@@ -55,9 +69,18 @@ function hookEnvironment(result: EnrollResult, prefix: string): NodeJS.ProcessEn
 }
 
 /** Runs one hook in its own process group; resolves with how long it took. */
-function runHook(what: string, file: string, args: string[], env: NodeJS.ProcessEnv, timeoutMs: number): Promise<number> {
+function runHook(
+  what: string,
+  file: string,
+  args: string[],
+  env: NodeJS.ProcessEnv,
+  timeoutMs: number,
+): Promise<number> {
   const fail = (why: string) =>
-    new CertRetrieverError(`hook failed: ${what} ${why}; the new credentials are stored and stay`, { step: "hook", reason: "hook-failed" });
+    new CertRetrieverError(`hook failed: ${what} ${why}; the new credentials are stored and stay`, {
+      step: "hook",
+      reason: "hook-failed",
+    });
   return new Promise((resolve, reject) => {
     const started = performance.now();
     // Its own process group, so that a timeout stops what it started too.

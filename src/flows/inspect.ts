@@ -35,8 +35,20 @@ export function renewalStart(cert: { notBefore: Date; notAfter: Date }, window: 
 
 /** The verdict on stored credentials: valid (with when renewal is due), or why enrollment is needed. */
 export type Inspection =
-  | { state: "valid"; cert: x509.X509Certificate; ca: x509.X509Certificate; renewFrom: Date; profiled: boolean; revocation?: RevocationVerdict }
-  | { state: "missing" | "partial" | "invalid" | "expiring" | "interrupted" | "revoked" | "ca-changed"; reason: string; cert?: x509.X509Certificate; cacheError?: string };
+  | {
+      state: "valid";
+      cert: x509.X509Certificate;
+      ca: x509.X509Certificate;
+      renewFrom: Date;
+      profiled: boolean;
+      revocation?: RevocationVerdict;
+    }
+  | {
+      state: "missing" | "partial" | "invalid" | "expiring" | "interrupted" | "revoked" | "ca-changed";
+      reason: string;
+      cert?: x509.X509Certificate;
+      cacheError?: string;
+    };
 
 /**
  * Whether the stored credentials are whole and valid now: all three parts present, the key
@@ -46,12 +58,20 @@ export type Inspection =
  */
 export async function inspectCredentials(store: CredentialStore, opts: InspectOptions): Promise<Inspection> {
   const stored = await store.read();
-  if (stored.interrupted) return { state: "interrupted", reason: `a write to ${store.location} was interrupted; the next enrollment finishes or undoes it` };
+  if (stored.interrupted)
+    return {
+      state: "interrupted",
+      reason: `a write to ${store.location} was interrupted; the next enrollment finishes or undoes it`,
+    };
   if (!stored.pems) {
-    if (stored.present.length === 0) return { state: "missing", reason: `no credentials for '${opts.deviceId}' in ${store.location}` };
+    if (stored.present.length === 0)
+      return { state: "missing", reason: `no credentials for '${opts.deviceId}' in ${store.location}` };
     // Devices that share a directory share its CA certificate: a CA alone is no half state of this device.
     if (stored.present.length === 1 && stored.present[0] === "caPem") {
-      return { state: "missing", reason: `no credentials for '${opts.deviceId}' in ${store.location} (only the CA certificate, which devices there share)` };
+      return {
+        state: "missing",
+        reason: `no credentials for '${opts.deviceId}' in ${store.location} (only the CA certificate, which devices there share)`,
+      };
     }
     const missing = (["key", "certificatePem", "caPem"] as const).filter((k) => !stored.present.includes(k));
     return { state: "partial", reason: `half state: ${missing.map((k) => stored.where[k]).join(" and ")} missing` };
@@ -71,13 +91,18 @@ export async function inspectCredentials(store: CredentialStore, opts: InspectOp
       if (err instanceof CertRetrieverError && err.step === "token") throw err; // enrolling again would not help (below too)
       return { state: "invalid", reason: `${stored.where.key} is not a usable key (${describeCause(err)})`, cert };
     }
-    if (candidates.length === 0) return { state: "invalid", reason: `the token no longer holds the key ${stored.where.key} names`, cert };
+    if (candidates.length === 0)
+      return { state: "invalid", reason: `the token no longer holds the key ${stored.where.key} names`, cert };
     const certSpki = Buffer.from(cert.publicKey.rawData);
     const spki = candidates.find((c) => certSpki.equals(c)) ?? candidates[0]!;
     // dojot v0.5-v0.6 issue CN=<tenant>:<device>; any tenant prefix names the same device.
     const cn = commonName(cert);
     const commonNames = [opts.deviceId, ...(cn && /^[^:]+:/.test(cn) && cn.endsWith(`:${opts.deviceId}`) ? [cn] : [])];
-    await validateCertificate({ cert, ca, publicKeySpki: spki, deviceId: opts.deviceId, commonNames, now: opts.now }, opts.crypto, "check-existing");
+    await validateCertificate(
+      { cert, ca, publicKeySpki: spki, deviceId: opts.deviceId, commonNames, now: opts.now },
+      opts.crypto,
+      "check-existing",
+    );
   } catch (err) {
     if (err instanceof CertRetrieverError && err.step === "token") throw err;
     const reason = describeCause(err).replace(/^[a-z-]+ failed: /, "");
@@ -85,21 +110,34 @@ export async function inspectCredentials(store: CredentialStore, opts: InspectOp
   }
   const renewFrom = renewalStart(cert, opts.renewBefore);
   if (opts.now >= renewFrom) {
-    return { state: "expiring", reason: `the certificate expires at ${cert.notAfter.toISOString()}, within the renewal window`, cert };
+    return {
+      state: "expiring",
+      reason: `the certificate expires at ${cert.notAfter.toISOString()}, within the renewal window`,
+      cert,
+    };
   }
-  if (await opts.caReplaced?.(ca)) return { state: "ca-changed", reason: "the platform's CA is no longer the stored one (found by check)", cert };
+  if (await opts.caReplaced?.(ca))
+    return { state: "ca-changed", reason: "the platform's CA is no longer the stored one (found by check)", cert };
   const revocation = await opts.revocation?.(cert, ca);
-  if (revocation?.state === "revoked") return { state: "revoked", reason: describeRevocation(revocation, cert), cert, cacheError: revocation.cacheError };
+  if (revocation?.state === "revoked")
+    return { state: "revoked", reason: describeRevocation(revocation, cert), cert, cacheError: revocation.cacheError };
   return { state: "valid", cert, ca, renewFrom, profiled: pems.profileJson !== undefined, revocation };
 }
 
 /** Stops the run (`pin-mismatch`) if no certificate of the CA chain `ca` (the issuing CA first) matches the pin. */
-export function checkPin(ca: x509.X509Certificate | x509.X509Certificate[], pin: string | undefined, what: string): void {
+export function checkPin(
+  ca: x509.X509Certificate | x509.X509Certificate[],
+  pin: string | undefined,
+  what: string,
+): void {
   if (!pin) return;
   const chain = Array.isArray(ca) ? ca : [ca];
   const actual = chain.map(sha256Fingerprint);
   if (!actual.some((fp) => fp.replace(/:/g, "") === normalizeFingerprint(pin))) {
-    const has = actual.length === 1 ? `has SHA-256 fingerprint ${actual[0]}` : `holds no certificate with that fingerprint (its chain: ${actual.join(", ")})`;
+    const has =
+      actual.length === 1
+        ? `has SHA-256 fingerprint ${actual[0]}`
+        : `holds no certificate with that fingerprint (its chain: ${actual.join(", ")})`;
     throw new CertRetrieverError(`fetch-ca failed: ${what} ${has}, not the pinned ${pin}`, {
       step: "fetch-ca",
       reason: "pin-mismatch",

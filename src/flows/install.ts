@@ -21,12 +21,20 @@ export interface Installed extends Obtained {
 }
 
 /** The store step. Nothing is written unless every step before it passed; a failed write leaves the stored credentials as they were. */
-export async function install(ctx: EnrollContext, run: StepRunner<EnrollStep>, tx: KeyTransaction, stored: Stored, obtained: Obtained): Promise<Installed> {
+export async function install(
+  ctx: EnrollContext,
+  run: StepRunner<EnrollStep>,
+  tx: KeyTransaction,
+  stored: Stored,
+  obtained: Obtained,
+): Promise<Installed> {
   const keyRecord = await obtained.key.record();
   const pems = credentialPems(ctx, obtained, keyRecord);
   const notStored = (err: unknown): never => {
     if (obtained.binding.bound) {
-      run.note(`certificate ${obtained.issued.fingerprint ?? sha256Fingerprint(obtained.cert)} is bound to device ${ctx.device.id} on the platform but was not stored here; the next run issues and binds a new one`);
+      run.note(
+        `certificate ${obtained.issued.fingerprint ?? sha256Fingerprint(obtained.cert)} is bound to device ${ctx.device.id} on the platform but was not stored here; the next run issues and binds a new one`,
+      );
     }
     throw err;
   };
@@ -37,11 +45,16 @@ export async function install(ctx: EnrollContext, run: StepRunner<EnrollStep>, t
     async () => {
       // A renewal swaps only credentials that proved themselves (the broker check): else the stored ones stay in use.
       // A key TLS cannot use while its store is open (a token's) is checked after the write instead.
-      if (stored.cert && ctx.beforeReplace && ctx.keyStore.tlsWhileOpen) checkedBeforeStore = await ctx.beforeReplace(pems).catch(notStored);
+      if (stored.cert && ctx.beforeReplace && ctx.keyStore.tlsWhileOpen)
+        checkedBeforeStore = await ctx.beforeReplace(pems).catch(notStored);
       // Until the write is done, either key may be the one stored: the next run keeps that one and removes the other.
       await tx.staging(keyRecord);
       if (ctx.storeCertInToken) {
-        if (!ctx.keyStore.storeCertificate) throw usageError("the certificate can be stored in a token only beside a key in that token", "storeCertInToken");
+        if (!ctx.keyStore.storeCertificate)
+          throw usageError(
+            "the certificate can be stored in a token only beside a key in that token",
+            "storeCertInToken",
+          );
         await ctx.keyStore.storeCertificate(keyRecord, obtained.cert);
       }
       await ctx.store.write(pems).catch(notStored);

@@ -17,7 +17,14 @@ import type { EnrollStep } from "./result.js";
 import type { Stored } from "./decide.js";
 import { checkPin } from "./inspect.js";
 import type { StepRunner } from "./steps.js";
-import { checkProfileIdentity, CLOCK_TOLERANCE_MS, describeSkew, missingSans, validateCaChain, validateCertificate } from "./validate.js";
+import {
+  checkProfileIdentity,
+  CLOCK_TOLERANCE_MS,
+  describeSkew,
+  missingSans,
+  validateCaChain,
+  validateCertificate,
+} from "./validate.js";
 
 /** A renewal authenticated by the current credentials: the capability, and the credentials. */
 export interface Current {
@@ -52,43 +59,90 @@ export interface Obtained {
 }
 
 /** Runs the steps from authenticate to bind. */
-export async function obtain(ctx: EnrollContext, run: StepRunner<EnrollStep>, tx: KeyTransaction, stored: Stored, plan: ObtainPlan = {}): Promise<Obtained> {
-  const { session } = await run.run("authenticate", () => openSession(ctx.client, { login: ctx.login, token: ctx.token }, ctx.now()), (opened) => opened.detail);
+export async function obtain(
+  ctx: EnrollContext,
+  run: StepRunner<EnrollStep>,
+  tx: KeyTransaction,
+  stored: Stored,
+  plan: ObtainPlan = {},
+): Promise<Obtained> {
+  const { session } = await run.run(
+    "authenticate",
+    () => openSession(ctx.client, { login: ctx.login, token: ctx.token }, ctx.now()),
+    (opened) => opened.detail,
+  );
   const { chain: caChain, proto } = await fetchCa(ctx, run, session);
-  const replacing = stored.cert !== undefined && sameBytes(stored.cert.issuerName.toArrayBuffer(), caChain[0]!.subjectName.toArrayBuffer());
+  const replacing =
+    stored.cert !== undefined &&
+    sameBytes(stored.cert.issuerName.toArrayBuffer(), caChain[0]!.subjectName.toArrayBuffer());
   plan.beforeKey?.(proto, replacing);
   const keyType = await chooseKeyType(ctx, proto, session);
-  const key = await run.run("generate-key", () => generateKey(ctx, tx, keyType.type), (k) => `${keyType.type} key ${k.where}${keyType.why}`);
+  const key = await run.run(
+    "generate-key",
+    () => generateKey(ctx, tx, keyType.type),
+    (k) => `${keyType.type} key ${k.where}${keyType.why}`,
+  );
   const current = plan.current?.(proto, replacing);
   const asked = current ? missingSans(current.cert, ctx.device.sans) : [];
   if (current && asked.length > 0) run.note(current.reenroll.keptNames(asked));
   const csr = await run.run(
     "build-csr",
     () => buildCsr(ctx.device.id, key.keys, ctx.device.sans, key.crypto, current?.cert),
-    () => (current ? `CSR for ${displayName(current.cert.subjectName)}, the names of the certificate it renews` : `CSR for CN=${ctx.device.id}`),
+    () =>
+      current
+        ? `CSR for ${displayName(current.cert.subjectName)}, the names of the certificate it renews`
+        : `CSR for CN=${ctx.device.id}`,
   );
-  const signed = await run.run("submit-csr", () => submit(proto, session, { deviceId: ctx.device.id, csrDer: new Uint8Array(csr.rawData) }, current), ({ cert }) => `certificate ${cert.serialNumber} issued`);
-  await run.run("validate", () => validate(ctx, proto, session, signed.cert, caChain[0]!, key), () => `key, signature, validity and subject checked`);
+  const signed = await run.run(
+    "submit-csr",
+    () => submit(proto, session, { deviceId: ctx.device.id, csrDer: new Uint8Array(csr.rawData) }, current),
+    ({ cert }) => `certificate ${cert.serialNumber} issued`,
+  );
+  await run.run(
+    "validate",
+    () => validate(ctx, proto, session, signed.cert, caChain[0]!, key),
+    () => `key, signature, validity and subject checked`,
+  );
   // Only a certificate that passed validation changes anything more on the platform.
   const binding = await run.run(
     "bind",
-    async () => (proto.bind ? proto.bind(session, signed.issued, ctx.device.id) : { bound: false, detail: `not needed: ${proto.title} ${proto.enroll.noBinding ?? ""}` }),
+    async () =>
+      proto.bind
+        ? proto.bind(session, signed.issued, ctx.device.id)
+        : { bound: false, detail: `not needed: ${proto.title} ${proto.enroll.noBinding ?? ""}` },
     (b) => b.detail,
   );
   return { session, proto, caChain, key, cert: signed.cert, issued: signed.issued, binding, replacing };
 }
 
 /** fetch-ca: the CA chain, checked against the pin and its own signatures before it may vouch for anything; and the client that answered. */
-async function fetchCa(ctx: EnrollContext, run: StepRunner<EnrollStep>, session: Session): Promise<{ chain: x509.X509Certificate[]; proto: ProtocolClient; vouchedBy?: string }> {
+async function fetchCa(
+  ctx: EnrollContext,
+  run: StepRunner<EnrollStep>,
+  session: Session,
+): Promise<{ chain: x509.X509Certificate[]; proto: ProtocolClient; vouchedBy?: string }> {
   return run.run(
     "fetch-ca",
     async () => {
       const fetched = await ctx.client.trust.fetchCa(session);
       const chain = [fetched.der, ...(fetched.chain ?? [])].map((der, i) =>
-        parseCertificate(der, i === 0 ? "the CA the platform sent" : `CA certificate ${i + 1} the platform sent`, "fetch-ca", "reply-malformed"),
+        parseCertificate(
+          der,
+          i === 0 ? "the CA the platform sent" : `CA certificate ${i + 1} the platform sent`,
+          "fetch-ca",
+          "reply-malformed",
+        ),
       );
       checkPin(chain, ctx.pin, "the CA the platform sent");
-      if (chain.length > 1) await validateCaChain(chain, ctx.crypto, ctx.now(), "fetch-ca", "cert-invalid", "the CA chain the platform sent");
+      if (chain.length > 1)
+        await validateCaChain(
+          chain,
+          ctx.crypto,
+          ctx.now(),
+          "fetch-ca",
+          "cert-invalid",
+          "the CA chain the platform sent",
+        );
       // Only now, checked, may the chain vouch for the platform's own TLS (EST).
       ctx.client.trust.trustChain?.(chain.map((c) => new Uint8Array(c.rawData)));
       return { chain, proto: ctx.client.effective?.() ?? ctx.client, vouchedBy: fetched.vouchedBy };
@@ -99,15 +153,24 @@ async function fetchCa(ctx: EnrollContext, run: StepRunner<EnrollStep>, session:
 }
 
 /** The key to make: the one asked for, else the one the platform's CSR attributes ask for, else the protocol's; and why, for the step's line. */
-async function chooseKeyType(ctx: EnrollContext, proto: ProtocolClient, session: Session): Promise<{ type: KeyType; why: string }> {
+async function chooseKeyType(
+  ctx: EnrollContext,
+  proto: ProtocolClient,
+  session: Session,
+): Promise<{ type: KeyType; why: string }> {
   const asked = (await proto.enroll.prepare?.(session, ctx.device.id)) ?? { notes: [] };
   for (const message of asked.notes) ctx.emit({ type: "note", message });
   const wanted = ctx.device.keyType;
   if (wanted && asked.keyType && asked.keyType !== wanted) {
-    ctx.emit({ type: "note", message: `the platform asks for a ${asked.keyType} key; the ${wanted} key asked for here is made as given, and the platform may refuse it` });
+    ctx.emit({
+      type: "note",
+      message: `the platform asks for a ${asked.keyType} key; the ${wanted} key asked for here is made as given, and the platform may refuse it`,
+    });
   }
   if (wanted) return { type: wanted, why: "" };
-  return asked.keyType ? { type: asked.keyType, why: " (as the platform's CSR attributes ask)" } : { type: proto.enroll.defaultKeyType, why: " (the API's preferred key)" };
+  return asked.keyType
+    ? { type: asked.keyType, why: " (as the platform's CSR attributes ask)" }
+    : { type: proto.enroll.defaultKeyType, why: " (the API's preferred key)" };
 }
 
 /** generate-key, through the run's key transaction; a failure of the provider is `keygen-failed`. */
@@ -116,27 +179,63 @@ async function generateKey(ctx: EnrollContext, tx: KeyTransaction, type: KeyType
     return await tx.generate(type, ctx.device.id);
   } catch (err) {
     if (err instanceof CertRetrieverError) throw err;
-    throw new CertRetrieverError(`generate-key failed: ${describeCause(err)}`, { step: "generate-key", reason: "keygen-failed", cause: err });
+    throw new CertRetrieverError(`generate-key failed: ${describeCause(err)}`, {
+      step: "generate-key",
+      reason: "keygen-failed",
+      cause: err,
+    });
   }
 }
 
 /** submit-csr: a renewal by the current credentials where there are some, else an enrollment. */
-async function submit(proto: ProtocolClient, session: Session, req: { deviceId: string; csrDer: Uint8Array }, current?: Current): Promise<{ issued: Issued; cert: x509.X509Certificate }> {
-  const issued = current ? await current.reenroll.submit(session, { ...req, current: { certificatePem: current.certificatePem, keyPem: current.keyPem } }) : await proto.enroll.submit(session, req);
-  return { issued, cert: parseCertificate(issued.der, "the certificate the platform sent", "validate", "cert-invalid") };
+async function submit(
+  proto: ProtocolClient,
+  session: Session,
+  req: { deviceId: string; csrDer: Uint8Array },
+  current?: Current,
+): Promise<{ issued: Issued; cert: x509.X509Certificate }> {
+  const issued = current
+    ? await current.reenroll.submit(session, {
+        ...req,
+        current: { certificatePem: current.certificatePem, keyPem: current.keyPem },
+      })
+    : await proto.enroll.submit(session, req);
+  return {
+    issued,
+    cert: parseCertificate(issued.der, "the certificate the platform sent", "validate", "cert-invalid"),
+  };
 }
 
 /** validate: key, signature, validity, names and the profile's identity; notes for a skewed clock and dropped names. */
-async function validate(ctx: EnrollContext, proto: ProtocolClient, session: Session, cert: x509.X509Certificate, ca: x509.X509Certificate, key: KeyHandle): Promise<void> {
+async function validate(
+  ctx: EnrollContext,
+  proto: ProtocolClient,
+  session: Session,
+  cert: x509.X509Certificate,
+  ca: x509.X509Certificate,
+  key: KeyHandle,
+): Promise<void> {
   const clockSkewMs = ctx.clockSkewMs();
   await validateCertificate(
-    { cert, ca, publicKeySpki: await key.spki(), deviceId: ctx.device.id, commonNames: proto.enroll.commonNames(ctx.device.id, session.tenant), now: ctx.now(), clockSkewMs },
+    {
+      cert,
+      ca,
+      publicKeySpki: await key.spki(),
+      deviceId: ctx.device.id,
+      commonNames: proto.enroll.commonNames(ctx.device.id, session.tenant),
+      now: ctx.now(),
+      clockSkewMs,
+    },
     ctx.crypto,
   );
   if (clockSkewMs !== undefined && Math.abs(clockSkewMs) > CLOCK_TOLERANCE_MS) {
-    ctx.emit({ type: "note", message: `this device's clock is ${describeSkew(clockSkewMs)} the platform's; TLS connections may fail until it is synchronised` });
+    ctx.emit({
+      type: "note",
+      message: `this device's clock is ${describeSkew(clockSkewMs)} the platform's; TLS connections may fail until it is synchronised`,
+    });
   }
   checkProfileIdentity(cert, ctx.device.profile?.name ?? "generic", ctx.device.sans);
   const missing = missingSans(cert, ctx.device.sans);
-  if (missing.length > 0) ctx.emit({ type: "note", message: `the platform left out requested names: ${missing.join(", ")}` });
+  if (missing.length > 0)
+    ctx.emit({ type: "note", message: `the platform left out requested names: ${missing.join(", ")}` });
 }

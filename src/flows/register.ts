@@ -34,7 +34,11 @@ export interface CheckedChain {
  * `caFingerprint` when one is given (else the platform could not tell which trusted CA to use).
  * The device id need not be in the certificate (dojot v0.7+ binds by fingerprint): only a note.
  */
-export async function checkChain(text: string, where: string, opts: { deviceId: string; caFingerprint?: string; now: Date; crypto: CryptoProvider }): Promise<CheckedChain> {
+export async function checkChain(
+  text: string,
+  where: string,
+  opts: { deviceId: string; caFingerprint?: string; now: Date; crypto: CryptoProvider },
+): Promise<CheckedChain> {
   const blocks = certificatePems(text);
   const fail = (message: string, reason: "config" | "cert-invalid" | "cert-out-of-date" | "usage") =>
     new CertRetrieverError(`validate failed: ${message}`, { step: "validate", reason, facts: { path: where } });
@@ -43,43 +47,81 @@ export async function checkChain(text: string, where: string, opts: { deviceId: 
     try {
       return new x509.X509Certificate(block);
     } catch {
-      throw fail(`certificate ${i + 1} of ${blocks.length} in ${where} cannot be read as an X.509 certificate`, "config");
+      throw fail(
+        `certificate ${i + 1} of ${blocks.length} in ${where} cannot be read as an X.509 certificate`,
+        "config",
+      );
     }
   });
   const leaf = certs[0]!;
   const notes: string[] = [];
   if (/PRIVATE KEY-----/.test(text)) notes.push(`${where} also holds a private key; only the certificates are sent`);
   if (leaf.getExtension(x509.BasicConstraintsExtension)?.ca) {
-    throw fail(`the first certificate in ${where} (${displayName(leaf.subjectName)}) is a CA certificate (basicConstraints CA:TRUE); the platform registers only a device's own certificate`, "cert-invalid");
+    throw fail(
+      `the first certificate in ${where} (${displayName(leaf.subjectName)}) is a CA certificate (basicConstraints CA:TRUE); the platform registers only a device's own certificate`,
+      "cert-invalid",
+    );
   }
   const now = opts.now.getTime();
-  if (leaf.notAfter.getTime() <= now) throw fail(`the certificate in ${where} (${displayName(leaf.subjectName)}) expired on ${leaf.notAfter.toISOString()}`, "cert-out-of-date");
-  if (leaf.notBefore.getTime() > now) throw fail(`the certificate in ${where} (${displayName(leaf.subjectName)}) is not valid before ${leaf.notBefore.toISOString()}`, "cert-out-of-date");
+  if (leaf.notAfter.getTime() <= now)
+    throw fail(
+      `the certificate in ${where} (${displayName(leaf.subjectName)}) expired on ${leaf.notAfter.toISOString()}`,
+      "cert-out-of-date",
+    );
+  if (leaf.notBefore.getTime() > now)
+    throw fail(
+      `the certificate in ${where} (${displayName(leaf.subjectName)}) is not valid before ${leaf.notBefore.toISOString()}`,
+      "cert-out-of-date",
+    );
   // x509-identity-mgmt refuses a certificate with a day or less left (`checkRemainingDays`, pkiUtils.js at v0.7.0).
-  if (leaf.notAfter.getTime() - now <= DAY_MS) throw fail(`the certificate in ${where} (${displayName(leaf.subjectName)}) expires on ${leaf.notAfter.toISOString()}, within a day, and the platform registers none that close to its end`, "cert-out-of-date");
+  if (leaf.notAfter.getTime() - now <= DAY_MS)
+    throw fail(
+      `the certificate in ${where} (${displayName(leaf.subjectName)}) expires on ${leaf.notAfter.toISOString()}, within a day, and the platform registers none that close to its end`,
+      "cert-out-of-date",
+    );
   // Each certificate must be signed by the next: dojot's own check skips the device's certificate
   // (pkijs takes the last certificate it is given as the end entity), so a chain in the wrong
   // order, or of another certificate, would be registered and then refused by the broker.
   for (let i = 0; i + 1 < certs.length; i++) {
     const [cert, issuer] = [certs[i]!, certs[i + 1]!];
-    const signed = cert.issuer === issuer.subject && (await cert.verify({ publicKey: issuer.publicKey, signatureOnly: true }, opts.crypto).catch(() => false));
+    const signed =
+      cert.issuer === issuer.subject &&
+      (await cert.verify({ publicKey: issuer.publicKey, signatureOnly: true }, opts.crypto).catch(() => false));
     if (!signed) {
-      throw fail(`certificate ${i + 1} in ${where} (${displayName(cert.subjectName)}) is not signed by certificate ${i + 2} (${displayName(issuer.subjectName)}): the chain must run from the device's certificate to its root, each signed by the next`, "cert-invalid");
+      throw fail(
+        `certificate ${i + 1} in ${where} (${displayName(cert.subjectName)}) is not signed by certificate ${i + 2} (${displayName(issuer.subjectName)}): the chain must run from the device's certificate to its root, each signed by the next`,
+        "cert-invalid",
+      );
     }
   }
   const last = certs.at(-1)!;
-  const rootFingerprint = certs.length > 1 && (await isSelfSignedCa(last, opts.crypto)) ? sha256Fingerprint(last) : undefined;
+  const rootFingerprint =
+    certs.length > 1 && (await isSelfSignedCa(last, opts.crypto)) ? sha256Fingerprint(last) : undefined;
   const pinned = opts.caFingerprint === undefined ? undefined : normalizeFingerprint(opts.caFingerprint);
   if (rootFingerprint && pinned && rootFingerprint.replace(/:/g, "") !== pinned) {
-    throw fail(`the root CA at the end of ${where} has the fingerprint ${rootFingerprint}, not the one given (${opts.caFingerprint})`, "usage");
+    throw fail(
+      `the root CA at the end of ${where} has the fingerprint ${rootFingerprint}, not the one given (${opts.caFingerprint})`,
+      "usage",
+    );
   }
   if (!rootFingerprint && !pinned) {
-    throw fail(`${where} does not end with its root CA certificate, and no root CA fingerprint was given, so the platform cannot tell which trusted CA issued it`, "usage");
+    throw fail(
+      `${where} does not end with its root CA certificate, and no root CA fingerprint was given, so the platform cannot tell which trusted CA issued it`,
+      "usage",
+    );
   }
   if (!namesDevice(leaf, opts.deviceId)) {
-    notes.push(`the certificate names ${displayName(leaf.subjectName)}, not device '${opts.deviceId}'; dojot v0.7+ finds the device by the certificate's fingerprint, so VerneMQ accepts it, but a broker that checks the CN would not`);
+    notes.push(
+      `the certificate names ${displayName(leaf.subjectName)}, not device '${opts.deviceId}'; dojot v0.7+ finds the device by the certificate's fingerprint, so VerneMQ accepts it, but a broker that checks the CN would not`,
+    );
   }
-  return { leaf, pem: certs.map((c) => toPem(c.rawData, "CERTIFICATE").trimEnd()).join("\n"), count: certs.length, rootFingerprint, notes };
+  return {
+    leaf,
+    pem: certs.map((c) => toPem(c.rawData, "CERTIFICATE").trimEnd()).join("\n"),
+    count: certs.length,
+    rootFingerprint,
+    notes,
+  };
 }
 
 /** Whether the CN or a subjectAltName is the device id. */
@@ -129,23 +171,38 @@ export type RegisterEvent = AgentEvent<RegisterStep>;
  * platform and binds it to the device: authenticate, find out which API answers (it must offer
  * registration), register. Writes nothing locally.
  */
-export async function registerExisting(opts: RegisterOptions, onEvent: (e: RegisterEvent) => void = () => {}): Promise<RegisterResult> {
+export async function registerExisting(
+  opts: RegisterOptions,
+  onEvent: (e: RegisterEvent) => void = () => {},
+): Promise<RegisterResult> {
   const now = opts.now ?? (() => new Date());
   const run = new StepRunner(REGISTER_STEPS, onEvent, opts.signal);
   const { chain } = opts;
-  await run.run("validate", async () => undefined, () => `${displayName(chain.leaf.subjectName)}, issued by ${displayName(chain.leaf.issuerName)}, valid until ${chain.leaf.notAfter.toISOString()}; ${chain.count} certificate(s)`);
+  await run.run(
+    "validate",
+    async () => undefined,
+    () =>
+      `${displayName(chain.leaf.subjectName)}, issued by ${displayName(chain.leaf.issuerName)}, valid until ${chain.leaf.notAfter.toISOString()}; ${chain.count} certificate(s)`,
+  );
   for (const message of chain.notes) run.note(message);
-  const { session } = await run.run("authenticate", () => openSession(opts.client, opts, now()), (s) => s.detail);
+  const { session } = await run.run(
+    "authenticate",
+    () => openSession(opts.client, opts, now()),
+    (s) => s.detail,
+  );
   const proto = await run.run(
     "fetch-ca",
     async () => {
       await opts.client.trust.fetchCa(session);
       const proto = opts.client.effective?.() ?? opts.client;
       if (!proto.register) {
-        throw new CertRetrieverError(`fetch-ca failed: the platform speaks ${proto.title}, which cannot register a certificate it did not issue; that needs x509-identity-mgmt (dojot v0.7+)`, {
-          step: "fetch-ca",
-          reason: "not-supported",
-        });
+        throw new CertRetrieverError(
+          `fetch-ca failed: the platform speaks ${proto.title}, which cannot register a certificate it did not issue; that needs x509-identity-mgmt (dojot v0.7+)`,
+          {
+            step: "fetch-ca",
+            reason: "not-supported",
+          },
+        );
       }
       return { title: proto.title, register: proto.register.bind(proto) };
     },
@@ -154,8 +211,17 @@ export async function registerExisting(opts: RegisterOptions, onEvent: (e: Regis
   const root = chain.rootFingerprint ?? opts.caFingerprint;
   const registered = await run.run(
     "register",
-    () => proto.register(session, { deviceId: opts.deviceId, chainPem: chain.pem, leafDer: new Uint8Array(chain.leaf.rawData), caFingerprint: chain.rootFingerprint ? undefined : opts.caFingerprint }),
-    (r) => (r.already ? `certificate ${r.fingerprint} was registered and bound to device ${opts.deviceId} already` : `certificate ${r.fingerprint} registered and bound to device ${opts.deviceId}`),
+    () =>
+      proto.register(session, {
+        deviceId: opts.deviceId,
+        chainPem: chain.pem,
+        leafDer: new Uint8Array(chain.leaf.rawData),
+        caFingerprint: chain.rootFingerprint ? undefined : opts.caFingerprint,
+      }),
+    (r) =>
+      r.already
+        ? `certificate ${r.fingerprint} was registered and bound to device ${opts.deviceId} already`
+        : `certificate ${r.fingerprint} registered and bound to device ${opts.deviceId}`,
   );
   return {
     status: registered.already ? "already-registered" : "registered",

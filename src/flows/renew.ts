@@ -12,12 +12,22 @@ import type { ObtainPlan } from "./obtain.js";
 export function renewalPlan(stored: Stored, stillGood: boolean): ObtainPlan {
   return {
     beforeKey(proto, replacing) {
-      const refusal = replacing && stored.cert ? proto.renewal?.refuse?.({ notAfter: stored.cert.notAfter }) : undefined;
+      const refusal =
+        replacing && stored.cert ? proto.renewal?.refuse?.({ notAfter: stored.cert.notAfter }) : undefined;
       if (refusal) throw refusal;
     },
     // A token key cannot go into Node's TLS: only a key file authenticates a re-enrollment.
     current(proto, replacing) {
-      if (!proto.reenroll || !stillGood || !replacing || !stored.cert || !stored.certificatePem || !stored.key || isKeyUri(stored.key)) return undefined;
+      if (
+        !proto.reenroll ||
+        !stillGood ||
+        !replacing ||
+        !stored.cert ||
+        !stored.certificatePem ||
+        !stored.key ||
+        isKeyUri(stored.key)
+      )
+        return undefined;
       return { reenroll: proto.reenroll, certificatePem: stored.certificatePem, keyPem: stored.key, cert: stored.cert };
     },
   };

@@ -6,7 +6,16 @@ import { displayName, sha256Fingerprint } from "./certificate.js";
 import type { StepTiming } from "./steps.js";
 
 /** The enrollment steps, in the order they run. */
-export const ENROLL_STEPS = ["authenticate", "fetch-ca", "generate-key", "build-csr", "submit-csr", "validate", "bind", "store"] as const;
+export const ENROLL_STEPS = [
+  "authenticate",
+  "fetch-ca",
+  "generate-key",
+  "build-csr",
+  "submit-csr",
+  "validate",
+  "bind",
+  "store",
+] as const;
 
 /** One of {@link ENROLL_STEPS}. */
 export type EnrollStep = (typeof ENROLL_STEPS)[number];
@@ -17,7 +26,11 @@ export interface EnrollResult {
   deviceId: string;
   tenant?: string;
   /** `files.profile` is there only when a profile was recorded. */
-  store: { kind: string; location: string; files?: Omit<CredentialPaths, "profile" | "key" | "keyUri"> & { key?: string; keyUri?: string; profile?: string } };
+  store: {
+    kind: string;
+    location: string;
+    files?: Omit<CredentialPaths, "profile" | "key" | "keyUri"> & { key?: string; keyUri?: string; profile?: string };
+  };
   serialNumber: string;
   sha256Fingerprint: string;
   subject: string;
@@ -26,7 +39,13 @@ export interface EnrollResult {
   notAfter: string;
   steps: StepTiming<EnrollStep>[];
   /** The certificate these credentials replaced, and what became of it on the platform. */
-  previous?: { sha256Fingerprint: string; serialNumber: string; notAfter: string; revoked: "revoked" | "absent" | "kept"; why?: string };
+  previous?: {
+    sha256Fingerprint: string;
+    serialNumber: string;
+    notAfter: string;
+    revoked: "revoked" | "absent" | "kept";
+    why?: string;
+  };
   /** What the broker check before the swap returned. */
   checkedBeforeStore?: unknown;
 }

@@ -15,15 +15,31 @@ import type { StepTiming } from "./steps.js";
 type Settled = { revoked: "revoked" | "absent" | "kept"; why?: string };
 
 /** The result of an enrollment that stored new credentials, once its hooks ran and the certificate it replaced was settled. */
-export async function retire(ctx: EnrollContext, stored: Stored, installed: Installed, steps: StepTiming<EnrollStep>[]): Promise<EnrollResult> {
+export async function retire(
+  ctx: EnrollContext,
+  stored: Stored,
+  installed: Installed,
+  steps: StepTiming<EnrollStep>[],
+): Promise<EnrollResult> {
   const kept = { profiled: installed.profiled, keyInToken: isKeyUri(installed.keyRecord) };
   const result: EnrollResult = {
-    ...describeStored(installed.cert, ctx.store, { deviceId: ctx.device.id, tenant: installed.session.tenant }, steps, kept),
+    ...describeStored(
+      installed.cert,
+      ctx.store,
+      { deviceId: ctx.device.id, tenant: installed.session.tenant },
+      steps,
+      kept,
+    ),
     status: "enrolled",
     ...(installed.checkedBeforeStore !== undefined ? { checkedBeforeStore: installed.checkedBeforeStore } : {}),
   };
   const replaced = stored.cert && sha256Fingerprint(stored.cert) !== result.sha256Fingerprint ? stored.cert : undefined;
-  const previous = replaced && { sha256Fingerprint: sha256Fingerprint(replaced), serialNumber: replaced.serialNumber, notAfter: replaced.notAfter.toISOString(), revoked: "kept" as const };
+  const previous = replaced && {
+    sha256Fingerprint: sha256Fingerprint(replaced),
+    serialNumber: replaced.serialNumber,
+    notAfter: replaced.notAfter.toISOString(),
+    revoked: "kept" as const,
+  };
   if (previous) result.previous = previous;
   let hookError: unknown;
   await ctx.afterChange?.(result).catch((err: unknown) => (hookError = err));
@@ -34,19 +50,30 @@ export async function retire(ctx: EnrollContext, stored: Stored, installed: Inst
   }
   if (hookError !== undefined) throw hookError;
   // The cached CRL predates the revocation this run made: the next check fetches a new one. A CA change is acted on.
-  if (result.previous?.revoked === "revoked") await rm(ctx.store.sidecars.crlCache, { force: true }).catch(() => undefined);
+  if (result.previous?.revoked === "revoked")
+    await rm(ctx.store.sidecars.crlCache, { force: true }).catch(() => undefined);
   await rm(ctx.store.sidecars.caReplacedMark, { force: true }).catch(() => undefined);
   return result;
 }
 
 /** What becomes of the certificate a renewal replaced: revoked on the platform, unless that is not wanted, not possible, or not yet safe. */
-async function settlePrevious(ctx: EnrollContext, installed: Installed, previous: x509.X509Certificate, hookFailed: boolean): Promise<Settled> {
+async function settlePrevious(
+  ctx: EnrollContext,
+  installed: Installed,
+  previous: x509.X509Certificate,
+  hookFailed: boolean,
+): Promise<Settled> {
   const { proto, session } = installed;
-  if (hookFailed) return { revoked: "kept", why: "the command after the change failed, so what uses the identity may still hold the old one" };
+  if (hookFailed)
+    return {
+      revoked: "kept",
+      why: "the command after the change failed, so what uses the identity may still hold the old one",
+    };
   if (!ctx.revokePrevious) return { revoked: "kept", why: "asked to keep it" };
   if (!installed.replacing) return { revoked: "kept", why: "another CA issued it" };
   if (!proto.revoke) return { revoked: "kept", why: `${proto.title} has no revocation for devices` };
-  if (session.expiresAt && session.expiresAt <= ctx.now()) return { revoked: "kept", why: "the session expired before it could be revoked; revoke it on the platform" };
+  if (session.expiresAt && session.expiresAt <= ctx.now())
+    return { revoked: "kept", why: "the session expired before it could be revoked; revoke it on the platform" };
   try {
     return { revoked: await proto.revoke(session, sha256Fingerprint(previous)) };
   } catch (err) {

@@ -40,7 +40,19 @@ const DELTA_CRL_INDICATOR = "2.5.29.27";
 const ISSUING_DISTRIBUTION_POINT = "2.5.29.28";
 
 /** CRL reason codes (RFC 5280, 5.3.1) by number, as openssl names them. */
-const REASON_NAMES = ["unspecified", "keyCompromise", "cACompromise", "affiliationChanged", "superseded", "cessationOfOperation", "certificateHold", "", "removeFromCRL", "privilegeWithdrawn", "aACompromise"];
+const REASON_NAMES = [
+  "unspecified",
+  "keyCompromise",
+  "cACompromise",
+  "affiliationChanged",
+  "superseded",
+  "cessationOfOperation",
+  "certificateHold",
+  "",
+  "removeFromCRL",
+  "privilegeWithdrawn",
+  "aACompromise",
+];
 
 /**
  * Whether `cert` is revoked, by a CRL of its issuer `ca` whose signature is checked. A cached CRL
@@ -48,13 +60,22 @@ const REASON_NAMES = ["unspecified", "keyCompromise", "cACompromise", "affiliati
  * asked, and a CRL it sends is kept. When the platform cannot be asked, a cached CRL that is not
  * past its nextUpdate still answers; else the answer is "unknown" with the reason, never a guess.
  */
-export async function revocationOf(cert: x509.X509Certificate, ca: x509.X509Certificate, opts: RevocationOptions): Promise<RevocationVerdict> {
+export async function revocationOf(
+  cert: x509.X509Certificate,
+  ca: x509.X509Certificate,
+  opts: RevocationOptions,
+): Promise<RevocationVerdict> {
   const cached = opts.cachePath ? await readCachedCrl(opts.cachePath, ca, opts.crypto, opts.now) : undefined;
   const current = cached && (!cached.crl.nextUpdate || cached.crl.nextUpdate > opts.now) ? cached : undefined;
   // A listing stays true however old the CRL: check and enroll must agree on it, or the unit would run for nothing every day.
   const listed = cached?.crl.findRevoked(cert.serialNumber) ? cached : undefined;
-  if ((current ?? listed) && (!opts.fetch || opts.now.getTime() - (current ?? listed)!.fetchedAt.getTime() < opts.refreshMs)) return verdict(cert, (current ?? listed)!.crl, "cache", opts.now);
-  if (!opts.fetch) return { state: "unknown", why: cached ? "the cached CRL is past its next update" : "no CRL has been fetched yet" };
+  if (
+    (current ?? listed) &&
+    (!opts.fetch || opts.now.getTime() - (current ?? listed)!.fetchedAt.getTime() < opts.refreshMs)
+  )
+    return verdict(cert, (current ?? listed)!.crl, "cache", opts.now);
+  if (!opts.fetch)
+    return { state: "unknown", why: cached ? "the cached CRL is past its next update" : "no CRL has been fetched yet" };
   let crl: x509.X509Crl;
   try {
     crl = new x509.X509Crl(new Uint8Array(await opts.fetch()));
@@ -62,43 +83,76 @@ export async function revocationOf(cert: x509.X509Certificate, ca: x509.X509Cert
     if (problem) throw new Error(problem);
   } catch (err) {
     const why = `the CRL could not be fetched or is not good (${describeCause(err)})`;
-    if (current) return verdict(cert, current.crl, "cache", opts.now, `${why}; the cached one, current until ${current.crl.nextUpdate?.toISOString() ?? "its issuer's next CRL"}, answered`);
+    if (current)
+      return verdict(
+        cert,
+        current.crl,
+        "cache",
+        opts.now,
+        `${why}; the cached one, current until ${current.crl.nextUpdate?.toISOString() ?? "its issuer's next CRL"}, answered`,
+      );
     if (listed) return verdict(cert, listed.crl, "cache", opts.now, `${why}; the cached one lists it`);
     return { state: "unknown", why };
   }
   // A CRL older than the one kept (a stale replica, a replay) does not replace it.
-  if (cached && crl.thisUpdate < cached.crl.thisUpdate) return verdict(cert, cached.crl, "cache", opts.now, "the platform sent an older CRL than the one kept");
+  if (cached && crl.thisUpdate < cached.crl.thisUpdate)
+    return verdict(cert, cached.crl, "cache", opts.now, "the platform sent an older CRL than the one kept");
   let cacheError: string | undefined;
-  if (opts.cachePath) await writeCache(opts.cachePath, crl).catch((err: unknown) => (cacheError = `the CRL could not be kept in ${opts.cachePath} (${describeCause(err)})`));
+  if (opts.cachePath)
+    await writeCache(opts.cachePath, crl).catch(
+      (err: unknown) => (cacheError = `the CRL could not be kept in ${opts.cachePath} (${describeCause(err)})`),
+    );
   const answer = verdict(cert, crl, "fetched", opts.now);
   return answer.state === "unknown" || !cacheError ? answer : { ...answer, cacheError };
 }
 
 /** What `crl` says of `cert`: listed is revoked, whatever the CRL's age; not listed counts only while the CRL is current. */
-function verdict(cert: x509.X509Certificate, crl: x509.X509Crl, from: CrlFacts["from"], now: Date, note?: string): RevocationVerdict {
+function verdict(
+  cert: x509.X509Certificate,
+  crl: x509.X509Crl,
+  from: CrlFacts["from"],
+  now: Date,
+  note?: string,
+): RevocationVerdict {
   const facts: CrlFacts = { thisUpdate: crl.thisUpdate, nextUpdate: crl.nextUpdate, from, note };
   const entry = crl.findRevoked(cert.serialNumber);
-  if (!entry && crl.nextUpdate && crl.nextUpdate <= now) return { state: "unknown", why: `the platform's CRL is past its next update (${crl.nextUpdate.toISOString()})` };
+  if (!entry && crl.nextUpdate && crl.nextUpdate <= now)
+    return { state: "unknown", why: `the platform's CRL is past its next update (${crl.nextUpdate.toISOString()})` };
   if (!entry) return { state: "good", crl: facts };
   const code = entry.reason;
-  return { state: "revoked", crl: facts, revokedAt: entry.revocationDate, reason: code === undefined ? undefined : (REASON_NAMES[code] ?? `reason ${code}`) };
+  return {
+    state: "revoked",
+    crl: facts,
+    revokedAt: entry.revocationDate,
+    reason: code === undefined ? undefined : (REASON_NAMES[code] ?? `reason ${code}`),
+  };
 }
 
 /** Why `crl` is not the CRL of `ca` (issuer, signature), or undefined. */
-async function crlProblem(crl: x509.X509Crl, ca: x509.X509Certificate, crypto: CryptoProvider): Promise<string | undefined> {
+async function crlProblem(
+  crl: x509.X509Crl,
+  ca: x509.X509Certificate,
+  crypto: CryptoProvider,
+): Promise<string | undefined> {
   if (!sameBytes(crl.issuerName.toArrayBuffer(), ca.subjectName.toArrayBuffer())) {
     return `it was issued by ${displayName(crl.issuerName)}, not by the stored CA ${displayName(ca.subjectName)}`;
   }
   // A complete CRL only: a delta or partitioned one cannot say that a certificate is not revoked.
   if (crl.getExtension(DELTA_CRL_INDICATOR)) return "it is a delta CRL";
-  if (crl.getExtension(ISSUING_DISTRIBUTION_POINT)) return "it covers only a part of the CA's certificates (issuing distribution point)";
+  if (crl.getExtension(ISSUING_DISTRIBUTION_POINT))
+    return "it covers only a part of the CA's certificates (issuing distribution point)";
   // The CA's key as such (its own certificate's signature algorithm may be another CA's, RSA over an EC key).
   const signed = await crl.verify({ publicKey: ca.publicKey }, crypto).catch(() => false);
   return signed ? undefined : "its signature does not verify with the stored CA's key";
 }
 
 /** The cached CRL if it is still the stored CA's, with when it was fetched (the file's time, never later than now). */
-async function readCachedCrl(path: string, ca: x509.X509Certificate, crypto: CryptoProvider, now: Date): Promise<{ crl: x509.X509Crl; fetchedAt: Date } | undefined> {
+async function readCachedCrl(
+  path: string,
+  ca: x509.X509Certificate,
+  crypto: CryptoProvider,
+  now: Date,
+): Promise<{ crl: x509.X509Crl; fetchedAt: Date } | undefined> {
   try {
     const [text, st] = await Promise.all([readFile(path, "utf8"), stat(path)]);
     const crl = new x509.X509Crl(text);
@@ -114,7 +168,10 @@ function writeCache(path: string, crl: x509.X509Crl): Promise<void> {
 }
 
 /** A verdict in a few words, for `check` and `enroll`. */
-export function describeRevocation(v: Exclude<RevocationVerdict, { state: "unknown" }>, cert: x509.X509Certificate): string {
+export function describeRevocation(
+  v: Exclude<RevocationVerdict, { state: "unknown" }>,
+  cert: x509.X509Certificate,
+): string {
   const crl = `${v.crl.from === "cache" ? "the cached CRL" : "the CRL just fetched"} (issued ${v.crl.thisUpdate.toISOString()})`;
   return v.state === "revoked"
     ? `certificate ${cert.serialNumber} was revoked at ${v.revokedAt.toISOString()}${v.reason ? ` (${v.reason})` : ""}, says ${crl}`

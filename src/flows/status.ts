@@ -39,7 +39,14 @@ export interface StatusContext {
 /** What status found: enrollment is needed (and why), or the valid credentials and what revocation said. */
 export type StatusResult =
   | { needed: true; state: Exclude<Inspection["state"], "valid">; reason: string }
-  | { needed: false; state: "valid"; cert: x509.X509Certificate; renewFrom: Date; revocation?: RevocationVerdict; location: string };
+  | {
+      needed: false;
+      state: "valid";
+      cert: x509.X509Certificate;
+      renewFrom: Date;
+      revocation?: RevocationVerdict;
+      location: string;
+    };
 
 /** Inspects the stored credentials, asking the platform (or a distribution point) only about revocation and the CA. */
 export async function status(ctx: StatusContext): Promise<StatusResult> {
@@ -53,11 +60,18 @@ export async function status(ctx: StatusContext): Promise<StatusResult> {
         throw new Error(caReplaced);
       }
       const proto = client.effective?.() ?? client;
-      if (!proto.crl) throw new Error(`${proto.title} serves no CRL (${ctx.name("revocation")} distribution-points reads one from the certificate's own distribution points)`);
+      if (!proto.crl)
+        throw new Error(
+          `${proto.title} serves no CRL (${ctx.name("revocation")} distribution-points reads one from the certificate's own distribution points)`,
+        );
       return proto.crl(session);
     });
   const fetchFor = async (cert: x509.X509Certificate, ca: x509.X509Certificate) =>
-    ctx.ask ? fromPlatform(ca) : ctx.revocation === "distribution-points" ? await ctx.fromDistributionPoints?.(cert) : undefined;
+    ctx.ask
+      ? fromPlatform(ca)
+      : ctx.revocation === "distribution-points"
+        ? await ctx.fromDistributionPoints?.(cert)
+        : undefined;
   const verdict = await inspectCredentials(ctx.store, {
     deviceId: ctx.deviceId,
     crypto: ctx.crypto,
@@ -69,7 +83,13 @@ export async function status(ctx: StatusContext): Promise<StatusResult> {
       ctx.revocation === "off"
         ? undefined
         : async (cert, ca) =>
-            revocationOf(cert, ca, { crypto: ctx.crypto, now: ctx.now, cachePath: ctx.store.sidecars.crlCache, refreshMs: ctx.crlRefreshMs, fetch: await fetchFor(cert, ca) }),
+            revocationOf(cert, ca, {
+              crypto: ctx.crypto,
+              now: ctx.now,
+              cachePath: ctx.store.sidecars.crlCache,
+              refreshMs: ctx.crlRefreshMs,
+              fetch: await fetchFor(cert, ca),
+            }),
   });
   return settle(ctx, verdict, caReplaced);
 }
@@ -80,11 +100,23 @@ async function settle(ctx: StatusContext, verdict: Inspection, caReplaced: strin
     const mark = ctx.store.sidecars.caReplacedMark;
     // enroll sees this only through the mark: without it, the unit would be started every day for nothing.
     await markCaReplaced(mark, verdict.ca).catch((err: unknown) => {
-      throw storageError(`${caReplaced}, but that could not be noted for enroll in ${mark} (${describeCause(err)})`, err);
+      throw storageError(
+        `${caReplaced}, but that could not be noted for enroll in ${mark} (${describeCause(err)})`,
+        err,
+      );
     });
     return { needed: true, state: "ca-changed", reason: caReplaced };
   }
-  if (verdict.state === "valid") return { needed: false, state: "valid", cert: verdict.cert, renewFrom: verdict.renewFrom, revocation: verdict.revocation, location: ctx.store.location };
-  if (verdict.state === "revoked" && verdict.cacheError) throw storageError(`${verdict.reason}, but ${verdict.cacheError}, where enroll reads it`, undefined);
+  if (verdict.state === "valid")
+    return {
+      needed: false,
+      state: "valid",
+      cert: verdict.cert,
+      renewFrom: verdict.renewFrom,
+      revocation: verdict.revocation,
+      location: ctx.store.location,
+    };
+  if (verdict.state === "revoked" && verdict.cacheError)
+    throw storageError(`${verdict.reason}, but ${verdict.cacheError}, where enroll reads it`, undefined);
   return { needed: true, state: verdict.state, reason: verdict.reason };
 }

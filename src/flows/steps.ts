@@ -61,7 +61,14 @@ export class StepRunner<S extends string> {
     const value = await work();
     const ms = Math.round(performance.now() - start);
     this.timings.push({ step, ms });
-    this.emit({ type: "step", step, index: this.order.indexOf(step) + 1, total: this.order.length, ms, detail: detail(value) });
+    this.emit({
+      type: "step",
+      step,
+      index: this.order.indexOf(step) + 1,
+      total: this.order.length,
+      ms,
+      detail: detail(value),
+    });
     return value;
   }
 

@@ -52,9 +52,16 @@ export const CLOCK_TOLERANCE_MS = 5 * 60_000;
  * id, as EJBCA's end entity sets it). Throws `cert-invalid` naming the first check that fails,
  * `cert-out-of-date` when it is not valid now, or `clock-skew` when only the device's clock is wrong.
  */
-export async function validateCertificate(input: ValidationInput, crypto: CryptoProvider, step: Step = "validate"): Promise<void> {
+export async function validateCertificate(
+  input: ValidationInput,
+  crypto: CryptoProvider,
+  step: Step = "validate",
+): Promise<void> {
   const fail = (message: string) =>
-    new CertRetrieverError(`${step} failed: ${message}${step === "validate" ? "; nothing was written" : ""}`, { step, reason: "cert-invalid" });
+    new CertRetrieverError(`${step} failed: ${message}${step === "validate" ? "; nothing was written" : ""}`, {
+      step,
+      reason: "cert-invalid",
+    });
   const { cert, ca, deviceId } = input;
   const certSpki = new Uint8Array(cert.publicKey.rawData);
   if (certSpki.length !== input.publicKeySpki.length || !timingSafeEqual(certSpki, input.publicKeySpki)) {
@@ -72,10 +79,15 @@ export async function validateCertificate(input: ValidationInput, crypto: Crypto
   if (!signedByCa) {
     throw fail(`the certificate is not signed by the CA '${ca.subject}' (its issuer is '${cert.issuer}')`);
   }
-  if (cert.getExtension(x509.BasicConstraintsExtension)?.ca) throw fail("the device certificate is a CA certificate (basicConstraints CA:TRUE)");
-  for (const [c, what] of [[ca, "the CA certificate"], [cert, "the certificate"]] as const) {
+  if (cert.getExtension(x509.BasicConstraintsExtension)?.ca)
+    throw fail("the device certificate is a CA certificate (basicConstraints CA:TRUE)");
+  for (const [c, what] of [
+    [ca, "the CA certificate"],
+    [cert, "the certificate"],
+  ] as const) {
     const unknown = c.extensions.find((e) => e.critical && !TLS_CRITICAL_EXTENSIONS.has(e.type));
-    if (unknown) throw fail(`${what} has a critical extension TLS peers do not know (${unknown.type}), so they would refuse it`);
+    if (unknown)
+      throw fail(`${what} has a critical extension TLS peers do not know (${unknown.type}), so they would refuse it`);
   }
   checkValidity(ca, "the CA certificate", input, step);
   checkValidity(cert, "the certificate", input, step);
@@ -101,15 +113,23 @@ function checkValidity(cert: x509.X509Certificate, what: string, input: Validati
     );
   }
   const written = step === "validate" ? "; nothing was written" : "";
-  throw new CertRetrieverError(`${step} failed: ${what} is ${range}, which does not include now (${now.toISOString()})${written}`, {
-    step,
-    reason: "cert-out-of-date",
-  });
+  throw new CertRetrieverError(
+    `${step} failed: ${what} is ${range}, which does not include now (${now.toISOString()})${written}`,
+    {
+      step,
+      reason: "cert-out-of-date",
+    },
+  );
 }
 
 /** "3 h 20 min behind" / "12 s ahead of": two units at most, the smaller one rounded. */
 export function describeSkew(skewMs: number): string {
-  const units = [["d", 86_400], ["h", 3_600], ["min", 60], ["s", 1]] as const;
+  const units = [
+    ["d", 86_400],
+    ["h", 3_600],
+    ["min", 60],
+    ["s", 1],
+  ] as const;
   const raw = Math.abs(skewMs) / 1000;
   const top = units.findIndex(([, size]) => raw >= size);
   const precision = units[Math.min(Math.max(top, 0) + 1, units.length - 1)]![1];
@@ -133,13 +153,18 @@ export function describeSkew(skewMs: number): string {
 export function checkProfileIdentity(cert: x509.X509Certificate, profile: string, requested: SubjectAltNames): void {
   const wanted = requested.uri[0];
   if (profile !== "amqtt" || !wanted) return;
-  const uris = (cert.getExtension(x509.SubjectAlternativeNameExtension)?.names.toJSON() ?? []).filter((n) => n.type === "url").map((n) => n.value);
+  const uris = (cert.getExtension(x509.SubjectAlternativeNameExtension)?.names.toJSON() ?? [])
+    .filter((n) => n.type === "url")
+    .map((n) => n.value);
   if (uris[0] === wanted) return;
   const found = uris.length === 0 ? "it has no URI SAN" : `its first URI SAN is ${uris[0]}`;
-  throw new CertRetrieverError(`validate failed: the certificate lacks the URI SAN ${wanted} that the amqtt broker identifies the device by (${found}); nothing was written`, {
-    step: "validate",
-    reason: "san-dropped",
-  });
+  throw new CertRetrieverError(
+    `validate failed: the certificate lacks the URI SAN ${wanted} that the amqtt broker identifies the device by (${found}); nothing was written`,
+    {
+      step: "validate",
+      reason: "san-dropped",
+    },
+  );
 }
 
 /** The requested SANs that the issued certificate does not carry (profiles may drop some). */
@@ -156,15 +181,29 @@ export function missingSans(cert: x509.X509Certificate, requested: SubjectAltNam
  * next; the last one self-signed, or an intermediate whose issuers the server left out (the pin
  * then says whether it is trusted).
  */
-export async function validateCaChain(chain: x509.X509Certificate[], crypto: CryptoProvider, now: Date, step: Step, reason: Reason, what: string): Promise<void> {
+export async function validateCaChain(
+  chain: x509.X509Certificate[],
+  crypto: CryptoProvider,
+  now: Date,
+  step: Step,
+  reason: Reason,
+  what: string,
+): Promise<void> {
   for (const [i, cert] of chain.entries()) {
     const issuer = chain[i + 1] ?? (cert.issuer === cert.subject ? cert : undefined);
     let problem: string | undefined;
     if (!cert.getExtension(x509.BasicConstraintsExtension)?.ca) problem = "is not a CA (no basicConstraints CA:TRUE)";
-    else if (now < cert.notBefore || now > cert.notAfter) problem = `is valid from ${cert.notBefore.toISOString()} to ${cert.notAfter.toISOString()}, which does not include now (${now.toISOString()})`;
-    else if (issuer && (cert.issuer !== issuer.subject || !(await cert.verify({ publicKey: issuer.publicKey, signatureOnly: true }, crypto)))) {
-      problem = issuer === cert ? "does not verify as self-signed" : `is not signed by the next one, '${issuer.subject}'`;
+    else if (now < cert.notBefore || now > cert.notAfter)
+      problem = `is valid from ${cert.notBefore.toISOString()} to ${cert.notAfter.toISOString()}, which does not include now (${now.toISOString()})`;
+    else if (
+      issuer &&
+      (cert.issuer !== issuer.subject ||
+        !(await cert.verify({ publicKey: issuer.publicKey, signatureOnly: true }, crypto)))
+    ) {
+      problem =
+        issuer === cert ? "does not verify as self-signed" : `is not signed by the next one, '${issuer.subject}'`;
     }
-    if (problem) throw new CertRetrieverError(`${step} failed: in ${what}, '${cert.subject}' ${problem}`, { step, reason });
+    if (problem)
+      throw new CertRetrieverError(`${step} failed: in ${what}, '${cert.subject}' ${problem}`, { step, reason });
   }
 }

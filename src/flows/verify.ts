@@ -37,20 +37,36 @@ export interface VerifyContext {
 export async function verifyStored(ctx: VerifyContext, store: CredentialStore): Promise<StageReport[]> {
   const stored = await store.read();
   if (stored.interrupted) {
-    throw new CertRetrieverError(`verify failed: a write to ${store.location} was interrupted, so which credentials are stored is not settled`, { step: "verify", reason: "not-enrolled" });
+    throw new CertRetrieverError(
+      `verify failed: a write to ${store.location} was interrupted, so which credentials are stored is not settled`,
+      { step: "verify", reason: "not-enrolled" },
+    );
   }
-  if (!stored.pems) throw new CertRetrieverError(`verify failed: no complete credentials for '${ctx.deviceId}' in ${store.location}`, { step: "verify", reason: "not-enrolled" });
+  if (!stored.pems)
+    throw new CertRetrieverError(`verify failed: no complete credentials for '${ctx.deviceId}' in ${store.location}`, {
+      step: "verify",
+      reason: "not-enrolled",
+    });
   return verifyCredentials(ctx, stored.pems, `'${ctx.deviceId}' in ${store.location}`);
 }
 
 /** The broker check with credentials in hand: stored ones, or (in a renewal) new ones not yet stored; `where` names them in messages. */
-export async function verifyCredentials(ctx: VerifyContext, pems: CredentialPems, where: string): Promise<StageReport[]> {
+export async function verifyCredentials(
+  ctx: VerifyContext,
+  pems: CredentialPems,
+  where: string,
+): Promise<StageReport[]> {
   const identity = await identityOf(ctx, pems, where);
   const inToken = isKeyUri(pems.key);
-  if (ctx.key.uri !== undefined && !inToken) throw usageError(`${ctx.name("key")} names a token key, but the key of ${where} is a key file`, "keyKind");
+  if (ctx.key.uri !== undefined && !inToken)
+    throw usageError(`${ctx.name("key")} names a token key, but the key of ${where} is a key file`, "keyKind");
   const [{ checkBroker }, tokenKey] = await Promise.all([
     import("../broker/broker.js"),
-    inToken ? import("../keys/token-tls.js").then((m) => m.tokenKeyForTls({ ...ctx.key, uri: ctx.key.uri ?? pems.key.trim() }, pems.key)) : undefined,
+    inToken
+      ? import("../keys/token-tls.js").then((m) =>
+          m.tokenKeyForTls({ ...ctx.key, uri: ctx.key.uri ?? pems.key.trim() }, pems.key),
+        )
+      : undefined,
   ]);
   try {
     return await checkBroker(
@@ -80,9 +96,17 @@ async function identityOf(ctx: VerifyContext, pems: CredentialPems, where: strin
   try {
     recorded = pems.profileJson ? (JSON.parse(pems.profileJson) as ProfileRecord) : undefined;
   } catch {
-    throw new CertRetrieverError(`verify failed: the recorded profile of ${where} is damaged`, { step: "verify", reason: "config" });
+    throw new CertRetrieverError(`verify failed: the recorded profile of ${where} is damaged`, {
+      step: "verify",
+      reason: "config",
+    });
   }
-  const record: ProfileRecord = { profile: ctx.broker.profile ?? recorded?.profile ?? "generic", deviceId: ctx.deviceId, tenant: recorded?.tenant, uriDomain: ctx.broker.uriDomain ?? recorded?.uriDomain };
+  const record: ProfileRecord = {
+    profile: ctx.broker.profile ?? recorded?.profile ?? "generic",
+    deviceId: ctx.deviceId,
+    tenant: recorded?.tenant,
+    uriDomain: ctx.broker.uriDomain ?? recorded?.uriDomain,
+  };
   const { mqttIdentity } = await import("../broker/profiles.js");
   return mqttIdentity(record);
 }
@@ -90,5 +114,10 @@ async function identityOf(ctx: VerifyContext, pems: CredentialPems, where: strin
 /** A broker check's error with what became of the credentials added to its message (anything else as it is). */
 export function withWhat(err: unknown, what: string): unknown {
   if (!(err instanceof CertRetrieverError)) return err;
-  return new CertRetrieverError(`${err.message} (${what})`, { step: err.step, reason: err.reason, facts: err.facts, cause: err });
+  return new CertRetrieverError(`${err.message} (${what})`, {
+    step: err.step,
+    reason: err.reason,
+    facts: err.facts,
+    cause: err,
+  });
 }

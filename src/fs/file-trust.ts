@@ -7,7 +7,8 @@
 export function writableByOthers(st: { mode: number; uid: number }, stickyIsFine = false): string | undefined {
   const me = process.getuid?.();
   if (me === undefined) return undefined;
-  if (st.mode & 0o022 && !(stickyIsFine && st.mode & 0o1000)) return `other users can write it (mode ${(st.mode & 0o7777).toString(8)})`;
+  if (st.mode & 0o022 && !(stickyIsFine && st.mode & 0o1000))
+    return `other users can write it (mode ${(st.mode & 0o7777).toString(8)})`;
   if (st.uid !== 0 && st.uid !== me) return `it belongs to another user (uid ${st.uid})`;
   return undefined;
 }

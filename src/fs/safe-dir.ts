@@ -20,10 +20,14 @@ export async function prepareDirectory(outDir: string): Promise<string | undefin
     throw storageError(`cannot create the directory ${dir}: ${describeCause(real)}`, real, dir);
   }
   try {
-    if (created) await refuseUntrusted(dirname(created), `refusing to create the output directory in ${dirname(created)}`, true);
+    if (created)
+      await refuseUntrusted(dirname(created), `refusing to create the output directory in ${dirname(created)}`, true);
     // `dir`, then each directory above it that this run created (0700, unless one was swapped meanwhile).
     for (let d = dir; ; d = dirname(d)) {
-      await refuseUntrusted(d, d === dir ? `refusing the output directory ${d}` : `refusing the directory ${d}, made for the output directory`);
+      await refuseUntrusted(
+        d,
+        d === dir ? `refusing the output directory ${d}` : `refusing the directory ${d}, made for the output directory`,
+      );
       if (!created || d.length <= created.length) break;
     }
   } catch (err) {
@@ -40,7 +44,12 @@ async function refuseUntrusted(dir: string, what: string, stickyIsFine = false):
   } catch (err) {
     throw storageError(`cannot check who may write in ${dir}: ${describeCause(err)}`, err, dir);
   }
-  if (reason) throw new CertRetrieverError(`store failed: ${what}: ${reason}`, { step: "store", reason: "storage-unsafe", facts: { path: dir } });
+  if (reason)
+    throw new CertRetrieverError(`store failed: ${what}: ${reason}`, {
+      step: "store",
+      reason: "storage-unsafe",
+      facts: { path: dir },
+    });
 }
 
 /** Removes directories a failed run created, if they are still empty. */
@@ -48,7 +57,13 @@ export async function removeCreatedDirectory(dir: string, createdTop: string | u
   if (!createdTop) return;
   let current = resolve(dir);
   while (current.length >= createdTop.length) {
-    if (!(await rmdir(current).then(() => true, () => false))) return;
+    if (
+      !(await rmdir(current).then(
+        () => true,
+        () => false,
+      ))
+    )
+      return;
     if (current === createdTop) return;
     current = join(current, "..");
   }
@@ -97,7 +112,12 @@ async function mkdirError(dir: string, err: unknown): Promise<unknown> {
   if (errnoOf(err) !== "ENOENT") return err;
   let missing = dir;
   for (let parent = dirname(dir); parent !== missing; missing = parent, parent = dirname(parent)) {
-    if (await stat(parent).then(() => true, () => false)) {
+    if (
+      await stat(parent).then(
+        () => true,
+        () => false,
+      )
+    ) {
       return mkdir(missing, { mode: 0o700 }).then(
         async () => {
           await rmdir(missing).catch(() => undefined);
@@ -112,5 +132,10 @@ async function mkdirError(dir: string, err: unknown): Promise<unknown> {
 
 /** A storage failure in one sentence, with the system error and the path as facts. */
 export function storageError(message: string, cause: unknown, path?: string): CertRetrieverError {
-  return new CertRetrieverError(`store failed: ${message}`, { step: "store", reason: "storage-failed", facts: { errno: errnoOf(cause), ...(path ? { path } : {}) }, cause });
+  return new CertRetrieverError(`store failed: ${message}`, {
+    step: "store",
+    reason: "storage-failed",
+    facts: { errno: errnoOf(cause), ...(path ? { path } : {}) },
+    cause,
+  });
 }

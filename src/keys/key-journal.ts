@@ -72,7 +72,8 @@ export class TokenKeyTransaction implements KeyTransaction {
     const tx = new TokenKeyTransaction(keys, journal, stored);
     const left = (await readKeyJournal(journal)).filter((record) => !(stored && sameKey(record, stored)));
     for (const record of left) {
-      if ((await tx.remove(record, "an earlier run made it and stored no credentials with it", tx.notes)) === "kept") tx.elsewhere.push(record);
+      if ((await tx.remove(record, "an earlier run made it and stored no credentials with it", tx.notes)) === "kept")
+        tx.elsewhere.push(record);
     }
     await writeKeyJournal(journal, tx.elsewhere);
     return tx;
@@ -86,7 +87,8 @@ export class TokenKeyTransaction implements KeyTransaction {
   }
 
   async staging(newRecord: string): Promise<void> {
-    if (this.stored && !sameKey(this.stored, newRecord)) await writeKeyJournal(this.journal, [...this.elsewhere, newRecord, this.stored]);
+    if (this.stored && !sameKey(this.stored, newRecord))
+      await writeKeyJournal(this.journal, [...this.elsewhere, newRecord, this.stored]);
   }
 
   async commit(newRecord: string): Promise<string[]> {
@@ -94,7 +96,8 @@ export class TokenKeyTransaction implements KeyTransaction {
     const notes: string[] = [];
     // The key the new credentials replaced is cert-retriever's (it stored it): it goes.
     const replaced = this.stored && !sameKey(this.stored, newRecord) ? this.stored : undefined;
-    const kept = replaced && (await this.remove(replaced, "the new key replaces it", notes)) === "kept" ? [replaced] : [];
+    const kept =
+      replaced && (await this.remove(replaced, "the new key replaces it", notes)) === "kept" ? [replaced] : [];
     // A stale entry names the stored key, which is never removed.
     await writeKeyJournal(this.journal, [...this.elsewhere, ...kept]).catch(() => undefined);
     return notes;
@@ -104,7 +107,8 @@ export class TokenKeyTransaction implements KeyTransaction {
     const notes: string[] = [];
     const made = this.made;
     this.made = undefined;
-    if (made && (await this.remove(made, "this run made it and failed", notes)) === "done") await writeKeyJournal(this.journal, this.elsewhere).catch(() => undefined);
+    if (made && (await this.remove(made, "this run made it and failed", notes)) === "done")
+      await writeKeyJournal(this.journal, this.elsewhere).catch(() => undefined);
     return notes;
   }
 
@@ -113,7 +117,10 @@ export class TokenKeyTransaction implements KeyTransaction {
     try {
       const outcome = await this.keys.remove(record);
       if (outcome === "removed") notes.push(`removed ${describeKey(record)}: ${why}`);
-      if (outcome === "elsewhere") notes.push(`${describeKey(record)} is not in ${this.keys.location}, so it stays (${why}); a run with that token removes it`);
+      if (outcome === "elsewhere")
+        notes.push(
+          `${describeKey(record)} is not in ${this.keys.location}, so it stays (${why}); a run with that token removes it`,
+        );
       return outcome === "elsewhere" ? "kept" : "done";
     } catch (err) {
       notes.push(`could not remove ${describeKey(record)} (${describeCause(err)}); the next run tries again`);

@@ -81,13 +81,20 @@ export class SoftwareKeyStore implements KeyStore {
   }
 
   async publicKeysOf(record: string): Promise<Uint8Array[]> {
-    if (isPkcs11Uri(record.trim())) throw new Error(`the stored key is the URI of a key in a PKCS#11 token (${record.trim()}), not a key`);
+    if (isPkcs11Uri(record.trim()))
+      throw new Error(`the stored key is the URI of a key in a PKCS#11 token (${record.trim()}), not a key`);
     return [new Uint8Array(createPublicKey(createPrivateKey(record)).export({ type: "spki", format: "der" }))];
   }
 
   /** A software key lives only in the credentials store: there is nothing to journal or remove. */
   async begin(): Promise<KeyTransaction> {
-    return { notes: [], generate: (type) => this.generate(type), staging: async () => {}, commit: async () => [], rollback: async () => [] };
+    return {
+      notes: [],
+      generate: (type) => this.generate(type),
+      staging: async () => {},
+      commit: async () => [],
+      rollback: async () => [],
+    };
   }
 
   async close(): Promise<void> {}

@@ -28,7 +28,12 @@ export interface KeySettings {
  * The key store for `uri`: a PKCS#11 token when it names one, else software. `login` opens the
  * token for signing (asking for the PIN if it needs one); without it only public objects are read.
  */
-export async function openKeyStore(settings: KeySettings, uri: string | undefined, login: boolean, crypto?: CryptoProvider): Promise<KeyStore> {
+export async function openKeyStore(
+  settings: KeySettings,
+  uri: string | undefined,
+  login: boolean,
+  crypto?: CryptoProvider,
+): Promise<KeyStore> {
   const { isPkcs11Uri, parsePkcs11Uri, shown } = await import("./pkcs11-uri.js");
   if (uri === undefined) {
     const { SoftwareKeyStore } = await import("./key-store.js");
@@ -38,21 +43,37 @@ export async function openKeyStore(settings: KeySettings, uri: string | undefine
   const parsed = parsePkcs11Uri(uri);
   const pin = await pinOf(settings, parsed);
   const { Pkcs11KeyStore } = await import("./pkcs11-store.js");
-  return Pkcs11KeyStore.open({ uri, modulePath: settings.modulePath, pin: pin.read, pinSource: pin.where, refusePinValue: Boolean(settings.refusePinValue) }, login);
+  return Pkcs11KeyStore.open(
+    {
+      uri,
+      modulePath: settings.modulePath,
+      pin: pin.read,
+      pinSource: pin.where,
+      refusePinValue: Boolean(settings.refusePinValue),
+    },
+    login,
+  );
 }
 
 /** The PIN source for a token: the settings', or none (a token that asks for one then fails, `missing-credentials`). */
 export async function pinOf(settings: KeySettings, uri: Pkcs11Uri): Promise<PinSource> {
   if (settings.pin) return settings.pin(uri);
   const { tokenName } = await import("./pkcs11-uri.js");
-  const missing = new CertRetrieverError(`token failed: no PIN for ${tokenName(uri)}`, { step: "token", reason: "missing-credentials" });
+  const missing = new CertRetrieverError(`token failed: no PIN for ${tokenName(uri)}`, {
+    step: "token",
+    reason: "missing-credentials",
+  });
   return { read: () => Promise.reject(missing), where: "nowhere" };
 }
 
 /** The public keys a stored key record names: a PEM's own, or those of the token key its URI (or `settings.uri`) names, read without a login. */
 export async function publicKeysOf(settings: KeySettings, record: string): Promise<Uint8Array[]> {
   const { isKeyUri } = await import("./pkcs11-uri.js");
-  const keyStore = await openKeyStore(settings, isKeyUri(record) ? (settings.uri ?? record.trim()) : settings.uri, false);
+  const keyStore = await openKeyStore(
+    settings,
+    isKeyUri(record) ? (settings.uri ?? record.trim()) : settings.uri,
+    false,
+  );
   try {
     return await keyStore.publicKeysOf(record);
   } finally {

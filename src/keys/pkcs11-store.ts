@@ -57,14 +57,21 @@ export function ckrOf(err: unknown): string | undefined {
 export function tokenError(message: string, err: unknown, fallback: Reason = "token-error"): CertRetrieverError {
   const ckr = ckrOf(err);
   const reason = (ckr ? CKR_REASONS[ckr] : undefined) ?? fallback;
-  return new CertRetrieverError(`token failed: ${message}: ${ckr ?? describeCause(err)}`, { step: "token", reason, cause: err });
+  return new CertRetrieverError(`token failed: ${message}: ${ckr ?? describeCause(err)}`, {
+    step: "token",
+    reason,
+    cause: err,
+  });
 }
 
 /** The module to load: the URI's `module-path=`, else --pkcs11-module, else PKCS11_MODULE_PATH. */
 export function modulePathOf(uri: Pkcs11Uri, fallback: string | undefined): string {
   const path = uri.modulePath ?? fallback ?? process.env.PKCS11_MODULE_PATH;
   if (!path) {
-    throw usageError("no PKCS#11 module: the key URI has no module-path=, none was given, and PKCS11_MODULE_PATH is unset", "pkcs11Module");
+    throw usageError(
+      "no PKCS#11 module: the key URI has no module-path=, none was given, and PKCS11_MODULE_PATH is unset",
+      "pkcs11Module",
+    );
   }
   return path;
 }
@@ -73,13 +80,19 @@ export function modulePathOf(uri: Pkcs11Uri, fallback: string | undefined): stri
 async function loadPackages(): Promise<{ graphene: Graphene; p11: WebcryptoP11 }> {
   try {
     const [graphene, p11] = await Promise.all([import("graphene-pk11"), import("node-webcrypto-p11")]);
-    return { graphene: (graphene as { default?: Graphene }).default ?? graphene, p11: (p11 as { default?: WebcryptoP11 }).default ?? p11 };
+    return {
+      graphene: (graphene as { default?: Graphene }).default ?? graphene,
+      p11: (p11 as { default?: WebcryptoP11 }).default ?? p11,
+    };
   } catch (err) {
-    throw new CertRetrieverError(`token failed: this installation has no PKCS#11 support (node-webcrypto-p11 and pkcs11js): ${describeCause(err).split("\n")[0]}`, {
-      step: "token",
-      reason: "pkcs11-unavailable",
-      cause: err,
-    });
+    throw new CertRetrieverError(
+      `token failed: this installation has no PKCS#11 support (node-webcrypto-p11 and pkcs11js): ${describeCause(err).split("\n")[0]}`,
+      {
+        step: "token",
+        reason: "pkcs11-unavailable",
+        cause: err,
+      },
+    );
   }
 }
 
@@ -120,13 +133,19 @@ export class Pkcs11KeyStore implements KeyStore {
   static async open(opts: Pkcs11Options, login: boolean): Promise<Pkcs11KeyStore> {
     const uri = parsePkcs11Uri(opts.uri);
     if (uri.pinValue !== undefined && opts.refusePinValue) {
-      throw usageError("the key URI carries pin-value=, which is refused on the command line, where other users see it", "pinValue");
+      throw usageError(
+        "the key URI carries pin-value=, which is refused on the command line, where other users see it",
+        "pinValue",
+      );
     }
     const modulePath = modulePathOf(uri, opts.modulePath);
     try {
       await access(modulePath, constants.R_OK);
     } catch (err) {
-      throw new CertRetrieverError(`token failed: the PKCS#11 module ${modulePath} cannot be read: ${describeCause(err)}`, { step: "token", reason: "pkcs11-module-missing", facts: { path: modulePath }, cause: err });
+      throw new CertRetrieverError(
+        `token failed: the PKCS#11 module ${modulePath} cannot be read: ${describeCause(err)}`,
+        { step: "token", reason: "pkcs11-module-missing", facts: { path: modulePath }, cause: err },
+      );
     }
     const { graphene, p11 } = await loadPackages();
     const module = loadModule(graphene, modulePath);
@@ -145,12 +164,29 @@ export class Pkcs11KeyStore implements KeyStore {
           session.login(pin);
           loggedIn = true;
         } catch (err) {
-          if (ckrOf(err) !== "CKR_USER_ALREADY_LOGGED_IN") throw tokenError(`token '${tokenLabel}' refused the PIN from ${uri.pinValue !== undefined ? "the URI's pin-value" : opts.pinSource}`, err, "token-pin-refused");
+          if (ckrOf(err) !== "CKR_USER_ALREADY_LOGGED_IN")
+            throw tokenError(
+              `token '${tokenLabel}' refused the PIN from ${uri.pinValue !== undefined ? "the URI's pin-value" : opts.pinSource}`,
+              err,
+              "token-pin-refused",
+            );
           loggedIn = true;
         }
       }
       const crypto = tokenCrypto(p11, session);
-      return new Pkcs11KeyStore(module, session, graphene, p11, crypto, uri, modulePath, tokenLabel, token.serialNumber.trim(), release, loggedIn);
+      return new Pkcs11KeyStore(
+        module,
+        session,
+        graphene,
+        p11,
+        crypto,
+        uri,
+        modulePath,
+        tokenLabel,
+        token.serialNumber.trim(),
+        release,
+        loggedIn,
+      );
     } catch (err) {
       quietly(() => session?.close());
       quietly(() => module.finalize());
@@ -175,15 +211,31 @@ export class Pkcs11KeyStore implements KeyStore {
     const label = this.uri.object ?? deviceId;
     let keys: CryptoKeyPair;
     try {
-      keys = (await this.crypto.subtle.generateKey({ ...keyAlgorithm(type), label, token: true, sensitive: true } as unknown as Algorithm, false, ["sign", "verify"])) as CryptoKeyPair;
+      keys = (await this.crypto.subtle.generateKey(
+        { ...keyAlgorithm(type), label, token: true, sensitive: true } as unknown as Algorithm,
+        false,
+        ["sign", "verify"],
+      )) as CryptoKeyPair;
     } catch (err) {
       const ckr = ckrOf(err);
-      if (ckr && CKR_REASONS[ckr]) throw tokenError(`generating a ${type} key in token '${this.tokenLabel}' failed`, err);
-      throw new CertRetrieverError(`generate-key failed: token '${this.tokenLabel}' cannot make a ${type} key: ${ckr ?? describeCause(err)}`, { step: "generate-key", reason: "keygen-failed", cause: err });
+      if (ckr && CKR_REASONS[ckr])
+        throw tokenError(`generating a ${type} key in token '${this.tokenLabel}' failed`, err);
+      throw new CertRetrieverError(
+        `generate-key failed: token '${this.tokenLabel}' cannot make a ${type} key: ${ckr ?? describeCause(err)}`,
+        { step: "generate-key", reason: "keygen-failed", cause: err },
+      );
     }
     const id = new Uint8Array((keys.privateKey as unknown as { key: { id: Buffer } }).key.id);
     const crypto = this.crypto;
-    const record = formatPkcs11Uri({ token: this.tokenLabel, serial: this.tokenSerial, object: label, id, type: "private", modulePath: this.modulePath, pinSource: this.uri.pinSource });
+    const record = formatPkcs11Uri({
+      token: this.tokenLabel,
+      serial: this.tokenSerial,
+      object: label,
+      id,
+      type: "private",
+      modulePath: this.modulePath,
+      pinSource: this.uri.pinSource,
+    });
     return {
       keys,
       crypto,
@@ -213,10 +265,13 @@ export class Pkcs11KeyStore implements KeyStore {
    */
   async remove(record: string): Promise<"removed" | "absent" | "elsewhere"> {
     const uri = parsePkcs11Uri(record);
-    if (uri.token !== this.tokenLabel || (uri.serial !== undefined && uri.serial !== this.tokenSerial)) return "elsewhere";
+    if (uri.token !== this.tokenLabel || (uri.serial !== undefined && uri.serial !== this.tokenSerial))
+      return "elsewhere";
     if (uri.object === undefined || uri.id === undefined) return "absent"; // names no one key
     const { ObjectClass } = this.graphene;
-    const objects = [ObjectClass.PRIVATE_KEY, ObjectClass.PUBLIC_KEY, ObjectClass.CERTIFICATE].flatMap((cls) => this.find(cls, uri.object, uri.id));
+    const objects = [ObjectClass.PRIVATE_KEY, ObjectClass.PUBLIC_KEY, ObjectClass.CERTIFICATE].flatMap((cls) =>
+      this.find(cls, uri.object, uri.id),
+    );
     if (objects.length === 0) return "absent";
     for (const object of objects) {
       try {
@@ -291,12 +346,15 @@ function loadModule(graphene: Graphene, modulePath: string): Module {
     module.initialize();
     return module;
   } catch (err) {
-    throw new CertRetrieverError(`token failed: ${modulePath} is not a PKCS#11 module that loads here: ${describeCause(err).split("\n")[0]}`, {
-      step: "token",
-      reason: "pkcs11-module-missing",
-      facts: { path: modulePath },
-      cause: err,
-    });
+    throw new CertRetrieverError(
+      `token failed: ${modulePath} is not a PKCS#11 module that loads here: ${describeCause(err).split("\n")[0]}`,
+      {
+        step: "token",
+        reason: "pkcs11-module-missing",
+        facts: { path: modulePath },
+        cause: err,
+      },
+    );
   }
 }
 
@@ -359,8 +417,17 @@ function findSlot(module: Module, uri: Pkcs11Uri): Slot {
     if (uri.token === undefined && label.trim() === "") continue; // an uninitialized token (SoftHSM's free slot)
     return slot;
   }
-  const wanted = [uri.token !== undefined && `token=${uri.token}`, uri.serial && `serial=${uri.serial}`, uri.slotId !== undefined && `slot-id=${uri.slotId}`].filter(Boolean).join(", ");
-  throw new CertRetrieverError(`token failed: no token ${wanted ? `matching ${wanted} ` : ""}is present in ${module.libFile}`, { step: "token", reason: "token-missing" });
+  const wanted = [
+    uri.token !== undefined && `token=${uri.token}`,
+    uri.serial && `serial=${uri.serial}`,
+    uri.slotId !== undefined && `slot-id=${uri.slotId}`,
+  ]
+    .filter(Boolean)
+    .join(", ");
+  throw new CertRetrieverError(
+    `token failed: no token ${wanted ? `matching ${wanted} ` : ""}is present in ${module.libFile}`,
+    { step: "token", reason: "token-missing" },
+  );
 }
 
 /**
@@ -377,7 +444,10 @@ async function tokenLock(modulePath: string, serial: string, label: string): Pro
   await prepareDirectory(dir);
   return acquireLock(dir).catch((err: unknown) => {
     if (err instanceof CertRetrieverError && err.reason === "busy") {
-      throw new CertRetrieverError(err.message.replace(`is using ${dir}`, `is using token '${label}' (its lock is in ${dir})`), { step: "lock", reason: "busy", facts: err.facts });
+      throw new CertRetrieverError(
+        err.message.replace(`is using ${dir}`, `is using token '${label}' (its lock is in ${dir})`),
+        { step: "lock", reason: "busy", facts: err.facts },
+      );
     }
     throw err;
   });

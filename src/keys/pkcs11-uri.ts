@@ -92,7 +92,8 @@ export function parsePkcs11Uri(text: string): Pkcs11Uri {
   };
   take(path, ";", PATH_ATTRIBUTES);
   take(query, "&", QUERY_ATTRIBUTES);
-  if (uri.type !== undefined && !["private", "public", "cert"].includes(uri.type)) throw bad(`type=${uri.type} names no key (use type=private, or leave it out)`);
+  if (uri.type !== undefined && !["private", "public", "cert"].includes(uri.type))
+    throw bad(`type=${uri.type} names no key (use type=private, or leave it out)`);
   if (uri.object === "") throw bad("object= is empty");
   return uri;
 }
@@ -156,7 +157,14 @@ function percentDecode(value: string): Uint8Array {
 export function sameKey(a: string, b: string): boolean {
   try {
     const [x, y] = [parsePkcs11Uri(a), parsePkcs11Uri(b)];
-    return x.token === y.token && x.serial === y.serial && x.object === y.object && x.id !== undefined && y.id !== undefined && Buffer.from(x.id).equals(Buffer.from(y.id));
+    return (
+      x.token === y.token &&
+      x.serial === y.serial &&
+      x.object === y.object &&
+      x.id !== undefined &&
+      y.id !== undefined &&
+      Buffer.from(x.id).equals(Buffer.from(y.id))
+    );
   } catch {
     return false;
   }

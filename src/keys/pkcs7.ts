@@ -17,7 +17,8 @@ export function certsFromPkcs7(der: Uint8Array): Uint8Array[] {
   let signedData: SignedData;
   try {
     const info = AsnConvert.parse(der, ContentInfo);
-    if (info.contentType !== id_signedData) throw new Error(`it is CMS content of type ${info.contentType}, not SignedData`);
+    if (info.contentType !== id_signedData)
+      throw new Error(`it is CMS content of type ${info.contentType}, not SignedData`);
     signedData = AsnConvert.parse(info.content, SignedData);
   } catch (err) {
     throw new Error(`not a PKCS#7 certs-only message: ${err instanceof Error ? err.message : String(err)}`);
@@ -49,7 +50,10 @@ export function decodeCsrAttrs(der: Uint8Array): CsrAttr[] {
     if (item instanceof asn1js.ObjectIdentifier) return { oid: item.valueBlock.toString() };
     const [type, set] = item instanceof asn1js.Sequence ? item.valueBlock.value : [];
     if (type instanceof asn1js.ObjectIdentifier && set instanceof asn1js.Set) {
-      return { attribute: type.valueBlock.toString(), values: set.valueBlock.value.map((v) => new Uint8Array(v.toBER())) };
+      return {
+        attribute: type.valueBlock.toString(),
+        values: set.valueBlock.value.map((v) => new Uint8Array(v.toBER())),
+      };
     }
     throw new Error(`CSR attribute ${i + 1} is neither an OID nor an attribute`);
   });

@@ -8,7 +8,12 @@ import { modulePathOf, Pkcs11KeyStore } from "./pkcs11-store.js";
 import { parsePkcs11Uri } from "./pkcs11-uri.js";
 
 /** Where Debian, Fedora and others put OpenSSL 3's engines. */
-const ENGINE_DIRS = [`/usr/lib/${process.arch === "arm64" ? "aarch64" : process.arch === "arm" ? "arm" : "x86_64"}-linux-gnu/engines-3`, "/usr/lib64/engines-3", "/usr/lib/engines-3", "/usr/local/lib/engines-3"];
+const ENGINE_DIRS = [
+  `/usr/lib/${process.arch === "arm64" ? "aarch64" : process.arch === "arm" ? "arm" : "x86_64"}-linux-gnu/engines-3`,
+  "/usr/lib64/engines-3",
+  "/usr/lib/engines-3",
+  "/usr/local/lib/engines-3",
+];
 
 /**
  * What Node's TLS needs to use a key that stays in a token: OpenSSL's pkcs11 engine (libp11,
@@ -19,15 +24,25 @@ const ENGINE_DIRS = [`/usr/lib/${process.arch === "arm64" ? "aarch64" : process.
  * never left to prompt on stdin. Node's own OpenSSL has no engines directory, so OPENSSL_ENGINES
  * is set (when unset) to the system's, and the module goes to the engine by PKCS11_MODULE_PATH.
  */
-export async function tokenKeyForTls(settings: KeySettings & { uri: string }, record: string): Promise<{ engine: { engine: string; identifier: string }; dispose(): Promise<void> }> {
+export async function tokenKeyForTls(
+  settings: KeySettings & { uri: string },
+  record: string,
+): Promise<{ engine: { engine: string; identifier: string }; dispose(): Promise<void> }> {
   const parsed = parsePkcs11Uri(settings.uri);
   const named = parsePkcs11Uri(record);
   const source = await pinOf(settings, parsed);
   const pin = parsed.pinValue ?? (await source.read());
-  const keyStore = await openKeyStore({ ...settings, pin: () => ({ read: async () => pin, where: source.where }) }, settings.uri, true);
+  const keyStore = await openKeyStore(
+    { ...settings, pin: () => ({ read: async () => pin, where: source.where }) },
+    settings.uri,
+    true,
+  );
   try {
     if (!(keyStore instanceof Pkcs11KeyStore && keyStore.holds(record))) {
-      throw new CertRetrieverError(`token failed: ${keyStore.location} no longer holds the key '${named.object ?? ""}' the stored credentials name`, { step: "token", reason: "token-key-missing" });
+      throw new CertRetrieverError(
+        `token failed: ${keyStore.location} no longer holds the key '${named.object ?? ""}' the stored credentials name`,
+        { step: "token", reason: "token-key-missing" },
+      );
     }
   } finally {
     // finalized before the engine initializes the module in this process
@@ -67,6 +82,7 @@ async function removeLeftPinFiles(base: string): Promise<void> {
   for (const name of names.filter((n) => n.startsWith(PIN_DIR_PREFIX))) {
     const path = join(base, name);
     const st = await lstat(path).catch(() => undefined);
-    if (st?.isDirectory() && st.uid === process.getuid?.() && Date.now() - st.mtimeMs > 60_000) await rm(path, { recursive: true, force: true }).catch(() => undefined);
+    if (st?.isDirectory() && st.uid === process.getuid?.() && Date.now() - st.mtimeMs > 60_000)
+      await rm(path, { recursive: true, force: true }).catch(() => undefined);
   }
 }

@@ -214,7 +214,9 @@ export interface ProtocolSettingSpec {
 }
 
 /** Reason -> what the user can do, with `{setting}` placeholders; undefined: the general hint. */
-export type ProtocolHints = { readonly [R in Reason]?: (err: CertRetrieverError, command: string | undefined) => string | undefined };
+export type ProtocolHints = {
+  readonly [R in Reason]?: (err: CertRetrieverError, command: string | undefined) => string | undefined;
+};
 
 /** A protocol: its names, what it offers before it is opened, and how to open it. */
 export interface ProtocolPlugin {

@@ -5,9 +5,23 @@ import { CertRetrieverError, describeCause, usageError } from "../errors.js";
 import { prepareDirectory, removeCreatedDirectory, storageError, syncDirectory } from "../fs/safe-dir.js";
 import { acquireLock } from "../fs/lock.js";
 import { credentialPaths, fileNamesProblem, STAGING_PREFIX, type CredentialPaths } from "./names.js";
-import { COMMIT_MARK, commitMark, hasInterruptedWrite, otherKeyKind, recoverInterruptedWrites, removeOtherKeyKind } from "./recovery.js";
+import {
+  COMMIT_MARK,
+  commitMark,
+  hasInterruptedWrite,
+  otherKeyKind,
+  recoverInterruptedWrites,
+  removeOtherKeyKind,
+} from "./recovery.js";
 import { isKeyUri } from "../keys/pkcs11-uri.js";
-import type { CredentialPems, CredentialStore, OpenStore, Sidecars, StoredCredentials, WriteObserver } from "./types.js";
+import type {
+  CredentialPems,
+  CredentialStore,
+  OpenStore,
+  Sidecars,
+  StoredCredentials,
+  WriteObserver,
+} from "./types.js";
 
 export { credentialPaths, type CredentialPaths } from "./names.js";
 export type { CredentialPems } from "./types.js";
@@ -28,7 +42,11 @@ export class FilesStore implements CredentialStore {
     const problem = fileNamesProblem(deviceId, caName);
     if (problem) throw usageError(problem, "fileNames");
     this.paths = credentialPaths(outDir, deviceId, caName);
-    this.sidecars = { keyJournal: `${this.paths.key}.pending`, crlCache: join(outDir, `${caName}.crl`), caReplacedMark: join(outDir, `${caName}.replaced`) };
+    this.sidecars = {
+      keyJournal: `${this.paths.key}.pending`,
+      crlCache: join(outDir, `${caName}.crl`),
+      caReplacedMark: join(outDir, `${caName}.replaced`),
+    };
   }
 
   get location(): string {
@@ -52,10 +70,17 @@ export class FilesStore implements CredentialStore {
     // Unreadable counts as interrupted: enrolling then reports the cause.
     const interrupted = await hasInterruptedWrite(this.paths).catch(() => true);
     return {
-      pems: key !== undefined && certificatePem !== undefined && caPem !== undefined ? { key, certificatePem, caPem, profileJson } : undefined,
+      pems:
+        key !== undefined && certificatePem !== undefined && caPem !== undefined
+          ? { key, certificatePem, caPem, profileJson }
+          : undefined,
       present,
       parts,
-      where: { key: keyUri !== undefined ? this.paths.keyUri : this.paths.key, certificatePem: this.paths.certificate, caPem: this.paths.ca },
+      where: {
+        key: keyUri !== undefined ? this.paths.keyUri : this.paths.key,
+        certificatePem: this.paths.certificate,
+        caPem: this.paths.ca,
+      },
       interrupted,
     };
   }
@@ -104,7 +129,9 @@ function planOf(paths: CredentialPaths, pems: CredentialPems): PlanItem[] {
   const plan = [
     { target: paths.ca, text: pems.caPem, mode: 0o644 },
     { target: paths.certificate, text: pems.certificatePem, mode: 0o644 },
-    isKeyUri(pems.key) ? { target: paths.keyUri, text: pems.key, mode: 0o644 } : { target: paths.key, text: pems.key, mode: 0o600 },
+    isKeyUri(pems.key)
+      ? { target: paths.keyUri, text: pems.key, mode: 0o644 }
+      : { target: paths.key, text: pems.key, mode: 0o600 },
   ];
   if (pems.profileJson !== undefined) plan.push({ target: paths.profile, text: pems.profileJson, mode: 0o644 });
   return plan;
@@ -120,7 +147,11 @@ function planOf(paths: CredentialPaths, pems: CredentialPems): PlanItem[] {
  * killed after the mark is completed by the next run ({@link recoverInterruptedWrites}); one killed
  * before it leaves only a staging directory that the next run removes.
  */
-export async function writeCredentials(paths: CredentialPaths, pems: CredentialPems, observe: WriteObserver = () => {}): Promise<void> {
+export async function writeCredentials(
+  paths: CredentialPaths,
+  pems: CredentialPems,
+  observe: WriteObserver = () => {},
+): Promise<void> {
   let staging: string;
   try {
     staging = await mkdtemp(join(paths.dir, STAGING_PREFIX));
@@ -148,9 +179,17 @@ export async function writeCredentials(paths: CredentialPaths, pems: CredentialP
       );
     }
     // The key file of the other kind goes with this write: kept here too, to be put back if it fails.
-    const other = otherKeyKind(paths, plan.map((p) => p.target));
+    const other = otherKeyKind(
+      paths,
+      plan.map((p) => p.target),
+    );
     const otherBackup = join(staging, "old-other");
-    const hadOther = other !== undefined && (await link(other, otherBackup).then(() => true, (err: NodeJS.ErrnoException) => (err.code === "ENOENT" ? false : Promise.reject(err))));
+    const hadOther =
+      other !== undefined &&
+      (await link(other, otherBackup).then(
+        () => true,
+        (err: NodeJS.ErrnoException) => (err.code === "ENOENT" ? false : Promise.reject(err)),
+      ));
     await writeSynced(join(staging, COMMIT_MARK), commitMark(plan.map((p) => p.target)), 0o600);
     await syncDirectory(staging);
     observe("committed");
@@ -159,7 +198,10 @@ export async function writeCredentials(paths: CredentialPaths, pems: CredentialP
       item.replaced = true;
       observe(`renamed-${i + 1}`);
     }
-    await removeOtherKeyKind(paths, plan.map((p) => p.target));
+    await removeOtherKeyKind(
+      paths,
+      plan.map((p) => p.target),
+    );
     otherRemoved = hadOther;
     observe("other-kind-removed");
     await syncDirectory(paths.dir);
@@ -167,11 +209,17 @@ export async function writeCredentials(paths: CredentialPaths, pems: CredentialP
     for (const item of plan.filter((p) => p.replaced)) {
       await (item.hadOld ? rename(item.backup, item.target) : unlink(item.target)).catch(() => undefined);
     }
-    const other = otherKeyKind(paths, plan.map((p) => p.target));
+    const other = otherKeyKind(
+      paths,
+      plan.map((p) => p.target),
+    );
     if (otherRemoved && other) await rename(join(staging, "old-other"), other).catch(() => undefined);
     await syncDirectory(paths.dir).catch(() => undefined);
     await rm(staging, { recursive: true, force: true }).catch(() => undefined);
-    throw storageError(`writing the credentials in ${paths.dir} failed: ${describeCause(err)}; the previous files are unchanged`, err);
+    throw storageError(
+      `writing the credentials in ${paths.dir} failed: ${describeCause(err)}; the previous files are unchanged`,
+      err,
+    );
   }
   await rm(staging, { recursive: true, force: true }).catch(() => undefined);
 }
@@ -195,7 +243,8 @@ async function readRegularFile(path: string): Promise<string> {
   const handle = await open(path, constants.O_RDONLY | constants.O_NONBLOCK);
   try {
     const st = await handle.stat();
-    if (!st.isFile()) throw storageError(`${path} is not a regular file, where cert-retriever keeps one (remove it)`, undefined, path);
+    if (!st.isFile())
+      throw storageError(`${path} is not a regular file, where cert-retriever keeps one (remove it)`, undefined, path);
     return await handle.readFile("utf8");
   } finally {
     await handle.close();

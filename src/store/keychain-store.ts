@@ -2,7 +2,14 @@ import { join, resolve } from "node:path";
 import { CertRetrieverError, describeCause } from "../errors.js";
 import { prepareDirectory, removeCreatedDirectory } from "../fs/safe-dir.js";
 import { acquireLock } from "../fs/lock.js";
-import type { CredentialPems, CredentialStore, OpenStore, Sidecars, StoredCredentials, WriteObserver } from "./types.js";
+import type {
+  CredentialPems,
+  CredentialStore,
+  OpenStore,
+  Sidecars,
+  StoredCredentials,
+  WriteObserver,
+} from "./types.js";
 
 /** The keychain service under which every entry is kept. */
 export const KEYCHAIN_SERVICE = "cert-retriever";
@@ -21,7 +28,8 @@ interface Keytar {
  */
 async function keytar(): Promise<Keytar> {
   const { AsyncEntry } = await import("@napi-rs/keyring");
-  const entry = (service: string, account: string) => new AsyncEntry(service, account, { linux: { store: "secret-service" } });
+  const entry = (service: string, account: string) =>
+    new AsyncEntry(service, account, { linux: { store: "secret-service" } });
   return {
     getPassword: (s, a) => entry(s, a).getPassword(),
     setPassword: (s, a, p) => entry(s, a).setPassword(p),
@@ -49,7 +57,11 @@ export class KeychainStore implements CredentialStore {
     private readonly lockDir: string,
     private readonly options: { observer?: WriteObserver } = {},
   ) {
-    this.accounts = { key: `${deviceId}/key`, certificatePem: `${deviceId}/certificate`, caPem: `${deviceId}/ca/${caName}` };
+    this.accounts = {
+      key: `${deviceId}/key`,
+      certificatePem: `${deviceId}/certificate`,
+      caPem: `${deviceId}/ca/${caName}`,
+    };
     this.sidecars = {
       keyJournal: join(resolve(lockDir), `${deviceId}.key.pending`),
       crlCache: join(lockDir, `${caName}.crl`),
@@ -63,12 +75,22 @@ export class KeychainStore implements CredentialStore {
 
   async read(): Promise<StoredCredentials> {
     const kt = await this.keytar();
-    const values = await Promise.all(PARTS.map((p) => this.call(() => kt.getPassword(KEYCHAIN_SERVICE, this.accounts[p]), "read")));
+    const values = await Promise.all(
+      PARTS.map((p) => this.call(() => kt.getPassword(KEYCHAIN_SERVICE, this.accounts[p]), "read")),
+    );
     const [key, certificatePem, caPem] = values.map((v) => v ?? undefined);
     const present = PARTS.filter((_, i) => values[i] !== null);
-    const where = Object.fromEntries(PARTS.map((p) => [p, `keychain entry ${KEYCHAIN_SERVICE}/${this.accounts[p]}`])) as StoredCredentials["where"];
-    const profileJson = (await this.call(() => kt.getPassword(KEYCHAIN_SERVICE, `${this.deviceId}/profile`), "read")) ?? undefined;
-    return { pems: key && certificatePem && caPem ? { key, certificatePem, caPem, profileJson } : undefined, present, parts: { key, certificatePem, caPem }, where };
+    const where = Object.fromEntries(
+      PARTS.map((p) => [p, `keychain entry ${KEYCHAIN_SERVICE}/${this.accounts[p]}`]),
+    ) as StoredCredentials["where"];
+    const profileJson =
+      (await this.call(() => kt.getPassword(KEYCHAIN_SERVICE, `${this.deviceId}/profile`), "read")) ?? undefined;
+    return {
+      pems: key && certificatePem && caPem ? { key, certificatePem, caPem, profileJson } : undefined,
+      present,
+      parts: { key, certificatePem, caPem },
+      where,
+    };
   }
 
   async open(): Promise<OpenStore> {
@@ -89,7 +111,9 @@ export class KeychainStore implements CredentialStore {
   /** Sets the three entries; if one fails, every entry is put back as it was. */
   async write(pems: CredentialPems): Promise<void> {
     const kt = await this.keytar();
-    const previous = await Promise.all(PARTS.map((p) => this.call(() => kt.getPassword(KEYCHAIN_SERVICE, this.accounts[p]), "read")));
+    const previous = await Promise.all(
+      PARTS.map((p) => this.call(() => kt.getPassword(KEYCHAIN_SERVICE, this.accounts[p]), "read")),
+    );
     const done: number[] = [];
     try {
       for (const [i, part] of PARTS.entries()) {
@@ -97,15 +121,22 @@ export class KeychainStore implements CredentialStore {
         done.push(i);
         this.options.observer?.(`set-${i + 1}`);
       }
-      if (pems.profileJson !== undefined) await kt.setPassword(KEYCHAIN_SERVICE, `${this.deviceId}/profile`, pems.profileJson);
+      if (pems.profileJson !== undefined)
+        await kt.setPassword(KEYCHAIN_SERVICE, `${this.deviceId}/profile`, pems.profileJson);
       else await kt.deletePassword(KEYCHAIN_SERVICE, `${this.deviceId}/profile`).catch(() => false);
     } catch (err) {
       for (const i of done) {
         const old = previous[i];
         const account = this.accounts[PARTS[i]!];
-        await (old === null || old === undefined ? kt.deletePassword(KEYCHAIN_SERVICE, account) : kt.setPassword(KEYCHAIN_SERVICE, account, old)).catch(() => undefined);
+        await (old === null || old === undefined
+          ? kt.deletePassword(KEYCHAIN_SERVICE, account)
+          : kt.setPassword(KEYCHAIN_SERVICE, account, old)
+        ).catch(() => undefined);
       }
-      throw keychainError(`writing to the keychain failed: ${describeCause(err)}; the previous entries are unchanged`, err);
+      throw keychainError(
+        `writing to the keychain failed: ${describeCause(err)}; the previous entries are unchanged`,
+        err,
+      );
     }
   }
 
@@ -114,11 +145,14 @@ export class KeychainStore implements CredentialStore {
       return await keytar();
     } catch (err) {
       if (/Cannot find (package|module) '@napi-rs\/keyring/.test(describeCause(err))) {
-        throw new CertRetrieverError("store failed: this installation has no keychain addon (@napi-rs/keyring), which the single-file build does not contain", {
-          step: "store",
-          reason: "keychain-addon-missing",
-          cause: err,
-        });
+        throw new CertRetrieverError(
+          "store failed: this installation has no keychain addon (@napi-rs/keyring), which the single-file build does not contain",
+          {
+            step: "store",
+            reason: "keychain-addon-missing",
+            cause: err,
+          },
+        );
       }
       throw keychainError(`the keychain module cannot be loaded: ${describeCause(err)}`, err);
     }

@@ -18,7 +18,13 @@ export interface CredentialNames {
 
 /** The file names of a device's credentials (the names dojot's retriever and the mosquitto_pub examples use). */
 export function credentialNames(deviceId: string, caName: string): CredentialNames {
-  return { key: `${deviceId}.key`, keyUri: `${deviceId}.key.uri`, certificate: `${deviceId}.crt`, ca: `${caName}.crt`, profile: `${deviceId}.profile.json` };
+  return {
+    key: `${deviceId}.key`,
+    keyUri: `${deviceId}.key.uri`,
+    certificate: `${deviceId}.crt`,
+    ca: `${caName}.crt`,
+    profile: `${deviceId}.profile.json`,
+  };
 }
 
 /** Where a device's credentials live: the names dojot's retriever and the mosquitto_pub examples use. */
@@ -40,7 +46,14 @@ export interface CredentialPaths {
 export function credentialPaths(outDir: string, deviceId: string, caName: string): CredentialPaths {
   const dir = resolve(outDir);
   const names = credentialNames(deviceId, caName);
-  return { dir, key: join(dir, names.key), keyUri: join(dir, names.keyUri), certificate: join(dir, names.certificate), ca: join(dir, names.ca), profile: join(dir, names.profile) };
+  return {
+    dir,
+    key: join(dir, names.key),
+    keyUri: join(dir, names.keyUri),
+    certificate: join(dir, names.certificate),
+    ca: join(dir, names.ca),
+    profile: join(dir, names.profile),
+  };
 }
 
 /** Names of the store's own files start so: a device or CA named alike would be taken for one (and removed). */
@@ -52,7 +65,10 @@ const RESERVED_PREFIXES = [STAGING_PREFIX, LOCK_FILE];
  * certificate would be the CA's file, or a file name longer than NAME_MAX bytes (UTF-8, not characters).
  */
 export function fileNamesProblem(deviceId: string, caName: string): string | undefined {
-  for (const [what, name] of [["device id", deviceId], ["CA name", caName]] as const) {
+  for (const [what, name] of [
+    ["device id", deviceId],
+    ["CA name", caName],
+  ] as const) {
     if (RESERVED_PREFIXES.some((p) => name.startsWith(p))) {
       return `the ${what} ${JSON.stringify(name)} is not usable: names starting with ${RESERVED_PREFIXES.map((p) => JSON.stringify(p)).join(" or ")} are the store's own files`;
     }
@@ -63,7 +79,8 @@ export function fileNamesProblem(deviceId: string, caName: string): string | und
   }
   for (const name of Object.values(credentialNames(deviceId, caName))) {
     const bytes = Buffer.byteLength(name, "utf8");
-    if (bytes > NAME_MAX_BYTES) return `the file name ${JSON.stringify(name)} is ${bytes} bytes long, over the ${NAME_MAX_BYTES} bytes a file name may have`;
+    if (bytes > NAME_MAX_BYTES)
+      return `the file name ${JSON.stringify(name)} is ${bytes} bytes long, over the ${NAME_MAX_BYTES} bytes a file name may have`;
   }
   return undefined;
 }

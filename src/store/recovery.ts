@@ -39,7 +39,9 @@ export async function recoverInterruptedWrites(paths: CredentialPaths): Promise<
   for (const s of await stagingEntries(paths)) {
     const shown = JSON.stringify(s.name);
     if (s.kind === "foreign") {
-      notes.push(`ignored ${shown} in ${paths.dir}: it is not a staging directory of this user's (a link, a file, another user's, or one others can write)`);
+      notes.push(
+        `ignored ${shown} in ${paths.dir}: it is not a staging directory of this user's (a link, a file, another user's, or one others can write)`,
+      );
     } else if (s.kind === "refused") {
       notes.push(`left ${shown} in ${paths.dir} alone: ${s.reason}`);
     } else if (s.kind === "committed") {
@@ -47,7 +49,10 @@ export async function recoverInterruptedWrites(paths: CredentialPaths): Promise<
       notes.push(`completed a write that an earlier run committed but did not finish (${s.name})`);
     } else {
       await rm(s.path, { recursive: true, force: true }).catch((err: unknown) => {
-        throw storageError(`cannot remove the unfinished write ${s.path} of an earlier run: ${describeCause(err)}`, err);
+        throw storageError(
+          `cannot remove the unfinished write ${s.path} of an earlier run: ${describeCause(err)}`,
+          err,
+        );
       });
       notes.push(`removed an unfinished write of an earlier run (${s.name}); the previous files were never touched`);
     }
@@ -92,7 +97,10 @@ async function rollForward(paths: CredentialPaths, staging: string, targets: str
     await syncDirectory(dir);
     await rm(staging, { recursive: true, force: true });
   } catch (err) {
-    throw storageError(`cannot complete the write an earlier run committed in ${dir}: ${describeCause(err)}; the next run tries again`, err);
+    throw storageError(
+      `cannot complete the write an earlier run committed in ${dir}: ${describeCause(err)}; the next run tries again`,
+      err,
+    );
   }
 }
 
@@ -126,7 +134,12 @@ async function classify(paths: CredentialPaths, name: string): Promise<Staging> 
     throw err;
   }
   const files = markedTargets(paths, entries);
-  if (!files) return { kind: "refused", name, reason: "its commit mark names files that are not this device's (another device's write, or not one of ours)" };
+  if (!files)
+    return {
+      kind: "refused",
+      name,
+      reason: "its commit mark names files that are not this device's (another device's write, or not one of ours)",
+    };
   for (const i of files.keys()) {
     const staged = await lstatIfAny(join(path, `new-${i}`));
     if (staged && !(staged.isFile() && ours(staged))) return notOurs;

@@ -35,7 +35,11 @@ export function crlDistributionUrls(cert: x509.X509Certificate): string[] {
  * distribution point's own scheme and host (see redirects.ts). The caller checks the CRL's
  * signature: a distribution point is trusted for nothing.
  */
-export async function fetchCrlFromDistributionPoints(urls: readonly string[], http: HttpClient, timeoutMs = DISTRIBUTION_POINTS_MS): Promise<Uint8Array> {
+export async function fetchCrlFromDistributionPoints(
+  urls: readonly string[],
+  http: HttpClient,
+  timeoutMs = DISTRIBUTION_POINTS_MS,
+): Promise<Uint8Array> {
   const deadline = Math.min(http.deadline, Date.now() + timeoutMs);
   let last: unknown = new Error("the certificate names no http distribution point");
   for (const url of urls.slice(0, MAX_URLS)) {
@@ -67,18 +71,29 @@ async function fetchFollowing(http: HttpClient, start: URL, deadline: number): P
     }
     const to = URL.canParse(reply.location ?? "", url) ? new URL(reply.location!, url) : undefined;
     const refusal = to ? redirectRefusal(start, to, hops) : "its Location is missing or not a URL";
-    if (refusal) throw refused(url, reply, `${url} redirects to ${reply.location ?? "nowhere"}, which is not followed: ${refusal}`);
+    if (refusal)
+      throw refused(
+        url,
+        reply,
+        `${url} redirects to ${reply.location ?? "nowhere"}, which is not followed: ${refusal}`,
+      );
     url = to!;
   }
 }
 
 /** A distribution point's answer that holds no CRL. */
 function refused(url: URL, reply: HttpBytesReply, what: string): CertRetrieverError {
-  return new CertRetrieverError(`revocation failed: ${what}`, { step: "revocation", reason: "platform-error", facts: { status: reply.status, host: url.host } });
+  return new CertRetrieverError(`revocation failed: ${what}`, {
+    step: "revocation",
+    reason: "platform-error",
+    facts: { status: reply.status, host: url.host },
+  });
 }
 
 /** The CRL's DER: a PEM `X509 CRL` is decoded; anything else is taken as DER, for the caller to parse and check. */
 function crlBytes(body: Buffer): Uint8Array {
   const text = body.subarray(0, 64).toString("latin1");
-  return text.includes("-----BEGIN X509 CRL-----") ? new Uint8Array(new x509.X509Crl(body.toString("latin1")).rawData) : new Uint8Array(body);
+  return text.includes("-----BEGIN X509 CRL-----")
+    ? new Uint8Array(new x509.X509Crl(body.toString("latin1")).rawData)
+    : new Uint8Array(body);
 }

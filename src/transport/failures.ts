@@ -17,7 +17,11 @@ export function isClientCertRefusal(err: unknown): boolean {
 /** The reply to our ClientHello was not TLS: plain HTTP ("wrong version number"), or another protocol. */
 function isTlsNotSpoken(err: unknown): boolean {
   const code = String(errnoOf(err) ?? "");
-  return /^ERR_SSL_(WRONG_VERSION_NUMBER|PACKET_LENGTH_TOO_LONG|HTTP_REQUEST|RECORD_LAYER_FAILURE|UNKNOWN_PROTOCOL)$/.test(code) || /wrong version number|packet length too long|http request/i.test(err instanceof Error ? err.message : "");
+  return (
+    /^ERR_SSL_(WRONG_VERSION_NUMBER|PACKET_LENGTH_TOO_LONG|HTTP_REQUEST|RECORD_LAYER_FAILURE|UNKNOWN_PROTOCOL)$/.test(
+      code,
+    ) || /wrong version number|packet length too long|http request/i.test(err instanceof Error ? err.message : "")
+  );
 }
 
 function isTlsTrustError(err: unknown): boolean {
@@ -34,7 +38,12 @@ export function closedUnderTls(url: URL, err: unknown): boolean {
 }
 
 /** The error for a TLS failure (`alert`: what a probe read after a close), or undefined if `err` is none. */
-export function tlsFailure(step: Step, url: URL, err: unknown, alert?: { code: string }): CertRetrieverError | undefined {
+export function tlsFailure(
+  step: Step,
+  url: URL,
+  err: unknown,
+  alert?: { code: string },
+): CertRetrieverError | undefined {
   const facts = { host: url.host, errno: errnoOf(err) };
   if (isClientCertRefusal(err) || isClientCertRefusal(alert)) {
     const message = `${step} failed: the gateway at ${url.host} requires a client certificate or refused ours: ${describeCause(err)}`;
@@ -57,22 +66,45 @@ export function tlsFailure(step: Step, url: URL, err: unknown, alert?: { code: s
  */
 export function networkFailure(err: unknown, timeouts: HttpTimeouts): Temporary {
   const code = String(errnoOf(err) ?? "");
-  const notSent = code === TIMEOUT_CODES.connect || /^(ECONNREFUSED|ENOTFOUND|EAI_AGAIN|EHOSTUNREACH|ENETUNREACH)$/.test(code);
-  const timedOut = (Object.keys(TIMEOUT_CODES) as (keyof typeof TIMEOUT_CODES)[]).find((k) => TIMEOUT_CODES[k] === code);
+  const notSent =
+    code === TIMEOUT_CODES.connect || /^(ECONNREFUSED|ENOTFOUND|EAI_AGAIN|EHOSTUNREACH|ENETUNREACH)$/.test(code);
+  const timedOut = (Object.keys(TIMEOUT_CODES) as (keyof typeof TIMEOUT_CODES)[]).find(
+    (k) => TIMEOUT_CODES[k] === code,
+  );
   if (timedOut) {
     const what = timedOut === "connect" ? "connection" : "reply";
-    return new Temporary(`the request timed out (no ${what} within ${timeouts[timedOut] / 1000} s)`, undefined, undefined, notSent);
+    return new Temporary(
+      `the request timed out (no ${what} within ${timeouts[timedOut] / 1000} s)`,
+      undefined,
+      undefined,
+      notSent,
+    );
   }
   return new Temporary(describeCause(err), undefined, undefined, notSent);
 }
 
 /** The error that ends a request's attempts; `peer` names the server in it ("the platform"). */
-export function temporaryError(step: Step, url: URL, err: Temporary, attempts: number, why: GiveUp, peer: string): CertRetrieverError {
+export function temporaryError(
+  step: Step,
+  url: URL,
+  err: Temporary,
+  attempts: number,
+  why: GiveUp,
+  peer: string,
+): CertRetrieverError {
   const tries = attempts === 1 ? "" : ` (${attempts} attempts)`;
-  const what = err.reply ? `${peer} at ${url.origin} answered HTTP ${err.reply.status}: ${bodySummary(err.reply)}` : `${peer} at ${url.origin} could not be reached: ${err.message}`;
+  const what = err.reply
+    ? `${peer} at ${url.origin} answered HTTP ${err.reply.status}: ${bodySummary(err.reply)}`
+    : `${peer} at ${url.origin} could not be reached: ${err.message}`;
   const note = why === "not-repeatable" ? `; the request may have reached ${peer}, so it is not repeated` : "";
   const cut = why === "deadline" ? "; the deadline leaves no time to try again" : "";
-  const reason: Reason = note ? "maybe-sent" : cut || err.message === "the deadline passed" ? "deadline" : err.reply ? "overloaded" : "unreachable";
+  const reason: Reason = note
+    ? "maybe-sent"
+    : cut || err.message === "the deadline passed"
+      ? "deadline"
+      : err.reply
+        ? "overloaded"
+        : "unreachable";
   return new CertRetrieverError(`${step} failed: ${what}${tries}${cut}${note}`, {
     step,
     reason,

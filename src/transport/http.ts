@@ -82,7 +82,10 @@ export class HttpClient {
    */
   withTls(tls: TlsSettings): HttpClient {
     const base = this.settings.tls ?? {};
-    const client = new HttpClient({ ...this.settings, tls: { ...base, ...tls, ca: [...(base.ca ?? []), ...(tls.ca ?? [])] } }, this);
+    const client = new HttpClient(
+      { ...this.settings, tls: { ...base, ...tls, ca: [...(base.ca ?? []), ...(tls.ca ?? [])] } },
+      this,
+    );
     this.derived.push(client);
     return client;
   }
@@ -165,7 +168,13 @@ export class HttpClient {
       if (date !== undefined && !Number.isNaN(Date.parse(date))) this.learnSkew(Date.parse(date) - Date.now());
       return await this.read(step, url, init, raw);
     } catch (err) {
-      throw await this.failure(step, url, init, err, timeout.aborted && Date.now() >= deadline ? "deadline" : timeout.aborted);
+      throw await this.failure(
+        step,
+        url,
+        init,
+        err,
+        timeout.aborted && Date.now() >= deadline ? "deadline" : timeout.aborted,
+      );
     }
   }
 
@@ -185,7 +194,13 @@ export class HttpClient {
   }
 
   /** What a failed request means: the interrupt, a TLS refusal, or a temporary failure (`timedOut`: which of our limits cut it). */
-  private async failure(step: Step, url: URL, init: RequestInit, err: unknown, timedOut: boolean | "deadline"): Promise<Error> {
+  private async failure(
+    step: Step,
+    url: URL,
+    init: RequestInit,
+    err: unknown,
+    timedOut: boolean | "deadline",
+  ): Promise<Error> {
     // undici rejects with the interrupt's own reason: it must be told apart from our errors first.
     if (this.settings.signal?.aborted) this.throwIfAborted(step, init.once);
     if (err instanceof CertRetrieverError) return err;
@@ -205,7 +220,12 @@ export class HttpClient {
   /** The TLS alert a direct handshake meets, for a connection that was only closed (see tls-probe.ts). */
   private async probeTls(url: URL): Promise<{ code: string } | undefined> {
     const host = bareHost(url.hostname);
-    const code = await probeTlsAlert({ ...tlsOptionsOf(this.settings.tls), host, port: Number(url.port || 443), servername: isIP(host) ? undefined : host });
+    const code = await probeTlsAlert({
+      ...tlsOptionsOf(this.settings.tls),
+      host,
+      port: Number(url.port || 443),
+      servername: isIP(host) ? undefined : host,
+    });
     return code === undefined ? undefined : { code };
   }
 
@@ -220,8 +240,10 @@ export class HttpClient {
 /** The request's headers and body as they go on the wire. */
 function onTheWire(init: RequestInit): { headers: Record<string, string>; body?: string } {
   const headers: Record<string, string> = { accept: "application/json", ...init.headers };
-  if (init.body !== undefined) return { headers: { ...headers, "content-type": "application/json" }, body: JSON.stringify(init.body) };
-  if (init.text !== undefined) return { headers: { ...headers, "content-type": init.contentType ?? "text/plain" }, body: init.text };
+  if (init.body !== undefined)
+    return { headers: { ...headers, "content-type": "application/json" }, body: JSON.stringify(init.body) };
+  if (init.text !== undefined)
+    return { headers: { ...headers, "content-type": init.contentType ?? "text/plain" }, body: init.text };
   return { headers };
 }
 

@@ -25,7 +25,8 @@ const IDLE_MS = 4_000;
  * made from OpenSSL's reason as Node makes it): the code is given here too, so both read alike.
  */
 function withTlsCode(err: NodeJS.ErrnoException): NodeJS.ErrnoException {
-  const reason = err.code === "EPROTO" ? /:error:[0-9A-F]+:SSL routines:[^:]*:([^:]+):/.exec(err.message)?.[1] : undefined;
+  const reason =
+    err.code === "EPROTO" ? /:error:[0-9A-F]+:SSL routines:[^:]*:([^:]+):/.exec(err.message)?.[1] : undefined;
   if (reason) err.code = `ERR_SSL_${reason.toUpperCase().replace(/ /g, "_")}`;
   return err;
 }
@@ -42,7 +43,11 @@ export class NodeHttpClient implements Sender {
     const lib = secure ? https() : http();
     // An idle connection is dropped after 4 s, or sooner if the server's Keep-Alive says so (as undici
     // does): reused after the server closed it, a signing request would fail as "may have been sent".
-    const agent = (this.agents[secure ? "https:" : "http:"] ??= new lib.Agent({ keepAlive: true, timeout: IDLE_MS, ...(secure ? this.tls() : {}) }));
+    const agent = (this.agents[secure ? "https:" : "http:"] ??= new lib.Agent({
+      keepAlive: true,
+      timeout: IDLE_MS,
+      ...(secure ? this.tls() : {}),
+    }));
     const { url } = req;
     return new Promise<RawReply>((resolve, reject) => {
       const timer = new Timer();
@@ -54,14 +59,18 @@ export class NodeHttpClient implements Sender {
           port: url.port || undefined,
           path: `${url.pathname}${url.search}`,
           method: req.method,
-          headers: req.body === undefined ? req.headers : { ...req.headers, "content-length": String(Buffer.byteLength(req.body)) },
+          headers:
+            req.body === undefined
+              ? req.headers
+              : { ...req.headers, "content-length": String(Buffer.byteLength(req.body)) },
           signal: req.signal,
         },
         (res) => {
           timer.clear();
           // The body's limit is on silence between chunks, as undici's bodyTimeout is.
           const socket = res.socket;
-          const silent = () => res.destroy(Object.assign(new Error("Body Timeout Error"), { code: TIMEOUT_CODES.body }));
+          const silent = () =>
+            res.destroy(Object.assign(new Error("Body Timeout Error"), { code: TIMEOUT_CODES.body }));
           socket.setTimeout(req.timeouts.body, silent);
           // The agent's idle limit takes over again once the socket is back in its pool.
           res.once("close", () => socket.removeListener("timeout", silent));
@@ -100,8 +109,14 @@ class Timer {
 /** Times the connection (on a new socket), then the wait for the reply's headers, failing the request with undici's codes. */
 function watchConnect(request: ClientRequest, socket: Socket, req: SendRequest, timer: Timer): void {
   const fail = (code: string, message: string) => request.destroy(Object.assign(new Error(message), { code }));
-  const waitForHeaders = () => timer.set(req.timeouts.headers, () => fail(TIMEOUT_CODES.headers, "Headers Timeout Error"));
+  const waitForHeaders = () =>
+    timer.set(req.timeouts.headers, () => fail(TIMEOUT_CODES.headers, "Headers Timeout Error"));
   if (!(socket as { connecting?: boolean }).connecting) return waitForHeaders();
-  timer.set(req.timeouts.connect, () => fail(TIMEOUT_CODES.connect, `Connect Timeout Error (attempted address: ${req.url.host}, timeout: ${req.timeouts.connect}ms)`));
+  timer.set(req.timeouts.connect, () =>
+    fail(
+      TIMEOUT_CODES.connect,
+      `Connect Timeout Error (attempted address: ${req.url.host}, timeout: ${req.timeouts.connect}ms)`,
+    ),
+  );
   socket.once(req.url.protocol === "https:" ? "secureConnect" : "connect", waitForHeaders);
 }

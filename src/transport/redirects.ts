@@ -52,9 +52,11 @@ export function addressScope(hostname: string): AddressScope {
  */
 export function redirectRefusal(start: URL, to: URL, hops: number): string | undefined {
   if (hops > MAX_REDIRECTS) return `more than ${MAX_REDIRECTS} redirects`;
-  if (to.protocol !== start.protocol) return `it goes to another scheme (${to.protocol.replace(/:$/, "")}) than ${start.protocol.replace(/:$/, "")}`;
+  if (to.protocol !== start.protocol)
+    return `it goes to another scheme (${to.protocol.replace(/:$/, "")}) than ${start.protocol.replace(/:$/, "")}`;
   const scope = addressScope(to.hostname);
-  if (scope !== "public" && scope !== addressScope(start.hostname)) return `it goes to a ${scope} address (${to.hostname})`;
+  if (scope !== "public" && scope !== addressScope(start.hostname))
+    return `it goes to a ${scope} address (${to.hostname})`;
   if (to.host !== start.host) return `it goes to another host (${to.host}) than ${start.host}`;
   return undefined;
 }

@@ -82,4 +82,3 @@ export function oneLine(text: string): string {
   const flat = redactTokens(text).replace(/\s+/g, " ").trim();
   return flat.length > 300 ? `${flat.slice(0, 297)}...` : flat;
 }
-

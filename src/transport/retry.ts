@@ -47,7 +47,13 @@ export class Temporary extends Error {
  * The wait before `attempt` (2 is the first retry): the server's Retry-After if it gave one, else
  * the policy's backoff; undefined when the wait would end at or past the deadline.
  */
-export function backoffWait(policy: RetryPolicy, attempt: number, retryAfterMs: number | undefined, now = Date.now(), random = Math.random): number | undefined {
+export function backoffWait(
+  policy: RetryPolicy,
+  attempt: number,
+  retryAfterMs: number | undefined,
+  now = Date.now(),
+  random = Math.random,
+): number | undefined {
   const base = policy.backoffBaseMs ?? 500;
   const cap = policy.backoffCapMs ?? 30_000;
   const wait = retryAfterMs ?? Math.floor(random() * Math.min(cap, base * 2 ** (attempt - 2)));

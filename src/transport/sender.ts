@@ -36,4 +36,8 @@ export interface Sender {
 }
 
 /** The error codes of the client's own timeouts: undici's names, so both ways classify alike. */
-export const TIMEOUT_CODES = { connect: "UND_ERR_CONNECT_TIMEOUT", headers: "UND_ERR_HEADERS_TIMEOUT", body: "UND_ERR_BODY_TIMEOUT" } as const;
+export const TIMEOUT_CODES = {
+  connect: "UND_ERR_CONNECT_TIMEOUT",
+  headers: "UND_ERR_HEADERS_TIMEOUT",
+  body: "UND_ERR_BODY_TIMEOUT",
+} as const;

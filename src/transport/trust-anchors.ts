@@ -46,7 +46,11 @@ function systemCaCertificates(): string[] {
 
 /** The first CA bundle found where Linux distributions keep it (Node 20 cannot read the OS store). */
 function bundleOnDisk(): string[] {
-  for (const bundle of ["/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt", "/etc/ssl/cert.pem"]) {
+  for (const bundle of [
+    "/etc/ssl/certs/ca-certificates.crt",
+    "/etc/pki/tls/certs/ca-bundle.crt",
+    "/etc/ssl/cert.pem",
+  ]) {
     try {
       return [readFileSync(bundle, "utf8")];
     } catch {

@@ -47,7 +47,11 @@ const CLIENT_ID = /^(\w+):(\w+)$/;
  */
 export async function startMoscaBroker(labDir: string, opts: MoscaBrokerOptions = {}): Promise<MoscaBroker> {
   const crypto = softwareCrypto();
-  const issued = await issueServerCertificate(await loadOrCreateCa(labDir, crypto), [{ type: "ip", value: "127.0.0.1" }], crypto);
+  const issued = await issueServerCertificate(
+    await loadOrCreateCa(labDir, crypto),
+    [{ type: "ip", value: "127.0.0.1" }],
+    crypto,
+  );
   const ids = (client: { id: string } | null) => CLIENT_ID.exec(client?.id ?? "");
   // aedes.js: `module.exports = Aedes.createBroker = Aedes`, so the default import carries createBroker.
   const broker = aedes.createBroker({
@@ -58,11 +62,17 @@ export async function startMoscaBroker(labDir: string, opts: MoscaBrokerOptions 
     },
     authorizePublish(client, packet, done) {
       const id = ids(client);
-      done(id && packet.topic === `/${id[1]}/${id[2]}/attrs` ? null : new Error(`publish to ${packet.topic} not authorized`));
+      done(
+        id && packet.topic === `/${id[1]}/${id[2]}/attrs`
+          ? null
+          : new Error(`publish to ${packet.topic} not authorized`),
+      );
     },
     authorizeSubscribe(client, sub, done) {
       const id = ids(client);
-      const allowed = id && (sub.topic === `/${id[1]}/${id[2]}/config` || (opts.readOwnAttrs && sub.topic === `/${id[1]}/${id[2]}/attrs`));
+      const allowed =
+        id &&
+        (sub.topic === `/${id[1]}/${id[2]}/config` || (opts.readOwnAttrs && sub.topic === `/${id[1]}/${id[2]}/attrs`));
       if (allowed) done(null, sub);
       else if (opts.closeOnRefusedSubscribe) done(new Error(`subscribe to ${sub.topic} not authorized`));
       else done(null, null);
@@ -76,14 +86,26 @@ export async function startMoscaBroker(labDir: string, opts: MoscaBrokerOptions 
   const ends: ClientEnd[] = [];
   const waiters: Array<() => void> = [];
   broker.on("clientDisconnect", (client) => {
-    ends.push({ clientId: client.id, disconnected: (client as unknown as { _disconnected?: boolean })._disconnected === true });
+    ends.push({
+      clientId: client.id,
+      disconnected: (client as unknown as { _disconnected?: boolean })._disconnected === true,
+    });
     for (const wake of waiters.splice(0)) wake();
   });
 
   const sockets = new Set<Socket>();
-  const server = createServer({ key: issued.key, cert: issued.cert, ca: await readFile(join(labDir, "ca.crt"), "utf8"), requestCert: true, rejectUnauthorized: true }, (socket) => {
-    broker.handle(socket);
-  });
+  const server = createServer(
+    {
+      key: issued.key,
+      cert: issued.cert,
+      ca: await readFile(join(labDir, "ca.crt"), "utf8"),
+      requestCert: true,
+      rejectUnauthorized: true,
+    },
+    (socket) => {
+      broker.handle(socket);
+    },
+  );
   server.on("connection", (socket: Socket) => {
     sockets.add(socket);
     socket.once("close", () => sockets.delete(socket));
@@ -104,7 +126,10 @@ export async function startMoscaBroker(labDir: string, opts: MoscaBrokerOptions 
       }),
     stop: async () => {
       for (const socket of sockets) socket.destroy();
-      await Promise.all([new Promise((resolve) => server.close(resolve)), new Promise<void>((resolve) => broker.close(() => resolve()))]);
+      await Promise.all([
+        new Promise((resolve) => server.close(resolve)),
+        new Promise<void>((resolve) => broker.close(() => resolve())),
+      ]);
     },
   };
 }

@@ -6,7 +6,9 @@ import { fileURLToPath } from "node:url";
  * The CLI as users run it: bin/ (the TypeScript build), or the single-file build when
  * CERT_RETRIEVER_TEST_BIN names it (CI runs the whole suite both ways).
  */
-export const BIN = process.env.CERT_RETRIEVER_TEST_BIN ? resolve(process.env.CERT_RETRIEVER_TEST_BIN) : fileURLToPath(new URL("../../bin/cert-retriever.mjs", import.meta.url));
+export const BIN = process.env.CERT_RETRIEVER_TEST_BIN
+  ? resolve(process.env.CERT_RETRIEVER_TEST_BIN)
+  : fileURLToPath(new URL("../../bin/cert-retriever.mjs", import.meta.url));
 
 /** The CLI from the TypeScript build run in-process by a test-owned entry that injects a fault at one point of a run (see fault-cli.mjs). */
 export const FAULT_CLI = fileURLToPath(new URL("./fault-cli.mjs", import.meta.url));
@@ -15,7 +17,9 @@ export const FAULT_CLI = fileURLToPath(new URL("./fault-cli.mjs", import.meta.ur
  * The lab platform's command, `cert-retriever-lab` (a package of its own, lab/): its bin/, or its
  * single file (lab/dist/cert-retriever-lab.mjs) when CERT_RETRIEVER_TEST_LAB_BIN names it.
  */
-export const LAB_BIN = process.env.CERT_RETRIEVER_TEST_LAB_BIN ? resolve(process.env.CERT_RETRIEVER_TEST_LAB_BIN) : fileURLToPath(new URL("../../lab/bin/cert-retriever-lab.mjs", import.meta.url));
+export const LAB_BIN = process.env.CERT_RETRIEVER_TEST_LAB_BIN
+  ? resolve(process.env.CERT_RETRIEVER_TEST_LAB_BIN)
+  : fileURLToPath(new URL("../../lab/bin/cert-retriever-lab.mjs", import.meta.url));
 
 /** The command line of `cert-retriever ARGS` (after node): `lab ...` is `cert-retriever-lab ...`, a run with a fault to the fault-injecting entry. */
 export function commandLine(args: string[], opts: { bin?: string; fault?: string } = {}): string[] {
@@ -45,11 +49,26 @@ const JWT_PREFIX = Buffer.from(JSON.stringify({ alg: "HS256", typ: "JWT" })).toS
  */
 export async function runCli(
   args: string[],
-  opts: { env?: Record<string, string | undefined>; input?: string; cwd?: string; timeoutMs?: number; bin?: string; fault?: string } = {},
+  opts: {
+    env?: Record<string, string | undefined>;
+    input?: string;
+    cwd?: string;
+    timeoutMs?: number;
+    bin?: string;
+    fault?: string;
+  } = {},
 ): Promise<CliRun> {
-  const env: Record<string, string> = { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "/root", NO_COLOR: "1" };
+  const env: Record<string, string> = {
+    PATH: process.env.PATH ?? "",
+    HOME: process.env.HOME ?? "/root",
+    NO_COLOR: "1",
+  };
   for (const [k, v] of Object.entries(opts.env ?? {})) if (v !== undefined) env[k] = v;
-  const child = spawn(process.execPath, commandLine(args, opts), { env, cwd: opts.cwd, stdio: ["pipe", "pipe", "pipe"] });
+  const child = spawn(process.execPath, commandLine(args, opts), {
+    env,
+    cwd: opts.cwd,
+    stdio: ["pipe", "pipe", "pipe"],
+  });
   let stdout = "";
   let stderr = "";
   child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
@@ -65,7 +84,8 @@ export async function runCli(
 /** Throws if `text` contains a registered secret or a JWT. */
 export function assertNoSecrets(text: string, context: unknown): void {
   for (const secret of SECRETS) {
-    if (secret && text.includes(secret)) throw new Error(`a secret appeared in the output of ${JSON.stringify(context)}`);
+    if (secret && text.includes(secret))
+      throw new Error(`a secret appeared in the output of ${JSON.stringify(context)}`);
   }
   if (text.includes(JWT_PREFIX)) throw new Error(`a JWT appeared in the output of ${JSON.stringify(context)}`);
 }

@@ -51,10 +51,19 @@ export async function startLabProcess(args: string[], env: Record<string, string
   const dir = await tempDir("cr-labp-");
   const password = `lab-${Math.random().toString(36).slice(2)}-secret`;
   SECRETS.add(password);
-  const child: ChildProcess = spawn(process.execPath, [LAB_BIN, "serve", "--dir", dir, "--listen", "127.0.0.1:0", ...args], {
-    env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "/root", CERT_RETRIEVER_LAB_PASSWORD: password, ...env },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
+  const child: ChildProcess = spawn(
+    process.execPath,
+    [LAB_BIN, "serve", "--dir", dir, "--listen", "127.0.0.1:0", ...args],
+    {
+      env: {
+        PATH: process.env.PATH ?? "",
+        HOME: process.env.HOME ?? "/root",
+        CERT_RETRIEVER_LAB_PASSWORD: password,
+        ...env,
+      },
+      stdio: ["ignore", "pipe", "pipe"],
+    },
+  );
   let out = "";
   let err = "";
   child.stdout!.on("data", (d: Buffer) => (out += d.toString()));

@@ -14,7 +14,19 @@ export function enrollCli(
   fault?: string,
 ): Promise<CliRun> {
   return runCli(
-    ["enroll", "--platform", platform, "--device-id", deviceId, "--username", "admin", "--password-stdin", "--out", out, ...extra],
+    [
+      "enroll",
+      "--platform",
+      platform,
+      "--device-id",
+      deviceId,
+      "--username",
+      "admin",
+      "--password-stdin",
+      "--out",
+      out,
+      ...extra,
+    ],
     { input: `${lab.password}\n`, env, fault },
   );
 }
@@ -32,7 +44,8 @@ export async function snapshot(dir: string): Promise<Record<string, string>> {
   const out: Record<string, string> = {};
   for (const name of await listFiles(dir)) {
     const path = join(dir, name);
-    if ((await stat(path)).isFile()) out[name] = (await readFile(path)).toString("base64") + `:${(await stat(path)).mode.toString(8)}`;
+    if ((await stat(path)).isFile())
+      out[name] = (await readFile(path)).toString("base64") + `:${(await stat(path)).mode.toString(8)}`;
   }
   return out;
 }

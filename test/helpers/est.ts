@@ -21,13 +21,31 @@ export interface EstReply {
  * One HTTPS request to an EST URL (`https://127.0.0.1:PORT/...`) with the EST root as the only
  * trust anchor, on a connection of its own (a client certificate is never reused), within 10 s.
  */
-export function estRequest(url: string, rootPem: string, opts: { method?: string; body?: string; headers?: Record<string, string>; cert?: string; key?: string } = {}): Promise<EstReply> {
+export function estRequest(
+  url: string,
+  rootPem: string,
+  opts: { method?: string; body?: string; headers?: Record<string, string>; cert?: string; key?: string } = {},
+): Promise<EstReply> {
   return new Promise((resolve, reject) => {
-    const req = request(url, { method: opts.method ?? "GET", headers: opts.headers, ca: rootPem, cert: opts.cert, key: opts.key, agent: false, timeout: 10_000 }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on("data", (c: Buffer) => chunks.push(c));
-      res.on("end", () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks).toString("utf8") }));
-    });
+    const req = request(
+      url,
+      {
+        method: opts.method ?? "GET",
+        headers: opts.headers,
+        ca: rootPem,
+        cert: opts.cert,
+        key: opts.key,
+        agent: false,
+        timeout: 10_000,
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on("data", (c: Buffer) => chunks.push(c));
+        res.on("end", () =>
+          resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks).toString("utf8") }),
+        );
+      },
+    );
     req.on("timeout", () => req.destroy(new Error(`no reply from ${url} within 10 s`)));
     req.on("error", reject);
     req.end(opts.body);
@@ -40,7 +58,10 @@ export function basic(user: string, password: string): string {
 }
 
 /** A new key (P-256 unless told) and its CSR for `name` (a DN string), with SANs if given. */
-export async function keyAndCsr(name: string, opts: { sans?: x509.JsonGeneralName[]; alg?: "ec-p256" | "ec-p384" | "rsa" } = {}): Promise<{ csr: x509.Pkcs10CertificateRequest; der: Uint8Array; key: string; keys: CryptoKeyPair }> {
+export async function keyAndCsr(
+  name: string,
+  opts: { sans?: x509.JsonGeneralName[]; alg?: "ec-p256" | "ec-p384" | "rsa" } = {},
+): Promise<{ csr: x509.Pkcs10CertificateRequest; der: Uint8Array; key: string; keys: CryptoKeyPair }> {
   const alg = opts.alg ?? "ec-p256";
   const gen =
     alg === "rsa"
@@ -49,7 +70,10 @@ export async function keyAndCsr(name: string, opts: { sans?: x509.JsonGeneralNam
   const sign = alg === "rsa" ? gen : { name: "ECDSA", hash: alg === "ec-p384" ? "SHA-384" : "SHA-256" };
   const keys = (await crypto.subtle.generateKey(gen, true, ["sign", "verify"])) as CryptoKeyPair;
   const extensions = opts.sans ? [new x509.SubjectAlternativeNameExtension(opts.sans)] : [];
-  const csr = await x509.Pkcs10CertificateRequestGenerator.create({ name, keys, signingAlgorithm: sign, extensions }, crypto);
+  const csr = await x509.Pkcs10CertificateRequestGenerator.create(
+    { name, keys, signingAlgorithm: sign, extensions },
+    crypto,
+  );
   return { csr, der: new Uint8Array(csr.rawData), key: await privateKeyPem(keys.privateKey, crypto), keys };
 }
 
@@ -63,7 +87,11 @@ export function b64(der: Uint8Array | ArrayBuffer, wrapped = false): string {
 export function pkcs7Certs(body: string, dir: string): string[] {
   const path = join(dir, `p7-${Math.random().toString(36).slice(2)}.der`);
   writeFileSync(path, Buffer.from(body.replace(/\s+/g, ""), "base64"));
-  return openssl("pkcs7", "-inform", "DER", "-in", path, "-print_certs").match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----\n/g) ?? [];
+  return (
+    openssl("pkcs7", "-inform", "DER", "-in", path, "-print_certs").match(
+      /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----\n/g,
+    ) ?? []
+  );
 }
 
 /** Runs openssl without blocking (for commands that talk to a lab in this process, like s_client); stdout, or throws with stderr. */
@@ -92,7 +120,12 @@ export async function runPki(args: string[], timeoutMs = 15_000): Promise<PkiRun
     return { args, code: 0, stdout, stderr: quiet(stderr) };
   } catch (err) {
     const e = err as { code?: number | string; stdout?: string; stderr?: string; killed?: boolean };
-    return { args, code: typeof e.code === "number" ? e.code : -1, stdout: e.stdout ?? "", stderr: quiet(e.stderr ?? "") + (e.killed ? "\n(killed: timed out)" : "") };
+    return {
+      args,
+      code: typeof e.code === "number" ? e.code : -1,
+      stdout: e.stdout ?? "",
+      stderr: quiet(e.stderr ?? "") + (e.killed ? "\n(killed: timed out)" : ""),
+    };
   }
 }
 

@@ -24,7 +24,23 @@ const EC = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
 /** A new factory PKI in `dir` (root `rootCn`, intermediate `<rootCn> Devices`). */
 export function makeFactoryPki(dir: string, rootCn = "Factory Root CA"): FactoryPki {
   const file = (name: string) => join(dir, name);
-  openssl("req", "-x509", ...EC, "-keyout", file("root.key"), "-out", file("root.crt"), "-subj", `/O=Acme/CN=${rootCn}`, "-days", "30", "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign");
+  openssl(
+    "req",
+    "-x509",
+    ...EC,
+    "-keyout",
+    file("root.key"),
+    "-out",
+    file("root.crt"),
+    "-subj",
+    `/O=Acme/CN=${rootCn}`,
+    "-days",
+    "30",
+    "-addext",
+    "basicConstraints=critical,CA:TRUE",
+    "-addext",
+    "keyUsage=critical,keyCertSign,cRLSign",
+  );
   const ext = (name: string, ca: boolean) => {
     const path = file(`${name}.ext`);
     writeFileSync(
@@ -37,7 +53,24 @@ export function makeFactoryPki(dir: string, rootCn = "Factory Root CA"): Factory
   };
   const sign = (name: string, cn: string, issuer: string, days: number, ca: boolean) => {
     openssl("req", ...EC, "-keyout", file(`${name}.key`), "-out", file(`${name}.csr`), "-subj", `/O=Acme/CN=${cn}`);
-    openssl("x509", "-req", "-in", file(`${name}.csr`), "-CA", file(`${issuer}.crt`), "-CAkey", file(`${issuer}.key`), "-set_serial", `0x${Math.random().toString(16).slice(2, 12)}`, "-days", String(days), "-extfile", ext(name, ca), "-out", file(`${name}.crt`));
+    openssl(
+      "x509",
+      "-req",
+      "-in",
+      file(`${name}.csr`),
+      "-CA",
+      file(`${issuer}.crt`),
+      "-CAkey",
+      file(`${issuer}.key`),
+      "-set_serial",
+      `0x${Math.random().toString(16).slice(2, 12)}`,
+      "-days",
+      String(days),
+      "-extfile",
+      ext(name, ca),
+      "-out",
+      file(`${name}.crt`),
+    );
     return file(`${name}.crt`);
   };
   sign("int", `${rootCn} Devices`, "root", 20, true);

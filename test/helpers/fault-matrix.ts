@@ -28,31 +28,76 @@ export const FAST = ["--retries", "2", "--request-timeout", "1s", "--deadline", 
 /** The cells every route shares: transport and status faults, persistent and passing. */
 export function commonCells(route: keyof typeof STEP): Cell[] {
   const step = STEP[route];
-  const unreachable = new RegExp(`${step} failed: the platform at http://127\\.0\\.0\\.1:\\d+ could not be reached: .*\\(3 attempts\\)`);
+  const unreachable = new RegExp(
+    `${step} failed: the platform at http://127\\.0\\.0\\.1:\\d+ could not be reached: .*\\(3 attempts\\)`,
+  );
   const cells: Cell[] = [
     { route, kind: "refuse", code: 75, message: unreachable },
     { route, kind: "reset", code: 75, message: unreachable },
-    { route, kind: "hang", code: 75, message: new RegExp(`${step} failed: .*could not be reached: the request timed out \\(no reply within 1 s\\) \\(3 attempts\\)`) },
+    {
+      route,
+      kind: "hang",
+      code: 75,
+      message: new RegExp(
+        `${step} failed: .*could not be reached: the request timed out \\(no reply within 1 s\\) \\(3 attempts\\)`,
+      ),
+    },
     { route, kind: "truncated", code: 75, message: unreachable },
-    { route, kind: "503", code: 75, message: new RegExp(`${step} failed: the platform at .* answered HTTP 503: name resolution failed \\(3 attempts\\)`) },
-    { route, kind: "429", code: 75, message: new RegExp(`${step} failed: .*answered HTTP 429: API rate limit exceeded \\(3 attempts\\)`) },
-    { route, kind: "500", code: EXIT[route], message: new RegExp(`${step} failed: .*HTTP 500: Problem connecting to database`) },
-    { route, kind: "garbage", code: EXIT[route], message: new RegExp(`${step} failed: the platform's reply \\(HTTP 200\\) is not what the API promises: .*got \\d+ bytes that are not text`) },
-    { route, kind: "oversized", code: EXIT[route], message: new RegExp(`${step} failed: the reply from 127\\.0\\.0\\.1:\\d+ is larger than 1048576 bytes`) },
+    {
+      route,
+      kind: "503",
+      code: 75,
+      message: new RegExp(
+        `${step} failed: the platform at .* answered HTTP 503: name resolution failed \\(3 attempts\\)`,
+      ),
+    },
+    {
+      route,
+      kind: "429",
+      code: 75,
+      message: new RegExp(`${step} failed: .*answered HTTP 429: API rate limit exceeded \\(3 attempts\\)`),
+    },
+    {
+      route,
+      kind: "500",
+      code: EXIT[route],
+      message: new RegExp(`${step} failed: .*HTTP 500: Problem connecting to database`),
+    },
+    {
+      route,
+      kind: "garbage",
+      code: EXIT[route],
+      message: new RegExp(
+        `${step} failed: the platform's reply \\(HTTP 200\\) is not what the API promises: .*got \\d+ bytes that are not text`,
+      ),
+    },
+    {
+      route,
+      kind: "oversized",
+      code: EXIT[route],
+      message: new RegExp(`${step} failed: the reply from 127\\.0\\.0\\.1:\\d+ is larger than 1048576 bytes`),
+    },
   ];
   // A fault that happens once is retried away: the run succeeds and says it retried. Except that a
   // signing request that may have reached the platform is never repeated (EJBCA signs once).
   const maybeSent = ["refuse", "reset", "hang", "truncated"];
   for (const kind of ["refuse", "reset", "hang", "truncated", "503", "429"] as const) {
     if (route === "sign" && maybeSent.includes(kind)) {
-      cells.push({ route, kind, times: 1, code: 75, message: /submit-csr failed: .*; the request may have reached the platform, so it is not repeated/ });
+      cells.push({
+        route,
+        kind,
+        times: 1,
+        code: 75,
+        message: /submit-csr failed: .*; the request may have reached the platform, so it is not repeated/,
+      });
     } else {
       cells.push({ route, kind, times: 1, code: 0, message: new RegExp(`retry: ${step} attempt 1 of 3 failed`) });
     }
   }
   if (route === "sign") {
     for (const cell of cells.filter((c) => maybeSent.includes(c.kind) && c.times === undefined)) {
-      cell.message = /submit-csr failed: the platform at .* could not be reached: .*; the request may have reached the platform, so it is not repeated/;
+      cell.message =
+        /submit-csr failed: the platform at .* could not be reached: .*; the request may have reached the platform, so it is not repeated/;
     }
   }
   return cells;
@@ -98,7 +143,12 @@ export async function runCell(fx: Fixture, cell: Cell): Promise<void> {
     faults: [{ route: cell.route, kind: cell.kind, times: cell.times }],
   });
   try {
-    const run = await enrollCli(lab.url, fx.lab, fx.deviceId, out, ["--force", "--json", ...FAST, ...(cell.extra ?? [])]);
+    const run = await enrollCli(lab.url, fx.lab, fx.deviceId, out, [
+      "--force",
+      "--json",
+      ...FAST,
+      ...(cell.extra ?? []),
+    ]);
     expect(run.stderr).toMatch(cell.message);
     expect(run.code, run.stderr).toBe(cell.code);
     expect(run.stderr).not.toMatch(/\n\s+at /);

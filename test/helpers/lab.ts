@@ -6,7 +6,14 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { softwareCrypto } from "../../src/keys/provider.js";
 import type { CertProfile } from "../../lab/src/ca.js";
-import { setDevice, startLab, type EstLabOptions, type LabApi, type LabOptions, type RunningLab } from "../../lab/src/server.js";
+import {
+  setDevice,
+  startLab,
+  type EstLabOptions,
+  type LabApi,
+  type LabOptions,
+  type RunningLab,
+} from "../../lab/src/server.js";
 import { SECRETS } from "./cli.js";
 
 /** A throwaway lab platform on 127.0.0.1 with its own CA, made for one test file. */
@@ -24,7 +31,17 @@ export async function tempDir(prefix = "cr-test-"): Promise<string> {
 }
 
 /** Starts a lab with a new CA in a temporary directory. */
-export async function startTestLab(opts: { certProfile?: CertProfile; autoRegister?: boolean; tokenLifetime?: number; extensionOverride?: boolean; api?: LabApi; est?: EstLabOptions; faults?: LabOptions["faults"] } = {}): Promise<TestLab> {
+export async function startTestLab(
+  opts: {
+    certProfile?: CertProfile;
+    autoRegister?: boolean;
+    tokenLifetime?: number;
+    extensionOverride?: boolean;
+    api?: LabApi;
+    est?: EstLabOptions;
+    faults?: LabOptions["faults"];
+  } = {},
+): Promise<TestLab> {
   const dir = await tempDir("cr-lab-");
   const password = `lab-${Math.random().toString(36).slice(2)}-secret`;
   SECRETS.add(password);
@@ -56,13 +73,21 @@ export async function startTestLab(opts: { certProfile?: CertProfile; autoRegist
 }
 
 /** A reply a tampering proxy sends instead of the platform's. */
-export type Tamper = (path: string, upstream: { status: number; body: string }, request: { method: string; body: string }) => { status: number; body: string; contentType?: string } | undefined;
+export type Tamper = (
+  path: string,
+  upstream: { status: number; body: string },
+  request: { method: string; body: string },
+) => { status: number; body: string; contentType?: string } | undefined;
 
 /**
  * An HTTP server on 127.0.0.1 that forwards to `target` and lets a test rewrite replies: a
  * misbehaving platform (HTML pages, wrong fields, certificates from elsewhere) over real HTTP.
  */
-export async function startProxy(target: string, tamper: Tamper, tls?: HttpsOptions): Promise<{ url: string; port: number; close(): Promise<void> }> {
+export async function startProxy(
+  target: string,
+  tamper: Tamper,
+  tls?: HttpsOptions,
+): Promise<{ url: string; port: number; close(): Promise<void> }> {
   const handler = (req: IncomingMessage, res: ServerResponse) => {
     const chunks: Buffer[] = [];
     req.on("data", (c: Buffer) => chunks.push(c));
@@ -72,7 +97,10 @@ export async function startProxy(target: string, tamper: Tamper, tls?: HttpsOpti
         upRes.on("data", (c: Buffer) => body.push(c));
         upRes.on("end", () => {
           const original = { status: upRes.statusCode ?? 500, body: Buffer.concat(body).toString() };
-          const out = tamper(req.url ?? "/", original, { method: req.method ?? "GET", body: Buffer.concat(chunks).toString() }) ?? { ...original, contentType: String(upRes.headers["content-type"] ?? "") };
+          const out = tamper(req.url ?? "/", original, {
+            method: req.method ?? "GET",
+            body: Buffer.concat(chunks).toString(),
+          }) ?? { ...original, contentType: String(upRes.headers["content-type"] ?? "") };
           res.writeHead(out.status, { "content-type": out.contentType ?? "application/json" }).end(out.body);
         });
       });
@@ -85,7 +113,11 @@ export async function startProxy(target: string, tamper: Tamper, tls?: HttpsOpti
   return {
     url: `${tls ? "https" : "http"}://127.0.0.1:${port}`,
     port,
-    close: () => new Promise((resolve) => { server.close(() => resolve()); server.closeAllConnections(); }),
+    close: () =>
+      new Promise((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
   };
 }
 
@@ -104,13 +136,34 @@ export type LabWithJwt = RunningLab & { dir: string; jwt: string };
 /** Starts a lab (x509-identity-mgmt unless `more.api` says otherwise) whose admin has logged in with `password`. */
 export async function startLabWithJwt(password: string, more: Partial<LabOptions> = {}): Promise<LabWithJwt> {
   const dir = await tempDir("cr-x509-");
-  const running = await startLab({ dir, host: "127.0.0.1", port: 0, crypto: softwareCrypto(), certProfile: "cfree", autoRegister: false, adminPassword: password, tokenLifetime: 420, api: "x509", x509Rules: "v0.7", ...more });
-  const res = await fetch(`${running.url}/auth`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ username: "admin", passwd: password }) });
+  const running = await startLab({
+    dir,
+    host: "127.0.0.1",
+    port: 0,
+    crypto: softwareCrypto(),
+    certProfile: "cfree",
+    autoRegister: false,
+    adminPassword: password,
+    tokenLifetime: 420,
+    api: "x509",
+    x509Rules: "v0.7",
+    ...more,
+  });
+  const res = await fetch(`${running.url}/auth`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ username: "admin", passwd: password }),
+  });
   return { ...running, dir, jwt: ((await res.json()) as { jwt: string }).jwt };
 }
 
 /** A call to one of the lab's routes with its JWT: the status and the JSON body (if any). */
-export async function callLab(platform: LabWithJwt, method: string, path: string, body?: unknown): Promise<{ status: number; json: any }> {
+export async function callLab(
+  platform: LabWithJwt,
+  method: string,
+  path: string,
+  body?: unknown,
+): Promise<{ status: number; json: any }> {
   const res = await fetch(`${platform.url}${path}`, {
     method,
     headers: { authorization: `Bearer ${platform.jwt}`, "content-type": "application/json" },
@@ -121,7 +174,12 @@ export async function callLab(platform: LabWithJwt, method: string, path: string
 }
 
 /** A lab (x509-identity-mgmt, any key type, devices registered as they come) behind a proxy that keeps every CSR sent to it. */
-export async function startCsrRecordingLab(): Promise<{ lab: TestLab; url: string; csrs: string[]; stop(): Promise<void> }> {
+export async function startCsrRecordingLab(): Promise<{
+  lab: TestLab;
+  url: string;
+  csrs: string[];
+  stop(): Promise<void>;
+}> {
   const lab = await startTestLab({ certProfile: "open", autoRegister: true, api: "x509" });
   const csrs: string[] = [];
   const proxy = await startProxy(lab.url, (path, _up, request) => {

@@ -26,12 +26,29 @@ export const ACL = [
  * the X509 Identity CA, as a dojot v0.5+ broker does, for both its certificate and its clients'.
  * `port`: the port of a broker stopped before (a restart, which its clients reconnect to).
  */
-export async function startBroker(labDir: string, opts: { crlPem?: string; api?: "legacy" | "x509" | "est"; port?: number } = {}): Promise<TestBroker> {
+export async function startBroker(
+  labDir: string,
+  opts: { crlPem?: string; api?: "legacy" | "x509" | "est"; port?: number } = {},
+): Promise<TestBroker> {
   const dir = await tempDir("cr-mosq-");
   await chmod(dir, 0o755); // the mosquitto user must reach its files
   const certs = join(dir, "tls");
   const owner = spawnSync("id", ["-u", "mosquitto"]).status === 0 ? ["--key-owner", "mosquitto"] : [];
-  const issued = await runCli(["lab", "server-cert", "--dir", labDir, "--out", certs, "--dns", "localhost", "--ip", "127.0.0.1", "--api", opts.api ?? "legacy", ...owner]);
+  const issued = await runCli([
+    "lab",
+    "server-cert",
+    "--dir",
+    labDir,
+    "--out",
+    certs,
+    "--dns",
+    "localhost",
+    "--ip",
+    "127.0.0.1",
+    "--api",
+    opts.api ?? "legacy",
+    ...owner,
+  ]);
   if (issued.code !== 0) throw new Error(`lab server-cert failed: ${issued.stderr}`);
   await chmod(certs, 0o755);
   const port = opts.port ?? (await closedPort());
@@ -52,7 +69,9 @@ export async function startBroker(labDir: string, opts: { crlPem?: string; api?:
   ].join("\n");
   if (opts.crlPem) await writeFile(join(dir, "crl.pem"), opts.crlPem, { mode: 0o644 });
   await writeFile(join(dir, "mosquitto.conf"), `${conf}\n`, { mode: 0o644 });
-  const child: ChildProcess = spawn("mosquitto", ["-c", join(dir, "mosquitto.conf")], { stdio: ["ignore", "ignore", "pipe"] });
+  const child: ChildProcess = spawn("mosquitto", ["-c", join(dir, "mosquitto.conf")], {
+    stdio: ["ignore", "ignore", "pipe"],
+  });
   let log = "";
   child.stderr!.on("data", (d: Buffer) => (log += d.toString()));
   const until = Date.now() + 10_000;
@@ -69,7 +88,6 @@ export async function startBroker(labDir: string, opts: { crlPem?: string; api?:
       child.kill("SIGTERM");
       await new Promise((r) => (child.exitCode !== null ? r(undefined) : child.on("exit", r)));
       await writeFile(join(dir, "log"), log);
-
     },
   };
 }

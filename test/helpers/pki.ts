@@ -24,7 +24,10 @@ export async function makeCa(cn: string): Promise<TestCa> {
       signingAlgorithm: SIGN,
       notBefore: new Date(Date.now() - DAY),
       notAfter: new Date(Date.now() + 30 * DAY),
-      extensions: [new x509.BasicConstraintsExtension(true, undefined, true), new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true)],
+      extensions: [
+        new x509.BasicConstraintsExtension(true, undefined, true),
+        new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
+      ],
     },
     crypto,
   );
@@ -32,7 +35,13 @@ export async function makeCa(cn: string): Promise<TestCa> {
 }
 
 /** A leaf certificate and key (PEM) from `ca`, for a TLS server (`names` as SANs) or a client, with `extra` extensions. */
-export async function issueLeaf(ca: TestCa, cn: string, names: x509.JsonGeneralName[], usage: "server" | "client", extra: x509.Extension[] = []): Promise<{ cert: string; key: string }> {
+export async function issueLeaf(
+  ca: TestCa,
+  cn: string,
+  names: x509.JsonGeneralName[],
+  usage: "server" | "client",
+  extra: x509.Extension[] = [],
+): Promise<{ cert: string; key: string }> {
   const keys = (await crypto.subtle.generateKey(EC, true, ["sign", "verify"])) as CryptoKeyPair;
   const cert = await x509.X509CertificateGenerator.create(
     {
@@ -45,7 +54,9 @@ export async function issueLeaf(ca: TestCa, cn: string, names: x509.JsonGeneralN
       notAfter: new Date(Date.now() + 30 * DAY),
       extensions: [
         new x509.BasicConstraintsExtension(false),
-        new x509.ExtendedKeyUsageExtension([usage === "server" ? x509.ExtendedKeyUsage.serverAuth : x509.ExtendedKeyUsage.clientAuth]),
+        new x509.ExtendedKeyUsageExtension([
+          usage === "server" ? x509.ExtendedKeyUsage.serverAuth : x509.ExtendedKeyUsage.clientAuth,
+        ]),
         ...(names.length ? [new x509.SubjectAlternativeNameExtension(names)] : []),
         ...extra,
       ],

@@ -31,15 +31,25 @@ export async function makeSoftToken(label = "device"): Promise<TestToken> {
   const dir = await tempDir("cr-softhsm-");
   await mkdir(join(dir, "tokens"), { mode: 0o700 });
   const conf = join(dir, "softhsm2.conf");
-  await writeFile(conf, `directories.tokendir = ${join(dir, "tokens")}\nobjectstore.backend = file\nlog.level = ERROR\nslots.removable = false\n`);
+  await writeFile(
+    conf,
+    `directories.tokendir = ${join(dir, "tokens")}\nobjectstore.backend = file\nlog.level = ERROR\nslots.removable = false\n`,
+  );
   const pin = `${Math.floor(100000 + Math.random() * 899999)}`;
   SECRETS.add(pin);
   const env = { SOFTHSM2_CONF: conf, OPENSSL_ENGINES: ENGINES_DIR, PKCS11_MODULE_PATH: SOFTHSM_MODULE };
-  execFileSync("softhsm2-util", ["--init-token", "--free", "--label", label, "--pin", pin, "--so-pin", "87654321"], { env: { ...process.env, ...env }, stdio: "ignore" });
+  execFileSync("softhsm2-util", ["--init-token", "--free", "--label", label, "--pin", pin, "--so-pin", "87654321"], {
+    env: { ...process.env, ...env },
+    stdio: "ignore",
+  });
   const pinFile = join(dir, "pin");
   await writeFile(pinFile, `${pin}\n`, { mode: 0o600 });
   const tool = (...args: string[]) => {
-    const run = spawnSync("pkcs11-tool", ["--module", SOFTHSM_MODULE, "--token-label", label, "--login", "--pin", pin, ...args], { env: { ...process.env, ...env }, encoding: "utf8" });
+    const run = spawnSync(
+      "pkcs11-tool",
+      ["--module", SOFTHSM_MODULE, "--token-label", label, "--login", "--pin", pin, ...args],
+      { env: { ...process.env, ...env }, encoding: "utf8" },
+    );
     if (run.status !== 0) throw new Error(`pkcs11-tool ${args.join(" ")} failed: ${run.stderr}`);
     return run.stdout;
   };
@@ -54,7 +64,10 @@ export async function makeSoftToken(label = "device"): Promise<TestToken> {
     privateKeys: (keyLabel) =>
       tool("--list-objects", "--type", "privkey")
         .split(/\n(?=Private Key Object)/)
-        .filter((block) => block.startsWith("Private Key Object") && new RegExp(`label:\\s+${keyLabel}\\s*$`, "m").test(block)),
+        .filter(
+          (block) =>
+            block.startsWith("Private Key Object") && new RegExp(`label:\\s+${keyLabel}\\s*$`, "m").test(block),
+        ),
     stop: () => rm(dir, { recursive: true, force: true }),
   };
 }

@@ -14,7 +14,9 @@ export interface TokenWorld<T> {
 }
 
 /** Starts a token world with the token `makeToken` makes; stop() ends all of it. */
-export async function startTokenWorld<T extends { stop(): Promise<void> }>(makeToken: () => Promise<T>): Promise<TokenWorld<T>> {
+export async function startTokenWorld<T extends { stop(): Promise<void> }>(
+  makeToken: () => Promise<T>,
+): Promise<TokenWorld<T>> {
   const recording = await startCsrRecordingLab();
   const parts: Array<{ stop(): Promise<void> }> = [recording];
   try {

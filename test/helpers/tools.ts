@@ -7,7 +7,8 @@ import { execFileSync, spawnSync } from "node:child_process";
 export function haveTool(name: string): boolean {
   const found = spawnSync("sh", ["-c", `command -v ${name}`]).status === 0;
   if (!found) {
-    if (process.env.CI === "true") throw new Error(`${name} is required in CI but is not installed (.ci/run should install it)`);
+    if (process.env.CI === "true")
+      throw new Error(`${name} is required in CI but is not installed (.ci/run should install it)`);
     console.warn(`\n!!! SKIPPING tests that need '${name}': it is not installed here. CI installs it. !!!\n`);
   }
   return found;

@@ -47,8 +47,27 @@ export async function startTpm(label = "tpm"): Promise<TestTpm> {
     children.push(child);
     return child;
   };
-  bounded("swtpm", ["socket", "--tpm2", "--tpmstate", `dir=${join(dir, "state")}`, "--server", `type=unixio,path=${sock}`, "--ctrl", `type=unixio,path=${sock}.ctrl`, "--flags", "not-need-init,startup-clear"], { stdio: "ignore" });
-  const dbus = bounded("dbus-daemon", ["--session", "--nofork", "--nosyslog", "--print-address=1", `--address=unix:path=${join(dir, "bus")}`], { stdio: ["ignore", "pipe", "ignore"] });
+  bounded(
+    "swtpm",
+    [
+      "socket",
+      "--tpm2",
+      "--tpmstate",
+      `dir=${join(dir, "state")}`,
+      "--server",
+      `type=unixio,path=${sock}`,
+      "--ctrl",
+      `type=unixio,path=${sock}.ctrl`,
+      "--flags",
+      "not-need-init,startup-clear",
+    ],
+    { stdio: "ignore" },
+  );
+  const dbus = bounded(
+    "dbus-daemon",
+    ["--session", "--nofork", "--nosyslog", "--print-address=1", `--address=unix:path=${join(dir, "bus")}`],
+    { stdio: ["ignore", "pipe", "ignore"] },
+  );
   const busAddress = await new Promise<string>((resolve, reject) => {
     dbus.stdout!.once("data", (d: Buffer) => resolve(d.toString().trim().split("\n")[0]!));
     dbus.once("exit", () => reject(new Error("dbus-daemon exited")));
@@ -65,10 +84,16 @@ export async function startTpm(label = "tpm"): Promise<TestTpm> {
   const fullEnv = { ...process.env, ...env };
   // tpm2-abrmd connects to swtpm at start: once swtpm's socket is there.
   for (let i = 0; i < 500 && !existsSync(sock); i++) await sleep(10);
-  bounded("tpm2-abrmd", ["--session", "--allow-root", "--flush-all", `--dbus-name=${busName}`, `--tcti=swtpm:path=${sock}`], { env: fullEnv, stdio: "ignore" });
+  bounded(
+    "tpm2-abrmd",
+    ["--session", "--allow-root", "--flush-all", `--dbus-name=${busName}`, `--tcti=swtpm:path=${sock}`],
+    { env: fullEnv, stdio: "ignore" },
+  );
   const stop = async () => {
     for (const child of children.reverse()) {
-      const exited = new Promise((resolve) => (child.exitCode !== null || child.signalCode !== null ? resolve(undefined) : child.once("exit", resolve)));
+      const exited = new Promise((resolve) =>
+        child.exitCode !== null || child.signalCode !== null ? resolve(undefined) : child.once("exit", resolve),
+      );
       child.kill("SIGTERM");
       await exited;
     }
@@ -85,7 +110,13 @@ export async function startTpm(label = "tpm"): Promise<TestTpm> {
       const run = spawnSync(tool, args, { env: fullEnv, encoding: "utf8" });
       if (run.status !== 0) throw new Error(`${tool} ${args.join(" ")} failed: ${run.stderr}`);
     };
-    tpm2("tpm2_dictionarylockout", "--setup-parameters", "--max-tries=4294967295", "--recovery-time=0", "--lockout-recovery-time=0");
+    tpm2(
+      "tpm2_dictionarylockout",
+      "--setup-parameters",
+      "--max-tries=4294967295",
+      "--recovery-time=0",
+      "--lockout-recovery-time=0",
+    );
     const pin = `${Math.floor(100000 + Math.random() * 899999)}`;
     SECRETS.add(pin);
     const p11 = (...args: string[]) => {

@@ -8,7 +8,11 @@ export function deviceCommand(): Command {
   for (const action of ["add", "reset"] as const) {
     device
       .command(action)
-      .description(action === "add" ? "register a device (end entity in NEW state, password 'dojot')" : "put a device back to NEW so it can be issued again")
+      .description(
+        action === "add"
+          ? "register a device (end entity in NEW state, password 'dojot')"
+          : "put a device back to NEW so it can be issued again",
+      )
       .requiredOption("--dir <dir>", "the lab's directory")
       .argument("<id>", "device id")
       .action(async (id: string, flags: { dir: string }) => {

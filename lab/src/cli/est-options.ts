@@ -19,14 +19,31 @@ export interface EstFlags {
 
 /** The EST server's settings from the --est-* flags, or undefined when EST is not served. */
 export async function estOptions(flags: EstFlags): Promise<EstLabOptions | undefined> {
-  if (flags.api === "est" && flags.estListen) throw usage("--est-listen serves EST beside dojot's API; with --api est, EST is served on --listen", "drop --est-listen, or choose --api legacy, x509 or both");
+  if (flags.api === "est" && flags.estListen)
+    throw usage(
+      "--est-listen serves EST beside dojot's API; with --api est, EST is served on --listen",
+      "drop --est-listen, or choose --api legacy, x509 or both",
+    );
   if (flags.api !== "est" && !flags.estListen) {
-    const stray = flags.estPending !== undefined || flags.estRetryAfter !== "1" || flags.estCsrattrs !== "none" || flags.estBootstrapCa.length > 0 || flags.estLabel.length > 0 || flags.fault.some((f) => f.startsWith("est-"));
-    if (stray) throw usage("the --est-* options and est-* faults need an EST server", "add --est-listen HOST:PORT, or serve EST alone with --api est");
+    const stray =
+      flags.estPending !== undefined ||
+      flags.estRetryAfter !== "1" ||
+      flags.estCsrattrs !== "none" ||
+      flags.estBootstrapCa.length > 0 ||
+      flags.estLabel.length > 0 ||
+      flags.fault.some((f) => f.startsWith("est-"));
+    if (stray)
+      throw usage(
+        "the --est-* options and est-* faults need an EST server",
+        "add --est-listen HOST:PORT, or serve EST alone with --api est",
+      );
     return undefined;
   }
   const listen = flags.estListen ? parseListen(flags.estListen, "--est-listen") : {};
-  const pending = flags.estPending === undefined || flags.estPending === "forever" ? flags.estPending : parseCount(flags.estPending, "--est-pending", 0, 1000);
+  const pending =
+    flags.estPending === undefined || flags.estPending === "forever"
+      ? flags.estPending
+      : parseCount(flags.estPending, "--est-pending", 0, 1000);
   for (const label of flags.estLabel) checkLabel(label);
   return {
     ...listen,
@@ -41,7 +58,10 @@ export async function estOptions(flags: EstFlags): Promise<EstLabOptions | undef
 /** RFC 7030 §3.2.2: a label is one path segment, and not an operation's name. */
 function checkLabel(label: string): void {
   if (!/^[A-Za-z0-9._~-]+$/.test(label) || EST_OPERATIONS.includes(label)) {
-    throw usage(`--est-label '${label}' is not a CA label`, `use letters, digits, '.', '_', '~' and '-', and none of ${EST_OPERATIONS.join(", ")}`);
+    throw usage(
+      `--est-label '${label}' is not a CA label`,
+      `use letters, digits, '.', '_', '~' and '-', and none of ${EST_OPERATIONS.join(", ")}`,
+    );
   }
 }
 

@@ -23,7 +23,9 @@ export function usage(message: string, hint?: string, cause?: unknown): LabCliEr
 /** A line for the operator, on stderr, with control characters made visible (a subject or a path could carry them). */
 export function say(line: string): void {
   // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what it neutralises
-  process.stderr.write(`${line.replace(/[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/g, "?")}\n`);
+  process.stderr.write(
+    `${line.replace(/[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/g, "?")}\n`,
+  );
 }
 
 /** `HOST:PORT` (an IPv6 host in brackets), as --listen and --est-listen take it. */
@@ -37,7 +39,8 @@ export function parseListen(value: string, flag = "--listen"): { host: string; p
 /** A duration with its unit (`90s`, `5m`, `1h`, `2d`) in ms. */
 export function parseDuration(value: string, flag: string): number {
   const m = /^(\d+(?:\.\d+)?)\s*(ms|s|m|min|h|d)?$/.exec(value.trim());
-  if (m && !m[2] && Number.parseFloat(m[1]!) !== 0) throw usage(`${flag} '${value}' has no unit`, `say which: ${flag} ${m[1]}s, ${m[1]}m, ${m[1]}h or ${m[1]}d`);
+  if (m && !m[2] && Number.parseFloat(m[1]!) !== 0)
+    throw usage(`${flag} '${value}' has no unit`, `say which: ${flag} ${m[1]}s, ${m[1]}m, ${m[1]}h or ${m[1]}d`);
   const factor = { ms: 1, s: 1000, m: 60_000, min: 60_000, h: 3_600_000, d: 86_400_000 }[(m?.[2] ?? "s") as "ms"];
   const ms = m ? Number.parseFloat(m[1]!) * factor : NaN;
   if (!(ms > 0)) throw usage(`${flag} '${value}' is not a duration`, `use e.g. ${flag} 90s, 5m or 1h`);
@@ -54,20 +57,35 @@ export function parseCount(value: string, flag: string, min: number, max: number
 /** A device id the agent can store under (it becomes a file name there). */
 export function checkDeviceId(id: string): string {
   // biome-ignore lint/suspicious/noControlCharactersInRegex: an id with a control character is what it refuses
-  if (id === "." || id === ".." || /[/\\]/.test(id) || /[\u0000-\u001f\u007f]/.test(id) || Buffer.byteLength(id, "utf8") > 200 || !id) {
-    throw usage(`the device id ${JSON.stringify(id)} is not usable: it must be 1 to 200 bytes (UTF-8), without '/', '\\' or control characters, and not '.' or '..'`);
+  if (
+    id === "." ||
+    id === ".." ||
+    /[/\\]/.test(id) ||
+    /[\u0000-\u001f\u007f]/.test(id) ||
+    Buffer.byteLength(id, "utf8") > 200 ||
+    !id
+  ) {
+    throw usage(
+      `the device id ${JSON.stringify(id)} is not usable: it must be 1 to 200 bytes (UTF-8), without '/', '\\' or control characters, and not '.' or '..'`,
+    );
   }
   return id;
 }
 
-const DNS_NAME = /^(\*\.)?([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$/;
+const DNS_NAME =
+  /^(\*\.)?([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$/;
 
 /** A broker's names, as subject alternative names. */
 export function brokerNames(dns: string[], ip: string[]): x509.JsonGeneralName[] {
-  for (const name of dns) if (!DNS_NAME.test(name) || name.length > 253) throw usage(`--dns '${name}' is not a DNS name`);
+  for (const name of dns)
+    if (!DNS_NAME.test(name) || name.length > 253) throw usage(`--dns '${name}' is not a DNS name`);
   for (const address of ip) if (isIP(address) === 0) throw usage(`--ip '${address}' is not an IPv4 or IPv6 address`);
-  if (dns.length + ip.length === 0) throw usage("give the broker's names with --dns and/or --ip", "e.g. --dns localhost --ip 127.0.0.1");
-  return [...dns.map((value) => ({ type: "dns" as const, value })), ...ip.map((value) => ({ type: "ip" as const, value }))];
+  if (dns.length + ip.length === 0)
+    throw usage("give the broker's names with --dns and/or --ip", "e.g. --dns localhost --ip 127.0.0.1");
+  return [
+    ...dns.map((value) => ({ type: "dns" as const, value })),
+    ...ip.map((value) => ({ type: "ip" as const, value })),
+  ];
 }
 
 /** The certificates of a PEM file given by `flag`, or a configuration error naming it (exit 3). */
@@ -76,10 +94,16 @@ export async function readCertificates(path: string, flag: string): Promise<stri
   try {
     text = await readFile(path, "utf8");
   } catch (err) {
-    throw new LabCliError(`cannot read ${flag} ${path}: ${(err as Error).message}`, 3, `check the path given to ${flag}`, { cause: err });
+    throw new LabCliError(
+      `cannot read ${flag} ${path}: ${(err as Error).message}`,
+      3,
+      `check the path given to ${flag}`,
+      { cause: err },
+    );
   }
   const pems = certificatePems(text);
-  if (pems.length === 0) throw new LabCliError(`${flag} ${path} is not a PEM file of the expected kind`, 3, `${flag} takes a PEM file`);
+  if (pems.length === 0)
+    throw new LabCliError(`${flag} ${path} is not a PEM file of the expected kind`, 3, `${flag} takes a PEM file`);
   return pems;
 }
 

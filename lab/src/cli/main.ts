@@ -10,10 +10,17 @@ declare const __CERT_RETRIEVER_LAB_VERSION__: string | undefined;
 /** The lab's command tree. */
 function program(): Command {
   // One prefix for commander's own messages, as for the lab's.
-  const outputError = (text: string, write: (s: string) => void) => write(text.replace(/^error: /, "cert-retriever-lab: "));
+  const outputError = (text: string, write: (s: string) => void) =>
+    write(text.replace(/^error: /, "cert-retriever-lab: "));
   const lab = new Command("cert-retriever-lab")
-    .description("a dojot-compatible lab platform for demos and tests: dojot's EJBCA-REST and x509-identity-mgmt behind Kong, and EST")
-    .version(typeof __CERT_RETRIEVER_LAB_VERSION__ === "string" ? __CERT_RETRIEVER_LAB_VERSION__ : "0.0.0", "-v, --version", "print the version")
+    .description(
+      "a dojot-compatible lab platform for demos and tests: dojot's EJBCA-REST and x509-identity-mgmt behind Kong, and EST",
+    )
+    .version(
+      typeof __CERT_RETRIEVER_LAB_VERSION__ === "string" ? __CERT_RETRIEVER_LAB_VERSION__ : "0.0.0",
+      "-v, --version",
+      "print the version",
+    )
     .addHelpText("after", LAB_HELP)
     .showHelpAfterError("(run with --help for usage)");
   lab.addCommand(serveCommand());
@@ -40,7 +47,10 @@ export async function run(argv: string[]): Promise<number> {
   } catch (err) {
     if (err instanceof CommanderError) {
       // Help asked for is success; help shown because a command is missing (`device`) is a usage mistake.
-      return ["commander.helpDisplayed", "commander.version"].includes(err.code) || (err.code === "commander.help" && err.exitCode === 0) ? 0 : 2;
+      return ["commander.helpDisplayed", "commander.version"].includes(err.code) ||
+        (err.code === "commander.help" && err.exitCode === 0)
+        ? 0
+        : 2;
     }
     if (err instanceof LabCliError) {
       say(`cert-retriever-lab: ${err.message}`);

@@ -76,28 +76,80 @@ interface ServeFlags extends EstFlags {
 export function serveCommand(): Command {
   const repeat = (v: string, p: string[]) => [...p, v];
   return new Command("serve")
-    .description("serve dojot's API (or EST) on --listen until interrupted; prints the URL on stdout (and the EST URL on the next line when --est-listen serves EST beside it)")
+    .description(
+      "serve dojot's API (or EST) on --listen until interrupted; prints the URL on stdout (and the EST URL on the next line when --est-listen serves EST beside it)",
+    )
     .requiredOption("--dir <dir>", "where the lab keeps its CA and state")
     .option("--listen <host:port>", "address to listen on (port 0 picks a free one)", "127.0.0.1:8000")
-    .addOption(new Option("--cert-profile <profile>", "EJBCA-REST's profile: cfree: RSA 2048-8192 only, as dojot; open: also ECDSA P-256/P-384").choices(["cfree", "open"]).default("cfree"))
-    .option("--no-extension-override", "certificate profiles ignore the CSR's extensions (SANs included), as EJBCA does with 'Allow Extension Override' off")
+    .addOption(
+      new Option(
+        "--cert-profile <profile>",
+        "EJBCA-REST's profile: cfree: RSA 2048-8192 only, as dojot; open: also ECDSA P-256/P-384",
+      )
+        .choices(["cfree", "open"])
+        .default("cfree"),
+    )
+    .option(
+      "--no-extension-override",
+      "certificate profiles ignore the CSR's extensions (SANs included), as EJBCA does with 'Allow Extension Override' off",
+    )
     .option("--auto-register", "create the end entity on the first signing request for an unknown device")
     .option("--token-lifetime <seconds>", "JWT lifetime", "420")
     .option(
       "--cert-lifetime <duration>",
       "validity of the certificates the lab issues, e.g. 1h, 90s, 2d (default: 365d for x509-identity-mgmt and EST, 730d for EJBCA-REST's CFREE profile); on a real platform it is a deployment setting, in whole days (X509IDMGMT_CERTIFICATE_VALIDITY for x509-identity-mgmt v0.7+, CERT_VALIDITY_DAYS for v0.5)",
     )
-    .option("--force-crl-renew", "x509-identity-mgmt makes a new CRL on every GET /x509/v1/ca/crl, so a revocation shows at once (X509IDMGMT_EJBCA_FORCECRLRENEW=true; off by default, as on the platform)")
-    .addOption(new Option("--api <api>", "which API to serve: legacy (EJBCA-REST), x509 (x509-identity-mgmt), both, or est (EST alone, over HTTPS)").choices(["legacy", "x509", "both", "est"]).default("legacy"))
-    .addOption(new Option("--x509-rules <version>", "x509-identity-mgmt's rules: v0.5 (CN rule, tenant prefix) or v0.7 (subject passed through, binding)").choices(["v0.5", "v0.7"]).default("v0.7"))
-    .option("--auth-rate-limit <limits>", "limit /auth as dojot's Kong does, e.g. 5/min,40/h (429 with Retry-After); the default beyond loopback")
+    .option(
+      "--force-crl-renew",
+      "x509-identity-mgmt makes a new CRL on every GET /x509/v1/ca/crl, so a revocation shows at once (X509IDMGMT_EJBCA_FORCECRLRENEW=true; off by default, as on the platform)",
+    )
+    .addOption(
+      new Option(
+        "--api <api>",
+        "which API to serve: legacy (EJBCA-REST), x509 (x509-identity-mgmt), both, or est (EST alone, over HTTPS)",
+      )
+        .choices(["legacy", "x509", "both", "est"])
+        .default("legacy"),
+    )
+    .addOption(
+      new Option(
+        "--x509-rules <version>",
+        "x509-identity-mgmt's rules: v0.5 (CN rule, tenant prefix) or v0.7 (subject passed through, binding)",
+      )
+        .choices(["v0.5", "v0.7"])
+        .default("v0.7"),
+    )
+    .option(
+      "--auth-rate-limit <limits>",
+      "limit /auth as dojot's Kong does, e.g. 5/min,40/h (429 with Retry-After); the default beyond loopback",
+    )
     .option("--est-listen <host:port>", "also serve EST (HTTPS) there, beside dojot's API")
-    .option("--est-pending <n|forever>", "EST: answer the first N submissions of each CSR with 202 Accepted and Retry-After (manual approval), or always")
+    .option(
+      "--est-pending <n|forever>",
+      "EST: answer the first N submissions of each CSR with 202 Accepted and Retry-After (manual approval), or always",
+    )
     .option("--est-retry-after <seconds>", "EST: the Retry-After of a 202", "1")
-    .addOption(new Option("--est-csrattrs <attrs>", "EST: what /csrattrs asks for (none: 204; rsa-3072 in RFC 9908's form, the size as the attribute's value); a CSR with another key type is then refused").choices(["none", "ec-p256", "ec-p384", "rsa", "rsa-3072"]).default("none"))
-    .option("--est-bootstrap-ca <file>", "EST: a PEM CA whose certificates may authenticate /simpleenroll, e.g. the factory's (repeatable)", repeat, [])
+    .addOption(
+      new Option(
+        "--est-csrattrs <attrs>",
+        "EST: what /csrattrs asks for (none: 204; rsa-3072 in RFC 9908's form, the size as the attribute's value); a CSR with another key type is then refused",
+      )
+        .choices(["none", "ec-p256", "ec-p384", "rsa", "rsa-3072"])
+        .default("none"),
+    )
+    .option(
+      "--est-bootstrap-ca <file>",
+      "EST: a PEM CA whose certificates may authenticate /simpleenroll, e.g. the factory's (repeatable)",
+      repeat,
+      [],
+    )
     .option("--est-label <label>", "EST: a CA label served under /.well-known/est/<label>/ (repeatable)", repeat, [])
-    .option("--fault <route:kind[:times]>", `misbehave on purpose, for testing clients (repeatable): ROUTE is ${FAULT_ROUTES.join(", ")}; KIND is listed below; TIMES, how often (default: always)`, repeat, [])
+    .option(
+      "--fault <route:kind[:times]>",
+      `misbehave on purpose, for testing clients (repeatable): ROUTE is ${FAULT_ROUTES.join(", ")}; KIND is listed below; TIMES, how often (default: always)`,
+      repeat,
+      [],
+    )
     .addHelpText("after", faultHelp())
     .action(serve);
 }
@@ -109,7 +161,10 @@ async function serve(flags: ServeFlags): Promise<void> {
     if (err instanceof LabOptionsError) throw usage(err.message);
     if (!(err instanceof LabListenError)) throw err;
     const est = options.est;
-    const flag = flags.estListen && err.message.startsWith(`${est?.host}:${est?.port} `) ? `--est-listen ${flags.estListen}` : `--listen ${flags.listen}`;
+    const flag =
+      flags.estListen && err.message.startsWith(`${est?.host}:${est?.port} `)
+        ? `--est-listen ${flags.estListen}`
+        : `--listen ${flags.listen}`;
     throw usage(`cannot listen on ${flag}: ${err.message}`, "choose another port, or 0 for a free one");
   });
   announce(flags, running);
@@ -125,7 +180,8 @@ async function labOptions(flags: ServeFlags): Promise<LabOptions> {
   const { host, port } = parseListen(flags.listen);
   const est = await estOptions(flags);
   const tokenLifetime = Number.parseInt(flags.tokenLifetime, 10);
-  if (!(tokenLifetime > 0)) throw usage(`--token-lifetime '${flags.tokenLifetime}' is not a positive number of seconds`);
+  if (!(tokenLifetime > 0))
+    throw usage(`--token-lifetime '${flags.tokenLifetime}' is not a positive number of seconds`);
   return {
     dir: flags.dir,
     host,
@@ -175,29 +231,42 @@ function warnIfExposed(flags: ServeFlags, options: LabOptions): void {
   if (outside.length === 0) return;
   const transport = options.api === "est" ? "" : ", plain http";
   const unlimited = options.est ? " and EST's unlimited password checks" : "";
-  say(`warning: the lab listens on ${outside.join(" and ")}, beyond this machine: its admin password, its CA keys${transport}${unlimited} are for tests only`);
-  if (!flags.authRateLimit) say(`lab: /auth limited to ${DOJOT_AUTH_LIMIT} as dojot's Kong does (--auth-rate-limit to change it)`);
+  say(
+    `warning: the lab listens on ${outside.join(" and ")}, beyond this machine: its admin password, its CA keys${transport}${unlimited} are for tests only`,
+  );
+  if (!flags.authRateLimit)
+    say(`lab: /auth limited to ${DOJOT_AUTH_LIMIT} as dojot's Kong does (--auth-rate-limit to change it)`);
   const { connections, perAddress, bufferedBytes } = EXPOSED_LIMITS;
-  say(`lab: at most ${connections} connections (${perAddress} from one address) and ${bufferedBytes / 1024 / 1024} MiB of request bodies at once; past that, 503`);
+  say(
+    `lab: at most ${connections} connections (${perAddress} from one address) and ${bufferedBytes / 1024 / 1024} MiB of request bodies at once; past that, 503`,
+  );
 }
 
 /** Says what runs where; the URLs go to stdout, for scripts. */
 function announce(flags: ServeFlags, running: RunningLab): void {
   if (running.generatedPassword) {
-    say(`lab: created user 'admin' with password ${running.generatedPassword} (shown once; set CERT_RETRIEVER_LAB_PASSWORD to choose it)`);
+    say(
+      `lab: created user 'admin' with password ${running.generatedPassword} (shown once; set CERT_RETRIEVER_LAB_PASSWORD to choose it)`,
+    );
   }
   const lifetime = flags.certLifetime === undefined ? "" : `; certificates valid ${flags.certLifetime}`;
   if (flags.api !== "est") {
-    const cas = [flags.api !== "x509" && running.ca, flags.api !== "legacy" && running.x509Ca].filter((c) => c).map((c) => displayName((c as RunningLab["ca"]).cert.subjectName));
+    const cas = [flags.api !== "x509" && running.ca, flags.api !== "legacy" && running.x509Ca]
+      .filter((c) => c)
+      .map((c) => displayName((c as RunningLab["ca"]).cert.subjectName));
     const rules = flags.api === "legacy" ? "" : ` (x509 rules ${flags.x509Rules})`;
     const profile = `${flags.certProfile}${flags.extensionOverride ? "" : ", CSR extensions ignored"}`;
-    say(`lab: CA ${cas.join(" and ")} in ${flags.dir}; API ${flags.api}${rules}; profile ${profile}${lifetime}${flags.forceCrlRenew ? "; a new CRL on every request" : ""}`);
+    say(
+      `lab: CA ${cas.join(" and ")} in ${flags.dir}; API ${flags.api}${rules}; profile ${profile}${lifetime}${flags.forceCrlRenew ? "; a new CRL on every request" : ""}`,
+    );
     process.stdout.write(`${running.url}\n`);
   }
   if (running.estUrl && running.estCa) {
     const root = running.estCa.root.cert;
     say(`lab: EST (RFC 7030) at ${running.estUrl}${lifetime}`);
-    say(`lab: EST root CA ${displayName(root.subjectName)}, sha256:${sha256ColonHex(root.rawData)}; its PEM is ${join(flags.dir, "est-root-ca.crt")} (pin it with --ca-fingerprint, or give it to --platform-ca)`);
+    say(
+      `lab: EST root CA ${displayName(root.subjectName)}, sha256:${sha256ColonHex(root.rawData)}; its PEM is ${join(flags.dir, "est-root-ca.crt")} (pin it with --ca-fingerprint, or give it to --platform-ca)`,
+    );
     process.stdout.write(`${running.estUrl}\n`);
   }
 }

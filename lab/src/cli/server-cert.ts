@@ -20,14 +20,22 @@ interface ServerCertFlags {
 export function serverCertCommand(): Command {
   const repeat = (v: string, p: string[]) => [...p, v];
   return new Command("server-cert")
-    .description("issue a TLS server certificate for a broker from the lab CA: <out>/server.key (0600) and <out>/server.crt, plus <out>/ca.crt")
+    .description(
+      "issue a TLS server certificate for a broker from the lab CA: <out>/server.key (0600) and <out>/server.crt, plus <out>/ca.crt",
+    )
     .requiredOption("--dir <dir>", "the lab's directory (its CA)")
     .requiredOption("--out <dir>", "where to write server.key, server.crt and ca.crt")
     .option("--dns <name>", "a DNS name of the broker (repeatable)", repeat, [])
     .option("--ip <address>", "an IP address of the broker (repeatable)", repeat, [])
-    .option("--key-owner <user>", "give the key to this user (e.g. mosquitto, which reads it after dropping privileges)")
+    .option(
+      "--key-owner <user>",
+      "give the key to this user (e.g. mosquitto, which reads it after dropping privileges)",
+    )
     .addOption(
-      new Option("--api <api>", "whose CA signs it: legacy (IOTmidCA), x509 (X509 Identity CA, as dojot v0.5+ brokers have) or est (the EST issuing CA; ca.crt then holds it and the EST root)")
+      new Option(
+        "--api <api>",
+        "whose CA signs it: legacy (IOTmidCA), x509 (X509 Identity CA, as dojot v0.5+ brokers have) or est (the EST issuing CA; ca.crt then holds it and the EST root)",
+      )
         .choices(["legacy", "x509", "est"])
         .default("legacy"),
     )
@@ -36,7 +44,8 @@ export function serverCertCommand(): Command {
 
 async function serverCert(flags: ServerCertFlags): Promise<void> {
   const names = brokerNames(flags.dns, flags.ip);
-  if (!existsSync(join(flags.dir, "ca.key"))) throw usage(`no lab CA in ${flags.dir}: start the lab once with 'cert-retriever-lab serve --dir ${flags.dir}'`);
+  if (!existsSync(join(flags.dir, "ca.key")))
+    throw usage(`no lab CA in ${flags.dir}: start the lab once with 'cert-retriever-lab serve --dir ${flags.dir}'`);
   const crypto = softwareCrypto();
   const est = flags.api === "est" ? await loadOrCreateEstCa(flags.dir, crypto) : undefined;
   const ca = est ? est.issuing : await loadOrCreateCa(flags.dir, crypto, flags.api as "legacy" | "x509");
@@ -47,7 +56,11 @@ async function serverCert(flags: ServerCertFlags): Promise<void> {
   const opened = await store.open();
   let ok = false;
   try {
-    await store.write({ key: issued.key, certificatePem: issued.cert, caPem: chain.map((c) => toPem(c.cert.rawData, "CERTIFICATE")).join("") });
+    await store.write({
+      key: issued.key,
+      certificatePem: issued.cert,
+      caPem: chain.map((c) => toPem(c.cert.rawData, "CERTIFICATE")).join(""),
+    });
     ok = true;
   } finally {
     await opened.close(ok);
@@ -56,8 +69,13 @@ async function serverCert(flags: ServerCertFlags): Promise<void> {
     try {
       execFileSync("chown", [flags.keyOwner, store.paths.key, store.paths.dir]);
     } catch {
-      throw usage(`cannot give ${store.paths.key} to user '${flags.keyOwner}'`, "does the user exist, and are you root?");
+      throw usage(
+        `cannot give ${store.paths.key} to user '${flags.keyOwner}'`,
+        "does the user exist, and are you root?",
+      );
     }
   }
-  say(`lab: broker certificate for ${names.map((n) => n.value).join(", ")}: ${store.paths.key}, ${store.paths.certificate}, ${store.paths.ca}`);
+  say(
+    `lab: broker certificate for ${names.map((n) => n.value).join(", ")}: ${store.paths.key}, ${store.paths.certificate}, ${store.paths.ca}`,
+  );
 }

@@ -59,7 +59,9 @@ export const CHECK_EXIT = { NEEDED: 0, NOTHING_TO_DO: 1, ERROR: 255 } as const;
 
 /** `cert-retriever check`: is enrollment needed? Reads the store; asks the platform (or a CRL distribution point) only about revocation and the CA, as REVOCATION says. */
 export function checkCommand(state: CliState): Command {
-  const cmd = new Command("check").summary("exit 0 if enrollment is needed, 1 if not, 255 on error (for ExecCondition=)");
+  const cmd = new Command("check").summary(
+    "exit 0 if enrollment is needed, 1 if not, 255 on error (for ExecCondition=)",
+  );
   addOptions(cmd, "check")
     .addHelpText("after", HELP)
     .action(async (_f: CommonFlags, command: Command) => {
@@ -136,11 +138,24 @@ async function report(status: StatusResult, deviceId: string, flags: CheckFlags)
   const { describeRevocation } = await import("../../flows/revocation.js");
   const revocation = status.revocation;
   const checked =
-    revocation === undefined ? "revocation not checked (--revocation off)" : revocation.state === "unknown" ? `revocation could not be checked: ${revocation.why}` : describeRevocation(revocation, status.cert);
-  say(`nothing to do: '${deviceId}' has valid credentials in ${status.location} until ${status.cert.notAfter.toISOString()} (renewal due from ${status.renewFrom.toISOString()}); ${checked}`);
+    revocation === undefined
+      ? "revocation not checked (--revocation off)"
+      : revocation.state === "unknown"
+        ? `revocation could not be checked: ${revocation.why}`
+        : describeRevocation(revocation, status.cert);
+  say(
+    `nothing to do: '${deviceId}' has valid credentials in ${status.location} until ${status.cert.notAfter.toISOString()} (renewal due from ${status.renewFrom.toISOString()}); ${checked}`,
+  );
   if (revocation?.state === "good" && revocation.crl.note) say(`note: ${revocation.crl.note}`);
   if (flags.json) {
-    printJson({ needed: false, deviceId, notAfter: status.cert.notAfter.toISOString(), renewFrom: status.renewFrom.toISOString(), revocation: revocation?.state ?? "not-checked", ...(revocation?.state === "unknown" ? { revocationUnknownWhy: revocation.why } : {}) });
+    printJson({
+      needed: false,
+      deviceId,
+      notAfter: status.cert.notAfter.toISOString(),
+      renewFrom: status.renewFrom.toISOString(),
+      revocation: revocation?.state ?? "not-checked",
+      ...(revocation?.state === "unknown" ? { revocationUnknownWhy: revocation.why } : {}),
+    });
   }
   return CHECK_EXIT.NOTHING_TO_DO;
 }

@@ -13,7 +13,9 @@ export function completionCommand(state: { exitCode: number }): Command {
   shellArgument.argChoices = [...SHELLS];
   return new Command("completion")
     .summary("print a completion script for bash, zsh or fish on stdout")
-    .description("Prints a completion script for the shell on stdout: subcommands, their options, option values from fixed choices, and file names where an option takes a file or directory.")
+    .description(
+      "Prints a completion script for the shell on stdout: subcommands, their options, option values from fixed choices, and file names where an option takes a file or directory.",
+    )
     .addArgument(shellArgument)
     .addHelpText(
       "after",
@@ -28,7 +30,9 @@ INSTALL
     )
     .action((shell: string, _flags: unknown, command: Command) => {
       if (!(SHELLS as string[]).includes(shell)) {
-        throw usageError(`unknown shell '${shell}': completion scripts are made for ${SHELLS.slice(0, -1).join(", ")} and ${SHELLS.at(-1)}`);
+        throw usageError(
+          `unknown shell '${shell}': completion scripts are made for ${SHELLS.slice(0, -1).join(", ")} and ${SHELLS.at(-1)}`,
+        );
       }
       process.stdout.write(GENERATORS[shell as Shell](commandTree(rootOf(command))));
       state.exitCode = 0;
@@ -91,9 +95,17 @@ export function commandTree(command: Command, path: string[] = [], implicitHelp 
     summary: command.summary() || command.description().split(/(?<=\.)\s/)[0]!,
     options: help.visibleOptions(command).map(optionNode),
     // commander lists its implicit `help` command, which is not among `.commands`.
-    commands: help.visibleCommands(command).map((sub) => commandTree(sub, [...path, sub.name()], !command.commands.includes(sub))),
+    commands: help
+      .visibleCommands(command)
+      .map((sub) => commandTree(sub, [...path, sub.name()], !command.commands.includes(sub))),
     implicitHelp,
-    args: command.registeredArguments.map((a) => ({ name: a.name(), required: a.required, variadic: a.variadic, description: a.description, choices: a.argChoices ?? [] })),
+    args: command.registeredArguments.map((a) => ({
+      name: a.name(),
+      required: a.required,
+      variadic: a.variadic,
+      description: a.description,
+      choices: a.argChoices ?? [],
+    })),
   };
 }
 
@@ -167,16 +179,23 @@ function bashScript(root: CommandNode): string {
   const fn = `_${root.name.replace(/\W/g, "_")}`;
   const nodes = withParents(root);
   const key = (node: CommandNode) => node.path.join(" ");
-  const caseLines = (entries: [string, string][]) => entries.map(([pattern, body]) => `    ${pattern}) ${body} ;;`).join("\n");
-  const valueOptions = nodes.flatMap(({ node }) => node.options.filter((o) => o.value !== "none").flatMap((o) => flagsOf(o).map((f) => shq(`${key(node)}|${f}`))));
+  const caseLines = (entries: [string, string][]) =>
+    entries.map(([pattern, body]) => `    ${pattern}) ${body} ;;`).join("\n");
+  const valueOptions = nodes.flatMap(({ node }) =>
+    node.options.filter((o) => o.value !== "none").flatMap((o) => flagsOf(o).map((f) => shq(`${key(node)}|${f}`))),
+  );
   const valueCases: [string, string][] = [];
   for (const { node } of nodes) {
     for (const o of node.options.filter((o) => o.value !== "none" && o.value !== "any")) {
-      const pattern = flagsOf(o).map((f) => shq(`${key(node)}|${f}`)).join("|");
+      const pattern = flagsOf(o)
+        .map((f) => shq(`${key(node)}|${f}`))
+        .join("|");
       const body =
-        o.value === "choice" ? `COMPREPLY=($(compgen -W "$(printf '%s\\n' ${o.choices.map(shq).join(" ")})" -- "$cur"))`
-        : o.value === "user" ? `COMPREPLY=($(compgen -u -- "$cur"))`
-        : `compopt -o filenames 2>/dev/null; COMPREPLY=($(compgen -${o.value === "dir" ? "d" : "f"} -- "$cur"))`;
+        o.value === "choice"
+          ? `COMPREPLY=($(compgen -W "$(printf '%s\\n' ${o.choices.map(shq).join(" ")})" -- "$cur"))`
+          : o.value === "user"
+            ? `COMPREPLY=($(compgen -u -- "$cur"))`
+            : `compopt -o filenames 2>/dev/null; COMPREPLY=($(compgen -${o.value === "dir" ? "d" : "f"} -- "$cur"))`;
       valueCases.push([pattern, body]);
     }
   }
@@ -275,14 +294,21 @@ function zshOptionSpec(o: OptionNode): string {
   let value = "";
   if (o.value !== "none") {
     const action =
-      o.value === "choice" ? `(${o.choices.map((c) => c.replace(/([\\() :'])/g, "\\$1")).join(" ")})`
-      : o.value === "file" ? "_files"
-      : o.value === "dir" ? "_files -/"
-      : o.value === "user" ? "_users"
-      : " ";
+      o.value === "choice"
+        ? `(${o.choices.map((c) => c.replace(/([\\() :'])/g, "\\$1")).join(" ")})`
+        : o.value === "file"
+          ? "_files"
+          : o.value === "dir"
+            ? "_files -/"
+            : o.value === "user"
+              ? "_users"
+              : " ";
     value = `${o.optionalValue ? "::" : ":"}${(o.valueName ?? "value").replace(/[:\\']/g, " ")}:${action.replace(/'/g, `'\\''`)}`;
   }
-  const forms = [o.short && `${o.short}${o.value === "none" ? "" : "+"}`, o.long && `${o.long}${o.value === "none" ? "" : "="}`].filter(Boolean) as string[];
+  const forms = [
+    o.short && `${o.short}${o.value === "none" ? "" : "+"}`,
+    o.long && `${o.long}${o.value === "none" ? "" : "="}`,
+  ].filter(Boolean) as string[];
   const star = o.repeatable ? "*" : "";
   if (forms.length === 1) return `'${star}${forms[0]}${description}${value}'`;
   // -h, --help: either form, not both.
@@ -299,8 +325,11 @@ function zshScript(root: CommandNode): string {
     const words = nextWords(node, parent);
     if (words.length === 0) {
       node.args.forEach((a, i) => {
-        const action = a.choices.length > 0 ? `(${a.choices.map((c) => c.replace(/([\\() :'])/g, "\\$1")).join(" ")})` : " ";
-        specs.push(`'${a.variadic ? "*" : String(i + 1)}:${a.name.replace(/[:\\']/g, " ")}:${action.replace(/'/g, `'\\''`)}'`);
+        const action =
+          a.choices.length > 0 ? `(${a.choices.map((c) => c.replace(/([\\() :'])/g, "\\$1")).join(" ")})` : " ";
+        specs.push(
+          `'${a.variadic ? "*" : String(i + 1)}:${a.name.replace(/[:\\']/g, " ")}:${action.replace(/'/g, `'\\''`)}'`,
+        );
       });
       return `${fn}() {\n  _arguments -s -S \\\n    ${specs.join(" \\\n    ")}\n}\n`;
     }
@@ -354,22 +383,30 @@ function fishScript(root: CommandNode): string {
   const nodes = withParents(root);
   const key = (node: CommandNode) => node.path.join(" ");
   const commands = nodes.flatMap(({ node }) => node.commands.map((c) => fishq(`${key(node)}|${c.name}`)));
-  const valueOptions = nodes.flatMap(({ node }) => node.options.filter((o) => o.value !== "none").flatMap((o) => flagsOf(o).map((f) => fishq(`${key(node)}|${f}`))));
+  const valueOptions = nodes.flatMap(({ node }) =>
+    node.options.filter((o) => o.value !== "none").flatMap((o) => flagsOf(o).map((f) => fishq(`${key(node)}|${f}`))),
+  );
   const lines: string[] = [];
   for (const { node, parent } of nodes) {
     const at = `-n ${fishq(`${fn}_at ${fishq(key(node))}`)}`;
     const described = node.implicitHelp && parent ? parent.commands.filter((c) => !c.implicitHelp) : node.commands;
     for (const c of described) lines.push(`complete -c ${name} ${at} -a ${fishq(c.name)} -d ${fishq(c.summary)}`);
-    for (const a of node.args.filter((a) => a.choices.length > 0)) lines.push(`complete -c ${name} ${at} -a ${fishq(a.choices.join(" "))} -d ${fishq(a.description || a.name)}`);
+    for (const a of node.args.filter((a) => a.choices.length > 0))
+      lines.push(`complete -c ${name} ${at} -a ${fishq(a.choices.join(" "))} -d ${fishq(a.description || a.name)}`);
     for (const o of node.options) {
       const flags = [o.short && `-s ${o.short.slice(1)}`, o.long && `-l ${o.long.slice(2)}`].filter(Boolean).join(" ");
       const value =
-        o.value === "none" ? ""
-        : o.value === "choice" ? ` -x -a ${fishq(o.choices.join(" "))}`
-        : o.value === "file" ? " -r -F"
-        : o.value === "dir" ? ` -x -a '(__fish_complete_directories (commandline -ct) "")'`
-        : o.value === "user" ? " -x -a '(__fish_complete_users)'"
-        : " -x";
+        o.value === "none"
+          ? ""
+          : o.value === "choice"
+            ? ` -x -a ${fishq(o.choices.join(" "))}`
+            : o.value === "file"
+              ? " -r -F"
+              : o.value === "dir"
+                ? ` -x -a '(__fish_complete_directories (commandline -ct) "")'`
+                : o.value === "user"
+                  ? " -x -a '(__fish_complete_users)'"
+                  : " -x";
       lines.push(`complete -c ${name} ${at} ${flags}${value} -d ${fishq(o.description)}`);
     }
   }

@@ -89,7 +89,12 @@ export function enrollCommand(state: CliState): Command {
     );
   addOptions(cmd, "enroll")
     .option("--force", "enroll even if valid credentials already exist")
-    .addOption(new Option("--verify-broker <url>", "after storing, connect to this mqtts:// broker with the new identity (see 'verify')").env("CERT_RETRIEVER_VERIFY_BROKER"))
+    .addOption(
+      new Option(
+        "--verify-broker <url>",
+        "after storing, connect to this mqtts:// broker with the new identity (see 'verify')",
+      ).env("CERT_RETRIEVER_VERIFY_BROKER"),
+    )
     .addHelpText("after", EXAMPLES + exitCodesHelp(COMMAND_EXIT_CODES.enroll))
     .action(async (_flags: EnrollFlags, command: Command) => {
       state.exitCode = await runEnroll(command, state);
@@ -107,23 +112,36 @@ async function runEnroll(command: Command, state: CliState): Promise<number> {
   const checked = await checkEnrollFlags(flags, source);
   const interrupt = onInterrupt();
   const deadline = startedAt + parseDuration(flags.deadline, "--deadline");
-  const who = await loginSettings(flags, extras, source, checked.plugin, (read) => boundedRead(read, interrupt.signal, deadline));
+  const who = await loginSettings(flags, extras, source, checked.plugin, (read) =>
+    boundedRead(read, interrupt.signal, deadline),
+  );
   const options = await protocolOptions(flags);
   const store = await storeSettings(flags, checked.deviceId);
-  if (flags.storeCertInToken && flags.key === undefined) throw usage("--store-cert-in-token needs a token key: pass --key pkcs11:…");
+  if (flags.storeCertInToken && flags.key === undefined)
+    throw usage("--store-cert-in-token needs a token key: pass --key pkcs11:…");
   const tls = await platformTls(flags);
   const retries: RetryInfo[] = [];
   interrupt.listen();
   try {
     const settings: AgentSettings = {
       platform: { url: checked.baseUrl, protocol: checked.plugin, caName: flags.caName, options, tls },
-      device: { id: checked.deviceId, keyType: checked.keyType, sans: checked.sans, profile: flags.profile ? { name: flags.profile, uriDomain: flags.uriDomain } : undefined },
+      device: {
+        id: checked.deviceId,
+        keyType: checked.keyType,
+        sans: checked.sans,
+        profile: flags.profile ? { name: flags.profile, uriDomain: flags.uriDomain } : undefined,
+      },
       store,
       trust: { pin: flags.caFingerprint },
       login: who,
       key: keySettings(flags, source, Boolean(flags.storeCertInToken)),
       renewal: { renewBefore: checked.renewBefore, revocation: flags.revocation, revokePrevious: !flags.keepPrevious },
-      hooks: { exec: flags.exec, reloadUnit: flags.reloadUnit, timeoutMs: checked.hookTimeoutMs, environmentPrefix: "CERT_RETRIEVER_" },
+      hooks: {
+        exec: flags.exec,
+        reloadUnit: flags.reloadUnit,
+        timeoutMs: checked.hookTimeoutMs,
+        environmentPrefix: "CERT_RETRIEVER_",
+      },
       broker: checked.broker && (async () => brokerSettings(flags, checked.broker!)),
       network: networkSettings(flags, startedAt, interrupt.signal, retries),
       observer: state.inject?.observer,
@@ -180,15 +198,31 @@ async function checkEnrollFlags(flags: EnrollFlags, source: SourceOf) {
   // Which release answers is known only after fetch-ca; an id no release can use is refused now.
   plugin.checkSettings?.({ purpose: "enroll", deviceId }, flagName);
   const { profileSans } = await import("../../broker/profiles.js");
-  const sans = profileSans(flags.profile ?? "generic", deviceId, flags.uriDomain, checkSans(flags.dns, flags.ip, flags.uri));
+  const sans = profileSans(
+    flags.profile ?? "generic",
+    deviceId,
+    flags.uriDomain,
+    checkSans(flags.dns, flags.ip, flags.uri),
+  );
   const renewBefore = parseRenewWindow(flags.renewBefore);
   const hookTimeoutMs = parseDuration(flags.hookTimeout, "--hook-timeout");
-  if (flags.exec !== undefined && !flags.exec.trim()) throw usage("--exec is empty", "give the command line to run, e.g. --exec 'systemctl restart my-agent'");
-  if (flags.reloadUnit !== undefined && !/^[\w:.@\\][\w:.@\\-]*$/.test(flags.reloadUnit)) throw usage(`--reload-unit '${flags.reloadUnit}' is not a unit name`, "e.g. --reload-unit mosquitto.service");
+  if (flags.exec !== undefined && !flags.exec.trim())
+    throw usage("--exec is empty", "give the command line to run, e.g. --exec 'systemctl restart my-agent'");
+  if (flags.reloadUnit !== undefined && !/^[\w:.@\\][\w:.@\\-]*$/.test(flags.reloadUnit))
+    throw usage(`--reload-unit '${flags.reloadUnit}' is not a unit name`, "e.g. --reload-unit mosquitto.service");
   const broker = flags.verifyBroker ? brokerUrl(flags.verifyBroker) : undefined;
   await checkPinFlag(flags);
   await checkKeyFlag(flags);
-  return { plugin, baseUrl, deviceId, keyType: flags.keyType as KeyType | undefined, sans, renewBefore, hookTimeoutMs, broker };
+  return {
+    plugin,
+    baseUrl,
+    deviceId,
+    keyType: flags.keyType as KeyType | undefined,
+    sans,
+    renewBefore,
+    hookTimeoutMs,
+    broker,
+  };
 }
 
 /**
@@ -196,12 +230,27 @@ async function checkEnrollFlags(flags: EnrollFlags, source: SourceOf) {
  * for only when the authenticate step runs (EST: when the enrollment request needs them), unless
  * the protocol sends none (a bootstrap client certificate alone).
  */
-async function loginSettings(flags: EnrollFlags, extras: ConfigExtras, source: SourceOf, plugin: ProtocolPlugin, bounded: (read: () => Promise<string>) => () => Promise<string>): Promise<LoginSettings> {
+async function loginSettings(
+  flags: EnrollFlags,
+  extras: ConfigExtras,
+  source: SourceOf,
+  plugin: ProtocolPlugin,
+  bounded: (read: () => Promise<string>) => () => Promise<string>,
+): Promise<LoginSettings> {
   const token = plugin.lacks?.login ? undefined : await tokenSession(flags);
-  const given = { username: flags.username !== undefined, clientCert: Boolean(flags.clientCert), token: token !== undefined };
+  const given = {
+    username: flags.username !== undefined,
+    clientCert: Boolean(flags.clientCert),
+    token: token !== undefined,
+  };
   const wants = plugin.wantsLogin ? plugin.wantsLogin(given) : !token;
   if (token) holdSecret(token.jwt);
   if (!wants) return { token };
   const credentials = await login(flags, extras, source);
-  return { username: credentials.username, password: bounded(credentials.password), retryLogin: credentials.retryLogin, token };
+  return {
+    username: credentials.username,
+    password: bounded(credentials.password),
+    retryLogin: credentials.retryLogin,
+    token,
+  };
 }

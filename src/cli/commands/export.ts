@@ -16,46 +16,53 @@ For programs that need files (mosquitto_pub, openssl) while the keychain keeps t
 
 /** `cert-retriever export`: the keychain's credentials as files, for programs that need files. */
 export function exportCommand(state: CliState): Command {
-  const cmd = new Command("export").summary("write the keychain's credentials as files in --out (key 0600, directory 0700)");
+  const cmd = new Command("export").summary(
+    "write the keychain's credentials as files in --out (key 0600, directory 0700)",
+  );
   addOptions(cmd, "export")
     .addHelpText("after", EXPORT_HELP + exitCodesHelp(COMMAND_EXIT_CODES.export))
     .action(async (_f: CommonFlags, command: Command) => {
-    await applyConfigFile(command, say);
-    const flags = command.opts<CommonFlags & KeyFlags>();
-    state.json ||= Boolean(flags.json);
-    const deviceId = await resolveDeviceId(flags, (key) => command.getOptionValueSource(key));
-    await checkKeyFlag(flags);
-    const inToken = flags.key !== undefined;
-    const refuse = () =>
-      new CertRetrieverError(`export failed: the key of '${deviceId}' lives in a PKCS#11 token and never leaves it`, {
-        step: "export",
-        reason: "key-in-token",
-      });
-    if (inToken) throw refuse();
-    await checkOutDir(flags.out);
-    checkFileName(flags.caName, "--ca-name");
-    const [{ KeychainStore }, { FilesStore }] = await Promise.all([import("../../store/keychain-store.js"), import("../../store/files-store.js")]);
-    const stored = await new KeychainStore(deviceId, flags.caName, flags.out).read();
-    if (!stored.pems) {
-      throw new CertRetrieverError(`export failed: the keychain holds no complete credentials for '${deviceId}'`, {
-        step: "export",
-        reason: "not-enrolled",
-        hint: "enroll first with --store keychain",
-      });
-    }
-    if ((await import("../../keys/pkcs11-uri.js")).isKeyUri(stored.pems.key)) throw refuse();
-    const files = new FilesStore(flags.out, deviceId, flags.caName);
-    const opened = await files.open();
-    let ok = false;
-    try {
-      await files.write(stored.pems);
-      ok = true;
-    } finally {
-      await opened.close(ok);
-    }
-    say(`exported '${deviceId}' from the keychain: ${files.paths.key}, ${files.paths.certificate}, ${files.paths.ca}`);
-    if (flags.json) printJson({ deviceId, files: files.paths });
-    state.exitCode = 0;
-  });
+      await applyConfigFile(command, say);
+      const flags = command.opts<CommonFlags & KeyFlags>();
+      state.json ||= Boolean(flags.json);
+      const deviceId = await resolveDeviceId(flags, (key) => command.getOptionValueSource(key));
+      await checkKeyFlag(flags);
+      const inToken = flags.key !== undefined;
+      const refuse = () =>
+        new CertRetrieverError(`export failed: the key of '${deviceId}' lives in a PKCS#11 token and never leaves it`, {
+          step: "export",
+          reason: "key-in-token",
+        });
+      if (inToken) throw refuse();
+      await checkOutDir(flags.out);
+      checkFileName(flags.caName, "--ca-name");
+      const [{ KeychainStore }, { FilesStore }] = await Promise.all([
+        import("../../store/keychain-store.js"),
+        import("../../store/files-store.js"),
+      ]);
+      const stored = await new KeychainStore(deviceId, flags.caName, flags.out).read();
+      if (!stored.pems) {
+        throw new CertRetrieverError(`export failed: the keychain holds no complete credentials for '${deviceId}'`, {
+          step: "export",
+          reason: "not-enrolled",
+          hint: "enroll first with --store keychain",
+        });
+      }
+      if ((await import("../../keys/pkcs11-uri.js")).isKeyUri(stored.pems.key)) throw refuse();
+      const files = new FilesStore(flags.out, deviceId, flags.caName);
+      const opened = await files.open();
+      let ok = false;
+      try {
+        await files.write(stored.pems);
+        ok = true;
+      } finally {
+        await opened.close(ok);
+      }
+      say(
+        `exported '${deviceId}' from the keychain: ${files.paths.key}, ${files.paths.certificate}, ${files.paths.ca}`,
+      );
+      if (flags.json) printJson({ deviceId, files: files.paths });
+      state.exitCode = 0;
+    });
   return cmd;
 }

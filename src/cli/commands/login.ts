@@ -4,7 +4,14 @@ import { CertRetrieverError, describeCause } from "../../errors.js";
 import type { Session } from "../../protocols/types.js";
 import { protocolNamed } from "../../protocols/registry.js";
 import type { RetryInfo } from "../../transport/http.js";
-import { networkSettings, onInterrupt, platformTls, refuseLacking, resolvePlatformUrl, type CommonFlags } from "../agent-settings.js";
+import {
+  networkSettings,
+  onInterrupt,
+  platformTls,
+  refuseLacking,
+  resolvePlatformUrl,
+  type CommonFlags,
+} from "../agent-settings.js";
 import { applyConfigFile } from "../config.js";
 import { COMMAND_EXIT_CODES } from "../exit-codes.js";
 import { usage } from "../hints.js";
@@ -48,14 +55,19 @@ async function runLogin(command: Command, state: CliState): Promise<number> {
   state.json ||= Boolean(flags.json);
   const plugin = protocolNamed(flags.api ?? "auto");
   refuseLacking(plugin, "login", flags.api ?? "auto");
-  if (!flags.tokenFile) throw usage("login needs --token-file FILE (or CERT_RETRIEVER_TOKEN_FILE) to write the token to");
+  if (!flags.tokenFile)
+    throw usage("login needs --token-file FILE (or CERT_RETRIEVER_TOKEN_FILE) to write the token to");
   const baseUrl = await resolvePlatformUrl(flags);
   const credentials = await login(flags, extras, (key) => command.getOptionValueSource(key));
   await credentials.username(); // asked before the first request, as there is nothing else to do
   const tls = await platformTls(flags);
   const retries: RetryInfo[] = [];
   const interrupt = onInterrupt();
-  const password = boundedRead(credentials.password, interrupt.signal, startedAt + parseDuration(flags.deadline, "--deadline"));
+  const password = boundedRead(
+    credentials.password,
+    interrupt.signal,
+    startedAt + parseDuration(flags.deadline, "--deadline"),
+  );
   const { createAgent } = await import("../../agent.js");
   const agent = createAgent({
     platform: { url: baseUrl, protocol: plugin, tls },
@@ -78,10 +90,25 @@ async function runLogin(command: Command, state: CliState): Promise<number> {
 
 /** Says how long the token lives and where it is (and with --json prints it). */
 function report(session: Session, username: string, tokenFile: string, retries: RetryInfo[] | undefined): void {
-  const seconds = session.expiresAt ? Math.max(0, Math.round((session.expiresAt.getTime() - Date.now()) / 1000)) : undefined;
-  const lifetime = seconds === undefined ? "with no expiry given" : `valid for ${Math.floor(seconds / 60)} min ${seconds % 60} s, until ${session.expiresAt!.toISOString()}`;
-  say(`logged in as ${username}${session.tenant ? ` (tenant ${session.tenant})` : ""}; the token is ${lifetime}; written to ${tokenFile} (mode 0600)`);
-  if (retries) printJson({ username, tenant: session.tenant, tokenFile, expiresAt: session.expiresAt?.toISOString(), validForSeconds: seconds, retries });
+  const seconds = session.expiresAt
+    ? Math.max(0, Math.round((session.expiresAt.getTime() - Date.now()) / 1000))
+    : undefined;
+  const lifetime =
+    seconds === undefined
+      ? "with no expiry given"
+      : `valid for ${Math.floor(seconds / 60)} min ${seconds % 60} s, until ${session.expiresAt!.toISOString()}`;
+  say(
+    `logged in as ${username}${session.tenant ? ` (tenant ${session.tenant})` : ""}; the token is ${lifetime}; written to ${tokenFile} (mode 0600)`,
+  );
+  if (retries)
+    printJson({
+      username,
+      tenant: session.tenant,
+      tokenFile,
+      expiresAt: session.expiresAt?.toISOString(),
+      validForSeconds: seconds,
+      retries,
+    });
 }
 
 /** Writes a secret with mode 0600, staged and renamed so a reader never sees half a token. */
@@ -90,7 +117,7 @@ async function writeSecretFile(path: string, text: string): Promise<void> {
     await (await import("../../fs/safe-dir.js")).replaceFile(path, text, 0o600);
   } catch (err) {
     throw new CertRetrieverError(`cannot write the token to ${path}: ${describeCause(err)}`, {
-        cause: err,
+      cause: err,
       step: "store",
       reason: "storage-failed",
       hint: "check that the directory of --token-file exists and is writable",

@@ -4,7 +4,15 @@ import { CertRetrieverError, describeCause } from "../../errors.js";
 import type { CheckedChain } from "../../flows/register.js";
 import { protocolNamed } from "../../protocols/registry.js";
 import type { RetryInfo } from "../../transport/http.js";
-import { networkSettings, onInterrupt, platformTls, refuseLacking, resolveDeviceId, resolvePlatformUrl, type CommonFlags } from "../agent-settings.js";
+import {
+  networkSettings,
+  onInterrupt,
+  platformTls,
+  refuseLacking,
+  resolveDeviceId,
+  resolvePlatformUrl,
+  type CommonFlags,
+} from "../agent-settings.js";
 import { applyConfigFile } from "../config.js";
 import { COMMAND_EXIT_CODES } from "../exit-codes.js";
 import { usage } from "../hints.js";
@@ -76,13 +84,23 @@ async function runRegister(command: Command, state: CliState): Promise<number> {
     // The CA name matters only to tell EJBCA-REST apart (`GET /ca/<name>`): dojot's default.
     platform: { url: baseUrl, protocol: plugin, tls },
     device: { id: deviceId },
-    login: credentials ? { username: credentials.username, password: boundedRead(credentials.password, interrupt.signal, deadline), retryLogin: credentials.retryLogin } : { token },
+    login: credentials
+      ? {
+          username: credentials.username,
+          password: boundedRead(credentials.password, interrupt.signal, deadline),
+          retryLogin: credentials.retryLogin,
+        }
+      : { token },
     network: networkSettings(flags, startedAt, interrupt.signal, retries),
     name: flagName,
   });
   interrupt.listen();
   try {
-    const result = await agent.register({ chain, rootCaFingerprint: root, onEvent: events(state, isInteractive(flags)) });
+    const result = await agent.register({
+      chain,
+      rootCaFingerprint: root,
+      onEvent: events(state, isInteractive(flags)),
+    });
     say(
       result.status === "registered"
         ? `registered certificate ${result.fingerprint} for device '${deviceId}'`
@@ -97,12 +115,31 @@ async function runRegister(command: Command, state: CliState): Promise<number> {
 }
 
 /** Everything checked, and everything missing asked for, before the first request: the chain above all. */
-async function checkRegisterFlags(flags: RegisterFlags, source: (key: string) => string | undefined): Promise<{ plugin: ReturnType<typeof protocolNamed>; baseUrl: URL; deviceId: string; chain: CheckedChain; root?: string }> {
-  if (!flags.certChain) throw usage("register needs --cert-chain FILE (or CERT_RETRIEVER_CERT_CHAIN): the device's certificate and its CA certificates, PEM");
-  const [{ normalizeFingerprint }, { checkChain }, { softwareCrypto }] = await Promise.all([import("../../keys/fingerprint.js"), import("../../flows/register.js"), import("../../keys/provider.js")]);
+async function checkRegisterFlags(
+  flags: RegisterFlags,
+  source: (key: string) => string | undefined,
+): Promise<{
+  plugin: ReturnType<typeof protocolNamed>;
+  baseUrl: URL;
+  deviceId: string;
+  chain: CheckedChain;
+  root?: string;
+}> {
+  if (!flags.certChain)
+    throw usage(
+      "register needs --cert-chain FILE (or CERT_RETRIEVER_CERT_CHAIN): the device's certificate and its CA certificates, PEM",
+    );
+  const [{ normalizeFingerprint }, { checkChain }, { softwareCrypto }] = await Promise.all([
+    import("../../keys/fingerprint.js"),
+    import("../../flows/register.js"),
+    import("../../keys/provider.js"),
+  ]);
   const normalized = flags.rootCaFingerprint === undefined ? undefined : normalizeFingerprint(flags.rootCaFingerprint);
   if (flags.rootCaFingerprint !== undefined && !normalized) {
-    throw usage(`--root-ca-fingerprint '${flags.rootCaFingerprint}' is not a SHA-256 fingerprint`, "give it as sha256:<64 hex digits> (colons allowed)");
+    throw usage(
+      `--root-ca-fingerprint '${flags.rootCaFingerprint}' is not a SHA-256 fingerprint`,
+      "give it as sha256:<64 hex digits> (colons allowed)",
+    );
   }
   const plugin = protocolNamed(flags.api ?? "auto");
   refuseLacking(plugin, "register", flags.api ?? "auto");
@@ -110,7 +147,12 @@ async function checkRegisterFlags(flags: RegisterFlags, source: (key: string) =>
   const deviceId = await resolveDeviceId(flags, source);
   plugin.checkSettings?.({ purpose: "register", deviceId }, flagName);
   const root = normalized && normalized.match(/../g)!.join(":");
-  const chain = await checkChain(await readChain(flags.certChain), flags.certChain, { deviceId, caFingerprint: root, now: new Date(), crypto: softwareCrypto() }).catch((err: unknown) => {
+  const chain = await checkChain(await readChain(flags.certChain), flags.certChain, {
+    deviceId,
+    caFingerprint: root,
+    now: new Date(),
+    crypto: softwareCrypto(),
+  }).catch((err: unknown) => {
     throw withChainHint(err);
   });
   return { plugin, baseUrl, deviceId, chain, root };
@@ -125,7 +167,15 @@ function withChainHint(err: unknown): unknown {
       : err.reason === "usage"
         ? "append the root CA certificate to --cert-chain, or give its fingerprint with --root-ca-fingerprint"
         : undefined;
-  return hint ? new CertRetrieverError(err.message, { step: err.step, reason: err.reason, facts: err.facts, cause: err.cause, hint }) : err;
+  return hint
+    ? new CertRetrieverError(err.message, {
+        step: err.step,
+        reason: err.reason,
+        facts: err.facts,
+        cause: err.cause,
+        hint,
+      })
+    : err;
 }
 
 /** The chain file's text; one that cannot be read is a settings error (exit 3). */
@@ -133,6 +183,12 @@ async function readChain(path: string): Promise<string> {
   try {
     return await readFile(path, "utf8");
   } catch (err) {
-    throw new CertRetrieverError(`cannot read --cert-chain ${path}: ${describeCause(err)}`, { cause: err, step: "config", reason: "config", facts: { path }, hint: "check the path given to --cert-chain" });
+    throw new CertRetrieverError(`cannot read --cert-chain ${path}: ${describeCause(err)}`, {
+      cause: err,
+      step: "config",
+      reason: "config",
+      facts: { path },
+      hint: "check the path given to --cert-chain",
+    });
   }
 }

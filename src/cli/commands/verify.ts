@@ -1,5 +1,13 @@
 import { Command } from "commander";
-import { brokerSettings, brokerUrl, checkKeyFlag, keySettings, resolveDeviceId, storeSettings, type MqttFlags } from "../agent-settings.js";
+import {
+  brokerSettings,
+  brokerUrl,
+  checkKeyFlag,
+  keySettings,
+  resolveDeviceId,
+  storeSettings,
+  type MqttFlags,
+} from "../agent-settings.js";
 import { applyConfigFile } from "../config.js";
 import { COMMAND_EXIT_CODES } from "../exit-codes.js";
 import { flagName } from "../names.js";
@@ -39,7 +47,14 @@ export function verifyCommand(state: CliState): Command {
       const store = await storeSettings(flags, deviceId);
       const broker = brokerSettings(flags, brokerUrl(flags.broker));
       const { createAgent } = await import("../../agent.js");
-      const agent = createAgent({ device: { id: deviceId }, store, key: keySettings(flags, source), broker, observer: state.inject?.observer, name: flagName });
+      const agent = createAgent({
+        device: { id: deviceId },
+        store,
+        key: keySettings(flags, source),
+        broker,
+        observer: state.inject?.observer,
+        name: flagName,
+      });
       const stages = await agent.verify({ onEvent: events(state, false) });
       if (flags.json) printJson({ deviceId, broker: flags.broker, stages });
       state.exitCode = 0;

@@ -56,7 +56,10 @@ export class DojotAutoClient implements ProtocolClient {
     }
   }
 
-  private choose(client: EjbcaRestClient | X509IdentityMgmtClient, parse: () => Promise<FetchedCa>): Promise<FetchedCa> {
+  private choose(
+    client: EjbcaRestClient | X509IdentityMgmtClient,
+    parse: () => Promise<FetchedCa>,
+  ): Promise<FetchedCa> {
     this.chosen = client;
     return parse();
   }
@@ -85,7 +88,8 @@ export function whichApi(modern: HttpReply, legacy?: HttpReply): "x509" | "legac
 export function noRoute(reply: HttpReply): boolean {
   if (reply.status !== 404) return false;
   const body = jsonObject(reply);
-  const says = typeof body?.message === "string" ? body.message : typeof body?.error === "string" ? body.error : undefined;
+  const says =
+    typeof body?.message === "string" ? body.message : typeof body?.error === "string" ? body.error : undefined;
   // Kong 0.x (dojot v0.4): "no route and no API found with those values"; Kong 2.x (v0.5+): "no Route matched with those values".
   return !body || says === "Not Found" || /^no route/i.test(says ?? "");
 }

@@ -20,7 +20,12 @@ export const dojotAuto: ProtocolPlugin = {
       import("../x509-identity-mgmt/client.js"),
       import("./client.js"),
     ]);
-    const legacy = new EjbcaRestClient({ baseUrl: ctx.url, caName: ctx.caName, entityPassword: entityPasswordOf(ctx.options), http: ctx.http });
+    const legacy = new EjbcaRestClient({
+      baseUrl: ctx.url,
+      caName: ctx.caName,
+      entityPassword: entityPasswordOf(ctx.options),
+      http: ctx.http,
+    });
     return new DojotAutoClient(legacy, new X509IdentityMgmtClient({ baseUrl: ctx.url, http: ctx.http }));
   },
 };

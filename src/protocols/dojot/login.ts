@@ -13,7 +13,10 @@ export function gatewayUrl(base: URL, path: string): URL {
 export function dojotLogin(http: HttpClient, base: URL, replies: DojotReplies): LoginCapability {
   return {
     authenticate: async (username, password) => {
-      const reply = await http.json("authenticate", gatewayUrl(base, "/auth"), { method: "POST", body: { username, passwd: password } });
+      const reply = await http.json("authenticate", gatewayUrl(base, "/auth"), {
+        method: "POST",
+        body: { username, passwd: password },
+      });
       return replies.session(reply, username);
     },
     fromToken: sessionFromJwt,

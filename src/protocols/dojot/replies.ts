@@ -23,7 +23,8 @@ export class DojotReplies {
     if (reply.status !== 200) throw this.authError(reply, username);
     this.requireJson("authenticate", reply);
     const jwt = jsonObject(reply)?.jwt;
-    if (typeof jwt !== "string" || !JWT_FORM.test(jwt)) throw this.malformed("authenticate", reply, "a JSON object with a `jwt` token");
+    if (typeof jwt !== "string" || !JWT_FORM.test(jwt))
+      throw this.malformed("authenticate", reply, "a JSON object with a `jwt` token");
     return sessionFromJwt(jwt);
   }
 
@@ -31,13 +32,21 @@ export class DojotReplies {
   authError(reply: HttpReply, username: string): CertRetrieverError {
     const says = platformSays(reply);
     if ((reply.status === 401 || reply.status === 403) && fromDojot(reply, "authenticate")) {
-      const reason: Reason = /inactive/i.test(says) ? "user-inactive" : /AuthenticationError/i.test(says) ? "user-unknown" : "auth-refused";
+      const reason: Reason = /inactive/i.test(says)
+        ? "user-inactive"
+        : /AuthenticationError/i.test(says)
+          ? "user-unknown"
+          : "auth-refused";
       const what = {
         "user-inactive": `user '${username}' is inactive`,
         "user-unknown": `the platform does not know user '${username}'`,
         "auth-refused": `the password for user '${username}' was refused`,
       }[reason as "auth-refused"];
-      return new CertRetrieverError(`authenticate failed: ${what} (HTTP ${reply.status}: ${says})`, { step: "authenticate", reason, facts: this.facts(reply) });
+      return new CertRetrieverError(`authenticate failed: ${what} (HTTP ${reply.status}: ${says})`, {
+        step: "authenticate",
+        reason,
+        facts: this.facts(reply),
+      });
     }
     return this.replyError("authenticate", reply, "logging in");
   }
@@ -50,7 +59,11 @@ export class DojotReplies {
     if (!fromDojot(reply, step)) return this.notDojot(step, reply);
     const message = `${step} failed: ${doing}: HTTP ${reply.status}: ${platformSays(reply)}`;
     if (step !== "authenticate" && (reply.status === 401 || reply.status === 403)) {
-      return new CertRetrieverError(message, { step, reason: reply.status === 401 ? "token-expired" : "permission-denied", facts: this.facts(reply) });
+      return new CertRetrieverError(message, {
+        step,
+        reason: reply.status === 401 ? "token-expired" : "permission-denied",
+        facts: this.facts(reply),
+      });
     }
     return new CertRetrieverError(message, { step, reason, facts: this.facts(reply) });
   }
@@ -60,27 +73,37 @@ export class DojotReplies {
     const type = reply.contentType.split(";")[0]!.trim().toLowerCase();
     if (type !== "application/json" && !type.endsWith("+json")) {
       if (!fromDojot(reply, step)) throw this.notDojot(step, reply);
-      throw this.malformed(step, reply, `a JSON reply (Content-Type application/json), not ${type ? `'${type}'` : "one without a Content-Type"}`);
+      throw this.malformed(
+        step,
+        reply,
+        `a JSON reply (Content-Type application/json), not ${type ? `'${type}'` : "one without a Content-Type"}`,
+      );
     }
   }
 
   /** A reply that does not have the shape the API promises. */
   malformed(step: Step, reply: HttpReply, expected: string): CertRetrieverError {
-    return new CertRetrieverError(`${step} failed: the platform's reply (HTTP ${reply.status}) is not what the API promises: expected ${expected}, got ${platformSays(reply)}`, {
-      step,
-      reason: "reply-malformed",
-      facts: this.facts(reply),
-    });
+    return new CertRetrieverError(
+      `${step} failed: the platform's reply (HTTP ${reply.status}) is not what the API promises: expected ${expected}, got ${platformSays(reply)}`,
+      {
+        step,
+        reason: "reply-malformed",
+        facts: this.facts(reply),
+      },
+    );
   }
 
   /** The error for a reply from something that is not a dojot gateway. */
   notDojot(step: Step, reply: HttpReply): CertRetrieverError {
     const asked = reply.request ?? "the request";
-    return new CertRetrieverError(`${step} failed: this does not look like a dojot gateway: ${asked} answered HTTP ${reply.status} with ${platformSays(reply)}`, {
-      step,
-      reason: "not-a-dojot-platform",
-      facts: this.facts(reply),
-    });
+    return new CertRetrieverError(
+      `${step} failed: this does not look like a dojot gateway: ${asked} answered HTTP ${reply.status} with ${platformSays(reply)}`,
+      {
+        step,
+        reason: "not-a-dojot-platform",
+        facts: this.facts(reply),
+      },
+    );
   }
 }
 

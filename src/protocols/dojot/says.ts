@@ -32,7 +32,11 @@ export function replyFacts(reply: HttpReply): { status: number; platformMessage:
  */
 function schemaErrorText(obj: Record<string, unknown>): string | undefined {
   const detail = obj.detail && typeof obj.detail === "object" ? (obj.detail as Record<string, unknown>) : undefined;
-  const errors = Array.isArray(obj.schemaErrors) ? obj.schemaErrors : Array.isArray(detail?.schemaErrors) ? detail.schemaErrors : undefined;
+  const errors = Array.isArray(obj.schemaErrors)
+    ? obj.schemaErrors
+    : Array.isArray(detail?.schemaErrors)
+      ? detail.schemaErrors
+      : undefined;
   const first = errors?.[0] as Record<string, unknown> | undefined;
   if (!first || typeof first !== "object") return undefined;
   const where = [first.instancePath, first.dataPath].find((p) => typeof p === "string" && p) as string | undefined;

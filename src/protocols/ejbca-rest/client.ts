@@ -6,8 +6,17 @@ import { dojotLogin, gatewayUrl } from "../dojot/login.js";
 import { DojotReplies } from "../dojot/replies.js";
 import { bearer } from "../dojot/session.js";
 import { EJBCA_REST, EJBCA_REST_TITLE } from "./name.js";
-import type { EnrollCapability, FetchedCa, Issued, LoginCapability, ProtocolClient, RenewalCapability, Session, SignRequest, TrustCapability } from "../types.js";
-
+import type {
+  EnrollCapability,
+  FetchedCa,
+  Issued,
+  LoginCapability,
+  ProtocolClient,
+  RenewalCapability,
+  Session,
+  SignRequest,
+  TrustCapability,
+} from "../types.js";
 
 const replies = new DojotReplies(EJBCA_REST);
 
@@ -30,7 +39,9 @@ export class EjbcaRestClient implements ProtocolClient {
   readonly name = EJBCA_REST;
   readonly title = EJBCA_REST_TITLE;
   readonly login: LoginCapability;
-  readonly trust: TrustCapability = { fetchCa: async (session) => parseCaReply(await this.caReply(session), this.opts.caName) };
+  readonly trust: TrustCapability = {
+    fetchCa: async (session) => parseCaReply(await this.caReply(session), this.opts.caName),
+  };
   readonly enroll: EnrollCapability = {
     // CFREE takes RSA only; the subject comes from the end entity, CN = device id.
     defaultKeyType: "rsa-2048",
@@ -58,27 +69,41 @@ export class EjbcaRestClient implements ProtocolClient {
 
   /** The raw reply of `GET /ca/<name>`, for API detection. */
   caReply(session: Session): Promise<HttpReply> {
-    return this.opts.http.json("fetch-ca", gatewayUrl(this.opts.baseUrl, `/ca/${encodeURIComponent(this.opts.caName)}`), { method: "GET", headers: bearer(session) });
+    return this.opts.http.json(
+      "fetch-ca",
+      gatewayUrl(this.opts.baseUrl, `/ca/${encodeURIComponent(this.opts.caName)}`),
+      { method: "GET", headers: bearer(session) },
+    );
   }
 
   private async submitCsr(session: Session, req: SignRequest): Promise<Issued> {
-    const reply = await this.opts.http.json("submit-csr", gatewayUrl(this.opts.baseUrl, `/sign/${encodeURIComponent(req.deviceId)}/pkcs10`), {
-      method: "POST",
-      headers: bearer(session),
-      body: { passwd: this.opts.entityPassword, certificate: Buffer.from(req.csrDer).toString("base64") },
-      once: true,
-    });
+    const reply = await this.opts.http.json(
+      "submit-csr",
+      gatewayUrl(this.opts.baseUrl, `/sign/${encodeURIComponent(req.deviceId)}/pkcs10`),
+      {
+        method: "POST",
+        headers: bearer(session),
+        body: { passwd: this.opts.entityPassword, certificate: Buffer.from(req.csrDer).toString("base64") },
+        once: true,
+      },
+    );
     return parseSignReply(reply, req.deviceId);
   }
 
   /** `GET /ca/<name>/crl` -> 200 `{"CRL": base64 DER}` (EJBCA-REST `RESTmain.py`; protocol notes, section 3.3). */
   async crl(session: Session): Promise<Uint8Array> {
-    const reply = await this.opts.http.json("revocation", gatewayUrl(this.opts.baseUrl, `/ca/${encodeURIComponent(this.opts.caName)}/crl`), { method: "GET", headers: bearer(session) });
-    if (reply.status !== 200) throw replies.replyError("revocation", reply, `fetching the CRL of CA '${this.opts.caName}'`);
+    const reply = await this.opts.http.json(
+      "revocation",
+      gatewayUrl(this.opts.baseUrl, `/ca/${encodeURIComponent(this.opts.caName)}/crl`),
+      { method: "GET", headers: bearer(session) },
+    );
+    if (reply.status !== 200)
+      throw replies.replyError("revocation", reply, `fetching the CRL of CA '${this.opts.caName}'`);
     replies.requireJson("revocation", reply);
     const crl = jsonObject(reply)?.CRL;
     const der = typeof crl === "string" ? decodeBase64(crl) : undefined;
-    if (!der || der.length === 0) throw replies.malformed("revocation", reply, "a JSON object with `CRL` (the base64 DER CRL)");
+    if (!der || der.length === 0)
+      throw replies.malformed("revocation", reply, "a JSON object with `CRL` (the base64 DER CRL)");
     return der;
   }
 }
@@ -90,7 +115,8 @@ export function parseAuthReply(reply: HttpReply, username: string): Session {
 
 /** The CA DER from a `GET /ca/<name>` reply (`{certificate: base64}`), or the error that explains it. */
 export function parseCaReply(reply: HttpReply, caName: string): FetchedCa {
-  if (reply.status !== 200) throw replies.replyError("fetch-ca", reply, `fetching the CA certificate '${caName}'`, caReason(reply));
+  if (reply.status !== 200)
+    throw replies.replyError("fetch-ca", reply, `fetching the CA certificate '${caName}'`, caReason(reply));
   replies.requireJson("fetch-ca", reply);
   const text = jsonObject(reply)?.certificate;
   const der = typeof text === "string" ? decodeBase64(text) : undefined;
@@ -100,13 +126,20 @@ export function parseCaReply(reply: HttpReply, caName: string): FetchedCa {
 
 /** The certificate DER from a `POST /sign` reply (`{status: {data}}`), or the error that explains it. */
 export function parseSignReply(reply: HttpReply, deviceId: string): Issued {
-  if (reply.status !== 200) throw replies.replyError("submit-csr", reply, `the platform refused the CSR for device '${deviceId}'`, signReason(reply));
+  if (reply.status !== 200)
+    throw replies.replyError(
+      "submit-csr",
+      reply,
+      `the platform refused the CSR for device '${deviceId}'`,
+      signReason(reply),
+    );
   replies.requireJson("submit-csr", reply);
   // Success and error bodies both use `status`: an object here, an integer in errors.
   const status = jsonObject(reply)?.status;
   const data = status && typeof status === "object" ? (status as Record<string, unknown>).data : undefined;
   const der = typeof data === "string" ? decodeBase64(data) : undefined;
-  if (!der) throw replies.malformed("submit-csr", reply, "a JSON object whose `status.data` is the base64 DER certificate");
+  if (!der)
+    throw replies.malformed("submit-csr", reply, "a JSON object whose `status.data` is the base64 DER certificate");
   return { der };
 }
 

@@ -12,9 +12,18 @@ export const ejbcaRest: ProtocolPlugin = {
   summary: "EJBCA-REST, dojot <= v0.4",
   settings: [ENTITY_PASSWORD_FILE],
   hints: EJBCA_REST_HINTS,
-  lacks: { register: { message: `${EJBCA_REST_TITLE} cannot register a certificate it did not issue; that needs x509-identity-mgmt (dojot v0.7+)` } },
+  lacks: {
+    register: {
+      message: `${EJBCA_REST_TITLE} cannot register a certificate it did not issue; that needs x509-identity-mgmt (dojot v0.7+)`,
+    },
+  },
   async open(ctx) {
     const { EjbcaRestClient } = await import("./client.js");
-    return new EjbcaRestClient({ baseUrl: ctx.url, caName: ctx.caName, entityPassword: entityPasswordOf(ctx.options), http: ctx.http });
+    return new EjbcaRestClient({
+      baseUrl: ctx.url,
+      caName: ctx.caName,
+      entityPassword: entityPasswordOf(ctx.options),
+      http: ctx.http,
+    });
   },
 };

@@ -14,17 +14,29 @@ import { EST } from "./name.js";
  * several such chains, the one holding a certificate `known` (pinned, or stored) is taken, and
  * otherwise one device cannot choose.
  */
-export async function orderCaBag(certs: x509.X509Certificate[], crypto: CryptoProvider, known: (c: x509.X509Certificate) => boolean): Promise<x509.X509Certificate[]> {
-  const cas = certs.filter((c, i) => c.getExtension(x509.BasicConstraintsExtension)?.ca && certs.findIndex((d) => sameBytes(d.rawData, c.rawData)) === i);
+export async function orderCaBag(
+  certs: x509.X509Certificate[],
+  crypto: CryptoProvider,
+  known: (c: x509.X509Certificate) => boolean,
+): Promise<x509.X509Certificate[]> {
+  const cas = certs.filter(
+    (c, i) =>
+      c.getExtension(x509.BasicConstraintsExtension)?.ca &&
+      certs.findIndex((d) => sameBytes(d.rawData, c.rawData)) === i,
+  );
   const selfSigned = (c: x509.X509Certificate) => c.subject === c.issuer;
   const signs = new Map<x509.X509Certificate, x509.X509Certificate[]>();
   for (const cert of cas) {
     const issuers: x509.X509Certificate[] = [];
     for (const candidate of cas) {
       if (candidate === cert ? !selfSigned(cert) : candidate.subject !== cert.issuer) continue;
-      if (await cert.verify({ publicKey: candidate.publicKey, signatureOnly: true }, crypto).catch(() => false)) issuers.push(candidate);
+      if (await cert.verify({ publicKey: candidate.publicKey, signatureOnly: true }, crypto).catch(() => false))
+        issuers.push(candidate);
     }
-    signs.set(cert, issuers.sort((a, b) => Number(selfSigned(b)) - Number(selfSigned(a))));
+    signs.set(
+      cert,
+      issuers.sort((a, b) => Number(selfSigned(b)) - Number(selfSigned(a))),
+    );
   }
   const issuersOf = (c: x509.X509Certificate) => (signs.get(c) ?? []).filter((i) => i !== c);
   const lowest = cas.filter((c) => !cas.some((other) => other !== c && issuersOf(other).includes(c)));
@@ -42,8 +54,14 @@ export async function orderCaBag(certs: x509.X509Certificate[], crypto: CryptoPr
   const vouched = chains.filter((chain) => chain.some(known));
   const chosen = chains.length === 1 ? chains[0] : vouched.length === 1 ? vouched[0] : undefined;
   if (!chosen) {
-    const what = chains.length === 0 ? "no CA certificate" : `${chains.length} separate CA chains (${chains.map((c) => `'${c[0]!.subject}'`).join(", ")}), none of them singled out by a pin or the stored chain`;
-    throw new CertRetrieverError(`fetch-ca failed: the EST server's /cacerts holds ${what}, and one device needs exactly one`, { step: "fetch-ca", reason: "not-supported", facts: { protocol: EST } });
+    const what =
+      chains.length === 0
+        ? "no CA certificate"
+        : `${chains.length} separate CA chains (${chains.map((c) => `'${c[0]!.subject}'`).join(", ")}), none of them singled out by a pin or the stored chain`;
+    throw new CertRetrieverError(
+      `fetch-ca failed: the EST server's /cacerts holds ${what}, and one device needs exactly one`,
+      { step: "fetch-ca", reason: "not-supported", facts: { protocol: EST } },
+    );
   }
   return chosen;
 }

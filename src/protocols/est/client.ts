@@ -108,36 +108,65 @@ export class EstClient implements ProtocolClient {
    */
   private async fetchCa(): Promise<FetchedCa> {
     const provisional = !this.opts.anchors?.length && !this.opts.platformCa && this.opts.pin !== undefined;
-    const client = provisional ? this.opts.http.withTls({ verify: false, cert: undefined, key: undefined }) : this.trusted;
-    const reply = await client.json("fetch-ca", this.url("cacerts"), { method: "GET", headers: { accept: "application/pkcs7-mime" } });
+    const client = provisional
+      ? this.opts.http.withTls({ verify: false, cert: undefined, key: undefined })
+      : this.trusted;
+    const reply = await client.json("fetch-ca", this.url("cacerts"), {
+      method: "GET",
+      headers: { accept: "application/pkcs7-mime" },
+    });
     if (reply.status !== 200) throw estError("fetch-ca", reply, "fetching the CA certificates (/cacerts)");
-    const certs = pkcs7Reply("fetch-ca", reply, "the CA certificates").map((der) => new x509.X509Certificate(new Uint8Array(der)));
+    const certs = pkcs7Reply("fetch-ca", reply, "the CA certificates").map(
+      (der) => new x509.X509Certificate(new Uint8Array(der)),
+    );
     const [ca, ...chain] = await orderCaBag(certs, this.opts.crypto, (c) => this.known(c));
-    const vouchedBy = provisional ? undefined : this.opts.anchors?.length ? "the stored CA chain vouched for the server" : "the platform's CA certificates vouched for the server";
+    const vouchedBy = provisional
+      ? undefined
+      : this.opts.anchors?.length
+        ? "the stored CA chain vouched for the server"
+        : "the platform's CA certificates vouched for the server";
     return { der: new Uint8Array(ca!.rawData), chain: chain.map((c) => new Uint8Array(c.rawData)), vouchedBy };
   }
 
   /** After the caller checked the chain (pin, signatures): the server's TLS certificate may chain to it from now on. */
   private trustChain(chain: Uint8Array[]): void {
-    this.trusted = this.opts.http.withTls({ ca: [...(this.opts.anchors ?? []), ...chain.map((der) => toPem(der, "CERTIFICATE"))], system: false });
+    this.trusted = this.opts.http.withTls({
+      ca: [...(this.opts.anchors ?? []), ...chain.map((der) => toPem(der, "CERTIFICATE"))],
+      system: false,
+    });
   }
 
   /** Whether a certificate is pinned or among the anchors: it decides between several chains in /cacerts. */
   private known(cert: x509.X509Certificate): boolean {
     const pem = toPem(cert.rawData, "CERTIFICATE").replace(/\s/g, "");
-    return (this.opts.pin !== undefined && sha256ColonHex(cert.rawData).replace(/:/g, "") === this.opts.pin) || (this.opts.anchors ?? []).some((a) => a.replace(/\s/g, "") === pem);
+    return (
+      (this.opts.pin !== undefined && sha256ColonHex(cert.rawData).replace(/:/g, "") === this.opts.pin) ||
+      (this.opts.anchors ?? []).some((a) => a.replace(/\s/g, "") === pem)
+    );
   }
 
   /** `GET /csrattrs` (§4.5): what the server wants in the CSR; none (204, 404) is fine, and a failure only a note. */
   private async csrAttributes(): Promise<CsrRequest | undefined> {
     let reply: HttpReply;
     try {
-      reply = await this.trusted.json("fetch-ca", this.url("csrattrs"), { method: "GET", headers: { accept: "application/csrattrs" } });
+      reply = await this.trusted.json("fetch-ca", this.url("csrattrs"), {
+        method: "GET",
+        headers: { accept: "application/csrattrs" },
+      });
     } catch (err) {
-      return { notes: [`the EST server's CSR attributes could not be read (${describeCause(err)}); the CSR is made without them`] };
+      return {
+        notes: [
+          `the EST server's CSR attributes could not be read (${describeCause(err)}); the CSR is made without them`,
+        ],
+      };
     }
     if (reply.status === 204 || reply.status === 404) return undefined;
-    if (reply.status !== 200) return { notes: [`the EST server answered /csrattrs with HTTP ${reply.status} (${bodySummary(reply)}); the CSR is made without its attributes`] };
+    if (reply.status !== 200)
+      return {
+        notes: [
+          `the EST server answered /csrattrs with HTTP ${reply.status} (${bodySummary(reply)}); the CSR is made without its attributes`,
+        ],
+      };
     const der = decodeBase64(reply.text.replace(/\s/g, ""));
     let attrs: CsrAttr[] | undefined;
     try {
@@ -145,7 +174,13 @@ export class EstClient implements ProtocolClient {
     } catch {
       attrs = undefined;
     }
-    return attrs ? readCsrAttrs(attrs) : { notes: [`the EST server's CSR attributes (${bodySummary(reply)}) are not a base64 CsrAttrs; the CSR is made without them`] };
+    return attrs
+      ? readCsrAttrs(attrs)
+      : {
+          notes: [
+            `the EST server's CSR attributes (${bodySummary(reply)}) are not a base64 CsrAttrs; the CSR is made without them`,
+          ],
+        };
   }
 
   /**
@@ -165,9 +200,21 @@ export class EstClient implements ProtocolClient {
     const body = Buffer.from(req.csrDer).toString("base64");
     const url = this.url(current ? "simplereenroll" : "simpleenroll");
     for (;;) {
-      const reply = await client.json("submit-csr", url, { method: "POST", headers, text: body, contentType: "application/pkcs10", once: true });
+      const reply = await client.json("submit-csr", url, {
+        method: "POST",
+        headers,
+        text: body,
+        contentType: "application/pkcs10",
+        once: true,
+      });
       if (reply.status === 200) return { der: issuedCertificate(reply, req.csrDer) };
-      if (reply.status !== 202) throw enrollError(reply, current !== undefined, headers.authorization ? this.username : "", this.opts.clientCert);
+      if (reply.status !== 202)
+        throw enrollError(
+          reply,
+          current !== undefined,
+          headers.authorization ? this.username : "",
+          this.opts.clientCert,
+        );
       await this.waitForApproval(reply, client);
     }
   }
@@ -183,7 +230,9 @@ export class EstClient implements ProtocolClient {
       );
     }
     await sleep(waitMs, undefined, { signal: this.opts.signal }).catch(() => {
-      throw this.opts.signal?.reason instanceof CertRetrieverError ? this.opts.signal.reason : new CertRetrieverError("submit-csr failed: interrupted", { step: "submit-csr", reason: "interrupted" });
+      throw this.opts.signal?.reason instanceof CertRetrieverError
+        ? this.opts.signal.reason
+        : new CertRetrieverError("submit-csr failed: interrupted", { step: "submit-csr", reason: "interrupted" });
     });
   }
 
@@ -196,5 +245,7 @@ export class EstClient implements ProtocolClient {
 function issuedCertificate(reply: HttpReply, csrDer: Uint8Array): Uint8Array {
   const certs = pkcs7Reply("submit-csr", reply, "the issued certificate");
   const spki = new x509.Pkcs10CertificateRequest(new Uint8Array(csrDer)).publicKey.rawData;
-  return certs.find((der) => sameBytes(new x509.X509Certificate(new Uint8Array(der)).publicKey.rawData, spki)) ?? certs[0]!;
+  return (
+    certs.find((der) => sameBytes(new x509.X509Certificate(new Uint8Array(der)).publicKey.rawData, spki)) ?? certs[0]!
+  );
 }

@@ -11,7 +11,10 @@ export function readCsrAttrs(attrs: CsrAttr[]): { keyType?: KeyType; notes: stri
       if (attr.oid === OIDS.rsaEncryption) keyType ??= "rsa-2048";
       else if (attr.oid === OIDS.ecdsaWithSHA384) keyType ??= "ec-p384";
       else if (attr.oid === OIDS.ecdsaWithSHA256 || attr.oid === OIDS.ecPublicKey) keyType ??= "ec-p256";
-      else if (attr.oid === OIDS.challengePassword) notes.push("the EST server asks for the TLS channel binding (challengePassword, RFC 7030 §3.5), which cert-retriever does not send");
+      else if (attr.oid === OIDS.challengePassword)
+        notes.push(
+          "the EST server asks for the TLS channel binding (challengePassword, RFC 7030 §3.5), which cert-retriever does not send",
+        );
       else notes.push(`the EST server asks for ${attr.oid} in the CSR, which cert-retriever does not add`);
       continue;
     }
@@ -25,12 +28,19 @@ export function readCsrAttrs(attrs: CsrAttr[]): { keyType?: KeyType; notes: stri
       const curve = attr.values.map(oidOf)[0];
       const asked = curve === OIDS.secp384r1 ? "ec-p384" : curve === OIDS.secp256r1 ? "ec-p256" : undefined;
       if (asked) keyType = asked;
-      else notes.push(`the EST server asks for an EC key on curve ${curve ?? "(unreadable)"}, which cert-retriever cannot make`);
+      else
+        notes.push(
+          `the EST server asks for an EC key on curve ${curve ?? "(unreadable)"}, which cert-retriever cannot make`,
+        );
     } else if (attr.attribute === OIDS.extensionRequest) {
       const wanted = attr.values.map((v) => oidOf(v) ?? "(unreadable)");
-      notes.push(`the EST server asks for the extension${wanted.length === 1 ? "" : "s"} ${wanted.join(", ")} in the CSR, which cert-retriever does not add`);
+      notes.push(
+        `the EST server asks for the extension${wanted.length === 1 ? "" : "s"} ${wanted.join(", ")} in the CSR, which cert-retriever does not add`,
+      );
     } else {
-      notes.push(`the EST server asks for the attribute ${attr.attribute} in the CSR, which cert-retriever does not add`);
+      notes.push(
+        `the EST server asks for the attribute ${attr.attribute} in the CSR, which cert-retriever does not add`,
+      );
     }
   }
   return { keyType, notes };

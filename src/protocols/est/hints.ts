@@ -16,7 +16,8 @@ export const EST_HINTS: ProtocolHints = {
     e.facts.renewing
       ? "the EST server did not take the current certificate: enroll with the bootstrap credentials ({username} and a password, or {clientCert}) and {force}"
       : "the EST server did not take the client certificate: check {clientCert} and {clientKey}, or pass {username} and a password",
-  "not-a-dojot-platform": () => "check {platform}: an EST server's URL is https://HOST[:PORT]/.well-known/est, or …/est/LABEL for one of its CAs",
+  "not-a-dojot-platform": () =>
+    "check {platform}: an EST server's URL is https://HOST[:PORT]/.well-known/est, or …/est/LABEL for one of its CAs",
   "reply-malformed": () => "check that {platform} points at an EST server (…/.well-known/est); nothing was written",
   "not-supported": () =>
     "pass {caFingerprint} with the fingerprint of the CA chain this device belongs to (ask the EST server's operator), so that one chain of /cacerts is chosen",

@@ -18,19 +18,30 @@ export const est: ProtocolPlugin = {
       message: "EST (RFC 7030) has no login: each enrollment request carries its own credentials",
       advice: "run 'cert-retriever enroll {api} est' with {username} and a password, or {clientCert}",
     },
-    register: { message: "EST (RFC 7030) has no request to register a certificate its CA did not issue; that needs x509-identity-mgmt (dojot v0.7+)" },
+    register: {
+      message:
+        "EST (RFC 7030) has no request to register a certificate its CA did not issue; that needs x509-identity-mgmt (dojot v0.7+)",
+    },
   },
   // A bootstrap client certificate may authenticate alone: without a user, no HTTP Basic.
   wantsLogin: (given) => given.username || !given.clientCert,
   checkUrl: (url) => void estBaseUrl(url),
   checkSettings(settings, name) {
     if (settings.purpose === "enroll" && settings.token) {
-      throw new CertRetrieverError(nameSettings("{tokenFile} holds a dojot login; EST keeps no session", name), { step: "usage", reason: "usage", facts: { field: "tokenFile", protocol: EST } });
+      throw new CertRetrieverError(nameSettings("{tokenFile} holds a dojot login; EST keeps no session", name), {
+        step: "usage",
+        reason: "usage",
+        facts: { field: "tokenFile", protocol: EST },
+      });
     }
   },
   /** RFC 7030 §4.1.1: the stored CA chain, a pin or the platform's CA vouches for the server; never the first CA seen. */
   checkTrust(trust) {
-    if (trust.pin === undefined && !trust.platformCa && (trust.storedCaPem === undefined || certificatePems(trust.storedCaPem).length === 0)) {
+    if (
+      trust.pin === undefined &&
+      !trust.platformCa &&
+      (trust.storedCaPem === undefined || certificatePems(trust.storedCaPem).length === 0)
+    ) {
       throw new CertRetrieverError(
         "a first EST enrollment needs an explicit trust anchor (RFC 7030 §4.1.1): the EST server's CA is not trusted because it is the first one seen",
         { step: "usage", reason: "usage", facts: { field: "trustAnchor", protocol: EST } },

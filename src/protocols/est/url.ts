@@ -9,9 +9,13 @@ export const EST_PREFIX = "/.well-known/est";
  * (EST runs over TLS only, §3.3).
  */
 export function estBaseUrl(url: URL): URL {
-  if (url.protocol !== "https:") throw usageError(`EST runs over TLS only (RFC 7030 §3.3): ${url.origin} is plain http`, "platform");
+  if (url.protocol !== "https:")
+    throw usageError(`EST runs over TLS only (RFC 7030 §3.3): ${url.origin} is plain http`, "platform");
   const path = url.pathname.replace(/\/+$/, "");
   if (path === "") return new URL(`${url.origin}${EST_PREFIX}`);
   if (/^\/\.well-known\/est(\/[^/]+)?$/.test(path)) return new URL(`${url.origin}${path}`);
-  throw usageError(`the EST URL's path must be ${EST_PREFIX} or ${EST_PREFIX}/<label> (RFC 7030 §3.2.2), not ${url.pathname}`, "platform");
+  throw usageError(
+    `the EST URL's path must be ${EST_PREFIX} or ${EST_PREFIX}/<label> (RFC 7030 §3.2.2), not ${url.pathname}`,
+    "platform",
+  );
 }

@@ -6,7 +6,18 @@ import { platformSays } from "../dojot/says.js";
 import { dojotLogin, gatewayUrl } from "../dojot/login.js";
 import { DojotReplies } from "../dojot/replies.js";
 import { bearer } from "../dojot/session.js";
-import type { Binding, EnrollCapability, FetchedCa, Issued, LoginCapability, ProtocolClient, RegisterRequest, Session, SignRequest, TrustCapability } from "../types.js";
+import type {
+  Binding,
+  EnrollCapability,
+  FetchedCa,
+  Issued,
+  LoginCapability,
+  ProtocolClient,
+  RegisterRequest,
+  Session,
+  SignRequest,
+  TrustCapability,
+} from "../types.js";
 import { X509_IDENTITY_MGMT, X509_IDENTITY_MGMT_TITLE } from "./name.js";
 import { x509DeviceIdProblem, type X509Generation } from "./rules.js";
 
@@ -77,13 +88,19 @@ export class X509IdentityMgmtClient implements ProtocolClient {
     this.generation = generationOf(reply);
     if (this.generation === "v0.7" && reply.status === 400) {
       if (/was not found for tenant/.test(platformSays(reply))) {
-        throw new CertRetrieverError(`bind failed: the platform has no device '${deviceId}' for this user's tenant (HTTP 400: ${platformSays(reply)}); no key was made and no certificate issued`, {
-          step: "bind",
-          reason: "device-unknown",
-          facts: replies.facts(reply),
-        });
+        throw new CertRetrieverError(
+          `bind failed: the platform has no device '${deviceId}' for this user's tenant (HTTP 400: ${platformSays(reply)}); no key was made and no certificate issued`,
+          {
+            step: "bind",
+            reason: "device-unknown",
+            facts: replies.facts(reply),
+          },
+        );
       }
-      throw usageError(x509DeviceIdProblem(deviceId, "v0.7") ?? `the platform refused device id '${deviceId}': ${platformSays(reply)}`, "deviceId");
+      throw usageError(
+        x509DeviceIdProblem(deviceId, "v0.7") ?? `the platform refused device id '${deviceId}': ${platformSays(reply)}`,
+        "deviceId",
+      );
     }
     const problem = this.generation ? x509DeviceIdProblem(deviceId, this.generation) : undefined;
     if (problem) throw usageError(problem, "deviceId");
@@ -91,13 +108,22 @@ export class X509IdentityMgmtClient implements ProtocolClient {
 
   /** The release line found by {@link checkDevice}, for the bind step's line. */
   private describe(): string {
-    return this.generation === "v0.5" ? "dojot v0.5-v0.6 rules" : this.generation === "v0.7" ? "dojot v0.7+ rules" : "release not recognised";
+    return this.generation === "v0.5"
+      ? "dojot v0.5-v0.6 rules"
+      : this.generation === "v0.7"
+        ? "dojot v0.7+ rules"
+        : "release not recognised";
   }
 
   private async submitCsr(session: Session, req: SignRequest): Promise<Issued> {
     // The whole PEM with real line breaks and no trailing newline (v0.5's pattern refuses one).
     const csr = toPem(req.csrDer, "CERTIFICATE REQUEST").trimEnd();
-    const reply = await this.opts.http.json("submit-csr", this.url("/x509/v1/certificates"), { method: "POST", headers: bearer(session), body: { csr }, once: true });
+    const reply = await this.opts.http.json("submit-csr", this.url("/x509/v1/certificates"), {
+      method: "POST",
+      headers: bearer(session),
+      body: { csr },
+      once: true,
+    });
     return parseX509CertificateReply(reply, req.deviceId);
   }
 
@@ -108,7 +134,8 @@ export class X509IdentityMgmtClient implements ProtocolClient {
    * `<tenant>:<device>` there, and their schema takes only ten-hex-digit ids: no binding.
    */
   async bind(session: Session, issued: Issued, deviceId: string): Promise<Binding> {
-    if (this.generation === "v0.5") return { bound: false, detail: "not needed: dojot v0.5-v0.6 identify the device by its CN" };
+    if (this.generation === "v0.5")
+      return { bound: false, detail: "not needed: dojot v0.5-v0.6 identify the device by its CN" };
     const fingerprint = issued.fingerprint ?? "";
     // The fingerprint as the platform gave it (with colons): v0.7+ also take it without.
     const reply = await this.opts.http.json("bind", this.url(`/x509/v1/certificates/${fingerprint}`), {
@@ -116,11 +143,22 @@ export class X509IdentityMgmtClient implements ProtocolClient {
       headers: bearer(session),
       body: { belongsTo: { device: deviceId } },
     });
-    if (reply.status === 204 || reply.status === 200) return { bound: true, detail: `certificate bound to device ${deviceId} (${this.describe()})` };
-    if (!this.generation && generationOf(reply) === "v0.5") return { bound: false, detail: "not needed: the platform answers as dojot v0.5-v0.6, which identify the device by its CN" };
+    if (reply.status === 204 || reply.status === 200)
+      return { bound: true, detail: `certificate bound to device ${deviceId} (${this.describe()})` };
+    if (!this.generation && generationOf(reply) === "v0.5")
+      return {
+        bound: false,
+        detail: "not needed: the platform answers as dojot v0.5-v0.6, which identify the device by its CN",
+      };
     const says = platformSays(reply);
     const reason: Reason =
-      reply.status === 401 ? "token-expired" : reply.status === 403 ? "permission-denied" : /was not found for tenant/i.test(says) ? "device-unknown" : "bind-refused";
+      reply.status === 401
+        ? "token-expired"
+        : reply.status === 403
+          ? "permission-denied"
+          : /was not found for tenant/i.test(says)
+            ? "device-unknown"
+            : "bind-refused";
     throw new CertRetrieverError(
       `bind failed: the platform issued certificate ${fingerprint} but did not bind it to device '${deviceId}': HTTP ${reply.status}: ${says}; nothing was written, and the unbound certificate stays on the platform until removed`,
       { step: "bind", reason, facts: { ...replies.facts(reply), fingerprint } },
@@ -136,23 +174,36 @@ export class X509IdentityMgmtClient implements ProtocolClient {
    * after a lost reply ends well.
    */
   async register(session: Session, req: RegisterRequest): Promise<{ fingerprint: string; already: boolean }> {
-    const body = { certificateChain: req.chainPem, ...(req.caFingerprint ? { caFingerprint: req.caFingerprint } : {}), belongsTo: { device: req.deviceId } };
-    const reply = await this.opts.http.json("register", this.url("/x509/v1/certificates"), { method: "POST", headers: bearer(session), body });
+    const body = {
+      certificateChain: req.chainPem,
+      ...(req.caFingerprint ? { caFingerprint: req.caFingerprint } : {}),
+      belongsTo: { device: req.deviceId },
+    };
+    const reply = await this.opts.http.json("register", this.url("/x509/v1/certificates"), {
+      method: "POST",
+      headers: bearer(session),
+      body,
+    });
     const fingerprint = sha256ColonHex(req.leafDer);
     if (reply.status === 201 || reply.status === 200) {
       replies.requireJson("register", reply);
       const claimed = jsonObject(reply)?.certificateFingerprint;
-      if (typeof claimed !== "string") throw replies.malformed("register", reply, "a JSON object with `certificateFingerprint`");
+      if (typeof claimed !== "string")
+        throw replies.malformed("register", reply, "a JSON object with `certificateFingerprint`");
       checkFingerprint("register", req.leafDer, claimed, "the registered certificate");
       return { fingerprint: claimed, already: false };
     }
-    if (reply.status === 409 && (await this.boundTo(session, fingerprint)) === req.deviceId) return { fingerprint, already: true };
+    if (reply.status === 409 && (await this.boundTo(session, fingerprint)) === req.deviceId)
+      return { fingerprint, already: true };
     throw registrationError(reply, req.deviceId, fingerprint);
   }
 
   /** `GET /x509/v1/ca/crl` -> 200 `{crl: PEM}` (v0.5.0 `trusted-cas-router.js`; v0.7.0/v0.8.0 `caRoutes.js`; no new CRL is forced unless the deployment sets X509IDMGMT_EJBCA_FORCECRLRENEW). */
   async crl(session: Session): Promise<Uint8Array> {
-    const reply = await this.opts.http.json("revocation", this.url("/x509/v1/ca/crl"), { method: "GET", headers: bearer(session) });
+    const reply = await this.opts.http.json("revocation", this.url("/x509/v1/ca/crl"), {
+      method: "GET",
+      headers: bearer(session),
+    });
     if (reply.status !== 200) throw replies.replyError("revocation", reply, "fetching the CA's CRL");
     replies.requireJson("revocation", reply);
     const pem = jsonObject(reply)?.crl;
@@ -167,7 +218,10 @@ export class X509IdentityMgmtClient implements ProtocolClient {
    * upper case, which both release lines take. 404 "No records found": not (or no longer) there.
    */
   async revoke(session: Session, fingerprint: string): Promise<"revoked" | "absent"> {
-    const reply = await this.opts.http.json("revoke", this.url(`/x509/v1/certificates/${fingerprint.toUpperCase()}`), { method: "DELETE", headers: bearer(session) });
+    const reply = await this.opts.http.json("revoke", this.url(`/x509/v1/certificates/${fingerprint.toUpperCase()}`), {
+      method: "DELETE",
+      headers: bearer(session),
+    });
     if (reply.status === 204 || reply.status === 200) return "revoked";
     if (reply.status === 404 && /No records found/i.test(platformSays(reply))) return "absent";
     throw replies.replyError("revoke", reply, `removing certificate ${fingerprint}`);
@@ -175,7 +229,10 @@ export class X509IdentityMgmtClient implements ProtocolClient {
 
   /** The device a certificate of this tenant is bound to ("" when unbound), or undefined when the tenant has no such certificate. */
   private async boundTo(session: Session, fingerprint: string): Promise<string | undefined> {
-    const reply = await this.opts.http.json("register", this.url(`/x509/v1/certificates/${fingerprint}`), { method: "GET", headers: bearer(session) });
+    const reply = await this.opts.http.json("register", this.url(`/x509/v1/certificates/${fingerprint}`), {
+      method: "GET",
+      headers: bearer(session),
+    });
     const belongsTo = reply.status === 200 ? jsonObject(reply)?.belongsTo : undefined;
     if (!belongsTo || typeof belongsTo !== "object") return undefined;
     const device = (belongsTo as { device?: unknown }).device;
@@ -192,7 +249,11 @@ export function generationOf(reply: HttpReply): X509Generation | undefined {
   const body = jsonObject(reply);
   if (!body || (reply.status !== 400 && reply.status !== 404)) return undefined;
   if (typeof body.error === "string") return "v0.7";
-  if ("schema$id" in body || (reply.status === 404 && typeof body.message === "string" && body.message.startsWith("No records found"))) return "v0.5";
+  if (
+    "schema$id" in body ||
+    (reply.status === 404 && typeof body.message === "string" && body.message.startsWith("No records found"))
+  )
+    return "v0.5";
   return undefined;
 }
 
@@ -206,26 +267,43 @@ export function parseX509CaReply(reply: HttpReply): FetchedCa {
 /** The certificate from `POST /x509/v1/certificates` (201 `{certificateFingerprint, certificatePem}`). */
 export function parseX509CertificateReply(reply: HttpReply, deviceId: string): Issued {
   if (reply.status !== 201 && reply.status !== 200) {
-    throw replies.replyError("submit-csr", reply, `the platform refused the CSR for device '${deviceId}'`, x509Reason(reply));
+    throw replies.replyError(
+      "submit-csr",
+      reply,
+      `the platform refused the CSR for device '${deviceId}'`,
+      x509Reason(reply),
+    );
   }
   return pemWithFingerprint(reply, "submit-csr", "certificatePem", "the issued certificate");
 }
 
 /** Both replies' shape: a PEM certificate under `key` and its `certificateFingerprint`, which must match it. */
-function pemWithFingerprint(reply: HttpReply, step: Step, key: string, what: string): { der: Uint8Array; fingerprint: string } {
+function pemWithFingerprint(
+  reply: HttpReply,
+  step: Step,
+  key: string,
+  what: string,
+): { der: Uint8Array; fingerprint: string } {
   replies.requireJson(step, reply);
   const body = jsonObject(reply);
   const pem = body?.[key];
   const der = typeof pem === "string" ? pemToDer(pem, "CERTIFICATE") : undefined;
   const fingerprint = body?.certificateFingerprint;
-  if (!der || typeof fingerprint !== "string") throw replies.malformed(step, reply, `a JSON object with \`${key}\` (a PEM certificate) and \`certificateFingerprint\``);
+  if (!der || typeof fingerprint !== "string")
+    throw replies.malformed(
+      step,
+      reply,
+      `a JSON object with \`${key}\` (a PEM certificate) and \`certificateFingerprint\``,
+    );
   checkFingerprint(step, der, fingerprint, what);
   return { der, fingerprint };
 }
 
 /** The DER inside a PEM block with `label`, or undefined. */
 function pemToDer(pem: string, label: string): Uint8Array | undefined {
-  const m = new RegExp(`^\\s*-----BEGIN ${label}-----\\r?\\n([A-Za-z0-9+/=\\r\\n]+)-----END ${label}-----\\s*$`).exec(pem);
+  const m = new RegExp(`^\\s*-----BEGIN ${label}-----\\r?\\n([A-Za-z0-9+/=\\r\\n]+)-----END ${label}-----\\s*$`).exec(
+    pem,
+  );
   if (!m) return undefined;
   const b64 = m[1]!.replace(/[\r\n]/g, "");
   return b64.length > 0 && b64.length % 4 === 0 ? new Uint8Array(Buffer.from(b64, "base64")) : undefined;
@@ -234,11 +312,14 @@ function pemToDer(pem: string, label: string): Uint8Array | undefined {
 /** The platform's fingerprint (uppercase hex pairs with colons) must be the SHA-256 of what it sent. */
 function checkFingerprint(step: Step, der: Uint8Array, claimed: string, what: string): void {
   if (claimed.replace(/:/g, "").toUpperCase() !== sha256ColonHex(der).replace(/:/g, "")) {
-    throw new CertRetrieverError(`${step} failed: ${what} does not match the fingerprint the platform gave for it (${claimed})`, {
-      step,
-      reason: "reply-altered",
-      facts: { fingerprint: claimed, protocol: X509_IDENTITY_MGMT },
-    });
+    throw new CertRetrieverError(
+      `${step} failed: ${what} does not match the fingerprint the platform gave for it (${claimed})`,
+      {
+        step,
+        reason: "reply-altered",
+        facts: { fingerprint: claimed, protocol: X509_IDENTITY_MGMT },
+      },
+    );
   }
 }
 
@@ -251,21 +332,30 @@ function registrationError(reply: HttpReply, deviceId: string, fingerprint: stri
   const says = platformSays(reply);
   const facts = { ...replies.facts(reply), fingerprint };
   if (generationOf(reply) === "v0.5" || /not available yet/i.test(says)) {
-    return new CertRetrieverError(`register failed: the platform answers as dojot v0.5-v0.6, whose x509-identity-mgmt cannot register a certificate it did not issue (HTTP ${reply.status}: ${says})`, {
-      step: "register",
-      reason: "not-supported",
-      facts,
-    });
+    return new CertRetrieverError(
+      `register failed: the platform answers as dojot v0.5-v0.6, whose x509-identity-mgmt cannot register a certificate it did not issue (HTTP ${reply.status}: ${says})`,
+      {
+        step: "register",
+        reason: "not-supported",
+        facts,
+      },
+    );
   }
   if (reply.status === 409) {
-    return new CertRetrieverError(`register failed: the platform holds certificate ${fingerprint} already, and not for device '${deviceId}' in this tenant (HTTP 409: ${says})`, {
-      step: "register",
-      reason: "already-registered",
-      facts,
-    });
+    return new CertRetrieverError(
+      `register failed: the platform holds certificate ${fingerprint} already, and not for device '${deviceId}' in this tenant (HTTP 409: ${says})`,
+      {
+        step: "register",
+        reason: "already-registered",
+        facts,
+      },
+    );
   }
   const detail = jsonObject(reply)?.detail as { chainOfTrustResult?: unknown } | undefined;
-  const why = typeof detail?.chainOfTrustResult === "string" && detail.chainOfTrustResult ? ` (${detail.chainOfTrustResult})` : "";
+  const why =
+    typeof detail?.chainOfTrustResult === "string" && detail.chainOfTrustResult
+      ? ` (${detail.chainOfTrustResult})`
+      : "";
   const reason: Reason = /trusted certificate yet|fingerprint of the root CA/i.test(says)
     ? "ca-not-trusted"
     : /was not found for tenant/i.test(says)
@@ -273,7 +363,12 @@ function registrationError(reply: HttpReply, deviceId: string, fingerprint: stri
       : reply.status === 400
         ? "registration-refused"
         : "platform-error";
-  return replies.replyError("register", reply, `the platform refused to register certificate ${fingerprint} for device '${deviceId}'${why}`, reason);
+  return replies.replyError(
+    "register",
+    reply,
+    `the platform refused to register certificate ${fingerprint} for device '${deviceId}'${why}`,
+    reason,
+  );
 }
 
 /** Why x509-identity-mgmt refused a CSR, from its message. */

@@ -16,7 +16,12 @@ const HINTS: ProtocolHints = {
 export function checkX509DeviceId(settings: SettingsToCheck): void {
   if (settings.deviceId === undefined || (settings.purpose !== "enroll" && settings.purpose !== "register")) return;
   const problem = x509DeviceIdProblem(settings.deviceId, settings.purpose === "register" ? "v0.7" : undefined);
-  if (problem) throw new CertRetrieverError(problem, { step: "usage", reason: "usage", facts: { field: "deviceId", protocol: X509_IDENTITY_MGMT } });
+  if (problem)
+    throw new CertRetrieverError(problem, {
+      step: "usage",
+      reason: "usage",
+      facts: { field: "deviceId", protocol: X509_IDENTITY_MGMT },
+    });
 }
 
 /** dojot >= v0.5 through Kong: `POST /auth`, `GET /x509/v1/ca`, `POST /x509/v1/certificates`, binding (v0.7+), registration, revocation, CRL. */

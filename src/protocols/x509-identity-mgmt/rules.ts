@@ -15,8 +15,10 @@ export type X509Generation = "v0.5" | "v0.7";
 export function x509DeviceIdProblem(deviceId: string, generation?: X509Generation): string | undefined {
   const cn = X509_CN_RULE.test(deviceId);
   const bindable = X509_DEVICE_RULE.test(deviceId);
-  if (generation === "v0.5" && !cn) return `the device id '${deviceId}' cannot be the CN dojot v0.5-v0.6 accept (letters, digits and spaces only)`;
-  if (generation === "v0.7" && !bindable) return `the device id '${deviceId}' cannot be bound to its certificate on dojot v0.7+ (5-36 hex digits or '-')`;
+  if (generation === "v0.5" && !cn)
+    return `the device id '${deviceId}' cannot be the CN dojot v0.5-v0.6 accept (letters, digits and spaces only)`;
+  if (generation === "v0.7" && !bindable)
+    return `the device id '${deviceId}' cannot be bound to its certificate on dojot v0.7+ (5-36 hex digits or '-')`;
   if (!generation && !cn && !bindable) {
     return `the device id '${deviceId}' suits no x509-identity-mgmt release (dojot v0.5-v0.6 take a CN of letters, digits and spaces; v0.7+ bind 5-36 hex digits or '-')`;
   }
