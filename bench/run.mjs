@@ -4,7 +4,7 @@
 // A measurement, not a test: it asserts nothing. Rows are measured interleaved (see `plan`). Usage: node bench/run.mjs [runs=10] [devices=12]
 import { execFileSync, spawn } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { cpus, totalmem, tmpdir } from "node:os";
+import { cpus, tmpdir, totalmem } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { setDevice, startLab } from "cert-retriever-lab";

@@ -7,9 +7,9 @@
 //   the sections a run needs and node:vm compiles them through V8's code cache (src/cli/code-cache.ts).
 // The lab platform is a package of its own (lab/), with its own build; nothing of it comes in here.
 import { createHash } from "node:crypto";
+import { chmod, readFile, writeFile } from "node:fs/promises";
 import { builtinModules } from "node:module";
 import { build } from "esbuild";
-import { chmod, readFile, writeFile } from "node:fs/promises";
 
 // Native addons, loaded from a node_modules when a run asks for them.
 const NATIVE = ["pkcs11js"];

@@ -3,18 +3,18 @@
  * credential store, the platform's settings, who logs in, the protocol plug-in and its client, and
  * the HTTP clients (closed with the agent).
  */
-import { CertRetrieverError, ownNames, usageError, type SettingNamer } from "./errors.js";
+import { CertRetrieverError, ownNames, type SettingNamer, usageError } from "./errors.js";
 import type { TokenSession } from "./flows/authenticate.js";
 import { normalizeFingerprint } from "./keys/fingerprint.js";
-import { softwareCrypto, type CryptoProvider } from "./keys/provider.js";
+import { type CryptoProvider, softwareCrypto } from "./keys/provider.js";
 import { protocolNamed } from "./protocols/registry.js";
 import type { LoginSource, ProtocolClient, ProtocolPlugin } from "./protocols/types.js";
 import {
+  type AgentSettings,
   DEFAULT_ATTEMPTS,
   DEFAULT_CA_NAME,
   DEFAULT_DEADLINE_MS,
   isCredentialStore,
-  type AgentSettings,
   type Later,
   type LoginSettings,
   type PlatformSettings,

@@ -15,7 +15,7 @@ import type { BrokerSettings, VerifyContext } from "./flows/verify.js";
 import type { KeyStore } from "./keys/key-store.js";
 import type { KeySettings } from "./keys/open.js";
 import type { ProtocolClient, Session } from "./protocols/types.js";
-import { DEFAULT_ATTEMPTS, DEFAULT_CRL_REFRESH_MS, isKeyStore, type AgentSettings } from "./settings.js";
+import { type AgentSettings, DEFAULT_ATTEMPTS, DEFAULT_CRL_REFRESH_MS, isKeyStore } from "./settings.js";
 import type { CredentialStore } from "./store/types.js";
 import type { HttpClient } from "./transport/http.js";
 

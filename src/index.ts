@@ -5,48 +5,60 @@
  * "cert-retriever/exit-codes" (ExitCode, EXIT_CODE_MEANINGS) and "cert-retriever/exit-rules"
  * (EXIT_RULES, exitCodeOf, exitCodesOf).
  */
-export { createAgent, enroll, type Agent } from "./agent.js";
+// Grouped by the folder each export comes from; the lab package (lab/, a workspace of this
+// repository, which imports the agent only through this entry) uses the exports marked "the lab".
+/** The agent: what a program builds from settings, and the one-shot enroll. */
+export { type Agent, createAgent, enroll } from "./agent.js";
+/** The broker check (`verify`): its report, the identity profiles and MQTT versions. */
+export type { StageReport } from "./broker/broker.js";
+export { MQTT_VERSIONS, type MqttVersion, PROFILES, type ProfileName } from "./broker/profiles.js";
+/** One error family: step, reason (from one closed list), facts. */
+export { CertRetrieverError, type Facts, REASONS, type Reason, type SettingNamer, type Step } from "./errors.js";
+/** The flows: what they take, report as events and return. */
+export type { TokenSession } from "./flows/authenticate.js";
+export type { SubjectAltNames } from "./flows/build-csr.js";
+export type { DeviceSettings, EnrollEvent } from "./flows/context.js";
+export type { ChangeHooks } from "./flows/hooks.js";
+export type { RenewWindow } from "./flows/inspect.js";
 export {
-  DEFAULT_CA_NAME,
+  type CheckedChain,
+  checkChain,
+  REGISTER_STEPS,
+  type RegisterEvent,
+  type RegisterResult,
+  type RegisterStep,
+} from "./flows/register.js";
+export { ENROLL_STEPS, type EnrollResult, type EnrollStep } from "./flows/result.js";
+export type { RevocationVerdict } from "./flows/revocation.js";
+export type { RevocationMode, StatusResult } from "./flows/status.js";
+export type { AgentEvent, BrokerEvent, HookEvent, NoteEvent, StepEvent, StepTiming } from "./flows/steps.js";
+export type { BrokerSettings } from "./flows/verify.js";
+/** SHA-256 fingerprints in the colon form openssl prints, and DER comparison (also the lab's). */
+export { sameBytes, sha256ColonHex } from "./keys/fingerprint.js";
+/** Where keys are made: in software, or in a PKCS#11 token (whose native packages load only when one is opened). */
+export { type KeyHandle, type KeyStore, type KeyTransaction, SoftwareKeyStore } from "./keys/key-store.js";
+/** Key types; PEM as the agent writes it, and the certificate blocks of a PEM text (the lab's too). */
+export { certificatePems, KEY_TYPES, type KeyType, toPem } from "./keys/key-types.js";
+export type { KeySettings, PinSource } from "./keys/open.js";
+/** The OIDs of EST's `/csrattrs` (the lab serves them). */
+export { OIDS } from "./keys/pkcs7.js";
+export { Pkcs11KeyStore, type Pkcs11Options } from "./keys/pkcs11-store.js";
+export { formatPkcs11Uri, type Pkcs11Uri, parsePkcs11Uri } from "./keys/pkcs11-uri.js";
+export { type CryptoProvider, softwareCrypto } from "./keys/provider.js";
+/** The protocols, their plug-ins and the capabilities a client offers. */
+export { DEFAULT_PROTOCOL, findProtocol, PROTOCOLS, protocolNames } from "./protocols/registry.js";
+export type * from "./protocols/types.js";
+/** The settings an agent is built from. */
+export {
   type AgentSettings,
+  DEFAULT_CA_NAME,
   type NetworkSettings,
   type PlatformSettings,
   type RenewalSettings,
   type StoreSettings,
 } from "./settings.js";
-export type { DeviceSettings, EnrollEvent } from "./flows/context.js";
-export { ENROLL_STEPS, type EnrollResult, type EnrollStep } from "./flows/result.js";
-export type { AgentEvent, BrokerEvent, HookEvent, NoteEvent, StepEvent, StepTiming } from "./flows/steps.js";
-export type { StatusResult, RevocationMode } from "./flows/status.js";
-export type { RenewWindow } from "./flows/inspect.js";
-export type { RevocationVerdict } from "./flows/revocation.js";
-export {
-  checkChain,
-  REGISTER_STEPS,
-  type CheckedChain,
-  type RegisterEvent,
-  type RegisterResult,
-  type RegisterStep,
-} from "./flows/register.js";
-export type { BrokerSettings } from "./flows/verify.js";
-export type { ChangeHooks } from "./flows/hooks.js";
-export type { TokenSession } from "./flows/authenticate.js";
-export type { SubjectAltNames } from "./flows/build-csr.js";
-export type { StageReport } from "./broker/broker.js";
-export { PROFILES, MQTT_VERSIONS, type ProfileName, type MqttVersion } from "./broker/profiles.js";
-export { CertRetrieverError, REASONS, type Reason, type Facts, type Step, type SettingNamer } from "./errors.js";
-/** The protocols, their plug-ins and the capabilities a client offers. */
-export { PROTOCOLS, DEFAULT_PROTOCOL, findProtocol, protocolNames } from "./protocols/registry.js";
-export type * from "./protocols/types.js";
-/** Where keys are made: in software, or in a PKCS#11 token (whose native packages load only when one is opened). */
-export { softwareCrypto, type CryptoProvider } from "./keys/provider.js";
-export { KEY_TYPES, type KeyType } from "./keys/key-types.js";
-export { SoftwareKeyStore, type KeyStore, type KeyHandle, type KeyTransaction } from "./keys/key-store.js";
-export { Pkcs11KeyStore, type Pkcs11Options } from "./keys/pkcs11-store.js";
-export { parsePkcs11Uri, formatPkcs11Uri, type Pkcs11Uri } from "./keys/pkcs11-uri.js";
-export type { KeySettings, PinSource } from "./keys/open.js";
 /** Where credentials are kept: files (crash-safe) or the OS keychain. */
-export { FilesStore, type CredentialPaths } from "./store/files-store.js";
+export { type CredentialPaths, FilesStore } from "./store/files-store.js";
 export { KeychainStore } from "./store/keychain-store.js";
 export type {
   CredentialPems,
@@ -65,14 +77,5 @@ export {
   type RetryInfo,
   type TlsSettings,
 } from "./transport/http.js";
-
-// Used by the lab package (lab/, a workspace of this repository, which imports the agent only
-// through this entry): what the lab shares with the agent rather than copies.
-/** PEM as the agent writes it, and the certificate blocks of a PEM text. */
-export { certificatePems, toPem } from "./keys/key-types.js";
-/** SHA-256 fingerprints in the colon form openssl prints, and DER comparison. */
-export { sameBytes, sha256ColonHex } from "./keys/fingerprint.js";
-/** The OIDs of EST's `/csrattrs`. */
-export { OIDS } from "./keys/pkcs7.js";
-/** Whether a host is this machine. */
+/** Whether a host is this machine (the lab's exposure warning). */
 export { isLoopbackHost } from "./transport/loopback.js";

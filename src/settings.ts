@@ -3,14 +3,15 @@
  * has defaults. Anything a test needs to inject (a protocol client, a credential store, a key
  * store, a clock) can be passed instead of being built.
  */
-import type { BrokerSettings } from "./flows/verify.js";
-import type { ChangeHooks } from "./flows/hooks.js";
+
+import type { SettingNamer } from "./errors.js";
+import type { TokenSession } from "./flows/authenticate.js";
 import type { DeviceSettings } from "./flows/context.js";
+import type { ChangeHooks } from "./flows/hooks.js";
 import type { RenewWindow } from "./flows/inspect.js";
 import type { EnrollResult } from "./flows/result.js";
 import type { RevocationMode } from "./flows/status.js";
-import type { TokenSession } from "./flows/authenticate.js";
-import type { SettingNamer } from "./errors.js";
+import type { BrokerSettings } from "./flows/verify.js";
 import type { KeyStore } from "./keys/key-store.js";
 import type { KeySettings } from "./keys/open.js";
 import type { CryptoProvider } from "./keys/provider.js";

@@ -1,12 +1,12 @@
+import { spawn } from "node:child_process";
 import { chmod, copyFile, mkdir, readdir, readFile, stat, symlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runCli, SECRETS } from "./helpers/cli.js";
 import { listFiles } from "./helpers/enroll.js";
-import { startTestLab, tempDir, type TestLab } from "./helpers/lab.js";
+import { startTestLab, type TestLab, tempDir } from "./helpers/lab.js";
 import { openssl } from "./helpers/tools.js";
-import { spawn } from "node:child_process";
 
 const BUNDLE = fileURLToPath(new URL("../dist/cert-retriever.mjs", import.meta.url));
 const LAB_BUNDLE = fileURLToPath(new URL("../lab/dist/cert-retriever-lab.mjs", import.meta.url));

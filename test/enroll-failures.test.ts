@@ -3,7 +3,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runCli, SECRETS } from "./helpers/cli.js";
 import { enrollCli } from "./helpers/enroll.js";
-import { closedPort, startProxy, startTestLab, tempDir, type Tamper, type TestLab } from "./helpers/lab.js";
+import { closedPort, startProxy, startTestLab, type Tamper, type TestLab, tempDir } from "./helpers/lab.js";
 
 let lab: TestLab;
 let otherLab: TestLab;

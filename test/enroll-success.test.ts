@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runCli } from "./helpers/cli.js";
 import { enrollCli, listFiles, modeOf, snapshot } from "./helpers/enroll.js";
-import { startTestLab, tempDir, type TestLab } from "./helpers/lab.js";
+import { startTestLab, type TestLab, tempDir } from "./helpers/lab.js";
 import { haveTool, openssl, opensslStatus } from "./helpers/tools.js";
 
 const hasOpenssl = haveTool("openssl");

@@ -1,15 +1,15 @@
 import { execFileSync } from "node:child_process";
-import { copyFile, readFile, readdir } from "node:fs/promises";
+import { copyFile, readdir, readFile } from "node:fs/promises";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { EXIT_CODE_MEANINGS } from "../src/cli/exit-codes.js";
 import { EXIT_RULES, exitCodesOf } from "../src/cli/hints.js";
 import { REASONS, type Reason } from "../src/errors.js";
-import { EXIT_CODE_MEANINGS } from "../src/cli/exit-codes.js";
 import { runCli } from "./helpers/cli.js";
 import { enrollCli } from "./helpers/enroll.js";
-import { closedPort, startTestLab, tempDir, type TestLab } from "./helpers/lab.js";
+import { closedPort, startTestLab, type TestLab, tempDir } from "./helpers/lab.js";
 import { haveRoot } from "./helpers/tools.js";
 
 let lab: TestLab;

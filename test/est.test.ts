@@ -1,19 +1,19 @@
+import { spawnSync } from "node:child_process";
 import { readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { softwareCrypto } from "../src/keys/provider.js";
-import * as x509 from "../src/keys/x509.js";
 import { issueServerCertificate } from "../lab/src/ca.js";
 import type { LabFault } from "../lab/src/faults.js";
-import { readEstIssued, startLab, type EstLabOptions, type RunningLab } from "../lab/src/server.js";
+import { type EstLabOptions, type RunningLab, readEstIssued, startLab } from "../lab/src/server.js";
 import { sha256Fingerprint } from "../src/flows/certificate.js";
-import { runCli, SECRETS, type CliRun } from "./helpers/cli.js";
+import { softwareCrypto } from "../src/keys/provider.js";
+import * as x509 from "../src/keys/x509.js";
+import { type CliRun, runCli, SECRETS } from "./helpers/cli.js";
 import { listFiles, modeOf, snapshot } from "./helpers/enroll.js";
 import { tempDir } from "./helpers/lab.js";
+import { startBroker } from "./helpers/mosquitto.js";
 import { issueLeaf, makeCa } from "./helpers/pki.js";
 import { haveTool, openssl } from "./helpers/tools.js";
-import { startBroker } from "./helpers/mosquitto.js";
-import { spawnSync } from "node:child_process";
 
 /**
  * cert-retriever as an EST client (RFC 7030) against the lab's EST server, over real TLS on

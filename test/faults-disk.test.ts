@@ -5,13 +5,13 @@ import { createServer, request as httpRequest } from "node:http";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { setDevice, startLab } from "../lab/src/server.js";
+import { softwareCrypto } from "../src/keys/provider.js";
 import { BIN, runCli } from "./helpers/cli.js";
 import { enrollCli, listFiles, snapshot } from "./helpers/enroll.js";
-import { makeFixture, type Fixture } from "./helpers/fault-matrix.js";
-import { startTestLab, tempDir, type TestLab } from "./helpers/lab.js";
+import { type Fixture, makeFixture } from "./helpers/fault-matrix.js";
+import { startTestLab, type TestLab, tempDir } from "./helpers/lab.js";
 import { haveRoot, openssl } from "./helpers/tools.js";
-import { softwareCrypto } from "../src/keys/provider.js";
-import { setDevice, startLab } from "../lab/src/server.js";
 
 /** Mounting a tmpfs needs root; CI runs as root. */
 const mountable = haveRoot("the disk-fault tests (they mount a tmpfs)");

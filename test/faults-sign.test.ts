@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, it } from "vitest";
-import { commonCells, makeFixture, runCell, type Cell, type Fixture } from "./helpers/fault-matrix.js";
+import { type Cell, commonCells, type Fixture, makeFixture, runCell } from "./helpers/fault-matrix.js";
 
 let fx: Fixture;
 beforeAll(async () => {

@@ -3,13 +3,13 @@ import { existsSync } from "node:fs";
 import { mkdir, readFile, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { assertNoSecrets, commandLine, runCli } from "./helpers/cli.js";
-import { listFiles } from "./helpers/enroll.js";
-import { startTestLab, tempDir, type TestLab } from "./helpers/lab.js";
-import { haveTool, openssl } from "./helpers/tools.js";
-import { softwareCrypto } from "../src/keys/provider.js";
 import { readEstIssued, startLab } from "../lab/src/server.js";
 import { sha256Fingerprint } from "../src/flows/certificate.js";
+import { softwareCrypto } from "../src/keys/provider.js";
+import { assertNoSecrets, commandLine, runCli } from "./helpers/cli.js";
+import { listFiles } from "./helpers/enroll.js";
+import { startTestLab, type TestLab, tempDir } from "./helpers/lab.js";
+import { haveTool, openssl } from "./helpers/tools.js";
 
 const ready = haveTool("dbus-run-session") && haveTool("gnome-keyring-daemon");
 

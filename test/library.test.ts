@@ -1,8 +1,8 @@
 import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createAgent } from "cert-retriever";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { modeOf } from "./helpers/enroll.js";
-import { startTestLab, tempDir, type TestLab } from "./helpers/lab.js";
+import { startTestLab, type TestLab, tempDir } from "./helpers/lab.js";
 import { openssl } from "./helpers/tools.js";
 
 // The README's "Use as a library" example is this test's code.

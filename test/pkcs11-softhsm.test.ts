@@ -4,11 +4,11 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { BIN, runCli } from "./helpers/cli.js";
 import { enrollCli, listFiles, snapshot } from "./helpers/enroll.js";
-import { tempDir, type TestLab } from "./helpers/lab.js";
-import { startTokenWorld, type TokenWorld } from "./helpers/token-world.js";
+import { type TestLab, tempDir } from "./helpers/lab.js";
 import type { TestBroker } from "./helpers/mosquitto.js";
 import { makeSoftToken, type TestToken } from "./helpers/softhsm.js";
 import { Terminal } from "./helpers/terminal.js";
+import { startTokenWorld, type TokenWorld } from "./helpers/token-world.js";
 import { haveTool, openssl } from "./helpers/tools.js";
 
 const ready =

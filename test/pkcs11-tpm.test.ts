@@ -4,11 +4,11 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runCli } from "./helpers/cli.js";
 import { enrollCli, listFiles } from "./helpers/enroll.js";
-import { tempDir, type TestLab } from "./helpers/lab.js";
-import { startTokenWorld, type TokenWorld } from "./helpers/token-world.js";
+import { type TestLab, tempDir } from "./helpers/lab.js";
 import type { TestBroker } from "./helpers/mosquitto.js";
-import { startTpm, type TestTpm } from "./helpers/tpm.js";
+import { startTokenWorld, type TokenWorld } from "./helpers/token-world.js";
 import { haveTool, openssl } from "./helpers/tools.js";
+import { startTpm, type TestTpm } from "./helpers/tpm.js";
 
 const ready = ["swtpm", "tpm2-abrmd", "tpm2_dictionarylockout", "dbus-daemon", "pkcs11-tool", "mosquitto"].every(
   (tool) => haveTool(tool),

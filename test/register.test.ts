@@ -1,10 +1,10 @@
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { setDevice, type LabOptions } from "../lab/src/server.js";
-import { runCli, SECRETS, type CliRun } from "./helpers/cli.js";
-import { makeFactoryPki, type FactoryPki } from "./helpers/factory-pki.js";
-import { callLab, closedPort, startLabWithJwt, tempDir, type LabWithJwt } from "./helpers/lab.js";
+import { type LabOptions, setDevice } from "../lab/src/server.js";
+import { type CliRun, runCli, SECRETS } from "./helpers/cli.js";
+import { type FactoryPki, makeFactoryPki } from "./helpers/factory-pki.js";
+import { callLab, closedPort, type LabWithJwt, startLabWithJwt, tempDir } from "./helpers/lab.js";
 import { openssl } from "./helpers/tools.js";
 
 /**

@@ -1,17 +1,17 @@
 import { spawnSync } from "node:child_process";
+import { copyFile, mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
-import { copyFile, mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { runCli, type CliRun } from "./helpers/cli.js";
-import { haveFaketime, sharedClock, startLabProcess, type LabProcess, type SharedClock } from "./helpers/clock.js";
+import { softwareCrypto } from "../src/keys/provider.js";
+import * as x509 from "../src/keys/x509.js";
+import { type CliRun, runCli } from "./helpers/cli.js";
+import { haveFaketime, type LabProcess, type SharedClock, sharedClock, startLabProcess } from "./helpers/clock.js";
 import { snapshot } from "./helpers/enroll.js";
 import { closedPort, tempDir } from "./helpers/lab.js";
 import { startBroker } from "./helpers/mosquitto.js";
 import { issueLeaf, makeCa } from "./helpers/pki.js";
-import * as x509 from "../src/keys/x509.js";
-import { softwareCrypto } from "../src/keys/provider.js";
 import { haveTool, openssl } from "./helpers/tools.js";
 
 /**

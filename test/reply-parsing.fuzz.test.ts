@@ -1,11 +1,12 @@
+import { createHash } from "node:crypto";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { CertRetrieverError, REASONS } from "../src/errors.js";
-import { exitCodeOf } from "../src/cli/hints.js";
 import { ExitCode } from "../src/cli/exit-codes.js";
+import { exitCodeOf } from "../src/cli/hints.js";
+import { CertRetrieverError, REASONS } from "../src/errors.js";
 import { parseCertificate } from "../src/flows/certificate.js";
-import { createHash } from "node:crypto";
 import { toPem } from "../src/keys/key-types.js";
+import { platformSays } from "../src/protocols/dojot/says.js";
 import { noRoute, whichApi } from "../src/protocols/dojot-auto/client.js";
 import { parseAuthReply, parseCaReply, parseSignReply } from "../src/protocols/ejbca-rest/client.js";
 import {
@@ -13,7 +14,6 @@ import {
   parseX509CaReply,
   parseX509CertificateReply,
 } from "../src/protocols/x509-identity-mgmt/client.js";
-import { platformSays } from "../src/protocols/dojot/says.js";
 import { bodySummary, type HttpReply } from "../src/transport/http.js";
 import { makeCa } from "./helpers/pki.js";
 

@@ -5,11 +5,11 @@ import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { softwareCrypto } from "../src/keys/provider.js";
 import { setDevice, startLab } from "../lab/src/server.js";
+import { softwareCrypto } from "../src/keys/provider.js";
 import { runCli, SECRETS } from "./helpers/cli.js";
 import { enrollCli, listFiles } from "./helpers/enroll.js";
-import { startProxy, startTestLab, tempDir, type TestLab } from "./helpers/lab.js";
+import { startProxy, startTestLab, type TestLab, tempDir } from "./helpers/lab.js";
 
 let lab: TestLab;
 beforeAll(async () => {

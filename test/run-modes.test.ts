@@ -2,11 +2,11 @@ import { chownSync } from "node:fs";
 import { chmod, mkdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type RunningLab, startLab } from "../lab/src/server.js";
 import { softwareCrypto } from "../src/keys/provider.js";
-import { startLab, type RunningLab } from "../lab/src/server.js";
 import { runCli, SECRETS } from "./helpers/cli.js";
 import { enrollCli, listFiles, snapshot } from "./helpers/enroll.js";
-import { startTestLab, tempDir, type TestLab } from "./helpers/lab.js";
+import { startTestLab, type TestLab, tempDir } from "./helpers/lab.js";
 
 let lab: TestLab;
 beforeAll(async () => {

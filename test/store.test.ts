@@ -1,3 +1,4 @@
+import { spawn } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import {
   chmod,
@@ -12,11 +13,10 @@ import {
   symlink,
   writeFile,
 } from "node:fs/promises";
-import { spawn } from "node:child_process";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { enrollCli, listFiles, snapshot } from "./helpers/enroll.js";
-import { startTestLab, tempDir, type TestLab } from "./helpers/lab.js";
+import { startTestLab, type TestLab, tempDir } from "./helpers/lab.js";
 import { haveRoot, openssl } from "./helpers/tools.js";
 
 let lab: TestLab;

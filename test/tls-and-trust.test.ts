@@ -2,14 +2,14 @@ import { existsSync } from "node:fs";
 import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startLab } from "../lab/src/server.js";
 import { checkPlatformUrl } from "../src/cli/inputs.js";
 import { softwareCrypto } from "../src/keys/provider.js";
-import { startLab } from "../lab/src/server.js";
 import { runCli } from "./helpers/cli.js";
 import { enrollCli, listFiles } from "./helpers/enroll.js";
-import { startProxy, startTestLab, tempDir, type TestLab } from "./helpers/lab.js";
-import { startForwardProxy, type ForwardProxy } from "./helpers/proxy.js";
+import { startProxy, startTestLab, type TestLab, tempDir } from "./helpers/lab.js";
 import { issueLeaf, makeCa, type TestCa } from "./helpers/pki.js";
+import { type ForwardProxy, startForwardProxy } from "./helpers/proxy.js";
 
 let lab: TestLab;
 let gatewayCa: TestCa;

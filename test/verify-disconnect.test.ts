@@ -3,12 +3,12 @@ import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import { createServer, type TLSSocket } from "node:tls";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { softwareCrypto } from "../src/keys/provider.js";
 import { issueServerCertificate, loadOrCreateCa } from "../lab/src/ca.js";
+import { softwareCrypto } from "../src/keys/provider.js";
+import { startMoscaBroker } from "./helpers/aedes.js";
 import { runCli } from "./helpers/cli.js";
 import { enrollCli } from "./helpers/enroll.js";
-import { startMoscaBroker } from "./helpers/aedes.js";
-import { startTestLab, tempDir, type TestLab } from "./helpers/lab.js";
+import { startTestLab, type TestLab, tempDir } from "./helpers/lab.js";
 import { startBroker } from "./helpers/mosquitto.js";
 import { haveTool } from "./helpers/tools.js";
 

@@ -1,16 +1,16 @@
 import { spawnSync } from "node:child_process";
-import { readFile, writeFile, mkdir } from "node:fs/promises";
+import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import * as x509 from "../src/keys/x509.js";
-import { privateKeyPem, toPem } from "../src/keys/key-types.js";
-import { softwareCrypto } from "../src/keys/provider.js";
 import { loadOrCreateCa, RSA_SHA256 } from "../lab/src/ca.js";
 import { startLab } from "../lab/src/server.js";
 import { checkBroker } from "../src/broker/broker.js";
+import { privateKeyPem, toPem } from "../src/keys/key-types.js";
+import { softwareCrypto } from "../src/keys/provider.js";
+import * as x509 from "../src/keys/x509.js";
 import { runCli } from "./helpers/cli.js";
 import { enrollCli } from "./helpers/enroll.js";
-import { startTestLab, tempDir, closedPort, type TestLab } from "./helpers/lab.js";
+import { closedPort, startTestLab, type TestLab, tempDir } from "./helpers/lab.js";
 import { startBroker, type TestBroker } from "./helpers/mosquitto.js";
 import { haveTool, openssl } from "./helpers/tools.js";
 

@@ -2,10 +2,10 @@ import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { connect, type IClientOptions } from "mqtt";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type MoscaBroker, startMoscaBroker } from "./helpers/aedes.js";
 import { runCli } from "./helpers/cli.js";
 import { enrollCli } from "./helpers/enroll.js";
-import { startMoscaBroker, type MoscaBroker } from "./helpers/aedes.js";
-import { startTestLab, tempDir, type TestLab } from "./helpers/lab.js";
+import { startTestLab, type TestLab, tempDir } from "./helpers/lab.js";
 
 // aedes 0.51 speaks MQTT 3.1.1 only, as Mosca (dojot <= v0.4) and amqtt 0.11 do; it runs in this
 // process with Mosca's rules from iotagent-mosca v0.4.3, so no system broker is needed.

@@ -2,9 +2,9 @@ import { existsSync, readFileSync } from "node:fs";
 
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import * as x509 from "../src/keys/x509.js";
+import { type LabOptions, type RunningLab, setDevice, startLab } from "../lab/src/server.js";
 import { softwareCrypto } from "../src/keys/provider.js";
-import { startLab, setDevice, type LabOptions, type RunningLab } from "../lab/src/server.js";
+import * as x509 from "../src/keys/x509.js";
 import { runCli, SECRETS } from "./helpers/cli.js";
 import { enrollCli } from "./helpers/enroll.js";
 import { startProxy, tempDir } from "./helpers/lab.js";

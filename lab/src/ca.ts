@@ -1,8 +1,8 @@
 import { createPublicKey, randomBytes } from "node:crypto";
 import { open, readFile } from "node:fs/promises";
 import { join } from "node:path";
+import { type CryptoProvider, toPem } from "cert-retriever";
 import * as x509 from "./x509.js";
-import { toPem, type CryptoProvider } from "cert-retriever";
 
 /** The lab CA: dojot's IOTmidCA look-alike, with its key. */
 export interface LabCa {

@@ -1,9 +1,9 @@
 import { AsnConvert } from "@peculiar/asn1-schema";
 import { CertificateList, CRLNumber, id_ce_cRLNumber } from "@peculiar/asn1-x509";
+import { type CryptoProvider, toPem } from "cert-retriever";
+import { type DojotCaKind, type LabCa, RSA_SHA256 } from "./ca.js";
+import { type IssuedCrl, type LabState, loadState, type RevokedCertificate, updateState } from "./state.js";
 import * as x509 from "./x509.js";
-import { toPem, type CryptoProvider } from "cert-retriever";
-import { RSA_SHA256, type LabCa, type DojotCaKind } from "./ca.js";
-import { loadState, updateState, type IssuedCrl, type LabState, type RevokedCertificate } from "./state.js";
 
 /**
  * Revocation and CRLs as the platforms' EJBCA does them. What the services ask of EJBCA:

@@ -5,8 +5,8 @@
 import { X509Certificate as NodeCertificate } from "node:crypto";
 import type { IncomingMessage } from "node:http";
 import type { TLSSocket } from "node:tls";
-import * as x509 from "./x509.js";
 import { checkPassword, loadState } from "./state.js";
+import * as x509 from "./x509.js";
 
 /** Who is asking: an `auth` record and, on re-enrollment, the certificate being renewed; or a refusal. */
 export type Authenticated = { auth: string; renewing?: NodeCertificate } | { status: 401 | 403; why: string };

@@ -6,20 +6,20 @@
 import { createHash, createPublicKey, X509Certificate as NodeCertificate } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import * as asn1js from "asn1js";
-import * as x509 from "./x509.js";
-import { OIDS, sameBytes, sha256ColonHex, type CryptoProvider } from "cert-retriever";
-import { certsOnlyPkcs7, encodeCsrAttrs, oidDer, type CsrAttr } from "./pkcs7.js";
-import { parseSignedCsr, ProfileRefusal, signAsEjbca, type LabCa } from "./ca.js";
+import { type CryptoProvider, OIDS, sameBytes, sha256ColonHex } from "cert-retriever";
+import { type LabCa, ProfileRefusal, parseSignedCsr, signAsEjbca } from "./ca.js";
+import { authenticate } from "./est-auth.js";
 import {
   certificateFault,
+  type FaultKind,
+  type FaultPlan,
   sendTransportFault,
   skewClock,
   withTrailingData,
-  type FaultKind,
-  type FaultPlan,
 } from "./faults.js";
-import { authenticate } from "./est-auth.js";
-import { loadState, updateState, type EstIssued } from "./state.js";
+import { type CsrAttr, certsOnlyPkcs7, encodeCsrAttrs, oidDer } from "./pkcs7.js";
+import { type EstIssued, loadState, updateState } from "./state.js";
+import * as x509 from "./x509.js";
 
 export type { EstIssued } from "./state.js";
 

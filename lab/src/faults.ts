@@ -1,8 +1,8 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
-import * as x509 from "./x509.js";
 import type { CryptoProvider } from "cert-retriever";
+import { type CertOverrides, type LabCa, RSA_SHA256 } from "./ca.js";
 import { FAULT_KINDS, FAULT_ROUTES } from "./fault-kinds.js";
-import { RSA_SHA256, type CertOverrides, type LabCa } from "./ca.js";
+import * as x509 from "./x509.js";
 
 export { FAULT_KINDS, FAULT_ROUTES };
 /** A route of {@link FAULT_ROUTES}. */

@@ -1,14 +1,15 @@
 /** The lab platform as a library, for programs and benchmarks: start a lab, add its devices, read what its EST server issued. */
+
+export type { LabLimits } from "./intake.js";
 export {
-  startLab,
-  setDevice,
-  readEstIssued,
+  type EstCsrAttrs,
+  type EstIssued,
+  type EstLabOptions,
+  type EstPki,
   type LabApi,
   type LabOptions,
   type RunningLab,
-  type EstLabOptions,
-  type EstCsrAttrs,
-  type EstIssued,
-  type EstPki,
+  readEstIssued,
+  setDevice,
+  startLab,
 } from "./server.js";
-export type { LabLimits } from "./intake.js";

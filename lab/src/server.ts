@@ -1,46 +1,46 @@
 import { randomBytes } from "node:crypto";
 import type { IncomingMessage, Server, ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
-import { isLoopbackHost, toPem, type CryptoProvider } from "cert-retriever";
+import { type CryptoProvider, isLoopbackHost, toPem } from "cert-retriever";
 import {
+  type CertProfile,
   createCa,
   createEstPki,
+  type DojotCaKind,
   issueCertificate,
   issueServerCertificate,
+  type LabCa,
   loadOrCreateCa,
   loadOrCreateEstCa,
   ProfileRefusal,
-  type CertProfile,
-  type DojotCaKind,
-  type LabCa,
 } from "./ca.js";
 import { crlDer, latestCrl } from "./crl.js";
 import {
-  estServerNames,
-  handleEst,
-  parseBootstrapCas,
   type EstContext,
   type EstLabOptions,
   type EstPki,
+  estServerNames,
+  handleEst,
+  parseBootstrapCas,
 } from "./est.js";
 import {
   certificateFault,
   FaultPlan,
+  type FaultRoute,
   faultsProblem,
+  type LabFault,
   sendTransportFault,
   skewClock,
   withTrailingData,
-  type FaultRoute,
-  type LabFault,
 } from "./faults.js";
-import { Bounds, EXPOSED_LIMITS, serialQueue, type LabLimits, type Serially } from "./intake.js";
+import { Bounds, EXPOSED_LIMITS, type LabLimits, type Serially, serialQueue } from "./intake.js";
+import { dojotClaims, signJwt, verifyJwt } from "./jwt.js";
 import { RateLimiter, type RateWindow } from "./rate-limit.js";
 import { parseObject, send } from "./replies.js";
-import { handleX509, type X509Rules } from "./x509-api.js";
-import { dojotClaims, signJwt, verifyJwt } from "./jwt.js";
 import { checkPassword, loadState, makeUser, newEndEntity, newState, saveState, updateState } from "./state.js";
+import { handleX509, type X509Rules } from "./x509-api.js";
 
-export { readEstIssued, type EstCsrAttrs, type EstIssued, type EstLabOptions, type EstPki } from "./est.js";
+export { type EstCsrAttrs, type EstIssued, type EstLabOptions, type EstPki, readEstIssued } from "./est.js";
 
 /** Which API the lab serves: dojot's EJBCA-REST (`legacy`), x509-identity-mgmt (`x509`), `both`, or EST (RFC 7030) alone. */
 export type LabApi = "legacy" | "x509" | "both" | "est";

@@ -1,14 +1,15 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
-import * as x509 from "./x509.js";
-import { sha256ColonHex, toPem, type CryptoProvider } from "cert-retriever";
-import { parseSignedCsr, ProfileRefusal, signAsEjbca, type LabCa } from "./ca.js";
-import { certificateFault, skewClock, withTrailingData, type FaultKind, type FaultPlan } from "./faults.js";
+import { type CryptoProvider, sha256ColonHex, toPem } from "cert-retriever";
+import { type LabCa, ProfileRefusal, parseSignedCsr, signAsEjbca } from "./ca.js";
 import { crlPem, latestCrl, REVOCATION_REASON, revoke } from "./crl.js";
-import { x509IdentityExtensions } from "./x509-profile.js";
+import { certificateFault, type FaultKind, type FaultPlan, skewClock, withTrailingData } from "./faults.js";
 import { send } from "./replies.js";
+import { type LabState, loadState, updateState, type X509Record } from "./state.js";
+import * as x509 from "./x509.js";
 import { sendPage } from "./x509-list.js";
+import { x509IdentityExtensions } from "./x509-profile.js";
 import { certificateFilter, matches, queryOf } from "./x509-query.js";
-import { loadState, updateState, type LabState, type X509Record } from "./state.js";
+import { ensureDeviceExists, registerCertificate, trustedCas } from "./x509-register.js";
 import {
   checkPublicKey,
   ejbcaName,
@@ -18,8 +19,7 @@ import {
   X509Refusal,
   type X509Rules,
 } from "./x509-rules.js";
-import { ensureDeviceExists, registerCertificate, trustedCas } from "./x509-register.js";
-import { checkChangeOwnerBody, checkGenerateBody, schemaFailure, SchemaRefusal } from "./x509-schemas.js";
+import { checkChangeOwnerBody, checkGenerateBody, SchemaRefusal, schemaFailure } from "./x509-schemas.js";
 
 export type { X509Rules } from "./x509-rules.js";
 

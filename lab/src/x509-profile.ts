@@ -1,8 +1,8 @@
 import { AsnConvert } from "@peculiar/asn1-schema";
 import { DistributionPoint, DistributionPointName, GeneralName, id_ce_freshestCRL, Name } from "@peculiar/asn1-x509";
-import * as x509 from "./x509.js";
 import type { CryptoProvider } from "cert-retriever";
 import type { LabCa } from "./ca.js";
+import * as x509 from "./x509.js";
 
 /** What x509-identity-mgmt's EJBCA puts into certificates (the X509Identity profile); its CRLs are in `crl.ts`. */
 

@@ -1,11 +1,11 @@
 import type { ServerResponse } from "node:http";
-import * as x509 from "./x509.js";
-import { sha256ColonHex, type CryptoProvider } from "cert-retriever";
+import { type CryptoProvider, sha256ColonHex } from "cert-retriever";
 import { send } from "./replies.js";
+import { loadState, type TrustedCaRecord, updateState, type X509Record } from "./state.js";
+import * as x509 from "./x509.js";
+import type { X509Context } from "./x509-api.js";
 import { sendPage } from "./x509-list.js";
 import { queryOf } from "./x509-query.js";
-import { loadState, updateState, type TrustedCaRecord, type X509Record } from "./state.js";
-import type { X509Context } from "./x509-api.js";
 import { dnText, pemDer, routeFingerprint, X509Refusal } from "./x509-rules.js";
 import { checkNewTrustedCaBody, checkUpdTrustedCaBody, SchemaRefusal } from "./x509-schemas.js";
 

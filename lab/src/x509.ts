@@ -3,4 +3,5 @@
  * polyfill loaded first, so every lab module imports x509 from here, never from the package.
  */
 import "reflect-metadata";
+
 export * from "@peculiar/x509";

@@ -1,27 +1,27 @@
 import { spawnSync } from "node:child_process";
 import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import * as x509 from "../src/x509.js";
 import { OIDS, softwareCrypto, toPem } from "cert-retriever";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { decodeCsrAttrs, oidOf } from "../../src/keys/pkcs7.js";
-import { issueServerCertificate } from "../src/ca.js";
-import { readEstIssued, startLab, type EstLabOptions, type LabOptions, type RunningLab } from "../src/server.js";
 import { runCli, SECRETS } from "../../test/helpers/cli.js";
 import {
   b64,
   basic,
+  type EstReply,
   estRequest,
   keyAndCsr,
   opensslAsync,
+  type PkiRun,
   pkcs7Certs,
   runPki,
-  type EstReply,
-  type PkiRun,
 } from "../../test/helpers/est.js";
 import { tempDir } from "../../test/helpers/lab.js";
 import { issueLeaf, makeCa, type TestCa } from "../../test/helpers/pki.js";
 import { haveTool, openssl } from "../../test/helpers/tools.js";
+import { issueServerCertificate } from "../src/ca.js";
+import { type EstLabOptions, type LabOptions, type RunningLab, readEstIssued, startLab } from "../src/server.js";
+import * as x509 from "../src/x509.js";
 
 /**
  * The lab's EST server against RFC 7030 (as RFC 8951 corrects it), over real TLS on 127.0.0.1:

@@ -1,12 +1,12 @@
-import { beforeAll, describe, expect, it } from "vitest";
-import * as x509 from "../src/x509.js";
 import { softwareCrypto } from "cert-retriever";
+import { beforeAll, describe, expect, it } from "vitest";
 import { certsFromPkcs7 } from "../../src/keys/pkcs7.js";
-import type { FaultKind, LabFault } from "../src/faults.js";
-import { startLab, type LabOptions, type RunningLab } from "../src/server.js";
 import { runCli, SECRETS } from "../../test/helpers/cli.js";
 import { basic, estRequest, keyAndCsr } from "../../test/helpers/est.js";
 import { tempDir } from "../../test/helpers/lab.js";
+import type { FaultKind, LabFault } from "../src/faults.js";
+import { type LabOptions, type RunningLab, startLab } from "../src/server.js";
+import * as x509 from "../src/x509.js";
 
 /**
  * Every fault kind takes effect on every API that has its route, or is refused at start: for

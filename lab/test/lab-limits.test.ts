@@ -1,9 +1,9 @@
 import { connect, type Socket } from "node:net";
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { softwareCrypto } from "cert-retriever";
-import { startLab, type LabOptions, type RunningLab } from "../src/server.js";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { SECRETS } from "../../test/helpers/cli.js";
 import { tempDir } from "../../test/helpers/lab.js";
+import { type LabOptions, type RunningLab, startLab } from "../src/server.js";
 
 /**
  * Beyond loopback the lab bounds what clients can make it hold: open connections, from one

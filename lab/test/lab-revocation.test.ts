@@ -1,17 +1,17 @@
 import { spawn, spawnSync } from "node:child_process";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import * as x509 from "../src/x509.js";
 import { softwareCrypto, toPem } from "cert-retriever";
-import { revoke, REVOCATION_REASON } from "../src/crl.js";
-import { setDevice, type LabOptions } from "../src/server.js";
-import { loadState, updateState } from "../src/state.js";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { LAB_BIN, runCli, SECRETS } from "../../test/helpers/cli.js";
 import { makeFactoryPki } from "../../test/helpers/factory-pki.js";
-import { callLab, startLabWithJwt, tempDir, type LabWithJwt } from "../../test/helpers/lab.js";
+import { callLab, type LabWithJwt, startLabWithJwt, tempDir } from "../../test/helpers/lab.js";
 import { startBroker } from "../../test/helpers/mosquitto.js";
 import { haveTool, openssl } from "../../test/helpers/tools.js";
+import { REVOCATION_REASON, revoke } from "../src/crl.js";
+import { type LabOptions, setDevice } from "../src/server.js";
+import { loadState, updateState } from "../src/state.js";
+import * as x509 from "../src/x509.js";
 
 /**
  * Revocation in the lab, as the platforms' code does it: x509-identity-mgmt's DELETE revokes a

@@ -2,16 +2,16 @@ import { execFileSync } from "node:child_process";
 import { readFileSync, writeFileSync } from "node:fs";
 import { connect } from "node:net";
 import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import * as x509 from "../src/x509.js";
 import { softwareCrypto } from "cert-retriever";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { noRoute } from "../../src/protocols/dojot-auto/client.js";
-import { setDevice, type LabOptions } from "../src/server.js";
 import { runCli, SECRETS } from "../../test/helpers/cli.js";
 import { enrollCli } from "../../test/helpers/enroll.js";
 import { makeFactoryPki } from "../../test/helpers/factory-pki.js";
-import { callLab, startLabWithJwt, tempDir, type LabWithJwt } from "../../test/helpers/lab.js";
+import { callLab, type LabWithJwt, startLabWithJwt, tempDir } from "../../test/helpers/lab.js";
 import { openssl } from "../../test/helpers/tools.js";
+import { type LabOptions, setDevice } from "../src/server.js";
+import * as x509 from "../src/x509.js";
 
 /**
  * The lab's x509-identity-mgmt answers as the real service's code does at its tags (dojot/dojot

@@ -2,13 +2,13 @@ import { spawn } from "node:child_process";
 import { readFile, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import * as x509 from "../src/x509.js";
 import { softwareCrypto } from "cert-retriever";
-import { FAULT_KINDS } from "../src/fault-kinds.js";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { commandLine, runCli, SECRETS } from "../../test/helpers/cli.js";
-import { startTestLab, tempDir, type TestLab } from "../../test/helpers/lab.js";
+import { startTestLab, type TestLab, tempDir } from "../../test/helpers/lab.js";
 import { openssl } from "../../test/helpers/tools.js";
+import { FAULT_KINDS } from "../src/fault-kinds.js";
+import * as x509 from "../src/x509.js";
 
 const crypto = softwareCrypto();
 

@@ -1,25 +1,25 @@
 import { connect as netConnect, type Socket } from "node:net";
-import { bareHost } from "../transport/loopback.js";
 import {
-  connect as tlsConnect,
-  createSecureContext,
   type ConnectionOptions,
+  createSecureContext,
   type SecureContext,
   type TLSSocket,
+  connect as tlsConnect,
 } from "node:tls";
 import { CertRetrieverError, describeCause, type Reason } from "../errors.js";
+import { bareHost } from "../transport/loopback.js";
 import { probeTlsAlert } from "../transport/tls-probe.js";
+import { connectError, type ProtocolLevel, refusedMqtt5, tlsError, VERSION_NAME, verifyError } from "./errors.js";
 import type { MqttVersion } from "./profiles.js";
-import { connectError, refusedMqtt5, tlsError, verifyError, VERSION_NAME, type ProtocolLevel } from "./errors.js";
 import {
   closeSession,
+  type Delivery,
   openSession,
   publish,
   publishAndWatch,
-  withTimeout,
-  type Delivery,
   type Session,
   type Watched,
+  withTimeout,
 } from "./session.js";
 
 /** What `verify` connects with. */

@@ -1,6 +1,6 @@
 import type { TLSSocket } from "node:tls";
 import type { MqttClient } from "mqtt";
-import { BrokerClosed, publishError, undeliveredError, type ProtocolLevel } from "./errors.js";
+import { BrokerClosed, type ProtocolLevel, publishError, undeliveredError } from "./errors.js";
 
 /** One MQTT connection over a TLS socket that `verify` opened. */
 export interface Session {

@@ -1,5 +1,6 @@
 /** From flags, the environment, the config file and the terminal to an agent's settings: everything checked before the first request. */
 import { readFile, stat } from "node:fs/promises";
+import type { MqttVersion, ProfileName } from "../broker/profiles.js";
 import { CertRetrieverError, describeCause } from "../errors.js";
 import type { BrokerSettings } from "../flows/verify.js";
 import type { KeySettings } from "../keys/open.js";
@@ -7,9 +8,7 @@ import { protocolSettings } from "../protocols/registry.js";
 import type { ProtocolPlugin } from "../protocols/types.js";
 import type { NetworkSettings, PlatformSettings, StoreSettings } from "../settings.js";
 import type { RetryInfo } from "../transport/http.js";
-import type { MqttVersion, ProfileName } from "../broker/profiles.js";
 import { usage } from "./hints.js";
-import { renderText } from "./names.js";
 import {
   checkDeviceId,
   checkFileName,
@@ -20,9 +19,10 @@ import {
   passwordReader,
   readPemFile,
 } from "./inputs.js";
+import { renderText } from "./names.js";
 import { heldSecret, holdSecret, say } from "./output.js";
 import { ask, isInteractive } from "./prompts.js";
-import { rank, tokenPin, type LoginFlags, type SourceOf } from "./secrets.js";
+import { type LoginFlags, rank, type SourceOf, tokenPin } from "./secrets.js";
 
 /** The shared options as commander parses them (see options.ts). */
 export interface CommonFlags extends LoginFlags {

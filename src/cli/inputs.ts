@@ -1,9 +1,9 @@
 import { readFile } from "node:fs/promises";
 import { isIP } from "node:net";
 import { CertRetrieverError, describeCause } from "../errors.js";
-import { isLoopbackHost } from "../transport/loopback.js";
 import type { SubjectAltNames } from "../flows/build-csr.js";
 import type { RenewWindow } from "../flows/inspect.js";
+import { isLoopbackHost } from "../transport/loopback.js";
 import { usage } from "./hints.js";
 
 /** Refuses a device id that could not be a file name inside the output directory. */

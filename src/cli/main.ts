@@ -1,6 +1,5 @@
 import { readFileSync } from "node:fs";
 import { Command, CommanderError } from "commander";
-import { ExitCode } from "./exit-codes.js";
 import { CHECK_EXIT, checkCommand } from "./commands/check.js";
 import { completionCommand } from "./commands/completion.js";
 import { enrollCommand } from "./commands/enroll.js";
@@ -8,6 +7,7 @@ import { exportCommand } from "./commands/export.js";
 import { loginCommand } from "./commands/login.js";
 import { registerCommand } from "./commands/register.js";
 import { verifyCommand } from "./commands/verify.js";
+import { ExitCode } from "./exit-codes.js";
 import { failureJson, usage } from "./hints.js";
 import { redactOptionValues, refuseSecretsOnArgv } from "./inputs.js";
 import { exitCodesHelp, printJson, reportError } from "./output.js";

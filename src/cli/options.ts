@@ -1,7 +1,7 @@
 import { Command, Option } from "commander";
+import { MQTT_VERSIONS } from "../broker/profiles.js";
 import { KEY_TYPES } from "../keys/key-types.js";
 import { DEFAULT_PROTOCOL, PROTOCOLS, protocolNames, protocolSettings } from "../protocols/registry.js";
-import { MQTT_VERSIONS } from "../broker/profiles.js";
 import { flagName, renderText } from "./names.js";
 
 /** The commands that take shared options; each option is defined once, here, with the commands that use it. */

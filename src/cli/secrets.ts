@@ -5,7 +5,7 @@ import { CertRetrieverError, describeCause } from "../errors.js";
 import type { TokenSession } from "../flows/authenticate.js";
 import type { PinSource } from "../keys/open.js";
 import type { LoginSource } from "../protocols/types.js";
-import { checkTrusted, type ConfigExtras } from "./config.js";
+import { type ConfigExtras, checkTrusted } from "./config.js";
 import { usage } from "./hints.js";
 import { passwordReader } from "./inputs.js";
 import { heldSecret, say } from "./output.js";

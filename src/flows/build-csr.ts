@@ -1,6 +1,6 @@
-import * as x509 from "../keys/x509.js";
 import { signingAlgorithm } from "../keys/key-types.js";
 import type { CryptoProvider } from "../keys/provider.js";
+import * as x509 from "../keys/x509.js";
 
 /** Subject alternative names requested in the CSR. */
 export interface SubjectAltNames {

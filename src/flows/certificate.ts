@@ -1,8 +1,8 @@
+import * as asn1js from "asn1js";
+import { CertRetrieverError, describeCause, type Reason, type Step } from "../errors.js";
 import { sha256ColonHex } from "../keys/fingerprint.js";
 import { certificatePems } from "../keys/key-types.js";
-import * as asn1js from "asn1js";
 import * as x509 from "../keys/x509.js";
-import { CertRetrieverError, describeCause, type Reason, type Step } from "../errors.js";
 
 /**
  * Parses DER (or PEM) as an X.509 certificate, or fails at `step` for `reason`, naming `what`.

@@ -1,17 +1,18 @@
 /** What the enroll and renew flows work with: built by the agent from its settings, or by a test from fakes. */
+
+import type { ProfileName } from "../broker/profiles.js";
 import type { SettingNamer } from "../errors.js";
 import type { KeyStore } from "../keys/key-store.js";
 import type { KeyType } from "../keys/key-types.js";
 import type { CryptoProvider } from "../keys/provider.js";
 import type * as x509 from "../keys/x509.js";
-import type { ProfileName } from "../broker/profiles.js";
 import type { LoginSource, ProtocolClient } from "../protocols/types.js";
 import type { CredentialPems, CredentialStore } from "../store/types.js";
 import type { TokenSession } from "./authenticate.js";
 import type { SubjectAltNames } from "./build-csr.js";
 import type { RenewWindow } from "./inspect.js";
-import type { RevocationVerdict } from "./revocation.js";
 import type { EnrollResult, EnrollStep } from "./result.js";
+import type { RevocationVerdict } from "./revocation.js";
 import type { AgentEvent } from "./steps.js";
 
 /** Progress of an enrollment. */

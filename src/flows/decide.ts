@@ -1,11 +1,12 @@
 /** The first step of enroll: what the stored credentials call for (nothing, a renewal, or a new enrollment). */
+
+import { describeCause } from "../errors.js";
 import { sameBytes } from "../keys/fingerprint.js";
 import { isKeyUri } from "../keys/pkcs11-uri.js";
 import * as x509 from "../keys/x509.js";
-import { describeCause } from "../errors.js";
 import type { CredentialStore } from "../store/types.js";
 import type { EnrollContext } from "./context.js";
-import { inspectCredentials, type Inspection } from "./inspect.js";
+import { type Inspection, inspectCredentials } from "./inspect.js";
 import { describeStored, type EnrollResult } from "./result.js";
 
 /** The stored credentials as a run finds them before it changes anything. */

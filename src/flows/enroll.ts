@@ -5,12 +5,12 @@
  */
 import type { KeyTransaction } from "../keys/key-store.js";
 import type { EnrollContext } from "./context.js";
-import { ENROLL_STEPS } from "./result.js";
 import { decide, readStored, type Stored } from "./decide.js";
 import { install } from "./install.js";
-import { obtain, type ObtainPlan } from "./obtain.js";
+import { type ObtainPlan, obtain } from "./obtain.js";
 import { renewalPlan } from "./renew.js";
 import type { EnrollResult } from "./result.js";
+import { ENROLL_STEPS } from "./result.js";
 import { retire } from "./retire.js";
 import { StepRunner } from "./steps.js";
 

@@ -7,9 +7,9 @@ import { isKeyUri } from "../keys/pkcs11-uri.js";
 import type { CredentialPems } from "../store/types.js";
 import { sha256Fingerprint } from "./certificate.js";
 import type { EnrollContext } from "./context.js";
-import type { EnrollStep } from "./result.js";
 import type { Stored } from "./decide.js";
 import type { Obtained } from "./obtain.js";
+import type { EnrollStep } from "./result.js";
 import type { StepRunner } from "./steps.js";
 
 /** Credentials stored: what the write put in place, and what the broker check before it returned. */

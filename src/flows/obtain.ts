@@ -13,13 +13,13 @@ import { openSession } from "./authenticate.js";
 import { buildCsr } from "./build-csr.js";
 import { displayName, parseCertificate, sha256Fingerprint } from "./certificate.js";
 import type { EnrollContext } from "./context.js";
-import type { EnrollStep } from "./result.js";
 import type { Stored } from "./decide.js";
 import { checkPin } from "./inspect.js";
+import type { EnrollStep } from "./result.js";
 import type { StepRunner } from "./steps.js";
 import {
-  checkProfileIdentity,
   CLOCK_TOLERANCE_MS,
+  checkProfileIdentity,
   describeSkew,
   missingSans,
   validateCaChain,

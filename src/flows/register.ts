@@ -1,12 +1,12 @@
-import type { CryptoProvider } from "../keys/provider.js";
-import { certificatePems, toPem } from "../keys/key-types.js";
-import * as x509 from "../keys/x509.js";
 import { CertRetrieverError } from "../errors.js";
+import { normalizeFingerprint } from "../keys/fingerprint.js";
+import { certificatePems, toPem } from "../keys/key-types.js";
+import type { CryptoProvider } from "../keys/provider.js";
+import * as x509 from "../keys/x509.js";
 import type { LoginSource, ProtocolClient } from "../protocols/types.js";
 import { openSession, type TokenSession } from "./authenticate.js";
 import { displayName, sha256Fingerprint } from "./certificate.js";
-import { normalizeFingerprint } from "../keys/fingerprint.js";
-import { StepRunner, type AgentEvent, type StepTiming } from "./steps.js";
+import { type AgentEvent, StepRunner, type StepTiming } from "./steps.js";
 
 const DAY_MS = 24 * 60 * 60 * 1000;
 

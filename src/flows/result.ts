@@ -1,6 +1,6 @@
 /** What an enrollment or a renewal gives back. */
 import type * as x509 from "../keys/x509.js";
-import { FilesStore, type CredentialPaths } from "../store/files-store.js";
+import { type CredentialPaths, FilesStore } from "../store/files-store.js";
 import type { CredentialStore } from "../store/types.js";
 import { displayName, sha256Fingerprint } from "./certificate.js";
 import type { StepTiming } from "./steps.js";

@@ -5,9 +5,9 @@ import { isKeyUri } from "../keys/pkcs11-uri.js";
 import type * as x509 from "../keys/x509.js";
 import { sha256Fingerprint } from "./certificate.js";
 import type { EnrollContext } from "./context.js";
-import type { EnrollStep } from "./result.js";
 import type { Stored } from "./decide.js";
 import type { Installed } from "./install.js";
+import type { EnrollStep } from "./result.js";
 import { describeStored, type EnrollResult } from "./result.js";
 import type { StepTiming } from "./steps.js";
 

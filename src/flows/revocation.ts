@@ -1,10 +1,10 @@
 import { readFile, stat } from "node:fs/promises";
-import type { CryptoProvider } from "../keys/provider.js";
-import { toPem } from "../keys/key-types.js";
-import * as x509 from "../keys/x509.js";
 import { describeCause } from "../errors.js";
-import { sameBytes, sha256ColonHex } from "../keys/fingerprint.js";
 import { replaceFile } from "../fs/safe-dir.js";
+import { sameBytes, sha256ColonHex } from "../keys/fingerprint.js";
+import { toPem } from "../keys/key-types.js";
+import type { CryptoProvider } from "../keys/provider.js";
+import * as x509 from "../keys/x509.js";
 import { displayName } from "./certificate.js";
 
 /** How to learn whether a certificate was revoked: a cached CRL, refreshed from the platform when it is old. */

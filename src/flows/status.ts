@@ -4,14 +4,14 @@
  * distribution points), and is the stored CA still the platform's?
  */
 import { describeCause, type SettingNamer } from "../errors.js";
+import { storageError } from "../fs/safe-dir.js";
 import { sameBytes } from "../keys/fingerprint.js";
 import type { CryptoProvider } from "../keys/provider.js";
 import type * as x509 from "../keys/x509.js";
-import { storageError } from "../fs/safe-dir.js";
 import type { ProtocolClient, Session } from "../protocols/types.js";
 import type { CredentialStore } from "../store/types.js";
-import { inspectCredentials, type Inspection, type RenewWindow } from "./inspect.js";
-import { markCaReplaced, revocationOf, type RevocationVerdict } from "./revocation.js";
+import { type Inspection, inspectCredentials, type RenewWindow } from "./inspect.js";
+import { markCaReplaced, type RevocationVerdict, revocationOf } from "./revocation.js";
 
 /** Where a CRL comes from: the platform, the certificate's own distribution points, or none (`off`). */
 export type RevocationMode = "auto" | "distribution-points" | "off";

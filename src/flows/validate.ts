@@ -1,9 +1,9 @@
 import { timingSafeEqual } from "node:crypto";
-import * as x509 from "../keys/x509.js";
 import { CertRetrieverError, type Reason, type Step } from "../errors.js";
 import type { CryptoProvider } from "../keys/provider.js";
+import * as x509 from "../keys/x509.js";
+import { type SubjectAltNames, sanList } from "./build-csr.js";
 import { commonName } from "./certificate.js";
-import { sanList, type SubjectAltNames } from "./build-csr.js";
 
 /** What an issued (or stored) certificate is checked against. */
 export interface ValidationInput {

@@ -1,7 +1,7 @@
 /** Verify: do these credentials open the broker's door? Stages TCP, TLS, CONNACK and, with a topic, PUBACK. */
 import type { StageReport } from "../broker/broker.js";
 import type { MqttVersion, ProfileName, ProfileRecord } from "../broker/profiles.js";
-import { CertRetrieverError, usageError, type SettingNamer } from "../errors.js";
+import { CertRetrieverError, type SettingNamer, usageError } from "../errors.js";
 import type { KeySettings } from "../keys/open.js";
 import { isKeyUri } from "../keys/pkcs11-uri.js";
 import type { CredentialPems, CredentialStore } from "../store/types.js";

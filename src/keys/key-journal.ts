@@ -1,10 +1,10 @@
 import { readFile, unlink } from "node:fs/promises";
 import { dirname } from "node:path";
 import { describeCause } from "../errors.js";
+import { replaceFile, storageError, syncDirectory } from "../fs/safe-dir.js";
 import type { KeyHandle, KeyTransaction } from "./key-store.js";
 import type { KeyType } from "./key-types.js";
 import { describeKey, sameKey } from "./pkcs11-uri.js";
-import { replaceFile, storageError, syncDirectory } from "../fs/safe-dir.js";
 
 /**
  * The keys a run made in a token for a device and has not yet stored credentials for, one

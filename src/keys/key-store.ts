@@ -1,8 +1,8 @@
 import { createPrivateKey, createPublicKey } from "node:crypto";
-import { generateKeyPair, privateKeyPem, spkiDer, type KeyType } from "./key-types.js";
+import { generateKeyPair, type KeyType, privateKeyPem, spkiDer } from "./key-types.js";
 import { isPkcs11Uri } from "./pkcs11-uri.js";
+import { type CryptoProvider, softwareCrypto } from "./provider.js";
 import type * as x509 from "./x509.js";
-import { softwareCrypto, type CryptoProvider } from "./provider.js";
 
 /**
  * A device key as the pipeline sees it: a key pair whose private half may be a handle to a key

@@ -2,13 +2,13 @@ import { createHash } from "node:crypto";
 import { access, constants, realpath } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { CertRetrieverError, describeCause, usageError, type Reason } from "../errors.js";
-import { prepareDirectory } from "../fs/safe-dir.js";
+import { CertRetrieverError, describeCause, type Reason, usageError } from "../errors.js";
 import { acquireLock } from "../fs/lock.js";
+import { prepareDirectory } from "../fs/safe-dir.js";
 import { TokenKeyTransaction } from "./key-journal.js";
 import type { KeyHandle, KeyStore, KeyTransaction } from "./key-store.js";
-import { keyAlgorithm, type KeyType } from "./key-types.js";
-import { formatPkcs11Uri, parsePkcs11Uri, type Pkcs11Uri } from "./pkcs11-uri.js";
+import { type KeyType, keyAlgorithm } from "./key-types.js";
+import { formatPkcs11Uri, type Pkcs11Uri, parsePkcs11Uri } from "./pkcs11-uri.js";
 import type { CryptoProvider } from "./provider.js";
 import type * as x509 from "./x509.js";
 

@@ -5,7 +5,7 @@
  * (§4.5.2), with asn1js. Both travel base64-encoded (§4.1.3, RFC 8951). Building them is a
  * server's business (the lab's).
  */
-import { ContentInfo, SignedData, id_signedData } from "@peculiar/asn1-cms";
+import { ContentInfo, id_signedData, SignedData } from "@peculiar/asn1-cms";
 import { AsnConvert } from "@peculiar/asn1-schema";
 import * as asn1js from "asn1js";
 

@@ -3,7 +3,7 @@ import { lstat, mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { CertRetrieverError } from "../errors.js";
-import { openKeyStore, pinOf, type KeySettings } from "./open.js";
+import { type KeySettings, openKeyStore, pinOf } from "./open.js";
 import { modulePathOf, Pkcs11KeyStore } from "./pkcs11-store.js";
 import { parsePkcs11Uri } from "./pkcs11-uri.js";
 

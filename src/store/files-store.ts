@@ -2,9 +2,10 @@ import { constants } from "node:fs";
 import { link, mkdtemp, open, rename, rm, unlink } from "node:fs/promises";
 import { join } from "node:path";
 import { CertRetrieverError, describeCause, usageError } from "../errors.js";
-import { prepareDirectory, removeCreatedDirectory, storageError, syncDirectory } from "../fs/safe-dir.js";
 import { acquireLock } from "../fs/lock.js";
-import { credentialPaths, fileNamesProblem, STAGING_PREFIX, type CredentialPaths } from "./names.js";
+import { prepareDirectory, removeCreatedDirectory, storageError, syncDirectory } from "../fs/safe-dir.js";
+import { isKeyUri } from "../keys/pkcs11-uri.js";
+import { type CredentialPaths, credentialPaths, fileNamesProblem, STAGING_PREFIX } from "./names.js";
 import {
   COMMIT_MARK,
   commitMark,
@@ -13,7 +14,6 @@ import {
   recoverInterruptedWrites,
   removeOtherKeyKind,
 } from "./recovery.js";
-import { isKeyUri } from "../keys/pkcs11-uri.js";
 import type {
   CredentialPems,
   CredentialStore,
@@ -23,7 +23,7 @@ import type {
   WriteObserver,
 } from "./types.js";
 
-export { credentialPaths, type CredentialPaths } from "./names.js";
+export { type CredentialPaths, credentialPaths } from "./names.js";
 export type { CredentialPems } from "./types.js";
 
 /** Credentials as PEM files in a directory, written crash-safely under a lock. */

@@ -1,7 +1,7 @@
 import { join, resolve } from "node:path";
 import { CertRetrieverError, describeCause } from "../errors.js";
-import { prepareDirectory, removeCreatedDirectory } from "../fs/safe-dir.js";
 import { acquireLock } from "../fs/lock.js";
+import { prepareDirectory, removeCreatedDirectory } from "../fs/safe-dir.js";
 import type {
   CredentialPems,
   CredentialStore,

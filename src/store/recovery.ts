@@ -3,7 +3,7 @@ import { lstat, readdir, readFile, rename, rm, unlink } from "node:fs/promises";
 import { basename, isAbsolute, join } from "node:path";
 import { CertRetrieverError, describeCause } from "../errors.js";
 import { storageError, syncDirectory } from "../fs/safe-dir.js";
-import { STAGING_PREFIX, type CredentialPaths } from "./names.js";
+import { type CredentialPaths, STAGING_PREFIX } from "./names.js";
 
 /** Name of the mark, inside a staging directory, that makes its write the one to finish. */
 export const COMMIT_MARK = "COMMIT";

@@ -5,8 +5,8 @@
  */
 import { CertRetrieverError, describeCause, errnoOf, type Reason, type Step } from "../errors.js";
 import { bodySummary, replyFacts } from "./reply.js";
-import { Temporary, type GiveUp } from "./retry.js";
-import { TIMEOUT_CODES, type HttpTimeouts } from "./sender.js";
+import { type GiveUp, Temporary } from "./retry.js";
+import { type HttpTimeouts, TIMEOUT_CODES } from "./sender.js";
 
 /** Whether a TLS error says the server wants a client certificate, or refused ours. */
 export function isClientCertRefusal(err: unknown): boolean {

@@ -12,12 +12,12 @@ import { bareHost } from "./loopback.js";
 import { NodeHttpClient } from "./node-http.js";
 import { openProxySender, proxyNamedFor } from "./proxy.js";
 import type { HttpReply } from "./reply.js";
-import { isTemporaryStatus, parseRetryAfter, Temporary, withRetries, type RetryPolicy } from "./retry.js";
+import { isTemporaryStatus, parseRetryAfter, type RetryPolicy, Temporary, withRetries } from "./retry.js";
 import type { HttpTimeouts, RawReply, Sender } from "./sender.js";
 import { probeTlsAlert } from "./tls-probe.js";
-import { tlsOptionsOf, type TlsSettings } from "./trust-anchors.js";
+import { type TlsSettings, tlsOptionsOf } from "./trust-anchors.js";
 
-export { bodySummary, jsonObject, oneLine, replyFacts, type HttpReply } from "./reply.js";
+export { bodySummary, type HttpReply, jsonObject, oneLine, replyFacts } from "./reply.js";
 export { parseRetryAfter, type RetryInfo, type RetryPolicy } from "./retry.js";
 export type { HttpTimeouts } from "./sender.js";
 export type { TlsSettings } from "./trust-anchors.js";

@@ -5,11 +5,11 @@
  * Node 20, 80 ms on Node 24; see the README's performance section). undici stays for the path
  * through an HTTP(S)_PROXY (proxy.ts), which Node's clients do not take from the environment on Node 20.
  */
-import type { Agent as HttpAgent, ClientRequest } from "node:http";
+import type { ClientRequest, Agent as HttpAgent } from "node:http";
 import type { Socket } from "node:net";
 import type { ConnectionOptions } from "node:tls";
 import { bareHost } from "./loopback.js";
-import { TIMEOUT_CODES, type RawReply, type SendRequest, type Sender } from "./sender.js";
+import { type RawReply, type Sender, type SendRequest, TIMEOUT_CODES } from "./sender.js";
 
 // Not imported: on Node 22+ an ESM import of node:http builds its module namespace, whose
 // WebSocket export loads Node's own undici (and its WebAssembly parser) on every run.

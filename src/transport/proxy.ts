@@ -7,7 +7,7 @@
 import type { ConnectionOptions } from "node:tls";
 import type { Dispatcher, EnvHttpProxyAgent } from "undici";
 import { isLoopbackHost } from "./loopback.js";
-import type { RawReply, SendRequest, Sender } from "./sender.js";
+import type { RawReply, Sender, SendRequest } from "./sender.js";
 
 /**
  * Whether a request to `url` goes through a proxy: the environment names one for its scheme

@@ -1,4 +1,4 @@
-import { connect, type ConnectionOptions } from "node:tls";
+import { type ConnectionOptions, connect } from "node:tls";
 
 /**
  * Under TLS 1.3 a server refuses a client certificate after the handshake; a client that writes

@@ -3,8 +3,8 @@ import type { AddressInfo, Socket } from "node:net";
 import { join } from "node:path";
 import { createServer, type TLSSocket } from "node:tls";
 import aedes from "aedes";
-import { softwareCrypto } from "../../src/keys/provider.js";
 import { issueServerCertificate, loadOrCreateCa } from "../../lab/src/ca.js";
+import { softwareCrypto } from "../../src/keys/provider.js";
 
 /** How a connection ended, as the broker saw it. */
 export interface ClientEnd {

@@ -1,6 +1,6 @@
 import { readdir, readFile, stat } from "node:fs/promises";
 import { join } from "node:path";
-import { runCli, type CliRun } from "./cli.js";
+import { type CliRun, runCli } from "./cli.js";
 import type { TestLab } from "./lab.js";
 
 /** `cert-retriever enroll` against `platform` for `deviceId` into `out`, the password on stdin; `fault`: with a fault injected (see fault-cli.mjs). */

@@ -3,9 +3,9 @@ import { writeFileSync } from "node:fs";
 import { request } from "node:https";
 import { join } from "node:path";
 import { promisify } from "node:util";
-import * as x509 from "../../src/keys/x509.js";
 import { privateKeyPem } from "../../src/keys/key-types.js";
 import { softwareCrypto } from "../../src/keys/provider.js";
+import * as x509 from "../../src/keys/x509.js";
 import { openssl } from "./tools.js";
 
 const crypto = softwareCrypto();

@@ -1,11 +1,11 @@
 import { cp } from "node:fs/promises";
 import { join } from "node:path";
 import { expect } from "vitest";
-import { softwareCrypto } from "../../src/keys/provider.js";
 import type { FaultKind, FaultRoute } from "../../lab/src/faults.js";
 import { setDevice, startLab } from "../../lab/src/server.js";
+import { softwareCrypto } from "../../src/keys/provider.js";
 import { enrollCli, snapshot } from "./enroll.js";
-import { startTestLab, tempDir, type TestLab } from "./lab.js";
+import { startTestLab, type TestLab, tempDir } from "./lab.js";
 import { openssl } from "./tools.js";
 
 /** One cell of the fault table: what the platform does wrong, and what the user must see. */

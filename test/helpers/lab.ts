@@ -4,16 +4,16 @@ import { createServer as createHttpsServer, type ServerOptions as HttpsOptions }
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { softwareCrypto } from "../../src/keys/provider.js";
 import type { CertProfile } from "../../lab/src/ca.js";
 import {
-  setDevice,
-  startLab,
   type EstLabOptions,
   type LabApi,
   type LabOptions,
   type RunningLab,
+  setDevice,
+  startLab,
 } from "../../lab/src/server.js";
+import { softwareCrypto } from "../../src/keys/provider.js";
 import { SECRETS } from "./cli.js";
 
 /** A throwaway lab platform on 127.0.0.1 with its own CA, made for one test file. */

@@ -1,6 +1,6 @@
-import * as x509 from "../../src/keys/x509.js";
-import { softwareCrypto } from "../../src/keys/provider.js";
 import { privateKeyPem, toPem } from "../../src/keys/key-types.js";
+import { softwareCrypto } from "../../src/keys/provider.js";
+import * as x509 from "../../src/keys/x509.js";
 
 const crypto = softwareCrypto();
 const EC = { name: "ECDSA", namedCurve: "P-256" } as const;

@@ -1,5 +1,5 @@
 import { createServer } from "node:http";
-import { connect, type AddressInfo, type Socket } from "node:net";
+import { type AddressInfo, connect, type Socket } from "node:net";
 
 /** A forward proxy on 127.0.0.1, as HTTP(S)_PROXY names one, that records what went through it. */
 export interface ForwardProxy {

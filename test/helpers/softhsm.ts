@@ -1,8 +1,8 @@
 import { execFileSync, spawnSync } from "node:child_process";
 import { mkdir, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { tempDir } from "./lab.js";
 import { SECRETS } from "./cli.js";
+import { tempDir } from "./lab.js";
 
 /** Debian's SoftHSM2 module. */
 export const SOFTHSM_MODULE = "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so";

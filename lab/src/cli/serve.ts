@@ -1,13 +1,13 @@
 import { join } from "node:path";
-import { Command, Option } from "commander";
 import { isLoopbackHost, sha256ColonHex, softwareCrypto } from "cert-retriever";
+import { Command, Option } from "commander";
 import type { EstLabOptions } from "../est.js";
 import { FAULT_DESCRIPTIONS, FAULT_ROUTES } from "../fault-kinds.js";
 import { parseFault } from "../faults.js";
 import { EXPOSED_LIMITS } from "../intake.js";
 import { parseRateLimit, type RateWindow } from "../rate-limit.js";
-import { LabListenError, LabOptionsError, startLab, type LabOptions, type RunningLab } from "../server.js";
-import { estOptions, type EstFlags } from "./est-options.js";
+import { LabListenError, type LabOptions, LabOptionsError, type RunningLab, startLab } from "../server.js";
+import { type EstFlags, estOptions } from "./est-options.js";
 import { displayName, parseDuration, parseListen, say, usage } from "./inputs.js";
 
 /** What the lab is, for `--help` of the program. */

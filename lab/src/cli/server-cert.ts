@@ -1,9 +1,9 @@
 import { execFileSync } from "node:child_process";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
-import { Command, Option } from "commander";
 import { FilesStore, softwareCrypto, toPem } from "cert-retriever";
-import { issueServerCertificate, loadOrCreateCa, loadOrCreateEstCa, type LabCa } from "../ca.js";
+import { Command, Option } from "commander";
+import { issueServerCertificate, type LabCa, loadOrCreateCa, loadOrCreateEstCa } from "../ca.js";
 import { brokerNames, say, usage } from "./inputs.js";
 
 /** What `server-cert` takes. */

@@ -1,10 +1,12 @@
 import { Command } from "commander";
-import type { AgentSettings } from "../../settings.js";
 import type { StatusResult } from "../../flows/status.js";
 import { protocolNamed } from "../../protocols/registry.js";
+import type { AgentSettings } from "../../settings.js";
 import {
+  type CommonFlags,
   checkKeyFlag,
   checkPinFlag,
+  type KeyFlags,
   keySettings,
   networkSettings,
   onInterrupt,
@@ -12,15 +14,13 @@ import {
   resolveDeviceId,
   resolvePlatformUrl,
   storeSettings,
-  type CommonFlags,
-  type KeyFlags,
 } from "../agent-settings.js";
 import { applyConfigFile, type ConfigExtras } from "../config.js";
 import { parseDuration, parseRenewWindow } from "../inputs.js";
 import { flagName } from "../names.js";
 import { addOptions } from "../options.js";
 import { printJson, reportError, say } from "../output.js";
-import { login, tokenSession, type SourceOf } from "../secrets.js";
+import { login, type SourceOf, tokenSession } from "../secrets.js";
 import type { CliState } from "../state.js";
 
 interface CheckFlags extends CommonFlags, KeyFlags {

@@ -12,6 +12,7 @@ import {
   checkKeyFlag,
   checkPinFlag,
   keySettings,
+  type MqttFlags,
   networkSettings,
   onInterrupt,
   platformTls,
@@ -19,7 +20,6 @@ import {
   resolveDeviceId,
   resolvePlatformUrl,
   storeSettings,
-  type MqttFlags,
 } from "../agent-settings.js";
 import { applyConfigFile, type ConfigExtras } from "../config.js";
 import { COMMAND_EXIT_CODES } from "../exit-codes.js";
@@ -30,7 +30,7 @@ import { addOptions } from "../options.js";
 import { exitCodesHelp, holdSecret, printJson, say } from "../output.js";
 import { events } from "../progress.js";
 import { isInteractive } from "../prompts.js";
-import { login, tokenSession, type SourceOf } from "../secrets.js";
+import { login, type SourceOf, tokenSession } from "../secrets.js";
 import type { CliState } from "../state.js";
 
 interface EnrollFlags extends MqttFlags {

@@ -1,12 +1,12 @@
 import { Command } from "commander";
 import { CertRetrieverError } from "../../errors.js";
-import { COMMAND_EXIT_CODES } from "../exit-codes.js";
+import { type CommonFlags, checkKeyFlag, checkOutDir, type KeyFlags, resolveDeviceId } from "../agent-settings.js";
 import { applyConfigFile } from "../config.js";
-import { checkKeyFlag, checkOutDir, resolveDeviceId, type CommonFlags, type KeyFlags } from "../agent-settings.js";
+import { COMMAND_EXIT_CODES } from "../exit-codes.js";
 import { checkFileName } from "../inputs.js";
-import type { CliState } from "../state.js";
 import { addOptions } from "../options.js";
 import { exitCodesHelp, printJson, say } from "../output.js";
+import type { CliState } from "../state.js";
 
 const EXPORT_HELP = `
 For programs that need files (mosquitto_pub, openssl) while the keychain keeps the originals:

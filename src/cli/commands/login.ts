@@ -1,16 +1,16 @@
 import { resolve } from "node:path";
 import { Command } from "commander";
 import { CertRetrieverError, describeCause } from "../../errors.js";
-import type { Session } from "../../protocols/types.js";
 import { protocolNamed } from "../../protocols/registry.js";
+import type { Session } from "../../protocols/types.js";
 import type { RetryInfo } from "../../transport/http.js";
 import {
+  type CommonFlags,
   networkSettings,
   onInterrupt,
   platformTls,
   refuseLacking,
   resolvePlatformUrl,
-  type CommonFlags,
 } from "../agent-settings.js";
 import { applyConfigFile } from "../config.js";
 import { COMMAND_EXIT_CODES } from "../exit-codes.js";

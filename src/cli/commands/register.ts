@@ -5,13 +5,13 @@ import type { CheckedChain } from "../../flows/register.js";
 import { protocolNamed } from "../../protocols/registry.js";
 import type { RetryInfo } from "../../transport/http.js";
 import {
+  type CommonFlags,
   networkSettings,
   onInterrupt,
   platformTls,
   refuseLacking,
   resolveDeviceId,
   resolvePlatformUrl,
-  type CommonFlags,
 } from "../agent-settings.js";
 import { applyConfigFile } from "../config.js";
 import { COMMAND_EXIT_CODES } from "../exit-codes.js";

@@ -4,9 +4,9 @@ import {
   brokerUrl,
   checkKeyFlag,
   keySettings,
+  type MqttFlags,
   resolveDeviceId,
   storeSettings,
-  type MqttFlags,
 } from "../agent-settings.js";
 import { applyConfigFile } from "../config.js";
 import { COMMAND_EXIT_CODES } from "../exit-codes.js";

@@ -1,5 +1,5 @@
 import { CertRetrieverError } from "../../errors.js";
-import { jsonObject, type HttpReply } from "../../transport/http.js";
+import { type HttpReply, jsonObject } from "../../transport/http.js";
 import { platformSays, replyFacts } from "../dojot/says.js";
 import type { EjbcaRestClient } from "../ejbca-rest/client.js";
 import { parseCaReply } from "../ejbca-rest/client.js";

@@ -4,9 +4,9 @@
  * plug-in: each dojot plug-in makes its own, so that its errors carry its name.
  */
 import { CertRetrieverError, type Reason, type Step } from "../../errors.js";
-import { jsonObject, type HttpReply } from "../../transport/http.js";
-import { platformSays, replyFacts } from "./says.js";
+import { type HttpReply, jsonObject } from "../../transport/http.js";
 import type { Session } from "../types.js";
+import { platformSays, replyFacts } from "./says.js";
 import { JWT_FORM, sessionFromJwt } from "./session.js";
 
 /** The errors of one dojot protocol, each carrying its name (`facts.protocol`). */

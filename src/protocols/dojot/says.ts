@@ -4,7 +4,7 @@
  * x509-identity-mgmt's `{error, detail}` and its schema errors. Anything else is summarised as the
  * transport summarises any body.
  */
-import { bodySummary, jsonObject, oneLine, type HttpReply } from "../../transport/http.js";
+import { bodySummary, type HttpReply, jsonObject, oneLine } from "../../transport/http.js";
 
 /** What the platform said, whatever the shape of its error body (an HTML page or nothing, too). */
 export function platformSays(reply: HttpReply): string {

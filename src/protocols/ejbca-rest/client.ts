@@ -1,11 +1,10 @@
 import { CertRetrieverError, type Reason } from "../../errors.js";
 import { decodeBase64 } from "../../keys/base64.js";
-import { jsonObject, type HttpClient, type HttpReply } from "../../transport/http.js";
-import { platformSays } from "../dojot/says.js";
+import { type HttpClient, type HttpReply, jsonObject } from "../../transport/http.js";
 import { dojotLogin, gatewayUrl } from "../dojot/login.js";
 import { DojotReplies } from "../dojot/replies.js";
+import { platformSays } from "../dojot/says.js";
 import { bearer } from "../dojot/session.js";
-import { EJBCA_REST, EJBCA_REST_TITLE } from "./name.js";
 import type {
   EnrollCapability,
   FetchedCa,
@@ -17,6 +16,7 @@ import type {
   SignRequest,
   TrustCapability,
 } from "../types.js";
+import { EJBCA_REST, EJBCA_REST_TITLE } from "./name.js";
 
 const replies = new DojotReplies(EJBCA_REST);
 

@@ -9,10 +9,10 @@ import { CertRetrieverError, describeCause } from "../../errors.js";
 import { decodeBase64 } from "../../keys/base64.js";
 import { sameBytes, sha256ColonHex } from "../../keys/fingerprint.js";
 import { toPem } from "../../keys/key-types.js";
-import { decodeCsrAttrs, type CsrAttr } from "../../keys/pkcs7.js";
+import { type CsrAttr, decodeCsrAttrs } from "../../keys/pkcs7.js";
 import type { CryptoProvider } from "../../keys/provider.js";
 import * as x509 from "../../keys/x509.js";
-import { bodySummary, parseRetryAfter, type HttpClient, type HttpReply } from "../../transport/http.js";
+import { bodySummary, type HttpClient, type HttpReply, parseRetryAfter } from "../../transport/http.js";
 import type {
   CsrRequest,
   EnrollCapability,

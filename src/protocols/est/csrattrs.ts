@@ -1,6 +1,6 @@
 /** EST's /csrattrs (RFC 7030 §4.5, RFC 9908): what a server asks of the CSR. */
 import { isKeyType, type KeyType } from "../../keys/key-types.js";
-import { integerOf, oidOf, OIDS, type CsrAttr } from "../../keys/pkcs7.js";
+import { type CsrAttr, integerOf, OIDS, oidOf } from "../../keys/pkcs7.js";
 
 /** What cert-retriever makes of /csrattrs: the key type asked for, and notes on the rest. */
 export function readCsrAttrs(attrs: CsrAttr[]): { keyType?: KeyType; notes: string[] } {

@@ -3,7 +3,7 @@ import { CertRetrieverError, describeCause, type Reason, type Step } from "../..
 import { decodeBase64 } from "../../keys/base64.js";
 import { certsFromPkcs7 } from "../../keys/pkcs7.js";
 import * as x509 from "../../keys/x509.js";
-import { bodySummary, replyFacts, type HttpReply } from "../../transport/http.js";
+import { bodySummary, type HttpReply, replyFacts } from "../../transport/http.js";
 import { EST } from "./name.js";
 
 /** The certificates of a 200 reply: a base64 certs-only PKCS#7 (§4.1.3; RFC 8951: base64 whatever the headers say). */

@@ -1,10 +1,10 @@
+import { CertRetrieverError, type Reason, type Step, usageError } from "../../errors.js";
 import { sha256ColonHex } from "../../keys/fingerprint.js";
-import { CertRetrieverError, usageError, type Reason, type Step } from "../../errors.js";
 import { toPem } from "../../keys/key-types.js";
-import { jsonObject, type HttpClient, type HttpReply } from "../../transport/http.js";
-import { platformSays } from "../dojot/says.js";
+import { type HttpClient, type HttpReply, jsonObject } from "../../transport/http.js";
 import { dojotLogin, gatewayUrl } from "../dojot/login.js";
 import { DojotReplies } from "../dojot/replies.js";
+import { platformSays } from "../dojot/says.js";
 import { bearer } from "../dojot/session.js";
 import type {
   Binding,
@@ -19,7 +19,7 @@ import type {
   TrustCapability,
 } from "../types.js";
 import { X509_IDENTITY_MGMT, X509_IDENTITY_MGMT_TITLE } from "./name.js";
-import { x509DeviceIdProblem, type X509Generation } from "./rules.js";
+import { type X509Generation, x509DeviceIdProblem } from "./rules.js";
 
 const replies = new DojotReplies(X509_IDENTITY_MGMT);
 
