@@ -1,7 +1,7 @@
 // The src/ files a reader follows from one entry file: every file reachable by its imports (static and
 // dynamic, relative specifiers), and their lines. usage: node scripts/reachable-files.mjs src/cli/commands/enroll.ts
 import { existsSync, readFileSync } from "node:fs";
-import { dirname, join, relative, resolve } from "node:path";
+import { dirname, relative, resolve } from "node:path";
 
 const entry = resolve(process.argv[2]);
 const seen = new Set();

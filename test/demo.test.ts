@@ -39,8 +39,12 @@ function listening(url: string): Promise<boolean> {
   const { hostname, port } = new URL(url);
   return new Promise((resolve) => {
     const socket = connect({ host: hostname, port: Number(port) });
-    socket.setTimeout(2_000, () => (socket.destroy(), resolve(true)));
-    socket.once("connect", () => (socket.destroy(), resolve(true)));
+    const done = () => {
+      socket.destroy();
+      resolve(true);
+    };
+    socket.setTimeout(2_000, done);
+    socket.once("connect", done);
     socket.once("error", () => resolve(false));
   });
 }

@@ -314,7 +314,10 @@ describe("against the lab's EST server", () => {
       pin,
       enroll,
       pw: join(dir, "pw"),
-      stop: async () => (await running.close(), await rm(dir, { recursive: true, force: true })),
+      stop: async () => {
+        await running.close();
+        await rm(dir, { recursive: true, force: true });
+      },
     };
   };
 

@@ -60,7 +60,10 @@ async function estLab(est: EstLabOptions = {}, faults: LabFault[] = []): Promise
     estUrl: lab.estUrl!,
     rootPem,
     pin: `sha256:${sha256Fingerprint(root)}`,
-    stop: async () => (await lab.close(), await rm(dir, { recursive: true, force: true })),
+    stop: async () => {
+      await lab.close();
+      await rm(dir, { recursive: true, force: true });
+    },
   };
 }
 

@@ -41,7 +41,7 @@ async function inKeyringSession(
     );
   });
   await mkdir(home, { recursive: true });
-  await writeFile(join(dir, "session.sh"), lines.join("\n") + "\n");
+  await writeFile(join(dir, "session.sh"), `${lines.join("\n")}\n`);
   const child = spawn("dbus-run-session", ["--", "bash", join(dir, "session.sh")], {
     stdio: "ignore",
     env: { PATH: process.env.PATH ?? "" },

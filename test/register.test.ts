@@ -19,6 +19,9 @@ const lab = (api: LabOptions["api"], x509Rules: LabOptions["x509Rules"] = "v0.7"
   startLabWithJwt(password, { api, x509Rules });
 const call = callLab;
 
+/** A certificate record's owner, as GET /x509/v1/certificates/<fp> answers it. */
+type Bound = { belongsTo: unknown };
+
 function registerCli(url: string, deviceId: string, chain: string, extra: string[] = []): Promise<CliRun> {
   return runCli(
     [
@@ -88,9 +91,10 @@ describe("register: the device owns the certificate afterwards", () => {
       caFingerprint: result.rootCaFingerprint,
       subjectDN: "O=Acme, CN=dev-a1b2c3",
     });
-    expect(record.json.pem).toBe(pki.read(leaf).trimEnd());
+    expect((record.json as { pem: string }).pem).toBe(pki.read(leaf).trimEnd());
     const listed = await call(v07, "GET", "/x509/v1/certificates");
-    expect(listed.json.certificates.map((c: { fingerprint: string }) => c.fingerprint)).toContain(result.fingerprint);
+    const { certificates } = listed.json as { certificates: { fingerprint: string }[] };
+    expect(certificates.map((c) => c.fingerprint)).toContain(result.fingerprint);
 
     const again = await registerCli(v07.url, "a1b2c3", chain);
     expect(again.code, again.stderr).toBe(0);
@@ -112,7 +116,7 @@ describe("register: the device owns the certificate afterwards", () => {
     const run = await registerCli(v07.url, "d00d01", chain, ["--root-ca-fingerprint", root]);
     expect(run.code, run.stderr).toBe(0);
     expect(run.stderr).not.toMatch(/note: the certificate names/);
-    expect((await call(v07, "GET", `/x509/v1/certificates/${fingerprintOf(leaf)}`)).json.belongsTo).toEqual({
+    expect(((await call(v07, "GET", `/x509/v1/certificates/${fingerprintOf(leaf)}`)).json as Bound).belongsTo).toEqual({
       device: "d00d01",
     });
   });
@@ -148,7 +152,7 @@ describe("register: the platform's refusals, each with its reason and exit code"
       fingerprint: fingerprintOf(leaf),
     });
     expect(run.stderr).toMatch(/HTTP 409: The certificate with fingerprint '[0-9A-F:]+' already exists\./);
-    expect((await call(v07, "GET", `/x509/v1/certificates/${fingerprintOf(leaf)}`)).json.belongsTo).toEqual({
+    expect(((await call(v07, "GET", `/x509/v1/certificates/${fingerprintOf(leaf)}`)).json as Bound).belongsTo).toEqual({
       device: "d00d02",
     });
   });

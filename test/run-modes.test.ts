@@ -421,7 +421,7 @@ describe("check: the ExecCondition= contract (0 enroll, 1 nothing to do, 255 err
 
     const expiring = await check("--renew-before", "731d");
     expect([expiring.code, expiring.stderr]).toEqual([0, expect.stringMatching(/within the renewal window/)]);
-    const pinned = await check("--ca-fingerprint", "sha256:" + "00".repeat(32));
+    const pinned = await check("--ca-fingerprint", `sha256:${"00".repeat(32)}`);
     expect([pinned.code, pinned.stderr]).toEqual([0, expect.stringMatching(/the stored CA .* not the pinned/)]);
 
     await mkdir(join(out, ".staging-x"));

@@ -206,7 +206,7 @@ describe("pinning the CA with --ca-fingerprint", () => {
 
     await lab.addDevice("pin-3");
     const out = join(await tempDir(), "certs");
-    const wrong = "sha256:" + "ab".repeat(32);
+    const wrong = `sha256:${"ab".repeat(32)}`;
     const bad = await enrollCli(lab.url, lab, "pin-3", out, ["--ca-fingerprint", wrong]);
     expect(bad.stderr).toMatch(
       new RegExp(

@@ -24,7 +24,12 @@ const opened: Server[] = [];
 const clients: HttpClient[] = [];
 afterEach(async () => {
   await Promise.all(clients.splice(0).map((c) => c.close()));
-  await Promise.all(opened.splice(0).map((s) => new Promise((resolve) => (s.closeAllConnections(), s.close(resolve)))));
+  await Promise.all(
+    opened.splice(0).map((s) => {
+      s.closeAllConnections();
+      return new Promise((resolve) => s.close(resolve));
+    }),
+  );
 });
 
 /** A client as a run makes one: one attempt unless told, a deadline a minute away. */
@@ -274,7 +279,11 @@ describe("CRLs from distribution points go through the HttpClient, with today's 
       let sent = 0;
       const more = () => {
         while (sent < 17 && res.write(chunk)) sent++;
-        if (sent < 17) res.once("drain", () => (sent++, more()));
+        if (sent < 17)
+          res.once("drain", () => {
+            sent++;
+            more();
+          });
         else res.end();
       };
       res.on("error", () => undefined);
@@ -424,7 +433,9 @@ describe("bounded bodies: one reader for every reply", () => {
           yield Buffer.alloc(4, i);
         }
       },
-      destroy: () => void (destroyed = true),
+      destroy: () => {
+        destroyed = true;
+      },
     });
     expect(await readBounded(body(3), 12)).toEqual(
       Buffer.concat([Buffer.alloc(4, 0), Buffer.alloc(4, 1), Buffer.alloc(4, 2)]),

@@ -313,7 +313,7 @@ describe.skipIf(!ready)("verify against a real mosquitto (mutual TLS, identity a
       const missing = await enrollCli(lab.url, lab, "nodomain", join(await tempDir(), "c"), ["--profile", "amqtt"]);
       expect([missing.code, missing.stderr]).toEqual([
         2,
-        expect.stringMatching(/the amqtt profile needs the broker's uri_domain\n  hint: pass --uri-domain DOMAIN/),
+        expect.stringMatching(/the amqtt profile needs the broker's uri_domain\n {2}hint: pass --uri-domain DOMAIN/),
       ]);
     });
 

@@ -44,7 +44,8 @@ export const REVOCATION_REASON = { unspecified: 0, superseded: 4 } as const;
 /** Marks `serial` revoked by the CA `kind` in `state` (EJBCA `revokeCert`), with the date and reason. */
 export function revoke(state: LabState, kind: DojotCaKind, serial: string, date: Date, reason: number): void {
   state.revocations ??= {};
-  const mine = (state.revocations[kind] ??= { revoked: [] });
+  const mine = state.revocations[kind] ?? { revoked: [] };
+  state.revocations[kind] = mine;
   if (mine.revoked.some((r) => r.serial.toLowerCase() === serial.toLowerCase())) return;
   mine.revoked.push({ serial, revocationDate: date.toISOString(), reason });
 }
@@ -78,7 +79,8 @@ export async function latestCrl(
   const lastNumber = renew === "force" && settings.deltaPeriod > 0 ? number + 1 : number;
   await updateState(dir, (s) => {
     s.revocations ??= {};
-    const entry = (s.revocations[kind] ??= { revoked: [] });
+    const entry = s.revocations[kind] ?? { revoked: [] };
+    s.revocations[kind] = entry;
     entry.crl = crl;
     entry.lastNumber = lastNumber;
   });

@@ -232,7 +232,10 @@ async function enroll(
       issuedAt: new Date().toISOString(),
     };
     if (label !== undefined) record.label = label;
-    await updateState(ctx.dir, (s) => void (s.estIssued ??= []).push(record));
+    await updateState(ctx.dir, (s) => {
+      s.estIssued ??= [];
+      s.estIssued.push(record);
+    });
   }
   // §4.2.3: a certs-only CMC Simple PKI Response holding only the certificate issued.
   return pkcs7(

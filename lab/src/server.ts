@@ -447,7 +447,10 @@ function kong(
 
 /** Kong's 401: the jwt plugin's message (`kong.response.exit`'s JSON), or pepkong's empty body. */
 function kongRefusal(res: ServerResponse, message: string | undefined): void {
-  if (message === undefined) return send(res, 401, undefined);
+  if (message === undefined) {
+    send(res, 401, undefined);
+    return;
+  }
   const text = JSON.stringify({ message });
   res
     .writeHead(401, { "content-type": "application/json; charset=utf-8", "content-length": Buffer.byteLength(text) })
@@ -556,7 +559,7 @@ async function signCsr(
     return soap(`Got request with status GENERATED (40), NEW, FAILED or INPROCESS required: ${cname}.`);
   const csrText = typeof input.certificate === "string" ? input.certificate.replace(/\s+/g, "") : "";
   if (!/^[A-Za-z0-9+/]+={0,2}$/.test(csrText)) return soap("Error decoding PKCS10 request: not base64.");
-  let cert;
+  let cert: Awaited<ReturnType<typeof issueCertificate>>;
   const fault = ctx.faults.take("sign");
   skewClock(res, fault);
   try {

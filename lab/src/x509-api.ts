@@ -258,7 +258,7 @@ async function generate(res: ServerResponse, input: unknown, ctx: X509Context, t
   const subject = subjectDn(csr.subjectName.toJSON(), ctx.rules, tenant);
   if (ctx.rules === "v0.7" && typeof belongsTo.device === "string")
     await ensureDeviceExists(belongsTo.device, ctx, tenant);
-  let signed;
+  let signed: Awaited<ReturnType<typeof parseSignedCsr>>;
   try {
     signed = await parseSignedCsr(der, ctx.opts.crypto);
   } catch (err) {

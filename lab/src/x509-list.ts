@@ -21,8 +21,8 @@ const MAX_LIMIT = 250;
 function pageOf(query: Query, rules: X509Rules): { page: number; limit: number } {
   const asked = typeof query.page === "string" ? Number.parseInt(query.page, 10) || 1 : 1;
   let limit = typeof query.limit === "string" ? Number.parseInt(query.limit, 10) || 0 : LIMIT;
-  if (limit > MAX_LIMIT) limit = MAX_LIMIT;
-  const page = asked < 1 ? 1 : asked;
+  limit = Math.min(limit, MAX_LIMIT);
+  const page = Math.max(asked, 1);
   if (limit < 1) limit = rules === "v0.5" ? 1 : LIMIT;
   query.page = page;
   query.limit = limit;
@@ -31,13 +31,13 @@ function pageOf(query: Query, rules: X509Rules): { page: number; limit: number }
 
 /** qs 6's `stringify` as express-paginate calls it: RFC 3986 escapes, arrays as `key[0]=…` (escaped). */
 function stringify(query: Query): string {
-  const escape = (text: string) =>
+  const escapeComponent = (text: string) =>
     encodeURIComponent(text).replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
   return Object.entries(query)
     .flatMap(([key, value]) =>
       Array.isArray(value)
-        ? value.map((v, i) => `${escape(`${key}[${i}]`)}=${escape(v)}`)
-        : [`${escape(key)}=${escape(String(value))}`],
+        ? value.map((v, i) => `${escapeComponent(`${key}[${i}]`)}=${escapeComponent(v)}`)
+        : [`${escapeComponent(key)}=${escapeComponent(String(value))}`],
     )
     .join("&");
 }

@@ -29,8 +29,14 @@ function client(port: number, from: string, length: number, sent: number): Promi
     const socket = connect({ host: "127.0.0.1", port, localAddress: from });
     const reply = new Promise<string>((ok, fail) => {
       const timer = setTimeout(() => fail(new Error(`no reply to ${from} within 5 s`)), 5_000);
-      socket.once("data", (d: Buffer) => (clearTimeout(timer), ok(d.toString("latin1"))));
-      socket.once("close", () => (clearTimeout(timer), fail(new Error(`${from}: closed without a reply`))));
+      socket.once("data", (d: Buffer) => {
+        clearTimeout(timer);
+        ok(d.toString("latin1"));
+      });
+      socket.once("close", () => {
+        clearTimeout(timer);
+        fail(new Error(`${from}: closed without a reply`));
+      });
     });
     reply.catch(() => undefined); // observed by the test when it asks
     const send = (bytes: number) => socket.write("x".repeat(bytes));

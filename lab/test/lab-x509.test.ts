@@ -550,7 +550,7 @@ describe("records and lists as the services' code and its libraries answer them"
     const { caFingerprint } = (await call(v07, "POST", "/x509/v1/trusted-cas", { caPem: pki.rootPem })).json as {
       caFingerprint: string;
     };
-    expect(Object.keys((await call(v07, "GET", `/x509/v1/trusted-cas/${caFingerprint}`)).json)).toEqual([
+    expect(Object.keys((await call(v07, "GET", `/x509/v1/trusted-cas/${caFingerprint}`)).json as object)).toEqual([
       "allowAutoRegistration",
       "caFingerprint",
       "caPem",

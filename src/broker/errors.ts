@@ -6,22 +6,22 @@ export type ProtocolLevel = 4 | 5;
 /** The name a user knows a protocol level by. */
 export const VERSION_NAME: Record<ProtocolLevel, string> = { 5: "MQTT 5", 4: "MQTT 3.1.1" };
 
-/** MQTT 5 reason codes that matter here. */
-const REASONS: Record<number, string> = {
-  0x80: "Unspecified error",
-  0x83: "Implementation specific error",
-  0x84: "Unsupported Protocol Version",
-  0x85: "Client Identifier not valid",
-  0x86: "Bad User Name or Password",
-  0x87: "Not authorized",
-  0x88: "Server unavailable",
-  0x89: "Server busy",
-  0x8a: "Banned",
-  0x8c: "Bad authentication method",
-  0x90: "Topic Name invalid",
-  0x97: "Quota exceeded",
-  0x99: "Payload format invalid",
-};
+/** MQTT 5 reason codes that matter here, in hex as the specification lists them (a Map: object keys would be decimal). */
+const REASONS = new Map<number, string>([
+  [0x80, "Unspecified error"],
+  [0x83, "Implementation specific error"],
+  [0x84, "Unsupported Protocol Version"],
+  [0x85, "Client Identifier not valid"],
+  [0x86, "Bad User Name or Password"],
+  [0x87, "Not authorized"],
+  [0x88, "Server unavailable"],
+  [0x89, "Server busy"],
+  [0x8a, "Banned"],
+  [0x8c, "Bad authentication method"],
+  [0x90, "Topic Name invalid"],
+  [0x97, "Quota exceeded"],
+  [0x99, "Payload format invalid"],
+]);
 
 /** MQTT 3.1.1 CONNACK return codes (section 3.2.2.3); a 3.1.1-only broker answers an MQTT 5 CONNECT with 1. */
 const RETURN_CODES: Record<number, string> = {
@@ -145,5 +145,5 @@ function named(err: unknown): string {
   if (code === undefined) return describeCause(err);
   // Below 0x80 a CONNACK code is a 3.1.1 return code: mqtt.js reads one that answers an MQTT 5 CONNECT as a reason code.
   if (code < 0x80) return `${RETURN_CODES[code] ?? "refused"} (MQTT 3.1.1 return code ${code})`;
-  return `${REASONS[code] ?? "reason"} (0x${code.toString(16)})`;
+  return `${REASONS.get(code) ?? "reason"} (0x${code.toString(16)})`;
 }

@@ -219,8 +219,12 @@ export function onInterrupt(): { signal: AbortSignal; listen(): void; dispose():
   });
   return {
     signal: controller.signal,
-    listen: () => handlers.forEach(([sig, h]) => process.on(sig, h)),
-    dispose: () => handlers.forEach(([sig, h]) => process.off(sig, h)),
+    listen: () => {
+      for (const [sig, h] of handlers) process.on(sig, h);
+    },
+    dispose: () => {
+      for (const [sig, h] of handlers) process.off(sig, h);
+    },
   };
 }
 

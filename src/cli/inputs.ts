@@ -12,17 +12,20 @@ export function checkDeviceId(id: string | undefined): string {
   return checkFileName(id, "the device id", "pass the platform's device id with --device-id");
 }
 
+/** A control character, which a file name must not hold. */
+// biome-ignore lint/suspicious/noControlCharactersInRegex: a name with one is what checkFileName refuses
+const CONTROL_CHARACTER = /[\u0000-\u001f\u007f]/;
+
 /**
  * Refuses a name that becomes a file name in the output directory but could leave it, or would not
  * fit a file name: the limit is in bytes (UTF-8), as file systems count, not in characters.
  */
 export function checkFileName(name: string, what: string, hint?: string): string {
-  // biome-ignore lint/suspicious/noControlCharactersInRegex: a name with a control character is what it refuses
   if (
     name === "." ||
     name === ".." ||
     /[/\\]/.test(name) ||
-    /[\u0000-\u001f\u007f]/.test(name) ||
+    CONTROL_CHARACTER.test(name) ||
     Buffer.byteLength(name, "utf8") > 200 ||
     !name
   ) {

@@ -1,4 +1,4 @@
-import { Command, Option } from "commander";
+import { type Command, Option } from "commander";
 import { MQTT_VERSIONS } from "../broker/profiles.js";
 import { KEY_TYPES } from "../keys/key-types.js";
 import { DEFAULT_PROTOCOL, PROTOCOLS, protocolNames, protocolSettings } from "../protocols/registry.js";

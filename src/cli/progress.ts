@@ -14,7 +14,7 @@ export function progress(tty: boolean): (event: AgentEvent) => void {
   return (event) => {
     // The text is made safe before the colour codes are added.
     if (event.type === "note") {
-      process.stderr.write(`${tty ? colour(33, "!") + " " : ""}${safeText(`note: ${event.message}`)}\n`);
+      process.stderr.write(`${tty ? `${colour(33, "!")} ` : ""}${safeText(`note: ${event.message}`)}\n`);
     } else if (event.type === "broker") {
       say(`verify ${event.stage}: ${event.detail} (${event.ms} ms)`);
     } else if (event.type === "hook") {

@@ -176,7 +176,10 @@ export async function tokenPin(
     const file = uri.pinSource.replace(/^file:(\/\/)?/, "");
     const read = passwordReader({ file }, what);
     return {
-      read: heldSecret(async () => (await checkTrusted(file, "PIN file"), read())),
+      read: heldSecret(async () => {
+        await checkTrusted(file, "PIN file");
+        return read();
+      }),
       where: `the PIN file ${file}`,
     };
   }

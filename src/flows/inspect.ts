@@ -1,7 +1,7 @@
 import { CertRetrieverError, describeCause } from "../errors.js";
 import { normalizeFingerprint } from "../keys/fingerprint.js";
 import type { CryptoProvider } from "../keys/provider.js";
-import * as x509 from "../keys/x509.js";
+import type * as x509 from "../keys/x509.js";
 import type { CredentialStore } from "../store/types.js";
 import { commonName, parseCaChain, parseCertificate, sha256Fingerprint } from "./certificate.js";
 import { describeRevocation, type RevocationVerdict } from "./revocation.js";

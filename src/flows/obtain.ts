@@ -7,7 +7,7 @@ import { CertRetrieverError, describeCause } from "../errors.js";
 import { sameBytes } from "../keys/fingerprint.js";
 import type { KeyHandle, KeyTransaction } from "../keys/key-store.js";
 import type { KeyType } from "../keys/key-types.js";
-import * as x509 from "../keys/x509.js";
+import type * as x509 from "../keys/x509.js";
 import type { Binding, Issued, ProtocolClient, ReenrollCapability, Session } from "../protocols/types.js";
 import { openSession } from "./authenticate.js";
 import { buildCsr } from "./build-csr.js";

@@ -394,7 +394,7 @@ function derInteger(hex: string): Buffer {
 
 /** The first slot whose token matches every token attribute of the URI (`token-missing` when none does). */
 function findSlot(module: Module, uri: Pkcs11Uri): Slot {
-  let slots;
+  let slots: ReturnType<Module["getSlots"]>;
   try {
     slots = module.getSlots(true);
   } catch (err) {
@@ -403,7 +403,7 @@ function findSlot(module: Module, uri: Pkcs11Uri): Slot {
   for (let i = 0; i < slots.length; i++) {
     const slot = slots.items(i);
     if (uri.slotId !== undefined && slot.handle.readUIntLE(0, Math.min(6, slot.handle.length)) !== uri.slotId) continue;
-    let token;
+    let token: ReturnType<Slot["getToken"]>;
     try {
       token = slot.getToken();
     } catch {

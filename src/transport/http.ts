@@ -212,7 +212,10 @@ export class HttpClient {
 
   /** Node's client for a direct connection; undici's through the proxy the environment names for the URL. */
   private async senderFor(url: URL): Promise<Sender> {
-    if (!proxyNamedFor(url)) return (this.direct ??= new NodeHttpClient(() => tlsOptionsOf(this.settings.tls)));
+    if (!proxyNamedFor(url)) {
+      this.direct ??= new NodeHttpClient(() => tlsOptionsOf(this.settings.tls));
+      return this.direct;
+    }
     this.proxied ??= openProxySender(tlsOptionsOf(this.settings.tls), this.settings.timeouts.connect);
     return this.proxied;
   }

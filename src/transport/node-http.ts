@@ -43,11 +43,10 @@ export class NodeHttpClient implements Sender {
     const lib = secure ? https() : http();
     // An idle connection is dropped after 4 s, or sooner if the server's Keep-Alive says so (as undici
     // does): reused after the server closed it, a signing request would fail as "may have been sent".
-    const agent = (this.agents[secure ? "https:" : "http:"] ??= new lib.Agent({
-      keepAlive: true,
-      timeout: IDLE_MS,
-      ...(secure ? this.tls() : {}),
-    }));
+    const scheme = secure ? "https:" : "http:";
+    const agent =
+      this.agents[scheme] ?? new lib.Agent({ keepAlive: true, timeout: IDLE_MS, ...(secure ? this.tls() : {}) });
+    this.agents[scheme] = agent;
     const { url } = req;
     return new Promise<RawReply>((resolve, reject) => {
       const timer = new Timer();
@@ -111,7 +110,10 @@ function watchConnect(request: ClientRequest, socket: Socket, req: SendRequest, 
   const fail = (code: string, message: string) => request.destroy(Object.assign(new Error(message), { code }));
   const waitForHeaders = () =>
     timer.set(req.timeouts.headers, () => fail(TIMEOUT_CODES.headers, "Headers Timeout Error"));
-  if (!(socket as { connecting?: boolean }).connecting) return waitForHeaders();
+  if (!(socket as { connecting?: boolean }).connecting) {
+    waitForHeaders();
+    return;
+  }
   timer.set(req.timeouts.connect, () =>
     fail(
       TIMEOUT_CODES.connect,

@@ -45,7 +45,7 @@ export async function snapshot(dir: string): Promise<Record<string, string>> {
   for (const name of await listFiles(dir)) {
     const path = join(dir, name);
     if ((await stat(path)).isFile())
-      out[name] = (await readFile(path)).toString("base64") + `:${(await stat(path)).mode.toString(8)}`;
+      out[name] = `${(await readFile(path)).toString("base64")}:${(await stat(path)).mode.toString(8)}`;
   }
   return out;
 }

@@ -82,7 +82,7 @@ export function makeFactoryPki(dir: string, rootCn = "Factory Root CA"): Factory
     // openssl 3.0 takes -days down to -1: a certificate that ended a day ago.
     issue: (name, opts = {}) => sign(name, opts.cn ?? name, opts.issuer ?? "int", opts.days ?? 10, opts.ca ?? false),
     bundle: (name, ...pems) => {
-      writeFileSync(file(name), pems.map((p) => p.trimEnd()).join("\n") + "\n");
+      writeFileSync(file(name), `${pems.map((p) => p.trimEnd()).join("\n")}\n`);
       return file(name);
     },
     read,

@@ -163,7 +163,7 @@ export async function callLab(
   method: string,
   path: string,
   body?: unknown,
-): Promise<{ status: number; json: any }> {
+): Promise<{ status: number; json: unknown }> {
   const res = await fetch(`${platform.url}${path}`, {
     method,
     headers: { authorization: `Bearer ${platform.jwt}`, "content-type": "application/json" },
@@ -189,5 +189,9 @@ export async function startCsrRecordingLab(): Promise<{
     }
     return undefined;
   });
-  return { lab, url: proxy.url, csrs, stop: async () => (await proxy.close(), await lab.stop()) };
+  const stop = async () => {
+    await proxy.close();
+    await lab.stop();
+  };
+  return { lab, url: proxy.url, csrs, stop };
 }

@@ -22,11 +22,16 @@ export function usage(message: string, hint?: string, cause?: unknown): LabCliEr
 
 /** A line for the operator, on stderr, with control characters made visible (a subject or a path could carry them). */
 export function say(line: string): void {
-  // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what it neutralises
-  process.stderr.write(
-    `${line.replace(/[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/g, "?")}\n`,
-  );
+  process.stderr.write(`${line.replace(UNSAFE_FOR_A_TERMINAL, "?")}\n`);
 }
+
+/** Control characters and bidirectional overrides: what could rewrite an operator's screen. */
+// biome-ignore lint/suspicious/noControlCharactersInRegex: they are what say() neutralises
+const UNSAFE_FOR_A_TERMINAL = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/g;
+
+/** A control character, which a device id (a file name for the agent) must not hold. */
+// biome-ignore lint/suspicious/noControlCharactersInRegex: an id with one is what checkDeviceId refuses
+const CONTROL_CHARACTER = /[\u0000-\u001f\u007f]/;
 
 /** `HOST:PORT` (an IPv6 host in brackets), as --listen and --est-listen take it. */
 export function parseListen(value: string, flag = "--listen"): { host: string; port: number } {
@@ -56,12 +61,11 @@ export function parseCount(value: string, flag: string, min: number, max: number
 
 /** A device id the agent can store under (it becomes a file name there). */
 export function checkDeviceId(id: string): string {
-  // biome-ignore lint/suspicious/noControlCharactersInRegex: an id with a control character is what it refuses
   if (
     id === "." ||
     id === ".." ||
     /[/\\]/.test(id) ||
-    /[\u0000-\u001f\u007f]/.test(id) ||
+    CONTROL_CHARACTER.test(id) ||
     Buffer.byteLength(id, "utf8") > 200 ||
     !id
   ) {
