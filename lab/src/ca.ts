@@ -12,7 +12,7 @@ export interface LabCa {
 }
 
 /** dojot's CA DN (`ejbca-docker/default.properties`). */
-export const LAB_CA_DN = "CN=IOTmidCA, O=EJBCA IOT, C=SE";
+const LAB_CA_DN = "CN=IOTmidCA, O=EJBCA IOT, C=SE";
 /** The lab CA's key and signature algorithm: RSA 2048, SHA-256. */
 export const RSA_SHA256 = {
   name: "RSASSA-PKCS1-v1_5",
@@ -32,8 +32,8 @@ export type LabCaKind = DojotCaKind | "est-root" | "est-issuing";
 export type DojotCaKind = "legacy" | "x509";
 
 /** The EST root's and issuing CA's names (no platform to copy: EST servers name their CAs as they like). */
-export const EST_ROOT_DN = "CN=Lab EST Root CA, O=cert-retriever lab";
-export const EST_ISSUING_DN = "CN=Lab EST Issuing CA, O=cert-retriever lab";
+const EST_ROOT_DN = "CN=Lab EST Root CA, O=cert-retriever lab";
+const EST_ISSUING_DN = "CN=Lab EST Issuing CA, O=cert-retriever lab";
 
 /** Where each CA lives in the lab directory, its name, who signs it (self-signed if no `parent`), and how it is made. */
 const CA_FILES: Record<
@@ -311,7 +311,7 @@ function checkKey(key: x509.PublicKey, profile: CertProfile): void {
 }
 
 /** A positive 128-bit serial number without a leading zero byte. */
-export function randomSerial(): string {
+function randomSerial(): string {
   const bytes = randomBytes(16);
   bytes[0]! &= 0x7f; // positive
   bytes[0]! |= 0x01; // no leading zero byte

@@ -4,7 +4,6 @@ import { type CertOverrides, type LabCa, RSA_SHA256 } from "./ca.js";
 import { FAULT_KINDS, FAULT_ROUTES } from "./fault-kinds.js";
 import * as x509 from "./x509.js";
 
-export { FAULT_KINDS, FAULT_ROUTES };
 /** A route of {@link FAULT_ROUTES}. */
 export type FaultRoute = (typeof FAULT_ROUTES)[number];
 

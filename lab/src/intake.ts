@@ -84,7 +84,7 @@ export class Bounds {
 }
 
 /** Why a request is answered without being handled: its body is too large (413), or a bound is reached (503). */
-export interface Refusal {
+interface Refusal {
   status: 413 | 503;
   why: string;
 }

@@ -50,7 +50,7 @@ export interface EstIssued {
 }
 
 /** A CA's revocations (EJBCA's CertificateData revocation fields) and CRLs (its CRLData). */
-export interface CaRevocations {
+interface CaRevocations {
   /** In the order they were revoked. */
   revoked: RevokedCertificate[];
   /** The latest full CRL, which EJBCA's `getLatestCRL` returns until a new one is made. */

@@ -1,11 +1,12 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
-import { type CryptoProvider, sha256ColonHex, toPem } from "cert-retriever";
-import { type LabCa, ProfileRefusal, parseSignedCsr, signAsEjbca } from "./ca.js";
+import { sha256ColonHex, toPem } from "cert-retriever";
+import { ProfileRefusal, parseSignedCsr, signAsEjbca } from "./ca.js";
 import { crlPem, latestCrl, REVOCATION_REASON, revoke } from "./crl.js";
-import { certificateFault, type FaultKind, type FaultPlan, skewClock, withTrailingData } from "./faults.js";
+import { certificateFault, type FaultKind, skewClock, withTrailingData } from "./faults.js";
 import { send } from "./replies.js";
 import { type LabState, loadState, updateState, type X509Record } from "./state.js";
 import * as x509 from "./x509.js";
+import type { X509Context } from "./x509-context.js";
 import { sendPage } from "./x509-list.js";
 import { x509IdentityExtensions } from "./x509-profile.js";
 import { certificateFilter, matches, queryOf } from "./x509-query.js";
@@ -22,27 +23,6 @@ import {
 import { checkChangeOwnerBody, checkGenerateBody, SchemaRefusal, schemaFailure } from "./x509-schemas.js";
 
 export type { X509Rules } from "./x509-rules.js";
-
-/** What the x509 API needs of the lab. */
-export interface X509Context {
-  opts: {
-    dir: string;
-    crypto: CryptoProvider;
-    autoRegister: boolean;
-    extensionOverride: boolean;
-    /** The validity of issued certificates in ms; absent: `VALIDITY_DAYS`. */
-    certLifetime?: number;
-    /** `ejbca.forcecrlrenew` (X509IDMGMT_EJBCA_FORCECRLRENEW, v0.5: EJBCA_CRL_FORCE_RENEW): a new CRL on every CRL request. */
-    forceCrlRenew?: boolean;
-  };
-  /** The `X509 Identity CA`. */
-  ca: LabCa;
-  rules: X509Rules;
-  /** The lab's scripted faults: `ca` strikes `GET /v1/ca`, `sign` the certificates `POST /v1/certificates` issues. */
-  faults: FaultPlan;
-  /** Another CA with the X509 Identity CA's names and another key, for `wrong-ca`. */
-  otherCa: () => Promise<LabCa>;
-}
 
 const DAY = 86_400_000;
 /**

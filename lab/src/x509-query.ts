@@ -60,11 +60,7 @@ function operator(text: string, inArray: boolean): Operators {
 }
 
 /** `MongoQS.parse` with a whitelist and the operators `ops` (4.1.1's default: all of them, and `$in` for arrays). */
-export function mongoFilter(
-  query: Query,
-  whitelist: readonly string[],
-  ops = ["!", "^", "$", "~", ">", "<", "$in"],
-): Filter {
+function mongoFilter(query: Query, whitelist: readonly string[], ops = ["!", "^", "$", "~", ">", "<", "$in"]): Filter {
   const filter: Filter = {};
   for (const [key, value] of Object.entries(query)) {
     if (!whitelist.includes(key) || !/^[a-zA-Z0-9-_.]+$/i.test(key)) continue;

@@ -3,7 +3,7 @@ import { type CryptoProvider, sha256ColonHex } from "cert-retriever";
 import { send } from "./replies.js";
 import { loadState, type TrustedCaRecord, updateState, type X509Record } from "./state.js";
 import * as x509 from "./x509.js";
-import type { X509Context } from "./x509-api.js";
+import type { X509Context } from "./x509-context.js";
 import { sendPage } from "./x509-list.js";
 import { queryOf } from "./x509-query.js";
 import { dnText, pemDer, routeFingerprint, X509Refusal } from "./x509-rules.js";
@@ -317,7 +317,7 @@ async function isRootCa(cert: x509.X509Certificate, crypto: CryptoProvider): Pro
  * leaf, intermediate, root the path checked is intermediate -> root and the leaf's own signature
  * is never verified. Names are compared as encoded (pkijs compares them attribute by attribute).
  */
-export async function chainEngine(
+async function chainEngine(
   trustedCerts: x509.X509Certificate[],
   certs: x509.X509Certificate[],
   crypto: CryptoProvider,

@@ -20,7 +20,7 @@ export interface ProfileRecord {
 }
 
 /** AirVantage's TLS 1.2 cipher suites (seed 001), in OpenSSL's names. */
-export const AIRVANTAGE_CIPHERS = [
+const AIRVANTAGE_CIPHERS = [
   "AES128-SHA",
   "AES256-SHA",
   "ECDHE-ECDSA-AES128-SHA",
@@ -34,7 +34,7 @@ export const AIRVANTAGE_CIPHERS = [
 ].join(":");
 
 /** Whether `digits` is a 15-digit IMEI whose last digit is its Luhn check digit. */
-export function isImei(digits: string): boolean {
+function isImei(digits: string): boolean {
   if (!/^\d{15}$/.test(digits)) return false;
   let sum = 0;
   for (let i = 0; i < 15; i++) {

@@ -23,16 +23,16 @@ import { writableByOthers } from "../fs/file-trust.js";
 // /usr/bin/cert-retriever), so Node parses it once either way instead of trying CommonJS first.
 const requireBuiltin = (id: string): unknown => process.getBuiltinModule(id);
 
-/** The parameters the bundled CommonJS code expects, in order. */
+/** The parameters the bundled CommonJS code expects, in order. @public scripts/bundle.mjs imports it from dist/ (where knip does not look). */
 export const PARAMETERS = ["exports", "require", "module", "__filename", "__dirname", "__crImportMetaUrl"];
 
-/** The line before a section's code. */
+/** The line before a section's code. @public scripts/bundle.mjs imports it from dist/ (where knip does not look). */
 export const sectionMark = (name: string): string => `//<cert-retriever: section ${name}>\n`;
 
-/** Code as line comments (it holds no carriage return: the build checks), and back. */
+/** Code as line comments (it holds no carriage return: the build checks), and back. @public scripts/bundle.mjs imports it from dist/ (where knip does not look). */
 export const toComment = (code: string): string => `//${code.replaceAll("\n", "\n//")}`;
 const fromComment = (text: string): string => text.slice(2).replaceAll("\n//", "\n");
-/** What the bundled code requires to get a module of a section: `cert-retriever-section:mqtt#mqtt`. */
+/** What the bundled code requires to get a module of a section: `cert-retriever-section:mqtt#mqtt`. @public scripts/bundle.mjs imports it from dist/ (where knip does not look). */
 export const SECTION_PREFIX = "cert-retriever-section:";
 
 /** Where each section is: bytes from the end of the file to its mark, and its length with the mark. */

@@ -7,10 +7,10 @@ import { configError } from "./hints.js";
 import { attributeName, OPTION_SPECS, SECRET_CONFIG_KEYS } from "./options.js";
 
 /** The system's config file, read when --config is not given. */
-export const DEFAULT_CONFIG_PATH = "/etc/cert-retriever/config.json";
+const DEFAULT_CONFIG_PATH = "/etc/cert-retriever/config.json";
 
 /** The user's config file (`$XDG_CONFIG_HOME/cert-retriever/config.json`, else under ~/.config), which wins over the system's. */
-export function userConfigPath(): string | undefined {
+function userConfigPath(): string | undefined {
   const base = process.env.XDG_CONFIG_HOME || (process.env.HOME ? join(process.env.HOME, ".config") : undefined);
   return base ? join(base, "cert-retriever", "config.json") : undefined;
 }

@@ -76,6 +76,7 @@ export async function main(argv: string[], inject?: CliInjection): Promise<numbe
 /**
  * The command tree, with every command and option: what main() parses with, and what the man page
  * and the completion scripts are made from. `isCheck`: usage errors are `check`'s 255.
+ * @public scripts/man.mjs imports it from dist/ (where knip does not look).
  */
 export function buildProgram(state: CliState, isCheck = false): Command {
   // A usage error of commander's: one prefix for every message, and with --json an error object on stdout.

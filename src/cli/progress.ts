@@ -10,7 +10,7 @@ function colour(code: number, text: string): string {
  * Renders a run's progress on stderr: a tick per step on a terminal, plain lines otherwise
  * (journald, CI logs); notes, broker stages and hooks as lines of their own.
  */
-export function progress(tty: boolean): (event: AgentEvent) => void {
+function progress(tty: boolean): (event: AgentEvent) => void {
   return (event) => {
     // The text is made safe before the colour codes are added.
     if (event.type === "note") {

@@ -29,7 +29,7 @@ export interface LoginFlags {
 }
 
 /** A systemd credential (`LoadCredential=name:...`), if the unit passed one. */
-export function credentialPath(name: string): string | undefined {
+function credentialPath(name: string): string | undefined {
   const dir = process.env.CREDENTIALS_DIRECTORY;
   return dir ? join(dir, name) : undefined;
 }
@@ -49,7 +49,7 @@ async function exists(path: string | undefined): Promise<boolean> {
  * --password-stdin, CERT_RETRIEVER_PASSWORD, the systemd credential `password`, the config file
  * (if 0600), or a masked prompt on a terminal. Never from argv.
  */
-export async function passwordSource(
+async function passwordSource(
   flags: LoginFlags,
   extras: ConfigExtras,
   username: string | (() => string),
@@ -75,7 +75,7 @@ export async function passwordSource(
 }
 
 /** The most times a terminal asks for the user and password before the run gives up. */
-export const LOGIN_TRIES = 3;
+const LOGIN_TRIES = 3;
 
 /**
  * The login of a run: the user from the flag, the environment, the config file or a prompt, and
@@ -123,7 +123,7 @@ function trustedFile(file: string): () => Promise<string> {
 }
 
 /** The username: the flag, the environment, the config file, or a prompt (offering `previous`, else admin). */
-export async function resolveUsername(flags: LoginFlags, previous?: string): Promise<string> {
+async function resolveUsername(flags: LoginFlags, previous?: string): Promise<string> {
   const name =
     flags.username ?? (isInteractive(flags) ? await ask("input", "Platform user:", previous ?? "admin") : undefined);
   if (!name)

@@ -9,9 +9,6 @@ export interface SubjectAltNames {
   uri: string[];
 }
 
-/** No SANs. */
-export const NO_SANS: SubjectAltNames = { dns: [], ip: [], uri: [] };
-
 /**
  * Builds the PKCS#10 request as dojot's Certificate Retriever does: subject `CN=<device id>`,
  * keyUsage and basicConstraints CA:FALSE (not critical), the SANs asked for, signed with SHA-256

@@ -27,7 +27,7 @@ import {
 } from "./validate.js";
 
 /** A renewal authenticated by the current credentials: the capability, and the credentials. */
-export interface Current {
+interface Current {
   reenroll: ReenrollCapability;
   certificatePem: string;
   keyPem: string;

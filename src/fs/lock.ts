@@ -9,7 +9,7 @@ import { CertRetrieverError, describeCause, errnoOf } from "../errors.js";
 export const LOCK_FILE = ".cert-retriever.lock";
 
 /** How long a run waits for another to finish before it gives up. */
-export const LOCK_WAIT_MS = 5_000;
+const LOCK_WAIT_MS = 5_000;
 
 /**
  * Takes the directory's lock (a file created exclusively, holding our pid, the boot id and the

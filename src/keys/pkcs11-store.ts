@@ -49,12 +49,12 @@ const CKR_REASONS: Record<string, Reason> = {
 };
 
 /** The CKR_ name of a PKCS#11 error (graphene-pk11 puts it in the message), if it is one. */
-export function ckrOf(err: unknown): string | undefined {
+function ckrOf(err: unknown): string | undefined {
   return /\b(CKR_[A-Z_]+)\b/.exec(err instanceof Error ? err.message : String(err))?.[1];
 }
 
 /** The error for a failed token call: the reason its CKR_ value means, else `fallback`. */
-export function tokenError(message: string, err: unknown, fallback: Reason = "token-error"): CertRetrieverError {
+function tokenError(message: string, err: unknown, fallback: Reason = "token-error"): CertRetrieverError {
   const ckr = ckrOf(err);
   const reason = (ckr ? CKR_REASONS[ckr] : undefined) ?? fallback;
   return new CertRetrieverError(`token failed: ${message}: ${ckr ?? describeCause(err)}`, {

@@ -5,10 +5,10 @@ import { LOCK_FILE } from "../fs/lock.js";
 export const STAGING_PREFIX = ".staging-";
 
 /** The longest file name that Linux file systems take (NAME_MAX), in bytes. */
-export const NAME_MAX_BYTES = 255;
+const NAME_MAX_BYTES = 255;
 
 /** The names of a device's files inside its credentials directory. */
-export interface CredentialNames {
+interface CredentialNames {
   key: string;
   keyUri: string;
   certificate: string;
@@ -17,7 +17,7 @@ export interface CredentialNames {
 }
 
 /** The file names of a device's credentials (the names dojot's retriever and the mosquitto_pub examples use). */
-export function credentialNames(deviceId: string, caName: string): CredentialNames {
+function credentialNames(deviceId: string, caName: string): CredentialNames {
   return {
     key: `${deviceId}.key`,
     keyUri: `${deviceId}.key.uri`,

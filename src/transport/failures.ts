@@ -9,7 +9,7 @@ import { type GiveUp, Temporary } from "./retry.js";
 import { type HttpTimeouts, TIMEOUT_CODES } from "./sender.js";
 
 /** Whether a TLS error says the server wants a client certificate, or refused ours. */
-export function isClientCertRefusal(err: unknown): boolean {
+function isClientCertRefusal(err: unknown): boolean {
   const code = String((err as NodeJS.ErrnoException | undefined)?.code ?? "");
   return /ALERT_(CERTIFICATE_REQUIRED|BAD_CERTIFICATE|UNKNOWN_CA|CERTIFICATE_UNKNOWN|HANDSHAKE_FAILURE)/.test(code);
 }

@@ -18,12 +18,12 @@ import { probeTlsAlert } from "./tls-probe.js";
 import { type TlsSettings, tlsOptionsOf } from "./trust-anchors.js";
 
 export { bodySummary, type HttpReply, jsonObject, oneLine, replyFacts } from "./reply.js";
-export { parseRetryAfter, type RetryInfo, type RetryPolicy } from "./retry.js";
+export { parseRetryAfter, type RetryInfo } from "./retry.js";
 export type { HttpTimeouts } from "./sender.js";
 export type { TlsSettings } from "./trust-anchors.js";
 
 /** The most a reply may hold unless the request says otherwise; a platform's replies are a few kilobytes. */
-export const MAX_REPLY_BYTES = 1024 * 1024;
+const MAX_REPLY_BYTES = 1024 * 1024;
 
 /** A request: JSON (`body`) or a text body of another type (`text`, with `contentType`). */
 export interface RequestInit {

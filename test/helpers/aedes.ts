@@ -7,7 +7,7 @@ import { issueServerCertificate, loadOrCreateCa } from "../../lab/src/ca.js";
 import { softwareCrypto } from "../../src/keys/provider.js";
 
 /** How a connection ended, as the broker saw it. */
-export interface ClientEnd {
+interface ClientEnd {
   clientId: string;
   /** Whether the client sent DISCONNECT first (aedes lib/handlers/index.js sets `_disconnected` on it). */
   disconnected: boolean;

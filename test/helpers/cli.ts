@@ -11,7 +11,7 @@ export const BIN = process.env.CERT_RETRIEVER_TEST_BIN
   : fileURLToPath(new URL("../../bin/cert-retriever.mjs", import.meta.url));
 
 /** The CLI from the TypeScript build run in-process by a test-owned entry that injects a fault at one point of a run (see fault-cli.mjs). */
-export const FAULT_CLI = fileURLToPath(new URL("./fault-cli.mjs", import.meta.url));
+const FAULT_CLI = fileURLToPath(new URL("./fault-cli.mjs", import.meta.url));
 
 /**
  * The lab platform's command, `cert-retriever-lab` (a package of its own, lab/): its bin/, or its

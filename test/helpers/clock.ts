@@ -7,7 +7,7 @@ import { tempDir } from "./lab.js";
 import { haveTool } from "./tools.js";
 
 /** libfaketime, from Debian's faketime package. */
-export const LIBFAKETIME = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
+const LIBFAKETIME = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
 
 /** Whether faketime is here (under CI=true its absence fails the run: see haveTool). */
 export function haveFaketime(): boolean {

@@ -23,7 +23,7 @@ const STEP = { auth: "authenticate", ca: "fetch-ca", sign: "submit-csr" } as con
 const EXIT = { auth: 10, ca: 11, sign: 13 } as const;
 
 /** Limits that keep each cell short: three attempts, one-second timeouts. */
-export const FAST = ["--retries", "2", "--request-timeout", "1s", "--deadline", "20s"];
+const FAST = ["--retries", "2", "--request-timeout", "1s", "--deadline", "20s"];
 
 /** The cells every route shares: transport and status faults, persistent and passing. */
 export function commonCells(route: keyof typeof STEP): Cell[] {

@@ -13,7 +13,7 @@ export interface TestBroker {
 }
 
 /** The rules each profile's topic needs (%u = the certificate's CN). */
-export const ACL = [
+const ACL = [
   "pattern readwrite /admin/%u/attrs", // dojot-mosca: /<tenant>/<device>/attrs, CN = device
   "pattern readwrite %u/attrs", // dojot-vernemq with x509 v0.5: CN = <tenant>:<device>
   "pattern readwrite admin:%u/attrs", // dojot-vernemq when CN = device

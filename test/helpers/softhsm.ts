@@ -5,9 +5,9 @@ import { SECRETS } from "./cli.js";
 import { tempDir } from "./lab.js";
 
 /** Debian's SoftHSM2 module. */
-export const SOFTHSM_MODULE = "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so";
+const SOFTHSM_MODULE = "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so";
 /** OpenSSL's pkcs11 engine directory (Debian's libengine-pkcs11-openssl). */
-export const ENGINES_DIR = "/usr/lib/x86_64-linux-gnu/engines-3";
+const ENGINES_DIR = "/usr/lib/x86_64-linux-gnu/engines-3";
 
 /** A SoftHSM2 token in a temporary directory of its own, initialized by the test. */
 export interface TestToken {

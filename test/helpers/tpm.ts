@@ -10,7 +10,7 @@ import { tempDir } from "./lab.js";
 const LIFETIME = "10m";
 
 /** Debian's tpm2-pkcs11 module. */
-export const TPM2_MODULE = "/usr/lib/x86_64-linux-gnu/pkcs11/libtpm2_pkcs11.so";
+const TPM2_MODULE = "/usr/lib/x86_64-linux-gnu/pkcs11/libtpm2_pkcs11.so";
 
 /** A software TPM 2.0 (swtpm) behind tpm2-abrmd on a private D-Bus, exposed as a PKCS#11 token by tpm2-pkcs11. */
 export interface TestTpm {

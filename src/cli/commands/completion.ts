@@ -44,10 +44,10 @@ const SHELLS: Shell[] = ["bash", "zsh", "fish"];
 const GENERATORS: Record<Shell, (root: CommandNode) => string> = { bash: bashScript, zsh: zshScript, fish: fishScript };
 
 /** What an option's value is, for completing it. */
-export type ValueKind = "none" | "any" | "choice" | "file" | "dir" | "user";
+type ValueKind = "none" | "any" | "choice" | "file" | "dir" | "user";
 
 /** One option of one command, as completion and the man page need it. */
-export interface OptionNode {
+interface OptionNode {
   option: Option;
   /** `--store`; undefined for a short-only option. */
   long?: string;
@@ -65,7 +65,7 @@ export interface OptionNode {
 }
 
 /** One command of the tree (the program itself at the root). */
-export interface CommandNode {
+interface CommandNode {
   command: Command;
   name: string;
   /** The names from the program's first subcommand down: [] for the program, ["enroll"] for a command. */
@@ -79,13 +79,13 @@ export interface CommandNode {
 }
 
 /** The program that `command` belongs to. */
-export function rootOf(command: Command): Command {
+function rootOf(command: Command): Command {
   let root = command;
   while (root.parent) root = root.parent;
   return root;
 }
 
-/** The visible commands and options under `command`, as its --help lists them. */
+/** The visible commands and options under `command`, as its --help lists them. @public scripts/man.mjs imports it from dist/ (where knip does not look). */
 export function commandTree(command: Command, path: string[] = [], implicitHelp = false): CommandNode {
   const help = command.createHelp();
   return {
@@ -137,7 +137,7 @@ function optionNode(option: Option): OptionNode {
   };
 }
 
-/** Every command of the tree, the program first. */
+/** Every command of the tree, the program first. @public scripts/man.mjs imports it from dist/ (where knip does not look). */
 export function allNodes(node: CommandNode): CommandNode[] {
   return [node, ...node.commands.flatMap(allNodes)];
 }

@@ -5,7 +5,7 @@ import type { Session } from "../types.js";
 export const JWT_FORM = /^[\w-]+\.[\w-]+\.[\w-]*$/;
 
 /** Decodes a JWT's claims without verifying it (the gateway verifies it; we only read the tenant). */
-export function readJwtClaims(jwt: string): Record<string, unknown> | undefined {
+function readJwtClaims(jwt: string): Record<string, unknown> | undefined {
   const payload = jwt.split(".")[1];
   if (!payload) return undefined;
   try {

@@ -1,7 +1,7 @@
 import { usageError } from "../../errors.js";
 
 /** The path prefix every EST URL has (RFC 7030 §3.2.2). */
-export const EST_PREFIX = "/.well-known/est";
+const EST_PREFIX = "/.well-known/est";
 
 /**
  * The EST base URL of a `--platform` URL: the prefix is added to a bare host; a path must be the

@@ -1,8 +1,8 @@
 /** x509-identity-mgmt's rules on device ids, per release line, and how a refusal says which line answers. */
 /** v0.5-v0.6 accept only this CN (the server then prefixes the tenant): `allowedAttrsConstraints` at v0.5.0. */
-export const X509_CN_RULE = /^[0-9A-Za-z ]{1,255}$/;
+const X509_CN_RULE = /^[0-9A-Za-z ]{1,255}$/;
 /** v0.7+ bind a certificate only to a device id of this form: `belongsTo.device` in `schemas/defs.json` at v0.7.0/v0.8.0. */
-export const X509_DEVICE_RULE = /^[0-9a-fA-F-]{5,36}$/;
+const X509_DEVICE_RULE = /^[0-9a-fA-F-]{5,36}$/;
 
 /** The x509-identity-mgmt release line answering: v0.5-v0.6 or v0.7+ (they differ in rules and error shapes). */
 export type X509Generation = "v0.5" | "v0.7";
