@@ -76,77 +76,29 @@ export async function checkBroker(check: BrokerCheck, onStage: (s: StageReport) 
     stages.push(s);
     onStage(s);
   };
-  const host = bareHost(check.broker.hostname);
-  const at: Endpoint = {
-    host,
-    port: Number(check.broker.port || 8883),
-    servername: check.servername ?? (/^[\d.]+$|:/.test(host) ? undefined : host),
-  };
+  const at = endpointOf(check);
   // The client's key: the PEM, or a token key loaded once, through the engine, into one TLS context.
   const key: ClientKey = check.keyEngine
-    ? { secureContext: await engineContext(check, check.keyEngine, host) }
+    ? { secureContext: await engineContext(check, check.keyEngine, at.host) }
     : { key: check.keyPem };
-  let start = performance.now();
-  const elapsed = () => {
-    const ms = Math.round(performance.now() - start);
-    start = performance.now();
-    return ms;
-  };
-
-  const wanted = check.mqttVersion ?? "auto";
-  const first: ProtocolLevel = wanted === "3.1.1" ? 4 : 5;
-  const connect = async (level: ProtocolLevel, onTcp?: () => void): Promise<Session> => {
-    const tls = await openTls(check, at, key, onTcp);
-    if (onTcp)
-      report({
-        stage: "tls",
-        ms: elapsed(),
-        detail:
-          `${tls.getProtocol() ?? "TLS"} ${tls.getCipher()?.name ?? ""}, broker certificate trusted${at.servername ? ` for ${at.servername}` : ""}`.replace(
-            /\s+,/,
-            ",",
-          ),
-      });
-    return openSession(tls, level, check.clientId, check.timeoutMs).catch(async (err: unknown) => {
-      // A reset before CONNACK, right after a TLS 1.3 handshake: ask the broker again, writing nothing, to read its alert.
-      if (/^(ECONNRESET|EPIPE)$/.test(String((err as NodeJS.ErrnoException).code ?? ""))) {
-        const alert = await probeTlsAlert({
-          host,
-          port: at.port,
-          servername: at.servername,
-          ca: check.caPem,
-          cert: check.certPem,
-          ...key,
-          ...check.tls,
-        });
-        if (alert) throw tlsError(Object.assign(new Error(alert), { code: alert }), host);
-      }
-      throw err;
-    });
-  };
-
+  const elapsed = stopwatch();
+  const connect = connector(check, at, key, (tls) =>
+    report({ stage: "tls", ms: elapsed(), detail: tlsDetail(tls, at) }),
+  );
   const connect311 = () =>
     connect(4).catch((err: unknown) => {
       throw connectError(err, 4, check.clientId);
     });
-  let session: Session;
-  let fellBack = false;
-  try {
-    session = await connect(first, () =>
-      report({ stage: "tcp", ms: elapsed(), detail: `connected to ${host}:${at.port}` }),
-    );
-  } catch (err) {
-    if (wanted !== "auto" || !refusedMqtt5(err)) throw connectError(err, first, check.clientId);
-    // A broker that speaks only 3.1.1 (aedes 0.51, amqtt 0.11) answers CONNECT with return code 1, or closes: ask again in 3.1.1.
-    session = await connect311();
-    fellBack = true;
-  }
+  const opened = await firstSession(check, connect, connect311, () =>
+    report({ stage: "tcp", ms: elapsed(), detail: `connected to ${at.host}:${at.port}` }),
+  );
+  let session = opened.session;
   const version = session.level === 5 ? "5" : "3.1.1";
   try {
     report({
       stage: "connack",
       ms: elapsed(),
-      detail: `accepted as client '${check.clientId}' (${VERSION_NAME[session.level]}${fellBack ? ", after the broker refused MQTT 5" : ""})`,
+      detail: `accepted as client '${check.clientId}' (${VERSION_NAME[session.level]}${opened.fellBack ? ", after the broker refused MQTT 5" : ""})`,
       mqttVersion: version,
     });
     if (check.topic) {
@@ -158,6 +110,77 @@ export async function checkBroker(check: BrokerCheck, onStage: (s: StageReport) 
     await closeSession(session);
   }
   return stages;
+}
+
+/** Opens a session at an MQTT level; `onTcp` is given for the first connection only, whose stages are reported. */
+type Connect = (level: ProtocolLevel, onTcp?: () => void) => Promise<Session>;
+
+/** Where the check connects: the URL's host (bare) and port (default 8883), and the name the broker's certificate must carry. */
+function endpointOf(check: BrokerCheck): Endpoint {
+  const host = bareHost(check.broker.hostname);
+  const servername = check.servername ?? (/^[\d.]+$|:/.test(host) ? undefined : host);
+  return { host, port: Number(check.broker.port || 8883), servername };
+}
+
+/** Milliseconds since the last call (or since the stopwatch was made). */
+function stopwatch(): () => number {
+  let start = performance.now();
+  return () => {
+    const ms = Math.round(performance.now() - start);
+    start = performance.now();
+    return ms;
+  };
+}
+
+/** The TLS stage's line: protocol, cipher, and the name the broker's certificate was trusted for. */
+function tlsDetail(tls: TLSSocket, at: Endpoint): string {
+  const name = at.servername ? ` for ${at.servername}` : "";
+  return `${tls.getProtocol() ?? "TLS"} ${tls.getCipher()?.name ?? ""}, broker certificate trusted${name}`.replace(
+    /\s+,/,
+    ",",
+  );
+}
+
+/** How the check connects: TCP and TLS (reported through `onTls` on the first connection), then MQTT's CONNECT. */
+function connector(check: BrokerCheck, at: Endpoint, key: ClientKey, onTls: (tls: TLSSocket) => void): Connect {
+  return async (level, onTcp) => {
+    const tls = await openTls(check, at, key, onTcp);
+    if (onTcp) onTls(tls);
+    return openSession(tls, level, check.clientId, check.timeoutMs).catch(async (err: unknown) => {
+      // A reset before CONNACK, right after a TLS 1.3 handshake: ask the broker again, writing nothing, to read its alert.
+      if (/^(ECONNRESET|EPIPE)$/.test(String((err as NodeJS.ErrnoException).code ?? ""))) {
+        const alert = await probeTlsAlert({
+          host: at.host,
+          port: at.port,
+          servername: at.servername,
+          ca: check.caPem,
+          cert: check.certPem,
+          ...key,
+          ...check.tls,
+        });
+        if (alert) throw tlsError(Object.assign(new Error(alert), { code: alert }), at.host);
+      }
+      throw err;
+    });
+  };
+}
+
+/** The first session: at the wanted level, or (auto) at 3.1.1 when the broker refuses MQTT 5. */
+async function firstSession(
+  check: BrokerCheck,
+  connect: Connect,
+  connect311: () => Promise<Session>,
+  onTcp: () => void,
+): Promise<{ session: Session; fellBack: boolean }> {
+  const wanted = check.mqttVersion ?? "auto";
+  const first: ProtocolLevel = wanted === "3.1.1" ? 4 : 5;
+  try {
+    return { session: await connect(first, onTcp), fellBack: false };
+  } catch (err) {
+    if (wanted !== "auto" || !refusedMqtt5(err)) throw connectError(err, first, check.clientId);
+    // A broker that speaks only 3.1.1 (aedes 0.51, amqtt 0.11) answers CONNECT with return code 1, or closes: ask again in 3.1.1.
+    return { session: await connect311(), fellBack: true };
+  }
 }
 
 /**

@@ -2,7 +2,7 @@ import { CertRetrieverError, describeCause } from "../errors.js";
 import { normalizeFingerprint } from "../keys/fingerprint.js";
 import type { CryptoProvider } from "../keys/provider.js";
 import type * as x509 from "../keys/x509.js";
-import type { CredentialStore } from "../store/types.js";
+import type { CredentialStore, StoredCredentials } from "../store/types.js";
 import { commonName, parseCaChain, parseCertificate, sha256Fingerprint } from "./certificate.js";
 import { describeRevocation, type RevocationVerdict } from "./revocation.js";
 import { validateCertificate } from "./validate.js";
@@ -58,24 +58,7 @@ export type Inspection =
  */
 export async function inspectCredentials(store: CredentialStore, opts: InspectOptions): Promise<Inspection> {
   const stored = await store.read();
-  if (stored.interrupted)
-    return {
-      state: "interrupted",
-      reason: `a write to ${store.location} was interrupted; the next enrollment finishes or undoes it`,
-    };
-  if (!stored.pems) {
-    if (stored.present.length === 0)
-      return { state: "missing", reason: `no credentials for '${opts.deviceId}' in ${store.location}` };
-    // Devices that share a directory share its CA certificate: a CA alone is no half state of this device.
-    if (stored.present.length === 1 && stored.present[0] === "caPem") {
-      return {
-        state: "missing",
-        reason: `no credentials for '${opts.deviceId}' in ${store.location} (only the CA certificate, which devices there share)`,
-      };
-    }
-    const missing = (["key", "certificatePem", "caPem"] as const).filter((k) => !stored.present.includes(k));
-    return { state: "partial", reason: `half state: ${missing.map((k) => stored.where[k]).join(" and ")} missing` };
-  }
+  if (!stored.pems || stored.interrupted) return incomplete(stored, store.location, opts.deviceId);
   const { pems } = stored;
   let cert: x509.X509Certificate | undefined;
   let ca: x509.X509Certificate;
@@ -95,9 +78,7 @@ export async function inspectCredentials(store: CredentialStore, opts: InspectOp
       return { state: "invalid", reason: `the token no longer holds the key ${stored.where.key} names`, cert };
     const certSpki = Buffer.from(cert.publicKey.rawData);
     const spki = candidates.find((c) => certSpki.equals(c)) ?? candidates[0]!;
-    // dojot v0.5-v0.6 issue CN=<tenant>:<device>; any tenant prefix names the same device.
-    const cn = commonName(cert);
-    const commonNames = [opts.deviceId, ...(cn && /^[^:]+:/.test(cn) && cn.endsWith(`:${opts.deviceId}`) ? [cn] : [])];
+    const commonNames = commonNamesOf(cert, opts.deviceId);
     await validateCertificate(
       { cert, ca, publicKeySpki: spki, deviceId: opts.deviceId, commonNames, now: opts.now },
       opts.crypto,
@@ -122,6 +103,32 @@ export async function inspectCredentials(store: CredentialStore, opts: InspectOp
   if (revocation?.state === "revoked")
     return { state: "revoked", reason: describeRevocation(revocation, cert), cert, cacheError: revocation.cacheError };
   return { state: "valid", cert, ca, renewFrom, profiled: pems.profileJson !== undefined, revocation };
+}
+
+/** Stored credentials that are not all there: an interrupted write, none, or half of them. */
+function incomplete(stored: StoredCredentials, location: string, deviceId: string): Inspection {
+  if (stored.interrupted)
+    return {
+      state: "interrupted",
+      reason: `a write to ${location} was interrupted; the next enrollment finishes or undoes it`,
+    };
+  if (stored.present.length === 0)
+    return { state: "missing", reason: `no credentials for '${deviceId}' in ${location}` };
+  // Devices that share a directory share its CA certificate: a CA alone is no half state of this device.
+  if (stored.present.length === 1 && stored.present[0] === "caPem") {
+    return {
+      state: "missing",
+      reason: `no credentials for '${deviceId}' in ${location} (only the CA certificate, which devices there share)`,
+    };
+  }
+  const missing = (["key", "certificatePem", "caPem"] as const).filter((k) => !stored.present.includes(k));
+  return { state: "partial", reason: `half state: ${missing.map((k) => stored.where[k]).join(" and ")} missing` };
+}
+
+/** The common names that name the device: its id, and (dojot v0.5-v0.6 issue CN=<tenant>:<device>) the id under any tenant prefix. */
+function commonNamesOf(cert: x509.X509Certificate, deviceId: string): string[] {
+  const cn = commonName(cert);
+  return [deviceId, ...(cn && /^[^:]+:/.test(cn) && cn.endsWith(`:${deviceId}`) ? [cn] : [])];
 }
 
 /** Stops the run (`pin-mismatch`) if no certificate of the CA chain `ca` (the issuing CA first) matches the pin. */

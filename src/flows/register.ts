@@ -3,7 +3,7 @@ import { normalizeFingerprint } from "../keys/fingerprint.js";
 import { certificatePems, toPem } from "../keys/key-types.js";
 import type { CryptoProvider } from "../keys/provider.js";
 import * as x509 from "../keys/x509.js";
-import type { LoginSource, ProtocolClient } from "../protocols/types.js";
+import type { LoginSource, ProtocolClient, Session } from "../protocols/types.js";
 import { openSession, type TokenSession } from "./authenticate.js";
 import { displayName, sha256Fingerprint } from "./certificate.js";
 import { type AgentEvent, StepRunner, type StepTiming } from "./steps.js";
@@ -39,11 +39,42 @@ export async function checkChain(
   where: string,
   opts: { deviceId: string; caFingerprint?: string; now: Date; crypto: CryptoProvider },
 ): Promise<CheckedChain> {
-  const blocks = certificatePems(text);
-  const fail = (message: string, reason: "config" | "cert-invalid" | "cert-out-of-date" | "usage") =>
+  const fail = failIn(where);
+  const certs = readChain(text, where, fail);
+  const leaf = certs[0]!;
+  const notes: string[] = [];
+  if (/PRIVATE KEY-----/.test(text)) notes.push(`${where} also holds a private key; only the certificates are sent`);
+  checkLeaf(leaf, where, opts.now.getTime(), fail);
+  await checkOrder(certs, where, opts.crypto, fail);
+  const rootFingerprint = await checkRoot(certs, where, opts, fail);
+  if (!namesDevice(leaf, opts.deviceId)) {
+    notes.push(
+      `the certificate names ${displayName(leaf.subjectName)}, not device '${opts.deviceId}'; dojot v0.7+ finds the device by the certificate's fingerprint, so VerneMQ accepts it, but a broker that checks the CN would not`,
+    );
+  }
+  return {
+    leaf,
+    pem: certs.map((c) => toPem(c.rawData, "CERTIFICATE").trimEnd()).join("\n"),
+    count: certs.length,
+    rootFingerprint,
+    notes,
+  };
+}
+
+/** The error of a chain that cannot be registered, naming the file it came from. */
+type Fail = (message: string, reason: "config" | "cert-invalid" | "cert-out-of-date" | "usage") => CertRetrieverError;
+
+/** The {@link Fail} of the chain read from `where`. */
+function failIn(where: string): Fail {
+  return (message, reason) =>
     new CertRetrieverError(`validate failed: ${message}`, { step: "validate", reason, facts: { path: where } });
+}
+
+/** The certificates of a PEM text, in order; none, or one that is not X.509, is refused. */
+function readChain(text: string, where: string, fail: Fail): x509.X509Certificate[] {
+  const blocks = certificatePems(text);
   if (blocks.length === 0) throw fail(`${where} holds no PEM certificate (-----BEGIN CERTIFICATE-----)`, "config");
-  const certs = blocks.map((block, i) => {
+  return blocks.map((block, i) => {
     try {
       return new x509.X509Certificate(block);
     } catch {
@@ -53,40 +84,40 @@ export async function checkChain(
       );
     }
   });
-  const leaf = certs[0]!;
-  const notes: string[] = [];
-  if (/PRIVATE KEY-----/.test(text)) notes.push(`${where} also holds a private key; only the certificates are sent`);
+}
+
+/** The device's own certificate: not a CA, valid now, and more than a day from its end. */
+function checkLeaf(leaf: x509.X509Certificate, where: string, now: number, fail: Fail): void {
+  const named = `the certificate in ${where} (${displayName(leaf.subjectName)})`;
   if (leaf.getExtension(x509.BasicConstraintsExtension)?.ca) {
     throw fail(
       `the first certificate in ${where} (${displayName(leaf.subjectName)}) is a CA certificate (basicConstraints CA:TRUE); the platform registers only a device's own certificate`,
       "cert-invalid",
     );
   }
-  const now = opts.now.getTime();
   if (leaf.notAfter.getTime() <= now)
-    throw fail(
-      `the certificate in ${where} (${displayName(leaf.subjectName)}) expired on ${leaf.notAfter.toISOString()}`,
-      "cert-out-of-date",
-    );
+    throw fail(`${named} expired on ${leaf.notAfter.toISOString()}`, "cert-out-of-date");
   if (leaf.notBefore.getTime() > now)
-    throw fail(
-      `the certificate in ${where} (${displayName(leaf.subjectName)}) is not valid before ${leaf.notBefore.toISOString()}`,
-      "cert-out-of-date",
-    );
+    throw fail(`${named} is not valid before ${leaf.notBefore.toISOString()}`, "cert-out-of-date");
   // x509-identity-mgmt refuses a certificate with a day or less left (`checkRemainingDays`, pkiUtils.js at v0.7.0).
   if (leaf.notAfter.getTime() - now <= DAY_MS)
     throw fail(
-      `the certificate in ${where} (${displayName(leaf.subjectName)}) expires on ${leaf.notAfter.toISOString()}, within a day, and the platform registers none that close to its end`,
+      `${named} expires on ${leaf.notAfter.toISOString()}, within a day, and the platform registers none that close to its end`,
       "cert-out-of-date",
     );
-  // Each certificate must be signed by the next: dojot's own check skips the device's certificate
-  // (pkijs takes the last certificate it is given as the end entity), so a chain in the wrong
-  // order, or of another certificate, would be registered and then refused by the broker.
+}
+
+/**
+ * Each certificate must be signed by the next: dojot's own check skips the device's certificate
+ * (pkijs takes the last certificate it is given as the end entity), so a chain in the wrong
+ * order, or of another certificate, would be registered and then refused by the broker.
+ */
+async function checkOrder(certs: x509.X509Certificate[], where: string, crypto: CryptoProvider, fail: Fail) {
   for (let i = 0; i + 1 < certs.length; i++) {
     const [cert, issuer] = [certs[i]!, certs[i + 1]!];
     const signed =
       cert.issuer === issuer.subject &&
-      (await cert.verify({ publicKey: issuer.publicKey, signatureOnly: true }, opts.crypto).catch(() => false));
+      (await cert.verify({ publicKey: issuer.publicKey, signatureOnly: true }, crypto).catch(() => false));
     if (!signed) {
       throw fail(
         `certificate ${i + 1} in ${where} (${displayName(cert.subjectName)}) is not signed by certificate ${i + 2} (${displayName(issuer.subjectName)}): the chain must run from the device's certificate to its root, each signed by the next`,
@@ -94,6 +125,18 @@ export async function checkChain(
       );
     }
   }
+}
+
+/**
+ * The fingerprint of the self-signed root CA the chain ends with, which must be the one given if
+ * one is; without either, the platform could not tell which trusted CA issued the chain.
+ */
+async function checkRoot(
+  certs: x509.X509Certificate[],
+  where: string,
+  opts: { caFingerprint?: string; crypto: CryptoProvider },
+  fail: Fail,
+): Promise<string | undefined> {
   const last = certs.at(-1)!;
   const rootFingerprint =
     certs.length > 1 && (await isSelfSignedCa(last, opts.crypto)) ? sha256Fingerprint(last) : undefined;
@@ -110,18 +153,7 @@ export async function checkChain(
       "usage",
     );
   }
-  if (!namesDevice(leaf, opts.deviceId)) {
-    notes.push(
-      `the certificate names ${displayName(leaf.subjectName)}, not device '${opts.deviceId}'; dojot v0.7+ finds the device by the certificate's fingerprint, so VerneMQ accepts it, but a broker that checks the CN would not`,
-    );
-  }
-  return {
-    leaf,
-    pem: certs.map((c) => toPem(c.rawData, "CERTIFICATE").trimEnd()).join("\n"),
-    count: certs.length,
-    rootFingerprint,
-    notes,
-  };
+  return rootFingerprint;
 }
 
 /** Whether the CN or a subjectAltName is the device id. */
@@ -192,23 +224,9 @@ export async function registerExisting(
   );
   const proto = await run.run(
     "fetch-ca",
-    async () => {
-      await opts.client.trust.fetchCa(session);
-      const proto = opts.client.effective?.() ?? opts.client;
-      if (!proto.register) {
-        throw new CertRetrieverError(
-          `fetch-ca failed: the platform speaks ${proto.title}, which cannot register a certificate it did not issue; that needs x509-identity-mgmt (dojot v0.7+)`,
-          {
-            step: "fetch-ca",
-            reason: "not-supported",
-          },
-        );
-      }
-      return { title: proto.title, register: proto.register.bind(proto) };
-    },
+    () => registrar(opts.client, session),
     (p) => `API ${p.title}`,
   );
-  const root = chain.rootFingerprint ?? opts.caFingerprint;
   const registered = await run.run(
     "register",
     () =>
@@ -228,11 +246,24 @@ export async function registerExisting(
     deviceId: opts.deviceId,
     tenant: session.tenant,
     fingerprint: registered.fingerprint,
-    rootCaFingerprint: root,
+    rootCaFingerprint: chain.rootFingerprint ?? opts.caFingerprint,
     subject: displayName(chain.leaf.subjectName),
     issuer: displayName(chain.leaf.issuerName),
     notBefore: chain.leaf.notBefore.toISOString(),
     notAfter: chain.leaf.notAfter.toISOString(),
     steps: run.timings,
   };
+}
+
+/** The client that answers (after fetching the CA, an auto-detecting client knows which), if it can register a certificate. */
+async function registrar(client: ProtocolClient, session: Session) {
+  await client.trust.fetchCa(session);
+  const proto = client.effective?.() ?? client;
+  if (!proto.register) {
+    throw new CertRetrieverError(
+      `fetch-ca failed: the platform speaks ${proto.title}, which cannot register a certificate it did not issue; that needs x509-identity-mgmt (dojot v0.7+)`,
+      { step: "fetch-ca", reason: "not-supported" },
+    );
+  }
+  return { title: proto.title, register: proto.register.bind(proto) };
 }

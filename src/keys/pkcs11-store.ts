@@ -132,21 +132,7 @@ export class Pkcs11KeyStore implements KeyStore {
    */
   static async open(opts: Pkcs11Options, login: boolean): Promise<Pkcs11KeyStore> {
     const uri = parsePkcs11Uri(opts.uri);
-    if (uri.pinValue !== undefined && opts.refusePinValue) {
-      throw usageError(
-        "the key URI carries pin-value=, which is refused on the command line, where other users see it",
-        "pinValue",
-      );
-    }
-    const modulePath = modulePathOf(uri, opts.modulePath);
-    try {
-      await access(modulePath, constants.R_OK);
-    } catch (err) {
-      throw new CertRetrieverError(
-        `token failed: the PKCS#11 module ${modulePath} cannot be read: ${describeCause(err)}`,
-        { step: "token", reason: "pkcs11-module-missing", facts: { path: modulePath }, cause: err },
-      );
-    }
+    const modulePath = await readableModule(uri, opts);
     const { graphene, p11 } = await loadPackages();
     const module = loadModule(graphene, modulePath);
     let release: (() => Promise<void>) | undefined;
@@ -157,22 +143,7 @@ export class Pkcs11KeyStore implements KeyStore {
       const tokenLabel = token.label.trim();
       release = await tokenLock(modulePath, token.serialNumber.trim(), tokenLabel);
       session = slot.open(graphene.SessionFlag.SERIAL_SESSION | graphene.SessionFlag.RW_SESSION);
-      let loggedIn = false;
-      if (login && token.flags & graphene.TokenFlag.LOGIN_REQUIRED) {
-        const pin = uri.pinValue ?? (await opts.pin());
-        try {
-          session.login(pin);
-          loggedIn = true;
-        } catch (err) {
-          if (ckrOf(err) !== "CKR_USER_ALREADY_LOGGED_IN")
-            throw tokenError(
-              `token '${tokenLabel}' refused the PIN from ${uri.pinValue !== undefined ? "the URI's pin-value" : opts.pinSource}`,
-              err,
-              "token-pin-refused",
-            );
-          loggedIn = true;
-        }
-      }
+      const loggedIn = login && (await logIn(session, token, graphene, uri, opts));
       const crypto = tokenCrypto(p11, session);
       return new Pkcs11KeyStore(
         module,
@@ -390,6 +361,47 @@ function derInteger(hex: string): Buffer {
   if (bytes.length === 0 || bytes[0]! & 0x80) bytes = Buffer.concat([Buffer.from([0]), bytes]);
   const length = bytes.length < 0x80 ? Buffer.from([bytes.length]) : Buffer.from([0x81, bytes.length]);
   return Buffer.concat([Buffer.from([0x02]), length, bytes]);
+}
+
+/** The module the URI (or the settings) name, if it can be read; a URI's pin-value= is refused where the settings say so. */
+async function readableModule(uri: Pkcs11Uri, opts: Pkcs11Options): Promise<string> {
+  if (uri.pinValue !== undefined && opts.refusePinValue) {
+    throw usageError(
+      "the key URI carries pin-value=, which is refused on the command line, where other users see it",
+      "pinValue",
+    );
+  }
+  const modulePath = modulePathOf(uri, opts.modulePath);
+  try {
+    await access(modulePath, constants.R_OK);
+  } catch (err) {
+    throw new CertRetrieverError(
+      `token failed: the PKCS#11 module ${modulePath} cannot be read: ${describeCause(err)}`,
+      { step: "token", reason: "pkcs11-module-missing", facts: { path: modulePath }, cause: err },
+    );
+  }
+  return modulePath;
+}
+
+/** Logs in when the token asks for it (a session already logged in counts); whether the session is logged in. */
+async function logIn(
+  session: Session,
+  token: ReturnType<Slot["getToken"]>,
+  graphene: Graphene,
+  uri: Pkcs11Uri,
+  opts: Pkcs11Options,
+): Promise<boolean> {
+  if (!(token.flags & graphene.TokenFlag.LOGIN_REQUIRED)) return false;
+  const pin = uri.pinValue ?? (await opts.pin());
+  try {
+    session.login(pin);
+  } catch (err) {
+    if (ckrOf(err) !== "CKR_USER_ALREADY_LOGGED_IN") {
+      const from = uri.pinValue !== undefined ? "the URI's pin-value" : opts.pinSource;
+      throw tokenError(`token '${token.label.trim()}' refused the PIN from ${from}`, err, "token-pin-refused");
+    }
+  }
+  return true;
 }
 
 /** The first slot whose token matches every token attribute of the URI (`token-missing` when none does). */

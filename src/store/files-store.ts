@@ -158,7 +158,7 @@ export async function writeCredentials(
   } catch (err) {
     throw storageError(`cannot write in ${paths.dir}: ${describeCause(err)}`, err);
   }
-  const plan = planOf(paths, pems).map((item, i) => ({
+  const plan: StagedItem[] = planOf(paths, pems).map((item, i) => ({
     ...item,
     staged: join(staging, `new-${i}`),
     backup: join(staging, `old-${i}`),
@@ -167,32 +167,7 @@ export async function writeCredentials(
   }));
   let otherRemoved = false;
   try {
-    for (const item of plan) await writeSynced(item.staged, item.text, item.mode);
-    observe("staged");
-    for (const item of plan) {
-      item.hadOld = await link(item.target, item.backup).then(
-        () => true,
-        (err: NodeJS.ErrnoException) => {
-          if (err.code === "ENOENT") return false;
-          throw err;
-        },
-      );
-    }
-    // The key file of the other kind goes with this write: kept here too, to be put back if it fails.
-    const other = otherKeyKind(
-      paths,
-      plan.map((p) => p.target),
-    );
-    const otherBackup = join(staging, "old-other");
-    const hadOther =
-      other !== undefined &&
-      (await link(other, otherBackup).then(
-        () => true,
-        (err: NodeJS.ErrnoException) => (err.code === "ENOENT" ? false : Promise.reject(err)),
-      ));
-    await writeSynced(join(staging, COMMIT_MARK), commitMark(plan.map((p) => p.target)), 0o600);
-    await syncDirectory(staging);
-    observe("committed");
+    const hadOther = await stage(plan, staging, paths, observe);
     for (const [i, item] of plan.entries()) {
       await rename(item.staged, item.target);
       item.replaced = true;
@@ -206,21 +181,62 @@ export async function writeCredentials(
     observe("other-kind-removed");
     await syncDirectory(paths.dir);
   } catch (err) {
-    for (const item of plan.filter((p) => p.replaced)) {
-      await (item.hadOld ? rename(item.backup, item.target) : unlink(item.target)).catch(() => undefined);
-    }
-    const other = otherKeyKind(
-      paths,
-      plan.map((p) => p.target),
-    );
-    if (otherRemoved && other) await rename(join(staging, "old-other"), other).catch(() => undefined);
-    await syncDirectory(paths.dir).catch(() => undefined);
-    await rm(staging, { recursive: true, force: true }).catch(() => undefined);
+    await rollBack(plan, paths, staging, otherRemoved);
     throw storageError(
       `writing the credentials in ${paths.dir} failed: ${describeCause(err)}; the previous files are unchanged`,
       err,
     );
   }
+  await rm(staging, { recursive: true, force: true }).catch(() => undefined);
+}
+
+/** A file of a write, with where it is staged, where its previous version is kept, and how far it got. */
+interface StagedItem extends PlanItem {
+  staged: string;
+  backup: string;
+  hadOld: boolean;
+  replaced: boolean;
+}
+
+/**
+ * Up to the point of no return: every file staged and fsynced, the previous ones (and the key file
+ * of the other kind) kept as hard links, then the COMMIT mark. Returns whether the other kind's key existed.
+ */
+async function stage(plan: StagedItem[], staging: string, paths: CredentialPaths, observe: WriteObserver) {
+  for (const item of plan) await writeSynced(item.staged, item.text, item.mode);
+  observe("staged");
+  for (const item of plan) item.hadOld = await linkIfPresent(item.target, item.backup);
+  // The key file of the other kind goes with this write: kept here too, to be put back if it fails.
+  const other = otherKeyKind(
+    paths,
+    plan.map((p) => p.target),
+  );
+  const hadOther = other !== undefined && (await linkIfPresent(other, join(staging, "old-other")));
+  await writeSynced(join(staging, COMMIT_MARK), commitMark(plan.map((p) => p.target)), 0o600);
+  await syncDirectory(staging);
+  observe("committed");
+  return hadOther;
+}
+
+/** A hard link of `target` at `backup`; false when there is no `target`. */
+function linkIfPresent(target: string, backup: string): Promise<boolean> {
+  return link(target, backup).then(
+    () => true,
+    (err: NodeJS.ErrnoException) => (err.code === "ENOENT" ? false : Promise.reject(err)),
+  );
+}
+
+/** After a failed write: every file replaced is put back (or removed if it is new), then the staging directory goes. */
+async function rollBack(plan: StagedItem[], paths: CredentialPaths, staging: string, otherRemoved: boolean) {
+  for (const item of plan.filter((p) => p.replaced)) {
+    await (item.hadOld ? rename(item.backup, item.target) : unlink(item.target)).catch(() => undefined);
+  }
+  const other = otherKeyKind(
+    paths,
+    plan.map((p) => p.target),
+  );
+  if (otherRemoved && other) await rename(join(staging, "old-other"), other).catch(() => undefined);
+  await syncDirectory(paths.dir).catch(() => undefined);
   await rm(staging, { recursive: true, force: true }).catch(() => undefined);
 }
 
