@@ -5,17 +5,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Build only when the build is missing or older than what it is built from (`npm ci` has just
-# built it through `prepare`). CERT_RETRIEVER_DEMO_BUILD=no skips the check (the tests use it, so a
-# source file edited during a test run does not rebuild dist/ under the other tests).
-stale() {
-  local out
-  for out in dist/cli/main.js dist/cert-retriever.mjs lab/dist/cert-retriever-lab.mjs; do
-    [ -e "$out" ] || return 0
-    [ -z "$(find src lab/src scripts/bundle.mjs lab/scripts package.json lab/package.json tsconfig.json tsconfig.build.json -newer "$out" -print -quit)" ] || return 0
-  done
-  return 1
-}
+# Build only when the build is missing or what it is built from changed (`npm ci` has just built it
+# through `prepare`; scripts/up-to-date.mjs compares a hash of the sources). CERT_RETRIEVER_DEMO_BUILD=no
+# skips the check (the tests use it, so a source file edited during a test run does not rebuild
+# dist/ under the other tests).
+stale() { ! node scripts/up-to-date.mjs 2>/dev/null; }
 if [ "${CERT_RETRIEVER_DEMO_BUILD:-auto}" != no ] && stale; then
   echo "== 0. build (dist/ is missing or older than its sources)"
   npm run build
