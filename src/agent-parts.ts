@@ -154,6 +154,7 @@ export class AgentParts {
       deadline: bounds.deadline ?? this.deadline(),
       tls: { ca: tls.ca ?? [], cert: tls.cert, key: tls.key },
       signal: network.signal,
+      environment: network.environment,
       onRetry: network.onRetry,
     });
     this.https.push(made);

@@ -47,6 +47,8 @@ export interface NetworkSettings {
   onRetry?: (info: RetryInfo) => void;
   /** An HTTP client to use instead of building one. */
   http?: HttpClient;
+  /** Where HTTP_PROXY, HTTPS_PROXY and NO_PROXY are read; default this process's environment. */
+  environment?: NodeJS.ProcessEnv;
 }
 
 /** When credentials are renewed, and what becomes of the ones replaced. */

@@ -19,6 +19,7 @@ import {
   passwordReader,
   readPemFile,
 } from "./inputs.js";
+import { cliIo } from "./io.js";
 import { renderText } from "./names.js";
 import { heldSecret, holdSecret, say } from "./output.js";
 import { ask, isInteractive } from "./prompts.js";
@@ -192,6 +193,7 @@ export function networkSettings(
     attempts,
     deadline: startedAt + deadlineMs,
     signal,
+    environment: cliIo().env,
     onRetry: (info) => {
       retries.push(info);
       say(
@@ -235,7 +237,7 @@ export async function protocolOptions(flags: object): Promise<Record<string, unk
     const file = (flags as Record<string, unknown>)[spec.name] as string | undefined;
     if (spec.secret) {
       const env =
-        spec.secret.secretEnv === undefined ? undefined : process.env[`CERT_RETRIEVER_${spec.secret.secretEnv}`];
+        spec.secret.secretEnv === undefined ? undefined : cliIo().env[`CERT_RETRIEVER_${spec.secret.secretEnv}`];
       if (file || env !== undefined)
         options[spec.secret.into] = await heldSecret(passwordReader({ file, env }, spec.secret.what))();
     } else if (file !== undefined) options[spec.name] = file;

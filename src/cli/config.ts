@@ -4,6 +4,7 @@ import type { Command, Option } from "commander";
 import { describeCause } from "../errors.js";
 import { writableByOthers } from "../fs/file-trust.js";
 import { configError } from "./hints.js";
+import { cliIo } from "./io.js";
 import { attributeName, OPTION_SPECS, SECRET_CONFIG_KEYS } from "./options.js";
 
 /** The system's config file, read when --config is not given. */
@@ -11,7 +12,8 @@ const DEFAULT_CONFIG_PATH = "/etc/cert-retriever/config.json";
 
 /** The user's config file (`$XDG_CONFIG_HOME/cert-retriever/config.json`, else under ~/.config), which wins over the system's. */
 function userConfigPath(): string | undefined {
-  const base = process.env.XDG_CONFIG_HOME || (process.env.HOME ? join(process.env.HOME, ".config") : undefined);
+  const { env } = cliIo();
+  const base = env.XDG_CONFIG_HOME || (env.HOME ? join(env.HOME, ".config") : undefined);
   return base ? join(base, "cert-retriever", "config.json") : undefined;
 }
 

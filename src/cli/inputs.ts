@@ -5,6 +5,7 @@ import type { SubjectAltNames } from "../flows/build-csr.js";
 import type { RenewWindow } from "../flows/inspect.js";
 import { isLoopbackHost } from "../transport/loopback.js";
 import { usage } from "./hints.js";
+import { cliIo } from "./io.js";
 
 /** Refuses a device id that could not be a file name inside the output directory. */
 export function checkDeviceId(id: string | undefined): string {
@@ -146,7 +147,7 @@ export function passwordReader(source: PasswordSource, what = "password"): () =>
 /** The first line on stdin (or all of it, without a line break): a writer that keeps stdin open need not close it. */
 async function readStdin(): Promise<string> {
   const chunks: Buffer[] = [];
-  for await (const chunk of process.stdin) {
+  for await (const chunk of cliIo().stdin) {
     chunks.push(chunk as Buffer);
     if ((chunk as Buffer).includes(10)) break;
   }
@@ -167,9 +168,11 @@ export function boundedRead(
 ): () => Promise<string> {
   return () =>
     new Promise<string>((resolve, reject) => {
+      // The run's stdin, taken now: a signal's handler runs outside the run.
+      const { stdin } = cliIo();
       const stop = (err: unknown) => {
         cleanup();
-        process.stdin.destroy();
+        stdin.destroy?.();
         reject(err);
       };
       const onAbort = () => stop(signal.reason);

@@ -1,5 +1,5 @@
 import { readFileSync } from "node:fs";
-import { Command, CommanderError } from "commander";
+import { Command, CommanderError, type OutputConfiguration } from "commander";
 import { CHECK_EXIT, checkCommand } from "./commands/check.js";
 import { completionCommand } from "./commands/completion.js";
 import { enrollCommand } from "./commands/enroll.js";
@@ -10,6 +10,7 @@ import { verifyCommand } from "./commands/verify.js";
 import { ExitCode } from "./exit-codes.js";
 import { failureJson, usage } from "./hints.js";
 import { redactOptionValues, refuseSecretsOnArgv } from "./inputs.js";
+import { cliIo, withIo } from "./io.js";
 import { exitCodesHelp, printJson, reportError } from "./output.js";
 import type { CliInjection, CliState } from "./state.js";
 
@@ -25,15 +26,22 @@ function version(): string {
 
 /**
  * Runs the CLI with `argv` (without node and the script) and returns the exit code. The only place
- * that prints errors. A program that runs it in-process may hand its agents an observer (`inject`).
+ * that prints errors. A program that runs it in-process may hand it its own streams and environment,
+ * and its agents an observer and a clock (`inject`).
  */
 export async function main(argv: string[], inject?: CliInjection): Promise<number> {
-  // `cert-retriever --help | head`: a reader that goes away is not an error.
-  for (const stream of [process.stdout, process.stderr]) {
-    stream.on("error", (err: NodeJS.ErrnoException) => {
-      if (err.code === "EPIPE") process.exit(process.exitCode ?? 0);
-      throw err;
-    });
+  return withIo(inject?.io, () => run(argv, inject));
+}
+
+async function run(argv: string[], inject?: CliInjection): Promise<number> {
+  // `cert-retriever --help | head`: a reader that goes away is not an error (the process's own streams).
+  if (!inject?.io) {
+    for (const stream of [process.stdout, process.stderr]) {
+      stream.on("error", (err: NodeJS.ErrnoException) => {
+        if (err.code === "EPIPE") process.exit(process.exitCode ?? 0);
+        throw err;
+      });
+    }
   }
   const state: CliState = {
     debug: argv.includes("--debug"),
@@ -48,7 +56,7 @@ export async function main(argv: string[], inject?: CliInjection): Promise<numbe
   const program = buildProgram(state, isCheck);
   if (argv.length === 0) {
     // No command is a usage mistake: the help goes to stderr, and the exit code says so.
-    process.stderr.write(program.helpInformation());
+    cliIo().stderr.write(program.helpInformation());
     return ExitCode.USAGE;
   }
   try {
@@ -92,6 +100,7 @@ export function buildProgram(state: CliState, isCheck = false): Command {
       );
     }
   };
+  const output = outputOf(outputError);
   const program = new Command("cert-retriever")
     .description("Gives an IoT device its X.509 identity from a dojot platform.")
     .version(version(), "-v, --version", "print the version")
@@ -99,7 +108,7 @@ export function buildProgram(state: CliState, isCheck = false): Command {
     .addHelpText("after", exitCodesHelp())
     .showHelpAfterError("(run with --help for usage)")
     .exitOverride()
-    .configureOutput({ outputError });
+    .configureOutput(output);
   program.addCommand(enrollCommand(state));
   program.addCommand(loginCommand(state));
   program.addCommand(checkCommand(state));
@@ -108,10 +117,51 @@ export function buildProgram(state: CliState, isCheck = false): Command {
   program.addCommand(registerCommand(state));
   program.addCommand(labElsewhere(), { hidden: true });
   program.addCommand(completionCommand(state));
+  const { env } = cliIo();
   for (const cmd of allCommands(program)) {
-    cmd.exitOverride().configureOutput({ outputError });
+    cmd.exitOverride().configureOutput(output);
+    if (env !== process.env) readEnvFrom(cmd, env);
   }
   return program;
+}
+
+/**
+ * Where commander writes help, versions and its errors: the run's streams (help as wide as a
+ * terminal, as commander does).
+ */
+function outputOf(outputError: (text: string, write: (s: string) => void) => void): OutputConfiguration {
+  return {
+    outputError,
+    writeOut: (text) => cliIo().stdout.write(text),
+    writeErr: (text) => cliIo().stderr.write(text),
+    getOutHelpWidth: () => widthOf(cliIo().stdout),
+    getErrHelpWidth: () => widthOf(cliIo().stderr),
+  };
+}
+
+/** A terminal's width; none otherwise (commander's default then, as its own getter returns for a pipe). */
+function widthOf(stream: { isTTY?: boolean; columns?: number }): number {
+  return (stream.isTTY ? stream.columns : undefined) as number;
+}
+
+/**
+ * Commander reads an option's variable (CERT_RETRIEVER_…) from process.env; a run handed an
+ * environment of its own reads it there instead, with commander's rule: a flag wins, the variable
+ * fills what is unset or only defaulted. (This replaces commander's `_parseOptionsEnv`, which
+ * commander 14 calls after parsing the flags; the unit tests of precedence would fail if it did not.)
+ */
+function readEnvFrom(cmd: Command, env: NodeJS.ProcessEnv): void {
+  const events = cmd as unknown as NodeJS.EventEmitter;
+  (cmd as Command & { _parseOptionsEnv(): void })._parseOptionsEnv = () => {
+    for (const option of cmd.options) {
+      if (!option.envVar || !(option.envVar in env)) continue;
+      const key = option.attributeName();
+      const source = cmd.getOptionValueSource(key);
+      if (cmd.getOptionValue(key) !== undefined && !["default", "config", "env"].includes(source ?? "")) continue;
+      if (option.required || option.optional) events.emit(`optionEnv:${option.name()}`, env[option.envVar]);
+      else events.emit(`optionEnv:${option.name()}`);
+    }
+  };
 }
 
 /** `lab`, which used to be a command: the lab platform is a package of its own, which the agent neither carries nor imports. */

@@ -1,6 +1,7 @@
 import { CertRetrieverError } from "../errors.js";
 import { EXIT_CODE_MEANINGS, ExitCode } from "./exit-codes.js";
 import { bugJson, exitCodeOf, failureJson, hintOf } from "./hints.js";
+import { cliIo } from "./io.js";
 
 /** Secrets this run holds (the password, the token): never printed, whoever echoes them back. */
 const secrets = new Set<string>();
@@ -31,12 +32,12 @@ export function safeText(text: string): string {
 
 /** Human text goes to stderr (made safe), data to stdout. */
 export function say(line: string): void {
-  process.stderr.write(`${safeText(line)}\n`);
+  cliIo().stderr.write(`${safeText(line)}\n`);
 }
 
 /** Prints a result as JSON on stdout (JSON escapes control characters; secrets are redacted). */
 export function printJson(value: unknown): void {
-  process.stdout.write(`${redactSecrets(JSON.stringify(value, null, 2))}\n`);
+  cliIo().stdout.write(`${redactSecrets(JSON.stringify(value, null, 2))}\n`);
 }
 
 function redactSecrets(text: string): string {

@@ -1,9 +1,10 @@
 import type { AgentEvent } from "../flows/steps.js";
+import { cliIo } from "./io.js";
 import { safeText, say } from "./output.js";
 
 /** Colour only on a terminal, and never when NO_COLOR is set. */
 function colour(code: number, text: string): string {
-  return process.stderr.isTTY && !process.env.NO_COLOR ? `\u001b[${code}m${text}\u001b[0m` : text;
+  return cliIo().stderr.isTTY && !cliIo().env.NO_COLOR ? `\u001b[${code}m${text}\u001b[0m` : text;
 }
 
 /**
@@ -14,7 +15,7 @@ function progress(tty: boolean): (event: AgentEvent) => void {
   return (event) => {
     // The text is made safe before the colour codes are added.
     if (event.type === "note") {
-      process.stderr.write(`${tty ? `${colour(33, "!")} ` : ""}${safeText(`note: ${event.message}`)}\n`);
+      cliIo().stderr.write(`${tty ? `${colour(33, "!")} ` : ""}${safeText(`note: ${event.message}`)}\n`);
     } else if (event.type === "broker") {
       say(`verify ${event.stage}: ${event.detail} (${event.ms} ms)`);
     } else if (event.type === "hook") {
@@ -26,7 +27,7 @@ function progress(tty: boolean): (event: AgentEvent) => void {
           ? event.detail.replace("(not pinned)", "(not pinned: pin it with --ca-fingerprint)")
           : event.detail;
       const line = safeText(`[${event.index}/${event.total}] ${event.step}: ${detail} (${event.ms} ms)`);
-      process.stderr.write(`${tty ? `${colour(32, "✔")} ` : ""}${line}\n`);
+      cliIo().stderr.write(`${tty ? `${colour(32, "✔")} ` : ""}${line}\n`);
     }
   };
 }

@@ -1,8 +1,10 @@
 import { CertRetrieverError } from "../errors.js";
+import { cliIo } from "./io.js";
 
 /** Prompts only when asked for, on a terminal (stdin and stderr), and never with --non-interactive. */
 export function isInteractive(flags: { nonInteractive?: boolean }): boolean {
-  return !flags.nonInteractive && Boolean(process.stdin.isTTY) && Boolean(process.stderr.isTTY);
+  const io = cliIo();
+  return !flags.nonInteractive && Boolean(io.stdin.isTTY) && Boolean(io.stderr.isTTY);
 }
 
 /** Asks on the terminal (stderr, so stdout stays clean for --json); Ctrl-C is exit 130. The prompt module loads only here. */
@@ -12,7 +14,8 @@ export async function ask(kind: "input" | "password", message: string, defaultVa
     import("@inquirer/input"),
     import("@inquirer/password"),
   ]);
-  const context = { output: process.stderr };
+  const io = cliIo();
+  const context = { input: io.stdin, output: io.stderr };
   try {
     const answer =
       kind === "password"

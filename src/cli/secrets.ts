@@ -8,6 +8,7 @@ import type { LoginSource } from "../protocols/types.js";
 import { type ConfigExtras, checkTrusted } from "./config.js";
 import { usage } from "./hints.js";
 import { passwordReader } from "./inputs.js";
+import { cliIo } from "./io.js";
 import { heldSecret, say } from "./output.js";
 import { ask, isInteractive } from "./prompts.js";
 
@@ -30,7 +31,7 @@ export interface LoginFlags {
 
 /** A systemd credential (`LoadCredential=name:...`), if the unit passed one. */
 function credentialPath(name: string): string | undefined {
-  const dir = process.env.CREDENTIALS_DIRECTORY;
+  const dir = cliIo().env.CREDENTIALS_DIRECTORY;
   return dir ? join(dir, name) : undefined;
 }
 
@@ -56,7 +57,7 @@ async function passwordSource(
   source?: SourceOf,
 ): Promise<() => Promise<string>> {
   const credential = credentialPath("password");
-  const env = process.env.CERT_RETRIEVER_PASSWORD;
+  const env = cliIo().env.CERT_RETRIEVER_PASSWORD;
   // Precedence: --password-stdin; a password file from a flag or CERT_RETRIEVER_PASSWORD_FILE;
   // CERT_RETRIEVER_PASSWORD; the systemd credential; then the config file's password file or password.
   if (flags.passwordStdin) return passwordReader({ stdin: true });
@@ -183,7 +184,7 @@ export async function tokenPin(
       where: `the PIN file ${file}`,
     };
   }
-  const env = process.env.CERT_RETRIEVER_PKCS11_PIN;
+  const env = cliIo().env.CERT_RETRIEVER_PKCS11_PIN;
   if (env !== undefined) return { read: heldSecret(passwordReader({ env }, what)), where: "CERT_RETRIEVER_PKCS11_PIN" };
   const credential = credentialPath("pin");
   if (await exists(credential))

@@ -1,8 +1,13 @@
 import type { AgentEvent } from "../flows/steps.js";
 import type { WriteObserver } from "../store/types.js";
+import type { CliIo } from "./io.js";
 
-/** What a program that runs the CLI in-process may hand its agents (a test's injected faults, tracing). */
+/** What a program that runs the CLI in-process may hand it (a test's streams, environment, faults, clock; tracing). */
 export interface CliInjection {
+  /** The run's environment and streams instead of the process's (see io.ts). */
+  io?: CliIo;
+  /** The agents' clock instead of the system's. */
+  clock?: () => Date;
   /** Sees each point of a credential write. */
   observer?: WriteObserver;
   /** Sees each event of a run, after the CLI has rendered it. */

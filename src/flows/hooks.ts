@@ -12,6 +12,8 @@ export interface ChangeHooks {
   timeoutMs: number;
   /** The prefix of the variables that tell a hook where the new credentials are (`CERT_FILE`...); default none. */
   environmentPrefix?: string;
+  /** The environment a hook inherits from (only the variables below); default this process's. */
+  inheritFrom?: NodeJS.ProcessEnv;
 }
 
 /**
@@ -33,7 +35,7 @@ export async function runChangeHooks(
   name: SettingNamer,
   emit: (event: HookEvent) => void,
 ): Promise<void> {
-  const env = hookEnvironment(result, hooks.environmentPrefix ?? "");
+  const env = hookEnvironment(result, hooks.environmentPrefix ?? "", hooks.inheritFrom ?? process.env);
   const run = (what: string, file: string, args: string[]) =>
     runHook(what, file, args, env, hooks.timeoutMs).then((ms) => emit({ type: "hook", what, ms }));
   if (hooks.exec) await run(`${name("exec")} '${hooks.exec}'`, "/bin/sh", ["-c", hooks.exec]);
@@ -45,11 +47,9 @@ export async function runChangeHooks(
     ]);
 }
 
-/** The inherited part of this process's environment, plus where the new credentials are (each variable's name after `prefix`). */
-function hookEnvironment(result: EnrollResult, prefix: string): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = Object.fromEntries(
-    Object.entries(process.env).filter(([name]) => INHERITED_ENV.test(name)),
-  );
+/** The inherited part of the environment `from`, plus where the new credentials are (each variable's name after `prefix`). */
+function hookEnvironment(result: EnrollResult, prefix: string, from: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = Object.fromEntries(Object.entries(from).filter(([name]) => INHERITED_ENV.test(name)));
   const files = result.store.files;
   const set = (name: string, value: string | undefined) => {
     if (value !== undefined) env[`${prefix}${name}`] = value;

@@ -48,6 +48,8 @@ export interface HttpSettings extends RetryPolicy {
   tls?: TlsSettings;
   /** Aborts everything (an interrupt). */
   signal?: AbortSignal;
+  /** Where HTTP_PROXY, HTTPS_PROXY and NO_PROXY are read; default this process's environment. */
+  environment?: NodeJS.ProcessEnv;
 }
 
 /** Defaults for a gateway on a LAN or the internet. */
@@ -212,11 +214,15 @@ export class HttpClient {
 
   /** Node's client for a direct connection; undici's through the proxy the environment names for the URL. */
   private async senderFor(url: URL): Promise<Sender> {
-    if (!proxyNamedFor(url)) {
+    if (!proxyNamedFor(url, this.settings.environment)) {
       this.direct ??= new NodeHttpClient(() => tlsOptionsOf(this.settings.tls));
       return this.direct;
     }
-    this.proxied ??= openProxySender(tlsOptionsOf(this.settings.tls), this.settings.timeouts.connect);
+    this.proxied ??= openProxySender(
+      tlsOptionsOf(this.settings.tls),
+      this.settings.timeouts.connect,
+      this.settings.environment,
+    );
     return this.proxied;
   }
 

@@ -54,9 +54,17 @@ class ProxySender implements Sender {
  * A sender through the proxy the environment names, with `tls` for the server (trusted CAs, client
  * certificate) and `connectTimeout` for each connection. undici is imported here, not before.
  */
-export async function openProxySender(tls: ConnectionOptions, connectTimeout: number): Promise<Sender> {
+export async function openProxySender(
+  tls: ConnectionOptions,
+  connectTimeout: number,
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<Sender> {
   const { EnvHttpProxyAgent } = await import("undici");
   const connect = { ...tls, timeout: connectTimeout };
   // `connect` for a host NO_PROXY exempts, `requestTls` for the server at the end of the tunnel.
-  return new ProxySender(new EnvHttpProxyAgent({ connect, requestTls: connect }));
+  // The variables as undici reads them (lowercase first), from the environment given.
+  const httpProxy = env.http_proxy ?? env.HTTP_PROXY;
+  const httpsProxy = env.https_proxy ?? env.HTTPS_PROXY ?? httpProxy;
+  const noProxy = env.no_proxy ?? env.NO_PROXY;
+  return new ProxySender(new EnvHttpProxyAgent({ connect, requestTls: connect, httpProxy, httpsProxy, noProxy }));
 }

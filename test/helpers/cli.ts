@@ -1,6 +1,8 @@
 import { spawn } from "node:child_process";
 import { resolve } from "node:path";
+import { Readable, Writable } from "node:stream";
 import { fileURLToPath } from "node:url";
+import type { CliInjection } from "../../src/cli/state.js";
 
 /**
  * The CLI as users run it: bin/ (the TypeScript build), or the single-file build when
@@ -43,29 +45,34 @@ export const SECRETS = new Set<string>();
 const JWT_PREFIX = Buffer.from(JSON.stringify({ alg: "HS256", typ: "JWT" })).toString("base64url");
 
 /**
- * Runs `cert-retriever ARGS` as a child process with the node that runs the tests, a clean
- * environment plus `env`, `input` on stdin, and a time limit; `fault`: with a fault injected (see fault-cli.mjs). Fails the test if any output
- * contains a registered secret or a JWT.
+ * The project of the test file that runs (vitest.config.ts sets it): in `unit` the CLI runs in this
+ * process (runMain), everywhere else as a process of its own.
  */
-export async function runCli(
+const IN_PROCESS = process.env.CERT_RETRIEVER_TEST_PROJECT === "unit";
+
+/**
+ * Runs `cert-retriever ARGS` as the test's project runs the CLI: in the `unit` project in this
+ * process (runMain: no process is started, so a cwd, another bin or a kill is refused there), else as
+ * a child process with the node that runs the tests. A clean environment plus `env`, `input` on
+ * stdin, and a time limit; `fault`: with a fault injected (see fault-cli.mjs). Fails the test if any
+ * output contains a registered secret or a JWT.
+ */
+export async function runCli(args: string[], opts: RunOptions & { cwd?: string; bin?: string } = {}): Promise<CliRun> {
+  if (!IN_PROCESS) return runProcess(args, opts);
+  if (opts.bin !== undefined || args[0] === "lab")
+    throw new Error(
+      `cert-retriever ${args[0]}: a unit test starts no process (move the test to test/cli or test/system)`,
+    );
+  return runMain(args, opts);
+}
+
+/** `cert-retriever ARGS` as a child process, whatever the project (see runCli). */
+export async function runProcess(
   args: string[],
-  opts: {
-    env?: Record<string, string | undefined>;
-    input?: string;
-    cwd?: string;
-    timeoutMs?: number;
-    bin?: string;
-    fault?: string;
-  } = {},
+  opts: RunOptions & { cwd?: string; bin?: string } = {},
 ): Promise<CliRun> {
-  const env: Record<string, string> = {
-    PATH: process.env.PATH ?? "",
-    HOME: process.env.HOME ?? "/root",
-    NO_COLOR: "1",
-  };
-  for (const [k, v] of Object.entries(opts.env ?? {})) if (v !== undefined) env[k] = v;
   const child = spawn(process.execPath, commandLine(args, opts), {
-    env,
+    env: runEnv(opts.env),
     cwd: opts.cwd,
     stdio: ["pipe", "pipe", "pipe"],
   });
@@ -77,6 +84,103 @@ export async function runCli(
   const timer = setTimeout(() => child.kill("SIGKILL"), opts.timeoutMs ?? 30_000);
   const code = await new Promise<number | null>((resolve) => child.on("close", (c) => resolve(c)));
   clearTimeout(timer);
+  assertNoSecrets(`${stdout}\n${stderr}`, args);
+  return { code, stdout, stderr };
+}
+
+/** How a test runs the CLI: arguments aside, the same for a process and for an in-process run. */
+export interface RunOptions {
+  /** Added to a clean environment (PATH, HOME, NO_COLOR=1); an undefined value is left out. */
+  env?: Record<string, string | undefined>;
+  /** What stdin holds (then it ends); nothing by default. */
+  input?: string;
+  /** A bound, not an expectation: a run still going then fails the test. */
+  timeoutMs?: number;
+  /** A fault injected at one point of the run: POINT (an error thrown there) or, in a process only, kill:POINT (see fault-cli.mjs). */
+  fault?: string;
+}
+
+/** The clean environment every run starts from, plus `env`. */
+function runEnv(env: RunOptions["env"]): Record<string, string> {
+  const out: Record<string, string> = {
+    PATH: process.env.PATH ?? "",
+    HOME: process.env.HOME ?? "/root",
+    NO_COLOR: "1",
+  };
+  for (const [k, v] of Object.entries(env ?? {})) if (v !== undefined) out[k] = v;
+  return out;
+}
+
+/**
+ * What a fault string injects into a run: at `after-<step>` the step's event throws, at
+ * `store:<point>` or `keychain:<point>` the credential store's write observer does (the same rule
+ * as fault-cli.mjs, which kills the process there instead for `kill:`).
+ */
+function faultInjection(fault: string | undefined): Pick<CliInjection, "observer" | "onEvent"> {
+  if (fault === undefined) return {};
+  if (fault.startsWith("kill:")) throw new Error(`${fault}: a kill needs a process of its own (runCli, not runMain)`);
+  const strike = () => {
+    throw new Error(`injected fault at ${fault}`);
+  };
+  const step = fault.startsWith("after-") ? fault.slice("after-".length) : undefined;
+  const write = step === undefined ? fault.slice(fault.indexOf(":") + 1) : undefined;
+  return {
+    observer: (at) => (at === write ? strike() : undefined),
+    onEvent: (event) => (event.type === "step" && event.step === step ? strike() : undefined),
+  };
+}
+
+/** A stream that hands what is written to it to `add`. */
+function sink(add: (text: string) => void): Writable {
+  return new Writable({
+    write(chunk: Buffer | string, _encoding, done) {
+      add(chunk.toString());
+      done();
+    },
+  });
+}
+
+/**
+ * Runs `cert-retriever ARGS` in this process, through main() with its own environment, stdin,
+ * stdout and stderr (the CLI's I/O seam: no process global is read or changed), and the agents'
+ * `clock` if given. What a process would print and return, without starting one; like runCli it
+ * fails the test if any output holds a registered secret or a JWT.
+ */
+export async function runMain(
+  args: string[],
+  opts: RunOptions & { clock?: () => Date; cwd?: string } = {},
+): Promise<CliRun> {
+  let stdout = "";
+  let stderr = "";
+  const { main } = await import("../../src/cli/main.js");
+  // A working directory for the run (the default ./certs): this test process's, for the run's length
+  // (each test file has a process of its own, and its runs go one at a time).
+  const home = process.cwd();
+  if (opts.cwd !== undefined) process.chdir(opts.cwd);
+  const run = main(args, {
+    io: {
+      env: runEnv(opts.env),
+      stdin: Readable.from(opts.input === undefined ? [] : [Buffer.from(opts.input)]),
+      stdout: sink((t) => (stdout += t)),
+      stderr: sink((t) => (stderr += t)),
+    },
+    clock: opts.clock,
+    ...faultInjection(opts.fault),
+  });
+  const limit = opts.timeoutMs ?? 30_000;
+  let timer: NodeJS.Timeout | undefined;
+  const code = await Promise.race([
+    run,
+    new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () => reject(new Error(`cert-retriever ${args.join(" ")} still ran after ${limit} ms:\n${stderr}`)),
+        limit,
+      );
+    }),
+  ]).finally(() => {
+    clearTimeout(timer);
+    process.chdir(home);
+  });
   assertNoSecrets(`${stdout}\n${stderr}`, args);
   return { code, stdout, stderr };
 }

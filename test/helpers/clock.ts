@@ -3,7 +3,7 @@ import { existsSync } from "node:fs";
 import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { LAB_BIN, SECRETS } from "./cli.js";
-import { tempDir } from "./lab.js";
+import { labDir, tempDir } from "./lab.js";
 import { haveTool } from "./tools.js";
 
 /** libfaketime, from Debian's faketime package. */
@@ -48,7 +48,7 @@ export interface LabProcess {
 
 /** Starts `cert-retriever-lab serve` with `args` in the environment `env` (a shared clock's), on a free port of 127.0.0.1. */
 export async function startLabProcess(args: string[], env: Record<string, string> = {}): Promise<LabProcess> {
-  const dir = await tempDir("cr-labp-");
+  const dir = await labDir("cr-labp-");
   const password = `lab-${Math.random().toString(36).slice(2)}-secret`;
   SECRETS.add(password);
   const child: ChildProcess = spawn(

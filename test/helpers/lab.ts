@@ -15,6 +15,7 @@ import {
 } from "../../lab/src/server.js";
 import { softwareCrypto } from "../../src/keys/provider.js";
 import { SECRETS } from "./cli.js";
+import { type CaSet, seedLabCas } from "./lab-cas.js";
 
 /** A throwaway lab platform on 127.0.0.1 with its own CA, made for one test file. */
 export interface TestLab extends RunningLab {
@@ -30,9 +31,17 @@ export async function tempDir(prefix = "cr-test-"): Promise<string> {
   return mkdtemp(join(tmpdir(), prefix));
 }
 
-/** Starts a lab with a new CA in a temporary directory. */
+/** A new lab directory holding the run's lab CAs of `set` (see lab-cas.ts). */
+export async function labDir(prefix = "cr-lab-", set: CaSet = "main"): Promise<string> {
+  const dir = await tempDir(prefix);
+  await seedLabCas(dir, set);
+  return dir;
+}
+
+/** Starts a lab in a temporary directory, with the run's CAs of `caSet` (default `main`). */
 export async function startTestLab(
   opts: {
+    caSet?: CaSet;
     certProfile?: CertProfile;
     autoRegister?: boolean;
     tokenLifetime?: number;
@@ -42,7 +51,7 @@ export async function startTestLab(
     faults?: LabOptions["faults"];
   } = {},
 ): Promise<TestLab> {
-  const dir = await tempDir("cr-lab-");
+  const dir = await labDir("cr-lab-", opts.caSet);
   const password = `lab-${Math.random().toString(36).slice(2)}-secret`;
   SECRETS.add(password);
   const lab = await startLab({
@@ -135,7 +144,7 @@ export type LabWithJwt = RunningLab & { dir: string; jwt: string };
 
 /** Starts a lab (x509-identity-mgmt unless `more.api` says otherwise) whose admin has logged in with `password`. */
 export async function startLabWithJwt(password: string, more: Partial<LabOptions> = {}): Promise<LabWithJwt> {
-  const dir = await tempDir("cr-x509-");
+  const dir = await labDir("cr-x509-");
   const running = await startLab({
     dir,
     host: "127.0.0.1",

@@ -107,6 +107,7 @@ async function runCheck(command: Command, state: CliState): Promise<number> {
     },
     login: () => checkLogin(flags, extras, source, plugin.lacks?.login !== undefined),
     network: networkSettings(flags, startedAt, interrupt.signal, []),
+    clock: state.inject?.clock,
     name: flagName,
   };
   const { createAgent } = await import("../../agent.js");

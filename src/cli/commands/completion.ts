@@ -1,5 +1,6 @@
 import { Argument, Command, type Option } from "commander";
 import { usageError } from "../../errors.js";
+import { cliIo } from "../io.js";
 
 /**
  * `cert-retriever completion bash|zsh|fish`: a completion script for that shell, made at run time
@@ -34,7 +35,7 @@ INSTALL
           `unknown shell '${shell}': completion scripts are made for ${SHELLS.slice(0, -1).join(", ")} and ${SHELLS.at(-1)}`,
         );
       }
-      process.stdout.write(GENERATORS[shell as Shell](commandTree(rootOf(command))));
+      cliIo().stdout.write(GENERATORS[shell as Shell](commandTree(rootOf(command))));
       state.exitCode = 0;
     });
 }

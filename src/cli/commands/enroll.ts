@@ -25,6 +25,7 @@ import { applyConfigFile, type ConfigExtras } from "../config.js";
 import { COMMAND_EXIT_CODES } from "../exit-codes.js";
 import { usage } from "../hints.js";
 import { boundedRead, checkSans, parseDuration, parseRenewWindow } from "../inputs.js";
+import { cliIo } from "../io.js";
 import { flagName } from "../names.js";
 import { addOptions } from "../options.js";
 import { exitCodesHelp, holdSecret, printJson, say } from "../output.js";
@@ -141,10 +142,12 @@ async function runEnroll(command: Command, state: CliState): Promise<number> {
         reloadUnit: flags.reloadUnit,
         timeoutMs: checked.hookTimeoutMs,
         environmentPrefix: "CERT_RETRIEVER_",
+        inheritFrom: cliIo().env,
       },
       broker: checked.broker && (async () => brokerSettings(flags, checked.broker!)),
       network: networkSettings(flags, startedAt, interrupt.signal, retries),
       observer: state.inject?.observer,
+      clock: state.inject?.clock,
       name: flagName,
     };
     const { createAgent } = await import("../../agent.js");

@@ -92,6 +92,7 @@ async function runRegister(command: Command, state: CliState): Promise<number> {
         }
       : { token },
     network: networkSettings(flags, startedAt, interrupt.signal, retries),
+    clock: state.inject?.clock,
     name: flagName,
   });
   interrupt.listen();

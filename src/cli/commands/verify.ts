@@ -53,6 +53,7 @@ export function verifyCommand(state: CliState): Command {
         key: keySettings(flags, source),
         broker,
         observer: state.inject?.observer,
+        clock: state.inject?.clock,
         name: flagName,
       });
       const stages = await agent.verify({ onEvent: events(state, false) });
