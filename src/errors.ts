@@ -75,7 +75,8 @@ export const REASONS = {
   "clock-skew": "this device's clock disagrees with the platform's, so a valid certificate looks invalid here",
   // Storage
   "storage-failed": "the credentials could not be written (read-only, full disk, permissions)",
-  "storage-unsafe": "the output directory can be written by other users, or has another owner",
+  "storage-unsafe":
+    "the output directory, a directory on its path or a file in it can be written by other users, or has another owner, or is a link",
   "keychain-unavailable": "no OS keychain (Secret Service) is running and unlocked",
   "keychain-addon-missing": "this build has no keychain addon (@napi-rs/keyring)",
   busy: "another run holds the lock on the output directory",

@@ -453,7 +453,7 @@ async function tokenLock(modulePath: string, serial: string, label: string): Pro
   const module = await realpath(modulePath).catch(() => modulePath); // one lock however the path is spelt
   const name = createHash("sha256").update(`${module}\0${serial}\0${label}`).digest("hex").slice(0, 16);
   const dir = join(base, `cert-retriever-${process.getuid?.() ?? "user"}`, `token-${name}`);
-  await prepareDirectory(dir);
+  await prepareDirectory(dir, "the token's lock directory");
   return acquireLock(dir).catch((err: unknown) => {
     if (err instanceof CertRetrieverError && err.reason === "busy") {
       throw new CertRetrieverError(
