@@ -148,7 +148,7 @@ class AgentImpl implements Agent {
     if (isKeyStore(key)) return key;
     const { openKeyStore, tokenOfKey } = await import("./keys/open.js");
     const uri = key?.uri ?? (await tokenOfKey(await this.storedKey(store, emit)));
-    return openKeyStore(key ?? {}, uri, true, this.parts.crypto);
+    return openKeyStore(key ?? {}, uri, { login: true, stored: key?.uri === undefined, crypto: this.parts.crypto });
   }
 
   /** The stored key's record; a write that was interrupted is finished or undone first, so that which key is stored is known. */

@@ -84,6 +84,8 @@ export const REASONS = {
   // PKCS#11 tokens (--key pkcs11:)
   "pkcs11-unavailable": "this build or installation has no PKCS#11 support (node-webcrypto-p11, pkcs11js)",
   "pkcs11-module-missing": "the PKCS#11 module cannot be read or loaded",
+  "pkcs11-module-untrusted":
+    "the PKCS#11 module the stored key URI names could have been put there by another user (its owner, mode or directories)",
   "token-missing": "no token matching the URI is present (not inserted, not initialized, another label)",
   "token-pin-refused": "the token refused the PIN",
   "token-locked": "the token's PIN is locked (too many wrong PINs) or the token is write-protected",

@@ -1,5 +1,6 @@
+import { execFileSync } from "node:child_process";
 import { existsSync } from "node:fs";
-import { chmod, lchown, lstat, mkdir, symlink, writeFile } from "node:fs/promises";
+import { chmod, lchown, lstat, mkdir, readFile, rm, symlink, writeFile } from "node:fs/promises";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -8,11 +9,16 @@ import { walkPath } from "../src/fs/trusted-path.js";
 import { runCli } from "./helpers/cli.js";
 import { enrollCli, listFiles, snapshot } from "./helpers/enroll.js";
 import { startTestLab, type TestLab, tempDir } from "./helpers/lab.js";
-import { haveRoot } from "./helpers/tools.js";
+import { issueLeaf, makeCa } from "./helpers/pki.js";
+import { makeSoftToken } from "./helpers/softhsm.js";
+import { haveRoot, haveTool } from "./helpers/tools.js";
 
 /** The second local user the tests play, as root, with chown: a uid no account has. */
 const OTHER = 4242;
 const asRoot = haveRoot("the tests that play a second local user (chown to uid 4242)");
+const canCompile = asRoot && haveTool("cc");
+/** SoftHSM2's module by the path Debian's package links it from (a link: its target is checked too). */
+const SOFTHSM_LINK = "/usr/lib/softhsm/libsofthsm2.so";
 
 let lab: TestLab;
 beforeAll(async () => {
@@ -45,10 +51,194 @@ async function countingServer(): Promise<{
   };
 }
 
+/**
+ * A shared library whose constructor writes `marker` when it is loaded (dlopen runs it before
+ * anything asks whether it is a PKCS#11 module): the code another user would have run as root.
+ */
+async function plantedModule(so: string, marker: string): Promise<void> {
+  const source = `${so}.c`;
+  await writeFile(
+    source,
+    `#include <stdio.h>\n__attribute__((constructor)) static void planted(void) {\n  FILE *f = fopen(${JSON.stringify(marker)}, "w");\n  if (f) { fputs("planted code ran\\n", f); fclose(f); }\n}\n`,
+  );
+  execFileSync("cc", ["-shared", "-fPIC", "-o", so, source]);
+}
+
+/** Credentials for `id` as another user would copy them in: a CA, a certificate, and a `.key.uri` naming `module`. */
+async function plantCredentials(out: string, id: string, module: string): Promise<string[]> {
+  const ca = await makeCa("IOTmidCA");
+  const leaf = await issueLeaf(ca, id, [], "client");
+  const files = [join(out, "IOTmidCA.crt"), join(out, `${id}.crt`), join(out, `${id}.key.uri`)];
+  await writeFile(files[0]!, ca.pem);
+  await writeFile(files[1]!, leaf.cert);
+  // pin-value: so that verify reads no PIN before it opens the token (the attacker chooses what is in the file).
+  await writeFile(
+    files[2]!,
+    `pkcs11:token=device;object=${id};id=%01;type=private?module-path=${module}&pin-value=1234\n`,
+  );
+  return files;
+}
+
 /** The failure a --json run printed on stdout. */
 function failureOf(stdout: string): { reason: string; message: string; exitCode: number } {
   return JSON.parse(stdout).error;
 }
+
+/** check, verify and enroll of `id` with `out`, each refused; returns their runs. */
+async function threeCommands(id: string, out: string, platform: string, broker: string) {
+  await lab.addDevice(id);
+  const check = await runCli(["check", "--device-id", id, "--out", out, "--json"]);
+  const verify = await runCli(["verify", "--device-id", id, "--out", out, "--broker", broker, "--json"]);
+  const enroll = await enrollCli(platform, lab, id, out, ["--json"]);
+  return { check, verify, enroll };
+}
+
+describe.skipIf(!canCompile)(
+  "a PKCS#11 module named in a file under --out runs only if no other user could have put it there",
+  () => {
+    it("another user's --out, with copied certificates and a .key.uri naming their .so: check, verify and enroll refuse it (storage-unsafe) and the .so never runs", async () => {
+      const base = await tempDir();
+      const home = join(base, "home");
+      const out = join(home, "certs");
+      await mkdir(out, { recursive: true, mode: 0o755 });
+      const marker = join(base, "ran-as-root");
+      const so = join(home, "evil.so");
+      await plantedModule(so, marker);
+      const files = await plantCredentials(out, "planted-dev", so);
+      await giveToOther(home, out, so, ...files);
+      const broker = await countingServer();
+      try {
+        const runs = await threeCommands("planted-dev", out, lab.url, broker.url("mqtts"));
+        for (const [command, run] of Object.entries(runs)) {
+          expect(existsSync(marker), `${command} ran the other user's module: ${run.stderr}`).toBe(false);
+          expect(run.stderr, command).toMatch(
+            new RegExp(
+              `store failed: refusing the output directory ${out} because of ${home} on its path: it belongs to another user \\(uid ${OTHER}\\)`,
+            ),
+          );
+          expect(failureOf(run.stdout).reason, command).toBe("storage-unsafe");
+          expect(run.code, command).toBe(command === "check" ? 255 : 15);
+        }
+        expect(runs.enroll.stderr).not.toMatch(/\[1\/8\]/);
+        expect(broker.count()).toBe(0);
+      } finally {
+        await broker.close();
+      }
+    });
+
+    it("a root-owned --out whose .key.uri names a module in another user's directory: refused (pkcs11-module-untrusted, exit 30), and it never runs", async () => {
+      const base = await tempDir();
+      const home = join(base, "home");
+      await mkdir(home, { mode: 0o755 });
+      const marker = join(base, "ran-as-root");
+      const so = join(home, "evil.so");
+      await plantedModule(so, marker);
+      await giveToOther(home, so);
+      const out = join(base, "certs");
+      await mkdir(out, { mode: 0o700 });
+      await plantCredentials(out, "trusted-dev", so);
+      const broker = await countingServer();
+      try {
+        const runs = await threeCommands("trusted-dev", out, lab.url, broker.url("mqtts"));
+        for (const [command, run] of Object.entries(runs)) {
+          expect(existsSync(marker), `${command} ran the other user's module: ${run.stderr}`).toBe(false);
+          expect(run.stderr, command).toMatch(
+            new RegExp(
+              `token failed: refusing to load the PKCS#11 module ${so} \\(named by the stored key URI\\) because of ${home} on its path: it belongs to another user \\(uid ${OTHER}\\)`,
+            ),
+          );
+          expect(failureOf(run.stdout).reason, command).toBe("pkcs11-module-untrusted");
+          expect(run.code, command).toBe(command === "check" ? 255 : 30);
+        }
+        expect(broker.count()).toBe(0);
+      } finally {
+        await broker.close();
+      }
+    });
+
+    it("a module file that another user owns, or that group or others can write, is refused too, though its directories are root's", async () => {
+      const base = await tempDir();
+      const marker = join(base, "ran-as-root");
+      const so = join(base, "evil.so");
+      await plantedModule(so, marker);
+      const out = join(base, "certs");
+      await mkdir(out, { mode: 0o700 });
+      await plantCredentials(out, "module-dev", so);
+      await giveToOther(so);
+      const owned = await runCli(["check", "--device-id", "module-dev", "--out", out]);
+      expect(owned.stderr).toMatch(
+        new RegExp(
+          `refusing to load the PKCS#11 module ${so} \\(named by the stored key URI\\): it belongs to another user \\(uid ${OTHER}\\)`,
+        ),
+      );
+      await lchown(so, 0, 0);
+      await chmod(so, 0o775);
+      const writable = await runCli(["check", "--device-id", "module-dev", "--out", out]);
+      expect(writable.stderr).toMatch(/\(named by the stored key URI\): other users can write it \(mode 775\)/);
+      expect(existsSync(marker)).toBe(false);
+    });
+
+    it("the control: the same module, root's in root's directory, does load (its constructor runs) and is then found not to be a PKCS#11 module", async () => {
+      const base = await tempDir();
+      const marker = join(base, "ran-as-root");
+      const so = join(base, "plain.so");
+      await plantedModule(so, marker);
+      const out = join(base, "certs");
+      await mkdir(out, { mode: 0o700 });
+      await plantCredentials(out, "control-dev", so);
+      const run = await runCli(["check", "--device-id", "control-dev", "--out", out, "--json"]);
+      expect(await readFile(marker, "utf8")).toBe("planted code ran\n");
+      expect(failureOf(run.stdout).reason).toBe("pkcs11-module-missing");
+      expect(run.stderr).toMatch(/is not a PKCS#11 module that loads here/);
+    });
+
+    it("a credentials file that is a symbolic link, or another user's, in a trusted --out: refused (storage-unsafe) before it is read", async () => {
+      const base = await tempDir();
+      const marker = join(base, "ran-as-root");
+      const so = join(base, "elsewhere", "evil.so");
+      await mkdir(join(base, "elsewhere"), { mode: 0o755 });
+      await plantedModule(so, marker);
+      const theirs = join(base, "elsewhere", "key.uri");
+      await writeFile(theirs, `pkcs11:token=device;object=link-dev;id=%01?module-path=${so}\n`);
+      const out = join(base, "certs");
+      await mkdir(out, { mode: 0o700 });
+      const [, , keyUri] = await plantCredentials(out, "link-dev", so);
+      await giveToOther(keyUri!);
+      const foreign = await runCli(["check", "--device-id", "link-dev", "--out", out]);
+      expect(foreign.stderr).toMatch(
+        new RegExp(`store failed: refusing ${keyUri}: it belongs to another user \\(uid ${OTHER}\\)`),
+      );
+      await rm(keyUri!);
+      await symlink(theirs, keyUri!);
+      const linked = await runCli(["check", "--device-id", "link-dev", "--out", out, "--json"]);
+      expect(linked.stderr).toMatch(new RegExp(`store failed: refusing ${keyUri}: it is a symbolic link`));
+      expect(failureOf(linked.stdout).reason).toBe("storage-unsafe");
+      expect(existsSync(marker)).toBe(false);
+    });
+  },
+);
+
+describe.skipIf(!haveTool("softhsm2-util"))("a module named in a root-trusted .key.uri still loads", () => {
+  it("enroll into a token through SoftHSM2's linked path, then check and enroll again read the .key.uri and use the token", async () => {
+    const token = await makeSoftToken("device");
+    try {
+      const out = join(await tempDir(), "certs");
+      await lab.addDevice("hsm-dev");
+      const key = `pkcs11:token=device?module-path=${SOFTHSM_LINK}&pin-source=file:${token.pinFile}`;
+      const enrolled = await enrollCli(lab.url, lab, "hsm-dev", out, ["--key", key], token.env);
+      expect(enrolled.code, enrolled.stderr).toBe(0);
+      expect(await readFile(join(out, "hsm-dev.key.uri"), "utf8")).toContain(`module-path=${SOFTHSM_LINK}`);
+      const check = await runCli(["check", "--device-id", "hsm-dev", "--out", out], { env: token.env });
+      expect(check.stderr).toMatch(/nothing to do: 'hsm-dev' has valid credentials/);
+      expect(check.code).toBe(1);
+      const again = await enrollCli(lab.url, lab, "hsm-dev", out, [], token.env);
+      expect(again.stderr).toMatch(/already has valid credentials/);
+      expect(again.code, again.stderr).toBe(0);
+    } finally {
+      await token.stop();
+    }
+  });
+});
 
 /** A tree as the second user plants it: `base/atk` is theirs, `base/atk/out` a link of theirs to root's `base/victim`. */
 async function plantedParentLink(id: string): Promise<{ base: string; atk: string; out: string; victim: string }> {

@@ -141,6 +141,8 @@ const HINTS: { readonly [R in Reason]: (err: CertRetrieverError, command: string
           : "enroll first",
     "pkcs11-unavailable": () =>
       "install the package (npm install -g cert-retriever-<version>.tgz), which builds pkcs11js, or put pkcs11js in a node_modules beside the single file (npm install pkcs11js)",
+    "pkcs11-module-untrusted": (e) =>
+      `have ${e.facts.path ?? "it"} owned by root and writable by no one else (chown root, chmod go-w), or name the token with --key, whose module-path= is trusted as given`,
     "pkcs11-module-missing": () =>
       "give the module's path with module-path= in --key, --pkcs11-module or PKCS11_MODULE_PATH (e.g. /usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so)",
     "token-missing": () =>
