@@ -121,7 +121,7 @@ class AgentImpl implements Agent {
   ): Promise<T> {
     const store = await this.parts.store();
     const [plugin, platform, who] = [await this.parts.plugin(), await this.parts.platform(), await this.parts.who()];
-    const storedCaPem = (await store.read().catch(() => undefined))?.parts.caPem;
+    const storedCaPem = (await store.read().catch(unlessUnsafe))?.parts.caPem;
     plugin.checkSettings?.(
       { purpose: "enroll", deviceId: this.settings.device.id, token: who.token !== undefined },
       this.parts.name,
@@ -148,17 +148,17 @@ class AgentImpl implements Agent {
     if (isKeyStore(key)) return key;
     const { openKeyStore, tokenOfKey } = await import("./keys/open.js");
     const uri = key?.uri ?? (await tokenOfKey(await this.storedKey(store, emit)));
-    return openKeyStore(key ?? {}, uri, true, this.parts.crypto);
+    return openKeyStore(key ?? {}, uri, { login: true, stored: key?.uri === undefined, crypto: this.parts.crypto });
   }
 
   /** The stored key's record; a write that was interrupted is finished or undone first, so that which key is stored is known. */
   private async storedKey(store: CredentialStore, emit: (event: EnrollEvent) => void): Promise<string | undefined> {
-    let read = await store.read().catch(() => undefined);
+    let read = await store.read().catch(unlessUnsafe);
     if (read?.interrupted) {
       const opened = await store.open();
       for (const message of opened.notes) emit({ type: "note", message });
       await opened.close(true);
-      read = await store.read().catch(() => undefined);
+      read = await store.read().catch(unlessUnsafe);
     }
     return read?.parts.key?.trim();
   }
@@ -309,6 +309,15 @@ class AgentImpl implements Agent {
       return question(client, session);
     };
   }
+}
+
+/**
+ * A store that cannot be read is left for the flow to report when it reads it, unless another user
+ * could have written it: nothing in it may be acted on (a token module it names loaded), so the run stops here.
+ */
+function unlessUnsafe(err: unknown): undefined {
+  if (err instanceof CertRetrieverError && err.reason === "storage-unsafe") throw err;
+  return undefined;
 }
 
 /** Enrolls once with a new agent (see {@link Agent.enroll}), and closes it. */

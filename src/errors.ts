@@ -75,7 +75,8 @@ export const REASONS = {
   "clock-skew": "this device's clock disagrees with the platform's, so a valid certificate looks invalid here",
   // Storage
   "storage-failed": "the credentials could not be written (read-only, full disk, permissions)",
-  "storage-unsafe": "the output directory can be written by other users, or has another owner",
+  "storage-unsafe":
+    "the output directory, a directory on its path or a file in it can be written by other users, or has another owner, or is a link",
   "keychain-unavailable": "no OS keychain (Secret Service) is running and unlocked",
   "keychain-addon-missing": "this build has no keychain addon (@napi-rs/keyring)",
   busy: "another run holds the lock on the output directory",
@@ -83,6 +84,8 @@ export const REASONS = {
   // PKCS#11 tokens (--key pkcs11:)
   "pkcs11-unavailable": "this build or installation has no PKCS#11 support (node-webcrypto-p11, pkcs11js)",
   "pkcs11-module-missing": "the PKCS#11 module cannot be read or loaded",
+  "pkcs11-module-untrusted":
+    "the PKCS#11 module the stored key URI names could have been put there by another user (its owner, mode or directories)",
   "token-missing": "no token matching the URI is present (not inserted, not initialized, another label)",
   "token-pin-refused": "the token refused the PIN",
   "token-locked": "the token's PIN is locked (too many wrong PINs) or the token is write-protected",

@@ -69,6 +69,7 @@ export const EXIT_RULES: { readonly [R in Reason]: ExitRule } = {
   "not-enrolled": ExitCode.NOT_ENROLLED,
   "pkcs11-unavailable": ExitCode.TOKEN_MODULE,
   "pkcs11-module-missing": ExitCode.TOKEN_MODULE,
+  "pkcs11-module-untrusted": ExitCode.TOKEN_MODULE,
   "token-missing": ExitCode.TOKEN_MISSING,
   "token-pin-refused": ExitCode.TOKEN_PIN,
   "token-locked": ExitCode.TOKEN_LOCKED,

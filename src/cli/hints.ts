@@ -120,10 +120,14 @@ const HINTS: { readonly [R in Reason]: (err: CertRetrieverError, command: string
           : e.facts.errno === "EACCES" || e.facts.errno === "EPERM"
             ? "run as a user that may write --out, or choose another --out"
             : "check that the output directory (--out) is writable and has free space",
-    "storage-unsafe": (e) =>
-      /other users/.test(e.message)
-        ? `make it writable by its owner only (chmod go-w ${e.facts.path ?? "DIR"}), or choose another --out`
-        : "have it owned by root or by the user that runs cert-retriever, or choose another --out",
+    "storage-unsafe": (e, command) => {
+      const other = command === "login" ? "--token-file" : "--out";
+      return /other users can write/.test(e.message)
+        ? `make it writable by its owner only (chmod go-w ${e.facts.path ?? "DIR"}), or choose another ${other}`
+        : /symbolic link|too many symbolic links/.test(e.message)
+          ? `replace the link by the directory or file itself, or choose another ${other}`
+          : `have ${e.facts.path ?? "it"} owned by root or by the user that runs cert-retriever, or choose another ${other}`;
+    },
     "keychain-unavailable": (_e, command) =>
       `on Linux a Secret Service (gnome-keyring, KWallet) must run on the session bus and be unlocked${command === "export" ? "" : "; or use --store files"}`,
     "keychain-addon-missing": (_e, command) =>
@@ -137,6 +141,8 @@ const HINTS: { readonly [R in Reason]: (err: CertRetrieverError, command: string
           : "enroll first",
     "pkcs11-unavailable": () =>
       "install the package (npm install -g cert-retriever-<version>.tgz), which builds pkcs11js, or put pkcs11js in a node_modules beside the single file (npm install pkcs11js)",
+    "pkcs11-module-untrusted": (e) =>
+      `have ${e.facts.path ?? "it"} owned by root and writable by no one else (chown root, chmod go-w), or name the token with --key, whose module-path= is trusted as given`,
     "pkcs11-module-missing": () =>
       "give the module's path with module-path= in --key, --pkcs11-module or PKCS11_MODULE_PATH (e.g. /usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so)",
     "token-missing": () =>

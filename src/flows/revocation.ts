@@ -1,6 +1,6 @@
-import { readFile, stat } from "node:fs/promises";
+import { stat } from "node:fs/promises";
 import { describeCause } from "../errors.js";
-import { replaceFile } from "../fs/safe-dir.js";
+import { readTrustedFile, replaceFile } from "../fs/safe-dir.js";
 import { sameBytes, sha256ColonHex } from "../keys/fingerprint.js";
 import { toPem } from "../keys/key-types.js";
 import type { CryptoProvider } from "../keys/provider.js";
@@ -154,11 +154,13 @@ async function readCachedCrl(
   now: Date,
 ): Promise<{ crl: x509.X509Crl; fetchedAt: Date } | undefined> {
   try {
-    const [text, st] = await Promise.all([readFile(path, "utf8"), stat(path)]);
+    const text = await readTrustedFile(path); // the directory was walked when the credentials were read
+    if (text === undefined) return undefined;
+    const st = await stat(path);
     const crl = new x509.X509Crl(text);
     return (await crlProblem(crl, ca, crypto)) ? undefined : { crl, fetchedAt: st.mtime < now ? st.mtime : now };
   } catch {
-    return undefined; // none, unreadable or damaged: as if there were none
+    return undefined; // none, unreadable, not ours alone (a link, another user's) or damaged: as if there were none
   }
 }
 
@@ -189,6 +191,6 @@ export function markCaReplaced(path: string, storedCa: x509.X509Certificate): Pr
 
 /** Whether `check` found the platform's CA replaced while `storedCa` was the stored one. */
 export async function caReplacedMark(path: string, storedCa: x509.X509Certificate): Promise<boolean> {
-  const text = await readFile(path, "utf8").catch(() => "");
+  const text = (await readTrustedFile(path).catch(() => undefined)) ?? "";
   return text.trim() === sha256ColonHex(storedCa.rawData);
 }

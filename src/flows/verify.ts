@@ -62,11 +62,7 @@ export async function verifyCredentials(
     throw usageError(`${ctx.name("key")} names a token key, but the key of ${where} is a key file`, "keyKind");
   const [{ checkBroker }, tokenKey] = await Promise.all([
     import("../broker/broker.js"),
-    inToken
-      ? import("../keys/token-tls.js").then((m) =>
-          m.tokenKeyForTls({ ...ctx.key, uri: ctx.key.uri ?? pems.key.trim() }, pems.key),
-        )
-      : undefined,
+    inToken ? import("../keys/token-tls.js").then((m) => m.tokenKeyForTls(ctx.key, pems.key)) : undefined,
   ]);
   try {
     return await checkBroker(

@@ -1,71 +1,115 @@
-import { mkdir, open, rename, rmdir, stat, unlink } from "node:fs/promises";
-import { dirname, join, resolve } from "node:path";
+import { constants } from "node:fs";
+import { type FileHandle, open, rename, rmdir, stat, unlink } from "node:fs/promises";
+import { dirname, resolve } from "node:path";
 import { CertRetrieverError, describeCause, errnoOf } from "../errors.js";
 import { writableByOthers } from "./file-trust.js";
+import { type PathProblem, type PathWalk, problemOnPath, walkPath } from "./trusted-path.js";
 
 /**
- * Creates the credentials directory with mode 0700 if it is missing, and refuses it (`storage-unsafe`)
- * when another user could write in it: `dir` itself, each directory this run created, and the
- * directory it created them in (which may be a sticky one such as /tmp). Crash recovery renames
- * files found there, so a directory others can write would let them choose what lands where.
- * Returns the topmost directory it created, so that a failed run can remove it again, or undefined.
+ * Creates the credentials directory (and each missing one above it) with mode 0700 if it is
+ * missing, and refuses it (`storage-unsafe`) unless every directory from / down to it belongs to
+ * root or to us and no one else can write it (a sticky one such as /tmp is fine on the way): crash
+ * recovery renames files found there, and a link planted on the way would send the key elsewhere.
+ * Returns the directories it created, top first, so that a failed run can remove them again.
  */
-export async function prepareDirectory(outDir: string): Promise<string | undefined> {
+export async function prepareDirectory(outDir: string, what = "the output directory"): Promise<string[]> {
   const dir = resolve(outDir);
-  let created: string | undefined;
+  let walk: PathWalk;
   try {
-    created = await mkdir(dir, { recursive: true, mode: 0o700 });
+    walk = await walkPath(dir, { expect: "directory", create: true });
   } catch (err) {
-    const real = await mkdirError(dir, err);
-    throw storageError(`cannot create the directory ${dir}: ${describeCause(real)}`, real, dir);
+    const doing =
+      (err as NodeJS.ErrnoException).syscall === "mkdir" ? "create the directory" : "check who may write in";
+    throw storageError(`cannot ${doing} ${dir}: ${describeCause(err)}`, err, dir);
   }
-  try {
-    if (created)
-      await refuseUntrusted(dirname(created), `refusing to create the output directory in ${dirname(created)}`, true);
-    // `dir`, then each directory above it that this run created (0700, unless one was swapped meanwhile).
-    for (let d = dir; ; d = dirname(d)) {
-      await refuseUntrusted(
-        d,
-        d === dir ? `refusing the output directory ${d}` : `refusing the directory ${d}, made for the output directory`,
-      );
-      if (!created || d.length <= created.length) break;
-    }
-  } catch (err) {
-    await removeCreatedDirectory(dir, created);
-    throw err;
-  }
-  return created;
+  if (!walk.problem) return walk.created;
+  await removeCreatedDirectories(walk.created);
+  throw await directoryRefused(dir, walk.problem, what);
 }
 
-async function refuseUntrusted(dir: string, what: string, stickyIsFine = false): Promise<void> {
-  let reason: string | undefined;
-  try {
-    reason = writableByOthers(await stat(dir), stickyIsFine);
-  } catch (err) {
-    throw storageError(`cannot check who may write in ${dir}: ${describeCause(err)}`, err, dir);
-  }
-  if (reason)
-    throw new CertRetrieverError(`store failed: ${what}: ${reason}`, {
-      step: "store",
-      reason: "storage-unsafe",
-      facts: { path: dir },
-    });
+/**
+ * Refuses (`storage-unsafe`) a directory that is read or written without being made, as
+ * {@link prepareDirectory} would; whether it exists.
+ */
+export async function checkDirectory(dir: string, what = "the output directory"): Promise<boolean> {
+  const path = resolve(dir);
+  const walk = await walkPath(path, { expect: "directory" }).catch((err: unknown) => {
+    throw storageError(`cannot check who may write in ${path}: ${describeCause(err)}`, err, path);
+  });
+  if (walk.problem) throw await directoryRefused(path, walk.problem, what);
+  return walk.exists;
 }
 
-/** Removes directories a failed run created, if they are still empty. */
-export async function removeCreatedDirectory(dir: string, createdTop: string | undefined): Promise<void> {
-  if (!createdTop) return;
-  let current = resolve(dir);
-  while (current.length >= createdTop.length) {
+/**
+ * The refusal of the directory `dir` (absolute) for `problem`: when none of it is there, the
+ * directory it would have been made in is the one named.
+ */
+async function directoryRefused(dir: string, problem: PathProblem, what: string): Promise<CertRetrieverError> {
+  const exists = await stat(dir).then(
+    () => true,
+    () => false,
+  );
+  if (exists) return unsafeError(`refusing ${what} ${dir}`, problem, dir);
+  const { path, via } = problem;
+  return unsafeError(`refusing to create ${what} in ${path}${via ? ` (through the link ${via})` : ""}`, problem, path);
+}
+
+/** Refuses (`storage-unsafe`) a file to be written, such as a token, whose directories another user could swap; a missing file is fine. */
+export async function checkFilePath(file: string, what: string): Promise<void> {
+  const path = resolve(file);
+  const walk = await walkPath(path, { expect: "file" }).catch((err: unknown) => {
+    throw storageError(`cannot check who may write in ${dirname(path)}: ${describeCause(err)}`, err, path);
+  });
+  if (walk.problem) throw unsafeError(`refusing ${what} ${path}`, walk.problem, path);
+}
+
+/** `storage-unsafe`: `message`, then the walk's problem as it concerns `subject` (see {@link problemOnPath}). */
+function unsafeError(message: string, problem: PathProblem, subject: string): CertRetrieverError {
+  return new CertRetrieverError(`store failed: ${message}${problemOnPath(problem, subject)}`, {
+    step: "store",
+    reason: "storage-unsafe",
+    facts: { path: problem.path },
+  });
+}
+
+/**
+ * Reads a file of a trusted directory, one that is acted on (credentials, a journal, a cached
+ * CRL): opened without following a link and without blocking (a FIFO in its place is refused at
+ * once instead of holding the run past its deadline), and refused (`storage-unsafe`) unless it is
+ * a regular file of root's or ours that no one else can write. Undefined when there is none.
+ */
+export async function readTrustedFile(path: string): Promise<string | undefined> {
+  let handle: FileHandle;
+  try {
+    handle = await open(path, constants.O_RDONLY | constants.O_NONBLOCK | (constants.O_NOFOLLOW ?? 0));
+  } catch (err) {
+    const code = errnoOf(err);
+    if (code === "ENOENT" || code === "ENOTDIR") return undefined;
+    if (code === "ELOOP") throw unsafeError(`refusing ${path}`, { path, reason: "it is a symbolic link" }, path);
+    throw storageError(`cannot read ${path}: ${describeCause(err)}`, err, path);
+  }
+  try {
+    const st = await handle.stat();
+    if (!st.isFile())
+      throw storageError(`${path} is not a regular file, where cert-retriever keeps one (remove it)`, undefined, path);
+    const reason = writableByOthers(st);
+    if (reason) throw unsafeError(`refusing ${path}`, { path, reason }, path);
+    return await handle.readFile("utf8");
+  } finally {
+    await handle.close();
+  }
+}
+
+/** Removes the directories a failed run created (listed top first), deepest first, while they are empty. */
+export async function removeCreatedDirectories(created: readonly string[]): Promise<void> {
+  for (const dir of [...created].reverse()) {
     if (
-      !(await rmdir(current).then(
+      !(await rmdir(dir).then(
         () => true,
         () => false,
       ))
     )
       return;
-    if (current === createdTop) return;
-    current = join(current, "..");
   }
 }
 
@@ -101,33 +145,6 @@ export async function syncDirectory(dir: string): Promise<void> {
   } finally {
     await handle.close();
   }
-}
-
-/**
- * The error a recursive mkdir hides: libuv reports ENOENT for a missing directory on a read-only
- * file system (EROFS) or one we may not write (EACCES). Creating the first missing directory by
- * itself gives the true cause.
- */
-async function mkdirError(dir: string, err: unknown): Promise<unknown> {
-  if (errnoOf(err) !== "ENOENT") return err;
-  let missing = dir;
-  for (let parent = dirname(dir); parent !== missing; missing = parent, parent = dirname(parent)) {
-    if (
-      await stat(parent).then(
-        () => true,
-        () => false,
-      )
-    ) {
-      return mkdir(missing, { mode: 0o700 }).then(
-        async () => {
-          await rmdir(missing).catch(() => undefined);
-          return err;
-        },
-        (real: unknown) => real,
-      );
-    }
-  }
-  return err;
 }
 
 /** A storage failure in one sentence, with the system error and the path as facts. */

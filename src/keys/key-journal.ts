@@ -1,7 +1,7 @@
-import { readFile, unlink } from "node:fs/promises";
+import { unlink } from "node:fs/promises";
 import { dirname } from "node:path";
 import { describeCause } from "../errors.js";
-import { replaceFile, storageError, syncDirectory } from "../fs/safe-dir.js";
+import { readTrustedFile, replaceFile, storageError, syncDirectory } from "../fs/safe-dir.js";
 import type { KeyHandle, KeyTransaction } from "./key-store.js";
 import type { KeyType } from "./key-types.js";
 import { describeKey, sameKey } from "./pkcs11-uri.js";
@@ -14,12 +14,9 @@ import { describeKey, sameKey } from "./pkcs11-uri.js";
  * credentials named before a new one replaced them.
  */
 async function readKeyJournal(path: string): Promise<string[]> {
-  try {
-    return (await readFile(path, "utf8")).split("\n").filter((line) => line.startsWith("pkcs11:"));
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === "ENOENT") return [];
-    throw storageError(`cannot read ${path}: ${describeCause(err)}`, err, path);
-  }
+  // It names keys to remove from the token: only a journal root or we could have written counts.
+  const text = (await readTrustedFile(path)) ?? "";
+  return text.split("\n").filter((line) => line.startsWith("pkcs11:"));
 }
 
 /** Replaces the journal with `records` (staged, fsynced, renamed), or removes it when there are none. */

@@ -24,15 +24,22 @@ export interface KeySettings {
   storeCertInToken?: boolean;
 }
 
+/** How a key store is opened: `login` for signing; `stored`: the URI was read from the stored credentials (a file). */
+interface OpenOptions {
+  login: boolean;
+  stored?: boolean;
+  crypto?: CryptoProvider;
+}
+
 /**
  * The key store for `uri`: a PKCS#11 token when it names one, else software. `login` opens the
  * token for signing (asking for the PIN if it needs one); without it only public objects are read.
+ * A module that a `stored` URI names is loaded only if no other user could have put it there.
  */
 export async function openKeyStore(
   settings: KeySettings,
   uri: string | undefined,
-  login: boolean,
-  crypto?: CryptoProvider,
+  { login, stored, crypto }: OpenOptions,
 ): Promise<KeyStore> {
   const { isPkcs11Uri, parsePkcs11Uri, shown } = await import("./pkcs11-uri.js");
   if (uri === undefined) {
@@ -50,6 +57,7 @@ export async function openKeyStore(
       pin: pin.read,
       pinSource: pin.where,
       refusePinValue: Boolean(settings.refusePinValue),
+      uriStored: stored,
     },
     login,
   );
@@ -69,11 +77,8 @@ export async function pinOf(settings: KeySettings, uri: Pkcs11Uri): Promise<PinS
 /** The public keys a stored key record names: a PEM's own, or those of the token key its URI (or `settings.uri`) names, read without a login. */
 export async function publicKeysOf(settings: KeySettings, record: string): Promise<Uint8Array[]> {
   const { isKeyUri } = await import("./pkcs11-uri.js");
-  const keyStore = await openKeyStore(
-    settings,
-    isKeyUri(record) ? (settings.uri ?? record.trim()) : settings.uri,
-    false,
-  );
+  const stored = settings.uri === undefined && isKeyUri(record);
+  const keyStore = await openKeyStore(settings, stored ? record.trim() : settings.uri, { login: false, stored });
   try {
     return await keyStore.publicKeysOf(record);
   } finally {

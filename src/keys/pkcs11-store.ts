@@ -1,10 +1,11 @@
 import { createHash } from "node:crypto";
 import { access, constants, realpath } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { CertRetrieverError, describeCause, type Reason, usageError } from "../errors.js";
 import { acquireLock } from "../fs/lock.js";
 import { prepareDirectory } from "../fs/safe-dir.js";
+import { problemOnPath, walkPath } from "../fs/trusted-path.js";
 import { TokenKeyTransaction } from "./key-journal.js";
 import type { KeyHandle, KeyStore, KeyTransaction } from "./key-store.js";
 import { type KeyType, keyAlgorithm } from "./key-types.js";
@@ -31,6 +32,11 @@ export interface Pkcs11Options {
   pinSource: string;
   /** Where `pin-value=` would be seen by others (argv): it is refused there. */
   refusePinValue: boolean;
+  /**
+   * The URI was read from the stored credentials, a file: a `module-path=` in it is loaded only if
+   * no other user could have put that module there (the settings' own are trusted as root gave them).
+   */
+  uriStored?: boolean;
 }
 
 /** PKCS#11 return values and the failure each one means for the user. */
@@ -371,16 +377,44 @@ async function readableModule(uri: Pkcs11Uri, opts: Pkcs11Options): Promise<stri
       "pinValue",
     );
   }
-  const modulePath = modulePathOf(uri, opts.modulePath);
-  try {
-    await access(modulePath, constants.R_OK);
-  } catch (err) {
-    throw new CertRetrieverError(
-      `token failed: the PKCS#11 module ${modulePath} cannot be read: ${describeCause(err)}`,
-      { step: "token", reason: "pkcs11-module-missing", facts: { path: modulePath }, cause: err },
-    );
-  }
+  // A stored one is loaded by the absolute path that was checked (a bare name would go to dlopen's search).
+  const fromFile = opts.uriStored ? uri.modulePath : undefined;
+  const modulePath = fromFile !== undefined ? resolve(fromFile) : modulePathOf(uri, opts.modulePath);
+  if (fromFile !== undefined) await refuseUntrustedModule(modulePath);
+  await access(modulePath, constants.R_OK).catch((err: unknown) => {
+    throw unreadableModule(modulePath, err);
+  });
   return modulePath;
+}
+
+/** `pkcs11-module-missing`: the module cannot be read. */
+function unreadableModule(modulePath: string, err: unknown): CertRetrieverError {
+  return new CertRetrieverError(
+    `token failed: the PKCS#11 module ${modulePath} cannot be read: ${describeCause(err)}`,
+    {
+      step: "token",
+      reason: "pkcs11-module-missing",
+      facts: { path: modulePath },
+      cause: err,
+    },
+  );
+}
+
+/**
+ * Refuses (`pkcs11-module-untrusted`) a module that a stored URI names unless it is a regular file
+ * of root's or ours that no one else can write, in directories of root's or ours that no one else
+ * can write: loading it runs its code as us, so it must be code only root or we could have put
+ * there. A module that is not there is left to the next check (`pkcs11-module-missing`).
+ */
+async function refuseUntrustedModule(modulePath: string): Promise<void> {
+  const walk = await walkPath(modulePath, { expect: "file" }).catch((err: unknown) => {
+    throw unreadableModule(modulePath, err);
+  });
+  if (!walk.problem) return;
+  throw new CertRetrieverError(
+    `token failed: refusing to load the PKCS#11 module ${modulePath} (named by the stored key URI)${problemOnPath(walk.problem, modulePath)}`,
+    { step: "token", reason: "pkcs11-module-untrusted", facts: { path: walk.problem.path } },
+  );
 }
 
 /** Logs in when the token asks for it (a session already logged in counts); whether the session is logged in. */
@@ -453,7 +487,7 @@ async function tokenLock(modulePath: string, serial: string, label: string): Pro
   const module = await realpath(modulePath).catch(() => modulePath); // one lock however the path is spelt
   const name = createHash("sha256").update(`${module}\0${serial}\0${label}`).digest("hex").slice(0, 16);
   const dir = join(base, `cert-retriever-${process.getuid?.() ?? "user"}`, `token-${name}`);
-  await prepareDirectory(dir);
+  await prepareDirectory(dir, "the token's lock directory");
   return acquireLock(dir).catch((err: unknown) => {
     if (err instanceof CertRetrieverError && err.reason === "busy") {
       throw new CertRetrieverError(

@@ -25,17 +25,23 @@ const ENGINE_DIRS = [
  * is set (when unset) to the system's, and the module goes to the engine by PKCS11_MODULE_PATH.
  */
 export async function tokenKeyForTls(
-  settings: KeySettings & { uri: string },
+  settings: KeySettings,
   record: string,
 ): Promise<{ engine: { engine: string; identifier: string }; dispose(): Promise<void> }> {
-  const parsed = parsePkcs11Uri(settings.uri);
+  // The settings' URI, else the stored one (read from a file: its module is checked before it loads).
+  const stored = settings.uri === undefined;
+  const uri = settings.uri ?? record.trim();
+  const parsed = parsePkcs11Uri(uri);
   const named = parsePkcs11Uri(record);
   const source = await pinOf(settings, parsed);
   const pin = parsed.pinValue ?? (await source.read());
   const keyStore = await openKeyStore(
     { ...settings, pin: () => ({ read: async () => pin, where: source.where }) },
-    settings.uri,
-    true,
+    uri,
+    {
+      login: true,
+      stored,
+    },
   );
   try {
     if (!(keyStore instanceof Pkcs11KeyStore && keyStore.holds(record))) {

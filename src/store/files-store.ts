@@ -1,9 +1,15 @@
-import { constants } from "node:fs";
 import { link, mkdtemp, open, rename, rm, unlink } from "node:fs/promises";
 import { join } from "node:path";
-import { CertRetrieverError, describeCause, usageError } from "../errors.js";
+import { describeCause, usageError } from "../errors.js";
 import { acquireLock } from "../fs/lock.js";
-import { prepareDirectory, removeCreatedDirectory, storageError, syncDirectory } from "../fs/safe-dir.js";
+import {
+  checkDirectory,
+  prepareDirectory,
+  readTrustedFile,
+  removeCreatedDirectories,
+  storageError,
+  syncDirectory,
+} from "../fs/safe-dir.js";
 import { isKeyUri } from "../keys/pkcs11-uri.js";
 import { type CredentialPaths, credentialPaths, fileNamesProblem, STAGING_PREFIX } from "./names.js";
 import {
@@ -54,12 +60,9 @@ export class FilesStore implements CredentialStore {
   }
 
   async read(): Promise<StoredCredentials> {
-    const read = (p: string) =>
-      readRegularFile(p).catch((err: NodeJS.ErrnoException) => {
-        if (err.code === "ENOENT" || err.code === "ENOTDIR") return undefined;
-        if (err instanceof CertRetrieverError) throw err;
-        throw storageError(`cannot read ${p}: ${describeCause(err)}`, err);
-      });
+    // Nothing in a directory another user could have written is read, let alone acted on.
+    const exists = await checkDirectory(this.paths.dir);
+    const read = async (p: string) => (exists ? readTrustedFile(p) : undefined);
     const [keyPem, keyUri, certificatePem, caPem, profileJson] = await Promise.all(
       [this.paths.key, this.paths.keyUri, this.paths.certificate, this.paths.ca, this.paths.profile].map(read),
     );
@@ -91,7 +94,7 @@ export class FilesStore implements CredentialStore {
     try {
       release = await acquireLock(this.paths.dir);
     } catch (err) {
-      await removeCreatedDirectory(this.paths.dir, createdDir);
+      await removeCreatedDirectories(createdDir);
       throw err;
     }
     let notes: string[];
@@ -99,14 +102,14 @@ export class FilesStore implements CredentialStore {
       notes = await recoverInterruptedWrites(this.paths);
     } catch (err) {
       await release();
-      await removeCreatedDirectory(this.paths.dir, createdDir);
+      await removeCreatedDirectories(createdDir);
       throw err;
     }
     return {
       notes,
       close: async (succeeded) => {
         await release();
-        if (!succeeded) await removeCreatedDirectory(this.paths.dir, createdDir);
+        if (!succeeded) await removeCreatedDirectories(createdDir);
       },
     };
   }
@@ -246,22 +249,6 @@ async function writeSynced(path: string, text: string, mode: number): Promise<vo
     await handle.writeFile(text);
     await handle.chmod(mode); // the umask may have cleared bits of a 0644 file
     await handle.sync();
-  } finally {
-    await handle.close();
-  }
-}
-
-/**
- * Reads a credentials file that must be a regular file: opened without blocking, so that a FIFO
- * (or a device) put in its place is refused at once instead of holding the run past its deadline.
- */
-async function readRegularFile(path: string): Promise<string> {
-  const handle = await open(path, constants.O_RDONLY | constants.O_NONBLOCK);
-  try {
-    const st = await handle.stat();
-    if (!st.isFile())
-      throw storageError(`${path} is not a regular file, where cert-retriever keeps one (remove it)`, undefined, path);
-    return await handle.readFile("utf8");
   } finally {
     await handle.close();
   }

@@ -1,7 +1,7 @@
 import { join, resolve } from "node:path";
 import { CertRetrieverError, describeCause } from "../errors.js";
 import { acquireLock } from "../fs/lock.js";
-import { prepareDirectory, removeCreatedDirectory } from "../fs/safe-dir.js";
+import { checkDirectory, prepareDirectory, removeCreatedDirectories } from "../fs/safe-dir.js";
 import type {
   CredentialPems,
   CredentialStore,
@@ -74,6 +74,7 @@ export class KeychainStore implements CredentialStore {
   }
 
   async read(): Promise<StoredCredentials> {
+    await checkDirectory(this.lockDir); // the CRL and the CA mark are read from there
     const kt = await this.keytar();
     const values = await Promise.all(
       PARTS.map((p) => this.call(() => kt.getPassword(KEYCHAIN_SERVICE, this.accounts[p]), "read")),
@@ -96,14 +97,14 @@ export class KeychainStore implements CredentialStore {
   async open(): Promise<OpenStore> {
     const createdDir = await prepareDirectory(this.lockDir);
     const release = await acquireLock(this.lockDir).catch(async (err: unknown) => {
-      await removeCreatedDirectory(this.lockDir, createdDir);
+      await removeCreatedDirectories(createdDir);
       throw err;
     });
     return {
       notes: [],
       close: async () => {
         await release();
-        await removeCreatedDirectory(this.lockDir, createdDir); // only the lock lived there
+        await removeCreatedDirectories(createdDir); // only the lock lived there
       },
     };
   }

@@ -57,6 +57,8 @@ async function runLogin(command: Command, state: CliState): Promise<number> {
   refuseLacking(plugin, "login", flags.api ?? "auto");
   if (!flags.tokenFile)
     throw usage("login needs --token-file FILE (or CERT_RETRIEVER_TOKEN_FILE) to write the token to");
+  // Before any request: a directory on its way that another user could swap would send the token to them.
+  await (await import("../../fs/safe-dir.js")).checkFilePath(flags.tokenFile, "the token file");
   const baseUrl = await resolvePlatformUrl(flags);
   const credentials = await login(flags, extras, (key) => command.getOptionValueSource(key));
   await credentials.username(); // asked before the first request, as there is nothing else to do
