@@ -5,13 +5,13 @@ import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { walkPath } from "../src/fs/trusted-path.js";
-import { runCli } from "./helpers/cli.js";
-import { enrollCli, listFiles, snapshot } from "./helpers/enroll.js";
-import { startTestLab, type TestLab, tempDir } from "./helpers/lab.js";
-import { issueLeaf, makeCa } from "./helpers/pki.js";
-import { makeSoftToken } from "./helpers/softhsm.js";
-import { haveRoot, haveTool } from "./helpers/tools.js";
+import { walkPath } from "../../src/fs/trusted-path.js";
+import { runCli } from "../helpers/cli.js";
+import { enrollCli, listFiles, snapshot } from "../helpers/enroll.js";
+import { startTestLab, type TestLab, tempDir } from "../helpers/lab.js";
+import { issueLeaf, makeCa } from "../helpers/pki.js";
+import { makeSoftToken } from "../helpers/softhsm.js";
+import { haveRoot, haveTool } from "../helpers/tools.js";
 
 /** The second local user the tests play, as root, with chown: a uid no account has. */
 const OTHER = 4242;
