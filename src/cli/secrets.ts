@@ -8,7 +8,7 @@ import type { LoginSource } from "../protocols/types.js";
 import { type ConfigExtras, checkTrusted } from "./config.js";
 import { usage } from "./hints.js";
 import { passwordReader } from "./inputs.js";
-import { heldSecret, say } from "./output.js";
+import { heldSecret, holdSecret, say } from "./output.js";
 import { ask, isInteractive } from "./prompts.js";
 
 /** Where an option's value came from (commander's source: cli, env, config, default). */
@@ -86,7 +86,7 @@ export async function login(
   flags: LoginFlags,
   extras: ConfigExtras,
   source?: SourceOf,
-): Promise<LoginSource & { username: () => Promise<string> }> {
+): Promise<LoginSource & { username: () => Promise<string>; onToken: (token: string) => void }> {
   let user: string | undefined;
   let askUser = false;
   const username = async () => {
@@ -97,10 +97,16 @@ export async function login(
   };
   const read = await passwordSource(flags, extras, () => user ?? "", source);
   const prompted = "prompted" in read;
-  const password = heldSecret(read);
+  // Held with the user it goes with: HTTP Basic sends them together, in base64.
+  const password = async () => {
+    const secret = await read();
+    holdSecret(secret, user);
+    return secret;
+  };
   return {
     username,
     password,
+    onToken: holdSecret,
     retryLogin: prompted
       ? (err, attempt) => {
           if (attempt >= LOGIN_TRIES) return false;

@@ -251,6 +251,7 @@ async function loginSettings(
     username: credentials.username,
     password: bounded(credentials.password),
     retryLogin: credentials.retryLogin,
+    onToken: credentials.onToken,
     token,
   };
 }
