@@ -1,4 +1,5 @@
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
+import { readFileSync } from "node:fs";
 import { writeFile } from "node:fs/promises";
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
@@ -12,6 +13,9 @@ import { closedPort, tempDir } from "./helpers/lab.js";
  * never comes, or comes and never writes, must not hold the run past its deadline: the run says
  * so and exits 75 at once (a read left blocking in a thread would keep the process, even
  * process.exit, waiting for ever). A writer that writes is read as a file is.
+ *
+ * While it waits, the run holds what it has read so far (and will hold the password): started with
+ * core dumps allowed, it has lowered its core limit to 0 before reading anything.
  */
 
 const PASSWORD = "fifo-Secret-9431";
@@ -224,3 +228,76 @@ async function startWithProcessSubstitution(platform: string, command: string): 
   });
   return started(child, "bash");
 }
+
+/** A process's core file size limits from /proc ([soft, hard]: "0", "unlimited" or bytes), or undefined. */
+function coreLimits(pid: number | "self"): string[] | undefined {
+  try {
+    return /^Max core file size\s+(\S+)\s+(\S+)/m.exec(readFileSync(`/proc/${pid}/limits`, "utf8"))?.slice(1, 3);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The CLI's core limits while it waits for a password from a FIFO, started (by bash, which then
+ * execs it) with the soft limit `soft`: 0, or as high as the hard limit allows. `atStart` is the
+ * soft limit bash gave it.
+ */
+async function coreLimitsWhileWaiting(
+  platform: string,
+  soft: "0" | "hard",
+): Promise<{ atStart: string | undefined; running: string[] | undefined }> {
+  const { path, out } = await fifo();
+  const script = [
+    'if [ "$1" = hard ]; then ulimit -S -c "$(ulimit -H -c)"; else ulimit -S -c "$1"; fi',
+    'echo "core limit at start: $(ulimit -S -c)" >&2',
+    'shift; exec "$@"',
+  ].join("\n");
+  const args = [process.execPath, ...commandLine(enrollArgs(platform, path, out, "60s"))];
+  const cli = started(
+    spawn("bash", ["-c", script, "bash", soft, ...args], {
+      env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "/root", NO_COLOR: "1" },
+      stdio: ["ignore", "pipe", "pipe"],
+    }),
+    "the CLI",
+  );
+  // The writer's open returns once the CLI has opened the FIFO: it is running, waiting for the password.
+  const writer = started(
+    spawn("sh", ["-c", 'exec 3>"$0"; echo opened >&2; exec sleep 600', path], { stdio: ["ignore", "ignore", "pipe"] }),
+    "the writer",
+  );
+  try {
+    await Promise.all([cli.said(/core limit at start: \S+\n/, 30_000), writer.said(/opened/, 30_000)]);
+    const atStart = /core limit at start: (\S+)/.exec(cli.stderr())?.[1];
+    return { atStart, running: coreLimits(cli.child.pid!) };
+  } finally {
+    stop(cli, writer);
+  }
+}
+
+describe("no core dump of a run: the CLI lowers its own core limit to 0 at start", () => {
+  const hard = coreLimits("self")?.[1];
+  const canDump = hard !== undefined && hard !== "0";
+  let platform: string;
+  beforeAll(async () => {
+    platform = `http://127.0.0.1:${await closedPort()}`; // these runs are ended before any request
+  });
+
+  it.skipIf(!canDump)(
+    "started with core dumps allowed, it waits for the password with a core limit of 0 (soft and hard)",
+    async () => {
+      const { atStart, running } = await coreLimitsWhileWaiting(platform, "hard");
+      expect(atStart, "the soft limit bash gave the CLI").not.toBe("0");
+      expect(running).toEqual(["0", "0"]);
+    },
+  );
+
+  it.skipIf(!canDump)(
+    "started with a soft limit of 0 (Debian's default), it changes nothing (prlimit is not run)",
+    async () => {
+      const { atStart, running } = await coreLimitsWhileWaiting(platform, "0");
+      expect(atStart).toBe("0");
+      expect(running).toEqual(["0", hard]);
+    },
+  );
+});
