@@ -10,6 +10,7 @@ import { verifyCommand } from "./commands/verify.js";
 import { ExitCode } from "./exit-codes.js";
 import { failureJson, usage } from "./hints.js";
 import { redactOptionValues, refuseSecretsOnArgv } from "./inputs.js";
+import { refuseCoreDumps } from "./no-core-dumps.js";
 import { exitCodesHelp, printJson, reportError } from "./output.js";
 import type { CliInjection, CliState } from "./state.js";
 
@@ -46,6 +47,9 @@ export async function main(argv: string[], inject?: CliInjection): Promise<numbe
   const command = argv.find((a) => !a.startsWith("-"));
   const isCheck = command === "check";
   const program = buildProgram(state, isCheck);
+  // Before a command reads any setting or secret, a crash must no longer be able to write them into
+  // a core file (--help and --version, which read nothing, are spared the cost).
+  program.hook("preAction", refuseCoreDumps);
   if (argv.length === 0) {
     // No command is a usage mistake: the help goes to stderr, and the exit code says so.
     process.stderr.write(program.helpInformation());
