@@ -170,7 +170,7 @@ export async function resolve<T>(later: Later<T> | undefined): Promise<T | undef
 /** The login source and the token of login settings (a login only where a user or password is given). */
 function loginOf(settings: LoginSettings | undefined): { login?: LoginSource; token?: TokenSession } {
   if (!settings) return {};
-  const { username, password, retryLogin, token } = settings;
+  const { username, password, retryLogin, onToken, token } = settings;
   const login: LoginSource | undefined =
     username !== undefined || password !== undefined
       ? {
@@ -182,6 +182,7 @@ function loginOf(settings: LoginSettings | undefined): { login?: LoginSource; to
                 new CertRetrieverError("no password given", { step: "authenticate", reason: "missing-credentials" }),
               )),
           retryLogin,
+          onToken,
         }
       : undefined;
   return { login, token };

@@ -75,6 +75,8 @@ export interface LoginSettings {
   password?: LoginSource["password"];
   /** After the platform refused the user or password: whether to ask again (a terminal asks up to three times). */
   retryLogin?: LoginSource["retryLogin"];
+  /** Sees the token a login obtained (a caller that prints keeps it out of what it prints). */
+  onToken?: LoginSource["onToken"];
   /** A session from a token `login` wrote, instead of logging in. */
   token?: TokenSession;
 }

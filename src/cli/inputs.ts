@@ -6,6 +6,7 @@ import type { RenewWindow } from "../flows/inspect.js";
 import { isLoopbackHost } from "../transport/loopback.js";
 import { usage } from "./hints.js";
 import { cliIo } from "./io.js";
+import { readSecretFile } from "./secret-file.js";
 
 /** Refuses a device id that could not be a file name inside the output directory. */
 export function checkDeviceId(id: string | undefined): string {
@@ -109,23 +110,27 @@ export interface PasswordSource {
   env?: string;
 }
 
+/** A secret's reader; `signal` abandons a read still waiting (a pipe's writer that has not come). */
+export type SecretRead = (signal?: AbortSignal) => Promise<string>;
+
 /**
  * Returns a reader of the password from a file, stdin or the environment, in that order of
  * preference. Fails with a usage error naming the options if none is given.
  */
-export function passwordReader(source: PasswordSource, what = "password"): () => Promise<string> {
+export function passwordReader(source: PasswordSource, what = "password"): SecretRead {
   if (source.file && source.stdin) throw usage(`give the ${what} either with a file or on stdin, not both`);
   if (!source.file && !source.stdin && source.env === undefined) {
     // Asked only when the authenticate step runs: a run with nothing to do needs no password.
     const missing = new CertRetrieverError(`no ${what} given`, { step: "authenticate", reason: "missing-credentials" });
     return () => Promise.reject(missing);
   }
-  return async () => {
+  return async (signal) => {
     let text: string;
     if (source.file) {
       try {
-        text = await readFile(source.file, "utf8");
+        text = await readSecretFile(source.file, signal);
       } catch (err) {
+        if (signal?.aborted) throw signal.reason;
         throw new CertRetrieverError(`cannot read the ${what} file ${source.file}: ${describeCause(err)}`, {
           cause: err,
           step: "config",
@@ -158,10 +163,11 @@ async function readStdin(): Promise<string> {
 
 /**
  * A secret's reader that waits no longer than the run may: an interrupt (its reason) or the
- * deadline (exit 75) ends the wait, and stops reading stdin so that the process can end.
+ * deadline (exit 75) ends the wait, abandons the read (a pipe's) and stops reading stdin, so that
+ * the process can end.
  */
 export function boundedRead(
-  read: () => Promise<string>,
+  read: SecretRead,
   signal: AbortSignal,
   deadline: number,
   what = "password",
@@ -170,8 +176,10 @@ export function boundedRead(
     new Promise<string>((resolve, reject) => {
       // The run's stdin, taken now: a signal's handler runs outside the run.
       const { stdin } = cliIo();
+      const abandon = new AbortController();
       const stop = (err: unknown) => {
         cleanup();
+        abandon.abort(err);
         stdin.destroy?.();
         reject(err);
       };
@@ -193,7 +201,7 @@ export function boundedRead(
       };
       if (signal.aborted) return onAbort();
       signal.addEventListener("abort", onAbort, { once: true });
-      read().then(
+      read(abandon.signal).then(
         (value) => {
           cleanup();
           resolve(value);

@@ -11,6 +11,7 @@ import { ExitCode } from "./exit-codes.js";
 import { failureJson, usage } from "./hints.js";
 import { redactOptionValues, refuseSecretsOnArgv } from "./inputs.js";
 import { cliIo, withIo } from "./io.js";
+import { refuseCoreDumps } from "./no-core-dumps.js";
 import { exitCodesHelp, printJson, reportError } from "./output.js";
 import type { CliInjection, CliState } from "./state.js";
 
@@ -54,6 +55,10 @@ async function run(argv: string[], inject?: CliInjection): Promise<number> {
   const command = argv.find((a) => !a.startsWith("-"));
   const isCheck = command === "check";
   const program = buildProgram(state, isCheck);
+  // Before a command reads any setting or secret, a crash must no longer be able to write them into
+  // a core file (--help and --version, which read nothing, are spared the cost). A program that runs
+  // the CLI in-process with streams of its own owns its process's limits.
+  if (!inject?.io) program.hook("preAction", refuseCoreDumps);
   if (argv.length === 0) {
     // No command is a usage mistake: the help goes to stderr, and the exit code says so.
     cliIo().stderr.write(program.helpInformation());

@@ -2,13 +2,18 @@ import { CertRetrieverError } from "../errors.js";
 import { EXIT_CODE_MEANINGS, ExitCode } from "./exit-codes.js";
 import { bugJson, exitCodeOf, failureJson, hintOf } from "./hints.js";
 import { cliIo } from "./io.js";
+import { Redactor } from "./redaction.js";
 
-/** Secrets this run holds (the password, the token): never printed, whoever echoes them back. */
-const secrets = new Set<string>();
+/** Secrets this run holds (the password, the token, a PIN): never printed, in any form, whoever echoes them back. */
+const secrets = new Redactor();
 
-/** Registers a secret this run holds, so that no output ever shows it (a platform may echo it in an error). */
-export function holdSecret(secret: string): void {
-  if (secret.length >= 4) secrets.add(secret);
+/**
+ * Registers a secret this run holds, and the user whose password it is (HTTP Basic sends them
+ * together), so that no output ever shows it in any form it took on the wire (a platform may echo
+ * it in an error).
+ */
+export function holdSecret(secret: string, user?: string): void {
+  secrets.add(secret, user);
 }
 
 /** A secret's reader that registers what it reads with {@link holdSecret}. */
@@ -27,7 +32,7 @@ export function heldSecret(read: () => Promise<string>): () => Promise<string> {
  */
 export function safeText(text: string): string {
   // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what it neutralises
-  return redactSecrets(text).replace(/[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/g, "?");
+  return secrets.text(text).replace(/[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/g, "?");
 }
 
 /** Human text goes to stderr (made safe), data to stdout. */
@@ -35,15 +40,9 @@ export function say(line: string): void {
   cliIo().stderr.write(`${safeText(line)}\n`);
 }
 
-/** Prints a result as JSON on stdout (JSON escapes control characters; secrets are redacted). */
+/** Prints a result as JSON on stdout (JSON escapes control characters; secrets are redacted from each value before escaping). */
 export function printJson(value: unknown): void {
-  cliIo().stdout.write(`${redactSecrets(JSON.stringify(value, null, 2))}\n`);
-}
-
-function redactSecrets(text: string): string {
-  let out = text;
-  for (const secret of secrets) out = out.split(secret).join("<redacted>");
-  return out;
+  cliIo().stdout.write(`${secrets.json(value, 2)}\n`);
 }
 
 /** How a failure is reported: `--debug` adds stack traces; `--json` adds the error object on stdout; `exitCode` overrides the mapping (check's 255); `command` chooses the hint's flags. */

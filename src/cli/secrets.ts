@@ -7,9 +7,9 @@ import type { PinSource } from "../keys/open.js";
 import type { LoginSource } from "../protocols/types.js";
 import { type ConfigExtras, checkTrusted } from "./config.js";
 import { usage } from "./hints.js";
-import { passwordReader } from "./inputs.js";
+import { passwordReader, type SecretRead } from "./inputs.js";
 import { cliIo } from "./io.js";
-import { heldSecret, say } from "./output.js";
+import { heldSecret, holdSecret, say } from "./output.js";
 import { ask, isInteractive } from "./prompts.js";
 
 /** Where an option's value came from (commander's source: cli, env, config, default). */
@@ -55,7 +55,7 @@ async function passwordSource(
   extras: ConfigExtras,
   username: string | (() => string),
   source?: SourceOf,
-): Promise<() => Promise<string>> {
+): Promise<SecretRead> {
   const credential = credentialPath("password");
   const env = cliIo().env.CERT_RETRIEVER_PASSWORD;
   // Precedence: --password-stdin; a password file from a flag or CERT_RETRIEVER_PASSWORD_FILE;
@@ -87,7 +87,7 @@ export async function login(
   flags: LoginFlags,
   extras: ConfigExtras,
   source?: SourceOf,
-): Promise<LoginSource & { username: () => Promise<string> }> {
+): Promise<LoginSource & { username: () => Promise<string>; password: SecretRead; onToken: (token: string) => void }> {
   let user: string | undefined;
   let askUser = false;
   const username = async () => {
@@ -98,10 +98,16 @@ export async function login(
   };
   const read = await passwordSource(flags, extras, () => user ?? "", source);
   const prompted = "prompted" in read;
-  const password = heldSecret(read);
+  // Held with the user it goes with: HTTP Basic sends them together, in base64.
+  const password = async (signal?: AbortSignal) => {
+    const secret = await read(signal);
+    holdSecret(secret, user);
+    return secret;
+  };
   return {
     username,
     password,
+    onToken: holdSecret,
     retryLogin: prompted
       ? (err, attempt) => {
           if (attempt >= LOGIN_TRIES) return false;
@@ -115,11 +121,11 @@ export async function login(
 }
 
 /** A password file's reader, refusing (when read) a file another user could have written. */
-function trustedFile(file: string): () => Promise<string> {
+function trustedFile(file: string): SecretRead {
   const read = passwordReader({ file });
-  return async () => {
+  return async (signal) => {
     await checkTrusted(file, "password file");
-    return read();
+    return read(signal);
   };
 }
 

@@ -16,7 +16,9 @@ export async function logIn(
   for (let attempt = 1; ; attempt++) {
     const username = typeof source.username === "string" ? source.username : await source.username();
     try {
-      return { session: await login.authenticate(username, await source.password()), username };
+      const session = await login.authenticate(username, await source.password());
+      if (session.jwt) source.onToken?.(session.jwt);
+      return { session, username };
     } catch (err) {
       const again =
         err instanceof CertRetrieverError &&

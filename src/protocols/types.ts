@@ -27,6 +27,8 @@ export interface LoginSource {
    * whether to ask for them again; `attempt` counts from 1. A terminal asks up to three times.
    */
   retryLogin?: (err: CertRetrieverError, attempt: number) => boolean;
+  /** Sees the token a login obtained, before anything else does (a caller that prints keeps it out of what it prints). */
+  onToken?: (token: string) => void;
 }
 
 /** The CA certificate as the platform delivered it. */

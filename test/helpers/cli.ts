@@ -185,11 +185,48 @@ export async function runMain(
   return { code, stdout, stderr };
 }
 
-/** Throws if `text` contains a registered secret or a JWT. */
+/** Throws if `text` contains a registered secret in any of its forms (see {@link leakedForm}), or a JWT. */
 export function assertNoSecrets(text: string, context: unknown): void {
   for (const secret of SECRETS) {
-    if (secret && text.includes(secret))
-      throw new Error(`a secret appeared in the output of ${JSON.stringify(context)}`);
+    const form = secret ? leakedForm(text, secret) : undefined;
+    if (form) throw new Error(`a secret appeared (${form}) in the output of ${JSON.stringify(context)}`);
   }
   if (text.includes(JWT_PREFIX)) throw new Error(`a JWT appeared in the output of ${JSON.stringify(context)}`);
+}
+
+/** The shortest slice of a secret that counts as leaked, and the shortest base64 run of one that does. */
+const SLICE = 16;
+const BASE64_RUN = 8;
+
+/**
+ * Which form of `secret` `text` shows, if any: the secret itself; JSON-escaped (as a JSON body
+ * carried it, or with `\uXXXX` for non-ASCII, as Python writes it); URL-encoded; with its white
+ * space collapsed (as a one-line summary makes it); any slice of 16 or more characters; or base64
+ * of it inside any bytes (HTTP Basic's `user:password`, whoever the user): the characters that
+ * encode only the secret's bytes, at each of the three alignments base64 can have.
+ */
+export function leakedForm(text: string, secret: string): string | undefined {
+  const json = JSON.stringify(secret).slice(1, -1);
+  const ascii = json.replace(/[\u0080-\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
+  const forms: Array<[string, string]> = [
+    ["the secret", secret],
+    ["JSON-escaped", json],
+    ["JSON-escaped, ASCII", ascii],
+    ["JSON-escaped, ASCII, upper case", ascii.replace(/\\u[0-9a-f]{4}/g, (u) => `\\u${u.slice(2).toUpperCase()}`)],
+    ["URL-encoded", encodeURIComponent(secret)],
+    ["form-encoded", new URLSearchParams({ s: secret }).toString().slice(2)],
+    ["white space collapsed", secret.replace(/\s+/g, " ")],
+  ];
+  for (const [name, form] of forms) if (text.includes(form)) return name;
+  for (let i = 0; i + SLICE <= secret.length; i++)
+    if (text.includes(secret.slice(i, i + SLICE))) return `a ${SLICE}-character slice`;
+  const bytes = Buffer.from(secret, "utf8");
+  for (let align = 0; align < 3; align++) {
+    const b64 = Buffer.concat([Buffer.alloc(align), bytes]).toString("base64");
+    const run = b64.slice(4 * Math.ceil(align / 3), 4 * Math.floor((align + bytes.length) / 3));
+    if (run.length < BASE64_RUN) continue;
+    if (text.includes(run)) return `base64 (alignment ${align})`;
+    if (text.includes(run.replace(/\+/g, "-").replace(/\//g, "_"))) return `base64url (alignment ${align})`;
+  }
+  return undefined;
 }

@@ -24,7 +24,7 @@ import {
 import { applyConfigFile, type ConfigExtras } from "../config.js";
 import { COMMAND_EXIT_CODES } from "../exit-codes.js";
 import { usage } from "../hints.js";
-import { boundedRead, checkSans, parseDuration, parseRenewWindow } from "../inputs.js";
+import { boundedRead, checkSans, parseDuration, parseRenewWindow, type SecretRead } from "../inputs.js";
 import { cliIo } from "../io.js";
 import { flagName } from "../names.js";
 import { addOptions } from "../options.js";
@@ -238,7 +238,7 @@ async function loginSettings(
   extras: ConfigExtras,
   source: SourceOf,
   plugin: ProtocolPlugin,
-  bounded: (read: () => Promise<string>) => () => Promise<string>,
+  bounded: (read: SecretRead) => () => Promise<string>,
 ): Promise<LoginSettings> {
   const token = plugin.lacks?.login ? undefined : await tokenSession(flags);
   const given = {
@@ -254,6 +254,7 @@ async function loginSettings(
     username: credentials.username,
     password: bounded(credentials.password),
     retryLogin: credentials.retryLogin,
+    onToken: credentials.onToken,
     token,
   };
 }

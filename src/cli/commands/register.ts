@@ -89,6 +89,7 @@ async function runRegister(command: Command, state: CliState): Promise<number> {
           username: credentials.username,
           password: boundedRead(credentials.password, interrupt.signal, deadline),
           retryLogin: credentials.retryLogin,
+          onToken: credentials.onToken,
         }
       : { token },
     network: networkSettings(flags, startedAt, interrupt.signal, retries),
