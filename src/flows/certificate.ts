@@ -17,7 +17,7 @@ export function parseCertificate(
 ): x509.X509Certificate {
   let cert: x509.X509Certificate;
   try {
-    cert = new x509.X509Certificate(typeof data === "string" ? data : new Uint8Array(data));
+    cert = x509.readInFull(new x509.X509Certificate(typeof data === "string" ? data : new Uint8Array(data)));
   } catch (err) {
     throw new CertRetrieverError(`${step} failed: ${what} is not an X.509 certificate (${describeCause(err)})`, {
       step,

@@ -64,11 +64,12 @@ export function parsePkcs11Uri(text: string): Pkcs11Uri {
     for (const item of part.split(separator)) {
       if (item === "") continue;
       const eq = item.indexOf("=");
-      if (eq <= 0) throw bad(`'${item.replace(/pin-value.*/i, "pin-value=…")}' is not name=value`);
+      if (eq <= 0) throw bad(`${quoted(item.replace(/pin-value.*/i, "pin-value=…"))} is not name=value`);
       const name = item.slice(0, eq).toLowerCase();
       const raw = item.slice(eq + 1);
       if (name.startsWith("x-")) continue; // vendor attributes
-      if (!(name in table)) throw bad(`'${name}' is not an attribute of the ${separator === ";" ? "path" : "query"}`);
+      if (!Object.hasOwn(table, name))
+        throw bad(`${quoted(name)} is not an attribute of the ${separator === ";" ? "path" : "query"}`);
       if (seen.has(name)) throw bad(`'${name}' is given twice`);
       seen.add(name);
       const field = table[name];
@@ -82,8 +83,10 @@ export function parsePkcs11Uri(text: string): Pkcs11Uri {
       if (field === "id") {
         uri.id = bytes;
       } else if (field === "slotId") {
-        const n = Number(Buffer.from(bytes).toString("utf8"));
-        if (!Number.isSafeInteger(n) || n < 0) throw bad("slot-id must be a decimal number");
+        const digits = Buffer.from(bytes).toString("utf8");
+        const n = Number(digits);
+        // Number() would also take "", " 1", "0x10", "1e3" and "-0".
+        if (!/^\d+$/.test(digits) || !Number.isSafeInteger(n)) throw bad("slot-id must be a decimal number");
         uri.slotId = n;
       } else {
         (uri as Record<string, unknown>)[field] = Buffer.from(bytes).toString("utf8");
@@ -93,7 +96,7 @@ export function parsePkcs11Uri(text: string): Pkcs11Uri {
   take(path, ";", PATH_ATTRIBUTES);
   take(query, "&", QUERY_ATTRIBUTES);
   if (uri.type !== undefined && !["private", "public", "cert"].includes(uri.type))
-    throw bad(`type=${uri.type} names no key (use type=private, or leave it out)`);
+    throw bad(`type=${quoted(uri.type).slice(1, -1)} names no key (use type=private, or leave it out)`);
   if (uri.object === "") throw bad("object= is empty");
   return uri;
 }
@@ -120,9 +123,19 @@ export function formatPkcs11Uri(uri: Pkcs11Uri): string {
   return `pkcs11:${path.join(";")}${query.length > 0 ? `?${query.join("&")}` : ""}`;
 }
 
-/** The URI as it may be shown: a `pin-value` is replaced, never printed. */
+/** The URI as it may be shown: a `pin-value` is replaced, never printed (and quoted as {@link quoted} does). */
 export function shown(text: string): string {
-  return `'${text.replace(/(pin-value=)[^&;]*/gi, "$1…")}'`;
+  return quoted(text.replace(/(pin-value=)[^&;]*/gi, "$1…"));
+}
+
+/** Text of a URI in quotes, on one line and at most 120 characters: control characters escaped, the middle of a longer one left out. */
+function quoted(text: string): string {
+  const line = text.replace(
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what it escapes
+    /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g,
+    (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`,
+  );
+  return `'${line.length > 120 ? `${line.slice(0, 80)}...${line.slice(-37)}` : line}'`;
 }
 
 /** RFC 3986 unreserved characters (and `extra`) stay; everything else is %-escaped, byte by byte. */
@@ -135,19 +148,18 @@ function percentEncode(value: string, extra = ""): string {
   return out;
 }
 
+/** %-escapes to bytes; the characters between them as UTF-8 (by code point: a character outside the BMP is two UTF-16 units). */
 function percentDecode(value: string): Uint8Array {
-  const out: number[] = [];
-  for (let i = 0; i < value.length; i++) {
-    if (value[i] === "%") {
-      const hex = value.slice(i + 1, i + 3);
-      if (!/^[0-9a-fA-F]{2}$/.test(hex)) throw new Error("broken escape");
-      out.push(parseInt(hex, 16));
-      i += 2;
-    } else {
-      out.push(...Buffer.from(value[i]!, "utf8"));
-    }
+  const out: Buffer[] = [];
+  let at = 0;
+  for (let i = value.indexOf("%"); i >= 0; i = value.indexOf("%", at)) {
+    const hex = value.slice(i + 1, i + 3);
+    if (!/^[0-9a-fA-F]{2}$/.test(hex)) throw new Error("broken escape");
+    out.push(Buffer.from(value.slice(at, i), "utf8"), Buffer.from([parseInt(hex, 16)]));
+    at = i + 3;
   }
-  return new Uint8Array(out);
+  out.push(Buffer.from(value.slice(at), "utf8"));
+  return new Uint8Array(Buffer.concat(out));
 }
 
 /**

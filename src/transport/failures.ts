@@ -24,9 +24,18 @@ function isTlsNotSpoken(err: unknown): boolean {
   );
 }
 
+/**
+ * Whether a TLS error says the server's certificate is not to be trusted: any of OpenSSL's
+ * verification codes as Node names them (a wrong purpose, such as a client's certificate, or a CA
+ * that may not sign, as much as an unknown issuer), a name that does not match, or a TLS refusal.
+ */
 function isTlsTrustError(err: unknown): boolean {
   const code = String((err as NodeJS.ErrnoException | undefined)?.code ?? "");
-  return /CERT|SELF_SIGNED|UNABLE_TO_(GET|VERIFY)|ALTNAME|ERR_SSL_|ERR_TLS_/.test(code) && !/TIMEOUT/.test(code);
+  return (
+    (/CERT|SELF_SIGNED|UNABLE_TO_(GET|VERIFY|DECODE|DECRYPT)|ALTNAME|ERR_SSL_|ERR_TLS_/.test(code) ||
+      /^(INVALID_(PURPOSE|CA)|PATH_LENGTH_EXCEEDED|HOSTNAME_MISMATCH|CRL_\w+|ERROR_IN_\w+)$/.test(code)) &&
+    !/TIMEOUT/.test(code)
+  );
 }
 
 /**

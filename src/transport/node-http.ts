@@ -7,9 +7,10 @@
  */
 import type { ClientRequest, Agent as HttpAgent } from "node:http";
 import type { Socket } from "node:net";
-import type { ConnectionOptions } from "node:tls";
+import { TLSSocket } from "node:tls";
 import { bareHost } from "./loopback.js";
 import { type RawReply, type Sender, type SendRequest, TIMEOUT_CODES } from "./sender.js";
+import { type ClientTlsOptions, guardClientCertificate } from "./server-first.js";
 
 // Not imported: on Node 22+ an ESM import of node:http builds its module namespace, whose
 // WebSocket export loads Node's own undici (and its WebAssembly parser) on every run.
@@ -31,11 +32,27 @@ function withTlsCode(err: NodeJS.ErrnoException): NodeJS.ErrnoException {
   return err;
 }
 
+/** Kept-alive connections, idle for {@link IDLE_MS} at most. */
+const KEPT = { keepAlive: true, timeout: IDLE_MS };
+
+/** Node's https agent with `tls`, whose connections check the server before they present a client certificate. */
+function httpsAgent(tls: ClientTlsOptions): HttpAgent {
+  const agent = new (https().Agent)({ ...KEPT, ...tls });
+  const open = agent.createConnection.bind(agent);
+  agent.createConnection = (options, callback) => {
+    const socket = open(options, callback);
+    if (!(socket instanceof TLSSocket)) return socket;
+    const { servername, host, checkServerIdentity } = options;
+    return guardClientCertificate(socket, { ...tls, servername, host: host ?? undefined, checkServerIdentity });
+  };
+  return agent;
+}
+
 /** Keep-alive connections to the server over http and over https (with the given TLS settings). */
 export class NodeHttpClient implements Sender {
   private agents: { "http:"?: HttpAgent; "https:"?: HttpAgent } = {};
 
-  constructor(private readonly tls: () => ConnectionOptions) {}
+  constructor(private readonly tls: () => ClientTlsOptions) {}
 
   /** Sends one request; resolves when the reply's headers have come. */
   request(req: SendRequest): Promise<RawReply> {
@@ -44,8 +61,7 @@ export class NodeHttpClient implements Sender {
     // An idle connection is dropped after 4 s, or sooner if the server's Keep-Alive says so (as undici
     // does): reused after the server closed it, a signing request would fail as "may have been sent".
     const scheme = secure ? "https:" : "http:";
-    const agent =
-      this.agents[scheme] ?? new lib.Agent({ keepAlive: true, timeout: IDLE_MS, ...(secure ? this.tls() : {}) });
+    const agent = this.agents[scheme] ?? (secure ? httpsAgent(this.tls()) : new lib.Agent(KEPT));
     this.agents[scheme] = agent;
     const { url } = req;
     return new Promise<RawReply>((resolve, reject) => {

@@ -95,12 +95,28 @@ export async function withRetries<T>(policy: RetryPolicy, loop: RetryLoop<T>): P
   }
 }
 
-/** Milliseconds from a Retry-After header (seconds or an HTTP date), or undefined. */
+/** The longest wait a Retry-After is read as (a year): longer is no different, and stays a finite number. */
+const MAX_RETRY_AFTER_S = 365 * 86_400;
+
+/** RFC 9110 §5.6.7's HTTP-date: IMF-fixdate, the obsolete RFC 850 form, or asctime's (which is in GMT too). */
+const HTTP_DATE = [
+  /^[A-Z][a-z]{2}, \d{2} [A-Z][a-z]{2} \d{4} \d{2}:\d{2}:\d{2} GMT$/,
+  /^[A-Z][a-z]{5,8}, \d{2}-[A-Z][a-z]{2}-\d{2} \d{2}:\d{2}:\d{2} GMT$/,
+  /^[A-Z][a-z]{2} [A-Z][a-z]{2} [ \d]\d \d{2}:\d{2}:\d{2} \d{4}$/,
+];
+
+/**
+ * Milliseconds from a Retry-After header (RFC 9110 §10.2.3: delay-seconds or an HTTP-date; a date
+ * in the past is 0), or undefined for anything else: "-1" or "5.5" are no instruction (JavaScript's
+ * Date.parse reads both as days of 2001: no wait at all). At most a year.
+ */
 export function parseRetryAfter(value: string | undefined, now = Date.now()): number | undefined {
-  if (!value) return undefined;
-  if (/^\d+$/.test(value.trim())) return Number.parseInt(value, 10) * 1000;
-  const at = Date.parse(value);
-  return Number.isNaN(at) ? undefined : Math.max(0, at - now);
+  const text = value?.trim();
+  if (!text) return undefined;
+  if (/^\d+$/.test(text)) return Math.min(Number(text), MAX_RETRY_AFTER_S) * 1000;
+  if (!HTTP_DATE.some((form) => form.test(text))) return undefined;
+  const at = Date.parse(text.endsWith("GMT") ? text : `${text} GMT`);
+  return Number.isNaN(at) ? undefined : Math.min(Math.max(0, at - now), MAX_RETRY_AFTER_S * 1000);
 }
 
 /** Whether an HTTP status means "try again later": overload, gateway trouble, rate limiting. */

@@ -1,4 +1,5 @@
-import { type ConnectionOptions, connect } from "node:tls";
+import { connect } from "node:tls";
+import { type ClientTlsOptions, guardClientCertificate } from "./server-first.js";
 
 /**
  * Under TLS 1.3 a server refuses a client certificate after the handshake; a client that writes
@@ -6,9 +7,10 @@ import { type ConnectionOptions, connect } from "node:tls";
  * closed". A second handshake that writes nothing reads the alert: its error code, if any, says
  * why (e.g. ERR_SSL_TLSV1_ALERT_UNKNOWN_CA).
  */
-export function probeTlsAlert(options: ConnectionOptions, ms = 2_000): Promise<string | undefined> {
+export function probeTlsAlert(options: ClientTlsOptions, ms = 2_000): Promise<string | undefined> {
   return new Promise((resolve) => {
-    const socket = connect(options);
+    // A probe presents the client certificate too: to a server that passes the same checks only.
+    const socket = guardClientCertificate(connect(options), options);
     const done = (code: string | undefined) => {
       clearTimeout(timer);
       socket.destroy();

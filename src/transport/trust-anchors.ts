@@ -5,6 +5,7 @@
  */
 import { readFileSync } from "node:fs";
 import * as tls from "node:tls";
+import { type ClientTlsOptions, checkServerFirst } from "./server-first.js";
 
 /** TLS material for the connection to the server (PEM texts). */
 export interface TlsSettings {
@@ -23,14 +24,15 @@ export interface TlsSettings {
   system?: boolean;
 }
 
-/** Node's TLS options for `settings`: trusted CAs, client certificate, and whether to verify. */
-export function tlsOptionsOf(settings: TlsSettings = {}): tls.ConnectionOptions {
-  return {
-    ca: [...(settings.system === false ? [] : systemCaCertificates()), ...(settings.ca ?? [])],
-    cert: settings.cert,
-    key: settings.key,
-    ...(settings.verify === false ? { rejectUnauthorized: false } : {}),
-  };
+/**
+ * Node's TLS options for `settings`: trusted CAs, client certificate, and whether to verify. A
+ * server that is not verified is never shown the client certificate; one that is, is checked before
+ * the certificate goes out (server-first.ts).
+ */
+export function tlsOptionsOf(settings: TlsSettings = {}): ClientTlsOptions {
+  const ca = [...(settings.system === false ? [] : systemCaCertificates()), ...(settings.ca ?? [])];
+  if (settings.verify === false) return { ca, rejectUnauthorized: false };
+  return checkServerFirst({ ca, cert: settings.cert, key: settings.key });
 }
 
 let systemCas: string[] | undefined;

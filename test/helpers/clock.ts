@@ -4,6 +4,7 @@ import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { LAB_BIN, SECRETS } from "./cli.js";
 import { labDir, tempDir } from "./lab.js";
+import type { CaSet } from "./lab-cas.js";
 import { haveTool } from "./tools.js";
 
 /** libfaketime, from Debian's faketime package. */
@@ -46,9 +47,16 @@ export interface LabProcess {
   stop(): Promise<void>;
 }
 
-/** Starts `cert-retriever-lab serve` with `args` in the environment `env` (a shared clock's), on a free port of 127.0.0.1. */
-export async function startLabProcess(args: string[], env: Record<string, string> = {}): Promise<LabProcess> {
-  const dir = await labDir("cr-labp-");
+/**
+ * Starts `cert-retriever-lab serve` with `args` in the environment `env` (a shared clock's), on a
+ * free port of 127.0.0.1, with the run's CAs of `caSet` (`other` for another platform).
+ */
+export async function startLabProcess(
+  args: string[],
+  env: Record<string, string> = {},
+  caSet: CaSet = "main",
+): Promise<LabProcess> {
+  const dir = await labDir("cr-labp-", caSet);
   const password = `lab-${Math.random().toString(36).slice(2)}-secret`;
   SECRETS.add(password);
   const child: ChildProcess = spawn(

@@ -360,7 +360,7 @@ describe.skipIf(!hasFaketime)(
       const out = await freshDevice();
       expect((await device(out, ["enroll", "--non-interactive"])).code).toBe(0);
       // The same device id on another platform, with another CA.
-      const other = await startLabProcess(["--api", "x509", "--cert-lifetime", "1h"], clock.env);
+      const other = await startLabProcess(["--api", "x509", "--cert-lifetime", "1h"], clock.env, "other");
       try {
         await runCli(["lab", "device", "add", "--dir", other.dir, DEVICE]);
         const pw = join(out, "..", "other-password");

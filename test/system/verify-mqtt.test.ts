@@ -24,7 +24,7 @@ describe.skipIf(!ready)("verify against a real mosquitto (mutual TLS, identity a
   beforeAll(async () => {
     [lab, other] = await Promise.all([
       startTestLab({ certProfile: "open", autoRegister: true }),
-      startTestLab({ autoRegister: true }),
+      startTestLab({ caSet: "other", autoRegister: true }),
     ]);
     broker = await startBroker(lab.dir);
   });

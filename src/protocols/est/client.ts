@@ -225,7 +225,7 @@ export class EstClient implements ProtocolClient {
     const waitMs = Math.max(parseRetryAfter(reply.retryAfter) ?? 60_000, MIN_RETRY_MS);
     if (Date.now() + waitMs >= client.deadline) {
       throw new CertRetrieverError(
-        `submit-csr failed: the EST server has not yet approved the request (HTTP 202, next try in ${Math.ceil(waitMs / 1000)} s), and the deadline comes first; nothing was written`,
+        `submit-csr failed: the EST server has not yet approved the request (HTTP 202, next try in ${inWords(waitMs)}), and the deadline comes first; nothing was written`,
         { step: "submit-csr", reason: "deadline", facts: { ...estFacts(reply), pendingApproval: true } },
       );
     }
@@ -239,6 +239,14 @@ export class EstClient implements ProtocolClient {
   private url(operation: string): URL {
     return new URL(`${this.opts.baseUrl.href.replace(/\/+$/, "")}/${operation}`);
   }
+}
+
+/** A wait in words: seconds, minutes, hours or days. */
+function inWords(ms: number): string {
+  const s = Math.ceil(ms / 1000);
+  if (s < 120) return `${s} s`;
+  if (s < 7200) return `${Math.round(s / 60)} min`;
+  return s < 172_800 ? `${Math.round(s / 3600)} h` : `${Math.round(s / 86_400)} days`;
 }
 
 /** The issued certificate in a 200 reply: the one with the CSR's key (servers may add the chain). */

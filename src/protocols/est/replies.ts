@@ -19,7 +19,7 @@ export function pkcs7Reply(step: Step, reply: HttpReply, what: string): Uint8Arr
   if (!der) throw malformedEst(step, reply, `${what} in base64`);
   try {
     const certs = certsFromPkcs7(der);
-    for (const cert of certs) new x509.X509Certificate(new Uint8Array(cert)); // each must parse as X.509
+    for (const cert of certs) x509.readInFull(new x509.X509Certificate(new Uint8Array(cert))); // each must parse as X.509
     return certs;
   } catch (err) {
     throw malformedEst(step, reply, `${what} as a certs-only PKCS#7 (${describeCause(err)})`);
