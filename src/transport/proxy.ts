@@ -56,17 +56,12 @@ class ProxySender implements Sender {
  * A sender through the proxy the environment names, with `tls` for the server (trusted CAs, client
  * certificate) and `connectTimeout` for each connection. undici is imported here, not before.
  */
-<<<<<<< HEAD
 export async function openProxySender(
-  tls: ConnectionOptions,
+  tls: ClientTlsOptions,
   connectTimeout: number,
   env: NodeJS.ProcessEnv = process.env,
 ): Promise<Sender> {
-  const { EnvHttpProxyAgent } = await import("undici");
-=======
-export async function openProxySender(tls: ClientTlsOptions, connectTimeout: number): Promise<Sender> {
   const undici = await import("undici");
->>>>>>> main
   const connect = { ...tls, timeout: connectTimeout };
   // With a client certificate, the TLS to the server is made here, where it can check the server first.
   const factory = (origin: string, opts: Pool.Options) =>
@@ -79,15 +74,19 @@ export async function openProxySender(tls: ClientTlsOptions, connectTimeout: num
       ),
     });
   // `connect` for a host NO_PROXY exempts, `requestTls` for the server at the end of the tunnel.
-<<<<<<< HEAD
   // The variables as undici reads them (lowercase first), from the environment given.
   const httpProxy = env.http_proxy ?? env.HTTP_PROXY;
   const httpsProxy = env.https_proxy ?? env.HTTPS_PROXY ?? httpProxy;
   const noProxy = env.no_proxy ?? env.NO_PROXY;
-  return new ProxySender(new EnvHttpProxyAgent({ connect, requestTls: connect, httpProxy, httpsProxy, noProxy }));
-=======
   return new ProxySender(
-    new undici.EnvHttpProxyAgent({ connect, requestTls: connect, ...(tls.requestOCSP ? { factory } : {}) }),
+    new undici.EnvHttpProxyAgent({
+      connect,
+      requestTls: connect,
+      httpProxy,
+      httpsProxy,
+      noProxy,
+      ...(tls.requestOCSP ? { factory } : {}),
+    }),
   );
 }
 
@@ -124,5 +123,4 @@ function checkedTlsOver(
       });
     });
   };
->>>>>>> main
 }
