@@ -67,7 +67,7 @@ export async function runCli(args: string[], opts: RunOptions & { cwd?: string; 
 }
 
 /** `cert-retriever ARGS` as a child process, whatever the project (see runCli). */
-export async function runProcess(
+async function runProcess(
   args: string[],
   opts: RunOptions & { cwd?: string; bin?: string } = {},
 ): Promise<CliRun> {
