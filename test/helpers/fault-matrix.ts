@@ -22,8 +22,11 @@ export interface Cell {
 const STEP = { auth: "authenticate", ca: "fetch-ca", sign: "submit-csr" } as const;
 const EXIT = { auth: 10, ca: 11, sign: 13 } as const;
 
-/** Limits that keep each cell short: three attempts, one-second timeouts. */
-const FAST = ["--retries", "2", "--request-timeout", "1s", "--deadline", "20s"];
+/**
+ * Limits that keep each cell short: three attempts, one-second timeouts; and a P-256 key, as no
+ * cell is about key types (the lab's `open` profile takes it, where dojot's CFREE takes RSA only).
+ */
+const FAST = ["--retries", "2", "--request-timeout", "1s", "--deadline", "20s", "--key-type", "ec-p256"];
 
 /** The cells every route shares: transport and status faults, persistent and passing. */
 export function commonCells(route: keyof typeof STEP): Cell[] {
@@ -112,10 +115,10 @@ export interface Fixture {
 
 /** Enrolls the victim device once against a fault-free lab. */
 export async function makeFixture(): Promise<Fixture> {
-  const lab = await startTestLab();
+  const lab = await startTestLab({ certProfile: "open" });
   await lab.addDevice("victim");
   const base = join(await tempDir(), "certs");
-  const run = await enrollCli(lab.url, lab, "victim", base);
+  const run = await enrollCli(lab.url, lab, "victim", base, ["--key-type", "ec-p256"]);
   expect(run.code, run.stderr).toBe(0);
   await lab.close(); // keep the directory: each cell serves it again with its faults
   return { lab, base, deviceId: "victim" };
@@ -136,7 +139,7 @@ export async function runCell(fx: Fixture, cell: Cell): Promise<void> {
     host: "127.0.0.1",
     port: 0,
     crypto: softwareCrypto(),
-    certProfile: "cfree",
+    certProfile: "open",
     autoRegister: false,
     adminPassword: fx.lab.password,
     tokenLifetime: 420,

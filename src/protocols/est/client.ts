@@ -199,14 +199,13 @@ export class EstClient implements ProtocolClient {
     // RFC 8951 §3.1: base64 as RFC 4648 has it, one line (receivers must take line breaks, but strongSwan < 5.9.11 does not).
     const body = Buffer.from(req.csrDer).toString("base64");
     const url = this.url(current ? "simplereenroll" : "simpleenroll");
+    let pending: HttpReply | undefined;
     for (;;) {
-      const reply = await client.json("submit-csr", url, {
-        method: "POST",
-        headers,
-        text: body,
-        contentType: "application/pkcs10",
-        once: true,
-      });
+      const reply = await client
+        .json("submit-csr", url, { method: "POST", headers, text: body, contentType: "application/pkcs10", once: true })
+        .catch((err: unknown) => {
+          throw pending ? stillPending(pending, err) : err;
+        });
       if (reply.status === 200) return { der: issuedCertificate(reply, req.csrDer) };
       if (reply.status !== 202)
         throw enrollError(
@@ -215,6 +214,7 @@ export class EstClient implements ProtocolClient {
           headers.authorization ? this.username : "",
           this.opts.clientCert,
         );
+      pending = reply;
       await this.waitForApproval(reply, client);
     }
   }
@@ -239,6 +239,19 @@ export class EstClient implements ProtocolClient {
   private url(operation: string): URL {
     return new URL(`${this.opts.baseUrl.href.replace(/\/+$/, "")}/${operation}`);
   }
+}
+
+/**
+ * A try after a 202 that the deadline cut short: the server holds the request (§4.2.3), so it is
+ * the approval that did not come in time, not a request that may have been lost; other failures
+ * stay as they are.
+ */
+function stillPending(pending: HttpReply, err: unknown): unknown {
+  if (!(err instanceof CertRetrieverError) || !/the deadline (passed|leaves no time)/.test(err.message)) return err;
+  return new CertRetrieverError(
+    "submit-csr failed: the EST server has not yet approved the request (HTTP 202), and the deadline passed while asking again; nothing was written",
+    { step: "submit-csr", reason: "deadline", facts: { ...estFacts(pending), pendingApproval: true } },
+  );
 }
 
 /** A wait in words: seconds, minutes, hours or days. */
