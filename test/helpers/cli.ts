@@ -67,10 +67,7 @@ export async function runCli(args: string[], opts: RunOptions & { cwd?: string; 
 }
 
 /** `cert-retriever ARGS` as a child process, whatever the project (see runCli). */
-async function runProcess(
-  args: string[],
-  opts: RunOptions & { cwd?: string; bin?: string } = {},
-): Promise<CliRun> {
+async function runProcess(args: string[], opts: RunOptions & { cwd?: string; bin?: string } = {}): Promise<CliRun> {
   const child = spawn(process.execPath, commandLine(args, opts), {
     env: runEnv(opts.env),
     cwd: opts.cwd,
