@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ExitCode } from "../../src/cli/exit-codes.js";
 import { BIN, runCli } from "../helpers/cli.js";
 import { enrollCli, listFiles } from "../helpers/enroll.js";
-import { startTestLab, type TestLab, tempDir } from "../helpers/lab.js";
+import { closedPort, startTestLab, type TestLab, tempDir } from "../helpers/lab.js";
 import { openssl } from "../helpers/tools.js";
 
 let lab: TestLab;
@@ -71,6 +71,23 @@ describe("the command a script runs", () => {
     const wrong = await runCli([...args.slice(0, -1), join(dir, "other")], { input: "not-the-password\n" });
     expect(wrong.code).toBe(ExitCode.AUTH);
     expect(await listFiles(dir)).toEqual(["token"]);
+  });
+
+  it("verify: a broker that is not there is exit 20, and stdout stays empty without --json", async () => {
+    await lab.addDevice("ct-4");
+    const out = join(await tempDir(), "certs");
+    expect((await enrollCli(lab.url, lab, "ct-4", out)).code).toBe(0);
+    const broker = `mqtts://127.0.0.1:${await closedPort()}`;
+    const run = await runCli(["verify", "--broker", broker, "--device-id", "ct-4", "--out", out]);
+    expect([run.code, run.stdout]).toEqual([ExitCode.BROKER_UNREACHABLE, ""]);
+    expect(run.stderr).toMatch(/^cert-retriever: verify failed: /m);
+  });
+
+  it("register: a certificate chain that is not there is exit 3 (configuration) before any request", async () => {
+    const dir = await tempDir();
+    const args = ["register", "--platform", lab.url, "--device-id", "c7c7c5", "--cert-chain", join(dir, "missing.pem")];
+    const run = await runCli([...args, "--username", "admin", "--password-stdin"], { input: `${lab.password}\n` });
+    expect(run.code, run.stderr).toBe(ExitCode.CONFIG);
   });
 
   it("completion bash: a script on stdout, exit 0", async () => {
