@@ -2,7 +2,7 @@ import { cp } from "node:fs/promises";
 import { join } from "node:path";
 import { expect } from "vitest";
 import type { FaultKind, FaultRoute } from "../../lab/src/faults.js";
-import { setDevice, startLab } from "../../lab/src/server.js";
+import { type LabOptions, type RunningLab, setDevice, startLab } from "../../lab/src/server.js";
 import { softwareCrypto } from "../../src/keys/provider.js";
 import { enrollCli, snapshot } from "./enroll.js";
 import { startTestLab, type TestLab, tempDir } from "./lab.js";
@@ -134,17 +134,7 @@ export async function runCell(fx: Fixture, cell: Cell): Promise<void> {
   const out = join(await tempDir(), "certs");
   await cp(fx.base, out, { recursive: true, preserveTimestamps: true });
   const before = await snapshot(out);
-  const lab = await startLab({
-    dir: fx.lab.dir,
-    host: "127.0.0.1",
-    port: 0,
-    crypto: softwareCrypto(),
-    certProfile: "open",
-    autoRegister: false,
-    adminPassword: fx.lab.password,
-    tokenLifetime: 420,
-    faults: [{ route: cell.route, kind: cell.kind, times: cell.times }],
-  });
+  const lab = await serveFixture(fx, [{ route: cell.route, kind: cell.kind, times: cell.times }]);
   try {
     const run = await enrollCli(lab.url, fx.lab, fx.deviceId, out, [
       "--force",
@@ -165,4 +155,19 @@ export async function runCell(fx: Fixture, cell: Cell): Promise<void> {
   } finally {
     await lab.close();
   }
+}
+
+/** Serves the fixture's lab directory again, with `faults` (none by default). */
+export function serveFixture(fx: Fixture, faults: LabOptions["faults"] = []): Promise<RunningLab> {
+  return startLab({
+    dir: fx.lab.dir,
+    host: "127.0.0.1",
+    port: 0,
+    crypto: softwareCrypto(),
+    certProfile: "open",
+    autoRegister: false,
+    adminPassword: fx.lab.password,
+    tokenLifetime: 420,
+    faults,
+  });
 }

@@ -1,14 +1,11 @@
-import { readFile, rm, writeFile } from "node:fs/promises";
+import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { LabFault } from "../../lab/src/faults.js";
-import { type EstLabOptions, type RunningLab, readEstIssued, startLab } from "../../lab/src/server.js";
-import { sha256Fingerprint } from "../../src/flows/certificate.js";
-import { softwareCrypto } from "../../src/keys/provider.js";
+import { readEstIssued } from "../../lab/src/server.js";
 import * as x509 from "../../src/keys/x509.js";
-import { type CliRun, runCli, SECRETS } from "../helpers/cli.js";
+import { runCli } from "../helpers/cli.js";
 import { listFiles, snapshot } from "../helpers/enroll.js";
-import { labDir, tempDir } from "../helpers/lab.js";
+import { certPath, DEVICE, device, type EstLab, enrollEst, estLab, pemBlocks } from "../helpers/est-lab.js";
 import { issueLeaf, makeCa } from "../helpers/pki.js";
 import { openssl } from "../helpers/tools.js";
 
@@ -18,86 +15,6 @@ import { openssl } from "../helpers/tools.js";
  * certificate, CSR attributes, manual approval (202), and every refusal with its exit code and
  * nothing written.
  */
-
-const DEVICE = "est-device-1";
-
-interface EstLab extends RunningLab {
-  dir: string;
-  password: string;
-  estUrl: string;
-  /** The EST root's PEM (for --platform-ca) and its pin. */
-  rootPem: string;
-  pin: string;
-  stop(): Promise<void>;
-}
-
-async function estLab(est: EstLabOptions = {}, faults: LabFault[] = []): Promise<EstLab> {
-  const dir = await labDir("cr-est-lab-");
-  const password = `est-${Math.random().toString(36).slice(2)}-secret`;
-  SECRETS.add(password);
-  const lab = await startLab({
-    dir,
-    host: "127.0.0.1",
-    port: 0,
-    crypto: softwareCrypto(),
-    certProfile: "open",
-    autoRegister: false,
-    adminPassword: password,
-    tokenLifetime: 420,
-    api: "est",
-    est,
-    faults,
-  });
-  const root = lab.estCa!.root.cert;
-  const rootPem = root.toString("pem");
-  return {
-    ...lab,
-    dir,
-    password,
-    estUrl: lab.estUrl!,
-    rootPem,
-    pin: `sha256:${sha256Fingerprint(root)}`,
-    stop: async () => {
-      await lab.close();
-      await rm(dir, { recursive: true, force: true });
-    },
-  };
-}
-
-/** A device's directory and the password file beside it. */
-async function device(lab: EstLab): Promise<{ out: string; pw: string }> {
-  const base = await tempDir("cr-est-");
-  const pw = join(base, "password");
-  await writeFile(pw, lab.password, { mode: 0o600 });
-  return { out: join(base, "certs"), pw };
-}
-
-/** `cert-retriever enroll --api est` for DEVICE into `out`, plus `args`. */
-function enrollEst(lab: EstLab, out: string, args: string[], env: Record<string, string> = {}): Promise<CliRun> {
-  return runCli(
-    [
-      "enroll",
-      "--api",
-      "est",
-      "--platform",
-      lab.estUrl,
-      "--device-id",
-      DEVICE,
-      "--out",
-      out,
-      "--non-interactive",
-      ...args,
-    ],
-    { env, timeoutMs: 30_000 },
-  );
-}
-
-const certPath = (out: string) => join(out, `${DEVICE}.crt`);
-
-/** The PEM blocks of a file. */
-async function pemBlocks(path: string): Promise<string[]> {
-  return (await readFile(path, "utf8")).match(/-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----\n/g) ?? [];
-}
 
 describe("EST renewal: re-enrollment authenticated by the current certificate", () => {
   let lab: EstLab;

@@ -2,10 +2,9 @@ import { execFileSync } from "node:child_process";
 import { cp, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { setDevice, startLab } from "../../lab/src/server.js";
-import { softwareCrypto } from "../../src/keys/provider.js";
+import { setDevice } from "../../lab/src/server.js";
 import { enrollCli, listFiles, snapshot } from "../helpers/enroll.js";
-import { type Fixture, makeFixture } from "../helpers/fault-matrix.js";
+import { type Fixture, makeFixture, serveFixture } from "../helpers/fault-matrix.js";
 import { tempDir } from "../helpers/lab.js";
 import { haveRoot, openssl } from "../helpers/tools.js";
 
@@ -72,7 +71,7 @@ describe.skipIf(!mountable)("disk faults: the previous credentials survive", () 
 /** Re-enrolls the victim over `out` with --force and expects the run to fail with `code` and `message`. */
 async function expectForcedRunFails(out: string, code: number, message: RegExp): Promise<void> {
   await setDevice(fx.lab.dir, "victim", "reset");
-  const lab = await serveFixture();
+  const lab = await serveFixture(fx);
   try {
     const run = await enrollCli(lab.url, fx.lab, "victim", out, ["--force"]);
     expect(run.stderr).toMatch(message);
@@ -80,20 +79,6 @@ async function expectForcedRunFails(out: string, code: number, message: RegExp):
   } finally {
     await lab.close();
   }
-}
-
-/** Serves the fixture's lab directory without faults. */
-function serveFixture() {
-  return startLab({
-    dir: fx.lab.dir,
-    host: "127.0.0.1",
-    port: 0,
-    crypto: softwareCrypto(),
-    certProfile: "cfree",
-    autoRegister: false,
-    adminPassword: fx.lab.password,
-    tokenLifetime: 420,
-  });
 }
 
 describe("kill -9 at every step boundary: the next run finds whole credentials, old or new", () => {
@@ -113,7 +98,7 @@ describe("kill -9 at every step boundary: the next run finds whole credentials, 
       const out = join(await tempDir(), "certs");
       await cp(fx.base, out, { recursive: true });
       const before = await snapshot(out);
-      const lab = await serveFixture();
+      const lab = await serveFixture(fx);
       try {
         const killed = await enrollCli(lab.url, fx.lab, "victim", out, ["--force"], {}, `kill:${point}`);
         expect(killed.code).toBeNull(); // died by the signal

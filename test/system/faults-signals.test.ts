@@ -5,11 +5,10 @@ import { createServer, request as httpRequest } from "node:http";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { setDevice, startLab } from "../../lab/src/server.js";
-import { softwareCrypto } from "../../src/keys/provider.js";
+import { setDevice } from "../../lab/src/server.js";
 import { BIN, runCli } from "../helpers/cli.js";
 import { enrollCli, listFiles, snapshot } from "../helpers/enroll.js";
-import { type Fixture, makeFixture } from "../helpers/fault-matrix.js";
+import { type Fixture, makeFixture, serveFixture } from "../helpers/fault-matrix.js";
 import { startTestLab, type TestLab, tempDir } from "../helpers/lab.js";
 import { openssl } from "../helpers/tools.js";
 
@@ -18,20 +17,6 @@ beforeAll(async () => {
   fx = await makeFixture();
 });
 afterAll(async () => fx.lab.stop());
-
-/** Serves the fixture's lab directory without faults. */
-function serveFixture() {
-  return startLab({
-    dir: fx.lab.dir,
-    host: "127.0.0.1",
-    port: 0,
-    crypto: softwareCrypto(),
-    certProfile: "cfree",
-    autoRegister: false,
-    adminPassword: fx.lab.password,
-    tokenLifetime: 420,
-  });
-}
 
 describe("completing a write that a killed run committed", () => {
   /** The victim's credentials in `<tmp>/<sub>/certs`, and a run killed right after its commit mark. */
@@ -50,7 +35,7 @@ describe("completing a write that a killed run committed", () => {
   }
 
   it("after the directory was moved (mv of its parent): the next run completes it, as the mark names files relative to --out", async () => {
-    const lab = await serveFixture();
+    const lab = await serveFixture(fx);
     try {
       const { parent, before } = await killedAfterCommit(lab, "old-place");
       const moved = join(parent, "..", "new-place");
@@ -69,7 +54,7 @@ describe("completing a write that a killed run committed", () => {
   });
 
   it("a file-system error while completing it (the key's name taken by a directory): exit 15, the lock released, the next run completes it", async () => {
-    const lab = await serveFixture();
+    const lab = await serveFixture(fx);
     try {
       const { out } = await killedAfterCommit(lab, "blocked");
       await rm(join(out, "victim.key"));
@@ -104,7 +89,7 @@ describe("signals and argv", () => {
   afterAll(async () => lab.stop());
 
   it("a stdin that stays open with no password: --deadline ends the wait (exit 75), SIGTERM ends it too (143)", async () => {
-    const lab = await serveFixture();
+    const lab = await serveFixture(fx);
     try {
       for (const how of ["deadline", "SIGTERM"] as const) {
         const out = join(await tempDir(), "certs");
@@ -160,7 +145,7 @@ describe("signals and argv", () => {
     const check = await runCli(["check", "--device-id", "victim", "--out", out], { timeoutMs: 15_000 });
     expect(check.stderr).toMatch(/store failed: .*victim\.crt is not a regular file/);
     expect(check.code).toBe(255);
-    const lab = await serveFixture();
+    const lab = await serveFixture(fx);
     try {
       const run = await enrollCli(lab.url, fx.lab, "victim", out);
       expect(run.stderr).toMatch(/victim\.crt is not a regular file/);
@@ -181,7 +166,7 @@ describe("signals and argv", () => {
       await cp(fx.base, out, { recursive: true });
       const before = await snapshot(out);
       // A gateway that passes everything to the lab but holds the slow route's request, and says when it has it.
-      const lab = await serveFixture();
+      const lab = await serveFixture(fx);
       let held = false;
       const gateway = createServer((req, res) => {
         if ((route === "sign" && req.url?.startsWith("/sign/")) || (route === "ca" && req.url?.startsWith("/ca/"))) {

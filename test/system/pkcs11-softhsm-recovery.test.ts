@@ -1,4 +1,4 @@
-import { execFileSync, spawn, spawnSync } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import { mkdir, readdir, readFile, utimes, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -9,24 +9,22 @@ import type { TestBroker } from "../helpers/mosquitto.js";
 import { makeSoftToken, type TestToken } from "../helpers/softhsm.js";
 import { Terminal } from "../helpers/terminal.js";
 import { startTokenWorld, type TokenWorld } from "../helpers/token-world.js";
-import { haveTool, openssl } from "../helpers/tools.js";
+import { haveTool } from "../helpers/tools.js";
 
 const ready =
   haveTool("softhsm2-util") && haveTool("pkcs11-tool") && haveTool("mosquitto") && haveTool("mosquitto_pub");
 
 describe.skipIf(!ready)(
-  "keys in a PKCS#11 token (SoftHSM2): generated inside, CSR signed inside, never on disk",
+  "keys in a PKCS#11 token (SoftHSM2): failed and killed writes, locks, PINs at a terminal and from systemd",
   () => {
     let world: TokenWorld<TestToken>;
     let lab: TestLab;
     let token: TestToken;
     let broker: TestBroker;
-    /** The CSRs the CLI sent, as PEM, newest last. */
-    let csrs: string[];
     let proxy: { url: string };
     beforeAll(async () => {
       world = await startTokenWorld(() => makeSoftToken("device"));
-      ({ lab, csrs, broker, token: token } = world);
+      ({ lab, broker, token: token } = world);
       proxy = { url: world.url };
     });
     afterAll(async () => world?.stop());
@@ -43,73 +41,6 @@ describe.skipIf(!ready)(
         { ...token.env, ...env },
         fault,
       );
-
-    for (const keyType of ["ec-p256", "ec-p384", "rsa-2048", "rsa-3072"] as const) {
-      it(`${keyType}: the token makes a non-extractable key, signs the CSR, and only the key's URI is stored`, async () => {
-        const dir = await tempDir();
-        const out = join(dir, "certs");
-        const id = `f60c28${keyType.replace(/\D/g, "")}`;
-        const run = await enroll(id, out, ["--key-type", keyType, "--json"]);
-        expect(run.code, run.stderr).toBe(0);
-        expect(run.stderr).toMatch(
-          new RegExp(`generate-key.*${keyType} key generated in token 'device'.*never extractable`),
-        );
-        // The CSR the token signed: openssl checks its signature and key.
-        const csr = csrs.at(-1)!;
-        const csrFile = join(dir, "req.pem");
-        await writeFile(csrFile, csr);
-        expect(spawnSync("openssl", ["req", "-in", csrFile, "-noout", "-verify"], { encoding: "utf8" }).stderr).toMatch(
-          /verify OK/,
-        );
-        // The certificate chains to the stored CA, and its key is the token's.
-        expect(openssl("verify", "-CAfile", join(out, "IOTmidCA.crt"), join(out, `${id}.crt`)).trim()).toBe(
-          `${join(out, `${id}.crt`)}: OK`,
-        );
-        const files = await listFiles(out);
-        expect(files).toEqual([`${id}.crt`, `${id}.key.uri`, "IOTmidCA.crt"].sort());
-        const uri = (await readFile(join(out, `${id}.key.uri`), "utf8")).trim();
-        expect(uri).toMatch(
-          new RegExp(
-            `^pkcs11:token=device;serial=[0-9a-f]+;object=${id};id=(%[0-9a-f]{2}){16};type=private\\?module-path=${token.module}&pin-source=file:`,
-          ),
-        );
-        expect(JSON.parse(run.stdout).store.files.keyUri).toBe(join(out, `${id}.key.uri`));
-        // The private key: in the token, sensitive, never extractable; nowhere on disk.
-        const keys = token.privateKeys(id);
-        expect(keys).toHaveLength(1);
-        expect(keys[0]).toMatch(/Access:\s+sensitive, always sensitive, never extractable, local/);
-        for (const name of await listFiles(dir)) {
-          const text = await readFile(join(dir, name), "utf8").catch(() => "");
-          expect(text).not.toMatch(/PRIVATE KEY/);
-        }
-        // The token's private key is the certificate's: it signs through OpenSSL's pkcs11 engine, the certificate's key verifies.
-        const data = join(dir, "data");
-        await writeFile(data, "proof of possession");
-        const path = uri.replace(/\?.*$/, "");
-        const sign = spawnSync(
-          "openssl",
-          [
-            "dgst",
-            "-sha256",
-            "-engine",
-            "pkcs11",
-            "-keyform",
-            "engine",
-            "-sign",
-            `${path};pin-value=${token.pin}`,
-            "-out",
-            join(dir, "sig"),
-            data,
-          ],
-          { env: { ...process.env, ...token.env }, encoding: "utf8" },
-        );
-        expect(sign.status, sign.stderr).toBe(0);
-        await writeFile(join(dir, "pub.pem"), openssl("x509", "-in", join(out, `${id}.crt`), "-noout", "-pubkey"));
-        expect(
-          openssl("dgst", "-sha256", "-verify", join(dir, "pub.pem"), "-signature", join(dir, "sig"), data).trim(),
-        ).toBe("Verified OK");
-      });
-    }
 
     it("a key file replaced by a token key: a write that fails after removing the key file puts every file back, and the new token key goes", async () => {
       const id = "5a1c01";
