@@ -142,7 +142,8 @@ export async function checkKeyFlag(flags: KeyFlags): Promise<void> {
 export function keySettings(flags: KeyFlags, source?: SourceOf, storeCertInToken = false): KeySettings {
   return {
     uri: flags.key,
-    modulePath: flags.pkcs11Module,
+    // PKCS11_MODULE_PATH from the run's environment (the library's own default is its process's).
+    modulePath: flags.pkcs11Module ?? cliIo().env.PKCS11_MODULE_PATH,
     pin: async (uri) => tokenPin(uri, flags, (await import("../keys/pkcs11-uri.js")).tokenName(uri)),
     refusePinValue: source?.("key") === "cli",
     storeCertInToken,
