@@ -17,6 +17,7 @@ const UNIT = fileURLToPath(new URL("../../systemd/cert-retriever.service", impor
 const DROPIN = fileURLToPath(new URL("../../systemd/cert-retriever.service.d/platform.conf.example", import.meta.url));
 const RENEW_UNIT = fileURLToPath(new URL("../../systemd/cert-retriever-renew.service", import.meta.url));
 const RENEW_TIMER = fileURLToPath(new URL("../../systemd/cert-retriever-renew.timer", import.meta.url));
+const ENV_EXAMPLE = fileURLToPath(new URL("../../systemd/cert-retriever.env.example", import.meta.url));
 /** The most `systemd-analyze security` may rate the unit (0 = locked down, 10 = exposed); README says why. */
 const EXPOSURE_THRESHOLD = 2.0;
 
@@ -155,6 +156,72 @@ describe("first boot, as the unit runs it", () => {
       "boot-device.key",
     ]);
     expect((await runCli(command("ExecCondition"), { env })).code).toBe(1);
+  });
+});
+
+describe("one settings file for both units, as the README installs it", () => {
+  let lab: TestLab;
+  beforeAll(async () => {
+    lab = await startTestLab({ autoRegister: true });
+  });
+  afterAll(async () => lab.stop());
+
+  /** VARIABLE=value lines as systemd's EnvironmentFile= reads them (comments and blank lines skipped). */
+  const environmentFile = (text: string) =>
+    Object.fromEntries(
+      text
+        .split("\n")
+        .filter((l) => /^\w+=/.test(l))
+        .map((l) => [l.slice(0, l.indexOf("=")), l.slice(l.indexOf("=") + 1)]),
+    );
+
+  it("with only the example, edited, and the password credential: first boot enrolls, and the renewal unit finds nothing to do (not 255)", async () => {
+    const [first, renew] = await Promise.all([readFile(UNIT, "utf8"), readFile(RENEW_UNIT, "utf8")]);
+    // Both units read the one file the README installs, and the one credential.
+    for (const unit of [first, renew]) {
+      expect(unit).toMatch(/^EnvironmentFile=-\/etc\/cert-retriever\/cert-retriever\.env$/m);
+      expect(unit).toMatch(/^LoadCredential=password:\/etc\/cert-retriever\/password$/m);
+    }
+    // The example as a user edits it: the three settings it sets given this platform's values.
+    const creds = await tempDir("cr-creds-");
+    await writeFile(join(creds, "password"), lab.password, { mode: 0o400 });
+    const idFile = join(creds, "device-id");
+    await writeFile(idFile, "one-file-device\n");
+    const edited = (await readFile(ENV_EXAMPLE, "utf8"))
+      .replace(/^CERT_RETRIEVER_PLATFORM=.*$/m, `CERT_RETRIEVER_PLATFORM=${lab.url}`)
+      .replace(/^CERT_RETRIEVER_USERNAME=.*$/m, "CERT_RETRIEVER_USERNAME=admin")
+      .replace(/^CERT_RETRIEVER_DEVICE_ID_FILE=.*$/m, `CERT_RETRIEVER_DEVICE_ID_FILE=${idFile}`);
+    expect(Object.keys(environmentFile(edited)).sort()).toEqual([
+      "CERT_RETRIEVER_DEVICE_ID_FILE",
+      "CERT_RETRIEVER_PLATFORM",
+      "CERT_RETRIEVER_USERNAME",
+    ]);
+    const state = await tempDir("cr-state-");
+    const cache = await tempDir("cr-cache-");
+    /** A unit's environment: its Environment= lines (%S, %C expanded), the file, the credential directory. */
+    const envOf = (unit: string) => {
+      const env: Record<string, string> = { CREDENTIALS_DIRECTORY: creds };
+      for (const [, name, value] of unit.matchAll(/^Environment=(\w+)=(.*)$/gm))
+        env[name!] = value!.replace("%S", state).replace("%C", cache);
+      return { ...env, ...environmentFile(edited) };
+    };
+    const command = (unit: string, key: string) =>
+      /^Exec\w+=\/usr\/bin\/cert-retriever (.*)$/m
+        .exec(unit.split("\n").find((l) => l.startsWith(`${key}=`))!)![1]!
+        .split(" ");
+
+    expect((await runCli(command(first, "ExecCondition"), { env: envOf(first) })).code).toBe(0);
+    const start = await runCli(command(first, "ExecStart"), { env: envOf(first) });
+    expect(start.code, start.stderr).toBe(0);
+    const condition = await runCli(command(renew, "ExecCondition"), { env: envOf(renew) });
+    expect(condition.code, condition.stderr).toBe(1);
+    // The credentials, and the CA's CRL that the renewal's check keeps beside them.
+    expect(await listFiles(join(state, "cert-retriever"))).toEqual([
+      "IOTmidCA.crl",
+      "IOTmidCA.crt",
+      "one-file-device.crt",
+      "one-file-device.key",
+    ]);
   });
 });
 
