@@ -180,7 +180,9 @@ class AgentImpl implements Agent {
       pin: settings.trust?.pin,
       renewBefore: settings.renewal?.renewBefore ?? { ms: 0 },
       ...this.cachedVerdicts(store),
-      clockSkewMs: () => http.clockSkewMs,
+      // The skew from this agent's clock (the transport measures it from the system's).
+      clockSkewMs: () =>
+        http.clockSkewMs === undefined ? undefined : http.clockSkewMs + Date.now() - this.parts.clock().getTime(),
       storeCertInToken: Boolean(!isKeyStore(settings.key) && settings.key?.storeCertInToken),
       revokePrevious: settings.renewal?.revokePrevious ?? true,
       beforeReplace: settings.broker && ((pems) => this.checkNewCredentials(pems, emit)),

@@ -12,7 +12,7 @@ import { failureJson, usage } from "./hints.js";
 import { redactOptionValues, refuseSecretsOnArgv } from "./inputs.js";
 import { cliIo, withIo } from "./io.js";
 import { refuseCoreDumps } from "./no-core-dumps.js";
-import { exitCodesHelp, printJson, reportError } from "./output.js";
+import { exitCodesHelp, printJson, reportError, withOwnSecrets } from "./output.js";
 import type { CliInjection, CliState } from "./state.js";
 
 /** Set by the single-file build, which has no package.json beside it. */
@@ -31,7 +31,7 @@ function version(): string {
  * and its agents an observer and a clock (`inject`).
  */
 export async function main(argv: string[], inject?: CliInjection): Promise<number> {
-  return withIo(inject?.io, () => run(argv, inject));
+  return withIo(inject?.io, () => withOwnSecrets(() => run(argv, inject)));
 }
 
 async function run(argv: string[], inject?: CliInjection): Promise<number> {

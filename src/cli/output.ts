@@ -1,3 +1,4 @@
+import { AsyncLocalStorage } from "node:async_hooks";
 import { CertRetrieverError } from "../errors.js";
 import { EXIT_CODE_MEANINGS, ExitCode } from "./exit-codes.js";
 import { bugJson, exitCodeOf, failureJson, hintOf } from "./hints.js";
@@ -5,7 +6,18 @@ import { cliIo } from "./io.js";
 import { Redactor } from "./redaction.js";
 
 /** Secrets this run holds (the password, the token, a PIN): never printed, in any form, whoever echoes them back. */
-const secrets = new Redactor();
+const processSecrets = new Redactor();
+const runSecrets = new AsyncLocalStorage<Redactor>();
+
+/** The secrets of the run this code is part of (each main() holds its own), else the process's. */
+function secrets(): Redactor {
+  return runSecrets.getStore() ?? processSecrets;
+}
+
+/** Runs `body` with secrets of its own: a run in-process redacts what it was given, not what runs before it held. */
+export function withOwnSecrets<T>(body: () => T): T {
+  return runSecrets.run(new Redactor(), body);
+}
 
 /**
  * Registers a secret this run holds, and the user whose password it is (HTTP Basic sends them
@@ -13,7 +25,7 @@ const secrets = new Redactor();
  * it in an error).
  */
 export function holdSecret(secret: string, user?: string): void {
-  secrets.add(secret, user);
+  secrets().add(secret, user);
 }
 
 /** A secret's reader that registers what it reads with {@link holdSecret}. */
@@ -31,8 +43,9 @@ export function heldSecret(read: () => Promise<string>): () => Promise<string> {
  * from), no bidirectional overrides, and no secret this run holds.
  */
 export function safeText(text: string): string {
+  const redacted = secrets().text(text);
   // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what it neutralises
-  return secrets.text(text).replace(/[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/g, "?");
+  return redacted.replace(/[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/g, "?");
 }
 
 /** Human text goes to stderr (made safe), data to stdout. */
@@ -42,7 +55,7 @@ export function say(line: string): void {
 
 /** Prints a result as JSON on stdout (JSON escapes control characters; secrets are redacted from each value before escaping). */
 export function printJson(value: unknown): void {
-  cliIo().stdout.write(`${secrets.json(value, 2)}\n`);
+  cliIo().stdout.write(`${secrets().json(value, 2)}\n`);
 }
 
 /** How a failure is reported: `--debug` adds stack traces; `--json` adds the error object on stdout; `exitCode` overrides the mapping (check's 255); `command` chooses the hint's flags. */

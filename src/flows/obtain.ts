@@ -19,6 +19,7 @@ import type { EnrollStep } from "./result.js";
 import type { StepRunner } from "./steps.js";
 import {
   CLOCK_TOLERANCE_MS,
+  checkClock,
   checkProfileIdentity,
   describeSkew,
   missingSans,
@@ -143,6 +144,8 @@ async function fetchCa(
           "cert-invalid",
           "the CA chain the platform sent",
         );
+      // Pre-flight: a clock the platform's says is wrong stops the run before any key or request.
+      checkClock(chain[0]!, ctx.now(), ctx.clockSkewMs(), "fetch-ca");
       // Only now, checked, may the chain vouch for the platform's own TLS (EST).
       ctx.client.trust.trustChain?.(chain.map((c) => new Uint8Array(c.rawData)));
       return { chain, proto: ctx.client.effective?.() ?? ctx.client, vouchedBy: fetched.vouchedBy };

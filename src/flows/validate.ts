@@ -98,21 +98,43 @@ export async function validateCertificate(
   }
 }
 
-function checkValidity(cert: x509.X509Certificate, what: string, input: ValidationInput, step: Step): void {
+/**
+ * The pre-flight of the clock, before any key is made or request sent: the CA must be valid now,
+ * and the device's clock within CLOCK_TOLERANCE_MS of the platform's (its Date header), else the run
+ * stops with `clock-skew` (or `cert-out-of-date` for a CA that is not valid on either clock).
+ */
+/** What a failure of the pre-flight left undone. */
+const BEFORE_KEY = "; no key was made and no certificate requested";
+
+export function checkClock(ca: x509.X509Certificate, now: Date, clockSkewMs: number | undefined, step: Step): void {
+  checkValidity(ca, "the CA certificate", { now, clockSkewMs }, step);
+  if (clockSkewMs === undefined || Math.abs(clockSkewMs) <= CLOCK_TOLERANCE_MS) return;
+  throw new CertRetrieverError(
+    `${step} failed: this device's clock (${now.toISOString()}) is ${describeSkew(clockSkewMs)} the platform's, so a certificate issued now would look ${clockSkewMs > 0 ? "not yet valid" : "expired"} here${BEFORE_KEY}`,
+    { step, reason: "clock-skew" },
+  );
+}
+
+function checkValidity(
+  cert: x509.X509Certificate,
+  what: string,
+  input: Pick<ValidationInput, "now" | "clockSkewMs">,
+  step: Step,
+): void {
   const { now, clockSkewMs } = input;
   const within = (t: number) => t >= cert.notBefore.getTime() && t <= cert.notAfter.getTime();
   if (within(now.getTime())) return;
   const range = `valid from ${cert.notBefore.toISOString()} to ${cert.notAfter.toISOString()}`;
+  const written = step === "validate" ? "; nothing was written" : step === "fetch-ca" ? BEFORE_KEY : "";
   if (clockSkewMs !== undefined && Math.abs(clockSkewMs) > CLOCK_TOLERANCE_MS && within(now.getTime() + clockSkewMs)) {
     throw new CertRetrieverError(
-      `${step} failed: this device's clock (${now.toISOString()}) is ${describeSkew(clockSkewMs)} the platform's, so ${what}, ${range}, looks ${now < cert.notBefore ? "not yet valid" : "expired"} here`,
+      `${step} failed: this device's clock (${now.toISOString()}) is ${describeSkew(clockSkewMs)} the platform's, so ${what}, ${range}, looks ${now < cert.notBefore ? "not yet valid" : "expired"} here${step === "fetch-ca" ? BEFORE_KEY : ""}`,
       {
         step,
         reason: "clock-skew",
       },
     );
   }
-  const written = step === "validate" ? "; nothing was written" : "";
   throw new CertRetrieverError(
     `${step} failed: ${what} is ${range}, which does not include now (${now.toISOString()})${written}`,
     {

@@ -75,9 +75,10 @@ export async function openProxySender(
     });
   // `connect` for a host NO_PROXY exempts, `requestTls` for the server at the end of the tunnel.
   // The variables as undici reads them (lowercase first), from the environment given.
-  const httpProxy = env.http_proxy ?? env.HTTP_PROXY;
+  // An empty value where the environment has none: undici would read its process's variables instead.
+  const httpProxy = env.http_proxy ?? env.HTTP_PROXY ?? "";
   const httpsProxy = env.https_proxy ?? env.HTTPS_PROXY ?? httpProxy;
-  const noProxy = env.no_proxy ?? env.NO_PROXY;
+  const noProxy = env.no_proxy ?? env.NO_PROXY ?? "";
   return new ProxySender(
     new undici.EnvHttpProxyAgent({
       connect,

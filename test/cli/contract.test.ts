@@ -163,7 +163,7 @@ describe("the command a script runs", () => {
     });
     expect(run.code, run.stderr).toBe(255);
     expect(run.stderr).toMatch(/this installation has no keychain addon \(@napi-rs\/keyring\)/);
-    expect(run.stderr).toMatch(/npm install @napi-rs\/keyring/);
+    expect(run.stderr).toMatch(/^ {2}hint: .*npm install @napi-rs\/keyring/m);
     expect(run.stderr).not.toMatch(/Secret Service|Cannot find package/);
   });
 });

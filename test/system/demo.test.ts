@@ -1,4 +1,5 @@
 import { type ChildProcess, spawn } from "node:child_process";
+import { once } from "node:events";
 import { chmod, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { connect } from "node:net";
 import { tmpdir } from "node:os";
@@ -89,7 +90,15 @@ async function runDemo(
     child.once("exit", (c, s) => resolve([c, s])),
   );
   clearTimeout(timer);
-  await new Promise((resolve) => setTimeout(resolve, 100)); // the last output
+  // The last output: both pipes ended, or (a process left behind holding them) a bound of 2 s.
+  let bound: NodeJS.Timeout | undefined;
+  await Promise.race([
+    Promise.all([child.stdout!, child.stderr!].map((s) => (s.readableEnded ? undefined : once(s, "end")))),
+    new Promise((resolve) => {
+      bound = setTimeout(resolve, 2_000);
+    }),
+  ]);
+  clearTimeout(bound);
   child.stdout!.destroy();
   child.stderr!.destroy();
   return { code, signal, stdout, stderr, url: /lab listening at (http:\/\/\S+)/.exec(stdout)?.[1] };

@@ -79,14 +79,14 @@ describe("the command line", () => {
 
 describe("the CLI as a library call", () => {
   it("a run that fails while setting up its HTTP client leaves no signal handler behind", async () => {
-    const { main } = await import("../../src/cli/main.js");
     const { tempDir } = await import("../helpers/lab.js");
     const { writeFile } = await import("node:fs/promises");
     const { join } = await import("node:path");
     const dir = await tempDir();
     await writeFile(join(dir, "not-a-ca.pem"), "not a certificate");
     const before = [process.listenerCount("SIGINT"), process.listenerCount("SIGTERM")];
-    const code = await main([
+    // main() in this process with streams of its own (runMain): the handlers it adds are this process's.
+    const { code } = await runMain([
       "enroll",
       "--platform",
       "http://127.0.0.1:1",

@@ -122,11 +122,9 @@ describe("what the review found", () => {
   });
 
   it("cert-retriever with only --debug is a usage mistake (exit 2)", async () => {
-    for (const args of [["--debug"]]) {
-      const run = await runCli(args);
-      expect(run.code, args.join(" ")).toBe(2);
-      expect(run.stderr).toMatch(/Usage: cert-retriever/);
-    }
+    const run = await runCli(["--debug"]);
+    expect(run.code).toBe(2);
+    expect(run.stderr).toMatch(/Usage: cert-retriever/);
   });
 
   it("options the commands used to accept still work, hidden from their help (a unit that passes them keeps running)", async () => {

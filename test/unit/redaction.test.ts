@@ -236,6 +236,7 @@ describe("the CLI's redaction, in-process, for any password and user", () => {
               expect(leakedForm(safeText(text), password)).toBeUndefined();
               written.length = 0;
               printJson({ error: { message: text, facts: [text] } });
+              expect(written.join("")).toContain('"facts"'); // printJson wrote where the spy sees it
               expect(leakedForm(written.join(""), password)).toBeUndefined();
             }
           },

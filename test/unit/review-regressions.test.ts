@@ -1,9 +1,6 @@
-// Regression tests for the findings of the code review of this session's change (one test each).
-import { spawn } from "node:child_process";
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync } from "node:fs";
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { setDevice, startLab } from "../../lab/src/server.js";
 import { softwareCrypto } from "../../src/keys/provider.js";
@@ -18,29 +15,6 @@ beforeAll(async () => {
 afterAll(async () => lab.stop());
 
 describe("review findings", () => {
-  it("the lock is never held by two runs at once (8 processes racing)", async () => {
-    const dir = await tempDir();
-    const log = join(dir, "log");
-    const lockModule = fileURLToPath(new URL("../../dist/fs/lock.js", import.meta.url));
-    const script = `import { acquireLock } from ${JSON.stringify(lockModule)}; import { appendFileSync } from "node:fs";
-      for (let i = 0; i < 15; i++) { const release = await acquireLock(${JSON.stringify(dir)}, 60000);
-        appendFileSync(${JSON.stringify(log)}, "+\\n"); await new Promise((r) => setTimeout(r, 3)); appendFileSync(${JSON.stringify(log)}, "-\\n"); await release(); }`;
-    await Promise.all(
-      Array.from(
-        { length: 8 },
-        () =>
-          new Promise((resolve) => spawn(process.execPath, ["--input-type=module", "-e", script]).on("close", resolve)),
-      ),
-    );
-    let held = 0;
-    let most = 0;
-    for (const line of readFileSync(log, "utf8").trim().split("\n")) {
-      held += line === "+" ? 1 : -1;
-      most = Math.max(most, held);
-    }
-    expect(most).toBe(1);
-  });
-
   it("a token in a malformed /auth reply is not quoted in the error", async () => {
     const jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzZXJ2aWNlIjoiYWRtaW4ifQ.c2lnbmF0dXJlc2lnbmF0dXJl";
     SECRETS.add(jwt);
