@@ -104,6 +104,10 @@ export type Serially = (
 export function serialQueue(bounds?: Bounds): Serially {
   let queue: Promise<unknown> = Promise.resolve();
   return (run, fail) => (req, res) => {
+    // The Date header from this very moment, not Node's copy of up to a second ago: the agent
+    // measures its clock against it, and tests move the shared clock between two requests.
+    res.sendDate = false;
+    res.setHeader("date", new Date().toUTCString());
     const over = bounds?.refusal(req);
     if (over) return refuse(req, res, { status: 503, why: over }, fail);
     readBody(req, bounds).then(
