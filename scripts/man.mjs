@@ -192,7 +192,7 @@ const page = [
   ".BR systemd\\-creds (1)",
   ".PP",
   textLine(
-    "The package's README.md (in cert-retriever/ under the global node_modules) has the details: platforms, profiles, the lab, the security choices.",
+    "The package's README.md and docs/ (in cert-retriever/ under the global node_modules) have the details: platforms, profiles, the lab, the security choices.",
   ),
 ];
 

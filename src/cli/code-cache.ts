@@ -8,7 +8,7 @@
  * Each section is compiled with node:vm, through V8's code cache when the user or the unit chose a
  * cache directory (CERT_RETRIEVER_CACHE_DIR). A run that finds no usable cache compiles as usual
  * and, at exit, leaves the code it compiled for the next run of the same command; a run that finds
- * one skips parsing and compiling (see the README's performance section for what that saves).
+ * one skips parsing and compiling (see docs/performance.md for what that saves).
  * Works the same on Node 20 and 24: node:vm's cachedData is in both, and V8 refuses data from
  * another V8, other flags or other source, which then is compiled as if there were no cache and
  * replaced.

@@ -33,6 +33,6 @@ export function refuseCoreDumps(): void {
   try {
     execFileSync(prlimit, [`--pid=${process.pid}`, "--core=0:0"], { stdio: "ignore", timeout: 5000 });
   } catch {
-    // the limit stays as it was: the README says how to start the CLI with ulimit -c 0 instead
+    // the limit stays as it was: docs/security.md says how to start the CLI with ulimit -c 0 instead
   }
 }

@@ -2,7 +2,7 @@
  * HttpClient's direct path, on Node's own `http`/`https`, whose HTTP parser is native.
  * undici parses HTTP in WebAssembly: V8 compiles that module on every run, and a process cannot
  * exit until the optimising compile of its parser finishes (about 140 ms and 35 MB per run on
- * Node 20, 80 ms on Node 24; see the README's performance section). undici stays for the path
+ * Node 20, 80 ms on Node 24; see docs/performance.md). undici stays for the path
  * through an HTTP(S)_PROXY (proxy.ts), which Node's clients do not take from the environment on Node 20.
  */
 import type { ClientRequest, Agent as HttpAgent } from "node:http";

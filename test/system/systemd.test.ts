@@ -159,7 +159,7 @@ describe("first boot, as the unit runs it", () => {
   });
 });
 
-describe("one settings file for both units, as the README installs it", () => {
+describe("one settings file for both units, as docs/running.md installs it", () => {
   let lab: TestLab;
   beforeAll(async () => {
     lab = await startTestLab({ autoRegister: true });
@@ -177,7 +177,7 @@ describe("one settings file for both units, as the README installs it", () => {
 
   it("with only the example, edited, and the password credential: first boot enrolls, and the renewal unit finds nothing to do (not 255)", async () => {
     const [first, renew] = await Promise.all([readFile(UNIT, "utf8"), readFile(RENEW_UNIT, "utf8")]);
-    // Both units read the one file the README installs, and the one credential.
+    // Both units read the one file docs/running.md installs, and the one credential.
     for (const unit of [first, renew]) {
       expect(unit).toMatch(/^EnvironmentFile=-\/etc\/cert-retriever\/cert-retriever\.env$/m);
       expect(unit).toMatch(/^LoadCredential=password:\/etc\/cert-retriever\/password$/m);

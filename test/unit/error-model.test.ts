@@ -359,9 +359,9 @@ describe("one error model: the library says what failed and why; the CLI alone d
     expect(offences).toEqual([]);
   });
 
-  it("every reason has an exit code from the documented table, and the README lists every reason with it", async () => {
+  it("every reason has an exit code from the documented table, and the documentation lists every reason with it", async () => {
     const documented = new Set(EXIT_CODE_MEANINGS.map(([code]) => code as number));
-    const readme = await readFile(join(import.meta.dirname, "..", "..", "README.md"), "utf8");
+    const readme = await documentation();
     for (const reason of Object.keys(REASONS) as Reason[]) {
       expect(EXIT_RULES[reason], reason).toBeDefined();
       for (const code of exitCodesOf(reason)) expect(documented.has(code), `${reason} -> ${code}`).toBe(true);
@@ -370,11 +370,18 @@ describe("one error model: the library says what failed and why; the CLI alone d
     }
   });
 
-  it("the README's exit-code table is the one in the code", async () => {
-    const readme = await readFile(join(import.meta.dirname, "..", "..", "README.md"), "utf8");
+  it("the documentation's exit-code tables are the ones in the code", async () => {
+    const readme = await documentation();
     for (const [code] of EXIT_CODE_MEANINGS) {
       if (code === 143) continue; // shares its row with 130
       expect(readme, `exit ${code}`).toMatch(new RegExp(`^\\| ${code === 130 ? "130 / 143" : code} \\| `, "m"));
     }
   });
 });
+
+/** The README and every page of docs/, as one text. */
+async function documentation(): Promise<string> {
+  const root = join(import.meta.dirname, "..", "..");
+  const pages = (await readdir(join(root, "docs"))).filter((f) => f.endsWith(".md")).map((f) => join(root, "docs", f));
+  return (await Promise.all([join(root, "README.md"), ...pages].map((f) => readFile(f, "utf8")))).join("\n");
+}

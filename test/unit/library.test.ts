@@ -5,7 +5,7 @@ import { modeOf } from "../helpers/enroll.js";
 import { startTestLab, type TestLab, tempDir } from "../helpers/lab.js";
 import { openssl } from "../helpers/tools.js";
 
-// The README's "Use as a library" example is this test's code.
+// The "Use as a library" example (docs/library.md) is this test's code.
 describe("use as a library: createAgent(settings).enroll() in-process", () => {
   let lab: TestLab;
   beforeAll(async () => {
