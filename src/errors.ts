@@ -126,6 +126,8 @@ export interface Facts {
   fingerprint?: string;
   /** The request may have reached the platform (so it may have issued a certificate). */
   maybeSent?: boolean;
+  /** The run's deadline ended the request (or left no time to repeat it). */
+  deadlinePassed?: boolean;
   /** The protocol (its canonical name, e.g. `est`) whose reply or rule this is: its plug-in's hints apply. */
   protocol?: string;
   /** EST: the request was a re-enrollment, authenticated by the current certificate. */

@@ -117,7 +117,12 @@ export function temporaryError(
   return new CertRetrieverError(`${step} failed: ${what}${tries}${cut}${note}`, {
     step,
     reason,
-    facts: { host: url.host, ...(err.reply ? replyFacts(err.reply) : {}), ...(note ? { maybeSent: true } : {}) },
+    facts: {
+      host: url.host,
+      ...(err.reply ? replyFacts(err.reply) : {}),
+      ...(note ? { maybeSent: true } : {}),
+      ...(cut || err.message === "the deadline passed" ? { deadlinePassed: true } : {}),
+    },
     cause: err,
   });
 }

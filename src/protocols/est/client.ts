@@ -247,7 +247,7 @@ export class EstClient implements ProtocolClient {
  * stay as they are.
  */
 function stillPending(pending: HttpReply, err: unknown): unknown {
-  if (!(err instanceof CertRetrieverError) || !/the deadline (passed|leaves no time)/.test(err.message)) return err;
+  if (!(err instanceof CertRetrieverError) || !err.facts.deadlinePassed) return err;
   return new CertRetrieverError(
     "submit-csr failed: the EST server has not yet approved the request (HTTP 202), and the deadline passed while asking again; nothing was written",
     { step: "submit-csr", reason: "deadline", facts: { ...estFacts(pending), pendingApproval: true } },
