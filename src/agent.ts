@@ -187,10 +187,24 @@ class AgentImpl implements Agent {
       revokePrevious: settings.renewal?.revokePrevious ?? true,
       beforeReplace: settings.broker && ((pems) => this.checkNewCredentials(pems, emit)),
       afterChange: this.afterChange(emit),
+      remember: settings.record && this.remember(store, settings.record),
       now: this.parts.clock,
       signal: settings.network?.signal,
       emit,
       name: this.parts.name,
+    };
+  }
+
+  /** Records the settings new credentials were obtained with, the API as the one that answered; a note if it cannot. */
+  private remember(store: CredentialStore, record: NonNullable<AgentSettings["record"]>): EnrollContext["remember"] {
+    return async (api) => {
+      const { writeDeviceRecord } = await import("./store/device-record.js");
+      return writeDeviceRecord(
+        store.sidecars.settingsRecord,
+        this.settings.device.id,
+        { ...record.settings, api },
+        { now: this.parts.clock(), writtenBy: record.writtenBy },
+      );
     };
   }
 

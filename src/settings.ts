@@ -16,6 +16,7 @@ import type { KeyStore } from "./keys/key-store.js";
 import type { KeySettings } from "./keys/open.js";
 import type { CryptoProvider } from "./keys/provider.js";
 import type { LoginSource, ProtocolClient, ProtocolPlugin } from "./protocols/types.js";
+import type { RecordedSettings } from "./store/device-record.js";
 import type { CredentialStore, WriteObserver } from "./store/types.js";
 import type { HttpClient, HttpTimeouts, RetryInfo } from "./transport/http.js";
 
@@ -109,6 +110,11 @@ export interface AgentSettings {
   crypto?: CryptoProvider;
   /** How messages name settings (the CLI names its flags); default their own names. */
   name?: SettingNamer;
+  /**
+   * Record these settings beside new credentials (`<out>/<device-id>.settings.json`), for the
+   * commands after enrollment; the API is recorded as the one that answered. Never put a secret here.
+   */
+  record?: { settings: RecordedSettings; writtenBy: string };
 }
 
 /** dojot's CA of device certificates. */

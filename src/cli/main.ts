@@ -1,4 +1,3 @@
-import { readFileSync } from "node:fs";
 import { Command, CommanderError, type OutputConfiguration } from "commander";
 import { CHECK_EXIT, checkCommand } from "./commands/check.js";
 import { completionCommand } from "./commands/completion.js";
@@ -14,16 +13,7 @@ import { cliIo, withIo } from "./io.js";
 import { refuseCoreDumps } from "./no-core-dumps.js";
 import { exitCodesHelp, printJson, reportError, withOwnSecrets } from "./output.js";
 import type { CliInjection, CliState } from "./state.js";
-
-/** Set by the single-file build, which has no package.json beside it. */
-declare const __CERT_RETRIEVER_VERSION__: string | undefined;
-
-/** The version from package.json (or the one the single-file build was made with). */
-function version(): string {
-  if (typeof __CERT_RETRIEVER_VERSION__ === "string") return __CERT_RETRIEVER_VERSION__;
-  const pkg = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version: string };
-  return pkg.version;
-}
+import { version } from "./version.js";
 
 /**
  * Runs the CLI with `argv` (without node and the script) and returns the exit code. The only place

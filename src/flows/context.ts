@@ -61,6 +61,8 @@ export interface EnrollContext {
   beforeReplace?: (pems: CredentialPems) => Promise<unknown>;
   /** After new credentials are stored: what lets their users pick them up. Its failure (thrown after all) keeps a replaced certificate unrevoked. */
   afterChange?: (result: EnrollResult) => Promise<void>;
+  /** After new credentials are stored: records the settings they were obtained with (`api`: the protocol that answered); a note when it could not. */
+  remember?: (api: string) => Promise<string | undefined>;
   now: () => Date;
   signal?: AbortSignal;
   emit: (event: EnrollEvent) => void;

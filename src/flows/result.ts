@@ -29,7 +29,13 @@ export interface EnrollResult {
   store: {
     kind: string;
     location: string;
-    files?: Omit<CredentialPaths, "profile" | "key" | "keyUri"> & { key?: string; keyUri?: string; profile?: string };
+    files?: Omit<CredentialPaths, "profile" | "key" | "keyUri" | "settings"> & {
+      key?: string;
+      keyUri?: string;
+      profile?: string;
+      /** The settings the enrollment used, when they were recorded. */
+      settings?: string;
+    };
   };
   serialNumber: string;
   sha256Fingerprint: string;
@@ -60,7 +66,7 @@ export function describeStored(
 ): Omit<EnrollResult, "status"> {
   let files: EnrollResult["store"]["files"];
   if (store instanceof FilesStore) {
-    const { profile, key, keyUri, ...always } = store.paths;
+    const { profile, key, keyUri, settings: _recorded, ...always } = store.paths;
     files = { ...always, ...(kept.keyInToken ? { keyUri } : { key }), ...(kept.profiled ? { profile } : {}) };
   }
   return {

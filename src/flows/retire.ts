@@ -41,6 +41,11 @@ export async function retire(
     revoked: "kept" as const,
   };
   if (previous) result.previous = previous;
+  if (ctx.remember) {
+    const unrecorded = await ctx.remember(installed.proto.name);
+    if (unrecorded) ctx.emit({ type: "note", message: unrecorded });
+    else if (result.store.files) result.store.files.settings = ctx.store.sidecars.settingsRecord;
+  }
   let hookError: unknown;
   await ctx.afterChange?.(result).catch((err: unknown) => (hookError = err));
   if (replaced) {

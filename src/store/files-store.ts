@@ -52,6 +52,7 @@ export class FilesStore implements CredentialStore {
       keyJournal: `${this.paths.key}.pending`,
       crlCache: join(outDir, `${caName}.crl`),
       caReplacedMark: join(outDir, `${caName}.replaced`),
+      settingsRecord: this.paths.settings,
     };
   }
 

@@ -66,6 +66,7 @@ export class KeychainStore implements CredentialStore {
       keyJournal: join(resolve(lockDir), `${deviceId}.key.pending`),
       crlCache: join(lockDir, `${caName}.crl`),
       caReplacedMark: join(lockDir, `${caName}.replaced`),
+      settingsRecord: join(resolve(lockDir), `${deviceId}.settings.json`),
     };
   }
 

@@ -14,6 +14,7 @@ interface CredentialNames {
   certificate: string;
   ca: string;
   profile: string;
+  settings: string;
 }
 
 /** The file names of a device's credentials (the names dojot's retriever and the mosquitto_pub examples use). */
@@ -24,6 +25,7 @@ function credentialNames(deviceId: string, caName: string): CredentialNames {
     certificate: `${deviceId}.crt`,
     ca: `${caName}.crt`,
     profile: `${deviceId}.profile.json`,
+    settings: `${deviceId}.settings.json`,
   };
 }
 
@@ -40,6 +42,8 @@ export interface CredentialPaths {
   ca: string;
   /** `<device-id>.profile.json`: the identity profile, when one other than generic was used. */
   profile: string;
+  /** `<device-id>.settings.json`: the settings the device was enrolled with (see device-record.ts). */
+  settings: string;
 }
 
 /** The paths of a device's credentials in `outDir`. */
@@ -53,6 +57,7 @@ export function credentialPaths(outDir: string, deviceId: string, caName: string
     certificate: join(dir, names.certificate),
     ca: join(dir, names.ca),
     profile: join(dir, names.profile),
+    settings: join(dir, names.settings),
   };
 }
 

@@ -45,6 +45,8 @@ export interface Sidecars {
   crlCache: string;
   /** The mark `check` leaves when the platform's CA replaced the stored one, for `enroll` to act on (`<out>/<ca-name>.replaced`). */
   caReplacedMark: string;
+  /** The settings the device was enrolled with, which later commands use (`<out>/<device-id>.settings.json`). */
+  settingsRecord: string;
 }
 
 /** Where credentials live: PEM files or the OS keychain. */

@@ -45,7 +45,7 @@ describe.skipIf(!hasOpenssl)("enroll against the lab platform (EJBCA-REST, CFREE
     ].entries()) {
       expect(run.stderr).toContain(`[${i + 1}/8] ${step}:`);
     }
-    expect(await listFiles(out)).toEqual(["IOTmidCA.crt", "f60c28.crt", "f60c28.key"]);
+    expect(await listFiles(out)).toEqual(["IOTmidCA.crt", "f60c28.crt", "f60c28.key", "f60c28.settings.json"]);
     expect(await modeOf(out)).toBe(0o700);
     expect(await modeOf(join(out, "f60c28.key"))).toBe(0o600);
     expect(await modeOf(join(out, "f60c28.crt"))).toBe(0o644);
@@ -90,8 +90,8 @@ describe.skipIf(!hasOpenssl)("enroll against the lab platform (EJBCA-REST, CFREE
     const first = await enrollCli(lab.url, lab, "shared-1", out, ["--json"]);
     expect(first.code, first.stderr).toBe(0);
     const files = JSON.parse(first.stdout).store.files;
-    expect(Object.keys(files).sort()).toEqual(["ca", "certificate", "dir", "key"]);
-    for (const key of ["ca", "certificate", "key"]) expect(existsSync(files[key]), files[key]).toBe(true);
+    expect(Object.keys(files).sort()).toEqual(["ca", "certificate", "dir", "key", "settings"]);
+    for (const key of ["ca", "certificate", "key", "settings"]) expect(existsSync(files[key]), files[key]).toBe(true);
     const again = await enrollCli(lab.url, { password: "" }, "shared-1", out, ["--json"]);
     expect(Object.keys(JSON.parse(again.stdout).store.files)).not.toContain("profile");
     // The CA file is the other device's too: the second device has no credentials, not half of them.
@@ -131,7 +131,7 @@ describe.skipIf(!hasOpenssl)("enroll against the lab platform (EJBCA-REST, CFREE
     expect(run.code, run.stderr).toBe(0);
     expect(await readFile(join(out, "dev-force.key"), "utf8")).not.toBe(oldKey);
     expectOpensslAccepts(out, "dev-force");
-    expect(await listFiles(out)).toEqual(["IOTmidCA.crt", "dev-force.crt", "dev-force.key"]);
+    expect(await listFiles(out)).toEqual(["IOTmidCA.crt", "dev-force.crt", "dev-force.key", "dev-force.settings.json"]);
   });
 
   it("enrolls over half state (a key without a certificate) and over a damaged certificate", async () => {

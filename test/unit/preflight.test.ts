@@ -43,7 +43,7 @@ describe("the clock, checked before the key", () => {
       // Time synchronised: the end entity is still NEW, so the platform signs.
       const synced = await runMain([...args, "--out", out], { input: `${lab.password}\n` });
       expect(synced.code, synced.stderr).toBe(0);
-      expect(await listFiles(out)).toEqual(["IOTmidCA.crt", `${id}.crt`, `${id}.key`]);
+      expect(await listFiles(out)).toEqual(["IOTmidCA.crt", `${id}.crt`, `${id}.key`, `${id}.settings.json`]);
     });
   }
 

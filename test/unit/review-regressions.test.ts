@@ -100,7 +100,12 @@ describe("review findings", () => {
       { env: { CERT_RETRIEVER_PASSWORD: lab.password } },
     );
     expect(run.code, run.stderr).toBe(0);
-    expect(await listFiles(join(dir, "o"))).toEqual(["IOTmidCA.crt", "from-file.crt", "from-file.key"]);
+    expect(await listFiles(join(dir, "o"))).toEqual([
+      "IOTmidCA.crt",
+      "from-file.crt",
+      "from-file.key",
+      "from-file.settings.json",
+    ]);
   });
 
   it("an unusable --client-key is a configuration error (exit 3), not a retried network failure", async () => {
@@ -174,12 +179,19 @@ describe("review findings", () => {
     expect(noPassword.code).toBe(0);
   });
 
-  it("enrolling again without a profile removes the one recorded before", async () => {
+  it("enrolling again keeps the profile recorded at enrollment; with --profile generic it removes it", async () => {
     const out = join(await tempDir(), "c");
     expect((await enrollCli(lab.url, lab, "reprofile", out, ["--profile", "dojot-vernemq"])).code).toBe(0);
     await setDevice(lab.dir, "reprofile", "reset");
     expect((await enrollCli(lab.url, lab, "reprofile", out, ["--force"])).code).toBe(0);
-    expect(await listFiles(out)).toEqual(["IOTmidCA.crt", "reprofile.crt", "reprofile.key"]);
+    expect(await listFiles(out)).toContain("reprofile.profile.json");
+    await setDevice(lab.dir, "reprofile", "reset");
+    const generic = await enrollCli(lab.url, lab, "reprofile", out, ["--force", "--profile", "generic"]);
+    expect(generic.code, generic.stderr).toBe(0);
+    expect(generic.stderr).toMatch(
+      /note: --profile "generic" overrides "dojot-vernemq", recorded when device 'reprofile' was enrolled/,
+    );
+    expect(await listFiles(out)).toEqual(["IOTmidCA.crt", "reprofile.crt", "reprofile.key", "reprofile.settings.json"]);
   });
 
   it("--ca-name cannot leave the output directory; --renew-before 0 is a valid window", async () => {

@@ -50,7 +50,12 @@ describe("settings: flags > environment > config file > defaults", () => {
     const result = JSON.parse(run.stdout);
     expect(result.deviceId).toBe("from-flag");
     expect(result.store.location).toBe(join(dir, "cfg-out"));
-    expect(await listFiles(join(dir, "cfg-out"))).toEqual(["IOTmidCA.crt", "from-flag.crt", "from-flag.key"]);
+    expect(await listFiles(join(dir, "cfg-out"))).toEqual([
+      "IOTmidCA.crt",
+      "from-flag.crt",
+      "from-flag.key",
+      "from-flag.settings.json",
+    ]);
   });
 
   it("a per-user config file ($XDG_CONFIG_HOME/cert-retriever/config.json) is read; --config replaces it, the environment beats it", async () => {
@@ -220,7 +225,7 @@ describe("settings: flags > environment > config file > defaults", () => {
       { env: { CREDENTIALS_DIRECTORY: creds } },
     );
     expect(run.code, run.stderr).toBe(0);
-    expect(await listFiles(out)).toEqual(["IOTmidCA.crt", "from-file.crt", "from-file.key"]);
+    expect(await listFiles(out)).toEqual(["IOTmidCA.crt", "from-file.crt", "from-file.key", "from-file.settings.json"]);
   });
 
   it("without a terminal nothing is asked: a missing value is a usage error naming the flag and the variable", async () => {

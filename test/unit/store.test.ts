@@ -102,7 +102,7 @@ describe("a lock keeps two runs on one directory apart", () => {
     await lab.addDevice("stale");
     const run = await enrollCli(lab.url, lab, "stale", out);
     expect(run.code, run.stderr).toBe(0);
-    expect(await listFiles(out)).toEqual(["IOTmidCA.crt", "stale.crt", "stale.key"]);
+    expect(await listFiles(out)).toEqual(["IOTmidCA.crt", "stale.crt", "stale.key", "stale.settings.json"]);
   });
 
   it("a lock whose pid is alive but started at another time (the pid was reused) is stale, and so is one holding our own pid (containers: both pid 1)", async () => {

@@ -73,7 +73,7 @@ describe("HTTPS to the platform is verified", () => {
     const out = join(await tempDir(), "certs");
     const run = await enrollCli(https.url, lab, "tls-ok", out, ["--platform-ca", files.ca]);
     expect(run.code, run.stderr).toBe(0);
-    expect(await listFiles(out)).toEqual(["IOTmidCA.crt", "tls-ok.crt", "tls-ok.key"]);
+    expect(await listFiles(out)).toEqual(["IOTmidCA.crt", "tls-ok.crt", "tls-ok.key", "tls-ok.settings.json"]);
   });
 
   it("a gateway that requires a client certificate: refused without one (exit 10), enrolls with --client-cert/--client-key", async () => {

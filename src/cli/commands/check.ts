@@ -20,6 +20,7 @@ import { parseDuration, parseRenewWindow } from "../inputs.js";
 import { flagName } from "../names.js";
 import { addOptions } from "../options.js";
 import { printJson, reportError, say } from "../output.js";
+import { applyRecorded } from "../remembered.js";
 import { login, type SourceOf, tokenSession } from "../secrets.js";
 import type { CliState } from "../state.js";
 
@@ -78,6 +79,7 @@ export function checkCommand(state: CliState): Command {
 async function runCheck(command: Command, state: CliState): Promise<number> {
   const startedAt = Date.now();
   const extras = await applyConfigFile(command, say);
+  await applyRecorded(command, say);
   const flags = command.opts<CheckFlags>();
   state.json ||= Boolean(flags.json);
   const source = (key: string) => command.getOptionValueSource(key);

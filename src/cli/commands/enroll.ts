@@ -31,6 +31,7 @@ import { addOptions } from "../options.js";
 import { exitCodesHelp, holdSecret, printJson, say } from "../output.js";
 import { events } from "../progress.js";
 import { isInteractive } from "../prompts.js";
+import { applyRecorded, settingsToRecord } from "../remembered.js";
 import { login, type SourceOf, tokenSession } from "../secrets.js";
 import type { CliState } from "../state.js";
 
@@ -107,6 +108,7 @@ export function enrollCommand(state: CliState): Command {
 async function runEnroll(command: Command, state: CliState): Promise<number> {
   const startedAt = Date.now();
   const extras = await applyConfigFile(command, say);
+  await applyRecorded(command, say);
   const flags = command.opts<EnrollFlags>();
   state.json ||= Boolean(flags.json);
   const source = (key: string) => command.getOptionValueSource(key);
@@ -149,6 +151,7 @@ async function runEnroll(command: Command, state: CliState): Promise<number> {
       observer: state.inject?.observer,
       clock: state.inject?.clock,
       name: flagName,
+      record: settingsToRecord(flags, checked.baseUrl),
     };
     const { createAgent } = await import("../../agent.js");
     const agent = createAgent(settings);

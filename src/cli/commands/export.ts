@@ -6,6 +6,7 @@ import { COMMAND_EXIT_CODES } from "../exit-codes.js";
 import { checkFileName } from "../inputs.js";
 import { addOptions } from "../options.js";
 import { exitCodesHelp, printJson, say } from "../output.js";
+import { applyRecorded } from "../remembered.js";
 import type { CliState } from "../state.js";
 
 const EXPORT_HELP = `
@@ -23,6 +24,7 @@ export function exportCommand(state: CliState): Command {
     .addHelpText("after", EXPORT_HELP + exitCodesHelp(COMMAND_EXIT_CODES.export))
     .action(async (_f: CommonFlags, command: Command) => {
       await applyConfigFile(command, say);
+      await applyRecorded(command, say);
       const flags = command.opts<CommonFlags & KeyFlags>();
       state.json ||= Boolean(flags.json);
       const deviceId = await resolveDeviceId(flags, (key) => command.getOptionValueSource(key));

@@ -14,6 +14,7 @@ import { flagName } from "../names.js";
 import { addOptions } from "../options.js";
 import { exitCodesHelp, printJson, say } from "../output.js";
 import { events } from "../progress.js";
+import { applyRecorded } from "../remembered.js";
 import type { CliState } from "../state.js";
 
 const HELP = `
@@ -39,6 +40,7 @@ export function verifyCommand(state: CliState): Command {
     .addHelpText("after", HELP + exitCodesHelp(COMMAND_EXIT_CODES.verify))
     .action(async (_f: MqttFlags, command: Command) => {
       await applyConfigFile(command, say);
+      await applyRecorded(command, say);
       const flags = command.opts<MqttFlags & { broker: string }>();
       state.json ||= Boolean(flags.json);
       const source = (key: string) => command.getOptionValueSource(key);
