@@ -11,7 +11,7 @@ import { readTrustedFile, replaceFile } from "../fs/safe-dir.js";
 const FORMAT = "cert-retriever device settings";
 
 /** The version of the record's layout this build writes and reads. */
-export const DEVICE_RECORD_VERSION = 1;
+const DEVICE_RECORD_VERSION = 1;
 
 /** The recorded settings: each one a setting's name (as the config file names it) and its value. */
 export interface RecordedSettings {
