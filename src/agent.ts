@@ -7,6 +7,7 @@ import { AgentParts, resolve } from "./agent-parts.js";
 import type { StageReport } from "./broker/broker.js";
 import { CertRetrieverError, nameSettings } from "./errors.js";
 import type { EnrollContext, EnrollEvent } from "./flows/context.js";
+import type { DryRunResult } from "./flows/enroll.js";
 import type { CheckedChain, RegisterEvent, RegisterResult } from "./flows/register.js";
 import type { EnrollResult } from "./flows/result.js";
 import type { StatusContext, StatusResult } from "./flows/status.js";
@@ -23,6 +24,8 @@ import type { HttpClient } from "./transport/http.js";
 export interface Agent {
   /** Enrolls unless valid credentials are stored (`force`: even then); renews credentials that are due. */
   enroll(opts?: { force?: boolean; onEvent?: (event: EnrollEvent) => void }): Promise<EnrollResult>;
+  /** What `enroll` would do and request, after authenticate, fetch-ca and the pre-flight checks: no key is made, no CSR sent, nothing left behind. */
+  dryRun(opts?: { force?: boolean; onEvent?: (event: EnrollEvent) => void }): Promise<DryRunResult>;
   /** Renews the stored credentials now (a new key), whatever their renewal window says. */
   renew(opts?: { onEvent?: (event: EnrollEvent) => void }): Promise<EnrollResult>;
   /** What `check` asks: is enrollment needed? `online`: the platform may be asked about revocation and its CA. */
@@ -63,6 +66,11 @@ class AgentImpl implements Agent {
   async enroll(opts: { force?: boolean; onEvent?: (event: EnrollEvent) => void } = {}): Promise<EnrollResult> {
     const { enroll } = await import("./flows/enroll.js");
     return this.withEnrollContext(opts.onEvent, "enroll", (ctx) => enroll(ctx, { force: opts.force }));
+  }
+
+  async dryRun(opts: { force?: boolean; onEvent?: (event: EnrollEvent) => void } = {}): Promise<DryRunResult> {
+    const { dryRun } = await import("./flows/enroll.js");
+    return this.withEnrollContext(opts.onEvent, "enroll", (ctx) => dryRun(ctx, { force: opts.force }));
   }
 
   async renew(opts: { onEvent?: (event: EnrollEvent) => void } = {}): Promise<EnrollResult> {

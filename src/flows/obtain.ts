@@ -8,7 +8,7 @@ import { sameBytes } from "../keys/fingerprint.js";
 import type { KeyHandle, KeyTransaction } from "../keys/key-store.js";
 import type { KeyType } from "../keys/key-types.js";
 import type * as x509 from "../keys/x509.js";
-import type { Binding, Issued, ProtocolClient, ReenrollCapability, Session } from "../protocols/types.js";
+import type { Binding, EarlierIssue, Issued, ProtocolClient, ReenrollCapability, Session } from "../protocols/types.js";
 import { openSession } from "./authenticate.js";
 import { buildCsr } from "./build-csr.js";
 import { displayName, parseCertificate, sha256Fingerprint } from "./certificate.js";
@@ -17,6 +17,7 @@ import type { Stored } from "./decide.js";
 import { checkPin } from "./inspect.js";
 import type { EnrollStep } from "./result.js";
 import type { StepRunner } from "./steps.js";
+import { clearIssueJournal, type IssuedHere, readIssueJournal, writeIssueJournal } from "./unstored.js";
 import {
   CLOCK_TOLERANCE_MS,
   checkClock,
@@ -59,14 +60,28 @@ export interface Obtained {
   replacing: boolean;
 }
 
-/** Runs the steps from authenticate to bind. */
-export async function obtain(
+/** What the steps before the key settled: the session, the CA chain, the client that answered, and the key to make. */
+export interface Prepared {
+  session: Session;
+  proto: ProtocolClient;
+  /** The CA chain, the issuing CA first. */
+  caChain: x509.X509Certificate[];
+  /** The stored certificate is the fetched CA's. */
+  replacing: boolean;
+  keyType: { type: KeyType; why: string };
+}
+
+/**
+ * authenticate and fetch-ca, then the pre-flight before any key is made or request sent: the
+ * clock (in fetch-ca), the flow's own refusal, what the platform asks of the CSR and whether it
+ * takes the key type, and room in the store.
+ */
+export async function prepare(
   ctx: EnrollContext,
   run: StepRunner<EnrollStep>,
-  tx: KeyTransaction,
   stored: Stored,
   plan: ObtainPlan = {},
-): Promise<Obtained> {
+): Promise<Prepared> {
   const { session } = await run.run(
     "authenticate",
     () => openSession(ctx.client, { login: ctx.login, token: ctx.token }, ctx.now()),
@@ -77,7 +92,21 @@ export async function obtain(
     stored.cert !== undefined &&
     sameBytes(stored.cert.issuerName.toArrayBuffer(), caChain[0]!.subjectName.toArrayBuffer());
   plan.beforeKey?.(proto, replacing);
-  const keyType = await chooseKeyType(ctx, proto, session);
+  const keyType = await chooseKeyType(ctx, proto, session, await readIssueJournal(ctx.store));
+  await ctx.store.preflight?.();
+  return { session, proto, caChain, replacing, keyType };
+}
+
+/** Runs the steps from authenticate to bind. */
+export async function obtain(
+  ctx: EnrollContext,
+  run: StepRunner<EnrollStep>,
+  tx: KeyTransaction,
+  stored: Stored,
+  plan: ObtainPlan = {},
+  progress: { issued?: IssuedHere } = {},
+): Promise<Obtained> {
+  const { session, proto, caChain, replacing, keyType } = await prepare(ctx, run, stored, plan);
   const key = await run.run(
     "generate-key",
     () => generateKey(ctx, tx, keyType.type),
@@ -94,11 +123,23 @@ export async function obtain(
         ? `CSR for ${displayName(current.cert.subjectName)}, the names of the certificate it renews`
         : `CSR for CN=${ctx.device.id}`,
   );
+  // From here until the certificate is stored, a journal says that one may have been issued (for a platform whose next run needs to know).
+  const journal = proto.enroll.unstored?.journal === true;
+  if (journal) await writeIssueJournal(ctx.store, proto.name, ctx.now());
   const signed = await run.run(
     "submit-csr",
-    () => submit(proto, session, { deviceId: ctx.device.id, csrDer: new Uint8Array(csr.rawData) }, current),
+    () =>
+      submit(proto, session, { deviceId: ctx.device.id, csrDer: new Uint8Array(csr.rawData) }, current).catch(
+        async (err: unknown) => {
+          // The platform answered, and not with a certificate: none was issued.
+          if (journal && err instanceof CertRetrieverError && err.facts.status !== undefined)
+            await clearIssueJournal(ctx.store);
+          throw err;
+        },
+      ),
     ({ cert }) => `certificate ${cert.serialNumber} issued`,
   );
+  progress.issued = { cert: signed.cert, proto, session };
   await run.run(
     "validate",
     () => validate(ctx, proto, session, signed.cert, caChain[0]!, key),
@@ -160,8 +201,9 @@ async function chooseKeyType(
   ctx: EnrollContext,
   proto: ProtocolClient,
   session: Session,
+  earlier: EarlierIssue | undefined,
 ): Promise<{ type: KeyType; why: string }> {
-  const asked = (await proto.enroll.prepare?.(session, ctx.device.id)) ?? { notes: [] };
+  const asked = (await proto.enroll.prepare?.(session, ctx.device.id, earlier)) ?? { notes: [] };
   for (const message of asked.notes) ctx.emit({ type: "note", message });
   const wanted = ctx.device.keyType;
   if (wanted && asked.keyType && asked.keyType !== wanted) {
@@ -170,10 +212,14 @@ async function chooseKeyType(
       message: `the platform asks for a ${asked.keyType} key; the ${wanted} key asked for here is made as given, and the platform may refuse it`,
     });
   }
-  if (wanted) return { type: wanted, why: "" };
-  return asked.keyType
-    ? { type: asked.keyType, why: " (as the platform's CSR attributes ask)" }
-    : { type: proto.enroll.defaultKeyType, why: " (the API's preferred key)" };
+  const chosen = wanted
+    ? { type: wanted, why: "" }
+    : asked.keyType
+      ? { type: asked.keyType, why: " (as the platform's CSR attributes ask)" }
+      : { type: proto.enroll.defaultKeyType, why: " (the API's preferred key)" };
+  const refused = asked.refuseKeyType?.(chosen.type);
+  if (refused) throw refused;
+  return chosen;
 }
 
 /** generate-key, through the run's key transaction; a failure of the provider is `keygen-failed`. */

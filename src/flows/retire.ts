@@ -10,6 +10,7 @@ import type { Installed } from "./install.js";
 import type { EnrollStep } from "./result.js";
 import { describeStored, type EnrollResult } from "./result.js";
 import type { StepTiming } from "./steps.js";
+import { clearIssueJournal } from "./unstored.js";
 
 /** What became of a replaced certificate on the platform. */
 type Settled = { revoked: "revoked" | "absent" | "kept"; why?: string };
@@ -41,6 +42,8 @@ export async function retire(
     revoked: "kept" as const,
   };
   if (previous) result.previous = previous;
+  // Stored: no certificate of this device is left unstored on the platform.
+  await clearIssueJournal(ctx.store);
   if (ctx.remember) {
     const unrecorded = await ctx.remember(installed.proto.name);
     if (unrecorded) ctx.emit({ type: "note", message: unrecorded });

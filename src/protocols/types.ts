@@ -70,6 +70,8 @@ export interface Binding {
 export interface CsrRequest {
   keyType?: KeyType;
   notes: string[];
+  /** Why the platform would refuse a key of `type` (before it is made), or undefined when it takes it. */
+  refuseKeyType?(type: KeyType): CertRetrieverError | undefined;
 }
 
 /** A certificate from another CA, to be registered and bound to a device. */
@@ -111,8 +113,26 @@ export interface EnrollCapability {
   /** Why no bind step is needed, where the client has no `bind`. */
   readonly noBinding?: string;
   /** After fetch-ca, before any key is made: refuses (throws) a device this platform cannot enroll; may say what it asks of the CSR. */
-  prepare?(session: Session, deviceId: string): Promise<CsrRequest | undefined>;
+  prepare?(session: Session, deviceId: string, earlier?: EarlierIssue): Promise<CsrRequest | undefined>;
+  /**
+   * A certificate this run was issued and did not store, where the client cannot revoke it: what
+   * the next run does about it, and whether it needs the journal for that (it then reads it in `prepare`).
+   */
+  readonly unstored?: {
+    next: string;
+    journal: boolean;
+    /** Undoes it now, so that the next run need not (EJBCA-REST: the end entity back to NEW); returns what it did, in words. */
+    undo?(session: Session, deviceId: string): Promise<string>;
+  };
   submit(session: Session, req: SignRequest): Promise<Issued>;
+}
+
+/** A certificate an earlier run of this device may have been issued without storing it (its journal), for `prepare`. */
+export interface EarlierIssue {
+  /** When that run sent its CSR. */
+  at: string;
+  /** The protocol it spoke. */
+  api: string;
 }
 
 /** Renewal authenticated by the current certificate (EST's /simplereenroll), which keeps the certificate's names. */

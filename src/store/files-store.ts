@@ -1,6 +1,6 @@
-import { link, mkdtemp, open, rename, rm, unlink } from "node:fs/promises";
+import { link, mkdtemp, open, rename, rm, statfs, unlink } from "node:fs/promises";
 import { join } from "node:path";
-import { describeCause, usageError } from "../errors.js";
+import { CertRetrieverError, describeCause, usageError } from "../errors.js";
 import { acquireLock } from "../fs/lock.js";
 import {
   checkDirectory,
@@ -32,6 +32,11 @@ import type {
 export { type CredentialPaths, credentialPaths } from "./names.js";
 export type { CredentialPems } from "./types.js";
 
+/** The free space a run needs in the credentials directory before it makes a key (a few staged files, with room to spare). */
+const MIN_FREE_BYTES = 256 * 1024;
+/** The free inodes it needs: the staging directory, its files, the records beside them. */
+const MIN_FREE_INODES = 16;
+
 /** Credentials as PEM files in a directory, written crash-safely under a lock. */
 export class FilesStore implements CredentialStore {
   readonly kind = "files";
@@ -53,6 +58,7 @@ export class FilesStore implements CredentialStore {
       crlCache: join(outDir, `${caName}.crl`),
       caReplacedMark: join(outDir, `${caName}.replaced`),
       settingsRecord: this.paths.settings,
+      issueJournal: `${join(this.paths.dir, deviceId)}.issue.pending`,
     };
   }
 
@@ -87,6 +93,27 @@ export class FilesStore implements CredentialStore {
       },
       interrupted,
     };
+  }
+
+  /**
+   * Room for the credentials, before any key is made: the staged copies of key, certificate, chain
+   * and the files beside them take some kilobytes; a file system with less than this free is refused.
+   */
+  async preflight(): Promise<void> {
+    const dir = this.paths.dir;
+    const fs = await statfs(dir).catch((err: unknown) => {
+      throw storageError(`cannot see how much space is free in ${dir}: ${describeCause(err)}`, err, dir);
+    });
+    const free = fs.bavail * fs.bsize;
+    if (free >= MIN_FREE_BYTES && fs.ffree >= MIN_FREE_INODES) return;
+    const what =
+      free < MIN_FREE_BYTES
+        ? `${Math.floor(free / 1024)} KiB free, and storing the credentials needs at least ${MIN_FREE_BYTES / 1024} KiB`
+        : `${fs.ffree} free inodes, and storing the credentials needs at least ${MIN_FREE_INODES}`;
+    throw new CertRetrieverError(
+      `store failed: pre-flight: the file system of ${dir} has ${what}; no key was made and no certificate requested`,
+      { step: "store", reason: "storage-failed", facts: { errno: "ENOSPC", path: dir } },
+    );
   }
 
   async open(): Promise<OpenStore> {

@@ -67,6 +67,7 @@ export class KeychainStore implements CredentialStore {
       crlCache: join(lockDir, `${caName}.crl`),
       caReplacedMark: join(lockDir, `${caName}.replaced`),
       settingsRecord: join(resolve(lockDir), `${deviceId}.settings.json`),
+      issueJournal: join(resolve(lockDir), `${deviceId}.issue.pending`),
     };
   }
 

@@ -15,6 +15,7 @@ interface CredentialNames {
   ca: string;
   profile: string;
   settings: string;
+  issueJournal: string;
 }
 
 /** The file names of a device's credentials (the names dojot's retriever and the mosquitto_pub examples use). */
@@ -26,6 +27,7 @@ function credentialNames(deviceId: string, caName: string): CredentialNames {
     ca: `${caName}.crt`,
     profile: `${deviceId}.profile.json`,
     settings: `${deviceId}.settings.json`,
+    issueJournal: `${deviceId}.issue.pending`,
   };
 }
 

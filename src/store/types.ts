@@ -45,6 +45,8 @@ export interface Sidecars {
   crlCache: string;
   /** The mark `check` leaves when the platform's CA replaced the stored one, for `enroll` to act on (`<out>/<ca-name>.replaced`). */
   caReplacedMark: string;
+  /** Written before a CSR is sent, removed once its certificate is stored or refused (`<out>/<device-id>.issue.pending`): a run that finds it knows an earlier one may have been issued a certificate it never stored. */
+  issueJournal: string;
   /** The settings the device was enrolled with, which later commands use (`<out>/<device-id>.settings.json`). */
   settingsRecord: string;
 }
@@ -60,6 +62,8 @@ export interface CredentialStore {
   read(): Promise<StoredCredentials>;
   /** Takes the lock and repairs interrupted writes. */
   open(): Promise<OpenStore>;
+  /** Pre-flight, before any key is made: refuses (a storage error) a store without room for the credentials. */
+  preflight?(): Promise<void>;
   /** Replaces the credentials all together or not at all. Call between open() and close(). */
   write(pems: CredentialPems): Promise<void>;
 }

@@ -1,5 +1,6 @@
 import { Command, Option } from "commander";
 import type { Agent } from "../../agent.js";
+import type { DryRunResult } from "../../flows/enroll.js";
 import type { EnrollResult } from "../../flows/result.js";
 import { isKeyType, type KeyType } from "../../keys/key-types.js";
 import { protocolNamed } from "../../protocols/registry.js";
@@ -47,6 +48,7 @@ interface EnrollFlags extends MqttFlags {
   reloadUnit?: string;
   hookTimeout: string;
   keepPrevious?: boolean;
+  dryRun?: boolean;
 }
 
 const EXAMPLES = `
@@ -91,6 +93,10 @@ export function enrollCommand(state: CliState): Command {
     );
   addOptions(cmd, "enroll")
     .option("--force", "enroll even if valid credentials already exist")
+    .option(
+      "--dry-run",
+      "authenticate, fetch the CA and run every pre-flight check, then say what would be requested; no key is made, no CSR sent, nothing written",
+    )
     .addOption(
       new Option(
         "--verify-broker <url>",
@@ -167,6 +173,12 @@ async function runEnroll(command: Command, state: CliState): Promise<number> {
 
 /** The enrollment, its report, and the broker check after the write where none was made before it. */
 async function enrollWith(agent: Agent, flags: EnrollFlags, state: CliState, retries: RetryInfo[]): Promise<number> {
+  if (flags.dryRun) {
+    const planned = await agent.dryRun({ force: Boolean(flags.force), onEvent: events(state, isInteractive(flags)) });
+    for (const line of describeDryRun(planned)) say(line);
+    if (flags.json) printJson({ ...planned, retries });
+    return 0;
+  }
   const result = await agent.enroll({ force: Boolean(flags.force), onEvent: events(state, isInteractive(flags)) });
   if (result.previous && !flags.exec && !flags.reloadUnit) {
     say("note: no --exec or --reload-unit: programs that loaded the previous identity keep it until they restart");
@@ -182,6 +194,24 @@ async function enrollWith(agent: Agent, flags: EnrollFlags, state: CliState, ret
   }
   if (flags.json) printJson({ ...result, retries, ...(verified ? { verify: verified } : {}) });
   return 0;
+}
+
+/** What a dry run found, in lines. */
+function describeDryRun(r: DryRunResult): string[] {
+  if (r.action === "keep")
+    return [
+      `dry run: device '${r.deviceId}' already has valid credentials in ${r.store.location} (valid until ${r.notAfter}): a run would request nothing (with --force it would enroll again)`,
+    ];
+  const req = r.request!;
+  return [
+    `dry run: device '${r.deviceId}' would be ${r.action === "renew" ? "renewed" : "enrolled"}; no key was made and no CSR sent`,
+    `  API:       ${r.api}`,
+    `  CA:        ${r.ca!.subject}, SHA-256 ${r.ca!.sha256Fingerprint}`,
+    `  subject:   ${req.subject}`,
+    `  names:     ${req.sans.length ? req.sans.join(", ") : "none"}`,
+    `  key:       ${req.keyType}, made in ${req.keyStore}${req.keyWhy ? ` (${req.keyWhy})` : ""}`,
+    `  stored in: ${r.store.location} (${r.store.kind})`,
+  ];
 }
 
 /** What the run did, in a line. */

@@ -72,6 +72,7 @@ export class EstClient implements ProtocolClient {
     // The CA names the certificate after the CSR's subject (the server may say otherwise in /csrattrs).
     commonNames: (id) => [id],
     noBinding: "keeps no device records to tie it to",
+    unstored: { next: "an EST server keeps nothing to undo for it, and the next run enrolls again", journal: false },
     prepare: () => this.csrAttributes(),
     submit: (_session, req) => this.submit(req),
   };

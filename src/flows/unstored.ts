@@ -1,0 +1,87 @@
+/**
+ * A certificate the platform issued that the run did not store (a validation that failed, a full
+ * disk, an interrupt): the journal that tells the next run, and what this run does about it before
+ * it exits: revoke it where the protocol can, else say what the next run will do.
+ */
+import { rm } from "node:fs/promises";
+import { CertRetrieverError, describeCause } from "../errors.js";
+import { readTrustedFile, replaceFile } from "../fs/safe-dir.js";
+import type * as x509 from "../keys/x509.js";
+import type { EarlierIssue, ProtocolClient, Session } from "../protocols/types.js";
+import type { CredentialStore } from "../store/types.js";
+import { sha256Fingerprint } from "./certificate.js";
+
+/** A certificate issued to this run, with what it takes to revoke it. */
+export interface IssuedHere {
+  cert: x509.X509Certificate;
+  proto: ProtocolClient;
+  session: Session;
+}
+
+/** The journal an earlier run left: it sent a CSR and did not store (or see refused) what came back. */
+export async function readIssueJournal(store: CredentialStore): Promise<EarlierIssue | undefined> {
+  const text = await readTrustedFile(store.sidecars.issueJournal);
+  if (text === undefined) return undefined;
+  try {
+    const data = JSON.parse(text) as { at?: unknown; api?: unknown };
+    if (typeof data.at === "string" && typeof data.api === "string") return { at: data.at, api: data.api };
+  } catch {
+    // A journal cut short by a crash still says that a CSR was sent.
+  }
+  return { at: "an unknown time", api: "unknown" };
+}
+
+/** Written before the CSR is sent. */
+export async function writeIssueJournal(store: CredentialStore, api: string, now: Date): Promise<void> {
+  await replaceFile(store.sidecars.issueJournal, `${JSON.stringify({ at: now.toISOString(), api })}\n`, 0o600);
+}
+
+/** Removed once the certificate is stored, revoked, or the platform answered without one. */
+export async function clearIssueJournal(store: CredentialStore): Promise<void> {
+  await rm(store.sidecars.issueJournal, { force: true }).catch(() => undefined);
+}
+
+/**
+ * The failure of a run that was issued `issued` and did not store it, said whole: the certificate
+ * is revoked where the protocol can (and the run was not interrupted), else the message says what
+ * the next run does. The journal stays for the next run unless the certificate was revoked.
+ */
+export async function settleUnstored(
+  store: CredentialStore,
+  issued: IssuedHere,
+  err: unknown,
+  interrupted: boolean,
+  deviceId: string,
+): Promise<unknown> {
+  if (!(err instanceof CertRetrieverError)) return err;
+  const { cert, proto, session } = issued;
+  const what = `certificate ${cert.serialNumber} was issued to this run and not stored`;
+  let said: string;
+  if (proto.revoke && !interrupted) {
+    const fingerprint = sha256Fingerprint(cert);
+    try {
+      await proto.revoke(session, fingerprint);
+      await clearIssueJournal(store);
+      said = `${what}, so it was revoked on the platform; the next run enrolls anew`;
+    } catch (revokeErr) {
+      said = `${what}, and revoking it failed (${describeCause(revokeErr)}): revoke SHA-256 ${fingerprint} on the platform; the next run enrolls anew`;
+    }
+  } else if (proto.revoke) {
+    said = `${what}; it stays valid on the platform (revoke SHA-256 ${sha256Fingerprint(cert)} there); the next run enrolls anew`;
+  } else if (proto.enroll.unstored?.undo && !interrupted) {
+    try {
+      said = `${what}; ${await proto.enroll.unstored.undo(session, deviceId)}`;
+      await clearIssueJournal(store);
+    } catch (undoErr) {
+      said = `${what}; undoing it failed (${describeCause(undoErr)}), so ${proto.enroll.unstored.next}`;
+    }
+  } else {
+    said = `${what}; ${proto.enroll.unstored?.next ?? "the next run enrolls again"}`;
+  }
+  return new CertRetrieverError(`${err.message}; ${said}`, {
+    step: err.step,
+    reason: err.reason,
+    facts: err.facts,
+    cause: err.cause,
+  });
+}
