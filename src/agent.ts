@@ -8,6 +8,7 @@ import type { StageReport } from "./broker/broker.js";
 import { CertRetrieverError, nameSettings } from "./errors.js";
 import type { EnrollContext, EnrollEvent } from "./flows/context.js";
 import type { DryRunResult } from "./flows/enroll.js";
+import type { CredentialsDescription, NamedPlatform } from "./flows/describe.js";
 import type { CheckedChain, RegisterEvent, RegisterResult } from "./flows/register.js";
 import type { EnrollResult } from "./flows/result.js";
 import type { StatusContext, StatusResult } from "./flows/status.js";
@@ -15,6 +16,7 @@ import type { BrokerEvent } from "./flows/steps.js";
 import type { BrokerSettings, VerifyContext } from "./flows/verify.js";
 import type { KeyStore } from "./keys/key-store.js";
 import type { KeySettings } from "./keys/open.js";
+import { findProtocol } from "./protocols/registry.js";
 import type { ProtocolClient, Session } from "./protocols/types.js";
 import { type AgentSettings, DEFAULT_ATTEMPTS, DEFAULT_CRL_REFRESH_MS, isKeyStore } from "./settings.js";
 import type { CredentialStore } from "./store/types.js";
@@ -30,6 +32,13 @@ export interface Agent {
   renew(opts?: { onEvent?: (event: EnrollEvent) => void }): Promise<EnrollResult>;
   /** What `check` asks: is enrollment needed? `online`: the platform may be asked about revocation and its CA. */
   status(opts?: { online?: boolean }): Promise<StatusResult>;
+  /**
+   * The stored credentials described for people (what `status` shows): names, chain, dates, when
+   * renewal is due, revocation as `check` last saw it, where the key is, the platform and API the
+   * settings name. Reads the store and the files beside it only: asks nothing of the platform,
+   * opens no token. No complete credentials: `not-enrolled`.
+   */
+  describe(): Promise<CredentialsDescription>;
   /** Registers a certificate the device already has (a checked chain, or PEM), bound to the device. */
   register(req: {
     chain: CheckedChain | { pem: string; where?: string };
@@ -83,6 +92,18 @@ class AgentImpl implements Agent {
     return status(await this.statusContext(Boolean(opts.online)));
   }
 
+  async describe(): Promise<CredentialsDescription> {
+    const { describeStoredCredentials } = await import("./flows/describe.js");
+    return describeStoredCredentials({
+      deviceId: this.settings.device.id,
+      store: await this.parts.store(),
+      crypto: this.parts.crypto,
+      renewBefore: this.settings.renewal?.renewBefore ?? { ms: 0 },
+      platform: await this.namedPlatform(),
+      now: this.parts.clock(),
+    });
+  }
+
   async register(req: Parameters<Agent["register"]>[0]): Promise<RegisterResult> {
     const { checkChain, registerExisting } = await import("./flows/register.js");
     const pin = req.rootCaFingerprint;
@@ -119,6 +140,23 @@ class AgentImpl implements Agent {
 
   async close(): Promise<void> {
     await this.parts.close();
+  }
+
+  /** The platform and API the settings name, for describe (null: not named). */
+  private async namedPlatform(): Promise<NamedPlatform> {
+    const platform = await this.parts.platform();
+    const protocol = platform?.protocol;
+    const url = platform?.url;
+    return {
+      // A URL as people write it: no slash after a bare host.
+      url: url === undefined ? null : typeof url === "string" ? url : url.href.replace(/(\/\/[^/]+)\/$/, "$1"),
+      api:
+        protocol === undefined
+          ? null
+          : typeof protocol === "string"
+            ? (findProtocol(protocol)?.name ?? protocol)
+            : protocol.name,
+    };
   }
 
   /** Checks the protocol's rules, opens the key store (a token's PIN is tried before any request) and runs `flow`. */
@@ -342,6 +380,16 @@ class AgentImpl implements Agent {
 function unlessUnsafe(err: unknown): undefined {
   if (err instanceof CertRetrieverError && err.reason === "storage-unsafe") throw err;
   return undefined;
+}
+
+/** Describes the stored credentials with a new agent (see {@link Agent.describe}), and closes it. */
+export async function describeCredentials(settings: AgentSettings): Promise<CredentialsDescription> {
+  const agent = createAgent(settings);
+  try {
+    return await agent.describe();
+  } finally {
+    await agent.close();
+  }
 }
 
 /** Enrolls once with a new agent (see {@link Agent.enroll}), and closes it. */

@@ -14,6 +14,7 @@ export type Step =
   | "store"
   | "verify"
   | "export"
+  | "status"
   | "token"
   | "register"
   | "revoke"

@@ -8,7 +8,7 @@
 // Grouped by the folder each export comes from; the lab package (lab/, a workspace of this
 // repository, which imports the agent only through this entry) uses the exports marked "the lab".
 /** The agent: what a program builds from settings, and the one-shot enroll. */
-export { type Agent, createAgent, enroll } from "./agent.js";
+export { type Agent, createAgent, describeCredentials, enroll } from "./agent.js";
 /** The broker check (`verify`): its report, the identity profiles and MQTT versions. */
 export type { StageReport } from "./broker/broker.js";
 export { MQTT_VERSIONS, type MqttVersion, PROFILES, type ProfileName } from "./broker/profiles.js";
@@ -19,6 +19,13 @@ export type { TokenSession } from "./flows/authenticate.js";
 export type { SubjectAltNames } from "./flows/build-csr.js";
 export type { DeviceSettings, EnrollEvent } from "./flows/context.js";
 export type { DryRunResult } from "./flows/enroll.js";
+export type {
+  ChainEntry,
+  CredentialsDescription,
+  KeyLocation,
+  NamedPlatform,
+  RevocationSeen,
+} from "./flows/describe.js";
 export type { ChangeHooks } from "./flows/hooks.js";
 export type { RenewWindow } from "./flows/inspect.js";
 export {

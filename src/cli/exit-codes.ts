@@ -53,7 +53,10 @@ export const EXIT_CODE_MEANINGS: ReadonlyArray<readonly [ExitCode, string]> = [
   ],
   [ExitCode.VALIDATION, "the issued certificate failed validation (nothing was written)"],
   [ExitCode.STORAGE, "the credentials could not be stored (previous ones left intact)"],
-  [ExitCode.NOT_ENROLLED, "verify, export: there are no complete stored credentials for this device (enroll first)"],
+  [
+    ExitCode.NOT_ENROLLED,
+    "verify, export, status: there are no complete stored credentials for this device (enroll first)",
+  ],
   [
     ExitCode.NOT_SUPPORTED,
     "register: the platform cannot register a certificate it did not issue (dojot <= v0.6, EJBCA-REST); enroll: a renewal on EJBCA-REST needs the end entity reset on the platform first, or an EST server's /cacerts holds several CA chains and nothing says which",
@@ -107,7 +110,10 @@ const TOKEN = [
 ];
 
 /** The exit codes each command can return, for its --help (check has its own three). */
-export const COMMAND_EXIT_CODES: Record<"enroll" | "login" | "verify" | "export" | "register", readonly ExitCode[]> = {
+export const COMMAND_EXIT_CODES: Record<
+  "enroll" | "login" | "verify" | "export" | "register" | "status",
+  readonly ExitCode[]
+> = {
   enroll: [
     C.OK,
     C.UNEXPECTED,
@@ -152,6 +158,7 @@ export const COMMAND_EXIT_CODES: Record<"enroll" | "login" | "verify" | "export"
     C.INTERRUPTED,
     C.TERMINATED,
   ],
+  status: [C.OK, C.UNEXPECTED, C.USAGE, C.CONFIG, C.STORAGE, C.NOT_ENROLLED],
   register: [
     C.OK,
     C.UNEXPECTED,

@@ -135,7 +135,7 @@ const HINTS: { readonly [R in Reason]: (err: CertRetrieverError, command: string
     busy: () => "wait for the other run to finish and run again",
     "not-enrolled": (e) =>
       /was interrupted/.test(e.message)
-        ? "run enroll (it finishes or undoes the write first); no broker was contacted"
+        ? `run enroll (it finishes or undoes the write first)${e.step === "verify" ? "; no broker was contacted" : ""}`
         : e.step === "verify"
           ? "enroll first; no broker was contacted"
           : "enroll first",

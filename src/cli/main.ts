@@ -5,6 +5,7 @@ import { enrollCommand } from "./commands/enroll.js";
 import { exportCommand } from "./commands/export.js";
 import { loginCommand } from "./commands/login.js";
 import { registerCommand } from "./commands/register.js";
+import { statusCommand } from "./commands/status.js";
 import { verifyCommand } from "./commands/verify.js";
 import { ExitCode } from "./exit-codes.js";
 import { failureJson, usage } from "./hints.js";
@@ -107,6 +108,7 @@ export function buildProgram(state: CliState, isCheck = false): Command {
   program.addCommand(enrollCommand(state));
   program.addCommand(loginCommand(state));
   program.addCommand(checkCommand(state));
+  program.addCommand(statusCommand(state));
   program.addCommand(verifyCommand(state));
   program.addCommand(exportCommand(state));
   program.addCommand(registerCommand(state));

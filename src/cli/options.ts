@@ -5,14 +5,16 @@ import { DEFAULT_PROTOCOL, PROTOCOLS, protocolNames, protocolSettings } from "..
 import { flagName, renderText } from "./names.js";
 
 /** The commands that take shared options; each option is defined once, here, with the commands that use it. */
-export type CommandName = "enroll" | "login" | "check" | "verify" | "export" | "register";
+export type CommandName = "enroll" | "login" | "check" | "verify" | "export" | "register" | "status";
 
 const PLATFORM: CommandName[] = ["enroll", "login", "register"];
 const STORED: CommandName[] = ["enroll", "check", "verify", "export"];
 const BROKER: CommandName[] = ["enroll", "verify"];
-const ALL: CommandName[] = ["enroll", "login", "check", "verify", "export", "register"];
+const ALL: CommandName[] = ["enroll", "login", "check", "verify", "export", "register", "status"];
 /** Platform options `check` takes too: it asks the platform for the CA's CRL and the CA. */
 const ONLINE: CommandName[] = [...PLATFORM, "check"];
+/** Where stored credentials are found: what `status` reads too. */
+const FOUND: CommandName[] = [...STORED, "status"];
 
 interface OptionSpec {
   flags: string;
@@ -41,17 +43,19 @@ export const OPTION_SPECS: OptionSpec[] = [
   {
     flags: "--platform <url>",
     description: "the platform gateway (dojot's Kong), e.g. https://dojot.example.com, or the EST server (--api est)",
-    commands: ONLINE,
+    commands: [...ONLINE, "status"],
     describe: {
       check:
         "the platform, asked for its CA and the CA's CRL (revocation) when the cached CRL is older than --crl-refresh; without it only the cache is read",
+      status: "the platform the device enrolls with, shown as it is given (status contacts nothing)",
     },
     env: "PLATFORM",
   },
   {
     flags: "--api <api>",
     description: apiDescription(),
-    commands: ["enroll", "register", "check"],
+    commands: ["enroll", "register", "check", "status"],
+    describe: { status: "the platform's API the device enrolls with, shown as it is given (status contacts nothing)" },
     hiddenIn: ["login"],
     env: "API",
     default: DEFAULT_PROTOCOL,
@@ -115,20 +119,20 @@ export const OPTION_SPECS: OptionSpec[] = [
   {
     flags: "--device-id <id>",
     description: "the device id on the platform; becomes the certificate's CN and the file names",
-    commands: [...STORED, "register"],
+    commands: [...FOUND, "register"],
     describe: { register: "the device id on the platform, which the certificate is bound to" },
     env: "DEVICE_ID",
   },
   {
     flags: "--device-id-file <file>",
     description: "read the device id from the first line of this file",
-    commands: [...STORED, "register"],
+    commands: [...FOUND, "register"],
     env: "DEVICE_ID_FILE",
   },
   {
     flags: "--ca-name <name>",
     description: "the CA that issues device certificates",
-    commands: STORED,
+    commands: FOUND,
     env: "CA_NAME",
     default: "IOTmidCA",
   },
@@ -144,9 +148,10 @@ export const OPTION_SPECS: OptionSpec[] = [
   {
     flags: "--out <dir>",
     description: "where the credentials are stored (files), or where the lock lives (keychain)",
-    commands: STORED,
+    commands: FOUND,
     describe: {
       check: "where the stored credentials are (files)",
+      status: "where the stored credentials are (files), or where check keeps the CA's CRL (keychain)",
       verify: "where the stored credentials are (files)",
       export: "where the files are written (key 0600, directory 0700)",
     },
@@ -156,7 +161,7 @@ export const OPTION_SPECS: OptionSpec[] = [
   {
     flags: "--store <kind>",
     description: "files: PEM files in --out; keychain: the OS keychain (Secret Service on Linux)",
-    commands: ["enroll", "check", "verify"],
+    commands: ["enroll", "check", "verify", "status"],
     hiddenIn: ["export"],
     env: "STORE",
     default: "files",
@@ -166,8 +171,12 @@ export const OPTION_SPECS: OptionSpec[] = [
     flags: "--renew-before <window>",
     description:
       "renew a certificate this long before it expires (30d, 12h: a unit is required), or when this share of its lifetime is left (33%: at two thirds of it)",
-    commands: ["enroll", "check"],
+    commands: ["enroll", "check", "status"],
     hiddenIn: ["verify", "export"],
+    describe: {
+      status:
+        "the renewal window that says when renewal is due, as check and enroll take it: 30d, 12h (a unit is required), or 33% of the lifetime left",
+    },
     env: "RENEW_BEFORE",
     default: "33%",
   },
@@ -344,7 +353,7 @@ export const OPTION_SPECS: OptionSpec[] = [
     flags: "--non-interactive",
     description: "never prompt: a missing value is an error (also without a terminal)",
     commands: ["enroll", "login", "verify", "export", "register"],
-    hiddenIn: ["check"],
+    hiddenIn: ["check", "status"],
   },
   {
     flags: "--config <file>",

@@ -53,6 +53,11 @@ export function say(line: string): void {
   cliIo().stderr.write(`${safeText(line)}\n`);
 }
 
+/** Prints a command's result as text on stdout, made safe as {@link say}'s lines are. */
+export function printText(text: string): void {
+  cliIo().stdout.write(`${safeText(text)}\n`);
+}
+
 /** Prints a result as JSON on stdout (JSON escapes control characters; secrets are redacted from each value before escaping). */
 export function printJson(value: unknown): void {
   cliIo().stdout.write(`${secrets().json(value, 2)}\n`);

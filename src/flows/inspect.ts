@@ -27,7 +27,7 @@ export interface InspectOptions {
 export type RenewWindow = { ms: number } | { fraction: number };
 
 /** When `cert` becomes due for renewal under `window`. */
-function renewalStart(cert: { notBefore: Date; notAfter: Date }, window: RenewWindow): Date {
+export function renewalStart(cert: { notBefore: Date; notAfter: Date }, window: RenewWindow): Date {
   const end = cert.notAfter.getTime();
   const before = "ms" in window ? window.ms : (end - cert.notBefore.getTime()) * window.fraction;
   return new Date(end - before);

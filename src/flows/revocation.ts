@@ -153,15 +153,64 @@ async function readCachedCrl(
   crypto: CryptoProvider,
   now: Date,
 ): Promise<{ crl: x509.X509Crl; fetchedAt: Date } | undefined> {
+  const cached = await loadCachedCrl(path, ca, crypto, now);
+  // None, unreadable, not ours alone (a link, another user's), damaged or another CA's: as if there were none.
+  return "crl" in cached ? cached : undefined;
+}
+
+/** The cached CRL and when it was fetched; or that there is none; or why the one there cannot be used. */
+async function loadCachedCrl(
+  path: string,
+  ca: x509.X509Certificate,
+  crypto: CryptoProvider,
+  now: Date,
+): Promise<{ crl: x509.X509Crl; fetchedAt: Date } | { absent: true } | { problem: string }> {
   try {
     const text = await readTrustedFile(path); // the directory was walked when the credentials were read
-    if (text === undefined) return undefined;
+    if (text === undefined) return { absent: true };
     const st = await stat(path);
     const crl = new x509.X509Crl(text);
-    return (await crlProblem(crl, ca, crypto)) ? undefined : { crl, fetchedAt: st.mtime < now ? st.mtime : now };
-  } catch {
-    return undefined; // none, unreadable, not ours alone (a link, another user's) or damaged: as if there were none
+    const problem = await crlProblem(crl, ca, crypto);
+    return problem ? { problem } : { crl, fetchedAt: st.mtime < now ? st.mtime : now };
+  } catch (err) {
+    return { problem: describeCause(err) };
   }
+}
+
+/**
+ * What the CRL `check` kept last said of a certificate, as `status` shows it: read from the cache
+ * only (nothing is fetched). Never checked: there is no cached CRL. Unusable: the file there is
+ * not the stored CA's CRL (or cannot be read). Else `good` (not listed, the CRL still current),
+ * `outdated` (not listed, but past its next update) or `revoked` (listed, however old the CRL).
+ */
+export type LastSeenRevocation =
+  | { state: "never-checked" }
+  | { state: "unusable"; why: string }
+  | {
+      state: "good" | "outdated" | "revoked";
+      /** When the CRL was fetched (the cache file's time). */
+      checkedAt: Date;
+      thisUpdate: Date;
+      nextUpdate?: Date;
+      revokedAt?: Date;
+      reason?: string;
+    };
+
+/** What the cached CRL at `cachePath` says of `cert` (see {@link LastSeenRevocation}). */
+export async function lastSeenRevocation(
+  cert: x509.X509Certificate,
+  ca: x509.X509Certificate,
+  opts: { cachePath: string; crypto: CryptoProvider; now: Date },
+): Promise<LastSeenRevocation> {
+  const cached = await loadCachedCrl(opts.cachePath, ca, opts.crypto, opts.now);
+  if ("absent" in cached) return { state: "never-checked" };
+  if ("problem" in cached) return { state: "unusable", why: cached.problem };
+  const { crl, fetchedAt } = cached;
+  const seen = { checkedAt: fetchedAt, thisUpdate: crl.thisUpdate, nextUpdate: crl.nextUpdate };
+  const answer = verdict(cert, crl, "cache", opts.now);
+  if (answer.state === "revoked")
+    return { state: "revoked", ...seen, revokedAt: answer.revokedAt, reason: answer.reason };
+  return { state: answer.state === "good" ? "good" : "outdated", ...seen };
 }
 
 /** Replaces the cache whole; public, as the CA certificate beside it. */

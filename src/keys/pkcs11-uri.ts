@@ -128,6 +128,21 @@ export function shown(text: string): string {
   return quoted(text.replace(/(pin-value=)[^&;]*/gi, "$1…"));
 }
 
+/** The URI without any `pin-value` attribute (a PIN is never shown), the rest as it was; `status` shows a recorded key so. */
+export function withoutPinValue(text: string): string {
+  const scheme = /^pkcs11:/i.exec(text)?.[0] ?? "";
+  const rest = text.slice(scheme.length);
+  const at = rest.indexOf("?");
+  const keep = (attributes: string, separator: string) =>
+    attributes
+      .split(separator)
+      .filter((a) => !/^\s*pin-value\s*(=|$)/i.test(a))
+      .join(separator);
+  const path = keep(at < 0 ? rest : rest.slice(0, at), ";");
+  const query = at < 0 ? "" : keep(rest.slice(at + 1), "&");
+  return `${scheme}${path}${query ? `?${query}` : ""}`;
+}
+
 /** Text of a URI in quotes, on one line and at most 120 characters: control characters escaped, the middle of a longer one left out. */
 function quoted(text: string): string {
   const line = text.replace(

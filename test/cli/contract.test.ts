@@ -61,6 +61,18 @@ describe("the command a script runs", () => {
     expect([bad.code, bad.stdout]).toEqual([255, ""]);
   });
 
+  it("status: the description on stdout and nothing on stderr, exit 0; no credentials: exit 16, stdout empty", async () => {
+    await lab.addDevice("ct-5");
+    const out = join(await tempDir(), "certs");
+    const none = await runCli(["status", "--device-id", "ct-5", "--out", out]);
+    expect([none.code, none.stdout]).toEqual([ExitCode.NOT_ENROLLED, ""]);
+    expect((await enrollCli(lab.url, lab, "ct-5", out)).code).toBe(0);
+    const run = await runCli(["status", "--device-id", "ct-5", "--out", out]);
+    expect([run.code, run.stderr]).toEqual([0, ""]);
+    expect(run.stdout).toMatch(/^Device: +ct-5$/m);
+    expect(run.stdout).toMatch(/^Key: +file .*ct-5\.key \(mode 0600\)$/m);
+  });
+
   it("login: a 0600 token file and exit 0; a wrong password is exit 10 with nothing written", async () => {
     const dir = await tempDir();
     const token = join(dir, "token");

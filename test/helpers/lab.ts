@@ -49,6 +49,7 @@ export async function startTestLab(
     api?: LabApi;
     est?: EstLabOptions;
     faults?: LabOptions["faults"];
+    forceCrlRenew?: boolean;
   } = {},
 ): Promise<TestLab> {
   const dir = await labDir("cr-lab-", opts.caSet);
@@ -67,6 +68,7 @@ export async function startTestLab(
     api: opts.api,
     est: opts.est,
     faults: opts.faults,
+    forceCrlRenew: opts.forceCrlRenew,
   });
   return {
     ...lab,

@@ -89,11 +89,15 @@ describe.skipIf(!ready)("--store keychain against a real gnome-keyring (Secret S
     expect(existsSync(lockDir)).toBe(false); // the lock came and went; no credential touched the disk there
 
     const exported = join(await tempDir(), "exported");
-    const [checkedLater, exportRun] = await inKeyringSession(home, [
+    const [checkedLater, described, exportRun] = await inKeyringSession(home, [
       { args: ["check", ...identity] },
+      { args: ["status", ...identity] },
       { args: ["export", "--device-id", "kc-1", "--out", exported] },
     ]);
     expect(checkedLater!.code, checkedLater!.stderr).toBe(1);
+    expect([described!.code, described!.stderr]).toEqual([0, ""]);
+    expect(described!.stdout).toMatch(/^Key: +OS keychain, service cert-retriever, account kc-1\/key$/m);
+    expect(existsSync(lockDir)).toBe(false); // status reads: no lock, no CRL, nothing written
     expect(exportRun!.code, exportRun!.stderr).toBe(0);
     expect(await listFiles(exported)).toEqual(["IOTmidCA.crt", "kc-1.crt", "kc-1.key"]);
     expect((await stat(exported)).mode & 0o777).toBe(0o700);

@@ -119,6 +119,12 @@ describe.skipIf(!ready)(
       });
       expect(check.stderr).toMatch(/nothing to do: 'a1b2c3' has valid credentials/);
       expect(check.code).toBe(1);
+      // status: the recorded URI as it is in the file, never a PIN; the token is not opened (no module or PIN given).
+      const status = await runCli(["status", "--device-id", "a1b2c3", "--out", out]);
+      expect([status.code, status.stderr]).toEqual([0, ""]);
+      expect(status.stdout).toMatch(
+        /^Key: +PKCS#11 token, pkcs11:token=[^ ]*;object=a1b2c3;[^ ]* \(recorded in .*a1b2c3\.key\.uri\)$/m,
+      );
       // verify: mutual TLS with the key that never left the token.
       const verify = await runCli(
         [
