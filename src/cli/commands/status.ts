@@ -2,6 +2,7 @@ import { Command } from "commander";
 import type { CredentialsDescription, KeyLocation, RevocationSeen } from "../../flows/describe.js";
 import type { PlatformSettings } from "../../settings.js";
 import { type CommonFlags, resolveDeviceId, storeSettings } from "../agent-settings.js";
+import { applyRecorded } from "../remembered.js";
 import { applyConfigFile } from "../config.js";
 import { COMMAND_EXIT_CODES } from "../exit-codes.js";
 import { checkPlatformUrl, parseRenewWindow } from "../inputs.js";
@@ -32,6 +33,7 @@ export function statusCommand(state: CliState): Command {
     .addHelpText("after", HELP + exitCodesHelp(COMMAND_EXIT_CODES.status))
     .action(async (_f: CommonFlags, command: Command) => {
       await applyConfigFile(command, say);
+      await applyRecorded(command, say);
       const flags = command.opts<CommonFlags>();
       state.json ||= Boolean(flags.json);
       const source = (key: string) => command.getOptionValueSource(key);
