@@ -156,6 +156,7 @@ export class AgentParts {
       signal: network.signal,
       environment: network.environment,
       onRetry: network.onRetry,
+      lookup: network.lookup,
     });
     this.https.push(made);
     return made;

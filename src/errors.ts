@@ -31,7 +31,9 @@ export const REASONS = {
   config: "a settings file, a credentials file or a TLS file could not be read or is unsafe",
   "missing-credentials": "no password or token was given",
   // Reaching the platform
-  unreachable: "the platform could not be reached (refused, reset, timed out, DNS)",
+  unreachable: "the platform could not be reached (refused, reset, timed out, the name server not answering)",
+  "host-not-found": "the platform's host name does not exist (the name server answered NXDOMAIN, or no address)",
+  "url-path-wrong": "the platform URL's path leads to no login: the gateway answered 404 there (its URL has no path)",
   overloaded: "the platform answered 429, 502, 503 or 504 on every attempt",
   deadline: "the run's deadline passed",
   "maybe-sent": "a signing request failed after it may have reached the platform; it was not repeated",
@@ -46,7 +48,8 @@ export const REASONS = {
   "auth-refused": "the platform refused the password",
   "user-unknown": "the platform does not know the user",
   "user-inactive": "the user exists but is not active",
-  "token-expired": "the token expired, or the platform no longer accepts it",
+  "token-expired":
+    "the token expired (by this device's clock, or the platform says so), or the platform no longer accepts it",
   "permission-denied": "the user may not make this call (HTTP 403)",
   // Fetch the CA
   "ca-unknown": "the platform has no CA of that name",

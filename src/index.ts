@@ -18,7 +18,6 @@ export { CertRetrieverError, type Facts, REASONS, type Reason, type SettingNamer
 export type { TokenSession } from "./flows/authenticate.js";
 export type { SubjectAltNames } from "./flows/build-csr.js";
 export type { DeviceSettings, EnrollEvent } from "./flows/context.js";
-export type { DryRunResult } from "./flows/enroll.js";
 export type {
   ChainEntry,
   CredentialsDescription,
@@ -26,6 +25,7 @@ export type {
   NamedPlatform,
   RevocationSeen,
 } from "./flows/describe.js";
+export type { DryRunResult } from "./flows/enroll.js";
 export type { ChangeHooks } from "./flows/hooks.js";
 export type { RenewWindow } from "./flows/inspect.js";
 export {

@@ -4,6 +4,7 @@
  * store, a clock) can be passed instead of being built.
  */
 
+import type { LookupFunction } from "node:net";
 import type { SettingNamer } from "./errors.js";
 import type { TokenSession } from "./flows/authenticate.js";
 import type { DeviceSettings } from "./flows/context.js";
@@ -50,6 +51,8 @@ export interface NetworkSettings {
   http?: HttpClient;
   /** Where HTTP_PROXY, HTTPS_PROXY and NO_PROXY are read; default this process's environment. */
   environment?: NodeJS.ProcessEnv;
+  /** How host names are resolved on a direct connection; default the system's resolver (getaddrinfo). */
+  lookup?: LookupFunction;
 }
 
 /** When credentials are renewed, and what becomes of the ones replaced. */

@@ -34,7 +34,7 @@ import {
   withTrailingData,
 } from "./faults.js";
 import { Bounds, EXPOSED_LIMITS, type LabLimits, type Serially, serialQueue } from "./intake.js";
-import { dojotClaims, signJwt, verifyJwt } from "./jwt.js";
+import { dojotClaims, type KongRefusal, signJwt, verifyJwt } from "./jwt.js";
 import { RateLimiter, type RateWindow } from "./rate-limit.js";
 import { parseObject, send } from "./replies.js";
 import { checkPassword, loadState, makeUser, newEndEntity, newState, saveState, updateState } from "./state.js";
@@ -59,6 +59,11 @@ export interface LabOptions {
   adminPassword?: string;
   /** JWT lifetime in seconds; dojot's default is 420. */
   tokenLifetime: number;
+  /**
+   * Kong's jwt plugin `config.claims_to_verify`: none by default, as dojot's kong.config.sh
+   * configures it (an expired token passes); `["exp"]` refuses one, as a gateway configured so does.
+   */
+  claimsToVerify?: readonly "exp"[];
   /** Scripted faults, for testing clients against a misbehaving platform. */
   faults?: LabFault[];
   /** Kong's limit on /auth (dojot: 5/min and 40/h); off when absent. */
@@ -390,10 +395,12 @@ async function handle(req: IncomingMessage, res: ServerResponse, ctx: Context, b
   const url = new URL(req.url ?? "/", "http://lab");
   const route = gatewayRoute(req.method ?? "GET", url.pathname, opts.api);
   if (!route) {
-    // Kong's own 404: dojot v0.4.3 runs Kong 0.x; v0.5+ run Kong 2.x (`dojot/kong` v0.5.0 Dockerfile: kong:2.0.4).
+    // Kong's own 404: dojot v0.4.3 runs Kong 0.11 (`dojot/kong` v0.4.3 Dockerfile: kong:0.11), whose
+    // `kong/core/handler.lua` (0.11.0, 0.11.2) says "no API found with those values"; v0.5+ run Kong
+    // 2.x (`dojot/kong` v0.5.0 Dockerfile: kong:2.0.4; `kong/runloop/handler.lua` at 2.0.4). dojot's
+    // own kong.config.sh also routes `/` to its GUI (an nginx page), which the lab leaves out.
     return send(res, 404, {
-      message:
-        opts.api === "legacy" ? "no route and no API found with those values" : "no Route matched with those values",
+      message: opts.api === "legacy" ? "no API found with those values" : "no Route matched with those values",
     });
   }
   // A transport fault strikes the request as it comes; a fault in a certificate waits for one to be sent (not spent on a 401 or a 400).
@@ -401,7 +408,7 @@ async function handle(req: IncomingMessage, res: ServerResponse, ctx: Context, b
   const upcoming = faultRoute && ctx.faults.peek(faultRoute);
   if (upcoming && sendTransportFault(upcoming, req, res)) return void ctx.faults.take(faultRoute!);
   if (route.to === "auth") return login(req, body, res, ctx);
-  const verdict = kong(req, url, (await loadState(opts.dir))!.jwtSecret);
+  const verdict = kong(req, url, (await loadState(opts.dir))!.jwtSecret, opts.claimsToVerify);
   if ("refused" in verdict) return kongRefusal(res, verdict.refused);
   const tenant = String(verdict.claims.service ?? "");
   if (route.to === "x509")
@@ -425,7 +432,8 @@ async function handle(req: IncomingMessage, res: ServerResponse, ctx: Context, b
  * plugins). Kong's jwt plugin (PRIORITY 1005; `kong/plugins/jwt/handler.lua` at Kong 0.11.0 for
  * dojot v0.4.3, 2.0.4 for v0.5, 2.2.2 for v0.6-v0.8: dojot/kong's Dockerfiles) runs first: it takes
  * the token from `?jwt=`, else from `Authorization: Bearer <token>`, answers 401
- * `{"message":"Unauthorized"}` when there is none, and checks it. Then dojot's pepkong, whose
+ * `{"message":"Unauthorized"}` when there is none, and checks it (its signature; its expiry only
+ * where `claimsToVerify` names `exp`, which dojot's configuration does not: see verifyJwt). Then dojot's pepkong, whose
  * handler sets no PRIORITY (so 0, after jwt: dojot/kong `plugins/pepkong/kong/plugins/pepkong/`
  * `handler.lua` and `pepmain.lua` at v0.5.0 and v0.8.0), answers 401 with an empty body when the
  * Authorization header is missing, so only a token from `?jwt=` alone reaches it; its decision
@@ -435,23 +443,24 @@ function kong(
   req: IncomingMessage,
   url: URL,
   secret: string,
-): { claims: Record<string, unknown> } | { refused: string | undefined } {
+  claimsToVerify: readonly "exp"[] = [],
+): { claims: Record<string, unknown> } | { refused: KongRefusal | undefined } {
   const header = req.headers.authorization;
   const token =
     url.searchParams.get("jwt") ?? (header === undefined ? undefined : /^\s*[Bb]earer\s+(.+)/.exec(header)?.[1]);
-  if (token === undefined) return { refused: "Unauthorized" };
-  const verdict = verifyJwt(token, secret, Math.floor(Date.now() / 1000));
+  if (token === undefined) return { refused: { message: "Unauthorized" } };
+  const verdict = verifyJwt(token, secret, Math.floor(Date.now() / 1000), claimsToVerify);
   if ("refused" in verdict) return verdict;
   return header === undefined ? { refused: undefined } : verdict;
 }
 
-/** Kong's 401: the jwt plugin's message (`kong.response.exit`'s JSON), or pepkong's empty body. */
-function kongRefusal(res: ServerResponse, message: string | undefined): void {
-  if (message === undefined) {
+/** Kong's 401: the jwt plugin's body (`kong.response.exit`'s JSON), or pepkong's empty body. */
+function kongRefusal(res: ServerResponse, body: KongRefusal | undefined): void {
+  if (body === undefined) {
     send(res, 401, undefined);
     return;
   }
-  const text = JSON.stringify({ message });
+  const text = JSON.stringify(body);
   res
     .writeHead(401, { "content-type": "application/json; charset=utf-8", "content-length": Buffer.byteLength(text) })
     .end(text);

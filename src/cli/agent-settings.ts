@@ -179,12 +179,13 @@ export async function platformTls(flags: CommonFlags): Promise<NonNullable<Platf
   return tls;
 }
 
-/** The network's limits from the flags; retries are reported and collected. */
+/** The network's limits from the flags; retries are reported and collected; `lookup`: a resolver handed to main(). */
 export function networkSettings(
   flags: CommonFlags,
   startedAt: number,
   signal: AbortSignal,
   retries: RetryInfo[],
+  lookup?: NetworkSettings["lookup"],
 ): NetworkSettings & { deadline: number } {
   const deadlineMs = parseDuration(flags.deadline, "--deadline");
   const attempts = parseCount(flags.retries, "--retries", 0, 100) + 1;
@@ -195,6 +196,7 @@ export function networkSettings(
     deadline: startedAt + deadlineMs,
     signal,
     environment: cliIo().env,
+    lookup,
     onRetry: (info) => {
       retries.push(info);
       say(

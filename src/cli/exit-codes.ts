@@ -13,6 +13,7 @@ export const ExitCode = {
   NOT_ENROLLED: 16,
   NOT_SUPPORTED: 17,
   HOOK_FAILED: 18,
+  LOGIN_EXPIRED: 19,
   BROKER_UNREACHABLE: 20,
   BROKER_UNTRUSTED: 21,
   CERT_REFUSED: 22,
@@ -40,7 +41,10 @@ export const EXIT_CODE_MEANINGS: ReadonlyArray<readonly [ExitCode, string]> = [
   [ExitCode.OK, "success (or valid credentials already present)"],
   [ExitCode.UNEXPECTED, "unexpected error (a bug: please report it with --debug output)"],
   [ExitCode.USAGE, "usage: a flag or argument is missing or invalid"],
-  [ExitCode.CONFIG, "configuration: a file or setting could not be read"],
+  [
+    ExitCode.CONFIG,
+    "configuration: a file or setting could not be read, or the platform URL is wrong (its host name does not exist, or its path leads to no login)",
+  ],
   [ExitCode.AUTH, "authentication: the platform refused the user, password or token"],
   [
     ExitCode.CA,
@@ -64,6 +68,10 @@ export const EXIT_CODE_MEANINGS: ReadonlyArray<readonly [ExitCode, string]> = [
   [
     ExitCode.HOOK_FAILED,
     "enroll: the new credentials are stored, but --exec or --reload-unit failed (the previous certificate was not revoked)",
+  ],
+  [
+    ExitCode.LOGIN_EXPIRED,
+    "authentication: the platform token has expired (or the platform no longer accepts it) and no password was given to log in again: log in again (cert-retriever login)",
   ],
   [ExitCode.BROKER_UNREACHABLE, "verify: the broker could not be reached"],
   [
@@ -127,6 +135,7 @@ export const COMMAND_EXIT_CODES: Record<
     C.STORAGE,
     C.NOT_SUPPORTED,
     C.HOOK_FAILED,
+    C.LOGIN_EXPIRED,
     ...BROKER,
     ...TOKEN,
     C.TEMPORARY,
@@ -169,6 +178,7 @@ export const COMMAND_EXIT_CODES: Record<
     C.CSR,
     C.VALIDATION,
     C.NOT_SUPPORTED,
+    C.LOGIN_EXPIRED,
     C.TEMPORARY,
     C.INTERRUPTED,
     C.TERMINATED,

@@ -26,6 +26,8 @@ const FIELD_HINTS: Record<string, string> = {
 };
 
 const TEMPORARY = "this is temporary, so run again later (the systemd unit does so by itself on exit 75)";
+/** What lets a run with a token log in again by itself. */
+const RELOGIN = "--username with --password-file, CERT_RETRIEVER_PASSWORD or the systemd credential 'password'";
 const MAYBE_SENT =
   "run again later; if the platform then says the certificate was issued already, reset the device on the platform";
 
@@ -37,6 +39,10 @@ const HINTS: { readonly [R in Reason]: (err: CertRetrieverError, command: string
     "missing-credentials": (_e, command) =>
       `pass --password-file FILE or --password-stdin, or set CERT_RETRIEVER_PASSWORD (never on the command line)${command === "login" ? "" : ", or use --token-file"}`,
     unreachable: () => `check --platform and the network; ${TEMPORARY}`,
+    "host-not-found": (e) =>
+      `check the host name ${e.facts.host ? `'${e.facts.host}' ` : ""}in --platform (or in HTTPS_PROXY if it is the proxy's): the name server says it does not exist, so running again will not help`,
+    "url-path-wrong": () =>
+      "give --platform the gateway's URL without a path, e.g. --platform https://dojot.example.com:8000 (dojot's gateway, Kong, answers at the root of its port, usually 8000)",
     overloaded: (e) =>
       e.facts.status === 429
         ? "the gateway limits requests (dojot: 5 logins a minute); wait and run again, or log in once with 'cert-retriever login' and use --token-file"
@@ -57,9 +63,11 @@ const HINTS: { readonly [R in Reason]: (err: CertRetrieverError, command: string
     "user-unknown": () => "check --username (or CERT_RETRIEVER_USERNAME)",
     "user-inactive": () => "ask the platform administrator to activate the user",
     "token-expired": (e) =>
-      e.step === "authenticate"
-        ? "log in again on the station: cert-retriever login --token-file FILE"
-        : "the token was refused (expired or invalid): log in anew (run again, or 'cert-retriever login' for --token-file)",
+      /after logging in again$/.test(e.message)
+        ? "the gateway refuses even the token its own login just gave (a gateway in front of another platform's login, or the platform's clock far off): check --platform"
+        : e.step === "authenticate"
+          ? `log in again on the station (cert-retriever login --token-file FILE) and hand the device the new token, or give it a password too (${RELOGIN}), with which it logs in again by itself; if this device's clock is wrong, synchronise it first`
+          : `the platform refused the token (expired or invalid): log in again with 'cert-retriever login --token-file FILE', or give a password too (${RELOGIN}), with which a run logs in again by itself`,
     "permission-denied": (e) =>
       e.step === "bind"
         ? "the user may issue certificates but not change their owner (permission on PATCH /x509/v1/certificates/)"

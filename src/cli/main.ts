@@ -19,7 +19,7 @@ import { version } from "./version.js";
 /**
  * Runs the CLI with `argv` (without node and the script) and returns the exit code. The only place
  * that prints errors. A program that runs it in-process may hand it its own streams and environment,
- * and its agents an observer and a clock (`inject`).
+ * and its agents an observer, a clock and a name resolver (`inject`).
  */
 export async function main(argv: string[], inject?: CliInjection): Promise<number> {
   return withIo(inject?.io, () => withOwnSecrets(() => run(argv, inject)));

@@ -71,7 +71,8 @@ export const OPTION_SPECS: OptionSpec[] = [
   { flags: "--password-stdin", description: "read the user's password from standard input", commands: PLATFORM },
   {
     flags: "--token-file <file>",
-    description: "use the token that 'cert-retriever login' wrote, instead of logging in",
+    description:
+      "use the token that 'cert-retriever login' wrote, instead of logging in (with --username and a password too, log in when the token has expired)",
     commands: ONLINE,
     describe: { login: "write the token here (mode 0600), for later 'enroll --token-file' runs" },
     env: "TOKEN_FILE",

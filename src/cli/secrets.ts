@@ -75,6 +75,21 @@ async function passwordSource(
   return passwordReader({});
 }
 
+/**
+ * Whether a user and a password are given beside a token, from somewhere other than a prompt
+ * (--password-file, --password-stdin, CERT_RETRIEVER_PASSWORD, the systemd credential `password`,
+ * the config file): a run whose token has expired, or is refused, then logs in with them instead.
+ */
+export async function passwordBesideToken(flags: LoginFlags, extras: ConfigExtras): Promise<boolean> {
+  if (flags.username === undefined) return false;
+  return (
+    Boolean(flags.passwordStdin || flags.passwordFile) ||
+    cliIo().env.CERT_RETRIEVER_PASSWORD !== undefined ||
+    extras.password !== undefined ||
+    (await exists(credentialPath("password")))
+  );
+}
+
 /** The most times a terminal asks for the user and password before the run gives up. */
 const LOGIN_TRIES = 3;
 

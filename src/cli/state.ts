@@ -1,3 +1,4 @@
+import type { LookupFunction } from "node:net";
 import type { AgentEvent } from "../flows/steps.js";
 import type { WriteObserver } from "../store/types.js";
 import type { CliIo } from "./io.js";
@@ -8,6 +9,8 @@ export interface CliInjection {
   io?: CliIo;
   /** The agents' clock instead of the system's. */
   clock?: () => Date;
+  /** How the agents resolve host names instead of the system's resolver (a test's name server). */
+  lookup?: LookupFunction;
   /** Sees each point of a credential write. */
   observer?: WriteObserver;
   /** Sees each event of a run, after the CLI has rendered it. */

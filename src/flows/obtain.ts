@@ -9,7 +9,7 @@ import type { KeyHandle, KeyTransaction } from "../keys/key-store.js";
 import type { KeyType } from "../keys/key-types.js";
 import type * as x509 from "../keys/x509.js";
 import type { Binding, EarlierIssue, Issued, ProtocolClient, ReenrollCapability, Session } from "../protocols/types.js";
-import { openSession } from "./authenticate.js";
+import { authenticate, type LiveSession, openSession } from "./authenticate.js";
 import { buildCsr } from "./build-csr.js";
 import { displayName, parseCertificate, sha256Fingerprint } from "./certificate.js";
 import type { EnrollContext } from "./context.js";
@@ -62,7 +62,8 @@ export interface Obtained {
 
 /** What the steps before the key settled: the session, the CA chain, the client that answered, and the key to make. */
 export interface Prepared {
-  session: Session;
+  /** The session, which logs in again once when the platform says its token expired. */
+  live: LiveSession;
   proto: ProtocolClient;
   /** The CA chain, the issuing CA first. */
   caChain: x509.X509Certificate[];
@@ -82,19 +83,17 @@ export async function prepare(
   stored: Stored,
   plan: ObtainPlan = {},
 ): Promise<Prepared> {
-  const { session } = await run.run(
-    "authenticate",
-    () => openSession(ctx.client, { login: ctx.login, token: ctx.token }, ctx.now()),
-    (opened) => opened.detail,
+  const live = await authenticate(run, "authenticate", () =>
+    openSession(ctx.client, { login: ctx.login, token: ctx.token }, ctx.now()),
   );
-  const { chain: caChain, proto } = await fetchCa(ctx, run, session);
+  const { chain: caChain, proto } = await fetchCa(ctx, run, live);
   const replacing =
     stored.cert !== undefined &&
     sameBytes(stored.cert.issuerName.toArrayBuffer(), caChain[0]!.subjectName.toArrayBuffer());
   plan.beforeKey?.(proto, replacing);
-  const keyType = await chooseKeyType(ctx, proto, session, await readIssueJournal(ctx.store));
+  const keyType = await chooseKeyType(ctx, proto, live, await readIssueJournal(ctx.store));
   await ctx.store.preflight?.();
-  return { session, proto, caChain, replacing, keyType };
+  return { live, proto, caChain, replacing, keyType };
 }
 
 /** Runs the steps from authenticate to bind. */
@@ -106,7 +105,7 @@ export async function obtain(
   plan: ObtainPlan = {},
   progress: { issued?: IssuedHere } = {},
 ): Promise<Obtained> {
-  const { session, proto, caChain, replacing, keyType } = await prepare(ctx, run, stored, plan);
+  const { live, proto, caChain, replacing, keyType } = await prepare(ctx, run, stored, plan);
   const key = await run.run(
     "generate-key",
     () => generateKey(ctx, tx, keyType.type),
@@ -129,20 +128,22 @@ export async function obtain(
   const signed = await run.run(
     "submit-csr",
     () =>
-      submit(proto, session, { deviceId: ctx.device.id, csrDer: new Uint8Array(csr.rawData) }, current).catch(
-        async (err: unknown) => {
+      live
+        .use((session) =>
+          submit(proto, session, { deviceId: ctx.device.id, csrDer: new Uint8Array(csr.rawData) }, current),
+        )
+        .catch(async (err: unknown) => {
           // The platform answered, and not with a certificate: none was issued.
           if (journal && err instanceof CertRetrieverError && err.facts.status !== undefined)
             await clearIssueJournal(ctx.store);
           throw err;
-        },
-      ),
+        }),
     ({ cert }) => `certificate ${cert.serialNumber} issued`,
   );
-  progress.issued = { cert: signed.cert, proto, session };
+  progress.issued = { cert: signed.cert, proto, session: live.session };
   await run.run(
     "validate",
-    () => validate(ctx, proto, session, signed.cert, caChain[0]!, key),
+    () => validate(ctx, proto, live.session, signed.cert, caChain[0]!, key),
     () => `key, signature, validity and subject checked`,
   );
   // Only a certificate that passed validation changes anything more on the platform.
@@ -150,23 +151,23 @@ export async function obtain(
     "bind",
     async () =>
       proto.bind
-        ? proto.bind(session, signed.issued, ctx.device.id)
+        ? live.use((session) => proto.bind!(session, signed.issued, ctx.device.id))
         : { bound: false, detail: `not needed: ${proto.title} ${proto.enroll.noBinding ?? ""}` },
     (b) => b.detail,
   );
-  return { session, proto, caChain, key, cert: signed.cert, issued: signed.issued, binding, replacing };
+  return { session: live.session, proto, caChain, key, cert: signed.cert, issued: signed.issued, binding, replacing };
 }
 
 /** fetch-ca: the CA chain, checked against the pin and its own signatures before it may vouch for anything; and the client that answered. */
 async function fetchCa(
   ctx: EnrollContext,
   run: StepRunner<EnrollStep>,
-  session: Session,
+  live: LiveSession,
 ): Promise<{ chain: x509.X509Certificate[]; proto: ProtocolClient; vouchedBy?: string }> {
   return run.run(
     "fetch-ca",
     async () => {
-      const fetched = await ctx.client.trust.fetchCa(session);
+      const fetched = await live.use((session) => ctx.client.trust.fetchCa(session));
       const chain = [fetched.der, ...(fetched.chain ?? [])].map((der, i) =>
         parseCertificate(
           der,
@@ -200,10 +201,12 @@ async function fetchCa(
 async function chooseKeyType(
   ctx: EnrollContext,
   proto: ProtocolClient,
-  session: Session,
+  live: LiveSession,
   earlier: EarlierIssue | undefined,
 ): Promise<{ type: KeyType; why: string }> {
-  const asked = (await proto.enroll.prepare?.(session, ctx.device.id, earlier)) ?? { notes: [] };
+  const asked = (await live.use(async (session) => proto.enroll.prepare?.(session, ctx.device.id, earlier))) ?? {
+    notes: [],
+  };
   for (const message of asked.notes) ctx.emit({ type: "note", message });
   const wanted = ctx.device.keyType;
   if (wanted && asked.keyType && asked.keyType !== wanted) {

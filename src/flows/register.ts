@@ -4,7 +4,7 @@ import { certificatePems, toPem } from "../keys/key-types.js";
 import type { CryptoProvider } from "../keys/provider.js";
 import * as x509 from "../keys/x509.js";
 import type { LoginSource, ProtocolClient, Session } from "../protocols/types.js";
-import { openSession, type TokenSession } from "./authenticate.js";
+import { authenticate, openSession, type TokenSession } from "./authenticate.js";
 import { displayName, sha256Fingerprint } from "./certificate.js";
 import { type AgentEvent, StepRunner, type StepTiming } from "./steps.js";
 
@@ -217,25 +217,23 @@ export async function registerExisting(
       `${displayName(chain.leaf.subjectName)}, issued by ${displayName(chain.leaf.issuerName)}, valid until ${chain.leaf.notAfter.toISOString()}; ${chain.count} certificate(s)`,
   );
   for (const message of chain.notes) run.note(message);
-  const { session } = await run.run(
-    "authenticate",
-    () => openSession(opts.client, opts, now()),
-    (s) => s.detail,
-  );
+  const live = await authenticate(run, "authenticate", () => openSession(opts.client, opts, now()));
   const proto = await run.run(
     "fetch-ca",
-    () => registrar(opts.client, session),
+    () => live.use((session) => registrar(opts.client, session)),
     (p) => `API ${p.title}`,
   );
   const registered = await run.run(
     "register",
     () =>
-      proto.register(session, {
-        deviceId: opts.deviceId,
-        chainPem: chain.pem,
-        leafDer: new Uint8Array(chain.leaf.rawData),
-        caFingerprint: chain.rootFingerprint ? undefined : opts.caFingerprint,
-      }),
+      live.use((session) =>
+        proto.register(session, {
+          deviceId: opts.deviceId,
+          chainPem: chain.pem,
+          leafDer: new Uint8Array(chain.leaf.rawData),
+          caFingerprint: chain.rootFingerprint ? undefined : opts.caFingerprint,
+        }),
+      ),
     (r) =>
       r.already
         ? `certificate ${r.fingerprint} was registered and bound to device ${opts.deviceId} already`
@@ -244,7 +242,7 @@ export async function registerExisting(
   return {
     status: registered.already ? "already-registered" : "registered",
     deviceId: opts.deviceId,
-    tenant: session.tenant,
+    tenant: live.session.tenant,
     fingerprint: registered.fingerprint,
     rootCaFingerprint: chain.rootFingerprint ?? opts.caFingerprint,
     subject: displayName(chain.leaf.subjectName),

@@ -70,13 +70,29 @@ export function tlsFailure(
 }
 
 /**
+ * A host name that does not exist (getaddrinfo's EAI_NONAME or EAI_NODATA, which Node calls
+ * ENOTFOUND: the name server answered NXDOMAIN, or the name has no address) is a setting to fix,
+ * not a failure to wait out: no retry makes the name exist. A name server that does not answer
+ * (EAI_AGAIN) stays temporary. The name may be a proxy's, which the message then says.
+ */
+export function hostNotFound(step: Step, url: URL, err: unknown, peer: string): CertRetrieverError | undefined {
+  if (errnoOf(err) !== "ENOTFOUND") return undefined;
+  const name = (err as { hostname?: unknown }).hostname;
+  const host = typeof name === "string" && name ? name : url.hostname;
+  const whose = host === url.hostname ? "" : ` (the proxy's, on the way to ${url.host})`;
+  return new CertRetrieverError(
+    `${step} failed: ${peer} at ${url.origin} cannot be reached: the host name '${host}'${whose} does not exist (ENOTFOUND: the name server knows no address for it)`,
+    { step, reason: "host-not-found", facts: { host, errno: "ENOTFOUND" }, cause: err },
+  );
+}
+
+/**
  * A network failure as a {@link Temporary}: whether it certainly did not reach the server (refused,
- * not connected, no such name) and, for the client's own timeouts, which limit it met.
+ * not connected, the name server not answering) and, for the client's own timeouts, which limit it met.
  */
 export function networkFailure(err: unknown, timeouts: HttpTimeouts): Temporary {
   const code = String(errnoOf(err) ?? "");
-  const notSent =
-    code === TIMEOUT_CODES.connect || /^(ECONNREFUSED|ENOTFOUND|EAI_AGAIN|EHOSTUNREACH|ENETUNREACH)$/.test(code);
+  const notSent = code === TIMEOUT_CODES.connect || /^(ECONNREFUSED|EAI_AGAIN|EHOSTUNREACH|ENETUNREACH)$/.test(code);
   const timedOut = (Object.keys(TIMEOUT_CODES) as (keyof typeof TIMEOUT_CODES)[]).find(
     (k) => TIMEOUT_CODES[k] === code,
   );

@@ -4,10 +4,17 @@
  * a bound on every reply's size, and retries of temporary failures within the run's deadline. It
  * speaks HTTP and knows no platform: the protocols word what they know better.
  */
-import { isIP } from "node:net";
+import { isIP, type LookupFunction } from "node:net";
 import { CertRetrieverError, type Step } from "../errors.js";
 import { readBounded } from "./bounded-body.js";
-import { closedUnderTls, networkFailure, oversizedReply, temporaryError, tlsFailure } from "./failures.js";
+import {
+  closedUnderTls,
+  hostNotFound,
+  networkFailure,
+  oversizedReply,
+  temporaryError,
+  tlsFailure,
+} from "./failures.js";
 import { bareHost } from "./loopback.js";
 import { NodeHttpClient } from "./node-http.js";
 import { openProxySender, proxyNamedFor } from "./proxy.js";
@@ -50,6 +57,8 @@ export interface HttpSettings extends RetryPolicy {
   signal?: AbortSignal;
   /** Where HTTP_PROXY, HTTPS_PROXY and NO_PROXY are read; default this process's environment. */
   environment?: NodeJS.ProcessEnv;
+  /** How a direct connection resolves host names; default the system's resolver (`dns.lookup`, getaddrinfo). */
+  lookup?: LookupFunction;
 }
 
 /** Defaults for a gateway on a LAN or the internet. */
@@ -106,8 +115,8 @@ export class HttpClient {
    * One request at `step`, its reply's body as text, retried while the failure is temporary; non-2xx
    * replies are returned, and so are redirects (never followed). A request that is not idempotent
    * (`once`: a signing request, which a CA may honour a single time) is retried only when it cannot
-   * have reached the server: connection refused or not established, DNS failure, or the gateway's
-   * own 429/503 before any upstream.
+   * have reached the server: connection refused or not established, a name server that did not
+   * answer, or the gateway's own 429/503 before any upstream.
    */
   async json(step: Step, url: URL, init: RequestInit): Promise<HttpReply> {
     return textOf(await this.request(step, url, init));
@@ -208,6 +217,8 @@ export class HttpClient {
     if (err instanceof CertRetrieverError) return err;
     const tls = tlsFailure(step, url, err, closedUnderTls(url, err) ? await this.probeTls(url) : undefined);
     if (tls) return tls;
+    const unknown = hostNotFound(step, url, err, init.peer ?? "the platform");
+    if (unknown) return unknown;
     if (timedOut) return new Temporary(timedOut === "deadline" ? "the deadline passed" : "the request timed out");
     return networkFailure(err, this.settings.timeouts);
   }
@@ -215,7 +226,7 @@ export class HttpClient {
   /** Node's client for a direct connection; undici's through the proxy the environment names for the URL. */
   private async senderFor(url: URL): Promise<Sender> {
     if (!proxyNamedFor(url, this.settings.environment)) {
-      this.direct ??= new NodeHttpClient(() => tlsOptionsOf(this.settings.tls));
+      this.direct ??= new NodeHttpClient(() => tlsOptionsOf(this.settings.tls), this.settings.lookup);
       return this.direct;
     }
     this.proxied ??= openProxySender(

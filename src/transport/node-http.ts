@@ -6,7 +6,7 @@
  * through an HTTP(S)_PROXY (proxy.ts), which Node's clients do not take from the environment on Node 20.
  */
 import type { ClientRequest, Agent as HttpAgent } from "node:http";
-import type { Socket } from "node:net";
+import type { LookupFunction, Socket } from "node:net";
 import { TLSSocket } from "node:tls";
 import { bareHost } from "./loopback.js";
 import { type RawReply, type Sender, type SendRequest, TIMEOUT_CODES } from "./sender.js";
@@ -52,7 +52,10 @@ function httpsAgent(tls: ClientTlsOptions): HttpAgent {
 export class NodeHttpClient implements Sender {
   private agents: { "http:"?: HttpAgent; "https:"?: HttpAgent } = {};
 
-  constructor(private readonly tls: () => ClientTlsOptions) {}
+  constructor(
+    private readonly tls: () => ClientTlsOptions,
+    private readonly lookup?: LookupFunction,
+  ) {}
 
   /** Sends one request; resolves when the reply's headers have come. */
   request(req: SendRequest): Promise<RawReply> {
@@ -79,6 +82,7 @@ export class NodeHttpClient implements Sender {
               ? req.headers
               : { ...req.headers, "content-length": String(Buffer.byteLength(req.body)) },
           signal: req.signal,
+          ...(this.lookup ? { lookup: this.lookup } : {}),
         },
         (res) => {
           timer.clear();

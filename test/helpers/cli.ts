@@ -140,12 +140,12 @@ function sink(add: (text: string) => void): Writable {
 /**
  * Runs `cert-retriever ARGS` in this process, through main() with its own environment, stdin,
  * stdout and stderr (the CLI's I/O seam: no process global is read or changed), and the agents'
- * `clock` if given. What a process would print and return, without starting one; like runCli it
- * fails the test if any output holds a registered secret or a JWT.
+ * `clock` and name resolver (`lookup`) if given. What a process would print and return, without
+ * starting one; like runCli it fails the test if any output holds a registered secret or a JWT.
  */
 export async function runMain(
   args: string[],
-  opts: RunOptions & { clock?: () => Date; cwd?: string } = {},
+  opts: RunOptions & { clock?: () => Date; lookup?: CliInjection["lookup"]; cwd?: string } = {},
 ): Promise<CliRun> {
   let stdout = "";
   let stderr = "";
@@ -162,6 +162,7 @@ export async function runMain(
       stderr: sink((t) => (stderr += t)),
     },
     clock: opts.clock,
+    lookup: opts.lookup,
     ...faultInjection(opts.fault),
   });
   const limit = opts.timeoutMs ?? 30_000;

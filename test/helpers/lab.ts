@@ -45,6 +45,7 @@ export async function startTestLab(
     certProfile?: CertProfile;
     autoRegister?: boolean;
     tokenLifetime?: number;
+    claimsToVerify?: LabOptions["claimsToVerify"];
     extensionOverride?: boolean;
     api?: LabApi;
     est?: EstLabOptions;
@@ -64,6 +65,7 @@ export async function startTestLab(
     autoRegister: opts.autoRegister ?? false,
     adminPassword: password,
     tokenLifetime: opts.tokenLifetime ?? 420,
+    claimsToVerify: opts.claimsToVerify,
     extensionOverride: opts.extensionOverride,
     api: opts.api,
     est: opts.est,

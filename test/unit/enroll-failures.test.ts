@@ -141,14 +141,17 @@ describe("enroll stops at the first failure with the step's exit code and writes
     }
   });
 
-  it("a token refused later in the run: exit 10", async () => {
+  it("a token refused later in the run, and again after logging in again: exit 19", async () => {
     const proxy = await tampered(/^\/ca\//, { status: 401, body: '{"message":"token expired"}' });
     try {
-      await expectFailure(
+      const stderr = await expectFailure(
         { platform: proxy.url, deviceId: "expired" },
-        10,
-        /fetch-ca failed: .*HTTP 401: token expired/,
-        /log in anew/,
+        19,
+        /fetch-ca failed: .*HTTP 401: token expired, after logging in again$/m,
+        /hint: the gateway refuses even the token its own login just gave/,
+      );
+      expect(stderr).toMatch(
+        /note: the platform refused the token at fetch-ca \(HTTP 401: token expired\): logged in again as admin/,
       );
     } finally {
       await proxy.close();

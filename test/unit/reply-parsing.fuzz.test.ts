@@ -93,6 +93,7 @@ const shaped = fc
     fc.record({
       message: fc.constantFrom(
         "Not Found",
+        "no API found with those values",
         "no route and no API found with those values",
         "no Route matched with those values",
         "No records found …",

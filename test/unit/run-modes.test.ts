@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type RunningLab, startLab } from "../../lab/src/server.js";
 import { softwareCrypto } from "../../src/keys/provider.js";
-import { runCli, runMain, SECRETS } from "../helpers/cli.js";
+import { runCli, SECRETS } from "../helpers/cli.js";
 import { enrollCli, listFiles, snapshot } from "../helpers/enroll.js";
 import { labDir, startTestLab, type TestLab, tempDir } from "../helpers/lab.js";
 
@@ -331,52 +331,7 @@ describe("factory token reuse: login once, enroll many", () => {
     expect(refused.stderr).toMatch(/log in once with 'cert-retriever login' and use --token-file/);
   });
 
-  it("an expired token is its own error (exit 10) before any request, with the hint to log in again", async () => {
-    const short = await startLab({
-      dir: lab.dir,
-      host: "127.0.0.1",
-      port: 0,
-      crypto: softwareCrypto(),
-      certProfile: "cfree",
-      autoRegister: true,
-      adminPassword: lab.password,
-      tokenLifetime: 1,
-    });
-    try {
-      const token = join(await tempDir(), "t");
-      expect(
-        (
-          await runCli(
-            ["login", "--platform", short.url, "--username", "admin", "--password-stdin", "--token-file", token],
-            { input: lab.password },
-          )
-        ).code,
-      ).toBe(0);
-      SECRETS.add((await readFile(token, "utf8")).trim());
-      // The device's clock a minute on: the token (one second's lifetime) has expired there.
-      const run = await runMain(
-        [
-          "enroll",
-          "--platform",
-          short.url,
-          "--device-id",
-          "late",
-          "--token-file",
-          token,
-          "--out",
-          join(await tempDir(), "o"),
-        ],
-        { clock: () => new Date(Date.now() + 60_000) },
-      );
-      expect(run.code).toBe(10);
-      expect(run.stderr).toMatch(/authenticate failed: the token in .* expired at /);
-      expect(run.stderr).toMatch(/log in again on the station: cert-retriever login/);
-    } finally {
-      await short.close();
-    }
-  });
-
-  it("a token the platform refuses (forged) is exit 10 with the hint to log in again", async () => {
+  it("a token the platform refuses (forged) is exit 19 with the hint to log in again (an expired one: classification.test.ts)", async () => {
     const dir = await tempDir();
     const forged = `${Buffer.from('{"alg":"HS256"}').toString("base64url")}.${Buffer.from(JSON.stringify({ service: "admin", exp: Math.floor(Date.now() / 1000) + 600 })).toString("base64url")}.c2lnbmF0dXJl`;
     await writeFile(join(dir, "t"), forged, { mode: 0o600 });
@@ -391,7 +346,7 @@ describe("factory token reuse: login once, enroll many", () => {
       "--out",
       join(dir, "o"),
     ]);
-    expect(run.code).toBe(10);
+    expect(run.code).toBe(19);
     expect(run.stderr).toMatch(/fetch-ca failed: .*HTTP 401: Invalid signature/);
     expect(run.stderr).toMatch(/cert-retriever login/);
   });

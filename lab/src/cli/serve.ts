@@ -66,6 +66,7 @@ interface ServeFlags extends EstFlags {
   extensionOverride: boolean;
   autoRegister?: boolean;
   tokenLifetime: string;
+  kongChecksExpiry?: boolean;
   certLifetime?: string;
   forceCrlRenew?: boolean;
   fault: string[];
@@ -95,6 +96,10 @@ export function serveCommand(): Command {
     )
     .option("--auto-register", "create the end entity on the first signing request for an unknown device")
     .option("--token-lifetime <seconds>", "JWT lifetime", "420")
+    .option(
+      "--kong-checks-expiry",
+      'Kong refuses an expired JWT (401 {"exp":"token expired"}), as its jwt plugin does with config.claims_to_verify=exp; dojot\'s own Kong configuration lets one through',
+    )
     .option(
       "--cert-lifetime <duration>",
       "validity of the certificates the lab issues, e.g. 1h, 90s, 2d (default: 365d for x509-identity-mgmt and EST, 730d for EJBCA-REST's CFREE profile); on a real platform it is a deployment setting, in whole days (X509IDMGMT_CERTIFICATE_VALIDITY for x509-identity-mgmt v0.7+, CERT_VALIDITY_DAYS for v0.5)",
@@ -191,6 +196,7 @@ async function labOptions(flags: ServeFlags): Promise<LabOptions> {
     autoRegister: Boolean(flags.autoRegister),
     adminPassword: process.env.CERT_RETRIEVER_LAB_PASSWORD || undefined,
     tokenLifetime,
+    claimsToVerify: flags.kongChecksExpiry ? ["exp"] : [],
     faults: flags.fault.map(checked(parseFault)),
     authRateLimit: authRateLimit(flags, exposedHosts(flags.api, host, est).length > 0),
     api: flags.api,

@@ -21,7 +21,7 @@ import { flagName } from "../names.js";
 import { addOptions } from "../options.js";
 import { printJson, reportError, say } from "../output.js";
 import { applyRecorded } from "../remembered.js";
-import { login, type SourceOf, tokenSession } from "../secrets.js";
+import { login, passwordBesideToken, type SourceOf, tokenSession } from "../secrets.js";
 import type { CliState } from "../state.js";
 
 interface CheckFlags extends CommonFlags, KeyFlags {
@@ -108,7 +108,7 @@ async function runCheck(command: Command, state: CliState): Promise<number> {
       return { url, protocol: plugin, caName: flags.caName, tls: await platformTls(flags) };
     },
     login: () => checkLogin(flags, extras, source, plugin.lacks?.login !== undefined),
-    network: networkSettings(flags, startedAt, interrupt.signal, []),
+    network: networkSettings(flags, startedAt, interrupt.signal, [], state.inject?.lookup),
     clock: state.inject?.clock,
     name: flagName,
   };
@@ -126,9 +126,10 @@ async function runCheck(command: Command, state: CliState): Promise<number> {
 async function checkLogin(flags: CheckFlags, extras: ConfigExtras, source: SourceOf, noLogin: boolean) {
   if (noLogin) return undefined;
   const token = await tokenSession(flags);
-  if (token) return { token };
+  // Beside a token, a user and password given are for when the token has expired.
+  if (token && !(await passwordBesideToken(flags, extras))) return { token };
   const credentials = await login({ ...flags, nonInteractive: true }, extras, source);
-  return { username: credentials.username, password: credentials.password };
+  return { username: credentials.username, password: credentials.password, token };
 }
 
 /** Says what status found (and with --json prints it); returns the exit code. */

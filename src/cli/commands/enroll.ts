@@ -33,7 +33,7 @@ import { exitCodesHelp, holdSecret, printJson, say } from "../output.js";
 import { events } from "../progress.js";
 import { isInteractive } from "../prompts.js";
 import { applyRecorded, settingsToRecord } from "../remembered.js";
-import { login, type SourceOf, tokenSession } from "../secrets.js";
+import { login, passwordBesideToken, type SourceOf, tokenSession } from "../secrets.js";
 import type { CliState } from "../state.js";
 
 interface EnrollFlags extends MqttFlags {
@@ -153,7 +153,7 @@ async function runEnroll(command: Command, state: CliState): Promise<number> {
         inheritFrom: cliIo().env,
       },
       broker: checked.broker && (async () => brokerSettings(flags, checked.broker!)),
-      network: networkSettings(flags, startedAt, interrupt.signal, retries),
+      network: networkSettings(flags, startedAt, interrupt.signal, retries, state.inject?.lookup),
       observer: state.inject?.observer,
       clock: state.inject?.clock,
       name: flagName,
@@ -281,7 +281,8 @@ async function loginSettings(
   };
   const wants = plugin.wantsLogin ? plugin.wantsLogin(given) : !token;
   if (token) holdSecret(token.jwt);
-  if (!wants) return { token };
+  // Beside a token, a user and password given are for when the token has expired.
+  if (!wants && !(token && (await passwordBesideToken(flags, extras)))) return { token };
   const credentials = await login(flags, extras, source);
   return {
     username: credentials.username,

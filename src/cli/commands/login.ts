@@ -75,7 +75,7 @@ async function runLogin(command: Command, state: CliState): Promise<number> {
     platform: { url: baseUrl, protocol: plugin, tls },
     device: { id: "" },
     login: { ...credentials, password },
-    network: networkSettings(flags, startedAt, interrupt.signal, retries),
+    network: networkSettings(flags, startedAt, interrupt.signal, retries, state.inject?.lookup),
     name: flagName,
   });
   interrupt.listen();

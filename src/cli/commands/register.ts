@@ -22,7 +22,7 @@ import { addOptions } from "../options.js";
 import { exitCodesHelp, holdSecret, printJson, say } from "../output.js";
 import { events } from "../progress.js";
 import { isInteractive } from "../prompts.js";
-import { login, tokenSession } from "../secrets.js";
+import { login, passwordBesideToken, tokenSession } from "../secrets.js";
 import type { CliState } from "../state.js";
 
 interface RegisterFlags extends CommonFlags {
@@ -73,7 +73,9 @@ async function runRegister(command: Command, state: CliState): Promise<number> {
   const source = (key: string) => command.getOptionValueSource(key);
   const { plugin, baseUrl, deviceId, chain, root } = await checkRegisterFlags(flags, source);
   const token = await tokenSession(flags);
-  const credentials = token ? undefined : await login(flags, extras, source);
+  // Beside a token, a user and password given are for when the token has expired.
+  const credentials =
+    token && !(await passwordBesideToken(flags, extras)) ? undefined : await login(flags, extras, source);
   if (token) holdSecret(token.jwt);
   const tls = await platformTls(flags);
   const retries: RetryInfo[] = [];
@@ -90,9 +92,10 @@ async function runRegister(command: Command, state: CliState): Promise<number> {
           password: boundedRead(credentials.password, interrupt.signal, deadline),
           retryLogin: credentials.retryLogin,
           onToken: credentials.onToken,
+          token,
         }
       : { token },
-    network: networkSettings(flags, startedAt, interrupt.signal, retries),
+    network: networkSettings(flags, startedAt, interrupt.signal, retries, state.inject?.lookup),
     clock: state.inject?.clock,
     name: flagName,
   });

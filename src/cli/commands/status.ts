@@ -2,13 +2,13 @@ import { Command } from "commander";
 import type { CredentialsDescription, KeyLocation, RevocationSeen } from "../../flows/describe.js";
 import type { PlatformSettings } from "../../settings.js";
 import { type CommonFlags, resolveDeviceId, storeSettings } from "../agent-settings.js";
-import { applyRecorded } from "../remembered.js";
 import { applyConfigFile } from "../config.js";
 import { COMMAND_EXIT_CODES } from "../exit-codes.js";
 import { checkPlatformUrl, parseRenewWindow } from "../inputs.js";
 import { flagName } from "../names.js";
 import { addOptions } from "../options.js";
 import { exitCodesHelp, printJson, printText, say } from "../output.js";
+import { applyRecorded } from "../remembered.js";
 import type { SourceOf } from "../secrets.js";
 import type { CliState } from "../state.js";
 

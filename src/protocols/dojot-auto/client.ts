@@ -90,6 +90,7 @@ export function noRoute(reply: HttpReply): boolean {
   const body = jsonObject(reply);
   const says =
     typeof body?.message === "string" ? body.message : typeof body?.error === "string" ? body.error : undefined;
-  // Kong 0.x (dojot v0.4): "no route and no API found with those values"; Kong 2.x (v0.5+): "no Route matched with those values".
-  return !body || says === "Not Found" || /^no route/i.test(says ?? "");
+  // Kong 0.11 (dojot v0.4): "no API found with those values"; 0.13-0.14: "no route and no API found with
+  // those values"; 2.x (v0.5+): "no Route matched with those values".
+  return !body || says === "Not Found" || /^no (route|API found)/i.test(says ?? "");
 }

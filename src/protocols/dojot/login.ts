@@ -17,6 +17,7 @@ export function dojotLogin(http: HttpClient, base: URL, replies: DojotReplies): 
         method: "POST",
         body: { username, passwd: password },
       });
+      if (reply.status === 404) throw replies.noLogin(base, reply);
       return replies.session(reply, username);
     },
     fromToken: sessionFromJwt,

@@ -93,6 +93,23 @@ export class DojotReplies {
     );
   }
 
+  /**
+   * The error for a 404 at the login, `POST <base>/auth`. dojot's gateway routes `/auth` at the
+   * root of its port (`kong.config.sh`, dojot/docker-compose v0.4.3 and v0.8.1) and everything
+   * else under `/` to its GUI, a stock nginx whose answer for a missing file is an HTML 404
+   * (dojot/gui v0.4.3 Dockerfile: nginx:1.15.7-alpine); a Kong without that route answers its own
+   * JSON 404. Under a `base` with a path, either says the path is wrong; at the root, that this is
+   * not dojot's gateway (or its routes are not set up).
+   */
+  noLogin(base: URL, reply: HttpReply): CertRetrieverError {
+    const path = base.pathname.replace(/\/+$/, "");
+    if (!path) return this.notDojot("authenticate", reply);
+    return new CertRetrieverError(
+      `authenticate failed: ${reply.request ?? "POST /auth"} answered HTTP 404 (${platformSays(reply)}): the path '${path}' of the platform URL is wrong; dojot's gateway has its login at the root, e.g. ${base.origin}`,
+      { step: "authenticate", reason: "url-path-wrong", facts: { ...this.facts(reply), host: base.host } },
+    );
+  }
+
   /** The error for a reply from something that is not a dojot gateway. */
   notDojot(step: Step, reply: HttpReply): CertRetrieverError {
     const asked = reply.request ?? "the request";
