@@ -170,17 +170,21 @@ export type CertProfile = "cfree" | "open";
 /** A CSR the profile refuses, with EJBCA-like wording (the exact EJBCA texts are not in dojot's sources). */
 export class ProfileRefusal extends Error {}
 
+/** Decodes a PKCS#10 request, as EJBCA does first (for its public key) before it authenticates the end entity. */
+export function parseCsr(csrDer: Uint8Array): x509.Pkcs10CertificateRequest {
+  try {
+    return new x509.Pkcs10CertificateRequest(new Uint8Array(csrDer));
+  } catch {
+    throw new ProfileRefusal("Error decoding PKCS10 request: not a valid certification request.");
+  }
+}
+
 /** Parses a PKCS#10 request as EJBCA does before signing; its proof of possession must verify. */
 export async function parseSignedCsr(
   csrDer: Uint8Array,
   crypto: CryptoProvider,
 ): Promise<x509.Pkcs10CertificateRequest> {
-  let csr: x509.Pkcs10CertificateRequest;
-  try {
-    csr = new x509.Pkcs10CertificateRequest(new Uint8Array(csrDer));
-  } catch {
-    throw new ProfileRefusal("Error decoding PKCS10 request: not a valid certification request.");
-  }
+  const csr = parseCsr(csrDer);
   let popo = false;
   try {
     popo = await csr.verify(crypto);
@@ -246,13 +250,14 @@ export interface CertOverrides {
 
 /**
  * Signs a CSR as EJBCA with CFREE/EMPTY_CFREE would: proof of possession checked, key checked
- * against the profile, subject from the end entity (`CN=<username>`), the request's extensions kept
+ * against the profile, `subject` the end entity's DN (`CN=<username>` unless `POST /user` set
+ * another; CFREE has `allowdnoverride` false), the request's extensions kept
  * (CFREE allows extension override) else the CFREE key usages, 730 days.
  */
 export async function issueCertificate(
   ca: LabCa,
   csrDer: Uint8Array,
-  username: string,
+  subject: string | x509.JsonName,
   profile: CertProfile,
   crypto: CryptoProvider,
   overrides: CertOverrides = {},
@@ -279,7 +284,7 @@ export async function issueCertificate(
     {
       ca,
       csr,
-      subject: [{ CN: [username] }],
+      subject: typeof subject === "string" ? new x509.Name(subject) : subject,
       profileExtensions,
       extensionOverride,
       notBefore: overrides.notBefore ?? new Date(now - 60_000),

@@ -50,6 +50,29 @@ export function revoke(state: LabState, kind: DojotCaKind, serial: string, date:
   mine.revoked.push({ serial, revocationDate: date.toISOString(), reason });
 }
 
+/** The revocation of `serial` (hex, any case or leading zeros) by the CA `kind`, if it is revoked. */
+export function revocationOf(state: LabState, kind: DojotCaKind, serial: string): RevokedCertificate | undefined {
+  const value = BigInt(`0x${serial}`);
+  return state.revocations?.[kind]?.revoked.find((r) => BigInt(`0x${r.serial}`) === value);
+}
+
+/**
+ * Revokes `serial` with `reason`, or changes the reason of its revocation (a certificate on hold
+ * revoked for good keeps its revocation date).
+ */
+export function setRevocation(state: LabState, kind: DojotCaKind, serial: string, date: Date, reason: number): void {
+  const held = revocationOf(state, kind, serial);
+  if (held) held.reason = reason;
+  else revoke(state, kind, serial, date, reason);
+}
+
+/** Takes `serial` off the CA's revocations (a certificate on hold released): the next full CRL no longer lists it. */
+export function unrevoke(state: LabState, kind: DojotCaKind, serial: string): void {
+  const mine = state.revocations?.[kind];
+  const entry = revocationOf(state, kind, serial);
+  if (mine && entry) mine.revoked = mine.revoked.filter((r) => r !== entry);
+}
+
 /**
  * How a CRL request treats the latest CRL: `force` makes a new one first (EJBCA `createCRL`:
  * `forceCRL`, then `forceDeltaCRL`, which makes a delta CRL only for a CA with a delta CRL

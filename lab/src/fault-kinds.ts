@@ -14,7 +14,9 @@ export const FAULT_ROUTES = ["auth", "ca", "sign", "est-cacerts", "est-enroll"] 
 /**
  * What each fault does to a reply. The kinds from `wrong-ca` on need a certificate and apply to the
  * routes that return one (`ca`, `sign`, `est-cacerts`, `est-enroll`); on EST, `trailing-data` follows
- * the PKCS#7, and `wrong-ca` is another root and issuing CA with the same names.
+ * the PKCS#7, and `wrong-ca` is another root and issuing CA with the same names. On `sign`, such a
+ * fault shapes the reply of a certificate the platform did issue: EJBCA-REST's end entity is then
+ * GENERATED and x509-identity-mgmt keeps the certificate's record, as for a reply without a fault.
  */
 export const FAULT_DESCRIPTIONS = {
   refuse: "the connection is closed before any reply",
@@ -33,6 +35,8 @@ export const FAULT_DESCRIPTIONS = {
   "skewed-clock": "a Date header 3 days ahead, and a certificate valid from 2 days ahead",
   "trailing-data": "the certificate's DER (EST: the PKCS#7's) followed by bytes that are not part of it",
   "critical-extension": "sign, est-enroll: the certificate carries a critical extension no TLS stack knows",
+  "reply-lost":
+    "sign: the certificate is issued (and counted: EJBCA-REST's end entity is GENERATED), then the connection is closed before any reply",
   "malformed-pkcs7": "est: 200 with the base64 of a PKCS#7 cut off halfway",
   "wrapped-base64":
     "est: the base64 body in 64-character CRLF lines, as MIME writes it (legal: RFC 8951 3.1 has receivers ignore white space)",

@@ -26,6 +26,7 @@ const KIND_ROUTES: Partial<Record<FaultKind, FaultRoute[]>> = {
   expired: ["sign", "est-enroll"],
   "not-yet-valid": ["sign", "est-enroll"],
   "critical-extension": ["sign", "est-enroll"],
+  "reply-lost": ["sign"],
   "malformed-pkcs7": ["est-cacerts", "est-enroll"],
   "wrapped-base64": ["est-cacerts", "est-enroll"],
 };

@@ -90,10 +90,20 @@ interface Refusal {
 }
 
 /** Wraps a request handler: the body read first, then the handler run in turn; `fail` answers a crash (500) or a refusal. */
-export type Serially = (
+type Queued = (
   run: (req: IncomingMessage, res: ServerResponse, body: string) => Promise<void>,
   fail: (res: ServerResponse, status: 413 | 500 | 503, why: string) => void,
 ) => (req: IncomingMessage, res: ServerResponse) => void;
+
+/** The lab's one request queue: {@link Queued}, and a way to wait until it is empty. */
+export type Serially = Queued & {
+  /**
+   * Resolves once every request taken so far has been handled: a lab that closes waits for it, so
+   * a request its client gave up on still finishes (and writes what it issued) before the lab is
+   * closed, never after, into the next lab's state.
+   */
+  drained(): Promise<void>;
+};
 
 /**
  * One queue for every listener of a lab: bodies are read side by side (a slow client holds up
@@ -103,7 +113,7 @@ export type Serially = (
  */
 export function serialQueue(bounds?: Bounds): Serially {
   let queue: Promise<unknown> = Promise.resolve();
-  return (run, fail) => (req, res) => {
+  const serially: Queued = (run, fail) => (req, res) => {
     // The Date header from this very moment, not Node's copy of up to a second ago: the agent
     // measures its clock against it, and tests move the shared clock between two requests.
     res.sendDate = false;
@@ -126,10 +136,11 @@ export function serialQueue(bounds?: Bounds): Serially {
       },
     );
   };
+  return Object.assign(serially, { drained: async () => void (await queue) });
 }
 
 /** Answers a refusal and closes the connection; what the client still sends is read and dropped, not held. */
-function refuse(req: IncomingMessage, res: ServerResponse, refusal: Refusal, fail: Parameters<Serially>[1]): void {
+function refuse(req: IncomingMessage, res: ServerResponse, refusal: Refusal, fail: Parameters<Queued>[1]): void {
   req.resume();
   res.setHeader("connection", "close");
   fail(res, refusal.status, refusal.why);

@@ -19,3 +19,9 @@ export function send(res: ServerResponse, status: number, body: unknown): void {
   const text = JSON.stringify(body);
   res.writeHead(status, { "content-type": "application/json", "content-length": Buffer.byteLength(text) }).end(text);
 }
+
+/** Flask's 500 page, for an exception a view of EJBCA-REST does not catch. */
+export function sendFlaskError(res: ServerResponse): void {
+  const text = `<!DOCTYPE HTML PUBLIC "-//W3C//DTD HTML 3.2 Final//EN">\n<title>500 Internal Server Error</title>\n<h1>Internal Server Error</h1>\n`;
+  res.writeHead(500, { "content-type": "text/html", "content-length": Buffer.byteLength(text) }).end(text);
+}

@@ -13,8 +13,11 @@ import {
   loadOrCreateCa,
   loadOrCreateEstCa,
   ProfileRefusal,
+  parseCsr,
 } from "./ca.js";
 import { crlDer, latestCrl } from "./crl.js";
+import { authRefusal, certificateSubject, editUser, findUser, markIssued, tokenRefusal } from "./ejbca-entities.js";
+import { availableCas, revokeCert } from "./ejbca-revoke.js";
 import {
   type EstContext,
   type EstLabOptions,
@@ -36,8 +39,17 @@ import {
 import { Bounds, EXPOSED_LIMITS, type LabLimits, type Serially, serialQueue } from "./intake.js";
 import { dojotClaims, type KongRefusal, signJwt, verifyJwt } from "./jwt.js";
 import { RateLimiter, type RateWindow } from "./rate-limit.js";
-import { parseObject, send } from "./replies.js";
-import { checkPassword, loadState, makeUser, newEndEntity, newState, saveState, updateState } from "./state.js";
+import { parseObject, send, sendFlaskError } from "./replies.js";
+import {
+  checkPassword,
+  entityOf,
+  loadState,
+  makeUser,
+  newEndEntity,
+  newState,
+  saveState,
+  updateState,
+} from "./state.js";
 import { handleX509, type X509Rules } from "./x509-api.js";
 
 export { type EstCsrAttrs, type EstIssued, type EstLabOptions, type EstPki, readEstIssued } from "./est.js";
@@ -185,7 +197,7 @@ export async function startLab(options: LabOptions): Promise<RunningLab> {
   const bounds = limits && new Bounds(limits);
   const serially = serialQueue(bounds);
   const servers: Server[] = [];
-  const close = () => Promise.all(servers.map(closeServer)).then(() => undefined);
+  const close = () => Promise.all(servers.map(closeServer)).then(() => serially.drained());
   try {
     const url = opts.api === "est" ? undefined : await serveDojot(ctx, serially, servers, bounds);
     const estOrigin =
@@ -355,8 +367,18 @@ function urlHost(host: string): string {
 /** The lab could not listen where it was told. */
 export class LabListenError extends Error {}
 
-/** What a request to dojot's gateway asks for, by the routes Kong has (`kong.config.sh`). */
-type GatewayRoute = { to: "auth" } | { to: "ca" | "crl" | "sign"; name: string } | { to: "x509"; path: string };
+/**
+ * What a request to dojot's gateway asks for, by the routes Kong has (dojot/docker-compose
+ * `kong.config.sh`; at v0.4.3 its API `ejbca-paths`, uris `/sign`, `/ca` and `/user`, sends all
+ * three to EJBCA-REST with `authConfig`'s jwt and pepkong plugins, as every API there).
+ */
+type GatewayRoute =
+  | { to: "auth" }
+  | { to: "cas" }
+  | { to: "edit-user" }
+  | { to: "ca" | "crl" | "sign" | "user"; name: string }
+  | { to: "revoke"; name: string; serial: string }
+  | { to: "x509"; path: string };
 
 /** The route of `method pathname` on the lab's gateway, or undefined where Kong has none. */
 function gatewayRoute(method: string, pathname: string, api: LabApi): GatewayRoute | undefined {
@@ -366,6 +388,12 @@ function gatewayRoute(method: string, pathname: string, api: LabApi): GatewayRou
     return { to: "x509", path: pathname.slice("/x509".length).replace(/\/+$/, "") };
   if (api === "x509") return undefined;
   const named = (re: RegExp) => re.exec(pathname)?.[1];
+  if (/^\/ca\/?$/.test(pathname) && method === "GET") return { to: "cas" };
+  if (/^\/user\/?$/.test(pathname) && method === "POST") return { to: "edit-user" };
+  const user = named(/^\/user\/([^/]+)\/?$/);
+  if (user !== undefined && method === "GET") return { to: "user", name: user };
+  const revoke = /^\/ca\/([^/]+)\/certificate\/([^/]+)\/?$/.exec(pathname);
+  if (revoke && method === "DELETE") return { to: "revoke", name: revoke[1]!, serial: revoke[2]! };
   const ca = named(/^\/ca\/([^/]+)\/?$/);
   if (ca !== undefined && method === "GET") return { to: "ca", name: ca };
   const crl = named(/^\/ca\/([^/]+)\/crl\/?$/);
@@ -420,7 +448,13 @@ async function handle(req: IncomingMessage, res: ServerResponse, ctx: Context, b
       { opts, ca: ctx.x509Ca!, rules: opts.x509Rules, faults: ctx.faults, otherCa: () => ctx.otherCa("x509") },
       tenant,
     );
+  if (route.to === "cas") return availableCas(res, ctx.ca);
+  if (route.to === "edit-user")
+    return isJson(req) ? editUser(res, opts.dir, body) : send(res, 400, { message: "invalid mimetype", status: 400 });
   const name = decodeURIComponent(route.name);
+  if (route.to === "user") return findUser(res, opts.dir, name);
+  if (route.to === "revoke")
+    return revokeCert(res, url, name, decodeURIComponent(route.serial), { dir: opts.dir, ca: ctx.ca });
   if (route.to === "crl") return legacyCrl(req, url, name, res, ctx);
   if (route.to === "ca") return legacyCa(res, name, ctx);
   return signCsr(req, body, name, res, ctx);
@@ -511,8 +545,7 @@ async function legacyCrl(
   }
   // IOTmidCA issues no delta CRLs (no delta CRL period), so `getLatestCRL(name, true)` has nothing
   // to return and `b64encode(None)` raises: Flask's 500 page.
-  if (["True", "true"].includes(url.searchParams.get("delta") ?? ""))
-    return sendHtml(res, 500, "500 Internal Server Error");
+  if (["True", "true"].includes(url.searchParams.get("delta") ?? "")) return sendFlaskError(res);
   return send(res, 200, {
     CRL: crlDer(await latestCrl(ctx.opts.dir, ctx.ca, "legacy", ctx.opts.crypto, "when-due")).toString("base64"),
   });
@@ -557,17 +590,29 @@ async function signCsr(
     return send(res, 400, { status: 400, message: "Missing parameter. Expected: passwd and certificate" });
   if (!hasPasswd || !hasCsr) {
     // EJBCA-REST checks with "and", so one missing field is an unhandled KeyError: Flask's 500 page.
-    return sendHtml(res, 500, "500 Internal Server Error");
+    return sendFlaskError(res);
   }
   const state = (await loadState(opts.dir))!;
-  let entity = state.devices[cname];
-  if (!entity && opts.autoRegister) entity = newEndEntity();
+  const entity = entityOf(state, cname) ?? (opts.autoRegister ? newEndEntity() : undefined);
+  // EJBCA 6.3.1.1 `EjbcaWS.processCertReq`: the entity, its token type, the CSR decoded; then
+  // `SignSessionBean.createCertificate` authenticates (`authenticateUser`: the status, then the
+  // password) before it looks at the key. An unknown entity is `ra.wrongusernameorpassword` there,
+  // "Wrong username or password"; the lab still words it as below, which the agent reads as an
+  // unregistered device (to change together with the agent's reading of EJBCA's words).
   if (!entity) return soap(`Username '${cname}' does not exist.`);
-  if (input.passwd !== entity.password) return soap("Wrong username or password");
-  if (entity.status !== "NEW")
-    return soap(`Got request with status GENERATED (40), NEW, FAILED or INPROCESS required: ${cname}.`);
+  const wrongToken = tokenRefusal(cname, entity);
+  if (wrongToken) return soap(wrongToken);
   const csrText = typeof input.certificate === "string" ? input.certificate.replace(/\s+/g, "") : "";
   if (!/^[A-Za-z0-9+/]+={0,2}$/.test(csrText)) return soap("Error decoding PKCS10 request: not base64.");
+  const csrDer = new Uint8Array(Buffer.from(csrText, "base64"));
+  try {
+    parseCsr(csrDer);
+  } catch (err) {
+    if (err instanceof ProfileRefusal) return soap(err.message);
+    throw err;
+  }
+  const refused = authRefusal(cname, entity, input.passwd);
+  if (refused) return soap(refused);
   let cert: Awaited<ReturnType<typeof issueCertificate>>;
   const fault = ctx.faults.take("sign");
   skewClock(res, fault);
@@ -577,8 +622,8 @@ async function signCsr(
     const lifetime = opts.certLifetime === undefined ? {} : { notAfter: new Date(Date.now() + opts.certLifetime) };
     cert = await issueCertificate(
       signer,
-      new Uint8Array(Buffer.from(csrText, "base64")),
-      cname,
+      csrDer,
+      certificateSubject(cname, entity),
       opts.certProfile,
       opts.crypto,
       { ...lifetime, ...overrides },
@@ -588,17 +633,17 @@ async function signCsr(
     if (err instanceof ProfileRefusal) return soap(err.message);
     throw err;
   }
-  if (fault)
-    return send(res, 200, {
-      status: { data: ejbcaBase64(withTrailingData(cert.rawData, fault)), responseType: "CERTIFICATE" },
-    });
+  // EJBCA stored the certificate and finished the entity (GENERATED) before EJBCA-REST answered:
+  // whatever then happens to the reply, the certificate was issued.
   await updateState(opts.dir, (s) => {
-    const e = s.devices[cname] ?? newEndEntity();
-    e.status = "GENERATED";
-    e.issued.push(cert.serialNumber);
+    const e = entityOf(s, cname) ?? entity;
+    markIssued(e, cert.serialNumber);
     s.devices[cname] = e;
   });
-  return send(res, 200, { status: { data: ejbcaBase64(cert.rawData), responseType: "CERTIFICATE" } });
+  if (fault === "reply-lost") return void req.socket.destroy();
+  return send(res, 200, {
+    status: { data: ejbcaBase64(withTrailingData(cert.rawData, fault)), responseType: "CERTIFICATE" },
+  });
 }
 
 /** Base64 split every 64 characters with `\n` and no PEM lines, as EJBCA encodes. */
@@ -608,11 +653,6 @@ function ejbcaBase64(der: ArrayBuffer | Uint8Array): string {
 
 function isJson(req: IncomingMessage): boolean {
   return (req.headers["content-type"] ?? "").split(";")[0]!.trim().toLowerCase() === "application/json";
-}
-
-function sendHtml(res: ServerResponse, status: number, title: string): void {
-  const text = `<!DOCTYPE HTML PUBLIC "-//W3C//DTD HTML 3.2 Final//EN">\n<title>${title}</title>\n<h1>Internal Server Error</h1>\n`;
-  res.writeHead(status, { "content-type": "text/html", "content-length": Buffer.byteLength(text) }).end(text);
 }
 
 function closeServer(server: Server): Promise<void> {
@@ -627,6 +667,6 @@ export async function setDevice(dir: string, id: string, action: "add" | "reset"
   await updateState(dir, (s) => {
     const existing = s.devices[id];
     if (action === "reset" && !existing) throw new Error(`device '${id}' is not registered in the lab at ${dir}`);
-    s.devices[id] = { ...(existing ?? newEndEntity()), status: "NEW" };
+    s.devices[id] = { ...(existing ?? newEndEntity()), status: 10 };
   });
 }

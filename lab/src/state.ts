@@ -3,11 +3,23 @@ import { mkdir, open, readFile, rename } from "node:fs/promises";
 import { join } from "node:path";
 import type { LabCaKind } from "./ca.js";
 
-/** An EJBCA end entity: the device, its password and state (NEW = 10, GENERATED = 40). */
+/**
+ * An EJBCA end entity: the device, its password, status and what it was issued; and what
+ * EJBCA-REST's `POST /user` set (absent: `createOrEditUser`'s defaults, as dojot makes entities).
+ */
 export interface EndEntity {
+  /** Empty when the entity has none (no password matches it). */
   password: string;
-  status: "NEW" | "GENERATED";
+  /** EJBCA's status code (NEW 10, GENERATED 40, …); labs before kept the names "NEW" and "GENERATED". */
+  status: number | "NEW" | "GENERATED";
+  /** The serials (hex, as in the certificates) issued to it, in order. */
   issued: string[];
+  /** As EJBCA stores it (`CN=<device>,O=…`, no blanks after commas); the subject of its certificates. */
+  subjectDN?: string;
+  caName?: string;
+  endEntityProfileName?: string;
+  certificateProfileName?: string;
+  tokenType?: string;
 }
 
 /** A dojot user of the lab. */
@@ -167,7 +179,12 @@ export function checkPassword(user: LabUser, password: string): boolean {
   return timingSafeEqual(hash, Buffer.from(user.hash, "hex"));
 }
 
+/** The end entity named `name`, if there is one (a name such as `constructor` is no entity). */
+export function entityOf(state: LabState, name: string): EndEntity | undefined {
+  return Object.hasOwn(state.devices, name) ? state.devices[name] : undefined;
+}
+
 /** A new end entity in NEW state with dojot's password. */
 export function newEndEntity(): EndEntity {
-  return { password: "dojot", status: "NEW", issued: [] };
+  return { password: "dojot", status: 10, issued: [] };
 }

@@ -251,16 +251,16 @@ async function generate(res: ServerResponse, input: unknown, ctx: X509Context, t
   const cert = await issue(signed, ejbcaName(subject.pairs), ctx, fault);
   const fp = sha256ColonHex(cert.rawData); // `getFingerprint`
   const pem = pemOf(cert.rawData);
-  // A certificate spoilt by a fault is sent, never recorded: the platform did not issue it.
-  if (fault)
-    return send(res, 201, { certificateFingerprint: fp, certificatePem: pemOf(withTrailingData(cert.rawData, fault)) });
   const device = typeof belongsTo.device === "string" ? belongsTo.device : undefined;
   const record = issuedRecord(ctx.rules, { fingerprint: fp, pem, device, subjectDN: subject.text, cert, tenant });
   await updateState(ctx.opts.dir, (s) => {
     s.x509Certificates ??= {};
     s.x509Certificates[fp] = record;
   });
-  return send(res, 201, { certificateFingerprint: fp, certificatePem: pem });
+  // The service stores what EJBCA issued before it answers (`generateCertificate`): a fault shapes
+  // the reply, not the record, so a later list, GET or DELETE by fingerprint finds the certificate.
+  if (fault === "reply-lost") return void res.socket?.destroy();
+  return send(res, 201, { certificateFingerprint: fp, certificatePem: pemOf(withTrailingData(cert.rawData, fault)) });
 }
 
 /**

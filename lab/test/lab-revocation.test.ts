@@ -8,7 +8,6 @@ import { makeFactoryPki } from "../../test/helpers/factory-pki.js";
 import { callLab, type LabWithJwt, startLabWithJwt, tempDir } from "../../test/helpers/lab.js";
 import { startBroker } from "../../test/helpers/mosquitto.js";
 import { haveTool, openssl } from "../../test/helpers/tools.js";
-import { REVOCATION_REASON, revoke } from "../src/crl.js";
 import { type LabOptions, setDevice } from "../src/server.js";
 import { loadState, updateState } from "../src/state.js";
 import * as x509 from "../src/x509.js";
@@ -384,8 +383,12 @@ describe("EJBCA-REST: GET|PUT /ca/<caName>/crl (RESTmain.py v0.4.3)", () => {
     const certPem = `-----BEGIN CERTIFICATE-----\n${(signed.json as { status: { data: string } }).status.data}\n-----END CERTIFICATE-----`;
     const serial = new x509.X509Certificate(certPem).serialNumber;
     const ca = await caPemFile();
-    // The lab has no EJBCA-REST revocation route; EJBCA's record of one is put in its state directly.
-    await updateState(legacy.dir, (s) => revoke(s, "legacy", serial, new Date(), REVOCATION_REASON.unspecified));
+    // EJBCA-REST's revokeCert: the CA by its subject DN, the serial in hex, reason UNSPECIFIED by default.
+    const issuer = encodeURIComponent("CN=IOTmidCA,O=EJBCA IOT,C=SE");
+    expect(await callLab(legacy, "DELETE", `/ca/${issuer}/certificate/${serial}`)).toEqual({
+      status: 200,
+      json: { message: "ok", status: 200 },
+    });
     const stale = (await callLab(legacy, "GET", "/ca/IOTmidCA/crl")).json as { CRL: string };
     expect(new x509.X509Crl(Buffer.from(stale.CRL, "base64")).entries).toHaveLength(0);
     expect(await callLab(legacy, "PUT", "/ca/IOTmidCA/crl")).toEqual({

@@ -248,7 +248,7 @@ describe("lab platform: EJBCA-REST /ca and /sign (section 3)", () => {
     }
   });
 
-  it("refuses what CFREE refuses: 1024-bit RSA and ECDSA keys, a wrong end-entity password", async () => {
+  it("refuses what CFREE refuses: 1024-bit RSA and ECDSA keys; a wrong end-entity password in EJBCA 6.3.1.1's words", async () => {
     await lab.addDevice("short");
     const short = await post(
       `${lab.url}/sign/short/pkcs10`,
@@ -272,7 +272,7 @@ describe("lab platform: EJBCA-REST /ca and /sign (section 3)", () => {
     );
     expect(pw).toMatchObject({
       status: 400,
-      text: '{"status":400,"message":"soap message: Wrong username or password"}',
+      text: '{"status":400,"message":"soap message: Got request for user with invalid password: short."}',
     });
   });
 

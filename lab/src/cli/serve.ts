@@ -13,7 +13,8 @@ import { displayName, parseDuration, parseListen, say, usage } from "./inputs.js
 /** What the lab is, for `--help` of the program. */
 export const LAB_HELP = `
 The lab platform speaks dojot's EJBCA-REST API behind Kong (POST /auth, GET /ca/<name>,
-POST /sign/<device>/pkcs10, GET|PUT /ca/<name>/crl) and, with --api x509 or both,
+POST /sign/<device>/pkcs10, GET|PUT /ca/<name>/crl, GET /ca, GET /user/<device>, POST /user,
+DELETE /ca/<issuer DN>/certificate/<serial hex>) and, with --api x509 or both,
 x509-identity-mgmt's (GET /x509/v1/ca, GET /x509/v1/ca/crl, POST /x509/v1/certificates,
 GET|PATCH|DELETE /x509/v1/certificates/<fp>) with the rules of dojot v0.5-v0.6 or v0.7-v0.8, so
 the agent can be run and tested without a dojot deployment. DELETE revokes a certificate the
