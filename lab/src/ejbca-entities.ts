@@ -33,11 +33,20 @@ function statusCode(entity: EndEntity): number {
   return entity.status === "NEW" ? NEW : 40;
 }
 
+/**
+ * The certificate profile the lab's end entities are made with: dojot's CFREE, or, under the lab's
+ * `--cert-profile open` (a lab-only profile that takes any key), one named OPEN, so that what
+ * `GET /user` shows is what the lab's CA will take.
+ */
+export function labProfileName(profile: "cfree" | "open"): string {
+  return profile === "open" ? "OPEN" : "CFREE";
+}
+
 /** The CA, profiles and token type an entity has, with `createOrEditUser`'s defaults where nothing else was set. */
-function settings(username: string, e: EndEntity) {
+function settings(username: string, e: EndEntity, profile = "CFREE") {
   return {
     caName: e.caName ?? "IOTmidCA",
-    certificateProfileName: e.certificateProfileName ?? "CFREE",
+    certificateProfileName: e.certificateProfileName ?? profile,
     endEntityProfileName: e.endEntityProfileName ?? "EMPTY_CFREE",
     subjectDN: e.subjectDN ?? `CN=${username}`,
     tokenType: e.tokenType ?? "USERGENERATED",
@@ -91,10 +100,10 @@ export function markIssued(e: EndEntity, serial: string): void {
  * number; `extendedInformation` absent, which zeep reads as [] (dojot's entities have none: no
  * field of `createOrEditUser` makes one). An empty list is ejbca-rest's 404.
  */
-export async function findUser(res: ServerResponse, dir: string, username: string): Promise<void> {
+export async function findUser(res: ServerResponse, dir: string, username: string, profile: string): Promise<void> {
   const entity = entityOf((await loadState(dir))!, username);
   if (!entity) return send(res, 404, { message: "no certificates found", status: 404 });
-  const s = settings(username, entity);
+  const s = settings(username, entity, profile);
   return send(res, 200, {
     user: [
       {
@@ -155,7 +164,7 @@ function pyStr(value: unknown): string {
  * dojot's IOTmidCA, EMPTY_CFREE and CFREE only), and `changeUser` (or `addUser`) writes the status
  * and subject, and the password unless it is empty. `body` is the raw request body.
  */
-export async function editUser(res: ServerResponse, dir: string, body: string): Promise<void> {
+export async function editUser(res: ServerResponse, dir: string, body: string, profile: string): Promise<void> {
   const fail = (status: number, message: string) => send(res, status, { message, status });
   let input: unknown;
   try {
@@ -185,13 +194,13 @@ export async function editUser(res: ServerResponse, dir: string, body: string): 
     key in fields ? (fields[key] === null ? "null" : pyStr(fields[key])) : fallback;
   const caName = named("caName", "IOTmidCA");
   const endEntityProfileName = named("endEntityProfileName", "EMPTY_CFREE");
-  const certificateProfileName = named("certificateProfileName", "CFREE");
+  const certificateProfileName = named("certificateProfileName", profile);
   const tokenType = named("tokenType", "USERGENERATED");
   const soap = (message: string) => fail(400, `soap message: ${message}`);
   if (caName !== "IOTmidCA") return soap(`CA with name ${caName} does not exist.`);
   if (endEntityProfileName !== "EMPTY_CFREE")
     return soap(`Error End Entity profile ${endEntityProfileName} does not exist.`);
-  if (certificateProfileName !== "CFREE")
+  if (certificateProfileName !== profile)
     return soap(`Error Certificate profile ${certificateProfileName} does not exist.`);
   if (!TOKEN_TYPES.includes(tokenType)) return soap(`Error Token Type  ${tokenType} does not exist.`);
   const subjectDN = ejbcaDn(named("subjectDN", `CN=${username}`));

@@ -16,7 +16,15 @@ import {
   parseCsr,
 } from "./ca.js";
 import { crlDer, latestCrl } from "./crl.js";
-import { authRefusal, certificateSubject, editUser, findUser, markIssued, tokenRefusal } from "./ejbca-entities.js";
+import {
+  authRefusal,
+  certificateSubject,
+  editUser,
+  findUser,
+  labProfileName,
+  markIssued,
+  tokenRefusal,
+} from "./ejbca-entities.js";
 import { availableCas, revokeCert } from "./ejbca-revoke.js";
 import {
   type EstContext,
@@ -450,9 +458,11 @@ async function handle(req: IncomingMessage, res: ServerResponse, ctx: Context, b
     );
   if (route.to === "cas") return availableCas(res, ctx.ca);
   if (route.to === "edit-user")
-    return isJson(req) ? editUser(res, opts.dir, body) : send(res, 400, { message: "invalid mimetype", status: 400 });
+    return isJson(req)
+      ? editUser(res, opts.dir, body, labProfileName(opts.certProfile))
+      : send(res, 400, { message: "invalid mimetype", status: 400 });
   const name = decodeURIComponent(route.name);
-  if (route.to === "user") return findUser(res, opts.dir, name);
+  if (route.to === "user") return findUser(res, opts.dir, name, labProfileName(opts.certProfile));
   if (route.to === "revoke")
     return revokeCert(res, url, name, decodeURIComponent(route.serial), { dir: opts.dir, ca: ctx.ca });
   if (route.to === "crl") return legacyCrl(req, url, name, res, ctx);

@@ -5,6 +5,7 @@
  */
 import type { Command } from "commander";
 import { formatPkcs11Uri, parsePkcs11Uri } from "../keys/pkcs11-uri.js";
+import { DEFAULT_PROTOCOL, findProtocol } from "../protocols/registry.js";
 import { type DeviceRecord, RECORDED_KEYS, type RecordedSettings, readDeviceRecord } from "../store/device-record.js";
 import { credentialPaths } from "../store/names.js";
 import { type CommonFlags, resolveDeviceId } from "./agent-settings.js";
@@ -54,7 +55,7 @@ export async function applyRecorded(cmd: Command, warn: (line: string) => void):
     const source = cmd.getOptionValueSource(option);
     if (source === "cli" || source === "env" || source === "config") {
       const given = cmd.getOptionValue(option) as unknown;
-      if (given !== value && !(key === "key" && typeof given === "string" && withoutPin(given) === value))
+      if (!sameSetting(key, given, value))
         warn(
           `note: ${flagName(option)} ${JSON.stringify(given)} overrides ${JSON.stringify(value)}, recorded when device '${deviceId}' was enrolled`,
         );
@@ -87,6 +88,21 @@ export function settingsToRecord(
     uriDomain: flags.uriDomain,
   };
   return { settings, writtenBy: `cert-retriever ${version()}` };
+}
+
+/**
+ * Whether a value given otherwise says what the record says: a key URI with a PIN is the URI
+ * recorded without one; an API of detection (`auto`) or an alias asks for the API recorded.
+ */
+function sameSetting(key: keyof RecordedSettings, given: unknown, recorded: string): boolean {
+  if (given === recorded) return true;
+  if (typeof given !== "string") return false;
+  if (key === "key") return withoutPin(given) === recorded;
+  if (key === "api") {
+    const plugin = findProtocol(given);
+    return plugin?.name === DEFAULT_PROTOCOL || plugin?.name === recorded;
+  }
+  return false;
 }
 
 /** A `pkcs11:` URI without its `pin-value` (a record holds no secret). */

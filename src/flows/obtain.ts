@@ -130,7 +130,9 @@ export async function obtain(
     () =>
       live
         .use((session) =>
-          submit(proto, session, { deviceId: ctx.device.id, csrDer: new Uint8Array(csr.rawData) }, current),
+          submit(proto, session, { deviceId: ctx.device.id, csrDer: new Uint8Array(csr.rawData) }, current, (i) => {
+            progress.issued = { der: i.der, proto, session };
+          }),
         )
         .catch(async (err: unknown) => {
           // The platform answered, and not with a certificate: none was issued.
@@ -140,7 +142,7 @@ export async function obtain(
         }),
     ({ cert }) => `certificate ${cert.serialNumber} issued`,
   );
-  progress.issued = { cert: signed.cert, proto, session: live.session };
+  progress.issued = { der: signed.issued.der, cert: signed.cert, proto, session: live.session };
   await run.run(
     "validate",
     () => validate(ctx, proto, live.session, signed.cert, caChain[0]!, key),
@@ -244,7 +246,8 @@ async function submit(
   proto: ProtocolClient,
   session: Session,
   req: { deviceId: string; csrDer: Uint8Array },
-  current?: Current,
+  current: Current | undefined,
+  onIssued: (issued: Issued) => void,
 ): Promise<{ issued: Issued; cert: x509.X509Certificate }> {
   const issued = current
     ? await current.reenroll.submit(session, {
@@ -252,6 +255,8 @@ async function submit(
         current: { certificatePem: current.certificatePem, keyPem: current.keyPem },
       })
     : await proto.enroll.submit(session, req);
+  // Issued, whether or not what came back can be read.
+  onIssued(issued);
   return {
     issued,
     cert: parseCertificate(issued.der, "the certificate the platform sent", "validate", "cert-invalid"),

@@ -6,6 +6,7 @@
 import { rm } from "node:fs/promises";
 import { CertRetrieverError, describeCause } from "../errors.js";
 import { readTrustedFile, replaceFile } from "../fs/safe-dir.js";
+import { sha256ColonHex } from "../keys/fingerprint.js";
 import type * as x509 from "../keys/x509.js";
 import type { EarlierIssue, ProtocolClient, Session } from "../protocols/types.js";
 import type { CredentialStore } from "../store/types.js";
@@ -13,7 +14,10 @@ import { sha256Fingerprint } from "./certificate.js";
 
 /** A certificate issued to this run, with what it takes to revoke it. */
 export interface IssuedHere {
-  cert: x509.X509Certificate;
+  /** What the platform sent, as it sent it. */
+  der: Uint8Array;
+  /** The certificate, when what was sent could be read as one. */
+  cert?: x509.X509Certificate;
   proto: ProtocolClient;
   session: Session;
 }
@@ -55,10 +59,12 @@ export async function settleUnstored(
 ): Promise<unknown> {
   if (!(err instanceof CertRetrieverError)) return err;
   const { cert, proto, session } = issued;
-  const what = `certificate ${cert.serialNumber} was issued to this run and not stored`;
+  const what = cert
+    ? `certificate ${cert.serialNumber} was issued to this run and not stored`
+    : "a certificate was issued to this run (in a reply that could not be read) and not stored";
+  const fingerprint = cert ? sha256Fingerprint(cert) : sha256ColonHex(issued.der);
   let said: string;
   if (proto.revoke && !interrupted) {
-    const fingerprint = sha256Fingerprint(cert);
     try {
       await proto.revoke(session, fingerprint);
       await clearIssueJournal(store);
@@ -67,7 +73,7 @@ export async function settleUnstored(
       said = `${what}, and revoking it failed (${describeCause(revokeErr)}): revoke SHA-256 ${fingerprint} on the platform; the next run enrolls anew`;
     }
   } else if (proto.revoke) {
-    said = `${what}; it stays valid on the platform (revoke SHA-256 ${sha256Fingerprint(cert)} there); the next run enrolls anew`;
+    said = `${what}; it stays valid on the platform (revoke SHA-256 ${fingerprint} there); the next run enrolls anew`;
   } else if (proto.enroll.unstored?.undo && !interrupted) {
     try {
       said = `${what}; ${await proto.enroll.unstored.undo(session, deviceId)}`;

@@ -101,13 +101,16 @@ describe("enroll stops at the first failure with the step's exit code and writes
     );
   });
 
-  it("a key CFREE does not take (ECDSA): exit 13 with a hint for --key-type", async () => {
+  it("a key CFREE does not take (ECDSA): exit 13 before any key is made or CSR sent (the end entity's profile, read with GET /user), with a hint for --key-type", async () => {
     await expectFailure(
       { deviceId: "eckey", extra: ["--key-type", "ec-p256"] },
       13,
-      /Illegal key algorithm used: ECDSA/,
+      /generate-key failed: device 'eckey''s end entity uses the certificate profile CFREE, which takes RSA keys of 2048 to 8192 bits only, not ec-p256 .*; no key was made and no certificate requested\n/,
       /--key-type rsa-2048/,
     );
+    // The end entity is still NEW: the same device enrolls with an RSA key.
+    const rsa = await enrollCli(lab.url, lab, "eckey", join(await tempDir(), "c"), ["--key-type", "rsa-2048"]);
+    expect(rsa.code, rsa.stderr).toBe(0);
   });
 
   it("platform unreachable: exit 75 (temporary)", async () => {

@@ -83,9 +83,14 @@ describe("status: the stored credentials described for people", () => {
       `never checked: no CRL in ${join(out, "IOTmidCA.crl")} (check --platform keeps the CA's CRL there)`,
     );
     expect(field(text, "Key")).toBe(`file ${join(out, "5a7a01.key")} (mode 0600)`);
-    expect(field(text, "Platform")).toBe("not recorded");
-    expect(field(text, "API")).toBe("not recorded");
+    // As the enrollment recorded them: the platform, and the API that answered.
+    expect(field(text, "Platform")).toBe(lab.url);
+    expect(field(text, "API")).toBe("x509-identity-mgmt");
     expect(text).not.toMatch(/PRIVATE KEY|BEGIN/);
+    await rm(join(out, "5a7a01.settings.json"));
+    const unrecorded = await runCli(["status", "--device-id", "5a7a01", "--out", out]);
+    expect(field(unrecorded.stdout, "Platform")).toBe("not recorded");
+    expect(field(unrecorded.stdout, "API")).toBe("not recorded");
   });
 
   it("--json: one object with the same facts (ISO dates, numbers) and ok: true; the library's describeCredentials gives the same", async () => {
@@ -126,14 +131,14 @@ describe("status: the stored credentials described for people", () => {
       renewalDue: false,
       revocation: { state: "never-checked", crlFile: join(out, "IOTmidCA.crl") },
       key: { kind: "file", path: join(out, "5a7a02.key"), mode: "0600" },
-      // --api's alias is shown by the protocol's own name; the platform was not given.
-      platform: { url: null, api: "x509-identity-mgmt" },
+      // --api's alias is shown by the protocol's own name; the platform is the one recorded at enrollment.
+      platform: { url: lab.url, api: "x509-identity-mgmt" },
     });
     const { ok: _ok, ...facts } = json;
     const library = await describeCredentials({
       device: { id: "5a7a02" },
       store: { kind: "files", dir: out },
-      platform: { protocol: "dojot" },
+      platform: { protocol: "dojot", url: new URL(lab.url) },
       renewal: { renewBefore: { ms: 30 * DAY_MS } },
       clock: () => now,
     });
@@ -237,7 +242,11 @@ describe("status: the stored credentials described for people", () => {
         "--api",
         "x509-identity-mgmt",
       ]);
-      expect([run.code, run.stderr]).toEqual([0, ""]);
+      expect(run.code, run.stderr).toBe(0);
+      // The platform given wins over the one recorded at enrollment, and the difference is said.
+      expect(run.stderr).toMatch(
+        new RegExp(`^note: --platform "${platform}" overrides "http://127\\.0\\.0\\.1:\\d+/", recorded when device '5a7a05' was enrolled\n$`),
+      );
       expect(field(run.stdout, "Platform")).toBe(platform);
       expect(field(run.stdout, "API")).toBe("x509-identity-mgmt");
       expect(field(run.stdout, "Revocation")).toMatch(/^not revoked, says the CA's CRL of /);

@@ -247,13 +247,17 @@ describe("x509-identity-mgmt errors reach the user as one sentence with the step
         /hint: the platform dropped the CSR's subject alternative names: its certificate profile must keep them \(EJBCA: enable 'Allow Extension Override'/,
       );
       expect(run.stderr).not.toMatch(/\] bind:/);
+      // Issued and not stored: this run revoked it (DELETE /x509/v1/certificates/<fingerprint>) before it exited.
+      expect(run.stderr).toMatch(
+        /; certificate [0-9a-f]+ was issued to this run and not stored, so it was revoked on the platform; the next run enrolls anew/,
+      );
       expect(run.code).toBe(14);
       expect(existsSync(out)).toBe(false);
       const state = JSON.parse(readFileSync(join(strict.dir, "state.json"), "utf8")) as {
         x509Certificates: Record<string, { belongsTo: unknown }>;
       };
-      // Never bound: as v0.8 keeps an unbound record, without belongsTo.
-      expect(Object.values(state.x509Certificates).map((r) => r.belongsTo)).toEqual([undefined]);
+      // Never bound, and gone: x509-identity-mgmt's DELETE removes the record it revokes.
+      expect(Object.values(state.x509Certificates)).toEqual([]);
       // The same device against a platform that keeps the CSR's extensions (EJBCA's default for this profile): enrolled.
       const kept = await lab("x509", "v0.7", { autoRegister: true });
       try {

@@ -79,6 +79,12 @@ export class EjbcaRestClient implements ProtocolClient {
     unstored: {
       next: "the next run resets the device's end entity to NEW on the platform and signs again",
       journal: true,
+      undo: async (session, deviceId) => {
+        const entity = await this.readEntity(session, deviceId);
+        if (!entity) throw new Error(`the platform does not show the end entity '${deviceId}' (GET /user)`);
+        if (entity.status === ENTITY_GENERATED) await this.resetEntity(session, deviceId, entity);
+        return "the device's end entity was reset to NEW on the platform, so the next run signs again";
+      },
     },
     submit: (session, req) => this.submitCsr(session, req),
   };
