@@ -4,10 +4,7 @@
  * wins, and the difference is said; a record that is damaged or of another version is said and not used.
  */
 import type { Command } from "commander";
-import { formatPkcs11Uri, parsePkcs11Uri } from "../keys/pkcs11-uri.js";
-import { DEFAULT_PROTOCOL, findProtocol } from "../protocols/registry.js";
-import { type DeviceRecord, RECORDED_KEYS, type RecordedSettings, readDeviceRecord } from "../store/device-record.js";
-import { credentialPaths } from "../store/names.js";
+import type { DeviceRecord, RecordedSettings } from "../store/device-record.js";
 import { type CommonFlags, resolveDeviceId } from "./agent-settings.js";
 import { flagName } from "./names.js";
 import { version } from "./version.js";
@@ -37,6 +34,14 @@ export async function applyRecorded(cmd: Command, warn: (line: string) => void):
   const flags = cmd.opts<CommonFlags>();
   const deviceId = await givenDeviceId(cmd, flags);
   if (deviceId === undefined || flags.out === undefined) return undefined;
+  // Loaded only when a device is named: --help and --version load none of this.
+  const [{ credentialPaths }, { RECORDED_KEYS, readDeviceRecord }, { DEFAULT_PROTOCOL, findProtocol }, pkcs11] =
+    await Promise.all([
+      import("../store/names.js"),
+      import("../store/device-record.js"),
+      import("../protocols/registry.js"),
+      import("../keys/pkcs11-uri.js"),
+    ]);
   // The record's name depends on the device only: the CA's name may be one of the settings it holds.
   const path = credentialPaths(flags.out, deviceId, "-").settings;
   const record = await readDeviceRecord(path, deviceId);
@@ -55,7 +60,7 @@ export async function applyRecorded(cmd: Command, warn: (line: string) => void):
     const source = cmd.getOptionValueSource(option);
     if (source === "cli" || source === "env" || source === "config") {
       const given = cmd.getOptionValue(option) as unknown;
-      if (!sameSetting(key, given, value))
+      if (!sameSetting(key, given, value, { DEFAULT_PROTOCOL, findProtocol, pkcs11 }))
         warn(
           `note: ${flagName(option)} ${JSON.stringify(given)} overrides ${JSON.stringify(value)}, recorded when device '${deviceId}' was enrolled`,
         );
@@ -67,7 +72,7 @@ export async function applyRecorded(cmd: Command, warn: (line: string) => void):
 }
 
 /** The settings an enrollment records: what was asked (the API is filled by the agent, as the one that answered). */
-export function settingsToRecord(
+export async function settingsToRecord(
   flags: CommonFlags & {
     keyType?: string;
     key?: string;
@@ -76,12 +81,13 @@ export function settingsToRecord(
     uriDomain?: string;
   },
   platform: URL,
-): { settings: RecordedSettings; writtenBy: string } {
+): Promise<{ settings: RecordedSettings; writtenBy: string }> {
+  const pkcs11 = await import("../keys/pkcs11-uri.js");
   const settings: RecordedSettings = {
     platform: platform.href,
     caName: flags.caName,
     keyType: flags.keyType,
-    key: flags.key === undefined ? undefined : withoutPin(flags.key),
+    key: flags.key === undefined ? undefined : withoutPin(flags.key, pkcs11),
     pkcs11Module: flags.pkcs11Module,
     store: flags.store,
     profile: flags.profile,
@@ -94,21 +100,32 @@ export function settingsToRecord(
  * Whether a value given otherwise says what the record says: a key URI with a PIN is the URI
  * recorded without one; an API of detection (`auto`) or an alias asks for the API recorded.
  */
-function sameSetting(key: keyof RecordedSettings, given: unknown, recorded: string): boolean {
+function sameSetting(
+  key: keyof RecordedSettings,
+  given: unknown,
+  recorded: string,
+  modules: {
+    DEFAULT_PROTOCOL: string;
+    findProtocol: (name: string) => { name: string } | undefined;
+    pkcs11: Pkcs11Module;
+  },
+): boolean {
   if (given === recorded) return true;
   if (typeof given !== "string") return false;
-  if (key === "key") return withoutPin(given) === recorded;
+  if (key === "key") return withoutPin(given, modules.pkcs11) === recorded;
   if (key === "api") {
-    const plugin = findProtocol(given);
-    return plugin?.name === DEFAULT_PROTOCOL || plugin?.name === recorded;
+    const plugin = modules.findProtocol(given);
+    return plugin?.name === modules.DEFAULT_PROTOCOL || plugin?.name === recorded;
   }
   return false;
 }
 
+type Pkcs11Module = typeof import("../keys/pkcs11-uri.js");
+
 /** A `pkcs11:` URI without its `pin-value` (a record holds no secret). */
-function withoutPin(uri: string): string {
+function withoutPin(uri: string, pkcs11: Pkcs11Module): string {
   try {
-    return formatPkcs11Uri({ ...parsePkcs11Uri(uri), pinValue: undefined });
+    return pkcs11.formatPkcs11Uri({ ...pkcs11.parsePkcs11Uri(uri), pinValue: undefined });
   } catch {
     return uri.replace(/[;?&]?pin-value=[^&;]*/gi, "");
   }

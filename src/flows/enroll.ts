@@ -15,13 +15,15 @@ import type { EnrollResult } from "./result.js";
 import { ENROLL_STEPS, type EnrollStep } from "./result.js";
 import { retire } from "./retire.js";
 import { StepRunner, type StepTiming } from "./steps.js";
-import { type IssuedHere, settleUnstored } from "./unstored.js";
+import { clearIssueJournal, type IssuedHere, settleUnstored } from "./unstored.js";
 
 /** Enrolls unless valid credentials are stored (`force`: even then); renews credentials that are due. */
 export async function enroll(ctx: EnrollContext, opts: { force?: boolean } = {}): Promise<EnrollResult> {
   return withLockedStore(ctx, async (stored, tx, installed) => {
     const decision = await decide(ctx, stored, Boolean(opts.force));
     if (decision.action === "keep") {
+      // Valid credentials in place: no certificate an earlier run may have left is wanted any more.
+      await clearIssueJournal(ctx.store);
       installed();
       return decision.result;
     }

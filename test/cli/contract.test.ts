@@ -43,7 +43,7 @@ describe("the command a script runs", () => {
     expect(run.code, run.stderr).toBe(0);
     expect(JSON.parse(run.stdout)).toMatchObject({ deviceId: "ct-1" });
     expect(run.stderr).toMatch(/\[1\/\d\] authenticate/);
-    expect(await listFiles(out)).toEqual(["IOTmidCA.crt", "ct-1.crt", "ct-1.key"]);
+    expect(await listFiles(out)).toEqual(["IOTmidCA.crt", "ct-1.crt", "ct-1.key", "ct-1.settings.json"]);
     expect((await stat(join(out, "ct-1.key"))).mode & 0o777).toBe(0o600);
     expect(openssl("verify", "-CAfile", join(out, "IOTmidCA.crt"), join(out, "ct-1.crt")).trim()).toMatch(/: OK$/);
     const again = await enrollCli(lab.url, lab, "ct-1", out);
@@ -159,7 +159,7 @@ describe("the command a script runs", () => {
     const codes = runs.map((r) => r.code).sort();
     expect(codes[0]).toBe(0);
     expect([0, 75]).toContain(codes[1]);
-    expect(await listFiles(out)).toEqual(["IOTmidCA.crt", "race.crt", "race.key"]);
+    expect(await listFiles(out)).toEqual(["IOTmidCA.crt", "race.crt", "race.key", "race.settings.json"]);
     expect(openssl("verify", "-CAfile", join(out, "IOTmidCA.crt"), join(out, "race.crt"))).toMatch(/: OK/);
   });
 

@@ -67,7 +67,7 @@ describe("the single-file build", () => {
       lab.password,
     );
     expect(run.code, run.stderr).toBe(0);
-    expect(await listFiles(out)).toEqual(["IOTmidCA.crt", "solo.crt", "solo.key"]);
+    expect(await listFiles(out)).toEqual(["IOTmidCA.crt", "solo.crt", "solo.key", "solo.settings.json"]);
     expect(openssl("verify", "-CAfile", join(out, "IOTmidCA.crt"), join(out, "solo.crt"))).toMatch(/: OK/);
   });
 

@@ -39,8 +39,8 @@ describe.skipIf(!mountable)("disk faults: the previous credentials survive", () 
     }
   });
 
-  it("a full disk: exit 15 naming ENOSPC, nothing changed, nothing left behind", async () => {
-    const disk = await tmpfsWithCredentials("64k");
+  it("a full disk: refused before any key is made or CSR sent (exit 15, the free space measured), nothing changed; with space freed, the next run enrolls", async () => {
+    const disk = await tmpfsWithCredentials("512k");
     try {
       // Fill every page, then free exactly one: the lock fits, the staged files do not.
       const fillers: string[] = [];
@@ -59,9 +59,18 @@ describe.skipIf(!mountable)("disk faults: the previous credentials survive", () 
       await expectForcedRunFails(
         disk.out,
         15,
-        /store failed: .*no space left on device.*the previous files are unchanged/i,
+        /store failed: pre-flight: the file system of .* has \d+ KiB free, and storing the credentials needs at least 256 KiB; no key was made and no certificate requested\n {2}hint: free some space/,
       );
       expect(await snapshot(disk.out)).toEqual(before);
+      // Nothing was asked of the platform: the end entity is still NEW, and with room again the run enrolls.
+      for (const f of fillers) await rm(f);
+      const lab = await serveFixture(fx);
+      try {
+        const rerun = await enrollCli(lab.url, fx.lab, "victim", disk.out, ["--force"]);
+        expect(rerun.code, rerun.stderr).toBe(0);
+      } finally {
+        await lab.close();
+      }
     } finally {
       disk.unmount();
     }
@@ -108,7 +117,7 @@ describe("kill -9 at every step boundary: the next run finds whole credentials, 
       } finally {
         await lab.close();
       }
-      expect(await listFiles(out)).toEqual(["IOTmidCA.crt", "victim.crt", "victim.key"]);
+      expect(await listFiles(out)).toEqual(["IOTmidCA.crt", "victim.crt", "victim.key", "victim.settings.json"]);
       expect(openssl("verify", "-CAfile", join(out, "IOTmidCA.crt"), join(out, "victim.crt"))).toMatch(/: OK/);
       expect(openssl("pkey", "-in", join(out, "victim.key"), "-pubout")).toBe(
         openssl("x509", "-in", join(out, "victim.crt"), "-noout", "-pubkey"),

@@ -52,7 +52,12 @@ describe.skipIf(!hasTmux)("a technician at a terminal", () => {
       expect(done).toMatch(/✔ \[1\/8\] authenticate/);
       expect(done).toMatch(/✔ \[8\/8\] store/);
       expect(done).not.toContain(lab.password);
-      expect(await listFiles(join(dir, "certs"))).toEqual(["IOTmidCA.crt", "bench-7.crt", "bench-7.key"]);
+      expect(await listFiles(join(dir, "certs"))).toEqual([
+        "IOTmidCA.crt",
+        "bench-7.crt",
+        "bench-7.key",
+        "bench-7.settings.json",
+      ]);
       expect(
         openssl("verify", "-CAfile", join(dir, "certs", "IOTmidCA.crt"), join(dir, "certs", "bench-7.crt")),
       ).toMatch(/: OK/);
@@ -94,7 +99,12 @@ describe.skipIf(!hasTmux)("a technician at a terminal", () => {
       const done = await term.waitFor(/EXIT=\d+/);
       expect(done).toMatch(/EXIT=0/);
       expect(done.match(/Platform user/g)).toHaveLength(1);
-      expect(await listFiles(join(dir, "certs"))).toEqual(["IOTmidCA.crt", "retry-1.crt", "retry-1.key"]);
+      expect(await listFiles(join(dir, "certs"))).toEqual([
+        "IOTmidCA.crt",
+        "retry-1.crt",
+        "retry-1.key",
+        "retry-1.settings.json",
+      ]);
     } finally {
       term.close();
     }

@@ -1,5 +1,4 @@
 import { spawn } from "node:child_process";
-import { existsSync } from "node:fs";
 import { mkdir, readFile, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -86,7 +85,8 @@ describe.skipIf(!ready)("--store keychain against a real gnome-keyring (Secret S
     expect(JSON.parse(enrolled!.stdout).store).toMatchObject({ kind: "keychain" });
     expect(checked!.code, checked!.stderr).toBe(1);
     expect(again!.stderr).toMatch(/already has valid credentials in the OS keychain/);
-    expect(existsSync(lockDir)).toBe(false); // the lock came and went; no credential touched the disk there
+    // The lock came and went; no credential touched the disk there, only the settings the enrollment used.
+    expect(await listFiles(lockDir)).toEqual(["kc-1.settings.json"]);
 
     const exported = join(await tempDir(), "exported");
     const [checkedLater, described, exportRun] = await inKeyringSession(home, [
@@ -97,7 +97,7 @@ describe.skipIf(!ready)("--store keychain against a real gnome-keyring (Secret S
     expect(checkedLater!.code, checkedLater!.stderr).toBe(1);
     expect([described!.code, described!.stderr]).toEqual([0, ""]);
     expect(described!.stdout).toMatch(/^Key: +OS keychain, service cert-retriever, account kc-1\/key$/m);
-    expect(existsSync(lockDir)).toBe(false); // status reads: no lock, no CRL, nothing written
+    expect(await listFiles(lockDir)).toEqual(["kc-1.settings.json"]); // status reads: no lock, no CRL, nothing written
     expect(exportRun!.code, exportRun!.stderr).toBe(0);
     expect(await listFiles(exported)).toEqual(["IOTmidCA.crt", "kc-1.crt", "kc-1.key"]);
     expect((await stat(exported)).mode & 0o777).toBe(0o700);

@@ -55,7 +55,9 @@ describe.skipIf(!ready)(
       expect(token.privateKeys(id)).toHaveLength(0);
       const switched = await enroll(id, out, ["--force"]);
       expect(switched.code, switched.stderr).toBe(0);
-      expect(await listFiles(out)).toEqual([`${id}.crt`, `${id}.key.uri`, "IOTmidCA.crt"].sort());
+      expect(await listFiles(out)).toEqual(
+        [`${id}.crt`, `${id}.key.uri`, `${id}.settings.json`, "IOTmidCA.crt"].sort(),
+      );
     });
 
     it("a run killed mid-write, then a run without --key: the write is finished first, and the key stays in the token", async () => {
@@ -68,7 +70,9 @@ describe.skipIf(!ready)(
       expect(next.code, next.stderr).toBe(0);
       expect(next.stderr).toMatch(/completed a write that an earlier run committed/);
       expect(next.stderr).toMatch(/generate-key: ec-p256 key generated in token 'device'/);
-      expect(await listFiles(out)).toEqual([`${id}.crt`, `${id}.key.uri`, "IOTmidCA.crt"].sort());
+      expect(await listFiles(out)).toEqual(
+        [`${id}.crt`, `${id}.key.uri`, `${id}.settings.json`, "IOTmidCA.crt"].sort(),
+      );
       expect(token.privateKeys(id)).toHaveLength(1);
       expect((await runCli(["check", "--device-id", id, "--out", out], { env: token.env })).code).toBe(1);
     });

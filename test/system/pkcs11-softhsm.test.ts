@@ -65,7 +65,7 @@ describe.skipIf(!ready)(
           `${join(out, `${id}.crt`)}: OK`,
         );
         const files = await listFiles(out);
-        expect(files).toEqual([`${id}.crt`, `${id}.key.uri`, "IOTmidCA.crt"].sort());
+        expect(files).toEqual([`${id}.crt`, `${id}.key.uri`, `${id}.settings.json`, "IOTmidCA.crt"].sort());
         const uri = (await readFile(join(out, `${id}.key.uri`), "utf8")).trim();
         expect(uri).toMatch(
           new RegExp(
@@ -288,7 +288,9 @@ describe.skipIf(!ready)(
           `removed the key '${id}' with id ${/id=((?:%[0-9a-f]{2})+)/.exec(firstUri)![1]!.replace(/%/g, "")} in token 'device': the new key replaces it`,
         ),
       );
-      expect(await listFiles(out)).toEqual([`${id}.crt`, `${id}.key.uri`, "IOTmidCA.crt"].sort());
+      expect(await listFiles(out)).toEqual(
+        [`${id}.crt`, `${id}.key.uri`, `${id}.settings.json`, "IOTmidCA.crt"].sort(),
+      );
       expect(token.privateKeys(id)).toHaveLength(3);
       expect(token.privateKeys(id).some((k) => /ID:\s+0102\b/.test(k))).toBe(true);
       expect((await runCli(["check", "--device-id", id, "--out", elsewhere], { env: token.env })).code).toBe(1);

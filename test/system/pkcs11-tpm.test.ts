@@ -57,7 +57,9 @@ describe.skipIf(!ready)(
         expect(openssl("verify", "-CAfile", join(out, "IOTmidCA.crt"), join(out, `${id}.crt`)).trim()).toBe(
           `${join(out, `${id}.crt`)}: OK`,
         );
-        expect(await listFiles(out)).toEqual([`${id}.crt`, `${id}.key.uri`, "IOTmidCA.crt"].sort());
+        expect(await listFiles(out)).toEqual(
+          [`${id}.crt`, `${id}.key.uri`, `${id}.settings.json`, "IOTmidCA.crt"].sort(),
+        );
         const keys = tpm
           .tool("--list-objects", "--type", "privkey")
           .split(/\n(?=Private Key Object)/)

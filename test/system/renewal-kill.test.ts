@@ -85,7 +85,7 @@ describe.skipIf(!hasFaketime)(
           Object.keys(now)
             .filter((n) => !/\.(crl|pending)$/.test(n))
             .sort(),
-        ).toEqual(["IOTmidCA.crt", `${id}.crt`, `${id}.key`]);
+        ).toEqual(["IOTmidCA.crt", `${id}.crt`, `${id}.key`, `${id}.settings.json`]);
       },
     );
   },

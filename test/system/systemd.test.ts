@@ -154,6 +154,7 @@ describe("first boot, as the unit runs it", () => {
       "IOTmidCA.crt",
       "boot-device.crt",
       "boot-device.key",
+      "boot-device.settings.json",
     ]);
     expect((await runCli(command("ExecCondition"), { env })).code).toBe(1);
   });
@@ -221,6 +222,7 @@ describe("one settings file for both units, as docs/running.md installs it", () 
       "IOTmidCA.crt",
       "one-file-device.crt",
       "one-file-device.key",
+      "one-file-device.settings.json",
     ]);
   });
 });
@@ -266,7 +268,7 @@ describe("EST, as the units run it: first boot by password, renewal by the curre
       const first = await run(UNIT, "ExecStart");
       expect(first.code, first.stderr).toBe(0);
       const out = join(state, "cert-retriever");
-      expect(await listFiles(out)).toEqual(["IOTmidCA.crt", "est-unit.crt", "est-unit.key"]);
+      expect(await listFiles(out)).toEqual(["IOTmidCA.crt", "est-unit.crt", "est-unit.key", "est-unit.settings.json"]);
       await rm(join(creds, "password"));
       // A window wider than the lifetime: due now.
       const due = { CERT_RETRIEVER_RENEW_BEFORE: "400d" };

@@ -345,7 +345,7 @@ describe.skipIf(!asRoot)("writes never follow a link another user planted on the
     await lab.addDevice("link-ok");
     const good = await enrollCli(lab.url, lab, "link-ok", join(base, "good"));
     expect(good.code, good.stderr).toBe(0);
-    expect(await listFiles(real)).toEqual(["IOTmidCA.crt", "link-ok.crt", "link-ok.key"]);
+    expect(await listFiles(real)).toEqual(["IOTmidCA.crt", "link-ok.crt", "link-ok.key", "link-ok.settings.json"]);
 
     const elsewhere = join(base, "elsewhere");
     await mkdir(elsewhere, { mode: 0o755 });

@@ -47,7 +47,10 @@ describe("enroll --dry-run", () => {
       deviceId: "d0d0a1",
       action: "enroll",
       api: "x509-identity-mgmt (dojot >= v0.5)",
-      ca: { subject: expect.stringMatching(/CN=X509 Identity CA/), sha256Fingerprint: expect.stringMatching(/^([0-9A-F]{2}:){31}/) },
+      ca: {
+        subject: expect.stringMatching(/CN=X509 Identity CA/),
+        sha256Fingerprint: expect.stringMatching(/^([0-9A-F]{2}:){31}/),
+      },
       request: { subject: "CN=d0d0a1", sans: ["dns:d0d0a1.local"], keyType: "ec-p256" },
       store: { kind: "files", location: out },
     });

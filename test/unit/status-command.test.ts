@@ -245,7 +245,9 @@ describe("status: the stored credentials described for people", () => {
       expect(run.code, run.stderr).toBe(0);
       // The platform given wins over the one recorded at enrollment, and the difference is said.
       expect(run.stderr).toMatch(
-        new RegExp(`^note: --platform "${platform}" overrides "http://127\\.0\\.0\\.1:\\d+/", recorded when device '5a7a05' was enrolled\n$`),
+        new RegExp(
+          `^note: --platform "${platform}" overrides "http://127\\.0\\.0\\.1:\\d+/", recorded when device '5a7a05' was enrolled\n$`,
+        ),
       );
       expect(field(run.stdout, "Platform")).toBe(platform);
       expect(field(run.stdout, "API")).toBe("x509-identity-mgmt");

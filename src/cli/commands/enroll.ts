@@ -80,6 +80,10 @@ SETTINGS
 FILES
   <out>/<ca-name>.crt, <out>/<device-id>.key (0600, PKCS#8), <out>/<device-id>.crt; <out> is 0700.
   With --key pkcs11:..., <out>/<device-id>.key.uri names the key, which stays in the token.
+  <out>/<device-id>.settings.json (0600): the settings the enrollment used, which check, renewal,
+  verify, status and export take when not given. EJBCA-REST only: <out>/<device-id>.issue.pending
+  while a CSR may have been signed and its certificate is not stored (the next run resets the end
+  entity by it).
 `;
 
 /** `cert-retriever enroll`: the whole sequence, authenticate to store. */
@@ -157,7 +161,7 @@ async function runEnroll(command: Command, state: CliState): Promise<number> {
       observer: state.inject?.observer,
       clock: state.inject?.clock,
       name: flagName,
-      record: settingsToRecord(flags, checked.baseUrl),
+      record: await settingsToRecord(flags, checked.baseUrl),
     };
     const { createAgent } = await import("../../agent.js");
     const agent = createAgent(settings);
