@@ -61,6 +61,8 @@ export const REASONS = {
   "already-issued": "the platform issued a certificate for this device already (EJBCA end entity not in NEW state)",
   "device-unknown": "the platform has no such device",
   "entity-password-refused": "EJBCA refused the end-entity password",
+  "reset-refused":
+    "the platform would not put the device's end entity back to NEW (EJBCA-REST: the user may not edit end entities), which EJBCA needs before it issues again",
   "bind-refused": "the platform issued a certificate but would not bind it to the device",
   // Registering a certificate the device already has
   "ca-not-trusted":
@@ -68,7 +70,7 @@ export const REASONS = {
   "already-registered": "the platform holds this certificate already, for another device or tenant, or unbound",
   "registration-refused": "the platform refused to register the certificate (its chain, validity or kind)",
   "not-supported":
-    "the platform's API cannot do this (registering a certificate needs x509-identity-mgmt, dojot v0.7+; EJBCA-REST issues again only after the end entity was reset; one device cannot choose among an EST server's several CA chains)",
+    "the platform's API cannot do this (registering a certificate needs x509-identity-mgmt, dojot v0.7+; one device cannot choose among an EST server's several CA chains)",
   // Renewal
   "hook-failed": "the credentials were stored, but the command run after the change failed",
   // Validation

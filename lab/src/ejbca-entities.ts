@@ -1,6 +1,6 @@
 import type { ServerResponse } from "node:http";
 import { send, sendFlaskError } from "./replies.js";
-import { type EndEntity, entityOf, loadState, updateState } from "./state.js";
+import { type EndEntity, entityOf, loadState, newEndEntity, updateState } from "./state.js";
 import * as x509 from "./x509.js";
 
 /**
@@ -100,8 +100,15 @@ export function markIssued(e: EndEntity, serial: string): void {
  * number; `extendedInformation` absent, which zeep reads as [] (dojot's entities have none: no
  * field of `createOrEditUser` makes one). An empty list is ejbca-rest's 404.
  */
-export async function findUser(res: ServerResponse, dir: string, username: string, profile: string): Promise<void> {
-  const entity = entityOf((await loadState(dir))!, username);
+export async function findUser(
+  res: ServerResponse,
+  dir: string,
+  username: string,
+  profile: string,
+  autoRegister = false,
+): Promise<void> {
+  // With the lab's --auto-register, every device has an end entity: the NEW one its first sign makes.
+  const entity = entityOf((await loadState(dir))!, username) ?? (autoRegister ? newEndEntity() : undefined);
   if (!entity) return send(res, 404, { message: "no certificates found", status: 404 });
   const s = settings(username, entity, profile);
   return send(res, 200, {

@@ -462,7 +462,7 @@ async function handle(req: IncomingMessage, res: ServerResponse, ctx: Context, b
       ? editUser(res, opts.dir, body, labProfileName(opts.certProfile))
       : send(res, 400, { message: "invalid mimetype", status: 400 });
   const name = decodeURIComponent(route.name);
-  if (route.to === "user") return findUser(res, opts.dir, name, labProfileName(opts.certProfile));
+  if (route.to === "user") return findUser(res, opts.dir, name, labProfileName(opts.certProfile), opts.autoRegister);
   if (route.to === "revoke")
     return revokeCert(res, url, name, decodeURIComponent(route.serial), { dir: opts.dir, ca: ctx.ca });
   if (route.to === "crl") return legacyCrl(req, url, name, res, ctx);
@@ -607,9 +607,8 @@ async function signCsr(
   // EJBCA 6.3.1.1 `EjbcaWS.processCertReq`: the entity, its token type, the CSR decoded; then
   // `SignSessionBean.createCertificate` authenticates (`authenticateUser`: the status, then the
   // password) before it looks at the key. An unknown entity is `ra.wrongusernameorpassword` there,
-  // "Wrong username or password"; the lab still words it as below, which the agent reads as an
-  // unregistered device (to change together with the agent's reading of EJBCA's words).
-  if (!entity) return soap(`Username '${cname}' does not exist.`);
+  // "Wrong username or password", as a wrong password is.
+  if (!entity) return soap("Wrong username or password");
   const wrongToken = tokenRefusal(cname, entity);
   if (wrongToken) return soap(wrongToken);
   const csrText = typeof input.certificate === "string" ? input.certificate.replace(/\s+/g, "") : "";

@@ -63,7 +63,7 @@ export const EXIT_CODE_MEANINGS: ReadonlyArray<readonly [ExitCode, string]> = [
   ],
   [
     ExitCode.NOT_SUPPORTED,
-    "register: the platform cannot register a certificate it did not issue (dojot <= v0.6, EJBCA-REST); enroll: a renewal on EJBCA-REST needs the end entity reset on the platform first, or an EST server's /cacerts holds several CA chains and nothing says which",
+    "register: the platform cannot register a certificate it did not issue (dojot <= v0.6, EJBCA-REST); enroll: the platform would not reset the device's end entity to NEW (EJBCA-REST), or an EST server's /cacerts holds several CA chains and nothing says which",
   ],
   [
     ExitCode.HOOK_FAILED,

@@ -53,6 +53,7 @@ export const EXIT_RULES: { readonly [R in Reason]: ExitRule } = {
   "already-issued": ExitCode.CSR,
   "device-unknown": ExitCode.CSR,
   "entity-password-refused": ExitCode.CSR,
+  "reset-refused": ExitCode.NOT_SUPPORTED,
   "bind-refused": ExitCode.CSR,
   "ca-not-trusted": ExitCode.CSR,
   "already-registered": ExitCode.CSR,

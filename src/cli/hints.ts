@@ -91,6 +91,8 @@ const HINTS: { readonly [R in Reason]: (err: CertRetrieverError, command: string
         ? "create the device on the platform for this user's tenant, then run again"
         : "register the device on the platform first (lab: cert-retriever-lab device add)",
     "entity-password-refused": () => undefined,
+    "reset-refused": () =>
+      "reset the device's end entity to NEW on the platform by hand (or give the user the permission to), then run again; the stored credentials stay in use until then",
     "bind-refused": () => "bind it to the device on the platform",
     "ca-not-trusted": () =>
       "have the platform trust the root CA (POST /x509/v1/trusted-cas with its caPem), then put that root CA last in --cert-chain or pass its fingerprint with --root-ca-fingerprint",

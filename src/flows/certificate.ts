@@ -3,6 +3,7 @@ import { CertRetrieverError, describeCause, type Reason, type Step } from "../er
 import { sha256ColonHex } from "../keys/fingerprint.js";
 import { certificatePems } from "../keys/key-types.js";
 import * as x509 from "../keys/x509.js";
+import type { RevokeTarget } from "../protocols/types.js";
 
 /**
  * Parses DER (or PEM) as an X.509 certificate, or fails at `step` for `reason`, naming `what`.
@@ -61,4 +62,14 @@ export function parseCaChain(pem: string, what: string, step: Step, reason: Reas
   return blocks.map((block, i) =>
     parseCertificate(block, blocks.length > 1 ? `certificate ${i + 1} of ${what}` : what, step, reason),
   );
+}
+
+/** A certificate as a platform's revocation names it: fingerprint, serial and issuer. */
+export function revokeTarget(cert: x509.X509Certificate, reason?: "superseded"): RevokeTarget {
+  return {
+    sha256Fingerprint: sha256Fingerprint(cert),
+    serialNumber: cert.serialNumber,
+    issuer: cert.issuer,
+    ...(reason ? { reason } : {}),
+  };
 }

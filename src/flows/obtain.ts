@@ -8,7 +8,14 @@ import { sameBytes } from "../keys/fingerprint.js";
 import type { KeyHandle, KeyTransaction } from "../keys/key-store.js";
 import type { KeyType } from "../keys/key-types.js";
 import type * as x509 from "../keys/x509.js";
-import type { Binding, EarlierIssue, Issued, ProtocolClient, ReenrollCapability, Session } from "../protocols/types.js";
+import type {
+  Binding,
+  Issued,
+  PrepareContext,
+  ProtocolClient,
+  ReenrollCapability,
+  Session,
+} from "../protocols/types.js";
 import { authenticate, type LiveSession, openSession } from "./authenticate.js";
 import { buildCsr } from "./build-csr.js";
 import { displayName, parseCertificate, sha256Fingerprint } from "./certificate.js";
@@ -91,7 +98,7 @@ export async function prepare(
     stored.cert !== undefined &&
     sameBytes(stored.cert.issuerName.toArrayBuffer(), caChain[0]!.subjectName.toArrayBuffer());
   plan.beforeKey?.(proto, replacing);
-  const keyType = await chooseKeyType(ctx, proto, live, await readIssueJournal(ctx.store));
+  const keyType = await chooseKeyType(ctx, proto, live, { earlier: await readIssueJournal(ctx.store), replacing });
   await ctx.store.preflight?.();
   return { live, proto, caChain, replacing, keyType };
 }
@@ -204,9 +211,9 @@ async function chooseKeyType(
   ctx: EnrollContext,
   proto: ProtocolClient,
   live: LiveSession,
-  earlier: EarlierIssue | undefined,
+  context: PrepareContext,
 ): Promise<{ type: KeyType; why: string }> {
-  const asked = (await live.use(async (session) => proto.enroll.prepare?.(session, ctx.device.id, earlier))) ?? {
+  const asked = (await live.use(async (session) => proto.enroll.prepare?.(session, ctx.device.id, context))) ?? {
     notes: [],
   };
   for (const message of asked.notes) ctx.emit({ type: "note", message });

@@ -3,7 +3,7 @@ import { rm } from "node:fs/promises";
 import { describeCause } from "../errors.js";
 import { isKeyUri } from "../keys/pkcs11-uri.js";
 import type * as x509 from "../keys/x509.js";
-import { sha256Fingerprint } from "./certificate.js";
+import { revokeTarget, sha256Fingerprint } from "./certificate.js";
 import type { EnrollContext } from "./context.js";
 import type { Stored } from "./decide.js";
 import type { Installed } from "./install.js";
@@ -83,7 +83,7 @@ async function settlePrevious(
   if (session.expiresAt && session.expiresAt <= ctx.now())
     return { revoked: "kept", why: "the session expired before it could be revoked; revoke it on the platform" };
   try {
-    return { revoked: await proto.revoke(session, sha256Fingerprint(previous)) };
+    return { revoked: await proto.revoke(session, revokeTarget(previous, "superseded")) };
   } catch (err) {
     return { revoked: "kept", why: `the platform did not revoke it (${describeCause(err)}); revoke it there` };
   }

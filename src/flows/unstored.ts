@@ -10,7 +10,7 @@ import { sha256ColonHex } from "../keys/fingerprint.js";
 import type * as x509 from "../keys/x509.js";
 import type { EarlierIssue, ProtocolClient, Session } from "../protocols/types.js";
 import type { CredentialStore } from "../store/types.js";
-import { sha256Fingerprint } from "./certificate.js";
+import { revokeTarget, sha256Fingerprint } from "./certificate.js";
 
 /** A certificate issued to this run, with what it takes to revoke it. */
 export interface IssuedHere {
@@ -63,28 +63,45 @@ export async function settleUnstored(
     ? `certificate ${cert.serialNumber} was issued to this run and not stored`
     : "a certificate was issued to this run (in a reply that could not be read) and not stored";
   const fingerprint = cert ? sha256Fingerprint(cert) : sha256ColonHex(issued.der);
-  let said: string;
-  if (proto.revoke && !interrupted) {
-    try {
-      await proto.revoke(session, fingerprint);
-      await clearIssueJournal(store);
-      said = `${what}, so it was revoked on the platform; the next run enrolls anew`;
-    } catch (revokeErr) {
-      said = `${what}, and revoking it failed (${describeCause(revokeErr)}): revoke SHA-256 ${fingerprint} on the platform; the next run enrolls anew`;
-    }
-  } else if (proto.revoke) {
-    said = `${what}; it stays valid on the platform (revoke SHA-256 ${fingerprint} there); the next run enrolls anew`;
-  } else if (proto.enroll.unstored?.undo && !interrupted) {
-    try {
-      said = `${what}; ${await proto.enroll.unstored.undo(session, deviceId)}`;
-      await clearIssueJournal(store);
-    } catch (undoErr) {
-      said = `${what}; undoing it failed (${describeCause(undoErr)}), so ${proto.enroll.unstored.next}`;
-    }
+  const said: string[] = [what];
+  let undone = false;
+  if (interrupted) {
+    said.push(
+      proto.revoke
+        ? `it stays valid on the platform (revoke SHA-256 ${fingerprint} there); the next run enrolls anew`
+        : (proto.enroll.unstored?.next ?? "the next run enrolls again"),
+    );
   } else {
-    said = `${what}; ${proto.enroll.unstored?.next ?? "the next run enrolls again"}`;
+    if (proto.revoke && cert) {
+      try {
+        await proto.revoke(session, revokeTarget(cert));
+        said.push("so it was revoked on the platform");
+        undone = !proto.enroll.unstored?.undo;
+      } catch (revokeErr) {
+        said.push(`revoking it failed (${describeCause(revokeErr)}): revoke SHA-256 ${fingerprint} on the platform`);
+      }
+    }
+    if (proto.enroll.unstored?.undo) {
+      try {
+        said.push(await proto.enroll.unstored.undo(session, deviceId));
+        undone = true;
+      } catch (undoErr) {
+        said.push(`undoing it failed (${describeCause(undoErr)}), so ${proto.enroll.unstored.next}`);
+      }
+    } else if (proto.revoke) {
+      said.push("the next run enrolls anew");
+    } else {
+      said.push(proto.enroll.unstored?.next ?? "the next run enrolls again");
+    }
   }
-  return new CertRetrieverError(`${err.message}; ${said}`, {
+  if (undone) await clearIssueJournal(store);
+  const text =
+    said[0] +
+    said
+      .slice(1)
+      .map((part, i) => (i === 0 && part.startsWith("so ") ? `, ${part}` : `; ${part}`))
+      .join("");
+  return new CertRetrieverError(`${err.message}; ${text}`, {
     step: err.step,
     reason: err.reason,
     facts: err.facts,

@@ -113,7 +113,7 @@ export interface EnrollCapability {
   /** Why no bind step is needed, where the client has no `bind`. */
   readonly noBinding?: string;
   /** After fetch-ca, before any key is made: refuses (throws) a device this platform cannot enroll; may say what it asks of the CSR. */
-  prepare?(session: Session, deviceId: string, earlier?: EarlierIssue): Promise<CsrRequest | undefined>;
+  prepare?(session: Session, deviceId: string, context?: PrepareContext): Promise<CsrRequest | undefined>;
   /**
    * A certificate this run was issued and did not store, where the client cannot revoke it: what
    * the next run does about it, and whether it needs the journal for that (it then reads it in `prepare`).
@@ -133,6 +133,25 @@ export interface EarlierIssue {
   at: string;
   /** The protocol it spoke. */
   api: string;
+}
+
+/** What `prepare` is told of the run: a certificate an earlier run may have left, and whether this run replaces stored credentials of this device. */
+export interface PrepareContext {
+  earlier?: EarlierIssue;
+  /** The stored certificate is the fetched CA's: this run renews or replaces it (a renewal, a revoked one, `force`). */
+  replacing: boolean;
+}
+
+/** A certificate to revoke, named every way a platform may ask for it. */
+export interface RevokeTarget {
+  /** SHA-256, hex with colons (x509-identity-mgmt's name for it). */
+  sha256Fingerprint: string;
+  /** The serial number, hex (EJBCA's). */
+  serialNumber: string;
+  /** The issuing CA's subject DN (EJBCA finds the CA by it). */
+  issuer: string;
+  /** Why: a replaced certificate is superseded. */
+  reason?: "superseded";
 }
 
 /** Renewal authenticated by the current certificate (EST's /simplereenroll), which keeps the certificate's names. */
@@ -168,7 +187,7 @@ export interface ProtocolClient {
   /** After validation, before anything is written: ties the certificate to the device where the platform needs it. */
   bind?(session: Session, issued: Issued, deviceId: string): Promise<Binding>;
   /** Removes a certificate the platform issued, which revokes it. */
-  revoke?(session: Session, fingerprint: string): Promise<"revoked" | "absent">;
+  revoke?(session: Session, target: RevokeTarget): Promise<"revoked" | "absent">;
   /** The issuing CA's latest CRL, DER (after fetchCa). */
   crl?(session: Session): Promise<Uint8Array>;
   /** Registers a certificate another CA issued, bound to the device; `already`: it was so already. */

@@ -1,4 +1,5 @@
 import { existsSync } from "node:fs";
+import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runCli, SECRETS } from "../helpers/cli.js";
@@ -80,12 +81,23 @@ describe("enroll stops at the first failure with the step's exit code and writes
     );
   });
 
-  it("device not registered: exit 13 with a hint to register it", async () => {
+  it("device not registered: exit 13 before any key is made (GET /user finds no end entity), with a hint to register it", async () => {
     await expectFailure(
       { deviceId: "unregistered", register: false },
       13,
-      /submit-csr failed: .*Username 'unregistered' does not exist/,
+      /fetch-ca failed: the platform has no end entity for device 'unregistered' \(GET \/user\/unregistered: HTTP 404: no certificates found\); no key was made and no certificate requested/,
       /register the device/,
+    );
+  });
+
+  it("a wrong end-entity password on a NEW entity is EJBCA's 'invalid password': exit 13 with the hint for the entity password", async () => {
+    const wrong = join(await tempDir(), "entity-password");
+    await writeFile(wrong, "not-dojot", { mode: 0o600 });
+    await expectFailure(
+      { deviceId: "wrongpw", extra: ["--entity-password-file", wrong] },
+      13,
+      /submit-csr failed: .*Got request for user with invalid password: wrongpw\./,
+      /hint: check the end-entity password/,
     );
   });
 

@@ -132,7 +132,7 @@ describe("a certificate issued and not stored, and the rerun", () => {
       expect(run.code, run.stderr).toBe(15);
       expect(run.stderr).toMatch(
         api === "legacy"
-          ? /; certificate [0-9a-f]+ was issued to this run and not stored; the device's end entity was reset to NEW on the platform, so the next run signs again\n/
+          ? /; certificate [0-9a-f]+ was issued to this run and not stored, so it was revoked on the platform; the device's end entity was reset to NEW on the platform, so the next run signs again\n/
           : /; certificate [0-9a-f]+ was issued to this run and not stored, so it was revoked on the platform; the next run enrolls anew\n/,
       );
       if (api === "legacy") expect(labState(l).devices[id]).toMatchObject({ status: 10 });

@@ -2,8 +2,10 @@ import { chownSync } from "node:fs";
 import { chmod, mkdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { revocationOf } from "../../lab/src/crl.js";
 import { type RunningLab, startLab } from "../../lab/src/server.js";
 import { softwareCrypto } from "../../src/keys/provider.js";
+import * as x509 from "../../src/keys/x509.js";
 import { runCli, SECRETS } from "../helpers/cli.js";
 import { enrollCli, listFiles, snapshot } from "../helpers/enroll.js";
 import { labDir, startTestLab, type TestLab, tempDir } from "../helpers/lab.js";
@@ -402,29 +404,28 @@ describe("check: the ExecCondition= contract (0 enroll, 1 nothing to do, 255 err
     expect(badOut.code).toBe(255);
   });
 
-  it("on EJBCA-REST, a renewal inside the window says up front that the end entity must be reset (exit 17, no key made); --force after the reset renews", async () => {
+  it("on EJBCA-REST, a renewal inside the window puts the device's end entity back to NEW itself (POST /user, its own values), renews, and revokes the replaced certificate as superseded", async () => {
     const out = join(await tempDir(), "certs");
     expect((await enrollCli(lab.url, lab, "renew", out)).code).toBe(0);
     const before = await snapshot(out);
-    const run = await enrollCli(lab.url, lab, "renew", out, ["--renew-before", "731d"]);
-    expect([run.code, run.stderr]).toEqual([
-      17,
-      expect.stringMatching(
-        /existing credentials will be replaced: the certificate expires at .* within the renewal window/,
-      ),
-    ]);
+    const old = new x509.X509Certificate(await readFile(join(out, "renew.crt"), "utf8"));
+    const run = await enrollCli(lab.url, lab, "renew", out, ["--renew-before", "731d", "--json"]);
+    expect(run.code, run.stderr).toBe(0);
     expect(run.stderr).toMatch(
-      /a renewal on EJBCA-REST \(dojot <= v0.4\) needs the device's end entity reset to NEW on the platform.*no key was made, and the stored credentials \(valid until .*\) stay/,
+      /existing credentials will be replaced: the certificate expires at .* within the renewal window/,
     );
     expect(run.stderr).toMatch(
-      /hint: reset the device's end entity to NEW on the platform .* then run 'cert-retriever enroll --force'/,
+      /note: the device's end entity had issued the certificate this run replaces \(GENERATED\): it was reset to NEW to issue the new one/,
     );
-    expect(run.stderr).not.toMatch(/generate-key/);
-    expect(await snapshot(out)).toEqual(before);
-    await import("../../lab/src/server.js").then((m) => m.setDevice(lab.dir, "renew", "reset"));
-    const forced = await enrollCli(lab.url, lab, "renew", out, ["--force"]);
-    expect(forced.code, forced.stderr).toBe(0);
+    expect(JSON.parse(run.stdout).previous).toMatchObject({ serialNumber: old.serialNumber, revoked: "revoked" });
     expect((await snapshot(out))["renew.crt"]).not.toBe(before["renew.crt"]);
+    const state = JSON.parse(await readFile(join(lab.dir, "state.json"), "utf8"));
+    // Superseded (RFC 5280 reason 4), by DELETE /ca/<the CA's DN>/certificate/<serial>.
+    expect(revocationOf(state, "legacy", old.serialNumber)).toMatchObject({ reason: 4 });
+    // The entity kept its own subject and password: the next renewal works the same way.
+    expect(state.devices.renew).toMatchObject({ status: 40, subjectDN: "CN=renew" });
+    const again = await enrollCli(lab.url, lab, "renew", out, ["--force"]);
+    expect(again.code, again.stderr).toBe(0);
   });
 });
 

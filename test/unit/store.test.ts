@@ -36,12 +36,13 @@ async function enrolledOnce(id: string): Promise<string> {
 }
 
 describe("credentials that already exist survive any failed run", () => {
-  it("a run refused by the platform (--force, end entity not NEW) leaves them byte for byte", async () => {
+  it("a run refused by the platform (--force, a wrong end-entity password) leaves them byte for byte", async () => {
     const out = await enrolledOnce("keep-1");
-    await enrollCli(lab.url, lab, "keep-1", out, ["--force"]); // consumes the reset: GENERATED again
+    const wrong = join(await tempDir(), "entity-password");
+    await writeFile(wrong, "not-the-entity-password", { mode: 0o600 });
     const before = await snapshot(out);
-    const run = await enrollCli(lab.url, lab, "keep-1", out, ["--force"]);
-    expect(run.code).toBe(13);
+    const run = await enrollCli(lab.url, lab, "keep-1", out, ["--force", "--entity-password-file", wrong]);
+    expect(run.code, run.stderr).toBe(13);
     expect(await snapshot(out)).toEqual(before);
   });
 

@@ -9,6 +9,10 @@ import type { Session } from "../types.js";
 import { platformSays, replyFacts } from "./says.js";
 import { JWT_FORM, sessionFromJwt } from "./session.js";
 
+/** What Kong's jwt plugin says of a token it will not take (kong 0.11 `kong/plugins/jwt/handler.lua`). */
+const KONG_TOKEN_REFUSALS =
+  /^(Invalid signature|No credentials found for given 'iss'|Invalid algorithm|No mandatory 'iss' in claims)$/;
+
 /** The errors of one dojot protocol, each carrying its name (`facts.protocol`). */
 export class DojotReplies {
   constructor(readonly protocol: string) {}
@@ -61,7 +65,11 @@ export class DojotReplies {
     if (step !== "authenticate" && (reply.status === 401 || reply.status === 403)) {
       return new CertRetrieverError(message, {
         step,
-        reason: reply.status === 401 ? "token-expired" : "permission-denied",
+        // Kong 0.x's jwt plugin refuses a token it cannot verify with 403 (`handler.lua`, kong 0.11:
+        // "Invalid signature", "No credentials found for given 'iss'", "Invalid algorithm"): a
+        // rejected token, not a missing permission.
+        reason:
+          reply.status === 401 || KONG_TOKEN_REFUSALS.test(platformSays(reply)) ? "token-expired" : "permission-denied",
         facts: this.facts(reply),
       });
     }

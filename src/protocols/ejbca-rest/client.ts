@@ -7,13 +7,13 @@ import { platformSays } from "../dojot/says.js";
 import { bearer } from "../dojot/session.js";
 import type {
   CsrRequest,
-  EarlierIssue,
   EnrollCapability,
   FetchedCa,
   Issued,
   LoginCapability,
+  PrepareContext,
   ProtocolClient,
-  RenewalCapability,
+  RevokeTarget,
   Session,
   SignRequest,
   TrustCapability,
@@ -75,7 +75,7 @@ export class EjbcaRestClient implements ProtocolClient {
     defaultKeyType: "rsa-2048",
     commonNames: (id) => [id],
     noBinding: "issues to the device's own end entity",
-    prepare: (session, deviceId, earlier) => this.prepareEntity(session, deviceId, earlier),
+    prepare: (session, deviceId, context) => this.prepareEntity(session, deviceId, context),
     unstored: {
       next: "the next run resets the device's end entity to NEW on the platform and signs again",
       journal: true,
@@ -88,15 +88,6 @@ export class EjbcaRestClient implements ProtocolClient {
     },
     submit: (session, req) => this.submitCsr(session, req),
   };
-  readonly renewal: RenewalCapability = {
-    // EJBCA signs for an end entity in state NEW only, and its first certificate left it GENERATED.
-    refuse: (stored) =>
-      new CertRetrieverError(
-        `fetch-ca failed: a renewal on ${EJBCA_REST_TITLE} needs the device's end entity reset to NEW on the platform, which cert-retriever cannot see or do; no key was made, and the stored credentials (valid until ${stored.notAfter.toISOString()}) stay`,
-        { step: "fetch-ca", reason: "not-supported", facts: { protocol: EJBCA_REST } },
-      ),
-  };
-
   constructor(private readonly opts: EjbcaRestOptions) {
     this.login = dojotLogin(opts.http, opts.baseUrl, replies);
   }
@@ -122,13 +113,18 @@ export class EjbcaRestClient implements ProtocolClient {
    * device that never stored its certificate (`earlier`, the journal) is reset to NEW. A gateway
    * that does not route `/user`, or a user that may not read it, leaves everything as before.
    */
-  private async prepareEntity(session: Session, deviceId: string, earlier?: EarlierIssue): Promise<CsrRequest> {
+  private async prepareEntity(session: Session, deviceId: string, context?: PrepareContext): Promise<CsrRequest> {
     const entity = await this.readEntity(session, deviceId);
     const notes: string[] = [];
-    if (entity && earlier && entity.status === ENTITY_GENERATED) {
+    // EJBCA signs for a NEW entity only: one whose certificate this device holds (a renewal, a
+    // replacement) or an earlier run of it was issued is put back; any other GENERATED entity is
+    // left as it is, and EJBCA's refusal stands.
+    if (entity && entity.status === ENTITY_GENERATED && (context?.earlier || context?.replacing)) {
       await this.resetEntity(session, deviceId, entity);
       notes.push(
-        `an earlier run (at ${earlier.at}) was issued a certificate it did not store: the device's end entity was reset to NEW to sign again`,
+        context.earlier
+          ? `an earlier run (at ${context.earlier.at}) was issued a certificate it did not store: the device's end entity was reset to NEW to sign again`
+          : "the device's end entity had issued the certificate this run replaces (GENERATED): it was reset to NEW to issue the new one",
       );
     }
     const profile = entity?.certificateProfileName;
@@ -151,6 +147,14 @@ export class EjbcaRestClient implements ProtocolClient {
       gatewayUrl(this.opts.baseUrl, `/user/${encodeURIComponent(deviceId)}`),
       { method: "GET", headers: bearer(session) },
     );
+    // ejbca-rest's own 404 (an empty findUser): EJBCA has no end entity of that name, so its /sign
+    // would say only "Wrong username or password". Kong's 404 (no route) and a refused permission
+    // leave the entity unknown, and everything as before.
+    if (reply.status === 404 && /^no certificates found$/.test(platformSays(reply)))
+      throw new CertRetrieverError(
+        `fetch-ca failed: the platform has no end entity for device '${deviceId}' (GET /user/${deviceId}: HTTP 404: no certificates found); no key was made and no certificate requested`,
+        { step: "fetch-ca", reason: "device-unknown", facts: { ...replies.facts(reply), protocol: EJBCA_REST } },
+      );
     if (reply.status !== 200) return undefined;
     const users = jsonObject(reply)?.user;
     const first = Array.isArray(users) ? (users[0] as unknown) : undefined;
@@ -172,12 +176,36 @@ export class EjbcaRestClient implements ProtocolClient {
       headers: bearer(session),
       body: { ...own, username: deviceId, password: this.opts.entityPassword, status: ENTITY_NEW },
     });
-    if (reply.status !== 200)
-      throw replies.replyError(
-        "fetch-ca",
-        reply,
-        `resetting the end entity of device '${deviceId}' to NEW, after an earlier run was issued a certificate it did not store`,
+    if (reply.status === 401 || reply.status === 403)
+      throw new CertRetrieverError(
+        `fetch-ca failed: the platform would not reset device '${deviceId}''s end entity to NEW (POST /user: HTTP ${reply.status}: ${platformSays(reply)}), which EJBCA needs before it issues again; no key was made and no certificate requested`,
+        { step: "fetch-ca", reason: "reset-refused", facts: { ...replies.facts(reply), protocol: EJBCA_REST } },
       );
+    if (reply.status !== 200)
+      throw replies.replyError("fetch-ca", reply, `resetting the end entity of device '${deviceId}' to NEW`);
+  }
+
+  /**
+   * `DELETE /ca/<issuer DN>/certificate/<serial hex>` -> 200 (`RESTmain.py` `revokeCert`, ejbca-rest
+   * v0.4.3): EJBCA finds the CA by its DN (the bare name is "Could not find CA with name null and
+   * ID 0"); an unknown certificate is "Could not find end entity certificate", one revoked already
+   * "Certificate is already revoked".
+   */
+  async revoke(session: Session, target: RevokeTarget): Promise<"revoked" | "absent"> {
+    const query = target.reason === "superseded" ? "?reason=SUPERSEDED" : "";
+    const reply = await this.opts.http.json(
+      "revoke",
+      gatewayUrl(
+        this.opts.baseUrl,
+        `/ca/${encodeURIComponent(target.issuer)}/certificate/${target.serialNumber}${query}`,
+      ),
+      { method: "DELETE", headers: bearer(session) },
+    );
+    if (reply.status === 200) return "revoked";
+    const says = platformSays(reply);
+    if (reply.status === 400 && /already revoked/i.test(says)) return "revoked";
+    if (reply.status === 400 && /Could not find end entity certificate/i.test(says)) return "absent";
+    throw replies.replyError("revoke", reply, `revoking certificate ${target.serialNumber}`);
   }
 
   private async submitCsr(session: Session, req: SignRequest): Promise<Issued> {
@@ -255,7 +283,9 @@ function signReason(reply: HttpReply): Reason {
   const says = platformSays(reply);
   if (/status GENERATED/i.test(says)) return "already-issued";
   if (/does not exist|not found/i.test(says)) return "device-unknown";
-  if (/wrong username or password/i.test(says)) return "entity-password-refused";
+  // EJBCA 6.3 (dojot v0.4.3) says "Wrong username or password" for an unknown end entity too, and
+  // "Got request for user with invalid password: <u>." for a NEW entity's wrong password.
+  if (/wrong username or password|invalid password/i.test(says)) return "entity-password-refused";
   if (/key length|key algorithm/i.test(says)) return "key-refused";
   return "csr-refused";
 }

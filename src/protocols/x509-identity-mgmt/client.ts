@@ -14,6 +14,7 @@ import type {
   LoginCapability,
   ProtocolClient,
   RegisterRequest,
+  RevokeTarget,
   Session,
   SignRequest,
   TrustCapability,
@@ -217,7 +218,8 @@ export class X509IdentityMgmtClient implements ProtocolClient {
    * revoke a certificate it issued (protocol notes, section 5.3). The fingerprint with colons,
    * upper case, which both release lines take. 404 "No records found": not (or no longer) there.
    */
-  async revoke(session: Session, fingerprint: string): Promise<"revoked" | "absent"> {
+  async revoke(session: Session, target: RevokeTarget): Promise<"revoked" | "absent"> {
+    const fingerprint = target.sha256Fingerprint;
     const reply = await this.opts.http.json("revoke", this.url(`/x509/v1/certificates/${fingerprint.toUpperCase()}`), {
       method: "DELETE",
       headers: bearer(session),
