@@ -44,6 +44,16 @@ export class AgentParts {
     await Promise.all(this.https.splice(0).map((http) => http.close()));
   }
 
+  /** The CA's name, which names its files: the store's setting, else the platform's, else dojot's default. */
+  caName(): string {
+    const { store, platform } = this.settings;
+    return (
+      (store === undefined || isCredentialStore(store) ? undefined : store.caName) ??
+      (typeof platform === "object" ? platform.caName : undefined) ??
+      DEFAULT_CA_NAME
+    );
+  }
+
   /** The credential store, made once. */
   async store(): Promise<CredentialStore> {
     if (this.storeMade) return this.storeMade;
@@ -54,11 +64,7 @@ export class AgentParts {
         reason: "usage",
         facts: { field: "store" },
       });
-    const platform = this.settings.platform;
-    const caName =
-      (isCredentialStore(store) ? undefined : store.caName) ??
-      (typeof platform === "object" ? platform.caName : undefined) ??
-      DEFAULT_CA_NAME;
+    const caName = this.caName();
     const observer = this.settings.observer;
     if (isCredentialStore(store)) this.storeMade = store;
     else if (store.kind === "keychain")

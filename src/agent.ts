@@ -9,6 +9,7 @@ import { CertRetrieverError, nameSettings } from "./errors.js";
 import type { EnrollContext, EnrollEvent } from "./flows/context.js";
 import type { CredentialsDescription, NamedPlatform } from "./flows/describe.js";
 import type { DryRunResult } from "./flows/enroll.js";
+import type { ExportResult } from "./flows/export.js";
 import type { CheckedChain, RegisterEvent, RegisterResult } from "./flows/register.js";
 import type { EnrollResult } from "./flows/result.js";
 import type { StatusContext, StatusResult } from "./flows/status.js";
@@ -19,6 +20,7 @@ import type { KeySettings } from "./keys/open.js";
 import { findProtocol } from "./protocols/registry.js";
 import type { ProtocolClient, Session } from "./protocols/types.js";
 import { type AgentSettings, DEFAULT_ATTEMPTS, DEFAULT_CRL_REFRESH_MS, isKeyStore } from "./settings.js";
+import type { CopyFormat } from "./store/files-store.js";
 import type { CredentialStore } from "./store/types.js";
 import type { HttpClient } from "./transport/http.js";
 
@@ -45,6 +47,12 @@ export interface Agent {
     rootCaFingerprint?: string;
     onEvent?: (event: RegisterEvent) => void;
   }): Promise<RegisterResult>;
+  /**
+   * Copies the stored credentials into the directory `to`, for programs that need files: PEM as
+   * the files store keeps them (default), or DER (the CA chain as PKCS#7). A key in a token stays
+   * there: its URI is copied instead. No complete credentials: `not-enrolled`.
+   */
+  export(opts: { to: string; format?: CopyFormat }): Promise<ExportResult>;
   /** Connects to the broker with the stored identity and reports each stage. */
   verify(opts?: { broker?: BrokerSettings; onEvent?: (event: BrokerEvent) => void }): Promise<StageReport[]>;
   /** Logs in and returns the session (its token, tenant and expiry) and the user. */
@@ -119,6 +127,19 @@ class AgentImpl implements Agent {
     const client = await this.parts.client(await this.parts.http());
     const base = { client, deviceId: this.settings.device.id, chain, caFingerprint: pin, ...(await this.parts.who()) };
     return registerExisting({ ...base, now: this.parts.clock, signal: this.settings.network?.signal }, req.onEvent);
+  }
+
+  async export(opts: { to: string; format?: CopyFormat }): Promise<ExportResult> {
+    const { exportCredentials } = await import("./flows/export.js");
+    return exportCredentials({
+      deviceId: this.settings.device.id,
+      caName: this.parts.caName(),
+      store: await this.parts.store(),
+      to: opts.to,
+      format: opts.format ?? "pem",
+      name: this.parts.name,
+      observer: this.settings.observer,
+    });
   }
 
   async verify(opts: { broker?: BrokerSettings; onEvent?: (event: BrokerEvent) => void } = {}): Promise<StageReport[]> {

@@ -98,7 +98,8 @@ export const REASONS = {
   "token-full": "the token has no room for another key or object",
   "token-key-missing": "the token no longer holds the key the stored credentials name",
   "token-error": "the token failed in a way this client has no better name for (the CKR_ value says which)",
-  "key-in-token": "the key lives in a token and never leaves it (export, or a file key asked of a token)",
+  "key-in-token":
+    "the key lives in a token and never leaves it (reserved: export now copies the certificate and chain of such a device)",
   // Interruptions
   interrupted: "interrupted by SIGINT (or at a prompt)",
   terminated: "terminated by SIGTERM",

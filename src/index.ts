@@ -26,6 +26,7 @@ export type {
   RevocationSeen,
 } from "./flows/describe.js";
 export type { DryRunResult } from "./flows/enroll.js";
+export type { ExportResult } from "./flows/export.js";
 export type { ChangeHooks } from "./flows/hooks.js";
 export type { RenewWindow } from "./flows/inspect.js";
 export {
@@ -66,7 +67,7 @@ export {
   type StoreSettings,
 } from "./settings.js";
 /** Where credentials are kept: files (crash-safe) or the OS keychain. */
-export { type CredentialPaths, FilesStore } from "./store/files-store.js";
+export { type CopyFormat, type CredentialPaths, FilesStore } from "./store/files-store.js";
 export { KeychainStore } from "./store/keychain-store.js";
 export type {
   CredentialPems,

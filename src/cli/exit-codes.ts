@@ -88,7 +88,10 @@ export const EXIT_CODE_MEANINGS: ReadonlyArray<readonly [ExitCode, string]> = [
   [ExitCode.TOKEN_LOCKED, "token: the PIN is locked (too many wrong PINs) or the token is write-protected"],
   [ExitCode.TOKEN_FULL, "token: no room left in the token for the key or certificate"],
   [ExitCode.TOKEN_KEY_MISSING, "token: the token no longer holds the key the stored credentials name (enroll again)"],
-  [ExitCode.KEY_IN_TOKEN, "export: the key lives in a token and never leaves it"],
+  [
+    ExitCode.KEY_IN_TOKEN,
+    "reserved: no command returns it now (export of a device whose key lives in a token writes its certificate and chain, and says that the key stays in the token)",
+  ],
   [ExitCode.TOKEN_ERROR, "token: another PKCS#11 failure (the message names the CKR_ value)"],
   [
     ExitCode.TEMPORARY,
@@ -117,11 +120,11 @@ const TOKEN = [
   C.TOKEN_ERROR,
 ];
 
+/** The commands whose exit codes are this table's (check has its own three). */
+export type TableCommand = "enroll" | "login" | "verify" | "export" | "register" | "status";
+
 /** The exit codes each command can return, for its --help (check has its own three). */
-export const COMMAND_EXIT_CODES: Record<
-  "enroll" | "login" | "verify" | "export" | "register" | "status",
-  readonly ExitCode[]
-> = {
+export const COMMAND_EXIT_CODES: Record<TableCommand, readonly ExitCode[]> = {
   enroll: [
     C.OK,
     C.UNEXPECTED,
@@ -155,18 +158,7 @@ export const COMMAND_EXIT_CODES: Record<
     C.INTERRUPTED,
     C.TERMINATED,
   ],
-  export: [
-    C.OK,
-    C.UNEXPECTED,
-    C.USAGE,
-    C.CONFIG,
-    C.STORAGE,
-    C.NOT_ENROLLED,
-    C.KEY_IN_TOKEN,
-    C.TEMPORARY,
-    C.INTERRUPTED,
-    C.TERMINATED,
-  ],
+  export: [C.OK, C.UNEXPECTED, C.USAGE, C.CONFIG, C.STORAGE, C.NOT_ENROLLED, C.TEMPORARY, C.INTERRUPTED, C.TERMINATED],
   status: [C.OK, C.UNEXPECTED, C.USAGE, C.CONFIG, C.STORAGE, C.NOT_ENROLLED],
   register: [
     C.OK,
@@ -184,3 +176,63 @@ export const COMMAND_EXIT_CODES: Record<
     C.TERMINATED,
   ],
 };
+
+/** The broker check's codes, as the table says them for verify, with `prefix` for the check's name. */
+function brokerMeanings(prefix: string): Partial<Record<ExitCode, string>> {
+  return Object.fromEntries(
+    EXIT_CODE_MEANINGS.filter(([code]) => (BROKER as readonly ExitCode[]).includes(code)).map(([code, meaning]) => [
+      code,
+      `${prefix}${meaning.replace(/^verify: /, "")}`,
+    ]),
+  );
+}
+
+/**
+ * What a code means for one command, where the table's words (written for every command) would
+ * mislead: `verify` never stores anything, so its 15 is a store it could not read.
+ */
+const COMMAND_MEANINGS: { readonly [K in TableCommand]: Partial<Record<ExitCode, string>> } = {
+  enroll: {
+    [C.OK]: "success, or valid credentials already present (nothing was asked of the platform)",
+    [C.NOT_SUPPORTED]:
+      "a renewal on EJBCA-REST needs the end entity reset on the platform first, or an EST server's /cacerts holds several CA chains and nothing says which",
+    [C.HOOK_FAILED]:
+      "the new credentials are stored, but --exec or --reload-unit failed (the previous certificate was not revoked)",
+    ...brokerMeanings("--verify-broker: "),
+  },
+  login: {
+    [C.OK]: "success: the token is written",
+    [C.STORAGE]: "the token file could not be written",
+  },
+  verify: {
+    [C.OK]: "success: the broker took the stored identity (and the publish, with a topic)",
+    [C.STORAGE]: "the stored credentials could not be read (a directory others can write, no keychain)",
+    [C.NOT_ENROLLED]:
+      "there are no complete stored credentials for this device (enroll first); no broker was contacted",
+    ...brokerMeanings(""),
+  },
+  export: {
+    [C.OK]: "success: the copies are written (of a key in a token: the certificate and chain; the key stays there)",
+    [C.STORAGE]:
+      "the stored credentials could not be read (a directory others can write, no keychain), or the copies could not be written in --to (earlier copies left intact)",
+    [C.NOT_ENROLLED]: "there are no complete stored credentials for this device (enroll first)",
+    [C.TEMPORARY]: "another run holds the lock on --to: try again later",
+  },
+  status: {
+    [C.OK]: "success: the stored credentials are described (expired or revoked ones too)",
+    [C.STORAGE]: "the stored credentials could not be read (a directory others can write, no keychain)",
+    [C.NOT_ENROLLED]: "there are no complete stored credentials for this device (enroll first)",
+  },
+  register: {
+    [C.OK]: "success: the certificate is registered and bound to the device (or was already)",
+    [C.CSR]: "the platform refused to register the certificate, or to bind it to the device",
+    [C.VALIDATION]: "the chain in --cert-chain failed its checks (the device's own certificate first, valid now)",
+    [C.NOT_SUPPORTED]: "the platform cannot register a certificate it did not issue (dojot <= v0.6, EJBCA-REST)",
+  },
+};
+
+/** The codes `command` can return, each with what it means there, for its --help. */
+export function commandExitCodes(command: TableCommand): ReadonlyArray<readonly [ExitCode, string]> {
+  const meanings = new Map(EXIT_CODE_MEANINGS);
+  return COMMAND_EXIT_CODES[command].map((code) => [code, COMMAND_MEANINGS[command][code] ?? meanings.get(code)!]);
+}

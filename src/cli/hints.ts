@@ -122,33 +122,38 @@ const HINTS: { readonly [R in Reason]: (err: CertRetrieverError, command: string
       "the platform dropped the CSR's subject alternative names: its certificate profile must keep them (EJBCA: enable 'Allow Extension Override' in the certificate profile)",
     "clock-skew": () =>
       "wait for time synchronisation (systemd-timesyncd, chrony, NTP) and run again; nothing was written",
-    "storage-failed": (e) =>
-      e.facts.errno === "EROFS"
-        ? "the file system is mounted read-only: choose a writable --out (e.g. under /var/lib)"
+    "storage-failed": (e, command) => {
+      // export writes its copies in --to; every other command writes in --out.
+      const dir = command === "export" ? "--to" : "--out";
+      return e.facts.errno === "EROFS"
+        ? `the file system is mounted read-only: choose a writable ${dir} (e.g. under /var/lib)`
         : e.facts.errno === "ENOSPC" || e.facts.errno === "EDQUOT"
-          ? "free some space on the file system of --out, then run again"
+          ? `free some space on the file system of ${dir}, then run again`
           : e.facts.errno === "EACCES" || e.facts.errno === "EPERM"
-            ? "run as a user that may write --out, or choose another --out"
-            : "check that the output directory (--out) is writable and has free space",
+            ? `run as a user that may write ${dir}, or choose another ${dir}`
+            : `check that the output directory (${dir}) is writable and has free space`;
+    },
     "storage-unsafe": (e, command) => {
-      const other = command === "login" ? "--token-file" : "--out";
+      const other = command === "login" ? "--token-file" : command === "export" ? "--to or --out" : "--out";
       return /other users can write/.test(e.message)
         ? `make it writable by its owner only (chmod go-w ${e.facts.path ?? "DIR"}), or choose another ${other}`
         : /symbolic link|too many symbolic links/.test(e.message)
           ? `replace the link by the directory or file itself, or choose another ${other}`
           : `have ${e.facts.path ?? "it"} owned by root or by the user that runs cert-retriever, or choose another ${other}`;
     },
-    "keychain-unavailable": (_e, command) =>
-      `on Linux a Secret Service (gnome-keyring, KWallet) must run on the session bus and be unlocked${command === "export" ? "" : "; or use --store files"}`,
-    "keychain-addon-missing": (_e, command) =>
-      `install the package (npm install -g cert-retriever-<version>.tgz), which brings the addon, or put @napi-rs/keyring in a node_modules beside the single file (npm install @napi-rs/keyring)${command === "export" ? "" : "; or use --store files"}`,
+    "keychain-unavailable": () =>
+      "on Linux a Secret Service (gnome-keyring, KWallet) must run on the session bus and be unlocked; or use --store files",
+    "keychain-addon-missing": () =>
+      "install the package (npm install -g cert-retriever-<version>.tgz), which brings the addon, or put @napi-rs/keyring in a node_modules beside the single file (npm install @napi-rs/keyring); or use --store files",
     busy: () => "wait for the other run to finish and run again",
     "not-enrolled": (e) =>
       /was interrupted/.test(e.message)
         ? `run enroll (it finishes or undoes the write first)${e.step === "verify" ? "; no broker was contacted" : ""}`
         : e.step === "verify"
           ? "enroll first; no broker was contacted"
-          : "enroll first",
+          : e.step === "export"
+            ? "enroll first, or name where the device's credentials are with --out and --store (as enroll was given them)"
+            : "enroll first",
     "pkcs11-unavailable": () =>
       "install the package (npm install -g cert-retriever-<version>.tgz), which builds pkcs11js, or put pkcs11js in a node_modules beside the single file (npm install pkcs11js)",
     "pkcs11-module-untrusted": (e) =>
@@ -211,11 +216,28 @@ function protocolHint(err: CertRetrieverError, command: string | undefined): str
   return text === undefined ? undefined : renderText(text);
 }
 
-/** A failure of `command` as `--json` prints it on stdout. */
+/** The commands whose output `--json` shapes (docs/cli-output.schema.json): `command` in every object. */
+const JSON_COMMANDS: ReadonlySet<string> = new Set([
+  "enroll",
+  "login",
+  "check",
+  "status",
+  "verify",
+  "export",
+  "register",
+]);
+
+/** The `command` of a --json object: the command that ran, or null when none of them did (an unknown command). */
+function jsonCommand(command: string | undefined): string | null {
+  return command !== undefined && JSON_COMMANDS.has(command) ? command : null;
+}
+
+/** A failure of `command` as `--json` prints it on stdout: `ok`, `command`, then the error object. */
 export function failureJson(err: CertRetrieverError, exitCode: number, command?: string): Record<string, unknown> {
   const hint = hintOf(err, command);
   return {
     ok: false,
+    command: jsonCommand(command),
     error: {
       step: err.step,
       reason: err.reason,
@@ -232,9 +254,14 @@ export function failureJson(err: CertRetrieverError, exitCode: number, command?:
 }
 
 /** A failure that is not a {@link CertRetrieverError} (a bug), as `--json` prints it. */
-export function bugJson(message: string, exitCode: number = ExitCode.UNEXPECTED): Record<string, unknown> {
+export function bugJson(
+  message: string,
+  exitCode: number = ExitCode.UNEXPECTED,
+  command?: string,
+): Record<string, unknown> {
   return {
     ok: false,
+    command: jsonCommand(command),
     error: {
       step: "unknown",
       reason: "bug",

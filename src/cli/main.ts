@@ -45,7 +45,7 @@ async function run(argv: string[], inject?: CliInjection): Promise<number> {
   if (argv.length === 1 && argv[0] === "-V") argv = ["-v"];
   const command = argv.find((a) => !a.startsWith("-"));
   const isCheck = command === "check";
-  const program = buildProgram(state, isCheck);
+  const program = buildProgram(state, isCheck, command);
   // Before a command reads any setting or secret, a crash must no longer be able to write them into
   // a core file (--help and --version, which read nothing, are spared the cost). A program that runs
   // the CLI in-process with streams of its own owns its process's limits.
@@ -79,10 +79,11 @@ async function run(argv: string[], inject?: CliInjection): Promise<number> {
 
 /**
  * The command tree, with every command and option: what main() parses with, and what the man page
- * and the completion scripts are made from. `isCheck`: usage errors are `check`'s 255.
+ * and the completion scripts are made from. `isCheck`: usage errors are `check`'s 255; `command`:
+ * the command named on the command line, for the `command` of a usage error's --json object.
  * @public scripts/man.mjs imports it from dist/ (where knip does not look).
  */
-export function buildProgram(state: CliState, isCheck = false): Command {
+export function buildProgram(state: CliState, isCheck = false, command?: string): Command {
   // A usage error of commander's: one prefix for every message, and with --json an error object on stdout.
   const outputError = (text: string, write: (s: string) => void) => {
     const message = redactOptionValues(text).replace(/^error: /, "cert-retriever: ");
@@ -92,6 +93,7 @@ export function buildProgram(state: CliState, isCheck = false): Command {
         failureJson(
           usage(message.replace(/^cert-retriever: /, "").trim()),
           isCheck ? CHECK_EXIT.ERROR : ExitCode.USAGE,
+          command,
         ),
       );
     }

@@ -154,7 +154,6 @@ export const OPTION_SPECS: OptionSpec[] = [
       check: "where the stored credentials are (files)",
       status: "where the stored credentials are (files), or where check keeps the CA's CRL (keychain)",
       verify: "where the stored credentials are (files)",
-      export: "where the files are written (key 0600, directory 0700)",
     },
     env: "OUT",
     default: "./certs",
@@ -162,8 +161,7 @@ export const OPTION_SPECS: OptionSpec[] = [
   {
     flags: "--store <kind>",
     description: "files: PEM files in --out; keychain: the OS keychain (Secret Service on Linux)",
-    commands: ["enroll", "check", "verify", "status"],
-    hiddenIn: ["export"],
+    commands: FOUND,
     env: "STORE",
     default: "files",
     choices: ["files", "keychain"],
@@ -250,19 +248,34 @@ export const OPTION_SPECS: OptionSpec[] = [
     flags: "--key <pkcs11-uri>",
     description:
       "keep the key in a PKCS#11 token (secure element, TPM, SoftHSM), named by an RFC 7512 URI such as 'pkcs11:token=device'; the PIN from the URI's pin-source=file:PATH, CERT_RETRIEVER_PKCS11_PIN, the systemd credential 'pin', or a prompt",
-    commands: STORED,
+    commands: ["enroll", "check", "verify"],
+    // export reads where the key is from the store: a key in a token stays there.
+    hiddenIn: ["export"],
     describe: {
       check: "the token key's URI, if not the one recorded with the credentials",
       verify: "the token key's URI, if not the one recorded with the credentials",
-      export: "a token key's URI: refused, the key never leaves the token",
     },
     env: "KEY",
   },
   {
     flags: "--pkcs11-module <path>",
     description: "the PKCS#11 module, when the --key URI has no module-path= (else PKCS11_MODULE_PATH)",
-    commands: STORED,
+    commands: ["enroll", "check", "verify"],
+    hiddenIn: ["export"],
     env: "PKCS11_MODULE",
+  },
+  {
+    flags: "--to <dir>",
+    description: "where the copies are written (made 0700 if missing; the key file 0600)",
+    commands: ["export"],
+  },
+  {
+    flags: "--format <format>",
+    description:
+      "pem: the files as the store keeps them (<device-id>.key, <device-id>.crt, <ca-name>.crt); der: <device-id>.key.der (PKCS#8), <device-id>.crt.der and the CA chain as <ca-name>.p7b (PKCS#7)",
+    commands: ["export"],
+    default: "pem",
+    choices: ["pem", "der"],
   },
   {
     flags: "--store-cert-in-token",

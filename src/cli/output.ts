@@ -3,6 +3,7 @@ import { CertRetrieverError } from "../errors.js";
 import { EXIT_CODE_MEANINGS, ExitCode } from "./exit-codes.js";
 import { bugJson, exitCodeOf, failureJson, hintOf } from "./hints.js";
 import { cliIo } from "./io.js";
+import type { CommandName } from "./options.js";
 import { Redactor } from "./redaction.js";
 
 /** Secrets this run holds (the password, the token, a PIN): never printed, in any form, whoever echoes them back. */
@@ -58,9 +59,17 @@ export function printText(text: string): void {
   cliIo().stdout.write(`${safeText(text)}\n`);
 }
 
-/** Prints a result as JSON on stdout (JSON escapes control characters; secrets are redacted from each value before escaping). */
+/** Prints a value as JSON on stdout (JSON escapes control characters; secrets are redacted from each value before escaping). */
 export function printJson(value: unknown): void {
   cliIo().stdout.write(`${secrets().json(value, 2)}\n`);
+}
+
+/**
+ * Prints a command's result as `--json` gives it (docs/cli-output.schema.json): `"ok": true`, the
+ * `command`, then the result's own fields at the top level, where scripts have read them from the start.
+ */
+export function printResult(command: CommandName, result: object): void {
+  printJson({ ok: true, command, ...result });
 }
 
 /** How a failure is reported: `--debug` adds stack traces; `--json` adds the error object on stdout; `exitCode` overrides the mapping (check's 255); `command` chooses the hint's flags. */
@@ -97,8 +106,7 @@ export function reportError(err: unknown, opts: ReportOptions): number {
   return opts.exitCode ?? ExitCode.UNEXPECTED;
 }
 
-/** The EXIT CODES section of a command's help: the codes it can return (all of them by default). */
-export function exitCodesHelp(codes?: readonly number[]): string {
-  const rows = EXIT_CODE_MEANINGS.filter(([code]) => !codes || codes.includes(code));
+/** The EXIT CODES section of a command's help: the codes it can return, with what each means there (the whole table by default). */
+export function exitCodesHelp(rows: ReadonlyArray<readonly [number, string]> = EXIT_CODE_MEANINGS): string {
   return `\nEXIT CODES\n${rows.map(([code, meaning]) => `  ${String(code).padStart(3)}  ${meaning}`).join("\n")}\n`;
 }

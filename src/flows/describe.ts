@@ -3,8 +3,8 @@
  * certificates`): names, chain, dates, renewal, revocation as `check` last saw it, where the key is.
  * Read from the store and the files beside it only: nothing is asked of anyone, no token is opened.
  */
+
 import { stat } from "node:fs/promises";
-import { CertRetrieverError } from "../errors.js";
 import { sameBytes } from "../keys/fingerprint.js";
 import { isKeyUri, withoutPinValue } from "../keys/pkcs11-uri.js";
 import type { CryptoProvider } from "../keys/provider.js";
@@ -15,6 +15,7 @@ import type { CredentialStore, StoredCredentials } from "../store/types.js";
 import { displayName, parseCaChain, parseCertificate, sha256Fingerprint } from "./certificate.js";
 import { type RenewWindow, renewalStart } from "./inspect.js";
 import { caReplacedMark, lastSeenRevocation } from "./revocation.js";
+import { completeCredentials } from "./stored.js";
 
 /** The platform and the API the settings name; null where they name none ("not recorded"). */
 export interface NamedPlatform {
@@ -97,12 +98,7 @@ const DAY_MS = 24 * 60 * 60_000;
 /** Describes the stored credentials; none (or a write left unfinished) is `not-enrolled`, as verify and export say. */
 export async function describeStoredCredentials(ctx: DescribeContext): Promise<CredentialsDescription> {
   const { store, now } = ctx;
-  const stored = await store.read();
-  const fail = (message: string) =>
-    new CertRetrieverError(`status failed: ${message}`, { step: "status", reason: "not-enrolled" });
-  if (stored.interrupted)
-    throw fail(`a write to ${store.location} was interrupted, so which credentials are stored is not settled`);
-  if (!stored.pems) throw fail(`no complete credentials for '${ctx.deviceId}' in ${store.location}`);
+  const stored = await completeCredentials(store, ctx.deviceId, "status");
   const { cert, chain } = parseStored(stored);
   const ca = chain[0]!;
   const renewFrom = renewalStart(cert, ctx.renewBefore);

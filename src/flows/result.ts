@@ -29,7 +29,7 @@ export interface EnrollResult {
   store: {
     kind: string;
     location: string;
-    files?: Omit<CredentialPaths, "profile" | "key" | "keyUri" | "settings"> & {
+    files?: Omit<CredentialPaths, "profile" | "key" | "keyUri" | "settings" | "der"> & {
       key?: string;
       keyUri?: string;
       profile?: string;
@@ -66,7 +66,7 @@ export function describeStored(
 ): Omit<EnrollResult, "status"> {
   let files: EnrollResult["store"]["files"];
   if (store instanceof FilesStore) {
-    const { profile, key, keyUri, settings: _recorded, ...always } = store.paths;
+    const { profile, key, keyUri, settings: _recorded, der: _copies, ...always } = store.paths;
     files = { ...always, ...(kept.keyInToken ? { keyUri } : { key }), ...(kept.profiled ? { profile } : {}) };
   }
   return {

@@ -6,6 +6,7 @@ import type { KeySettings } from "../keys/open.js";
 import { isKeyUri } from "../keys/pkcs11-uri.js";
 import type { CredentialPems, CredentialStore } from "../store/types.js";
 import type { BrokerEvent } from "./steps.js";
+import { completeCredentials } from "./stored.js";
 
 /** The broker to check and how to speak to it (what a recorded profile does not say). */
 export interface BrokerSettings {
@@ -35,18 +36,7 @@ export interface VerifyContext {
 
 /** The broker check with the stored credentials; a store whose write was interrupted, or that holds none, is refused before any connection. */
 export async function verifyStored(ctx: VerifyContext, store: CredentialStore): Promise<StageReport[]> {
-  const stored = await store.read();
-  if (stored.interrupted) {
-    throw new CertRetrieverError(
-      `verify failed: a write to ${store.location} was interrupted, so which credentials are stored is not settled`,
-      { step: "verify", reason: "not-enrolled" },
-    );
-  }
-  if (!stored.pems)
-    throw new CertRetrieverError(`verify failed: no complete credentials for '${ctx.deviceId}' in ${store.location}`, {
-      step: "verify",
-      reason: "not-enrolled",
-    });
+  const stored = await completeCredentials(store, ctx.deviceId, "verify");
   return verifyCredentials(ctx, stored.pems, `'${ctx.deviceId}' in ${store.location}`);
 }
 

@@ -147,15 +147,53 @@ export class FilesStore implements CredentialStore {
     // A profile recorded by an earlier enrollment must not outlive one made without it.
     if (pems.profileJson === undefined) await unlink(this.paths.profile).catch(() => undefined);
   }
+
+  /**
+   * Writes copies of `pems` for other programs, as one write (all or nothing): PEM as this store
+   * keeps them, or DER (see {@link CredentialPaths.der}); a key in a token is its URI in either.
+   * Returns the files written (`key`: the key file, or the token key's URI file).
+   */
+  async writeCopy(
+    pems: CredentialPems,
+    format: CopyFormat,
+  ): Promise<{ ca: string; certificate: string; key: string; profile?: string }> {
+    // Loaded only for DER: @peculiar/x509 takes a while to load, and no other write needs it.
+    const plan =
+      format === "pem" ? planOf(this.paths, pems) : derPlanOf(this.paths, pems, await import("../keys/x509.js"));
+    if (format === "pem") await this.write(pems);
+    else await writeCredentials(this.paths, pems, this.options.observer, plan);
+    const [ca, certificate, key, profile] = plan.map((p) => p.target) as [string, string, string, string?];
+    return { ca, certificate, key, ...(profile ? { profile } : {}) };
+  }
+}
+
+/** The formats {@link FilesStore.writeCopy} writes. */
+export type CopyFormat = "pem" | "der";
+
+/** The DER copies: the key PKCS#8 (or its token URI), the certificate, the CA chain as PKCS#7 certs-only. */
+function derPlanOf(paths: CredentialPaths, pems: CredentialPems, x509: typeof import("../keys/x509.js")): PlanItem[] {
+  const certs = x509.PemConverter.decode(pems.caPem).map((der) => new x509.X509Certificate(der));
+  return [
+    { target: paths.der.ca, text: new Uint8Array(new x509.X509Certificates(certs).export("raw")), mode: 0o644 },
+    {
+      target: paths.der.certificate,
+      text: new Uint8Array(x509.PemConverter.decodeFirst(pems.certificatePem)),
+      mode: 0o644,
+    },
+    isKeyUri(pems.key)
+      ? { target: paths.keyUri, text: pems.key, mode: 0o644 }
+      : { target: paths.der.key, text: new Uint8Array(x509.PemConverter.decodeFirst(pems.key)), mode: 0o600 },
+  ];
 }
 
 /** One file of a write: staged as `new-<i>`, its previous version kept as `old-<i>`. */
 interface PlanItem {
   target: string;
-  text: string;
+  text: string | Uint8Array;
   mode: number;
 }
 
+/** The files of a write, in this order: the CA chain, the certificate, the key (or its URI), the profile if there is one. */
 function planOf(paths: CredentialPaths, pems: CredentialPems): PlanItem[] {
   const plan = [
     { target: paths.ca, text: pems.caPem, mode: 0o644 },
@@ -182,6 +220,7 @@ export async function writeCredentials(
   paths: CredentialPaths,
   pems: CredentialPems,
   observe: WriteObserver = () => {},
+  files: PlanItem[] = planOf(paths, pems),
 ): Promise<void> {
   let staging: string;
   try {
@@ -189,7 +228,7 @@ export async function writeCredentials(
   } catch (err) {
     throw storageError(`cannot write in ${paths.dir}: ${describeCause(err)}`, err);
   }
-  const plan: StagedItem[] = planOf(paths, pems).map((item, i) => ({
+  const plan: StagedItem[] = files.map((item, i) => ({
     ...item,
     staged: join(staging, `new-${i}`),
     backup: join(staging, `old-${i}`),
@@ -271,7 +310,7 @@ async function rollBack(plan: StagedItem[], paths: CredentialPaths, staging: str
   await rm(staging, { recursive: true, force: true }).catch(() => undefined);
 }
 
-async function writeSynced(path: string, text: string, mode: number): Promise<void> {
+async function writeSynced(path: string, text: string | Uint8Array, mode: number): Promise<void> {
   const handle = await open(path, "wx", mode);
   try {
     await handle.writeFile(text);

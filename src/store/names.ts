@@ -16,6 +16,9 @@ interface CredentialNames {
   profile: string;
   settings: string;
   issueJournal: string;
+  keyDer: string;
+  certificateDer: string;
+  caDer: string;
 }
 
 /** The file names of a device's credentials (the names dojot's retriever and the mosquitto_pub examples use). */
@@ -28,6 +31,9 @@ function credentialNames(deviceId: string, caName: string): CredentialNames {
     profile: `${deviceId}.profile.json`,
     settings: `${deviceId}.settings.json`,
     issueJournal: `${deviceId}.issue.pending`,
+    keyDer: `${deviceId}.key.der`,
+    certificateDer: `${deviceId}.crt.der`,
+    caDer: `${caName}.p7b`,
   };
 }
 
@@ -46,6 +52,8 @@ export interface CredentialPaths {
   profile: string;
   /** `<device-id>.settings.json`: the settings the device was enrolled with (see device-record.ts). */
   settings: string;
+  /** The copies `export --format der` writes: `<device-id>.key.der` (PKCS#8, 0600), `<device-id>.crt.der`, `<ca-name>.p7b` (the CA chain, PKCS#7). */
+  der: { key: string; certificate: string; ca: string };
 }
 
 /** The paths of a device's credentials in `outDir`. */
@@ -60,6 +68,7 @@ export function credentialPaths(outDir: string, deviceId: string, caName: string
     ca: join(dir, names.ca),
     profile: join(dir, names.profile),
     settings: join(dir, names.settings),
+    der: { key: join(dir, names.keyDer), certificate: join(dir, names.certificateDer), ca: join(dir, names.caDer) },
   };
 }
 

@@ -154,7 +154,7 @@ async function classify(paths: CredentialPaths, name: string): Promise<Staging> 
  */
 function markedTargets(paths: CredentialPaths, entries: unknown): string[] | undefined {
   if (!Array.isArray(entries) || entries.length === 0) return undefined;
-  const own = [paths.ca, paths.certificate, paths.key, paths.keyUri, paths.profile];
+  const own = [paths.ca, paths.certificate, paths.key, paths.keyUri, paths.profile, ...Object.values(paths.der)];
   const files: string[] = [];
   for (const entry of entries) {
     if (typeof entry !== "string") return undefined;

@@ -92,13 +92,16 @@ describe.skipIf(!ready)("--store keychain against a real gnome-keyring (Secret S
     const [checkedLater, described, exportRun] = await inKeyringSession(home, [
       { args: ["check", ...identity] },
       { args: ["status", ...identity] },
-      { args: ["export", "--device-id", "kc-1", "--out", exported] },
+      // No --store: the settings recorded in --out say the keychain holds kc-1.
+      { args: ["export", "--device-id", "kc-1", "--out", lockDir, "--to", exported, "--json"] },
     ]);
     expect(checkedLater!.code, checkedLater!.stderr).toBe(1);
     expect([described!.code, described!.stderr]).toEqual([0, ""]);
     expect(described!.stdout).toMatch(/^Key: +OS keychain, service cert-retriever, account kc-1\/key$/m);
     expect(await listFiles(lockDir)).toEqual(["kc-1.settings.json"]); // status reads: no lock, no CRL, nothing written
     expect(exportRun!.code, exportRun!.stderr).toBe(0);
+    expect(JSON.parse(exportRun!.stdout)).toMatchObject({ ok: true, command: "export", from: { kind: "keychain" } });
+    expect(await listFiles(lockDir)).toEqual(["kc-1.settings.json"]); // the copies went to --to only
     expect(await listFiles(exported)).toEqual(["IOTmidCA.crt", "kc-1.crt", "kc-1.key"]);
     expect((await stat(exported)).mode & 0o777).toBe(0o700);
     expect((await stat(join(exported, "kc-1.key"))).mode & 0o777).toBe(0o600);
@@ -117,10 +120,10 @@ describe.skipIf(!ready)("--store keychain against a real gnome-keyring (Secret S
       const login = ["--platform", x509Lab.url, "--username", "admin", "--password-stdin"];
       const [enrolled, exported1, renewed, exported2] = await inKeyringSession(home, [
         { args: ["enroll", ...login, ...identity, "--json"], input: x509Lab.password },
-        { args: ["export", "--device-id", "abc123", "--out", first] },
+        { args: ["export", ...identity, "--to", first] },
         // A window wider than the lifetime: due now.
         { args: ["enroll", ...login, ...identity, "--renew-before", "400d", "--json"], input: x509Lab.password },
-        { args: ["export", "--device-id", "abc123", "--out", second] },
+        { args: ["export", ...identity, "--to", second] },
       ]);
       for (const run of [enrolled, exported1, renewed, exported2]) expect(run!.code, run!.stderr).toBe(0);
       expect(JSON.parse(renewed!.stdout).previous).toMatchObject({
@@ -195,13 +198,15 @@ describe.skipIf(!ready)("--store keychain against a real gnome-keyring (Secret S
     const enrollArgs = ["enroll", "--platform", lab.url, "--username", "admin", "--password-stdin", ...identity];
     const [first, before, , faulty, after] = await inKeyringSession(home, [
       { args: enrollArgs, input: lab.password },
+      // The form before --to: --out was the destination, and the keychain the source.
       { args: ["export", "--device-id", "kc-2", "--out", exportedBefore] },
       { args: ["lab", "device", "reset", "--dir", lab.dir, "kc-2"] },
       { args: [...enrollArgs, "--force"], input: lab.password, fault: "keychain:set-2" },
-      { args: ["export", "--device-id", "kc-2", "--out", exportedAfter] },
+      { args: ["export", ...identity, "--to", exportedAfter] },
     ]);
     expect(first!.code, first!.stderr).toBe(0);
     expect(before!.code, before!.stderr).toBe(0);
+    expect(before!.stderr).toMatch(/^note: 'export --out DIR' is deprecated .*write --store keychain --to /m);
     expect(after!.code, after!.stderr).toBe(0);
     expect(faulty!.code).toBe(15);
     expect(faulty!.stderr).toMatch(
@@ -214,9 +219,9 @@ describe.skipIf(!ready)("--store keychain against a real gnome-keyring (Secret S
 
   it("export of a device the keychain does not hold is its own case (exit 16, enroll first), not a storage failure", async () => {
     const [run] = await inKeyringSession(join(await tempDir(), "home"), [
-      { args: ["export", "--device-id", "kc-unknown", "--out", join(await tempDir(), "x")] },
+      { args: ["export", "--device-id", "kc-unknown", "--store", "keychain", "--to", join(await tempDir(), "x")] },
     ]);
-    expect(run!.stderr).toMatch(/export failed: the keychain holds no complete credentials for 'kc-unknown'/);
+    expect(run!.stderr).toMatch(/export failed: no complete credentials for 'kc-unknown' in the OS keychain/);
     expect(run!.code).toBe(16);
   });
 

@@ -178,14 +178,23 @@ describe.skipIf(!ready)(
         { cwd, env: { ...process.env, ...token.env }, encoding: "utf8" },
       );
       expect(pub.status, pub.stderr).toBe(0);
-      // export: the key never leaves the token.
-      const exported = await runCli(["export", "--device-id", "a1b2c3", "--out", join(out, "exported"), "--key", uri], {
-        env: token.env,
+      // export: the certificate and chain, and the key's URI; the key never leaves the token (no PIN is asked).
+      const copies = join(await tempDir(), "exported");
+      const exported = await runCli(["export", "--device-id", "a1b2c3", "--out", out, "--to", copies, "--json"], {
+        env: { ...token.env, CERT_RETRIEVER_PKCS11_PIN: "wrong" },
       });
-      expect(exported.stderr).toMatch(
-        /export failed: the key of 'a1b2c3' lives in a PKCS#11 token and never leaves it/,
+      expect(exported.code, exported.stderr).toBe(0);
+      expect(exported.stderr).toMatch(/the key stays in its PKCS#11 token \(pkcs11:token=[^ ]*;object=a1b2c3;/);
+      expect(JSON.parse(exported.stdout)).toMatchObject({
+        ok: true,
+        command: "export",
+        files: { keyUri: join(copies, "a1b2c3.key.uri") },
+        keyInToken: expect.stringMatching(/^pkcs11:token=/),
+      });
+      expect(await listFiles(copies)).toEqual(["IOTmidCA.crt", "a1b2c3.crt", "a1b2c3.key.uri"]);
+      expect(await readFile(join(copies, "a1b2c3.key.uri"), "utf8")).toBe(
+        await readFile(join(out, "a1b2c3.key.uri"), "utf8"),
       );
-      expect(exported.code).toBe(36);
     });
 
     it("a renewal makes a new key in the token, removes the one it replaced, and proves the new one at the broker (after the swap, for a token key)", async () => {

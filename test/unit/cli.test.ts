@@ -1,26 +1,46 @@
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
-import { COMMAND_EXIT_CODES, EXIT_CODE_MEANINGS } from "../../src/cli/exit-codes.js";
+import {
+  COMMAND_EXIT_CODES,
+  commandExitCodes,
+  EXIT_CODE_MEANINGS,
+  type TableCommand,
+} from "../../src/cli/exit-codes.js";
+import { exitCodesOf } from "../../src/cli/exit-rules.js";
+import { REASONS, type Reason } from "../../src/errors.js";
 import { runCli, runMain } from "../helpers/cli.js";
 
 describe("the command line", () => {
-  it("--help documents every exit code at the top level, and each command's help only the codes it can return", async () => {
+  it("--help documents every exit code at the top level, and each command's help only the codes it can return, as each means there", async () => {
     const top = await runCli(["--help"]);
     expect(top.code).toBe(0);
     for (const [code, meaning] of EXIT_CODE_MEANINGS)
       expect(top.stdout).toContain(`${String(code).padStart(3)}  ${meaning}`);
-    for (const [command, codes] of Object.entries(COMMAND_EXIT_CODES)) {
+    // The contract: the codes the reasons map to, and 0 and 1 (success, a bug). A code no reason gives, no command lists.
+    const contract = new Set<number>([0, 1, ...(Object.keys(REASONS) as Reason[]).flatMap((r) => exitCodesOf(r))]);
+    const commands = Object.keys(COMMAND_EXIT_CODES) as TableCommand[];
+    for (const command of commands) {
       const run = await runCli([command, "--help"]);
       expect(run.code).toBe(0);
-      for (const [code, meaning] of EXIT_CODE_MEANINGS) {
-        const line = `${String(code).padStart(3)}  ${meaning}`;
-        if (codes.includes(code)) expect(run.stdout, `${command}: ${code}`).toContain(line);
-        else expect(run.stdout, `${command}: ${code}`).not.toContain(line);
+      const shown = [...run.stdout.split("\nEXIT CODES\n")[1]!.matchAll(/^ +(\d+) {2}(.*)$/gm)].map(
+        ([, code, meaning]) => [Number(code), meaning] as const,
+      );
+      expect(shown, command).toEqual(commandExitCodes(command));
+      for (const [code, meaning] of shown) {
+        expect(contract.has(code), `${command} lists ${code}, which no failure gives`).toBe(true);
+        // A meaning written for another command does not show up here.
+        for (const other of [...commands, "check"].filter((c) => c !== command))
+          expect(meaning, `${command} ${code}`).not.toMatch(new RegExp(`(^|[;,] )${other}[:,]`));
       }
     }
-    // What a user would trip over: verify cannot fail authentication, enroll never says "not enrolled".
-    expect((await runCli(["verify", "--help"])).stdout).not.toMatch(/^ +10 {2}/m);
+    // What a user would trip over: verify neither stores credentials nor finds them "already present";
+    // it cannot fail authentication; enroll never says "not enrolled"; no command gives 36 any more.
+    const verify = (await runCli(["verify", "--help"])).stdout;
+    expect(verify).not.toMatch(/already present|could not be stored/);
+    expect(verify).toMatch(/^ +15 {2}the stored credentials could not be read/m);
+    expect(verify).not.toMatch(/^ +10 {2}/m);
     expect((await runCli(["enroll", "--help"])).stdout).not.toMatch(/^ +16 {2}/m);
+    for (const command of commands) expect(COMMAND_EXIT_CODES[command], command).not.toContain(36);
   });
 
   it("each command's --help shows only the options it uses, described as they work there", async () => {
@@ -38,9 +58,13 @@ describe("the command line", () => {
     expect(check).not.toMatch(/^ {2}--password-stdin/m); // a condition reads no stdin
     expect(check).toMatch(/^ {2}--crl-refresh/m);
     expect(check).toMatch(/--ca-fingerprint <sha256:hex> +enrollment is needed if the stored CA's/);
+    // export: --out means what it means everywhere; the copies go to --to.
     const exported = await help("export");
-    expect(exported).toMatch(/--out <dir> +where the files are written/);
-    expect(exported).not.toMatch(/^ {2}--store /m);
+    expect(exported).toMatch(/^ {2}--out <dir> +where the credentials are stored \(files\), or where/m);
+    expect(exported).toMatch(/^ {2}--to <dir> +where the copies are written/m);
+    expect(exported).toMatch(/^ {2}--store <kind> /m);
+    expect(exported).toMatch(/^ {2}--format <format> /m);
+    expect(exported).not.toMatch(/^ {2}--key /m);
     for (const command of ["enroll", "login", "check", "verify", "export"])
       expect(await help(command), command).toMatch(/\n +cert-retriever [a-z]+ /); // an example
   });

@@ -261,6 +261,7 @@ describe("--json on failure: an error object on stdout, so `--json > result.json
     const result = JSON.parse(run.stdout);
     expect(result).toEqual({
       ok: false,
+      command: "enroll",
       error: expect.objectContaining({
         step: "authenticate",
         reason: "unreachable",

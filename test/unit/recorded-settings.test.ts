@@ -108,7 +108,7 @@ describe("the settings recorded at enrollment", () => {
     const run = await check(out);
     expect(run.code).toBe(255);
     expect(run.stderr).toContain(`refusing ${recordOf(out)}`);
-    const exported = await runCli(["export", "--device-id", DEVICE, "--out", out]);
+    const exported = await runCli(["export", "--device-id", DEVICE, "--out", out, "--to", join(out, "..", "copies")]);
     expect(exported.code).toBe(15);
   });
 });

@@ -93,7 +93,7 @@ describe("status: the stored credentials described for people", () => {
     expect(field(unrecorded.stdout, "API")).toBe("not recorded");
   });
 
-  it("--json: one object with the same facts (ISO dates, numbers) and ok: true; the library's describeCredentials gives the same", async () => {
+  it("--json: one object with the same facts (ISO dates, numbers), ok: true and the command; the library's describeCredentials gives the same", async () => {
     const { out, result } = await enrolled("5a7a02", ["--uri", "spiffe://lab/device/5a7a02"]);
     const now = new Date(Date.parse(result.notBefore) + 10 * DAY_MS + 3_600_000);
     const run = await runMain(
@@ -105,6 +105,7 @@ describe("status: the stored credentials described for people", () => {
     const renewFrom = new Date(Date.parse(result.notAfter) - 30 * DAY_MS).toISOString();
     expect(json).toEqual({
       ok: true,
+      command: "status",
       deviceId: "5a7a02",
       describedAt: now.toISOString(),
       store: { kind: "files", location: out },
@@ -134,7 +135,7 @@ describe("status: the stored credentials described for people", () => {
       // --api's alias is shown by the protocol's own name; the platform is the one recorded at enrollment.
       platform: { url: lab.url, api: "x509-identity-mgmt" },
     });
-    const { ok: _ok, ...facts } = json;
+    const { ok: _ok, command: _command, ...facts } = json;
     const library = await describeCredentials({
       device: { id: "5a7a02" },
       store: { kind: "files", dir: out },

@@ -19,7 +19,7 @@ import { applyConfigFile, type ConfigExtras } from "../config.js";
 import { parseDuration, parseRenewWindow } from "../inputs.js";
 import { flagName } from "../names.js";
 import { addOptions } from "../options.js";
-import { printJson, reportError, say } from "../output.js";
+import { printResult, reportError, say } from "../output.js";
 import { applyRecorded } from "../remembered.js";
 import { login, passwordBesideToken, type SourceOf, tokenSession } from "../secrets.js";
 import type { CliState } from "../state.js";
@@ -69,7 +69,12 @@ export function checkCommand(state: CliState): Command {
       try {
         state.exitCode = await runCheck(command, state);
       } catch (err) {
-        state.exitCode = reportError(err, { debug: state.debug, json: state.json, exitCode: CHECK_EXIT.ERROR });
+        state.exitCode = reportError(err, {
+          debug: state.debug,
+          json: state.json,
+          exitCode: CHECK_EXIT.ERROR,
+          command: "check",
+        });
       }
     });
   return cmd;
@@ -136,7 +141,7 @@ async function checkLogin(flags: CheckFlags, extras: ConfigExtras, source: Sourc
 async function report(status: StatusResult, deviceId: string, flags: CheckFlags): Promise<number> {
   if (status.needed) {
     say(`enrollment needed: ${status.reason}`);
-    if (flags.json) printJson({ needed: true, deviceId, state: status.state, reason: status.reason });
+    if (flags.json) printResult("check", { needed: true, deviceId, state: status.state, reason: status.reason });
     return CHECK_EXIT.NEEDED;
   }
   const { describeRevocation } = await import("../../flows/revocation.js");
@@ -152,7 +157,7 @@ async function report(status: StatusResult, deviceId: string, flags: CheckFlags)
   );
   if (revocation?.state === "good" && revocation.crl.note) say(`note: ${revocation.crl.note}`);
   if (flags.json) {
-    printJson({
+    printResult("check", {
       needed: false,
       deviceId,
       notAfter: status.cert.notAfter.toISOString(),

@@ -23,13 +23,13 @@ import {
   storeSettings,
 } from "../agent-settings.js";
 import { applyConfigFile, type ConfigExtras } from "../config.js";
-import { COMMAND_EXIT_CODES } from "../exit-codes.js";
+import { commandExitCodes } from "../exit-codes.js";
 import { usage } from "../hints.js";
 import { boundedRead, checkSans, parseDuration, parseRenewWindow, type SecretRead } from "../inputs.js";
 import { cliIo } from "../io.js";
 import { flagName } from "../names.js";
 import { addOptions } from "../options.js";
-import { exitCodesHelp, holdSecret, printJson, say } from "../output.js";
+import { exitCodesHelp, holdSecret, printResult, say } from "../output.js";
 import { events } from "../progress.js";
 import { isInteractive } from "../prompts.js";
 import { applyRecorded, settingsToRecord } from "../remembered.js";
@@ -107,7 +107,7 @@ export function enrollCommand(state: CliState): Command {
         "after storing, connect to this mqtts:// broker with the new identity (see 'verify')",
       ).env("CERT_RETRIEVER_VERIFY_BROKER"),
     )
-    .addHelpText("after", EXAMPLES + exitCodesHelp(COMMAND_EXIT_CODES.enroll))
+    .addHelpText("after", EXAMPLES + exitCodesHelp(commandExitCodes("enroll")))
     .action(async (_flags: EnrollFlags, command: Command) => {
       state.exitCode = await runEnroll(command, state);
     });
@@ -180,7 +180,7 @@ async function enrollWith(agent: Agent, flags: EnrollFlags, state: CliState, ret
   if (flags.dryRun) {
     const planned = await agent.dryRun({ force: Boolean(flags.force), onEvent: events(state, isInteractive(flags)) });
     for (const line of describeDryRun(planned)) say(line);
-    if (flags.json) printJson({ ...planned, retries });
+    if (flags.json) printResult("enroll", { ...planned, retries });
     return 0;
   }
   const result = await agent.enroll({ force: Boolean(flags.force), onEvent: events(state, isInteractive(flags)) });
@@ -196,7 +196,7 @@ async function enrollWith(agent: Agent, flags: EnrollFlags, state: CliState, ret
       throw withWhat(err, "the new credentials are stored and valid; only the broker check failed");
     });
   }
-  if (flags.json) printJson({ ...result, retries, ...(verified ? { verify: verified } : {}) });
+  if (flags.json) printResult("enroll", { ...result, retries, ...(verified ? { verify: verified } : {}) });
   return 0;
 }
 

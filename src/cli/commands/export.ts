@@ -1,70 +1,92 @@
 import { Command } from "commander";
-import { CertRetrieverError } from "../../errors.js";
-import { type CommonFlags, checkKeyFlag, checkOutDir, type KeyFlags, resolveDeviceId } from "../agent-settings.js";
+import type { ExportResult } from "../../flows/export.js";
+import { type CommonFlags, checkOutDir, resolveDeviceId, storeSettings } from "../agent-settings.js";
 import { applyConfigFile } from "../config.js";
-import { COMMAND_EXIT_CODES } from "../exit-codes.js";
-import { checkFileName } from "../inputs.js";
+import { commandExitCodes } from "../exit-codes.js";
+import { usage } from "../hints.js";
+import { flagName } from "../names.js";
 import { addOptions } from "../options.js";
-import { exitCodesHelp, printJson, say } from "../output.js";
+import { exitCodesHelp, printResult, say } from "../output.js";
 import { applyRecorded } from "../remembered.js";
 import type { CliState } from "../state.js";
 
-const EXPORT_HELP = `
-For programs that need files (mosquitto_pub, openssl) while the keychain keeps the originals:
+interface ExportFlags extends CommonFlags {
+  to?: string;
+  format: "pem" | "der";
+}
 
-  cert-retriever export --device-id f60c28 --out /run/cert-retriever
+const EXPORT_HELP = `
+Copies a device's credentials, from whichever store holds them (--out and --store, as enroll was
+given them; the settings recorded there say which), into --to for programs that need files
+(mosquitto_pub, openssl, curl). --out means what it means for every command: where the device's
+credentials are (files), or where the lock lives (keychain). A key that lives in a PKCS#11 token
+never leaves it: the certificate and the CA chain are copied, with the key's pkcs11: URI in
+<device-id>.key.uri, and the run says so (exit 0).
+
+  cert-retriever export --device-id f60c28 --store keychain --to /run/cert-retriever
+  cert-retriever export --device-id f60c28 --out /var/lib/cert-retriever --to /tmp/f60c28 --format der
+
+Before --to, 'export --out DIR' wrote the keychain's credentials into DIR; that form still works,
+with a note, and will be removed: write --store keychain --to DIR.
 `;
 
-/** `cert-retriever export`: the keychain's credentials as files, for programs that need files. */
+/** `cert-retriever export`: copies of the stored credentials, as files for programs that need them. */
 export function exportCommand(state: CliState): Command {
   const cmd = new Command("export").summary(
-    "write the keychain's credentials as files in --out (key 0600, directory 0700)",
+    "copy the stored credentials (files, keychain; of a token key, the certificate and chain) into --to",
   );
   addOptions(cmd, "export")
-    .addHelpText("after", EXPORT_HELP + exitCodesHelp(COMMAND_EXIT_CODES.export))
-    .action(async (_f: CommonFlags, command: Command) => {
+    .addHelpText("after", EXPORT_HELP + exitCodesHelp(commandExitCodes("export")))
+    .action(async (_f: ExportFlags, command: Command) => {
       await applyConfigFile(command, say);
       await applyRecorded(command, say);
-      const flags = command.opts<CommonFlags & KeyFlags>();
+      const flags = command.opts<ExportFlags>();
       state.json ||= Boolean(flags.json);
-      const deviceId = await resolveDeviceId(flags, (key) => command.getOptionValueSource(key));
-      await checkKeyFlag(flags);
-      const inToken = flags.key !== undefined;
-      const refuse = () =>
-        new CertRetrieverError(`export failed: the key of '${deviceId}' lives in a PKCS#11 token and never leaves it`, {
-          step: "export",
-          reason: "key-in-token",
-        });
-      if (inToken) throw refuse();
-      await checkOutDir(flags.out);
-      checkFileName(flags.caName, "--ca-name");
-      const [{ KeychainStore }, { FilesStore }] = await Promise.all([
-        import("../../store/keychain-store.js"),
-        import("../../store/files-store.js"),
-      ]);
-      const stored = await new KeychainStore(deviceId, flags.caName, flags.out).read();
-      if (!stored.pems) {
-        throw new CertRetrieverError(`export failed: the keychain holds no complete credentials for '${deviceId}'`, {
-          step: "export",
-          reason: "not-enrolled",
-          hint: "enroll first with --store keychain",
-        });
-      }
-      if ((await import("../../keys/pkcs11-uri.js")).isKeyUri(stored.pems.key)) throw refuse();
-      const files = new FilesStore(flags.out, deviceId, flags.caName);
-      const opened = await files.open();
-      let ok = false;
-      try {
-        await files.write(stored.pems);
-        ok = true;
-      } finally {
-        await opened.close(ok);
-      }
-      say(
-        `exported '${deviceId}' from the keychain: ${files.paths.key}, ${files.paths.certificate}, ${files.paths.ca}`,
-      );
-      if (flags.json) printJson({ deviceId, files: files.paths });
+      const source = (key: string) => command.getOptionValueSource(key);
+      const deviceId = await resolveDeviceId(flags, source);
+      const where = destination(flags, source);
+      await checkOutDir(where.to);
+      const store = await storeSettings({ ...flags, store: where.store }, deviceId);
+      const { createAgent } = await import("../../agent.js");
+      const agent = createAgent({
+        device: { id: deviceId },
+        store,
+        observer: state.inject?.observer,
+        name: flagName,
+      });
+      const result = await agent.export({ to: where.to, format: flags.format });
+      say(describeExport(result));
+      if (flags.json) printResult("export", result);
       state.exitCode = 0;
     });
   return cmd;
+}
+
+/**
+ * Where the copies go, and the store they come from. Without --to, an --out that was given is the
+ * destination of the form before --to, which read the keychain only (its lock lived there too).
+ */
+function destination(
+  flags: ExportFlags,
+  source: (key: string) => string | undefined,
+): { to: string; store: ExportFlags["store"] } {
+  if (flags.to !== undefined) return { to: flags.to, store: flags.store };
+  if (source("out") === "default" || source("out") === undefined)
+    throw usage(
+      "export needs --to DIR: the directory the copies are written to",
+      "--out names where the device's credentials are (as for enroll), --to where the copies go",
+    );
+  say(
+    `note: 'export --out DIR' is deprecated and will be removed: it copies the keychain's credentials into DIR, as before; write --store keychain --to ${flags.out}`,
+  );
+  return { to: flags.out, store: "keychain" };
+}
+
+/** What was copied, in a line; a key in a token is said to stay there. */
+function describeExport(r: ExportResult): string {
+  const files = [r.files.key, r.files.certificate, r.files.ca].filter(Boolean).join(", ");
+  const copied = `exported '${r.deviceId}' from ${r.from.location} (${r.format.toUpperCase()}): ${files}`;
+  return r.keyInToken
+    ? `${copied}, ${r.files.keyUri}; the key stays in its PKCS#11 token (${r.keyInToken}): programs reach it by that URI through OpenSSL's pkcs11 engine or provider`
+    : copied;
 }

@@ -13,12 +13,12 @@ import {
   resolvePlatformUrl,
 } from "../agent-settings.js";
 import { applyConfigFile } from "../config.js";
-import { COMMAND_EXIT_CODES } from "../exit-codes.js";
+import { commandExitCodes } from "../exit-codes.js";
 import { usage } from "../hints.js";
 import { boundedRead, parseDuration } from "../inputs.js";
 import { flagName } from "../names.js";
 import { addOptions } from "../options.js";
-import { exitCodesHelp, printJson, say } from "../output.js";
+import { exitCodesHelp, printResult, say } from "../output.js";
 import { login } from "../secrets.js";
 import type { CliState } from "../state.js";
 
@@ -40,7 +40,7 @@ The token is written with mode 0600 and lives as long as the platform says (dojo
 export function loginCommand(state: CliState): Command {
   const cmd = new Command("login").summary("log in once and write the token for later 'enroll --token-file' runs");
   addOptions(cmd, "login")
-    .addHelpText("after", HELP + exitCodesHelp(COMMAND_EXIT_CODES.login))
+    .addHelpText("after", HELP + exitCodesHelp(commandExitCodes("login")))
     .action(async (_f: CommonFlags, command: Command) => {
       state.exitCode = await runLogin(command, state);
     });
@@ -103,7 +103,7 @@ function report(session: Session, username: string, tokenFile: string, retries: 
     `logged in as ${username}${session.tenant ? ` (tenant ${session.tenant})` : ""}; the token is ${lifetime}; written to ${tokenFile} (mode 0600)`,
   );
   if (retries)
-    printJson({
+    printResult("login", {
       username,
       tenant: session.tenant,
       tokenFile,

@@ -14,12 +14,12 @@ import {
   resolvePlatformUrl,
 } from "../agent-settings.js";
 import { applyConfigFile } from "../config.js";
-import { COMMAND_EXIT_CODES } from "../exit-codes.js";
+import { commandExitCodes } from "../exit-codes.js";
 import { usage } from "../hints.js";
 import { boundedRead, parseDuration } from "../inputs.js";
 import { flagName } from "../names.js";
 import { addOptions } from "../options.js";
-import { exitCodesHelp, holdSecret, printJson, say } from "../output.js";
+import { exitCodesHelp, holdSecret, printResult, say } from "../output.js";
 import { events } from "../progress.js";
 import { isInteractive } from "../prompts.js";
 import { login, passwordBesideToken, tokenSession } from "../secrets.js";
@@ -57,7 +57,7 @@ export function registerCommand(state: CliState): Command {
         "The platform accepts it only under a root CA it trusts. Nothing is written on this device.",
     );
   addOptions(cmd, "register")
-    .addHelpText("after", EXAMPLES + exitCodesHelp(COMMAND_EXIT_CODES.register))
+    .addHelpText("after", EXAMPLES + exitCodesHelp(commandExitCodes("register")))
     .action(async (_flags: RegisterFlags, command: Command) => {
       state.exitCode = await runRegister(command, state);
     });
@@ -111,7 +111,7 @@ async function runRegister(command: Command, state: CliState): Promise<number> {
         ? `registered certificate ${result.fingerprint} for device '${deviceId}'`
         : `certificate ${result.fingerprint} was registered for device '${deviceId}' already; nothing to do`,
     );
-    if (flags.json) printJson({ ...result, retries });
+    if (flags.json) printResult("register", { ...result, retries });
     return 0;
   } finally {
     interrupt.dispose();

@@ -3,11 +3,11 @@ import type { CredentialsDescription, KeyLocation, RevocationSeen } from "../../
 import type { PlatformSettings } from "../../settings.js";
 import { type CommonFlags, resolveDeviceId, storeSettings } from "../agent-settings.js";
 import { applyConfigFile } from "../config.js";
-import { COMMAND_EXIT_CODES } from "../exit-codes.js";
+import { commandExitCodes } from "../exit-codes.js";
 import { checkPlatformUrl, parseRenewWindow } from "../inputs.js";
 import { flagName } from "../names.js";
 import { addOptions } from "../options.js";
-import { exitCodesHelp, printJson, printText, say } from "../output.js";
+import { exitCodesHelp, printResult, printText, say } from "../output.js";
 import { applyRecorded } from "../remembered.js";
 import type { SourceOf } from "../secrets.js";
 import type { CliState } from "../state.js";
@@ -30,7 +30,7 @@ export function statusCommand(state: CliState): Command {
     "describe the stored credentials: names, chain, dates, renewal, revocation, where the key is",
   );
   addOptions(cmd, "status")
-    .addHelpText("after", HELP + exitCodesHelp(COMMAND_EXIT_CODES.status))
+    .addHelpText("after", HELP + exitCodesHelp(commandExitCodes("status")))
     .action(async (_f: CommonFlags, command: Command) => {
       await applyConfigFile(command, say);
       await applyRecorded(command, say);
@@ -49,7 +49,7 @@ export function statusCommand(state: CliState): Command {
         clock: state.inject?.clock,
         name: flagName,
       });
-      if (flags.json) printJson({ ok: true, ...description });
+      if (flags.json) printResult("status", description);
       else printText(statusText(description));
       state.exitCode = 0;
     });

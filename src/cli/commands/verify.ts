@@ -9,10 +9,10 @@ import {
   storeSettings,
 } from "../agent-settings.js";
 import { applyConfigFile } from "../config.js";
-import { COMMAND_EXIT_CODES } from "../exit-codes.js";
+import { commandExitCodes } from "../exit-codes.js";
 import { flagName } from "../names.js";
 import { addOptions } from "../options.js";
-import { exitCodesHelp, printJson, say } from "../output.js";
+import { exitCodesHelp, printResult, say } from "../output.js";
 import { events } from "../progress.js";
 import { applyRecorded } from "../remembered.js";
 import type { CliState } from "../state.js";
@@ -37,7 +37,7 @@ export function verifyCommand(state: CliState): Command {
   const cmd = new Command("verify").summary("connect to an MQTT broker with the stored identity and report each stage");
   addOptions(cmd, "verify")
     .requiredOption("--broker <url>", "the broker, mqtts://HOST:PORT")
-    .addHelpText("after", HELP + exitCodesHelp(COMMAND_EXIT_CODES.verify))
+    .addHelpText("after", HELP + exitCodesHelp(commandExitCodes("verify")))
     .action(async (_f: MqttFlags, command: Command) => {
       await applyConfigFile(command, say);
       await applyRecorded(command, say);
@@ -59,7 +59,7 @@ export function verifyCommand(state: CliState): Command {
         name: flagName,
       });
       const stages = await agent.verify({ onEvent: events(state, false) });
-      if (flags.json) printJson({ deviceId, broker: flags.broker, stages });
+      if (flags.json) printResult("verify", { deviceId, broker: flags.broker, stages });
       state.exitCode = 0;
     });
   return cmd;
