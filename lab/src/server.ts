@@ -445,7 +445,7 @@ async function handle(req: IncomingMessage, res: ServerResponse, ctx: Context, b
   if (upcoming && sendTransportFault(upcoming, req, res)) return void ctx.faults.take(faultRoute!);
   if (route.to === "auth") return login(req, body, res, ctx);
   const verdict = kong(req, url, (await loadState(opts.dir))!.jwtSecret, opts.claimsToVerify);
-  if ("refused" in verdict) return kongRefusal(res, verdict.refused);
+  if ("refused" in verdict) return kongRefusal(res, verdict.refused, opts.api === "legacy");
   const tenant = String(verdict.claims.service ?? "");
   if (route.to === "x509")
     return handleX509(
@@ -498,15 +498,25 @@ function kong(
   return header === undefined ? { refused: undefined } : verdict;
 }
 
-/** Kong's 401: the jwt plugin's body (`kong.response.exit`'s JSON), or pepkong's empty body. */
-function kongRefusal(res: ServerResponse, body: KongRefusal | undefined): void {
+/**
+ * Kong's refusal: the jwt plugin's body (`kong.response.exit`'s JSON), or pepkong's empty body.
+ * Kong 0.x (dojot v0.4.3 runs kong 0.11) answers a token it cannot verify — another signature, an
+ * unknown `iss`, another algorithm — with 403 (its jwt access spec: "returns 403 Forbidden if the
+ * signature is invalid"); Kong 2.x (dojot v0.5+) with 401, as every other refusal.
+ */
+function kongRefusal(res: ServerResponse, body: KongRefusal | undefined, kong0: boolean): void {
   if (body === undefined) {
     send(res, 401, undefined);
     return;
   }
+  const forbidden =
+    kong0 && /^(Invalid signature|No credentials found for given 'iss'|Invalid algorithm)$/.test(body.message ?? "");
   const text = JSON.stringify(body);
   res
-    .writeHead(401, { "content-type": "application/json; charset=utf-8", "content-length": Buffer.byteLength(text) })
+    .writeHead(forbidden ? 403 : 401, {
+      "content-type": "application/json; charset=utf-8",
+      "content-length": Buffer.byteLength(text),
+    })
     .end(text);
 }
 

@@ -101,13 +101,13 @@ describe("lab platform: dojot's /auth (protocol notes, section 2)", () => {
     expect(body.exp - body.iat).toBe(1);
   });
 
-  it("requires the JWT on /ca and /sign: none or forged -> 401 as Kong's jwt plugin answers", async () => {
+  it("requires the JWT on /ca and /sign: none -> 401, forged -> 403, as Kong 0.11's jwt plugin answers (dojot v0.4.3)", async () => {
     const none = await fetch(`${lab.url}/ca/IOTmidCA`);
     expect([none.status, await none.text()]).toEqual([401, '{"message":"Unauthorized"}']);
     const jwt = await login(lab);
     const forged = jwt.slice(0, -4) + (jwt.endsWith("AAAA") ? "BBBB" : "AAAA");
     const bad = await fetch(`${lab.url}/ca/IOTmidCA`, { headers: { authorization: `Bearer ${forged}` } });
-    expect([bad.status, await bad.text()]).toEqual([401, '{"message":"Invalid signature"}']);
+    expect([bad.status, await bad.text()]).toEqual([403, '{"message":"Invalid signature"}']);
   });
 
   // dojot's kong.config.sh adds the jwt plugin without config.claims_to_verify (v0.4.3: commented
