@@ -12,7 +12,7 @@ export { EXIT_RULES, exitCodeOf, exitCodesOf } from "./exit-rules.js";
 
 /** What to pass for a library setting named in `facts.field`. */
 const FIELD_HINTS: Record<string, string> = {
-  deviceId: "pass the platform's device id with --device-id (dojot's are hex)",
+  deviceId: "pass the platform's device id with --device-id (dojot's are lower-case hex)",
   fileNames: "pass another --device-id or --ca-name",
   airvantageId: "pass the IMEI or serial number configured in the AirVantage application model as --device-id",
   uriDomain: "pass --uri-domain DOMAIN, the broker's uri_domain (e.g. --uri-domain my.domain.name)",
@@ -30,6 +30,17 @@ const TEMPORARY = "this is temporary, so run again later (the systemd unit does 
 const RELOGIN = "--username with --password-file, CERT_RETRIEVER_PASSWORD or the systemd credential 'password'";
 const MAYBE_SENT =
   "run again later; if the platform then says the certificate was issued already, reset the device on the platform";
+
+/**
+ * dojot's device manager makes device ids of lower-case hex, and finds a device by its id as
+ * given: an id with upper-case letters names no device there. Said beside a refusal that names one.
+ */
+function lowerCaseHint(message: string): string {
+  const id = /device '([^']+)'/.exec(message)?.[1];
+  return id && id !== id.toLowerCase()
+    ? `; dojot's device ids are lower-case hex: if this is one, pass --device-id ${id.toLowerCase()}`
+    : "";
+}
 
 /** Reason -> what the user can do, for `command` (a hint names only flags that command has). The compiler checks that every reason is considered. */
 const HINTS: { readonly [R in Reason]: (err: CertRetrieverError, command: string | undefined) => string | undefined } =
@@ -86,10 +97,13 @@ const HINTS: { readonly [R in Reason]: (err: CertRetrieverError, command: string
         : "use an RSA key of 2048 to 8192 bits (--key-type rsa-2048): dojot's CFREE profile accepts nothing else",
     "already-issued": () =>
       "the end entity is not in NEW state: the platform issued a certificate for this device already; reset the device on the platform to issue again",
-    "device-unknown": (e) =>
-      e.step === "bind"
-        ? "create the device on the platform for this user's tenant, then run again"
-        : "register the device on the platform first (lab: cert-retriever-lab device add)",
+    "device-unknown": (e) => {
+      const create =
+        e.step === "bind" || e.step === "register"
+          ? "create the device on the platform for this user's tenant, then run again"
+          : "create the device on the platform first (dojot's device manager makes its end entity), then run again";
+      return `${create}${lowerCaseHint(e.message)}`;
+    },
     "entity-password-refused": () => undefined,
     "bind-refused": () => "bind it to the device on the platform",
     "ca-not-trusted": () =>

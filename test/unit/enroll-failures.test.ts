@@ -80,13 +80,14 @@ describe("enroll stops at the first failure with the step's exit code and writes
     );
   });
 
-  it("device not registered: exit 13 with a hint to register it", async () => {
-    await expectFailure(
+  it("device not registered: exit 13 with a hint to create it on the platform, which names no lab", async () => {
+    const stderr = await expectFailure(
       { deviceId: "unregistered", register: false },
       13,
       /submit-csr failed: .*Username 'unregistered' does not exist/,
-      /register the device/,
+      /hint: create the device on the platform first \(dojot's device manager makes its end entity\), then run again$/m,
     );
+    expect(stderr).not.toMatch(/lab/);
   });
 
   it("end entity not NEW (already issued): exit 13 with the hint to reset the device", async () => {
