@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Build only when the build is missing or what it is built from changed (`npm ci` has just built it
-# through `prepare`; scripts/up-to-date.mjs compares a hash of the sources). CERT_RETRIEVER_DEMO_BUILD=no
+# through `postprepare`; scripts/up-to-date.mjs compares a hash of the sources). CERT_RETRIEVER_DEMO_BUILD=no
 # skips the check (the tests use it, so a source file edited during a test run does not rebuild
 # dist/ under the other tests).
 stale() { ! node scripts/up-to-date.mjs 2>/dev/null; }

@@ -2,8 +2,10 @@
 // Whether the build (dist/, lab/dist/) is up to date with what it is built from: exit 0 if it is,
 // 1 if not. `--record`, the build's last step, notes what it was built from. What is compared is
 // a SHA-256 of the inputs' contents (kept under node_modules/.cache/), not mtimes: a checkout, a
-// touch or a copy cannot make a needed build look done. `npm ci` builds through `prepare`, and the
-// `npm test` that follows reuses that build instead of making it again; after an edit it builds.
+// touch or a copy cannot make a needed build look done. `npm ci` builds through `postprepare`, and
+// the `npm test` that follows reuses that build instead of making it again; after an edit it builds.
+// (Not `prepare`: npm lists a `prepare` among the install scripts to approve when the packed
+// package is installed from its tarball, although it never runs it there.)
 import { createHash } from "node:crypto";
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { dirname, join, relative } from "node:path";
@@ -21,7 +23,7 @@ const INPUTS = [
   "lab/scripts/build.mjs",
   "package.json",
   "lab/package.json",
-  "package-lock.json",
+  "npm-shrinkwrap.json",
   "tsconfig.json",
   "tsconfig.build.json",
   "lab/tsconfig.json",

@@ -33,6 +33,12 @@ function statusCode(entity: EndEntity): number {
   return entity.status === "NEW" ? NEW : 40;
 }
 
+/** An entity's status by EJBCA's name for it (or its code, for one EJBCA has no name for). */
+export function statusName(entity: EndEntity): string {
+  const code = statusCode(entity);
+  return STATUS_NAMES[code] ?? String(code);
+}
+
 /**
  * The certificate profile the lab's end entities are made with: dojot's CFREE, or, under the lab's
  * `--cert-profile open` (a lab-only profile that takes any key), one named OPEN, so that what

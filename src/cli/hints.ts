@@ -12,7 +12,7 @@ export { EXIT_RULES, exitCodeOf, exitCodesOf } from "./exit-rules.js";
 
 /** What to pass for a library setting named in `facts.field`. */
 const FIELD_HINTS: Record<string, string> = {
-  deviceId: "pass the platform's device id with --device-id (dojot's are hex)",
+  deviceId: "pass the platform's device id with --device-id (dojot's are lower-case hex)",
   fileNames: "pass another --device-id or --ca-name",
   airvantageId: "pass the IMEI or serial number configured in the AirVantage application model as --device-id",
   uriDomain: "pass --uri-domain DOMAIN, the broker's uri_domain (e.g. --uri-domain my.domain.name)",
@@ -25,11 +25,24 @@ const FIELD_HINTS: Record<string, string> = {
   recordedProfile: "pass --profile (and --client-id/--topic), or enroll again to record it anew",
 };
 
+/** The install command that keeps PKCS#11 (docs/packaging.md): npm 11 asks for pkcs11js's build to be allowed. */
+const INSTALL_WITH_PKCS11 = "sudo npm install -g --allow-scripts=pkcs11js ./cert-retriever-<version>.tgz";
 const TEMPORARY = "this is temporary, so run again later (the systemd unit does so by itself on exit 75)";
 /** What lets a run with a token log in again by itself. */
 const RELOGIN = "--username with --password-file, CERT_RETRIEVER_PASSWORD or the systemd credential 'password'";
 const MAYBE_SENT =
   "run again later; if the platform then says the certificate was issued already, reset the device on the platform";
+
+/**
+ * dojot's device manager makes device ids of lower-case hex, and finds a device by its id as
+ * given: an id with upper-case letters names no device there. Said beside a refusal that names one.
+ */
+function lowerCaseHint(message: string): string {
+  const id = /device '([^']+)'/.exec(message)?.[1];
+  return id && id !== id.toLowerCase()
+    ? `; dojot's device ids are lower-case hex: if this is one, pass --device-id ${id.toLowerCase()}`
+    : "";
+}
 
 /** Reason -> what the user can do, for `command` (a hint names only flags that command has). The compiler checks that every reason is considered. */
 const HINTS: { readonly [R in Reason]: (err: CertRetrieverError, command: string | undefined) => string | undefined } =
@@ -86,10 +99,13 @@ const HINTS: { readonly [R in Reason]: (err: CertRetrieverError, command: string
         : "use an RSA key of 2048 to 8192 bits (--key-type rsa-2048): dojot's CFREE profile accepts nothing else",
     "already-issued": () =>
       "the end entity is not in NEW state: the platform issued a certificate for this device already; reset the device on the platform to issue again",
-    "device-unknown": (e) =>
-      e.step === "bind"
-        ? "create the device on the platform for this user's tenant, then run again"
-        : "register the device on the platform first (lab: cert-retriever-lab device add)",
+    "device-unknown": (e) => {
+      const create =
+        e.step === "bind" || e.step === "register"
+          ? "create the device on the platform for this user's tenant, then run again"
+          : "create the device on the platform first (dojot's device manager makes its end entity), then run again";
+      return `${create}${lowerCaseHint(e.message)}`;
+    },
     "entity-password-refused": () => undefined,
     "reset-refused": () =>
       "reset the device's end entity to NEW on the platform by hand (or give the user the permission to), then run again; the stored credentials stay in use until then",
@@ -154,8 +170,10 @@ const HINTS: { readonly [R in Reason]: (err: CertRetrieverError, command: string
           : e.step === "export"
             ? "enroll first, or name where the device's credentials are with --out and --store (as enroll was given them)"
             : "enroll first",
-    "pkcs11-unavailable": () =>
-      "install the package (npm install -g cert-retriever-<version>.tgz), which builds pkcs11js, or put pkcs11js in a node_modules beside the single file (npm install pkcs11js)",
+    "pkcs11-unavailable": (e) =>
+      /pkcs11\.node/.test(e.message)
+        ? `pkcs11js is installed but was never built (npm ran without its install script, e.g. with --ignore-scripts): install the package again with g++, make and python3 present (${INSTALL_WITH_PKCS11})`
+        : `install the package with g++, make and python3 present (${INSTALL_WITH_PKCS11}), which builds pkcs11js; the single file needs pkcs11js in a node_modules beside it (npm install pkcs11js@2 there)`,
     "pkcs11-module-untrusted": (e) =>
       `have ${e.facts.path ?? "it"} owned by root and writable by no one else (chown root, chmod go-w), or name the token with --key, whose module-path= is trusted as given`,
     "pkcs11-module-missing": () =>

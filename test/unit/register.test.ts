@@ -258,8 +258,10 @@ describe("register: platforms that cannot register a certificate (exit 17)", () 
         const run = await registerCli(v05.url, "a1b2c4", chain, ["--api", api]);
         expect(run.code, run.stderr).toBe(17);
         expect(run.stderr).toMatch(
-          /register failed: the platform answers as dojot v0\.5-v0\.6, whose x509-identity-mgmt cannot register a certificate it did not issue/,
+          /register failed: the platform answers as dojot v0\.5-v0\.6, whose x509-identity-mgmt cannot register a certificate it did not issue \(HTTP 400: the request's `certificateChain` is no field of v0\.5-v0\.6's API, which takes only a `csr` to sign\)$/m,
         );
+        // Its schema's complaints (the device id's pattern, a missing csr) are not the cause: not quoted.
+        expect(run.stderr).not.toMatch(/pattern|should have required/);
         expect(failure(run)).toMatchObject({ reason: "not-supported", exitCode: 17 });
       }
       const run = await registerCli(legacy.url, "a1b2c4", chain);

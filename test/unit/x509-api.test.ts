@@ -183,6 +183,20 @@ describe("x509-identity-mgmt errors reach the user as one sentence with the step
     );
   });
 
+  it("v0.7: an upper-case device id is sent as given and names no device; the hint says dojot's ids are lower-case hex", async () => {
+    await setDevice(v07.dir, "cafe0a", "add");
+    const out = join(await tempDir(), "c");
+    const run = await enrollCli(v07.url, { password }, "CAFE0A", out);
+    expect(run.stderr).toMatch(/bind failed: the platform has no device 'CAFE0A' for this user's tenant/);
+    expect(run.stderr).toMatch(
+      /hint: create the device on the platform for this user's tenant, then run again; dojot's device ids are lower-case hex: if this is one, pass --device-id cafe0a$/m,
+    );
+    expect(run.stderr).not.toMatch(/lab/);
+    expect(run.code).toBe(13);
+    const lower = await enrollCli(v07.url, { password }, "cafe0a", out);
+    expect(lower.code, lower.stderr).toBe(0);
+  });
+
   it("a binding refused after issuance is reported with the certificate's fingerprint and what to do with it (here: the gateway denies the PATCH, exit 10)", async () => {
     await setDevice(v07.dir, "cafe03", "add");
     let caFp = "";

@@ -3,6 +3,9 @@ import { isIP } from "node:net";
 import { certificatePems } from "cert-retriever";
 import * as x509 from "../x509.js";
 
+/** Where the lab keeps its CAs and state when --dir is not given (relative to the working directory). */
+export const DEFAULT_DIR = "lab-state";
+
 /** A mistake the lab's command line reports in one sentence and a hint: exit 2 (usage) or 3 (a file it was given). */
 export class LabCliError extends Error {
   constructor(

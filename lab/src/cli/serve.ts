@@ -8,7 +8,7 @@ import { EXPOSED_LIMITS } from "../intake.js";
 import { parseRateLimit, type RateWindow } from "../rate-limit.js";
 import { LabListenError, type LabOptions, LabOptionsError, type RunningLab, startLab } from "../server.js";
 import { type EstFlags, estOptions } from "./est-options.js";
-import { displayName, parseDuration, parseListen, say, usage } from "./inputs.js";
+import { DEFAULT_DIR, displayName, parseDuration, parseListen, say, usage } from "./inputs.js";
 
 /** What the lab is, for `--help` of the program. */
 export const LAB_HELP = `
@@ -29,7 +29,8 @@ or a TLS client certificate from the EST issuing CA or an --est-bootstrap-ca) an
 Its root (CN=Lab EST Root CA) and issuing CA are kept in --dir; the root's PEM is
 <dir>/est-root-ca.crt, and its SHA-256 fingerprint is printed at start, for a client to pin.
 The admin user's password comes from CERT_RETRIEVER_LAB_PASSWORD, or is generated on first
-start and printed once. It is a test tool: plain HTTP (EST: HTTPS with the lab's own CA), meant
+start and printed once; the variable on a later start replaces the password the lab had.
+Without --dir, the lab lives in ./lab-state. It is a test tool: plain HTTP (EST: HTTPS with the lab's own CA), meant
 for 127.0.0.1; beyond it, it bounds the connections it keeps and the request bytes it holds
 (503 past a bound).
 `;
@@ -50,10 +51,10 @@ ${Object.entries(FAULT_DESCRIPTIONS)
   .join("\n")}
 
 EXAMPLES
-  cert-retriever-lab serve --dir ./lab --listen 127.0.0.1:8000
-  cert-retriever-lab serve --dir ./lab --api both --fault sign:503:2 --fault ca:hang:1
-  cert-retriever-lab serve --dir ./lab --api est --listen 127.0.0.1:8443 --est-csrattrs ec-p256
-  cert-retriever-lab serve --dir ./lab --est-listen 127.0.0.1:8443 --est-pending 1 --est-retry-after 2
+  cert-retriever-lab serve --listen 127.0.0.1:8000
+  cert-retriever-lab serve --api both --fault sign:503:2 --fault ca:hang:1
+  cert-retriever-lab serve --api est --listen 127.0.0.1:8443 --est-csrattrs ec-p256
+  cert-retriever-lab serve --est-listen 127.0.0.1:8443 --est-pending 1 --est-retry-after 2
 `;
 
 /** Kong's rate limit on /auth in dojot's compose files (`kong.config.sh`): 5 a minute, 40 an hour. */
@@ -81,7 +82,7 @@ export function serveCommand(): Command {
     .description(
       "serve dojot's API (or EST) on --listen until interrupted; prints the URL on stdout (and the EST URL on the next line when --est-listen serves EST beside it)",
     )
-    .requiredOption("--dir <dir>", "where the lab keeps its CA and state")
+    .option("--dir <dir>", "where the lab keeps its CAs and state, made on first start", DEFAULT_DIR)
     .option("--listen <host:port>", "address to listen on (port 0 picks a free one)", "127.0.0.1:8000")
     .addOption(
       new Option(
@@ -255,6 +256,14 @@ function announce(flags: ServeFlags, running: RunningLab): void {
     say(
       `lab: created user 'admin' with password ${running.generatedPassword} (shown once; set CERT_RETRIEVER_LAB_PASSWORD to choose it)`,
     );
+  } else if (running.adminPassword === "created") {
+    say("lab: created user 'admin' with the password in CERT_RETRIEVER_LAB_PASSWORD");
+  } else if (running.adminPassword === "replaced") {
+    say(
+      `lab: user 'admin' now has the password in CERT_RETRIEVER_LAB_PASSWORD (the one ${flags.dir} held before is replaced; start without the variable to keep a password)`,
+    );
+  } else {
+    say(`lab: user 'admin' keeps the password ${flags.dir} holds (CERT_RETRIEVER_LAB_PASSWORD on a start replaces it)`);
   }
   const lifetime = flags.certLifetime === undefined ? "" : `; certificates valid ${flags.certLifetime}`;
   if (flags.api !== "est") {

@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { FilesStore, softwareCrypto, toPem } from "cert-retriever";
 import { Command, Option } from "commander";
 import { issueServerCertificate, type LabCa, loadOrCreateCa, loadOrCreateEstCa } from "../ca.js";
-import { brokerNames, say, usage } from "./inputs.js";
+import { brokerNames, DEFAULT_DIR, say, usage } from "./inputs.js";
 
 /** What `server-cert` takes. */
 interface ServerCertFlags {
@@ -23,7 +23,7 @@ export function serverCertCommand(): Command {
     .description(
       "issue a TLS server certificate for a broker from the lab CA: <out>/server.key (0600) and <out>/server.crt, plus <out>/ca.crt",
     )
-    .requiredOption("--dir <dir>", "the lab's directory (its CA)")
+    .option("--dir <dir>", "the lab's directory (its CA)", DEFAULT_DIR)
     .requiredOption("--out <dir>", "where to write server.key, server.crt and ca.crt")
     .option("--dns <name>", "a DNS name of the broker (repeatable)", repeat, [])
     .option("--ip <address>", "an IP address of the broker (repeatable)", repeat, [])

@@ -62,9 +62,9 @@ EXAMPLES
       --token-file /run/station/token --non-interactive --json
 
   With the key made and kept in a PKCS#11 token (here SoftHSM2), the PIN in a file:
-    cert-retriever enroll --platform https://dojot.example.com --device-id f60c28 \
-      --username admin --password-file /run/secrets/dojot \
-      --key 'pkcs11:token=device?pin-source=file:/etc/cert-retriever/pin' \
+    cert-retriever enroll --platform https://dojot.example.com --device-id f60c28 \\
+      --username admin --password-file /run/secrets/dojot \\
+      --key 'pkcs11:token=device?pin-source=file:/etc/cert-retriever/pin' \\
       --pkcs11-module /usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so
 
   Against the lab platform, an ECDSA key (needs 'cert-retriever-lab serve --cert-profile open'):

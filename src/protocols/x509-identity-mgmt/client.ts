@@ -328,14 +328,19 @@ function checkFingerprint(step: Step, der: Uint8Array, claimed: string, what: st
 /**
  * The error for a refused registration, by what `registerCertificate` (v0.7.0/v0.8.0) says; a v0.5-v0.6
  * answer (their schema knows no `certificateChain`, or their stub is "not available yet") means
- * the release cannot register at all.
+ * the release cannot register at all. Their schema refusal lists what it found wrong once
+ * `certificateChain` was dropped as unknown (`removeAdditional`): the device id's pattern, a
+ * missing `csr`; none of it is the cause, so the cause is said instead.
  */
 function registrationError(reply: HttpReply, deviceId: string, fingerprint: string): CertRetrieverError {
   const says = platformSays(reply);
   const facts = { ...replies.facts(reply), fingerprint };
   if (generationOf(reply) === "v0.5" || /not available yet/i.test(says)) {
+    const why = /not available yet/i.test(says)
+      ? `HTTP ${reply.status}: ${says}`
+      : `HTTP ${reply.status}: the request's \`certificateChain\` is no field of v0.5-v0.6's API, which takes only a \`csr\` to sign`;
     return new CertRetrieverError(
-      `register failed: the platform answers as dojot v0.5-v0.6, whose x509-identity-mgmt cannot register a certificate it did not issue (HTTP ${reply.status}: ${says})`,
+      `register failed: the platform answers as dojot v0.5-v0.6, whose x509-identity-mgmt cannot register a certificate it did not issue (${why})`,
       {
         step: "register",
         reason: "not-supported",

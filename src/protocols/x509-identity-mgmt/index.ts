@@ -6,7 +6,8 @@ import { x509DeviceIdProblem } from "./rules.js";
 
 /** What to do about a device id x509-identity-mgmt cannot take. */
 const HINTS: ProtocolHints = {
-  usage: (e) => (e.facts.field === "deviceId" ? "use the platform's device id (dojot's are hex)" : undefined),
+  usage: (e) =>
+    e.facts.field === "deviceId" ? "use the platform's device id (dojot's are lower-case hex)" : undefined,
 };
 
 /**
