@@ -5,7 +5,7 @@ import { applyConfigFile } from "../config.js";
 import { COMMAND_EXIT_CODES } from "../exit-codes.js";
 import { checkFileName } from "../inputs.js";
 import { addOptions } from "../options.js";
-import { exitCodesHelp, printJson, say } from "../output.js";
+import { exitCodesHelp, printJson, say, tell } from "../output.js";
 import { applyRecorded } from "../remembered.js";
 import type { CliState } from "../state.js";
 
@@ -60,7 +60,8 @@ export function exportCommand(state: CliState): Command {
       } finally {
         await opened.close(ok);
       }
-      say(
+      tell(
+        flags,
         `exported '${deviceId}' from the keychain: ${files.paths.key}, ${files.paths.certificate}, ${files.paths.ca}`,
       );
       if (flags.json) printJson({ deviceId, files: files.paths });
