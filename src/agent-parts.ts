@@ -162,6 +162,7 @@ export class AgentParts {
       signal: network.signal,
       environment: network.environment,
       onRetry: network.onRetry,
+      onWait: network.onWait,
       lookup: network.lookup,
     });
     this.https.push(made);

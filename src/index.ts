@@ -40,7 +40,15 @@ export {
 export { ENROLL_STEPS, type EnrollResult, type EnrollStep } from "./flows/result.js";
 export type { RevocationVerdict } from "./flows/revocation.js";
 export type { RevocationMode, StatusResult } from "./flows/status.js";
-export type { AgentEvent, BrokerEvent, HookEvent, NoteEvent, StepEvent, StepTiming } from "./flows/steps.js";
+export type {
+  AgentEvent,
+  BrokerEvent,
+  HookEvent,
+  NoteEvent,
+  StartEvent,
+  StepEvent,
+  StepTiming,
+} from "./flows/steps.js";
 export type { BrokerSettings } from "./flows/verify.js";
 /** SHA-256 fingerprints in the colon form openssl prints, and DER comparison (also the lab's). */
 export { sameBytes, sha256ColonHex } from "./keys/fingerprint.js";
@@ -83,8 +91,10 @@ export {
   HttpClient,
   type HttpSettings,
   type HttpTimeouts,
+  type OnWait,
   type RetryInfo,
   type TlsSettings,
+  type WaitInfo,
 } from "./transport/http.js";
 /** Whether a host is this machine (the lab's exposure warning). */
 export { isLoopbackHost } from "./transport/loopback.js";

@@ -19,7 +19,7 @@ import type { CryptoProvider } from "./keys/provider.js";
 import type { LoginSource, ProtocolClient, ProtocolPlugin } from "./protocols/types.js";
 import type { RecordedSettings } from "./store/device-record.js";
 import type { CredentialStore, WriteObserver } from "./store/types.js";
-import type { HttpClient, HttpTimeouts, RetryInfo } from "./transport/http.js";
+import type { HttpClient, HttpTimeouts, OnWait, RetryInfo } from "./transport/http.js";
 
 /** The platform and how to reach it. */
 export interface PlatformSettings {
@@ -37,7 +37,7 @@ export interface PlatformSettings {
   client?: ProtocolClient;
 }
 
-/** The network's limits, and what to tell of retries. */
+/** The network's limits, and what to tell of retries and waits. */
 export interface NetworkSettings {
   /** When the whole run must be over (epoch milliseconds); default five minutes from the agent's making. */
   deadline?: number;
@@ -47,6 +47,8 @@ export interface NetworkSettings {
   /** Ends everything (an interrupt); its reason is what the run fails with. */
   signal?: AbortSignal;
   onRetry?: (info: RetryInfo) => void;
+  /** Told when a request begins to wait for its reply (and when a protocol waits between requests); returns what ends the wait. */
+  onWait?: OnWait;
   /** An HTTP client to use instead of building one. */
   http?: HttpClient;
   /** Where HTTP_PROXY, HTTPS_PROXY and NO_PROXY are read; default this process's environment. */

@@ -22,7 +22,8 @@ import {
 import { cliIo } from "./io.js";
 import { renderText } from "./names.js";
 import { heldSecret, holdSecret, say } from "./output.js";
-import { ask, isInteractive } from "./prompts.js";
+import { networkProgress } from "./progress.js";
+import { askUntil, isInteractive } from "./prompts.js";
 import { type LoginFlags, rank, type SourceOf, tokenPin } from "./secrets.js";
 
 /** The shared options as commander parses them (see options.ts). */
@@ -45,6 +46,7 @@ export interface CommonFlags extends LoginFlags {
   renewBefore: string;
   revocation: "auto" | "distribution-points" | "off";
   json?: boolean;
+  quiet?: boolean;
   config?: string;
 }
 
@@ -66,20 +68,36 @@ export interface MqttFlags extends CommonFlags, KeyFlags {
   brokerTimeout: string;
 }
 
-/** The platform URL: the flag, the environment, the config file, or (on a terminal) a prompt. */
-export async function resolvePlatformUrl(flags: CommonFlags): Promise<URL> {
-  const value =
-    flags.platform ??
-    (isInteractive(flags) ? await ask("input", "Platform URL (dojot gateway):", "https://") : undefined);
-  return checkPlatformUrl(value, Boolean(flags.allowHttp), say);
+/** The platform URL: the flag, the environment, the config file, or (on a terminal) a prompt; `check`: the protocol's own rules. */
+export async function resolvePlatformUrl(flags: CommonFlags, check?: (url: URL) => void): Promise<URL> {
+  const given = (value: string | undefined) => {
+    const url = checkPlatformUrl(value, Boolean(flags.allowHttp), say);
+    check?.(url);
+    return url;
+  };
+  if (flags.platform !== undefined || !isInteractive(flags)) return given(flags.platform);
+  return askUntil("Platform URL (e.g. https://dojot.example.com):", given, {
+    advice: "type the platform's address: https://HOST[:PORT] (http:// only on this machine)",
+  });
 }
 
-/** The device id: --device-id or --device-id-file, whichever was given at the higher layer, or (on a terminal) a prompt. */
-export async function resolveDeviceId(flags: CommonFlags, source?: SourceOf): Promise<string> {
+/**
+ * The device id: --device-id or --device-id-file, whichever was given at the higher layer, or (on a
+ * terminal) a prompt, which asks again for an id that `check` (the protocol's rules) or the file names refuse.
+ */
+export async function resolveDeviceId(
+  flags: CommonFlags,
+  source?: SourceOf,
+  check?: (id: string) => void,
+): Promise<string> {
   const fileWins =
     flags.deviceIdFile !== undefined &&
     (flags.deviceId === undefined || rank(source?.("deviceIdFile")) > rank(source?.("deviceId")));
-  if (flags.deviceId !== undefined && !fileWins) return checkDeviceId(flags.deviceId);
+  const checked = (id: string) => {
+    check?.(id);
+    return id;
+  };
+  if (flags.deviceId !== undefined && !fileWins) return checked(checkDeviceId(flags.deviceId));
   if (flags.deviceIdFile) {
     let text: string;
     try {
@@ -92,9 +110,13 @@ export async function resolveDeviceId(flags: CommonFlags, source?: SourceOf): Pr
         hint: "check the path given to --device-id-file",
       });
     }
-    return checkDeviceId(text.split("\n")[0]!.trim());
+    return checked(checkDeviceId(text.split("\n")[0]!.trim()));
   }
-  return checkDeviceId(isInteractive(flags) ? await ask("input", "Device id:") : undefined);
+  if (!isInteractive(flags)) return checkDeviceId(undefined);
+  return askUntil("Device id:", (answer) => {
+    if (!answer) throw usage("a device id is required");
+    return checked(checkFileName(answer, "the device id"));
+  });
 }
 
 /** The output directory must be a directory if it exists. */
@@ -179,7 +201,7 @@ export async function platformTls(flags: CommonFlags): Promise<NonNullable<Platf
   return tls;
 }
 
-/** The network's limits from the flags; retries are reported and collected; `lookup`: a resolver handed to main(). */
+/** The network's limits from the flags; retries are reported and collected, waits shown; `lookup`: a resolver handed to main(). */
 export function networkSettings(
   flags: CommonFlags,
   startedAt: number,
@@ -190,6 +212,7 @@ export function networkSettings(
   const deadlineMs = parseDuration(flags.deadline, "--deadline");
   const attempts = parseCount(flags.retries, "--retries", 0, 100) + 1;
   const requestTimeout = parseDuration(flags.requestTimeout, "--request-timeout");
+  const shown = networkProgress(flags);
   return {
     timeouts: { connect: Math.min(10_000, requestTimeout), headers: requestTimeout, body: requestTimeout },
     attempts,
@@ -199,10 +222,9 @@ export function networkSettings(
     lookup,
     onRetry: (info) => {
       retries.push(info);
-      say(
-        `retry: ${info.step} attempt ${info.attempt} of ${info.attempts} failed (${info.reason}); trying again in ${(info.waitMs / 1000).toFixed(1)} s`,
-      );
+      shown.onRetry(info);
     },
+    onWait: shown.onWait,
   };
 }
 

@@ -11,6 +11,7 @@ import { ExitCode } from "./exit-codes.js";
 import { failureJson, usage } from "./hints.js";
 import { redactOptionValues, refuseSecretsOnArgv } from "./inputs.js";
 import { cliIo, withIo } from "./io.js";
+import { closeRunLine, useTicker } from "./live-line.js";
 import { refuseCoreDumps } from "./no-core-dumps.js";
 import { exitCodesHelp, printJson, reportError, withOwnSecrets } from "./output.js";
 import type { CliInjection, CliState } from "./state.js";
@@ -22,10 +23,11 @@ import { version } from "./version.js";
  * and its agents an observer, a clock and a name resolver (`inject`).
  */
 export async function main(argv: string[], inject?: CliInjection): Promise<number> {
-  return withIo(inject?.io, () => withOwnSecrets(() => run(argv, inject)));
+  return withIo(inject?.io, () => withOwnSecrets(() => run(argv, inject).finally(closeRunLine)));
 }
 
 async function run(argv: string[], inject?: CliInjection): Promise<number> {
+  if (inject?.ticker) useTicker(inject.ticker);
   // `cert-retriever --help | head`: a reader that goes away is not an error (the process's own streams).
   if (!inject?.io) {
     for (const stream of [process.stdout, process.stderr]) {

@@ -364,6 +364,13 @@ export const OPTION_SPECS: OptionSpec[] = [
     commands: ALL,
   },
   {
+    flags: "--quiet",
+    description:
+      "print only errors, warnings and notes on stderr: no step lines, no progress, no summary (stdout and --json are unchanged)",
+    commands: ["enroll", "login", "check", "verify", "export", "register"],
+    env: "QUIET",
+  },
+  {
     flags: "--non-interactive",
     description: "never prompt: a missing value is an error (also without a terminal)",
     commands: ["enroll", "login", "verify", "export", "register"],

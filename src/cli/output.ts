@@ -3,6 +3,7 @@ import { CertRetrieverError } from "../errors.js";
 import { EXIT_CODE_MEANINGS, ExitCode } from "./exit-codes.js";
 import { bugJson, exitCodeOf, failureJson, hintOf } from "./hints.js";
 import { cliIo } from "./io.js";
+import { runLine } from "./live-line.js";
 import type { CommandName } from "./options.js";
 import { Redactor } from "./redaction.js";
 
@@ -49,13 +50,20 @@ export function safeText(text: string): string {
   return redacted.replace(/[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/g, "?");
 }
 
-/** Human text goes to stderr (made safe), data to stdout. */
+/** Human text goes to stderr (made safe, after the live line is erased), data to stdout. */
 export function say(line: string): void {
+  runLine()?.clear();
   cliIo().stderr.write(`${safeText(line)}\n`);
+}
+
+/** A line of progress or a result's summary, which --quiet leaves out (it keeps errors, warnings and notes). */
+export function tell(flags: { quiet?: boolean }, line: string): void {
+  if (!flags.quiet) say(line);
 }
 
 /** Prints a command's result as text on stdout, made safe as {@link say}'s lines are. */
 export function printText(text: string): void {
+  runLine()?.clear();
   cliIo().stdout.write(`${safeText(text)}\n`);
 }
 

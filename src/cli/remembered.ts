@@ -113,6 +113,8 @@ function sameSetting(
   if (given === recorded) return true;
   if (typeof given !== "string") return false;
   if (key === "key") return withoutPin(given, modules.pkcs11) === recorded;
+  // Recorded as the URL's normal form: `https://host` is the `https://host/` recorded.
+  if (key === "platform") return URL.canParse(given) && new URL(given).href === recorded;
   if (key === "api") {
     const plugin = modules.findProtocol(given);
     return plugin?.name === modules.DEFAULT_PROTOCOL || plugin?.name === recorded;

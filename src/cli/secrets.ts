@@ -9,8 +9,8 @@ import { type ConfigExtras, checkTrusted } from "./config.js";
 import { usage } from "./hints.js";
 import { passwordReader, type SecretRead } from "./inputs.js";
 import { cliIo } from "./io.js";
-import { heldSecret, holdSecret, say } from "./output.js";
-import { ask, isInteractive } from "./prompts.js";
+import { heldSecret, holdSecret } from "./output.js";
+import { ask, askUntil, isInteractive, PROMPT_TRIES, tryAgain } from "./prompts.js";
 
 /** Where an option's value came from (commander's source: cli, env, config, default). */
 export type SourceOf = (key: string) => string | undefined;
@@ -90,9 +90,6 @@ export async function passwordBesideToken(flags: LoginFlags, extras: ConfigExtra
   );
 }
 
-/** The most times a terminal asks for the user and password before the run gives up. */
-const LOGIN_TRIES = 3;
-
 /**
  * The login of a run: the user from the flag, the environment, the config file or a prompt, and
  * the password from {@link passwordSource}, both read only when the authenticate step runs. When
@@ -125,9 +122,8 @@ export async function login(
     onToken: holdSecret,
     retryLogin: prompted
       ? (err, attempt) => {
-          if (attempt >= LOGIN_TRIES) return false;
-          say(`cert-retriever: ${err.message}`);
-          say(`  try again (${attempt + 1} of ${LOGIN_TRIES})`);
+          if (attempt >= PROMPT_TRIES) return false;
+          tryAgain(err.message, attempt);
           askUser = err.reason === "user-unknown";
           return true;
         }
@@ -144,16 +140,18 @@ function trustedFile(file: string): SecretRead {
   };
 }
 
-/** The username: the flag, the environment, the config file, or a prompt (offering `previous`, else admin). */
+/** The username: the flag, the environment, the config file, or a prompt (offering `previous`, else admin), asked again when left empty. */
 async function resolveUsername(flags: LoginFlags, previous?: string): Promise<string> {
-  const name =
-    flags.username ?? (isInteractive(flags) ? await ask("input", "Platform user:", previous ?? "admin") : undefined);
-  if (!name)
-    throw usage(
-      "a platform user is required",
-      "pass --username or set CERT_RETRIEVER_USERNAME (or use --token-file from 'cert-retriever login')",
-    );
-  return name;
+  const required = (name: string | undefined) => {
+    if (!name)
+      throw usage(
+        "a platform user is required",
+        "pass --username or set CERT_RETRIEVER_USERNAME (or use --token-file from 'cert-retriever login')",
+      );
+    return name;
+  };
+  if (flags.username !== undefined || !isInteractive(flags)) return required(flags.username);
+  return askUntil("Platform user:", required, { default: previous ?? "admin" });
 }
 
 /** The token from --token-file (or the systemd credential `token`); its expiry is checked when the authenticate step runs. */
@@ -211,7 +209,16 @@ export async function tokenPin(
   if (await exists(credential))
     return { read: heldSecret(passwordReader({ file: credential }, what)), where: "the systemd credential 'pin'" };
   if (isInteractive(flags))
-    return { read: heldSecret(() => ask("password", `PIN for ${tokenName}:`)), where: "the PIN typed" };
+    return {
+      read: heldSecret(() => ask("password", `PIN for ${tokenName}:`)),
+      where: "the PIN typed",
+      // A token locks its PIN after some wrong ones (often 3 to 10): asked again within that, and said when the token counts the last.
+      again: (refused, attempt, finalTry) => {
+        if (attempt >= PROMPT_TRIES) return false;
+        tryAgain(refused.message, attempt, finalTry ? "the token says one more wrong PIN locks it" : undefined);
+        return true;
+      },
+    };
   const missing = new CertRetrieverError(`token failed: no PIN for ${tokenName}`, {
     step: "token",
     reason: "missing-credentials",

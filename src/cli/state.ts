@@ -2,6 +2,7 @@ import type { LookupFunction } from "node:net";
 import type { AgentEvent } from "../flows/steps.js";
 import type { WriteObserver } from "../store/types.js";
 import type { CliIo } from "./io.js";
+import type { Ticker } from "./live-line.js";
 
 /** What a program that runs the CLI in-process may hand it (a test's streams, environment, faults, clock; tracing). */
 export interface CliInjection {
@@ -15,6 +16,8 @@ export interface CliInjection {
   observer?: WriteObserver;
   /** Sees each event of a run, after the CLI has rendered it. */
   onEvent?: (event: AgentEvent) => void;
+  /** The live line's clock and timer instead of the process's. */
+  ticker?: Ticker;
 }
 
 /** What commands share with main: flags that matter to the error report, the exit code, and what was injected. */

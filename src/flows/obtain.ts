@@ -117,6 +117,7 @@ export async function obtain(
     "generate-key",
     () => generateKey(ctx, tx, keyType.type),
     (k) => `${keyType.type} key ${k.where}${keyType.why}`,
+    `making the ${keyType.type} key in ${ctx.keyStore.location}`,
   );
   const current = plan.current?.(proto, replacing);
   const asked = current ? missingSans(current.cert, ctx.device.sans) : [];

@@ -10,6 +10,15 @@ export interface StepEvent<S extends string = string> {
   detail: string;
 }
 
+/** A step begins: what a display of progress shows while it runs (`doing`: what it waits for, where that is known before). */
+export interface StartEvent<S extends string = string> {
+  type: "start";
+  step: S;
+  index: number;
+  total: number;
+  doing?: string;
+}
+
 /** Something worth saying that does not stop the run. */
 export interface NoteEvent {
   type: "note";
@@ -33,7 +42,7 @@ export interface HookEvent {
 }
 
 /** Progress, emitted as it happens; the CLI renders it, the library never prints. */
-export type AgentEvent<S extends string = string> = StepEvent<S> | NoteEvent | BrokerEvent | HookEvent;
+export type AgentEvent<S extends string = string> = StartEvent<S> | StepEvent<S> | NoteEvent | BrokerEvent | HookEvent;
 
 /** How long a step took. */
 export interface StepTiming<S extends string = string> {
@@ -42,8 +51,8 @@ export interface StepTiming<S extends string = string> {
 }
 
 /**
- * Runs the steps of one flow in their fixed order: each checks the interrupt first, is timed, and
- * emits its line when done. The first error stops the flow (the step is in the error).
+ * Runs the steps of one flow in their fixed order: each checks the interrupt first, says it begins,
+ * is timed, and emits its line when done. The first error stops the flow (the step is in the error).
  */
 export class StepRunner<S extends string> {
   readonly timings: StepTiming<S>[] = [];
@@ -54,9 +63,11 @@ export class StepRunner<S extends string> {
     private readonly signal?: AbortSignal,
   ) {}
 
-  /** Runs `work` as `step`; `detail` says in a line what it did. */
-  async run<T>(step: S, work: () => Promise<T>, detail: (value: T) => string): Promise<T> {
+  /** Runs `work` as `step`; `detail` says in a line what it did, `doing` what it does meanwhile. */
+  async run<T>(step: S, work: () => Promise<T>, detail: (value: T) => string, doing?: string): Promise<T> {
     this.signal?.throwIfAborted();
+    const index = this.order.indexOf(step) + 1;
+    this.emit({ type: "start", step, index, total: this.order.length, ...(doing ? { doing } : {}) });
     const start = performance.now();
     const value = await work();
     const ms = Math.round(performance.now() - start);
@@ -64,7 +75,7 @@ export class StepRunner<S extends string> {
     this.emit({
       type: "step",
       step,
-      index: this.order.indexOf(step) + 1,
+      index,
       total: this.order.length,
       ms,
       detail: detail(value),

@@ -8,6 +8,11 @@ import type { CryptoProvider } from "./provider.js";
 export interface PinSource {
   read: () => Promise<string>;
   where: string;
+  /**
+   * After the token refused the PIN read on `attempt` (from 1): whether to read it again (a PIN
+   * typed at a terminal); `finalTry`: the token says one more wrong PIN locks it.
+   */
+  again?: (refused: CertRetrieverError, attempt: number, finalTry: boolean) => boolean;
 }
 
 /** Where a run's key is made and kept. */
@@ -56,6 +61,7 @@ export async function openKeyStore(
       modulePath: settings.modulePath,
       pin: pin.read,
       pinSource: pin.where,
+      pinAgain: pin.again,
       refusePinValue: Boolean(settings.refusePinValue),
       uriStored: stored,
     },

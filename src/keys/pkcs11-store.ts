@@ -30,6 +30,8 @@ export interface Pkcs11Options {
   pin: () => Promise<string>;
   /** Where `pin` comes from, in words, for the messages. */
   pinSource: string;
+  /** After the token refused the PIN read on `attempt` (from 1): whether to read it again; `finalTry`: the token says one more wrong PIN locks it. */
+  pinAgain?: (refused: CertRetrieverError, attempt: number, finalTry: boolean) => boolean;
   /** Where `pin-value=` would be seen by others (argv): it is refused there. */
   refusePinValue: boolean;
   /**
@@ -417,7 +419,10 @@ async function refuseUntrustedModule(modulePath: string): Promise<void> {
   );
 }
 
-/** Logs in when the token asks for it (a session already logged in counts); whether the session is logged in. */
+/**
+ * Logs in when the token asks for it (a session already logged in counts); whether the session is
+ * logged in. A refused PIN is read again while `pinAgain` says so (a PIN typed at a terminal).
+ */
 async function logIn(
   session: Session,
   token: ReturnType<Slot["getToken"]>,
@@ -426,16 +431,35 @@ async function logIn(
   opts: Pkcs11Options,
 ): Promise<boolean> {
   if (!(token.flags & graphene.TokenFlag.LOGIN_REQUIRED)) return false;
-  const pin = uri.pinValue ?? (await opts.pin());
-  try {
-    session.login(pin);
-  } catch (err) {
-    if (ckrOf(err) !== "CKR_USER_ALREADY_LOGGED_IN") {
+  for (let attempt = 1; ; attempt++) {
+    const pin = uri.pinValue ?? (await opts.pin());
+    try {
+      session.login(pin);
+      return true;
+    } catch (err) {
+      if (ckrOf(err) === "CKR_USER_ALREADY_LOGGED_IN") return true;
       const from = uri.pinValue !== undefined ? "the URI's pin-value" : opts.pinSource;
-      throw tokenError(`token '${token.label.trim()}' refused the PIN from ${from}`, err, "token-pin-refused");
+      const refused = tokenError(
+        `token '${token.label.trim()}' refused the PIN from ${from}`,
+        err,
+        "token-pin-refused",
+      );
+      const again =
+        uri.pinValue === undefined &&
+        refused.reason === "token-pin-refused" &&
+        opts.pinAgain?.(refused, attempt, finalTry(session, graphene));
+      if (!again) throw refused;
     }
   }
-  return true;
+}
+
+/** Whether the token says one more wrong PIN locks it (CKF_USER_PIN_FINAL_TRY); false when it cannot be asked. */
+function finalTry(session: Session, graphene: Graphene): boolean {
+  try {
+    return (session.slot.getToken().flags & graphene.TokenFlag.USER_PIN_FINAL_TRY) !== 0;
+  } catch {
+    return false;
+  }
 }
 
 /** The first slot whose token matches every token attribute of the URI (`token-missing` when none does). */

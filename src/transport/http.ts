@@ -19,13 +19,21 @@ import { bareHost } from "./loopback.js";
 import { NodeHttpClient } from "./node-http.js";
 import { openProxySender, proxyNamedFor } from "./proxy.js";
 import type { HttpReply } from "./reply.js";
-import { isTemporaryStatus, parseRetryAfter, type RetryPolicy, Temporary, withRetries } from "./retry.js";
+import {
+  isTemporaryStatus,
+  type OnWait,
+  parseRetryAfter,
+  type RetryPolicy,
+  Temporary,
+  type WaitInfo,
+  withRetries,
+} from "./retry.js";
 import type { HttpTimeouts, RawReply, Sender } from "./sender.js";
 import { probeTlsAlert } from "./tls-probe.js";
 import { type TlsSettings, tlsOptionsOf } from "./trust-anchors.js";
 
 export { bodySummary, type HttpReply, jsonObject, oneLine, replyFacts } from "./reply.js";
-export { parseRetryAfter, type RetryInfo } from "./retry.js";
+export { type OnWait, parseRetryAfter, type RetryInfo, type WaitInfo } from "./retry.js";
 export type { HttpTimeouts } from "./sender.js";
 export type { TlsSettings } from "./trust-anchors.js";
 
@@ -59,6 +67,8 @@ export interface HttpSettings extends RetryPolicy {
   environment?: NodeJS.ProcessEnv;
   /** How a direct connection resolves host names; default the system's resolver (`dns.lookup`, getaddrinfo). */
   lookup?: LookupFunction;
+  /** Told of each request while it waits for its reply, and of what a protocol waits for between requests. */
+  onWait?: OnWait;
 }
 
 /** Defaults for a gateway on a LAN or the internet. */
@@ -104,6 +114,11 @@ export class HttpClient {
   /** The run's deadline, as epoch milliseconds. */
   get deadline(): number {
     return this.settings.deadline;
+  }
+
+  /** Tells the run's observer what it waits for (a protocol's wait between requests); returns what ends the wait. */
+  waiting(wait: WaitInfo): () => void {
+    return this.settings.onWait?.(wait) ?? (() => {});
   }
 
   private learnSkew(ms: number): void {
@@ -172,6 +187,10 @@ export class HttpClient {
     if (remaining <= 0) throw new Temporary("the deadline passed", undefined, undefined, true); // nothing was sent
     const timeout = AbortSignal.timeout(Math.min(remaining, timeouts.connect + timeouts.headers + timeouts.body));
     const signal = this.settings.signal ? AbortSignal.any([this.settings.signal, timeout]) : timeout;
+    const waited = this.waiting({
+      step,
+      what: `${init.peer ?? "the platform"} to answer ${init.method} ${url.pathname}`,
+    });
     try {
       const sender = await this.senderFor(url);
       const raw = await sender.request({ url, method: init.method, ...onTheWire(init), signal, timeouts });
@@ -186,6 +205,8 @@ export class HttpClient {
         err,
         timeout.aborted && Date.now() >= deadline ? "deadline" : timeout.aborted,
       );
+    } finally {
+      waited();
     }
   }
 

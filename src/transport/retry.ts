@@ -17,6 +17,16 @@ export interface RetryInfo {
   waitMs: number;
 }
 
+/** What a run waits for (a reply, a server's approval), for a display of progress; `until`: when the wait ends, if known (epoch ms). */
+export interface WaitInfo {
+  step: Step;
+  what: string;
+  until?: number;
+}
+
+/** Told that a wait begins; returns what to call when it ends. */
+export type OnWait = (wait: WaitInfo) => (() => void) | undefined;
+
 /** How a request that fails temporarily (network trouble, overload) is tried again. */
 export interface RetryPolicy {
   /** Attempts in all for a request that fails temporarily (1 = no retry). */

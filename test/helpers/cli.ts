@@ -1,6 +1,6 @@
 import { spawn } from "node:child_process";
 import { resolve } from "node:path";
-import { Readable, Writable } from "node:stream";
+import { PassThrough, Readable, Writable } from "node:stream";
 import { fileURLToPath } from "node:url";
 import type { CliInjection } from "../../src/cli/state.js";
 
@@ -165,22 +165,91 @@ export async function runMain(
     lookup: opts.lookup,
     ...faultInjection(opts.fault),
   });
-  const limit = opts.timeoutMs ?? 30_000;
+  const code = await bounded(run, args, opts.timeoutMs, () => stderr).finally(() => process.chdir(home));
+  assertNoSecrets(`${stdout}\n${stderr}`, args);
+  return { code, stdout, stderr };
+}
+
+/** A run of the CLI in this process at a terminal of its own, which the test reads and types at. */
+export interface TerminalRun {
+  /** All of stderr so far, once it matches `pattern` (checked at each write); fails if the run ends first. */
+  waitFor(pattern: RegExp): Promise<string>;
+  /** Types `text`, then Enter. */
+  enter(text: string): void;
+  /** What the run printed and returned. */
+  done: Promise<CliRun>;
+}
+
+/**
+ * Runs `cert-retriever ARGS` through main() in this process with stdin and stderr that say they are
+ * a terminal (stdout does not), `columns` wide: prompts ask, and progress shows as on a person's
+ * screen (`stderrTty: false`: stderr is a pipe, as under a terminal's `2>log`). `ticker`: the live
+ * line's clock and timer; `onEvent`: sees each event of the run.
+ */
+export function runAtTerminal(
+  args: string[],
+  opts: RunOptions & Pick<CliInjection, "ticker" | "onEvent"> & { columns?: number; stderrTty?: boolean } = {},
+): TerminalRun {
+  let stdout = "";
+  let stderr = "";
+  const waiters: Array<{ pattern: RegExp; resolve: (s: string) => void; reject: (e: Error) => void }> = [];
+  let ended = false;
+  const settle = () => {
+    for (const w of [...waiters]) {
+      if (w.pattern.test(stderr)) w.resolve(stderr);
+      else if (ended) w.reject(new Error(`the run ended and stderr never showed ${w.pattern}:\n${stderr}`));
+      else continue;
+      waiters.splice(waiters.indexOf(w), 1);
+    }
+  };
+  const stdin = Object.assign(new PassThrough(), { isTTY: true });
+  if (opts.input !== undefined) stdin.write(opts.input);
+  const err = Object.assign(
+    sink((t) => {
+      stderr += t;
+      settle();
+    }),
+    // A terminal stays open: the prompt module ends the stream it was given, as it may end any but the process's own.
+    { isTTY: opts.stderrTty ?? true, columns: opts.columns ?? 120, end: () => err },
+  );
+  const done = (async () => {
+    const { main } = await import("../../src/cli/main.js");
+    const run = main(args, {
+      io: { env: runEnv(opts.env), stdin, stdout: sink((t) => (stdout += t)), stderr: err },
+      ticker: opts.ticker,
+      onEvent: opts.onEvent,
+    });
+    const code = await bounded(run, args, opts.timeoutMs, () => stderr).finally(() => {
+      stdin.end();
+      ended = true;
+      settle();
+    });
+    assertNoSecrets(`${stdout}\n${stderr}`, args);
+    return { code, stdout, stderr };
+  })();
+  return {
+    waitFor: (pattern) =>
+      new Promise((resolve, reject) => {
+        waiters.push({ pattern, resolve, reject });
+        settle();
+      }),
+    enter: (text) => stdin.write(`${text}\r`),
+    done,
+  };
+}
+
+/** An in-process run's exit code, or a failure naming it (with what it printed) once it has run `limit` ms: a bound, not an expectation. */
+async function bounded(run: Promise<number>, args: string[], limit = 30_000, stderr: () => string): Promise<number> {
   let timer: NodeJS.Timeout | undefined;
-  const code = await Promise.race([
+  return Promise.race([
     run,
     new Promise<never>((_, reject) => {
       timer = setTimeout(
-        () => reject(new Error(`cert-retriever ${args.join(" ")} still ran after ${limit} ms:\n${stderr}`)),
+        () => reject(new Error(`cert-retriever ${args.join(" ")} still ran after ${limit} ms:\n${stderr()}`)),
         limit,
       );
     }),
-  ]).finally(() => {
-    clearTimeout(timer);
-    process.chdir(home);
-  });
-  assertNoSecrets(`${stdout}\n${stderr}`, args);
-  return { code, stdout, stderr };
+  ]).finally(() => clearTimeout(timer));
 }
 
 /** Throws if `text` contains a registered secret in any of its forms (see {@link leakedForm}), or a JWT. */

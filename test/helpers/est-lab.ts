@@ -64,24 +64,14 @@ export async function device(lab: EstLab): Promise<{ out: string; pw: string }> 
   return { out: join(base, "certs"), pw };
 }
 
-/** `cert-retriever enroll --api est` for DEVICE into `out`, plus `args`. */
+/** The arguments of `cert-retriever enroll --api est` for DEVICE into `out`, plus `args`. */
+export function estEnrollArgs(lab: EstLab, out: string, args: string[]): string[] {
+  return ["enroll", "--api", "est", "--platform", lab.estUrl, "--device-id", DEVICE, "--out", out, ...args];
+}
+
+/** `cert-retriever enroll --api est` for DEVICE into `out`, plus `args`, never prompting. */
 export function enrollEst(lab: EstLab, out: string, args: string[], env: Record<string, string> = {}): Promise<CliRun> {
-  return runCli(
-    [
-      "enroll",
-      "--api",
-      "est",
-      "--platform",
-      lab.estUrl,
-      "--device-id",
-      DEVICE,
-      "--out",
-      out,
-      "--non-interactive",
-      ...args,
-    ],
-    { env, timeoutMs: 30_000 },
-  );
+  return runCli(estEnrollArgs(lab, out, ["--non-interactive", ...args]), { env, timeoutMs: 30_000 });
 }
 
 export const certPath = (out: string) => join(out, `${DEVICE}.crt`);

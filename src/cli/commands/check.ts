@@ -19,7 +19,7 @@ import { applyConfigFile, type ConfigExtras } from "../config.js";
 import { parseDuration, parseRenewWindow } from "../inputs.js";
 import { flagName } from "../names.js";
 import { addOptions } from "../options.js";
-import { printResult, reportError, say } from "../output.js";
+import { printResult, reportError, say, tell } from "../output.js";
 import { applyRecorded } from "../remembered.js";
 import { login, passwordBesideToken, type SourceOf, tokenSession } from "../secrets.js";
 import type { CliState } from "../state.js";
@@ -140,7 +140,7 @@ async function checkLogin(flags: CheckFlags, extras: ConfigExtras, source: Sourc
 /** Says what status found (and with --json prints it); returns the exit code. */
 async function report(status: StatusResult, deviceId: string, flags: CheckFlags): Promise<number> {
   if (status.needed) {
-    say(`enrollment needed: ${status.reason}`);
+    tell(flags, `enrollment needed: ${status.reason}`);
     if (flags.json) printResult("check", { needed: true, deviceId, state: status.state, reason: status.reason });
     return CHECK_EXIT.NEEDED;
   }
@@ -152,7 +152,8 @@ async function report(status: StatusResult, deviceId: string, flags: CheckFlags)
       : revocation.state === "unknown"
         ? `revocation could not be checked: ${revocation.why}`
         : describeRevocation(revocation, status.cert);
-  say(
+  tell(
+    flags,
     `nothing to do: '${deviceId}' has valid credentials in ${status.location} until ${status.cert.notAfter.toISOString()} (renewal due from ${status.renewFrom.toISOString()}); ${checked}`,
   );
   if (revocation?.state === "good" && revocation.crl.note) say(`note: ${revocation.crl.note}`);

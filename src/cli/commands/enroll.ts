@@ -29,9 +29,8 @@ import { boundedRead, checkSans, parseDuration, parseRenewWindow, type SecretRea
 import { cliIo } from "../io.js";
 import { flagName } from "../names.js";
 import { addOptions } from "../options.js";
-import { exitCodesHelp, holdSecret, printResult, say } from "../output.js";
+import { exitCodesHelp, holdSecret, printResult, say, tell } from "../output.js";
 import { events } from "../progress.js";
-import { isInteractive } from "../prompts.js";
 import { applyRecorded, settingsToRecord } from "../remembered.js";
 import { login, passwordBesideToken, type SourceOf, tokenSession } from "../secrets.js";
 import type { CliState } from "../state.js";
@@ -178,21 +177,21 @@ async function runEnroll(command: Command, state: CliState): Promise<number> {
 /** The enrollment, its report, and the broker check after the write where none was made before it. */
 async function enrollWith(agent: Agent, flags: EnrollFlags, state: CliState, retries: RetryInfo[]): Promise<number> {
   if (flags.dryRun) {
-    const planned = await agent.dryRun({ force: Boolean(flags.force), onEvent: events(state, isInteractive(flags)) });
-    for (const line of describeDryRun(planned)) say(line);
+    const planned = await agent.dryRun({ force: Boolean(flags.force), onEvent: events(state, flags) });
+    for (const line of describeDryRun(planned)) tell(flags, line);
     if (flags.json) printResult("enroll", { ...planned, retries });
     return 0;
   }
-  const result = await agent.enroll({ force: Boolean(flags.force), onEvent: events(state, isInteractive(flags)) });
+  const result = await agent.enroll({ force: Boolean(flags.force), onEvent: events(state, flags) });
   if (result.previous && !flags.exec && !flags.reloadUnit) {
     say("note: no --exec or --reload-unit: programs that loaded the previous identity keep it until they restart");
   }
-  say(describeOutcome(result));
+  tell(flags, describeOutcome(result));
   let verified: unknown = result.checkedBeforeStore;
   if (flags.verifyBroker && verified === undefined) {
     // The credentials are valid and stay; only the broker check failed.
     const { withWhat } = await import("../../flows/verify.js");
-    verified = await agent.verify({ onEvent: events(state, isInteractive(flags)) }).catch((err: unknown) => {
+    verified = await agent.verify({ onEvent: events(state, flags) }).catch((err: unknown) => {
       throw withWhat(err, "the new credentials are stored and valid; only the broker check failed");
     });
   }
@@ -230,13 +229,13 @@ function describeOutcome(result: EnrollResult): string {
 /** The flags that need no file or secret, checked in the order a user meets them; the protocol's own rules among them. */
 async function checkEnrollFlags(flags: EnrollFlags, source: SourceOf) {
   const plugin = protocolNamed(flags.api ?? "auto");
-  const baseUrl = await resolvePlatformUrl(flags);
-  plugin.checkUrl?.(baseUrl);
+  const baseUrl = await resolvePlatformUrl(flags, (url) => plugin.checkUrl?.(url));
   plugin.checkSettings?.({ purpose: "enroll", token: flags.tokenFile !== undefined }, flagName);
-  const deviceId = await resolveDeviceId(flags, source);
-  if (flags.keyType !== undefined && !isKeyType(flags.keyType)) throw usage(`unknown key type '${flags.keyType}'`);
   // Which release answers is known only after fetch-ca; an id no release can use is refused now.
-  plugin.checkSettings?.({ purpose: "enroll", deviceId }, flagName);
+  const deviceId = await resolveDeviceId(flags, source, (id) =>
+    plugin.checkSettings?.({ purpose: "enroll", deviceId: id }, flagName),
+  );
+  if (flags.keyType !== undefined && !isKeyType(flags.keyType)) throw usage(`unknown key type '${flags.keyType}'`);
   const { profileSans } = await import("../../broker/profiles.js");
   const sans = profileSans(
     flags.profile ?? "generic",

@@ -6,7 +6,7 @@ import { commandExitCodes } from "../exit-codes.js";
 import { usage } from "../hints.js";
 import { flagName } from "../names.js";
 import { addOptions } from "../options.js";
-import { exitCodesHelp, printResult, say } from "../output.js";
+import { exitCodesHelp, printResult, say, tell } from "../output.js";
 import { applyRecorded } from "../remembered.js";
 import type { CliState } from "../state.js";
 
@@ -55,7 +55,7 @@ export function exportCommand(state: CliState): Command {
         name: flagName,
       });
       const result = await agent.export({ to: where.to, format: flags.format });
-      say(describeExport(result));
+      tell(flags, describeExport(result));
       if (flags.json) printResult("export", result);
       state.exitCode = 0;
     });

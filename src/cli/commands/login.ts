@@ -18,7 +18,7 @@ import { usage } from "../hints.js";
 import { boundedRead, parseDuration } from "../inputs.js";
 import { flagName } from "../names.js";
 import { addOptions } from "../options.js";
-import { exitCodesHelp, printResult, say } from "../output.js";
+import { exitCodesHelp, printResult, say, tell } from "../output.js";
 import { login } from "../secrets.js";
 import type { CliState } from "../state.js";
 
@@ -82,7 +82,7 @@ async function runLogin(command: Command, state: CliState): Promise<number> {
   try {
     const { session, username } = await agent.login();
     await writeSecretFile(flags.tokenFile, `${session.jwt}\n`);
-    report(session, username, resolve(flags.tokenFile), flags.json ? retries : undefined);
+    report(session, username, resolve(flags.tokenFile), flags.json ? retries : undefined, flags);
     return 0;
   } finally {
     interrupt.dispose();
@@ -91,7 +91,13 @@ async function runLogin(command: Command, state: CliState): Promise<number> {
 }
 
 /** Says how long the token lives and where it is (and with --json prints it). */
-function report(session: Session, username: string, tokenFile: string, retries: RetryInfo[] | undefined): void {
+function report(
+  session: Session,
+  username: string,
+  tokenFile: string,
+  retries: RetryInfo[] | undefined,
+  flags: { quiet?: boolean },
+): void {
   const seconds = session.expiresAt
     ? Math.max(0, Math.round((session.expiresAt.getTime() - Date.now()) / 1000))
     : undefined;
@@ -99,7 +105,8 @@ function report(session: Session, username: string, tokenFile: string, retries: 
     seconds === undefined
       ? "with no expiry given"
       : `valid for ${Math.floor(seconds / 60)} min ${seconds % 60} s, until ${session.expiresAt!.toISOString()}`;
-  say(
+  tell(
+    flags,
     `logged in as ${username}${session.tenant ? ` (tenant ${session.tenant})` : ""}; the token is ${lifetime}; written to ${tokenFile} (mode 0600)`,
   );
   if (retries)

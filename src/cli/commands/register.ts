@@ -19,9 +19,8 @@ import { usage } from "../hints.js";
 import { boundedRead, parseDuration } from "../inputs.js";
 import { flagName } from "../names.js";
 import { addOptions } from "../options.js";
-import { exitCodesHelp, holdSecret, printResult, say } from "../output.js";
+import { exitCodesHelp, holdSecret, printResult, say, tell } from "../output.js";
 import { events } from "../progress.js";
-import { isInteractive } from "../prompts.js";
 import { login, passwordBesideToken, tokenSession } from "../secrets.js";
 import type { CliState } from "../state.js";
 
@@ -104,9 +103,10 @@ async function runRegister(command: Command, state: CliState): Promise<number> {
     const result = await agent.register({
       chain,
       rootCaFingerprint: root,
-      onEvent: events(state, isInteractive(flags)),
+      onEvent: events(state, flags),
     });
-    say(
+    tell(
+      flags,
       result.status === "registered"
         ? `registered certificate ${result.fingerprint} for device '${deviceId}'`
         : `certificate ${result.fingerprint} was registered for device '${deviceId}' already; nothing to do`,
@@ -149,8 +149,9 @@ async function checkRegisterFlags(
   const plugin = protocolNamed(flags.api ?? "auto");
   refuseLacking(plugin, "register", flags.api ?? "auto");
   const baseUrl = await resolvePlatformUrl(flags);
-  const deviceId = await resolveDeviceId(flags, source);
-  plugin.checkSettings?.({ purpose: "register", deviceId }, flagName);
+  const deviceId = await resolveDeviceId(flags, source, (id) =>
+    plugin.checkSettings?.({ purpose: "register", deviceId: id }, flagName),
+  );
   const root = normalized && normalized.match(/../g)!.join(":");
   const chain = await checkChain(await readChain(flags.certChain), flags.certChain, {
     deviceId,

@@ -58,7 +58,7 @@ export function verifyCommand(state: CliState): Command {
         clock: state.inject?.clock,
         name: flagName,
       });
-      const stages = await agent.verify({ onEvent: events(state, false) });
+      const stages = await agent.verify({ onEvent: events(state, flags, false) });
       if (flags.json) printResult("verify", { deviceId, broker: flags.broker, stages });
       state.exitCode = 0;
     });

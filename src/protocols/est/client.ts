@@ -230,11 +230,18 @@ export class EstClient implements ProtocolClient {
         { step: "submit-csr", reason: "deadline", facts: { ...estFacts(reply), pendingApproval: true } },
       );
     }
-    await sleep(waitMs, undefined, { signal: this.opts.signal }).catch(() => {
-      throw this.opts.signal?.reason instanceof CertRetrieverError
-        ? this.opts.signal.reason
-        : new CertRetrieverError("submit-csr failed: interrupted", { step: "submit-csr", reason: "interrupted" });
+    const waited = client.waiting({
+      step: "submit-csr",
+      what: "the EST server to approve the request (HTTP 202)",
+      until: Date.now() + waitMs,
     });
+    await sleep(waitMs, undefined, { signal: this.opts.signal })
+      .catch(() => {
+        throw this.opts.signal?.reason instanceof CertRetrieverError
+          ? this.opts.signal.reason
+          : new CertRetrieverError("submit-csr failed: interrupted", { step: "submit-csr", reason: "interrupted" });
+      })
+      .finally(waited);
   }
 
   private url(operation: string): URL {
