@@ -219,7 +219,7 @@ describe.skipIf(!ready)(
     });
 
     it.skipIf(!haveTool("tmux"))(
-      "at a terminal the PIN is asked for, masked, before the platform; a wrong one is exit 32",
+      "at a terminal the PIN is asked for, masked, before the platform; a wrong one is asked again, and the third is exit 32",
       async () => {
         const dir = await tempDir();
         await writeFile(join(dir, "pw"), lab.password, { mode: 0o600 });
@@ -242,10 +242,13 @@ describe.skipIf(!ready)(
           const done = await term.waitFor(/EXIT=\d+/);
           expect(done).toMatch(/enrolled device '7e7e01'/);
           expect(done).toMatch(/EXIT=0/);
-          // The second run: a wrong PIN.
+          // The second run: a wrong PIN, three times (it is asked again twice, as the password is).
           await term.waitFor(/EXIT=0[\s\S]*PIN for token 'device':/);
-          term.type("000000");
-          term.send("Enter");
+          for (const attempt of [2, 3, undefined]) {
+            term.type("000000");
+            term.send("Enter");
+            if (attempt !== undefined) await term.waitFor(new RegExp(`try again \\(${attempt} of 3\\)`));
+          }
           const wrong = await term.waitFor(/EXIT=0[\s\S]*EXIT=\d+/);
           expect(wrong).toMatch(/token 'device' refused the PIN from the PIN typed: CKR_PIN_INCORRECT/);
           expect(wrong).toMatch(/EXIT=32/);

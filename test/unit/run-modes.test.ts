@@ -349,7 +349,7 @@ describe("factory token reuse: login once, enroll many", () => {
       join(dir, "o"),
     ]);
     expect(run.code).toBe(19);
-    expect(run.stderr).toMatch(/fetch-ca failed: .*HTTP 401: Invalid signature/);
+    expect(run.stderr).toMatch(/fetch-ca failed: .*HTTP 403: Invalid signature/);
     expect(run.stderr).toMatch(/cert-retriever login/);
   });
 });
