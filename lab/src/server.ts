@@ -85,6 +85,11 @@ export interface LabOptions {
    * configures it (an expired token passes); `["exp"]` refuses one, as a gateway configured so does.
    */
   claimsToVerify?: readonly "exp"[];
+  /**
+   * Which ejbca-rest `/sign` answers (`--api legacy`): v0.4.3's (default), which signs for a NEW end
+   * entity only, or v0.5.0-alpha.1's, which first resets the entity to NEW itself.
+   */
+  ejbcaRestVersion?: "v0.4" | "v0.5";
   /** Scripted faults, for testing clients against a misbehaving platform. */
   faults?: LabFault[];
   /** Kong's limit on /auth (dojot: 5/min and 40/h); off when absent. */
@@ -617,6 +622,16 @@ async function signCsr(
   if (!hasPasswd || !hasCsr) {
     // EJBCA-REST checks with "and", so one missing field is an unhandled KeyError: Flask's 500 page.
     return sendFlaskError(res);
+  }
+  if (opts.ejbcaRestVersion === "v0.5") {
+    // ejbca-rest v0.5.0-alpha.1 `RESTmain.py` `pkcs10Request`: `findUserandReset` first, which
+    // answers 400 "User not found to renew.." for no entity, and sets any other status to NEW (10).
+    const known = entityOf((await loadState(opts.dir))!, cname);
+    if (!known) return send(res, 400, { message: "User not found to renew..", status: 400 });
+    await updateState(opts.dir, (s) => {
+      const e = entityOf(s, cname);
+      if (e) e.status = 10;
+    });
   }
   const state = (await loadState(opts.dir))!;
   const entity = entityOf(state, cname) ?? (opts.autoRegister ? newEndEntity() : undefined);

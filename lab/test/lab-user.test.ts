@@ -278,6 +278,26 @@ describe("EJBCA-REST (--api legacy): GET /user, POST /user, GET /ca, DELETE /ca/
   });
 });
 
+describe("EJBCA-REST v0.5.0-alpha.1 (--ejbca-rest-version v0.5): /sign resets the end entity to NEW first", () => {
+  it("a GENERATED entity signs again; an unknown one is 400 'User not found to renew..'", async () => {
+    const lab = await startTestLab({ ejbcaRestVersion: "v0.5" });
+    try {
+      await lab.addDevice("v05dev");
+      const jwt = await login(lab);
+      expect((await sign(lab, jwt, "v05dev")).status).toBe(200);
+      expect((await userOf(lab, jwt, "v05dev")).status).toBe(40);
+      const again = await sign(lab, jwt, "v05dev");
+      expect(again.status, again.text).toBe(200);
+      expect(await sign(lab, jwt, "nobody")).toMatchObject({
+        status: 400,
+        text: '{"message":"User not found to renew..","status":400}',
+      });
+    } finally {
+      await lab.stop();
+    }
+  });
+});
+
 describe("x509-identity-mgmt (--api x509): a certificate issued under a fault is recorded", () => {
   let lab: TestLab;
   let jwt: string;

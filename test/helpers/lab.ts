@@ -51,6 +51,7 @@ export async function startTestLab(
     est?: EstLabOptions;
     faults?: LabOptions["faults"];
     forceCrlRenew?: boolean;
+    ejbcaRestVersion?: LabOptions["ejbcaRestVersion"];
   } = {},
 ): Promise<TestLab> {
   const dir = await labDir("cr-lab-", opts.caSet);
@@ -71,6 +72,7 @@ export async function startTestLab(
     est: opts.est,
     faults: opts.faults,
     forceCrlRenew: opts.forceCrlRenew,
+    ejbcaRestVersion: opts.ejbcaRestVersion,
   });
   return {
     ...lab,

@@ -180,3 +180,20 @@ describe("a certificate issued and not stored, and the rerun", () => {
     expect(await listFiles(out)).toContain(`${DEVICE}.crt`);
   });
 });
+
+describe("EJBCA-REST v0.5.0-alpha.1, whose /sign resets the end entity itself", () => {
+  it("renewal and --force enroll; an unknown device is still found before any key", async () => {
+    const v05 = await lab({ ejbcaRestVersion: "v0.5" });
+    await v05.addDevice("d0d0c1");
+    const out = join(await tempDir(), "certs");
+    expect((await enrollCli(v05.url, v05, "d0d0c1", out)).code).toBe(0);
+    const renewed = await enrollCli(v05.url, v05, "d0d0c1", out, ["--renew-before", "731d", "--json"]);
+    expect(renewed.code, renewed.stderr).toBe(0);
+    expect(JSON.parse(renewed.stdout).previous).toMatchObject({ revoked: "revoked" });
+    const forced = await enrollCli(v05.url, v05, "d0d0c1", out, ["--force"]);
+    expect(forced.code, forced.stderr).toBe(0);
+    const unknown = await enrollCli(v05.url, v05, "d0d0c2", join(await tempDir(), "certs"));
+    expect(unknown.code).toBe(13);
+    expect(unknown.stderr).toMatch(/the platform has no end entity for device 'd0d0c2'.*no key was made/);
+  });
+});

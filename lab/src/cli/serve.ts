@@ -69,6 +69,7 @@ interface ServeFlags extends EstFlags {
   autoRegister?: boolean;
   tokenLifetime: string;
   kongChecksExpiry?: boolean;
+  ejbcaRestVersion: "v0.4" | "v0.5";
   certLifetime?: string;
   forceCrlRenew?: boolean;
   fault: string[];
@@ -98,6 +99,14 @@ export function serveCommand(): Command {
     )
     .option("--auto-register", "create the end entity on the first signing request for an unknown device")
     .option("--token-lifetime <seconds>", "JWT lifetime", "420")
+    .addOption(
+      new Option(
+        "--ejbca-rest-version <version>",
+        "EJBCA-REST's /sign as v0.4.3 answers it (an end entity must be NEW) or as v0.5.0-alpha.1 does (it resets the entity to NEW first)",
+      )
+        .choices(["v0.4", "v0.5"])
+        .default("v0.4"),
+    )
     .option(
       "--kong-checks-expiry",
       'Kong refuses an expired JWT (401 {"exp":"token expired"}), as its jwt plugin does with config.claims_to_verify=exp; dojot\'s own Kong configuration lets one through',
@@ -199,6 +208,7 @@ async function labOptions(flags: ServeFlags): Promise<LabOptions> {
     adminPassword: process.env.CERT_RETRIEVER_LAB_PASSWORD || undefined,
     tokenLifetime,
     claimsToVerify: flags.kongChecksExpiry ? ["exp"] : [],
+    ejbcaRestVersion: flags.ejbcaRestVersion,
     faults: flags.fault.map(checked(parseFault)),
     authRateLimit: authRateLimit(flags, exposedHosts(flags.api, host, est).length > 0),
     api: flags.api,
