@@ -6,7 +6,9 @@ import { chmod, readFile, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runCli } from "../helpers/cli.js";
+import { enrollCli, listFiles } from "../helpers/enroll.js";
 import { DEVICE, device, type EstLab, enrollEst, estLab } from "../helpers/est-lab.js";
+import { startTestLab, tempDir } from "../helpers/lab.js";
 
 let lab: EstLab;
 beforeAll(async () => {
@@ -110,5 +112,38 @@ describe("the settings recorded at enrollment", () => {
     expect(run.stderr).toContain(`refusing ${recordOf(out)}`);
     const exported = await runCli(["export", "--device-id", DEVICE, "--out", out, "--to", join(out, "..", "copies")]);
     expect(exported.code).toBe(15);
+  });
+});
+
+describe("check on a dojot device, its platform recorded", () => {
+  it("without a user or token reads the cached CRL only, saying nothing of the platform; with a user it asks the platform", async () => {
+    const x509 = await startTestLab({ api: "x509", autoRegister: true });
+    try {
+      const out = join(await tempDir(), "certs");
+      expect((await enrollCli(x509.url, x509, "ab12cd", out)).code).toBe(0);
+      const bare = await runCli(["check", "--device-id", "ab12cd", "--out", out]);
+      expect(bare.code, bare.stderr).toBe(1);
+      // As before settings were recorded: the cache, which no run has filled yet.
+      expect(bare.stderr).toMatch(/revocation could not be checked: no CRL has been fetched yet\n$/);
+      expect(bare.stderr).not.toMatch(/platform user/);
+      expect(await listFiles(out)).not.toContain("IOTmidCA.crl");
+      const pw = join(await tempDir(), "pw");
+      await writeFile(pw, x509.password, { mode: 0o600 });
+      const online = await runCli([
+        "check",
+        "--device-id",
+        "ab12cd",
+        "--out",
+        out,
+        "--username",
+        "admin",
+        "--password-file",
+        pw,
+      ]);
+      expect(online.code, online.stderr).toBe(1);
+      expect(await listFiles(out)).toContain("IOTmidCA.crl");
+    } finally {
+      await x509.stop();
+    }
   });
 });

@@ -98,7 +98,11 @@ async function runCheck(command: Command, state: CliState): Promise<number> {
   // A wrong EST URL is a setting to fix, not a revocation that could not be checked.
   if (plugin.checkUrl && flags.platform) plugin.checkUrl(await resolvePlatformUrl(flags));
   const interrupt = onInterrupt();
-  const online = flags.platform !== undefined && flags.revocation === "auto";
+  // A platform known only from the device's record is asked when something to log in with is given
+  // too (a user or a token): a bare `check --device-id` reads the cached CRL, as it always did.
+  const loginGiven = flags.username !== undefined || flags.tokenFile !== undefined;
+  const recordedOnly = source("platform") === "recorded" && plugin.lacks?.login === undefined && !loginGiven;
+  const online = flags.platform !== undefined && flags.revocation === "auto" && !recordedOnly;
   const settings: AgentSettings = {
     device: { id: deviceId },
     store,
