@@ -333,7 +333,7 @@ describe("factory token reuse: login once, enroll many", () => {
     expect(refused.stderr).toMatch(/log in once with 'cert-retriever login' and use --token-file/);
   });
 
-  it("a token the platform refuses (forged) is exit 19 with the hint to log in again (an expired one: classification.test.ts)", async () => {
+  it("a token the platform refuses (forged: Kong 0.11's 403 'Invalid signature', not a missing permission) is exit 19 with the hint to log in again (an expired one: classification.test.ts)", async () => {
     const dir = await tempDir();
     const forged = `${Buffer.from('{"alg":"HS256"}').toString("base64url")}.${Buffer.from(JSON.stringify({ service: "admin", exp: Math.floor(Date.now() / 1000) + 600 })).toString("base64url")}.c2lnbmF0dXJl`;
     await writeFile(join(dir, "t"), forged, { mode: 0o600 });
