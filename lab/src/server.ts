@@ -642,7 +642,12 @@ async function signCsr(
   if (!entity) return soap("Wrong username or password");
   const wrongToken = tokenRefusal(cname, entity);
   if (wrongToken) return soap(wrongToken);
-  const csrText = typeof input.certificate === "string" ? input.certificate.replace(/\s+/g, "") : "";
+  // EJBCA reads the request's bytes through `RequestMessageUtils.getRequestBytes`, which drops PEM's
+  // BEGIN/END lines (CERTIFICATE REQUEST or NEW CERTIFICATE REQUEST): a PEM CSR is taken as base64 DER is.
+  const csrText =
+    typeof input.certificate === "string"
+      ? input.certificate.replace(/-----(BEGIN|END) [A-Z ]+-----/g, "").replace(/\s+/g, "")
+      : "";
   if (!/^[A-Za-z0-9+/]+={0,2}$/.test(csrText)) return soap("Error decoding PKCS10 request: not base64.");
   const csrDer = new Uint8Array(Buffer.from(csrText, "base64"));
   try {

@@ -278,6 +278,22 @@ describe("EJBCA-REST (--api legacy): GET /user, POST /user, GET /ca, DELETE /ca/
   });
 });
 
+describe("EJBCA-REST /sign takes a PEM CSR as EJBCA does", () => {
+  it("the CSR with its BEGIN/END CERTIFICATE REQUEST lines is signed", async () => {
+    const lab = await startTestLab();
+    try {
+      await lab.addDevice("pemcsr");
+      const jwt = await login(lab);
+      const der = await csr();
+      const pem = `-----BEGIN CERTIFICATE REQUEST-----\n${der.match(/.{1,64}/g)!.join("\n")}\n-----END CERTIFICATE REQUEST-----\n`;
+      const reply = await call(lab, jwt, "POST", "/sign/pemcsr/pkcs10", { passwd: "dojot", certificate: pem });
+      expect(reply.status, reply.text).toBe(200);
+    } finally {
+      await lab.stop();
+    }
+  });
+});
+
 describe("EJBCA-REST v0.5.0-alpha.1 (--ejbca-rest-version v0.5): /sign resets the end entity to NEW first", () => {
   it("a GENERATED entity signs again; an unknown one is 400 'User not found to renew..'", async () => {
     const lab = await startTestLab({ ejbcaRestVersion: "v0.5" });
