@@ -183,11 +183,14 @@ async function serve(flags: ServeFlags): Promise<void> {
         : `--listen ${flags.listen}`;
     throw usage(`cannot listen on ${flag}: ${err.message}`, "choose another port, or 0 for a free one");
   });
-  announce(flags, running);
-  await new Promise<void>((resolve) => {
+  // The signals are taken before the URL is printed: a caller that stops the lab as soon as it
+  // reads the URL must find it listening for them (on Linux a pipe's write is synchronous).
+  const stopped = new Promise<void>((resolve) => {
     process.once("SIGINT", resolve);
     process.once("SIGTERM", resolve);
   });
+  announce(flags, running);
+  await stopped;
   await running.close();
 }
 
