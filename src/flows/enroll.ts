@@ -90,7 +90,7 @@ export async function dryRun(ctx: EnrollContext, opts: { force?: boolean } = {})
     if (decision.action === "keep") return { ...base, action: "keep", notAfter: decision.result.notAfter, steps: [] };
     const plan = decision.action === "renew" ? renewalPlan(stored, decision.stillGood) : {};
     const run = new StepRunner(ENROLL_STEPS, ctx.emit, ctx.signal);
-    const { proto, caChain, replacing, keyType } = await prepare(ctx, run, stored, plan);
+    const { proto, caChain, replacing, keyType } = await prepare(ctx, run, stored);
     const current = plan.current?.(proto, replacing);
     const sans = current
       ? (current.cert

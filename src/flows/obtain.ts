@@ -44,10 +44,8 @@ interface Current {
   cert: x509.X509Certificate;
 }
 
-/** What a flow adds to obtaining credentials: a renewal's refusal before any key is made, and its current credentials. */
+/** What a flow adds to obtaining credentials: a renewal's current credentials. */
 export interface ObtainPlan {
-  /** After fetch-ca: throws when this cannot go on. `replacing`: the stored certificate is the fetched CA's. */
-  beforeKey?(proto: ProtocolClient, replacing: boolean): void;
   /** After generate-key: the current credentials to authenticate the request with, if any. */
   current?(proto: ProtocolClient, replacing: boolean): Current | undefined;
 }
@@ -81,15 +79,10 @@ export interface Prepared {
 
 /**
  * authenticate and fetch-ca, then the pre-flight before any key is made or request sent: the
- * clock (in fetch-ca), the flow's own refusal, what the platform asks of the CSR and whether it
+ * clock (in fetch-ca), what the platform asks of the CSR and whether it
  * takes the key type, and room in the store.
  */
-export async function prepare(
-  ctx: EnrollContext,
-  run: StepRunner<EnrollStep>,
-  stored: Stored,
-  plan: ObtainPlan = {},
-): Promise<Prepared> {
+export async function prepare(ctx: EnrollContext, run: StepRunner<EnrollStep>, stored: Stored): Promise<Prepared> {
   const live = await authenticate(run, "authenticate", () =>
     openSession(ctx.client, { login: ctx.login, token: ctx.token }, ctx.now()),
   );
@@ -97,7 +90,6 @@ export async function prepare(
   const replacing =
     stored.cert !== undefined &&
     sameBytes(stored.cert.issuerName.toArrayBuffer(), caChain[0]!.subjectName.toArrayBuffer());
-  plan.beforeKey?.(proto, replacing);
   const keyType = await chooseKeyType(ctx, proto, live, { earlier: await readIssueJournal(ctx.store), replacing });
   await ctx.store.preflight?.();
   return { live, proto, caChain, replacing, keyType };
@@ -112,7 +104,7 @@ export async function obtain(
   plan: ObtainPlan = {},
   progress: { issued?: IssuedHere } = {},
 ): Promise<Obtained> {
-  const { live, proto, caChain, replacing, keyType } = await prepare(ctx, run, stored, plan);
+  const { live, proto, caChain, replacing, keyType } = await prepare(ctx, run, stored);
   const key = await run.run(
     "generate-key",
     () => generateKey(ctx, tx, keyType.type),
@@ -130,26 +122,7 @@ export async function obtain(
         ? `CSR for ${displayName(current.cert.subjectName)}, the names of the certificate it renews`
         : `CSR for CN=${ctx.device.id}`,
   );
-  // From here until the certificate is stored, a journal says that one may have been issued (for a platform whose next run needs to know).
-  const journal = proto.enroll.unstored?.journal === true;
-  if (journal) await writeIssueJournal(ctx.store, proto.name, ctx.now());
-  const signed = await run.run(
-    "submit-csr",
-    () =>
-      live
-        .use((session) =>
-          submit(proto, session, { deviceId: ctx.device.id, csrDer: new Uint8Array(csr.rawData) }, current, (i) => {
-            progress.issued = { der: i.der, proto, session };
-          }),
-        )
-        .catch(async (err: unknown) => {
-          // The platform answered, and not with a certificate: none was issued.
-          if (journal && err instanceof CertRetrieverError && err.facts.status !== undefined)
-            await clearIssueJournal(ctx.store);
-          throw err;
-        }),
-    ({ cert }) => `certificate ${cert.serialNumber} issued`,
-  );
+  const signed = await submitStep(ctx, run, live, proto, new Uint8Array(csr.rawData), current, progress);
   progress.issued = { der: signed.issued.der, cert: signed.cert, proto, session: live.session };
   await run.run(
     "validate",
@@ -166,6 +139,41 @@ export async function obtain(
     (b) => b.detail,
   );
   return { session: live.session, proto, caChain, key, cert: signed.cert, issued: signed.issued, binding, replacing };
+}
+
+/**
+ * submit-csr, with the journal that says until the certificate is stored that one may have been
+ * issued (for a platform whose next run needs to know), and `progress` told of what was issued,
+ * even when it cannot be read.
+ */
+async function submitStep(
+  ctx: EnrollContext,
+  run: StepRunner<EnrollStep>,
+  live: LiveSession,
+  proto: ProtocolClient,
+  csrDer: Uint8Array,
+  current: Current | undefined,
+  progress: { issued?: IssuedHere },
+): Promise<{ issued: Issued; cert: x509.X509Certificate }> {
+  const journal = proto.enroll.unstored?.journal === true;
+  if (journal) await writeIssueJournal(ctx.store, proto.name, ctx.now());
+  return run.run(
+    "submit-csr",
+    () =>
+      live
+        .use((session) =>
+          submit(proto, session, { deviceId: ctx.device.id, csrDer }, current, (i) => {
+            progress.issued = { der: i.der, proto, session };
+          }),
+        )
+        .catch(async (err: unknown) => {
+          // The platform answered, and not with a certificate: none was issued.
+          if (journal && err instanceof CertRetrieverError && err.facts.status !== undefined)
+            await clearIssueJournal(ctx.store);
+          throw err;
+        }),
+    ({ cert }) => `certificate ${cert.serialNumber} issued`,
+  );
 }
 
 /** fetch-ca: the CA chain, checked against the pin and its own signatures before it may vouch for anything; and the client that answered. */

@@ -1,8 +1,7 @@
 /**
  * Renewal: new credentials for ones in their renewal window (or revoked), made with a new key.
  * Where the protocol re-enrolls by the current certificate (EST), still-good credentials
- * authenticate their own renewal and the new certificate keeps their names; where it cannot
- * renew at all without the platform's operator (EJBCA-REST), it says so before any key is made.
+ * authenticate their own renewal and the new certificate keeps their names.
  */
 import { isKeyUri } from "../keys/pkcs11-uri.js";
 import type { Stored } from "./decide.js";
@@ -11,11 +10,6 @@ import type { ObtainPlan } from "./obtain.js";
 /** What a renewal adds to obtaining credentials. `stillGood`: the stored ones are valid now and not revoked. */
 export function renewalPlan(stored: Stored, stillGood: boolean): ObtainPlan {
   return {
-    beforeKey(proto, replacing) {
-      const refusal =
-        replacing && stored.cert ? proto.renewal?.refuse?.({ notAfter: stored.cert.notAfter }) : undefined;
-      if (refusal) throw refusal;
-    },
     // A token key cannot go into Node's TLS: only a key file authenticates a re-enrollment.
     current(proto, replacing) {
       if (

@@ -161,12 +161,6 @@ export interface ReenrollCapability {
   keptNames(asked: string[]): string;
 }
 
-/** What a protocol says about renewing a certificate it issued. */
-export interface RenewalCapability {
-  /** Why a renewal cannot be made here (before any key is made), or undefined. */
-  refuse?(stored: { notAfter: Date }): CertRetrieverError | undefined;
-}
-
 /**
  * A protocol client, opened for one run. Capabilities are present or absent; the flows test
  * presence, never the protocol's name.
@@ -183,7 +177,6 @@ export interface ProtocolClient {
   trust: TrustCapability;
   enroll: EnrollCapability;
   reenroll?: ReenrollCapability;
-  renewal?: RenewalCapability;
   /** After validation, before anything is written: ties the certificate to the device where the platform needs it. */
   bind?(session: Session, issued: Issued, deviceId: string): Promise<Binding>;
   /** Removes a certificate the platform issued, which revokes it. */
