@@ -13,7 +13,7 @@ import type { ExportResult } from "./flows/export.js";
 import type { CheckedChain, RegisterEvent, RegisterResult } from "./flows/register.js";
 import type { EnrollResult } from "./flows/result.js";
 import type { StatusContext, StatusResult } from "./flows/status.js";
-import type { BrokerEvent } from "./flows/steps.js";
+import type { BrokerEvent, NoteEvent } from "./flows/steps.js";
 import type { BrokerSettings, VerifyContext } from "./flows/verify.js";
 import type { KeyStore } from "./keys/key-store.js";
 import type { KeySettings } from "./keys/open.js";
@@ -54,7 +54,10 @@ export interface Agent {
    */
   export(opts: { to: string; format?: CopyFormat }): Promise<ExportResult>;
   /** Connects to the broker with the stored identity and reports each stage. */
-  verify(opts?: { broker?: BrokerSettings; onEvent?: (event: BrokerEvent) => void }): Promise<StageReport[]>;
+  verify(opts?: {
+    broker?: BrokerSettings;
+    onEvent?: (event: BrokerEvent | NoteEvent) => void;
+  }): Promise<StageReport[]>;
   /** Logs in and returns the session (its token, tenant and expiry) and the user. */
   login(): Promise<{ session: Session; username: string }>;
   /** Ends what the agent opened (HTTP connections). */
@@ -142,7 +145,9 @@ class AgentImpl implements Agent {
     });
   }
 
-  async verify(opts: { broker?: BrokerSettings; onEvent?: (event: BrokerEvent) => void } = {}): Promise<StageReport[]> {
+  async verify(
+    opts: { broker?: BrokerSettings; onEvent?: (event: BrokerEvent | NoteEvent) => void } = {},
+  ): Promise<StageReport[]> {
     const { verifyStored } = await import("./flows/verify.js");
     return verifyStored(await this.verifyContext(opts.broker, opts.onEvent), await this.parts.store());
   }
@@ -328,7 +333,7 @@ class AgentImpl implements Agent {
 
   private async verifyContext(
     broker: BrokerSettings | undefined,
-    emit: ((event: BrokerEvent) => void) | undefined,
+    emit: ((event: BrokerEvent | NoteEvent) => void) | undefined,
   ): Promise<VerifyContext> {
     const chosen = broker ?? (await resolve(this.settings.broker));
     if (!chosen)
@@ -338,7 +343,14 @@ class AgentImpl implements Agent {
         facts: { field: "broker" },
       });
     const key = isKeyStore(this.settings.key) ? {} : (this.settings.key ?? {});
-    return { deviceId: this.settings.device.id, broker: chosen, key, emit: emit ?? (() => {}), name: this.parts.name };
+    return {
+      deviceId: this.settings.device.id,
+      broker: chosen,
+      key,
+      emit: emit ?? (() => {}),
+      name: this.parts.name,
+      now: this.parts.clock,
+    };
   }
 
   private async statusContext(online: boolean): Promise<StatusContext> {

@@ -1,5 +1,5 @@
 import { createPublicKey, randomBytes } from "node:crypto";
-import { open, readFile } from "node:fs/promises";
+import { link, open, readFile, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { type CryptoProvider, toPem } from "cert-retriever";
 import * as x509 from "./x509.js";
@@ -95,22 +95,79 @@ const UID_OID = "0.9.2342.19200300.100.1.1";
 /** Loads the CA of `kind` from `dir`, or creates it there (key 0600, certificate) on first use. */
 export async function loadOrCreateCa(dir: string, crypto: CryptoProvider, kind: LabCaKind = "legacy"): Promise<LabCa> {
   const files = CA_FILES[kind];
-  const keyPath = join(dir, files.key);
-  const certPath = join(dir, files.cert);
-  try {
-    const [keyPem, certPem] = await Promise.all([readFile(keyPath, "utf8"), readFile(certPath, "utf8")]);
-    const key = await crypto.subtle.importKey("pkcs8", x509.PemConverter.decodeFirst(keyPem), RSA_SHA256, false, [
-      "sign",
-    ]);
-    return { name: files.name, cert: new x509.X509Certificate(certPem), key };
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
-  }
+  const paths = { key: join(dir, files.key), cert: join(dir, files.cert) };
+  const found = await readCa(files.name, paths, crypto);
+  if (found) return found;
   const issuer = files.parent ? await loadOrCreateCa(dir, crypto, files.parent) : undefined;
   const { cert, keys } = await createCa(files.dn(), crypto, files.size, issuer);
-  await writeNew(keyPath, await privateKeyPem(keys.privateKey, crypto), 0o600);
-  await writeNew(certPath, toPem(cert.rawData, "CERTIFICATE"), 0o644);
-  return { name: files.name, cert, key: keys.privateKey };
+  const made = { key: await privateKeyPem(keys.privateKey, crypto), cert: toPem(cert.rawData, "CERTIFICATE") };
+  if (await publishCa(paths, made)) return { name: files.name, cert, key: keys.privateKey };
+  // Another process (`lab serve` beside `lab server-cert`) made it first: use theirs.
+  const theirs = await readCa(files.name, paths, crypto);
+  if (!theirs) throw new Error(`${paths.key} vanished while the lab was making its CA`);
+  return theirs;
+}
+
+/** How long a CA whose key is there but whose certificate is not yet (another process is linking it) is waited for. */
+const CA_WAIT_MS = 10_000;
+
+/**
+ * The CA in the lab directory, or undefined when it has none. The key is linked in first (see
+ * {@link publishCa}): a key without its certificate is a CA another process is finishing, waited for.
+ */
+async function readCa(
+  name: string,
+  paths: { key: string; cert: string },
+  crypto: CryptoProvider,
+): Promise<LabCa | undefined> {
+  const since = Date.now();
+  for (;;) {
+    const [keyPem, certPem] = await Promise.all([readIfThere(paths.key), readIfThere(paths.cert)]);
+    if (keyPem === undefined) return undefined;
+    if (certPem !== undefined) {
+      const key = await crypto.subtle.importKey("pkcs8", x509.PemConverter.decodeFirst(keyPem), RSA_SHA256, false, [
+        "sign",
+      ]);
+      return { name, cert: new x509.X509Certificate(certPem), key };
+    }
+    if (Date.now() - since > CA_WAIT_MS)
+      throw new Error(`${paths.key} has no certificate beside it (${paths.cert}): remove the key to make a new CA`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+/** A file's text, or undefined when it does not exist. */
+async function readIfThere(path: string): Promise<string | undefined> {
+  try {
+    return await readFile(path, "utf8");
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+    throw err;
+  }
+}
+
+/**
+ * Puts a new CA in place without clobbering one another process made meanwhile: both files are
+ * written whole under names of their own, then linked to theirs, the key first (link fails if the
+ * name exists). False when another CA's key was there first.
+ */
+async function publishCa(paths: { key: string; cert: string }, pems: { key: string; cert: string }): Promise<boolean> {
+  const tag = `.${process.pid}.${randomBytes(6).toString("hex")}.tmp`;
+  const temp = { key: paths.key + tag, cert: paths.cert + tag };
+  try {
+    await writeNew(temp.key, pems.key, 0o600);
+    await writeNew(temp.cert, pems.cert, 0o644);
+    try {
+      await link(temp.key, paths.key);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "EEXIST") return false;
+      throw err;
+    }
+    await link(temp.cert, paths.cert);
+    return true;
+  } finally {
+    await Promise.all([rm(temp.key, { force: true }), rm(temp.cert, { force: true })]);
+  }
 }
 
 /** The EST server's PKI from `dir` (made there on first use): the root, and the issuing CA it signed. */

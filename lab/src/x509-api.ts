@@ -314,7 +314,8 @@ function issuedRecord(
 /**
  * EJBCA signs the CSR with the X509Identity profile, for `certLifetime` or `VALIDITY_DAYS`, the
  * times kept to the minute as EJBCA keeps the start and end times the service sends (the issued
- * certificates read hh:mm:00); a `sign` fault changes what it says.
+ * certificates read hh:mm:00), a `certLifetime` rounded up to the minute so that the certificate is
+ * valid when issued and for at least that long; a `sign` fault changes what it says.
  */
 async function issue(
   csr: x509.Pkcs10CertificateRequest,
@@ -323,8 +324,11 @@ async function issue(
   fault: FaultKind | undefined,
 ): Promise<x509.X509Certificate> {
   const { signer, overrides } = await certificateFault(fault, ctx.ca, ctx.otherCa, ctx.opts.crypto);
-  const toMinute = (t: number) => Math.floor(t / 60_000) * 60_000;
+  const toMinute = (t: number, up = false) => (up ? Math.ceil : Math.floor)(t / 60_000) * 60_000;
   const sent = Date.now();
+  // The lab's --cert-lifetime ends on the minute after, not before: cut down, a lifetime shorter
+  // than a minute (30s) could end before the certificate is issued.
+  const lifetime = ctx.opts.certLifetime;
   return signAsEjbca(
     {
       ca: signer,
@@ -336,7 +340,9 @@ async function issue(
       ],
       extensionOverride: ctx.opts.extensionOverride,
       notBefore: overrides.notBefore ?? new Date(toMinute(sent)),
-      notAfter: overrides.notAfter ?? new Date(toMinute(sent + (ctx.opts.certLifetime ?? VALIDITY_DAYS * DAY))),
+      notAfter:
+        overrides.notAfter ??
+        new Date(lifetime === undefined ? toMinute(sent + VALIDITY_DAYS * DAY) : toMinute(sent + lifetime, true)),
       publicKey: overrides.publicKey,
     },
     ctx.opts.crypto,

@@ -9,7 +9,17 @@ import {
 import { CertRetrieverError, describeCause, type Reason } from "../errors.js";
 import { bareHost } from "../transport/loopback.js";
 import { probeTlsAlert } from "../transport/tls-probe.js";
-import { connectError, type ProtocolLevel, refusedMqtt5, tlsError, VERSION_NAME, verifyError } from "./errors.js";
+import {
+  closedAfterCertificate,
+  closedUnannounced,
+  connectError,
+  type ProtocolLevel,
+  refusedMqtt5,
+  tlsError,
+  unansweredConnect,
+  VERSION_NAME,
+  verifyError,
+} from "./errors.js";
 import type { MqttVersion } from "./profiles.js";
 import {
   closeSession,
@@ -43,10 +53,22 @@ export interface BrokerCheck {
   servername?: string;
   /** Extra TLS settings a profile asks for (AirVantage: TLS 1.2 and its cipher suites). */
   tls?: Pick<ConnectionOptions, "minVersion" | "maxVersion" | "ciphers">;
-  /** The MQTT version to speak (default auto: 5, then 3.1.1 if the broker refuses 5). */
+  /** The MQTT version to speak (default auto: 5, then 3.1.1 if the broker refuses 5 or leaves it unanswered). */
   mqttVersion?: MqttVersion;
   timeoutMs: number;
+  /** With `auto`: how long an MQTT 5 CONNECT waits for CONNACK before 3.1.1 is tried (default {@link MQTT5_ANSWER_MS}, at most `timeoutMs`). */
+  mqtt5AnswerMs?: number;
 }
+
+/**
+ * With `auto`, how long an MQTT 5 CONNECT waits for an answer before the check asks again in MQTT
+ * 3.1.1: Mosca 2.8.3 neither answers nor closes on a protocol level it cannot parse, and a broker
+ * that speaks MQTT 5 answers a CONNECT on a live connection well within it.
+ */
+export const MQTT5_ANSWER_MS = 3000;
+
+/** Why `auto` spoke MQTT 3.1.1: the broker refused MQTT 5, or did not answer it. */
+type Mqtt5Fallback = "refused" | "unanswered";
 
 /** A stage that passed. */
 export interface StageReport {
@@ -57,6 +79,8 @@ export interface StageReport {
   mqttVersion?: "5" | "3.1.1";
   /** puback: what the broker's answer proves (over 3.1.1 a PUBACK alone proves nothing). */
   delivery?: Delivery;
+  /** connack: why `auto` fell back to MQTT 3.1.1 (absent when it did not). */
+  mqtt5Fallback?: Mqtt5Fallback;
 }
 
 /** Where to connect, from the check's URL and server name. */
@@ -98,8 +122,9 @@ export async function checkBroker(check: BrokerCheck, onStage: (s: StageReport) 
     report({
       stage: "connack",
       ms: elapsed(),
-      detail: `accepted as client '${check.clientId}' (${VERSION_NAME[session.level]}${opened.fellBack ? ", after the broker refused MQTT 5" : ""})`,
+      detail: `accepted as client '${check.clientId}' (${VERSION_NAME[session.level]}${fallbackNote(opened.fellBack, opened.waitedMs)})`,
       mqttVersion: version,
+      ...(opened.fellBack ? { mqtt5Fallback: opened.fellBack } : {}),
     });
     if (check.topic) {
       session = await publishStage(session, check.topic, check.timeoutMs, connect311, (detail, delivery) =>
@@ -112,8 +137,19 @@ export async function checkBroker(check: BrokerCheck, onStage: (s: StageReport) 
   return stages;
 }
 
-/** Opens a session at an MQTT level; `onTcp` is given for the first connection only, whose stages are reported. */
-type Connect = (level: ProtocolLevel, onTcp?: () => void) => Promise<Session>;
+/**
+ * Opens a session at an MQTT level; `onTcp` is given for the first connection only, whose stages
+ * are reported; `connackMs` bounds the wait for CONNACK (default: the check's timeout).
+ */
+type Connect = (level: ProtocolLevel, onTcp?: () => void, connackMs?: number) => Promise<Session>;
+
+/** The CONNACK line's note on a fallback to MQTT 3.1.1. */
+function fallbackNote(fellBack: Mqtt5Fallback | undefined, waitedMs: number): string {
+  if (fellBack === "refused") return ", after the broker refused MQTT 5";
+  if (fellBack === "unanswered")
+    return `, after the broker left an MQTT 5 CONNECT unanswered for ${waitedMs / 1000} s, as Mosca does`;
+  return "";
+}
 
 /** Where the check connects: the URL's host (bare) and port (default 8883), and the name the broker's certificate must carry. */
 function endpointOf(check: BrokerCheck): Endpoint {
@@ -143,10 +179,10 @@ function tlsDetail(tls: TLSSocket, at: Endpoint): string {
 
 /** How the check connects: TCP and TLS (reported through `onTls` on the first connection), then MQTT's CONNECT. */
 function connector(check: BrokerCheck, at: Endpoint, key: ClientKey, onTls: (tls: TLSSocket) => void): Connect {
-  return async (level, onTcp) => {
+  return async (level, onTcp, connackMs = check.timeoutMs) => {
     const tls = await openTls(check, at, key, onTcp);
     if (onTcp) onTls(tls);
-    return openSession(tls, level, check.clientId, check.timeoutMs).catch(async (err: unknown) => {
+    return openSession(tls, level, check.clientId, connackMs).catch(async (err: unknown) => {
       // A reset before CONNACK, right after a TLS 1.3 handshake: ask the broker again, writing nothing, to read its alert.
       if (/^(ECONNRESET|EPIPE)$/.test(String((err as NodeJS.ErrnoException).code ?? ""))) {
         const alert = await probeTlsAlert({
@@ -165,21 +201,27 @@ function connector(check: BrokerCheck, at: Endpoint, key: ClientKey, onTls: (tls
   };
 }
 
-/** The first session: at the wanted level, or (auto) at 3.1.1 when the broker refuses MQTT 5. */
+/**
+ * The first session: at the wanted level, or (auto) at 3.1.1 when the broker refuses MQTT 5 or
+ * leaves its CONNECT unanswered for {@link MQTT5_ANSWER_MS}.
+ */
 async function firstSession(
   check: BrokerCheck,
   connect: Connect,
   connect311: () => Promise<Session>,
   onTcp: () => void,
-): Promise<{ session: Session; fellBack: boolean }> {
+): Promise<{ session: Session; fellBack?: Mqtt5Fallback; waitedMs: number }> {
   const wanted = check.mqttVersion ?? "auto";
   const first: ProtocolLevel = wanted === "3.1.1" ? 4 : 5;
+  const waitedMs =
+    wanted === "auto" ? Math.min(check.mqtt5AnswerMs ?? MQTT5_ANSWER_MS, check.timeoutMs) : check.timeoutMs;
   try {
-    return { session: await connect(first, onTcp), fellBack: false };
+    return { session: await connect(first, onTcp, waitedMs), waitedMs };
   } catch (err) {
-    if (wanted !== "auto" || !refusedMqtt5(err)) throw connectError(err, first, check.clientId);
-    // A broker that speaks only 3.1.1 (aedes 0.51, amqtt 0.11) answers CONNECT with return code 1, or closes: ask again in 3.1.1.
-    return { session: await connect311(), fellBack: true };
+    // A broker that speaks only 3.1.1 answers CONNECT with return code 1 (aedes 0.51, amqtt 0.11), closes, or stays silent (Mosca 2.8.3): ask again in 3.1.1.
+    const fellBack = refusedMqtt5(err) ? "refused" : unansweredConnect(err) ? "unanswered" : undefined;
+    if (wanted !== "auto" || !fellBack) throw connectError(err, first, check.clientId);
+    return { session: await connect311(), fellBack, waitedMs };
   }
 }
 
@@ -232,6 +274,7 @@ async function openTls(check: BrokerCheck, at: Endpoint, key: ClientKey, onTcp?:
     );
   });
   onTcp?.();
+  let sentCertificate = false;
   return withTimeout<TLSSocket>(check.timeoutMs, "TLS handshake", (resolve, reject) => {
     const socket: TLSSocket = tlsConnect({
       socket: tcp,
@@ -243,10 +286,18 @@ async function openTls(check: BrokerCheck, at: Endpoint, key: ClientKey, onTcp?:
       rejectUnauthorized: true,
       ...check.tls,
     });
+    // Under TLS 1.2 OpenSSL logs CLIENT_RANDOM when it makes the master secret, as it sends our
+    // certificate, key exchange and Finished: a close after that is the broker's answer to them.
+    const onKeylog = (line: Buffer) => {
+      if (line.subarray(0, 14).toString() === "CLIENT_RANDOM ") sentCertificate = Boolean(check.certPem);
+    };
+    socket.on("keylog", onKeylog);
+    socket.once("secureConnect", () => socket.off("keylog", onKeylog));
     socket.once("secureConnect", () => resolve(socket));
     socket.once("error", reject);
     return () => socket.destroy();
   }).catch((err: unknown) => {
+    if (sentCertificate && closedUnannounced(err)) throw closedAfterCertificate(err, host);
     throw (check.keyEngine && engineError(err)) || tlsError(err, host);
   });
 }

@@ -39,6 +39,25 @@ export class BrokerClosed extends Error {
   }
 }
 
+/** Raised when the broker sends no answer (CONNACK, PUBACK, ...) within the time allowed, and keeps the connection open. */
+export class NoAnswer extends Error {
+  constructor(
+    readonly what: string,
+    readonly ms: number,
+  ) {
+    super(`no ${what} within ${ms / 1000} s`);
+  }
+}
+
+/**
+ * Whether an MQTT 5 CONNECT went unanswered: Mosca 2.8.3 (lib/client.js `client.on("error", nop)`
+ * until CONNECT completes) swallows the parse error of a protocol level it does not know, and
+ * neither answers nor closes.
+ */
+export function unansweredConnect(err: unknown): boolean {
+  return err instanceof NoAnswer && err.what === "CONNACK";
+}
+
 /** The numeric refusal the broker sent (CONNACK, PUBACK or SUBACK), if it sent one. */
 function refusalCode(err: unknown): number | undefined {
   const e = err as { reasonCode?: unknown; code?: unknown };
@@ -86,13 +105,36 @@ export function tlsError(err: unknown, host: string): CertRetrieverError {
   return verifyError("broker-unreachable", `the TLS handshake with the broker failed: ${text}`, err, host);
 }
 
+/** Whether a handshake ended with the connection closed or reset, and no TLS alert. */
+export function closedUnannounced(err: unknown): boolean {
+  return /^(ECONNRESET|EPIPE)$/.test(String((err as NodeJS.ErrnoException).code ?? ""));
+}
+
+/**
+ * The error for a TLS 1.2 handshake the broker closed, without an alert, right after we sent our
+ * certificate: how a broker on Node 8 and OpenSSL 1.0.2 (iotagent-mosca's Mosca) refuses a client
+ * certificate it cannot verify (Node's TLS server destroys the socket when `rejectUnauthorized` fails).
+ */
+export function closedAfterCertificate(err: unknown, host: string): CertRetrieverError {
+  return verifyError(
+    "broker-refused-cert",
+    "the broker closed the connection right after our client certificate, without a TLS alert, as a TLS 1.2 broker does when it refuses the certificate: it is likely from a CA the broker does not trust (another platform's), or expired",
+    err,
+    host,
+  );
+}
+
 /** The error for a CONNECT that did not end in CONNACK 0. */
 export function connectError(err: unknown, level: ProtocolLevel, clientId: string): CertRetrieverError {
   if (err instanceof CertRetrieverError) return err; // TCP or TLS, already named
   if (/ALERT_|CERT/.test(String((err as NodeJS.ErrnoException).code ?? ""))) return tlsError(err, ""); // TLS 1.3: a refused certificate surfaces after the handshake
-  if (level === 5 && refusedMqtt5(err)) {
+  if (level === 5 && (refusedMqtt5(err) || unansweredConnect(err))) {
     const answer =
-      err instanceof BrokerClosed ? "it closed the connection without a CONNACK" : `it answered ${named(err)}`;
+      err instanceof BrokerClosed
+        ? "it closed the connection without a CONNACK"
+        : err instanceof NoAnswer
+          ? `it did not answer our CONNECT within ${err.ms / 1000} s and kept the connection open, as a broker that cannot parse MQTT 5 may (Mosca 2.8)`
+          : `it answered ${named(err)}`;
     return verifyError("broker-connect-denied", `the broker did not accept an MQTT 5 connection: ${answer}`, err);
   }
   return verifyError(

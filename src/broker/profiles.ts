@@ -33,6 +33,41 @@ const AIRVANTAGE_CIPHERS = [
   "ECDHE-ECDSA-AES256-GCM-SHA384",
 ].join(":");
 
+/**
+ * iotagent-mosca's client id, `<tenant>:<device>`: it refuses a connection whose id does not match
+ * (v0.4.3 index.js and v0.5.2 src/mosca.js, `parseClientIdOrTopic`: `/^(\w+):(\w+)$/`).
+ */
+const MOSCA_NAME = /^\w+$/;
+
+/** A device id or tenant that iotagent-mosca's client id pattern cannot carry, refused before any key is made. */
+function checkMoscaName(what: "device id" | "tenant", value: string): void {
+  if (!MOSCA_NAME.test(value))
+    throw usageError(
+      `the ${what} '${value}' cannot be used with the dojot-mosca profile: iotagent-mosca takes only a client id '<tenant>:<device>' of letters, digits and '_' only`,
+      what === "tenant" ? "moscaTenant" : "moscaDeviceId",
+    );
+}
+
+/**
+ * After login, before any key is made: the profile's rules that need the platform. For
+ * dojot-mosca a tenant Mosca cannot parse is refused, and a note is returned when the platform's
+ * certificate CN (`commonNames`, the names it may give) is never `<tenant>:<device>`, which
+ * iotagent-mosca v0.5.2 requires (src/mosca.js `authenticate`: `subject.CN !== \`${ids.tenant}:${ids.device}\``)
+ * while v0.4.3 (index.js) requires CN = device id.
+ */
+export function profilePlatformNote(
+  profile: ProfileName,
+  deviceId: string,
+  tenant: string | undefined,
+  commonNames: string[],
+): string | undefined {
+  if (profile !== "dojot-mosca") return undefined;
+  if (tenant !== undefined) checkMoscaName("tenant", tenant);
+  const wanted = `${tenant ?? "admin"}:${deviceId}`;
+  if (commonNames.includes(wanted)) return undefined;
+  return `this platform issues the certificate with CN '${commonNames[0] ?? deviceId}', which iotagent-mosca v0.4 accepts but v0.5 refuses (it wants CN '${wanted}'): against a dojot v0.5 broker, enroll through its x509-identity-mgmt API`;
+}
+
 /** Whether `digits` is a 15-digit IMEI whose last digit is its Luhn check digit. */
 function isImei(digits: string): boolean {
   if (!/^\d{15}$/.test(digits)) return false;
@@ -78,6 +113,9 @@ export function profileSans(
         );
       }
       return sans;
+    case "dojot-mosca":
+      checkMoscaName("device id", deviceId);
+      return sans;
     default:
       return sans;
   }
@@ -95,7 +133,7 @@ export interface MqttIdentity {
 export function mqttIdentity(record: ProfileRecord): MqttIdentity {
   const { deviceId, tenant } = record;
   switch (record.profile) {
-    case "dojot-mosca": // iotagent-mosca v0.4: Mosca speaks MQTT 3.1.1 only; client id <tenant>:<device>, topic /<tenant>/<device>/attrs
+    case "dojot-mosca": // iotagent-mosca v0.4 and v0.5: Mosca speaks MQTT 3.1.1 only; client id <tenant>:<device>, topic /<tenant>/<device>/attrs
       return {
         mqttVersion: "3.1.1",
         clientId: `${tenant ?? "admin"}:${deviceId}`,

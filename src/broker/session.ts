@@ -1,6 +1,6 @@
 import type { TLSSocket } from "node:tls";
 import type { MqttClient } from "mqtt";
-import { BrokerClosed, type ProtocolLevel, publishError, undeliveredError } from "./errors.js";
+import { BrokerClosed, NoAnswer, type ProtocolLevel, publishError, undeliveredError } from "./errors.js";
 
 /** One MQTT connection over a TLS socket that `verify` opened. */
 export interface Session {
@@ -23,7 +23,10 @@ export interface Watched {
   session: Session;
 }
 
-/** Sends CONNECT at `level` and waits for CONNACK 0; rejects with the broker's refusal, the socket's error or {@link BrokerClosed}. */
+/**
+ * Sends CONNECT at `level` and waits up to `timeoutMs` for CONNACK 0; rejects with the broker's
+ * refusal, the socket's error, {@link BrokerClosed} or {@link NoAnswer}.
+ */
 export async function openSession(
   tls: TLSSocket,
   level: ProtocolLevel,
@@ -41,7 +44,7 @@ export async function openSession(
     protocolVersion: level,
     clientId,
     reconnectPeriod: 0,
-    connectTimeout: timeoutMs,
+    connectTimeout: timeoutMs * 2, // ours, below, comes first: mqtt.js's own would close the socket and look like the broker's close
     clean: true,
   });
   const session: Session = { client, level, tls, socketError: () => socketError };
@@ -176,7 +179,7 @@ export function withTimeout<T>(
     let cleanup: () => void = () => undefined;
     const timer = setTimeout(() => {
       cleanup();
-      reject(new Error(`no ${what} within ${ms / 1000} s`));
+      reject(new NoAnswer(what, ms));
     }, ms);
     try {
       cleanup = body(

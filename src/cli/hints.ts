@@ -15,6 +15,9 @@ const FIELD_HINTS: Record<string, string> = {
   deviceId: "pass the platform's device id with --device-id (dojot's are lower-case hex)",
   fileNames: "pass another --device-id or --ca-name",
   airvantageId: "pass the IMEI or serial number configured in the AirVantage application model as --device-id",
+  moscaDeviceId:
+    "pass the platform's device id with --device-id (dojot's are lower-case hex, which Mosca takes), or another --profile",
+  moscaTenant: "log in as a user of a tenant of letters, digits and '_' only, or use another --profile",
   uriDomain: "pass --uri-domain DOMAIN, the broker's uri_domain (e.g. --uri-domain my.domain.name)",
   key: "--key takes an RFC 7512 URI, e.g. --key 'pkcs11:token=device;object=f60c28?module-path=/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so'",
   pkcs11Module:

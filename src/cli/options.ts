@@ -308,7 +308,7 @@ export const OPTION_SPECS: OptionSpec[] = [
   {
     flags: "--profile <profile>",
     description:
-      "identity profile: generic, dojot-mosca (dojot <= v0.4), dojot-vernemq (v0.5+), amqtt, airvantage; recorded with the credentials",
+      "identity profile: generic, dojot-mosca (iotagent-mosca: dojot <= v0.4, and v0.5-v0.6 where Mosca serves), dojot-vernemq (VerneMQ: dojot v0.5+), amqtt, airvantage; recorded with the credentials",
     commands: BROKER,
     describe: {
       verify:
@@ -345,7 +345,7 @@ export const OPTION_SPECS: OptionSpec[] = [
   {
     flags: "--mqtt-version <version>",
     description:
-      "the MQTT version: 5, 3.1.1, or auto (5, then 3.1.1 if the broker refuses 5); default: the profile's (3.1.1 for dojot-mosca and amqtt, else auto)",
+      "the MQTT version: 5, 3.1.1, or auto (5, then 3.1.1 if the broker refuses 5 or leaves it unanswered for 3 s); default: the profile's (3.1.1 for dojot-mosca and amqtt, else auto)",
     commands: BROKER,
     env: "MQTT_VERSION",
     choices: [...MQTT_VERSIONS],

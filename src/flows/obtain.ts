@@ -3,6 +3,7 @@
  * have the platform sign it, validate what comes back, and bind it. Nothing is written here; each
  * step asks the protocol client for a capability, never for a protocol by name.
  */
+import { profilePlatformNote } from "../broker/profiles.js";
 import { CertRetrieverError, describeCause } from "../errors.js";
 import { sameBytes } from "../keys/fingerprint.js";
 import type { KeyHandle, KeyTransaction } from "../keys/key-store.js";
@@ -87,12 +88,25 @@ export async function prepare(ctx: EnrollContext, run: StepRunner<EnrollStep>, s
     openSession(ctx.client, { login: ctx.login, token: ctx.token }, ctx.now()),
   );
   const { chain: caChain, proto } = await fetchCa(ctx, run, live);
+  profileFits(ctx, proto, live.session.tenant);
   const replacing =
     stored.cert !== undefined &&
     sameBytes(stored.cert.issuerName.toArrayBuffer(), caChain[0]!.subjectName.toArrayBuffer());
   const keyType = await chooseKeyType(ctx, proto, live, { earlier: await readIssueJournal(ctx.store), replacing });
   await ctx.store.preflight?.();
   return { live, proto, caChain, replacing, keyType };
+}
+
+/** The profile's rules that need the platform (its tenant, its CN rule): a refusal, or a note. */
+function profileFits(ctx: EnrollContext, proto: ProtocolClient, tenant: string | undefined): void {
+  const { id } = ctx.device;
+  const note = profilePlatformNote(
+    ctx.device.profile?.name ?? "generic",
+    id,
+    tenant,
+    proto.enroll.commonNames(id, tenant),
+  );
+  if (note) ctx.emit({ type: "note", message: note });
 }
 
 /** Runs the steps from authenticate to bind. */

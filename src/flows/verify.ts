@@ -5,7 +5,8 @@ import { CertRetrieverError, type SettingNamer, usageError } from "../errors.js"
 import type { KeySettings } from "../keys/open.js";
 import { isKeyUri } from "../keys/pkcs11-uri.js";
 import type { CredentialPems, CredentialStore } from "../store/types.js";
-import type { BrokerEvent } from "./steps.js";
+import { parseCertificate } from "./certificate.js";
+import type { BrokerEvent, NoteEvent } from "./steps.js";
 import { completeCredentials } from "./stored.js";
 
 /** The broker to check and how to speak to it (what a recorded profile does not say). */
@@ -22,6 +23,8 @@ export interface BrokerSettings {
   mqttVersion?: MqttVersion;
   /** Each stage's time limit. */
   timeoutMs: number;
+  /** With MQTT version auto: how long an MQTT 5 CONNECT may go unanswered before 3.1.1 is tried (default 3 s). */
+  mqtt5AnswerMs?: number;
 }
 
 /** What a broker check needs besides the credentials. */
@@ -30,13 +33,23 @@ export interface VerifyContext {
   broker: BrokerSettings;
   /** How a token key is reached (its URI: the setting's, else the recorded one). */
   key: KeySettings;
-  emit: (event: BrokerEvent) => void;
+  emit: (event: BrokerEvent | NoteEvent) => void;
   name: SettingNamer;
+  /** The agent's clock (a stored certificate that has expired is named before connecting). */
+  now?: () => Date;
 }
 
 /** The broker check with the stored credentials; a store whose write was interrupted, or that holds none, is refused before any connection. */
 export async function verifyStored(ctx: VerifyContext, store: CredentialStore): Promise<StageReport[]> {
   const stored = await completeCredentials(store, ctx.deviceId, "verify");
+  const cert = parseCertificate(stored.pems.certificatePem, `the certificate of '${ctx.deviceId}'`, "verify", "config");
+  const now = ctx.now?.() ?? new Date();
+  if (now >= cert.notAfter)
+    // A broker on OpenSSL 1.0.2 (Mosca) refuses it by closing the connection, without saying why.
+    ctx.emit({
+      type: "note",
+      message: `the stored certificate of '${ctx.deviceId}' expired at ${cert.notAfter.toISOString()}: the broker will refuse it; enroll again to renew it`,
+    });
   return verifyCredentials(ctx, stored.pems, `'${ctx.deviceId}' in ${store.location}`);
 }
 
@@ -68,6 +81,7 @@ export async function verifyCredentials(
         tls: identity.tls,
         mqttVersion: ctx.broker.mqttVersion ?? identity.mqttVersion,
         timeoutMs: ctx.broker.timeoutMs,
+        mqtt5AnswerMs: ctx.broker.mqtt5AnswerMs,
       },
       (s) => ctx.emit({ type: "broker", stage: s.stage, detail: s.detail, ms: s.ms }),
     );

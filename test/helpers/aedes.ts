@@ -5,6 +5,7 @@ import { createServer, type TLSSocket } from "node:tls";
 import aedes from "aedes";
 import { issueServerCertificate, loadOrCreateCa } from "../../lab/src/ca.js";
 import { softwareCrypto } from "../../src/keys/provider.js";
+import { swallowMqtt5 } from "./mosca-silent.js";
 
 /** How a connection ended, as the broker saw it. */
 interface ClientEnd {
@@ -18,6 +19,8 @@ export interface MoscaBroker {
   url: string;
   /** Topics the broker took a publish on (after authorizePublish), in order. */
   published: string[];
+  /** How many MQTT 5 CONNECTs were left unanswered (with `asMosca283`). */
+  swallowed(): number;
   /** Resolves when a connection of `clientId` has ended (each end is handed out once, oldest first). */
   ended(clientId: string): Promise<ClientEnd>;
   stop(): Promise<void>;
@@ -31,6 +34,11 @@ export interface MoscaBrokerOptions {
   readOwnAttrs?: boolean;
   /** Deliver nothing to subscribers: a publish is acknowledged and goes nowhere, as a 3.1.1 ACL that drops it. */
   deliverNothing?: boolean;
+  /**
+   * Behave as Mosca 2.8.3 on Node 8.14 (OpenSSL 1.0.2) does where aedes differs: TLS 1.2 at most,
+   * and an MQTT 5 CONNECT left unanswered with the connection open (see mosca-silent.ts).
+   */
+  asMosca283?: boolean;
 }
 
 /** Mosca's client id: `<tenant>:<device>` (iotagent-mosca v0.4.3 index.js, parseClientIdOrTopic). */
@@ -93,6 +101,7 @@ export async function startMoscaBroker(labDir: string, opts: MoscaBrokerOptions 
     for (const wake of waiters.splice(0)) wake();
   });
 
+  let swallowed = 0;
   const sockets = new Set<Socket>();
   const server = createServer(
     {
@@ -101,9 +110,16 @@ export async function startMoscaBroker(labDir: string, opts: MoscaBrokerOptions 
       ca: await readFile(join(labDir, "ca.crt"), "utf8"),
       requestCert: true,
       rejectUnauthorized: true,
+      ...(opts.asMosca283 ? { maxVersion: "TLSv1.2" as const } : {}),
     },
     (socket) => {
-      broker.handle(socket);
+      if (opts.asMosca283)
+        swallowMqtt5(
+          socket,
+          (s) => broker.handle(s),
+          () => swallowed++,
+        );
+      else broker.handle(socket);
     },
   );
   server.on("connection", (socket: Socket) => {
@@ -115,6 +131,7 @@ export async function startMoscaBroker(labDir: string, opts: MoscaBrokerOptions 
   return {
     url: `mqtts://127.0.0.1:${port}`,
     published,
+    swallowed: () => swallowed,
     ended: (clientId) =>
       new Promise((resolve) => {
         const look = () => {

@@ -104,8 +104,8 @@ describe.skipIf(!ready)("verify against a real mosquitto (mutual TLS, identity a
 
   it("publishing to another device's topic: exit 25 (PUBACK Not authorized), the credentials stay", async () => {
     const out = join(await tempDir(), "certs");
-    expect((await enrollCli(lab.url, lab, "dev-a", out, ["--profile", "dojot-mosca"])).code).toBe(0);
-    const run = await verify("dev-a", out, "--topic", "/admin/dev-b/attrs", "--mqtt-version", "5");
+    expect((await enrollCli(lab.url, lab, "deva", out, ["--profile", "dojot-mosca"])).code).toBe(0);
+    const run = await verify("deva", out, "--topic", "/admin/dev-b/attrs", "--mqtt-version", "5");
     expect(run.stderr).toMatch(
       /verify failed: the broker did not accept the publish to '\/admin\/dev-b\/attrs': Not authorized \(0x87\)/,
     );
@@ -114,9 +114,9 @@ describe.skipIf(!ready)("verify against a real mosquitto (mutual TLS, identity a
 
   it("the same publish over MQTT 3.1.1, which mosquitto acknowledges and drops: exit 25, caught by our own subscription", async () => {
     const out = join(await tempDir(), "certs");
-    expect((await enrollCli(lab.url, lab, "dev-c", out, ["--profile", "dojot-mosca"])).code).toBe(0);
-    const run = await verify("dev-c", out, "--topic", "/admin/dev-d/attrs", "--broker-timeout", "1s");
-    expect(run.stderr).toContain("verify connack: accepted as client 'admin:dev-c' (MQTT 3.1.1)");
+    expect((await enrollCli(lab.url, lab, "devc", out, ["--profile", "dojot-mosca"])).code).toBe(0);
+    const run = await verify("devc", out, "--topic", "/admin/dev-d/attrs", "--broker-timeout", "1s");
+    expect(run.stderr).toContain("verify connack: accepted as client 'admin:devc' (MQTT 3.1.1)");
     expect(run.stderr).toMatch(
       /verify failed: the broker acknowledged our publish to '\/admin\/dev-d\/attrs' but did not deliver it to our own subscription to that topic within 1 s/,
     );

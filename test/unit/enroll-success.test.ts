@@ -95,17 +95,17 @@ describe.skipIf(!hasOpenssl)("enroll against the lab platform (EJBCA-REST, CFREE
     const again = await enrollCli(lab.url, { password: "" }, "shared-1", out, ["--json"]);
     expect(Object.keys(JSON.parse(again.stdout).store.files)).not.toContain("profile");
     // The CA file is the other device's too: the second device has no credentials, not half of them.
-    await lab.addDevice("shared-2");
-    const check = await runCli(["check", "--device-id", "shared-2", "--out", out]);
+    await lab.addDevice("shared2");
+    const check = await runCli(["check", "--device-id", "shared2", "--out", out]);
     expect(check.code).toBe(0);
     expect(check.stderr).toMatch(
-      /enrollment needed: no credentials for 'shared-2' in .* \(only the CA certificate, which devices there share\)/,
+      /enrollment needed: no credentials for 'shared2' in .* \(only the CA certificate, which devices there share\)/,
     );
-    const second = await enrollCli(lab.url, lab, "shared-2", out, ["--json", "--profile", "dojot-mosca"]);
+    const second = await enrollCli(lab.url, lab, "shared2", out, ["--json", "--profile", "dojot-mosca"]);
     expect(second.code, second.stderr).toBe(0);
     expect(second.stderr).not.toMatch(/half state|will be replaced/);
     const profiled = JSON.parse(second.stdout).store.files;
-    expect(profiled.profile).toBe(join(out, "shared-2.profile.json"));
+    expect(profiled.profile).toBe(join(out, "shared2.profile.json"));
     expect(existsSync(profiled.profile)).toBe(true);
   });
 

@@ -21,12 +21,13 @@ const HELP = `
 Connects with the stored identity (mutual TLS), the broker's certificate checked against the stored
 CA, SNI set, and reports each stage: TCP, TLS, CONNACK and, with a topic, PUBACK (QoS 1).
 
---mqtt-version auto tries MQTT 5 and falls back to 3.1.1 when the broker refuses 5; the CONNACK line
-says which was used. Over MQTT 5 a refused publish comes back in the PUBACK. Over 3.1.1 a broker
+--mqtt-version auto tries MQTT 5 and falls back to 3.1.1 when the broker refuses 5, or leaves it
+unanswered for 3 s (Mosca); the CONNACK line says which was used, and why. Over MQTT 5 a refused publish comes back in the PUBACK. Over 3.1.1 a broker
 acknowledges even a publish it drops, so verify first subscribes to the topic and says "published"
 only when its own message comes back (exit 25 if it does not). If the broker does not let it
 subscribe, the PUBACK line says that delivery is not proven. A broker that closes the connection
-right after the publish (Mosca, aedes) refused it: exit 25.
+right after the publish (Mosca, aedes) refused it: exit 25. A TLS 1.2 broker that closes the
+connection right after our certificate, without an alert (Mosca on Node 8), refused it: exit 22.
 
   cert-retriever verify --broker mqtts://broker.example.com:8883 --device-id f60c28
   cert-retriever verify --broker mqtts://dojot.example.com:8883 --device-id f60c28 --profile dojot-mosca
