@@ -12,9 +12,11 @@ import type { DryRunResult } from "./flows/enroll.js";
 import type { ExportResult } from "./flows/export.js";
 import type { CheckedChain, RegisterEvent, RegisterResult } from "./flows/register.js";
 import type { EnrollResult } from "./flows/result.js";
+import type { MessageSigner, SignerOptions } from "./flows/sign.js";
 import type { StatusContext, StatusResult } from "./flows/status.js";
 import type { BrokerEvent } from "./flows/steps.js";
 import type { BrokerSettings, VerifyContext } from "./flows/verify.js";
+import type { SignatureCheck, SignatureRequest } from "./flows/verify-signature.js";
 import type { KeyStore } from "./keys/key-store.js";
 import type { KeySettings } from "./keys/open.js";
 import { findProtocol } from "./protocols/registry.js";
@@ -55,6 +57,13 @@ export interface Agent {
   export(opts: { to: string; format?: CopyFormat }): Promise<ExportResult>;
   /** Connects to the broker with the stored identity and reports each stage. */
   verify(opts?: { broker?: BrokerSettings; onEvent?: (event: BrokerEvent) => void }): Promise<StageReport[]>;
+  /**
+   * Opens the stored key (wherever it is: the store's PEM, or a PKCS#11 token it never leaves) and
+   * certificate for signing messages in-process, one key session for many messages; close it after.
+   */
+  openSigner(opts?: SignerOptions): Promise<MessageSigner>;
+  /** Checks a signed message against the certificate given, else the device's stored one (and the CRL `check` cached). */
+  verifySignature(req: SignatureRequest): Promise<SignatureCheck>;
   /** Logs in and returns the session (its token, tenant and expiry) and the user. */
   login(): Promise<{ session: Session; username: string }>;
   /** Ends what the agent opened (HTTP connections). */
@@ -145,6 +154,31 @@ class AgentImpl implements Agent {
   async verify(opts: { broker?: BrokerSettings; onEvent?: (event: BrokerEvent) => void } = {}): Promise<StageReport[]> {
     const { verifyStored } = await import("./flows/verify.js");
     return verifyStored(await this.verifyContext(opts.broker, opts.onEvent), await this.parts.store());
+  }
+
+  async openSigner(opts: SignerOptions = {}): Promise<MessageSigner> {
+    const { openSigner } = await import("./flows/sign.js");
+    const key = this.settings.key;
+    const openKeys = async (record: string): Promise<KeyStore> => {
+      if (isKeyStore(key)) return key;
+      const { isKeyUri } = await import("./keys/pkcs11-uri.js");
+      const { openKeyStore } = await import("./keys/open.js");
+      const stored = key?.uri === undefined && isKeyUri(record);
+      const uri = key?.uri ?? (stored ? record : undefined);
+      return openKeyStore(key ?? {}, uri, { login: true, stored, crypto: this.parts.crypto });
+    };
+    return openSigner({ deviceId: this.settings.device.id, store: await this.parts.store(), openKeys }, opts);
+  }
+
+  async verifySignature(req: SignatureRequest): Promise<SignatureCheck> {
+    const { verifySignedMessage } = await import("./flows/verify-signature.js");
+    const stored = async () => {
+      const store = await this.parts.store();
+      const { completeCredentials } = await import("./flows/stored.js");
+      const { pems } = await completeCredentials(store, this.settings.device.id, "verify-signature");
+      return { certificatePem: pems.certificatePem, caPem: pems.caPem, crlCache: store.sidecars.crlCache };
+    };
+    return verifySignedMessage(req, { now: this.parts.clock(), crypto: this.parts.crypto, stored });
   }
 
   async login(): Promise<{ session: Session; username: string }> {
