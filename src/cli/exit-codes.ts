@@ -280,11 +280,15 @@ const COMMAND_MEANINGS: { readonly [K in TableCommand]: Partial<Record<ExitCode,
     [C.STORAGE]: "the stored credentials could not be read, or --to could not be written",
     [C.NOT_ENROLLED]: "there are no complete stored credentials for this device (enroll first)",
     [C.NOT_SUPPORTED]: "the key store cannot sign with the stored key",
+    [C.MESSAGE_MALFORMED]:
+      "the message is not of its format's shape (airvantage: a JSON object of timestamps, not signed yet), or larger than 1 MiB",
   },
   "verify-signature": {
     [C.OK]: "success: the signature is good, the certificate valid now, chained to the CA, not revoked by a cached CRL",
     [C.STORAGE]: "the stored credentials could not be read (a directory others can write, no keychain)",
     [C.NOT_ENROLLED]: "no --cert, and no complete stored credentials for this device",
+    [C.MESSAGE_MALFORMED]:
+      "the message is not of its format's shape (no signature datapoint, not a compact JWS, raw without --signature), or larger than 1 MiB",
   },
   register: {
     [C.OK]: "success: the certificate is registered and bound to the device (or was already)",

@@ -110,6 +110,7 @@ function signer(
 ): MessageSigner {
   const jwsAlg = jwsAlgOf(key, pssKey !== undefined);
   const x5c = chain.map((c) => Buffer.from(c.rawData).toString("base64"));
+  const jwsInput = jwsSigningInput({ alg: jwsAlg, x5c } satisfies JwsHeader);
   const sign = (scheme: Scheme, data: Uint8Array) => signWith(scheme.pss && pssKey ? pssKey : key, scheme, data);
   return {
     deviceId,
@@ -120,7 +121,7 @@ function signer(
       if (bytes.byteLength > MESSAGE_LIMIT)
         throw malformed("sign", `the message is ${bytes.byteLength} bytes, over the limit of ${MESSAGE_LIMIT}`);
       if (format === "jws") {
-        const input = jwsSigningInput({ alg: jwsAlg, x5c } satisfies JwsHeader, bytes);
+        const input = jwsInput(bytes);
         const signature = await sign(jwsScheme(jwsAlg), new TextEncoder().encode(input));
         return { format, alg: jwsAlg, signed: `${input}.${base64url(signature)}` };
       }

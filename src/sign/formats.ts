@@ -93,9 +93,10 @@ export function base64url(bytes: Uint8Array | string): string {
   return Buffer.from(typeof bytes === "string" ? new TextEncoder().encode(bytes) : bytes).toString("base64url");
 }
 
-/** The signing input of a compact JWS: ASCII(BASE64URL(header) '.' BASE64URL(payload)). */
-export function jwsSigningInput(header: JwsHeader, payload: Uint8Array): string {
-  return `${base64url(JSON.stringify(header))}.${base64url(payload)}`;
+/** The signing input of a compact JWS, ASCII(BASE64URL(header) '.' BASE64URL(payload)), for one header encoded once. */
+export function jwsSigningInput(header: JwsHeader): (payload: Uint8Array) => string {
+  const encoded = base64url(JSON.stringify(header));
+  return (payload) => `${encoded}.${base64url(payload)}`;
 }
 
 const JWS_ALGS: readonly string[] = ["ES256", "ES384", "ES512", "RS256", "PS256"];
