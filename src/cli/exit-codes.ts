@@ -1,3 +1,5 @@
+import type { CommandName } from "./options.js";
+
 /** The exit-code table. systemd units and factory scripts depend on these numbers: never renumber. */
 export const ExitCode = {
   OK: 0,
@@ -136,15 +138,7 @@ const TOKEN = [
 ];
 
 /** The commands whose exit codes are this table's (check has its own three). */
-export type TableCommand =
-  | "enroll"
-  | "login"
-  | "verify"
-  | "export"
-  | "register"
-  | "status"
-  | "sign"
-  | "verify-signature";
+export type TableCommand = Exclude<CommandName, "check">;
 
 /** The exit codes each command can return, for its --help (check has its own three). */
 export const COMMAND_EXIT_CODES: Record<TableCommand, readonly ExitCode[]> = {

@@ -172,9 +172,9 @@ async function signerOf(
       reason: "usage",
       facts: { field: "certificate" },
     });
-  const [leaf, ...rest] = parseCaChain(certPem, "the signer's certificate", STEP, "signer-untrusted");
+  const [leaf, ...rest] = parseCaChain(certPem, "the signer's certificate", STEP, "config");
   const caPem = req.caPem ?? stored?.caPem;
-  const chain = caPem !== undefined ? parseCaChain(caPem, "the CA chain", STEP, "signer-untrusted") : rest;
+  const chain = caPem !== undefined ? parseCaChain(caPem, "the CA chain", STEP, "config") : rest;
   return { leaf: leaf!, chain, crlCache: stored?.crlCache };
 }
 

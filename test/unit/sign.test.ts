@@ -351,34 +351,11 @@ describe("verify-signature: each refusal has its own exit code", () => {
       (await runCli(["sign", "--device-id", rsa.id, "--out", rsa.out, "--format", "raw", "--in", message, "--to", sig]))
         .code,
     ).toBe(0);
-    const good = await runCli([
-      "verify-signature",
-      "--device-id",
-      rsa.id,
-      "--out",
-      rsa.out,
-      "--format",
-      "raw",
-      "--in",
-      message,
-      "--signature",
-      sig,
-    ]);
+    const args = ["verify-signature", "--device-id", rsa.id, "--out", rsa.out, "--format", "raw"];
+    const good = await runCli([...args, "--in", message, "--signature", sig]);
     expect(good.code, good.stderr).toBe(0);
     await writeFile(message, "temperature=99.5");
-    const bad = await runCli([
-      "verify-signature",
-      "--device-id",
-      rsa.id,
-      "--out",
-      rsa.out,
-      "--format",
-      "raw",
-      "--in",
-      message,
-      "--signature",
-      sig,
-    ]);
+    const bad = await runCli([...args, "--in", message, "--signature", sig]);
     expect(bad.code).toBe(40);
   });
 });
