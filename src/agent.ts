@@ -178,7 +178,8 @@ class AgentImpl implements Agent {
       const { pems } = await completeCredentials(store, this.settings.device.id, "verify-signature");
       return { certificatePem: pems.certificatePem, caPem: pems.caPem, crlCache: store.sidecars.crlCache };
     };
-    return verifySignedMessage(req, { now: this.parts.clock(), crypto: this.parts.crypto, stored });
+    const device = this.settings.store === undefined ? undefined : stored;
+    return verifySignedMessage(req, { now: this.parts.clock(), crypto: this.parts.crypto, stored: device });
   }
 
   async login(): Promise<{ session: Session; username: string }> {

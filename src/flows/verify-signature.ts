@@ -62,7 +62,7 @@ export interface SignatureCheck {
 export interface SignatureCheckContext {
   now: Date;
   crypto: CryptoProvider;
-  /** The device's stored certificate and CA, when the request names none, and the CRL `check` cached. */
+  /** The device's stored certificate and CA, when the request names none, and the CRL `check` cached (none: no device). */
   stored?: () => Promise<{ certificatePem: string; caPem: string; crlCache?: string }>;
 }
 
@@ -84,7 +84,7 @@ export async function verifySignedMessage(req: SignatureRequest, ctx: SignatureC
   if (req.message.byteLength > MESSAGE_LIMIT)
     throw malformed(STEP, `the message is ${req.message.byteLength} bytes, over the limit of ${MESSAGE_LIMIT}`);
   const parsed = parseSigned(req);
-  const { leaf, chain, crlCache } = await signerOf(req, ctx);
+  const { leaf, chain, crlCache } = await signerOf(req, ctx, parsed.x5c);
   const key = createPublicKey({ key: Buffer.from(leaf.publicKey.rawData), format: "der", type: "spki" });
   checkKeyFits(parsed.jwsAlg, key.asymmetricKeyType, leaf);
   for (const one of parsed.signed) {
@@ -159,11 +159,17 @@ function parseSigned(req: SignatureRequest): {
   };
 }
 
-/** The signer's certificate and its CA chain: the request's, else the device's stored ones (and the CRL cache beside them). */
+/**
+ * The signer's certificate and its CA chain: the request's, else the device's stored ones (and the
+ * CRL cache beside them), else a JWS's own x5c certificate, which only a CA chain given makes trusted.
+ */
 async function signerOf(
   req: SignatureRequest,
   ctx: SignatureCheckContext,
+  x5c: x509.X509Certificate | undefined,
 ): Promise<{ leaf: x509.X509Certificate; chain: x509.X509Certificate[]; crlCache?: string }> {
+  if (req.certificatePem === undefined && !ctx.stored && x5c && req.caPem !== undefined)
+    return { leaf: x5c, chain: parseCaChain(req.caPem, "the CA chain", STEP, "config") };
   const stored = req.certificatePem === undefined ? await ctx.stored?.() : undefined;
   const certPem = req.certificatePem ?? stored?.certificatePem;
   if (certPem === undefined)

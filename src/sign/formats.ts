@@ -49,6 +49,33 @@ function sorted(value: unknown): unknown {
   return Object.fromEntries(entries.map(([k, v]) => [k, sorted(v)]));
 }
 
+/**
+ * The first name an object of valid JSON `text` holds twice, if any. JSON.parse keeps the last of
+ * them and other parsers the first, so the platform could read other datapoints than were signed.
+ */
+function duplicateName(text: string): string | undefined {
+  const objects: Array<Set<string> | undefined> = [];
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    if (c === "{" || c === "[") objects.push(c === "{" ? new Set() : undefined);
+    else if (c === "}" || c === "]") objects.pop();
+    else if (c === '"') {
+      let end = i + 1;
+      while (text[end] !== '"') end += text[end] === "\\" ? 2 : 1;
+      let next = end + 1;
+      while (" \t\n\r".includes(text[next] ?? "x")) next++;
+      const names = objects.at(-1);
+      if (names && text[next] === ":") {
+        const name = JSON.parse(text.slice(i, end + 1)) as string;
+        if (names.has(name)) return name;
+        names.add(name);
+      }
+      i = end;
+    }
+  }
+  return undefined;
+}
+
 /** An AirVantage message: timestamp -> datapoints, each datapoint set a JSON object. */
 type AirVantageMessage = Record<string, Record<string, unknown>>;
 
@@ -60,6 +87,8 @@ export function parseAirVantage(text: string, step: Step): AirVantageMessage {
   } catch (err) {
     throw malformed(step, `the message is not JSON (${(err as Error).message})`);
   }
+  const twice = duplicateName(text);
+  if (twice !== undefined) throw malformed(step, `the message names '${twice}' twice in one object`);
   const isObject = (v: unknown): v is Record<string, unknown> =>
     v !== null && typeof v === "object" && !Array.isArray(v);
   if (!isObject(parsed) || Object.keys(parsed).length === 0)

@@ -222,6 +222,8 @@ describe("sign: the command", () => {
       ["not json", /not JSON/],
       ['["a"]', /not an AirVantage message/],
       ['{"1":{"signature":"00"}}', /have a 'signature' already/],
+      // JSON.parse keeps the last of two names, other parsers the first: the platform could read other data.
+      ['{"1":{"a":"2.2","b":"x","\\u0061":"9.9"}}', /names 'a' twice in one object/],
     ] as const) {
       const run = await runCli(["sign", "--device-id", ec.id, "--out", ec.out], { input });
       expect([run.code, run.stdout]).toEqual([45, ""]);
@@ -287,6 +289,17 @@ describe("verify-signature: each refusal has its own exit code", () => {
     expect([untrusted.code, untrusted.stderr]).toEqual([44, expect.stringMatching(/is not issued by/)]);
     const none = await runCli(["verify-signature", "--cert", mine], { input: signed });
     expect([none.code, none.stderr]).toEqual([44, expect.stringMatching(/comes with no CA chain/)]);
+  });
+
+  it("a JWS checked by its own x5c certificate against --ca alone: good from the CA that issued it, untrusted (44) from another", async () => {
+    const signed = await signedBy(ec, "jws");
+    const ca = join(ec.out, "IOTmidCA.crt");
+    const good = await runCli(["verify-signature", "--format", "jws", "--ca", ca, "--json"], { input: signed });
+    expect(good.code, good.stderr).toBe(0);
+    expect(JSON.parse(good.stdout)).toMatchObject({ signer: { subject: expect.stringContaining(ec.id) } });
+    const mine = join(ec.out, `${ec.id}.crt`);
+    const other = await runCli(["verify-signature", "--format", "jws", "--ca", mine], { input: signed });
+    expect(other.code).toBe(44);
   });
 
   it("a certificate expired by the checker's clock (injected): 42, the dates in the message", async () => {

@@ -25,11 +25,12 @@ Checks a signed message (--in FILE, or standard input; 1 MiB at most), as a plat
 signature, then the signer's certificate: valid now, issued by its CA chain, and not revoked by the
 CA's CRL that 'check' cached beside the stored credentials. The certificate is the device's stored
 one (--device-id, --out, --store), or --cert FILE (then its CA chain follows it there, or is --ca
-FILE). For --format raw, --in is the message and --signature FILE its signature. Each refusal has
-its own exit code (below); docs/signing.md defines each format.
+FILE); a JWS with no device named is checked by the certificate in its own x5c, issued by --ca FILE.
+For --format raw, --in is the message and --signature FILE its signature. Each refusal has its own
+exit code (below); docs/signing.md defines each format.
 
   cert-retriever verify-signature --device-id f60c28 --out /var/lib/cert-retriever < signed.json
-  cert-retriever verify-signature --format jws --cert f60c28.crt --ca IOTmidCA.crt --in message.jws
+  cert-retriever verify-signature --format jws --ca IOTmidCA.crt --in message.jws
   cert-retriever verify-signature --format raw --in reading.json --signature reading.sig --device-id f60c28
 `;
 
@@ -54,9 +55,10 @@ export function verifySignatureCommand(state: CliState): Command {
       const pem = /-----BEGIN CERTIFICATE-----/;
       const certificatePem = flags.cert === undefined ? undefined : await readPemFile(flags.cert, "--cert", pem);
       const caPem = flags.ca === undefined ? undefined : await readPemFile(flags.ca, "--ca", pem);
-      // With --cert no device is needed, unless one is named (its stored CA, and CRL cache).
+      // With --cert, or a JWS checked by its own x5c against --ca, no device is needed unless one is named.
       const named = flags.deviceId !== undefined || flags.deviceIdFile !== undefined;
-      const deviceId = certificatePem === undefined || named ? await resolveDeviceId(flags, source) : "-";
+      const byItself = certificatePem !== undefined || (flags.format === "jws" && caPem !== undefined);
+      const deviceId = named || !byItself ? await resolveDeviceId(flags, source) : "-";
       const message = await readMessage(flags.in, "--in", "verify-signature");
       const signature =
         flags.signature === undefined
