@@ -50,6 +50,13 @@ export interface Agent {
     onEvent?: (event: RegisterEvent) => void;
   }): Promise<RegisterResult>;
   /**
+   * Opens the stored key (wherever it is: the store's PEM, or a PKCS#11 token it never leaves) and
+   * certificate for signing messages in-process, one key session for many messages; close it after.
+   */
+  openSigner(opts?: SignerOptions): Promise<MessageSigner>;
+  /** Checks a signed message against the certificate given, else the device's stored one (and the CRL `check` cached). */
+  verifySignature(req: SignatureRequest): Promise<SignatureCheck>;
+  /**
    * Copies the stored credentials into the directory `to`, for programs that need files: PEM as
    * the files store keeps them (default), or DER (the CA chain as PKCS#7). A key in a token stays
    * there: its URI is copied instead. No complete credentials: `not-enrolled`.
@@ -57,13 +64,6 @@ export interface Agent {
   export(opts: { to: string; format?: CopyFormat }): Promise<ExportResult>;
   /** Connects to the broker with the stored identity and reports each stage. */
   verify(opts?: { broker?: BrokerSettings; onEvent?: (event: BrokerEvent) => void }): Promise<StageReport[]>;
-  /**
-   * Opens the stored key (wherever it is: the store's PEM, or a PKCS#11 token it never leaves) and
-   * certificate for signing messages in-process, one key session for many messages; close it after.
-   */
-  openSigner(opts?: SignerOptions): Promise<MessageSigner>;
-  /** Checks a signed message against the certificate given, else the device's stored one (and the CRL `check` cached). */
-  verifySignature(req: SignatureRequest): Promise<SignatureCheck>;
   /** Logs in and returns the session (its token, tenant and expiry) and the user. */
   login(): Promise<{ session: Session; username: string }>;
   /** Ends what the agent opened (HTTP connections). */
@@ -138,24 +138,6 @@ class AgentImpl implements Agent {
     return registerExisting({ ...base, now: this.parts.clock, signal: this.settings.network?.signal }, req.onEvent);
   }
 
-  async export(opts: { to: string; format?: CopyFormat }): Promise<ExportResult> {
-    const { exportCredentials } = await import("./flows/export.js");
-    return exportCredentials({
-      deviceId: this.settings.device.id,
-      caName: this.parts.caName(),
-      store: await this.parts.store(),
-      to: opts.to,
-      format: opts.format ?? "pem",
-      name: this.parts.name,
-      observer: this.settings.observer,
-    });
-  }
-
-  async verify(opts: { broker?: BrokerSettings; onEvent?: (event: BrokerEvent) => void } = {}): Promise<StageReport[]> {
-    const { verifyStored } = await import("./flows/verify.js");
-    return verifyStored(await this.verifyContext(opts.broker, opts.onEvent), await this.parts.store());
-  }
-
   async openSigner(opts: SignerOptions = {}): Promise<MessageSigner> {
     const { openSigner } = await import("./flows/sign.js");
     const key = this.settings.key;
@@ -180,6 +162,24 @@ class AgentImpl implements Agent {
     };
     const device = this.settings.store === undefined ? undefined : stored;
     return verifySignedMessage(req, { now: this.parts.clock(), crypto: this.parts.crypto, stored: device });
+  }
+
+  async export(opts: { to: string; format?: CopyFormat }): Promise<ExportResult> {
+    const { exportCredentials } = await import("./flows/export.js");
+    return exportCredentials({
+      deviceId: this.settings.device.id,
+      caName: this.parts.caName(),
+      store: await this.parts.store(),
+      to: opts.to,
+      format: opts.format ?? "pem",
+      name: this.parts.name,
+      observer: this.settings.observer,
+    });
+  }
+
+  async verify(opts: { broker?: BrokerSettings; onEvent?: (event: BrokerEvent) => void } = {}): Promise<StageReport[]> {
+    const { verifyStored } = await import("./flows/verify.js");
+    return verifyStored(await this.verifyContext(opts.broker, opts.onEvent), await this.parts.store());
   }
 
   async login(): Promise<{ session: Session; username: string }> {
