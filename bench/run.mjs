@@ -341,3 +341,6 @@ console.log(
   `token path / login path: ${(tokenRate / perLoginRate).toFixed(1)}x in the first minute; past 40 devices an hour the login path falls to 0.67/min, so ${(tokenRate / (40 / 60)).toFixed(0)}x.`,
 );
 rmSync(work, { recursive: true, force: true });
+
+// Messages signed per second, per key type and key store: bench/sign.mjs, in a process of its own.
+execFileSync(process.execPath, [fileURLToPath(new URL("./sign.mjs", import.meta.url))], { stdio: "inherit" });

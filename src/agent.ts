@@ -12,9 +12,11 @@ import type { DryRunResult } from "./flows/enroll.js";
 import type { ExportResult } from "./flows/export.js";
 import type { CheckedChain, RegisterEvent, RegisterResult } from "./flows/register.js";
 import type { EnrollResult } from "./flows/result.js";
+import type { MessageSigner, SignerOptions } from "./flows/sign.js";
 import type { StatusContext, StatusResult } from "./flows/status.js";
 import type { BrokerEvent, NoteEvent } from "./flows/steps.js";
 import type { BrokerSettings, VerifyContext } from "./flows/verify.js";
+import type { SignatureCheck, SignatureRequest } from "./flows/verify-signature.js";
 import type { KeyStore } from "./keys/key-store.js";
 import type { KeySettings } from "./keys/open.js";
 import { findProtocol } from "./protocols/registry.js";
@@ -47,6 +49,13 @@ export interface Agent {
     rootCaFingerprint?: string;
     onEvent?: (event: RegisterEvent) => void;
   }): Promise<RegisterResult>;
+  /**
+   * Opens the stored key (wherever it is: the store's PEM, or a PKCS#11 token it never leaves) and
+   * certificate for signing messages in-process, one key session for many messages; close it after.
+   */
+  openSigner(opts?: SignerOptions): Promise<MessageSigner>;
+  /** Checks a signed message against the certificate given, else the device's stored one (and the CRL `check` cached). */
+  verifySignature(req: SignatureRequest): Promise<SignatureCheck>;
   /**
    * Copies the stored credentials into the directory `to`, for programs that need files: PEM as
    * the files store keeps them (default), or DER (the CA chain as PKCS#7). A key in a token stays
@@ -130,6 +139,32 @@ class AgentImpl implements Agent {
     const client = await this.parts.client(await this.parts.http());
     const base = { client, deviceId: this.settings.device.id, chain, caFingerprint: pin, ...(await this.parts.who()) };
     return registerExisting({ ...base, now: this.parts.clock, signal: this.settings.network?.signal }, req.onEvent);
+  }
+
+  async openSigner(opts: SignerOptions = {}): Promise<MessageSigner> {
+    const { openSigner } = await import("./flows/sign.js");
+    const key = this.settings.key;
+    const openKeys = async (record: string): Promise<KeyStore> => {
+      if (isKeyStore(key)) return key;
+      const { isKeyUri } = await import("./keys/pkcs11-uri.js");
+      const { openKeyStore } = await import("./keys/open.js");
+      const stored = key?.uri === undefined && isKeyUri(record);
+      const uri = key?.uri ?? (stored ? record : undefined);
+      return openKeyStore(key ?? {}, uri, { login: true, stored, crypto: this.parts.crypto });
+    };
+    return openSigner({ deviceId: this.settings.device.id, store: await this.parts.store(), openKeys }, opts);
+  }
+
+  async verifySignature(req: SignatureRequest): Promise<SignatureCheck> {
+    const { verifySignedMessage } = await import("./flows/verify-signature.js");
+    const stored = async () => {
+      const store = await this.parts.store();
+      const { completeCredentials } = await import("./flows/stored.js");
+      const { pems } = await completeCredentials(store, this.settings.device.id, "verify-signature");
+      return { certificatePem: pems.certificatePem, caPem: pems.caPem, crlCache: store.sidecars.crlCache };
+    };
+    const device = this.settings.store === undefined ? undefined : stored;
+    return verifySignedMessage(req, { now: this.parts.clock(), crypto: this.parts.crypto, stored: device });
   }
 
   async export(opts: { to: string; format?: CopyFormat }): Promise<ExportResult> {

@@ -19,7 +19,9 @@ export type Step =
   | "register"
   | "revoke"
   | "revocation"
-  | "hook";
+  | "hook"
+  | "sign"
+  | "verify-signature";
 
 /**
  * Why something failed: one closed list, for programs to act on. The library says only this and
@@ -110,6 +112,13 @@ export const REASONS = {
   "broker-cert-required": "the broker requires a client certificate and got none",
   "broker-connect-denied": "the broker did not accept the connection (CONNACK)",
   "broker-publish-denied": "the broker did not accept the publish (PUBACK, or dropped it)",
+  // Signed messages (sign, verify-signature)
+  "message-malformed": "a message to sign or verify is not of its format's shape, or is larger than the limit",
+  "signature-invalid": "the signature does not verify: the message or its signature was altered",
+  "signature-wrong-key": "the message was signed with another key than the certificate's (another device's)",
+  "signer-out-of-date": "the signer's certificate is not valid at the time of the check (expired, or not yet valid)",
+  "signer-revoked": "the signer's certificate is revoked by its CA's cached CRL",
+  "signer-untrusted": "the signer's certificate does not chain to the CA it is checked against",
 } as const;
 
 /** One of {@link REASONS}. */

@@ -39,6 +39,8 @@ export {
 } from "./flows/register.js";
 export { ENROLL_STEPS, type EnrollResult, type EnrollStep } from "./flows/result.js";
 export type { RevocationVerdict } from "./flows/revocation.js";
+/** Signing what the device sends (airvantage, jws, raw) with its stored key, and checking it (docs/signing.md). */
+export type { MessageSigner, SignedMessage, SignerOptions } from "./flows/sign.js";
 export type { RevocationMode, StatusResult } from "./flows/status.js";
 export type {
   AgentEvent,
@@ -50,10 +52,22 @@ export type {
   StepTiming,
 } from "./flows/steps.js";
 export type { BrokerSettings } from "./flows/verify.js";
+export {
+  type SignatureCheck,
+  type SignatureCheckContext,
+  type SignatureRequest,
+  verifySignedMessage,
+} from "./flows/verify-signature.js";
 /** SHA-256 fingerprints in the colon form openssl prints, and DER comparison (also the lab's). */
 export { sameBytes, sha256ColonHex } from "./keys/fingerprint.js";
 /** Where keys are made: in software, or in a PKCS#11 token (whose native packages load only when one is opened). */
-export { type KeyHandle, type KeyStore, type KeyTransaction, SoftwareKeyStore } from "./keys/key-store.js";
+export {
+  type KeyHandle,
+  type KeyStore,
+  type KeyTransaction,
+  type SigningKey,
+  SoftwareKeyStore,
+} from "./keys/key-store.js";
 /** Key types; PEM as the agent writes it, and the certificate blocks of a PEM text (the lab's too). */
 export { certificatePems, KEY_TYPES, type KeyType, toPem } from "./keys/key-types.js";
 export type { KeySettings, PinSource } from "./keys/open.js";
@@ -74,6 +88,13 @@ export {
   type RenewalSettings,
   type StoreSettings,
 } from "./settings.js";
+export {
+  airVantageSigningInput,
+  type JwsAlg,
+  MESSAGE_LIMIT,
+  SIGN_FORMATS,
+  type SignFormat,
+} from "./sign/formats.js";
 /** Where credentials are kept: files (crash-safe) or the OS keychain. */
 export { type CopyFormat, type CredentialPaths, FilesStore } from "./store/files-store.js";
 export { KeychainStore } from "./store/keychain-store.js";

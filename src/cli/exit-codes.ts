@@ -1,3 +1,5 @@
+import type { CommandName } from "./options.js";
+
 /** The exit-code table. systemd units and factory scripts depend on these numbers: never renumber. */
 export const ExitCode = {
   OK: 0,
@@ -28,6 +30,12 @@ export const ExitCode = {
   TOKEN_KEY_MISSING: 35,
   KEY_IN_TOKEN: 36,
   TOKEN_ERROR: 37,
+  SIGNATURE_INVALID: 40,
+  SIGNATURE_WRONG_KEY: 41,
+  SIGNER_OUT_OF_DATE: 42,
+  SIGNER_REVOKED: 43,
+  SIGNER_UNTRUSTED: 44,
+  MESSAGE_MALFORMED: 45,
   TEMPORARY: 75,
   INTERRUPTED: 130,
   TERMINATED: 143,
@@ -94,6 +102,15 @@ export const EXIT_CODE_MEANINGS: ReadonlyArray<readonly [ExitCode, string]> = [
   ],
   [ExitCode.TOKEN_ERROR, "token: another PKCS#11 failure (the message names the CKR_ value)"],
   [
+    ExitCode.SIGNATURE_INVALID,
+    "verify-signature: the signature does not verify (the message or signature was altered)",
+  ],
+  [ExitCode.SIGNATURE_WRONG_KEY, "verify-signature: the message was signed with another key than the certificate's"],
+  [ExitCode.SIGNER_OUT_OF_DATE, "verify-signature: the signer's certificate is expired (or not yet valid)"],
+  [ExitCode.SIGNER_REVOKED, "verify-signature: the signer's certificate is revoked (by the cached CRL)"],
+  [ExitCode.SIGNER_UNTRUSTED, "verify-signature: the signer's certificate does not chain to the CA"],
+  [ExitCode.MESSAGE_MALFORMED, "sign, verify-signature: the message is not of its format's shape, or too large"],
+  [
     ExitCode.TEMPORARY,
     "temporary: platform unreachable or overloaded, deadline passed, clock not yet synchronised, another run busy: try again later",
   ],
@@ -121,7 +138,7 @@ const TOKEN = [
 ];
 
 /** The commands whose exit codes are this table's (check has its own three). */
-export type TableCommand = "enroll" | "login" | "verify" | "export" | "register" | "status";
+export type TableCommand = Exclude<CommandName, "check">;
 
 /** The exit codes each command can return, for its --help (check has its own three). */
 export const COMMAND_EXIT_CODES: Record<TableCommand, readonly ExitCode[]> = {
@@ -160,6 +177,34 @@ export const COMMAND_EXIT_CODES: Record<TableCommand, readonly ExitCode[]> = {
   ],
   export: [C.OK, C.UNEXPECTED, C.USAGE, C.CONFIG, C.STORAGE, C.NOT_ENROLLED, C.TEMPORARY, C.INTERRUPTED, C.TERMINATED],
   status: [C.OK, C.UNEXPECTED, C.USAGE, C.CONFIG, C.STORAGE, C.NOT_ENROLLED],
+  sign: [
+    C.OK,
+    C.UNEXPECTED,
+    C.USAGE,
+    C.CONFIG,
+    C.VALIDATION,
+    C.STORAGE,
+    C.NOT_ENROLLED,
+    C.NOT_SUPPORTED,
+    ...TOKEN,
+    C.MESSAGE_MALFORMED,
+    C.INTERRUPTED,
+    C.TERMINATED,
+  ],
+  "verify-signature": [
+    C.OK,
+    C.UNEXPECTED,
+    C.USAGE,
+    C.CONFIG,
+    C.STORAGE,
+    C.NOT_ENROLLED,
+    C.SIGNATURE_INVALID,
+    C.SIGNATURE_WRONG_KEY,
+    C.SIGNER_OUT_OF_DATE,
+    C.SIGNER_REVOKED,
+    C.SIGNER_UNTRUSTED,
+    C.MESSAGE_MALFORMED,
+  ],
   register: [
     C.OK,
     C.UNEXPECTED,
@@ -222,6 +267,22 @@ const COMMAND_MEANINGS: { readonly [K in TableCommand]: Partial<Record<ExitCode,
     [C.OK]: "success: the stored credentials are described (expired or revoked ones too)",
     [C.STORAGE]: "the stored credentials could not be read (a directory others can write, no keychain)",
     [C.NOT_ENROLLED]: "there are no complete stored credentials for this device (enroll first)",
+  },
+  sign: {
+    [C.OK]: "success: the signed message (or the raw signature) is written",
+    [C.VALIDATION]: "the stored certificate does not hold the stored key's public key (enroll again)",
+    [C.STORAGE]: "the stored credentials could not be read, or --to could not be written",
+    [C.NOT_ENROLLED]: "there are no complete stored credentials for this device (enroll first)",
+    [C.NOT_SUPPORTED]: "the key store cannot sign with the stored key",
+    [C.MESSAGE_MALFORMED]:
+      "the message is not of its format's shape (airvantage: a JSON object of timestamps, not signed yet), or larger than 1 MiB",
+  },
+  "verify-signature": {
+    [C.OK]: "success: the signature is good, the certificate valid now, chained to the CA, not revoked by a cached CRL",
+    [C.STORAGE]: "the stored credentials could not be read (a directory others can write, no keychain)",
+    [C.NOT_ENROLLED]: "no --cert, and no complete stored credentials for this device",
+    [C.MESSAGE_MALFORMED]:
+      "the message is not of its format's shape (no signature datapoint, not a compact JWS, raw without --signature), or larger than 1 MiB",
   },
   register: {
     [C.OK]: "success: the certificate is registered and bound to the device (or was already)",

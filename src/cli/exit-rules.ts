@@ -88,6 +88,12 @@ export const EXIT_RULES: { readonly [R in Reason]: ExitRule } = {
   "broker-cert-required": ExitCode.CERT_REQUIRED,
   "broker-connect-denied": ExitCode.CONNECT_DENIED,
   "broker-publish-denied": ExitCode.PUBLISH_DENIED,
+  "message-malformed": ExitCode.MESSAGE_MALFORMED,
+  "signature-invalid": ExitCode.SIGNATURE_INVALID,
+  "signature-wrong-key": ExitCode.SIGNATURE_WRONG_KEY,
+  "signer-out-of-date": ExitCode.SIGNER_OUT_OF_DATE,
+  "signer-revoked": ExitCode.SIGNER_REVOKED,
+  "signer-untrusted": ExitCode.SIGNER_UNTRUSTED,
 };
 
 /** The exit codes a reason can give, for documentation and tests. */

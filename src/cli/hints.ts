@@ -212,6 +212,18 @@ const HINTS: { readonly [R in Reason]: (err: CertRetrieverError, command: string
       /no (PUBACK|SUBACK) within/.test(e.message)
         ? "the broker did not answer in time: it may be overloaded, or drop what it refuses without a word; try a longer --broker-timeout, and check --profile and --topic"
         : "the broker's ACL does not let this identity publish there (or read it back): check --profile and --topic",
+    "message-malformed": (_e, command) =>
+      `check --format and the message given by --in (or stdin): docs/signing.md shows each format${command === "verify-signature" ? "; a raw signature needs the message and --signature FILE" : ""}`,
+    "signature-invalid": () =>
+      "the message or its signature changed after it was signed: do not trust its content; if it is genuine, check --format",
+    "signature-wrong-key": () =>
+      "another key signed it: check --device-id (or --cert): the message comes from another device, or the device's key was replaced (verify with its current certificate)",
+    "signer-out-of-date": () =>
+      "the device must enroll again (cert-retriever enroll) before its messages are trusted; if the certificate should be valid now, check this machine's clock",
+    "signer-revoked": () =>
+      "the device's certificate was revoked: do not trust its messages; the device must enroll again for a new one",
+    "signer-untrusted": () =>
+      "give the CA chain that issued the signer's certificate with --ca FILE (or after the certificate in --cert), or check that the certificate is the device's",
   };
 
 /**
@@ -246,6 +258,8 @@ const JSON_COMMANDS: ReadonlySet<string> = new Set([
   "verify",
   "export",
   "register",
+  "sign",
+  "verify-signature",
 ]);
 
 /** The `command` of a --json object: the command that ran, or null when none of them did (an unknown command). */

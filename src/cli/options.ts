@@ -5,16 +5,27 @@ import { DEFAULT_PROTOCOL, PROTOCOLS, protocolNames, protocolSettings } from "..
 import { flagName, renderText } from "./names.js";
 
 /** The commands that take shared options; each option is defined once, here, with the commands that use it. */
-export type CommandName = "enroll" | "login" | "check" | "verify" | "export" | "register" | "status";
+export type CommandName =
+  | "enroll"
+  | "login"
+  | "check"
+  | "verify"
+  | "export"
+  | "register"
+  | "status"
+  | "sign"
+  | "verify-signature";
 
 const PLATFORM: CommandName[] = ["enroll", "login", "register"];
 const STORED: CommandName[] = ["enroll", "check", "verify", "export"];
 const BROKER: CommandName[] = ["enroll", "verify"];
-const ALL: CommandName[] = ["enroll", "login", "check", "verify", "export", "register", "status"];
+/** The commands that sign with the stored key and check what it signed. */
+const SIGNING: CommandName[] = ["sign", "verify-signature"];
+const ALL: CommandName[] = ["enroll", "login", "check", "verify", "export", "register", "status", ...SIGNING];
 /** Platform options `check` takes too: it asks the platform for the CA's CRL and the CA. */
 const ONLINE: CommandName[] = [...PLATFORM, "check"];
 /** Where stored credentials are found: what `status` reads too. */
-const FOUND: CommandName[] = [...STORED, "status"];
+const FOUND: CommandName[] = [...STORED, "status", ...SIGNING];
 
 interface OptionSpec {
   flags: string;
@@ -248,19 +259,20 @@ export const OPTION_SPECS: OptionSpec[] = [
     flags: "--key <pkcs11-uri>",
     description:
       "keep the key in a PKCS#11 token (secure element, TPM, SoftHSM), named by an RFC 7512 URI such as 'pkcs11:token=device'; the PIN from the URI's pin-source=file:PATH, CERT_RETRIEVER_PKCS11_PIN, the systemd credential 'pin', or a prompt",
-    commands: ["enroll", "check", "verify"],
+    commands: ["enroll", "check", "verify", "sign"],
     // export reads where the key is from the store: a key in a token stays there.
     hiddenIn: ["export"],
     describe: {
       check: "the token key's URI, if not the one recorded with the credentials",
       verify: "the token key's URI, if not the one recorded with the credentials",
+      sign: "the token key's URI, if not the one recorded with the credentials",
     },
     env: "KEY",
   },
   {
     flags: "--pkcs11-module <path>",
     description: "the PKCS#11 module, when the --key URI has no module-path= (else PKCS11_MODULE_PATH)",
-    commands: ["enroll", "check", "verify"],
+    commands: ["enroll", "check", "verify", "sign"],
     hiddenIn: ["export"],
     env: "PKCS11_MODULE",
   },
@@ -367,13 +379,13 @@ export const OPTION_SPECS: OptionSpec[] = [
     flags: "--quiet",
     description:
       "print only errors, warnings and notes on stderr: no step lines, no progress, no summary (stdout and --json are unchanged)",
-    commands: ["enroll", "login", "check", "verify", "export", "register"],
+    commands: ["enroll", "login", "check", "verify", "export", "register", ...SIGNING],
     env: "QUIET",
   },
   {
     flags: "--non-interactive",
     description: "never prompt: a missing value is an error (also without a terminal)",
-    commands: ["enroll", "login", "verify", "export", "register"],
+    commands: ["enroll", "login", "verify", "export", "register", "sign"],
     hiddenIn: ["check", "status"],
   },
   {

@@ -117,7 +117,7 @@ export async function removeCreatedDirectories(created: readonly string[]): Prom
  * Replaces `path` whole with `text` (mode `mode`): written beside it, fsynced, renamed over it, the
  * directory synced. A reader sees the old file or the new one, never half of one.
  */
-export async function replaceFile(path: string, text: string, mode: number): Promise<void> {
+export async function replaceFile(path: string, text: string | Uint8Array, mode: number): Promise<void> {
   const staged = `${path}.${process.pid}.tmp`;
   await unlink(staged).catch(() => undefined); // a crashed run's, with this pid
   try {

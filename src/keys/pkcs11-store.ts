@@ -7,7 +7,13 @@ import { acquireLock } from "../fs/lock.js";
 import { prepareDirectory } from "../fs/safe-dir.js";
 import { problemOnPath, walkPath } from "../fs/trusted-path.js";
 import { TokenKeyTransaction } from "./key-journal.js";
-import type { KeyHandle, KeyStore, KeyTransaction } from "./key-store.js";
+import {
+  type KeyHandle,
+  type KeyStore,
+  type KeyTransaction,
+  type SigningKey,
+  webCryptoSigningKey,
+} from "./key-store.js";
 import { type KeyType, keyAlgorithm } from "./key-types.js";
 import { formatPkcs11Uri, type Pkcs11Uri, parsePkcs11Uri } from "./pkcs11-uri.js";
 import type { CryptoProvider } from "./provider.js";
@@ -229,6 +235,39 @@ export class Pkcs11KeyStore implements KeyStore {
     const uri = parsePkcs11Uri(record);
     const { ObjectClass } = this.graphene;
     return this.find(this.loggedIn ? ObjectClass.PRIVATE_KEY : ObjectClass.PUBLIC_KEY, uri.object, uri.id).length > 0;
+  }
+
+  /** The private key a stored record names, as a handle in the token (it never leaves it); the store is logged in. */
+  async signingKey(record: string, pss = false): Promise<SigningKey> {
+    const uri = parsePkcs11Uri(record);
+    const [object] = this.find(this.graphene.ObjectClass.PRIVATE_KEY, uri.object, uri.id);
+    if (!object)
+      throw new CertRetrieverError(
+        `token failed: ${this.location} no longer holds the key '${uri.object ?? ""}' the stored credentials name`,
+        { step: "token", reason: "token-key-missing" },
+      );
+    const id = this.p11.CryptoKey.getID(object.toType() as never);
+    const storage = (this.crypto as unknown as InstanceType<WebcryptoP11["Crypto"]>).keyStorage;
+    const what = `the key '${uri.object ?? ""}' in token '${this.tokenLabel}'`;
+    let key: CryptoKey;
+    try {
+      key = (await storage.getItem(id)) as unknown as CryptoKey;
+      // An RSA key is taken for one scheme, hashed with SHA-256.
+      if (key.algorithm.name !== "ECDSA") {
+        const algorithm = { name: pss ? "RSA-PSS" : "RSASSA-PKCS1-v1_5", hash: "SHA-256" };
+        key = (await storage.getItem(id, algorithm as never, false, ["sign"])) as unknown as CryptoKey;
+      }
+    } catch (err) {
+      throw tokenError(`opening ${what} failed`, err);
+    }
+    const signer = webCryptoSigningKey(key, this.crypto, `in ${this.location}, never extractable`);
+    return {
+      ...signer,
+      sign: (params, data) =>
+        signer.sign(params, data).catch((err: unknown) => {
+          throw tokenError(`signing with ${what} failed`, err);
+        }),
+    };
   }
 
   /** The SubjectPublicKeyInfo of each public key the record names, for matching a certificate. */
