@@ -2,6 +2,7 @@
 // `npm run bench`: start-up and enrollment against the floors, side by side, in one invocation,
 // against the lab platform on 127.0.0.1; then the factory line rate under dojot's login limit.
 // A measurement, not a test: it asserts nothing. Rows are measured interleaved (see `plan`). Usage: node bench/run.mjs [runs=10] [devices=12]
+// Then the fleet simulation (bench/fleet.mjs; FLEET_DEVICES=100 for a quicker one).
 import { execFileSync, spawn } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, tmpdir, totalmem } from "node:os";
@@ -344,3 +345,11 @@ rmSync(work, { recursive: true, force: true });
 
 // Messages signed per second, per key type and key store: bench/sign.mjs, in a process of its own.
 execFileSync(process.execPath, [fileURLToPath(new URL("./sign.mjs", import.meta.url))], { stdio: "inherit" });
+// The fleet's daily renewal check: what the platform sees of N devices over 30 simulated days (bench/fleet.mjs).
+execFileSync(
+  process.execPath,
+  [fileURLToPath(new URL("./fleet.mjs", import.meta.url)), process.env.FLEET_DEVICES ?? "1000"],
+  {
+    stdio: "inherit",
+  },
+);

@@ -34,8 +34,11 @@ export interface Agent {
   dryRun(opts?: { force?: boolean; onEvent?: (event: EnrollEvent) => void }): Promise<DryRunResult>;
   /** Renews the stored credentials now (a new key), whatever their renewal window says. */
   renew(opts?: { onEvent?: (event: EnrollEvent) => void }): Promise<EnrollResult>;
-  /** What `check` asks: is enrollment needed? `online`: the platform may be asked about revocation and its CA. */
-  status(opts?: { online?: boolean }): Promise<StatusResult>;
+  /**
+   * What `check` asks: is enrollment needed? `online`: the platform may be asked about revocation and
+   * its CA (within the traffic budget, `renewal.crlRefreshMs`); `contactNow`: asked now, whatever the budget says.
+   */
+  status(opts?: { online?: boolean; contactNow?: boolean }): Promise<StatusResult>;
   /**
    * The stored credentials described for people (what `status` shows): names, chain, dates, when
    * renewal is due, revocation as `check` last saw it, where the key is, the platform and API the
@@ -107,9 +110,9 @@ class AgentImpl implements Agent {
     return this.withEnrollContext(opts.onEvent, "renew", (ctx) => renewNow(ctx));
   }
 
-  async status(opts: { online?: boolean } = {}): Promise<StatusResult> {
+  async status(opts: { online?: boolean; contactNow?: boolean } = {}): Promise<StatusResult> {
     const { status } = await import("./flows/status.js");
-    return status(await this.statusContext(Boolean(opts.online)));
+    return status({ ...(await this.statusContext(Boolean(opts.online))), contactNow: opts.contactNow });
   }
 
   async describe(): Promise<CredentialsDescription> {

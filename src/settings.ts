@@ -63,7 +63,10 @@ export interface RenewalSettings {
   renewBefore?: RenewWindow;
   /** Where a CRL comes from; default `auto` (the platform; enroll reads only the cache `check` keeps). */
   revocation?: RevocationMode;
-  /** A cached CRL younger than this is used without asking (status); default six hours. */
+  /**
+   * status's traffic budget: valid credentials ask the platform (login, CA, CRL) at most once in each
+   * slot this long, shifted by the device id; a cached CRL is read meanwhile. Default seven days.
+   */
   crlRefreshMs?: number;
   /** Revoke the certificate a renewal replaced, where the protocol can; default true. */
   revokePrevious?: boolean;
@@ -126,8 +129,8 @@ export interface AgentSettings {
 export const DEFAULT_CA_NAME = "IOTmidCA";
 /** A run's default time limit. */
 export const DEFAULT_DEADLINE_MS = 5 * 60_000;
-/** How long a cached CRL is used without asking. */
-export const DEFAULT_CRL_REFRESH_MS = 6 * 60 * 60_000;
+/** How long a cached CRL is used without asking: a fleet's daily checks cost the platform one exchange a week a device. */
+export const DEFAULT_CRL_REFRESH_MS = 7 * 24 * 60 * 60_000;
 /** Attempts in all of a request that fails temporarily. */
 export const DEFAULT_ATTEMPTS = 5;
 

@@ -2,6 +2,7 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import { sha256ColonHex, toPem } from "cert-retriever";
 import { ProfileRefusal, parseSignedCsr, signAsEjbca } from "./ca.js";
 import { crlPem, latestCrl, REVOCATION_REASON, revoke } from "./crl.js";
+import { sendExpressJson } from "./express-etag.js";
 import { certificateFault, type FaultKind, skewClock, withTrailingData } from "./faults.js";
 import { send } from "./replies.js";
 import { type LabState, loadState, updateState, type X509Record } from "./state.js";
@@ -57,11 +58,12 @@ export async function handleX509(
     const fp = () => routeFingerprint(decodeParam(/^\/v1\/certificates\/([^/]+)/.exec(path)![1]!), ctx.rules);
     switch (route) {
       case "GET /v1/ca":
-        return await serveCa(res, ctx);
+        return await serveCa(req, res, ctx);
       case "GET /v1/ca/crl":
         // `getRootCRL()` with renew false (`caRoutes.js` v0.7.0/v0.8.0, `trusted-cas-router.js` v0.5.0):
         // EJBCA's latest CRL, made anew first only under `ejbca.forcecrlrenew` (false by default).
-        return send(res, 200, {
+        // `res.status(200).json(result)`: Express's ETag, and 304 to a matching If-None-Match (express-etag.ts).
+        return sendExpressJson(req, res, 200, {
           crl: crlPem(
             await latestCrl(
               ctx.opts.dir,
@@ -204,11 +206,12 @@ function decodeParam(raw: string): string {
 }
 
 /** `GET /v1/ca`: the X509 Identity CA's certificate and fingerprint, as a `ca` fault spoils them. */
-async function serveCa(res: ServerResponse, ctx: X509Context): Promise<void> {
+async function serveCa(req: IncomingMessage, res: ServerResponse, ctx: X509Context): Promise<void> {
   const fault = ctx.faults.take("ca");
   skewClock(res, fault);
   const served = fault === "wrong-ca" ? await ctx.otherCa() : ctx.ca;
-  return send(res, 200, {
+  // `res.status(200).json(result)` (`caRoutes.js` v0.7.0/v0.8.0): Express's ETag and 304 (express-etag.ts).
+  return sendExpressJson(req, res, 200, {
     certificateFingerprint: sha256ColonHex(served.cert.rawData),
     caPem: pemOf(withTrailingData(served.cert.rawData, fault)),
   });

@@ -57,7 +57,7 @@ export const OPTION_SPECS: OptionSpec[] = [
     commands: [...ONLINE, "status"],
     describe: {
       check:
-        "the platform, asked for its CA and the CA's CRL (revocation) when the cached CRL is older than --crl-refresh; without it only the cache is read",
+        "the platform, asked for its CA and the CA's CRL (revocation) once in each --crl-refresh period (or with --online); without it only the cache is read",
       status: "the platform the device enrolls with, shown as it is given (status contacts nothing)",
     },
     env: "PLATFORM",
@@ -201,10 +201,16 @@ export const OPTION_SPECS: OptionSpec[] = [
   },
   {
     flags: "--crl-refresh <duration>",
-    description: "ask the platform for the CRL again when the cached one is older than this (or past its next update)",
+    description:
+      "the traffic budget: with valid credentials, ask the platform (login, CA, CRL) at most once in each period this long, at a time the device id spreads; the cached CRL answers meanwhile, even past its next update",
     commands: ["check"],
     env: "CRL_REFRESH",
-    default: "6h",
+    default: "7d",
+  },
+  {
+    flags: "--online",
+    description: "ask the platform now (login, CA, CRL), whatever --crl-refresh says",
+    commands: ["check"],
   },
   {
     flags: "--exec <command>",

@@ -13,10 +13,15 @@ export interface RevocationOptions {
   now: Date;
   /** Where the last good CRL is kept (PEM); none: fetched every time. */
   cachePath?: string;
-  /** A cached CRL younger than this is used without asking the platform. */
+  /** A cached CRL younger than this is used without asking the platform (unless `due` says when). */
   refreshMs: number;
-  /** Fetches the CA's latest CRL (DER); absent: only the cache is read (enroll's "nothing to do"). */
-  fetch?: () => Promise<Uint8Array>;
+  /** Whether the platform is to be asked now, given when the cached CRL was fetched (check's traffic budget). */
+  due?: (cachedAt: Date) => boolean;
+  /**
+   * Fetches the CA's latest CRL (DER), or "unchanged" when the platform says the cached one (`cached`,
+   * DER) is still its latest; absent: only the cache is read (enroll's "nothing to do").
+   */
+  fetch?: (cached: Uint8Array | undefined) => Promise<Uint8Array | "unchanged">;
 }
 
 /** What the CRL says of a certificate, or why no CRL could say it. */
@@ -33,6 +38,10 @@ export interface CrlFacts {
   from: "fetched" | "cache";
   /** Why the cache was used although the platform was asked (it could not be reached), if so. */
   note?: string;
+  /** When the device last had it from the platform (the cache's time, or now). */
+  fetchedAt: Date;
+  /** It is past its next update (read so only within check's budget: see {@link revocationOf}). */
+  pastNextUpdate: boolean;
 }
 
 /** RFC 5280 5.2.4 and 5.2.5. */
@@ -56,9 +65,10 @@ const REASON_NAMES = [
 
 /**
  * Whether `cert` is revoked, by a CRL of its issuer `ca` whose signature is checked. A cached CRL
- * is used while it is younger than `refreshMs` and not past its nextUpdate; then the platform is
- * asked, and a CRL it sends is kept. When the platform cannot be asked, a cached CRL that is not
- * past its nextUpdate still answers; else the answer is "unknown" with the reason, never a guess.
+ * is used until the platform is due to be asked (`due`, else `refreshMs` after it was fetched),
+ * even past its nextUpdate (the answer says how old it is); then the platform is asked, and a CRL it
+ * sends is kept. When the platform cannot be asked, a cached CRL that is not past its nextUpdate
+ * still answers; else the answer is "unknown" with the reason, never a guess.
  */
 export async function revocationOf(
   cert: x509.X509Certificate,
@@ -69,54 +79,87 @@ export async function revocationOf(
   const current = cached && (!cached.crl.nextUpdate || cached.crl.nextUpdate > opts.now) ? cached : undefined;
   // A listing stays true however old the CRL: check and enroll must agree on it, or the unit would run for nothing every day.
   const listed = cached?.crl.findRevoked(cert.serialNumber) ? cached : undefined;
-  if (
-    (current ?? listed) &&
-    (!opts.fetch || opts.now.getTime() - (current ?? listed)!.fetchedAt.getTime() < opts.refreshMs)
-  )
-    return verdict(cert, (current ?? listed)!.crl, "cache", opts.now);
-  if (!opts.fetch)
+  const usable = current ?? listed;
+  if (!opts.fetch) {
+    if (usable) return verdict(cert, usable.crl, "cache", opts.now, usable.fetchedAt);
     return { state: "unknown", why: cached ? "the cached CRL is past its next update" : "no CRL has been fetched yet" };
+  }
+  const due = opts.due ?? ((at: Date) => opts.now.getTime() - at.getTime() >= opts.refreshMs);
+  if (cached && !due(cached.fetchedAt))
+    return verdict(cert, cached.crl, "cache", opts.now, cached.fetchedAt, { pastNextUpdate: "answers" });
   let crl: x509.X509Crl;
   try {
-    crl = new x509.X509Crl(new Uint8Array(await opts.fetch()));
+    const fetched = await opts.fetch(cached?.crl.rawData ? new Uint8Array(cached.crl.rawData) : undefined);
+    if (fetched === "unchanged") {
+      if (!cached) throw new Error("the platform says it has not changed, but none is kept");
+      return await confirmed(cert, cached.crl, opts);
+    }
+    crl = new x509.X509Crl(new Uint8Array(fetched));
     const problem = await crlProblem(crl, ca, opts.crypto);
     if (problem) throw new Error(problem);
   } catch (err) {
     const why = `the CRL could not be fetched or is not good (${describeCause(err)})`;
     if (current)
-      return verdict(
-        cert,
-        current.crl,
-        "cache",
-        opts.now,
-        `${why}; the cached one, current until ${current.crl.nextUpdate?.toISOString() ?? "its issuer's next CRL"}, answered`,
-      );
-    if (listed) return verdict(cert, listed.crl, "cache", opts.now, `${why}; the cached one lists it`);
+      return verdict(cert, current.crl, "cache", opts.now, current.fetchedAt, {
+        note: `${why}; the cached one, current until ${current.crl.nextUpdate?.toISOString() ?? "its issuer's next CRL"}, answered`,
+      });
+    if (listed)
+      return verdict(cert, listed.crl, "cache", opts.now, listed.fetchedAt, {
+        note: `${why}; the cached one lists it`,
+      });
     return { state: "unknown", why };
   }
   // A CRL older than the one kept (a stale replica, a replay) does not replace it.
   if (cached && crl.thisUpdate < cached.crl.thisUpdate)
-    return verdict(cert, cached.crl, "cache", opts.now, "the platform sent an older CRL than the one kept");
+    return verdict(cert, cached.crl, "cache", opts.now, cached.fetchedAt, {
+      note: "the platform sent an older CRL than the one kept",
+    });
+  return kept(cert, crl, opts, "fetched");
+}
+
+/** The cached CRL, which the platform says is still its latest (304): kept anew (its time is now), and what it says. */
+function confirmed(cert: x509.X509Certificate, crl: x509.X509Crl, opts: RevocationOptions): Promise<RevocationVerdict> {
+  return kept(cert, crl, opts, "cache", {
+    note: "the platform says the cached one is still its latest",
+    pastNextUpdate: "answers",
+  });
+}
+
+/** Keeps `crl` in the cache and says what it says of `cert`; a cache that cannot be written is noted. */
+async function kept(
+  cert: x509.X509Certificate,
+  crl: x509.X509Crl,
+  opts: RevocationOptions,
+  from: CrlFacts["from"],
+  how: { note?: string; pastNextUpdate?: "answers" } = {},
+): Promise<RevocationVerdict> {
   let cacheError: string | undefined;
   if (opts.cachePath)
     await writeCache(opts.cachePath, crl).catch(
       (err: unknown) => (cacheError = `the CRL could not be kept in ${opts.cachePath} (${describeCause(err)})`),
     );
-  const answer = verdict(cert, crl, "fetched", opts.now);
+  const answer = verdict(cert, crl, from, opts.now, opts.now, how);
   return answer.state === "unknown" || !cacheError ? answer : { ...answer, cacheError };
 }
 
-/** What `crl` says of `cert`: listed is revoked, whatever the CRL's age; not listed counts only while the CRL is current. */
+/**
+ * What `crl` says of `cert`: listed is revoked, whatever the CRL's age; not listed counts while the
+ * CRL is current, and past its next update only where the caller says so (`pastNextUpdate`: check's
+ * budget, which reads it for the device's own status and says how old it is).
+ */
 function verdict(
   cert: x509.X509Certificate,
   crl: x509.X509Crl,
   from: CrlFacts["from"],
   now: Date,
-  note?: string,
+  fetchedAt: Date,
+  how: { note?: string; pastNextUpdate?: "answers" } = {},
 ): RevocationVerdict {
-  const facts: CrlFacts = { thisUpdate: crl.thisUpdate, nextUpdate: crl.nextUpdate, from, note };
+  const pastNextUpdate = crl.nextUpdate !== undefined && crl.nextUpdate <= now;
+  const { thisUpdate, nextUpdate } = crl;
+  const facts: CrlFacts = { thisUpdate, nextUpdate, from, note: how.note, fetchedAt, pastNextUpdate };
   const entry = crl.findRevoked(cert.serialNumber);
-  if (!entry && crl.nextUpdate && crl.nextUpdate <= now)
+  if (!entry && pastNextUpdate && !how.pastNextUpdate)
     return { state: "unknown", why: `the platform's CRL is past its next update (${crl.nextUpdate.toISOString()})` };
   if (!entry) return { state: "good", crl: facts };
   const code = entry.reason;
@@ -207,7 +250,7 @@ export async function lastSeenRevocation(
   if ("problem" in cached) return { state: "unusable", why: cached.problem };
   const { crl, fetchedAt } = cached;
   const seen = { checkedAt: fetchedAt, thisUpdate: crl.thisUpdate, nextUpdate: crl.nextUpdate };
-  const answer = verdict(cert, crl, "cache", opts.now);
+  const answer = verdict(cert, crl, "cache", opts.now, fetchedAt);
   if (answer.state === "revoked")
     return { state: "revoked", ...seen, revokedAt: answer.revokedAt, reason: answer.reason };
   return { state: answer.state === "good" ? "good" : "outdated", ...seen };
@@ -223,7 +266,9 @@ export function describeRevocation(
   v: Exclude<RevocationVerdict, { state: "unknown" }>,
   cert: x509.X509Certificate,
 ): string {
-  const crl = `${v.crl.from === "cache" ? "the cached CRL" : "the CRL just fetched"} (issued ${v.crl.thisUpdate.toISOString()})`;
+  const past = v.crl.pastNextUpdate ? `, past its next update ${v.crl.nextUpdate?.toISOString()}` : "";
+  const when = v.crl.from === "cache" ? `, from the platform at ${v.crl.fetchedAt.toISOString()}` : "";
+  const crl = `${v.crl.from === "cache" ? "the cached CRL" : "the CRL just fetched"} (issued ${v.crl.thisUpdate.toISOString()}${past}${when})`;
   return v.state === "revoked"
     ? `certificate ${cert.serialNumber} was revoked at ${v.revokedAt.toISOString()}${v.reason ? ` (${v.reason})` : ""}, says ${crl}`
     : `certificate ${cert.serialNumber} is not revoked, says ${crl}`;

@@ -5,11 +5,11 @@
  */
 import { describeCause, type SettingNamer } from "../errors.js";
 import { storageError } from "../fs/safe-dir.js";
-import { sameBytes } from "../keys/fingerprint.js";
 import type { CryptoProvider } from "../keys/provider.js";
 import type * as x509 from "../keys/x509.js";
 import type { ProtocolClient, Session } from "../protocols/types.js";
 import type { CredentialStore } from "../store/types.js";
+import { nextContact, PlatformExchange, readContactRecord } from "./contact.js";
 import { type Inspection, inspectCredentials, type RenewWindow } from "./inspect.js";
 import { markCaReplaced, type RevocationVerdict, revocationOf } from "./revocation.js";
 
@@ -26,8 +26,13 @@ export interface StatusContext {
   publicKeysOf: (record: string) => Promise<Uint8Array[]>;
   renewBefore: RenewWindow;
   revocation: RevocationMode;
-  /** A cached CRL younger than this is used without asking. */
+  /**
+   * The traffic budget: a device whose credentials are valid asks the platform at most once in each
+   * slot this long (slots shifted by its id), unless the stored CA ends within two of them.
+   */
   crlRefreshMs: number;
+  /** Ask the platform now, whatever the budget says. */
+  contactNow?: boolean;
   /** Asks the platform (opened on first use), or undefined when it is not to be asked. */
   ask?: <T>(question: (client: ProtocolClient, session: Session) => Promise<T>) => Promise<T>;
   /** A CRL from the certificate's own http distribution points, if it names any. */
@@ -46,32 +51,28 @@ export type StatusResult =
       renewFrom: Date;
       revocation?: RevocationVerdict;
       location: string;
+      /** When check asks the platform next, if it asks one; a note if when it asked could not be kept. */
+      contact?: { next: Date; note?: string };
     };
 
 /** Inspects the stored credentials, asking the platform (or a distribution point) only about revocation and the CA. */
 export async function status(ctx: StatusContext): Promise<StatusResult> {
-  let caReplaced: string | undefined;
-  const fromPlatform = (ca: x509.X509Certificate) => () =>
-    ctx.ask!(async (client, session) => {
-      // The CA first: a CA the platform replaced makes the CRL moot (and enrollment needed).
-      const fetched = await client.trust.fetchCa(session);
-      if (!sameBytes(fetched.der, ca.rawData)) {
-        caReplaced = "the platform's CA is no longer the stored one";
-        throw new Error(caReplaced);
-      }
-      const proto = client.effective?.() ?? client;
-      if (!proto.crl)
-        throw new Error(
-          `${proto.title} serves no CRL (${ctx.name("revocation")} distribution-points reads one from the certificate's own distribution points)`,
-        );
-      return proto.crl(session);
-    });
+  const record = ctx.ask ? await readContactRecord(ctx.store.sidecars.contactRecord, ctx.deviceId) : undefined;
+  const exchange = new PlatformExchange(record);
+  const noCrl = (title: string) =>
+    `${title} serves no CRL (${ctx.name("revocation")} distribution-points reads one from the certificate's own distribution points)`;
   const fetchFor = async (cert: x509.X509Certificate, ca: x509.X509Certificate) =>
     ctx.ask
-      ? fromPlatform(ca)
+      ? (cached: Uint8Array | undefined) =>
+          ctx.ask!((client, session) => exchange.ask(client, session, ca, cached, noCrl))
       : ctx.revocation === "distribution-points"
         ? await ctx.fromDistributionPoints?.(cert)
         : undefined;
+  // Within the budget unless told to ask, or the stored CA ends within two periods (its replacement must be found in time).
+  const due = (ca: x509.X509Certificate) => (cachedAt: Date) =>
+    ctx.contactNow ||
+    ca.notAfter.getTime() - ctx.now.getTime() < 2 * ctx.crlRefreshMs ||
+    exchange.due(ctx.deviceId, ctx.crlRefreshMs, ctx.now, cachedAt);
   const verdict = await inspectCredentials(ctx.store, {
     deviceId: ctx.deviceId,
     crypto: ctx.crypto,
@@ -88,10 +89,18 @@ export async function status(ctx: StatusContext): Promise<StatusResult> {
               now: ctx.now,
               cachePath: ctx.store.sidecars.crlCache,
               refreshMs: ctx.crlRefreshMs,
+              due: ctx.ask ? due(ca) : undefined,
               fetch: await fetchFor(cert, ca),
             }),
   });
-  return settle(ctx, verdict, caReplaced);
+  const result = await settle(ctx, verdict, exchange.caReplaced);
+  if (!ctx.ask || result.needed) return result;
+  const note = await exchange.keep(ctx.store.sidecars.contactRecord, ctx.deviceId, ctx.now);
+  const last = exchange.contacted
+    ? ctx.now
+    : (record?.at ?? (result.revocation && "crl" in result.revocation ? result.revocation.crl.fetchedAt : undefined));
+  const next = last ? nextContact(ctx.deviceId, last, ctx.crlRefreshMs) : ctx.now;
+  return { ...result, contact: { next, ...(note ? { note } : {}) } };
 }
 
 /** The verdict as status reports it; a CA found replaced is noted for enroll, which cannot see it offline. */

@@ -6,7 +6,9 @@
 import type { CertRetrieverError, Reason, SettingNamer } from "../errors.js";
 import type { KeyType } from "../keys/key-types.js";
 import type { CryptoProvider } from "../keys/provider.js";
-import type { HttpClient } from "../transport/http.js";
+import type { HttpClient, Validators } from "../transport/http.js";
+
+export type { Validators } from "../transport/http.js";
 
 /** A platform session: the JWT (memory only) and what it says about the caller. Sessionless protocols have none. */
 export interface Session {
@@ -161,6 +163,15 @@ export interface ReenrollCapability {
   keptNames(asked: string[]): string;
 }
 
+/** A conditional fetch's answer: unchanged since the validators sent (304, no body), or the body and its own validators. */
+export type Conditional<T> = { unchanged: true } | { unchanged: false; value: T; validators: Validators };
+
+/** The CA and the CRL fetched with If-None-Match / If-Modified-Since, where the platform answers them with 304. */
+export interface RevalidateCapability {
+  ca(session: Session, known: Validators | undefined): Promise<Conditional<FetchedCa>>;
+  crl(session: Session, known: Validators | undefined): Promise<Conditional<Uint8Array>>;
+}
+
 /**
  * A protocol client, opened for one run. Capabilities are present or absent; the flows test
  * presence, never the protocol's name.
@@ -183,6 +194,8 @@ export interface ProtocolClient {
   revoke?(session: Session, target: RevokeTarget): Promise<"revoked" | "absent">;
   /** The issuing CA's latest CRL, DER (after fetchCa). */
   crl?(session: Session): Promise<Uint8Array>;
+  /** The CA and the CRL fetched again only when they changed (after fetchCa for a client that detects its protocol). */
+  revalidate?: RevalidateCapability;
   /** Registers a certificate another CA issued, bound to the device; `already`: it was so already. */
   register?(session: Session, req: RegisterRequest): Promise<{ fingerprint: string; already: boolean }>;
 }

@@ -59,6 +59,7 @@ export class FilesStore implements CredentialStore {
       caReplacedMark: join(outDir, `${caName}.replaced`),
       settingsRecord: this.paths.settings,
       issueJournal: `${join(this.paths.dir, deviceId)}.issue.pending`,
+      contactRecord: `${join(this.paths.dir, deviceId)}.contact.json`,
     };
   }
 

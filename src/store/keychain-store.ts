@@ -68,6 +68,7 @@ export class KeychainStore implements CredentialStore {
       caReplacedMark: join(lockDir, `${caName}.replaced`),
       settingsRecord: join(resolve(lockDir), `${deviceId}.settings.json`),
       issueJournal: join(resolve(lockDir), `${deviceId}.issue.pending`),
+      contactRecord: join(resolve(lockDir), `${deviceId}.contact.json`),
     };
   }
 

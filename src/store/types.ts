@@ -47,6 +47,8 @@ export interface Sidecars {
   caReplacedMark: string;
   /** Written before a CSR is sent, removed once its certificate is stored or refused (`<out>/<device-id>.issue.pending`): a run that finds it knows an earlier one may have been issued a certificate it never stored. */
   issueJournal: string;
+  /** When `check` last asked the platform, and the validators of the CA and CRL it holds (`<out>/<device-id>.contact.json`). */
+  contactRecord: string;
   /** The settings the device was enrolled with, which later commands use (`<out>/<device-id>.settings.json`). */
   settingsRecord: string;
 }

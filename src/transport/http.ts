@@ -32,7 +32,16 @@ import type { HttpTimeouts, RawReply, Sender } from "./sender.js";
 import { probeTlsAlert } from "./tls-probe.js";
 import { type TlsSettings, tlsOptionsOf } from "./trust-anchors.js";
 
-export { bodySummary, type HttpReply, jsonObject, oneLine, replyFacts } from "./reply.js";
+export {
+  bodySummary,
+  conditionalHeaders,
+  type HttpReply,
+  jsonObject,
+  oneLine,
+  replyFacts,
+  type Validators,
+  validatorsOf,
+} from "./reply.js";
 export { type OnWait, parseRetryAfter, type RetryInfo, type WaitInfo } from "./retry.js";
 export type { HttpTimeouts } from "./sender.js";
 export type { TlsSettings } from "./trust-anchors.js";
@@ -221,6 +230,8 @@ export class HttpClient {
       body,
       retryAfter: header(raw, "retry-after"),
       location: header(raw, "location"),
+      etag: header(raw, "etag"),
+      lastModified: header(raw, "last-modified"),
       request: `${init.method} ${url.origin}${url.pathname}`,
     };
   }

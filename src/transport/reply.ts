@@ -11,8 +11,33 @@ export interface HttpReply {
   retryAfter?: string;
   /** The Location header of a redirect, if any (redirects are returned, never followed). */
   location?: string;
+  /** The ETag and Last-Modified headers, if any: what a conditional request names the body by. */
+  etag?: string;
+  lastModified?: string;
   /** What was asked, e.g. `POST http://gw:8000/auth`, for messages. */
   request?: string;
+}
+
+/** What a body fetched before is named by (its ETag, its Last-Modified), to ask for it again only if it changed. */
+export interface Validators {
+  etag?: string;
+  lastModified?: string;
+}
+
+/** A reply's validators, to keep beside its body. */
+export function validatorsOf(reply: HttpReply): Validators {
+  return {
+    ...(reply.etag ? { etag: reply.etag } : {}),
+    ...(reply.lastModified ? { lastModified: reply.lastModified } : {}),
+  };
+}
+
+/** The headers that ask for a body only if it changed since `known` (RFC 9110, 13.1.2 and 13.1.3). */
+export function conditionalHeaders(known: Validators | undefined): Record<string, string> {
+  return {
+    ...(known?.etag ? { "if-none-match": known.etag } : {}),
+    ...(known?.lastModified ? { "if-modified-since": known.lastModified } : {}),
+  };
 }
 
 /** The reply parsed as a JSON object, or undefined if it is not one. */

@@ -202,7 +202,7 @@ describe("status: the stored credentials described for people", () => {
     const later = new Date(Date.parse(result.notBefore) + 3 * DAY_MS);
     const old = await runMain(args, { clock: () => later });
     expect(field(old.stdout, "Revocation")).toMatch(
-      /^not revoked as of the CA's CRL of .* UTC \(fetched .* UTC\), which is past its next update .* UTC: check fetches a new one$/,
+      /^not revoked as of the CA's CRL of .* UTC \(fetched .* UTC\), which is past its next update .* UTC: check fetches a new one when it next asks the platform$/,
     );
     await writeFile(join(out, "IOTmidCA.crl"), "not a CRL\n");
     const damaged = await runCli([...args, "--json"]);

@@ -1,4 +1,5 @@
 import { Command } from "commander";
+import type { CrlFacts } from "../../flows/revocation.js";
 import type { StatusResult } from "../../flows/status.js";
 import { protocolNamed } from "../../protocols/registry.js";
 import type { AgentSettings } from "../../settings.js";
@@ -26,6 +27,7 @@ import type { CliState } from "../state.js";
 
 interface CheckFlags extends CommonFlags, KeyFlags {
   crlRefresh: string;
+  online?: boolean;
 }
 
 const HELP = `
@@ -40,8 +42,12 @@ EXIT CODES (systemd's ExecCondition= contract)
 REVOCATION
   With --platform, check asks the platform for its CA and the CA's CRL (dojot: GET /x509/v1/ca/crl;
   EJBCA-REST: GET /ca/<name>/crl), verifies the CRL's signature with the stored CA, and keeps it in
-  <out>/<ca-name>.crl. A cached CRL younger than --crl-refresh is used without asking; when the
-  platform cannot be reached, a cached CRL still before its next update answers. The platform gets
+  <out>/<ca-name>.crl. Valid credentials ask the platform at most once in each --crl-refresh
+  period (7d; the device id spreads a fleet over it), with If-None-Match where the platform answers
+  it; the cached CRL answers meanwhile, even past its next update (the message says how old it is).
+  Inside the renewal window, or with a stored CA that ends within two periods, nothing holds it back;
+  --online asks now. When the platform cannot be reached, a cached CRL still before its next update
+  answers. The platform gets
   at most 30 s and one retry (less if --deadline or --retries say so). Without --platform only the
   cache is read. --revocation distribution-points reads the CRL from the certificate's own http
   CRL distribution points instead, for CAs that publish there (dojot's name EJBCA's host inside
@@ -124,7 +130,7 @@ async function runCheck(command: Command, state: CliState): Promise<number> {
   const { createAgent } = await import("../../agent.js");
   const agent = createAgent(settings);
   try {
-    return report(await agent.status({ online }), deviceId, flags);
+    return report(await agent.status({ online, contactNow: Boolean(flags.online) }), deviceId, flags);
   } finally {
     interrupt.dispose();
     await agent.close();
@@ -158,10 +164,12 @@ async function report(status: StatusResult, deviceId: string, flags: CheckFlags)
         : describeRevocation(revocation, status.cert);
   tell(
     flags,
-    `nothing to do: '${deviceId}' has valid credentials in ${status.location} until ${status.cert.notAfter.toISOString()} (renewal due from ${status.renewFrom.toISOString()}); ${checked}`,
+    `nothing to do: '${deviceId}' has valid credentials in ${status.location} until ${status.cert.notAfter.toISOString()} (renewal due from ${status.renewFrom.toISOString()}); ${checked}${status.contact ? `; the platform is asked next from ${status.contact.next.toISOString()}` : ""}`,
   );
   if (revocation?.state === "good" && revocation.crl.note) say(`note: ${revocation.crl.note}`);
+  if (status.contact?.note) say(`note: ${status.contact.note}`);
   if (flags.json) {
+    const crl = revocation && "crl" in revocation ? revocation.crl : undefined;
     printResult("check", {
       needed: false,
       deviceId,
@@ -169,7 +177,20 @@ async function report(status: StatusResult, deviceId: string, flags: CheckFlags)
       renewFrom: status.renewFrom.toISOString(),
       revocation: revocation?.state ?? "not-checked",
       ...(revocation?.state === "unknown" ? { revocationUnknownWhy: revocation.why } : {}),
+      ...(crl ? crlAge(crl) : {}),
+      ...(status.contact ? { nextContact: status.contact.next.toISOString() } : {}),
     });
   }
   return CHECK_EXIT.NOTHING_TO_DO;
+}
+
+/** How old the CRL that answered is, for --json. */
+function crlAge(crl: CrlFacts): Record<string, unknown> {
+  return {
+    crlFrom: crl.from,
+    crlThisUpdate: crl.thisUpdate.toISOString(),
+    ...(crl.nextUpdate ? { crlNextUpdate: crl.nextUpdate.toISOString() } : {}),
+    crlPastNextUpdate: crl.pastNextUpdate,
+    crlFetchedAt: crl.fetchedAt.toISOString(),
+  };
 }

@@ -141,7 +141,7 @@ function revocationText(r: RevocationSeen): string {
     case "good":
       return `not revoked, says the CA's CRL of ${when(r.crlThisUpdate)} (fetched ${when(r.checkedAt)}${r.crlNextUpdate ? `, next update ${when(r.crlNextUpdate)}` : ""})`;
     case "outdated":
-      return `not revoked as of the CA's CRL of ${when(r.crlThisUpdate)} (fetched ${when(r.checkedAt)}), which is past its next update ${when(r.crlNextUpdate!)}: check fetches a new one`;
+      return `not revoked as of the CA's CRL of ${when(r.crlThisUpdate)} (fetched ${when(r.checkedAt)}), which is past its next update ${when(r.crlNextUpdate!)}: check fetches a new one when it next asks the platform`;
   }
 }
 

@@ -1,7 +1,14 @@
 import { CertRetrieverError, type Reason, type Step, usageError } from "../../errors.js";
 import { sha256ColonHex } from "../../keys/fingerprint.js";
 import { toPem } from "../../keys/key-types.js";
-import { type HttpClient, type HttpReply, jsonObject } from "../../transport/http.js";
+import {
+  conditionalHeaders,
+  type HttpClient,
+  type HttpReply,
+  jsonObject,
+  type Validators,
+  validatorsOf,
+} from "../../transport/http.js";
 import { dojotLogin, gatewayUrl } from "../dojot/login.js";
 import { DojotReplies } from "../dojot/replies.js";
 import { platformSays } from "../dojot/says.js";
@@ -14,6 +21,7 @@ import type {
   LoginCapability,
   ProtocolClient,
   RegisterRequest,
+  RevalidateCapability,
   RevokeTarget,
   Session,
   SignRequest,
@@ -49,6 +57,24 @@ export class X509IdentityMgmtClient implements ProtocolClient {
     },
     submit: (session, req) => this.submitCsr(session, req),
   };
+  /**
+   * The service runs on Express (dojot-microservice-sdk-js v0.1.11 `createExpress`, v0.7.0/v0.8.0;
+   * `src/app.js` v0.5.0/v0.6.0), whose `res.json` names each body by a weak ETag and answers a
+   * matching If-None-Match with 304 and no body; it sends no Last-Modified, so If-Modified-Since alone
+   * is never answered so.
+   */
+  readonly revalidate: RevalidateCapability = {
+    ca: async (session, known) => {
+      const reply = await this.caReply(session, known);
+      if (reply.status === 304 && known) return { unchanged: true };
+      return { unchanged: false, value: this.adoptCa(reply), validators: validatorsOf(reply) };
+    },
+    crl: async (session, known) => {
+      const reply = await this.crlReply(session, known);
+      if (reply.status === 304 && known) return { unchanged: true };
+      return { unchanged: false, value: parseCrlReply(reply), validators: validatorsOf(reply) };
+    },
+  };
   private generation: X509Generation | undefined;
   private caFingerprint: string | undefined;
 
@@ -56,9 +82,12 @@ export class X509IdentityMgmtClient implements ProtocolClient {
     this.login = dojotLogin(opts.http, opts.baseUrl, replies);
   }
 
-  /** The raw reply of `GET /x509/v1/ca`, for API detection. */
-  caReply(session: Session): Promise<HttpReply> {
-    return this.opts.http.json("fetch-ca", this.url("/x509/v1/ca"), { method: "GET", headers: bearer(session) });
+  /** The raw reply of `GET /x509/v1/ca`, for API detection; `known`: only if it changed since. */
+  caReply(session: Session, known?: Validators): Promise<HttpReply> {
+    return this.opts.http.json("fetch-ca", this.url("/x509/v1/ca"), {
+      method: "GET",
+      headers: { ...bearer(session), ...conditionalHeaders(known) },
+    });
   }
 
   /** The CA from a `GET /x509/v1/ca` reply. */
@@ -201,16 +230,14 @@ export class X509IdentityMgmtClient implements ProtocolClient {
 
   /** `GET /x509/v1/ca/crl` -> 200 `{crl: PEM}` (v0.5.0 `trusted-cas-router.js`; v0.7.0/v0.8.0 `caRoutes.js`; no new CRL is forced unless the deployment sets X509IDMGMT_EJBCA_FORCECRLRENEW). */
   async crl(session: Session): Promise<Uint8Array> {
-    const reply = await this.opts.http.json("revocation", this.url("/x509/v1/ca/crl"), {
+    return parseCrlReply(await this.crlReply(session));
+  }
+
+  private crlReply(session: Session, known?: Validators): Promise<HttpReply> {
+    return this.opts.http.json("revocation", this.url("/x509/v1/ca/crl"), {
       method: "GET",
-      headers: bearer(session),
+      headers: { ...bearer(session), ...conditionalHeaders(known) },
     });
-    if (reply.status !== 200) throw replies.replyError("revocation", reply, "fetching the CA's CRL");
-    replies.requireJson("revocation", reply);
-    const pem = jsonObject(reply)?.crl;
-    const der = typeof pem === "string" ? pemToDer(pem, "X509 CRL") : undefined;
-    if (!der) throw replies.malformed("revocation", reply, "a JSON object with `crl` (a PEM CRL)");
-    return der;
   }
 
   /**
@@ -264,6 +291,16 @@ export function parseX509CaReply(reply: HttpReply): FetchedCa {
   if (reply.status !== 200) throw replies.replyError("fetch-ca", reply, "fetching the CA certificate");
   const { der } = pemWithFingerprint(reply, "fetch-ca", "caPem", "the CA certificate");
   return { der };
+}
+
+/** The CRL from a `GET /x509/v1/ca/crl` reply (200 `{crl: PEM}`), DER. */
+function parseCrlReply(reply: HttpReply): Uint8Array {
+  if (reply.status !== 200) throw replies.replyError("revocation", reply, "fetching the CA's CRL");
+  replies.requireJson("revocation", reply);
+  const pem = jsonObject(reply)?.crl;
+  const der = typeof pem === "string" ? pemToDer(pem, "X509 CRL") : undefined;
+  if (!der) throw replies.malformed("revocation", reply, "a JSON object with `crl` (a PEM CRL)");
+  return der;
 }
 
 /** The certificate from `POST /x509/v1/certificates` (201 `{certificateFingerprint, certificatePem}`). */
