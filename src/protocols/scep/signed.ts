@@ -24,7 +24,7 @@ import {
 } from "@peculiar/asn1-cms";
 import { AsnConvert, OctetString } from "@peculiar/asn1-schema";
 import * as asn1js from "asn1js";
-import type * as x509 from "../../keys/x509.js";
+import * as x509 from "../../keys/x509.js";
 import type { Digest } from "./caps.js";
 import { issuerAndSerial } from "./envelope.js";
 
@@ -227,4 +227,12 @@ function attributeValues(attrs: Attribute[]): Map<string, string | Uint8Array> {
     else if (parsed instanceof asn1js.BaseStringBlock) values.set(a.attrType, parsed.getValue());
   }
   return values;
+}
+
+/** The certificates a pkiMessage carries (a request's signer: a server reads them, then checks the signature by them). */
+export function includedCertificates(der: Uint8Array): x509.X509Certificate[] {
+  const signedData = AsnConvert.parse(AsnConvert.parse(der, ContentInfo).content, SignedData);
+  return (signedData.certificates ?? [])
+    .filter((c) => c.certificate)
+    .map((c) => new x509.X509Certificate(AsnConvert.serialize(c.certificate!)));
 }
