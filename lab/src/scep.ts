@@ -30,6 +30,14 @@ export interface ScepLabOptions {
   caps?: string;
   /** The first N requests of a transaction answer PENDING; CertPoll then gets the certificate. */
   pending?: number;
+  /** An RA in front of the CA (`server/service.go`'s RA operation: the service certificate is the RA's, the CA follows). */
+  ra?: boolean;
+}
+
+/** The certificate and key that requests are encrypted to and CertReps signed by: the RA's, else the CA's. */
+interface ScepIdentity {
+  cert: x509.X509Certificate;
+  key: KeyObject;
 }
 
 /** What the SCEP handler keeps between requests. */
@@ -43,11 +51,47 @@ export interface ScepContext {
   pending: Map<string, { csr: Uint8Array; left: number }>;
   /** The depot's serial numbers (micromdm `depot/file/depot.go`: the CA is 1, issued ones count up). */
   serial: { next: number };
+  /** The RA, made on first use. */
+  ra?: Promise<ScepIdentity>;
 }
 
 /** A SCEP server's state, new at each start (micromdm keeps its serials in the depot; the lab's last as long as it runs). */
 export function scepContext(dir: string, crypto: CryptoProvider, ca: LabCa, scep: ScepLabOptions): ScepContext {
-  return { dir, crypto, ca, scep, pending: new Map(), serial: { next: 1 } };
+  const ctx: ScepContext = { dir, crypto, ca, scep, pending: new Map(), serial: { next: 1 } };
+  return scep.ra ? { ...ctx, ra: makeRa(ctx) } : ctx;
+}
+
+/** An RA certificate from the lab's CA: RSA 2048, no CA, digitalSignature and keyEncipherment. */
+async function makeRa(ctx: ScepContext): Promise<ScepIdentity> {
+  const keys = (await ctx.crypto.subtle.generateKey({ ...RSA_SHA256, modulusLength: 2048 }, true, [
+    "sign",
+    "verify",
+  ])) as CryptoKeyPair;
+  const cert = await x509.X509CertificateGenerator.create(
+    {
+      serialNumber: "7a",
+      subject: "CN=Lab SCEP RA, O=EJBCA IOT, C=SE",
+      issuer: ctx.ca.cert.subjectName,
+      notBefore: new Date(Date.now() - 60_000),
+      notAfter: new Date(Date.now() + 365 * 86_400_000),
+      publicKey: keys.publicKey,
+      signingKey: ctx.ca.key,
+      signingAlgorithm: RSA_SHA256,
+      extensions: [
+        new x509.BasicConstraintsExtension(false, undefined, true),
+        new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyEncipherment, true),
+      ],
+    },
+    ctx.crypto,
+  );
+  const pkcs8 = await ctx.crypto.subtle.exportKey("pkcs8", keys.privateKey);
+  return { cert, key: createPrivateKey({ key: Buffer.from(pkcs8), format: "der", type: "pkcs8" }) };
+}
+
+/** Who requests are encrypted to and CertReps signed by: the RA where there is one, else the CA (its key read as the depot's `ca.key`). */
+async function identity(ctx: ScepContext): Promise<ScepIdentity> {
+  if (ctx.ra) return ctx.ra;
+  return { cert: ctx.ca.cert, key: createPrivateKey(await readFile(join(ctx.dir, "ca.key"), "utf8")) };
 }
 
 /** `server/service.go` GetCACaps (v2.1.0): a fixed list, whatever the server does. */
@@ -81,9 +125,12 @@ export async function handleScep(
     return void res.end(ctx.scep.caps ?? MICROMDM_CAPS);
   }
   if (operation === "GetCACert") {
-    // `server/service.go` GetCACert: the CA alone, DER, as application/x-x509-ca-cert (`contentHeader`).
-    res.writeHead(200, { "content-type": "application/x-x509-ca-cert" });
-    return void res.end(Buffer.from(ctx.ca.cert.rawData));
+    // `server/service.go` GetCACert: the CA alone, DER, as application/x-x509-ca-cert; with an RA,
+    // the RA then the CA as a degenerate PKCS#7, application/x-x509-ca-ra-cert (`contentHeader`).
+    const ra = ctx.ra && (await ctx.ra);
+    res.writeHead(200, { "content-type": ra ? "application/x-x509-ca-ra-cert" : "application/x-x509-ca-cert" });
+    const ca = new Uint8Array(ctx.ca.cert.rawData);
+    return void res.end(Buffer.from(ra ? certsOnlyPkcs7([new Uint8Array(ra.cert.rawData), ca]) : ca));
   }
   if (operation !== "PKIOperation") return fail(res, "operation not implemented");
   // Another server's caps without POST (RFC 8894 §4.1: then the client uses GET); micromdm takes both.
@@ -106,11 +153,6 @@ export async function handleScep(
   res.end(Buffer.from(reply));
 }
 
-/** The CA's key, for Node's RSA: read from the lab's directory, as the depot's `ca.key` is. */
-async function caKey(ctx: ScepContext): Promise<KeyObject> {
-  return createPrivateKey(await readFile(join(ctx.dir, "ca.key"), "utf8"));
-}
-
 /**
  * `server/service.go` PKIOperation (v2.1.0): the message parsed and its signature checked by the
  * certificates it carries (`scep/scep.go` ParsePKIMessage, p7.Verify), the envelope decrypted with
@@ -124,10 +166,10 @@ async function pkiOperation(der: Uint8Array, ctx: ScepContext): Promise<Uint8Arr
   if (!["17", "18", "19", "20"].includes(messageType)) throw new Error("unknown messageType");
   if (messageType === "20" && ctx.scep.pending === undefined) throw new Error("not implemented");
   if (!senderNonce?.length) throw new Error("scep pkiMessage must include senderNonce attribute");
-  const key = await caKey(ctx);
-  const content = openEnvelope(request.content, ctx.ca.cert, key).content;
+  const service = await identity(ctx);
+  const content = openEnvelope(request.content, service.cert, service.key).content;
   const reply = (status: { pkiStatus: string; failInfo?: string }, body?: Uint8Array) =>
-    certRep({ transactionID, senderNonce, ...status }, body, signers[0]!, ctx.ca.cert, key);
+    certRep({ transactionID, senderNonce, ...status }, body, signers[0]!, service);
   const csrDer = messageType === "20" ? ctx.pending.get(transactionID)?.csr : content;
   if (!csrDer) return reply({ pkiStatus: "2", failInfo: "4" }); // CertPoll for no known transaction: badCertID
   if (messageType !== "20" && !challengeTaken(csrDer, ctx.scep.challenge))
@@ -183,7 +225,7 @@ async function issue(csrDer: Uint8Array, ctx: ScepContext): Promise<x509.X509Cer
 }
 
 /**
- * A CertRep (`scep/scep.go` Success and Fail, v2.1.0): signed by the CA with SHA-1 and the
+ * A CertRep (`scep/scep.go` Success and Fail, v2.1.0): signed by the CA (or RA) with SHA-1 and the
  * certificate encrypted with DES-CBC to the request's signer (go.mozilla.org/pkcs7's defaults,
  * whatever GetCACaps says); senderNonce and recipientNonce both the request's senderNonce.
  */
@@ -191,13 +233,12 @@ function certRep(
   attrs: Omit<ScepAttributes, "messageType" | "senderNonce"> & { senderNonce: Uint8Array },
   body: Uint8Array | undefined,
   requester: x509.X509Certificate,
-  ca: x509.X509Certificate,
-  key: KeyObject,
+  service: ScepIdentity,
 ): Uint8Array {
   const content = body ? envelope(body, requester, "des-cbc") : new Uint8Array(0);
   return signedMessage(
     content,
     { ...attrs, messageType: "3", recipientNonce: attrs.senderNonce },
-    { cert: ca, key, digest: "sha1" },
+    { ...service, digest: "sha1" },
   );
 }

@@ -1,7 +1,9 @@
-import { writeFile } from "node:fs/promises";
+import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { sha256ColonHex } from "../../src/keys/fingerprint.js";
+import { certificatePems } from "../../src/keys/key-types.js";
+import * as x509 from "../../src/keys/x509.js";
 import { runCli, SECRETS } from "../helpers/cli.js";
 import { listFiles } from "../helpers/enroll.js";
 import { startTestLab, type TestLab, tempDir } from "../helpers/lab.js";
@@ -50,11 +52,19 @@ describe("SCEP against the lab", () => {
   });
 
   it("PENDING past the deadline: exit 75 with a hint to have the request approved, nothing written", async () => {
-    const { run, out } = await enroll({ pending: 100 }, ["--deadline", "3s"]);
+    const { run, out } = await enroll({ pending: 100 }, ["--deadline", "5s"]);
     expect(run.code).toBe(75);
     expect(run.stderr).toContain("the SCEP server holds the request for approval (pkiStatus PENDING)");
     expect(run.stderr).toMatch(/hint: the SCEP server holds the request for approval: have it approved there/);
     expect(await listFiles(out)).toEqual([]);
+  });
+
+  it("a CA behind an RA (GetCACert's application/x-x509-ca-ra-cert): the request goes to the RA, its signed answer is taken, the CA alone is stored", async () => {
+    const { run, out } = await enroll({ ra: true });
+    expect(run.code, run.stderr).toBe(0);
+    const stored = await readFile(join(out, "IOTmidCA.crt"), "utf8");
+    expect(certificatePems(stored)).toHaveLength(1);
+    expect(new x509.X509Certificate(certificatePems(stored)[0]!).subject).toContain("CN=IOTmidCA");
   });
 
   it("a server without POSTPKIOperation: the message goes base64 in a GET, and is taken", async () => {

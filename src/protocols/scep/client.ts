@@ -147,7 +147,10 @@ export class ScepClient implements ProtocolClient {
     let reply = await this.send(tx, current ? MESSAGE.renewalReq : MESSAGE.pkcsReq, new Uint8Array(csr.rawData));
     for (let waitMs = POLL_FIRST_MS; reply === "pending"; waitMs = Math.min(waitMs * 2, POLL_MAX_MS)) {
       await this.waitToPoll(waitMs);
-      reply = await this.send(tx, MESSAGE.certPoll, this.issuerAndSubject(csr));
+      reply = await this.send(tx, MESSAGE.certPoll, this.issuerAndSubject(csr)).catch((err: unknown) => {
+        // The server holds the request: the deadline cut the poll short, not a request that may have been lost.
+        throw err instanceof CertRetrieverError && err.facts.deadlinePassed ? stillPending() : err;
+      });
     }
     return reply;
   }
@@ -247,11 +250,7 @@ export class ScepClient implements ProtocolClient {
 
   /** Waits `ms` before the next CertPoll, or fails (`deadline`) if that ends past the deadline. */
   private async waitToPoll(ms: number): Promise<void> {
-    if (Date.now() + ms >= this.opts.http.deadline)
-      throw new CertRetrieverError(
-        "submit-csr failed: the SCEP server holds the request for approval (pkiStatus PENDING), and the deadline comes before it answers; nothing was written",
-        { step: "submit-csr", reason: "deadline", facts: { protocol: SCEP, pendingApproval: true } },
-      );
+    if (Date.now() + ms >= this.opts.http.deadline) throw stillPending();
     const waited = this.opts.http.waiting({
       step: "submit-csr",
       what: "the SCEP server to approve the request (PENDING)",
@@ -265,4 +264,12 @@ export class ScepClient implements ProtocolClient {
       })
       .finally(waited);
   }
+}
+
+/** The deadline of a request the server holds for approval. */
+function stillPending(): CertRetrieverError {
+  return new CertRetrieverError(
+    "submit-csr failed: the SCEP server holds the request for approval (pkiStatus PENDING), and the deadline comes before it answers; nothing was written",
+    { step: "submit-csr", reason: "deadline", facts: { protocol: SCEP, pendingApproval: true } },
+  );
 }
