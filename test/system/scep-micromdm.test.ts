@@ -83,6 +83,12 @@ describe.runIf(haveTool("scepserver"))("SCEP against micromdm's scepserver", () 
     expect(rsa2048.log()).toContain(`scep_message_type="RenewalReq (17)"`);
     checkFiles(out, "scep-dev-1");
     expect(openssl("x509", "-in", join(out, "scep-dev-1.crt"), "-noout", "-serial")).not.toBe(serial);
+
+    // Without the challenge password the renewal is still sent (RFC 8894 needs none), and micromdm, which checks it on every request, refuses it.
+    const bare = await enroll(rsa2048, "scep-dev-1", out, ["--renew-before", "400d"]);
+    expect(bare.code).toBe(13);
+    expect(bare.stderr).toContain("the SCEP server refused the renewal (RenewalReq): pkiStatus FAILURE, badRequest");
+    expect(bare.stderr).toContain("some SCEP servers (micromdm) check it on renewals too");
   });
 
   it("a wrong challenge password: refused with failInfo badRequest, exit 13, a hint naming --password-file, nothing written", async () => {

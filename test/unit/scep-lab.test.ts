@@ -2,7 +2,7 @@ import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { sha256ColonHex } from "../../src/keys/fingerprint.js";
-import { certificatePems } from "../../src/keys/key-types.js";
+import { certificatePems, toPem } from "../../src/keys/key-types.js";
 import * as x509 from "../../src/keys/x509.js";
 import { runCli, SECRETS } from "../helpers/cli.js";
 import { listFiles } from "../helpers/enroll.js";
@@ -65,6 +65,27 @@ describe("SCEP against the lab", () => {
     const stored = await readFile(join(out, "IOTmidCA.crt"), "utf8");
     expect(certificatePems(stored)).toHaveLength(1);
     expect(new x509.X509Certificate(certificatePems(stored)[0]!).subject).toContain("CN=IOTmidCA");
+  });
+
+  it("--platform-ca alone over plain http: refused at fetch-ca, before any key (exit 2), since TLS vouches for nothing there", async () => {
+    lab = await startTestLab({ scep: { challenge: CHALLENGE } });
+    const base = await tempDir("cr-scep-unit-");
+    const ca = join(base, "ca.pem");
+    await writeFile(ca, toPem(lab.ca.cert.rawData, "CERTIFICATE"));
+    const out = join(base, "certs");
+    const run = await runCli(
+      ["enroll", "--api", "scep", "--platform", `${lab.url}/scep`, "--device-id", "scep-unit", "--out", out].concat([
+        "--password-stdin",
+        "--platform-ca",
+        ca,
+        "--non-interactive",
+      ]),
+      { input: CHALLENGE, timeoutMs: 30_000 },
+    );
+    expect(run.code).toBe(2);
+    expect(run.stderr).toContain("a first SCEP enrollment over plain http needs the CA pinned");
+    expect(run.stderr).not.toContain("generate-key");
+    expect(await listFiles(out)).toEqual([]);
   });
 
   it("a server without POSTPKIOperation: the message goes base64 in a GET, and is taken", async () => {

@@ -113,8 +113,15 @@ export class ScepClient implements ProtocolClient {
     if (certs.status !== 200) throw httpError("fetch-ca", certs, "fetching the CA certificate (GetCACert)");
     this.ca = await readCaCerts(certs, this.opts.crypto);
     const https = this.opts.url.protocol === "https:";
-    if (this.opts.pin === undefined && !(https && this.opts.platformCa) && this.opts.storedCaPem !== undefined)
+    if (this.opts.pin === undefined && !(https && this.opts.platformCa)) {
+      // Over plain http, --platform-ca vouches for nothing: the stored chain must, or a pin.
+      if (this.opts.storedCaPem === undefined)
+        throw new CertRetrieverError(
+          "a first SCEP enrollment over plain http needs the CA pinned: the platform's CA certificates vouch only for an https server",
+          { step: "usage", reason: "usage", facts: { field: "trustAnchor", protocol: SCEP } },
+        );
       checkStoredChain(this.ca.chain, this.opts.storedCaPem);
+    }
     const caps = await this.get("GetCACaps");
     // A server without GetCACaps offers nothing beyond RFC 8894's minimum (§3.5.1).
     this.algorithms = chooseAlgorithms(
@@ -138,7 +145,7 @@ export class ScepClient implements ProtocolClient {
   private async submit(req: SignRequest, current?: ReenrollRequest["current"]): Promise<Issued> {
     if (!req.key) throw new Error("SCEP needs the request's key pair");
     const key = await nodeKey(req.key);
-    const challenge = this.challenge ? await this.challenge() : undefined;
+    const challenge = await this.challengeFor(current !== undefined);
     const csr = await withChallenge(req.csrDer, req.key, challenge);
     const signer = current
       ? { cert: new x509.X509Certificate(current.certificatePem), key: createPrivateKey(current.keyPem) }
@@ -153,6 +160,16 @@ export class ScepClient implements ProtocolClient {
       });
     }
     return reply;
+  }
+
+  /** The challenge password; a renewal, which the current certificate authenticates (§3.3.1.2), goes without one if none is given. */
+  private async challengeFor(renewing: boolean): Promise<string | undefined> {
+    try {
+      return await this.challenge?.();
+    } catch (err) {
+      if (renewing && err instanceof CertRetrieverError && err.reason === "missing-credentials") return undefined;
+      throw err;
+    }
   }
 
   /** CertPoll's content (§3.3.3): the CA's name and the request's subject. */

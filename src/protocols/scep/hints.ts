@@ -10,7 +10,7 @@ export const SCEP_HINTS: ProtocolHints = {
         : undefined,
   "csr-refused": (e) =>
     e.facts.renewing
-      ? "the SCEP server refused the renewal: enroll again with the challenge password ({passwordFile}) and {force}"
+      ? "pass the challenge password ({passwordFile}): some SCEP servers (micromdm) check it on renewals too; or enroll anew with it and {force}"
       : "check the challenge password ({passwordFile}): SCEP servers answer badRequest to a wrong or used one; ask the SCEP server's operator for a fresh one",
   "key-refused": () => "pass {keyType} rsa-2048 (or rsa-3072, rsa-4096): SCEP needs an RSA key",
   "not-supported": () =>
