@@ -6,7 +6,6 @@
  */
 
 import { createPrivateKey, type KeyObject } from "node:crypto";
-import { setTimeout as sleep } from "node:timers/promises";
 import * as asn1js from "asn1js";
 import { CertRetrieverError, describeCause } from "../../errors.js";
 import { sameBytes } from "../../keys/fingerprint.js";
@@ -14,6 +13,7 @@ import { certsFromPkcs7 } from "../../keys/pkcs7.js";
 import type { CryptoProvider } from "../../keys/provider.js";
 import * as x509 from "../../keys/x509.js";
 import type { HttpBytesReply, HttpClient } from "../../transport/http.js";
+import { waitForApproval } from "../sessionless.js";
 import type {
   EnrollCapability,
   FetchedCa,
@@ -268,18 +268,7 @@ export class ScepClient implements ProtocolClient {
   /** Waits `ms` before the next CertPoll, or fails (`deadline`) if that ends past the deadline. */
   private async waitToPoll(ms: number): Promise<void> {
     if (Date.now() + ms >= this.opts.http.deadline) throw stillPending();
-    const waited = this.opts.http.waiting({
-      step: "submit-csr",
-      what: "the SCEP server to approve the request (PENDING)",
-      until: Date.now() + ms,
-    });
-    await sleep(ms, undefined, { signal: this.opts.signal })
-      .catch(() => {
-        throw this.opts.signal?.reason instanceof CertRetrieverError
-          ? this.opts.signal.reason
-          : new CertRetrieverError("submit-csr failed: interrupted", { step: "submit-csr", reason: "interrupted" });
-      })
-      .finally(waited);
+    await waitForApproval(this.opts.http, ms, "the SCEP server to approve the request (PENDING)", this.opts.signal);
   }
 }
 

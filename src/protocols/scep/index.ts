@@ -1,6 +1,6 @@
 /** SCEP (RFC 8894): the plug-in. */
-import { CertRetrieverError, nameSettings, usageError } from "../../errors.js";
-import { certificatePems } from "../../keys/key-types.js";
+import { usageError } from "../../errors.js";
+import { refuseToken, requireTrustAnchor } from "../sessionless.js";
 import type { ProtocolPlugin, ProtocolSettingSpec } from "../types.js";
 import { SCEP_HINTS } from "./hints.js";
 import { SCEP, SCEP_TITLE } from "./name.js";
@@ -46,28 +46,14 @@ export const scep: ProtocolPlugin = {
     if (url.protocol !== "http:" && url.protocol !== "https:")
       throw usageError(`a SCEP server's URL is http:// or https://, not ${url.protocol}`, "platform");
   },
-  checkSettings(settings, name) {
-    if (settings.purpose === "enroll" && settings.token) {
-      throw new CertRetrieverError(nameSettings("{tokenFile} holds a dojot login; SCEP keeps no session", name), {
-        step: "usage",
-        reason: "usage",
-        facts: { field: "tokenFile", protocol: SCEP },
-      });
-    }
-  },
+  checkSettings: (settings, name) => refuseToken(settings, name, SCEP, "SCEP"),
   /** The CA's certificate travels over plain HTTP as often as not: a pin, the platform's CA (https) or the stored chain must vouch for it. */
-  checkTrust(trust) {
-    if (
-      trust.pin === undefined &&
-      !trust.platformCa &&
-      (trust.storedCaPem === undefined || certificatePems(trust.storedCaPem).length === 0)
-    ) {
-      throw new CertRetrieverError(
-        "a first SCEP enrollment needs an explicit trust anchor: the SCEP server's CA is not trusted because it is the first one seen",
-        { step: "usage", reason: "usage", facts: { field: "trustAnchor", protocol: SCEP } },
-      );
-    }
-  },
+  checkTrust: (trust) =>
+    requireTrustAnchor(
+      trust,
+      SCEP,
+      "a first SCEP enrollment needs an explicit trust anchor: the SCEP server's CA is not trusted because it is the first one seen",
+    ),
   async open(ctx) {
     const legacy = legacyOf(ctx.options);
     const { ScepClient } = await import("./client.js");
