@@ -73,6 +73,8 @@ export const REASONS = {
   "registration-refused": "the platform refused to register the certificate (its chain, validity or kind)",
   "not-supported":
     "the platform's API cannot do this (registering a certificate needs x509-identity-mgmt, dojot v0.7+; one device cannot choose among an EST server's several CA chains)",
+  "scep-weak-crypto":
+    "the SCEP server offers nothing stronger than DES or 3DES, or SHA-1 or MD5, which are used only when the settings say the server is that old",
   // Renewal
   "hook-failed": "the credentials were stored, but the command run after the change failed",
   // Validation

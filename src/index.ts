@@ -78,6 +78,9 @@ export { formatPkcs11Uri, type Pkcs11Uri, parsePkcs11Uri } from "./keys/pkcs11-u
 export { type CryptoProvider, softwareCrypto } from "./keys/provider.js";
 /** The protocols, their plug-ins and the capabilities a client offers. */
 export { DEFAULT_PROTOCOL, findProtocol, PROTOCOLS, protocolNames } from "./protocols/registry.js";
+/** SCEP's pkiMessage and pkcsPKIEnvelope (RFC 8894 §3), which the lab's SCEP server reads and writes too. */
+export { envelope, openEnvelope } from "./protocols/scep/envelope.js";
+export { includedCertificates, readMessage, type ScepAttributes, signedMessage } from "./protocols/scep/signed.js";
 export type * from "./protocols/types.js";
 /** The settings an agent is built from. */
 export {

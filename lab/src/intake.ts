@@ -91,7 +91,7 @@ interface Refusal {
 
 /** Wraps a request handler: the body read first, then the handler run in turn; `fail` answers a crash (500) or a refusal. */
 type Queued = (
-  run: (req: IncomingMessage, res: ServerResponse, body: string) => Promise<void>,
+  run: (req: IncomingMessage, res: ServerResponse, body: string, raw: Buffer) => Promise<void>,
   fail: (res: ServerResponse, status: 413 | 500 | 503, why: string) => void,
 ) => (req: IncomingMessage, res: ServerResponse) => void;
 
@@ -121,9 +121,9 @@ export function serialQueue(bounds?: Bounds): Serially {
     const over = bounds?.refusal(req);
     if (over) return refuse(req, res, { status: 503, why: over }, fail);
     readBody(req, bounds).then(
-      ({ body, held }) => {
+      ({ raw, held }) => {
         queue = queue
-          .then(() => run(req, res, body))
+          .then(() => run(req, res, raw.toString("utf8"), raw))
           .catch((err: unknown) => {
             if (!res.headersSent) fail(res, 500, "An unexpected error has occurred.");
             process.emitWarning(`lab: ${String(err)}`);
@@ -157,7 +157,7 @@ class RefusedBody extends Error {
  * back once the request is handled); rejects with a {@link RefusedBody} past a limit, and gives
  * back what it took when the body is refused or the client goes away before it ends.
  */
-function readBody(req: IncomingMessage, bounds?: Bounds): Promise<{ body: string; held: number }> {
+function readBody(req: IncomingMessage, bounds?: Bounds): Promise<{ raw: Buffer; held: number }> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
@@ -186,7 +186,7 @@ function readBody(req: IncomingMessage, bounds?: Bounds): Promise<{ body: string
     req.on("data", onData);
     req.once("end", () => {
       settled = true;
-      resolve({ body: Buffer.concat(chunks).toString("utf8"), held: bounds === undefined ? 0 : size });
+      resolve({ raw: Buffer.concat(chunks), held: bounds === undefined ? 0 : size });
     });
     req.once("error", fail);
     req.once("close", () => fail(new Error("the client went away before its request's end")));

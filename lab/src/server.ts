@@ -49,6 +49,7 @@ import { Bounds, EXPOSED_LIMITS, type LabLimits, type Serially, serialQueue } fr
 import { dojotClaims, type KongRefusal, signJwt, verifyJwt } from "./jwt.js";
 import { RateLimiter, type RateWindow } from "./rate-limit.js";
 import { parseObject, send, sendFlaskError } from "./replies.js";
+import { handleScep, type ScepContext, type ScepLabOptions, scepContext } from "./scep.js";
 import {
   checkPassword,
   entityOf,
@@ -103,6 +104,8 @@ export interface LabOptions {
   api?: LabApi;
   /** The EST server: beside the dojot API when `est.port` is set, and with `api: "est"`. */
   est?: EstLabOptions;
+  /** A SCEP server at `/scep` beside the dojot API, with the lab's CA (IOTmidCA). */
+  scep?: ScepLabOptions;
   /** The x509-identity-mgmt generation whose rules apply (default v0.7). */
   x509Rules?: X509Rules;
   /**
@@ -139,6 +142,7 @@ interface Context {
   authLimiter?: RateLimiter;
   /** Another CA with the same names as the lab's CA of `kind` and another key, for `wrong-ca` faults; made on first use. */
   otherCa: (kind: DojotCaKind) => Promise<LabCa>;
+  scep?: ScepContext;
 }
 
 /** A running lab platform. */
@@ -204,6 +208,7 @@ export async function startLab(options: LabOptions): Promise<RunningLab> {
     faults,
     authLimiter: opts.authRateLimit ? new RateLimiter(opts.authRateLimit, opts.rateLimitTimeScale) : undefined,
     otherCa: otherCas({ legacy: ca, x509: x509Ca }, opts.crypto),
+    scep: opts.scep && scepContext(opts.dir, opts.crypto, ca, opts.scep),
   };
   const limits =
     opts.limits ??
@@ -315,7 +320,7 @@ async function serveDojot(ctx: Context, serially: Serially, servers: Server[], b
     send(res, status, status === 500 ? { message: why, status } : { message: why });
   const server = createServer(
     { requestTimeout: REQUEST_TIMEOUT_MS },
-    serially((req, res, body) => handle(req, res, ctx, body), fail),
+    serially((req, res, body, raw) => handle(req, res, ctx, body, raw), fail),
   );
   bounds?.watch(server);
   servers.push(server);
@@ -437,9 +442,16 @@ function faultRouteOf(method: string, route: GatewayRoute): FaultRoute | undefin
   return route.to === "auth" || route.to === "ca" || route.to === "sign" ? route.to : undefined;
 }
 
-async function handle(req: IncomingMessage, res: ServerResponse, ctx: Context, body: string): Promise<void> {
+async function handle(
+  req: IncomingMessage,
+  res: ServerResponse,
+  ctx: Context,
+  body: string,
+  raw: Buffer,
+): Promise<void> {
   const { opts } = ctx;
   const url = new URL(req.url ?? "/", "http://lab");
+  if (ctx.scep && url.pathname === "/scep") return handleScep(req, res, url, raw, ctx.scep);
   const route = gatewayRoute(req.method ?? "GET", url.pathname, opts.api);
   if (!route) {
     // Kong's own 404: dojot v0.4.3 runs Kong 0.11 (`dojot/kong` v0.4.3 Dockerfile: kong:0.11), whose

@@ -59,6 +59,7 @@ export const EXIT_RULES: { readonly [R in Reason]: ExitRule } = {
   "already-registered": ExitCode.CSR,
   "registration-refused": ExitCode.CSR,
   "not-supported": ExitCode.NOT_SUPPORTED,
+  "scep-weak-crypto": ExitCode.NOT_SUPPORTED,
   "hook-failed": ExitCode.HOOK_FAILED,
   "cert-invalid": ExitCode.VALIDATION,
   "cert-out-of-date": ExitCode.VALIDATION,

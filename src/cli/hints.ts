@@ -123,6 +123,8 @@ const HINTS: { readonly [R in Reason]: (err: CertRetrieverError, command: string
         : undefined,
     "not-supported": () =>
       "register certificates on dojot v0.7 or later (x509-identity-mgmt); on older platforms use 'cert-retriever enroll' for a certificate the platform issues",
+    "scep-weak-crypto": () =>
+      "have the SCEP server offer AES and SHA-256; if it cannot be upgraded, pass --scep-crypto legacy to speak its DES or 3DES and SHA-1 or MD5",
     "hook-failed": () =>
       "the new credentials are in place: fix the command (--exec) or the unit (--reload-unit) and run it by hand; the previous certificate was kept unrevoked so that what still uses it keeps working",
     "cert-invalid": (e, command) =>

@@ -16,6 +16,7 @@ import type {
   ProtocolClient,
   ReenrollCapability,
   Session,
+  SignRequest,
 } from "../protocols/types.js";
 import { authenticate, type LiveSession, openSession } from "./authenticate.js";
 import { buildCsr } from "./build-csr.js";
@@ -136,7 +137,15 @@ export async function obtain(
         ? `CSR for ${displayName(current.cert.subjectName)}, the names of the certificate it renews`
         : `CSR for CN=${ctx.device.id}`,
   );
-  const signed = await submitStep(ctx, run, live, proto, new Uint8Array(csr.rawData), current, progress);
+  const signed = await submitStep(
+    ctx,
+    run,
+    live,
+    proto,
+    { csrDer: new Uint8Array(csr.rawData), key },
+    current,
+    progress,
+  );
   progress.issued = { der: signed.issued.der, cert: signed.cert, proto, session: live.session };
   await run.run(
     "validate",
@@ -165,7 +174,7 @@ async function submitStep(
   run: StepRunner<EnrollStep>,
   live: LiveSession,
   proto: ProtocolClient,
-  csrDer: Uint8Array,
+  { csrDer, key }: { csrDer: Uint8Array; key: KeyHandle },
   current: Current | undefined,
   progress: { issued?: IssuedHere },
 ): Promise<{ issued: Issued; cert: x509.X509Certificate }> {
@@ -176,9 +185,15 @@ async function submitStep(
     () =>
       live
         .use((session) =>
-          submit(proto, session, { deviceId: ctx.device.id, csrDer }, current, (i) => {
-            progress.issued = { der: i.der, proto, session };
-          }),
+          submit(
+            proto,
+            session,
+            { deviceId: ctx.device.id, csrDer, key: { keys: key.keys, crypto: key.crypto } },
+            current,
+            (i) => {
+              progress.issued = { der: i.der, proto, session };
+            },
+          ),
         )
         .catch(async (err: unknown) => {
           // The platform answered, and not with a certificate: none was issued.
@@ -275,7 +290,7 @@ async function generateKey(ctx: EnrollContext, tx: KeyTransaction, type: KeyType
 async function submit(
   proto: ProtocolClient,
   session: Session,
-  req: { deviceId: string; csrDer: Uint8Array },
+  req: SignRequest,
   current: Current | undefined,
   onIssued: (issued: Issued) => void,
 ): Promise<{ issued: Issued; cert: x509.X509Certificate }> {

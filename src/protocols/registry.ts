@@ -6,11 +6,12 @@ import { usageError } from "../errors.js";
 import { dojotAuto } from "./dojot-auto/index.js";
 import { ejbcaRest } from "./ejbca-rest/index.js";
 import { est } from "./est/index.js";
+import { scep } from "./scep/index.js";
 import type { ProtocolPlugin, ProtocolSettingSpec } from "./types.js";
 import { x509IdentityMgmt } from "./x509-identity-mgmt/index.js";
 
 /** Every protocol, in the order help lists them. */
-export const PROTOCOLS: readonly ProtocolPlugin[] = [ejbcaRest, x509IdentityMgmt, dojotAuto, est];
+export const PROTOCOLS: readonly ProtocolPlugin[] = [ejbcaRest, x509IdentityMgmt, dojotAuto, est, scep];
 
 /** The protocol a run speaks when none is named. */
 export const DEFAULT_PROTOCOL = dojotAuto.name;

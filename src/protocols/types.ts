@@ -48,6 +48,8 @@ export interface SignRequest {
   deviceId: string;
   /** The CSR, DER-encoded. */
   csrDer: Uint8Array;
+  /** The new key and its provider, for a protocol whose request that key itself signs (SCEP's pkiMessage). */
+  key?: { keys: CryptoKeyPair; crypto: CryptoProvider };
 }
 
 /** A renewal authenticated by the current credentials (certificate PEM, key PEM). */

@@ -49,6 +49,7 @@ export async function startTestLab(
     extensionOverride?: boolean;
     api?: LabApi;
     est?: EstLabOptions;
+    scep?: LabOptions["scep"];
     faults?: LabOptions["faults"];
     forceCrlRenew?: boolean;
     ejbcaRestVersion?: LabOptions["ejbcaRestVersion"];
@@ -70,6 +71,7 @@ export async function startTestLab(
     extensionOverride: opts.extensionOverride,
     api: opts.api,
     est: opts.est,
+    scep: opts.scep,
     faults: opts.faults,
     forceCrlRenew: opts.forceCrlRenew,
     ejbcaRestVersion: opts.ejbcaRestVersion,

@@ -67,6 +67,7 @@ interface ServeFlags extends EstFlags {
   certProfile: "cfree" | "open";
   extensionOverride: boolean;
   autoRegister?: boolean;
+  scep?: boolean;
   tokenLifetime: string;
   kongChecksExpiry?: boolean;
   ejbcaRestVersion: "v0.4" | "v0.5";
@@ -140,6 +141,10 @@ export function serveCommand(): Command {
       "limit /auth as dojot's Kong does, e.g. 5/min,40/h (429 with Retry-After); the default beyond loopback",
     )
     .option("--est-listen <host:port>", "also serve EST (HTTPS) there, beside dojot's API")
+    .option(
+      "--scep",
+      "also serve SCEP at /scep with the lab's CA (the challenge password: $CERT_RETRIEVER_LAB_SCEP_CHALLENGE)",
+    )
     .option(
       "--est-pending <n|forever>",
       "EST: answer the first N submissions of each CSR with 202 Accepted and Retry-After (manual approval), or always",
@@ -220,6 +225,7 @@ async function labOptions(flags: ServeFlags): Promise<LabOptions> {
     certLifetime: flags.certLifetime === undefined ? undefined : parseDuration(flags.certLifetime, "--cert-lifetime"),
     forceCrlRenew: Boolean(flags.forceCrlRenew),
     est,
+    scep: flags.scep ? { challenge: process.env.CERT_RETRIEVER_LAB_SCEP_CHALLENGE || undefined } : undefined,
   };
 }
 

@@ -4,7 +4,6 @@
  * `POST /simplereenroll` (the current certificate over mutual TLS), under
  * `https://host[:port]/.well-known/est[/<label>]`.
  */
-import { setTimeout as sleep } from "node:timers/promises";
 import { CertRetrieverError, describeCause } from "../../errors.js";
 import { decodeBase64 } from "../../keys/base64.js";
 import { sameBytes, sha256ColonHex } from "../../keys/fingerprint.js";
@@ -13,6 +12,7 @@ import { type CsrAttr, decodeCsrAttrs } from "../../keys/pkcs7.js";
 import type { CryptoProvider } from "../../keys/provider.js";
 import * as x509 from "../../keys/x509.js";
 import { bodySummary, type HttpClient, type HttpReply, parseRetryAfter } from "../../transport/http.js";
+import { waitForApproval } from "../sessionless.js";
 import type {
   CsrRequest,
   EnrollCapability,
@@ -230,18 +230,7 @@ export class EstClient implements ProtocolClient {
         { step: "submit-csr", reason: "deadline", facts: { ...estFacts(reply), pendingApproval: true } },
       );
     }
-    const waited = client.waiting({
-      step: "submit-csr",
-      what: "the EST server to approve the request (HTTP 202)",
-      until: Date.now() + waitMs,
-    });
-    await sleep(waitMs, undefined, { signal: this.opts.signal })
-      .catch(() => {
-        throw this.opts.signal?.reason instanceof CertRetrieverError
-          ? this.opts.signal.reason
-          : new CertRetrieverError("submit-csr failed: interrupted", { step: "submit-csr", reason: "interrupted" });
-      })
-      .finally(waited);
+    await waitForApproval(client, waitMs, "the EST server to approve the request (HTTP 202)", this.opts.signal);
   }
 
   private url(operation: string): URL {
