@@ -16,6 +16,7 @@ import type {
   ProtocolClient,
   ReenrollCapability,
   Session,
+  SignRequest,
 } from "../protocols/types.js";
 import { authenticate, type LiveSession, openSession } from "./authenticate.js";
 import { buildCsr } from "./build-csr.js";
@@ -122,7 +123,7 @@ export async function obtain(
   const key = await run.run(
     "generate-key",
     () => generateKey(ctx, tx, keyType.type),
-    (k) => `${keyType.type} key ${k.where}${keyType.why}`,
+    (k) => `${k.type ?? keyType.type} key ${k.where}${k.type ? "" : keyType.why}`,
     `making the ${keyType.type} key in ${ctx.keyStore.location}`,
   );
   const current = plan.current?.(proto, replacing);
@@ -136,7 +137,8 @@ export async function obtain(
         ? `CSR for ${displayName(current.cert.subjectName)}, the names of the certificate it renews`
         : `CSR for CN=${ctx.device.id}`,
   );
-  const signed = await submitStep(ctx, run, live, proto, new Uint8Array(csr.rawData), current, progress);
+  const request = { csrDer: new Uint8Array(csr.rawData), key: { privateKey: key.keys.privateKey, crypto: key.crypto } };
+  const signed = await submitStep(ctx, run, live, proto, request, current, progress);
   progress.issued = { der: signed.issued.der, cert: signed.cert, proto, session: live.session };
   await run.run(
     "validate",
@@ -165,7 +167,7 @@ async function submitStep(
   run: StepRunner<EnrollStep>,
   live: LiveSession,
   proto: ProtocolClient,
-  csrDer: Uint8Array,
+  csr: Omit<SignRequest, "deviceId">,
   current: Current | undefined,
   progress: { issued?: IssuedHere },
 ): Promise<{ issued: Issued; cert: x509.X509Certificate }> {
@@ -176,7 +178,7 @@ async function submitStep(
     () =>
       live
         .use((session) =>
-          submit(proto, session, { deviceId: ctx.device.id, csrDer }, current, (i) => {
+          submit(proto, session, { deviceId: ctx.device.id, ...csr }, current, (i) => {
             progress.issued = { der: i.der, proto, session };
           }),
         )
@@ -275,7 +277,7 @@ async function generateKey(ctx: EnrollContext, tx: KeyTransaction, type: KeyType
 async function submit(
   proto: ProtocolClient,
   session: Session,
-  req: { deviceId: string; csrDer: Uint8Array },
+  req: SignRequest,
   current: Current | undefined,
   onIssued: (issued: Issued) => void,
 ): Promise<{ issued: Issued; cert: x509.X509Certificate }> {

@@ -48,6 +48,8 @@ export interface SignRequest {
   deviceId: string;
   /** The CSR, DER-encoded. */
   csrDer: Uint8Array;
+  /** The CSR's key, for a protocol that proves possession of it otherwise (CMP's CRMF signature). */
+  key?: { privateKey: CryptoKey; crypto: CryptoProvider };
 }
 
 /** A renewal authenticated by the current credentials (certificate PEM, key PEM). */
@@ -214,6 +216,8 @@ export interface ProtocolContext {
   pin?: string;
   /** CA certificates for the platform's TLS were given (`http` has them). */
   platformCa: boolean;
+  /** Those CA certificates, PEM (CMP trusts its CA through them). */
+  platformCaPem?: readonly string[];
   /** `http` has a client certificate. */
   clientCert: boolean;
   /** The login a sessionless protocol sends with its requests (none: it sends no password). */

@@ -55,6 +55,8 @@ export interface RequestInit {
   headers?: Record<string, string>;
   body?: unknown;
   text?: string;
+  /** A binary body (CMP's DER messages), sent as `contentType`. */
+  bytes?: Uint8Array;
   contentType?: string;
   /** Not idempotent (a signing request): repeated only when it certainly did not reach the server. */
   once?: boolean;
@@ -290,12 +292,17 @@ export class HttpClient {
 }
 
 /** The request's headers and body as they go on the wire. */
-function onTheWire(init: RequestInit): { headers: Record<string, string>; body?: string } {
+function onTheWire(init: RequestInit): { headers: Record<string, string>; body?: string | Uint8Array } {
   const headers: Record<string, string> = { accept: "application/json", ...init.headers };
   if (init.body !== undefined)
     return { headers: { ...headers, "content-type": "application/json" }, body: JSON.stringify(init.body) };
   if (init.text !== undefined)
     return { headers: { ...headers, "content-type": init.contentType ?? "text/plain" }, body: init.text };
+  if (init.bytes !== undefined)
+    return {
+      headers: { ...headers, "content-type": init.contentType ?? "application/octet-stream" },
+      body: init.bytes,
+    };
   return { headers };
 }
 

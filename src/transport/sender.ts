@@ -16,7 +16,7 @@ export interface SendRequest {
   url: URL;
   method: string;
   headers: Record<string, string>;
-  body?: string;
+  body?: string | Uint8Array;
   signal: AbortSignal;
   timeouts: HttpTimeouts;
 }
