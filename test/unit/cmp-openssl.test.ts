@@ -116,4 +116,13 @@ describe.runIf(haveTool("openssl"))("CMP against openssl cmp's mock server", () 
     expect(run.stderr).toContain("run with a longer --deadline");
     expect(await listFiles(run.out)).toEqual([]);
   });
+
+  it("a --key file that holds no private key: exit 3 before any request, nothing written", async () => {
+    const srv = await mock();
+    const run = await enroll(srv.url, ["--key", pki.caCert]);
+    expect(run.code).toBe(3);
+    expect(run.stderr).toMatch(/the key file .*ca\.crt could not be read as a PEM private key/);
+    expect(srv.log()).not.toContain("Received request");
+    expect(await listFiles(run.out)).toEqual([]);
+  });
 });
