@@ -10,6 +10,11 @@ export interface CmpPki {
   /** The device's key (PEM PKCS#8) and its certificate, CN=dev1, signed by the CA. */
   deviceKey: string;
   deviceCert: string;
+  /** A certificate for the server's signatures (CN=CMP RA, from the CA) and its key; and one of the same names from another CA. */
+  raCert: string;
+  raKey: string;
+  strangerCert: string;
+  strangerKey: string;
 }
 
 /** Makes the PKI in a new temporary directory. */
@@ -40,7 +45,44 @@ export async function makeCmpPki(): Promise<CmpPki> {
     "-out",
     p("dev.crt"),
   );
-  return { dir, caCert: p("ca.crt"), deviceKey: p("dev.key"), deviceCert: p("dev.crt") };
+  run("req", "-new", ...ec, "-keyout", p("ra.key"), "-subj", "/CN=CMP RA", "-out", p("ra.csr"));
+  run(
+    "x509",
+    "-req",
+    "-in",
+    p("ra.csr"),
+    "-CA",
+    p("ca.crt"),
+    "-CAkey",
+    p("ca.key"),
+    "-days",
+    "10",
+    "-out",
+    p("ra.crt"),
+  );
+  run(
+    "req",
+    "-x509",
+    ...ec,
+    "-keyout",
+    p("stranger.key"),
+    "-out",
+    p("stranger.crt"),
+    "-subj",
+    "/CN=CMP RA",
+    "-days",
+    "9",
+  );
+  return {
+    dir,
+    caCert: p("ca.crt"),
+    deviceKey: p("dev.key"),
+    deviceCert: p("dev.crt"),
+    raCert: p("ra.crt"),
+    raKey: p("ra.key"),
+    strangerCert: p("stranger.crt"),
+    strangerKey: p("stranger.key"),
+  };
 }
 
 /** OpenSSL's CMP mock server (`openssl cmp -port 0`), listening: its URL, what it logged, and how to stop it. */

@@ -29,22 +29,23 @@ describe.runIf(haveTool("openssl"))("CMP against openssl cmp's mock server", () 
     server = undefined;
   });
 
-  const mock = async (extra: string[] = []) => {
-    server = await startMockCmp([
-      "-srv_ref",
-      "device-ref",
-      "-srv_secret",
-      `pass:${SECRET}`,
-      "-rsp_cert",
-      pki.deviceCert,
-      "-rsp_capubs",
-      pki.caCert,
-      ...extra,
-    ]);
+  const mock = async (
+    extra: string[] = [],
+    protection = ["-srv_ref", "device-ref", "-srv_secret", `pass:${SECRET}`],
+  ) => {
+    server = await startMockCmp([...protection, "-rsp_cert", pki.deviceCert, "-rsp_capubs", pki.caCert, ...extra]);
     return server;
   };
-  const enroll = (url: string, extra: string[], secretFile = "secret") => {
-    const out = join(pki.dir, `out-${++n}`);
+  /** A mock that signs its answers with `cert` and takes requests signed under the CA. */
+  const signingMock = (cert: string, key: string) =>
+    mock([], ["-srv_cert", cert, "-srv_key", key, "-srv_trusted", pki.caCert]);
+  const enroll = (
+    url: string,
+    extra: string[],
+    secretFile = "secret",
+    out = join(pki.dir, `out-${++n}`),
+    trust = ["--platform-ca", pki.caCert],
+  ) => {
     const run = runCli([
       "enroll",
       "--api",
@@ -57,8 +58,7 @@ describe.runIf(haveTool("openssl"))("CMP against openssl cmp's mock server", () 
       "device-ref",
       "--password-file",
       join(pki.dir, secretFile),
-      "--platform-ca",
-      pki.caCert,
+      ...trust,
       "--out",
       out,
       ...extra,
@@ -77,8 +77,8 @@ describe.runIf(haveTool("openssl"))("CMP against openssl cmp's mock server", () 
       openssl("pkey", "-in", pki.deviceKey, "-pubout"),
     );
     expect(await readFile(cert, "utf8")).toBe(await readFile(pki.deviceCert, "utf8"));
-    // The server saw the confirmation, polled once: genm, ir, pollReq, certConf.
-    expect(srv.log().match(/Received request/g)).toHaveLength(4);
+    // The server saw the confirmation, polled once: ir, pollReq, certConf (the CA was given: no genm).
+    expect(srv.log().match(/Received request/g)).toHaveLength(3);
   });
 
   it("p10cr (--cmp-request p10cr), --json: the certificate's serial and issuer", async () => {
@@ -124,5 +124,47 @@ describe.runIf(haveTool("openssl"))("CMP against openssl cmp's mock server", () 
     expect(run.stderr).toMatch(/the key file .*ca\.crt could not be read as a PEM private key/);
     expect(srv.log()).not.toContain("Received request");
     expect(await listFiles(run.out)).toEqual([]);
+  });
+
+  it("only a pin: genm asks for the CA certificates; OpenSSL 3.0's mock sends none, so exit 11 with the hint, nothing written", async () => {
+    const srv = await mock();
+    const pin = openssl("x509", "-in", pki.caCert, "-noout", "-fingerprint", "-sha256").split("=")[1]!.trim();
+    const run = await enroll(srv.url, ["--key", pki.deviceKey], "secret", undefined, ["--ca-fingerprint", pin]);
+    expect(run.code).toBe(11);
+    expect(run.stderr).toContain("the CMP server sent none when asked (genm, RFC 9483 §4.3.1)");
+    expect(run.stderr).toContain("hint: the CMP server does not send its CA certificates: pass --platform-ca FILE");
+    expect(srv.log().match(/Received request/g)).toHaveLength(1);
+    expect(await listFiles(run.out)).toEqual([]);
+  });
+
+  describe("renewal: kur signed by the current certificate, no secret read", () => {
+    let out: string;
+    beforeAll(async () => {
+      out = join(pki.dir, "renewing");
+      const srv = await mock();
+      expect((await enroll(srv.url, ["--key", pki.deviceKey], "secret", out)).code).toBe(0);
+      await srv.stop();
+    });
+
+    it("the answer signed by a certificate the stored CA issued: kup verified, certConf, stored again", async () => {
+      const srv = await signingMock(pki.raCert, pki.raKey);
+      // OpenSSL's mock answers a kur only with the certificate it names (-rsp_cert): the same key.
+      const run = await enroll(srv.url, ["--key", pki.deviceKey, "--renew-before", "400d"], "no-such-file", out, []);
+      expect(run.code, run.stderr).toBe(0);
+      expect(run.stderr).toContain("within the renewal window");
+      expect(run.stderr).toContain("the names of the certificate it renews");
+      // kur, certConf: both signed (the mock has no secret, and -srv_trusted checks them).
+      expect(srv.log().match(/Received request/g)).toHaveLength(2);
+      expect(srv.log()).not.toMatch(/error/i);
+    });
+
+    it("the answer signed by a stranger's key (OpenSSL then sends no certificate for it): not trusted, exit 13, the stored credentials kept", async () => {
+      const before = await readFile(join(out, "dev1.crt"), "utf8");
+      const srv = await signingMock(pki.strangerCert, pki.strangerKey);
+      const run = await enroll(srv.url, ["--key", pki.deviceKey, "--renew-before", "400d"], "no-such-file", out, []);
+      expect(run.code).toBe(13);
+      expect(run.stderr).toContain("is signed (1.2.840.10045.4.3.2), but not with a certificate it sends");
+      expect(await readFile(join(out, "dev1.crt"), "utf8")).toBe(before);
+    });
   });
 });

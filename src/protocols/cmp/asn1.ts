@@ -4,7 +4,16 @@
  * tags, the CRMF one IMPLICIT tags (a CHOICE such as Name under an implicit tag is still wrapped).
  */
 import { CertificationRequest } from "@peculiar/asn1-csr";
-import { AsnArray, AsnProp, AsnPropTypes, AsnType, AsnTypeTypes, BitString, OctetString } from "@peculiar/asn1-schema";
+import {
+  AsnArray,
+  AsnIntegerArrayBufferConverter,
+  AsnProp,
+  AsnPropTypes,
+  AsnType,
+  AsnTypeTypes,
+  BitString,
+  OctetString,
+} from "@peculiar/asn1-schema";
 import { AlgorithmIdentifier, Extension, GeneralName, Name, SubjectPublicKeyInfo } from "@peculiar/asn1-x509";
 
 /** PasswordBasedMac (RFC 4211 §4.4): the protection OpenSSL and EJBCA use with a shared secret. */
@@ -77,10 +86,36 @@ export class CertTemplate {
   }
 }
 
+/** id-regCtrl-oldCertID (RFC 4211 §6.5): the certificate a key update replaces. */
+export const ID_REG_CTRL_OLD_CERT_ID = "1.3.6.1.5.5.7.5.1.5";
+
+/** CertId ::= SEQUENCE { issuer GeneralName, serialNumber INTEGER } */
+export class CertId {
+  @AsnProp({ type: GeneralName }) issuer = new GeneralName();
+  @AsnProp({ type: AsnPropTypes.Integer, converter: AsnIntegerArrayBufferConverter }) serialNumber = new ArrayBuffer(0);
+  constructor(params: Partial<CertId> = {}) {
+    Object.assign(this, params);
+  }
+}
+
+/** AttributeTypeAndValue ::= SEQUENCE { type OBJECT IDENTIFIER, value ANY } (a control). */
+export class Control {
+  @AsnProp({ type: AsnPropTypes.ObjectIdentifier }) type = "";
+  @AsnProp({ type: AsnPropTypes.Any }) value = new ArrayBuffer(0);
+  constructor(params: Partial<Control> = {}) {
+    Object.assign(this, params);
+  }
+}
+
+/** Controls ::= SEQUENCE SIZE (1..MAX) OF AttributeTypeAndValue */
+@AsnType({ type: AsnTypeTypes.Sequence, itemType: Control })
+export class Controls extends AsnArray<Control> {}
+
 /** CertRequest ::= SEQUENCE { certReqId INTEGER, certTemplate CertTemplate, controls OPTIONAL } */
 export class CertRequest {
   @AsnProp({ type: AsnPropTypes.Integer }) certReqId = 0;
   @AsnProp({ type: CertTemplate }) certTemplate = new CertTemplate();
+  @AsnProp({ type: Controls, optional: true }) controls?: Controls;
   constructor(params: Partial<CertRequest> = {}) {
     Object.assign(this, params);
   }

@@ -6,7 +6,7 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { AsnConvert } from "@peculiar/asn1-schema";
 import type { Name } from "@peculiar/asn1-x509";
-import { CertRetrieverError, type Step } from "../../errors.js";
+import { CertRetrieverError, describeCause, type Step } from "../../errors.js";
 import { sameBytes, sha256ColonHex } from "../../keys/fingerprint.js";
 import { certificatePems } from "../../keys/key-types.js";
 import type { CryptoProvider } from "../../keys/provider.js";
@@ -18,6 +18,8 @@ import type {
   Issued,
   LoginSource,
   ProtocolClient,
+  ReenrollCapability,
+  ReenrollRequest,
   SessionlessCapability,
   SignRequest,
   TrustCapability,
@@ -26,11 +28,14 @@ import { CertificateList, type CertRepMessage, type CertResponse, type PKIBody, 
 import {
   type Answer,
   bodyType,
+  macProtector,
   newTransaction,
   PKI_STATUS,
+  type Protector,
   protectedRequest,
   readAnswer,
   type SharedSecret,
+  signatureProtector,
   type Transaction,
 } from "./messages.js";
 import { CMP, CMP_TITLE } from "./name.js";
@@ -65,6 +70,11 @@ export class CmpClient implements ProtocolClient {
     unstored: { next: "a CMP server keeps nothing to undo for it, and the next run enrolls again", journal: false },
     submit: (_session, req) => this.submit(req),
   };
+  readonly reenroll: ReenrollCapability = {
+    submit: (_session, req) => this.submit(req, req.current),
+    keptNames: (asked) =>
+      `a key update keeps the names the certificate has (RFC 9483 §4.1.3), not ${asked.join(", ")}; a forced enrollment with the shared secret asks for new ones`,
+  };
   private source: LoginSource | undefined;
   private auth: SharedSecret | undefined;
   /** The issuing CA, once the caller checked the chain. */
@@ -74,7 +84,7 @@ export class CmpClient implements ProtocolClient {
 
   private attach(login: LoginSource | undefined): string {
     this.source = login;
-    return "CMP keeps no session: each message is protected by the shared secret (PasswordBasedMac), named by its reference";
+    return "CMP keeps no session: each message is protected, by the shared secret (PasswordBasedMac) named by its reference, or by the current certificate when renewing";
   }
 
   /** The reference and the secret, read once when the first message needs them. */
@@ -93,25 +103,31 @@ export class CmpClient implements ProtocolClient {
   }
 
   /**
-   * The CA certificates: a `genm` asking for them (RFC 9483 §4.3.1), else the trusted ones given
-   * (the stored chain, `--platform-ca`). The caller checks them against the pin before trusting them.
+   * The CA certificates: the trusted ones given (the stored chain, `--platform-ca`), else a `genm`
+   * asking the server for them (RFC 9483 §4.3.1). The caller checks them against the pin before
+   * trusting them. A renewal thus needs no secret: its chain is stored.
    */
   private async fetchCa(): Promise<FetchedCa> {
-    const auth = await this.secret("fetch-ca");
-    const tx = newTransaction();
-    const answer = await this.exchange("fetch-ca", tx, caCertsBody(), auth, ["genp"]);
-    const sent = (answer.body.genp ?? []).flatMap((itav) =>
-      itav.infoValue ? [...AsnConvert.parse(itav.infoValue, CertificateList)].map((c) => new Uint8Array(c)) : [],
-    );
-    const certs = sent.length > 0 ? sent : this.anchorCerts();
+    const given = this.anchorCerts();
+    const sent = given.length > 0 ? [] : await this.askCaCerts();
+    const certs = sent.length > 0 ? sent : given;
     if (certs.length === 0)
       throw new CertRetrieverError(
-        "fetch-ca failed: the CMP server sent no CA certificates when asked (genm, RFC 9483 §4.3.1), and none is trusted here; nothing was written",
+        "fetch-ca failed: no CA certificate is given here, and the CMP server sent none when asked (genm, RFC 9483 §4.3.1); nothing was written",
         { step: "fetch-ca", reason: "ca-unknown", facts: { protocol: CMP } },
       );
     const [ca, ...chain] = orderChain(certs, this.opts.pin);
     const vouchedBy = sent.length > 0 ? undefined : this.opts.anchors.find((a) => a.pem.length > 0)?.from;
     return { der: ca!, chain, vouchedBy };
+  }
+
+  /** `genm` for the CA certificates: those the `genp` holds (OpenSSL 3.0's mock server sends none). */
+  private async askCaCerts(): Promise<Uint8Array[]> {
+    const auth = macProtector(await this.secret("fetch-ca"));
+    const answer = await this.exchange("fetch-ca", newTransaction(), caCertsBody(), auth, ["genp"]);
+    return (answer.body.genp ?? []).flatMap((itav) =>
+      itav.infoValue ? [...AsnConvert.parse(itav.infoValue, CertificateList)].map((c) => new Uint8Array(c)) : [],
+    );
   }
 
   /** The CA certificates given: the stored chain's, then `--platform-ca`'s. */
@@ -126,15 +142,18 @@ export class CmpClient implements ProtocolClient {
   }
 
   /**
-   * `ir` (or `p10cr`) for the CSR; `pollReq` while the server says `waiting`; then `certConf`,
-   * accepting the certificate only if it is for the CSR's key and signed by the trusted CA.
+   * `ir` (or `p10cr`) for the CSR, protected by the secret; or, renewing, `kur` signed by the
+   * current certificate's key (RFC 9483 §4.1.3). `pollReq` while the server says `waiting`; then
+   * `certConf`, accepting the certificate only if it is for the CSR's key and signed by the trusted CA.
    */
-  private async submit(req: SignRequest): Promise<Issued> {
-    const auth = await this.secret("submit-csr");
+  private async submit(req: SignRequest, current?: ReenrollRequest["current"]): Promise<Issued> {
+    const auth = current ? this.currentProtector(current) : macProtector(await this.secret("submit-csr"));
     const csr = parseCsr(req.csrDer);
     const tx = newTransaction(csr.certificationRequestInfo.subject as Name);
-    const body = this.opts.request === "ir" && req.key ? await certReqBody("ir", csr, req.key) : p10crBody(csr);
-    const reply = this.opts.request === "ir" && req.key ? "ip" : "cp";
+    const kind = current && req.key ? "kur" : this.opts.request === "ir" && req.key ? "ir" : "p10cr";
+    const old = current ? new Uint8Array(new x509.X509Certificate(current.certificatePem).rawData) : undefined;
+    const body = req.key && kind !== "p10cr" ? await certReqBody(kind, csr, req.key, old) : p10crBody(csr);
+    const reply = { kur: "kup", ir: "ip", p10cr: "cp" }[kind];
     let answer = await this.exchange("submit-csr", tx, body, auth, [reply]);
     let response = certResponse(answer, reply);
     while (response.status.status === PKI_STATUS.waiting) {
@@ -159,6 +178,20 @@ export class CmpClient implements ProtocolClient {
     return { der: cert };
   }
 
+  /** The signature protection of a renewal by the current certificate. */
+  private currentProtector(current: ReenrollRequest["current"]): Protector {
+    try {
+      return signatureProtector(current);
+    } catch (err) {
+      throw new CertRetrieverError(`submit-csr failed: ${describeCause(err)}; nothing was written`, {
+        step: "submit-csr",
+        reason: "usage",
+        facts: { protocol: CMP },
+        cause: err,
+      });
+    }
+  }
+
   /** Why the issued certificate cannot be accepted (not the CSR's key, not the trusted CA's signature), or undefined. */
   private async wrongCertificate(der: Uint8Array, csrDer: Uint8Array): Promise<string | undefined> {
     let cert: x509.X509Certificate;
@@ -175,7 +208,7 @@ export class CmpClient implements ProtocolClient {
   }
 
   /** `pollReq` after the wait the server asked for, until it answers with the certificate response or the deadline comes. */
-  private async poll(tx: Transaction, auth: SharedSecret, certReqId: number, reply: string): Promise<PKIMessage> {
+  private async poll(tx: Transaction, auth: Protector, certReqId: number, reply: string): Promise<PKIMessage> {
     let waitS = 0;
     for (;;) {
       if (Date.now() + waitS * 1000 >= this.opts.http.deadline)
@@ -212,7 +245,7 @@ export class CmpClient implements ProtocolClient {
     step: Step,
     tx: Transaction,
     body: PKIBody,
-    auth: SharedSecret,
+    auth: Protector,
     expected: string[],
   ): Promise<PKIMessage> {
     const request = protectedRequest(body, tx, auth);
@@ -235,7 +268,10 @@ export class CmpClient implements ProtocolClient {
       );
     let answer: Answer;
     try {
-      answer = readAnswer(new Uint8Array(reply.body), auth);
+      answer = readAnswer(new Uint8Array(reply.body), {
+        secret: this.auth?.secret,
+        trusted: this.ca ? new Uint8Array(this.ca.rawData) : undefined,
+      });
     } catch (err) {
       throw malformed(step, `is no PKIMessage (${err instanceof Error ? err.message : String(err)})`);
     }
@@ -249,17 +285,20 @@ function checkAnswer(step: Step, answer: Answer, tx: Transaction, nonce: Uint8Ar
   const what = step === "fetch-ca" ? "the request for its CA certificates" : "the request";
   if (message.body.error && protection !== "verified")
     throw errorContent(step, message.body.error, what, protection === "mismatch" ? "mismatch" : "unverified");
-  if (protection === "mismatch")
+  if (protection === "mismatch" && answer.kind === "mac")
     throw new CertRetrieverError(
       `${step} failed: the CMP server's answer does not verify with the shared secret: the secret, or the reference naming it, is not the server's; nothing was written`,
       { step, reason: "auth-refused", facts: { protocol: CMP } },
     );
+  if (protection === "mismatch") throw malformed(step, "is signed by no certificate the trusted CA vouches for");
   if (protection !== "verified")
     throw malformed(
       step,
       protection === "none"
         ? "is not protected, so nothing proves it is the server's"
-        : `is protected by ${answer.protectionAlg}, and only a shared secret's PasswordBasedMac is checked here`,
+        : answer.kind === "signature"
+          ? `is signed (${answer.protectionAlg}), but not with a certificate it sends, or before a CA is trusted to check it by`
+          : `is protected by ${answer.protectionAlg}, which cannot be checked here (a MAC without the shared secret, or an unknown algorithm)`,
     );
   const header = message.header;
   if (!header.transactionID || !sameBytes(header.transactionID.buffer, tx.id))

@@ -2,18 +2,22 @@
 import { createHash } from "node:crypto";
 import { CertificationRequest } from "@peculiar/asn1-csr";
 import { AsnConvert, BitString, OctetString } from "@peculiar/asn1-schema";
-import { Extensions } from "@peculiar/asn1-x509";
+import { Certificate, Extensions, GeneralName } from "@peculiar/asn1-x509";
 import { signingAlgorithm } from "../../keys/key-types.js";
 import type { CryptoProvider } from "../../keys/provider.js";
 import * as x509 from "../../keys/x509.js";
 import {
   CertConfirmContent,
+  CertId,
   CertReqMessages,
   CertReqMsg,
   CertRequest,
   CertStatus,
   CertTemplate,
+  Control,
+  Controls,
   ID_IT_CA_CERTS,
+  ID_REG_CTRL_OLD_CERT_ID,
   InfoTypeAndValue,
   InfoTypeAndValues,
   PKIBody,
@@ -48,6 +52,7 @@ export async function certReqBody(
   kind: "ir" | "kur",
   csr: CertificationRequest,
   key: { privateKey: CryptoKey; crypto: CryptoProvider },
+  oldCertDer?: Uint8Array,
 ): Promise<PKIBody> {
   const info = csr.certificationRequestInfo;
   const requested = info.attributes.find((a) => a.type === EXTENSION_REQUEST)?.values[0];
@@ -58,6 +63,7 @@ export async function certReqBody(
       publicKey: info.subjectPKInfo,
       extensions: requested ? new TemplateExtensions(AsnConvert.parse(requested, Extensions)) : undefined,
     }),
+    controls: oldCertDer ? new Controls([oldCertId(oldCertDer)]) : undefined,
   });
   const signed = await key.crypto.subtle.sign(
     signingAlgorithm(key.privateKey),
@@ -70,6 +76,13 @@ export async function certReqBody(
     signature: new POPOSigningKey({ algorithmIdentifier: csr.signatureAlgorithm, signature: new BitString(signature) }),
   });
   return new PKIBody({ [kind]: new CertReqMessages([new CertReqMsg({ certReq, popo })]) });
+}
+
+/** The oldCertID control naming the certificate a key update replaces (RFC 9483 §4.1.3). */
+function oldCertId(der: Uint8Array): Control {
+  const tbs = AsnConvert.parse(der, Certificate).tbsCertificate;
+  const id = new CertId({ issuer: new GeneralName({ directoryName: tbs.issuer }), serialNumber: tbs.serialNumber });
+  return new Control({ type: ID_REG_CTRL_OLD_CERT_ID, value: AsnConvert.serialize(id) });
 }
 
 /** WebCrypto's ECDSA signature (r || s) as the DER Ecdsa-Sig-Value X.509 wants. */
