@@ -3,7 +3,6 @@
  * `ir` or `p10cr`, `pollReq` while the answer is `waiting`, and `certConf`; every message protected
  * by a shared secret (PasswordBasedMac), every answer's protection checked before it is trusted.
  */
-import { setTimeout as sleep } from "node:timers/promises";
 import { AsnConvert } from "@peculiar/asn1-schema";
 import type { Name } from "@peculiar/asn1-x509";
 import { CertRetrieverError, describeCause, type Step } from "../../errors.js";
@@ -24,6 +23,7 @@ import type {
   SignRequest,
   TrustCapability,
 } from "../types.js";
+import { waitBetweenRequests } from "../wait.js";
 import { CertificateList, type CertRepMessage, type CertResponse, type PKIBody, type PKIMessage } from "./asn1.js";
 import {
   type Answer,
@@ -225,19 +225,13 @@ export class CmpClient implements ProtocolClient {
     }
   }
 
-  private async wait(seconds: number): Promise<void> {
-    const waited = this.opts.http.waiting({
-      step: "submit-csr",
-      what: "the CMP server to issue the certificate (pollRep)",
-      until: Date.now() + seconds * 1000,
-    });
-    await sleep(seconds * 1000, undefined, { signal: this.opts.signal })
-      .catch(() => {
-        throw this.opts.signal?.reason instanceof CertRetrieverError
-          ? this.opts.signal.reason
-          : new CertRetrieverError("submit-csr failed: interrupted", { step: "submit-csr", reason: "interrupted" });
-      })
-      .finally(waited);
+  private wait(seconds: number): Promise<void> {
+    return waitBetweenRequests(
+      this.opts.http,
+      { step: "submit-csr", what: "the CMP server to issue the certificate (pollRep)" },
+      seconds * 1000,
+      this.opts.signal,
+    );
   }
 
   /** Sends one request of the transaction and reads the answer: its protection verified, its transaction and nonce ours, one of `expected`. */

@@ -1,6 +1,6 @@
 /** CMP, RFC 9483's Lightweight CMP profile over HTTP: the plug-in. */
-import { CertRetrieverError, nameSettings, usageError } from "../../errors.js";
-import { certificatePems } from "../../keys/key-types.js";
+import { usageError } from "../../errors.js";
+import { refuseFirstCaSeen, refuseToken } from "../sessionless-checks.js";
 import type { ProtocolPlugin } from "../types.js";
 import { CMP_HINTS } from "./hints.js";
 import { CMP, CMP_TITLE } from "./name.js";
@@ -30,26 +30,14 @@ export const cmp: ProtocolPlugin = {
     if (url.protocol !== "http:" && url.protocol !== "https:")
       throw usageError(`the CMP server's URL ${url.href} is not http: or https:`, "platform");
   },
-  checkSettings(settings, name) {
-    if (settings.purpose === "enroll" && settings.token)
-      throw new CertRetrieverError(nameSettings("{tokenFile} holds a dojot login; CMP keeps no session", name), {
-        step: "usage",
-        reason: "usage",
-        facts: { field: "tokenFile", protocol: CMP },
-      });
-  },
+  checkSettings: (settings, name) => refuseToken(settings, name, CMP, "CMP"),
   /** Its CA is trusted through a pin, the platform CA certificates or the stored chain; never because it was the first seen. */
-  checkTrust(trust) {
-    if (
-      trust.pin === undefined &&
-      !trust.platformCa &&
-      (trust.storedCaPem === undefined || certificatePems(trust.storedCaPem).length === 0)
-    )
-      throw new CertRetrieverError(
-        "a first CMP enrollment needs an explicit trust anchor: the CMP server's CA is not trusted because it is the first one seen",
-        { step: "usage", reason: "usage", facts: { field: "trustAnchor", protocol: CMP } },
-      );
-  },
+  checkTrust: (trust) =>
+    refuseFirstCaSeen(
+      trust,
+      CMP,
+      "a first CMP enrollment needs an explicit trust anchor: the CMP server's CA is not trusted because it is the first one seen",
+    ),
   async open(ctx) {
     const { CmpClient } = await import("./client.js");
     const request = ctx.options.cmpRequest ?? "ir";

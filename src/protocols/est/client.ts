@@ -4,7 +4,6 @@
  * `POST /simplereenroll` (the current certificate over mutual TLS), under
  * `https://host[:port]/.well-known/est[/<label>]`.
  */
-import { setTimeout as sleep } from "node:timers/promises";
 import { CertRetrieverError, describeCause } from "../../errors.js";
 import { decodeBase64 } from "../../keys/base64.js";
 import { sameBytes, sha256ColonHex } from "../../keys/fingerprint.js";
@@ -25,6 +24,7 @@ import type {
   SignRequest,
   TrustCapability,
 } from "../types.js";
+import { waitBetweenRequests } from "../wait.js";
 import { orderCaBag } from "./cacerts.js";
 import { readCsrAttrs } from "./csrattrs.js";
 import { EST, EST_TITLE } from "./name.js";
@@ -230,18 +230,12 @@ export class EstClient implements ProtocolClient {
         { step: "submit-csr", reason: "deadline", facts: { ...estFacts(reply), pendingApproval: true } },
       );
     }
-    const waited = client.waiting({
-      step: "submit-csr",
-      what: "the EST server to approve the request (HTTP 202)",
-      until: Date.now() + waitMs,
-    });
-    await sleep(waitMs, undefined, { signal: this.opts.signal })
-      .catch(() => {
-        throw this.opts.signal?.reason instanceof CertRetrieverError
-          ? this.opts.signal.reason
-          : new CertRetrieverError("submit-csr failed: interrupted", { step: "submit-csr", reason: "interrupted" });
-      })
-      .finally(waited);
+    await waitBetweenRequests(
+      client,
+      { step: "submit-csr", what: "the EST server to approve the request (HTTP 202)" },
+      waitMs,
+      this.opts.signal,
+    );
   }
 
   private url(operation: string): URL {

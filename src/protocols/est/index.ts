@@ -1,6 +1,5 @@
 /** EST (RFC 7030): the plug-in. */
-import { CertRetrieverError, nameSettings } from "../../errors.js";
-import { certificatePems } from "../../keys/key-types.js";
+import { refuseFirstCaSeen, refuseToken } from "../sessionless-checks.js";
 import type { ProtocolPlugin } from "../types.js";
 import { EST_HINTS } from "./hints.js";
 import { EST, EST_TITLE } from "./name.js";
@@ -26,28 +25,14 @@ export const est: ProtocolPlugin = {
   // A bootstrap client certificate may authenticate alone: without a user, no HTTP Basic.
   wantsLogin: (given) => given.username || !given.clientCert,
   checkUrl: (url) => void estBaseUrl(url),
-  checkSettings(settings, name) {
-    if (settings.purpose === "enroll" && settings.token) {
-      throw new CertRetrieverError(nameSettings("{tokenFile} holds a dojot login; EST keeps no session", name), {
-        step: "usage",
-        reason: "usage",
-        facts: { field: "tokenFile", protocol: EST },
-      });
-    }
-  },
+  checkSettings: (settings, name) => refuseToken(settings, name, EST, "EST"),
   /** RFC 7030 §4.1.1: the stored CA chain, a pin or the platform's CA vouches for the server; never the first CA seen. */
-  checkTrust(trust) {
-    if (
-      trust.pin === undefined &&
-      !trust.platformCa &&
-      (trust.storedCaPem === undefined || certificatePems(trust.storedCaPem).length === 0)
-    ) {
-      throw new CertRetrieverError(
-        "a first EST enrollment needs an explicit trust anchor (RFC 7030 §4.1.1): the EST server's CA is not trusted because it is the first one seen",
-        { step: "usage", reason: "usage", facts: { field: "trustAnchor", protocol: EST } },
-      );
-    }
-  },
+  checkTrust: (trust) =>
+    refuseFirstCaSeen(
+      trust,
+      EST,
+      "a first EST enrollment needs an explicit trust anchor (RFC 7030 §4.1.1): the EST server's CA is not trusted because it is the first one seen",
+    ),
   async open(ctx) {
     const [{ EstClient }, { explicitAnchors }] = await Promise.all([import("./client.js"), import("./cacerts.js")]);
     return new EstClient({
