@@ -105,6 +105,7 @@ describe.runIf(haveTool("openssl"))("CMP against openssl cmp's mock server", () 
     expect(run.code).toBe(14);
     expect(run.stderr).toContain("is not for this device's key; it was rejected (certConf) and nothing was written");
     expect(srv.log()).toContain("certificate rejected by client");
+    expect(run.stderr).toContain("hint: the CMP server issued a certificate this device does not take");
     expect(await listFiles(run.out)).toEqual([]);
   });
 

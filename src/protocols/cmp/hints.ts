@@ -21,5 +21,9 @@ export const CMP_HINTS: ProtocolHints = {
     e.facts.pendingApproval
       ? "the CMP server has not issued the certificate yet: run with a longer {deadline} (a new run sends a new request)"
       : undefined,
+  "cert-invalid": (e) =>
+    e.step === "submit-csr"
+      ? "the CMP server issued a certificate this device does not take (it said so in its certConf): ask the server's operator; nothing was written"
+      : undefined,
   "reply-malformed": () => "check that {platform} points at a CMP server's path (e.g. http://HOST:PORT/pkix/)",
 };
