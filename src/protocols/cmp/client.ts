@@ -166,10 +166,7 @@ export class CmpClient implements ProtocolClient {
     if (!der) throw malformed("submit-csr", "accepted the request but holds no certificate (or an encrypted one)");
     const cert = new Uint8Array(der);
     const wrong = await this.wrongCertificate(cert, req.csrDer);
-    const confirm = await this.exchange("submit-csr", tx, certConfBody(cert, response.certReqId, wrong), auth, [
-      "pkiconf",
-    ]);
-    void confirm;
+    await this.exchange("submit-csr", tx, certConfBody(cert, response.certReqId, wrong), auth, ["pkiconf"]);
     if (wrong)
       throw new CertRetrieverError(
         `submit-csr failed: the certificate the CMP server issued ${wrong}; it was rejected (certConf) and nothing was written`,
