@@ -5,7 +5,7 @@
 import { createPrivateKey, createPublicKey, type KeyObject } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import { CertRetrieverError, describeCause } from "../errors.js";
-import { type KeyHandle, type KeyStore, type KeyTransaction, SoftwareKeyStore } from "./key-store.js";
+import { type KeyHandle, type KeyStore, type KeyTransaction, type SigningKey, SoftwareKeyStore } from "./key-store.js";
 import { type KeyType, privateKeyPem, spkiDer } from "./key-types.js";
 import { type CryptoProvider, softwareCrypto } from "./provider.js";
 
@@ -90,6 +90,11 @@ export class KeyFileStore implements KeyStore {
 
   publicKeysOf(record: string): Promise<Uint8Array[]> {
     return this.software.publicKeysOf(record);
+  }
+
+  /** The stored key signs as any software key does. */
+  signingKey(record: string, pss?: boolean): Promise<SigningKey> {
+    return this.software.signingKey(record, pss);
   }
 
   async close(): Promise<void> {}
