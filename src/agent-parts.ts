@@ -142,6 +142,7 @@ export class AgentParts {
       caName: platform?.caName ?? DEFAULT_CA_NAME,
       pin: this.pin(),
       platformCa: Boolean(platform?.tls?.ca?.length),
+      platformCaPem: platform?.tls?.ca,
       clientCert: Boolean(platform?.tls?.cert),
       login,
       storedCaPem,

@@ -1,5 +1,6 @@
 /** From flags, the environment, the config file and the terminal to an agent's settings: everything checked before the first request. */
 import { readFile, stat } from "node:fs/promises";
+import { resolve } from "node:path";
 import type { MqttVersion, ProfileName } from "../broker/profiles.js";
 import { CertRetrieverError, describeCause } from "../errors.js";
 import type { BrokerSettings } from "../flows/verify.js";
@@ -150,10 +151,12 @@ export async function checkPinFlag(flags: CommonFlags): Promise<void> {
 export async function checkKeyFlag(flags: KeyFlags): Promise<void> {
   if (flags.key === undefined) return;
   const { isPkcs11Uri, parsePkcs11Uri, shown } = await import("../keys/pkcs11-uri.js");
+  // Not a URI: a key file, to certify the key it holds (read when the key is needed).
+  if (!flags.key.startsWith("pkcs11:")) return;
   if (!isPkcs11Uri(flags.key)) {
     throw usage(
       `--key ${shown(flags.key)} is not a pkcs11: URI`,
-      "--key names a key in a PKCS#11 token (RFC 7512), e.g. --key 'pkcs11:token=device?module-path=/usr/lib/softhsm/libsofthsm2.so'; without it the key is made in software",
+      "--key names a key in a PKCS#11 token (RFC 7512), e.g. --key 'pkcs11:token=device?module-path=/usr/lib/softhsm/libsofthsm2.so', or a PEM key file; without it the key is made in software",
     );
   }
   const { pinValue } = parsePkcs11Uri(flags.key);
@@ -163,7 +166,7 @@ export async function checkKeyFlag(flags: KeyFlags): Promise<void> {
 /** Where the key is: --key (else the stored key's token), the module, and the PIN's sources. */
 export function keySettings(flags: KeyFlags, source?: SourceOf, storeCertInToken = false): KeySettings {
   return {
-    uri: flags.key,
+    uri: flags.key === undefined || flags.key.startsWith("pkcs11:") ? flags.key : resolve(flags.key),
     // PKCS11_MODULE_PATH from the run's environment (the library's own default is its process's).
     modulePath: flags.pkcs11Module ?? cliIo().env.PKCS11_MODULE_PATH,
     pin: async (uri) => tokenPin(uri, flags, (await import("../keys/pkcs11-uri.js")).tokenName(uri)),

@@ -3,6 +3,7 @@
  * config file, above the defaults. A setting given otherwise that differs from the recorded one
  * wins, and the difference is said; a record that is damaged or of another version is said and not used.
  */
+import { resolve } from "node:path";
 import type { Command } from "commander";
 import type { DeviceRecord, RecordedSettings } from "../store/device-record.js";
 import { type CommonFlags, resolveDeviceId } from "./agent-settings.js";
@@ -124,8 +125,9 @@ function sameSetting(
 
 type Pkcs11Module = typeof import("../keys/pkcs11-uri.js");
 
-/** A `pkcs11:` URI without its `pin-value` (a record holds no secret). */
+/** A `pkcs11:` URI without its `pin-value` (a record holds no secret); a key file by its absolute path. */
 function withoutPin(uri: string, pkcs11: Pkcs11Module): string {
+  if (!pkcs11.isPkcs11Uri(uri)) return resolve(uri);
   try {
     return pkcs11.formatPkcs11Uri({ ...pkcs11.parsePkcs11Uri(uri), pinValue: undefined });
   } catch {

@@ -123,7 +123,7 @@ export async function obtain(
   const key = await run.run(
     "generate-key",
     () => generateKey(ctx, tx, keyType.type),
-    (k) => `${keyType.type} key ${k.where}${keyType.why}`,
+    (k) => `${k.type ?? keyType.type} key ${k.where}${k.type ? "" : keyType.why}`,
     `making the ${keyType.type} key in ${ctx.keyStore.location}`,
   );
   const current = plan.current?.(proto, replacing);

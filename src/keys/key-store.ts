@@ -15,6 +15,8 @@ export interface KeyHandle {
   readonly crypto: CryptoProvider;
   /** Where the key is, in words, for the generate-key step's line. */
   readonly where: string;
+  /** Its type, when it is not the one asked for (a key that was there already). */
+  readonly type?: KeyType;
   /** What the credentials store keeps for this key: its PKCS#8 PEM, or the `pkcs11:` URI of a key that stays in a token. */
   record(): Promise<string>;
   /** The key's SubjectPublicKeyInfo, DER. */

@@ -1,5 +1,5 @@
 /** Which key store a run uses, and how it is opened. The PKCS#11 modules load only when a token is named. */
-import { CertRetrieverError, usageError } from "../errors.js";
+import { CertRetrieverError } from "../errors.js";
 import type { KeyStore } from "./key-store.js";
 import type { Pkcs11Uri } from "./pkcs11-uri.js";
 import type { CryptoProvider } from "./provider.js";
@@ -17,7 +17,7 @@ export interface PinSource {
 
 /** Where a run's key is made and kept. */
 export interface KeySettings {
-  /** A `pkcs11:` URI (RFC 7512) naming the token; absent: software, or the token the stored key's URI names. */
+  /** A `pkcs11:` URI (RFC 7512) naming the token, or a key file to certify; absent: software, or the token the stored key's URI names. */
   uri?: string;
   /** The PKCS#11 module when the URI has no `module-path=` (else PKCS11_MODULE_PATH). */
   modulePath?: string;
@@ -46,12 +46,16 @@ export async function openKeyStore(
   uri: string | undefined,
   { login, stored, crypto }: OpenOptions,
 ): Promise<KeyStore> {
-  const { isPkcs11Uri, parsePkcs11Uri, shown } = await import("./pkcs11-uri.js");
+  const { isPkcs11Uri, parsePkcs11Uri } = await import("./pkcs11-uri.js");
   if (uri === undefined) {
     const { SoftwareKeyStore } = await import("./key-store.js");
     return new SoftwareKeyStore(crypto);
   }
-  if (!isPkcs11Uri(uri)) throw usageError(`the key ${shown(uri)} is not a pkcs11: URI`, "key");
+  if (!isPkcs11Uri(uri)) {
+    // Not a token's URI: a key file, whose key an enrollment certifies.
+    const { KeyFileStore } = await import("./key-file.js");
+    return KeyFileStore.open(uri, crypto);
+  }
   const parsed = parsePkcs11Uri(uri);
   const pin = await pinOf(settings, parsed);
   const { Pkcs11KeyStore } = await import("./pkcs11-store.js");

@@ -3,6 +3,7 @@
  * its plug-in and one line here; the CLI's `--api` choices, its help and its hints come from it.
  */
 import { usageError } from "../errors.js";
+import { cmp } from "./cmp/index.js";
 import { dojotAuto } from "./dojot-auto/index.js";
 import { ejbcaRest } from "./ejbca-rest/index.js";
 import { est } from "./est/index.js";
@@ -11,7 +12,7 @@ import type { ProtocolPlugin, ProtocolSettingSpec } from "./types.js";
 import { x509IdentityMgmt } from "./x509-identity-mgmt/index.js";
 
 /** Every protocol, in the order help lists them. */
-export const PROTOCOLS: readonly ProtocolPlugin[] = [ejbcaRest, x509IdentityMgmt, dojotAuto, est, scep];
+export const PROTOCOLS: readonly ProtocolPlugin[] = [ejbcaRest, x509IdentityMgmt, dojotAuto, est, cmp, scep];
 
 /** The protocol a run speaks when none is named. */
 export const DEFAULT_PROTOCOL = dojotAuto.name;

@@ -1,12 +1,12 @@
 /**
- * What the protocols without sessions (EST, SCEP) share: the rules they check before anything is
+ * What the protocols without sessions (EST, SCEP, CMP) share: the rules they check before anything is
  * opened (no dojot token; an explicit trust anchor for a first enrollment) and the wait for a
  * request the server holds for approval.
  */
 import { setTimeout as sleep } from "node:timers/promises";
 import { CertRetrieverError, nameSettings, type SettingNamer } from "../errors.js";
 import { certificatePems } from "../keys/key-types.js";
-import type { HttpClient } from "../transport/http.js";
+import type { HttpClient, WaitInfo } from "../transport/http.js";
 import type { SettingsToCheck, TrustToCheck } from "./types.js";
 
 /** Refuses a dojot token for an enrollment: `title` keeps no session. */
@@ -35,14 +35,19 @@ export function requireTrustAnchor(trust: TrustToCheck, protocol: string, messag
   }
 }
 
-/** Waits `ms` (shown as waiting for `what`), or fails as interrupted when `signal` aborts. */
-export async function waitForApproval(http: HttpClient, ms: number, what: string, signal?: AbortSignal): Promise<void> {
-  const waited = http.waiting({ step: "submit-csr", what, until: Date.now() + ms });
+/** Waits `ms` as `wait` says (a server that holds a request), told to the run's observer; an interrupt throws its reason (an `interrupted` error at `wait.step`). */
+export async function waitBetweenRequests(
+  http: HttpClient,
+  wait: Omit<WaitInfo, "until">,
+  ms: number,
+  signal: AbortSignal | undefined,
+): Promise<void> {
+  const waited = http.waiting({ ...wait, until: Date.now() + ms });
   await sleep(ms, undefined, { signal })
     .catch(() => {
       throw signal?.reason instanceof CertRetrieverError
         ? signal.reason
-        : new CertRetrieverError("submit-csr failed: interrupted", { step: "submit-csr", reason: "interrupted" });
+        : new CertRetrieverError(`${wait.step} failed: interrupted`, { step: wait.step, reason: "interrupted" });
     })
     .finally(waited);
 }

@@ -48,7 +48,7 @@ export interface SignRequest {
   deviceId: string;
   /** The CSR, DER-encoded. */
   csrDer: Uint8Array;
-  /** The new key and its provider, for a protocol whose request that key itself signs (SCEP's pkiMessage). */
+  /** The CSR's key and its provider, for a protocol whose request that key itself signs (SCEP's pkiMessage, CMP's CRMF proof of possession). */
   key?: { keys: CryptoKeyPair; crypto: CryptoProvider };
 }
 
@@ -216,6 +216,8 @@ export interface ProtocolContext {
   pin?: string;
   /** CA certificates for the platform's TLS were given (`http` has them). */
   platformCa: boolean;
+  /** Those CA certificates, PEM (CMP trusts its CA through them). */
+  platformCaPem?: readonly string[];
   /** `http` has a client certificate. */
   clientCert: boolean;
   /** The login a sessionless protocol sends with its requests (none: it sends no password). */

@@ -55,7 +55,7 @@ export interface RequestInit {
   headers?: Record<string, string>;
   body?: unknown;
   text?: string;
-  /** A binary body (with `contentType`). */
+  /** A binary body (CMP's and SCEP's DER messages), sent as `contentType`. */
   bytes?: Uint8Array;
   contentType?: string;
   /** Not idempotent (a signing request): repeated only when it certainly did not reach the server. */

@@ -129,7 +129,7 @@ async function runEnroll(command: Command, state: CliState): Promise<number> {
   );
   const options = await protocolOptions(flags);
   const store = await storeSettings(flags, checked.deviceId);
-  if (flags.storeCertInToken && flags.key === undefined)
+  if (flags.storeCertInToken && !flags.key?.startsWith("pkcs11:"))
     throw usage("--store-cert-in-token needs a token key: pass --key pkcs11:…");
   const tls = await platformTls(flags);
   const retries: RetryInfo[] = [];

@@ -12,7 +12,7 @@ import { type CsrAttr, decodeCsrAttrs } from "../../keys/pkcs7.js";
 import type { CryptoProvider } from "../../keys/provider.js";
 import * as x509 from "../../keys/x509.js";
 import { bodySummary, type HttpClient, type HttpReply, parseRetryAfter } from "../../transport/http.js";
-import { waitForApproval } from "../sessionless.js";
+import { waitBetweenRequests } from "../sessionless.js";
 import type {
   CsrRequest,
   EnrollCapability,
@@ -230,7 +230,12 @@ export class EstClient implements ProtocolClient {
         { step: "submit-csr", reason: "deadline", facts: { ...estFacts(reply), pendingApproval: true } },
       );
     }
-    await waitForApproval(client, waitMs, "the EST server to approve the request (HTTP 202)", this.opts.signal);
+    await waitBetweenRequests(
+      client,
+      { step: "submit-csr", what: "the EST server to approve the request (HTTP 202)" },
+      waitMs,
+      this.opts.signal,
+    );
   }
 
   private url(operation: string): URL {

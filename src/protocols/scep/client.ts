@@ -13,7 +13,7 @@ import { certsFromPkcs7 } from "../../keys/pkcs7.js";
 import type { CryptoProvider } from "../../keys/provider.js";
 import * as x509 from "../../keys/x509.js";
 import type { HttpBytesReply, HttpClient } from "../../transport/http.js";
-import { waitForApproval } from "../sessionless.js";
+import { waitBetweenRequests } from "../sessionless.js";
 import type {
   EnrollCapability,
   FetchedCa,
@@ -268,7 +268,12 @@ export class ScepClient implements ProtocolClient {
   /** Waits `ms` before the next CertPoll, or fails (`deadline`) if that ends past the deadline. */
   private async waitToPoll(ms: number): Promise<void> {
     if (Date.now() + ms >= this.opts.http.deadline) throw stillPending();
-    await waitForApproval(this.opts.http, ms, "the SCEP server to approve the request (PENDING)", this.opts.signal);
+    await waitBetweenRequests(
+      this.opts.http,
+      { step: "submit-csr", what: "the SCEP server to approve the request (PENDING)" },
+      ms,
+      this.opts.signal,
+    );
   }
 }
 

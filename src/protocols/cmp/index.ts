@@ -1,0 +1,59 @@
+/** CMP, RFC 9483's Lightweight CMP profile over HTTP: the plug-in. */
+import { usageError } from "../../errors.js";
+import { refuseToken, requireTrustAnchor } from "../sessionless.js";
+import type { ProtocolPlugin } from "../types.js";
+import { CMP_HINTS } from "./hints.js";
+import { CMP, CMP_TITLE } from "./name.js";
+
+/** A CMP server: no login and no session (each message is protected by the shared secret), trust anchored explicitly. */
+export const cmp: ProtocolPlugin = {
+  name: CMP,
+  aliases: [],
+  title: CMP_TITLE,
+  summary: "CMP, RFC 9483 (Lightweight CMP): {platform} http[s]://HOST[:PORT]/PATH (e.g. /pkix/)",
+  settings: [
+    {
+      name: "cmpRequest",
+      argument: "ir|p10cr",
+      description:
+        "CMP: the request sent, ir (CRMF, proof of possession by signature; the default) or p10cr (the PKCS#10 CSR)",
+      env: "CMP_REQUEST",
+    },
+  ],
+  hints: CMP_HINTS,
+  lacks: {
+    login: { message: "CMP has no login: each message is protected by the shared secret" },
+    register: { message: "CMP has no request to register a certificate its CA did not issue" },
+  },
+  wantsLogin: () => true,
+  checkUrl(url) {
+    if (url.protocol !== "http:" && url.protocol !== "https:")
+      throw usageError(`the CMP server's URL ${url.href} is not http: or https:`, "platform");
+  },
+  checkSettings: (settings, name) => refuseToken(settings, name, CMP, "CMP"),
+  /** Its CA is trusted through a pin, the platform CA certificates or the stored chain; never because it was the first seen. */
+  checkTrust: (trust) =>
+    requireTrustAnchor(
+      trust,
+      CMP,
+      "a first CMP enrollment needs an explicit trust anchor: the CMP server's CA is not trusted because it is the first one seen",
+    ),
+  async open(ctx) {
+    const { CmpClient } = await import("./client.js");
+    const request = ctx.options.cmpRequest ?? "ir";
+    if (request !== "ir" && request !== "p10cr")
+      throw usageError(`the CMP request '${String(request)}' is neither ir nor p10cr`, "cmpRequest");
+    return new CmpClient({
+      url: ctx.url,
+      http: ctx.http,
+      crypto: ctx.crypto,
+      anchors: [
+        { pem: ctx.storedCaPem ?? "", from: "the stored CA chain vouched for it" },
+        ...(ctx.platformCaPem ?? []).map((pem) => ({ pem, from: "the platform's CA certificates vouched for it" })),
+      ],
+      pin: ctx.pin,
+      request,
+      signal: ctx.signal,
+    });
+  },
+};
