@@ -62,7 +62,9 @@ export function runSingleFile({ build, sections, path: main, argv }: SingleFile)
   const filename = fs.realpathSync(main);
   const url = pathToFileURL(filename).href;
   const baseRequire = createRequire(url);
-  const cache = openCache(build, argv);
+  // A start-up snapshot (node --build-snapshot, see docs/packaging.md) has no code cache: it holds the compiled CLI.
+  const snapshot = process.execArgv.includes("--build-snapshot");
+  const cache = snapshot ? undefined : openCache(build, argv);
   const loaded = new Map<string, unknown>();
 
   const fromSection = (id: string): unknown => {
@@ -93,7 +95,13 @@ export function runSingleFile({ build, sections, path: main, argv }: SingleFile)
     loaded.set(name, module.exports);
     return module.exports;
   }
-  load("cli");
+  const cli = load("cli") as { run(): void };
+  if (!snapshot) return;
+  // Started from the snapshot, process.argv holds no script ([node, ...arguments]): the CLI reads it from 2 on.
+  (requireBuiltin("node:v8") as typeof import("node:v8")).startupSnapshot.setDeserializeMainFunction(() => {
+    process.argv.splice(1, 0, filename);
+    cli.run();
+  });
 }
 
 /** Whether a run did its command's whole work: exit 0, or check's 1 ("nothing to do"). */
