@@ -8,10 +8,10 @@ export function run(): void {
   });
 }
 
-// Building a start-up snapshot (node --build-snapshot; docs/packaging.md): the CLI and the modules an
+// Building a start-up snapshot (code-cache.ts says so; docs/packaging.md): the CLI and the modules an
 // enrollment, a check and a status load are loaded now (Node takes the snapshot once they are), and the
 // command line runs when the snapshot starts.
-if (process.execArgv.includes("--build-snapshot"))
+if ((globalThis as Record<symbol, unknown>)[Symbol.for("cert-retriever.snapshot")] === true)
   void Promise.all([
     import("../flows/enroll.js"),
     import("../flows/authenticate.js"),
