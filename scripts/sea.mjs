@@ -7,16 +7,7 @@
 // (node-linux-<arch>) into node_modules/.cache/. docs/packaging.md, "The self-contained executable", says what it can and cannot do.
 import { execFileSync, spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import {
-  copyFileSync,
-  existsSync,
-  mkdirSync,
-  readFileSync,
-  renameSync,
-  rmSync,
-  statSync,
-  writeFileSync,
-} from "node:fs";
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
 import { build } from "esbuild";
@@ -24,7 +15,7 @@ import { build } from "esbuild";
 const NODE_VERSION = "26.12.1";
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const at = (...p) => join(ROOT, ...p);
-// Usage: node scripts/sea.mjs [--out DIR] [--no-snapshot] [x64] [arm64] (default: dist, a snapshot, both).
+// Usage: node scripts/sea.mjs [--fetch] [--out DIR] [--no-snapshot] [x64] [arm64] (default: dist, a snapshot, both).
 const args = process.argv.slice(2);
 // --no-snapshot: quicker to build (a snapshot of arm64 made under qemu takes minutes); the test's way.
 const SNAPSHOT = !args.includes("--no-snapshot");
@@ -49,29 +40,29 @@ function nodeBinary(arch) {
   const prefix = at("node_modules", ".cache", `node-${NODE_VERSION}`, arch);
   const stripped = join(prefix, "node");
   if (existsSync(stripped)) return stripped;
-  const bin = join(prefix, "node_modules", `node-linux-${arch}`, "bin", "node");
-  if (!existsSync(bin)) {
-    // --force: npm refuses a package for another CPU without it.
-    execFileSync(
-      "npm",
-      [
-        "install",
-        "--prefix",
-        prefix,
-        "--no-save",
-        "--no-audit",
-        "--no-fund",
-        "--force",
-        `node-linux-${arch}@${NODE_VERSION}`,
-      ],
-      { stdio: ["ignore", "ignore", "inherit"] },
-    );
-  }
+  // Made aside and renamed into place: two builds at once (CI's two Node lines) never see half a file.
+  const aside = `${prefix}.${process.pid}`;
+  execFileSync(
+    "npm",
+    [
+      "install",
+      "--prefix",
+      aside,
+      "--no-save",
+      "--no-audit",
+      "--no-fund",
+      "--force",
+      `node-linux-${arch}@${NODE_VERSION}`,
+    ],
+    { stdio: ["ignore", "ignore", "inherit"] },
+  );
+  const node = join(aside, "node_modules", `node-linux-${arch}`, "bin", "node");
   const strip = arch === HOST ? "strip" : `${arch === "arm64" ? "aarch64" : "x86_64"}-linux-gnu-strip`;
-  copyFileSync(bin, `${stripped}.new`);
-  if (spawnSync(strip, [`${stripped}.new`]).status !== 0)
+  if (spawnSync(strip, [node]).status !== 0)
     console.error(`sea: ${strip} is missing; the ${arch} executable keeps Node's symbols`);
-  renameSync(`${stripped}.new`, stripped);
+  mkdirSync(prefix, { recursive: true });
+  renameSync(node, stripped);
+  rmSync(aside, { recursive: true, force: true });
   return stripped;
 }
 
@@ -127,7 +118,14 @@ function executable(arch, start, assets) {
   throw new Error(`sea: no ${arch} executable`);
 }
 
+// --fetch: only download (and strip) the Node binaries, as .ci/run does before the tests.
+const FETCH = args.includes("--fetch");
+if (FETCH) args.splice(args.indexOf("--fetch"), 1);
 const archs = args.length ? args : ["x64", "arm64"];
+if (FETCH) {
+  for (const arch of archs) nodeBinary(arch);
+  process.exit(0);
+}
 rmSync(WORK, { recursive: true, force: true });
 mkdirSync(WORK, { recursive: true });
 const { assets, hash } = sections();

@@ -7,6 +7,7 @@ import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { assertNoSecrets } from "../helpers/cli.js";
 import { startTestLab, type TestLab, tempDir } from "../helpers/lab.js";
+import { runProgram } from "../helpers/program.js";
 import { makeSoftToken, type TestToken } from "../helpers/softhsm.js";
 import { haveRoot, haveTool } from "../helpers/tools.js";
 
@@ -31,22 +32,9 @@ const ready =
   haveTool("flock") &&
   haveRoot("installing the Debian package (dpkg -i)");
 
-/** A command's exit code and output. */
-function run(
-  argv: string[],
-  opts: { env?: Record<string, string>; input?: string } = {},
-): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const child = spawn(argv[0]!, argv.slice(1), {
-    env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "/root", NO_COLOR: "1", ...opts.env },
-    stdio: ["pipe", "pipe", "pipe"],
-  });
-  let stdout = "";
-  let stderr = "";
-  child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
-  child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
-  child.stdin.end(opts.input ?? "");
-  return new Promise((resolve) => child.on("close", (code) => resolve({ code, stdout, stderr })));
-}
+/** A command's exit code and output (this PATH). */
+const run = (argv: string[], opts: { env?: Record<string, string>; input?: string } = {}) =>
+  runProgram(argv, { env: { PATH: process.env.PATH ?? "", ...opts.env }, input: opts.input });
 
 /** Holds a machine-wide lock until released: CI's two Node lines may run this file at once, and dpkg takes one install at a time. */
 async function machineLock(): Promise<ChildProcess> {

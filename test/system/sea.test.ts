@@ -1,4 +1,3 @@
-import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
 import { readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
@@ -6,6 +5,7 @@ import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { assertNoSecrets } from "../helpers/cli.js";
 import { startTestLab, type TestLab, tempDir } from "../helpers/lab.js";
+import { runProgram } from "../helpers/program.js";
 import { haveTool } from "../helpers/tools.js";
 
 /**
@@ -30,21 +30,8 @@ function haveArm64Libs(): boolean {
 const ready = haveTool("qemu-aarch64") && haveArm64Libs();
 
 /** A program's exit code and output, in an environment without Node on the PATH. */
-function run(
-  argv: string[],
-  opts: { env?: Record<string, string>; input?: string } = {},
-): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const child = spawn(argv[0]!, argv.slice(1), {
-    env: { PATH: "/usr/bin:/bin", HOME: process.env.HOME ?? "/root", NO_COLOR: "1", ...opts.env },
-    stdio: ["pipe", "pipe", "pipe"],
-  });
-  let stdout = "";
-  let stderr = "";
-  child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
-  child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
-  child.stdin.end(opts.input ?? "");
-  return new Promise((resolve) => child.on("close", (code) => resolve({ code, stdout, stderr })));
-}
+const run = (argv: string[], opts: { env?: Record<string, string>; input?: string } = {}) =>
+  runProgram(argv, { env: { PATH: "/usr/bin:/bin", ...opts.env }, input: opts.input });
 
 describe.skipIf(!ready)("the self-contained executables (Node 26 single executable applications)", () => {
   let lab: TestLab;
