@@ -104,7 +104,7 @@ Version: ${pkg.version}
 Architecture: ${ARCH}
 Maintainer: ${process.env.DEB_MAINTAINER ?? "cert-retriever maintainers <cert-retriever@users.noreply.github.com>"}
 Installed-Size: ${kb}
-Depends: nodejs (>= 20.19), libc6 (>= 2.34), libgcc-s1, libstdc++6
+Depends: nodejs (>= 20.19), libc6 (>= 2.34), libgcc-s1 (>= 4.2), libstdc++6 (>= 5)
 Section: admin
 Priority: optional
 Description: X.509 identity for an IoT device from a dojot platform
