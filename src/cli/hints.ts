@@ -163,7 +163,9 @@ const HINTS: { readonly [R in Reason]: (err: CertRetrieverError, command: string
     "keychain-unavailable": () =>
       "on Linux a Secret Service (gnome-keyring, KWallet) must run on the session bus and be unlocked; or use --store files",
     "keychain-addon-missing": () =>
-      "install the package (npm install -g cert-retriever-<version>.tgz), which brings the addon, or put @napi-rs/keyring in a node_modules beside the single file (npm install @napi-rs/keyring); or use --store files",
+      inExecutable()
+        ? "the self-contained executable cannot carry @napi-rs/keyring, a native addon: install the Debian package (cert-retriever_<version>_<arch>.deb), which brings it; or use --store files"
+        : "install the package (npm install -g cert-retriever-<version>.tgz), which brings the addon, or put @napi-rs/keyring in a node_modules beside the single file (npm install @napi-rs/keyring); or use --store files",
     busy: () => "wait for the other run to finish and run again",
     "not-enrolled": (e) =>
       /was interrupted/.test(e.message)
