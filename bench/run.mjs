@@ -10,6 +10,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { setDevice, startLab } from "cert-retriever-lab";
 import { softwareCrypto } from "../dist/index.js";
+import { planShip } from "./ship.mjs";
 
 const RUNS = Number(process.argv[2] ?? 10);
 const DEVICES = Number(process.argv[3] ?? 12);
@@ -201,6 +202,8 @@ for (const [n, node] of nodes.entries()) {
   }
   planned.push({ version, rows });
 }
+// The executable and the Debian package's command (bench/ship.mjs), interleaved with the rest.
+const ship = await planShip({ measure, timed, enrollArgs, device, floorRows, work, input: PASSWORD });
 for (let i = 0; i < RUNS; i++) for (const row of plan) row.samples.push(await row.make(i));
 const floors = Object.fromEntries(Object.entries(floorRows).map(([k, row]) => [k, summary(row.name, row.samples)]));
 const results = planned.map(({ version, rows }) => ({
@@ -270,6 +273,7 @@ for (const [version, target, ...measured] of verdicts)
   console.log(
     `| ${version} | ${target} | ${measured.map(([value, met]) => `${value} | ${met ? "✓" : "✗"}`).join(" | ")} |`,
   );
+ship.report(summary);
 
 // The factory line: N devices through one gateway that allows 5 logins a minute and 40 an hour.
 const SCALE = 10;

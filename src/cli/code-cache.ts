@@ -46,23 +46,28 @@ export interface SingleFile {
   /** A hash of the CLI's code, made at build time: a cache belongs to one build. */
   build: string;
   sections: SectionTable;
-  /** The single file's path (Node's main script), which may be a link to it. */
+  /** The single file's path (Node's main script), which may be a link to it; in an executable, the executable's. */
   path: string;
   argv: string[];
+  /** Whether Node is making a start-up snapshot of this run: the CLI is loaded now and runs when the snapshot starts. */
+  snapshot: boolean;
+  /** In a single executable application (node:sea), where each section is an asset of the executable. */
+  sea?: { read(name: string): string };
 }
 
 /** Compiles and runs the bundled CLI, through the code cache when one is chosen and trusted. */
-export function runSingleFile({ build, sections, path: main, argv }: SingleFile): void {
+export function runSingleFile({ build, sections, path: main, argv, snapshot, sea }: SingleFile): void {
   const vm = requireBuiltin("node:vm") as typeof import("node:vm");
   const fs = requireBuiltin("node:fs") as typeof import("node:fs");
   const path = requireBuiltin("node:path") as typeof import("node:path");
   const { createRequire } = requireBuiltin("node:module") as typeof import("node:module");
   const { pathToFileURL } = requireBuiltin("node:url") as typeof import("node:url");
-  // Where the file really is: the keychain addon is looked for in a node_modules beside it.
+  // Where the file really is: the native addons are looked for in a node_modules beside it.
   const filename = fs.realpathSync(main);
   const url = pathToFileURL(filename).href;
-  const baseRequire = createRequire(url);
-  const cache = openCache(build, argv);
+  let baseRequire = createRequire(url);
+  // A start-up snapshot (see docs/packaging.md) has no code cache: it holds the compiled CLI.
+  const cache = snapshot ? undefined : openCache(build, argv);
   const loaded = new Map<string, unknown>();
 
   const fromSection = (id: string): unknown => {
@@ -75,7 +80,7 @@ export function runSingleFile({ build, sections, path: main, argv }: SingleFile)
   );
   function load(name: string): unknown {
     if (loaded.has(name)) return loaded.get(name);
-    const code = readSection(fs, filename, sections, name);
+    const code = sea ? sea.read(name) : readSection(fs, filename, sections, name);
     const cached = cache?.section(name);
     const script = new vm.Script(code, { filename: `${filename} (${name})`, cachedData: cached?.data });
     if (cached && (cached.data === undefined || script.cachedDataRejected)) {
@@ -93,7 +98,17 @@ export function runSingleFile({ build, sections, path: main, argv }: SingleFile)
     loaded.set(name, module.exports);
     return module.exports;
   }
-  load("cli");
+  // The CLI's entry (bundle-entry.ts) then loads what an enrollment needs and waits to be run.
+  if (snapshot) (globalThis as Record<symbol, unknown>)[Symbol.for("cert-retriever.snapshot")] = true;
+  const cli = load("cli") as { run(): void };
+  if (!snapshot) return;
+  (requireBuiltin("node:v8") as typeof import("node:v8")).startupSnapshot.setDeserializeMainFunction(() => {
+    // The executable that runs the snapshot may be anywhere: its addons are beside it, not beside the one that made it.
+    if (sea) baseRequire = createRequire(pathToFileURL(fs.realpathSync(process.execPath)).href);
+    // Started with node --snapshot-blob, process.argv holds no script ([node, ...arguments]): the CLI reads it from 2 on.
+    else process.argv.splice(1, 0, filename);
+    cli.run();
+  });
 }
 
 /** Whether a run did its command's whole work: exit 0, or check's 1 ("nothing to do"). */

@@ -30,6 +30,9 @@ const FIELD_HINTS: Record<string, string> = {
 
 /** The install command that keeps PKCS#11 (docs/packaging.md): npm 11 asks for pkcs11js's build to be allowed. */
 const INSTALL_WITH_PKCS11 = "sudo npm install -g --allow-scripts=pkcs11js ./cert-retriever-<version>.tgz";
+/** Whether this is the self-contained executable (a single executable application), which cannot carry a native addon. */
+const inExecutable = (): boolean =>
+  (process.getBuiltinModule("node:sea") as typeof import("node:sea") | undefined)?.isSea() === true;
 const TEMPORARY = "this is temporary, so run again later (the systemd unit does so by itself on exit 75)";
 /** What lets a run with a token log in again by itself. */
 const RELOGIN = "--username with --password-file, CERT_RETRIEVER_PASSWORD or the systemd credential 'password'";
@@ -165,7 +168,9 @@ const HINTS: { readonly [R in Reason]: (err: CertRetrieverError, command: string
     "keychain-unavailable": () =>
       "on Linux a Secret Service (gnome-keyring, KWallet) must run on the session bus and be unlocked; or use --store files",
     "keychain-addon-missing": () =>
-      "install the package (npm install -g cert-retriever-<version>.tgz), which brings the addon, or put @napi-rs/keyring in a node_modules beside the single file (npm install @napi-rs/keyring); or use --store files",
+      inExecutable()
+        ? "the self-contained executable cannot carry @napi-rs/keyring, a native addon: install the Debian package (cert-retriever_<version>_<arch>.deb), which brings it; or use --store files"
+        : "install the package (npm install -g cert-retriever-<version>.tgz), which brings the addon, or put @napi-rs/keyring in a node_modules beside the single file (npm install @napi-rs/keyring); or use --store files",
     busy: () => "wait for the other run to finish and run again",
     "not-enrolled": (e) =>
       /was interrupted/.test(e.message)
@@ -176,9 +181,11 @@ const HINTS: { readonly [R in Reason]: (err: CertRetrieverError, command: string
             ? "enroll first, or name where the device's credentials are with --out and --store (as enroll was given them)"
             : "enroll first",
     "pkcs11-unavailable": (e) =>
-      /pkcs11\.node/.test(e.message)
-        ? `pkcs11js is installed but was never built (npm ran without its install script, e.g. with --ignore-scripts): install the package again with g++, make and python3 present (${INSTALL_WITH_PKCS11})`
-        : `install the package with g++, make and python3 present (${INSTALL_WITH_PKCS11}), which builds pkcs11js; the single file needs pkcs11js in a node_modules beside it (npm install pkcs11js@2 there)`,
+      inExecutable()
+        ? "the self-contained executable cannot carry pkcs11js, a native addon: install the Debian package (cert-retriever_<version>_<arch>.deb), which brings it, or put pkcs11js in a node_modules beside the executable (npm install pkcs11js@2 there)"
+        : /pkcs11\.node/.test(e.message)
+          ? `pkcs11js is installed but was never built (npm ran without its install script, e.g. with --ignore-scripts): install the package again with g++, make and python3 present (${INSTALL_WITH_PKCS11})`
+          : `install the package with g++, make and python3 present (${INSTALL_WITH_PKCS11}), which builds pkcs11js; the single file needs pkcs11js in a node_modules beside it (npm install pkcs11js@2 there)`,
     "pkcs11-module-untrusted": (e) =>
       `have ${e.facts.path ?? "it"} owned by root and writable by no one else (chown root, chmod go-w), or name the token with --key, whose module-path= is trusted as given`,
     "pkcs11-module-missing": () =>

@@ -1,8 +1,8 @@
-import { spawn } from "node:child_process";
 import { resolve } from "node:path";
 import { PassThrough, Readable, Writable } from "node:stream";
 import { fileURLToPath } from "node:url";
 import type { CliInjection } from "../../src/cli/state.js";
+import { runProgram } from "./program.js";
 
 /**
  * The CLI as users run it: bin/ (the TypeScript build), or the single-file build when
@@ -68,21 +68,14 @@ export async function runCli(args: string[], opts: RunOptions & { cwd?: string; 
 
 /** `cert-retriever ARGS` as a child process, whatever the project (see runCli). */
 async function runProcess(args: string[], opts: RunOptions & { cwd?: string; bin?: string } = {}): Promise<CliRun> {
-  const child = spawn(process.execPath, commandLine(args, opts), {
+  const run = await runProgram([process.execPath, ...commandLine(args, opts)], {
     env: runEnv(opts.env),
     cwd: opts.cwd,
-    stdio: ["pipe", "pipe", "pipe"],
+    input: opts.input,
+    timeoutMs: opts.timeoutMs,
   });
-  let stdout = "";
-  let stderr = "";
-  child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
-  child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
-  child.stdin.end(opts.input ?? "");
-  const timer = setTimeout(() => child.kill("SIGKILL"), opts.timeoutMs ?? 30_000);
-  const code = await new Promise<number | null>((resolve) => child.on("close", (c) => resolve(c)));
-  clearTimeout(timer);
-  assertNoSecrets(`${stdout}\n${stderr}`, args);
-  return { code, stdout, stderr };
+  assertNoSecrets(`${run.stdout}\n${run.stderr}`, args);
+  return run;
 }
 
 /** How a test runs the CLI: arguments aside, the same for a process and for an in-process run. */
