@@ -118,7 +118,7 @@ function executable(arch, start, assets) {
   throw new Error(`sea: no ${arch} executable`);
 }
 
-// --fetch: only download (and strip) the Node binaries, as .ci/run does before the tests.
+// --fetch: only download (and strip) the Node binaries (to build later without the network).
 const FETCH = args.includes("--fetch");
 if (FETCH) args.splice(args.indexOf("--fetch"), 1);
 const archs = args.length ? args : ["x64", "arm64"];

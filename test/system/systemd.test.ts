@@ -220,6 +220,7 @@ describe("one settings file for both units, as docs/running.md installs it", () 
     expect(await listFiles(join(state, "cert-retriever"))).toEqual([
       "IOTmidCA.crl",
       "IOTmidCA.crt",
+      "one-file-device.contact.json",
       "one-file-device.crt",
       "one-file-device.key",
       "one-file-device.settings.json",
