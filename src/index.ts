@@ -84,7 +84,10 @@ export {
   CertRepMessage,
   CertResponse,
   ErrorMsgContent,
+  ID_IT_CA_CERTS,
   ID_PASSWORD_BASED_MAC,
+  InfoTypeAndValue,
+  InfoTypeAndValues,
   PKIBody,
   PKIFreeText,
   PKIHeader,
@@ -92,6 +95,7 @@ export {
   PKIStatusInfo,
   ProtectedPart,
 } from "./protocols/cmp/asn1.js";
+export { failInfoNames } from "./protocols/cmp/messages.js";
 export { macMatches, newPbmAlgorithm, passwordBasedMac } from "./protocols/cmp/protection.js";
 /** The protocols, their plug-ins and the capabilities a client offers. */
 export { DEFAULT_PROTOCOL, findProtocol, PROTOCOLS, protocolNames } from "./protocols/registry.js";

@@ -10,7 +10,7 @@ import * as asn1js from "asn1js";
 import { CertificateList, PKIHeader } from "cert-retriever";
 
 /** PKIBody's choices the lab takes (RFC 4210 §5.1.2), by their tag. */
-export const BODY = { ir: 0, cr: 2, p10cr: 4, certConf: 24 } as const;
+export const BODY = { ir: 0, cr: 2, p10cr: 4, genm: 21, certConf: 24 } as const;
 
 /** A request: its header, its body's tag and content, its protection and extraCerts, and ProtectedPart's DER. */
 export interface CmpRequest {

@@ -27,7 +27,10 @@ import {
   CertResponse,
   type CryptoProvider,
   ErrorMsgContent,
+  ID_IT_CA_CERTS,
   ID_PASSWORD_BASED_MAC,
+  InfoTypeAndValue,
+  InfoTypeAndValues,
   macMatches,
   newPbmAlgorithm,
   PKIBody,
@@ -259,11 +262,32 @@ async function respond(msg: CmpRequest, protection: Protection, ctx: CmpContext)
     const answer = await certResponse(-1, () => issueP10(msg.content, ctx), msg, ctx);
     return reply(msg, new PKIBody({ cp: answer }), protection, ctx);
   }
+  if (msg.tag === BODY.genm) return reply(msg, new PKIBody({ genp: generalAnswer(msg, ctx) }), protection, ctx);
   if (msg.tag === BODY.certConf) {
     confirm(msg, ctx);
     return reply(msg, new PKIBody({ pkiconf: null }), protection, ctx);
   }
-  throw new CmpRefusal("the lab's CMP server takes ir, cr, p10cr and certConf", "badRequest");
+  throw new CmpRefusal("the lab's CMP server takes ir, cr, p10cr, genm and certConf", "badRequest");
+}
+
+/**
+ * A genp (RFC 9483 §4.3.1): id-it-caCerts answered with the lab's CA certificate; other info types
+ * are left out, as RFC 4210 §5.3.19 lets the CA answer only those it chooses (OpenSSL's mock server
+ * echoes them, `apps/lib/cmp_mock_srv.c` process_genm).
+ */
+function generalAnswer(msg: CmpRequest, ctx: CmpContext): InfoTypeAndValues {
+  const asked = AsnConvert.parse(msg.content, InfoTypeAndValues);
+  return new InfoTypeAndValues(
+    asked
+      .filter((itav) => itav.infoType === ID_IT_CA_CERTS)
+      .map(
+        (itav) =>
+          new InfoTypeAndValue({
+            infoType: itav.infoType,
+            infoValue: AsnConvert.serialize(new CertificateList([ctx.ca.cert.rawData])),
+          }),
+      ),
+  );
 }
 
 /**

@@ -3,7 +3,8 @@ import { X509Certificate } from "node:crypto";
 import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
-import { toPem } from "cert-retriever";
+import { AsnConvert } from "@peculiar/asn1-schema";
+import { failInfoNames, PKIMessage, toPem } from "cert-retriever";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runCli, SECRETS } from "../../test/helpers/cli.js";
 import { startTestLab, type TestLab, tempDir } from "../../test/helpers/lab.js";
@@ -104,6 +105,42 @@ describe.runIf(haveTool("openssl"))("the lab's CMP server, with openssl cmp", ()
     const run = await cmp(["-cmd", "ir", "-cert", boot.cert, "-key", boot.key, "-subject", "/CN=boot-device"]);
     expect(run.code, run.output).toBe(0);
     expect(openssl("verify", "-CAfile", caFile, run.cert)).toContain(": OK");
+  });
+
+  it("genm for id-it-caCerts: a genp with the lab's CA", async () => {
+    const run = await cmp(["-cmd", "genm", "-infotype", "caCerts", ...mac]);
+    expect(run.code, run.output).toBe(0);
+    expect(run.output).toContain("genp contains ITAV of type: id-it-caCerts");
+  });
+
+  it("a bootstrap-signed request changed after it was signed: an error with badMessageCheck", async () => {
+    const reqout = join(dir, "signed-ir.der");
+    const sent = await cmp([
+      "-cmd",
+      "ir",
+      "-cert",
+      boot.cert,
+      "-key",
+      boot.key,
+      "-subject",
+      "/CN=tamper-me",
+      "-reqout",
+      reqout,
+    ]);
+    expect(sent.code, sent.output).toBe(0);
+    const der = await readFile(reqout);
+    const at = der.indexOf("tamper-me");
+    expect(at).toBeGreaterThan(0);
+    der[at] = "T".charCodeAt(0);
+    const res = await fetch(`${lab.url}/pkix/`, {
+      method: "POST",
+      headers: { "content-type": "application/pkixcmp" },
+      body: der,
+    });
+    expect(res.headers.get("content-type")).toBe("application/pkixcmp");
+    const answer = AsnConvert.parse(new Uint8Array(await res.arrayBuffer()), PKIMessage);
+    expect(answer.body.error?.pKIStatusInfo.status).toBe(2);
+    expect(failInfoNames(answer.body.error!.pKIStatusInfo)).toEqual(["badMessageCheck"]);
   });
 
   it("a wrong secret: an error with badMessageCheck", async () => {
