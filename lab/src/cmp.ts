@@ -143,20 +143,22 @@ function signer(ctx: CmpContext): Promise<CmpSigner> {
 }
 
 /**
- * `/pkix/` (RFC 6712 §3: POST, `application/pkixcmp` both ways). A body that is no PKIMessage gets
- * 400, as OpenSSL's HTTP server does with a request it cannot decode (`apps/lib/http_server.c`).
+ * `/pkix/` (RFC 6712 §3: POST, `application/pkixcmp` both ways). Another method, or a body that is
+ * no PKIMessage, gets 400 Bad Request, as OpenSSL's CMP server answers them (`apps/lib/http_server.c`
+ * http_server_get_asn1_req, openssl-3.0: "does not begin with POST", "Error parsing DER-encoded
+ * request content").
  */
 export async function handleCmp(req: IncomingMessage, res: ServerResponse, raw: Buffer, ctx: CmpContext) {
-  if (req.method !== "POST") {
-    res.writeHead(405, { allow: "POST", "content-type": "text/plain; charset=utf-8" });
-    return void res.end("CMP takes POST\n");
-  }
+  const badRequest = () => {
+    res.writeHead(400, { "content-type": "text/plain; charset=utf-8" });
+    res.end("Bad Request\n");
+  };
+  if (req.method !== "POST") return badRequest();
   let msg: CmpRequest;
   try {
     msg = readRequest(new Uint8Array(raw));
   } catch {
-    res.writeHead(400, { "content-type": "text/plain; charset=utf-8" });
-    return void res.end("not a PKIMessage\n");
+    return badRequest();
   }
   const answer = await process(msg, ctx);
   res.writeHead(200, { "content-type": "application/pkixcmp" });

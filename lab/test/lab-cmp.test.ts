@@ -143,6 +143,12 @@ describe.runIf(haveTool("openssl"))("the lab's CMP server, with openssl cmp", ()
     expect(failInfoNames(answer.body.error!.pKIStatusInfo)).toEqual(["badMessageCheck"]);
   });
 
+  it("what is no CMP request (a GET, a body that is no PKIMessage): 400 Bad Request, as OpenSSL's server answers", async () => {
+    expect((await fetch(`${lab.url}/pkix/`)).status).toBe(400);
+    const post = await fetch(`${lab.url}/pkix/`, { method: "POST", body: "not DER" });
+    expect([post.status, await post.text()]).toEqual([400, "Bad Request\n"]);
+  });
+
   it("a wrong secret: an error with badMessageCheck", async () => {
     const run = await cmp(["-cmd", "ir", ...mac, "-subject", "/CN=cmp-device"], "not-the-secret");
     expect(run.code).not.toBe(0);
