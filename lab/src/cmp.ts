@@ -169,7 +169,7 @@ export async function handleCmp(req: IncomingMessage, res: ServerResponse, raw: 
  * A request's answer. As `OSSL_CMP_SRV_process_request` (`crypto/cmp/cmp_server.c`, openssl-3.0)
  * does: the protection is checked first, and a request the server cannot take gets an `error`
  * message with status rejection. OpenSSL's server sets failInfo badRequest whatever the cause ("not
- * very specific", it says); the lab says which, as RFC 9483 §3.6.4 and RFC 4210 §5.2.3 name them:
+ * very specific", it says); the lab says which, as RFC 9483 §3.5-3.6 and RFC 4210 §5.2.3 name them:
  * badMessageCheck for a protection that does not verify, signerNotTrusted for a signer it does not
  * know. When the request's protection did not verify, the error is signed by the lab's CMP signer
  * (the request's secret cannot be trusted to protect it; OpenSSL's server protects with its own credentials).
@@ -261,6 +261,7 @@ async function respond(msg: CmpRequest, protection: Protection, ctx: CmpContext)
     return reply(msg, new PKIBody(msg.tag === BODY.ir ? { ip: answer } : { cp: answer }), protection, ctx);
   }
   if (msg.tag === BODY.p10cr) {
+    // A p10cr's answer has certReqId -1 (RFC 9480 §2.8, RFC 9483 §4.1.4).
     const answer = await certResponse(-1, () => issueP10(msg.content, ctx), msg, ctx);
     return reply(msg, new PKIBody({ cp: answer }), protection, ctx);
   }
