@@ -76,6 +76,27 @@ export { OIDS } from "./keys/pkcs7.js";
 export { Pkcs11KeyStore, type Pkcs11Options } from "./keys/pkcs11-store.js";
 export { formatPkcs11Uri, type Pkcs11Uri, parsePkcs11Uri } from "./keys/pkcs11-uri.js";
 export { type CryptoProvider, softwareCrypto } from "./keys/provider.js";
+/** CMP's structures (RFC 4210, RFC 4211) and its PasswordBasedMac, which the lab's CMP server reads and writes too. */
+export {
+  CertConfirmContent,
+  CertificateList,
+  CertifiedKeyPair,
+  CertRepMessage,
+  CertResponse,
+  ErrorMsgContent,
+  ID_IT_CA_CERTS,
+  ID_PASSWORD_BASED_MAC,
+  InfoTypeAndValue,
+  InfoTypeAndValues,
+  PKIBody,
+  PKIFreeText,
+  PKIHeader,
+  PKIMessage,
+  PKIStatusInfo,
+  ProtectedPart,
+} from "./protocols/cmp/asn1.js";
+export { failInfoNames } from "./protocols/cmp/messages.js";
+export { macMatches, newPbmAlgorithm, passwordBasedMac } from "./protocols/cmp/protection.js";
 /** The protocols, their plug-ins and the capabilities a client offers. */
 export { DEFAULT_PROTOCOL, findProtocol, PROTOCOLS, protocolNames } from "./protocols/registry.js";
 /** SCEP's pkiMessage and pkcsPKIEnvelope (RFC 8894 §3), which the lab's SCEP server reads and writes too. */

@@ -15,6 +15,7 @@ import {
   ProfileRefusal,
   parseCsr,
 } from "./ca.js";
+import { type CmpContext, type CmpLabOptions, cmpContext, handleCmp } from "./cmp.js";
 import { crlDer, latestCrl } from "./crl.js";
 import {
   authRefusal,
@@ -106,6 +107,8 @@ export interface LabOptions {
   est?: EstLabOptions;
   /** A SCEP server at `/scep` beside the dojot API, with the lab's CA (IOTmidCA). */
   scep?: ScepLabOptions;
+  /** A CMP server at `/pkix/` beside the dojot API, with the lab's CA (IOTmidCA). */
+  cmp?: CmpLabOptions;
   /** The x509-identity-mgmt generation whose rules apply (default v0.7). */
   x509Rules?: X509Rules;
   /**
@@ -143,6 +146,7 @@ interface Context {
   /** Another CA with the same names as the lab's CA of `kind` and another key, for `wrong-ca` faults; made on first use. */
   otherCa: (kind: DojotCaKind) => Promise<LabCa>;
   scep?: ScepContext;
+  cmp?: CmpContext;
 }
 
 /** A running lab platform. */
@@ -209,6 +213,7 @@ export async function startLab(options: LabOptions): Promise<RunningLab> {
     authLimiter: opts.authRateLimit ? new RateLimiter(opts.authRateLimit, opts.rateLimitTimeScale) : undefined,
     otherCa: otherCas({ legacy: ca, x509: x509Ca }, opts.crypto),
     scep: opts.scep && scepContext(opts.dir, opts.crypto, ca, opts.scep),
+    cmp: opts.cmp && cmpContext(opts.crypto, ca, opts.cmp),
   };
   const limits =
     opts.limits ??
@@ -452,6 +457,7 @@ async function handle(
   const { opts } = ctx;
   const url = new URL(req.url ?? "/", "http://lab");
   if (ctx.scep && url.pathname === "/scep") return handleScep(req, res, url, raw, ctx.scep);
+  if (ctx.cmp && /^\/pkix(\/|$)/.test(url.pathname)) return handleCmp(req, res, raw, ctx.cmp);
   const route = gatewayRoute(req.method ?? "GET", url.pathname, opts.api);
   if (!route) {
     // Kong's own 404: dojot v0.4.3 runs Kong 0.11 (`dojot/kong` v0.4.3 Dockerfile: kong:0.11), whose

@@ -50,6 +50,7 @@ export async function startTestLab(
     api?: LabApi;
     est?: EstLabOptions;
     scep?: LabOptions["scep"];
+    cmp?: LabOptions["cmp"];
     faults?: LabOptions["faults"];
     forceCrlRenew?: boolean;
     ejbcaRestVersion?: LabOptions["ejbcaRestVersion"];
@@ -72,6 +73,7 @@ export async function startTestLab(
     api: opts.api,
     est: opts.est,
     scep: opts.scep,
+    cmp: opts.cmp,
     faults: opts.faults,
     forceCrlRenew: opts.forceCrlRenew,
     ejbcaRestVersion: opts.ejbcaRestVersion,

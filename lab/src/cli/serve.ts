@@ -7,6 +7,7 @@ import { parseFault } from "../faults.js";
 import { EXPOSED_LIMITS } from "../intake.js";
 import { parseRateLimit, type RateWindow } from "../rate-limit.js";
 import { LabListenError, type LabOptions, LabOptionsError, type RunningLab, startLab } from "../server.js";
+import { addCmpOptions, type CmpFlags, cmpOptions } from "./cmp-options.js";
 import { type EstFlags, estOptions } from "./est-options.js";
 import { DEFAULT_DIR, displayName, parseDuration, parseListen, say, usage } from "./inputs.js";
 
@@ -61,7 +62,7 @@ EXAMPLES
 const DOJOT_AUTH_LIMIT = "5/min,40/h";
 
 /** What `serve` takes. */
-interface ServeFlags extends EstFlags {
+interface ServeFlags extends EstFlags, CmpFlags {
   dir: string;
   listen: string;
   certProfile: "cfree" | "open";
@@ -80,7 +81,7 @@ interface ServeFlags extends EstFlags {
 /** `cert-retriever-lab serve`: dojot's APIs and EST until interrupted. */
 export function serveCommand(): Command {
   const repeat = (v: string, p: string[]) => [...p, v];
-  return new Command("serve")
+  const command = new Command("serve")
     .description(
       "serve dojot's API (or EST) on --listen until interrupted; prints the URL on stdout (and the EST URL on the next line when --est-listen serves EST beside it)",
     )
@@ -173,6 +174,7 @@ export function serveCommand(): Command {
     )
     .addHelpText("after", faultHelp())
     .action(serve);
+  return addCmpOptions(command);
 }
 
 async function serve(flags: ServeFlags): Promise<void> {
@@ -226,6 +228,7 @@ async function labOptions(flags: ServeFlags): Promise<LabOptions> {
     forceCrlRenew: Boolean(flags.forceCrlRenew),
     est,
     scep: flags.scep ? { challenge: process.env.CERT_RETRIEVER_LAB_SCEP_CHALLENGE || undefined } : undefined,
+    cmp: await cmpOptions(flags),
   };
 }
 
