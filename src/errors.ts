@@ -150,6 +150,8 @@ export interface Facts {
   protocol?: string;
   /** EST: the request was a re-enrollment, authenticated by the current certificate. */
   renewing?: boolean;
+  /** CMP: the request was signed by the bootstrap certificate (a first enrollment) or the current one (kur), not protected by the shared secret. */
+  signedBy?: "bootstrap" | "current";
   /** EST: the server still holds the request for approval (202). */
   pendingApproval?: boolean;
 }

@@ -97,7 +97,7 @@ export const OPTION_SPECS: OptionSpec[] = [
   {
     flags: "--client-cert <file>",
     description:
-      "PEM client certificate for a gateway that requires one; with --api est, a bootstrap (factory) certificate that authenticates the first enrollment, with or without --username",
+      "PEM client certificate for a gateway that requires one; with --api est, a bootstrap (factory) certificate that authenticates the first enrollment, with or without --username; with --api cmp and no --username, a bootstrap certificate (IDevID; the file may hold its chain after it) whose key signs the first enrollment instead of the shared secret",
     commands: ONLINE,
     env: "CLIENT_CERT",
   },

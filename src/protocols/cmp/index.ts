@@ -5,7 +5,7 @@ import type { ProtocolPlugin } from "../types.js";
 import { CMP_HINTS } from "./hints.js";
 import { CMP, CMP_TITLE } from "./name.js";
 
-/** A CMP server: no login and no session (each message is protected by the shared secret), trust anchored explicitly. */
+/** A CMP server: no login and no session (each message is protected by the shared secret or signed by a bootstrap certificate), trust anchored explicitly. */
 export const cmp: ProtocolPlugin = {
   name: CMP,
   aliases: [],
@@ -22,10 +22,11 @@ export const cmp: ProtocolPlugin = {
   ],
   hints: CMP_HINTS,
   lacks: {
-    login: { message: "CMP has no login: each message is protected by the shared secret" },
+    login: { message: "CMP has no login: each message is protected by the shared secret or a bootstrap certificate" },
     register: { message: "CMP has no request to register a certificate its CA did not issue" },
   },
-  wantsLogin: () => true,
+  /** A bootstrap certificate given without a reference signs the first enrollment: no secret is read then. */
+  wantsLogin: (given) => given.username || !given.clientCert,
   checkUrl(url) {
     if (url.protocol !== "http:" && url.protocol !== "https:")
       throw usageError(`the CMP server's URL ${url.href} is not http: or https:`, "platform");
@@ -53,6 +54,7 @@ export const cmp: ProtocolPlugin = {
       ],
       pin: ctx.pin,
       request,
+      bootstrap: ctx.clientCredentials,
       signal: ctx.signal,
     });
   },
