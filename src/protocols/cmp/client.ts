@@ -55,6 +55,8 @@ export interface CmpOptions {
   pin?: string;
   /** The request to send: `ir` (CRMF, the profile's) or `p10cr` (PKCS#10). */
   request: "ir" | "p10cr";
+  /** The MAC of the shared secret's protection: PasswordBasedMac (the default) or PBMAC1. */
+  mac?: "pbm" | "pbmac1";
   /** A bootstrap certificate (a manufacturer's IDevID, with its chain) and its key, PEM: a first enrollment without a secret is signed with them. */
   bootstrap?: { certificatePem: string; keyPem: string };
   signal?: AbortSignal;
@@ -89,14 +91,14 @@ export class CmpClient implements ProtocolClient {
     this.source = login;
     return this.opts.bootstrap && !login
       ? "CMP keeps no session: each message is signed, by the bootstrap certificate's key, or by the current certificate's when renewing"
-      : "CMP keeps no session: each message is protected, by the shared secret (PasswordBasedMac) named by its reference, or by the current certificate when renewing";
+      : `CMP keeps no session: each message is protected, by the shared secret (${this.opts.mac === "pbmac1" ? "PBMAC1" : "PasswordBasedMac"}) named by its reference, or by the current certificate when renewing`;
   }
 
   /** The protection of a first enrollment: the bootstrap certificate's signature when it is given without a secret's reference, else the shared secret's MAC. */
   private async firstProtector(step: Step): Promise<Protector> {
     const bootstrap = this.opts.bootstrap;
     if (bootstrap && !this.source) return signer(step, bootstrap, "bootstrap");
-    return macProtector(await this.secret(step));
+    return macProtector(await this.secret(step), this.opts.mac);
   }
 
   /** The reference and the secret, read once when the first message needs them. */

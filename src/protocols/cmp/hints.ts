@@ -9,7 +9,9 @@ export const CMP_HINTS: ProtocolHints = {
         ? "pass {caFingerprint} sha256:<hex> (the CA's fingerprint, from its operator) or {platformCa} FILE (the CA certificate)"
         : e.facts.field === "cmpRequest"
           ? "pass {cmpRequest} ir (the default) or p10cr"
-          : undefined,
+          : e.facts.field === "cmpMac"
+            ? "pass {cmpMac} pbm (the default) or pbmac1"
+            : undefined,
   "auth-refused": (e) =>
     e.facts.signedBy === "bootstrap"
       ? "the CMP server does not take the bootstrap certificate ({clientCert}): ask its operator to trust the CA that issued it, or enroll with the shared secret ({username}, {passwordFile})"

@@ -19,6 +19,13 @@ export const cmp: ProtocolPlugin = {
         "CMP: the request sent, ir (CRMF, proof of possession by signature; the default) or p10cr (the PKCS#10 CSR)",
       env: "CMP_REQUEST",
     },
+    {
+      name: "cmpMac",
+      argument: "pbm|pbmac1",
+      description:
+        "CMP: the MAC protecting requests by the shared secret, pbm (PasswordBasedMac, as OpenSSL 3.0 and EJBCA; the default) or pbmac1 (RFC 9481's PBMAC1: PBKDF2 and HMAC-SHA-256); answers are taken with either",
+      env: "CMP_MAC",
+    },
   ],
   hints: CMP_HINTS,
   lacks: {
@@ -44,6 +51,9 @@ export const cmp: ProtocolPlugin = {
     const request = ctx.options.cmpRequest ?? "ir";
     if (request !== "ir" && request !== "p10cr")
       throw usageError(`the CMP request '${String(request)}' is neither ir nor p10cr`, "cmpRequest");
+    const mac = ctx.options.cmpMac ?? "pbm";
+    if (mac !== "pbm" && mac !== "pbmac1")
+      throw usageError(`the CMP MAC '${String(mac)}' is neither pbm nor pbmac1`, "cmpMac");
     return new CmpClient({
       url: ctx.url,
       http: ctx.http,
@@ -54,6 +64,7 @@ export const cmp: ProtocolPlugin = {
       ],
       pin: ctx.pin,
       request,
+      mac,
       bootstrap: ctx.clientCredentials,
       signal: ctx.signal,
     });

@@ -10,7 +10,7 @@ import * as asn1js from "asn1js";
 import { certificatePems } from "../../keys/key-types.js";
 import * as x509 from "../../keys/x509.js";
 import { CertificateList, type PKIBody, PKIHeader, PKIMessage, type PKIStatusInfo, ProtectedPart } from "./asn1.js";
-import { macMatches, newPbmAlgorithm, passwordBasedMac } from "./protection.js";
+import { macMatches, newPbmAlgorithm, newPbmac1Algorithm, passwordBasedMac } from "./protection.js";
 
 /** The shared secret and its reference (the header's senderKID). */
 export interface SharedSecret {
@@ -30,10 +30,10 @@ export interface Protector {
   by?: "bootstrap" | "current";
 }
 
-/** Protection by the shared secret's PasswordBasedMac. */
-export function macProtector(auth: SharedSecret): Protector {
+/** Protection by the shared secret: PasswordBasedMac, or PBMAC1 (RFC 9481 §6.1.1). */
+export function macProtector(auth: SharedSecret, mac: "pbm" | "pbmac1" = "pbm"): Protector {
   return {
-    alg: newPbmAlgorithm,
+    alg: mac === "pbmac1" ? newPbmac1Algorithm : newPbmAlgorithm,
     senderKID: Buffer.from(auth.reference, "utf8"),
     protect: (alg, part) => passwordBasedMac(alg, auth.secret, part),
   };
