@@ -1,6 +1,7 @@
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { runCli } from "../helpers/cli.js";
 import { enrollCli, listFiles } from "../helpers/enroll.js";
 import { startTestLab, type TestLab, tempDir } from "../helpers/lab.js";
 import { makeSoftToken, type TestToken } from "../helpers/softhsm.js";
@@ -73,6 +74,10 @@ describe.skipIf(!ready)("--key naming an existing token key by its id= (SoftHSM2
       /^pkcs11:token=device;serial=[^;]+;object=factory;id=%42%01;type=private\?.*&x-cert-retriever=kept$/,
     );
     expect(await listFiles(out)).not.toContain("f60c28.key.pending");
+    // The stored URI serves the other commands: check finds the key in the token, matching the certificate.
+    const check = await runCli(["check", "--device-id", "f60c28", "--out", out], { env: token.env });
+    expect(check.code, check.stderr).toBe(1); // check's "nothing to do"
+    expect(check.stderr).toContain("'f60c28' has valid credentials");
 
     // Renewed without --key: the stored key is certified again, not replaced by a new one.
     const again = await enroll(out, ["--force", "--store-cert-in-token"]);
