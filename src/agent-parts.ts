@@ -144,6 +144,10 @@ export class AgentParts {
       platformCa: Boolean(platform?.tls?.ca?.length),
       platformCaPem: platform?.tls?.ca,
       clientCert: Boolean(platform?.tls?.cert),
+      clientCredentials:
+        platform?.tls?.cert && platform.tls.key
+          ? { certificatePem: platform.tls.cert, keyPem: platform.tls.key }
+          : undefined,
       login,
       storedCaPem,
       options: platform?.options ?? {},

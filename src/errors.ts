@@ -100,7 +100,8 @@ export const REASONS = {
   "token-pin-refused": "the token refused the PIN",
   "token-locked": "the token's PIN is locked (too many wrong PINs) or the token is write-protected",
   "token-full": "the token has no room for another key or object",
-  "token-key-missing": "the token no longer holds the key the stored credentials name",
+  "token-key-missing":
+    "the token no longer holds the key the stored credentials name, or holds no key with the id= its URI names",
   "token-error": "the token failed in a way this client has no better name for (the CKR_ value says which)",
   "key-in-token":
     "the key lives in a token and never leaves it (reserved: export now copies the certificate and chain of such a device)",
@@ -150,6 +151,8 @@ export interface Facts {
   protocol?: string;
   /** EST: the request was a re-enrollment, authenticated by the current certificate. */
   renewing?: boolean;
+  /** CMP: the request was signed by the bootstrap certificate (a first enrollment) or the current one (kur), not protected by the shared secret. */
+  signedBy?: "bootstrap" | "current";
   /** EST: the server still holds the request for approval (202). */
   pendingApproval?: boolean;
 }

@@ -197,7 +197,10 @@ const HINTS: { readonly [R in Reason]: (err: CertRetrieverError, command: string
     "token-locked": () =>
       "unlock the token with its security officer PIN (e.g. pkcs11-tool --init-pin --login --login-type so), or use another token",
     "token-full": () => "free room in the token (remove keys or certificates no longer used), or use another token",
-    "token-key-missing": () => "enroll again to make a new key in the token",
+    "token-key-missing": (e) =>
+      e.step === "generate-key"
+        ? "check id= (and object=) in --key against the token's keys (pkcs11-tool --module MODULE --login --list-objects --type privkey), or leave id= out to make a new key"
+        : "enroll again to make a new key in the token",
     "token-error": () => undefined,
     "key-in-token": () =>
       "the key never leaves the token: point programs at its pkcs11: URI (the .key.uri file) through OpenSSL's pkcs11 engine",

@@ -97,7 +97,7 @@ export const OPTION_SPECS: OptionSpec[] = [
   {
     flags: "--client-cert <file>",
     description:
-      "PEM client certificate for a gateway that requires one; with --api est, a bootstrap (factory) certificate that authenticates the first enrollment, with or without --username",
+      "PEM client certificate for a gateway that requires one; with --api est, a bootstrap (factory) certificate that authenticates the first enrollment, with or without --username; with --api cmp and no --username, a bootstrap certificate (IDevID; the file may hold its chain after it) whose key signs the first enrollment instead of the shared secret",
     commands: ONLINE,
     env: "CLIENT_CERT",
   },
@@ -264,7 +264,7 @@ export const OPTION_SPECS: OptionSpec[] = [
   {
     flags: "--key <pkcs11-uri|file>",
     description:
-      "keep the key in a PKCS#11 token (secure element, TPM, SoftHSM), named by an RFC 7512 URI such as 'pkcs11:token=device'; the PIN from the URI's pin-source=file:PATH, CERT_RETRIEVER_PKCS11_PIN, the systemd credential 'pin', or a prompt. Or a PEM private key file: enroll certifies that key instead of generating one",
+      "keep the key in a PKCS#11 token (secure element, TPM, SoftHSM), named by an RFC 7512 URI such as 'pkcs11:token=device'; the PIN from the URI's pin-source=file:PATH, CERT_RETRIEVER_PKCS11_PIN, the systemd credential 'pin', or a prompt; with id= (e.g. 'pkcs11:token=device;id=%42%01'), enroll certifies the key already in the token with that id instead of generating one, and never removes it. Or a PEM private key file: enroll certifies that key instead of generating one",
     commands: ["enroll", "check", "verify", "sign"],
     // export reads where the key is from the store: a key in a token stays there.
     hiddenIn: ["export"],

@@ -9,8 +9,8 @@ import { type KeyHandle, type KeyStore, type KeyTransaction, type SigningKey, So
 import { type KeyType, privateKeyPem, spkiDer } from "./key-types.js";
 import { type CryptoProvider, softwareCrypto } from "./provider.js";
 
-/** The key type of a private key, or why it is none this client signs with. */
-function keyTypeOf(key: KeyObject): KeyType | string {
+/** The key type of a key, or why it is none this client signs with. */
+export function keyTypeOf(key: KeyObject): KeyType | string {
   const d = key.asymmetricKeyDetails ?? {};
   if (key.asymmetricKeyType === "rsa") {
     const bits = d.modulusLength;

@@ -4,7 +4,7 @@ import { describeCause } from "../errors.js";
 import { readTrustedFile, replaceFile, storageError, syncDirectory } from "../fs/safe-dir.js";
 import type { KeyHandle, KeyTransaction } from "./key-store.js";
 import type { KeyType } from "./key-types.js";
-import { describeKey, sameKey } from "./pkcs11-uri.js";
+import { describeKey, isKept, sameKey } from "./pkcs11-uri.js";
 
 /**
  * The keys a run made in a token for a device and has not yet stored credentials for, one
@@ -78,21 +78,27 @@ export class TokenKeyTransaction implements KeyTransaction {
 
   async generate(type: KeyType, deviceId: string): Promise<KeyHandle> {
     const made = await this.keys.generate(type, deviceId);
-    this.made = await made.record();
+    const record = await made.record();
+    // A key that was there already (--key with id=) is not this run's: never listed, never removed.
+    if (isKept(record)) return made;
+    this.made = record;
     await writeKeyJournal(this.journal, [...this.elsewhere, this.made]);
     return made;
   }
 
   async staging(newRecord: string): Promise<void> {
     if (this.stored && !sameKey(this.stored, newRecord))
-      await writeKeyJournal(this.journal, [...this.elsewhere, newRecord, this.stored]);
+      await writeKeyJournal(
+        this.journal,
+        [...this.elsewhere, newRecord, this.stored].filter((r) => !isKept(r)),
+      );
   }
 
   async commit(newRecord: string): Promise<string[]> {
     this.made = undefined; // stored: from here on, nothing removes it
     const notes: string[] = [];
     // The key the new credentials replaced is cert-retriever's (it stored it): it goes.
-    const replaced = this.stored && !sameKey(this.stored, newRecord) ? this.stored : undefined;
+    const replaced = this.stored && !sameKey(this.stored, newRecord) && !isKept(this.stored) ? this.stored : undefined;
     const kept =
       replaced && (await this.remove(replaced, "the new key replaces it", notes)) === "kept" ? [replaced] : [];
     // A stale entry names the stored key, which is never removed.

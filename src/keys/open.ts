@@ -96,10 +96,15 @@ export async function publicKeysOf(settings: KeySettings, record: string): Promi
   }
 }
 
-/** The token of a stored key, as a URI to make a new key with (its label and module, not its id), if the stored key is in one. */
+/**
+ * The token of a stored key, as a URI to make a new key with (its label and module, not its id), if
+ * the stored key is in one; a key that was there before cert-retriever (kept) is named whole, so
+ * that a renewal certifies it again rather than making another.
+ */
 export async function tokenOfKey(stored: string | undefined): Promise<string | undefined> {
   if (!stored?.startsWith("pkcs11:")) return undefined;
   const { formatPkcs11Uri, parsePkcs11Uri } = await import("./pkcs11-uri.js");
-  const { id: _id, type: _type, ...token } = parsePkcs11Uri(stored);
+  const { id: _id, type: _type, kept, ...token } = parsePkcs11Uri(stored);
+  if (kept) return stored;
   return formatPkcs11Uri(token);
 }

@@ -1,4 +1,4 @@
-import { createHash } from "node:crypto";
+import { createHash, createPublicKey } from "node:crypto";
 import { access, constants, realpath } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -6,6 +6,7 @@ import { CertRetrieverError, describeCause, type Reason, usageError } from "../e
 import { acquireLock } from "../fs/lock.js";
 import { prepareDirectory } from "../fs/safe-dir.js";
 import { problemOnPath, walkPath } from "../fs/trusted-path.js";
+import { keyTypeOf } from "./key-file.js";
 import { TokenKeyTransaction } from "./key-journal.js";
 import {
   type KeyHandle,
@@ -14,7 +15,7 @@ import {
   type SigningKey,
   webCryptoSigningKey,
 } from "./key-store.js";
-import { type KeyType, keyAlgorithm } from "./key-types.js";
+import { KEY_TYPES, type KeyType, keyAlgorithm } from "./key-types.js";
 import { formatPkcs11Uri, type Pkcs11Uri, parsePkcs11Uri } from "./pkcs11-uri.js";
 import type { CryptoProvider } from "./provider.js";
 import type * as x509 from "./x509.js";
@@ -185,14 +186,13 @@ export class Pkcs11KeyStore implements KeyStore {
     return TokenKeyTransaction.begin(this, journalPath, storedRecord);
   }
 
-  /** Generates a key pair in the token, never extractable (see {@link begin}: a run generates through its transaction). */
+  /**
+   * Generates a key pair in the token, never extractable (see {@link begin}: a run generates through
+   * its transaction); or, when the URI gives `id=`, takes the key already there with that id (and
+   * label, with `object=`), never making one in its place.
+   */
   async generate(type: KeyType, deviceId: string): Promise<KeyHandle> {
-    if (this.uri.id !== undefined) {
-      throw usageError(
-        "enrollment chooses the token key's id itself (the SHA-1 of its public key, so that a key and its successor never share one): the key URI must not give id=",
-        "key",
-      );
-    }
+    if (this.uri.id !== undefined) return this.existing(this.uri.id);
     const label = this.uri.object ?? deviceId;
     let keys: CryptoKeyPair;
     try {
@@ -228,6 +228,81 @@ export class Pkcs11KeyStore implements KeyStore {
       record: async () => record,
       spki: async () => new Uint8Array(await crypto.subtle.exportKey("spki", keys.publicKey)),
     };
+  }
+
+  /**
+   * The key pair already in the token with `id` (and the URI's `object=` label): a key made at
+   * manufacturing, by a secure element or another tool. Its record is marked kept, so nothing ever
+   * removes it. `token-key-missing` when there is no such private key, or no public key beside it.
+   */
+  private async existing(id: Uint8Array): Promise<KeyHandle> {
+    const { ObjectClass } = this.graphene;
+    const named = `with id ${Buffer.from(id).toString("hex")}${this.uri.object !== undefined ? ` and label '${this.uri.object}'` : ""}`;
+    const privates = this.find(ObjectClass.PRIVATE_KEY, this.uri.object, id);
+    const publics = this.find(ObjectClass.PUBLIC_KEY, this.uri.object, id);
+    const missing = (what: string) =>
+      new CertRetrieverError(
+        `generate-key failed: ${this.location} holds ${what} ${named}; an id= in the key URI names a key already there, and none is made in its place`,
+        { step: "generate-key", reason: "token-key-missing" },
+      );
+    if (privates.length === 0) throw missing("no private key");
+    if (privates.length > 1)
+      throw usageError(
+        `${this.location} holds ${privates.length} private keys ${named}: add object= to the key URI to name one`,
+        "key",
+      );
+    if (publics.length !== 1)
+      throw missing(publics.length === 0 ? "no public key object (needed for the CSR)" : "more than one public key");
+    const spki = await this.spkiOf(publics[0]!);
+    const type = keyTypeOf(createPublicKey({ key: Buffer.from(spki), format: "der", type: "spki" }));
+    if (!(type in KEY_TYPES))
+      throw usageError(
+        `the token key ${named} is ${type}; only RSA (2048, 3072, 4096 bits) and EC P-256 or P-384 keys are taken`,
+        "key",
+      );
+    const keys = await this.keyPair(privates[0]!, publics[0]!, type, named);
+    const label = privates[0]!.getAttribute({ label: null }).label as string | undefined;
+    const record = formatPkcs11Uri({
+      token: this.tokenLabel,
+      serial: this.tokenSerial,
+      object: label || undefined,
+      id,
+      type: "private",
+      modulePath: this.modulePath,
+      pinSource: this.uri.pinSource,
+      kept: true,
+    });
+    return {
+      keys,
+      crypto: this.crypto,
+      type: type as KeyType,
+      where: `found in ${this.location} (not generated: it stays there, and is never removed)`,
+      record: async () => record,
+      spki: async () => spki,
+    };
+  }
+
+  /** The token's key objects as WebCrypto keys of `type`: the public one exportable (for the CSR), the private one never. */
+  private async keyPair(
+    privateKey: import("graphene-pk11").SessionObject,
+    publicKey: import("graphene-pk11").SessionObject,
+    type: string,
+    named: string,
+  ): Promise<CryptoKeyPair> {
+    const storage = (this.crypto as unknown as InstanceType<WebcryptoP11["Crypto"]>).keyStorage;
+    const algorithm = type.startsWith("rsa-") ? { name: "RSASSA-PKCS1-v1_5", hash: "SHA-256" } : undefined;
+    const item = (o: import("graphene-pk11").SessionObject, usage: string) =>
+      storage.getItem(this.p11.CryptoKey.getID(o.toType() as never), algorithm as never, usage === "verify", [
+        usage as never,
+      ]);
+    try {
+      return {
+        privateKey: (await item(privateKey, "sign")) as never,
+        publicKey: (await item(publicKey, "verify")) as never,
+      };
+    } catch (err) {
+      throw tokenError(`opening the key ${named} in token '${this.tokenLabel}' failed`, err);
+    }
   }
 
   /** Whether the token holds the private key a record names (logged in; without a login, its public key). */
@@ -286,6 +361,7 @@ export class Pkcs11KeyStore implements KeyStore {
     if (uri.token !== this.tokenLabel || (uri.serial !== undefined && uri.serial !== this.tokenSerial))
       return "elsewhere";
     if (uri.object === undefined || uri.id === undefined) return "absent"; // names no one key
+    if (uri.kept) return "absent"; // a key that was there before cert-retriever: never removed
     const { ObjectClass } = this.graphene;
     const objects = [ObjectClass.PRIVATE_KEY, ObjectClass.PUBLIC_KEY, ObjectClass.CERTIFICATE].flatMap((cls) =>
       this.find(cls, uri.object, uri.id),
@@ -301,12 +377,18 @@ export class Pkcs11KeyStore implements KeyStore {
     return "removed";
   }
 
-  /** Puts the certificate into the token beside its key, with the key's label and id, for other PKCS#11 consumers. */
+  /**
+   * Puts the certificate into the token beside its key, with the key's label and id, for other
+   * PKCS#11 consumers. It replaces the certificate objects there; beside a key that was there before
+   * cert-retriever (kept), only those of the same issuer (not, say, the manufacturer's certificate).
+   */
   async storeCertificate(record: string, cert: x509.X509Certificate): Promise<void> {
     const uri = parsePkcs11Uri(record);
     const { ObjectClass, CertificateType } = this.graphene;
     try {
-      for (const old of this.find(ObjectClass.CERTIFICATE, uri.object, uri.id)) old.destroy();
+      const issuer = Buffer.from(cert.issuerName.toArrayBuffer());
+      for (const old of this.find(ObjectClass.CERTIFICATE, uri.object, uri.id))
+        if (!uri.kept || issuer.equals(old.getAttribute({ issuer: null }).issuer as Buffer)) old.destroy();
       this.session.create({
         class: ObjectClass.CERTIFICATE,
         certType: CertificateType.X_509,

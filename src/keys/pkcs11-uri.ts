@@ -18,7 +18,12 @@ export interface Pkcs11Uri {
   moduleName?: string;
   pinSource?: string;
   pinValue?: string;
+  /** The key was in the token before cert-retriever certified it (query `x-cert-retriever=kept`): it is never removed. */
+  kept?: boolean;
 }
+
+/** The query attribute that marks a recorded key as one cert-retriever found, not made: it never removes it. */
+const KEPT = "x-cert-retriever=kept";
 
 /** Path attributes (RFC 7512 section 2.3) and their field; the library-* and slot-* ones other than slot-id are accepted and ignored. */
 const PATH_ATTRIBUTES: Record<string, keyof Pkcs11Uri | null> = {
@@ -67,6 +72,7 @@ export function parsePkcs11Uri(text: string): Pkcs11Uri {
       if (eq <= 0) throw bad(`${quoted(item.replace(/pin-value.*/i, "pin-value=…"))} is not name=value`);
       const name = item.slice(0, eq).toLowerCase();
       const raw = item.slice(eq + 1);
+      if (item.toLowerCase() === KEPT && separator === "&") uri.kept = true;
       if (name.startsWith("x-")) continue; // vendor attributes
       if (!Object.hasOwn(table, name))
         throw bad(`${quoted(name)} is not an attribute of the ${separator === ";" ? "path" : "query"}`);
@@ -120,6 +126,7 @@ export function formatPkcs11Uri(uri: Pkcs11Uri): string {
   if (uri.modulePath !== undefined) query.push(`module-path=${percentEncode(uri.modulePath, "/")}`);
   if (uri.moduleName !== undefined) query.push(`module-name=${percentEncode(uri.moduleName)}`);
   if (uri.pinSource !== undefined) query.push(`pin-source=${percentEncode(uri.pinSource, "/:")}`);
+  if (uri.kept) query.push(KEPT);
   return `pkcs11:${path.join(";")}${query.length > 0 ? `?${query.join("&")}` : ""}`;
 }
 
@@ -206,6 +213,15 @@ export function describeKey(record: string): string {
 /** A token as the messages name it. */
 export function tokenName(uri: { token?: string }): string {
   return uri.token !== undefined ? `token '${uri.token}'` : "the token";
+}
+
+/** Whether a recorded key is one cert-retriever found in the token (`--key` with `id=`), which it never removes. */
+export function isKept(record: string): boolean {
+  try {
+    return parsePkcs11Uri(record).kept === true;
+  } catch {
+    return false;
+  }
 }
 
 /** Whether a stored key is the URI of a key kept in a PKCS#11 token rather than the key itself. */

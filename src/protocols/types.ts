@@ -220,6 +220,8 @@ export interface ProtocolContext {
   platformCaPem?: readonly string[];
   /** `http` has a client certificate. */
   clientCert: boolean;
+  /** That certificate (with its chain, if the file has one) and its key, PEM: CMP signs a first enrollment with them. */
+  clientCredentials?: { certificatePem: string; keyPem: string };
   /** The login a sessionless protocol sends with its requests (none: it sends no password). */
   login?: LoginSource;
   /** The CA chain stored with the device's credentials (PEM), if any. */

@@ -1,5 +1,5 @@
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
-import { mkdtemp, writeFile } from "node:fs/promises";
+import { mkdtemp, readFile, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
@@ -115,4 +115,87 @@ export function startMockCmp(args: string[]): Promise<MockCmp> {
       });
     });
   });
+}
+
+/** Bootstrap certificates (IDevIDs) for a CMP first enrollment signed without a secret. */
+export interface BootstrapPki {
+  /** The manufacturer's root CA, which the server trusts for its devices' bootstrap certificates. */
+  rootCert: string;
+  /** An RSA-2048 IDevID from the manufacturer's intermediate CA, the intermediate after it in the same file; and its key. */
+  chainCert: string;
+  rsaKey: string;
+  /** A P-256 IDevID from a CA the server does not trust; and its key. */
+  strangerCert: string;
+  strangerKey: string;
+}
+
+/** Makes the manufacturer's CAs and the IDevIDs in `dir`. */
+export async function makeBootstrapPki(dir: string): Promise<BootstrapPki> {
+  const p = (name: string) => join(dir, name);
+  const run = (...args: string[]) => execFileSync("openssl", args, { stdio: ["ignore", "ignore", "pipe"] });
+  await writeFile(p("ca-ext"), "basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign\n");
+  await writeFile(
+    p("id-ext"),
+    "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nsubjectKeyIdentifier=hash\n",
+  );
+  const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
+  const issue = (name: string, subj: string, ca: string, ext: string, newkey = ec) => {
+    run("req", "-new", ...newkey, "-keyout", p(`${name}.key`), "-subj", subj, "-out", p(`${name}.csr`));
+    run(
+      "x509",
+      "-req",
+      "-in",
+      p(`${name}.csr`),
+      "-CA",
+      p(`${ca}.crt`),
+      "-CAkey",
+      p(`${ca}.key`),
+      "-days",
+      "20",
+      "-extfile",
+      p(ext),
+      "-out",
+      p(`${name}.crt`),
+    );
+  };
+  run(
+    "req",
+    "-x509",
+    ...ec,
+    "-keyout",
+    p("mfr.key"),
+    "-out",
+    p("mfr.crt"),
+    "-subj",
+    "/CN=Maker Root CA",
+    "-days",
+    "30",
+  );
+  issue("mfr-sub", "/CN=Maker Device CA", "mfr", "ca-ext");
+  issue("idevid", "/CN=idevid-0042/serialNumber=0042", "mfr-sub", "id-ext", ["-newkey", "rsa:2048", "-nodes"]);
+  run(
+    "req",
+    "-x509",
+    ...ec,
+    "-keyout",
+    p("other.key"),
+    "-out",
+    p("other.crt"),
+    "-subj",
+    "/CN=Other Maker CA",
+    "-days",
+    "30",
+  );
+  issue("stranger-id", "/CN=idevid-0042/serialNumber=0042", "other", "id-ext");
+  await writeFile(
+    p("idevid-chain.crt"),
+    (await readFile(p("idevid.crt"), "utf8")) + (await readFile(p("mfr-sub.crt"), "utf8")),
+  );
+  return {
+    rootCert: p("mfr.crt"),
+    chainCert: p("idevid-chain.crt"),
+    rsaKey: p("idevid.key"),
+    strangerCert: p("stranger-id.crt"),
+    strangerKey: p("stranger-id.key"),
+  };
 }

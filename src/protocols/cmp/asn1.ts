@@ -40,6 +40,30 @@ export class PBMParameter {
   }
 }
 
+/** PBMAC1 (RFC 8018 §7.1, RFC 9481 §6.1.1) and PBKDF2 (RFC 8018 §5.2). */
+export const ID_PBMAC1 = "1.2.840.113549.1.5.14";
+export const ID_PBKDF2 = "1.2.840.113549.1.5.12";
+
+/** PBKDF2-params ::= SEQUENCE { salt OCTET STRING (the `specified` choice), iterationCount INTEGER, keyLength INTEGER OPTIONAL, prf AlgorithmIdentifier DEFAULT hmacWithSHA1 } */
+export class PBKDF2Params {
+  @AsnProp({ type: OctetString }) salt = new OctetString();
+  @AsnProp({ type: AsnPropTypes.Integer }) iterationCount = 0;
+  @AsnProp({ type: AsnPropTypes.Integer, optional: true }) keyLength?: number;
+  @AsnProp({ type: AlgorithmIdentifier, optional: true }) prf?: AlgorithmIdentifier;
+  constructor(params: Partial<PBKDF2Params> = {}) {
+    Object.assign(this, params);
+  }
+}
+
+/** PBMAC1-params ::= SEQUENCE { keyDerivationFunc AlgorithmIdentifier, messageAuthScheme AlgorithmIdentifier } */
+export class PBMAC1Params {
+  @AsnProp({ type: AlgorithmIdentifier }) keyDerivationFunc = new AlgorithmIdentifier();
+  @AsnProp({ type: AlgorithmIdentifier }) messageAuthScheme = new AlgorithmIdentifier();
+  constructor(params: Partial<PBMAC1Params> = {}) {
+    Object.assign(this, params);
+  }
+}
+
 /** InfoTypeAndValue ::= SEQUENCE { infoType OBJECT IDENTIFIER, infoValue ANY OPTIONAL } */
 export class InfoTypeAndValue {
   @AsnProp({ type: AsnPropTypes.ObjectIdentifier }) infoType = "";

@@ -1,7 +1,8 @@
 /**
  * CMP, the Lightweight CMP profile (RFC 9483) over HTTP (RFC 6712): `genm` for the CA certificates,
  * `ir` or `p10cr`, `pollReq` while the answer is `waiting`, and `certConf`; every message protected
- * by a shared secret (PasswordBasedMac), every answer's protection checked before it is trusted.
+ * by a shared secret (PasswordBasedMac) or signed by a bootstrap certificate's key (a first enrollment)
+ * or the current certificate's (`kur`), every answer's protection checked before it is trusted.
  */
 import { AsnConvert } from "@peculiar/asn1-schema";
 import type { Name } from "@peculiar/asn1-x509";
@@ -54,6 +55,10 @@ export interface CmpOptions {
   pin?: string;
   /** The request to send: `ir` (CRMF, the profile's) or `p10cr` (PKCS#10). */
   request: "ir" | "p10cr";
+  /** The MAC of the shared secret's protection: PasswordBasedMac (the default) or PBMAC1. */
+  mac?: "pbm" | "pbmac1";
+  /** A bootstrap certificate (a manufacturer's IDevID, with its chain) and its key, PEM: a first enrollment without a secret is signed with them. */
+  bootstrap?: { certificatePem: string; keyPem: string };
   signal?: AbortSignal;
 }
 
@@ -84,7 +89,16 @@ export class CmpClient implements ProtocolClient {
 
   private attach(login: LoginSource | undefined): string {
     this.source = login;
-    return "CMP keeps no session: each message is protected, by the shared secret (PasswordBasedMac) named by its reference, or by the current certificate when renewing";
+    return this.opts.bootstrap && !login
+      ? "CMP keeps no session: each message is signed, by the bootstrap certificate's key, or by the current certificate's when renewing"
+      : `CMP keeps no session: each message is protected, by the shared secret (${this.opts.mac === "pbmac1" ? "PBMAC1" : "PasswordBasedMac"}) named by its reference, or by the current certificate when renewing`;
+  }
+
+  /** The protection of a first enrollment: the bootstrap certificate's signature when it is given without a secret's reference, else the shared secret's MAC. */
+  private async firstProtector(step: Step): Promise<Protector> {
+    const bootstrap = this.opts.bootstrap;
+    if (bootstrap && !this.source) return signer(step, bootstrap, "bootstrap");
+    return macProtector(await this.secret(step), this.opts.mac);
   }
 
   /** The reference and the secret, read once when the first message needs them. */
@@ -123,7 +137,7 @@ export class CmpClient implements ProtocolClient {
 
   /** `genm` for the CA certificates: those the `genp` holds (OpenSSL 3.0's mock server sends none). */
   private async askCaCerts(): Promise<Uint8Array[]> {
-    const auth = macProtector(await this.secret("fetch-ca"));
+    const auth = await this.firstProtector("fetch-ca");
     const answer = await this.exchange("fetch-ca", newTransaction(), caCertsBody(), auth, ["genp"]);
     return (answer.body.genp ?? []).flatMap((itav) =>
       itav.infoValue ? [...AsnConvert.parse(itav.infoValue, CertificateList)].map((c) => new Uint8Array(c)) : [],
@@ -147,7 +161,7 @@ export class CmpClient implements ProtocolClient {
    * `certConf`, accepting the certificate only if it is for the CSR's key and signed by the trusted CA.
    */
   private async submit(req: SignRequest, current?: ReenrollRequest["current"]): Promise<Issued> {
-    const auth = current ? this.currentProtector(current) : macProtector(await this.secret("submit-csr"));
+    const auth = current ? signer("submit-csr", current, "current") : await this.firstProtector("submit-csr");
     const csr = parseCsr(req.csrDer);
     const tx = newTransaction(csr.certificationRequestInfo.subject as Name);
     const kind = current && req.key ? "kur" : this.opts.request === "ir" && req.key ? "ir" : "p10cr";
@@ -164,7 +178,7 @@ export class CmpClient implements ProtocolClient {
       response = certResponse(answer, reply);
     }
     if (response.status.status !== PKI_STATUS.accepted && response.status.status !== PKI_STATUS.grantedWithMods)
-      throw refusal("submit-csr", response.status, "the certificate request", "verified");
+      throw refusal("submit-csr", response.status, "the certificate request", "verified", [], auth.by);
     const der = response.certifiedKeyPair?.certOrEncCert.certificate;
     if (!der) throw malformed("submit-csr", "accepted the request but holds no certificate (or an encrypted one)");
     const cert = new Uint8Array(der);
@@ -176,20 +190,6 @@ export class CmpClient implements ProtocolClient {
         { step: "submit-csr", reason: "cert-invalid", facts: { protocol: CMP } },
       );
     return { der: cert };
-  }
-
-  /** The signature protection of a renewal by the current certificate. */
-  private currentProtector(current: ReenrollRequest["current"]): Protector {
-    try {
-      return signatureProtector(current);
-    } catch (err) {
-      throw new CertRetrieverError(`submit-csr failed: ${describeCause(err)}; nothing was written`, {
-        step: "submit-csr",
-        reason: "usage",
-        facts: { protocol: CMP },
-        cause: err,
-      });
-    }
   }
 
   /** Why the issued certificate cannot be accepted (not the CSR's key, not the trusted CA's signature), or undefined. */
@@ -269,16 +269,23 @@ export class CmpClient implements ProtocolClient {
     } catch (err) {
       throw malformed(step, `is no PKIMessage (${err instanceof Error ? err.message : String(err)})`);
     }
-    return checkAnswer(step, answer, tx, request.nonce, expected);
+    return checkAnswer(step, answer, tx, request.nonce, expected, auth.by);
   }
 }
 
 /** The answer, if it is one to trust: verified protection, our transaction, our nonce echoed, the body expected. */
-function checkAnswer(step: Step, answer: Answer, tx: Transaction, nonce: Uint8Array, expected: string[]): PKIMessage {
+function checkAnswer(
+  step: Step,
+  answer: Answer,
+  tx: Transaction,
+  nonce: Uint8Array,
+  expected: string[],
+  by: Protector["by"],
+): PKIMessage {
   const { message, protection } = answer;
   const what = step === "fetch-ca" ? "the request for its CA certificates" : "the request";
   if (message.body.error && protection !== "verified")
-    throw errorContent(step, message.body.error, what, protection === "mismatch" ? "mismatch" : "unverified");
+    throw errorContent(step, message.body.error, what, protection === "mismatch" ? "mismatch" : "unverified", by);
   if (protection === "mismatch" && answer.kind === "mac")
     throw new CertRetrieverError(
       `${step} failed: the CMP server's answer does not verify with the shared secret: the secret, or the reference naming it, is not the server's; nothing was written`,
@@ -299,11 +306,25 @@ function checkAnswer(step: Step, answer: Answer, tx: Transaction, nonce: Uint8Ar
     throw malformed(step, "belongs to another transaction");
   if (!header.recipNonce || !sameBytes(header.recipNonce.buffer, nonce))
     throw malformed(step, "does not answer our nonce");
-  if (message.body.error) throw errorContent(step, message.body.error, what, "verified");
+  if (message.body.error) throw errorContent(step, message.body.error, what, "verified", by);
   const type = bodyType(message.body);
   if (!expected.includes(type)) throw malformed(step, `is a ${type} where ${expected.join(" or ")} belongs`);
   tx.serverNonce = header.senderNonce ? new Uint8Array(header.senderNonce.buffer) : undefined;
   return message;
+}
+
+/** The signature protection by the bootstrap certificate or the current one; a key that cannot sign a CMP message is a usage error. */
+function signer(step: Step, creds: { certificatePem: string; keyPem: string }, by: "bootstrap" | "current"): Protector {
+  try {
+    return { ...signatureProtector(creds, by === "bootstrap" ? "the bootstrap key" : "the current key"), by };
+  } catch (err) {
+    throw new CertRetrieverError(`${step} failed: ${describeCause(err)}; nothing was written`, {
+      step,
+      reason: "usage",
+      facts: { protocol: CMP, signedBy: by },
+      cause: err,
+    });
+  }
 }
 
 /** The one certificate response of an ip/cp. */

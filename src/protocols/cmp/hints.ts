@@ -9,14 +9,23 @@ export const CMP_HINTS: ProtocolHints = {
         ? "pass {caFingerprint} sha256:<hex> (the CA's fingerprint, from its operator) or {platformCa} FILE (the CA certificate)"
         : e.facts.field === "cmpRequest"
           ? "pass {cmpRequest} ir (the default) or p10cr"
-          : undefined,
-  "auth-refused": () =>
-    "check the shared secret ({passwordFile}) and its reference ({username}) with the CMP server's operator",
+          : e.facts.field === "cmpMac"
+            ? "pass {cmpMac} pbm (the default) or pbmac1"
+            : undefined,
+  "auth-refused": (e) =>
+    e.facts.signedBy === "bootstrap"
+      ? "the CMP server does not take the bootstrap certificate ({clientCert}): ask its operator to trust the CA that issued it, or enroll with the shared secret ({username}, {passwordFile})"
+      : e.facts.signedBy === "current"
+        ? "the CMP server did not take the current certificate: enroll again with the shared secret or the bootstrap certificate, and {force}"
+        : "check the shared secret ({passwordFile}) and its reference ({username}) with the CMP server's operator",
   "missing-credentials": () =>
-    "give the shared secret with {passwordFile} (or stdin, the environment, a systemd credential)",
+    "give the shared secret with {passwordFile} (or stdin, the environment, a systemd credential) and its reference with {username}, or a bootstrap certificate with {clientCert} and {clientKey}",
   "ca-unknown": () =>
     "the CMP server does not send its CA certificates: pass {platformCa} FILE with the CA certificate (and {caFingerprint} to pin it)",
-  "csr-refused": () => "the CMP server rejected the request: its PKIStatusInfo above says why; ask its operator",
+  "csr-refused": (e) =>
+    e.facts.signedBy === "bootstrap"
+      ? "the CMP server rejected the request signed by the bootstrap certificate ({clientCert}): its PKIStatusInfo above says why (e.g. no trusted sender certificate: its CA is not the server's); ask its operator"
+      : "the CMP server rejected the request: its PKIStatusInfo above says why; ask its operator",
   deadline: (e) =>
     e.facts.pendingApproval
       ? "the CMP server has not issued the certificate yet: run with a longer {deadline} (a new run sends a new request)"

@@ -5,7 +5,7 @@ import type { ProtocolPlugin } from "../types.js";
 import { CMP_HINTS } from "./hints.js";
 import { CMP, CMP_TITLE } from "./name.js";
 
-/** A CMP server: no login and no session (each message is protected by the shared secret), trust anchored explicitly. */
+/** A CMP server: no login and no session (each message is protected by the shared secret or signed by a bootstrap certificate), trust anchored explicitly. */
 export const cmp: ProtocolPlugin = {
   name: CMP,
   aliases: [],
@@ -19,13 +19,21 @@ export const cmp: ProtocolPlugin = {
         "CMP: the request sent, ir (CRMF, proof of possession by signature; the default) or p10cr (the PKCS#10 CSR)",
       env: "CMP_REQUEST",
     },
+    {
+      name: "cmpMac",
+      argument: "pbm|pbmac1",
+      description:
+        "CMP: the MAC protecting requests by the shared secret, pbm (PasswordBasedMac, as OpenSSL 3.0 and EJBCA; the default) or pbmac1 (RFC 9481's PBMAC1: PBKDF2 and HMAC-SHA-256); answers are taken with either",
+      env: "CMP_MAC",
+    },
   ],
   hints: CMP_HINTS,
   lacks: {
-    login: { message: "CMP has no login: each message is protected by the shared secret" },
+    login: { message: "CMP has no login: each message is protected by the shared secret or a bootstrap certificate" },
     register: { message: "CMP has no request to register a certificate its CA did not issue" },
   },
-  wantsLogin: () => true,
+  /** A bootstrap certificate given without a reference signs the first enrollment: no secret is read then. */
+  wantsLogin: (given) => given.username || !given.clientCert,
   checkUrl(url) {
     if (url.protocol !== "http:" && url.protocol !== "https:")
       throw usageError(`the CMP server's URL ${url.href} is not http: or https:`, "platform");
@@ -43,6 +51,9 @@ export const cmp: ProtocolPlugin = {
     const request = ctx.options.cmpRequest ?? "ir";
     if (request !== "ir" && request !== "p10cr")
       throw usageError(`the CMP request '${String(request)}' is neither ir nor p10cr`, "cmpRequest");
+    const mac = ctx.options.cmpMac ?? "pbm";
+    if (mac !== "pbm" && mac !== "pbmac1")
+      throw usageError(`the CMP MAC '${String(mac)}' is neither pbm nor pbmac1`, "cmpMac");
     return new CmpClient({
       url: ctx.url,
       http: ctx.http,
@@ -53,6 +64,8 @@ export const cmp: ProtocolPlugin = {
       ],
       pin: ctx.pin,
       request,
+      mac,
+      bootstrap: ctx.clientCredentials,
       signal: ctx.signal,
     });
   },

@@ -7,9 +7,10 @@ import { createPrivateKey, type KeyObject, randomBytes, sign, verify, X509Certif
 import { AsnConvert, BitString, OctetString } from "@peculiar/asn1-schema";
 import { AlgorithmIdentifier, GeneralName, Name } from "@peculiar/asn1-x509";
 import * as asn1js from "asn1js";
+import { certificatePems } from "../../keys/key-types.js";
 import * as x509 from "../../keys/x509.js";
 import { CertificateList, type PKIBody, PKIHeader, PKIMessage, type PKIStatusInfo, ProtectedPart } from "./asn1.js";
-import { macMatches, newPbmAlgorithm, passwordBasedMac } from "./protection.js";
+import { macMatches, newPbmAlgorithm, newPbmac1Algorithm, passwordBasedMac } from "./protection.js";
 
 /** The shared secret and its reference (the header's senderKID). */
 export interface SharedSecret {
@@ -25,12 +26,14 @@ export interface Protector {
   sender?: Name;
   protect(alg: AlgorithmIdentifier, part: Uint8Array): Uint8Array;
   extraCerts?: ArrayBuffer[];
+  /** A signature's certificate: the bootstrap one (a first enrollment) or the current one (kur); none: the shared secret. */
+  by?: "bootstrap" | "current";
 }
 
-/** Protection by the shared secret's PasswordBasedMac. */
-export function macProtector(auth: SharedSecret): Protector {
+/** Protection by the shared secret: PasswordBasedMac, or PBMAC1 (RFC 9481 §6.1.1). */
+export function macProtector(auth: SharedSecret, mac: "pbm" | "pbmac1" = "pbm"): Protector {
   return {
-    alg: newPbmAlgorithm,
+    alg: mac === "pbmac1" ? newPbmac1Algorithm : newPbmAlgorithm,
     senderKID: Buffer.from(auth.reference, "utf8"),
     protect: (alg, part) => passwordBasedMac(alg, auth.secret, part),
   };
@@ -52,14 +55,22 @@ const SIGNATURE_HASH: Record<string, string> = {
   "1.2.840.113549.1.1.13": "sha512",
 };
 
-/** Protection by a signature with a certificate's key (RFC 9483 §3.2: kur by the current certificate), the certificate sent first in extraCerts. */
-export function signatureProtector(current: { certificatePem: string; keyPem: string }): Protector {
-  const key = createPrivateKey(current.keyPem);
+/**
+ * Protection by a signature with a certificate's key (RFC 9483 §3.2): kur by the current certificate,
+ * or a first enrollment by a bootstrap certificate (a manufacturer's IDevID). The certificate, then the
+ * rest of the chain its PEM holds, go first in extraCerts; senderKID is its SubjectKeyIdentifier, sender its subject.
+ */
+export function signatureProtector(
+  creds: { certificatePem: string; keyPem: string },
+  what = "the current key",
+): Protector {
+  const key = createPrivateKey(creds.keyPem);
   const kind =
     key.asymmetricKeyType === "ec" ? (key.asymmetricKeyDetails?.namedCurve ?? "") : String(key.asymmetricKeyType);
   const sig = SIGNATURE_ALGS[kind];
-  if (!sig) throw new Error(`the current key (${kind}) cannot sign a CMP message here`);
-  const cert = new x509.X509Certificate(current.certificatePem);
+  if (!sig) throw new Error(`${what} (${kind}) cannot sign a CMP message here`);
+  const [cert, ...chain] = certificatePems(creds.certificatePem).map((pem) => new x509.X509Certificate(pem));
+  if (!cert) throw new Error(`${what}'s certificate holds no PEM certificate`);
   const ski = cert.getExtension(x509.SubjectKeyIdentifierExtension)?.keyId;
   return {
     alg: () =>
@@ -67,7 +78,7 @@ export function signatureProtector(current: { certificatePem: string; keyPem: st
     senderKID: ski ? Buffer.from(ski, "hex") : undefined,
     sender: AsnConvert.parse(cert.subjectName.toArrayBuffer(), Name),
     protect: (_alg, part) => sign(sig.hash, part, key),
-    extraCerts: [cert.rawData],
+    extraCerts: [cert.rawData, ...chain.map((c) => c.rawData)],
   };
 }
 

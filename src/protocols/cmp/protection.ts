@@ -1,12 +1,13 @@
 /**
  * CMP message protection by a shared secret: PasswordBasedMac (RFC 4211 §4.4, RFC 4210 §5.1.3.1), as
- * OpenSSL and EJBCA use it. A message's protection covers the DER of its header and body (ProtectedPart),
- * taken from the bytes received, never re-encoded.
+ * OpenSSL and EJBCA use it, or PBMAC1 (RFC 8018 §7.1, RFC 9481 §6.1.1: PBKDF2 and an HMAC). A
+ * message's protection covers the DER of its header and body (ProtectedPart), taken from the bytes
+ * received, never re-encoded.
  */
-import { createHash, createHmac, randomBytes, timingSafeEqual } from "node:crypto";
+import { createHash, createHmac, pbkdf2Sync, randomBytes, timingSafeEqual } from "node:crypto";
 import { AsnConvert, OctetString } from "@peculiar/asn1-schema";
 import { AlgorithmIdentifier } from "@peculiar/asn1-x509";
-import { ID_PASSWORD_BASED_MAC, PBMParameter } from "./asn1.js";
+import { ID_PASSWORD_BASED_MAC, ID_PBKDF2, ID_PBMAC1, PBKDF2Params, PBMAC1Params, PBMParameter } from "./asn1.js";
 
 /** One-way functions, by OID, as Node names them. */
 const OWF: Record<string, string> = {
@@ -39,10 +40,51 @@ export function newPbmAlgorithm(): AlgorithmIdentifier {
   return new AlgorithmIdentifier({ algorithm: ID_PASSWORD_BASED_MAC, parameters: AsnConvert.serialize(params) });
 }
 
-/** The PasswordBasedMac of `data` under `alg`; throws an Error naming what it cannot compute. */
+/** PBMAC1 with PBKDF2 (HMAC-SHA-256, 10,000 iterations, a fresh salt, a 32-byte key) and HMAC-SHA-256, as RFC 9481 §6.1.1 recommends. */
+export function newPbmac1Algorithm(): AlgorithmIdentifier {
+  const sha256Hmac = new AlgorithmIdentifier({
+    algorithm: "1.2.840.113549.2.9",
+    parameters: new Uint8Array([5, 0]).buffer,
+  });
+  const kdf = new PBKDF2Params({
+    salt: new OctetString(randomBytes(16)),
+    iterationCount: 10_000,
+    keyLength: 32,
+    prf: sha256Hmac,
+  });
+  const params = new PBMAC1Params({
+    keyDerivationFunc: new AlgorithmIdentifier({ algorithm: ID_PBKDF2, parameters: AsnConvert.serialize(kdf) }),
+    messageAuthScheme: sha256Hmac,
+  });
+  return new AlgorithmIdentifier({ algorithm: ID_PBMAC1, parameters: AsnConvert.serialize(params) });
+}
+
+/** PBMAC1's MAC of `data`: the key by PBKDF2 from the secret, then the HMAC; throws an Error naming what it cannot compute. */
+function pbmac1(alg: AlgorithmIdentifier, secret: string, data: Uint8Array): Buffer {
+  if (!alg.parameters) throw new Error("PBMAC1 without its parameters");
+  const p = AsnConvert.parse(alg.parameters, PBMAC1Params);
+  if (p.keyDerivationFunc.algorithm !== ID_PBKDF2 || !p.keyDerivationFunc.parameters)
+    throw new Error(`PBMAC1 with the key derivation ${p.keyDerivationFunc.algorithm}, not PBKDF2`);
+  const kdf = AsnConvert.parse(p.keyDerivationFunc.parameters, PBKDF2Params);
+  const prf = MAC[kdf.prf?.algorithm ?? "1.2.840.113549.2.7"];
+  const mac = MAC[p.messageAuthScheme.algorithm];
+  if (!prf) throw new Error(`PBMAC1 with the unknown PBKDF2 PRF ${kdf.prf?.algorithm}`);
+  if (!mac) throw new Error(`PBMAC1 with the unknown MAC ${p.messageAuthScheme.algorithm}`);
+  if (kdf.iterationCount < 1 || kdf.iterationCount > MAX_ITERATIONS)
+    throw new Error(`PBMAC1 with ${kdf.iterationCount} iterations (1 to ${MAX_ITERATIONS} are taken)`);
+  const length = kdf.keyLength ?? createHash(mac).digest().length;
+  if (length < 1 || length > 64) throw new Error(`PBMAC1 with a key of ${length} bytes`);
+  const key = pbkdf2Sync(Buffer.from(secret, "utf8"), Buffer.from(kdf.salt.buffer), kdf.iterationCount, length, prf);
+  return createHmac(mac, key).update(data).digest();
+}
+
+/** The PasswordBasedMac (or PBMAC1) of `data` under `alg`; throws an Error naming what it cannot compute. */
 export function passwordBasedMac(alg: AlgorithmIdentifier, secret: string, data: Uint8Array): Buffer {
+  if (alg.algorithm === ID_PBMAC1) return pbmac1(alg, secret, data);
   if (alg.algorithm !== ID_PASSWORD_BASED_MAC)
-    throw new Error(`protection ${alg.algorithm} is not PasswordBasedMac (${ID_PASSWORD_BASED_MAC})`);
+    throw new Error(
+      `protection ${alg.algorithm} is neither PasswordBasedMac (${ID_PASSWORD_BASED_MAC}) nor PBMAC1 (${ID_PBMAC1})`,
+    );
   if (!alg.parameters) throw new Error("PasswordBasedMac without its parameters");
   const p = AsnConvert.parse(alg.parameters, PBMParameter);
   const owf = OWF[p.owf.algorithm];

@@ -14,6 +14,7 @@ export function refusal(
   what: string,
   proof: "verified" | "unverified" | "mismatch",
   details: string[] = [],
+  signedBy?: "bootstrap" | "current",
 ): CertRetrieverError {
   const bits = failInfoNames(info);
   const said = describeStatus(info, details);
@@ -28,7 +29,7 @@ export function refusal(
   return new CertRetrieverError(`${step} failed: the CMP server refused ${what}: ${said}${why}; nothing was written`, {
     step,
     reason,
-    facts: { protocol: CMP, platformMessage: said },
+    facts: { protocol: CMP, platformMessage: said, signedBy },
   });
 }
 
@@ -38,8 +39,9 @@ export function errorContent(
   content: ErrorMsgContent,
   what: string,
   proof: "verified" | "unverified" | "mismatch",
+  signedBy?: "bootstrap" | "current",
 ) {
-  return refusal(step, content.pKIStatusInfo, what, proof, [...(content.errorDetails ?? [])]);
+  return refusal(step, content.pKIStatusInfo, what, proof, [...(content.errorDetails ?? [])], signedBy);
 }
 
 /** An answer that is not what the profile promises. */
