@@ -43,7 +43,7 @@ describe.skipIf(!ready)("the self-contained executables (Node 26 single executab
       startTestLab({ api: "x509", autoRegister: true, certProfile: "open" }),
       // .ci/run builds them once before the tests, as `npm run sea` does (x64 with its snapshot,
       // arm64 without): here they are taken as built. Without it, this file builds them.
-      process.env.CERT_RETRIEVER_TEST_SEA_DIR ?? tempDir("cr-sea-"),
+      process.env.CERT_RETRIEVER_TEST_SEA_DIR || tempDir("cr-sea-"),
     ]);
     version = (JSON.parse(await readFile(join(ROOT, "package.json"), "utf8")) as { version: string }).version;
     if (process.env.CERT_RETRIEVER_TEST_SEA_DIR) return;
