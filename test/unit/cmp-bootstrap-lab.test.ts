@@ -55,4 +55,20 @@ describe.runIf(haveTool("openssl"))("CMP first enrollment by a bootstrap certifi
     expect(run.stderr).toContain("hint: the CMP server does not take the bootstrap certificate (--client-cert)");
     expect(await listFiles(out)).toEqual([]);
   });
+
+  it("--client-key pkcs11: without id= or object= is refused before anything is opened (exit 2); with --api est it stays a PEM file (exit 3)", async () => {
+    const out = join(dir, "refused");
+    const token = "pkcs11:token=device?module-path=/nonexistent/module.so";
+    const cmp = await enroll({ cert: maker.cert, key: token }, out);
+    expect(cmp.code, cmp.stderr).toBe(2);
+    expect(cmp.stderr).toContain("names no one key");
+    expect(cmp.stderr).toContain("hint: add the bootstrap key's id= (or object=) to the URI");
+    const est = await runMain([
+      ...["enroll", "--api", "est", "--platform", "https://127.0.0.1:9", "--device-id", "boot-dev", "--username", "u"],
+      ...["--client-cert", maker.cert, "--client-key", `${token.replace("?", ";id=%01?")}`, "--out", out],
+    ]);
+    expect(est.code, est.stderr).toBe(3);
+    expect(est.stderr).toContain("cannot read --client-key pkcs11:token=device;id=%01");
+    expect(await listFiles(out)).toEqual([]);
+  });
 });
