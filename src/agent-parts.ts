@@ -6,15 +6,18 @@
 import { CertRetrieverError, ownNames, type SettingNamer, usageError } from "./errors.js";
 import type { TokenSession } from "./flows/authenticate.js";
 import { normalizeFingerprint } from "./keys/fingerprint.js";
+import type { KeyStore, SigningKey } from "./keys/key-store.js";
+import type { KeySettings } from "./keys/open.js";
 import { type CryptoProvider, softwareCrypto } from "./keys/provider.js";
 import { protocolNamed } from "./protocols/registry.js";
-import type { LoginSource, ProtocolClient, ProtocolPlugin } from "./protocols/types.js";
+import type { ClientCredentials, LoginSource, ProtocolClient, ProtocolPlugin } from "./protocols/types.js";
 import {
   type AgentSettings,
   DEFAULT_ATTEMPTS,
   DEFAULT_CA_NAME,
   DEFAULT_DEADLINE_MS,
   isCredentialStore,
+  isKeyStore,
   type Later,
   type LoginSettings,
   type PlatformSettings,
@@ -29,6 +32,8 @@ export class AgentParts {
   readonly name: SettingNamer;
   readonly clock: () => Date;
   private readonly https: HttpClient[] = [];
+  /** Tokens opened only for a client certificate's key, by its URI: kept open until the agent closes. */
+  private readonly tokens = new Map<string, KeyStore>();
   private storeMade: CredentialStore | undefined;
   private platformFound: Promise<PlatformSettings | undefined> | undefined;
   private loginFound: Promise<{ login?: LoginSource; token?: TokenSession }> | undefined;
@@ -39,9 +44,11 @@ export class AgentParts {
     this.clock = settings.clock ?? (() => new Date());
   }
 
-  /** Closes the HTTP clients made here. */
+  /** Closes the HTTP clients made here, and a token opened only for the client certificate's key. */
   async close(): Promise<void> {
-    await Promise.all(this.https.splice(0).map((http) => http.close()));
+    const tokens = [...this.tokens.values()];
+    this.tokens.clear();
+    await Promise.all([...this.https.splice(0), ...tokens].map((part) => part.close()));
   }
 
   /** The CA's name, which names its files: the store's setting, else the platform's, else dojot's default. */
@@ -128,8 +135,11 @@ export class AgentParts {
     return this.settings.network?.deadline ?? this.createdAt + DEFAULT_DEADLINE_MS;
   }
 
-  /** The protocol client for one operation; a sessionless protocol gets the login it sends with its requests. */
-  async client(http: HttpClient, storedCaPem?: string): Promise<ProtocolClient> {
+  /**
+   * The protocol client for one operation; a sessionless protocol gets the login it sends with its
+   * requests. `keyStore`: the enrollment's, which signs with a client key in the token it has open.
+   */
+  async client(http: HttpClient, storedCaPem?: string, keyStore?: KeyStore): Promise<ProtocolClient> {
     const platform = await this.platform();
     if (platform?.client) return platform.client;
     const [plugin, url, { login }] = [await this.plugin(), await this.url(), await this.who()];
@@ -144,14 +154,39 @@ export class AgentParts {
       platformCa: Boolean(platform?.tls?.ca?.length),
       platformCaPem: platform?.tls?.ca,
       clientCert: Boolean(platform?.tls?.cert),
-      clientCredentials:
-        platform?.tls?.cert && platform.tls.key
-          ? { certificatePem: platform.tls.cert, keyPem: platform.tls.key }
-          : undefined,
+      clientCredentials: this.clientCredentials(platform?.tls, keyStore),
       login,
       storedCaPem,
       options: platform?.options ?? {},
     });
+  }
+
+  /** The client certificate and its key: a PEM key, or one in a token that its `pkcs11:` URI names. */
+  private clientCredentials(tls: PlatformSettings["tls"], keyStore?: KeyStore): ClientCredentials | undefined {
+    const { cert, key } = tls ?? {};
+    if (!cert || !key) return undefined;
+    if (!key.startsWith("pkcs11:")) return { certificatePem: cert, keyPem: key };
+    return { certificatePem: cert, tokenKey: () => this.tokenClientKey(key, keyStore) };
+  }
+
+  /**
+   * The client certificate's key in a token (a manufacturer's), to sign with there: through the
+   * enrollment's key store when that has its token open (a token is locked to one store), else
+   * through a store opened for it, closed with the agent. The key is never removed or replaced.
+   */
+  private async tokenClientKey(uri: string, keyStore?: KeyStore): Promise<SigningKey> {
+    const { Pkcs11KeyStore } = await import("./keys/pkcs11-store.js");
+    const settings: KeySettings = isKeyStore(this.settings.key) ? {} : (this.settings.key ?? {});
+    const reused =
+      keyStore instanceof Pkcs11KeyStore && keyStore.opens(uri, settings.modulePath) ? keyStore : undefined;
+    let store = reused ?? this.tokens.get(uri);
+    if (!store) {
+      const { openKeyStore } = await import("./keys/open.js");
+      store = await openKeyStore(settings, uri, { login: true, crypto: this.crypto });
+      this.tokens.set(uri, store);
+    }
+    if (!(store instanceof Pkcs11KeyStore)) throw usageError(`${uri} names no key in a token`, "clientKey");
+    return store.existingSigningKey(uri, `the client key URI (${this.name("clientKey")})`);
   }
 
   /** An HTTP client (the settings' own, or one made here and closed with the agent). */
@@ -163,7 +198,8 @@ export class AgentParts {
       timeouts: network.timeouts ?? { connect: 10_000, headers: 30_000, body: 30_000 },
       attempts: bounds.attempts ?? network.attempts ?? DEFAULT_ATTEMPTS,
       deadline: bounds.deadline ?? this.deadline(),
-      tls: { ca: tls.ca ?? [], cert: tls.cert, key: tls.key },
+      // A client key in a token signs only CMP's messages, never Node's TLS.
+      tls: tls.key?.startsWith("pkcs11:") ? { ca: tls.ca ?? [] } : { ca: tls.ca ?? [], cert: tls.cert, key: tls.key },
       signal: network.signal,
       environment: network.environment,
       onRetry: network.onRetry,

@@ -245,7 +245,7 @@ class AgentImpl implements Agent {
     const keyStore = await this.enrollKeyStore(store, emit);
     try {
       const http = await this.parts.http();
-      const client = await this.parts.client(http, storedCaPem);
+      const client = await this.parts.client(http, storedCaPem, keyStore);
       return await flow({ ...this.enrollContext(store, keyStore, client, http, emit), ...who });
     } finally {
       await keyStore.close();

@@ -101,7 +101,7 @@ export const REASONS = {
   "token-locked": "the token's PIN is locked (too many wrong PINs) or the token is write-protected",
   "token-full": "the token has no room for another key or object",
   "token-key-missing":
-    "the token no longer holds the key the stored credentials name, or holds no key with the id= its URI names",
+    "the token no longer holds the key the stored credentials name, or holds no key with the id= its URI names (the device key's, or CMP's bootstrap key's)",
   "token-error": "the token failed in a way this client has no better name for (the CKR_ value says which)",
   "key-in-token":
     "the key lives in a token and never leaves it (reserved: export now copies the certificate and chain of such a device)",

@@ -31,7 +31,11 @@ export interface PlatformSettings {
   caName?: string;
   /** Values of the settings the protocol declares (e.g. EJBCA-REST's `entityPassword`). */
   options?: Record<string, unknown>;
-  /** TLS for the platform: CA certificates trusted beside the system's, a client certificate and its key (PEM). */
+  /**
+   * TLS for the platform: CA certificates trusted beside the system's, a client certificate and its
+   * key (PEM). For CMP the key may be a `pkcs11:` URI naming a key already in a token (with id= or
+   * object=): it signs the bootstrap protection there (the key settings' module and PIN reader serve it).
+   */
   tls?: { ca?: string[]; cert?: string; key?: string };
   /** A protocol client to use instead of opening the protocol (a test's fake). */
   client?: ProtocolClient;

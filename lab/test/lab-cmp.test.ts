@@ -8,6 +8,7 @@ import { failInfoNames, PKIMessage, toPem } from "cert-retriever";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runCli, SECRETS } from "../../test/helpers/cli.js";
 import { startTestLab, type TestLab, tempDir } from "../../test/helpers/lab.js";
+import { makeManufacturer } from "../../test/helpers/openssl-cmp.js";
 import { haveTool, openssl } from "../../test/helpers/tools.js";
 
 /**
@@ -21,18 +22,6 @@ const REFERENCE = "lab-cmp-device";
 const SECRET = "lab-cmp-secret-4711";
 SECRETS.add(SECRET);
 
-/** A CA and a certificate it issued, made with openssl: a manufacturer's and its device's bootstrap certificate. */
-function makeBootstrap(dir: string, name: string): { ca: string; cert: string; key: string } {
-  const [ca, caKey, csr, cert, key] = ["ca.pem", "ca.key", "boot.csr", "boot.pem", "boot.key"].map((f) =>
-    join(dir, `${name}-${f}`),
-  ) as [string, string, string, string, string];
-  const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
-  openssl("req", "-x509", ...ec, "-keyout", caKey, "-out", ca, "-subj", `/CN=${name} Manufacturer CA`, "-days", "2");
-  openssl("req", "-new", ...ec, "-keyout", key, "-out", csr, "-subj", `/CN=${name} device IDevID`);
-  openssl("x509", "-req", "-in", csr, "-CA", ca, "-CAkey", caKey, "-CAcreateserial", "-out", cert, "-days", "1");
-  return { ca, cert, key };
-}
-
 describe.runIf(haveTool("openssl"))("the lab's CMP server, with openssl cmp", () => {
   let lab: TestLab;
   let dir: string;
@@ -43,8 +32,8 @@ describe.runIf(haveTool("openssl"))("the lab's CMP server, with openssl cmp", ()
 
   beforeAll(async () => {
     dir = await tempDir("cr-cmp-lab-");
-    boot = makeBootstrap(dir, "maker");
-    stranger = makeBootstrap(dir, "stranger");
+    boot = makeManufacturer(dir, "maker");
+    stranger = makeManufacturer(dir, "stranger");
     const bootCa = new Uint8Array(new X509Certificate(await readFile(boot.ca)).raw);
     lab = await startTestLab({ cmp: { secrets: { [REFERENCE]: SECRET }, bootstrapCas: [bootCa] } });
     caFile = join(dir, "lab-ca.pem");

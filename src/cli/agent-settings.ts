@@ -176,20 +176,28 @@ export function keySettings(flags: KeyFlags, source?: SourceOf, storeCertInToken
 }
 
 /** The platform's TLS files, read and tried now: unusable TLS material is a settings error (exit 3), not a network failure that is retried. */
-export async function platformTls(flags: CommonFlags): Promise<NonNullable<PlatformSettings["tls"]>> {
+export async function platformTls(
+  flags: CommonFlags,
+  plugin?: Pick<ProtocolPlugin, "signsWithTokenClientKey">,
+): Promise<NonNullable<PlatformSettings["tls"]>> {
   if (Boolean(flags.clientCert) !== Boolean(flags.clientKey)) throw usage("--client-cert and --client-key go together");
+  const tokenKey = plugin?.signsWithTokenClientKey && flags.clientKey?.startsWith("pkcs11:");
   const tls = {
     ca: flags.platformCa ? [await readPemFile(flags.platformCa, "--platform-ca", /-----BEGIN CERTIFICATE-----/)] : [],
     cert: flags.clientCert
       ? await readPemFile(flags.clientCert, "--client-cert", /-----BEGIN CERTIFICATE-----/)
       : undefined,
-    key: flags.clientKey
-      ? await readPemFile(flags.clientKey, "--client-key", /-----BEGIN ([A-Z]+ )?PRIVATE KEY-----/)
-      : undefined,
+    key: tokenKey
+      ? await tokenClientKey(flags.clientKey!)
+      : flags.clientKey
+        ? await readPemFile(flags.clientKey, "--client-key", /-----BEGIN ([A-Z]+ )?PRIVATE KEY-----/)
+        : undefined,
   };
   try {
     const { createSecureContext } = await import("node:tls");
-    createSecureContext({ ca: tls.ca.length ? tls.ca : undefined, cert: tls.cert, key: tls.key });
+    // A token's key never reaches Node's TLS: the protocol signs with it in the token.
+    const client = tokenKey ? {} : { cert: tls.cert, key: tls.key };
+    createSecureContext({ ca: tls.ca.length ? tls.ca : undefined, ...client });
   } catch (err) {
     throw new CertRetrieverError(
       `the TLS files given to --platform-ca, --client-cert or --client-key cannot be used: ${describeCause(err)}`,
@@ -202,6 +210,30 @@ export async function platformTls(flags: CommonFlags): Promise<NonNullable<Platf
     );
   }
   return tls;
+}
+
+/** --client-key naming a key in a token (`pkcs11:`, with id= or object=), checked before anything is opened; never with pin-value=. */
+async function tokenClientKey(uri: string): Promise<string> {
+  const { isPkcs11Uri, parsePkcs11Uri, shown } = await import("../keys/pkcs11-uri.js");
+  if (!isPkcs11Uri(uri))
+    throw usage(
+      `--client-key ${shown(uri)} is not a pkcs11: URI`,
+      "--client-key takes a PEM key file, or the bootstrap key in a token by its URI with id= or object=, e.g. 'pkcs11:token=device;id=%01?module-path=/usr/lib/softhsm/libsofthsm2.so'",
+    );
+  const named = parsePkcs11Uri(uri);
+  if (named.pinValue !== undefined) {
+    holdSecret(named.pinValue);
+    throw usage(
+      "--client-key carries pin-value=, which is refused on the command line, where other users see it",
+      "give the token's PIN by pin-source=file:PATH in the URI, CERT_RETRIEVER_PKCS11_PIN or a prompt",
+    );
+  }
+  if (named.id === undefined && named.object === undefined)
+    throw usage(
+      `--client-key ${shown(uri)} names no one key`,
+      "add the bootstrap key's id= (or object=) to the URI: it names a key already in the token, never one made here",
+    );
+  return uri;
 }
 
 /** The network's limits from the flags; retries are reported and collected, waits shown; `lookup`: a resolver handed to main(). */

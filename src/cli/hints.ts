@@ -200,7 +200,9 @@ const HINTS: { readonly [R in Reason]: (err: CertRetrieverError, command: string
     "token-key-missing": (e) =>
       e.step === "generate-key"
         ? "check id= (and object=) in --key against the token's keys (pkcs11-tool --module MODULE --login --list-objects --type privkey), or leave id= out to make a new key"
-        : "enroll again to make a new key in the token",
+        : e.facts.field === "clientKey"
+          ? "check id= (and object=) in --client-key against the token's keys (pkcs11-tool --module MODULE --login --list-objects --type privkey): it names the key made at manufacturing for --client-cert"
+          : "enroll again to make a new key in the token",
     "token-error": () => undefined,
     "key-in-token": () =>
       "the key never leaves the token: point programs at its pkcs11: URI (the .key.uri file) through OpenSSL's pkcs11 engine",

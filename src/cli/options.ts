@@ -101,7 +101,13 @@ export const OPTION_SPECS: OptionSpec[] = [
     commands: ONLINE,
     env: "CLIENT_CERT",
   },
-  { flags: "--client-key <file>", description: "PEM key of --client-cert", commands: ONLINE, env: "CLIENT_KEY" },
+  {
+    flags: "--client-key <file>",
+    description:
+      "PEM key of --client-cert; with --api cmp, also the bootstrap key already in a PKCS#11 token, by its URI with id= or object= (pkcs11:…;id=…), which signs there and is never removed",
+    commands: ONLINE,
+    env: "CLIENT_KEY",
+  },
   {
     flags: "--allow-http",
     description: "allow plain http to a host other than this machine (the password travels in clear)",

@@ -345,6 +345,41 @@ export class Pkcs11KeyStore implements KeyStore {
     };
   }
 
+  /** Whether `uri` names this store's token (its module, label and serial): one the store has open, and locked, already. */
+  opens(uri: string, modulePath?: string): boolean {
+    const named = parsePkcs11Uri(uri);
+    return (
+      resolve(modulePathOf(named, modulePath)) === resolve(this.modulePath) &&
+      (named.token ?? this.tokenLabel) === this.tokenLabel &&
+      (named.serial ?? this.tokenSerial) === this.tokenSerial
+    );
+  }
+
+  /**
+   * A key already in the token that signs for a certificate of its own (a manufacturer's IDevID key,
+   * CMP's bootstrap key), named by `id=` or `object=`: signed with there, never removed or replaced.
+   * `token-key-missing` when the token holds no such private key.
+   */
+  async existingSigningKey(uri: string, what: string): Promise<SigningKey> {
+    const named = parsePkcs11Uri(uri);
+    if (named.id === undefined && named.object === undefined)
+      throw usageError(`${what} names no key in ${this.location}: add its id= or object=`, "clientKey");
+    const label = named.object !== undefined ? ` and label '${named.object}'` : "";
+    const which = `${named.id !== undefined ? `with id ${Buffer.from(named.id).toString("hex")}` : "with"}${label}`;
+    const found = this.find(this.graphene.ObjectClass.PRIVATE_KEY, named.object, named.id);
+    if (found.length === 0)
+      throw new CertRetrieverError(
+        `token failed: ${this.location} holds no private key ${which.replace(/^with and/, "with")}, the one ${what} names; nothing was sent`,
+        { step: "token", reason: "token-key-missing", facts: { field: "clientKey" } },
+      );
+    if (found.length > 1)
+      throw usageError(
+        `${this.location} holds ${found.length} private keys ${which}: name one in ${what}`,
+        "clientKey",
+      );
+    return this.signingKey(uri);
+  }
+
   /** The SubjectPublicKeyInfo of each public key the record names, for matching a certificate. */
   async publicKeysOf(record: string): Promise<Uint8Array[]> {
     const uri = parsePkcs11Uri(record);

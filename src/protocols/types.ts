@@ -4,6 +4,7 @@
  * folder with a plug-in object, listed once in registry.ts.
  */
 import type { CertRetrieverError, Reason, SettingNamer } from "../errors.js";
+import type { SigningKey } from "../keys/key-store.js";
 import type { KeyType } from "../keys/key-types.js";
 import type { CryptoProvider } from "../keys/provider.js";
 import type { HttpClient, Validators } from "../transport/http.js";
@@ -220,8 +221,8 @@ export interface ProtocolContext {
   platformCaPem?: readonly string[];
   /** `http` has a client certificate. */
   clientCert: boolean;
-  /** That certificate (with its chain, if the file has one) and its key, PEM: CMP signs a first enrollment with them. */
-  clientCredentials?: { certificatePem: string; keyPem: string };
+  /** That certificate (with its chain, if the file has one) and its key: CMP signs a first enrollment with them. */
+  clientCredentials?: ClientCredentials;
   /** The login a sessionless protocol sends with its requests (none: it sends no password). */
   login?: LoginSource;
   /** The CA chain stored with the device's credentials (PEM), if any. */
@@ -229,6 +230,15 @@ export interface ProtocolContext {
   /** Values of the settings the plug-in declares, by name. */
   options: Readonly<Record<string, unknown>>;
 }
+
+/**
+ * A client certificate (with its chain, if the file has one, PEM) and its key: a PEM key, or a key
+ * in a token (a manufacturer's, named by its `pkcs11:` URI) opened once when first signed with; it
+ * signs there and never leaves it.
+ */
+export type ClientCredentials =
+  | { certificatePem: string; keyPem: string; tokenKey?: undefined }
+  | { certificatePem: string; keyPem?: undefined; tokenKey: () => Promise<SigningKey> };
 
 /** What is known of a run's settings before anything is opened, for a plug-in's checks. Absent fields are not checked. */
 export interface SettingsToCheck {
@@ -285,6 +295,8 @@ export interface ProtocolPlugin {
   readonly hints?: ProtocolHints;
   /** Capabilities it lacks, with what to say when a run asks for one: checked before anything is opened. */
   readonly lacks?: { readonly login?: Refusal; readonly register?: Refusal };
+  /** The client certificate's key may be a `pkcs11:` URI naming a key in a token: the plug-in signs with it there itself (CMP's bootstrap protection), never Node's TLS. */
+  readonly signsWithTokenClientKey?: boolean;
   /** Whether a login is to be sent, given what the user gave (default: unless a token is). */
   wantsLogin?(given: { username: boolean; clientCert: boolean; token: boolean }): boolean;
   /** Refuses a platform URL this protocol cannot use (its form), before any request (throws a usage error). */

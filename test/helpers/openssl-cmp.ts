@@ -199,3 +199,16 @@ export async function makeBootstrapPki(dir: string): Promise<BootstrapPki> {
     strangerKey: p("stranger-id.key"),
   };
 }
+
+/** A manufacturer's CA and a device's bootstrap certificate (IDevID) it issued, P-256, made with openssl in `dir`, named by `name`. */
+export function makeManufacturer(dir: string, name: string): { ca: string; cert: string; key: string } {
+  const [ca, caKey, csr, cert, key] = ["ca.pem", "ca.key", "boot.csr", "boot.pem", "boot.key"].map((f) =>
+    join(dir, `${name}-${f}`),
+  ) as [string, string, string, string, string];
+  const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
+  const openssl = (...args: string[]) => execFileSync("openssl", args, { stdio: "pipe" });
+  openssl("req", "-x509", ...ec, "-keyout", caKey, "-out", ca, "-subj", `/CN=${name} Manufacturer CA`, "-days", "2");
+  openssl("req", "-new", ...ec, "-keyout", key, "-out", csr, "-subj", `/CN=${name} device IDevID`);
+  openssl("x509", "-req", "-in", csr, "-CA", ca, "-CAkey", caKey, "-CAcreateserial", "-out", cert, "-days", "1");
+  return { ca, cert, key };
+}

@@ -43,8 +43,8 @@ describe.runIf(haveTool("openssl"))("CMP protection by PBMAC1", () => {
     expect(passwordBasedMac(alg, SECRET, data).toString("hex").toUpperCase()).toBe(hmac.trim());
   });
 
-  it("an answer protected by PBMAC1 verifies with the secret, and not with another", () => {
-    const { der } = protectedRequest(
+  it("an answer protected by PBMAC1 verifies with the secret, and not with another", async () => {
+    const { der } = await protectedRequest(
       caCertsBody(),
       newTransaction(),
       macProtector({ reference: "r", secret: SECRET }, "pbmac1"),

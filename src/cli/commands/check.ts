@@ -120,7 +120,7 @@ async function runCheck(command: Command, state: CliState): Promise<number> {
     platform: async () => {
       interrupt.listen();
       const url = flags.platform === undefined ? undefined : await resolvePlatformUrl(flags);
-      return { url, protocol: plugin, caName: flags.caName, tls: await platformTls(flags) };
+      return { url, protocol: plugin, caName: flags.caName, tls: await platformTls(flags, plugin) };
     },
     login: () => checkLogin(flags, extras, source, plugin.lacks?.login !== undefined),
     network: networkSettings(flags, startedAt, interrupt.signal, [], state.inject?.lookup),

@@ -131,7 +131,7 @@ async function runEnroll(command: Command, state: CliState): Promise<number> {
   const store = await storeSettings(flags, checked.deviceId);
   if (flags.storeCertInToken && !flags.key?.startsWith("pkcs11:"))
     throw usage("--store-cert-in-token needs a token key: pass --key pkcs11:…");
-  const tls = await platformTls(flags);
+  const tls = await platformTls(flags, checked.plugin);
   const retries: RetryInfo[] = [];
   interrupt.listen();
   try {

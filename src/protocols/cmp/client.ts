@@ -8,12 +8,14 @@ import { AsnConvert } from "@peculiar/asn1-schema";
 import type { Name } from "@peculiar/asn1-x509";
 import { CertRetrieverError, describeCause, type Step } from "../../errors.js";
 import { sameBytes, sha256ColonHex } from "../../keys/fingerprint.js";
+import type { SigningKey } from "../../keys/key-store.js";
 import { certificatePems } from "../../keys/key-types.js";
 import type { CryptoProvider } from "../../keys/provider.js";
 import * as x509 from "../../keys/x509.js";
 import { bodySummary, type HttpClient } from "../../transport/http.js";
 import { waitBetweenRequests } from "../sessionless.js";
 import type {
+  ClientCredentials,
   EnrollCapability,
   FetchedCa,
   Issued,
@@ -38,6 +40,7 @@ import {
   type SharedSecret,
   signatureProtector,
   type Transaction,
+  tokenSignatureProtector,
 } from "./messages.js";
 import { CMP, CMP_TITLE } from "./name.js";
 import { errorContent, malformed, refusal } from "./replies.js";
@@ -57,8 +60,8 @@ export interface CmpOptions {
   request: "ir" | "p10cr";
   /** The MAC of the shared secret's protection: PasswordBasedMac (the default) or PBMAC1. */
   mac?: "pbm" | "pbmac1";
-  /** A bootstrap certificate (a manufacturer's IDevID, with its chain) and its key, PEM: a first enrollment without a secret is signed with them. */
-  bootstrap?: { certificatePem: string; keyPem: string };
+  /** A bootstrap certificate (a manufacturer's IDevID, with its chain, PEM) and its key (PEM, or in a token): a first enrollment without a secret is signed with them. */
+  bootstrap?: ClientCredentials;
   signal?: AbortSignal;
 }
 
@@ -82,6 +85,8 @@ export class CmpClient implements ProtocolClient {
   };
   private source: LoginSource | undefined;
   private auth: SharedSecret | undefined;
+  /** The bootstrap key in a token, once opened. */
+  private bootstrapKey: Promise<SigningKey> | undefined;
   /** The issuing CA, once the caller checked the chain. */
   private ca: x509.X509Certificate | undefined;
 
@@ -97,8 +102,19 @@ export class CmpClient implements ProtocolClient {
   /** The protection of a first enrollment: the bootstrap certificate's signature when it is given without a secret's reference, else the shared secret's MAC. */
   private async firstProtector(step: Step): Promise<Protector> {
     const bootstrap = this.opts.bootstrap;
-    if (bootstrap && !this.source) return signer(step, bootstrap, "bootstrap");
+    if (bootstrap && !this.source) {
+      const { certificatePem, keyPem, tokenKey } = bootstrap;
+      if (tokenKey) return this.tokenSigner(step, certificatePem, tokenKey);
+      if (keyPem !== undefined) return signer(step, { certificatePem, keyPem }, "bootstrap");
+    }
     return macProtector(await this.secret(step), this.opts.mac);
+  }
+
+  /** The bootstrap key in a token, opened once (the token's failures keep their own reasons), as the signature protection. */
+  private async tokenSigner(step: Step, certificatePem: string, open: () => Promise<SigningKey>): Promise<Protector> {
+    this.bootstrapKey ??= open();
+    const key = await this.bootstrapKey;
+    return signer(step, { certificatePem, key }, "bootstrap");
   }
 
   /** The reference and the secret, read once when the first message needs them. */
@@ -242,7 +258,7 @@ export class CmpClient implements ProtocolClient {
     auth: Protector,
     expected: string[],
   ): Promise<PKIMessage> {
-    const request = protectedRequest(body, tx, auth);
+    const request = await protectedRequest(body, tx, auth);
     const reply = await this.opts.http.request(step, this.opts.url, {
       method: "POST",
       headers: { accept: "application/pkixcmp" },
@@ -314,9 +330,16 @@ function checkAnswer(
 }
 
 /** The signature protection by the bootstrap certificate or the current one; a key that cannot sign a CMP message is a usage error. */
-function signer(step: Step, creds: { certificatePem: string; keyPem: string }, by: "bootstrap" | "current"): Protector {
+function signer(
+  step: Step,
+  creds: { certificatePem: string; keyPem: string } | { certificatePem: string; key: SigningKey },
+  by: "bootstrap" | "current",
+): Protector {
+  const what = by === "bootstrap" ? "the bootstrap key" : "the current key";
   try {
-    return { ...signatureProtector(creds, by === "bootstrap" ? "the bootstrap key" : "the current key"), by };
+    const protector =
+      "key" in creds ? tokenSignatureProtector(creds.certificatePem, creds.key, what) : signatureProtector(creds, what);
+    return { ...protector, by };
   } catch (err) {
     throw new CertRetrieverError(`${step} failed: ${describeCause(err)}; nothing was written`, {
       step,

@@ -32,6 +32,8 @@ export const cmp: ProtocolPlugin = {
     login: { message: "CMP has no login: each message is protected by the shared secret or a bootstrap certificate" },
     register: { message: "CMP has no request to register a certificate its CA did not issue" },
   },
+  /** The bootstrap certificate's key may be a manufacturer's in a token: it signs there. */
+  signsWithTokenClientKey: true,
   /** A bootstrap certificate given without a reference signs the first enrollment: no secret is read then. */
   wantsLogin: (given) => given.username || !given.clientCert,
   checkUrl(url) {

@@ -7,9 +7,11 @@ import { createPrivateKey, type KeyObject, randomBytes, sign, verify, X509Certif
 import { AsnConvert, BitString, OctetString } from "@peculiar/asn1-schema";
 import { AlgorithmIdentifier, GeneralName, Name } from "@peculiar/asn1-x509";
 import * as asn1js from "asn1js";
+import type { SigningKey } from "../../keys/key-store.js";
 import { certificatePems } from "../../keys/key-types.js";
 import * as x509 from "../../keys/x509.js";
 import { CertificateList, type PKIBody, PKIHeader, PKIMessage, type PKIStatusInfo, ProtectedPart } from "./asn1.js";
+import { ecdsaDer } from "./ecdsa.js";
 import { macMatches, newPbmAlgorithm, newPbmac1Algorithm, passwordBasedMac } from "./protection.js";
 
 /** The shared secret and its reference (the header's senderKID). */
@@ -24,7 +26,8 @@ export interface Protector {
   senderKID?: Uint8Array;
   /** The sender's name (the certificate's subject, for a signature). */
   sender?: Name;
-  protect(alg: AlgorithmIdentifier, part: Uint8Array): Uint8Array;
+  /** The protection of ProtectedPart's DER (a token key signs asynchronously). */
+  protect(alg: AlgorithmIdentifier, part: Uint8Array): Uint8Array | Promise<Uint8Array>;
   extraCerts?: ArrayBuffer[];
   /** A signature's certificate: the bootstrap one (a first enrollment) or the current one (kur); none: the shared secret. */
   by?: "bootstrap" | "current";
@@ -69,15 +72,59 @@ export function signatureProtector(
     key.asymmetricKeyType === "ec" ? (key.asymmetricKeyDetails?.namedCurve ?? "") : String(key.asymmetricKeyType);
   const sig = SIGNATURE_ALGS[kind];
   if (!sig) throw new Error(`${what} (${kind}) cannot sign a CMP message here`);
-  const [cert, ...chain] = certificatePems(creds.certificatePem).map((pem) => new x509.X509Certificate(pem));
+  return {
+    ...signedBy(creds.certificatePem, what),
+    alg: () => signatureAlg(sig),
+    protect: (_alg, part) => sign(sig.hash, part, key),
+  };
+}
+
+/** WebCrypto's names of the keys a token signs with -> those of {@link SIGNATURE_ALGS}. */
+const WEBCRYPTO_KINDS: Record<string, string> = {
+  "ECDSA P-256": "prime256v1",
+  "ECDSA P-384": "secp384r1",
+  "RSASSA-PKCS1-v1_5": "rsa",
+};
+
+/**
+ * The same protection by a key that stays in a token (a manufacturer's bootstrap key): WebCrypto
+ * signs inside the token, and ECDSA's r||s becomes the DER that X.509 signatures carry.
+ */
+export function tokenSignatureProtector(certificatePem: string, key: SigningKey, what: string): Protector {
+  const algorithm = key.algorithm as EcKeyAlgorithm;
+  const name = algorithm.name === "ECDSA" ? `ECDSA ${algorithm.namedCurve}` : algorithm.name;
+  const sig = SIGNATURE_ALGS[WEBCRYPTO_KINDS[name] ?? ""];
+  if (!sig) throw new Error(`${what} (${name}, ${key.where}) cannot sign a CMP message here`);
+  const ecdsa = algorithm.name === "ECDSA";
+  const params = ecdsa
+    ? { name: "ECDSA", hash: sig.hash === "sha384" ? "SHA-384" : "SHA-256" }
+    : { name: algorithm.name };
+  return {
+    ...signedBy(certificatePem, what),
+    alg: () => signatureAlg(sig),
+    protect: async (_alg, part) => {
+      const signed = await key.sign(params, part);
+      return ecdsa ? ecdsaDer(signed) : signed;
+    },
+  };
+}
+
+/** A signature algorithm's identifier (RSA's with its NULL parameters). */
+function signatureAlg(sig: { oid: string; rsa?: true }): AlgorithmIdentifier {
+  return new AlgorithmIdentifier({
+    algorithm: sig.oid,
+    parameters: sig.rsa ? new Uint8Array([5, 0]).buffer : undefined,
+  });
+}
+
+/** What a signed message says of its signer: its certificate's SubjectKeyIdentifier and subject, and the certificate and chain sent. */
+function signedBy(certificatePem: string, what: string): Pick<Protector, "senderKID" | "sender" | "extraCerts"> {
+  const [cert, ...chain] = certificatePems(certificatePem).map((pem) => new x509.X509Certificate(pem));
   if (!cert) throw new Error(`${what}'s certificate holds no PEM certificate`);
   const ski = cert.getExtension(x509.SubjectKeyIdentifierExtension)?.keyId;
   return {
-    alg: () =>
-      new AlgorithmIdentifier({ algorithm: sig.oid, parameters: sig.rsa ? new Uint8Array([5, 0]).buffer : undefined }),
     senderKID: ski ? Buffer.from(ski, "hex") : undefined,
     sender: AsnConvert.parse(cert.subjectName.toArrayBuffer(), Name),
-    protect: (_alg, part) => sign(sig.hash, part, key),
     extraCerts: [cert.rawData, ...chain.map((c) => c.rawData)],
   };
 }
@@ -96,11 +143,11 @@ export function newTransaction(sender: Name = new Name()): Transaction {
 }
 
 /** A request of the transaction, protected by the secret's PasswordBasedMac; returns its DER and its nonce. */
-export function protectedRequest(
+export async function protectedRequest(
   body: PKIBody,
   tx: Transaction,
   protector: Protector,
-): { der: Uint8Array; nonce: Uint8Array } {
+): Promise<{ der: Uint8Array; nonce: Uint8Array }> {
   const nonce = randomBytes(16);
   const messageTime = new Date();
   messageTime.setMilliseconds(0);
@@ -116,7 +163,7 @@ export function protectedRequest(
     recipNonce: tx.serverNonce ? new OctetString(tx.serverNonce) : undefined,
   });
   const part = new Uint8Array(AsnConvert.serialize(new ProtectedPart({ header, body })));
-  const protection = protector.protect(header.protectionAlg!, part);
+  const protection = await protector.protect(header.protectionAlg!, part);
   const message = new PKIMessage({
     header,
     body,

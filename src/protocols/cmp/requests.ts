@@ -29,6 +29,7 @@ import {
   ProofOfPossession,
   TemplateExtensions,
 } from "./asn1.js";
+import { ecdsaDer } from "./ecdsa.js";
 
 /** PKCS#9 extensionRequest: the CSR's extensions. */
 const EXTENSION_REQUEST = "1.2.840.113549.1.9.14";
@@ -83,21 +84,6 @@ function oldCertId(der: Uint8Array): Control {
   const tbs = AsnConvert.parse(der, Certificate).tbsCertificate;
   const id = new CertId({ issuer: new GeneralName({ directoryName: tbs.issuer }), serialNumber: tbs.serialNumber });
   return new Control({ type: ID_REG_CTRL_OLD_CERT_ID, value: AsnConvert.serialize(id) });
-}
-
-/** WebCrypto's ECDSA signature (r || s) as the DER Ecdsa-Sig-Value X.509 wants. */
-function ecdsaDer(raw: Uint8Array): Uint8Array {
-  const half = raw.length / 2;
-  const int = (bytes: Uint8Array): Buffer => {
-    let i = 0;
-    while (i < bytes.length - 1 && bytes[i] === 0) i++;
-    const v = bytes.subarray(i);
-    const body = v[0]! & 0x80 ? Buffer.concat([Buffer.from([0]), v]) : Buffer.from(v);
-    return Buffer.concat([Buffer.from([0x02, body.length]), body]);
-  };
-  const content = Buffer.concat([int(raw.subarray(0, half)), int(raw.subarray(half))]);
-  const length = content.length < 0x80 ? Buffer.from([content.length]) : Buffer.from([0x81, content.length]);
-  return Buffer.concat([Buffer.from([0x30]), length, content]);
 }
 
 /**
