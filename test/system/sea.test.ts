@@ -30,8 +30,8 @@ function haveArm64Libs(): boolean {
 const ready = haveTool("qemu-aarch64") && haveArm64Libs();
 
 /** A program's exit code and output, in an environment without Node on the PATH. */
-const run = (argv: string[], opts: { env?: Record<string, string>; input?: string } = {}) =>
-  runProgram(argv, { env: { PATH: "/usr/bin:/bin", ...opts.env }, input: opts.input });
+const run = (argv: string[], opts: { env?: Record<string, string>; input?: string; timeoutMs?: number } = {}) =>
+  runProgram(argv, { env: { PATH: "/usr/bin:/bin", ...opts.env }, input: opts.input, timeoutMs: opts.timeoutMs });
 
 describe.skipIf(!ready)("the self-contained executables (Node 26 single executable applications)", () => {
   let lab: TestLab;
@@ -48,16 +48,14 @@ describe.skipIf(!ready)("the self-contained executables (Node 26 single executab
     version = (JSON.parse(await readFile(join(ROOT, "package.json"), "utf8")) as { version: string }).version;
     if (process.env.CERT_RETRIEVER_TEST_SEA_DIR) return;
     const sea = join(ROOT, "scripts", "sea.mjs");
-    const withSnapshot = await run([process.execPath, sea, "--out", work, "x64"], {
-      env: { PATH: process.env.PATH ?? "" },
-    });
+    // Each build may first fetch its Node from npm; on a loaded machine that and the snapshot take minutes.
+    const build = { env: { PATH: process.env.PATH ?? "" }, timeoutMs: 180_000 };
+    const withSnapshot = await run([process.execPath, sea, "--out", work, "x64"], build);
     expect(withSnapshot.code, withSnapshot.stderr).toBe(0);
     expect(withSnapshot.stderr).toMatch(/cert-retriever-linux-x64 \(\d+\.\d MB, start-up snapshot\)/);
-    const arm64 = await run([process.execPath, sea, "--out", join(work, "arm64"), "--no-snapshot", "arm64"], {
-      env: { PATH: process.env.PATH ?? "" },
-    });
+    const arm64 = await run([process.execPath, sea, "--out", join(work, "arm64"), "--no-snapshot", "arm64"], build);
     expect(arm64.code, arm64.stderr).toBe(0);
-  }, 180_000);
+  }, 400_000);
   afterAll(async () => lab?.stop());
 
   it("x64: --version and --help from the snapshot, and an enrollment, with no Node on the PATH", async () => {
