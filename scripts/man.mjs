@@ -51,7 +51,12 @@ async function loadProgram() {
 
 /** Text for roff: backslashes, hyphens as minus signs (so that copied flags work), plain quotes. */
 function esc(text) {
-  return text.replace(/\\/g, "\\e").replace(/-/g, "\\-").replace(/'/g, "\\(aq").replace(/`/g, "\\(ga");
+  return text
+    .replace(/\\/g, "\\e")
+    .replace(/-/g, "\\-")
+    .replace(/'/g, "\\(aq")
+    .replace(/`/g, "\\(ga")
+    .replace(/[^\x00-\x7f]/gu, (c) => `\\[u${c.codePointAt(0).toString(16).toUpperCase().padStart(4, "0")}]`);
 }
 
 /** Filled text as roff lines of at most 80 bytes where the words allow, none of them taken for a request. */
