@@ -56,7 +56,7 @@ function esc(text) {
     .replace(/-/g, "\\-")
     .replace(/'/g, "\\(aq")
     .replace(/`/g, "\\(ga")
-    .replace(/[^\x00-\x7f]/gu, (c) => `\\[u${c.codePointAt(0).toString(16).toUpperCase().padStart(4, "0")}]`);
+    .replace(/[^\p{ASCII}]/gu, (c) => `\\[u${c.codePointAt(0).toString(16).toUpperCase().padStart(4, "0")}]`);
 }
 
 /** Filled text as roff lines of at most 80 bytes where the words allow, none of them taken for a request. */
